@@ -1,0 +1,137 @@
+import { SynodError } from '../errors.ts';
+
+/**
+ * Binary embeddings.
+ *
+ * Quantization: bit i = 1 when x_i > 0, else 0 (so 0, -0 and negatives are 0; NaN is rejected).
+ * Packing: bit i is stored in byte floor(i / 8) at bit position 7 - (i mod 8), i.e. most significant
+ * bit first, exactly as numpy.packbits(bitorder='big'). The first dimension is the top bit of byte 0.
+ * A consequence the protocol relies on: the first k bits (k a multiple of 8) of a packed vector are the
+ * packed quantization of the first k dimensions, so Matryoshka truncation is a byte prefix.
+ * On the wire the packed bytes are lowercase hex.
+ *
+ * Hamming distance: XOR of 32-bit words and a SWAR popcount. Byte order inside a word does not change
+ * a popcount, so words are read in platform order; vectors are zero-padded to whole words (padding bits
+ * are zero on both sides and never count).
+ */
+export function quantize(vector: ArrayLike<number>, bits: number = vector.length): Uint8Array {
+  if (!Number.isInteger(bits) || bits <= 0 || bits % 8 !== 0) {
+    throw new SynodError('EMBEDDING_INVALID', `bit count must be a positive multiple of 8, got ${bits}`);
+  }
+  if (bits > vector.length) {
+    throw new SynodError(
+      'EMBEDDING_INVALID',
+      `cannot take ${bits} dimensions of a ${vector.length}-dimension vector`,
+      {
+        details: { bits, dims: vector.length },
+      },
+    );
+  }
+  const out = new Uint8Array(bits / 8);
+  for (let i = 0; i < bits; i++) {
+    const x = vector[i] as number;
+    if (Number.isNaN(x)) throw new SynodError('EMBEDDING_INVALID', `dimension ${i} is NaN`);
+    if (x > 0) out[i >> 3] = (out[i >> 3] as number) | (0x80 >> (i & 7));
+  }
+  return out;
+}
+
+/** The Matryoshka prefix of a packed vector: its first `bits` bits. */
+export function truncateBits(packed: Uint8Array, bits: number): Uint8Array {
+  if (!Number.isInteger(bits) || bits <= 0 || bits % 8 !== 0 || bits > packed.length * 8) {
+    throw new SynodError('EMBEDDING_INVALID', `cannot truncate ${packed.length * 8} bits to ${bits}`);
+  }
+  return packed.slice(0, bits / 8);
+}
+
+/** Bit i of a packed vector, as 0 or 1. */
+export function bitAt(packed: Uint8Array, i: number): 0 | 1 {
+  return (((packed[i >> 3] as number) >> (7 - (i & 7))) & 1) as 0 | 1;
+}
+
+/** Packed bytes as 32-bit words, zero-padded to a whole word. */
+export function toWords(packed: Uint8Array): Uint32Array {
+  const words = new Uint32Array(Math.ceil(packed.length / 4));
+  new Uint8Array(words.buffer).set(packed);
+  return words;
+}
+
+export function popcount32(x: number): number {
+  let v = x - ((x >>> 1) & 0x55555555);
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24) as number;
+}
+
+/** Hamming distance of two word vectors of equal length. */
+export function hammingWords(a: Uint32Array, b: Uint32Array): number {
+  if (a.length !== b.length) {
+    throw new SynodError('EMBEDDING_INVALID', `word vectors differ in length (${a.length} vs ${b.length})`);
+  }
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d += popcount32(((a[i] as number) ^ (b[i] as number)) >>> 0);
+  return d;
+}
+
+/** Hamming distance of two packed vectors of equal length. */
+export function hamming(a: Uint8Array, b: Uint8Array): number {
+  if (a.length !== b.length) {
+    throw new SynodError(
+      'EMBEDDING_INVALID',
+      `packed vectors differ in length (${a.length} vs ${b.length} bytes)`,
+    );
+  }
+  return hammingWords(toWords(a), toWords(b));
+}
+
+/** Hamming distance as a fraction of the bit count, in [0, 1]. */
+export function normalizedHamming(a: Uint8Array, b: Uint8Array): number {
+  return hamming(a, b) / (a.length * 8);
+}
+
+/**
+ * Many vectors of one length in one contiguous word array (row r at words [r*stride, (r+1)*stride)),
+ * for cache-friendly all-pairs distances.
+ */
+export class PackedMatrix {
+  readonly rows: number;
+  readonly stride: number;
+  readonly words: Uint32Array;
+
+  constructor(vectors: readonly Uint8Array[]) {
+    this.rows = vectors.length;
+    const bytes = vectors[0]?.length ?? 0;
+    this.stride = Math.ceil(bytes / 4);
+    this.words = new Uint32Array(this.rows * this.stride);
+    const view = new Uint8Array(this.words.buffer);
+    vectors.forEach((v, r) => {
+      if (v.length !== bytes) {
+        throw new SynodError('EMBEDDING_INVALID', `vector ${r} has ${v.length} bytes, expected ${bytes}`);
+      }
+      view.set(v, r * this.stride * 4);
+    });
+  }
+
+  distance(i: number, j: number): number {
+    const w = this.words;
+    const s = this.stride;
+    let d = 0;
+    for (let k = 0, a = i * s, b = j * s; k < s; k++, a++, b++) {
+      d += popcount32(((w[a] as number) ^ (w[b] as number)) >>> 0);
+    }
+    return d;
+  }
+
+  /** All pairwise distances, row-major n×n, symmetric, zero diagonal. */
+  distanceMatrix(): Uint16Array {
+    const n = this.rows;
+    const out = new Uint16Array(n * n);
+    for (let i = 0; i < n; i++) {
+      for (let j = i + 1; j < n; j++) {
+        const d = this.distance(i, j);
+        out[i * n + j] = d;
+        out[j * n + i] = d;
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,3 @@
+export * from './bytes.ts';
+export * from './canonical.ts';
+export * from './hash.ts';

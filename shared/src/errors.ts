@@ -1,0 +1,70 @@
+/**
+ * Typed errors of the protocol core. Every rejection carries a stable `code` (part of the public API:
+ * codes are never renamed, only added), a short message, optional structured details and a hint that
+ * says what to do about it.
+ */
+export const ERROR_CODES = [
+  // encoding
+  'ENCODING_INVALID',
+  'HEX_INVALID',
+  // identity
+  'KEY_INVALID',
+  'KEY_WRONG_PASSPHRASE',
+  'KEYSTORE_MALFORMED',
+  // packets
+  'PACKET_MALFORMED',
+  'PACKET_TOO_LARGE',
+  'PACKET_UNSUPPORTED_VERSION',
+  'PACKET_UNKNOWN_TYPE',
+  'PACKET_UNKNOWN_FIELD',
+  'PACKET_INVALID_FIELD',
+  'PACKET_BAD_SIGNATURE',
+  'PACKET_STALE',
+  'PACKET_FROM_FUTURE',
+  'REQUEST_ID_MISMATCH',
+  // security frame
+  'FRAME_OUT_OF_RANGE',
+  // commitments and embeddings
+  'COMMITMENT_MISMATCH',
+  'EMBEDDING_INVALID',
+  // consensus and transcripts
+  'SEAL_INVALID',
+  'TRANSCRIPT_INVALID',
+  'VERDICT_MISMATCH',
+  'MERKLE_PROOF_INVALID',
+  // lifecycle
+  'LIFECYCLE_INVALID_EVENT',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface SynodErrorOptions {
+  details?: Record<string, unknown>;
+  hint?: string;
+  cause?: unknown;
+}
+
+export class SynodError extends Error {
+  override readonly name = 'SynodError';
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: SynodErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options.details ?? {};
+    this.hint = options.hint;
+  }
+
+  /** A plain JSON shape for HTTP bodies and logs. */
+  toJSON(): { code: ErrorCode; message: string; details: Record<string, unknown>; hint?: string } {
+    return this.hint === undefined
+      ? { code: this.code, message: this.message, details: this.details }
+      : { code: this.code, message: this.message, details: this.details, hint: this.hint };
+  }
+}
+
+export function isSynodError(value: unknown, code?: ErrorCode): value is SynodError {
+  return value instanceof SynodError && (code === undefined || value.code === code);
+}

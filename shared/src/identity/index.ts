@@ -1,0 +1,3 @@
+export * from './ed25519.ts';
+export * from './keystore.ts';
+export * from './node-key.ts';

@@ -1,0 +1,113 @@
+import { scryptAsync } from '@noble/hashes/scrypt.js';
+import * as z from 'zod';
+import { fromHex, toHex, utf8 } from '../encoding/bytes.ts';
+import { SynodError } from '../errors.ts';
+import { NodeKey } from './node-key.ts';
+
+/**
+ * A node key sealed at rest: scrypt(passphrase, salt) derives an AES-256-GCM key that encrypts the
+ * 32-byte seed; the node id is the associated data, so a sealed file cannot be relabelled.
+ * The format is JSON so it can live in a file, IndexedDB or localStorage alike.
+ */
+export interface SealedKey {
+  v: 1;
+  kind: 'synod-node-key';
+  nodeId: string;
+  kdf: { name: 'scrypt'; N: number; r: number; p: number; salt: string };
+  cipher: { name: 'aes-256-gcm'; iv: string; data: string };
+}
+
+const SealedKeySchema = z.strictObject({
+  v: z.literal(1),
+  kind: z.literal('synod-node-key'),
+  nodeId: z.string().regex(/^[0-9a-f]{64}$/),
+  kdf: z.strictObject({
+    name: z.literal('scrypt'),
+    N: z
+      .number()
+      .int()
+      .min(2 ** 10)
+      .max(2 ** 20),
+    r: z.number().int().min(1).max(32),
+    p: z.number().int().min(1).max(16),
+    salt: z.string().regex(/^[0-9a-f]{32,128}$/),
+  }),
+  cipher: z.strictObject({
+    name: z.literal('aes-256-gcm'),
+    iv: z.string().regex(/^[0-9a-f]{24}$/),
+    data: z.string().regex(/^[0-9a-f]{96}$/),
+  }),
+});
+
+export interface SealOptions {
+  /** scrypt cost; 2^15 by default (about 0.1-0.3 s). Tests may lower it. */
+  N?: number;
+  random?: (n: number) => Uint8Array;
+}
+
+async function deriveKey(passphrase: string, salt: Uint8Array, N: number, r: number, p: number) {
+  if (passphrase.length === 0) throw new SynodError('KEY_INVALID', 'the passphrase must not be empty');
+  const raw = await scryptAsync(utf8(passphrase.normalize('NFKC')), salt, { N, r, p, dkLen: 32 });
+  return crypto.subtle.importKey('raw', raw, { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
+}
+
+export async function sealNodeKey(
+  key: NodeKey,
+  passphrase: string,
+  options: SealOptions = {},
+): Promise<SealedKey> {
+  const random = options.random ?? ((n: number) => crypto.getRandomValues(new Uint8Array(n)));
+  const N = options.N ?? 2 ** 15;
+  const r = 8;
+  const p = 1;
+  const salt = random(16);
+  const iv = random(12);
+  const aes = await deriveKey(passphrase, salt, N, r, p);
+  const data = new Uint8Array(
+    await crypto.subtle.encrypt(
+      { name: 'AES-GCM', iv: iv.slice(), additionalData: utf8(key.nodeId).slice() },
+      aes,
+      key.exportSeed().slice(),
+    ),
+  );
+  return {
+    v: 1,
+    kind: 'synod-node-key',
+    nodeId: key.nodeId,
+    kdf: { name: 'scrypt', N, r, p, salt: toHex(salt) },
+    cipher: { name: 'aes-256-gcm', iv: toHex(iv), data: toHex(data) },
+  };
+}
+
+export async function openNodeKey(sealed: unknown, passphrase: string): Promise<NodeKey> {
+  const parsed = SealedKeySchema.safeParse(sealed);
+  if (!parsed.success) {
+    throw new SynodError('KEYSTORE_MALFORMED', 'the sealed key file is not a Synod node key', {
+      details: { issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) },
+      hint: 'check that the file was written by `sealNodeKey` and has not been edited',
+    });
+  }
+  const s = parsed.data;
+  const aes = await deriveKey(passphrase, fromHex(s.kdf.salt), s.kdf.N, s.kdf.r, s.kdf.p);
+  let seed: Uint8Array;
+  try {
+    seed = new Uint8Array(
+      await crypto.subtle.decrypt(
+        { name: 'AES-GCM', iv: fromHex(s.cipher.iv).slice(), additionalData: utf8(s.nodeId).slice() },
+        aes,
+        fromHex(s.cipher.data).slice(),
+      ),
+    );
+  } catch (cause) {
+    throw new SynodError('KEY_WRONG_PASSPHRASE', 'the passphrase does not open this key', {
+      cause,
+      details: { nodeId: s.nodeId },
+      hint: 'use the passphrase the key was sealed with; a sealed key cannot be recovered without it',
+    });
+  }
+  const key = await NodeKey.fromSeed(seed);
+  if (key.nodeId !== s.nodeId) {
+    throw new SynodError('KEYSTORE_MALFORMED', 'the sealed seed does not match the recorded node id');
+  }
+  return key;
+}

@@ -1,0 +1,209 @@
+import type * as z from 'zod';
+import { concatBytes, fromHex, fromUtf8, toHex } from '../encoding/bytes.ts';
+import { canonicalBytes } from '../encoding/canonical.ts';
+import { domainTag, sha256Hex } from '../encoding/hash.ts';
+import { SynodError } from '../errors.ts';
+import type { Ed25519Backend } from '../identity/ed25519.ts';
+import { type NodeKey, verifySignature } from '../identity/node-key.ts';
+import { LIMITS } from './limits.ts';
+import { deriveRequestId } from './request-id.ts';
+import {
+  type AnyPacket,
+  BODY_SCHEMAS,
+  type BodyOf,
+  EnvelopeSchema,
+  PACKET_TYPES,
+  type Packet,
+  type PacketType,
+  PROTOCOL_VERSION,
+} from './schemas.ts';
+
+/**
+ * The bytes a packet's signature covers:
+ *   "synod/v1/packet/<type>" ‖ 0x00 ‖ JCS({v, type, from, body})
+ * The type is in the domain tag, so a signature over one packet type never verifies as another.
+ */
+export function signedBytes(v: number, type: string, from: string, body: unknown): Uint8Array {
+  return concatBytes(domainTag(`packet/${type}`), canonicalBytes({ v, type, from, body }));
+}
+
+/** The packet id: lowercase hex sha256 of the signed bytes. Dedup key across every transport. */
+export function packetId(packet: Pick<AnyPacket, 'v' | 'type' | 'from' | 'body'>): string {
+  return sha256Hex(signedBytes(packet.v, packet.type, packet.from, packet.body));
+}
+
+/** Canonical wire encoding of a whole envelope (JCS, UTF-8). */
+export function encodePacket(packet: AnyPacket): Uint8Array {
+  return canonicalBytes(packet);
+}
+
+export async function signPacket<T extends PacketType>(
+  key: NodeKey,
+  type: T,
+  body: BodyOf[T],
+): Promise<Packet<T>> {
+  const parsed = parseBody(type, body);
+  const bytes = signedBytes(PROTOCOL_VERSION, type, key.nodeId, parsed);
+  const size = bytes.length + 160;
+  if (size > LIMITS.maxPacketBytes) {
+    throw new SynodError('PACKET_TOO_LARGE', `a ${type} packet would be ${size} bytes`, {
+      details: { size, limit: LIMITS.maxPacketBytes },
+    });
+  }
+  const sig = toHex(await key.sign(bytes));
+  return { v: PROTOCOL_VERSION, type, from: key.nodeId, body: parsed, sig };
+}
+
+export interface DecodeOptions {
+  /** The receiver's clock in ms since the epoch; the core never reads a clock of its own. */
+  now: number;
+  /** Accept `createdAt` within now ± skewMs. Default `LIMITS.defaultSkewMs`. */
+  skewMs?: number;
+  maxBytes?: number;
+  backend?: Ed25519Backend;
+}
+
+export interface VerifiedPacket<T extends PacketType = PacketType> {
+  id: string;
+  packet: Packet<T>;
+  /** Size of the canonical encoding. */
+  size: number;
+}
+
+/**
+ * The one way into the core for a packet from the outside: size, JSON, envelope, version, type, body
+ * schema (unknown fields rejected), request-id derivation, clock-skew window and signature, in that
+ * order (cheapest first). Throws a `SynodError` with a stable code at the first failure.
+ */
+export async function decodePacket(
+  input: Uint8Array | string,
+  options: DecodeOptions,
+): Promise<VerifiedPacket> {
+  const maxBytes = options.maxBytes ?? LIMITS.maxPacketBytes;
+  const byteLength = typeof input === 'string' ? input.length : input.length;
+  if (byteLength > maxBytes) {
+    throw new SynodError('PACKET_TOO_LARGE', `packet of ${byteLength} bytes exceeds ${maxBytes}`, {
+      details: { size: byteLength, limit: maxBytes },
+    });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(typeof input === 'string' ? input : fromUtf8(input));
+  } catch (cause) {
+    throw new SynodError('PACKET_MALFORMED', 'packet is not valid JSON', { cause });
+  }
+  return verifyPacket(raw, options);
+}
+
+/** As `decodePacket`, for an already-parsed JSON value. */
+export async function verifyPacket(raw: unknown, options: DecodeOptions): Promise<VerifiedPacket> {
+  const packet = parseEnvelope(raw);
+  const size = encodePacket(packet).length;
+  const maxBytes = options.maxBytes ?? LIMITS.maxPacketBytes;
+  if (size > maxBytes) {
+    throw new SynodError('PACKET_TOO_LARGE', `packet of ${size} bytes exceeds ${maxBytes}`, {
+      details: { size, limit: maxBytes },
+    });
+  }
+  checkSkew(packet.body.createdAt, options.now, options.skewMs ?? LIMITS.defaultSkewMs);
+  const ok = await verifySignature(
+    packet.from,
+    signedBytes(packet.v, packet.type, packet.from, packet.body),
+    fromHex(packet.sig),
+    options.backend,
+  );
+  if (!ok) {
+    throw new SynodError('PACKET_BAD_SIGNATURE', `signature of ${packet.type} packet does not verify`, {
+      details: { type: packet.type, from: packet.from },
+    });
+  }
+  return { id: packetId(packet), packet, size };
+}
+
+/**
+ * Structural checks only (no clock, no signature): envelope, version, type, body schema, request id.
+ * Used by `verifyPacket`, and by transcript verification, which checks signatures itself and has no
+ * "now".
+ */
+export function parseEnvelope(raw: unknown): AnyPacket {
+  const env = EnvelopeSchema.safeParse(raw);
+  if (!env.success) throw schemaError(env.error, 'envelope');
+  const { v, type, from, body, sig } = env.data;
+  if (v !== PROTOCOL_VERSION) {
+    throw new SynodError('PACKET_UNSUPPORTED_VERSION', `protocol version ${v} is not supported`, {
+      details: { v, supported: [PROTOCOL_VERSION] },
+    });
+  }
+  if (!(PACKET_TYPES as readonly string[]).includes(type)) {
+    throw new SynodError('PACKET_UNKNOWN_TYPE', `unknown packet type "${type}"`, {
+      details: { type, known: PACKET_TYPES },
+    });
+  }
+  const t = type as PacketType;
+  const parsedBody = parseBody(t, body);
+  return { v: PROTOCOL_VERSION, type: t, from, body: parsedBody, sig } as AnyPacket;
+}
+
+function parseBody<T extends PacketType>(type: T, body: unknown): BodyOf[T] {
+  const schema = BODY_SCHEMAS[type] as unknown as z.ZodType<BodyOf[T]>;
+  const r = schema.safeParse(body);
+  if (!r.success) throw schemaError(r.error, type);
+  if (type === 'request') {
+    const req = r.data as BodyOf['request'];
+    const expected = deriveRequestId(req);
+    if (req.requestId !== expected) {
+      throw new SynodError('REQUEST_ID_MISMATCH', 'requestId is not derived from the request content', {
+        details: { requestId: req.requestId, expected },
+        hint: 'compute it with deriveRequestId(body)',
+      });
+    }
+  }
+  return r.data;
+}
+
+function checkSkew(createdAt: number, now: number, skewMs: number): void {
+  if (createdAt < now - skewMs) {
+    throw new SynodError(
+      'PACKET_STALE',
+      `packet created ${now - createdAt} ms ago, beyond the ${skewMs} ms window`,
+      {
+        details: { createdAt, now, skewMs },
+      },
+    );
+  }
+  if (createdAt > now + skewMs) {
+    throw new SynodError('PACKET_FROM_FUTURE', `packet created ${createdAt - now} ms in the future`, {
+      details: { createdAt, now, skewMs },
+      hint: 'check the sender clock',
+    });
+  }
+}
+
+function schemaError(error: z.ZodError, where: string): SynodError {
+  const issues = error.issues.map((i) => ({
+    path: i.path.map(String).join('.'),
+    code: i.code,
+    message: i.message,
+    ...(i.code === 'unrecognized_keys' ? { keys: i.keys } : {}),
+  }));
+  const unknown = error.issues.find((i) => i.code === 'unrecognized_keys');
+  if (unknown) {
+    return new SynodError(
+      'PACKET_UNKNOWN_FIELD',
+      `${where} has unknown field(s): ${unknown.keys.join(', ')}`,
+      {
+        details: { issues },
+        hint: 'protocol v1 rejects any field it does not define',
+      },
+    );
+  }
+  const code = where === 'envelope' ? 'PACKET_MALFORMED' : 'PACKET_INVALID_FIELD';
+  const first = issues[0];
+  return new SynodError(
+    code,
+    `${where}: ${first ? `${first.path || '(root)'}: ${first.message}` : 'invalid'}`,
+    {
+      details: { issues },
+    },
+  );
+}

@@ -1,0 +1,4 @@
+export * from './envelope.ts';
+export * from './limits.ts';
+export * from './request-id.ts';
+export * from './schemas.ts';

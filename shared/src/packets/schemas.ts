@@ -1,0 +1,272 @@
+import * as z from 'zod';
+import { EmbeddingModelRefSchema, FrameSchema, HASH_HEX_RE, MODEL_ID_RE } from '../frame/frame.ts';
+import { LIMITS } from './limits.ts';
+
+/** Protocol version carried in every envelope. */
+export const PROTOCOL_VERSION = 1 as const;
+
+export const PACKET_TYPES = [
+  'request',
+  'commit',
+  'seal',
+  'reveal',
+  'verdict',
+  'attestation',
+  'heartbeat',
+] as const;
+export type PacketType = (typeof PACKET_TYPES)[number];
+
+const hex = (bytes: number) =>
+  z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`), `${bytes} bytes of lowercase hex`);
+export const NodeIdSchema = hex(32);
+export const DigestSchema = z.string().regex(HASH_HEX_RE, 'a sha256 in lowercase hex');
+export const SignatureSchema = hex(64);
+const Timestamp = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** `<64 hex>` for content-derived ids, `<chainId>:<0xcontract>:<requestNo>` for chain requests. */
+export const CHAIN_REQUEST_ID_RE = /^(\d{1,20}):(0x[0-9a-f]{40}):(\d{1,78})$/;
+export const RequestIdSchema = z
+  .string()
+  .max(128)
+  .refine(
+    (s) => HASH_HEX_RE.test(s) || CHAIN_REQUEST_ID_RE.test(s),
+    'a 64-hex request id or chainId:contract:requestNo',
+  );
+
+export const ModelIdSchema = z
+  .string()
+  .regex(MODEL_ID_RE, 'model ids are 1-128 characters of [A-Za-z0-9._:/@+-]');
+export const ModelRefSchema = z.strictObject({ id: ModelIdSchema, fileHash: DigestSchema });
+export type ModelRef = z.infer<typeof ModelRefSchema>;
+
+export const ChatMessageSchema = z.strictObject({
+  role: z.enum(['system', 'user', 'assistant']),
+  content: z.string().max(LIMITS.maxPromptChars),
+});
+export type ChatMessage = z.infer<typeof ChatMessageSchema>;
+
+export const InferenceParamsSchema = z.strictObject({
+  temperature: z.number().min(0).max(2),
+  maxTokens: z.number().int().min(1).max(4096),
+  seed: z.number().int().min(0).max(0xffffffff).optional(),
+  topP: z.number().gt(0).max(1).optional(),
+  topK: z.number().int().min(1).max(1000).optional(),
+});
+export type InferenceParams = z.infer<typeof InferenceParamsSchema>;
+
+export const OriginSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('http') }),
+  z.strictObject({ kind: z.literal('peer') }),
+  z.strictObject({
+    kind: z.literal('chain'),
+    chainId: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    contract: z.string().regex(/^0x[0-9a-f]{40}$/, 'a lowercase 0x address'),
+    requestNo: z.string().regex(/^\d{1,78}$/),
+    txHash: z.string().regex(/^0x[0-9a-f]{64}$/),
+    blockNumber: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  }),
+]);
+export type Origin = z.infer<typeof OriginSchema>;
+
+export const RequestBodySchema = z
+  .strictObject({
+    requestId: RequestIdSchema,
+    nonce: hex(16),
+    prompt: z.string().min(1).max(LIMITS.maxPromptChars).optional(),
+    messages: z.array(ChatMessageSchema).min(1).max(LIMITS.maxMessages).optional(),
+    acceptedModels: z.array(ModelIdSchema).min(1).max(LIMITS.maxAcceptedModels),
+    params: InferenceParamsSchema,
+    frame: FrameSchema,
+    origin: OriginSchema,
+    createdAt: Timestamp,
+  })
+  .refine((b) => (b.prompt === undefined) !== (b.messages === undefined), {
+    message: 'exactly one of prompt and messages',
+    path: ['prompt'],
+  })
+  .refine((b) => (b.messages ?? []).reduce((n, m) => n + m.content.length, 0) <= LIMITS.maxMessagesChars, {
+    message: `messages hold at most ${LIMITS.maxMessagesChars} characters in all`,
+    path: ['messages'],
+  })
+  .refine((b) => new Set(b.acceptedModels).size === b.acceptedModels.length, {
+    message: 'acceptedModels has duplicates',
+    path: ['acceptedModels'],
+  });
+export type RequestBody = z.infer<typeof RequestBodySchema>;
+
+export const CommitBodySchema = z.strictObject({
+  requestId: RequestIdSchema,
+  commitment: DigestSchema,
+  createdAt: Timestamp,
+});
+export type CommitBody = z.infer<typeof CommitBodySchema>;
+
+export const SealMemberSchema = z.strictObject({
+  nodeId: NodeIdSchema,
+  commitment: DigestSchema,
+  /** Packet id of the member's signed commit, so verifiers can find and check it in the transcript. */
+  commitId: DigestSchema,
+});
+export type SealMember = z.infer<typeof SealMemberSchema>;
+
+export const SealBodySchema = z
+  .strictObject({
+    requestId: RequestIdSchema,
+    /** Packet id of the request this seal closes. */
+    requestPacketId: DigestSchema,
+    /** Sorted by nodeId, one entry per node. */
+    members: z.array(SealMemberSchema).min(1).max(LIMITS.maxSealMembers),
+    createdAt: Timestamp,
+  })
+  .refine((b) => b.members.every((m, i) => i === 0 || (b.members[i - 1] as SealMember).nodeId < m.nodeId), {
+    message: 'members must be sorted by nodeId with no node twice',
+    path: ['members'],
+  });
+export type SealBody = z.infer<typeof SealBodySchema>;
+
+export const RevealBodySchema = z.strictObject({
+  requestId: RequestIdSchema,
+  output: z.string().max(LIMITS.maxOutputChars),
+  /** Sign-quantized embedding of `output`, packed as documented in embedding/binary.ts. */
+  bEmbedding: z
+    .string()
+    .max(2048)
+    .regex(/^(?:[0-9a-f]{2})+$/, 'packed bits in lowercase hex'),
+  model: ModelRefSchema,
+  salt: hex(32),
+  createdAt: Timestamp,
+});
+export type RevealBody = z.infer<typeof RevealBodySchema>;
+
+export const REJECT_REASONS = [
+  'NOT_SEALED',
+  'NOT_REVEALED',
+  'COMMITMENT_MISMATCH',
+  'MODEL_NOT_ACCEPTED',
+  'EMBEDDING_LENGTH',
+  'EMBEDDING_DISAGREES',
+  'REVEAL_LATE',
+  'DUPLICATE_REVEAL',
+  'OUTSIDE_CLUSTER',
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
+
+const MemberRefSchema = z.strictObject({ nodeId: NodeIdSchema, commitment: DigestSchema });
+
+export const VerdictSchema = z.strictObject({
+  v: z.literal(1),
+  requestId: RequestIdSchema,
+  sealId: DigestSchema,
+  status: z.enum(['accepted', 'no-consensus']),
+  bits: z.number().int().min(8).max(8192),
+  thresholdBits: z.number().int().min(0).max(8192),
+  sealSize: z.number().int().min(1).max(LIMITS.maxSealMembers),
+  required: z.number().int().min(1).max(LIMITS.maxSealMembers),
+  centre: MemberRefSchema.nullable(),
+  accepted: z.array(MemberRefSchema).max(LIMITS.maxSealMembers),
+  winner: z
+    .strictObject({
+      nodeId: NodeIdSchema,
+      commitment: DigestSchema,
+      model: ModelRefSchema,
+      output: z.string().max(LIMITS.maxOutputChars),
+      outputDigest: DigestSchema,
+    })
+    .nullable(),
+  rejected: z
+    .array(
+      z.strictObject({
+        nodeId: NodeIdSchema,
+        commitment: DigestSchema.nullable(),
+        revealId: DigestSchema.nullable(),
+        reason: z.enum(REJECT_REASONS),
+      }),
+    )
+    .max(LIMITS.maxVerdictEntries),
+});
+export type Verdict = z.infer<typeof VerdictSchema>;
+
+export const VerdictBodySchema = z.strictObject({
+  requestId: RequestIdSchema,
+  verdict: VerdictSchema,
+  verdictDigest: DigestSchema,
+  transcriptRoot: DigestSchema,
+  createdAt: Timestamp,
+});
+export type VerdictBody = z.infer<typeof VerdictBodySchema>;
+
+export const AttestationBodySchema = z.strictObject({
+  requestId: RequestIdSchema,
+  verdictDigest: DigestSchema,
+  transcriptRoot: DigestSchema,
+  createdAt: Timestamp,
+});
+export type AttestationBody = z.infer<typeof AttestationBodySchema>;
+
+export const HeartbeatBodySchema = z.strictObject({
+  role: z.enum(['node', 'relay', 'follower', 'verifier']),
+  software: z.string().max(64),
+  models: z
+    .array(
+      z.strictObject({
+        id: ModelIdSchema,
+        fileHash: DigestSchema,
+        engine: z.string().max(32),
+        tokensPerSecond: z.number().min(0).max(1e7),
+      }),
+    )
+    .max(LIMITS.maxHeartbeatModels),
+  embedders: z
+    .array(
+      EmbeddingModelRefSchema.extend({
+        embeddingsPerSecond: z.number().min(0).max(1e7),
+      }).strict(),
+    )
+    .max(LIMITS.maxHeartbeatModels),
+  capacity: z.strictObject({
+    queued: z.number().int().min(0).max(1e6),
+    maxQueue: z.number().int().min(0).max(1e6),
+  }),
+  addresses: z.array(z.string().max(256)).max(LIMITS.maxAddresses),
+  createdAt: Timestamp,
+});
+export type HeartbeatBody = z.infer<typeof HeartbeatBodySchema>;
+
+export const BODY_SCHEMAS = {
+  request: RequestBodySchema,
+  commit: CommitBodySchema,
+  seal: SealBodySchema,
+  reveal: RevealBodySchema,
+  verdict: VerdictBodySchema,
+  attestation: AttestationBodySchema,
+  heartbeat: HeartbeatBodySchema,
+} as const;
+
+export interface BodyOf {
+  request: RequestBody;
+  commit: CommitBody;
+  seal: SealBody;
+  reveal: RevealBody;
+  verdict: VerdictBody;
+  attestation: AttestationBody;
+  heartbeat: HeartbeatBody;
+}
+
+/** The signed envelope `{v, type, from, body, sig}`. */
+export interface Packet<T extends PacketType = PacketType> {
+  v: typeof PROTOCOL_VERSION;
+  type: T;
+  from: string;
+  body: BodyOf[T];
+  sig: string;
+}
+
+export type AnyPacket = { [T in PacketType]: Packet<T> }[PacketType];
+
+export const EnvelopeSchema = z.strictObject({
+  v: z.number().int(),
+  type: z.string().max(32),
+  from: NodeIdSchema,
+  body: z.record(z.string(), z.unknown()),
+  sig: SignatureSchema,
+});
