@@ -63,7 +63,9 @@ export interface DecodeOptions {
   backend?: Ed25519Backend;
 }
 
-export interface VerifiedPacket<T extends PacketType = PacketType> {
+export type VerifiedPacket<T extends PacketType = PacketType> = T extends PacketType ? VerifiedPacketOf<T> : never;
+
+export interface VerifiedPacketOf<T extends PacketType> {
   id: string;
   packet: Packet<T>;
   /** Size of the canonical encoding. */
@@ -117,7 +119,7 @@ export async function verifyPacket(raw: unknown, options: DecodeOptions): Promis
       details: { type: packet.type, from: packet.from },
     });
   }
-  return { id: packetId(packet), packet, size };
+  return { id: packetId(packet), packet, size } as VerifiedPacket;
 }
 
 /**

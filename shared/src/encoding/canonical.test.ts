@@ -1,0 +1,52 @@
+import { describe, expect, test } from 'bun:test';
+import fc from 'fast-check';
+import { isSynodError } from '../errors.ts';
+import { canonicalBytes, canonicalJson } from './canonical.ts';
+
+describe('canonicalJson (RFC 8785)', () => {
+  test('sorts keys by UTF-16 code units and drops white space', () => {
+    expect(canonicalJson({ b: 1, a: [true, null, 'x'], A: { z: 0, y: -0 } })).toBe(
+      '{"A":{"y":0,"z":0},"a":[true,null,"x"],"b":1}',
+    );
+  });
+
+  test('numbers use the ECMAScript shortest form', () => {
+    expect(canonicalJson([1e21, 1e-7, 0.1, 100, 1.5e300, -0])).toBe('[1e+21,1e-7,0.1,100,1.5e+300,0]');
+  });
+
+  test('strings escape only what JSON requires', () => {
+    expect(canonicalJson({ s: '€\u0001"\\/\n' })).toBe('{"s":"€\\u0001\\"\\\\/\\n"}');
+  });
+
+  test('rejects non-finite numbers, lone surrogates and non-plain objects with a typed error', () => {
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, '\ud800', new Date(0), new Map(), () => 1]) {
+      let caught: unknown;
+      try {
+        canonicalJson({ x: bad });
+      } catch (e) {
+        caught = e;
+      }
+      expect(isSynodError(caught, 'ENCODING_INVALID')).toBe(true);
+    }
+  });
+
+  test('property: parse(canonical(x)) is x and canonical form is a fixed point', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const text = canonicalJson(value);
+        const reparsed = JSON.parse(text);
+        expect(canonicalJson(reparsed)).toBe(text);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('property: key order of the input does not change the bytes', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue(), { maxKeys: 8 }), (obj) => {
+        const reversed = Object.fromEntries(Object.entries(obj).reverse());
+        expect(canonicalBytes(reversed)).toEqual(canonicalBytes(obj));
+      }),
+    );
+  });
+});

@@ -1,0 +1,166 @@
+import { describe, expect, test } from 'bun:test';
+import fc from 'fast-check';
+import { toHex, utf8 } from '../encoding/bytes.ts';
+import { isSynodError } from '../errors.ts';
+import { createWebCryptoBackend, defaultEd25519, nobleEd25519 } from './ed25519.ts';
+import { openNodeKey, sealNodeKey } from './keystore.ts';
+import { isNodeId, NodeKey, verifySignature } from './node-key.ts';
+
+const webcrypto = createWebCryptoBackend(crypto.subtle);
+
+describe('Ed25519 back ends', () => {
+  test('RFC 8032 test vector 1 (empty message) on both back ends', async () => {
+    const seed = Uint8Array.from(
+      Buffer.from('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60', 'hex'),
+    );
+    const expectedPub = 'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a';
+    const expectedSig =
+      'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b';
+    for (const b of [nobleEd25519, webcrypto]) {
+      expect(toHex(await b.publicKeyFromSeed(seed))).toBe(expectedPub);
+      expect(toHex(await b.sign(seed, new Uint8Array(0)))).toBe(expectedSig);
+    }
+  });
+
+  test('the runtime default is WebCrypto under Bun', async () => {
+    expect((await defaultEd25519()).name).toBe('webcrypto');
+  });
+
+  test('property: both back ends sign identically and cross-verify', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ maxLength: 200 }),
+        async (seed, msg) => {
+          const [a, b] = await Promise.all([nobleEd25519.sign(seed, msg), webcrypto.sign(seed, msg)]);
+          expect(toHex(a)).toBe(toHex(b));
+          const pub = await nobleEd25519.publicKeyFromSeed(seed);
+          expect(await webcrypto.verify(pub, msg, a)).toBe(true);
+          expect(await nobleEd25519.verify(pub, msg, b)).toBe(true);
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
+
+  test('property: forged signatures (any flipped bit in message or signature) are rejected by both', async () => {
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(3));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ minLength: 1, maxLength: 100 }),
+        fc.nat(),
+        fc.boolean(),
+        async (msg, pos, inSig) => {
+          const sig = await key.sign(msg);
+          const m = msg.slice();
+          const s = sig.slice();
+          if (inSig) s[pos % 64] = (s[pos % 64] as number) ^ (1 << (pos % 8));
+          else m[pos % m.length] = (m[pos % m.length] as number) ^ (1 << (pos % 8));
+          for (const b of [nobleEd25519, webcrypto]) expect(await b.verify(key.publicKey, m, s)).toBe(false);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  test('non-canonical S (S + L) is rejected by both back ends', async () => {
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(9));
+    const msg = utf8('malleability');
+    const sig = await key.sign(msg);
+    // add L to S (little-endian) to build the malleated twin
+    const L = [
+      0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0,
+      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    const twin = sig.slice();
+    let carry = 0;
+    for (let i = 0; i < 32; i++) {
+      const v = (twin[32 + i] as number) + (L[i] as number) + carry;
+      twin[32 + i] = v & 0xff;
+      carry = v >> 8;
+    }
+    for (const b of [nobleEd25519, webcrypto]) expect(await b.verify(key.publicKey, msg, twin)).toBe(false);
+  });
+
+  test('malformed keys and signatures verify as false, never throw', async () => {
+    expect(await verifySignature('zz', utf8('m'), new Uint8Array(64))).toBe(false);
+    expect(await verifySignature('00'.repeat(32), utf8('m'), new Uint8Array(10))).toBe(false);
+    expect(await webcrypto.verify(new Uint8Array(32).fill(0xff), utf8('m'), new Uint8Array(64))).toBe(false);
+  });
+});
+
+describe('NodeKey', () => {
+  test('node id is the hex public key', async () => {
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(1));
+    expect(isNodeId(key.nodeId)).toBe(true);
+    expect(key.nodeId).toBe(toHex(key.publicKey));
+    expect(await verifySignature(key.nodeId, utf8('x'), await key.sign(utf8('x')))).toBe(true);
+  });
+
+  test('bad seeds are typed errors', async () => {
+    let caught: unknown;
+    try {
+      await NodeKey.fromSeed(new Uint8Array(31));
+    } catch (e) {
+      caught = e;
+    }
+    expect(isSynodError(caught, 'KEY_INVALID')).toBe(true);
+  });
+
+  test('generate uses the injected randomness', async () => {
+    const key = await NodeKey.generate((n) => new Uint8Array(n).fill(5));
+    expect(key.nodeId).toBe((await NodeKey.fromSeed(new Uint8Array(32).fill(5))).nodeId);
+  });
+});
+
+describe('sealed keys at rest', () => {
+  const fast = { N: 2 ** 10 };
+
+  test('seal and open round-trip', async () => {
+    const key = await NodeKey.generate();
+    const sealed = await sealNodeKey(key, 'correct horse', fast);
+    expect(JSON.stringify(sealed)).not.toContain(toHex(key.exportSeed()));
+    const opened = await openNodeKey(JSON.parse(JSON.stringify(sealed)), 'correct horse');
+    expect(opened.nodeId).toBe(key.nodeId);
+  });
+
+  test('a wrong passphrase is KEY_WRONG_PASSPHRASE', async () => {
+    const sealed = await sealNodeKey(await NodeKey.generate(), 'right', fast);
+    let caught: unknown;
+    try {
+      await openNodeKey(sealed, 'wrong');
+    } catch (e) {
+      caught = e;
+    }
+    expect(isSynodError(caught, 'KEY_WRONG_PASSPHRASE')).toBe(true);
+  });
+
+  test('a relabelled or edited file is rejected', async () => {
+    const sealed = await sealNodeKey(await NodeKey.generate(), 'pw', fast);
+    const other = await NodeKey.generate();
+    let caught: unknown;
+    try {
+      await openNodeKey({ ...sealed, nodeId: other.nodeId }, 'pw');
+    } catch (e) {
+      caught = e;
+    }
+    expect(isSynodError(caught, 'KEY_WRONG_PASSPHRASE')).toBe(true);
+    let malformed: unknown;
+    try {
+      await openNodeKey({ ...sealed, extra: 1 }, 'pw');
+    } catch (e) {
+      malformed = e;
+    }
+    expect(isSynodError(malformed, 'KEYSTORE_MALFORMED')).toBe(true);
+  });
+
+  test('an empty passphrase is refused', async () => {
+    let caught: unknown;
+    try {
+      await sealNodeKey(await NodeKey.generate(), '', fast);
+    } catch (e) {
+      caught = e;
+    }
+    expect(isSynodError(caught, 'KEY_INVALID')).toBe(true);
+  });
+});

@@ -1,0 +1,243 @@
+import { describe, expect, test } from 'bun:test';
+import fc from 'fast-check';
+import { canonicalJson } from '../encoding/canonical.ts';
+import { type ErrorCode, isSynodError } from '../errors.ts';
+import { decodePacket, encodePacket, packetId, signedBytes, signPacket, verifyPacket } from './envelope.ts';
+import { LIMITS } from './limits.ts';
+import { deriveRequestId } from './request-id.ts';
+import type { AnyPacket, BodyOf, PacketType } from './schemas.ts';
+import { requestBody, seedKey } from './test-helpers.ts';
+
+const NOW = 1_700_000_000_000;
+
+async function expectCode(p: Promise<unknown>, code: ErrorCode): Promise<void> {
+  let caught: unknown;
+  try {
+    await p;
+  } catch (e) {
+    caught = e;
+  }
+  if (!isSynodError(caught, code)) throw new Error(`expected ${code}, got ${String(caught)}`);
+}
+
+function bodies(requestId: string, from: string): { [T in PacketType]: BodyOf[T] } {
+  const h = (c: string) => c.repeat(64);
+  return {
+    request: requestBody(),
+    commit: { requestId, commitment: h('a'), createdAt: NOW },
+    seal: {
+      requestId,
+      requestPacketId: h('b'),
+      members: [{ nodeId: from, commitment: h('a'), commitId: h('c') }],
+      createdAt: NOW,
+    },
+    reveal: {
+      requestId,
+      output: 'The end.',
+      bEmbedding: 'ff'.repeat(64),
+      model: { id: 'stories260K', fileHash: h('d') },
+      salt: '01'.repeat(32),
+      createdAt: NOW,
+    },
+    verdict: {
+      requestId,
+      verdict: {
+        v: 1,
+        requestId,
+        sealId: h('e'),
+        status: 'no-consensus',
+        bits: 512,
+        thresholdBits: 76,
+        sealSize: 1,
+        required: 1,
+        centre: null,
+        accepted: [],
+        winner: null,
+        rejected: [{ nodeId: from, commitment: h('a'), revealId: null, reason: 'NOT_REVEALED' }],
+      },
+      verdictDigest: h('f'),
+      transcriptRoot: h('0'),
+      createdAt: NOW,
+    },
+    attestation: { requestId, verdictDigest: h('f'), transcriptRoot: h('0'), createdAt: NOW },
+    heartbeat: {
+      role: 'node',
+      software: 'synod/0.1.0',
+      models: [{ id: 'stories260K', fileHash: h('d'), engine: 'node-llama-cpp', tokensPerSecond: 700 }],
+      embedders: [{ id: 'use-lite-512', fileHash: h('1'), bits: 512, embeddingsPerSecond: 80 }],
+      capacity: { queued: 0, maxQueue: 8 },
+      addresses: ['/ip4/127.0.0.1/tcp/9000'],
+      createdAt: NOW,
+    },
+  };
+}
+
+describe('packets', () => {
+  test('every packet type signs, encodes, decodes and keeps its id', async () => {
+    const key = await seedKey(1);
+    const req = requestBody();
+    const all = bodies(req.requestId, key.nodeId);
+    for (const type of Object.keys(all) as PacketType[]) {
+      const p = (await signPacket(key, type, all[type] as never)) as AnyPacket;
+      const decoded = await decodePacket(encodePacket(p), { now: NOW });
+      expect(decoded.packet).toEqual(p);
+      expect(decoded.id).toBe(packetId(p));
+      expect(decoded.id).toMatch(/^[0-9a-f]{64}$/);
+    }
+  });
+
+  test('signatures are domain-separated by packet type', async () => {
+    const key = await seedKey(2);
+    const body = {
+      requestId: 'ab'.repeat(32),
+      verdictDigest: 'f'.repeat(64),
+      transcriptRoot: '0'.repeat(64),
+      createdAt: NOW,
+    };
+    const att = await signPacket(key, 'attestation', body);
+    // same body bytes, another type: the signature must not carry over
+    const forged = {
+      ...att,
+      type: 'commit',
+      body: { requestId: body.requestId, commitment: 'f'.repeat(64), createdAt: NOW },
+    };
+    await expectCode(verifyPacket(forged, { now: NOW }), 'PACKET_BAD_SIGNATURE');
+    expect(signedBytes(1, 'commit', key.nodeId, {})).not.toEqual(signedBytes(1, 'reveal', key.nodeId, {}));
+  });
+
+  test('property: any change to a signed packet breaks its signature', async () => {
+    const key = await seedKey(3);
+    const p = await signPacket(key, 'commit', {
+      requestId: 'ab'.repeat(32),
+      commitment: 'cd'.repeat(32),
+      createdAt: NOW,
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => Buffer.from(b).toString('hex')),
+        fc.integer({ min: -1000, max: 1000 }),
+        async (c, dt) => {
+          const commitment = c.toLowerCase();
+          fc.pre(commitment !== p.body.commitment || dt !== 0);
+          const tampered = { ...p, body: { ...p.body, commitment, createdAt: NOW + dt } };
+          await expectCode(verifyPacket(tampered, { now: NOW }), 'PACKET_BAD_SIGNATURE');
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  test('another key cannot sign for a node id', async () => {
+    const [a, b] = await Promise.all([seedKey(4), seedKey(5)]);
+    const p = await signPacket(b, 'commit', {
+      requestId: 'ab'.repeat(32),
+      commitment: 'cd'.repeat(32),
+      createdAt: NOW,
+    });
+    await expectCode(verifyPacket({ ...p, from: a.nodeId }, { now: NOW }), 'PACKET_BAD_SIGNATURE');
+  });
+
+  test('createdAt outside the skew window is rejected', async () => {
+    const key = await seedKey(6);
+    const p = await signPacket(key, 'commit', {
+      requestId: 'ab'.repeat(32),
+      commitment: 'cd'.repeat(32),
+      createdAt: NOW,
+    });
+    await expectCode(verifyPacket(p, { now: NOW + LIMITS.defaultSkewMs + 1 }), 'PACKET_STALE');
+    await expectCode(verifyPacket(p, { now: NOW - LIMITS.defaultSkewMs - 1 }), 'PACKET_FROM_FUTURE');
+    expect((await verifyPacket(p, { now: NOW + 5_000, skewMs: 10_000 })).id).toBe(packetId(p));
+  });
+
+  test('unknown fields anywhere are rejected with PACKET_UNKNOWN_FIELD', async () => {
+    const key = await seedKey(7);
+    const p = await signPacket(key, 'request', requestBody());
+    await expectCode(verifyPacket({ ...p, extra: 1 }, { now: NOW }), 'PACKET_UNKNOWN_FIELD');
+    await expectCode(
+      verifyPacket({ ...p, body: { ...p.body, extra: 1 } }, { now: NOW }),
+      'PACKET_UNKNOWN_FIELD',
+    );
+    const deep = { ...p, body: { ...p.body, params: { ...p.body.params, top_k: 3 } } };
+    await expectCode(verifyPacket(deep, { now: NOW }), 'PACKET_UNKNOWN_FIELD');
+  });
+
+  test('malformed, oversized, unknown type and wrong version are typed errors', async () => {
+    const key = await seedKey(8);
+    const p = await signPacket(key, 'commit', {
+      requestId: 'ab'.repeat(32),
+      commitment: 'cd'.repeat(32),
+      createdAt: NOW,
+    });
+    await expectCode(decodePacket('{not json', { now: NOW }), 'PACKET_MALFORMED');
+    await expectCode(decodePacket('[]', { now: NOW }), 'PACKET_MALFORMED');
+    await expectCode(decodePacket('x'.repeat(LIMITS.maxPacketBytes + 1), { now: NOW }), 'PACKET_TOO_LARGE');
+    await expectCode(verifyPacket({ ...p, type: 'gossip' }, { now: NOW }), 'PACKET_UNKNOWN_TYPE');
+    await expectCode(verifyPacket({ ...p, v: 2 }, { now: NOW }), 'PACKET_UNSUPPORTED_VERSION');
+    await expectCode(verifyPacket({ ...p, sig: 'zz' }, { now: NOW }), 'PACKET_MALFORMED');
+    await expectCode(decodePacket(new Uint8Array([0xff, 0xfe]), { now: NOW }), 'PACKET_MALFORMED');
+  });
+
+  test('field bounds are enforced: temperature, maxTokens, frame, prompt xor messages', async () => {
+    const key = await seedKey(9);
+    const cases: Array<Partial<BodyOf['request']>> = [
+      { params: { temperature: 2.5, maxTokens: 10 } },
+      { params: { temperature: 0, maxTokens: 0 } },
+      { params: { temperature: 0, maxTokens: 1.5 } },
+      { messages: [{ role: 'user', content: 'hi' }] },
+      { acceptedModels: [] },
+      { acceptedModels: ['a', 'a'] },
+      { acceptedModels: ['bad model id'] },
+      { prompt: 'x'.repeat(LIMITS.maxPromptChars + 1) },
+    ];
+    for (const c of cases) {
+      await expectCode(signPacket(key, 'request', requestBody(c)), 'PACKET_INVALID_FIELD');
+    }
+    const base = requestBody();
+    const badFrame = requestBody({ frame: { ...base.frame, secDistance: 0.6 } });
+    await expectCode(signPacket(key, 'request', badFrame), 'PACKET_INVALID_FIELD');
+  });
+
+  test('a request whose id is not derived from its content is rejected', async () => {
+    const key = await seedKey(10);
+    const good = await signPacket(key, 'request', requestBody());
+    const body = { ...good.body, prompt: 'changed' };
+    await expectCode(signPacket(key, 'request', body), 'REQUEST_ID_MISMATCH');
+  });
+
+  test('chain requests use chainId:contract:requestNo', () => {
+    const body = requestBody({
+      origin: {
+        kind: 'chain',
+        chainId: 31337,
+        contract: `0x${'ab'.repeat(20)}`,
+        requestNo: '7',
+        txHash: `0x${'cd'.repeat(32)}`,
+        blockNumber: 12,
+      },
+    });
+    expect(deriveRequestId(body)).toBe(`31337:0x${'ab'.repeat(20)}:7`);
+    expect(body.requestId).toBe(deriveRequestId(body));
+  });
+
+  test('property: encode/decode round-trips arbitrary valid prompts byte for byte', async () => {
+    const key = await seedKey(11);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.string({ minLength: 1, maxLength: 200, unit: 'grapheme' }),
+        fc.nat(2 ** 32 - 1),
+        async (prompt, seed) => {
+          const p = await signPacket(
+            key,
+            'request',
+            requestBody({ prompt, params: { temperature: 0.7, maxTokens: 64, seed } }),
+          );
+          const bytes = encodePacket(p);
+          const d = await decodePacket(bytes, { now: NOW });
+          expect(canonicalJson(d.packet)).toBe(canonicalJson(p));
+          expect(encodePacket(d.packet)).toEqual(bytes);
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
+});
