@@ -4,6 +4,9 @@ import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { LoadProgress, OnLoadProgress } from './engine.ts';
 import { InferenceError } from './errors.ts';
+import { canonicalManifest, compareUtf8, verifyHash } from './hashing.ts';
+
+export { canonicalManifest, verifyHash };
 
 /**
  * The models directory of a headless node (Bun or Node): model ids resolve to files in one configurable
@@ -11,12 +14,9 @@ import { InferenceError } from './errors.ts';
  * commitment), and a missing model can be downloaded from the Hugging Face hub URL pattern with its
  * sha256 checked while it streams in.
  *
- * Hashes:
- * - a single-file model: sha256 of the file's bytes;
- * - a folder model: sha256 of its canonical manifest, the UTF-8 text of one line per file,
- *   `<sha256 hex>  <relative path>\n` (two spaces, `/` separators), sorted by relative path in byte
- *   order. That is exactly `sha256sum` output, so anyone can recompute it:
- *   `cd dir && find . -type f | sed 's|^./||' | LC_ALL=C sort | xargs sha256sum | sha256sum`.
+ * Hashes: a single-file model's hash is the sha256 of its bytes; a folder model's is the sha256 of its
+ * canonical manifest of (relative path, sha256) pairs, defined in `hashing.ts` (it is `sha256sum`
+ * output sorted by path, so anyone can recompute it with coreutils).
  */
 
 export type ModelFormat = 'gguf' | 'transformers' | 'tfjs-graph';
@@ -143,23 +143,6 @@ export async function listFiles(dir: string): Promise<string[]> {
   return out.sort(compareUtf8);
 }
 
-function compareUtf8(a: string, b: string): number {
-  const ea = Buffer.from(a, 'utf8');
-  const eb = Buffer.from(b, 'utf8');
-  return Buffer.compare(ea, eb);
-}
-
-/** The canonical manifest text of (relative path, sha256) pairs; see the module comment. */
-export function canonicalManifest(entries: ReadonlyArray<{ path: string; sha256: string }>): string {
-  const sorted = [...entries].sort((a, b) => compareUtf8(a.path, b.path));
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i]?.path === sorted[i - 1]?.path) {
-      throw new InferenceError('INFERENCE_INVALID_INPUT', `manifest lists ${sorted[i]?.path} twice`);
-    }
-  }
-  return sorted.map((e) => `${e.sha256}  ${e.path}\n`).join('');
-}
-
 export function sha256Text(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
 }
@@ -190,16 +173,6 @@ export async function sha256Folder(
   }
   const manifest = canonicalManifest(entries);
   return { fileHash: sha256Text(manifest), manifest };
-}
-
-/** Throw MODEL_HASH_MISMATCH unless `actual` equals `expected`. */
-export function verifyHash(id: string, expected: string, actual: string, where?: string): void {
-  if (expected.toLowerCase() !== actual) {
-    throw new InferenceError('MODEL_HASH_MISMATCH', `model ${id} hashes to ${actual}, expected ${expected}`, {
-      details: { id, expected, actual, ...(where === undefined ? {} : { where }) },
-      hint: 'the file is corrupt, truncated or a different build: delete it and download it again',
-    });
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------
