@@ -1,0 +1,647 @@
+/**
+ * Quorum history (layer 5): the libSQL tables the edge keeps, as drizzle-orm sqlite-core definitions.
+ *
+ * Pure definitions: no connection, no I/O. The edge opens the database (a file, `sqld` or Turso) and
+ * applies the migrations generated from this file into `shared/drizzle/` (`npm run db:generate`).
+ *
+ * Conventions
+ * - Column names are snake_case in SQL and camelCase in TypeScript.
+ * - Times are integer milliseconds since the epoch, like every protocol `createdAt`. A `created_at` of
+ *   a packet row is the packet's signed `createdAt`; `updated_at`, `first_seen` and the like are the
+ *   relay's clock, passed in by the caller.
+ * - Ids, digests, node ids and signatures are lowercase hex, exactly as on the wire.
+ * - `raw` is the packet's canonical wire encoding (JCS of the whole signed envelope, see
+ *   `encodePacket`), kept byte for byte so any transcript can be re-verified from the history alone.
+ *   The other columns of a packet row are projections of `raw`, for queries and indexes.
+ * - Every enum is a `text` column with both a TypeScript union and a CHECK constraint, so a wrong value
+ *   fails in the database too, not only in the type checker.
+ * - Rows that belong to a request cascade on delete, so pruning old history is one `DELETE FROM
+ *   requests`. The aggregates (`reputation`, `nodes`) and the metering tables do not depend on it.
+ */
+import { type SQL, sql } from 'drizzle-orm';
+import {
+  type AnySQLiteColumn,
+  check,
+  foreignKey,
+  index,
+  integer,
+  primaryKey,
+  real,
+  sqliteTable,
+  text,
+  unique,
+  uniqueIndex,
+} from 'drizzle-orm/sqlite-core';
+import type { Frame } from '../frame/frame.ts';
+import {
+  type ChatMessage,
+  type HeartbeatBody,
+  type InferenceParams,
+  type Origin,
+  type Packet,
+  REJECT_REASONS,
+  type Verdict,
+} from '../packets/schemas.ts';
+
+/**
+ * Lifecycle of a request as the relay records it:
+ * `pending` (stored, collecting commits) → `sealed` (seal published, collecting reveals) →
+ * `verdict` (accepted) | `no-consensus` (verdict published, no cluster large enough).
+ * `expired`: `maxTimeMs` passed with fewer than `quorum` valid commits, so it was never sealed.
+ * `failed`: the relay gave up for another reason; `requests.error` holds a stable code.
+ */
+export const REQUEST_STATUSES = [
+  'pending',
+  'sealed',
+  'verdict',
+  'no-consensus',
+  'expired',
+  'failed',
+] as const;
+export type RequestStatus = (typeof REQUEST_STATUSES)[number];
+
+export const ORIGIN_KINDS = ['http', 'peer', 'chain'] as const satisfies readonly Origin['kind'][];
+export type OriginKind = (typeof ORIGIN_KINDS)[number];
+
+export const VERDICT_STATUSES = ['accepted', 'no-consensus'] as const satisfies readonly Verdict['status'][];
+export type VerdictStatus = (typeof VERDICT_STATUSES)[number];
+
+export const ENTRY_OUTCOMES = ['accepted', 'rejected'] as const;
+export type EntryOutcome = (typeof ENTRY_OUTCOMES)[number];
+
+export const NODE_ROLES = [
+  'node',
+  'relay',
+  'follower',
+  'verifier',
+] as const satisfies readonly HeartbeatBody['role'][];
+export type NodeRole = (typeof NODE_ROLES)[number];
+
+/**
+ * A chain request's settlement: `pending` (seen on chain, not settled), `fulfilled` (result written
+ * back), `refunded` (no verdict; the requester's fee returned), `reorged` (the block that held the
+ * request event left the canonical chain; the row waits for the event to reappear, when it goes back to
+ * `pending` with the new block, or stays `reorged` for good).
+ */
+export const CHAIN_REQUEST_STATUSES = ['pending', 'fulfilled', 'refunded', 'reorged'] as const;
+export type ChainRequestStatus = (typeof CHAIN_REQUEST_STATUSES)[number];
+
+/**
+ * A column as it appears inside its own table's CHECK: the bare quoted name. (Interpolating the column
+ * object would qualify it with the table name, which breaks when drizzle-kit rebuilds a table under a
+ * temporary name in a later migration.)
+ */
+function c(column: AnySQLiteColumn): SQL {
+  return sql`${sql.identifier(column.name)}`;
+}
+
+/** `column IN ('a', 'b', ...)`, with the constant values inlined (CHECK constraints take no parameters). */
+function oneOf(column: AnySQLiteColumn, values: readonly string[]): SQL {
+  for (const v of values) {
+    if (!/^[A-Za-z0-9_-]+$/.test(v)) throw new Error(`enum value ${JSON.stringify(v)} cannot be inlined`);
+  }
+  return sql`${c(column)} in (${sql.raw(values.map((v) => `'${v}'`).join(', '))})`;
+}
+
+/** A sha256 in lowercase hex: 64 characters, none outside [0-9a-f]. */
+function isHex64(column: AnySQLiteColumn): SQL {
+  return sql`length(${c(column)}) = 64 and ${c(column)} not glob '*[^0-9a-f]*'`;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Requests and their transcripts
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * One row per accepted request. Durability: the relay inserts this row (in the same transaction as the
+ * idempotency row, if any) before it answers 2xx.
+ */
+export const requests = sqliteTable(
+  'requests',
+  {
+    requestId: text('request_id').primaryKey(),
+    /** Packet id of the signed request (sha256 of its signed bytes). */
+    packetId: text('packet_id').notNull().unique(),
+    /** Signer (`from`) of the request packet: the relay, chain watcher or peer that coordinates it. */
+    coordinator: text('coordinator').notNull(),
+    /** Exactly one of `prompt` and `messages` is set. */
+    prompt: text('prompt'),
+    messages: text('messages', { mode: 'json' }).$type<ChatMessage[]>(),
+    acceptedModels: text('accepted_models', { mode: 'json' }).$type<string[]>().notNull(),
+    params: text('params', { mode: 'json' }).$type<InferenceParams>().notNull(),
+    frame: text('frame', { mode: 'json' }).$type<Frame>().notNull(),
+    originKind: text('origin_kind', { enum: ORIGIN_KINDS }).notNull(),
+    /** Chain origin only (all set when `origin_kind = 'chain'`, all null otherwise). */
+    chainId: integer('chain_id'),
+    contract: text('contract'),
+    /** uint256 in decimal: too wide for an integer column. */
+    requestNo: text('request_no'),
+    txHash: text('tx_hash'),
+    blockNumber: integer('block_number'),
+    status: text('status', { enum: REQUEST_STATUSES }).notNull().default('pending'),
+    /** Stable error code when `status` is `failed` or `expired`. */
+    error: text('error'),
+    /** The request packet's signed `createdAt`. History pages are ordered by (created_at, request_id). */
+    createdAt: integer('created_at').notNull(),
+    /** Relay clock at the last status change. */
+    updatedAt: integer('updated_at').notNull(),
+    raw: text('raw').notNull(),
+  },
+  (t) => [
+    index('requests_created_idx').on(t.createdAt, t.requestId),
+    index('requests_status_created_idx').on(t.status, t.createdAt, t.requestId),
+    index('requests_coordinator_created_idx').on(t.coordinator, t.createdAt, t.requestId),
+    // Target of the seal's composite foreign key (a seal names both the request id and its packet id).
+    uniqueIndex('requests_id_packet_uq').on(t.requestId, t.packetId),
+    check('requests_status_ck', oneOf(t.status, REQUEST_STATUSES)),
+    check('requests_origin_kind_ck', oneOf(t.originKind, ORIGIN_KINDS)),
+    check('requests_prompt_xor_messages_ck', sql`(${c(t.prompt)} is null) <> (${c(t.messages)} is null)`),
+    check(
+      'requests_chain_origin_ck',
+      sql`(${c(t.originKind)} = 'chain' and ${c(t.chainId)} is not null and ${c(t.contract)} is not null and ${c(t.requestNo)} is not null and ${c(t.txHash)} is not null and ${c(t.blockNumber)} is not null)
+        or (${c(t.originKind)} <> 'chain' and ${c(t.chainId)} is null and ${c(t.contract)} is null and ${c(t.requestNo)} is null and ${c(t.txHash)} is null and ${c(t.blockNumber)} is null)`,
+    ),
+  ],
+);
+
+/**
+ * The request's `acceptedModels`, one row each, so the history can be filtered by model with an index
+ * (a JSON array cannot be indexed). `created_at` is copied from the request for keyset paging.
+ */
+export const requestModels = sqliteTable(
+  'request_models',
+  {
+    requestId: text('request_id')
+      .notNull()
+      .references(() => requests.requestId, { onDelete: 'cascade' }),
+    modelId: text('model_id').notNull(),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [
+    primaryKey({ name: 'request_models_pk', columns: [t.requestId, t.modelId] }),
+    index('request_models_model_created_idx').on(t.modelId, t.createdAt, t.requestId),
+  ],
+);
+
+/**
+ * Every valid commit received, sealed or not. One node may appear with two different commitments for one
+ * request: that pair is evidence of equivocation and is kept. The same commitment re-sent (a new packet
+ * with another `createdAt`) is a duplicate: unique (request_id, node_id, commitment).
+ */
+export const commits = sqliteTable(
+  'commits',
+  {
+    packetId: text('packet_id').primaryKey(),
+    requestId: text('request_id')
+      .notNull()
+      .references(() => requests.requestId, { onDelete: 'cascade' }),
+    nodeId: text('node_id').notNull(),
+    commitment: text('commitment').notNull(),
+    createdAt: integer('created_at').notNull(),
+    raw: text('raw').notNull(),
+  },
+  (t) => [
+    unique('commits_request_node_commitment_uq').on(t.requestId, t.nodeId, t.commitment),
+    // Target of seal_members' composite foreign key: a member must be exactly a stored commit.
+    uniqueIndex('commits_member_ref_uq').on(t.packetId, t.requestId, t.nodeId, t.commitment),
+    index('commits_node_created_idx').on(t.nodeId, t.createdAt),
+  ],
+);
+
+/** At most one seal per request. */
+export const seals = sqliteTable(
+  'seals',
+  {
+    packetId: text('packet_id').primaryKey(),
+    requestId: text('request_id').notNull().unique(),
+    /** The seal body's `requestPacketId`: the request packet this seal closes. */
+    requestPacketId: text('request_packet_id').notNull(),
+    /** Signer of the seal. */
+    coordinator: text('coordinator').notNull(),
+    memberCount: integer('member_count').notNull(),
+    createdAt: integer('created_at').notNull(),
+    raw: text('raw').notNull(),
+  },
+  (t) => [
+    foreignKey({
+      name: 'seals_request_fk',
+      columns: [t.requestId, t.requestPacketId],
+      foreignColumns: [requests.requestId, requests.packetId],
+    }).onDelete('cascade'),
+    check('seals_member_count_ck', sql`${c(t.memberCount)} >= 1`),
+  ],
+);
+
+/** The sealed members, one row per node; each must be a commit stored in `commits`. */
+export const sealMembers = sqliteTable(
+  'seal_members',
+  {
+    requestId: text('request_id')
+      .notNull()
+      .references(() => seals.requestId, { onDelete: 'cascade' }),
+    nodeId: text('node_id').notNull(),
+    commitment: text('commitment').notNull(),
+    /** Packet id of the member's commit. */
+    commitId: text('commit_id').notNull().unique(),
+  },
+  (t) => [
+    primaryKey({ name: 'seal_members_pk', columns: [t.requestId, t.nodeId] }),
+    foreignKey({
+      name: 'seal_members_commit_fk',
+      columns: [t.commitId, t.requestId, t.nodeId, t.commitment],
+      foreignColumns: [commits.packetId, commits.requestId, commits.nodeId, commits.commitment],
+    }),
+    index('seal_members_node_idx').on(t.nodeId, t.requestId),
+  ],
+);
+
+/**
+ * Every reveal received, valid or not (a verdict's rejected entries name them by packet id). No
+ * foreign key to seal_members: a reveal from a node that was not sealed is kept as evidence
+ * (`NOT_SEALED`), and a member may reveal twice (`DUPLICATE_REVEAL`).
+ */
+export const reveals = sqliteTable(
+  'reveals',
+  {
+    packetId: text('packet_id').primaryKey(),
+    requestId: text('request_id')
+      .notNull()
+      .references(() => requests.requestId, { onDelete: 'cascade' }),
+    nodeId: text('node_id').notNull(),
+    modelId: text('model_id').notNull(),
+    modelFileHash: text('model_file_hash').notNull(),
+    /** sha256 of the UTF-8 output, as bound into the commitment. */
+    outputDigest: text('output_digest').notNull(),
+    output: text('output').notNull(),
+    /** Packed sign bits, lowercase hex. */
+    bEmbedding: text('b_embedding').notNull(),
+    createdAt: integer('created_at').notNull(),
+    raw: text('raw').notNull(),
+  },
+  (t) => [
+    index('reveals_request_node_idx').on(t.requestId, t.nodeId),
+    index('reveals_node_created_idx').on(t.nodeId, t.createdAt),
+    index('reveals_model_created_idx').on(t.modelId, t.createdAt),
+  ],
+);
+
+/** The coordinator's verdict, one per request, with the winner projected out for queries. */
+export const verdicts = sqliteTable(
+  'verdicts',
+  {
+    requestId: text('request_id')
+      .primaryKey()
+      .references(() => requests.requestId, { onDelete: 'cascade' }),
+    packetId: text('packet_id').notNull().unique(),
+    /** The seal the verdict was computed over. */
+    sealId: text('seal_id')
+      .notNull()
+      .references(() => seals.packetId, { onDelete: 'cascade' }),
+    /** Signer of the verdict packet. */
+    coordinator: text('coordinator').notNull(),
+    status: text('status', { enum: VERDICT_STATUSES }).notNull(),
+    verdictDigest: text('verdict_digest').notNull(),
+    transcriptRoot: text('transcript_root').notNull(),
+    /** Winner columns: all set when `status = 'accepted'`, all null for `no-consensus`. */
+    winnerNodeId: text('winner_node_id'),
+    winnerCommitment: text('winner_commitment'),
+    winnerOutputDigest: text('winner_output_digest'),
+    winnerModelId: text('winner_model_id'),
+    winnerModelFileHash: text('winner_model_file_hash'),
+    sealSize: integer('seal_size').notNull(),
+    /** Agreeing reveals needed: ceil(secPercentage × sealSize). */
+    required: integer('required').notNull(),
+    createdAt: integer('created_at').notNull(),
+    verdict: text('verdict', { mode: 'json' }).$type<Verdict>().notNull(),
+    raw: text('raw').notNull(),
+  },
+  (t) => [
+    index('verdicts_status_created_idx').on(t.status, t.createdAt, t.requestId),
+    index('verdicts_winner_node_created_idx').on(t.winnerNodeId, t.createdAt),
+    index('verdicts_winner_model_created_idx').on(t.winnerModelId, t.createdAt),
+    index('verdicts_digest_idx').on(t.verdictDigest),
+    check('verdicts_status_ck', oneOf(t.status, VERDICT_STATUSES)),
+    check(
+      'verdicts_winner_ck',
+      sql`(${c(t.status)} = 'accepted' and ${c(t.winnerNodeId)} is not null and ${c(t.winnerCommitment)} is not null and ${c(t.winnerOutputDigest)} is not null and ${c(t.winnerModelId)} is not null and ${c(t.winnerModelFileHash)} is not null)
+        or (${c(t.status)} = 'no-consensus' and ${c(t.winnerNodeId)} is null and ${c(t.winnerCommitment)} is null and ${c(t.winnerOutputDigest)} is null and ${c(t.winnerModelId)} is null and ${c(t.winnerModelFileHash)} is null)`,
+    ),
+    check(
+      'verdicts_required_ck',
+      sql`${c(t.sealSize)} >= 1 and ${c(t.required)} >= 1 and ${c(t.required)} <= ${c(t.sealSize)}`,
+    ),
+  ],
+);
+
+/**
+ * A verdict flattened for reputation queries: one row per entry of `verdict.accepted` (outcome
+ * `accepted`) and `verdict.rejected` (outcome `rejected`, with its reason), numbered by `ordinal` in that
+ * order (see `verdictEntries`). A node can have more than one row in a verdict (an accepted reveal and a
+ * `DUPLICATE_REVEAL`; two `NOT_SEALED` reveals), so the key is the position, which is deterministic
+ * because the verdict itself is. (Exported as `verdictEntriesTable`: `verdictEntries` is the function
+ * that builds its rows from a verdict.)
+ */
+export const verdictEntriesTable = sqliteTable(
+  'verdict_entries',
+  {
+    requestId: text('request_id')
+      .notNull()
+      .references(() => verdicts.requestId, { onDelete: 'cascade' }),
+    ordinal: integer('ordinal').notNull(),
+    nodeId: text('node_id').notNull(),
+    /** Null only for a rejected reveal whose commitment is unknown (e.g. `NOT_SEALED`). */
+    commitment: text('commitment'),
+    /** Packet id of the rejected reveal, when there was one. */
+    revealId: text('reveal_id'),
+    outcome: text('outcome', { enum: ENTRY_OUTCOMES }).notNull(),
+    /** Null exactly when `outcome = 'accepted'`. */
+    reason: text('reason', { enum: REJECT_REASONS }),
+    /** This entry is the verdict's winner. */
+    winner: integer('winner', { mode: 'boolean' }).notNull().default(false),
+  },
+  (t) => [
+    primaryKey({ name: 'verdict_entries_pk', columns: [t.requestId, t.ordinal] }),
+    index('verdict_entries_node_outcome_idx').on(t.nodeId, t.outcome, t.reason),
+    index('verdict_entries_node_request_idx').on(t.nodeId, t.requestId),
+    check('verdict_entries_ordinal_ck', sql`${c(t.ordinal)} >= 0`),
+    check('verdict_entries_outcome_ck', oneOf(t.outcome, ENTRY_OUTCOMES)),
+    check(
+      'verdict_entries_reason_ck',
+      sql`(${c(t.outcome)} = 'accepted' and ${c(t.reason)} is null and ${c(t.commitment)} is not null)
+        or (${c(t.outcome)} = 'rejected' and ${c(t.reason)} is not null and ${oneOf(t.reason, REJECT_REASONS)} and ${c(t.winner)} = 0)`,
+    ),
+  ],
+);
+
+/**
+ * Signed attestations of a verdict digest by verifiers, one per node per request. `verdict_digest` is
+ * not a foreign key: an attestation that disagrees with the coordinator's verdict is evidence too.
+ */
+export const attestations = sqliteTable(
+  'attestations',
+  {
+    packetId: text('packet_id').primaryKey(),
+    requestId: text('request_id')
+      .notNull()
+      .references(() => requests.requestId, { onDelete: 'cascade' }),
+    nodeId: text('node_id').notNull(),
+    verdictDigest: text('verdict_digest').notNull(),
+    transcriptRoot: text('transcript_root').notNull(),
+    createdAt: integer('created_at').notNull(),
+    raw: text('raw').notNull(),
+  },
+  (t) => [
+    unique('attestations_request_node_uq').on(t.requestId, t.nodeId),
+    index('attestations_node_created_idx').on(t.nodeId, t.createdAt),
+  ],
+);
+
+// ---------------------------------------------------------------------------------------------------
+// Nodes and reputation
+// ---------------------------------------------------------------------------------------------------
+
+/** Nodes as last heard from: the latest heartbeat wins. */
+export const nodes = sqliteTable(
+  'nodes',
+  {
+    nodeId: text('node_id').primaryKey(),
+    role: text('role', { enum: NODE_ROLES }).notNull(),
+    software: text('software').notNull(),
+    /** The whole signed heartbeat packet, so its signature can be checked again. */
+    lastHeartbeat: text('last_heartbeat', { mode: 'json' }).$type<Packet<'heartbeat'>>().notNull(),
+    lastHeartbeatId: text('last_heartbeat_id').notNull(),
+    models: text('models', { mode: 'json' }).$type<HeartbeatBody['models']>().notNull(),
+    embedders: text('embedders', { mode: 'json' }).$type<HeartbeatBody['embedders']>().notNull(),
+    /** Best advertised tokens/s over the node's models (0 with none). */
+    tokensPerSecond: real('tokens_per_second').notNull(),
+    /** Best advertised embeddings/s over the node's embedders (0 with none). */
+    embeddingsPerSecond: real('embeddings_per_second').notNull(),
+    /** Relay clock. */
+    firstSeen: integer('first_seen').notNull(),
+    lastSeen: integer('last_seen').notNull(),
+  },
+  (t) => [
+    index('nodes_last_seen_idx').on(t.lastSeen),
+    index('nodes_role_last_seen_idx').on(t.role, t.lastSeen),
+    check('nodes_role_ck', oneOf(t.role, NODE_ROLES)),
+    check('nodes_seen_ck', sql`${c(t.firstSeen)} <= ${c(t.lastSeen)}`),
+    check('nodes_rates_ck', sql`${c(t.tokensPerSecond)} >= 0 and ${c(t.embeddingsPerSecond)} >= 0`),
+  ],
+);
+
+/**
+ * Per-node counters, derived from the history (verdict_entries, commits, invalid packets seen) and
+ * kept as an aggregate so lookups are one row. No foreign key to `nodes`: a node can earn a record
+ * by committing before any heartbeat of it is stored. `score` is `reputationScore(row)`.
+ */
+export const reputation = sqliteTable(
+  'reputation',
+  {
+    nodeId: text('node_id').primaryKey(),
+    /** Accepted entries: the node's reveal was in the winning cluster. */
+    agreements: integer('agreements').notNull().default(0),
+    /** Valid reveals outside the winning cluster. */
+    disagreements: integer('disagreements').notNull().default(0),
+    /** Sealed but never revealed in time (`NOT_REVEALED`, `REVEAL_LATE`). */
+    withheld: integer('withheld').notNull().default(0),
+    /** Invalid packets: commitment mismatches, unaccepted models, bad embeddings, unsealed or duplicate reveals. */
+    invalid: integer('invalid').notNull().default(0),
+    /** Valid commits stored. */
+    commits: integer('commits').notNull().default(0),
+    /** How many latencies `mean_latency_ms` averages; the mean is null while this is 0. */
+    latencySamples: integer('latency_samples').notNull().default(0),
+    meanLatencyMs: real('mean_latency_ms'),
+    /** `reputationScore` of the counters, in [0, 1]. */
+    score: real('score').notNull().default(0),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [
+    index('reputation_score_idx').on(t.score),
+    check(
+      'reputation_counts_ck',
+      sql`${c(t.agreements)} >= 0 and ${c(t.disagreements)} >= 0 and ${c(t.withheld)} >= 0 and ${c(t.invalid)} >= 0 and ${c(t.commits)} >= 0 and ${c(t.latencySamples)} >= 0`,
+    ),
+    check('reputation_score_ck', sql`${c(t.score)} >= 0 and ${c(t.score)} <= 1`),
+    check(
+      'reputation_latency_ck',
+      sql`(${c(t.latencySamples)} = 0 and ${c(t.meanLatencyMs)} is null) or (${c(t.latencySamples)} > 0 and ${c(t.meanLatencyMs)} >= 0)`,
+    ),
+  ],
+);
+
+// ---------------------------------------------------------------------------------------------------
+// API keys, metering, idempotency
+// ---------------------------------------------------------------------------------------------------
+
+/** API keys. Only the sha256 of a key is stored, never the key: the CHECK refuses anything else. */
+export const apiKeys = sqliteTable(
+  'api_keys',
+  {
+    /** Public key id (shown in dashboards and logs). */
+    id: text('id').primaryKey(),
+    /** Lowercase hex sha256 of the secret key. */
+    hash: text('hash').notNull().unique(),
+    label: text('label').notNull(),
+    /** Requests allowed per UTC day. */
+    quotaPerDay: integer('quota_per_day').notNull(),
+    createdAt: integer('created_at').notNull(),
+    /** Null while the key is live. */
+    revokedAt: integer('revoked_at'),
+  },
+  (t) => [
+    check('api_keys_hash_ck', isHex64(t.hash)),
+    check('api_keys_quota_ck', sql`${c(t.quotaPerDay)} >= 0`),
+  ],
+);
+
+/** Requests metered per key per UTC day (`YYYY-MM-DD`); incremented with an upsert. */
+export const usage = sqliteTable(
+  'usage',
+  {
+    keyId: text('key_id')
+      .notNull()
+      .references(() => apiKeys.id, { onDelete: 'cascade' }),
+    day: text('day').notNull(),
+    count: integer('count').notNull().default(0),
+  },
+  (t) => [
+    primaryKey({ name: 'usage_pk', columns: [t.keyId, t.day] }),
+    check('usage_day_ck', sql`${c(t.day)} glob '[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]'`),
+    check('usage_count_ck', sql`${c(t.count)} >= 0`),
+  ],
+);
+
+/**
+ * `Idempotency-Key` of an HTTP request: a retry with the same key returns the stored request. The
+ * digest of the submitted body tells a retry from a different request reusing the key (which the edge
+ * refuses). Inserted in the same transaction as the request.
+ */
+export const idempotency = sqliteTable(
+  'idempotency',
+  {
+    keyId: text('key_id')
+      .notNull()
+      .references(() => apiKeys.id, { onDelete: 'cascade' }),
+    idempotencyKey: text('idempotency_key').notNull(),
+    requestId: text('request_id')
+      .notNull()
+      .references(() => requests.requestId, { onDelete: 'cascade' }),
+    /** sha256 (hex) of the submitted body, canonicalized by the edge. */
+    bodyDigest: text('body_digest').notNull(),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [
+    primaryKey({ name: 'idempotency_pk', columns: [t.keyId, t.idempotencyKey] }),
+    index('idempotency_request_idx').on(t.requestId),
+    index('idempotency_created_idx').on(t.createdAt),
+    check('idempotency_key_ck', sql`length(${c(t.idempotencyKey)}) between 1 and 255`),
+    check('idempotency_body_digest_ck', isHex64(t.bodyDigest)),
+  ],
+);
+
+// ---------------------------------------------------------------------------------------------------
+// Chain bridge
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * On-chain requests seen by the chain watcher, keyed like the contract keys them, so each is fulfilled
+ * or refunded exactly once across restarts and reorgs: the watcher upserts on the key, and settles only
+ * a `pending` row, in a conditional update (`... where status = 'pending'`). The settling tx hash is
+ * written before the tx is broadcast, so a restart finds it and waits for it instead of sending again.
+ *
+ * `request_id` is `<chainId>:<contract>:<requestNo>` (the CHECK enforces it). It is not a foreign key
+ * to `requests`: a chain request that fails validation is never stored as a request, and is refunded.
+ */
+export const chainRequests = sqliteTable(
+  'chain_requests',
+  {
+    chainId: integer('chain_id').notNull(),
+    /** Lowercase 0x address. */
+    contract: text('contract').notNull(),
+    /** uint256 in decimal. */
+    requestNo: text('request_no').notNull(),
+    requestId: text('request_id').notNull().unique(),
+    /** Transaction, log index and block of the request event. */
+    txHash: text('tx_hash').notNull(),
+    logIndex: integer('log_index').notNull(),
+    blockNumber: integer('block_number').notNull(),
+    blockHash: text('block_hash').notNull(),
+    status: text('status', { enum: CHAIN_REQUEST_STATUSES }).notNull().default('pending'),
+    /** Hash of the settling tx (the fulfil call, or the refund call). Set before it is broadcast. */
+    fulfilledTx: text('fulfilled_tx'),
+    createdAt: integer('created_at').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [
+    primaryKey({ name: 'chain_requests_pk', columns: [t.chainId, t.contract, t.requestNo] }),
+    uniqueIndex('chain_requests_event_uq').on(t.chainId, t.txHash, t.logIndex),
+    index('chain_requests_status_block_idx').on(t.status, t.blockNumber),
+    check('chain_requests_status_ck', oneOf(t.status, CHAIN_REQUEST_STATUSES)),
+    check(
+      'chain_requests_settled_ck',
+      sql`${c(t.status)} not in ('fulfilled', 'refunded') or ${c(t.fulfilledTx)} is not null`,
+    ),
+    check(
+      'chain_requests_request_no_ck',
+      sql`length(${c(t.requestNo)}) between 1 and 78 and ${c(t.requestNo)} not glob '*[^0-9]*'`,
+    ),
+    check(
+      'chain_requests_request_id_ck',
+      sql`${c(t.requestId)} = cast(${c(t.chainId)} as text) || ':' || ${c(t.contract)} || ':' || ${c(t.requestNo)}`,
+    ),
+  ],
+);
+
+// ---------------------------------------------------------------------------------------------------
+// Row types
+// ---------------------------------------------------------------------------------------------------
+
+export type RequestRow = typeof requests.$inferSelect;
+export type NewRequestRow = typeof requests.$inferInsert;
+export type RequestModelRow = typeof requestModels.$inferSelect;
+export type NewRequestModelRow = typeof requestModels.$inferInsert;
+export type CommitRow = typeof commits.$inferSelect;
+export type NewCommitRow = typeof commits.$inferInsert;
+export type SealRow = typeof seals.$inferSelect;
+export type NewSealRow = typeof seals.$inferInsert;
+export type SealMemberRow = typeof sealMembers.$inferSelect;
+export type NewSealMemberRow = typeof sealMembers.$inferInsert;
+export type RevealRow = typeof reveals.$inferSelect;
+export type NewRevealRow = typeof reveals.$inferInsert;
+export type VerdictRow = typeof verdicts.$inferSelect;
+export type NewVerdictRow = typeof verdicts.$inferInsert;
+export type VerdictEntryRow = typeof verdictEntriesTable.$inferSelect;
+export type NewVerdictEntryRow = typeof verdictEntriesTable.$inferInsert;
+export type AttestationRow = typeof attestations.$inferSelect;
+export type NewAttestationRow = typeof attestations.$inferInsert;
+export type NodeRow = typeof nodes.$inferSelect;
+export type NewNodeRow = typeof nodes.$inferInsert;
+export type ReputationRow = typeof reputation.$inferSelect;
+export type NewReputationRow = typeof reputation.$inferInsert;
+export type ApiKeyRow = typeof apiKeys.$inferSelect;
+export type NewApiKeyRow = typeof apiKeys.$inferInsert;
+export type UsageRow = typeof usage.$inferSelect;
+export type NewUsageRow = typeof usage.$inferInsert;
+export type IdempotencyRow = typeof idempotency.$inferSelect;
+export type NewIdempotencyRow = typeof idempotency.$inferInsert;
+export type ChainRequestRow = typeof chainRequests.$inferSelect;
+export type NewChainRequestRow = typeof chainRequests.$inferInsert;
+
+/** Every table, keyed for `drizzle(client, { schema: historySchema })`. */
+export const historySchema = {
+  requests,
+  requestModels,
+  commits,
+  seals,
+  sealMembers,
+  reveals,
+  verdicts,
+  verdictEntries: verdictEntriesTable,
+  attestations,
+  nodes,
+  reputation,
+  apiKeys,
+  usage,
+  idempotency,
+  chainRequests,
+} as const;
