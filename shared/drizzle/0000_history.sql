@@ -66,7 +66,6 @@ CREATE TABLE `idempotency` (
 	`body_digest` text NOT NULL,
 	`created_at` integer NOT NULL,
 	PRIMARY KEY(`key_id`, `idempotency_key`),
-	FOREIGN KEY (`key_id`) REFERENCES `api_keys`(`id`) ON UPDATE no action ON DELETE cascade,
 	FOREIGN KEY (`request_id`) REFERENCES `requests`(`request_id`) ON UPDATE no action ON DELETE cascade,
 	CONSTRAINT "idempotency_key_ck" CHECK(length("idempotency_key") between 1 and 255),
 	CONSTRAINT "idempotency_body_digest_ck" CHECK(length("body_digest") = 64 and "body_digest" not glob '*[^0-9a-f]*')
@@ -198,7 +197,6 @@ CREATE TABLE `usage` (
 	`day` text NOT NULL,
 	`count` integer DEFAULT 0 NOT NULL,
 	PRIMARY KEY(`key_id`, `day`),
-	FOREIGN KEY (`key_id`) REFERENCES `api_keys`(`id`) ON UPDATE no action ON DELETE cascade,
 	CONSTRAINT "usage_day_ck" CHECK("day" glob '[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]'),
 	CONSTRAINT "usage_count_ck" CHECK("count" >= 0)
 );

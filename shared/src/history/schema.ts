@@ -494,13 +494,16 @@ export const apiKeys = sqliteTable(
   ],
 );
 
-/** Requests metered per key per UTC day (`YYYY-MM-DD`); incremented with an upsert. */
+/**
+ * Requests metered per caller per UTC day (`YYYY-MM-DD`); incremented with an upsert. A caller is an
+ * API key id or, for keyless signed requests, `node:<node id>`, so `key_id` has no foreign key to
+ * `api_keys` (revoking a key stops new requests; its history stays).
+ */
 export const usage = sqliteTable(
   'usage',
   {
-    keyId: text('key_id')
-      .notNull()
-      .references(() => apiKeys.id, { onDelete: 'cascade' }),
+    /** The caller: an API key id (`key_…`) or a signed-request signer (`node:<node id>`); no FK, see above. */
+    keyId: text('key_id').notNull(),
     day: text('day').notNull(),
     count: integer('count').notNull().default(0),
   },
@@ -519,9 +522,8 @@ export const usage = sqliteTable(
 export const idempotency = sqliteTable(
   'idempotency',
   {
-    keyId: text('key_id')
-      .notNull()
-      .references(() => apiKeys.id, { onDelete: 'cascade' }),
+    /** The caller, as in `usage.key_id`. */
+    keyId: text('key_id').notNull(),
     idempotencyKey: text('idempotency_key').notNull(),
     requestId: text('request_id')
       .notNull()
