@@ -29,7 +29,8 @@ export function reputationScore(r: ReputationCounters, z: number = REPUTATION_Z)
   }
   if (!(Number.isFinite(z) && z > 0)) throw new RangeError(`z must be a positive number, got ${z}`);
   const n = r.agreements + r.disagreements + r.withheld + r.invalid;
-  if (n === 0) return 0;
+  // No agreements: exactly 0 (the formula's two terms cancel only up to rounding, e.g. 1e-19).
+  if (n === 0 || r.agreements === 0) return 0;
   const p = r.agreements / n;
   const z2 = z * z;
   const centre = p + z2 / (2 * n);
