@@ -1,0 +1,325 @@
+/**
+ * Deterministic protocol fixtures: keys from fixed seeds, fixed clocks, fixed salts and fixed embedding
+ * vectors, so that every packet (Ed25519 is deterministic) and every digest built from them is
+ * reproducible byte for byte. Used by the golden-vector generator and by the transcript tests.
+ *
+ * Conventions:
+ *   - seed i        = 32 bytes of value i (node keys; i in 1..255)
+ *   - salt i        = 32 bytes of value 0x80 + i
+ *   - nonces        = 16 bytes of value 0x11
+ *   - vectors       = pseudo-random in [-1, 1) from sha256("synod-test-vector" ‖ label ‖ counter)
+ *   - createdAt     = BASE_TIME + a fixed offset per packet
+ */
+import { computeCommitment } from '../src/commitment/commitment.ts';
+import { quantize } from '../src/embedding/binary.ts';
+import { concatBytes, toHex, utf8 } from '../src/encoding/bytes.ts';
+import { sha256, sha256Hex } from '../src/encoding/hash.ts';
+import { type EmbeddingModelRef, type Frame, resolveFrame } from '../src/frame/frame.ts';
+import { NodeKey } from '../src/identity/node-key.ts';
+import { packetId, signPacket } from '../src/packets/envelope.ts';
+import { deriveRequestId } from '../src/packets/request-id.ts';
+import type { ModelRef, Packet, RequestBody, SealMember } from '../src/packets/schemas.ts';
+
+export const BASE_TIME = 1_700_000_000_000;
+
+export const EMBEDDER: EmbeddingModelRef = {
+  id: 'use-lite-512',
+  fileHash: sha256Hex(utf8('synod test-vectors embedder use-lite-512')),
+  bits: 512,
+};
+
+export const MODEL: ModelRef = {
+  id: 'llama-3.2-1b-instruct-q4f16_1',
+  fileHash: sha256Hex(utf8('synod test-vectors model llama-3.2-1b-instruct-q4f16_1')),
+};
+
+export const OTHER_MODEL: ModelRef = {
+  id: 'qwen2.5-0.5b-instruct-q4f16_1',
+  fileHash: sha256Hex(utf8('synod test-vectors model qwen2.5-0.5b-instruct-q4f16_1')),
+};
+
+export const NONCE = '11'.repeat(16);
+
+export function seedOf(i: number): Uint8Array {
+  return new Uint8Array(32).fill(i);
+}
+
+export function saltOf(i: number): string {
+  return toHex(new Uint8Array(32).fill(0x80 + i));
+}
+
+const keyCache = new Map<number, Promise<NodeKey>>();
+
+export function keyOf(i: number): Promise<NodeKey> {
+  let key = keyCache.get(i);
+  if (key === undefined) {
+    key = NodeKey.fromSeed(seedOf(i));
+    keyCache.set(i, key);
+  }
+  return key;
+}
+
+/** A deterministic vector of `dims` values in [-1, 1), 2 bytes of sha256 output per value. */
+export function fixedVector(label: string, dims = EMBEDDER.bits): number[] {
+  const out: number[] = [];
+  for (let block = 0; out.length < dims; block++) {
+    const counter = new Uint8Array(4);
+    new DataView(counter.buffer).setUint32(0, block, false);
+    const digest = sha256(concatBytes(utf8('synod-test-vector'), utf8(label), counter));
+    for (let k = 0; k + 1 < digest.length && out.length < dims; k += 2) {
+      const u16 = ((digest[k] as number) << 8) | (digest[k + 1] as number);
+      out.push(u16 / 32768 - 1);
+    }
+  }
+  return out;
+}
+
+/** `vector` with the sign of `flips` dimensions flipped (the first `flips` of a fixed permutation). */
+export function perturb(vector: readonly number[], flips: number, label: string): number[] {
+  const order = fixedVector(`perturb:${label}`, vector.length)
+    .map((key, index) => ({ key, index }))
+    .sort((a, b) => a.key - b.key || a.index - b.index)
+    .map((e) => e.index);
+  const out = vector.slice();
+  for (const i of order.slice(0, flips)) {
+    const x = out[i] as number;
+    out[i] = x === 0 ? 1 : -x;
+  }
+  return out;
+}
+
+export function embeddingHex(vector: readonly number[], bits = EMBEDDER.bits): string {
+  return toHex(quantize(vector, bits));
+}
+
+export function defaultFrame(overrides: Partial<Frame> = {}): Frame {
+  return resolveFrame({
+    embeddingModel: EMBEDDER,
+    quorum: 3,
+    maxCommits: 5,
+    secDistance: 0.15,
+    secPercentage: 0.6,
+    maxTimeMs: 30_000,
+    revealWindowMs: 10_000,
+    ...overrides,
+  });
+}
+
+export function requestBody(options: {
+  prompt: string;
+  frame?: Frame;
+  createdAt?: number;
+  acceptedModels?: string[];
+}): RequestBody {
+  const content = {
+    nonce: NONCE,
+    prompt: options.prompt,
+    acceptedModels: options.acceptedModels ?? [MODEL.id],
+    params: { temperature: 0, maxTokens: 256, seed: 42 },
+    frame: options.frame ?? defaultFrame(),
+    origin: { kind: 'http' as const },
+    createdAt: options.createdAt ?? BASE_TIME,
+  };
+  return { requestId: deriveRequestId(content), ...content };
+}
+
+/** How a sealed member behaves at reveal time. */
+export type RevealBehaviour =
+  | { kind: 'honest' }
+  | { kind: 'withhold' }
+  /** Reveals (and signs) another output than the one it committed to. */
+  | { kind: 'tampered'; output: string };
+
+export interface MemberSpec {
+  seed: number;
+  output: string;
+  /** The (unquantized) embedding of `output`. */
+  vector: readonly number[];
+  model?: ModelRef;
+  reveal?: RevealBehaviour;
+}
+
+/** A node that reveals without having been sealed. */
+export interface OutsiderSpec {
+  seed: number;
+  output: string;
+  vector: readonly number[];
+}
+
+export interface ScenarioSpec {
+  name: string;
+  coordinatorSeed: number;
+  prompt: string;
+  frame?: Frame;
+  members: readonly MemberSpec[];
+  outsiders?: readonly OutsiderSpec[];
+}
+
+export interface Scenario {
+  spec: ScenarioSpec;
+  request: Packet<'request'>;
+  requestPacketId: string;
+  commits: Packet<'commit'>[];
+  seal: Packet<'seal'>;
+  sealId: string;
+  reveals: Packet<'reveal'>[];
+  /** Every packet, in construction order (not canonical order). */
+  packets: (Packet<'request'> | Packet<'commit'> | Packet<'seal'> | Packet<'reveal'>)[];
+}
+
+export async function buildScenario(spec: ScenarioSpec): Promise<Scenario> {
+  const coordinator = await keyOf(spec.coordinatorSeed);
+  const request = await signPacket(
+    coordinator,
+    'request',
+    requestBody(
+      spec.frame === undefined ? { prompt: spec.prompt } : { prompt: spec.prompt, frame: spec.frame },
+    ),
+  );
+  const requestId = request.body.requestId;
+  const requestPacketId = packetId(request);
+  const bits = request.body.frame.embeddingModel.bits;
+
+  const commits: Packet<'commit'>[] = [];
+  const reveals: Packet<'reveal'>[] = [];
+  const members: SealMember[] = [];
+  for (const [k, m] of spec.members.entries()) {
+    const key = await keyOf(m.seed);
+    const model = m.model ?? MODEL;
+    const bEmbedding = embeddingHex(m.vector, bits);
+    const salt = saltOf(m.seed);
+    const commitment = computeCommitment({
+      requestId,
+      nodeId: key.nodeId,
+      model,
+      output: m.output,
+      bEmbedding,
+      salt,
+    });
+    const commit = await signPacket(key, 'commit', {
+      requestId,
+      commitment,
+      createdAt: BASE_TIME + 1_000 + k,
+    });
+    commits.push(commit);
+    members.push({ nodeId: key.nodeId, commitment, commitId: packetId(commit) });
+    const behaviour = m.reveal ?? { kind: 'honest' };
+    if (behaviour.kind === 'withhold') continue;
+    const output = behaviour.kind === 'tampered' ? behaviour.output : m.output;
+    reveals.push(
+      await signPacket(key, 'reveal', {
+        requestId,
+        output,
+        bEmbedding,
+        model,
+        salt,
+        createdAt: BASE_TIME + 6_000 + k,
+      }),
+    );
+  }
+  members.sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
+  const seal = await signPacket(coordinator, 'seal', {
+    requestId,
+    requestPacketId,
+    members,
+    createdAt: BASE_TIME + 5_000,
+  });
+  for (const [k, o] of (spec.outsiders ?? []).entries()) {
+    const key = await keyOf(o.seed);
+    reveals.push(
+      await signPacket(key, 'reveal', {
+        requestId,
+        output: o.output,
+        bEmbedding: embeddingHex(o.vector, bits),
+        model: MODEL,
+        salt: saltOf(o.seed),
+        createdAt: BASE_TIME + 7_000 + k,
+      }),
+    );
+  }
+  return {
+    spec,
+    request,
+    requestPacketId,
+    commits,
+    seal,
+    sealId: packetId(seal),
+    reveals,
+    packets: [request, ...commits, seal, ...reveals],
+  };
+}
+
+const PARIS = fixedVector('answer:paris');
+
+/** 5 sealed nodes: 3 agree (small perturbations of one vector), 1 garbage, 1 never reveals. */
+export const AGREE_SPEC: ScenarioSpec = {
+  name: 'three-agree-one-garbage-one-silent',
+  coordinatorSeed: 1,
+  prompt: 'What is the capital of France? Answer in one sentence.',
+  members: [
+    { seed: 2, output: 'The capital of France is Paris.', vector: perturb(PARIS, 8, 'n2') },
+    { seed: 3, output: 'Paris is the capital of France.', vector: perturb(PARIS, 16, 'n3') },
+    { seed: 4, output: "France's capital city is Paris.", vector: perturb(PARIS, 24, 'n4') },
+    {
+      seed: 5,
+      output: 'Bananas are an excellent source of potassium.',
+      vector: fixedVector('answer:bananas'),
+    },
+    {
+      seed: 6,
+      output: 'The capital of France is Paris.',
+      vector: perturb(PARIS, 4, 'n6'),
+      reveal: { kind: 'withhold' },
+    },
+  ],
+};
+
+/** 5 sealed nodes: 2 agree, 2 unrelated answers, 1 silent: the largest ball (2) is below ceil(0.6 × 5). */
+export const NO_CONSENSUS_SPEC: ScenarioSpec = {
+  name: 'no-consensus',
+  coordinatorSeed: 1,
+  prompt: 'Write a haiku about the sea.',
+  members: [
+    { seed: 2, output: 'Waves fold into foam', vector: perturb(fixedVector('answer:sea'), 10, 'n2') },
+    { seed: 3, output: 'Waves folding to foam', vector: perturb(fixedVector('answer:sea'), 20, 'n3') },
+    { seed: 4, output: 'Salt wind, grey water', vector: fixedVector('answer:wind') },
+    { seed: 5, output: 'The moon pulls the tide', vector: fixedVector('answer:moon') },
+    {
+      seed: 6,
+      output: 'Waves fold into foam',
+      vector: fixedVector('answer:sea'),
+      reveal: { kind: 'withhold' },
+    },
+  ],
+};
+
+/**
+ * 4 sealed nodes: 3 agree, 1 reveals another output than it committed to (COMMITMENT_MISMATCH), and a
+ * node outside the seal reveals too (NOT_SEALED).
+ */
+export const CHEATERS_SPEC: ScenarioSpec = {
+  name: 'tampered-reveal-and-outsider',
+  coordinatorSeed: 1,
+  prompt: 'Name the largest planet of the solar system.',
+  frame: defaultFrame({ quorum: 3, maxCommits: 4, secPercentage: 0.75 }),
+  members: [
+    { seed: 2, output: 'Jupiter.', vector: perturb(fixedVector('answer:jupiter'), 6, 'n2') },
+    {
+      seed: 3,
+      output: 'Jupiter is the largest planet.',
+      vector: perturb(fixedVector('answer:jupiter'), 12, 'n3'),
+    },
+    {
+      seed: 4,
+      output: 'The largest planet is Jupiter.',
+      vector: perturb(fixedVector('answer:jupiter'), 18, 'n4'),
+    },
+    {
+      seed: 5,
+      output: 'Jupiter',
+      vector: fixedVector('answer:jupiter'),
+      reveal: { kind: 'tampered', output: 'Saturn' },
+    },
+  ],
+  outsiders: [{ seed: 7, output: 'Jupiter!', vector: fixedVector('answer:jupiter') }],
+};
