@@ -1,0 +1,3 @@
+export * from './merkle.ts';
+export * from './transcript.ts';
+export * from './verify.ts';
