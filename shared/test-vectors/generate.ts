@@ -1,0 +1,492 @@
+/**
+ * Generator of the golden vectors `v1.json`: `npx bun shared/test-vectors/generate.ts`.
+ *
+ * Every input is fixed (seeds, salts, nonces, clocks, embedding vectors; see fixtures.ts) and Ed25519
+ * signatures are deterministic, so running it again rewrites the file byte for byte. The file format is
+ * described in README.md; vectors.test.ts recomputes every value from the inputs in the file, and also
+ * checks that this generator still reproduces the checked-in file exactly.
+ *
+ * The generator asserts what each scenario is meant to show (for example "accepted with 3 agreeing"),
+ * so a change in the protocol code cannot quietly turn a vector into a self-consistent but wrong one.
+ */
+import { writeFileSync } from 'node:fs';
+import { computeCommitment, outputDigest } from '../src/commitment/commitment.ts';
+import { verdictDigest } from '../src/consensus/verdict.ts';
+import { hamming, normalizedHamming, quantize } from '../src/embedding/binary.ts';
+import { fromHex, toHex, utf8 } from '../src/encoding/bytes.ts';
+import { canonicalJson } from '../src/encoding/canonical.ts';
+import { domainTag, sha256Hex, taggedHash } from '../src/encoding/hash.ts';
+import { distanceThresholdBits, requiredAgreement } from '../src/frame/frame.ts';
+import { NodeKey } from '../src/identity/node-key.ts';
+import { packetId, signedBytes, signPacket } from '../src/packets/envelope.ts';
+import { deriveRequestId } from '../src/packets/request-id.ts';
+import type { AnyPacket, BodyOf, PacketType, RequestBody, Verdict } from '../src/packets/schemas.ts';
+import { inclusionProof, merkleLeaf, merkleLeafHash, merkleRoot } from '../src/transcript/merkle.ts';
+import { buildTranscript, type Transcript, transcriptRoot } from '../src/transcript/transcript.ts';
+import { verifyTranscript } from '../src/transcript/verify.ts';
+import {
+  AGREE_SPEC,
+  BASE_TIME,
+  buildScenario,
+  CHEATERS_SPEC,
+  defaultFrame,
+  EMBEDDER,
+  embeddingHex,
+  fixedVector,
+  keyOf,
+  MODEL,
+  NO_CONSENSUS_SPEC,
+  NONCE,
+  OTHER_MODEL,
+  perturb,
+  type Scenario,
+  type ScenarioSpec,
+  saltOf,
+  seedOf,
+} from './fixtures.ts';
+
+export const VECTORS_PATH = new URL('./v1.json', import.meta.url);
+
+/** JSON texts: canonicalized after a standard JSON parse. */
+const JCS_CASES: { name: string; json: string }[] = [
+  {
+    name: 'RFC 8785 section 3.2.2: numbers, string escapes, literals',
+    json: '{"numbers":[333333333.33333329,1E30,4.50,2e-3,0.000000000000000000000000001],"string":"\\u20ac$\\u000F\\u000aA\'\\u0042\\u0022\\u005c\\\\\\"\\/","literals":[null,true,false]}',
+  },
+  {
+    name: 'RFC 8785 section 3.2.3: property sorting by UTF-16 code units',
+    json: '{"\\u20ac":"Euro Sign","\\r":"Carriage Return","\\ufb33":"Hebrew Letter Dalet With Dagesh","1":"One","\\ud83d\\ude00":"Emoji: Grinning Face","\\u0080":"Control","\\u00f6":"Latin Small Letter O With Diaeresis"}',
+  },
+  {
+    name: 'number forms: shortest round-trip, exponent from 1e21 and below 1e-6, -0 is 0',
+    json: '[-0,0.0,1.0,100,1e2,1E+2,1e21,1e20,123456789012345680000,1e-6,1e-7,0.000001,-1.5e-10,0.1,0.30000000000000004,9007199254740993,5e-324,1.7976931348623157e308]',
+  },
+  {
+    name: 'white space removed, nested objects sorted, arrays keep their order',
+    json: ' { "b" : [ 3 , 1 , { "d" : true , "c" : null } ] , "a" : { } , "aa" : [ ] } ',
+  },
+  {
+    name: 'strings: control characters escaped as \\u00XX except \\b \\f \\n \\r \\t; DEL, U+2028 and / are not escaped',
+    json: '"\\u0000\\u0001\\u001f\\b\\f\\n\\r\\t\\u007f\\u2028\\u2029/\\"\\\\"',
+  },
+  {
+    name: 'unicode is emitted as UTF-8, never escaped',
+    json: '{"caf\\u00e9":"\\u00fcn\\u00efc\\u00f8d\\u00e9 \\u2713 \\ud83d\\ude00","\\u65e5\\u672c":"\\u8a9e"}',
+  },
+];
+
+const JCS_INVALID: { name: string; json: string }[] = [
+  { name: 'lone high surrogate', json: '"\\ud800"' },
+  { name: 'lone low surrogate in a key', json: '{"\\udc00":1}' },
+];
+
+function hexOf(text: string): string {
+  return toHex(utf8(text));
+}
+
+function jcsVectors() {
+  return {
+    jcs: JCS_CASES.map(({ name, json }) => {
+      const canonical = canonicalJson(JSON.parse(json));
+      return { name, json, canonical, utf8: hexOf(canonical), sha256: sha256Hex(utf8(canonical)) };
+    }),
+    jcsInvalid: JCS_INVALID.map(({ name, json }) => {
+      try {
+        canonicalJson(JSON.parse(json));
+      } catch {
+        return { name, json };
+      }
+      throw new Error(`JCS accepted an invalid value: ${name}`);
+    }),
+  };
+}
+
+function hashVectors() {
+  const sha256 = ['', hexOf('abc'), hexOf('synod'), '00'.repeat(64)].map((data) => ({
+    data,
+    digest: sha256Hex(fromHex(data)),
+  }));
+  const cases: { purpose: string; parts: string[] }[] = [
+    { purpose: 'test', parts: [] },
+    { purpose: 'test', parts: ['00', 'ff'] },
+    { purpose: 'test', parts: ['00ff'] },
+    { purpose: 'merkle-leaf', parts: [hexOf('hello')] },
+    { purpose: 'merkle-node', parts: ['01'.repeat(32), '02'.repeat(32)] },
+    { purpose: 'verdict', parts: [hexOf('{}')] },
+    { purpose: 'request-id', parts: [hexOf('{"a":1}')] },
+    { purpose: 'winner-tiebreak', parts: [hexOf('8453:0x' + 'ab'.repeat(20) + ':42'), 'cd'.repeat(32)] },
+    { purpose: 'packet/commit', parts: [hexOf('{}')] },
+  ];
+  const taggedHashes = cases.map(({ purpose, parts }) => ({
+    purpose,
+    parts,
+    domainTag: toHex(domainTag(purpose)),
+    digest: toHex(taggedHash(purpose, ...parts.map((p) => fromHex(p)))),
+  }));
+  return { sha256, taggedHashes };
+}
+
+async function nodeIdVectors() {
+  const seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 255];
+  return Promise.all(
+    seeds.map(async (i) => ({ seed: toHex(seedOf(i)), nodeId: (await NodeKey.fromSeed(seedOf(i))).nodeId })),
+  );
+}
+
+const CHAIN_ORIGIN = {
+  kind: 'chain' as const,
+  chainId: 8453,
+  contract: `0x${'ab'.repeat(20)}`,
+  requestNo: '42',
+  txHash: `0x${'cd'.repeat(32)}`,
+  blockNumber: 12_345_678,
+};
+
+function withoutRequestId(body: RequestBody): Omit<RequestBody, 'requestId'> {
+  const { requestId: _id, ...rest } = body;
+  return rest;
+}
+
+function requestBodies(): { name: string; body: RequestBody }[] {
+  const frame = defaultFrame();
+  const base = {
+    nonce: NONCE,
+    acceptedModels: [MODEL.id, OTHER_MODEL.id],
+    params: { temperature: 0.7, maxTokens: 128, seed: 7, topP: 0.9, topK: 40 },
+    frame,
+    createdAt: BASE_TIME,
+  };
+  const make = (name: string, content: Omit<RequestBody, 'requestId'>) => ({
+    name,
+    body: { requestId: deriveRequestId(content), ...content } as RequestBody,
+  });
+  return [
+    make('http origin, prompt', { ...base, prompt: 'Say hello.', origin: { kind: 'http' } }),
+    make('peer origin, messages', {
+      ...base,
+      messages: [
+        { role: 'system', content: 'You are terse.' },
+        { role: 'user', content: 'Grüß dich! 👋' },
+      ],
+      params: { temperature: 0, maxTokens: 1 },
+      origin: { kind: 'peer' },
+    }),
+    make('chain origin: requestId is chainId:contract:requestNo', {
+      ...base,
+      prompt: 'What is 2 + 2?',
+      origin: CHAIN_ORIGIN,
+    }),
+  ];
+}
+
+function requestIdVectors() {
+  return requestBodies().map(({ name, body }) => ({
+    name,
+    body: withoutRequestId(body),
+    requestId: body.requestId,
+  }));
+}
+
+async function commitmentVectors() {
+  const requestId = requestBodies()[0]?.body.requestId as string;
+  const nodeId = (await keyOf(2)).nodeId;
+  const inputs = [
+    {
+      requestId,
+      nodeId,
+      model: MODEL,
+      output: 'The capital of France is Paris.',
+      bEmbedding: embeddingHex(fixedVector('answer:paris')),
+      salt: saltOf(2),
+    },
+    {
+      requestId: `8453:0x${'ab'.repeat(20)}:42`,
+      nodeId,
+      model: OTHER_MODEL,
+      output: '',
+      bEmbedding: '00',
+      salt: '00'.repeat(32),
+    },
+    {
+      requestId,
+      nodeId,
+      model: MODEL,
+      output: 'ünïcødé ✓ 😀',
+      bEmbedding: 'ff'.repeat(64),
+      salt: 'ff'.repeat(32),
+    },
+  ];
+  return inputs.map((input) => ({
+    input,
+    outputDigest: outputDigest(input.output),
+    commitment: computeCommitment(input),
+  }));
+}
+
+function embeddingVectors() {
+  const small: { name: string; vector: number[]; bits: number }[] = [
+    { name: 'sign bits, most significant bit first', vector: [1, -1, 0.5, -0.5, 0, 2, -3, 1e-9], bits: 8 },
+    {
+      name: 'zero is 0; 16 dimensions',
+      vector: [0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0],
+      bits: 16,
+    },
+    {
+      name: 'Matryoshka prefix: the first 8 of 16 dimensions',
+      vector: [1, 1, 1, 1, -1, -1, -1, -1, 1, -1, 1, -1, 1, -1, 1, -1],
+      bits: 8,
+    },
+    {
+      name: '512 fixed dimensions (fixedVector("answer:paris"))',
+      vector: fixedVector('answer:paris'),
+      bits: 512,
+    },
+    {
+      name: '256-bit Matryoshka prefix of the same vector',
+      vector: fixedVector('answer:paris'),
+      bits: 256,
+    },
+  ];
+  const quantizeVectors = small.map(({ name, vector, bits }) => ({
+    name,
+    vector,
+    bits,
+    packed: toHex(quantize(vector, bits)),
+  }));
+  const paris = fixedVector('answer:paris');
+  const pairs: [string, string][] = [
+    ['00', '00'],
+    ['00', 'ff'],
+    ['a5', '5a'],
+    ['0123456789abcdef', 'fedcba9876543210'],
+    ['8000000001', '0000000080'],
+    [embeddingHex(paris), embeddingHex(perturb(paris, 8, 'n2'))],
+    [embeddingHex(paris), embeddingHex(fixedVector('answer:bananas'))],
+  ];
+  const hammingVectors = pairs.map(([a, b]) => ({
+    a,
+    b,
+    distance: hamming(fromHex(a), fromHex(b)),
+    normalized: normalizedHamming(fromHex(a), fromHex(b)),
+  }));
+  return { quantize: quantizeVectors, hamming: hammingVectors };
+}
+
+function frameVectors() {
+  const thresholds = [
+    { secDistance: 0.15, bits: 512 },
+    { secDistance: 0.1, bits: 256 },
+    { secDistance: 0, bits: 512 },
+    { secDistance: 0.5, bits: 512 },
+    { secDistance: 0.333333, bits: 8192 },
+    { secDistance: 0.000001, bits: 8 },
+  ].map((c) => ({ ...c, thresholdBits: distanceThresholdBits(c, c.bits) }));
+  const required = [
+    { secPercentage: 0.6, sealSize: 5 },
+    { secPercentage: 0.75, sealSize: 4 },
+    { secPercentage: 0.5, sealSize: 4 },
+    { secPercentage: 1, sealSize: 7 },
+    { secPercentage: 0.666667, sealSize: 3 },
+    { secPercentage: 0.000001, sealSize: 1 },
+    { secPercentage: 0.51, sealSize: 128 },
+  ].map((c) => ({ ...c, required: requiredAgreement(c, c.sealSize) }));
+  return { thresholds, required };
+}
+
+async function packetVector<T extends PacketType>(name: string, seed: number, type: T, body: BodyOf[T]) {
+  const key = await keyOf(seed);
+  const packet = await signPacket(key, type, body);
+  return {
+    name,
+    seed: toHex(seedOf(seed)),
+    type,
+    from: key.nodeId,
+    body: packet.body,
+    signedBytes: toHex(signedBytes(packet.v, packet.type, packet.from, packet.body)),
+    packetId: packetId(packet),
+    sig: packet.sig,
+    envelope: packet,
+    encoded: canonicalJson(packet),
+    merkleLeaf: merkleLeaf(packet as AnyPacket),
+  };
+}
+
+async function packetVectors(
+  agree: Scenario,
+  agreeVerdict: { verdict: Verdict; digest: string; root: string },
+) {
+  const chain = requestBodies()[2]?.body as RequestBody;
+  const commit = agree.commits[0];
+  const reveal = agree.reveals[0];
+  if (commit === undefined || reveal === undefined) throw new Error('scenario without commits or reveals');
+  return [
+    await packetVector('request (http origin)', 1, 'request', agree.request.body),
+    await packetVector('request (chain origin)', 1, 'request', chain),
+    await packetVector('commit', 2, 'commit', commit.body),
+    await packetVector('seal', 1, 'seal', agree.seal.body),
+    await packetVector('reveal', 2, 'reveal', reveal.body),
+    await packetVector('verdict', 1, 'verdict', {
+      requestId: agree.request.body.requestId,
+      verdict: agreeVerdict.verdict,
+      verdictDigest: agreeVerdict.digest,
+      transcriptRoot: agreeVerdict.root,
+      createdAt: BASE_TIME + 17_000,
+    }),
+    await packetVector('attestation', 3, 'attestation', {
+      requestId: agree.request.body.requestId,
+      verdictDigest: agreeVerdict.digest,
+      transcriptRoot: agreeVerdict.root,
+      createdAt: BASE_TIME + 18_000,
+    }),
+    await packetVector('heartbeat', 2, 'heartbeat', {
+      role: 'node',
+      software: 'synod-node/0.1.0',
+      models: [{ id: MODEL.id, fileHash: MODEL.fileHash, engine: 'webllm', tokensPerSecond: 42.5 }],
+      embedders: [{ ...EMBEDDER, embeddingsPerSecond: 120 }],
+      capacity: { queued: 1, maxQueue: 8 },
+      addresses: ['/dns4/node.example/tcp/443/wss'],
+      createdAt: BASE_TIME + 500,
+    }),
+  ];
+}
+
+function merkleVectors() {
+  return [1, 2, 3, 4, 5, 7, 8, 9].map((n) => {
+    const leafData = Array.from({ length: n }, (_, i) => hexOf(`leaf ${i}`));
+    const leaves = leafData.map((d) => merkleLeafHash(fromHex(d)));
+    return {
+      leafData,
+      leaves,
+      root: merkleRoot(leaves),
+      proofs: leaves.map((_, i) => inclusionProof(leaves, i)),
+    };
+  });
+}
+
+interface ScenarioExpectation {
+  description: string;
+  status: Verdict['status'];
+  accepted: number;
+  reasons: string[];
+}
+
+const EXPECTATIONS: Record<string, ScenarioExpectation> = {
+  [AGREE_SPEC.name]: {
+    description:
+      '5 sealed nodes, secPercentage 0.6 (3 required), secDistance 0.15 (76 of 512 bits): 3 agree, 1 answers ' +
+      'something unrelated (OUTSIDE_CLUSTER), 1 never reveals (NOT_REVEALED). Accepted.',
+    status: 'accepted',
+    accepted: 3,
+    reasons: ['NOT_REVEALED', 'OUTSIDE_CLUSTER'],
+  },
+  [NO_CONSENSUS_SPEC.name]: {
+    description:
+      '5 sealed nodes, 3 required: 2 agree, 2 unrelated answers, 1 silent. The largest ball has 2: no consensus.',
+    status: 'no-consensus',
+    accepted: 0,
+    reasons: ['NOT_REVEALED', 'OUTSIDE_CLUSTER', 'OUTSIDE_CLUSTER', 'OUTSIDE_CLUSTER', 'OUTSIDE_CLUSTER'],
+  },
+  [CHEATERS_SPEC.name]: {
+    description:
+      '4 sealed nodes, secPercentage 0.75 (3 required): 3 agree, 1 reveals (and signs) another output than it ' +
+      'committed to (COMMITMENT_MISMATCH), and a node outside the seal reveals (NOT_SEALED). Accepted.',
+    status: 'accepted',
+    accepted: 3,
+    reasons: ['COMMITMENT_MISMATCH', 'NOT_SEALED'],
+  },
+};
+
+async function scenarioVector(spec: ScenarioSpec) {
+  const scenario = await buildScenario(spec);
+  // Built from the packets in reverse construction order: the transcript does not depend on it.
+  const transcript: Transcript = buildTranscript([...scenario.packets].reverse());
+  const check = await verifyTranscript(transcript);
+  if (!check.ok) throw new Error(`scenario ${spec.name} does not verify: ${check.error.message}`);
+  const expected = EXPECTATIONS[spec.name];
+  const reasons = check.verdict.rejected.map((r) => r.reason).sort();
+  if (
+    expected === undefined ||
+    check.verdict.status !== expected.status ||
+    check.verdict.accepted.length !== expected.accepted ||
+    canonicalJson(reasons) !== canonicalJson(expected.reasons)
+  ) {
+    throw new Error(
+      `scenario ${spec.name} no longer shows what it is meant to: ${canonicalJson({
+        status: check.verdict.status,
+        accepted: check.verdict.accepted.length,
+        reasons,
+      })}`,
+    );
+  }
+  const root = transcriptRoot(transcript);
+  const seeds = [
+    spec.coordinatorSeed,
+    ...spec.members.map((m) => m.seed),
+    ...(spec.outsiders ?? []).map((o) => o.seed),
+  ];
+  const nodes = await Promise.all(
+    seeds.map(async (seed, i) => ({
+      role: i === 0 ? 'coordinator' : i <= spec.members.length ? 'member' : 'outsider',
+      seed: toHex(seedOf(seed)),
+      nodeId: (await keyOf(seed)).nodeId,
+    })),
+  );
+  const reveals = transcript.packets.filter((p) => p.type === 'reveal');
+  return {
+    name: spec.name,
+    description: expected.description,
+    nodes,
+    transcript,
+    packetIds: transcript.packets.map((p) => packetId(p)),
+    leaves: transcript.packets.map((p) => merkleLeaf(p)),
+    root,
+    revealDistances: reveals.map((a) =>
+      reveals.map((b) => hamming(fromHex(a.body.bEmbedding), fromHex(b.body.bEmbedding))),
+    ),
+    verdict: check.verdict,
+    verdictJcs: canonicalJson(check.verdict),
+    verdictDigest: verdictDigest(check.verdict),
+  };
+}
+
+export async function generateVectors() {
+  const scenarios = [];
+  for (const spec of [AGREE_SPEC, NO_CONSENSUS_SPEC, CHEATERS_SPEC])
+    scenarios.push(await scenarioVector(spec));
+  const agreeVector = scenarios[0];
+  if (agreeVector === undefined) throw new Error('no scenarios');
+  const agree = await buildScenario(AGREE_SPEC);
+  return {
+    format: 'synod-test-vectors',
+    version: 1,
+    generator: 'shared/test-vectors/generate.ts',
+    readme: 'shared/test-vectors/README.md',
+    ...jcsVectors(),
+    ...hashVectors(),
+    nodeIds: await nodeIdVectors(),
+    requestIds: requestIdVectors(),
+    commitments: await commitmentVectors(),
+    embeddings: embeddingVectors(),
+    frame: frameVectors(),
+    packets: await packetVectors(agree, {
+      verdict: agreeVector.verdict,
+      digest: agreeVector.verdictDigest,
+      root: agreeVector.root,
+    }),
+    merkle: merkleVectors(),
+    scenarios,
+  };
+}
+
+export type Vectors = Awaited<ReturnType<typeof generateVectors>>;
+
+/** The file text: two-space JSON and a final newline (what biome's JSON formatter keeps as is). */
+export function renderVectors(vectors: Vectors): string {
+  return `${JSON.stringify(vectors, null, 2)}\n`;
+}
+
+if (import.meta.main) {
+  const text = renderVectors(await generateVectors());
+  writeFileSync(VECTORS_PATH, text);
+  console.log(`wrote ${VECTORS_PATH.pathname} (${text.length} bytes)`);
+}

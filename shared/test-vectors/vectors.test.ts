@@ -1,0 +1,233 @@
+/**
+ * The golden vectors in v1.json, recomputed from their inputs with the implementation in shared/src.
+ * Another implementation can port this file to test itself against v1.json (see README.md).
+ */
+import { describe, expect, test } from 'bun:test';
+import { readFileSync } from 'node:fs';
+import { computeCommitment, outputDigest } from '../src/commitment/commitment.ts';
+import { verdictDigest } from '../src/consensus/verdict.ts';
+import { hamming, normalizedHamming, quantize } from '../src/embedding/binary.ts';
+import { fromHex, toHex, utf8 } from '../src/encoding/bytes.ts';
+import { canonicalJson } from '../src/encoding/canonical.ts';
+import { domainTag, sha256Hex, taggedHash } from '../src/encoding/hash.ts';
+import { isSynodError } from '../src/errors.ts';
+import { distanceThresholdBits, requiredAgreement } from '../src/frame/frame.ts';
+import { NodeKey, verifySignature } from '../src/identity/node-key.ts';
+import {
+  encodePacket,
+  packetId,
+  parseEnvelope,
+  signedBytes,
+  signPacket,
+  verifyPacket,
+} from '../src/packets/envelope.ts';
+import { deriveRequestId } from '../src/packets/request-id.ts';
+import { type AnyPacket, VerdictSchema } from '../src/packets/schemas.ts';
+import {
+  inclusionProof,
+  merkleLeaf,
+  merkleLeafHash,
+  merkleRoot,
+  verifyInclusion,
+} from '../src/transcript/merkle.ts';
+import { buildTranscript, transcriptRoot } from '../src/transcript/transcript.ts';
+import { verifyTranscript } from '../src/transcript/verify.ts';
+import { generateVectors, renderVectors, VECTORS_PATH, type Vectors } from './generate.ts';
+
+const fileText = readFileSync(VECTORS_PATH, 'utf8');
+const v = JSON.parse(fileText) as Vectors;
+
+async function keyFromSeedHex(seed: string): Promise<NodeKey> {
+  return NodeKey.fromSeed(fromHex(seed, 32));
+}
+
+describe('v1.json', () => {
+  test('is the format it says it is', () => {
+    expect(v.format).toBe('synod-test-vectors');
+    expect(v.version).toBe(1);
+  });
+
+  test('the generator reproduces it byte for byte', async () => {
+    expect(renderVectors(await generateVectors())).toBe(fileText);
+  });
+});
+
+describe('encoding', () => {
+  test('JCS canonicalization (RFC 8785)', () => {
+    expect(v.jcs.length).toBeGreaterThanOrEqual(6);
+    for (const c of v.jcs) {
+      const canonical = canonicalJson(JSON.parse(c.json));
+      expect({ name: c.name, canonical }).toEqual({ name: c.name, canonical: c.canonical });
+      expect(toHex(utf8(canonical))).toBe(c.utf8);
+      expect(sha256Hex(utf8(canonical))).toBe(c.sha256);
+    }
+  });
+
+  test('values JCS must refuse', () => {
+    expect(v.jcsInvalid.length).toBeGreaterThan(0);
+    for (const c of v.jcsInvalid) {
+      let error: unknown;
+      try {
+        canonicalJson(JSON.parse(c.json));
+      } catch (e) {
+        error = e;
+      }
+      expect(isSynodError(error, 'ENCODING_INVALID')).toBe(true);
+    }
+  });
+
+  test('sha256 and tagged hashes', () => {
+    for (const c of v.sha256) expect(sha256Hex(fromHex(c.data))).toBe(c.digest);
+    for (const c of v.taggedHashes) {
+      expect(toHex(domainTag(c.purpose))).toBe(c.domainTag);
+      expect(toHex(domainTag(c.purpose))).toBe(`${toHex(utf8(`synod/v1/${c.purpose}`))}00`);
+      expect(toHex(taggedHash(c.purpose, ...c.parts.map((p) => fromHex(p))))).toBe(c.digest);
+      expect(sha256Hex(fromHex(c.domainTag + c.parts.join('')))).toBe(c.digest);
+    }
+  });
+});
+
+describe('identity and request ids', () => {
+  test('node ids from seeds', async () => {
+    for (const c of v.nodeIds) expect((await keyFromSeedHex(c.seed)).nodeId).toBe(c.nodeId);
+  });
+
+  test('request id derivation (http, peer and chain origins)', () => {
+    expect(v.requestIds.map((c) => c.body.origin.kind).sort()).toEqual(['chain', 'http', 'peer']);
+    for (const c of v.requestIds) {
+      expect(deriveRequestId(c.body)).toBe(c.requestId);
+      if (c.body.origin.kind === 'chain') {
+        const o = c.body.origin;
+        expect(c.requestId).toBe(`${o.chainId}:${o.contract}:${o.requestNo}`);
+      } else {
+        expect(c.requestId).toBe(toHex(taggedHash('request-id', utf8(canonicalJson(c.body)))));
+      }
+    }
+  });
+});
+
+describe('commitments and embeddings', () => {
+  test('commitments', () => {
+    for (const c of v.commitments) {
+      expect(outputDigest(c.input.output)).toBe(c.outputDigest);
+      expect(computeCommitment(c.input)).toBe(c.commitment);
+    }
+  });
+
+  test('quantize and pack', () => {
+    for (const c of v.embeddings.quantize) expect(toHex(quantize(c.vector, c.bits))).toBe(c.packed);
+  });
+
+  test('Hamming distances', () => {
+    for (const c of v.embeddings.hamming) {
+      expect(hamming(fromHex(c.a), fromHex(c.b))).toBe(c.distance);
+      expect(normalizedHamming(fromHex(c.a), fromHex(c.b))).toBe(c.normalized);
+    }
+  });
+
+  test('frame thresholds in exact integer arithmetic', () => {
+    for (const c of v.frame.thresholds) expect(distanceThresholdBits(c, c.bits)).toBe(c.thresholdBits);
+    for (const c of v.frame.required) expect(requiredAgreement(c, c.sealSize)).toBe(c.required);
+  });
+});
+
+describe('packets', () => {
+  test('one vector for every packet type', () => {
+    const types: string[] = [...new Set(v.packets.map((p) => p.type))].sort();
+    expect(types).toEqual(
+      ['attestation', 'commit', 'heartbeat', 'request', 'reveal', 'seal', 'verdict'].sort(),
+    );
+  });
+
+  test('signed bytes, ids, signatures, encodings and leaves', async () => {
+    for (const c of v.packets) {
+      const key = await keyFromSeedHex(c.seed);
+      expect(key.nodeId).toBe(c.from);
+      const envelope = parseEnvelope(c.envelope) as AnyPacket;
+      expect(envelope).toEqual(c.envelope as AnyPacket);
+      expect(envelope.body).toEqual(c.body as AnyPacket['body']);
+      const bytes = signedBytes(1, c.type, c.from, c.body);
+      expect(toHex(bytes)).toBe(c.signedBytes);
+      expect(sha256Hex(bytes)).toBe(c.packetId);
+      expect(packetId(envelope)).toBe(c.packetId);
+      const resigned = await signPacket(key, envelope.type, envelope.body as never);
+      expect(resigned.sig).toBe(c.sig);
+      expect(await verifySignature(c.from, bytes, fromHex(c.sig))).toBe(true);
+      expect(toHex(encodePacket(envelope))).toBe(toHex(utf8(c.encoded)));
+      expect(merkleLeaf(envelope)).toBe(c.merkleLeaf);
+      const verified = await verifyPacket(JSON.parse(c.encoded), { now: envelope.body.createdAt });
+      expect(verified.id).toBe(c.packetId);
+    }
+  });
+});
+
+describe('merkle', () => {
+  test('roots and inclusion proofs', () => {
+    for (const c of v.merkle) {
+      const leaves = c.leafData.map((d) => merkleLeafHash(fromHex(d)));
+      expect(leaves).toEqual(c.leaves);
+      expect(merkleRoot(leaves)).toBe(c.root);
+      c.proofs.forEach((proof, i) => {
+        expect(inclusionProof(leaves, i)).toEqual(proof);
+        expect(verifyInclusion(c.root, leaves[i] as string, proof)).toBe(true);
+      });
+    }
+  });
+});
+
+describe('scenarios', () => {
+  test('accepted, no-consensus and cheating scenarios are all covered', () => {
+    expect(v.scenarios.map((s) => s.verdict.status).sort()).toEqual(['accepted', 'accepted', 'no-consensus']);
+    const reasons = new Set(v.scenarios.flatMap((s) => s.verdict.rejected.map((r) => r.reason)));
+    for (const reason of ['NOT_REVEALED', 'OUTSIDE_CLUSTER', 'COMMITMENT_MISMATCH', 'NOT_SEALED']) {
+      expect(reasons.has(reason as never)).toBe(true);
+    }
+  });
+
+  for (const s of v.scenarios) {
+    describe(s.name, () => {
+      test('every packet is reproduced from its node seed', async () => {
+        const keys = new Map<string, NodeKey>();
+        for (const n of s.nodes) {
+          const key = await keyFromSeedHex(n.seed);
+          expect(key.nodeId).toBe(n.nodeId);
+          keys.set(key.nodeId, key);
+        }
+        for (const p of s.transcript.packets as AnyPacket[]) {
+          const key = keys.get(p.from);
+          if (key === undefined) throw new Error(`no seed for ${p.from}`);
+          expect((await signPacket(key, p.type, p.body as never)).sig).toBe(p.sig);
+        }
+      });
+
+      test('canonical order, packet ids, leaves and root', () => {
+        const packets = s.transcript.packets as AnyPacket[];
+        expect(packets.map((p) => packetId(p))).toEqual(s.packetIds);
+        expect(packets.map((p) => merkleLeaf(p))).toEqual(s.leaves);
+        expect(merkleRoot(s.leaves)).toBe(s.root);
+        expect(transcriptRoot(s.transcript)).toBe(s.root);
+        const rebuilt = buildTranscript([...packets].reverse());
+        expect(rebuilt).toEqual(s.transcript);
+        const reveals = packets.filter((p) => p.type === 'reveal');
+        expect(
+          reveals.map((a) =>
+            reveals.map((b) => hamming(fromHex(a.body.bEmbedding), fromHex(b.body.bEmbedding))),
+          ),
+        ).toEqual(s.revealDistances);
+      });
+
+      test('verdict and verdict digest', async () => {
+        const r = await verifyTranscript(s.transcript, {
+          expectedRoot: s.root,
+          expectedVerdictDigest: s.verdictDigest,
+        });
+        if (!r.ok) throw new Error(`${r.error.code}: ${r.error.message}`);
+        expect(r.verdict).toEqual(s.verdict);
+        expect(VerdictSchema.parse(s.verdict)).toEqual(s.verdict);
+        expect(canonicalJson(r.verdict)).toBe(s.verdictJcs);
+        expect(verdictDigest(s.verdict)).toBe(s.verdictDigest);
+        expect(toHex(taggedHash('verdict', utf8(s.verdictJcs)))).toBe(s.verdictDigest);
+      });
+    });
+  }
+});
