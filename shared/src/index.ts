@@ -3,9 +3,11 @@
  * own; callers pass `now` and random bytes in. Runs unchanged in Bun, browsers and workerd.
  */
 export * from './commitment/index.ts';
+export * from './consensus/index.ts';
 export * from './embedding/index.ts';
 export * from './encoding/index.ts';
 export * from './errors.ts';
 export * from './frame/index.ts';
 export * from './identity/index.ts';
 export * from './packets/index.ts';
+export * from './transcript/index.ts';

@@ -36,38 +36,35 @@ export const EmbeddingModelRefSchema = z.strictObject({
 });
 export type EmbeddingModelRef = z.infer<typeof EmbeddingModelRefSchema>;
 
-export const FrameSchema = z
-  .strictObject({
-    /** Fewest valid commits the coordinator needs at `maxTimeMs` to seal at all. */
-    quorum: z.number().int().min(FRAME_BOUNDS.quorum.min).max(FRAME_BOUNDS.quorum.max),
-    /** Commits at which the coordinator seals at once (early close); at least `quorum`. */
-    maxCommits: z.number().int().min(FRAME_BOUNDS.maxCommits.min).max(FRAME_BOUNDS.maxCommits.max),
-    /** Largest normalized Hamming distance (fraction of bits) between agreeing outputs. */
-    secDistance: z
-      .number()
-      .min(FRAME_BOUNDS.secDistance.min)
-      .max(FRAME_BOUNDS.secDistance.max)
-      .refine(sixDecimals, 'at most six decimal places'),
-    /** Fraction of the sealed members that must agree; unrevealed members count against. */
-    secPercentage: z
-      .number()
-      .gt(FRAME_BOUNDS.secPercentage.minExclusive)
-      .max(FRAME_BOUNDS.secPercentage.max)
-      .refine(sixDecimals, 'at most six decimal places'),
-    /** From the request's createdAt to the latest seal. */
-    maxTimeMs: z.number().int().min(FRAME_BOUNDS.maxTimeMs.min).max(FRAME_BOUNDS.maxTimeMs.max),
-    /** From the seal's createdAt to the last accepted reveal. */
-    revealWindowMs: z
-      .number()
-      .int()
-      .min(FRAME_BOUNDS.revealWindowMs.min)
-      .max(FRAME_BOUNDS.revealWindowMs.max),
-    embeddingModel: EmbeddingModelRefSchema,
-  })
-  .refine((f) => f.maxCommits >= f.quorum, {
-    message: 'maxCommits must be at least quorum',
-    path: ['maxCommits'],
-  });
+/** The frame's fields without the cross-field rule; for building partial input schemas. */
+export const FrameFieldsSchema = z.strictObject({
+  /** Fewest valid commits the coordinator needs at `maxTimeMs` to seal at all. */
+  quorum: z.number().int().min(FRAME_BOUNDS.quorum.min).max(FRAME_BOUNDS.quorum.max),
+  /** Commits at which the coordinator seals at once (early close); at least `quorum`. */
+  maxCommits: z.number().int().min(FRAME_BOUNDS.maxCommits.min).max(FRAME_BOUNDS.maxCommits.max),
+  /** Largest normalized Hamming distance (fraction of bits) between agreeing outputs. */
+  secDistance: z
+    .number()
+    .min(FRAME_BOUNDS.secDistance.min)
+    .max(FRAME_BOUNDS.secDistance.max)
+    .refine(sixDecimals, 'at most six decimal places'),
+  /** Fraction of the sealed members that must agree; unrevealed members count against. */
+  secPercentage: z
+    .number()
+    .gt(FRAME_BOUNDS.secPercentage.minExclusive)
+    .max(FRAME_BOUNDS.secPercentage.max)
+    .refine(sixDecimals, 'at most six decimal places'),
+  /** From the request's createdAt to the latest seal. */
+  maxTimeMs: z.number().int().min(FRAME_BOUNDS.maxTimeMs.min).max(FRAME_BOUNDS.maxTimeMs.max),
+  /** From the seal's createdAt to the last accepted reveal. */
+  revealWindowMs: z.number().int().min(FRAME_BOUNDS.revealWindowMs.min).max(FRAME_BOUNDS.revealWindowMs.max),
+  embeddingModel: EmbeddingModelRefSchema,
+});
+
+export const FrameSchema = FrameFieldsSchema.refine((f) => f.maxCommits >= f.quorum, {
+  message: 'maxCommits must be at least quorum',
+  path: ['maxCommits'],
+});
 export type Frame = z.infer<typeof FrameSchema>;
 
 /** Defaults for every field but the embedding model, which the serving relay or node pins. */
