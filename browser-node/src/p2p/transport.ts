@@ -1,0 +1,103 @@
+import type { ContentTopic } from './topics.ts';
+
+/**
+ * A transport moves opaque bytes on Synod content topics between nodes. It knows nothing of packets:
+ * every inbound message goes through the intake (intake.ts) before the core sees it, whichever
+ * transport brought it, and nothing a transport says about a message (peer, topic) is trusted beyond
+ * accounting and ranking.
+ */
+export interface Transport {
+  /** Short stable name, e.g. `memory`, `waku-relay`, `gun`; reported with every inbound message. */
+  readonly name: string;
+  /** Hand bytes to the network on a topic. Resolves once handed over, not once delivered. */
+  publish(topic: ContentTopic, bytes: Uint8Array): Promise<void>;
+  /** Receive what others publish on a topic. A node does not receive its own publications. */
+  subscribe(topic: ContentTopic, handler: MessageHandler): Unsubscribe;
+  /** Ids of the peers this node is connected to now (transport-specific form). */
+  peers(): string[];
+  /** Stop everything the transport started. Idempotent; the transport is unusable afterwards. */
+  close(): Promise<void>;
+}
+
+export interface MessageMeta {
+  /** The neighbour the bytes came from (not necessarily their author: packets name their `from`). */
+  peer: string;
+  /** The transport's name. */
+  transport: string;
+  /** The content topic the bytes arrived on. */
+  topic: ContentTopic;
+}
+
+export type MessageHandler = (bytes: Uint8Array, meta: MessageMeta) => void;
+export type Unsubscribe = () => void;
+
+/** Handlers of one transport, keyed by topic; shared by the adapters. */
+export class TopicHandlers {
+  readonly #byTopic = new Map<ContentTopic, Set<MessageHandler>>();
+
+  add(topic: ContentTopic, handler: MessageHandler): { first: boolean; remove: () => boolean } {
+    let set = this.#byTopic.get(topic);
+    const first = set === undefined;
+    if (!set) {
+      set = new Set();
+      this.#byTopic.set(topic, set);
+    }
+    // Wrap so one handler can be subscribed twice and removed once per subscription.
+    const entry: MessageHandler = (bytes, meta) => handler(bytes, meta);
+    set.add(entry);
+    let removed = false;
+    return {
+      first,
+      /** Returns true when this was the topic's last handler. */
+      remove: () => {
+        if (removed) return false;
+        removed = true;
+        const current = this.#byTopic.get(topic);
+        if (!current) return false;
+        current.delete(entry);
+        if (current.size > 0) return false;
+        this.#byTopic.delete(topic);
+        return true;
+      },
+    };
+  }
+
+  has(topic: ContentTopic): boolean {
+    return this.#byTopic.has(topic);
+  }
+
+  topics(): ContentTopic[] {
+    return [...this.#byTopic.keys()];
+  }
+
+  /** Call every handler of the topic; a throwing handler does not stop the others. */
+  dispatch(
+    topic: ContentTopic,
+    bytes: Uint8Array,
+    meta: MessageMeta,
+    onError?: (e: unknown) => void,
+  ): number {
+    const set = this.#byTopic.get(topic);
+    if (!set) return 0;
+    for (const handler of [...set]) {
+      try {
+        handler(bytes, meta);
+      } catch (e) {
+        onError?.(e);
+      }
+    }
+    return set.size;
+  }
+
+  clear(): void {
+    this.#byTopic.clear();
+  }
+}
+
+/** Thrown by a transport used after `close()`. */
+export class TransportClosedError extends Error {
+  override readonly name = 'TransportClosedError';
+  constructor(transport: string) {
+    super(`the ${transport} transport is closed`);
+  }
+}
