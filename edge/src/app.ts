@@ -1,0 +1,53 @@
+import { Hono } from 'hono';
+import { edgeError, toHttpError } from './http/errors.ts';
+import type { EdgeDeps } from './routes/deps.ts';
+import { mountInference } from './routes/inference.ts';
+import { mountOpenAi, openAiError } from './routes/openai.ts';
+import { mountPublic } from './routes/public.ts';
+import { mountVerify } from './routes/verify.ts';
+
+/**
+ * The edge's Hono app, free of any runtime: runtime adapters (runtime/bun.ts, runtime/workerd.ts) build
+ * its dependencies (libSQL client, relay network, clock) and serve `app.fetch`.
+ */
+export function createApp(deps: EdgeDeps): Hono {
+  const app = new Hono();
+
+  app.use(async (c, next) => {
+    const started = deps.now();
+    await next();
+    const route = c.req.routePath || 'unmatched';
+    deps.metrics.inc('synod_http_requests_total', 'HTTP requests', {
+      method: c.req.method,
+      route,
+      status: String(c.res.status),
+    });
+    deps.metrics.observe(
+      'synod_http_request_duration_ms',
+      'HTTP request duration',
+      deps.now() - started,
+      [5, 25, 100, 500, 2_500, 10_000, 60_000],
+      { route },
+    );
+  });
+
+  mountPublic(app, deps);
+  mountInference(app, deps);
+  mountOpenAi(app, deps);
+  mountVerify(app, deps);
+
+  app.notFound((c) => {
+    const e = edgeError(404, 'NOT_FOUND', `no route ${c.req.method} ${new URL(c.req.url).pathname}`);
+    if (c.req.path.startsWith('/v1/chat') || c.req.path === '/v1/models') return openAiError(c, e);
+    return c.json(e.body(), 404);
+  });
+
+  app.onError((err, c) => {
+    const e = toHttpError(err);
+    if (e.status >= 500) console.error(JSON.stringify({ level: 'error', msg: 'unhandled', err: String(err) }));
+    if (c.req.path.startsWith('/v1/chat')) return openAiError(c, e);
+    return c.json(e.body(), e.status);
+  });
+
+  return app;
+}

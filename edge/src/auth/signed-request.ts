@@ -1,0 +1,42 @@
+import { concatBytes, fromHex, isNodeId, lengthPrefixed, sha256, taggedHash, utf8, verifySignature } from '@synod/shared';
+
+/**
+ * Signed HTTP requests, the keyless way to authenticate: a caller with a Synod node key sends
+ *   x-synod-node: <node id>, x-synod-timestamp: <ms since epoch>, x-synod-signature: <hex>
+ * where the signature is Ed25519 over
+ *   sha256("synod/v1/http-request" ‖ 0x00 ‖ lp(method) ‖ lp(path and query) ‖ lp(timestamp) ‖ lp(sha256(body)))
+ * The timestamp must be within the skew window, which bounds replay; idempotency keys cover the rest.
+ */
+export const SIGNED_REQUEST_SKEW_MS = 120_000;
+
+export function signedRequestDigest(method: string, pathAndQuery: string, timestamp: string, body: Uint8Array): Uint8Array {
+  return taggedHash(
+    'http-request',
+    lengthPrefixed(utf8(method.toUpperCase())),
+    lengthPrefixed(utf8(pathAndQuery)),
+    lengthPrefixed(utf8(timestamp)),
+    lengthPrefixed(sha256(body)),
+  );
+}
+
+export type SignedRequestCheck =
+  | { ok: true; nodeId: string }
+  | { ok: false; reason: 'MISSING' | 'MALFORMED' | 'STALE' | 'BAD_SIGNATURE' };
+
+export async function checkSignedRequest(input: {
+  method: string;
+  pathAndQuery: string;
+  body: Uint8Array;
+  headers: { node?: string | undefined; timestamp?: string | undefined; signature?: string | undefined };
+  now: number;
+}): Promise<SignedRequestCheck> {
+  const { node, timestamp, signature } = input.headers;
+  if (!node && !timestamp && !signature) return { ok: false, reason: 'MISSING' };
+  if (!node || !timestamp || !signature || !isNodeId(node) || !/^\d{1,16}$/.test(timestamp) || !/^[0-9a-f]{128}$/.test(signature)) {
+    return { ok: false, reason: 'MALFORMED' };
+  }
+  if (Math.abs(Number(timestamp) - input.now) > SIGNED_REQUEST_SKEW_MS) return { ok: false, reason: 'STALE' };
+  const digest = signedRequestDigest(input.method, input.pathAndQuery, timestamp, input.body);
+  const ok = await verifySignature(node, concatBytes(digest), fromHex(signature));
+  return ok ? { ok: true, nodeId: node } : { ok: false, reason: 'BAD_SIGNATURE' };
+}

@@ -1,0 +1,28 @@
+import type { EmbeddingModelRef } from '@synod/shared';
+import type { RateLimitConfig } from './rate-limit.ts';
+
+export interface EdgeConfig {
+  /** Embedders the relay can pin into frames; the first is the default. */
+  embedders: readonly EmbeddingModelRef[];
+  /** Models assumed served even before a heartbeat names them (e.g. the local network's). */
+  configuredModels: readonly string[];
+  /** `models` when a request names none. */
+  defaultModels: readonly string[];
+  /** Requests per day for callers authenticated by a signed request (no API key row). */
+  signedQuotaPerDay: number;
+  /** Rate limit per caller for writes and per client address for public reads and /v1/verify. */
+  rateLimit: RateLimitConfig;
+  /** Body limits in bytes. */
+  bodyLimit: number;
+  verifyBodyLimit: number;
+  /** Upper bound on how long /v1/chat/completions waits for a verdict, on top of the frame's times. */
+  chatWaitSlackMs: number;
+}
+
+export const DEFAULT_EDGE_CONFIG: Omit<EdgeConfig, 'embedders' | 'configuredModels' | 'defaultModels'> = {
+  signedQuotaPerDay: 1_000,
+  rateLimit: { ratePerSecond: 50, burst: 100 },
+  bodyLimit: 256 * 1024,
+  verifyBodyLimit: 4 * 1024 * 1024,
+  chatWaitSlackMs: 5_000,
+};

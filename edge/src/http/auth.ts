@@ -1,0 +1,61 @@
+import type { Context } from 'hono';
+import { bearerToken, hashApiKey, isWellFormedApiKey } from '../auth/api-keys.ts';
+import { checkSignedRequest } from '../auth/signed-request.ts';
+import type { HistoryStore } from '../store/history-store.ts';
+import { edgeError } from './errors.ts';
+
+export interface Caller {
+  /** `key_…` for API keys, `node:<node id>` for signed requests. */
+  id: string;
+  quotaPerDay: number;
+  kind: 'api-key' | 'signed';
+}
+
+/**
+ * Who is calling: an API key (`Authorization: Bearer synod_sk_…`, looked up by its sha256) or a signed
+ * request (`x-synod-node`, `x-synod-timestamp`, `x-synod-signature`). Throws 401 UNAUTHENTICATED with
+ * the reason, or 403 FORBIDDEN for a revoked key.
+ */
+export async function authenticate(
+  c: Context,
+  store: HistoryStore,
+  body: Uint8Array,
+  now: number,
+  signedQuotaPerDay: number,
+): Promise<Caller> {
+  const token = bearerToken(c.req.header('authorization'));
+  if (token !== undefined) {
+    if (!isWellFormedApiKey(token)) {
+      throw edgeError(401, 'UNAUTHENTICATED', 'the API key is malformed', undefined, 'keys look like synod_sk_<64 hex>');
+    }
+    const key = await store.apiKeyByHash(hashApiKey(token));
+    if (!key) throw edgeError(401, 'UNAUTHENTICATED', 'unknown API key');
+    if (key.revoked) throw edgeError(403, 'FORBIDDEN', 'this API key was revoked');
+    return { id: key.id, quotaPerDay: key.quotaPerDay, kind: 'api-key' };
+  }
+  const url = new URL(c.req.url);
+  const signed = await checkSignedRequest({
+    method: c.req.method,
+    pathAndQuery: url.pathname + url.search,
+    body,
+    headers: {
+      node: c.req.header('x-synod-node'),
+      timestamp: c.req.header('x-synod-timestamp'),
+      signature: c.req.header('x-synod-signature'),
+    },
+    now,
+  });
+  if (signed.ok) return { id: `node:${signed.nodeId}`, quotaPerDay: signedQuotaPerDay, kind: 'signed' };
+  const why = {
+    MISSING: 'send an API key (Authorization: Bearer …) or a signed request',
+    MALFORMED: 'the x-synod-* signature headers are malformed',
+    STALE: 'x-synod-timestamp is outside the allowed clock skew',
+    BAD_SIGNATURE: 'the request signature does not verify',
+  }[signed.reason];
+  throw edgeError(401, 'UNAUTHENTICATED', why, { reason: signed.reason });
+}
+
+/** UTC day `YYYY-MM-DD` of a time, for daily quotas. */
+export function utcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}

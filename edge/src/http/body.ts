@@ -1,0 +1,61 @@
+import type { Context } from 'hono';
+import { edgeError } from './errors.ts';
+
+/** Default request body limit of the JSON API (transcripts for /v1/verify may be larger: see routes). */
+export const DEFAULT_BODY_LIMIT = 256 * 1024;
+
+/**
+ * Read a JSON body with a hard size limit: checks Content-Type and Content-Length first, then counts
+ * bytes while streaming, so a lying or missing Content-Length cannot make the relay buffer more.
+ */
+export async function readJson(c: Context, limit = DEFAULT_BODY_LIMIT): Promise<unknown> {
+  return parseJson(await readBody(c, limit));
+}
+
+/** The raw body bytes of a JSON request, within `limit` (see `readJson`). */
+export async function readBody(c: Context, limit = DEFAULT_BODY_LIMIT): Promise<Uint8Array> {
+  const type = c.req.header('content-type') ?? '';
+  if (!/^application\/(?:[\w.+-]+\+)?json\b/i.test(type)) {
+    throw edgeError(415, 'UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
+  }
+  const declared = Number(c.req.header('content-length') ?? Number.NaN);
+  if (Number.isFinite(declared) && declared > limit) {
+    throw edgeError(413, 'BODY_TOO_LARGE', `body of ${declared} bytes exceeds ${limit}`, { limit });
+  }
+  const body = c.req.raw.body;
+  if (!body) throw edgeError(400, 'BAD_JSON', 'the request has no body');
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw edgeError(413, 'BODY_TOO_LARGE', `body exceeds ${limit} bytes`, { limit });
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}
+
+export function parseJson(bytes: Uint8Array): unknown {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw edgeError(400, 'BAD_JSON', 'the body is not valid UTF-8');
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw edgeError(400, 'BAD_JSON', `the body is not valid JSON: ${(e as Error).message}`);
+  }
+}

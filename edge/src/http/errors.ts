@@ -1,0 +1,78 @@
+import { isSynodError, type SynodError } from '@synod/shared';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+
+/**
+ * Errors of the HTTP surface. Every 4xx/5xx body is `{ error: { code, message, details?, hint? } }` with
+ * a stable code: protocol codes from `@synod/shared` (e.g. FRAME_OUT_OF_RANGE) pass through unchanged,
+ * and the edge adds its own below.
+ */
+export const EDGE_ERROR_CODES = [
+  'BAD_JSON',
+  'BODY_TOO_LARGE',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'INVALID_INPUT',
+  'UNKNOWN_MODEL',
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'QUOTA_EXCEEDED',
+  'RATE_LIMITED',
+  'IDEMPOTENCY_CONFLICT',
+  'NOT_FOUND',
+  'METHOD_NOT_ALLOWED',
+  'NETWORK_UNAVAILABLE',
+  'NO_CONSENSUS',
+  'EXPIRED',
+  'TIMEOUT',
+  'INTERNAL',
+] as const;
+export type EdgeErrorCode = (typeof EDGE_ERROR_CODES)[number];
+
+export class HttpError extends Error {
+  override readonly name = 'HttpError';
+  constructor(
+    readonly status: ContentfulStatusCode,
+    readonly code: string,
+    message: string,
+    readonly details?: Record<string, unknown>,
+    readonly hint?: string,
+    readonly headers?: Record<string, string>,
+  ) {
+    super(message);
+  }
+
+  body(): { error: { code: string; message: string; details?: Record<string, unknown>; hint?: string } } {
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        ...(this.details ? { details: this.details } : {}),
+        ...(this.hint ? { hint: this.hint } : {}),
+      },
+    };
+  }
+}
+
+export function edgeError(
+  status: ContentfulStatusCode,
+  code: EdgeErrorCode,
+  message: string,
+  details?: Record<string, unknown>,
+  hint?: string,
+): HttpError {
+  return new HttpError(status, code, message, details, hint);
+}
+
+/** HTTP status for a protocol error: all are the client's fault except internal invariants. */
+const PROTOCOL_STATUS: Partial<Record<SynodError['code'], ContentfulStatusCode>> = {
+  PACKET_TOO_LARGE: 413,
+  PACKET_BAD_SIGNATURE: 401,
+  KEY_WRONG_PASSPHRASE: 401,
+};
+
+export function toHttpError(e: unknown): HttpError {
+  if (e instanceof HttpError) return e;
+  if (isSynodError(e)) {
+    return new HttpError(PROTOCOL_STATUS[e.code] ?? 400, e.code, e.message, e.details, e.hint);
+  }
+  return new HttpError(500, 'INTERNAL', 'internal error');
+}

@@ -1,0 +1,109 @@
+import {
+  ChatMessageSchema,
+  deriveRequestId,
+  type EmbeddingModelRef,
+  FrameFieldsSchema,
+  InferenceParamsSchema,
+  LIMITS,
+  ModelIdSchema,
+  type RequestBody,
+  resolveFrame,
+  toHex,
+} from '@synod/shared';
+import * as z from 'zod';
+import { edgeError } from './http/errors.ts';
+
+/**
+ * The body of `POST /v1/inference`. Everything but the prompt has a documented default:
+ * - `models`: the relay's default model list (`RelayConfig.defaultModels`);
+ * - `params`: `{ temperature: 0, maxTokens: 128 }` (greedy: the outputs of honest nodes agree);
+ * - `frame`: `FRAME_DEFAULTS` from `@synod/shared` (quorum 3, secDistance 0.15, secPercentage 0.6,
+ *   maxTimeMs 30 s, revealWindowMs 10 s), with the embedding model pinned by the relay.
+ */
+export const InferenceInputSchema = z
+  .strictObject({
+    prompt: z.string().min(1).max(LIMITS.maxPromptChars).optional(),
+    messages: z.array(ChatMessageSchema).min(1).max(LIMITS.maxMessages).optional(),
+    models: z.array(ModelIdSchema).min(1).max(LIMITS.maxAcceptedModels).optional(),
+    params: InferenceParamsSchema.partial().optional(),
+    frame: FrameFieldsSchema.omit({ embeddingModel: true }).partial().optional(),
+    /** Use an embedder other than the relay's default; must be one the relay knows. */
+    embeddingModel: z.string().max(128).optional(),
+  })
+  .refine((b) => (b.prompt === undefined) !== (b.messages === undefined), {
+    message: 'send exactly one of prompt and messages',
+    path: ['prompt'],
+  });
+export type InferenceInput = z.infer<typeof InferenceInputSchema>;
+
+export const DEFAULT_PARAMS = { temperature: 0, maxTokens: 128 } as const;
+
+export interface RequestDefaults {
+  /** Models the network serves (from config and from node heartbeats). */
+  knownModels: ReadonlySet<string>;
+  defaultModels: readonly string[];
+  /** Embedders the relay can pin, by id; the first is the default. */
+  embedders: readonly EmbeddingModelRef[];
+}
+
+/** Validate an HTTP input and build the request body the relay will sign. Throws HttpError (400). */
+export function buildRequestBody(
+  raw: unknown,
+  defaults: RequestDefaults,
+  now: number,
+  random: (n: number) => Uint8Array,
+): RequestBody {
+  const parsed = InferenceInputSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message, code: i.code }));
+    const frameIssue = issues.find((i) => i.path.startsWith('frame'));
+    throw edgeError(
+      400,
+      'INVALID_INPUT',
+      `${issues[0]?.path || 'body'}: ${issues[0]?.message ?? 'invalid'}`,
+      { issues },
+      frameIssue ? 'see FRAME_BOUNDS in @synod/shared: secDistance in [0, 0.5], secPercentage in (0, 1]' : undefined,
+    );
+  }
+  const input = parsed.data;
+  const models = input.models ?? [...defaults.defaultModels];
+  const unknown = models.filter((m) => !defaults.knownModels.has(m));
+  if (unknown.length > 0) {
+    throw edgeError(
+      400,
+      'UNKNOWN_MODEL',
+      `no node serves ${unknown.join(', ')}`,
+      { unknown, known: [...defaults.knownModels].sort() },
+      'GET /v1/models lists the models the network serves',
+    );
+  }
+  const embedder =
+    input.embeddingModel === undefined
+      ? defaults.embedders[0]
+      : defaults.embedders.find((e) => e.id === input.embeddingModel);
+  if (!embedder) {
+    throw edgeError(400, 'UNKNOWN_MODEL', `unknown embedding model ${input.embeddingModel ?? '(none configured)'}`, {
+      known: defaults.embedders.map((e) => e.id),
+    });
+  }
+  // A frame out of range throws SynodError FRAME_OUT_OF_RANGE, which the app maps to a 400 with that code.
+  const frame = resolveFrame({ ...stripUndefined(input.frame ?? {}), embeddingModel: embedder });
+  const params = InferenceParamsSchema.parse({ ...DEFAULT_PARAMS, ...stripUndefined(input.params ?? {}) });
+  const body = {
+    nonce: toHex(random(16)),
+    ...(input.prompt !== undefined ? { prompt: input.prompt } : {}),
+    ...(input.messages !== undefined ? { messages: input.messages } : {}),
+    acceptedModels: models,
+    params,
+    frame,
+    origin: { kind: 'http' as const },
+    createdAt: now,
+  };
+  return { ...body, requestId: deriveRequestId(body) } as RequestBody;
+}
+
+type Defined<T> = { [K in keyof T]?: Exclude<T[K], undefined> };
+
+function stripUndefined<T extends object>(o: T): Defined<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Defined<T>;
+}

@@ -1,0 +1,155 @@
+import { canonicalBytes, sha256Hex } from '@synod/shared';
+import type { Context, Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { buildRequestBody } from '../inference-input.ts';
+import { authenticate, type Caller, utcDay } from '../http/auth.ts';
+import { parseJson, readBody } from '../http/body.ts';
+import { edgeError } from '../http/errors.ts';
+import { requestView, TERMINAL } from '../views.ts';
+import type { EdgeDeps } from './deps.ts';
+
+const REQUEST_ID_PARAM = /^(?:[0-9a-f]{64}|\d{1,20}:0x[0-9a-f]{40}:\d{1,78})$/;
+
+export function requestIdParam(c: Context): string {
+  const id = c.req.param('id') ?? '';
+  if (!REQUEST_ID_PARAM.test(id)) throw edgeError(400, 'INVALID_INPUT', 'not a request id', { id: id.slice(0, 80) });
+  return id;
+}
+
+export interface Submission {
+  requestId: string;
+  replayed: boolean;
+  caller: Caller;
+}
+
+/**
+ * Authenticate, rate-limit, validate, meter and durably store a request; shared by /v1/inference and
+ * /v1/chat/completions. When this resolves the request is in libSQL.
+ */
+export async function submit(c: Context, deps: EdgeDeps, toInput: (raw: unknown) => unknown): Promise<Submission> {
+  const now = deps.now();
+  const bytes = await readBody(c, deps.config.bodyLimit);
+  const caller = await authenticate(c, deps.store, bytes, now, deps.config.signedQuotaPerDay);
+  const wait = deps.limiter.take(caller.id);
+  if (wait > 0) {
+    const e = edgeError(429, 'RATE_LIMITED', `too many requests; retry in ${wait} ms`, { retryAfterMs: wait });
+    c.header('retry-after', String(Math.ceil(wait / 1000)));
+    throw e;
+  }
+  const raw = parseJson(bytes);
+  const served = await deps.network.servedModels();
+  const body = buildRequestBody(
+    toInput(raw),
+    {
+      knownModels: served,
+      defaultModels: deps.config.defaultModels,
+      embedders: deps.config.embedders,
+    },
+    now,
+    deps.random,
+  );
+  const idemKey = c.req.header('idempotency-key');
+  if (idemKey !== undefined && (idemKey.length === 0 || idemKey.length > 255)) {
+    throw edgeError(400, 'INVALID_INPUT', 'Idempotency-Key must be 1-255 characters');
+  }
+  const day = utcDay(now);
+  const count = await deps.store.consumeQuota(caller.id, day, caller.quotaPerDay);
+  if (count === null) {
+    throw edgeError(429, 'QUOTA_EXCEEDED', `the daily quota of ${caller.quotaPerDay} requests is used up`, {
+      quotaPerDay: caller.quotaPerDay,
+      day,
+    });
+  }
+  let outcome: Awaited<ReturnType<EdgeDeps['network']['accept']>>;
+  try {
+    outcome = await deps.network.accept(
+      body,
+      idemKey === undefined
+        ? undefined
+        : { callerId: caller.id, key: idemKey, bodyDigest: sha256Hex(canonicalBytes(raw)) },
+    );
+  } catch (e) {
+    await deps.store.refundQuota(caller.id, day);
+    throw e;
+  }
+  if (outcome.kind !== 'created') await deps.store.refundQuota(caller.id, day);
+  if (outcome.kind === 'conflict') {
+    throw edgeError(409, 'IDEMPOTENCY_CONFLICT', 'this Idempotency-Key was used with a different body', {
+      requestId: outcome.requestId,
+    });
+  }
+  const requestId = outcome.kind === 'created' ? outcome.request.packet.body.requestId : outcome.requestId;
+  deps.metrics.inc('synod_requests_accepted_total', 'Requests accepted and stored', { caller: caller.kind });
+  return { requestId, replayed: outcome.kind === 'replayed', caller };
+}
+
+export function mountInference(app: Hono, deps: EdgeDeps): void {
+  app.post('/v1/inference', async (c) => {
+    const s = await submit(c, deps, (raw) => raw);
+    const links = {
+      self: `/v1/inference/${encodeURIComponent(s.requestId)}`,
+      events: `/v1/inference/${encodeURIComponent(s.requestId)}/events`,
+    };
+    return c.json({ requestId: s.requestId, status: 'pending', replayed: s.replayed, links }, s.replayed ? 200 : 202);
+  });
+
+  app.get('/v1/inference/:id', async (c) => {
+    const id = requestIdParam(c);
+    const d = await deps.store.getRequest(id);
+    if (!d) throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
+    return c.json(requestView(d));
+  });
+
+  app.get('/v1/inference/:id/events', async (c) => {
+    const id = requestIdParam(c);
+    const first = await deps.store.getRequest(id);
+    if (!first) throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
+    return streamSSE(c, async (stream) => {
+      let changed = true;
+      let wake: (() => void) | undefined;
+      const unsubscribe = deps.network.subscribe(id, () => {
+        changed = true;
+        wake?.();
+      });
+      let lastJson = '';
+      let eventId = 0;
+      stream.onAbort(() => {
+        unsubscribe();
+        wake?.();
+      });
+      try {
+        const deadline = deps.now() + 15 * 60_000;
+        while (!stream.aborted && !stream.closed && deps.now() < deadline) {
+          if (changed) {
+            changed = false;
+            const d = await deps.store.getRequest(id);
+            if (d) {
+              const view = requestView(d);
+              const json = JSON.stringify(view);
+              if (json !== lastJson) {
+                lastJson = json;
+                await stream.writeSSE({ event: 'status', id: String(eventId++), data: json });
+              }
+              if (TERMINAL.has(d.status)) {
+                await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: d.status }) });
+                break;
+              }
+            }
+          }
+          // Wake on a notification, or poll the shared history (another relay may be the coordinator).
+          await Promise.race([
+            new Promise<void>((resolve) => {
+              wake = resolve;
+            }),
+            deps.sleep(1_000).then(() => {
+              changed = true;
+            }),
+          ]);
+          wake = undefined;
+        }
+      } finally {
+        unsubscribe();
+      }
+    });
+  });
+}

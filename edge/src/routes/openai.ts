@@ -1,0 +1,244 @@
+import { LIMITS } from '@synod/shared';
+import type { Context, Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import * as z from 'zod';
+import { edgeError, HttpError, toHttpError } from '../http/errors.ts';
+import type { RequestDetail } from '../store/history-store.ts';
+import { requestView, TERMINAL } from '../views.ts';
+import type { EdgeDeps } from './deps.ts';
+import { submit } from './inference.ts';
+
+/**
+ * OpenAI-compatible surface, so the official `openai` client and agent frameworks work unchanged.
+ * `model` names one model, or several joined by commas, or `synod` for the relay's default list; the
+ * answer is the verdict's winner, and the verdict with its proof rides along in the `synod` field.
+ * Errors use OpenAI's body `{ error: { message, type, param, code } }` with Synod's stable code.
+ */
+const ChatInputSchema = z
+  .object({
+    model: z.string().min(1).max(512),
+    messages: z
+      .array(
+        z.object({
+          role: z.enum(['system', 'user', 'assistant', 'developer']),
+          content: z.union([
+            z.string(),
+            z.array(z.object({ type: z.literal('text'), text: z.string() }).passthrough()).min(1),
+          ]),
+        }),
+      )
+      .min(1)
+      .max(LIMITS.maxMessages),
+    temperature: z.number().nullish(),
+    max_tokens: z.number().int().nullish(),
+    max_completion_tokens: z.number().int().nullish(),
+    seed: z.number().int().nullish(),
+    top_p: z.number().nullish(),
+    n: z.number().int().nullish(),
+    stream: z.boolean().nullish(),
+    /** Synod extension: a partial security frame and embedder, as in POST /v1/inference. */
+    synod: z.object({ frame: z.record(z.string(), z.unknown()).optional(), embeddingModel: z.string().optional() }).optional(),
+  })
+  .passthrough();
+
+function toInferenceInput(raw: unknown): unknown {
+  const r = ChatInputSchema.safeParse(raw);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw edgeError(400, 'INVALID_INPUT', `${i?.path.join('.') || 'body'}: ${i?.message ?? 'invalid'}`, {
+      issues: r.error.issues.map((x) => ({ path: x.path.join('.'), message: x.message })),
+    });
+  }
+  const b = r.data;
+  if ((b.n ?? 1) !== 1) throw edgeError(400, 'INVALID_INPUT', 'n must be 1: a quorum answers with one winner');
+  const models = b.model === 'synod' ? undefined : b.model.split(',').map((m) => m.trim());
+  const params: Record<string, number> = {};
+  if (b.temperature != null) params['temperature'] = b.temperature;
+  const maxTokens = b.max_completion_tokens ?? b.max_tokens;
+  if (maxTokens != null) params['maxTokens'] = maxTokens;
+  if (b.seed != null) params['seed'] = b.seed;
+  if (b.top_p != null) params['topP'] = b.top_p;
+  return {
+    messages: b.messages.map((m) => ({
+      role: m.role === 'developer' ? 'system' : m.role,
+      content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
+    })),
+    ...(models ? { models } : {}),
+    ...(Object.keys(params).length > 0 ? { params } : {}),
+    ...(b.synod?.frame ? { frame: b.synod.frame } : {}),
+    ...(b.synod?.embeddingModel ? { embeddingModel: b.synod.embeddingModel } : {}),
+  };
+}
+
+const OPENAI_TYPE: Record<number, string> = {
+  400: 'invalid_request_error',
+  401: 'authentication_error',
+  403: 'permission_error',
+  404: 'not_found_error',
+  409: 'conflict_error',
+  413: 'invalid_request_error',
+  415: 'invalid_request_error',
+  429: 'rate_limit_error',
+};
+
+export function openAiError(c: Context, e: unknown): Response {
+  const h = toHttpError(e);
+  const param = (h.details?.['issues'] as { path?: string }[] | undefined)?.[0]?.path ?? null;
+  return c.json(
+    {
+      error: {
+        message: h.message,
+        type: OPENAI_TYPE[h.status] ?? (h.status >= 500 ? 'server_error' : 'invalid_request_error'),
+        param,
+        code: h.code,
+        ...(h.details ? { details: h.details } : {}),
+      },
+    },
+    h.status,
+  );
+}
+
+/** Wait until the request reaches a terminal status, or until `deadline`. */
+async function awaitVerdict(deps: EdgeDeps, requestId: string, deadline: number): Promise<RequestDetail> {
+  let wake: (() => void) | undefined;
+  const unsubscribe = deps.network.subscribe(requestId, () => wake?.());
+  try {
+    for (;;) {
+      const d = await deps.store.getRequest(requestId);
+      if (!d) throw edgeError(404, 'NOT_FOUND', `no request ${requestId}`);
+      if (TERMINAL.has(d.status) || deps.now() >= deadline) return d;
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          wake = resolve;
+        }),
+        deps.sleep(500),
+      ]);
+    }
+  } finally {
+    unsubscribe();
+  }
+}
+
+function completionBody(d: RequestDetail, model: string) {
+  const view = requestView(d);
+  const winner = d.verdict?.packet.body.verdict.winner ?? null;
+  const content = winner?.output ?? '';
+  const approxTokens = (s: string) => (s.length === 0 ? 0 : Math.ceil(s.length / 4));
+  const promptText =
+    d.request.body.prompt ?? (d.request.body.messages ?? []).map((m) => m.content).join('\n');
+  return {
+    id: `chatcmpl-${d.requestId.replace(/[^0-9a-zA-Z]/g, '').slice(0, 48)}`,
+    object: 'chat.completion' as const,
+    created: Math.floor(d.createdAt / 1000),
+    model: winner?.model.id ?? model,
+    system_fingerprint: winner ? `synod-${winner.model.fileHash.slice(0, 16)}` : null,
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant' as const, content, refusal: null },
+        logprobs: null,
+        finish_reason: 'stop' as const,
+      },
+    ],
+    usage: {
+      prompt_tokens: approxTokens(promptText),
+      completion_tokens: approxTokens(content),
+      total_tokens: approxTokens(promptText) + approxTokens(content),
+    },
+    synod: {
+      requestId: d.requestId,
+      status: d.status,
+      verdict: view.verdict,
+      verdictDigest: view.verdict?.verdictDigest ?? null,
+      transcriptRoot: view.transcriptRoot,
+      attestations: view.attestations,
+      verify: view.links.verify,
+    },
+  };
+}
+
+function failure(d: RequestDetail): HttpError | null {
+  if (d.status === 'verdict') return null;
+  if (d.status === 'no-consensus') {
+    return new HttpError(502, 'NO_CONSENSUS', 'the quorum did not agree on an answer', {
+      requestId: d.requestId,
+      verdict: requestView(d).verdict,
+    });
+  }
+  if (d.status === 'expired' || d.status === 'failed') {
+    return new HttpError(504, 'EXPIRED', `the request ${d.status}: ${d.error ?? 'no quorum in time'}`, {
+      requestId: d.requestId,
+      reason: d.error,
+    });
+  }
+  return new HttpError(504, 'TIMEOUT', 'no verdict in time; poll the request for the outcome', {
+    requestId: d.requestId,
+    links: requestView(d).links,
+  });
+}
+
+export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
+  app.get('/v1/models', async (c) => {
+    const served = [...(await deps.network.servedModels())].sort();
+    return c.json({
+      object: 'list',
+      data: served.map((id) => ({ id, object: 'model', created: 0, owned_by: 'synod' })),
+    });
+  });
+
+  app.post('/v1/chat/completions', async (c) => {
+    let stream = false;
+    let model = 'synod';
+    try {
+      const s = await submit(c, deps, (raw) => {
+        const input = toInferenceInput(raw);
+        const r = raw as { stream?: boolean; model?: string };
+        stream = r.stream === true;
+        model = typeof r.model === 'string' ? r.model : model;
+        return input;
+      });
+      const stored = await deps.store.getRequest(s.requestId);
+      if (!stored) throw edgeError(500, 'INTERNAL', 'the request vanished after it was stored');
+      const f = stored.request.body.frame;
+      const deadline = deps.now() + f.maxTimeMs + f.revealWindowMs + deps.config.chatWaitSlackMs;
+      if (!stream) {
+        const d = await awaitVerdict(deps, s.requestId, deadline);
+        const bad = failure(d);
+        if (bad) return openAiError(c, bad);
+        return c.json(completionBody(d, model));
+      }
+      return streamSSE(c, async (out) => {
+        const d = await awaitVerdict(deps, s.requestId, deadline);
+        const bad = failure(d);
+        if (bad) {
+          await out.writeSSE({ data: JSON.stringify({ error: { ...bad.body().error, type: 'server_error' } }) });
+          await out.writeSSE({ data: '[DONE]' });
+          return;
+        }
+        const body = completionBody(d, model);
+        const base = { id: body.id, object: 'chat.completion.chunk', created: body.created, model: body.model };
+        const content = body.choices[0]?.message.content ?? '';
+        await out.writeSSE({
+          data: JSON.stringify({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] }),
+        });
+        // The verdict arrives whole; stream it in word-sized pieces so clients render progressively.
+        for (const piece of content.match(/\S+\s*|\s+/g) ?? []) {
+          await out.writeSSE({
+            data: JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: piece }, finish_reason: null }] }),
+          });
+        }
+        await out.writeSSE({
+          data: JSON.stringify({
+            ...base,
+            choices: [{ index: 0, delta: {}, finish_reason: 'stop' }],
+            usage: body.usage,
+            synod: body.synod,
+          }),
+        });
+        await out.writeSSE({ data: '[DONE]' });
+      });
+    } catch (e) {
+      return openAiError(c, e);
+    }
+  });
+}

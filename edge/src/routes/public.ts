@@ -1,0 +1,58 @@
+import { REQUEST_STATUSES, type RequestStatus } from '@synod/shared/history';
+import type { Hono } from 'hono';
+import { edgeError } from '../http/errors.ts';
+import type { EdgeDeps } from './deps.ts';
+
+const MODEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$/;
+const NODE_RE = /^[0-9a-f]{64}$/;
+const CURSOR_RE = /^\d{1,16}:[0-9a-zA-Z:x]{1,128}$/;
+
+export function mountPublic(app: Hono, deps: EdgeDeps): void {
+  app.get('/healthz', async (c) => {
+    const net = deps.network.health();
+    let db = true;
+    try {
+      await deps.store.counts();
+    } catch {
+      db = false;
+    }
+    const ok = db && net.ok;
+    return c.json({ ok, db, network: net, coordinator: deps.network.coordinatorId }, ok ? 200 : 503);
+  });
+
+  app.get('/metrics', async (c) => {
+    const net = deps.network.health();
+    deps.metrics.set('synod_peers', 'Connected P2P peers', net.peers);
+    deps.metrics.set('synod_open_requests', 'Requests being coordinated by this relay', net.openRequests);
+    const counts = await deps.store.counts();
+    for (const [status, n] of Object.entries(counts)) {
+      deps.metrics.set('synod_history_requests', 'Requests in the history by status', n, { status });
+    }
+    return c.text(deps.metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+  });
+
+  app.get('/v1/history', async (c) => {
+    const q = c.req.query();
+    const limit = q['limit'] === undefined ? 50 : Number(q['limit']);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 200) {
+      throw edgeError(400, 'INVALID_INPUT', 'limit must be an integer in 1-200');
+    }
+    const status = q['status'];
+    if (status !== undefined && !(REQUEST_STATUSES as readonly string[]).includes(status)) {
+      throw edgeError(400, 'INVALID_INPUT', `status must be one of ${REQUEST_STATUSES.join(', ')}`);
+    }
+    if (q['model'] !== undefined && !MODEL_RE.test(q['model'])) throw edgeError(400, 'INVALID_INPUT', 'bad model id');
+    if (q['node'] !== undefined && !NODE_RE.test(q['node'])) throw edgeError(400, 'INVALID_INPUT', 'bad node id');
+    if (q['cursor'] !== undefined && !CURSOR_RE.test(q['cursor'])) throw edgeError(400, 'INVALID_INPUT', 'bad cursor');
+    const page = await deps.store.listHistory({
+      limit,
+      ...(status !== undefined ? { status: status as RequestStatus } : {}),
+      ...(q['model'] !== undefined ? { model: q['model'] } : {}),
+      ...(q['node'] !== undefined ? { node: q['node'] } : {}),
+      ...(q['cursor'] !== undefined ? { cursor: q['cursor'] } : {}),
+    });
+    return c.json(page);
+  });
+
+  app.get('/v1/nodes', async (c) => c.json({ nodes: await deps.store.listNodes() }));
+}

@@ -1,0 +1,443 @@
+import {
+  type AnyPacket,
+  type Packet,
+  parseEnvelope,
+  type RequestBody,
+  type Verdict,
+} from '@synod/shared';
+import {
+  apiKeys,
+  attestationRow,
+  attestations,
+  commitRow,
+  commits,
+  historySchema,
+  idempotency,
+  nodeRow,
+  nodes,
+  type RequestStatus,
+  requestModels,
+  requestRows,
+  requests,
+  reputation,
+  reputationDeltas,
+  reputationScore,
+  revealRow,
+  reveals,
+  sealMembers,
+  sealRows,
+  seals,
+  usage,
+  verdictEntriesTable,
+  verdictRows,
+  verdicts,
+} from '@synod/shared/history';
+import { and, asc, desc, eq, exists, inArray, lt, or, type SQL, sql } from 'drizzle-orm';
+import type { LibSQLDatabase } from 'drizzle-orm/libsql';
+
+export type HistoryDb = LibSQLDatabase<typeof historySchema>;
+
+export interface Stored<T extends AnyPacket['type']> {
+  id: string;
+  packet: Packet<T>;
+}
+
+export type IdempotencyOutcome =
+  | { kind: 'created'; requestId: string }
+  | { kind: 'replayed'; requestId: string }
+  | { kind: 'conflict'; requestId: string };
+
+export interface HistoryQuery {
+  model?: string;
+  status?: RequestStatus;
+  /** Requests this node committed to (or coordinated). */
+  node?: string;
+  /** Keyset cursor: `<createdAt>:<requestId>` of the last row of the previous page. */
+  cursor?: string;
+  limit: number;
+}
+
+export interface RequestDetail {
+  requestId: string;
+  status: RequestStatus;
+  error: string | null;
+  createdAt: number;
+  updatedAt: number;
+  request: Packet<'request'>;
+  requestPacketId: string;
+  commits: Stored<'commit'>[];
+  seal: Stored<'seal'> | null;
+  reveals: Stored<'reveal'>[];
+  verdict: Stored<'verdict'> | null;
+  attestations: Stored<'attestation'>[];
+}
+
+function decode<T extends AnyPacket['type']>(raw: string): Packet<T> {
+  return parseEnvelope(JSON.parse(raw)) as unknown as Packet<T>;
+}
+
+/**
+ * The quorum history in libSQL, through drizzle. Every write that belongs together is one transaction;
+ * packet inserts are idempotent (`on conflict do nothing` on the packet id), so replays from several
+ * transports or several relays over one database store each packet once.
+ */
+export class HistoryStore {
+  constructor(readonly db: HistoryDb) {}
+
+  /**
+   * Store an accepted request (status `pending`), with its idempotency record when the caller sent a key.
+   * Runs in one write transaction; when it resolves, the request is durable (the relay answers 2xx after).
+   */
+  async insertRequest(
+    req: Stored<'request'>,
+    now: number,
+    idem?: { callerId: string; key: string; bodyDigest: string },
+  ): Promise<IdempotencyOutcome> {
+    return this.db.transaction(async (tx) => {
+      if (idem) {
+        const prior = await tx
+          .select()
+          .from(idempotency)
+          .where(and(eq(idempotency.keyId, idem.callerId), eq(idempotency.idempotencyKey, idem.key)));
+        const p = prior[0];
+        if (p) return { kind: p.bodyDigest === idem.bodyDigest ? 'replayed' : 'conflict', requestId: p.requestId };
+      }
+      const { request, models } = requestRows(req, now);
+      await tx.insert(requests).values(request).onConflictDoNothing();
+      if (models.length > 0) await tx.insert(requestModels).values(models).onConflictDoNothing();
+      if (idem) {
+        await tx.insert(idempotency).values({
+          keyId: idem.callerId,
+          idempotencyKey: idem.key,
+          requestId: req.packet.body.requestId,
+          bodyDigest: idem.bodyDigest,
+          createdAt: now,
+        });
+      }
+      return { kind: 'created', requestId: req.packet.body.requestId };
+    });
+  }
+
+  /** Store a request heard from the network (another coordinator's), if not yet known. */
+  async recordRequest(req: Stored<'request'>, now: number): Promise<void> {
+    await this.insertRequest(req, now);
+  }
+
+  async hasRequest(requestId: string): Promise<boolean> {
+    const r = await this.db.select({ id: requests.requestId }).from(requests).where(eq(requests.requestId, requestId));
+    return r.length > 0;
+  }
+
+  async recordCommit(c: Stored<'commit'>): Promise<void> {
+    if (!(await this.hasRequest(c.packet.body.requestId))) return;
+    await this.db.insert(commits).values(commitRow(c)).onConflictDoNothing();
+  }
+
+  async recordSeal(s: Stored<'seal'>, now: number): Promise<void> {
+    const { seal, members } = sealRows(s);
+    await this.db.transaction(async (tx) => {
+      const existing = await tx.select({ id: requests.requestId }).from(requests).where(eq(requests.requestId, seal.requestId));
+      if (existing.length === 0) return;
+      await tx.insert(seals).values(seal).onConflictDoNothing();
+      if (members.length > 0) await tx.insert(sealMembers).values(members).onConflictDoNothing();
+      await tx
+        .update(requests)
+        .set({ status: 'sealed', updatedAt: now })
+        .where(and(eq(requests.requestId, seal.requestId), eq(requests.status, 'pending')));
+    });
+  }
+
+  async recordReveal(r: Stored<'reveal'>): Promise<void> {
+    if (!(await this.hasRequest(r.packet.body.requestId))) return;
+    await this.db.insert(reveals).values(revealRow(r)).onConflictDoNothing();
+  }
+
+  /**
+   * Store a verdict, its entries, the request's final status, and the reputation deltas, at most once
+   * per request (a second verdict packet for the same request changes nothing).
+   */
+  async recordVerdict(v: Stored<'verdict'>, now: number): Promise<boolean> {
+    const { verdict, entries } = verdictRows(v);
+    return this.db.transaction(async (tx) => {
+      const existing = await tx
+        .select({ id: verdicts.requestId })
+        .from(verdicts)
+        .where(eq(verdicts.requestId, verdict.requestId));
+      if (existing.length > 0) return false;
+      const sealed = await tx.select({ id: seals.packetId }).from(seals).where(eq(seals.packetId, verdict.sealId));
+      if (sealed.length === 0) return false;
+      await tx.insert(verdicts).values(verdict);
+      if (entries.length > 0) await tx.insert(verdictEntriesTable).values(entries);
+      await tx
+        .update(requests)
+        .set({ status: verdict.status === 'accepted' ? 'verdict' : 'no-consensus', updatedAt: now })
+        .where(eq(requests.requestId, verdict.requestId));
+      for (const d of reputationDeltas(entries)) {
+        const current = await tx.select().from(reputation).where(eq(reputation.nodeId, d.nodeId));
+        const base = current[0] ?? { agreements: 0, disagreements: 0, withheld: 0, invalid: 0, commits: 0 };
+        const next = {
+          agreements: base.agreements + d.agreements,
+          disagreements: base.disagreements + d.disagreements,
+          withheld: base.withheld + d.withheld,
+          invalid: base.invalid + d.invalid,
+        };
+        const row = { ...next, commits: base.commits + 1, score: reputationScore(next), updatedAt: now };
+        await tx
+          .insert(reputation)
+          .values({ nodeId: d.nodeId, ...row })
+          .onConflictDoUpdate({ target: reputation.nodeId, set: row });
+      }
+      return true;
+    });
+  }
+
+  async recordAttestation(a: Stored<'attestation'>): Promise<void> {
+    if (!(await this.hasRequest(a.packet.body.requestId))) return;
+    await this.db.insert(attestations).values(attestationRow(a)).onConflictDoNothing();
+  }
+
+  async recordHeartbeat(h: Stored<'heartbeat'>, now: number): Promise<void> {
+    const row = nodeRow(h, now);
+    const { firstSeen: _keep, nodeId: _id, ...update } = row;
+    await this.db.insert(nodes).values(row).onConflictDoUpdate({ target: nodes.nodeId, set: update });
+  }
+
+  async setStatus(requestId: string, status: RequestStatus, now: number, error: string | null = null): Promise<void> {
+    await this.db.update(requests).set({ status, error, updatedAt: now }).where(eq(requests.requestId, requestId));
+  }
+
+  /** Requests still open (pending or sealed): what a restarted relay resumes or expires. */
+  async openRequests(): Promise<{ requestId: string; status: RequestStatus; raw: string; packetId: string }[]> {
+    return this.db
+      .select({ requestId: requests.requestId, status: requests.status, raw: requests.raw, packetId: requests.packetId })
+      .from(requests)
+      .where(inArray(requests.status, ['pending', 'sealed']))
+      .orderBy(asc(requests.createdAt));
+  }
+
+  async getRequest(requestId: string): Promise<RequestDetail | null> {
+    const rows = await this.db.select().from(requests).where(eq(requests.requestId, requestId));
+    const r = rows[0];
+    if (!r) return null;
+    const [c, s, rv, v, a] = await Promise.all([
+      this.db.select().from(commits).where(eq(commits.requestId, requestId)).orderBy(asc(commits.packetId)),
+      this.db.select().from(seals).where(eq(seals.requestId, requestId)),
+      this.db.select().from(reveals).where(eq(reveals.requestId, requestId)).orderBy(asc(reveals.packetId)),
+      this.db.select().from(verdicts).where(eq(verdicts.requestId, requestId)),
+      this.db.select().from(attestations).where(eq(attestations.requestId, requestId)).orderBy(asc(attestations.nodeId)),
+    ]);
+    return {
+      requestId,
+      status: r.status,
+      error: r.error,
+      createdAt: r.createdAt,
+      updatedAt: r.updatedAt,
+      request: decode<'request'>(r.raw),
+      requestPacketId: r.packetId,
+      commits: c.map((x) => ({ id: x.packetId, packet: decode<'commit'>(x.raw) })),
+      seal: s[0] ? { id: s[0].packetId, packet: decode<'seal'>(s[0].raw) } : null,
+      reveals: rv.map((x) => ({ id: x.packetId, packet: decode<'reveal'>(x.raw) })),
+      verdict: v[0] ? { id: v[0].packetId, packet: decode<'verdict'>(v[0].raw) } : null,
+      attestations: a.map((x) => ({ id: x.packetId, packet: decode<'attestation'>(x.raw) })),
+    };
+  }
+
+  /** The transcript packets of a request (request, sealed commits, seal, reveals), or null. */
+  async transcriptPackets(requestId: string): Promise<AnyPacket[] | null> {
+    const d = await this.getRequest(requestId);
+    if (!d || !d.seal) return null;
+    const sealed = new Set(d.seal.packet.body.members.map((m) => m.commitId));
+    return [
+      d.request,
+      ...d.commits.filter((c) => sealed.has(c.id)).map((c) => c.packet),
+      d.seal.packet,
+      ...d.reveals.map((r) => r.packet),
+    ] as AnyPacket[];
+  }
+
+  async listHistory(q: HistoryQuery): Promise<{ items: HistoryItem[]; nextCursor: string | null }> {
+    const where: SQL[] = [];
+    if (q.status) where.push(eq(requests.status, q.status));
+    if (q.model) {
+      where.push(
+        exists(
+          this.db
+            .select({ one: sql`1` })
+            .from(requestModels)
+            .where(and(eq(requestModels.requestId, requests.requestId), eq(requestModels.modelId, q.model))),
+        ),
+      );
+    }
+    if (q.node) {
+      const node = q.node;
+      where.push(
+        or(
+          eq(requests.coordinator, node),
+          exists(
+            this.db
+              .select({ one: sql`1` })
+              .from(commits)
+              .where(and(eq(commits.requestId, requests.requestId), eq(commits.nodeId, node))),
+          ),
+        ) as SQL,
+      );
+    }
+    if (q.cursor) {
+      const [at, id] = parseCursor(q.cursor);
+      where.push(or(lt(requests.createdAt, at), and(eq(requests.createdAt, at), lt(requests.requestId, id))) as SQL);
+    }
+    const rows = await this.db
+      .select({
+        requestId: requests.requestId,
+        status: requests.status,
+        coordinator: requests.coordinator,
+        acceptedModels: requests.acceptedModels,
+        prompt: requests.prompt,
+        createdAt: requests.createdAt,
+        updatedAt: requests.updatedAt,
+        verdictDigest: verdicts.verdictDigest,
+        transcriptRoot: verdicts.transcriptRoot,
+        winnerNodeId: verdicts.winnerNodeId,
+        winnerModelId: verdicts.winnerModelId,
+      })
+      .from(requests)
+      .leftJoin(verdicts, eq(verdicts.requestId, requests.requestId))
+      .where(where.length > 0 ? and(...where) : undefined)
+      .orderBy(desc(requests.createdAt), desc(requests.requestId))
+      .limit(q.limit + 1);
+    const items = rows.slice(0, q.limit).map((r) => ({
+      ...r,
+      prompt: r.prompt === null ? null : r.prompt.length > 200 ? `${r.prompt.slice(0, 200)}…` : r.prompt,
+    }));
+    const last = items[items.length - 1];
+    return { items, nextCursor: rows.length > q.limit && last ? `${last.createdAt}:${last.requestId}` : null };
+  }
+
+  async listNodes(): Promise<NodeSummary[]> {
+    const rows = await this.db
+      .select({ node: nodes, rep: reputation })
+      .from(nodes)
+      .leftJoin(reputation, eq(reputation.nodeId, nodes.nodeId))
+      .orderBy(desc(nodes.lastSeen));
+    return rows.map(({ node, rep }) => ({
+      nodeId: node.nodeId,
+      role: node.role,
+      software: node.software,
+      models: node.models,
+      embedders: node.embedders,
+      tokensPerSecond: node.tokensPerSecond,
+      embeddingsPerSecond: node.embeddingsPerSecond,
+      firstSeen: node.firstSeen,
+      lastSeen: node.lastSeen,
+      reputation: rep
+        ? {
+            score: rep.score,
+            agreements: rep.agreements,
+            disagreements: rep.disagreements,
+            withheld: rep.withheld,
+            invalid: rep.invalid,
+            commits: rep.commits,
+          }
+        : { score: 0, agreements: 0, disagreements: 0, withheld: 0, invalid: 0, commits: 0 },
+    }));
+  }
+
+  /** Models that nodes advertised in heartbeats seen since `since`. */
+  async advertisedModels(since: number): Promise<string[]> {
+    const rows = await this.db.select({ models: nodes.models }).from(nodes).where(sql`${nodes.lastSeen} >= ${since}`);
+    return [...new Set(rows.flatMap((r) => r.models.map((m) => m.id)))].sort();
+  }
+
+  async apiKeyByHash(hash: string): Promise<{ id: string; quotaPerDay: number; revoked: boolean } | null> {
+    const rows = await this.db.select().from(apiKeys).where(eq(apiKeys.hash, hash));
+    const k = rows[0];
+    return k ? { id: k.id, quotaPerDay: k.quotaPerDay, revoked: k.revokedAt !== null } : null;
+  }
+
+  async createApiKey(row: { id: string; hash: string; label: string; quotaPerDay: number }, now: number): Promise<void> {
+    await this.db.insert(apiKeys).values({ ...row, createdAt: now }).onConflictDoNothing();
+  }
+
+  /**
+   * Count one request against the caller's quota for `day` (UTC `YYYY-MM-DD`), atomically: returns the
+   * new count, or null when the quota is already used up (nothing is counted then).
+   */
+  async consumeQuota(callerId: string, day: string, quota: number): Promise<number | null> {
+    const rows = await this.db
+      .insert(usage)
+      .values({ keyId: callerId, day, count: 1 })
+      .onConflictDoUpdate({
+        target: [usage.keyId, usage.day],
+        set: { count: sql`${usage.count} + 1` },
+        setWhere: sql`${usage.count} < ${quota}`,
+      })
+      .returning({ count: usage.count });
+    const count = rows[0]?.count;
+    if (count === undefined) return null;
+    if (count > quota) return null;
+    return count;
+  }
+
+  /** Give back a unit of quota (the request was refused after metering, e.g. it failed to store). */
+  async refundQuota(callerId: string, day: string): Promise<void> {
+    await this.db
+      .update(usage)
+      .set({ count: sql`max(${usage.count} - 1, 0)` })
+      .where(and(eq(usage.keyId, callerId), eq(usage.day, day)));
+  }
+
+  async counts(): Promise<Record<RequestStatus, number>> {
+    const rows = await this.db
+      .select({ status: requests.status, n: sql<number>`count(*)` })
+      .from(requests)
+      .groupBy(requests.status);
+    const out = { pending: 0, sealed: 0, verdict: 0, 'no-consensus': 0, expired: 0, failed: 0 } as Record<
+      RequestStatus,
+      number
+    >;
+    for (const r of rows) out[r.status] = Number(r.n);
+    return out;
+  }
+}
+
+export interface HistoryItem {
+  requestId: string;
+  status: RequestStatus;
+  coordinator: string;
+  acceptedModels: string[];
+  prompt: string | null;
+  createdAt: number;
+  updatedAt: number;
+  verdictDigest: string | null;
+  transcriptRoot: string | null;
+  winnerNodeId: string | null;
+  winnerModelId: string | null;
+}
+
+export interface NodeSummary {
+  nodeId: string;
+  role: string;
+  software: string;
+  models: unknown;
+  embedders: unknown;
+  tokensPerSecond: number;
+  embeddingsPerSecond: number;
+  firstSeen: number;
+  lastSeen: number;
+  reputation: {
+    score: number;
+    agreements: number;
+    disagreements: number;
+    withheld: number;
+    invalid: number;
+    commits: number;
+  };
+}
+
+function parseCursor(cursor: string): [number, string] {
+  const m = /^(\d{1,16}):([0-9a-zA-Z:x]{1,128})$/.exec(cursor);
+  if (!m) throw new RangeError('bad cursor');
+  return [Number(m[1]), m[2] as string];
+}
+
+export type { RequestBody, Verdict };
