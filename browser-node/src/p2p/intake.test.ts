@@ -1,0 +1,390 @@
+import { describe, expect, test } from 'bun:test';
+import { type AnyPacket, LIMITS, utf8 } from '@synod/shared';
+import { Intake, type IntakeOptions, type IntakePacket, TtlSet } from './intake.ts';
+import { MemoryNetwork } from './memory.ts';
+import { commitPacket, heartbeatPacket, hex64, T0, testKey, wire } from './test-fixtures.ts';
+import { contentTopic, topicOfPacketType } from './topics.ts';
+import type { MessageMeta } from './transport.ts';
+
+const commits = contentTopic('commits');
+const heartbeats = contentTopic('heartbeats');
+const meta = (peer = 'p1', transport = 'memory', topic = commits): MessageMeta => ({
+  peer,
+  transport,
+  topic,
+});
+
+function setup(options: Partial<IntakeOptions> = {}) {
+  const clock = { now: T0 };
+  const delivered: IntakePacket[] = [];
+  const intake = new Intake({
+    now: () => clock.now,
+    deliver: (p) => {
+      delivered.push(p);
+    },
+    ...options,
+  });
+  return { clock, delivered, intake };
+}
+
+/** The JSON of a packet with a change applied, as bytes (signature left as it was). */
+function tampered(packet: AnyPacket, change: (json: Record<string, unknown>) => void): Uint8Array {
+  const json = JSON.parse(JSON.stringify(packet)) as Record<string, unknown>;
+  change(json);
+  return utf8(JSON.stringify(json));
+}
+
+describe('Intake', () => {
+  test('delivers a valid packet once, with its id, transport and peer', async () => {
+    const { intake, delivered } = setup();
+    const packet = await commitPacket(await testKey(), 1);
+    const { bytes, id } = wire(packet);
+    expect(intake.offer(bytes, meta('peer-a', 'waku-relay'))).toBe('queued');
+    await intake.idle();
+    expect(delivered).toHaveLength(1);
+    expect(delivered[0]).toMatchObject({
+      id,
+      packet,
+      transport: 'waku-relay',
+      peer: 'peer-a',
+      topic: commits,
+    });
+    const m = intake.metrics();
+    expect(m).toMatchObject({ offered: 1, accepted: 1, rejectedTotal: 0, duplicates: 0, queueDepth: 0 });
+    expect(intake.peerStats({ transport: 'waku-relay', peer: 'peer-a' })).toMatchObject({
+      accepted: 1,
+      invalid: 0,
+    });
+    await intake.close();
+  });
+
+  test('rejects a forged signature', async () => {
+    const { intake, delivered } = setup();
+    const packet = await commitPacket(await testKey(), 2);
+    const forged = tampered(packet, (j) => {
+      (j['body'] as Record<string, unknown>)['commitment'] = hex64(999);
+    });
+    intake.offer(forged, meta());
+    // a signature made by another key over the same body
+    const other = await commitPacket(await testKey(), 2);
+    intake.offer(
+      tampered(packet, (j) => {
+        j['sig'] = other.sig;
+      }),
+      meta(),
+    );
+    await intake.idle();
+    expect(delivered).toHaveLength(0);
+    expect(intake.metrics().rejected).toEqual({ PACKET_BAD_SIGNATURE: 2 });
+    expect(intake.peerStats({ transport: 'memory', peer: 'p1' })?.invalidByCode).toEqual({
+      PACKET_BAD_SIGNATURE: 2,
+    });
+    await intake.close();
+  });
+
+  test('a replayed packet is delivered once across two transports, even re-encoded', async () => {
+    const { intake, delivered } = setup();
+    const packet = await commitPacket(await testKey(), 3);
+    const { bytes, id } = wire(packet);
+    expect(intake.offer(bytes, meta('a', 'waku-relay'))).toBe('queued');
+    // the same bytes while the first copy is still queued: caught before parsing
+    expect(intake.offer(bytes, meta('b', 'gun'))).toBe('duplicate');
+    await intake.idle();
+    // the same packet in a different (non-canonical) encoding: caught by packet id after verification
+    const reencoded = utf8(JSON.stringify(packet, null, 2));
+    expect(intake.offer(reencoded, meta('c', 'gun'))).toBe('queued');
+    expect(intake.offer(bytes, meta('a', 'gun'))).toBe('duplicate');
+    await intake.idle();
+    expect(delivered.map((d) => d.id)).toEqual([id]);
+    expect(delivered[0]?.transport).toBe('waku-relay');
+    expect(intake.metrics()).toMatchObject({ accepted: 1, duplicates: 3, rejectedTotal: 0 });
+    await intake.close();
+  });
+
+  test('dedups packets from two attached transports', async () => {
+    const netA = new MemoryNetwork();
+    const netB = new MemoryNetwork();
+    const senderA = netA.join('s');
+    const senderB = netB.join('s');
+    const rxA = netA.join('r');
+    const rxB = netB.join('r');
+    const { intake, delivered } = setup();
+    intake.attach(rxA);
+    intake.attach(rxB);
+    const packets = await Promise.all([1, 2, 3].map(async (n) => commitPacket(await testKey(), 10 + n)));
+    for (const p of packets) {
+      const { bytes } = wire(p);
+      await senderA.publish(topicOfPacketType(p.type), bytes);
+      await senderB.publish(topicOfPacketType(p.type), bytes);
+    }
+    await netA.settled();
+    await netB.settled();
+    await intake.idle();
+    expect(delivered.map((d) => d.id).sort()).toEqual(packets.map((p) => wire(p).id).sort());
+    expect(intake.metrics().duplicates).toBe(3);
+    await intake.close();
+    // detached on close: nothing more arrives
+    await senderA.publish(commits, wire(packets[0]!).bytes);
+    await netA.settled();
+    expect(intake.metrics().offered).toBe(6);
+    for (const t of [senderA, senderB, rxA, rxB]) await t.close();
+  });
+
+  test('rejects stale and future createdAt by the injected clock; a future packet counts later', async () => {
+    const { intake, delivered, clock } = setup({ skewMs: 60_000 });
+    const key = await testKey();
+    const stale = wire(await commitPacket(key, 4, T0 - 60_001));
+    const future = wire(await commitPacket(key, 5, T0 + 60_001));
+    const edge = wire(await commitPacket(key, 6, T0 - 60_000));
+    intake.offer(stale.bytes, meta());
+    intake.offer(future.bytes, meta());
+    intake.offer(edge.bytes, meta());
+    await intake.idle();
+    expect(intake.metrics().rejected).toEqual({ PACKET_STALE: 1, PACKET_FROM_FUTURE: 1 });
+    expect(delivered.map((d) => d.id)).toEqual([edge.id]);
+    // the same stale bytes again: rejected without another verification, still counted
+    expect(intake.offer(stale.bytes, meta())).toBe('rejected');
+    // time passes: the packet from the future is now inside the window
+    clock.now = T0 + 1;
+    expect(intake.offer(future.bytes, meta())).toBe('queued');
+    await intake.idle();
+    expect(delivered.map((d) => d.id)).toEqual([edge.id, future.id]);
+    expect(intake.metrics().rejected).toEqual({ PACKET_STALE: 2, PACKET_FROM_FUTURE: 1 });
+    await intake.close();
+  });
+
+  test('rejects unknown fields, in the body and in the envelope', async () => {
+    const { intake, delivered } = setup();
+    const packet = await commitPacket(await testKey(), 7);
+    intake.offer(
+      tampered(packet, (j) => {
+        (j['body'] as Record<string, unknown>)['tip'] = 1;
+      }),
+      meta(),
+    );
+    intake.offer(
+      tampered(packet, (j) => {
+        j['route'] = 'x';
+      }),
+      meta(),
+    );
+    await intake.idle();
+    expect(delivered).toHaveLength(0);
+    expect(intake.metrics().rejected).toEqual({ PACKET_UNKNOWN_FIELD: 2 });
+    await intake.close();
+  });
+
+  test('rejects oversized messages at once and malformed JSON after parsing', async () => {
+    const { intake, delivered } = setup();
+    const big = new Uint8Array(LIMITS.maxPacketBytes + 1).fill(0x20);
+    expect(intake.offer(big, meta())).toBe('rejected');
+    expect(intake.metrics()).toMatchObject({ rejected: { PACKET_TOO_LARGE: 1 }, queueDepth: 0 });
+    intake.offer(utf8('{"v":1,"type":"commit",'), meta());
+    intake.offer(new Uint8Array([0xff, 0xfe, 0x00, 0x7b]), meta());
+    intake.offer(utf8('[]'), meta());
+    await intake.idle();
+    expect(delivered).toHaveLength(0);
+    expect(intake.metrics().rejected).toEqual({ PACKET_TOO_LARGE: 1, PACKET_MALFORMED: 3 });
+    await intake.close();
+  });
+
+  test('rejects a packet on the topic of another type', async () => {
+    const { intake, delivered } = setup();
+    const { bytes } = wire(await commitPacket(await testKey(), 8));
+    intake.offer(bytes, meta('p1', 'memory', heartbeats));
+    await intake.idle();
+    expect(delivered).toHaveLength(0);
+    expect(intake.metrics().rejected).toEqual({ TOPIC_MISMATCH: 1 });
+    await intake.close();
+  });
+
+  test('bans a peer at the invalid threshold and calls the hook once; other peers are unaffected', async () => {
+    const bans: Array<{ peer: string; invalid: number }> = [];
+    const { intake, delivered, clock } = setup({
+      banThreshold: 5,
+      banMs: 1000,
+      onBan: (ref, stats) => bans.push({ peer: ref.peer, invalid: stats.invalid }),
+    });
+    for (let i = 0; i < 5; i++) intake.offer(utf8(`not json ${i}`), meta('bad'));
+    await intake.idle();
+    expect(bans).toEqual([{ peer: 'bad', invalid: 5 }]);
+    const good = wire(await commitPacket(await testKey(), 9));
+    expect(intake.offer(good.bytes, meta('bad'))).toBe('banned');
+    expect(intake.offer(good.bytes, meta('good'))).toBe('queued');
+    await intake.idle();
+    expect(delivered.map((d) => d.peer)).toEqual(['good']);
+    expect(intake.metrics()).toMatchObject({ bans: 1, fromBanned: 1 });
+    // the ban expires and the counters start again
+    clock.now = T0 + 1000;
+    const again = wire(await commitPacket(await testKey(), 10));
+    expect(intake.offer(again.bytes, meta('bad'))).toBe('queued');
+    await intake.idle();
+    expect(delivered.map((d) => d.peer)).toEqual(['good', 'bad']);
+    expect(intake.peerStats({ transport: 'memory', peer: 'bad' })).toMatchObject({ invalid: 0, accepted: 1 });
+    await intake.close();
+  });
+
+  test('a full queue sheds heartbeats first and never grows past its bound', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const delivered: string[] = [];
+    const intake = new Intake({
+      now: () => T0,
+      maxQueue: 8,
+      concurrency: 1,
+      deliver: async (p) => {
+        delivered.push(p.packet.type);
+        await gate;
+      },
+    });
+    const key = await testKey();
+    const beats = await Promise.all(Array.from({ length: 9 }, (_, i) => heartbeatPacket(key, i)));
+    const cms = await Promise.all(Array.from({ length: 6 }, (_, i) => commitPacket(key, 100 + i)));
+    // the first heartbeat takes the only verification slot; eight more fill the queue
+    for (const b of beats)
+      expect(intake.offer(wire(b).bytes, meta('p', 'memory', heartbeats))).toBe('queued');
+    expect(intake.metrics()).toMatchObject({ queueDepth: 8, dropped: 0 });
+    // one more heartbeat does not fit and outranks nothing
+    expect(intake.offer(wire(await heartbeatPacket(key, 99)).bytes, meta('p', 'memory', heartbeats))).toBe(
+      'dropped',
+    );
+    // commits push heartbeats out
+    for (const c of cms) expect(intake.offer(wire(c).bytes, meta())).toBe('queued');
+    expect(intake.metrics()).toMatchObject({ queueDepth: 8, maxQueueDepth: 8, dropped: 7 });
+    release();
+    await intake.idle();
+    // commits are verified before the heartbeats that were left
+    expect(delivered).toEqual(['heartbeat', ...Array(6).fill('commit'), ...Array(2).fill('heartbeat')]);
+    expect(intake.metrics()).toMatchObject({ accepted: 9, dropped: 7, queueDepth: 0 });
+    await intake.close();
+  });
+
+  test('a flood of 10,000 junk messages is rejected within bounds, and a valid packet still gets through', async () => {
+    const delivered: IntakePacket[] = [];
+    const clock = { now: T0 };
+    const maxQueue = 256;
+    const intake = new Intake({
+      now: () => clock.now,
+      maxQueue,
+      concurrency: 8,
+      banThreshold: 1_000_000,
+      deliver: (p) => {
+        delivered.push(p);
+      },
+    });
+    const key = await testKey();
+    const base = await commitPacket(key, 20);
+    const junk = (i: number): Uint8Array => {
+      switch (i % 5) {
+        case 0: // not JSON
+          return utf8(`\u0000junk-${i}-${'x'.repeat(i % 300)}`);
+        case 1: // schema-valid, signature does not match the changed body
+          return tampered(base, (j) => {
+            (j['body'] as Record<string, unknown>)['commitment'] = hex64(i);
+          });
+        case 2: // unknown field
+          return tampered(base, (j) => {
+            (j['body'] as Record<string, unknown>)[`f${i}`] = i;
+          });
+        case 3: // stale
+          return tampered(base, (j) => {
+            (j['body'] as Record<string, unknown>)['createdAt'] = T0 - LIMITS.defaultSkewMs - 1 - i;
+          });
+        default: // wrong field type
+          return tampered(base, (j) => {
+            (j['body'] as Record<string, unknown>)['requestId'] = i;
+          });
+      }
+    };
+    Bun.gc(true);
+    const heapBefore = process.memoryUsage().heapUsed;
+
+    // 1) a burst, as a transport callback would give it: the queue sheds what it cannot hold
+    let queued = 0;
+    let dropped = 0;
+    for (let i = 0; i < 10_000; i++) {
+      const r = intake.offer(junk(i), meta(`peer-${i % 97}`));
+      if (r === 'queued') queued++;
+      else if (r === 'dropped') dropped++;
+      expect(intake.metrics().queueDepth).toBeLessThanOrEqual(maxQueue);
+    }
+    expect(queued + dropped).toBe(10_000);
+    expect(dropped).toBeGreaterThan(0);
+    await intake.idle();
+    let m = intake.metrics();
+    expect(m).toMatchObject({ accepted: 0, rejectedTotal: queued, dropped, queueDepth: 0, inFlight: 0 });
+    expect(m.maxQueueDepth).toBeLessThanOrEqual(maxQueue);
+
+    // 2) the same kinds of junk, new bytes, fed at the pace the intake drains: every one is judged
+    const before = intake.metrics();
+    for (let i = 10_000; i < 20_000; i++) {
+      expect(intake.offer(junk(i), meta(`peer-${i % 97}`))).toBe('queued');
+      if (intake.metrics().queueDepth >= maxQueue) await intake.idle();
+    }
+    await intake.idle();
+    m = intake.metrics();
+    expect(m.rejectedTotal - before.rejectedTotal).toBe(10_000);
+    const delta = (code: keyof typeof m.rejected) => (m.rejected[code] ?? 0) - (before.rejected[code] ?? 0);
+    expect(delta('PACKET_MALFORMED')).toBe(2000);
+    expect(delta('PACKET_BAD_SIGNATURE')).toBe(2000);
+    expect(delta('PACKET_UNKNOWN_FIELD')).toBe(2000);
+    expect(delta('PACKET_STALE')).toBe(2000);
+    expect(delta('PACKET_INVALID_FIELD')).toBe(2000);
+    expect(m.dropped).toBe(dropped);
+    expect(m.maxQueueDepth).toBeLessThanOrEqual(maxQueue);
+    expect(m.accepted).toBe(0);
+    expect(delivered).toHaveLength(0);
+    expect(m.trackedPeers).toBe(97);
+
+    Bun.gc(true);
+    const heapAfter = process.memoryUsage().heapUsed;
+    expect(heapAfter - heapBefore).toBeLessThan(64 * 1024 * 1024);
+
+    // 3) a valid packet after the flood is delivered
+    const good = wire(await commitPacket(key, 21));
+    expect(intake.offer(good.bytes, meta('peer-1'))).toBe('queued');
+    await intake.idle();
+    expect(delivered.map((d) => d.id)).toEqual([good.id]);
+    await intake.close();
+  });
+
+  test('closing discards the queue and refuses new messages', async () => {
+    const { intake, delivered } = setup({ concurrency: 1 });
+    const key = await testKey();
+    const packets = await Promise.all([0, 1, 2, 3, 4].map((i) => commitPacket(key, 200 + i)));
+    for (const p of packets) intake.offer(wire(p).bytes, meta());
+    // one is being verified, four wait; close lets the one finish and discards the rest
+    await intake.close();
+    expect(delivered.map((d) => d.id)).toEqual([wire(packets[0]!).id]);
+    expect(intake.metrics().queueDepth).toBe(0);
+    expect(intake.offer(wire(await commitPacket(key, 300)).bytes, meta())).toBe('closed');
+  });
+});
+
+describe('TtlSet', () => {
+  test('is bounded in entries, oldest first, and expires entries by age', () => {
+    const s = new TtlSet<number>(3, 100);
+    s.set('a', 1, 0);
+    s.set('b', 2, 10);
+    s.set('c', 3, 20);
+    s.set('d', 4, 30);
+    expect(s.size).toBe(3);
+    expect(s.get('a', 30)).toBeUndefined();
+    expect(s.get('b', 30)).toBe(2);
+    expect(s.get('b', 110)).toBeUndefined();
+    s.set('e', 5, 125);
+    expect(s.get('c', 125)).toBeUndefined();
+    expect(s.get('d', 125)).toBe(4);
+    expect(s.get('e', 125)).toBe(5);
+  });
+
+  test('a set on a live key keeps its expiry', () => {
+    const s = new TtlSet<string>(10, 100);
+    s.set('k', 'x', 0);
+    s.set('k', 'y', 90);
+    expect(s.get('k', 99)).toBe('y');
+    expect(s.get('k', 100)).toBeUndefined();
+  });
+});

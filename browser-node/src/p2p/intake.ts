@@ -1,0 +1,492 @@
+import {
+  type AnyPacket,
+  decodePacket,
+  type Ed25519Backend,
+  type ErrorCode,
+  isSynodError,
+  LIMITS,
+  type PacketType,
+  sha256Hex,
+} from '@synod/shared';
+import { ALL_TOPICS, type ContentTopic, packetTypeOfTopic } from './topics.ts';
+import type { MessageMeta, Transport, Unsubscribe } from './transport.ts';
+
+/**
+ * The intake: the one gate between every transport and the protocol core. For each inbound message,
+ * from any transport:
+ *
+ *  1. drop it at once if its peer is banned, or if it is over the size limit (counted as rejected);
+ *  2. drop byte-identical copies of a message already seen (from any transport) without parsing them
+ *     again; a copy of bytes already judged invalid counts as invalid again;
+ *  3. queue it, ranked by the topic it came on; the queue is bounded, and when it is full the
+ *     lowest-ranked message goes (heartbeats first, then requests, attestations, and last the
+ *     messages of requests in flight: commits, seals, reveals, verdicts);
+ *  4. verify it with `decodePacket` (size, JSON, schema with unknown fields rejected, clock skew
+ *     against the injected `now()`, Ed25519 signature), a bounded number at a time, highest rank first;
+ *  5. check it came on the topic of its packet type;
+ *  6. drop it if its packet id was already accepted (the packet id is the digest of the signed
+ *     content, so the same packet re-encoded or brought by another transport is caught here);
+ *  7. hand `{id, packet, transport, peer}` to the consumer, awaiting it (a slow consumer holds
+ *     verification slots, the queue fills, and low-ranked traffic is shed: backpressure).
+ *
+ * Every rejection is counted globally and per peer by its `SynodError` code; a peer whose invalid
+ * count reaches `banThreshold` is banned for `banMs` and `onBan` is called (to hang up on it, say).
+ * Every structure is bounded: the queue, both dedup sets (entries and time to live) and the peer
+ * table, so a flood cannot grow memory without limit.
+ */
+export interface IntakeOptions {
+  /** The receiver's clock (ms since the epoch), read when a packet is verified. */
+  now: () => number;
+  /** Gets every verified, first-seen packet. Awaited: while it runs, its slot is busy. */
+  deliver: (packet: IntakePacket) => void | Promise<void>;
+  /** Clock-skew window for `createdAt`. Default `LIMITS.defaultSkewMs`. */
+  skewMs?: number;
+  /** Largest message in bytes. Default `LIMITS.maxPacketBytes`. */
+  maxBytes?: number;
+  /** Most messages waiting for verification. Default 1024. */
+  maxQueue?: number;
+  /** Most verifications (and deliveries) under way at once. Default 8. */
+  concurrency?: number;
+  /** Most packet ids (and message digests) remembered for dedup. Default 65,536 each. */
+  dedupEntries?: number;
+  /**
+   * How long a packet id is remembered. Default twice the skew window plus a minute: after that a
+   * replay is rejected as stale anyway.
+   */
+  dedupTtlMs?: number;
+  /** Invalid messages from one peer before it is banned. Default 64. */
+  banThreshold?: number;
+  /** How long a ban lasts. Default 10 minutes. */
+  banMs?: number;
+  /** Most peers with counters kept (least recently seen forgotten first). Default 4096. */
+  maxTrackedPeers?: number;
+  /** Called once when a peer is banned. */
+  onBan?: (peer: PeerRef, stats: PeerStats) => void;
+  /** Ed25519 implementation for signature checks (default: the runtime's). */
+  backend?: Ed25519Backend;
+}
+
+export interface IntakePacket {
+  id: string;
+  packet: AnyPacket;
+  /** Size of the canonical encoding. */
+  size: number;
+  transport: string;
+  peer: string;
+  topic: ContentTopic;
+}
+
+/** Why a message was rejected: a `SynodError` code, or one of the intake's own. */
+export type RejectReason =
+  | ErrorCode
+  /** The packet's type is not the one its topic carries. */
+  | 'TOPIC_MISMATCH'
+  /** Verification threw something that is not a SynodError (a bug, not the sender's fault). */
+  | 'INTERNAL';
+
+export interface PeerRef {
+  transport: string;
+  peer: string;
+}
+
+export interface PeerStats {
+  accepted: number;
+  duplicates: number;
+  invalid: number;
+  invalidByCode: Partial<Record<RejectReason, number>>;
+  /** Ban expiry (ms since the epoch), when banned. */
+  bannedUntil?: number;
+}
+
+export interface IntakeMetrics {
+  /** Messages handed to `offer`. */
+  offered: number;
+  /** Packets delivered to the consumer. */
+  accepted: number;
+  /** Copies of a message or packet already seen (any transport). */
+  duplicates: number;
+  /** Rejections by reason. */
+  rejected: Partial<Record<RejectReason, number>>;
+  rejectedTotal: number;
+  /** Messages shed because the queue was full. */
+  dropped: number;
+  /** Messages ignored because their peer was banned. */
+  fromBanned: number;
+  /** Peers banned so far. */
+  bans: number;
+  /** Deliveries whose consumer threw. */
+  consumerErrors: number;
+  queueDepth: number;
+  /** The deepest the queue has been. */
+  maxQueueDepth: number;
+  inFlight: number;
+  trackedPeers: number;
+}
+
+export type OfferResult = 'queued' | 'duplicate' | 'rejected' | 'dropped' | 'banned' | 'closed';
+
+/** Rank of a message by the topic it arrived on: the lowest is shed first when the queue is full. */
+const RANK: Record<PacketType, number> = {
+  heartbeat: 0,
+  request: 1,
+  attestation: 2,
+  commit: 3,
+  seal: 3,
+  reveal: 3,
+  verdict: 3,
+};
+const RANKS = 4;
+/** Rejections that may not hold later for the same bytes; they are not remembered. */
+const TRANSIENT: ReadonlySet<RejectReason> = new Set<RejectReason>(['PACKET_FROM_FUTURE', 'INTERNAL']);
+
+interface Item {
+  bytes: Uint8Array;
+  digest: string;
+  meta: MessageMeta;
+  type: PacketType | undefined;
+}
+
+/** What is known of a message digest: still queued, or judged (accepted, or a reject reason). */
+type DigestState = 'pending' | 'accepted' | RejectReason;
+
+export class Intake {
+  readonly #o: Required<Omit<IntakeOptions, 'onBan' | 'backend'>> & {
+    onBan: IntakeOptions['onBan'] | undefined;
+    backend: Ed25519Backend | undefined;
+  };
+  readonly #queues: Array<Deque<Item>> = Array.from({ length: RANKS }, () => new Deque<Item>());
+  readonly #digests: TtlSet<DigestState>;
+  readonly #ids: TtlSet<true>;
+  readonly #peers = new Map<string, PeerStats>();
+  readonly #detach = new Set<Unsubscribe>();
+  #queued = 0;
+  #inFlight = 0;
+  #closed = false;
+  #idleWaiters: Array<() => void> = [];
+  readonly #m = {
+    offered: 0,
+    accepted: 0,
+    duplicates: 0,
+    rejectedTotal: 0,
+    dropped: 0,
+    fromBanned: 0,
+    bans: 0,
+    consumerErrors: 0,
+    maxQueueDepth: 0,
+  };
+  readonly #rejected: Partial<Record<RejectReason, number>> = {};
+
+  constructor(options: IntakeOptions) {
+    const skewMs = options.skewMs ?? LIMITS.defaultSkewMs;
+    this.#o = {
+      now: options.now,
+      deliver: options.deliver,
+      skewMs,
+      maxBytes: options.maxBytes ?? LIMITS.maxPacketBytes,
+      maxQueue: options.maxQueue ?? 1024,
+      concurrency: options.concurrency ?? 8,
+      dedupEntries: options.dedupEntries ?? 65_536,
+      dedupTtlMs: options.dedupTtlMs ?? 2 * skewMs + 60_000,
+      banThreshold: options.banThreshold ?? 64,
+      banMs: options.banMs ?? 600_000,
+      maxTrackedPeers: options.maxTrackedPeers ?? 4096,
+      onBan: options.onBan,
+      backend: options.backend,
+    };
+    for (const k of ['maxQueue', 'concurrency', 'dedupEntries', 'banThreshold', 'maxTrackedPeers'] as const) {
+      if (!(Number.isInteger(this.#o[k]) && this.#o[k] >= 1))
+        throw new RangeError(`${k} must be a positive integer`);
+    }
+    this.#digests = new TtlSet(this.#o.dedupEntries, this.#o.dedupTtlMs);
+    this.#ids = new TtlSet(this.#o.dedupEntries, this.#o.dedupTtlMs);
+  }
+
+  /** Feed every Synod topic (or the given ones) of a transport into the intake. Returns a detacher. */
+  attach(transport: Transport, topics: readonly ContentTopic[] = ALL_TOPICS): Unsubscribe {
+    const offs = topics.map((topic) => transport.subscribe(topic, (bytes, meta) => this.offer(bytes, meta)));
+    const detach = () => {
+      if (!this.#detach.delete(detach)) return;
+      for (const off of offs) off();
+    };
+    this.#detach.add(detach);
+    return detach;
+  }
+
+  /** Take one inbound message. Synchronous and cheap: verification happens later, off this call. */
+  offer(bytes: Uint8Array, meta: MessageMeta): OfferResult {
+    if (this.#closed) return 'closed';
+    this.#m.offered++;
+    const now = this.#o.now();
+    const peer = this.#peer(meta, now);
+    if (peer.bannedUntil !== undefined) {
+      this.#m.fromBanned++;
+      return 'banned';
+    }
+    if (bytes.length > this.#o.maxBytes) {
+      this.#reject(meta, peer, 'PACKET_TOO_LARGE', now);
+      return 'rejected';
+    }
+    const digest = sha256Hex(bytes);
+    const known = this.#digests.get(digest, now);
+    if (known === 'pending' || known === 'accepted') {
+      this.#m.duplicates++;
+      peer.duplicates++;
+      return 'duplicate';
+    }
+    if (known !== undefined) {
+      this.#reject(meta, peer, known, now);
+      return 'rejected';
+    }
+    const type = packetTypeOfTopic(meta.topic);
+    const rank = type === undefined ? 0 : RANK[type];
+    if (this.#queued >= this.#o.maxQueue) {
+      const lowest = this.#queues.findIndex((q) => q.size > 0);
+      if (lowest === -1 || lowest >= rank) {
+        this.#m.dropped++;
+        return 'dropped';
+      }
+      // Shed the oldest message of the lowest rank to make room for a higher-ranked one.
+      const shed = this.#queues[lowest]!.shift()!;
+      this.#queued--;
+      this.#digests.delete(shed.digest);
+      this.#m.dropped++;
+    }
+    this.#digests.set(digest, 'pending', now);
+    this.#queues[rank]!.push({ bytes, digest, meta, type });
+    this.#queued++;
+    if (this.#queued > this.#m.maxQueueDepth) this.#m.maxQueueDepth = this.#queued;
+    this.#pump();
+    return 'queued';
+  }
+
+  metrics(): IntakeMetrics {
+    return {
+      ...this.#m,
+      rejected: { ...this.#rejected },
+      queueDepth: this.#queued,
+      inFlight: this.#inFlight,
+      trackedPeers: this.#peers.size,
+    };
+  }
+
+  peerStats(ref: PeerRef): PeerStats | undefined {
+    const s = this.#peers.get(peerKey(ref));
+    return s === undefined ? undefined : { ...s, invalidByCode: { ...s.invalidByCode } };
+  }
+
+  /** Resolves when nothing is queued or being verified or delivered. */
+  idle(): Promise<void> {
+    if (this.#queued === 0 && this.#inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Detach from every transport, discard the queue and wait for verifications under way. */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      for (const detach of [...this.#detach]) detach();
+      for (const q of this.#queues) q.clear();
+      this.#queued = 0;
+    }
+    await this.idle();
+  }
+
+  #pump(): void {
+    while (this.#inFlight < this.#o.concurrency && this.#queued > 0) {
+      let item: Item | undefined;
+      for (let r = RANKS - 1; r >= 0 && item === undefined; r--) item = this.#queues[r]!.shift();
+      if (item === undefined) break;
+      this.#queued--;
+      this.#inFlight++;
+      void this.#verify(item).finally(() => {
+        this.#inFlight--;
+        if (!this.#closed) this.#pump();
+        if (this.#queued === 0 && this.#inFlight === 0) {
+          const waiters = this.#idleWaiters;
+          this.#idleWaiters = [];
+          for (const w of waiters) w();
+        }
+      });
+    }
+  }
+
+  async #verify(item: Item): Promise<void> {
+    const { meta } = item;
+    let verified: Awaited<ReturnType<typeof decodePacket>>;
+    try {
+      verified = await decodePacket(item.bytes, {
+        now: this.#o.now(),
+        skewMs: this.#o.skewMs,
+        maxBytes: this.#o.maxBytes,
+        ...(this.#o.backend ? { backend: this.#o.backend } : {}),
+      });
+    } catch (e) {
+      this.#judged(item, isSynodError(e) ? e.code : 'INTERNAL');
+      return;
+    }
+    if (item.type !== undefined && verified.packet.type !== item.type) {
+      this.#judged(item, 'TOPIC_MISMATCH');
+      return;
+    }
+    const now = this.#o.now();
+    this.#digests.set(item.digest, 'accepted', now);
+    const peer = this.#peer(meta, now);
+    if (this.#ids.get(verified.id, now) !== undefined) {
+      this.#m.duplicates++;
+      peer.duplicates++;
+      return;
+    }
+    this.#ids.set(verified.id, true, now);
+    this.#m.accepted++;
+    peer.accepted++;
+    try {
+      await this.#o.deliver({
+        id: verified.id,
+        packet: verified.packet,
+        size: verified.size,
+        transport: meta.transport,
+        peer: meta.peer,
+        topic: meta.topic,
+      });
+    } catch {
+      this.#m.consumerErrors++;
+    }
+  }
+
+  #judged(item: Item, reason: RejectReason): void {
+    const now = this.#o.now();
+    if (TRANSIENT.has(reason)) this.#digests.delete(item.digest);
+    else this.#digests.set(item.digest, reason, now);
+    this.#reject(item.meta, this.#peer(item.meta, now), reason, now);
+  }
+
+  #reject(meta: MessageMeta, peer: PeerStats, reason: RejectReason, now: number): void {
+    this.#m.rejectedTotal++;
+    this.#rejected[reason] = (this.#rejected[reason] ?? 0) + 1;
+    if (reason === 'INTERNAL') return; // our fault, not the peer's
+    peer.invalid++;
+    peer.invalidByCode[reason] = (peer.invalidByCode[reason] ?? 0) + 1;
+    if (peer.invalid >= this.#o.banThreshold && peer.bannedUntil === undefined) {
+      peer.bannedUntil = now + this.#o.banMs;
+      this.#m.bans++;
+      this.#o.onBan?.(
+        { transport: meta.transport, peer: meta.peer },
+        { ...peer, invalidByCode: { ...peer.invalidByCode } },
+      );
+    }
+  }
+
+  /** The peer's counters, most recently used last; an expired ban is lifted with its counters. */
+  #peer(meta: MessageMeta, now: number): PeerStats {
+    const key = peerKey(meta);
+    let s = this.#peers.get(key);
+    if (s !== undefined) {
+      this.#peers.delete(key);
+      if (s.bannedUntil !== undefined && s.bannedUntil <= now) {
+        s = { accepted: s.accepted, duplicates: s.duplicates, invalid: 0, invalidByCode: {} };
+      }
+    } else {
+      s = { accepted: 0, duplicates: 0, invalid: 0, invalidByCode: {} };
+      if (this.#peers.size >= this.#o.maxTrackedPeers) {
+        const oldest = this.#peers.keys().next().value;
+        if (oldest !== undefined) this.#peers.delete(oldest);
+      }
+    }
+    this.#peers.set(key, s);
+    return s;
+  }
+}
+
+function peerKey(ref: PeerRef): string {
+  return `${ref.transport}\u0000${ref.peer}`;
+}
+
+/**
+ * A map bounded in entries and age: entries expire `ttlMs` after they were first set, and the oldest
+ * entry goes when a new key would exceed `max`. Insertion order is age order (a Map keeps it).
+ */
+export class TtlSet<V> {
+  readonly #entries = new Map<string, { value: V; expires: number }>();
+  readonly #max: number;
+  readonly #ttlMs: number;
+
+  constructor(max: number, ttlMs: number) {
+    this.#max = max;
+    this.#ttlMs = ttlMs;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  get(key: string, now: number): V | undefined {
+    const e = this.#entries.get(key);
+    if (e === undefined) return undefined;
+    if (e.expires <= now) {
+      this.#entries.delete(key);
+      return undefined;
+    }
+    return e.value;
+  }
+
+  /** Set a value; a key already present keeps its age (and expiry). */
+  set(key: string, value: V, now: number): void {
+    const e = this.#entries.get(key);
+    if (e !== undefined && e.expires > now) {
+      e.value = value;
+      return;
+    }
+    if (e !== undefined) this.#entries.delete(key);
+    this.#sweep(now);
+    while (this.#entries.size >= this.#max) {
+      const oldest = this.#entries.keys().next().value;
+      if (oldest === undefined) break;
+      this.#entries.delete(oldest);
+    }
+    this.#entries.set(key, { value, expires: now + this.#ttlMs });
+  }
+
+  delete(key: string): void {
+    this.#entries.delete(key);
+  }
+
+  /** Drop expired entries from the old end (bounded work per call). */
+  #sweep(now: number): void {
+    let budget = 64;
+    for (const [key, e] of this.#entries) {
+      if (e.expires > now || budget-- === 0) break;
+      this.#entries.delete(key);
+    }
+  }
+}
+
+/** A FIFO with O(1) push and shift. */
+class Deque<T> {
+  #items: Array<T | undefined> = [];
+  #head = 0;
+
+  get size(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+  }
+
+  shift(): T | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const item = this.#items[this.#head];
+    this.#items[this.#head] = undefined;
+    this.#head++;
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return item;
+  }
+
+  clear(): void {
+    this.#items = [];
+    this.#head = 0;
+  }
+}
