@@ -1,0 +1,414 @@
+import { compareStrings } from '../encoding/bytes.ts';
+import { deriveRequestId } from '../packets/request-id.ts';
+import {
+  type AnyPacket,
+  type Packet,
+  type RequestBody,
+  RequestBodySchema,
+  type SealBody,
+  type VerdictBody,
+} from '../packets/schemas.ts';
+import {
+  byId,
+  cancelTimer,
+  checkNow,
+  checkState,
+  decide,
+  driverError,
+  finishDone,
+  finishExpired,
+  publish,
+  rearm,
+  receive,
+  reject,
+  requestIdOf,
+  revealRoom,
+  setTimer,
+  settleOutgoing,
+  takeTimer,
+} from './common.ts';
+import {
+  type BaseState,
+  type CoordinatorEvent,
+  type Effect,
+  type Received,
+  STATE_VERSION,
+  type TimerName,
+  type Transition,
+} from './types.ts';
+
+/**
+ * The coordinator: the request's author (a relay, the chain watcher, or a requesting peer). It publishes
+ * the request, collects commits, seals, collects reveals, computes and publishes the verdict, and
+ * collects attestations.
+ */
+export interface CoordinatorConfig {
+  /** Only commits from nodes this accepts count. Absent: every node may commit. */
+  isEligible?: (requestId: string, nodeId: string) => boolean;
+  /** How long after the verdict attestations are collected. Default: frame.revealWindowMs. */
+  attestationWindowMs?: number;
+}
+
+export type CoordinatorPhase =
+  /** collecting commits until maxCommits (early close) or the seal deadline */
+  | 'collecting'
+  /** sealed; collecting reveals until every member revealed or the reveal window closes */
+  | 'sealed'
+  /** verdict published; collecting attestations */
+  | 'verdict'
+  | 'finished';
+
+export interface CoordinatorState extends BaseState {
+  role: 'coordinator';
+  phase: CoordinatorPhase;
+  /** The request; `packet` is null until the signed packet is fed back. */
+  request: { id: string; body: RequestBody; packet: Packet<'request'> | null };
+  /** Valid commits, at most one per node; after the seal exactly the members' commits. */
+  commits: Received<'commit'>[];
+  /** Nodes that signed two different commitments (evidence emitted), sorted. */
+  equivocators: string[];
+  seal: { id: string; body: SealBody; packet: Packet<'seal'> | null } | null;
+  /** Every reveal held for the verdict, members' and non-members', in arrival order. */
+  reveals: Received<'reveal'>[];
+  /** The reveal window closed but the signed request or seal has not been fed back yet. */
+  verdictDue: boolean;
+  verdict: { id: string; body: VerdictBody } | null;
+  /** Attestations matching the verdict, one per node. */
+  attestations: { nodeId: string; id: string }[];
+}
+
+/**
+ * Start coordinating `request` (a complete body, requestId derived, createdAt set by the caller).
+ * Effects: persist, publish the request, arm the seal deadline. Throws LIFECYCLE_INVALID_EVENT when
+ * the body is invalid or already past its seal deadline (caller bugs).
+ */
+export function startCoordinator(
+  _config: CoordinatorConfig,
+  input: { now: number; self: string; request: RequestBody },
+): Transition<CoordinatorState> {
+  checkNow(input.now);
+  const parsed = RequestBodySchema.safeParse(input.request);
+  if (!parsed.success) {
+    driverError('the request body is invalid', { issues: parsed.error.issues.map((i) => i.message) });
+  }
+  const body = parsed.data;
+  if (deriveRequestId(body) !== body.requestId) {
+    driverError('requestId is not derived from the request content', { requestId: body.requestId });
+  }
+  const sealAt = body.createdAt + body.frame.maxTimeMs;
+  if (input.now >= sealAt) {
+    driverError('the request is already past its seal deadline', { now: input.now, sealAt });
+  }
+  const s: CoordinatorState = {
+    v: STATE_VERSION,
+    role: 'coordinator',
+    self: input.self,
+    requestId: body.requestId,
+    timers: {},
+    outbox: [],
+    outcome: null,
+    phase: 'collecting',
+    request: { id: '', body, packet: null },
+    commits: [],
+    equivocators: [],
+    seal: null,
+    reveals: [],
+    verdictDue: false,
+    verdict: null,
+    attestations: [],
+  };
+  const fx: Effect[] = [{ kind: 'persist', reason: 'request' }];
+  s.request = { ...s.request, id: publish(s, fx, 'request', body) };
+  setTimer(s, fx, 'seal-deadline', sealAt);
+  return { state: s, effects: fx };
+}
+
+export function stepCoordinator(
+  config: CoordinatorConfig,
+  state: CoordinatorState,
+  event: CoordinatorEvent,
+): Transition<CoordinatorState> {
+  checkState(state, 'coordinator');
+  checkNow(event.now);
+  const s = copy(state);
+  const fx: Effect[] = [];
+  switch (event.kind) {
+    case 'packet':
+      onPacket(config, s, fx, event.packet, event.now);
+      break;
+    case 'timer':
+      if (s.outcome === null && takeTimer(s, event.name)) onTimer(config, s, fx, event.name, event.now);
+      break;
+    case 'restored':
+      if (s.outcome === null) {
+        for (const name of rearm(s, fx, event.now)) {
+          if (s.outcome === null && takeTimer(s, name)) onTimer(config, s, fx, name, event.now);
+        }
+      }
+      break;
+    default:
+      driverError(`a coordinator does not take "${(event as { kind: string }).kind}" events`);
+  }
+  return { state: s, effects: fx };
+}
+
+function copy(s: CoordinatorState): CoordinatorState {
+  return {
+    ...s,
+    timers: { ...s.timers },
+    outbox: [...s.outbox],
+    commits: [...s.commits],
+    equivocators: [...s.equivocators],
+    reveals: [...s.reveals],
+    attestations: [...s.attestations],
+  };
+}
+
+function onTimer(
+  config: CoordinatorConfig,
+  s: CoordinatorState,
+  fx: Effect[],
+  name: TimerName,
+  now: number,
+): void {
+  switch (name) {
+    case 'seal-deadline':
+      if (s.phase !== 'collecting') return;
+      if (s.commits.length >= s.request.body.frame.quorum) {
+        seal(s, fx, now);
+        return;
+      }
+      s.phase = 'finished';
+      finishExpired(s, fx, 'quorum-not-met', now);
+      return;
+    case 'reveal-deadline':
+      if (s.phase === 'sealed') closeReveals(config, s, fx, now);
+      return;
+    case 'attest-deadline':
+      if (s.phase === 'verdict') finish(s, fx, 'attestation-window-closed', now);
+      return;
+    default:
+      return;
+  }
+}
+
+function onPacket(
+  config: CoordinatorConfig,
+  s: CoordinatorState,
+  fx: Effect[],
+  packet: AnyPacket,
+  now: number,
+): void {
+  const rec = receive(packet);
+  const rid = requestIdOf(packet);
+  if (rid === null) {
+    reject(fx, 'UNEXPECTED_TYPE', `a ${packet.type} packet is not part of a request`, rec.id);
+    return;
+  }
+  if (rid !== s.requestId) {
+    reject(fx, 'REQUEST_MISMATCH', `packet is for request ${rid}`, rec.id);
+    return;
+  }
+  if (packet.from === s.self && onOwnPacket(config, s, fx, rec, now)) return;
+  if (s.outcome !== null) {
+    reject(fx, 'FINISHED', `the coordinator has ${s.outcome.kind}`, rec.id);
+    return;
+  }
+  switch (rec.packet.type) {
+    case 'request':
+      reject(fx, 'DUPLICATE_REQUEST', 'this coordinator authored the request', rec.id);
+      return;
+    case 'commit':
+      onCommit(config, s, fx, rec as Received<'commit'>, now);
+      return;
+    case 'seal':
+    case 'verdict':
+      reject(fx, 'NOT_COORDINATOR', `a ${rec.packet.type} from a node other than the coordinator`, rec.id);
+      return;
+    case 'reveal':
+      onReveal(config, s, fx, rec as Received<'reveal'>, now);
+      return;
+    case 'attestation':
+      onAttestation(s, fx, rec as Received<'attestation'>, now);
+      return;
+    default:
+      reject(fx, 'UNEXPECTED_TYPE', `a ${rec.packet.type} packet is not part of a request`, rec.id);
+      return;
+  }
+}
+
+/** A packet this coordinator signed: the loopback of one of its publishes. True when handled. */
+function onOwnPacket(
+  config: CoordinatorConfig,
+  s: CoordinatorState,
+  fx: Effect[],
+  rec: Received,
+  now: number,
+): boolean {
+  const settled = settleOutgoing(s, rec.id);
+  if (rec.id === s.request.id) {
+    if (s.request.packet === null) s.request = { ...s.request, packet: rec.packet as Packet<'request'> };
+  } else if (s.seal !== null && rec.id === s.seal.id) {
+    if (s.seal.packet === null) s.seal = { ...s.seal, packet: rec.packet as Packet<'seal'> };
+  } else if (!(s.verdict !== null && rec.id === s.verdict.id) && !settled) {
+    // Not one of ours: this key may also run a node on its own request; handle it like anyone's.
+    return false;
+  }
+  if (s.verdictDue && s.outcome === null) closeReveals(config, s, fx, now);
+  return true;
+}
+
+function onCommit(
+  config: CoordinatorConfig,
+  s: CoordinatorState,
+  fx: Effect[],
+  rec: Received<'commit'>,
+  now: number,
+): void {
+  const from = rec.packet.from;
+  const held = s.commits.find((c) => c.packet.from === from);
+  if (held?.id === rec.id) return; // duplicate delivery
+  if (held && held.packet.body.commitment !== rec.packet.body.commitment) {
+    doubleCommit(s, fx, held, rec);
+    if (s.phase === 'collecting') {
+      // An equivocating node frees its place: it will not be sealed.
+      s.commits = s.commits.filter((c) => c.packet.from !== from);
+      reject(fx, 'DOUBLE_COMMIT', 'a second, different commitment from this node; it is excluded', rec.id);
+      return;
+    }
+    reject(fx, 'DOUBLE_COMMIT', 'a second, different commitment from a sealed member', rec.id);
+    return;
+  }
+  if (s.phase !== 'collecting') {
+    reject(fx, 'COMMIT_AFTER_SEAL', 'the request is already sealed', rec.id);
+    return;
+  }
+  if (s.equivocators.includes(from)) {
+    reject(fx, 'EQUIVOCATOR', 'this node signed two different commitments for this request', rec.id);
+    return;
+  }
+  if (held) {
+    reject(fx, 'DUPLICATE_COMMIT', 'this node has already committed', rec.id);
+    return;
+  }
+  if (config.isEligible && !config.isEligible(s.requestId, from)) {
+    reject(fx, 'NOT_ELIGIBLE', 'this node is not eligible for the request', rec.id);
+    return;
+  }
+  s.commits = [...s.commits, rec];
+  if (s.commits.length >= s.request.body.frame.maxCommits) seal(s, fx, now); // early close
+}
+
+function doubleCommit(s: CoordinatorState, fx: Effect[], a: Received<'commit'>, b: Received<'commit'>): void {
+  const from = a.packet.from;
+  if (s.equivocators.includes(from)) return;
+  s.equivocators = [...s.equivocators, from].sort(compareStrings);
+  const [x, y] = [a, b].sort(byId) as [Received<'commit'>, Received<'commit'>];
+  fx.push({
+    kind: 'evidence',
+    evidence: { kind: 'double-commit', nodeId: from, packets: [x.packet, y.packet] },
+  });
+}
+
+function seal(s: CoordinatorState, fx: Effect[], now: number): void {
+  const members = [...s.commits]
+    .sort((a, b) => compareStrings(a.packet.from, b.packet.from))
+    .map((c) => ({ nodeId: c.packet.from, commitment: c.packet.body.commitment, commitId: c.id }));
+  const body: SealBody = { requestId: s.requestId, requestPacketId: s.request.id, members, createdAt: now };
+  cancelTimer(s, fx, 'seal-deadline');
+  s.phase = 'sealed';
+  fx.push({ kind: 'persist', reason: 'seal' });
+  s.seal = { id: publish(s, fx, 'seal', body), body, packet: null };
+  setTimer(s, fx, 'reveal-deadline', now + s.request.body.frame.revealWindowMs);
+}
+
+function onReveal(
+  config: CoordinatorConfig,
+  s: CoordinatorState,
+  fx: Effect[],
+  rec: Received<'reveal'>,
+  now: number,
+): void {
+  if (s.reveals.some((r) => r.id === rec.id)) return; // duplicate delivery
+  if (s.phase === 'collecting' || s.seal === null) {
+    reject(fx, 'REVEAL_BEFORE_SEAL', 'a reveal before the seal breaks the protocol', rec.id);
+    return;
+  }
+  if (s.phase !== 'sealed') {
+    reject(fx, 'REVEAL_AFTER_VERDICT', 'the verdict is already computed', rec.id);
+    return;
+  }
+  const members = new Set(s.seal.body.members.map((m) => m.nodeId));
+  if (!revealRoom(s.reveals, members, rec.packet.from, 1)) {
+    reject(fx, 'LIMIT', 'no room for another reveal from this node', rec.id);
+    return;
+  }
+  s.reveals = [...s.reveals, rec];
+  const revealed = new Set(s.reveals.map((r) => r.packet.from));
+  if ([...members].every((m) => revealed.has(m))) closeReveals(config, s, fx, now); // early verdict
+}
+
+/** The reveal phase is over: compute and publish the verdict, once the signed request and seal are back. */
+function closeReveals(config: CoordinatorConfig, s: CoordinatorState, fx: Effect[], now: number): void {
+  cancelTimer(s, fx, 'reveal-deadline');
+  if (s.seal === null) driverError('closeReveals without a seal');
+  if (s.request.packet === null || s.seal.packet === null) {
+    // The driver has not fed back the signed request or seal yet; finish when it does.
+    s.verdictDue = true;
+    return;
+  }
+  s.verdictDue = false;
+  const result = decide(
+    { id: s.request.id, packet: s.request.packet },
+    s.commits,
+    { id: s.seal.id, packet: s.seal.packet },
+    s.reveals,
+  );
+  const body: VerdictBody = {
+    requestId: s.requestId,
+    verdict: result.verdict,
+    verdictDigest: result.digest,
+    transcriptRoot: result.transcriptRoot,
+    createdAt: now,
+  };
+  s.phase = 'verdict';
+  fx.push({
+    kind: 'verdict',
+    verdict: result.verdict,
+    digest: result.digest,
+    transcriptRoot: result.transcriptRoot,
+    check: 'computed',
+  });
+  fx.push({ kind: 'persist', reason: 'verdict' });
+  s.verdict = { id: publish(s, fx, 'verdict', body), body };
+  const window = config.attestationWindowMs ?? s.request.body.frame.revealWindowMs;
+  setTimer(s, fx, 'attest-deadline', now + window);
+}
+
+function onAttestation(s: CoordinatorState, fx: Effect[], rec: Received<'attestation'>, now: number): void {
+  if (s.verdict === null) {
+    reject(fx, 'ATTESTATION_BEFORE_VERDICT', 'no verdict has been published yet', rec.id);
+    return;
+  }
+  const from = rec.packet.from;
+  if (s.attestations.some((a) => a.id === rec.id || a.nodeId === from)) return; // duplicate
+  const { verdictDigest, transcriptRoot } = rec.packet.body;
+  if (verdictDigest !== s.verdict.body.verdictDigest || transcriptRoot !== s.verdict.body.transcriptRoot) {
+    reject(fx, 'ATTESTATION_MISMATCH', 'attests a different verdict digest or transcript root', rec.id);
+    return;
+  }
+  s.attestations = [...s.attestations, { nodeId: from, id: rec.id }];
+  const attested = new Set(s.attestations.map((a) => a.nodeId));
+  const members = (s.seal?.body.members ?? []).map((m) => m.nodeId).filter((m) => m !== s.self);
+  if (members.every((m) => attested.has(m))) finish(s, fx, 'all-attested', now);
+}
+
+function finish(
+  s: CoordinatorState,
+  fx: Effect[],
+  reason: 'all-attested' | 'attestation-window-closed',
+  now: number,
+) {
+  s.phase = 'finished';
+  finishDone(s, fx, reason, now);
+}
