@@ -9,5 +9,6 @@ export * from './encoding/index.ts';
 export * from './errors.ts';
 export * from './frame/index.ts';
 export * from './identity/index.ts';
+export * from './lifecycle/index.ts';
 export * from './packets/index.ts';
 export * from './transcript/index.ts';

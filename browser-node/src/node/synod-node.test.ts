@@ -1,0 +1,120 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { deriveRequestId, NodeKey, type RequestBody, resolveFrame, type VerdictEffect } from '@synod/shared';
+import { MemoryNetwork } from '../p2p/memory.ts';
+import { MemoryMachineStore } from './machine-store.ts';
+import { SynodNode } from './synod-node.ts';
+import { loadTestServing, type TestServing } from './test-helpers.ts';
+
+async function until(cond: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > timeoutMs) throw new Error('timed out waiting for a condition');
+    await Bun.sleep(20);
+  }
+}
+
+function request(serving: TestServing, now: number, overrides: Partial<RequestBody> = {}): RequestBody {
+  const body = {
+    nonce: '00'.repeat(15) + (overrides.nonce?.slice(-2) ?? '01'),
+    prompt: 'Once upon a time',
+    acceptedModels: ['stories260K'],
+    params: { temperature: 0, maxTokens: 24 },
+    frame: resolveFrame({
+      embeddingModel: serving.embedder,
+      quorum: 3,
+      maxTimeMs: 20_000,
+      revealWindowMs: 5_000,
+    }),
+    origin: { kind: 'http' as const },
+    createdAt: now,
+    ...overrides,
+  };
+  return { ...body, requestId: deriveRequestId(body) } as RequestBody;
+}
+
+describe('SynodNode over an in-memory network with real engines', () => {
+  const servings: TestServing[] = [];
+  const nodes: SynodNode[] = [];
+  let net: MemoryNetwork;
+  let relay: SynodNode;
+  const verdicts = new Map<string, VerdictEffect[]>();
+
+  beforeAll(async () => {
+    net = new MemoryNetwork();
+    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(100));
+    relay = new SynodNode({
+      key: relayKey,
+      role: 'relay',
+      transports: [net.join(relayKey.nodeId)],
+      onVerdict: (id, v) => verdicts.set(id, [...(verdicts.get(id) ?? []), v]),
+    });
+    await relay.start();
+    for (let i = 0; i < 3; i++) {
+      const serving = await loadTestServing();
+      servings.push(serving);
+      const key = await NodeKey.fromSeed(new Uint8Array(32).fill(101 + i));
+      const node = new SynodNode({
+        key,
+        role: 'node',
+        transports: [net.join(key.nodeId)],
+        serving,
+        store: new MemoryMachineStore(),
+        onVerdict: (id, v) => verdicts.set(id, [...(verdicts.get(id) ?? []), v]),
+      });
+      await node.start();
+      nodes.push(node);
+    }
+  });
+
+  afterAll(async () => {
+    await Promise.all([relay.close(), ...nodes.map((n) => n.close())]);
+    await Promise.all(servings.map((s) => s.close()));
+  });
+
+  test('three nodes reach an accepted verdict, early close, byte-identical everywhere', async () => {
+    const body = request(servings[0] as TestServing, Date.now());
+    const submitted = await relay.submit(body);
+    expect(submitted.packet.body.requestId).toBe(body.requestId);
+    // coordinator computes it; each node recomputes it
+    await until(() => (verdicts.get(body.requestId)?.length ?? 0) >= 4);
+    const all = verdicts.get(body.requestId) ?? [];
+    const digests = new Set(all.map((v) => v.digest));
+    expect(digests.size).toBe(1);
+    const computed = all.find((v) => v.check === 'computed');
+    expect(computed?.verdict.status).toBe('accepted');
+    expect(computed?.verdict.accepted.length).toBe(3);
+    expect(computed?.verdict.winner?.output.length).toBeGreaterThan(0);
+    expect(all.filter((v) => v.check === 'recomputed').length).toBe(3);
+    const status = relay.status(body.requestId);
+    expect(status?.verdict?.status).toBe('accepted');
+    // attestations from the three nodes reach the coordinator
+    await until(() => (relay.status(body.requestId)?.attestations ?? 0) >= 3);
+    const m = relay.metrics();
+    expect(m.published.seal).toBe(1);
+    expect(m.published.verdict).toBe(1);
+  });
+
+  test('a request no node serves expires with quorum-not-met', async () => {
+    const finished: string[] = [];
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(120));
+    const lonely = new SynodNode({
+      key,
+      role: 'relay',
+      transports: [net.join(key.nodeId)],
+      onFinished: (_id, o) => finished.push(`${o.kind}:${o.reason}`),
+    });
+    await lonely.start();
+    const body = request(servings[0] as TestServing, Date.now(), {
+      acceptedModels: ['some-other-model'],
+      frame: resolveFrame({
+        embeddingModel: (servings[0] as TestServing).embedder,
+        quorum: 1,
+        maxTimeMs: 1_000,
+      }),
+    });
+    await lonely.submit(body);
+    await until(() => finished.length > 0, 10_000);
+    expect(finished).toEqual(['expired:quorum-not-met']);
+    await lonely.close();
+  });
+});

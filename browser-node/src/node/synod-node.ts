@@ -1,0 +1,695 @@
+import {
+  type AnyPacket,
+  type CoordinatorConfig,
+  type CoordinatorState,
+  type Effect,
+  type EmbeddingModelRef,
+  type Evidence,
+  encodePacket,
+  type FollowerState,
+  type HeartbeatBody,
+  initFollower,
+  initNode,
+  type LifecycleEvent,
+  type LifecycleState,
+  type LifecycleStatus,
+  lifecycleStatus,
+  type ModelRef,
+  type NodeConfig,
+  type NodeKey,
+  type NodeState,
+  type ObserverConfig,
+  type Packet,
+  type PacketType,
+  packetId,
+  type RejectCode,
+  type RequestBody,
+  restoreState,
+  serializeState,
+  signPacket,
+  startCoordinator,
+  stepCoordinator,
+  stepFollower,
+  stepNode,
+  type TimerName,
+  type Transition,
+  toHex,
+  type VerdictEffect,
+} from '@synod/shared';
+import type { InferenceQueue } from '../inference/queue.ts';
+import { Intake, type IntakeMetrics, type IntakeOptions, type IntakePacket } from '../p2p/intake.ts';
+import { topicOfPacketType } from '../p2p/topics.ts';
+import type { Transport } from '../p2p/transport.ts';
+import { type MachineStore, MemoryMachineStore } from './machine-store.ts';
+import { realScheduler, type Scheduler } from './scheduler.ts';
+
+/**
+ * The node driver: one implementation of the network's layers 1-3 for every place a Synod node runs
+ * (a browser tab, a headless Bun process, the relay's in-process node, tests). It owns I/O; the pure
+ * lifecycle machines of `@synod/shared` own every protocol decision.
+ *
+ *   transports ──▶ intake (verify, dedup, backpressure) ──▶ per-request machine ──▶ effects
+ *                                                                 ▲                     │
+ *                                       timers, inference results ┘   publish, persist, ┘
+ *                                                                     start-inference, verdict…
+ *
+ * - One machine per request, by role: `coordinator` for requests this node submits, `node` for
+ *   requests it serves (when it has an inference queue), `follower` for requests it watches.
+ * - Events of one request are applied one at a time (a per-request chain); effects run in order, a
+ *   `persist` effect is a write-ahead barrier (the state is stored before the effects after it), and a
+ *   published packet is fed back to its machine (loopback), as the lifecycle expects.
+ * - Inference runs in the `InferenceQueue` (a Worker under Bun and in browsers), never on the intake
+ *   path; its results come back as events.
+ * - Packets for requests not yet seen wait in a small bounded buffer and are replayed when the request
+ *   arrives; nothing a peer sends can grow memory without bound.
+ * - Machine state is saved after every step; `start()` restores saved machines and feeds `restored`, so
+ *   in-flight requests resume (or expire cleanly) after a restart.
+ */
+export type NodeRole = 'node' | 'relay' | 'follower';
+
+export interface ServingConfig {
+  queue: InferenceQueue;
+  /** Models served (the engine's loaded model), with their weight hashes. */
+  models: ModelRef[];
+  /** The embedder the queue embeds with; requests whose frame pins another are skipped. */
+  embedder: EmbeddingModelRef;
+}
+
+export interface HeartbeatConfig {
+  intervalMs: number;
+  software: string;
+  addresses: string[];
+  /** Measured throughput (capability self-assessment) for the advertised models and embedder. */
+  tokensPerSecond: number;
+  embeddingsPerSecond: number;
+  engine: string;
+}
+
+export interface SynodNodeOptions {
+  key: NodeKey;
+  role: NodeRole;
+  transports: Transport[];
+  serving?: ServingConfig;
+  store?: MachineStore;
+  scheduler?: Scheduler;
+  random?: (n: number) => Uint8Array;
+  coordinator?: CoordinatorConfig;
+  observer?: ObserverConfig;
+  /** Follow every request seen (followers and relays that mirror history); default: only watched ones. */
+  followAll?: boolean;
+  heartbeat?: HeartbeatConfig;
+  intake?: Partial<Omit<IntakeOptions, 'now' | 'deliver'>>;
+  /** Every verified packet (from the network, and the node's own) — e.g. the relay's history writer. */
+  onPacket?: (p: { id: string; packet: AnyPacket; own: boolean }) => void | Promise<void>;
+  onVerdict?: (requestId: string, v: VerdictEffect) => void;
+  onEvidence?: (requestId: string, e: Evidence) => void;
+  /** A machine finished (done or expired). */
+  onFinished?: (requestId: string, outcome: { kind: 'done' | 'expired'; reason: string }) => void;
+  log?: (entry: Record<string, unknown>) => void;
+  /** Most machines alive at once (oldest finished ones are dropped first). Default 4096. */
+  maxMachines?: number;
+  /** How long a finished machine lingers to absorb late packets. Default 60 s. */
+  lingerMs?: number;
+}
+
+interface Hosted {
+  state: LifecycleState;
+  tail: Promise<void>;
+  timers: Map<TimerName, () => void>;
+  inference: AbortController | null;
+  finishedAt: number | null;
+}
+
+export interface NodeMetrics {
+  role: NodeRole;
+  nodeId: string;
+  peers: number;
+  machines: Record<'coordinator' | 'node' | 'follower', number>;
+  published: Partial<Record<PacketType, number>>;
+  publishErrors: number;
+  lifecycleRejected: Partial<Record<RejectCode, number>>;
+  verdicts: number;
+  evidence: number;
+  expired: number;
+  inferences: { started: number; done: number; failed: number; tokens: number; lastTokensPerSecond: number };
+  queue: { queued: number; maxQueue: number; running: boolean } | null;
+  intake: IntakeMetrics;
+  knownNodes: number;
+}
+
+const EARLY_PER_REQUEST = 64;
+const EARLY_REQUESTS = 256;
+
+export class SynodNode {
+  readonly nodeId: string;
+  readonly role: NodeRole;
+  readonly #o: SynodNodeOptions;
+  readonly #scheduler: Scheduler;
+  readonly #store: MachineStore;
+  readonly #random: (n: number) => Uint8Array;
+  readonly #machines = new Map<string, Hosted>();
+  readonly #early = new Map<string, { at: number; packets: AnyPacket[] }>();
+  readonly #watched = new Set<string>();
+  readonly #listeners = new Map<string, Set<(s: LifecycleStatus) => void>>();
+  readonly #heartbeats = new Map<string, { body: HeartbeatBody; at: number }>();
+  readonly #intake: Intake;
+  readonly #detach: Array<() => void> = [];
+  #heartbeatCancel: (() => void) | null = null;
+  #closed = false;
+  #started = false;
+  readonly #m = {
+    published: {} as Partial<Record<PacketType, number>>,
+    publishErrors: 0,
+    lifecycleRejected: {} as Partial<Record<RejectCode, number>>,
+    verdicts: 0,
+    evidence: 0,
+    expired: 0,
+    inferences: { started: 0, done: 0, failed: 0, tokens: 0, lastTokensPerSecond: 0 },
+  };
+
+  constructor(options: SynodNodeOptions) {
+    if (options.role === 'node' && !options.serving) {
+      throw new TypeError('a node in role "node" needs a serving config (inference queue, models, embedder)');
+    }
+    this.#o = options;
+    this.nodeId = options.key.nodeId;
+    this.role = options.role;
+    this.#scheduler = options.scheduler ?? realScheduler;
+    this.#store = options.store ?? new MemoryMachineStore();
+    this.#random = options.random ?? ((n) => crypto.getRandomValues(new Uint8Array(n)));
+    this.#intake = new Intake({
+      ...options.intake,
+      now: () => this.#scheduler.now(),
+      deliver: (p) => this.#deliver(p),
+    });
+  }
+
+  /** Attach the transports, restore saved machines, start heartbeats. */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    for (const t of this.#o.transports) this.#detach.push(this.#intake.attach(t));
+    const saved = await this.#store.load(this.nodeId);
+    for (const row of saved) {
+      let state: LifecycleState;
+      try {
+        state = restoreState(row.state);
+      } catch (e) {
+        this.#log({
+          level: 'warn',
+          msg: 'dropping unreadable machine state',
+          requestId: row.requestId,
+          err: String(e),
+        });
+        await this.#store.delete(this.nodeId, row.requestId);
+        continue;
+      }
+      if (state.self !== this.nodeId || state.outcome !== null) {
+        await this.#store.delete(this.nodeId, row.requestId);
+        continue;
+      }
+      const hosted = this.#host(state);
+      this.#enqueue(state.requestId, hosted, () =>
+        this.#apply(hosted, { kind: 'restored', now: this.#now() }),
+      );
+    }
+    if (this.#o.heartbeat) {
+      const beat = () => {
+        if (this.#closed) return;
+        void this.publishHeartbeat().catch((e) =>
+          this.#log({ level: 'warn', msg: 'heartbeat failed', err: String(e) }),
+        );
+        this.#heartbeatCancel = this.#scheduler.after(this.#o.heartbeat?.intervalMs ?? 10_000, beat);
+      };
+      beat();
+    }
+  }
+
+  /**
+   * Coordinate a request: start a coordinator machine, which publishes the request packet, seals,
+   * computes and publishes the verdict. Resolves with the signed request packet once published.
+   */
+  async submit(body: RequestBody): Promise<{ id: string; packet: Packet<'request'> }> {
+    this.#assertOpen();
+    const existing = this.#machines.get(body.requestId);
+    if (existing) {
+      const s = existing.state as CoordinatorState;
+      if (s.role === 'coordinator' && s.request.packet) return { id: s.request.id, packet: s.request.packet };
+      throw new TypeError(`request ${body.requestId} is already known to this node`);
+    }
+    const now = this.#now();
+    const t = startCoordinator(this.#o.coordinator ?? {}, { now, self: this.nodeId, request: body });
+    const hosted = this.#host(t.state);
+    await this.#enqueue(body.requestId, hosted, () => this.#run(hosted, t));
+    const s = hosted.state as CoordinatorState;
+    if (!s.request.packet) throw new Error('the request was not published');
+    return { id: s.request.id, packet: s.request.packet };
+  }
+
+  /** Follow a request (as a follower machine) to report its status; no-op if already hosted. */
+  watch(requestId: string): void {
+    this.#watched.add(requestId);
+    if (this.#machines.has(requestId)) return;
+    const t = initFollower(this.#observerConfig(), { now: this.#now(), self: this.nodeId, requestId });
+    const hosted = this.#host(t.state);
+    this.#enqueue(requestId, hosted, async () => {
+      await this.#run(hosted, t);
+      await this.#replayEarly(requestId, hosted);
+    });
+  }
+
+  status(requestId: string): LifecycleStatus | null {
+    const h = this.#machines.get(requestId);
+    return h ? lifecycleStatus(h.state) : null;
+  }
+
+  /** Be told of every status change of a request; returns an unsubscribe. */
+  onStatus(requestId: string, listener: (s: LifecycleStatus) => void): () => void {
+    let set = this.#listeners.get(requestId);
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(requestId, set);
+    }
+    set.add(listener);
+    return () => {
+      set?.delete(listener);
+      if (set?.size === 0) this.#listeners.delete(requestId);
+    };
+  }
+
+  /** Node ids that sent a heartbeat within `withinMs`, with what they advertised. */
+  knownNodes(withinMs = 60_000): { nodeId: string; body: HeartbeatBody; at: number }[] {
+    const since = this.#now() - withinMs;
+    return [...this.#heartbeats]
+      .filter(([, h]) => h.at >= since)
+      .map(([nodeId, h]) => ({ nodeId, ...h }))
+      .sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1));
+  }
+
+  peers(): number {
+    const all = new Set<string>();
+    for (const t of this.#o.transports) for (const p of t.peers()) all.add(`${t.name}:${p}`);
+    return all.size;
+  }
+
+  metrics(): NodeMetrics {
+    const machines = { coordinator: 0, node: 0, follower: 0 };
+    for (const h of this.#machines.values()) machines[h.state.role]++;
+    const q = this.#o.serving?.queue;
+    return {
+      role: this.role,
+      nodeId: this.nodeId,
+      peers: this.peers(),
+      machines,
+      published: { ...this.#m.published },
+      publishErrors: this.#m.publishErrors,
+      lifecycleRejected: { ...this.#m.lifecycleRejected },
+      verdicts: this.#m.verdicts,
+      evidence: this.#m.evidence,
+      expired: this.#m.expired,
+      inferences: { ...this.#m.inferences },
+      queue: q ? { ...q.capacity, running: q.running } : null,
+      intake: this.#intake.metrics(),
+      knownNodes: this.#heartbeats.size,
+    };
+  }
+
+  /** Sign and publish a heartbeat advertising this node's role, models, embedder and throughput. */
+  async publishHeartbeat(): Promise<void> {
+    const hb = this.#o.heartbeat;
+    if (!hb) return;
+    const serving = this.#o.serving;
+    const body: HeartbeatBody = {
+      role: this.role,
+      software: hb.software.slice(0, 64),
+      models: (serving?.models ?? []).map((m) => ({
+        id: m.id,
+        fileHash: m.fileHash,
+        engine: hb.engine.slice(0, 32),
+        tokensPerSecond: round(hb.tokensPerSecond),
+      })),
+      embedders: serving ? [{ ...serving.embedder, embeddingsPerSecond: round(hb.embeddingsPerSecond) }] : [],
+      capacity: serving ? serving.queue.capacity : { queued: 0, maxQueue: 0 },
+      addresses: hb.addresses.slice(0, 16),
+      createdAt: this.#now(),
+    };
+    const packet = await signPacket(this.#o.key, 'heartbeat', body);
+    await this.#broadcast(packet);
+    this.#heartbeats.set(this.nodeId, { body, at: body.createdAt });
+    await this.#o.onPacket?.({ id: packetId(packet), packet, own: true });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#heartbeatCancel?.();
+    for (const off of this.#detach) off();
+    this.#intake.close();
+    for (const h of this.#machines.values()) {
+      for (const cancel of h.timers.values()) cancel();
+      h.inference?.abort();
+    }
+    await Promise.allSettled([...this.#machines.values()].map((h) => h.tail));
+    this.#machines.clear();
+  }
+
+  /** Wait until every queued event of every machine has been applied (tests, shutdown). */
+  async settled(): Promise<void> {
+    for (;;) {
+      const tails = [...this.#machines.values()].map((h) => h.tail);
+      await Promise.allSettled(tails);
+      const again = [...this.#machines.values()].map((h) => h.tail);
+      if (again.every((t, i) => t === tails[i])) return;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------
+
+  #now(): number {
+    return this.#scheduler.now();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new Error('the node is closed');
+  }
+
+  #log(entry: Record<string, unknown>): void {
+    this.#o.log?.({ node: this.nodeId.slice(0, 12), ...entry });
+  }
+
+  #observerConfig(): ObserverConfig {
+    return this.#o.observer ?? {};
+  }
+
+  #nodeConfig(): NodeConfig {
+    const serving = this.#o.serving as ServingConfig;
+    return {
+      ...this.#observerConfig(),
+      models: serving.models,
+      embedder: serving.embedder,
+      hasCapacity: () => serving.queue.accepting,
+      estimateInferenceMs: (request) =>
+        serving.queue.estimateMs({
+          request: { prompt: request.prompt ?? '', params: request.params },
+          embed: true,
+        }),
+    };
+  }
+
+  #host(state: LifecycleState): Hosted {
+    const hosted: Hosted = {
+      state,
+      tail: Promise.resolve(),
+      timers: new Map(),
+      inference: null,
+      finishedAt: null,
+    };
+    this.#machines.set(state.requestId, hosted);
+    this.#evictIfFull();
+    return hosted;
+  }
+
+  #evictIfFull(): void {
+    const max = this.#o.maxMachines ?? 4096;
+    if (this.#machines.size <= max) return;
+    const finished = [...this.#machines].filter(([, h]) => h.finishedAt !== null);
+    finished.sort((a, b) => (a[1].finishedAt ?? 0) - (b[1].finishedAt ?? 0));
+    for (const [id] of finished.slice(0, this.#machines.size - max)) this.#machines.delete(id);
+  }
+
+  #enqueue(requestId: string, hosted: Hosted, job: () => Promise<void>): Promise<void> {
+    const run = hosted.tail.then(job).catch((e) => {
+      this.#log({
+        level: 'error',
+        msg: 'machine step failed',
+        requestId,
+        err: String(e),
+        stack: (e as Error)?.stack,
+      });
+    });
+    hosted.tail = run;
+    return run;
+  }
+
+  async #deliver(p: IntakePacket): Promise<void> {
+    if (this.#closed) return;
+    const { packet } = p;
+    await this.#o.onPacket?.({ id: p.id, packet, own: false });
+    if (packet.type === 'heartbeat') {
+      this.#heartbeats.set(packet.from, { body: packet.body, at: this.#now() });
+      if (this.#heartbeats.size > 10_000) {
+        const oldest = [...this.#heartbeats].sort((a, b) => a[1].at - b[1].at)[0];
+        if (oldest) this.#heartbeats.delete(oldest[0]);
+      }
+      return;
+    }
+    const requestId = packet.body.requestId;
+    const hosted = this.#machines.get(requestId);
+    if (hosted) {
+      this.#enqueue(requestId, hosted, () =>
+        this.#apply(hosted, { kind: 'packet', now: this.#now(), packet }),
+      );
+      return;
+    }
+    if (packet.type === 'request' && this.#wants(packet)) {
+      const now = this.#now();
+      const t =
+        this.role === 'node'
+          ? initNode(this.#nodeConfig(), { now, self: this.nodeId, requestId })
+          : initFollower(this.#observerConfig(), { now, self: this.nodeId, requestId });
+      const h = this.#host(t.state);
+      this.#enqueue(requestId, h, async () => {
+        await this.#run(h, t);
+        await this.#apply(h, { kind: 'packet', now: this.#now(), packet });
+        await this.#replayEarly(requestId, h);
+      });
+      return;
+    }
+    if (packet.type !== 'request') this.#holdEarly(requestId, packet);
+  }
+
+  #wants(request: Packet<'request'>): boolean {
+    if (this.#watched.has(request.body.requestId) || this.#o.followAll) return true;
+    return this.role === 'node';
+  }
+
+  #holdEarly(requestId: string, packet: AnyPacket): void {
+    let e = this.#early.get(requestId);
+    if (!e) {
+      if (this.#early.size >= EARLY_REQUESTS) {
+        const oldest = this.#early.keys().next().value;
+        if (oldest !== undefined) this.#early.delete(oldest);
+      }
+      e = { at: this.#now(), packets: [] };
+      this.#early.set(requestId, e);
+    }
+    if (e.packets.length < EARLY_PER_REQUEST) e.packets.push(packet);
+  }
+
+  async #replayEarly(requestId: string, hosted: Hosted): Promise<void> {
+    const e = this.#early.get(requestId);
+    if (!e) return;
+    this.#early.delete(requestId);
+    for (const packet of e.packets) await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet });
+  }
+
+  #step(state: LifecycleState, event: LifecycleEvent): Transition<LifecycleState> {
+    switch (state.role) {
+      case 'coordinator':
+        if (event.kind === 'inference-done' || event.kind === 'inference-failed') {
+          return { state, effects: [] };
+        }
+        return stepCoordinator(this.#o.coordinator ?? {}, state, event);
+      case 'node':
+        return stepNode(this.#nodeConfig(), state as NodeState, event);
+      case 'follower':
+        if (event.kind === 'inference-done' || event.kind === 'inference-failed') {
+          return { state, effects: [] };
+        }
+        return stepFollower(this.#observerConfig(), state as FollowerState, event);
+    }
+  }
+
+  async #apply(hosted: Hosted, event: LifecycleEvent): Promise<void> {
+    if (this.#closed) return;
+    await this.#run(hosted, this.#step(hosted.state, event));
+  }
+
+  /** Adopt a transition's state and carry out its effects in order. */
+  async #run(hosted: Hosted, t: Transition<LifecycleState>): Promise<void> {
+    hosted.state = t.state;
+    const requestId = t.state.requestId;
+    let saved = false;
+    for (const fx of t.effects) {
+      if (this.#closed) return;
+      await this.#effect(hosted, requestId, fx, () => {
+        saved = true;
+      });
+    }
+    if (!saved || t.effects.length === 0) await this.#save(hosted);
+    this.#notify(requestId, hosted);
+  }
+
+  async #save(hosted: Hosted): Promise<void> {
+    const s = hosted.state;
+    if (s.outcome !== null) {
+      await this.#store.delete(this.nodeId, s.requestId);
+      return;
+    }
+    await this.#store.save(this.nodeId, s.requestId, serializeState(s), this.#now());
+  }
+
+  #notify(requestId: string, hosted: Hosted): void {
+    const set = this.#listeners.get(requestId);
+    if (!set || set.size === 0) return;
+    const status = lifecycleStatus(hosted.state);
+    for (const l of set) {
+      try {
+        l(status);
+      } catch (e) {
+        this.#log({ level: 'warn', msg: 'status listener threw', err: String(e) });
+      }
+    }
+  }
+
+  async #effect(hosted: Hosted, requestId: string, fx: Effect, markSaved: () => void): Promise<void> {
+    switch (fx.kind) {
+      case 'persist':
+        await this.#save(hosted);
+        markSaved();
+        return;
+      case 'publish': {
+        const packet = (await signPacket(this.#o.key, fx.packetType, fx.body as never)) as AnyPacket;
+        await this.#broadcast(packet);
+        this.#m.published[packet.type] = (this.#m.published[packet.type] ?? 0) + 1;
+        await this.#o.onPacket?.({ id: fx.id, packet, own: true });
+        // Loopback: the machine expects to see its own signed packet.
+        await this.#run(hosted, this.#step(hosted.state, { kind: 'packet', now: this.#now(), packet }));
+        return;
+      }
+      case 'set-timer': {
+        hosted.timers.get(fx.name)?.();
+        const cancel = this.#scheduler.after(fx.at - this.#now(), () => {
+          hosted.timers.delete(fx.name);
+          this.#enqueue(requestId, hosted, () =>
+            this.#apply(hosted, { kind: 'timer', now: this.#now(), name: fx.name }),
+          );
+        });
+        hosted.timers.set(fx.name, cancel);
+        return;
+      }
+      case 'cancel-timer':
+        hosted.timers.get(fx.name)?.();
+        hosted.timers.delete(fx.name);
+        return;
+      case 'start-inference':
+        this.#startInference(hosted, fx);
+        return;
+      case 'cancel-inference':
+        hosted.inference?.abort();
+        hosted.inference = null;
+        return;
+      case 'verdict':
+        this.#m.verdicts++;
+        this.#o.onVerdict?.(requestId, fx);
+        return;
+      case 'evidence':
+        this.#m.evidence++;
+        this.#log({
+          level: 'warn',
+          msg: 'evidence',
+          requestId,
+          kind: fx.evidence.kind,
+          against: fx.evidence.nodeId,
+        });
+        this.#o.onEvidence?.(requestId, fx.evidence);
+        return;
+      case 'rejected':
+        this.#m.lifecycleRejected[fx.code] = (this.#m.lifecycleRejected[fx.code] ?? 0) + 1;
+        return;
+      case 'done':
+      case 'expired': {
+        if (fx.kind === 'expired') this.#m.expired++;
+        hosted.finishedAt = this.#now();
+        for (const cancel of hosted.timers.values()) cancel();
+        hosted.timers.clear();
+        hosted.inference?.abort();
+        hosted.inference = null;
+        this.#o.onFinished?.(requestId, { kind: fx.kind, reason: fx.reason });
+        const linger = this.#o.lingerMs ?? 60_000;
+        this.#scheduler.after(linger, () => {
+          if (this.#machines.get(requestId) === hosted) this.#machines.delete(requestId);
+        });
+        return;
+      }
+    }
+  }
+
+  #startInference(hosted: Hosted, fx: Extract<Effect, { kind: 'start-inference' }>): void {
+    const serving = this.#o.serving;
+    if (!serving) return;
+    const abort = new AbortController();
+    hosted.inference?.abort();
+    hosted.inference = abort;
+    this.#m.inferences.started++;
+    const request =
+      fx.input.kind === 'prompt'
+        ? { prompt: fx.input.prompt, params: fx.params, signal: abort.signal }
+        : { messages: fx.input.messages, params: fx.params, signal: abort.signal };
+    serving.queue
+      .submit({ requestId: fx.requestId, deadline: fx.deadline, request, embed: true })
+      .then((r) => {
+        if (abort.signal.aborted) return;
+        hosted.inference = null;
+        this.#m.inferences.done++;
+        this.#m.inferences.tokens += r.tokens;
+        this.#m.inferences.lastTokensPerSecond = r.tokensPerSecond;
+        if (!r.bEmbedding) throw new Error('the inference queue returned no embedding');
+        const bEmbedding = toHex(r.bEmbedding);
+        const salt = toHex(this.#random(32));
+        const model = fx.model;
+        this.#enqueue(fx.requestId, hosted, () =>
+          this.#apply(hosted, {
+            kind: 'inference-done',
+            now: this.#now(),
+            requestId: fx.requestId,
+            model,
+            output: r.text,
+            bEmbedding,
+            salt,
+          }),
+        );
+      })
+      .catch((e: unknown) => {
+        if (abort.signal.aborted) return;
+        hosted.inference = null;
+        this.#m.inferences.failed++;
+        const reason = (e as { code?: string })?.code ?? String(e);
+        this.#log({ level: 'warn', msg: 'inference failed', requestId: fx.requestId, reason });
+        this.#enqueue(fx.requestId, hosted, () =>
+          this.#apply(hosted, {
+            kind: 'inference-failed',
+            now: this.#now(),
+            requestId: fx.requestId,
+            reason,
+          }),
+        );
+      });
+  }
+
+  async #broadcast(packet: AnyPacket): Promise<void> {
+    const bytes = encodePacket(packet);
+    const topic = topicOfPacketType(packet.type);
+    const results = await Promise.allSettled(this.#o.transports.map((t) => t.publish(topic, bytes)));
+    for (const r of results) {
+      if (r.status === 'rejected') {
+        this.#m.publishErrors++;
+        this.#log({ level: 'warn', msg: 'publish failed', type: packet.type, err: String(r.reason) });
+      }
+    }
+  }
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
