@@ -1,0 +1,217 @@
+import { afterEach, describe, expect, test } from 'bun:test';
+import { generateKeyPair } from '@libp2p/crypto/keys';
+import { multiaddr } from '@multiformats/multiaddr';
+import { decodePacket, encodePacket } from '@synod/shared';
+import { createDecoder, createEncoder } from '@waku/core';
+import { createRoutingInfo } from '@waku/utils';
+import { commitPacket, testKey, waitFor, wire } from './test-fixtures.ts';
+import { contentTopic, topicOfPacketType } from './topics.ts';
+import type { MessageMeta } from './transport.ts';
+import {
+  createWakuRelayTransport,
+  DEFAULT_CLUSTER_ID,
+  DEFAULT_SHARDS_IN_CLUSTER,
+  decodeWakuMessage,
+  encodeWakuMessage,
+  isLoopbackAddress,
+  pubsubTopicOf,
+  WAKU_RELAY_CODEC,
+  type WakuRelayOptions,
+  type WakuRelayTransport,
+} from './waku-relay.ts';
+import { createHeadlessWakuRelay } from './waku-relay-headless.ts';
+
+const commits = contentTopic('commits');
+const LONG = 120_000;
+const open: WakuRelayTransport[] = [];
+const track = (t: WakuRelayTransport) => {
+  open.push(t);
+  return t;
+};
+
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((t) => t.close()));
+});
+
+const addressOf = (t: WakuRelayTransport, ws: boolean) => {
+  const a = t.addresses().find((x) => x.includes('/ws/') === ws);
+  if (a === undefined) throw new Error(`no ${ws ? 'ws' : 'tcp'} address on ${t.peerId}`);
+  return a;
+};
+const portOf = (address: string) => Number(address.split('/tcp/')[1]?.split('/')[0]);
+
+function collect(t: WakuRelayTransport) {
+  const got: Array<{ bytes: Uint8Array; meta: MessageMeta }> = [];
+  t.subscribe(commits, (bytes, meta) => got.push({ bytes, meta }));
+  return got;
+}
+
+describe('Waku relay transport', () => {
+  test(
+    'three nodes form a mesh from a bootstrap list and deliver a signed packet over TCP and WebSocket',
+    async () => {
+      const hub = track(await createHeadlessWakuRelay());
+      const peer = track(await createHeadlessWakuRelay({ bootstrap: [addressOf(hub, false)] }));
+      // browser-style: WebSocket dialing only, no listener
+      const browser = track(await createWakuRelayTransport({ bootstrap: [addressOf(hub, true)] }));
+      const atHub = collect(hub);
+      const atBrowser = collect(browser);
+      const atPeer = collect(peer);
+
+      await waitFor(
+        () =>
+          hub.meshPeers(commits).length === 2 &&
+          peer.meshPeers(commits).includes(hub.peerId) &&
+          browser.meshPeers(commits).includes(hub.peerId),
+        LONG,
+        'the gossipsub mesh',
+      );
+      // the relay protocol runs under Waku's protocol id
+      const protocols = hub.node
+        .getConnections()
+        .flatMap((c) => c.streams.map((s) => s.protocol))
+        .filter((p) => p !== undefined);
+      expect(protocols).toContain(WAKU_RELAY_CODEC);
+      expect(protocols.some((p) => p.startsWith('/meshsub/'))).toBe(false);
+      expect(browser.node.getConnections()[0]?.remoteAddr.toString()).toContain('/ws');
+
+      const packet = await commitPacket(await testKey(), 1, Date.now());
+      const { bytes, id } = wire(packet);
+      await peer.publish(topicOfPacketType(packet.type), bytes);
+      await waitFor(() => atHub.length === 1 && atBrowser.length === 1, LONG, 'delivery');
+
+      for (const [got, from] of [
+        [atHub, peer.peerId],
+        [atBrowser, hub.peerId],
+      ] as const) {
+        const first = got[0]!;
+        expect(first.meta).toEqual({ peer: from, transport: 'waku-relay', topic: commits });
+        const verified = await decodePacket(first.bytes, { now: Date.now() });
+        expect(verified.id).toBe(id);
+      }
+      expect(atPeer).toHaveLength(0); // no echo to the publisher
+      expect(hub.stats()).toMatchObject({ received: 1, dispatched: 1, invalidEnvelopes: 0 });
+    },
+    LONG + 30_000,
+  );
+
+  test(
+    'nodes redial a restarted bootstrap node with backoff, and a restarted node rejoins',
+    async () => {
+      // @libp2p/crypto 5.1.23 is typed against @libp2p/interface 3, libp2p 2.8 against 2: same key at run time
+      const privateKey = (await generateKeyPair('Ed25519')) as unknown as WakuRelayOptions['privateKey'];
+      let hub = track(await createHeadlessWakuRelay({ privateKey }));
+      const tcpPort = portOf(addressOf(hub, false));
+      const wsPort = portOf(addressOf(hub, true));
+      const hubId = hub.peerId;
+      const reconnect = { initialMs: 100, maxMs: 1000 };
+      const peer = track(await createHeadlessWakuRelay({ bootstrap: [addressOf(hub, false)], reconnect }));
+      let browser = track(await createWakuRelayTransport({ bootstrap: [addressOf(hub, true)], reconnect }));
+      await waitFor(
+        () => peer.peers().includes(hubId) && browser.peers().includes(hubId),
+        LONG,
+        'first connect',
+      );
+
+      // the bootstrap node goes away and comes back on the same ports with the same identity
+      await hub.close();
+      await waitFor(
+        () => !peer.peers().includes(hubId) && !browser.peers().includes(hubId),
+        LONG,
+        'disconnect',
+      );
+      hub = track(await createHeadlessWakuRelay({ privateKey, tcpPort, wsPort }));
+      expect(hub.peerId).toBe(hubId);
+      await waitFor(() => peer.peers().includes(hubId) && browser.peers().includes(hubId), LONG, 'reconnect');
+      expect(peer.stats().redials).toBeGreaterThan(0);
+      expect(browser.stats().redials).toBeGreaterThan(0);
+
+      // a restarted (new) browser node joins through the bootstrap list again
+      await browser.close();
+      browser = track(await createWakuRelayTransport({ bootstrap: [addressOf(hub, true)], reconnect }));
+      const atHub = collect(hub);
+      const atBrowser = collect(browser);
+      collect(peer);
+      await waitFor(
+        () => hub.meshPeers(commits).length === 2 && browser.meshPeers(commits).includes(hubId),
+        LONG,
+        'the mesh after restarts',
+      );
+      const packet = await commitPacket(await testKey(), 2, Date.now());
+      await peer.publish(commits, encodePacket(packet));
+      await waitFor(() => atHub.length === 1 && atBrowser.length === 1, LONG, 'delivery after restarts');
+      expect((await decodePacket(atBrowser[0]!.bytes, { now: Date.now() })).packet).toEqual(packet);
+    },
+    LONG * 2,
+  );
+
+  test(
+    'the dial policy gates every outbound dial',
+    async () => {
+      const hub = track(await createHeadlessWakuRelay());
+      const closed = track(await createWakuRelayTransport({ dialPolicy: () => false }));
+      await expect(closed.node.dial(multiaddr(addressOf(hub, true)))).rejects.toThrow();
+      expect(closed.peers()).toEqual([]);
+      expect(hub.peers()).toEqual([]);
+    },
+    LONG,
+  );
+});
+
+describe('Waku envelope', () => {
+  const routingInfo = createRoutingInfo(
+    { clusterId: DEFAULT_CLUSTER_ID, numShardsInCluster: DEFAULT_SHARDS_IN_CLUSTER },
+    { contentTopic: commits },
+  );
+
+  test('content topics are autosharded onto /waku/2/rs/<cluster>/<shard>', () => {
+    const shard = pubsubTopicOf(commits);
+    expect(shard).toMatch(/^\/waku\/2\/rs\/42\/[0-7]$/);
+    expect(shard).toBe(routingInfo.pubsubTopic);
+    // all Synod topics share application and version, hence one shard
+    expect(pubsubTopicOf(contentTopic('heartbeats'))).toBe(shard);
+    expect(pubsubTopicOf(commits, 1, 8)).toMatch(/^\/waku\/2\/rs\/1\/[0-7]$/);
+  });
+
+  test('our WakuMessages decode with @waku/core, and @waku/core messages decode with ours', async () => {
+    const packet = await commitPacket(await testKey(), 3);
+    const payload = encodePacket(packet);
+    const at = 1_800_000_000_123;
+    const data = encodeWakuMessage(commits, payload, at, true);
+
+    const decoder = createDecoder(commits, routingInfo);
+    const proto = await decoder.fromWireToProtoObj(data);
+    expect(proto).toBeDefined();
+    const message = await decoder.fromProtoObj(routingInfo.pubsubTopic, proto!);
+    expect(message).toBeDefined();
+    expect(message!.contentTopic).toBe(commits);
+    expect(message!.version).toBe(0);
+    expect(message!.ephemeral).toBe(true);
+    expect(message!.timestamp?.getTime()).toBe(at);
+    expect(message!.payload).toEqual(payload);
+
+    const encoder = createEncoder({ contentTopic: commits, routingInfo });
+    const theirs = await encoder.toWire({ payload, timestamp: new Date(at) });
+    const ours = decodeWakuMessage(theirs);
+    expect(ours?.contentTopic).toBe(commits);
+    expect(ours?.payload).toEqual(payload);
+    expect(ours?.timestamp).toBe(BigInt(at) * 1_000_000n);
+  });
+
+  test('bytes that are not a version-0 WakuMessage are refused', () => {
+    expect(decodeWakuMessage(new Uint8Array([0xff, 0xff, 0xff]))).toBeUndefined();
+    const v1 = encodeWakuMessage(commits, new Uint8Array([1]), 0);
+    // version field (3) set to 1 appended: last value wins in protobuf
+    expect(decodeWakuMessage(new Uint8Array([...v1, 0x18, 0x01]))).toBeUndefined();
+  });
+
+  test('only loopback addresses pass the default dial policy', () => {
+    expect(isLoopbackAddress(multiaddr('/ip4/127.0.0.1/tcp/1'))).toBe(true);
+    expect(isLoopbackAddress(multiaddr('/ip4/127.8.9.1/tcp/1/ws'))).toBe(true);
+    expect(isLoopbackAddress(multiaddr('/ip6/::1/tcp/1'))).toBe(true);
+    expect(isLoopbackAddress(multiaddr('/ip4/10.0.0.1/tcp/1'))).toBe(false);
+    expect(isLoopbackAddress(multiaddr('/ip4/8.8.8.8/tcp/1'))).toBe(false);
+    expect(isLoopbackAddress(multiaddr('/dns4/localhost/tcp/1'))).toBe(false);
+    expect(isLoopbackAddress(multiaddr('/ip6/2001:db8::1/tcp/1'))).toBe(false);
+  });
+});

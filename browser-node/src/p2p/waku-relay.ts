@@ -1,0 +1,408 @@
+/**
+ * Waku relay transport: libp2p gossipsub speaking Waku's relay protocol (RFC 11/WAKU2-RELAY), so Synod
+ * nodes form (and could join) a Waku network. This file imports nothing Node-only and bundles for a
+ * browser; headless nodes add TCP and a WebSocket listener through `waku-relay-headless.ts`.
+ *
+ * On the wire
+ * -----------
+ *  libp2p        noise encryption, yamux muxing, identify; transports injected (browsers: WebSocket
+ *                dialing only; headless: TCP and WebSocket, listening).
+ *  protocol id   gossipsub v1.1 on the stream protocol `/vac/waku/relay/2.0.0` (`WAKU_RELAY_CODEC`),
+ *                the multicodec Waku relays speak instead of `/meshsub/1.1.0`.
+ *  signing       gossipsub `StrictNoSign`, as Waku: no `from`, `seqno`, `signature` or `key` in the RPC
+ *                message (Synod packets carry their own Ed25519 signature inside the payload).
+ *  pubsub topic  `/waku/2/rs/<clusterId>/<shard>` (RFC 51 static form); the shard of a content topic
+ *                comes from autosharding: sha256(application ‖ version) of the content topic, its last
+ *                8 bytes as a big-endian u64, mod `numShardsInCluster` (`contentTopicToPubsubTopic` of
+ *                @waku/utils). Every Synod topic has application `synod` and version `1`, so all of
+ *                them share one shard; the WakuMessage `contentTopic` tells them apart.
+ *  data          a WakuMessage protobuf (RFC 14, version 0): `payload` = the canonical packet bytes
+ *                (`encodePacket`), `contentTopic` = `/synod/1/<kind>/proto`, `version` = 0,
+ *                `timestamp` = sender time in nanoseconds, `ephemeral` = as configured (true tells
+ *                Waku store nodes not to keep it). No `meta`, no `rateLimitProof` (no RLN).
+ *  message id    sha256 of the gossipsub `data`, i.e. of the encoded WakuMessage, as js-waku does; the
+ *                gossipsub seen-cache dedups on it. Two publications of one packet at different times
+ *                differ in `timestamp`, so the intake's packet-id dedup is what makes delivery
+ *                at-most-once for the core.
+ *  validation    a topic validator rejects (no forwarding, peer score penalty) data that is not a
+ *                version-0 WakuMessage within `LIMITS.maxPacketBytes`; well-formed messages of other
+ *                content topics are relayed as any Waku relay would, but not handed up.
+ *
+ * Discovery and dialing
+ * ---------------------
+ * There is no default bootstrap list: only `bootstrap` from the config (multiaddrs with `/p2p/<id>`),
+ * found through @libp2p/bootstrap; identify exchanges addresses and protocols; gossipsub peer exchange
+ * (PX on PRUNE) is on when `peerExchange` is set. Disconnected bootstrap peers are redialled with
+ * exponential backoff (`reconnect`), forever. Every outbound dial (bootstrap, PX, anything libp2p
+ * would dial by itself) passes the connection gater's `dialPolicy`, which by default allows loopback
+ * addresses only: a deployment sets `dialPolicy: 'any'` (or a predicate) deliberately.
+ */
+import { type GossipSub, type GossipsubOpts, gossipsub } from '@chainsafe/libp2p-gossipsub';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { bootstrap as bootstrapDiscovery } from '@libp2p/bootstrap';
+import { identify } from '@libp2p/identify';
+import { webSockets } from '@libp2p/websockets';
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
+import { LIMITS, sha256 } from '@synod/shared';
+import { proto_message } from '@waku/proto';
+import { contentTopicToPubsubTopic } from '@waku/utils';
+import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p';
+import { type ContentTopic, isContentTopic } from './topics.ts';
+import {
+  type MessageHandler,
+  TopicHandlers,
+  type Transport,
+  TransportClosedError,
+  type Unsubscribe,
+} from './transport.ts';
+
+/** The stream protocol Waku relays speak: gossipsub under Waku's name. */
+export const WAKU_RELAY_CODEC = '/vac/waku/relay/2.0.0';
+/** Synod's own Waku cluster by default; The Waku Network is cluster 1 (and requires RLN). */
+export const DEFAULT_CLUSTER_ID = 42;
+/** Shards per cluster for autosharding, as on The Waku Network. */
+export const DEFAULT_SHARDS_IN_CLUSTER = 8;
+
+export type DialPolicy = 'loopback' | 'any' | ((address: Multiaddr) => boolean);
+
+export interface WakuRelayOptions {
+  clusterId?: number;
+  numShardsInCluster?: number;
+  /** Multiaddrs to listen on (headless only), e.g. `/ip4/127.0.0.1/tcp/0/ws`. Default none. */
+  listen?: string[];
+  /** Bootstrap peers, full multiaddrs with `/p2p/<peer id>`. No default. */
+  bootstrap?: string[];
+  /** libp2p transports. Default: WebSocket dialing only (what a browser has). */
+  transports?: Libp2pOptions['transports'];
+  /** The libp2p identity; a fresh one when absent. Not the node's Synod key. */
+  privateKey?: Libp2pOptions['privateKey'];
+  /** Which addresses may be dialled. Default `'loopback'`. */
+  dialPolicy?: DialPolicy;
+  /** Send and accept gossipsub peer exchange on PRUNE. Default false. */
+  peerExchange?: boolean;
+  /** Mark published WakuMessages ephemeral (not kept by Waku store nodes). Default false. */
+  ephemeral?: boolean;
+  /** Bootstrap redial backoff: first delay, doubling up to the cap. Default 1 s and 60 s. */
+  reconnect?: { initialMs?: number; maxMs?: number };
+  /** Clock for WakuMessage timestamps. Default Date.now. */
+  now?: () => number;
+}
+
+export interface WakuRelayStats {
+  published: number;
+  received: number;
+  /** Messages for Synod topics dispatched to handlers. */
+  dispatched: number;
+  /** Data rejected by the topic validator. */
+  invalidEnvelopes: number;
+  /** Bootstrap redials made. */
+  redials: number;
+}
+
+type Services = { identify: ReturnType<ReturnType<typeof identify>>; pubsub: GossipSub };
+type ValidatorResult = Awaited<ReturnType<Parameters<GossipSub['topicValidators']['set']>[1]>>;
+const VALIDATION = { accept: 'accept', ignore: 'ignore', reject: 'reject' } as unknown as Record<
+  'accept' | 'ignore' | 'reject',
+  ValidatorResult
+>;
+const NS_PER_MS = 1_000_000n;
+
+/** Whether an address is on this machine: IPv4 127.0.0.0/8 or IPv6 ::1, nothing resolved by name. */
+export function isLoopbackAddress(address: Multiaddr): boolean {
+  const first = address.stringTuples()[0];
+  if (first === undefined) return false;
+  const [code, value] = first;
+  if (code === 4) return value?.startsWith('127.') ?? false;
+  if (code === 41) return value === '::1' || value === '0:0:0:0:0:0:0:1';
+  return false;
+}
+
+function dialAllowed(policy: DialPolicy): (address: Multiaddr) => boolean {
+  if (policy === 'any') return () => true;
+  if (policy === 'loopback') return isLoopbackAddress;
+  return policy;
+}
+
+/** The Waku pubsub topic (shard) a content topic is relayed on. */
+export function pubsubTopicOf(
+  topic: ContentTopic,
+  clusterId = DEFAULT_CLUSTER_ID,
+  numShardsInCluster = DEFAULT_SHARDS_IN_CLUSTER,
+): string {
+  return contentTopicToPubsubTopic(topic, clusterId, numShardsInCluster);
+}
+
+/** Encode a payload as a version-0 WakuMessage. */
+export function encodeWakuMessage(
+  topic: ContentTopic,
+  payload: Uint8Array,
+  timestampMs: number,
+  ephemeral = false,
+): Uint8Array {
+  return proto_message.WakuMessage.encode({
+    payload,
+    contentTopic: topic,
+    version: 0,
+    timestamp: BigInt(Math.trunc(timestampMs)) * NS_PER_MS,
+    ephemeral,
+  });
+}
+
+/** Decode a WakuMessage; undefined when it is not a version-0 WakuMessage within the size limit. */
+export function decodeWakuMessage(data: Uint8Array): proto_message.WakuMessage | undefined {
+  if (data.length > LIMITS.maxPacketBytes + 1024) return undefined;
+  try {
+    const message = proto_message.WakuMessage.decode(data);
+    if ((message.version ?? 0) !== 0) return undefined;
+    if (message.payload.length > LIMITS.maxPacketBytes || message.contentTopic === '') return undefined;
+    return message;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function createWakuRelayTransport(options: WakuRelayOptions = {}): Promise<WakuRelayTransport> {
+  const allow = dialAllowed(options.dialPolicy ?? 'loopback');
+  const bootstrapList = options.bootstrap ?? [];
+  for (const address of bootstrapList) {
+    if (multiaddr(address).getPeerId() === null) {
+      throw new Error(`bootstrap address ${address} has no /p2p/<peer id>`);
+    }
+  }
+  const pubsubInit: Partial<GossipsubOpts> = {
+    globalSignaturePolicy: 'StrictNoSign' as NonNullable<GossipsubOpts['globalSignaturePolicy']>,
+    msgIdFn: (message) => sha256(message.data),
+    fallbackToFloodsub: false,
+    allowPublishToZeroTopicPeers: true,
+    ignoreDuplicatePublishError: true,
+    emitSelf: false,
+    doPX: options.peerExchange ?? false,
+    maxInboundDataLength: LIMITS.maxPacketBytes + 64 * 1024,
+  };
+  const node = await createLibp2p<Services>({
+    ...(options.privateKey ? { privateKey: options.privateKey } : {}),
+    addresses: { listen: options.listen ?? [] },
+    transports: options.transports ?? [webSockets()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: {
+      denyDialMultiaddr: async (address) => !allow(address),
+    },
+    peerDiscovery: bootstrapList.length > 0 ? [bootstrapDiscovery({ list: bootstrapList, timeout: 0 })] : [],
+    services: {
+      identify: identify(),
+      pubsub: (components) => {
+        const pubsub = gossipsub(pubsubInit)(components) as GossipSub;
+        pubsub.multicodecs = [WAKU_RELAY_CODEC];
+        return pubsub;
+      },
+    },
+  });
+  return new WakuRelayTransport(node, options);
+}
+
+export class WakuRelayTransport implements Transport {
+  readonly name = 'waku-relay';
+  readonly node: Libp2p<Services>;
+  readonly clusterId: number;
+  readonly numShardsInCluster: number;
+  readonly #handlers = new TopicHandlers();
+  /** Subscribers per pubsub topic (several content topics share one shard). */
+  readonly #shardRefs = new Map<string, number>();
+  readonly #ephemeral: boolean;
+  readonly #now: () => number;
+  readonly #redial: BootstrapRedialer;
+  readonly #stats: WakuRelayStats = {
+    published: 0,
+    received: 0,
+    dispatched: 0,
+    invalidEnvelopes: 0,
+    redials: 0,
+  };
+  #closed = false;
+
+  constructor(node: Libp2p<Services>, options: WakuRelayOptions) {
+    this.node = node;
+    this.clusterId = options.clusterId ?? DEFAULT_CLUSTER_ID;
+    this.numShardsInCluster = options.numShardsInCluster ?? DEFAULT_SHARDS_IN_CLUSTER;
+    this.#ephemeral = options.ephemeral ?? false;
+    this.#now = options.now ?? Date.now;
+    const pubsub = node.services.pubsub;
+    pubsub.addEventListener('gossipsub:message', (event) => {
+      const { msg, propagationSource } = event.detail;
+      this.#onMessage(msg.topic, msg.data, propagationSource.toString());
+    });
+    this.#redial = new BootstrapRedialer(node, options.bootstrap ?? [], options.reconnect ?? {}, () => {
+      this.#stats.redials++;
+    });
+  }
+
+  /** The pubsub topic (shard) a content topic travels on in this cluster. */
+  pubsubTopic(topic: ContentTopic): string {
+    return pubsubTopicOf(topic, this.clusterId, this.numShardsInCluster);
+  }
+
+  async publish(topic: ContentTopic, bytes: Uint8Array): Promise<void> {
+    if (this.#closed) throw new TransportClosedError(this.name);
+    const data = encodeWakuMessage(topic, bytes, this.#now(), this.#ephemeral);
+    await this.node.services.pubsub.publish(this.pubsubTopic(topic), data);
+    this.#stats.published++;
+  }
+
+  subscribe(topic: ContentTopic, handler: MessageHandler): Unsubscribe {
+    if (this.#closed) throw new TransportClosedError(this.name);
+    const sub = this.#handlers.add(topic, handler);
+    const shard = this.pubsubTopic(topic);
+    const refs = this.#shardRefs.get(shard) ?? 0;
+    this.#shardRefs.set(shard, refs + 1);
+    if (refs === 0) {
+      this.node.services.pubsub.topicValidators.set(shard, (_peer, message) => {
+        if (decodeWakuMessage(message.data) !== undefined) return VALIDATION.accept;
+        this.#stats.invalidEnvelopes++;
+        return VALIDATION.reject;
+      });
+      this.node.services.pubsub.subscribe(shard);
+    }
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      sub.remove();
+      const left = (this.#shardRefs.get(shard) ?? 1) - 1;
+      if (left > 0) {
+        this.#shardRefs.set(shard, left);
+        return;
+      }
+      this.#shardRefs.delete(shard);
+      if (this.#closed) return;
+      this.node.services.pubsub.unsubscribe(shard);
+      this.node.services.pubsub.topicValidators.delete(shard);
+    };
+  }
+
+  peers(): string[] {
+    return this.node.getPeers().map(String);
+  }
+
+  /** Peers in this node's gossipsub mesh for a content topic's shard. */
+  meshPeers(topic: ContentTopic): string[] {
+    return this.node.services.pubsub.getMeshPeers(this.pubsubTopic(topic)).map(String);
+  }
+
+  /** Addresses this node listens on, with its peer id: what others put in their bootstrap list. */
+  addresses(): string[] {
+    return this.node.getMultiaddrs().map(String);
+  }
+
+  get peerId(): string {
+    return this.node.peerId.toString();
+  }
+
+  /** Hang up on a peer (for instance one the intake banned). */
+  async disconnect(peer: string): Promise<void> {
+    const connections = this.node.getConnections().filter((c) => c.remotePeer.toString() === peer);
+    await Promise.all(connections.map((c) => c.close()));
+  }
+
+  stats(): WakuRelayStats {
+    return { ...this.#stats };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#redial.stop();
+    this.#handlers.clear();
+    await this.node.stop();
+  }
+
+  #onMessage(pubsubTopic: string, data: Uint8Array, peer: string): void {
+    if (this.#closed || !this.#shardRefs.has(pubsubTopic)) return;
+    this.#stats.received++;
+    const message = decodeWakuMessage(data);
+    if (message === undefined) return;
+    const topic = message.contentTopic;
+    if (!isContentTopic(topic) || this.pubsubTopic(topic) !== pubsubTopic) return;
+    const n = this.#handlers.dispatch(topic, message.payload, { peer, transport: this.name, topic });
+    if (n > 0) this.#stats.dispatched++;
+  }
+}
+
+/**
+ * Keeps the node connected to its bootstrap peers: on start, and whenever one disconnects, dial it
+ * again after a delay that doubles with each failure (from `initialMs` up to `maxMs`), reset once
+ * connected. Stops with the node.
+ */
+class BootstrapRedialer {
+  readonly #node: Libp2p<Services>;
+  readonly #peers: Map<
+    string,
+    { address: Multiaddr; failures: number; timer?: ReturnType<typeof setTimeout> }
+  >;
+  readonly #initialMs: number;
+  readonly #maxMs: number;
+  readonly #onRedial: () => void;
+  #stopped = false;
+  readonly #onConnect = (event: CustomEvent<{ toString(): string }>) => {
+    const entry = this.#peers.get(event.detail.toString());
+    if (entry === undefined) return;
+    entry.failures = 0;
+    clearTimeout(entry.timer);
+    delete entry.timer;
+  };
+  readonly #onDisconnect = (event: CustomEvent<{ toString(): string }>) => {
+    const id = event.detail.toString();
+    if (this.#peers.has(id)) this.#schedule(id);
+  };
+
+  constructor(
+    node: Libp2p<Services>,
+    bootstrap: string[],
+    reconnect: { initialMs?: number; maxMs?: number },
+    onRedial: () => void,
+  ) {
+    this.#node = node;
+    this.#initialMs = reconnect.initialMs ?? 1000;
+    this.#maxMs = reconnect.maxMs ?? 60_000;
+    this.#onRedial = onRedial;
+    this.#peers = new Map(
+      bootstrap.map((a) => {
+        const address = multiaddr(a);
+        return [address.getPeerId() as string, { address, failures: 0 }];
+      }),
+    );
+    node.addEventListener('peer:connect', this.#onConnect);
+    node.addEventListener('peer:disconnect', this.#onDisconnect);
+    // @libp2p/bootstrap dials once at start; check back later in case that dial failed.
+    for (const id of this.#peers.keys()) this.#schedule(id);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#node.removeEventListener('peer:connect', this.#onConnect);
+    this.#node.removeEventListener('peer:disconnect', this.#onDisconnect);
+    for (const entry of this.#peers.values()) clearTimeout(entry.timer);
+  }
+
+  #schedule(id: string): void {
+    const entry = this.#peers.get(id);
+    if (entry === undefined || this.#stopped || entry.timer !== undefined) return;
+    const delay = Math.min(this.#maxMs, this.#initialMs * 2 ** Math.min(entry.failures, 30));
+    entry.timer = setTimeout(() => {
+      delete entry.timer;
+      if (this.#stopped) return;
+      if (this.#node.getConnections().some((c) => c.remotePeer.toString() === id)) return;
+      this.#onRedial();
+      this.#node.dial(entry.address).then(
+        () => {
+          entry.failures = 0;
+        },
+        () => {
+          entry.failures++;
+          this.#schedule(id);
+        },
+      );
+    }, delay);
+  }
+}
