@@ -1,9 +1,10 @@
 import { describe, expect, test } from 'bun:test';
 import { compareStrings } from '../encoding/bytes.ts';
 import { isSynodError } from '../errors.ts';
+import type { Frame } from '../frame/frame.ts';
 import type { NodeKey } from '../identity/node-key.ts';
 import { packetId, signPacket } from '../packets/envelope.ts';
-import type { AnyPacket, Frame, Packet, RequestBody } from '../packets/index.ts';
+import type { AnyPacket, Packet, RequestBody } from '../packets/index.ts';
 import {
   type CoordinatorConfig,
   type CoordinatorState,
