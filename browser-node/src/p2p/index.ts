@@ -1,0 +1,67 @@
+/**
+ * Synod layer 1 (P2P): transports behind one small interface, Synod content topics, and the intake
+ * that gates everything inbound before the protocol core sees it.
+ *
+ * This face is safe to bundle for a browser. Headless-only pieces (TCP and WebSocket listeners for
+ * Waku relay, the Gun relay server) are in `./headless.ts`.
+ */
+export {
+  GUN_DEFAULT_TOPICS,
+  GUN_SAFE_OPTIONS,
+  GunTransport,
+  type GunTransportOptions,
+  gunKeyOf,
+  soulOf,
+} from './gun.ts';
+export {
+  Intake,
+  type IntakeMetrics,
+  type IntakeOptions,
+  type IntakePacket,
+  type OfferResult,
+  type PeerRef,
+  type PeerStats,
+  type RejectReason,
+  TtlSet,
+} from './intake.ts';
+export {
+  type MemoryClock,
+  MemoryNetwork,
+  type MemoryNetworkOptions,
+  type MemoryNetworkStats,
+  MemoryTransport,
+  seededRandom,
+} from './memory.ts';
+export {
+  ALL_TOPICS,
+  type ContentTopic,
+  contentTopic,
+  isContentTopic,
+  packetTypeOfTopic,
+  TOPIC_KINDS,
+  type TopicKind,
+  topicKind,
+  topicOfPacketType,
+} from './topics.ts';
+export {
+  type MessageHandler,
+  type MessageMeta,
+  TopicHandlers,
+  type Transport,
+  TransportClosedError,
+  type Unsubscribe,
+} from './transport.ts';
+export {
+  createWakuRelayTransport,
+  DEFAULT_CLUSTER_ID,
+  DEFAULT_SHARDS_IN_CLUSTER,
+  type DialPolicy,
+  decodeWakuMessage,
+  encodeWakuMessage,
+  isLoopbackAddress,
+  pubsubTopicOf,
+  WAKU_RELAY_CODEC,
+  type WakuRelayOptions,
+  type WakuRelayStats,
+  WakuRelayTransport,
+} from './waku-relay.ts';
