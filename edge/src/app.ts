@@ -44,7 +44,8 @@ export function createApp(deps: EdgeDeps): Hono {
 
   app.onError((err, c) => {
     const e = toHttpError(err);
-    if (e.status >= 500) console.error(JSON.stringify({ level: 'error', msg: 'unhandled', err: String(err) }));
+    if (e.status >= 500)
+      console.error(JSON.stringify({ level: 'error', msg: 'unhandled', err: String(err) }));
     if (c.req.path.startsWith('/v1/chat')) return openAiError(c, e);
     return c.json(e.body(), e.status);
   });

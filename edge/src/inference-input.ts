@@ -2,12 +2,14 @@ import {
   ChatMessageSchema,
   deriveRequestId,
   type EmbeddingModelRef,
+  FRAME_BOUNDS,
   FrameFieldsSchema,
   InferenceParamsSchema,
   LIMITS,
   ModelIdSchema,
   type RequestBody,
   resolveFrame,
+  SynodError,
   toHex,
 } from '@synod/shared';
 import * as z from 'zod';
@@ -55,15 +57,21 @@ export function buildRequestBody(
 ): RequestBody {
   const parsed = InferenceInputSchema.safeParse(raw);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message, code: i.code }));
-    const frameIssue = issues.find((i) => i.path.startsWith('frame'));
-    throw edgeError(
-      400,
-      'INVALID_INPUT',
-      `${issues[0]?.path || 'body'}: ${issues[0]?.message ?? 'invalid'}`,
-      { issues },
-      frameIssue ? 'see FRAME_BOUNDS in @synod/shared: secDistance in [0, 0.5], secPercentage in (0, 1]' : undefined,
-    );
+    const issues = parsed.error.issues.map((i) => ({
+      path: i.path.join('.'),
+      message: i.message,
+      code: i.code,
+    }));
+    const first = issues[0];
+    if (first?.path.startsWith('frame') && first.code !== 'unrecognized_keys') {
+      throw new SynodError('FRAME_OUT_OF_RANGE', `${first.path}: ${first.message}`, {
+        details: { issues, bounds: FRAME_BOUNDS },
+        hint: 'see FRAME_BOUNDS: secDistance in [0, 0.5], secPercentage in (0, 1], quorum <= maxCommits',
+      });
+    }
+    throw edgeError(400, 'INVALID_INPUT', `${first?.path || 'body'}: ${first?.message ?? 'invalid'}`, {
+      issues,
+    });
   }
   const input = parsed.data;
   const models = input.models ?? [...defaults.defaultModels];
@@ -82,9 +90,14 @@ export function buildRequestBody(
       ? defaults.embedders[0]
       : defaults.embedders.find((e) => e.id === input.embeddingModel);
   if (!embedder) {
-    throw edgeError(400, 'UNKNOWN_MODEL', `unknown embedding model ${input.embeddingModel ?? '(none configured)'}`, {
-      known: defaults.embedders.map((e) => e.id),
-    });
+    throw edgeError(
+      400,
+      'UNKNOWN_MODEL',
+      `unknown embedding model ${input.embeddingModel ?? '(none configured)'}`,
+      {
+        known: defaults.embedders.map((e) => e.id),
+      },
+    );
   }
   // A frame out of range throws SynodError FRAME_OUT_OF_RANGE, which the app maps to a 400 with that code.
   const frame = resolveFrame({ ...stripUndefined(input.frame ?? {}), embeddingModel: embedder });

@@ -12,11 +12,11 @@ interface Series {
   buckets?: readonly number[];
 }
 
-const escape = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 const keyOf = (labels: Labels) =>
   Object.keys(labels)
     .sort()
-    .map((k) => `${k}="${escape(labels[k] as string)}"`)
+    .map((k) => `${k}="${escapeLabel(labels[k] as string)}"`)
     .join(',');
 
 export class Metrics {

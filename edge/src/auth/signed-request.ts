@@ -1,4 +1,13 @@
-import { concatBytes, fromHex, isNodeId, lengthPrefixed, sha256, taggedHash, utf8, verifySignature } from '@synod/shared';
+import {
+  concatBytes,
+  fromHex,
+  isNodeId,
+  lengthPrefixed,
+  sha256,
+  taggedHash,
+  utf8,
+  verifySignature,
+} from '@synod/shared';
 
 /**
  * Signed HTTP requests, the keyless way to authenticate: a caller with a Synod node key sends
@@ -9,7 +18,12 @@ import { concatBytes, fromHex, isNodeId, lengthPrefixed, sha256, taggedHash, utf
  */
 export const SIGNED_REQUEST_SKEW_MS = 120_000;
 
-export function signedRequestDigest(method: string, pathAndQuery: string, timestamp: string, body: Uint8Array): Uint8Array {
+export function signedRequestDigest(
+  method: string,
+  pathAndQuery: string,
+  timestamp: string,
+  body: Uint8Array,
+): Uint8Array {
   return taggedHash(
     'http-request',
     lengthPrefixed(utf8(method.toUpperCase())),
@@ -32,7 +46,14 @@ export async function checkSignedRequest(input: {
 }): Promise<SignedRequestCheck> {
   const { node, timestamp, signature } = input.headers;
   if (!node && !timestamp && !signature) return { ok: false, reason: 'MISSING' };
-  if (!node || !timestamp || !signature || !isNodeId(node) || !/^\d{1,16}$/.test(timestamp) || !/^[0-9a-f]{128}$/.test(signature)) {
+  if (
+    !node ||
+    !timestamp ||
+    !signature ||
+    !isNodeId(node) ||
+    !/^\d{1,16}$/.test(timestamp) ||
+    !/^[0-9a-f]{128}$/.test(signature)
+  ) {
     return { ok: false, reason: 'MALFORMED' };
   }
   if (Math.abs(Number(timestamp) - input.now) > SIGNED_REQUEST_SKEW_MS) return { ok: false, reason: 'STALE' };

@@ -26,7 +26,13 @@ export async function authenticate(
   const token = bearerToken(c.req.header('authorization'));
   if (token !== undefined) {
     if (!isWellFormedApiKey(token)) {
-      throw edgeError(401, 'UNAUTHENTICATED', 'the API key is malformed', undefined, 'keys look like synod_sk_<64 hex>');
+      throw edgeError(
+        401,
+        'UNAUTHENTICATED',
+        'the API key is malformed',
+        undefined,
+        'keys look like synod_sk_<64 hex>',
+      );
     }
     const key = await store.apiKeyByHash(hashApiKey(token));
     if (!key) throw edgeError(401, 'UNAUTHENTICATED', 'unknown API key');

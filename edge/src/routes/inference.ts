@@ -1,10 +1,10 @@
 import { canonicalBytes, sha256Hex } from '@synod/shared';
 import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
-import { buildRequestBody } from '../inference-input.ts';
 import { authenticate, type Caller, utcDay } from '../http/auth.ts';
 import { parseJson, readBody } from '../http/body.ts';
 import { edgeError } from '../http/errors.ts';
+import { buildRequestBody } from '../inference-input.ts';
 import { requestView, TERMINAL } from '../views.ts';
 import type { EdgeDeps } from './deps.ts';
 
@@ -12,7 +12,8 @@ const REQUEST_ID_PARAM = /^(?:[0-9a-f]{64}|\d{1,20}:0x[0-9a-f]{40}:\d{1,78})$/;
 
 export function requestIdParam(c: Context): string {
   const id = c.req.param('id') ?? '';
-  if (!REQUEST_ID_PARAM.test(id)) throw edgeError(400, 'INVALID_INPUT', 'not a request id', { id: id.slice(0, 80) });
+  if (!REQUEST_ID_PARAM.test(id))
+    throw edgeError(400, 'INVALID_INPUT', 'not a request id', { id: id.slice(0, 80) });
   return id;
 }
 
@@ -26,13 +27,19 @@ export interface Submission {
  * Authenticate, rate-limit, validate, meter and durably store a request; shared by /v1/inference and
  * /v1/chat/completions. When this resolves the request is in libSQL.
  */
-export async function submit(c: Context, deps: EdgeDeps, toInput: (raw: unknown) => unknown): Promise<Submission> {
+export async function submit(
+  c: Context,
+  deps: EdgeDeps,
+  toInput: (raw: unknown) => unknown,
+): Promise<Submission> {
   const now = deps.now();
   const bytes = await readBody(c, deps.config.bodyLimit);
   const caller = await authenticate(c, deps.store, bytes, now, deps.config.signedQuotaPerDay);
   const wait = deps.limiter.take(caller.id);
   if (wait > 0) {
-    const e = edgeError(429, 'RATE_LIMITED', `too many requests; retry in ${wait} ms`, { retryAfterMs: wait });
+    const e = edgeError(429, 'RATE_LIMITED', `too many requests; retry in ${wait} ms`, {
+      retryAfterMs: wait,
+    });
     c.header('retry-after', String(Math.ceil(wait / 1000)));
     throw e;
   }
@@ -90,7 +97,10 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
       self: `/v1/inference/${encodeURIComponent(s.requestId)}`,
       events: `/v1/inference/${encodeURIComponent(s.requestId)}/events`,
     };
-    return c.json({ requestId: s.requestId, status: 'pending', replayed: s.replayed, links }, s.replayed ? 200 : 202);
+    return c.json(
+      { requestId: s.requestId, status: 'pending', replayed: s.replayed, links },
+      s.replayed ? 200 : 202,
+    );
   });
 
   app.get('/v1/inference/:id', async (c) => {

@@ -37,7 +37,9 @@ const ChatInputSchema = z
     n: z.number().int().nullish(),
     stream: z.boolean().nullish(),
     /** Synod extension: a partial security frame and embedder, as in POST /v1/inference. */
-    synod: z.object({ frame: z.record(z.string(), z.unknown()).optional(), embeddingModel: z.string().optional() }).optional(),
+    synod: z
+      .object({ frame: z.record(z.string(), z.unknown()).optional(), embeddingModel: z.string().optional() })
+      .optional(),
   })
   .passthrough();
 
@@ -50,7 +52,8 @@ function toInferenceInput(raw: unknown): unknown {
     });
   }
   const b = r.data;
-  if ((b.n ?? 1) !== 1) throw edgeError(400, 'INVALID_INPUT', 'n must be 1: a quorum answers with one winner');
+  if ((b.n ?? 1) !== 1)
+    throw edgeError(400, 'INVALID_INPUT', 'n must be 1: a quorum answers with one winner');
   const models = b.model === 'synod' ? undefined : b.model.split(',').map((m) => m.trim());
   const params: Record<string, number> = {};
   if (b.temperature != null) params['temperature'] = b.temperature;
@@ -211,20 +214,33 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         const d = await awaitVerdict(deps, s.requestId, deadline);
         const bad = failure(d);
         if (bad) {
-          await out.writeSSE({ data: JSON.stringify({ error: { ...bad.body().error, type: 'server_error' } }) });
+          await out.writeSSE({
+            data: JSON.stringify({ error: { ...bad.body().error, type: 'server_error' } }),
+          });
           await out.writeSSE({ data: '[DONE]' });
           return;
         }
         const body = completionBody(d, model);
-        const base = { id: body.id, object: 'chat.completion.chunk', created: body.created, model: body.model };
+        const base = {
+          id: body.id,
+          object: 'chat.completion.chunk',
+          created: body.created,
+          model: body.model,
+        };
         const content = body.choices[0]?.message.content ?? '';
         await out.writeSSE({
-          data: JSON.stringify({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] }),
+          data: JSON.stringify({
+            ...base,
+            choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }],
+          }),
         });
         // The verdict arrives whole; stream it in word-sized pieces so clients render progressively.
         for (const piece of content.match(/\S+\s*|\s+/g) ?? []) {
           await out.writeSSE({
-            data: JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: piece }, finish_reason: null }] }),
+            data: JSON.stringify({
+              ...base,
+              choices: [{ index: 0, delta: { content: piece }, finish_reason: null }],
+            }),
           });
         }
         await out.writeSSE({

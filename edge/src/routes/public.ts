@@ -41,9 +41,12 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     if (status !== undefined && !(REQUEST_STATUSES as readonly string[]).includes(status)) {
       throw edgeError(400, 'INVALID_INPUT', `status must be one of ${REQUEST_STATUSES.join(', ')}`);
     }
-    if (q['model'] !== undefined && !MODEL_RE.test(q['model'])) throw edgeError(400, 'INVALID_INPUT', 'bad model id');
-    if (q['node'] !== undefined && !NODE_RE.test(q['node'])) throw edgeError(400, 'INVALID_INPUT', 'bad node id');
-    if (q['cursor'] !== undefined && !CURSOR_RE.test(q['cursor'])) throw edgeError(400, 'INVALID_INPUT', 'bad cursor');
+    if (q['model'] !== undefined && !MODEL_RE.test(q['model']))
+      throw edgeError(400, 'INVALID_INPUT', 'bad model id');
+    if (q['node'] !== undefined && !NODE_RE.test(q['node']))
+      throw edgeError(400, 'INVALID_INPUT', 'bad node id');
+    if (q['cursor'] !== undefined && !CURSOR_RE.test(q['cursor']))
+      throw edgeError(400, 'INVALID_INPUT', 'bad cursor');
     const page = await deps.store.listHistory({
       limit,
       ...(status !== undefined ? { status: status as RequestStatus } : {}),

@@ -51,7 +51,9 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
     if (!d) throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
     const packets = await deps.store.transcriptPackets(id);
     if (!packets || !d.verdict) {
-      throw edgeError(409, 'NOT_FOUND', `request ${id} has no verdict yet (status ${d.status})`, { status: d.status });
+      throw edgeError(409, 'NOT_FOUND', `request ${id} has no verdict yet (status ${d.status})`, {
+        status: d.status,
+      });
     }
     const published = d.verdict.packet.body;
     const transcript = buildTranscript(packets);

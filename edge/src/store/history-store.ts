@@ -1,27 +1,21 @@
-import {
-  type AnyPacket,
-  type Packet,
-  parseEnvelope,
-  type RequestBody,
-  type Verdict,
-} from '@synod/shared';
+import { type AnyPacket, type Packet, parseEnvelope, type RequestBody, type Verdict } from '@synod/shared';
 import {
   apiKeys,
   attestationRow,
   attestations,
   commitRow,
   commits,
-  historySchema,
+  type historySchema,
   idempotency,
   nodeRow,
   nodes,
   type RequestStatus,
-  requestModels,
-  requestRows,
-  requests,
   reputation,
   reputationDeltas,
   reputationScore,
+  requestModels,
+  requestRows,
+  requests,
   revealRow,
   reveals,
   sealMembers,
@@ -100,7 +94,8 @@ export class HistoryStore {
           .from(idempotency)
           .where(and(eq(idempotency.keyId, idem.callerId), eq(idempotency.idempotencyKey, idem.key)));
         const p = prior[0];
-        if (p) return { kind: p.bodyDigest === idem.bodyDigest ? 'replayed' : 'conflict', requestId: p.requestId };
+        if (p)
+          return { kind: p.bodyDigest === idem.bodyDigest ? 'replayed' : 'conflict', requestId: p.requestId };
       }
       const { request, models } = requestRows(req, now);
       await tx.insert(requests).values(request).onConflictDoNothing();
@@ -124,7 +119,10 @@ export class HistoryStore {
   }
 
   async hasRequest(requestId: string): Promise<boolean> {
-    const r = await this.db.select({ id: requests.requestId }).from(requests).where(eq(requests.requestId, requestId));
+    const r = await this.db
+      .select({ id: requests.requestId })
+      .from(requests)
+      .where(eq(requests.requestId, requestId));
     return r.length > 0;
   }
 
@@ -136,7 +134,10 @@ export class HistoryStore {
   async recordSeal(s: Stored<'seal'>, now: number): Promise<void> {
     const { seal, members } = sealRows(s);
     await this.db.transaction(async (tx) => {
-      const existing = await tx.select({ id: requests.requestId }).from(requests).where(eq(requests.requestId, seal.requestId));
+      const existing = await tx
+        .select({ id: requests.requestId })
+        .from(requests)
+        .where(eq(requests.requestId, seal.requestId));
       if (existing.length === 0) return;
       await tx.insert(seals).values(seal).onConflictDoNothing();
       if (members.length > 0) await tx.insert(sealMembers).values(members).onConflictDoNothing();
@@ -164,7 +165,10 @@ export class HistoryStore {
         .from(verdicts)
         .where(eq(verdicts.requestId, verdict.requestId));
       if (existing.length > 0) return false;
-      const sealed = await tx.select({ id: seals.packetId }).from(seals).where(eq(seals.packetId, verdict.sealId));
+      const sealed = await tx
+        .select({ id: seals.packetId })
+        .from(seals)
+        .where(eq(seals.packetId, verdict.sealId));
       if (sealed.length === 0) return false;
       await tx.insert(verdicts).values(verdict);
       if (entries.length > 0) await tx.insert(verdictEntriesTable).values(entries);
@@ -202,14 +206,29 @@ export class HistoryStore {
     await this.db.insert(nodes).values(row).onConflictDoUpdate({ target: nodes.nodeId, set: update });
   }
 
-  async setStatus(requestId: string, status: RequestStatus, now: number, error: string | null = null): Promise<void> {
-    await this.db.update(requests).set({ status, error, updatedAt: now }).where(eq(requests.requestId, requestId));
+  async setStatus(
+    requestId: string,
+    status: RequestStatus,
+    now: number,
+    error: string | null = null,
+  ): Promise<void> {
+    await this.db
+      .update(requests)
+      .set({ status, error, updatedAt: now })
+      .where(eq(requests.requestId, requestId));
   }
 
   /** Requests still open (pending or sealed): what a restarted relay resumes or expires. */
-  async openRequests(): Promise<{ requestId: string; status: RequestStatus; raw: string; packetId: string }[]> {
+  async openRequests(): Promise<
+    { requestId: string; status: RequestStatus; raw: string; packetId: string }[]
+  > {
     return this.db
-      .select({ requestId: requests.requestId, status: requests.status, raw: requests.raw, packetId: requests.packetId })
+      .select({
+        requestId: requests.requestId,
+        status: requests.status,
+        raw: requests.raw,
+        packetId: requests.packetId,
+      })
       .from(requests)
       .where(inArray(requests.status, ['pending', 'sealed']))
       .orderBy(asc(requests.createdAt));
@@ -224,7 +243,11 @@ export class HistoryStore {
       this.db.select().from(seals).where(eq(seals.requestId, requestId)),
       this.db.select().from(reveals).where(eq(reveals.requestId, requestId)).orderBy(asc(reveals.packetId)),
       this.db.select().from(verdicts).where(eq(verdicts.requestId, requestId)),
-      this.db.select().from(attestations).where(eq(attestations.requestId, requestId)).orderBy(asc(attestations.nodeId)),
+      this.db
+        .select()
+        .from(attestations)
+        .where(eq(attestations.requestId, requestId))
+        .orderBy(asc(attestations.nodeId)),
     ]);
     return {
       requestId,
@@ -245,7 +268,7 @@ export class HistoryStore {
   /** The transcript packets of a request (request, sealed commits, seal, reveals), or null. */
   async transcriptPackets(requestId: string): Promise<AnyPacket[] | null> {
     const d = await this.getRequest(requestId);
-    if (!d || !d.seal) return null;
+    if (!d?.seal) return null;
     const sealed = new Set(d.seal.packet.body.members.map((m) => m.commitId));
     return [
       d.request,
@@ -284,7 +307,9 @@ export class HistoryStore {
     }
     if (q.cursor) {
       const [at, id] = parseCursor(q.cursor);
-      where.push(or(lt(requests.createdAt, at), and(eq(requests.createdAt, at), lt(requests.requestId, id))) as SQL);
+      where.push(
+        or(lt(requests.createdAt, at), and(eq(requests.createdAt, at), lt(requests.requestId, id))) as SQL,
+      );
     }
     const rows = await this.db
       .select({
@@ -310,7 +335,10 @@ export class HistoryStore {
       prompt: r.prompt === null ? null : r.prompt.length > 200 ? `${r.prompt.slice(0, 200)}…` : r.prompt,
     }));
     const last = items[items.length - 1];
-    return { items, nextCursor: rows.length > q.limit && last ? `${last.createdAt}:${last.requestId}` : null };
+    return {
+      items,
+      nextCursor: rows.length > q.limit && last ? `${last.createdAt}:${last.requestId}` : null,
+    };
   }
 
   async listNodes(): Promise<NodeSummary[]> {
@@ -344,7 +372,10 @@ export class HistoryStore {
 
   /** Models that nodes advertised in heartbeats seen since `since`. */
   async advertisedModels(since: number): Promise<string[]> {
-    const rows = await this.db.select({ models: nodes.models }).from(nodes).where(sql`${nodes.lastSeen} >= ${since}`);
+    const rows = await this.db
+      .select({ models: nodes.models })
+      .from(nodes)
+      .where(sql`${nodes.lastSeen} >= ${since}`);
     return [...new Set(rows.flatMap((r) => r.models.map((m) => m.id)))].sort();
   }
 
@@ -354,8 +385,14 @@ export class HistoryStore {
     return k ? { id: k.id, quotaPerDay: k.quotaPerDay, revoked: k.revokedAt !== null } : null;
   }
 
-  async createApiKey(row: { id: string; hash: string; label: string; quotaPerDay: number }, now: number): Promise<void> {
-    await this.db.insert(apiKeys).values({ ...row, createdAt: now }).onConflictDoNothing();
+  async createApiKey(
+    row: { id: string; hash: string; label: string; quotaPerDay: number },
+    now: number,
+  ): Promise<void> {
+    await this.db
+      .insert(apiKeys)
+      .values({ ...row, createdAt: now })
+      .onConflictDoNothing();
   }
 
   /**

@@ -16,11 +16,16 @@ export interface EmbeddedMigration {
  * here and one migrated by drizzle's file-based migrator are interchangeable. Each migration runs in one
  * write batch (a transaction): it applies whole or not at all.
  */
-export async function applyMigrations(client: Client, migrations: readonly EmbeddedMigration[]): Promise<string[]> {
+export async function applyMigrations(
+  client: Client,
+  migrations: readonly EmbeddedMigration[],
+): Promise<string[]> {
   await client.execute(
     'CREATE TABLE IF NOT EXISTS "__drizzle_migrations" (id INTEGER PRIMARY KEY AUTOINCREMENT, hash text NOT NULL, created_at numeric)',
   );
-  const last = await client.execute('SELECT created_at FROM "__drizzle_migrations" ORDER BY created_at DESC LIMIT 1');
+  const last = await client.execute(
+    'SELECT created_at FROM "__drizzle_migrations" ORDER BY created_at DESC LIMIT 1',
+  );
   const lastMillis = last.rows.length > 0 ? Number(last.rows[0]?.['created_at']) : -1;
   const applied: string[] = [];
   for (const m of migrations) {
@@ -28,7 +33,10 @@ export async function applyMigrations(client: Client, migrations: readonly Embed
     await client.batch(
       [
         ...m.statements,
-        { sql: 'INSERT INTO "__drizzle_migrations" ("hash", "created_at") VALUES (?, ?)', args: [m.hash, m.folderMillis] },
+        {
+          sql: 'INSERT INTO "__drizzle_migrations" ("hash", "created_at") VALUES (?, ?)',
+          args: [m.hash, m.folderMillis],
+        },
       ],
       'write',
     );

@@ -1,0 +1,4 @@
+export * from './machine-store.ts';
+export * from './machine-store-libsql.ts';
+export * from './scheduler.ts';
+export * from './synod-node.ts';

@@ -1,0 +1,296 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { NodeKey, toHex } from '@synod/shared';
+import { signedRequestDigest } from './auth/signed-request.ts';
+import { startTestNetwork, type TestNetwork } from './test-helpers.ts';
+
+let t: TestNetwork;
+
+beforeAll(async () => {
+  t = await startTestNetwork({ quotaPerDay: 1000 });
+});
+afterAll(async () => {
+  await t.close();
+});
+
+const req = (path: string, init: RequestInit = {}) => t.relay.app.request(`http://127.0.0.1${path}`, init);
+const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+  req(path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${t.apiKey}`, ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+
+async function waitForStatus(id: string, statuses: string[], timeoutMs = 30_000) {
+  const start = Date.now();
+  for (;;) {
+    const r = await req(`/v1/inference/${id}`);
+    const j = (await r.json()) as { status: string };
+    if (statuses.includes(j.status)) return j as Record<string, unknown> & { status: string };
+    if (Date.now() - start > timeoutMs) throw new Error(`request stuck in ${j.status}`);
+    await Bun.sleep(50);
+  }
+}
+
+describe('POST /v1/inference and the request lifecycle', () => {
+  test('a prompt reaches an accepted verdict, stored with its whole transcript', async () => {
+    const r = await post('/v1/inference', { prompt: 'Once upon a time', params: { maxTokens: 24 } });
+    expect(r.status).toBe(202);
+    const { requestId, links } = (await r.json()) as { requestId: string; links: { self: string } };
+    expect(requestId).toMatch(/^[0-9a-f]{64}$/);
+    expect(links.self).toBe(`/v1/inference/${requestId}`);
+    const view: Record<string, unknown> = await waitForStatus(requestId, ['verdict', 'no-consensus']);
+    expect(view['status']).toBe('verdict');
+    const v = view['verdict'] as unknown as {
+      status: string;
+      accepted: unknown[];
+      winner: { output: string };
+    };
+    expect(v.status).toBe('accepted');
+    expect(v.accepted.length).toBe(3);
+    expect(v.winner.output.length).toBeGreaterThan(0);
+    expect((view['commits'] as unknown[]).length).toBe(3);
+    expect((view['reveals'] as unknown[]).length).toBe(3);
+
+    // The public verifier re-derives the stored verdict.
+    const check = await req(`/v1/verify/${requestId}`);
+    expect(check.status).toBe(200);
+    const c = (await check.json()) as { ok: boolean; transcript: unknown; verdictDigest: string };
+    expect(c.ok).toBe(true);
+    const again = await req('/v1/verify', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ transcript: c.transcript, expectedVerdictDigest: c.verdictDigest }),
+    });
+    expect(again.status).toBe(200);
+    expect(((await again.json()) as { verdictDigest: string }).verdictDigest).toBe(c.verdictDigest);
+
+    // A forged transcript is refused with reasons.
+    const forged = structuredClone(c.transcript) as {
+      packets: { type: string; body: { output?: string } }[];
+    };
+    const reveal = forged.packets.find((p) => p.type === 'reveal');
+    if (reveal) reveal.body.output = 'The end.';
+    const bad = await req('/v1/verify', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(forged),
+    });
+    expect(bad.status).toBe(422);
+    const badBody = (await bad.json()) as { ok: boolean; error: { code: string } };
+    expect(badBody.ok).toBe(false);
+    expect(badBody.error.code).toBe('PACKET_BAD_SIGNATURE');
+
+    // History lists it, filtered by model and by a node that committed.
+    const nodeId = t.nodes[0]?.nodeId ?? '';
+    const h = (await (await req(`/v1/history?model=stories260K&node=${nodeId}&status=verdict`)).json()) as {
+      items: { requestId: string }[];
+    };
+    expect(h.items.map((i) => i.requestId)).toContain(requestId);
+    const none = (await (await req('/v1/history?model=unknown-model')).json()) as { items: unknown[] };
+    expect(none.items).toEqual([]);
+  });
+
+  test('server-sent events stream status changes until the verdict', async () => {
+    const r = await post('/v1/inference', { prompt: 'The cat', params: { maxTokens: 16 } });
+    const { requestId } = (await r.json()) as { requestId: string };
+    const events = await req(`/v1/inference/${requestId}/events`);
+    expect(events.headers.get('content-type')).toContain('text/event-stream');
+    const text = await events.text();
+    const names = [...text.matchAll(/^event: (\w+)$/gm)].map((m) => m[1]);
+    expect(names[0]).toBe('status');
+    expect(names.at(-1)).toBe('end');
+    expect(text).toContain('"status":"verdict"');
+  });
+
+  test('idempotency keys replay the same request; a different body conflicts', async () => {
+    const body = { prompt: 'Tim and Sue', params: { maxTokens: 8 } };
+    const a = await post('/v1/inference', body, { 'idempotency-key': 'k-1' });
+    const b = await post('/v1/inference', body, { 'idempotency-key': 'k-1' });
+    expect(a.status).toBe(202);
+    expect(b.status).toBe(200);
+    const ja = (await a.json()) as { requestId: string };
+    const jb = (await b.json()) as { requestId: string; replayed: boolean };
+    expect(jb.requestId).toBe(ja.requestId);
+    expect(jb.replayed).toBe(true);
+    const c = await post('/v1/inference', { ...body, prompt: 'other' }, { 'idempotency-key': 'k-1' });
+    expect(c.status).toBe(409);
+    expect(((await c.json()) as { error: { code: string } }).error.code).toBe('IDEMPOTENCY_CONFLICT');
+  });
+
+  test('a signed request authenticates without an API key', async () => {
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(77));
+    const body = JSON.stringify({ prompt: 'A little bird', params: { maxTokens: 8 } });
+    const ts = String(Date.now());
+    const sig = await key.sign(
+      signedRequestDigest('POST', '/v1/inference', ts, new TextEncoder().encode(body)),
+    );
+    const r = await req('/v1/inference', {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-synod-node': key.nodeId,
+        'x-synod-timestamp': ts,
+        'x-synod-signature': toHex(sig),
+      },
+      body,
+    });
+    expect(r.status).toBe(202);
+    const tampered = await req('/v1/inference', {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-synod-node': key.nodeId,
+        'x-synod-timestamp': ts,
+        'x-synod-signature': toHex(sig),
+      },
+      body: body.replace('bird', 'fish'),
+    });
+    expect(tampered.status).toBe(401);
+    expect(((await tampered.json()) as { error: { code: string } }).error.code).toBe('UNAUTHENTICATED');
+  });
+});
+
+describe('bad input gets a typed 4xx and stores nothing', () => {
+  async function historyCount(): Promise<number> {
+    const c = await t.relay.store.counts();
+    return Object.values(c).reduce((a, b) => a + b, 0);
+  }
+
+  const cases: Array<[string, () => Promise<Response> | Response, number, string]> = [
+    ['malformed JSON', () => post('/v1/inference', '{"prompt": '), 400, 'BAD_JSON'],
+    ['wrong types', () => post('/v1/inference', { prompt: 42 }), 400, 'INVALID_INPUT'],
+    [
+      'both prompt and messages',
+      () => post('/v1/inference', { prompt: 'a', messages: [{ role: 'user', content: 'b' }] }),
+      400,
+      'INVALID_INPUT',
+    ],
+    ['unknown field', () => post('/v1/inference', { prompt: 'a', temprature: 1 }), 400, 'INVALID_INPUT'],
+    [
+      'temperature out of range',
+      () => post('/v1/inference', { prompt: 'a', params: { temperature: 9 } }),
+      400,
+      'INVALID_INPUT',
+    ],
+    [
+      'secDistance out of range',
+      () => post('/v1/inference', { prompt: 'a', frame: { secDistance: 0.9 } }),
+      400,
+      'FRAME_OUT_OF_RANGE',
+    ],
+    [
+      'secPercentage zero',
+      () => post('/v1/inference', { prompt: 'a', frame: { secPercentage: 0 } }),
+      400,
+      'FRAME_OUT_OF_RANGE',
+    ],
+    [
+      'quorum above maxCommits',
+      () => post('/v1/inference', { prompt: 'a', frame: { quorum: 5, maxCommits: 3 } }),
+      400,
+      'FRAME_OUT_OF_RANGE',
+    ],
+    ['unknown model', () => post('/v1/inference', { prompt: 'a', models: ['gpt-9'] }), 400, 'UNKNOWN_MODEL'],
+    [
+      'unknown embedder',
+      () => post('/v1/inference', { prompt: 'a', embeddingModel: 'nope' }),
+      400,
+      'UNKNOWN_MODEL',
+    ],
+    ['huge body', () => post('/v1/inference', { prompt: 'x'.repeat(400_000) }), 413, 'BODY_TOO_LARGE'],
+    [
+      'wrong content type',
+      () =>
+        req('/v1/inference', { method: 'POST', headers: { authorization: `Bearer ${t.apiKey}` }, body: 'x' }),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    ],
+    [
+      'no credentials',
+      () =>
+        req('/v1/inference', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }),
+      401,
+      'UNAUTHENTICATED',
+    ],
+    [
+      'unknown key',
+      () => post('/v1/inference', { prompt: 'a' }, { authorization: `Bearer synod_sk_${'0'.repeat(64)}` }),
+      401,
+      'UNAUTHENTICATED',
+    ],
+    [
+      'malformed key',
+      () => post('/v1/inference', { prompt: 'a' }, { authorization: 'Bearer sk-abc' }),
+      401,
+      'UNAUTHENTICATED',
+    ],
+    ['bad request id', () => req('/v1/inference/not-an-id'), 400, 'INVALID_INPUT'],
+    ['missing request', () => req(`/v1/inference/${'0'.repeat(64)}`), 404, 'NOT_FOUND'],
+    ['bad history filter', () => req('/v1/history?status=done'), 400, 'INVALID_INPUT'],
+    ['bad history limit', () => req('/v1/history?limit=10000'), 400, 'INVALID_INPUT'],
+    ['unknown route', () => req('/v2/nothing'), 404, 'NOT_FOUND'],
+  ];
+
+  for (const [name, call, status, code] of cases) {
+    test(name, async () => {
+      const before = await historyCount();
+      const r = await call();
+      expect(r.status).toBe(status);
+      const body = (await r.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe(code);
+      expect(body.error.message.length).toBeGreaterThan(0);
+      expect(await historyCount()).toBe(before);
+    });
+  }
+
+  test('verify rejects malformed transcripts with TRANSCRIPT_INVALID or PACKET_MALFORMED reasons', async () => {
+    for (const body of [
+      {},
+      { v: 1, requestId: 'x', packets: [] },
+      { transcript: { v: 1, packets: [{ nope: 1 }] } },
+    ]) {
+      const r = await req('/v1/verify', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      expect(r.status).toBe(422);
+      const j = (await r.json()) as { ok: boolean; error: { code: string } };
+      expect(j.ok).toBe(false);
+      expect(j.error.code).toMatch(/^(TRANSCRIPT_INVALID|PACKET_MALFORMED)$/);
+    }
+  });
+});
+
+describe('quotas', () => {
+  test('a key over its daily quota gets QUOTA_EXCEEDED and nothing is stored', async () => {
+    const small = await startTestNetwork({ nodes: 1, quotaPerDay: 1 });
+    try {
+      const send = () =>
+        small.relay.app.request('http://127.0.0.1/v1/inference', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${small.apiKey}` },
+          body: JSON.stringify({ prompt: 'a', params: { maxTokens: 4 }, frame: { quorum: 1 } }),
+        });
+      expect((await send()).status).toBe(202);
+      const r = await send();
+      expect(r.status).toBe(429);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('QUOTA_EXCEEDED');
+      const counts = await small.relay.store.counts();
+      expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(1);
+    } finally {
+      await small.close();
+    }
+  });
+});
+
+describe('health and metrics', () => {
+  test('/healthz and /metrics', async () => {
+    const h = await req('/healthz');
+    expect(h.status).toBe(200);
+    expect(((await h.json()) as { ok: boolean }).ok).toBe(true);
+    const m = await (await req('/metrics')).text();
+    expect(m).toContain('# TYPE synod_http_requests_total counter');
+    expect(m).toMatch(/synod_history_requests\{status="verdict"\} \d+/);
+  });
+});

@@ -1,0 +1,98 @@
+import type { SynodNode } from '@synod/browser-node';
+import type { NodeKey, RequestBody } from '@synod/shared';
+import { packetId, signPacket } from '@synod/shared';
+import type { HistoryStore } from '../store/history-store.ts';
+import type { AcceptOutcome, IdempotencyInput, NetworkHealth, RelayNetwork } from './network.ts';
+
+/**
+ * The relay under Bun: it holds a Synod node of its own (role `relay`) and coordinates the requests it
+ * accepts. Durability: `accept` signs the request and stores it (with its idempotency record) in one
+ * libSQL transaction before anything else; only then does the coordinator machine start (its first
+ * effect persists its state, then publishes the same deterministic packet). A crash between the two
+ * is repaired by `recover()` at start.
+ */
+export class InProcessRelayNetwork implements RelayNetwork {
+  readonly coordinatorId: string;
+  readonly #listeners = new Map<string, Set<() => void>>();
+
+  constructor(
+    private readonly key: NodeKey,
+    private readonly node: SynodNode,
+    private readonly store: HistoryStore,
+    private readonly now: () => number,
+    private readonly configuredModels: readonly string[],
+  ) {
+    this.coordinatorId = key.nodeId;
+  }
+
+  async accept(body: RequestBody, idempotency?: IdempotencyInput): Promise<AcceptOutcome> {
+    const packet = await signPacket(this.key, 'request', body);
+    const stored = { id: packetId(packet), packet };
+    const outcome = await this.store.insertRequest(stored, this.now(), idempotency);
+    if (outcome.kind !== 'created') return outcome;
+    await this.node.submit(body);
+    return { kind: 'created', request: stored };
+  }
+
+  async servedModels(): Promise<ReadonlySet<string>> {
+    const out = new Set(this.configuredModels);
+    for (const n of this.node.knownNodes()) for (const m of n.body.models) out.add(m.id);
+    return out;
+  }
+
+  subscribe(requestId: string, listener: () => void): () => void {
+    let set = this.#listeners.get(requestId);
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(requestId, set);
+    }
+    set.add(listener);
+    return () => {
+      set?.delete(listener);
+      if (set?.size === 0) this.#listeners.delete(requestId);
+    };
+  }
+
+  /** Tell subscribers of a request that its stored view changed. */
+  changed(requestId: string): void {
+    for (const l of this.#listeners.get(requestId) ?? []) l();
+  }
+
+  health(): NetworkHealth {
+    const m = this.node.metrics();
+    return {
+      ok: true,
+      peers: m.peers,
+      openRequests: m.machines.coordinator,
+      detail: {
+        knownNodes: m.knownNodes,
+        intake: { accepted: m.intake.accepted, rejected: m.intake.rejectedTotal },
+      },
+    };
+  }
+
+  /**
+   * After a restart: requests this relay stored but whose coordinator machine was never saved (a crash
+   * between the insert and the machine's first persist) are coordinated now if still before their seal
+   * deadline, else marked expired. Machines that were saved are restored by the node itself.
+   */
+  async recover(): Promise<{ resumed: string[]; expired: string[] }> {
+    const resumed: string[] = [];
+    const expired: string[] = [];
+    for (const r of await this.store.openRequests()) {
+      if (this.node.status(r.requestId)) continue;
+      const detail = await this.store.getRequest(r.requestId);
+      if (!detail || detail.request.from !== this.coordinatorId) continue;
+      const body = detail.request.body;
+      const now = this.now();
+      if (r.status === 'pending' && now < body.createdAt + body.frame.maxTimeMs) {
+        await this.node.submit(body);
+        resumed.push(r.requestId);
+      } else {
+        await this.store.setStatus(r.requestId, 'expired', now, 'COORDINATOR_RESTARTED');
+        expired.push(r.requestId);
+      }
+    }
+    return { resumed, expired };
+  }
+}

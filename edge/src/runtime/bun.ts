@@ -1,0 +1,160 @@
+import { type Client, createClient } from '@libsql/client';
+import { LibsqlMachineStore, SynodNode, type Transport } from '@synod/browser-node';
+import type { EmbeddingModelRef, NodeKey } from '@synod/shared';
+import { historySchema } from '@synod/shared/history';
+import { drizzle } from 'drizzle-orm/libsql';
+import type { Hono } from 'hono';
+import { getConnInfo } from 'hono/bun';
+import { createApp } from '../app.ts';
+import { DEFAULT_EDGE_CONFIG, type EdgeConfig } from '../config.ts';
+import { Metrics } from '../metrics.ts';
+import { RateLimiter } from '../rate-limit.ts';
+import { recordPacket } from '../relay/history-sink.ts';
+import { InProcessRelayNetwork } from '../relay/in-process.ts';
+import { HistoryStore } from '../store/history-store.ts';
+import { applyMigrations } from '../store/migrate.ts';
+import { MIGRATIONS } from '../store/migrations.gen.ts';
+
+export interface RelayOptions {
+  /** libSQL URL: `file:relay.db` (default embedded file), `http://127.0.0.1:8080` (sqld), `:memory:`. */
+  dbUrl: string;
+  dbAuthToken?: string;
+  /** Embedded replica: a local file synced from `dbUrl` (reads served locally). */
+  replicaPath?: string;
+  key: NodeKey;
+  transports: Transport[];
+  embedders: EmbeddingModelRef[];
+  configuredModels: string[];
+  defaultModels?: string[];
+  hostname?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  config?: Partial<EdgeConfig>;
+  now?: () => number;
+  random?: (n: number) => Uint8Array;
+  log?: (entry: Record<string, unknown>) => void;
+  heartbeatIntervalMs?: number;
+}
+
+export interface RunningRelay {
+  url: string;
+  port: number;
+  app: Hono;
+  node: SynodNode;
+  store: HistoryStore;
+  network: InProcessRelayNetwork;
+  client: Client;
+  stop(): Promise<void>;
+}
+
+export async function openHistory(dbUrl: string, authToken?: string, replicaPath?: string) {
+  const client = createClient(
+    replicaPath
+      ? { url: `file:${replicaPath}`, syncUrl: dbUrl, ...(authToken ? { authToken } : {}) }
+      : { url: dbUrl, ...(authToken ? { authToken } : {}) },
+  );
+  await applyMigrations(client, MIGRATIONS);
+  const store = new HistoryStore(drizzle(client, { schema: historySchema }));
+  return { client, store };
+}
+
+/**
+ * The relay under Bun (the local default): libSQL (migrated on start), an in-process Synod node that
+ * coordinates accepted requests and writes every packet of them into the history, and the Hono app on
+ * `Bun.serve`, bound to 127.0.0.1 unless told otherwise.
+ */
+export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
+  const now = o.now ?? (() => Date.now());
+  const random = o.random ?? ((n: number) => crypto.getRandomValues(new Uint8Array(n)));
+  const log = o.log ?? (() => undefined);
+  const { client, store } = await openHistory(o.dbUrl, o.dbAuthToken, o.replicaPath);
+  let network: InProcessRelayNetwork | undefined;
+  const node = new SynodNode({
+    key: o.key,
+    role: 'relay',
+    transports: o.transports,
+    store: new LibsqlMachineStore(client),
+    random,
+    log,
+    ...(o.heartbeatIntervalMs
+      ? {
+          heartbeat: {
+            intervalMs: o.heartbeatIntervalMs,
+            software: 'synod-relay/0.1.0',
+            addresses: [],
+            tokensPerSecond: 0,
+            embeddingsPerSecond: 0,
+            engine: 'none',
+          },
+        }
+      : {}),
+    onPacket: async ({ id, packet }) => {
+      try {
+        const changed = await recordPacket(store, packet, id, now());
+        if (changed && packet.type !== 'heartbeat') network?.changed(packet.body.requestId);
+      } catch (e) {
+        log({ level: 'error', msg: 'history write failed', type: packet.type, err: String(e) });
+      }
+    },
+    onFinished: (requestId, outcome) => {
+      if (outcome.kind === 'expired') {
+        void store
+          .setStatus(requestId, 'expired', now(), outcome.reason.toUpperCase().replace(/-/g, '_'))
+          .then(() => network?.changed(requestId))
+          .catch((e) => log({ level: 'error', msg: 'status write failed', err: String(e) }));
+      }
+    },
+  });
+  network = new InProcessRelayNetwork(o.key, node, store, now, o.configuredModels);
+  await node.start();
+  const recovered = await network.recover();
+  if (recovered.resumed.length + recovered.expired.length > 0)
+    log({ level: 'info', msg: 'recovered', ...recovered });
+
+  const config: EdgeConfig = {
+    ...DEFAULT_EDGE_CONFIG,
+    embedders: o.embedders,
+    configuredModels: o.configuredModels,
+    defaultModels: o.defaultModels ?? o.configuredModels.slice(0, 1),
+    ...o.config,
+  };
+  const app = createApp({
+    store,
+    network,
+    config,
+    now,
+    random,
+    metrics: new Metrics(),
+    limiter: new RateLimiter(config.rateLimit, now),
+    clientAddress: (c) => {
+      try {
+        return getConnInfo(c).remote.address ?? 'unknown';
+      } catch {
+        return 'unknown';
+      }
+    },
+    sleep: (ms) => Bun.sleep(ms),
+  });
+  const server = Bun.serve({
+    hostname: o.hostname ?? '127.0.0.1',
+    port: o.port ?? 0,
+    fetch: app.fetch,
+    // Server-sent events and /v1/chat/completions hold a connection until the verdict.
+    idleTimeout: 255,
+  });
+  const port = server.port ?? 0;
+  return {
+    url: `http://${o.hostname ?? '127.0.0.1'}:${port}`,
+    port,
+    app,
+    node,
+    store,
+    network,
+    client,
+    async stop() {
+      server.stop(true);
+      await node.close();
+      client.close();
+    },
+  };
+}

@@ -1,0 +1,80 @@
+/**
+ * For edge tests: a real relay (libSQL in a temp file, in-process node) and real serving nodes
+ * (node-llama-cpp + stories260K, USE Lite) on an in-memory network. No fakes.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryMachineStore, MemoryNetwork, SynodNode } from '@synod/browser-node';
+import { NodeKey } from '@synod/shared';
+import { loadTestServing, type TestServing } from '../../browser-node/src/node/test-helpers.ts';
+import { createApiKey } from './auth/api-keys.ts';
+import { type RunningRelay, startRelay } from './runtime/bun.ts';
+
+export interface TestNetwork {
+  relay: RunningRelay;
+  nodes: SynodNode[];
+  servings: TestServing[];
+  apiKey: string;
+  dir: string;
+  close(): Promise<void>;
+}
+
+export async function startTestNetwork(
+  options: { nodes?: number; quotaPerDay?: number; dbUrl?: string } = {},
+) {
+  const dir = mkdtempSync(join(tmpdir(), 'synod-edge-'));
+  const net = new MemoryNetwork();
+  const servings: TestServing[] = [];
+  const nodes: SynodNode[] = [];
+  for (let i = 0; i < (options.nodes ?? 3); i++) {
+    const serving = await loadTestServing();
+    servings.push(serving);
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(40 + i));
+    const node = new SynodNode({
+      key,
+      role: 'node',
+      transports: [net.join(key.nodeId)],
+      serving,
+      store: new MemoryMachineStore(),
+      heartbeat: {
+        intervalMs: 60_000,
+        software: 'synod-node/test',
+        addresses: [],
+        tokensPerSecond: 500,
+        embeddingsPerSecond: 50,
+        engine: 'node-llama-cpp',
+      },
+    });
+    nodes.push(node);
+  }
+  const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(39));
+  const serving0 = servings[0];
+  if (!serving0) throw new Error('a test network needs at least one node');
+  const relay = await startRelay({
+    dbUrl: options.dbUrl ?? `file:${join(dir, 'relay.db')}`,
+    key: relayKey,
+    transports: [net.join(relayKey.nodeId)],
+    embedders: [serving0.embedder],
+    configuredModels: ['stories260K'],
+  });
+  for (const n of nodes) await n.start();
+  const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
+  await relay.store.createApiKey(
+    { id: k.id, hash: k.hash, label: 'tests', quotaPerDay: options.quotaPerDay ?? 1000 },
+    Date.now(),
+  );
+  return {
+    relay,
+    nodes,
+    servings,
+    apiKey: k.key,
+    dir,
+    async close() {
+      await relay.stop();
+      await Promise.all(nodes.map((n) => n.close()));
+      await Promise.all(servings.map((s) => s.close()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  } satisfies TestNetwork;
+}
