@@ -1,8 +1,10 @@
 import { describe, expect, test } from 'bun:test';
+import { verdictDigest } from '../consensus/verdict.ts';
 import { packetId, signPacket } from '../packets/envelope.ts';
 import type { AnyPacket, Packet } from '../packets/index.ts';
 import { type FollowerConfig, type FollowerState, initFollower, stepFollower } from './follower.ts';
-import { scenario, T0, testKey } from './sim.test-helpers.ts';
+import { MAX_DEFERRED } from './observer.ts';
+import { scenario, signedCommit, signedReveal, T0, testKey } from './sim.test-helpers.ts';
 import { type LifecyclePhase, lifecycleStatus } from './status.ts';
 import type { Effect } from './types.ts';
 
@@ -142,6 +144,30 @@ describe('follower checks on the coordinator', () => {
     expect(fx.at(-1)).toMatchObject({ kind: 'rejected', code: 'DOUBLE_SEAL', packetId: packetId(other) });
   });
 
+  test('two different verdicts from the coordinator are evidence', async () => {
+    const { request, wire, coordinator } = await finishedRun(14);
+    const f = new Follower({}, request.requestId, (await testKey('follower')).nodeId);
+    for (const p of wire.filter((p) => p.type !== 'reveal')) f.feed(p); // verdict held, not yet checkable
+    const first = wire.find((p) => p.type === 'verdict') as Packet<'verdict'>;
+    const changed = { ...first.body.verdict, status: 'no-consensus' as const, accepted: [], winner: null };
+    const second = await signPacket(coordinator, 'verdict', {
+      ...first.body,
+      verdict: changed,
+      verdictDigest: verdictDigest(changed),
+    });
+    const fx = f.feed(second);
+    const expected: Effect = {
+      kind: 'evidence',
+      evidence: {
+        kind: 'double-verdict',
+        nodeId: coordinator.nodeId,
+        packets: packetId(first) < packetId(second) ? [first, second] : [second, first],
+      },
+    };
+    expect(fx[0]).toEqual(expected);
+    expect(fx.at(-1)).toMatchObject({ kind: 'rejected', code: 'DOUBLE_VERDICT' });
+  });
+
   test('a request from an untrusted author is rejected and the trusted one awaited', async () => {
     const { request, wire, coordinator } = await finishedRun(10);
     const impostor = await testKey('impostor');
@@ -164,5 +190,36 @@ describe('follower checks on the coordinator', () => {
     const seal = wire.find((p) => p.type === 'seal') as Packet<'seal'>;
     const forged = await signPacket(impostor, 'seal', seal.body);
     expect(f.feed(forged)).toMatchObject([{ kind: 'rejected', code: 'NOT_COORDINATOR' }]);
+  });
+});
+
+describe('follower bounds and evidence', () => {
+  test('two different commitments from one node are evidence, whoever sees them', async () => {
+    const { request } = await finishedRun(12);
+    const f = new Follower({}, request.requestId, (await testKey('follower')).nodeId);
+    const k = await testKey('node9');
+    const a = await signedCommit(k, request, T0 + 10, 'one', 'a');
+    const b = await signedCommit(k, request, T0 + 11, 'two', 'b');
+    expect(f.feed(a)).toEqual([]);
+    const fx = f.feed(b);
+    expect(fx).toMatchObject([{ kind: 'evidence', evidence: { kind: 'double-commit', nodeId: k.nodeId } }]);
+    const c = await signedCommit(k, request, T0 + 12, 'three', 'c');
+    expect(f.feed(c)).toMatchObject([{ kind: 'rejected', code: 'LIMIT' }]);
+  });
+
+  test('a flood of early reveals fills the buffer but leaves room for the seal', async () => {
+    const { request, wire } = await finishedRun(13);
+    const f = new Follower({}, request.requestId, (await testKey('follower')).nodeId);
+    const spammer = await testKey('spammer');
+    const flood = MAX_DEFERRED - 32;
+    for (let i = 0; i < flood; i++) {
+      expect(f.feed(await signedReveal(spammer, request, T0 + i, 'spam'))).toEqual([]);
+    }
+    const more = await signedReveal(spammer, request, T0 + flood, 'spam');
+    expect(f.feed(more)).toMatchObject([{ kind: 'rejected', code: 'BUFFER_FULL', packetId: packetId(more) }]);
+    const seal = wire.find((p) => p.type === 'seal')!;
+    expect(f.feed(seal)).toEqual([]);
+    for (const p of wire) f.feed(p);
+    expect(lifecycleStatus(f.state).verdict?.check).toBe('recomputed');
   });
 });

@@ -64,6 +64,16 @@ describe('lifecycle over the simulated network', () => {
       expect(sim.effects(`node${i}`, 'done')).toEqual([{ kind: 'done', reason: 'verified' }]);
     }
     expect(published(sim, 'attestation')).toHaveLength(5);
+    expect(lifecycleStatus(sim.actor('coordinator').machine.state)).toMatchObject({
+      role: 'coordinator',
+      phase: 'verdict',
+      commits: 5,
+      sealSize: 5,
+      revealed: 5,
+      attestations: 5,
+      verdict: { check: 'computed', status: 'accepted', digest: v.digest, output: v.verdict.winner?.output },
+      finished: true,
+    });
     const status = lifecycleStatus(sim.actor('follower0').machine.state);
     expect(status.phase).toBe('verdict');
     expect(status.verdict).toMatchObject({ check: 'recomputed', digest: v.digest, status: 'accepted' });

@@ -22,7 +22,7 @@ import {
   takeTimer,
   type VerdictResult,
 } from './common.ts';
-import type { AnyReceived, BaseState, Effect, Received, TimerName } from './types.ts';
+import type { AnyReceived, BaseState, Effect, Evidence, Received, TimerName } from './types.ts';
 
 /**
  * The observer core shared by the node and the follower: it holds the packets of one request as they
@@ -64,8 +64,8 @@ export interface ObserverFields {
   attestations: { nodeId: string; id: string }[];
   /** Packets waiting for the request or the seal. */
   deferred: AnyReceived[];
-  /** Nodes (and a coordinator) against which evidence was emitted, sorted. */
-  equivocators: string[];
+  /** `<evidence kind>:<nodeId>` of every evidence emitted (each is emitted once), sorted. */
+  accused: string[];
 }
 
 export type ObserverState = BaseState & ObserverFields;
@@ -80,6 +80,8 @@ export interface ObserverHooks<S extends ObserverState> {
 
 /** Deferred packets held at most (the verdict's own bound: more would not fit one transcript). */
 export const MAX_DEFERRED = LIMITS.maxVerdictEntries;
+/** Room in `deferred` that only seals and verdicts may use. */
+const RESERVED = 32;
 /** Commits held before the seal, from all nodes together. */
 export const MAX_OPEN_COMMITS = 2 * LIMITS.maxSealMembers;
 
@@ -93,7 +95,7 @@ export function emptyObserverFields(): ObserverFields {
     verification: 'none',
     attestations: [],
     deferred: [],
-    equivocators: [],
+    accused: [],
   };
 }
 
@@ -106,7 +108,7 @@ export function copyObserverFields<S extends ObserverState>(s: S): S {
     reveals: [...s.reveals],
     attestations: [...s.attestations],
     deferred: [...s.deferred],
-    equivocators: [...s.equivocators],
+    accused: [...s.accused],
   };
 }
 
@@ -211,7 +213,11 @@ function observe<S extends ObserverState>(
 
 function defer(s: ObserverState, fx: Effect[], rec: AnyReceived): void {
   if (s.deferred.some((d) => d.id === rec.id)) return;
-  if (s.deferred.length >= MAX_DEFERRED) {
+  // Seals and verdicts (a handful from the coordinator) keep room that a flood of early reveals or
+  // attestations cannot take.
+  const room =
+    rec.packet.type === 'seal' || rec.packet.type === 'verdict' ? MAX_DEFERRED : MAX_DEFERRED - RESERVED;
+  if (s.deferred.length >= room) {
     reject(fx, 'BUFFER_FULL', `no room to hold a ${rec.packet.type} until it can be checked`, rec.id);
     return;
   }
@@ -233,9 +239,11 @@ function replay<S extends ObserverState>(
   }
 }
 
-function addEquivocator(s: ObserverState, nodeId: string): boolean {
-  if (s.equivocators.includes(nodeId)) return false;
-  s.equivocators = [...s.equivocators, nodeId].sort(compareStrings);
+/** Record that evidence of `kind` against `nodeId` is emitted now; false if it already was. */
+function accuse(s: ObserverState, kind: Evidence['kind'], nodeId: string): boolean {
+  const key = `${kind}:${nodeId}`;
+  if (s.accused.includes(key)) return false;
+  s.accused = [...s.accused, key].sort(compareStrings);
   return true;
 }
 
@@ -276,7 +284,7 @@ function onCommit(
   const held = s.commits.filter((c) => c.packet.from === from);
   const other = held.find((c) => c.packet.body.commitment !== rec.packet.body.commitment);
   if (other) {
-    if (addEquivocator(s, from)) {
+    if (accuse(s, 'double-commit', from)) {
       const [a, b] = [other, rec].sort(byId) as [Received<'commit'>, Received<'commit'>];
       fx.push({
         kind: 'evidence',
@@ -324,7 +332,7 @@ function onSeal<S extends ObserverState>(
   }
   if (s.seal !== null) {
     if (s.seal.id === rec.id) return;
-    if (addEquivocator(s, coordinator)) {
+    if (accuse(s, 'double-seal', coordinator)) {
       const [a, b] = [s.seal, rec].sort(byId) as [Received<'seal'>, Received<'seal'>];
       fx.push({
         kind: 'evidence',
@@ -404,7 +412,10 @@ function onVerdict(
   const body = rec.packet.body;
   if (s.verdict !== null) {
     if (s.verdict.id === rec.id) return;
-    if (s.verdict.packet.body.verdictDigest !== body.verdictDigest && addEquivocator(s, coordinator)) {
+    if (
+      s.verdict.packet.body.verdictDigest !== body.verdictDigest &&
+      accuse(s, 'double-verdict', coordinator)
+    ) {
       const [a, b] = [s.verdict, rec].sort(byId) as [Received<'verdict'>, Received<'verdict'>];
       fx.push({
         kind: 'evidence',
@@ -419,7 +430,7 @@ function onVerdict(
     return;
   }
   if (verdictDigest(body.verdict) !== body.verdictDigest) {
-    if (addEquivocator(s, coordinator)) {
+    if (accuse(s, 'invalid-verdict', coordinator)) {
       fx.push({
         kind: 'evidence',
         evidence: { kind: 'invalid-verdict', nodeId: coordinator, reason: 'digest', packets: [rec.packet] },
@@ -498,7 +509,7 @@ function checkVerdict(
     case 'mismatch': {
       s.verification = 'mismatch';
       const coordinator = verdict.packet.from;
-      if (outcome.provable && addEquivocator(s, coordinator)) {
+      if (outcome.provable && accuse(s, 'invalid-verdict', coordinator)) {
         fx.push({
           kind: 'evidence',
           evidence: {
