@@ -1,0 +1,214 @@
+import type { EmbeddingModelRef, ModelRef } from '@synod/shared';
+import type { Embedder } from './embedder.ts';
+import type {
+  Engine,
+  EngineKind,
+  GenerateRequest,
+  GenerateResult,
+  ModelSource,
+  OnLoadProgress,
+} from './engine.ts';
+import { checkGenerateRequest, notLoaded, throwIfAborted } from './engine.ts';
+import { InferenceError } from './errors.ts';
+import type { EmbedderSpec, EngineSpec } from './factory.ts';
+import type { WorkerRequest, WorkerResponse, WorkerResults } from './worker-protocol.ts';
+
+type Pending = {
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+  onProgress: OnLoadProgress | undefined;
+};
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/**
+ * One inference worker (a Bun/browser `Worker` running inference-worker.ts) and its request/response
+ * bookkeeping. If the worker dies, every pending call fails with WORKER_FAILED.
+ */
+export class InferenceWorker {
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #dead: InferenceError | null = null;
+
+  constructor(url: URL = new URL('./inference-worker.ts', import.meta.url)) {
+    this.#worker = new Worker(url, { type: 'module' });
+    this.#worker.onmessage = (event: MessageEvent<WorkerResponse>) => this.#receive(event.data);
+    this.#worker.onerror = (event: ErrorEvent) => {
+      this.#fail(new InferenceError('WORKER_FAILED', `the inference worker failed: ${event.message}`));
+      event.preventDefault?.();
+    };
+  }
+
+  call<R extends DistributiveOmit<WorkerRequest, 'id'>>(
+    request: R,
+    onProgress?: OnLoadProgress,
+  ): { id: number; result: Promise<WorkerResults[R['type']]> } {
+    const id = this.#nextId++;
+    if (this.#dead !== null) return { id, result: Promise.reject(this.#dead) };
+    const result = new Promise<WorkerResults[R['type']]>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onProgress });
+    });
+    this.#worker.postMessage({ ...request, id } as WorkerRequest);
+    return { id, result };
+  }
+
+  /** Stop the worker; pending calls fail with WORKER_FAILED. */
+  terminate(): void {
+    this.#worker.terminate();
+    this.#fail(new InferenceError('WORKER_FAILED', 'the inference worker was terminated'));
+  }
+
+  #receive(message: WorkerResponse): void {
+    const pending = this.#pending.get(message.id);
+    if (pending === undefined) return;
+    if (message.type === 'progress') {
+      pending.onProgress?.(message.progress);
+      return;
+    }
+    this.#pending.delete(message.id);
+    if (message.type === 'result') pending.resolve(message.value);
+    else pending.reject(InferenceError.fromJSON(message.error));
+  }
+
+  #fail(error: InferenceError): void {
+    this.#dead ??= error;
+    for (const p of this.#pending.values()) p.reject(error);
+    this.#pending.clear();
+  }
+}
+
+/**
+ * An Engine whose model runs in its own worker: `generate()` awaits a message, so the calling thread's
+ * event loop (packet intake, timers) stays free however long the generation takes. The worker starts
+ * on `load()` and is terminated by `unload()`.
+ */
+export class WorkerEngine implements Engine {
+  readonly kind: EngineKind;
+  readonly #spec: EngineSpec;
+  readonly #url: URL | undefined;
+  #worker: InferenceWorker | null = null;
+  #engineId: string;
+  #model: ModelRef | null = null;
+
+  constructor(spec: EngineSpec, options: { workerUrl?: URL } = {}) {
+    this.#spec = spec;
+    this.kind = spec.kind;
+    this.#url = options.workerUrl;
+    this.#engineId = spec.kind;
+  }
+
+  get id(): string {
+    return this.#engineId;
+  }
+
+  get model(): ModelRef | null {
+    return this.#model;
+  }
+
+  async load(model: ModelSource, onProgress?: OnLoadProgress): Promise<void> {
+    await this.unload();
+    const worker = new InferenceWorker(this.#url);
+    this.#worker = worker;
+    try {
+      const loaded = await worker.call({ type: 'load-engine', spec: this.#spec, model }, onProgress).result;
+      this.#engineId = loaded.engineId;
+      this.#model = loaded.model;
+    } catch (error) {
+      await this.unload();
+      throw error;
+    }
+  }
+
+  async generate(request: GenerateRequest): Promise<GenerateResult> {
+    checkGenerateRequest(request);
+    const worker = this.#worker;
+    if (worker === null || this.#model === null) throw notLoaded('worker engine');
+    throwIfAborted(request.signal);
+    const { signal, ...plain } = request;
+    const { id, result } = worker.call({ type: 'generate', request: plain });
+    const onAbort = () => worker.call({ type: 'abort', target: id }).result.catch(() => {});
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await result;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async unload(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = null;
+    this.#model = null;
+    if (worker === null) return;
+    try {
+      await worker.call({ type: 'unload-engine' }).result;
+    } finally {
+      worker.terminate();
+    }
+  }
+}
+
+/** An Embedder running in its own worker (tfjs/ONNX WASM kernels would otherwise block the thread). */
+export class WorkerEmbedder implements Embedder {
+  readonly #spec: EmbedderSpec;
+  readonly #url: URL | undefined;
+  #worker: InferenceWorker | null = null;
+  #ref: EmbeddingModelRef | null = null;
+  #dims = 0;
+
+  constructor(spec: EmbedderSpec, options: { workerUrl?: URL } = {}) {
+    this.#spec = spec;
+    this.#url = options.workerUrl;
+  }
+
+  get ref(): EmbeddingModelRef {
+    if (this.#ref === null) throw notLoaded('worker embedder');
+    return this.#ref;
+  }
+
+  get dims(): number {
+    if (this.#ref === null) throw notLoaded('worker embedder');
+    return this.#dims;
+  }
+
+  get loaded(): boolean {
+    return this.#ref !== null;
+  }
+
+  async load(onProgress?: OnLoadProgress): Promise<void> {
+    await this.unload();
+    const worker = new InferenceWorker(this.#url);
+    this.#worker = worker;
+    try {
+      const loaded = await worker.call({ type: 'load-embedder', spec: this.#spec }, onProgress).result;
+      this.#ref = loaded.ref;
+      this.#dims = loaded.dims;
+    } catch (error) {
+      await this.unload();
+      throw error;
+    }
+  }
+
+  async embed(texts: string[]): Promise<Float32Array[]> {
+    if (this.#worker === null || this.#ref === null) throw notLoaded('worker embedder');
+    return this.#worker.call({ type: 'embed', texts }).result;
+  }
+
+  async embedBits(text: string): Promise<Uint8Array> {
+    if (this.#worker === null || this.#ref === null) throw notLoaded('worker embedder');
+    return this.#worker.call({ type: 'embed-bits', text }).result;
+  }
+
+  async unload(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = null;
+    this.#ref = null;
+    if (worker === null) return;
+    try {
+      await worker.call({ type: 'unload-embedder' }).result;
+    } finally {
+      worker.terminate();
+    }
+  }
+}
