@@ -1,7 +1,18 @@
 import { describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
 import { isSynodError } from '../errors.ts';
-import { compareBytes, concatBytes, fromHex, fromUtf8, lengthPrefixed, toHex, utf8 } from './bytes.ts';
+import {
+  compareBytes,
+  concatBytes,
+  decodeHexInto,
+  fromHex,
+  fromUtf8,
+  lengthPrefixed,
+  toHex,
+  toHexPortable,
+  tryFromHex,
+  utf8,
+} from './bytes.ts';
 import { domainTag, sha256Hex, taggedHash } from './hash.ts';
 
 describe('bytes', () => {
@@ -30,6 +41,44 @@ describe('bytes', () => {
       }
       expect(isSynodError(caught, 'HEX_INVALID')).toBe(true);
     }
+  });
+
+  test('hex codecs agree with a per-byte reference on arbitrary strings', () => {
+    const reference = (hex: string): Uint8Array | null =>
+      /^(?:[0-9a-f]{2})*$/.test(hex)
+        ? Uint8Array.from({ length: hex.length / 2 }, (_, i) =>
+            Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16),
+          )
+        : null;
+    // Digits, their uppercase twins, near misses and code units whose low byte is a digit ('İ' is 0x130).
+    const alphabet = fc.constantFrom(...'0123456789abcdefABCDEFgxz /:İ\u0161\u3030\u0000'.split(''));
+    fc.assert(
+      fc.property(fc.string({ unit: alphabet, maxLength: 40 }), (hex) => {
+        const expected = reference(hex);
+        expect(tryFromHex(hex)).toEqual(expected);
+        if (expected === null) expect(() => fromHex(hex)).toThrow('expected lowercase hex');
+        else expect(fromHex(hex)).toEqual(expected);
+      }),
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (b) => {
+        const expected = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+        expect(toHex(b)).toBe(expected);
+        expect(toHexPortable(b)).toBe(expected);
+      }),
+    );
+  });
+
+  test('decodeHexInto writes at an offset and refuses what does not fit', () => {
+    const out = new Uint8Array(4);
+    expect(decodeHexInto('abcd', out, 1)).toBe(true);
+    expect([...out]).toEqual([0, 0xab, 0xcd, 0]);
+    expect(decodeHexInto('abcd', out, 3)).toBe(false);
+    expect(decodeHexInto('abc', out, 0)).toBe(false);
+    expect(decodeHexInto('AB', out, 0)).toBe(false);
+    expect(tryFromHex('abcd', 2)).toEqual(Uint8Array.of(0xab, 0xcd));
+    expect(tryFromHex('abcd', 3)).toBeNull();
+    expect(fromHex('')).toEqual(new Uint8Array(0));
   });
 
   test('lengthPrefixed makes concatenations unambiguous', () => {
