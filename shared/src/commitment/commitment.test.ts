@@ -1,5 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
+import { fromHex, lengthPrefixed, toHex, utf8 } from '../encoding/bytes.ts';
+import { sha256, taggedHash } from '../encoding/hash.ts';
 import { isSynodError } from '../errors.ts';
 import {
   assertCommitment,
@@ -98,5 +100,50 @@ describe('commitments', () => {
     const a = computeCommitment({ ...base, model: { id: 'ab', fileHash: base.model.fileHash }, output: 'c' });
     const b = computeCommitment({ ...base, model: { id: 'a', fileHash: base.model.fileHash }, output: 'bc' });
     expect(a).not.toBe(b);
+  });
+
+  test('property: equals the documented formula, field by field, and fails where it fails', () => {
+    const formula = (c: CommitmentInput) =>
+      toHex(
+        taggedHash(
+          'commitment',
+          lengthPrefixed(utf8(c.requestId)),
+          lengthPrefixed(fromHex(c.nodeId, 32)),
+          lengthPrefixed(utf8(c.model.id)),
+          lengthPrefixed(fromHex(c.model.fileHash, 32)),
+          lengthPrefixed(sha256(utf8(c.output))),
+          lengthPrefixed(fromHex(c.bEmbedding)),
+          lengthPrefixed(fromHex(c.salt, 32)),
+        ),
+      );
+    const hexish = fc.oneof(
+      hex32,
+      fc.uint8Array({ maxLength: 200 }).map((b) => toHex(b)),
+      fc.constantFrom('', 'zz', 'AB'.repeat(32), 'abc'),
+    );
+    fc.assert(
+      fc.property(
+        fc.string({ maxLength: 80 }),
+        hexish,
+        fc.string({ maxLength: 30 }),
+        hexish,
+        fc.string({ maxLength: 300 }),
+        hexish,
+        hexish,
+        (requestId, nodeId, id, fileHash, output, bEmbedding, salt) => {
+          const c: CommitmentInput = { requestId, nodeId, model: { id, fileHash }, output, bEmbedding, salt };
+          let expected: string | undefined;
+          let expectedError: unknown;
+          try {
+            expected = formula(c);
+          } catch (e) {
+            expectedError = e;
+          }
+          if (expectedError === undefined) expect(computeCommitment(c)).toBe(expected as string);
+          else expect(() => computeCommitment(c)).toThrow((expectedError as Error).message);
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });

@@ -1,5 +1,5 @@
-import { fromHex, lengthPrefixed, toHex, utf8 } from '../encoding/bytes.ts';
-import { sha256, taggedHash } from '../encoding/hash.ts';
+import { decodeHexInto, fromHex, toHex, utf8 } from '../encoding/bytes.ts';
+import { domainTag, sha256 } from '../encoding/hash.ts';
 import { SynodError } from '../errors.ts';
 import type { ModelRef } from '../packets/schemas.ts';
 
@@ -28,19 +28,54 @@ export function outputDigest(output: string): string {
   return toHex(sha256(utf8(output)));
 }
 
+const COMMITMENT_TAG = domainTag('commitment');
+
+/**
+ * The formula above, written into one buffer: each field is encoded (or hex-decoded) straight into
+ * place, with no per-field length-prefixed copies and no concatenation. The bytes hashed are exactly
+ * taggedHash('commitment', lp(...), ...); fields are checked in formula order and a bad hex field throws
+ * the error fromHex throws for it.
+ */
 export function computeCommitment(input: CommitmentInput): string {
-  return toHex(
-    taggedHash(
-      'commitment',
-      lengthPrefixed(utf8(input.requestId)),
-      lengthPrefixed(fromHex(input.nodeId, 32)),
-      lengthPrefixed(utf8(input.model.id)),
-      lengthPrefixed(fromHex(input.model.fileHash, 32)),
-      lengthPrefixed(sha256(utf8(input.output))),
-      lengthPrefixed(fromHex(input.bEmbedding)),
-      lengthPrefixed(fromHex(input.salt, 32)),
-    ),
+  const requestId = utf8(input.requestId);
+  const modelId = utf8(input.model.id);
+  const bEmbedding = input.bEmbedding;
+  const embeddingBytes = typeof bEmbedding === 'string' ? bEmbedding.length >>> 1 : 0;
+  const tag = COMMITMENT_TAG;
+  const buf = new Uint8Array(
+    tag.length + 7 * 4 + requestId.length + 32 + modelId.length + 32 + 32 + embeddingBytes + 32,
   );
+  buf.set(tag);
+  let at = tag.length;
+  const prefix = (length: number): void => {
+    buf[at] = length >>> 24;
+    buf[at + 1] = (length >>> 16) & 0xff;
+    buf[at + 2] = (length >>> 8) & 0xff;
+    buf[at + 3] = length & 0xff;
+    at += 4;
+  };
+  const bytes = (b: Uint8Array): void => {
+    prefix(b.length);
+    buf.set(b, at);
+    at += b.length;
+  };
+  const hex = (h: string, length: number, expectedBytes?: number): void => {
+    prefix(length);
+    const fits = typeof h === 'string' && (expectedBytes === undefined || h.length === 2 * expectedBytes);
+    if (!fits || !decodeHexInto(h, buf, at)) {
+      fromHex(h, expectedBytes); // throws the HEX_INVALID the field-by-field form throws
+      throw new SynodError('HEX_INVALID', 'a hex field of the commitment is malformed');
+    }
+    at += length;
+  };
+  bytes(requestId);
+  hex(input.nodeId, 32, 32);
+  bytes(modelId);
+  hex(input.model.fileHash, 32, 32);
+  bytes(sha256(utf8(input.output)));
+  hex(bEmbedding, embeddingBytes);
+  hex(input.salt, 32, 32);
+  return toHex(sha256(buf));
 }
 
 export type CommitmentCheck =
