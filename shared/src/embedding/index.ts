@@ -1,1 +1,2 @@
 export * from './binary.ts';
+export * from './kernel.ts';
