@@ -64,12 +64,15 @@
  * The verdict parses with VerdictSchema for every seal within LIMITS.maxSealMembers (the seal schema's
  * own bound). computeVerdict does not re-apply packet schemas, so benchmarks may use larger seals.
  *
- * Distances are computed once as an n×n matrix (hammingDistanceMatrix) for the valid considered
- * reveals; ball sizes and medoid sums both read it.
+ * Distances are computed once as an n×n matrix for the valid considered reveals; ball sizes and medoid
+ * sums both read it. The work runs on the fastest HammingKernel the runtime has (embedding/kernel.ts:
+ * WebAssembly when it loads, else plain JS); every kernel yields the same integers, so the verdict
+ * never depends on which one ran.
  */
 import { checkCommitment, outputDigest } from '../commitment/commitment.ts';
-import { hamming, hammingDistanceMatrix, PackedMatrix } from '../embedding/binary.ts';
-import { compareStrings, fromHex, toHex, utf8 } from '../encoding/bytes.ts';
+import { hamming, PackedMatrix } from '../embedding/binary.ts';
+import { type HammingKernel, hammingKernel } from '../embedding/kernel.ts';
+import { compareStrings, fromHex, toHex, tryFromHex, utf8 } from '../encoding/bytes.ts';
 import { canonicalBytes, canonicalJson } from '../encoding/canonical.ts';
 import { taggedHash } from '../encoding/hash.ts';
 import { SynodError } from '../errors.ts';
@@ -196,7 +199,7 @@ export function computeVerdict(input: ConsensusInput): Verdict {
   function checkReveal(id: string, packet: Packet<'reveal'>, member: SealMember): CheckedReveal {
     const body = packet.body;
     const checked: CheckedReveal = { id, packet, reason: null, bytes: null };
-    const bytes = typeof body.bEmbedding === 'string' ? decodeHex(body.bEmbedding, byteLength) : null;
+    const bytes = typeof body.bEmbedding === 'string' ? tryFromHex(body.bEmbedding, byteLength) : null;
     if (bytes === null) {
       checked.reason = 'EMBEDDING_LENGTH';
       return checked;
@@ -220,7 +223,7 @@ export function computeVerdict(input: ConsensusInput): Verdict {
     } else if (reembedded !== undefined) {
       const own = reembedded.get(id);
       if (own !== undefined) {
-        const ownBytes = decodeHex(own, byteLength);
+        const ownBytes = tryFromHex(own, byteLength);
         if (ownBytes === null) {
           throw new SynodError(
             'EMBEDDING_INVALID',
@@ -362,43 +365,40 @@ export function clusterByHamming(
   thresholdBits: number,
   commitments: readonly string[],
   requestId: string,
+  kernel: HammingKernel = hammingKernel(),
 ): Clustering {
   const n = matrix.rows;
   if (commitments.length !== n) {
     throw new SynodError('EMBEDDING_INVALID', `${n} rows but ${commitments.length} commitments`);
   }
   if (n === 0) return { centre: -1, ball: [], medoid: -1 };
-  const d = hammingDistanceMatrix(matrix);
+  const balls = kernel.balls(matrix);
 
+  const sizes = balls.ballSizes(thresholdBits);
   let centre = 0;
   let best = -1;
   for (let i = 0; i < n; i++) {
-    const row = i * n;
-    let size = 0;
-    for (let j = 0; j < n; j++) if ((d[row + j] as number) <= thresholdBits) size++;
+    const size = sizes[i] as number;
     if (size > best || (size === best && (commitments[i] as string) < (commitments[centre] as string))) {
       best = size;
       centre = i;
     }
   }
 
-  const ball: number[] = [];
-  const centreRow = centre * n;
-  for (let j = 0; j < n; j++) if ((d[centreRow + j] as number) <= thresholdBits) ball.push(j);
+  const ball = balls.ball(centre, thresholdBits);
 
+  const sums = balls.sumsWithin(ball);
   let minSum = Number.POSITIVE_INFINITY;
   let tied: number[] = [];
-  for (const i of ball) {
-    const row = i * n;
-    let sum = 0;
-    for (const j of ball) sum += d[row + j] as number;
+  ball.forEach((i, k) => {
+    const sum = sums[k] as number;
     if (sum < minSum) {
       minSum = sum;
       tied = [i];
     } else if (sum === minSum) {
       tied.push(i);
     }
-  }
+  });
   let medoid = tied[0] as number;
   if (tied.length > 1) {
     let bestKey = winnerTiebreak(requestId, commitments[medoid] as string);
@@ -431,23 +431,4 @@ function compareRejections(a: VerdictRejection, b: VerdictRejection): number {
   if (a.revealId === null) return -1;
   if (b.revealId === null) return 1;
   return compareStrings(a.revealId, b.revealId);
-}
-
-/** Lowercase hex of exactly `length` bytes, decoded; null for anything else. */
-function decodeHex(hex: string, length: number): Uint8Array | null {
-  if (hex.length !== length * 2) return null;
-  const out = new Uint8Array(length);
-  for (let i = 0; i < length; i++) {
-    const hi = nibble(hex.charCodeAt(2 * i));
-    const lo = nibble(hex.charCodeAt(2 * i + 1));
-    if (hi < 0 || lo < 0) return null;
-    out[i] = (hi << 4) | lo;
-  }
-  return out;
-}
-
-function nibble(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 97 && c <= 102) return c - 87;
-  return -1;
 }
