@@ -4,7 +4,9 @@
  * 1. computeVerdict for N reveals of d bits, two ways, next to a naive baseline, in the same run:
  *    - "verdict": the whole function on pre-verified packets (signatures are the caller's and are
  *      excluded; commitment checks, dedup, sorting and clustering are included);
- *    - "clustering": PackedMatrix + clusterByHamming over the valid rows (distance matrix, balls, medoid);
+ *    - "clustering": PackedMatrix + clusterByHamming over the valid rows (distance matrix, balls, medoid),
+ *      once per Hamming kernel: "js" (the pure-JS reference path) and the WebAssembly kernels
+ *      "wasm-i64" (i64.popcnt, the default when wasm loads) and "wasm-i8x16" (SIMD i8x16.popcnt);
  *    - "baseline": the reference design (Rakis): Euclidean distance over the packed BYTES, each byte a
  *      number in plain JS arrays, all ordered pairs, then the same ball / centre / medoid logic, with
  *      its threshold larger than any distance (so every reveal lands in every ball).
@@ -26,6 +28,12 @@ import {
   verdictDigest,
 } from '../src/consensus/verdict.ts';
 import { PackedMatrix } from '../src/embedding/binary.ts';
+import {
+  embeddedWasmKernels,
+  type HammingKernel,
+  hammingKernel,
+  jsHammingKernel,
+} from '../src/embedding/kernel.ts';
 import { fromHex, toHex, utf8 } from '../src/encoding/bytes.ts';
 import { sha256, sha256Hex } from '../src/encoding/hash.ts';
 import { distanceThresholdBits, resolveFrame } from '../src/frame/frame.ts';
@@ -257,13 +265,20 @@ async function throughput(fn: () => Promise<unknown>, budgetMs: number): Promise
 interface ConsensusRow {
   n: number;
   d: number;
+  /** Kernel computeVerdict and `clusteringMs` used (hammingKernel()). */
+  kernel: string;
   verdictMs: number;
+  /** Clustering on the default kernel. */
   clusteringMs: number;
+  /** Clustering per kernel name ("js", "wasm-i64", "wasm-i8x16" when wasm loads). */
+  clusteringByKernelMs: Record<string, number>;
   referenceMs: number;
   loopMs: number;
-  /** reference / clustering: the like-for-like comparison (neither checks commitments). */
+  /** reference / clustering (default kernel): the like-for-like comparison (neither checks commitments). */
   speedupVsReference: number;
-  /** tuned loop / clustering. */
+  /** reference / clustering on the pure-JS path. */
+  speedupJsVsReference: number;
+  /** tuned loop / clustering (default kernel). */
   speedupVsLoop: number;
   /** reference / verdict (ours also checks N commitments). */
   speedupVerdictVsReference: number;
@@ -271,8 +286,14 @@ interface ConsensusRow {
   accepted: number;
 }
 
+function kernels(): HammingKernel[] {
+  const wasm = embeddedWasmKernels();
+  return wasm === null ? [jsHammingKernel] : [jsHammingKernel, wasm.i64, wasm.i8x16];
+}
+
 function benchConsensus(): ConsensusRow[] {
   const out: ConsensusRow[] = [];
+  const kernel = hammingKernel();
   for (const n of NS) {
     for (const d of DS) {
       const data = dataset(n, d);
@@ -281,13 +302,23 @@ function benchConsensus(): ConsensusRow[] {
       const budget = n >= 256 ? 400 : 250;
       const minRuns = n >= 1024 ? 3 : 5;
       const v = timeSync(() => computeVerdict(data.input).accepted.length, budget, minRuns);
-      const c = timeSync(
-        () =>
-          clusterByHamming(new PackedMatrix(data.rows), data.thresholdBits, data.commitments, data.requestId)
-            .medoid,
-        budget,
-        minRuns,
-      );
+      const clusteringByKernelMs: Record<string, number> = {};
+      for (const k of kernels()) {
+        clusteringByKernelMs[k.name] = timeSync(
+          () =>
+            clusterByHamming(
+              new PackedMatrix(data.rows),
+              data.thresholdBits,
+              data.commitments,
+              data.requestId,
+              k,
+            ).medoid,
+          budget,
+          minRuns,
+        ).ms;
+      }
+      const c = { ms: clusteringByKernelMs[kernel.name] as number };
+      const js = clusteringByKernelMs['js'] as number;
       const ref = timeSync(
         () => baselineCluster(referenceDistances(plain), data.commitments),
         budget,
@@ -297,11 +328,14 @@ function benchConsensus(): ConsensusRow[] {
       out.push({
         n,
         d,
+        kernel: kernel.name,
         verdictMs: v.ms,
         clusteringMs: c.ms,
+        clusteringByKernelMs,
         referenceMs: ref.ms,
         loopMs: loop.ms,
         speedupVsReference: ref.ms / c.ms,
+        speedupJsVsReference: ref.ms / js,
         speedupVsLoop: loop.ms / c.ms,
         speedupVerdictVsReference: ref.ms / v.ms,
         status: verdict.status,
@@ -404,16 +438,21 @@ async function main(): Promise<void> {
   console.log(
     `Synod consensus benchmark: bun ${Bun.version}, ${process.platform}/${process.arch}, ${cpus()[0]?.model ?? '?'}`,
   );
-  console.log('times are medians in ms; "x vs ..." = baseline time / our clustering time\n');
+  const kernelNames = kernels().map((k) => k.name);
+  console.log(
+    `times are medians in ms; "x vs ..." = baseline time / our time; verdict and "x" columns use the ` +
+      `default kernel (${hammingKernel().name}); clustering is also shown per kernel (${kernelNames.join(', ')})\n`,
+  );
 
   const consensus = benchConsensus();
   const cols: [string, number][] = [
     ['N', 5],
     ['d', 5],
     ['verdict (incl. commits)', 24],
-    ['clustering only', 16],
+    ...kernelNames.map((k): [string, number] => [`clust. ${k}`, Math.max(12, k.length + 8)]),
     ['baseline: reference', 20],
     ['baseline: tuned loop', 21],
+    ['x vs ref (js)', 14],
     ['x vs reference', 15],
     ['x vs loop', 10],
     ['verdict x vs ref', 17],
@@ -425,9 +464,10 @@ async function main(): Promise<void> {
       r.n,
       r.d,
       fmt(r.verdictMs),
-      fmt(r.clusteringMs),
+      ...kernelNames.map((k) => fmt(r.clusteringByKernelMs[k] as number)),
       fmt(r.referenceMs),
       fmt(r.loopMs),
+      `${r.speedupJsVsReference.toFixed(1)}x`,
       `${r.speedupVsReference.toFixed(1)}x`,
       `${r.speedupVsLoop.toFixed(1)}x`,
       `${r.speedupVerdictVsReference.toFixed(1)}x`,
@@ -443,6 +483,8 @@ async function main(): Promise<void> {
     'N=64,d=768 clustering < 0.5 ms': r64.clusteringMs < 0.5,
     'N=64,d=768 whole verdict (incl. 64 commitment checks) < 0.5 ms': r64.verdictMs < 0.5,
     'N=64,d=768 clustering >= 50x reference baseline': r64.speedupVsReference >= 50,
+    'N=64,d=768 whole verdict (incl. commitment checks) >= 50x reference baseline':
+      r64.speedupVerdictVsReference >= 50,
     'N=1024,d=768 clustering < 50 ms': r1024.clusteringMs < 50,
     'N=1024,d=768 whole verdict < 50 ms': r1024.verdictMs < 50,
   };
