@@ -1,4 +1,6 @@
 import type { InferenceParams, ModelRef } from '@synod/shared';
+// The built ESM entry: the package root's `main` names an index.js that is not published (only the
+// TypeScript source is), so both types and the runtime import use esm/index.js.
 import type {
   AssetsPathConfig,
   LoadModelParams,
