@@ -96,6 +96,35 @@ describe('Waku relay transport', () => {
   );
 
   test(
+    'large messages (1.2 KB to 200 KB) cross TCP and WebSocket links and the connections stay up',
+    async () => {
+      // Regression: under Bun, noise's default crypto sent frames of 1200 bytes and more through
+      // node:crypto chacha20-poly1305, which Bun lacks; every seal, reveal and verdict was lost.
+      const hub = track(await createHeadlessWakuRelay());
+      const peer = track(await createHeadlessWakuRelay({ bootstrap: [addressOf(hub, false)] }));
+      const browser = track(await createWakuRelayTransport({ bootstrap: [addressOf(hub, true)] }));
+      collect(hub); // the hub must subscribe to be in the topic's mesh
+      const atPeer = collect(peer);
+      const atBrowser = collect(browser);
+      await waitFor(() => hub.meshPeers(commits).length === 2, LONG, 'the gossipsub mesh');
+      const sizes = [1_199, 1_200, 1_500, 4_096, 65_536, 200_000];
+      for (const size of sizes) await hub.publish(commits, new Uint8Array(size).fill(size % 251));
+      await waitFor(
+        () => atPeer.length === sizes.length && atBrowser.length === sizes.length,
+        LONG,
+        'delivery',
+      );
+      expect(atPeer.map((m) => m.bytes.length)).toEqual(sizes);
+      expect(atBrowser.map((m) => m.bytes.length)).toEqual(sizes);
+      expect(atPeer.every((m, i) => m.bytes.every((b) => b === (sizes[i] as number) % 251))).toBe(true);
+      await hub.publish(commits, new Uint8Array(10).fill(1));
+      await waitFor(() => atPeer.length === sizes.length + 1, LONG, 'a small message after the large ones');
+      expect(hub.stats().redials).toBe(0);
+    },
+    LONG + 30_000,
+  );
+
+  test(
     'nodes redial a restarted bootstrap node with backoff, and a restarted node rejoins',
     async () => {
       // @libp2p/crypto 5.1.23 is typed against @libp2p/interface 3, libp2p 2.8 against 2: same key at run time

@@ -38,7 +38,7 @@
  * addresses only: a deployment sets `dialPolicy: 'any'` (or a predicate) deliberately.
  */
 import { type GossipSub, type GossipsubOpts, gossipsub } from '@chainsafe/libp2p-gossipsub';
-import { noise } from '@chainsafe/libp2p-noise';
+import { noise, pureJsCrypto } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { bootstrap as bootstrapDiscovery } from '@libp2p/bootstrap';
 import { identify } from '@libp2p/identify';
@@ -162,6 +162,16 @@ export function decodeWakuMessage(data: Uint8Array): proto_message.WakuMessage |
   }
 }
 
+/**
+ * Noise's default crypto under Node encrypts frames of 1200 bytes and more with node:crypto's
+ * chacha20-poly1305, which Bun does not implement ("Unknown cipher"): under Bun every gossipsub frame
+ * over ~1.2 KB failed and took the connection down with it (seals, reveals and verdicts never arrived).
+ * Under Bun use noise's pure-JS crypto (@noble) for everything; elsewhere keep the default.
+ */
+function noiseInit(): Parameters<typeof noise>[0] {
+  return typeof (globalThis as { Bun?: unknown }).Bun !== 'undefined' ? { crypto: pureJsCrypto } : {};
+}
+
 export async function createWakuRelayTransport(options: WakuRelayOptions = {}): Promise<WakuRelayTransport> {
   const allow = dialAllowed(options.dialPolicy ?? 'loopback');
   const bootstrapList = options.bootstrap ?? [];
@@ -184,7 +194,7 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
     ...(options.privateKey ? { privateKey: options.privateKey } : {}),
     addresses: { listen: options.listen ?? [] },
     transports: options.transports ?? [webSockets()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise(noiseInit())],
     streamMuxers: [yamux()],
     connectionGater: {
       denyDialMultiaddr: async (address) => !allow(address),
