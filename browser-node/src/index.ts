@@ -1,3 +1,7 @@
+/**
+ * @synod/browser-node: the Synod node. This face is browser-safe (no Node-only imports): the node driver
+ * and the P2P transports. Headless pieces: `@synod/browser-node/headless` (TCP/WebSocket listeners, Gun
+ * relay) and `@synod/browser-node/cli` (the `synod node` command).
+ */
 export * from './node/index.ts';
-export { MemoryNetwork, MemoryTransport } from './p2p/memory.ts';
-export type { Transport } from './p2p/transport.ts';
+export * from './p2p/index.ts';

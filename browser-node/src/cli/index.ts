@@ -1,0 +1,3 @@
+export { loadOrCreateIdentity } from './identity-file.ts';
+export { renderNodeMetrics } from './metrics-text.ts';
+export { type NodeCliOptions, nodeCommand, parseNodeArgs, type RunningNode, runNode } from './node-main.ts';

@@ -1,0 +1,290 @@
+import { parseArgs } from 'node:util';
+import { createClient } from '@libsql/client';
+import { isSynodError } from '@synod/shared';
+import type { Embedder } from '../inference/embedder.ts';
+import type { Engine } from '../inference/engine.ts';
+import { ModelsDir, modelsRootFromEnv } from '../inference/models-dir.ts';
+import { InferenceQueue } from '../inference/queue.ts';
+import { WorkerEmbedder, WorkerEngine } from '../inference/worker-client.ts';
+import { LibsqlMachineStore } from '../node/machine-store-libsql.ts';
+import { SynodNode } from '../node/synod-node.ts';
+import { createHeadlessWakuRelay } from '../p2p/headless.ts';
+import { loadOrCreateIdentity } from './identity-file.ts';
+import { renderNodeMetrics } from './metrics-text.ts';
+
+const HELP = `synod node: run a headless Synod node (Bun).
+
+Usage: synod node [options]
+
+  --identity FILE        sealed node key (created when absent)       [.data/node/identity.json]
+  --passphrase-env VAR   environment variable holding the passphrase  [SYNOD_PASSPHRASE]
+  --role ROLE            node (serve models) | follower               [node]
+  --models-dir DIR       models directory                             [$SYNOD_MODELS_DIR or ../shared/models]
+  --engine NAME          llama-cpp | transformers                     [llama-cpp]
+  --model ID             model to serve                               [stories260K]
+  --embedder NAME        use-lite                                     [use-lite]
+  --threads N            inference threads                            [1]
+  --host ADDR            listen address                               [127.0.0.1]
+  --tcp-port N           libp2p TCP port (0: any free)                [0]
+  --ws-port N            libp2p WebSocket port for browsers (0: any)  [0]
+  --bootstrap ADDRS      comma-separated multiaddrs with /p2p/<id>    []
+  --http-port N          /healthz and /metrics port (0: any free)     [0]
+  --db FILE              local state (libSQL file)                    [.data/node/state.db]
+  --max-queue N          inference jobs waiting at most               [8]
+  --help
+
+Logs are JSON lines on stdout. Exit codes: 0 on SIGINT/SIGTERM, 1 on a start failure, 2 on bad flags.`;
+
+export interface NodeCliOptions {
+  identity: string;
+  passphrase: string;
+  role: 'node' | 'follower';
+  modelsDir: string;
+  engine: 'llama-cpp' | 'transformers';
+  model: string;
+  embedder: 'use-lite';
+  threads: number;
+  host: string;
+  tcpPort: number;
+  wsPort: number;
+  bootstrap: string[];
+  httpPort: number;
+  db: string;
+  maxQueue: number;
+}
+
+export class CliUsageError extends Error {}
+
+export function parseNodeArgs(
+  argv: string[],
+  env: Record<string, string | undefined>,
+): NodeCliOptions | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      identity: { type: 'string', default: '.data/node/identity.json' },
+      'passphrase-env': { type: 'string', default: 'SYNOD_PASSPHRASE' },
+      role: { type: 'string', default: 'node' },
+      'models-dir': { type: 'string' },
+      engine: { type: 'string', default: 'llama-cpp' },
+      model: { type: 'string', default: 'stories260K' },
+      embedder: { type: 'string', default: 'use-lite' },
+      threads: { type: 'string', default: '1' },
+      host: { type: 'string', default: '127.0.0.1' },
+      'tcp-port': { type: 'string', default: '0' },
+      'ws-port': { type: 'string', default: '0' },
+      bootstrap: { type: 'string', default: '' },
+      'http-port': { type: 'string', default: '0' },
+      db: { type: 'string', default: '.data/node/state.db' },
+      'max-queue': { type: 'string', default: '8' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) return 'help';
+  const int = (name: string, v: string, min: number, max: number) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new CliUsageError(`--${name} must be an integer in ${min}-${max}`);
+    return n;
+  };
+  const oneOf = <T extends string>(name: string, v: string, allowed: readonly T[]): T => {
+    if (!(allowed as readonly string[]).includes(v))
+      throw new CliUsageError(`--${name} must be one of ${allowed.join(', ')}`);
+    return v as T;
+  };
+  const passphraseVar = values['passphrase-env'] as string;
+  const passphrase = env[passphraseVar];
+  if (!passphrase) throw new CliUsageError(`set the passphrase of the node key in $${passphraseVar}`);
+  return {
+    identity: values.identity as string,
+    passphrase,
+    role: oneOf('role', values.role as string, ['node', 'follower'] as const),
+    modelsDir: (values['models-dir'] as string | undefined) ?? modelsRootFromEnv('../shared/models'),
+    engine: oneOf('engine', values.engine as string, ['llama-cpp', 'transformers'] as const),
+    model: values.model as string,
+    embedder: oneOf('embedder', values.embedder as string, ['use-lite'] as const),
+    threads: int('threads', values.threads as string, 1, 64),
+    host: values.host as string,
+    tcpPort: int('tcp-port', values['tcp-port'] as string, 0, 65535),
+    wsPort: int('ws-port', values['ws-port'] as string, 0, 65535),
+    bootstrap: (values.bootstrap as string)
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+    httpPort: int('http-port', values['http-port'] as string, 0, 65535),
+    db: values.db as string,
+    maxQueue: int('max-queue', values['max-queue'] as string, 0, 10_000),
+  };
+}
+
+export interface RunningNode {
+  node: SynodNode;
+  httpUrl: string;
+  multiaddrs: string[];
+  stop(): Promise<void>;
+}
+
+/** Measure tokens/s and embeddings/s with a short fixed workload (capability self-assessment). */
+async function selfAssess(
+  engine: Engine,
+  embedder: Embedder,
+): Promise<{ tokensPerSecond: number; embeddingsPerSecond: number }> {
+  const gen = await engine.generate({
+    prompt: 'Once upon a time',
+    params: { temperature: 0, maxTokens: 64 },
+  });
+  const start = performance.now();
+  const texts = ['A cat sat on the mat.', 'The sun was shining.', 'Tim found a red ball.', 'She was happy.'];
+  for (const t of texts) await embedder.embedBits(t);
+  const embeddingsPerSecond = texts.length / ((performance.now() - start) / 1000);
+  return { tokensPerSecond: gen.tokensPerSecond, embeddingsPerSecond };
+}
+
+export async function runNode(
+  o: NodeCliOptions,
+  log: (e: Record<string, unknown>) => void,
+): Promise<RunningNode> {
+  const { key, created } = await loadOrCreateIdentity(o.identity, o.passphrase);
+  log({ level: 'info', msg: created ? 'created node identity' : 'opened node identity', nodeId: key.nodeId });
+  const { mkdirSync } = await import('node:fs');
+  const { dirname, resolve } = await import('node:path');
+  mkdirSync(dirname(resolve(o.db)), { recursive: true });
+  const client = createClient({ url: `file:${resolve(o.db)}` });
+
+  let serving: ConstructorParameters<typeof SynodNode>[0]['serving'];
+  let engine: Engine | undefined;
+  let embedder: Embedder | undefined;
+  let rates = { tokensPerSecond: 0, embeddingsPerSecond: 0 };
+  if (o.role === 'node') {
+    const dir = new ModelsDir({ root: o.modelsDir });
+    const model = await dir.resolve(o.model);
+    engine = new WorkerEngine(
+      o.engine === 'llama-cpp'
+        ? { kind: 'llama-cpp', options: { threads: o.threads } }
+        : { kind: 'transformers' },
+    );
+    await engine.load({ id: model.id, fileHash: model.fileHash, path: model.path });
+    embedder = new WorkerEmbedder({ kind: 'use-lite' });
+    await embedder.load();
+    rates = await selfAssess(engine, embedder);
+    log({
+      level: 'info',
+      msg: 'models loaded',
+      model: model.id,
+      fileHash: model.fileHash,
+      embedder: embedder.ref,
+      ...rates,
+    });
+    const queue = new InferenceQueue({ engine, embedder, maxQueued: o.maxQueue, ...rates });
+    serving = { queue, models: [{ id: model.id, fileHash: model.fileHash }], embedder: embedder.ref };
+  }
+
+  const waku = await createHeadlessWakuRelay({
+    host: o.host,
+    tcpPort: o.tcpPort,
+    wsPort: o.wsPort,
+    bootstrap: o.bootstrap,
+  });
+  const node = new SynodNode({
+    key,
+    role: o.role,
+    transports: [waku],
+    store: new LibsqlMachineStore(client),
+    ...(serving ? { serving } : {}),
+    heartbeat: {
+      intervalMs: 10_000,
+      software: 'synod-node/0.1.0',
+      addresses: waku.addresses(),
+      tokensPerSecond: rates.tokensPerSecond,
+      embeddingsPerSecond: rates.embeddingsPerSecond,
+      engine: engine?.id ?? 'none',
+    },
+    log,
+  });
+  await node.start();
+
+  const http = Bun.serve({
+    hostname: o.host,
+    port: o.httpPort,
+    fetch(req) {
+      const path = new URL(req.url).pathname;
+      if (path === '/healthz') {
+        const m = node.metrics();
+        return Response.json({
+          ok: true,
+          nodeId: node.nodeId,
+          role: node.role,
+          peers: m.peers,
+          queue: m.queue,
+        });
+      }
+      if (path === '/metrics') {
+        return new Response(renderNodeMetrics(node.metrics()), {
+          headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' },
+        });
+      }
+      return Response.json({ error: { code: 'NOT_FOUND', message: `no route ${path}` } }, { status: 404 });
+    },
+  });
+  const httpUrl = `http://${o.host}:${http.port}`;
+  const multiaddrs = waku.addresses();
+  log({
+    level: 'info',
+    msg: 'node started',
+    nodeId: node.nodeId,
+    role: node.role,
+    http: httpUrl,
+    multiaddrs,
+  });
+  return {
+    node,
+    httpUrl,
+    multiaddrs,
+    async stop() {
+      http.stop(true);
+      await node.close();
+      await waku.close();
+      serving?.queue.close();
+      await engine?.unload();
+      await embedder?.unload();
+      client.close();
+    },
+  };
+}
+
+export async function nodeCommand(argv: string[]): Promise<number> {
+  const log = (e: Record<string, unknown>) =>
+    console.log(JSON.stringify({ t: new Date().toISOString(), ...e }));
+  let options: NodeCliOptions | 'help';
+  try {
+    options = parseNodeArgs(argv, process.env);
+  } catch (e) {
+    console.error(`synod node: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (options === 'help') {
+    console.log(HELP);
+    return 0;
+  }
+  let running: RunningNode;
+  try {
+    running = await runNode(options, log);
+  } catch (e) {
+    log({
+      level: 'error',
+      msg: 'start failed',
+      code: isSynodError(e) ? e.code : ((e as { code?: string }).code ?? 'INTERNAL'),
+      err: String((e as Error).message ?? e),
+    });
+    return 1;
+  }
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  log({ level: 'info', msg: 'stopping' });
+  await running.stop();
+  return 0;
+}

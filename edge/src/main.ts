@@ -1,0 +1,186 @@
+#!/usr/bin/env bun
+/**
+ * `synod-relay`: the edge relay under Bun (the local default), with its libSQL history and an
+ * in-process node on the Waku relay network. `bun edge/src/main.ts --help` for the flags.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadOrCreateIdentity } from '@synod/browser-node/cli';
+import { createHeadlessWakuRelay } from '@synod/browser-node/headless';
+import { isSynodError } from '@synod/shared';
+import { createApiKey, hashApiKey } from './auth/api-keys.ts';
+import { startRelay } from './runtime/bun.ts';
+
+const USE_LITE = {
+  id: 'use-lite-512',
+  fileHash: '90fbe884073c0c28210e08042142dd4f8b45ef906c053a7fb34f64bc4b931da6',
+  bits: 512,
+};
+
+const HELP = `synod-relay: the Synod edge relay (Bun).
+
+  --db URL               libSQL URL: file:PATH, http://HOST:PORT (sqld)  [file:.data/relay/history.db]
+  --db-auth-token-env V  environment variable with the libSQL auth token  [SYNOD_DB_AUTH_TOKEN]
+  --replica FILE         embedded replica file synced from --db (read scale-out)
+  --identity FILE        sealed relay key (created when absent)           [.data/relay/identity.json]
+  --passphrase-env VAR   environment variable holding the passphrase       [SYNOD_PASSPHRASE]
+  --host ADDR            HTTP and P2P listen address                       [127.0.0.1]
+  --port N               HTTP port                                         [8787]
+  --tcp-port N           libp2p TCP port                                   [0]
+  --ws-port N            libp2p WebSocket port (browsers dial it)          [0]
+  --bootstrap ADDRS      comma-separated multiaddrs                        []
+  --models IDS           models served on the network (comma-separated)    [stories260K]
+  --dev-key-file FILE    create an API key once and keep it in FILE (local development only)
+  --help
+
+Subcommand: synod-relay keys create --label NAME [--quota N] [--db URL]   prints a new API key once.`;
+
+function log(e: Record<string, unknown>): void {
+  console.log(JSON.stringify({ t: new Date().toISOString(), ...e }));
+}
+
+async function keysCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      label: { type: 'string' },
+      quota: { type: 'string', default: '1000' },
+      db: { type: 'string', default: 'file:.data/relay/history.db' },
+    },
+  });
+  const quota = Number(values.quota);
+  if (!values.label || !Number.isInteger(quota) || quota < 0) {
+    console.error('usage: synod-relay keys create --label NAME [--quota N] [--db URL]');
+    return 2;
+  }
+  const { openHistory } = await import('./runtime/bun.ts');
+  const { client, store } = await openHistory(values.db as string);
+  const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
+  await store.createApiKey({ id: k.id, hash: k.hash, label: values.label, quotaPerDay: quota }, Date.now());
+  client.close();
+  console.log(k.key);
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'keys' && argv[1] === 'create') return keysCommand(argv.slice(2));
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        db: { type: 'string', default: 'file:.data/relay/history.db' },
+        'db-auth-token-env': { type: 'string', default: 'SYNOD_DB_AUTH_TOKEN' },
+        replica: { type: 'string' },
+        identity: { type: 'string', default: '.data/relay/identity.json' },
+        'passphrase-env': { type: 'string', default: 'SYNOD_PASSPHRASE' },
+        host: { type: 'string', default: '127.0.0.1' },
+        port: { type: 'string', default: '8787' },
+        'tcp-port': { type: 'string', default: '0' },
+        'ws-port': { type: 'string', default: '0' },
+        bootstrap: { type: 'string', default: '' },
+        models: { type: 'string', default: 'stories260K' },
+        'dev-key-file': { type: 'string' },
+        help: { type: 'boolean', default: false },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`synod-relay: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values['help']) {
+    console.log(HELP);
+    return 0;
+  }
+  const passphrase = process.env[values['passphrase-env'] as string];
+  if (!passphrase) {
+    console.error(`synod-relay: set the relay key's passphrase in $${values['passphrase-env']}`);
+    return 2;
+  }
+  const port = Number(values['port']);
+  const tcpPort = Number(values['tcp-port']);
+  const wsPort = Number(values['ws-port']);
+  for (const [name, n] of [
+    ['port', port],
+    ['tcp-port', tcpPort],
+    ['ws-port', wsPort],
+  ] as const) {
+    if (!Number.isInteger(n) || n < 0 || n > 65535) {
+      console.error(`synod-relay: --${name} must be a port number`);
+      return 2;
+    }
+  }
+  const dbUrl = values['db'] as string;
+  if (dbUrl.startsWith('file:')) mkdirSync(dirname(resolve(dbUrl.slice(5))), { recursive: true });
+  try {
+    const { key } = await loadOrCreateIdentity(values['identity'] as string, passphrase);
+    const waku = await createHeadlessWakuRelay({
+      host: values['host'] as string,
+      tcpPort,
+      wsPort,
+      bootstrap: (values['bootstrap'] as string).split(',').filter(Boolean),
+    });
+    const authToken = process.env[values['db-auth-token-env'] as string];
+    const models = (values['models'] as string)
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    const relay = await startRelay({
+      dbUrl,
+      ...(authToken ? { dbAuthToken: authToken } : {}),
+      ...(values['replica'] ? { replicaPath: values['replica'] as string } : {}),
+      key,
+      transports: [waku],
+      embedders: [USE_LITE],
+      configuredModels: models,
+      hostname: values['host'] as string,
+      port,
+      log,
+      heartbeatIntervalMs: 10_000,
+    });
+    const devKeyFile = values['dev-key-file'] as string | undefined;
+    let devKey: string | undefined;
+    if (devKeyFile) {
+      if (existsSync(devKeyFile)) devKey = readFileSync(devKeyFile, 'utf8').trim();
+      if (!devKey || !(await relay.store.apiKeyByHash(hashApiKey(devKey)))) {
+        const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
+        await relay.store.createApiKey(
+          { id: k.id, hash: k.hash, label: 'local development', quotaPerDay: 100_000 },
+          Date.now(),
+        );
+        mkdirSync(dirname(resolve(devKeyFile)), { recursive: true });
+        writeFileSync(devKeyFile, `${k.key}\n`, { mode: 0o600 });
+        devKey = k.key;
+      }
+    }
+    log({
+      level: 'info',
+      msg: 'relay started',
+      url: relay.url,
+      coordinator: key.nodeId,
+      multiaddrs: waku.addresses(),
+      db: dbUrl.startsWith('file:') ? dbUrl : dbUrl.replace(/\/\/[^@]*@/, '//'),
+      ...(devKeyFile ? { devKeyFile } : {}),
+    });
+    await new Promise<void>((r) => {
+      process.once('SIGINT', () => r());
+      process.once('SIGTERM', () => r());
+    });
+    log({ level: 'info', msg: 'stopping' });
+    await relay.stop();
+    await waku.close();
+    return 0;
+  } catch (e) {
+    log({
+      level: 'error',
+      msg: 'start failed',
+      code: isSynodError(e) ? e.code : 'INTERNAL',
+      err: String((e as Error).message ?? e),
+    });
+    return 1;
+  }
+}
+
+process.exit(await main(process.argv.slice(2)));

@@ -1,0 +1,179 @@
+/**
+ * `npm start`: the local Synod network on embedded defaults, all on 127.0.0.1:
+ *   - the relay (HTTP API, OpenAI-compatible endpoint, public verifier) with its libSQL file,
+ *   - 3 headless nodes serving stories260K with the USE Lite embedder,
+ * connected over Waku relay (libp2p gossipsub). Prints the URLs and examples; Ctrl-C stops everything.
+ *
+ * Environment: SYNOD_MODELS_DIR (default ../shared/models), SYNOD_DATA_DIR (default .data/local),
+ * SYNOD_RELAY_PORT (default 8787), SYNOD_NODES (default 3).
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Subprocess } from 'bun';
+
+const root = resolve(import.meta.dir, '..');
+const data = resolve(process.env['SYNOD_DATA_DIR'] ?? join(root, '.data/local'));
+const models = resolve(process.env['SYNOD_MODELS_DIR'] ?? join(root, '../shared/models'));
+const relayPort = Number(process.env['SYNOD_RELAY_PORT'] ?? 8787);
+const nodeCount = Number(process.env['SYNOD_NODES'] ?? 3);
+const passphrase = process.env['SYNOD_PASSPHRASE'] ?? 'synod-local-development';
+mkdirSync(data, { recursive: true });
+
+const children: Subprocess[] = [];
+let stopping = false;
+
+function spawn(name: string, args: string[], onLine: (line: string) => void): Subprocess {
+  const child = Bun.spawn([process.execPath, ...args], {
+    cwd: root,
+    env: { ...process.env, SYNOD_PASSPHRASE: passphrase, SYNOD_MODELS_DIR: models },
+    stdout: 'pipe',
+    stderr: 'pipe',
+  });
+  children.push(child);
+  const pump = async (stream: ReadableStream<Uint8Array>, isErr: boolean) => {
+    const decoder = new TextDecoder();
+    let buf = '';
+    for await (const chunk of stream) {
+      buf += decoder.decode(chunk, { stream: true });
+      let i = buf.indexOf('\n');
+      while (i >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (line.trim()) {
+          if (!isErr) onLine(line);
+          if (process.env['SYNOD_VERBOSE'] || isErr || /"level":"(warn|error)"/.test(line)) {
+            console.log(`[${name}] ${line}`);
+          }
+        }
+        i = buf.indexOf('\n');
+      }
+    }
+  };
+  void pump(child.stdout as ReadableStream<Uint8Array>, false);
+  void pump(child.stderr as ReadableStream<Uint8Array>, true);
+  void child.exited.then((code) => {
+    if (!stopping) {
+      console.error(`[${name}] exited with code ${code}; stopping the local network`);
+      void shutdown(1);
+    }
+  });
+  return child;
+}
+
+function waitForLine<T>(
+  name: string,
+  args: string[],
+  match: (j: Record<string, unknown>) => T | undefined,
+  timeoutMs = 60_000,
+) {
+  return new Promise<T>((resolvePromise, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${name} did not start within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    spawn(name, args, (line) => {
+      try {
+        const found = match(JSON.parse(line) as Record<string, unknown>);
+        if (found !== undefined) {
+          clearTimeout(timer);
+          resolvePromise(found);
+        }
+      } catch {
+        // not a JSON log line
+      }
+    });
+  });
+}
+
+async function shutdown(code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    console.log('\nstopping the local network…');
+    for (const c of children) c.kill('SIGTERM');
+    const killer = setTimeout(() => {
+      for (const c of children) c.kill('SIGKILL');
+    }, 10_000);
+    await Promise.all(children.map((c) => c.exited));
+    clearTimeout(killer);
+  }
+  process.exit(code);
+}
+process.on('SIGINT', () => void shutdown(0));
+process.on('SIGTERM', () => void shutdown(0));
+
+const relay = await waitForLine(
+  'relay',
+  [
+    'edge/src/main.ts',
+    '--db',
+    `file:${join(data, 'relay.db')}`,
+    '--identity',
+    join(data, 'relay-identity.json'),
+    '--port',
+    String(relayPort),
+    '--dev-key-file',
+    join(data, 'dev-api-key'),
+  ],
+  (j) =>
+    j['msg'] === 'relay started'
+      ? (j as { url: string; multiaddrs: string[]; coordinator: string })
+      : undefined,
+);
+const bootstrap = relay.multiaddrs.find((a) => !a.includes('/ws/')) ?? relay.multiaddrs[0] ?? '';
+
+const nodes = await Promise.all(
+  Array.from({ length: nodeCount }, (_, i) =>
+    waitForLine(
+      `node-${i + 1}`,
+      [
+        'browser-node/src/cli/main.ts',
+        'node',
+        '--identity',
+        join(data, `node-${i + 1}`, 'identity.json'),
+        '--db',
+        join(data, `node-${i + 1}`, 'state.db'),
+        '--models-dir',
+        models,
+        '--bootstrap',
+        bootstrap,
+      ],
+      (j) => (j['msg'] === 'node started' ? (j as { nodeId: string; http: string }) : undefined),
+      120_000,
+    ),
+  ),
+);
+
+// Wait until the relay has heard every node's heartbeat, so the first request finds a full quorum.
+const deadline = Date.now() + 60_000;
+for (;;) {
+  const r = await fetch(`${relay.url}/v1/nodes`).then(
+    (x) => x.json() as Promise<{ nodes: { role: string }[] }>,
+  );
+  if (r.nodes.filter((n) => n.role === 'node').length >= nodeCount || Date.now() > deadline) break;
+  await Bun.sleep(250);
+}
+
+const apiKey = readFileSync(join(data, 'dev-api-key'), 'utf8').trim();
+console.log(`
+Synod local network is up.
+
+  relay (HTTP API, OpenAI-compatible, verifier)  ${relay.url}
+  relay coordinator node id                      ${relay.coordinator}
+  libSQL history                                 ${join(data, 'relay.db')}
+${nodes.map((n, i) => `  node ${i + 1}  ${n.nodeId.slice(0, 16)}…  health ${n.http}/healthz`).join('\n')}
+  web app                                        not built yet (see README "Status")
+  development API key                            ${apiKey}   (in ${join(data, 'dev-api-key')})
+
+Try it:
+
+  curl -s ${relay.url}/v1/inference -H 'content-type: application/json' \\
+    -H 'authorization: Bearer ${apiKey}' -d '{"prompt":"Once upon a time","params":{"maxTokens":48}}'
+  curl -s ${relay.url}/v1/inference/<requestId>
+
+  # the official openai client (npm i openai), unchanged:
+  import OpenAI from 'openai';
+  const client = new OpenAI({ baseURL: '${relay.url}/v1', apiKey: '${apiKey}' });
+  const r = await client.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'Once upon a time' }] });
+  console.log(r.choices[0].message.content, r.synod.verdictDigest);
+
+Press Ctrl-C to stop.`);
