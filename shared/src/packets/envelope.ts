@@ -63,7 +63,9 @@ export interface DecodeOptions {
   backend?: Ed25519Backend;
 }
 
-export type VerifiedPacket<T extends PacketType = PacketType> = T extends PacketType ? VerifiedPacketOf<T> : never;
+export type VerifiedPacket<T extends PacketType = PacketType> = T extends PacketType
+  ? VerifiedPacketOf<T>
+  : never;
 
 export interface VerifiedPacketOf<T extends PacketType> {
   id: string;
