@@ -32,6 +32,8 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --bootstrap ADDRS      comma-separated multiaddrs                        []
   --models IDS           models served on the network (comma-separated)    [stories260K]
   --dev-key-file FILE    create an API key once and keep it in FILE (local development only)
+  --gateway-secret-env V environment variable with the gateway secret; when set, serve /internal/v1/*
+                         for edge relays on workerd that forward to this one  [SYNOD_GATEWAY_SECRET]
   --help
 
 Subcommand: synod-relay keys create --label NAME [--quota N] [--db URL]   prints a new API key once.`;
@@ -83,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
         bootstrap: { type: 'string', default: '' },
         models: { type: 'string', default: 'stories260K' },
         'dev-key-file': { type: 'string' },
+        'gateway-secret-env': { type: 'string', default: 'SYNOD_GATEWAY_SECRET' },
         help: { type: 'boolean', default: false },
       },
     }).values;
@@ -123,6 +126,7 @@ async function main(argv: string[]): Promise<number> {
       bootstrap: (values['bootstrap'] as string).split(',').filter(Boolean),
     });
     const authToken = process.env[values['db-auth-token-env'] as string];
+    const gatewaySecret = process.env[values['gateway-secret-env'] as string];
     const models = (values['models'] as string)
       .split(',')
       .map((s) => s.trim())
@@ -139,6 +143,7 @@ async function main(argv: string[]): Promise<number> {
       port,
       log,
       heartbeatIntervalMs: 10_000,
+      ...(gatewaySecret ? { gatewaySecret } : {}),
     });
     const devKeyFile = values['dev-key-file'] as string | undefined;
     let devKey: string | undefined;
