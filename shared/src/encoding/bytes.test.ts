@@ -13,7 +13,7 @@ import {
   tryFromHex,
   utf8,
 } from './bytes.ts';
-import { domainTag, sha256Hex, taggedHash } from './hash.ts';
+import { domainTag, SHA256_BACKEND, sha256, sha256Hex, sha256Noble, taggedHash } from './hash.ts';
 
 describe('bytes', () => {
   test('hex round-trips and is lowercase', () => {
@@ -102,6 +102,16 @@ describe('bytes', () => {
 describe('hashes', () => {
   test('sha256 known answer', () => {
     expect(sha256Hex(utf8('abc'))).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  });
+
+  test('the native SHA-256 (Bun) and noble agree on every input', () => {
+    expect(SHA256_BACKEND).toBe('native');
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 2000 }), (b) => {
+        expect(toHex(sha256(b))).toBe(toHex(sha256Noble(b)));
+        expect(sha256(b)).toBeInstanceOf(Uint8Array);
+      }),
+    );
   });
 
   test('domain tags separate purposes', () => {
