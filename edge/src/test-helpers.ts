@@ -21,7 +21,7 @@ export interface TestNetwork {
 }
 
 export async function startTestNetwork(
-  options: { nodes?: number; quotaPerDay?: number; dbUrl?: string } = {},
+  options: { nodes?: number; quotaPerDay?: number; dbUrl?: string; gatewaySecret?: string } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'synod-edge-'));
   const net = new MemoryNetwork();
@@ -57,6 +57,7 @@ export async function startTestNetwork(
     transports: [net.join(relayKey.nodeId)],
     embedders: [serving0.embedder],
     configuredModels: ['stories260K'],
+    ...(options.gatewaySecret ? { gatewaySecret: options.gatewaySecret } : {}),
   });
   for (const n of nodes) await n.start();
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));

@@ -11,6 +11,7 @@ import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
 import { recordPacket } from '../relay/history-sink.ts';
 import { InProcessRelayNetwork } from '../relay/in-process.ts';
+import { mountInternal } from '../routes/internal.ts';
 import { HistoryStore } from '../store/history-store.ts';
 import { applyMigrations } from '../store/migrate.ts';
 import { MIGRATIONS } from '../store/migrations.gen.ts';
@@ -34,6 +35,11 @@ export interface RelayOptions {
   random?: (n: number) => Uint8Array;
   log?: (entry: Record<string, unknown>) => void;
   heartbeatIntervalMs?: number;
+  /**
+   * When set (16+ characters), serve `/internal/v1/*` so edge relays without a node of their own
+   * (workerd, `GatewayRelayNetwork`) can forward accepted requests to this relay: see routes/internal.ts.
+   */
+  gatewaySecret?: string;
 }
 
 export interface RunningRelay {
@@ -135,6 +141,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     },
     sleep: (ms) => Bun.sleep(ms),
   });
+  if (o.gatewaySecret !== undefined) mountInternal(app, { secret: o.gatewaySecret, network, config });
   const server = Bun.serve({
     hostname: o.hostname ?? '127.0.0.1',
     port: o.port ?? 0,

@@ -1,0 +1,93 @@
+import { type RequestBody, sha256 } from '@synod/shared';
+import type { Context, Hono } from 'hono';
+import type { EdgeConfig } from '../config.ts';
+import { parseJson, readBody } from '../http/body.ts';
+import { edgeError } from '../http/errors.ts';
+import type { IdempotencyInput, RelayNetwork } from '../relay/network.ts';
+
+/** Header carrying the secret shared between a gateway relay and the edge relays that forward to it. */
+export const GATEWAY_SECRET_HEADER = 'x-synod-gateway-secret';
+
+/** What `GET /internal/v1/status` answers: enough for a forwarding relay to build its app. */
+export interface GatewayStatus {
+  coordinatorId: string;
+  models: string[];
+  embedders: EdgeConfig['embedders'];
+  defaultModels: string[];
+  health: ReturnType<RelayNetwork['health']>;
+}
+
+const enc = new TextEncoder();
+
+/** Compare secrets by their digests, so the time taken says nothing about the secret. */
+function sameSecret(given: string, expected: string): boolean {
+  const a = sha256(enc.encode(given));
+  const b = sha256(enc.encode(expected));
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
+  return diff === 0;
+}
+
+function checkSecret(c: Context, secret: string): void {
+  const given = c.req.header(GATEWAY_SECRET_HEADER);
+  if (given === undefined)
+    throw edgeError(401, 'UNAUTHENTICATED', `send the gateway secret in ${GATEWAY_SECRET_HEADER}`);
+  if (!sameSecret(given, secret)) throw edgeError(403, 'FORBIDDEN', 'wrong gateway secret');
+}
+
+function isIdempotency(x: unknown): x is IdempotencyInput {
+  if (x === null || typeof x !== 'object') return false;
+  const r = x as Record<string, unknown>;
+  return (
+    typeof r['callerId'] === 'string' &&
+    r['callerId'].length > 0 &&
+    r['callerId'].length <= 300 &&
+    typeof r['key'] === 'string' &&
+    r['key'].length > 0 &&
+    r['key'].length <= 255 &&
+    typeof r['bodyDigest'] === 'string' &&
+    /^[0-9a-f]{64}$/.test(r['bodyDigest'])
+  );
+}
+
+/**
+ * Routes a gateway relay (Bun, holding a node) offers to edge relays that hold none (workerd): they
+ * authenticate callers, validate, meter and build the request body themselves, then forward it here.
+ * `POST /internal/v1/accept` `{ body, idempotency? }` signs, stores and coordinates the body exactly like
+ * a request accepted by this relay (`RelayNetwork.accept`) and answers the `AcceptOutcome`;
+ * `GET /internal/v1/status` answers the `GatewayStatus`. Both need the shared secret in
+ * `x-synod-gateway-secret`; without a configured secret the routes are not mounted at all.
+ */
+export function mountInternal(
+  app: Hono,
+  o: { secret: string; network: RelayNetwork; config: EdgeConfig },
+): void {
+  if (o.secret.length < 16) throw new Error('the gateway secret must have at least 16 characters');
+
+  app.post('/internal/v1/accept', async (c) => {
+    checkSecret(c, o.secret);
+    const raw = parseJson(await readBody(c, o.config.bodyLimit)) as Record<string, unknown> | null;
+    if (raw === null || typeof raw !== 'object' || typeof raw['body'] !== 'object' || raw['body'] === null) {
+      throw edgeError(400, 'INVALID_INPUT', 'send { body, idempotency? }');
+    }
+    const idem = raw['idempotency'];
+    if (idem !== undefined && !isIdempotency(idem)) {
+      throw edgeError(400, 'INVALID_INPUT', 'idempotency must be { callerId, key, bodyDigest }');
+    }
+    // signPacket (inside accept) validates the body against the request schema and its bounds.
+    const outcome = await o.network.accept(raw['body'] as RequestBody, idem);
+    return c.json(outcome, outcome.kind === 'created' ? 201 : 200);
+  });
+
+  app.get('/internal/v1/status', async (c) => {
+    checkSecret(c, o.secret);
+    const status: GatewayStatus = {
+      coordinatorId: o.network.coordinatorId,
+      models: [...(await o.network.servedModels())].sort(),
+      embedders: o.config.embedders,
+      defaultModels: [...o.config.defaultModels],
+      health: o.network.health(),
+    };
+    return c.json(status);
+  });
+}

@@ -1,0 +1,151 @@
+/**
+ * The relay on workerd (Cloudflare Workers): the same Hono app as under Bun, built from
+ * - libSQL over HTTP (`@libsql/client/web`: sqld or Turso at `SYNOD_DB_URL`), migrated on the first
+ *   request of each isolate (memoized);
+ * - a `GatewayRelayNetwork`: accepted request bodies are forwarded to a gateway relay (a Bun relay with a
+ *   node, started with the same secret), which signs, stores and coordinates them in the shared history.
+ *
+ * Configuration (wrangler.toml `[vars]`, secrets with `wrangler secret put`):
+ *   SYNOD_DB_URL          libSQL URL over HTTP(S), e.g. https://db.example.turso.io or http://127.0.0.1:8080
+ *   SYNOD_DB_AUTH_TOKEN   secret: the libSQL auth token (absent for an open local sqld)
+ *   SYNOD_GATEWAY_URL     base URL of the gateway relay
+ *   SYNOD_GATEWAY_SECRET  secret: shared with the gateway (its --gateway-secret-env variable)
+ *   SYNOD_MODELS          optional: comma-separated models assumed served besides the gateway's
+ */
+import { createClient } from '@libsql/client/web';
+import { historySchema } from '@synod/shared/history';
+import { drizzle } from 'drizzle-orm/libsql/web';
+import type { Context } from 'hono';
+import { createApp } from '../app.ts';
+import { DEFAULT_EDGE_CONFIG, type EdgeConfig } from '../config.ts';
+import { Metrics } from '../metrics.ts';
+import { RateLimiter } from '../rate-limit.ts';
+import { GatewayRelayNetwork } from '../relay/gateway.ts';
+import { HistoryStore } from '../store/history-store.ts';
+import { applyMigrations } from '../store/migrate.ts';
+import { MIGRATIONS } from '../store/migrations.gen.ts';
+
+export interface WorkerEnv {
+  SYNOD_DB_URL?: string;
+  SYNOD_DB_AUTH_TOKEN?: string;
+  SYNOD_GATEWAY_URL?: string;
+  SYNOD_GATEWAY_SECRET?: string;
+  SYNOD_MODELS?: string;
+}
+
+interface WorkerCtx {
+  waitUntil(p: Promise<unknown>): void;
+}
+
+/** Per isolate: what outlives one request (plain data and timers-free objects only). */
+interface Isolate {
+  key: string;
+  network: GatewayRelayNetwork;
+  metrics: Metrics;
+  limiter: RateLimiter;
+  migrated: Promise<void> | undefined;
+}
+
+let isolate: Isolate | undefined;
+const now = () => Date.now();
+
+function configError(message: string): Response {
+  return Response.json(
+    { error: { code: 'INTERNAL', message, hint: 'see wrangler.toml [vars]' } },
+    { status: 500 },
+  );
+}
+
+function isolateFor(
+  env: Required<Pick<WorkerEnv, 'SYNOD_GATEWAY_URL' | 'SYNOD_GATEWAY_SECRET'>> & WorkerEnv,
+) {
+  const key = `${env.SYNOD_DB_URL}|${env.SYNOD_GATEWAY_URL}`;
+  if (isolate?.key !== key) {
+    const configuredModels = (env.SYNOD_MODELS ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    isolate = {
+      key,
+      network: new GatewayRelayNetwork({
+        url: env.SYNOD_GATEWAY_URL,
+        secret: env.SYNOD_GATEWAY_SECRET,
+        configuredModels,
+        now,
+      }),
+      metrics: new Metrics(),
+      limiter: new RateLimiter(DEFAULT_EDGE_CONFIG.rateLimit, now),
+      migrated: undefined,
+    };
+  }
+  return isolate;
+}
+
+export async function handle(request: Request, env: WorkerEnv, _ctx?: WorkerCtx): Promise<Response> {
+  const { SYNOD_DB_URL: dbUrl, SYNOD_GATEWAY_URL: gatewayUrl, SYNOD_GATEWAY_SECRET: secret } = env;
+  if (!dbUrl) return configError('SYNOD_DB_URL is not set');
+  if (!gatewayUrl) return configError('SYNOD_GATEWAY_URL is not set');
+  if (!secret) return configError('SYNOD_GATEWAY_SECRET is not set');
+  const iso = isolateFor({ ...env, SYNOD_GATEWAY_URL: gatewayUrl, SYNOD_GATEWAY_SECRET: secret });
+
+  // A client per request: workerd forbids reusing one request's I/O objects in another.
+  const client = createClient({
+    url: dbUrl,
+    ...(env.SYNOD_DB_AUTH_TOKEN ? { authToken: env.SYNOD_DB_AUTH_TOKEN } : {}),
+  });
+  if (!iso.migrated) {
+    iso.migrated = applyMigrations(client, MIGRATIONS).then(() => undefined);
+    iso.migrated.catch(() => {
+      iso.migrated = undefined;
+    });
+  }
+  try {
+    await iso.migrated;
+  } catch (e) {
+    return Response.json(
+      {
+        error: {
+          code: 'INTERNAL',
+          message: 'the history database is unavailable',
+          details: { reason: String(e) },
+        },
+      },
+      { status: 503 },
+    );
+  }
+
+  // The gateway's status (coordinator, models, embedders) is cached per isolate. Reads never wait for
+  // the gateway; a submission refreshes it through `servedModels()` before it reads `embedders` and
+  // `defaultModels` below; /healthz and /metrics refresh it because `health()` is synchronous.
+  const path = new URL(request.url).pathname;
+  if (path === '/healthz' || path === '/metrics') await iso.network.status(true);
+  const network = iso.network;
+  const config: EdgeConfig = {
+    ...DEFAULT_EDGE_CONFIG,
+    get embedders() {
+      return network.cached?.embedders ?? [];
+    },
+    configuredModels: [],
+    get defaultModels() {
+      return network.cached?.defaultModels ?? [];
+    },
+  };
+  const app = createApp({
+    store: new HistoryStore(drizzle(client, { schema: historySchema })),
+    network: iso.network,
+    config,
+    now,
+    random: (n) => crypto.getRandomValues(new Uint8Array(n)),
+    metrics: iso.metrics,
+    limiter: iso.limiter,
+    clientAddress: (c: Context) => c.req.header('cf-connecting-ip') ?? 'unknown',
+    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+  });
+  return app.fetch(request);
+}
+
+export default {
+  fetch(request: Request, env: WorkerEnv, ctx: WorkerCtx): Promise<Response> {
+    return handle(request, env, ctx);
+  },
+};

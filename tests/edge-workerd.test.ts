@@ -1,0 +1,196 @@
+/**
+ * The relay on workerd, for real: edge/src/runtime/workerd.ts bundled and run by miniflare (the npm
+ * `workerd` binary), libSQL served by a real sqld on 127.0.0.1, and a Bun gateway relay (with real
+ * serving nodes on an in-memory network) over the same sqld. Requests enter through workerd; the
+ * gateway signs, stores and coordinates them; workerd serves the verdict from the shared history.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { GATEWAY_SECRET_HEADER } from '../edge/src/routes/internal.ts';
+import { startTestNetwork, type TestNetwork } from '../edge/src/test-helpers.ts';
+import {
+  type RunningSqld,
+  type RunningWorker,
+  startSqld,
+  startWorker,
+  waitUntil,
+} from '../edge/src/test-servers.ts';
+
+const SECRET = 'test-gateway-secret-0123456789';
+
+let sqld: RunningSqld | undefined;
+let t: TestNetwork | undefined;
+let worker: RunningWorker | undefined;
+
+beforeAll(async () => {
+  sqld = await startSqld();
+  t = await startTestNetwork({ dbUrl: sqld.url, gatewaySecret: SECRET });
+  worker = await startWorker({
+    SYNOD_DB_URL: sqld.url,
+    SYNOD_GATEWAY_URL: t.relay.url,
+    SYNOD_GATEWAY_SECRET: SECRET,
+  });
+}, 180_000);
+
+afterAll(async () => {
+  for (const stop of [() => worker?.stop(), () => t?.close(), () => sqld?.stop()]) {
+    try {
+      await stop();
+    } catch (e) {
+      console.error('cleanup failed', e);
+    }
+  }
+}, 60_000);
+
+const w = (path: string, init?: RequestInit) => fetch(`${worker?.url}${path}`, init);
+const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+  w(path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${t?.apiKey}`, ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+
+async function waitForTerminal(id: string): Promise<Record<string, unknown> & { status: string }> {
+  let view: (Record<string, unknown> & { status: string }) | undefined;
+  await waitUntil(
+    `request ${id} reaches a terminal status through workerd`,
+    async () => {
+      const r = await w(`/v1/inference/${id}`);
+      view = (await r.json()) as Record<string, unknown> & { status: string };
+      return ['verdict', 'no-consensus', 'expired', 'failed'].includes(view.status);
+    },
+    90_000,
+    100,
+  );
+  if (!view) throw new Error('no view');
+  return view;
+}
+
+describe('the relay on workerd (miniflare) over sqld, forwarding to a Bun gateway', () => {
+  test('/healthz reports the database and the gateway', async () => {
+    const r = await w('/healthz');
+    expect(r.status).toBe(200);
+    const j = (await r.json()) as {
+      ok: boolean;
+      db: boolean;
+      coordinator: string;
+      network: { detail: { mode: string } };
+    };
+    expect(j.ok).toBe(true);
+    expect(j.db).toBe(true);
+    expect(j.coordinator).toBe(t?.relay.network.coordinatorId ?? 'x');
+    expect(j.network.detail.mode).toBe('gateway');
+  });
+
+  test('GET /v1/models lists the gateway models', async () => {
+    const j = (await (await w('/v1/models')).json()) as { data: { id: string }[] };
+    expect(j.data.map((m) => m.id)).toContain('stories260K');
+  });
+
+  test('POST /v1/inference through workerd -> 202; the verdict and its proof are read back through workerd', async () => {
+    const r = await post('/v1/inference', { prompt: 'Once upon a time', params: { maxTokens: 24 } });
+    expect(r.status).toBe(202);
+    const { requestId } = (await r.json()) as { requestId: string };
+    expect(requestId).toMatch(/^[0-9a-f]{64}$/);
+    // Stored in sqld before the 2xx: the gateway's own store has it at once.
+    expect(await t?.relay.store.getRequest(requestId)).toBeTruthy();
+
+    const view = await waitForTerminal(requestId);
+    expect(view.status).toBe('verdict');
+    const verdict = view['verdict'] as { verdictDigest: string; winner: { output: string } };
+    expect(verdict.winner.output.length).toBeGreaterThan(0);
+    expect((view['commits'] as unknown[]).length).toBe(3);
+
+    const v = await w(`/v1/verify/${requestId}`);
+    expect(v.status).toBe(200);
+    const check = (await v.json()) as { ok: boolean; verdictDigest: string; transcript: unknown };
+    expect(check.ok).toBe(true);
+    expect(check.verdictDigest).toBe(verdict.verdictDigest);
+
+    // The public verifier on workerd recomputes the transcript it was handed.
+    const again = await w('/v1/verify', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ transcript: check.transcript, expectedVerdictDigest: check.verdictDigest }),
+    });
+    expect(again.status).toBe(200);
+
+    const h = (await (await w('/v1/history?status=verdict')).json()) as { items: { requestId: string }[] };
+    expect(h.items.map((i) => i.requestId)).toContain(requestId);
+  }, 120_000);
+
+  test('chat completions through workerd wait (by polling) for the verdict', async () => {
+    const r = await post('/v1/chat/completions', {
+      model: 'stories260K',
+      messages: [{ role: 'user', content: 'The little cat' }],
+      max_tokens: 16,
+    });
+    expect(r.status).toBe(200);
+    const j = (await r.json()) as {
+      choices: { message: { content: string } }[];
+      synod: { requestId: string; verdictDigest: string };
+    };
+    const stored = await t?.relay.store.getRequest(j.synod.requestId);
+    expect(j.choices[0]?.message.content).toBe(stored?.verdict?.packet.body.verdict.winner?.output ?? 'x');
+    expect(j.synod.verdictDigest).toBe(stored?.verdict?.packet.body.verdictDigest ?? 'x');
+  }, 120_000);
+
+  test('Idempotency-Key through workerd replays the same request', async () => {
+    const body = { prompt: 'Tim and Sue', params: { maxTokens: 8 } };
+    const a = await post('/v1/inference', body, { 'idempotency-key': 'wk-1' });
+    const b = await post('/v1/inference', body, { 'idempotency-key': 'wk-1' });
+    expect(a.status).toBe(202);
+    expect(b.status).toBe(200);
+    const ja = (await a.json()) as { requestId: string };
+    const jb = (await b.json()) as { requestId: string; replayed: boolean };
+    expect(jb).toMatchObject({ requestId: ja.requestId, replayed: true });
+    const c = await post('/v1/inference', { prompt: 'other' }, { 'idempotency-key': 'wk-1' });
+    expect(c.status).toBe(409);
+    await waitForTerminal(ja.requestId);
+  }, 120_000);
+
+  test('bad input gets a typed 4xx through workerd and stores nothing', async () => {
+    const before = await t?.relay.store.counts();
+    const cases: [Promise<Response>, number, string][] = [
+      [post('/v1/inference', { prompt: 'x', params: { temperature: 9 } }), 400, ''],
+      [post('/v1/inference', { prompt: 'x', models: ['no-such-model'] }), 400, 'UNKNOWN_MODEL'],
+      [post('/v1/inference', '{not json'), 400, 'BAD_JSON'],
+      [
+        w('/v1/inference', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{"prompt":"x"}',
+        }),
+        401,
+        'UNAUTHENTICATED',
+      ],
+      [w('/v1/inference/not-an-id'), 400, 'INVALID_INPUT'],
+      [w(`/v1/inference/${'0'.repeat(64)}`), 404, 'NOT_FOUND'],
+    ];
+    for (const [p, status, code] of cases) {
+      const r = await p;
+      expect(r.status).toBe(status);
+      const j = (await r.json()) as { error: { code: string } };
+      if (code) expect(j.error.code).toBe(code);
+      else expect(j.error.code.length).toBeGreaterThan(0);
+    }
+    expect(await t?.relay.store.counts()).toEqual(before ?? {});
+  });
+
+  test("the gateway's internal routes refuse callers without the secret", async () => {
+    const gw = t?.relay.url;
+    const none = await fetch(`${gw}/internal/v1/status`);
+    expect(none.status).toBe(401);
+    const wrong = await fetch(`${gw}/internal/v1/accept`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [GATEWAY_SECRET_HEADER]: 'wrong-secret-wrong-secret' },
+      body: '{"body":{}}',
+    });
+    expect(wrong.status).toBe(403);
+    const bad = await fetch(`${gw}/internal/v1/accept`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [GATEWAY_SECRET_HEADER]: SECRET },
+      body: '{"body":{"prompt":"unsigned garbage"}}',
+    });
+    expect(bad.status).toBe(400);
+  });
+});
