@@ -1,0 +1,460 @@
+import type { AnyPacket, EmbeddingModelRef, ModelRef, VerdictEffect } from '@synod/shared';
+import type { LoadProgress } from '../inference/engine.ts';
+import { InferenceQueue, type InferenceQueueOptions } from '../inference/queue.ts';
+import { IdbMachineStore } from '../node/machine-store-idb.ts';
+import { type NodeMetrics, SynodNode } from '../node/synod-node.ts';
+import { createWakuRelayTransport, type WakuRelayTransport } from '../p2p/waku-relay.ts';
+import { loadOrCreateBrowserKey, storedNodeId } from './key-store.ts';
+import { WorkerInference } from './worker-inference.ts';
+
+/**
+ * A Synod node in a browser tab: the same `SynodNode` driver as headless nodes, with browser adapters.
+ *
+ *   identity     sealed Ed25519 key in localStorage (key-store.ts), opened with the contributor's passphrase
+ *   transport    Waku relay (libp2p gossipsub) dialing headless nodes' WebSocket multiaddrs
+ *   inference    one Web Worker running wllama (the GGUF) and USE Lite (the embedder) (inference-worker.ts)
+ *   queue        the node's deadline-ordered `InferenceQueue`, with a pause gate for the serve toggle
+ *   store        lifecycle machines in IndexedDB (machine-store-idb.ts)
+ *
+ * Serving is opt-in: after `unlock()` the node follows the network (role `follower`); `setServing(true)`
+ * loads the models (with progress), measures throughput and restarts the driver in role `node`;
+ * `setServing(false)` pauses pick-up (in-flight requests finish; the heartbeat advertises no room).
+ * Everything a UI or a test needs is in `status()`; `onChange` tells when it changed.
+ */
+export interface BrowserNodeConfig {
+  /** Multiaddrs (`…/ws/p2p/<peer id>`) of headless nodes to dial. */
+  bootstrap: string[];
+  /** The GGUF to serve: protocol id, expected sha256, URL on this origin. */
+  model: { id: string; fileHash: string; url: string };
+  /** URL of wllama's `wllama.wasm`. */
+  wllamaWasmUrl: string;
+  /** USE Lite: base URL of model.json, shards and vocab.json; base URL of tfjs's WASM files. */
+  useLite: { baseUrl: string; wasmPaths: string; bits?: number };
+  /** URL of the bundled inference worker (inference-worker.js). */
+  workerUrl: string;
+  /** Heartbeat interval. Default 10 s. */
+  heartbeatMs?: number;
+  /** Inference jobs waiting at most. Default 4. */
+  maxQueued?: number;
+  /** IndexedDB database of the machine store. Default `synod-node`. */
+  dbName?: string;
+  /** localStorage item of the sealed key. Default `synod.node-key.v1`. */
+  keyItem?: string;
+  /** scrypt cost of a newly sealed key (default 2^15). */
+  scryptN?: number;
+  /** Which addresses the transport may dial. Default `loopback` (a public deployment says `any`). */
+  dialPolicy?: 'loopback' | 'any';
+  software?: string;
+}
+
+export type BrowserNodePhase = 'locked' | 'starting' | 'running' | 'stopped' | 'error';
+
+export interface LoadState {
+  phase: LoadProgress['phase'] | 'idle' | 'error';
+  loaded: number;
+  total: number;
+  ms: number | null;
+  ref: ModelRef | EmbeddingModelRef | null;
+  error: string | null;
+}
+
+export interface VerdictRecord {
+  requestId: string;
+  status: 'accepted' | 'no-consensus';
+  accepted: string[];
+  winner: string | null;
+  output: string | null;
+  servedHere: boolean;
+  agreedHere: boolean;
+  check: VerdictEffect['check'];
+  at: number;
+}
+
+export interface RevealRecord {
+  requestId: string;
+  output: string;
+  bEmbedding: string;
+  model: ModelRef;
+  at: number;
+}
+
+export interface BrowserNodeStatus {
+  phase: BrowserNodePhase;
+  error: string | null;
+  /** Node id of the stored key (known before unlock), then of the opened key. */
+  nodeId: string | null;
+  keyCreated: boolean;
+  role: 'node' | 'follower' | null;
+  serving: boolean;
+  peerId: string | null;
+  peers: string[];
+  knownNodes: Array<{ nodeId: string; role: string; models: string[]; at: number }>;
+  engine: LoadState;
+  embedder: LoadState;
+  engineId: string | null;
+  capability: { tokensPerSecond: number; embeddingsPerSecond: number } | null;
+  served: number;
+  reveals: RevealRecord[];
+  verdicts: VerdictRecord[];
+  metrics: NodeMetrics | null;
+}
+
+const KEEP = 50;
+
+function idleLoad(): LoadState {
+  return { phase: 'idle', loaded: 0, total: 0, ms: null, ref: null, error: null };
+}
+
+/** The node's queue with the contributor's pause switch: paused, it takes no new request. */
+class GatedQueue extends InferenceQueue {
+  paused = false;
+
+  constructor(options: InferenceQueueOptions) {
+    super(options);
+  }
+
+  override get accepting(): boolean {
+    return !this.paused && super.accepting;
+  }
+
+  override get capacity(): { queued: number; maxQueue: number } {
+    const c = super.capacity;
+    return this.paused ? { queued: c.queued, maxQueue: 0 } : c;
+  }
+}
+
+export class BrowserNode {
+  readonly config: BrowserNodeConfig;
+  #phase: BrowserNodePhase = 'locked';
+  #error: string | null = null;
+  #keyCreated = false;
+  #key: Awaited<ReturnType<typeof loadOrCreateBrowserKey>>['key'] | null = null;
+  #transport: WakuRelayTransport | null = null;
+  #store: IdbMachineStore | null = null;
+  #node: SynodNode | null = null;
+  #inference: WorkerInference | null = null;
+  #queue: GatedQueue | null = null;
+  #engine: LoadState = idleLoad();
+  #embedder: LoadState = idleLoad();
+  #capability: { tokensPerSecond: number; embeddingsPerSecond: number } | null = null;
+  #serving = false;
+  #servingChange: Promise<void> = Promise.resolve();
+  #served = 0;
+  #reveals: RevealRecord[] = [];
+  #verdicts: VerdictRecord[] = [];
+  readonly #listeners = new Set<() => void>();
+  #changeTimer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(config: BrowserNodeConfig) {
+    this.config = config;
+  }
+
+  /** Be told (at most every 100 ms) that `status()` changed. Returns an unsubscribe. */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Open (or create) the node key, join the network and follow it. */
+  async unlock(passphrase: string): Promise<void> {
+    if (this.#phase !== 'locked' && this.#phase !== 'error') return;
+    this.#phase = 'starting';
+    this.#error = null;
+    this.#changed();
+    try {
+      const opened = await loadOrCreateBrowserKey(passphrase, {
+        ...(this.config.keyItem === undefined ? {} : { item: this.config.keyItem }),
+        ...(this.config.scryptN === undefined ? {} : { scryptN: this.config.scryptN }),
+      });
+      this.#key = opened.key;
+      this.#keyCreated = opened.created;
+      this.#store = new IdbMachineStore(this.config.dbName === undefined ? {} : { name: this.config.dbName });
+      this.#transport = await createWakuRelayTransport({
+        bootstrap: this.config.bootstrap,
+        dialPolicy: this.config.dialPolicy ?? 'loopback',
+        reconnect: { initialMs: 500, maxMs: 10_000 },
+      });
+      this.#transport.node.addEventListener('peer:connect', () => this.#changed());
+      this.#transport.node.addEventListener('peer:disconnect', () => this.#changed());
+      await this.#startDriver('follower');
+      this.#phase = 'running';
+    } catch (e) {
+      this.#phase = 'error';
+      this.#error = errorText(e);
+      this.#key = null;
+      await this.#transport?.close().catch(() => {});
+      this.#transport = null;
+      throw e;
+    } finally {
+      this.#changed();
+    }
+  }
+
+  /** Serve models (load them first if needed) or stop taking requests. Calls are applied in order. */
+  setServing(on: boolean): Promise<void> {
+    const next = this.#servingChange.then(() => this.#applyServing(on));
+    this.#servingChange = next.catch(() => {});
+    return next;
+  }
+
+  async #applyServing(on: boolean): Promise<void> {
+    if (this.#phase !== 'running') throw new Error('unlock the node before serving');
+    if (!on) {
+      if (this.#queue) this.#queue.paused = true;
+      this.#serving = false;
+      this.#changed();
+      return;
+    }
+    if (this.#queue === null) await this.#loadModels();
+    const queue = this.#queue as GatedQueue;
+    queue.paused = false;
+    if (this.#node?.role !== 'node') await this.#startDriver('node');
+    this.#serving = true;
+    this.#changed();
+  }
+
+  async #loadModels(): Promise<void> {
+    const inference = new WorkerInference(this.config.workerUrl);
+    this.#inference = inference;
+    const track = (state: LoadState) => (p: LoadProgress) => {
+      state.phase = p.phase;
+      state.loaded = p.loaded;
+      state.total = p.total;
+      this.#changed();
+    };
+    try {
+      let t = performance.now();
+      this.#engine = { ...idleLoad(), phase: 'fetch' };
+      inference.engine.configure({
+        kind: 'wllama',
+        options: { wasmUrl: absolute(this.config.wllamaWasmUrl), threads: 1, gpuLayers: 0 },
+      });
+      await inference.engine.load(
+        {
+          id: this.config.model.id,
+          fileHash: this.config.model.fileHash,
+          url: absolute(this.config.model.url),
+        },
+        track(this.#engine),
+      );
+      this.#engine.ms = performance.now() - t;
+      this.#engine.ref = inference.engine.model;
+      this.#engine.phase = 'ready';
+      this.#changed();
+
+      t = performance.now();
+      this.#embedder = { ...idleLoad(), phase: 'fetch' };
+      inference.embedder.configure({
+        kind: 'use-lite',
+        options: {
+          baseUrl: absolute(this.config.useLite.baseUrl),
+          wasmPaths: absolute(this.config.useLite.wasmPaths),
+          ...(this.config.useLite.bits === undefined ? {} : { bits: this.config.useLite.bits }),
+        },
+      });
+      await inference.embedder.load(track(this.#embedder));
+      this.#embedder.ms = performance.now() - t;
+      this.#embedder.ref = inference.embedder.ref;
+      this.#embedder.phase = 'ready';
+      this.#changed();
+
+      this.#capability = await selfAssess(inference);
+      this.#queue = new GatedQueue({
+        engine: inference.engine,
+        embedder: inference.embedder,
+        maxQueued: this.config.maxQueued ?? 4,
+        ...this.#capability,
+      });
+    } catch (e) {
+      const failed = this.#engine.phase !== 'ready' ? this.#engine : this.#embedder;
+      failed.phase = 'error';
+      failed.error = errorText(e);
+      inference.terminate();
+      this.#inference = null;
+      this.#changed();
+      throw e;
+    }
+  }
+
+  /** (Re)start the driver in a role, over the same key, transport and store. */
+  async #startDriver(role: 'node' | 'follower'): Promise<void> {
+    const key = this.#key;
+    const transport = this.#transport;
+    const store = this.#store;
+    if (key === null || transport === null || store === null) throw new Error('the node is not unlocked');
+    await this.#node?.close();
+    const queue = this.#queue;
+    const inference = this.#inference;
+    const serving =
+      role === 'node' && queue !== null && inference !== null
+        ? {
+            queue,
+            models: [inference.engine.model as ModelRef],
+            embedder: inference.embedder.ref,
+          }
+        : undefined;
+    if (role === 'node' && serving === undefined) throw new Error('load the models before serving');
+    const node = new SynodNode({
+      key,
+      role,
+      transports: [transport],
+      store,
+      ...(serving === undefined ? {} : { serving }),
+      heartbeat: {
+        intervalMs: this.config.heartbeatMs ?? 10_000,
+        software: this.config.software ?? 'synod-browser-node/0.1.0',
+        addresses: [],
+        tokensPerSecond: this.#capability?.tokensPerSecond ?? 0,
+        embeddingsPerSecond: this.#capability?.embeddingsPerSecond ?? 0,
+        engine: inference?.engine.id ?? 'none',
+      },
+      onPacket: ({ packet, own }) => this.#onPacket(packet, own),
+      onVerdict: (requestId, v) => this.#onVerdict(requestId, v),
+      onFinished: () => this.#changed(),
+      log: (entry) => {
+        if (entry['level'] === 'warn' || entry['level'] === 'error') console.warn('[synod]', entry);
+      },
+    });
+    this.#node = node;
+    await node.start();
+    this.#changed();
+  }
+
+  #onPacket(packet: AnyPacket, own: boolean): void {
+    if (own && packet.type === 'reveal') {
+      const b = packet.body;
+      this.#served++;
+      this.#reveals = [
+        {
+          requestId: b.requestId,
+          output: b.output,
+          bEmbedding: b.bEmbedding,
+          model: b.model,
+          at: Date.now(),
+        },
+        ...this.#reveals,
+      ].slice(0, KEEP);
+    }
+    this.#changed();
+  }
+
+  #onVerdict(requestId: string, v: VerdictEffect): void {
+    const self = this.#key?.nodeId;
+    const record: VerdictRecord = {
+      requestId,
+      status: v.verdict.status,
+      accepted: v.verdict.accepted.map((m) => m.nodeId),
+      winner: v.verdict.winner?.nodeId ?? null,
+      output: v.verdict.winner?.output ?? null,
+      servedHere: this.#reveals.some((r) => r.requestId === requestId),
+      agreedHere: v.verdict.accepted.some((m) => m.nodeId === self),
+      check: v.check,
+      at: Date.now(),
+    };
+    this.#verdicts = [record, ...this.#verdicts.filter((r) => r.requestId !== requestId)].slice(0, KEEP);
+    this.#changed();
+  }
+
+  status(): BrowserNodeStatus {
+    const node = this.#node;
+    return {
+      phase: this.#phase,
+      error: this.#error,
+      nodeId: this.#key?.nodeId ?? safeStoredNodeId(this.config.keyItem),
+      keyCreated: this.#keyCreated,
+      role: node === null ? null : (node.role as 'node' | 'follower'),
+      serving: this.#serving,
+      peerId: this.#transport?.peerId ?? null,
+      peers: this.#transport?.peers() ?? [],
+      knownNodes: (node?.knownNodes() ?? []).map((n) => ({
+        nodeId: n.nodeId,
+        role: n.body.role,
+        models: n.body.models.map((m) => m.id),
+        at: n.at,
+      })),
+      engine: { ...this.#engine },
+      embedder: { ...this.#embedder },
+      engineId: this.#inference?.engine.model ? this.#inference.engine.id : null,
+      capability: this.#capability,
+      served: this.#served,
+      reveals: [...this.#reveals],
+      verdicts: [...this.#verdicts],
+      metrics: node?.metrics() ?? null,
+    };
+  }
+
+  /** Run one greedy generation and embedding in the worker (the UI's "try it" and tests). */
+  async generate(prompt: string, maxTokens = 32) {
+    const inference = this.#inference;
+    if (inference === null || inference.engine.model === null) throw new Error('no model loaded');
+    const result = await inference.engine.generate({ prompt, params: { temperature: 0, maxTokens } });
+    const bits = await inference.embedder.embedBits(result.text);
+    return { ...result, bEmbedding: [...bits].map((b) => b.toString(16).padStart(2, '0')).join('') };
+  }
+
+  async stop(): Promise<void> {
+    if (this.#phase === 'stopped') return;
+    this.#phase = 'stopped';
+    await this.#node?.close();
+    this.#node = null;
+    this.#queue?.close();
+    await this.#transport?.close().catch(() => {});
+    this.#transport = null;
+    this.#inference?.terminate();
+    this.#inference = null;
+    await this.#store?.close();
+    this.#store = null;
+    this.#changed();
+  }
+
+  #changed(): void {
+    if (this.#changeTimer !== null) return;
+    this.#changeTimer = setTimeout(() => {
+      this.#changeTimer = null;
+      for (const l of this.#listeners) {
+        try {
+          l();
+        } catch (e) {
+          console.warn('[synod] status listener threw', e);
+        }
+      }
+    }, 100);
+  }
+}
+
+/** The fixed capability workload (tokens/s greedy, embeddings/s one at a time), run in the worker. */
+async function selfAssess(
+  inference: WorkerInference,
+): Promise<{ tokensPerSecond: number; embeddingsPerSecond: number }> {
+  await inference.engine.generate({ prompt: 'Once upon a time', params: { temperature: 0, maxTokens: 4 } });
+  const gen = await inference.engine.generate({
+    prompt: 'Once upon a time',
+    params: { temperature: 0, maxTokens: 64 },
+  });
+  const texts = ['A cat sat on the mat.', 'The sun was shining.', 'Tim found a red ball.', 'She was happy.'];
+  await inference.embedder.embedBits(texts[0] as string);
+  const start = performance.now();
+  for (const t of texts) await inference.embedder.embedBits(t);
+  const embeddingsPerSecond = texts.length / (Math.max(performance.now() - start, 1) / 1000);
+  return { tokensPerSecond: gen.tokensPerSecond, embeddingsPerSecond };
+}
+
+function absolute(url: string): string {
+  return new URL(url, globalThis.location?.href).href;
+}
+
+function errorText(e: unknown): string {
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    return typeof code === 'string' ? `${code}: ${e.message}` : e.message;
+  }
+  return String(e);
+}
+
+function safeStoredNodeId(item: string | undefined): string | null {
+  try {
+    return storedNodeId(globalThis.localStorage, item);
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,56 @@
+import { NodeKey, openNodeKey, type SealedKey, sealNodeKey } from '@synod/shared';
+
+/**
+ * The browser node's identity at rest: its Ed25519 seed sealed with a passphrase (scrypt + AES-256-GCM,
+ * `sealNodeKey` of @synod/shared) in `localStorage`. The seed itself is never stored in the clear;
+ * reopening needs the passphrase (KEY_WRONG_PASSPHRASE otherwise).
+ */
+export const KEY_STORAGE_ITEM = 'synod.node-key.v1';
+
+export interface KeyStorage {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
+export interface OpenedKey {
+  key: NodeKey;
+  created: boolean;
+}
+
+/** Open the sealed key in `storage`, or create, seal and store a new one. */
+export async function loadOrCreateBrowserKey(
+  passphrase: string,
+  options: { storage?: KeyStorage; item?: string; scryptN?: number } = {},
+): Promise<OpenedKey> {
+  const storage = options.storage ?? globalThis.localStorage;
+  const item = options.item ?? KEY_STORAGE_ITEM;
+  const existing = storage.getItem(item);
+  if (existing !== null) {
+    return { key: await openNodeKey(JSON.parse(existing) as unknown, passphrase), created: false };
+  }
+  const key = await NodeKey.generate();
+  const sealed: SealedKey = await sealNodeKey(
+    key,
+    passphrase,
+    options.scryptN === undefined ? {} : { N: options.scryptN },
+  );
+  storage.setItem(item, JSON.stringify(sealed));
+  return { key, created: true };
+}
+
+/** The node id of the stored key without opening it (shown before the passphrase is typed). */
+export function storedNodeId(storage: KeyStorage = globalThis.localStorage, item = KEY_STORAGE_ITEM) {
+  const raw = storage.getItem(item);
+  if (raw === null) return null;
+  try {
+    const id = (JSON.parse(raw) as { nodeId?: unknown }).nodeId;
+    return typeof id === 'string' ? id : null;
+  } catch {
+    return null;
+  }
+}
+
+export function forgetBrowserKey(storage: KeyStorage = globalThis.localStorage, item = KEY_STORAGE_ITEM) {
+  storage.removeItem(item);
+}
