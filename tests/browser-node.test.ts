@@ -29,6 +29,7 @@ import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { startWebServer, type WebServer } from '../apps/web/serve.ts';
 import type { BrowserNodeStatus } from '../browser-node/src/browser/browser-node.ts';
 import { buildBrowserBundle } from '../browser-node/src/browser/build.ts';
+import type {} from '../browser-node/src/browser/main.ts';
 import { SynodNode } from '../browser-node/src/node/synod-node.ts';
 import { loadTestServing, type TestServing } from '../browser-node/src/node/test-helpers.ts';
 import type { WakuRelayTransport } from '../browser-node/src/p2p/waku-relay.ts';

@@ -1,1 +1,241 @@
-export {};
+/**
+ * The contributor app's UI (bundled as app.js beside the browser node's main.js). It only reads and
+ * drives `window.synod` (see browser-node/src/browser/main.ts); the follower form talks HTTP to a relay
+ * (POST /v1/inference, then the request's SSE stream). No framework: a handful of elements updated in
+ * place on every status change.
+ */
+import type { BrowserNodeStatus, LoadState } from '../../browser-node/src/browser/browser-node.ts';
+import type { SynodPageApi } from '../../browser-node/src/browser/main.ts';
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
+  const el = document.getElementById(id);
+  if (el === null) throw new Error(`#${id} is missing from index.html`);
+  return el as T;
+};
+
+function short(id: string | null | undefined, n = 12): string {
+  return id ? `${id.slice(0, n)}…` : '—';
+}
+
+function text(id: string, value: string): void {
+  const el = $(id);
+  if (el.textContent !== value) el.textContent = value;
+}
+
+function ago(at: number): string {
+  const s = Math.max(0, Math.round((Date.now() - at) / 1000));
+  return s < 60 ? `${s} s ago` : `${Math.round(s / 60)} min ago`;
+}
+
+function cell(row: HTMLTableRowElement, value: string, className?: string): void {
+  const td = row.insertCell();
+  td.textContent = value;
+  if (className) td.className = className;
+}
+
+function renderLoad(prefix: 'engine' | 'embedder', s: LoadState): void {
+  const ref = s.ref;
+  text(`${prefix}-ref`, ref === null ? '—' : `${ref.id} (${ref.fileHash.slice(0, 10)}…)`);
+  const bar = $<HTMLProgressElement>(`${prefix}-progress`);
+  const fraction = s.phase === 'ready' ? 1 : s.total > 0 ? s.loaded / s.total : 0;
+  bar.value = fraction;
+  text(`${prefix}-phase`, s.error ?? s.phase);
+  text(`${prefix}-ms`, s.ms === null ? '—' : `${(s.ms / 1000).toFixed(2)} s`);
+}
+
+function render(api: SynodPageApi): void {
+  const s: BrowserNodeStatus = api.status();
+  text('node-id', s.nodeId ?? 'no key yet: choose a passphrase to create one');
+  text('phase', s.phase === 'running' ? `running as ${s.role}` : s.phase);
+  text('peer-id', s.peerId ?? '—');
+  text('peers', String(s.peers.length));
+  const err = $('node-error');
+  err.hidden = s.error === null;
+  text('node-error', s.error ?? '');
+
+  const locked = s.phase === 'locked' || s.phase === 'error';
+  $('unlock-form').hidden = !locked;
+  text('unlock', s.nodeId ? 'Unlock node key' : 'Create node key');
+  const serve = $<HTMLInputElement>('serve');
+  serve.disabled = s.phase !== 'running';
+  if (document.activeElement !== serve) serve.checked = s.serving;
+
+  renderLoad('engine', s.engine);
+  renderLoad('embedder', s.embedder);
+  text('engine-id', s.engineId ?? '—');
+  text(
+    'capability',
+    s.capability === null
+      ? '—'
+      : `${Math.round(s.capability.tokensPerSecond)} tokens/s, ${s.capability.embeddingsPerSecond.toFixed(1)} embeddings/s`,
+  );
+  text('served', String(s.served));
+  const q = s.metrics?.queue;
+  text('queue', q ? `${q.queued} waiting of ${q.maxQueue}${q.running ? ', one running' : ''}` : '—');
+
+  const nodes = $<HTMLTableSectionElement>('known-nodes');
+  nodes.replaceChildren();
+  for (const n of s.knownNodes) {
+    const row = nodes.insertRow();
+    cell(row, n.nodeId === s.nodeId ? `${short(n.nodeId)} (this tab)` : short(n.nodeId));
+    cell(row, n.role);
+    cell(row, n.models.join(', ') || '—');
+    cell(row, ago(n.at));
+  }
+  if (s.knownNodes.length === 0) nodes.insertRow().insertCell().textContent = 'No heartbeats yet.';
+
+  const verdicts = $<HTMLTableSectionElement>('verdicts');
+  verdicts.replaceChildren();
+  for (const v of s.verdicts) {
+    const row = verdicts.insertRow();
+    cell(row, short(v.requestId));
+    cell(row, v.status, v.status === 'accepted' ? 'ok' : 'bad');
+    cell(row, String(v.accepted.length));
+    cell(row, v.servedHere ? 'yes' : 'no');
+    cell(row, v.servedHere ? (v.agreedHere ? 'yes' : 'no') : '—', v.servedHere && !v.agreedHere ? 'bad' : '');
+    cell(row, (v.output ?? '').slice(0, 120));
+  }
+  if (s.verdicts.length === 0) verdicts.insertRow().insertCell().textContent = 'None yet.';
+}
+
+function wireNode(api: SynodPageApi): void {
+  let pending = false;
+  const schedule = () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      render(api);
+    });
+  };
+  api.onChange(schedule);
+  setInterval(schedule, 1000);
+  render(api);
+
+  $('unlock-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const input = $<HTMLInputElement>('passphrase');
+    const passphrase = input.value;
+    input.value = '';
+    api.unlock(passphrase).catch(() => schedule());
+    schedule();
+  });
+  $<HTMLInputElement>('serve').addEventListener('change', (e) => {
+    const on = (e.target as HTMLInputElement).checked;
+    api.setServing(on).catch(() => schedule());
+    schedule();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Follower mode: submit a prompt to a relay and watch its status over SSE.
+
+interface RequestViewLite {
+  requestId: string;
+  status: string;
+  error?: unknown;
+  commits?: unknown[];
+  reveals?: unknown[];
+  verdict?: { status: string; winner?: { output: string } | null; accepted?: unknown[] } | null;
+}
+
+let stream: EventSource | null = null;
+
+function showAsk(view: RequestViewLite): void {
+  $('ask-result').hidden = false;
+  text('ask-id', view.requestId);
+  text('ask-status', view.status + (view.error ? ` (${JSON.stringify(view.error)})` : ''));
+  text('ask-counts', `${view.commits?.length ?? 0} / ${view.reveals?.length ?? 0}`);
+  const v = view.verdict;
+  text(
+    'ask-answer',
+    v ? `${v.status}: ${v.winner?.output ?? '(no winner)'} — ${v.accepted?.length ?? 0} nodes agree` : '…',
+  );
+}
+
+function askError(message: string | null): void {
+  const el = $('ask-error');
+  el.hidden = message === null;
+  el.textContent = message ?? '';
+}
+
+async function ask(): Promise<void> {
+  askError(null);
+  stream?.close();
+  stream = null;
+  const base = $<HTMLInputElement>('relay-url').value.replace(/\/+$/, '');
+  const key = $<HTMLInputElement>('api-key').value.trim();
+  const prompt = $<HTMLTextAreaElement>('prompt').value;
+  const maxTokens = Number($<HTMLInputElement>('max-tokens').value) || 64;
+  let res: Response;
+  try {
+    res = await fetch(`${base}/v1/inference`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt, params: { maxTokens } }),
+    });
+  } catch (e) {
+    askError(
+      `could not reach ${base} (${String(e)}); a relay on another origin must allow CORS, or start the app with --relay`,
+    );
+    return;
+  }
+  const body = (await res.json().catch(() => null)) as {
+    requestId?: string;
+    links?: { events?: string };
+    error?: { code?: string; message?: string; hint?: string };
+  } | null;
+  if (!res.ok || body?.requestId === undefined) {
+    const e = body?.error;
+    askError(`HTTP ${res.status}: ${e?.code ?? ''} ${e?.message ?? ''}${e?.hint ? ` (${e.hint})` : ''}`);
+    return;
+  }
+  showAsk({ requestId: body.requestId, status: 'pending' });
+  const events = body.links?.events ?? `/v1/inference/${encodeURIComponent(body.requestId)}/events`;
+  const es = new EventSource(`${base}${events}`);
+  stream = es;
+  es.addEventListener('status', (m) =>
+    showAsk(JSON.parse((m as MessageEvent<string>).data) as RequestViewLite),
+  );
+  es.addEventListener('end', () => {
+    es.close();
+    if (stream === es) stream = null;
+  });
+  es.onerror = () => {
+    if (es.readyState === EventSource.CLOSED) askError('the status stream closed');
+  };
+}
+
+function wireFollower(relayDefault: string | null): void {
+  const url = $<HTMLInputElement>('relay-url');
+  if (relayDefault !== null) url.value = new URL(relayDefault, location.href).href;
+  $('ask-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    void ask();
+  });
+}
+
+async function start(): Promise<void> {
+  const ready = window.synodReady;
+  if (ready === undefined) throw new Error('main.js (the browser node) did not load');
+  const api = await ready;
+  wireNode(api);
+  const relay = (api.config as { relay?: string | null }).relay ?? null;
+  wireFollower(relay);
+}
+
+function whenNodeScriptRan(): Promise<void> {
+  if (window.synodReady !== undefined) return Promise.resolve();
+  return new Promise((resolve) => {
+    const check = () => (window.synodReady !== undefined ? resolve() : setTimeout(check, 20));
+    check();
+  });
+}
+
+whenNodeScriptRan()
+  .then(start)
+  .catch((e) => {
+    const el = $('node-error');
+    el.hidden = false;
+    el.textContent = `The app could not start: ${String(e)}`;
+  });

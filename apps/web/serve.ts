@@ -138,6 +138,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
       if (path === '/synod-config.json') {
         return Response.json({ ...config, relay: relayUrl === undefined ? null : '/relay' });
       }
+      if (path === '/favicon.ico') return new Response(null, { status: 204 });
       const known = statics.get(path);
       if (known !== undefined) return file(known);
       const [, dir, rawName] = /^\/([a-z-]+)\/([^/]+)$/.exec(path) ?? [];

@@ -1,0 +1,129 @@
+/**
+ * The contributor web app in headless Chromium, driven through its UI only (clicks and form fields):
+ * create the node key, toggle serving on (models load in the worker, with progress) and off, and ask
+ * the network in follower mode: POST /v1/inference to a real relay (edge, libSQL, three headless nodes
+ * on an in-memory network) through the app's same-origin relay proxy, then watch the request's SSE
+ * stream until the verdict shows on the page.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { startWebServer, type WebServer } from '../apps/web/serve.ts';
+import type {} from '../browser-node/src/browser/main.ts';
+import { startTestNetwork, type TestNetwork } from '../edge/src/test-helpers.ts';
+
+const LONG = 180_000;
+
+describe('the contributor web app', () => {
+  let net: TestNetwork;
+  let web: WebServer;
+  let context: BrowserContext;
+  let profile: string;
+  let page: Page;
+  const offsite: string[] = [];
+  const pageErrors: string[] = [];
+
+  beforeAll(
+    async () => {
+      net = await startTestNetwork({ nodes: 3 });
+      web = await startWebServer({
+        relayUrl: net.relay.url,
+        config: { heartbeatMs: 2_000, scryptN: 2 ** 10, dbName: `synod-web-test-${Date.now()}` },
+      });
+      profile = mkdtempSync(join(tmpdir(), 'synod-chromium-'));
+      context = await chromium.launchPersistentContext(profile, {
+        executablePath: '/usr/bin/chromium',
+        headless: true,
+        args: [
+          '--headless=new',
+          '--no-sandbox',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+          '--no-first-run',
+          '--disable-quic',
+        ],
+      });
+      page = context.pages()[0] ?? (await context.newPage());
+      page.on('request', (r) => {
+        const url = r.url();
+        if (!url.startsWith(web.url) && !url.startsWith('blob:') && !url.startsWith('data:'))
+          offsite.push(url);
+      });
+      page.on('pageerror', (e) => pageErrors.push(String(e)));
+      await page.goto(web.url);
+    },
+    { timeout: LONG },
+  );
+
+  afterAll(
+    async () => {
+      await page?.evaluate(() => window.synod?.stop()).catch(() => {});
+      await context?.close().catch(() => {});
+      if (profile) rmSync(profile, { recursive: true, force: true });
+      await web?.stop();
+      await net?.close();
+    },
+    { timeout: 60_000 },
+  );
+
+  test(
+    'create the node key, serve models with progress, stop serving',
+    async () => {
+      await page.waitForSelector('#unlock:has-text("Create node key")', { timeout: 30_000 });
+      await page.fill('#passphrase', 'a passphrase only this test knows');
+      await page.click('#unlock');
+      await page.waitForSelector('#phase:has-text("running as follower")', { timeout: 60_000 });
+      const nodeId = (await page.textContent('#node-id')) ?? '';
+      expect(nodeId).toMatch(/^[0-9a-f]{64}$/);
+      expect(await page.isHidden('#unlock-form')).toBe(true);
+
+      await page.check('#serve');
+      await page.waitForSelector('#phase:has-text("running as node")', { timeout: 120_000 });
+      expect(await page.textContent('#engine-phase')).toBe('ready');
+      expect(await page.textContent('#embedder-phase')).toBe('ready');
+      expect(await page.textContent('#engine-ref')).toContain('stories260K');
+      expect(await page.textContent('#embedder-ref')).toContain('use-lite-512');
+      expect(await page.textContent('#engine-id')).toBe('wllama@3.8.1');
+      expect(await page.textContent('#capability')).toMatch(/\d+ tokens\/s, [\d.]+ embeddings\/s/);
+      // The node hears itself (its own heartbeat) and lists its model.
+      await page.waitForSelector('#known-nodes:has-text("(this tab)")', { timeout: 30_000 });
+
+      await page.uncheck('#serve');
+      // Paused: the queue advertises no room (heartbeat capacity 0) and the page says so.
+      await page.waitForSelector('#queue:has-text("of 0")', { timeout: 30_000 });
+      expect(await page.evaluate(() => window.synod?.status().serving)).toBe(false);
+      expect(await page.textContent('#node-id')).toBe(nodeId);
+    },
+    LONG,
+  );
+
+  test(
+    'follower mode: a prompt submitted with an API key reaches a verdict, streamed over SSE',
+    async () => {
+      expect(await page.inputValue('#relay-url')).toBe(`${web.url}/relay`);
+      await page.fill('#api-key', net.apiKey);
+      await page.fill('#prompt', 'Once upon a time');
+      await page.fill('#max-tokens', '24');
+      await page.click('#ask');
+      await page.waitForSelector('#ask-status:text-is("verdict")', { timeout: 120_000 });
+      expect(await page.textContent('#ask-id')).toMatch(/^[0-9a-f]{64}$/);
+      expect(await page.textContent('#ask-counts')).toBe('3 / 3');
+      const answer = (await page.textContent('#ask-answer')) ?? '';
+      expect(answer).toStartWith('accepted: ');
+      expect(answer).toContain('3 nodes agree');
+      expect(await page.isHidden('#ask-error')).toBe(true);
+
+      // A wrong key is refused with the relay's error, shown on the page.
+      await page.fill('#api-key', 'synod_sk_not-a-real-key');
+      await page.click('#ask');
+      await page.waitForSelector('#ask-error:has-text("HTTP 401")', { timeout: 30_000 });
+
+      expect(offsite).toEqual([]);
+      expect(pageErrors).toEqual([]);
+    },
+    LONG,
+  );
+});
