@@ -126,4 +126,28 @@ describe('the contributor web app', () => {
     },
     LONG,
   );
+
+  test(
+    'after a reload the sealed key is still there: a wrong passphrase is refused, the right one opens it',
+    async () => {
+      const before = (await page.textContent('#node-id')) ?? '';
+      await page.reload();
+      await page.waitForSelector('#unlock:has-text("Unlock node key")', { timeout: 30_000 });
+      expect(await page.textContent('#node-id')).toBe(before);
+      expect(await page.textContent('#phase')).toBe('locked');
+
+      await page.fill('#passphrase', 'not the passphrase');
+      await page.click('#unlock');
+      await page.waitForSelector('#node-error:has-text("KEY_WRONG_PASSPHRASE")', { timeout: 30_000 });
+      expect(await page.isVisible('#unlock-form')).toBe(true);
+
+      await page.fill('#passphrase', 'a passphrase only this test knows');
+      await page.click('#unlock');
+      await page.waitForSelector('#phase:has-text("running as follower")', { timeout: 60_000 });
+      expect(await page.textContent('#node-id')).toBe(before);
+      expect(await page.isHidden('#node-error')).toBe(true);
+      expect(pageErrors).toEqual([]);
+    },
+    LONG,
+  );
 });

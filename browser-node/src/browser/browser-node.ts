@@ -182,8 +182,12 @@ export class BrowserNode {
       this.#phase = 'error';
       this.#error = errorText(e);
       this.#key = null;
+      await this.#node?.close().catch(() => {});
+      this.#node = null;
       await this.#transport?.close().catch(() => {});
       this.#transport = null;
+      await this.#store?.close().catch(() => {});
+      this.#store = null;
       throw e;
     } finally {
       this.#changed();
