@@ -59,6 +59,10 @@ export async function openHistory(dbUrl: string, authToken?: string, replicaPath
       ? { url: `file:${replicaPath}`, syncUrl: dbUrl, ...(authToken ? { authToken } : {}) }
       : { url: dbUrl, ...(authToken ? { authToken } : {}) },
   );
+  // A local file runs in WAL mode: one fsync per commit (synchronous stays FULL, so an acknowledged
+  // request survives power loss too), readers never block the writer; about 2.5x the accepted requests/s
+  // of the rollback journal (edge/bench). The mode is stored in the file.
+  if (!replicaPath && dbUrl.startsWith('file:')) await client.execute('PRAGMA journal_mode=WAL');
   await applyMigrations(client, MIGRATIONS);
   const store = new HistoryStore(drizzle(client, { schema: historySchema }));
   return { client, store };
