@@ -1,0 +1,252 @@
+/**
+ * Hostile input at node level over a real Waku relay link (libp2p gossipsub over TCP on 127.0.0.1).
+ *
+ *   coordinator (relay) ── node (real engine) ── attacker (a bare Waku relay transport, no SynodNode)
+ *
+ * The attacker is only connected to the node. It sends replays of a real packet, packets with forged
+ * signatures, stale packets, oversized messages and a flood of 10,000 unique junk messages. Each must
+ * be dropped by the node (its transport's validator or its intake, per the counters of
+ * `node.metrics().intake`), the attacker ends up banned, memory stays bounded, and the node keeps
+ * serving: a real request afterwards still reaches an accepted verdict.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { type AnyPacket, decodePacket, encodePacket, LIMITS, NodeKey, signPacket } from '@synod/shared';
+import { SynodNode } from '../browser-node/src/node/synod-node.ts';
+import type { IntakeMetrics } from '../browser-node/src/p2p/intake.ts';
+import { ALL_TOPICS, type ContentTopic, topicOfPacketType } from '../browser-node/src/p2p/topics.ts';
+import { encodeWakuMessage, type WakuRelayTransport } from '../browser-node/src/p2p/waku-relay.ts';
+import {
+  COMMITS,
+  type LoopbackNetwork,
+  loopbackWaku,
+  makeRequest,
+  REVEALS,
+  startNetwork,
+  tcpAddress,
+  until,
+} from './support/loopback-network.ts';
+
+const LONG = 180_000;
+const STEP = 60_000;
+const FLOOD = 10_000;
+
+let net: LoopbackNetwork;
+let attacker: WakuRelayTransport;
+const captured: Array<{ packet: AnyPacket; bytes: Uint8Array }> = [];
+
+beforeAll(async () => {
+  net = await startNetwork({ nodes: 1 });
+  const node = net.nodes[0] as LoopbackNetwork['nodes'][number];
+  attacker = await loopbackWaku([tcpAddress(node.waku)]);
+  attacker.subscribe(topicOfPacketType('request'), (bytes) => {
+    void decodePacket(bytes, { now: Date.now() }).then(
+      ({ packet }) => captured.push({ packet, bytes }),
+      () => {},
+    );
+  });
+  await until(
+    () =>
+      attacker.meshPeers(REVEALS).includes(node.waku.peerId) &&
+      node.waku.meshPeers(REVEALS).includes(attacker.peerId),
+    LONG,
+    'the attacker in the node’s mesh',
+  );
+}, LONG);
+
+afterAll(async () => {
+  await attacker?.close();
+  await net?.close();
+});
+
+/** Publish raw payload bytes from the attacker, each as its own gossipsub message (distinct timestamp). */
+let tick = 0;
+async function send(topic: ContentTopic, payload: Uint8Array): Promise<void> {
+  const data = encodeWakuMessage(topic, payload, Date.now() * 1000 + tick++);
+  await attacker.node.services.pubsub.publish(attacker.pubsubTopic(topic), data);
+}
+
+const node = () => net.nodes[0] as LoopbackNetwork['nodes'][number];
+const intake = (): IntakeMetrics => node().node.metrics().intake;
+const settled = () => intake().queueDepth === 0 && intake().inFlight === 0;
+
+async function verdictFor(quorum = 1, timeoutMs = LONG): Promise<string> {
+  const body = makeRequest(net.embedder, { quorum });
+  await net.coordinator.node.submit(body);
+  await until(
+    () => net.recorder.verdictsOf(body.requestId).some((x) => x.v.check === 'computed'),
+    timeoutMs,
+    'the verdict',
+  );
+  return body.requestId;
+}
+
+function heapMb(): number {
+  Bun.gc(true);
+  return process.memoryUsage().heapUsed / 2 ** 20;
+}
+
+describe('a node under hostile input over a real Waku link', () => {
+  test(
+    'replays, forged signatures, stale, oversized and 10,000 junk packets are dropped; the node keeps serving',
+    async () => {
+      // Warm-up: a real request, so the attacker holds a real packet the node has accepted (the request).
+      const warm = await verdictFor();
+      await until(
+        () => captured.some((c) => c.packet.body.requestId === warm),
+        STEP,
+        'a captured request packet',
+      );
+      const real = captured.find((c) => c.packet.body.requestId === warm) as (typeof captured)[number];
+      await until(settled, STEP, 'an idle intake');
+      const heap0 = heapMb();
+      const m0 = intake();
+      const v0 = node().waku.stats();
+
+      // 1. replays of a packet the node has already accepted (distinct gossip messages, same packet)
+      for (let i = 0; i < 50; i++) await send(topicOfPacketType('request'), real.bytes);
+      await until(() => intake().duplicates - m0.duplicates >= 50, STEP, 'the replays to be counted');
+
+      // 2. forged signatures: a body changed after signing, and someone else's node id as `from`
+      const mallory = await NodeKey.fromSeed(new Uint8Array(32).fill(77));
+      for (let i = 0; i < 10; i++) {
+        const p = await signPacket(mallory, 'commit', {
+          requestId: warm,
+          commitment: 'ab'.repeat(32),
+          createdAt: Date.now(),
+        });
+        const forged =
+          i % 2 === 0
+            ? { ...p, body: { ...p.body, commitment: (i + 16).toString(16).padStart(64, '0') } }
+            : { ...p, from: node().key.nodeId, body: { ...p.body, createdAt: p.body.createdAt + i } };
+        await send(COMMITS, encodePacket(forged as AnyPacket));
+      }
+      // 3. stale packets: well signed, created ten minutes ago
+      for (let i = 0; i < 5; i++) {
+        const p = await signPacket(mallory, 'commit', {
+          requestId: warm,
+          commitment: (i + 1).toString(16).padStart(64, '0'),
+          createdAt: Date.now() - 600_000,
+        });
+        await send(COMMITS, encodePacket(p));
+      }
+      await until(
+        () =>
+          (intake().rejected.PACKET_BAD_SIGNATURE ?? 0) - (m0.rejected.PACKET_BAD_SIGNATURE ?? 0) >= 10 &&
+          (intake().rejected.PACKET_STALE ?? 0) - (m0.rejected.PACKET_STALE ?? 0) >= 5,
+        STEP,
+        'forged and stale packets to be rejected',
+      );
+
+      // 4. oversized: over LIMITS.maxPacketBytes, dropped by the transport's validator before the intake
+      for (let i = 0; i < 3; i++)
+        await send(COMMITS, new Uint8Array(LIMITS.maxPacketBytes + 1 + i).fill(0x7b));
+      await until(
+        () => node().waku.stats().invalidEnvelopes - v0.invalidEnvelopes >= 3,
+        STEP,
+        'oversized messages to be refused',
+      );
+
+      // 5. a flood of unique junk on every Synod topic: random bytes, broken JSON, JSON of no schema
+      const before = intake();
+      const receivedBefore = node().waku.stats().received;
+      for (let i = 0; i < FLOOD; i++) {
+        const topic = ALL_TOPICS[i % ALL_TOPICS.length] as ContentTopic;
+        const kind = i % 3;
+        const payload =
+          kind === 0
+            ? crypto.getRandomValues(new Uint8Array(32 + (i % 200)))
+            : new TextEncoder().encode(
+                kind === 1
+                  ? `{"v":1,"type":"commit","body":{"n":${i}`
+                  : JSON.stringify({ junk: i, pad: 'x'.repeat(i % 64) }),
+              );
+        await send(topic, payload);
+        // let the link drain now and then rather than buffering the whole flood in memory
+        if (i % 500 === 499) {
+          await until(
+            () => node().waku.stats().received - receivedBefore >= i + 1 - 500,
+            LONG,
+            'the flood to drain',
+          );
+        }
+      }
+      await until(
+        () => node().waku.stats().received - receivedBefore >= FLOOD && settled(),
+        STEP,
+        'the whole flood to reach the node',
+      );
+      const after = intake();
+      const offered = after.offered - before.offered;
+      expect(offered).toBe(FLOOD);
+      const dropped =
+        after.rejectedTotal -
+        before.rejectedTotal +
+        (after.fromBanned - before.fromBanned) +
+        (after.dropped - before.dropped) +
+        (after.duplicates - before.duplicates);
+      expect(dropped).toBe(FLOOD);
+      // nothing the attacker sent was accepted
+      expect(after.accepted).toBe(m0.accepted);
+      expect(after.bans).toBeGreaterThanOrEqual(1); // the attacker
+      expect(after.fromBanned - before.fromBanned).toBeGreaterThan(FLOOD / 2);
+      expect(node().node.metrics().machines.node).toBeLessThanOrEqual(2); // no machine per junk packet
+      const growth = heapMb() - heap0;
+      expect(growth).toBeLessThan(128);
+
+      // 6. the node keeps serving: a coordinator that joins now (through the node, the attacker still
+      // connected) gets an accepted verdict from it
+      const key = await NodeKey.fromSeed(new Uint8Array(32).fill(190));
+      const waku = await loopbackWaku([tcpAddress(node().waku)]);
+      const fresh = new SynodNode({
+        key,
+        role: 'relay',
+        transports: [waku],
+        ...net.recorder.options(() => key.nodeId),
+      });
+      try {
+        await fresh.start();
+        await until(
+          () =>
+            waku.meshPeers(REVEALS).includes(node().waku.peerId) &&
+            node().waku.meshPeers(REVEALS).includes(waku.peerId),
+          STEP,
+          'the new coordinator in the node’s mesh',
+        );
+        const body = makeRequest(net.embedder, { quorum: 1 });
+        await fresh.submit(body);
+        await until(() => fresh.status(body.requestId)?.verdict != null, STEP, 'the verdict');
+        const v = net.recorder.verdictsOf(body.requestId).find((x) => x.v.check === 'computed')?.v;
+        expect(v?.verdict.status).toBe('accepted');
+        expect(v?.verdict.accepted.map((a) => a.nodeId)).toEqual([node().key.nodeId]);
+      } finally {
+        await fresh.close();
+        await waku.close();
+      }
+      expect(net.recorder.errors).toEqual([]);
+      console.log(
+        JSON.stringify({
+          nodeIntake: after,
+          coordinatorIntake: net.coordinator.node.metrics().intake,
+          heapGrowthMb: Math.round(growth * 10) / 10,
+        }),
+      );
+    },
+    LONG,
+  );
+});
+
+/*
+ * KNOWN BUG, kept as an expected failure so it flips the day it is fixed. The Waku transport's topic
+ * validator accepts any well-formed WakuMessage, so gossipsub forwards the attacker's junk, and the
+ * intake counts every invalid packet against the *propagation source* (the neighbour that relayed it)
+ * and bans it after `banThreshold` (64). The coordinator above, connected to the attacker only through
+ * the honest node, banned that node for 10 minutes: from then on it ignores the node's commits, and
+ * its requests never reach a verdict. Fix in browser-node/src/p2p: verify Synod packets in the gossipsub
+ * validator (reject = not forwarded, penalty on the real sender), or do not ban on relayed traffic.
+ */
+describe('KNOWN BUG: relayed junk gets honest neighbours banned', () => {
+  test.failing('the coordinator does not ban the honest node that relayed the attacker’s junk', () => {
+    const c = net.coordinator.node.metrics().intake;
+    expect(c.bans).toBe(0);
+  });
+});
