@@ -92,11 +92,13 @@ describe('a node under hostile input over a real Waku link', () => {
       // Warm-up: a real request, so the attacker holds a real packet the node has accepted (the request).
       const warm = await verdictFor();
       await until(
-        () => captured.some((c) => c.packet.body.requestId === warm),
+        () => captured.some((c) => c.packet.type === 'request' && c.packet.body.requestId === warm),
         STEP,
         'a captured request packet',
       );
-      const real = captured.find((c) => c.packet.body.requestId === warm) as (typeof captured)[number];
+      const real = captured.find(
+        (c) => c.packet.type === 'request' && c.packet.body.requestId === warm,
+      ) as (typeof captured)[number];
       await until(settled, STEP, 'an idle intake');
       const heap0 = heapMb();
       const m0 = intake();
