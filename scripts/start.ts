@@ -2,10 +2,11 @@
  * `npm start`: the local Synod network on embedded defaults, all on 127.0.0.1:
  *   - the relay (HTTP API, OpenAI-compatible endpoint, public verifier) with its libSQL file,
  *   - 3 headless nodes serving stories260K with the USE Lite embedder,
+ *   - the contributor web app (a browser node that joins over the relay's WebSocket listener),
  * connected over Waku relay (libp2p gossipsub). Prints the URLs and examples; Ctrl-C stops everything.
  *
  * Environment: SYNOD_MODELS_DIR (default ../shared/models), SYNOD_DATA_DIR (default .data/local),
- * SYNOD_RELAY_PORT (default 8787), SYNOD_NODES (default 3).
+ * SYNOD_RELAY_PORT (default 8787), SYNOD_WEB_PORT (default 8788), SYNOD_NODES (default 3).
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -16,6 +17,7 @@ const data = resolve(process.env['SYNOD_DATA_DIR'] ?? join(root, '.data/local'))
 const models = resolve(process.env['SYNOD_MODELS_DIR'] ?? join(root, '../shared/models'));
 const relayPort = Number(process.env['SYNOD_RELAY_PORT'] ?? 8787);
 const nodeCount = Number(process.env['SYNOD_NODES'] ?? 3);
+const webPort = Number(process.env['SYNOD_WEB_PORT'] ?? 8788);
 const passphrase = process.env['SYNOD_PASSPHRASE'] ?? 'synod-local-development';
 mkdirSync(data, { recursive: true });
 
@@ -60,10 +62,19 @@ function spawn(name: string, args: string[], onLine: (line: string) => void): Su
   return child;
 }
 
+function json(line: string): Record<string, unknown> {
+  try {
+    const v = JSON.parse(line) as unknown;
+    return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
 function waitForLine<T>(
   name: string,
   args: string[],
-  match: (j: Record<string, unknown>) => T | undefined,
+  match: (line: string) => T | undefined,
   timeoutMs = 60_000,
 ) {
   return new Promise<T>((resolvePromise, reject) => {
@@ -72,14 +83,10 @@ function waitForLine<T>(
       timeoutMs,
     );
     spawn(name, args, (line) => {
-      try {
-        const found = match(JSON.parse(line) as Record<string, unknown>);
-        if (found !== undefined) {
-          clearTimeout(timer);
-          resolvePromise(found);
-        }
-      } catch {
-        // not a JSON log line
+      const found = match(line);
+      if (found !== undefined) {
+        clearTimeout(timer);
+        resolvePromise(found);
       }
     });
   });
@@ -100,6 +107,15 @@ async function shutdown(code: number): Promise<never> {
 }
 process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
+// Any failure while starting stops what did start: no process outlives `npm start`.
+process.on('unhandledRejection', (e) => {
+  console.error(`npm start failed: ${String(e)}`);
+  void shutdown(1);
+});
+process.on('uncaughtException', (e) => {
+  console.error(`npm start failed: ${String(e)}`);
+  void shutdown(1);
+});
 
 const relay = await waitForLine(
   'relay',
@@ -114,10 +130,12 @@ const relay = await waitForLine(
     '--dev-key-file',
     join(data, 'dev-api-key'),
   ],
-  (j) =>
-    j['msg'] === 'relay started'
+  (line) => {
+    const j = json(line);
+    return j['msg'] === 'relay started'
       ? (j as { url: string; multiaddrs: string[]; coordinator: string })
-      : undefined,
+      : undefined;
+  },
 );
 const bootstrap = relay.multiaddrs.find((a) => !a.includes('/ws/')) ?? relay.multiaddrs[0] ?? '';
 
@@ -137,11 +155,38 @@ const nodes = await Promise.all(
         '--bootstrap',
         bootstrap,
       ],
-      (j) => (j['msg'] === 'node started' ? (j as { nodeId: string; http: string }) : undefined),
+      (line) => {
+        const j = json(line);
+        return j['msg'] === 'node started' ? (j as { nodeId: string; http: string }) : undefined;
+      },
       120_000,
     ),
   ),
 );
+
+const wsBootstrap = relay.multiaddrs.filter((a) => a.includes('/ws/'));
+const web = await waitForLine(
+  'web',
+  [
+    'apps/web/serve.ts',
+    '--port',
+    String(webPort),
+    '--bootstrap',
+    wsBootstrap.join(','),
+    '--relay',
+    relay.url,
+    '--models-dir',
+    models,
+  ],
+  (line) => {
+    const m = /^Synod contributor app: (\S+)/.exec(line);
+    return m ? { url: m[1] as string } : undefined;
+  },
+  120_000,
+).catch((e: unknown) => {
+  console.error(`the web app did not start: ${String(e)}`);
+  return { url: 'not running (see the log above)' };
+});
 
 // Wait until the relay has heard every node's heartbeat, so the first request finds a full quorum.
 const deadline = Date.now() + 60_000;
@@ -161,7 +206,7 @@ Synod local network is up.
   relay coordinator node id                      ${relay.coordinator}
   libSQL history                                 ${join(data, 'relay.db')}
 ${nodes.map((n, i) => `  node ${i + 1}  ${n.nodeId.slice(0, 16)}…  health ${n.http}/healthz`).join('\n')}
-  web app                                        not built yet (see README "Status")
+  contributor web app (browser node)            ${web.url}
   development API key                            ${apiKey}   (in ${join(data, 'dev-api-key')})
 
 Try it:
