@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { createClient } from '@libsql/client';
 import { isSynodError } from '@synod/shared';
+import { measureEmbedder, measureEngine } from '../inference/capability.ts';
 import type { Embedder } from '../inference/embedder.ts';
 import type { Engine } from '../inference/engine.ts';
 import { ModelsDir, modelsRootFromEnv } from '../inference/models-dir.ts';
@@ -8,7 +9,7 @@ import { InferenceQueue } from '../inference/queue.ts';
 import { WorkerEmbedder, WorkerEngine } from '../inference/worker-client.ts';
 import { LibsqlMachineStore } from '../node/machine-store-libsql.ts';
 import { SynodNode } from '../node/synod-node.ts';
-import { createHeadlessWakuRelay } from '../p2p/headless.ts';
+import { createHeadlessWakuRelay } from '../p2p/waku-relay-headless.ts';
 import { loadOrCreateIdentity } from './identity-file.ts';
 import { renderNodeMetrics } from './metrics-text.ts';
 
@@ -125,22 +126,6 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
-/** Measure tokens/s and embeddings/s with a short fixed workload (capability self-assessment). */
-async function selfAssess(
-  engine: Engine,
-  embedder: Embedder,
-): Promise<{ tokensPerSecond: number; embeddingsPerSecond: number }> {
-  const gen = await engine.generate({
-    prompt: 'Once upon a time',
-    params: { temperature: 0, maxTokens: 64 },
-  });
-  const start = performance.now();
-  const texts = ['A cat sat on the mat.', 'The sun was shining.', 'Tim found a red ball.', 'She was happy.'];
-  for (const t of texts) await embedder.embedBits(t);
-  const embeddingsPerSecond = texts.length / ((performance.now() - start) / 1000);
-  return { tokensPerSecond: gen.tokensPerSecond, embeddingsPerSecond };
-}
-
 export async function runNode(
   o: NodeCliOptions,
   log: (e: Record<string, unknown>) => void,
@@ -167,7 +152,13 @@ export async function runNode(
     await engine.load({ id: model.id, fileHash: model.fileHash, path: model.path });
     embedder = new WorkerEmbedder({ kind: 'use-lite' });
     await embedder.load();
-    rates = await selfAssess(engine, embedder);
+    // Capability self-assessment: a fixed workload, advertised in heartbeats and used for deadlines.
+    const measuredEngine = await measureEngine(engine);
+    const measuredEmbedder = await measureEmbedder(embedder);
+    rates = {
+      tokensPerSecond: measuredEngine.tokensPerSecond,
+      embeddingsPerSecond: measuredEmbedder.embeddingsPerSecond,
+    };
     log({
       level: 'info',
       msg: 'models loaded',

@@ -1,0 +1,133 @@
+import { afterAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { isSynodError } from '@synod/shared';
+import { loadOrCreateIdentity } from './identity-file.ts';
+import { CliUsageError, parseNodeArgs } from './node-main.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'synod-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('synod node flags', () => {
+  test('defaults', () => {
+    const o = parseNodeArgs([], { SYNOD_PASSPHRASE: 'pw' });
+    expect(o).not.toBe('help');
+    if (o === 'help') return;
+    expect(o).toMatchObject({
+      role: 'node',
+      engine: 'llama-cpp',
+      model: 'stories260K',
+      host: '127.0.0.1',
+      threads: 1,
+    });
+    expect(o.bootstrap).toEqual([]);
+  });
+
+  test('bad flags are usage errors, never silently ignored', () => {
+    const bad: string[][] = [
+      ['--threads', '0'],
+      ['--tcp-port', '70000'],
+      ['--role', 'miner'],
+      ['--engine', 'gpt'],
+      ['--unknown-flag'],
+    ];
+    for (const argv of bad) {
+      let caught: unknown;
+      try {
+        parseNodeArgs(argv, { SYNOD_PASSPHRASE: 'pw' });
+      } catch (e) {
+        caught = e;
+      }
+      expect(caught).toBeInstanceOf(Error);
+    }
+    expect(() => parseNodeArgs([], {})).toThrow(CliUsageError);
+    expect(parseNodeArgs(['--help'], {})).toBe('help');
+    const o = parseNodeArgs(['--bootstrap', '/ip4/127.0.0.1/tcp/1/p2p/a, /ip4/127.0.0.1/tcp/2/p2p/b'], {
+      SYNOD_PASSPHRASE: 'pw',
+    });
+    expect(o !== 'help' && o.bootstrap).toEqual(['/ip4/127.0.0.1/tcp/1/p2p/a', '/ip4/127.0.0.1/tcp/2/p2p/b']);
+  });
+});
+
+describe('identity file', () => {
+  test('created once, reopened with the passphrase, refused with another', async () => {
+    const path = join(dir, 'id', 'identity.json');
+    const a = await loadOrCreateIdentity(path, 'correct');
+    expect(a.created).toBe(true);
+    const b = await loadOrCreateIdentity(path, 'correct');
+    expect(b.created).toBe(false);
+    expect(b.key.nodeId).toBe(a.key.nodeId);
+    let caught: unknown;
+    try {
+      await loadOrCreateIdentity(path, 'wrong');
+    } catch (e) {
+      caught = e;
+    }
+    expect(isSynodError(caught, 'KEY_WRONG_PASSPHRASE')).toBe(true);
+  });
+});
+
+describe('synod node as a process', () => {
+  test('a follower serves /healthz and /metrics, and stops cleanly on SIGTERM', async () => {
+    const main = resolve(import.meta.dir, 'main.ts');
+    const child = Bun.spawn(
+      [
+        process.execPath,
+        main,
+        'node',
+        '--role',
+        'follower',
+        '--identity',
+        join(dir, 'p', 'id.json'),
+        '--db',
+        join(dir, 'p', 'state.db'),
+      ],
+      { env: { ...process.env, SYNOD_PASSPHRASE: 'pw' }, stdout: 'pipe', stderr: 'pipe' },
+    );
+    try {
+      const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
+      let buf = '';
+      let started: { http: string; nodeId: string } | undefined;
+      const deadline = Date.now() + 60_000;
+      while (!started && Date.now() < deadline) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += new TextDecoder().decode(value);
+        for (const line of buf.split('\n')) {
+          if (line.includes('"node started"')) started = JSON.parse(line) as { http: string; nodeId: string };
+        }
+      }
+      expect(started).toBeDefined();
+      if (!started) return;
+      const health = (await (await fetch(`${started.http}/healthz`)).json()) as {
+        ok: boolean;
+        role: string;
+        nodeId: string;
+      };
+      expect(health).toMatchObject({ ok: true, role: 'follower', nodeId: started.nodeId });
+      const metrics = await (await fetch(`${started.http}/metrics`)).text();
+      expect(metrics).toContain('# TYPE synod_packets_accepted_total counter');
+      expect(metrics).toMatch(/^synod_peers \d+$/m);
+      expect((await fetch(`${started.http}/nope`)).status).toBe(404);
+      reader.releaseLock();
+      child.kill('SIGTERM');
+      expect(await child.exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  test('a bad flag exits 2 with the usage text', async () => {
+    const main = resolve(import.meta.dir, 'main.ts');
+    const child = Bun.spawn([process.execPath, main, 'node', '--threads', 'many'], {
+      env: { ...process.env, SYNOD_PASSPHRASE: 'pw' },
+      stdout: 'pipe',
+      stderr: 'pipe',
+    });
+    expect(await child.exited).toBe(2);
+    expect(await new Response(child.stderr as ReadableStream).text()).toContain(
+      '--threads must be an integer',
+    );
+  });
+});
