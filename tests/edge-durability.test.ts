@@ -83,9 +83,34 @@ let relayArgs: string[] = [];
 let relay: Child | undefined;
 let apiKey = '';
 
+/**
+ * Start (or restart) the relay CLI on the same database and identity. The HTTP port is picked free just
+ * before; if another process grabs it first (a busy shared box), try again on a new one.
+ */
 async function startRelayProcess(): Promise<Child> {
-  const { child } = await spawnBun(relayArgs, (j) => j['msg'] === 'relay started', 60_000);
-  return child;
+  let last: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    relayPort = await freePort();
+    relayUrl = `http://127.0.0.1:${relayPort}`;
+    try {
+      const { child } = await spawnBun(
+        [...relayArgs, '--port', String(relayPort)],
+        (j) => j['msg'] === 'relay started',
+        90_000,
+      );
+      return child;
+    } catch (e) {
+      last = e;
+      const dead = children.at(-1);
+      if (dead) await stopProcess(dead.proc).catch(() => undefined);
+    }
+  }
+  throw last;
+}
+
+/** The last log lines of every child, for failure messages. */
+function childLogs(): string {
+  return children.map((c, i) => `--- child ${i}\n${c.lines.slice(-15).join('\n')}`).join('\n');
 }
 
 beforeAll(async () => {
@@ -111,16 +136,12 @@ beforeAll(async () => {
   const all = [first, ...rest].flatMap((n) =>
     (n.line['multiaddrs'] as string[]).filter((a) => !a.includes('/ws')),
   );
-  relayPort = await freePort();
-  relayUrl = `http://127.0.0.1:${relayPort}`;
   relayArgs = [
     'edge/src/main.ts',
     '--db',
     `file:${join(dir, 'relay.db')}`,
     '--identity',
     join(dir, 'relay-identity.json'),
-    '--port',
-    String(relayPort),
     '--bootstrap',
     all.join(','),
     '--dev-key-file',
@@ -135,10 +156,12 @@ beforeAll(async () => {
       const r = (await (await fetch(`${relayUrl}/v1/nodes`)).json()) as { nodes: { role: string }[] };
       return r.nodes.filter((n) => n.role === 'node').length >= 3;
     },
-    90_000,
+    120_000,
     250,
-  );
-}, 300_000);
+  ).catch((e) => {
+    throw new Error(`${String(e)}\n${childLogs()}`);
+  });
+}, 400_000);
 
 afterAll(async () => {
   await Promise.all(children.map((c) => stopProcess(c.proc).catch(() => undefined)));
@@ -271,9 +294,11 @@ describe('the relay process survives SIGKILL under load', () => {
         }
         return finals.size === new Set(all.map((a) => a.requestId)).size;
       },
-      120_000,
+      150_000,
       250,
-    );
+    ).catch((e) => {
+      throw new Error(`${String(e)}; ${finals.size} terminal\n${childLogs()}`);
+    });
     for (const f of finals.values()) {
       // `no-consensus` carries its verdict (the quorum disagreed); expiries and failures carry a code.
       if (f.status === 'expired' || f.status === 'failed') expect(f.error ?? '').toMatch(/^[A-Z_]+$/);
@@ -306,5 +331,5 @@ describe('the relay process survives SIGKILL under load', () => {
     } finally {
       db.close();
     }
-  }, 300_000);
+  }, 400_000);
 });
