@@ -143,6 +143,8 @@ export interface NetworkOptions {
   nodes: number;
   /** The machine store of node `i` (default: in memory). */
   store?: (i: number) => MachineStore | undefined;
+  /** Called with every packet the coordinator verifies or publishes (benchmarks time them). */
+  onCoordinatorPacket?: (packet: AnyPacket, own: boolean) => void;
 }
 
 export interface LoopbackNetwork {
@@ -187,8 +189,9 @@ export async function startNetwork(o: NetworkOptions): Promise<LoopbackNetwork> 
     key: ckey,
     role: 'relay',
     transports: [ctransport],
-    onPacket: ({ packet }) => {
+    onPacket: ({ packet, own }) => {
       coordinatorPackets.push(packet);
+      o.onCoordinatorPacket?.(packet, own);
     },
     ...recorder.options(() => ckey.nodeId),
   });
