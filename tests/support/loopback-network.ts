@@ -32,7 +32,12 @@ import { SynodNode, type SynodNodeOptions } from '../../browser-node/src/node/sy
 import type { TestServing } from '../../browser-node/src/node/test-helpers.ts';
 import { createHeadlessWakuRelay } from '../../browser-node/src/p2p/headless.ts';
 import { type ContentTopic, topicOfPacketType } from '../../browser-node/src/p2p/topics.ts';
-import type { MessageHandler, Transport, Unsubscribe } from '../../browser-node/src/p2p/transport.ts';
+import type {
+  ForwardValidator,
+  MessageHandler,
+  Transport,
+  Unsubscribe,
+} from '../../browser-node/src/p2p/transport.ts';
 import type { WakuRelayTransport } from '../../browser-node/src/p2p/waku-relay.ts';
 
 export const REVEALS: ContentTopic = topicOfPacketType('reveal');
@@ -243,9 +248,15 @@ export class InterceptingTransport implements Transport {
   readonly #inner: Transport;
   readonly #interceptors: Interceptor[] = [];
 
+  /** Present exactly when the wrapped transport has it: inbound traffic is judged as without the wrapper. */
+  readonly setForwardValidator?: (validator: ForwardValidator | null) => void;
+
   constructor(inner: Transport) {
     this.#inner = inner;
     this.name = inner.name;
+    if (inner.setForwardValidator) {
+      this.setForwardValidator = (validator) => inner.setForwardValidator?.(validator);
+    }
   }
 
   /** Add an interceptor; the first that returns `true` from its own filter handles the message. */

@@ -37,7 +37,14 @@ import {
   type VerdictEffect,
 } from '@synod/shared';
 import type { InferenceQueue } from '../inference/queue.ts';
-import { Intake, type IntakeMetrics, type IntakeOptions, type IntakePacket } from '../p2p/intake.ts';
+import {
+  Intake,
+  type IntakeMetrics,
+  type IntakeOptions,
+  type IntakePacket,
+  type PeerRef,
+  type PeerStats,
+} from '../p2p/intake.ts';
 import { topicOfPacketType } from '../p2p/topics.ts';
 import type { Transport } from '../p2p/transport.ts';
 import { type MachineStore, MemoryMachineStore } from './machine-store.ts';
@@ -284,6 +291,11 @@ export class SynodNode {
       .filter(([, h]) => h.at >= since)
       .map(([nodeId, h]) => ({ nodeId, ...h }))
       .sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1));
+  }
+
+  /** Intake counters of one neighbour (accepted, duplicates, invalid by code, ban). */
+  peerStats(ref: PeerRef): PeerStats | undefined {
+    return this.#intake.peerStats(ref);
   }
 
   peers(): number {

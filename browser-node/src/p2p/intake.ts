@@ -9,7 +9,7 @@ import {
   sha256Hex,
 } from '@synod/shared';
 import { ALL_TOPICS, type ContentTopic, packetTypeOfTopic } from './topics.ts';
-import type { MessageMeta, Transport, Unsubscribe } from './transport.ts';
+import type { ForwardVerdict, MessageMeta, Transport, Unsubscribe } from './transport.ts';
 
 /**
  * The intake: the one gate between every transport and the protocol core. For each inbound message,
@@ -144,7 +144,18 @@ interface Item {
   digest: string;
   meta: MessageMeta;
   type: PacketType | undefined;
+  /** Set when a gossip transport waits for the verdict before forwarding the message. */
+  settle?: (verdict: ForwardVerdict) => void;
 }
+
+/** How an immediate offer result answers a gossip transport's forward question. */
+const FORWARD_VERDICT: Record<Exclude<OfferResult, 'queued'>, ForwardVerdict> = {
+  duplicate: 'ignore',
+  dropped: 'ignore',
+  closed: 'ignore',
+  rejected: 'reject',
+  banned: 'reject',
+};
 
 /** What is known of a message digest: still queued, or judged (accepted, or a reject reason). */
 type DigestState = 'pending' | 'accepted' | RejectReason;
@@ -203,9 +214,17 @@ export class Intake {
 
   /** Feed every Synod topic (or the given ones) of a transport into the intake. Returns a detacher. */
   attach(transport: Transport, topics: readonly ContentTopic[] = ALL_TOPICS): Unsubscribe {
-    const offs = topics.map((topic) => transport.subscribe(topic, (bytes, meta) => this.offer(bytes, meta)));
+    // A gossip transport asks the intake before forwarding: messages then enter here (judge), and what
+    // the transport dispatches afterwards has already been taken, so its handler only keeps the
+    // subscription alive. Other transports feed `offer` from their handler.
+    const gated = transport.setForwardValidator !== undefined;
+    if (gated) transport.setForwardValidator?.((bytes, meta) => this.judge(bytes, meta));
+    const offs = topics.map((topic) =>
+      transport.subscribe(topic, gated ? () => undefined : (bytes, meta) => this.offer(bytes, meta)),
+    );
     const detach = () => {
       if (!this.#detach.delete(detach)) return;
+      if (gated) transport.setForwardValidator?.(null);
       for (const off of offs) off();
     };
     this.#detach.add(detach);
@@ -214,6 +233,23 @@ export class Intake {
 
   /** Take one inbound message. Synchronous and cheap: verification happens later, off this call. */
   offer(bytes: Uint8Array, meta: MessageMeta): OfferResult {
+    return this.#admit(bytes, meta, undefined);
+  }
+
+  /**
+   * Take one inbound message for a gossip transport and say whether it may be forwarded: `accept` once
+   * it verified (its delivery to the consumer goes on without holding the transport), `reject` when it
+   * is invalid (its sender, the message's first hop, is counted and may be banned), `ignore` for a
+   * duplicate, a message shed under load, or a transient failure such as a clock ahead of ours.
+   */
+  judge(bytes: Uint8Array, meta: MessageMeta): Promise<ForwardVerdict> {
+    return new Promise((resolve) => {
+      const r = this.#admit(bytes, meta, resolve);
+      if (r !== 'queued') resolve(FORWARD_VERDICT[r]);
+    });
+  }
+
+  #admit(bytes: Uint8Array, meta: MessageMeta, settle: Item['settle']): OfferResult {
     if (this.#closed) return 'closed';
     this.#m.offered++;
     const now = this.#o.now();
@@ -250,9 +286,10 @@ export class Intake {
       this.#queued--;
       this.#digests.delete(shed.digest);
       this.#m.dropped++;
+      shed.settle?.('ignore');
     }
     this.#digests.set(digest, 'pending', now);
-    this.#queues[rank]!.push({ bytes, digest, meta, type });
+    this.#queues[rank]!.push({ bytes, digest, meta, type, ...(settle ? { settle } : {}) });
     this.#queued++;
     if (this.#queued > this.#m.maxQueueDepth) this.#m.maxQueueDepth = this.#queued;
     this.#pump();
@@ -285,7 +322,9 @@ export class Intake {
     if (!this.#closed) {
       this.#closed = true;
       for (const detach of [...this.#detach]) detach();
-      for (const q of this.#queues) q.clear();
+      for (const q of this.#queues) {
+        for (let item = q.shift(); item !== undefined; item = q.shift()) item.settle?.('ignore');
+      }
       this.#queued = 0;
     }
     await this.idle();
@@ -334,11 +373,13 @@ export class Intake {
     if (this.#ids.get(verified.id, now) !== undefined) {
       this.#m.duplicates++;
       peer.duplicates++;
+      item.settle?.('ignore');
       return;
     }
     this.#ids.set(verified.id, true, now);
     this.#m.accepted++;
     peer.accepted++;
+    item.settle?.('accept');
     try {
       await this.#o.deliver({
         id: verified.id,
@@ -355,9 +396,11 @@ export class Intake {
 
   #judged(item: Item, reason: RejectReason): void {
     const now = this.#o.now();
-    if (TRANSIENT.has(reason)) this.#digests.delete(item.digest);
+    const transient = TRANSIENT.has(reason);
+    if (transient) this.#digests.delete(item.digest);
     else this.#digests.set(item.digest, reason, now);
     this.#reject(item.meta, this.#peer(item.meta, now), reason, now);
+    item.settle?.(transient ? 'ignore' : 'reject');
   }
 
   #reject(meta: MessageMeta, peer: PeerStats, reason: RejectReason, now: number): void {

@@ -17,7 +17,18 @@ export interface Transport {
   peers(): string[];
   /** Stop everything the transport started. Idempotent; the transport is unusable afterwards. */
   close(): Promise<void>;
+  /**
+   * Gossip transports (which forward what they receive to other peers) let the intake judge every
+   * inbound message before it is forwarded or dispatched. With a validator installed, only messages it
+   * `accept`s are relayed on and handed to subscribers: junk never travels past the first honest node,
+   * so whoever sent an invalid message is its author, and may be penalised for it.
+   */
+  setForwardValidator?(validator: ForwardValidator | null): void;
 }
+
+/** `accept`: forward and dispatch; `reject`: drop and penalise the sender; `ignore`: drop quietly. */
+export type ForwardVerdict = 'accept' | 'reject' | 'ignore';
+export type ForwardValidator = (bytes: Uint8Array, meta: MessageMeta) => Promise<ForwardVerdict>;
 
 export interface MessageMeta {
   /** The neighbour the bytes came from (not necessarily their author: packets name their `from`). */

@@ -50,6 +50,7 @@ import { contentTopicToPubsubTopic } from '@waku/utils';
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p';
 import { type ContentTopic, isContentTopic } from './topics.ts';
 import {
+  type ForwardValidator,
   type MessageHandler,
   TopicHandlers,
   type Transport,
@@ -90,7 +91,10 @@ export interface WakuRelayOptions {
 }
 
 export interface WakuRelayStats {
+  /** Messages judged by the forward validator (before gossipsub forwards or dispatches them). */
+  validated: number;
   published: number;
+  /** Messages received on subscribed shards (valid or not), counted once each. */
   received: number;
   /** Messages for Synod topics dispatched to handlers. */
   dispatched: number;
@@ -223,7 +227,9 @@ export class WakuRelayTransport implements Transport {
   readonly #ephemeral: boolean;
   readonly #now: () => number;
   readonly #redial: BootstrapRedialer;
+  #forwardValidator: ForwardValidator | null = null;
   readonly #stats: WakuRelayStats = {
+    validated: 0,
     published: 0,
     received: 0,
     dispatched: 0,
@@ -267,10 +273,24 @@ export class WakuRelayTransport implements Transport {
     const refs = this.#shardRefs.get(shard) ?? 0;
     this.#shardRefs.set(shard, refs + 1);
     if (refs === 0) {
-      this.node.services.pubsub.topicValidators.set(shard, (_peer, message) => {
-        if (decodeWakuMessage(message.data) !== undefined) return VALIDATION.accept;
-        this.#stats.invalidEnvelopes++;
-        return VALIDATION.reject;
+      this.node.services.pubsub.topicValidators.set(shard, async (peer, message) => {
+        // Every message gossipsub takes in on a subscribed shard passes here exactly once.
+        this.#stats.received++;
+        const decoded = decodeWakuMessage(message.data);
+        if (decoded === undefined) {
+          this.#stats.invalidEnvelopes++;
+          return VALIDATION.reject;
+        }
+        const validate = this.#forwardValidator;
+        const topic = decoded.contentTopic;
+        if (validate === null || !isContentTopic(topic)) return VALIDATION.accept;
+        this.#stats.validated++;
+        const verdict = await validate(decoded.payload, {
+          peer: peer.toString(),
+          transport: this.name,
+          topic,
+        });
+        return VALIDATION[verdict];
       });
       this.node.services.pubsub.subscribe(shard);
     }
@@ -293,6 +313,10 @@ export class WakuRelayTransport implements Transport {
 
   peers(): string[] {
     return this.node.getPeers().map(String);
+  }
+
+  setForwardValidator(validator: ForwardValidator | null): void {
+    this.#forwardValidator = validator;
   }
 
   /** Peers in this node's gossipsub mesh for a content topic's shard. */
@@ -329,7 +353,6 @@ export class WakuRelayTransport implements Transport {
 
   #onMessage(pubsubTopic: string, data: Uint8Array, peer: string): void {
     if (this.#closed || !this.#shardRefs.has(pubsubTopic)) return;
-    this.#stats.received++;
     const message = decodeWakuMessage(data);
     if (message === undefined) return;
     const topic = message.contentTopic;
