@@ -89,7 +89,10 @@ describe('five headless nodes and a coordinator over Waku relay on loopback TCP'
       expect(computed?.verdict.rejected).toEqual([]);
       expect(computed?.verdict.winner?.output.length).toBeGreaterThan(0);
       const all = net.recorder.verdictsOf(rid);
-      expect(all).toHaveLength(6);
+      // the coordinator and all five nodes report it (a node that first held an incomplete transcript
+      // reports twice: checked by digest, then recomputed)
+      expect(new Set(all.map((x) => x.nodeId)).size).toBe(6);
+      expect(all.length).toBeLessThanOrEqual(11);
       expect(new Set(all.map((x) => x.v.digest)).size).toBe(1);
       expect(new Set(all.map((x) => x.v.transcriptRoot)).size).toBe(1);
       // attestations of the same digest reach the coordinator from every node

@@ -435,8 +435,10 @@ describe('verdict check', () => {
     });
     expect(h.packet(reveals[1]!, T0 + 1_301)).toEqual([]);
     const fx = h.packet(reveals[2]!, T0 + 1_302);
-    expect(kinds(fx)).toEqual(['publish:attestation', 'cancel-timer', 'done']);
-    expect(fx[0]).toMatchObject({
+    // the last reveal completes the transcript: the verdict is reported again, now recomputed
+    expect(kinds(fx)).toEqual(['verdict', 'publish:attestation', 'cancel-timer', 'done']);
+    expect(fx[0]).toMatchObject({ kind: 'verdict', check: 'recomputed' });
+    expect(fx[1]).toMatchObject({
       body: { verdictDigest: body.verdictDigest, transcriptRoot: body.transcriptRoot, createdAt: T0 + 1_302 },
     });
     expect(fx.at(-1)).toEqual({ kind: 'done', reason: 'verified' });

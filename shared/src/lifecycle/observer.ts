@@ -494,8 +494,10 @@ function checkVerdict(
       }
       return;
     case 'match':
+      // Reported on arrival, and again when a verdict first checked by digest only is upgraded by the
+      // packets that completed its transcript, so drivers learn of the stronger check.
+      if (first || s.verification !== 'recomputed') report('recomputed');
       s.verification = 'recomputed';
-      if (first) report('recomputed');
       if (config.attest) {
         publish(s, fx, 'attestation', {
           requestId: s.requestId,
