@@ -29,7 +29,7 @@ import { TEST_MODELS_DIR } from '../../browser-node/src/inference/test-models.ts
 import { UseLiteEmbedder } from '../../browser-node/src/inference/use-lite.ts';
 import type { MachineStore } from '../../browser-node/src/node/machine-store.ts';
 import { SynodNode, type SynodNodeOptions } from '../../browser-node/src/node/synod-node.ts';
-import type { TestServing } from '../../browser-node/src/node/test-helpers.ts';
+import { loadTestServing, type TestServing } from '../../browser-node/src/node/test-helpers.ts';
 import { createHeadlessWakuRelay } from '../../browser-node/src/p2p/headless.ts';
 import { type ContentTopic, topicOfPacketType } from '../../browser-node/src/p2p/topics.ts';
 import type {
@@ -373,30 +373,8 @@ export class GarbageInferenceQueue extends InferenceQueue {
  * A serving stack as `loadTestServing` builds it (node-llama-cpp + stories260K, USE Lite, one engine
  * per node), with a `GarbageInferenceQueue` so a test can turn any node into a garbage revealer.
  */
-export async function loadServing(): Promise<TestServing & { queue: GarbageInferenceQueue }> {
-  const dir = new ModelsDir({ root: TEST_MODELS_DIR });
-  const model = await dir.resolve('stories260K');
-  const engine = new LlamaCppEngine({ threads: 1 });
-  await engine.load({ id: model.id, fileHash: model.fileHash, path: model.path });
-  const embedder = new UseLiteEmbedder();
-  await embedder.load();
-  const queue = new GarbageInferenceQueue({
-    engine,
-    embedder,
-    maxQueued: 4,
-    tokensPerSecond: 200,
-    embeddingsPerSecond: 20,
-  });
-  return {
-    queue,
-    models: [{ id: model.id, fileHash: model.fileHash }],
-    embedder: embedder.ref,
-    async close() {
-      queue.close();
-      await engine.unload();
-      await embedder.unload();
-    },
-  };
+export function loadServing(): Promise<TestServing<GarbageInferenceQueue>> {
+  return loadTestServing(4, (options) => new GarbageInferenceQueue(options));
 }
 
 export type { MachineStore };
