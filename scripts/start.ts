@@ -3,7 +3,8 @@
  *   - the relay (HTTP API, OpenAI-compatible endpoint, public verifier) with its libSQL file,
  *   - 3 headless nodes serving stories260K with the USE Lite embedder,
  *   - the contributor web app (a browser node that joins over the relay's WebSocket listener),
- * connected over Waku relay (libp2p gossipsub). Prints the URLs and examples; Ctrl-C stops everything.
+ * connected over Waku relay (libp2p gossipsub), with a Gun relay as a second network that also carries
+ * requests and verdicts (the nodes' intakes drop the duplicates). Prints the URLs and examples; Ctrl-C stops everything.
  *
  * Environment: SYNOD_MODELS_DIR (default ../shared/models), SYNOD_DATA_DIR (default .data/local),
  * SYNOD_RELAY_PORT (default 8787), SYNOD_WEB_PORT (default 8788), SYNOD_NODES (default 3).
@@ -129,11 +130,13 @@ const relay = await waitForLine(
     String(relayPort),
     '--dev-key-file',
     join(data, 'dev-api-key'),
+    '--gun-port',
+    '0',
   ],
   (line) => {
     const j = json(line);
     return j['msg'] === 'relay started'
-      ? (j as { url: string; multiaddrs: string[]; coordinator: string })
+      ? (j as { url: string; multiaddrs: string[]; coordinator: string; gun?: string })
       : undefined;
   },
 );
@@ -154,6 +157,7 @@ const nodes = await Promise.all(
         models,
         '--bootstrap',
         bootstrap,
+        ...(relay.gun ? ['--gun', relay.gun] : []),
       ],
       (line) => {
         const j = json(line);
@@ -205,6 +209,7 @@ Synod local network is up.
   relay (HTTP API, OpenAI-compatible, verifier)  ${relay.url}
   relay coordinator node id                      ${relay.coordinator}
   libSQL history                                 ${join(data, 'relay.db')}
+  Gun relay (second network: requests, verdicts)  ${relay.gun ?? 'off'}
 ${nodes.map((n, i) => `  node ${i + 1}  ${n.nodeId.slice(0, 16)}…  health ${n.http}/healthz`).join('\n')}
   contributor web app (browser node)            ${web.url}
   development API key                            ${apiKey}   (in ${join(data, 'dev-api-key')})

@@ -6,8 +6,9 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { GunTransport } from '@synod/browser-node';
 import { loadOrCreateIdentity } from '@synod/browser-node/cli';
-import { createHeadlessWakuRelay } from '@synod/browser-node/headless';
+import { createHeadlessWakuRelay, startGunRelay } from '@synod/browser-node/headless';
 import { isSynodError } from '@synod/shared';
 import { createApiKey, hashApiKey } from './auth/api-keys.ts';
 import { startRelay } from './runtime/bun.ts';
@@ -30,6 +31,8 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --tcp-port N           libp2p TCP port                                   [0]
   --ws-port N            libp2p WebSocket port (browsers dial it)          [0]
   --bootstrap ADDRS      comma-separated multiaddrs                        []
+  --gun-port N           also run a Gun relay on this port (0: any free) as a second network
+                         for redundant delivery of requests and verdicts; omit for none
   --models IDS           models served on the network (comma-separated)    [stories260K]
   --dev-key-file FILE    create an API key once and keep it in FILE (local development only)
   --gateway-secret-env V environment variable with the gateway secret; when set, serve /internal/v1/*
@@ -83,6 +86,7 @@ async function main(argv: string[]): Promise<number> {
         'tcp-port': { type: 'string', default: '0' },
         'ws-port': { type: 'string', default: '0' },
         bootstrap: { type: 'string', default: '' },
+        'gun-port': { type: 'string' },
         models: { type: 'string', default: 'stories260K' },
         'dev-key-file': { type: 'string' },
         'gateway-secret-env': { type: 'string', default: 'SYNOD_GATEWAY_SECRET' },
@@ -125,6 +129,17 @@ async function main(argv: string[]): Promise<number> {
       wsPort,
       bootstrap: (values['bootstrap'] as string).split(',').filter(Boolean),
     });
+    const gunPortFlag = values['gun-port'] as string | undefined;
+    const gunPort = gunPortFlag === undefined ? undefined : Number(gunPortFlag);
+    if (gunPort !== undefined && !(Number.isInteger(gunPort) && gunPort >= 0 && gunPort <= 65535)) {
+      console.error('synod-relay: --gun-port must be a port number');
+      return 2;
+    }
+    const gunRelay =
+      gunPort === undefined
+        ? undefined
+        : await startGunRelay({ host: values['host'] as string, port: gunPort });
+    const gun = gunRelay ? new GunTransport({ peers: [gunRelay.url] }) : undefined;
     const authToken = process.env[values['db-auth-token-env'] as string];
     const gatewaySecret = process.env[values['gateway-secret-env'] as string];
     const models = (values['models'] as string)
@@ -136,7 +151,7 @@ async function main(argv: string[]): Promise<number> {
       ...(authToken ? { dbAuthToken: authToken } : {}),
       ...(values['replica'] ? { replicaPath: values['replica'] as string } : {}),
       key,
-      transports: [waku],
+      transports: gun ? [waku, gun] : [waku],
       embedders: [USE_LITE],
       configuredModels: models,
       hostname: values['host'] as string,
@@ -166,6 +181,7 @@ async function main(argv: string[]): Promise<number> {
       url: relay.url,
       coordinator: key.nodeId,
       multiaddrs: waku.addresses(),
+      ...(gunRelay ? { gun: gunRelay.url } : {}),
       db: dbUrl.startsWith('file:') ? dbUrl : dbUrl.replace(/\/\/[^@]*@/, '//'),
       ...(devKeyFile ? { devKeyFile } : {}),
     });
@@ -176,6 +192,8 @@ async function main(argv: string[]): Promise<number> {
     log({ level: 'info', msg: 'stopping' });
     await relay.stop();
     await waku.close();
+    await gun?.close();
+    await gunRelay?.close();
     return 0;
   } catch (e) {
     log({

@@ -9,6 +9,7 @@ import { InferenceQueue } from '../inference/queue.ts';
 import { WorkerEmbedder, WorkerEngine } from '../inference/worker-client.ts';
 import { LibsqlMachineStore } from '../node/machine-store-libsql.ts';
 import { SynodNode } from '../node/synod-node.ts';
+import { GunTransport } from '../p2p/gun.ts';
 import { createHeadlessWakuRelay } from '../p2p/waku-relay-headless.ts';
 import { loadOrCreateIdentity } from './identity-file.ts';
 import { renderNodeMetrics } from './metrics-text.ts';
@@ -29,6 +30,8 @@ Usage: synod node [options]
   --tcp-port N           libp2p TCP port (0: any free)                [0]
   --ws-port N            libp2p WebSocket port for browsers (0: any)  [0]
   --bootstrap ADDRS      comma-separated multiaddrs with /p2p/<id>    []
+  --gun URLS             Gun relay peers (http://127.0.0.1:PORT/gun): a second network
+                         for redundant delivery of requests and verdicts  []
   --http-port N          /healthz and /metrics port (0: any free)     [0]
   --db FILE              local state (libSQL file)                    [.data/node/state.db]
   --max-queue N          inference jobs waiting at most               [8]
@@ -49,6 +52,8 @@ export interface NodeCliOptions {
   tcpPort: number;
   wsPort: number;
   bootstrap: string[];
+  /** Gun relay peers; empty: no Gun transport. */
+  gun: string[];
   httpPort: number;
   db: string;
   maxQueue: number;
@@ -76,6 +81,7 @@ export function parseNodeArgs(
       'tcp-port': { type: 'string', default: '0' },
       'ws-port': { type: 'string', default: '0' },
       bootstrap: { type: 'string', default: '' },
+      gun: { type: 'string', default: '' },
       'http-port': { type: 'string', default: '0' },
       db: { type: 'string', default: '.data/node/state.db' },
       'max-queue': { type: 'string', default: '8' },
@@ -110,6 +116,10 @@ export function parseNodeArgs(
     tcpPort: int('tcp-port', values['tcp-port'] as string, 0, 65535),
     wsPort: int('ws-port', values['ws-port'] as string, 0, 65535),
     bootstrap: (values.bootstrap as string)
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+    gun: (values.gun as string)
       .split(',')
       .map((s) => s.trim())
       .filter(Boolean),
@@ -177,10 +187,12 @@ export async function runNode(
     wsPort: o.wsPort,
     bootstrap: o.bootstrap,
   });
+  // Gun: an optional second network carrying requests and verdicts; the intake dedups across both.
+  const gun = o.gun.length > 0 ? new GunTransport({ peers: o.gun }) : undefined;
   const node = new SynodNode({
     key,
     role: o.role,
-    transports: [waku],
+    transports: gun ? [waku, gun] : [waku],
     store: new LibsqlMachineStore(client),
     ...(serving ? { serving } : {}),
     heartbeat: {
@@ -236,6 +248,7 @@ export async function runNode(
       http.stop(true);
       await node.close();
       await waku.close();
+      await gun?.close();
       serving?.queue.close();
       await engine?.unload();
       await embedder?.unload();

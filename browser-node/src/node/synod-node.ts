@@ -692,7 +692,8 @@ export class SynodNode {
   async #broadcast(packet: AnyPacket): Promise<void> {
     const bytes = encodePacket(packet);
     const topic = topicOfPacketType(packet.type);
-    const results = await Promise.allSettled(this.#o.transports.map((t) => t.publish(topic, bytes)));
+    const carriers = this.#o.transports.filter((t) => t.topics === undefined || t.topics.includes(topic));
+    const results = await Promise.allSettled(carriers.map((t) => t.publish(topic, bytes)));
     for (const r of results) {
       if (r.status === 'rejected') {
         this.#m.publishErrors++;

@@ -100,6 +100,7 @@ export class GunTransport implements Transport {
   readonly name = 'gun';
   readonly gun: GunRoot;
   readonly #topics: ReadonlySet<ContentTopic>;
+  readonly topics: readonly ContentTopic[];
   readonly #handlers = new TopicHandlers();
   readonly #chains = new Map<ContentTopic, GunChain>();
   readonly #own = new Set<string>();
@@ -110,6 +111,7 @@ export class GunTransport implements Transport {
   constructor(options: GunTransportOptions) {
     if (options.peers.length === 0) throw new Error('a Gun transport needs at least one relay peer');
     this.#topics = new Set(options.topics ?? GUN_DEFAULT_TOPICS);
+    this.topics = [...this.#topics];
     this.#ownMax = options.ownEchoes ?? 4096;
     this.#peerLabel = `gun:${options.peers.join(',')}`;
     const create = (options.gun ?? Gun) as GunConstructor;

@@ -213,7 +213,10 @@ export class Intake {
   }
 
   /** Feed every Synod topic (or the given ones) of a transport into the intake. Returns a detacher. */
-  attach(transport: Transport, topics: readonly ContentTopic[] = ALL_TOPICS): Unsubscribe {
+  attach(
+    transport: Transport,
+    topics: readonly ContentTopic[] = transport.topics ?? ALL_TOPICS,
+  ): Unsubscribe {
     // A gossip transport asks the intake before forwarding: messages then enter here (judge), and what
     // the transport dispatches afterwards has already been taken, so its handler only keeps the
     // subscription alive. Other transports feed `offer` from their handler.

@@ -9,6 +9,8 @@ import type { ContentTopic } from './topics.ts';
 export interface Transport {
   /** Short stable name, e.g. `memory`, `waku-relay`, `gun`; reported with every inbound message. */
   readonly name: string;
+  /** The topics this transport carries, when it carries only some (Gun: requests and verdicts). */
+  readonly topics?: readonly ContentTopic[];
   /** Hand bytes to the network on a topic. Resolves once handed over, not once delivered. */
   publish(topic: ContentTopic, bytes: Uint8Array): Promise<void>;
   /** Receive what others publish on a topic. A node does not receive its own publications. */

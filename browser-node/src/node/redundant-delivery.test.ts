@@ -1,0 +1,72 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { deriveRequestId, NodeKey, type RequestBody, resolveFrame } from '@synod/shared';
+import { GunTransport } from '../p2p/gun.ts';
+import { type GunRelay, startGunRelay } from '../p2p/gun-relay.ts';
+import { MemoryNetwork } from '../p2p/memory.ts';
+import { SynodNode } from './synod-node.ts';
+import { loadTestServing, type TestServing } from './test-helpers.ts';
+
+async function until(cond: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > timeoutMs) throw new Error('timed out waiting for a condition');
+    await Bun.sleep(20);
+  }
+}
+
+describe('Gun as a second network beside the main one', () => {
+  let gunRelay: GunRelay;
+  let serving: TestServing;
+  const closers: Array<() => Promise<void>> = [];
+
+  beforeAll(async () => {
+    gunRelay = await startGunRelay({ host: '127.0.0.1', port: 0 });
+    serving = await loadTestServing();
+  });
+  afterAll(async () => {
+    for (const c of closers.reverse()) await c();
+    await serving.close();
+    await gunRelay.close();
+  });
+
+  test('requests and verdicts travel both ways, the intake drops the copies, other packets skip Gun', async () => {
+    const net = new MemoryNetwork();
+    const make = async (seed: number, role: 'relay' | 'node') => {
+      const key = await NodeKey.fromSeed(new Uint8Array(32).fill(seed));
+      const gun = new GunTransport({ peers: [gunRelay.url] });
+      const node = new SynodNode({
+        key,
+        role,
+        transports: [net.join(key.nodeId), gun],
+        ...(role === 'node' ? { serving } : {}),
+      });
+      await node.start();
+      closers.push(async () => {
+        await node.close();
+        await gun.close();
+      });
+      return node;
+    };
+    const coordinator = await make(61, 'relay');
+    const member = await make(62, 'node');
+    const body = {
+      nonce: '00'.repeat(16),
+      prompt: 'Once upon a time',
+      acceptedModels: ['stories260K'],
+      params: { temperature: 0, maxTokens: 16 },
+      frame: resolveFrame({ embeddingModel: serving.embedder, quorum: 1, maxTimeMs: 20_000 }),
+      origin: { kind: 'http' as const },
+      createdAt: Date.now(),
+    };
+    const request = { ...body, requestId: deriveRequestId(body) } as RequestBody;
+    await coordinator.submit(request);
+    await until(() => member.status(request.requestId)?.verdict?.check === 'recomputed');
+    expect(coordinator.status(request.requestId)?.verdict?.status).toBe('accepted');
+    // The request reached the member over both networks: one copy delivered, the other a duplicate.
+    await until(() => member.metrics().intake.duplicates >= 1);
+    // Commits, seals and reveals are not Gun topics: never offered to it, so no publish errors.
+    expect(coordinator.metrics().publishErrors).toBe(0);
+    expect(member.metrics().publishErrors).toBe(0);
+    expect(member.metrics().intake.rejectedTotal).toBe(0);
+  });
+});
