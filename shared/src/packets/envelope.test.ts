@@ -2,7 +2,15 @@ import { describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
 import { canonicalJson } from '../encoding/canonical.ts';
 import { type ErrorCode, isSynodError } from '../errors.ts';
-import { decodePacket, encodePacket, packetId, signedBytes, signPacket, verifyPacket } from './envelope.ts';
+import {
+  decodePacket,
+  encodePacket,
+  packetEncodings,
+  packetId,
+  signedBytes,
+  signPacket,
+  verifyPacket,
+} from './envelope.ts';
 import { LIMITS } from './limits.ts';
 import { deriveRequestId } from './request-id.ts';
 import type { AnyPacket, BodyOf, PacketType } from './schemas.ts';
@@ -84,6 +92,32 @@ describe('packets', () => {
       expect(decoded.id).toBe(packetId(p));
       expect(decoded.id).toMatch(/^[0-9a-f]{64}$/);
     }
+  });
+
+  test('packetEncodings equals signedBytes, packetId and encodePacket for every packet type', async () => {
+    const key = await seedKey(12);
+    const req = requestBody();
+    const all = bodies(req.requestId, key.nodeId);
+    for (const type of Object.keys(all) as PacketType[]) {
+      const p = (await signPacket(key, type, all[type] as never)) as AnyPacket;
+      const e = packetEncodings(p);
+      expect(e.signed).toEqual(signedBytes(p.v, p.type, p.from, p.body));
+      expect(e.id).toBe(packetId(p));
+      expect(e.wire).toEqual(encodePacket(p));
+    }
+  });
+
+  test('property: packetEncodings equals the reference encodings for arbitrary prompts', async () => {
+    const key = await seedKey(13);
+    await fc.assert(
+      fc.asyncProperty(fc.string({ maxLength: 120, unit: 'grapheme' }), async (prompt) => {
+        const p = await signPacket(key, 'request', requestBody({ prompt: `x${prompt}` }));
+        const e = packetEncodings(p);
+        expect(e.wire).toEqual(encodePacket(p));
+        expect(e.signed).toEqual(signedBytes(p.v, p.type, p.from, p.body));
+      }),
+      { numRuns: 50 },
+    );
   });
 
   test('signatures are domain-separated by packet type', async () => {

@@ -1,6 +1,6 @@
 import type * as z from 'zod';
-import { concatBytes, fromHex, fromUtf8, toHex } from '../encoding/bytes.ts';
-import { canonicalBytes } from '../encoding/canonical.ts';
+import { concatBytes, fromHex, fromUtf8, toHex, utf8 } from '../encoding/bytes.ts';
+import { canonicalBytes, canonicalJson } from '../encoding/canonical.ts';
 import { domainTag, sha256Hex } from '../encoding/hash.ts';
 import { SynodError } from '../errors.ts';
 import type { Ed25519Backend } from '../identity/ed25519.ts';
@@ -25,6 +25,40 @@ import {
  */
 export function signedBytes(v: number, type: string, from: string, body: unknown): Uint8Array {
   return concatBytes(domainTag(`packet/${type}`), canonicalBytes({ v, type, from, body }));
+}
+
+/** A packet's signed bytes, id and wire bytes, computed from one canonicalization of its body. */
+export interface PacketEncodings {
+  /** What the signature covers (see `signedBytes`). */
+  signed: Uint8Array;
+  /** `packetId(packet)`. */
+  id: string;
+  /** `encodePacket(packet)`: JCS of the whole envelope. */
+  wire: Uint8Array;
+}
+
+/**
+ * All three encodings of a packet at the cost of one: JCS sorts the envelope's keys as
+ * body < from < sig < type < v, so both the signed object `{v, type, from, body}` and the whole envelope
+ * are the body's canonical text between fixed fragments. Byte-identical to `signedBytes`, `packetId` and
+ * `encodePacket` (a property test holds them to it); used where every packet needs all three, as in
+ * transcript verification.
+ */
+export function packetEncodings(
+  packet: Pick<AnyPacket, 'v' | 'type' | 'from' | 'body' | 'sig'>,
+): PacketEncodings {
+  const body = canonicalJson(packet.body);
+  const from = canonicalJson(packet.from);
+  const type = canonicalJson(packet.type);
+  const v = canonicalJson(packet.v);
+  const signed = concatBytes(
+    domainTag(`packet/${packet.type}`),
+    utf8(`{"body":${body},"from":${from},"type":${type},"v":${v}}`),
+  );
+  const wire = utf8(
+    `{"body":${body},"from":${from},"sig":${canonicalJson(packet.sig)},"type":${type},"v":${v}}`,
+  );
+  return { signed, id: sha256Hex(signed), wire };
 }
 
 /** The packet id: lowercase hex sha256 of the signed bytes. Dedup key across every transport. */

@@ -36,9 +36,9 @@ import { fromHex } from '../encoding/bytes.ts';
 import { type ErrorCode, isSynodError, SynodError } from '../errors.ts';
 import { defaultEd25519, type Ed25519Backend } from '../identity/ed25519.ts';
 import { verifySignature } from '../identity/node-key.ts';
-import { packetId, parseEnvelope, signedBytes } from '../packets/envelope.ts';
+import { type PacketEncodings, packetEncodings, packetId, parseEnvelope } from '../packets/envelope.ts';
 import type { AnyPacket, Packet, Verdict } from '../packets/schemas.ts';
-import { merkleLeaf, merkleRoot } from './merkle.ts';
+import { merkleLeafHash, merkleRoot } from './merkle.ts';
 import {
   compareTranscriptEntries,
   isTranscriptType,
@@ -188,12 +188,13 @@ function checkPackets(raw: readonly unknown[]): { issues: TranscriptIssue[]; pac
 /** Stage 3: every signature, concurrently; all failures listed. */
 async function checkSignatures(
   packets: readonly TranscriptPacket[],
-  ids: readonly string[],
+  encodings: readonly PacketEncodings[],
   backend: Ed25519Backend,
 ): Promise<TranscriptIssue[]> {
+  const ids = encodings.map((e) => e.id);
   const results = await Promise.all(
-    packets.map((p) =>
-      verifySignature(p.from, signedBytes(p.v, p.type, p.from, p.body), fromHex(p.sig), backend),
+    packets.map((p, i) =>
+      verifySignature(p.from, (encodings[i] as PacketEncodings).signed, fromHex(p.sig), backend),
     ),
   );
   const issues: TranscriptIssue[] = [];
@@ -389,10 +390,12 @@ export async function verifyTranscript(
       { requestId },
     );
   }
-  const ids = packets.map((p) => packetId(p));
+  // One canonicalization per packet serves its signature check, its id and its Merkle leaf.
+  const encodings = packets.map((p) => packetEncodings(p));
+  const ids = encodings.map((e) => e.id);
 
   const backend = options.backend ?? (await defaultEd25519());
-  const badSignatures = await checkSignatures(packets, ids, backend);
+  const badSignatures = await checkSignatures(packets, encodings, backend);
   if (badSignatures.length > 0) {
     return fail(
       'PACKET_BAD_SIGNATURE',
@@ -412,7 +415,7 @@ export async function verifyTranscript(
     );
   }
 
-  const root = merkleRoot(packets.map(merkleLeaf));
+  const root = merkleRoot(encodings.map((e) => merkleLeafHash(e.wire)));
   let verdict: Verdict;
   try {
     verdict = computeVerdict({
