@@ -91,24 +91,52 @@ export function normalizedHamming(a: Uint8Array, b: Uint8Array): number {
 /**
  * Many vectors of one length in one contiguous word array (row r at words [r*stride, (r+1)*stride)),
  * for cache-friendly all-pairs distances.
+ *
+ * The word array is built on first use of `words`: a kernel that keeps its own copy (the wasm kernels
+ * place the rows in their memory) takes the rows from the vectors with writeRows, and the clustering hot
+ * path copies them once, not twice. So the vectors are read after construction, not copied by it: do
+ * not modify them while the matrix is in use. Lengths are checked by the constructor.
  */
 export class PackedMatrix {
   readonly rows: number;
   readonly stride: number;
-  readonly words: Uint32Array;
+  /** Bytes a vector. */
+  readonly bytes: number;
+  private readonly vectors: readonly Uint8Array[];
+  private packed: Uint32Array | undefined;
 
   constructor(vectors: readonly Uint8Array[]) {
     this.rows = vectors.length;
     const bytes = vectors[0]?.length ?? 0;
-    this.stride = Math.ceil(bytes / 4);
-    this.words = new Uint32Array(this.rows * this.stride);
-    const view = new Uint8Array(this.words.buffer);
-    vectors.forEach((v, r) => {
+    for (let r = 0; r < vectors.length; r++) {
+      const v = vectors[r] as Uint8Array;
       if (v.length !== bytes) {
         throw new SynodError('EMBEDDING_INVALID', `vector ${r} has ${v.length} bytes, expected ${bytes}`);
       }
-      view.set(v, r * this.stride * 4);
-    });
+    }
+    this.bytes = bytes;
+    this.stride = Math.ceil(bytes / 4);
+    this.vectors = vectors.slice();
+  }
+
+  /** The rows as 32-bit words, zero-padded to `stride` words each. */
+  get words(): Uint32Array {
+    if (this.packed === undefined) {
+      const words = new Uint32Array(this.rows * this.stride);
+      this.writeRows(new Uint8Array(words.buffer), 0, this.stride * 4);
+      this.packed = words;
+    }
+    return this.packed;
+  }
+
+  /**
+   * Copies row r's bytes to target[offset + r·rowBytes ...] for every row (rowBytes >= bytes). The
+   * rest of each row's slot is not written: the caller zeroes it if it needs the padding.
+   */
+  writeRows(target: Uint8Array, offset: number, rowBytes: number): void {
+    const vectors = this.vectors;
+    for (let r = 0, at = offset; r < vectors.length; r++, at += rowBytes)
+      target.set(vectors[r] as Uint8Array, at);
   }
 
   distance(i: number, j: number): number {

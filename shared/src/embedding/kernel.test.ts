@@ -91,6 +91,31 @@ describe('hamming kernels', () => {
     );
   });
 
+  test('property: the wasm specialised widths (384, 512, 768, 1024 bits) and their neighbours', () => {
+    // distances_i64 has its own loop for rows of 3, 4, 6 and 8 vectors (33-48, 49-64, 81-96, 113-128
+    // bytes); rowsArb stops at 70 bytes. Dense and sparse rows, so the carry-save adder sees carries.
+    const widthArb = fc.constantFrom(40, 47, 48, 49, 64, 65, 80, 81, 96, 97, 112, 113, 128, 129, 144);
+    const wideRowsArb = fc
+      .tuple(fc.integer({ min: 0, max: 20 }), widthArb, fc.constantFrom(0, 0x55, 0xff))
+      .chain(([n, bytes, fill]) =>
+        fc.array(
+          fc.oneof(
+            fc.uint8Array({ minLength: bytes, maxLength: bytes }),
+            fc.constant(new Uint8Array(bytes).fill(fill)),
+          ),
+          { minLength: n, maxLength: n },
+        ),
+      );
+    fc.assert(
+      fc.property(wideRowsArb, (rows) => {
+        const m = new PackedMatrix(rows);
+        const expected = hammingDistanceMatrix(m);
+        for (const k of kernels) expect([...k.distanceMatrix(m)]).toEqual([...expected]);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   test('property: ball sizes, balls and sums within a subset match the reference', () => {
     fc.assert(
       fc.property(

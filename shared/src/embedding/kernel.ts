@@ -10,11 +10,13 @@ import { HAMMING_WASM_BASE64 } from './wasm/hamming.wasm.gen.ts';
  *    fallback wherever WebAssembly cannot run.
  *  - `wasm-i64` / `wasm-i8x16`: the module assembled from wasm/hamming.wat, embedded in
  *    wasm/hamming.wasm.gen.ts (no file or network I/O), compiled synchronously on first use. Distances by
- *    i64.xor + i64.popcnt (`wasm-i64`) or v128.xor + i8x16.popcnt (`wasm-i8x16`); ball sizes and medoid
- *    sums with i16x8 compares and masks, in place over the matrix in wasm memory.
+ *    v128.xor, a carry-save adder over three vectors at a time and i64.popcnt of its lanes (`wasm-i64`),
+ *    or v128.xor + i8x16.popcnt (`wasm-i8x16`); ball sizes and medoid sums with i16x8 compares and
+ *    masks, in place over the matrix in wasm memory. The rows go from the matrix's vectors straight
+ *    into wasm memory (PackedMatrix.writeRows), without building its word array.
  *
  * hammingKernel() picks `wasm-i64` when the module loads, else `js`. The module needs fixed-width SIMD
- * (ball sizes and sums, and the i8x16 kernel), so an engine without it (WebAssembly.validate is false)
+ * (both distance kernels, ball sizes and sums), so an engine without it (WebAssembly.validate is false)
  * gets `js`; so does one that forbids compiling WebAssembly from bytes at run time (Cloudflare workerd,
  * a Content-Security-Policy without 'wasm-unsafe-eval'): `new WebAssembly.Module` throws and is caught.
  * Such a runtime can still compile hamming.wasm through its own loader and pass the module to
@@ -131,14 +133,27 @@ const PAGE = 65536;
 class WasmInstance {
   /** Bumped on every load; a HammingBalls holding an older one reloads. */
   generation = 0;
+  /** Views of the memory, made again when it grows (growing detaches the old buffer). */
+  private buffer: ArrayBuffer | null = null;
+  private views!: { u8: Uint8Array; u16: Uint16Array; u32: Uint32Array };
 
   constructor(readonly exports: HammingExports) {}
+
+  /** Byte, u16 and u32 views of the whole memory (offsets divided by 1, 2, 4). */
+  memory(): { u8: Uint8Array; u16: Uint16Array; u32: Uint32Array } {
+    const buffer = this.exports.memory.buffer;
+    if (buffer !== this.buffer) {
+      this.buffer = buffer;
+      this.views = { u8: new Uint8Array(buffer), u16: new Uint16Array(buffer), u32: new Uint32Array(buffer) };
+    }
+    return this.views;
+  }
 
   /** Places the rows and computes their distance matrix; throws RangeError when memory cannot grow. */
   load(matrix: PackedMatrix, kernel: 'i64' | 'i8x16'): Layout {
     const n = matrix.rows;
     const s = matrix.stride;
-    const vecs = Math.ceil(s / 4);
+    const vecs = (s + 3) >> 2;
     const rowBytes = vecs * 16;
     const dist = align16(n * rowBytes);
     const sizes = align16(dist + 2 * n * n);
@@ -147,15 +162,9 @@ class WasmInstance {
     const end = sums + 4 * n;
     const memory = this.exports.memory;
     if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / PAGE));
-    const bytes = new Uint8Array(memory.buffer);
-    const words = matrix.words;
-    const source = new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
-    if (rowBytes === s * 4) {
-      bytes.set(source, 0);
-    } else {
-      bytes.fill(0, 0, n * rowBytes);
-      for (let r = 0; r < n; r++) bytes.set(source.subarray(r * s * 4, (r + 1) * s * 4), r * rowBytes);
-    }
+    const { u8 } = this.memory();
+    if (rowBytes !== matrix.bytes) u8.fill(0, 0, n * rowBytes);
+    matrix.writeRows(u8, 0, rowBytes);
     if (kernel === 'i64') this.exports.distances_i64(0, n, vecs, dist);
     else this.exports.distances_i8x16(0, n, vecs, dist);
     this.generation++;
@@ -189,7 +198,7 @@ class WasmBalls implements HammingBalls {
 
   distance(i: number, j: number): number {
     const { dist, n } = this.current();
-    return new DataView(this.instance.exports.memory.buffer).getUint16(dist + 2 * (i * n + j), true);
+    return this.instance.memory().u16[(dist >> 1) + i * n + j] as number;
   }
 
   ballSizes(thresholdBits: number): Uint32Array {
@@ -197,26 +206,29 @@ class WasmBalls implements HammingBalls {
     // d <= t over u16 distances: nothing when t < 0 (or NaN), floor(t) capped at 65535 otherwise.
     if (!(thresholdBits >= 0)) return new Uint32Array(n);
     this.instance.exports.ball_sizes(dist, n, Math.min(Math.floor(thresholdBits), 0xffff), sizes);
-    return new Uint32Array(this.instance.exports.memory.buffer, sizes, n).slice();
+    return this.instance.memory().u32.slice(sizes >> 2, (sizes >> 2) + n);
   }
 
   ball(centre: number, thresholdBits: number): number[] {
     const { dist, n } = this.current();
-    const row = new Uint16Array(this.instance.exports.memory.buffer, dist + 2 * centre * n, n);
+    const d = this.instance.memory().u16;
     const out: number[] = [];
-    for (let j = 0; j < n; j++) if ((row[j] as number) <= thresholdBits) out.push(j);
+    for (let j = 0, p = (dist >> 1) + centre * n; j < n; j++, p++) {
+      if ((d[p] as number) <= thresholdBits) out.push(j);
+    }
     return out;
   }
 
   sumsWithin(rows: readonly number[]): number[] {
     const { dist, mask, sums, n } = this.current();
-    const buffer = this.instance.exports.memory.buffer;
-    const m = new Uint16Array(buffer, mask, n);
-    m.fill(0);
-    for (const i of rows) m[i] = 0xffff;
+    const { u16, u32 } = this.instance.memory();
+    const m = mask >> 1;
+    u16.fill(0, m, m + n);
+    for (let k = 0; k < rows.length; k++) u16[m + (rows[k] as number)] = 0xffff;
     this.instance.exports.ball_sums(dist, n, mask, sums);
-    const s = new Uint32Array(buffer, sums, n);
-    return rows.map((i) => s[i] as number);
+    const out = new Array<number>(rows.length);
+    for (let k = 0, s = sums >> 2; k < rows.length; k++) out[k] = u32[s + (rows[k] as number)] as number;
+    return out;
   }
 }
 
@@ -247,7 +259,7 @@ function wasmKernel(instance: WasmInstance, kernel: 'i64' | 'i8x16'): HammingKer
       }
       const n = matrix.rows;
       const d = out ?? new Uint16Array(n * n);
-      d.set(new Uint16Array(instance.exports.memory.buffer, layout.dist, n * n));
+      d.set(instance.memory().u16.subarray(layout.dist >> 1, (layout.dist >> 1) + n * n));
       return d;
     },
     balls(matrix) {

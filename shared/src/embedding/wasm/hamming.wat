@@ -70,51 +70,361 @@
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $loopI))))
 
-  ;; The same matrix with i64.xor + i64.popcnt, two 64-bit words (one vector) an iteration. Engines lower
-  ;; i64.popcnt to one POPCNT on x86-64, where i8x16.popcnt is a PSHUFB sequence; this kernel measured
-  ;; faster there (see shared/bench/consensus.bench.ts).
+  ;; The same matrix with i64.popcnt, which engines lower to one POPCNT on x86-64, where i8x16.popcnt is
+  ;; a PSHUFB sequence; this kernel measured faster there (see shared/bench/consensus.bench.ts).
+  ;; Fewer popcounts by a carry-save adder: the XORs of three vectors x, y, z give a sum s = x^y^z and a
+  ;; carry c = (x&y)|((x^y)&z) with popcnt(x)+popcnt(y)+popcnt(z) = popcnt(s) + 2·popcnt(c), so every
+  ;; three vectors cost four i64.popcnt instead of six (the logic runs in v128, the popcounts on the
+  ;; lanes). Rows of 3, 4, 6 or 8 vectors (384, 512, 768, 1024 bits) take a specialised loop that holds
+  ;; row i in locals; other widths the general loop.
   (func (export "distances_i64") (param $rows i32) (param $n i32) (param $vecs i32) (param $dist i32)
-    (local $i i32) (local $j i32) (local $a i32) (local $b i32) (local $end i32)
-    (local $rowBytes i32) (local $d i64)
+    (block $general
+      (block $v8
+        (block $v6
+          (block $v4
+            (block $v3
+              (br_table $general $general $general $v3 $v4 $general $v6 $general $v8 $general
+                (local.get $vecs)))
+            (call $distances_i64_3 (local.get $rows) (local.get $n) (local.get $dist))
+            (return))
+          (call $distances_i64_4 (local.get $rows) (local.get $n) (local.get $dist))
+          (return))
+        (call $distances_i64_6 (local.get $rows) (local.get $n) (local.get $dist))
+        (return))
+      (call $distances_i64_8 (local.get $rows) (local.get $n) (local.get $dist))
+      (return))
+    (call $distances_i64_any (local.get $rows) (local.get $n) (local.get $vecs) (local.get $dist)))
+
+  ;; Any width, zero included. Pointers advance: row i at $a, row j at $b, d(i, j) at $pij (up to
+  ;; $pijEnd, the end of row i of the matrix), d(j, i) at $pji. Three vectors an iteration through the
+  ;; carry-save adder ($ones, $twos), then the last vecs mod 3.
+  (func $distances_i64_any (param $rows i32) (param $n i32) (param $vecs i32) (param $dist i32)
+    (local $rowBytes i32) (local $a i32) (local $b i32) (local $diag i32)
+    (local $pij i32) (local $pji i32) (local $n2 i32) (local $p i32) (local $q i32) (local $groupsEnd i32)
+    (local $rowEnd i32) (local $i i32) (local $pijEnd i32) (local $ones i64) (local $twos i64)
+    (local $x v128) (local $y v128) (local $z v128) (local $u v128) (local $s v128) (local $c v128)
     (local.set $rowBytes (i32.shl (local.get $vecs) (i32.const 4)))
+    (local.set $a (local.get $rows))
+    (local.set $diag (local.get $dist))
+    (local.set $n2 (i32.shl (local.get $n) (i32.const 1)))
     (block $doneI
       (loop $loopI
         (br_if $doneI (i32.ge_u (local.get $i) (local.get $n)))
-        (i32.store16
-          (i32.add (local.get $dist)
-            (i32.shl (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $i)) (i32.const 1)))
-          (i32.const 0))
-        (local.set $j (i32.add (local.get $i) (i32.const 1)))
+        (i32.store16 (local.get $diag) (i32.const 0))
+        (local.set $pijEnd
+          (i32.add (local.get $dist) (i32.mul (i32.add (local.get $i) (i32.const 1)) (local.get $n2))))
+        (local.set $groupsEnd
+          (i32.add (local.get $a) (i32.mul (i32.div_u (local.get $vecs) (i32.const 3)) (i32.const 48))))
+        (local.set $rowEnd (i32.add (local.get $a) (local.get $rowBytes)))
+        (local.set $b (local.get $rowEnd))
+        (local.set $pij (i32.add (local.get $diag) (i32.const 2)))
+        (local.set $pji (i32.add (local.get $diag) (local.get $n2)))
         (block $doneJ
           (loop $loopJ
-            (br_if $doneJ (i32.ge_u (local.get $j) (local.get $n)))
-            (local.set $a (i32.add (local.get $rows) (i32.mul (local.get $i) (local.get $rowBytes))))
-            (local.set $b (i32.add (local.get $rows) (i32.mul (local.get $j) (local.get $rowBytes))))
-            (local.set $end (i32.add (local.get $a) (local.get $rowBytes)))
-            (local.set $d (i64.const 0))
+            (br_if $doneJ (i32.ge_u (local.get $pij) (local.get $pijEnd)))
+            (local.set $p (local.get $a))
+            (local.set $q (local.get $b))
+            (local.set $ones (i64.const 0))
+            (local.set $twos (i64.const 0))
             (block $doneK
               (loop $loopK
-                (br_if $doneK (i32.ge_u (local.get $a) (local.get $end)))
-                (local.set $d
-                  (i64.add (local.get $d)
+                (br_if $doneK (i32.ge_u (local.get $p) (local.get $groupsEnd)))
+                (local.set $x (v128.xor (v128.load (local.get $p)) (v128.load (local.get $q))))
+                (local.set $y (v128.xor (v128.load offset=16 (local.get $p)) (v128.load offset=16 (local.get $q))))
+                (local.set $z (v128.xor (v128.load offset=32 (local.get $p)) (v128.load offset=32 (local.get $q))))
+                (local.set $u (v128.xor (local.get $x) (local.get $y)))
+                (local.set $s (v128.xor (local.get $u) (local.get $z)))
+                (local.set $c
+                  (v128.or (v128.and (local.get $x) (local.get $y)) (v128.and (local.get $u) (local.get $z))))
+                (local.set $ones
+                  (i64.add (local.get $ones)
                     (i64.add
-                      (i64.popcnt (i64.xor (i64.load (local.get $a)) (i64.load (local.get $b))))
-                      (i64.popcnt
-                        (i64.xor (i64.load offset=8 (local.get $a)) (i64.load offset=8 (local.get $b)))))))
-                (local.set $a (i32.add (local.get $a) (i32.const 16)))
-                (local.set $b (i32.add (local.get $b) (i32.const 16)))
+                      (i64.popcnt (i64x2.extract_lane 0 (local.get $s)))
+                      (i64.popcnt (i64x2.extract_lane 1 (local.get $s))))))
+                (local.set $twos
+                  (i64.add (local.get $twos)
+                    (i64.add
+                      (i64.popcnt (i64x2.extract_lane 0 (local.get $c)))
+                      (i64.popcnt (i64x2.extract_lane 1 (local.get $c))))))
+                (local.set $p (i32.add (local.get $p) (i32.const 48)))
+                (local.set $q (i32.add (local.get $q) (i32.const 48)))
                 (br $loopK)))
-            (i32.store16
-              (i32.add (local.get $dist)
-                (i32.shl (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j)) (i32.const 1)))
-              (i32.wrap_i64 (local.get $d)))
-            (i32.store16
-              (i32.add (local.get $dist)
-                (i32.shl (i32.add (i32.mul (local.get $j) (local.get $n)) (local.get $i)) (i32.const 1)))
-              (i32.wrap_i64 (local.get $d)))
-            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (block $doneR
+              (loop $loopR
+                (br_if $doneR (i32.ge_u (local.get $p) (local.get $rowEnd)))
+                (local.set $ones
+                  (i64.add (local.get $ones)
+                    (i64.add
+                      (i64.popcnt (i64.xor (i64.load (local.get $p)) (i64.load (local.get $q))))
+                      (i64.popcnt
+                        (i64.xor (i64.load offset=8 (local.get $p)) (i64.load offset=8 (local.get $q)))))))
+                (local.set $p (i32.add (local.get $p) (i32.const 16)))
+                (local.set $q (i32.add (local.get $q) (i32.const 16)))
+                (br $loopR)))
+            (local.set $ones (i64.add (local.get $ones) (i64.shl (local.get $twos) (i64.const 1))))
+            (i32.store16 (local.get $pij) (i32.wrap_i64 (local.get $ones)))
+            (i32.store16 (local.get $pji) (i32.wrap_i64 (local.get $ones)))
+            (local.set $b (i32.add (local.get $b) (local.get $rowBytes)))
+            (local.set $pij (i32.add (local.get $pij) (i32.const 2)))
+            (local.set $pji (i32.add (local.get $pji) (local.get $n2)))
             (br $loopJ)))
+        (local.set $a (local.get $rowEnd))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (local.set $diag (i32.add (local.get $diag) (i32.add (local.get $n2) (i32.const 2))))
+        (br $loopI))))
+
+  ;; Rows of 3 vectors (384 bits).
+  (func $distances_i64_3 (param $rows i32) (param $n i32) (param $dist i32)
+    (local $a i32) (local $b i32) (local $end i32) (local $diag i32) (local $pij i32) (local $pji i32)
+    (local $n2 i32) (local $d i64) (local $x v128) (local $y v128) (local $z v128) (local $u v128)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $s0 v128) (local $c0 v128)
+    (local.set $a (local.get $rows))
+    (local.set $end (i32.add (local.get $rows) (i32.mul (local.get $n) (i32.const 48))))
+    (local.set $diag (local.get $dist))
+    (local.set $n2 (i32.shl (local.get $n) (i32.const 1)))
+    (block $doneI
+      (loop $loopI
+        (br_if $doneI (i32.ge_u (local.get $a) (local.get $end)))
+        (i32.store16 (local.get $diag) (i32.const 0))
+        (local.set $a0 (v128.load offset=0 (local.get $a)))
+        (local.set $a1 (v128.load offset=16 (local.get $a)))
+        (local.set $a2 (v128.load offset=32 (local.get $a)))
+        (local.set $b (i32.add (local.get $a) (i32.const 48)))
+        (local.set $pij (i32.add (local.get $diag) (i32.const 2)))
+        (local.set $pji (i32.add (local.get $diag) (local.get $n2)))
+        (block $doneJ
+          (loop $loopJ
+            (br_if $doneJ (i32.ge_u (local.get $b) (local.get $end)))
+            (local.set $x (v128.xor (local.get $a0) (v128.load offset=0 (local.get $b))))
+            (local.set $y (v128.xor (local.get $a1) (v128.load offset=16 (local.get $b))))
+            (local.set $z (v128.xor (local.get $a2) (v128.load offset=32 (local.get $b))))
+            (local.set $u (v128.xor (local.get $x) (local.get $y)))
+            (local.set $s0 (v128.xor (local.get $u) (local.get $z)))
+            (local.set $c0
+              (v128.or (v128.and (local.get $x) (local.get $y)) (v128.and (local.get $u) (local.get $z))))
+            (local.set $d
+              (i64.add
+                (i64.add
+                  (i64.popcnt (i64x2.extract_lane 0 (local.get $s0)))
+                  (i64.popcnt (i64x2.extract_lane 1 (local.get $s0))))
+                (i64.shl
+                  (i64.add
+                    (i64.popcnt (i64x2.extract_lane 0 (local.get $c0)))
+                    (i64.popcnt (i64x2.extract_lane 1 (local.get $c0))))
+                  (i64.const 1))))
+            (i32.store16 (local.get $pij) (i32.wrap_i64 (local.get $d)))
+            (i32.store16 (local.get $pji) (i32.wrap_i64 (local.get $d)))
+            (local.set $b (i32.add (local.get $b) (i32.const 48)))
+            (local.set $pij (i32.add (local.get $pij) (i32.const 2)))
+            (local.set $pji (i32.add (local.get $pji) (local.get $n2)))
+            (br $loopJ)))
+        (local.set $a (i32.add (local.get $a) (i32.const 48)))
+        (local.set $diag (i32.add (local.get $diag) (i32.add (local.get $n2) (i32.const 2))))
+        (br $loopI))))
+
+  ;; Rows of 4 vectors (512 bits).
+  (func $distances_i64_4 (param $rows i32) (param $n i32) (param $dist i32)
+    (local $a i32) (local $b i32) (local $end i32) (local $diag i32) (local $pij i32) (local $pji i32)
+    (local $n2 i32) (local $d i64) (local $x v128) (local $y v128) (local $z v128) (local $u v128)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $s0 v128) (local $c0 v128)
+    (local $r0 v128)
+    (local.set $a (local.get $rows))
+    (local.set $end (i32.add (local.get $rows) (i32.mul (local.get $n) (i32.const 64))))
+    (local.set $diag (local.get $dist))
+    (local.set $n2 (i32.shl (local.get $n) (i32.const 1)))
+    (block $doneI
+      (loop $loopI
+        (br_if $doneI (i32.ge_u (local.get $a) (local.get $end)))
+        (i32.store16 (local.get $diag) (i32.const 0))
+        (local.set $a0 (v128.load offset=0 (local.get $a)))
+        (local.set $a1 (v128.load offset=16 (local.get $a)))
+        (local.set $a2 (v128.load offset=32 (local.get $a)))
+        (local.set $a3 (v128.load offset=48 (local.get $a)))
+        (local.set $b (i32.add (local.get $a) (i32.const 64)))
+        (local.set $pij (i32.add (local.get $diag) (i32.const 2)))
+        (local.set $pji (i32.add (local.get $diag) (local.get $n2)))
+        (block $doneJ
+          (loop $loopJ
+            (br_if $doneJ (i32.ge_u (local.get $b) (local.get $end)))
+            (local.set $x (v128.xor (local.get $a0) (v128.load offset=0 (local.get $b))))
+            (local.set $y (v128.xor (local.get $a1) (v128.load offset=16 (local.get $b))))
+            (local.set $z (v128.xor (local.get $a2) (v128.load offset=32 (local.get $b))))
+            (local.set $u (v128.xor (local.get $x) (local.get $y)))
+            (local.set $s0 (v128.xor (local.get $u) (local.get $z)))
+            (local.set $c0
+              (v128.or (v128.and (local.get $x) (local.get $y)) (v128.and (local.get $u) (local.get $z))))
+            (local.set $r0 (v128.xor (local.get $a3) (v128.load offset=48 (local.get $b))))
+            (local.set $d
+              (i64.add
+                (i64.add
+                  (i64.add
+                    (i64.popcnt (i64x2.extract_lane 0 (local.get $s0)))
+                    (i64.popcnt (i64x2.extract_lane 1 (local.get $s0))))
+                  (i64.add
+                    (i64.popcnt (i64x2.extract_lane 0 (local.get $r0)))
+                    (i64.popcnt (i64x2.extract_lane 1 (local.get $r0)))))
+                (i64.shl
+                  (i64.add
+                    (i64.popcnt (i64x2.extract_lane 0 (local.get $c0)))
+                    (i64.popcnt (i64x2.extract_lane 1 (local.get $c0))))
+                  (i64.const 1))))
+            (i32.store16 (local.get $pij) (i32.wrap_i64 (local.get $d)))
+            (i32.store16 (local.get $pji) (i32.wrap_i64 (local.get $d)))
+            (local.set $b (i32.add (local.get $b) (i32.const 64)))
+            (local.set $pij (i32.add (local.get $pij) (i32.const 2)))
+            (local.set $pji (i32.add (local.get $pji) (local.get $n2)))
+            (br $loopJ)))
+        (local.set $a (i32.add (local.get $a) (i32.const 64)))
+        (local.set $diag (i32.add (local.get $diag) (i32.add (local.get $n2) (i32.const 2))))
+        (br $loopI))))
+
+  ;; Rows of 6 vectors (768 bits).
+  (func $distances_i64_6 (param $rows i32) (param $n i32) (param $dist i32)
+    (local $a i32) (local $b i32) (local $end i32) (local $diag i32) (local $pij i32) (local $pji i32)
+    (local $n2 i32) (local $d i64) (local $x v128) (local $y v128) (local $z v128) (local $u v128)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $a4 v128) (local $a5 v128)
+    (local $s0 v128) (local $c0 v128) (local $s1 v128) (local $c1 v128)
+    (local.set $a (local.get $rows))
+    (local.set $end (i32.add (local.get $rows) (i32.mul (local.get $n) (i32.const 96))))
+    (local.set $diag (local.get $dist))
+    (local.set $n2 (i32.shl (local.get $n) (i32.const 1)))
+    (block $doneI
+      (loop $loopI
+        (br_if $doneI (i32.ge_u (local.get $a) (local.get $end)))
+        (i32.store16 (local.get $diag) (i32.const 0))
+        (local.set $a0 (v128.load offset=0 (local.get $a)))
+        (local.set $a1 (v128.load offset=16 (local.get $a)))
+        (local.set $a2 (v128.load offset=32 (local.get $a)))
+        (local.set $a3 (v128.load offset=48 (local.get $a)))
+        (local.set $a4 (v128.load offset=64 (local.get $a)))
+        (local.set $a5 (v128.load offset=80 (local.get $a)))
+        (local.set $b (i32.add (local.get $a) (i32.const 96)))
+        (local.set $pij (i32.add (local.get $diag) (i32.const 2)))
+        (local.set $pji (i32.add (local.get $diag) (local.get $n2)))
+        (block $doneJ
+          (loop $loopJ
+            (br_if $doneJ (i32.ge_u (local.get $b) (local.get $end)))
+            (local.set $x (v128.xor (local.get $a0) (v128.load offset=0 (local.get $b))))
+            (local.set $y (v128.xor (local.get $a1) (v128.load offset=16 (local.get $b))))
+            (local.set $z (v128.xor (local.get $a2) (v128.load offset=32 (local.get $b))))
+            (local.set $u (v128.xor (local.get $x) (local.get $y)))
+            (local.set $s0 (v128.xor (local.get $u) (local.get $z)))
+            (local.set $c0
+              (v128.or (v128.and (local.get $x) (local.get $y)) (v128.and (local.get $u) (local.get $z))))
+            (local.set $x (v128.xor (local.get $a3) (v128.load offset=48 (local.get $b))))
+            (local.set $y (v128.xor (local.get $a4) (v128.load offset=64 (local.get $b))))
+            (local.set $z (v128.xor (local.get $a5) (v128.load offset=80 (local.get $b))))
+            (local.set $u (v128.xor (local.get $x) (local.get $y)))
+            (local.set $s1 (v128.xor (local.get $u) (local.get $z)))
+            (local.set $c1
+              (v128.or (v128.and (local.get $x) (local.get $y)) (v128.and (local.get $u) (local.get $z))))
+            (local.set $d
+              (i64.add
+                (i64.add
+                  (i64.add
+                    (i64.popcnt (i64x2.extract_lane 0 (local.get $s0)))
+                    (i64.popcnt (i64x2.extract_lane 1 (local.get $s0))))
+                  (i64.add
+                    (i64.popcnt (i64x2.extract_lane 0 (local.get $s1)))
+                    (i64.popcnt (i64x2.extract_lane 1 (local.get $s1)))))
+                (i64.shl
+                  (i64.add
+                    (i64.add
+                      (i64.popcnt (i64x2.extract_lane 0 (local.get $c0)))
+                      (i64.popcnt (i64x2.extract_lane 1 (local.get $c0))))
+                    (i64.add
+                      (i64.popcnt (i64x2.extract_lane 0 (local.get $c1)))
+                      (i64.popcnt (i64x2.extract_lane 1 (local.get $c1)))))
+                  (i64.const 1))))
+            (i32.store16 (local.get $pij) (i32.wrap_i64 (local.get $d)))
+            (i32.store16 (local.get $pji) (i32.wrap_i64 (local.get $d)))
+            (local.set $b (i32.add (local.get $b) (i32.const 96)))
+            (local.set $pij (i32.add (local.get $pij) (i32.const 2)))
+            (local.set $pji (i32.add (local.get $pji) (local.get $n2)))
+            (br $loopJ)))
+        (local.set $a (i32.add (local.get $a) (i32.const 96)))
+        (local.set $diag (i32.add (local.get $diag) (i32.add (local.get $n2) (i32.const 2))))
+        (br $loopI))))
+
+  ;; Rows of 8 vectors (1024 bits).
+  (func $distances_i64_8 (param $rows i32) (param $n i32) (param $dist i32)
+    (local $a i32) (local $b i32) (local $end i32) (local $diag i32) (local $pij i32) (local $pji i32)
+    (local $n2 i32) (local $d i64) (local $x v128) (local $y v128) (local $z v128) (local $u v128)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $a4 v128) (local $a5 v128)
+    (local $a6 v128) (local $a7 v128) (local $s0 v128) (local $c0 v128) (local $s1 v128) (local $c1 v128)
+    (local $r0 v128) (local $r1 v128)
+    (local.set $a (local.get $rows))
+    (local.set $end (i32.add (local.get $rows) (i32.mul (local.get $n) (i32.const 128))))
+    (local.set $diag (local.get $dist))
+    (local.set $n2 (i32.shl (local.get $n) (i32.const 1)))
+    (block $doneI
+      (loop $loopI
+        (br_if $doneI (i32.ge_u (local.get $a) (local.get $end)))
+        (i32.store16 (local.get $diag) (i32.const 0))
+        (local.set $a0 (v128.load offset=0 (local.get $a)))
+        (local.set $a1 (v128.load offset=16 (local.get $a)))
+        (local.set $a2 (v128.load offset=32 (local.get $a)))
+        (local.set $a3 (v128.load offset=48 (local.get $a)))
+        (local.set $a4 (v128.load offset=64 (local.get $a)))
+        (local.set $a5 (v128.load offset=80 (local.get $a)))
+        (local.set $a6 (v128.load offset=96 (local.get $a)))
+        (local.set $a7 (v128.load offset=112 (local.get $a)))
+        (local.set $b (i32.add (local.get $a) (i32.const 128)))
+        (local.set $pij (i32.add (local.get $diag) (i32.const 2)))
+        (local.set $pji (i32.add (local.get $diag) (local.get $n2)))
+        (block $doneJ
+          (loop $loopJ
+            (br_if $doneJ (i32.ge_u (local.get $b) (local.get $end)))
+            (local.set $x (v128.xor (local.get $a0) (v128.load offset=0 (local.get $b))))
+            (local.set $y (v128.xor (local.get $a1) (v128.load offset=16 (local.get $b))))
+            (local.set $z (v128.xor (local.get $a2) (v128.load offset=32 (local.get $b))))
+            (local.set $u (v128.xor (local.get $x) (local.get $y)))
+            (local.set $s0 (v128.xor (local.get $u) (local.get $z)))
+            (local.set $c0
+              (v128.or (v128.and (local.get $x) (local.get $y)) (v128.and (local.get $u) (local.get $z))))
+            (local.set $x (v128.xor (local.get $a3) (v128.load offset=48 (local.get $b))))
+            (local.set $y (v128.xor (local.get $a4) (v128.load offset=64 (local.get $b))))
+            (local.set $z (v128.xor (local.get $a5) (v128.load offset=80 (local.get $b))))
+            (local.set $u (v128.xor (local.get $x) (local.get $y)))
+            (local.set $s1 (v128.xor (local.get $u) (local.get $z)))
+            (local.set $c1
+              (v128.or (v128.and (local.get $x) (local.get $y)) (v128.and (local.get $u) (local.get $z))))
+            (local.set $r0 (v128.xor (local.get $a6) (v128.load offset=96 (local.get $b))))
+            (local.set $r1 (v128.xor (local.get $a7) (v128.load offset=112 (local.get $b))))
+            (local.set $d
+              (i64.add
+                (i64.add
+                  (i64.add
+                    (i64.add
+                      (i64.popcnt (i64x2.extract_lane 0 (local.get $s0)))
+                      (i64.popcnt (i64x2.extract_lane 1 (local.get $s0))))
+                    (i64.add
+                      (i64.popcnt (i64x2.extract_lane 0 (local.get $s1)))
+                      (i64.popcnt (i64x2.extract_lane 1 (local.get $s1)))))
+                  (i64.add
+                    (i64.add
+                      (i64.popcnt (i64x2.extract_lane 0 (local.get $r0)))
+                      (i64.popcnt (i64x2.extract_lane 1 (local.get $r0))))
+                    (i64.add
+                      (i64.popcnt (i64x2.extract_lane 0 (local.get $r1)))
+                      (i64.popcnt (i64x2.extract_lane 1 (local.get $r1))))))
+                (i64.shl
+                  (i64.add
+                    (i64.add
+                      (i64.popcnt (i64x2.extract_lane 0 (local.get $c0)))
+                      (i64.popcnt (i64x2.extract_lane 1 (local.get $c0))))
+                    (i64.add
+                      (i64.popcnt (i64x2.extract_lane 0 (local.get $c1)))
+                      (i64.popcnt (i64x2.extract_lane 1 (local.get $c1)))))
+                  (i64.const 1))))
+            (i32.store16 (local.get $pij) (i32.wrap_i64 (local.get $d)))
+            (i32.store16 (local.get $pji) (i32.wrap_i64 (local.get $d)))
+            (local.set $b (i32.add (local.get $b) (i32.const 128)))
+            (local.set $pij (i32.add (local.get $pij) (i32.const 2)))
+            (local.set $pji (i32.add (local.get $pji) (local.get $n2)))
+            (br $loopJ)))
+        (local.set $a (i32.add (local.get $a) (i32.const 128)))
+        (local.set $diag (i32.add (local.get $diag) (i32.add (local.get $n2) (i32.const 2))))
         (br $loopI))))
 
   ;; sizes[i] = #{j : d(i, j) <= t}, t in [0, 65535]. Eight entries a step: i16x8.le_u is -1 where
