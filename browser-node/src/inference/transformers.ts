@@ -104,7 +104,10 @@ async function prepare(
   let modelName: string;
   if (location.path !== undefined) {
     const { basename, dirname, resolve } = await import('node:path');
-    const { sha256Folder } = await import('./models-dir.ts');
+    // A specifier the browser bundler cannot follow: models-dir.ts is Node-only (fs, path), and this
+    // branch never runs in a browser, where a static `import('./models-dir.ts')` would break the build.
+    const modelsDir = './models-dir.ts';
+    const { sha256Folder } = (await import(modelsDir)) as typeof import('./models-dir.ts');
     const abs = resolve(location.path);
     let manifest: string;
     try {
@@ -139,6 +142,12 @@ async function prepare(
     const cut = url.lastIndexOf('/');
     parent = `${url.slice(0, cut + 1)}`;
     modelName = url.slice(cut + 1);
+    // transformers.js 4.x checks which files a local model has (tokenizer_config.json decides whether
+    // a pipeline gets a tokenizer) only when `localModelPath` is not a full URL: with one, every file
+    // "does not exist" and feature extraction fails with `this.tokenizer is not a function`. On the
+    // page's own origin, give the path alone; fetch resolves it against the page.
+    const here = (globalThis as { location?: { origin?: string } }).location?.origin;
+    if (here !== undefined && parent.startsWith(`${here}/`)) parent = parent.slice(here.length);
   } else {
     throw new InferenceError('INFERENCE_INVALID_INPUT', 'give the model folder as `path` or `url`', {
       details: { id: location.id },
