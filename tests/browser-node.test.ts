@@ -25,7 +25,7 @@ import {
   resolveFrame,
   type VerdictEffect,
 } from '@synod/shared';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { startWebServer, type WebServer } from '../apps/web/serve.ts';
 import type { BrowserNodeStatus } from '../browser-node/src/browser/browser-node.ts';
 import { buildBrowserBundle } from '../browser-node/src/browser/build.ts';
@@ -34,48 +34,9 @@ import { SynodNode } from '../browser-node/src/node/synod-node.ts';
 import { loadTestServing, type TestServing } from '../browser-node/src/node/test-helpers.ts';
 import type { WakuRelayTransport } from '../browser-node/src/p2p/waku-relay.ts';
 import { createHeadlessWakuRelay } from '../browser-node/src/p2p/waku-relay-headless.ts';
+import { type Chrome, launchChromium, until } from './support/chromium.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const LONG = 180_000;
-
-async function until<T>(
-  what: string,
-  probe: () => T | Promise<T>,
-  timeoutMs = 90_000,
-): Promise<NonNullable<T>> {
-  const start = Date.now();
-  for (;;) {
-    const v = await probe();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() - start > timeoutMs)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(100);
-  }
-}
-
-async function launchChromium(): Promise<{ context: BrowserContext; close(): Promise<void> }> {
-  const profile = mkdtempSync(join(tmpdir(), 'synod-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless=new',
-      '--no-sandbox',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--disable-quic',
-    ],
-  });
-  return {
-    context,
-    async close() {
-      await context.close().catch(() => {});
-      rmSync(profile, { recursive: true, force: true });
-    },
-  };
-}
 
 /** Fail the test on any request that leaves 127.0.0.1 (blob: URLs are wllama's in-page worker). */
 function guardOffline(page: Page, origin: string, offsite: string[]): void {
@@ -92,7 +53,7 @@ describe('a browser node and a headless node in one quorum', () => {
   let headless: SynodNode;
   let coordinator: SynodNode;
   let web: WebServer;
-  let chrome: Awaited<ReturnType<typeof launchChromium>>;
+  let chrome: Chrome;
   let page: Page;
   const offsite: string[] = [];
   const pageErrors: string[] = [];

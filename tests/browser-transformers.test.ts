@@ -31,7 +31,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, normalize } from 'node:path';
 import type { Server } from 'bun';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { buildBrowserBundle } from '../browser-node/src/browser/build.ts';
 import type {
   TransformersProbeResults,
@@ -39,8 +39,8 @@ import type {
 } from '../browser-node/src/browser/transformers-probe.ts';
 import { DEFAULT_MODEL_MANIFEST, listFiles } from '../browser-node/src/inference/models-dir.ts';
 import { TEST_MODELS_DIR } from '../browser-node/src/inference/test-models.ts';
+import { type Chrome, launchChromium, until } from './support/chromium.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const LONG = 240_000;
 const MODEL_ID = 'glove-static-100d';
 const MODEL_DIR = join(TEST_MODELS_DIR, MODEL_ID);
@@ -62,21 +62,6 @@ const TRIPLES: Array<[number, number, number]> = [
   [2, 3, 0],
   [2, 3, 4],
 ];
-
-async function until<T>(
-  what: string,
-  probe: () => T | Promise<T>,
-  timeoutMs = 180_000,
-): Promise<NonNullable<T>> {
-  const start = Date.now();
-  for (;;) {
-    const v = await probe();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() - start > timeoutMs)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(200);
-  }
-}
 
 function cosine(a: readonly number[], b: readonly number[]): number {
   let dot = 0;
@@ -121,9 +106,8 @@ function contentType(path: string): string {
 
 describe('TransformersEmbedder (glove-static-100d) in headless Chromium: WebGPU (SwiftShader) and WASM', () => {
   let outdir = '';
-  let profile = '';
+  let chrome: Chrome | undefined;
   let server: Server<undefined> | undefined;
-  let context: BrowserContext | undefined;
   let page: Page;
   let origin = '';
   let results: TransformersProbeResults;
@@ -182,22 +166,9 @@ describe('TransformersEmbedder (glove-static-100d) in headless Chromium: WebGPU 
       origin = `http://127.0.0.1:${server.port}`;
 
       t = Date.now();
-      profile = mkdtempSync(join(tmpdir(), 'synod-chromium-'));
-      context = await chromium.launchPersistentContext(profile, {
-        executablePath: CHROMIUM,
-        headless: true,
-        args: [
-          '--headless=new',
-          '--no-sandbox',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--no-first-run',
-          '--disable-quic',
-          '--enable-unsafe-webgpu',
-        ],
-      });
-      page = context.pages()[0] ?? (await context.newPage());
+      chrome = await launchChromium({ webgpu: true });
+      const ctx = chrome.context;
+      page = ctx.pages()[0] ?? (await ctx.newPage());
       page.on('request', (r) => requested.push(r.url()));
       page.on('pageerror', (e) => pageErrors.push(String(e)));
       page.on('console', (m) => {
@@ -211,13 +182,17 @@ describe('TransformersEmbedder (glove-static-100d) in headless Chromium: WebGPU 
       });
       await page.goto(`${origin}/?${query}`);
       let last = '';
-      const state = await until('the probe to finish', async () => {
-        const s = (await page.evaluate(() => window.synodTransformersProbe)) as
-          | TransformersProbeState
-          | undefined;
-        last = s?.phase ?? '(no state)';
-        return s !== undefined && s.state !== 'running' ? s : null;
-      }).catch((e: unknown) => {
+      const state = await until(
+        'the probe to finish',
+        async () => {
+          const s = (await page.evaluate(() => window.synodTransformersProbe)) as
+            | TransformersProbeState
+            | undefined;
+          last = s?.phase ?? '(no state)';
+          return s !== undefined && s.state !== 'running' ? s : null;
+        },
+        180_000,
+      ).catch((e: unknown) => {
         throw new Error(`${String(e)} (last phase: ${last}; page errors: ${pageErrors.join(' | ')})`);
       });
       timings['probeMs'] = Date.now() - t;
@@ -262,9 +237,8 @@ describe('TransformersEmbedder (glove-static-100d) in headless Chromium: WebGPU 
 
   afterAll(
     async () => {
-      await context?.close().catch(() => {});
+      await chrome?.close();
       server?.stop(true);
-      if (profile) rmSync(profile, { recursive: true, force: true });
       if (outdir) rmSync(outdir, { recursive: true, force: true });
     },
     { timeout: 60_000 },

@@ -6,13 +6,11 @@
  * stream until the verdict shows on the page.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { startWebServer, type WebServer } from '../apps/web/serve.ts';
 import type {} from '../browser-node/src/browser/main.ts';
 import { startTestNetwork, type TestNetwork } from '../edge/src/test-helpers.ts';
+import { type Chrome, launchChromium } from './support/chromium.ts';
 
 const LONG = 180_000;
 
@@ -20,7 +18,7 @@ describe('the contributor web app', () => {
   let net: TestNetwork;
   let web: WebServer;
   let context: BrowserContext;
-  let profile: string;
+  let chrome: Chrome | undefined;
   let page: Page;
   const offsite: string[] = [];
   const pageErrors: string[] = [];
@@ -32,20 +30,8 @@ describe('the contributor web app', () => {
         relayUrl: net.relay.url,
         config: { heartbeatMs: 2_000, scryptN: 2 ** 10, dbName: `synod-web-test-${Date.now()}` },
       });
-      profile = mkdtempSync(join(tmpdir(), 'synod-chromium-'));
-      context = await chromium.launchPersistentContext(profile, {
-        executablePath: '/usr/bin/chromium',
-        headless: true,
-        args: [
-          '--headless=new',
-          '--no-sandbox',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--no-first-run',
-          '--disable-quic',
-        ],
-      });
+      chrome = await launchChromium();
+      context = chrome.context;
       page = context.pages()[0] ?? (await context.newPage());
       page.on('request', (r) => {
         const url = r.url();
@@ -61,8 +47,7 @@ describe('the contributor web app', () => {
   afterAll(
     async () => {
       await page?.evaluate(() => window.synod?.stop()).catch(() => {});
-      await context?.close().catch(() => {});
-      if (profile) rmSync(profile, { recursive: true, force: true });
+      await chrome?.close();
       await web?.stop();
       await net?.close();
     },

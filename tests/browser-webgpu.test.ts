@@ -25,11 +25,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Server } from 'bun';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { buildBrowserBundle } from '../browser-node/src/browser/build.ts';
 import type { WebGpuProbeResults, WebGpuProbeState } from '../browser-node/src/browser/webgpu-probe.ts';
+import { type Chrome, launchChromium, until } from './support/chromium.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const LONG = 180_000;
 
 const F16_ID = 'Llama-3.2-1B-Instruct-q4f16_1-MLC';
@@ -49,26 +49,10 @@ const CONFIG_BYTES = new TextEncoder().encode(
 );
 const CONFIG_PATH = `/models/${F32_NOLIB_ID}/resolve/main/mlc-chat-config.json`;
 
-async function until<T>(
-  what: string,
-  probe: () => T | Promise<T>,
-  timeoutMs = 120_000,
-): Promise<NonNullable<T>> {
-  const start = Date.now();
-  for (;;) {
-    const v = await probe();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() - start > timeoutMs)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(100);
-  }
-}
-
 describe('web-llm adapter on real WebGPU (SwiftShader) in headless Chromium', () => {
   let outdir = '';
-  let profile = '';
+  let chrome: Chrome | undefined;
   let server: Server<undefined> | undefined;
-  let context: BrowserContext | undefined;
   let page: Page;
   let origin = '';
   let results: WebGpuProbeResults;
@@ -118,29 +102,20 @@ describe('web-llm adapter on real WebGPU (SwiftShader) in headless Chromium', ()
       origin = `http://127.0.0.1:${server.port}`;
 
       t = Date.now();
-      profile = mkdtempSync(join(tmpdir(), 'synod-chromium-'));
-      context = await chromium.launchPersistentContext(profile, {
-        executablePath: CHROMIUM,
-        headless: true,
-        args: [
-          '--headless=new',
-          '--no-sandbox',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--no-first-run',
-          '--disable-quic',
-          '--enable-unsafe-webgpu',
-        ],
-      });
-      page = context.pages()[0] ?? (await context.newPage());
+      chrome = await launchChromium({ webgpu: true });
+      const ctx = chrome.context;
+      page = ctx.pages()[0] ?? (await ctx.newPage());
       page.on('request', (r) => requested.push(r.url()));
       page.on('pageerror', (e) => pageErrors.push(String(e)));
       await page.goto(`${origin}/?configSha=${configSha}`);
-      const state = await until('the probe to finish', async () => {
-        const s = (await page.evaluate(() => window.synodWebGpuProbe)) as WebGpuProbeState | undefined;
-        return s !== undefined && s.state !== 'running' ? s : null;
-      });
+      const state = await until(
+        'the probe to finish',
+        async () => {
+          const s = (await page.evaluate(() => window.synodWebGpuProbe)) as WebGpuProbeState | undefined;
+          return s !== undefined && s.state !== 'running' ? s : null;
+        },
+        120_000,
+      );
       timings['probeMs'] = Date.now() - t;
       if (state.state !== 'done' || state.results === undefined)
         throw new Error(`the probe failed: ${state.error}`);
@@ -165,9 +140,8 @@ describe('web-llm adapter on real WebGPU (SwiftShader) in headless Chromium', ()
 
   afterAll(
     async () => {
-      await context?.close().catch(() => {});
+      await chrome?.close();
       server?.stop(true);
-      if (profile) rmSync(profile, { recursive: true, force: true });
       if (outdir) rmSync(outdir, { recursive: true, force: true });
     },
     { timeout: 60_000 },

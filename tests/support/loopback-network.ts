@@ -22,11 +22,7 @@ import {
   toHex,
   type VerdictEffect,
 } from '@synod/shared';
-import { LlamaCppEngine } from '../../browser-node/src/inference/llama-cpp.ts';
-import { ModelsDir } from '../../browser-node/src/inference/models-dir.ts';
 import { InferenceQueue, type QueueJob, type QueueResult } from '../../browser-node/src/inference/queue.ts';
-import { TEST_MODELS_DIR } from '../../browser-node/src/inference/test-models.ts';
-import { UseLiteEmbedder } from '../../browser-node/src/inference/use-lite.ts';
 import type { MachineStore } from '../../browser-node/src/node/machine-store.ts';
 import { SynodNode, type SynodNodeOptions } from '../../browser-node/src/node/synod-node.ts';
 import { loadTestServing, type TestServing } from '../../browser-node/src/node/test-helpers.ts';
