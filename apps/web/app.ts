@@ -182,6 +182,7 @@ async function ask(): Promise<void> {
   }
   const body = (await res.json().catch(() => null)) as {
     requestId?: string;
+    status?: string;
     links?: { events?: string };
     error?: { code?: string; message?: string; hint?: string };
   } | null;
@@ -190,7 +191,7 @@ async function ask(): Promise<void> {
     askError(`HTTP ${res.status}: ${e?.code ?? ''} ${e?.message ?? ''}${e?.hint ? ` (${e.hint})` : ''}`);
     return;
   }
-  showAsk({ requestId: body.requestId, status: 'pending' });
+  showAsk({ requestId: body.requestId, status: body.status ?? 'queued' });
   const events = body.links?.events ?? `/v1/inference/${encodeURIComponent(body.requestId)}/events`;
   const es = new EventSource(`${base}${events}`);
   stream = es;

@@ -128,11 +128,14 @@ async function benchAccept() {
     body: JSON.stringify({ prompt: 'Once upon a time', params: { maxTokens: 16 } }),
   });
   await Bun.sleep(1_000); // let requests in flight when autocannon stopped finish
+  const groupCommit = relay.admissions.stats();
+  const dispatched = relay.dispatcher.stats().dispatched;
+  const queued = await relay.intake.count();
   const stored = await relay.store.counts();
   await relay.stop();
   await serving.close();
   rmSync(dir, { recursive: true, force: true });
-  return { hello: helloRes, accept: acceptRes, stored };
+  return { hello: helloRes, accept: acceptRes, groupCommit, dispatched, queued, stored };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -365,39 +368,52 @@ async function benchLatency() {
 }
 
 // ---------------------------------------------------------------------------------------------------
-const accept = await benchAccept();
-const verify = await benchVerify();
-const latency = await benchLatency();
+const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'accept,verify,latency').split(','));
+const accept = PARTS.has('accept') ? await benchAccept() : null;
+const verify = PARTS.has('verify') ? await benchVerify() : null;
+const latency = PARTS.has('latency') ? await benchLatency() : null;
 
-const acceptShare = accept.accept.perSecond / accept.hello.perSecond;
-const verifyRatio = verify.rawPerSecond / verify.endpoint.perSecond;
-const rows: [string, string, string, string][] = [
-  ['metric', 'value', 'beside', 'target'],
-  [
-    `hello-world GET / (Hono, Bun.serve), ${CONNECTIONS} conns`,
-    `${Math.round(accept.hello.perSecond)} req/s, p50 ${accept.hello.p50} ms, p99 ${accept.hello.p99} ms`,
-    '',
-    '',
-  ],
-  [
-    `POST /v1/inference accepted, ${CONNECTIONS} conns (libSQL file)`,
-    `${Math.round(accept.accept.perSecond)} req/s, p50 ${accept.accept.p50} ms, p99 ${accept.accept.p99} ms`,
-    `${r1(acceptShare * 100)}% of hello-world (non-2xx ${accept.accept.non2xx}, errors ${accept.accept.errors})`,
-    `>= 30%: ${acceptShare >= 0.3 ? 'met' : 'NOT met'}`,
-  ],
-  [
+const acceptShare = accept ? accept.accept.perSecond / accept.hello.perSecond : Number.NaN;
+const verifyRatio = verify ? verify.rawPerSecond / verify.endpoint.perSecond : Number.NaN;
+const rows: [string, string, string, string][] = [['metric', 'value', 'beside', 'target']];
+if (accept) {
+  rows.push(
+    [
+      `hello-world GET / (Hono, Bun.serve), ${CONNECTIONS} conns`,
+      `${Math.round(accept.hello.perSecond)} req/s, p50 ${accept.hello.p50} ms, p99 ${accept.hello.p99} ms`,
+      '',
+      '',
+    ],
+    [
+      `POST /v1/inference accepted, ${CONNECTIONS} conns (libSQL file)`,
+      `${Math.round(accept.accept.perSecond)} req/s, p50 ${accept.accept.p50} ms, p99 ${accept.accept.p99} ms`,
+      `${r1(acceptShare * 100)}% of hello-world (non-2xx ${accept.accept.non2xx}, errors ${accept.accept.errors})`,
+      `>= 30%: ${acceptShare >= 0.3 ? 'met' : 'NOT met'}`,
+    ],
+    [
+      '  admission group commits',
+      `${accept.groupCommit.batches} transactions, mean ${r1(accept.groupCommit.admissions / Math.max(1, accept.groupCommit.batches))} requests each, largest ${accept.groupCommit.largest}`,
+      `stored: ${accept.queued} queued, ${accept.dispatched} dispatched to the network`,
+      '',
+    ],
+  );
+}
+if (verify) {
+  rows.push([
     `POST /v1/verify, quorum-${verify.sealMembers} transcript (${verify.packets} packets)`,
     `${Math.round(verify.endpoint.perSecond)} transcripts/s, p50 ${verify.endpoint.p50} ms`,
     `signatures alone: ${Math.round(verify.rawPerSecond)} transcripts/s (${r1(verifyRatio)}x)`,
     `<= 1.5x: ${verifyRatio <= 1.5 ? 'met' : 'NOT met'}`,
-  ],
-  [
+  ]);
+}
+if (latency) {
+  rows.push([
     `submit -> verdict, relay + 3 nodes on Waku (${latency.samples} requests)`,
     `p50 ${r1(latency.total.p50)} ms, p99 ${r1(latency.total.p99)} ms`,
     `slowest member inference+embedding p50 ${r1(latency.slowestMember.p50)} ms; difference p50 ${r1(latency.overhead.p50)} ms, p99 ${r1(latency.overhead.p99)} ms`,
     `p50 < 250 ms: ${latency.overhead.p50 < 250 ? 'met' : 'NOT met'}`,
-  ],
-];
+  ]);
+}
 const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]?.length ?? 0)));
 for (const [i, r] of rows.entries()) {
   console.log(r.map((c, j) => c.padEnd(widths[j] ?? 0)).join(' | '));
@@ -409,11 +425,12 @@ const result = {
   machine: { cpus: cpus().length, model: cpus()[0]?.model, bun: Bun.version },
   durationSeconds: DURATION,
   connections: CONNECTIONS,
-  accept: { ...accept, shareOfHelloWorld: acceptShare, target: 0.3 },
-  verify: { ...verify, rawOverEndpoint: verifyRatio, target: 1.5 },
-  latency: { ...latency, targetOverheadP50Ms: 250 },
+  accept: accept && { ...accept, shareOfHelloWorld: acceptShare, target: 0.3 },
+  verify: verify && { ...verify, rawOverEndpoint: verifyRatio, target: 1.5 },
+  latency: latency && { ...latency, targetOverheadP50Ms: 250 },
 };
 mkdirSync(join(REPO, 'bench-results'), { recursive: true });
-writeFileSync(join(REPO, 'bench-results/edge.json'), `${JSON.stringify(result, null, 2)}\n`);
-console.log('\nwrote bench-results/edge.json');
+const out = PARTS.size === 3 ? 'bench-results/edge.json' : `bench-results/edge-${[...PARTS].join('-')}.json`;
+writeFileSync(join(REPO, out), `${JSON.stringify(result, null, 2)}\n`);
+console.log(`\nwrote ${out}`);
 process.exit(0);

@@ -17,6 +17,8 @@ export interface EdgeConfig {
   verifyBodyLimit: number;
   /** Upper bound on how long /v1/chat/completions waits for a verdict, on top of the frame's times. */
   chatWaitSlackMs: number;
+  /** How long an API key looked up in libSQL is reused (a revocation takes this long to bite). */
+  apiKeyCacheMs: number;
 }
 
 export const DEFAULT_EDGE_CONFIG: Omit<EdgeConfig, 'embedders' | 'configuredModels' | 'defaultModels'> = {
@@ -25,4 +27,5 @@ export const DEFAULT_EDGE_CONFIG: Omit<EdgeConfig, 'embedders' | 'configuredMode
   bodyLimit: 256 * 1024,
   verifyBodyLimit: 4 * 1024 * 1024,
   chatWaitSlackMs: 5_000,
+  apiKeyCacheMs: 5_000,
 };

@@ -1,4 +1,6 @@
-import type { RequestDetail } from './store/history-store.ts';
+import { packetId, type RequestBody } from '@synod/shared';
+import type { HistoryStore, RequestDetail } from './store/history-store.ts';
+import type { IntakeStore, QueuedRequest } from './store/intake-store.ts';
 
 /** Terminal request statuses: nothing more will change. */
 export const TERMINAL = new Set(['verdict', 'no-consensus', 'expired', 'failed']);
@@ -64,3 +66,65 @@ export function requestView(d: RequestDetail) {
   };
 }
 export type RequestView = ReturnType<typeof requestView>;
+
+/** A request found by id: in the history, or still in the admission log (`queued`). */
+export type FoundRequest =
+  | { kind: 'stored'; detail: RequestDetail }
+  | { kind: 'queued'; queued: QueuedRequest };
+
+/** Look a request up in the history, then in the admission log (re-reading the history if it just moved). */
+export async function findRequest(
+  store: HistoryStore,
+  intake: IntakeStore,
+  requestId: string,
+): Promise<FoundRequest | null> {
+  const d = await store.getRequest(requestId);
+  if (d) return { kind: 'stored', detail: d };
+  const q = await intake.queued(requestId);
+  // A row whose body no longer parses is never dispatched (the dispatcher drops it): not a request.
+  if (q?.body) return { kind: 'queued', queued: q };
+  const moved = await store.getRequest(requestId);
+  return moved ? { kind: 'stored', detail: moved } : null;
+}
+
+/**
+ * The public view of a request still in the admission log: status `queued`, nothing from the network
+ * yet. `request.packetId` is already the id the signed request will have (it does not cover the
+ * signature), so a client can match it with what the coordinator later publishes.
+ */
+export function queuedView(q: QueuedRequest) {
+  const body = q.body as RequestBody;
+  const id = packetId({ v: 1, type: 'request', from: q.coordinator, body });
+  return {
+    requestId: q.requestId,
+    status: 'queued' as const,
+    error: null,
+    createdAt: q.createdAt,
+    updatedAt: q.createdAt,
+    coordinator: q.coordinator,
+    request: {
+      packetId: id,
+      acceptedModels: body.acceptedModels,
+      params: body.params,
+      frame: body.frame,
+      origin: body.origin,
+      ...(body.prompt !== undefined ? { prompt: body.prompt } : {}),
+      ...(body.messages !== undefined ? { messages: body.messages } : {}),
+    },
+    commits: [],
+    seal: null,
+    reveals: [],
+    verdict: null,
+    attestations: [],
+    transcriptRoot: null,
+    links: {
+      self: `/v1/inference/${encodeURIComponent(q.requestId)}`,
+      events: `/v1/inference/${encodeURIComponent(q.requestId)}/events`,
+      verify: `/v1/verify/${encodeURIComponent(q.requestId)}`,
+    },
+  };
+}
+
+export function foundView(f: FoundRequest) {
+  return f.kind === 'stored' ? requestView(f.detail) : queuedView(f.queued);
+}

@@ -132,4 +132,27 @@ describe('LlamaCppEngine load and unload', () => {
     expect(r.tokens).toBe(3);
     await engine.unload();
   });
+
+  test('unload during a generation aborts it (INFERENCE_ABORTED) and waits for it before freeing', async () => {
+    const engine = new LlamaCppEngine();
+    await engine.load(source);
+    const running = engine.generate({
+      prompt: 'Once upon a time',
+      params: { temperature: 0, maxTokens: 256 },
+    });
+    const settled = running.then(
+      () => 'resolved',
+      (e) => e,
+    );
+    await Bun.sleep(5);
+    await engine.unload();
+    const outcome = await settled;
+    // Either it finished before the abort landed, or it stopped with a typed abort, never a crash.
+    if (outcome !== 'resolved') expect(isInferenceError(outcome, 'INFERENCE_ABORTED')).toBe(true);
+    expect(engine.holdsResources).toBe(false);
+    await engine.load(source);
+    const r = await engine.generate({ prompt: 'Once upon a time', params: { temperature: 0, maxTokens: 3 } });
+    expect(r.tokens).toBe(3);
+    await engine.unload();
+  });
 });

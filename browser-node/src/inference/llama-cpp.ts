@@ -46,6 +46,8 @@ export class LlamaCppEngine implements Engine {
   #context: LlamaContext | null = null;
   #ref: ModelRef | null = null;
   #busy = false;
+  /** The generation running now: `unload` aborts it and waits for it before freeing the context. */
+  #inflight: { abort: AbortController; done: Promise<unknown> } | null = null;
 
   constructor(options: LlamaCppOptions = {}) {
     this.#options = options;
@@ -121,6 +123,21 @@ export class LlamaCppEngine implements Engine {
       });
     }
     this.#busy = true;
+    const abort = new AbortController();
+    const signal = request.signal ? AbortSignal.any([request.signal, abort.signal]) : abort.signal;
+    const done = this.#generate(model, context, { ...request, signal }).finally(() => {
+      this.#busy = false;
+      this.#inflight = null;
+    });
+    this.#inflight = { abort, done };
+    return done;
+  }
+
+  async #generate(
+    model: LlamaModel,
+    context: LlamaContext,
+    request: GenerateRequest,
+  ): Promise<GenerateResult> {
     const lib = await import('node-llama-cpp');
     const sequence = context.getSequence();
     const { params } = request;
@@ -189,11 +206,16 @@ export class LlamaCppEngine implements Engine {
       // Every generation starts from an empty context: no state leaks from one request into the next.
       await sequence.clearHistory();
       sequence.dispose();
-      this.#busy = false;
     }
   }
 
+  /** Free the model; a generation still running is aborted (INFERENCE_ABORTED) and awaited first. */
   async unload(): Promise<void> {
+    const inflight = this.#inflight;
+    if (inflight) {
+      inflight.abort.abort();
+      await inflight.done.catch(() => undefined);
+    }
     this.#ref = null;
     const context = this.#context;
     const model = this.#model;

@@ -1,4 +1,5 @@
 import type { Context } from 'hono';
+import type { ApiKeyCache } from '../auth/api-key-cache.ts';
 import { bearerToken, hashApiKey, isWellFormedApiKey } from '../auth/api-keys.ts';
 import { checkSignedRequest } from '../auth/signed-request.ts';
 import type { HistoryStore } from '../store/history-store.ts';
@@ -19,6 +20,7 @@ export interface Caller {
 export async function authenticate(
   c: Context,
   store: HistoryStore,
+  keys: ApiKeyCache,
   body: Uint8Array,
   now: number,
   signedQuotaPerDay: number,
@@ -34,7 +36,7 @@ export async function authenticate(
         'keys look like synod_sk_<64 hex>',
       );
     }
-    const key = await store.apiKeyByHash(hashApiKey(token));
+    const key = await keys.get(hashApiKey(token), (hash) => store.apiKeyByHash(hash));
     if (!key) throw edgeError(401, 'UNAUTHENTICATED', 'unknown API key');
     if (key.revoked) throw edgeError(403, 'FORBIDDEN', 'this API key was revoked');
     return { id: key.id, quotaPerDay: key.quotaPerDay, kind: 'api-key' };

@@ -22,6 +22,12 @@ export async function readBody(c: Context, limit = DEFAULT_BODY_LIMIT): Promise<
   if (Number.isFinite(declared) && declared > limit) {
     throw edgeError(413, 'BODY_TOO_LARGE', `body of ${declared} bytes exceeds ${limit}`, { limit });
   }
+  if (Number.isFinite(declared)) {
+    // HTTP/1.1 framing: the server reads exactly Content-Length bytes, so a declared length within the
+    // limit bounds the body and it can be read in one piece.
+    if (declared === 0) throw edgeError(400, 'BAD_JSON', 'the request has no body');
+    return new Uint8Array(await c.req.raw.arrayBuffer());
+  }
   const body = c.req.raw.body;
   if (!body) throw edgeError(400, 'BAD_JSON', 'the request has no body');
   const reader = body.getReader();

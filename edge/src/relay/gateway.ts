@@ -1,9 +1,6 @@
-import { packetId, parseEnvelope, type RequestBody } from '@synod/shared';
-import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { edgeError, HttpError } from '../http/errors.ts';
+import { edgeError } from '../http/errors.ts';
 import { GATEWAY_SECRET_HEADER, type GatewayStatus } from '../routes/internal.ts';
-import type { Stored } from '../store/history-store.ts';
-import type { AcceptOutcome, IdempotencyInput, NetworkHealth, RelayNetwork } from './network.ts';
+import type { NetworkHealth, RelayNetwork } from './network.ts';
 
 export interface GatewayOptions {
   /** Base URL of the gateway relay (a Bun relay started with a gateway secret), e.g. `https://gw.example`. */
@@ -19,11 +16,11 @@ export interface GatewayOptions {
 }
 
 /**
- * The relay on workerd: it holds no node, so it forwards each accepted request body to a gateway relay
- * (`POST /internal/v1/accept`), which signs it as the coordinator, stores it in the shared libSQL history
- * before answering, and coordinates it; everything after that (commits, seal, reveals, verdict) reaches
- * the shared history through the gateway, where this relay's read routes find it. There is no push
- * channel, so `subscribe` never fires and the long-polling routes fall back to their polling interval.
+ * The relay on workerd: it holds no node, so it admits requests into the shared admission log naming a
+ * gateway relay as their coordinator, and wakes it (`POST /internal/v1/wake`); the gateway signs,
+ * dispatches and coordinates them; everything after that (commits, seal, reveals, verdict) reaches the
+ * shared history through the gateway, where this relay's read routes find it. There is no push channel,
+ * so `subscribe` never fires and the long-polling routes fall back to their polling interval.
  */
 export class GatewayRelayNetwork implements RelayNetwork {
   #status: GatewayStatus | undefined;
@@ -67,55 +64,26 @@ export class GatewayRelayNetwork implements RelayNetwork {
     return this.#status;
   }
 
-  async accept(body: RequestBody, idempotency?: IdempotencyInput): Promise<AcceptOutcome> {
-    let r: Response;
+  /**
+   * Wake the gateway's dispatcher for rows this relay just admitted. Best effort: the request is already
+   * durable in the shared admission log and the gateway polls it, so a failed wake only costs latency.
+   */
+  async admitted(requestIds: readonly string[]): Promise<void> {
     try {
-      r = await this.#call('POST', '/internal/v1/accept', { body, ...(idempotency ? { idempotency } : {}) });
+      const r = await this.#call('POST', '/internal/v1/wake', { requestIds });
+      await r.body?.cancel();
     } catch (e) {
-      throw unavailable(e);
+      this.#lastError = `wake failed: ${String((e as Error)?.message ?? e)}`;
     }
-    const text = await r.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw unavailable(`gateway answered ${r.status} without JSON`);
-    }
-    if (!r.ok) {
-      const err = (json as { error?: { code?: string; message?: string; details?: Record<string, unknown> } })
-        .error;
-      // The gateway's 4xx are about the request and pass through; its 5xx and auth failures are ours.
-      if (r.status >= 400 && r.status < 500 && r.status !== 401 && r.status !== 403 && err?.code) {
-        throw new HttpError(
-          r.status as ContentfulStatusCode,
-          err.code,
-          err.message ?? 'rejected',
-          err.details,
-        );
-      }
-      throw unavailable(`gateway answered ${r.status}${err?.code ? ` ${err.code}` : ''}`);
-    }
-    const outcome = json as AcceptOutcome;
-    if (outcome.kind === 'created') {
-      // Never trust the shape blindly: the packet must parse and its id must be its digest.
-      const packet = parseEnvelope(outcome.request.packet);
-      if (packet.type !== 'request' || packetId(packet) !== outcome.request.id) {
-        throw unavailable('the gateway answered a malformed request packet');
-      }
-      return { kind: 'created', request: { id: outcome.request.id, packet } as Stored<'request'> };
-    }
-    if (
-      (outcome.kind === 'replayed' || outcome.kind === 'conflict') &&
-      typeof outcome.requestId === 'string'
-    ) {
-      return { kind: outcome.kind, requestId: outcome.requestId };
-    }
-    throw unavailable('the gateway answered an unknown outcome');
   }
 
   async servedModels(): Promise<ReadonlySet<string>> {
     const s = await this.status();
-    if (!s) throw unavailable(this.#lastError ?? 'gateway unreachable');
+    if (!s) {
+      throw edgeError(503, 'NETWORK_UNAVAILABLE', 'the gateway relay is unreachable', {
+        reason: (this.#lastError ?? 'gateway unreachable').slice(0, 300),
+      });
+    }
     return new Set([...(this.o.configuredModels ?? []), ...s.models]);
   }
 
@@ -150,14 +118,4 @@ export class GatewayRelayNetwork implements RelayNetwork {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   }
-}
-
-function unavailable(e: unknown): HttpError {
-  return edgeError(
-    503,
-    'NETWORK_UNAVAILABLE',
-    'the gateway relay did not confirm the request',
-    { reason: String((e as Error)?.message ?? e).slice(0, 300) },
-    'retry with the same Idempotency-Key: a request the gateway did store is then replayed, not duplicated',
-  );
 }

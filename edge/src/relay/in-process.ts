@@ -1,22 +1,27 @@
 import type { SynodNode } from '@synod/browser-node';
-import type { NodeKey, RequestBody } from '@synod/shared';
-import { packetId, signPacket } from '@synod/shared';
+import type { NodeKey } from '@synod/shared';
 import type { HistoryStore } from '../store/history-store.ts';
-import type { AcceptOutcome, IdempotencyInput, NetworkHealth, RelayNetwork } from './network.ts';
+import type { Dispatcher } from './dispatcher.ts';
+import type { NetworkHealth, RelayNetwork } from './network.ts';
+
+/** How long the set of served models (configured + heartbeats) is reused. */
+const MODELS_TTL_MS = 1_000;
 
 /**
  * The relay under Bun: it holds a Synod node of its own (role `relay`) and coordinates the requests it
- * accepts. Durability: `accept` signs the request and stores it (with its idempotency record) in one
- * libSQL transaction before anything else; only then does the coordinator machine start (its first
- * effect persists its state, then publishes the same deterministic packet). A crash between the two
- * is repaired by `recover()` at start.
+ * admits. Durability: the HTTP route commits each request to the admission log (`request_intake`, group
+ * commit) before its 2xx; the `Dispatcher` then signs it, moves it into `requests` and starts the
+ * coordinator machine (whose first effect persists its state, then publishes the same deterministic
+ * packet). A crash between the move and the machine's first save is repaired by `recover()` at start.
  */
 export class InProcessRelayNetwork implements RelayNetwork {
   readonly coordinatorId: string;
   readonly #listeners = new Map<string, Set<() => void>>();
+  #models: { at: number; set: ReadonlySet<string> } | undefined;
+  #dispatcher: Dispatcher | undefined;
 
   constructor(
-    private readonly key: NodeKey,
+    key: NodeKey,
     private readonly node: SynodNode,
     private readonly store: HistoryStore,
     private readonly now: () => number,
@@ -25,18 +30,21 @@ export class InProcessRelayNetwork implements RelayNetwork {
     this.coordinatorId = key.nodeId;
   }
 
-  async accept(body: RequestBody, idempotency?: IdempotencyInput): Promise<AcceptOutcome> {
-    const packet = await signPacket(this.key, 'request', body);
-    const stored = { id: packetId(packet), packet };
-    const outcome = await this.store.insertRequest(stored, this.now(), idempotency);
-    if (outcome.kind !== 'created') return outcome;
-    await this.node.submit(body);
-    return { kind: 'created', request: stored };
+  /** The dispatcher that drains this relay's admission log (set once, by the runtime). */
+  attach(dispatcher: Dispatcher): void {
+    this.#dispatcher = dispatcher;
+  }
+
+  async admitted(_requestIds: readonly string[]): Promise<void> {
+    this.#dispatcher?.wake();
   }
 
   async servedModels(): Promise<ReadonlySet<string>> {
+    const t = this.now();
+    if (this.#models && t - this.#models.at < MODELS_TTL_MS) return this.#models.set;
     const out = new Set(this.configuredModels);
     for (const n of this.node.knownNodes()) for (const m of n.body.models) out.add(m.id);
+    this.#models = { at: t, set: out };
     return out;
   }
 
@@ -67,6 +75,7 @@ export class InProcessRelayNetwork implements RelayNetwork {
       detail: {
         knownNodes: m.knownNodes,
         intake: { accepted: m.intake.accepted, rejected: m.intake.rejectedTotal },
+        ...(this.#dispatcher ? { dispatcher: this.#dispatcher.stats() } : {}),
       },
     };
   }

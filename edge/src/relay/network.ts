@@ -1,20 +1,21 @@
-import type { RequestBody } from '@synod/shared';
-import type { Stored } from '../store/history-store.ts';
+import type { Admission, AdmissionOutcome } from '../store/intake-store.ts';
 
 /**
  * What the HTTP app needs from the network. Two implementations:
  * - under Bun, the relay holds a Synod node in-process and is itself the coordinator
  *   (`InProcessRelayNetwork` in relay/in-process.ts);
- * - on workerd, the relay forwards to a configured gateway node that coordinates
- *   (`GatewayRelayNetwork` in relay/gateway.ts).
- * Either way every packet of a request ends up in the shared libSQL history, which is what the read
- * routes serve, so two relays over one database serve the same history.
+ * - on workerd, the relay names a configured gateway node as the coordinator (`GatewayRelayNetwork` in
+ *   relay/gateway.ts).
+ * Either way a request enters the shared libSQL history through the admission log (`request_intake`,
+ * written by the relay that took the HTTP request) and the coordinator named there dispatches it; every
+ * packet of it then ends up in the history, which is what the read routes serve, so two relays over one
+ * database serve the same history.
  */
 export interface RelayNetwork {
-  /** Node id of the coordinator that signs and seals the requests this relay accepts. */
+  /** Node id of the coordinator that signs, seals and publishes the requests this relay admits. */
   readonly coordinatorId: string;
-  /** Sign a request body as the coordinator and store it durably (before any 2xx). */
-  accept(body: RequestBody, idempotency?: IdempotencyInput): Promise<AcceptOutcome>;
+  /** Tell the coordinator that admitted requests wait in the admission log (it also polls). */
+  admitted(requestIds: readonly string[]): Promise<void>;
   /** Models served by live nodes (heartbeats) plus those configured. */
   servedModels(): Promise<ReadonlySet<string>>;
   /** Notified after each stored change of the request; returns an unsubscribe. */
@@ -23,16 +24,14 @@ export interface RelayNetwork {
   health(): NetworkHealth;
 }
 
-export interface IdempotencyInput {
-  callerId: string;
-  key: string;
-  bodyDigest: string;
+/**
+ * Durable admission: resolves once the request (or the decision not to take it: quota, idempotency)
+ * is committed to libSQL. Under Bun a `GroupCommit` over `IntakeStore.admit`; on workerd one
+ * transaction per HTTP request (an isolate may not share I/O objects between requests).
+ */
+export interface Admitter {
+  admit(admission: Admission): Promise<AdmissionOutcome>;
 }
-
-export type AcceptOutcome =
-  | { kind: 'created'; request: Stored<'request'> }
-  | { kind: 'replayed'; requestId: string }
-  | { kind: 'conflict'; requestId: string };
 
 export interface NetworkHealth {
   ok: boolean;

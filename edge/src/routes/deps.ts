@@ -1,12 +1,20 @@
 import type { Context } from 'hono';
+import type { ApiKeyCache } from '../auth/api-key-cache.ts';
 import type { EdgeConfig } from '../config.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RateLimiter } from '../rate-limit.ts';
-import type { RelayNetwork } from '../relay/network.ts';
+import type { Admitter, RelayNetwork } from '../relay/network.ts';
 import type { HistoryStore } from '../store/history-store.ts';
+import type { IntakeStore } from '../store/intake-store.ts';
 
 export interface EdgeDeps {
   store: HistoryStore;
+  /** The admission log (queued requests), in the same database as `store`. */
+  intake: IntakeStore;
+  /** Durable admission of new requests (group commit under Bun). */
+  admitter: Admitter;
+  /** API keys by hash, cached in front of `store`. */
+  apiKeys: ApiKeyCache;
   network: RelayNetwork;
   config: EdgeConfig;
   now: () => number;

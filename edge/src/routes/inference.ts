@@ -1,11 +1,12 @@
-import { canonicalBytes, sha256Hex } from '@synod/shared';
+import { canonicalBytes, type RequestBody, sha256Hex } from '@synod/shared';
 import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { authenticate, type Caller, utcDay } from '../http/auth.ts';
 import { parseJson, readBody } from '../http/body.ts';
 import { edgeError } from '../http/errors.ts';
 import { buildRequestBody } from '../inference-input.ts';
-import { requestView, TERMINAL } from '../views.ts';
+import type { AdmissionOutcome } from '../store/intake-store.ts';
+import { findRequest, foundView, TERMINAL } from '../views.ts';
 import type { EdgeDeps } from './deps.ts';
 
 const REQUEST_ID_PARAM = /^(?:[0-9a-f]{64}|\d{1,20}:0x[0-9a-f]{40}:\d{1,78})$/;
@@ -21,11 +22,14 @@ export interface Submission {
   requestId: string;
   replayed: boolean;
   caller: Caller;
+  /** The body admitted (for a replay: the one just built, not the stored one). */
+  body: RequestBody;
 }
 
 /**
- * Authenticate, rate-limit, validate, meter and durably store a request; shared by /v1/inference and
- * /v1/chat/completions. When this resolves the request is in libSQL.
+ * Authenticate, rate-limit, validate, meter and durably admit a request; shared by /v1/inference and
+ * /v1/chat/completions. When this resolves the request is in libSQL (the admission log, with its quota
+ * count and idempotency row, committed together).
  */
 export async function submit(
   c: Context,
@@ -34,7 +38,7 @@ export async function submit(
 ): Promise<Submission> {
   const now = deps.now();
   const bytes = await readBody(c, deps.config.bodyLimit);
-  const caller = await authenticate(c, deps.store, bytes, now, deps.config.signedQuotaPerDay);
+  const caller = await authenticate(c, deps.store, deps.apiKeys, bytes, now, deps.config.signedQuotaPerDay);
   const wait = deps.limiter.take(caller.id);
   if (wait > 0) {
     const e = edgeError(429, 'RATE_LIMITED', `too many requests; retry in ${wait} ms`, {
@@ -59,60 +63,72 @@ export async function submit(
   if (idemKey !== undefined && (idemKey.length === 0 || idemKey.length > 255)) {
     throw edgeError(400, 'INVALID_INPUT', 'Idempotency-Key must be 1-255 characters');
   }
-  const day = utcDay(now);
-  const count = await deps.store.consumeQuota(caller.id, day, caller.quotaPerDay);
-  if (count === null) {
-    throw edgeError(429, 'QUOTA_EXCEEDED', `the daily quota of ${caller.quotaPerDay} requests is used up`, {
+  if (deps.network.coordinatorId === '') {
+    throw edgeError(503, 'NETWORK_UNAVAILABLE', 'no coordinator is known yet; retry shortly');
+  }
+  let outcome: AdmissionOutcome;
+  try {
+    outcome = await deps.admitter.admit({
+      body,
+      callerId: caller.id,
       quotaPerDay: caller.quotaPerDay,
-      day,
+      day: utcDay(now),
+      ...(idemKey === undefined
+        ? {}
+        : { idempotency: { key: idemKey, bodyDigest: sha256Hex(canonicalBytes(raw)) } }),
+    });
+  } catch (e) {
+    throw edgeError(
+      503,
+      'STORE_UNAVAILABLE',
+      'the request could not be stored; nothing was kept or charged',
+      { reason: String((e as Error)?.message ?? e).slice(0, 300) },
+      'retry (with the same Idempotency-Key to be safe)',
+    );
+  }
+  if (outcome.kind === 'quota-exceeded') {
+    throw edgeError(429, 'QUOTA_EXCEEDED', `the daily quota of ${outcome.quotaPerDay} requests is used up`, {
+      quotaPerDay: outcome.quotaPerDay,
+      day: outcome.day,
     });
   }
-  let outcome: Awaited<ReturnType<EdgeDeps['network']['accept']>>;
-  try {
-    outcome = await deps.network.accept(
-      body,
-      idemKey === undefined
-        ? undefined
-        : { callerId: caller.id, key: idemKey, bodyDigest: sha256Hex(canonicalBytes(raw)) },
-    );
-  } catch (e) {
-    await deps.store.refundQuota(caller.id, day);
-    throw e;
-  }
-  if (outcome.kind !== 'created') await deps.store.refundQuota(caller.id, day);
   if (outcome.kind === 'conflict') {
     throw edgeError(409, 'IDEMPOTENCY_CONFLICT', 'this Idempotency-Key was used with a different body', {
       requestId: outcome.requestId,
     });
   }
-  const requestId = outcome.kind === 'created' ? outcome.request.packet.body.requestId : outcome.requestId;
-  deps.metrics.inc('synod_requests_accepted_total', 'Requests accepted and stored', { caller: caller.kind });
-  return { requestId, replayed: outcome.kind === 'replayed', caller };
+  if (outcome.kind === 'created') {
+    deps.metrics.inc('synod_requests_accepted_total', 'Requests accepted and stored', {
+      caller: caller.kind,
+    });
+    await deps.network.admitted([outcome.requestId]);
+  }
+  return { requestId: outcome.requestId, replayed: outcome.kind === 'replayed', caller, body };
 }
 
 export function mountInference(app: Hono, deps: EdgeDeps): void {
   app.post('/v1/inference', async (c) => {
     const s = await submit(c, deps, (raw) => raw);
+    // A replay answers the request's current status; a new request is queued until dispatched.
+    const found = s.replayed ? await findRequest(deps.store, deps.intake, s.requestId) : null;
+    const status = found ? foundView(found).status : 'queued';
     const links = {
       self: `/v1/inference/${encodeURIComponent(s.requestId)}`,
       events: `/v1/inference/${encodeURIComponent(s.requestId)}/events`,
     };
-    return c.json(
-      { requestId: s.requestId, status: 'pending', replayed: s.replayed, links },
-      s.replayed ? 200 : 202,
-    );
+    return c.json({ requestId: s.requestId, status, replayed: s.replayed, links }, s.replayed ? 200 : 202);
   });
 
   app.get('/v1/inference/:id', async (c) => {
     const id = requestIdParam(c);
-    const d = await deps.store.getRequest(id);
-    if (!d) throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
-    return c.json(requestView(d));
+    const found = await findRequest(deps.store, deps.intake, id);
+    if (!found) throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
+    return c.json(foundView(found));
   });
 
   app.get('/v1/inference/:id/events', async (c) => {
     const id = requestIdParam(c);
-    const first = await deps.store.getRequest(id);
+    const first = await findRequest(deps.store, deps.intake, id);
     if (!first) throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
     return streamSSE(c, async (stream) => {
       let changed = true;
@@ -132,16 +148,16 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
         while (!stream.aborted && !stream.closed && deps.now() < deadline) {
           if (changed) {
             changed = false;
-            const d = await deps.store.getRequest(id);
-            if (d) {
-              const view = requestView(d);
+            const found = await findRequest(deps.store, deps.intake, id);
+            if (found) {
+              const view = foundView(found);
               const json = JSON.stringify(view);
               if (json !== lastJson) {
                 lastJson = json;
                 await stream.writeSSE({ event: 'status', id: String(eventId++), data: json });
               }
-              if (TERMINAL.has(d.status)) {
-                await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: d.status }) });
+              if (TERMINAL.has(view.status)) {
+                await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: view.status }) });
                 break;
               }
             }

@@ -1,9 +1,9 @@
-import { type RequestBody, sha256 } from '@synod/shared';
+import { sha256 } from '@synod/shared';
 import type { Context, Hono } from 'hono';
 import type { EdgeConfig } from '../config.ts';
 import { parseJson, readBody } from '../http/body.ts';
 import { edgeError } from '../http/errors.ts';
-import type { IdempotencyInput, RelayNetwork } from '../relay/network.ts';
+import type { RelayNetwork } from '../relay/network.ts';
 
 /** Header carrying the secret shared between a gateway relay and the edge relays that forward to it. */
 export const GATEWAY_SECRET_HEADER = 'x-synod-gateway-secret';
@@ -35,26 +35,11 @@ function checkSecret(c: Context, secret: string): void {
   if (!sameSecret(given, secret)) throw edgeError(403, 'FORBIDDEN', 'wrong gateway secret');
 }
 
-function isIdempotency(x: unknown): x is IdempotencyInput {
-  if (x === null || typeof x !== 'object') return false;
-  const r = x as Record<string, unknown>;
-  return (
-    typeof r['callerId'] === 'string' &&
-    r['callerId'].length > 0 &&
-    r['callerId'].length <= 300 &&
-    typeof r['key'] === 'string' &&
-    r['key'].length > 0 &&
-    r['key'].length <= 255 &&
-    typeof r['bodyDigest'] === 'string' &&
-    /^[0-9a-f]{64}$/.test(r['bodyDigest'])
-  );
-}
-
 /**
  * Routes a gateway relay (Bun, holding a node) offers to edge relays that hold none (workerd): they
- * authenticate callers, validate, meter and build the request body themselves, then forward it here.
- * `POST /internal/v1/accept` `{ body, idempotency? }` signs, stores and coordinates the body exactly like
- * a request accepted by this relay (`RelayNetwork.accept`) and answers the `AcceptOutcome`;
+ * authenticate callers, validate, meter and admit requests into the shared admission log themselves,
+ * naming this relay as coordinator (`GatewayStatus.coordinatorId`).
+ * `POST /internal/v1/wake` `{ requestIds }` tells its dispatcher that rows wait (it polls the log too);
  * `GET /internal/v1/status` answers the `GatewayStatus`. Both need the shared secret in
  * `x-synod-gateway-secret`; without a configured secret the routes are not mounted at all.
  */
@@ -64,19 +49,19 @@ export function mountInternal(
 ): void {
   if (o.secret.length < 16) throw new Error('the gateway secret must have at least 16 characters');
 
-  app.post('/internal/v1/accept', async (c) => {
+  app.post('/internal/v1/wake', async (c) => {
     checkSecret(c, o.secret);
     const raw = parseJson(await readBody(c, o.config.bodyLimit)) as Record<string, unknown> | null;
-    if (raw === null || typeof raw !== 'object' || typeof raw['body'] !== 'object' || raw['body'] === null) {
-      throw edgeError(400, 'INVALID_INPUT', 'send { body, idempotency? }');
+    const ids = raw !== null && typeof raw === 'object' ? raw['requestIds'] : undefined;
+    if (
+      !Array.isArray(ids) ||
+      ids.length > 1_000 ||
+      !ids.every((x) => typeof x === 'string' && /^[0-9a-f]{64}$/.test(x))
+    ) {
+      throw edgeError(400, 'INVALID_INPUT', 'send { requestIds: [up to 1000 request ids] }');
     }
-    const idem = raw['idempotency'];
-    if (idem !== undefined && !isIdempotency(idem)) {
-      throw edgeError(400, 'INVALID_INPUT', 'idempotency must be { callerId, key, bodyDigest }');
-    }
-    // signPacket (inside accept) validates the body against the request schema and its bounds.
-    const outcome = await o.network.accept(raw['body'] as RequestBody, idem);
-    return c.json(outcome, outcome.kind === 'created' ? 201 : 200);
+    await o.network.admitted(ids as string[]);
+    return c.json({ ok: true });
   });
 
   app.get('/internal/v1/status', async (c) => {

@@ -4,7 +4,7 @@ import { streamSSE } from 'hono/streaming';
 import * as z from 'zod';
 import { edgeError, HttpError, toHttpError } from '../http/errors.ts';
 import type { RequestDetail } from '../store/history-store.ts';
-import { requestView, TERMINAL } from '../views.ts';
+import { findRequest, requestView, TERMINAL } from '../views.ts';
 import type { EdgeDeps } from './deps.ts';
 import { submit } from './inference.ts';
 
@@ -107,9 +107,18 @@ async function awaitVerdict(deps: EdgeDeps, requestId: string, deadline: number)
   const unsubscribe = deps.network.subscribe(requestId, () => wake?.());
   try {
     for (;;) {
-      const d = await deps.store.getRequest(requestId);
-      if (!d) throw edgeError(404, 'NOT_FOUND', `no request ${requestId}`);
-      if (TERMINAL.has(d.status) || deps.now() >= deadline) return d;
+      const found = await findRequest(deps.store, deps.intake, requestId);
+      if (!found) throw edgeError(404, 'NOT_FOUND', `no request ${requestId}`);
+      if (found.kind === 'queued') {
+        if (deps.now() >= deadline) {
+          throw edgeError(504, 'TIMEOUT', `request ${requestId} is still queued for the network`, {
+            requestId,
+          });
+        }
+      } else {
+        const d = found.detail;
+        if (TERMINAL.has(d.status) || deps.now() >= deadline) return d;
+      }
       await Promise.race([
         new Promise<void>((resolve) => {
           wake = resolve;
@@ -200,9 +209,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         model = typeof r.model === 'string' ? r.model : model;
         return input;
       });
-      const stored = await deps.store.getRequest(s.requestId);
-      if (!stored) throw edgeError(500, 'INTERNAL', 'the request vanished after it was stored');
-      const f = stored.request.body.frame;
+      const f = s.body.frame;
       const deadline = deps.now() + f.maxTimeMs + f.revealWindowMs + deps.config.chatWaitSlackMs;
       if (!stream) {
         const d = await awaitVerdict(deps, s.requestId, deadline);

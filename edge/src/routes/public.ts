@@ -28,6 +28,11 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     for (const [status, n] of Object.entries(counts)) {
       deps.metrics.set('synod_history_requests', 'Requests in the history by status', n, { status });
     }
+    deps.metrics.set(
+      'synod_queued_requests',
+      'Requests admitted and waiting in the admission log for their coordinator',
+      await deps.intake.count(),
+    );
     return c.text(deps.metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
   });
 

@@ -48,7 +48,14 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
   app.get('/v1/verify/:id', async (c) => {
     const id = requestIdParam(c);
     const d = await deps.store.getRequest(id);
-    if (!d) throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
+    if (!d) {
+      if (await deps.intake.queued(id)) {
+        throw edgeError(409, 'NOT_FOUND', `request ${id} has no verdict yet (status queued)`, {
+          status: 'queued',
+        });
+      }
+      throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
+    }
     const packets = await deps.store.transcriptPackets(id);
     if (!packets || !d.verdict) {
       throw edgeError(409, 'NOT_FOUND', `request ${id} has no verdict yet (status ${d.status})`, {

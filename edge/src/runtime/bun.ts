@@ -6,13 +6,17 @@ import { drizzle } from 'drizzle-orm/libsql';
 import type { Hono } from 'hono';
 import { getConnInfo } from 'hono/bun';
 import { createApp } from '../app.ts';
+import { ApiKeyCache } from '../auth/api-key-cache.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig } from '../config.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
+import { Dispatcher } from '../relay/dispatcher.ts';
+import { GroupCommit } from '../relay/group-commit.ts';
 import { recordPacket } from '../relay/history-sink.ts';
 import { InProcessRelayNetwork } from '../relay/in-process.ts';
 import { mountInternal } from '../routes/internal.ts';
 import { HistoryStore } from '../store/history-store.ts';
+import { IntakeStore } from '../store/intake-store.ts';
 import { applyMigrations } from '../store/migrate.ts';
 import { MIGRATIONS } from '../store/migrations.gen.ts';
 
@@ -40,6 +44,8 @@ export interface RelayOptions {
    * (workerd, `GatewayRelayNetwork`) can forward accepted requests to this relay: see routes/internal.ts.
    */
   gatewaySecret?: string;
+  /** Most requests the relay coordinates at once; the rest wait in the admission log. Default 256. */
+  maxOpenRequests?: number;
 }
 
 export interface RunningRelay {
@@ -49,6 +55,9 @@ export interface RunningRelay {
   node: SynodNode;
   store: HistoryStore;
   network: InProcessRelayNetwork;
+  intake: IntakeStore;
+  dispatcher: Dispatcher;
+  admissions: GroupCommit;
   client: Client;
   stop(): Promise<void>;
 }
@@ -78,7 +87,9 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   const random = o.random ?? ((n: number) => crypto.getRandomValues(new Uint8Array(n)));
   const log = o.log ?? (() => undefined);
   const { client, store } = await openHistory(o.dbUrl, o.dbAuthToken, o.replicaPath);
+  const intake = new IntakeStore(client);
   let network: InProcessRelayNetwork | undefined;
+  let dispatcher: Dispatcher | undefined;
   const node = new SynodNode({
     key: o.key,
     role: 'relay',
@@ -107,6 +118,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
       }
     },
     onFinished: (requestId, outcome) => {
+      dispatcher?.release(requestId);
       if (outcome.kind === 'expired') {
         void store
           .setStatus(requestId, 'expired', now(), outcome.reason.toUpperCase().replace(/-/g, '_'))
@@ -116,10 +128,24 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     },
   });
   network = new InProcessRelayNetwork(o.key, node, store, now, o.configuredModels);
+  const net = network;
+  dispatcher = new Dispatcher({
+    intake,
+    store,
+    node,
+    key: o.key,
+    now,
+    ...(o.maxOpenRequests !== undefined ? { maxOpen: o.maxOpenRequests } : {}),
+    changed: (requestId) => net.changed(requestId),
+    log,
+  });
+  network.attach(dispatcher);
   await node.start();
   const recovered = await network.recover();
   if (recovered.resumed.length + recovered.expired.length > 0)
     log({ level: 'info', msg: 'recovered', ...recovered });
+  dispatcher.start();
+  const admissions = new GroupCommit((batch) => intake.admit(batch, net.coordinatorId, now()));
 
   const config: EdgeConfig = {
     ...DEFAULT_EDGE_CONFIG,
@@ -130,6 +156,9 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   };
   const app = createApp({
     store,
+    intake,
+    admitter: admissions,
+    apiKeys: new ApiKeyCache({ now, ttlMs: config.apiKeyCacheMs }),
     network,
     config,
     now,
@@ -161,9 +190,13 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     node,
     store,
     network,
+    intake,
+    dispatcher,
+    admissions,
     client,
     async stop() {
       server.stop(true);
+      await dispatcher?.stop();
       await node.close();
       client.close();
     },

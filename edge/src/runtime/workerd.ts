@@ -2,8 +2,10 @@
  * The relay on workerd (Cloudflare Workers): the same Hono app as under Bun, built from
  * - libSQL over HTTP (`@libsql/client/web`: sqld or Turso at `SYNOD_DB_URL`), migrated on the first
  *   request of each isolate (memoized);
- * - a `GatewayRelayNetwork`: accepted request bodies are forwarded to a gateway relay (a Bun relay with a
- *   node, started with the same secret), which signs, stores and coordinates them in the shared history.
+ * - a `GatewayRelayNetwork`: requests are admitted into the shared admission log (one transaction per
+ *   HTTP request: an isolate may not share a client between requests) naming a gateway relay (a Bun
+ *   relay with a node, started with the same secret) as coordinator, which signs, dispatches and
+ *   coordinates them in the shared history.
  *
  * Configuration (wrangler.toml `[vars]`, secrets with `wrangler secret put`):
  *   SYNOD_DB_URL          libSQL URL over HTTP(S), e.g. https://db.example.turso.io or http://127.0.0.1:8080
@@ -17,11 +19,13 @@ import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql/web';
 import type { Context } from 'hono';
 import { createApp } from '../app.ts';
+import { ApiKeyCache } from '../auth/api-key-cache.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig } from '../config.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
 import { GatewayRelayNetwork } from '../relay/gateway.ts';
 import { HistoryStore } from '../store/history-store.ts';
+import { IntakeStore } from '../store/intake-store.ts';
 import { applyMigrations } from '../store/migrate.ts';
 import { MIGRATIONS } from '../store/migrations.gen.ts';
 
@@ -43,6 +47,7 @@ interface Isolate {
   network: GatewayRelayNetwork;
   metrics: Metrics;
   limiter: RateLimiter;
+  apiKeys: ApiKeyCache;
   migrated: Promise<void> | undefined;
 }
 
@@ -75,6 +80,7 @@ function isolateFor(
       }),
       metrics: new Metrics(),
       limiter: new RateLimiter(DEFAULT_EDGE_CONFIG.rateLimit, now),
+      apiKeys: new ApiKeyCache({ now, ttlMs: DEFAULT_EDGE_CONFIG.apiKeyCacheMs }),
       migrated: undefined,
     };
   }
@@ -130,8 +136,18 @@ export async function handle(request: Request, env: WorkerEnv, _ctx?: WorkerCtx)
       return network.cached?.defaultModels ?? [];
     },
   };
+  const intake = new IntakeStore(client);
   const app = createApp({
     store: new HistoryStore(drizzle(client, { schema: historySchema })),
+    intake,
+    admitter: {
+      admit: async (a) => {
+        const [outcome] = await intake.admit([a], network.coordinatorId, now());
+        if (!outcome) throw new Error('the admission gave no outcome');
+        return outcome;
+      },
+    },
+    apiKeys: iso.apiKeys,
     network: iso.network,
     config,
     now,

@@ -6,13 +6,13 @@ import {
   commitRow,
   commits,
   type historySchema,
-  idempotency,
   nodeRow,
   nodes,
   type RequestStatus,
   reputation,
   reputationDeltas,
   reputationScore,
+  requestIntake,
   requestModels,
   requestRows,
   requests,
@@ -21,7 +21,6 @@ import {
   sealMembers,
   sealRows,
   seals,
-  usage,
   verdictEntriesTable,
   verdictRows,
   verdicts,
@@ -35,11 +34,6 @@ export interface Stored<T extends AnyPacket['type']> {
   id: string;
   packet: Packet<T>;
 }
-
-export type IdempotencyOutcome =
-  | { kind: 'created'; requestId: string }
-  | { kind: 'replayed'; requestId: string }
-  | { kind: 'conflict'; requestId: string };
 
 export interface HistoryQuery {
   model?: string;
@@ -79,43 +73,47 @@ export class HistoryStore {
   constructor(readonly db: HistoryDb) {}
 
   /**
-   * Store an accepted request (status `pending`), with its idempotency record when the caller sent a key.
-   * Runs in one write transaction; when it resolves, the request is durable (the relay answers 2xx after).
+   * Move queued requests from the admission log into the history, signed by their coordinator, in one
+   * transaction per call: each `requests` row (with its models) is inserted and its `request_intake`
+   * row deleted together, so a request is always in exactly one of the two. `expired` moves carry the
+   * error code (e.g. `QUEUE_TIMEOUT`); `pending` ones are then coordinated by the caller.
    */
-  async insertRequest(
-    req: Stored<'request'>,
+  async moveFromIntake(
+    moves: readonly {
+      seq: number;
+      request: Stored<'request'>;
+      status: 'pending' | 'expired';
+      error?: string;
+    }[],
     now: number,
-    idem?: { callerId: string; key: string; bodyDigest: string },
-  ): Promise<IdempotencyOutcome> {
-    return this.db.transaction(async (tx) => {
-      if (idem) {
-        const prior = await tx
-          .select()
-          .from(idempotency)
-          .where(and(eq(idempotency.keyId, idem.callerId), eq(idempotency.idempotencyKey, idem.key)));
-        const p = prior[0];
-        if (p)
-          return { kind: p.bodyDigest === idem.bodyDigest ? 'replayed' : 'conflict', requestId: p.requestId };
-      }
-      const { request, models } = requestRows(req, now);
-      await tx.insert(requests).values(request).onConflictDoNothing();
+  ): Promise<void> {
+    if (moves.length === 0) return;
+    await this.db.transaction(async (tx) => {
+      const rows = moves.map((m) => {
+        const { request, models } = requestRows(m.request, now);
+        return {
+          request: { ...request, status: m.status, error: m.error ?? null },
+          models,
+        };
+      });
+      await tx
+        .insert(requests)
+        .values(rows.map((r) => r.request))
+        .onConflictDoNothing();
+      const models = rows.flatMap((r) => r.models);
       if (models.length > 0) await tx.insert(requestModels).values(models).onConflictDoNothing();
-      if (idem) {
-        await tx.insert(idempotency).values({
-          keyId: idem.callerId,
-          idempotencyKey: idem.key,
-          requestId: req.packet.body.requestId,
-          bodyDigest: idem.bodyDigest,
-          createdAt: now,
-        });
-      }
-      return { kind: 'created', requestId: req.packet.body.requestId };
+      await tx.delete(requestIntake).where(
+        inArray(
+          requestIntake.seq,
+          moves.map((m) => m.seq),
+        ),
+      );
     });
   }
 
-  /** Store a request heard from the network (another coordinator's), if not yet known. */
-  async recordRequest(req: Stored<'request'>, now: number): Promise<void> {
-    await this.insertRequest(req, now);
+  /** Drop an admission-log row that can no longer be dispatched (its body does not parse). */
+  async dropFromIntake(seq: number): Promise<void> {
+    await this.db.delete(requestIntake).where(eq(requestIntake.seq, seq));
   }
 
   async hasRequest(requestId: string): Promise<boolean> {
@@ -393,34 +391,6 @@ export class HistoryStore {
       .insert(apiKeys)
       .values({ ...row, createdAt: now })
       .onConflictDoNothing();
-  }
-
-  /**
-   * Count one request against the caller's quota for `day` (UTC `YYYY-MM-DD`), atomically: returns the
-   * new count, or null when the quota is already used up (nothing is counted then).
-   */
-  async consumeQuota(callerId: string, day: string, quota: number): Promise<number | null> {
-    const rows = await this.db
-      .insert(usage)
-      .values({ keyId: callerId, day, count: 1 })
-      .onConflictDoUpdate({
-        target: [usage.keyId, usage.day],
-        set: { count: sql`${usage.count} + 1` },
-        setWhere: sql`${usage.count} < ${quota}`,
-      })
-      .returning({ count: usage.count });
-    const count = rows[0]?.count;
-    if (count === undefined) return null;
-    if (count > quota) return null;
-    return count;
-  }
-
-  /** Give back a unit of quota (the request was refused after metering, e.g. it failed to store). */
-  async refundQuota(callerId: string, day: string): Promise<void> {
-    await this.db
-      .update(usage)
-      .set({ count: sql`max(${usage.count} - 1, 0)` })
-      .where(and(eq(usage.keyId, callerId), eq(usage.day, day)));
   }
 
   async counts(): Promise<Record<RequestStatus, number>> {

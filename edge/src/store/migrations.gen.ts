@@ -56,5 +56,23 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
       "CREATE INDEX `verdicts_winner_model_created_idx` ON `verdicts` (`winner_model_id`,`created_at`);",
       "CREATE INDEX `verdicts_digest_idx` ON `verdicts` (`verdict_digest`);"
     ]
+  },
+  {
+    "tag": "0001_request_intake",
+    "folderMillis": 1795331370925,
+    "hash": "3f1527d08dab20f9daea14f9163736b488831441b4732faa8640bd76d04713a9",
+    "statements": [
+      "CREATE TABLE `request_intake` (\n\t`seq` integer PRIMARY KEY NOT NULL,\n\t`id_prefix` integer NOT NULL,\n\t`request_id` text NOT NULL,\n\t`coordinator` text NOT NULL,\n\t`caller_id` text NOT NULL,\n\t`body` text NOT NULL,\n\t`created_at` integer NOT NULL,\n\t`deadline` integer NOT NULL,\n\tCONSTRAINT \"request_intake_request_id_ck\" CHECK(length(\"request_id\") = 64 and \"request_id\" not glob '*[^0-9a-f]*')\n);",
+      "CREATE INDEX `request_intake_prefix_idx` ON `request_intake` (`id_prefix`);",
+      "CREATE INDEX `request_intake_coordinator_idx` ON `request_intake` (`coordinator`,`seq`);",
+      "PRAGMA foreign_keys=OFF;",
+      "CREATE TABLE `__new_idempotency` (\n\t`key_id` text NOT NULL,\n\t`idempotency_key` text NOT NULL,\n\t`request_id` text NOT NULL,\n\t`body_digest` text NOT NULL,\n\t`created_at` integer NOT NULL,\n\tPRIMARY KEY(`key_id`, `idempotency_key`),\n\tCONSTRAINT \"idempotency_key_ck\" CHECK(length(\"idempotency_key\") between 1 and 255),\n\tCONSTRAINT \"idempotency_body_digest_ck\" CHECK(length(\"body_digest\") = 64 and \"body_digest\" not glob '*[^0-9a-f]*')\n);",
+      "INSERT INTO `__new_idempotency`(\"key_id\", \"idempotency_key\", \"request_id\", \"body_digest\", \"created_at\") SELECT \"key_id\", \"idempotency_key\", \"request_id\", \"body_digest\", \"created_at\" FROM `idempotency`;",
+      "DROP TABLE `idempotency`;",
+      "ALTER TABLE `__new_idempotency` RENAME TO `idempotency`;",
+      "PRAGMA foreign_keys=ON;",
+      "CREATE INDEX `idempotency_request_idx` ON `idempotency` (`request_id`);",
+      "CREATE INDEX `idempotency_created_idx` ON `idempotency` (`created_at`);"
+    ]
   }
 ];

@@ -49,10 +49,12 @@ import {
   commits,
   historySchema,
   idempotency,
+  intakeIdPrefix,
   NODE_ROLES,
   nodes,
   ORIGIN_KINDS,
   reputation,
+  requestIntake,
   requestModels,
   requests,
   reveals,
@@ -650,11 +652,28 @@ describe('a complete request history in a libSQL file', () => {
       .from(idempotency)
       .where(and(eq(idempotency.keyId, 'k1'), eq(idempotency.idempotencyKey, 'retry-1')));
     expect(found).toEqual([{ requestId: id.r2, bodyDigest: '07'.repeat(32) }]);
+    // No foreign key: the row is written with the request's admission-log row, before `requests` has it.
+    await db.insert(idempotency).values({ ...row, idempotencyKey: 'retry-2', requestId: 'ab'.repeat(32) });
+  });
+
+  test('the admission log takes only 64-hex request ids and is ordered by seq', async () => {
+    const base = {
+      coordinator: 'cd'.repeat(32),
+      callerId: 'k1',
+      body: '{}',
+      createdAt: T0,
+      deadline: T0 + 30_000,
+    };
+    await db.insert(requestIntake).values([
+      { ...base, requestId: 'ab'.repeat(32), idPrefix: intakeIdPrefix('ab'.repeat(32)) },
+      { ...base, requestId: '01'.repeat(32), idPrefix: intakeIdPrefix('01'.repeat(32)) },
+    ]);
+    const rows = await db.select().from(requestIntake).orderBy(requestIntake.seq);
+    expect(rows.map((r) => r.requestId)).toEqual(['ab'.repeat(32), '01'.repeat(32)]);
+    expect(rows[0]?.idPrefix).toBe(Number.parseInt('ab'.repeat(7).slice(0, 13), 16));
     expect(
-      await failure(
-        db.insert(idempotency).values({ ...row, idempotencyKey: 'retry-2', requestId: 'ab'.repeat(32) }),
-      ),
-    ).toContain('FOREIGN KEY constraint failed');
+      await failure(db.insert(requestIntake).values({ ...base, requestId: 'XY'.repeat(32), idPrefix: 1 })),
+    ).toContain('request_intake_request_id_ck');
   });
 
   test('a chain request settles exactly once, and survives a reorg', async () => {

@@ -517,7 +517,8 @@ export const usage = sqliteTable(
 /**
  * `Idempotency-Key` of an HTTP request: a retry with the same key returns the stored request. The
  * digest of the submitted body tells a retry from a different request reusing the key (which the edge
- * refuses). Inserted in the same transaction as the request.
+ * refuses). Inserted in the same transaction as the request's `request_intake` row, so `request_id`
+ * has no foreign key: the request reaches `requests` only when its coordinator dispatches it.
  */
 export const idempotency = sqliteTable(
   'idempotency',
@@ -525,9 +526,7 @@ export const idempotency = sqliteTable(
     /** The caller, as in `usage.key_id`. */
     keyId: text('key_id').notNull(),
     idempotencyKey: text('idempotency_key').notNull(),
-    requestId: text('request_id')
-      .notNull()
-      .references(() => requests.requestId, { onDelete: 'cascade' }),
+    requestId: text('request_id').notNull(),
     /** sha256 (hex) of the submitted body, canonicalized by the edge. */
     bodyDigest: text('body_digest').notNull(),
     createdAt: integer('created_at').notNull(),
@@ -540,6 +539,47 @@ export const idempotency = sqliteTable(
     check('idempotency_body_digest_ck', isHex64(t.bodyDigest)),
   ],
 );
+
+/**
+ * The relay's admission log: an HTTP request accepted but not yet dispatched to the network. The edge
+ * answers 202 once the row is committed (group commit: one transaction for every request that arrived
+ * while the previous one was committing, with their quota counts and idempotency rows). The coordinator
+ * named in the row later signs the request, moves it into `requests` (deleting this row in the same
+ * transaction) and coordinates it, as many at a time as its window allows; a row whose `deadline`
+ * passes first moves to `requests` as `expired` with error `QUEUE_TIMEOUT`.
+ *
+ * Append-only and lean on purpose, because it is on the accept path: the rowid `seq` orders it, and
+ * one integer index (`id_prefix`: the first 52 bits of the request id) finds a queued request by id.
+ */
+export const requestIntake = sqliteTable(
+  'request_intake',
+  {
+    seq: integer('seq').primaryKey(),
+    /** `parseInt(requestId.slice(0, 13), 16)`: see `intakeIdPrefix`. */
+    idPrefix: integer('id_prefix').notNull(),
+    requestId: text('request_id').notNull(),
+    /** Node id of the relay (or gateway) that will sign and coordinate the request. */
+    coordinator: text('coordinator').notNull(),
+    /** The caller charged for it (as in `usage.key_id`). */
+    callerId: text('caller_id').notNull(),
+    /** The request body (JSON), exactly as it will be signed. */
+    body: text('body').notNull(),
+    /** The body's `createdAt`. */
+    createdAt: integer('created_at').notNull(),
+    /** `createdAt + frame.maxTimeMs`: dispatched after this, it could never be sealed. */
+    deadline: integer('deadline').notNull(),
+  },
+  (t) => [
+    index('request_intake_prefix_idx').on(t.idPrefix),
+    index('request_intake_coordinator_idx').on(t.coordinator, t.seq),
+    check('request_intake_request_id_ck', isHex64(t.requestId)),
+  ],
+);
+
+/** The `id_prefix` of a request id (64 lowercase hex): its first 13 hex digits, as a safe integer. */
+export function intakeIdPrefix(requestId: string): number {
+  return Number.parseInt(requestId.slice(0, 13), 16);
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Chain bridge
@@ -645,5 +685,6 @@ export const historySchema = {
   apiKeys,
   usage,
   idempotency,
+  requestIntake,
   chainRequests,
 } as const;

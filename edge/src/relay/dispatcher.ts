@@ -1,0 +1,205 @@
+import { type NodeKey, packetId, type RequestBody, signPacket } from '@synod/shared';
+import type { HistoryStore, Stored } from '../store/history-store.ts';
+import type { IntakeStore, QueuedRequest } from '../store/intake-store.ts';
+
+/** What the dispatcher needs of the relay's node: start coordinating a request. */
+export interface Coordinator {
+  submit(body: RequestBody): Promise<unknown>;
+}
+
+export interface DispatcherOptions {
+  intake: IntakeStore;
+  store: HistoryStore;
+  node: Coordinator;
+  /** The coordinator's key: it signs each request as it leaves the admission log. */
+  key: NodeKey;
+  now: () => number;
+  /** Most requests this relay coordinates at once. Default 256. */
+  maxOpen?: number;
+  /** How often the admission log is polled without a wake-up (rows written by other relays). Default 1 s. */
+  pollMs?: number;
+  /** Told after a request moved into the history (its stored view changed). */
+  changed?: (requestId: string) => void;
+  log?: (entry: Record<string, unknown>) => void;
+}
+
+export interface DispatcherStats {
+  open: number;
+  dispatched: number;
+  expired: number;
+  dropped: number;
+  errors: number;
+}
+
+/** Rows read from the admission log per step. */
+const STEP = 64;
+
+/**
+ * Moves requests from the admission log (`request_intake`) to the network, oldest first, at the pace
+ * the network takes them: at most `maxOpen` coordinated at once, the next one starting when one
+ * finishes (`release`). For each request it signs the packet, moves the row into `requests` (one
+ * transaction per step) and starts the node's coordinator machine. A request still queued when it
+ * could no longer be sealed (`deadline`: `createdAt + maxTimeMs`, capped by the clock-skew window
+ * nodes accept) moves to the history as `expired` with `QUEUE_TIMEOUT` instead, without taking a slot.
+ *
+ * Crash safety: the admission row is deleted in the transaction that inserts the request row, and a
+ * request row whose coordinator machine was never saved is resumed by `InProcessRelayNetwork.recover`.
+ */
+export class Dispatcher {
+  readonly #o: Required<Omit<DispatcherOptions, 'changed' | 'log'>> &
+    Pick<DispatcherOptions, 'changed' | 'log'>;
+  /** Requests this dispatcher started, by id, with the time after which they cannot be open anymore. */
+  readonly #open = new Map<string, number>();
+  #pumping: Promise<void> | undefined;
+  #again = false;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #stopped = false;
+  /** Coordinator starts still running (awaited by `stop`, so the store is not closed under them). */
+  readonly #starting = new Set<Promise<unknown>>();
+  readonly #stats = { dispatched: 0, expired: 0, dropped: 0, errors: 0 };
+
+  constructor(o: DispatcherOptions) {
+    this.#o = { maxOpen: 256, pollMs: 1_000, ...o };
+  }
+
+  get coordinatorId(): string {
+    return this.#o.key.nodeId;
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => this.wake(true), this.#o.pollMs);
+    (this.#timer as { unref?: () => void }).unref?.();
+    this.wake();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearInterval(this.#timer);
+    await this.#pumping;
+    await Promise.allSettled([...this.#starting]);
+  }
+
+  /**
+   * New rows may be waiting: dispatch what fits. With the window full this does nothing, unless
+   * `expire` (the periodic poll) asks to move rows past their deadline out of the log.
+   */
+  wake(expire = false): void {
+    if (this.#stopped) return;
+    if (!expire && this.#open.size >= this.#o.maxOpen) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    this.#pumping = this.#pump().finally(() => {
+      this.#pumping = undefined;
+      if (this.#again) {
+        this.#again = false;
+        this.wake();
+      }
+    });
+  }
+
+  /** A coordinated request finished: its slot is free. */
+  release(requestId: string): void {
+    if (this.#open.delete(requestId)) this.wake();
+  }
+
+  stats(): DispatcherStats {
+    return { open: this.#open.size, ...this.#stats };
+  }
+
+  /** Resolves when no step is running (tests). */
+  async idle(): Promise<void> {
+    while (this.#pumping) await this.#pumping;
+  }
+
+  async #pump(): Promise<void> {
+    for (;;) {
+      if (this.#stopped) return;
+      const now = this.#o.now();
+      // A slot whose request is long past any deadline is free even if its finish was never reported.
+      for (const [id, until] of this.#open) if (now > until) this.#open.delete(id);
+      const room = this.#o.maxOpen - this.#open.size;
+      let rows: QueuedRequest[];
+      try {
+        rows = await this.#o.intake.next(this.coordinatorId, room > 0 ? Math.min(room, STEP) : STEP);
+      } catch (e) {
+        this.#fail('reading the admission log failed', e);
+        return;
+      }
+      if (rows.length === 0) return;
+      const progressed = await this.#step(rows, room, now);
+      if (!progressed) return;
+    }
+  }
+
+  /** Handle the rows in order; false when none could be handled (window full, or an error). */
+  async #step(rows: readonly QueuedRequest[], room: number, now: number): Promise<boolean> {
+    const moves: {
+      seq: number;
+      request: Stored<'request'>;
+      status: 'pending' | 'expired';
+      error?: string;
+    }[] = [];
+    const start: RequestBody[] = [];
+    let free = room;
+    for (const row of rows) {
+      if (!row.body) {
+        this.#o.log?.({ level: 'error', msg: 'admission row does not parse; dropped', seq: row.seq });
+        try {
+          await this.#o.store.dropFromIntake(row.seq);
+          this.#stats.dropped++;
+        } catch (e) {
+          this.#fail('dropping an admission row failed', e);
+          return false;
+        }
+        continue;
+      }
+      const expired = now >= row.deadline;
+      if (!expired && free <= 0) break;
+      const packet = await signPacket(this.#o.key, 'request', row.body);
+      const request = { id: packetId(packet), packet } as Stored<'request'>;
+      if (expired) {
+        moves.push({ seq: row.seq, request, status: 'expired', error: 'QUEUE_TIMEOUT' });
+      } else {
+        moves.push({ seq: row.seq, request, status: 'pending' });
+        start.push(row.body);
+        free--;
+      }
+    }
+    if (moves.length === 0) return rows.some((r) => !r.body);
+    try {
+      await this.#o.store.moveFromIntake(moves, now);
+    } catch (e) {
+      this.#fail('moving requests into the history failed', e);
+      return false;
+    }
+    for (const m of moves) {
+      if (m.status === 'expired') this.#stats.expired++;
+      this.#o.changed?.(m.request.packet.body.requestId);
+    }
+    for (const body of start) {
+      // Open until well after its reveal window: `release` normally frees it long before.
+      this.#open.set(body.requestId, body.createdAt + 2 * (body.frame.maxTimeMs + body.frame.revealWindowMs));
+      this.#stats.dispatched++;
+      const started = this.#o.node.submit(body).catch(async (e) => {
+        this.#open.delete(body.requestId);
+        this.#fail(`coordinating ${body.requestId} failed`, e);
+        try {
+          await this.#o.store.setStatus(body.requestId, 'failed', this.#o.now(), 'COORDINATOR_FAILED');
+          this.#o.changed?.(body.requestId);
+        } catch (e2) {
+          this.#fail(`marking ${body.requestId} failed did not work`, e2);
+        }
+      });
+      this.#starting.add(started);
+      void started.finally(() => this.#starting.delete(started));
+    }
+    return true;
+  }
+
+  #fail(msg: string, e: unknown): void {
+    this.#stats.errors++;
+    this.#o.log?.({ level: 'error', msg, err: String((e as Error)?.message ?? e) });
+  }
+}

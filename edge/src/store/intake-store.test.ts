@@ -1,0 +1,140 @@
+import { afterAll, beforeEach, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { RequestBody } from '@synod/shared';
+import { buildRequestBody } from '../inference-input.ts';
+import { openHistory } from '../runtime/bun.ts';
+import type { Admission } from './intake-store.ts';
+import { IntakeStore } from './intake-store.ts';
+
+const EMBEDDER = { id: 'use-lite-512', fileHash: 'a'.repeat(64), bits: 512 };
+const COORDINATOR = 'c'.repeat(64);
+const dir = mkdtempSync(join(tmpdir(), 'synod-intake-'));
+let n = 0;
+
+function body(prompt = 'Once upon a time', createdAt = 1_000_000): RequestBody {
+  return buildRequestBody(
+    { prompt },
+    { knownModels: new Set(['m']), defaultModels: ['m'], embedders: [EMBEDDER] },
+    createdAt,
+    (len) => crypto.getRandomValues(new Uint8Array(len)),
+  );
+}
+
+function admission(o: Partial<Admission> = {}): Admission {
+  return { body: body(), callerId: 'key_a', quotaPerDay: 100, day: '2026-11-22', ...o };
+}
+
+async function open() {
+  const h = await openHistory(`file:${join(dir, `intake-${n++}.db`)}`);
+  return { ...h, intake: new IntakeStore(h.client) };
+}
+
+let db: Awaited<ReturnType<typeof open>>;
+beforeEach(async () => {
+  db?.client.close();
+  db = await open();
+});
+afterAll(() => {
+  db?.client.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function usage(callerId: string, day = '2026-11-22'): Promise<number> {
+  const r = await db.client.execute({
+    sql: 'SELECT count FROM usage WHERE key_id = ? AND day = ?',
+    args: [callerId, day],
+  });
+  return Number(r.rows[0]?.['count'] ?? 0);
+}
+
+describe('IntakeStore.admit (one transaction per batch)', () => {
+  test('a batch is appended in order and each request can be found by id', async () => {
+    const batch = [admission(), admission(), admission()];
+    const out = await db.intake.admit(batch, COORDINATOR, 5);
+    expect(out).toEqual(batch.map((a) => ({ kind: 'created', requestId: a.body.requestId })));
+    expect(await db.intake.count()).toBe(3);
+    expect(await db.intake.count(COORDINATOR)).toBe(3);
+    expect(await db.intake.count('d'.repeat(64))).toBe(0);
+    const next = await db.intake.next(COORDINATOR, 10);
+    expect(next.map((q) => q.requestId)).toEqual(batch.map((a) => a.body.requestId));
+    const [first] = batch;
+    const q = await db.intake.queued(first?.body.requestId ?? '');
+    expect(q?.body).toEqual(first?.body ?? null);
+    expect(q?.deadline).toBe(1_000_000 + (first?.body.frame.maxTimeMs ?? 0));
+    expect(q?.callerId).toBe('key_a');
+    expect(await db.intake.queued('0'.repeat(64))).toBeNull();
+    expect(await db.intake.queued('not an id')).toBeNull();
+    expect(await usage('key_a')).toBe(3);
+  });
+
+  test('the daily quota is decided per request, in arrival order, inside and across batches', async () => {
+    const out = await db.intake.admit(
+      [admission({ quotaPerDay: 2 }), admission({ quotaPerDay: 2 }), admission({ quotaPerDay: 2 })],
+      COORDINATOR,
+      5,
+    );
+    expect(out.map((o) => o.kind)).toEqual(['created', 'created', 'quota-exceeded']);
+    expect(out[2]).toEqual({ kind: 'quota-exceeded', quotaPerDay: 2, day: '2026-11-22' });
+    expect(await usage('key_a')).toBe(2);
+    const later = await db.intake.admit([admission({ quotaPerDay: 2 })], COORDINATOR, 6);
+    expect(later[0]?.kind).toBe('quota-exceeded');
+    // Another caller and another day have quotas of their own.
+    const other = await db.intake.admit(
+      [admission({ callerId: 'key_b', quotaPerDay: 2 }), admission({ quotaPerDay: 2, day: '2026-11-23' })],
+      COORDINATOR,
+      7,
+    );
+    expect(other.map((o) => o.kind)).toEqual(['created', 'created']);
+    expect(await db.intake.count()).toBe(4);
+  });
+
+  test('Idempotency-Key: a retry replays without being charged, another body conflicts', async () => {
+    const a = admission({ idempotency: { key: 'k1', bodyDigest: '1'.repeat(64) } });
+    const sameBatchRetry = admission({ idempotency: { key: 'k1', bodyDigest: '1'.repeat(64) } });
+    const out = await db.intake.admit([a, sameBatchRetry], COORDINATOR, 5);
+    expect(out).toEqual([
+      { kind: 'created', requestId: a.body.requestId },
+      { kind: 'replayed', requestId: a.body.requestId },
+    ]);
+    const later = await db.intake.admit(
+      [
+        admission({ idempotency: { key: 'k1', bodyDigest: '1'.repeat(64) } }),
+        admission({ idempotency: { key: 'k1', bodyDigest: '2'.repeat(64) } }),
+        // The same key of another caller is another key.
+        admission({ callerId: 'key_b', idempotency: { key: 'k1', bodyDigest: '2'.repeat(64) } }),
+      ],
+      COORDINATOR,
+      6,
+    );
+    expect(later.map((o) => o.kind)).toEqual(['replayed', 'conflict', 'created']);
+    expect(later[1]).toEqual({ kind: 'conflict', requestId: a.body.requestId });
+    expect(await usage('key_a')).toBe(1);
+    expect(await db.intake.count()).toBe(2);
+  });
+
+  test('a batch that fails to write leaves nothing behind: no rows, no quota, no idempotency', async () => {
+    const good = admission({ idempotency: { key: 'k9', bodyDigest: '3'.repeat(64) } });
+    // A request id the CHECK constraint refuses makes the multi-row insert fail.
+    const bad = admission();
+    bad.body = { ...bad.body, requestId: 'Z'.repeat(64) };
+    await expect(db.intake.admit([good, bad], COORDINATOR, 5)).rejects.toThrow();
+    expect(await db.intake.count()).toBe(0);
+    expect(await usage('key_a')).toBe(0);
+    const idem = await db.client.execute('SELECT count(*) AS n FROM idempotency');
+    expect(Number(idem.rows[0]?.['n'])).toBe(0);
+    // The store is usable afterwards.
+    expect((await db.intake.admit([good], COORDINATOR, 6))[0]?.kind).toBe('created');
+  });
+
+  test('a row whose body was altered outside the relay reads back with body null', async () => {
+    const a = admission();
+    await db.intake.admit([a], COORDINATOR, 5);
+    await db.client.execute({
+      sql: 'UPDATE request_intake SET body = ? WHERE request_id = ?',
+      args: ['{"prompt":"tampered"}', a.body.requestId],
+    });
+    expect((await db.intake.queued(a.body.requestId))?.body).toBeNull();
+  });
+});

@@ -1,0 +1,234 @@
+import type { Client, InStatement, Transaction } from '@libsql/client';
+import { type RequestBody, RequestBodySchema } from '@synod/shared';
+import { intakeIdPrefix } from '@synod/shared/history';
+
+/** One HTTP request to admit: validated and built, charged to a caller. */
+export interface Admission {
+  body: RequestBody;
+  callerId: string;
+  quotaPerDay: number;
+  /** UTC day (`YYYY-MM-DD`) the quota counts against. */
+  day: string;
+  idempotency?: { key: string; bodyDigest: string };
+}
+
+export type AdmissionOutcome =
+  | { kind: 'created'; requestId: string }
+  | { kind: 'replayed'; requestId: string }
+  | { kind: 'conflict'; requestId: string }
+  | { kind: 'quota-exceeded'; quotaPerDay: number; day: string };
+
+/** A request in the admission log, waiting for its coordinator. */
+export interface QueuedRequest {
+  seq: number;
+  requestId: string;
+  coordinator: string;
+  callerId: string;
+  /** Null when the stored body no longer parses (the row was altered outside the relay). */
+  body: RequestBody | null;
+  createdAt: number;
+  deadline: number;
+}
+
+/** Rows per multi-row INSERT (8 parameters each, far below SQLite's variable limit). */
+const INSERT_CHUNK = 256;
+const INTAKE_COLUMNS = 7;
+
+/**
+ * The admission log (`request_intake`) and the metering that goes with it, over the raw libSQL client:
+ * this is the accept path, so it writes multi-row statements without an ORM in between.
+ *
+ * `admit` takes a whole batch (the group commit) and decides each request in arrival order inside ONE
+ * write transaction: an Idempotency-Key seen before replays (or conflicts) without being charged, then
+ * the caller's daily quota is checked and counted, then the request is appended. Either every decision
+ * of the batch is committed or none is: a failed commit rejects the batch and leaves nothing behind.
+ */
+export class IntakeStore {
+  constructor(readonly client: Client) {}
+
+  async admit(batch: readonly Admission[], coordinator: string, now: number): Promise<AdmissionOutcome[]> {
+    if (batch.length === 0) return [];
+    const tx = await this.client.transaction('write');
+    try {
+      const outcomes = await decideAndWrite(tx, batch, coordinator, now);
+      await tx.commit();
+      return outcomes;
+    } finally {
+      tx.close();
+    }
+  }
+
+  /** A queued request by id (any coordinator), or null. */
+  async queued(requestId: string): Promise<QueuedRequest | null> {
+    if (!/^[0-9a-f]{64}$/.test(requestId)) return null;
+    const r = await this.client.execute({
+      sql: `SELECT seq, request_id, coordinator, caller_id, body, created_at, deadline FROM request_intake
+            WHERE id_prefix = ? AND request_id = ?`,
+      args: [intakeIdPrefix(requestId), requestId],
+    });
+    const row = r.rows[0];
+    return row ? toQueued(row) : null;
+  }
+
+  /** The oldest queued requests of a coordinator, in admission order. */
+  async next(coordinator: string, limit: number): Promise<QueuedRequest[]> {
+    const r = await this.client.execute({
+      sql: `SELECT seq, request_id, coordinator, caller_id, body, created_at, deadline FROM request_intake
+            WHERE coordinator = ? ORDER BY seq LIMIT ?`,
+      args: [coordinator, limit],
+    });
+    return r.rows.map(toQueued);
+  }
+
+  /** How many requests wait (for one coordinator, or in all). */
+  async count(coordinator?: string): Promise<number> {
+    const r = await this.client.execute(
+      coordinator === undefined
+        ? 'SELECT count(*) AS n FROM request_intake'
+        : { sql: 'SELECT count(*) AS n FROM request_intake WHERE coordinator = ?', args: [coordinator] },
+    );
+    return Number(r.rows[0]?.['n'] ?? 0);
+  }
+}
+
+async function decideAndWrite(
+  tx: Transaction,
+  batch: readonly Admission[],
+  coordinator: string,
+  now: number,
+): Promise<AdmissionOutcome[]> {
+  // Idempotency keys: what the database already holds, then first-come within the batch.
+  const idem = new Map<string, { requestId: string; bodyDigest: string }>();
+  for (const a of batch) {
+    if (!a.idempotency) continue;
+    const k = idemKey(a.callerId, a.idempotency.key);
+    if (idem.has(k)) continue;
+    const r = await tx.execute({
+      sql: 'SELECT request_id, body_digest FROM idempotency WHERE key_id = ? AND idempotency_key = ?',
+      args: [a.callerId, a.idempotency.key],
+    });
+    const row = r.rows[0];
+    if (row) idem.set(k, { requestId: String(row['request_id']), bodyDigest: String(row['body_digest']) });
+  }
+  // Quota counts of every (caller, day) in the batch, as committed.
+  const counts = new Map<string, number>();
+  for (const a of batch) {
+    const k = usageKey(a.callerId, a.day);
+    if (counts.has(k)) continue;
+    const r = await tx.execute({
+      sql: 'SELECT count FROM usage WHERE key_id = ? AND day = ?',
+      args: [a.callerId, a.day],
+    });
+    counts.set(k, Number(r.rows[0]?.['count'] ?? 0));
+  }
+  const touched = new Set<string>();
+  const outcomes: AdmissionOutcome[] = [];
+  const created: Admission[] = [];
+  const newIdem: { a: Admission; key: string; bodyDigest: string }[] = [];
+  for (const a of batch) {
+    const requestId = a.body.requestId;
+    if (a.idempotency) {
+      const prior = idem.get(idemKey(a.callerId, a.idempotency.key));
+      if (prior) {
+        outcomes.push({
+          kind: prior.bodyDigest === a.idempotency.bodyDigest ? 'replayed' : 'conflict',
+          requestId: prior.requestId,
+        });
+        continue;
+      }
+    }
+    const uk = usageKey(a.callerId, a.day);
+    const count = counts.get(uk) ?? 0;
+    if (count >= a.quotaPerDay) {
+      outcomes.push({ kind: 'quota-exceeded', quotaPerDay: a.quotaPerDay, day: a.day });
+      continue;
+    }
+    counts.set(uk, count + 1);
+    touched.add(uk);
+    if (a.idempotency) {
+      idem.set(idemKey(a.callerId, a.idempotency.key), {
+        requestId,
+        bodyDigest: a.idempotency.bodyDigest,
+      });
+      newIdem.push({ a, key: a.idempotency.key, bodyDigest: a.idempotency.bodyDigest });
+    }
+    created.push(a);
+    outcomes.push({ kind: 'created', requestId });
+  }
+
+  const writes: InStatement[] = [];
+  for (let i = 0; i < created.length; i += INSERT_CHUNK) {
+    const chunk = created.slice(i, i + INSERT_CHUNK);
+    const args: (string | number)[] = [];
+    for (const a of chunk) {
+      const b = a.body;
+      args.push(
+        intakeIdPrefix(b.requestId),
+        b.requestId,
+        coordinator,
+        a.callerId,
+        JSON.stringify(b),
+        b.createdAt,
+        b.createdAt + b.frame.maxTimeMs,
+      );
+    }
+    writes.push({
+      sql: `INSERT INTO request_intake (id_prefix, request_id, coordinator, caller_id, body, created_at, deadline)
+            VALUES ${placeholders(chunk.length, INTAKE_COLUMNS)}`,
+      args,
+    });
+  }
+  for (let i = 0; i < newIdem.length; i += INSERT_CHUNK) {
+    const chunk = newIdem.slice(i, i + INSERT_CHUNK);
+    writes.push({
+      sql: `INSERT INTO idempotency (key_id, idempotency_key, request_id, body_digest, created_at)
+            VALUES ${placeholders(chunk.length, 5)}`,
+      args: chunk.flatMap((x) => [x.a.callerId, x.key, x.a.body.requestId, x.bodyDigest, now]),
+    });
+  }
+  for (const uk of touched) {
+    const [callerId, day] = splitUsageKey(uk);
+    writes.push({
+      sql: `INSERT INTO usage (key_id, day, count) VALUES (?, ?, ?)
+            ON CONFLICT (key_id, day) DO UPDATE SET count = excluded.count`,
+      args: [callerId, day, counts.get(uk) ?? 0],
+    });
+  }
+  for (const w of writes) await tx.execute(w);
+  return outcomes;
+}
+
+function placeholders(rows: number, columns: number): string {
+  const one = `(${Array.from({ length: columns }, () => '?').join(', ')})`;
+  return Array.from({ length: rows }, () => one).join(', ');
+}
+
+const SEP = '\u0000';
+const idemKey = (caller: string, key: string) => `${caller}${SEP}${key}`;
+const usageKey = (caller: string, day: string) => `${caller}${SEP}${day}`;
+function splitUsageKey(k: string): [string, string] {
+  const i = k.indexOf(SEP);
+  return [k.slice(0, i), k.slice(i + 1)];
+}
+
+function toQueued(row: Record<string, unknown>): QueuedRequest {
+  return {
+    seq: Number(row['seq']),
+    requestId: String(row['request_id']),
+    coordinator: String(row['coordinator']),
+    callerId: String(row['caller_id']),
+    // Written by `admit` from a validated body; parsed again so an altered row never reaches a signature.
+    body: parseBody(String(row['body'])),
+    createdAt: Number(row['created_at']),
+    deadline: Number(row['deadline']),
+  };
+}
+
+function parseBody(json: string): RequestBody | null {
+  try {
+    const r = RequestBodySchema.safeParse(JSON.parse(json));
+    return r.success ? (r.data as RequestBody) : null;
+  } catch {
+    return null;
+  }
+}
