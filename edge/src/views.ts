@@ -16,15 +16,7 @@ export function requestView(d: RequestDetail) {
     createdAt: d.createdAt,
     updatedAt: d.updatedAt,
     coordinator: d.request.from,
-    request: {
-      packetId: d.requestPacketId,
-      acceptedModels: body.acceptedModels,
-      params: body.params,
-      frame: body.frame,
-      origin: body.origin,
-      ...(body.prompt !== undefined ? { prompt: body.prompt } : {}),
-      ...(body.messages !== undefined ? { messages: body.messages } : {}),
-    },
+    request: requestSummary(d.requestPacketId, body),
     commits: d.commits.map((c) => ({
       packetId: c.id,
       nodeId: c.packet.from,
@@ -102,15 +94,7 @@ export function queuedView(q: QueuedRequest) {
     createdAt: q.createdAt,
     updatedAt: q.createdAt,
     coordinator: q.coordinator,
-    request: {
-      packetId: id,
-      acceptedModels: body.acceptedModels,
-      params: body.params,
-      frame: body.frame,
-      origin: body.origin,
-      ...(body.prompt !== undefined ? { prompt: body.prompt } : {}),
-      ...(body.messages !== undefined ? { messages: body.messages } : {}),
-    },
+    request: requestSummary(id, body),
     commits: [],
     seal: null,
     reveals: [],
@@ -127,4 +111,17 @@ export function queuedView(q: QueuedRequest) {
 
 export function foundView(f: FoundRequest) {
   return f.kind === 'stored' ? requestView(f.detail) : queuedView(f.queued);
+}
+
+/** The request part of a view: what was asked, under which frame, and the request packet's id. */
+function requestSummary(packetId: string, body: RequestBody) {
+  return {
+    packetId,
+    acceptedModels: body.acceptedModels,
+    params: body.params,
+    frame: body.frame,
+    origin: body.origin,
+    ...(body.prompt !== undefined ? { prompt: body.prompt } : {}),
+    ...(body.messages !== undefined ? { messages: body.messages } : {}),
+  };
 }
