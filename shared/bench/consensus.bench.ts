@@ -49,6 +49,7 @@ import type {
   RequestBody,
   SealMember,
 } from '../src/packets/schemas.ts';
+import { seededRandom } from '../src/seeded-random.ts';
 
 const NS = [4, 16, 64, 256, 1024];
 const DS = [512, 768, 1024];
@@ -63,16 +64,7 @@ const OUTPUT =
 // ---------------------------------------------------------------------------------------------------
 // Deterministic data
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 const hexOf = (label: string) => sha256Hex(utf8(`synod-bench/${label}`));
 

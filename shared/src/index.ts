@@ -11,4 +11,5 @@ export * from './frame/index.ts';
 export * from './identity/index.ts';
 export * from './lifecycle/index.ts';
 export * from './packets/index.ts';
+export * from './seeded-random.ts';
 export * from './transcript/index.ts';

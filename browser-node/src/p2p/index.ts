@@ -30,7 +30,6 @@ export {
   type MemoryNetworkOptions,
   type MemoryNetworkStats,
   MemoryTransport,
-  seededRandom,
 } from './memory.ts';
 export {
   ALL_TOPICS,

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'bun:test';
-import { type MemoryClock, MemoryNetwork, seededRandom } from './memory.ts';
+import { seededRandom } from '@synod/shared';
+import { type MemoryClock, MemoryNetwork } from './memory.ts';
 import { contentTopic } from './topics.ts';
 import type { MessageMeta } from './transport.ts';
 

@@ -1,3 +1,4 @@
+import { seededRandom } from '@synod/shared';
 import type { ContentTopic } from './topics.ts';
 import {
   type MessageHandler,
@@ -41,18 +42,6 @@ export interface MemoryNetworkStats {
   delivered: number;
   dropped: number;
   inFlight: number;
-}
-
-/** mulberry32: a small, fast, seedable PRNG giving floats in [0, 1). Deterministic for a seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const realClock: MemoryClock = {

@@ -12,6 +12,7 @@ import { NodeKey } from '../identity/node-key.ts';
 import { packetId, signPacket } from '../packets/envelope.ts';
 import { deriveRequestId } from '../packets/request-id.ts';
 import type { ModelRef, Packet, RequestBody, RevealBody, Verdict } from '../packets/schemas.ts';
+import { seededRandom } from '../seeded-random.ts';
 import type { ConsensusInput, RevealInput } from './verdict.ts';
 
 export const T0 = 1_700_000_000_000;
@@ -162,17 +163,8 @@ export async function buildScenario(options: ScenarioOptions): Promise<Scenario>
   };
 }
 
-/** A deterministic PRNG (mulberry32) for vectors in example tests. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A deterministic PRNG for vectors in example tests. */
+export const prng = seededRandom;
 
 export function randomBits(bits: number, random: () => number): Uint8Array {
   const out = new Uint8Array(bits / 8);

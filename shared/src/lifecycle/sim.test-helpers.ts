@@ -14,6 +14,7 @@ import { NodeKey } from '../identity/node-key.ts';
 import { packetId, signPacket, verifyPacket } from '../packets/envelope.ts';
 import { deriveRequestId } from '../packets/request-id.ts';
 import type { AnyPacket, ModelRef, RequestBody } from '../packets/schemas.ts';
+import { seededRandom } from '../seeded-random.ts';
 import {
   type CoordinatorConfig,
   type CoordinatorState,
@@ -77,17 +78,8 @@ export function makeRequest(opts: {
   return { ...body, requestId: deriveRequestId(body) };
 }
 
-/** A seeded PRNG (mulberry32): deterministic and good enough to shuffle deliveries. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG: deterministic and good enough to shuffle deliveries. */
+export const prng = seededRandom;
 
 /** How a simulated node's fake engine behaves. */
 export interface Behaviour {
