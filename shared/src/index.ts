@@ -9,6 +9,7 @@ export * from './encoding/index.ts';
 export * from './errors.ts';
 export * from './frame/index.ts';
 export * from './identity/index.ts';
+export * from './keyed-listeners.ts';
 export * from './lifecycle/index.ts';
 export * from './packets/index.ts';
 export * from './seeded-random.ts';

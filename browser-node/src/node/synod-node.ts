@@ -10,6 +10,7 @@ import {
   type HeartbeatBody,
   initFollower,
   initNode,
+  KeyedListeners,
   type LifecycleEvent,
   type LifecycleState,
   type LifecycleStatus,
@@ -157,7 +158,7 @@ export class SynodNode {
   readonly #machines = new Map<string, Hosted>();
   readonly #early = new Map<string, { at: number; packets: AnyPacket[] }>();
   readonly #watched = new Set<string>();
-  readonly #listeners = new Map<string, Set<(s: LifecycleStatus) => void>>();
+  readonly #listeners = new KeyedListeners<LifecycleStatus>();
   readonly #heartbeats = new Map<string, { body: HeartbeatBody; at: number }>();
   readonly #intake: Intake;
   readonly #detach: Array<() => void> = [];
@@ -272,16 +273,7 @@ export class SynodNode {
 
   /** Be told of every status change of a request; returns an unsubscribe. */
   onStatus(requestId: string, listener: (s: LifecycleStatus) => void): () => void {
-    let set = this.#listeners.get(requestId);
-    if (!set) {
-      set = new Set();
-      this.#listeners.set(requestId, set);
-    }
-    set.add(listener);
-    return () => {
-      set?.delete(listener);
-      if (set?.size === 0) this.#listeners.delete(requestId);
-    };
+    return this.#listeners.add(requestId, listener);
   }
 
   /** Node ids that sent a heartbeat within `withinMs`, with what they advertised. */
@@ -552,16 +544,10 @@ export class SynodNode {
   }
 
   #notify(requestId: string, hosted: Hosted): void {
-    const set = this.#listeners.get(requestId);
-    if (!set || set.size === 0) return;
-    const status = lifecycleStatus(hosted.state);
-    for (const l of set) {
-      try {
-        l(status);
-      } catch (e) {
-        this.#log({ level: 'warn', msg: 'status listener threw', err: String(e) });
-      }
-    }
+    if (!this.#listeners.has(requestId)) return;
+    this.#listeners.emit(requestId, lifecycleStatus(hosted.state), (e) =>
+      this.#log({ level: 'warn', msg: 'status listener threw', err: String(e) }),
+    );
   }
 
   async #effect(hosted: Hosted, requestId: string, fx: Effect, markSaved: () => void): Promise<void> {

@@ -1,5 +1,5 @@
 import type { SynodNode } from '@synod/browser-node';
-import type { NodeKey } from '@synod/shared';
+import { KeyedListeners, type NodeKey } from '@synod/shared';
 import type { HistoryStore } from '../store/history-store.ts';
 import type { Dispatcher } from './dispatcher.ts';
 import type { NetworkHealth, RelayNetwork } from './network.ts';
@@ -16,7 +16,7 @@ const MODELS_TTL_MS = 1_000;
  */
 export class InProcessRelayNetwork implements RelayNetwork {
   readonly coordinatorId: string;
-  readonly #listeners = new Map<string, Set<() => void>>();
+  readonly #listeners = new KeyedListeners<void>();
   #models: { at: number; set: ReadonlySet<string> } | undefined;
   #dispatcher: Dispatcher | undefined;
 
@@ -49,21 +49,12 @@ export class InProcessRelayNetwork implements RelayNetwork {
   }
 
   subscribe(requestId: string, listener: () => void): () => void {
-    let set = this.#listeners.get(requestId);
-    if (!set) {
-      set = new Set();
-      this.#listeners.set(requestId, set);
-    }
-    set.add(listener);
-    return () => {
-      set?.delete(listener);
-      if (set?.size === 0) this.#listeners.delete(requestId);
-    };
+    return this.#listeners.add(requestId, listener);
   }
 
   /** Tell subscribers of a request that its stored view changed. */
   changed(requestId: string): void {
-    for (const l of this.#listeners.get(requestId) ?? []) l();
+    this.#listeners.emit(requestId, undefined);
   }
 
   health(): NetworkHealth {
