@@ -26,6 +26,8 @@ export class GatewayRelayNetwork implements RelayNetwork {
   #status: GatewayStatus | undefined;
   #fetchedAt = Number.NEGATIVE_INFINITY;
   #lastError: string | undefined;
+  #wakeFailures = 0;
+  #lastWakeError: string | undefined;
   readonly #base: string;
   readonly #ttl: number;
   readonly #now: () => number;
@@ -73,7 +75,9 @@ export class GatewayRelayNetwork implements RelayNetwork {
       const r = await this.#call('POST', '/internal/v1/wake', { requestIds });
       await r.body?.cancel();
     } catch (e) {
-      this.#lastError = `wake failed: ${String((e as Error)?.message ?? e)}`;
+      // Not a health failure: the rows are durable and the gateway polls; shown in health() detail.
+      this.#wakeFailures++;
+      this.#lastWakeError = String((e as Error)?.message ?? e).slice(0, 300);
     }
   }
 
@@ -103,6 +107,9 @@ export class GatewayRelayNetwork implements RelayNetwork {
         gateway: this.#base,
         ...(s ? { gatewayHealth: s.health } : {}),
         ...(this.#lastError ? { error: this.#lastError } : {}),
+        ...(this.#wakeFailures > 0
+          ? { wakeFailures: this.#wakeFailures, lastWakeError: this.#lastWakeError }
+          : {}),
       },
     };
   }

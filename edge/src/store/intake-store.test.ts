@@ -2,7 +2,7 @@ import { afterAll, beforeEach, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RequestBody } from '@synod/shared';
+import { LIMITS, type RequestBody } from '@synod/shared';
 import { buildRequestBody } from '../inference-input.ts';
 import { openHistory } from '../runtime/bun.ts';
 import type { Admission } from './intake-store.ts';
@@ -13,9 +13,9 @@ const COORDINATOR = 'c'.repeat(64);
 const dir = mkdtempSync(join(tmpdir(), 'synod-intake-'));
 let n = 0;
 
-function body(prompt = 'Once upon a time', createdAt = 1_000_000): RequestBody {
+function body(prompt = 'Once upon a time', createdAt = 1_000_000, maxTimeMs = 30_000): RequestBody {
   return buildRequestBody(
-    { prompt },
+    { prompt, frame: { maxTimeMs } },
     { knownModels: new Set(['m']), defaultModels: ['m'], embedders: [EMBEDDER] },
     createdAt,
     (len) => crypto.getRandomValues(new Uint8Array(len)),
@@ -126,6 +126,12 @@ describe('IntakeStore.admit (one transaction per batch)', () => {
     expect(Number(idem.rows[0]?.['n'])).toBe(0);
     // The store is usable afterwards.
     expect((await db.intake.admit([good], COORDINATOR, 6))[0]?.kind).toBe('created');
+  });
+
+  test('the deadline is the seal deadline, capped by the clock-skew window nodes accept', async () => {
+    const long = admission({ body: body('long', 1_000_000, 600_000) });
+    await db.intake.admit([long], COORDINATOR, 5);
+    expect((await db.intake.queued(long.body.requestId))?.deadline).toBe(1_000_000 + LIMITS.defaultSkewMs);
   });
 
   test('a row whose body was altered outside the relay reads back with body null', async () => {

@@ -1,5 +1,5 @@
 import type { Client, InStatement, Transaction } from '@libsql/client';
-import { type RequestBody, RequestBodySchema } from '@synod/shared';
+import { LIMITS, type RequestBody, RequestBodySchema } from '@synod/shared';
 import { intakeIdPrefix } from '@synod/shared/history';
 
 /** One HTTP request to admit: validated and built, charged to a caller. */
@@ -28,6 +28,14 @@ export interface QueuedRequest {
   body: RequestBody | null;
   createdAt: number;
   deadline: number;
+}
+
+/**
+ * When a queued request stops being dispatchable: its seal deadline (`createdAt + maxTimeMs`), or
+ * earlier if nodes would already refuse its packet as stale (`createdAt + LIMITS.defaultSkewMs`).
+ */
+export function intakeDeadline(b: RequestBody): number {
+  return b.createdAt + Math.min(b.frame.maxTimeMs, LIMITS.defaultSkewMs);
 }
 
 /** Rows per multi-row INSERT (8 parameters each, far below SQLite's variable limit). */
@@ -169,7 +177,7 @@ async function decideAndWrite(
         a.callerId,
         JSON.stringify(b),
         b.createdAt,
-        b.createdAt + b.frame.maxTimeMs,
+        intakeDeadline(b),
       );
     }
     writes.push({

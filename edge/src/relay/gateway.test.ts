@@ -1,0 +1,69 @@
+import { describe, expect, test } from 'bun:test';
+import { GATEWAY_SECRET_HEADER, type GatewayStatus } from '../routes/internal.ts';
+import { GatewayRelayNetwork } from './gateway.ts';
+
+const STATUS: GatewayStatus = {
+  coordinatorId: 'c'.repeat(64),
+  models: ['stories260K'],
+  embedders: [],
+  defaultModels: ['stories260K'],
+  health: { ok: true, peers: 3, openRequests: 0 },
+};
+
+/** `ScriptedGateway`: a fetch test double answering like a gateway relay's internal routes. */
+function scriptedGateway(o: { wake: 'ok' | 'down' }) {
+  const calls: { path: string; secret: string | null; body: unknown }[] = [];
+  const fetch = async (input: string, init?: RequestInit): Promise<Response> => {
+    const path = new URL(input).pathname;
+    const headers = new Headers(init?.headers);
+    calls.push({
+      path,
+      secret: headers.get(GATEWAY_SECRET_HEADER),
+      body: init?.body ? JSON.parse(String(init.body)) : undefined,
+    });
+    if (path === '/internal/v1/status') return Response.json(STATUS);
+    if (path === '/internal/v1/wake') {
+      if (o.wake === 'down') throw new TypeError('connection refused');
+      return Response.json({ ok: true });
+    }
+    return new Response('no', { status: 404 });
+  };
+  return { calls, fetch };
+}
+
+describe('GatewayRelayNetwork', () => {
+  test('learns the coordinator and models from the gateway status, with the secret', async () => {
+    const g = scriptedGateway({ wake: 'ok' });
+    const net = new GatewayRelayNetwork({ url: 'http://gw.test/', secret: 's'.repeat(20), fetch: g.fetch });
+    expect(net.coordinatorId).toBe('');
+    expect([...(await net.servedModels())]).toEqual(['stories260K']);
+    expect(net.coordinatorId).toBe(STATUS.coordinatorId);
+    await net.admitted(['a'.repeat(64)]);
+    expect(g.calls.map((c) => c.path)).toEqual(['/internal/v1/status', '/internal/v1/wake']);
+    expect(g.calls.every((c) => c.secret === 's'.repeat(20))).toBe(true);
+    expect(g.calls[1]?.body).toEqual({ requestIds: ['a'.repeat(64)] });
+    expect(net.health().ok).toBe(true);
+  });
+
+  test('a failed wake is counted in health detail but does not make the relay unhealthy', async () => {
+    const g = scriptedGateway({ wake: 'down' });
+    const net = new GatewayRelayNetwork({ url: 'http://gw.test', secret: 's'.repeat(20), fetch: g.fetch });
+    await net.servedModels();
+    await net.admitted(['b'.repeat(64)]);
+    const h = net.health();
+    expect(h.ok).toBe(true);
+    expect(h.detail).toMatchObject({ wakeFailures: 1, lastWakeError: 'connection refused' });
+  });
+
+  test('an unreachable gateway is a 503 NETWORK_UNAVAILABLE when models are needed', async () => {
+    const net = new GatewayRelayNetwork({
+      url: 'http://gw.test',
+      secret: 's'.repeat(20),
+      fetch: async () => {
+        throw new TypeError('connection refused');
+      },
+    });
+    await expect(net.servedModels()).rejects.toMatchObject({ status: 503, code: 'NETWORK_UNAVAILABLE' });
+    expect(net.health().ok).toBe(false);
+  });
+});
