@@ -1,16 +1,5 @@
-import type { EmbeddingModelRef, ModelRef } from '@synod/shared';
-import type { Embedder } from '../inference/embedder.ts';
-import {
-  checkGenerateRequest,
-  type Engine,
-  type GenerateRequest,
-  type GenerateResult,
-  type ModelSource,
-  notLoaded,
-  type OnLoadProgress,
-  throwIfAborted,
-} from '../inference/engine.ts';
-import { InferenceWorker } from '../inference/worker-client.ts';
+import type { ModelSource, OnLoadProgress } from '../inference/engine.ts';
+import { InferenceWorker, RemoteEmbedder, RemoteEngine } from '../inference/worker-client.ts';
 import type { WorkerRequest } from '../inference/worker-protocol.ts';
 import type { BrowserEmbedderSpec, BrowserEngineSpec } from './worker-protocol.ts';
 
@@ -44,23 +33,18 @@ function asWireSpec<T>(spec: BrowserEngineSpec | BrowserEmbedderSpec): T {
   return spec as unknown as T;
 }
 
-export class WorkerHostedEngine implements Engine {
+export class WorkerHostedEngine extends RemoteEngine {
   readonly kind = 'wllama' as const;
   readonly #worker: InferenceWorker;
-  #id = 'wllama';
-  #model: ModelRef | null = null;
   #spec: BrowserEngineSpec | null = null;
 
   constructor(worker: InferenceWorker) {
+    super('wllama', 'wllama engine (worker)');
     this.#worker = worker;
   }
 
-  get id(): string {
-    return this.#id;
-  }
-
-  get model(): ModelRef | null {
-    return this.#model;
+  protected currentWorker(): InferenceWorker {
+    return this.#worker;
   }
 
   /** Give the engine's settings before `load()` (WASM URL, threads, GPU layers). */
@@ -71,7 +55,7 @@ export class WorkerHostedEngine implements Engine {
 
   async load(model: ModelSource, onProgress?: OnLoadProgress): Promise<void> {
     if (this.#spec === null) throw new TypeError('configure() the engine before load()');
-    this.#model = null;
+    this.loadedModel = null;
     const loaded = await this.#worker.call(
       {
         type: 'load-engine',
@@ -80,54 +64,28 @@ export class WorkerHostedEngine implements Engine {
       },
       onProgress,
     ).result;
-    this.#id = loaded.engineId;
-    this.#model = loaded.model;
-  }
-
-  async generate(request: GenerateRequest): Promise<GenerateResult> {
-    checkGenerateRequest(request);
-    if (this.#model === null) throw notLoaded('wllama engine (worker)');
-    throwIfAborted(request.signal);
-    const { signal, ...plain } = request;
-    const { id, result } = this.#worker.call({ type: 'generate', request: plain });
-    const onAbort = () => this.#worker.call({ type: 'abort', target: id }).result.catch(() => {});
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      return await result;
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
+    this.engineId = loaded.engineId;
+    this.loadedModel = loaded.model;
   }
 
   async unload(): Promise<void> {
-    if (this.#model === null) return;
-    this.#model = null;
+    if (this.loadedModel === null) return;
+    this.loadedModel = null;
     await this.#worker.call({ type: 'unload-engine' }).result;
   }
 }
 
-export class WorkerHostedEmbedder implements Embedder {
+export class WorkerHostedEmbedder extends RemoteEmbedder {
   readonly #worker: InferenceWorker;
-  #ref: EmbeddingModelRef | null = null;
-  #dims = 0;
   #spec: BrowserEmbedderSpec | null = null;
 
   constructor(worker: InferenceWorker) {
+    super('use-lite embedder (worker)');
     this.#worker = worker;
   }
 
-  get ref(): EmbeddingModelRef {
-    if (this.#ref === null) throw notLoaded('use-lite embedder (worker)');
-    return this.#ref;
-  }
-
-  get dims(): number {
-    if (this.#ref === null) throw notLoaded('use-lite embedder (worker)');
-    return this.#dims;
-  }
-
-  get loaded(): boolean {
-    return this.#ref !== null;
+  protected currentWorker(): InferenceWorker {
+    return this.#worker;
   }
 
   configure(spec: BrowserEmbedderSpec): this {
@@ -137,7 +95,7 @@ export class WorkerHostedEmbedder implements Embedder {
 
   async load(onProgress?: OnLoadProgress): Promise<void> {
     if (this.#spec === null) throw new TypeError('configure() the embedder before load()');
-    this.#ref = null;
+    this.loadedRef = null;
     const loaded = await this.#worker.call(
       {
         type: 'load-embedder',
@@ -145,23 +103,13 @@ export class WorkerHostedEmbedder implements Embedder {
       },
       onProgress,
     ).result;
-    this.#ref = loaded.ref;
-    this.#dims = loaded.dims;
-  }
-
-  async embed(texts: string[]): Promise<Float32Array[]> {
-    if (this.#ref === null) throw notLoaded('use-lite embedder (worker)');
-    return this.#worker.call({ type: 'embed', texts }).result;
-  }
-
-  async embedBits(text: string): Promise<Uint8Array> {
-    if (this.#ref === null) throw notLoaded('use-lite embedder (worker)');
-    return this.#worker.call({ type: 'embed-bits', text }).result;
+    this.loadedRef = loaded.ref;
+    this.loadedDims = loaded.dims;
   }
 
   async unload(): Promise<void> {
-    if (this.#ref === null) return;
-    this.#ref = null;
+    if (this.loadedRef === null) return;
+    this.loadedRef = null;
     await this.#worker.call({ type: 'unload-embedder' }).result;
   }
 }

@@ -79,51 +79,39 @@ export class InferenceWorker {
 }
 
 /**
- * An Engine whose model runs in its own worker: `generate()` awaits a message, so the calling thread's
- * event loop (packet intake, timers) stays free however long the generation takes. The worker starts
- * on `load()` and is terminated by `unload()`.
+ * An Engine whose model lives in a worker, whoever owns the worker: `generate()` is a message (the
+ * caller's abort signal becomes an `abort` message), and `id`/`model` are what `load-engine` answered.
+ * Subclasses own loading and the worker's life.
  */
-export class WorkerEngine implements Engine {
-  readonly kind: EngineKind;
-  readonly #spec: EngineSpec;
-  readonly #url: URL | undefined;
-  #worker: InferenceWorker | null = null;
-  #engineId: string;
-  #model: ModelRef | null = null;
+export abstract class RemoteEngine implements Engine {
+  abstract readonly kind: EngineKind;
+  protected engineId: string;
+  protected loadedModel: ModelRef | null = null;
 
-  constructor(spec: EngineSpec, options: { workerUrl?: URL } = {}) {
-    this.#spec = spec;
-    this.kind = spec.kind;
-    this.#url = options.workerUrl;
-    this.#engineId = spec.kind;
+  constructor(
+    engineId: string,
+    private readonly label: string,
+  ) {
+    this.engineId = engineId;
   }
 
   get id(): string {
-    return this.#engineId;
+    return this.engineId;
   }
 
   get model(): ModelRef | null {
-    return this.#model;
+    return this.loadedModel;
   }
 
-  async load(model: ModelSource, onProgress?: OnLoadProgress): Promise<void> {
-    await this.unload();
-    const worker = new InferenceWorker(this.#url);
-    this.#worker = worker;
-    try {
-      const loaded = await worker.call({ type: 'load-engine', spec: this.#spec, model }, onProgress).result;
-      this.#engineId = loaded.engineId;
-      this.#model = loaded.model;
-    } catch (error) {
-      await this.unload();
-      throw error;
-    }
-  }
+  /** The worker the model is loaded in, or null. */
+  protected abstract currentWorker(): InferenceWorker | null;
+  abstract load(model: ModelSource, onProgress?: OnLoadProgress): Promise<void>;
+  abstract unload(): Promise<void>;
 
   async generate(request: GenerateRequest): Promise<GenerateResult> {
     checkGenerateRequest(request);
-    const worker = this.#worker;
-    if (worker === null || this.#model === null) throw notLoaded('worker engine');
+    const worker = this.currentWorker();
+    if (worker === null || this.loadedModel === null) throw notLoaded(this.label);
     throwIfAborted(request.signal);
     const { signal, ...plain } = request;
     const { id, result } = worker.call({ type: 'generate', request: plain });
@@ -135,11 +123,88 @@ export class WorkerEngine implements Engine {
       signal?.removeEventListener('abort', onAbort);
     }
   }
+}
+
+/** An Embedder living in a worker, whoever owns the worker (see `RemoteEngine`). */
+export abstract class RemoteEmbedder implements Embedder {
+  protected loadedRef: EmbeddingModelRef | null = null;
+  protected loadedDims = 0;
+
+  constructor(private readonly label: string) {}
+
+  get ref(): EmbeddingModelRef {
+    if (this.loadedRef === null) throw notLoaded(this.label);
+    return this.loadedRef;
+  }
+
+  get dims(): number {
+    if (this.loadedRef === null) throw notLoaded(this.label);
+    return this.loadedDims;
+  }
+
+  get loaded(): boolean {
+    return this.loadedRef !== null;
+  }
+
+  protected abstract currentWorker(): InferenceWorker | null;
+  abstract load(onProgress?: OnLoadProgress): Promise<void>;
+  abstract unload(): Promise<void>;
+
+  async embed(texts: string[]): Promise<Float32Array[]> {
+    return this.#ready().call({ type: 'embed', texts }).result;
+  }
+
+  async embedBits(text: string): Promise<Uint8Array> {
+    return this.#ready().call({ type: 'embed-bits', text }).result;
+  }
+
+  #ready(): InferenceWorker {
+    const worker = this.currentWorker();
+    if (worker === null || this.loadedRef === null) throw notLoaded(this.label);
+    return worker;
+  }
+}
+
+/**
+ * An Engine whose model runs in its own worker: `generate()` awaits a message, so the calling thread's
+ * event loop (packet intake, timers) stays free however long the generation takes. The worker starts
+ * on `load()` and is terminated by `unload()`.
+ */
+export class WorkerEngine extends RemoteEngine {
+  readonly kind: EngineKind;
+  readonly #spec: EngineSpec;
+  readonly #url: URL | undefined;
+  #worker: InferenceWorker | null = null;
+
+  constructor(spec: EngineSpec, options: { workerUrl?: URL } = {}) {
+    super(spec.kind, 'worker engine');
+    this.#spec = spec;
+    this.kind = spec.kind;
+    this.#url = options.workerUrl;
+  }
+
+  protected currentWorker(): InferenceWorker | null {
+    return this.#worker;
+  }
+
+  async load(model: ModelSource, onProgress?: OnLoadProgress): Promise<void> {
+    await this.unload();
+    const worker = new InferenceWorker(this.#url);
+    this.#worker = worker;
+    try {
+      const loaded = await worker.call({ type: 'load-engine', spec: this.#spec, model }, onProgress).result;
+      this.engineId = loaded.engineId;
+      this.loadedModel = loaded.model;
+    } catch (error) {
+      await this.unload();
+      throw error;
+    }
+  }
 
   async unload(): Promise<void> {
     const worker = this.#worker;
     this.#worker = null;
-    this.#model = null;
+    this.loadedModel = null;
     if (worker === null) return;
     try {
       await worker.call({ type: 'unload-engine' }).result;
@@ -150,30 +215,19 @@ export class WorkerEngine implements Engine {
 }
 
 /** An Embedder running in its own worker (tfjs/ONNX WASM kernels would otherwise block the thread). */
-export class WorkerEmbedder implements Embedder {
+export class WorkerEmbedder extends RemoteEmbedder {
   readonly #spec: EmbedderSpec;
   readonly #url: URL | undefined;
   #worker: InferenceWorker | null = null;
-  #ref: EmbeddingModelRef | null = null;
-  #dims = 0;
 
   constructor(spec: EmbedderSpec, options: { workerUrl?: URL } = {}) {
+    super('worker embedder');
     this.#spec = spec;
     this.#url = options.workerUrl;
   }
 
-  get ref(): EmbeddingModelRef {
-    if (this.#ref === null) throw notLoaded('worker embedder');
-    return this.#ref;
-  }
-
-  get dims(): number {
-    if (this.#ref === null) throw notLoaded('worker embedder');
-    return this.#dims;
-  }
-
-  get loaded(): boolean {
-    return this.#ref !== null;
+  protected currentWorker(): InferenceWorker | null {
+    return this.#worker;
   }
 
   async load(onProgress?: OnLoadProgress): Promise<void> {
@@ -182,28 +236,18 @@ export class WorkerEmbedder implements Embedder {
     this.#worker = worker;
     try {
       const loaded = await worker.call({ type: 'load-embedder', spec: this.#spec }, onProgress).result;
-      this.#ref = loaded.ref;
-      this.#dims = loaded.dims;
+      this.loadedRef = loaded.ref;
+      this.loadedDims = loaded.dims;
     } catch (error) {
       await this.unload();
       throw error;
     }
   }
 
-  async embed(texts: string[]): Promise<Float32Array[]> {
-    if (this.#worker === null || this.#ref === null) throw notLoaded('worker embedder');
-    return this.#worker.call({ type: 'embed', texts }).result;
-  }
-
-  async embedBits(text: string): Promise<Uint8Array> {
-    if (this.#worker === null || this.#ref === null) throw notLoaded('worker embedder');
-    return this.#worker.call({ type: 'embed-bits', text }).result;
-  }
-
   async unload(): Promise<void> {
     const worker = this.#worker;
     this.#worker = null;
-    this.#ref = null;
+    this.loadedRef = null;
     if (worker === null) return;
     try {
       await worker.call({ type: 'unload-embedder' }).result;
