@@ -189,28 +189,19 @@ export class WorkerEngine extends RemoteEngine {
 
   async load(model: ModelSource, onProgress?: OnLoadProgress): Promise<void> {
     await this.unload();
-    const worker = new InferenceWorker(this.#url);
+    const [worker, loaded] = await startWorker(this.#url, 'unload-engine', (w) =>
+      w.call({ type: 'load-engine', spec: this.#spec, model }, onProgress),
+    );
     this.#worker = worker;
-    try {
-      const loaded = await worker.call({ type: 'load-engine', spec: this.#spec, model }, onProgress).result;
-      this.engineId = loaded.engineId;
-      this.loadedModel = loaded.model;
-    } catch (error) {
-      await this.unload();
-      throw error;
-    }
+    this.engineId = loaded.engineId;
+    this.loadedModel = loaded.model;
   }
 
   async unload(): Promise<void> {
     const worker = this.#worker;
     this.#worker = null;
     this.loadedModel = null;
-    if (worker === null) return;
-    try {
-      await worker.call({ type: 'unload-engine' }).result;
-    } finally {
-      worker.terminate();
-    }
+    await stopWorker(worker, 'unload-engine');
   }
 }
 
@@ -232,27 +223,45 @@ export class WorkerEmbedder extends RemoteEmbedder {
 
   async load(onProgress?: OnLoadProgress): Promise<void> {
     await this.unload();
-    const worker = new InferenceWorker(this.#url);
+    const [worker, loaded] = await startWorker(this.#url, 'unload-embedder', (w) =>
+      w.call({ type: 'load-embedder', spec: this.#spec }, onProgress),
+    );
     this.#worker = worker;
-    try {
-      const loaded = await worker.call({ type: 'load-embedder', spec: this.#spec }, onProgress).result;
-      this.loadedRef = loaded.ref;
-      this.loadedDims = loaded.dims;
-    } catch (error) {
-      await this.unload();
-      throw error;
-    }
+    this.loadedRef = loaded.ref;
+    this.loadedDims = loaded.dims;
   }
 
   async unload(): Promise<void> {
     const worker = this.#worker;
     this.#worker = null;
     this.loadedRef = null;
-    if (worker === null) return;
-    try {
-      await worker.call({ type: 'unload-embedder' }).result;
-    } finally {
-      worker.terminate();
-    }
+    await stopWorker(worker, 'unload-embedder');
+  }
+}
+
+type UnloadType = 'unload-engine' | 'unload-embedder';
+
+/** Start a worker of its own and load into it; a failed load unloads and terminates it. */
+async function startWorker<T>(
+  url: URL | undefined,
+  unload: UnloadType,
+  load: (worker: InferenceWorker) => { result: Promise<T> },
+): Promise<[InferenceWorker, T]> {
+  const worker = new InferenceWorker(url);
+  try {
+    return [worker, await load(worker).result];
+  } catch (error) {
+    await stopWorker(worker, unload).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Unload what a worker of its own holds, then terminate it (even if the unload failed). */
+async function stopWorker(worker: InferenceWorker | null, unload: UnloadType): Promise<void> {
+  if (worker === null) return;
+  try {
+    await worker.call({ type: unload }).result;
+  } finally {
+    worker.terminate();
   }
 }
