@@ -126,6 +126,27 @@ export function notLoaded(what: string): InferenceError {
   });
 }
 
+/**
+ * The model location an engine needs (`url` for browser engines, `path` for node-llama-cpp), or
+ * INFERENCE_INVALID_INPUT naming the engine.
+ */
+export function requireLocation(
+  source: ModelSource,
+  where: 'url' | 'path',
+  engine: string,
+  hint?: string,
+): string {
+  const value = source[where];
+  if (value === undefined) {
+    throw new InferenceError(
+      'INFERENCE_INVALID_INPUT',
+      `${engine} loads models from ${where === 'url' ? 'a URL' : 'a local path'}`,
+      { details: { id: source.id }, ...(hint === undefined ? {} : { hint }) },
+    );
+  }
+  return value;
+}
+
 /** Throw INFERENCE_ABORTED when the signal has fired. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) {

@@ -9,6 +9,7 @@ import {
   notLoaded,
   type OnLoadProgress,
   rate,
+  requireLocation,
   throwIfAborted,
 } from './engine.ts';
 import { asInferenceError, InferenceError } from './errors.ts';
@@ -58,15 +59,15 @@ export class LlamaCppEngine implements Engine {
   }
 
   async load(source: ModelSource, onProgress?: OnLoadProgress): Promise<void> {
-    if (source.path === undefined) {
-      throw new InferenceError('INFERENCE_INVALID_INPUT', 'node-llama-cpp loads models from a local path', {
-        details: { id: source.id },
-        hint: 'resolve the model with ModelsDir (which can download it) and pass its path',
-      });
-    }
+    const path = requireLocation(
+      source,
+      'path',
+      'node-llama-cpp',
+      'resolve the model with ModelsDir (which can download it) and pass its path',
+    );
     await this.unload();
-    const actual = await sha256File(source.path, onProgress);
-    verifyHash(source.id, source.fileHash, actual, source.path);
+    const actual = await sha256File(path, onProgress);
+    verifyHash(source.id, source.fileHash, actual, path);
 
     let lib: typeof import('node-llama-cpp');
     try {
@@ -92,7 +93,7 @@ export class LlamaCppEngine implements Engine {
     try {
       onProgress?.({ loaded: 0, total: 1, phase: 'load' });
       this.#model = await this.#llama.loadModel({
-        modelPath: source.path,
+        modelPath: path,
         gpuLayers: 0,
         onLoadProgress: (p: number) => onProgress?.({ loaded: p, total: 1, phase: 'load' }),
       });
@@ -104,7 +105,7 @@ export class LlamaCppEngine implements Engine {
     } catch (cause) {
       await this.unload();
       throw asInferenceError(cause, 'INFERENCE_FAILED', `llama.cpp could not load ${source.id}`, {
-        path: source.path,
+        path: path,
       });
     }
     this.#ref = { id: source.id, fileHash: actual };

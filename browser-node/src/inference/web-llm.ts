@@ -8,6 +8,7 @@ import {
   notLoaded,
   type OnLoadProgress,
   rate,
+  requireLocation,
   throwIfAborted,
 } from './engine.ts';
 import { asInferenceError, InferenceError } from './errors.ts';
@@ -185,11 +186,7 @@ export class WebLlmEngine implements Engine {
   }
 
   async load(source: ModelSource, onProgress?: OnLoadProgress): Promise<void> {
-    if (source.url === undefined) {
-      throw new InferenceError('INFERENCE_INVALID_INPUT', 'web-llm loads models from a URL', {
-        details: { id: source.id },
-      });
-    }
+    const url = requireLocation(source, 'url', 'web-llm');
     await this.unload();
     const { spec } = this.#options;
     const fileHash = await webLlmFileHash(spec);
@@ -207,7 +204,7 @@ export class WebLlmEngine implements Engine {
     }
     try {
       this.#engine = await lib.CreateMLCEngine(spec.mlcModelId, {
-        appConfig: webLlmAppConfig(spec, source.url),
+        appConfig: webLlmAppConfig(spec, url),
         initProgressCallback: (r) => onProgress?.({ loaded: r.progress, total: 1, phase: 'load' }),
       });
     } catch (cause) {
@@ -216,7 +213,7 @@ export class WebLlmEngine implements Engine {
       }
       if (isFetchFailure(cause)) {
         throw asInferenceError(cause, 'MODEL_FETCH_FAILED', `web-llm could not fetch ${spec.mlcModelId}`, {
-          url: source.url,
+          url: url,
           modelLibUrl: spec.modelLibUrl,
         });
       }

@@ -17,6 +17,7 @@ import {
   type OnLoadProgress,
   rate,
   renderMessagesAsText,
+  requireLocation,
   throwIfAborted,
 } from './engine.ts';
 import { asInferenceError, InferenceError } from './errors.ts';
@@ -113,11 +114,7 @@ export class WllamaEngine implements Engine {
   }
 
   async load(source: ModelSource, onProgress?: OnLoadProgress): Promise<void> {
-    if (source.url === undefined) {
-      throw new InferenceError('INFERENCE_INVALID_INPUT', 'wllama loads models from a URL', {
-        details: { id: source.id },
-      });
-    }
+    const url = requireLocation(source, 'url', 'wllama');
     await this.unload();
     if (!hasJspi()) {
       throw new InferenceError(
@@ -128,13 +125,13 @@ export class WllamaEngine implements Engine {
         },
       );
     }
-    const bytes = await fetchBytes(source.url, {
+    const bytes = await fetchBytes(url, {
       ...(this.#options.fetch === undefined ? {} : { fetch: this.#options.fetch }),
       ...(onProgress === undefined ? {} : { onProgress }),
     });
     const actual = await sha256Hex(bytes);
     onProgress?.({ loaded: bytes.length, total: bytes.length, phase: 'hash' });
-    verifyHash(source.id, source.fileHash, actual, source.url);
+    verifyHash(source.id, source.fileHash, actual, url);
     try {
       const { Wllama: WllamaClass } = await import('@wllama/wllama/esm/index.js');
       const wllama = new WllamaClass(wllamaAssetPaths(this.#options), { suppressNativeLog: true });
