@@ -1,3 +1,4 @@
+import { joinBytes } from '@synod/shared';
 import { InferenceError } from './errors.ts';
 
 /**
@@ -110,11 +111,5 @@ export async function fetchBytes(
       cause,
     });
   }
-  const out = new Uint8Array(loaded);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.length;
-  }
-  return out;
+  return joinBytes(chunks);
 }

@@ -1,3 +1,4 @@
+import { joinBytes } from '@synod/shared';
 import type { Context } from 'hono';
 import { edgeError } from './errors.ts';
 
@@ -43,13 +44,7 @@ export async function readBody(c: Context, limit = DEFAULT_BODY_LIMIT): Promise<
     }
     chunks.push(value);
   }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
+  return joinBytes(chunks);
 }
 
 export function parseJson(bytes: Uint8Array): unknown {

@@ -7,6 +7,7 @@ import {
   decodeHexInto,
   fromHex,
   fromUtf8,
+  joinBytes,
   lengthPrefixed,
   toHex,
   toHexPortable,
@@ -86,6 +87,15 @@ describe('bytes', () => {
     const b = concatBytes(lengthPrefixed(utf8('a')), lengthPrefixed(utf8('bc')));
     expect(toHex(a)).not.toBe(toHex(b));
     expect(toHex(lengthPrefixed(utf8('ab')))).toBe('000000026162');
+  });
+
+  test('joinBytes joins any number of chunks in order, like concatBytes', () => {
+    const chunks = Array.from({ length: 100_000 }, (_, i) => Uint8Array.of(i & 0xff));
+    const joined = joinBytes(chunks);
+    expect(joined.length).toBe(100_000);
+    expect(joined[257]).toBe(1);
+    expect(joinBytes([])).toEqual(new Uint8Array(0));
+    expect(joinBytes([utf8('ab'), utf8('c')])).toEqual(concatBytes(utf8('ab'), utf8('c')));
   });
 
   test('compareBytes is unsigned lexicographic', () => {
