@@ -1,4 +1,4 @@
-import type { Verdict } from '../packets/schemas.ts';
+import type { Verdict, VerdictBody } from '../packets/schemas.ts';
 import type { CoordinatorState } from './coordinator.ts';
 import type { FollowerState } from './follower.ts';
 import type { NodeState } from './node.ts';
@@ -62,33 +62,30 @@ function revealedMembers(members: readonly { nodeId: string }[], revealers: read
 }
 
 function coordinatorCounts(s: CoordinatorState): Counts {
-  const members = s.seal?.body.members ?? null;
-  const v = s.verdict?.body ?? null;
-  return {
-    commits: s.commits.length,
-    sealSize: members?.length ?? null,
-    revealed: members
-      ? revealedMembers(
-          members,
-          s.reveals.map((r) => r.packet.from),
-        )
-      : 0,
-    attestations: s.attestations.length,
-    verdict: v && {
-      status: v.verdict.status,
-      digest: v.verdictDigest,
-      transcriptRoot: v.transcriptRoot,
-      check: 'computed',
-      output: v.verdict.winner?.output ?? null,
-    },
-  };
+  return counts(s.commits.length, s.seal?.body ?? null, s, s.verdict?.body ?? null, 'computed');
 }
 
 function observerCounts(s: ObserverState): Counts {
-  const members = s.seal?.packet.body.members ?? null;
-  const v = s.verdict?.packet.body ?? null;
+  return counts(
+    new Set(s.commits.map((c) => c.packet.from)).size,
+    s.seal?.packet.body ?? null,
+    s,
+    s.verdict?.packet.body ?? null,
+    s.verification === 'none' ? 'digest' : s.verification,
+  );
+}
+
+/** What both kinds of machine report, from their seal, reveals and verdict. */
+function counts(
+  commits: number,
+  seal: { members: readonly { nodeId: string }[] } | null,
+  s: { reveals: readonly { packet: { from: string } }[]; attestations: readonly unknown[] },
+  v: VerdictBody | null,
+  check: NonNullable<LifecycleStatus['verdict']>['check'],
+): Counts {
+  const members = seal?.members ?? null;
   return {
-    commits: new Set(s.commits.map((c) => c.packet.from)).size,
+    commits,
     sealSize: members?.length ?? null,
     revealed: members
       ? revealedMembers(
@@ -101,7 +98,7 @@ function observerCounts(s: ObserverState): Counts {
       status: v.verdict.status,
       digest: v.verdictDigest,
       transcriptRoot: v.transcriptRoot,
-      check: s.verification === 'none' ? 'digest' : s.verification,
+      check,
       output: v.verdict.winner?.output ?? null,
     },
   };
