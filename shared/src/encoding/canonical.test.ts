@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'bun:test';
+import canonicalize from 'canonicalize';
 import fc from 'fast-check';
 import { isSynodError } from '../errors.ts';
 import { canonicalBytes, canonicalJson } from './canonical.ts';
@@ -48,5 +49,51 @@ describe('canonicalJson (RFC 8785)', () => {
         expect(canonicalBytes(reversed)).toEqual(canonicalBytes(obj));
       }),
     );
+  });
+
+  test('property: byte-identical to the canonicalize package (the reference implementation)', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        expect(canonicalJson(value)).toBe(canonicalize(value) as string);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  test('keys that look like array indices are still sorted as strings', () => {
+    const value = { b: 1, '10': 2, '9': 3, '1a': 4, a: { '2': [{ '0': true, '-1': false }], '11': null } };
+    const text = canonicalJson(value);
+    expect(text).toBe('{"10":2,"1a":4,"9":3,"a":{"11":null,"2":[{"-1":false,"0":true}]},"b":1}');
+    expect(text).toBe(canonicalize(value) as string);
+    fc.assert(
+      fc.property(
+        fc.dictionary(fc.oneof(fc.nat().map(String), fc.string()), fc.jsonValue(), { maxKeys: 8 }),
+        (obj) => {
+          expect(canonicalJson(obj)).toBe(canonicalize(obj) as string);
+        },
+      ),
+    );
+  });
+
+  test('a __proto__ member is encoded like any other member', () => {
+    const value = JSON.parse('{"z":1,"__proto__":{"x":2}}');
+    expect(canonicalJson(value)).toBe('{"__proto__":{"x":2},"z":1}');
+  });
+
+  test('an invalid value is reported with its path, also beside index-like keys', () => {
+    for (const [value, where] of [
+      [{ a: [1, { b: Number.NaN }] }, '$.a[1].b'],
+      [{ '1': 0, c: new Date(0) }, '$.c'],
+      [{ k: 'ok', ['\udc00']: 1 }, '$.\udc00'],
+    ] as const) {
+      let caught: unknown;
+      try {
+        canonicalJson(value);
+      } catch (e) {
+        caught = e;
+      }
+      expect(isSynodError(caught, 'ENCODING_INVALID')).toBe(true);
+      expect((caught as Error).message.startsWith(`${where}:`)).toBe(true);
+    }
   });
 });

@@ -7,9 +7,17 @@ import { utf8 } from './bytes.ts';
  * units, no white space, numbers in ECMAScript shortest form. One byte string per logical value, so
  * every verifier hashes the same bytes. `undefined` members are dropped (as JSON does); non-finite
  * numbers, lone surrogates and non-plain values are rejected.
+ *
+ * One pass checks the value and copies it with its keys in sorted order; the engine's own
+ * `JSON.stringify` then writes the text (its number and string forms are the ones RFC 8785 names, and
+ * it keeps a plain object's key order). An object with a key that starts with a digit could be an array
+ * index, which JavaScript always orders first; such a value is written by the `canonicalize` package
+ * instead. Both paths are held byte-identical by property tests (canonical.test.ts).
  */
 export function canonicalJson(value: unknown): string {
-  assertJsonValue(value, '$');
+  const walk: Walk = { path: [], indexLike: false };
+  const sorted = sortedCopy(value, walk);
+  if (!walk.indexLike) return JSON.stringify(sorted);
   let text: string | undefined;
   try {
     text = canonicalize(value);
@@ -24,27 +32,63 @@ export function canonicalBytes(value: unknown): Uint8Array {
   return utf8(canonicalJson(value));
 }
 
-function assertJsonValue(value: unknown, path: string): void {
-  if (value === null || typeof value === 'string' || typeof value === 'boolean') return;
+interface Walk {
+  /** Where the walk is (for error messages). */
+  path: (string | number)[];
+  /** A key starting with a digit was seen: the engine's key order would not keep the copy sorted. */
+  indexLike: boolean;
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const wellFormed: (s: string) => boolean =
+  typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === 'function'
+    ? (s) => (s as unknown as { isWellFormed(): boolean }).isWellFormed()
+    : (s) => !LONE_SURROGATE.test(s);
+
+function invalid(path: readonly (string | number)[], what: string): SynodError {
+  const where = path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('');
+  return new SynodError('ENCODING_INVALID', `$${where}: ${what}`);
+}
+
+/** Check all of `value` and copy it with every object's keys sorted (UTF-16 code units). */
+function sortedCopy(value: unknown, walk: Walk): unknown {
+  const path = walk.path;
+  if (value === null || typeof value === 'boolean') return value;
+  if (typeof value === 'string') {
+    if (!wellFormed(value)) throw invalid(path, 'lone surrogate in a string');
+    return value;
+  }
   if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw new SynodError('ENCODING_INVALID', `${path}: non-finite number`);
-    return;
+    if (!Number.isFinite(value)) throw invalid(path, 'non-finite number');
+    return value;
   }
   if (Array.isArray(value)) {
-    value.forEach((v, i) => {
-      assertJsonValue(v, `${path}[${i}]`);
-    });
-    return;
+    const out: unknown[] = new Array(value.length);
+    for (let i = 0; i < value.length; i++) {
+      path.push(i);
+      out[i] = sortedCopy(value[i], walk);
+      path.pop();
+    }
+    return out;
   }
   if (typeof value === 'object') {
     const proto = Object.getPrototypeOf(value);
-    if (proto !== Object.prototype && proto !== null) {
-      throw new SynodError('ENCODING_INVALID', `${path}: only plain objects can be encoded`);
+    if (proto !== Object.prototype && proto !== null)
+      throw invalid(path, 'only plain objects can be encoded');
+    const keys = Object.keys(value).sort();
+    // No prototype, so a `__proto__` key is an own member like any other.
+    const out: Record<string, unknown> = Object.create(null);
+    for (const k of keys) {
+      const v = (value as Record<string, unknown>)[k];
+      if (v === undefined) continue;
+      path.push(k);
+      if (!wellFormed(k)) throw invalid(path, 'lone surrogate in a key');
+      out[k] = sortedCopy(v, walk);
+      path.pop();
+      const first = k.charCodeAt(0);
+      if (first >= 48 && first <= 57) walk.indexLike = true;
     }
-    for (const [k, v] of Object.entries(value)) {
-      if (v !== undefined) assertJsonValue(v, `${path}.${k}`);
-    }
-    return;
+    return out;
   }
-  throw new SynodError('ENCODING_INVALID', `${path}: ${typeof value} cannot be encoded`);
+  throw invalid(path, `${typeof value} cannot be encoded`);
 }
