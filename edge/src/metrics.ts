@@ -10,6 +10,10 @@ interface Series {
   type: 'counter' | 'gauge' | 'histogram';
   values: Map<string, number>;
   buckets?: readonly number[];
+  /** Label sets seen, by their raw form (`rawKey`), with their exposition form (`keyOf`). */
+  keys: Map<string, string>;
+  /** A histogram's per-bucket sample keys, by label set. */
+  bucketKeys: Map<string, readonly string[]>;
 }
 
 const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
@@ -19,45 +23,88 @@ const keyOf = (labels: Labels) =>
     .map((k) => `${k}="${escapeLabel(labels[k] as string)}"`)
     .join(',');
 
+/**
+ * Names and values in the order given, joined with control characters: cheap, and one per label set.
+ * Label values here are the relay's own (route patterns, methods, statuses, caller kinds), never raw input.
+ */
+function rawKey(labels: Labels): string {
+  let raw = '';
+  for (const k in labels) raw += `${k}\u0000${labels[k]}\u0001`;
+  return raw;
+}
+
 export class Metrics {
   readonly #series = new Map<string, Series>();
 
   #get(name: string, type: Series['type'], help: string, buckets?: readonly number[]): Series {
     let s = this.#series.get(name);
     if (!s) {
-      s = { help, type, values: new Map(), ...(buckets ? { buckets } : {}) };
+      s = {
+        help,
+        type,
+        values: new Map(),
+        keys: new Map(),
+        bucketKeys: new Map(),
+        ...(buckets ? { buckets } : {}),
+      };
       this.#series.set(name, s);
     }
     return s;
   }
 
+  /** The exposition form of a label set, computed once per set (this runs on every HTTP request). */
+  #key(s: Series, labels: Labels): string {
+    const raw = rawKey(labels);
+    let k = s.keys.get(raw);
+    if (k === undefined) {
+      k = keyOf(labels);
+      s.keys.set(raw, k);
+    }
+    return k;
+  }
+
   inc(name: string, help: string, labels: Labels = {}, by = 1): void {
     const s = this.#get(name, 'counter', help);
-    const k = keyOf(labels);
+    const k = this.#key(s, labels);
     s.values.set(k, (s.values.get(k) ?? 0) + by);
   }
 
   set(name: string, help: string, value: number, labels: Labels = {}): void {
-    this.#get(name, 'gauge', help).values.set(keyOf(labels), value);
+    const s = this.#get(name, 'gauge', help);
+    s.values.set(this.#key(s, labels), value);
   }
 
   observe(name: string, help: string, value: number, buckets: readonly number[], labels: Labels = {}): void {
     const s = this.#get(name, 'histogram', help, buckets);
-    const base = keyOf(labels);
-    const sep = base ? ',' : '';
-    for (const b of buckets) {
-      if (value <= b) {
-        const k = `${base}${sep}le="${b}"`;
-        s.values.set(k, (s.values.get(k) ?? 0) + 1);
-      } else {
-        const k = `${base}${sep}le="${b}"`;
-        if (!s.values.has(k)) s.values.set(k, 0);
-      }
+    const base = this.#key(s, labels);
+    let keys = s.bucketKeys.get(base);
+    if (keys === undefined) {
+      const sep = base ? ',' : '';
+      // One key per bucket, then +Inf, sum and count.
+      keys = [
+        ...buckets.map((b) => `${base}${sep}le="${b}"`),
+        `${base}${sep}le="+Inf"`,
+        `__sum|${base}`,
+        `__count|${base}`,
+      ];
+      s.bucketKeys.set(base, keys);
+      for (const k of keys) s.values.set(k, 0);
     }
-    const inf = `${base}${sep}le="+Inf"`;
-    s.values.set(inf, (s.values.get(inf) ?? 0) + 1);
-    s.values.set(`__sum|${base}`, (s.values.get(`__sum|${base}`) ?? 0) + value);
-    s.values.set(`__count|${base}`, (s.values.get(`__count|${base}`) ?? 0) + 1);
+    buckets.forEach((b, i) => {
+      if (value <= b) {
+        const k = keys[i] as string;
+        s.values.set(k, (s.values.get(k) ?? 0) + 1);
+      }
+    });
+    const n = buckets.length;
+    for (const [i, by] of [
+      [n, 1],
+      [n + 1, value],
+      [n + 2, 1],
+    ] as const) {
+      const k = keys[i] as string;
+      s.values.set(k, (s.values.get(k) ?? 0) + by);
+    }
   }
 
   render(): string {

@@ -1,0 +1,56 @@
+import { describe, expect, test } from 'bun:test';
+import { Metrics } from './metrics.ts';
+
+describe('Metrics (Prometheus text format)', () => {
+  test('a counter keeps one sample per label set, whatever order the labels come in', () => {
+    const m = new Metrics();
+    m.inc('reqs_total', 'Requests', { route: '/a', method: 'GET' });
+    m.inc('reqs_total', 'Requests', { method: 'GET', route: '/a' }, 2);
+    m.inc('reqs_total', 'Requests', { method: 'POST', route: '/a' });
+    m.inc('plain_total', 'No labels');
+    expect(m.render()).toBe(
+      [
+        '# HELP reqs_total Requests',
+        '# TYPE reqs_total counter',
+        'reqs_total{method="GET",route="/a"} 3',
+        'reqs_total{method="POST",route="/a"} 1',
+        '# HELP plain_total No labels',
+        '# TYPE plain_total counter',
+        'plain_total 1',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  test('label values are escaped', () => {
+    const m = new Metrics();
+    m.set('g', 'Gauge', 7, { v: 'a"b\\c\nd' });
+    expect(m.render()).toContain('g{v="a\\"b\\\\c\\nd"} 7');
+  });
+
+  test('a histogram counts each bucket cumulatively, with +Inf, sum and count per label set', () => {
+    const m = new Metrics();
+    const buckets = [5, 25, 100] as const;
+    for (const v of [1, 5, 30, 1_000]) m.observe('d_ms', 'Duration', v, buckets, { route: '/x' });
+    m.observe('d_ms', 'Duration', 2, buckets, { route: '/y' });
+    const lines = m.render().split('\n');
+    expect(lines).toContain('d_ms_bucket{route="/x",le="5"} 2');
+    expect(lines).toContain('d_ms_bucket{route="/x",le="25"} 2');
+    expect(lines).toContain('d_ms_bucket{route="/x",le="100"} 3');
+    expect(lines).toContain('d_ms_bucket{route="/x",le="+Inf"} 4');
+    expect(lines).toContain('d_ms_sum{route="/x"} 1036');
+    expect(lines).toContain('d_ms_count{route="/x"} 4');
+    expect(lines).toContain('d_ms_bucket{route="/y",le="5"} 1');
+    expect(lines).toContain('d_ms_bucket{route="/y",le="100"} 1');
+    expect(lines).toContain('d_ms_count{route="/y"} 1');
+  });
+
+  test('an empty bucket is written as 0 once its label set was observed', () => {
+    const m = new Metrics();
+    m.observe('d_ms', 'Duration', 50, [5, 100], {});
+    const lines = m.render().split('\n');
+    expect(lines).toContain('d_ms_bucket{le="5"} 0');
+    expect(lines).toContain('d_ms_bucket{le="100"} 1');
+    expect(lines).toContain('d_ms_sum 50');
+  });
+});
