@@ -1,0 +1,101 @@
+import { afterAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Client, createClient } from '@libsql/client';
+import { SerializedWritesClient } from './serialized-writes.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'synod-serialized-'));
+let n = 0;
+const opened: Client[] = [];
+afterAll(() => {
+  for (const c of opened) c.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function file(): Promise<Client> {
+  const c = createClient({ url: `file:${join(dir, `db-${n++}.db`)}` });
+  opened.push(c);
+  await c.execute('PRAGMA journal_mode=WAL');
+  await c.execute('CREATE TABLE t (v INTEGER NOT NULL)');
+  return c;
+}
+
+async function values(c: Client): Promise<number[]> {
+  return (await c.execute('SELECT v FROM t ORDER BY rowid')).rows.map((r) => Number(r['v']));
+}
+
+/** A write transaction that yields to the event loop between its statements, as real callers do. */
+async function txn(c: Client, v: number): Promise<void> {
+  const tx = await c.transaction('write');
+  try {
+    await tx.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: [v] });
+    await Bun.sleep(2);
+    await tx.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: [v] });
+    await tx.commit();
+  } finally {
+    tx.close();
+  }
+}
+
+describe('SerializedWritesClient', () => {
+  test('why it exists: two write transactions of one file client meet as SQLITE_BUSY', async () => {
+    const raw = await file();
+    const results = await Promise.allSettled([txn(raw, 1), txn(raw, 2)]);
+    expect(results.some((r) => r.status === 'rejected' && String(r.reason).includes('SQLITE_BUSY'))).toBe(
+      true,
+    );
+  });
+
+  test('write transactions of one process take turns, in the order they began', async () => {
+    const c = new SerializedWritesClient(await file());
+    await Promise.all([txn(c, 1), txn(c, 2), txn(c, 3)]);
+    expect(await values(c)).toEqual([1, 1, 2, 2, 3, 3]);
+  });
+
+  test('a plain write waits for the open transaction; a read does not', async () => {
+    const c = new SerializedWritesClient(await file());
+    const tx = await c.transaction('write');
+    await tx.execute('INSERT INTO t (v) VALUES (1)');
+    let written = false;
+    const write = c.execute('INSERT INTO t (v) VALUES (2)').then(() => {
+      written = true;
+    });
+    // WAL: the reader sees the last commit (nothing yet) without waiting for the writer.
+    expect(await values(c)).toEqual([]);
+    await Bun.sleep(5);
+    expect(written).toBe(false);
+    await tx.commit();
+    tx.close();
+    await write;
+    expect(await values(c)).toEqual([1, 2]);
+  });
+
+  test('rollback, close without commit, and a failed statement all give the lock back', async () => {
+    const c = new SerializedWritesClient(await file());
+    const a = await c.transaction('write');
+    await a.execute('INSERT INTO t (v) VALUES (1)');
+    await a.rollback();
+    const b = await c.transaction();
+    await b.execute('INSERT INTO t (v) VALUES (2)');
+    b.close();
+    await expect(c.execute('INSERT INTO missing (v) VALUES (3)')).rejects.toThrow();
+    await c.batch(['INSERT INTO t (v) VALUES (4)', 'INSERT INTO t (v) VALUES (5)'], 'write');
+    await c.executeMultiple('INSERT INTO t (v) VALUES (6); INSERT INTO t (v) VALUES (7);');
+    expect(await values(c)).toEqual([4, 5, 6, 7]);
+  });
+
+  test('a read transaction does not wait for the writer', async () => {
+    const c = new SerializedWritesClient(await file());
+    await c.execute('INSERT INTO t (v) VALUES (1)');
+    const w = await c.transaction('write');
+    await w.execute('INSERT INTO t (v) VALUES (2)');
+    const r = await c.transaction('read');
+    expect((await r.execute('SELECT count(*) AS n FROM t')).rows[0]?.['n']).toBe(1);
+    r.close();
+    await w.commit();
+    w.close();
+    expect(c.closed).toBe(false);
+    expect(c.protocol).toBe('file');
+  });
+});

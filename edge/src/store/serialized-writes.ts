@@ -1,0 +1,146 @@
+import type {
+  Client,
+  InArgs,
+  InStatement,
+  Replicated,
+  ResultSet,
+  Transaction,
+  TransactionMode,
+} from '@libsql/client';
+import { Mutex } from 'async-mutex';
+
+/** A statement that only reads (goes straight to the pool, never waits for the write lock). */
+const READ_ONLY = /^\s*select\b/i;
+
+function sqlOf(stmt: InStatement | string): string {
+  return typeof stmt === 'string' ? stmt : stmt.sql;
+}
+
+/**
+ * One writer at a time for a local libSQL file, within this process.
+ *
+ * The file client keeps a pool of connections, and a write transaction holds its connection across
+ * `await`s. Two write transactions (or a transaction and a plain INSERT) of one process would then meet
+ * as two connections: the second gets `SQLITE_BUSY` at once, or, with a busy timeout, blocks the only
+ * thread until the timeout, since the first cannot finish while it waits. So every write here (an
+ * `execute` that is not a SELECT, `batch`, `migrate`, `executeMultiple`, a non-read transaction from
+ * begin to commit/rollback/close) takes one FIFO lock first. Reads go straight through: in WAL mode a
+ * reader never waits for the writer.
+ *
+ * Other writers to the same file (the admission writer thread, a second relay) are separate processes
+ * or threads: against them the connections' busy timeout applies.
+ */
+export class SerializedWritesClient implements Client {
+  readonly #lock = new Mutex();
+
+  constructor(readonly inner: Client) {}
+
+  get closed(): boolean {
+    return this.inner.closed;
+  }
+
+  get protocol(): string {
+    return this.inner.protocol;
+  }
+
+  execute(stmt: InStatement): Promise<ResultSet>;
+  execute(sql: string, args?: InArgs): Promise<ResultSet>;
+  execute(stmt: InStatement | string, args?: InArgs): Promise<ResultSet> {
+    const run = () => (typeof stmt === 'string' ? this.inner.execute(stmt, args) : this.inner.execute(stmt));
+    return READ_ONLY.test(sqlOf(stmt)) ? run() : this.#lock.runExclusive(run);
+  }
+
+  batch(stmts: Array<InStatement | [string, InArgs?]>, mode?: TransactionMode): Promise<ResultSet[]> {
+    const run = () => this.inner.batch(stmts, mode);
+    return mode === 'read' ? run() : this.#lock.runExclusive(run);
+  }
+
+  migrate(stmts: InStatement[]): Promise<ResultSet[]> {
+    return this.#lock.runExclusive(() => this.inner.migrate(stmts));
+  }
+
+  executeMultiple(sql: string): Promise<void> {
+    return this.#lock.runExclusive(() => this.inner.executeMultiple(sql));
+  }
+
+  async transaction(mode: TransactionMode = 'write'): Promise<Transaction> {
+    if (mode === 'read') return this.inner.transaction(mode);
+    const release = await this.#lock.acquire();
+    try {
+      return new LockedTransaction(await this.inner.transaction(mode), release);
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
+
+  sync(): Promise<Replicated> {
+    return this.inner.sync();
+  }
+
+  close(): void {
+    this.inner.close();
+  }
+
+  reconnect(): void {
+    this.inner.reconnect();
+  }
+}
+
+/** A transaction that gives the write lock back when it ends, however it ends. */
+class LockedTransaction implements Transaction {
+  #release: (() => void) | null;
+
+  constructor(
+    private readonly tx: Transaction,
+    release: () => void,
+  ) {
+    this.#release = release;
+  }
+
+  get closed(): boolean {
+    return this.tx.closed;
+  }
+
+  execute(stmt: InStatement): Promise<ResultSet> {
+    return this.tx.execute(stmt);
+  }
+
+  batch(stmts: InStatement[]): Promise<ResultSet[]> {
+    return this.tx.batch(stmts);
+  }
+
+  executeMultiple(sql: string): Promise<void> {
+    return this.tx.executeMultiple(sql);
+  }
+
+  async commit(): Promise<void> {
+    try {
+      await this.tx.commit();
+    } finally {
+      this.#end();
+    }
+  }
+
+  async rollback(): Promise<void> {
+    try {
+      await this.tx.rollback();
+    } finally {
+      this.#end();
+    }
+  }
+
+  close(): void {
+    try {
+      this.tx.close();
+    } finally {
+      this.#end();
+    }
+  }
+
+  #end(): void {
+    const release = this.#release;
+    this.#release = null;
+    release?.();
+  }
+}
