@@ -79,4 +79,51 @@ describe('GroupCommit', () => {
     const short = new GroupCommit(async () => []);
     await expect(short.admit(adm('x'))).rejects.toThrow('got 0 outcomes');
   });
+
+  test('flushAt hands a batch over as soon as it is full, without waiting for the end of the turn', async () => {
+    const w = new RecordingWriter();
+    const g = new GroupCommit(w.write, { flushAt: 2 });
+    const all = ['a', 'b', 'c'].map((id) => g.admit(adm(id)));
+    expect(w.batches).toEqual([['a', 'b']]);
+    await Promise.all(all);
+    expect(w.batches).toEqual([['a', 'b'], ['c']]);
+  });
+
+  test('pipelined: the next batch is handed over while the previous one is still being written', async () => {
+    const w = new RecordingWriter();
+    let open: () => void = () => undefined;
+    w.gate = new Promise((r) => {
+      open = r;
+    });
+    const g = new GroupCommit(w.write, { pipelined: true, flushAt: 2 });
+    const first = ['a', 'b'].map((id) => g.admit(adm(id)));
+    const second = ['c', 'd', 'e'].map((id) => g.admit(adm(id)));
+    await Bun.sleep(1);
+    // Held open, yet every admission was handed over: [a b], [c d] when full, [e] at the end of the turn.
+    expect(w.batches).toEqual([['a', 'b'], ['c', 'd'], ['e']]);
+    w.gate = undefined;
+    open();
+    const out = await Promise.all([...first, ...second]);
+    expect(out.map((o) => (o.kind === 'created' ? o.requestId : ''))).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(g.stats()).toEqual({ batches: 3, admissions: 5, largest: 2 });
+  });
+
+  test('not pipelined: a full batch still waits for the one being written', async () => {
+    const w = new RecordingWriter();
+    let open: () => void = () => undefined;
+    w.gate = new Promise((r) => {
+      open = r;
+    });
+    const g = new GroupCommit(w.write, { flushAt: 2 });
+    const all = ['a', 'b', 'c', 'd', 'e'].map((id) => g.admit(adm(id)));
+    await Bun.sleep(1);
+    expect(w.batches).toEqual([['a', 'b']]);
+    w.gate = undefined;
+    open();
+    await Promise.all(all);
+    expect(w.batches).toEqual([
+      ['a', 'b'],
+      ['c', 'd', 'e'],
+    ]);
+  });
 });

@@ -17,8 +17,10 @@ import { InProcessRelayNetwork } from '../relay/in-process.ts';
 import { mountInternal } from '../routes/internal.ts';
 import { HistoryStore } from '../store/history-store.ts';
 import { IntakeStore } from '../store/intake-store.ts';
+import { IntakeWriterThread } from '../store/intake-writer-thread.ts';
 import { applyMigrations } from '../store/migrate.ts';
 import { MIGRATIONS } from '../store/migrations.gen.ts';
+import { SerializedWritesClient } from '../store/serialized-writes.ts';
 
 export interface RelayOptions {
   /** libSQL URL: `file:relay.db` (default embedded file), `http://127.0.0.1:8080` (sqld), `:memory:`. */
@@ -46,6 +48,12 @@ export interface RelayOptions {
   gatewaySecret?: string;
   /** Most requests the relay coordinates at once; the rest wait in the admission log. Default 256. */
   maxOpenRequests?: number;
+  /**
+   * Write admissions on a thread of their own (`IntakeWriterThread`) instead of the HTTP thread.
+   * Default: on for a local database file (whose client blocks its thread during a commit), off for
+   * `:memory:`, a libSQL server and an embedded replica.
+   */
+  admissionThread?: boolean;
 }
 
 export interface RunningRelay {
@@ -58,16 +66,33 @@ export interface RunningRelay {
   intake: IntakeStore;
   dispatcher: Dispatcher;
   admissions: GroupCommit;
+  /** The admission writer thread, when admissions are written off the HTTP thread. */
+  admissionWriter: IntakeWriterThread | null;
   client: Client;
   stop(): Promise<void>;
 }
 
+/** Admissions handed to the writer thread at once (more wait for the end of the event-loop turn). */
+const ADMISSION_HANDOVER = 8;
+
+/** How long a connection to a local file waits for another thread's or process's write lock. */
+const BUSY_TIMEOUT_MS = 5000;
+
+/** A local database file (not `:memory:`, not a server, not a replica): one writer thread per file. */
+export function isLocalFile(dbUrl: string, replicaPath?: string): boolean {
+  return replicaPath === undefined && dbUrl.startsWith('file:') && !dbUrl.includes(':memory:');
+}
+
 export async function openHistory(dbUrl: string, authToken?: string, replicaPath?: string) {
-  const client = createClient(
+  const opened = createClient(
     replicaPath
       ? { url: `file:${replicaPath}`, syncUrl: dbUrl, ...(authToken ? { authToken } : {}) }
-      : { url: dbUrl, ...(authToken ? { authToken } : {}) },
+      : { url: dbUrl, timeout: BUSY_TIMEOUT_MS, ...(authToken ? { authToken } : {}) },
   );
+  // The file client's pool would otherwise let two of this process's write transactions meet as two
+  // connections (SQLITE_BUSY): see SerializedWritesClient.
+  const local = !replicaPath && (dbUrl.startsWith('file:') || dbUrl === ':memory:');
+  const client = local ? new SerializedWritesClient(opened) : opened;
   // A local file runs in WAL mode: one fsync per commit (synchronous stays FULL, so an acknowledged
   // request survives power loss too), readers never block the writer; about 2.5x the accepted requests/s
   // of the rollback journal (edge/bench). The mode is stored in the file.
@@ -145,7 +170,22 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   if (recovered.resumed.length + recovered.expired.length > 0)
     log({ level: 'info', msg: 'recovered', ...recovered });
   dispatcher.start();
-  const admissions = new GroupCommit((batch) => intake.admit(batch, net.coordinatorId, now()));
+  const admissionWriter =
+    (o.admissionThread ?? isLocalFile(o.dbUrl, o.replicaPath))
+      ? await IntakeWriterThread.open({
+          url: o.dbUrl,
+          coordinator: net.coordinatorId,
+          busyTimeoutMs: BUSY_TIMEOUT_MS,
+        })
+      : null;
+  // With a writer thread, batches are handed over as they fill (it batches again on its side);
+  // without one, one transaction at a time on this thread.
+  const admissions = admissionWriter
+    ? new GroupCommit((batch) => admissionWriter.admit(batch, now()), {
+        pipelined: true,
+        flushAt: ADMISSION_HANDOVER,
+      })
+    : new GroupCommit((batch) => intake.admit(batch, net.coordinatorId, now()));
 
   const config: EdgeConfig = {
     ...DEFAULT_EDGE_CONFIG,
@@ -193,9 +233,11 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     intake,
     dispatcher,
     admissions,
+    admissionWriter,
     client,
     async stop() {
       server.stop(true);
+      await admissionWriter?.close();
       await dispatcher?.stop();
       await node.close();
       client.close();

@@ -1,0 +1,174 @@
+import type { Admission, AdmissionOutcome } from './intake-store.ts';
+import type { WriterRequest, WriterResponse } from './intake-writer-protocol.ts';
+
+/** Why the admission writer thread could not write a batch. The batch was not acknowledged. */
+export class IntakeWriterError extends Error {
+  constructor(
+    readonly code: 'WRITER_FAILED' | 'WRITER_EXITED' | 'WRITER_CLOSED',
+    message: string,
+    readonly sqlCode?: string,
+  ) {
+    super(message);
+    this.name = 'IntakeWriterError';
+  }
+}
+
+export interface IntakeWriterThreadOptions {
+  /** A local libSQL file URL (`file:…`), already migrated. */
+  url: string;
+  /** The coordinator every admitted request is queued for (the relay's node id). */
+  coordinator: string;
+  /** How long the thread's connection waits for another writer's lock. Default 5000 ms. */
+  busyTimeoutMs?: number;
+  /** The worker script; default intake-writer.worker.ts next to this file. */
+  workerUrl?: URL;
+}
+
+interface Pending {
+  resolve: (r: WriterResponse & { ok: true }) => void;
+  reject: (e: Error) => void;
+}
+
+type Outgoing = WriterRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+
+/**
+ * The admission transaction on a thread of its own (a Worker with its own libSQL connection).
+ *
+ * The libSQL file client is synchronous: on the HTTP thread each group commit's statements and fsync
+ * stopped every other request for their duration. Here the HTTP thread only posts the batch and waits;
+ * it parses and validates the next batch meanwhile. The outcome is the same `IntakeStore.admit`, so the
+ * same guarantees hold: one transaction per batch, an answer only after its commit.
+ *
+ * If the thread dies, every batch it held is rejected (none of them was acknowledged; one whose commit
+ * finished just before is kept, and an Idempotency-Key retry replays it), and the next batch starts a
+ * new thread.
+ */
+export class IntakeWriterThread {
+  readonly #o: Required<IntakeWriterThreadOptions>;
+  #worker: Worker | null = null;
+  #ready: Promise<void> | null = null;
+  #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #closed = false;
+  #restarts = 0;
+
+  private constructor(o: IntakeWriterThreadOptions) {
+    this.#o = {
+      url: o.url,
+      coordinator: o.coordinator,
+      busyTimeoutMs: o.busyTimeoutMs ?? 5000,
+      workerUrl: o.workerUrl ?? new URL('./intake-writer.worker.ts', import.meta.url),
+    };
+  }
+
+  /** Start the thread and open its connection. */
+  static async open(o: IntakeWriterThreadOptions): Promise<IntakeWriterThread> {
+    if (!o.url.startsWith('file:')) {
+      throw new IntakeWriterError(
+        'WRITER_FAILED',
+        `the admission writer needs a local file URL, not ${o.url}`,
+      );
+    }
+    const t = new IntakeWriterThread(o);
+    await t.#start();
+    return t;
+  }
+
+  /**
+   * Admit a batch on the writer thread (see `IntakeStore.admit`): it commits together with whatever
+   * else reached the thread while its previous transaction committed, and is answered after that.
+   * Batches handed over one after another are written in that order.
+   */
+  async admit(batch: readonly Admission[], now: number): Promise<AdmissionOutcome[]> {
+    if (batch.length === 0) return [];
+    await this.#start();
+    const r = await this.#send({ type: 'admit', batch: JSON.stringify(batch), now });
+    return JSON.parse(r.outcomes ?? '[]') as AdmissionOutcome[];
+  }
+
+  /** Threads started after one died. */
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  /** Close the connection and end the thread; batches still held are rejected. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const w = this.#worker;
+    if (w !== null) {
+      try {
+        await this.#post(w, { type: 'close' });
+      } catch {
+        // it is going away either way
+      }
+      this.#worker = null;
+      this.#ready = null;
+      w.terminate();
+    }
+    this.#fail(new IntakeWriterError('WRITER_CLOSED', 'the admission writer is closed'));
+  }
+
+  #start(): Promise<void> {
+    if (this.#closed)
+      return Promise.reject(new IntakeWriterError('WRITER_CLOSED', 'the admission writer is closed'));
+    if (this.#ready !== null) return this.#ready;
+    const w = new Worker(this.#o.workerUrl.href);
+    this.#worker = w;
+    w.onmessage = (event: MessageEvent<WriterResponse>) => this.#answer(event.data);
+    const died = (why: string) => {
+      if (this.#worker !== w) return;
+      this.#worker = null;
+      this.#ready = null;
+      if (!this.#closed) this.#restarts++;
+      this.#fail(new IntakeWriterError('WRITER_EXITED', `the admission writer thread stopped: ${why}`));
+    };
+    w.addEventListener('error', (e) => died((e as ErrorEvent).message ?? 'error'));
+    w.addEventListener('close', () => died('exited'));
+    const ready = this.#post(w, {
+      type: 'open',
+      url: this.#o.url,
+      busyTimeoutMs: this.#o.busyTimeoutMs,
+      coordinator: this.#o.coordinator,
+    }).then(() => undefined);
+    this.#ready = ready;
+    ready.catch(() => {
+      if (this.#ready === ready) this.#ready = null;
+    });
+    return ready;
+  }
+
+  #send(msg: Outgoing): Promise<WriterResponse & { ok: true }> {
+    const w = this.#worker;
+    if (w === null)
+      return Promise.reject(new IntakeWriterError('WRITER_EXITED', 'the admission writer thread stopped'));
+    return this.#post(w, msg);
+  }
+
+  #post(w: Worker, msg: Outgoing): Promise<WriterResponse & { ok: true }> {
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      try {
+        w.postMessage({ ...msg, id } as WriterRequest);
+      } catch (e) {
+        this.#pending.delete(id);
+        reject(new IntakeWriterError('WRITER_FAILED', `could not reach the admission writer: ${String(e)}`));
+      }
+    });
+  }
+
+  #answer(r: WriterResponse): void {
+    const p = this.#pending.get(r.id);
+    if (!p) return;
+    this.#pending.delete(r.id);
+    if (r.ok) p.resolve(r);
+    else p.reject(new IntakeWriterError('WRITER_FAILED', r.error.message, r.error.code));
+  }
+
+  #fail(e: Error): void {
+    const held = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of held) p.reject(e);
+  }
+}

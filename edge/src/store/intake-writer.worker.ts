@@ -1,0 +1,91 @@
+/**
+ * The admission writer thread: owns one libSQL connection to the relay's database file and runs
+ * `IntakeStore.admit` on it, so the group commit's write and fsync never block the thread that serves
+ * HTTP. Started by `IntakeWriterThread` (intake-writer-thread.ts); speaks intake-writer-protocol.ts.
+ *
+ * The HTTP thread hands batches over as they fill; here a `GroupCommit` joins every batch that arrived
+ * while the previous transaction committed into the next transaction.
+ */
+import { type Client, createClient } from '@libsql/client';
+import { GroupCommit } from '../relay/group-commit.ts';
+import { type Admission, IntakeStore } from './intake-store.ts';
+import type { WriterRequest, WriterResponse } from './intake-writer-protocol.ts';
+
+declare const self: {
+  postMessage(message: WriterResponse): void;
+  onmessage: ((event: MessageEvent<WriterRequest>) => void) | null;
+};
+
+interface Open {
+  client: Client;
+  commits: GroupCommit;
+  /** The clock of the newest batch handed over: the time its transaction records. */
+  now: number;
+  /** Batches handed over and not yet answered. */
+  inFlight: Set<Promise<unknown>>;
+}
+
+let open: Open | null = null;
+
+async function closeOpen(): Promise<void> {
+  const o = open;
+  open = null;
+  if (o === null) return;
+  await Promise.allSettled([...o.inFlight]);
+  o.client.close();
+}
+
+async function handle(msg: WriterRequest): Promise<WriterResponse> {
+  switch (msg.type) {
+    case 'open': {
+      await closeOpen();
+      const client = createClient({ url: msg.url, timeout: msg.busyTimeoutMs });
+      const store = new IntakeStore(client);
+      const o: Open = {
+        client,
+        now: 0,
+        inFlight: new Set(),
+        commits: new GroupCommit((batch) => store.admit(batch, msg.coordinator, o.now)),
+      };
+      open = o;
+      return { id: msg.id, ok: true };
+    }
+    case 'admit': {
+      const o = open;
+      if (o === null) throw new Error('the admission writer has no database open');
+      o.now = msg.now;
+      const batch = JSON.parse(msg.batch) as Admission[];
+      const written = Promise.all(batch.map((a) => o.commits.admit(a)));
+      o.inFlight.add(written);
+      try {
+        return { id: msg.id, ok: true, outcomes: JSON.stringify(await written) };
+      } finally {
+        o.inFlight.delete(written);
+      }
+    }
+    case 'close':
+      await closeOpen();
+      return { id: msg.id, ok: true };
+  }
+}
+
+self.onmessage = (event) => {
+  const msg = event.data;
+  void (async () => {
+    let answer: WriterResponse;
+    try {
+      answer = await handle(msg);
+    } catch (e) {
+      const err = e as { message?: unknown; code?: unknown };
+      answer = {
+        id: msg.id,
+        ok: false,
+        error: {
+          message: String(err?.message ?? e),
+          ...(typeof err?.code === 'string' ? { code: err.code } : {}),
+        },
+      };
+    }
+    self.postMessage(answer);
+  })();
+};
