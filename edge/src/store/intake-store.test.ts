@@ -3,10 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LIMITS, type RequestBody } from '@synod/shared';
+import { INTAKE_BLOCK_BITS } from '@synod/shared/history';
 import { buildRequestBody } from '../inference-input.ts';
 import { openHistory } from '../runtime/bun.ts';
 import type { Admission } from './intake-store.ts';
-import { IntakeStore } from './intake-store.ts';
+import { IntakeStore, QUEUED_BY_ID } from './intake-store.ts';
 
 const EMBEDDER = { id: 'use-lite-512', fileHash: 'a'.repeat(64), bits: 512 };
 const COORDINATOR = 'c'.repeat(64);
@@ -67,6 +68,35 @@ describe('IntakeStore.admit (one transaction per batch)', () => {
     expect(await db.intake.queued('0'.repeat(64))).toBeNull();
     expect(await db.intake.queued('not an id')).toBeNull();
     expect(await usage('key_a')).toBe(3);
+  });
+
+  test('a request is found by id in any block of the log, also after older rows left it', async () => {
+    const BLOCK = 2 ** INTAKE_BLOCK_BITS;
+    const all: Admission[] = [];
+    for (let i = 0; i < 3; i++) {
+      const batch = Array.from({ length: BLOCK }, () => admission({ quotaPerDay: 1e9 }));
+      await db.intake.admit(batch, COORDINATOR, 5);
+      all.push(...batch);
+    }
+    const probe = [0, BLOCK - 1, BLOCK, 2 * BLOCK + 7, all.length - 1];
+    for (const i of probe) {
+      const id = all[i]?.body.requestId ?? '';
+      expect((await db.intake.queued(id))?.requestId).toBe(id);
+    }
+    // The dispatcher moves the oldest rows out: the lookup starts at the new oldest block.
+    await db.client.execute({ sql: 'DELETE FROM request_intake WHERE seq <= ?', args: [BLOCK + 10] });
+    expect(await db.intake.queued(all[0]?.body.requestId ?? '')).toBeNull();
+    const kept = all[BLOCK + 10]?.body.requestId ?? '';
+    expect((await db.intake.queued(kept))?.requestId).toBe(kept);
+    await db.client.execute('DELETE FROM request_intake');
+    expect(await db.intake.queued(kept)).toBeNull();
+  });
+
+  test('the lookup by id seeks the lookup index, block by block, and never scans the log', async () => {
+    const plan = await db.client.execute({ sql: `EXPLAIN QUERY PLAN ${QUEUED_BY_ID}`, args: [1, 'x'] });
+    const steps = plan.rows.map((r) => String(r['detail']));
+    expect(steps).toContain('SEARCH r USING INDEX request_intake_lookup_idx (<expr>=? AND id_prefix=?)');
+    expect(steps.some((d) => /^SCAN r\b/.test(d))).toBe(false);
   });
 
   test('the daily quota is decided per request, in arrival order, inside and across batches', async () => {

