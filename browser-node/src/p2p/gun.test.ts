@@ -92,7 +92,11 @@ describe('Gun transport', () => {
       await waitFor(() => intake.metrics().offered >= 2, LONG, 'both copies offered');
       await intake.idle();
       expect(delivered.map((d) => d.id)).toEqual([id]);
-      expect(intake.metrics()).toMatchObject({ accepted: 1, duplicates: 1, rejectedTotal: 0 });
+      // Gun may hand the same put over more than once (a peer's echo): every extra copy is a duplicate.
+      const m = intake.metrics();
+      expect(m).toMatchObject({ accepted: 1, rejectedTotal: 0 });
+      expect(m.duplicates).toBeGreaterThanOrEqual(1);
+      expect(m.offered).toBe(m.accepted + m.duplicates);
       await intake.close();
       await memSender.close();
       await memReceiver.close();
