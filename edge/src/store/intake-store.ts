@@ -1,4 +1,4 @@
-import type { Client, InStatement, Transaction } from '@libsql/client';
+import type { Client, InStatement } from '@libsql/client';
 import { LIMITS, type RequestBody, RequestBodySchema } from '@synod/shared';
 import { INTAKE_BLOCK_BITS, intakeIdPrefix } from '@synod/shared/history';
 
@@ -112,8 +112,20 @@ export class IntakeStore {
   }
 }
 
-async function decideAndWrite(
-  tx: Transaction,
+/**
+ * What `decideAndWrite` needs of an open write transaction: run one statement, get its rows. A libSQL
+ * client `Transaction` is one; so is `SyncIntakeWriter`'s runner over a synchronous connection.
+ */
+export interface SqlRunner {
+  execute(stmt: InStatement): Promise<{ rows: ArrayLike<Record<string, unknown>> }>;
+}
+
+/**
+ * Decide each admission of a batch in arrival order and write the outcome, inside the caller's write
+ * transaction (see `IntakeStore.admit`); the caller commits, or rolls back on a throw.
+ */
+export async function decideAndWrite(
+  tx: SqlRunner,
   batch: readonly Admission[],
   coordinator: string,
   now: number,

@@ -59,6 +59,7 @@ describe('IntakeWriterThread (the admission transaction on its own thread)', () 
     const queued = await intake.next(COORDINATOR, 10);
     expect(queued.map((q) => q.requestId)).toEqual(batch.map((a) => a.body.requestId));
     expect(queued[0]?.body).toEqual(batch[0]?.body as RequestBody);
+    expect(await writer.stats()).toEqual({ batches: 1, admissions: 3, largest: 3 });
   });
 
   test('batches handed over together keep their order, and quota is decided across them', async () => {

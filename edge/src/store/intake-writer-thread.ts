@@ -1,5 +1,5 @@
 import type { Admission, AdmissionOutcome } from './intake-store.ts';
-import type { WriterRequest, WriterResponse } from './intake-writer-protocol.ts';
+import type { WriterRequest, WriterResponse, WriterStats } from './intake-writer-protocol.ts';
 
 /** Why the admission writer thread could not write a batch. The batch was not acknowledged. */
 export class IntakeWriterError extends Error {
@@ -84,6 +84,13 @@ export class IntakeWriterThread {
     await this.#start();
     const r = await this.#send({ type: 'admit', batch: JSON.stringify(batch), now });
     return JSON.parse(r.outcomes ?? '[]') as AdmissionOutcome[];
+  }
+
+  /** The transactions of the current thread (a restarted thread counts from zero). */
+  async stats(): Promise<WriterStats> {
+    await this.#start();
+    const r = await this.#send({ type: 'stats' });
+    return r.stats ?? { batches: 0, admissions: 0, largest: 0 };
   }
 
   /** Threads started after one died. */

@@ -1,15 +1,16 @@
 /**
- * The admission writer thread: owns one libSQL connection to the relay's database file and runs
- * `IntakeStore.admit` on it, so the group commit's write and fsync never block the thread that serves
- * HTTP. Started by `IntakeWriterThread` (intake-writer-thread.ts); speaks intake-writer-protocol.ts.
+ * The admission writer thread: owns one libSQL connection to the relay's database file and admits on
+ * it (`SyncIntakeWriter`: the decisions of `IntakeStore.admit` on a synchronous connection), so the
+ * group commit's statements and fsync never block the thread that serves HTTP. Started by
+ * `IntakeWriterThread` (intake-writer-thread.ts); speaks intake-writer-protocol.ts.
  *
  * The HTTP thread hands batches over as they fill; here a `GroupCommit` joins every batch that arrived
  * while the previous transaction committed into the next transaction.
  */
-import { type Client, createClient } from '@libsql/client';
 import { GroupCommit } from '../relay/group-commit.ts';
-import { type Admission, IntakeStore } from './intake-store.ts';
+import type { Admission } from './intake-store.ts';
 import type { WriterRequest, WriterResponse } from './intake-writer-protocol.ts';
+import { SyncIntakeWriter } from './sync-intake-writer.ts';
 
 declare const self: {
   postMessage(message: WriterResponse): void;
@@ -17,7 +18,7 @@ declare const self: {
 };
 
 interface Open {
-  client: Client;
+  writer: SyncIntakeWriter;
   commits: GroupCommit;
   /** The clock of the newest batch handed over: the time its transaction records. */
   now: number;
@@ -32,20 +33,19 @@ async function closeOpen(): Promise<void> {
   open = null;
   if (o === null) return;
   await Promise.allSettled([...o.inFlight]);
-  o.client.close();
+  o.writer.close();
 }
 
 async function handle(msg: WriterRequest): Promise<WriterResponse> {
   switch (msg.type) {
     case 'open': {
       await closeOpen();
-      const client = createClient({ url: msg.url, timeout: msg.busyTimeoutMs });
-      const store = new IntakeStore(client);
+      const writer = new SyncIntakeWriter(msg.url, msg.busyTimeoutMs);
       const o: Open = {
-        client,
+        writer,
         now: 0,
         inFlight: new Set(),
-        commits: new GroupCommit((batch) => store.admit(batch, msg.coordinator, o.now)),
+        commits: new GroupCommit((batch) => writer.admit(batch, msg.coordinator, o.now)),
       };
       open = o;
       return { id: msg.id, ok: true };
@@ -63,6 +63,12 @@ async function handle(msg: WriterRequest): Promise<WriterResponse> {
         o.inFlight.delete(written);
       }
     }
+    case 'stats':
+      return {
+        id: msg.id,
+        ok: true,
+        stats: open?.commits.stats() ?? { batches: 0, admissions: 0, largest: 0 },
+      };
     case 'close':
       await closeOpen();
       return { id: msg.id, ok: true };
