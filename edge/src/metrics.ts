@@ -1,19 +1,29 @@
 /**
  * A small Prometheus registry (text exposition format 0.0.4) with no runtime dependencies, so the same
- * code serves /metrics under Bun and on workerd. Counters and gauges with labels; histograms as
- * summaries of fixed buckets.
+ * code serves /metrics under Bun and on workerd. Counters and gauges with labels; histograms with fixed
+ * cumulative buckets, `_sum` and `_count`.
+ *
+ * Counting runs on every HTTP request, so each label set's text form is made once (`rawKey` finds it)
+ * and a histogram keeps one array of bucket counts per label set.
  */
 type Labels = Record<string, string>;
+
+interface Histogram {
+  /** Per bucket, then +Inf. */
+  counts: number[];
+  sum: number;
+}
 
 interface Series {
   help: string;
   type: 'counter' | 'gauge' | 'histogram';
+  /** Counter and gauge values by label set (exposition form). */
   values: Map<string, number>;
-  buckets?: readonly number[];
+  /** Histogram samples by label set (exposition form). */
+  histograms: Map<string, Histogram>;
+  buckets: readonly number[];
   /** Label sets seen, by their raw form (`rawKey`), with their exposition form (`keyOf`). */
   keys: Map<string, string>;
-  /** A histogram's per-bucket sample keys, by label set. */
-  bucketKeys: Map<string, readonly string[]>;
 }
 
 const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
@@ -36,23 +46,16 @@ function rawKey(labels: Labels): string {
 export class Metrics {
   readonly #series = new Map<string, Series>();
 
-  #get(name: string, type: Series['type'], help: string, buckets?: readonly number[]): Series {
+  #get(name: string, type: Series['type'], help: string, buckets: readonly number[] = []): Series {
     let s = this.#series.get(name);
     if (!s) {
-      s = {
-        help,
-        type,
-        values: new Map(),
-        keys: new Map(),
-        bucketKeys: new Map(),
-        ...(buckets ? { buckets } : {}),
-      };
+      s = { help, type, values: new Map(), histograms: new Map(), buckets, keys: new Map() };
       this.#series.set(name, s);
     }
     return s;
   }
 
-  /** The exposition form of a label set, computed once per set (this runs on every HTTP request). */
+  /** The exposition form of a label set, computed once per set. */
   #key(s: Series, labels: Labels): string {
     const raw = rawKey(labels);
     let k = s.keys.get(raw);
@@ -76,49 +79,31 @@ export class Metrics {
 
   observe(name: string, help: string, value: number, buckets: readonly number[], labels: Labels = {}): void {
     const s = this.#get(name, 'histogram', help, buckets);
-    const base = this.#key(s, labels);
-    let keys = s.bucketKeys.get(base);
-    if (keys === undefined) {
-      const sep = base ? ',' : '';
-      // One key per bucket, then +Inf, sum and count.
-      keys = [
-        ...buckets.map((b) => `${base}${sep}le="${b}"`),
-        `${base}${sep}le="+Inf"`,
-        `__sum|${base}`,
-        `__count|${base}`,
-      ];
-      s.bucketKeys.set(base, keys);
-      for (const k of keys) s.values.set(k, 0);
+    const k = this.#key(s, labels);
+    let h = s.histograms.get(k);
+    if (h === undefined) {
+      h = { counts: new Array<number>(s.buckets.length + 1).fill(0), sum: 0 };
+      s.histograms.set(k, h);
     }
-    buckets.forEach((b, i) => {
-      if (value <= b) {
-        const k = keys[i] as string;
-        s.values.set(k, (s.values.get(k) ?? 0) + 1);
-      }
-    });
-    const n = buckets.length;
-    for (const [i, by] of [
-      [n, 1],
-      [n + 1, value],
-      [n + 2, 1],
-    ] as const) {
-      const k = keys[i] as string;
-      s.values.set(k, (s.values.get(k) ?? 0) + by);
-    }
+    const b = s.buckets;
+    for (let i = 0; i < b.length; i++)
+      if (value <= (b[i] as number)) h.counts[i] = (h.counts[i] as number) + 1;
+    h.counts[b.length] = (h.counts[b.length] as number) + 1;
+    h.sum += value;
   }
 
   render(): string {
     const lines: string[] = [];
     for (const [name, s] of this.#series) {
       lines.push(`# HELP ${name} ${s.help}`, `# TYPE ${name} ${s.type}`);
-      for (const [k, v] of s.values) {
-        if (s.type === 'histogram') {
-          if (k.startsWith('__sum|')) lines.push(`${name}_sum${wrap(k.slice(6))} ${v}`);
-          else if (k.startsWith('__count|')) lines.push(`${name}_count${wrap(k.slice(8))} ${v}`);
-          else lines.push(`${name}_bucket{${k}} ${v}`);
-        } else {
-          lines.push(`${name}${wrap(k)} ${v}`);
-        }
+      for (const [k, v] of s.values) lines.push(`${name}${wrap(k)} ${v}`);
+      for (const [k, h] of s.histograms) {
+        const sep = k ? ',' : '';
+        const les = [...s.buckets.map(String), '+Inf'];
+        les.forEach((le, i) => {
+          lines.push(`${name}_bucket{${k}${sep}le="${le}"} ${h.counts[i]}`);
+        });
+        lines.push(`${name}_sum${wrap(k)} ${h.sum}`, `${name}_count${wrap(k)} ${h.counts[s.buckets.length]}`);
       }
     }
     return `${lines.join('\n')}\n`;

@@ -63,7 +63,12 @@ export async function authenticate(
   throw edgeError(401, 'UNAUTHENTICATED', why, { reason: signed.reason });
 }
 
-/** UTC day `YYYY-MM-DD` of a time, for daily quotas. */
+const DAY_MS = 86_400_000;
+let lastDay = { start: Number.NaN, name: '' };
+
+/** UTC day `YYYY-MM-DD` of a time, for daily quotas (the last day's name is kept: one per request). */
 export function utcDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
+  const start = Math.floor(ms / DAY_MS) * DAY_MS;
+  if (start !== lastDay.start) lastDay = { start, name: new Date(start).toISOString().slice(0, 10) };
+  return lastDay.name;
 }

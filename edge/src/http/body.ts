@@ -47,10 +47,13 @@ export async function readBody(c: Context, limit = DEFAULT_BODY_LIMIT): Promise<
   return joinBytes(chunks);
 }
 
+/** Strict UTF-8 (a decoder without `stream` keeps no state between calls, so one serves all). */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 export function parseJson(bytes: Uint8Array): unknown {
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    text = strictUtf8.decode(bytes);
   } catch {
     throw edgeError(400, 'BAD_JSON', 'the body is not valid UTF-8');
   }

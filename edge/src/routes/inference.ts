@@ -112,10 +112,8 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
     // A replay answers the request's current status; a new request is queued until dispatched.
     const found = s.replayed ? await findRequest(deps.store, deps.intake, s.requestId) : null;
     const status = found ? foundView(found).status : 'queued';
-    const links = {
-      self: `/v1/inference/${encodeURIComponent(s.requestId)}`,
-      events: `/v1/inference/${encodeURIComponent(s.requestId)}/events`,
-    };
+    const self = `/v1/inference/${encodeURIComponent(s.requestId)}`;
+    const links = { self, events: `${self}/events` };
     return c.json({ requestId: s.requestId, status, replayed: s.replayed, links }, s.replayed ? 200 : 202);
   });
 

@@ -51,6 +51,14 @@ export function domainTag(purpose: string): Uint8Array {
   return concatBytes(utf8(`synod/v1/${purpose}`), new Uint8Array([0]));
 }
 
+/** Tags by purpose, made once (the purposes are the protocol's few constants); never handed out. */
+const tags = new Map<string, Uint8Array>();
+
 export function taggedHash(purpose: string, ...parts: Uint8Array[]): Uint8Array {
-  return impl(concatBytes(domainTag(purpose), ...parts));
+  let tag = tags.get(purpose);
+  if (tag === undefined) {
+    tag = domainTag(purpose);
+    tags.set(purpose, tag);
+  }
+  return impl(concatBytes(tag, ...parts));
 }
