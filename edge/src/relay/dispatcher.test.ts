@@ -138,4 +138,23 @@ describe('Dispatcher', () => {
     expect(s.d.stats()).toMatchObject({ dropped: 1, dispatched: 1 });
     expect(s.d.stats().errors).toBeGreaterThan(0);
   });
+
+  test('a row whose body parses but no longer matches its request id is dropped, and the next goes on', async () => {
+    const now = 1_000_000;
+    const s = await setup({ maxOpen: 4, now: () => now });
+    const [a, b] = [body(now), body(now)];
+    await s.admit([a, b]);
+    // Altered outside the relay: still a valid body, but signing refuses it (the id is not derived from it).
+    await s.client.execute({
+      sql: 'UPDATE request_intake SET body = ? WHERE request_id = ?',
+      args: [JSON.stringify({ ...a, prompt: 'something else' }), a.requestId],
+    });
+    s.d.wake();
+    await s.d.idle();
+    expect(s.node.submitted).toEqual([b.requestId]);
+    expect(await s.intake.count()).toBe(0);
+    expect(await s.store.getRequest(a.requestId)).toBeNull();
+    expect((await s.store.getRequest(b.requestId))?.status).toBe('pending');
+    expect(s.d.stats()).toMatchObject({ dropped: 1, dispatched: 1 });
+  });
 });

@@ -90,13 +90,15 @@ export class Dispatcher {
       this.#again = true;
       return;
     }
-    this.#pumping = this.#pump().finally(() => {
-      this.#pumping = undefined;
-      if (this.#again) {
-        this.#again = false;
-        this.wake();
-      }
-    });
+    this.#pumping = this.#pump()
+      .catch((e) => this.#fail('dispatching failed', e))
+      .finally(() => {
+        this.#pumping = undefined;
+        if (this.#again) {
+          this.#again = false;
+          this.wake();
+        }
+      });
   }
 
   /** A coordinated request finished: its slot is free. */
@@ -143,31 +145,38 @@ export class Dispatcher {
     }[] = [];
     const start: RequestBody[] = [];
     let free = room;
+    let dropped = 0;
     for (const row of rows) {
-      if (!row.body) {
-        this.#o.log?.({ level: 'error', msg: 'admission row does not parse; dropped', seq: row.seq });
+      const expired = now >= row.deadline;
+      if (row.body && !expired && free <= 0) break;
+      // Signing checks the body again (its requestId must be derived from its content): a row altered
+      // outside the relay fails here, is logged and dropped, and never stops the rows after it.
+      const packet = row.body
+        ? await signPacket(this.#o.key, 'request', row.body).catch((e) => e as Error)
+        : null;
+      if (packet === null || packet instanceof Error) {
+        const why = packet === null ? 'does not parse' : `cannot be signed: ${packet.message}`;
+        this.#o.log?.({ level: 'error', msg: `admission row ${why}; dropped`, seq: row.seq });
         try {
           await this.#o.store.dropFromIntake(row.seq);
           this.#stats.dropped++;
+          dropped++;
         } catch (e) {
           this.#fail('dropping an admission row failed', e);
           return false;
         }
         continue;
       }
-      const expired = now >= row.deadline;
-      if (!expired && free <= 0) break;
-      const packet = await signPacket(this.#o.key, 'request', row.body);
       const request = { id: packetId(packet), packet } as Stored<'request'>;
       if (expired) {
         moves.push({ seq: row.seq, request, status: 'expired', error: 'QUEUE_TIMEOUT' });
       } else {
         moves.push({ seq: row.seq, request, status: 'pending' });
-        start.push(row.body);
+        start.push(packet.body);
         free--;
       }
     }
-    if (moves.length === 0) return rows.some((r) => !r.body);
+    if (moves.length === 0) return dropped > 0;
     try {
       await this.#o.store.moveFromIntake(moves, now);
     } catch (e) {
