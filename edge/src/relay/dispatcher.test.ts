@@ -117,15 +117,21 @@ describe('Dispatcher', () => {
     expect(s.d.stats()).toMatchObject({ dispatched: 2, expired: 1 });
   });
 
-  test('a row that no longer parses is dropped; a coordinator that fails marks the request failed', async () => {
+  /** Two queued requests, the first one's stored body replaced by `altered` (as if edited outside the relay). */
+  async function withAlteredRow(altered: (a: RequestBody) => string) {
     const now = 1_000_000;
     const s = await setup({ maxOpen: 4, now: () => now });
     const [a, b] = [body(now), body(now)];
     await s.admit([a, b]);
     await s.client.execute({
       sql: 'UPDATE request_intake SET body = ? WHERE request_id = ?',
-      args: ['{"not":"a request"}', a.requestId],
+      args: [altered(a), a.requestId],
     });
+    return { s, a, b };
+  }
+
+  test('a row that no longer parses is dropped; a coordinator that fails marks the request failed', async () => {
+    const { s, a, b } = await withAlteredRow(() => '{"not":"a request"}');
     s.node.fail.add(b.requestId);
     s.d.wake();
     await s.d.idle();
@@ -140,15 +146,8 @@ describe('Dispatcher', () => {
   });
 
   test('a row whose body parses but no longer matches its request id is dropped, and the next goes on', async () => {
-    const now = 1_000_000;
-    const s = await setup({ maxOpen: 4, now: () => now });
-    const [a, b] = [body(now), body(now)];
-    await s.admit([a, b]);
-    // Altered outside the relay: still a valid body, but signing refuses it (the id is not derived from it).
-    await s.client.execute({
-      sql: 'UPDATE request_intake SET body = ? WHERE request_id = ?',
-      args: [JSON.stringify({ ...a, prompt: 'something else' }), a.requestId],
-    });
+    // Still a valid body, but signing refuses it: its id is not derived from it.
+    const { s, a, b } = await withAlteredRow((a) => JSON.stringify({ ...a, prompt: 'something else' }));
     s.d.wake();
     await s.d.idle();
     expect(s.node.submitted).toEqual([b.requestId]);

@@ -18,6 +18,17 @@ const adm = (id: string): Admission => ({
 class RecordingWriter {
   batches: string[][] = [];
   gate: Promise<void> | undefined;
+  /** Hold every batch written from now on until the returned function is called. */
+  hold(): () => void {
+    let open: () => void = () => undefined;
+    this.gate = new Promise((r) => {
+      open = r;
+    });
+    return () => {
+      this.gate = undefined;
+      open();
+    };
+  }
   failNext = false;
   write = async (batch: readonly Admission[]): Promise<AdmissionOutcome[]> => {
     this.batches.push(batch.map((a) => a.body.requestId));
@@ -42,10 +53,7 @@ describe('GroupCommit', () => {
 
   test('what arrives while a batch is being written goes into the next batch, in order', async () => {
     const w = new RecordingWriter();
-    let open: () => void = () => undefined;
-    w.gate = new Promise((r) => {
-      open = r;
-    });
+    const release = w.hold();
     const g = new GroupCommit(w.write);
     const first = g.admit(adm('a'));
     await Bun.sleep(1);
@@ -53,8 +61,7 @@ describe('GroupCommit', () => {
     const later = ['b', 'c', 'd'].map((id) => g.admit(adm(id)));
     await Bun.sleep(1);
     expect(w.batches).toEqual([['a']]);
-    w.gate = undefined;
-    open();
+    release();
     await Promise.all([first, ...later]);
     expect(w.batches).toEqual([['a'], ['b', 'c', 'd']]);
   });
@@ -91,18 +98,14 @@ describe('GroupCommit', () => {
 
   test('pipelined: the next batch is handed over while the previous one is still being written', async () => {
     const w = new RecordingWriter();
-    let open: () => void = () => undefined;
-    w.gate = new Promise((r) => {
-      open = r;
-    });
+    const release = w.hold();
     const g = new GroupCommit(w.write, { pipelined: true, flushAt: 2 });
     const first = ['a', 'b'].map((id) => g.admit(adm(id)));
     const second = ['c', 'd', 'e'].map((id) => g.admit(adm(id)));
     await Bun.sleep(1);
     // Held open, yet every admission was handed over: [a b], [c d] when full, [e] at the end of the turn.
     expect(w.batches).toEqual([['a', 'b'], ['c', 'd'], ['e']]);
-    w.gate = undefined;
-    open();
+    release();
     const out = await Promise.all([...first, ...second]);
     expect(out.map((o) => (o.kind === 'created' ? o.requestId : ''))).toEqual(['a', 'b', 'c', 'd', 'e']);
     expect(g.stats()).toEqual({ batches: 3, admissions: 5, largest: 2 });
@@ -110,16 +113,12 @@ describe('GroupCommit', () => {
 
   test('not pipelined: a full batch still waits for the one being written', async () => {
     const w = new RecordingWriter();
-    let open: () => void = () => undefined;
-    w.gate = new Promise((r) => {
-      open = r;
-    });
+    const release = w.hold();
     const g = new GroupCommit(w.write, { flushAt: 2 });
     const all = ['a', 'b', 'c', 'd', 'e'].map((id) => g.admit(adm(id)));
     await Bun.sleep(1);
     expect(w.batches).toEqual([['a', 'b']]);
-    w.gate = undefined;
-    open();
+    release();
     await Promise.all(all);
     expect(w.batches).toEqual([
       ['a', 'b'],

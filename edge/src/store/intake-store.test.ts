@@ -2,30 +2,18 @@ import { afterAll, beforeEach, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LIMITS, type RequestBody } from '@synod/shared';
+import { LIMITS } from '@synod/shared';
 import { INTAKE_BLOCK_BITS } from '@synod/shared/history';
-import { buildRequestBody } from '../inference-input.ts';
 import { openHistory } from '../runtime/bun.ts';
 import type { Admission } from './intake-store.ts';
 import { IntakeStore, QUEUED_BY_ID } from './intake-store.ts';
+import { TEST_COORDINATOR, testAdmission, testBody } from './test-admissions.ts';
 
-const EMBEDDER = { id: 'use-lite-512', fileHash: 'a'.repeat(64), bits: 512 };
-const COORDINATOR = 'c'.repeat(64);
+const COORDINATOR = TEST_COORDINATOR;
 const dir = mkdtempSync(join(tmpdir(), 'synod-intake-'));
 let n = 0;
 
-function body(prompt = 'Once upon a time', createdAt = 1_000_000, maxTimeMs = 30_000): RequestBody {
-  return buildRequestBody(
-    { prompt, frame: { maxTimeMs } },
-    { knownModels: new Set(['m']), defaultModels: ['m'], embedders: [EMBEDDER] },
-    createdAt,
-    (len) => crypto.getRandomValues(new Uint8Array(len)),
-  );
-}
-
-function admission(o: Partial<Admission> = {}): Admission {
-  return { body: body(), callerId: 'key_a', quotaPerDay: 100, day: '2026-11-22', ...o };
-}
+const admission = testAdmission;
 
 async function open() {
   const h = await openHistory(`file:${join(dir, `intake-${n++}.db`)}`);
@@ -159,7 +147,7 @@ describe('IntakeStore.admit (one transaction per batch)', () => {
   });
 
   test('the deadline is the seal deadline, capped by the clock-skew window nodes accept', async () => {
-    const long = admission({ body: body('long', 1_000_000, 600_000) });
+    const long = admission({ body: testBody({ prompt: 'long', maxTimeMs: 600_000 }) });
     await db.intake.admit([long], COORDINATOR, 5);
     expect((await db.intake.queued(long.body.requestId))?.deadline).toBe(1_000_000 + LIMITS.defaultSkewMs);
   });

@@ -2,13 +2,12 @@ import { afterAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildRequestBody } from '../inference-input.ts';
 import { openHistory } from '../runtime/bun.ts';
-import { type Admission, IntakeStore } from './intake-store.ts';
+import { IntakeStore } from './intake-store.ts';
 import { SyncIntakeWriter } from './sync-intake-writer.ts';
+import { TEST_COORDINATOR, testAdmission } from './test-admissions.ts';
 
-const EMBEDDER = { id: 'use-lite-512', fileHash: 'a'.repeat(64), bits: 512 };
-const COORDINATOR = 'c'.repeat(64);
+const COORDINATOR = TEST_COORDINATOR;
 const dir = mkdtempSync(join(tmpdir(), 'synod-sync-writer-'));
 const cleanup: (() => unknown)[] = [];
 afterAll(() => {
@@ -16,15 +15,7 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function admission(o: Partial<Admission> = {}): Admission {
-  const body = buildRequestBody(
-    { prompt: 'Once upon a time' },
-    { knownModels: new Set(['m']), defaultModels: ['m'], embedders: [EMBEDDER] },
-    1_000_000,
-    (len) => crypto.getRandomValues(new Uint8Array(len)),
-  );
-  return { body, callerId: 'key_a', quotaPerDay: 100, day: '2026-11-22', ...o };
-}
+const admission = testAdmission;
 
 let n = 0;
 async function setup() {
