@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, createClient } from '@libsql/client';
-import { SerializedWritesClient } from './serialized-writes.ts';
+import { SerializedWritesClient, WriteLockTimeoutError } from './serialized-writes.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-serialized-'));
 let n = 0;
@@ -97,5 +97,19 @@ describe('SerializedWritesClient', () => {
     w.close();
     expect(c.closed).toBe(false);
     expect(c.protocol).toBe('file');
+  });
+
+  test('a write that waits too long for the lock fails with WRITE_LOCK_TIMEOUT, and the lock still works', async () => {
+    const c = new SerializedWritesClient(await file(), { lockTimeoutMs: 50 });
+    const tx = await c.transaction('write');
+    // Writing through the client inside its own transaction could never go on: it times out instead.
+    const stuck = c.execute('INSERT INTO t (v) VALUES (1)');
+    await expect(stuck).rejects.toBeInstanceOf(WriteLockTimeoutError);
+    await expect(stuck).rejects.toMatchObject({ code: 'WRITE_LOCK_TIMEOUT', waitedMs: 50 });
+    await tx.execute('INSERT INTO t (v) VALUES (2)');
+    await tx.commit();
+    tx.close();
+    await c.execute('INSERT INTO t (v) VALUES (3)');
+    expect(await values(c)).toEqual([2, 3]);
   });
 });

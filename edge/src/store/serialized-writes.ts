@@ -7,7 +7,22 @@ import type {
   Transaction,
   TransactionMode,
 } from '@libsql/client';
-import { Mutex } from 'async-mutex';
+import { Mutex, type MutexInterface, withTimeout } from 'async-mutex';
+
+/**
+ * A write that waited too long for the process's write lock: a transaction was left open, or code
+ * inside a transaction wrote through the client instead of the transaction (which could never go on).
+ */
+export class WriteLockTimeoutError extends Error {
+  readonly code = 'WRITE_LOCK_TIMEOUT';
+  constructor(readonly waitedMs: number) {
+    super(`waited ${waitedMs} ms for the database write lock`);
+    this.name = 'WriteLockTimeoutError';
+  }
+}
+
+/** Rejection of a timed-out acquire (async-mutex hands back the error it was given; one is enough). */
+const TIMED_OUT = new Error('write lock timed out');
 
 /** A statement that only reads (goes straight to the pool, never waits for the write lock). */
 const READ_ONLY = /^\s*select\b/i;
@@ -31,9 +46,34 @@ function sqlOf(stmt: InStatement | string): string {
  * or threads: against them the connections' busy timeout applies.
  */
 export class SerializedWritesClient implements Client {
-  readonly #lock = new Mutex();
+  readonly #lock: MutexInterface;
+  readonly #timeoutMs: number;
 
-  constructor(readonly inner: Client) {}
+  /** `lockTimeoutMs`: how long a write may wait for the lock before failing (default 30 s). */
+  constructor(
+    readonly inner: Client,
+    o: { lockTimeoutMs?: number } = {},
+  ) {
+    this.#timeoutMs = o.lockTimeoutMs ?? 30_000;
+    this.#lock = withTimeout(new Mutex(), this.#timeoutMs, TIMED_OUT);
+  }
+
+  async #acquire(): Promise<() => void> {
+    try {
+      return await this.#lock.acquire();
+    } catch (e) {
+      throw e === TIMED_OUT ? new WriteLockTimeoutError(this.#timeoutMs) : e;
+    }
+  }
+
+  async #exclusive<T>(run: () => Promise<T>): Promise<T> {
+    const release = await this.#acquire();
+    try {
+      return await run();
+    } finally {
+      release();
+    }
+  }
 
   get closed(): boolean {
     return this.inner.closed;
@@ -47,25 +87,25 @@ export class SerializedWritesClient implements Client {
   execute(sql: string, args?: InArgs): Promise<ResultSet>;
   execute(stmt: InStatement | string, args?: InArgs): Promise<ResultSet> {
     const run = () => (typeof stmt === 'string' ? this.inner.execute(stmt, args) : this.inner.execute(stmt));
-    return READ_ONLY.test(sqlOf(stmt)) ? run() : this.#lock.runExclusive(run);
+    return READ_ONLY.test(sqlOf(stmt)) ? run() : this.#exclusive(run);
   }
 
   batch(stmts: Array<InStatement | [string, InArgs?]>, mode?: TransactionMode): Promise<ResultSet[]> {
     const run = () => this.inner.batch(stmts, mode);
-    return mode === 'read' ? run() : this.#lock.runExclusive(run);
+    return mode === 'read' ? run() : this.#exclusive(run);
   }
 
   migrate(stmts: InStatement[]): Promise<ResultSet[]> {
-    return this.#lock.runExclusive(() => this.inner.migrate(stmts));
+    return this.#exclusive(() => this.inner.migrate(stmts));
   }
 
   executeMultiple(sql: string): Promise<void> {
-    return this.#lock.runExclusive(() => this.inner.executeMultiple(sql));
+    return this.#exclusive(() => this.inner.executeMultiple(sql));
   }
 
   async transaction(mode: TransactionMode = 'write'): Promise<Transaction> {
     if (mode === 'read') return this.inner.transaction(mode);
-    const release = await this.#lock.acquire();
+    const release = await this.#acquire();
     try {
       return new LockedTransaction(await this.inner.transaction(mode), release);
     } catch (e) {
