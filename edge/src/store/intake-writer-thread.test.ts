@@ -116,6 +116,13 @@ describe('IntakeWriterThread (the admission transaction on its own thread)', () 
     expect(await intake.count()).toBe(20);
   });
 
+  test('a database file that cannot be opened fails the open with a typed error', async () => {
+    const e = await rejection(
+      IntakeWriterThread.open({ url: `file:${join(dir, 'missing-dir', 'x.db')}`, coordinator: COORDINATOR }),
+    );
+    expect(e.code).toBe('WRITER_FAILED');
+  });
+
   test('only a local file can have a writer thread; a closed writer refuses new batches', async () => {
     const e = await rejection(
       IntakeWriterThread.open({ url: 'http://127.0.0.1:1', coordinator: COORDINATOR }),

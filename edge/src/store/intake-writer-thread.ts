@@ -29,6 +29,7 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
+/** A request before `#post` numbers it (Omit over each member of the union, not the union at once). */
 type Outgoing = WriterRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
 
 /**
@@ -36,8 +37,9 @@ type Outgoing = WriterRequest extends infer R ? (R extends { id: number } ? Omit
  *
  * The libSQL file client is synchronous: on the HTTP thread each group commit's statements and fsync
  * stopped every other request for their duration. Here the HTTP thread only posts the batch and waits;
- * it parses and validates the next batch meanwhile. The outcome is the same `IntakeStore.admit`, so the
- * same guarantees hold: one transaction per batch, an answer only after its commit.
+ * it parses and validates the next requests meanwhile. The decisions are `IntakeStore.admit`'s
+ * (`decideAndWrite`), so the same guarantees hold: each transaction all or nothing, an answer only
+ * after its commit.
  *
  * If the thread dies, every batch it held is rejected (none of them was acknowledged; one whose commit
  * finished just before is kept, and an Idempotency-Key retry replays it), and the next batch starts a
@@ -140,7 +142,10 @@ export class IntakeWriterThread {
     }).then(() => undefined);
     this.#ready = ready;
     ready.catch(() => {
+      // The database did not open there: end that thread; the next batch tries a new one.
       if (this.#ready === ready) this.#ready = null;
+      if (this.#worker === w) this.#worker = null;
+      w.terminate();
     });
     return ready;
   }
