@@ -160,6 +160,8 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
   const cases: Array<[string, () => Promise<Response> | Response, number, string]> = [
     ['malformed JSON', () => post('/v1/inference', '{"prompt": '), 400, 'BAD_JSON'],
     ['wrong types', () => post('/v1/inference', { prompt: 42 }), 400, 'INVALID_INPUT'],
+    // Valid JSON, but a lone surrogate has no canonical (RFC 8785) form, so no request id.
+    ['lone surrogate', () => post('/v1/inference', '{"prompt": "a\\ud800b"}'), 400, 'ENCODING_INVALID'],
     [
       'both prompt and messages',
       () => post('/v1/inference', { prompt: 'a', messages: [{ role: 'user', content: 'b' }] }),
