@@ -78,9 +78,14 @@ const ADMISSION_HANDOVER = 8;
 /** How long a connection to a local file waits for another thread's or process's write lock. */
 const BUSY_TIMEOUT_MS = 5000;
 
-/** A local database file (not `:memory:`, not a server, not a replica): one writer thread per file. */
+/** A database this process opens itself (a file or `:memory:`; not a server, not a replica). */
+function isLocal(dbUrl: string, replicaPath?: string): boolean {
+  return replicaPath === undefined && (dbUrl.startsWith('file:') || dbUrl === ':memory:');
+}
+
+/** A local database file (not in memory): one writer thread per file. */
 export function isLocalFile(dbUrl: string, replicaPath?: string): boolean {
-  return replicaPath === undefined && dbUrl.startsWith('file:') && !dbUrl.includes(':memory:');
+  return isLocal(dbUrl, replicaPath) && !dbUrl.includes(':memory:');
 }
 
 export async function openHistory(dbUrl: string, authToken?: string, replicaPath?: string) {
@@ -91,8 +96,7 @@ export async function openHistory(dbUrl: string, authToken?: string, replicaPath
   );
   // The file client's pool would otherwise let two of this process's write transactions meet as two
   // connections (SQLITE_BUSY): see SerializedWritesClient.
-  const local = !replicaPath && (dbUrl.startsWith('file:') || dbUrl === ':memory:');
-  const client = local ? new SerializedWritesClient(opened) : opened;
+  const client = isLocal(dbUrl, replicaPath) ? new SerializedWritesClient(opened) : opened;
   // A local file runs in WAL mode: one fsync per commit (synchronous stays FULL, so an acknowledged
   // request survives power loss too), readers never block the writer; about 2.5x the accepted requests/s
   // of the rollback journal (edge/bench). The mode is stored in the file.

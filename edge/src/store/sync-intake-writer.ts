@@ -47,7 +47,11 @@ export class SyncIntakeWriter {
       this.#db.exec('COMMIT');
       return outcomes;
     } catch (e) {
-      if (this.#db.inTransaction) this.#db.exec('ROLLBACK');
+      try {
+        if (this.#db.inTransaction) this.#db.exec('ROLLBACK');
+      } catch {
+        // SQLite already ended the transaction; the error that matters is the first one.
+      }
       throw e;
     }
   }
