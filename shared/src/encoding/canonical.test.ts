@@ -60,6 +60,20 @@ describe('canonicalJson (RFC 8785)', () => {
     );
   });
 
+  test('property: a value already in canonical key order is written as it is, byte-identical', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        // JSON.parse keeps the text's key order, so this is `value` with every object sorted.
+        const sorted = JSON.parse(canonicalize(value) as string);
+        expect(canonicalJson(sorted)).toBe(canonicalize(value) as string);
+      }),
+      { numRuns: 300 },
+    );
+    // In order but with an undefined member, or out of order further down: still canonical.
+    expect(canonicalJson({ a: 1, b: undefined, c: { y: 1, x: 2 } })).toBe('{"a":1,"c":{"x":2,"y":1}}');
+    expect(canonicalJson({ a: [{ z: 1 }, { b: 1, a: 2 }] })).toBe('{"a":[{"z":1},{"a":2,"b":1}]}');
+  });
+
   test('keys that look like array indices are still sorted as strings', () => {
     const value = { b: 1, '10': 2, '9': 3, '1a': 4, a: { '2': [{ '0': true, '-1': false }], '11': null } };
     const text = canonicalJson(value);

@@ -8,13 +8,16 @@ import { utf8 } from './bytes.ts';
  * every verifier hashes the same bytes. `undefined` members are dropped (as JSON does); non-finite
  * numbers, lone surrogates and non-plain values are rejected.
  *
- * One pass checks the value and copies it with its keys in sorted order; the engine's own
- * `JSON.stringify` then writes the text (its number and string forms are the ones RFC 8785 names, and
- * it keeps a plain object's key order). An object with a key that starts with a digit could be an array
- * index, which JavaScript always orders first; such a value is written by the `canonicalize` package
- * instead. Both paths are held byte-identical by property tests (canonical.test.ts).
+ * The engine's own `JSON.stringify` writes the text: its number and string forms are the ones RFC 8785
+ * names, and it keeps a plain object's key order. One pass checks the value; a value whose objects
+ * already have their keys in sorted order (as the relay builds its request bodies) is written as it is,
+ * and any other is first copied with its keys sorted. An object with a key that starts with a digit
+ * could be an array index, which JavaScript always orders first; such a value is written by the
+ * `canonicalize` package instead. All paths are held byte-identical by property tests
+ * (canonical.test.ts).
  */
 export function canonicalJson(value: unknown): string {
+  if (isSortedJson(value, [])) return JSON.stringify(value);
   const walk: Walk = { path: [], indexLike: false };
   const sorted = sortedCopy(value, walk);
   if (!walk.indexLike) return JSON.stringify(sorted);
@@ -48,6 +51,56 @@ const wellFormed: (s: string) => boolean =
 function invalid(path: readonly (string | number)[], what: string): SynodError {
   const where = path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('');
   return new SynodError('ENCODING_INVALID', `$${where}: ${what}`);
+}
+
+/**
+ * Check `value` as `sortedCopy` does and say whether `JSON.stringify` of it as it is would be its
+ * canonical text: every object's keys strictly ascending, none index-like, no `undefined` member. False
+ * as soon as one is not (the caller then copies); throws, with the path, on a value no JSON can hold.
+ */
+function isSortedJson(value: unknown, path: (string | number)[]): boolean {
+  if (value === null || typeof value === 'boolean') return true;
+  if (typeof value === 'string') {
+    if (!wellFormed(value)) throw invalid(path, 'lone surrogate in a string');
+    return true;
+  }
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw invalid(path, 'non-finite number');
+    return true;
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      path.push(i);
+      const ok = isSortedJson(value[i], path);
+      path.pop();
+      if (!ok) return false;
+    }
+    return true;
+  }
+  if (typeof value === 'object') {
+    const proto = Object.getPrototypeOf(value);
+    if (proto !== Object.prototype && proto !== null)
+      throw invalid(path, 'only plain objects can be encoded');
+    const keys = Object.keys(value);
+    // Order first, so an invalid member is reported at the same path as by `sortedCopy`.
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i] as string;
+      if (i > 0 && !((keys[i - 1] as string) < k)) return false;
+      const first = k.charCodeAt(0);
+      if (first >= 48 && first <= 57) return false;
+      if ((value as Record<string, unknown>)[k] === undefined) return false;
+    }
+    for (const k of keys) {
+      const v = (value as Record<string, unknown>)[k];
+      path.push(k);
+      if (!wellFormed(k)) throw invalid(path, 'lone surrogate in a key');
+      const ok = isSortedJson(v, path);
+      path.pop();
+      if (!ok) return false;
+    }
+    return true;
+  }
+  throw invalid(path, `${typeof value} cannot be encoded`);
 }
 
 /** Check all of `value` and copy it with every object's keys sorted (UTF-16 code units). */

@@ -21,11 +21,8 @@ export const HASH_HEX_RE = /^[0-9a-f]{64}$/;
 
 const sixDecimals = (x: number) => Math.abs(Math.round(x * 1e6) - x * 1e6) < 1e-6;
 
+// Members in canonical (sorted) order, like the request schemas (see packets/schemas.ts).
 export const EmbeddingModelRefSchema = z.strictObject({
-  /** Embedder id, e.g. `use-lite-512`. */
-  id: z.string().regex(MODEL_ID_RE, 'model ids are 1-128 characters of [A-Za-z0-9._:/@+-]'),
-  /** sha256 of the embedder's weights file (or of its manifest of files). */
-  fileHash: z.string().regex(HASH_HEX_RE, 'a sha256 in lowercase hex'),
   /** How many leading dimensions are used (Matryoshka prefix); one bit each after sign quantization. */
   bits: z
     .number()
@@ -33,15 +30,24 @@ export const EmbeddingModelRefSchema = z.strictObject({
     .min(FRAME_BOUNDS.embeddingBits.min)
     .max(FRAME_BOUNDS.embeddingBits.max)
     .multipleOf(FRAME_BOUNDS.embeddingBits.multipleOf),
+  /** sha256 of the embedder's weights file (or of its manifest of files). */
+  fileHash: z.string().regex(HASH_HEX_RE, 'a sha256 in lowercase hex'),
+  /** Embedder id, e.g. `use-lite-512`. */
+  id: z.string().regex(MODEL_ID_RE, 'model ids are 1-128 characters of [A-Za-z0-9._:/@+-]'),
 });
 export type EmbeddingModelRef = z.infer<typeof EmbeddingModelRefSchema>;
 
-/** The frame's fields without the cross-field rule; for building partial input schemas. */
+/** The frame's fields without the cross-field rule; for building partial input schemas. In canonical order. */
 export const FrameFieldsSchema = z.strictObject({
-  /** Fewest valid commits the coordinator needs at `maxTimeMs` to seal at all. */
-  quorum: z.number().int().min(FRAME_BOUNDS.quorum.min).max(FRAME_BOUNDS.quorum.max),
+  embeddingModel: EmbeddingModelRefSchema,
   /** Commits at which the coordinator seals at once (early close); at least `quorum`. */
   maxCommits: z.number().int().min(FRAME_BOUNDS.maxCommits.min).max(FRAME_BOUNDS.maxCommits.max),
+  /** From the request's createdAt to the latest seal. */
+  maxTimeMs: z.number().int().min(FRAME_BOUNDS.maxTimeMs.min).max(FRAME_BOUNDS.maxTimeMs.max),
+  /** Fewest valid commits the coordinator needs at `maxTimeMs` to seal at all. */
+  quorum: z.number().int().min(FRAME_BOUNDS.quorum.min).max(FRAME_BOUNDS.quorum.max),
+  /** From the seal's createdAt to the last accepted reveal. */
+  revealWindowMs: z.number().int().min(FRAME_BOUNDS.revealWindowMs.min).max(FRAME_BOUNDS.revealWindowMs.max),
   /** Largest normalized Hamming distance (fraction of bits) between agreeing outputs. */
   secDistance: z
     .number()
@@ -54,11 +60,6 @@ export const FrameFieldsSchema = z.strictObject({
     .gt(FRAME_BOUNDS.secPercentage.minExclusive)
     .max(FRAME_BOUNDS.secPercentage.max)
     .refine(sixDecimals, 'at most six decimal places'),
-  /** From the request's createdAt to the latest seal. */
-  maxTimeMs: z.number().int().min(FRAME_BOUNDS.maxTimeMs.min).max(FRAME_BOUNDS.maxTimeMs.max),
-  /** From the seal's createdAt to the last accepted reveal. */
-  revealWindowMs: z.number().int().min(FRAME_BOUNDS.revealWindowMs.min).max(FRAME_BOUNDS.revealWindowMs.max),
-  embeddingModel: EmbeddingModelRefSchema,
 });
 
 export const FrameSchema = FrameFieldsSchema.refine((f) => f.maxCommits >= f.quorum, {

@@ -39,18 +39,24 @@ export const ModelIdSchema = z
 export const ModelRefSchema = z.strictObject({ id: ModelIdSchema, fileHash: DigestSchema });
 export type ModelRef = z.infer<typeof ModelRefSchema>;
 
+/*
+ * Members of the request schemas are declared in canonical (RFC 8785, sorted) order: zod writes a
+ * parsed object's members in its schema's order, so a parsed body is already in the order
+ * `canonicalJson` writes and is hashed and signed without being copied first.
+ */
+
 export const ChatMessageSchema = z.strictObject({
-  role: z.enum(['system', 'user', 'assistant']),
   content: z.string().max(LIMITS.maxPromptChars),
+  role: z.enum(['system', 'user', 'assistant']),
 });
 export type ChatMessage = z.infer<typeof ChatMessageSchema>;
 
 export const InferenceParamsSchema = z.strictObject({
-  temperature: z.number().min(0).max(2),
   maxTokens: z.number().int().min(1).max(4096),
   seed: z.number().int().min(0).max(0xffffffff).optional(),
-  topP: z.number().gt(0).max(1).optional(),
+  temperature: z.number().min(0).max(2),
   topK: z.number().int().min(1).max(1000).optional(),
+  topP: z.number().gt(0).max(1).optional(),
 });
 export type InferenceParams = z.infer<typeof InferenceParamsSchema>;
 
@@ -58,27 +64,27 @@ export const OriginSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('http') }),
   z.strictObject({ kind: z.literal('peer') }),
   z.strictObject({
-    kind: z.literal('chain'),
+    blockNumber: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
     chainId: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
     contract: z.string().regex(/^0x[0-9a-f]{40}$/, 'a lowercase 0x address'),
+    kind: z.literal('chain'),
     requestNo: z.string().regex(/^\d{1,78}$/),
     txHash: z.string().regex(/^0x[0-9a-f]{64}$/),
-    blockNumber: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   }),
 ]);
 export type Origin = z.infer<typeof OriginSchema>;
 
 export const RequestBodySchema = z
   .strictObject({
-    requestId: RequestIdSchema,
-    nonce: hex(16),
-    prompt: z.string().min(1).max(LIMITS.maxPromptChars).optional(),
-    messages: z.array(ChatMessageSchema).min(1).max(LIMITS.maxMessages).optional(),
     acceptedModels: z.array(ModelIdSchema).min(1).max(LIMITS.maxAcceptedModels),
-    params: InferenceParamsSchema,
-    frame: FrameSchema,
-    origin: OriginSchema,
     createdAt: Timestamp,
+    frame: FrameSchema,
+    messages: z.array(ChatMessageSchema).min(1).max(LIMITS.maxMessages).optional(),
+    nonce: hex(16),
+    origin: OriginSchema,
+    params: InferenceParamsSchema,
+    prompt: z.string().min(1).max(LIMITS.maxPromptChars).optional(),
+    requestId: RequestIdSchema,
   })
   .refine((b) => (b.prompt === undefined) !== (b.messages === undefined), {
     message: 'exactly one of prompt and messages',
