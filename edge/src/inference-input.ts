@@ -1,8 +1,8 @@
 import {
   ChatMessageSchema,
-  deriveRequestId,
   type EmbeddingModelRef,
   FRAME_BOUNDS,
+  type Frame,
   FrameFieldsSchema,
   InferenceParamsSchema,
   LIMITS,
@@ -11,6 +11,7 @@ import {
   resolveFrame,
   SynodError,
   toHex,
+  withRequestId,
 } from '@synod/shared';
 import * as z from 'zod';
 import { edgeError } from './http/errors.ts';
@@ -55,6 +56,19 @@ export function buildRequestBody(
   now: number,
   random: (n: number) => Uint8Array,
 ): RequestBody {
+  return buildRequest(raw, defaults, now, random).body;
+}
+
+/**
+ * `buildRequestBody`, with the body's canonical JSON text beside it (`withRequestId`): what the accept
+ * path stores, made by the same canonicalization that derived the id.
+ */
+export function buildRequest(
+  raw: unknown,
+  defaults: RequestDefaults,
+  now: number,
+  random: (n: number) => Uint8Array,
+): { body: RequestBody; json: string } {
   const parsed = InferenceInputSchema.safeParse(raw);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => ({
@@ -100,19 +114,35 @@ export function buildRequestBody(
     );
   }
   // A frame out of range throws SynodError FRAME_OUT_OF_RANGE, which the app maps to a 400 with that code.
-  const frame = resolveFrame({ ...stripUndefined(input.frame ?? {}), embeddingModel: embedder });
+  const frame =
+    input.frame === undefined
+      ? defaultFrame(embedder)
+      : resolveFrame({ ...stripUndefined(input.frame), embeddingModel: embedder });
   const params = InferenceParamsSchema.parse({ ...DEFAULT_PARAMS, ...stripUndefined(input.params ?? {}) });
-  const body = {
-    nonce: toHex(random(16)),
-    ...(input.prompt !== undefined ? { prompt: input.prompt } : {}),
-    ...(input.messages !== undefined ? { messages: input.messages } : {}),
+  // Members in canonical order (the schemas' order too), so the body is hashed without a copy.
+  return withRequestId({
     acceptedModels: models,
-    params,
-    frame,
-    origin: { kind: 'http' as const },
     createdAt: now,
-  };
-  return { ...body, requestId: deriveRequestId(body) } as RequestBody;
+    frame,
+    ...(input.messages !== undefined ? { messages: input.messages } : {}),
+    nonce: toHex(random(16)),
+    origin: { kind: 'http' as const },
+    params,
+    ...(input.prompt !== undefined ? { prompt: input.prompt } : {}),
+  });
+}
+
+/** The frame of a request that sets none, per embedder (validated once; frozen, as bodies share it). */
+const defaultFrames = new WeakMap<EmbeddingModelRef, Frame>();
+
+function defaultFrame(embedder: EmbeddingModelRef): Frame {
+  let frame = defaultFrames.get(embedder);
+  if (frame === undefined) {
+    const resolved = resolveFrame({ embeddingModel: embedder });
+    frame = Object.freeze({ ...resolved, embeddingModel: Object.freeze({ ...resolved.embeddingModel }) });
+    defaultFrames.set(embedder, frame);
+  }
+  return frame;
 }
 
 type Defined<T> = { [K in keyof T]?: Exclude<T[K], undefined> };

@@ -1,7 +1,10 @@
 import type { Admission, AdmissionOutcome } from '../store/intake-store.ts';
 
-/** Writes one batch of admissions in one transaction (`IntakeStore.admit`, bound to a coordinator). */
-export type AdmitBatch = (batch: readonly Admission[]) => Promise<AdmissionOutcome[]>;
+/**
+ * Writes one batch of admissions in one transaction (`IntakeStore.admit`, bound to a coordinator; on
+ * the writer thread, `SyncIntakeWriter.admit` over `IntakeEntry`s).
+ */
+export type AdmitBatch<T = Admission> = (batch: readonly T[]) => Promise<AdmissionOutcome[]>;
 
 export interface GroupCommitOptions {
   /** Most admissions in one batch. Default 512. */
@@ -24,8 +27,8 @@ export interface GroupCommitOptions {
   defer?: (run: () => void) => void;
 }
 
-interface Waiting {
-  admission: Admission;
+interface Waiting<T> {
+  admission: T;
   resolve: (o: AdmissionOutcome) => void;
   reject: (e: unknown) => void;
 }
@@ -42,8 +45,8 @@ interface Waiting {
  * for a writer on another thread that batches again on its side: the HTTP thread then goes on parsing
  * while the writer commits.
  */
-export class GroupCommit {
-  #waiting: Waiting[] = [];
+export class GroupCommit<T = Admission> {
+  #waiting: Waiting<T>[] = [];
   #writing = 0;
   #scheduled = false;
   readonly #maxBatch: number;
@@ -53,7 +56,7 @@ export class GroupCommit {
   #stats = { batches: 0, admissions: 0, largest: 0 };
 
   constructor(
-    private readonly write: AdmitBatch,
+    private readonly write: AdmitBatch<T>,
     o: GroupCommitOptions = {},
   ) {
     this.#maxBatch = o.maxBatch ?? 512;
@@ -64,7 +67,7 @@ export class GroupCommit {
       o.defer ?? (g.setImmediate ? (f) => void g.setImmediate?.(f) : (f) => void setTimeout(f, 0));
   }
 
-  admit(admission: Admission): Promise<AdmissionOutcome> {
+  admit(admission: T): Promise<AdmissionOutcome> {
     return new Promise((resolve, reject) => {
       this.#waiting.push({ admission, resolve, reject });
       if (this.#waiting.length >= this.#flushAt && this.#canWrite()) this.#flush();
@@ -97,7 +100,7 @@ export class GroupCommit {
     }
   }
 
-  async #writeBatch(batch: Waiting[]): Promise<void> {
+  async #writeBatch(batch: Waiting<T>[]): Promise<void> {
     this.#writing++;
     try {
       const outcomes = await this.write(batch.map((w) => w.admission));

@@ -4,7 +4,7 @@ import { streamSSE } from 'hono/streaming';
 import { authenticate, type Caller, utcDay } from '../http/auth.ts';
 import { parseJson, readBody } from '../http/body.ts';
 import { edgeError } from '../http/errors.ts';
-import { buildRequestBody } from '../inference-input.ts';
+import { buildRequest } from '../inference-input.ts';
 import type { AdmissionOutcome } from '../store/intake-store.ts';
 import { findRequest, foundView, TERMINAL } from '../views.ts';
 import type { EdgeDeps } from './deps.ts';
@@ -49,7 +49,7 @@ export async function submit(
   }
   const raw = parseJson(bytes);
   const served = await deps.network.servedModels();
-  const body = buildRequestBody(
+  const { body, json: bodyJson } = buildRequest(
     toInput(raw),
     {
       knownModels: served,
@@ -70,6 +70,7 @@ export async function submit(
   try {
     outcome = await deps.admitter.admit({
       body,
+      bodyJson,
       callerId: caller.id,
       quotaPerDay: caller.quotaPerDay,
       day: utcDay(now),

@@ -4,8 +4,8 @@
  * thread when a batch holds the request id `exit`. It tests how `IntakeWriterThread` survives its
  * thread dying; the real worker is tested against libSQL in the same file.
  */
-import type { Admission, AdmissionOutcome } from './intake-store.ts';
-import type { WriterRequest, WriterResponse } from './intake-writer-protocol.ts';
+import type { AdmissionOutcome } from './intake-store.ts';
+import { decodeBatch, type WriterRequest, type WriterResponse } from './intake-writer-protocol.ts';
 
 declare const self: {
   postMessage(message: WriterResponse): void;
@@ -18,8 +18,8 @@ self.onmessage = (event) => {
     self.postMessage({ id: msg.id, ok: true });
     return;
   }
-  const batch = JSON.parse(msg.batch) as Admission[];
-  if (batch.some((a) => a.body.requestId === 'exit')) process.exit(1);
-  const outcomes: AdmissionOutcome[] = batch.map((a) => ({ kind: 'created', requestId: a.body.requestId }));
+  const batch = decodeBatch(msg.batch);
+  if (batch.some((a) => a.requestId === 'exit')) process.exit(1);
+  const outcomes: AdmissionOutcome[] = batch.map((a) => ({ kind: 'created', requestId: a.requestId }));
   self.postMessage({ id: msg.id, ok: true, outcomes: JSON.stringify(outcomes) });
 };

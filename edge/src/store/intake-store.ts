@@ -5,11 +5,42 @@ import { INTAKE_BLOCK_BITS, intakeIdPrefix } from '@synod/shared/history';
 /** One HTTP request to admit: validated and built, charged to a caller. */
 export interface Admission {
   body: RequestBody;
+  /** The body's JSON text, as stored (`buildRequest` makes it with the id); else `JSON.stringify(body)`. */
+  bodyJson?: string;
   callerId: string;
   quotaPerDay: number;
   /** UTC day (`YYYY-MM-DD`) the quota counts against. */
   day: string;
   idempotency?: { key: string; bodyDigest: string };
+}
+
+/**
+ * An admission as the transaction needs it: the body as the text to store, with the members of it that
+ * have columns of their own taken out. What the admission writer thread is handed.
+ */
+export interface IntakeEntry {
+  requestId: string;
+  callerId: string;
+  quotaPerDay: number;
+  day: string;
+  idempotency?: { key: string; bodyDigest: string };
+  createdAt: number;
+  deadline: number;
+  bodyJson: string;
+}
+
+export function intakeEntry(a: Admission): IntakeEntry {
+  const b = a.body;
+  return {
+    requestId: b.requestId,
+    callerId: a.callerId,
+    quotaPerDay: a.quotaPerDay,
+    day: a.day,
+    ...(a.idempotency ? { idempotency: a.idempotency } : {}),
+    createdAt: b.createdAt,
+    deadline: intakeDeadline(b),
+    bodyJson: a.bodyJson ?? JSON.stringify(b),
+  };
 }
 
 export type AdmissionOutcome =
@@ -68,7 +99,7 @@ export class IntakeStore {
     if (batch.length === 0) return [];
     const tx = await this.client.transaction('write');
     try {
-      const outcomes = await decideAndWrite(tx, batch, coordinator, now);
+      const outcomes = await decideAndWrite(tx, batch.map(intakeEntry), coordinator, now);
       await tx.commit();
       return outcomes;
     } finally {
@@ -126,7 +157,7 @@ export interface SqlRunner {
  */
 export async function decideAndWrite(
   tx: SqlRunner,
-  batch: readonly Admission[],
+  batch: readonly IntakeEntry[],
   coordinator: string,
   now: number,
 ): Promise<AdmissionOutcome[]> {
@@ -156,10 +187,10 @@ export async function decideAndWrite(
   }
   const touched = new Set<string>();
   const outcomes: AdmissionOutcome[] = [];
-  const created: Admission[] = [];
-  const newIdem: { a: Admission; key: string; bodyDigest: string }[] = [];
+  const created: IntakeEntry[] = [];
+  const newIdem: { a: IntakeEntry; key: string; bodyDigest: string }[] = [];
   for (const a of batch) {
-    const requestId = a.body.requestId;
+    const requestId = a.requestId;
     if (a.idempotency) {
       const prior = idem.get(idemKey(a.callerId, a.idempotency.key));
       if (prior) {
@@ -194,15 +225,14 @@ export async function decideAndWrite(
     const chunk = created.slice(i, i + INSERT_CHUNK);
     const args: (string | number)[] = [];
     for (const a of chunk) {
-      const b = a.body;
       args.push(
-        intakeIdPrefix(b.requestId),
-        b.requestId,
+        intakeIdPrefix(a.requestId),
+        a.requestId,
         coordinator,
         a.callerId,
-        JSON.stringify(b),
-        b.createdAt,
-        intakeDeadline(b),
+        a.bodyJson,
+        a.createdAt,
+        a.deadline,
       );
     }
     writes.push({
@@ -216,7 +246,7 @@ export async function decideAndWrite(
     writes.push({
       sql: `INSERT INTO idempotency (key_id, idempotency_key, request_id, body_digest, created_at)
             VALUES ${placeholders(chunk.length, 5)}`,
-      args: chunk.flatMap((x) => [x.a.callerId, x.key, x.a.body.requestId, x.bodyDigest, now]),
+      args: chunk.flatMap((x) => [x.a.callerId, x.key, x.a.requestId, x.bodyDigest, now]),
     });
   }
   for (const uk of touched) {

@@ -1,5 +1,10 @@
-import type { Admission, AdmissionOutcome } from './intake-store.ts';
-import type { WriterRequest, WriterResponse, WriterStats } from './intake-writer-protocol.ts';
+import { type Admission, type AdmissionOutcome, intakeEntry } from './intake-store.ts';
+import {
+  encodeBatch,
+  type WriterRequest,
+  type WriterResponse,
+  type WriterStats,
+} from './intake-writer-protocol.ts';
 
 /** Why the admission writer thread could not write a batch. The batch was not acknowledged. */
 export class IntakeWriterError extends Error {
@@ -84,7 +89,7 @@ export class IntakeWriterThread {
   async admit(batch: readonly Admission[], now: number): Promise<AdmissionOutcome[]> {
     if (batch.length === 0) return [];
     await this.#start();
-    const r = await this.#send({ type: 'admit', batch: JSON.stringify(batch), now });
+    const r = await this.#send({ type: 'admit', batch: encodeBatch(batch.map(intakeEntry)), now });
     return JSON.parse(r.outcomes ?? '[]') as AdmissionOutcome[];
   }
 

@@ -8,8 +8,8 @@
  * while the previous transaction committed into the next transaction.
  */
 import { GroupCommit } from '../relay/group-commit.ts';
-import type { Admission } from './intake-store.ts';
-import type { WriterRequest, WriterResponse } from './intake-writer-protocol.ts';
+import type { IntakeEntry } from './intake-store.ts';
+import { decodeBatch, type WriterRequest, type WriterResponse } from './intake-writer-protocol.ts';
 import { SyncIntakeWriter } from './sync-intake-writer.ts';
 
 declare const self: {
@@ -19,7 +19,7 @@ declare const self: {
 
 interface Open {
   writer: SyncIntakeWriter;
-  commits: GroupCommit;
+  commits: GroupCommit<IntakeEntry>;
   /** The clock of the newest batch handed over: the time its transaction records. */
   now: number;
   /** Batches handed over and not yet answered. */
@@ -45,7 +45,7 @@ async function handle(msg: WriterRequest): Promise<WriterResponse> {
         writer,
         now: 0,
         inFlight: new Set(),
-        commits: new GroupCommit((batch) => writer.admit(batch, msg.coordinator, o.now)),
+        commits: new GroupCommit<IntakeEntry>((batch) => writer.admit(batch, msg.coordinator, o.now)),
       };
       open = o;
       return { id: msg.id, ok: true };
@@ -54,7 +54,7 @@ async function handle(msg: WriterRequest): Promise<WriterResponse> {
       const o = open;
       if (o === null) throw new Error('the admission writer has no database open');
       o.now = msg.now;
-      const batch = JSON.parse(msg.batch) as Admission[];
+      const batch = decodeBatch(msg.batch);
       const written = Promise.all(batch.map((a) => o.commits.admit(a)));
       o.inFlight.add(written);
       try {

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openHistory } from '../runtime/bun.ts';
-import { IntakeStore } from './intake-store.ts';
+import { type Admission, IntakeStore, intakeEntry } from './intake-store.ts';
 import { SyncIntakeWriter } from './sync-intake-writer.ts';
 import { TEST_COORDINATOR, testAdmission } from './test-admissions.ts';
 
@@ -15,7 +15,7 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const admission = testAdmission;
+const admission = (o: Partial<Admission> = {}) => intakeEntry(testAdmission(o));
 
 let n = 0;
 async function setup() {
@@ -33,10 +33,10 @@ describe('SyncIntakeWriter (IntakeStore.admit on a synchronous connection)', () 
   test('decides like IntakeStore.admit: created, quota, replay, in arrival order', async () => {
     const { writer, intake } = await setup();
     const idem = { key: 'k', bodyDigest: 'd'.repeat(64) };
-    const a = admission({ quotaPerDay: 2, idempotency: idem });
+    const a = testAdmission({ quotaPerDay: 2, idempotency: idem });
     const out = await writer.admit(
       [
-        a,
+        intakeEntry(a),
         admission({ quotaPerDay: 2, idempotency: idem }),
         admission({ quotaPerDay: 2 }),
         admission({ quotaPerDay: 2 }),
@@ -56,7 +56,7 @@ describe('SyncIntakeWriter (IntakeStore.admit on a synchronous connection)', () 
   test('a failed batch is rolled back whole and the connection goes on', async () => {
     const { writer, intake } = await setup();
     const bad = admission();
-    (bad.body as { requestId: string }).requestId = 'F'.repeat(64);
+    bad.requestId = 'F'.repeat(64);
     await expect(writer.admit([admission(), bad], COORDINATOR, 5)).rejects.toThrow('CHECK constraint');
     expect(await intake.count()).toBe(0);
     expect((await writer.admit([admission()], COORDINATOR, 6))[0]?.kind).toBe('created');

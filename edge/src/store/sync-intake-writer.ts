@@ -1,7 +1,7 @@
 import type { InStatement, InValue } from '@libsql/client';
 import { expandConfig } from '@libsql/core/config';
 import Database from 'libsql';
-import { type Admission, type AdmissionOutcome, decideAndWrite, type SqlRunner } from './intake-store.ts';
+import { type AdmissionOutcome, decideAndWrite, type IntakeEntry, type SqlRunner } from './intake-store.ts';
 
 type Statement = ReturnType<Database.Database['prepare']>;
 
@@ -39,7 +39,7 @@ export class SyncIntakeWriter {
   }
 
   /** One write transaction for the batch: all of it is committed, or none (the error is rethrown). */
-  async admit(batch: readonly Admission[], coordinator: string, now: number): Promise<AdmissionOutcome[]> {
+  async admit(batch: readonly IntakeEntry[], coordinator: string, now: number): Promise<AdmissionOutcome[]> {
     if (batch.length === 0) return [];
     this.#db.exec('BEGIN IMMEDIATE');
     try {
