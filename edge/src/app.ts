@@ -13,22 +13,23 @@ import { mountVerify } from './routes/verify.ts';
 export function createApp(deps: EdgeDeps): Hono {
   const app = new Hono();
 
+  const requests = deps.metrics.counter('synod_http_requests_total', 'HTTP requests', [
+    'method',
+    'route',
+    'status',
+  ]);
+  const duration = deps.metrics.histogram(
+    'synod_http_request_duration_ms',
+    'HTTP request duration',
+    [5, 25, 100, 500, 2_500, 10_000, 60_000],
+    ['route'],
+  );
   app.use(async (c, next) => {
     const started = deps.now();
     await next();
     const route = c.req.routePath || 'unmatched';
-    deps.metrics.inc('synod_http_requests_total', 'HTTP requests', {
-      method: c.req.method,
-      route,
-      status: String(c.res.status),
-    });
-    deps.metrics.observe(
-      'synod_http_request_duration_ms',
-      'HTTP request duration',
-      deps.now() - started,
-      [5, 25, 100, 500, 2_500, 10_000, 60_000],
-      { route },
-    );
+    requests.inc([c.req.method, route, String(c.res.status)]);
+    duration.observe([route], deps.now() - started);
   });
 
   mountPublic(app, deps);

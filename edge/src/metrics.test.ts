@@ -22,6 +22,28 @@ describe('Metrics (Prometheus text format)', () => {
     );
   });
 
+  test('handles with fixed label names write to the same series as inc and observe', () => {
+    const m = new Metrics();
+    const reqs = m.counter('reqs_total', 'Requests', ['route', 'method']);
+    reqs.inc(['/a', 'GET']);
+    m.inc('reqs_total', 'Requests', { method: 'GET', route: '/a' }, 2);
+    reqs.inc(['/a', 'POST'], 5);
+    const d = m.histogram('d_ms', 'Duration', [5, 25], ['route']);
+    d.observe(['/x'], 3);
+    m.observe('d_ms', 'Duration', 30, [5, 25], { route: '/x' });
+    const none = m.counter('plain_total', 'No labels', []);
+    none.inc([]);
+    none.inc([], 2);
+    const lines = m.render().split('\n');
+    expect(lines).toContain('reqs_total{method="GET",route="/a"} 3');
+    expect(lines).toContain('reqs_total{method="POST",route="/a"} 5');
+    expect(lines).toContain('d_ms_bucket{route="/x",le="5"} 1');
+    expect(lines).toContain('d_ms_count{route="/x"} 2');
+    expect(lines).toContain('d_ms_sum{route="/x"} 33');
+    expect(lines).toContain('plain_total 3');
+    expect(() => reqs.inc(['/a'])).toThrow(RangeError);
+  });
+
   test('label values are escaped', () => {
     const m = new Metrics();
     m.set('g', 'Gauge', 7, { v: 'a"b\\c\nd' });

@@ -79,17 +79,34 @@ export class Metrics {
 
   observe(name: string, help: string, value: number, buckets: readonly number[], labels: Labels = {}): void {
     const s = this.#get(name, 'histogram', help, buckets);
-    const k = this.#key(s, labels);
-    let h = s.histograms.get(k);
-    if (h === undefined) {
-      h = { counts: new Array<number>(s.buckets.length + 1).fill(0), sum: 0 };
-      s.histograms.set(k, h);
-    }
-    const b = s.buckets;
-    for (let i = 0; i < b.length; i++)
-      if (value <= (b[i] as number)) h.counts[i] = (h.counts[i] as number) + 1;
-    h.counts[b.length] = (h.counts[b.length] as number) + 1;
-    h.sum += value;
+    record(histogramOf(s, this.#key(s, labels)), s.buckets, value);
+  }
+
+  /**
+   * A counter with fixed label names, for hot paths: `inc` takes the label values in that order and
+   * finds the series without building a key (one map per label). Same series as `inc(name, …)`.
+   */
+  counter(name: string, help: string, labelNames: readonly string[]): CounterHandle {
+    const s = this.#get(name, 'counter', help);
+    const keys = new LabelTree(labelNames, (k) => k);
+    return {
+      inc: (values, by = 1) => {
+        const k = keys.get(values);
+        s.values.set(k, (s.values.get(k) ?? 0) + by);
+      },
+    };
+  }
+
+  /** A histogram with fixed label names (see `counter`). */
+  histogram(
+    name: string,
+    help: string,
+    buckets: readonly number[],
+    labelNames: readonly string[],
+  ): HistogramHandle {
+    const s = this.#get(name, 'histogram', help, buckets);
+    const histograms = new LabelTree(labelNames, (k) => histogramOf(s, k));
+    return { observe: (values, value) => record(histograms.get(values), s.buckets, value) };
   }
 
   render(): string {
@@ -107,6 +124,72 @@ export class Metrics {
       }
     }
     return `${lines.join('\n')}\n`;
+  }
+}
+
+export interface CounterHandle {
+  /** Label values in the order of the handle's label names. */
+  inc(values: readonly string[], by?: number): void;
+}
+
+export interface HistogramHandle {
+  observe(values: readonly string[], value: number): void;
+}
+
+function histogramOf(s: Series, key: string): Histogram {
+  let h = s.histograms.get(key);
+  if (h === undefined) {
+    h = { counts: new Array<number>(s.buckets.length + 1).fill(0), sum: 0 };
+    s.histograms.set(key, h);
+  }
+  return h;
+}
+
+function record(h: Histogram, buckets: readonly number[], value: number): void {
+  for (let i = 0; i < buckets.length; i++)
+    if (value <= (buckets[i] as number)) h.counts[i] = (h.counts[i] as number) + 1;
+  h.counts[buckets.length] = (h.counts[buckets.length] as number) + 1;
+  h.sum += value;
+}
+
+/** What a handle keeps per label set, found by walking one map per label value. */
+class LabelTree<T> {
+  readonly #root = new Map<string, unknown>();
+  #none: T | undefined;
+
+  constructor(
+    private readonly names: readonly string[],
+    private readonly make: (expositionKey: string) => T,
+  ) {}
+
+  get(values: readonly string[]): T {
+    const n = this.names.length;
+    if (values.length !== n) throw new RangeError(`expected ${n} label values, got ${values.length}`);
+    if (n === 0) {
+      this.#none ??= this.make('');
+      return this.#none;
+    }
+    let node = this.#root;
+    for (let i = 0; i < n - 1; i++) {
+      const v = values[i] as string;
+      let next = node.get(v) as Map<string, unknown> | undefined;
+      if (next === undefined) {
+        next = new Map();
+        node.set(v, next);
+      }
+      node = next;
+    }
+    const v = values[n - 1] as string;
+    let leaf = node.get(v) as T | undefined;
+    if (leaf === undefined) {
+      const labels: Labels = {};
+      this.names.forEach((name, i) => {
+        labels[name] = values[i] as string;
+      });
+      leaf = this.make(keyOf(labels));
+      node.set(v, leaf);
+    }
+    return leaf;
   }
 }
 
