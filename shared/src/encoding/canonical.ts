@@ -59,15 +59,7 @@ function invalid(path: readonly (string | number)[], what: string): SynodError {
  * as soon as one is not (the caller then copies); throws, with the path, on a value no JSON can hold.
  */
 function isSortedJson(value: unknown, path: (string | number)[]): boolean {
-  if (value === null || typeof value === 'boolean') return true;
-  if (typeof value === 'string') {
-    if (!wellFormed(value)) throw invalid(path, 'lone surrogate in a string');
-    return true;
-  }
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw invalid(path, 'non-finite number');
-    return true;
-  }
+  if (isScalar(value, path)) return true;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       path.push(i);
@@ -77,44 +69,28 @@ function isSortedJson(value: unknown, path: (string | number)[]): boolean {
     }
     return true;
   }
-  if (typeof value === 'object') {
-    const proto = Object.getPrototypeOf(value);
-    if (proto !== Object.prototype && proto !== null)
-      throw invalid(path, 'only plain objects can be encoded');
-    const keys = Object.keys(value);
-    // Order first, so an invalid member is reported at the same path as by `sortedCopy`.
-    for (let i = 0; i < keys.length; i++) {
-      const k = keys[i] as string;
-      if (i > 0 && !((keys[i - 1] as string) < k)) return false;
-      const first = k.charCodeAt(0);
-      if (first >= 48 && first <= 57) return false;
-      if ((value as Record<string, unknown>)[k] === undefined) return false;
-    }
-    for (const k of keys) {
-      const v = (value as Record<string, unknown>)[k];
-      path.push(k);
-      if (!wellFormed(k)) throw invalid(path, 'lone surrogate in a key');
-      const ok = isSortedJson(v, path);
-      path.pop();
-      if (!ok) return false;
-    }
-    return true;
+  const keys = Object.keys(plainObject(value, path));
+  // Order first, so an invalid member is reported at the same path as by `sortedCopy`.
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i] as string;
+    if (i > 0 && !((keys[i - 1] as string) < k)) return false;
+    if (indexLike(k)) return false;
+    if ((value as Record<string, unknown>)[k] === undefined) return false;
   }
-  throw invalid(path, `${typeof value} cannot be encoded`);
+  for (const k of keys) {
+    path.push(k);
+    if (!wellFormed(k)) throw invalid(path, 'lone surrogate in a key');
+    const ok = isSortedJson((value as Record<string, unknown>)[k], path);
+    path.pop();
+    if (!ok) return false;
+  }
+  return true;
 }
 
 /** Check all of `value` and copy it with every object's keys sorted (UTF-16 code units). */
 function sortedCopy(value: unknown, walk: Walk): unknown {
   const path = walk.path;
-  if (value === null || typeof value === 'boolean') return value;
-  if (typeof value === 'string') {
-    if (!wellFormed(value)) throw invalid(path, 'lone surrogate in a string');
-    return value;
-  }
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw invalid(path, 'non-finite number');
-    return value;
-  }
+  if (isScalar(value, path)) return value;
   if (Array.isArray(value)) {
     const out: unknown[] = new Array(value.length);
     for (let i = 0; i < value.length; i++) {
@@ -124,24 +100,45 @@ function sortedCopy(value: unknown, walk: Walk): unknown {
     }
     return out;
   }
-  if (typeof value === 'object') {
-    const proto = Object.getPrototypeOf(value);
-    if (proto !== Object.prototype && proto !== null)
-      throw invalid(path, 'only plain objects can be encoded');
-    const keys = Object.keys(value).sort();
-    // No prototype, so a `__proto__` key is an own member like any other.
-    const out: Record<string, unknown> = Object.create(null);
-    for (const k of keys) {
-      const v = (value as Record<string, unknown>)[k];
-      if (v === undefined) continue;
-      path.push(k);
-      if (!wellFormed(k)) throw invalid(path, 'lone surrogate in a key');
-      out[k] = sortedCopy(v, walk);
-      path.pop();
-      const first = k.charCodeAt(0);
-      if (first >= 48 && first <= 57) walk.indexLike = true;
-    }
-    return out;
+  const keys = Object.keys(plainObject(value, path)).sort();
+  // No prototype, so a `__proto__` key is an own member like any other.
+  const out: Record<string, unknown> = Object.create(null);
+  for (const k of keys) {
+    const v = (value as Record<string, unknown>)[k];
+    if (v === undefined) continue;
+    path.push(k);
+    if (!wellFormed(k)) throw invalid(path, 'lone surrogate in a key');
+    out[k] = sortedCopy(v, walk);
+    path.pop();
+    if (indexLike(k)) walk.indexLike = true;
   }
-  throw invalid(path, `${typeof value} cannot be encoded`);
+  return out;
+}
+
+/** True for null, a boolean, a well-formed string or a finite number; false for an array or object. */
+function isScalar(value: unknown, path: readonly (string | number)[]): boolean {
+  if (value === null || typeof value === 'boolean') return true;
+  if (typeof value === 'string') {
+    if (!wellFormed(value)) throw invalid(path, 'lone surrogate in a string');
+    return true;
+  }
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw invalid(path, 'non-finite number');
+    return true;
+  }
+  return false;
+}
+
+/** `value` if it is a plain object (not an array); throws with the path otherwise. */
+function plainObject(value: unknown, path: readonly (string | number)[]): object {
+  if (typeof value !== 'object' || value === null) throw invalid(path, `${typeof value} cannot be encoded`);
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) throw invalid(path, 'only plain objects can be encoded');
+  return value;
+}
+
+/** A key that starts with a digit: JavaScript may order it before the others, as an array index. */
+function indexLike(k: string): boolean {
+  const first = k.charCodeAt(0);
+  return first >= 48 && first <= 57;
 }
