@@ -49,6 +49,15 @@ export function checkState(state: BaseState, role: BaseState['role']): void {
   }
 }
 
+/** The fields every machine's state starts with: no timers, nothing to publish, no outcome yet. */
+export function newBaseState<R extends BaseState['role']>(
+  role: R,
+  self: string,
+  requestId: string,
+): BaseState & { role: R } {
+  return { v: STATE_VERSION, role, self, requestId, timers: {}, outbox: [], outcome: null };
+}
+
 /** The id a packet signed by `self` will have: packet ids cover (v, type, from, body), not the signature. */
 export function ownPacketId<T extends PublishedType>(self: string, type: T, body: BodyOf[T]): string {
   return packetId({ v: PROTOCOL_VERSION, type, from: self, body } as AnyPacket);

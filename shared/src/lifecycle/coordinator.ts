@@ -17,6 +17,7 @@ import {
   driverError,
   finishDone,
   finishExpired,
+  newBaseState,
   publish,
   rearm,
   receive,
@@ -27,15 +28,7 @@ import {
   settleOutgoing,
   takeTimer,
 } from './common.ts';
-import {
-  type BaseState,
-  type CoordinatorEvent,
-  type Effect,
-  type Received,
-  STATE_VERSION,
-  type TimerName,
-  type Transition,
-} from './types.ts';
+import type { BaseState, CoordinatorEvent, Effect, Received, TimerName, Transition } from './types.ts';
 
 /**
  * The coordinator: the request's author (a relay, the chain watcher, or a requesting peer). It publishes
@@ -100,13 +93,7 @@ export function startCoordinator(
     driverError('the request is already past its seal deadline', { now: input.now, sealAt });
   }
   const s: CoordinatorState = {
-    v: STATE_VERSION,
-    role: 'coordinator',
-    self: input.self,
-    requestId: body.requestId,
-    timers: {},
-    outbox: [],
-    outcome: null,
+    ...newBaseState('coordinator', input.self, body.requestId),
     phase: 'collecting',
     request: { id: '', body, packet: null },
     commits: [],

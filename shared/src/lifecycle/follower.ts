@@ -1,4 +1,4 @@
-import { checkNow, checkState, driverError, takeTimer } from './common.ts';
+import { checkNow, checkState, driverError, newBaseState, takeTimer } from './common.ts';
 import {
   copyObserverFields,
   emptyObserverFields,
@@ -10,7 +10,7 @@ import {
   observerTimer,
   startObserver,
 } from './observer.ts';
-import { type Effect, type FollowerEvent, STATE_VERSION, type Transition } from './types.ts';
+import type { Effect, FollowerEvent, Transition } from './types.ts';
 
 /**
  * The follower (a requester watching its request, a browser, a verifier): runs no model, tracks the
@@ -33,13 +33,7 @@ export function initFollower(
 ): Transition<FollowerState> {
   checkNow(input.now);
   const s: FollowerState = {
-    v: STATE_VERSION,
-    role: 'follower',
-    self: input.self,
-    requestId: input.requestId,
-    timers: {},
-    outbox: [],
-    outcome: null,
+    ...newBaseState('follower', input.self, input.requestId),
     ...emptyObserverFields(),
   };
   const fx: Effect[] = [];

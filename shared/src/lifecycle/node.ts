@@ -8,6 +8,7 @@ import {
   driverError,
   finishDone,
   finishExpired,
+  newBaseState,
   publish,
   reject,
   setTimer,
@@ -24,15 +25,14 @@ import {
   observerTimer,
   startObserver,
 } from './observer.ts';
-import {
-  type DoneReason,
-  type Effect,
-  type InferenceDoneEvent,
-  type InferenceInput,
-  type NodeEvent,
-  STATE_VERSION,
-  type TimerName,
-  type Transition,
+import type {
+  DoneReason,
+  Effect,
+  InferenceDoneEvent,
+  InferenceInput,
+  NodeEvent,
+  TimerName,
+  Transition,
 } from './types.ts';
 
 /**
@@ -98,13 +98,7 @@ export function initNode(
 ): Transition<NodeState> {
   checkNow(input.now);
   const s: NodeState = {
-    v: STATE_VERSION,
-    role: 'node',
-    self: input.self,
-    requestId: input.requestId,
-    timers: {},
-    outbox: [],
-    outcome: null,
+    ...newBaseState('node', input.self, input.requestId),
     ...emptyObserverFields(),
     work: { phase: 'idle', model: null, inferenceDeadline: null, material: null },
   };
