@@ -29,8 +29,14 @@ describe('admission batches between threads', () => {
     const e = intakeEntry(testAdmission());
     expect(() => encodeBatch([{ ...e, bodyJson: '{\n}' }])).toThrow(TypeError);
     const good = encodeBatch([e]);
-    for (const bad of [good.slice(0, -1), `${good}x\n`, good.replace(/^\[/, '["x",'), 'null\n{}\n']) {
-      expect(() => decodeBatch(bad)).toThrow();
+    for (const bad of [
+      good.slice(0, -1),
+      `${good}x\n`,
+      good.replace(/^\[/, '["x",'),
+      'null\n{}\n',
+      '{not json\n{}\n',
+    ]) {
+      expect(() => decodeBatch(bad)).toThrow(TypeError);
     }
   });
 });

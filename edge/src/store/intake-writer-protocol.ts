@@ -64,7 +64,12 @@ export function decodeBatch(text: string): IntakeEntry[] {
   if (lines.pop() !== '' || lines.length % 2 !== 0) throw new TypeError('malformed admission batch');
   const entries: IntakeEntry[] = [];
   for (let i = 0; i < lines.length; i += 2) {
-    const m = JSON.parse(lines[i] as string) as unknown;
+    let m: unknown;
+    try {
+      m = JSON.parse(lines[i] as string);
+    } catch {
+      m = undefined;
+    }
     if (!isEntryMembers(m)) throw new TypeError(`malformed admission batch entry ${i / 2}`);
     const [requestId, callerId, quotaPerDay, day, createdAt, deadline, key, bodyDigest] = m;
     entries.push({
