@@ -1,7 +1,9 @@
 /**
  * Edge benchmark: `bun edge/bench/edge.bench.ts` (root script `bench:edge`). Everything on 127.0.0.1.
- * The load generator is autocannon (npm) in its own Node process, so it does not share the server's
- * event loop; the servers run in this Bun process. Results: a table on stdout and bench-results/edge.json.
+ * The load generator runs in its own process, so it does not share the server's event loop; the servers
+ * run in this Bun process (load-generators.ts): autocannon (npm, under Node) always, and wrk (one
+ * thread) as well when it is on PATH (`apt-get install wrk`; BENCH_LOADGEN=autocannon to skip it).
+ * Results: a table on stdout and bench-results/edge.json.
  *
  * 1. accept: POST /v1/inference at 50 connections for DURATION s against the real relay (startRelay:
  *    libSQL in a file, WAL, synchronous=FULL; every accepted request is committed to the admission log
@@ -11,7 +13,10 @@
  *    Beside it, in the same run and runtime: a bare Hono hello-world (GET / -> "hello") on Bun.serve.
  *    BENCH_ACCEPT_ROUNDS rounds (default 3) of hello-world then a fresh relay, so that a shared machine's
  *    drift falls on both sides; the figure is the round with the median share, with the range beside.
- *    Target: accepted/s >= 30% of hello-world/s.
+ *    Each round runs every load generator in turn, each against its own hello-world and fresh relay.
+ *    The generator's own cost counts: autocannon spends several times wrk's CPU per request, on the
+ *    same 2 cores as the servers, and it caps the hello-world side well below what Bun.serve answers
+ *    with wrk; both shares are printed. Target: accepted/s >= 30% of hello-world/s.
  * 2. verify: POST /v1/verify of a real quorum-5 transcript (made by 5 real nodes, stories260K + USE Lite,
  *    in memory) at 50 connections, transcripts/s; beside it the raw cost of that transcript's signature
  *    checks alone (Ed25519 verify of each packet's signed bytes, precomputed, same backend and the same
@@ -38,6 +43,7 @@ import { createApiKey } from '../src/auth/api-keys.ts';
 import { startRelay } from '../src/runtime/bun.ts';
 import { startTestNetwork } from '../src/test-helpers.ts';
 import { freePort, stopProcess, waitUntil } from '../src/test-servers.ts';
+import { availableGenerators, type LoadGenerator, type LoadRequest, runLoad } from './load-generators.ts';
 
 const REPO = resolve(import.meta.dir, '../..');
 const DURATION = Number(process.env['BENCH_DURATION_S'] ?? 10);
@@ -45,58 +51,11 @@ const CONNECTIONS = 50;
 const LATENCY_SAMPLES = Number(process.env['BENCH_LATENCY_SAMPLES'] ?? 30);
 const ACCEPT_ROUNDS = Math.max(1, Number(process.env['BENCH_ACCEPT_ROUNDS'] ?? 3));
 const NO_LIMITS = { rateLimit: { ratePerSecond: 1e9, burst: 1e9 } };
-
-interface Cannon {
-  ok: number;
-  non2xx: number;
-  errors: number;
-  perSecond: number;
-  p50: number;
-  p99: number;
-}
-
-/** Run autocannon (under Node, in its own process) and summarize its JSON result. */
-async function cannon(
-  url: string,
-  o: { method?: string; body?: string; headers?: Record<string, string> } = {},
-): Promise<Cannon> {
-  const dir = mkdtempSync(join(tmpdir(), 'synod-bench-'));
-  const args = [
-    join(REPO, 'node_modules/autocannon/autocannon.js'),
-    '-c',
-    String(CONNECTIONS),
-    '-d',
-    String(DURATION),
-    '-j',
-  ];
-  if (o.method) args.push('-m', o.method);
-  for (const [k, v] of Object.entries(o.headers ?? {})) args.push('-H', `${k}=${v}`);
-  if (o.body !== undefined) {
-    const f = join(dir, 'body.json');
-    writeFileSync(f, o.body);
-    args.push('-i', f);
-  }
-  args.push(url);
-  const p = Bun.spawn(['node', ...args], { stdout: 'pipe', stderr: 'ignore' });
-  const out = await new Response(p.stdout).text();
-  await p.exited;
-  rmSync(dir, { recursive: true, force: true });
-  const j = JSON.parse(out) as {
-    '2xx': number;
-    non2xx: number;
-    errors: number;
-    duration: number;
-    latency: { p50: number; p99: number };
-  };
-  return {
-    ok: j['2xx'],
-    non2xx: j.non2xx,
-    errors: j.errors,
-    perSecond: j['2xx'] / j.duration,
-    p50: j.latency.p50,
-    p99: j.latency.p99,
-  };
-}
+const GENERATORS: LoadGenerator[] = process.env['BENCH_LOADGEN']
+  ? (process.env['BENCH_LOADGEN'].split(',') as LoadGenerator[])
+  : availableGenerators();
+const LOAD = { connections: CONNECTIONS, durationSeconds: DURATION, repo: REPO };
+const cannon = (url: string, req: LoadRequest = {}) => runLoad('autocannon', url, req, LOAD);
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -108,10 +67,10 @@ const r1 = (x: number) => Math.round(x * 10) / 10;
 // ---------------------------------------------------------------------------------------------------
 // 1. accept vs hello-world, in rounds (hello-world, then a fresh relay) so drift of a shared machine
 //    during the run falls on both sides; the median round's share is the figure.
-async function acceptRound(embedder: EmbeddingModelRef) {
+async function acceptRound(embedder: EmbeddingModelRef, tool: LoadGenerator) {
   const hello = new Hono().get('/', (c) => c.text('hello'));
   const helloServer = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: hello.fetch });
-  const helloRes = await cannon(`http://127.0.0.1:${helloServer.port}/`);
+  const helloRes = await runLoad(tool, `http://127.0.0.1:${helloServer.port}/`, {}, LOAD);
   helloServer.stop(true);
 
   const dir = mkdtempSync(join(tmpdir(), 'synod-bench-relay-'));
@@ -126,11 +85,16 @@ async function acceptRound(embedder: EmbeddingModelRef) {
   });
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
   await relay.store.createApiKey({ id: k.id, hash: k.hash, label: 'bench', quotaPerDay: 1e9 }, Date.now());
-  const acceptRes = await cannon(`${relay.url}/v1/inference`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` },
-    body: JSON.stringify({ prompt: 'Once upon a time', params: { maxTokens: 16 } }),
-  });
+  const acceptRes = await runLoad(
+    tool,
+    `${relay.url}/v1/inference`,
+    {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` },
+      body: JSON.stringify({ prompt: 'Once upon a time', params: { maxTokens: 16 } }),
+    },
+    LOAD,
+  );
   await Bun.sleep(1_000); // let requests in flight when autocannon stopped finish
   // The writer thread's transactions (the HTTP thread's handovers are smaller batches of the same).
   const groupCommit = (await relay.admissionWriter?.stats()) ?? relay.admissions.stats();
@@ -149,15 +113,23 @@ async function benchAccept() {
   const serving = await loadTestServing();
   const embedder = serving.embedder;
   await serving.close();
-  const rounds: Awaited<ReturnType<typeof acceptRound>>[] = [];
-  for (let i = 0; i < ACCEPT_ROUNDS; i++) rounds.push(await acceptRound(embedder));
-  const byShare = [...rounds].sort((a, b) => a.share - b.share);
-  const median = byShare[Math.floor((byShare.length - 1) / 2)] as (typeof rounds)[number];
-  return {
-    ...median,
-    shareRange: [byShare[0]?.share ?? Number.NaN, byShare.at(-1)?.share ?? Number.NaN],
-    rounds: rounds.map((r) => ({ hello: r.hello.perSecond, accept: r.accept.perSecond, share: r.share })),
-  };
+  const rounds = new Map<LoadGenerator, Awaited<ReturnType<typeof acceptRound>>[]>(
+    GENERATORS.map((g) => [g, []]),
+  );
+  for (let i = 0; i < ACCEPT_ROUNDS; i++) {
+    for (const tool of GENERATORS) rounds.get(tool)?.push(await acceptRound(embedder, tool));
+  }
+  return GENERATORS.map((tool) => {
+    const all = rounds.get(tool) ?? [];
+    const byShare = [...all].sort((a, b) => a.share - b.share);
+    const median = byShare[Math.floor((byShare.length - 1) / 2)] as (typeof all)[number];
+    return {
+      tool,
+      ...median,
+      shareRange: [byShare[0]?.share ?? Number.NaN, byShare.at(-1)?.share ?? Number.NaN],
+      rounds: all.map((r) => ({ hello: r.hello.perSecond, accept: r.accept.perSecond, share: r.share })),
+    };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -395,27 +367,27 @@ const accept = PARTS.has('accept') ? await benchAccept() : null;
 const verify = PARTS.has('verify') ? await benchVerify() : null;
 const latency = PARTS.has('latency') ? await benchLatency() : null;
 
-const acceptShare = accept ? accept.share : Number.NaN;
 const verifyRatio = verify ? verify.rawPerSecond / verify.endpoint.perSecond : Number.NaN;
 const rows: [string, string, string, string][] = [['metric', 'value', 'beside', 'target']];
-if (accept) {
+for (const a of accept ?? []) {
+  const by = `${a.tool}${a.tool === 'wrk' ? ' -t1' : ''}`;
   rows.push(
     [
-      `hello-world GET / (Hono, Bun.serve), ${CONNECTIONS} conns`,
-      `${Math.round(accept.hello.perSecond)} req/s, p50 ${accept.hello.p50} ms, p99 ${accept.hello.p99} ms`,
+      `hello-world GET / (Hono, Bun.serve), ${CONNECTIONS} conns, ${by}`,
+      `${Math.round(a.hello.perSecond)} req/s, p50 ${r1(a.hello.p50)} ms, p99 ${r1(a.hello.p99)} ms`,
       '',
       '',
     ],
     [
-      `POST /v1/inference accepted, ${CONNECTIONS} conns (libSQL file)`,
-      `${Math.round(accept.accept.perSecond)} req/s, p50 ${accept.accept.p50} ms, p99 ${accept.accept.p99} ms`,
-      `${r1(acceptShare * 100)}% of hello-world, median of ${accept.rounds.length} rounds (${r1((accept.shareRange[0] ?? 0) * 100)}-${r1((accept.shareRange[1] ?? 0) * 100)}%; non-2xx ${accept.accept.non2xx}, errors ${accept.accept.errors})`,
-      `>= 30%: ${acceptShare >= 0.3 ? 'met' : 'NOT met'}`,
+      `POST /v1/inference accepted, ${CONNECTIONS} conns (libSQL file), ${by}`,
+      `${Math.round(a.accept.perSecond)} req/s, p50 ${r1(a.accept.p50)} ms, p99 ${r1(a.accept.p99)} ms`,
+      `${r1(a.share * 100)}% of hello-world, median of ${a.rounds.length} rounds (${r1((a.shareRange[0] ?? 0) * 100)}-${r1((a.shareRange[1] ?? 0) * 100)}%; non-2xx ${a.accept.non2xx}, errors ${a.accept.errors})`,
+      `>= 30%: ${a.share >= 0.3 ? 'met' : 'NOT met'}`,
     ],
     [
       '  admission group commits',
-      `${accept.groupCommit.batches} transactions, mean ${r1(accept.groupCommit.admissions / Math.max(1, accept.groupCommit.batches))} requests each, largest ${accept.groupCommit.largest}`,
-      `stored: ${accept.queued} queued, ${accept.dispatched} dispatched to the network`,
+      `${a.groupCommit.batches} transactions, mean ${r1(a.groupCommit.admissions / Math.max(1, a.groupCommit.batches))} requests each, largest ${a.groupCommit.largest}`,
+      `stored: ${a.queued} queued, ${a.dispatched} dispatched to the network`,
       '',
     ],
   );
@@ -447,7 +419,7 @@ const result = {
   machine: { cpus: cpus().length, model: cpus()[0]?.model, bun: Bun.version },
   durationSeconds: DURATION,
   connections: CONNECTIONS,
-  accept: accept && { ...accept, shareOfHelloWorld: acceptShare, target: 0.3 },
+  accept: accept?.map((a) => ({ ...a, shareOfHelloWorld: a.share, target: 0.3 })) ?? null,
   verify: verify && { ...verify, rawOverEndpoint: verifyRatio, target: 1.5 },
   latency: latency && { ...latency, targetOverheadP50Ms: 250 },
 };
