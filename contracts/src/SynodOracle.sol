@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @notice What a contract implements to receive Synod answers: called once per request, when the
+/// request is fulfilled (`fulfilled` true: `answer` is the verdict's winning output) or refunded
+/// (`fulfilled` false: `answer` is the reason code, digests zero). A reverting or out-of-gas callback
+/// does not undo the settlement; the oracle records `callbackOk = false` in its event instead.
+interface ISynodConsumer {
+    function onLLMResult(
+        uint256 requestNo,
+        bool fulfilled,
+        string calldata answer,
+        bytes32 verdictDigest,
+        bytes32 transcriptRoot
+    ) external;
+}
+
+/// @title SynodOracle: smart contracts ask the Synod network with `callLLM`.
+/// @notice A request is an event (`LLMRequested`) that Synod's chain watcher turns into a network
+/// request whose id is `<chainId>:<this contract>:<requestNo>`. The watcher's bridge account settles it
+/// exactly once: `fulfill` with the verdict's winning output, its digest and the transcript's Merkle
+/// root (anyone can re-verify the transcript at the relay's public `/v1/verify/<id>`), or `refund` with
+/// a reason. After the deadline anyone may refund a request still pending. Fees are paid out by
+/// withdrawal (`withdraw`), never pushed. A consumer contract's callback always gets its full
+/// `callbackGasLimit`: a settlement sent with less gas reverts (`InsufficientGasForCallback`).
+contract SynodOracle {
+    enum Status {
+        None,
+        Pending,
+        Fulfilled,
+        Refunded
+    }
+
+    struct Request {
+        address requester;
+        uint96 fee;
+        uint64 deadline;
+        Status status;
+    }
+
+    /// Bounds mirrored from the protocol (shared/src/packets): a request outside them is refused here
+    /// rather than refunded later.
+    uint256 public constant MAX_PROMPT_BYTES = 32_768;
+    uint256 public constant MAX_MODELS = 16;
+    uint256 public constant MAX_MODEL_ID_BYTES = 128;
+    uint32 public constant MAX_TOKENS = 4096;
+    uint16 public constant MAX_QUORUM = 64;
+    uint16 public constant MAX_TEMPERATURE_CENTI = 200;
+
+    address public owner;
+    /// The chain watcher's account: the only one that may fulfill, and that may refund at any time.
+    address public bridge;
+    uint256 public minFee;
+    /// Seconds from `callLLM` until anyone may refund a request that is still pending.
+    uint64 public timeout;
+    /// Gas given to a consumer's `onLLMResult`.
+    uint32 public callbackGasLimit;
+    /// Gas the call itself costs beyond what it forwards (cold account access, memory, the try frame).
+    uint256 private constant CALLBACK_CALL_OVERHEAD = 10_000;
+
+    uint256 public nextRequestNo = 1;
+    mapping(uint256 requestNo => Request) public requests;
+    /// Fees earned by the bridge and fees refunded to requesters, waiting for `withdraw`.
+    mapping(address account => uint256 wei_) public balances;
+
+    event LLMRequested(
+        uint256 indexed requestNo,
+        address indexed requester,
+        string prompt,
+        string[] acceptedModels,
+        uint32 maxTokens,
+        uint16 temperatureCenti,
+        uint16 quorum,
+        uint256 fee,
+        uint64 deadline
+    );
+    event LLMFulfilled(
+        uint256 indexed requestNo, string answer, bytes32 verdictDigest, bytes32 transcriptRoot, bool callbackOk
+    );
+    event LLMRefunded(uint256 indexed requestNo, string reason, bool callbackOk);
+    event BridgeChanged(address indexed bridge);
+    event Withdrawn(address indexed account, uint256 amount);
+
+    error NotOwner();
+    error NotBridge();
+    error NotPending(uint256 requestNo);
+    error NotExpired(uint256 requestNo, uint64 deadline);
+    error FeeTooLow(uint256 required);
+    error FeeTooHigh();
+    error BadPrompt();
+    error BadModels();
+    error BadParams();
+    error NothingToWithdraw();
+    error TransferFailed();
+    error InsufficientGasForCallback(uint256 required);
+
+    constructor(address bridge_, uint256 minFee_, uint64 timeout_, uint32 callbackGasLimit_) {
+        owner = msg.sender;
+        bridge = bridge_;
+        minFee = minFee_;
+        timeout = timeout_;
+        callbackGasLimit = callbackGasLimit_;
+        emit BridgeChanged(bridge_);
+    }
+
+    function setBridge(address bridge_) external {
+        if (msg.sender != owner) revert NotOwner();
+        bridge = bridge_;
+        emit BridgeChanged(bridge_);
+    }
+
+    /// @notice Ask the network. `temperatureCenti` is the sampling temperature in hundredths (0 = greedy).
+    /// @return requestNo The number the answer will carry (`onLLMResult`, `LLMFulfilled`).
+    function callLLM(
+        string calldata prompt,
+        string[] calldata acceptedModels,
+        uint32 maxTokens,
+        uint16 temperatureCenti,
+        uint16 quorum
+    ) external payable returns (uint256 requestNo) {
+        if (msg.value < minFee) revert FeeTooLow(minFee);
+        if (msg.value > type(uint96).max) revert FeeTooHigh();
+        uint256 promptBytes = bytes(prompt).length;
+        if (promptBytes == 0 || promptBytes > MAX_PROMPT_BYTES) revert BadPrompt();
+        if (acceptedModels.length == 0 || acceptedModels.length > MAX_MODELS) revert BadModels();
+        for (uint256 i = 0; i < acceptedModels.length; i++) {
+            uint256 n = bytes(acceptedModels[i]).length;
+            if (n == 0 || n > MAX_MODEL_ID_BYTES) revert BadModels();
+        }
+        if (maxTokens == 0 || maxTokens > MAX_TOKENS) revert BadParams();
+        if (temperatureCenti > MAX_TEMPERATURE_CENTI) revert BadParams();
+        if (quorum == 0 || quorum > MAX_QUORUM) revert BadParams();
+
+        requestNo = nextRequestNo++;
+        uint64 deadline = uint64(block.timestamp) + timeout;
+        requests[requestNo] =
+            Request({requester: msg.sender, fee: uint96(msg.value), deadline: deadline, status: Status.Pending});
+        emit LLMRequested(
+            requestNo, msg.sender, prompt, acceptedModels, maxTokens, temperatureCenti, quorum, msg.value, deadline
+        );
+    }
+
+    /// @notice Settle a request with the network's verdict (bridge only, once).
+    function fulfill(uint256 requestNo, string calldata answer, bytes32 verdictDigest, bytes32 transcriptRoot)
+        external
+    {
+        if (msg.sender != bridge) revert NotBridge();
+        Request storage r = requests[requestNo];
+        if (r.status != Status.Pending) revert NotPending(requestNo);
+        r.status = Status.Fulfilled;
+        balances[bridge] += r.fee;
+        bool ok = _callback(r.requester, requestNo, true, answer, verdictDigest, transcriptRoot);
+        emit LLMFulfilled(requestNo, answer, verdictDigest, transcriptRoot, ok);
+    }
+
+    /// @notice Return a request's fee to its requester (the bridge at any time, anyone after the deadline;
+    /// once).
+    function refund(uint256 requestNo, string calldata reason) external {
+        Request storage r = requests[requestNo];
+        if (r.status != Status.Pending) revert NotPending(requestNo);
+        if (msg.sender != bridge && block.timestamp <= r.deadline) revert NotExpired(requestNo, r.deadline);
+        r.status = Status.Refunded;
+        balances[r.requester] += r.fee;
+        bool ok = _callback(r.requester, requestNo, false, reason, bytes32(0), bytes32(0));
+        emit LLMRefunded(requestNo, reason, ok);
+    }
+
+    /// @notice Pay out the caller's balance (earned fees, or refunds).
+    function withdraw() external {
+        uint256 amount = balances[msg.sender];
+        if (amount == 0) revert NothingToWithdraw();
+        balances[msg.sender] = 0;
+        (bool sent,) = payable(msg.sender).call{value: amount}("");
+        if (!sent) revert TransferFailed();
+        emit Withdrawn(msg.sender, amount);
+    }
+
+    function _callback(
+        address requester,
+        uint256 requestNo,
+        bool fulfilled,
+        string calldata answer,
+        bytes32 verdictDigest,
+        bytes32 transcriptRoot
+    ) private returns (bool) {
+        if (requester.code.length == 0) return true;
+        // The EVM forwards at most 63/64 of the gas left: with less than this the consumer would get less
+        // than `callbackGasLimit`, fail, and lose its answer for good. Revert instead, so a caller (and gas
+        // estimation) must supply enough.
+        uint256 required = uint256(callbackGasLimit) * 64 / 63 + CALLBACK_CALL_OVERHEAD;
+        if (gasleft() < required) revert InsufficientGasForCallback(required);
+        try ISynodConsumer(requester).onLLMResult{gas: callbackGasLimit}(
+            requestNo, fulfilled, answer, verdictDigest, transcriptRoot
+        ) {
+            return true;
+        } catch {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,10 @@
+export { type AnvilOptions, anvilBinary, type RunningAnvil, startAnvil } from './anvil.ts';
+export {
+  type CompiledContract,
+  compileOracle,
+  compileSolidity,
+  oracleSource,
+  SolidityCompileError,
+} from './compile.ts';
+export { deployOracle, type OracleSettings } from './deploy.ts';
+export { synodOracleAbi } from './oracle-abi.ts';
