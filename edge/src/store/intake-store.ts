@@ -1,5 +1,5 @@
 import type { Client, InStatement } from '@libsql/client';
-import { LIMITS, type RequestBody, RequestBodySchema } from '@synod/shared';
+import { CHAIN_REQUEST_ID_RE, LIMITS, type RequestBody, RequestBodySchema } from '@synod/shared';
 import { INTAKE_BLOCK_BITS, intakeIdPrefix } from '@synod/shared/history';
 
 /** One HTTP request to admit: validated and built, charged to a caller. */
@@ -108,12 +108,12 @@ export class IntakeStore {
   }
 
   /**
-   * A queued request by id (any coordinator), or null. One index seek per block of 1,024 queued rows
+   * A queued request by id (any coordinator; a content id or a chain request id), or null. One index seek per block of 1,024 queued rows
    * (`request_intake_lookup_idx`), from the oldest block to the newest, in one statement (CROSS JOIN
    * keeps the block list as the outer loop, so SQLite seeks the index instead of scanning the log).
    */
   async queued(requestId: string): Promise<QueuedRequest | null> {
-    if (!/^[0-9a-f]{64}$/.test(requestId)) return null;
+    if (!/^[0-9a-f]{64}$/.test(requestId) && !CHAIN_REQUEST_ID_RE.test(requestId)) return null;
     const r = await this.client.execute({
       sql: QUEUED_BY_ID,
       args: [intakeIdPrefix(requestId), requestId],

@@ -83,5 +83,23 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
       "DROP INDEX `request_intake_prefix_idx`;",
       "CREATE INDEX `request_intake_lookup_idx` ON `request_intake` ((\"seq\" >> 10),`id_prefix`);"
     ]
+  },
+  {
+    "tag": "0003_chain_bridge",
+    "folderMillis": 1795341475860,
+    "hash": "9cfd282302587cff7a03cd9238c390214ae1871172c4af7d911837bc253e82a4",
+    "statements": [
+      "CREATE TABLE `chain_cursors` (\n\t`chain_id` integer NOT NULL,\n\t`contract` text NOT NULL,\n\t`block_number` integer NOT NULL,\n\t`block_hash` text NOT NULL,\n\t`updated_at` integer NOT NULL,\n\tPRIMARY KEY(`chain_id`, `contract`),\n\tCONSTRAINT \"chain_cursors_block_ck\" CHECK(\"block_number\" >= 0)\n);",
+      "PRAGMA foreign_keys=OFF;",
+      "CREATE TABLE `__new_request_intake` (\n\t`seq` integer PRIMARY KEY NOT NULL,\n\t`id_prefix` integer NOT NULL,\n\t`request_id` text NOT NULL,\n\t`coordinator` text NOT NULL,\n\t`caller_id` text NOT NULL,\n\t`body` text NOT NULL,\n\t`created_at` integer NOT NULL,\n\t`deadline` integer NOT NULL,\n\tCONSTRAINT \"request_intake_request_id_ck\" CHECK((length(\"request_id\") = 64 and \"request_id\" not glob '*[^0-9a-f]*') or (length(\"request_id\") <= 128 and \"request_id\" glob '[0-9]*:0x*:[0-9]*'))\n);",
+      "INSERT INTO `__new_request_intake`(\"seq\", \"id_prefix\", \"request_id\", \"coordinator\", \"caller_id\", \"body\", \"created_at\", \"deadline\") SELECT \"seq\", \"id_prefix\", \"request_id\", \"coordinator\", \"caller_id\", \"body\", \"created_at\", \"deadline\" FROM `request_intake`;",
+      "DROP TABLE `request_intake`;",
+      "ALTER TABLE `__new_request_intake` RENAME TO `request_intake`;",
+      "PRAGMA foreign_keys=ON;",
+      "CREATE INDEX `request_intake_lookup_idx` ON `request_intake` ((\"seq\" >> 10),`id_prefix`);",
+      "CREATE INDEX `request_intake_coordinator_idx` ON `request_intake` (`coordinator`,`seq`);",
+      "DROP INDEX `chain_requests_event_uq`;",
+      "CREATE INDEX `chain_requests_event_idx` ON `chain_requests` (`chain_id`,`tx_hash`,`log_index`);"
+    ]
   }
 ];

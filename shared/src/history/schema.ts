@@ -32,6 +32,8 @@ import {
   unique,
   uniqueIndex,
 } from 'drizzle-orm/sqlite-core';
+import { utf8 } from '../encoding/bytes.ts';
+import { sha256Hex } from '../encoding/hash.ts';
 import type { Frame } from '../frame/frame.ts';
 import {
   type ChatMessage,
@@ -106,6 +108,14 @@ function oneOf(column: AnySQLiteColumn, values: readonly string[]): SQL {
 /** A sha256 in lowercase hex: 64 characters, none outside [0-9a-f]. */
 function isHex64(column: AnySQLiteColumn): SQL {
   return sql`length(${c(column)}) = 64 and ${c(column)} not glob '*[^0-9a-f]*'`;
+}
+
+/**
+ * A request id: 64 lowercase hex, or a chain request's `<chainId>:<0xcontract>:<requestNo>` (the shape
+ * only; `CHAIN_REQUEST_ID_RE` is the exact rule, applied before anything is written).
+ */
+function isRequestId(column: AnySQLiteColumn): SQL {
+  return sql`(${isHex64(column)}) or (length(${c(column)}) <= 128 and ${c(column)} glob '[0-9]*:0x*:[0-9]*')`;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -562,7 +572,7 @@ export const requestIntake = sqliteTable(
   'request_intake',
   {
     seq: integer('seq').primaryKey(),
-    /** `parseInt(requestId.slice(0, 13), 16)`: see `intakeIdPrefix`. */
+    /** The first 52 bits of the request id (of its sha256, for a chain request): see `intakeIdPrefix`. */
     idPrefix: integer('id_prefix').notNull(),
     requestId: text('request_id').notNull(),
     /** Node id of the relay (or gateway) that will sign and coordinate the request. */
@@ -582,13 +592,18 @@ export const requestIntake = sqliteTable(
       t.idPrefix,
     ),
     index('request_intake_coordinator_idx').on(t.coordinator, t.seq),
-    check('request_intake_request_id_ck', isHex64(t.requestId)),
+    check('request_intake_request_id_ck', isRequestId(t.requestId)),
   ],
 );
 
-/** The `id_prefix` of a request id (64 lowercase hex): its first 13 hex digits, as a safe integer. */
+/**
+ * The `id_prefix` of a request id: its first 13 hex digits, as a safe integer. A chain request id
+ * (`<chainId>:<contract>:<requestNo>`, not hex) takes those of its sha256 instead, so the requests of one
+ * contract spread over the index like any others.
+ */
 export function intakeIdPrefix(requestId: string): number {
-  return Number.parseInt(requestId.slice(0, 13), 16);
+  const hex = /^[0-9a-f]{64}$/.test(requestId) ? requestId : sha256Hex(utf8(requestId));
+  return Number.parseInt(hex.slice(0, 13), 16);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -626,7 +641,8 @@ export const chainRequests = sqliteTable(
   },
   (t) => [
     primaryKey({ name: 'chain_requests_pk', columns: [t.chainId, t.contract, t.requestNo] }),
-    uniqueIndex('chain_requests_event_uq').on(t.chainId, t.txHash, t.logIndex),
+    // Not unique: after a reorg the same transaction and log index can carry another request number.
+    index('chain_requests_event_idx').on(t.chainId, t.txHash, t.logIndex),
     index('chain_requests_status_block_idx').on(t.status, t.blockNumber),
     check('chain_requests_status_ck', oneOf(t.status, CHAIN_REQUEST_STATUSES)),
     check(
@@ -641,6 +657,28 @@ export const chainRequests = sqliteTable(
       'chain_requests_request_id_ck',
       sql`${c(t.requestId)} = cast(${c(t.chainId)} as text) || ':' || ${c(t.contract)} || ':' || ${c(t.requestNo)}`,
     ),
+  ],
+);
+
+/**
+ * How far the chain watcher has read an oracle's events: every `LLMRequested` up to and including this
+ * block (already `confirmations` deep when read) is in `chain_requests`. The block hash lets the watcher
+ * see a reorg deeper than its confirmation depth: when the block at `block_number` no longer has this
+ * hash, it walks back to a block it still agrees on and reads again from there.
+ */
+export const chainCursors = sqliteTable(
+  'chain_cursors',
+  {
+    chainId: integer('chain_id').notNull(),
+    /** Lowercase 0x address of the oracle. */
+    contract: text('contract').notNull(),
+    blockNumber: integer('block_number').notNull(),
+    blockHash: text('block_hash').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [
+    primaryKey({ name: 'chain_cursors_pk', columns: [t.chainId, t.contract] }),
+    check('chain_cursors_block_ck', sql`${c(t.blockNumber)} >= 0`),
   ],
 );
 
@@ -678,6 +716,8 @@ export type IdempotencyRow = typeof idempotency.$inferSelect;
 export type NewIdempotencyRow = typeof idempotency.$inferInsert;
 export type ChainRequestRow = typeof chainRequests.$inferSelect;
 export type NewChainRequestRow = typeof chainRequests.$inferInsert;
+export type ChainCursorRow = typeof chainCursors.$inferSelect;
+export type NewChainCursorRow = typeof chainCursors.$inferInsert;
 
 /** Every table, keyed for `drizzle(client, { schema: historySchema })`. */
 export const historySchema = {
@@ -697,4 +737,5 @@ export const historySchema = {
   idempotency,
   requestIntake,
   chainRequests,
+  chainCursors,
 } as const;

@@ -1,0 +1,31 @@
+CREATE TABLE `chain_cursors` (
+	`chain_id` integer NOT NULL,
+	`contract` text NOT NULL,
+	`block_number` integer NOT NULL,
+	`block_hash` text NOT NULL,
+	`updated_at` integer NOT NULL,
+	PRIMARY KEY(`chain_id`, `contract`),
+	CONSTRAINT "chain_cursors_block_ck" CHECK("block_number" >= 0)
+);
+--> statement-breakpoint
+PRAGMA foreign_keys=OFF;--> statement-breakpoint
+CREATE TABLE `__new_request_intake` (
+	`seq` integer PRIMARY KEY NOT NULL,
+	`id_prefix` integer NOT NULL,
+	`request_id` text NOT NULL,
+	`coordinator` text NOT NULL,
+	`caller_id` text NOT NULL,
+	`body` text NOT NULL,
+	`created_at` integer NOT NULL,
+	`deadline` integer NOT NULL,
+	CONSTRAINT "request_intake_request_id_ck" CHECK((length("request_id") = 64 and "request_id" not glob '*[^0-9a-f]*') or (length("request_id") <= 128 and "request_id" glob '[0-9]*:0x*:[0-9]*'))
+);
+--> statement-breakpoint
+INSERT INTO `__new_request_intake`("seq", "id_prefix", "request_id", "coordinator", "caller_id", "body", "created_at", "deadline") SELECT "seq", "id_prefix", "request_id", "coordinator", "caller_id", "body", "created_at", "deadline" FROM `request_intake`;--> statement-breakpoint
+DROP TABLE `request_intake`;--> statement-breakpoint
+ALTER TABLE `__new_request_intake` RENAME TO `request_intake`;--> statement-breakpoint
+PRAGMA foreign_keys=ON;--> statement-breakpoint
+CREATE INDEX `request_intake_lookup_idx` ON `request_intake` (("seq" >> 10),`id_prefix`);--> statement-breakpoint
+CREATE INDEX `request_intake_coordinator_idx` ON `request_intake` (`coordinator`,`seq`);--> statement-breakpoint
+DROP INDEX `chain_requests_event_uq`;--> statement-breakpoint
+CREATE INDEX `chain_requests_event_idx` ON `chain_requests` (`chain_id`,`tx_hash`,`log_index`);
