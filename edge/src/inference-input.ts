@@ -7,6 +7,7 @@ import {
   InferenceParamsSchema,
   LIMITS,
   ModelIdSchema,
+  type Origin,
   type RequestBody,
   resolveFrame,
   SynodError,
@@ -59,15 +60,20 @@ export function buildRequestBody(
   return buildRequest(raw, defaults, now, random).body;
 }
 
+const HTTP_ORIGIN: Origin = Object.freeze({ kind: 'http' as const });
+
 /**
  * `buildRequestBody`, with the body's canonical JSON text beside it (`withRequestId`): what the accept
- * path stores, made by the same canonicalization that derived the id.
+ * path stores, made by the same canonicalization that derived the id. `origin` is where the request came
+ * from: HTTP by default; the chain watcher passes the on-chain request's origin (its id is then
+ * `<chainId>:<contract>:<requestNo>`).
  */
 export function buildRequest(
   raw: unknown,
   defaults: RequestDefaults,
   now: number,
   random: (n: number) => Uint8Array,
+  origin: Origin = HTTP_ORIGIN,
 ): { body: RequestBody; json: string } {
   const parsed = InferenceInputSchema.safeParse(raw);
   if (!parsed.success) {
@@ -126,7 +132,7 @@ export function buildRequest(
     frame,
     ...(input.messages !== undefined ? { messages: input.messages } : {}),
     nonce: toHex(random(16)),
-    origin: { kind: 'http' as const },
+    origin,
     params,
     ...(input.prompt !== undefined ? { prompt: input.prompt } : {}),
   });

@@ -11,7 +11,8 @@ import { loadOrCreateIdentity } from '@synod/browser-node/cli';
 import { createHeadlessWakuRelay, startGunRelay } from '@synod/browser-node/headless';
 import { isSynodError } from '@synod/shared';
 import { createApiKey, hashApiKey } from './auth/api-keys.ts';
-import { startRelay } from './runtime/bun.ts';
+import { ChainBridgeError } from './chain/chain-watcher.ts';
+import { type ChainBridgeOptions, startRelay } from './runtime/bun.ts';
 
 const USE_LITE = {
   id: 'use-lite-512',
@@ -36,6 +37,12 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --models IDS           models served on the network (comma-separated)    [stories260K]
   --dev-key-file FILE    create an API key once and keep it in FILE (local development only)
   --gateway-secret-env V environment variable with the gateway secret; when set, serve /internal/v1/*
+  --chain-rpc URL        bridge a SynodOracle (contracts/): the chain's JSON-RPC URL
+  --chain-id N           that chain's id (checked against the RPC)
+  --oracle ADDR          the SynodOracle address
+  --bridge-key-env V     environment variable with the oracle's bridge account key [SYNOD_BRIDGE_KEY]
+  --confirmations N      blocks an oracle event must be under before it is acted on [2]
+  --from-block N         first block to read for a new oracle (its deployment block) [0]
                          for edge relays on workerd that forward to this one  [SYNOD_GATEWAY_SECRET]
   --help
 
@@ -90,6 +97,12 @@ async function main(argv: string[]): Promise<number> {
         models: { type: 'string', default: 'stories260K' },
         'dev-key-file': { type: 'string' },
         'gateway-secret-env': { type: 'string', default: 'SYNOD_GATEWAY_SECRET' },
+        'chain-rpc': { type: 'string' },
+        'chain-id': { type: 'string' },
+        oracle: { type: 'string' },
+        'bridge-key-env': { type: 'string', default: 'SYNOD_BRIDGE_KEY' },
+        confirmations: { type: 'string', default: '2' },
+        'from-block': { type: 'string', default: '0' },
         help: { type: 'boolean', default: false },
       },
     }).values;
@@ -118,6 +131,11 @@ async function main(argv: string[]): Promise<number> {
       console.error(`synod-relay: --${name} must be a port number`);
       return 2;
     }
+  }
+  const chain = chainOptions(values);
+  if (typeof chain === 'string') {
+    console.error(`synod-relay: ${chain}`);
+    return 2;
   }
   const dbUrl = values['db'] as string;
   if (dbUrl.startsWith('file:')) mkdirSync(dirname(resolve(dbUrl.slice(5))), { recursive: true });
@@ -159,6 +177,7 @@ async function main(argv: string[]): Promise<number> {
       log,
       heartbeatIntervalMs: 10_000,
       ...(gatewaySecret ? { gatewaySecret } : {}),
+      ...(chain ? { chain } : {}),
     });
     const devKeyFile = values['dev-key-file'] as string | undefined;
     let devKey: string | undefined;
@@ -184,6 +203,7 @@ async function main(argv: string[]): Promise<number> {
       ...(gunRelay ? { gun: gunRelay.url } : {}),
       db: dbUrl.startsWith('file:') ? dbUrl : dbUrl.replace(/\/\/[^@]*@/, '//'),
       ...(devKeyFile ? { devKeyFile } : {}),
+      ...(chain ? { chain: { chainId: chain.chainId, oracle: chain.oracle, rpc: chain.rpcUrl } } : {}),
     });
     await new Promise<void>((r) => {
       process.once('SIGINT', () => r());
@@ -199,11 +219,46 @@ async function main(argv: string[]): Promise<number> {
     log({
       level: 'error',
       msg: 'start failed',
-      code: isSynodError(e) ? e.code : 'INTERNAL',
+      code: isSynodError(e) || e instanceof ChainBridgeError ? e.code : 'INTERNAL',
       err: String((e as Error).message ?? e),
     });
     return 1;
   }
+}
+
+/** The chain bridge flags, all or none: the options, undefined when not bridging, or what is wrong. */
+function chainOptions(
+  values: Record<string, string | boolean | undefined>,
+): ChainBridgeOptions | undefined | string {
+  const rpcUrl = values['chain-rpc'] as string | undefined;
+  const chainId = values['chain-id'] as string | undefined;
+  const oracle = values['oracle'] as string | undefined;
+  if (rpcUrl === undefined && chainId === undefined && oracle === undefined) return undefined;
+  if (rpcUrl === undefined || chainId === undefined || oracle === undefined) {
+    return '--chain-rpc, --chain-id and --oracle go together';
+  }
+  if (!/^https?:\/\//.test(rpcUrl)) return '--chain-rpc must be an http(s) URL';
+  if (!/^[1-9]\d{0,15}$/.test(chainId)) return '--chain-id must be a positive integer';
+  if (!/^0x[0-9a-fA-F]{40}$/.test(oracle)) return '--oracle must be a 0x address';
+  const keyEnv = values['bridge-key-env'] as string;
+  const bridgeKey = process.env[keyEnv];
+  if (!bridgeKey || !/^0x[0-9a-fA-F]{64}$/.test(bridgeKey)) {
+    return `set the bridge account's private key (0x + 64 hex) in $${keyEnv}`;
+  }
+  const confirmations = Number(values['confirmations']);
+  if (!Number.isInteger(confirmations) || confirmations < 0 || confirmations > 1000) {
+    return '--confirmations must be an integer from 0 to 1000';
+  }
+  const fromBlock = values['from-block'] as string;
+  if (!/^\d{1,20}$/.test(fromBlock)) return '--from-block must be a block number';
+  return {
+    rpcUrl,
+    chainId: Number(chainId),
+    oracle: oracle as `0x${string}`,
+    bridgeKey: bridgeKey as `0x${string}`,
+    confirmations,
+    fromBlock: BigInt(fromBlock),
+  };
 }
 
 process.exit(await main(process.argv.slice(2)));

@@ -9,7 +9,7 @@ import { MemoryMachineStore, MemoryNetwork, SynodNode } from '@synod/browser-nod
 import { NodeKey } from '@synod/shared';
 import { loadTestServing, type TestServing } from '../../browser-node/src/node/test-helpers.ts';
 import { createApiKey } from './auth/api-keys.ts';
-import { type RunningRelay, startRelay } from './runtime/bun.ts';
+import { type ChainBridgeOptions, type RunningRelay, startRelay } from './runtime/bun.ts';
 
 export interface TestNetwork {
   relay: RunningRelay;
@@ -21,7 +21,13 @@ export interface TestNetwork {
 }
 
 export async function startTestNetwork(
-  options: { nodes?: number; quotaPerDay?: number; dbUrl?: string; gatewaySecret?: string } = {},
+  options: {
+    nodes?: number;
+    quotaPerDay?: number;
+    dbUrl?: string;
+    gatewaySecret?: string;
+    chain?: ChainBridgeOptions;
+  } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'synod-edge-'));
   const net = new MemoryNetwork();
@@ -58,6 +64,7 @@ export async function startTestNetwork(
     embedders: [serving0.embedder],
     configuredModels: ['stories260K'],
     ...(options.gatewaySecret ? { gatewaySecret: options.gatewaySecret } : {}),
+    ...(options.chain ? { chain: options.chain } : {}),
   });
   for (const n of nodes) await n.start();
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));

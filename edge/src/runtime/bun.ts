@@ -5,8 +5,12 @@ import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql';
 import type { Hono } from 'hono';
 import { getConnInfo } from 'hono/bun';
+import type { Address, Hex } from 'viem';
 import { createApp } from '../app.ts';
 import { ApiKeyCache } from '../auth/api-key-cache.ts';
+import { ChainStore } from '../chain/chain-store.ts';
+import { ChainWatcher } from '../chain/chain-watcher.ts';
+import { bridgeClients } from '../chain/clients.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig } from '../config.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
@@ -21,6 +25,7 @@ import { IntakeWriterThread } from '../store/intake-writer-thread.ts';
 import { applyMigrations } from '../store/migrate.ts';
 import { MIGRATIONS } from '../store/migrations.gen.ts';
 import { SerializedWritesClient } from '../store/serialized-writes.ts';
+import { findRequest, foundView } from '../views.ts';
 
 export interface RelayOptions {
   /** libSQL URL: `file:relay.db` (default embedded file), `http://127.0.0.1:8080` (sqld), `:memory:`. */
@@ -54,6 +59,19 @@ export interface RelayOptions {
    * `:memory:`, a libSQL server and an embedded replica.
    */
   admissionThread?: boolean;
+  /** Bridge a SynodOracle on an EVM chain (see chain/chain-watcher.ts): its requests join the network. */
+  chain?: ChainBridgeOptions;
+}
+
+export interface ChainBridgeOptions {
+  rpcUrl: string;
+  chainId: number;
+  oracle: Address;
+  /** Private key of the oracle's `bridge` account. */
+  bridgeKey: Hex;
+  confirmations?: number;
+  fromBlock?: bigint;
+  pollMs?: number;
 }
 
 export interface RunningRelay {
@@ -68,6 +86,8 @@ export interface RunningRelay {
   admissions: GroupCommit;
   /** The admission writer thread, when admissions are written off the HTTP thread. */
   admissionWriter: IntakeWriterThread | null;
+  /** The chain bridge, when `chain` was given. */
+  chainWatcher: ChainWatcher | null;
   client: Client;
   stop(): Promise<void>;
 }
@@ -227,6 +247,44 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     idleTimeout: 255,
   });
   const port = server.port ?? 0;
+  let chainWatcher: ChainWatcher | null = null;
+  if (o.chain) {
+    const { client: chainClient, wallet } = bridgeClients(o.chain.rpcUrl, o.chain.chainId, o.chain.bridgeKey);
+    chainWatcher = new ChainWatcher({
+      client: chainClient,
+      wallet,
+      oracle: o.chain.oracle,
+      chainId: o.chain.chainId,
+      store: new ChainStore(store.db),
+      lookup: async (id) => {
+        const found = await findRequest(store, intake, id);
+        return found ? foundView(found) : null;
+      },
+      admit: (a) => admissions.admit(a),
+      admitted: (ids) => net.admitted(ids),
+      defaults: async () => ({
+        knownModels: await net.servedModels(),
+        defaultModels: config.defaultModels,
+        embedders: config.embedders,
+      }),
+      ...(o.chain.confirmations !== undefined ? { confirmations: o.chain.confirmations } : {}),
+      ...(o.chain.fromBlock !== undefined ? { fromBlock: o.chain.fromBlock } : {}),
+      ...(o.chain.pollMs !== undefined ? { pollMs: o.chain.pollMs } : {}),
+      now,
+      random,
+      log,
+    });
+    try {
+      await chainWatcher.start();
+    } catch (e) {
+      server.stop(true);
+      await admissionWriter?.close();
+      await dispatcher.stop();
+      await node.close();
+      client.close();
+      throw e;
+    }
+  }
   return {
     url: `http://${o.hostname ?? '127.0.0.1'}:${port}`,
     port,
@@ -238,8 +296,10 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     dispatcher,
     admissions,
     admissionWriter,
+    chainWatcher,
     client,
     async stop() {
+      await chainWatcher?.stop();
       server.stop(true);
       await admissionWriter?.close();
       await dispatcher?.stop();

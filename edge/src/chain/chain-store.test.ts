@@ -1,0 +1,132 @@
+import { afterAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openHistory } from '../runtime/bun.ts';
+import { ChainStore } from './chain-store.ts';
+import type { OracleRequestEvent } from './oracle-request.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'synod-chain-store-'));
+const closers: (() => void)[] = [];
+afterAll(() => {
+  for (const c of closers) c();
+  rmSync(dir, { recursive: true, force: true });
+});
+let n = 0;
+
+async function store(): Promise<ChainStore> {
+  const h = await openHistory(`file:${join(dir, `chain-${n++}.db`)}`);
+  closers.push(() => h.client.close());
+  return new ChainStore(h.store.db);
+}
+
+const ORACLE = { chainId: 31337, contract: '0x5fbdb2315678afecb367f032d93f642f64180aa3' };
+const hash = (b: string) => `0x${b.repeat(32)}` as const;
+
+function event(requestNo: bigint, o: Partial<OracleRequestEvent> = {}): OracleRequestEvent {
+  return {
+    chainId: ORACLE.chainId,
+    contract: ORACLE.contract as `0x${string}`,
+    requestNo,
+    requester: '0x70997970c51812dc3a010c7d01b50e0d17dc79c8',
+    prompt: 'p',
+    acceptedModels: ['m'],
+    maxTokens: 8,
+    temperatureCenti: 0,
+    quorum: 3,
+    fee: 0n,
+    deadline: 0n,
+    txHash: hash('a1'),
+    logIndex: 0,
+    blockNumber: 10n,
+    blockHash: hash('b1'),
+    ...o,
+  };
+}
+const id = (requestNo: bigint) => `${ORACLE.chainId}:${ORACLE.contract}:${requestNo}`;
+
+describe('ChainStore', () => {
+  test('records an event once: new, then known; another event under the number is a conflict', async () => {
+    const s = await store();
+    expect(await s.recordRequest(event(1n), 1)).toBe('new');
+    expect(await s.recordRequest(event(1n), 2)).toBe('known');
+    expect(await s.recordRequest(event(1n, { txHash: hash('a2') }), 3)).toBe('conflict');
+    expect(await s.byRequestId(id(1n))).toMatchObject({
+      requestId: id(1n),
+      requestNo: '1',
+      status: 'pending',
+      txHash: hash('a1'),
+      blockNumber: 10,
+      fulfilledTx: null,
+      createdAt: 1,
+      updatedAt: 1,
+    });
+  });
+
+  test('a reorg marks only unclaimed pending rows at or above the block, and a re-seen event restores them', async () => {
+    const s = await store();
+    await s.recordRequest(event(1n, { blockNumber: 9n }), 1);
+    await s.recordRequest(event(2n, { blockNumber: 10n, logIndex: 1 }), 1);
+    await s.recordRequest(event(3n, { blockNumber: 11n, logIndex: 2 }), 1);
+    await s.recordRequest(event(4n, { blockNumber: 12n, logIndex: 3 }), 1);
+    expect(await s.claim(id(3n), hash('c3'), 2)).toBe(true);
+    expect(await s.claim(id(4n), hash('c4'), 2)).toBe(true);
+    expect(await s.settled(id(4n), 'fulfilled', hash('c4'), 3)).toBe(true);
+    expect(await s.markReorged({ ...ORACLE, contract: `0x${'99'.repeat(20)}` }, 0n, 4)).toBe(0);
+    expect(await s.markReorged(ORACLE, 10n, 4)).toBe(1);
+    const status = async (k: bigint) => (await s.byRequestId(id(k)))?.status;
+    expect([await status(1n), await status(2n), await status(3n), await status(4n)]).toEqual([
+      'pending',
+      'reorged',
+      'pending',
+      'fulfilled',
+    ]);
+    expect(await s.recordRequest(event(2n, { blockNumber: 14n, blockHash: hash('b9') }), 5)).toBe('restored');
+    expect(await s.byRequestId(id(2n))).toMatchObject({
+      status: 'pending',
+      blockNumber: 14,
+      blockHash: hash('b9'),
+    });
+    expect(await s.counts(ORACLE)).toEqual({ pending: 3, fulfilled: 1, refunded: 0, reorged: 0 });
+  });
+
+  test('a claim is taken once, released only by its own hash, and a settled row stays settled', async () => {
+    const s = await store();
+    await s.recordRequest(event(1n), 1);
+    expect(await s.claim(id(1n), hash('c1'), 2)).toBe(true);
+    expect(await s.claim(id(1n), hash('c2'), 2)).toBe(false);
+    await s.release(id(1n), hash('c2'), 3);
+    expect((await s.byRequestId(id(1n)))?.fulfilledTx).toBe(hash('c1'));
+    await s.release(id(1n), hash('c1'), 3);
+    expect((await s.byRequestId(id(1n)))?.fulfilledTx).toBeNull();
+    expect(await s.claim(id(1n), hash('c3'), 4)).toBe(true);
+    expect(await s.settled(id(1n), 'refunded', hash('c3'), 5)).toBe(true);
+    expect(await s.settled(id(1n), 'fulfilled', hash('c4'), 6)).toBe(false);
+    expect(await s.claim(id(1n), hash('c5'), 7)).toBe(false);
+    expect(await s.byRequestId(id(1n))).toMatchObject({ status: 'refunded', fulfilledTx: hash('c3') });
+    expect(await s.pending(ORACLE, 10)).toEqual([]);
+  });
+
+  test('the cursor is stored per oracle and moves with each write', async () => {
+    const s = await store();
+    expect(await s.cursor(ORACLE)).toBeNull();
+    await s.setCursor(ORACLE, 5n, hash('b5'), 1);
+    await s.setCursor(ORACLE, 8n, hash('b8'), 2);
+    expect(await s.cursor(ORACLE)).toEqual({
+      ...ORACLE,
+      blockNumber: 8,
+      blockHash: hash('b8'),
+      updatedAt: 2,
+    });
+    expect(await s.cursor({ ...ORACLE, chainId: 1 })).toBeNull();
+  });
+
+  test('pending rows come oldest block first, then by log index', async () => {
+    const s = await store();
+    await s.recordRequest(event(3n, { blockNumber: 12n, logIndex: 0 }), 1);
+    await s.recordRequest(event(1n, { blockNumber: 11n, logIndex: 5 }), 1);
+    await s.recordRequest(event(2n, { blockNumber: 11n, logIndex: 2, txHash: hash('a2') }), 1);
+    expect((await s.pending(ORACLE, 10)).map((r) => r.requestNo)).toEqual(['2', '1', '3']);
+    expect((await s.pending(ORACLE, 2)).map((r) => r.requestNo)).toEqual(['2', '1']);
+  });
+});

@@ -1,0 +1,211 @@
+import {
+  type ChainCursorRow,
+  type ChainRequestRow,
+  type ChainRequestStatus,
+  chainCursors,
+  chainRequests,
+} from '@synod/shared/history';
+import { and, asc, eq, gte, inArray, isNull, sql } from 'drizzle-orm';
+import type { HistoryDb } from '../store/history-store.ts';
+import type { OracleRequestEvent } from './oracle-request.ts';
+import { chainRequestIdOf } from './oracle-request.ts';
+
+/** Which oracle: a chain and a contract (lowercase). */
+export interface OracleRef {
+  chainId: number;
+  contract: string;
+}
+
+/** What `recordRequest` did with an event. */
+export type RecordOutcome =
+  /** First time seen: a new `pending` row. */
+  | 'new'
+  /** Already recorded from this very event: nothing changed. */
+  | 'known'
+  /** The row was `reorged` and the request is back on chain (maybe in another block): `pending` again. */
+  | 'restored'
+  /** The same request number from another event while the row is not `reorged`: left as it was. */
+  | 'conflict';
+
+/**
+ * The chain bridge's rows in libSQL (`chain_requests`, `chain_cursors`): which oracle requests the
+ * watcher has seen, how each was settled, and how far each oracle's events have been read. Every
+ * settlement step is a conditional update on the row's current state, so two watchers over one database
+ * (or one restarted mid-way) never settle a request twice: the contract would refuse it anyway, but no
+ * gas is spent on the attempt.
+ */
+export class ChainStore {
+  constructor(readonly db: HistoryDb) {}
+
+  async cursor(o: OracleRef): Promise<ChainCursorRow | null> {
+    const rows = await this.db
+      .select()
+      .from(chainCursors)
+      .where(and(eq(chainCursors.chainId, o.chainId), eq(chainCursors.contract, o.contract)));
+    return rows[0] ?? null;
+  }
+
+  async setCursor(o: OracleRef, blockNumber: bigint, blockHash: string, now: number): Promise<void> {
+    const row = {
+      chainId: o.chainId,
+      contract: o.contract,
+      blockNumber: Number(blockNumber),
+      blockHash,
+      updatedAt: now,
+    };
+    await this.db
+      .insert(chainCursors)
+      .values(row)
+      .onConflictDoUpdate({
+        target: [chainCursors.chainId, chainCursors.contract],
+        set: { blockNumber: row.blockNumber, blockHash, updatedAt: now },
+      });
+  }
+
+  /** Record a confirmed `LLMRequested` event (see `RecordOutcome`). */
+  async recordRequest(e: OracleRequestEvent, now: number): Promise<RecordOutcome> {
+    const contract = e.contract.toLowerCase();
+    const requestNo = e.requestNo.toString();
+    return this.db.transaction(async (tx) => {
+      const [row] = await tx
+        .select()
+        .from(chainRequests)
+        .where(
+          and(
+            eq(chainRequests.chainId, e.chainId),
+            eq(chainRequests.contract, contract),
+            eq(chainRequests.requestNo, requestNo),
+          ),
+        );
+      const event = {
+        txHash: e.txHash.toLowerCase(),
+        logIndex: e.logIndex,
+        blockNumber: Number(e.blockNumber),
+        blockHash: e.blockHash.toLowerCase(),
+      };
+      if (!row) {
+        await tx.insert(chainRequests).values({
+          chainId: e.chainId,
+          contract,
+          requestNo,
+          requestId: chainRequestIdOf(e),
+          ...event,
+          status: 'pending',
+          createdAt: now,
+          updatedAt: now,
+        });
+        return 'new';
+      }
+      if (row.status === 'reorged') {
+        await tx
+          .update(chainRequests)
+          .set({ ...event, status: 'pending', updatedAt: now })
+          .where(and(eq(chainRequests.requestId, row.requestId), eq(chainRequests.status, 'reorged')));
+        return 'restored';
+      }
+      return row.txHash === event.txHash && row.logIndex === event.logIndex ? 'known' : 'conflict';
+    });
+  }
+
+  /**
+   * A reorg replaced the blocks from `fromBlock` on: rows still `pending` whose event was in them, and
+   * that no settlement was sent for, become `reorged` until their event is seen again. Returns how many.
+   */
+  async markReorged(o: OracleRef, fromBlock: bigint, now: number): Promise<number> {
+    const r = await this.db
+      .update(chainRequests)
+      .set({ status: 'reorged', updatedAt: now })
+      .where(
+        and(
+          eq(chainRequests.chainId, o.chainId),
+          eq(chainRequests.contract, o.contract),
+          eq(chainRequests.status, 'pending'),
+          isNull(chainRequests.fulfilledTx),
+          gte(chainRequests.blockNumber, Number(fromBlock)),
+        ),
+      )
+      .returning({ requestId: chainRequests.requestId });
+    return r.length;
+  }
+
+  /** Rows waiting for settlement, oldest block first. */
+  async pending(o: OracleRef, limit: number): Promise<ChainRequestRow[]> {
+    return this.db
+      .select()
+      .from(chainRequests)
+      .where(
+        and(
+          eq(chainRequests.chainId, o.chainId),
+          eq(chainRequests.contract, o.contract),
+          eq(chainRequests.status, 'pending'),
+        ),
+      )
+      .orderBy(asc(chainRequests.blockNumber), asc(chainRequests.logIndex))
+      .limit(limit);
+  }
+
+  async byRequestId(requestId: string): Promise<ChainRequestRow | null> {
+    const rows = await this.db.select().from(chainRequests).where(eq(chainRequests.requestId, requestId));
+    return rows[0] ?? null;
+  }
+
+  /**
+   * Claim a pending row for the settlement transaction `txHash` (signed, not yet sent): true if this
+   * call claimed it, false if it is no longer pending or already has a transaction.
+   */
+  async claim(requestId: string, txHash: string, now: number): Promise<boolean> {
+    const r = await this.db
+      .update(chainRequests)
+      .set({ fulfilledTx: txHash, updatedAt: now })
+      .where(
+        and(
+          eq(chainRequests.requestId, requestId),
+          eq(chainRequests.status, 'pending'),
+          isNull(chainRequests.fulfilledTx),
+        ),
+      )
+      .returning({ requestId: chainRequests.requestId });
+    return r.length === 1;
+  }
+
+  /** Forget a claim whose transaction never reached the chain (it may be claimed again). */
+  async release(requestId: string, txHash: string, now: number): Promise<void> {
+    await this.db
+      .update(chainRequests)
+      .set({ fulfilledTx: null, updatedAt: now })
+      .where(
+        and(
+          eq(chainRequests.requestId, requestId),
+          eq(chainRequests.status, 'pending'),
+          eq(chainRequests.fulfilledTx, txHash),
+        ),
+      );
+  }
+
+  /** The request is settled on chain (by `txHash`): `fulfilled` or `refunded`, from `pending` only. */
+  async settled(
+    requestId: string,
+    status: Extract<ChainRequestStatus, 'fulfilled' | 'refunded'>,
+    txHash: string,
+    now: number,
+  ): Promise<boolean> {
+    const r = await this.db
+      .update(chainRequests)
+      .set({ status, fulfilledTx: txHash, updatedAt: now })
+      .where(and(eq(chainRequests.requestId, requestId), inArray(chainRequests.status, ['pending'])))
+      .returning({ requestId: chainRequests.requestId });
+    return r.length === 1;
+  }
+
+  /** Rows by status, for `/metrics` and tests. */
+  async counts(o: OracleRef): Promise<Record<ChainRequestStatus, number>> {
+    const rows = await this.db
+      .select({ status: chainRequests.status, n: sql<number>`count(*)` })
+      .from(chainRequests)
+      .where(and(eq(chainRequests.chainId, o.chainId), eq(chainRequests.contract, o.contract)))
+      .groupBy(chainRequests.status);
+    const out: Record<ChainRequestStatus, number> = { pending: 0, fulfilled: 0, refunded: 0, reorged: 0 };
+    for (const r of rows) out[r.status] = Number(r.n);
+    return out;
+  }
+}

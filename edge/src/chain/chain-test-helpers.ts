@@ -1,0 +1,92 @@
+/**
+ * For chain bridge tests: a real anvil on 127.0.0.1 with SynodOracle deployed, a bridge account and a
+ * requester account (fresh random keys, funded with `anvil_setBalance`), and viem clients over it.
+ */
+import { deployOracle, type RunningAnvil, startAnvil, synodOracleAbi } from '@synod/contracts';
+import {
+  type Account,
+  type Address,
+  type Chain,
+  createPublicClient,
+  createWalletClient,
+  type Hex,
+  http,
+  type PublicClient,
+  parseEther,
+  type Transport,
+  type WalletClient,
+} from 'viem';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import { rpcChain } from './clients.ts';
+
+export interface TestChain {
+  anvil: RunningAnvil;
+  chain: Chain;
+  client: PublicClient;
+  oracle: Address;
+  bridgeKey: Hex;
+  bridge: WalletClient<Transport, Chain, Account>;
+  requester: WalletClient<Transport, Chain, Account>;
+  /** `callLLM` from the requester; resolves with the request number and the mined block. */
+  callLLM(o: {
+    prompt: string;
+    models: string[];
+    maxTokens?: number;
+    temperatureCenti?: number;
+    quorum?: number;
+    fee?: bigint;
+  }): Promise<{ requestNo: bigint; blockNumber: bigint; txHash: Hex }>;
+  /** Mine `n` empty blocks. */
+  mine(n: number): Promise<void>;
+  rpc(method: string, params: unknown[]): Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+export async function startTestChain(o: { timeoutSeconds?: bigint } = {}): Promise<TestChain> {
+  const anvil = await startAnvil();
+  const chain = rpcChain(anvil.chainId, anvil.url);
+  const transport = http(anvil.url);
+  const client = createPublicClient({ chain, transport }) as PublicClient;
+  const rpc = (method: string, params: unknown[]) =>
+    client.request({ method, params } as unknown as Parameters<PublicClient['request']>[0]);
+  const wallet = async () => {
+    const key = generatePrivateKey();
+    const account = privateKeyToAccount(key);
+    await rpc('anvil_setBalance', [account.address, `0x${parseEther('100').toString(16)}`]);
+    return { key, wallet: createWalletClient({ chain, transport, account }) };
+  };
+  const bridge = await wallet();
+  const requester = await wallet();
+  const oracle = await deployOracle(requester.wallet, client, {
+    bridge: bridge.wallet.account.address,
+    minFee: 1_000n,
+    ...(o.timeoutSeconds !== undefined ? { timeoutSeconds: o.timeoutSeconds } : {}),
+  });
+  return {
+    anvil,
+    chain,
+    client,
+    oracle,
+    bridgeKey: bridge.key,
+    bridge: bridge.wallet,
+    requester: requester.wallet,
+    async callLLM(c) {
+      const { request, result } = await client.simulateContract({
+        address: oracle,
+        abi: synodOracleAbi,
+        functionName: 'callLLM',
+        args: [c.prompt, c.models, c.maxTokens ?? 16, c.temperatureCenti ?? 0, c.quorum ?? 3],
+        account: requester.wallet.account,
+        value: c.fee ?? 1_000n,
+      });
+      const txHash = await requester.wallet.writeContract(request);
+      const receipt = await client.waitForTransactionReceipt({ hash: txHash });
+      return { requestNo: result, blockNumber: receipt.blockNumber, txHash };
+    },
+    async mine(n) {
+      await rpc('anvil_mine', [`0x${n.toString(16)}`]);
+    },
+    rpc,
+    stop: () => anvil.stop(),
+  };
+}

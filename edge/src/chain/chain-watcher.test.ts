@@ -1,0 +1,288 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { synodOracleAbi } from '@synod/contracts';
+import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
+import { waitUntil } from '../test-servers.ts';
+import { ChainStore } from './chain-store.ts';
+import { startTestChain, type TestChain } from './chain-test-helpers.ts';
+import { ChainBridgeError, ChainWatcher } from './chain-watcher.ts';
+import { bridgeClients } from './clients.ts';
+
+let chain: TestChain;
+let net: TestNetwork;
+let watcher: ChainWatcher;
+
+beforeAll(async () => {
+  chain = await startTestChain();
+  net = await startTestNetwork({
+    chain: {
+      rpcUrl: chain.anvil.url,
+      chainId: chain.anvil.chainId,
+      oracle: chain.oracle,
+      bridgeKey: chain.bridgeKey,
+      confirmations: 2,
+      // Passes are driven by the tests (`poll`), so each step is observed in order.
+      pollMs: 3_600_000,
+    },
+  });
+  const w = net.relay.chainWatcher;
+  if (!w) throw new Error('the relay started without its chain watcher');
+  watcher = w;
+});
+
+afterAll(async () => {
+  await net?.close();
+  await chain?.stop();
+});
+
+const oracleRequest = async (requestNo: bigint) => {
+  const [requester, fee, deadline, status] = await chain.client.readContract({
+    address: chain.oracle,
+    abi: synodOracleAbi,
+    functionName: 'requests',
+    args: [requestNo],
+  });
+  return { requester, fee, deadline, status };
+};
+
+const requestIdOf = (requestNo: bigint) =>
+  `${chain.anvil.chainId}:${chain.oracle.toLowerCase()}:${requestNo}`;
+
+/** Poll the watcher until `check` holds (each pass reads events and settles what is done). */
+async function pollUntil(what: string, check: () => Promise<boolean>): Promise<void> {
+  await waitUntil(
+    what,
+    async () => {
+      await watcher.poll();
+      return check();
+    },
+    90_000,
+    200,
+  );
+}
+
+describe('chain bridge: SynodOracle requests answered by the network', () => {
+  test('a confirmed callLLM becomes a network request and is fulfilled once with the verdict', async () => {
+    const { requestNo } = await chain.callLLM({ prompt: 'Once upon a time', models: ['stories260K'] });
+    const requestId = requestIdOf(requestNo);
+    // Not yet `confirmations` deep: nothing happens.
+    await watcher.poll();
+    expect(await new ChainStore(net.relay.store.db).byRequestId(requestId)).toBeNull();
+    await chain.mine(2);
+    await pollUntil(
+      'the request is fulfilled on chain',
+      async () => (await oracleRequest(requestNo)).status === 2,
+    );
+
+    const events = await chain.client.getContractEvents({
+      address: chain.oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMFulfilled',
+      args: { requestNo },
+      fromBlock: 0n,
+    });
+    expect(events).toHaveLength(1);
+    const view = (await (await fetch(`${net.relay.url}/v1/inference/${requestId}`)).json()) as {
+      status: string;
+      request: { acceptedModels: string[] };
+      verdict: { verdictDigest: string; transcriptRoot: string; winner: { output: string } };
+    };
+    expect(view.status).toBe('verdict');
+    const e = events[0]?.args;
+    expect(e?.answer).toBe(view.verdict.winner.output);
+    expect(e?.verdictDigest).toBe(`0x${view.verdict.verdictDigest}`);
+    expect(e?.transcriptRoot).toBe(`0x${view.verdict.transcriptRoot}`);
+    // Anyone can re-derive the answer from the stored transcript.
+    const verified = (await (await fetch(`${net.relay.url}/v1/verify/${requestId}`)).json()) as {
+      ok: boolean;
+    };
+    expect(verified.ok).toBe(true);
+
+    // The row is settled once the settling transaction is `confirmations` deep itself.
+    const store = new ChainStore(net.relay.store.db);
+    expect((await store.byRequestId(requestId))?.status).toBe('pending');
+    await chain.mine(2);
+    await watcher.poll();
+    const row = await store.byRequestId(requestId);
+    expect(row?.status).toBe('fulfilled');
+    expect(row?.fulfilledTx).toBe(events[0]?.transactionHash ?? '');
+    // More passes change nothing: settled exactly once.
+    const before = watcher.stats();
+    await chain.mine(3);
+    await watcher.poll();
+    expect(watcher.stats().fulfilled).toBe(before.fulfilled);
+    expect(await oracleRequest(requestNo)).toMatchObject({ status: 2 });
+  });
+
+  test('a request the relay refuses (unknown model) is refunded with its reason and never stored', async () => {
+    const { requestNo } = await chain.callLLM({ prompt: 'Hello', models: ['no-such-model'] });
+    const requestId = requestIdOf(requestNo);
+    await chain.mine(2);
+    await pollUntil('the request is refunded', async () => (await oracleRequest(requestNo)).status === 3);
+    const events = await chain.client.getContractEvents({
+      address: chain.oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMRefunded',
+      args: { requestNo },
+      fromBlock: 0n,
+    });
+    expect(events.map((e) => e.args.reason)).toEqual(['UNKNOWN_MODEL']);
+    expect(
+      await chain.client.readContract({
+        address: chain.oracle,
+        abi: synodOracleAbi,
+        functionName: 'balances',
+        args: [chain.requester.account.address],
+      }),
+    ).toBeGreaterThanOrEqual(1_000n);
+    expect((await fetch(`${net.relay.url}/v1/inference/${requestId}`)).status).toBe(404);
+    await chain.mine(2);
+    await watcher.poll();
+    expect((await new ChainStore(net.relay.store.db).byRequestId(requestId))?.status).toBe('refunded');
+  });
+
+  test('after a crash between recording, claiming and sending, a restart admits, releases and settles once', async () => {
+    const store = new ChainStore(net.relay.store.db);
+    const { requestNo } = await chain.callLLM({ prompt: 'Once upon a time', models: ['stories260K'] });
+    const requestId = requestIdOf(requestNo);
+    await chain.mine(2);
+    // What a relay killed mid-way leaves behind: the event recorded but not admitted, and a settlement
+    // claimed under a transaction hash that never reached the chain.
+    const [log] = await chain.client.getContractEvents({
+      address: chain.oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMRequested',
+      args: { requestNo },
+      fromBlock: 0n,
+      strict: true,
+    });
+    if (!log) throw new Error('no LLMRequested event');
+    expect(
+      await store.recordRequest(
+        {
+          chainId: chain.anvil.chainId,
+          contract: chain.oracle.toLowerCase() as `0x${string}`,
+          ...log.args,
+          txHash: log.transactionHash,
+          logIndex: log.logIndex,
+          blockNumber: log.blockNumber,
+          blockHash: log.blockHash,
+        },
+        Date.now(),
+      ),
+    ).toBe('new');
+    const lost = `0x${'ab'.repeat(32)}`;
+    expect(await store.claim(requestId, lost, Date.now())).toBe(true);
+    expect(await store.claim(requestId, `0x${'cd'.repeat(32)}`, Date.now())).toBe(false);
+
+    // The relay's watcher is the restarted one: it releases the lost claim, admits the request from the
+    // event it reads again, and settles it.
+    await watcher.poll();
+    expect((await store.byRequestId(requestId))?.fulfilledTx).toBeNull();
+    await pollUntil('fulfilled on chain', async () => (await oracleRequest(requestNo)).status === 2);
+    await chain.mine(2);
+    await pollUntil(
+      'the row is settled',
+      async () => (await store.byRequestId(requestId))?.status === 'fulfilled',
+    );
+    const row = await store.byRequestId(requestId);
+    const events = await chain.client.getContractEvents({
+      address: chain.oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMFulfilled',
+      args: { requestNo },
+      fromBlock: 0n,
+    });
+    expect(events.map((e) => e.transactionHash)).toEqual([row?.fulfilledTx as `0x${string}`]);
+  });
+
+  test('a reorg that takes a recorded event away marks it reorged; mined again, it is pending again', async () => {
+    const store = new ChainStore(net.relay.store.db);
+    // Quorum 4 with 3 nodes: nothing settles during the test, so each step of the row is observed.
+    const { requestNo, txHash } = await chain.callLLM({
+      prompt: 'The little robot',
+      models: ['stories260K'],
+      quorum: 4,
+    });
+    const requestId = requestIdOf(requestNo);
+    const raw = await chain.rpc('eth_getRawTransactionByHash', [txHash]);
+    await chain.mine(2);
+    await watcher.poll();
+    const recorded = await store.byRequestId(requestId);
+    expect(recorded).toMatchObject({ status: 'pending', txHash, fulfilledTx: null });
+
+    // Replace the event's block and the two above it with empty ones.
+    const reorgsBefore = watcher.stats().reorgs;
+    await chain.rpc('anvil_reorg', [3, []]);
+    await chain.mine(1);
+    await watcher.poll();
+    expect((await store.byRequestId(requestId))?.status).toBe('reorged');
+    expect(watcher.stats().reorgs).toBe(reorgsBefore + 1);
+    expect((await oracleRequest(requestNo)).status).toBe(0);
+
+    // The same transaction is mined again, in a later block: the row is pending again, from there.
+    await chain.rpc('eth_sendRawTransaction', [raw]);
+    await chain.mine(2);
+    await watcher.poll();
+    const restored = await store.byRequestId(requestId);
+    expect(restored).toMatchObject({ status: 'pending', txHash, fulfilledTx: null });
+    expect(restored?.blockNumber).toBeGreaterThan(recorded?.blockNumber ?? Number.POSITIVE_INFINITY);
+    expect((await oracleRequest(requestNo)).status).toBe(1);
+  });
+
+  test('after a reorg, another request under the same number is refunded (REORG_CONFLICT), not answered', async () => {
+    const store = new ChainStore(net.relay.store.db);
+    const first = await chain.callLLM({ prompt: 'The brave knight', models: ['stories260K'], quorum: 4 });
+    const requestId = requestIdOf(first.requestNo);
+    await chain.mine(2);
+    await watcher.poll();
+    expect((await store.byRequestId(requestId))?.status).toBe('pending');
+    await chain.rpc('anvil_reorg', [3, []]);
+    await chain.mine(1);
+    await watcher.poll();
+    expect((await store.byRequestId(requestId))?.status).toBe('reorged');
+
+    // On the new chain the number goes to a different question.
+    const second = await chain.callLLM({
+      prompt: 'A different question',
+      models: ['stories260K'],
+      quorum: 4,
+    });
+    expect(second.requestNo).toBe(first.requestNo);
+    await chain.mine(2);
+    await pollUntil('refunded', async () => (await oracleRequest(second.requestNo)).status === 3);
+    const refunds = await chain.client.getContractEvents({
+      address: chain.oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMRefunded',
+      args: { requestNo: second.requestNo },
+      fromBlock: 0n,
+    });
+    expect(refunds.map((e) => e.args.reason)).toEqual(['REORG_CONFLICT']);
+    expect((await store.byRequestId(requestId))?.txHash).toBe(second.txHash);
+  });
+
+  test('a watcher pointed at the wrong chain or at no contract refuses to start, with a code', async () => {
+    const base = {
+      store: new ChainStore(net.relay.store.db),
+      lookup: async () => null,
+      admit: async () => ({ kind: 'quota-exceeded' as const, quotaPerDay: 0, day: '2026-01-01' }),
+      defaults: async () => ({ knownModels: new Set<string>(), defaultModels: [], embedders: [] }),
+    };
+    const wrongChain = bridgeClients(chain.anvil.url, 1, chain.bridgeKey);
+    const e1 = await new ChainWatcher({ ...base, ...wrongChain, oracle: chain.oracle, chainId: 1 })
+      .start()
+      .catch((e) => e);
+    expect(e1).toBeInstanceOf(ChainBridgeError);
+    expect(e1).toMatchObject({
+      code: 'CHAIN_ID_MISMATCH',
+      details: { expected: 1, actual: chain.anvil.chainId },
+    });
+    const right = bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey);
+    const nowhere = `0x${'12'.repeat(20)}` as const;
+    const e2 = await new ChainWatcher({ ...base, ...right, oracle: nowhere, chainId: chain.anvil.chainId })
+      .start()
+      .catch((e) => e);
+    expect(e2).toBeInstanceOf(ChainBridgeError);
+    expect(e2).toMatchObject({ code: 'ORACLE_NOT_FOUND' });
+  });
+});

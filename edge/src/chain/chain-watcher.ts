@@ -1,0 +1,517 @@
+import { synodOracleAbi } from '@synod/contracts';
+import type { ChainRequestRow } from '@synod/shared/history';
+import {
+  type Account,
+  type Address,
+  BaseError,
+  type Chain,
+  ContractFunctionRevertedError,
+  decodeErrorResult,
+  decodeEventLog,
+  encodeFunctionData,
+  type Hex,
+  keccak256,
+  type PublicClient,
+  type Transport,
+  type WalletClient,
+} from 'viem';
+import { utcDay } from '../http/auth.ts';
+import { buildRequest, type RequestDefaults } from '../inference-input.ts';
+import type { Admission, AdmissionOutcome } from '../store/intake-store.ts';
+import type { ChainStore, OracleRef } from './chain-store.ts';
+import {
+  chainOrigin,
+  chainRequestIdOf,
+  type FoundView,
+  type OracleRequestEvent,
+  oracleRequestInput,
+  type Settlement,
+  sameRequest,
+  settlementFor,
+} from './oracle-request.ts';
+
+/** Why the chain watcher cannot run against the configured chain. */
+export class ChainBridgeError extends Error {
+  constructor(
+    readonly code: 'CHAIN_ID_MISMATCH' | 'ORACLE_NOT_FOUND',
+    message: string,
+    readonly details: Record<string, unknown> = {},
+    readonly hint?: string,
+  ) {
+    super(message);
+    this.name = 'ChainBridgeError';
+  }
+}
+
+export interface ChainWatcherOptions {
+  /** Reads: the chain's JSON-RPC. */
+  client: PublicClient;
+  /** The bridge account (the oracle's `bridge`): signs `fulfill` and `refund`. */
+  wallet: WalletClient<Transport, Chain, Account>;
+  oracle: Address;
+  /** The chain the oracle is on; checked against the RPC on start. */
+  chainId: number;
+  store: ChainStore;
+  /** The relay's view of a request (history or admission log), or null. */
+  lookup(requestId: string): Promise<FoundView | null>;
+  /** Durably admit a request (the relay's group commit). */
+  admit(a: Admission): Promise<AdmissionOutcome>;
+  /** New requests are in the admission log (wakes the dispatcher). */
+  admitted?(requestIds: readonly string[]): Promise<void> | void;
+  /** The relay's request defaults now (served models, embedders). */
+  defaults(): Promise<RequestDefaults>;
+  /** Blocks an event must be under before it is acted on. Default 2. */
+  confirmations?: number;
+  /** First block to read when no cursor is stored yet (the oracle's deployment block). Default 0. */
+  fromBlock?: bigint;
+  /** Most blocks per `eth_getLogs`. Default 2,000. */
+  maxBlockRange?: bigint;
+  /** Blocks read again below the cursor when the cursor's block was replaced. Default 64. */
+  reorgWindow?: bigint;
+  /** Between passes. Default 1,000 ms. */
+  pollMs?: number;
+  /** Daily admissions charged to one oracle (its caller id `chain:<chainId>:<contract>`). Default 1e6. */
+  quotaPerDay?: number;
+  now?: () => number;
+  random?: (n: number) => Uint8Array;
+  log?: (entry: Record<string, unknown>) => void;
+}
+
+export interface ChainWatcherStats {
+  passes: number;
+  events: number;
+  admitted: number;
+  fulfilled: number;
+  refunded: number;
+  reorgs: number;
+  errors: number;
+}
+
+type Defaulted = 'confirmations' | 'fromBlock' | 'maxBlockRange' | 'reorgWindow' | 'pollMs' | 'quotaPerDay';
+type Resolved = Omit<ChainWatcherOptions, Defaulted | 'now' | 'random'> &
+  Required<Pick<ChainWatcherOptions, Defaulted | 'now' | 'random'>>;
+
+/** On-chain `Status` of SynodOracle's requests. */
+const ON_CHAIN = { none: 0, pending: 1, fulfilled: 2, refunded: 3 } as const;
+
+/**
+ * The chain bridge: reads SynodOracle's `LLMRequested` events once they are `confirmations` deep, turns
+ * each into a network request (id `<chainId>:<oracle>:<requestNo>`, admitted like an HTTP request and
+ * coordinated by this relay), and writes the outcome back exactly once: `fulfill` with the verdict's
+ * winning output, verdict digest and transcript root, or `refund` with the stable reason code (input the
+ * relay refuses, no consensus, expiry).
+ *
+ * Exactly once across restarts and reorgs: each event is recorded in `chain_requests` (keyed like the
+ * contract keys it) after its admission, which is idempotent; the settling transaction is signed, its
+ * hash claimed on the row, and only then broadcast, so a restart follows that transaction up instead of
+ * sending another; the row becomes `fulfilled`/`refunded` once the transaction is confirmed; and the
+ * contract refuses a second settlement in any case. When the block under the read cursor is replaced,
+ * the last `reorgWindow` blocks are read again: rows whose event is gone become `reorged`, and go back to
+ * `pending` when the event reappears.
+ */
+export class ChainWatcher {
+  readonly #o: Resolved;
+  readonly #ref: OracleRef;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #pass: Promise<void> | undefined;
+  #stopped = false;
+  #stats: ChainWatcherStats = {
+    passes: 0,
+    events: 0,
+    admitted: 0,
+    fulfilled: 0,
+    refunded: 0,
+    reorgs: 0,
+    errors: 0,
+  };
+
+  constructor(o: ChainWatcherOptions) {
+    this.#o = {
+      confirmations: 2,
+      fromBlock: 0n,
+      maxBlockRange: 2_000n,
+      reorgWindow: 64n,
+      pollMs: 1_000,
+      quotaPerDay: 1_000_000,
+      now: () => Date.now(),
+      random: (n) => crypto.getRandomValues(new Uint8Array(n)),
+      ...o,
+    };
+    this.#ref = { chainId: o.chainId, contract: o.oracle.toLowerCase() };
+  }
+
+  get oracle(): OracleRef {
+    return this.#ref;
+  }
+
+  stats(): ChainWatcherStats {
+    return { ...this.#stats };
+  }
+
+  /** Check the chain and the oracle, then poll every `pollMs` until `stop`. */
+  async start(): Promise<void> {
+    const chainId = await this.#o.client.getChainId();
+    if (chainId !== this.#o.chainId) {
+      throw new ChainBridgeError(
+        'CHAIN_ID_MISMATCH',
+        `the RPC serves chain ${chainId}, not ${this.#o.chainId}`,
+        { expected: this.#o.chainId, actual: chainId },
+        'point the relay at the RPC of the chain the oracle is deployed on',
+      );
+    }
+    const code = await this.#o.client.getCode({ address: this.#o.oracle });
+    if (code === undefined || code === '0x') {
+      throw new ChainBridgeError(
+        'ORACLE_NOT_FOUND',
+        `no contract at ${this.#o.oracle} on chain ${chainId}`,
+        { oracle: this.#o.oracle, chainId },
+        'deploy SynodOracle (contracts/) and pass its address',
+      );
+    }
+    this.#timer = setInterval(() => void this.poll(), this.#o.pollMs);
+    void this.poll();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    await this.#pass;
+  }
+
+  /** One pass: read new confirmed events, then settle what is done. Passes never overlap. */
+  poll(): Promise<void> {
+    if (this.#pass) return this.#pass;
+    this.#pass = (async () => {
+      try {
+        await this.#scan();
+        await this.#settle();
+      } catch (e) {
+        this.#stats.errors++;
+        this.#o.log?.({ level: 'error', msg: 'chain watcher pass failed', err: describe(e) });
+      } finally {
+        this.#stats.passes++;
+        this.#pass = undefined;
+      }
+    })();
+    return this.#pass;
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Reading events
+
+  async #scan(): Promise<void> {
+    const { client, confirmations, maxBlockRange, reorgWindow } = this.#o;
+    const head = await client.getBlockNumber({ cacheTime: 0 });
+    const safe = head - BigInt(confirmations);
+    if (safe < 0n) return;
+    let from = this.#o.fromBlock;
+    const cursor = await this.#o.store.cursor(this.#ref);
+    if (cursor !== null) {
+      from = BigInt(cursor.blockNumber) + 1n;
+      const at = await client.getBlock({ blockNumber: BigInt(cursor.blockNumber) }).catch(() => null);
+      if (at === null || at.hash !== cursor.blockHash) {
+        // The block under the cursor was replaced (a reorg deeper than `confirmations`): read the last
+        // `reorgWindow` blocks again; their events not seen again stay `reorged`. A cursor above the head
+        // (the chain was reset, as a development chain is) reads everything again from `fromBlock`.
+        const back = BigInt(cursor.blockNumber) - reorgWindow;
+        from = at !== null && back > this.#o.fromBlock ? back : this.#o.fromBlock;
+        const n = await this.#o.store.markReorged(this.#ref, from, this.#o.now());
+        this.#stats.reorgs++;
+        this.#o.log?.({
+          level: 'warn',
+          msg: 'chain reorg under the cursor; reading again',
+          cursor: cursor.blockNumber,
+          from: Number(from),
+          reorged: n,
+        });
+      }
+    }
+    while (from <= safe && !this.#stopped) {
+      const to = from + maxBlockRange - 1n < safe ? from + maxBlockRange - 1n : safe;
+      const logs = await client.getContractEvents({
+        address: this.#o.oracle,
+        abi: synodOracleAbi,
+        eventName: 'LLMRequested',
+        fromBlock: from,
+        toBlock: to,
+        strict: true,
+      });
+      for (const l of logs) {
+        if (l.removed || l.blockHash === null || l.transactionHash === null || l.logIndex === null) continue;
+        this.#stats.events++;
+        await this.#onEvent({
+          chainId: this.#o.chainId,
+          contract: this.#o.oracle.toLowerCase() as Address,
+          requestNo: l.args.requestNo,
+          requester: l.args.requester,
+          prompt: l.args.prompt,
+          acceptedModels: l.args.acceptedModels,
+          maxTokens: l.args.maxTokens,
+          temperatureCenti: l.args.temperatureCenti,
+          quorum: l.args.quorum,
+          fee: l.args.fee,
+          deadline: l.args.deadline,
+          txHash: l.transactionHash,
+          logIndex: l.logIndex,
+          blockNumber: l.blockNumber,
+          blockHash: l.blockHash,
+        });
+      }
+      const block = await client.getBlock({ blockNumber: to });
+      await this.#o.store.setCursor(this.#ref, to, block.hash, this.#o.now());
+      from = to + 1n;
+    }
+  }
+
+  async #onEvent(e: OracleRequestEvent): Promise<void> {
+    const requestId = chainRequestIdOf(e);
+    const row = await this.#o.store.byRequestId(requestId);
+    if (row !== null && row.status !== 'reorged') {
+      if (row.txHash !== e.txHash.toLowerCase() || row.logIndex !== e.logIndex) {
+        this.#o.log?.({
+          level: 'warn',
+          msg: 'a second event for a recorded chain request; ignored',
+          requestId,
+        });
+      }
+      return;
+    }
+    const held = await this.#o.lookup(requestId);
+    let refused: string | null;
+    if (held !== null) {
+      // Admitted before a reorg took its event away (or before a restart lost the row): the same
+      // request needs nothing more; another request under the same number is refunded.
+      refused = sameRequest(held.request, e) ? null : 'REORG_CONFLICT';
+    } else {
+      refused = await this.#admit(e);
+    }
+    await this.#o.store.recordRequest(e, this.#o.now());
+    if (refused === null) return;
+    const recorded = await this.#o.store.byRequestId(requestId);
+    if (recorded?.status === 'pending') await this.#send(recorded, { kind: 'refund', reason: refused });
+  }
+
+  /** Admit an event's request; null when it is in the admission log, else the reason it was refused. */
+  async #admit(e: OracleRequestEvent): Promise<string | null> {
+    const now = this.#o.now();
+    let built: ReturnType<typeof buildRequest>;
+    try {
+      built = buildRequest(
+        oracleRequestInput(e),
+        await this.#o.defaults(),
+        now,
+        this.#o.random,
+        chainOrigin(e),
+      );
+    } catch (err) {
+      const code = (err as { code?: unknown })?.code;
+      return typeof code === 'string' ? code : 'INVALID_INPUT';
+    }
+    const outcome = await this.#o.admit({
+      body: built.body,
+      bodyJson: built.json,
+      callerId: `chain:${this.#ref.chainId}:${this.#ref.contract}`,
+      quotaPerDay: this.#o.quotaPerDay,
+      day: utcDay(now),
+      // One admission per on-chain request, whatever happens between this and recording the event.
+      idempotency: {
+        key: e.requestNo.toString(),
+        bodyDigest: keccak256(`${e.txHash}${e.logIndex.toString(16).padStart(8, '0')}`).slice(2),
+      },
+    });
+    if (outcome.kind === 'quota-exceeded') return 'QUOTA_EXCEEDED';
+    this.#stats.admitted += outcome.kind === 'created' ? 1 : 0;
+    if (outcome.kind === 'created') await this.#o.admitted?.([outcome.requestId]);
+    return null;
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Settling
+
+  async #settle(): Promise<void> {
+    for (;;) {
+      const rows = await this.#o.store.pending(this.#ref, 64);
+      let progressed = false;
+      for (const row of rows) {
+        if (this.#stopped) return;
+        progressed = (await this.#settleRow(row)) || progressed;
+      }
+      if (!progressed || rows.length < 64) return;
+    }
+  }
+
+  /** True when the row moved on (settled, or a settlement was sent). */
+  async #settleRow(row: ChainRequestRow): Promise<boolean> {
+    if (row.fulfilledTx !== null) return this.#followUp(row, row.fulfilledTx as Hex);
+    const view = await this.#o.lookup(row.requestId);
+    let s: Settlement;
+    if (view === null) {
+      s = await this.#reconcile(row);
+    } else if (view.request.origin.kind === 'chain' && view.request.origin.txHash !== row.txHash) {
+      // The request was admitted from an event in another transaction (before a reorg): it answers this
+      // row only if it asks the same.
+      const e = await this.#eventOf(row);
+      if (e === null) return false;
+      s = sameRequest(view.request, e) ? settlementFor(view) : { kind: 'refund', reason: 'REORG_CONFLICT' };
+    } else {
+      s = settlementFor(view);
+    }
+    if (s.kind === 'wait') return false;
+    return this.#send(row, s);
+  }
+
+  /**
+   * A pending row whose request the relay does not have: the event was refused before it was recorded
+   * and the refund was not sent (a restart in between). Read the event again and decide afresh.
+   */
+  async #reconcile(row: ChainRequestRow): Promise<Settlement> {
+    const e = await this.#eventOf(row);
+    if (e === null) return { kind: 'wait' };
+    const refused = await this.#admit(e);
+    return refused === null ? { kind: 'wait' } : { kind: 'refund', reason: refused };
+  }
+
+  /** A recorded row's event, read again from its transaction's receipt (null if it is not there now). */
+  async #eventOf(row: ChainRequestRow): Promise<OracleRequestEvent | null> {
+    const receipt = await this.#o.client.getTransactionReceipt({ hash: row.txHash as Hex }).catch(() => null);
+    const log = receipt?.logs.find((l) => l.logIndex === row.logIndex);
+    if (!receipt || !log) return null;
+    const decoded = decodeEventLog({ abi: synodOracleAbi, data: log.data, topics: log.topics, strict: true });
+    if (decoded.eventName !== 'LLMRequested') return null;
+    const a = decoded.args;
+    return {
+      chainId: this.#ref.chainId,
+      contract: this.#ref.contract as Address,
+      requestNo: a.requestNo,
+      requester: a.requester,
+      prompt: a.prompt,
+      acceptedModels: a.acceptedModels,
+      maxTokens: a.maxTokens,
+      temperatureCenti: a.temperatureCenti,
+      quorum: a.quorum,
+      fee: a.fee,
+      deadline: a.deadline,
+      txHash: row.txHash as Hex,
+      logIndex: row.logIndex,
+      blockNumber: receipt.blockNumber,
+      blockHash: receipt.blockHash,
+    };
+  }
+
+  /** Sign, claim, broadcast. True when the settlement was sent (or found already done on chain). */
+  async #send(row: ChainRequestRow, s: Exclude<Settlement, { kind: 'wait' }>): Promise<boolean> {
+    const { client, wallet, oracle } = this.#o;
+    const requestNo = BigInt(row.requestNo);
+    const data =
+      s.kind === 'fulfill'
+        ? encodeFunctionData({
+            abi: synodOracleAbi,
+            functionName: 'fulfill',
+            args: [requestNo, s.answer, s.verdictDigest, s.transcriptRoot],
+          })
+        : encodeFunctionData({ abi: synodOracleAbi, functionName: 'refund', args: [requestNo, s.reason] });
+    try {
+      await client.call({ account: wallet.account, to: oracle, data });
+    } catch (e) {
+      // Settled already (by another watcher, or refunded by anyone after the deadline): record how.
+      if (revertName(e) === 'NotPending') return this.#recordOnChain(row);
+      throw e;
+    }
+    const prepared = await wallet.prepareTransactionRequest({
+      account: wallet.account,
+      chain: wallet.chain,
+      to: oracle,
+      data,
+    });
+    const signed = await wallet.signTransaction(prepared);
+    const hash = keccak256(signed);
+    if (!(await this.#o.store.claim(row.requestId, hash, this.#o.now()))) return false;
+    try {
+      await wallet.sendRawTransaction({ serializedTransaction: signed });
+    } catch (e) {
+      await this.#o.store.release(row.requestId, hash, this.#o.now());
+      throw e;
+    }
+    this.#o.log?.({ level: 'info', msg: `chain ${s.kind} sent`, requestId: row.requestId, tx: hash });
+    await client.waitForTransactionReceipt({ hash, timeout: 30_000, pollingInterval: 250 }).catch(() => null);
+    await this.#followUp({ ...row, fulfilledTx: hash }, hash);
+    return true;
+  }
+
+  /** A claimed settlement: confirmed (the row is settled), lost (released to be sent again), or pending. */
+  async #followUp(row: ChainRequestRow, hash: Hex): Promise<boolean> {
+    const { client, confirmations } = this.#o;
+    const receipt = await client.getTransactionReceipt({ hash }).catch(() => null);
+    if (receipt === null) {
+      const inPool = await client.getTransaction({ hash }).catch(() => null);
+      if (inPool !== null) return false;
+      // Never reached the chain (or dropped with a reorg): settled by someone else, or free to send again.
+      if (await this.#recordOnChain(row)) return true;
+      await this.#o.store.release(row.requestId, hash, this.#o.now());
+      return true;
+    }
+    const head = await client.getBlockNumber({ cacheTime: 0 });
+    if (head - receipt.blockNumber < BigInt(confirmations)) return false;
+    if (receipt.status !== 'success') {
+      if (await this.#recordOnChain(row)) return true;
+      await this.#o.store.release(row.requestId, hash, this.#o.now());
+      return true;
+    }
+    return this.#recordOnChain(row, hash);
+  }
+
+  /**
+   * Mark the row as the oracle says it is settled (by `ours`, or by whichever transaction emitted the
+   * settlement event). False when the oracle still has it pending.
+   */
+  async #recordOnChain(row: ChainRequestRow, ours?: Hex): Promise<boolean> {
+    const { client, oracle } = this.#o;
+    const requestNo = BigInt(row.requestNo);
+    const [, , , status] = await client.readContract({
+      address: oracle,
+      abi: synodOracleAbi,
+      functionName: 'requests',
+      args: [requestNo],
+    });
+    if (status !== ON_CHAIN.fulfilled && status !== ON_CHAIN.refunded) return false;
+    const kind = status === ON_CHAIN.fulfilled ? 'fulfilled' : 'refunded';
+    let tx = ours;
+    if (tx === undefined) {
+      const events = await client.getContractEvents({
+        address: oracle,
+        abi: synodOracleAbi,
+        eventName: kind === 'fulfilled' ? 'LLMFulfilled' : 'LLMRefunded',
+        args: { requestNo },
+        fromBlock: BigInt(row.blockNumber),
+      });
+      tx = events[0]?.transactionHash ?? (row.fulfilledTx as Hex | null) ?? undefined;
+    }
+    if (tx === undefined) return false;
+    if (await this.#o.store.settled(row.requestId, kind, tx, this.#o.now())) {
+      this.#stats[kind]++;
+      this.#o.log?.({ level: 'info', msg: `chain request ${kind}`, requestId: row.requestId, tx });
+    }
+    return true;
+  }
+}
+
+/** The oracle's custom error a call reverted with (a contract call, or a raw `eth_call`), if any. */
+export function revertName(e: unknown): string | undefined {
+  if (!(e instanceof BaseError)) return undefined;
+  const decoded = e.walk((x) => x instanceof ContractFunctionRevertedError);
+  if (decoded instanceof ContractFunctionRevertedError && decoded.data?.errorName)
+    return decoded.data.errorName;
+  const raw = e.walk((x) => typeof (x as { data?: unknown }).data === 'string');
+  const data = (raw as { data?: unknown } | null)?.data;
+  if (typeof data !== 'string' || !data.startsWith('0x') || data.length < 10) return undefined;
+  try {
+    return decodeErrorResult({ abi: synodOracleAbi, data: data as Hex }).errorName;
+  } catch {
+    return undefined;
+  }
+}
+
+function describe(e: unknown): string {
+  if (e instanceof BaseError) return e.shortMessage;
+  return String((e as Error)?.message ?? e);
+}

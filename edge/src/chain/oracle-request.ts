@@ -1,0 +1,124 @@
+import type { Origin } from '@synod/shared';
+import type { Address, Hex } from 'viem';
+import type { foundView } from '../views.ts';
+
+/** The relay's public view of a request (history or admission log). */
+export type FoundView = ReturnType<typeof foundView>;
+
+/** One `LLMRequested` event of a SynodOracle, as the chain watcher read it from a confirmed block. */
+export interface OracleRequestEvent {
+  chainId: number;
+  /** The oracle, lowercase. */
+  contract: Address;
+  requestNo: bigint;
+  requester: Address;
+  prompt: string;
+  acceptedModels: readonly string[];
+  maxTokens: number;
+  temperatureCenti: number;
+  quorum: number;
+  fee: bigint;
+  /** Unix seconds after which anyone may refund the request on chain. */
+  deadline: bigint;
+  txHash: Hex;
+  logIndex: number;
+  blockNumber: bigint;
+  blockHash: Hex;
+}
+
+/** The network request id of an on-chain request: `<chainId>:<contract>:<requestNo>`. */
+export function chainRequestIdOf(e: Pick<OracleRequestEvent, 'chainId' | 'contract' | 'requestNo'>): string {
+  return `${e.chainId}:${e.contract.toLowerCase()}:${e.requestNo}`;
+}
+
+/** The request's `origin`: the chain, the oracle, the request number and where the event was mined. */
+export function chainOrigin(e: OracleRequestEvent): Origin {
+  return {
+    blockNumber: Number(e.blockNumber),
+    chainId: e.chainId,
+    contract: e.contract.toLowerCase(),
+    kind: 'chain',
+    requestNo: e.requestNo.toString(),
+    txHash: e.txHash.toLowerCase(),
+  };
+}
+
+/**
+ * The event as the relay's request input (`InferenceInputSchema`, the same one `POST /v1/inference`
+ * validates): the prompt, the accepted models, `maxTokens`, the temperature (hundredths on chain) and the
+ * quorum; everything else takes the relay's documented defaults.
+ */
+export function oracleRequestInput(e: OracleRequestEvent): unknown {
+  return {
+    prompt: e.prompt,
+    models: [...e.acceptedModels],
+    params: { maxTokens: e.maxTokens, temperature: e.temperatureCenti / 100 },
+    frame: { quorum: e.quorum },
+  };
+}
+
+/**
+ * Whether a request the relay already holds under a chain request id asks what the event asks. After a
+ * reorg the same request number can come back holding another request (someone else's `callLLM` took the
+ * number): that one must not get the first one's answer.
+ */
+export function sameRequest(held: FoundView['request'], e: OracleRequestEvent): boolean {
+  const asked = oracleRequestInput(e) as {
+    prompt: string;
+    models: string[];
+    params: { maxTokens: number; temperature: number };
+    frame: { quorum: number };
+  };
+  return (
+    held.prompt === asked.prompt &&
+    held.messages === undefined &&
+    held.acceptedModels.length === asked.models.length &&
+    held.acceptedModels.every((m, i) => m === asked.models[i]) &&
+    held.params.maxTokens === asked.params.maxTokens &&
+    held.params.temperature === asked.params.temperature &&
+    held.frame.quorum === asked.frame.quorum
+  );
+}
+
+/** What to write back on chain for a request, given its view in the relay (null: not found). */
+export type Settlement =
+  | { kind: 'wait' }
+  | { kind: 'fulfill'; answer: string; verdictDigest: Hex; transcriptRoot: Hex }
+  | { kind: 'refund'; reason: string };
+
+/**
+ * Settle a request once the network is done with it: a verdict with a winner fulfils with the winner's
+ * output, its verdict digest and the transcript's Merkle root; no consensus, expiry or failure refund
+ * with the stable code. Anything still moving (queued, pending, sealed) waits.
+ */
+export function settlementFor(view: Pick<FoundView, 'status' | 'error' | 'verdict'> | null): Settlement {
+  if (view === null) return { kind: 'wait' };
+  switch (view.status) {
+    case 'verdict': {
+      const v = view.verdict;
+      if (!v?.winner || !v.verdictDigest || !v.transcriptRoot)
+        return { kind: 'refund', reason: 'NO_CONSENSUS' };
+      return {
+        kind: 'fulfill',
+        answer: v.winner.output,
+        verdictDigest: bytes32(v.verdictDigest),
+        transcriptRoot: bytes32(v.transcriptRoot),
+      };
+    }
+    case 'no-consensus':
+      return { kind: 'refund', reason: 'NO_CONSENSUS' };
+    case 'expired':
+      return { kind: 'refund', reason: view.error ?? 'EXPIRED' };
+    case 'failed':
+      return { kind: 'refund', reason: view.error ?? 'FAILED' };
+    default:
+      return { kind: 'wait' };
+  }
+}
+
+/** A 64-hex digest as a Solidity bytes32. */
+export function bytes32(hex: string): Hex {
+  const h = hex.startsWith('0x') ? hex.slice(2) : hex;
+  if (!/^[0-9a-f]{64}$/.test(h)) throw new TypeError(`not a 32-byte hex digest: ${hex.slice(0, 80)}`);
+  return `0x${h}`;
+}
