@@ -3,15 +3,22 @@
  *   - the relay (HTTP API, OpenAI-compatible endpoint, public verifier) with its libSQL file,
  *   - 3 headless nodes serving stories260K with the USE Lite embedder,
  *   - the contributor web app (a browser node that joins over the relay's WebSocket listener),
+ *   - a local chain (anvil, a block a second) with SynodOracle deployed, bridged by the relay: contracts
+ *     ask with `callLLM` (try `npm run chain:ask -- "Once upon a time"`),
  * connected over Waku relay (libp2p gossipsub), with a Gun relay as a second network that also carries
  * requests and verdicts (the nodes' intakes drop the duplicates). Prints the URLs and examples; Ctrl-C stops everything.
  *
  * Environment: SYNOD_MODELS_DIR (default ../shared/models), SYNOD_DATA_DIR (default .data/local),
- * SYNOD_RELAY_PORT (default 8787), SYNOD_WEB_PORT (default 8788), SYNOD_NODES (default 3).
+ * SYNOD_RELAY_PORT (default 8787), SYNOD_WEB_PORT (default 8788), SYNOD_NODES (default 3),
+ * SYNOD_CHAIN_PORT (default 8545; SYNOD_CHAIN=off leaves the chain out).
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { deployOracle, startAnvil } from '@synod/contracts';
 import type { Subprocess } from 'bun';
+import { createPublicClient, createWalletClient, type Hex, http, type PublicClient, parseEther } from 'viem';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import { rpcChain } from '../edge/src/chain/clients.ts';
 
 const root = resolve(import.meta.dir, '..');
 const data = resolve(process.env['SYNOD_DATA_DIR'] ?? join(root, '.data/local'));
@@ -20,15 +27,22 @@ const relayPort = Number(process.env['SYNOD_RELAY_PORT'] ?? 8787);
 const nodeCount = Number(process.env['SYNOD_NODES'] ?? 3);
 const webPort = Number(process.env['SYNOD_WEB_PORT'] ?? 8788);
 const passphrase = process.env['SYNOD_PASSPHRASE'] ?? 'synod-local-development';
+const chainPort = Number(process.env['SYNOD_CHAIN_PORT'] ?? 8545);
+const withChain = process.env['SYNOD_CHAIN'] !== 'off';
 mkdirSync(data, { recursive: true });
 
 const children: Subprocess[] = [];
 let stopping = false;
 
-function spawn(name: string, args: string[], onLine: (line: string) => void): Subprocess {
+function spawn(
+  name: string,
+  args: string[],
+  onLine: (line: string) => void,
+  env: Record<string, string> = {},
+): Subprocess {
   const child = Bun.spawn([process.execPath, ...args], {
     cwd: root,
-    env: { ...process.env, SYNOD_PASSPHRASE: passphrase, SYNOD_MODELS_DIR: models },
+    env: { ...process.env, SYNOD_PASSPHRASE: passphrase, SYNOD_MODELS_DIR: models, ...env },
     stdout: 'pipe',
     stderr: 'pipe',
   });
@@ -77,19 +91,25 @@ function waitForLine<T>(
   args: string[],
   match: (line: string) => T | undefined,
   timeoutMs = 60_000,
+  env: Record<string, string> = {},
 ) {
   return new Promise<T>((resolvePromise, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`${name} did not start within ${timeoutMs} ms`)),
       timeoutMs,
     );
-    spawn(name, args, (line) => {
-      const found = match(line);
-      if (found !== undefined) {
-        clearTimeout(timer);
-        resolvePromise(found);
-      }
-    });
+    spawn(
+      name,
+      args,
+      (line) => {
+        const found = match(line);
+        if (found !== undefined) {
+          clearTimeout(timer);
+          resolvePromise(found);
+        }
+      },
+      env,
+    );
   });
 }
 
@@ -118,6 +138,46 @@ process.on('uncaughtException', (e) => {
   void shutdown(1);
 });
 
+/**
+ * The local chain: anvil with a block a second (so oracle events get their confirmations), and a fresh
+ * SynodOracle from a fresh deployer, so no earlier run's cursor or rows apply to it. The bridge key is
+ * new each run too and lives only in the relay's environment.
+ */
+async function startChain() {
+  const anvil = await startAnvil({ port: chainPort, blockTimeSeconds: 1 });
+  children.push(anvil.proc);
+  void anvil.proc.exited.then((code) => {
+    if (!stopping) {
+      console.error(`[chain] anvil exited with code ${code}; stopping the local network`);
+      void shutdown(1);
+    }
+  });
+  const chain = rpcChain(anvil.chainId, anvil.url);
+  const client = createPublicClient({ chain, transport: http(anvil.url) }) as PublicClient;
+  const funded = async () => {
+    const key = generatePrivateKey();
+    const account = privateKeyToAccount(key);
+    await client.request({
+      method: 'anvil_setBalance',
+      params: [account.address, `0x${parseEther('1000').toString(16)}`],
+    } as unknown as Parameters<PublicClient['request']>[0]);
+    return { key, account };
+  };
+  const deployer = await funded();
+  const bridge = await funded();
+  const wallet = createWalletClient({ chain, transport: http(anvil.url), account: deployer.account });
+  const oracle = await deployOracle(wallet, client, { bridge: bridge.account.address, minFee: 0n });
+  const fromBlock = await client.getBlockNumber();
+  return {
+    rpc: anvil.url,
+    chainId: anvil.chainId,
+    oracle,
+    fromBlock: Number(fromBlock),
+    bridgeKey: bridge.key as Hex,
+  };
+}
+const chain = withChain ? await startChain() : null;
+
 const relay = await waitForLine(
   'relay',
   [
@@ -132,6 +192,18 @@ const relay = await waitForLine(
     join(data, 'dev-api-key'),
     '--gun-port',
     '0',
+    ...(chain
+      ? [
+          '--chain-rpc',
+          chain.rpc,
+          '--chain-id',
+          String(chain.chainId),
+          '--oracle',
+          chain.oracle,
+          '--from-block',
+          String(chain.fromBlock),
+        ]
+      : []),
   ],
   (line) => {
     const j = json(line);
@@ -139,6 +211,8 @@ const relay = await waitForLine(
       ? (j as { url: string; multiaddrs: string[]; coordinator: string; gun?: string })
       : undefined;
   },
+  60_000,
+  chain ? { SYNOD_BRIDGE_KEY: chain.bridgeKey } : {},
 );
 const bootstrap = relay.multiaddrs.find((a) => !a.includes('/ws/')) ?? relay.multiaddrs[0] ?? '';
 
@@ -203,6 +277,10 @@ for (;;) {
 }
 
 const apiKey = readFileSync(join(data, 'dev-api-key'), 'utf8').trim();
+if (chain) {
+  const { bridgeKey: _secret, ...info } = chain;
+  writeFileSync(join(data, 'chain.json'), `${JSON.stringify({ ...info, relay: relay.url }, null, 2)}\n`);
+}
 console.log(`
 Synod local network is up.
 
@@ -213,6 +291,8 @@ Synod local network is up.
 ${nodes.map((n, i) => `  node ${i + 1}  ${n.nodeId.slice(0, 16)}…  health ${n.http}/healthz`).join('\n')}
   contributor web app (browser node)            ${web.url}
   development API key                            ${apiKey}   (in ${join(data, 'dev-api-key')})
+  local chain (anvil)                            ${chain ? `${chain.rpc}   (chain id ${chain.chainId})` : 'off'}
+  SynodOracle (callLLM), bridged by the relay    ${chain?.oracle ?? 'off'}
 
 Try it:
 
@@ -225,5 +305,14 @@ Try it:
   const client = new OpenAI({ baseURL: '${relay.url}/v1', apiKey: '${apiKey}' });
   const r = await client.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'Once upon a time' }] });
   console.log(r.choices[0].message.content, r.synod.verdictDigest);
-
+${
+  chain
+    ? `
+  # a smart contract's view: callLLM on the local chain, answered by the network and written back
+  npm run chain:ask -- "Once upon a time"
+  # Solidity: SynodOracle(${chain.oracle}).callLLM{value: fee}(prompt, models, maxTokens, temperatureCenti, quorum)
+  # and implement ISynodConsumer.onLLMResult (contracts/src/SynodOracle.sol)
+`
+    : ''
+}
 Press Ctrl-C to stop.`);
