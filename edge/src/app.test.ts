@@ -296,5 +296,6 @@ describe('health and metrics', () => {
     const m = await (await req('/metrics')).text();
     expect(m).toContain('# TYPE synod_http_requests_total counter');
     expect(m).toMatch(/synod_history_requests\{status="verdict"\} \d+/);
+    expect(m).toMatch(/synod_chain_requests\{status="fulfilled"\} 0/);
   });
 });

@@ -197,7 +197,18 @@ export class ChainStore {
     return r.length === 1;
   }
 
-  /** Rows by status, for `/metrics` and tests. */
+  /** Rows of every oracle by status (`/metrics`). */
+  async countsAll(): Promise<Record<ChainRequestStatus, number>> {
+    const rows = await this.db
+      .select({ status: chainRequests.status, n: sql<number>`count(*)` })
+      .from(chainRequests)
+      .groupBy(chainRequests.status);
+    const out: Record<ChainRequestStatus, number> = { pending: 0, fulfilled: 0, refunded: 0, reorged: 0 };
+    for (const r of rows) out[r.status] = Number(r.n);
+    return out;
+  }
+
+  /** Rows of one oracle by status. */
   async counts(o: OracleRef): Promise<Record<ChainRequestStatus, number>> {
     const rows = await this.db
       .select({ status: chainRequests.status, n: sql<number>`count(*)` })

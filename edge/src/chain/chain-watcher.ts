@@ -320,6 +320,9 @@ export class ChainWatcher {
       },
     });
     if (outcome.kind === 'quota-exceeded') return 'QUOTA_EXCEEDED';
+    // The number was admitted from another event, and that request is not found: never answer this one
+    // with it.
+    if (outcome.kind === 'conflict') return 'REORG_CONFLICT';
     this.#stats.admitted += outcome.kind === 'created' ? 1 : 0;
     if (outcome.kind === 'created') await this.#o.admitted?.([outcome.requestId]);
     return null;
@@ -433,8 +436,7 @@ export class ChainWatcher {
       throw e;
     }
     this.#o.log?.({ level: 'info', msg: `chain ${s.kind} sent`, requestId: row.requestId, tx: hash });
-    await client.waitForTransactionReceipt({ hash, timeout: 30_000, pollingInterval: 250 }).catch(() => null);
-    await this.#followUp({ ...row, fulfilledTx: hash }, hash);
+    // Not waited for here: later passes follow it up (`#followUp`) once it is `confirmations` deep.
     return true;
   }
 

@@ -1,5 +1,6 @@
 import { REQUEST_STATUSES, type RequestStatus } from '@synod/shared/history';
 import type { Hono } from 'hono';
+import { ChainStore } from '../chain/chain-store.ts';
 import { edgeError } from '../http/errors.ts';
 import type { EdgeDeps } from './deps.ts';
 
@@ -27,6 +28,11 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     const counts = await deps.store.counts();
     for (const [status, n] of Object.entries(counts)) {
       deps.metrics.set('synod_history_requests', 'Requests in the history by status', n, { status });
+    }
+    for (const [status, n] of Object.entries(await new ChainStore(deps.store.db).countsAll())) {
+      deps.metrics.set('synod_chain_requests', 'On-chain oracle requests by settlement status', n, {
+        status,
+      });
     }
     deps.metrics.set(
       'synod_queued_requests',
