@@ -5,6 +5,9 @@
  * gateway signs, stores and coordinates them; workerd serves the verdict from the shared history.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { synodOracleAbi } from '@synod/contracts/abi';
+import { ChainStore } from '../edge/src/chain/chain-store.ts';
+import { startTestChain, type TestChain } from '../edge/src/chain/chain-test-helpers.ts';
 import { GATEWAY_SECRET_HEADER } from '../edge/src/routes/internal.ts';
 import { startTestNetwork, type TestNetwork } from '../edge/src/test-helpers.ts';
 import {
@@ -21,19 +24,25 @@ const SECRET = 'test-gateway-secret-0123456789';
 let sqld: RunningSqld | undefined;
 let t: TestNetwork | undefined;
 let worker: RunningWorker | undefined;
+let chain: TestChain | undefined;
 
 beforeAll(async () => {
   sqld = await startSqld();
+  chain = await startTestChain();
   t = await startTestNetwork({ dbUrl: sqld.url, gatewaySecret: SECRET });
   worker = await startWorker({
     SYNOD_DB_URL: sqld.url,
     SYNOD_GATEWAY_URL: t.relay.url,
     SYNOD_GATEWAY_SECRET: SECRET,
+    SYNOD_CHAIN_RPC: chain.anvil.url,
+    SYNOD_CHAIN_ID: String(chain.anvil.chainId),
+    SYNOD_ORACLE: chain.oracle,
+    SYNOD_BRIDGE_KEY: chain.bridgeKey,
   });
 }, 180_000);
 
 afterAll(async () => {
-  for (const stop of [() => worker?.stop(), () => t?.close(), () => sqld?.stop()]) {
+  for (const stop of [() => worker?.stop(), () => t?.close(), () => sqld?.stop(), () => chain?.stop()]) {
     try {
       await stop();
     } catch (e) {
@@ -206,5 +215,60 @@ describe('the relay on workerd (miniflare) over sqld, forwarding to a Bun gatewa
       body: JSON.stringify({ requestIds: ['a'.repeat(64)] }),
     });
     expect(ok.status).toBe(200);
+  });
+
+  test('the cron trigger bridges SynodOracle: callLLM is coordinated by the gateway and fulfilled once', async () => {
+    if (!chain || !worker || !t) throw new Error('not started');
+    const c = chain;
+    const { requestNo } = await c.callLLM({ prompt: 'Once upon a time', models: ['stories260K'] });
+    const requestId = `${c.anvil.chainId}:${c.oracle.toLowerCase()}:${requestNo}`;
+    await c.mine(2);
+    const onChain = async () =>
+      (
+        await c.client.readContract({
+          address: c.oracle,
+          abi: synodOracleAbi,
+          functionName: 'requests',
+          args: [requestNo],
+        })
+      )[3];
+    const worker_ = worker;
+    await waitUntil(
+      'fulfilled on chain by the scheduled handler',
+      async () => {
+        expect((await worker_.scheduled()).outcome).toBe('ok');
+        return (await onChain()) === 2;
+      },
+      90_000,
+      200,
+    );
+    const view = (await (await w(`/v1/inference/${requestId}`)).json()) as {
+      status: string;
+      coordinator: string;
+      verdict: { winner: { output: string } };
+    };
+    expect(view.status).toBe('verdict');
+    expect(view.coordinator).toBe(t.relay.node.nodeId);
+    const [event] = await c.client.getContractEvents({
+      address: c.oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMFulfilled',
+      args: { requestNo },
+      fromBlock: 0n,
+    });
+    expect(event?.args.answer).toBe(view.verdict.winner.output);
+    // Two blocks on, the next run records the settlement; later runs send nothing more.
+    await c.mine(2);
+    await worker_.scheduled();
+    const store = new ChainStore(t.relay.store.db);
+    expect((await store.byRequestId(requestId))?.status).toBe('fulfilled');
+    await worker_.scheduled();
+    const all = await c.client.getContractEvents({
+      address: c.oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMFulfilled',
+      fromBlock: 0n,
+    });
+    expect(all).toHaveLength(1);
   });
 });

@@ -130,6 +130,8 @@ export async function bundleWorker(outdir: string): Promise<string> {
 
 export interface RunningWorker {
   url: string;
+  /** Fire the worker's cron trigger once (its `scheduled` handler); resolves when the run ended. */
+  scheduled(): Promise<{ outcome: string }>;
   stop(): Promise<void>;
 }
 
@@ -173,6 +175,14 @@ async function serveWorker(dir: string, env: WorkerEnv): Promise<RunningWorker> 
   }
   return {
     url,
+    async scheduled() {
+      // Miniflare's Fetcher (workers-types, not installed here): `scheduled` runs the cron handler.
+      const w = (await mf.getWorker()) as unknown as {
+        scheduled(o: { cron: string }): Promise<{ outcome: string; noRetry: boolean }>;
+      };
+      const r = await w.scheduled({ cron: '* * * * *' });
+      return { outcome: r.outcome };
+    },
     async stop() {
       await mf.dispose();
       rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { synodOracleAbi } from '@synod/contracts';
+import { synodOracleAbi } from '@synod/contracts/abi';
 import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
 import { ChainStore } from './chain-store.ts';

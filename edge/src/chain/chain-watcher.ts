@@ -1,4 +1,4 @@
-import { synodOracleAbi } from '@synod/contracts';
+import { synodOracleAbi } from '@synod/contracts/abi';
 import type { ChainRequestRow } from '@synod/shared/history';
 import {
   type Account,
@@ -148,8 +148,19 @@ export class ChainWatcher {
     return { ...this.#stats };
   }
 
-  /** Check the chain and the oracle, then poll every `pollMs` until `stop`. */
+  /** Check the chain and the oracle (`check`), then poll every `pollMs` until `stop`. */
   async start(): Promise<void> {
+    await this.check();
+
+    this.#timer = setInterval(() => void this.poll(), this.#o.pollMs);
+    void this.poll();
+  }
+
+  /**
+   * The RPC serves the configured chain and the oracle is deployed there, or a `ChainBridgeError`
+   * (`CHAIN_ID_MISMATCH`, `ORACLE_NOT_FOUND`).
+   */
+  async check(): Promise<void> {
     const chainId = await this.#o.client.getChainId();
     if (chainId !== this.#o.chainId) {
       throw new ChainBridgeError(
@@ -168,8 +179,6 @@ export class ChainWatcher {
         'deploy SynodOracle (contracts/) and pass its address',
       );
     }
-    this.#timer = setInterval(() => void this.poll(), this.#o.pollMs);
-    void this.poll();
   }
 
   async stop(): Promise<void> {

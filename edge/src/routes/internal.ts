@@ -1,4 +1,4 @@
-import { sha256 } from '@synod/shared';
+import { CHAIN_REQUEST_ID_RE, HASH_HEX_RE, sha256 } from '@synod/shared';
 import type { Context, Hono } from 'hono';
 import type { EdgeConfig } from '../config.ts';
 import { parseJson, readBody } from '../http/body.ts';
@@ -56,7 +56,7 @@ export function mountInternal(
     if (
       !Array.isArray(ids) ||
       ids.length > 1_000 ||
-      !ids.every((x) => typeof x === 'string' && /^[0-9a-f]{64}$/.test(x))
+      !ids.every((x) => typeof x === 'string' && (HASH_HEX_RE.test(x) || CHAIN_REQUEST_ID_RE.test(x)))
     ) {
       throw edgeError(400, 'INVALID_INPUT', 'send { requestIds: [up to 1000 request ids] }');
     }

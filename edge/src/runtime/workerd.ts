@@ -13,6 +13,16 @@
  *   SYNOD_GATEWAY_URL     base URL of the gateway relay
  *   SYNOD_GATEWAY_SECRET  secret: shared with the gateway (its --gateway-secret-env variable)
  *   SYNOD_MODELS          optional: comma-separated models assumed served besides the gateway's
+ *
+ * The chain watcher (optional; the `scheduled` handler, run by the cron trigger of wrangler.toml): each
+ * run is one pass of `ChainWatcher` over the shared history: it reads the oracle's confirmed
+ * `LLMRequested` events, admits them for the gateway to coordinate, and settles finished ones on chain.
+ *   SYNOD_CHAIN_RPC            the chain's JSON-RPC URL (unset: the scheduled handler does nothing)
+ *   SYNOD_CHAIN_ID             its chain id
+ *   SYNOD_ORACLE               the SynodOracle address
+ *   SYNOD_BRIDGE_KEY           secret: the oracle's bridge account key (0x + 64 hex)
+ *   SYNOD_CHAIN_CONFIRMATIONS  optional, default 2
+ *   SYNOD_CHAIN_FROM_BLOCK     optional: the oracle's deployment block, default 0
  */
 import { createClient } from '@libsql/client/web';
 import { historySchema } from '@synod/shared/history';
@@ -20,6 +30,9 @@ import { drizzle } from 'drizzle-orm/libsql/web';
 import type { Context } from 'hono';
 import { createApp } from '../app.ts';
 import { ApiKeyCache } from '../auth/api-key-cache.ts';
+import { ChainStore } from '../chain/chain-store.ts';
+import { ChainWatcher, type ChainWatcherStats } from '../chain/chain-watcher.ts';
+import { bridgeClients } from '../chain/clients.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig } from '../config.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
@@ -28,6 +41,7 @@ import { HistoryStore } from '../store/history-store.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { applyMigrations } from '../store/migrate.ts';
 import { MIGRATIONS } from '../store/migrations.gen.ts';
+import { findRequest, foundView } from '../views.ts';
 
 export interface WorkerEnv {
   SYNOD_DB_URL?: string;
@@ -35,6 +49,12 @@ export interface WorkerEnv {
   SYNOD_GATEWAY_URL?: string;
   SYNOD_GATEWAY_SECRET?: string;
   SYNOD_MODELS?: string;
+  SYNOD_CHAIN_RPC?: string;
+  SYNOD_CHAIN_ID?: string;
+  SYNOD_ORACLE?: string;
+  SYNOD_BRIDGE_KEY?: string;
+  SYNOD_CHAIN_CONFIRMATIONS?: string;
+  SYNOD_CHAIN_FROM_BLOCK?: string;
 }
 
 interface WorkerCtx {
@@ -99,14 +119,8 @@ export async function handle(request: Request, env: WorkerEnv, _ctx?: WorkerCtx)
     url: dbUrl,
     ...(env.SYNOD_DB_AUTH_TOKEN ? { authToken: env.SYNOD_DB_AUTH_TOKEN } : {}),
   });
-  if (!iso.migrated) {
-    iso.migrated = applyMigrations(client, MIGRATIONS).then(() => undefined);
-    iso.migrated.catch(() => {
-      iso.migrated = undefined;
-    });
-  }
   try {
-    await iso.migrated;
+    await migrated(iso, client);
   } catch (e) {
     return Response.json(
       {
@@ -160,8 +174,112 @@ export async function handle(request: Request, env: WorkerEnv, _ctx?: WorkerCtx)
   return app.fetch(request);
 }
 
+/** Migrations run once per isolate (memoized; retried after a failure). */
+function migrated(iso: Isolate, client: ReturnType<typeof createClient>): Promise<void> {
+  if (!iso.migrated) {
+    const m = applyMigrations(client, MIGRATIONS).then(() => undefined);
+    iso.migrated = m;
+    m.catch(() => {
+      if (iso.migrated === m) iso.migrated = undefined;
+    });
+  }
+  return iso.migrated;
+}
+
+/** What one scheduled run of the chain watcher did. */
+export type ChainPassResult =
+  | { ran: false; reason: string }
+  | { ran: true; stats: ChainWatcherStats; error?: { code: string; message: string } };
+
+/**
+ * One pass of the chain watcher (see the header): read confirmed oracle events, admit them for the
+ * gateway, settle what is done. Configuration errors and a wrong chain or oracle are reported, never
+ * thrown; a failing pass is counted in `stats.errors` and retried by the next run.
+ */
+export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
+  const rpc = env.SYNOD_CHAIN_RPC;
+  if (!rpc) return { ran: false, reason: 'SYNOD_CHAIN_RPC is not set' };
+  const { SYNOD_DB_URL: dbUrl, SYNOD_GATEWAY_URL: gatewayUrl, SYNOD_GATEWAY_SECRET: secret } = env;
+  if (!dbUrl || !gatewayUrl || !secret) {
+    return { ran: false, reason: 'SYNOD_DB_URL, SYNOD_GATEWAY_URL and SYNOD_GATEWAY_SECRET are needed' };
+  }
+  const chainId = Number(env.SYNOD_CHAIN_ID);
+  const oracle = env.SYNOD_ORACLE ?? '';
+  const key = env.SYNOD_BRIDGE_KEY ?? '';
+  const confirmations = Number(env.SYNOD_CHAIN_CONFIRMATIONS ?? 2);
+  const fromBlock = env.SYNOD_CHAIN_FROM_BLOCK ?? '0';
+  if (!Number.isSafeInteger(chainId) || chainId < 1)
+    return { ran: false, reason: 'SYNOD_CHAIN_ID is not a chain id' };
+  if (!/^0x[0-9a-fA-F]{40}$/.test(oracle)) return { ran: false, reason: 'SYNOD_ORACLE is not an address' };
+  if (!/^0x[0-9a-fA-F]{64}$/.test(key))
+    return { ran: false, reason: 'SYNOD_BRIDGE_KEY is not a private key' };
+  if (!Number.isInteger(confirmations) || confirmations < 0) {
+    return { ran: false, reason: 'SYNOD_CHAIN_CONFIRMATIONS is not a block count' };
+  }
+  if (!/^\d{1,20}$/.test(fromBlock))
+    return { ran: false, reason: 'SYNOD_CHAIN_FROM_BLOCK is not a block number' };
+
+  const iso = isolateFor({ ...env, SYNOD_GATEWAY_URL: gatewayUrl, SYNOD_GATEWAY_SECRET: secret });
+  const client = createClient({
+    url: dbUrl,
+    ...(env.SYNOD_DB_AUTH_TOKEN ? { authToken: env.SYNOD_DB_AUTH_TOKEN } : {}),
+  });
+  await migrated(iso, client);
+  const network = iso.network;
+  await network.status(true);
+  const store = new HistoryStore(drizzle(client, { schema: historySchema }));
+  const intake = new IntakeStore(client);
+  const watcher = new ChainWatcher({
+    ...bridgeClients(rpc, chainId, key as `0x${string}`),
+    oracle: oracle as `0x${string}`,
+    chainId,
+    store: new ChainStore(store.db),
+    lookup: async (id) => {
+      const found = await findRequest(store, intake, id);
+      return found ? foundView(found) : null;
+    },
+    admit: async (a) => {
+      const [outcome] = await intake.admit([a], network.coordinatorId, now());
+      if (!outcome) throw new Error('the admission gave no outcome');
+      return outcome;
+    },
+    admitted: (ids) => network.admitted(ids),
+    defaults: async () => ({
+      knownModels: await network.servedModels(),
+      defaultModels: network.cached?.defaultModels ?? [],
+      embedders: network.cached?.embedders ?? [],
+    }),
+    confirmations,
+    fromBlock: BigInt(fromBlock),
+    log: (entry) => console.log(JSON.stringify(entry)),
+  });
+  try {
+    await watcher.check();
+  } catch (e) {
+    const err = e as { code?: unknown; message?: unknown };
+    return {
+      ran: true,
+      stats: watcher.stats(),
+      error: {
+        code: typeof err.code === 'string' ? err.code : 'INTERNAL',
+        message: String(err.message ?? e),
+      },
+    };
+  }
+  await watcher.poll();
+  return { ran: true, stats: watcher.stats() };
+}
+
 export default {
   fetch(request: Request, env: WorkerEnv, ctx: WorkerCtx): Promise<Response> {
     return handle(request, env, ctx);
+  },
+  scheduled(_event: unknown, env: WorkerEnv, ctx: WorkerCtx): void {
+    ctx.waitUntil(
+      chainPass(env).then(
+        (r) => console.log(JSON.stringify({ level: 'info', msg: 'chain pass', ...r })),
+        (e) => console.log(JSON.stringify({ level: 'error', msg: 'chain pass failed', err: String(e) })),
+      ),
+    );
   },
 };
