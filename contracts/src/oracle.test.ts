@@ -41,17 +41,9 @@ pragma solidity ^0.8.24;
 
 import "SynodOracle.sol";
 
-/// Test double: asks the oracle itself and records the last onLLMResult it received (oracle only).
-contract RecordingConsumerDouble is ISynodConsumer {
-    error NotOracle();
-
+/// What every consumer double shares: the oracle it trusts, and \`ask\`, which calls callLLM as itself.
+abstract contract ConsumerDoubleBase is ISynodConsumer {
     SynodOracle public immutable oracle;
-    uint256 public calls;
-    uint256 public lastRequestNo;
-    bool public lastFulfilled;
-    string public lastAnswer;
-    bytes32 public lastVerdictDigest;
-    bytes32 public lastTranscriptRoot;
 
     constructor(SynodOracle oracle_) {
         oracle = oracle_;
@@ -60,6 +52,20 @@ contract RecordingConsumerDouble is ISynodConsumer {
     function ask(string calldata prompt, string[] calldata models) external payable returns (uint256) {
         return oracle.callLLM{value: msg.value}(prompt, models, 64, 0, 1);
     }
+}
+
+/// Test double: asks the oracle itself and records the last onLLMResult it received (oracle only).
+contract RecordingConsumerDouble is ConsumerDoubleBase {
+    error NotOracle();
+
+    uint256 public calls;
+    uint256 public lastRequestNo;
+    bool public lastFulfilled;
+    string public lastAnswer;
+    bytes32 public lastVerdictDigest;
+    bytes32 public lastTranscriptRoot;
+
+    constructor(SynodOracle oracle_) ConsumerDoubleBase(oracle_) {}
 
     function onLLMResult(
         uint256 requestNo,
@@ -90,18 +96,11 @@ contract RecordingConsumerDouble is ISynodConsumer {
 }
 
 /// Test double: its onLLMResult always reverts.
-contract RevertingConsumerDouble is ISynodConsumer {
+contract RevertingConsumerDouble is ConsumerDoubleBase {
     error Refused();
 
-    SynodOracle public immutable oracle;
 
-    constructor(SynodOracle oracle_) {
-        oracle = oracle_;
-    }
-
-    function ask(string calldata prompt, string[] calldata models) external payable returns (uint256) {
-        return oracle.callLLM{value: msg.value}(prompt, models, 64, 0, 1);
-    }
+    constructor(SynodOracle oracle_) ConsumerDoubleBase(oracle_) {}
 
     function onLLMResult(uint256, bool, string calldata, bytes32, bytes32) external pure {
         revert Refused();
@@ -109,17 +108,10 @@ contract RevertingConsumerDouble is ISynodConsumer {
 }
 
 /// Test double: its onLLMResult loops until it runs out of gas.
-contract GasBurningConsumerDouble is ISynodConsumer {
-    SynodOracle public immutable oracle;
+contract GasBurningConsumerDouble is ConsumerDoubleBase {
     uint256 public spins;
 
-    constructor(SynodOracle oracle_) {
-        oracle = oracle_;
-    }
-
-    function ask(string calldata prompt, string[] calldata models) external payable returns (uint256) {
-        return oracle.callLLM{value: msg.value}(prompt, models, 64, 0, 1);
-    }
+    constructor(SynodOracle oracle_) ConsumerDoubleBase(oracle_) {}
 
     function onLLMResult(uint256, bool, string calldata, bytes32, bytes32) external {
         while (true) {
@@ -129,17 +121,10 @@ contract GasBurningConsumerDouble is ISynodConsumer {
 }
 
 /// Test double: its onLLMResult needs 300,000 gas (it reverts with less) and counts successful calls.
-contract GasHungryConsumerDouble is ISynodConsumer {
-    SynodOracle public immutable oracle;
+contract GasHungryConsumerDouble is ConsumerDoubleBase {
     uint256 public calls;
 
-    constructor(SynodOracle oracle_) {
-        oracle = oracle_;
-    }
-
-    function ask(string calldata prompt, string[] calldata models) external payable returns (uint256) {
-        return oracle.callLLM{value: msg.value}(prompt, models, 64, 0, 1);
-    }
+    constructor(SynodOracle oracle_) ConsumerDoubleBase(oracle_) {}
 
     function onLLMResult(uint256, bool, string calldata, bytes32, bytes32) external {
         require(gasleft() >= 300_000, "starved");

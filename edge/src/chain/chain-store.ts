@@ -5,7 +5,7 @@ import {
   chainCursors,
   chainRequests,
 } from '@synod/shared/history';
-import { and, asc, eq, gte, inArray, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, gte, inArray, isNull, type SQL, sql } from 'drizzle-orm';
 import type { HistoryDb } from '../store/history-store.ts';
 import type { OracleRequestEvent } from './oracle-request.ts';
 import { chainRequestIdOf } from './oracle-request.ts';
@@ -198,22 +198,20 @@ export class ChainStore {
   }
 
   /** Rows of every oracle by status (`/metrics`). */
-  async countsAll(): Promise<Record<ChainRequestStatus, number>> {
-    const rows = await this.db
-      .select({ status: chainRequests.status, n: sql<number>`count(*)` })
-      .from(chainRequests)
-      .groupBy(chainRequests.status);
-    const out: Record<ChainRequestStatus, number> = { pending: 0, fulfilled: 0, refunded: 0, reorged: 0 };
-    for (const r of rows) out[r.status] = Number(r.n);
-    return out;
+  countsAll(): Promise<Record<ChainRequestStatus, number>> {
+    return this.#counts();
   }
 
   /** Rows of one oracle by status. */
-  async counts(o: OracleRef): Promise<Record<ChainRequestStatus, number>> {
+  counts(o: OracleRef): Promise<Record<ChainRequestStatus, number>> {
+    return this.#counts(and(eq(chainRequests.chainId, o.chainId), eq(chainRequests.contract, o.contract)));
+  }
+
+  async #counts(where?: SQL): Promise<Record<ChainRequestStatus, number>> {
     const rows = await this.db
       .select({ status: chainRequests.status, n: sql<number>`count(*)` })
       .from(chainRequests)
-      .where(and(eq(chainRequests.chainId, o.chainId), eq(chainRequests.contract, o.contract)))
+      .where(where)
       .groupBy(chainRequests.status);
     const out: Record<ChainRequestStatus, number> = { pending: 0, fulfilled: 0, refunded: 0, reorged: 0 };
     for (const r of rows) out[r.status] = Number(r.n);

@@ -44,6 +44,21 @@ const oracleRequest = async (requestNo: bigint) => {
   return { requester, fee, deadline, status };
 };
 
+/** The oracle's events of one kind for one request number. */
+const eventsOf = <E extends 'LLMFulfilled' | 'LLMRefunded' | 'LLMRequested'>(
+  eventName: E,
+  requestNo: bigint,
+) =>
+  chain.client.getContractEvents({
+    address: chain.oracle,
+    abi: synodOracleAbi,
+    eventName,
+    // Every one of these events has `requestNo` as its first indexed argument.
+    args: { requestNo } as never,
+    fromBlock: 0n,
+    strict: true,
+  });
+
 const requestIdOf = (requestNo: bigint) =>
   `${chain.anvil.chainId}:${chain.oracle.toLowerCase()}:${requestNo}`;
 
@@ -73,13 +88,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       async () => (await oracleRequest(requestNo)).status === 2,
     );
 
-    const events = await chain.client.getContractEvents({
-      address: chain.oracle,
-      abi: synodOracleAbi,
-      eventName: 'LLMFulfilled',
-      args: { requestNo },
-      fromBlock: 0n,
-    });
+    const events = await eventsOf('LLMFulfilled', requestNo);
     expect(events).toHaveLength(1);
     const view = (await (await fetch(`${net.relay.url}/v1/inference/${requestId}`)).json()) as {
       status: string;
@@ -118,13 +127,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     const requestId = requestIdOf(requestNo);
     await chain.mine(2);
     await pollUntil('the request is refunded', async () => (await oracleRequest(requestNo)).status === 3);
-    const events = await chain.client.getContractEvents({
-      address: chain.oracle,
-      abi: synodOracleAbi,
-      eventName: 'LLMRefunded',
-      args: { requestNo },
-      fromBlock: 0n,
-    });
+    const events = await eventsOf('LLMRefunded', requestNo);
     expect(events.map((e) => e.args.reason)).toEqual(['UNKNOWN_MODEL']);
     expect(
       await chain.client.readContract({
@@ -147,14 +150,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     await chain.mine(2);
     // What a relay killed mid-way leaves behind: the event recorded but not admitted, and a settlement
     // claimed under a transaction hash that never reached the chain.
-    const [log] = await chain.client.getContractEvents({
-      address: chain.oracle,
-      abi: synodOracleAbi,
-      eventName: 'LLMRequested',
-      args: { requestNo },
-      fromBlock: 0n,
-      strict: true,
-    });
+    const [log] = await eventsOf('LLMRequested', requestNo);
     if (!log) throw new Error('no LLMRequested event');
     expect(
       await store.recordRequest(
@@ -185,13 +181,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       async () => (await store.byRequestId(requestId))?.status === 'fulfilled',
     );
     const row = await store.byRequestId(requestId);
-    const events = await chain.client.getContractEvents({
-      address: chain.oracle,
-      abi: synodOracleAbi,
-      eventName: 'LLMFulfilled',
-      args: { requestNo },
-      fromBlock: 0n,
-    });
+    const events = await eventsOf('LLMFulfilled', requestNo);
     expect(events.map((e) => e.transactionHash)).toEqual([row?.fulfilledTx as `0x${string}`]);
   });
 
@@ -250,13 +240,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect(second.requestNo).toBe(first.requestNo);
     await chain.mine(2);
     await pollUntil('refunded', async () => (await oracleRequest(second.requestNo)).status === 3);
-    const refunds = await chain.client.getContractEvents({
-      address: chain.oracle,
-      abi: synodOracleAbi,
-      eventName: 'LLMRefunded',
-      args: { requestNo: second.requestNo },
-      fromBlock: 0n,
-    });
+    const refunds = await eventsOf('LLMRefunded', second.requestNo);
     expect(refunds.map((e) => e.args.reason)).toEqual(['REORG_CONFLICT']);
     expect((await store.byRequestId(requestId))?.txHash).toBe(second.txHash);
   });
