@@ -269,4 +269,29 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect(e2).toBeInstanceOf(ChainBridgeError);
     expect(e2).toMatchObject({ code: 'ORACLE_NOT_FOUND' });
   });
+
+  test('a chain that became shorter than the cursor (a reset dev chain) is read again from the start', async () => {
+    const store = new ChainStore(net.relay.store.db);
+    const snapshot = await chain.rpc('evm_snapshot', []);
+    const first = await chain.callLLM({ prompt: 'Before the reset', models: ['stories260K'], quorum: 4 });
+    await chain.mine(3);
+    await watcher.poll();
+    const cursor = await store.cursor(watcher.oracle);
+    expect((await store.byRequestId(requestIdOf(first.requestNo)))?.status).toBe('pending');
+
+    // Back to before the request: the cursor's block no longer exists.
+    expect(await chain.rpc('evm_revert', [snapshot])).toBe(true);
+    expect(await chain.client.getBlockNumber({ cacheTime: 0 })).toBeLessThan(
+      BigInt(cursor?.blockNumber ?? 0),
+    );
+    const second = await chain.callLLM({ prompt: 'After the reset', models: ['stories260K'], quorum: 4 });
+    expect(second.requestNo).toBe(first.requestNo);
+    await chain.mine(2);
+    const reorgs = watcher.stats().reorgs;
+    await pollUntil('refunded', async () => (await oracleRequest(second.requestNo)).status === 3);
+    expect(watcher.stats().reorgs).toBe(reorgs + 1);
+    expect((await eventsOf('LLMRefunded', second.requestNo)).map((e) => e.args.reason)).toEqual([
+      'REORG_CONFLICT',
+    ]);
+  });
 });

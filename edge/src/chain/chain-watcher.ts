@@ -4,6 +4,7 @@ import {
   type Account,
   type Address,
   BaseError,
+  BlockNotFoundError,
   type Chain,
   ContractFunctionRevertedError,
   decodeErrorResult,
@@ -217,7 +218,11 @@ export class ChainWatcher {
     const cursor = await this.#o.store.cursor(this.#ref);
     if (cursor !== null) {
       from = BigInt(cursor.blockNumber) + 1n;
-      const at = await client.getBlock({ blockNumber: BigInt(cursor.blockNumber) }).catch(() => null);
+      // A missing block means the chain is shorter than the cursor; any other RPC error fails the pass.
+      const at = await client.getBlock({ blockNumber: BigInt(cursor.blockNumber) }).catch((e: unknown) => {
+        if (e instanceof BlockNotFoundError) return null;
+        throw e;
+      });
       if (at === null || at.hash !== cursor.blockHash) {
         // The block under the cursor was replaced (a reorg deeper than `confirmations`): read the last
         // `reorgWindow` blocks again; their events not seen again stay `reorged`. A cursor above the head
