@@ -1,0 +1,85 @@
+import { afterAll, beforeAll, describe, expect, spyOn, test } from 'bun:test';
+import { createPublicClient, http, type PublicClient, parseEther } from 'viem';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import { type RunningAnvil, startAnvil } from './anvil.ts';
+import { main } from './cli.ts';
+import { synodOracleAbi } from './oracle-abi.ts';
+
+let anvil: RunningAnvil;
+let client: PublicClient;
+const deployerKey = generatePrivateKey();
+const bridge = privateKeyToAccount(generatePrivateKey()).address;
+
+beforeAll(async () => {
+  anvil = await startAnvil();
+  client = createPublicClient({ transport: http(anvil.url) }) as PublicClient;
+  await client.request({
+    method: 'anvil_setBalance',
+    params: [privateKeyToAccount(deployerKey).address, `0x${parseEther('10').toString(16)}`],
+  } as unknown as Parameters<PublicClient['request']>[0]);
+});
+afterAll(() => anvil.stop());
+
+/** Run the CLI with its console captured. */
+async function run(argv: string[], env: Record<string, string | undefined> = {}) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+  const error = spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
+  try {
+    return { code: await main(argv, env), out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    log.mockRestore();
+    error.mockRestore();
+  }
+}
+
+describe('synod-oracle deploy', () => {
+  test('deploys with the given settings and prints the address and a starting block', async () => {
+    const r = await run(
+      [
+        'deploy',
+        '--rpc',
+        anvil.url,
+        '--chain-id',
+        String(anvil.chainId),
+        '--bridge',
+        bridge,
+        '--min-fee',
+        '1000',
+        '--timeout',
+        '60',
+        '--callback-gas',
+        '150000',
+      ],
+      { SYNOD_DEPLOYER_KEY: deployerKey },
+    );
+    expect(r.code).toBe(0);
+    const printed = JSON.parse(r.out) as { oracle: `0x${string}`; chainId: number; fromBlock: number };
+    expect(printed.chainId).toBe(anvil.chainId);
+    const read = (functionName: 'bridge' | 'minFee' | 'timeout' | 'callbackGasLimit') =>
+      client.readContract({ address: printed.oracle, abi: synodOracleAbi, functionName });
+    expect(await read('bridge')).toBe(bridge);
+    expect(await read('minFee')).toBe(1000n);
+    expect(await read('timeout')).toBe(60n);
+    expect(await read('callbackGasLimit')).toBe(150_000);
+    expect(BigInt(printed.fromBlock)).toBeLessThanOrEqual(await client.getBlockNumber());
+  });
+
+  test('bad flags, a missing key and the wrong chain are refused before anything is sent', async () => {
+    const base = ['deploy', '--rpc', anvil.url, '--chain-id', String(anvil.chainId), '--bridge', bridge];
+    expect((await run(base)).err).toContain('SYNOD_DEPLOYER_KEY');
+    const env = { SYNOD_DEPLOYER_KEY: deployerKey };
+    expect((await run(['deploy', '--rpc', 'ftp://x', '--chain-id', '1', '--bridge', bridge], env)).code).toBe(
+      2,
+    );
+    expect((await run([...base.slice(0, 5), '--bridge', '0x12'], env)).err).toContain('--bridge');
+    expect((await run([...base, '--min-fee', '-1'], env)).err).toContain('--min-fee');
+    expect((await run([...base, '--callback-gas', '5000000000'], env)).err).toContain('32 bits');
+    const wrong = await run(['deploy', '--rpc', anvil.url, '--chain-id', '1', '--bridge', bridge], env);
+    expect(wrong).toMatchObject({ code: 2 });
+    expect(wrong.err).toContain(`serves chain ${anvil.chainId}, not 1`);
+    expect((await run(['launch'])).code).toBe(2);
+    expect((await run(['deploy', '--nope'])).code).toBe(2);
+  });
+});
