@@ -43,6 +43,7 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --bridge-key-env V     environment variable with the oracle's bridge account key [SYNOD_BRIDGE_KEY]
   --confirmations N      blocks an oracle event must be under before it is acted on [2]
   --from-block N         first block to read for a new oracle (its deployment block) [0]
+  --replace-after-s N    re-send a settlement still unmined after N s, with higher fees [60]
                          for edge relays on workerd that forward to this one  [SYNOD_GATEWAY_SECRET]
   --help
 
@@ -103,6 +104,7 @@ async function main(argv: string[]): Promise<number> {
         'bridge-key-env': { type: 'string', default: 'SYNOD_BRIDGE_KEY' },
         confirmations: { type: 'string', default: '2' },
         'from-block': { type: 'string', default: '0' },
+        'replace-after-s': { type: 'string', default: '60' },
         help: { type: 'boolean', default: false },
       },
     }).values;
@@ -251,6 +253,10 @@ function chainOptions(
   }
   const fromBlock = values['from-block'] as string;
   if (!/^\d{1,20}$/.test(fromBlock)) return '--from-block must be a block number';
+  const replaceAfterS = Number(values['replace-after-s']);
+  if (!Number.isInteger(replaceAfterS) || replaceAfterS < 1 || replaceAfterS > 86_400) {
+    return '--replace-after-s must be a whole number of seconds from 1 to 86400';
+  }
   return {
     rpcUrl,
     chainId: Number(chainId),
@@ -258,6 +264,7 @@ function chainOptions(
     bridgeKey: bridgeKey as `0x${string}`,
     confirmations,
     fromBlock: BigInt(fromBlock),
+    replaceAfterMs: replaceAfterS * 1000,
   };
 }
 

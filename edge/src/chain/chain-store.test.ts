@@ -100,7 +100,12 @@ describe('ChainStore', () => {
     await s.release(id(1n), hash('c1'), 3);
     expect((await s.byRequestId(id(1n)))?.fulfilledTx).toBeNull();
     expect(await s.claim(id(1n), hash('c3'), 4)).toBe(true);
+    // A replacement (same nonce, higher fees) takes the claim over only from the hash it replaces.
+    expect(await s.replaceClaim(id(1n), hash('c9'), hash('c8'), 4)).toBe(false);
+    expect(await s.replaceClaim(id(1n), hash('c3'), hash('c8'), 4)).toBe(true);
+    expect(await s.replaceClaim(id(1n), hash('c8'), hash('c3'), 4)).toBe(true);
     expect(await s.settled(id(1n), 'refunded', hash('c3'), 5)).toBe(true);
+    expect(await s.replaceClaim(id(1n), hash('c3'), hash('c7'), 6)).toBe(false);
     expect(await s.settled(id(1n), 'fulfilled', hash('c4'), 6)).toBe(false);
     expect(await s.claim(id(1n), hash('c5'), 7)).toBe(false);
     expect(await s.byRequestId(id(1n))).toMatchObject({ status: 'refunded', fulfilledTx: hash('c3') });

@@ -168,6 +168,22 @@ export class ChainStore {
     return r.length === 1;
   }
 
+  /** Move a claim from one transaction to its replacement (same nonce): true if the row had `from`. */
+  async replaceClaim(requestId: string, from: string, to: string, now: number): Promise<boolean> {
+    const r = await this.db
+      .update(chainRequests)
+      .set({ fulfilledTx: to, updatedAt: now })
+      .where(
+        and(
+          eq(chainRequests.requestId, requestId),
+          eq(chainRequests.status, 'pending'),
+          eq(chainRequests.fulfilledTx, from),
+        ),
+      )
+      .returning({ requestId: chainRequests.requestId });
+    return r.length === 1;
+  }
+
   /** Forget a claim whose transaction never reached the chain (it may be claimed again). */
   async release(requestId: string, txHash: string, now: number): Promise<void> {
     await this.db

@@ -22,6 +22,8 @@ beforeAll(async () => {
       confirmations: 2,
       // Passes are driven by the tests (`poll`), so each step is observed in order.
       pollMs: 3_600_000,
+      // A settlement found still in the mempool is replaced at once (only when automine is off here).
+      replaceAfterMs: 0,
     },
   });
   const w = net.relay.chainWatcher;
@@ -293,5 +295,48 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect((await eventsOf('LLMRefunded', second.requestNo)).map((e) => e.args.reason)).toEqual([
       'REORG_CONFLICT',
     ]);
+  });
+
+  test('a settlement stuck in the mempool is re-sent with the same nonce and higher fees; one of them lands', async () => {
+    const store = new ChainStore(net.relay.store.db);
+    const { requestNo } = await chain.callLLM({ prompt: 'The stuck transaction', models: ['stories260K'] });
+    const requestId = requestIdOf(requestNo);
+    await chain.mine(2);
+    await watcher.poll();
+    await waitUntil(
+      'the verdict',
+      async () =>
+        ((await (await fetch(`${net.relay.url}/v1/inference/${requestId}`)).json()) as { status: string })
+          .status === 'verdict',
+      60_000,
+      100,
+    );
+    await chain.rpc('evm_setAutomine', [false]);
+    try {
+      await watcher.poll();
+      const first = (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`;
+      expect(first).toMatch(/^0x[0-9a-f]{64}$/);
+      const pending = await chain.client.getTransaction({ hash: first });
+      expect(pending.blockNumber).toBeNull();
+      const replacedBefore = watcher.stats().replaced;
+      await watcher.poll();
+      expect(watcher.stats().replaced).toBe(replacedBefore + 1);
+      const second = (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`;
+      expect(second).not.toBe(first);
+      const replacement = await chain.client.getTransaction({ hash: second });
+      expect(replacement.nonce).toBe(pending.nonce);
+      expect(replacement.input).toBe(pending.input);
+      expect(replacement.maxFeePerGas).toBeGreaterThan(pending.maxFeePerGas ?? 0n);
+      await chain.mine(1);
+    } finally {
+      await chain.rpc('evm_setAutomine', [true]);
+    }
+    await chain.mine(2);
+    await pollUntil('settled', async () => (await store.byRequestId(requestId))?.status === 'fulfilled');
+    const events = await eventsOf('LLMFulfilled', requestNo);
+    expect(events).toHaveLength(1);
+    expect(events[0]?.transactionHash).toBe(
+      (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`,
+    );
   });
 });

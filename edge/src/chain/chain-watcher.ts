@@ -13,6 +13,7 @@ import {
   type Hex,
   keccak256,
   type PublicClient,
+  type Transaction,
   type Transport,
   type WalletClient,
 } from 'viem';
@@ -73,6 +74,13 @@ export interface ChainWatcherOptions {
   pollMs?: number;
   /** Daily admissions charged to one oracle (its caller id `chain:<chainId>:<contract>`). Default 1e6. */
   quotaPerDay?: number;
+  /**
+   * A settlement still in the mempool this long after it was sent is sent again with the same nonce
+   * and `feeBumpPercent` higher fees (at least the chain's current ones). Default 60,000 ms.
+   */
+  replaceAfterMs?: number;
+  /** Default 25 (replacements need at least 10% more on most nodes). */
+  feeBumpPercent?: number;
   now?: () => number;
   random?: (n: number) => Uint8Array;
   log?: (entry: Record<string, unknown>) => void;
@@ -85,10 +93,20 @@ export interface ChainWatcherStats {
   fulfilled: number;
   refunded: number;
   reorgs: number;
+  /** Settlements re-sent with higher fees. */
+  replaced: number;
   errors: number;
 }
 
-type Defaulted = 'confirmations' | 'fromBlock' | 'maxBlockRange' | 'reorgWindow' | 'pollMs' | 'quotaPerDay';
+type Defaulted =
+  | 'confirmations'
+  | 'fromBlock'
+  | 'maxBlockRange'
+  | 'reorgWindow'
+  | 'pollMs'
+  | 'quotaPerDay'
+  | 'replaceAfterMs'
+  | 'feeBumpPercent';
 type Resolved = Omit<ChainWatcherOptions, Defaulted | 'now' | 'random'> &
   Required<Pick<ChainWatcherOptions, Defaulted | 'now' | 'random'>>;
 
@@ -123,6 +141,7 @@ export class ChainWatcher {
     fulfilled: 0,
     refunded: 0,
     reorgs: 0,
+    replaced: 0,
     errors: 0,
   };
 
@@ -134,6 +153,8 @@ export class ChainWatcher {
       reorgWindow: 64n,
       pollMs: 1_000,
       quotaPerDay: 1_000_000,
+      replaceAfterMs: 60_000,
+      feeBumpPercent: 25,
       now: () => Date.now(),
       random: (n) => crypto.getRandomValues(new Uint8Array(n)),
       ...o,
@@ -460,7 +481,11 @@ export class ChainWatcher {
     const receipt = await client.getTransactionReceipt({ hash }).catch(() => null);
     if (receipt === null) {
       const inPool = await client.getTransaction({ hash }).catch(() => null);
-      if (inPool !== null) return false;
+      if (inPool !== null) {
+        // Stuck (fees below what blocks take now): the same call and nonce again, with higher fees.
+        if (this.#o.now() - row.updatedAt >= this.#o.replaceAfterMs) return this.#replace(row, inPool);
+        return false;
+      }
       // Never reached the chain (or dropped with a reorg): settled by someone else, or free to send again.
       if (await this.#recordOnChain(row)) return true;
       await this.#o.store.release(row.requestId, hash, this.#o.now());
@@ -474,6 +499,66 @@ export class ChainWatcher {
       return true;
     }
     return this.#recordOnChain(row, hash);
+  }
+
+  /**
+   * Re-send a pending settlement with the same nonce and call, and fees `feeBumpPercent` higher (or the
+   * chain's current estimate, if higher). The claim moves to the new hash before it is broadcast; if the
+   * node refuses it (the first one was mined meanwhile), the claim goes back to the first hash.
+   */
+  async #replace(row: ChainRequestRow, tx: Transaction): Promise<boolean> {
+    const { client, wallet } = this.#o;
+    const pct = BigInt(100 + this.#o.feeBumpPercent);
+    const bump = (fee: bigint, now: bigint | undefined) => {
+      const raised = (fee * pct + 99n) / 100n;
+      return now !== undefined && now > raised ? now : raised;
+    };
+    const base = {
+      account: wallet.account,
+      chain: wallet.chain,
+      to: tx.to ?? undefined,
+      data: tx.input,
+      nonce: tx.nonce,
+      gas: tx.gas,
+    } as const;
+    let signed: Hex;
+    if (tx.maxFeePerGas !== undefined && tx.maxPriorityFeePerGas !== undefined) {
+      const now = await client.estimateFeesPerGas().catch(() => undefined);
+      signed = await wallet.signTransaction(
+        await wallet.prepareTransactionRequest({
+          ...base,
+          type: 'eip1559',
+          maxFeePerGas: bump(tx.maxFeePerGas, now?.maxFeePerGas),
+          maxPriorityFeePerGas: bump(tx.maxPriorityFeePerGas, now?.maxPriorityFeePerGas),
+        }),
+      );
+    } else {
+      const now = await client.getGasPrice().catch(() => undefined);
+      signed = await wallet.signTransaction(
+        await wallet.prepareTransactionRequest({
+          ...base,
+          type: 'legacy',
+          gasPrice: bump(tx.gasPrice ?? 0n, now),
+        }),
+      );
+    }
+    const hash = keccak256(signed);
+    if (!(await this.#o.store.replaceClaim(row.requestId, tx.hash, hash, this.#o.now()))) return false;
+    try {
+      await wallet.sendRawTransaction({ serializedTransaction: signed });
+    } catch (e) {
+      await this.#o.store.replaceClaim(row.requestId, hash, tx.hash, this.#o.now());
+      throw e;
+    }
+    this.#stats.replaced++;
+    this.#o.log?.({
+      level: 'info',
+      msg: 'chain settlement re-sent with higher fees',
+      requestId: row.requestId,
+      tx: hash,
+      replaces: tx.hash,
+    });
+    return true;
   }
 
   /**

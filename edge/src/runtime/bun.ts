@@ -72,6 +72,8 @@ export interface ChainBridgeOptions {
   confirmations?: number;
   fromBlock?: bigint;
   pollMs?: number;
+  /** A settlement still in the mempool this long is re-sent with higher fees (default 60 s). */
+  replaceAfterMs?: number;
 }
 
 export interface RunningRelay {
@@ -270,6 +272,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
       ...(o.chain.confirmations !== undefined ? { confirmations: o.chain.confirmations } : {}),
       ...(o.chain.fromBlock !== undefined ? { fromBlock: o.chain.fromBlock } : {}),
       ...(o.chain.pollMs !== undefined ? { pollMs: o.chain.pollMs } : {}),
+      ...(o.chain.replaceAfterMs !== undefined ? { replaceAfterMs: o.chain.replaceAfterMs } : {}),
       now,
       random,
       log,
