@@ -90,6 +90,17 @@ describe('ChainStore', () => {
     expect(await s.counts(ORACLE)).toEqual({ pending: 3, fulfilled: 1, refunded: 0, reorged: 0 });
   });
 
+  test('after a reorg the same transaction and log index may carry another request number', async () => {
+    const s = await store();
+    await s.recordRequest(event(1n, { txHash: hash('a1'), logIndex: 0 }), 1);
+    expect(await s.markReorged(ORACLE, 0n, 2)).toBe(1);
+    // Mined again after someone else took number 1, the same transaction now asks under number 2.
+    const again = event(2n, { txHash: hash('a1'), logIndex: 0, blockNumber: 12n });
+    expect(await s.recordRequest(again, 3)).toBe('new');
+    expect((await s.byRequestId(id(1n)))?.status).toBe('reorged');
+    expect((await s.byRequestId(id(2n)))?.status).toBe('pending');
+  });
+
   test('a claim is taken once, released only by its own hash, and a settled row stays settled', async () => {
     const s = await store();
     await s.recordRequest(event(1n), 1);
