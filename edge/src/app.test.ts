@@ -88,6 +88,15 @@ describe('POST /v1/inference and the request lifecycle', () => {
     expect(h.items.map((i) => i.requestId)).toContain(requestId);
     const none = (await (await req('/v1/history?model=unknown-model')).json()) as { items: unknown[] };
     expect(none.items).toEqual([]);
+    // …and by origin: an HTTP request is listed under `http`, not under `chain`.
+    const byOrigin = async (origin: string) =>
+      (
+        (await (await req(`/v1/history?origin=${origin}`)).json()) as {
+          items: { requestId: string; origin: string }[];
+        }
+      ).items;
+    expect((await byOrigin('http')).find((i) => i.requestId === requestId)?.origin).toBe('http');
+    expect((await byOrigin('chain')).map((i) => i.requestId)).not.toContain(requestId);
   });
 
   test('server-sent events stream status changes until the verdict', async () => {
@@ -231,6 +240,7 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
     ['missing request', () => req(`/v1/inference/${'0'.repeat(64)}`), 404, 'NOT_FOUND'],
     ['bad history filter', () => req('/v1/history?status=done'), 400, 'INVALID_INPUT'],
     ['bad history limit', () => req('/v1/history?limit=10000'), 400, 'INVALID_INPUT'],
+    ['bad history origin', () => req('/v1/history?origin=mail'), 400, 'INVALID_INPUT'],
     ['unknown route', () => req('/v2/nothing'), 404, 'NOT_FOUND'],
   ];
 

@@ -102,6 +102,11 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect(e?.answer).toBe(view.verdict.winner.output);
     expect(e?.verdictDigest).toBe(`0x${view.verdict.verdictDigest}`);
     expect(e?.transcriptRoot).toBe(`0x${view.verdict.transcriptRoot}`);
+    // The history lists it as a chain request.
+    const listed = (await (await fetch(`${net.relay.url}/v1/history?origin=chain`)).json()) as {
+      items: { requestId: string; origin: string }[];
+    };
+    expect(listed.items.find((i) => i.requestId === requestId)?.origin).toBe('chain');
     // Anyone can re-derive the answer from the stored transcript.
     const verified = (await (await fetch(`${net.relay.url}/v1/verify/${requestId}`)).json()) as {
       ok: boolean;

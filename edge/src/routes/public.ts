@@ -1,4 +1,4 @@
-import { REQUEST_STATUSES, type RequestStatus } from '@synod/shared/history';
+import { ORIGIN_KINDS, type OriginKind, REQUEST_STATUSES, type RequestStatus } from '@synod/shared/history';
 import type { Hono } from 'hono';
 import { ChainStore } from '../chain/chain-store.ts';
 import { edgeError } from '../http/errors.ts';
@@ -52,6 +52,10 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     if (status !== undefined && !(REQUEST_STATUSES as readonly string[]).includes(status)) {
       throw edgeError(400, 'INVALID_INPUT', `status must be one of ${REQUEST_STATUSES.join(', ')}`);
     }
+    const origin = q['origin'];
+    if (origin !== undefined && !(ORIGIN_KINDS as readonly string[]).includes(origin)) {
+      throw edgeError(400, 'INVALID_INPUT', `origin must be one of ${ORIGIN_KINDS.join(', ')}`);
+    }
     if (q['model'] !== undefined && !MODEL_RE.test(q['model']))
       throw edgeError(400, 'INVALID_INPUT', 'bad model id');
     if (q['node'] !== undefined && !NODE_RE.test(q['node']))
@@ -61,6 +65,7 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     const page = await deps.store.listHistory({
       limit,
       ...(status !== undefined ? { status: status as RequestStatus } : {}),
+      ...(origin !== undefined ? { origin: origin as OriginKind } : {}),
       ...(q['model'] !== undefined ? { model: q['model'] } : {}),
       ...(q['node'] !== undefined ? { node: q['node'] } : {}),
       ...(q['cursor'] !== undefined ? { cursor: q['cursor'] } : {}),

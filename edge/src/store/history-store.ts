@@ -8,6 +8,7 @@ import {
   type historySchema,
   nodeRow,
   nodes,
+  type OriginKind,
   type RequestStatus,
   reputation,
   reputationDeltas,
@@ -40,6 +41,8 @@ export interface HistoryQuery {
   status?: RequestStatus;
   /** Requests this node committed to (or coordinated). */
   node?: string;
+  /** Where requests came from: `http`, `peer` or `chain` (an oracle's `callLLM`). */
+  origin?: OriginKind;
   /** Keyset cursor: `<createdAt>:<requestId>` of the last row of the previous page. */
   cursor?: string;
   limit: number;
@@ -279,6 +282,7 @@ export class HistoryStore {
   async listHistory(q: HistoryQuery): Promise<{ items: HistoryItem[]; nextCursor: string | null }> {
     const where: SQL[] = [];
     if (q.status) where.push(eq(requests.status, q.status));
+    if (q.origin) where.push(eq(requests.originKind, q.origin));
     if (q.model) {
       where.push(
         exists(
@@ -314,6 +318,7 @@ export class HistoryStore {
         requestId: requests.requestId,
         status: requests.status,
         coordinator: requests.coordinator,
+        origin: requests.originKind,
         acceptedModels: requests.acceptedModels,
         prompt: requests.prompt,
         createdAt: requests.createdAt,
@@ -411,6 +416,7 @@ export interface HistoryItem {
   requestId: string;
   status: RequestStatus;
   coordinator: string;
+  origin: OriginKind;
   acceptedModels: string[];
   prompt: string | null;
   createdAt: number;
