@@ -279,13 +279,20 @@ async function callLLM(
   return { requestNo: result, receipt };
 }
 
-async function fulfill(f: Fixture, requestNo: bigint, from: Wallet = f.bridge): Promise<TransactionReceipt> {
+/** The bridge's (or `from`'s) fulfil, mined; `gas` fixed, or estimated when absent. */
+async function fulfill(
+  f: Fixture,
+  requestNo: bigint,
+  from: Wallet = f.bridge,
+  gas?: bigint,
+): Promise<TransactionReceipt> {
   return mined(
     await from.writeContract({
       address: f.oracle,
       abi: synodOracleAbi,
       functionName: 'fulfill',
       args: [requestNo, ANSWER, DIGEST, ROOT],
+      ...(gas !== undefined ? { gas } : {}),
     }),
   );
 }
@@ -931,15 +938,7 @@ describe('consumer callbacks', () => {
     const f = await setup({ callbackGasLimit: limit });
     const consumer = await deployConsumer(f, 'GasBurningConsumerDouble');
     const requestNo = await consumerAsks(f, consumer);
-    const receipt = await mined(
-      await f.bridge.writeContract({
-        address: f.oracle,
-        abi: synodOracleAbi,
-        functionName: 'fulfill',
-        args: [requestNo, ANSWER, DIGEST, ROOT],
-        gas: 2_000_000n,
-      }),
-    );
+    const receipt = await fulfill(f, requestNo, f.bridge, 2_000_000n);
     // The callback burns all it is given; with 2M gas offered, the whole fulfil stays far below it.
     expect(receipt.gasUsed).toBeGreaterThan(BigInt(limit));
     expect(receipt.gasUsed).toBeLessThan(BigInt(limit) + 150_000n);
@@ -951,15 +950,7 @@ describe('consumer callbacks', () => {
     const f = await setup({ callbackGasLimit: 1_000_000 });
     const consumer = await deployConsumer(f, 'GasHungryConsumerDouble');
     const requestNo = await consumerAsks(f, consumer);
-    const receipt = await mined(
-      await f.bridge.writeContract({
-        address: f.oracle,
-        abi: synodOracleAbi,
-        functionName: 'fulfill',
-        args: [requestNo, ANSWER, DIGEST, ROOT],
-        gas: 2_000_000n,
-      }),
-    );
+    const receipt = await fulfill(f, requestNo, f.bridge, 2_000_000n);
     const [event] = parseEventLogs({ abi: synodOracleAbi, logs: receipt.logs, eventName: 'LLMFulfilled' });
     expect(event?.args.callbackOk).toBe(true);
     expect(
