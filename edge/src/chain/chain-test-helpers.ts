@@ -35,7 +35,11 @@ export interface TestChain {
     temperatureCenti?: number;
     quorum?: number;
     fee?: bigint;
+    /** Another oracle than `oracle` (see `deployAnother`). */
+    oracle?: Address;
   }): Promise<{ requestNo: bigint; blockNumber: bigint; txHash: Hex }>;
+  /** A second SynodOracle with the same bridge and settings. */
+  deployAnother(): Promise<Address>;
   /** Mine `n` empty blocks. */
   mine(n: number): Promise<void>;
   rpc(method: string, params: unknown[]): Promise<unknown>;
@@ -57,11 +61,13 @@ export async function startTestChain(o: { timeoutSeconds?: bigint } = {}): Promi
   };
   const bridge = await wallet();
   const requester = await wallet();
-  const oracle = await deployOracle(requester.wallet, client, {
-    bridge: bridge.wallet.account.address,
-    minFee: 1_000n,
-    ...(o.timeoutSeconds !== undefined ? { timeoutSeconds: o.timeoutSeconds } : {}),
-  });
+  const deploy = () =>
+    deployOracle(requester.wallet, client, {
+      bridge: bridge.wallet.account.address,
+      minFee: 1_000n,
+      ...(o.timeoutSeconds !== undefined ? { timeoutSeconds: o.timeoutSeconds } : {}),
+    });
+  const oracle = await deploy();
   return {
     anvil,
     chain,
@@ -72,7 +78,7 @@ export async function startTestChain(o: { timeoutSeconds?: bigint } = {}): Promi
     requester: requester.wallet,
     async callLLM(c) {
       const { request, result } = await client.simulateContract({
-        address: oracle,
+        address: c.oracle ?? oracle,
         abi: synodOracleAbi,
         functionName: 'callLLM',
         args: [c.prompt, c.models, c.maxTokens ?? 16, c.temperatureCenti ?? 0, c.quorum ?? 3],
@@ -83,6 +89,7 @@ export async function startTestChain(o: { timeoutSeconds?: bigint } = {}): Promi
       const receipt = await client.waitForTransactionReceipt({ hash: txHash });
       return { requestNo: result, blockNumber: receipt.blockNumber, txHash };
     },
+    deployAnother: deploy,
     async mine(n) {
       await rpc('anvil_mine', [`0x${n.toString(16)}`]);
     },

@@ -1,11 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { synodOracleAbi } from '@synod/contracts/abi';
+import { relayDefaults } from '../inference-input.ts';
 import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
+import { findView } from '../views.ts';
 import { ChainStore } from './chain-store.ts';
 import { startTestChain, type TestChain } from './chain-test-helpers.ts';
 import { ChainBridgeError, ChainWatcher } from './chain-watcher.ts';
 import { bridgeClients } from './clients.ts';
+import { oracleRequestEvent } from './oracle-request.ts';
 
 let chain: TestChain;
 let net: TestNetwork;
@@ -161,15 +164,12 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     if (!log) throw new Error('no LLMRequested event');
     expect(
       await store.recordRequest(
-        {
-          chainId: chain.anvil.chainId,
-          contract: chain.oracle.toLowerCase() as `0x${string}`,
-          ...log.args,
+        oracleRequestEvent(watcher.oracle, log.args, {
           txHash: log.transactionHash,
           logIndex: log.logIndex,
           blockNumber: log.blockNumber,
           blockHash: log.blockHash,
-        },
+        }),
         Date.now(),
       ),
     ).toBe('new');
@@ -343,5 +343,71 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect(events[0]?.transactionHash).toBe(
       (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`,
     );
+  });
+
+  test('one request that cannot be settled now does not hold up the others', async () => {
+    const oracle = await chain.deployAnother();
+    const embedder = net.servings[0]?.embedder;
+    if (!embedder) throw new Error('the test network has no serving node');
+    const store = new ChainStore(net.relay.store.db);
+    const relay = net.relay;
+    let failing: string | undefined;
+    // Test double over the relay's real lookup: fails for one request id while `failing` names it.
+    const lookupDouble = async (id: string) => {
+      if (id === failing) throw new Error('lookup unavailable for this request');
+      return findView(relay.store, relay.intake, id);
+    };
+    const second = new ChainWatcher({
+      ...bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey),
+      oracle,
+      chainId: chain.anvil.chainId,
+      store,
+      lookup: lookupDouble,
+      admit: (a) => relay.admissions.admit(a),
+      admitted: (ids) => relay.network.admitted(ids),
+      defaults: () => relayDefaults(relay.network, { defaultModels: ['stories260K'], embedders: [embedder] }),
+      confirmations: 2,
+    });
+    const a = await chain.callLLM({ prompt: 'First of two', models: ['stories260K'], oracle });
+    const b = await chain.callLLM({ prompt: 'Second of two', models: ['stories260K'], oracle });
+    await chain.mine(2);
+    await second.poll();
+    const idA = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${a.requestNo}`;
+    const idB = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${b.requestNo}`;
+    expect((await store.byRequestId(idA))?.status).toBe('pending');
+    expect((await store.byRequestId(idB))?.status).toBe('pending');
+    failing = idA;
+    const errors = second.stats().errors;
+    const statusOf = async (requestNo: bigint) =>
+      (
+        await chain.client.readContract({
+          address: oracle,
+          abi: synodOracleAbi,
+          functionName: 'requests',
+          args: [requestNo],
+        })
+      )[3];
+    await waitUntil(
+      'the second request settled while the first fails',
+      async () => {
+        await second.poll();
+        return (await statusOf(b.requestNo)) === 2;
+      },
+      90_000,
+      200,
+    );
+    expect(second.stats().errors).toBeGreaterThan(errors);
+    expect(await statusOf(a.requestNo)).toBe(1);
+    failing = undefined;
+    await waitUntil(
+      'the first request settled once it can be',
+      async () => {
+        await second.poll();
+        return (await statusOf(a.requestNo)) === 2;
+      },
+      90_000,
+      200,
+    );
+    await second.stop();
   });
 });

@@ -26,6 +26,7 @@ import {
   chainRequestIdOf,
   type FoundView,
   type OracleRequestEvent,
+  oracleRequestEvent,
   oracleRequestInput,
   type Settlement,
   sameRequest,
@@ -209,9 +210,10 @@ export class ChainWatcher {
     await this.#pass;
   }
 
-  /** One pass: read new confirmed events, then settle what is done. Passes never overlap. */
+  /** One pass: read new confirmed events, then settle what is done. Passes never overlap; none after `stop`. */
   poll(): Promise<void> {
     if (this.#pass) return this.#pass;
+    if (this.#stopped) return Promise.resolve();
     this.#pass = (async () => {
       try {
         await this.#scan();
@@ -274,23 +276,14 @@ export class ChainWatcher {
       for (const l of logs) {
         if (l.removed || l.blockHash === null || l.transactionHash === null || l.logIndex === null) continue;
         this.#stats.events++;
-        await this.#onEvent({
-          chainId: this.#o.chainId,
-          contract: this.#o.oracle.toLowerCase() as Address,
-          requestNo: l.args.requestNo,
-          requester: l.args.requester,
-          prompt: l.args.prompt,
-          acceptedModels: l.args.acceptedModels,
-          maxTokens: l.args.maxTokens,
-          temperatureCenti: l.args.temperatureCenti,
-          quorum: l.args.quorum,
-          fee: l.args.fee,
-          deadline: l.args.deadline,
-          txHash: l.transactionHash,
-          logIndex: l.logIndex,
-          blockNumber: l.blockNumber,
-          blockHash: l.blockHash,
-        });
+        await this.#onEvent(
+          oracleRequestEvent(this.#ref, l.args, {
+            txHash: l.transactionHash,
+            logIndex: l.logIndex,
+            blockNumber: l.blockNumber,
+            blockHash: l.blockHash,
+          }),
+        );
       }
       const block = await client.getBlock({ blockNumber: to });
       await this.#o.store.setCursor(this.#ref, to, block.hash, this.#o.now());
@@ -372,7 +365,19 @@ export class ChainWatcher {
       let progressed = false;
       for (const row of rows) {
         if (this.#stopped) return;
-        progressed = (await this.#settleRow(row)) || progressed;
+        try {
+          progressed = (await this.#settleRow(row)) || progressed;
+        } catch (e) {
+          // One row that cannot be settled now (an RPC error, a refused transaction) does not hold up
+          // the others; it is tried again next pass.
+          this.#stats.errors++;
+          this.#o.log?.({
+            level: 'error',
+            msg: 'chain settlement failed',
+            requestId: row.requestId,
+            err: describe(e),
+          });
+        }
       }
       if (!progressed || rows.length < 64) return;
     }
@@ -416,24 +421,12 @@ export class ChainWatcher {
     if (!receipt || !log) return null;
     const decoded = decodeEventLog({ abi: synodOracleAbi, data: log.data, topics: log.topics, strict: true });
     if (decoded.eventName !== 'LLMRequested') return null;
-    const a = decoded.args;
-    return {
-      chainId: this.#ref.chainId,
-      contract: this.#ref.contract as Address,
-      requestNo: a.requestNo,
-      requester: a.requester,
-      prompt: a.prompt,
-      acceptedModels: a.acceptedModels,
-      maxTokens: a.maxTokens,
-      temperatureCenti: a.temperatureCenti,
-      quorum: a.quorum,
-      fee: a.fee,
-      deadline: a.deadline,
+    return oracleRequestEvent(this.#ref, decoded.args, {
       txHash: row.txHash as Hex,
       logIndex: row.logIndex,
       blockNumber: receipt.blockNumber,
       blockHash: receipt.blockHash,
-    };
+    });
   }
 
   /** Sign, claim, broadcast. True when the settlement was sent (or found already done on chain). */

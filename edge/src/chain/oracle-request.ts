@@ -26,6 +26,42 @@ export interface OracleRequestEvent {
   blockHash: Hex;
 }
 
+/** The decoded arguments of an `LLMRequested` log, as viem gives them. */
+export type LLMRequestedArgs = Pick<
+  OracleRequestEvent,
+  | 'requestNo'
+  | 'requester'
+  | 'prompt'
+  | 'acceptedModels'
+  | 'maxTokens'
+  | 'temperatureCenti'
+  | 'quorum'
+  | 'fee'
+  | 'deadline'
+>;
+
+/** An event from its oracle, its decoded arguments and where it was mined. */
+export function oracleRequestEvent(
+  oracle: { chainId: number; contract: string },
+  args: LLMRequestedArgs,
+  at: { txHash: Hex; logIndex: number; blockNumber: bigint; blockHash: Hex },
+): OracleRequestEvent {
+  return {
+    chainId: oracle.chainId,
+    contract: oracle.contract.toLowerCase() as Address,
+    requestNo: args.requestNo,
+    requester: args.requester,
+    prompt: args.prompt,
+    acceptedModels: args.acceptedModels,
+    maxTokens: args.maxTokens,
+    temperatureCenti: args.temperatureCenti,
+    quorum: args.quorum,
+    fee: args.fee,
+    deadline: args.deadline,
+    ...at,
+  };
+}
+
 /** The network request id of an on-chain request: `<chainId>:<contract>:<requestNo>`. */
 export function chainRequestIdOf(e: Pick<OracleRequestEvent, 'chainId' | 'contract' | 'requestNo'>): string {
   return `${e.chainId}:${e.contract.toLowerCase()}:${e.requestNo}`;
@@ -43,12 +79,20 @@ export function chainOrigin(e: OracleRequestEvent): Origin {
   };
 }
 
+/** What an oracle event asks, in the shape of the relay's request input (`InferenceInputSchema`). */
+export interface OracleRequestInput {
+  prompt: string;
+  models: string[];
+  params: { maxTokens: number; temperature: number };
+  frame: { quorum: number };
+}
+
 /**
- * The event as the relay's request input (`InferenceInputSchema`, the same one `POST /v1/inference`
- * validates): the prompt, the accepted models, `maxTokens`, the temperature (hundredths on chain) and the
- * quorum; everything else takes the relay's documented defaults.
+ * The event as the relay's request input (the same `POST /v1/inference` validates): the prompt, the
+ * accepted models, `maxTokens`, the temperature (hundredths on chain) and the quorum; everything else
+ * takes the relay's documented defaults.
  */
-export function oracleRequestInput(e: OracleRequestEvent): unknown {
+export function oracleRequestInput(e: OracleRequestEvent): OracleRequestInput {
   return {
     prompt: e.prompt,
     models: [...e.acceptedModels],
@@ -63,12 +107,7 @@ export function oracleRequestInput(e: OracleRequestEvent): unknown {
  * number): that one must not get the first one's answer.
  */
 export function sameRequest(held: FoundView['request'], e: OracleRequestEvent): boolean {
-  const asked = oracleRequestInput(e) as {
-    prompt: string;
-    models: string[];
-    params: { maxTokens: number; temperature: number };
-    frame: { quorum: number };
-  };
+  const asked = oracleRequestInput(e);
   return (
     held.prompt === asked.prompt &&
     held.messages === undefined &&
