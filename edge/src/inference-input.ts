@@ -50,6 +50,21 @@ export interface RequestDefaults {
   embedders: readonly EmbeddingModelRef[];
 }
 
+/**
+ * A relay's defaults right now: the models its network serves (heartbeats and configuration) and its
+ * configured default models and embedders.
+ */
+export async function relayDefaults(
+  network: { servedModels(): Promise<ReadonlySet<string>> },
+  config: { defaultModels: readonly string[]; embedders: readonly EmbeddingModelRef[] },
+): Promise<RequestDefaults> {
+  return {
+    knownModels: await network.servedModels(),
+    defaultModels: config.defaultModels,
+    embedders: config.embedders,
+  };
+}
+
 /** Validate an HTTP input and build the request body the relay will sign. Throws HttpError (400). */
 export function buildRequestBody(
   raw: unknown,

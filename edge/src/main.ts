@@ -11,8 +11,9 @@ import { loadOrCreateIdentity } from '@synod/browser-node/cli';
 import { createHeadlessWakuRelay, startGunRelay } from '@synod/browser-node/headless';
 import { isSynodError } from '@synod/shared';
 import { createApiKey, hashApiKey } from './auth/api-keys.ts';
+import { parseChainBridge } from './chain/bridge-config.ts';
 import { ChainBridgeError } from './chain/chain-watcher.ts';
-import { type ChainBridgeOptions, startRelay } from './runtime/bun.ts';
+import { startRelay } from './runtime/bun.ts';
 
 const USE_LITE = {
   id: 'use-lite-512',
@@ -134,9 +135,29 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
   }
-  const chain = chainOptions(values);
-  if (typeof chain === 'string') {
-    console.error(`synod-relay: ${chain}`);
+  const keyEnv = values['bridge-key-env'] as string;
+  const chain = parseChainBridge(
+    {
+      rpcUrl: values['chain-rpc'] as string | undefined,
+      chainId: values['chain-id'] as string | undefined,
+      oracle: values['oracle'] as string | undefined,
+      bridgeKey: process.env[keyEnv],
+      confirmations: values['confirmations'] as string,
+      fromBlock: values['from-block'] as string,
+      replaceAfterS: values['replace-after-s'] as string,
+    },
+    {
+      rpcUrl: '--chain-rpc',
+      chainId: '--chain-id',
+      oracle: '--oracle',
+      bridgeKey: `$${keyEnv}`,
+      confirmations: '--confirmations',
+      fromBlock: '--from-block',
+      replaceAfterS: '--replace-after-s',
+    },
+  );
+  if (chain !== undefined && 'error' in chain) {
+    console.error(`synod-relay: ${chain.error}`);
     return 2;
   }
   const dbUrl = values['db'] as string;
@@ -226,46 +247,6 @@ async function main(argv: string[]): Promise<number> {
     });
     return 1;
   }
-}
-
-/** The chain bridge flags, all or none: the options, undefined when not bridging, or what is wrong. */
-function chainOptions(
-  values: Record<string, string | boolean | undefined>,
-): ChainBridgeOptions | undefined | string {
-  const rpcUrl = values['chain-rpc'] as string | undefined;
-  const chainId = values['chain-id'] as string | undefined;
-  const oracle = values['oracle'] as string | undefined;
-  if (rpcUrl === undefined && chainId === undefined && oracle === undefined) return undefined;
-  if (rpcUrl === undefined || chainId === undefined || oracle === undefined) {
-    return '--chain-rpc, --chain-id and --oracle go together';
-  }
-  if (!/^https?:\/\//.test(rpcUrl)) return '--chain-rpc must be an http(s) URL';
-  if (!/^[1-9]\d{0,15}$/.test(chainId)) return '--chain-id must be a positive integer';
-  if (!/^0x[0-9a-fA-F]{40}$/.test(oracle)) return '--oracle must be a 0x address';
-  const keyEnv = values['bridge-key-env'] as string;
-  const bridgeKey = process.env[keyEnv];
-  if (!bridgeKey || !/^0x[0-9a-fA-F]{64}$/.test(bridgeKey)) {
-    return `set the bridge account's private key (0x + 64 hex) in $${keyEnv}`;
-  }
-  const confirmations = Number(values['confirmations']);
-  if (!Number.isInteger(confirmations) || confirmations < 0 || confirmations > 1000) {
-    return '--confirmations must be an integer from 0 to 1000';
-  }
-  const fromBlock = values['from-block'] as string;
-  if (!/^\d{1,20}$/.test(fromBlock)) return '--from-block must be a block number';
-  const replaceAfterS = Number(values['replace-after-s']);
-  if (!Number.isInteger(replaceAfterS) || replaceAfterS < 1 || replaceAfterS > 86_400) {
-    return '--replace-after-s must be a whole number of seconds from 1 to 86400';
-  }
-  return {
-    rpcUrl,
-    chainId: Number(chainId),
-    oracle: oracle as `0x${string}`,
-    bridgeKey: bridgeKey as `0x${string}`,
-    confirmations,
-    fromBlock: BigInt(fromBlock),
-    replaceAfterMs: replaceAfterS * 1000,
-  };
 }
 
 process.exit(await main(process.argv.slice(2)));

@@ -113,6 +113,12 @@ export function foundView(f: FoundRequest) {
   return f.kind === 'stored' ? requestView(f.detail) : queuedView(f.queued);
 }
 
+/** The public view of a request by id (`findRequest`, then `foundView`), or null. */
+export async function findView(store: HistoryStore, intake: IntakeStore, requestId: string) {
+  const found = await findRequest(store, intake, requestId);
+  return found ? foundView(found) : null;
+}
+
 /** The request part of a view: what was asked, under which frame, and the request packet's id. */
 function requestSummary(packetId: string, body: RequestBody) {
   return {

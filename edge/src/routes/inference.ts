@@ -4,7 +4,7 @@ import { streamSSE } from 'hono/streaming';
 import { authenticate, type Caller, utcDay } from '../http/auth.ts';
 import { parseJson, readBody } from '../http/body.ts';
 import { edgeError } from '../http/errors.ts';
-import { buildRequest } from '../inference-input.ts';
+import { buildRequest, relayDefaults } from '../inference-input.ts';
 import type { AdmissionOutcome } from '../store/intake-store.ts';
 import { findRequest, foundView, TERMINAL } from '../views.ts';
 import type { EdgeDeps } from './deps.ts';
@@ -48,14 +48,9 @@ export async function submit(
     throw e;
   }
   const raw = parseJson(bytes);
-  const served = await deps.network.servedModels();
   const { body, json: bodyJson } = buildRequest(
     toInput(raw),
-    {
-      knownModels: served,
-      defaultModels: deps.config.defaultModels,
-      embedders: deps.config.embedders,
-    },
+    await relayDefaults(deps.network, deps.config),
     now,
     deps.random,
   );

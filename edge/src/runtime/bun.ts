@@ -5,12 +5,11 @@ import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql';
 import type { Hono } from 'hono';
 import { getConnInfo } from 'hono/bun';
-import type { Address, Hex } from 'viem';
 import { createApp } from '../app.ts';
 import { ApiKeyCache } from '../auth/api-key-cache.ts';
-import { ChainStore } from '../chain/chain-store.ts';
-import { ChainWatcher } from '../chain/chain-watcher.ts';
-import { bridgeClients } from '../chain/clients.ts';
+import type { ChainBridgeOptions } from '../chain/bridge-config.ts';
+import type { ChainWatcher } from '../chain/chain-watcher.ts';
+import { relayChainWatcher } from '../chain/relay-watcher.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig } from '../config.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
@@ -25,7 +24,8 @@ import { IntakeWriterThread } from '../store/intake-writer-thread.ts';
 import { applyMigrations } from '../store/migrate.ts';
 import { MIGRATIONS } from '../store/migrations.gen.ts';
 import { SerializedWritesClient } from '../store/serialized-writes.ts';
-import { findRequest, foundView } from '../views.ts';
+
+export type { ChainBridgeOptions } from '../chain/bridge-config.ts';
 
 export interface RelayOptions {
   /** libSQL URL: `file:relay.db` (default embedded file), `http://127.0.0.1:8080` (sqld), `:memory:`. */
@@ -61,19 +61,6 @@ export interface RelayOptions {
   admissionThread?: boolean;
   /** Bridge a SynodOracle on an EVM chain (see chain/chain-watcher.ts): its requests join the network. */
   chain?: ChainBridgeOptions;
-}
-
-export interface ChainBridgeOptions {
-  rpcUrl: string;
-  chainId: number;
-  oracle: Address;
-  /** Private key of the oracle's `bridge` account. */
-  bridgeKey: Hex;
-  confirmations?: number;
-  fromBlock?: bigint;
-  pollMs?: number;
-  /** A settlement still in the mempool this long is re-sent with higher fees (default 60 s). */
-  replaceAfterMs?: number;
 }
 
 export interface RunningRelay {
@@ -251,28 +238,12 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   const port = server.port ?? 0;
   let chainWatcher: ChainWatcher | null = null;
   if (o.chain) {
-    const { client: chainClient, wallet } = bridgeClients(o.chain.rpcUrl, o.chain.chainId, o.chain.bridgeKey);
-    chainWatcher = new ChainWatcher({
-      client: chainClient,
-      wallet,
-      oracle: o.chain.oracle,
-      chainId: o.chain.chainId,
-      store: new ChainStore(store.db),
-      lookup: async (id) => {
-        const found = await findRequest(store, intake, id);
-        return found ? foundView(found) : null;
-      },
-      admit: (a) => admissions.admit(a),
-      admitted: (ids) => net.admitted(ids),
-      defaults: async () => ({
-        knownModels: await net.servedModels(),
-        defaultModels: config.defaultModels,
-        embedders: config.embedders,
-      }),
-      ...(o.chain.confirmations !== undefined ? { confirmations: o.chain.confirmations } : {}),
-      ...(o.chain.fromBlock !== undefined ? { fromBlock: o.chain.fromBlock } : {}),
-      ...(o.chain.pollMs !== undefined ? { pollMs: o.chain.pollMs } : {}),
-      ...(o.chain.replaceAfterMs !== undefined ? { replaceAfterMs: o.chain.replaceAfterMs } : {}),
+    chainWatcher = relayChainWatcher(o.chain, {
+      store,
+      intake,
+      network: net,
+      config,
+      admitter: admissions,
       now,
       random,
       log,

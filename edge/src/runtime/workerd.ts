@@ -30,18 +30,18 @@ import { drizzle } from 'drizzle-orm/libsql/web';
 import type { Context } from 'hono';
 import { createApp } from '../app.ts';
 import { ApiKeyCache } from '../auth/api-key-cache.ts';
-import { ChainStore } from '../chain/chain-store.ts';
-import { ChainWatcher, type ChainWatcherStats } from '../chain/chain-watcher.ts';
-import { bridgeClients } from '../chain/clients.ts';
+import { parseChainBridge } from '../chain/bridge-config.ts';
+import type { ChainWatcherStats } from '../chain/chain-watcher.ts';
+import { relayChainWatcher } from '../chain/relay-watcher.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig } from '../config.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
 import { GatewayRelayNetwork } from '../relay/gateway.ts';
+import type { Admitter } from '../relay/network.ts';
 import { HistoryStore } from '../store/history-store.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { applyMigrations } from '../store/migrate.ts';
 import { MIGRATIONS } from '../store/migrations.gen.ts';
-import { findRequest, foundView } from '../views.ts';
 
 export interface WorkerEnv {
   SYNOD_DB_URL?: string;
@@ -140,27 +140,12 @@ export async function handle(request: Request, env: WorkerEnv, _ctx?: WorkerCtx)
   const path = new URL(request.url).pathname;
   if (path === '/healthz' || path === '/metrics') await iso.network.status(true);
   const network = iso.network;
-  const config: EdgeConfig = {
-    ...DEFAULT_EDGE_CONFIG,
-    get embedders() {
-      return network.cached?.embedders ?? [];
-    },
-    configuredModels: [],
-    get defaultModels() {
-      return network.cached?.defaultModels ?? [];
-    },
-  };
+  const config = gatewayConfig(network);
   const intake = new IntakeStore(client);
   const app = createApp({
     store: new HistoryStore(drizzle(client, { schema: historySchema })),
     intake,
-    admitter: {
-      admit: async (a) => {
-        const [outcome] = await intake.admit([a], network.coordinatorId, now());
-        if (!outcome) throw new Error('the admission gave no outcome');
-        return outcome;
-      },
-    },
+    admitter: gatewayAdmitter(intake, network),
     apiKeys: iso.apiKeys,
     network: iso.network,
     config,
@@ -172,6 +157,31 @@ export async function handle(request: Request, env: WorkerEnv, _ctx?: WorkerCtx)
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
   });
   return app.fetch(request);
+}
+
+/** The relay's settings, its embedders and default models being the gateway's (as last fetched). */
+function gatewayConfig(network: GatewayRelayNetwork): EdgeConfig {
+  return {
+    ...DEFAULT_EDGE_CONFIG,
+    get embedders() {
+      return network.cached?.embedders ?? [];
+    },
+    configuredModels: [],
+    get defaultModels() {
+      return network.cached?.defaultModels ?? [];
+    },
+  };
+}
+
+/** One transaction per admission, naming the gateway as coordinator (an isolate shares no client). */
+function gatewayAdmitter(intake: IntakeStore, network: GatewayRelayNetwork): Admitter {
+  return {
+    admit: async (a) => {
+      const [outcome] = await intake.admit([a], network.coordinatorId, now());
+      if (!outcome) throw new Error('the admission gave no outcome');
+      return outcome;
+    },
+  };
 }
 
 /** Migrations run once per isolate (memoized; retried after a failure). */
@@ -203,21 +213,27 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
   if (!dbUrl || !gatewayUrl || !secret) {
     return { ran: false, reason: 'SYNOD_DB_URL, SYNOD_GATEWAY_URL and SYNOD_GATEWAY_SECRET are needed' };
   }
-  const chainId = Number(env.SYNOD_CHAIN_ID);
-  const oracle = env.SYNOD_ORACLE ?? '';
-  const key = env.SYNOD_BRIDGE_KEY ?? '';
-  const confirmations = Number(env.SYNOD_CHAIN_CONFIRMATIONS ?? 2);
-  const fromBlock = env.SYNOD_CHAIN_FROM_BLOCK ?? '0';
-  if (!Number.isSafeInteger(chainId) || chainId < 1)
-    return { ran: false, reason: 'SYNOD_CHAIN_ID is not a chain id' };
-  if (!/^0x[0-9a-fA-F]{40}$/.test(oracle)) return { ran: false, reason: 'SYNOD_ORACLE is not an address' };
-  if (!/^0x[0-9a-fA-F]{64}$/.test(key))
-    return { ran: false, reason: 'SYNOD_BRIDGE_KEY is not a private key' };
-  if (!Number.isInteger(confirmations) || confirmations < 0) {
-    return { ran: false, reason: 'SYNOD_CHAIN_CONFIRMATIONS is not a block count' };
-  }
-  if (!/^\d{1,20}$/.test(fromBlock))
-    return { ran: false, reason: 'SYNOD_CHAIN_FROM_BLOCK is not a block number' };
+  const chain = parseChainBridge(
+    {
+      rpcUrl: rpc,
+      chainId: env.SYNOD_CHAIN_ID,
+      oracle: env.SYNOD_ORACLE,
+      bridgeKey: env.SYNOD_BRIDGE_KEY,
+      confirmations: env.SYNOD_CHAIN_CONFIRMATIONS,
+      fromBlock: env.SYNOD_CHAIN_FROM_BLOCK,
+    },
+    {
+      rpcUrl: 'SYNOD_CHAIN_RPC',
+      chainId: 'SYNOD_CHAIN_ID',
+      oracle: 'SYNOD_ORACLE',
+      bridgeKey: 'SYNOD_BRIDGE_KEY',
+      confirmations: 'SYNOD_CHAIN_CONFIRMATIONS',
+      fromBlock: 'SYNOD_CHAIN_FROM_BLOCK',
+      replaceAfterS: 'SYNOD_CHAIN_REPLACE_AFTER_S',
+    },
+  );
+  if (chain === undefined) return { ran: false, reason: 'SYNOD_CHAIN_RPC is not set' };
+  if ('error' in chain) return { ran: false, reason: chain.error };
 
   const iso = isolateFor({ ...env, SYNOD_GATEWAY_URL: gatewayUrl, SYNOD_GATEWAY_SECRET: secret });
   const client = createClient({
@@ -227,30 +243,14 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
   await migrated(iso, client);
   const network = iso.network;
   await network.status(true);
-  const store = new HistoryStore(drizzle(client, { schema: historySchema }));
   const intake = new IntakeStore(client);
-  const watcher = new ChainWatcher({
-    ...bridgeClients(rpc, chainId, key as `0x${string}`),
-    oracle: oracle as `0x${string}`,
-    chainId,
-    store: new ChainStore(store.db),
-    lookup: async (id) => {
-      const found = await findRequest(store, intake, id);
-      return found ? foundView(found) : null;
-    },
-    admit: async (a) => {
-      const [outcome] = await intake.admit([a], network.coordinatorId, now());
-      if (!outcome) throw new Error('the admission gave no outcome');
-      return outcome;
-    },
-    admitted: (ids) => network.admitted(ids),
-    defaults: async () => ({
-      knownModels: await network.servedModels(),
-      defaultModels: network.cached?.defaultModels ?? [],
-      embedders: network.cached?.embedders ?? [],
-    }),
-    confirmations,
-    fromBlock: BigInt(fromBlock),
+  const watcher = relayChainWatcher(chain, {
+    store: new HistoryStore(drizzle(client, { schema: historySchema })),
+    intake,
+    network,
+    config: gatewayConfig(network),
+    admitter: gatewayAdmitter(intake, network),
+    now,
     log: (entry) => console.log(JSON.stringify(entry)),
   });
   try {

@@ -1,0 +1,67 @@
+import type { Address, Hex } from 'viem';
+
+/** The relay's chain bridge settings (a SynodOracle on an EVM chain; see chain-watcher.ts). */
+export interface ChainBridgeOptions {
+  rpcUrl: string;
+  chainId: number;
+  oracle: Address;
+  /** Private key of the oracle's `bridge` account. */
+  bridgeKey: Hex;
+  confirmations?: number;
+  fromBlock?: bigint;
+  pollMs?: number;
+  /** A settlement still in the mempool this long is re-sent with higher fees (default 60 s). */
+  replaceAfterMs?: number;
+}
+
+/** The settings as text, as flags or environment variables give them. */
+export interface ChainBridgeInput {
+  rpcUrl?: string | undefined;
+  chainId?: string | undefined;
+  oracle?: string | undefined;
+  bridgeKey?: string | undefined;
+  confirmations?: string | undefined;
+  fromBlock?: string | undefined;
+  replaceAfterS?: string | undefined;
+}
+
+/**
+ * Validate the bridge settings, naming each by what the caller calls it (`names`: a flag such as
+ * `--chain-rpc`, or a variable such as `SYNOD_CHAIN_RPC`). Undefined when the bridge is not configured
+ * (no RPC, chain id or oracle given), the options when all is well, else `{ error }` saying what is wrong.
+ */
+export function parseChainBridge(
+  input: ChainBridgeInput,
+  names: Record<keyof ChainBridgeInput, string>,
+): ChainBridgeOptions | undefined | { error: string } {
+  const { rpcUrl, chainId, oracle, bridgeKey } = input;
+  if (rpcUrl === undefined && chainId === undefined && oracle === undefined) return undefined;
+  if (rpcUrl === undefined || chainId === undefined || oracle === undefined) {
+    return { error: `${names.rpcUrl}, ${names.chainId} and ${names.oracle} go together` };
+  }
+  if (!/^https?:\/\/\S+$/.test(rpcUrl)) return { error: `${names.rpcUrl} must be an http(s) URL` };
+  if (!/^[1-9]\d{0,15}$/.test(chainId)) return { error: `${names.chainId} must be a positive integer` };
+  if (!/^0x[0-9a-fA-F]{40}$/.test(oracle)) return { error: `${names.oracle} must be a 0x address` };
+  if (bridgeKey === undefined || !/^0x[0-9a-fA-F]{64}$/.test(bridgeKey)) {
+    return { error: `${names.bridgeKey} must hold the bridge account's private key (0x + 64 hex)` };
+  }
+  const confirmations = Number(input.confirmations ?? '2');
+  if (!/^\d{1,4}$/.test(input.confirmations ?? '2') || confirmations > 1000) {
+    return { error: `${names.confirmations} must be a whole number from 0 to 1000` };
+  }
+  const fromBlock = input.fromBlock ?? '0';
+  if (!/^\d{1,20}$/.test(fromBlock)) return { error: `${names.fromBlock} must be a block number` };
+  const replaceAfterS = Number(input.replaceAfterS ?? '60');
+  if (!/^\d{1,5}$/.test(input.replaceAfterS ?? '60') || replaceAfterS < 1 || replaceAfterS > 86_400) {
+    return { error: `${names.replaceAfterS} must be a whole number of seconds from 1 to 86400` };
+  }
+  return {
+    rpcUrl,
+    chainId: Number(chainId),
+    oracle: oracle as Address,
+    bridgeKey: bridgeKey as Hex,
+    confirmations,
+    fromBlock: BigInt(fromBlock),
+    replaceAfterMs: replaceAfterS * 1000,
+  };
+}

@@ -1,0 +1,47 @@
+import type { EdgeConfig } from '../config.ts';
+import { relayDefaults } from '../inference-input.ts';
+import type { Admitter, RelayNetwork } from '../relay/network.ts';
+import type { HistoryStore } from '../store/history-store.ts';
+import type { IntakeStore } from '../store/intake-store.ts';
+import { findView } from '../views.ts';
+import type { ChainBridgeOptions } from './bridge-config.ts';
+import { ChainStore } from './chain-store.ts';
+import { ChainWatcher } from './chain-watcher.ts';
+import { bridgeClients } from './clients.ts';
+
+/** What a relay (under Bun or on workerd) lends its chain watcher. */
+export interface WatcherRelay {
+  store: HistoryStore;
+  intake: IntakeStore;
+  network: Pick<RelayNetwork, 'admitted' | 'servedModels'>;
+  config: Pick<EdgeConfig, 'defaultModels' | 'embedders'>;
+  admitter: Admitter;
+  now: () => number;
+  random?: (n: number) => Uint8Array;
+  log?: (entry: Record<string, unknown>) => void;
+}
+
+/**
+ * The chain watcher of a relay: its history and admission log, its admission path, its request
+ * defaults, and JSON-RPC clients for the configured chain signing with the bridge key.
+ */
+export function relayChainWatcher(chain: ChainBridgeOptions, relay: WatcherRelay): ChainWatcher {
+  const { store, intake, network } = relay;
+  return new ChainWatcher({
+    ...bridgeClients(chain.rpcUrl, chain.chainId, chain.bridgeKey),
+    oracle: chain.oracle,
+    chainId: chain.chainId,
+    store: new ChainStore(store.db),
+    lookup: (id) => findView(store, intake, id),
+    admit: (a) => relay.admitter.admit(a),
+    admitted: (ids) => network.admitted(ids),
+    defaults: () => relayDefaults(network, relay.config),
+    ...(chain.confirmations !== undefined ? { confirmations: chain.confirmations } : {}),
+    ...(chain.fromBlock !== undefined ? { fromBlock: chain.fromBlock } : {}),
+    ...(chain.pollMs !== undefined ? { pollMs: chain.pollMs } : {}),
+    ...(chain.replaceAfterMs !== undefined ? { replaceAfterMs: chain.replaceAfterMs } : {}),
+    now: relay.now,
+    ...(relay.random ? { random: relay.random } : {}),
+    ...(relay.log ? { log: relay.log } : {}),
+  });
+}
