@@ -2,23 +2,14 @@
  * `npm run chain:ask -- "prompt" [--models m1,m2] [--max-tokens N] [--quorum N]`: what a smart contract
  * does, from the command line, against the local network of `npm start`. It reads the chain and oracle
  * from .data/local/chain.json (SYNOD_DATA_DIR), funds a fresh account on the local anvil
- * (`anvil_setBalance`: development chains only), calls `callLLM`, and waits for the relay's bridge to
+ * (`fundedAccount`: development chains only), calls `callLLM`, and waits for the relay's bridge to
  * write the network's answer back (`LLMFulfilled`) or refund the request (`LLMRefunded`).
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { synodOracleAbi } from '@synod/contracts';
-import {
-  type Address,
-  createPublicClient,
-  createWalletClient,
-  http,
-  type PublicClient,
-  parseEther,
-} from 'viem';
-import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
-import { rpcChain } from '../edge/src/chain/clients.ts';
+import { fundedAccount, rpcChain, synodOracleAbi } from '@synod/contracts';
+import { type Address, createPublicClient, createWalletClient, http, type PublicClient } from 'viem';
 
 const root = resolve(import.meta.dir, '..');
 const data = resolve(process.env['SYNOD_DATA_DIR'] ?? join(root, '.data/local'));
@@ -47,11 +38,7 @@ async function main(): Promise<number> {
   }
   const chain = rpcChain(info.chainId, info.rpc);
   const client = createPublicClient({ chain, transport: http(info.rpc), cacheTime: 0 }) as PublicClient;
-  const account = privateKeyToAccount(generatePrivateKey());
-  await client.request({
-    method: 'anvil_setBalance',
-    params: [account.address, `0x${parseEther('1').toString(16)}`],
-  } as unknown as Parameters<PublicClient['request']>[0]);
+  const { account } = await fundedAccount(info.rpc, '1');
   const wallet = createWalletClient({ chain, transport: http(info.rpc), account });
   const fee = await client.readContract({
     address: info.oracle,

@@ -14,11 +14,9 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { deployOracle, startAnvil } from '@synod/contracts';
+import { deployOracle, fundedAccount, rpcChain, startAnvil } from '@synod/contracts';
 import type { Subprocess } from 'bun';
-import { createPublicClient, createWalletClient, type Hex, http, type PublicClient, parseEther } from 'viem';
-import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
-import { rpcChain } from '../edge/src/chain/clients.ts';
+import { createPublicClient, createWalletClient, type Hex, http, type PublicClient } from 'viem';
 
 const root = resolve(import.meta.dir, '..');
 const data = resolve(process.env['SYNOD_DATA_DIR'] ?? join(root, '.data/local'));
@@ -154,17 +152,8 @@ async function startChain() {
   });
   const chain = rpcChain(anvil.chainId, anvil.url);
   const client = createPublicClient({ chain, transport: http(anvil.url) }) as PublicClient;
-  const funded = async () => {
-    const key = generatePrivateKey();
-    const account = privateKeyToAccount(key);
-    await client.request({
-      method: 'anvil_setBalance',
-      params: [account.address, `0x${parseEther('1000').toString(16)}`],
-    } as unknown as Parameters<PublicClient['request']>[0]);
-    return { key, account };
-  };
-  const deployer = await funded();
-  const bridge = await funded();
+  const deployer = await fundedAccount(anvil.url, '1000');
+  const bridge = await fundedAccount(anvil.url, '1000');
   const wallet = createWalletClient({ chain, transport: http(anvil.url), account: deployer.account });
   const oracle = await deployOracle(wallet, client, { bridge: bridge.account.address, minFee: 0n });
   const fromBlock = await client.getBlockNumber();

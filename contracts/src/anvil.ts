@@ -1,5 +1,7 @@
 import { dirname, join } from 'node:path';
 import type { Subprocess } from 'bun';
+import { createTestClient, type Hex, http, type PrivateKeyAccount, parseEther } from 'viem';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 
 /** A local chain: anvil (Foundry's dev node, from the npm package `@foundry-rs/anvil`) on 127.0.0.1. */
 export interface RunningAnvil {
@@ -92,4 +94,19 @@ export async function startAnvil(o: AnvilOptions = {}): Promise<RunningAnvil> {
     await proc.exited;
   }
   throw new Error(`anvil did not start: ${String(lastError)}`);
+}
+
+/**
+ * A fresh random account holding `ether` on an anvil (its `anvil_setBalance`; development chains only):
+ * no key is ever hard-coded, and each caller gets its own.
+ */
+export async function fundedAccount(
+  rpcUrl: string,
+  ether = '100',
+): Promise<{ key: Hex; account: PrivateKeyAccount }> {
+  const key = generatePrivateKey();
+  const account = privateKeyToAccount(key);
+  const test = createTestClient({ mode: 'anvil', transport: http(rpcUrl) });
+  await test.setBalance({ address: account.address, value: parseEther(ether) });
+  return { key, account };
 }

@@ -1,22 +1,19 @@
 import { afterAll, beforeAll, describe, expect, spyOn, test } from 'bun:test';
-import { createPublicClient, http, type PublicClient, parseEther } from 'viem';
+import { createPublicClient, http, type PublicClient } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
-import { type RunningAnvil, startAnvil } from './anvil.ts';
+import { fundedAccount, type RunningAnvil, startAnvil } from './anvil.ts';
 import { main } from './cli.ts';
 import { synodOracleAbi } from './oracle-abi.ts';
 
 let anvil: RunningAnvil;
 let client: PublicClient;
-const deployerKey = generatePrivateKey();
+let deployerKey: `0x${string}`;
 const bridge = privateKeyToAccount(generatePrivateKey()).address;
 
 beforeAll(async () => {
   anvil = await startAnvil();
   client = createPublicClient({ transport: http(anvil.url) }) as PublicClient;
-  await client.request({
-    method: 'anvil_setBalance',
-    params: [privateKeyToAccount(deployerKey).address, `0x${parseEther('10').toString(16)}`],
-  } as unknown as Parameters<PublicClient['request']>[0]);
+  deployerKey = (await fundedAccount(anvil.url, '10')).key;
 });
 afterAll(() => anvil.stop());
 

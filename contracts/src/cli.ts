@@ -4,8 +4,9 @@
  * address and deployment block are printed as JSON (what the relay's --oracle and --from-block take).
  */
 import { parseArgs } from 'node:util';
-import { type Address, createPublicClient, createWalletClient, defineChain, type Hex, http } from 'viem';
+import { type Address, createPublicClient, createWalletClient, type Hex, http } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
+import { rpcChain } from './chain.ts';
 import { deployOracle } from './deploy.ts';
 
 const HELP = `synod-oracle deploy --rpc URL --chain-id N --bridge ADDR [options]
@@ -69,12 +70,7 @@ export async function main(argv: string[], env: Record<string, string | undefine
   }
   const callbackGas = Number(values['callback-gas']);
   if (callbackGas > 0xffffffff) return fail('--callback-gas must fit in 32 bits');
-  const chain = defineChain({
-    id: chainId,
-    name: `chain-${chainId}`,
-    nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
-    rpcUrls: { default: { http: [rpc] } },
-  });
+  const chain = rpcChain(chainId, rpc);
   const client = createPublicClient({ chain, transport: http(rpc) });
   const actual = await client.getChainId();
   if (actual !== chainId) return fail(`the RPC serves chain ${actual}, not ${chainId}`);

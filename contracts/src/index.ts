@@ -1,4 +1,5 @@
-export { type AnvilOptions, anvilBinary, type RunningAnvil, startAnvil } from './anvil.ts';
+export { type AnvilOptions, anvilBinary, fundedAccount, type RunningAnvil, startAnvil } from './anvil.ts';
+export { rpcChain } from './chain.ts';
 export {
   type CompiledContract,
   compileOracle,

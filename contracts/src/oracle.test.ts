@@ -7,7 +7,6 @@ import {
   createPublicClient,
   createTestClient,
   createWalletClient,
-  defineChain,
   getAddress,
   type Hex,
   type HttpTransport,
@@ -28,6 +27,7 @@ import {
 } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { type RunningAnvil, startAnvil } from './anvil.ts';
+import { rpcChain } from './chain.ts';
 import { type CompiledContract, compileSolidity, oracleSource } from './compile.ts';
 import { deployOracle, type OracleSettings } from './deploy.ts';
 import { synodOracleAbi } from './oracle-abi.ts';
@@ -401,12 +401,7 @@ async function lastResultOf(consumer: Address) {
 
 beforeAll(async () => {
   anvil = await startAnvil();
-  chain = defineChain({
-    id: anvil.chainId,
-    name: 'anvil',
-    nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
-    rpcUrls: { default: { http: [anvil.url] } },
-  });
+  chain = rpcChain(anvil.chainId, anvil.url);
   // Automine answers at once, but a receipt can lag the hash by a moment: poll often, not every 4 s.
   client = createPublicClient({ chain, transport: http(anvil.url), pollingInterval: 25 });
   testClient = createTestClient({ mode: 'anvil', chain, transport: http(anvil.url) });

@@ -1,8 +1,15 @@
 /**
  * For chain bridge tests: a real anvil on 127.0.0.1 with SynodOracle deployed, a bridge account and a
- * requester account (fresh random keys, funded with `anvil_setBalance`), and viem clients over it.
+ * requester account (fresh random keys, `fundedAccount`), and viem clients over it.
  */
-import { deployOracle, type RunningAnvil, startAnvil, synodOracleAbi } from '@synod/contracts';
+import {
+  deployOracle,
+  fundedAccount,
+  type RunningAnvil,
+  rpcChain,
+  startAnvil,
+  synodOracleAbi,
+} from '@synod/contracts';
 import {
   type Account,
   type Address,
@@ -12,12 +19,9 @@ import {
   type Hex,
   http,
   type PublicClient,
-  parseEther,
   type Transport,
   type WalletClient,
 } from 'viem';
-import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
-import { rpcChain } from './clients.ts';
 
 export interface TestChain {
   anvil: RunningAnvil;
@@ -54,9 +58,7 @@ export async function startTestChain(o: { timeoutSeconds?: bigint } = {}): Promi
   const rpc = (method: string, params: unknown[]) =>
     client.request({ method, params } as unknown as Parameters<PublicClient['request']>[0]);
   const wallet = async () => {
-    const key = generatePrivateKey();
-    const account = privateKeyToAccount(key);
-    await rpc('anvil_setBalance', [account.address, `0x${parseEther('100').toString(16)}`]);
+    const { key, account } = await fundedAccount(anvil.url);
     return { key, wallet: createWalletClient({ chain, transport, account }) };
   };
   const bridge = await wallet();

@@ -1,9 +1,9 @@
+import { rpcChain } from '@synod/contracts/chain';
 import {
   type Account,
   type Chain,
   createPublicClient,
   createWalletClient,
-  defineChain,
   type Hex,
   http,
   type PublicClient,
@@ -17,16 +17,6 @@ export interface BridgeClients {
   chain: Chain;
   client: PublicClient;
   wallet: WalletClient<Transport, Chain, Account>;
-}
-
-/** A chain known only by its id and RPC URL (a local anvil, or any EVM chain). */
-export function rpcChain(chainId: number, rpcUrl: string): Chain {
-  return defineChain({
-    id: chainId,
-    name: `chain-${chainId}`,
-    nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
-    rpcUrls: { default: { http: [rpcUrl] } },
-  });
 }
 
 /** Clients over `rpcUrl` for `chainId`, signing with the bridge's private key (kept in memory only). */
