@@ -213,14 +213,13 @@ export class ChainStore {
     return r.length === 1;
   }
 
-  /** Rows of every oracle by status (`/metrics`). */
-  countsAll(): Promise<Record<ChainRequestStatus, number>> {
-    return this.#counts();
-  }
-
-  /** Rows of one oracle by status. */
-  counts(o: OracleRef): Promise<Record<ChainRequestStatus, number>> {
-    return this.#counts(and(eq(chainRequests.chainId, o.chainId), eq(chainRequests.contract, o.contract)));
+  /** Rows by status: of one oracle, or of every oracle (`/metrics`). */
+  counts(o?: OracleRef): Promise<Record<ChainRequestStatus, number>> {
+    return this.#counts(
+      o === undefined
+        ? undefined
+        : and(eq(chainRequests.chainId, o.chainId), eq(chainRequests.contract, o.contract)),
+    );
   }
 
   async #counts(where?: SQL): Promise<Record<ChainRequestStatus, number>> {

@@ -590,7 +590,7 @@ export class ChainWatcher {
 }
 
 /** The oracle's custom error a call reverted with (a contract call, or a raw `eth_call`), if any. */
-export function revertName(e: unknown): string | undefined {
+function revertName(e: unknown): string | undefined {
   if (!(e instanceof BaseError)) return undefined;
   const decoded = e.walk((x) => x instanceof ContractFunctionRevertedError);
   if (decoded instanceof ContractFunctionRevertedError && decoded.data?.errorName)

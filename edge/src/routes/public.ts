@@ -29,7 +29,7 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     for (const [status, n] of Object.entries(counts)) {
       deps.metrics.set('synod_history_requests', 'Requests in the history by status', n, { status });
     }
-    for (const [status, n] of Object.entries(await new ChainStore(deps.store.db).countsAll())) {
+    for (const [status, n] of Object.entries(await new ChainStore(deps.store.db).counts())) {
       deps.metrics.set('synod_chain_requests', 'On-chain oracle requests by settlement status', n, {
         status,
       });
