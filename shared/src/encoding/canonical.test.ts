@@ -89,6 +89,46 @@ describe('canonicalJson (RFC 8785)', () => {
     );
   });
 
+  test('an array with toJSON, an array hole, a cycle or too deep a nesting is ENCODING_INVALID', () => {
+    // JSON.stringify would call toJSON and write its result unsorted; canonicalize writes `[1,,3]`.
+    const withToJson = Object.assign([1, 2], { toJSON: () => ({ b: 1, a: 2 }) });
+    class Tagged extends Array<number> {
+      toJSON() {
+        return { b: 1, a: 2 };
+      }
+    }
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.b = cyclic;
+    const cyclicUnsorted: Record<string, unknown> = { b: 1 };
+    cyclicUnsorted.a = [cyclicUnsorted];
+    let deep: unknown = 1;
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    let deepObject: unknown = 1;
+    for (let i = 0; i < 1_001; i++) deepObject = { z: deepObject, a: 0 };
+    for (const value of [
+      withToJson,
+      { a: [{ b: withToJson }] },
+      Tagged.from([1]),
+      // biome-ignore lint/suspicious/noSparseArray: the hole is the case under test
+      [1, , 3],
+      cyclic,
+      cyclicUnsorted,
+      deep,
+      deepObject,
+    ]) {
+      let caught: unknown;
+      try {
+        canonicalJson(value);
+      } catch (e) {
+        caught = e;
+      }
+      expect(isSynodError(caught, 'ENCODING_INVALID')).toBe(true);
+    }
+    let nested: unknown = 'x';
+    for (let i = 0; i < 1_000; i++) nested = [nested];
+    expect(canonicalJson(nested)).toBe(`${'['.repeat(1_000)}"x"${']'.repeat(1_000)}`);
+  });
+
   test('a __proto__ member is encoded like any other member', () => {
     const value = JSON.parse('{"z":1,"__proto__":{"x":2}}');
     expect(canonicalJson(value)).toBe('{"__proto__":{"x":2},"z":1}');

@@ -6,7 +6,8 @@ import { utf8 } from './bytes.ts';
  * RFC 8785 (JSON Canonicalization Scheme) text of a JSON value: object keys sorted by UTF-16 code
  * units, no white space, numbers in ECMAScript shortest form. One byte string per logical value, so
  * every verifier hashes the same bytes. `undefined` members are dropped (as JSON does); non-finite
- * numbers, lone surrogates and non-plain values are rejected.
+ * numbers, lone surrogates, non-plain values (arrays with a `toJSON` included), array holes and values
+ * nested deeper than `MAX_DEPTH` (so any cyclic value) are rejected with `ENCODING_INVALID`.
  *
  * The engine's own `JSON.stringify` writes the text: its number and string forms are the ones RFC 8785
  * names, and it keeps a plain object's key order. One pass checks the value; a value whose objects
@@ -35,6 +36,12 @@ export function canonicalBytes(value: unknown): Uint8Array {
   return utf8(canonicalJson(value));
 }
 
+/**
+ * Most arrays and objects nested in one another (1,000 accepted, 1,001 not): far beyond any protocol
+ * value, far below any engine's stack.
+ */
+const MAX_DEPTH = 1000;
+
 interface Walk {
   /** Where the walk is (for error messages). */
   path: (string | number)[];
@@ -53,6 +60,22 @@ function invalid(path: readonly (string | number)[], what: string): SynodError {
   return new SynodError('ENCODING_INVALID', `$${where}: ${what}`);
 }
 
+/** Throws when an array or object at `path` is nested too deeply (a cycle always is). */
+function checkDepth(path: readonly (string | number)[]): void {
+  if (path.length >= MAX_DEPTH) {
+    throw invalid(path.slice(0, 8), `nested deeper than ${MAX_DEPTH} levels (or cyclic)`);
+  }
+}
+
+/** Whether `value` is an array; throws if it has a `toJSON` (own or inherited), which JSON.stringify would call. */
+function isPlainArray(value: unknown, path: readonly (string | number)[]): value is readonly unknown[] {
+  if (!Array.isArray(value)) return false;
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') {
+    throw invalid(path, 'an array with toJSON cannot be encoded');
+  }
+  return true;
+}
+
 /**
  * Check `value` as `sortedCopy` does and say whether `JSON.stringify` of it as it is would be its
  * canonical text: every object's keys strictly ascending, none index-like, no `undefined` member. False
@@ -60,7 +83,8 @@ function invalid(path: readonly (string | number)[], what: string): SynodError {
  */
 function isSortedJson(value: unknown, path: (string | number)[]): boolean {
   if (isScalar(value, path)) return true;
-  if (Array.isArray(value)) {
+  checkDepth(path);
+  if (isPlainArray(value, path)) {
     for (let i = 0; i < value.length; i++) {
       path.push(i);
       const ok = isSortedJson(value[i], path);
@@ -91,7 +115,8 @@ function isSortedJson(value: unknown, path: (string | number)[]): boolean {
 function sortedCopy(value: unknown, walk: Walk): unknown {
   const path = walk.path;
   if (isScalar(value, path)) return value;
-  if (Array.isArray(value)) {
+  checkDepth(path);
+  if (isPlainArray(value, path)) {
     const out: unknown[] = new Array(value.length);
     for (let i = 0; i < value.length; i++) {
       path.push(i);

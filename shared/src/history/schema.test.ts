@@ -9,6 +9,8 @@ import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import { getTableConfig, type SQLiteTable } from 'drizzle-orm/sqlite-core';
 import fc from 'fast-check';
+import { utf8 } from '../encoding/bytes.ts';
+import { sha256Hex } from '../encoding/hash.ts';
 import { packetId, parseEnvelope } from '../packets/envelope.ts';
 import {
   HeartbeatBodySchema,
@@ -656,7 +658,7 @@ describe('a complete request history in a libSQL file', () => {
     await db.insert(idempotency).values({ ...row, idempotencyKey: 'retry-2', requestId: 'ab'.repeat(32) });
   });
 
-  test('the admission log takes only 64-hex request ids and is ordered by seq', async () => {
+  test('the admission log takes 64-hex and chain request ids only, and is ordered by seq', async () => {
     const base = {
       coordinator: 'cd'.repeat(32),
       callerId: 'k1',
@@ -673,6 +675,18 @@ describe('a complete request history in a libSQL file', () => {
     expect(rows[0]?.idPrefix).toBe(Number.parseInt('ab'.repeat(7).slice(0, 13), 16));
     expect(
       await failure(db.insert(requestIntake).values({ ...base, requestId: 'XY'.repeat(32), idPrefix: 1 })),
+    ).toContain('request_intake_request_id_ck');
+    // A chain request's id `<chainId>:<contract>:<requestNo>`; its prefix is taken from its sha256.
+    const chainId = `31337:0x${'ab'.repeat(20)}:12`;
+    await db.insert(requestIntake).values({ ...base, requestId: chainId, idPrefix: intakeIdPrefix(chainId) });
+    const [chainRow] = await db.select().from(requestIntake).where(eq(requestIntake.requestId, chainId));
+    expect(chainRow?.idPrefix).toBe(Number.parseInt(sha256Hex(utf8(chainId)).slice(0, 13), 16));
+    expect(
+      await failure(
+        db
+          .insert(requestIntake)
+          .values({ ...base, requestId: `1:0x${'ab'.repeat(20)}:${'9'.repeat(90)}`, idPrefix: 1 }),
+      ),
     ).toContain('request_intake_request_id_ck');
   });
 

@@ -39,4 +39,12 @@ describe('withRequestId', () => {
       }
     }
   });
+
+  test('a whole body passed in: its old requestId is not hashed, as in deriveRequestId', () => {
+    const whole = requestBody({ requestId: 'ab'.repeat(32) });
+    const { body, json } = withRequestId(whole);
+    expect(body.requestId).toBe(deriveRequestId(whole));
+    expect(body.requestId).toBe(deriveRequestId(content(whole)));
+    expect(json).toBe(canonicalJson(body));
+  });
 });

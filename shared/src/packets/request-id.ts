@@ -15,7 +15,12 @@ type RequestContent = Omit<RequestBody, 'requestId'> & { requestId?: string };
 export function deriveRequestId(body: RequestContent): string {
   if (body.origin.kind === 'chain') return chainRequestId(body.origin);
   const { requestId: _ignored, ...content } = body;
-  return toHex(taggedHash('request-id', utf8(canonicalJson(content))));
+  return contentRequestId(canonicalJson(content));
+}
+
+/** The id of a non-chain request from the canonical JSON of its body without `requestId`. */
+function contentRequestId(json: string): string {
+  return toHex(taggedHash('request-id', utf8(json)));
 }
 
 /**
@@ -23,13 +28,19 @@ export function deriveRequestId(body: RequestContent): string {
  * (RFC 8785, as `canonicalJson(body)`), from one canonicalization: the relay hashes the text for the
  * id and stores the same text.
  */
-export function withRequestId(content: Omit<RequestBody, 'requestId'>): { body: RequestBody; json: string } {
+export function withRequestId(input: Omit<RequestBody, 'requestId'>): { body: RequestBody; json: string } {
+  // A whole body passes the type too: its old `requestId` is no part of the content (as in deriveRequestId).
+  let content = input;
+  if ((input as RequestContent).requestId !== undefined) {
+    const { requestId: _ignored, ...rest } = input as RequestContent;
+    content = rest;
+  }
   if (content.origin.kind === 'chain') {
     const body = { ...content, requestId: chainRequestId(content.origin) } as RequestBody;
     return { body, json: canonicalJson(body) };
   }
   const text = canonicalJson(content);
-  const requestId = toHex(taggedHash('request-id', utf8(text)));
+  const requestId = contentRequestId(text);
   const body = { ...content, requestId } as RequestBody;
   // `requestId` sorts after every other member of a request body, so it is the text's last member.
   const last = Object.keys(content).every((k) => k < 'requestId');
