@@ -27,19 +27,12 @@
  * exists (`this.tokenizer is not a function`), so a same-origin model URL is given as a path.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, normalize } from 'node:path';
-import type { Server } from 'bun';
-import type { Page } from 'playwright-core';
-import { buildBrowserBundle } from '../browser-node/src/browser/build.ts';
-import type {
-  TransformersProbeResults,
-  TransformersProbeState,
-} from '../browser-node/src/browser/transformers-probe.ts';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { TransformersProbeResults } from '../browser-node/src/browser/transformers-probe.ts';
 import { DEFAULT_MODEL_MANIFEST, listFiles } from '../browser-node/src/inference/models-dir.ts';
 import { TEST_MODELS_DIR } from '../browser-node/src/inference/test-models.ts';
-import { type Chrome, launchChromium, until } from './support/chromium.ts';
+import { openProbePage, type ProbePage, probeResults, serveDir } from './support/probe-page.ts';
 
 const LONG = 240_000;
 const MODEL_ID = 'glove-static-100d';
@@ -89,122 +82,43 @@ function hammingBytes(a: readonly number[], b: readonly number[]): number {
   return d;
 }
 
-/** A file under `root` for a URL path tail, or null when it escapes `root` or is absent. */
-function fileUnder(root: string, tail: string): string | null {
-  const rel = normalize(decodeURIComponent(tail));
-  if (rel.startsWith('..') || rel.startsWith('/')) return null;
-  const abs = join(root, rel);
-  return existsSync(abs) ? abs : null;
-}
-
-function contentType(path: string): string {
-  if (path.endsWith('.wasm')) return 'application/wasm';
-  if (path.endsWith('.mjs') || path.endsWith('.js')) return 'text/javascript';
-  if (path.endsWith('.json')) return 'application/json';
-  return 'application/octet-stream';
-}
-
 describe('TransformersEmbedder (glove-static-100d) in headless Chromium: WebGPU (SwiftShader) and WASM', () => {
-  let outdir = '';
-  let chrome: Chrome | undefined;
-  let server: Server<undefined> | undefined;
-  let page: Page;
-  let origin = '';
+  let probe: ProbePage | undefined;
   let results: TransformersProbeResults;
-  /** Every URL the page requested (playwright's view). */
-  const requested: string[] = [];
-  /** Every request our server answered: path and status. */
-  const served: { path: string; status: number }[] = [];
-  const pageErrors: string[] = [];
-  const consoleErrors: string[] = [];
-  const timings: Record<string, number> = {};
+  let origin = '';
+  let requested: string[] = [];
+  let served: ProbePage['served'] = [];
 
   beforeAll(
     async () => {
-      let t = Date.now();
       if (!existsSync(join(MODEL_DIR, 'config.json'))) throw new Error(`no model folder at ${MODEL_DIR}`);
       if (!existsSync(ORT_DIST)) throw new Error(`no onnxruntime-web dist at ${ORT_DIST}`);
       const files = await listFiles(MODEL_DIR);
-      outdir = mkdtempSync(join(tmpdir(), 'synod-transformers-'));
-      const bundle = await buildBrowserBundle(outdir, {
-        entries: [join(import.meta.dir, '../browser-node/src/browser/transformers-probe.ts')],
-        sourcemap: false,
-      });
-      const script = bundle.files.get('transformers-probe.js');
-      if (script === undefined) throw new Error(`bundle files: ${[...bundle.files.keys()]}`);
-      timings['bundleMs'] = Date.now() - t;
-
-      server = Bun.serve({
-        hostname: '127.0.0.1',
-        port: 0,
-        fetch(req) {
-          const path = new URL(req.url).pathname;
-          let res: Response;
-          let file: string | null = null;
-          if (path === '/') {
-            res = new Response(
-              '<!doctype html><meta charset="utf-8"><title>transformers probe</title>' +
-                '<script type="module" src="/transformers-probe.js"></script>',
-              { headers: { 'content-type': 'text/html' } },
-            );
-          } else if (path === '/transformers-probe.js') {
-            file = script;
-          } else if (path.startsWith(`/models/${MODEL_ID}/`)) {
-            file = fileUnder(MODEL_DIR, path.slice(`/models/${MODEL_ID}/`.length));
-          } else if (path.startsWith('/ort/')) {
-            file = fileUnder(ORT_DIST, path.slice('/ort/'.length));
-          }
-          if (file !== null) {
-            res = new Response(Bun.file(file), { headers: { 'content-type': contentType(file) } });
-          } else {
-            res ??= new Response('not found', { status: 404 });
-          }
-          served.push({ path, status: res.status });
-          return res;
+      const modelFiles = serveDir(MODEL_DIR);
+      const ortFiles = serveDir(ORT_DIST);
+      probe = await openProbePage({
+        entry: join(import.meta.dir, '../browser-node/src/browser/transformers-probe.ts'),
+        route: (path) => {
+          if (path.startsWith(`/models/${MODEL_ID}/`))
+            return modelFiles(path.slice(`/models/${MODEL_ID}/`.length));
+          if (path.startsWith('/ort/')) return ortFiles(path.slice('/ort/'.length));
+          return null;
         },
+        query: new URLSearchParams({
+          model: MODEL_ID,
+          files: files.join(','),
+          hash: MODEL_HASH,
+          sentences: JSON.stringify(SENTENCES),
+        }).toString(),
       });
-      origin = `http://127.0.0.1:${server.port}`;
-
-      t = Date.now();
-      chrome = await launchChromium({ webgpu: true });
-      const ctx = chrome.context;
-      page = ctx.pages()[0] ?? (await ctx.newPage());
-      page.on('request', (r) => requested.push(r.url()));
-      page.on('pageerror', (e) => pageErrors.push(String(e)));
-      page.on('console', (m) => {
-        if (m.type() === 'error') consoleErrors.push(m.text());
-      });
-      const query = new URLSearchParams({
-        model: MODEL_ID,
-        files: files.join(','),
-        hash: MODEL_HASH,
-        sentences: JSON.stringify(SENTENCES),
-      });
-      await page.goto(`${origin}/?${query}`);
-      let last = '';
-      const state = await until(
-        'the probe to finish',
-        async () => {
-          const s = (await page.evaluate(() => window.synodTransformersProbe)) as
-            | TransformersProbeState
-            | undefined;
-          last = s?.phase ?? '(no state)';
-          return s !== undefined && s.state !== 'running' ? s : null;
-        },
-        180_000,
-      ).catch((e: unknown) => {
-        throw new Error(`${String(e)} (last phase: ${last}; page errors: ${pageErrors.join(' | ')})`);
-      });
-      timings['probeMs'] = Date.now() - t;
-      if (state.state !== 'done' || state.results === undefined)
-        throw new Error(`the probe failed: ${state.error}`);
-      results = state.results;
+      ({ origin, requested, served } = probe);
+      results = await probeResults<TransformersProbeResults>(probe, 'synodTransformersProbe', 180_000);
       const { webgpu, wasm } = results.runs;
       console.log(
         '[browser-transformers test]',
         JSON.stringify({
-          timings,
-          adapter: results.adapter,
+          timings: probe.timings,
+          adapter: { ...results.adapter, features: results.adapter.features.length },
           crossOriginIsolated: results.crossOriginIsolated,
           gpuDeviceRequests: results.gpuDeviceRequests,
           runs: [webgpu, wasm].map((r) => ({
@@ -227,7 +141,7 @@ describe('TransformersEmbedder (glove-static-100d) in headless Chromium: WebGPU 
               ),
             ),
           ),
-          consoleErrors,
+          consoleErrors: probe.consoleErrors,
           served: served.map((s) => `${s.status} ${s.path}`),
         }),
       );
@@ -235,21 +149,13 @@ describe('TransformersEmbedder (glove-static-100d) in headless Chromium: WebGPU 
     { timeout: LONG },
   );
 
-  afterAll(
-    async () => {
-      await chrome?.close();
-      server?.stop(true);
-      if (outdir) rmSync(outdir, { recursive: true, force: true });
-    },
-    { timeout: 60_000 },
-  );
+  afterAll(() => probe?.close(), { timeout: 60_000 });
 
   test('a WebGPU adapter is present (SwiftShader)', () => {
     expect(results.adapter.hasNavigatorGpu).toBe(true);
     expect(results.adapter.found).toBe(true);
-    expect(
-      `${results.adapter.vendor} ${results.adapter.architecture} ${results.adapter.description}`,
-    ).toMatch(/swiftshader/i);
+    const info = results.adapter.info;
+    expect(`${info?.vendor} ${info?.architecture} ${info?.description}`).toMatch(/swiftshader/i);
   });
 
   test('both loads succeed, on the device asked for, with the verified folder hash and 100 dims', () => {
@@ -304,6 +210,6 @@ describe('TransformersEmbedder (glove-static-100d) in headless Chromium: WebGPU 
     expect(
       served.some((s) => s.path.startsWith('/ort/') && s.path.endsWith('.wasm') && s.status === 200),
     ).toBe(true);
-    expect(pageErrors).toEqual([]);
+    expect(probe?.pageErrors).toEqual([]);
   });
 });

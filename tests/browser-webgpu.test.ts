@@ -21,14 +21,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Server } from 'bun';
-import type { Page } from 'playwright-core';
-import { buildBrowserBundle } from '../browser-node/src/browser/build.ts';
-import type { WebGpuProbeResults, WebGpuProbeState } from '../browser-node/src/browser/webgpu-probe.ts';
-import { type Chrome, launchChromium, until } from './support/chromium.ts';
+import type { WebGpuProbeResults } from '../browser-node/src/browser/webgpu-probe.ts';
+import { openProbePage, type ProbePage, probeResults } from './support/probe-page.ts';
 
 const LONG = 180_000;
 
@@ -50,80 +45,29 @@ const CONFIG_BYTES = new TextEncoder().encode(
 const CONFIG_PATH = `/models/${F32_NOLIB_ID}/resolve/main/mlc-chat-config.json`;
 
 describe('web-llm adapter on real WebGPU (SwiftShader) in headless Chromium', () => {
-  let outdir = '';
-  let chrome: Chrome | undefined;
-  let server: Server<undefined> | undefined;
-  let page: Page;
-  let origin = '';
+  let probe: ProbePage | undefined;
   let results: WebGpuProbeResults;
-  /** Every URL the page requested (playwright's view). */
-  const requested: string[] = [];
-  /** Every request our server answered: path and status. */
-  const served: { path: string; status: number }[] = [];
-  const pageErrors: string[] = [];
-  const timings: Record<string, number> = {};
+  let origin = '';
+  let requested: string[] = [];
+  let served: ProbePage['served'] = [];
 
   beforeAll(
     async () => {
-      let t = Date.now();
-      outdir = mkdtempSync(join(tmpdir(), 'synod-webgpu-'));
-      const bundle = await buildBrowserBundle(outdir, {
-        entries: [join(import.meta.dir, '../browser-node/src/browser/webgpu-probe.ts')],
-        sourcemap: false,
-      });
-      const script = bundle.files.get('webgpu-probe.js');
-      if (script === undefined) throw new Error(`bundle files: ${[...bundle.files.keys()]}`);
-      timings['bundleMs'] = Date.now() - t;
-
       const configSha = createHash('sha256').update(CONFIG_BYTES).digest('hex');
-      server = Bun.serve({
-        hostname: '127.0.0.1',
-        port: 0,
-        fetch(req) {
-          const path = new URL(req.url).pathname;
-          let res: Response;
-          if (path === '/') {
-            res = new Response(
-              '<!doctype html><meta charset="utf-8"><title>webgpu probe</title>' +
-                '<script type="module" src="/webgpu-probe.js"></script>',
-              { headers: { 'content-type': 'text/html' } },
-            );
-          } else if (path === '/webgpu-probe.js') {
-            res = new Response(Bun.file(script), { headers: { 'content-type': 'text/javascript' } });
-          } else if (path === CONFIG_PATH) {
-            res = new Response(CONFIG_BYTES, { headers: { 'content-type': 'application/json' } });
-          } else {
-            res = new Response('not found', { status: 404 });
-          }
-          served.push({ path, status: res.status });
-          return res;
-        },
+      probe = await openProbePage({
+        entry: join(import.meta.dir, '../browser-node/src/browser/webgpu-probe.ts'),
+        route: (path) =>
+          path === CONFIG_PATH
+            ? new Response(CONFIG_BYTES, { headers: { 'content-type': 'application/json' } })
+            : null,
+        query: `configSha=${configSha}`,
       });
-      origin = `http://127.0.0.1:${server.port}`;
-
-      t = Date.now();
-      chrome = await launchChromium({ webgpu: true });
-      const ctx = chrome.context;
-      page = ctx.pages()[0] ?? (await ctx.newPage());
-      page.on('request', (r) => requested.push(r.url()));
-      page.on('pageerror', (e) => pageErrors.push(String(e)));
-      await page.goto(`${origin}/?configSha=${configSha}`);
-      const state = await until(
-        'the probe to finish',
-        async () => {
-          const s = (await page.evaluate(() => window.synodWebGpuProbe)) as WebGpuProbeState | undefined;
-          return s !== undefined && s.state !== 'running' ? s : null;
-        },
-        120_000,
-      );
-      timings['probeMs'] = Date.now() - t;
-      if (state.state !== 'done' || state.results === undefined)
-        throw new Error(`the probe failed: ${state.error}`);
-      results = state.results;
+      ({ origin, requested, served } = probe);
+      results = await probeResults<WebGpuProbeResults>(probe, 'synodWebGpuProbe', 120_000);
       console.log(
         '[browser-webgpu test]',
         JSON.stringify({
-          timings,
+          timings: probe.timings,
           adapter: { ...results.adapter, features: results.adapter.features.length },
           errors: Object.fromEntries(
             (['f16', 'f32Missing', 'f32NoLib'] as const).map((k) => [
@@ -138,14 +82,7 @@ describe('web-llm adapter on real WebGPU (SwiftShader) in headless Chromium', ()
     { timeout: LONG },
   );
 
-  afterAll(
-    async () => {
-      await chrome?.close();
-      server?.stop(true);
-      if (outdir) rmSync(outdir, { recursive: true, force: true });
-    },
-    { timeout: 60_000 },
-  );
+  afterAll(() => probe?.close(), { timeout: 60_000 });
 
   test('a WebGPU adapter is found and reported; our GPU check passes; it lacks shader-f16', () => {
     const { adapter, gpuCheck } = results;
@@ -205,6 +142,6 @@ describe('web-llm adapter on real WebGPU (SwiftShader) in headless Chromium', ()
     expect(requested.length).toBeGreaterThan(0);
     expect(requested.filter((u) => !u.startsWith(`${origin}/`))).toEqual([]);
     expect(requested).toContain(`${origin}/webgpu-probe.js`);
-    expect(pageErrors).toEqual([]);
+    expect(probe?.pageErrors).toEqual([]);
   });
 });

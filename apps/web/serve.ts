@@ -67,13 +67,15 @@ async function sha256File(path: string): Promise<string> {
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
   '.json': 'application/json',
   '.map': 'application/json',
   '.wasm': 'application/wasm',
 };
 
-function typeOf(path: string): string {
+/** The content type this server (and the browser tests' probe pages) sends for a file. */
+export function contentTypeOf(path: string): string {
   const dot = path.lastIndexOf('.');
   return (dot >= 0 && TYPES[path.slice(dot)]) || 'application/octet-stream';
 }
@@ -124,7 +126,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
   const file = async (path: string): Promise<Response> => {
     const f = Bun.file(path);
     if (!(await f.exists())) return new Response('not found', { status: 404 });
-    return new Response(f, { headers: { 'content-type': typeOf(path), 'cache-control': 'no-store' } });
+    return new Response(f, { headers: { 'content-type': contentTypeOf(path), 'cache-control': 'no-store' } });
   };
 
   const server = Bun.serve({

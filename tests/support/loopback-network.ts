@@ -244,12 +244,15 @@ export class InterceptingTransport implements Transport {
   readonly #inner: Transport;
   readonly #interceptors: Interceptor[] = [];
 
+  /** The wrapped transport's topics: a node offers the wrapper what it would offer the transport. */
+  readonly topics?: readonly ContentTopic[];
   /** Present exactly when the wrapped transport has it: inbound traffic is judged as without the wrapper. */
   readonly setForwardValidator?: (validator: ForwardValidator | null) => void;
 
   constructor(inner: Transport) {
     this.#inner = inner;
     this.name = inner.name;
+    if (inner.topics !== undefined) this.topics = inner.topics;
     if (inner.setForwardValidator) {
       this.setForwardValidator = (validator) => inner.setForwardValidator?.(validator);
     }

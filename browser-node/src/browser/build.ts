@@ -3,8 +3,9 @@
  * (target `browser`). Node built-ins that `@energetic-ai/core` (a Node bundle of tfjs) and the Node
  * branches of use-lite.ts name are aliased to an empty module: those branches never run in a browser.
  *
- * Headless-only code (node-llama-cpp, @libp2p/tcp, the models directory) is never imported by the
- * browser entries, so it never reaches the bundle.
+ * Headless-only code (node-llama-cpp, @libp2p/tcp) is never imported by the browser entries, so it
+ * never reaches the bundle. Our own Node-only modules that a shared module imports on its Node branch
+ * (transformers.ts loads the models directory for a local `path`) are aliased to the empty module too.
  */
 import { fileURLToPath } from 'node:url';
 import type { BunPlugin } from 'bun';
@@ -24,16 +25,24 @@ export const NODE_BUILTINS_TO_SHIM = [
   'worker_threads',
 ] as const;
 
+/** Our Node-only modules (fs, streams), as the shared modules import them. */
+export const NODE_ONLY_MODULES = ['./models-dir.ts'] as const;
+
 const EMPTY_SHIM = fileURLToPath(new URL('./empty-shim.ts', import.meta.url));
 
-/** Resolve `fs`, `node:fs`, … to the empty shim. */
-export function nodeBuiltinShims(names: readonly string[] = NODE_BUILTINS_TO_SHIM): BunPlugin {
-  const escaped = names.map((n) => n.replace(/[/]/g, '\\/'));
-  const filter = new RegExp(`^(node:)?(${escaped.join('|')})$`);
+/** Resolve `fs`, `node:fs`, … (and our Node-only modules) to the empty shim. */
+export function nodeBuiltinShims(
+  names: readonly string[] = NODE_BUILTINS_TO_SHIM,
+  modules: readonly string[] = NODE_ONLY_MODULES,
+): BunPlugin {
+  const literal = (n: string) => n.replace(/[.]/g, '\\.').replace(/[/]/g, '\\/');
+  const builtins = new RegExp(`^(node:)?(${names.map(literal).join('|')})$`);
+  const own = new RegExp(`^(${modules.map(literal).join('|')})$`);
   return {
     name: 'synod-node-builtin-shims',
     setup(build) {
-      build.onResolve({ filter }, () => ({ path: EMPTY_SHIM }));
+      build.onResolve({ filter: builtins }, () => ({ path: EMPTY_SHIM }));
+      if (modules.length > 0) build.onResolve({ filter: own }, () => ({ path: EMPTY_SHIM }));
     },
   };
 }

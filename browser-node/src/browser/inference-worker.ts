@@ -10,14 +10,10 @@
 import { InferenceError } from '../inference/errors.ts';
 import { UseLiteEmbedder } from '../inference/use-lite.ts';
 import { WllamaEngine } from '../inference/wllama.ts';
-import { type HostedRequest, serveInferenceWorker } from '../inference/worker-host.ts';
-import type { WorkerResponse } from '../inference/worker-protocol.ts';
+import { serveInferenceWorker, type WorkerScope } from '../inference/worker-host.ts';
 import type { BrowserEmbedderSpec, BrowserEngineSpec } from './worker-protocol.ts';
 
-declare const self: {
-  postMessage(message: WorkerResponse): void;
-  onmessage: ((event: MessageEvent<HostedRequest<BrowserEngineSpec, BrowserEmbedderSpec>>) => void) | null;
-};
+declare const self: WorkerScope<BrowserEngineSpec, BrowserEmbedderSpec>;
 
 serveInferenceWorker<BrowserEngineSpec, BrowserEmbedderSpec>(self, {
   engine(spec) {

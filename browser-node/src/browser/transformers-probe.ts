@@ -13,8 +13,15 @@
  * `${origin}/models/<model>` with onnxruntime-web's files from `${origin}/ort/`, embeds every sentence
  * (floats and packed sign bits), and unloads. Every URL it builds is on `location.origin`.
  */
-import type { InferenceErrorJSON } from '../inference/errors.ts';
 import { TransformersEmbedder } from '../inference/transformers.ts';
+import {
+  describeProbeError,
+  type GpuAdapterSummary,
+  gpuAdapterSummary,
+  type ProbeError,
+  type ProbeState,
+  publishProbe,
+} from './probe.ts';
 
 export type TransformersProbeDevice = 'webgpu' | 'wasm';
 
@@ -31,82 +38,23 @@ export interface TransformersProbeRun {
   vectors: number[][];
   /** One packed sign-bit string per sentence (embedBits), as byte arrays. */
   bits: number[][];
-  error?: InferenceErrorJSON & { name: string; cause?: string };
+  error?: ProbeError;
 }
 
 export interface TransformersProbeResults {
-  adapter: {
-    hasNavigatorGpu: boolean;
-    found: boolean;
-    vendor: string;
-    architecture: string;
-    description: string;
-    isFallbackAdapter: boolean | null;
-  };
+  adapter: GpuAdapterSummary;
   crossOriginIsolated: boolean;
   /** `GPUAdapter.requestDevice` calls seen during each run (onnxruntime-web's WebGPU EP makes one). */
   gpuDeviceRequests: Record<TransformersProbeDevice, number>;
   runs: Record<TransformersProbeDevice, TransformersProbeRun>;
 }
 
-export interface TransformersProbeState {
-  state: 'running' | 'done' | 'failed';
-  /** What the probe is doing now (for timeouts that need explaining). */
-  phase: string;
-  results?: TransformersProbeResults;
-  error?: string;
-}
+export type TransformersProbeState = ProbeState<TransformersProbeResults>;
 
 declare global {
   interface Window {
     synodTransformersProbe?: TransformersProbeState;
   }
-}
-
-interface GpuAdapterInfoView {
-  vendor?: string;
-  architecture?: string;
-  description?: string;
-  isFallbackAdapter?: boolean;
-}
-
-function describeError(e: unknown): NonNullable<TransformersProbeRun['error']> {
-  const err = e as Error & {
-    code?: InferenceErrorJSON['code'];
-    details?: Record<string, unknown>;
-    hint?: string;
-    cause?: unknown;
-  };
-  return {
-    name: e instanceof Error ? e.name : typeof e,
-    code: err?.code ?? 'INFERENCE_FAILED',
-    message: e instanceof Error ? e.message : String(e),
-    details: err?.details ?? {},
-    ...(err?.hint === undefined ? {} : { hint: err.hint }),
-    ...(err?.cause === undefined ? {} : { cause: String(err.cause) }),
-  };
-}
-
-async function adapterInfo(): Promise<TransformersProbeResults['adapter']> {
-  const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-  const out: TransformersProbeResults['adapter'] = {
-    hasNavigatorGpu: gpu !== undefined,
-    found: false,
-    vendor: '',
-    architecture: '',
-    description: '',
-    isFallbackAdapter: null,
-  };
-  if (gpu === undefined) return out;
-  const adapter = (await gpu.requestAdapter()) as { info?: GpuAdapterInfoView } | null;
-  if (adapter === null) return out;
-  const info = adapter.info ?? {};
-  out.found = true;
-  out.vendor = info.vendor ?? '';
-  out.architecture = info.architecture ?? '';
-  out.description = info.description ?? '';
-  out.isFallbackAdapter = info.isFallbackAdapter ?? null;
-  return out;
 }
 
 async function runDevice(
@@ -154,7 +102,7 @@ async function runDevice(
     run.vectors = vectors.map((v) => [...v]);
     run.ok = true;
   } catch (e) {
-    run.error = describeError(e);
+    run.error = describeProbeError(e);
   } finally {
     await embedder.unload().catch(() => {});
   }
@@ -167,7 +115,7 @@ export async function runTransformersProbe(
   setPhase: (p: string) => void = () => {},
 ): Promise<TransformersProbeResults> {
   setPhase('adapter');
-  const adapter = await adapterInfo();
+  const adapter = await gpuAdapterSummary();
   // Count GPU device requests, as evidence of which run actually opened the GPU.
   let deviceRequests = 0;
   const proto = (globalThis as { GPUAdapter?: { prototype: { requestDevice(...a: unknown[]): unknown } } })
@@ -190,26 +138,29 @@ export async function runTransformersProbe(
   };
 }
 
-const state: TransformersProbeState = { state: 'running', phase: 'start' };
-window.synodTransformersProbe = state;
-const params = new URLSearchParams(location.search);
-runTransformersProbe(
-  {
-    id: params.get('model') ?? '',
-    files: (params.get('files') ?? '').split(',').filter(Boolean),
-    fileHash: params.get('hash') ?? '',
+/** The page's query, read inside the probe: a malformed parameter fails it rather than hanging it. */
+function sentencesParam(raw: string | null): string[] {
+  const parsed: unknown = JSON.parse(raw ?? '[]');
+  if (!Array.isArray(parsed) || !parsed.every((x) => typeof x === 'string')) {
+    throw new TypeError('?sentences= must be a JSON array of strings');
+  }
+  return parsed;
+}
+
+publishProbe<TransformersProbeResults>(
+  (state) => {
+    window.synodTransformersProbe = state;
   },
-  JSON.parse(params.get('sentences') ?? '[]') as string[],
-  (p) => {
-    state.phase = p;
-  },
-).then(
-  (results) => {
-    state.results = results;
-    state.state = 'done';
-  },
-  (e: unknown) => {
-    state.error = e instanceof Error ? `${e.name}: ${e.message}\n${e.stack ?? ''}` : String(e);
-    state.state = 'failed';
+  (setPhase) => {
+    const params = new URLSearchParams(location.search);
+    return runTransformersProbe(
+      {
+        id: params.get('model') ?? '',
+        files: (params.get('files') ?? '').split(',').filter(Boolean),
+        fileHash: params.get('hash') ?? '',
+      },
+      sentencesParam(params.get('sentences')),
+      setPhase,
+    );
   },
 );

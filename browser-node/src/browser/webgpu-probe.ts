@@ -14,7 +14,6 @@
  *
  * Every URL it builds is on `location.origin`; it never names another host.
  */
-import type { InferenceErrorJSON } from '../inference/errors.ts';
 import {
   checkWebGpu,
   type GpuLike,
@@ -22,8 +21,14 @@ import {
   type WebLlmModelSpec,
   webLlmFileHash,
 } from '../inference/web-llm.ts';
-
-export type ProbeError = InferenceErrorJSON & { name: string; cause?: string };
+import {
+  describeProbeError,
+  type GpuAdapterSummary,
+  gpuAdapterSummary,
+  type ProbeError,
+  type ProbeState,
+  publishProbe,
+} from './probe.ts';
 
 export interface ProbeOutcome {
   ok: boolean;
@@ -33,25 +38,14 @@ export interface ProbeOutcome {
 }
 
 export interface WebGpuProbeResults {
-  adapter: {
-    hasNavigatorGpu: boolean;
-    found: boolean;
-    features: string[];
-    hasShaderF16: boolean;
-    info: { vendor: string; architecture: string; device: string; description: string } | null;
-    isFallbackAdapter: boolean | null;
-  };
+  adapter: GpuAdapterSummary;
   gpuCheck: ProbeOutcome & { adapterHasShaderF16?: boolean };
   f16: ProbeOutcome & { modelId: string; modelUrl: string; modelLibUrl: string };
   f32Missing: ProbeOutcome & { modelId: string; modelUrl: string; modelLibUrl: string };
   f32NoLib: ProbeOutcome & { modelId: string; modelUrl: string; modelLibUrl: string };
 }
 
-export interface WebGpuProbeState {
-  state: 'running' | 'done' | 'failed';
-  results?: WebGpuProbeResults;
-  error?: string;
-}
+export type WebGpuProbeState = ProbeState<WebGpuProbeResults>;
 
 declare global {
   interface Window {
@@ -59,44 +53,7 @@ declare global {
   }
 }
 
-interface GpuAdapterInfoView {
-  vendor?: string;
-  architecture?: string;
-  device?: string;
-  description?: string;
-  isFallbackAdapter?: boolean;
-}
-interface GpuAdapterView {
-  features: Iterable<string> & { has(f: string): boolean };
-  info?: GpuAdapterInfoView;
-}
-
 const HEX64 = (c: string) => c.repeat(64);
-
-function describeError(e: unknown): ProbeError {
-  if (e !== null && typeof e === 'object' && 'code' in e) {
-    const err = e as Error & {
-      code: InferenceErrorJSON['code'];
-      details?: Record<string, unknown>;
-      hint?: string;
-      cause?: unknown;
-    };
-    return {
-      name: err.name,
-      code: err.code,
-      message: err.message,
-      details: err.details ?? {},
-      ...(err.hint === undefined ? {} : { hint: err.hint }),
-      ...(err.cause === undefined ? {} : { cause: String(err.cause) }),
-    };
-  }
-  return {
-    name: e instanceof Error ? e.name : typeof e,
-    code: 'INFERENCE_FAILED',
-    message: `not a typed error: ${String(e)}`,
-    details: {},
-  };
-}
 
 async function step<T extends object, R extends object = object>(
   extra: T,
@@ -107,7 +64,7 @@ async function step<T extends object, R extends object = object>(
     const more = await run();
     return { ...extra, ...more, ok: true, ms: performance.now() - t };
   } catch (e) {
-    return { ...extra, ok: false, ms: performance.now() - t, error: describeError(e) };
+    return { ...extra, ok: false, ms: performance.now() - t, error: describeProbeError(e) };
   }
 }
 
@@ -147,30 +104,7 @@ async function loadCase(modelId: string, configSha?: string) {
 
 export async function runWebGpuProbe(configSha?: string): Promise<WebGpuProbeResults> {
   const gpu = (navigator as unknown as { gpu?: GpuLike }).gpu;
-  const adapter: WebGpuProbeResults['adapter'] = {
-    hasNavigatorGpu: gpu !== undefined,
-    found: false,
-    features: [],
-    hasShaderF16: false,
-    info: null,
-    isFallbackAdapter: null,
-  };
-  if (gpu !== undefined) {
-    const a = (await gpu.requestAdapter({ powerPreference: 'high-performance' })) as GpuAdapterView | null;
-    if (a !== null) {
-      const info = a.info ?? {};
-      adapter.found = true;
-      adapter.features = [...a.features].sort();
-      adapter.hasShaderF16 = a.features.has('shader-f16');
-      adapter.info = {
-        vendor: info.vendor ?? '',
-        architecture: info.architecture ?? '',
-        device: info.device ?? '',
-        description: info.description ?? '',
-      };
-      adapter.isFallbackAdapter = info.isFallbackAdapter ?? null;
-    }
-  }
+  const adapter = await gpuAdapterSummary();
   const gpuCheck = await step({}, async () => {
     const checked = await checkWebGpu(gpu, false);
     return { adapterHasShaderF16: checked.features.has('shader-f16') };
@@ -181,16 +115,9 @@ export async function runWebGpuProbe(configSha?: string): Promise<WebGpuProbeRes
   return { adapter, gpuCheck, f16, f32Missing, f32NoLib };
 }
 
-const state: WebGpuProbeState = { state: 'running' };
-window.synodWebGpuProbe = state;
-const configSha = new URLSearchParams(location.search).get('configSha') ?? undefined;
-runWebGpuProbe(configSha).then(
-  (results) => {
-    state.results = results;
-    state.state = 'done';
+publishProbe<WebGpuProbeResults>(
+  (state) => {
+    window.synodWebGpuProbe = state;
   },
-  (e: unknown) => {
-    state.error = e instanceof Error ? `${e.name}: ${e.message}\n${e.stack ?? ''}` : String(e);
-    state.state = 'failed';
-  },
+  () => runWebGpuProbe(new URLSearchParams(location.search).get('configSha') ?? undefined),
 );

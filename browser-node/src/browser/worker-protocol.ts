@@ -1,7 +1,6 @@
-import type { ModelSource } from '../inference/engine.ts';
 import type { UseLiteOptions } from '../inference/use-lite.ts';
 import type { WllamaOptions } from '../inference/wllama.ts';
-import type { WorkerRequest } from '../inference/worker-protocol.ts';
+import type { HostedRequest } from '../inference/worker-host.ts';
 
 /**
  * The browser inference worker speaks the node's worker protocol (`../inference/worker-protocol.ts`),
@@ -14,7 +13,5 @@ export type BrowserEmbedderSpec = {
   options: Omit<UseLiteOptions, 'fetch' | 'dir'> & { baseUrl: string; wasmPaths: string };
 };
 
-export type BrowserWorkerRequest =
-  | Exclude<WorkerRequest, { type: 'load-engine' } | { type: 'load-embedder' }>
-  | { type: 'load-engine'; id: number; spec: BrowserEngineSpec; model: ModelSource }
-  | { type: 'load-embedder'; id: number; spec: BrowserEmbedderSpec };
+/** What the browser worker receives: the shared protocol with the browser specs in its load messages. */
+export type BrowserWorkerRequest = HostedRequest<BrowserEngineSpec, BrowserEmbedderSpec>;

@@ -30,6 +30,8 @@ describe('synod node flags', () => {
       ['--tcp-port', '70000'],
       ['--role', 'miner'],
       ['--engine', 'gpt'],
+      ['--gun', 'relay.example:8765'],
+      ['--gun', 'http://127.0.0.1:8765/gun,ftp://127.0.0.1/gun'],
       ['--unknown-flag'],
     ];
     for (const argv of bad) {
@@ -47,6 +49,10 @@ describe('synod node flags', () => {
       SYNOD_PASSPHRASE: 'pw',
     });
     expect(o !== 'help' && o.bootstrap).toEqual(['/ip4/127.0.0.1/tcp/1/p2p/a', '/ip4/127.0.0.1/tcp/2/p2p/b']);
+    const g = parseNodeArgs(['--gun', 'http://127.0.0.1:8765/gun, ws://127.0.0.1:8766/gun'], {
+      SYNOD_PASSPHRASE: 'pw',
+    });
+    expect(g !== 'help' && g.gun).toEqual(['http://127.0.0.1:8765/gun', 'ws://127.0.0.1:8766/gun']);
   });
 });
 

@@ -100,6 +100,20 @@ export function parseNodeArgs(
       throw new CliUsageError(`--${name} must be one of ${allowed.join(', ')}`);
     return v as T;
   };
+  const list = (v: string) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+  // Gun ignores a peer it cannot parse, without a word: refuse it here instead.
+  const gunPeer = (v: string) => {
+    const url = URL.canParse(v) ? new URL(v) : undefined;
+    if (url === undefined || !['http:', 'https:', 'ws:', 'wss:'].includes(url.protocol))
+      throw new CliUsageError(
+        `--gun takes http(s) or ws(s) URLs of Gun relays, e.g. http://127.0.0.1:8765/gun; got ${v}`,
+      );
+    return v;
+  };
   const passphraseVar = values['passphrase-env'] as string;
   const passphrase = env[passphraseVar];
   if (!passphrase) throw new CliUsageError(`set the passphrase of the node key in $${passphraseVar}`);
@@ -115,14 +129,8 @@ export function parseNodeArgs(
     host: values.host as string,
     tcpPort: int('tcp-port', values['tcp-port'] as string, 0, 65535),
     wsPort: int('ws-port', values['ws-port'] as string, 0, 65535),
-    bootstrap: (values.bootstrap as string)
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean),
-    gun: (values.gun as string)
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean),
+    bootstrap: list(values.bootstrap as string),
+    gun: list(values.gun as string).map(gunPeer),
     httpPort: int('http-port', values['http-port'] as string, 0, 65535),
     db: values.db as string,
     maxQueue: int('max-queue', values['max-queue'] as string, 0, 10_000),

@@ -5,12 +5,8 @@
  */
 import type { EmbedderSpec, EngineSpec } from './factory.ts';
 import { createEmbedder, createEngine } from './factory.ts';
-import { type HostedRequest, serveInferenceWorker } from './worker-host.ts';
-import type { WorkerResponse } from './worker-protocol.ts';
+import { serveInferenceWorker, type WorkerScope } from './worker-host.ts';
 
-declare const self: {
-  postMessage(message: WorkerResponse): void;
-  onmessage: ((event: MessageEvent<HostedRequest<EngineSpec, EmbedderSpec>>) => void) | null;
-};
+declare const self: WorkerScope<EngineSpec, EmbedderSpec>;
 
 serveInferenceWorker<EngineSpec, EmbedderSpec>(self, { engine: createEngine, embedder: createEmbedder });

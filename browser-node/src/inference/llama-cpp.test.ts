@@ -144,11 +144,10 @@ describe('LlamaCppEngine load and unload', () => {
       () => 'resolved',
       (e) => e,
     );
-    await Bun.sleep(5);
+    // Unloaded while the generation is under way (started, not finished): no timing to win or lose.
     await engine.unload();
-    const outcome = await settled;
-    // Either it finished before the abort landed, or it stopped with a typed abort, never a crash.
-    if (outcome !== 'resolved') expect(isInferenceError(outcome, 'INFERENCE_ABORTED')).toBe(true);
+    // It stopped with a typed abort (never a crash, never a late result from a freed context).
+    expect(isInferenceError(await settled, 'INFERENCE_ABORTED')).toBe(true);
     expect(engine.holdsResources).toBe(false);
     await engine.load(source);
     const r = await engine.generate({ prompt: 'Once upon a time', params: { temperature: 0, maxTokens: 3 } });

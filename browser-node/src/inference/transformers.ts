@@ -104,10 +104,9 @@ async function prepare(
   let modelName: string;
   if (location.path !== undefined) {
     const { basename, dirname, resolve } = await import('node:path');
-    // A specifier the browser bundler cannot follow: models-dir.ts is Node-only (fs, path), and this
-    // branch never runs in a browser, where a static `import('./models-dir.ts')` would break the build.
-    const modelsDir = './models-dir.ts';
-    const { sha256Folder } = (await import(modelsDir)) as typeof import('./models-dir.ts');
+    // Node-only (fs, streams): the browser bundle aliases it to an empty module (see
+    // ../browser/build.ts), and this branch never runs in a browser.
+    const { sha256Folder } = await import('./models-dir.ts');
     const abs = resolve(location.path);
     let manifest: string;
     try {

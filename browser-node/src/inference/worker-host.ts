@@ -22,7 +22,8 @@ export interface WorkerFactories<ES, BS> {
   embedder(spec: BS): Embedder;
 }
 
-interface WorkerScope<ES, BS> {
+/** The worker's global scope, as the message loop uses it. */
+export interface WorkerScope<ES, BS> {
   postMessage(message: WorkerResponse): void;
   onmessage: ((event: MessageEvent<HostedRequest<ES, BS>>) => void) | null;
 }
@@ -88,6 +89,11 @@ export function serveInferenceWorker<ES, BS>(
         await embedder?.unload();
         embedder = null;
         return null;
+      default:
+        throw new InferenceError(
+          'INFERENCE_INVALID_INPUT',
+          `the worker has no message type ${String((msg as { type?: unknown }).type)}`,
+        );
     }
   }
 

@@ -3,16 +3,9 @@ import { deriveRequestId, NodeKey, type RequestBody, resolveFrame } from '@synod
 import { GunTransport } from '../p2p/gun.ts';
 import { type GunRelay, startGunRelay } from '../p2p/gun-relay.ts';
 import { MemoryNetwork } from '../p2p/memory.ts';
+import { waitFor } from '../p2p/test-fixtures.ts';
 import { SynodNode } from './synod-node.ts';
 import { loadTestServing, type TestServing } from './test-helpers.ts';
-
-async function until(cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error('timed out waiting for a condition');
-    await Bun.sleep(20);
-  }
-}
 
 describe('Gun as a second network beside the main one', () => {
   let gunRelay: GunRelay;
@@ -60,10 +53,14 @@ describe('Gun as a second network beside the main one', () => {
     };
     const request = { ...body, requestId: deriveRequestId(body) } as RequestBody;
     await coordinator.submit(request);
-    await until(() => member.status(request.requestId)?.verdict?.check === 'recomputed');
+    await waitFor(
+      () => member.status(request.requestId)?.verdict?.check === 'recomputed',
+      30_000,
+      'the member to recompute the verdict',
+    );
     expect(coordinator.status(request.requestId)?.verdict?.status).toBe('accepted');
     // The request reached the member over both networks: one copy delivered, the other a duplicate.
-    await until(() => member.metrics().intake.duplicates >= 1);
+    await waitFor(() => member.metrics().intake.duplicates >= 1, 30_000, 'the second copy of the request');
     // Commits, seals and reveals are not Gun topics: never offered to it, so no publish errors.
     expect(coordinator.metrics().publishErrors).toBe(0);
     expect(member.metrics().publishErrors).toBe(0);
