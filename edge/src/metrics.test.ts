@@ -1,6 +1,12 @@
 import { describe, expect, test } from 'bun:test';
 import { Metrics } from './metrics.ts';
 
+/** Each of `expected` is a line of the exposition. */
+function expectLines(m: Metrics, expected: readonly string[]): void {
+  const lines = m.render().split('\n');
+  for (const line of expected) expect(lines).toContain(line);
+}
+
 describe('Metrics (Prometheus text format)', () => {
   test('a counter keeps one sample per label set, whatever order the labels come in', () => {
     const m = new Metrics();
@@ -34,13 +40,14 @@ describe('Metrics (Prometheus text format)', () => {
     const none = m.counter('plain_total', 'No labels', []);
     none.inc([]);
     none.inc([], 2);
-    const lines = m.render().split('\n');
-    expect(lines).toContain('reqs_total{method="GET",route="/a"} 3');
-    expect(lines).toContain('reqs_total{method="POST",route="/a"} 5');
-    expect(lines).toContain('d_ms_bucket{route="/x",le="5"} 1');
-    expect(lines).toContain('d_ms_count{route="/x"} 2');
-    expect(lines).toContain('d_ms_sum{route="/x"} 33');
-    expect(lines).toContain('plain_total 3');
+    expectLines(m, [
+      'reqs_total{method="GET",route="/a"} 3',
+      'reqs_total{method="POST",route="/a"} 5',
+      'd_ms_bucket{route="/x",le="5"} 1',
+      'd_ms_count{route="/x"} 2',
+      'd_ms_sum{route="/x"} 33',
+      'plain_total 3',
+    ]);
     expect(() => reqs.inc(['/a'])).toThrow(RangeError);
   });
 
@@ -55,24 +62,22 @@ describe('Metrics (Prometheus text format)', () => {
     const buckets = [5, 25, 100] as const;
     for (const v of [1, 5, 30, 1_000]) m.observe('d_ms', 'Duration', v, buckets, { route: '/x' });
     m.observe('d_ms', 'Duration', 2, buckets, { route: '/y' });
-    const lines = m.render().split('\n');
-    expect(lines).toContain('d_ms_bucket{route="/x",le="5"} 2');
-    expect(lines).toContain('d_ms_bucket{route="/x",le="25"} 2');
-    expect(lines).toContain('d_ms_bucket{route="/x",le="100"} 3');
-    expect(lines).toContain('d_ms_bucket{route="/x",le="+Inf"} 4');
-    expect(lines).toContain('d_ms_sum{route="/x"} 1036');
-    expect(lines).toContain('d_ms_count{route="/x"} 4');
-    expect(lines).toContain('d_ms_bucket{route="/y",le="5"} 1');
-    expect(lines).toContain('d_ms_bucket{route="/y",le="100"} 1');
-    expect(lines).toContain('d_ms_count{route="/y"} 1');
+    expectLines(m, [
+      'd_ms_bucket{route="/x",le="5"} 2',
+      'd_ms_bucket{route="/x",le="25"} 2',
+      'd_ms_bucket{route="/x",le="100"} 3',
+      'd_ms_bucket{route="/x",le="+Inf"} 4',
+      'd_ms_sum{route="/x"} 1036',
+      'd_ms_count{route="/x"} 4',
+      'd_ms_bucket{route="/y",le="5"} 1',
+      'd_ms_bucket{route="/y",le="100"} 1',
+      'd_ms_count{route="/y"} 1',
+    ]);
   });
 
   test('an empty bucket is written as 0 once its label set was observed', () => {
     const m = new Metrics();
     m.observe('d_ms', 'Duration', 50, [5, 100], {});
-    const lines = m.render().split('\n');
-    expect(lines).toContain('d_ms_bucket{le="5"} 0');
-    expect(lines).toContain('d_ms_bucket{le="100"} 1');
-    expect(lines).toContain('d_ms_sum 50');
+    expectLines(m, ['d_ms_bucket{le="5"} 0', 'd_ms_bucket{le="100"} 1', 'd_ms_sum 50']);
   });
 });

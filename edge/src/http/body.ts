@@ -27,7 +27,7 @@ export async function readBody(c: Context, limit = DEFAULT_BODY_LIMIT): Promise<
     // HTTP/1.1 framing: the server reads exactly Content-Length bytes, so a declared length within the
     // limit bounds the body and it can be read in one piece.
     if (declared === 0) throw edgeError(400, 'BAD_JSON', 'the request has no body');
-    return new Uint8Array(await c.req.raw.arrayBuffer());
+    return new Uint8Array(await c.req.raw.arrayBuffer().catch(bodyBroken));
   }
   const body = c.req.raw.body;
   if (!body) throw edgeError(400, 'BAD_JSON', 'the request has no body');
@@ -35,7 +35,7 @@ export async function readBody(c: Context, limit = DEFAULT_BODY_LIMIT): Promise<
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    const { done, value } = await reader.read().catch(bodyBroken);
     if (done) break;
     size += value.byteLength;
     if (size > limit) {
@@ -45,6 +45,13 @@ export async function readBody(c: Context, limit = DEFAULT_BODY_LIMIT): Promise<
     chunks.push(value);
   }
   return joinBytes(chunks);
+}
+
+/** The body stream failed (the client went away, or sent fewer bytes than it declared): its 400. */
+function bodyBroken(e: unknown): never {
+  throw edgeError(400, 'BAD_JSON', 'the body could not be read to its end', {
+    reason: String((e as Error)?.message ?? e).slice(0, 200),
+  });
 }
 
 /** Strict UTF-8 (a decoder without `stream` keeps no state between calls, so one serves all). */

@@ -3,12 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NodeKey, packetId, type RequestBody, verifyPacket } from '@synod/shared';
-import { buildRequestBody } from '../inference-input.ts';
 import { openHistory } from '../runtime/bun.ts';
 import { IntakeStore } from '../store/intake-store.ts';
+import { testBody } from '../store/test-admissions.ts';
 import { Dispatcher } from './dispatcher.ts';
 
-const EMBEDDER = { id: 'use-lite-512', fileHash: 'a'.repeat(64), bits: 512 };
 const dir = mkdtempSync(join(tmpdir(), 'synod-dispatch-'));
 let n = 0;
 const closers: (() => Promise<void> | void)[] = [];
@@ -18,12 +17,7 @@ afterEach(async () => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function body(createdAt: number, maxTimeMs = 30_000): RequestBody {
-  return buildRequestBody(
-    { prompt: `p${n++}`, frame: { maxTimeMs } },
-    { knownModels: new Set(['m']), defaultModels: ['m'], embedders: [EMBEDDER] },
-    createdAt,
-    (len) => crypto.getRandomValues(new Uint8Array(len)),
-  );
+  return testBody({ prompt: `p${n++}`, createdAt, maxTimeMs });
 }
 
 /** `RecordingCoordinator`: a test double of `SynodNode.submit` that records what it was asked to coordinate. */

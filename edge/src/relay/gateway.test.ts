@@ -11,7 +11,7 @@ const STATUS: GatewayStatus = {
 };
 
 /** `ScriptedGateway`: a fetch test double answering like a gateway relay's internal routes. */
-function scriptedGateway(o: { wake: 'ok' | 'down' }) {
+function scriptedGateway(o: { wake: 'ok' | 'down' | 'refused' | 'silent' }) {
   const calls: { path: string; secret: string | null; body: unknown }[] = [];
   const fetch = async (input: string, init?: RequestInit): Promise<Response> => {
     const path = new URL(input).pathname;
@@ -24,6 +24,13 @@ function scriptedGateway(o: { wake: 'ok' | 'down' }) {
     if (path === '/internal/v1/status') return Response.json(STATUS);
     if (path === '/internal/v1/wake') {
       if (o.wake === 'down') throw new TypeError('connection refused');
+      if (o.wake === 'refused') return Response.json({ error: { code: 'FORBIDDEN' } }, { status: 403 });
+      if (o.wake === 'silent') {
+        // Accepts the call and never answers: only the caller's abort ends it.
+        return new Promise((_, reject) => {
+          init?.signal?.addEventListener('abort', () => reject(init.signal?.reason));
+        });
+      }
       return Response.json({ ok: true });
     }
     return new Response('no', { status: 404 });
@@ -53,6 +60,29 @@ describe('GatewayRelayNetwork', () => {
     const h = net.health();
     expect(h.ok).toBe(true);
     expect(h.detail).toMatchObject({ wakeFailures: 1, lastWakeError: 'connection refused' });
+  });
+
+  test('a wake the gateway refuses (non-2xx) is counted as failed', async () => {
+    const g = scriptedGateway({ wake: 'refused' });
+    const net = new GatewayRelayNetwork({ url: 'http://gw.test', secret: 's'.repeat(20), fetch: g.fetch });
+    await net.servedModels();
+    await net.admitted(['c'.repeat(64)]);
+    expect(net.health().detail).toMatchObject({ wakeFailures: 1, lastWakeError: 'wake answered 403' });
+  });
+
+  test('a gateway that never answers a wake is abandoned after timeoutMs', async () => {
+    const g = scriptedGateway({ wake: 'silent' });
+    const net = new GatewayRelayNetwork({
+      url: 'http://gw.test',
+      secret: 's'.repeat(20),
+      fetch: g.fetch,
+      timeoutMs: 50,
+    });
+    await net.servedModels();
+    const started = Date.now();
+    await net.admitted(['d'.repeat(64)]);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(net.health().detail).toMatchObject({ wakeFailures: 1 });
   });
 
   test('an unreachable gateway is a 503 NETWORK_UNAVAILABLE when models are needed', async () => {

@@ -11,6 +11,8 @@ export interface GatewayOptions {
   /** How long a fetched status (coordinator, models, health) is reused. Default 5 s. */
   statusTtlMs?: number;
   now?: () => number;
+  /** How long a call to the gateway may take before it is abandoned. Default 10 s. */
+  timeoutMs?: number;
   /** Default: the global `fetch`, looked up at call time (workerd binds it per request). */
   fetch?: (input: string, init?: RequestInit) => Promise<Response>;
 }
@@ -74,6 +76,7 @@ export class GatewayRelayNetwork implements RelayNetwork {
     try {
       const r = await this.#call('POST', '/internal/v1/wake', { requestIds });
       await r.body?.cancel();
+      if (!r.ok) throw new Error(`wake answered ${r.status}`);
     } catch (e) {
       // Not a health failure: the rows are durable and the gateway polls; shown in health() detail.
       this.#wakeFailures++;
@@ -123,6 +126,9 @@ export class GatewayRelayNetwork implements RelayNetwork {
         ...(body === undefined ? {} : { 'content-type': 'application/json' }),
       },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      // A gateway that accepts the connection and never answers must not hold the caller (an admitted
+      // request's 202 waits for its wake).
+      signal: AbortSignal.timeout(this.o.timeoutMs ?? 10_000),
     });
   }
 }

@@ -58,6 +58,11 @@ export async function submit(
   if (idemKey !== undefined && (idemKey.length === 0 || idemKey.length > 255)) {
     throw edgeError(400, 'INVALID_INPUT', 'Idempotency-Key must be 1-255 characters');
   }
+  // Outside the admission's try: a body with no canonical form (a member Synod ignores holding a
+  // non-finite number or a lone surrogate, or nested too deeply) is the caller's 400 ENCODING_INVALID,
+  // not a store failure.
+  const idempotency =
+    idemKey === undefined ? undefined : { key: idemKey, bodyDigest: sha256Hex(canonicalBytes(raw)) };
   if (deps.network.coordinatorId === '') {
     throw edgeError(503, 'NETWORK_UNAVAILABLE', 'no coordinator is known yet; retry shortly');
   }
@@ -69,17 +74,16 @@ export async function submit(
       callerId: caller.id,
       quotaPerDay: caller.quotaPerDay,
       day: utcDay(now),
-      ...(idemKey === undefined
-        ? {}
-        : { idempotency: { key: idemKey, bodyDigest: sha256Hex(canonicalBytes(raw)) } }),
+      ...(idempotency ? { idempotency } : {}),
     });
   } catch (e) {
+    // A lost commit answer (a writer thread that died, a remote database) may still have kept it.
     throw edgeError(
       503,
       'STORE_UNAVAILABLE',
-      'the request could not be stored; nothing was kept or charged',
+      'the request could not be confirmed as stored',
       { reason: String((e as Error)?.message ?? e).slice(0, 300) },
-      'retry (with the same Idempotency-Key to be safe)',
+      'retry with the same Idempotency-Key: a request that was stored is then replayed, not duplicated',
     );
   }
   if (outcome.kind === 'quota-exceeded') {
@@ -107,7 +111,7 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
     const s = await submit(c, deps, (raw) => raw);
     // A replay answers the request's current status; a new request is queued until dispatched.
     const found = s.replayed ? await findRequest(deps.store, deps.intake, s.requestId) : null;
-    const status = found ? foundView(found).status : 'queued';
+    const status = found?.kind === 'stored' ? found.detail.status : 'queued';
     const self = `/v1/inference/${encodeURIComponent(s.requestId)}`;
     const links = { self, events: `${self}/events` };
     return c.json({ requestId: s.requestId, status, replayed: s.replayed, links }, s.replayed ? 200 : 202);
