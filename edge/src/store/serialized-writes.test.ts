@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, createClient } from '@libsql/client';
-import { SerializedWritesClient, WriteLockTimeoutError } from './serialized-writes.ts';
+import { readsOnly, SerializedWritesClient, WriteLockTimeoutError } from './serialized-writes.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-serialized-'));
 let n = 0;
@@ -69,6 +69,20 @@ describe('SerializedWritesClient', () => {
     tx.close();
     await write;
     expect(await values(c)).toEqual([1, 2]);
+  });
+
+  test('a WITH … SELECT reads without waiting; a WITH that writes waits like any write', async () => {
+    expect(readsOnly('SELECT 1')).toBe(true);
+    expect(readsOnly('  with x(n) AS (SELECT 1) SELECT n FROM x')).toBe(true);
+    expect(readsOnly('WITH x(n) AS (SELECT 1) INSERT INTO t (v) SELECT n FROM x')).toBe(false);
+    expect(readsOnly('INSERT INTO t (v) VALUES (1)')).toBe(false);
+    const c = new SerializedWritesClient(await file());
+    const tx = await c.transaction('write');
+    await tx.execute('INSERT INTO t (v) VALUES (1)');
+    const r = await c.execute('WITH x(n) AS (SELECT count(*) FROM t) SELECT n FROM x');
+    expect(Number(r.rows[0]?.['n'])).toBe(0);
+    await tx.commit();
+    tx.close();
   });
 
   test('rollback, close without commit, and a failed statement all give the lock back', async () => {

@@ -24,8 +24,14 @@ export class WriteLockTimeoutError extends Error {
 /** Rejection of a timed-out acquire (async-mutex hands back the error it was given; one is enough). */
 const TIMED_OUT = new Error('write lock timed out');
 
-/** A statement that only reads (goes straight to the pool, never waits for the write lock). */
-const READ_ONLY = /^\s*select\b/i;
+/**
+ * A statement that only reads (goes straight to the pool, never waits for the write lock): a SELECT, or
+ * a WITH whose statement writes nothing (`IntakeStore.queued` is one). Anything else takes the lock.
+ */
+export function readsOnly(sql: string): boolean {
+  if (/^\s*select\b/i.test(sql)) return true;
+  return /^\s*with\b/i.test(sql) && !/\b(?:insert|update|delete|replace)\b/i.test(sql);
+}
 
 function sqlOf(stmt: InStatement | string): string {
   return typeof stmt === 'string' ? stmt : stmt.sql;
@@ -87,7 +93,7 @@ export class SerializedWritesClient implements Client {
   execute(sql: string, args?: InArgs): Promise<ResultSet>;
   execute(stmt: InStatement | string, args?: InArgs): Promise<ResultSet> {
     const run = () => (typeof stmt === 'string' ? this.inner.execute(stmt, args) : this.inner.execute(stmt));
-    return READ_ONLY.test(sqlOf(stmt)) ? run() : this.#exclusive(run);
+    return readsOnly(sqlOf(stmt)) ? run() : this.#exclusive(run);
   }
 
   batch(stmts: Array<InStatement | [string, InArgs?]>, mode?: TransactionMode): Promise<ResultSet[]> {
