@@ -71,6 +71,15 @@ describe('IntakeWriterThread (the admission transaction on its own thread)', () 
     );
   });
 
+  test('a batch larger than the HTTP side ever hands over is still one transaction, never split', async () => {
+    const { writer, intake } = await setup();
+    const batch = Array.from({ length: 600 }, () => admission({ quotaPerDay: 1_000 }));
+    const out = await writer.admit(batch, 7);
+    expect(out.every((o) => o.kind === 'created')).toBe(true);
+    expect(await writer.stats()).toEqual({ batches: 1, admissions: 600, largest: 600 });
+    expect(await intake.count(COORDINATOR)).toBe(600);
+  });
+
   test('Idempotency-Key replays and conflicts are decided on the writer thread too', async () => {
     const { writer } = await setup();
     const first = admission({ idempotency: { key: 'k1', bodyDigest: 'a'.repeat(64) } });

@@ -45,7 +45,12 @@ async function handle(msg: WriterRequest): Promise<WriterResponse> {
         writer,
         now: 0,
         inFlight: new Set(),
-        commits: new GroupCommit<IntakeEntry>((batch) => writer.admit(batch, msg.coordinator, o.now)),
+        // No cap on a transaction's size here: each handed-over batch (at most the HTTP side's maxBatch)
+        // must commit whole or not at all, so the messages that arrived during a commit all go into the
+        // next one, never split across two.
+        commits: new GroupCommit<IntakeEntry>((batch) => writer.admit(batch, msg.coordinator, o.now), {
+          maxBatch: Number.POSITIVE_INFINITY,
+        }),
       };
       open = o;
       return { id: msg.id, ok: true };
