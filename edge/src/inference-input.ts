@@ -65,21 +65,12 @@ export async function relayDefaults(
   };
 }
 
-/** Validate an HTTP input and build the request body the relay will sign. Throws HttpError (400). */
-export function buildRequestBody(
-  raw: unknown,
-  defaults: RequestDefaults,
-  now: number,
-  random: (n: number) => Uint8Array,
-): RequestBody {
-  return buildRequest(raw, defaults, now, random).body;
-}
-
 const HTTP_ORIGIN: Origin = Object.freeze({ kind: 'http' as const });
 
 /**
- * `buildRequestBody`, with the body's canonical JSON text beside it (`withRequestId`): what the accept
- * path stores, made by the same canonicalization that derived the id. `origin` is where the request came
+ * Validate an HTTP input and build the request body the relay will sign (throws HttpError 400, or
+ * SynodError FRAME_OUT_OF_RANGE), with the body's canonical JSON text beside it (`withRequestId`): what
+ * the accept path stores, made by the same canonicalization that derived the id. `origin` is where the request came
  * from: HTTP by default; the chain watcher passes the on-chain request's origin (its id is then
  * `<chainId>:<contract>:<requestNo>`).
  */

@@ -6,14 +6,10 @@ import { edgeError } from './errors.ts';
 export const DEFAULT_BODY_LIMIT = 256 * 1024;
 
 /**
- * Read a JSON body with a hard size limit: checks Content-Type and Content-Length first, then counts
- * bytes while streaming, so a lying or missing Content-Length cannot make the relay buffer more.
+ * The raw body bytes of a JSON request, within `limit`: checks Content-Type and Content-Length first,
+ * then counts bytes while streaming, so a lying or missing Content-Length cannot make the relay buffer
+ * more. `parseJson` turns them into a value.
  */
-export async function readJson(c: Context, limit = DEFAULT_BODY_LIMIT): Promise<unknown> {
-  return parseJson(await readBody(c, limit));
-}
-
-/** The raw body bytes of a JSON request, within `limit` (see `readJson`). */
 export async function readBody(c: Context, limit = DEFAULT_BODY_LIMIT): Promise<Uint8Array> {
   const type = c.req.header('content-type') ?? '';
   if (!/^application\/(?:[\w.+-]+\+)?json\b/i.test(type)) {
