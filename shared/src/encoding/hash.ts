@@ -51,14 +51,18 @@ export function domainTag(purpose: string): Uint8Array {
   return concatBytes(utf8(`synod/v1/${purpose}`), new Uint8Array([0]));
 }
 
-/** Tags by purpose, made once (the purposes are the protocol's few constants); never handed out. */
+/**
+ * Tags by purpose, made once (the purposes are the protocol's few constants); never handed out. Bounded,
+ * since `taggedHash` is public and a caller may pass any purpose: past the bound, tags are made per call.
+ */
 const tags = new Map<string, Uint8Array>();
+const MAX_CACHED_TAGS = 64;
 
 export function taggedHash(purpose: string, ...parts: Uint8Array[]): Uint8Array {
   let tag = tags.get(purpose);
   if (tag === undefined) {
     tag = domainTag(purpose);
-    tags.set(purpose, tag);
+    if (tags.size < MAX_CACHED_TAGS) tags.set(purpose, tag);
   }
   return impl(concatBytes(tag, ...parts));
 }
