@@ -68,11 +68,15 @@ const requestIdOf = (requestNo: bigint) =>
   `${chain.anvil.chainId}:${chain.oracle.toLowerCase()}:${requestNo}`;
 
 /** Poll the watcher until `check` holds (each pass reads events and settles what is done). */
-async function pollUntil(what: string, check: () => Promise<boolean>): Promise<void> {
+async function pollUntil(
+  what: string,
+  check: () => Promise<boolean>,
+  w: ChainWatcher = watcher,
+): Promise<void> {
   await waitUntil(
     what,
     async () => {
-      await watcher.poll();
+      await w.poll();
       return check();
     },
     90_000,
@@ -387,26 +391,18 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
           args: [requestNo],
         })
       )[3];
-    await waitUntil(
+    await pollUntil(
       'the second request settled while the first fails',
-      async () => {
-        await second.poll();
-        return (await statusOf(b.requestNo)) === 2;
-      },
-      90_000,
-      200,
+      async () => (await statusOf(b.requestNo)) === 2,
+      second,
     );
     expect(second.stats().errors).toBeGreaterThan(errors);
     expect(await statusOf(a.requestNo)).toBe(1);
     failing = undefined;
-    await waitUntil(
+    await pollUntil(
       'the first request settled once it can be',
-      async () => {
-        await second.poll();
-        return (await statusOf(a.requestNo)) === 2;
-      },
-      90_000,
-      200,
+      async () => (await statusOf(a.requestNo)) === 2,
+      second,
     );
     await second.stop();
   });
