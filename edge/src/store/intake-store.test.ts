@@ -2,12 +2,13 @@ import { afterAll, beforeEach, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LIMITS } from '@synod/shared';
+import { LIMITS, REQUEST_ID_MAX_CHARS } from '@synod/shared';
 import { INTAKE_BLOCK_BITS } from '@synod/shared/history';
+import { buildRequest } from '../inference-input.ts';
 import { openHistory } from '../runtime/bun.ts';
 import type { Admission } from './intake-store.ts';
 import { IntakeStore, QUEUED_BY_ID } from './intake-store.ts';
-import { TEST_COORDINATOR, testAdmission, testBody } from './test-admissions.ts';
+import { TEST_COORDINATOR, TEST_EMBEDDER, testAdmission, testBody } from './test-admissions.ts';
 
 const COORDINATOR = TEST_COORDINATOR;
 const dir = mkdtempSync(join(tmpdir(), 'synod-intake-'));
@@ -78,6 +79,44 @@ describe('IntakeStore.admit (one transaction per batch)', () => {
     expect((await db.intake.queued(kept))?.requestId).toBe(kept);
     await db.client.execute('DELETE FROM request_intake');
     expect(await db.intake.queued(kept)).toBeNull();
+  });
+
+  test('a chain request with the longest id the protocol allows is stored and found', async () => {
+    // Sepolia's chain id and the largest uint256 request number: 130 characters, past the 128 of an
+    // older CHECK; the bound is REQUEST_ID_MAX_CHARS, the longest id CHAIN_REQUEST_ID_RE matches.
+    const requestNo = (2n ** 256n - 1n).toString();
+    const origin = {
+      kind: 'chain' as const,
+      chainId: 11155111,
+      contract: `0x${'ab'.repeat(20)}`,
+      requestNo,
+      txHash: `0x${'cd'.repeat(32)}`,
+      blockNumber: 5,
+    };
+    const { body, json } = buildRequest(
+      { prompt: 'Once upon a time' },
+      { knownModels: new Set(['m']), defaultModels: ['m'], embedders: [TEST_EMBEDDER] },
+      1_000_000,
+      (len) => new Uint8Array(len),
+      origin,
+    );
+    expect(body.requestId).toBe(`11155111:0x${'ab'.repeat(20)}:${requestNo}`);
+    expect(body.requestId.length).toBe(130);
+    const out = await db.intake.admit([admission({ body, bodyJson: json })], COORDINATOR, 5);
+    expect(out).toEqual([{ kind: 'created', requestId: body.requestId }]);
+    expect((await db.intake.queued(body.requestId))?.body).toEqual(body);
+    // The CHECK still refuses what is no request id, at any length.
+    const insert = (id: string) =>
+      db.client.execute({
+        sql: `INSERT INTO request_intake (id_prefix, request_id, coordinator, caller_id, body, created_at, deadline)
+              VALUES (1, ?, 'c', 'k', '{}', 1, 2)`,
+        args: [id],
+      });
+    await insert(`1:0x${'ab'.repeat(20)}:${'9'.repeat(78)}`);
+    await expect(insert(`1:0x${'ab'.repeat(20)}:${'9'.repeat(REQUEST_ID_MAX_CHARS)}`)).rejects.toThrow(
+      /CHECK/,
+    );
+    await expect(insert('x'.repeat(64))).rejects.toThrow(/CHECK/);
   });
 
   test('the lookup by id seeks the lookup index, block by block, and never scans the log', async () => {

@@ -101,5 +101,20 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
       "DROP INDEX `chain_requests_event_uq`;",
       "CREATE INDEX `chain_requests_event_idx` ON `chain_requests` (`chain_id`,`tx_hash`,`log_index`);"
     ]
+  },
+  {
+    "tag": "0004_request_id_length",
+    "folderMillis": 1795345024683,
+    "hash": "993665186c42c269087738d4047962498c2e158771f9d823ea7111cf288fb09e",
+    "statements": [
+      "PRAGMA foreign_keys=OFF;",
+      "CREATE TABLE `__new_request_intake` (\n\t`seq` integer PRIMARY KEY NOT NULL,\n\t`id_prefix` integer NOT NULL,\n\t`request_id` text NOT NULL,\n\t`coordinator` text NOT NULL,\n\t`caller_id` text NOT NULL,\n\t`body` text NOT NULL,\n\t`created_at` integer NOT NULL,\n\t`deadline` integer NOT NULL,\n\tCONSTRAINT \"request_intake_request_id_ck\" CHECK((length(\"request_id\") = 64 and \"request_id\" not glob '*[^0-9a-f]*') or (length(\"request_id\") <= 142 and \"request_id\" glob '[0-9]*:0x*:[0-9]*'))\n);",
+      "INSERT INTO `__new_request_intake`(\"seq\", \"id_prefix\", \"request_id\", \"coordinator\", \"caller_id\", \"body\", \"created_at\", \"deadline\") SELECT \"seq\", \"id_prefix\", \"request_id\", \"coordinator\", \"caller_id\", \"body\", \"created_at\", \"deadline\" FROM `request_intake`;",
+      "DROP TABLE `request_intake`;",
+      "ALTER TABLE `__new_request_intake` RENAME TO `request_intake`;",
+      "PRAGMA foreign_keys=ON;",
+      "CREATE INDEX `request_intake_lookup_idx` ON `request_intake` ((\"seq\" >> 10),`id_prefix`);",
+      "CREATE INDEX `request_intake_coordinator_idx` ON `request_intake` (`coordinator`,`seq`);"
+    ]
   }
 ];

@@ -17,6 +17,7 @@ import {
   OriginSchema,
   type Packet,
   REJECT_REASONS,
+  REQUEST_ID_MAX_CHARS,
   VerdictSchema,
 } from '../packets/schemas.ts';
 import {
@@ -685,9 +686,17 @@ describe('a complete request history in a libSQL file', () => {
       await failure(
         db
           .insert(requestIntake)
-          .values({ ...base, requestId: `1:0x${'ab'.repeat(20)}:${'9'.repeat(90)}`, idPrefix: 1 }),
+          .values({
+            ...base,
+            requestId: `1:0x${'ab'.repeat(20)}:${'9'.repeat(REQUEST_ID_MAX_CHARS)}`,
+            idPrefix: 1,
+          }),
       ),
     ).toContain('request_intake_request_id_ck');
+    // The longest id the protocol allows (REQUEST_ID_MAX_CHARS) fits.
+    const longest = `${'9'.repeat(20)}:0x${'ab'.repeat(20)}:${'9'.repeat(78)}`;
+    expect(longest.length).toBe(REQUEST_ID_MAX_CHARS);
+    await db.insert(requestIntake).values({ ...base, requestId: longest, idPrefix: intakeIdPrefix(longest) });
   });
 
   test('a chain request settles exactly once, and survives a reorg', async () => {

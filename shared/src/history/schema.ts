@@ -42,6 +42,7 @@ import {
   type Origin,
   type Packet,
   REJECT_REASONS,
+  REQUEST_ID_MAX_CHARS,
   type Verdict,
 } from '../packets/schemas.ts';
 
@@ -115,7 +116,8 @@ function isHex64(column: AnySQLiteColumn): SQL {
  * only; `CHAIN_REQUEST_ID_RE` is the exact rule, applied before anything is written).
  */
 function isRequestId(column: AnySQLiteColumn): SQL {
-  return sql`(${isHex64(column)}) or (length(${c(column)}) <= 128 and ${c(column)} glob '[0-9]*:0x*:[0-9]*')`;
+  const max = sql.raw(String(REQUEST_ID_MAX_CHARS));
+  return sql`(${isHex64(column)}) or (length(${c(column)}) <= ${max} and ${c(column)} glob '[0-9]*:0x*:[0-9]*')`;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { canonicalJson } from '../encoding/canonical.ts';
 import { deriveRequestId, withRequestId } from './request-id.ts';
-import type { RequestBody } from './schemas.ts';
+import { REQUEST_ID_MAX_CHARS, type RequestBody, RequestIdSchema } from './schemas.ts';
 import { requestBody } from './test-helpers.ts';
 
 function content(b: RequestBody): Omit<RequestBody, 'requestId'> {
@@ -46,5 +46,28 @@ describe('withRequestId', () => {
     expect(body.requestId).toBe(deriveRequestId(whole));
     expect(body.requestId).toBe(deriveRequestId(content(whole)));
     expect(json).toBe(canonicalJson(body));
+  });
+});
+
+describe('RequestIdSchema', () => {
+  test('takes a 64-hex id and a chain id up to the longest CHAIN_REQUEST_ID_RE matches', () => {
+    const longest = `${'9'.repeat(20)}:0x${'ab'.repeat(20)}:${'9'.repeat(78)}`;
+    expect(longest.length).toBe(REQUEST_ID_MAX_CHARS);
+    expect(RequestIdSchema.safeParse(longest).success).toBe(true);
+    expect(RequestIdSchema.safeParse('a'.repeat(64)).success).toBe(true);
+    expect(RequestIdSchema.safeParse(`1:0x${'ab'.repeat(20)}:1`).success).toBe(true);
+  });
+
+  test('refuses anything else', () => {
+    for (const bad of [
+      `${'9'.repeat(21)}:0x${'ab'.repeat(20)}:1`,
+      `1:0x${'ab'.repeat(20)}:${'9'.repeat(79)}`,
+      `1:0x${'AB'.repeat(20)}:1`,
+      'A'.repeat(64),
+      'a'.repeat(63),
+      '',
+    ]) {
+      expect(RequestIdSchema.safeParse(bad).success).toBe(false);
+    }
   });
 });

@@ -25,9 +25,14 @@ const Timestamp = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 /** `<64 hex>` for content-derived ids, `<chainId>:<0xcontract>:<requestNo>` for chain requests. */
 export const CHAIN_REQUEST_ID_RE = /^(\d{1,20}):(0x[0-9a-f]{40}):(\d{1,78})$/;
+/**
+ * The longest request id: a chain request's with a 20-digit chain id and a 78-digit request number (any
+ * uint256), 142 characters. The database's CHECK on stored ids uses the same bound.
+ */
+export const REQUEST_ID_MAX_CHARS = 20 + 1 + 42 + 1 + 78;
 export const RequestIdSchema = z
   .string()
-  .max(128)
+  .max(REQUEST_ID_MAX_CHARS)
   .refine(
     (s) => HASH_HEX_RE.test(s) || CHAIN_REQUEST_ID_RE.test(s),
     'a 64-hex request id or chainId:contract:requestNo',

@@ -1,0 +1,77 @@
+import { afterAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createClient } from '@libsql/client';
+import { QUEUED_BY_ID } from './intake-store.ts';
+import { applyMigrations } from './migrate.ts';
+import { MIGRATIONS } from './migrations.gen.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'synod-migrate-'));
+let n = 0;
+const fresh = () => createClient({ url: `file:${join(dir, `m-${n++}.db`)}` });
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const indexes = async (c: ReturnType<typeof fresh>, table: string) =>
+  (
+    await c.execute({
+      sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?",
+      args: [table],
+    })
+  ).rows.map((r) => String(r['name']));
+
+describe('applyMigrations', () => {
+  test('a new database gets every migration once; a second run applies none', async () => {
+    const c = fresh();
+    expect(await applyMigrations(c, MIGRATIONS)).toEqual(MIGRATIONS.map((m) => m.tag));
+    expect(await applyMigrations(c, MIGRATIONS)).toEqual([]);
+    c.close();
+  });
+
+  test('0004 widens the request id CHECK of a populated admission log and keeps its rows and indexes', async () => {
+    const c = fresh();
+    const before = MIGRATIONS.filter((m) => m.tag < '0004');
+    expect(await applyMigrations(c, before)).toEqual(before.map((m) => m.tag));
+    const insert = (id: string) =>
+      c.execute({
+        sql: `INSERT INTO request_intake (id_prefix, request_id, coordinator, caller_id, body, created_at, deadline)
+              VALUES (7, ?, 'c', 'k', '{}', 1, 2)`,
+        args: [id],
+      });
+    const long = `11155111:0x${'ab'.repeat(20)}:${'9'.repeat(78)}`;
+    await insert('a'.repeat(64));
+    await expect(insert(long)).rejects.toThrow(/CHECK/);
+
+    expect(await applyMigrations(c, MIGRATIONS)).toEqual(['0004_request_id_length']);
+    const rows = await c.execute('SELECT seq, id_prefix, request_id FROM request_intake');
+    expect(rows.rows.map((r) => [Number(r['seq']), Number(r['id_prefix']), r['request_id']])).toEqual([
+      [1, 7, 'a'.repeat(64)],
+    ]);
+    await insert(long);
+    expect((await indexes(c, 'request_intake')).sort()).toEqual([
+      'request_intake_coordinator_idx',
+      'request_intake_lookup_idx',
+    ]);
+    const plan = await c.execute({ sql: `EXPLAIN QUERY PLAN ${QUEUED_BY_ID}`, args: [7, long] });
+    expect(plan.rows.map((r) => String(r['detail']))).toContain(
+      'SEARCH r USING INDEX request_intake_lookup_idx (<expr>=? AND id_prefix=?)',
+    );
+    c.close();
+  });
+
+  test('a migration that fails part way leaves nothing of itself behind', async () => {
+    const c = fresh();
+    await applyMigrations(c, MIGRATIONS);
+    const broken = {
+      tag: '9999_broken',
+      folderMillis: Number.MAX_SAFE_INTEGER,
+      hash: 'x',
+      statements: ['CREATE TABLE half_done (x integer)', 'INSERT INTO no_such_table VALUES (1)'],
+    };
+    await expect(applyMigrations(c, [...MIGRATIONS, broken])).rejects.toThrow(/no_such_table/);
+    const t = await c.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'");
+    expect(t.rows).toHaveLength(0);
+    expect(await applyMigrations(c, MIGRATIONS)).toEqual([]);
+    c.close();
+  });
+});
