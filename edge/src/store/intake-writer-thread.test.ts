@@ -143,12 +143,12 @@ describe('IntakeWriterThread (the admission transaction on its own thread)', () 
   });
 });
 
-describe('IntakeWriterThread when its thread dies (ExitingWriterDouble)', () => {
+describe('IntakeWriterThread when its thread dies or hangs (FailingWriterDouble)', () => {
   test('the batches it held are rejected, and the next batch starts a new thread', async () => {
     const writer = await IntakeWriterThread.open({
       url: 'file:unused.db',
       coordinator: COORDINATOR,
-      workerUrl: new URL('./exiting-writer-double.worker.ts', import.meta.url),
+      workerUrl: new URL('./failing-writer-double.worker.ts', import.meta.url),
     });
     cleanup.push(() => writer.close());
     const ok = admission();
@@ -160,5 +160,37 @@ describe('IntakeWriterThread when its thread dies (ExitingWriterDouble)', () => 
     expect(writer.restarts).toBe(1);
     const after = admission();
     expect(await writer.admit([after], 3)).toEqual([{ kind: 'created', requestId: after.body.requestId }]);
+  });
+
+  test('a thread that leaves a batch unanswered is ended; what it held is rejected, the next batch works', async () => {
+    const writer = await IntakeWriterThread.open({
+      url: 'file:unused.db',
+      coordinator: COORDINATOR,
+      workerUrl: new URL('./failing-writer-double.worker.ts', import.meta.url),
+      answerTimeoutMs: 150,
+    });
+    cleanup.push(() => writer.close());
+    const stuck = admission();
+    (stuck.body as { requestId: string }).requestId = 'hang';
+    const held = writer.admit([stuck], 1);
+    // Later messages answered meanwhile do not hide the unanswered one.
+    expect(await writer.admit([admission()], 2)).toHaveLength(1);
+    const e = await rejection(held);
+    expect(e.code).toBe('WRITER_TIMEOUT');
+    expect(e.message).toContain('150 ms');
+    expect(writer.restarts).toBe(1);
+    const after = admission();
+    expect(await writer.admit([after], 3)).toEqual([{ kind: 'created', requestId: after.body.requestId }]);
+    // Answered messages never trip it, however long the thread lives.
+    await Bun.sleep(400);
+    expect(await writer.admit([admission()], 4)).toHaveLength(1);
+    expect(writer.restarts).toBe(1);
+  });
+
+  test('the answer timeout must be positive', async () => {
+    const open = (answerTimeoutMs: number) =>
+      IntakeWriterThread.open({ url: 'file:unused.db', coordinator: COORDINATOR, answerTimeoutMs });
+    await expect(open(0)).rejects.toThrow(RangeError);
+    await expect(open(Number.NaN)).rejects.toThrow(RangeError);
   });
 });

@@ -9,7 +9,7 @@ import {
 /** Why the admission writer thread could not write a batch. The batch was not acknowledged. */
 export class IntakeWriterError extends Error {
   constructor(
-    readonly code: 'WRITER_FAILED' | 'WRITER_EXITED' | 'WRITER_CLOSED',
+    readonly code: 'WRITER_FAILED' | 'WRITER_EXITED' | 'WRITER_TIMEOUT' | 'WRITER_CLOSED',
     message: string,
     readonly sqlCode?: string,
   ) {
@@ -27,11 +27,19 @@ export interface IntakeWriterThreadOptions {
   busyTimeoutMs?: number;
   /** The worker script; default intake-writer.worker.ts next to this file. */
   workerUrl?: URL;
+  /**
+   * How long the thread may leave a message unanswered before it is taken for hung: every batch it holds
+   * is then rejected (WRITER_TIMEOUT), the thread is ended, and the next batch starts a new one.
+   * Default 30 s: well beyond `busyTimeoutMs` and any commit.
+   */
+  answerTimeoutMs?: number;
 }
 
 interface Pending {
   resolve: (r: WriterResponse & { ok: true }) => void;
   reject: (e: Error) => void;
+  /** `performance.now()` when it was posted. */
+  sentAt: number;
 }
 
 /** A request before `#post` numbers it (Omit over each member of the union, not the union at once). */
@@ -46,9 +54,9 @@ type Outgoing = WriterRequest extends infer R ? (R extends { id: number } ? Omit
  * (`decideAndWrite`), so the same guarantees hold: each transaction all or nothing, an answer only
  * after its commit.
  *
- * If the thread dies, every batch it held is rejected (none of them was acknowledged; one whose commit
- * finished just before is kept, and an Idempotency-Key retry replays it), and the next batch starts a
- * new thread.
+ * If the thread dies, or leaves a message unanswered for `answerTimeoutMs` (alive but stuck), every
+ * batch it held is rejected (none of them was acknowledged; one whose commit finished just before is
+ * kept, and an Idempotency-Key retry replays it), and the next batch starts a new thread.
  */
 export class IntakeWriterThread {
   readonly #o: Required<IntakeWriterThreadOptions>;
@@ -58,6 +66,10 @@ export class IntakeWriterThread {
   #nextId = 1;
   #closed = false;
   #restarts = 0;
+  /** Checks the oldest unanswered message while any is pending. */
+  #watchdog: ReturnType<typeof setInterval> | null = null;
+  /** Ends the current thread as hung (set by `#start` for each thread). */
+  #hang: () => void = () => undefined;
 
   private constructor(o: IntakeWriterThreadOptions) {
     this.#o = {
@@ -65,7 +77,9 @@ export class IntakeWriterThread {
       coordinator: o.coordinator,
       busyTimeoutMs: o.busyTimeoutMs ?? 5000,
       workerUrl: o.workerUrl ?? new URL('./intake-writer.worker.ts', import.meta.url),
+      answerTimeoutMs: o.answerTimeoutMs ?? 30_000,
     };
+    if (!(this.#o.answerTimeoutMs > 0)) throw new RangeError('answerTimeoutMs must be positive');
   }
 
   /** Start the thread and open its connection. */
@@ -137,6 +151,19 @@ export class IntakeWriterThread {
       if (!this.#closed) this.#restarts++;
       this.#fail(new IntakeWriterError('WRITER_EXITED', `the admission writer thread stopped: ${why}`));
     };
+    this.#hang = () => {
+      if (this.#worker !== w) return;
+      this.#worker = null;
+      this.#ready = null;
+      this.#restarts++;
+      w.terminate();
+      this.#fail(
+        new IntakeWriterError(
+          'WRITER_TIMEOUT',
+          `the admission writer thread left a message unanswered for ${this.#o.answerTimeoutMs} ms; it was restarted`,
+        ),
+      );
+    };
     w.addEventListener('error', (e) => died((e as ErrorEvent).message ?? 'error'));
     w.addEventListener('close', () => died('exited'));
     const ready = this.#post(w, {
@@ -165,7 +192,8 @@ export class IntakeWriterThread {
   #post(w: Worker, msg: Outgoing): Promise<WriterResponse & { ok: true }> {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
+      this.#pending.set(id, { resolve, reject, sentAt: performance.now() });
+      this.#watch();
       try {
         w.postMessage({ ...msg, id } as WriterRequest);
       } catch (e) {
@@ -187,5 +215,25 @@ export class IntakeWriterThread {
     const held = [...this.#pending.values()];
     this.#pending.clear();
     for (const p of held) p.reject(e);
+  }
+
+  /**
+   * While messages are pending, check every quarter of the timeout whether the oldest (the first of
+   * `#pending`, which keeps posting order) waited too long. One timer for all, not one per message.
+   */
+  #watch(): void {
+    if (this.#watchdog !== null) return;
+    const every = Math.max(10, Math.min(1_000, this.#o.answerTimeoutMs / 4));
+    const t = setInterval(() => {
+      const oldest = this.#pending.values().next().value;
+      if (oldest === undefined) {
+        clearInterval(t);
+        this.#watchdog = null;
+      } else if (performance.now() - oldest.sentAt > this.#o.answerTimeoutMs) {
+        this.#hang();
+      }
+    }, every);
+    (t as { unref?: () => void }).unref?.();
+    this.#watchdog = t;
   }
 }
