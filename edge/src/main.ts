@@ -45,6 +45,8 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --confirmations N      blocks an oracle event must be under before it is acted on [2]
   --from-block N         first block to read for a new oracle (its deployment block) [0]
   --replace-after-s N    re-send a settlement still unmined after N s, with higher fees [60]
+  --min-bridge-balance E warn (log, /metrics) when the bridge account holds less than E ether
+                         [what 10 settlements of 1M gas cost at the chain's gas price]
                          for edge relays on workerd that forward to this one  [SYNOD_GATEWAY_SECRET]
   --help
 
@@ -106,6 +108,7 @@ async function main(argv: string[]): Promise<number> {
         confirmations: { type: 'string', default: '2' },
         'from-block': { type: 'string', default: '0' },
         'replace-after-s': { type: 'string', default: '60' },
+        'min-bridge-balance': { type: 'string' },
         help: { type: 'boolean', default: false },
       },
     }).values;
@@ -145,6 +148,7 @@ async function main(argv: string[]): Promise<number> {
       confirmations: values['confirmations'] as string,
       fromBlock: values['from-block'] as string,
       replaceAfterS: values['replace-after-s'] as string,
+      minBridgeBalance: values['min-bridge-balance'] as string | undefined,
     },
     {
       rpcUrl: '--chain-rpc',
@@ -154,6 +158,7 @@ async function main(argv: string[]): Promise<number> {
       confirmations: '--confirmations',
       fromBlock: '--from-block',
       replaceAfterS: '--replace-after-s',
+      minBridgeBalance: '--min-bridge-balance',
     },
   );
   if (chain !== undefined && 'error' in chain) {

@@ -9,6 +9,7 @@ const FLAGS = {
   confirmations: '--confirmations',
   fromBlock: '--from-block',
   replaceAfterS: '--replace-after-s',
+  minBridgeBalance: '--min-bridge-balance',
 };
 const GOOD = {
   rpcUrl: 'http://127.0.0.1:8545',
@@ -32,6 +33,13 @@ describe('parseChainBridge', () => {
     expect(
       parseChainBridge({ ...GOOD, confirmations: '0', fromBlock: '123', replaceAfterS: '5' }, FLAGS),
     ).toMatchObject({ confirmations: 0, fromBlock: 123n, replaceAfterMs: 5_000 });
+    // The minimum bridge balance is given in ether and held in wei.
+    expect(parseChainBridge({ ...GOOD, minBridgeBalance: '0.05' }, FLAGS)).toMatchObject({
+      minBridgeBalance: 50_000_000_000_000_000n,
+    });
+    expect(parseChainBridge({ ...GOOD, minBridgeBalance: '3' }, FLAGS)).toMatchObject({
+      minBridgeBalance: 3_000_000_000_000_000_000n,
+    });
   });
 
   test('each bad setting is named the way the caller names it', () => {
@@ -49,6 +57,9 @@ describe('parseChainBridge', () => {
     expect(error({ fromBlock: 'latest' })).toContain('--from-block');
     expect(error({ replaceAfterS: '0' })).toContain('--replace-after-s');
     expect(error({ replaceAfterS: '2.5' })).toContain('--replace-after-s');
+    for (const bad of ['-1', '1e18', '0.1234567890123456789', 'lots', '']) {
+      expect(error({ minBridgeBalance: bad })).toContain('--min-bridge-balance');
+    }
     const env = { ...FLAGS, chainId: 'SYNOD_CHAIN_ID' };
     expect((parseChainBridge({ ...GOOD, chainId: 'x' }, env) as { error: string }).error).toBe(
       'SYNOD_CHAIN_ID must be a positive integer',

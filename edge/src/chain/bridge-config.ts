@@ -1,4 +1,4 @@
-import type { Address, Hex } from 'viem';
+import { type Address, type Hex, parseEther } from 'viem';
 
 /** The relay's chain bridge settings (a SynodOracle on an EVM chain; see chain-watcher.ts). */
 export interface ChainBridgeOptions {
@@ -12,6 +12,8 @@ export interface ChainBridgeOptions {
   pollMs?: number;
   /** A settlement still in the mempool this long is re-sent with higher fees (default 60 s). */
   replaceAfterMs?: number;
+  /** Below this (wei) the bridge balance is reported low; default: 10 settlements at the gas price. */
+  minBridgeBalance?: bigint;
 }
 
 /** The settings as text, as flags or environment variables give them. */
@@ -23,6 +25,8 @@ export interface ChainBridgeInput {
   confirmations?: string | undefined;
   fromBlock?: string | undefined;
   replaceAfterS?: string | undefined;
+  /** In ether, as a decimal (`0.5`). */
+  minBridgeBalance?: string | undefined;
 }
 
 /**
@@ -55,7 +59,12 @@ export function parseChainBridge(
   if (!/^\d{1,5}$/.test(input.replaceAfterS ?? '60') || replaceAfterS < 1 || replaceAfterS > 86_400) {
     return { error: `${names.replaceAfterS} must be a whole number of seconds from 1 to 86400` };
   }
+  const minBalance = input.minBridgeBalance;
+  if (minBalance !== undefined && !/^\d{1,30}(?:\.\d{1,18})?$/.test(minBalance)) {
+    return { error: `${names.minBridgeBalance} must be an amount of ether, such as 0.5` };
+  }
   return {
+    ...(minBalance !== undefined ? { minBridgeBalance: parseEther(minBalance) } : {}),
     rpcUrl,
     chainId: Number(chainId),
     oracle: oracle as Address,

@@ -1,12 +1,19 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { synodOracleAbi } from '@synod/contracts/abi';
+import { toHex } from 'viem';
 import { relayDefaults } from '../inference-input.ts';
 import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
 import { findView } from '../views.ts';
 import { ChainStore } from './chain-store.ts';
 import { startTestChain, type TestChain } from './chain-test-helpers.ts';
-import { ChainBridgeError, ChainWatcher } from './chain-watcher.ts';
+import {
+  type BridgeBalance,
+  ChainBridgeError,
+  ChainWatcher,
+  DEFAULT_RESERVE_SETTLEMENTS,
+  SETTLEMENT_GAS_BUDGET,
+} from './chain-watcher.ts';
 import { bridgeClients } from './clients.ts';
 import { oracleRequestEvent } from './oracle-request.ts';
 
@@ -405,5 +412,77 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       second,
     );
     await second.stop();
+  });
+
+  test('the bridge balance is read every balanceCheckMs, reported low below the minimum, and in /metrics', async () => {
+    const oracle = await chain.deployAnother();
+    const embedder = net.servings[0]?.embedder;
+    if (!embedder) throw new Error('the test network has no serving node');
+    const relay = net.relay;
+    const address = chain.bridge.account.address;
+    const kept = await chain.client.getBalance({ address });
+    const ETH = 10n ** 18n;
+    let clock = 1_000_000;
+    const logs: Record<string, unknown>[] = [];
+    const seen: BridgeBalance[] = [];
+    const make = (minBridgeBalance?: bigint) =>
+      new ChainWatcher({
+        ...bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey),
+        oracle,
+        chainId: chain.anvil.chainId,
+        store: new ChainStore(relay.store.db),
+        lookup: (id) => findView(relay.store, relay.intake, id),
+        admit: (a) => relay.admissions.admit(a),
+        defaults: () =>
+          relayDefaults(relay.network, { defaultModels: ['stories260K'], embedders: [embedder] }),
+        ...(minBridgeBalance !== undefined ? { minBridgeBalance } : {}),
+        balanceCheckMs: 30_000,
+        now: () => clock,
+        log: (e) => logs.push(e),
+        onBalance: (b) => seen.push(b),
+      });
+    const w = make(ETH);
+    const warnings = () => logs.filter((l) => String(l['msg']).startsWith('the bridge balance is low'));
+    try {
+      await chain.rpc('anvil_setBalance', [address, toHex(ETH / 10n)]);
+      await w.poll();
+      expect(seen).toHaveLength(1);
+      expect(seen[0]).toEqual({ address, wei: ETH / 10n, minimumWei: ETH, low: true, at: clock });
+      expect(w.stats().bridge?.low).toBe(true);
+      expect(warnings()).toHaveLength(1);
+      expect(warnings()[0]).toMatchObject({
+        level: 'warn',
+        balanceWei: String(ETH / 10n),
+        minimumWei: String(ETH),
+      });
+      // Not read again before balanceCheckMs; then read, still low, and not warned about twice.
+      clock += 29_999;
+      await w.poll();
+      expect(seen).toHaveLength(1);
+      clock += 1;
+      await w.poll();
+      expect(seen).toHaveLength(2);
+      expect(warnings()).toHaveLength(1);
+      // Funded again: no longer low, said once.
+      await chain.rpc('anvil_setBalance', [address, toHex(2n * ETH)]);
+      clock += 30_000;
+      await w.poll();
+      expect(seen.at(-1)).toMatchObject({ wei: 2n * ETH, low: false });
+      expect(logs.filter((l) => l['msg'] === 'the bridge balance is sufficient again')).toHaveLength(1);
+      // Without a configured minimum: the default reserve at the chain's gas price.
+      const b = await make().checkBalance();
+      const gasPrice = await chain.client.getGasPrice();
+      expect(b.minimumWei).toBe(DEFAULT_RESERVE_SETTLEMENTS * SETTLEMENT_GAS_BUDGET * gasPrice);
+      expect(b.low).toBe(2n * ETH < b.minimumWei);
+    } finally {
+      await chain.rpc('anvil_setBalance', [address, toHex(kept)]);
+      await w.stop();
+    }
+    // The relay's own watcher publishes what it read (its first pass read the balance).
+    await watcher.checkBalance();
+    const text = await (await fetch(`${relay.url}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('synod_chain_bridge_balance_wei{'));
+    expect(line).toBe(`synod_chain_bridge_balance_wei{bridge="${address.toLowerCase()}"} ${Number(kept)}`);
+    expect(text).toContain(`synod_chain_bridge_minimum_wei{bridge="${address.toLowerCase()}"} `);
   });
 });

@@ -82,6 +82,16 @@ export interface ChainWatcherOptions {
   replaceAfterMs?: number;
   /** Default 25 (replacements need at least 10% more on most nodes). */
   feeBumpPercent?: number;
+  /**
+   * Below this balance (wei) the bridge account is reported low: a warning in the log, `bridgeLow` in
+   * the stats, and `onBalance`. Default: what `DEFAULT_RESERVE_SETTLEMENTS` settlements of
+   * `SETTLEMENT_GAS_BUDGET` gas cost at the chain's gas price when checked.
+   */
+  minBridgeBalance?: bigint;
+  /** Between two reads of the bridge balance (the first pass always reads it). Default 60,000 ms. */
+  balanceCheckMs?: number;
+  /** Told each time the bridge balance was read. */
+  onBalance?(b: BridgeBalance): void;
   now?: () => number;
   random?: (n: number) => Uint8Array;
   log?: (entry: Record<string, unknown>) => void;
@@ -97,7 +107,24 @@ export interface ChainWatcherStats {
   /** Settlements re-sent with higher fees. */
   replaced: number;
   errors: number;
+  /** The bridge balance at the last read (null before the first). */
+  bridge: BridgeBalance | null;
 }
+
+/** The bridge account's balance as last read, and the minimum it is held against. */
+export interface BridgeBalance {
+  address: Address;
+  wei: bigint;
+  minimumWei: bigint;
+  low: boolean;
+  /** When it was read (`now()`). */
+  at: number;
+}
+
+/** Settlements the default minimum bridge balance keeps in reserve. */
+export const DEFAULT_RESERVE_SETTLEMENTS = 10n;
+/** Gas budgeted per settlement for that default: `fulfill` with a consumer callback (of up to 500k). */
+export const SETTLEMENT_GAS_BUDGET = 1_000_000n;
 
 type Defaulted =
   | 'confirmations'
@@ -107,7 +134,8 @@ type Defaulted =
   | 'pollMs'
   | 'quotaPerDay'
   | 'replaceAfterMs'
-  | 'feeBumpPercent';
+  | 'feeBumpPercent'
+  | 'balanceCheckMs';
 type Resolved = Omit<ChainWatcherOptions, Defaulted | 'now' | 'random'> &
   Required<Pick<ChainWatcherOptions, Defaulted | 'now' | 'random'>>;
 
@@ -144,7 +172,10 @@ export class ChainWatcher {
     reorgs: 0,
     replaced: 0,
     errors: 0,
+    bridge: null,
   };
+  /** `now()` from which the next pass reads the bridge balance. */
+  #nextBalanceCheck = Number.NEGATIVE_INFINITY;
 
   constructor(o: ChainWatcherOptions) {
     this.#o = {
@@ -156,6 +187,7 @@ export class ChainWatcher {
       quotaPerDay: 1_000_000,
       replaceAfterMs: 60_000,
       feeBumpPercent: 25,
+      balanceCheckMs: 60_000,
       now: () => Date.now(),
       random: (n) => crypto.getRandomValues(new Uint8Array(n)),
       ...o,
@@ -168,7 +200,7 @@ export class ChainWatcher {
   }
 
   stats(): ChainWatcherStats {
-    return { ...this.#stats };
+    return { ...this.#stats, bridge: this.#stats.bridge && { ...this.#stats.bridge } };
   }
 
   /** Check the chain and the oracle (`check`), then poll every `pollMs` until `stop`. */
@@ -218,6 +250,7 @@ export class ChainWatcher {
       try {
         await this.#scan();
         await this.#settle();
+        if (this.#o.now() >= this.#nextBalanceCheck) await this.checkBalance();
       } catch (e) {
         this.#stats.errors++;
         this.#o.log?.({ level: 'error', msg: 'chain watcher pass failed', err: describe(e) });
@@ -227,6 +260,41 @@ export class ChainWatcher {
       }
     })();
     return this.#pass;
+  }
+
+  /**
+   * Read the bridge account's balance and hold it against the minimum (`minBridgeBalance`, else the
+   * default reserve at the current gas price). Logs a warning when it falls below, and once more when it
+   * is back above. Passes call this every `balanceCheckMs`.
+   */
+  async checkBalance(): Promise<BridgeBalance> {
+    const address = this.#o.wallet.account.address;
+    const wei = await this.#o.client.getBalance({ address });
+    const minimumWei =
+      this.#o.minBridgeBalance ??
+      DEFAULT_RESERVE_SETTLEMENTS * SETTLEMENT_GAS_BUDGET * (await this.#o.client.getGasPrice());
+    const now = this.#o.now();
+    const b: BridgeBalance = { address, wei, minimumWei, low: wei < minimumWei, at: now };
+    const was = this.#stats.bridge;
+    this.#stats.bridge = b;
+    this.#nextBalanceCheck = now + this.#o.balanceCheckMs;
+    if (b.low && !was?.low) {
+      this.#o.log?.({
+        level: 'warn',
+        msg: 'the bridge balance is low: settlements may fail; fund the bridge account',
+        bridge: address,
+        balanceWei: wei.toString(),
+        minimumWei: minimumWei.toString(),
+      });
+    } else if (!b.low && was?.low) {
+      this.#o.log?.({
+        level: 'info',
+        msg: 'the bridge balance is sufficient again',
+        balanceWei: wei.toString(),
+      });
+    }
+    this.#o.onBalance?.(b);
+    return b;
   }
 
   // -------------------------------------------------------------------------------------------------

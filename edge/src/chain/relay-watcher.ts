@@ -1,5 +1,6 @@
 import type { EdgeConfig } from '../config.ts';
 import { relayDefaults } from '../inference-input.ts';
+import type { Metrics } from '../metrics.ts';
 import type { Admitter, RelayNetwork } from '../relay/network.ts';
 import type { HistoryStore } from '../store/history-store.ts';
 import type { IntakeStore } from '../store/intake-store.ts';
@@ -19,6 +20,8 @@ export interface WatcherRelay {
   now: () => number;
   random?: (n: number) => Uint8Array;
   log?: (entry: Record<string, unknown>) => void;
+  /** Where the bridge balance is published (`/metrics`). */
+  metrics?: Metrics;
 }
 
 /**
@@ -40,6 +43,23 @@ export function relayChainWatcher(chain: ChainBridgeOptions, relay: WatcherRelay
     ...(chain.fromBlock !== undefined ? { fromBlock: chain.fromBlock } : {}),
     ...(chain.pollMs !== undefined ? { pollMs: chain.pollMs } : {}),
     ...(chain.replaceAfterMs !== undefined ? { replaceAfterMs: chain.replaceAfterMs } : {}),
+    ...(chain.minBridgeBalance !== undefined ? { minBridgeBalance: chain.minBridgeBalance } : {}),
+    onBalance: (b) => {
+      // Gauges are floats: wei above 2^53 lose their last digits here, not in the watcher.
+      const labels = { bridge: b.address.toLowerCase() };
+      relay.metrics?.set(
+        'synod_chain_bridge_balance_wei',
+        'Balance of the chain bridge account',
+        Number(b.wei),
+        labels,
+      );
+      relay.metrics?.set(
+        'synod_chain_bridge_minimum_wei',
+        'Balance below which the chain bridge account is reported low',
+        Number(b.minimumWei),
+        labels,
+      );
+    },
     now: relay.now,
     ...(relay.random ? { random: relay.random } : {}),
     ...(relay.log ? { log: relay.log } : {}),

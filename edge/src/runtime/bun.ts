@@ -207,6 +207,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     defaultModels: o.defaultModels ?? o.configuredModels.slice(0, 1),
     ...o.config,
   };
+  const metrics = new Metrics();
   const app = createApp({
     store,
     intake,
@@ -216,7 +217,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     config,
     now,
     random,
-    metrics: new Metrics(),
+    metrics,
     limiter: new RateLimiter(config.rateLimit, now),
     clientAddress: (c) => {
       try {
@@ -247,6 +248,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
       now,
       random,
       log,
+      metrics,
     });
     try {
       await chainWatcher.start();

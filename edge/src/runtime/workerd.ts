@@ -23,6 +23,8 @@
  *   SYNOD_BRIDGE_KEY           secret: the oracle's bridge account key (0x + 64 hex)
  *   SYNOD_CHAIN_CONFIRMATIONS  optional, default 2
  *   SYNOD_CHAIN_FROM_BLOCK     optional: the oracle's deployment block, default 0
+ *   SYNOD_CHAIN_REPLACE_AFTER_S    optional: re-send a settlement unmined after this long, default 60
+ *   SYNOD_CHAIN_MIN_BRIDGE_BALANCE optional: ether below which the bridge balance is logged as low
  */
 import { createClient } from '@libsql/client/web';
 import { historySchema } from '@synod/shared/history';
@@ -55,6 +57,8 @@ export interface WorkerEnv {
   SYNOD_BRIDGE_KEY?: string;
   SYNOD_CHAIN_CONFIRMATIONS?: string;
   SYNOD_CHAIN_FROM_BLOCK?: string;
+  SYNOD_CHAIN_REPLACE_AFTER_S?: string;
+  SYNOD_CHAIN_MIN_BRIDGE_BALANCE?: string;
 }
 
 interface WorkerCtx {
@@ -221,6 +225,8 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
       bridgeKey: env.SYNOD_BRIDGE_KEY,
       confirmations: env.SYNOD_CHAIN_CONFIRMATIONS,
       fromBlock: env.SYNOD_CHAIN_FROM_BLOCK,
+      replaceAfterS: env.SYNOD_CHAIN_REPLACE_AFTER_S,
+      minBridgeBalance: env.SYNOD_CHAIN_MIN_BRIDGE_BALANCE,
     },
     {
       rpcUrl: 'SYNOD_CHAIN_RPC',
@@ -230,6 +236,7 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
       confirmations: 'SYNOD_CHAIN_CONFIRMATIONS',
       fromBlock: 'SYNOD_CHAIN_FROM_BLOCK',
       replaceAfterS: 'SYNOD_CHAIN_REPLACE_AFTER_S',
+      minBridgeBalance: 'SYNOD_CHAIN_MIN_BRIDGE_BALANCE',
     },
   );
   if (chain === undefined) return { ran: false, reason: 'SYNOD_CHAIN_RPC is not set' };
