@@ -684,13 +684,11 @@ describe('a complete request history in a libSQL file', () => {
     expect(chainRow?.idPrefix).toBe(Number.parseInt(sha256Hex(utf8(chainId)).slice(0, 13), 16));
     expect(
       await failure(
-        db
-          .insert(requestIntake)
-          .values({
-            ...base,
-            requestId: `1:0x${'ab'.repeat(20)}:${'9'.repeat(REQUEST_ID_MAX_CHARS)}`,
-            idPrefix: 1,
-          }),
+        db.insert(requestIntake).values({
+          ...base,
+          requestId: `1:0x${'ab'.repeat(20)}:${'9'.repeat(REQUEST_ID_MAX_CHARS)}`,
+          idPrefix: 1,
+        }),
       ),
     ).toContain('request_intake_request_id_ck');
     // The longest id the protocol allows (REQUEST_ID_MAX_CHARS) fits.
