@@ -485,4 +485,100 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect(line).toBe(`synod_chain_bridge_balance_wei{bridge="${address.toLowerCase()}"} ${Number(kept)}`);
     expect(text).toContain(`synod_chain_bridge_minimum_wei{bridge="${address.toLowerCase()}"} `);
   });
+
+  test('a reorg deeper than the reorg window is caught before settling: nothing is sent for the lost event', async () => {
+    const oracle = await chain.deployAnother();
+    const embedder = net.servings[0]?.embedder;
+    if (!embedder) throw new Error('the test network has no serving node');
+    const relay = net.relay;
+    const store = new ChainStore(relay.store.db);
+    let hold = true;
+    // Test double over the relay's real lookup: while `hold`, a finished request still looks pending, so
+    // the settlement waits until the test has reorganized the chain under it.
+    const lookupDouble = async (id: string) => {
+      const view = await findView(relay.store, relay.intake, id);
+      return hold && view !== null ? { ...view, status: 'pending' as const } : view;
+    };
+    const w = new ChainWatcher({
+      ...bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey),
+      oracle,
+      chainId: chain.anvil.chainId,
+      store,
+      lookup: lookupDouble,
+      admit: (a) => relay.admissions.admit(a),
+      admitted: (ids) => relay.network.admitted(ids),
+      defaults: () => relayDefaults(relay.network, { defaultModels: ['stories260K'], embedders: [embedder] }),
+      confirmations: 0,
+      reorgWindow: 1n,
+    });
+    const oracleStatus = async (requestNo: bigint) =>
+      (
+        await chain.client.readContract({
+          address: oracle,
+          abi: synodOracleAbi,
+          functionName: 'requests',
+          args: [requestNo],
+        })
+      )[3];
+    try {
+      const { requestNo, txHash, blockNumber } = await chain.callLLM({
+        prompt: 'Deep below',
+        models: ['stories260K'],
+        oracle,
+      });
+      const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
+      const raw = await chain.rpc('eth_getRawTransactionByHash', [txHash]);
+      await chain.mine(5);
+      await w.poll();
+      expect(await store.byRequestId(requestId)).toMatchObject({
+        status: 'pending',
+        blockNumber: Number(blockNumber),
+      });
+      await waitUntil(
+        'the network answered',
+        async () => (await findView(relay.store, relay.intake, requestId))?.status === 'verdict',
+        60_000,
+        100,
+      );
+
+      // Six blocks replaced, the event's among them: the cursor's block changed too, but the watcher reads
+      // back only reorgWindow (1) block, which does not reach the event.
+      await chain.rpc('anvil_reorg', [6, []]);
+      await chain.mine(1);
+      hold = false;
+      const reorgs = w.stats().reorgs;
+      await w.poll();
+      expect(await store.byRequestId(requestId)).toMatchObject({ status: 'reorged', fulfilledTx: null });
+      expect(w.stats().reorgs).toBe(reorgs + 2);
+      expect(
+        (await store.cursor({ chainId: chain.anvil.chainId, contract: oracle.toLowerCase() }))?.blockNumber,
+      ).toBe(Number(blockNumber) - 1);
+      expect(await oracleStatus(requestNo)).toBe(0);
+      await w.poll();
+      expect((await store.byRequestId(requestId))?.status).toBe('reorged');
+
+      // The same transaction mined again: read again from below the lost block, pending, then fulfilled.
+      await chain.rpc('eth_sendRawTransaction', [raw]);
+      await chain.mine(1);
+      await pollUntil(
+        'fulfilled after the deep reorg',
+        async () => (await store.byRequestId(requestId))?.status === 'fulfilled',
+        w,
+      );
+      expect(await oracleStatus(requestNo)).toBe(2);
+      const fulfilled = await chain.client.getContractEvents({
+        address: oracle,
+        abi: synodOracleAbi,
+        eventName: 'LLMFulfilled',
+        args: { requestNo },
+        fromBlock: 0n,
+        strict: true,
+      });
+      expect(fulfilled.map((e) => e.transactionHash)).toEqual([
+        (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`,
+      ]);
+    } finally {
+      await w.stop();
+    }
+  });
 });

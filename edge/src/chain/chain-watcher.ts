@@ -468,7 +468,38 @@ export class ChainWatcher {
       s = settlementFor(view);
     }
     if (s.kind === 'wait') return false;
+    if (!(await this.#stillCanonical(row))) return false;
     return this.#send(row, s);
+  }
+
+  /**
+   * Whether the block a row's event was read from is still the chain's block at that height. A reorg
+   * deeper than `reorgWindow` leaves the cursor's block in place and goes unseen by `#scan`; the row
+   * itself notices it here, before anything is written on chain for it: the rows from that block on
+   * become `reorged` and the cursor goes back to just below it, so the next pass reads those blocks
+   * again (an event found again is pending again; another request under the same number is refunded).
+   */
+  async #stillCanonical(row: ChainRequestRow): Promise<boolean> {
+    const height = BigInt(row.blockNumber);
+    const at = await this.#o.client.getBlock({ blockNumber: height }).catch((e: unknown) => {
+      if (e instanceof BlockNotFoundError) return null;
+      throw e;
+    });
+    if (at !== null && at.hash === row.blockHash) return true;
+    const now = this.#o.now();
+    const reorged = await this.#o.store.markReorged(this.#ref, height, now);
+    const below = height > 0n ? height - 1n : 0n;
+    const base = await this.#o.client.getBlock({ blockNumber: below });
+    await this.#o.store.setCursor(this.#ref, below, base.hash, now);
+    this.#stats.reorgs++;
+    this.#o.log?.({
+      level: 'warn',
+      msg: 'a recorded event is no longer on the chain (a reorg deeper than the reorg window); reading again',
+      requestId: row.requestId,
+      block: row.blockNumber,
+      reorged,
+    });
+    return false;
   }
 
   /**
