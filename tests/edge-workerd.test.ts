@@ -270,5 +270,5 @@ describe('the relay on workerd (miniflare) over sqld, forwarding to a Bun gatewa
       fromBlock: 0n,
     });
     expect(all).toHaveLength(1);
-  });
+  }, 120_000);
 });

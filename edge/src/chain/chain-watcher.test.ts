@@ -448,7 +448,15 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       await w.poll();
       expect(seen).toHaveLength(1);
       expect(seen[0]).toEqual({ address, wei: ETH / 10n, minimumWei: ETH, low: true, at: clock });
-      expect(w.stats().bridge?.low).toBe(true);
+      expect(w.stats().bridge).toEqual({
+        address,
+        wei: String(ETH / 10n),
+        minimumWei: String(ETH),
+        low: true,
+        at: clock,
+      });
+      // The stats stay JSON (the workerd cron handler logs them).
+      expect(JSON.parse(JSON.stringify(w.stats())).bridge.low).toBe(true);
       expect(warnings()).toHaveLength(1);
       expect(warnings()[0]).toMatchObject({
         level: 'warn',

@@ -107,8 +107,8 @@ export interface ChainWatcherStats {
   /** Settlements re-sent with higher fees. */
   replaced: number;
   errors: number;
-  /** The bridge balance at the last read (null before the first). */
-  bridge: BridgeBalance | null;
+  /** The bridge balance at the last read (null before the first), in decimal wei: stats are JSON. */
+  bridge: { address: Address; wei: string; minimumWei: string; low: boolean; at: number } | null;
 }
 
 /** The bridge account's balance as last read, and the minimum it is held against. */
@@ -163,7 +163,7 @@ export class ChainWatcher {
   #timer: ReturnType<typeof setInterval> | undefined;
   #pass: Promise<void> | undefined;
   #stopped = false;
-  #stats: ChainWatcherStats = {
+  #stats: Omit<ChainWatcherStats, 'bridge'> = {
     passes: 0,
     events: 0,
     admitted: 0,
@@ -172,8 +172,8 @@ export class ChainWatcher {
     reorgs: 0,
     replaced: 0,
     errors: 0,
-    bridge: null,
   };
+  #bridge: BridgeBalance | null = null;
   /** `now()` from which the next pass reads the bridge balance. */
   #nextBalanceCheck = Number.NEGATIVE_INFINITY;
 
@@ -200,7 +200,11 @@ export class ChainWatcher {
   }
 
   stats(): ChainWatcherStats {
-    return { ...this.#stats, bridge: this.#stats.bridge && { ...this.#stats.bridge } };
+    const b = this.#bridge;
+    return {
+      ...this.#stats,
+      bridge: b && { ...b, wei: b.wei.toString(), minimumWei: b.minimumWei.toString() },
+    };
   }
 
   /** Check the chain and the oracle (`check`), then poll every `pollMs` until `stop`. */
@@ -275,8 +279,8 @@ export class ChainWatcher {
       DEFAULT_RESERVE_SETTLEMENTS * SETTLEMENT_GAS_BUDGET * (await this.#o.client.getGasPrice());
     const now = this.#o.now();
     const b: BridgeBalance = { address, wei, minimumWei, low: wei < minimumWei, at: now };
-    const was = this.#stats.bridge;
-    this.#stats.bridge = b;
+    const was = this.#bridge;
+    this.#bridge = b;
     this.#nextBalanceCheck = now + this.#o.balanceCheckMs;
     if (b.low && !was?.low) {
       this.#o.log?.({
