@@ -11,6 +11,7 @@ import {
   type BridgeBalance,
   ChainBridgeError,
   ChainWatcher,
+  type ChainWatcherOptions,
   DEFAULT_RESERVE_SETTLEMENTS,
   SETTLEMENT_GAS_BUDGET,
 } from './chain-watcher.ts';
@@ -46,9 +47,10 @@ afterAll(async () => {
   await chain?.stop();
 });
 
-const oracleRequest = async (requestNo: bigint) => {
+/** A request as an oracle (by default the relay's) holds it. */
+const oracleRequest = async (requestNo: bigint, oracle: `0x${string}` = chain.oracle) => {
   const [requester, fee, deadline, status] = await chain.client.readContract({
-    address: chain.oracle,
+    address: oracle,
     abi: synodOracleAbi,
     functionName: 'requests',
     args: [requestNo],
@@ -89,6 +91,28 @@ async function pollUntil(
     90_000,
     200,
   );
+}
+
+/**
+ * A watcher of another SynodOracle (`chain.deployAnother()`) over the relay's real history, admission
+ * path and defaults, beside the relay's own watcher; `o` overrides any option (e.g. a lookup double).
+ */
+function sideWatcher(oracle: `0x${string}`, o: Partial<ChainWatcherOptions> = {}): ChainWatcher {
+  const relay = net.relay;
+  const embedder = net.servings[0]?.embedder;
+  if (!embedder) throw new Error('the test network has no serving node');
+  return new ChainWatcher({
+    ...bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey),
+    oracle,
+    chainId: chain.anvil.chainId,
+    store: new ChainStore(relay.store.db),
+    lookup: (id) => findView(relay.store, relay.intake, id),
+    admit: (a) => relay.admissions.admit(a),
+    admitted: (ids) => relay.network.admitted(ids),
+    defaults: () => relayDefaults(relay.network, { defaultModels: ['stories260K'], embedders: [embedder] }),
+    confirmations: 2,
+    ...o,
+  });
 }
 
 describe('chain bridge: SynodOracle requests answered by the network', () => {
@@ -358,8 +382,6 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
 
   test('one request that cannot be settled now does not hold up the others', async () => {
     const oracle = await chain.deployAnother();
-    const embedder = net.servings[0]?.embedder;
-    if (!embedder) throw new Error('the test network has no serving node');
     const store = new ChainStore(net.relay.store.db);
     const relay = net.relay;
     let failing: string | undefined;
@@ -368,17 +390,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       if (id === failing) throw new Error('lookup unavailable for this request');
       return findView(relay.store, relay.intake, id);
     };
-    const second = new ChainWatcher({
-      ...bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey),
-      oracle,
-      chainId: chain.anvil.chainId,
-      store,
-      lookup: lookupDouble,
-      admit: (a) => relay.admissions.admit(a),
-      admitted: (ids) => relay.network.admitted(ids),
-      defaults: () => relayDefaults(relay.network, { defaultModels: ['stories260K'], embedders: [embedder] }),
-      confirmations: 2,
-    });
+    const second = sideWatcher(oracle, { lookup: lookupDouble });
     const a = await chain.callLLM({ prompt: 'First of two', models: ['stories260K'], oracle });
     const b = await chain.callLLM({ prompt: 'Second of two', models: ['stories260K'], oracle });
     await chain.mine(2);
@@ -389,15 +401,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect((await store.byRequestId(idB))?.status).toBe('pending');
     failing = idA;
     const errors = second.stats().errors;
-    const statusOf = async (requestNo: bigint) =>
-      (
-        await chain.client.readContract({
-          address: oracle,
-          abi: synodOracleAbi,
-          functionName: 'requests',
-          args: [requestNo],
-        })
-      )[3];
+    const statusOf = async (requestNo: bigint) => (await oracleRequest(requestNo, oracle)).status;
     await pollUntil(
       'the second request settled while the first fails',
       async () => (await statusOf(b.requestNo)) === 2,
@@ -416,8 +420,6 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
 
   test('the bridge balance is read every balanceCheckMs, reported low below the minimum, and in /metrics', async () => {
     const oracle = await chain.deployAnother();
-    const embedder = net.servings[0]?.embedder;
-    if (!embedder) throw new Error('the test network has no serving node');
     const relay = net.relay;
     const address = chain.bridge.account.address;
     const kept = await chain.client.getBalance({ address });
@@ -426,15 +428,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     const logs: Record<string, unknown>[] = [];
     const seen: BridgeBalance[] = [];
     const make = (minBridgeBalance?: bigint) =>
-      new ChainWatcher({
-        ...bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey),
-        oracle,
-        chainId: chain.anvil.chainId,
-        store: new ChainStore(relay.store.db),
-        lookup: (id) => findView(relay.store, relay.intake, id),
-        admit: (a) => relay.admissions.admit(a),
-        defaults: () =>
-          relayDefaults(relay.network, { defaultModels: ['stories260K'], embedders: [embedder] }),
+      sideWatcher(oracle, {
         ...(minBridgeBalance !== undefined ? { minBridgeBalance } : {}),
         balanceCheckMs: 30_000,
         now: () => clock,
@@ -496,8 +490,6 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
 
   test('a reorg deeper than the reorg window is caught before settling: nothing is sent for the lost event', async () => {
     const oracle = await chain.deployAnother();
-    const embedder = net.servings[0]?.embedder;
-    if (!embedder) throw new Error('the test network has no serving node');
     const relay = net.relay;
     const store = new ChainStore(relay.store.db);
     let hold = true;
@@ -507,27 +499,8 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       const view = await findView(relay.store, relay.intake, id);
       return hold && view !== null ? { ...view, status: 'pending' as const } : view;
     };
-    const w = new ChainWatcher({
-      ...bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey),
-      oracle,
-      chainId: chain.anvil.chainId,
-      store,
-      lookup: lookupDouble,
-      admit: (a) => relay.admissions.admit(a),
-      admitted: (ids) => relay.network.admitted(ids),
-      defaults: () => relayDefaults(relay.network, { defaultModels: ['stories260K'], embedders: [embedder] }),
-      confirmations: 0,
-      reorgWindow: 1n,
-    });
-    const oracleStatus = async (requestNo: bigint) =>
-      (
-        await chain.client.readContract({
-          address: oracle,
-          abi: synodOracleAbi,
-          functionName: 'requests',
-          args: [requestNo],
-        })
-      )[3];
+    const w = sideWatcher(oracle, { lookup: lookupDouble, confirmations: 0, reorgWindow: 1n });
+    const oracleStatus = async (requestNo: bigint) => (await oracleRequest(requestNo, oracle)).status;
     try {
       const { requestNo, txHash, blockNumber } = await chain.callLLM({
         prompt: 'Deep below',
