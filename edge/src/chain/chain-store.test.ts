@@ -123,6 +123,31 @@ describe('ChainStore', () => {
     expect(await s.pending(ORACLE, 10)).toEqual([]);
   });
 
+  test('recently settled rows are listed newest first, and reopened only from their own settlement', async () => {
+    const s = await store();
+    for (const no of [1n, 2n, 3n]) await s.recordRequest(event(no, { logIndex: Number(no) }), 1);
+    expect(await s.claim(id(1n), hash('f1'), 2)).toBe(true);
+    expect(await s.settled(id(1n), 'fulfilled', hash('f1'), 100)).toBe(true);
+    expect(await s.claim(id(2n), hash('f2'), 2)).toBe(true);
+    expect(await s.settled(id(2n), 'refunded', hash('f2'), 200)).toBe(true);
+    expect((await s.settledSince(ORACLE, 100, 10)).map((r) => r.requestId)).toEqual([id(2n), id(1n)]);
+    expect((await s.settledSince(ORACLE, 150, 10)).map((r) => r.requestId)).toEqual([id(2n)]);
+    expect(await s.settledSince({ ...ORACLE, chainId: 1 }, 0, 10)).toEqual([]);
+    // Not by another transaction, not a pending row.
+    expect(await s.reopen(id(1n), hash('f9'), 300)).toBe(false);
+    expect(await s.reopen(id(3n), hash('f1'), 300)).toBe(false);
+    expect(await s.reopen(id(1n), hash('f1'), 300)).toBe(true);
+    expect(await s.byRequestId(id(1n))).toMatchObject({
+      status: 'pending',
+      fulfilledTx: null,
+      updatedAt: 300,
+    });
+    expect(await s.reopen(id(1n), hash('f1'), 301)).toBe(false);
+    // Reopened, it can be claimed and settled again.
+    expect(await s.claim(id(1n), hash('f3'), 302)).toBe(true);
+    expect(await s.settled(id(1n), 'fulfilled', hash('f3'), 303)).toBe(true);
+  });
+
   test('the cursor is stored per oracle and moves with each write', async () => {
     const s = await store();
     expect(await s.cursor(ORACLE)).toBeNull();

@@ -5,7 +5,7 @@ import {
   chainCursors,
   chainRequests,
 } from '@synod/shared/history';
-import { and, asc, eq, gte, inArray, isNull, type SQL, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gte, inArray, isNull, type SQL, sql } from 'drizzle-orm';
 import type { HistoryDb } from '../store/history-store.ts';
 import type { OracleRequestEvent } from './oracle-request.ts';
 import { chainRequestIdOf } from './oracle-request.ts';
@@ -209,6 +209,43 @@ export class ChainStore {
       .update(chainRequests)
       .set({ status, fulfilledTx: txHash, updatedAt: now })
       .where(and(eq(chainRequests.requestId, requestId), inArray(chainRequests.status, ['pending'])))
+      .returning({ requestId: chainRequests.requestId });
+    return r.length === 1;
+  }
+
+  /** Rows of an oracle settled (`fulfilled` or `refunded`) at `since` or later, most recent first. */
+  async settledSince(o: OracleRef, since: number, limit: number): Promise<ChainRequestRow[]> {
+    return this.db
+      .select()
+      .from(chainRequests)
+      .where(
+        and(
+          eq(chainRequests.chainId, o.chainId),
+          eq(chainRequests.contract, o.contract),
+          inArray(chainRequests.status, ['fulfilled', 'refunded']),
+          gte(chainRequests.updatedAt, since),
+        ),
+      )
+      .orderBy(desc(chainRequests.updatedAt))
+      .limit(limit);
+  }
+
+  /**
+   * A settlement by `txHash` was undone on chain (a reorg deeper than the confirmations took its block):
+   * the row is `pending` again with no transaction, to be settled anew. True if the row was settled by
+   * that transaction.
+   */
+  async reopen(requestId: string, txHash: string, now: number): Promise<boolean> {
+    const r = await this.db
+      .update(chainRequests)
+      .set({ status: 'pending', fulfilledTx: null, updatedAt: now })
+      .where(
+        and(
+          eq(chainRequests.requestId, requestId),
+          inArray(chainRequests.status, ['fulfilled', 'refunded']),
+          eq(chainRequests.fulfilledTx, txHash),
+        ),
+      )
       .returning({ requestId: chainRequests.requestId });
     return r.length === 1;
   }

@@ -562,4 +562,65 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       await w.stop();
     }
   });
+
+  test('a settlement undone by a reorg deeper than the confirmations is found on chain and sent again', async () => {
+    const oracle = await chain.deployAnother();
+    const store = new ChainStore(net.relay.store.db);
+    const logs: Record<string, unknown>[] = [];
+    const w = sideWatcher(oracle, { confirmations: 0, settledCheckMs: 0, log: (e) => logs.push(e) });
+    try {
+      const { requestNo, blockNumber } = await chain.callLLM({
+        prompt: 'Undone',
+        models: ['stories260K'],
+        oracle,
+      });
+      const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
+      await chain.mine(1);
+      await pollUntil(
+        'fulfilled',
+        async () => (await store.byRequestId(requestId))?.status === 'fulfilled',
+        w,
+      );
+      const first = (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`;
+      const receipt = await chain.client.getTransactionReceipt({ hash: first });
+      expect(receipt.blockNumber).toBeGreaterThan(blockNumber);
+
+      // Replace the blocks from the settlement's on (the request's block stays): the contract holds the
+      // request as pending again, while the row says fulfilled.
+      const head = await chain.client.getBlockNumber({ cacheTime: 0 });
+      await chain.rpc('anvil_reorg', [Number(head - receipt.blockNumber) + 1, []]);
+      await chain.mine(1);
+      expect((await oracleRequest(requestNo, oracle)).status).toBe(1);
+      expect((await store.byRequestId(requestId))?.status).toBe('fulfilled');
+
+      await pollUntil(
+        'fulfilled again on the new chain',
+        async () => {
+          const row = await store.byRequestId(requestId);
+          return row?.status === 'fulfilled' && row.fulfilledTx !== first;
+        },
+        w,
+      );
+      expect(w.stats().undone).toBe(1);
+      expect(logs.filter((l) => String(l['msg']).startsWith('a settlement was undone'))).toHaveLength(1);
+      expect((await oracleRequest(requestNo, oracle)).status).toBe(2);
+      const fulfilled = await chain.client.getContractEvents({
+        address: oracle,
+        abi: synodOracleAbi,
+        eventName: 'LLMFulfilled',
+        args: { requestNo },
+        fromBlock: 0n,
+        strict: true,
+      });
+      expect(fulfilled.map((e) => e.transactionHash)).toEqual([
+        (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`,
+      ]);
+      // Checked again and again, a settlement that holds is left alone.
+      await w.poll();
+      await w.poll();
+      expect(w.stats().undone).toBe(1);
+    } finally {
+      await w.stop();
+    }
+  });
 });

@@ -90,6 +90,14 @@ export interface ChainWatcherOptions {
   minBridgeBalance?: bigint;
   /** Between two reads of the bridge balance (the first pass always reads it). Default 60,000 ms. */
   balanceCheckMs?: number;
+  /**
+   * Settlements made this recently are checked on chain every `settledCheckMs`: one undone by a reorg
+   * deeper than `confirmations` (the contract holds the request as pending again) is sent again.
+   * Default 1,200,000 ms (20 min, beyond Ethereum's finality).
+   */
+  settledRecheckMs?: number;
+  /** Between two such checks (the first pass always checks). Default 30,000 ms. */
+  settledCheckMs?: number;
   /** Told each time the bridge balance was read. */
   onBalance?(b: BridgeBalance): void;
   now?: () => number;
@@ -106,6 +114,8 @@ export interface ChainWatcherStats {
   reorgs: number;
   /** Settlements re-sent with higher fees. */
   replaced: number;
+  /** Settlements found undone on chain by a reorg, and reopened to be sent again. */
+  undone: number;
   errors: number;
   /** The bridge balance at the last read (null before the first), in decimal wei: stats are JSON. */
   bridge: { address: Address; wei: string; minimumWei: string; low: boolean; at: number } | null;
@@ -135,7 +145,9 @@ type Defaulted =
   | 'quotaPerDay'
   | 'replaceAfterMs'
   | 'feeBumpPercent'
-  | 'balanceCheckMs';
+  | 'balanceCheckMs'
+  | 'settledRecheckMs'
+  | 'settledCheckMs';
 type Resolved = Omit<ChainWatcherOptions, Defaulted | 'now' | 'random'> &
   Required<Pick<ChainWatcherOptions, Defaulted | 'now' | 'random'>>;
 
@@ -171,8 +183,11 @@ export class ChainWatcher {
     refunded: 0,
     reorgs: 0,
     replaced: 0,
+    undone: 0,
     errors: 0,
   };
+  /** `now()` from which the next pass checks recent settlements on chain. */
+  #nextSettledCheck = Number.NEGATIVE_INFINITY;
   #bridge: BridgeBalance | null = null;
   /** `now()` from which the next pass reads the bridge balance. */
   #nextBalanceCheck = Number.NEGATIVE_INFINITY;
@@ -188,6 +203,8 @@ export class ChainWatcher {
       replaceAfterMs: 60_000,
       feeBumpPercent: 25,
       balanceCheckMs: 60_000,
+      settledRecheckMs: 1_200_000,
+      settledCheckMs: 30_000,
       now: () => Date.now(),
       random: (n) => crypto.getRandomValues(new Uint8Array(n)),
       ...o,
@@ -254,6 +271,7 @@ export class ChainWatcher {
       try {
         await this.#scan();
         await this.#settle();
+        if (this.#o.now() >= this.#nextSettledCheck) await this.#recheckSettled();
         if (this.#o.now() >= this.#nextBalanceCheck) await this.checkBalance();
       } catch (e) {
         this.#stats.errors++;
@@ -474,6 +492,40 @@ export class ChainWatcher {
     if (s.kind === 'wait') return false;
     if (!(await this.#stillCanonical(row))) return false;
     return this.#send(row, s);
+  }
+
+  /**
+   * Recent settlements, checked on chain: a request the contract holds as pending again lost its
+   * settlement to a reorg deeper than `confirmations`. Its row is reopened (pending, no transaction),
+   * so this pass's next settle sends it again; if its event went too, the canonical-block check before
+   * sending catches that.
+   */
+  async #recheckSettled(): Promise<void> {
+    const now = this.#o.now();
+    this.#nextSettledCheck = now + this.#o.settledCheckMs;
+    const rows = await this.#o.store.settledSince(this.#ref, now - this.#o.settledRecheckMs, 256);
+    let reopened = 0;
+    for (const row of rows) {
+      const [, , , status] = await this.#o.client.readContract({
+        address: this.#o.oracle,
+        abi: synodOracleAbi,
+        functionName: 'requests',
+        args: [BigInt(row.requestNo)],
+      });
+      if (status === ON_CHAIN.fulfilled || status === ON_CHAIN.refunded) continue;
+      if (row.fulfilledTx === null || !(await this.#o.store.reopen(row.requestId, row.fulfilledTx, now)))
+        continue;
+      reopened++;
+      this.#stats.undone++;
+      this.#o.log?.({
+        level: 'warn',
+        msg: 'a settlement was undone by a reorg deeper than the confirmations; settling again',
+        requestId: row.requestId,
+        tx: row.fulfilledTx,
+        onChain: status,
+      });
+    }
+    if (reopened > 0) await this.#settle();
   }
 
   /**
