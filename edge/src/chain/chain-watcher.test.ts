@@ -5,16 +5,10 @@ import { relayDefaults } from '../inference-input.ts';
 import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
 import { findView } from '../views.ts';
+import { type BridgeBalance, DEFAULT_RESERVE_SETTLEMENTS, SETTLEMENT_GAS_BUDGET } from './bridge-balance.ts';
 import { ChainStore } from './chain-store.ts';
 import { startTestChain, type TestChain } from './chain-test-helpers.ts';
-import {
-  type BridgeBalance,
-  ChainBridgeError,
-  ChainWatcher,
-  type ChainWatcherOptions,
-  DEFAULT_RESERVE_SETTLEMENTS,
-  SETTLEMENT_GAS_BUDGET,
-} from './chain-watcher.ts';
+import { ChainBridgeError, ChainWatcher, type ChainWatcherOptions } from './chain-watcher.ts';
 import { bridgeClients } from './clients.ts';
 import { oracleRequestEvent } from './oracle-request.ts';
 

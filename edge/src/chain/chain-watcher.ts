@@ -20,6 +20,7 @@ import {
 import { utcDay } from '../http/auth.ts';
 import { buildRequest, type RequestDefaults } from '../inference-input.ts';
 import type { Admission, AdmissionOutcome } from '../store/intake-store.ts';
+import { type BridgeBalance, BridgeBalanceMonitor } from './bridge-balance.ts';
 import type { ChainStore, OracleRef } from './chain-store.ts';
 import {
   chainOrigin,
@@ -84,7 +85,7 @@ export interface ChainWatcherOptions {
   feeBumpPercent?: number;
   /**
    * Below this balance (wei) the bridge account is reported low: a warning in the log, `bridgeLow` in
-   * the stats, and `onBalance`. Default: what `DEFAULT_RESERVE_SETTLEMENTS` settlements of
+   * the stats, and `onBalance` (see bridge-balance.ts). Default: what `DEFAULT_RESERVE_SETTLEMENTS` settlements of
    * `SETTLEMENT_GAS_BUDGET` gas cost at the chain's gas price when checked.
    */
   minBridgeBalance?: bigint;
@@ -120,21 +121,6 @@ export interface ChainWatcherStats {
   /** The bridge balance at the last read (null before the first), in decimal wei: stats are JSON. */
   bridge: { address: Address; wei: string; minimumWei: string; low: boolean; at: number } | null;
 }
-
-/** The bridge account's balance as last read, and the minimum it is held against. */
-export interface BridgeBalance {
-  address: Address;
-  wei: bigint;
-  minimumWei: bigint;
-  low: boolean;
-  /** When it was read (`now()`). */
-  at: number;
-}
-
-/** Settlements the default minimum bridge balance keeps in reserve. */
-export const DEFAULT_RESERVE_SETTLEMENTS = 10n;
-/** Gas budgeted per settlement for that default: `fulfill` with a consumer callback (of up to 500k). */
-export const SETTLEMENT_GAS_BUDGET = 1_000_000n;
 
 type Defaulted =
   | 'confirmations'
@@ -188,7 +174,7 @@ export class ChainWatcher {
   };
   /** `now()` from which the next pass checks recent settlements on chain. */
   #nextSettledCheck = Number.NEGATIVE_INFINITY;
-  #bridge: BridgeBalance | null = null;
+  readonly #balance: BridgeBalanceMonitor;
   /** `now()` from which the next pass reads the bridge balance. */
   #nextBalanceCheck = Number.NEGATIVE_INFINITY;
 
@@ -210,6 +196,14 @@ export class ChainWatcher {
       ...o,
     };
     this.#ref = { chainId: o.chainId, contract: o.oracle.toLowerCase() };
+    this.#balance = new BridgeBalanceMonitor({
+      client: this.#o.client,
+      address: this.#o.wallet.account.address,
+      ...(o.minBridgeBalance !== undefined ? { minimum: o.minBridgeBalance } : {}),
+      now: this.#o.now,
+      ...(o.log ? { log: o.log } : {}),
+      ...(o.onBalance ? { onBalance: o.onBalance } : {}),
+    });
   }
 
   get oracle(): OracleRef {
@@ -217,7 +211,7 @@ export class ChainWatcher {
   }
 
   stats(): ChainWatcherStats {
-    const b = this.#bridge;
+    const b = this.#balance.last;
     return {
       ...this.#stats,
       bridge: b && { ...b, wei: b.wei.toString(), minimumWei: b.minimumWei.toString() },
@@ -290,32 +284,8 @@ export class ChainWatcher {
    * is back above. Passes call this every `balanceCheckMs`.
    */
   async checkBalance(): Promise<BridgeBalance> {
-    const address = this.#o.wallet.account.address;
-    const wei = await this.#o.client.getBalance({ address });
-    const minimumWei =
-      this.#o.minBridgeBalance ??
-      DEFAULT_RESERVE_SETTLEMENTS * SETTLEMENT_GAS_BUDGET * (await this.#o.client.getGasPrice());
-    const now = this.#o.now();
-    const b: BridgeBalance = { address, wei, minimumWei, low: wei < minimumWei, at: now };
-    const was = this.#bridge;
-    this.#bridge = b;
-    this.#nextBalanceCheck = now + this.#o.balanceCheckMs;
-    if (b.low && !was?.low) {
-      this.#o.log?.({
-        level: 'warn',
-        msg: 'the bridge balance is low: settlements may fail; fund the bridge account',
-        bridge: address,
-        balanceWei: wei.toString(),
-        minimumWei: minimumWei.toString(),
-      });
-    } else if (!b.low && was?.low) {
-      this.#o.log?.({
-        level: 'info',
-        msg: 'the bridge balance is sufficient again',
-        balanceWei: wei.toString(),
-      });
-    }
-    this.#o.onBalance?.(b);
+    const b = await this.#balance.check();
+    this.#nextBalanceCheck = b.at + this.#o.balanceCheckMs;
     return b;
   }
 
