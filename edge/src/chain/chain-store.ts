@@ -37,6 +37,11 @@ export type RecordOutcome =
 export class ChainStore {
   constructor(readonly db: HistoryDb) {}
 
+  /** The rows of one oracle. */
+  static #of(o: OracleRef): SQL[] {
+    return [eq(chainRequests.chainId, o.chainId), eq(chainRequests.contract, o.contract)];
+  }
+
   async cursor(o: OracleRef): Promise<ChainCursorRow | null> {
     const rows = await this.db
       .select()
@@ -117,8 +122,7 @@ export class ChainStore {
       .set({ status: 'reorged', updatedAt: now })
       .where(
         and(
-          eq(chainRequests.chainId, o.chainId),
-          eq(chainRequests.contract, o.contract),
+          ...ChainStore.#of(o),
           eq(chainRequests.status, 'pending'),
           isNull(chainRequests.fulfilledTx),
           gte(chainRequests.blockNumber, Number(fromBlock)),
@@ -133,13 +137,7 @@ export class ChainStore {
     return this.db
       .select()
       .from(chainRequests)
-      .where(
-        and(
-          eq(chainRequests.chainId, o.chainId),
-          eq(chainRequests.contract, o.contract),
-          eq(chainRequests.status, 'pending'),
-        ),
-      )
+      .where(and(...ChainStore.#of(o), eq(chainRequests.status, 'pending')))
       .orderBy(asc(chainRequests.blockNumber), asc(chainRequests.logIndex))
       .limit(limit);
   }
@@ -220,8 +218,7 @@ export class ChainStore {
       .from(chainRequests)
       .where(
         and(
-          eq(chainRequests.chainId, o.chainId),
-          eq(chainRequests.contract, o.contract),
+          ...ChainStore.#of(o),
           inArray(chainRequests.status, ['fulfilled', 'refunded']),
           gte(chainRequests.updatedAt, since),
         ),
@@ -252,11 +249,7 @@ export class ChainStore {
 
   /** Rows by status: of one oracle, or of every oracle (`/metrics`). */
   counts(o?: OracleRef): Promise<Record<ChainRequestStatus, number>> {
-    return this.#counts(
-      o === undefined
-        ? undefined
-        : and(eq(chainRequests.chainId, o.chainId), eq(chainRequests.contract, o.contract)),
-    );
+    return this.#counts(o === undefined ? undefined : and(...ChainStore.#of(o)));
   }
 
   async #counts(where?: SQL): Promise<Record<ChainRequestStatus, number>> {

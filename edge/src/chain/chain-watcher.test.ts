@@ -56,9 +56,10 @@ const oracleRequest = async (requestNo: bigint, oracle: `0x${string}` = chain.or
 const eventsOf = <E extends 'LLMFulfilled' | 'LLMRefunded' | 'LLMRequested'>(
   eventName: E,
   requestNo: bigint,
+  oracle: `0x${string}` = chain.oracle,
 ) =>
   chain.client.getContractEvents({
-    address: chain.oracle,
+    address: oracle,
     abi: synodOracleAbi,
     eventName,
     // Every one of these events has `requestNo` as its first indexed argument.
@@ -541,14 +542,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
         w,
       );
       expect(await oracleStatus(requestNo)).toBe(2);
-      const fulfilled = await chain.client.getContractEvents({
-        address: oracle,
-        abi: synodOracleAbi,
-        eventName: 'LLMFulfilled',
-        args: { requestNo },
-        fromBlock: 0n,
-        strict: true,
-      });
+      const fulfilled = await eventsOf('LLMFulfilled', requestNo, oracle);
       expect(fulfilled.map((e) => e.transactionHash)).toEqual([
         (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`,
       ]);
@@ -598,14 +592,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       expect(w.stats().undone).toBe(1);
       expect(logs.filter((l) => String(l['msg']).startsWith('a settlement was undone'))).toHaveLength(1);
       expect((await oracleRequest(requestNo, oracle)).status).toBe(2);
-      const fulfilled = await chain.client.getContractEvents({
-        address: oracle,
-        abi: synodOracleAbi,
-        eventName: 'LLMFulfilled',
-        args: { requestNo },
-        fromBlock: 0n,
-        strict: true,
-      });
+      const fulfilled = await eventsOf('LLMFulfilled', requestNo, oracle);
       expect(fulfilled.map((e) => e.transactionHash)).toEqual([
         (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`,
       ]);
