@@ -604,4 +604,32 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       await w.stop();
     }
   });
+
+  test('a settled request whose own event a deep reorg took is marked reorged, not left pending', async () => {
+    const oracle = await chain.deployAnother();
+    const store = new ChainStore(net.relay.store.db);
+    const w = sideWatcher(oracle, { confirmations: 0, settledCheckMs: 0 });
+    try {
+      // Refused by the relay (unknown model): refunded, and never stored as a network request.
+      const { requestNo, blockNumber } = await chain.callLLM({
+        prompt: 'Gone',
+        models: ['no-such-model'],
+        oracle,
+      });
+      const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
+      await pollUntil('refunded', async () => (await store.byRequestId(requestId))?.status === 'refunded', w);
+      const head = await chain.client.getBlockNumber({ cacheTime: 0 });
+      await chain.rpc('anvil_reorg', [Number(head - blockNumber) + 1, []]);
+      await chain.mine(1);
+      expect((await oracleRequest(requestNo, oracle)).status).toBe(0);
+      await w.poll();
+      expect(await store.byRequestId(requestId)).toMatchObject({ status: 'reorged', fulfilledTx: null });
+      expect(w.stats().undone).toBe(1);
+      expect(
+        (await store.cursor({ chainId: chain.anvil.chainId, contract: oracle.toLowerCase() }))?.blockNumber,
+      ).toBe(Number(blockNumber) - 1);
+    } finally {
+      await w.stop();
+    }
+  });
 });

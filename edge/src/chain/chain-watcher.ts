@@ -494,6 +494,9 @@ export class ChainWatcher {
         tx: row.fulfilledTx,
         onChain: status,
       });
+      // Unknown to the contract: the request's own event went with the reorg. Mark it lost now; a
+      // refused request has nothing in the relay that would bring it to that check before a send.
+      if (status === ON_CHAIN.none) await this.#stillCanonical(row);
     }
     if (reopened > 0) await this.#settle();
   }
