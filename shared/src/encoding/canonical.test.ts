@@ -4,6 +4,18 @@ import fc from 'fast-check';
 import { isSynodError } from '../errors.ts';
 import { canonicalBytes, canonicalJson } from './canonical.ts';
 
+/** What `canonicalJson(value)` throws; fails the test when it is not an ENCODING_INVALID SynodError. */
+function encodingError(value: unknown): Error {
+  let caught: unknown;
+  try {
+    canonicalJson(value);
+  } catch (e) {
+    caught = e;
+  }
+  expect(isSynodError(caught, 'ENCODING_INVALID')).toBe(true);
+  return caught as Error;
+}
+
 describe('canonicalJson (RFC 8785)', () => {
   test('sorts keys by UTF-16 code units and drops white space', () => {
     expect(canonicalJson({ b: 1, a: [true, null, 'x'], A: { z: 0, y: -0 } })).toBe(
@@ -21,13 +33,7 @@ describe('canonicalJson (RFC 8785)', () => {
 
   test('rejects non-finite numbers, lone surrogates and non-plain objects with a typed error', () => {
     for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, '\ud800', new Date(0), new Map(), () => 1]) {
-      let caught: unknown;
-      try {
-        canonicalJson({ x: bad });
-      } catch (e) {
-        caught = e;
-      }
-      expect(isSynodError(caught, 'ENCODING_INVALID')).toBe(true);
+      encodingError({ x: bad });
     }
   });
 
@@ -116,13 +122,7 @@ describe('canonicalJson (RFC 8785)', () => {
       deep,
       deepObject,
     ]) {
-      let caught: unknown;
-      try {
-        canonicalJson(value);
-      } catch (e) {
-        caught = e;
-      }
-      expect(isSynodError(caught, 'ENCODING_INVALID')).toBe(true);
+      encodingError(value);
     }
     let nested: unknown = 'x';
     for (let i = 0; i < 1_000; i++) nested = [nested];
@@ -140,14 +140,7 @@ describe('canonicalJson (RFC 8785)', () => {
       [{ '1': 0, c: new Date(0) }, '$.c'],
       [{ k: 'ok', ['\udc00']: 1 }, '$.\udc00'],
     ] as const) {
-      let caught: unknown;
-      try {
-        canonicalJson(value);
-      } catch (e) {
-        caught = e;
-      }
-      expect(isSynodError(caught, 'ENCODING_INVALID')).toBe(true);
-      expect((caught as Error).message.startsWith(`${where}:`)).toBe(true);
+      expect(encodingError(value).message.startsWith(`${where}:`)).toBe(true);
     }
   });
 });
