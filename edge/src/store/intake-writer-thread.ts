@@ -144,26 +144,24 @@ export class IntakeWriterThread {
     const w = new Worker(this.#o.workerUrl.href);
     this.#worker = w;
     w.onmessage = (event: MessageEvent<WriterResponse>) => this.#answer(event.data);
-    const died = (why: string) => {
+    /** This thread is gone (it died, or was ended as hung): reject what it held; the next batch starts anew. */
+    const end = (e: IntakeWriterError) => {
       if (this.#worker !== w) return;
       this.#worker = null;
       this.#ready = null;
       if (!this.#closed) this.#restarts++;
-      this.#fail(new IntakeWriterError('WRITER_EXITED', `the admission writer thread stopped: ${why}`));
-    };
-    this.#hang = () => {
-      if (this.#worker !== w) return;
-      this.#worker = null;
-      this.#ready = null;
-      this.#restarts++;
       w.terminate();
-      this.#fail(
+      this.#fail(e);
+    };
+    const died = (why: string) =>
+      end(new IntakeWriterError('WRITER_EXITED', `the admission writer thread stopped: ${why}`));
+    this.#hang = () =>
+      end(
         new IntakeWriterError(
           'WRITER_TIMEOUT',
           `the admission writer thread left a message unanswered for ${this.#o.answerTimeoutMs} ms; it was restarted`,
         ),
       );
-    };
     w.addEventListener('error', (e) => died((e as ErrorEvent).message ?? 'error'));
     w.addEventListener('close', () => died('exited'));
     const ready = this.#post(w, {
