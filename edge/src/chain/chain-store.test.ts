@@ -14,10 +14,15 @@ afterAll(() => {
 });
 let n = 0;
 
+/** Each database's client, to look at its query plans. */
+const clients = new WeakMap<ChainStore, Awaited<ReturnType<typeof openHistory>>['client']>();
+
 async function store(): Promise<ChainStore> {
   const h = await openHistory(`file:${join(dir, `chain-${n++}.db`)}`);
   closers.push(() => h.client.close());
-  return new ChainStore(h.store.db);
+  const s = new ChainStore(h.store.db);
+  clients.set(s, h.client);
+  return s;
 }
 
 const ORACLE = { chainId: 31337, contract: '0x5fbdb2315678afecb367f032d93f642f64180aa3' };
@@ -123,16 +128,24 @@ describe('ChainStore', () => {
     expect(await s.pending(ORACLE, 10)).toEqual([]);
   });
 
-  test('recently settled rows are listed newest first, and reopened only from their own settlement', async () => {
+  test('settlements not yet final are listed newest first, and reopened only from their own settlement', async () => {
     const s = await store();
     for (const no of [1n, 2n, 3n]) await s.recordRequest(event(no, { logIndex: Number(no) }), 1);
     expect(await s.claim(id(1n), hash('f1'), 2)).toBe(true);
     expect(await s.settled(id(1n), 'fulfilled', hash('f1'), 100)).toBe(true);
     expect(await s.claim(id(2n), hash('f2'), 2)).toBe(true);
     expect(await s.settled(id(2n), 'refunded', hash('f2'), 200)).toBe(true);
-    expect((await s.settledSince(ORACLE, 100, 10)).map((r) => r.requestId)).toEqual([id(2n), id(1n)]);
-    expect((await s.settledSince(ORACLE, 150, 10)).map((r) => r.requestId)).toEqual([id(2n)]);
-    expect(await s.settledSince({ ...ORACLE, chainId: 1 }, 0, 10)).toEqual([]);
+    // A pending row (3) is not a settlement.
+    expect((await s.unfinalized(ORACLE, 10)).map((r) => r.requestId)).toEqual([id(2n), id(1n)]);
+    expect((await s.unfinalized(ORACLE, 1)).map((r) => r.requestId)).toEqual([id(2n)]);
+    expect(await s.unfinalized({ ...ORACLE, chainId: 1 }, 10)).toEqual([]);
+    // Read through the partial index of unfinal settlements, not by a scan of the oracle's rows.
+    const q = s.unfinalizedQuery(ORACLE, 10).toSQL();
+    const plan = await clients.get(s)?.execute({
+      sql: `EXPLAIN QUERY PLAN ${q.sql}`,
+      args: q.params as (string | number)[],
+    });
+    expect(plan?.rows.map((r) => String(r['detail'])).join('\n')).toContain('chain_requests_unfinal_idx');
     // Not by another transaction, not a pending row.
     expect(await s.reopen(id(1n), hash('f9'), 300)).toBe(false);
     expect(await s.reopen(id(3n), hash('f1'), 300)).toBe(false);
@@ -143,9 +156,46 @@ describe('ChainStore', () => {
       updatedAt: 300,
     });
     expect(await s.reopen(id(1n), hash('f1'), 301)).toBe(false);
+    expect((await s.unfinalized(ORACLE, 10)).map((r) => r.requestId)).toEqual([id(2n)]);
     // Reopened, it can be claimed and settled again.
     expect(await s.claim(id(1n), hash('f3'), 302)).toBe(true);
     expect(await s.settled(id(1n), 'fulfilled', hash('f3'), 303)).toBe(true);
+    expect((await s.unfinalized(ORACLE, 10)).map((r) => r.requestId)).toEqual([id(1n), id(2n)]);
+  });
+
+  test('a settlement is made final only by its own transaction, and is then neither listed, moved nor reopened', async () => {
+    const s = await store();
+    await s.recordRequest(event(1n), 1);
+    expect(await s.claim(id(1n), hash('f1'), 2)).toBe(true);
+    expect(await s.settled(id(1n), 'fulfilled', hash('f1'), 3)).toBe(true);
+    expect(await s.markFinal(id(1n), hash('f9'), 4)).toBe(false);
+    expect(await s.markFinal(id(1n), hash('f1'), 5)).toBe(true);
+    expect(await s.markFinal(id(1n), hash('f1'), 6)).toBe(false);
+    expect(await s.byRequestId(id(1n))).toMatchObject({ status: 'fulfilled', finalizedAt: 5 });
+    expect(await s.unfinalized(ORACLE, 10)).toEqual([]);
+    expect(await s.reopen(id(1n), hash('f1'), 7)).toBe(false);
+    expect(await s.resettle(id(1n), hash('f1'), 'refunded', hash('r1'), 7)).toBe(false);
+    expect(await s.byRequestId(id(1n))).toMatchObject({ status: 'fulfilled', fulfilledTx: hash('f1') });
+  });
+
+  test('a settlement is moved to the one the chain holds only from the recorded transaction', async () => {
+    const s = await store();
+    await s.recordRequest(event(1n), 1);
+    await s.recordRequest(event(2n, { logIndex: 2 }), 1);
+    expect(await s.claim(id(1n), hash('f1'), 2)).toBe(true);
+    expect(await s.settled(id(1n), 'fulfilled', hash('f1'), 3)).toBe(true);
+    expect(await s.resettle(id(1n), hash('f9'), 'refunded', hash('r1'), 4)).toBe(false);
+    expect(await s.resettle(id(2n), hash('f1'), 'refunded', hash('r1'), 4)).toBe(false);
+    expect(await s.resettle(id(1n), hash('f1'), 'refunded', hash('r1'), 4)).toBe(true);
+    expect(await s.byRequestId(id(1n))).toMatchObject({
+      status: 'refunded',
+      fulfilledTx: hash('r1'),
+      updatedAt: 4,
+      finalizedAt: null,
+    });
+    expect(await s.byRequestId(id(2n))).toMatchObject({ status: 'pending', fulfilledTx: null });
+    // Still watched, now under the chain's transaction.
+    expect(await s.markFinal(id(1n), hash('r1'), 5)).toBe(true);
   });
 
   test('the cursor is stored per oracle and moves with each write', async () => {

@@ -205,26 +205,81 @@ export class ChainStore {
   ): Promise<boolean> {
     const r = await this.db
       .update(chainRequests)
-      .set({ status, fulfilledTx: txHash, updatedAt: now })
+      .set({ status, fulfilledTx: txHash, updatedAt: now, finalizedAt: null })
       .where(and(eq(chainRequests.requestId, requestId), inArray(chainRequests.status, ['pending'])))
       .returning({ requestId: chainRequests.requestId });
     return r.length === 1;
   }
 
-  /** Rows of an oracle settled (`fulfilled` or `refunded`) at `since` or later, most recent first. */
-  async settledSince(o: OracleRef, since: number, limit: number): Promise<ChainRequestRow[]> {
+  /**
+   * Settled rows of an oracle (`fulfilled` or `refunded`) not yet found final, most recently settled
+   * first: the ones a reorg may still undo (`chain_requests_unfinal_idx` holds only these).
+   */
+  async unfinalized(o: OracleRef, limit: number): Promise<ChainRequestRow[]> {
+    return this.unfinalizedQuery(o, limit);
+  }
+
+  /**
+   * `unfinalized`'s query. The statuses are inlined, not bound: SQLite uses a partial index only when
+   * the query's own terms imply its WHERE.
+   */
+  unfinalizedQuery(o: OracleRef, limit: number) {
     return this.db
       .select()
       .from(chainRequests)
       .where(
         and(
           ...ChainStore.#of(o),
-          inArray(chainRequests.status, ['fulfilled', 'refunded']),
-          gte(chainRequests.updatedAt, since),
+          sql`${chainRequests.status} in ('fulfilled', 'refunded')`,
+          isNull(chainRequests.finalizedAt),
         ),
       )
       .orderBy(desc(chainRequests.updatedAt))
       .limit(limit);
+  }
+
+  /** The settlement by `txHash` is final: no longer checked. True if the row was settled by it. */
+  async markFinal(requestId: string, txHash: string, now: number): Promise<boolean> {
+    const r = await this.db
+      .update(chainRequests)
+      .set({ finalizedAt: now })
+      .where(
+        and(
+          eq(chainRequests.requestId, requestId),
+          inArray(chainRequests.status, ['fulfilled', 'refunded']),
+          eq(chainRequests.fulfilledTx, txHash),
+          isNull(chainRequests.finalizedAt),
+        ),
+      )
+      .returning({ requestId: chainRequests.requestId });
+    return r.length === 1;
+  }
+
+  /**
+   * The chain holds another settlement than the row (`fromTx`): after a reorg the request was settled
+   * again, by another transaction, maybe the other way (a refund where the row says fulfilled). The row
+   * follows the chain. True if the row was settled by `fromTx` and not yet final.
+   */
+  async resettle(
+    requestId: string,
+    fromTx: string,
+    status: Extract<ChainRequestStatus, 'fulfilled' | 'refunded'>,
+    txHash: string,
+    now: number,
+  ): Promise<boolean> {
+    const r = await this.db
+      .update(chainRequests)
+      .set({ status, fulfilledTx: txHash, updatedAt: now })
+      .where(
+        and(
+          eq(chainRequests.requestId, requestId),
+          inArray(chainRequests.status, ['fulfilled', 'refunded']),
+          eq(chainRequests.fulfilledTx, fromTx),
+          isNull(chainRequests.finalizedAt),
+        ),
+      )
+      .returning({ requestId: chainRequests.requestId });
+    return r.length === 1;
   }
 
   /**
@@ -241,6 +296,7 @@ export class ChainStore {
           eq(chainRequests.requestId, requestId),
           inArray(chainRequests.status, ['fulfilled', 'refunded']),
           eq(chainRequests.fulfilledTx, txHash),
+          isNull(chainRequests.finalizedAt),
         ),
       )
       .returning({ requestId: chainRequests.requestId });

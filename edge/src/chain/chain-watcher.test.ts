@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { synodOracleAbi } from '@synod/contracts/abi';
-import { toHex } from 'viem';
+import { encodeFunctionData, keccak256, toHex } from 'viem';
 import { relayDefaults } from '../inference-input.ts';
 import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
@@ -600,6 +600,134 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       await w.poll();
       await w.poll();
       expect(w.stats().undone).toBe(1);
+    } finally {
+      await w.stop();
+    }
+  });
+
+  test('a settlement is checked until its block is finalized, then left alone', async () => {
+    const oracle = await chain.deployAnother();
+    const store = new ChainStore(net.relay.store.db);
+    const ref = { chainId: chain.anvil.chainId, contract: oracle.toLowerCase() };
+    const w = sideWatcher(oracle, { confirmations: 0, settledCheckMs: 0 });
+    try {
+      const { requestNo } = await chain.callLLM({ prompt: 'Final', models: ['no-such-model'], oracle });
+      const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
+      await pollUntil('refunded', async () => (await store.byRequestId(requestId))?.status === 'refunded', w);
+      const tx = (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`;
+      const settledIn = (await chain.client.getTransactionReceipt({ hash: tx })).blockNumber;
+      await w.poll();
+      // anvil finalizes 64 blocks under its head: not yet.
+      expect((await chain.client.getBlock({ blockTag: 'finalized' })).number).toBeLessThan(settledIn);
+      expect(await store.byRequestId(requestId)).toMatchObject({ status: 'refunded', finalizedAt: null });
+      expect((await store.unfinalized(ref, 10)).map((r) => r.requestId)).toEqual([requestId]);
+      expect(w.stats().finalized).toBe(0);
+
+      await chain.mine(64);
+      await w.poll();
+      expect((await chain.client.getBlock({ blockTag: 'finalized' })).number).toBeGreaterThanOrEqual(
+        settledIn,
+      );
+      const row = await store.byRequestId(requestId);
+      expect(row).toMatchObject({ status: 'refunded', fulfilledTx: tx });
+      expect(row?.finalizedAt).toBeNumber();
+      expect(await store.unfinalized(ref, 10)).toEqual([]);
+      expect(w.stats()).toMatchObject({ finalized: 1, undone: 0, resettled: 0 });
+    } finally {
+      await w.stop();
+    }
+  });
+
+  test('on a chain that names no finalized block, a settlement counts as final after assumeFinalAfterMs', async () => {
+    const oracle = await chain.deployAnother();
+    const store = new ChainStore(net.relay.store.db);
+    let clock = Date.now();
+    const { client } = bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey);
+    // Test double over the real RPC: the `finalized` tag is refused, as by a node without it.
+    const noFinalized = new Proxy(client, {
+      get(target, prop, receiver) {
+        if (prop !== 'getBlock') return Reflect.get(target, prop, receiver);
+        return (args: Parameters<typeof client.getBlock>[0]) => {
+          if (args && 'blockTag' in args && args.blockTag === 'finalized')
+            return Promise.reject(new Error('unknown block tag finalized'));
+          return target.getBlock(args);
+        };
+      },
+    });
+    const w = sideWatcher(oracle, {
+      client: noFinalized,
+      confirmations: 0,
+      settledCheckMs: 0,
+      assumeFinalAfterMs: 60_000,
+      now: () => clock,
+    });
+    try {
+      const { requestNo } = await chain.callLLM({ prompt: 'No tag', models: ['no-such-model'], oracle });
+      const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
+      await pollUntil('refunded', async () => (await store.byRequestId(requestId))?.status === 'refunded', w);
+      await chain.mine(70);
+      clock += 59_000;
+      await w.poll();
+      expect((await store.byRequestId(requestId))?.finalizedAt).toBeNull();
+      clock += 2_000;
+      await w.poll();
+      expect((await store.byRequestId(requestId))?.finalizedAt).toBe(clock);
+      expect(w.stats().finalized).toBe(1);
+    } finally {
+      await w.stop();
+    }
+  });
+
+  test('a settlement a reorg replaced with another one (a refund where the row says fulfilled) is recorded as the chain holds it', async () => {
+    const oracle = await chain.deployAnother();
+    const store = new ChainStore(net.relay.store.db);
+    const logs: Record<string, unknown>[] = [];
+    const w = sideWatcher(oracle, { confirmations: 0, settledCheckMs: 0, log: (e) => logs.push(e) });
+    try {
+      const { requestNo } = await chain.callLLM({ prompt: 'Replaced', models: ['stories260K'], oracle });
+      const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
+      await chain.mine(1);
+      await pollUntil(
+        'fulfilled',
+        async () => (await store.byRequestId(requestId))?.status === 'fulfilled',
+        w,
+      );
+      const first = (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`;
+      const fulfil = await chain.client.getTransaction({ hash: first });
+      const head = await chain.client.getBlockNumber({ cacheTime: 0 });
+      // The new chain from the fulfil's block on holds the bridge's refund in its place (same nonce).
+      const refund = await chain.bridge.signTransaction(
+        await chain.bridge.prepareTransactionRequest({
+          to: oracle,
+          data: encodeFunctionData({
+            abi: synodOracleAbi,
+            functionName: 'refund',
+            args: [requestNo, 'OPERATOR_REFUND'],
+          }),
+          nonce: fulfil.nonce,
+          gas: 500_000n,
+        }),
+      );
+      await chain.rpc('anvil_reorg', [Number(head - (fulfil.blockNumber ?? head)) + 1, [[refund, 0]]]);
+      await chain.mine(1);
+      expect((await oracleRequest(requestNo, oracle)).status).toBe(3);
+      const [refunded] = await eventsOf('LLMRefunded', requestNo, oracle);
+      expect(refunded?.transactionHash).toBe(keccak256(refund));
+
+      await w.poll();
+      expect(await store.byRequestId(requestId)).toMatchObject({
+        status: 'refunded',
+        fulfilledTx: keccak256(refund),
+        finalizedAt: null,
+      });
+      expect(w.stats()).toMatchObject({ resettled: 1, undone: 0 });
+      expect(
+        logs.filter((l) => String(l['msg']).startsWith('the chain holds another settlement')),
+      ).toHaveLength(1);
+      // Nothing is sent for it again, and the next check finds it as recorded.
+      await w.poll();
+      expect(w.stats()).toMatchObject({ resettled: 1, undone: 0 });
+      expect(await eventsOf('LLMFulfilled', requestNo, oracle)).toEqual([]);
     } finally {
       await w.stop();
     }

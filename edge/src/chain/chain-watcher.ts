@@ -13,6 +13,7 @@ import {
   type Hex,
   keccak256,
   type PublicClient,
+  parseEventLogs,
   type Transaction,
   type Transport,
   type WalletClient,
@@ -92,13 +93,17 @@ export interface ChainWatcherOptions {
   /** Between two reads of the bridge balance (the first pass always reads it). Default 60,000 ms. */
   balanceCheckMs?: number;
   /**
-   * Settlements made this recently are checked on chain every `settledCheckMs`: one undone by a reorg
-   * deeper than `confirmations` (the contract holds the request as pending again) is sent again.
-   * Default 1,200,000 ms (20 min, beyond Ethereum's finality).
+   * Settlements are checked on chain every `settledCheckMs` until they are final (their block at or
+   * below the chain's `finalized` block): one undone by a reorg deeper than `confirmations` is sent
+   * again, and one the chain holds settled by another transaction is recorded as the chain has it.
+   * The first pass always checks. Default 30,000 ms.
    */
-  settledRecheckMs?: number;
-  /** Between two such checks (the first pass always checks). Default 30,000 ms. */
   settledCheckMs?: number;
+  /**
+   * On a chain whose RPC names no `finalized` block, a settlement counts as final this long after it
+   * was recorded. Default 1,200,000 ms (20 min, beyond Ethereum's finality).
+   */
+  assumeFinalAfterMs?: number;
   /** Told each time the bridge balance was read. */
   onBalance?(b: BridgeBalance): void;
   now?: () => number;
@@ -117,6 +122,10 @@ export interface ChainWatcherStats {
   replaced: number;
   /** Settlements found undone on chain by a reorg, and reopened to be sent again. */
   undone: number;
+  /** Rows recorded again because the chain holds the request settled by another transaction. */
+  resettled: number;
+  /** Settlements found final (no longer checked). */
+  finalized: number;
   errors: number;
   /** The bridge balance at the last read (null before the first), in decimal wei: stats are JSON. */
   bridge: { address: Address; wei: string; minimumWei: string; low: boolean; at: number } | null;
@@ -132,7 +141,7 @@ type Defaulted =
   | 'replaceAfterMs'
   | 'feeBumpPercent'
   | 'balanceCheckMs'
-  | 'settledRecheckMs'
+  | 'assumeFinalAfterMs'
   | 'settledCheckMs';
 type Resolved = Omit<ChainWatcherOptions, Defaulted | 'now' | 'random'> &
   Required<Pick<ChainWatcherOptions, Defaulted | 'now' | 'random'>>;
@@ -170,6 +179,8 @@ export class ChainWatcher {
     reorgs: 0,
     replaced: 0,
     undone: 0,
+    resettled: 0,
+    finalized: 0,
     errors: 0,
   };
   /** `now()` from which the next pass checks recent settlements on chain. */
@@ -189,7 +200,7 @@ export class ChainWatcher {
       replaceAfterMs: 60_000,
       feeBumpPercent: 25,
       balanceCheckMs: 60_000,
-      settledRecheckMs: 1_200_000,
+      assumeFinalAfterMs: 1_200_000,
       settledCheckMs: 30_000,
       now: () => Date.now(),
       random: (n) => crypto.getRandomValues(new Uint8Array(n)),
@@ -465,24 +476,33 @@ export class ChainWatcher {
   }
 
   /**
-   * Recent settlements, checked on chain: a request the contract holds as pending again lost its
-   * settlement to a reorg deeper than `confirmations`. Its row is reopened (pending, no transaction),
-   * so this pass's next settle sends it again; if its event went too, the canonical-block check before
-   * sending catches that.
+   * Settlements not yet final, checked on chain, most recent first:
+   * - one the contract holds as pending again lost its settlement to a reorg deeper than
+   *   `confirmations`: its row is reopened (pending, no transaction), so this pass's next settle sends
+   *   it again; if its event went too, the canonical-block check before sending catches that;
+   * - one the contract holds settled by another transaction (after such a reorg, the bridge's or
+   *   anyone's, maybe a refund where the row says fulfilled) is recorded as the chain has it;
+   * - one whose settling block is at or below the chain's `finalized` block (without one: recorded
+   *   `assumeFinalAfterMs` ago) is final, and is not checked again.
    */
   async #recheckSettled(): Promise<void> {
     const now = this.#o.now();
     this.#nextSettledCheck = now + this.#o.settledCheckMs;
-    const rows = await this.#o.store.settledSince(this.#ref, now - this.#o.settledRecheckMs, 256);
+    const rows = await this.#o.store.unfinalized(this.#ref, 256);
+    if (rows.length === 0) return;
+    const finalized = await this.#finalizedBlock();
     let reopened = 0;
     for (const row of rows) {
-      const [, , , status] = await this.#o.client.readContract({
-        address: this.#o.oracle,
-        abi: synodOracleAbi,
-        functionName: 'requests',
-        args: [BigInt(row.requestNo)],
-      });
-      if (status === ON_CHAIN.fulfilled || status === ON_CHAIN.refunded) continue;
+      if (this.#stopped) return;
+      const status = await this.#onChainStatus(row);
+      if (status === ON_CHAIN.fulfilled || status === ON_CHAIN.refunded) {
+        await this.#confirmSettlement(
+          row,
+          status === ON_CHAIN.fulfilled ? 'fulfilled' : 'refunded',
+          finalized,
+        );
+        continue;
+      }
       if (row.fulfilledTx === null || !(await this.#o.store.reopen(row.requestId, row.fulfilledTx, now)))
         continue;
       reopened++;
@@ -499,6 +519,96 @@ export class ChainWatcher {
       if (status === ON_CHAIN.none) await this.#stillCanonical(row);
     }
     if (reopened > 0) await this.#settle();
+  }
+
+  /** The chain's `finalized` block number, or null when its RPC names none. */
+  async #finalizedBlock(): Promise<bigint | null> {
+    try {
+      return (await this.#o.client.getBlock({ blockTag: 'finalized' })).number;
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * A row the contract holds settled (`kind`): the row follows the chain's settling transaction, and
+   * becomes final once that transaction's block is.
+   */
+  async #confirmSettlement(
+    row: ChainRequestRow,
+    kind: 'fulfilled' | 'refunded',
+    finalized: bigint | null,
+  ): Promise<void> {
+    const now = this.#o.now();
+    const settlement = await this.#settlementOf(row, kind);
+    // Settled, but the node does not show the event (yet): looked at again next check.
+    if (settlement === null || row.fulfilledTx === null) return;
+    let tx = row.fulfilledTx;
+    if (settlement.txHash !== tx || kind !== row.status) {
+      if (!(await this.#o.store.resettle(row.requestId, tx, kind, settlement.txHash, now))) return;
+      this.#stats.resettled++;
+      this.#o.log?.({
+        level: 'warn',
+        msg: 'the chain holds another settlement than the one recorded (a reorg); recorded as on chain',
+        requestId: row.requestId,
+        was: { status: row.status, tx },
+        now: { status: kind, tx: settlement.txHash },
+      });
+      tx = settlement.txHash;
+      row = { ...row, updatedAt: now };
+    }
+    const final =
+      finalized !== null
+        ? settlement.blockNumber <= finalized
+        : now - row.updatedAt >= this.#o.assumeFinalAfterMs;
+    if (final && (await this.#o.store.markFinal(row.requestId, tx, now))) this.#stats.finalized++;
+  }
+
+  /**
+   * The transaction and block that settled a row's request `kind` on chain: the row's own transaction
+   * when its receipt holds that settlement, else the oracle's settlement event (null if not found).
+   */
+  async #settlementOf(
+    row: ChainRequestRow,
+    kind: 'fulfilled' | 'refunded',
+  ): Promise<{ txHash: Hex; blockNumber: bigint } | null> {
+    const eventName = kind === 'fulfilled' ? 'LLMFulfilled' : 'LLMRefunded';
+    const requestNo = BigInt(row.requestNo);
+    if (row.fulfilledTx !== null) {
+      const receipt = await this.#o.client
+        .getTransactionReceipt({ hash: row.fulfilledTx as Hex })
+        .catch(() => null);
+      if (receipt?.status === 'success') {
+        const held = parseEventLogs({
+          abi: synodOracleAbi,
+          logs: receipt.logs.filter((l) => l.address.toLowerCase() === this.#ref.contract),
+          eventName,
+        }).some((l) => l.args.requestNo === requestNo);
+        if (held) return { txHash: receipt.transactionHash, blockNumber: receipt.blockNumber };
+      }
+    }
+    const events = await this.#o.client.getContractEvents({
+      address: this.#o.oracle,
+      abi: synodOracleAbi,
+      eventName,
+      args: { requestNo },
+      fromBlock: BigInt(row.blockNumber),
+    });
+    const last = events.at(-1);
+    return last?.transactionHash && last.blockNumber !== null
+      ? { txHash: last.transactionHash, blockNumber: last.blockNumber }
+      : null;
+  }
+
+  /** SynodOracle's `Status` of a row's request now. */
+  async #onChainStatus(row: ChainRequestRow): Promise<number> {
+    const [, , , status] = await this.#o.client.readContract({
+      address: this.#o.oracle,
+      abi: synodOracleAbi,
+      functionName: 'requests',
+      args: [BigInt(row.requestNo)],
+    });
+    return status;
   }
 
   /**
@@ -687,28 +797,11 @@ export class ChainWatcher {
    * settlement event). False when the oracle still has it pending.
    */
   async #recordOnChain(row: ChainRequestRow, ours?: Hex): Promise<boolean> {
-    const { client, oracle } = this.#o;
-    const requestNo = BigInt(row.requestNo);
-    const [, , , status] = await client.readContract({
-      address: oracle,
-      abi: synodOracleAbi,
-      functionName: 'requests',
-      args: [requestNo],
-    });
+    const status = await this.#onChainStatus(row);
     if (status !== ON_CHAIN.fulfilled && status !== ON_CHAIN.refunded) return false;
     const kind = status === ON_CHAIN.fulfilled ? 'fulfilled' : 'refunded';
-    let tx = ours;
-    if (tx === undefined) {
-      const events = await client.getContractEvents({
-        address: oracle,
-        abi: synodOracleAbi,
-        eventName: kind === 'fulfilled' ? 'LLMFulfilled' : 'LLMRefunded',
-        args: { requestNo },
-        fromBlock: BigInt(row.blockNumber),
-      });
-      tx = events[0]?.transactionHash ?? (row.fulfilledTx as Hex | null) ?? undefined;
-    }
-    if (tx === undefined) return false;
+    const tx = ours ?? (await this.#settlementOf(row, kind))?.txHash ?? (row.fulfilledTx as Hex | null);
+    if (tx === null) return false;
     if (await this.#o.store.settled(row.requestId, kind, tx, this.#o.now())) {
       this.#stats[kind]++;
       this.#o.log?.({ level: 'info', msg: `chain request ${kind}`, requestId: row.requestId, tx });

@@ -42,7 +42,8 @@ describe('applyMigrations', () => {
     await insert('a'.repeat(64));
     await expect(insert(long)).rejects.toThrow(/CHECK/);
 
-    expect(await applyMigrations(c, MIGRATIONS)).toEqual(['0004_request_id_length']);
+    const upTo0004 = MIGRATIONS.filter((m) => m.tag < '0005');
+    expect(await applyMigrations(c, upTo0004)).toEqual(['0004_request_id_length']);
     const rows = await c.execute('SELECT seq, id_prefix, request_id FROM request_intake');
     expect(rows.rows.map((r) => [Number(r['seq']), Number(r['id_prefix']), r['request_id']])).toEqual([
       [1, 7, 'a'.repeat(64)],
@@ -56,6 +57,33 @@ describe('applyMigrations', () => {
     expect(plan.rows.map((r) => String(r['detail']))).toContain(
       'SEARCH r USING INDEX request_intake_lookup_idx (<expr>=? AND id_prefix=?)',
     );
+    c.close();
+  });
+
+  test('0005 leaves settlements made before it to be checked, through the index of unfinal ones', async () => {
+    const c = fresh();
+    const before = MIGRATIONS.filter((m) => m.tag < '0005');
+    await applyMigrations(c, before);
+    const contract = `0x${'ab'.repeat(20)}`;
+    const row = (no: number, status: string, tx: string | null) =>
+      c.execute({
+        sql: `INSERT INTO chain_requests (chain_id, contract, request_no, request_id, tx_hash, log_index,
+                block_number, block_hash, status, fulfilled_tx, created_at, updated_at)
+              VALUES (1, ?, ?, ?, '0x01', ?, 5, '0x05', ?, ?, 1, ?)`,
+        args: [contract, String(no), `1:${contract}:${no}`, no, status, tx, no],
+      });
+    await row(1, 'fulfilled', '0xf1');
+    await row(2, 'pending', null);
+    await row(3, 'refunded', '0xf3');
+    expect(await applyMigrations(c, MIGRATIONS)).toEqual(['0005_chain_finality']);
+    const unfinal = `SELECT request_no FROM chain_requests INDEXED BY chain_requests_unfinal_idx
+      WHERE chain_id = 1 AND contract = ? AND status IN ('fulfilled', 'refunded') AND finalized_at IS NULL
+      ORDER BY updated_at DESC`;
+    const listed = await c.execute({ sql: unfinal, args: [contract] });
+    expect(listed.rows.map((r) => r['request_no'])).toEqual(['3', '1']);
+    await c.execute("UPDATE chain_requests SET finalized_at = 9 WHERE request_no = '3'");
+    const after = await c.execute({ sql: unfinal, args: [contract] });
+    expect(after.rows.map((r) => r['request_no'])).toEqual(['1']);
     c.close();
   });
 

@@ -116,5 +116,14 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
       "CREATE INDEX `request_intake_lookup_idx` ON `request_intake` ((\"seq\" >> 10),`id_prefix`);",
       "CREATE INDEX `request_intake_coordinator_idx` ON `request_intake` (`coordinator`,`seq`);"
     ]
+  },
+  {
+    "tag": "0005_chain_finality",
+    "folderMillis": 1795348190679,
+    "hash": "388c7d7e1d3d789010c09f3dcf00c7131c75aefc9a77fa893998ffe2b15f8a2a",
+    "statements": [
+      "ALTER TABLE `chain_requests` ADD `finalized_at` integer;",
+      "CREATE INDEX `chain_requests_unfinal_idx` ON `chain_requests` (`chain_id`,`contract`,`updated_at`) WHERE \"status\" in ('fulfilled', 'refunded') and \"finalized_at\" is null;"
+    ]
   }
 ];

@@ -640,9 +640,18 @@ export const chainRequests = sqliteTable(
     fulfilledTx: text('fulfilled_tx'),
     createdAt: integer('created_at').notNull(),
     updatedAt: integer('updated_at').notNull(),
+    /**
+     * When the watcher found the settlement final: its block at or below the chain's `finalized` block
+     * (or, on a chain that names none, old enough). Until then a reorg may undo it, and it is checked.
+     */
+    finalizedAt: integer('finalized_at'),
   },
   (t) => [
     primaryKey({ name: 'chain_requests_pk', columns: [t.chainId, t.contract, t.requestNo] }),
+    // Only the settlements still to be watched: small, whatever the history holds.
+    index('chain_requests_unfinal_idx')
+      .on(t.chainId, t.contract, t.updatedAt)
+      .where(sql`${c(t.status)} in ('fulfilled', 'refunded') and ${c(t.finalizedAt)} is null`),
     // Not unique: after a reorg the same transaction and log index can carry another request number.
     index('chain_requests_event_idx').on(t.chainId, t.txHash, t.logIndex),
     index('chain_requests_status_block_idx').on(t.status, t.blockNumber),

@@ -1,0 +1,2 @@
+ALTER TABLE `chain_requests` ADD `finalized_at` integer;--> statement-breakpoint
+CREATE INDEX `chain_requests_unfinal_idx` ON `chain_requests` (`chain_id`,`contract`,`updated_at`) WHERE "status" in ('fulfilled', 'refunded') and "finalized_at" is null;
