@@ -239,20 +239,8 @@ export class ChainStore {
   }
 
   /** The settlement by `txHash` is final: no longer checked. True if the row was settled by it. */
-  async markFinal(requestId: string, txHash: string, now: number): Promise<boolean> {
-    const r = await this.db
-      .update(chainRequests)
-      .set({ finalizedAt: now })
-      .where(
-        and(
-          eq(chainRequests.requestId, requestId),
-          inArray(chainRequests.status, ['fulfilled', 'refunded']),
-          eq(chainRequests.fulfilledTx, txHash),
-          isNull(chainRequests.finalizedAt),
-        ),
-      )
-      .returning({ requestId: chainRequests.requestId });
-    return r.length === 1;
+  markFinal(requestId: string, txHash: string, now: number): Promise<boolean> {
+    return this.#updateUnfinal(requestId, txHash, { finalizedAt: now });
   }
 
   /**
@@ -260,26 +248,14 @@ export class ChainStore {
    * again, by another transaction, maybe the other way (a refund where the row says fulfilled). The row
    * follows the chain. True if the row was settled by `fromTx` and not yet final.
    */
-  async resettle(
+  resettle(
     requestId: string,
     fromTx: string,
     status: Extract<ChainRequestStatus, 'fulfilled' | 'refunded'>,
     txHash: string,
     now: number,
   ): Promise<boolean> {
-    const r = await this.db
-      .update(chainRequests)
-      .set({ status, fulfilledTx: txHash, updatedAt: now })
-      .where(
-        and(
-          eq(chainRequests.requestId, requestId),
-          inArray(chainRequests.status, ['fulfilled', 'refunded']),
-          eq(chainRequests.fulfilledTx, fromTx),
-          isNull(chainRequests.finalizedAt),
-        ),
-      )
-      .returning({ requestId: chainRequests.requestId });
-    return r.length === 1;
+    return this.#updateUnfinal(requestId, fromTx, { status, fulfilledTx: txHash, updatedAt: now });
   }
 
   /**
@@ -287,10 +263,19 @@ export class ChainStore {
    * the row is `pending` again with no transaction, to be settled anew. True if the row was settled by
    * that transaction.
    */
-  async reopen(requestId: string, txHash: string, now: number): Promise<boolean> {
+  reopen(requestId: string, txHash: string, now: number): Promise<boolean> {
+    return this.#updateUnfinal(requestId, txHash, { status: 'pending', fulfilledTx: null, updatedAt: now });
+  }
+
+  /** Update a row settled by `txHash` and not yet final; true if there was one. */
+  async #updateUnfinal(
+    requestId: string,
+    txHash: string,
+    set: Partial<typeof chainRequests.$inferInsert>,
+  ): Promise<boolean> {
     const r = await this.db
       .update(chainRequests)
-      .set({ status: 'pending', fulfilledTx: null, updatedAt: now })
+      .set(set)
       .where(
         and(
           eq(chainRequests.requestId, requestId),

@@ -110,6 +110,25 @@ function sideWatcher(oracle: `0x${string}`, o: Partial<ChainWatcherOptions> = {}
   });
 }
 
+/**
+ * A request on a fresh side oracle (`chain.deployAnother()`), settled by a side watcher that checks
+ * settlements on every pass: fulfilled when `model` is served, else refunded (UNKNOWN_MODEL).
+ */
+async function settledOnSideOracle(prompt: string, model: string, o: Partial<ChainWatcherOptions> = {}) {
+  const oracle = await chain.deployAnother();
+  const store = new ChainStore(net.relay.store.db);
+  const logs: Record<string, unknown>[] = [];
+  const w = sideWatcher(oracle, { confirmations: 0, settledCheckMs: 0, log: (e) => logs.push(e), ...o });
+  const { requestNo, blockNumber } = await chain.callLLM({ prompt, models: [model], oracle });
+  const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
+  const settled = model === 'stories260K' ? 'fulfilled' : 'refunded';
+  // The fulfil lands in a later block than the request (the reorg tests cut between the two).
+  if (settled === 'fulfilled') await chain.mine(1);
+  await pollUntil(settled, async () => (await store.byRequestId(requestId))?.status === settled, w);
+  const tx = (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`;
+  return { oracle, store, logs, w, requestNo, requestId, blockNumber, tx };
+}
+
 describe('chain bridge: SynodOracle requests answered by the network', () => {
   test('a confirmed callLLM becomes a network request and is fulfilled once with the verdict', async () => {
     const { requestNo } = await chain.callLLM({ prompt: 'Once upon a time', models: ['stories260K'] });
@@ -552,25 +571,12 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
   });
 
   test('a settlement undone by a reorg deeper than the confirmations is found on chain and sent again', async () => {
-    const oracle = await chain.deployAnother();
-    const store = new ChainStore(net.relay.store.db);
-    const logs: Record<string, unknown>[] = [];
-    const w = sideWatcher(oracle, { confirmations: 0, settledCheckMs: 0, log: (e) => logs.push(e) });
+    const { oracle, store, logs, w, requestNo, requestId, blockNumber, tx } = await settledOnSideOracle(
+      'Undone',
+      'stories260K',
+    );
     try {
-      const { requestNo, blockNumber } = await chain.callLLM({
-        prompt: 'Undone',
-        models: ['stories260K'],
-        oracle,
-      });
-      const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
-      await chain.mine(1);
-      await pollUntil(
-        'fulfilled',
-        async () => (await store.byRequestId(requestId))?.status === 'fulfilled',
-        w,
-      );
-      const first = (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`;
-      const receipt = await chain.client.getTransactionReceipt({ hash: first });
+      const receipt = await chain.client.getTransactionReceipt({ hash: tx });
       expect(receipt.blockNumber).toBeGreaterThan(blockNumber);
 
       // Replace the blocks from the settlement's on (the request's block stays): the contract holds the
@@ -585,7 +591,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
         'fulfilled again on the new chain',
         async () => {
           const row = await store.byRequestId(requestId);
-          return row?.status === 'fulfilled' && row.fulfilledTx !== first;
+          return row?.status === 'fulfilled' && row.fulfilledTx !== tx;
         },
         w,
       );
@@ -606,15 +612,9 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
   });
 
   test('a settlement is checked until its block is finalized, then left alone', async () => {
-    const oracle = await chain.deployAnother();
-    const store = new ChainStore(net.relay.store.db);
+    const { oracle, store, w, requestId, tx } = await settledOnSideOracle('Final', 'no-such-model');
     const ref = { chainId: chain.anvil.chainId, contract: oracle.toLowerCase() };
-    const w = sideWatcher(oracle, { confirmations: 0, settledCheckMs: 0 });
     try {
-      const { requestNo } = await chain.callLLM({ prompt: 'Final', models: ['no-such-model'], oracle });
-      const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
-      await pollUntil('refunded', async () => (await store.byRequestId(requestId))?.status === 'refunded', w);
-      const tx = (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`;
       const settledIn = (await chain.client.getTransactionReceipt({ hash: tx })).blockNumber;
       await w.poll();
       // anvil finalizes 64 blocks under its head: not yet.
@@ -639,8 +639,6 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
   });
 
   test('on a chain that names no finalized block, a settlement counts as final after assumeFinalAfterMs', async () => {
-    const oracle = await chain.deployAnother();
-    const store = new ChainStore(net.relay.store.db);
     let clock = Date.now();
     const { client } = bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey);
     // Test double over the real RPC: the `finalized` tag is refused, as by a node without it.
@@ -654,17 +652,12 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
         };
       },
     });
-    const w = sideWatcher(oracle, {
+    const { store, w, requestId } = await settledOnSideOracle('No tag', 'no-such-model', {
       client: noFinalized,
-      confirmations: 0,
-      settledCheckMs: 0,
       assumeFinalAfterMs: 60_000,
       now: () => clock,
     });
     try {
-      const { requestNo } = await chain.callLLM({ prompt: 'No tag', models: ['no-such-model'], oracle });
-      const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
-      await pollUntil('refunded', async () => (await store.byRequestId(requestId))?.status === 'refunded', w);
       await chain.mine(70);
       clock += 59_000;
       await w.poll();
@@ -679,21 +672,12 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
   });
 
   test('a settlement a reorg replaced with another one (a refund where the row says fulfilled) is recorded as the chain holds it', async () => {
-    const oracle = await chain.deployAnother();
-    const store = new ChainStore(net.relay.store.db);
-    const logs: Record<string, unknown>[] = [];
-    const w = sideWatcher(oracle, { confirmations: 0, settledCheckMs: 0, log: (e) => logs.push(e) });
+    const { oracle, store, logs, w, requestNo, requestId, tx } = await settledOnSideOracle(
+      'Replaced',
+      'stories260K',
+    );
     try {
-      const { requestNo } = await chain.callLLM({ prompt: 'Replaced', models: ['stories260K'], oracle });
-      const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
-      await chain.mine(1);
-      await pollUntil(
-        'fulfilled',
-        async () => (await store.byRequestId(requestId))?.status === 'fulfilled',
-        w,
-      );
-      const first = (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`;
-      const fulfil = await chain.client.getTransaction({ hash: first });
+      const fulfil = await chain.client.getTransaction({ hash: tx });
       const head = await chain.client.getBlockNumber({ cacheTime: 0 });
       // The new chain from the fulfil's block on holds the bridge's refund in its place (same nonce).
       const refund = await chain.bridge.signTransaction(
@@ -734,18 +718,12 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
   });
 
   test('a settled request whose own event a deep reorg took is marked reorged, not left pending', async () => {
-    const oracle = await chain.deployAnother();
-    const store = new ChainStore(net.relay.store.db);
-    const w = sideWatcher(oracle, { confirmations: 0, settledCheckMs: 0 });
+    // Refused by the relay (unknown model): refunded, and never stored as a network request.
+    const { oracle, store, w, requestNo, requestId, blockNumber } = await settledOnSideOracle(
+      'Gone',
+      'no-such-model',
+    );
     try {
-      // Refused by the relay (unknown model): refunded, and never stored as a network request.
-      const { requestNo, blockNumber } = await chain.callLLM({
-        prompt: 'Gone',
-        models: ['no-such-model'],
-        oracle,
-      });
-      const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
-      await pollUntil('refunded', async () => (await store.byRequestId(requestId))?.status === 'refunded', w);
       const head = await chain.client.getBlockNumber({ cacheTime: 0 });
       await chain.rpc('anvil_reorg', [Number(head - blockNumber) + 1, []]);
       await chain.mine(1);
