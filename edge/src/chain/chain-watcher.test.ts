@@ -671,6 +671,50 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     }
   });
 
+  test('one settlement that cannot be checked now does not hold up the others', async () => {
+    const oracle = await chain.deployAnother();
+    const store = new ChainStore(net.relay.store.db);
+    const { client } = bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey);
+    let failFor: bigint | null = null;
+    // Test double over the real RPC: reading one request's status fails while `failFor` names it.
+    const flaky = new Proxy(client, {
+      get(target, prop, receiver) {
+        if (prop !== 'readContract') return Reflect.get(target, prop, receiver);
+        return (args: { args?: readonly unknown[] }) =>
+          failFor !== null && args.args?.[0] === failFor
+            ? Promise.reject(new Error('RPC timeout'))
+            : (target.readContract as (a: unknown) => Promise<unknown>)(args);
+      },
+    });
+    const w = sideWatcher(oracle, { client: flaky, confirmations: 0, settledCheckMs: 0 });
+    try {
+      const a = await chain.callLLM({ prompt: 'A', models: ['no-such-model'], oracle });
+      const b = await chain.callLLM({ prompt: 'B', models: ['no-such-model'], oracle });
+      const idOf = (n: bigint) => `${chain.anvil.chainId}:${oracle.toLowerCase()}:${n}`;
+      await pollUntil(
+        'both refunded',
+        async () =>
+          (await store.byRequestId(idOf(a.requestNo)))?.status === 'refunded' &&
+          (await store.byRequestId(idOf(b.requestNo)))?.status === 'refunded',
+        w,
+      );
+      await chain.mine(64);
+      // The newest (b) is checked first; a's check fails, and b is still made final.
+      failFor = a.requestNo;
+      const errors = w.stats().errors;
+      await w.poll();
+      expect((await store.byRequestId(idOf(a.requestNo)))?.finalizedAt).toBeNull();
+      expect((await store.byRequestId(idOf(b.requestNo)))?.finalizedAt).toBeNumber();
+      expect(w.stats().errors).toBe(errors + 1);
+      failFor = null;
+      await w.poll();
+      expect((await store.byRequestId(idOf(a.requestNo)))?.finalizedAt).toBeNumber();
+      expect(w.stats().finalized).toBe(2);
+    } finally {
+      await w.stop();
+    }
+  });
+
   test('a settlement a reorg replaced with another one (a refund where the row says fulfilled) is recorded as the chain holds it', async () => {
     const { oracle, store, logs, w, requestNo, requestId, tx } = await settledOnSideOracle(
       'Replaced',

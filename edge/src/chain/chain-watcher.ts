@@ -486,39 +486,54 @@ export class ChainWatcher {
    *   `assumeFinalAfterMs` ago) is final, and is not checked again.
    */
   async #recheckSettled(): Promise<void> {
-    const now = this.#o.now();
-    this.#nextSettledCheck = now + this.#o.settledCheckMs;
+    this.#nextSettledCheck = this.#o.now() + this.#o.settledCheckMs;
     const rows = await this.#o.store.unfinalized(this.#ref, 256);
     if (rows.length === 0) return;
     const finalized = await this.#finalizedBlock();
     let reopened = 0;
     for (const row of rows) {
       if (this.#stopped) return;
-      const status = await this.#onChainStatus(row);
-      if (status === ON_CHAIN.fulfilled || status === ON_CHAIN.refunded) {
-        await this.#confirmSettlement(
-          row,
-          status === ON_CHAIN.fulfilled ? 'fulfilled' : 'refunded',
-          finalized,
-        );
-        continue;
+      try {
+        if (await this.#recheckRow(row, finalized)) reopened++;
+      } catch (e) {
+        // One settlement that cannot be checked now (an RPC error) does not hold up the others; it is
+        // checked again next time.
+        this.#stats.errors++;
+        this.#o.log?.({
+          level: 'error',
+          msg: 'checking a chain settlement failed',
+          requestId: row.requestId,
+          err: describe(e),
+        });
       }
-      if (row.fulfilledTx === null || !(await this.#o.store.reopen(row.requestId, row.fulfilledTx, now)))
-        continue;
-      reopened++;
-      this.#stats.undone++;
-      this.#o.log?.({
-        level: 'warn',
-        msg: 'a settlement was undone by a reorg deeper than the confirmations; settling again',
-        requestId: row.requestId,
-        tx: row.fulfilledTx,
-        onChain: status,
-      });
-      // Unknown to the contract: the request's own event went with the reorg. Mark it lost now; a
-      // refused request has nothing in the relay that would bring it to that check before a send.
-      if (status === ON_CHAIN.none) await this.#stillCanonical(row);
     }
     if (reopened > 0) await this.#settle();
+  }
+
+  /** One settlement of `#recheckSettled`; true when it was undone and its row reopened. */
+  async #recheckRow(row: ChainRequestRow, finalized: bigint | null): Promise<boolean> {
+    const status = await this.#onChainStatus(row);
+    if (status === ON_CHAIN.fulfilled || status === ON_CHAIN.refunded) {
+      await this.#confirmSettlement(row, status === ON_CHAIN.fulfilled ? 'fulfilled' : 'refunded', finalized);
+      return false;
+    }
+    if (
+      row.fulfilledTx === null ||
+      !(await this.#o.store.reopen(row.requestId, row.fulfilledTx, this.#o.now()))
+    )
+      return false;
+    this.#stats.undone++;
+    this.#o.log?.({
+      level: 'warn',
+      msg: 'a settlement was undone by a reorg deeper than the confirmations; settling again',
+      requestId: row.requestId,
+      tx: row.fulfilledTx,
+      onChain: status,
+    });
+    // Unknown to the contract: the request's own event went with the reorg. Mark it lost now; a
+    // refused request has nothing in the relay that would bring it to that check before a send.
+    if (status === ON_CHAIN.none) await this.#stillCanonical(row);
+    return true;
   }
 
   /** The chain's `finalized` block number, or null when its RPC names none. */
