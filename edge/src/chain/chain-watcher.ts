@@ -441,13 +441,7 @@ export class ChainWatcher {
         } catch (e) {
           // One row that cannot be settled now (an RPC error, a refused transaction) does not hold up
           // the others; it is tried again next pass.
-          this.#stats.errors++;
-          this.#o.log?.({
-            level: 'error',
-            msg: 'chain settlement failed',
-            requestId: row.requestId,
-            err: describe(e),
-          });
+          this.#rowFailed('chain settlement failed', row, e);
         }
       }
       if (!progressed || rows.length < 64) return;
@@ -498,16 +492,16 @@ export class ChainWatcher {
       } catch (e) {
         // One settlement that cannot be checked now (an RPC error) does not hold up the others; it is
         // checked again next time.
-        this.#stats.errors++;
-        this.#o.log?.({
-          level: 'error',
-          msg: 'checking a chain settlement failed',
-          requestId: row.requestId,
-          err: describe(e),
-        });
+        this.#rowFailed('checking a chain settlement failed', row, e);
       }
     }
     if (reopened > 0) await this.#settle();
+  }
+
+  /** A row whose step failed for now: counted and logged; it is tried again later. */
+  #rowFailed(msg: string, row: ChainRequestRow, e: unknown): void {
+    this.#stats.errors++;
+    this.#o.log?.({ level: 'error', msg, requestId: row.requestId, err: describe(e) });
   }
 
   /** One settlement of `#recheckSettled`; true when it was undone and its row reopened. */
