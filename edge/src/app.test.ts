@@ -348,5 +348,6 @@ describe('health and metrics', () => {
     expect(m).toContain('# TYPE synod_http_requests_total counter');
     expect(m).toMatch(/synod_history_requests\{status="verdict"\} \d+/);
     expect(m).toMatch(/synod_chain_requests\{status="fulfilled"\} 0/);
+    expect(m).toMatch(/^synod_chain_settlements_unfinal 0$/m);
   });
 });

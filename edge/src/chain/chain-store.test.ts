@@ -168,8 +168,10 @@ describe('ChainStore', () => {
     await s.recordRequest(event(1n), 1);
     expect(await s.claim(id(1n), hash('f1'), 2)).toBe(true);
     expect(await s.settled(id(1n), 'fulfilled', hash('f1'), 3)).toBe(true);
+    expect(await s.unfinalCount()).toBe(1);
     expect(await s.markFinal(id(1n), hash('f9'), 4)).toBe(false);
     expect(await s.markFinal(id(1n), hash('f1'), 5)).toBe(true);
+    expect(await s.unfinalCount()).toBe(0);
     expect(await s.markFinal(id(1n), hash('f1'), 6)).toBe(false);
     expect(await s.byRequestId(id(1n))).toMatchObject({ status: 'fulfilled', finalizedAt: 5 });
     expect(await s.unfinalized(ORACLE, 10)).toEqual([]);

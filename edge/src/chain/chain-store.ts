@@ -288,6 +288,17 @@ export class ChainStore {
     return r.length === 1;
   }
 
+  /** Settlements not yet found final, of every oracle (`/metrics`; read from the partial index). */
+  async unfinalCount(): Promise<number> {
+    const rows = await this.db
+      .select({ n: sql<number>`count(*)` })
+      .from(chainRequests)
+      .where(
+        and(sql`${chainRequests.status} in ('fulfilled', 'refunded')`, isNull(chainRequests.finalizedAt)),
+      );
+    return Number(rows[0]?.n ?? 0);
+  }
+
   /** Rows by status: of one oracle, or of every oracle (`/metrics`). */
   counts(o?: OracleRef): Promise<Record<ChainRequestStatus, number>> {
     return this.#counts(o === undefined ? undefined : and(...ChainStore.#of(o)));

@@ -29,11 +29,17 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     for (const [status, n] of Object.entries(counts)) {
       deps.metrics.set('synod_history_requests', 'Requests in the history by status', n, { status });
     }
-    for (const [status, n] of Object.entries(await new ChainStore(deps.store.db).counts())) {
+    const chain = new ChainStore(deps.store.db);
+    for (const [status, n] of Object.entries(await chain.counts())) {
       deps.metrics.set('synod_chain_requests', 'On-chain oracle requests by settlement status', n, {
         status,
       });
     }
+    deps.metrics.set(
+      'synod_chain_settlements_unfinal',
+      'Settlements on chain not yet final (checked until a reorg can no longer undo them)',
+      await chain.unfinalCount(),
+    );
     deps.metrics.set(
       'synod_queued_requests',
       'Requests admitted and waiting in the admission log for their coordinator',
