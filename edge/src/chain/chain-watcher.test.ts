@@ -612,11 +612,30 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
   });
 
   test('a settlement is checked until its block is finalized, then left alone', async () => {
-    const { oracle, store, w, requestId, tx } = await settledOnSideOracle('Final', 'no-such-model');
+    const { client } = bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey);
+    const calls = new Map<string | symbol, number>();
+    // Counts the RPC methods the watcher calls (a spy over the real client).
+    const counted = new Proxy(client, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver);
+        if (typeof v !== 'function') return v;
+        return (...args: unknown[]) => {
+          calls.set(prop, (calls.get(prop) ?? 0) + 1);
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const { oracle, store, w, requestId, tx } = await settledOnSideOracle('Final', 'no-such-model', {
+      client: counted,
+    });
     const ref = { chainId: chain.anvil.chainId, contract: oracle.toLowerCase() };
     try {
       const settledIn = (await chain.client.getTransactionReceipt({ hash: tx })).blockNumber;
+      calls.clear();
       await w.poll();
+      // A settlement that holds costs one receipt read per check, no status read.
+      expect(calls.get('getTransactionReceipt')).toBe(1);
+      expect(calls.get('readContract')).toBeUndefined();
       // anvil finalizes 64 blocks under its head: not yet.
       expect((await chain.client.getBlock({ blockTag: 'finalized' })).number).toBeLessThan(settledIn);
       expect(await store.byRequestId(requestId)).toMatchObject({ status: 'refunded', finalizedAt: null });
@@ -675,15 +694,15 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     const oracle = await chain.deployAnother();
     const store = new ChainStore(net.relay.store.db);
     const { client } = bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey);
-    let failFor: bigint | null = null;
-    // Test double over the real RPC: reading one request's status fails while `failFor` names it.
+    let failFor: string | null = null;
+    // Test double over the real RPC: reading one transaction's receipt fails while `failFor` names it.
     const flaky = new Proxy(client, {
       get(target, prop, receiver) {
-        if (prop !== 'readContract') return Reflect.get(target, prop, receiver);
-        return (args: { args?: readonly unknown[] }) =>
-          failFor !== null && args.args?.[0] === failFor
+        if (prop !== 'getTransactionReceipt') return Reflect.get(target, prop, receiver);
+        return (args: { hash: `0x${string}` }) =>
+          args.hash === failFor
             ? Promise.reject(new Error('RPC timeout'))
-            : (target.readContract as (a: unknown) => Promise<unknown>)(args);
+            : target.getTransactionReceipt(args);
       },
     });
     const w = sideWatcher(oracle, { client: flaky, confirmations: 0, settledCheckMs: 0 });
@@ -700,7 +719,8 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       );
       await chain.mine(64);
       // The newest (b) is checked first; a's check fails, and b is still made final.
-      failFor = a.requestNo;
+      failFor = (await store.byRequestId(idOf(a.requestNo)))?.fulfilledTx ?? null;
+      expect(failFor).not.toBeNull();
       const errors = w.stats().errors;
       await w.poll();
       expect((await store.byRequestId(idOf(a.requestNo)))?.finalizedAt).toBeNull();

@@ -15,6 +15,7 @@ import {
   type PublicClient,
   parseEventLogs,
   type Transaction,
+  TransactionReceiptNotFoundError,
   type Transport,
   type WalletClient,
 } from 'viem';
@@ -506,22 +507,26 @@ export class ChainWatcher {
 
   /** One settlement of `#recheckSettled`; true when it was undone and its row reopened. */
   async #recheckRow(row: ChainRequestRow, finalized: bigint | null): Promise<boolean> {
-    const status = await this.#onChainStatus(row);
-    if (status === ON_CHAIN.fulfilled || status === ON_CHAIN.refunded) {
-      await this.#confirmSettlement(row, status === ON_CHAIN.fulfilled ? 'fulfilled' : 'refunded', finalized);
+    // A settled row always names its transaction (a CHECK holds it).
+    const tx = row.fulfilledTx as Hex;
+    // The common case, in one call: the row's own transaction is on the chain and settled the request.
+    const settledIn = await this.#settledBy(row, tx, row.status as 'fulfilled' | 'refunded');
+    if (settledIn !== null) {
+      await this.#finalIf(row, tx, settledIn, finalized);
       return false;
     }
-    if (
-      row.fulfilledTx === null ||
-      !(await this.#o.store.reopen(row.requestId, row.fulfilledTx, this.#o.now()))
-    )
+    const status = await this.#onChainStatus(row);
+    if (status === ON_CHAIN.fulfilled || status === ON_CHAIN.refunded) {
+      await this.#recordOther(row, status === ON_CHAIN.fulfilled ? 'fulfilled' : 'refunded', finalized);
       return false;
+    }
+    if (!(await this.#o.store.reopen(row.requestId, tx, this.#o.now()))) return false;
     this.#stats.undone++;
     this.#o.log?.({
       level: 'warn',
       msg: 'a settlement was undone by a reorg deeper than the confirmations; settling again',
       requestId: row.requestId,
-      tx: row.fulfilledTx,
+      tx,
       onChain: status,
     });
     // Unknown to the contract: the request's own event went with the reorg. Mark it lost now; a
@@ -540,67 +545,71 @@ export class ChainWatcher {
   }
 
   /**
-   * A row the contract holds settled (`kind`): the row follows the chain's settling transaction, and
-   * becomes final once that transaction's block is.
+   * The contract holds the request settled (`kind`), not by the row's transaction (a reorg took it, and
+   * the bridge's or anyone's settlement stands instead): the row follows the chain, and is final once
+   * that settlement's block is.
    */
-  async #confirmSettlement(
+  async #recordOther(
     row: ChainRequestRow,
     kind: 'fulfilled' | 'refunded',
     finalized: bigint | null,
   ): Promise<void> {
-    const now = this.#o.now();
-    const settlement = await this.#settlementOf(row, kind);
+    const settlement = await this.#settlementEvent(row, kind);
     // Settled, but the node does not show the event (yet): looked at again next check.
-    if (settlement === null || row.fulfilledTx === null) return;
-    let tx = row.fulfilledTx;
-    if (settlement.txHash !== tx || kind !== row.status) {
-      if (!(await this.#o.store.resettle(row.requestId, tx, kind, settlement.txHash, now))) return;
+    if (settlement === null) return;
+    const was = row.fulfilledTx as Hex;
+    if (settlement.txHash !== was || kind !== row.status) {
+      const now = this.#o.now();
+      if (!(await this.#o.store.resettle(row.requestId, was, kind, settlement.txHash, now))) return;
       this.#stats.resettled++;
       this.#o.log?.({
         level: 'warn',
         msg: 'the chain holds another settlement than the one recorded (a reorg); recorded as on chain',
         requestId: row.requestId,
-        was: { status: row.status, tx },
+        was: { status: row.status, tx: was },
         now: { status: kind, tx: settlement.txHash },
       });
-      tx = settlement.txHash;
-      row = { ...row, updatedAt: now };
+      row = { ...row, status: kind, fulfilledTx: settlement.txHash, updatedAt: now };
     }
-    const final =
-      finalized !== null
-        ? settlement.blockNumber <= finalized
-        : now - row.updatedAt >= this.#o.assumeFinalAfterMs;
-    if (final && (await this.#o.store.markFinal(row.requestId, tx, now))) this.#stats.finalized++;
+    await this.#finalIf(row, settlement.txHash, settlement.blockNumber, finalized);
   }
 
   /**
-   * The transaction and block that settled a row's request `kind` on chain: the row's own transaction
-   * when its receipt holds that settlement, else the oracle's settlement event (null if not found).
+   * Mark a settlement by `tx`, mined in `block`, final if it is: at or below the chain's `finalized`
+   * block, or, on a chain that names none, recorded `assumeFinalAfterMs` ago.
    */
-  async #settlementOf(
+  async #finalIf(row: ChainRequestRow, tx: Hex, block: bigint, finalized: bigint | null): Promise<void> {
+    const now = this.#o.now();
+    const final = finalized !== null ? block <= finalized : now - row.updatedAt >= this.#o.assumeFinalAfterMs;
+    if (final && (await this.#o.store.markFinal(row.requestId, tx, now))) this.#stats.finalized++;
+  }
+
+  /** The block of `tx` if its receipt is on the chain and holds this oracle's `kind` settlement of the row. */
+  async #settledBy(row: ChainRequestRow, tx: Hex, kind: 'fulfilled' | 'refunded'): Promise<bigint | null> {
+    const receipt = await this.#o.client.getTransactionReceipt({ hash: tx }).catch((e: unknown) => {
+      if (e instanceof TransactionReceiptNotFoundError) return null;
+      throw e;
+    });
+    if (receipt?.status !== 'success') return null;
+    const requestNo = BigInt(row.requestNo);
+    const held = parseEventLogs({
+      abi: synodOracleAbi,
+      logs: receipt.logs.filter((l) => l.address.toLowerCase() === this.#ref.contract),
+      eventName: kind === 'fulfilled' ? 'LLMFulfilled' : 'LLMRefunded',
+    }).some((l) => l.args.requestNo === requestNo);
+    return held ? receipt.blockNumber : null;
+  }
+
+  /** The oracle's latest `kind` settlement event of a row's request: its transaction and block, or null. */
+  async #settlementEvent(
     row: ChainRequestRow,
     kind: 'fulfilled' | 'refunded',
   ): Promise<{ txHash: Hex; blockNumber: bigint } | null> {
-    const eventName = kind === 'fulfilled' ? 'LLMFulfilled' : 'LLMRefunded';
-    const requestNo = BigInt(row.requestNo);
-    if (row.fulfilledTx !== null) {
-      const receipt = await this.#o.client
-        .getTransactionReceipt({ hash: row.fulfilledTx as Hex })
-        .catch(() => null);
-      if (receipt?.status === 'success') {
-        const held = parseEventLogs({
-          abi: synodOracleAbi,
-          logs: receipt.logs.filter((l) => l.address.toLowerCase() === this.#ref.contract),
-          eventName,
-        }).some((l) => l.args.requestNo === requestNo);
-        if (held) return { txHash: receipt.transactionHash, blockNumber: receipt.blockNumber };
-      }
-    }
     const events = await this.#o.client.getContractEvents({
       address: this.#o.oracle,
       abi: synodOracleAbi,
-      eventName,
-      args: { requestNo },
+      eventName: kind === 'fulfilled' ? 'LLMFulfilled' : 'LLMRefunded',
+      args: { requestNo: BigInt(row.requestNo) },
       fromBlock: BigInt(row.blockNumber),
     });
     const last = events.at(-1);
@@ -809,7 +818,12 @@ export class ChainWatcher {
     const status = await this.#onChainStatus(row);
     if (status !== ON_CHAIN.fulfilled && status !== ON_CHAIN.refunded) return false;
     const kind = status === ON_CHAIN.fulfilled ? 'fulfilled' : 'refunded';
-    const tx = ours ?? (await this.#settlementOf(row, kind))?.txHash ?? (row.fulfilledTx as Hex | null);
+    const mine = row.fulfilledTx as Hex | null;
+    const tx =
+      ours ??
+      (mine !== null && (await this.#settledBy(row, mine, kind)) !== null
+        ? mine
+        : ((await this.#settlementEvent(row, kind))?.txHash ?? mine));
     if (tx === null) return false;
     if (await this.#o.store.settled(row.requestId, kind, tx, this.#o.now())) {
       this.#stats[kind]++;
