@@ -151,64 +151,47 @@ export class ChainStore {
    * Claim a pending row for the settlement transaction `txHash` (signed, not yet sent): true if this
    * call claimed it, false if it is no longer pending or already has a transaction.
    */
-  async claim(requestId: string, txHash: string, now: number): Promise<boolean> {
-    const r = await this.db
-      .update(chainRequests)
-      .set({ fulfilledTx: txHash, updatedAt: now })
-      .where(
-        and(
-          eq(chainRequests.requestId, requestId),
-          eq(chainRequests.status, 'pending'),
-          isNull(chainRequests.fulfilledTx),
-        ),
-      )
-      .returning({ requestId: chainRequests.requestId });
-    return r.length === 1;
+  claim(requestId: string, txHash: string, now: number): Promise<boolean> {
+    return this.#update(
+      requestId,
+      { fulfilledTx: txHash, updatedAt: now },
+      eq(chainRequests.status, 'pending'),
+      isNull(chainRequests.fulfilledTx),
+    );
   }
 
   /** Move a claim from one transaction to its replacement (same nonce): true if the row had `from`. */
-  async replaceClaim(requestId: string, from: string, to: string, now: number): Promise<boolean> {
-    const r = await this.db
-      .update(chainRequests)
-      .set({ fulfilledTx: to, updatedAt: now })
-      .where(
-        and(
-          eq(chainRequests.requestId, requestId),
-          eq(chainRequests.status, 'pending'),
-          eq(chainRequests.fulfilledTx, from),
-        ),
-      )
-      .returning({ requestId: chainRequests.requestId });
-    return r.length === 1;
+  replaceClaim(requestId: string, from: string, to: string, now: number): Promise<boolean> {
+    return this.#update(
+      requestId,
+      { fulfilledTx: to, updatedAt: now },
+      eq(chainRequests.status, 'pending'),
+      eq(chainRequests.fulfilledTx, from),
+    );
   }
 
   /** Forget a claim whose transaction never reached the chain (it may be claimed again). */
   async release(requestId: string, txHash: string, now: number): Promise<void> {
-    await this.db
-      .update(chainRequests)
-      .set({ fulfilledTx: null, updatedAt: now })
-      .where(
-        and(
-          eq(chainRequests.requestId, requestId),
-          eq(chainRequests.status, 'pending'),
-          eq(chainRequests.fulfilledTx, txHash),
-        ),
-      );
+    await this.#update(
+      requestId,
+      { fulfilledTx: null, updatedAt: now },
+      eq(chainRequests.status, 'pending'),
+      eq(chainRequests.fulfilledTx, txHash),
+    );
   }
 
   /** The request is settled on chain (by `txHash`): `fulfilled` or `refunded`, from `pending` only. */
-  async settled(
+  settled(
     requestId: string,
     status: Extract<ChainRequestStatus, 'fulfilled' | 'refunded'>,
     txHash: string,
     now: number,
   ): Promise<boolean> {
-    const r = await this.db
-      .update(chainRequests)
-      .set({ status, fulfilledTx: txHash, updatedAt: now, finalizedAt: null })
-      .where(and(eq(chainRequests.requestId, requestId), inArray(chainRequests.status, ['pending'])))
-      .returning({ requestId: chainRequests.requestId });
-    return r.length === 1;
+    return this.#update(
+      requestId,
+      { status, fulfilledTx: txHash, updatedAt: now, finalizedAt: null },
+      eq(chainRequests.status, 'pending'),
+    );
   }
 
   /**
@@ -268,22 +251,33 @@ export class ChainStore {
   }
 
   /** Update a row settled by `txHash` and not yet final; true if there was one. */
-  async #updateUnfinal(
+  #updateUnfinal(
     requestId: string,
     txHash: string,
     set: Partial<typeof chainRequests.$inferInsert>,
   ): Promise<boolean> {
+    return this.#update(
+      requestId,
+      set,
+      inArray(chainRequests.status, ['fulfilled', 'refunded']),
+      eq(chainRequests.fulfilledTx, txHash),
+      isNull(chainRequests.finalizedAt),
+    );
+  }
+
+  /**
+   * Every settlement step: one conditional update of a row on the state it must be in (`conditions`),
+   * so two watchers, or one restarted mid-way, never both take it. True if the row was in that state.
+   */
+  async #update(
+    requestId: string,
+    set: Partial<typeof chainRequests.$inferInsert>,
+    ...conditions: SQL[]
+  ): Promise<boolean> {
     const r = await this.db
       .update(chainRequests)
       .set(set)
-      .where(
-        and(
-          eq(chainRequests.requestId, requestId),
-          inArray(chainRequests.status, ['fulfilled', 'refunded']),
-          eq(chainRequests.fulfilledTx, txHash),
-          isNull(chainRequests.finalizedAt),
-        ),
-      )
+      .where(and(eq(chainRequests.requestId, requestId), ...conditions))
       .returning({ requestId: chainRequests.requestId });
     return r.length === 1;
   }
