@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { synodOracleAbi } from '@synod/contracts/abi';
-import { encodeFunctionData, keccak256, toHex } from 'viem';
+import { encodeFunctionData, HttpRequestError, InvalidParamsRpcError, keccak256, toHex } from 'viem';
 import { relayDefaults } from '../inference-input.ts';
 import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
@@ -660,13 +660,19 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
   test('on a chain that names no finalized block, a settlement counts as final after assumeFinalAfterMs', async () => {
     let clock = Date.now();
     const { client } = bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey);
-    // Test double over the real RPC: the `finalized` tag is refused, as by a node without it.
+    let unreachable = false;
+    // Test double over the real RPC: the `finalized` tag is refused, as by a node without it (or, while
+    // `unreachable`, the request fails in transport: that says nothing about the tag).
     const noFinalized = new Proxy(client, {
       get(target, prop, receiver) {
         if (prop !== 'getBlock') return Reflect.get(target, prop, receiver);
         return (args: Parameters<typeof client.getBlock>[0]) => {
           if (args && 'blockTag' in args && args.blockTag === 'finalized')
-            return Promise.reject(new Error('unknown block tag finalized'));
+            return Promise.reject(
+              unreachable
+                ? new HttpRequestError({ url: chain.anvil.url, details: 'connection reset' })
+                : new InvalidParamsRpcError(new Error('unknown block tag finalized')),
+            );
           return target.getBlock(args);
         };
       },
@@ -682,6 +688,13 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       await w.poll();
       expect((await store.byRequestId(requestId))?.finalizedAt).toBeNull();
       clock += 2_000;
+      // Old enough, but the RPC cannot be reached: nothing is taken as final, and the pass counts an error.
+      unreachable = true;
+      const errors = w.stats().errors;
+      await w.poll();
+      expect((await store.byRequestId(requestId))?.finalizedAt).toBeNull();
+      expect(w.stats().errors).toBe(errors + 1);
+      unreachable = false;
       await w.poll();
       expect((await store.byRequestId(requestId))?.finalizedAt).toBe(clock);
       expect(w.stats().finalized).toBe(1);

@@ -11,9 +11,11 @@ import {
   decodeEventLog,
   encodeFunctionData,
   type Hex,
+  HttpRequestError,
   keccak256,
   type PublicClient,
   parseEventLogs,
+  TimeoutError,
   type Transaction,
   TransactionReceiptNotFoundError,
   type Transport,
@@ -535,11 +537,17 @@ export class ChainWatcher {
     return true;
   }
 
-  /** The chain's `finalized` block number, or null when its RPC names none. */
+  /**
+   * The chain's `finalized` block number, or null when its RPC names none (it refuses the tag). An RPC
+   * that cannot be reached says nothing about the tag: that error fails the check, and nothing is taken
+   * as final by age meanwhile.
+   */
   async #finalizedBlock(): Promise<bigint | null> {
     try {
       return (await this.#o.client.getBlock({ blockTag: 'finalized' })).number;
-    } catch {
+    } catch (e) {
+      if (e instanceof BaseError && e.walk((x) => x instanceof HttpRequestError || x instanceof TimeoutError))
+        throw e;
       return null;
     }
   }
