@@ -1,9 +1,12 @@
 /**
  * Two Bun relays over one libSQL database serve the same history. Relay A has the serving nodes on its
  * network; relay B shares only the database (its node is alone on a network of its own), so everything
- * B serves about A's requests came through libSQL. Run over a real sqld, and over one libSQL file.
+ * B serves about A's requests came through libSQL. Run over a real sqld, over one libSQL file, and with
+ * B on an embedded replica of A's sqld (reads from its own local file, writes forwarded to sqld).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryNetwork } from '@synod/browser-node';
 import { NodeKey } from '@synod/shared';
@@ -19,20 +22,22 @@ function settled(v: unknown): unknown {
   return rest;
 }
 
-for (const backend of ['sqld', 'file'] as const) {
+for (const backend of ['sqld', 'file', 'replica'] as const) {
   describe(`two relays over one database (${backend})`, () => {
     let sqld: RunningSqld | undefined;
+    const replicaDir = mkdtempSync(join(tmpdir(), 'synod-replica-'));
     let a: TestNetwork | undefined;
     let b: RunningRelay | undefined;
 
     beforeAll(async () => {
-      if (backend === 'sqld') sqld = await startSqld();
+      if (backend !== 'file') sqld = await startSqld();
       a = await startTestNetwork(sqld ? { dbUrl: sqld.url } : {});
       // Relay A created (and migrated) the database first; B opens the same one.
       const dbUrl = sqld?.url ?? `file:${join(a.dir, 'relay.db')}`;
       const keyB = await NodeKey.fromSeed(new Uint8Array(32).fill(91));
       b = await startRelay({
         dbUrl,
+        ...(backend === 'replica' ? { replicaPath: join(replicaDir, 'replica.db') } : {}),
         key: keyB,
         transports: [new MemoryNetwork().join(keyB.nodeId)],
         embedders: [a.servings[0]?.embedder ?? { id: 'x', fileHash: '0'.repeat(64), bits: 512 }],
@@ -41,7 +46,12 @@ for (const backend of ['sqld', 'file'] as const) {
     }, 120_000);
 
     afterAll(async () => {
-      for (const stop of [() => b?.stop(), () => a?.close(), () => sqld?.stop()]) {
+      for (const stop of [
+        () => b?.stop(),
+        () => a?.close(),
+        () => sqld?.stop(),
+        () => rmSync(replicaDir, { recursive: true, force: true }),
+      ]) {
         try {
           await stop();
         } catch (e) {
@@ -98,6 +108,21 @@ for (const backend of ['sqld', 'file'] as const) {
       const nodesB = (await get(b, '/v1/nodes')).json as { nodes: { nodeId: string }[] };
       for (const n of a?.nodes ?? []) expect(nodesB.nodes.map((x) => x.nodeId)).toContain(n.nodeId);
     }, 120_000);
+
+    test('a request accepted by B is stored for both: A serves it as well', async () => {
+      const r = await fetch(`${b?.url}/v1/inference`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${a?.apiKey}` },
+        body: JSON.stringify({ prompt: 'A small boat', params: { maxTokens: 8 } }),
+      });
+      expect(r.status).toBe(202);
+      const { requestId } = (await r.json()) as { requestId: string };
+      // B reads its own write back at once (on a replica too), and A finds it in the shared database.
+      expect((await get(b, `/v1/inference/${requestId}`)).status).toBe(200);
+      const atA = await get(a?.relay, `/v1/inference/${requestId}`);
+      expect(atA.status).toBe(200);
+      expect(atA.json['requestId']).toBe(requestId);
+    }, 60_000);
 
     test('an Idempotency-Key used at A is replayed, not duplicated, at B', async () => {
       const body = { prompt: 'The red ball', params: { maxTokens: 8 } };

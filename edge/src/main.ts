@@ -26,6 +26,7 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --db URL               libSQL URL: file:PATH, http://HOST:PORT (sqld)  [file:.data/relay/history.db]
   --db-auth-token-env V  environment variable with the libSQL auth token  [SYNOD_DB_AUTH_TOKEN]
   --replica FILE         embedded replica file synced from --db (read scale-out)
+  --replica-sync-ms N    how often the replica pulls the server's changes   [1000]
   --identity FILE        sealed relay key (created when absent)           [.data/relay/identity.json]
   --passphrase-env VAR   environment variable holding the passphrase       [SYNOD_PASSPHRASE]
   --host ADDR            HTTP and P2P listen address                       [127.0.0.1]
@@ -90,6 +91,7 @@ async function main(argv: string[]): Promise<number> {
         db: { type: 'string', default: 'file:.data/relay/history.db' },
         'db-auth-token-env': { type: 'string', default: 'SYNOD_DB_AUTH_TOKEN' },
         replica: { type: 'string' },
+        'replica-sync-ms': { type: 'string', default: '1000' },
         identity: { type: 'string', default: '.data/relay/identity.json' },
         'passphrase-env': { type: 'string', default: 'SYNOD_PASSPHRASE' },
         host: { type: 'string', default: '127.0.0.1' },
@@ -137,6 +139,11 @@ async function main(argv: string[]): Promise<number> {
       console.error(`synod-relay: --${name} must be a port number`);
       return 2;
     }
+  }
+  const replicaSyncMs = Number(values['replica-sync-ms']);
+  if (!(Number.isFinite(replicaSyncMs) && replicaSyncMs > 0)) {
+    console.error('synod-relay: --replica-sync-ms must be a positive number');
+    return 2;
   }
   const keyEnv = values['bridge-key-env'] as string;
   const chain = parseChainBridge(
@@ -195,7 +202,7 @@ async function main(argv: string[]): Promise<number> {
     const relay = await startRelay({
       dbUrl,
       ...(authToken ? { dbAuthToken: authToken } : {}),
-      ...(values['replica'] ? { replicaPath: values['replica'] as string } : {}),
+      ...(values['replica'] ? { replicaPath: values['replica'] as string, replicaSyncMs } : {}),
       key,
       transports: gun ? [waku, gun] : [waku],
       embedders: [USE_LITE],

@@ -33,6 +33,8 @@ export interface RelayOptions {
   dbAuthToken?: string;
   /** Embedded replica: a local file synced from `dbUrl` (reads served locally). */
   replicaPath?: string;
+  /** How often the embedded replica pulls changes from `dbUrl`. Default 1000 ms. */
+  replicaSyncMs?: number;
   key: NodeKey;
   transports: Transport[];
   embedders: EmbeddingModelRef[];
@@ -97,12 +99,43 @@ export function isLocalFile(dbUrl: string, replicaPath?: string): boolean {
   return isLocal(dbUrl, replicaPath) && !dbUrl.includes(':memory:');
 }
 
-export async function openHistory(dbUrl: string, authToken?: string, replicaPath?: string) {
+/** How often an embedded replica pulls the primary's changes, by default. */
+export const DEFAULT_REPLICA_SYNC_MS = 1_000;
+
+/**
+ * The history database, migrated. With `replicaPath`, an embedded replica of `dbUrl` (a libSQL
+ * server): reads are served from the local file, writes (and the reads inside a write transaction)
+ * go to the server and are read back at once; what other relays write arrives every `replicaSyncMs`.
+ * The replica is brought up to date before the migrations run, so they see the server's schema.
+ */
+export async function openHistory(
+  dbUrl: string,
+  authToken?: string,
+  replicaPath?: string,
+  replicaSyncMs = DEFAULT_REPLICA_SYNC_MS,
+) {
+  if (replicaPath !== undefined && !(replicaSyncMs > 0)) {
+    throw new RangeError('replicaSyncMs must be a positive number of milliseconds');
+  }
   const opened = createClient(
     replicaPath
-      ? { url: `file:${replicaPath}`, syncUrl: dbUrl, ...(authToken ? { authToken } : {}) }
+      ? {
+          url: `file:${replicaPath}`,
+          syncUrl: dbUrl,
+          syncInterval: replicaSyncMs / 1000,
+          readYourWrites: true,
+          ...(authToken ? { authToken } : {}),
+        }
       : { url: dbUrl, timeout: BUSY_TIMEOUT_MS, ...(authToken ? { authToken } : {}) },
   );
+  if (replicaPath) {
+    try {
+      await opened.sync();
+    } catch (e) {
+      opened.close();
+      throw e;
+    }
+  }
   // The file client's pool would otherwise let two of this process's write transactions meet as two
   // connections (SQLITE_BUSY): see SerializedWritesClient.
   const client = isLocal(dbUrl, replicaPath) ? new SerializedWritesClient(opened) : opened;
@@ -124,7 +157,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   const now = o.now ?? (() => Date.now());
   const random = o.random ?? ((n: number) => crypto.getRandomValues(new Uint8Array(n)));
   const log = o.log ?? (() => undefined);
-  const { client, store } = await openHistory(o.dbUrl, o.dbAuthToken, o.replicaPath);
+  const { client, store } = await openHistory(o.dbUrl, o.dbAuthToken, o.replicaPath, o.replicaSyncMs);
   const intake = new IntakeStore(client);
   let network: InProcessRelayNetwork | undefined;
   let dispatcher: Dispatcher | undefined;
