@@ -99,6 +99,37 @@ describe('POST /v1/inference and the request lifecycle', () => {
     expect((await byOrigin('chain')).map((i) => i.requestId)).not.toContain(requestId);
   });
 
+  test('history pages through every request once, newest first, by its cursor', async () => {
+    const ids: string[] = [];
+    for (const prompt of ['One day', 'A dog', 'The sun']) {
+      const r = await post('/v1/inference', { prompt, params: { maxTokens: 4 } });
+      ids.push(((await r.json()) as { requestId: string }).requestId);
+    }
+    // In the history once dispatched (the admission log is not listed).
+    for (const id of ids) await waitForStatus(id, ['pending', 'sealed', 'verdict', 'no-consensus']);
+    type Page = { items: { requestId: string; createdAt: number }[]; nextCursor: string | null };
+    const page = async (query: string) => (await (await req(`/v1/history?${query}`)).json()) as Page;
+    const all = await page('limit=200');
+    expect(all.nextCursor).toBeNull();
+    for (const id of ids) expect(all.items.map((i) => i.requestId)).toContain(id);
+    const order = all.items.map((i) => [i.createdAt, i.requestId] as const);
+    const sorted = [...order].sort((a, b) => b[0] - a[0] || (b[1] < a[1] ? -1 : b[1] > a[1] ? 1 : 0));
+    expect(order).toEqual(sorted);
+
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const p: Page = await page(`limit=2${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`);
+      expect(p.items.length).toBeLessThanOrEqual(2);
+      seen.push(...p.items.map((i) => i.requestId));
+      cursor = p.nextCursor;
+      pages++;
+    } while (cursor !== null && pages < 100);
+    expect(seen).toEqual(all.items.map((i) => i.requestId));
+    expect(pages).toBe(Math.ceil(all.items.length / 2));
+  });
+
   test('server-sent events stream status changes until the verdict', async () => {
     const r = await post('/v1/inference', { prompt: 'The cat', params: { maxTokens: 16 } });
     const { requestId } = (await r.json()) as { requestId: string };
@@ -282,6 +313,7 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
     ['bad history filter', () => req('/v1/history?status=done'), 400, 'INVALID_INPUT'],
     ['bad history limit', () => req('/v1/history?limit=10000'), 400, 'INVALID_INPUT'],
     ['bad history origin', () => req('/v1/history?origin=mail'), 400, 'INVALID_INPUT'],
+    ['bad history cursor', () => req('/v1/history?cursor=yesterday'), 400, 'INVALID_INPUT'],
     ['unknown route', () => req('/v2/nothing'), 404, 'NOT_FOUND'],
   ];
 
@@ -335,6 +367,68 @@ describe('quotas', () => {
       expect(Object.values(counts).reduce((a, b) => a + b, 0) + queued).toBe(1);
     } finally {
       await small.close();
+    }
+  });
+});
+
+describe('rate limits', () => {
+  test('past its burst a caller gets 429 RATE_LIMITED with Retry-After, and nothing is stored', async () => {
+    const limited = await startTestNetwork({
+      nodes: 1,
+      config: { rateLimit: { ratePerSecond: 0.5, burst: 2 } },
+    });
+    try {
+      const send = (path: string) =>
+        limited.relay.app.request(`http://127.0.0.1${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${limited.apiKey}` },
+          body: JSON.stringify({
+            model: 'stories260K',
+            messages: [{ role: 'user', content: 'a' }],
+            max_tokens: 4,
+          }),
+        });
+      const submit = () =>
+        limited.relay.app.request('http://127.0.0.1/v1/inference', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${limited.apiKey}` },
+          body: JSON.stringify({ prompt: 'a', params: { maxTokens: 4 }, frame: { quorum: 1 } }),
+        });
+      expect([(await submit()).status, (await submit()).status]).toEqual([202, 202]);
+      const stored = async () =>
+        Object.values(await limited.relay.store.counts()).reduce((a, b) => a + b, 0) +
+        (await limited.relay.intake.count());
+      const before = await stored();
+
+      const r = await submit();
+      expect(r.status).toBe(429);
+      const body = (await r.json()) as { error: { code: string; details: { retryAfterMs: number } } };
+      expect(body.error.code).toBe('RATE_LIMITED');
+      // One token every 2 s at 0.5/s.
+      expect(body.error.details.retryAfterMs).toBeGreaterThan(1_000);
+      expect(body.error.details.retryAfterMs).toBeLessThanOrEqual(2_000);
+      expect(r.headers.get('retry-after')).toBe('2');
+      // The same caller on the OpenAI route: an OpenAI-style body, the same header.
+      const chat = await send('/v1/chat/completions');
+      expect(chat.status).toBe(429);
+      expect(((await chat.json()) as { error: { code: string } }).error.code).toBe('RATE_LIMITED');
+      expect(chat.headers.get('retry-after')).toBe('2');
+      expect(await stored()).toBe(before);
+
+      // The public verifier is limited per client address, apart from API keys.
+      const verify = () =>
+        limited.relay.app.request('http://127.0.0.1/v1/verify', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ packets: [] }),
+        });
+      expect([(await verify()).status, (await verify()).status]).not.toContain(429);
+      const v = await verify();
+      expect(v.status).toBe(429);
+      expect(((await v.json()) as { error: { code: string } }).error.code).toBe('RATE_LIMITED');
+      expect(v.headers.get('retry-after')).toBe('2');
+    } finally {
+      await limited.close();
     }
   });
 });

@@ -48,7 +48,7 @@ export function createApp(deps: EdgeDeps): Hono {
     if (e.status >= 500)
       console.error(JSON.stringify({ level: 'error', msg: 'unhandled', err: String(err) }));
     if (c.req.path.startsWith('/v1/chat')) return openAiError(c, e);
-    return c.json(e.body(), e.status);
+    return c.json(e.body(), e.status, e.headers);
   });
 
   return app;

@@ -9,6 +9,7 @@ import { MemoryMachineStore, MemoryNetwork, SynodNode } from '@synod/browser-nod
 import { NodeKey } from '@synod/shared';
 import { loadTestServing, type TestServing } from '../../browser-node/src/node/test-helpers.ts';
 import { createApiKey } from './auth/api-keys.ts';
+import type { EdgeConfig } from './config.ts';
 import { type ChainBridgeOptions, type RunningRelay, startRelay } from './runtime/bun.ts';
 
 export interface TestNetwork {
@@ -27,6 +28,7 @@ export async function startTestNetwork(
     dbUrl?: string;
     gatewaySecret?: string;
     chain?: ChainBridgeOptions;
+    config?: Partial<EdgeConfig>;
   } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'synod-edge-'));
@@ -65,6 +67,7 @@ export async function startTestNetwork(
     configuredModels: ['stories260K'],
     ...(options.gatewaySecret ? { gatewaySecret: options.gatewaySecret } : {}),
     ...(options.chain ? { chain: options.chain } : {}),
+    ...(options.config ? { config: options.config } : {}),
   });
   for (const n of nodes) await n.start();
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));

@@ -36,6 +36,7 @@ export class HttpError extends Error {
     message: string,
     readonly details?: Record<string, unknown>,
     readonly hint?: string,
+    /** Response headers that go with the error (the app's error handlers send them). */
     readonly headers?: Record<string, string>,
   ) {
     super(message);
@@ -61,6 +62,21 @@ export function edgeError(
   hint?: string,
 ): HttpError {
   return new HttpError(status, code, message, details, hint);
+}
+
+/**
+ * 429 RATE_LIMITED for a caller who must wait `waitMs` before a retry: the wait in the details, and a
+ * `Retry-After` header in whole seconds (at least 1).
+ */
+export function rateLimitedError(waitMs: number): HttpError {
+  return new HttpError(
+    429,
+    'RATE_LIMITED',
+    `too many requests; retry in ${waitMs} ms`,
+    { retryAfterMs: waitMs },
+    undefined,
+    { 'retry-after': String(Math.max(1, Math.ceil(waitMs / 1000))) },
+  );
 }
 
 /** HTTP status for a protocol error: all are the client's fault except internal invariants. */

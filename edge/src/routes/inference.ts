@@ -3,7 +3,7 @@ import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { authenticate, type Caller, utcDay } from '../http/auth.ts';
 import { parseJson, readBody } from '../http/body.ts';
-import { edgeError } from '../http/errors.ts';
+import { edgeError, rateLimitedError } from '../http/errors.ts';
 import { buildRequest, relayDefaults } from '../inference-input.ts';
 import type { AdmissionOutcome } from '../store/intake-store.ts';
 import { findRequest, foundView, TERMINAL } from '../views.ts';
@@ -40,13 +40,7 @@ export async function submit(
   const bytes = await readBody(c, deps.config.bodyLimit);
   const caller = await authenticate(c, deps.store, deps.apiKeys, bytes, now, deps.config.signedQuotaPerDay);
   const wait = deps.limiter.take(caller.id);
-  if (wait > 0) {
-    const e = edgeError(429, 'RATE_LIMITED', `too many requests; retry in ${wait} ms`, {
-      retryAfterMs: wait,
-    });
-    c.header('retry-after', String(Math.ceil(wait / 1000)));
-    throw e;
-  }
+  if (wait > 0) throw rateLimitedError(wait);
   const raw = parseJson(bytes);
   const { body, json: bodyJson } = buildRequest(
     toInput(raw),

@@ -98,6 +98,7 @@ export function openAiError(c: Context, e: unknown): Response {
       },
     },
     h.status,
+    h.headers,
   );
 }
 

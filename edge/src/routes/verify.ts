@@ -1,7 +1,7 @@
 import { buildTranscript, verifyTranscript } from '@synod/shared';
 import type { Hono } from 'hono';
 import { parseJson, readBody } from '../http/body.ts';
-import { edgeError } from '../http/errors.ts';
+import { edgeError, rateLimitedError } from '../http/errors.ts';
 import type { EdgeDeps } from './deps.ts';
 import { requestIdParam } from './inference.ts';
 
@@ -14,7 +14,7 @@ import { requestIdParam } from './inference.ts';
 export function mountVerify(app: Hono, deps: EdgeDeps): void {
   app.post('/v1/verify', async (c) => {
     const wait = deps.limiter.take(`verify:${deps.clientAddress(c)}`);
-    if (wait > 0) throw edgeError(429, 'RATE_LIMITED', `too many requests; retry in ${wait} ms`);
+    if (wait > 0) throw rateLimitedError(wait);
     const raw = parseJson(await readBody(c, deps.config.verifyBodyLimit)) as Record<string, unknown> | null;
     const wrapped = raw !== null && typeof raw === 'object' && 'transcript' in raw;
     const transcript = wrapped ? raw['transcript'] : raw;
