@@ -1,0 +1,225 @@
+/**
+ * The README's first command, `npm start` (scripts/start.ts), as a user runs it: the whole local network
+ * (relay with its libSQL file, 3 headless nodes with the offline models, the web app, anvil with a fresh
+ * SynodOracle) comes up on 127.0.0.1, the printed curl and `openai`-client examples work as printed, and
+ * Ctrl-C (SIGINT) stops every process it started. Ports and the data directory are moved out of the way
+ * through the documented environment variables.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Subprocess } from 'bun';
+import OpenAI from 'openai';
+import { freePort, waitUntil } from '../edge/src/test-servers.ts';
+
+const ROOT = resolve(import.meta.dir, '..');
+const data = mkdtempSync(join(tmpdir(), 'synod-npm-start-'));
+let proc: Subprocess<'ignore', 'pipe', 'pipe'>;
+let out = '';
+const ports = { relay: 0, web: 0, chain: 0 };
+
+/** The value printed after `label` in the start-up banner. */
+function printed(label: string): string {
+  const line = out.split('\n').find((l) => l.trimStart().startsWith(label));
+  const value = line
+    ?.slice(line.indexOf(label) + label.length)
+    .trim()
+    .split(/\s+/)[0];
+  if (!value) throw new Error(`npm start printed no "${label}"`);
+  return value;
+}
+
+/** Every process below `root` (children, their children, …), as pid → command line. */
+function descendants(root: number): Map<number, string> {
+  const parent = new Map<number, number>();
+  for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      // pid (comm) state ppid …: comm may hold spaces, so read after its closing parenthesis.
+      parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const found = new Map<number, string>();
+  const walk = (p: number) => {
+    for (const [pid, pp] of parent) {
+      if (pp === p && !found.has(pid)) {
+        found.set(pid, cmdline(pid));
+        walk(pid);
+      }
+    }
+  };
+  walk(root);
+  return found;
+}
+
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').slice(0, 160);
+  } catch {
+    return '';
+  }
+}
+
+/** Those of `pids` still running (not gone, not a zombie). */
+function alive(pids: Iterable<number>): string[] {
+  const left: string[] = [];
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z') left.push(`${pid}: ${cmdline(pid)}`);
+    } catch {
+      // gone
+    }
+  }
+  return left;
+}
+
+let started = new Map<number, string>();
+
+async function closed(port: number): Promise<boolean> {
+  try {
+    await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2_000) });
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+beforeAll(async () => {
+  ports.relay = await freePort();
+  ports.web = await freePort();
+  ports.chain = await freePort();
+  proc = Bun.spawn([process.execPath, 'scripts/start.ts'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      SYNOD_DATA_DIR: data,
+      SYNOD_RELAY_PORT: String(ports.relay),
+      SYNOD_WEB_PORT: String(ports.web),
+      SYNOD_CHAIN_PORT: String(ports.chain),
+    },
+    stdin: 'ignore',
+    stdout: 'pipe',
+    stderr: 'pipe',
+  });
+  const decoder = new TextDecoder();
+  void (async () => {
+    for await (const chunk of proc.stdout) out += decoder.decode(chunk, { stream: true });
+  })();
+  void (async () => {
+    for await (const chunk of proc.stderr) out += decoder.decode(chunk, { stream: true });
+  })();
+  await waitUntil(
+    'npm start',
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`npm start exited with ${proc.exitCode}:\n${out}`);
+      return out.includes('Press Ctrl-C to stop.');
+    },
+    240_000,
+    250,
+  );
+}, 300_000);
+
+afterAll(async () => {
+  // Whatever a failed run left behind is ended here, so no test run leaks processes.
+  for (const pid of [...started.keys(), ...descendants(proc?.pid ?? -1).keys()]) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  if (proc && proc.exitCode === null) {
+    proc.kill('SIGKILL');
+    await proc.exited;
+  }
+  rmSync(data, { recursive: true, force: true });
+});
+
+describe('npm start (the local network)', () => {
+  test('prints the URLs, and the printed curl and openai-client examples work', async () => {
+    const relay = printed('relay (HTTP API, OpenAI-compatible, verifier)');
+    expect(relay).toBe(`http://127.0.0.1:${ports.relay}`);
+    const apiKey = printed('development API key');
+    expect(apiKey).toMatch(/^synod_sk_[0-9a-f]{64}$/);
+    expect(printed('libSQL history')).toBe(join(data, 'relay.db'));
+    expect(existsSync(join(data, 'relay.db'))).toBe(true);
+    expect(out).toContain(`curl -s ${relay}/v1/inference`);
+    for (const i of [1, 2, 3]) expect(out).toMatch(new RegExp(`node ${i} {2}[0-9a-f]{16}… {2}health http`));
+
+    // The curl example.
+    const post = await fetch(`${relay}/v1/inference`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+      body: JSON.stringify({ prompt: 'Once upon a time', params: { maxTokens: 48 } }),
+    });
+    expect(post.status).toBe(202);
+    const { requestId } = (await post.json()) as { requestId: string };
+    let status = '';
+    await waitUntil(
+      'a verdict',
+      async () => {
+        status = ((await (await fetch(`${relay}/v1/inference/${requestId}`)).json()) as { status: string })
+          .status;
+        return ['verdict', 'no-consensus', 'expired', 'failed'].includes(status);
+      },
+      120_000,
+      250,
+    );
+    expect(status).toBe('verdict');
+
+    // The openai-client example, as printed.
+    const client = new OpenAI({ baseURL: `${relay}/v1`, apiKey, maxRetries: 0, timeout: 120_000 });
+    const r = await client.chat.completions.create({
+      model: 'stories260K',
+      messages: [{ role: 'user', content: 'Once upon a time' }],
+    });
+    expect(r.choices[0]?.message.content?.length).toBeGreaterThan(0);
+    expect((r as unknown as { synod: { verdictDigest: string } }).synod.verdictDigest).toMatch(
+      /^[0-9a-f]{64}$/,
+    );
+  }, 300_000);
+
+  test('the web app, the nodes and the chain bridge are up', async () => {
+    const web = printed('contributor web app (browser node)');
+    expect(web.startsWith(`http://127.0.0.1:${ports.web}`)).toBe(true);
+    expect((await fetch(web)).status).toBe(200);
+    const nodes = [...out.matchAll(/health (http:\/\/127\.0\.0\.1:\d+)\/healthz/g)].map((m) => m[1]);
+    expect(nodes).toHaveLength(3);
+    for (const n of nodes) expect((await fetch(`${n}/healthz`)).status).toBe(200);
+    const chain = JSON.parse(readFileSync(join(data, 'chain.json'), 'utf8')) as {
+      oracle: string;
+      rpc: string;
+    };
+    expect(printed('SynodOracle (callLLM), bridged by the relay')).toBe(chain.oracle);
+    expect(chain.rpc).toBe(`http://127.0.0.1:${ports.chain}`);
+    const code = (await (
+      await fetch(chain.rpc, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'eth_getCode',
+          params: [chain.oracle, 'latest'],
+        }),
+      })
+    ).json()) as { result: string };
+    expect(code.result.length).toBeGreaterThan(2);
+  }, 60_000);
+
+  test('Ctrl-C stops every process it started', async () => {
+    // The relay, 3 nodes, the web app and anvil at least (Bun may add helpers of its own).
+    started = descendants(proc.pid);
+    expect(started.size).toBeGreaterThanOrEqual(6);
+    proc.kill('SIGINT');
+    const code = await Promise.race([proc.exited, Bun.sleep(30_000).then(() => 'still running')]);
+    expect(code).toBe(0);
+    expect(out).toContain('stopping the local network');
+    expect(alive(started.keys())).toEqual([]);
+    for (const port of [ports.relay, ports.web, ports.chain]) expect(await closed(port)).toBe(true);
+  }, 60_000);
+});
