@@ -99,6 +99,30 @@ describe('POST /v1/inference and the request lifecycle', () => {
     expect((await byOrigin('chain')).map((i) => i.requestId)).not.toContain(requestId);
   });
 
+  test('/v1/nodes lists each node with its capabilities and the reputation its verdicts earned', async () => {
+    const r = await post('/v1/inference', { prompt: 'The little bird', params: { maxTokens: 8 } });
+    const { requestId } = (await r.json()) as { requestId: string };
+    expect((await waitForStatus(requestId, ['verdict', 'no-consensus'])).status).toBe('verdict');
+    type NodeRow = {
+      nodeId: string;
+      role: string;
+      models: { id: string }[];
+      reputation: { score: number; agreements: number; commits: number; invalid: number };
+    };
+    const listed = ((await (await req('/v1/nodes')).json()) as { nodes: NodeRow[] }).nodes;
+    for (const n of t.nodes) {
+      const row = listed.find((x) => x.nodeId === n.nodeId);
+      expect(row?.role).toBe('node');
+      expect(row?.models.map((m) => m.id)).toContain('stories260K');
+      // Every node of the quorum committed and agreed with the winner, at least in this request.
+      expect(row?.reputation.commits).toBeGreaterThanOrEqual(1);
+      expect(row?.reputation.agreements).toBeGreaterThanOrEqual(1);
+      expect(row?.reputation.invalid).toBe(0);
+      expect(row?.reputation.score).toBeGreaterThan(0);
+      expect(row?.reputation.score).toBeLessThanOrEqual(1);
+    }
+  });
+
   test('history pages through every request once, newest first, by its cursor', async () => {
     const ids: string[] = [];
     for (const prompt of ['One day', 'A dog', 'The sun']) {
