@@ -211,6 +211,31 @@ describe('npm start (the local network)', () => {
     expect(code.result.length).toBeGreaterThan(2);
   }, 60_000);
 
+  test('npm run chain:ask: callLLM on the local chain is answered on chain, and the answer re-verifies', async () => {
+    const ask = Bun.spawn(
+      [process.execPath, 'scripts/chain-ask.ts', 'Once upon a time', '--max-tokens', '16'],
+      {
+        cwd: ROOT,
+        env: { ...process.env, SYNOD_DATA_DIR: data },
+        stdout: 'pipe',
+        stderr: 'pipe',
+      },
+    );
+    const [said, err, code] = await Promise.all([
+      new Response(ask.stdout).text(),
+      new Response(ask.stderr).text(),
+      ask.exited,
+    ]);
+    expect({ code, err: code === 0 ? '' : err }).toEqual({ code: 0, err: '' });
+    expect(said).toMatch(/answer \(block \d+, tx 0x[0-9a-f]{64}\):/);
+    const digest = /verdict digest {3}(0x[0-9a-f]{64})/.exec(said)?.[1];
+    const verify = /re-verify {8}(\S+)/.exec(said)?.[1] ?? '';
+    expect(verify.startsWith(`http://127.0.0.1:${ports.relay}/v1/verify/`)).toBe(true);
+    const check = (await (await fetch(verify)).json()) as { ok: boolean; verdictDigest: string };
+    expect(check.ok).toBe(true);
+    expect(`0x${check.verdictDigest}`).toBe(digest ?? '');
+  }, 180_000);
+
   test('Ctrl-C stops every process it started', async () => {
     // The relay, 3 nodes, the web app and anvil at least (Bun may add helpers of its own).
     started = descendants(proc.pid);
