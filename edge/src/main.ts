@@ -6,14 +6,11 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { GunTransport } from '@synod/browser-node';
-import { loadOrCreateIdentity } from '@synod/browser-node/cli';
-import { createHeadlessWakuRelay, startGunRelay } from '@synod/browser-node/headless';
 import { isSynodError } from '@synod/shared';
 import { createApiKey, hashApiKey } from './auth/api-keys.ts';
 import { parseChainBridge } from './chain/bridge-config.ts';
 import { ChainBridgeError } from './chain/chain-watcher.ts';
-import { startRelay } from './runtime/bun.ts';
+import { openHistory } from './store/open-history.ts';
 
 const USE_LITE = {
   id: 'use-lite-512',
@@ -57,25 +54,48 @@ function log(e: Record<string, unknown>): void {
   console.log(JSON.stringify({ t: new Date().toISOString(), ...e }));
 }
 
+const KEYS_USAGE = 'usage: synod-relay keys create --label NAME [--quota N] [--db URL]';
+
 async function keysCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      label: { type: 'string' },
-      quota: { type: 'string', default: '1000' },
-      db: { type: 'string', default: 'file:.data/relay/history.db' },
-    },
-  });
-  const quota = Number(values.quota);
-  if (!values.label || !Number.isInteger(quota) || quota < 0) {
-    console.error('usage: synod-relay keys create --label NAME [--quota N] [--db URL]');
+  let values: { label?: string; quota?: string; db?: string };
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        label: { type: 'string' },
+        quota: { type: 'string', default: '1000' },
+        db: { type: 'string', default: 'file:.data/relay/history.db' },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`synod-relay: ${(e as Error).message}\n${KEYS_USAGE}`);
     return 2;
   }
-  const { openHistory } = await import('./runtime/bun.ts');
-  const { client, store } = await openHistory(values.db as string);
+  const quota = Number(values.quota);
+  if (!values.label || !Number.isInteger(quota) || quota < 0) {
+    console.error(KEYS_USAGE);
+    return 2;
+  }
+  const dbUrl = values.db as string;
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
-  await store.createApiKey({ id: k.id, hash: k.hash, label: values.label, quotaPerDay: quota }, Date.now());
-  client.close();
+  try {
+    if (dbUrl.startsWith('file:')) mkdirSync(dirname(resolve(dbUrl.slice(5))), { recursive: true });
+    const { client, store } = await openHistory(dbUrl);
+    try {
+      await store.createApiKey(
+        { id: k.id, hash: k.hash, label: values.label, quotaPerDay: quota },
+        Date.now(),
+      );
+    } finally {
+      client.close();
+    }
+  } catch (e) {
+    console.error(
+      `synod-relay: the key could not be stored in ${dbUrl}: ${String((e as Error)?.message ?? e)}`,
+    );
+    return 1;
+  }
   console.log(k.key);
   return 0;
 }
@@ -175,6 +195,19 @@ async function main(argv: string[]): Promise<number> {
   const dbUrl = values['db'] as string;
   if (dbUrl.startsWith('file:')) mkdirSync(dirname(resolve(dbUrl.slice(5))), { recursive: true });
   try {
+    // The node, its transports and the relay runtime load only here: `keys create` and `--help` need
+    // none of them (and Gun prints a welcome line on stdout when loaded).
+    const [
+      { GunTransport },
+      { loadOrCreateIdentity },
+      { createHeadlessWakuRelay, startGunRelay },
+      { startRelay },
+    ] = await Promise.all([
+      import('@synod/browser-node'),
+      import('@synod/browser-node/cli'),
+      import('@synod/browser-node/headless'),
+      import('./runtime/bun.ts'),
+    ]);
     const { key } = await loadOrCreateIdentity(values['identity'] as string, passphrase);
     const waku = await createHeadlessWakuRelay({
       host: values['host'] as string,

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openHistory } from '../runtime/bun.ts';
+import { openHistory } from '../store/open-history.ts';
 import { ChainStore } from './chain-store.ts';
 import type { OracleRequestEvent } from './oracle-request.ts';
 

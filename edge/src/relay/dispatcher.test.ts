@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NodeKey, packetId, type RequestBody, verifyPacket } from '@synod/shared';
-import { openHistory } from '../runtime/bun.ts';
 import { IntakeStore } from '../store/intake-store.ts';
+import { openHistory } from '../store/open-history.ts';
 import { testBody } from '../store/test-admissions.ts';
 import { Dispatcher } from './dispatcher.ts';
 

@@ -1,8 +1,6 @@
-import { type Client, createClient } from '@libsql/client';
+import type { Client } from '@libsql/client';
 import { LibsqlMachineStore, SynodNode, type Transport } from '@synod/browser-node';
 import type { EmbeddingModelRef, NodeKey } from '@synod/shared';
-import { historySchema } from '@synod/shared/history';
-import { drizzle } from 'drizzle-orm/libsql';
 import type { Hono } from 'hono';
 import { getConnInfo } from 'hono/bun';
 import { createApp } from '../app.ts';
@@ -18,12 +16,10 @@ import { GroupCommit } from '../relay/group-commit.ts';
 import { recordPacket } from '../relay/history-sink.ts';
 import { InProcessRelayNetwork } from '../relay/in-process.ts';
 import { mountInternal } from '../routes/internal.ts';
-import { HistoryStore } from '../store/history-store.ts';
+import type { HistoryStore } from '../store/history-store.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { IntakeWriterThread } from '../store/intake-writer-thread.ts';
-import { applyMigrations } from '../store/migrate.ts';
-import { MIGRATIONS } from '../store/migrations.gen.ts';
-import { SerializedWritesClient } from '../store/serialized-writes.ts';
+import { BUSY_TIMEOUT_MS, isLocalFile, openHistory } from '../store/open-history.ts';
 
 export type { ChainBridgeOptions } from '../chain/bridge-config.ts';
 
@@ -85,68 +81,6 @@ export interface RunningRelay {
 
 /** Admissions handed to the writer thread at once (more wait for the end of the event-loop turn). */
 const ADMISSION_HANDOVER = 8;
-
-/** How long a connection to a local file waits for another thread's or process's write lock. */
-const BUSY_TIMEOUT_MS = 5000;
-
-/** A database this process opens itself (a file or `:memory:`; not a server, not a replica). */
-function isLocal(dbUrl: string, replicaPath?: string): boolean {
-  return replicaPath === undefined && (dbUrl.startsWith('file:') || dbUrl === ':memory:');
-}
-
-/** A local database file (not in memory): one writer thread per file. */
-export function isLocalFile(dbUrl: string, replicaPath?: string): boolean {
-  return isLocal(dbUrl, replicaPath) && !dbUrl.includes(':memory:');
-}
-
-/** How often an embedded replica pulls the primary's changes, by default. */
-export const DEFAULT_REPLICA_SYNC_MS = 1_000;
-
-/**
- * The history database, migrated. With `replicaPath`, an embedded replica of `dbUrl` (a libSQL
- * server): reads are served from the local file, writes (and the reads inside a write transaction)
- * go to the server and are read back at once; what other relays write arrives every `replicaSyncMs`.
- * The replica is brought up to date before the migrations run, so they see the server's schema.
- */
-export async function openHistory(
-  dbUrl: string,
-  authToken?: string,
-  replicaPath?: string,
-  replicaSyncMs = DEFAULT_REPLICA_SYNC_MS,
-) {
-  if (replicaPath !== undefined && !(replicaSyncMs > 0)) {
-    throw new RangeError('replicaSyncMs must be a positive number of milliseconds');
-  }
-  const opened = createClient(
-    replicaPath
-      ? {
-          url: `file:${replicaPath}`,
-          syncUrl: dbUrl,
-          syncInterval: replicaSyncMs / 1000,
-          readYourWrites: true,
-          ...(authToken ? { authToken } : {}),
-        }
-      : { url: dbUrl, timeout: BUSY_TIMEOUT_MS, ...(authToken ? { authToken } : {}) },
-  );
-  if (replicaPath) {
-    try {
-      await opened.sync();
-    } catch (e) {
-      opened.close();
-      throw e;
-    }
-  }
-  // The file client's pool would otherwise let two of this process's write transactions meet as two
-  // connections (SQLITE_BUSY): see SerializedWritesClient.
-  const client = isLocal(dbUrl, replicaPath) ? new SerializedWritesClient(opened) : opened;
-  // A local file runs in WAL mode: one fsync per commit (synchronous stays FULL, so an acknowledged
-  // request survives power loss too), readers never block the writer; about 2.5x the accepted requests/s
-  // of the rollback journal (edge/bench). The mode is stored in the file.
-  if (!replicaPath && dbUrl.startsWith('file:')) await client.execute('PRAGMA journal_mode=WAL');
-  await applyMigrations(client, MIGRATIONS);
-  const store = new HistoryStore(drizzle(client, { schema: historySchema }));
-  return { client, store };
-}
 
 /**
  * The relay under Bun (the local default): libSQL (migrated on start), an in-process Synod node that

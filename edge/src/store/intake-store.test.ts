@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { LIMITS, REQUEST_ID_MAX_CHARS } from '@synod/shared';
 import { INTAKE_BLOCK_BITS } from '@synod/shared/history';
 import { buildRequest } from '../inference-input.ts';
-import { openHistory } from '../runtime/bun.ts';
 import type { Admission } from './intake-store.ts';
 import { IntakeStore, QUEUED_BY_ID } from './intake-store.ts';
+import { openHistory } from './open-history.ts';
 import { TEST_COORDINATOR, TEST_EMBEDDER, testAdmission, testBody } from './test-admissions.ts';
 
 const COORDINATOR = TEST_COORDINATOR;

@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RequestBody } from '@synod/shared';
-import { openHistory } from '../runtime/bun.ts';
 import { IntakeStore } from './intake-store.ts';
 import { IntakeWriterError, IntakeWriterThread } from './intake-writer-thread.ts';
+import { openHistory } from './open-history.ts';
 import { TEST_COORDINATOR, testAdmission } from './test-admissions.ts';
 
 const COORDINATOR = TEST_COORDINATOR;

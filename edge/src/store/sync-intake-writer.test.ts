@@ -2,8 +2,8 @@ import { afterAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openHistory } from '../runtime/bun.ts';
 import { type Admission, IntakeStore, intakeEntry } from './intake-store.ts';
+import { openHistory } from './open-history.ts';
 import { SyncIntakeWriter } from './sync-intake-writer.ts';
 import { TEST_COORDINATOR, testAdmission } from './test-admissions.ts';
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
 import { type RunningSqld, startSqld, waitUntil } from '../test-servers.ts';
-import { openHistory } from './bun.ts';
+import { openHistory } from './open-history.ts';
 
 let sqld: RunningSqld;
 const dir = mkdtempSync(join(tmpdir(), 'synod-replica-'));
