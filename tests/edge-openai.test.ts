@@ -132,4 +132,74 @@ describe('the openai client against the relay', () => {
     expect(n2).toBeInstanceOf(OpenAI.BadRequestError);
     expect((n2 as InstanceType<typeof OpenAI.APIError>).code).toBe('INVALID_INPUT');
   });
+
+  test('the neutral values frameworks send by default pass', async () => {
+    const r = await client.chat.completions.create({
+      model: 'stories260K',
+      messages: [
+        { role: 'system', content: 'You tell stories.' },
+        { role: 'user', content: [{ type: 'text', text: 'Once upon a time' }] },
+      ],
+      max_tokens: 16,
+      temperature: 0,
+      top_p: 1,
+      n: 1,
+      frequency_penalty: 0,
+      presence_penalty: 0,
+      logprobs: false,
+      logit_bias: {},
+      stop: [],
+      tools: [],
+      tool_choice: 'none',
+      response_format: { type: 'text' },
+      user: 'agent-7',
+      store: false,
+      metadata: { run: 'test' },
+    });
+    expect(r.choices[0]?.message.content?.length).toBeGreaterThan(0);
+  }, 120_000);
+
+  test.each([
+    ['frequency_penalty', { frequency_penalty: 0.5 }],
+    ['presence_penalty', { presence_penalty: -1 }],
+    ['logprobs', { logprobs: true }],
+    ['logit_bias', { logit_bias: { '50256': -100 } }],
+    ['stop', { stop: ['\n'] }],
+    ['tools', { tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] }],
+    ['tool_choice', { tool_choice: 'required' }],
+    ['response_format', { response_format: { type: 'json_object' } }],
+    [
+      'messages.1',
+      {
+        messages: [
+          { role: 'user', content: 'What is the weather?' },
+          { role: 'tool', tool_call_id: 'call_1', content: 'sunny' },
+        ],
+      },
+    ],
+  ] as const)(
+    '%s the network cannot honour is a 400 UNSUPPORTED_PARAMETER naming it, and stores nothing',
+    async (param, extra) => {
+      const before = await stored();
+      const err = await caught(
+        client.chat.completions.create({
+          model: 'stories260K',
+          messages: [{ role: 'user', content: 'hi' }],
+          ...extra,
+        } as Parameters<typeof client.chat.completions.create>[0]),
+      );
+      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+      const e = err as InstanceType<typeof OpenAI.APIError>;
+      expect(e.code).toBe('UNSUPPORTED_PARAMETER');
+      expect(e.param).toBe(param);
+      expect(e.type).toBe('invalid_request_error');
+      expect(await stored()).toBe(before);
+    },
+  );
 });
+
+/** Requests stored anywhere: the history and the admission log. */
+async function stored(): Promise<number> {
+  const counts = await t.relay.store.counts();
+  return Object.values(counts).reduce((a, b) => a + b, 0) + (await t.relay.intake.count());
+}

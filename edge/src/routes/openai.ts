@@ -19,13 +19,18 @@ const ChatInputSchema = z
     model: z.string().min(1).max(512),
     messages: z
       .array(
-        z.object({
-          role: z.enum(['system', 'user', 'assistant', 'developer']),
-          content: z.union([
-            z.string(),
-            z.array(z.object({ type: z.literal('text'), text: z.string() }).passthrough()).min(1),
-          ]),
-        }),
+        z
+          .object({
+            // `tool` and `function` are read so that they get a precise refusal (see `unsupported`).
+            role: z.enum(['system', 'user', 'assistant', 'developer', 'tool', 'function']),
+            content: z
+              .union([
+                z.string(),
+                z.array(z.object({ type: z.literal('text'), text: z.string() }).passthrough()).min(1),
+              ])
+              .nullish(),
+          })
+          .passthrough(),
       )
       .min(1)
       .max(LIMITS.maxMessages),
@@ -36,12 +41,64 @@ const ChatInputSchema = z
     top_p: z.number().nullish(),
     n: z.number().int().nullish(),
     stream: z.boolean().nullish(),
+    // Read only to refuse what a quorum cannot honour (see `unsupported`); their neutral values pass.
+    frequency_penalty: z.number().nullish(),
+    presence_penalty: z.number().nullish(),
+    logprobs: z.boolean().nullish(),
+    top_logprobs: z.number().int().nullish(),
+    logit_bias: z.record(z.string(), z.number()).nullish(),
+    stop: z.union([z.string(), z.array(z.string())]).nullish(),
+    tools: z.array(z.unknown()).nullish(),
+    functions: z.array(z.unknown()).nullish(),
+    tool_choice: z.unknown().optional(),
+    function_call: z.unknown().optional(),
+    response_format: z.object({ type: z.string() }).passthrough().nullish(),
     /** Synod extension: a partial security frame and embedder, as in POST /v1/inference. */
     synod: z
       .object({ frame: z.record(z.string(), z.unknown()).optional(), embeddingModel: z.string().optional() })
       .optional(),
   })
   .passthrough();
+type ChatInput = z.infer<typeof ChatInputSchema>;
+
+/**
+ * The first thing a request asks that the network cannot do, as [parameter, why], or null. Synod's
+ * answer is one text that a quorum agreed on: no tool calls, no stop sequences, penalties, logit bias,
+ * log-probabilities or structured output. These are refused with 400 UNSUPPORTED_PARAMETER rather than
+ * silently dropped; the neutral values frameworks send by default (0, false, empty, `none`/`auto`
+ * without tools, `{type: "text"}`) pass. Other members OpenAI defines (`user`, `metadata`, `store`,
+ * `stream_options`, …) change nothing about the answer and are accepted.
+ */
+function unsupported(b: ChatInput): [string, string] | null {
+  for (const k of ['frequency_penalty', 'presence_penalty'] as const) {
+    if (b[k] != null && b[k] !== 0) return [k, `${k} is not supported (only 0)`];
+  }
+  if (b.logprobs === true || (b.top_logprobs ?? 0) > 0) {
+    return ['logprobs', 'log-probabilities are not supported: the answer is a quorum verdict'];
+  }
+  if (b.logit_bias != null && Object.keys(b.logit_bias).length > 0) {
+    return ['logit_bias', 'logit_bias is not supported'];
+  }
+  if (b.stop != null && (typeof b.stop === 'string' ? b.stop !== '' : b.stop.length > 0)) {
+    return ['stop', 'stop sequences are not supported'];
+  }
+  const calls = 'tools (function calling) are not supported: the network answers with text';
+  if ((b.tools?.length ?? 0) > 0) return ['tools', calls];
+  if ((b.functions?.length ?? 0) > 0) return ['functions', calls];
+  for (const k of ['tool_choice', 'function_call'] as const) {
+    if (b[k] != null && b[k] !== 'none' && b[k] !== 'auto') return [k, calls];
+  }
+  if (b.response_format != null && b.response_format.type !== 'text') {
+    return ['response_format', `response_format ${b.response_format.type} is not supported, only text`];
+  }
+  for (const [i, m] of b.messages.entries()) {
+    if (m.role === 'tool' || m.role === 'function' || 'tool_calls' in m || 'function_call' in m) {
+      return [`messages.${i}`, calls];
+    }
+    if (m.content == null) return [`messages.${i}.content`, 'a message needs text content'];
+  }
+  return null;
+}
 
 function toInferenceInput(raw: unknown): unknown {
   const r = ChatInputSchema.safeParse(raw);
@@ -54,6 +111,11 @@ function toInferenceInput(raw: unknown): unknown {
   const b = r.data;
   if ((b.n ?? 1) !== 1)
     throw edgeError(400, 'INVALID_INPUT', 'n must be 1: a quorum answers with one winner');
+  const refused = unsupported(b);
+  if (refused) {
+    const [param, why] = refused;
+    throw edgeError(400, 'UNSUPPORTED_PARAMETER', why, { issues: [{ path: param, message: why }] });
+  }
   const models = b.model === 'synod' ? undefined : b.model.split(',').map((m) => m.trim());
   const params: Record<string, number> = {};
   if (b.temperature != null) params['temperature'] = b.temperature;
@@ -64,7 +126,7 @@ function toInferenceInput(raw: unknown): unknown {
   return {
     messages: b.messages.map((m) => ({
       role: m.role === 'developer' ? 'system' : m.role,
-      content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
+      content: typeof m.content === 'string' ? m.content : (m.content ?? []).map((p) => p.text).join(''),
     })),
     ...(models ? { models } : {}),
     ...(Object.keys(params).length > 0 ? { params } : {}),
