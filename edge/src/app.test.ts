@@ -457,6 +457,52 @@ describe('rate limits', () => {
   });
 });
 
+describe('server-sent events keep waiting connections alive', () => {
+  test('comment lines while the quorum works, on /events and on a streamed chat completion', async () => {
+    const n = await startTestNetwork({ nodes: 1, config: { sseKeepAliveMs: 5 } });
+    try {
+      const call = (path: string, body?: unknown) =>
+        n.relay.app.request(`http://127.0.0.1${path}`, {
+          ...(body === undefined
+            ? {}
+            : {
+                method: 'POST',
+                headers: { 'content-type': 'application/json', authorization: `Bearer ${n.apiKey}` },
+                body: JSON.stringify(body),
+              }),
+        });
+      const frame = { quorum: 1, maxCommits: 1 };
+      const r = await call('/v1/inference', { prompt: 'The moon', params: { maxTokens: 24 }, frame });
+      const { requestId } = (await r.json()) as { requestId: string };
+      const events = await (await call(`/v1/inference/${requestId}/events`)).text();
+      expect(events).toContain(': keep-alive\n\n');
+      expect([...events.matchAll(/^event: (\w+)$/gm)].map((m) => m[1]).at(-1)).toBe('end');
+
+      const chat = await call('/v1/chat/completions', {
+        model: 'stories260K',
+        messages: [{ role: 'user', content: 'The sun' }],
+        max_tokens: 24,
+        stream: true,
+        synod: { frame },
+      });
+      const text = await chat.text();
+      const data = [...text.matchAll(/^data: (.*)$/gm)].map((m) => m[1] as string);
+      // The role chunk comes first, before any keep-alive; the answer after them; then [DONE].
+      const first = JSON.parse(data[0] ?? '{}') as { choices: { delta: { role?: string } }[] };
+      expect(first.choices[0]?.delta.role).toBe('assistant');
+      expect(text.indexOf(': keep-alive')).toBeGreaterThan(text.indexOf('data: '));
+      expect(data.at(-1)).toBe('[DONE]');
+      const chunks = data
+        .slice(1, -1)
+        .map((x) => JSON.parse(x) as { choices: { delta: { content?: string } }[] });
+      const answer = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
+      expect(answer.length).toBeGreaterThan(0);
+    } finally {
+      await n.close();
+    }
+  }, 60_000);
+});
+
 describe('health and metrics', () => {
   test('/healthz and /metrics', async () => {
     const h = await req('/healthz');

@@ -19,6 +19,8 @@ export interface EdgeConfig {
   chatWaitSlackMs: number;
   /** How long an API key looked up in libSQL is reused (a revocation takes this long to bite). */
   apiKeyCacheMs: number;
+  /** A comment line on waiting server-sent-event streams this often, so idle-cutting proxies keep them. */
+  sseKeepAliveMs: number;
 }
 
 export const DEFAULT_EDGE_CONFIG: Omit<EdgeConfig, 'embedders' | 'configuredModels' | 'defaultModels'> = {
@@ -28,4 +30,5 @@ export const DEFAULT_EDGE_CONFIG: Omit<EdgeConfig, 'embedders' | 'configuredMode
   verifyBodyLimit: 4 * 1024 * 1024,
   chatWaitSlackMs: 5_000,
   apiKeyCacheMs: 5_000,
+  sseKeepAliveMs: 15_000,
 };

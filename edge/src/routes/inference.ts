@@ -4,6 +4,7 @@ import { streamSSE } from 'hono/streaming';
 import { authenticate, type Caller, utcDay } from '../http/auth.ts';
 import { parseJson, readBody } from '../http/body.ts';
 import { edgeError, rateLimitedError } from '../http/errors.ts';
+import { keepAlive } from '../http/sse-keep-alive.ts';
 import { buildRequest, relayDefaults } from '../inference-input.ts';
 import type { AdmissionOutcome } from '../store/intake-store.ts';
 import { findRequest, foundView, TERMINAL } from '../views.ts';
@@ -135,6 +136,7 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
         unsubscribe();
         wake?.();
       });
+      const stopKeepAlive = keepAlive(stream, deps.config.sseKeepAliveMs);
       try {
         const deadline = deps.now() + 15 * 60_000;
         while (!stream.aborted && !stream.closed && deps.now() < deadline) {
@@ -166,6 +168,7 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
           wake = undefined;
         }
       } finally {
+        stopKeepAlive();
         unsubscribe();
       }
     });

@@ -3,6 +3,7 @@ import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import * as z from 'zod';
 import { edgeError, HttpError, toHttpError } from '../http/errors.ts';
+import { keepAlive } from '../http/sse-keep-alive.ts';
 import type { RequestDetail } from '../store/history-store.ts';
 import { findRequest, requestView, TERMINAL } from '../views.ts';
 import type { EdgeDeps } from './deps.ts';
@@ -194,6 +195,10 @@ async function awaitVerdict(deps: EdgeDeps, requestId: string, deadline: number)
   }
 }
 
+function completionId(requestId: string): string {
+  return `chatcmpl-${requestId.replace(/[^0-9a-zA-Z]/g, '').slice(0, 48)}`;
+}
+
 function completionBody(d: RequestDetail, model: string) {
   const view = requestView(d);
   const winner = d.verdict?.packet.body.verdict.winner ?? null;
@@ -202,7 +207,7 @@ function completionBody(d: RequestDetail, model: string) {
   const promptText =
     d.request.body.prompt ?? (d.request.body.messages ?? []).map((m) => m.content).join('\n');
   return {
-    id: `chatcmpl-${d.requestId.replace(/[^0-9a-zA-Z]/g, '').slice(0, 48)}`,
+    id: completionId(d.requestId),
     object: 'chat.completion' as const,
     created: Math.floor(d.createdAt / 1000),
     model: winner?.model.id ?? model,
@@ -281,7 +286,26 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         return c.json(completionBody(d, model));
       }
       return streamSSE(c, async (out) => {
-        const d = await awaitVerdict(deps, s.requestId, deadline);
+        // The first chunk (the assistant's role) at once, as OpenAI does; then comment lines while
+        // the quorum works, and the answer when the verdict is in.
+        const id = completionId(s.requestId);
+        const created = Math.floor(s.body.createdAt / 1000);
+        await out.writeSSE({
+          data: JSON.stringify({
+            id,
+            object: 'chat.completion.chunk',
+            created,
+            model,
+            choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }],
+          }),
+        });
+        const stopKeepAlive = keepAlive(out, deps.config.sseKeepAliveMs);
+        let d: RequestDetail;
+        try {
+          d = await awaitVerdict(deps, s.requestId, deadline);
+        } finally {
+          stopKeepAlive();
+        }
         const bad = failure(d);
         if (bad) {
           await out.writeSSE({
@@ -298,12 +322,6 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
           model: body.model,
         };
         const content = body.choices[0]?.message.content ?? '';
-        await out.writeSSE({
-          data: JSON.stringify({
-            ...base,
-            choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }],
-          }),
-        });
         // The verdict arrives whole; stream it in word-sized pieces so clients render progressively.
         for (const piece of content.match(/\S+\s*|\s+/g) ?? []) {
           await out.writeSSE({
