@@ -46,10 +46,14 @@ async function caught(p: PromiseLike<unknown>): Promise<unknown> {
 }
 
 describe('the openai client against the relay', () => {
-  test('models.list() names the served model', async () => {
+  test('models.list() names the served model; models.retrieve() finds it, and 404s an unknown one', async () => {
     const ids: string[] = [];
     for await (const m of client.models.list()) ids.push(m.id);
     expect(ids).toContain('stories260K');
+    expect(await client.models.retrieve('stories260K')).toMatchObject({ id: 'stories260K', object: 'model' });
+    const err = await caught(client.models.retrieve('no-such-model'));
+    expect(err).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('UNKNOWN_MODEL');
   });
 
   test('chat.completions.create answers with the verdict winner and the synod proof', async () => {

@@ -39,7 +39,7 @@ export function createApp(deps: EdgeDeps): Hono {
 
   app.notFound((c) => {
     const e = edgeError(404, 'NOT_FOUND', `no route ${c.req.method} ${new URL(c.req.url).pathname}`);
-    if (c.req.path.startsWith('/v1/chat') || c.req.path === '/v1/models') return openAiError(c, e);
+    if (c.req.path.startsWith('/v1/chat') || c.req.path.startsWith('/v1/models')) return openAiError(c, e);
     return c.json(e.body(), 404);
   });
 

@@ -258,12 +258,19 @@ function failure(d: RequestDetail): HttpError | null {
 }
 
 export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
+  const modelObject = (id: string) => ({ id, object: 'model' as const, created: 0, owned_by: 'synod' });
   app.get('/v1/models', async (c) => {
     const served = [...(await deps.network.servedModels())].sort();
-    return c.json({
-      object: 'list',
-      data: served.map((id) => ({ id, object: 'model', created: 0, owned_by: 'synod' })),
-    });
+    return c.json({ object: 'list', data: served.map(modelObject) });
+  });
+
+  // `client.models.retrieve(id)`: a served model, or OpenAI's 404 for an unknown one.
+  app.get('/v1/models/:id', async (c) => {
+    const id = c.req.param('id');
+    if (!(await deps.network.servedModels()).has(id)) {
+      return openAiError(c, edgeError(404, 'UNKNOWN_MODEL', `the model ${id.slice(0, 128)} is not served`));
+    }
+    return c.json(modelObject(id));
   });
 
   app.post('/v1/chat/completions', async (c) => {
