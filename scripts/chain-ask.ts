@@ -78,7 +78,9 @@ async function main(): Promise<number> {
         `\nanswer (block ${fulfilled.blockNumber}, tx ${fulfilled.transactionHash}):\n\n${a.answer}\n`,
       );
       console.log(`verdict digest   ${a.verdictDigest}\ntranscript root  ${a.transcriptRoot}`);
-      console.log(`re-verify        ${info.relay ?? '<relay>'}/v1/verify/${id}`);
+      const verifyUrl = `${info.relay ?? '<relay>'}/v1/verify/${id}`;
+      console.log(`re-verify        ${verifyUrl}`);
+      console.log(`  on your side:   npm run verify -- ${verifyUrl} --expect-digest ${a.verdictDigest}`);
       return 0;
     }
     const [refunded] = await client.getContractEvents({

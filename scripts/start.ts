@@ -288,6 +288,7 @@ Try it:
   curl -s ${relay.url}/v1/inference -H 'content-type: application/json' \\
     -H 'authorization: Bearer ${apiKey}' -d '{"prompt":"Once upon a time","params":{"maxTokens":48}}'
   curl -s ${relay.url}/v1/inference/<requestId>
+  npm run verify -- ${relay.url}/v1/verify/<requestId>   # re-derive the verdict on your side
 
   # the official openai client (npm i openai), unchanged:
   import OpenAI from 'openai';

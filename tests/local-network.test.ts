@@ -234,6 +234,22 @@ describe('npm start (the local network)', () => {
     const check = (await (await fetch(verify)).json()) as { ok: boolean; verdictDigest: string };
     expect(check.ok).toBe(true);
     expect(`0x${check.verdictDigest}`).toBe(digest ?? '');
+    // The auditor's command it prints, run as printed: re-derived here, matching the chain's digest.
+    const printedCmd = /on your side: {3}npm run verify -- (\S+) --expect-digest (0x[0-9a-f]{64})/.exec(said);
+    expect(printedCmd?.[1]).toBe(verify);
+    const audit = Bun.spawn(
+      [
+        process.execPath,
+        'apps/verify/src/main.ts',
+        printedCmd?.[1] ?? '',
+        '--expect-digest',
+        printedCmd?.[2] ?? '',
+      ],
+      { cwd: ROOT, stdout: 'pipe', stderr: 'pipe' },
+    );
+    const [auditOut, auditCode] = await Promise.all([new Response(audit.stdout).text(), audit.exited]);
+    expect(auditCode).toBe(0);
+    expect(auditOut).toContain('--expect-digest matches');
   }, 180_000);
 
   test('Ctrl-C stops every process it started', async () => {

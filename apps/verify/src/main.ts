@@ -1,0 +1,119 @@
+#!/usr/bin/env bun
+/**
+ * `synod-verify`: re-derive a Synod verdict from its transcript on your own machine, trusting no relay.
+ * Checks every signature, commitment, the seal and the consensus (`verifyTranscript` of @synod/shared),
+ * and compares the result with a digest or root you expect (from a chain event, a verdict packet) and
+ * with whatever the source claims. `synod-verify --help` for the flags.
+ *
+ * Exit codes: 0 the transcript holds and everything compared matches; 1 it does not hold, or something
+ * compared does not match; 2 bad usage or an input that is not a transcript.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { verifyTranscript } from '@synod/shared';
+import { compare, formatReport, reportJson } from './report.ts';
+import { parseDigest, readVerifyInput, VerifyInputError } from './verify-input.ts';
+
+const HELP = `synod-verify: re-derive a Synod verdict from its transcript, trusting no relay.
+
+usage: synod-verify SOURCE [--expect-digest HEX] [--expect-root HEX] [--json]
+
+  SOURCE               a transcript file (JSON), - for standard input, or an http(s) URL such as
+                       a relay's /v1/verify/<requestId> (only its transcript is used)
+  --expect-digest HEX  the verdict digest you expect (e.g. LLMFulfilled's verdictDigest; 0x optional)
+  --expect-root HEX    the transcript root you expect
+  --json               print the result as JSON
+  --timeout-s N        how long to wait for a URL                            [30]
+
+exit code 0: it holds and everything compared matches; 1: it does not; 2: bad usage or input`;
+
+async function readSource(source: string, timeoutS: number): Promise<string> {
+  if (source === '-') return await new Response(Bun.stdin.stream()).text();
+  if (/^https?:\/\//.test(source)) {
+    let r: Response;
+    try {
+      r = await fetch(source, {
+        headers: { accept: 'application/json' },
+        signal: AbortSignal.timeout(timeoutS * 1000),
+      });
+    } catch (e) {
+      throw new VerifyInputError(`could not fetch ${source}: ${(e as Error).message}`);
+    }
+    const text = await r.text();
+    // A relay answers 422 with the transcript when it finds it does not hold: verify it here anyway.
+    if (!text.includes('"transcript"') && !text.includes('"packets"')) {
+      throw new VerifyInputError(
+        `${source} answered ${r.status} without a transcript: ${text.slice(0, 200)}`,
+      );
+    }
+    return text;
+  }
+  try {
+    return readFileSync(source, 'utf8');
+  } catch (e) {
+    throw new VerifyInputError(`cannot read ${source}: ${(e as Error).message}`);
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  let values: {
+    'expect-digest'?: string;
+    'expect-root'?: string;
+    json?: boolean;
+    help?: boolean;
+    'timeout-s'?: string;
+  };
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        'expect-digest': { type: 'string' },
+        'expect-root': { type: 'string' },
+        json: { type: 'boolean', default: false },
+        'timeout-s': { type: 'string', default: '30' },
+        help: { type: 'boolean', default: false },
+      },
+    }));
+  } catch (e) {
+    console.error(`synod-verify: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const [source, ...extra] = positionals;
+  const timeoutS = Number(values['timeout-s']);
+  if (source === undefined || extra.length > 0 || !(timeoutS > 0)) {
+    console.error(HELP);
+    return 2;
+  }
+  try {
+    const expectDigest =
+      values['expect-digest'] === undefined
+        ? undefined
+        : parseDigest('--expect-digest', values['expect-digest']);
+    const expectRoot =
+      values['expect-root'] === undefined ? undefined : parseDigest('--expect-root', values['expect-root']);
+    const input = readVerifyInput(await readSource(source, timeoutS));
+    const check = await verifyTranscript(input.transcript);
+    const report = compare(check, {
+      ...(expectDigest !== undefined ? { expectDigest } : {}),
+      ...(expectRoot !== undefined ? { expectRoot } : {}),
+      claimed: input.claimed,
+    });
+    console.log(values.json ? JSON.stringify(reportJson(report), null, 2) : formatReport(report));
+    return report.ok ? 0 : 1;
+  } catch (e) {
+    if (e instanceof VerifyInputError) {
+      console.error(`synod-verify: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+process.exit(await main(process.argv.slice(2)));

@@ -1,0 +1,44 @@
+import { describe, expect, test } from 'bun:test';
+import { parseDigest, readVerifyInput, VerifyInputError } from './verify-input.ts';
+
+const D = 'a'.repeat(64);
+const R = 'b'.repeat(64);
+
+describe('readVerifyInput', () => {
+  test('a bare transcript, or one inside a relay answer or a POST /v1/verify body', () => {
+    const t = { v: 1, requestId: 'x', packets: [] };
+    expect(readVerifyInput(JSON.stringify(t))).toEqual({ transcript: t, claimed: {} });
+    expect(
+      readVerifyInput(JSON.stringify({ ok: true, verdictDigest: D, transcriptRoot: R, transcript: t })),
+    ).toEqual({
+      transcript: t,
+      claimed: { verdictDigest: D, root: R },
+    });
+    expect(
+      readVerifyInput(JSON.stringify({ transcript: t, expectedVerdictDigest: D, expectedRoot: R })),
+    ).toEqual({
+      transcript: t,
+      claimed: { verdictDigest: D, root: R },
+    });
+    // A claim that is not a digest is no claim.
+    expect(readVerifyInput(JSON.stringify({ transcript: t, verdictDigest: 'yes' })).claimed).toEqual({});
+  });
+
+  test.each([
+    ['not json', 'not JSON'],
+    ['[1,2]', 'expected a transcript'],
+    ['null', 'expected a transcript'],
+    ['{"ok":false,"error":{}}', 'no transcript here'],
+  ])('%p is not something to verify', (text, message) => {
+    expect(() => readVerifyInput(text)).toThrow(VerifyInputError);
+    expect(() => readVerifyInput(text)).toThrow(message);
+  });
+});
+
+describe('parseDigest', () => {
+  test('64 hex digits, 0x optional, any case; anything else is refused', () => {
+    expect(parseDigest('--expect-digest', `0x${D.toUpperCase()}`)).toBe(D);
+    expect(parseDigest('--expect-digest', D)).toBe(D);
+    expect(() => parseDigest('--expect-root', 'abc')).toThrow('--expect-root must be 64 hex digits');
+  });
+});

@@ -1,0 +1,52 @@
+/**
+ * What `synod-verify` is given, read without trusting it: a transcript (`{v, requestId, packets}`), or
+ * a relay's answer that holds one (`GET /v1/verify/:id`, or a body for `POST /v1/verify`:
+ * `{transcript, expectedVerdictDigest?, expectedRoot?}`). Only the transcript is used; whatever else
+ * the source says about its verdict is reported beside the local result, never taken for it.
+ */
+export interface VerifyInput {
+  transcript: unknown;
+  /** The verdict digest and root the source claims, when it claims any (compared, not trusted). */
+  claimed: { verdictDigest?: string; root?: string };
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** Why the input is not something to verify (exit code 2, with the reason). */
+export class VerifyInputError extends Error {
+  readonly code = 'VERIFY_INPUT_INVALID';
+  constructor(message: string) {
+    super(message);
+    this.name = 'VerifyInputError';
+  }
+}
+
+export function readVerifyInput(text: string): VerifyInput {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new VerifyInputError(`not JSON: ${(e as Error).message}`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw new VerifyInputError('expected a transcript or an object holding one');
+  }
+  const o = v as Record<string, unknown>;
+  if ('packets' in o) return { transcript: o, claimed: {} };
+  if (!('transcript' in o)) {
+    throw new VerifyInputError('no transcript here: expected {v, requestId, packets} or {transcript, …}');
+  }
+  const claimed: VerifyInput['claimed'] = {};
+  const digest = o['verdictDigest'] ?? o['expectedVerdictDigest'];
+  const root = o['transcriptRoot'] ?? o['expectedRoot'];
+  if (typeof digest === 'string' && HEX64.test(digest)) claimed.verdictDigest = digest;
+  if (typeof root === 'string' && HEX64.test(root)) claimed.root = root;
+  return { transcript: o['transcript'], claimed };
+}
+
+/** A digest given on the command line: 64 hex digits, with or without `0x` (as the chain shows it). */
+export function parseDigest(flag: string, value: string): string {
+  const hex = value.toLowerCase().replace(/^0x/, '');
+  if (!HEX64.test(hex)) throw new VerifyInputError(`${flag} must be 64 hex digits (0x optional)`);
+  return hex;
+}
