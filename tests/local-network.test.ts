@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Subprocess } from 'bun';
 import OpenAI from 'openai';
-import { freePort, waitUntil } from '../edge/src/test-servers.ts';
+import { freePort, runCommand, waitUntil } from '../edge/src/test-servers.ts';
 
 const ROOT = resolve(import.meta.dir, '..');
 const data = mkdtempSync(join(tmpdir(), 'synod-npm-start-'));
@@ -212,20 +212,14 @@ describe('npm start (the local network)', () => {
   }, 60_000);
 
   test('npm run chain:ask: callLLM on the local chain is answered on chain, and the answer re-verifies', async () => {
-    const ask = Bun.spawn(
+    const {
+      code,
+      out: said,
+      err,
+    } = await runCommand(
       [process.execPath, 'scripts/chain-ask.ts', 'Once upon a time', '--max-tokens', '16'],
-      {
-        cwd: ROOT,
-        env: { ...process.env, SYNOD_DATA_DIR: data },
-        stdout: 'pipe',
-        stderr: 'pipe',
-      },
+      { cwd: ROOT, env: { SYNOD_DATA_DIR: data } },
     );
-    const [said, err, code] = await Promise.all([
-      new Response(ask.stdout).text(),
-      new Response(ask.stderr).text(),
-      ask.exited,
-    ]);
     expect({ code, err: code === 0 ? '' : err }).toEqual({ code: 0, err: '' });
     expect(said).toMatch(/answer \(block \d+, tx 0x[0-9a-f]{64}\):/);
     const digest = /verdict digest {3}(0x[0-9a-f]{64})/.exec(said)?.[1];
@@ -237,7 +231,7 @@ describe('npm start (the local network)', () => {
     // The auditor's command it prints, run as printed: re-derived here, matching the chain's digest.
     const printedCmd = /on your side: {3}npm run verify -- (\S+) --expect-digest (0x[0-9a-f]{64})/.exec(said);
     expect(printedCmd?.[1]).toBe(verify);
-    const audit = Bun.spawn(
+    const { code: auditCode, out: auditOut } = await runCommand(
       [
         process.execPath,
         'apps/verify/src/main.ts',
@@ -245,9 +239,8 @@ describe('npm start (the local network)', () => {
         '--expect-digest',
         printedCmd?.[2] ?? '',
       ],
-      { cwd: ROOT, stdout: 'pipe', stderr: 'pipe' },
+      { cwd: ROOT },
     );
-    const [auditOut, auditCode] = await Promise.all([new Response(audit.stdout).text(), audit.exited]);
     expect(auditCode).toBe(0);
     expect(auditOut).toContain('--expect-digest matches');
   }, 180_000);

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { hashApiKey } from './auth/api-keys.ts';
 import { openHistory } from './store/open-history.ts';
+import { runCommand } from './test-servers.ts';
 
 const MAIN = resolve(import.meta.dir, 'main.ts');
 
@@ -18,17 +19,10 @@ async function relayCli(
 ): Promise<{ code: number; out: string; err: string; files: string[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'synod-cli-'));
   try {
-    const p = Bun.spawn([process.execPath, MAIN, ...args], {
+    const { code, out, err } = await runCommand([process.execPath, MAIN, ...args], {
       cwd: dir,
-      env: { ...process.env, SYNOD_PASSPHRASE: 'a passphrase for the test' },
-      stdout: 'pipe',
-      stderr: 'pipe',
+      env: { SYNOD_PASSPHRASE: 'a passphrase for the test' },
     });
-    const [out, err, code] = await Promise.all([
-      new Response(p.stdout).text(),
-      new Response(p.stderr).text(),
-      p.exited,
-    ]);
     const files = readdirSync(dir);
     await after?.(dir, out);
     return { code, out, err, files };

@@ -44,6 +44,33 @@ export async function waitUntil(
   }
 }
 
+/** What a finished command printed, and how it ended. */
+export interface Ran {
+  code: number;
+  out: string;
+  err: string;
+}
+
+/** Run a command to its end (for CLI tests): its exit code, standard output and standard error. */
+export async function runCommand(
+  cmd: string[],
+  o: { cwd?: string; env?: Record<string, string | undefined>; stdin?: string } = {},
+): Promise<Ran> {
+  const p = Bun.spawn(cmd, {
+    ...(o.cwd !== undefined ? { cwd: o.cwd } : {}),
+    env: { ...process.env, ...o.env },
+    stdin: o.stdin === undefined ? 'ignore' : new Blob([o.stdin]),
+    stdout: 'pipe',
+    stderr: 'pipe',
+  });
+  const [out, err, code] = await Promise.all([
+    new Response(p.stdout).text(),
+    new Response(p.stderr).text(),
+    p.exited,
+  ]);
+  return { code, out, err };
+}
+
 /** Stop a child: SIGTERM, then SIGKILL if it lingers. */
 export async function stopProcess(p: Subprocess, graceMs = 5_000): Promise<void> {
   if (p.exitCode !== null || p.signalCode !== null) return;
@@ -124,27 +151,19 @@ const REPO = resolve(import.meta.dir, '../..');
  * at a closed port on 127.0.0.1 and its metrics are off, so nothing leaves the machine.
  */
 export async function bundleWorker(outdir: string): Promise<string> {
-  const p = Bun.spawn(
+  const { code, out, err } = await runCommand(
     ['node', join(REPO, 'node_modules/wrangler/bin/wrangler.js'), 'deploy', '--dry-run', '--outdir', outdir],
     {
       cwd: REPO,
       env: {
-        ...process.env,
         WRANGLER_SEND_METRICS: 'false',
         WRANGLER_SEND_ERROR_REPORTS: 'false',
         WRANGLER_LOG_PATH: join(outdir, 'wrangler-logs'),
         npm_registry: 'http://127.0.0.1:9/',
         NO_COLOR: '1',
       },
-      stdout: 'pipe',
-      stderr: 'pipe',
     },
   );
-  const [out, err, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
   if (code !== 0 || !out.includes('--dry-run: exiting now.')) {
     throw new Error(`wrangler could not bundle the worker (exit ${code}):\n${out}\n${err}`);
   }

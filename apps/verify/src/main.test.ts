@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startTestNetwork, type TestNetwork } from '../../../edge/src/test-helpers.ts';
+import { type Ran, runCommand } from '../../../edge/src/test-servers.ts';
 
 const MAIN = resolve(import.meta.dir, 'main.ts');
 const VECTORS = resolve(import.meta.dir, '../../../shared/test-vectors/v1.json');
@@ -28,18 +29,8 @@ function file(name: string, value: unknown): string {
   return f;
 }
 
-async function verify(args: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> {
-  const p = Bun.spawn([process.execPath, MAIN, ...args], {
-    stdin: stdin === undefined ? 'ignore' : new Blob([stdin]),
-    stdout: 'pipe',
-    stderr: 'pipe',
-  });
-  const [out, err, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  return { code, out, err };
+function verify(args: string[], stdin?: string): Promise<Ran> {
+  return runCommand([process.execPath, MAIN, ...args], stdin === undefined ? {} : { stdin });
 }
 
 describe('synod-verify over the golden transcripts', () => {
