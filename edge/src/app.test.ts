@@ -199,6 +199,25 @@ describe('POST /v1/inference and the request lifecycle', () => {
       body,
     });
     expect(r.status).toBe(202);
+    const first = (await r.json()) as { requestId: string };
+    // The same signed request again (a replay within the skew window): the first request, not a new one.
+    const replay = await req('/v1/inference', {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-synod-node': key.nodeId,
+        'x-synod-timestamp': ts,
+        'x-synod-signature': toHex(sig),
+      },
+      body,
+    });
+    expect(replay.status).toBe(200);
+    expect(await replay.json()).toMatchObject({ requestId: first.requestId, replayed: true });
+    const usage = await t.relay.client.execute({
+      sql: 'SELECT count FROM usage WHERE key_id = ?',
+      args: [`node:${key.nodeId}`],
+    });
+    expect(Number(usage.rows[0]?.['count'])).toBe(1);
     const tampered = await req('/v1/inference', {
       method: 'POST',
       headers: {

@@ -14,7 +14,9 @@ import {
  *   x-synod-node: <node id>, x-synod-timestamp: <ms since epoch>, x-synod-signature: <hex>
  * where the signature is Ed25519 over
  *   sha256("synod/v1/http-request" ‖ 0x00 ‖ lp(method) ‖ lp(path and query) ‖ lp(timestamp) ‖ lp(sha256(body)))
- * The timestamp must be within the skew window, which bounds replay; idempotency keys cover the rest.
+ * The timestamp must be within the skew window, which bounds replay; within it, the relay keys a signed
+ * request without an Idempotency-Key by its signature, so a replay answers the first request instead of
+ * making (and charging) another.
  */
 export const SIGNED_REQUEST_SKEW_MS = 120_000;
 

@@ -10,6 +10,11 @@ export interface Caller {
   id: string;
   quotaPerDay: number;
   kind: 'api-key' | 'signed';
+  /**
+   * A signed request's signature: its implicit Idempotency-Key, so the same signed request sent again
+   * within the skew window (a replay) answers the request it made instead of making another.
+   */
+  signature?: string;
 }
 
 /**
@@ -53,7 +58,14 @@ export async function authenticate(
     },
     now,
   });
-  if (signed.ok) return { id: `node:${signed.nodeId}`, quotaPerDay: signedQuotaPerDay, kind: 'signed' };
+  if (signed.ok) {
+    return {
+      id: `node:${signed.nodeId}`,
+      quotaPerDay: signedQuotaPerDay,
+      kind: 'signed',
+      signature: c.req.header('x-synod-signature') as string,
+    };
+  }
   const why = {
     MISSING: 'send an API key (Authorization: Bearer …) or a signed request',
     MALFORMED: 'the x-synod-* signature headers are malformed',

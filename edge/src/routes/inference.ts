@@ -49,10 +49,13 @@ export async function submit(
     now,
     deps.random,
   );
-  const idemKey = c.req.header('idempotency-key');
-  if (idemKey !== undefined && (idemKey.length === 0 || idemKey.length > 255)) {
+  const givenKey = c.req.header('idempotency-key');
+  if (givenKey !== undefined && (givenKey.length === 0 || givenKey.length > 255)) {
     throw edgeError(400, 'INVALID_INPUT', 'Idempotency-Key must be 1-255 characters');
   }
+  // A signed request without a key of its own is keyed by its signature: replaying it (the same
+  // signature, within the skew window) answers the request it made, charges nothing and starts nothing.
+  const idemKey = givenKey ?? (caller.signature !== undefined ? `sig:${caller.signature}` : undefined);
   // Outside the admission's try: a body with no canonical form (a member Synod ignores holding a
   // non-finite number or a lone surrogate, or nested too deeply) is the caller's 400 ENCODING_INVALID,
   // not a store failure.
