@@ -157,6 +157,26 @@ describe('the relay on workerd (miniflare) over sqld, forwarding to a Bun gatewa
     const c = await post('/v1/inference', { prompt: 'other' }, { 'idempotency-key': 'wk-1' });
     expect(c.status).toBe(409);
     await waitForTerminal(ja.requestId);
+
+    // The cron trigger forgets keys past their retention (24 h): made to look 25 h old, the key goes,
+    // and the same key then makes a new request.
+    if (!t || !worker) throw new Error('no network');
+    const old = Date.now() - 25 * 60 * 60 * 1000;
+    await t.relay.client.execute({
+      sql: "UPDATE idempotency SET created_at = ? WHERE idempotency_key = 'wk-1'",
+      args: [old],
+    });
+    expect((await worker.scheduled()).outcome).toBe('ok');
+    const keys = await t.relay.client.execute(
+      "SELECT count(*) AS n FROM idempotency WHERE idempotency_key = 'wk-1'",
+    );
+    expect(Number(keys.rows[0]?.['n'])).toBe(0);
+    const d = await post('/v1/inference', body, { 'idempotency-key': 'wk-1' });
+    expect(d.status).toBe(202);
+    const jd = (await d.json()) as { requestId: string; replayed: boolean };
+    expect(jd.replayed).toBe(false);
+    expect(jd.requestId).not.toBe(ja.requestId);
+    await waitForTerminal(jd.requestId);
   }, 120_000);
 
   test('bad input gets a typed 4xx through workerd and stores nothing', async () => {

@@ -1,5 +1,6 @@
 import type { EmbeddingModelRef } from '@synod/shared';
 import type { RateLimitConfig } from './rate-limit.ts';
+import { DEFAULT_IDEMPOTENCY_RETENTION_MS } from './store/idempotency-retention.ts';
 
 export interface EdgeConfig {
   /** Embedders the relay can pin into frames; the first is the default. */
@@ -21,6 +22,8 @@ export interface EdgeConfig {
   apiKeyCacheMs: number;
   /** A comment line on waiting server-sent-event streams this often, so idle-cutting proxies keep them. */
   sseKeepAliveMs: number;
+  /** How long an Idempotency-Key (and a signed request's signature) is remembered. */
+  idempotencyRetentionMs: number;
 }
 
 export const DEFAULT_EDGE_CONFIG: Omit<EdgeConfig, 'embedders' | 'configuredModels' | 'defaultModels'> = {
@@ -31,4 +34,5 @@ export const DEFAULT_EDGE_CONFIG: Omit<EdgeConfig, 'embedders' | 'configuredMode
   chatWaitSlackMs: 5_000,
   apiKeyCacheMs: 5_000,
   sseKeepAliveMs: 15_000,
+  idempotencyRetentionMs: DEFAULT_IDEMPOTENCY_RETENTION_MS,
 };

@@ -5,6 +5,7 @@ import type { Hono } from 'hono';
 import { getConnInfo } from 'hono/bun';
 import { createApp } from '../app.ts';
 import { ApiKeyCache } from '../auth/api-key-cache.ts';
+import { SIGNED_REQUEST_SKEW_MS } from '../auth/signed-request.ts';
 import type { ChainBridgeOptions } from '../chain/bridge-config.ts';
 import type { ChainWatcher } from '../chain/chain-watcher.ts';
 import { relayChainWatcher } from '../chain/relay-watcher.ts';
@@ -17,6 +18,7 @@ import { recordPacket } from '../relay/history-sink.ts';
 import { InProcessRelayNetwork } from '../relay/in-process.ts';
 import { mountInternal } from '../routes/internal.ts';
 import type { HistoryStore } from '../store/history-store.ts';
+import { IDEMPOTENCY_PRUNE_EVERY_MS, pruneExpiredIdempotency } from '../store/idempotency-retention.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { IntakeWriterThread } from '../store/intake-writer-thread.ts';
 import { BUSY_TIMEOUT_MS, isLocalFile, openHistory } from '../store/open-history.ts';
@@ -91,6 +93,11 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   const now = o.now ?? (() => Date.now());
   const random = o.random ?? ((n: number) => crypto.getRandomValues(new Uint8Array(n)));
   const log = o.log ?? (() => undefined);
+  // Checked before anything is opened or started, so a bad value leaves nothing running.
+  const retentionMs = o.config?.idempotencyRetentionMs ?? DEFAULT_EDGE_CONFIG.idempotencyRetentionMs;
+  if (!(retentionMs >= SIGNED_REQUEST_SKEW_MS)) {
+    throw new RangeError(`idempotencyRetentionMs must be at least ${SIGNED_REQUEST_SKEW_MS} ms`);
+  }
   const { client, store } = await openHistory(o.dbUrl, o.dbAuthToken, o.replicaPath, o.replicaSyncMs);
   const intake = new IntakeStore(client);
   let network: InProcessRelayNetwork | undefined;
@@ -174,6 +181,24 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     defaultModels: o.defaultModels ?? o.configuredModels.slice(0, 1),
     ...o.config,
   };
+  // Expired Idempotency-Keys are forgotten at start and then every 10 minutes.
+  let pruning: Promise<void> | null = null;
+  const prune = () => {
+    if (pruning) return;
+    pruning = pruneExpiredIdempotency(intake, now(), config.idempotencyRetentionMs)
+      .then((pruned) => {
+        if (pruned > 0) log({ level: 'info', msg: 'expired idempotency keys forgotten', pruned });
+      })
+      .catch((e) =>
+        log({ level: 'error', msg: 'forgetting expired idempotency keys failed', err: String(e) }),
+      )
+      .finally(() => {
+        pruning = null;
+      });
+  };
+  const pruneTimer = setInterval(prune, IDEMPOTENCY_PRUNE_EVERY_MS);
+  (pruneTimer as { unref?: () => void }).unref?.();
+  prune();
   const metrics = new Metrics();
   const app = createApp({
     store,
@@ -220,7 +245,9 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     try {
       await chainWatcher.start();
     } catch (e) {
+      clearInterval(pruneTimer);
       server.stop(true);
+      await pruning;
       await admissionWriter?.close();
       await dispatcher.stop();
       await node.close();
@@ -242,8 +269,10 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     chainWatcher,
     client,
     async stop() {
+      clearInterval(pruneTimer);
       await chainWatcher?.stop();
       server.stop(true);
+      await pruning;
       await admissionWriter?.close();
       await dispatcher?.stop();
       await node.close();

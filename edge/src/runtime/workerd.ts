@@ -41,6 +41,7 @@ import { RateLimiter } from '../rate-limit.ts';
 import { GatewayRelayNetwork } from '../relay/gateway.ts';
 import type { Admitter } from '../relay/network.ts';
 import { HistoryStore } from '../store/history-store.ts';
+import { pruneExpiredIdempotency } from '../store/idempotency-retention.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { applyMigrations } from '../store/migrate.ts';
 import { MIGRATIONS } from '../store/migrations.gen.ts';
@@ -277,6 +278,27 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
   return { ran: true, stats: watcher.stats() };
 }
 
+/**
+ * The cron trigger's housekeeping, with or without a chain: Idempotency-Keys older than the retention
+ * (24 h) are forgotten, as the Bun relay does every 10 minutes. Returns how many went.
+ */
+export async function forgetExpiredKeys(env: WorkerEnv): Promise<number> {
+  if (!env.SYNOD_DB_URL) return 0;
+  const client = createClient({
+    url: env.SYNOD_DB_URL,
+    ...(env.SYNOD_DB_AUTH_TOKEN ? { authToken: env.SYNOD_DB_AUTH_TOKEN } : {}),
+  });
+  try {
+    return await pruneExpiredIdempotency(
+      new IntakeStore(client),
+      now(),
+      DEFAULT_EDGE_CONFIG.idempotencyRetentionMs,
+    );
+  } finally {
+    client.close();
+  }
+}
+
 export default {
   fetch(request: Request, env: WorkerEnv, ctx: WorkerCtx): Promise<Response> {
     return handle(request, env, ctx);
@@ -286,6 +308,21 @@ export default {
       chainPass(env).then(
         (r) => console.log(JSON.stringify({ level: 'info', msg: 'chain pass', ...r })),
         (e) => console.log(JSON.stringify({ level: 'error', msg: 'chain pass failed', err: String(e) })),
+      ),
+    );
+    ctx.waitUntil(
+      forgetExpiredKeys(env).then(
+        (pruned) =>
+          pruned > 0 &&
+          console.log(JSON.stringify({ level: 'info', msg: 'expired idempotency keys forgotten', pruned })),
+        (e) =>
+          console.log(
+            JSON.stringify({
+              level: 'error',
+              msg: 'forgetting expired idempotency keys failed',
+              err: String(e),
+            }),
+          ),
       ),
     );
   },

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { LIMITS, REQUEST_ID_MAX_CHARS } from '@synod/shared';
 import { INTAKE_BLOCK_BITS } from '@synod/shared/history';
 import { buildRequest } from '../inference-input.ts';
+import { pruneExpiredIdempotency } from './idempotency-retention.ts';
 import type { Admission } from './intake-store.ts';
 import { IntakeStore, QUEUED_BY_ID } from './intake-store.ts';
 import { openHistory } from './open-history.ts';
@@ -199,5 +200,43 @@ describe('IntakeStore.admit (one transaction per batch)', () => {
       args: ['{"prompt":"tampered"}', a.body.requestId],
     });
     expect((await db.intake.queued(a.body.requestId))?.body).toBeNull();
+  });
+});
+
+describe('Idempotency-Key retention', () => {
+  const keyed = (key: string) => admission({ idempotency: { key, bodyDigest: 'd'.repeat(64) } });
+  const keys = async () =>
+    (await db.client.execute('SELECT idempotency_key AS k FROM idempotency ORDER BY k')).rows.map(
+      (r) => r['k'],
+    );
+
+  test('pruneIdempotency forgets rows made before a time, oldest first, at most `limit`', async () => {
+    for (const [key, at] of [
+      ['a', 100],
+      ['b', 200],
+      ['c', 300],
+      ['d', 400],
+    ] as const) {
+      await db.intake.admit([keyed(key)], COORDINATOR, at);
+    }
+    expect(await db.intake.pruneIdempotency(350, 2)).toBe(2);
+    expect(await keys()).toEqual(['c', 'd']);
+    expect(await db.intake.pruneIdempotency(350)).toBe(1);
+    expect(await keys()).toEqual(['d']);
+    // Forgotten: the key now makes a new request.
+    const again = await db.intake.admit([keyed('a')], COORDINATOR, 500);
+    expect(again[0]?.kind).toBe('created');
+  });
+
+  test('pruneExpiredIdempotency works through batches, and refuses a retention under the skew window', async () => {
+    for (let i = 0; i < 7; i++) await db.intake.admit([keyed(`k${i}`)], COORDINATOR, 1_000 + i);
+    await db.intake.admit([keyed('fresh')], COORDINATOR, 10_000_000);
+    const day = 24 * 60 * 60 * 1000;
+    const now = 10_000_000 + day - 1;
+    // Batches of 2, at most 3 of them: 6 of the 7 old keys go now, the last at the next call.
+    expect(await pruneExpiredIdempotency(db.intake, now, day, { batch: 2, maxBatches: 3 })).toBe(6);
+    expect(await pruneExpiredIdempotency(db.intake, now, day, { batch: 2, maxBatches: 3 })).toBe(1);
+    expect(await keys()).toEqual(['fresh']);
+    await expect(pruneExpiredIdempotency(db.intake, now, 1_000)).rejects.toThrow(RangeError);
   });
 });

@@ -132,6 +132,21 @@ export class IntakeStore {
     return r.rows.map(toQueued);
   }
 
+  /**
+   * Forget up to `limit` Idempotency-Key rows made before `before` (ms), oldest first, through
+   * `idempotency_created_idx`; returns how many went. After that a request sent with one of those keys
+   * is a new request. Callers keep `before` at least the signed-request skew window in the past, so a
+   * replayed signed request is always still recognised.
+   */
+  async pruneIdempotency(before: number, limit = 1_000): Promise<number> {
+    const r = await this.client.execute({
+      sql: `DELETE FROM idempotency WHERE rowid IN (
+              SELECT rowid FROM idempotency WHERE created_at < ? ORDER BY created_at LIMIT ?)`,
+      args: [before, limit],
+    });
+    return r.rowsAffected;
+  }
+
   /** How many requests wait (for one coordinator, or in all). */
   async count(coordinator?: string): Promise<number> {
     const r = await this.client.execute(

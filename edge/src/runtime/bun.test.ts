@@ -1,0 +1,57 @@
+/** `startRelay` housekeeping: expired Idempotency-Keys are forgotten at start, and the retention is checked. */
+import { afterAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryNetwork } from '@synod/browser-node';
+import { NodeKey } from '@synod/shared';
+import { IntakeStore } from '../store/intake-store.ts';
+import { openHistory } from '../store/open-history.ts';
+import { TEST_COORDINATOR, TEST_EMBEDDER, testAdmission } from '../store/test-admissions.ts';
+import { waitUntil } from '../test-servers.ts';
+import { startRelay } from './bun.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'synod-relay-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const DAY = 24 * 60 * 60 * 1000;
+
+async function relayOn(dbUrl: string, config: { idempotencyRetentionMs?: number } = {}) {
+  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(3));
+  return startRelay({
+    dbUrl,
+    key,
+    transports: [new MemoryNetwork().join(key.nodeId)],
+    embedders: [TEST_EMBEDDER],
+    configuredModels: ['m'],
+    config,
+  });
+}
+
+describe('startRelay and Idempotency-Key retention', () => {
+  test('keys older than the retention are forgotten at start; younger ones stay', async () => {
+    const dbUrl = `file:${join(dir, 'retention.db')}`;
+    const h = await openHistory(dbUrl);
+    const intake = new IntakeStore(h.client);
+    const keyed = (key: string) =>
+      testAdmission({ idempotency: { key, bodyDigest: 'd'.repeat(64) }, quotaPerDay: 10 });
+    await intake.admit([keyed('two-days-old')], TEST_COORDINATOR, Date.now() - 2 * DAY);
+    await intake.admit([keyed('an-hour-old')], TEST_COORDINATOR, Date.now() - 60 * 60 * 1000);
+    h.client.close();
+
+    const relay = await relayOn(dbUrl);
+    try {
+      const keys = async () =>
+        (await relay.client.execute('SELECT idempotency_key AS k FROM idempotency')).rows.map((r) => r['k']);
+      await waitUntil('the expired key is forgotten', async () => (await keys()).length === 1, 10_000, 20);
+      expect(await keys()).toEqual(['an-hour-old']);
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  test('a retention shorter than the signed-request skew window is refused at start', async () => {
+    await expect(relayOn(`file:${join(dir, 'short.db')}`, { idempotencyRetentionMs: 1_000 })).rejects.toThrow(
+      'idempotencyRetentionMs must be at least',
+    );
+  });
+});
