@@ -532,5 +532,12 @@ describe('health and metrics', () => {
     expect(m).toMatch(/synod_history_requests\{status="verdict"\} \d+/);
     expect(m).toMatch(/synod_chain_requests\{status="fulfilled"\} 0/);
     expect(m).toMatch(/^synod_chain_settlements_unfinal 0$/m);
+    // The group commit's running totals: this file's requests went through it, on a writer that never died.
+    expect(m).toContain('# TYPE synod_admissions_total counter');
+    const total = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(m)?.[1] ?? Number.NaN);
+    expect(total('synod_admissions_total')).toBeGreaterThan(5);
+    expect(total('synod_admission_batches_total')).toBeGreaterThan(0);
+    expect(total('synod_admission_batches_total')).toBeLessThanOrEqual(total('synod_admissions_total'));
+    expect(total('synod_admission_writer_restarts_total')).toBe(0);
   });
 });

@@ -72,6 +72,15 @@ export class Metrics {
     s.values.set(k, (s.values.get(k) ?? 0) + by);
   }
 
+  /**
+   * A counter whose running total another component keeps (copied in at scrape time); it must only
+   * grow, as a counter does, or restart from zero with the component.
+   */
+  setTotal(name: string, help: string, value: number, labels: Labels = {}): void {
+    const s = this.#get(name, 'counter', help);
+    s.values.set(this.#key(s, labels), value);
+  }
+
   set(name: string, help: string, value: number, labels: Labels = {}): void {
     const s = this.#get(name, 'gauge', help);
     s.values.set(this.#key(s, labels), value);

@@ -25,4 +25,15 @@ export interface EdgeDeps {
   clientAddress: (c: Context) => string;
   /** Wait `ms` (a runtime timer); used by long polls. */
   sleep: (ms: number) => Promise<void>;
+  /** The accept path's group commit, for /metrics (under Bun; the worker has none). */
+  admissionStats?: () => AdmissionStats;
+}
+
+/** Running totals of the accept path's group commit since the relay started. */
+export interface AdmissionStats {
+  /** Batches handed to the writer (each joins a transaction), and the admissions in them. */
+  batches: number;
+  admissions: number;
+  /** Admission writer threads started anew after one died or hung (WRITER_EXITED, WRITER_TIMEOUT). */
+  writerRestarts: number;
 }

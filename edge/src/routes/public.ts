@@ -45,6 +45,24 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
       'Requests admitted and waiting in the admission log for their coordinator',
       await deps.intake.count(),
     );
+    const admission = deps.admissionStats?.();
+    if (admission) {
+      deps.metrics.setTotal(
+        'synod_admission_batches_total',
+        'Batches of admissions handed to the writer (group commit)',
+        admission.batches,
+      );
+      deps.metrics.setTotal(
+        'synod_admissions_total',
+        'Admissions written by the group commit',
+        admission.admissions,
+      );
+      deps.metrics.setTotal(
+        'synod_admission_writer_restarts_total',
+        'Admission writer threads started anew after one died or hung',
+        admission.writerRestarts,
+      );
+    }
     return c.text(deps.metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
   });
 

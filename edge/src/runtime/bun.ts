@@ -219,6 +219,14 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
       }
     },
     sleep: (ms) => Bun.sleep(ms),
+    admissionStats: () => {
+      const s = admissions.stats();
+      return {
+        batches: s.batches,
+        admissions: s.admissions,
+        writerRestarts: admissionWriter?.restarts ?? 0,
+      };
+    },
   });
   if (o.gatewaySecret !== undefined) mountInternal(app, { secret: o.gatewaySecret, network, config });
   const server = Bun.serve({
