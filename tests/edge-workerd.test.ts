@@ -91,9 +91,15 @@ describe('the relay on workerd (miniflare) over sqld, forwarding to a Bun gatewa
     expect(j.network.detail.mode).toBe('gateway');
   });
 
-  test('GET /v1/models lists the gateway models', async () => {
+  test('GET /v1/models lists the gateway models; /openapi.json is served as under Bun', async () => {
     const j = (await (await w('/v1/models')).json()) as { data: { id: string }[] };
     expect(j.data.map((m) => m.id)).toContain('stories260K');
+    const doc = (await (await w('/openapi.json')).json()) as {
+      openapi: string;
+      paths: Record<string, unknown>;
+    };
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.paths)).toContain('/v1/chat/completions');
   });
 
   test('POST /v1/inference through workerd -> 202; the verdict and its proof are read back through workerd', async () => {

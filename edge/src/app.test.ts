@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { NodeKey, toHex } from '@synod/shared';
+import Ajv2020 from 'ajv/dist/2020';
+import edgePackage from '../package.json';
 import { signedRequestDigest } from './auth/signed-request.ts';
 import { startTestNetwork, type TestNetwork } from './test-helpers.ts';
 
@@ -520,6 +522,59 @@ describe('server-sent events keep waiting connections alive', () => {
       await n.close();
     }
   }, 60_000);
+});
+
+describe('GET /openapi.json', () => {
+  type Operation = { requestBody?: { content: Record<string, { schema: object }> }; responses: object };
+  type Doc = { openapi: string; info: { version: string }; paths: Record<string, Record<string, Operation>> };
+
+  test('documents every public route, and only those', async () => {
+    const doc = (await (await req('/openapi.json')).json()) as Doc;
+    expect(doc.openapi).toBe('3.1.0');
+    expect(doc.info.version).toBe(edgePackage.version);
+    const documented = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
+    );
+    const served = t.relay.app.routes
+      .filter((r) => r.method !== 'ALL' && !r.path.startsWith('/internal/'))
+      .map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`);
+    expect([...new Set(documented)].sort()).toEqual([...new Set(served)].sort());
+    for (const ops of Object.values(doc.paths)) {
+      for (const op of Object.values(ops)) expect(Object.keys(op.responses).length).toBeGreaterThan(0);
+    }
+  });
+
+  test('its request schemas accept what the routes accept and refuse what they refuse', async () => {
+    const doc = (await (await req('/openapi.json')).json()) as Doc;
+    const ajv = new Ajv2020({ strict: false });
+    const body = (path: string) => {
+      const schema = doc.paths[path]?.['post']?.requestBody?.content['application/json']?.schema;
+      if (!schema) throw new Error(`no request schema for ${path}`);
+      return ajv.compile(schema);
+    };
+    const inference = body('/v1/inference');
+    expect(inference({ prompt: 'Once upon a time', params: { maxTokens: 48 } })).toBe(true);
+    expect(
+      inference({ prompt: 'x', frame: { quorum: 5, secPercentage: 0.6 }, models: ['stories260K'] }),
+    ).toBe(true);
+    expect(inference({ prompt: 'x', params: { temperature: 9 } })).toBe(false);
+    expect(inference({ prompt: 'x', unknown: 1 })).toBe(false);
+    // What the schema accepts, the route accepts too.
+    const r = await post('/v1/inference', { prompt: 'x', frame: { quorum: 1 }, params: { maxTokens: 4 } });
+    expect(r.status).toBe(202);
+
+    const chat = body('/v1/chat/completions');
+    expect(chat({ model: 'stories260K', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 })).toBe(
+      true,
+    );
+    expect(chat({ model: 'stories260K', messages: [] })).toBe(false);
+    const verify = body('/v1/verify');
+    expect(verify({ v: 1, requestId: 'a'.repeat(64), packets: [] })).toBe(true);
+    expect(
+      verify({ transcript: { v: 1, requestId: 'a'.repeat(64), packets: [] }, expectedRoot: 'b'.repeat(64) }),
+    ).toBe(true);
+    expect(verify({ hello: 1 })).toBe(false);
+  });
 });
 
 describe('health and metrics', () => {

@@ -15,7 +15,7 @@ import { submit } from './inference.ts';
  * answer is the verdict's winner, and the verdict with its proof rides along in the `synod` field.
  * Errors use OpenAI's body `{ error: { message, type, param, code } }` with Synod's stable code.
  */
-const ChatInputSchema = z
+export const ChatInputSchema = z
   .object({
     model: z.string().min(1).max(512),
     messages: z

@@ -1,7 +1,9 @@
 import { ORIGIN_KINDS, type OriginKind, REQUEST_STATUSES, type RequestStatus } from '@synod/shared/history';
 import type { Hono } from 'hono';
+import edgePackage from '../../package.json';
 import { ChainStore } from '../chain/chain-store.ts';
 import { edgeError } from '../http/errors.ts';
+import { openApiDocument } from '../openapi.ts';
 import type { EdgeDeps } from './deps.ts';
 
 const MODEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$/;
@@ -98,4 +100,10 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
   });
 
   app.get('/v1/nodes', async (c) => c.json({ nodes: await deps.store.listNodes() }));
+
+  let document: Record<string, unknown> | undefined;
+  app.get('/openapi.json', (c) => {
+    document ??= openApiDocument(edgePackage.version);
+    return c.json(document);
+  });
 }
