@@ -176,7 +176,7 @@ async function ask(): Promise<void> {
     });
   } catch (e) {
     askError(
-      `could not reach ${base} (${String(e)}); a relay on another origin must allow CORS, or start the app with --relay`,
+      `could not reach ${base} (${String(e)}); a relay on another origin must allow this page (synod-relay --cors-origins ${location.origin}), or start the app with --relay`,
     );
     return;
   }

@@ -524,6 +524,49 @@ describe('server-sent events keep waiting connections alive', () => {
   }, 60_000);
 });
 
+describe('CORS (opt-in)', () => {
+  test('pages on a configured origin may call the API; others, and every origin by default, may not', async () => {
+    const n = await startTestNetwork({ nodes: 1, config: { corsOrigins: ['https://app.example'] } });
+    try {
+      const call = (init: RequestInit & { origin: string }) =>
+        n.relay.app.request('http://127.0.0.1/v1/inference', {
+          ...init,
+          headers: { origin: init.origin, ...(init.headers as Record<string, string>) },
+        });
+      const preflight = await call({
+        method: 'OPTIONS',
+        origin: 'https://app.example',
+        headers: {
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'authorization, content-type, idempotency-key',
+        },
+      });
+      expect(preflight.status).toBe(204);
+      expect(preflight.headers.get('access-control-allow-origin')).toBe('https://app.example');
+      expect(preflight.headers.get('access-control-allow-headers')).toContain('idempotency-key');
+      expect(preflight.headers.get('access-control-allow-methods')).toContain('POST');
+
+      const posted = await call({
+        method: 'POST',
+        origin: 'https://app.example',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${n.apiKey}` },
+        body: JSON.stringify({ prompt: 'x', params: { maxTokens: 4 }, frame: { quorum: 1 } }),
+      });
+      expect(posted.status).toBe(202);
+      expect(posted.headers.get('access-control-allow-origin')).toBe('https://app.example');
+      expect(posted.headers.get('access-control-expose-headers')).toContain('retry-after');
+
+      const other = await call({ method: 'GET', origin: 'https://evil.example' });
+      expect(other.headers.get('access-control-allow-origin')).toBeNull();
+    } finally {
+      await n.close();
+    }
+    // The shared relay of this file has no CORS configured: no header for anyone.
+    const plain = await req('/v1/nodes', { headers: { origin: 'https://app.example' } });
+    expect(plain.headers.get('access-control-allow-origin')).toBeNull();
+  }, 60_000);
+});
+
 describe('GET /openapi.json', () => {
   type Operation = { requestBody?: { content: Record<string, { schema: object }> }; responses: object };
   type Doc = { openapi: string; info: { version: string }; paths: Record<string, Record<string, Operation>> };

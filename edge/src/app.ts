@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import { cors } from 'hono/cors';
 import { edgeError, HttpError, toHttpError } from './http/errors.ts';
 import type { EdgeDeps } from './routes/deps.ts';
 import { mountInference } from './routes/inference.ts';
@@ -12,6 +13,27 @@ import { mountVerify } from './routes/verify.ts';
  */
 export function createApp(deps: EdgeDeps): Hono {
   const app = new Hono();
+
+  // Browsers on the configured origins may call the API (opt-in; see EdgeConfig.corsOrigins).
+  if (deps.config.corsOrigins.length > 0) {
+    const origins = [...deps.config.corsOrigins];
+    app.use(
+      cors({
+        origin: origins.includes('*') ? '*' : origins,
+        allowMethods: ['GET', 'POST', 'OPTIONS'],
+        allowHeaders: [
+          'authorization',
+          'content-type',
+          'idempotency-key',
+          'x-synod-node',
+          'x-synod-timestamp',
+          'x-synod-signature',
+        ],
+        exposeHeaders: ['retry-after'],
+        maxAge: 600,
+      }),
+    );
+  }
 
   const requests = deps.metrics.counter('synod_http_requests_total', 'HTTP requests', [
     'method',

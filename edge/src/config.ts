@@ -24,6 +24,11 @@ export interface EdgeConfig {
   sseKeepAliveMs: number;
   /** How long an Idempotency-Key (and a signed request's signature) is remembered. */
   idempotencyRetentionMs: number;
+  /**
+   * Web origins (`https://app.example`) whose pages may call the API from a browser (CORS), or `['*']`
+   * for any. Default none: browsers on other origins are refused, servers and agents are not affected.
+   */
+  corsOrigins: readonly string[];
 }
 
 export const DEFAULT_EDGE_CONFIG: Omit<EdgeConfig, 'embedders' | 'configuredModels' | 'defaultModels'> = {
@@ -35,4 +40,22 @@ export const DEFAULT_EDGE_CONFIG: Omit<EdgeConfig, 'embedders' | 'configuredMode
   apiKeyCacheMs: 5_000,
   sseKeepAliveMs: 15_000,
   idempotencyRetentionMs: DEFAULT_IDEMPOTENCY_RETENTION_MS,
+  corsOrigins: [],
 };
+
+/**
+ * A comma-separated origin list (a CLI flag, a worker variable): `*`, or origins like
+ * `https://app.example` (scheme, host, optional port; no path). Throws a TypeError naming a bad entry.
+ */
+export function parseCorsOrigins(list: string): string[] {
+  const origins = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const o of origins) {
+    if (o !== '*' && !/^https?:\/\/[A-Za-z0-9.-]+(?::\d{1,5})?$/.test(o)) {
+      throw new TypeError(`not a web origin: ${o} (expected https://host[:port], or *)`);
+    }
+  }
+  return origins;
+}

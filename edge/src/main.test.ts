@@ -43,6 +43,7 @@ describe('synod-relay flags', () => {
     [['--replica', 'replica.db', '--replica-sync-ms', '0'], '--replica-sync-ms must be a positive number'],
     [['--replica-sync-ms', 'soon'], '--replica-sync-ms must be a positive number'],
     [['--port', '70000'], '--port must be a port number'],
+    [['--cors-origins', 'app.example'], '--cors-origins: not a web origin: app.example'],
     [['--no-such-flag'], "Unknown option '--no-such-flag'"],
   ])('%p is refused with exit code 2, nothing created', async (args, message) => {
     const r = await relayCli(args);

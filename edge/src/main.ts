@@ -10,6 +10,7 @@ import { isSynodError } from '@synod/shared';
 import { createApiKey, hashApiKey } from './auth/api-keys.ts';
 import { parseChainBridge } from './chain/bridge-config.ts';
 import { ChainBridgeError } from './chain/chain-watcher.ts';
+import { parseCorsOrigins } from './config.ts';
 import { openHistory } from './store/open-history.ts';
 
 const USE_LITE = {
@@ -34,6 +35,8 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --gun-port N           also run a Gun relay on this port (0: any free) as a second network
                          for redundant delivery of requests and verdicts; omit for none
   --models IDS           models served on the network (comma-separated)    [stories260K]
+  --cors-origins LIST    web origins whose pages may call the API (https://app.example,…; * for
+                         any); default none
   --dev-key-file FILE    create an API key once and keep it in FILE (local development only)
   --gateway-secret-env V environment variable with the gateway secret; when set, serve /internal/v1/*
   --chain-rpc URL        bridge a SynodOracle (contracts/): the chain's JSON-RPC URL
@@ -121,6 +124,7 @@ async function main(argv: string[]): Promise<number> {
         bootstrap: { type: 'string', default: '' },
         'gun-port': { type: 'string' },
         models: { type: 'string', default: 'stories260K' },
+        'cors-origins': { type: 'string', default: '' },
         'dev-key-file': { type: 'string' },
         'gateway-secret-env': { type: 'string', default: 'SYNOD_GATEWAY_SECRET' },
         'chain-rpc': { type: 'string' },
@@ -159,6 +163,13 @@ async function main(argv: string[]): Promise<number> {
       console.error(`synod-relay: --${name} must be a port number`);
       return 2;
     }
+  }
+  let corsOrigins: string[];
+  try {
+    corsOrigins = parseCorsOrigins(values['cors-origins'] as string);
+  } catch (e) {
+    console.error(`synod-relay: --cors-origins: ${(e as Error).message}`);
+    return 2;
   }
   const replicaSyncMs = Number(values['replica-sync-ms']);
   if (!(Number.isFinite(replicaSyncMs) && replicaSyncMs > 0)) {
@@ -236,6 +247,7 @@ async function main(argv: string[]): Promise<number> {
       dbUrl,
       ...(authToken ? { dbAuthToken: authToken } : {}),
       ...(values['replica'] ? { replicaPath: values['replica'] as string, replicaSyncMs } : {}),
+      config: { corsOrigins },
       key,
       transports: gun ? [waku, gun] : [waku],
       embedders: [USE_LITE],

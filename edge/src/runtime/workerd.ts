@@ -35,7 +35,7 @@ import { ApiKeyCache } from '../auth/api-key-cache.ts';
 import { parseChainBridge } from '../chain/bridge-config.ts';
 import type { ChainWatcherStats } from '../chain/chain-watcher.ts';
 import { relayChainWatcher } from '../chain/relay-watcher.ts';
-import { DEFAULT_EDGE_CONFIG, type EdgeConfig } from '../config.ts';
+import { DEFAULT_EDGE_CONFIG, type EdgeConfig, parseCorsOrigins } from '../config.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
 import { GatewayRelayNetwork } from '../relay/gateway.ts';
@@ -52,6 +52,8 @@ export interface WorkerEnv {
   SYNOD_GATEWAY_URL?: string;
   SYNOD_GATEWAY_SECRET?: string;
   SYNOD_MODELS?: string;
+  /** Optional: comma-separated web origins whose pages may call the API (CORS), or `*`. */
+  SYNOD_CORS_ORIGINS?: string;
   SYNOD_CHAIN_RPC?: string;
   SYNOD_CHAIN_ID?: string;
   SYNOD_ORACLE?: string;
@@ -117,6 +119,12 @@ export async function handle(request: Request, env: WorkerEnv, _ctx?: WorkerCtx)
   if (!dbUrl) return configError('SYNOD_DB_URL is not set');
   if (!gatewayUrl) return configError('SYNOD_GATEWAY_URL is not set');
   if (!secret) return configError('SYNOD_GATEWAY_SECRET is not set');
+  let corsOrigins: string[];
+  try {
+    corsOrigins = parseCorsOrigins(env.SYNOD_CORS_ORIGINS ?? '');
+  } catch (e) {
+    return configError(`SYNOD_CORS_ORIGINS: ${(e as Error).message}`);
+  }
   const iso = isolateFor({ ...env, SYNOD_GATEWAY_URL: gatewayUrl, SYNOD_GATEWAY_SECRET: secret });
 
   // A client per request: workerd forbids reusing one request's I/O objects in another.
@@ -145,7 +153,7 @@ export async function handle(request: Request, env: WorkerEnv, _ctx?: WorkerCtx)
   const path = new URL(request.url).pathname;
   if (path === '/healthz' || path === '/metrics') await iso.network.status(true);
   const network = iso.network;
-  const config = gatewayConfig(network);
+  const config = gatewayConfig(network, corsOrigins);
   const intake = new IntakeStore(client);
   const app = createApp({
     store: new HistoryStore(drizzle(client, { schema: historySchema })),
@@ -165,9 +173,10 @@ export async function handle(request: Request, env: WorkerEnv, _ctx?: WorkerCtx)
 }
 
 /** The relay's settings, its embedders and default models being the gateway's (as last fetched). */
-function gatewayConfig(network: GatewayRelayNetwork): EdgeConfig {
+function gatewayConfig(network: GatewayRelayNetwork, corsOrigins: readonly string[] = []): EdgeConfig {
   return {
     ...DEFAULT_EDGE_CONFIG,
+    corsOrigins,
     get embedders() {
       return network.cached?.embedders ?? [];
     },
