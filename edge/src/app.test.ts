@@ -190,29 +190,23 @@ describe('POST /v1/inference and the request lifecycle', () => {
     const sig = await key.sign(
       signedRequestDigest('POST', '/v1/inference', ts, new TextEncoder().encode(body)),
     );
-    const r = await req('/v1/inference', {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'x-synod-node': key.nodeId,
-        'x-synod-timestamp': ts,
-        'x-synod-signature': toHex(sig),
-      },
-      body,
-    });
+    /** POST with the signature headers above (over `body`, whatever `sent` is). */
+    const signedPost = (sent: string) =>
+      req('/v1/inference', {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'x-synod-node': key.nodeId,
+          'x-synod-timestamp': ts,
+          'x-synod-signature': toHex(sig),
+        },
+        body: sent,
+      });
+    const r = await signedPost(body);
     expect(r.status).toBe(202);
     const first = (await r.json()) as { requestId: string };
     // The same signed request again (a replay within the skew window): the first request, not a new one.
-    const replay = await req('/v1/inference', {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'x-synod-node': key.nodeId,
-        'x-synod-timestamp': ts,
-        'x-synod-signature': toHex(sig),
-      },
-      body,
-    });
+    const replay = await signedPost(body);
     expect(replay.status).toBe(200);
     expect(await replay.json()).toMatchObject({ requestId: first.requestId, replayed: true });
     const usage = await t.relay.client.execute({
@@ -220,16 +214,7 @@ describe('POST /v1/inference and the request lifecycle', () => {
       args: [`node:${key.nodeId}`],
     });
     expect(Number(usage.rows[0]?.['count'])).toBe(1);
-    const tampered = await req('/v1/inference', {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'x-synod-node': key.nodeId,
-        'x-synod-timestamp': ts,
-        'x-synod-signature': toHex(sig),
-      },
-      body: body.replace('bird', 'fish'),
-    });
+    const tampered = await signedPost(body.replace('bird', 'fish'));
     expect(tampered.status).toBe(401);
     expect(((await tampered.json()) as { error: { code: string } }).error.code).toBe('UNAUTHENTICATED');
   });
