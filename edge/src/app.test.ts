@@ -37,9 +37,13 @@ describe('POST /v1/inference and the request lifecycle', () => {
   test('a prompt reaches an accepted verdict, stored with its whole transcript', async () => {
     const r = await post('/v1/inference', { prompt: 'Once upon a time', params: { maxTokens: 24 } });
     expect(r.status).toBe(202);
-    const { requestId, links } = (await r.json()) as { requestId: string; links: { self: string } };
+    const { requestId, links } = (await r.json()) as { requestId: string; links: Record<string, string> };
     expect(requestId).toMatch(/^[0-9a-f]{64}$/);
     expect(links.self).toBe(`/v1/inference/${requestId}`);
+    expect(links).toMatchObject({
+      events: `/v1/inference/${requestId}/events`,
+      verify: `/v1/verify/${requestId}`,
+    });
     const view: Record<string, unknown> = await waitForStatus(requestId, ['verdict', 'no-consensus']);
     expect(view['status']).toBe('verdict');
     const v = view['verdict'] as unknown as {

@@ -152,7 +152,14 @@ export function openApiDocument(version: string): Json {
                   requestId: REQUEST_ID,
                   status: { const: 'queued' },
                   replayed: { const: false },
-                  links: { type: 'object' },
+                  links: {
+                    type: 'object',
+                    properties: {
+                      self: { type: 'string' },
+                      events: { type: 'string' },
+                      verify: { type: 'string' },
+                    },
+                  },
                 },
               },
               'accepted and stored',

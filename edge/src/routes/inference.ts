@@ -111,7 +111,7 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
     const found = s.replayed ? await findRequest(deps.store, deps.intake, s.requestId) : null;
     const status = found?.kind === 'stored' ? found.detail.status : 'queued';
     const self = `/v1/inference/${encodeURIComponent(s.requestId)}`;
-    const links = { self, events: `${self}/events` };
+    const links = { self, events: `${self}/events`, verify: `/v1/verify/${encodeURIComponent(s.requestId)}` };
     return c.json({ requestId: s.requestId, status, replayed: s.replayed, links }, s.replayed ? 200 : 202);
   });
 
