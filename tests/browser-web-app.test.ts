@@ -76,6 +76,29 @@ describe('the contributor web app', () => {
       // The node hears itself (its own heartbeat) and lists its model.
       await page.waitForSelector('#known-nodes:has-text("(this tab)")', { timeout: 30_000 });
 
+      // Its standing at the relay: unknown until the relay hears of it; then what the relay's history
+      // holds (seeded here: this relay's network is not the tab's) shows within seconds.
+      expect(await page.isVisible('#standing')).toBe(true);
+      await page.waitForSelector('#standing-score:has-text("not seen by the relay yet")', {
+        timeout: 30_000,
+      });
+      const at = Date.now();
+      await net.relay.client.execute({
+        sql: `INSERT INTO nodes (node_id, role, software, last_heartbeat, last_heartbeat_id, models, embedders,
+                tokens_per_second, embeddings_per_second, first_seen, last_seen)
+              VALUES (?, 'node', 'synod-web/test', '{}', ?, '[]', '[]', 0, 0, ?, ?)`,
+        args: [nodeId, 'f'.repeat(64), at, at],
+      });
+      await net.relay.client.execute({
+        sql: `INSERT INTO reputation (node_id, agreements, disagreements, withheld, invalid, commits,
+                latency_samples, score, updated_at) VALUES (?, 4, 1, 0, 0, 5, 0, 0.725, ?)`,
+        args: [nodeId, at],
+      });
+      await page.waitForSelector('#standing-score:text-is("0.725")', { timeout: 30_000 });
+      expect(await page.textContent('#standing-commits')).toBe('5');
+      expect(await page.textContent('#standing-agreement')).toBe('4 / 1');
+      expect(await page.textContent('#standing-faults')).toBe('0 / 0');
+
       await page.uncheck('#serve');
       // Paused: the queue advertises no room (heartbeat capacity 0) and the page says so.
       await page.waitForSelector('#queue:has-text("of 0")', { timeout: 30_000 });

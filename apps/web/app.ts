@@ -216,6 +216,64 @@ function wireFollower(relayDefault: string | null): void {
   });
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Standing: what the relay's history says of this node (reputation from verdicts), polled.
+
+interface NodeRow {
+  nodeId: string;
+  lastSeen: number;
+  reputation: {
+    score: number;
+    agreements: number;
+    disagreements: number;
+    withheld: number;
+    invalid: number;
+    commits: number;
+  };
+}
+
+async function refreshStanding(api: SynodPageApi, relay: string): Promise<void> {
+  const nodeId = api.status().nodeId;
+  if (nodeId === null) return;
+  let row: NodeRow | undefined;
+  try {
+    const r = await fetch(`${relay.replace(/\/+$/, '')}/v1/nodes`);
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    row = ((await r.json()) as { nodes: NodeRow[] }).nodes.find((n) => n.nodeId === nodeId);
+  } catch (e) {
+    text('standing-score', `the relay could not be asked (${String(e)})`);
+    return;
+  }
+  if (row === undefined) {
+    text('standing-score', 'not seen by the relay yet (it learns of a node from its heartbeats)');
+    for (const id of ['standing-commits', 'standing-agreement', 'standing-faults', 'standing-seen'])
+      text(id, '—');
+    return;
+  }
+  const rep = row.reputation;
+  text('standing-score', rep.score.toFixed(3));
+  text('standing-commits', String(rep.commits));
+  text('standing-agreement', `${rep.agreements} / ${rep.disagreements}`);
+  text('standing-faults', `${rep.withheld} / ${rep.invalid}`);
+  text('standing-seen', ago(row.lastSeen));
+}
+
+/** Asked every 15 s, and on the node's own changes (a heartbeat, a verdict) at most every 5 s. */
+function wireStanding(api: SynodPageApi, relay: string | null): void {
+  if (relay === null) return;
+  $('standing').hidden = false;
+  let last = 0;
+  const refresh = () => {
+    last = Date.now();
+    void refreshStanding(api, relay);
+  };
+  api.onChange(() => {
+    if (Date.now() - last >= 5_000) refresh();
+  });
+  setInterval(refresh, 15_000);
+  refresh();
+}
+
 async function start(): Promise<void> {
   const ready = window.synodReady;
   if (ready === undefined) throw new Error('main.js (the browser node) did not load');
@@ -223,6 +281,7 @@ async function start(): Promise<void> {
   wireNode(api);
   const relay = (api.config as { relay?: string | null }).relay ?? null;
   wireFollower(relay);
+  wireStanding(api, relay);
 }
 
 function whenNodeScriptRan(): Promise<void> {
