@@ -1,0 +1,198 @@
+/**
+ * AskSynod.sol, the example consumer, on a real chain (anvil): asked through it, answered by the
+ * oracle's bridge (a long answer too), refunded and repaid, and guarded against callers other than the
+ * oracle.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { readFileSync } from 'node:fs';
+import {
+  type Abi,
+  type Address,
+  BaseError,
+  ContractFunctionRevertedError,
+  createPublicClient,
+  createWalletClient,
+  getAddress,
+  type Hex,
+  http,
+  keccak256,
+  type PublicClient,
+  parseEther,
+  toHex,
+} from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
+import { fundedAccount, type RunningAnvil, startAnvil } from '../anvil.ts';
+import { rpcChain } from '../chain.ts';
+import { compileSolidity, oracleSource } from '../compile.ts';
+import { deployOracle } from '../deploy.ts';
+import { synodOracleAbi } from '../oracle-abi.ts';
+
+const MIN_FEE = parseEther('0.01');
+const MODELS = ['stories260K'];
+const Status = { None: 0, Pending: 1, Answered: 2, Refunded: 3, Repaid: 4 } as const;
+
+let anvil: RunningAnvil;
+let client: PublicClient;
+let abi: Abi;
+let bytecode: Hex;
+
+beforeAll(async () => {
+  anvil = await startAnvil();
+  client = createPublicClient({
+    chain: rpcChain(anvil.chainId, anvil.url),
+    transport: http(anvil.url),
+    pollingInterval: 25,
+  }) as PublicClient;
+  const compiled = compileSolidity({
+    'SynodOracle.sol': oracleSource(),
+    'AskSynod.sol': readFileSync(new URL('./AskSynod.sol', import.meta.url), 'utf8'),
+  });
+  const c = compiled['AskSynod'];
+  if (!c) throw new Error('AskSynod did not compile');
+  ({ abi, bytecode } = c);
+}, 60_000);
+afterAll(async () => {
+  await anvil?.stop();
+});
+
+async function wallet() {
+  const { key } = await fundedAccount(anvil.url, '10');
+  return createWalletClient({
+    account: privateKeyToAccount(key),
+    chain: rpcChain(anvil.chainId, anvil.url),
+    transport: http(anvil.url),
+  });
+}
+type Wallet = Awaited<ReturnType<typeof wallet>>;
+
+async function mined(hash: Hex) {
+  const r = await client.waitForTransactionReceipt({ hash });
+  expect(r.status).toBe('success');
+  return r;
+}
+
+async function errorName(attempt: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await attempt;
+  } catch (e) {
+    const reverted =
+      e instanceof BaseError ? e.walk((x) => x instanceof ContractFunctionRevertedError) : null;
+    if (reverted instanceof ContractFunctionRevertedError) return reverted.data?.errorName;
+    throw e;
+  }
+  throw new Error('expected a revert');
+}
+
+/** An oracle (bridge: its own account) and an AskSynod on it. */
+async function setup() {
+  const [owner, bridge, asker, stranger] = await Promise.all([wallet(), wallet(), wallet(), wallet()]);
+  const oracle = await deployOracle(owner, client, { bridge: bridge.account.address, minFee: MIN_FEE });
+  const receipt = await mined(await owner.deployContract({ abi, bytecode, args: [oracle] }));
+  const asking = getAddress(receipt.contractAddress as Address);
+  return { oracle, asking, bridge, asker, stranger };
+}
+
+async function ask(s: Awaited<ReturnType<typeof setup>>, prompt: string): Promise<bigint> {
+  const { request, result } = await client.simulateContract({
+    address: s.asking,
+    abi,
+    functionName: 'ask',
+    args: [prompt, MODELS, 48],
+    value: MIN_FEE,
+    account: s.asker.account,
+  });
+  await mined(await s.asker.writeContract(request));
+  return result as bigint;
+}
+
+async function question(asking: Address, n: bigint) {
+  const [asker, fee, status, answerHash, verdictDigest] = (await client.readContract({
+    address: asking,
+    abi,
+    functionName: 'questions',
+    args: [n],
+  })) as [Address, bigint, number, Hex, Hex];
+  return { asker, fee, status, answerHash, verdictDigest };
+}
+
+const settle = (by: Wallet, oracle: Address, fn: 'fulfill' | 'refund', args: readonly unknown[]) =>
+  by.writeContract({ address: oracle, abi: synodOracleAbi, functionName: fn, args: args as never });
+
+describe('AskSynod, the example consumer', () => {
+  test('asked through it, answered through the oracle: the answer emitted, its hash and digest kept', async () => {
+    const s = await setup();
+    const n = await ask(s, 'Once upon a time');
+    expect(await question(s.asking, n)).toMatchObject({
+      asker: s.asker.account.address,
+      fee: MIN_FEE,
+      status: Status.Pending,
+    });
+    // The oracle sees the example contract as the requester.
+    const [requester] = (await client.readContract({
+      address: s.oracle,
+      abi: synodOracleAbi,
+      functionName: 'requests',
+      args: [n],
+    })) as readonly [Address, ...unknown[]];
+    expect(requester).toBe(s.asking);
+
+    // A long answer (2 KiB) still fits the callback's gas budget, since it is emitted, not stored.
+    const answer = 'Once upon a time there was a little boat. '.repeat(48);
+    const digest = keccak256(toHex('verdict'));
+    const root = keccak256(toHex('transcript'));
+    const receipt = await mined(await settle(s.bridge, s.oracle, 'fulfill', [n, answer, digest, root]));
+    const q = await question(s.asking, n);
+    expect(q).toMatchObject({
+      status: Status.Answered,
+      answerHash: keccak256(toHex(answer)),
+      verdictDigest: digest,
+    });
+    const answered = await client.getContractEvents({
+      address: s.asking,
+      abi,
+      eventName: 'Answered',
+      blockHash: receipt.blockHash,
+    });
+    expect((answered[0]?.args as unknown as { answer?: string } | undefined)?.answer).toBe(answer);
+    const [fulfilled] = await client.getContractEvents({
+      address: s.oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMFulfilled',
+      blockHash: receipt.blockHash,
+    });
+    expect(fulfilled?.args.callbackOk).toBe(true);
+  });
+
+  test('refunded: the asker, and only the asker, gets the fee back, once', async () => {
+    const s = await setup();
+    const n = await ask(s, 'Tell me a story');
+    await mined(await settle(s.bridge, s.oracle, 'refund', [n, 'NO_CONSENSUS']));
+    expect((await question(s.asking, n)).status).toBe(Status.Refunded);
+    const claim = (by: Wallet) =>
+      by.writeContract({ address: s.asking, abi, functionName: 'claimRefund', args: [n] });
+    expect(await errorName(claim(s.stranger))).toBe('NotAsker');
+    const before = await client.getBalance({ address: s.asker.account.address });
+    const receipt = await mined(await claim(s.asker));
+    const after = await client.getBalance({ address: s.asker.account.address });
+    expect(after - before + receipt.gasUsed * receipt.effectiveGasPrice).toBe(MIN_FEE);
+    expect((await question(s.asking, n)).status).toBe(Status.Repaid);
+    expect(await errorName(claim(s.asker))).toBe('NotRefundable');
+  });
+
+  test('only the oracle may deliver results or send it ether', async () => {
+    const s = await setup();
+    const n = await ask(s, 'Hello');
+    expect(
+      await errorName(
+        s.stranger.writeContract({
+          address: s.asking,
+          abi,
+          functionName: 'onLLMResult',
+          args: [n, true, 'forged answer', keccak256(toHex('x')), keccak256(toHex('y'))],
+        }),
+      ),
+    ).toBe('NotOracle');
+    expect((await question(s.asking, n)).status).toBe(Status.Pending);
+    await expect(s.stranger.sendTransaction({ to: s.asking, value: 1n })).rejects.toThrow();
+  });
+});
