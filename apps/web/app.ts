@@ -6,6 +6,7 @@
  */
 import type { BrowserNodeStatus, LoadState } from '../../browser-node/src/browser/browser-node.ts';
 import type { SynodPageApi } from '../../browser-node/src/browser/main.ts';
+import type { NodeSummary } from '../../edge/src/store/history-store.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -219,18 +220,8 @@ function wireFollower(relayDefault: string | null): void {
 // ---------------------------------------------------------------------------------------------------
 // Standing: what the relay's history says of this node (reputation from verdicts), polled.
 
-interface NodeRow {
-  nodeId: string;
-  lastSeen: number;
-  reputation: {
-    score: number;
-    agreements: number;
-    disagreements: number;
-    withheld: number;
-    invalid: number;
-    commits: number;
-  };
-}
+/** One entry of the relay's `GET /v1/nodes` (JSON), as the relay declares it. */
+type NodeRow = Pick<NodeSummary, 'nodeId' | 'lastSeen' | 'reputation'>;
 
 async function refreshStanding(api: SynodPageApi, relay: string): Promise<void> {
   const nodeId = api.status().nodeId;
