@@ -513,6 +513,40 @@ describe('server-sent events keep waiting connections alive', () => {
   }, 60_000);
 });
 
+describe('/v1/chat/completions when no verdict can come', () => {
+  test('a streamed completion still queued at its deadline ends with a TIMEOUT error event and [DONE]; a message without content is INVALID_INPUT', async () => {
+    const n = await startTestNetwork({ nodes: 1, maxOpenRequests: 0, config: { chatWaitSlackMs: 0 } });
+    try {
+      const chat = (body: unknown) =>
+        n.relay.app.request('http://127.0.0.1/v1/chat/completions', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${n.apiKey}` },
+          body: JSON.stringify(body),
+        });
+      const r = await chat({
+        model: 'stories260K',
+        messages: [{ role: 'user', content: 'The sea' }],
+        stream: true,
+        synod: { frame: { maxTimeMs: 1_000, revealWindowMs: 250 } },
+      });
+      const data = [...(await r.text()).matchAll(/^data: (.*)$/gm)].map((m) => m[1] as string);
+      expect(JSON.parse(data[0] ?? '{}').choices[0].delta.role).toBe('assistant');
+      expect(JSON.parse(data.at(-2) ?? '{}')).toMatchObject({
+        error: { code: 'TIMEOUT', type: 'server_error' },
+      });
+      expect(data.at(-1)).toBe('[DONE]');
+
+      const empty = await chat({ model: 'stories260K', messages: [{ role: 'assistant', content: null }] });
+      expect(empty.status).toBe(400);
+      expect(await empty.json()).toMatchObject({
+        error: { code: 'INVALID_INPUT', param: 'messages.0.content' },
+      });
+    } finally {
+      await n.close();
+    }
+  }, 60_000);
+});
+
 describe('CORS (opt-in)', () => {
   test('pages on a configured origin may call the API; others, and every origin by default, may not', async () => {
     const n = await startTestNetwork({ nodes: 1, config: { corsOrigins: ['https://app.example'] } });

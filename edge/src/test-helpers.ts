@@ -29,6 +29,8 @@ export async function startTestNetwork(
     gatewaySecret?: string;
     chain?: ChainBridgeOptions;
     config?: Partial<EdgeConfig>;
+    /** The relay's `maxOpenRequests` (0: nothing is dispatched; requests stay queued). */
+    maxOpenRequests?: number;
   } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'synod-edge-'));
@@ -68,6 +70,7 @@ export async function startTestNetwork(
     ...(options.gatewaySecret ? { gatewaySecret: options.gatewaySecret } : {}),
     ...(options.chain ? { chain: options.chain } : {}),
     ...(options.config ? { config: options.config } : {}),
+    ...(options.maxOpenRequests !== undefined ? { maxOpenRequests: options.maxOpenRequests } : {}),
   });
   for (const n of nodes) await n.start();
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));

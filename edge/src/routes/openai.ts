@@ -96,7 +96,6 @@ function unsupported(b: ChatInput): [string, string] | null {
     if (m.role === 'tool' || m.role === 'function' || 'tool_calls' in m || 'function_call' in m) {
       return [`messages.${i}`, calls];
     }
-    if (m.content == null) return [`messages.${i}.content`, 'a message needs text content'];
   }
   return null;
 }
@@ -116,6 +115,13 @@ function toInferenceInput(raw: unknown): unknown {
   if (refused) {
     const [param, why] = refused;
     throw edgeError(400, 'UNSUPPORTED_PARAMETER', why, { issues: [{ path: param, message: why }] });
+  }
+  const empty = b.messages.findIndex((m) => m.content == null);
+  if (empty >= 0) {
+    const path = `messages.${empty}.content`;
+    throw edgeError(400, 'INVALID_INPUT', `${path}: a message needs text content`, {
+      issues: [{ path, message: 'a message needs text content' }],
+    });
   }
   const models = b.model === 'synod' ? undefined : b.model.split(',').map((m) => m.trim());
   const params: Record<string, number> = {};
@@ -307,17 +313,21 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
           }),
         });
         const stopKeepAlive = keepAlive(out, deps.config.sseKeepAliveMs);
-        let d: RequestDetail;
+        let d: RequestDetail | null = null;
+        let bad: HttpError | null;
         try {
           d = await awaitVerdict(deps, s.requestId, deadline);
+          bad = failure(d);
+        } catch (e) {
+          // The wait itself failed (still queued at the deadline, the store gone): the same error event
+          // as a failed verdict, so the stream always ends with [DONE].
+          bad = toHttpError(e);
         } finally {
           stopKeepAlive();
         }
-        const bad = failure(d);
-        if (bad) {
-          await out.writeSSE({
-            data: JSON.stringify({ error: { ...bad.body().error, type: 'server_error' } }),
-          });
+        if (bad || d === null) {
+          const error = (bad ?? toHttpError(null)).body().error;
+          await out.writeSSE({ data: JSON.stringify({ error: { ...error, type: 'server_error' } }) });
           await out.writeSSE({ data: '[DONE]' });
           return;
         }
