@@ -83,7 +83,6 @@ async function keysCommand(argv: string[]): Promise<number> {
   const dbUrl = values.db as string;
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
   try {
-    if (dbUrl.startsWith('file:')) mkdirSync(dirname(resolve(dbUrl.slice(5))), { recursive: true });
     const { client, store } = await openHistory(dbUrl);
     try {
       await store.createApiKey(
@@ -204,7 +203,6 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const dbUrl = values['db'] as string;
-  if (dbUrl.startsWith('file:')) mkdirSync(dirname(resolve(dbUrl.slice(5))), { recursive: true });
   try {
     // The node, its transports and the relay runtime load only here: `keys create` and `--help` need
     // none of them (and Gun prints a welcome line on stdout when loaded).

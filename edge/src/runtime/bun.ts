@@ -5,7 +5,6 @@ import type { Hono } from 'hono';
 import { getConnInfo } from 'hono/bun';
 import { createApp } from '../app.ts';
 import { ApiKeyCache } from '../auth/api-key-cache.ts';
-import { SIGNED_REQUEST_SKEW_MS } from '../auth/signed-request.ts';
 import type { ChainBridgeOptions } from '../chain/bridge-config.ts';
 import type { ChainWatcher } from '../chain/chain-watcher.ts';
 import { relayChainWatcher } from '../chain/relay-watcher.ts';
@@ -18,7 +17,11 @@ import { recordPacket } from '../relay/history-sink.ts';
 import { InProcessRelayNetwork } from '../relay/in-process.ts';
 import { mountInternal } from '../routes/internal.ts';
 import type { HistoryStore } from '../store/history-store.ts';
-import { IDEMPOTENCY_PRUNE_EVERY_MS, pruneExpiredIdempotency } from '../store/idempotency-retention.ts';
+import {
+  checkIdempotencyRetention,
+  IDEMPOTENCY_PRUNE_EVERY_MS,
+  pruneExpiredIdempotency,
+} from '../store/idempotency-retention.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { IntakeWriterThread } from '../store/intake-writer-thread.ts';
 import { BUSY_TIMEOUT_MS, isLocalFile, openHistory } from '../store/open-history.ts';
@@ -94,10 +97,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   const random = o.random ?? ((n: number) => crypto.getRandomValues(new Uint8Array(n)));
   const log = o.log ?? (() => undefined);
   // Checked before anything is opened or started, so a bad value leaves nothing running.
-  const retentionMs = o.config?.idempotencyRetentionMs ?? DEFAULT_EDGE_CONFIG.idempotencyRetentionMs;
-  if (!(retentionMs >= SIGNED_REQUEST_SKEW_MS)) {
-    throw new RangeError(`idempotencyRetentionMs must be at least ${SIGNED_REQUEST_SKEW_MS} ms`);
-  }
+  checkIdempotencyRetention(o.config?.idempotencyRetentionMs ?? DEFAULT_EDGE_CONFIG.idempotencyRetentionMs);
   const { client, store } = await openHistory(o.dbUrl, o.dbAuthToken, o.replicaPath, o.replicaSyncMs);
   const intake = new IntakeStore(client);
   let network: InProcessRelayNetwork | undefined;

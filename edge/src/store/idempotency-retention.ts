@@ -8,10 +8,19 @@ export const DEFAULT_IDEMPOTENCY_RETENTION_MS = 24 * 60 * 60 * 1000;
 export const IDEMPOTENCY_PRUNE_EVERY_MS = 10 * 60 * 1000;
 
 /**
+ * Throws a RangeError for a retention shorter than the signed-request skew window: a replayed signed
+ * request (keyed by its signature) must still be recognised.
+ */
+export function checkIdempotencyRetention(retentionMs: number): void {
+  if (!(retentionMs >= SIGNED_REQUEST_SKEW_MS)) {
+    throw new RangeError(`idempotencyRetentionMs must be at least ${SIGNED_REQUEST_SKEW_MS} ms`);
+  }
+}
+
+/**
  * Forget the Idempotency-Key rows older than `retentionMs`, in batches of `batch` (short write
  * transactions that never hold the accept path up for long), at most `maxBatches` per call; what is
- * left goes at the next call. Returns how many rows went. A retention shorter than the signed-request
- * skew window is refused: a replayed signed request (keyed by its signature) must still be recognised.
+ * left goes at the next call. Returns how many rows went (`checkIdempotencyRetention` first).
  */
 export async function pruneExpiredIdempotency(
   intake: IntakeStore,
@@ -19,9 +28,7 @@ export async function pruneExpiredIdempotency(
   retentionMs: number,
   o: { batch?: number; maxBatches?: number } = {},
 ): Promise<number> {
-  if (!(retentionMs >= SIGNED_REQUEST_SKEW_MS)) {
-    throw new RangeError(`idempotency retention must be at least ${SIGNED_REQUEST_SKEW_MS} ms`);
-  }
+  checkIdempotencyRetention(retentionMs);
   const batch = o.batch ?? 1_000;
   const maxBatches = o.maxBatches ?? 20;
   let pruned = 0;

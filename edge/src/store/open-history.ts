@@ -3,7 +3,10 @@
  * from the relay runtime (runtime/bun.ts), so a command that only needs the database (`synod-relay
  * keys create`) loads neither the node nor its transports.
  */
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { createClient } from '@libsql/client';
+import { expandConfig } from '@libsql/core/config';
 import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql';
 import { HistoryStore } from './history-store.ts';
@@ -42,6 +45,9 @@ export async function openHistory(
   if (replicaPath !== undefined && !(replicaSyncMs > 0)) {
     throw new RangeError('replicaSyncMs must be a positive number of milliseconds');
   }
+  // A database file's folder is made on first use (`file:.data/relay/history.db` on a fresh checkout).
+  const localFile = replicaPath ?? (isLocalFile(dbUrl) ? expandConfig({ url: dbUrl }, false).path : null);
+  if (localFile) mkdirSync(dirname(resolve(localFile)), { recursive: true });
   const opened = createClient(
     replicaPath
       ? {
