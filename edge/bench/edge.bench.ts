@@ -17,6 +17,10 @@
  *    The generator's own cost counts: autocannon spends several times wrk's CPU per request, on the
  *    same 2 cores as the servers, and it caps the hello-world side well below what Bun.serve answers
  *    with wrk; both shares are printed. Target: accepted/s >= 30% of hello-world/s.
+ *    Beside the rates, the CPU each answered request cost (cpu-account.ts): the servers' (this process,
+ *    every thread: HTTP, the admission writer, GC, JIT) and the load generator's (its process), and
+ *    how busy the machine was; from those, how many cores 30% of hello-world's rate would keep busy at
+ *    the accept path's measured cost, against the cores there are.
  * 2. verify: POST /v1/verify of a real quorum-5 transcript (made by 5 real nodes, stories260K + USE Lite,
  *    in memory) at 50 connections, transcripts/s; beside it the raw cost of that transcript's signature
  *    checks alone (Ed25519 verify of each packet's signed bytes, precomputed, same backend and the same
@@ -43,7 +47,14 @@ import { createApiKey } from '../src/auth/api-keys.ts';
 import { startRelay } from '../src/runtime/bun.ts';
 import { startTestNetwork } from '../src/test-helpers.ts';
 import { freePort, stopProcess, waitUntil } from '../src/test-servers.ts';
-import { availableGenerators, type LoadGenerator, type LoadRequest, runLoad } from './load-generators.ts';
+import { accountCpu, type CpuAccount } from './cpu-account.ts';
+import {
+  availableGenerators,
+  type LoadGenerator,
+  type LoadRequest,
+  type LoadResult,
+  runLoad,
+} from './load-generators.ts';
 
 const REPO = resolve(import.meta.dir, '../..');
 const DURATION = Number(process.env['BENCH_DURATION_S'] ?? 10);
@@ -64,13 +75,27 @@ function pct(xs: number[], p: number): number {
 
 const r1 = (x: number) => Math.round(x * 10) / 10;
 
+/**
+ * CPU per answered request of a load run: the servers' (this process, all threads) and the load
+ * generator's (its own process), in µs, and how busy the machine was (0-1).
+ */
+function cpuPerRequest(run: CpuAccount<LoadResult>) {
+  const answered = Math.max(1, run.result.ok + run.result.non2xx);
+  return {
+    serverUs: (run.processCpuMs * 1000) / answered,
+    generatorUs: (run.result.generatorCpuMs * 1000) / answered,
+    machineBusy: run.machineBusy,
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------
 // 1. accept vs hello-world, in rounds (hello-world, then a fresh relay) so drift of a shared machine
 //    during the run falls on both sides; the median round's share is the figure.
 async function acceptRound(embedder: EmbeddingModelRef, tool: LoadGenerator) {
   const hello = new Hono().get('/', (c) => c.text('hello'));
   const helloServer = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: hello.fetch });
-  const helloRes = await runLoad(tool, `http://127.0.0.1:${helloServer.port}/`, {}, LOAD);
+  const helloRun = await accountCpu(() => runLoad(tool, `http://127.0.0.1:${helloServer.port}/`, {}, LOAD));
+  const helloRes = helloRun.result;
   helloServer.stop(true);
 
   const dir = mkdtempSync(join(tmpdir(), 'synod-bench-relay-'));
@@ -85,16 +110,19 @@ async function acceptRound(embedder: EmbeddingModelRef, tool: LoadGenerator) {
   });
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
   await relay.store.createApiKey({ id: k.id, hash: k.hash, label: 'bench', quotaPerDay: 1e9 }, Date.now());
-  const acceptRes = await runLoad(
-    tool,
-    `${relay.url}/v1/inference`,
-    {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` },
-      body: JSON.stringify({ prompt: 'Once upon a time', params: { maxTokens: 16 } }),
-    },
-    LOAD,
+  const acceptRun = await accountCpu(() =>
+    runLoad(
+      tool,
+      `${relay.url}/v1/inference`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` },
+        body: JSON.stringify({ prompt: 'Once upon a time', params: { maxTokens: 16 } }),
+      },
+      LOAD,
+    ),
   );
+  const acceptRes = acceptRun.result;
   await Bun.sleep(1_000); // let requests in flight when autocannon stopped finish
   // The writer thread's transactions (the HTTP thread's handovers are smaller batches of the same).
   const groupCommit = (await relay.admissionWriter?.stats()) ?? relay.admissions.stats();
@@ -104,7 +132,8 @@ async function acceptRound(embedder: EmbeddingModelRef, tool: LoadGenerator) {
   await relay.stop();
   rmSync(dir, { recursive: true, force: true });
   const share = acceptRes.perSecond / helloRes.perSecond;
-  return { hello: helloRes, accept: acceptRes, share, groupCommit, dispatched, queued, stored };
+  const cpu = { hello: cpuPerRequest(helloRun), accept: cpuPerRequest(acceptRun) };
+  return { hello: helloRes, accept: acceptRes, share, cpu, groupCommit, dispatched, queued, stored };
 }
 
 async function benchAccept() {
@@ -127,7 +156,12 @@ async function benchAccept() {
       tool,
       ...median,
       shareRange: [byShare[0]?.share ?? Number.NaN, byShare.at(-1)?.share ?? Number.NaN],
-      rounds: all.map((r) => ({ hello: r.hello.perSecond, accept: r.accept.perSecond, share: r.share })),
+      rounds: all.map((r) => ({
+        hello: r.hello.perSecond,
+        accept: r.accept.perSecond,
+        share: r.share,
+        cpu: r.cpu,
+      })),
     };
   });
 }
@@ -367,6 +401,13 @@ const accept = PARTS.has('accept') ? await benchAccept() : null;
 const verify = PARTS.has('verify') ? await benchVerify() : null;
 const latency = PARTS.has('latency') ? await benchLatency() : null;
 
+const CORES = cpus().length;
+const busy = (b: number | null) => (b === null ? 'n/a' : `${Math.round(b * 100)}%`);
+/** Cores the accept path would keep busy at 30% of hello-world's rate, at its measured CPU per request. */
+function coresAtTarget(a: { hello: LoadResult; cpu: { accept: { serverUs: number; generatorUs: number } } }) {
+  return (0.3 * a.hello.perSecond * (a.cpu.accept.serverUs + a.cpu.accept.generatorUs)) / 1e6;
+}
+
 const verifyRatio = verify ? verify.rawPerSecond / verify.endpoint.perSecond : Number.NaN;
 const rows: [string, string, string, string][] = [['metric', 'value', 'beside', 'target']];
 for (const a of accept ?? []) {
@@ -383,6 +424,12 @@ for (const a of accept ?? []) {
       `${Math.round(a.accept.perSecond)} req/s, p50 ${r1(a.accept.p50)} ms, p99 ${r1(a.accept.p99)} ms`,
       `${r1(a.share * 100)}% of hello-world, median of ${a.rounds.length} rounds (${r1((a.shareRange[0] ?? 0) * 100)}-${r1((a.shareRange[1] ?? 0) * 100)}%; non-2xx ${a.accept.non2xx}, errors ${a.accept.errors})`,
       `>= 30%: ${a.share >= 0.3 ? 'met' : 'NOT met'}`,
+    ],
+    [
+      '  CPU per request, server + load generator',
+      `hello-world ${r1(a.cpu.hello.serverUs)} + ${r1(a.cpu.hello.generatorUs)} µs (machine ${busy(a.cpu.hello.machineBusy)} busy); accept ${r1(a.cpu.accept.serverUs)} + ${r1(a.cpu.accept.generatorUs)} µs (${busy(a.cpu.accept.machineBusy)} busy)`,
+      `30% of hello-world (${Math.round(0.3 * a.hello.perSecond)} req/s) at that cost: ${r1(coresAtTarget(a))} of ${CORES} cores`,
+      '',
     ],
     [
       '  admission group commits',
@@ -419,7 +466,14 @@ const result = {
   machine: { cpus: cpus().length, model: cpus()[0]?.model, bun: Bun.version },
   durationSeconds: DURATION,
   connections: CONNECTIONS,
-  accept: accept?.map((a) => ({ ...a, shareOfHelloWorld: a.share, target: 0.3 })) ?? null,
+  accept:
+    accept?.map((a) => ({
+      ...a,
+      shareOfHelloWorld: a.share,
+      target: 0.3,
+      coresAtTarget: coresAtTarget(a),
+      cores: CORES,
+    })) ?? null,
   verify: verify && { ...verify, rawOverEndpoint: verifyRatio, target: 1.5 },
   latency: latency && { ...latency, targetOverheadP50Ms: 250 },
 };

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'bun:test';
-import { parseWrkReport, wrkScript } from './load-generators.ts';
+import { resolve } from 'node:path';
+import { availableGenerators, parseWrkReport, runLoad, wrkScript } from './load-generators.ts';
 
 /** A real wrk 4.1 report (Debian's build), against a server answering 404 to every request. */
 const NOT_FOUND_REPORT = `Running 1s test @ http://127.0.0.1:40489/bad
@@ -61,4 +62,36 @@ describe('wrkScript', () => {
         'wrk.headers["content-type"] = "application/json"\n',
     );
   });
+});
+
+describe('runLoad', () => {
+  test.each(availableGenerators())(
+    '%s: counts answers by status and reports its own CPU time',
+    async (tool) => {
+      let n = 0;
+      const server = Bun.serve({
+        hostname: '127.0.0.1',
+        port: 0,
+        // Every third request is refused, so non-2xx answers are counted apart.
+        fetch: () => new Response('hello', { status: ++n % 3 === 0 ? 429 : 200 }),
+      });
+      try {
+        const r = await runLoad(
+          tool,
+          `http://127.0.0.1:${server.port}/`,
+          { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } },
+          { connections: 4, durationSeconds: 1, repo: resolve(import.meta.dir, '../..') },
+        );
+        expect(r.ok).toBeGreaterThan(0);
+        expect(r.non2xx).toBeGreaterThan(0);
+        // Roughly one in three refused (the generator may stop between requests).
+        expect(Math.abs(r.non2xx / (r.ok + r.non2xx) - 1 / 3)).toBeLessThan(0.05);
+        expect(r.perSecond).toBeGreaterThan(0);
+        expect(r.generatorCpuMs).toBeGreaterThan(0);
+        expect(r.p99).toBeGreaterThanOrEqual(r.p50);
+      } finally {
+        server.stop(true);
+      }
+    },
+  );
 });

@@ -24,6 +24,8 @@ export interface LoadResult {
   /** Latency percentiles in milliseconds. */
   p50: number;
   p99: number;
+  /** CPU time the load generator's process spent (user + system), in ms; NaN if it could not be read. */
+  generatorCpuMs: number;
 }
 
 export type LoadGenerator = 'autocannon' | 'wrk';
@@ -71,6 +73,7 @@ async function autocannon(url: string, req: LoadRequest, o: LoadOptions): Promis
     const p = Bun.spawn(['node', ...args], { stdout: 'pipe', stderr: 'ignore' });
     const out = await new Response(p.stdout).text();
     await p.exited;
+    const generatorCpuMs = cpuMsOf(p);
     const j = JSON.parse(out) as {
       '2xx': number;
       non2xx: number;
@@ -86,6 +89,7 @@ async function autocannon(url: string, req: LoadRequest, o: LoadOptions): Promis
       perSecond: j['2xx'] / j.duration,
       p50: j.latency.p50,
       p99: j.latency.p99,
+      generatorCpuMs,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -121,14 +125,20 @@ async function wrk(url: string, req: LoadRequest, o: LoadOptions): Promise<LoadR
     const p = Bun.spawn(args, { stdout: 'pipe', stderr: 'pipe' });
     const out = await new Response(p.stdout).text();
     if ((await p.exited) !== 0) throw new Error(`wrk failed: ${await new Response(p.stderr).text()}`);
-    return parseWrkReport(out);
+    return { ...parseWrkReport(out), generatorCpuMs: cpuMsOf(p) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
+/** CPU time (user + system) of an exited child process, in ms; NaN if the runtime could not tell. */
+function cpuMsOf(p: { resourceUsage(): { cpuTime: { user: bigint; system: bigint } } | undefined }): number {
+  const u = p.resourceUsage();
+  return u ? Number(u.cpuTime.user + u.cpuTime.system) / 1000 : Number.NaN;
+}
+
 /** A wrk (4.x) report with `--latency`, summarized; throws if it is not one. */
-export function parseWrkReport(text: string): LoadResult {
+export function parseWrkReport(text: string): Omit<LoadResult, 'generatorCpuMs'> {
   const total = /(\d+) requests in ([\d.]+)(us|ms|s|m)\b/.exec(text);
   const p50 = /^\s*50%\s+([\d.]+)(us|ms|s|m)\s*$/m.exec(text);
   const p99 = /^\s*99%\s+([\d.]+)(us|ms|s|m)\s*$/m.exec(text);
