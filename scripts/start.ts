@@ -295,6 +295,10 @@ Try it:
   const client = new OpenAI({ baseURL: '${relay.url}/v1', apiKey: '${apiKey}' });
   const r = await client.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'Once upon a time' }] });
   console.log(r.choices[0].message.content, r.synod.verdictDigest);
+
+  # API keys of this relay: more, their use today, revoking one
+  npm run relay -- keys create --label my-agent --db file:${join(data, 'relay.db')}
+  npm run relay -- keys list --db file:${join(data, 'relay.db')}
 ${
   chain
     ? `

@@ -245,6 +245,41 @@ describe('npm start (the local network)', () => {
     expect(auditOut).toContain('--expect-digest matches');
   }, 180_000);
 
+  test('the printed API key commands work on the running relay, and a revoked key is refused', async () => {
+    const relay = printed('relay (HTTP API, OpenAI-compatible, verifier)');
+    // `npm run relay -- ARGS` as printed, run as the script runs it (bun edge/src/main.ts ARGS).
+    const printedArgs = (sub: string) => {
+      const m = new RegExp(`npm run relay -- (keys ${sub} .*)$`, 'm').exec(out);
+      if (!m?.[1]) throw new Error(`npm start printed no keys ${sub} command`);
+      return m[1].trim().split(/\s+/);
+    };
+    const relayCli = (args: string[]) =>
+      runCommand([process.execPath, 'edge/src/main.ts', ...args], { cwd: ROOT });
+    const created = await relayCli(printedArgs('create'));
+    expect(created.code).toBe(0);
+    const key = created.out.trim();
+    const id = /created (key_[0-9a-f]{16})/.exec(created.err)?.[1] ?? '';
+    const ask = () =>
+      fetch(`${relay}/v1/inference`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body: JSON.stringify({ prompt: 'Once upon a time', params: { maxTokens: 8 } }),
+      });
+    expect((await ask()).status).toBe(202);
+
+    const listed = await relayCli([...printedArgs('list'), '--json']);
+    expect(listed.code).toBe(0);
+    const keys = JSON.parse(listed.out) as { id: string; label: string; usedToday: number }[];
+    expect(keys.find((k) => k.id === id)).toMatchObject({ label: 'my-agent', usedToday: 1 });
+    expect(keys.length).toBeGreaterThanOrEqual(2); // the development key too
+
+    const db = printedArgs('list').slice(2);
+    const revoked = await relayCli(['keys', 'revoke', id, ...db]);
+    expect(revoked.code).toBe(0);
+    // The relay caches keys for apiKeyCacheMs (5 s): within that, it refuses the key.
+    await waitUntil('the revoked key refused', async () => (await ask()).status === 403, 15_000, 250);
+  }, 60_000);
+
   test('Ctrl-C stops every process it started', async () => {
     // The relay, 3 nodes, the web app and anvil at least (Bun may add helpers of its own).
     started = descendants(proc.pid);

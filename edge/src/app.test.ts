@@ -2,7 +2,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { NodeKey, toHex } from '@synod/shared';
 import Ajv2020 from 'ajv/dist/2020';
 import edgePackage from '../package.json';
+import { createApiKey } from './auth/api-keys.ts';
+import { listApiKeys, revokeApiKey } from './auth/key-admin.ts';
 import { signedRequestDigest } from './auth/signed-request.ts';
+import { utcDay } from './http/auth.ts';
 import { startTestNetwork, type TestNetwork } from './test-helpers.ts';
 
 let t: TestNetwork;
@@ -362,6 +365,29 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
       expect(await historyCount()).toBe(before);
     });
   }
+
+  test('a revoked API key is refused with 403 FORBIDDEN, and nothing is stored or charged', async () => {
+    const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
+    const now = Date.now();
+    await t.relay.store.createApiKey({ id: k.id, hash: k.hash, label: 'to revoke', quotaPerDay: 5 }, now);
+    const revoked = await revokeApiKey(t.relay.store.db, k.id, now, utcDay(now));
+    expect(revoked.kind).toBe('revoked');
+    const before = await historyCount();
+    const r = await post('/v1/inference', { prompt: 'a' }, { authorization: `Bearer ${k.key}` });
+    expect(r.status).toBe(403);
+    const body = (await r.json()) as { error: { code: string; message: string } };
+    expect(body.error).toMatchObject({ code: 'FORBIDDEN', message: 'this API key was revoked' });
+    const chat = await post(
+      '/v1/chat/completions',
+      { model: 'stories260K', messages: [{ role: 'user', content: 'a' }] },
+      { authorization: `Bearer ${k.key}` },
+    );
+    expect(chat.status).toBe(403);
+    expect(((await chat.json()) as { error: { code: string } }).error.code).toBe('FORBIDDEN');
+    expect(await historyCount()).toBe(before);
+    const [listed] = (await listApiKeys(t.relay.store.db, utcDay(now))).filter((x) => x.id === k.id);
+    expect(listed).toMatchObject({ usedToday: 0, revokedAt: now });
+  });
 
   test('verify rejects malformed transcripts with TRANSCRIPT_INVALID or PACKET_MALFORMED reasons', async () => {
     for (const body of [

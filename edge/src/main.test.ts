@@ -76,20 +76,111 @@ describe('synod-relay keys create', () => {
   });
 
   test.each([
-    [['keys', 'create'], 'usage: synod-relay keys create'],
-    [['keys', 'create', '--label', 'a', '--quota', '-1'], 'usage: synod-relay keys create'],
+    [['keys', 'create'], 'keys create needs --label'],
+    [['keys', 'create', '--label', 'a', '--quota=-1'], '--quota must be a whole number >= 0'],
+    [['keys', 'create', '--label', 'a', '--quota', '2.5'], '--quota must be a whole number >= 0'],
     [['keys', 'create', '--label', 'a', '--bogus'], "Unknown option '--bogus'"],
-  ])('%p is refused with exit code 2', async (args, message) => {
+    [['keys', 'create', '--label', 'a', 'extra'], 'unexpected extra'],
+    [['keys'], 'keys needs a command'],
+    [['keys', 'rotate'], 'unknown keys command rotate'],
+    [['keys', 'revoke'], 'keys revoke needs a KEY_ID'],
+    [['keys', 'revoke', 'agent'], 'agent is not a key id'],
+    [['keys', 'list', 'all'], 'unexpected all'],
+  ])('%p is refused with exit code 2 and the usage', async (args, message) => {
     const r = await relayCli(args);
     expect(r.code).toBe(2);
     expect(r.err).toContain(message);
+    expect(r.err).toContain('usage: synod-relay keys create');
     expect(r.files).toEqual([]);
   });
 
   test('a database that cannot be opened is an error (exit code 1), not a key', async () => {
     const r = await relayCli(['keys', 'create', '--label', 'a', '--db', 'http://127.0.0.1:9']);
     expect(r.code).toBe(1);
-    expect(r.err).toContain('the key could not be stored in http://127.0.0.1:9');
+    expect(r.err).toContain('the database http://127.0.0.1:9 could not be opened');
     expect(r.out).toBe('');
+  });
+});
+
+describe('synod-relay keys list and revoke', () => {
+  /** Commands run one after another in one fresh directory. */
+  async function inDir(
+    f: (run: (args: string[]) => ReturnType<typeof runCommand>, dir: string) => Promise<void>,
+  ) {
+    const dir = mkdtempSync(join(tmpdir(), 'synod-cli-'));
+    try {
+      await f(
+        (args) => runCommand([process.execPath, MAIN, ...args], { cwd: dir, env: { SYNOD_PASSPHRASE: 'x' } }),
+        dir,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  const db = ['--db', 'file:relay.db'];
+
+  test('lists keys with quota, use and status; revokes by id, once; the relay then reads it revoked', async () => {
+    await inDir(async (run, dir) => {
+      const agent = await run(['keys', 'create', '--label', 'agent', '--quota', '25', ...db]);
+      expect(agent.err).toMatch(/^created key_[0-9a-f]{16} "agent", 25 requests a day/);
+      const laptop = await run(['keys', 'create', '--label', 'old laptop', ...db]);
+      const listed = await run(['keys', 'list', '--json', ...db]);
+      expect(listed.code).toBe(0);
+      const keys = JSON.parse(listed.out) as { id: string; label: string; quotaPerDay: number }[];
+      expect(keys.map((k) => [k.label, k.quotaPerDay])).toEqual([
+        ['agent', 25],
+        ['old laptop', 1000],
+      ]);
+      // Neither the keys nor their hashes are shown.
+      for (const key of [agent.out.trim(), laptop.out.trim()]) {
+        expect(listed.out).not.toContain(key);
+        expect(listed.out).not.toContain(hashApiKey(key));
+      }
+      const id = keys[1]?.id as string;
+
+      const revoke = await run(['keys', 'revoke', id, ...db]);
+      expect(revoke.code).toBe(0);
+      expect(revoke.out).toContain(`revoked ${id} "old laptop"`);
+      const again = await run(['keys', 'revoke', id, ...db]);
+      expect(again.code).toBe(0);
+      expect(again.out).toContain(`${id} "old laptop" was already revoked at`);
+      const unknown = await run(['keys', 'revoke', 'key_0123456789abcdef', ...db]);
+      expect(unknown.code).toBe(1);
+      expect(unknown.err).toContain('no API key key_0123456789abcdef');
+
+      const table = await run(['keys', 'list', ...db]);
+      expect(table.code).toBe(0);
+      const [head, first, second] = table.out.trim().split('\n');
+      expect(head).toMatch(/^id +label +quota\/day +used \d{4}-\d\d-\d\d +created \(UTC\) +status$/);
+      expect(first).toMatch(new RegExp(`^${keys[0]?.id} +agent +25 +0 +[0-9-]+ [0-9:]+ +live$`));
+      expect(second).toMatch(
+        new RegExp(`^${id} +old laptop +1000 +0 +[0-9-]+ [0-9:]+ +revoked [0-9-]+ [0-9:]+$`),
+      );
+
+      // What a relay reads for that key now: revoked (it answers 403 FORBIDDEN, see app.test.ts).
+      const h = await openHistory(`file:${join(dir, 'relay.db')}`);
+      expect(await h.store.apiKeyByHash(hashApiKey(laptop.out.trim()))).toMatchObject({ revoked: true });
+      expect(await h.store.apiKeyByHash(hashApiKey(agent.out.trim()))).toMatchObject({ revoked: false });
+      h.client.close();
+    });
+  });
+
+  test('an empty database lists no keys and says how to make one', async () => {
+    await inDir(async (run, dir) => {
+      (await openHistory(`file:${join(dir, 'relay.db')}`)).client.close();
+      const r = await run(['keys', 'list', ...db]);
+      expect(r.code).toBe(0);
+      expect(r.out).toContain('no API keys yet');
+    });
+  });
+
+  test.each([
+    [['keys', 'list']],
+    [['keys', 'revoke', 'key_0123456789abcdef', '--db', 'file:elsewhere/relay.db']],
+  ])('%p on a database file that is not there: exit code 1, and no file made', async (args) => {
+    const r = await relayCli(args);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('no database at');
+    expect(r.files).toEqual([]);
   });
 });

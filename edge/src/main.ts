@@ -11,7 +11,7 @@ import { createApiKey, hashApiKey } from './auth/api-keys.ts';
 import { parseChainBridge } from './chain/bridge-config.ts';
 import { ChainBridgeError } from './chain/chain-watcher.ts';
 import { parseCorsOrigins } from './config.ts';
-import { openHistory } from './store/open-history.ts';
+import { KEYS_USAGE, keysCommand } from './keys-command.ts';
 
 const USE_LITE = {
   id: 'use-lite-512',
@@ -51,59 +51,15 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
                          for edge relays on workerd that forward to this one  [SYNOD_GATEWAY_SECRET]
   --help
 
-Subcommand: synod-relay keys create --label NAME [--quota N] [--db URL]   prints a new API key once.`;
+Subcommands, on the relay's database (no relay needs to run):
+${KEYS_USAGE.replace(/^usage: /, '       ')}`;
 
 function log(e: Record<string, unknown>): void {
   console.log(JSON.stringify({ t: new Date().toISOString(), ...e }));
 }
 
-const KEYS_USAGE = 'usage: synod-relay keys create --label NAME [--quota N] [--db URL]';
-
-async function keysCommand(argv: string[]): Promise<number> {
-  let values: { label?: string; quota?: string; db?: string };
-  try {
-    values = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        label: { type: 'string' },
-        quota: { type: 'string', default: '1000' },
-        db: { type: 'string', default: 'file:.data/relay/history.db' },
-      },
-    }).values;
-  } catch (e) {
-    console.error(`synod-relay: ${(e as Error).message}\n${KEYS_USAGE}`);
-    return 2;
-  }
-  const quota = Number(values.quota);
-  if (!values.label || !Number.isInteger(quota) || quota < 0) {
-    console.error(KEYS_USAGE);
-    return 2;
-  }
-  const dbUrl = values.db as string;
-  const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
-  try {
-    const { client, store } = await openHistory(dbUrl);
-    try {
-      await store.createApiKey(
-        { id: k.id, hash: k.hash, label: values.label, quotaPerDay: quota },
-        Date.now(),
-      );
-    } finally {
-      client.close();
-    }
-  } catch (e) {
-    console.error(
-      `synod-relay: the key could not be stored in ${dbUrl}: ${String((e as Error)?.message ?? e)}`,
-    );
-    return 1;
-  }
-  console.log(k.key);
-  return 0;
-}
-
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'keys' && argv[1] === 'create') return keysCommand(argv.slice(2));
+  if (argv[0] === 'keys') return keysCommand(argv.slice(1));
   let values: Record<string, string | boolean | undefined>;
   try {
     values = parseArgs({
@@ -204,7 +160,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const dbUrl = values['db'] as string;
   try {
-    // The node, its transports and the relay runtime load only here: `keys create` and `--help` need
+    // The node, its transports and the relay runtime load only here: `keys …` and `--help` need
     // none of them (and Gun prints a welcome line on stdout when loaded).
     const [
       { GunTransport },

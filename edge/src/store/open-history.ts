@@ -1,7 +1,7 @@
 /**
  * Opening the relay's libSQL history database (file, server or embedded replica), migrated. Kept apart
  * from the relay runtime (runtime/bun.ts), so a command that only needs the database (`synod-relay
- * keys create`) loads neither the node nor its transports.
+ * keys …`) loads neither the node nor its transports.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';

@@ -1,0 +1,160 @@
+/**
+ * `synod-relay keys …`: the operator's API key commands, run against the relay's database (the file or
+ * libSQL server the relays use), with no relay running:
+ * - `create --label NAME [--quota N]` stores a new key (its sha256 only) and prints the key once;
+ * - `list [--json]` shows every key with its quota, today's use and whether it is revoked;
+ * - `revoke KEY_ID` revokes a key: relays answer it 403 FORBIDDEN within their `apiKeyCacheMs`.
+ * Exit codes: 0 done, 1 the database could not be used or the key is unknown, 2 bad arguments.
+ */
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { expandConfig } from '@libsql/core/config';
+import { createApiKey } from './auth/api-keys.ts';
+import { API_KEY_ID_RE, type ApiKeySummary, listApiKeys, revokeApiKey } from './auth/key-admin.ts';
+import { DEFAULT_EDGE_CONFIG } from './config.ts';
+import { utcDay } from './http/auth.ts';
+import { isLocalFile, openHistory } from './store/open-history.ts';
+
+const DB_OPTIONS = {
+  db: { type: 'string', default: 'file:.data/relay/history.db' },
+  'db-auth-token-env': { type: 'string', default: 'SYNOD_DB_AUTH_TOKEN' },
+} as const;
+
+export const KEYS_USAGE = `usage: synod-relay keys create --label NAME [--quota N] [DB]
+       synod-relay keys list [--json] [DB]
+       synod-relay keys revoke KEY_ID [DB]
+DB: [--db URL] [--db-auth-token-env V]   the relay's database  [file:.data/relay/history.db, SYNOD_DB_AUTH_TOKEN]`;
+
+type Io = { out: (line: string) => void; err: (line: string) => void };
+const STDIO: Io = { out: (l) => console.log(l), err: (l) => console.error(l) };
+
+/** Run `synod-relay keys <argv>`; resolves to the process exit code. */
+export async function keysCommand(argv: string[], io: Io = STDIO): Promise<number> {
+  const [sub, ...rest] = argv;
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(rest);
+  } catch (e) {
+    io.err(`synod-relay: ${(e as Error).message}\n${KEYS_USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const dbUrl = values.db;
+  const authToken = process.env[values['db-auth-token-env']];
+  const usageError = (why: string) => {
+    io.err(`synod-relay: ${why}\n${KEYS_USAGE}`);
+    return 2;
+  };
+  let run: (store: Awaited<ReturnType<typeof openHistory>>['store']) => Promise<number>;
+  const now = Date.now();
+  if (sub === 'create') {
+    const quota = Number(values.quota);
+    if (!values.label) return usageError('keys create needs --label');
+    if (!Number.isInteger(quota) || quota < 0) return usageError('--quota must be a whole number >= 0');
+    if (positionals.length > 0) return usageError(`unexpected ${positionals[0]}`);
+    const label = values.label;
+    run = async (store) => {
+      const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
+      await store.createApiKey({ id: k.id, hash: k.hash, label, quotaPerDay: quota }, now);
+      // The key alone on stdout (for scripts); what it is on stderr.
+      io.out(k.key);
+      io.err(`created ${k.id} "${label}", ${quota} requests a day; the key is shown only this once`);
+      return 0;
+    };
+  } else if (sub === 'list') {
+    if (positionals.length > 0) return usageError(`unexpected ${positionals[0]}`);
+    run = async (store) => {
+      const keys = await listApiKeys(store.db, utcDay(now));
+      if (values.json) io.out(JSON.stringify(keys, null, 2));
+      else if (keys.length === 0) io.out('no API keys yet (synod-relay keys create --label NAME)');
+      else io.out(keyTable(keys, utcDay(now)));
+      return 0;
+    };
+  } else if (sub === 'revoke') {
+    const [id, extra] = positionals;
+    if (id === undefined) return usageError('keys revoke needs a KEY_ID (keys list shows them)');
+    if (!API_KEY_ID_RE.test(id)) return usageError(`${id} is not a key id (key_ and 16 hex digits)`);
+    if (extra !== undefined) return usageError(`unexpected ${extra}`);
+    run = async (store) => {
+      const r = await revokeApiKey(store.db, id, now, utcDay(now));
+      if (r.kind === 'not-found') {
+        io.err(`synod-relay: no API key ${id} in ${dbUrl}`);
+        return 1;
+      }
+      if (r.kind === 'already-revoked') {
+        io.out(`${id} "${r.key.label}" was already revoked at ${iso(r.key.revokedAt)}`);
+      } else {
+        io.out(
+          `revoked ${id} "${r.key.label}"; relays refuse it within their API key cache time (${DEFAULT_EDGE_CONFIG.apiKeyCacheMs / 1000} s by default)`,
+        );
+      }
+      return 0;
+    };
+  } else {
+    return usageError(sub === undefined ? 'keys needs a command' : `unknown keys command ${sub}`);
+  }
+  // `create` may start a database; `list` and `revoke` on a file that is not there name the mistake
+  // instead of making an empty database at the wrong path.
+  const file = isLocalFile(dbUrl) ? expandConfig({ url: dbUrl }, false).path : null;
+  if (sub !== 'create' && file !== null && !existsSync(file)) {
+    io.err(`synod-relay: no database at ${file} (--db names the relay's database)`);
+    return 1;
+  }
+  let h: Awaited<ReturnType<typeof openHistory>>;
+  try {
+    h = await openHistory(dbUrl, authToken);
+  } catch (e) {
+    io.err(`synod-relay: the database ${dbUrl} could not be opened: ${reason(e)}`);
+    return 1;
+  }
+  try {
+    return await run(h.store);
+  } catch (e) {
+    io.err(`synod-relay: keys ${sub} failed on ${dbUrl}: ${reason(e)}`);
+    return 1;
+  } finally {
+    h.client.close();
+  }
+}
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      ...DB_OPTIONS,
+      label: { type: 'string' },
+      quota: { type: 'string', default: '1000' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+}
+
+/** The keys as an aligned text table. */
+function keyTable(keys: readonly ApiKeySummary[], day: string): string {
+  const rows = [
+    ['id', 'label', 'quota/day', `used ${day}`, 'created (UTC)', 'status'],
+    ...keys.map((k) => [
+      k.id,
+      k.label,
+      String(k.quotaPerDay),
+      String(k.usedToday),
+      iso(k.createdAt),
+      k.revokedAt === null ? 'live' : `revoked ${iso(k.revokedAt)}`,
+    ]),
+  ];
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => r[i]?.length ?? 0))) ?? [];
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+const iso = (ms: number | null) =>
+  ms === null ? '' : new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
+const reason = (e: unknown) => String((e as Error)?.message ?? e).slice(0, 300);
