@@ -409,22 +409,57 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
 });
 
 describe('quotas', () => {
-  test('a key over its daily quota gets QUOTA_EXCEEDED and nothing is stored', async () => {
-    const small = await startTestNetwork({ nodes: 1, quotaPerDay: 1 });
+  test('an accepted request says where its quota stands; over it, QUOTA_EXCEEDED with Retry-After, nothing stored', async () => {
+    const small = await startTestNetwork({ nodes: 1, quotaPerDay: 2 });
     try {
-      const send = () =>
-        small.relay.app.request('http://127.0.0.1/v1/inference', {
+      const send = (
+        path = '/v1/inference',
+        body: unknown = { prompt: 'a', params: { maxTokens: 4 }, frame: { quorum: 1 } },
+      ) =>
+        small.relay.app.request(`http://127.0.0.1${path}`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', authorization: `Bearer ${small.apiKey}` },
-          body: JSON.stringify({ prompt: 'a', params: { maxTokens: 4 }, frame: { quorum: 1 } }),
+          body: JSON.stringify(body),
         });
-      expect((await send()).status).toBe(202);
+      const quota = (r: Response) => [
+        r.headers.get('x-synod-quota-limit'),
+        r.headers.get('x-synod-quota-remaining'),
+        Number(r.headers.get('x-synod-quota-reset')),
+      ];
+      // Seconds until the next UTC day starts, when the count does too.
+      const midnight = () => (Math.ceil(Date.now() / 86_400_000) * 86_400_000 - Date.now()) / 1000;
+      const first = await send();
+      expect(first.status).toBe(202);
+      const [limit, remaining, reset] = quota(first);
+      expect([limit, remaining]).toEqual(['2', '1']);
+      expect(Math.abs((reset as number) - midnight())).toBeLessThan(5);
+      // The OpenAI-compatible route carries the same headers on its completion.
+      const chat = await send('/v1/chat/completions', {
+        model: 'stories260K',
+        messages: [{ role: 'user', content: 'a' }],
+        max_tokens: 4,
+        synod: { frame: { quorum: 1 } },
+      });
+      expect(chat.status).toBe(200);
+      expect(quota(chat).slice(0, 2)).toEqual(['2', '0']);
+
       const r = await send();
       expect(r.status).toBe(429);
-      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('QUOTA_EXCEEDED');
+      const e = (await r.json()) as { error: { code: string; details: { quotaPerDay: number } } };
+      expect(e.error.code).toBe('QUOTA_EXCEEDED');
+      expect(e.error.details.quotaPerDay).toBe(2);
+      expect(Math.abs(Number(r.headers.get('retry-after')) - midnight())).toBeLessThan(5);
+      expect(quota(r).slice(0, 2)).toEqual(['2', '0']);
+      const overChat = await send('/v1/chat/completions', {
+        model: 'stories260K',
+        messages: [{ role: 'user', content: 'a' }],
+      });
+      expect(overChat.status).toBe(429);
+      expect(overChat.headers.get('retry-after')).not.toBeNull();
+      expect(((await overChat.json()) as { error: { type: string } }).error.type).toBe('rate_limit_error');
       const counts = await small.relay.store.counts();
       const queued = await small.relay.intake.count();
-      expect(Object.values(counts).reduce((a, b) => a + b, 0) + queued).toBe(1);
+      expect(Object.values(counts).reduce((a, b) => a + b, 0) + queued).toBe(2);
     } finally {
       await small.close();
     }
@@ -604,6 +639,7 @@ describe('CORS (opt-in)', () => {
       expect(posted.status).toBe(202);
       expect(posted.headers.get('access-control-allow-origin')).toBe('https://app.example');
       expect(posted.headers.get('access-control-expose-headers')).toContain('retry-after');
+      expect(posted.headers.get('access-control-expose-headers')).toContain('x-synod-quota-remaining');
 
       const other = await call({ method: 'GET', origin: 'https://evil.example' });
       expect(other.headers.get('access-control-allow-origin')).toBeNull();
@@ -646,6 +682,17 @@ describe('GET /openapi.json', () => {
     };
     const inference = body('/v1/inference');
     expect(inference({ prompt: 'Once upon a time', params: { maxTokens: 48 } })).toBe(true);
+    // The headers the routes send are declared: the quota on acceptance, Retry-After on a 429.
+    const responses = doc.paths['/v1/inference']?.['post']?.responses as Record<
+      string,
+      { headers?: Record<string, object> }
+    >;
+    expect(Object.keys(responses['202']?.headers ?? {}).sort()).toEqual([
+      'x-synod-quota-limit',
+      'x-synod-quota-remaining',
+      'x-synod-quota-reset',
+    ]);
+    expect(Object.keys(responses['429']?.headers ?? {})).toEqual(['retry-after']);
     expect(
       inference({ prompt: 'x', frame: { quorum: 5, secPercentage: 0.6 }, models: ['stories260K'] }),
     ).toBe(true);

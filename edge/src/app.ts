@@ -29,7 +29,12 @@ export function createApp(deps: EdgeDeps): Hono {
           'x-synod-timestamp',
           'x-synod-signature',
         ],
-        exposeHeaders: ['retry-after'],
+        exposeHeaders: [
+          'retry-after',
+          'x-synod-quota-limit',
+          'x-synod-quota-remaining',
+          'x-synod-quota-reset',
+        ],
         maxAge: 600,
       }),
     );

@@ -61,8 +61,28 @@ const json = (schema: Json, description: string) => ({
   description,
   content: { 'application/json': { schema } },
 });
+const header = (description: string) => ({ description, schema: { type: 'integer', minimum: 0 } });
+/** On each accepted submission: the caller's daily quota after it. */
+const QUOTA_HEADERS = {
+  'x-synod-quota-limit': header('requests a day this caller may submit'),
+  'x-synod-quota-remaining': header('what is left of it today, after this request'),
+  'x-synod-quota-reset': header('seconds until the next UTC day, when the count starts again'),
+};
+const RETRY_AFTER = {
+  'retry-after': header(
+    'seconds to wait: until the rate limit lets this caller in (RATE_LIMITED), or until the next UTC day (QUOTA_EXCEEDED)',
+  ),
+};
+/** Error responses by status; a 429 says when to retry. */
 const errors = (body: Json, ...codes: number[]) =>
-  Object.fromEntries(codes.map((c) => [String(c), json(body, 'an error, with a stable code')]));
+  Object.fromEntries(
+    codes.map((c) => [
+      String(c),
+      c === 429
+        ? { ...json(body, 'RATE_LIMITED or QUOTA_EXCEEDED'), headers: RETRY_AFTER }
+        : json(body, 'an error, with a stable code'),
+    ]),
+  );
 
 const TRANSCRIPT = {
   type: 'object',
@@ -145,25 +165,28 @@ export function openApiDocument(version: string): Json {
             content: { 'application/json': { schema: schemaOf(InferenceInputSchema) } },
           },
           responses: {
-            '202': json(
-              {
-                type: 'object',
-                properties: {
-                  requestId: REQUEST_ID,
-                  status: { const: 'queued' },
-                  replayed: { const: false },
-                  links: {
-                    type: 'object',
-                    properties: {
-                      self: { type: 'string' },
-                      events: { type: 'string' },
-                      verify: { type: 'string' },
+            '202': {
+              ...json(
+                {
+                  type: 'object',
+                  properties: {
+                    requestId: REQUEST_ID,
+                    status: { const: 'queued' },
+                    replayed: { const: false },
+                    links: {
+                      type: 'object',
+                      properties: {
+                        self: { type: 'string' },
+                        events: { type: 'string' },
+                        verify: { type: 'string' },
+                      },
                     },
                   },
                 },
-              },
-              'accepted and stored',
-            ),
+                'accepted and stored',
+              ),
+              headers: QUOTA_HEADERS,
+            },
             '200': json(
               REQUEST_VIEW,
               'a replay of an Idempotency-Key (or of a signed request): the first request',
@@ -205,6 +228,7 @@ export function openApiDocument(version: string): Json {
             '200': {
               description:
                 'a chat.completion (or, with stream: true, chat.completion.chunk events and [DONE])',
+              headers: QUOTA_HEADERS,
               content: {
                 'application/json': { schema: { type: 'object' } },
                 'text/event-stream': { schema: { type: 'string' } },

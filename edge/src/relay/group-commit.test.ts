@@ -37,7 +37,7 @@ class RecordingWriter {
       this.failNext = false;
       throw new Error('disk full');
     }
-    return batch.map((a) => ({ kind: 'created', requestId: a.body.requestId }));
+    return batch.map((a) => ({ kind: 'created', requestId: a.body.requestId, usedToday: 1 }));
   };
 }
 
@@ -73,7 +73,7 @@ describe('GroupCommit', () => {
     const failed = await Promise.allSettled([g.admit(adm('a')), g.admit(adm('b'))]);
     expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected']);
     const ok = await g.admit(adm('c'));
-    expect(ok).toEqual({ kind: 'created', requestId: 'c' });
+    expect(ok).toEqual({ kind: 'created', requestId: 'c', usedToday: 1 });
     expect(g.stats().admissions).toBe(1);
   });
 

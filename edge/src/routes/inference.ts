@@ -4,6 +4,7 @@ import { streamSSE } from 'hono/streaming';
 import { authenticate, type Caller, utcDay } from '../http/auth.ts';
 import { parseJson, readBody } from '../http/body.ts';
 import { edgeError, rateLimitedError } from '../http/errors.ts';
+import { quotaExceededError, quotaHeaders } from '../http/quota-headers.ts';
 import { keepAlive } from '../http/sse-keep-alive.ts';
 import { buildRequest, relayDefaults } from '../inference-input.ts';
 import type { AdmissionOutcome } from '../store/intake-store.ts';
@@ -84,18 +85,17 @@ export async function submit(
       'retry with the same Idempotency-Key: a request that was stored is then replayed, not duplicated',
     );
   }
-  if (outcome.kind === 'quota-exceeded') {
-    throw edgeError(429, 'QUOTA_EXCEEDED', `the daily quota of ${outcome.quotaPerDay} requests is used up`, {
-      quotaPerDay: outcome.quotaPerDay,
-      day: outcome.day,
-    });
-  }
+  if (outcome.kind === 'quota-exceeded') throw quotaExceededError(outcome.quotaPerDay, outcome.day, now);
   if (outcome.kind === 'conflict') {
     throw edgeError(409, 'IDEMPOTENCY_CONFLICT', 'this Idempotency-Key was used with a different body', {
       requestId: outcome.requestId,
     });
   }
   if (outcome.kind === 'created') {
+    // The caller's quota after this request, on whatever answer the route gives.
+    for (const [name, value] of Object.entries(quotaHeaders(caller.quotaPerDay, outcome.usedToday, now))) {
+      c.header(name, value);
+    }
     deps.metrics.inc('synod_requests_accepted_total', 'Requests accepted and stored', {
       caller: caller.kind,
     });

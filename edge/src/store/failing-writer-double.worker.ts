@@ -22,6 +22,10 @@ self.onmessage = (event) => {
   const batch = decodeBatch(msg.batch);
   if (batch.some((a) => a.requestId === 'exit')) process.exit(1);
   if (batch.some((a) => a.requestId === 'hang')) return;
-  const outcomes: AdmissionOutcome[] = batch.map((a) => ({ kind: 'created', requestId: a.requestId }));
+  const outcomes: AdmissionOutcome[] = batch.map((a) => ({
+    kind: 'created',
+    requestId: a.requestId,
+    usedToday: 1,
+  }));
   self.postMessage({ id: msg.id, ok: true, outcomes: JSON.stringify(outcomes) });
 };

@@ -44,7 +44,9 @@ describe('IntakeStore.admit (one transaction per batch)', () => {
   test('a batch is appended in order and each request can be found by id', async () => {
     const batch = [admission(), admission(), admission()];
     const out = await db.intake.admit(batch, COORDINATOR, 5);
-    expect(out).toEqual(batch.map((a) => ({ kind: 'created', requestId: a.body.requestId })));
+    expect(out).toEqual(
+      batch.map((a, i) => ({ kind: 'created', requestId: a.body.requestId, usedToday: i + 1 })),
+    );
     expect(await db.intake.count()).toBe(3);
     expect(await db.intake.count(COORDINATOR)).toBe(3);
     expect(await db.intake.count('d'.repeat(64))).toBe(0);
@@ -104,7 +106,7 @@ describe('IntakeStore.admit (one transaction per batch)', () => {
     expect(body.requestId).toBe(`11155111:0x${'ab'.repeat(20)}:${requestNo}`);
     expect(body.requestId.length).toBe(130);
     const out = await db.intake.admit([admission({ body, bodyJson: json })], COORDINATOR, 5);
-    expect(out).toEqual([{ kind: 'created', requestId: body.requestId }]);
+    expect(out).toEqual([{ kind: 'created', requestId: body.requestId, usedToday: 1 }]);
     expect((await db.intake.queued(body.requestId))?.body).toEqual(body);
     // The CHECK still refuses what is no request id, at any length.
     const insert = (id: string) =>
@@ -153,7 +155,7 @@ describe('IntakeStore.admit (one transaction per batch)', () => {
     const sameBatchRetry = admission({ idempotency: { key: 'k1', bodyDigest: '1'.repeat(64) } });
     const out = await db.intake.admit([a, sameBatchRetry], COORDINATOR, 5);
     expect(out).toEqual([
-      { kind: 'created', requestId: a.body.requestId },
+      { kind: 'created', requestId: a.body.requestId, usedToday: 1 },
       { kind: 'replayed', requestId: a.body.requestId },
     ]);
     const later = await db.intake.admit(

@@ -44,7 +44,8 @@ export function intakeEntry(a: Admission): IntakeEntry {
 }
 
 export type AdmissionOutcome =
-  | { kind: 'created'; requestId: string }
+  /** `usedToday`: requests charged to the caller on its `day`, this one included. */
+  | { kind: 'created'; requestId: string; usedToday: number }
   | { kind: 'replayed'; requestId: string }
   | { kind: 'conflict'; requestId: string }
   | { kind: 'quota-exceeded'; quotaPerDay: number; day: string };
@@ -232,7 +233,7 @@ export async function decideAndWrite(
       newIdem.push({ a, key: a.idempotency.key, bodyDigest: a.idempotency.bodyDigest });
     }
     created.push(a);
-    outcomes.push({ kind: 'created', requestId });
+    outcomes.push({ kind: 'created', requestId, usedToday: count + 1 });
   }
 
   const writes: InStatement[] = [];

@@ -46,7 +46,9 @@ describe('IntakeWriterThread (the admission transaction on its own thread)', () 
     const { writer, intake } = await setup();
     const batch = [admission(), admission(), admission()];
     const out = await writer.admit(batch, 7);
-    expect(out).toEqual(batch.map((a) => ({ kind: 'created', requestId: a.body.requestId })));
+    expect(out).toEqual(
+      batch.map((a, i) => ({ kind: 'created', requestId: a.body.requestId, usedToday: i + 1 })),
+    );
     const queued = await intake.next(COORDINATOR, 10);
     expect(queued.map((q) => q.requestId)).toEqual(batch.map((a) => a.body.requestId));
     expect(queued[0]?.body).toEqual(batch[0]?.body as RequestBody);
@@ -91,7 +93,7 @@ describe('IntakeWriterThread (the admission transaction on its own thread)', () 
       ],
       8,
     );
-    expect(created).toEqual({ kind: 'created', requestId: first.body.requestId });
+    expect(created).toEqual({ kind: 'created', requestId: first.body.requestId, usedToday: 1 });
     expect(out).toEqual([
       { kind: 'replayed', requestId: first.body.requestId },
       { kind: 'conflict', requestId: first.body.requestId },
@@ -108,7 +110,9 @@ describe('IntakeWriterThread (the admission transaction on its own thread)', () 
     expect(e.sqlCode).toContain('SQLITE_CONSTRAINT');
     expect(await intake.count()).toBe(0);
     const next = admission();
-    expect(await writer.admit([next], 8)).toEqual([{ kind: 'created', requestId: next.body.requestId }]);
+    expect(await writer.admit([next], 8)).toEqual([
+      { kind: 'created', requestId: next.body.requestId, usedToday: 1 },
+    ]);
     expect(await intake.count()).toBe(1);
   });
 
@@ -152,14 +156,18 @@ describe('IntakeWriterThread when its thread dies or hangs (FailingWriterDouble)
     });
     cleanup.push(() => writer.close());
     const ok = admission();
-    expect(await writer.admit([ok], 1)).toEqual([{ kind: 'created', requestId: ok.body.requestId }]);
+    expect(await writer.admit([ok], 1)).toEqual([
+      { kind: 'created', requestId: ok.body.requestId, usedToday: 1 },
+    ]);
     const doomed = admission();
     (doomed.body as { requestId: string }).requestId = 'exit';
     const e = await rejection(writer.admit([doomed], 2));
     expect(e.code).toBe('WRITER_EXITED');
     expect(writer.restarts).toBe(1);
     const after = admission();
-    expect(await writer.admit([after], 3)).toEqual([{ kind: 'created', requestId: after.body.requestId }]);
+    expect(await writer.admit([after], 3)).toEqual([
+      { kind: 'created', requestId: after.body.requestId, usedToday: 1 },
+    ]);
   });
 
   test('a thread that leaves a batch unanswered is ended; what it held is rejected, the next batch works', async () => {
@@ -180,7 +188,9 @@ describe('IntakeWriterThread when its thread dies or hangs (FailingWriterDouble)
     expect(e.message).toContain('150 ms');
     expect(writer.restarts).toBe(1);
     const after = admission();
-    expect(await writer.admit([after], 3)).toEqual([{ kind: 'created', requestId: after.body.requestId }]);
+    expect(await writer.admit([after], 3)).toEqual([
+      { kind: 'created', requestId: after.body.requestId, usedToday: 1 },
+    ]);
     // Answered messages never trip it, however long the thread lives.
     await Bun.sleep(400);
     expect(await writer.admit([admission()], 4)).toHaveLength(1);

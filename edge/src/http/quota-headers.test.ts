@@ -1,0 +1,39 @@
+import { describe, expect, test } from 'bun:test';
+import { quotaExceededError, quotaHeaders, secondsToNextUtcDay } from './quota-headers.ts';
+
+const NOON = Date.UTC(2026, 10, 22, 12, 0, 0);
+
+describe('secondsToNextUtcDay', () => {
+  test('counts to the next UTC midnight, in whole seconds, never 0', () => {
+    expect(secondsToNextUtcDay(NOON)).toBe(12 * 3600);
+    expect(secondsToNextUtcDay(Date.UTC(2026, 10, 22, 23, 59, 59, 500))).toBe(1);
+    expect(secondsToNextUtcDay(Date.UTC(2026, 10, 23))).toBe(86_400);
+    expect(secondsToNextUtcDay(Date.UTC(2026, 10, 22, 23, 59, 59, 999))).toBe(1);
+  });
+});
+
+describe('quotaHeaders', () => {
+  test('limit, what remains after this request (never below 0), and the reset in seconds', () => {
+    expect(quotaHeaders(100, 1, NOON)).toEqual({
+      'x-synod-quota-limit': '100',
+      'x-synod-quota-remaining': '99',
+      'x-synod-quota-reset': '43200',
+    });
+    expect(quotaHeaders(5, 7, NOON)['x-synod-quota-remaining']).toBe('0');
+  });
+});
+
+describe('quotaExceededError', () => {
+  test('429 QUOTA_EXCEEDED with Retry-After at the next UTC day and none remaining', () => {
+    const e = quotaExceededError(3, '2026-11-22', NOON);
+    expect(e.status).toBe(429);
+    expect(e.code).toBe('QUOTA_EXCEEDED');
+    expect(e.details).toEqual({ quotaPerDay: 3, day: '2026-11-22', resetsInSeconds: 43_200 });
+    expect(e.headers).toEqual({
+      'retry-after': '43200',
+      'x-synod-quota-limit': '3',
+      'x-synod-quota-remaining': '0',
+      'x-synod-quota-reset': '43200',
+    });
+  });
+});
