@@ -3,7 +3,7 @@ import { NodeKey, toHex } from '@synod/shared';
 import Ajv2020 from 'ajv/dist/2020';
 import edgePackage from '../package.json';
 import { createApiKey } from './auth/api-keys.ts';
-import { listApiKeys, revokeApiKey } from './auth/key-admin.ts';
+import { listApiKeys, revokeApiKey, setApiKeyQuota } from './auth/key-admin.ts';
 import { signedRequestDigest } from './auth/signed-request.ts';
 import { utcDay } from './http/auth.ts';
 import { startTestNetwork, type TestNetwork } from './test-helpers.ts';
@@ -410,7 +410,8 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
 
 describe('quotas', () => {
   test('an accepted request says where its quota stands; over it, QUOTA_EXCEEDED with Retry-After, nothing stored', async () => {
-    const small = await startTestNetwork({ nodes: 1, quotaPerDay: 2 });
+    // Keys read afresh on every request (no cache), so a quota changed by the operator applies at once.
+    const small = await startTestNetwork({ nodes: 1, quotaPerDay: 2, config: { apiKeyCacheMs: 0 } });
     try {
       const send = (
         path = '/v1/inference',
@@ -457,9 +458,17 @@ describe('quotas', () => {
       expect(overChat.status).toBe(429);
       expect(overChat.headers.get('retry-after')).not.toBeNull();
       expect(((await overChat.json()) as { error: { type: string } }).error.type).toBe('rate_limit_error');
+
+      // The operator raises the quota (synod-relay keys set-quota): the next request fits, and says so.
+      const [key] = await listApiKeys(small.relay.store.db, utcDay(Date.now()));
+      expect(key?.usedToday).toBe(2);
+      await setApiKeyQuota(small.relay.store.db, key?.id ?? '', 3, utcDay(Date.now()));
+      const raised = await send();
+      expect(raised.status).toBe(202);
+      expect(quota(raised).slice(0, 2)).toEqual(['3', '0']);
       const counts = await small.relay.store.counts();
       const queued = await small.relay.intake.count();
-      expect(Object.values(counts).reduce((a, b) => a + b, 0) + queued).toBe(2);
+      expect(Object.values(counts).reduce((a, b) => a + b, 0) + queued).toBe(3);
     } finally {
       await small.close();
     }

@@ -3,14 +3,21 @@
  * libSQL server the relays use), with no relay running:
  * - `create --label NAME [--quota N]` stores a new key (its sha256 only) and prints the key once;
  * - `list [--json]` shows every key with its quota, today's use and whether it is revoked;
- * - `revoke KEY_ID` revokes a key: relays answer it 403 FORBIDDEN within their `apiKeyCacheMs`.
+ * - `revoke KEY_ID` revokes a key: relays answer it 403 FORBIDDEN within their `apiKeyCacheMs`;
+ * - `set-quota KEY_ID --quota N` changes a key's daily quota (applied within the same time).
  * Exit codes: 0 done, 1 the database could not be used or the key is unknown, 2 bad arguments.
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { expandConfig } from '@libsql/core/config';
 import { createApiKey } from './auth/api-keys.ts';
-import { API_KEY_ID_RE, type ApiKeySummary, listApiKeys, revokeApiKey } from './auth/key-admin.ts';
+import {
+  API_KEY_ID_RE,
+  type ApiKeySummary,
+  listApiKeys,
+  revokeApiKey,
+  setApiKeyQuota,
+} from './auth/key-admin.ts';
 import { DEFAULT_EDGE_CONFIG } from './config.ts';
 import { utcDay } from './http/auth.ts';
 import { isLocalFile, openHistory } from './store/open-history.ts';
@@ -23,6 +30,7 @@ const DB_OPTIONS = {
 export const KEYS_USAGE = `usage: synod-relay keys create --label NAME [--quota N] [DB]
        synod-relay keys list [--json] [DB]
        synod-relay keys revoke KEY_ID [DB]
+       synod-relay keys set-quota KEY_ID --quota N [DB]
 DB: [--db URL] [--db-auth-token-env V]   the relay's database  [file:.data/relay/history.db, SYNOD_DB_AUTH_TOKEN]`;
 
 type Io = { out: (line: string) => void; err: (line: string) => void };
@@ -50,7 +58,7 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
   if (sub === 'create') {
     const quota = Number(values.quota);
     if (!values.label) return usageError('keys create needs --label');
-    if (!Number.isInteger(quota) || quota < 0) return usageError('--quota must be a whole number >= 0');
+    if (!Number.isSafeInteger(quota) || quota < 0) return usageError('--quota must be a whole number >= 0');
     if (positionals.length > 0) return usageError(`unexpected ${positionals[0]}`);
     const label = values.label;
     run = async (store) => {
@@ -88,6 +96,27 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
           `revoked ${id} "${r.key.label}"; relays refuse it within their API key cache time (${DEFAULT_EDGE_CONFIG.apiKeyCacheMs / 1000} s by default)`,
         );
       }
+      return 0;
+    };
+  } else if (sub === 'set-quota') {
+    const [id, extra] = positionals;
+    const quota = Number(values.quota);
+    if (id === undefined) return usageError('keys set-quota needs a KEY_ID (keys list shows them)');
+    if (!API_KEY_ID_RE.test(id)) return usageError(`${id} is not a key id (key_ and 16 hex digits)`);
+    if (extra !== undefined) return usageError(`unexpected ${extra}`);
+    if (!rest.some((a) => a === '--quota' || a.startsWith('--quota='))) {
+      return usageError('keys set-quota needs --quota N');
+    }
+    if (!Number.isSafeInteger(quota) || quota < 0) return usageError('--quota must be a whole number >= 0');
+    run = async (store) => {
+      const r = await setApiKeyQuota(store.db, id, quota, utcDay(now));
+      if (r.kind === 'not-found') {
+        io.err(`synod-relay: no API key ${id} in ${dbUrl}`);
+        return 1;
+      }
+      io.out(
+        `${id} "${r.key.label}": ${r.previous} -> ${quota} requests a day (${r.key.usedToday} used today${r.key.revokedAt === null ? '' : '; the key is revoked'})`,
+      );
       return 0;
     };
   } else {

@@ -86,6 +86,9 @@ describe('synod-relay keys create', () => {
     [['keys', 'revoke'], 'keys revoke needs a KEY_ID'],
     [['keys', 'revoke', 'agent'], 'agent is not a key id'],
     [['keys', 'list', 'all'], 'unexpected all'],
+    [['keys', 'set-quota', 'key_0123456789abcdef'], 'keys set-quota needs --quota N'],
+    [['keys', 'set-quota', '--quota', '5'], 'keys set-quota needs a KEY_ID'],
+    [['keys', 'set-quota', 'key_0123456789abcdef', '--quota', 'lots'], '--quota must be a whole number >= 0'],
   ])('%p is refused with exit code 2 and the usage', async (args, message) => {
     const r = await relayCli(args);
     expect(r.code).toBe(2);
@@ -144,6 +147,12 @@ describe('synod-relay keys list and revoke', () => {
       const again = await run(['keys', 'revoke', id, ...db]);
       expect(again.code).toBe(0);
       expect(again.out).toContain(`${id} "old laptop" was already revoked at`);
+      const raised = await run(['keys', 'set-quota', keys[0]?.id as string, '--quota', '50', ...db]);
+      expect(raised.code).toBe(0);
+      expect(raised.out).toContain(`${keys[0]?.id} "agent": 25 -> 50 requests a day (0 used today)`);
+      const noSuch = await run(['keys', 'set-quota', 'key_0123456789abcdef', '--quota', '1', ...db]);
+      expect(noSuch.code).toBe(1);
+      expect(noSuch.err).toContain('no API key key_0123456789abcdef');
       const unknown = await run(['keys', 'revoke', 'key_0123456789abcdef', ...db]);
       expect(unknown.code).toBe(1);
       expect(unknown.err).toContain('no API key key_0123456789abcdef');
@@ -152,7 +161,7 @@ describe('synod-relay keys list and revoke', () => {
       expect(table.code).toBe(0);
       const [head, first, second] = table.out.trim().split('\n');
       expect(head).toMatch(/^id +label +quota\/day +used \d{4}-\d\d-\d\d +created \(UTC\) +status$/);
-      expect(first).toMatch(new RegExp(`^${keys[0]?.id} +agent +25 +0 +[0-9-]+ [0-9:]+ +live$`));
+      expect(first).toMatch(new RegExp(`^${keys[0]?.id} +agent +50 +0 +[0-9-]+ [0-9:]+ +live$`));
       expect(second).toMatch(
         new RegExp(`^${id} +old laptop +1000 +0 +[0-9-]+ [0-9:]+ +revoked [0-9-]+ [0-9:]+$`),
       );

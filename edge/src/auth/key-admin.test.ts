@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'bun:test';
 import { usage } from '@synod/shared/history';
 import { openHistory } from '../store/open-history.ts';
 import { createApiKey } from './api-keys.ts';
-import { API_KEY_ID_RE, listApiKeys, revokeApiKey } from './key-admin.ts';
+import { API_KEY_ID_RE, listApiKeys, revokeApiKey, setApiKeyQuota } from './key-admin.ts';
 
 let h: Awaited<ReturnType<typeof openHistory>>;
 beforeEach(async () => {
@@ -55,5 +55,24 @@ describe('revokeApiKey', () => {
     // What the relays read: this key revoked, the other one untouched.
     expect(await h.store.apiKeyByHash(k.hash)).toMatchObject({ revoked: true });
     expect(await h.store.apiKeyByHash(other.hash)).toMatchObject({ revoked: false });
+  });
+});
+
+describe('setApiKeyQuota', () => {
+  test("changes one key's quota and says what it was; an unknown id is not found; a bad quota throws", async () => {
+    const k = await addKey('agent', 5, 1_000);
+    const other = await addKey('other', 7, 1_001);
+    await h.store.db.insert(usage).values({ keyId: k.id, day: '2026-11-22', count: 4 });
+    const r = await setApiKeyQuota(h.store.db, k.id, 2, '2026-11-22');
+    expect(r).toMatchObject({ kind: 'updated', previous: 5, key: { quotaPerDay: 2, usedToday: 4 } });
+    expect(await h.store.apiKeyByHash(k.hash)).toMatchObject({ quotaPerDay: 2 });
+    expect(await h.store.apiKeyByHash(other.hash)).toMatchObject({ quotaPerDay: 7 });
+    expect(await setApiKeyQuota(h.store.db, 'key_0000000000000000', 2, '2026-11-22')).toEqual({
+      kind: 'not-found',
+    });
+    for (const bad of [-1, 1.5, Number.NaN]) {
+      await expect(setApiKeyQuota(h.store.db, k.id, bad, '2026-11-22')).rejects.toThrow(RangeError);
+    }
+    expect(await h.store.apiKeyByHash(k.hash)).toMatchObject({ quotaPerDay: 2 });
   });
 });

@@ -64,3 +64,27 @@ export async function revokeApiKey(
   if (!key) return { kind: 'not-found' };
   return { kind: changed.length > 0 ? 'revoked' : 'already-revoked', key };
 }
+
+export type SetQuotaOutcome =
+  | { kind: 'updated'; key: ApiKeySummary; previous: number }
+  | { kind: 'not-found' };
+
+/**
+ * Change an API key's daily quota: relays apply it within their `apiKeyCacheMs`, to the count of the
+ * current day too (a key already past a lowered quota gets `429 QUOTA_EXCEEDED` until the next day).
+ */
+export async function setApiKeyQuota(
+  db: HistoryDb,
+  id: string,
+  quotaPerDay: number,
+  day: string,
+): Promise<SetQuotaOutcome> {
+  if (!Number.isSafeInteger(quotaPerDay) || quotaPerDay < 0) {
+    throw new RangeError('a quota is a whole number of requests a day, 0 or more');
+  }
+  const [before] = await summaries(db, day, id);
+  if (!before) return { kind: 'not-found' };
+  await db.update(apiKeys).set({ quotaPerDay }).where(eq(apiKeys.id, id));
+  const [key] = await summaries(db, day, id);
+  return key ? { kind: 'updated', key, previous: before.quotaPerDay } : { kind: 'not-found' };
+}
