@@ -79,10 +79,9 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
       return 0;
     };
   } else if (sub === 'revoke') {
-    const [id, extra] = positionals;
-    if (id === undefined) return usageError('keys revoke needs a KEY_ID (keys list shows them)');
-    if (!API_KEY_ID_RE.test(id)) return usageError(`${id} is not a key id (key_ and 16 hex digits)`);
-    if (extra !== undefined) return usageError(`unexpected ${extra}`);
+    const arg = keyIdArgument(sub, positionals);
+    if ('why' in arg) return usageError(arg.why);
+    const { id } = arg;
     run = async (store) => {
       const r = await revokeApiKey(store.db, id, now, utcDay(now));
       if (r.kind === 'not-found') {
@@ -99,11 +98,10 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
       return 0;
     };
   } else if (sub === 'set-quota') {
-    const [id, extra] = positionals;
+    const arg = keyIdArgument(sub, positionals);
+    if ('why' in arg) return usageError(arg.why);
+    const { id } = arg;
     const quota = Number(values.quota);
-    if (id === undefined) return usageError('keys set-quota needs a KEY_ID (keys list shows them)');
-    if (!API_KEY_ID_RE.test(id)) return usageError(`${id} is not a key id (key_ and 16 hex digits)`);
-    if (extra !== undefined) return usageError(`unexpected ${extra}`);
     if (!rest.some((a) => a === '--quota' || a.startsWith('--quota='))) {
       return usageError('keys set-quota needs --quota N');
     }
@@ -144,6 +142,15 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
   } finally {
     h.client.close();
   }
+}
+
+/** The KEY_ID argument of `revoke` and `set-quota`, or why it is missing or wrong. */
+function keyIdArgument(sub: string, positionals: string[]): { id: string } | { why: string } {
+  const [id, extra] = positionals;
+  if (id === undefined) return { why: `keys ${sub} needs a KEY_ID (keys list shows them)` };
+  if (!API_KEY_ID_RE.test(id)) return { why: `${id} is not a key id (key_ and 16 hex digits)` };
+  if (extra !== undefined) return { why: `unexpected ${extra}` };
+  return { id };
 }
 
 function parse(args: string[]) {
