@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { hashApiKey } from './auth/api-keys.ts';
 import { openHistory } from './store/open-history.ts';
-import { runCommand } from './test-servers.ts';
+import { runCommand, startSqld } from './test-servers.ts';
 
 const MAIN = resolve(import.meta.dir, 'main.ts');
 
@@ -172,6 +172,28 @@ describe('synod-relay keys list and revoke', () => {
       expect(await h.store.apiKeyByHash(hashApiKey(agent.out.trim()))).toMatchObject({ revoked: false });
       h.client.close();
     });
+  });
+
+  test('keys on a libSQL server (sqld), where a workerd relay keeps them', async () => {
+    const sqld = await startSqld();
+    try {
+      await inDir(async (run) => {
+        const db = ['--db', sqld.url];
+        const created = await run(['keys', 'create', '--label', 'edge agent', '--quota', '9', ...db]);
+        expect(created.code).toBe(0);
+        const listed = await run(['keys', 'list', '--json', ...db]);
+        expect(JSON.parse(listed.out)).toMatchObject([
+          { label: 'edge agent', quotaPerDay: 9, revokedAt: null },
+        ]);
+        const id = (JSON.parse(listed.out) as { id: string }[])[0]?.id as string;
+        expect((await run(['keys', 'revoke', id, ...db])).code).toBe(0);
+        const h = await openHistory(sqld.url);
+        expect(await h.store.apiKeyByHash(hashApiKey(created.out.trim()))).toMatchObject({ revoked: true });
+        h.client.close();
+      });
+    } finally {
+      await sqld.stop();
+    }
   });
 
   test('an empty database lists no keys and says how to make one', async () => {
