@@ -130,6 +130,8 @@ export function buildRequest(
     input.frame === undefined
       ? defaultFrame(embedder)
       : resolveFrame({ ...stripUndefined(input.frame), embeddingModel: embedder });
+  // Parsed again, not merely merged: the schema's output has its members in canonical (sorted) order,
+  // which keeps the canonical encoding below on its fast path (a spread merge was measured slower).
   const params = InferenceParamsSchema.parse({ ...DEFAULT_PARAMS, ...stripUndefined(input.params ?? {}) });
   // Members in canonical order (the schemas' order too), so the body is hashed without a copy.
   return withRequestId({

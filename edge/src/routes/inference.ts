@@ -20,12 +20,19 @@ export function requestIdParam(c: Context): string {
   return id;
 }
 
+/** A request id as a URL path segment: a content id (hex) as it is, a chain id percent-encoded. */
+function pathSegment(requestId: string): string {
+  return /^[0-9a-f]{64}$/.test(requestId) ? requestId : encodeURIComponent(requestId);
+}
+
 export interface Submission {
   requestId: string;
   replayed: boolean;
   caller: Caller;
   /** The body admitted (for a replay: the one just built, not the stored one). */
   body: RequestBody;
+  /** For a new request, where the caller's daily quota stands after it (`quotaHeaders`), for the answer. */
+  quotaHeaders?: Record<string, string>;
 }
 
 /**
@@ -92,16 +99,20 @@ export async function submit(
     });
   }
   if (outcome.kind === 'created') {
-    // The caller's quota after this request, on whatever answer the route gives.
-    for (const [name, value] of Object.entries(quotaHeaders(caller.quotaPerDay, outcome.usedToday, now))) {
-      c.header(name, value);
-    }
     deps.metrics.inc('synod_requests_accepted_total', 'Requests accepted and stored', {
       caller: caller.kind,
     });
     await deps.network.admitted([outcome.requestId]);
   }
-  return { requestId: outcome.requestId, replayed: outcome.kind === 'replayed', caller, body };
+  return {
+    requestId: outcome.requestId,
+    replayed: outcome.kind === 'replayed',
+    caller,
+    body,
+    ...(outcome.kind === 'created'
+      ? { quotaHeaders: quotaHeaders(caller.quotaPerDay, outcome.usedToday, now) }
+      : {}),
+  };
 }
 
 export function mountInference(app: Hono, deps: EdgeDeps): void {
@@ -110,9 +121,14 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
     // A replay answers the request's current status; a new request is queued until dispatched.
     const found = s.replayed ? await findRequest(deps.store, deps.intake, s.requestId) : null;
     const status = found?.kind === 'stored' ? found.detail.status : 'queued';
-    const self = `/v1/inference/${encodeURIComponent(s.requestId)}`;
-    const links = { self, events: `${self}/events`, verify: `/v1/verify/${encodeURIComponent(s.requestId)}` };
-    return c.json({ requestId: s.requestId, status, replayed: s.replayed, links }, s.replayed ? 200 : 202);
+    const id = pathSegment(s.requestId);
+    const self = `/v1/inference/${id}`;
+    const links = { self, events: `${self}/events`, verify: `/v1/verify/${id}` };
+    return c.json(
+      { requestId: s.requestId, status, replayed: s.replayed, links },
+      s.replayed ? 200 : 202,
+      s.quotaHeaders,
+    );
   });
 
   app.get('/v1/inference/:id', async (c) => {
