@@ -68,6 +68,8 @@ describe('the openai client against the relay', () => {
     expect(content.length).toBeGreaterThan(0);
     const synod = (r as unknown as { synod: SynodExtra }).synod;
     expect(synod.status).toBe('verdict');
+    // The client's own request id is the Synod request id (from x-request-id).
+    expect(r._request_id).toBe(synod.requestId);
     expect(synod.verdictDigest).toMatch(/^[0-9a-f]{64}$/);
     expect(synod.transcriptRoot).toMatch(/^[0-9a-f]{64}$/);
     const stored = await winnerOf(synod.requestId);

@@ -185,6 +185,11 @@ describe('POST /v1/inference and the request lifecycle', () => {
     const jb = (await b.json()) as { requestId: string; replayed: boolean };
     expect(jb.requestId).toBe(ja.requestId);
     expect(jb.replayed).toBe(true);
+    // Both answers name the request in x-request-id; only the first one was charged against the quota.
+    expect(a.headers.get('x-request-id')).toBe(ja.requestId);
+    expect(b.headers.get('x-request-id')).toBe(ja.requestId);
+    expect(a.headers.get('x-synod-quota-remaining')).not.toBeNull();
+    expect(b.headers.get('x-synod-quota-remaining')).toBeNull();
     const c = await post('/v1/inference', { ...body, prompt: 'other' }, { 'idempotency-key': 'k-1' });
     expect(c.status).toBe(409);
     expect(((await c.json()) as { error: { code: string } }).error.code).toBe('IDEMPOTENCY_CONFLICT');
@@ -649,6 +654,7 @@ describe('CORS (opt-in)', () => {
       expect(posted.headers.get('access-control-allow-origin')).toBe('https://app.example');
       expect(posted.headers.get('access-control-expose-headers')).toContain('retry-after');
       expect(posted.headers.get('access-control-expose-headers')).toContain('x-synod-quota-remaining');
+      expect(posted.headers.get('access-control-expose-headers')).toContain('x-request-id');
 
       const other = await call({ method: 'GET', origin: 'https://evil.example' });
       expect(other.headers.get('access-control-allow-origin')).toBeNull();
@@ -697,6 +703,7 @@ describe('GET /openapi.json', () => {
       { headers?: Record<string, object> }
     >;
     expect(Object.keys(responses['202']?.headers ?? {}).sort()).toEqual([
+      'x-request-id',
       'x-synod-quota-limit',
       'x-synod-quota-remaining',
       'x-synod-quota-reset',

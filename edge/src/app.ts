@@ -31,6 +31,7 @@ export function createApp(deps: EdgeDeps): Hono {
         ],
         exposeHeaders: [
           'retry-after',
+          'x-request-id',
           'x-synod-quota-limit',
           'x-synod-quota-remaining',
           'x-synod-quota-reset',

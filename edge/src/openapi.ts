@@ -62,8 +62,16 @@ const json = (schema: Json, description: string) => ({
   content: { 'application/json': { schema } },
 });
 const header = (description: string) => ({ description, schema: { type: 'integer', minimum: 0 } });
-/** On each accepted submission: the caller's daily quota after it. */
-const QUOTA_HEADERS = {
+/** On every admitted submission, new or replayed: the request's id. */
+const REQUEST_ID_HEADER = {
+  'x-request-id': {
+    description: "the request's id (what OpenAI's clients show as `_request_id`)",
+    schema: REQUEST_ID,
+  },
+};
+/** On each new submission: its id, and the caller's daily quota after it. */
+const ACCEPTED_HEADERS = {
+  ...REQUEST_ID_HEADER,
   'x-synod-quota-limit': header('requests a day this caller may submit'),
   'x-synod-quota-remaining': header('what is left of it today, after this request'),
   'x-synod-quota-reset': header('seconds until the next UTC day, when the count starts again'),
@@ -185,12 +193,15 @@ export function openApiDocument(version: string): Json {
                 },
                 'accepted and stored',
               ),
-              headers: QUOTA_HEADERS,
+              headers: ACCEPTED_HEADERS,
             },
-            '200': json(
-              REQUEST_VIEW,
-              'a replay of an Idempotency-Key (or of a signed request): the first request',
-            ),
+            '200': {
+              ...json(
+                REQUEST_VIEW,
+                'a replay of an Idempotency-Key (or of a signed request): the first request',
+              ),
+              headers: REQUEST_ID_HEADER,
+            },
             ...errors(ERROR_BODY, 400, 401, 403, 409, 413, 415, 429, 503),
           },
         },
@@ -228,7 +239,7 @@ export function openApiDocument(version: string): Json {
             '200': {
               description:
                 'a chat.completion (or, with stream: true, chat.completion.chunk events and [DONE])',
-              headers: QUOTA_HEADERS,
+              headers: ACCEPTED_HEADERS,
               content: {
                 'application/json': { schema: { type: 'object' } },
                 'text/event-stream': { schema: { type: 'string' } },

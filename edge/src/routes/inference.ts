@@ -31,8 +31,11 @@ export interface Submission {
   caller: Caller;
   /** The body admitted (for a replay: the one just built, not the stored one). */
   body: RequestBody;
-  /** For a new request, where the caller's daily quota stands after it (`quotaHeaders`), for the answer. */
-  quotaHeaders?: Record<string, string>;
+  /**
+   * Headers for the answer: `x-request-id` (the request id, as OpenAI's clients read it into
+   * `_request_id`) and, for a new request, where the caller's daily quota stands after it.
+   */
+  headers: Record<string, string>;
 }
 
 /**
@@ -109,9 +112,10 @@ export async function submit(
     replayed: outcome.kind === 'replayed',
     caller,
     body,
-    ...(outcome.kind === 'created'
-      ? { quotaHeaders: quotaHeaders(caller.quotaPerDay, outcome.usedToday, now) }
-      : {}),
+    headers: {
+      'x-request-id': outcome.requestId,
+      ...(outcome.kind === 'created' ? quotaHeaders(caller.quotaPerDay, outcome.usedToday, now) : {}),
+    },
   };
 }
 
@@ -127,7 +131,7 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
     return c.json(
       { requestId: s.requestId, status, replayed: s.replayed, links },
       s.replayed ? 200 : 202,
-      s.quotaHeaders,
+      s.headers,
     );
   });
 

@@ -290,8 +290,8 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         model = typeof r.model === 'string' ? r.model : model;
         return input;
       });
-      // The caller's quota after this request, on whatever answer follows (completion, stream or error).
-      for (const [name, value] of Object.entries(s.quotaHeaders ?? {})) c.header(name, value);
+      // The request id and the caller's quota, on whatever answer follows (completion, stream or error).
+      for (const [name, value] of Object.entries(s.headers)) c.header(name, value);
       const f = s.body.frame;
       const deadline = deps.now() + f.maxTimeMs + f.revealWindowMs + deps.config.chatWaitSlackMs;
       if (!stream) {
