@@ -181,15 +181,13 @@ describe('POST /v1/inference and the request lifecycle', () => {
     const b = await post('/v1/inference', body, { 'idempotency-key': 'k-1' });
     expect(a.status).toBe(202);
     expect(b.status).toBe(200);
-    const ja = (await a.json()) as { requestId: string };
-    const jb = (await b.json()) as { requestId: string; replayed: boolean };
+    const ja = (await a.json()) as { requestId: string; quota?: unknown };
+    const jb = (await b.json()) as { requestId: string; replayed: boolean; quota?: unknown };
     expect(jb.requestId).toBe(ja.requestId);
     expect(jb.replayed).toBe(true);
-    // Both answers name the request in x-request-id; only the first one was charged against the quota.
-    expect(a.headers.get('x-request-id')).toBe(ja.requestId);
-    expect(b.headers.get('x-request-id')).toBe(ja.requestId);
-    expect(a.headers.get('x-synod-quota-remaining')).not.toBeNull();
-    expect(b.headers.get('x-synod-quota-remaining')).toBeNull();
+    // Only the first one was charged against the quota, and says where it stands.
+    expect(ja.quota).toMatchObject({ limit: 1000 });
+    expect(jb.quota).toBeUndefined();
     const c = await post('/v1/inference', { ...body, prompt: 'other' }, { 'idempotency-key': 'k-1' });
     expect(c.status).toBe(409);
     expect(((await c.json()) as { error: { code: string } }).error.code).toBe('IDEMPOTENCY_CONFLICT');
@@ -432,14 +430,19 @@ describe('quotas', () => {
         r.headers.get('x-synod-quota-remaining'),
         Number(r.headers.get('x-synod-quota-reset')),
       ];
+      type Accepted = {
+        requestId: string;
+        quota: { limit: number; remaining: number; resetsInSeconds: number };
+      };
       // Seconds until the next UTC day starts, when the count does too.
       const midnight = () => (Math.ceil(Date.now() / 86_400_000) * 86_400_000 - Date.now()) / 1000;
       const first = await send();
       expect(first.status).toBe(202);
-      const [limit, remaining, reset] = quota(first);
-      expect([limit, remaining]).toEqual(['2', '1']);
-      expect(Math.abs((reset as number) - midnight())).toBeLessThan(5);
-      // The OpenAI-compatible route carries the same headers on its completion.
+      const { quota: standing } = (await first.json()) as Accepted;
+      expect(standing).toMatchObject({ limit: 2, remaining: 1 });
+      expect(Math.abs(standing.resetsInSeconds - midnight())).toBeLessThan(5);
+      // The OpenAI-compatible route says the same in headers (its body is OpenAI's), with the request
+      // id in x-request-id.
       const chat = await send('/v1/chat/completions', {
         model: 'stories260K',
         messages: [{ role: 'user', content: 'a' }],
@@ -448,6 +451,9 @@ describe('quotas', () => {
       });
       expect(chat.status).toBe(200);
       expect(quota(chat).slice(0, 2)).toEqual(['2', '0']);
+      expect(Math.abs((quota(chat)[2] as number) - midnight())).toBeLessThan(5);
+      const completion = (await chat.json()) as { synod: { requestId: string } };
+      expect(chat.headers.get('x-request-id')).toBe(completion.synod.requestId);
 
       const r = await send();
       expect(r.status).toBe(429);
@@ -470,7 +476,7 @@ describe('quotas', () => {
       await setApiKeyQuota(small.relay.store.db, key?.id ?? '', 3, utcDay(Date.now()));
       const raised = await send();
       expect(raised.status).toBe(202);
-      expect(quota(raised).slice(0, 2)).toEqual(['3', '0']);
+      expect(((await raised.json()) as Accepted).quota).toMatchObject({ limit: 3, remaining: 0 });
       const counts = await small.relay.store.counts();
       const queued = await small.relay.intake.count();
       expect(Object.values(counts).reduce((a, b) => a + b, 0) + queued).toBe(3);
@@ -697,18 +703,24 @@ describe('GET /openapi.json', () => {
     };
     const inference = body('/v1/inference');
     expect(inference({ prompt: 'Once upon a time', params: { maxTokens: 48 } })).toBe(true);
-    // The headers the routes send are declared: the quota on acceptance, Retry-After on a 429.
-    const responses = doc.paths['/v1/inference']?.['post']?.responses as Record<
+    // What the routes answer is declared: the quota in the 202's body, in the completion's headers
+    // (with its request id), and Retry-After on a 429.
+    type Responses = Record<
       string,
-      { headers?: Record<string, object> }
+      { headers?: Record<string, object>; content?: Record<string, { schema: { properties?: object } }> }
     >;
-    expect(Object.keys(responses['202']?.headers ?? {}).sort()).toEqual([
+    const responses = doc.paths['/v1/inference']?.['post']?.responses as Responses;
+    expect(Object.keys(responses['202']?.content?.['application/json']?.schema.properties ?? {})).toContain(
+      'quota',
+    );
+    expect(Object.keys(responses['429']?.headers ?? {})).toEqual(['retry-after']);
+    const chatResponses = doc.paths['/v1/chat/completions']?.['post']?.responses as Responses;
+    expect(Object.keys(chatResponses['200']?.headers ?? {}).sort()).toEqual([
       'x-request-id',
       'x-synod-quota-limit',
       'x-synod-quota-remaining',
       'x-synod-quota-reset',
     ]);
-    expect(Object.keys(responses['429']?.headers ?? {})).toEqual(['retry-after']);
     expect(
       inference({ prompt: 'x', frame: { quorum: 5, secPercentage: 0.6 }, models: ['stories260K'] }),
     ).toBe(true);

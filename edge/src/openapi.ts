@@ -62,16 +62,22 @@ const json = (schema: Json, description: string) => ({
   content: { 'application/json': { schema } },
 });
 const header = (description: string) => ({ description, schema: { type: 'integer', minimum: 0 } });
-/** On every admitted submission, new or replayed: the request's id. */
-const REQUEST_ID_HEADER = {
-  'x-request-id': {
-    description: "the request's id (what OpenAI's clients show as `_request_id`)",
-    schema: REQUEST_ID,
+const QUOTA_STANDING = {
+  type: 'object',
+  description: "where the caller's daily quota stands after this request",
+  required: ['limit', 'remaining', 'resetsInSeconds'],
+  properties: {
+    limit: { type: 'integer', description: 'requests a day' },
+    remaining: { type: 'integer', description: 'what is left of it today' },
+    resetsInSeconds: { type: 'integer', description: 'seconds until the next UTC day' },
   },
 };
-/** On each new submission: its id, and the caller's daily quota after it. */
+/** On a chat completion (whose body is OpenAI's): its request's id, and the caller's quota after it. */
 const ACCEPTED_HEADERS = {
-  ...REQUEST_ID_HEADER,
+  'x-request-id': {
+    description: "the Synod request id (what OpenAI's clients show as `_request_id`)",
+    schema: REQUEST_ID,
+  },
   'x-synod-quota-limit': header('requests a day this caller may submit'),
   'x-synod-quota-remaining': header('what is left of it today, after this request'),
   'x-synod-quota-reset': header('seconds until the next UTC day, when the count starts again'),
@@ -189,19 +195,16 @@ export function openApiDocument(version: string): Json {
                         verify: { type: 'string' },
                       },
                     },
+                    quota: QUOTA_STANDING,
                   },
                 },
                 'accepted and stored',
               ),
-              headers: ACCEPTED_HEADERS,
             },
-            '200': {
-              ...json(
-                REQUEST_VIEW,
-                'a replay of an Idempotency-Key (or of a signed request): the first request',
-              ),
-              headers: REQUEST_ID_HEADER,
-            },
+            '200': json(
+              REQUEST_VIEW,
+              'a replay of an Idempotency-Key (or of a signed request): the first request',
+            ),
             ...errors(ERROR_BODY, 400, 401, 403, 409, 413, 415, 429, 503),
           },
         },

@@ -4,7 +4,7 @@ import { streamSSE } from 'hono/streaming';
 import { authenticate, type Caller, utcDay } from '../http/auth.ts';
 import { parseJson, readBody } from '../http/body.ts';
 import { edgeError, rateLimitedError } from '../http/errors.ts';
-import { quotaExceededError, quotaHeaders } from '../http/quota-headers.ts';
+import { type QuotaStanding, quotaExceededError, quotaStanding } from '../http/quota.ts';
 import { keepAlive } from '../http/sse-keep-alive.ts';
 import { buildRequest, relayDefaults } from '../inference-input.ts';
 import type { AdmissionOutcome } from '../store/intake-store.ts';
@@ -31,11 +31,8 @@ export interface Submission {
   caller: Caller;
   /** The body admitted (for a replay: the one just built, not the stored one). */
   body: RequestBody;
-  /**
-   * Headers for the answer: `x-request-id` (the request id, as OpenAI's clients read it into
-   * `_request_id`) and, for a new request, where the caller's daily quota stands after it.
-   */
-  headers: Record<string, string>;
+  /** For a new request: where the caller's daily quota stands after it. */
+  quota?: QuotaStanding;
 }
 
 /**
@@ -112,10 +109,9 @@ export async function submit(
     replayed: outcome.kind === 'replayed',
     caller,
     body,
-    headers: {
-      'x-request-id': outcome.requestId,
-      ...(outcome.kind === 'created' ? quotaHeaders(caller.quotaPerDay, outcome.usedToday, now) : {}),
-    },
+    ...(outcome.kind === 'created'
+      ? { quota: quotaStanding(caller.quotaPerDay, outcome.usedToday, now) }
+      : {}),
   };
 }
 
@@ -128,10 +124,11 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
     const id = pathSegment(s.requestId);
     const self = `/v1/inference/${id}`;
     const links = { self, events: `${self}/events`, verify: `/v1/verify/${id}` };
+    // The quota in the body, not in headers: an agent reads it where it reads the id, and the accept
+    // path stays lean (each extra header is parsed by every client, load generators included).
     return c.json(
-      { requestId: s.requestId, status, replayed: s.replayed, links },
+      { requestId: s.requestId, status, replayed: s.replayed, links, ...(s.quota ? { quota: s.quota } : {}) },
       s.replayed ? 200 : 202,
-      s.headers,
     );
   });
 

@@ -3,6 +3,7 @@ import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import * as z from 'zod';
 import { edgeError, HttpError, toHttpError } from '../http/errors.ts';
+import { quotaHeaders } from '../http/quota.ts';
 import { keepAlive } from '../http/sse-keep-alive.ts';
 import type { RequestDetail } from '../store/history-store.ts';
 import { findRequest, requestView, TERMINAL } from '../views.ts';
@@ -290,8 +291,10 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         model = typeof r.model === 'string' ? r.model : model;
         return input;
       });
-      // The request id and the caller's quota, on whatever answer follows (completion, stream or error).
-      for (const [name, value] of Object.entries(s.headers)) c.header(name, value);
+      // The request id (OpenAI's clients read it into `_request_id`) and the caller's quota, as headers
+      // (the body is OpenAI's), on whatever answer follows: completion, stream or error.
+      c.header('x-request-id', s.requestId);
+      if (s.quota) for (const [name, value] of Object.entries(quotaHeaders(s.quota))) c.header(name, value);
       const f = s.body.frame;
       const deadline = deps.now() + f.maxTimeMs + f.revealWindowMs + deps.config.chatWaitSlackMs;
       if (!stream) {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { quotaExceededError, quotaHeaders, secondsToNextUtcDay } from './quota-headers.ts';
+import { quotaExceededError, quotaHeaders, quotaStanding, secondsToNextUtcDay } from './quota.ts';
 
 const NOON = Date.UTC(2026, 10, 22, 12, 0, 0);
 
@@ -12,14 +12,15 @@ describe('secondsToNextUtcDay', () => {
   });
 });
 
-describe('quotaHeaders', () => {
+describe('quotaStanding and quotaHeaders', () => {
   test('limit, what remains after this request (never below 0), and the reset in seconds', () => {
-    expect(quotaHeaders(100, 1, NOON)).toEqual({
+    expect(quotaStanding(100, 1, NOON)).toEqual({ limit: 100, remaining: 99, resetsInSeconds: 43_200 });
+    expect(quotaStanding(5, 7, NOON).remaining).toBe(0);
+    expect(quotaHeaders(quotaStanding(100, 1, NOON))).toEqual({
       'x-synod-quota-limit': '100',
       'x-synod-quota-remaining': '99',
       'x-synod-quota-reset': '43200',
     });
-    expect(quotaHeaders(5, 7, NOON)['x-synod-quota-remaining']).toBe('0');
   });
 });
 
