@@ -181,6 +181,13 @@ describe('npm start (the local network)', () => {
     expect((r as unknown as { synod: { verdictDigest: string } }).synod.verdictDigest).toMatch(
       /^[0-9a-f]{64}$/,
     );
+
+    // The printed audit command, run as printed: both verdicts above re-derive.
+    const audit = /npm run verify -- (--relay \S+)/.exec(out)?.[1]?.split(' ') ?? [];
+    expect(audit).toEqual(['--relay', relay]);
+    const audited = await runCommand([process.execPath, 'apps/verify/src/main.ts', ...audit], { cwd: ROOT });
+    expect(audited.code).toBe(0);
+    expect(audited.out).toMatch(/^audited \d+ requests of http:\/\/127\.0\.0\.1:\d+: \d+ hold, 0 do not/);
   }, 300_000);
 
   test('the web app, the nodes and the chain bridge are up', async () => {

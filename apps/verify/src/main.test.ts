@@ -147,6 +147,104 @@ describe('synod-verify against relays', () => {
     }
   }, 120_000);
 
+  /** Ask the relay and wait for the outcome; the request id. */
+  async function answered(prompt: string): Promise<string> {
+    const post = await fetch(`${t.relay.url}/v1/inference`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${t.apiKey}` },
+      body: JSON.stringify({ prompt, params: { maxTokens: 12 } }),
+    });
+    const { requestId } = (await post.json()) as { requestId: string };
+    for (let i = 0; i < 600; i++) {
+      const { status } = (await (await fetch(`${t.relay.url}/v1/inference/${requestId}`)).json()) as {
+        status: string;
+      };
+      if (status === 'verdict' || status === 'no-consensus') return requestId;
+      await Bun.sleep(50);
+    }
+    throw new Error(`${requestId} got no verdict`);
+  }
+
+  test('--relay audits every published verdict; a relay that lies about one is caught', async () => {
+    const ids = [await answered('Tom had a red ball'), await answered('The sun was warm')];
+    const r = await verify(['--relay', t.relay.url, '--json']);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.out) as { checked: number; held: number; failures: unknown[] };
+    expect(report.checked).toBeGreaterThanOrEqual(2);
+    expect(report.held).toBe(report.checked);
+    expect(report.failures).toEqual([]);
+    const text = await verify(['--relay', `${t.relay.url}/`, '--limit', '1']);
+    expect(text.code).toBe(0);
+    expect(text.out).toContain(`audited 1 request of ${t.relay.url}: 1 hold, 0 do not`);
+
+    // A relay in front of the real one that publishes another digest for one request in its history,
+    // and a forged output in another's transcript.
+    const [listed, forged] = ids as [string, string];
+    const liar = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      async fetch(req) {
+        const u = new URL(req.url);
+        const real = await fetch(`${t.relay.url}${u.pathname}${u.search}`);
+        const body = (await real.json()) as Record<string, unknown>;
+        if (u.pathname === '/v1/history') {
+          const page = body as { items: { requestId: string; verdictDigest: string }[] };
+          for (const i of page.items) if (i.requestId === listed) i.verdictDigest = 'e'.repeat(64);
+        }
+        if (u.pathname === `/v1/verify/${forged}`) {
+          const tr = body['transcript'] as { packets: { type: string; body: { output?: string } }[] };
+          const reveal = tr.packets.find((p) => p.type === 'reveal');
+          if (reveal) reveal.body.output = 'Once upon a time there was nothing.';
+        }
+        return Response.json(body, { status: real.status });
+      },
+    });
+    try {
+      const lied = await verify(['--relay', `http://127.0.0.1:${liar.port}`]);
+      expect(lied.code).toBe(1);
+      expect(lied.out).toMatch(/: \d+ hold, 2 do not/);
+      expect(lied.out).toContain(
+        `  ${listed}\n    - the history's verdict digest ${'e'.repeat(64)} does not match`,
+      );
+      expect(lied.out).toContain(`  ${forged}\n    - does not hold: PACKET_BAD_SIGNATURE`);
+    } finally {
+      liar.stop(true);
+    }
+  }, 120_000);
+
+  test.each([
+    [['--relay', 'http://127.0.0.1:9'], 'could not fetch the history at http://127.0.0.1:9/v1/history'],
+    [['--relay', 'relay.example'], '--relay must be an http(s) URL'],
+    [['--relay', 'http://127.0.0.1:9', 'a.json'], 'give a SOURCE or --relay, not both'],
+    [['--relay', 'http://127.0.0.1:9', '--limit', '0'], '--limit must be a whole number >= 1'],
+    [['--relay', 'http://127.0.0.1:9', '--expect-digest', 'a'.repeat(64)], '--relay compares each'],
+  ])('%p: exit code 2', async (args, message) => {
+    const r = await verify(args);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(message);
+  });
+
+  test('a relay whose history is not a page of requests is exit code 2, and nothing is counted', async () => {
+    for (const [answer, message] of [
+      ['<html>', 'the history is not JSON'],
+      [
+        '{"items":[{"requestId":"x","verdictDigest":"nope","transcriptRoot":null}],"nextCursor":null}',
+        'not a page',
+      ],
+      ['{"items":"all","nextCursor":null}', 'not a page'],
+    ] as const) {
+      const odd = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => new Response(answer) });
+      try {
+        const r = await verify(['--relay', `http://127.0.0.1:${odd.port}`]);
+        expect(r.code).toBe(2);
+        expect(r.err).toContain(message);
+        expect(r.out).toBe('');
+      } finally {
+        odd.stop(true);
+      }
+    }
+  });
+
   test('a URL with no transcript behind it is exit code 2', async () => {
     const r = await verify([`${t.relay.url}/v1/verify/${'0'.repeat(64)}`]);
     expect(r.code).toBe(2);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 /**
- * `synod-verify`: re-derive a Synod verdict from its transcript on your own machine, trusting no relay.
+ * `synod-verify`: re-derive a Synod verdict from its transcript on your own machine, trusting no relay;
+ * with `--relay URL`, every verdict a relay has published (audit.ts).
  * Checks every signature, commitment, the seal and the consensus (`verifyTranscript` of @synod/shared),
  * and compares the result with a digest or root you expect (from a chain event, a verdict packet) and
  * with whatever the source claims. `synod-verify --help` for the flags.
@@ -11,21 +12,28 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { verifyTranscript } from '@synod/shared';
+import { auditRelay, formatAudit } from './audit.ts';
 import { compare, formatReport, reportJson } from './report.ts';
 import { parseDigest, readVerifyInput, VerifyInputError } from './verify-input.ts';
 
-const HELP = `synod-verify: re-derive a Synod verdict from its transcript, trusting no relay.
+const HELP = `synod-verify: re-derive Synod verdicts from their transcripts, trusting no relay.
 
 usage: synod-verify SOURCE [--expect-digest HEX] [--expect-root HEX] [--json]
+       synod-verify --relay URL [--limit N] [--model ID] [--node ID] [--json]
 
   SOURCE               a transcript file (JSON), - for standard input, or an http(s) URL such as
                        a relay's /v1/verify/<requestId> (only its transcript is used)
   --expect-digest HEX  the verdict digest you expect (e.g. LLMFulfilled's verdictDigest; 0x optional)
   --expect-root HEX    the transcript root you expect
+  --relay URL          audit a relay: every request in its history with a verdict (or no consensus),
+                       newest first, re-derived here and compared with what the relay published
+  --limit N            most requests to audit                                  [1000]
+  --model ID, --node ID  only requests that accepted that model, or that node took part in
   --json               print the result as JSON
-  --timeout-s N        how long to wait for a URL                            [30]
+  --timeout-s N        how long to wait for each URL                           [30]
 
-exit code 0: it holds and everything compared matches; 1: it does not; 2: bad usage or input`;
+exit code 0: it holds (all of them hold) and everything compared matches; 1: it does not (one does
+not); 2: bad usage, an input that is not a transcript, or a relay that cannot be read`;
 
 async function readSource(source: string, timeoutS: number): Promise<string> {
   if (source === '-') return await new Response(Bun.stdin.stream()).text();
@@ -60,6 +68,10 @@ async function main(argv: string[]): Promise<number> {
     'expect-digest'?: string;
     'expect-root'?: string;
     json?: boolean;
+    relay?: string;
+    limit?: string;
+    model?: string;
+    node?: string;
     help?: boolean;
     'timeout-s'?: string;
   };
@@ -73,6 +85,10 @@ async function main(argv: string[]): Promise<number> {
         'expect-digest': { type: 'string' },
         'expect-root': { type: 'string' },
         json: { type: 'boolean', default: false },
+        relay: { type: 'string' },
+        limit: { type: 'string', default: '1000' },
+        model: { type: 'string' },
+        node: { type: 'string' },
         'timeout-s': { type: 'string', default: '30' },
         help: { type: 'boolean', default: false },
       },
@@ -87,6 +103,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const [source, ...extra] = positionals;
   const timeoutS = Number(values['timeout-s']);
+  if (values.relay !== undefined) return audit(values, positionals, timeoutS);
   if (source === undefined || extra.length > 0 || !(timeoutS > 0)) {
     console.error(HELP);
     return 2;
@@ -107,6 +124,53 @@ async function main(argv: string[]): Promise<number> {
     });
     console.log(values.json ? JSON.stringify(reportJson(report), null, 2) : formatReport(report));
     return report.ok ? 0 : 1;
+  } catch (e) {
+    if (e instanceof VerifyInputError) {
+      console.error(`synod-verify: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+/** `--relay URL`: audit the relay's published history (audit.ts). */
+async function audit(
+  values: {
+    relay?: string;
+    limit?: string;
+    model?: string;
+    node?: string;
+    json?: boolean;
+    [k: string]: unknown;
+  },
+  positionals: string[],
+  timeoutS: number,
+): Promise<number> {
+  const limit = Number(values.limit);
+  const relay = values.relay ?? '';
+  const usage = (why: string) => {
+    console.error(`synod-verify: ${why}\n\n${HELP}`);
+    return 2;
+  };
+  if (positionals.length > 0) return usage('give a SOURCE or --relay, not both');
+  if (values['expect-digest'] !== undefined || values['expect-root'] !== undefined) {
+    return usage(
+      '--expect-digest and --expect-root compare one transcript; --relay compares each with what the relay published',
+    );
+  }
+  if (!/^https?:\/\/[^/]/.test(relay)) return usage('--relay must be an http(s) URL');
+  if (!Number.isInteger(limit) || limit < 1) return usage('--limit must be a whole number >= 1');
+  if (!(timeoutS > 0)) return usage('--timeout-s must be a positive number');
+  try {
+    const report = await auditRelay({
+      relay,
+      limit,
+      timeoutS,
+      ...(values.model !== undefined ? { model: values.model } : {}),
+      ...(values.node !== undefined ? { node: values.node } : {}),
+    });
+    console.log(values.json ? JSON.stringify(report, null, 2) : formatAudit(report));
+    return report.failures.length === 0 ? 0 : 1;
   } catch (e) {
     if (e instanceof VerifyInputError) {
       console.error(`synod-verify: ${e.message}`);

@@ -1,0 +1,179 @@
+/**
+ * `synod-verify --relay URL`: audit a relay, trusting nothing it says. Walks its public history
+ * (`GET /v1/history`, every request with a verdict or a no-consensus outcome, newest first), fetches each
+ * transcript (`GET /v1/verify/<id>`) and re-derives the verdict here (`verifyTranscript`), comparing it
+ * with what the relay published twice: in the history listing and beside the transcript.
+ */
+import { verifyTranscript } from '@synod/shared';
+import { compare, type VerifyReport } from './report.ts';
+import { readVerifyInput, VerifyInputError } from './verify-input.ts';
+
+export interface AuditOptions {
+  /** The relay's base URL (`http://127.0.0.1:8787`). */
+  relay: string;
+  /** Most requests to check. */
+  limit: number;
+  /** Only requests that accepted this model, or that this node took part in (the history's filters). */
+  model?: string;
+  node?: string;
+  timeoutS: number;
+  /** Told after each request is checked (progress on a terminal). */
+  onChecked?: (done: number) => void;
+}
+
+/** One audited request that does not hold, or whose published values differ from the derived ones. */
+export interface AuditFailure {
+  requestId: string;
+  /** Why: the transcript's error code and message, or which published value does not match. */
+  reasons: string[];
+}
+
+export interface AuditReport {
+  relay: string;
+  checked: number;
+  held: number;
+  failures: AuditFailure[];
+}
+
+/** The terminal outcomes whose transcripts carry a verdict to re-derive. */
+const AUDITED_STATUSES = ['verdict', 'no-consensus'] as const;
+const PAGE = 100;
+
+interface HistoryPage {
+  items: { requestId: string; verdictDigest: string | null; transcriptRoot: string | null }[];
+  nextCursor: string | null;
+}
+
+/** Audit a relay (see the file's header). A relay that cannot be read is a `VerifyInputError`. */
+export async function auditRelay(o: AuditOptions): Promise<AuditReport> {
+  const base = o.relay.replace(/\/+$/, '');
+  const report: AuditReport = { relay: base, checked: 0, held: 0, failures: [] };
+  for (const status of AUDITED_STATUSES) {
+    let cursor: string | null = null;
+    do {
+      const q = new URLSearchParams({ status, limit: String(Math.min(PAGE, o.limit - report.checked)) });
+      if (o.model !== undefined) q.set('model', o.model);
+      if (o.node !== undefined) q.set('node', o.node);
+      if (cursor !== null) q.set('cursor', cursor);
+      if (Number(q.get('limit')) < 1) return report;
+      const page = parsePage(await getText(`${base}/v1/history?${q}`, o.timeoutS, 'history'));
+      for (const item of page.items) {
+        const failure = await auditOne(base, item, o.timeoutS);
+        report.checked++;
+        if (failure) report.failures.push(failure);
+        else report.held++;
+        o.onChecked?.(report.checked);
+      }
+      cursor = page.nextCursor;
+    } while (cursor !== null && report.checked < o.limit);
+  }
+  return report;
+}
+
+async function auditOne(
+  base: string,
+  item: HistoryPage['items'][number],
+  timeoutS: number,
+): Promise<AuditFailure | null> {
+  const url = `${base}/v1/verify/${encodeURIComponent(item.requestId)}`;
+  let report: VerifyReport;
+  try {
+    const input = readVerifyInput(await getText(url, timeoutS, 'transcript'));
+    const check = await verifyTranscript(input.transcript);
+    report = compare(check, { claimed: input.claimed });
+    // What the history listing published must match too.
+    if (item.verdictDigest !== null) {
+      const derived = check.ok ? check.verdictDigest : null;
+      report.comparisons.push({
+        what: "the history's verdict digest",
+        given: item.verdictDigest,
+        derived,
+        match: item.verdictDigest === derived,
+      });
+    }
+    if (item.transcriptRoot !== null) {
+      const derived = check.ok ? check.root : null;
+      report.comparisons.push({
+        what: "the history's transcript root",
+        given: item.transcriptRoot,
+        derived,
+        match: item.transcriptRoot === derived,
+      });
+    }
+    // A transcript about another request answers nothing about this one.
+    if (check.ok && check.requestId !== item.requestId) {
+      return {
+        requestId: item.requestId,
+        reasons: [`the transcript is of another request, ${check.requestId}`],
+      };
+    }
+  } catch (e) {
+    if (e instanceof VerifyInputError) return { requestId: item.requestId, reasons: [e.message] };
+    throw e;
+  }
+  const reasons: string[] = [];
+  if (!report.check.ok)
+    reasons.push(`does not hold: ${report.check.error.code}: ${report.check.error.message}`);
+  for (const c of report.comparisons) {
+    if (!c.match) reasons.push(`${c.what} ${c.given} does not match the derived ${c.derived ?? '(none)'}`);
+  }
+  return reasons.length > 0 ? { requestId: item.requestId, reasons } : null;
+}
+
+async function getText(url: string, timeoutS: number, what: string): Promise<string> {
+  let r: Response;
+  try {
+    r = await fetch(url, {
+      headers: { accept: 'application/json' },
+      signal: AbortSignal.timeout(timeoutS * 1000),
+    });
+  } catch (e) {
+    throw new VerifyInputError(`could not fetch the ${what} at ${url}: ${(e as Error).message}`);
+  }
+  const text = await r.text();
+  // A relay answers 422 with the transcript when it finds a stored one does not hold: audited here anyway.
+  if (!r.ok && r.status !== 422) {
+    throw new VerifyInputError(`${url} answered ${r.status}: ${text.slice(0, 200)}`);
+  }
+  return text;
+}
+
+function parsePage(text: string): HistoryPage {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new VerifyInputError('the history is not JSON');
+  }
+  const p = v as Partial<HistoryPage> | null;
+  const hex = (x: unknown) => x === null || (typeof x === 'string' && /^[0-9a-f]{64}$/.test(x));
+  if (
+    p === null ||
+    typeof p !== 'object' ||
+    !Array.isArray(p.items) ||
+    !(p.nextCursor === null || typeof p.nextCursor === 'string') ||
+    !p.items.every(
+      (i) =>
+        i !== null &&
+        typeof i === 'object' &&
+        typeof i.requestId === 'string' &&
+        hex(i.verdictDigest) &&
+        hex(i.transcriptRoot),
+    )
+  ) {
+    throw new VerifyInputError('the history is not a page of requests ({items, nextCursor})');
+  }
+  return p as HistoryPage;
+}
+
+/** The audit as lines for a terminal. */
+export function formatAudit(r: AuditReport): string {
+  const lines = [
+    `audited ${r.checked} request${r.checked === 1 ? '' : 's'} of ${r.relay}: ${r.held} hold, ${r.failures.length} do not`,
+  ];
+  for (const f of r.failures) {
+    lines.push(`  ${f.requestId}`);
+    for (const why of f.reasons) lines.push(`    - ${why}`);
+  }
+  return lines.join('\n');
+}
