@@ -250,6 +250,18 @@ describe('npm start (the local network)', () => {
     );
     expect(auditCode).toBe(0);
     expect(auditOut).toContain('--expect-digest matches');
+
+    // The chain audit the banner prints, run as printed: every answer on chain re-derives.
+    const chainAudit =
+      /npm run verify -- (--chain \S+ --oracle \S+ --relay \S+)/.exec(out)?.[1]?.split(' ') ?? [];
+    expect(chainAudit).toHaveLength(6);
+    const audited = await runCommand([process.execPath, 'apps/verify/src/main.ts', ...chainAudit], {
+      cwd: ROOT,
+    });
+    expect(audited.code).toBe(0);
+    expect(audited.out).toMatch(
+      /^audited \d+ requests? of .* for oracle 0x[0-9a-f]{40} on chain \d+: (\d+) hold, 0 do not/,
+    );
   }, 180_000);
 
   test('the printed API key commands work on the running relay, and a revoked key is refused', async () => {

@@ -120,7 +120,7 @@ async function auditOne(
   return reasons.length > 0 ? { requestId: item.requestId, reasons } : null;
 }
 
-async function getText(url: string, timeoutS: number, what: string): Promise<string> {
+export async function getText(url: string, timeoutS: number, what: string): Promise<string> {
   let r: Response;
   try {
     r = await fetch(url, {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bun
 /**
  * `synod-verify`: re-derive a Synod verdict from its transcript on your own machine, trusting no relay;
- * with `--relay URL`, every verdict a relay has published (audit.ts).
+ * with `--relay URL`, every verdict a relay has published (audit.ts); with `--chain` and `--oracle`, every
+ * answer a SynodOracle wrote on chain (chain-audit.ts).
  * Checks every signature, commitment, the seal and the consensus (`verifyTranscript` of @synod/shared),
  * and compares the result with a digest or root you expect (from a chain event, a verdict packet) and
  * with whatever the source claims. `synod-verify --help` for the flags.
@@ -13,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { verifyTranscript } from '@synod/shared';
 import { auditRelay, formatAudit } from './audit.ts';
+import { auditChain } from './chain-audit.ts';
 import { compare, formatReport, reportJson } from './report.ts';
 import { parseDigest, readVerifyInput, VerifyInputError } from './verify-input.ts';
 
@@ -20,6 +22,7 @@ const HELP = `synod-verify: re-derive Synod verdicts from their transcripts, tru
 
 usage: synod-verify SOURCE [--expect-digest HEX] [--expect-root HEX] [--json]
        synod-verify --relay URL [--limit N] [--model ID] [--node ID] [--json]
+       synod-verify --chain RPC_URL --oracle ADDR --relay URL [--from-block N] [--limit N] [--json]
 
   SOURCE               a transcript file (JSON), - for standard input, or an http(s) URL such as
                        a relay's /v1/verify/<requestId> (only its transcript is used)
@@ -27,6 +30,9 @@ usage: synod-verify SOURCE [--expect-digest HEX] [--expect-root HEX] [--json]
   --expect-root HEX    the transcript root you expect
   --relay URL          audit a relay: every request in its history with a verdict (or no consensus),
                        newest first, re-derived here and compared with what the relay published
+  --chain RPC_URL      audit a SynodOracle instead: each answer it wrote on chain (LLMFulfilled), from
+  --oracle ADDR        its transcript at --relay, re-derived here: answer, digest and root must be the
+  --from-block N       derived ones, and the question the one asked on chain (LLMRequested)     [0]
   --limit N            most requests to audit                                  [1000]
   --model ID, --node ID  only requests that accepted that model, or that node took part in
   --json               print the result as JSON
@@ -69,6 +75,9 @@ async function main(argv: string[]): Promise<number> {
     'expect-root'?: string;
     json?: boolean;
     relay?: string;
+    chain?: string;
+    oracle?: string;
+    'from-block'?: string;
     limit?: string;
     model?: string;
     node?: string;
@@ -86,6 +95,9 @@ async function main(argv: string[]): Promise<number> {
         'expect-root': { type: 'string' },
         json: { type: 'boolean', default: false },
         relay: { type: 'string' },
+        chain: { type: 'string' },
+        oracle: { type: 'string' },
+        'from-block': { type: 'string', default: '0' },
         limit: { type: 'string', default: '1000' },
         model: { type: 'string' },
         node: { type: 'string' },
@@ -103,7 +115,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const [source, ...extra] = positionals;
   const timeoutS = Number(values['timeout-s']);
-  if (values.relay !== undefined) return audit(values, positionals, timeoutS);
+  if (values.relay !== undefined || values.chain !== undefined || values.oracle !== undefined) {
+    return audit(values, positionals, timeoutS);
+  }
   if (source === undefined || extra.length > 0 || !(timeoutS > 0)) {
     console.error(HELP);
     return 2;
@@ -133,10 +147,16 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** `--relay URL`: audit the relay's published history (audit.ts). */
+/**
+ * `--relay URL`: audit the relay's published history (audit.ts); with `--chain` and `--oracle`, audit
+ * what the oracle wrote on chain, reading the transcripts from the relay (chain-audit.ts).
+ */
 async function audit(
   values: {
     relay?: string;
+    chain?: string;
+    oracle?: string;
+    'from-block'?: string;
     limit?: string;
     model?: string;
     node?: string;
@@ -155,20 +175,38 @@ async function audit(
   if (positionals.length > 0) return usage('give a SOURCE or --relay, not both');
   if (values['expect-digest'] !== undefined || values['expect-root'] !== undefined) {
     return usage(
-      '--expect-digest and --expect-root compare one transcript; --relay compares each with what the relay published',
+      '--expect-digest and --expect-root compare one transcript; --relay compares each with what was published',
     );
   }
   if (!/^https?:\/\/[^/]/.test(relay)) return usage('--relay must be an http(s) URL');
   if (!Number.isInteger(limit) || limit < 1) return usage('--limit must be a whole number >= 1');
   if (!(timeoutS > 0)) return usage('--timeout-s must be a positive number');
+  const onChain = values.chain !== undefined || values.oracle !== undefined;
+  if (onChain) {
+    if (!/^https?:\/\/[^/]/.test(values.chain ?? ''))
+      return usage('--chain must be the http(s) URL of a JSON-RPC endpoint');
+    if (!/^0x[0-9a-fA-F]{40}$/.test(values.oracle ?? '')) return usage('--oracle must be a 0x address');
+    if (!/^\d{1,20}$/.test(values['from-block'] ?? '')) return usage('--from-block must be a block number');
+    if (values.model !== undefined || values.node !== undefined)
+      return usage('--model and --node filter a relay audit, not a chain audit');
+  }
   try {
-    const report = await auditRelay({
-      relay,
-      limit,
-      timeoutS,
-      ...(values.model !== undefined ? { model: values.model } : {}),
-      ...(values.node !== undefined ? { node: values.node } : {}),
-    });
+    const report = onChain
+      ? await auditChain({
+          rpcUrl: values.chain as string,
+          oracle: values.oracle as `0x${string}`,
+          relay,
+          fromBlock: BigInt(values['from-block'] as string),
+          limit,
+          timeoutS,
+        })
+      : await auditRelay({
+          relay,
+          limit,
+          timeoutS,
+          ...(values.model !== undefined ? { model: values.model } : {}),
+          ...(values.node !== undefined ? { node: values.node } : {}),
+        });
     console.log(values.json ? JSON.stringify(report, null, 2) : formatAudit(report));
     return report.failures.length === 0 ? 0 : 1;
   } catch (e) {
