@@ -5,6 +5,7 @@
  * with what the relay published twice: in the history listing and beside the transcript.
  */
 import { verifyTranscript } from '@synod/shared';
+import { fetchText } from './fetch-text.ts';
 import { compare, type VerifyReport } from './report.ts';
 import { readVerifyInput, VerifyInputError } from './verify-input.ts';
 
@@ -82,23 +83,11 @@ async function auditOne(
     const check = await verifyTranscript(input.transcript);
     report = compare(check, { claimed: input.claimed });
     // What the history listing published must match too.
-    if (item.verdictDigest !== null) {
-      const derived = check.ok ? check.verdictDigest : null;
-      report.comparisons.push({
-        what: "the history's verdict digest",
-        given: item.verdictDigest,
-        derived,
-        match: item.verdictDigest === derived,
-      });
-    }
-    if (item.transcriptRoot !== null) {
-      const derived = check.ok ? check.root : null;
-      report.comparisons.push({
-        what: "the history's transcript root",
-        given: item.transcriptRoot,
-        derived,
-        match: item.transcriptRoot === derived,
-      });
+    for (const [what, given, derived] of [
+      ["the history's verdict digest", item.verdictDigest, check.ok ? check.verdictDigest : null],
+      ["the history's transcript root", item.transcriptRoot, check.ok ? check.root : null],
+    ] as const) {
+      if (given !== null) report.comparisons.push({ what, given, derived, match: given === derived });
     }
     // A transcript about another request answers nothing about this one.
     if (check.ok && check.requestId !== item.requestId) {
@@ -120,22 +109,13 @@ async function auditOne(
   return reasons.length > 0 ? { requestId: item.requestId, reasons } : null;
 }
 
+/** The text at `url`; any status but a success (or a 422 with a transcript that does not hold) throws. */
 export async function getText(url: string, timeoutS: number, what: string): Promise<string> {
-  let r: Response;
-  try {
-    r = await fetch(url, {
-      headers: { accept: 'application/json' },
-      signal: AbortSignal.timeout(timeoutS * 1000),
-    });
-  } catch (e) {
-    throw new VerifyInputError(`could not fetch the ${what} at ${url}: ${(e as Error).message}`);
-  }
-  const text = await r.text();
+  const r = await fetchText(url, timeoutS, what);
   // A relay answers 422 with the transcript when it finds a stored one does not hold: audited here anyway.
-  if (!r.ok && r.status !== 422) {
-    throw new VerifyInputError(`${url} answered ${r.status}: ${text.slice(0, 200)}`);
-  }
-  return text;
+  if (!r.ok && r.status !== 422)
+    throw new VerifyInputError(`${url} answered ${r.status}: ${r.text.slice(0, 200)}`);
+  return r.text;
 }
 
 function parsePage(text: string): HistoryPage {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { resolve } from 'node:path';
 import { synodOracleAbi } from '@synod/contracts/abi';
-import { startTestChain, type TestChain } from '../../../edge/src/chain/chain-test-helpers.ts';
+import { bridgeOptions, startTestChain, type TestChain } from '../../../edge/src/chain/chain-test-helpers.ts';
 import { startTestNetwork, type TestNetwork } from '../../../edge/src/test-helpers.ts';
 import { runCommand } from '../../../edge/src/test-servers.ts';
 
@@ -16,16 +16,7 @@ let net: TestNetwork;
 
 beforeAll(async () => {
   chain = await startTestChain();
-  net = await startTestNetwork({
-    chain: {
-      rpcUrl: chain.anvil.url,
-      chainId: chain.anvil.chainId,
-      oracle: chain.oracle,
-      bridgeKey: chain.bridgeKey,
-      confirmations: 0,
-      pollMs: 200,
-    },
-  });
+  net = await startTestNetwork({ chain: bridgeOptions(chain, { confirmations: 0, pollMs: 200 }) });
 }, 120_000);
 afterAll(async () => {
   await net?.close();

@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { verifyTranscript } from '@synod/shared';
 import { auditRelay, formatAudit } from './audit.ts';
 import { auditChain } from './chain-audit.ts';
+import { fetchText } from './fetch-text.ts';
 import { compare, formatReport, reportJson } from './report.ts';
 import { parseDigest, readVerifyInput, VerifyInputError } from './verify-input.ts';
 
@@ -44,23 +45,14 @@ not); 2: bad usage, an input that is not a transcript, or a relay that cannot be
 async function readSource(source: string, timeoutS: number): Promise<string> {
   if (source === '-') return await new Response(Bun.stdin.stream()).text();
   if (/^https?:\/\//.test(source)) {
-    let r: Response;
-    try {
-      r = await fetch(source, {
-        headers: { accept: 'application/json' },
-        signal: AbortSignal.timeout(timeoutS * 1000),
-      });
-    } catch (e) {
-      throw new VerifyInputError(`could not fetch ${source}: ${(e as Error).message}`);
-    }
-    const text = await r.text();
+    const r = await fetchText(source, timeoutS, 'transcript');
     // A relay answers 422 with the transcript when it finds it does not hold: verify it here anyway.
-    if (!text.includes('"transcript"') && !text.includes('"packets"')) {
+    if (!r.text.includes('"transcript"') && !r.text.includes('"packets"')) {
       throw new VerifyInputError(
-        `${source} answered ${r.status} without a transcript: ${text.slice(0, 200)}`,
+        `${source} answered ${r.status} without a transcript: ${r.text.slice(0, 200)}`,
       );
     }
-    return text;
+    return r.text;
   }
   try {
     return readFileSync(source, 'utf8');
@@ -69,21 +61,24 @@ async function readSource(source: string, timeoutS: number): Promise<string> {
   }
 }
 
+/** The command line's flags, as parseArgs gives them. */
+interface Flags {
+  'expect-digest'?: string;
+  'expect-root'?: string;
+  json?: boolean;
+  relay?: string;
+  chain?: string;
+  oracle?: string;
+  'from-block'?: string;
+  limit?: string;
+  model?: string;
+  node?: string;
+  help?: boolean;
+  'timeout-s'?: string;
+}
+
 async function main(argv: string[]): Promise<number> {
-  let values: {
-    'expect-digest'?: string;
-    'expect-root'?: string;
-    json?: boolean;
-    relay?: string;
-    chain?: string;
-    oracle?: string;
-    'from-block'?: string;
-    limit?: string;
-    model?: string;
-    node?: string;
-    help?: boolean;
-    'timeout-s'?: string;
-  };
+  let values: Flags;
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
@@ -151,21 +146,7 @@ async function main(argv: string[]): Promise<number> {
  * `--relay URL`: audit the relay's published history (audit.ts); with `--chain` and `--oracle`, audit
  * what the oracle wrote on chain, reading the transcripts from the relay (chain-audit.ts).
  */
-async function audit(
-  values: {
-    relay?: string;
-    chain?: string;
-    oracle?: string;
-    'from-block'?: string;
-    limit?: string;
-    model?: string;
-    node?: string;
-    json?: boolean;
-    [k: string]: unknown;
-  },
-  positionals: string[],
-  timeoutS: number,
-): Promise<number> {
+async function audit(values: Flags, positionals: string[], timeoutS: number): Promise<number> {
   const limit = Number(values.limit);
   const relay = values.relay ?? '';
   const usage = (why: string) => {

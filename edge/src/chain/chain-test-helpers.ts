@@ -22,6 +22,7 @@ import {
   type Transport,
   type WalletClient,
 } from 'viem';
+import type { ChainBridgeOptions } from './bridge-config.ts';
 
 export interface TestChain {
   anvil: RunningAnvil;
@@ -97,5 +98,22 @@ export async function startTestChain(o: { timeoutSeconds?: bigint } = {}): Promi
     },
     rpc,
     stop: () => anvil.stop(),
+  };
+}
+
+/**
+ * The relay's bridge options for a test chain's oracle (`startTestNetwork({ chain })`), its bridge key
+ * and chain id filled in; `o` sets how many confirmations it waits for and how often it polls.
+ */
+export function bridgeOptions(
+  chain: TestChain,
+  o: Pick<ChainBridgeOptions, 'confirmations' | 'pollMs'> & Partial<ChainBridgeOptions>,
+): ChainBridgeOptions {
+  return {
+    rpcUrl: chain.anvil.url,
+    chainId: chain.anvil.chainId,
+    oracle: chain.oracle,
+    bridgeKey: chain.bridgeKey,
+    ...o,
   };
 }

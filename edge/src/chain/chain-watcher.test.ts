@@ -7,7 +7,7 @@ import { waitUntil } from '../test-servers.ts';
 import { findView } from '../views.ts';
 import { type BridgeBalance, DEFAULT_RESERVE_SETTLEMENTS, SETTLEMENT_GAS_BUDGET } from './bridge-balance.ts';
 import { ChainStore } from './chain-store.ts';
-import { startTestChain, type TestChain } from './chain-test-helpers.ts';
+import { bridgeOptions, startTestChain, type TestChain } from './chain-test-helpers.ts';
 import { ChainBridgeError, ChainWatcher, type ChainWatcherOptions } from './chain-watcher.ts';
 import { bridgeClients } from './clients.ts';
 import { oracleRequestEvent } from './oracle-request.ts';
@@ -19,17 +19,13 @@ let watcher: ChainWatcher;
 beforeAll(async () => {
   chain = await startTestChain();
   net = await startTestNetwork({
-    chain: {
-      rpcUrl: chain.anvil.url,
-      chainId: chain.anvil.chainId,
-      oracle: chain.oracle,
-      bridgeKey: chain.bridgeKey,
+    chain: bridgeOptions(chain, {
       confirmations: 2,
       // Passes are driven by the tests (`poll`), so each step is observed in order.
       pollMs: 3_600_000,
       // A settlement found still in the mempool is replaced at once (only when automine is off here).
       replaceAfterMs: 0,
-    },
+    }),
   });
   const w = net.relay.chainWatcher;
   if (!w) throw new Error('the relay started without its chain watcher');
