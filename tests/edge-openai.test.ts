@@ -87,11 +87,13 @@ describe('the openai client against the relay', () => {
       messages: [{ role: 'user', content: 'The little dog' }],
       max_tokens: 24,
       stream: true,
+      stream_options: { include_usage: true },
     });
     let text = '';
     let finish: string | null = null;
     let chunks = 0;
     let synod: SynodExtra | undefined;
+    const usages: { chunk: number; choices: number; total: number }[] = [];
     for await (const chunk of stream) {
       chunks++;
       const c = chunk.choices[0];
@@ -99,9 +101,15 @@ describe('the openai client against the relay', () => {
       if (c?.finish_reason) finish = c.finish_reason;
       const extra = (chunk as unknown as { synod?: SynodExtra }).synod;
       if (extra) synod = extra;
+      if (chunk.usage)
+        usages.push({ chunk: chunks, choices: chunk.choices.length, total: chunk.usage.total_tokens });
     }
     expect(chunks).toBeGreaterThan(2);
     expect(finish).toBe('stop');
+    // include_usage, as OpenAI does it: one last chunk with the usage and no choices.
+    expect(usages).toHaveLength(1);
+    expect(usages[0]).toMatchObject({ chunk: chunks, choices: 0 });
+    expect(usages[0]?.total).toBeGreaterThan(0);
     expect(synod?.verdictDigest).toMatch(/^[0-9a-f]{64}$/);
     const stored = await winnerOf(synod?.requestId ?? '');
     expect(text).toBe(stored.output);

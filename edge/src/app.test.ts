@@ -588,6 +588,8 @@ describe('server-sent events keep waiting connections alive', () => {
         .map((x) => JSON.parse(x) as { choices: { delta: { content?: string } }[] });
       const answer = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
       expect(answer.length).toBeGreaterThan(0);
+      // Without stream_options.include_usage, no chunk carries a usage (as OpenAI).
+      expect(chunks.some((c) => 'usage' in c)).toBe(false);
     } finally {
       await n.close();
     }

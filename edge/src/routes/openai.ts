@@ -282,12 +282,19 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
 
   app.post('/v1/chat/completions', async (c) => {
     let stream = false;
+    // As OpenAI: with stream_options.include_usage, one more chunk before [DONE], with the usage and no choices.
+    let includeUsage = false;
     let model = 'synod';
     try {
       const s = await submit(c, deps, (raw) => {
         const input = toInferenceInput(raw);
-        const r = raw as { stream?: boolean; model?: string };
+        const r = raw as {
+          stream?: boolean;
+          model?: string;
+          stream_options?: { include_usage?: unknown } | null;
+        };
         stream = r.stream === true;
+        includeUsage = r.stream_options?.include_usage === true;
         model = typeof r.model === 'string' ? r.model : model;
         return input;
       });
@@ -357,10 +364,12 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
           data: JSON.stringify({
             ...base,
             choices: [{ index: 0, delta: {}, finish_reason: 'stop' }],
-            usage: body.usage,
             synod: body.synod,
           }),
         });
+        if (includeUsage) {
+          await out.writeSSE({ data: JSON.stringify({ ...base, choices: [], usage: body.usage }) });
+        }
         await out.writeSSE({ data: '[DONE]' });
       });
     } catch (e) {
