@@ -14,6 +14,8 @@
  *    BENCH_ACCEPT_ROUNDS rounds (default 3) of hello-world then a fresh relay, so that a shared machine's
  *    drift falls on both sides; the figure is the round with the median share, with the range beside.
  *    Each round runs every load generator in turn, each against its own hello-world and fresh relay.
+ *    Each measured run follows an unmeasured one of BENCH_WARMUP_S seconds (default 2) against the same
+ *    server, so that both sides are measured warm (JIT, page cache, a relay database that is not empty).
  *    The generator's own cost counts: autocannon spends several times wrk's CPU per request, on the
  *    same 2 cores as the servers, and it caps the hello-world side well below what Bun.serve answers
  *    with wrk; both shares are printed. Target: accepted/s >= 30% of hello-world/s.
@@ -66,6 +68,9 @@ const GENERATORS: LoadGenerator[] = process.env['BENCH_LOADGEN']
   ? (process.env['BENCH_LOADGEN'].split(',') as LoadGenerator[])
   : availableGenerators();
 const LOAD = { connections: CONNECTIONS, durationSeconds: DURATION, repo: REPO };
+/** An unmeasured run before each measured one, so both servers are measured warm (JIT, caches). */
+const WARMUP = Number(process.env['BENCH_WARMUP_S'] ?? 2);
+const WARM = { ...LOAD, durationSeconds: WARMUP };
 const cannon = (url: string, req: LoadRequest = {}) => runLoad('autocannon', url, req, LOAD);
 
 function pct(xs: number[], p: number): number {
@@ -94,7 +99,9 @@ function cpuPerRequest(run: CpuAccount<LoadResult>) {
 async function acceptRound(embedder: EmbeddingModelRef, tool: LoadGenerator) {
   const hello = new Hono().get('/', (c) => c.text('hello'));
   const helloServer = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: hello.fetch });
-  const helloRun = await accountCpu(() => runLoad(tool, `http://127.0.0.1:${helloServer.port}/`, {}, LOAD));
+  const helloUrl = `http://127.0.0.1:${helloServer.port}/`;
+  if (WARMUP > 0) await runLoad(tool, helloUrl, {}, WARM);
+  const helloRun = await accountCpu(() => runLoad(tool, helloUrl, {}, LOAD));
   const helloRes = helloRun.result;
   helloServer.stop(true);
 
@@ -110,18 +117,13 @@ async function acceptRound(embedder: EmbeddingModelRef, tool: LoadGenerator) {
   });
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
   await relay.store.createApiKey({ id: k.id, hash: k.hash, label: 'bench', quotaPerDay: 1e9 }, Date.now());
-  const acceptRun = await accountCpu(() =>
-    runLoad(
-      tool,
-      `${relay.url}/v1/inference`,
-      {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` },
-        body: JSON.stringify({ prompt: 'Once upon a time', params: { maxTokens: 16 } }),
-      },
-      LOAD,
-    ),
-  );
+  const post: LoadRequest = {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` },
+    body: JSON.stringify({ prompt: 'Once upon a time', params: { maxTokens: 16 } }),
+  };
+  if (WARMUP > 0) await runLoad(tool, `${relay.url}/v1/inference`, post, WARM);
+  const acceptRun = await accountCpu(() => runLoad(tool, `${relay.url}/v1/inference`, post, LOAD));
   const acceptRes = acceptRun.result;
   await Bun.sleep(1_000); // let requests in flight when autocannon stopped finish
   // The writer thread's transactions (the HTTP thread's handovers are smaller batches of the same).
