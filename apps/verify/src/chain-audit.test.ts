@@ -65,6 +65,17 @@ describe('synod-verify --chain', () => {
     expect(text.out).toContain(
       `audited 2 requests of ${net.relay.url} for oracle ${chain.oracle.toLowerCase()}`,
     );
+    // From a block after the second was asked: its question is still found (by its request number).
+    const fulfilledAt = await chain.client.getContractEvents({
+      address: chain.oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMFulfilled',
+      args: { requestNo: second },
+      fromBlock: 0n,
+    });
+    const late = await audit(net.relay.url, ['--from-block', String(fulfilledAt[0]?.blockNumber ?? 0n)]);
+    expect(late.code).toBe(0);
+    expect(late.out).toContain(': 1 hold, 0 do not');
 
     // In front of the real relay: the first request's transcript swapped for the second's (genuine and
     // holding, but the answer to another question).

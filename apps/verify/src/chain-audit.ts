@@ -76,15 +76,7 @@ export async function auditChain(o: ChainAuditOptions): Promise<AuditReport> {
       );
     }
     for (const ev of requested) {
-      const a = ev.args;
-      if (a.requestNo === undefined) continue;
-      asked.set(a.requestNo, {
-        prompt: a.prompt ?? '',
-        acceptedModels: a.acceptedModels ?? [],
-        maxTokens: Number(a.maxTokens),
-        temperatureCenti: Number(a.temperatureCenti),
-        txHash: ev.transactionHash,
-      });
+      if (ev.args.requestNo !== undefined) asked.set(ev.args.requestNo, askedOf(ev.args, ev.transactionHash));
     }
     for (const ev of answered) {
       const a = ev.args;
@@ -105,6 +97,19 @@ export async function auditChain(o: ChainAuditOptions): Promise<AuditReport> {
   };
   for (const f of fulfilled) {
     const requestId = `${chainId}:${oracle}:${f.requestNo}`;
+    // Asked before --from-block: its LLMRequested is looked up by its (indexed) request number.
+    if (!asked.has(f.requestNo)) {
+      const [ev] = await client
+        .getContractEvents({
+          address: oracle,
+          abi: synodOracleAbi,
+          eventName: 'LLMRequested',
+          args: { requestNo: f.requestNo },
+          fromBlock: 0n,
+        })
+        .catch(() => []);
+      if (ev) asked.set(f.requestNo, askedOf(ev.args, ev.transactionHash));
+    }
     const failure = await auditFulfilled(relay, requestId, f, asked.get(f.requestNo), o.timeoutS);
     report.checked++;
     if (failure) report.failures.push(failure);
@@ -151,7 +156,7 @@ async function auditFulfilled(
   const request = (
     input.transcript as { packets?: { type?: string; body?: Record<string, unknown> }[] }
   ).packets?.find((p) => p.type === 'request')?.body;
-  if (!asked) reasons.push('no LLMRequested event for this request number in the blocks read');
+  if (!asked) reasons.push('the oracle has no LLMRequested event for this request number');
   else if (request) {
     const params = request['params'] as { maxTokens?: number; temperature?: number } | undefined;
     const origin = request['origin'] as { txHash?: string } | undefined;
@@ -175,6 +180,25 @@ async function auditFulfilled(
       reasons.push(`${what} ${given} is not the derived ${derived}`);
   }
   return reasons.length > 0 ? { requestId, reasons } : null;
+}
+
+/** The question of an `LLMRequested` event. */
+function askedOf(
+  a: {
+    prompt?: string | undefined;
+    acceptedModels?: readonly string[] | undefined;
+    maxTokens?: number | undefined;
+    temperatureCenti?: number | undefined;
+  },
+  txHash: Hex,
+): Asked {
+  return {
+    prompt: a.prompt ?? '',
+    acceptedModels: a.acceptedModels ?? [],
+    maxTokens: Number(a.maxTokens),
+    temperatureCenti: Number(a.temperatureCenti),
+    txHash,
+  };
 }
 
 const clip = (s: string) => (s.length > 60 ? `${s.slice(0, 60)}…` : s);
