@@ -117,6 +117,12 @@ const VERDICT_RESULT = {
     transcriptRoot: HEX64,
     verdict: { type: 'object' },
     transcript: TRANSCRIPT,
+    attestations: {
+      type: 'array',
+      description:
+        "GET /v1/verify/{id} only: the nodes' signed attestation packets of the verdict, as received",
+      items: { type: 'object' },
+    },
   },
 };
 const REQUEST_VIEW = {

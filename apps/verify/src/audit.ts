@@ -6,7 +6,7 @@
  */
 import { verifyTranscript } from '@synod/shared';
 import { fetchText } from './fetch-text.ts';
-import { compare, type VerifyReport } from './report.ts';
+import { compare, type VerifyReport, withAttestations } from './report.ts';
 import { readVerifyInput, VerifyInputError } from './verify-input.ts';
 
 export interface AuditOptions {
@@ -81,7 +81,7 @@ async function auditOne(
   try {
     const input = readVerifyInput(await getText(url, timeoutS, 'transcript'));
     const check = await verifyTranscript(input.transcript);
-    report = compare(check, { claimed: input.claimed });
+    report = await withAttestations(compare(check, { claimed: input.claimed }), input.attestations);
     // What the history listing published must match too.
     for (const [what, given, derived] of [
       ["the history's verdict digest", item.verdictDigest, check.ok ? check.verdictDigest : null],
@@ -105,6 +105,9 @@ async function auditOne(
     reasons.push(`does not hold: ${report.check.error.code}: ${report.check.error.message}`);
   for (const c of report.comparisons) {
     if (!c.match) reasons.push(`${c.what} ${c.given} does not match the derived ${c.derived ?? '(none)'}`);
+  }
+  for (const bad of report.attestations?.invalid ?? []) {
+    reasons.push(`an attestation from ${bad.from.slice(0, 16)}… does not hold: ${bad.why}`);
   }
   return reasons.length > 0 ? { requestId: item.requestId, reasons } : null;
 }

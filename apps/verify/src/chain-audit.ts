@@ -9,6 +9,7 @@
 import { synodOracleAbi } from '@synod/contracts/abi';
 import { verifyTranscript } from '@synod/shared';
 import { type Address, createPublicClient, type Hex, http } from 'viem';
+import { checkAttestations } from './attestations.ts';
 import type { AuditFailure, AuditReport } from './audit.ts';
 import { getText } from './audit.ts';
 import { readVerifyInput, VerifyInputError } from './verify-input.ts';
@@ -139,6 +140,13 @@ async function auditFulfilled(
   if (!check.ok)
     return { requestId, reasons: [`does not hold: ${check.error.code}: ${check.error.message}`] };
   if (check.requestId !== requestId) reasons.push(`the transcript is of another request, ${check.requestId}`);
+  const attested = await checkAttestations(input.attestations ?? [], check.requestId, {
+    verdictDigest: check.verdictDigest,
+    root: check.root,
+  });
+  for (const bad of attested.invalid) {
+    reasons.push(`an attestation from ${bad.from.slice(0, 16)}… does not hold: ${bad.why}`);
+  }
   const onChain = (what: string, given: string, derived: string | null) => {
     if (given !== derived)
       reasons.push(`${what} on chain ${given} is not the derived ${derived ?? '(none)'}`);

@@ -125,11 +125,19 @@ describe('synod-verify against relays', () => {
     }
     expect(view.status).toBe('verdict');
     const url = `${t.relay.url}/v1/verify/${requestId}`;
+    // The nodes' attestations reach the relay just after the verdict.
+    let attestations: unknown[] = [];
+    for (let i = 0; i < 100 && attestations.length < 3; i++) {
+      attestations = ((await (await fetch(url)).json()) as { attestations: unknown[] }).attestations;
+      if (attestations.length < 3) await Bun.sleep(50);
+    }
+    expect(attestations).toHaveLength(3);
     const r = await verify([url]);
     expect(r.code).toBe(0);
     expect(r.out).toContain(`request ${requestId}: the transcript holds, verdict accepted`);
     expect(r.out).toContain(`verdict digest   ${view.verdict?.verdictDigest}`);
     expect(r.out).toContain("the source's verdict digest matches");
+    expect(r.out).toContain('attestations     3 nodes signed one, 3 of the derived verdict');
 
     // A relay that lies about the verdict digest of a genuine transcript is caught.
     const honest = (await (await fetch(url)).json()) as Record<string, unknown>;
@@ -138,12 +146,26 @@ describe('synod-verify against relays', () => {
       port: 0,
       fetch: () => Response.json({ ...honest, verdictDigest: 'e'.repeat(64) }),
     });
+    // So is one that alters what a node attested (its signature no longer verifies).
+    const forged = structuredClone(honest) as {
+      attestations: { from: string; body: { verdictDigest: string } }[];
+    };
+    const victim = forged.attestations[0] as { from: string; body: { verdictDigest: string } };
+    victim.body.verdictDigest = 'd'.repeat(64);
+    const forger = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => Response.json(forged) });
     try {
       const lied = await verify([`http://127.0.0.1:${liar.port}/v1/verify/${requestId}`]);
       expect(lied.code).toBe(1);
       expect(lied.out).toContain("the source's verdict digest does NOT match");
+      const altered = await verify([`http://127.0.0.1:${forger.port}/v1/verify/${requestId}`]);
+      expect(altered.code).toBe(1);
+      expect(altered.out).toContain('attestations     2 nodes signed one, 2 of the derived verdict');
+      expect(altered.out).toContain(
+        `an attestation from ${victim.from.slice(0, 16)}… does NOT hold: its signature does not verify`,
+      );
     } finally {
       liar.stop(true);
+      forger.stop(true);
     }
   }, 120_000);
 

@@ -16,7 +16,7 @@ import { verifyTranscript } from '@synod/shared';
 import { auditRelay, formatAudit } from './audit.ts';
 import { auditChain } from './chain-audit.ts';
 import { fetchText } from './fetch-text.ts';
-import { compare, formatReport, reportJson } from './report.ts';
+import { compare, formatReport, reportJson, withAttestations } from './report.ts';
 import { parseDigest, readVerifyInput, VerifyInputError } from './verify-input.ts';
 
 const HELP = `synod-verify: re-derive Synod verdicts from their transcripts, trusting no relay.
@@ -126,11 +126,14 @@ async function main(argv: string[]): Promise<number> {
       values['expect-root'] === undefined ? undefined : parseDigest('--expect-root', values['expect-root']);
     const input = readVerifyInput(await readSource(source, timeoutS));
     const check = await verifyTranscript(input.transcript);
-    const report = compare(check, {
-      ...(expectDigest !== undefined ? { expectDigest } : {}),
-      ...(expectRoot !== undefined ? { expectRoot } : {}),
-      claimed: input.claimed,
-    });
+    const report = await withAttestations(
+      compare(check, {
+        ...(expectDigest !== undefined ? { expectDigest } : {}),
+        ...(expectRoot !== undefined ? { expectRoot } : {}),
+        claimed: input.claimed,
+      }),
+      input.attestations,
+    );
     console.log(values.json ? JSON.stringify(reportJson(report), null, 2) : formatReport(report));
     return report.ok ? 0 : 1;
   } catch (e) {

@@ -1,4 +1,5 @@
 import type { TranscriptCheck } from '@synod/shared';
+import { type AttestationCheck, checkAttestations } from './attestations.ts';
 
 /** The local result, and how it compares with what was expected or claimed. */
 export interface VerifyReport {
@@ -7,6 +8,27 @@ export interface VerifyReport {
   check: TranscriptCheck;
   /** Each comparison made: what was compared, the value given, the value derived, and whether they match. */
   comparisons: { what: string; given: string; derived: string | null; match: boolean }[];
+  /** The attestations given beside the transcript, checked; absent when none were given. */
+  attestations?: AttestationCheck;
+}
+
+/**
+ * Check the attestations a source gave beside the transcript (attestations.ts) into the report: one that
+ * does not verify makes it fail, as a forged value would.
+ */
+export async function withAttestations(
+  r: VerifyReport,
+  given: readonly unknown[] | undefined,
+): Promise<VerifyReport> {
+  if (given === undefined) return r;
+  const c = r.check;
+  const requestId = c.ok ? c.requestId : '';
+  const attestations = await checkAttestations(
+    given,
+    requestId,
+    c.ok ? { verdictDigest: c.verdictDigest, root: c.root } : null,
+  );
+  return { ...r, attestations, ok: r.ok && attestations.invalid.length === 0 };
 }
 
 export function compare(
@@ -59,6 +81,14 @@ export function formatReport(r: VerifyReport): string {
       lines.push(`  output           ${out.length > 200 ? `${out.slice(0, 200)}…` : out}`);
     }
   }
+  const a = r.attestations;
+  if (a) {
+    lines.push(
+      `  attestations     ${a.nodes} node${a.nodes === 1 ? '' : 's'} signed one, ${a.agree} of the derived verdict`,
+    );
+    for (const bad of a.invalid)
+      lines.push(`  an attestation from ${bad.from.slice(0, 16)}… does NOT hold: ${bad.why}`);
+  }
   for (const m of r.comparisons) {
     lines.push(
       m.match
@@ -78,5 +108,6 @@ export function reportJson(r: VerifyReport): Record<string, unknown> {
       ? { requestId: c.requestId, verdictDigest: c.verdictDigest, transcriptRoot: c.root, verdict: c.verdict }
       : { error: c.error.toJSON() }),
     comparisons: r.comparisons,
+    ...(r.attestations ? { attestations: r.attestations } : {}),
   };
 }

@@ -8,6 +8,8 @@ export interface VerifyInput {
   transcript: unknown;
   /** The verdict digest and root the source claims, when it claims any (compared, not trusted). */
   claimed: { verdictDigest?: string; root?: string };
+  /** The nodes' attestation packets the source gives beside the transcript (checked, not trusted). */
+  attestations?: unknown[];
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -41,7 +43,8 @@ export function readVerifyInput(text: string): VerifyInput {
   const root = o['transcriptRoot'] ?? o['expectedRoot'];
   if (typeof digest === 'string' && HEX64.test(digest)) claimed.verdictDigest = digest;
   if (typeof root === 'string' && HEX64.test(root)) claimed.root = root;
-  return { transcript: o['transcript'], claimed };
+  const attestations = o['attestations'];
+  return { transcript: o['transcript'], claimed, ...(Array.isArray(attestations) ? { attestations } : {}) };
 }
 
 /** A digest given on the command line: 64 hex digits, with or without `0x` (as the chain shows it). */

@@ -63,6 +63,9 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
       });
     }
     const published = d.verdict.packet.body;
+    // The nodes' signed attestations of the verdict, as received: not part of the transcript, but anyone
+    // can check their signatures and what they attest (synod-verify does).
+    const attestations = d.attestations.map((a) => a.packet);
     const transcript = buildTranscript(packets);
     const check = await verifyTranscript(transcript, {
       expectedVerdictDigest: published.verdictDigest,
@@ -76,8 +79,9 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
         transcriptRoot: check.root,
         verdict: check.verdict,
         transcript,
+        attestations,
       });
     }
-    return c.json({ ok: false, error: check.error.toJSON(), transcript }, 422);
+    return c.json({ ok: false, error: check.error.toJSON(), transcript, attestations }, 422);
   });
 }

@@ -1,0 +1,53 @@
+import { describe, expect, test } from 'bun:test';
+import { NodeKey, signPacket } from '@synod/shared';
+import { checkAttestations } from './attestations.ts';
+
+const REQUEST = 'a'.repeat(64);
+const DERIVED = { verdictDigest: 'b'.repeat(64), root: 'c'.repeat(64) };
+const key = (n: number) => NodeKey.fromSeed(new Uint8Array(32).fill(n));
+const attest = async (n: number, over: Partial<{ requestId: string; verdictDigest: string }> = {}) =>
+  signPacket(await key(n), 'attestation', {
+    requestId: REQUEST,
+    verdictDigest: DERIVED.verdictDigest,
+    transcriptRoot: DERIVED.root,
+    createdAt: 1_700_000_000_000,
+    ...over,
+  });
+
+describe('checkAttestations', () => {
+  test('counts distinct nodes whose signature verifies, and those attesting the derived verdict', async () => {
+    const agreeing = [await attest(1), await attest(2)];
+    const other = await attest(3, { verdictDigest: 'd'.repeat(64) });
+    const r = await checkAttestations([...agreeing, other], REQUEST, DERIVED);
+    expect(r).toEqual({ nodes: 3, agree: 2, invalid: [] });
+    // With no derived verdict (the transcript does not hold), none agrees.
+    expect(await checkAttestations(agreeing, REQUEST, null)).toEqual({ nodes: 2, agree: 0, invalid: [] });
+  });
+
+  test('what does not verify or does not belong is listed with why, and never counted', async () => {
+    const forged = structuredClone(await attest(1));
+    forged.body.verdictDigest = 'e'.repeat(64);
+    const elsewhere = await attest(2, { requestId: 'f'.repeat(64) });
+    const twice = [await attest(3), await attest(3)];
+    const notOne = await signPacket(await key(4), 'commit', {
+      requestId: REQUEST,
+      commitment: '0'.repeat(64),
+      createdAt: 1_700_000_000_000,
+    });
+    const r = await checkAttestations(
+      [forged, elsewhere, ...twice, notOne, { junk: true }],
+      REQUEST,
+      DERIVED,
+    );
+    expect(r.nodes).toBe(1);
+    expect(r.agree).toBe(1);
+    expect(r.invalid.map((i) => i.why)).toEqual([
+      'its signature does not verify',
+      `attests request ${'f'.repeat(64)}`,
+      'a second attestation from the same node',
+      'a commit packet, not an attestation',
+      expect.stringMatching(/^malformed: /),
+    ]);
+    expect(r.invalid[0]?.from).toBe(forged.from);
+  });
+});
