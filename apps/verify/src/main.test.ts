@@ -127,7 +127,7 @@ describe('synod-verify against relays', () => {
     const url = `${t.relay.url}/v1/verify/${requestId}`;
     // The nodes' attestations reach the relay just after the verdict.
     let attestations: unknown[] = [];
-    for (let i = 0; i < 100 && attestations.length < 3; i++) {
+    for (let i = 0; i < 400 && attestations.length < 3; i++) {
       attestations = ((await (await fetch(url)).json()) as { attestations: unknown[] }).attestations;
       if (attestations.length < 3) await Bun.sleep(50);
     }
