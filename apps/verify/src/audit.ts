@@ -6,8 +6,8 @@
  */
 import { verifyTranscript } from '@synod/shared';
 import { fetchText } from './fetch-text.ts';
-import { compare, type VerifyReport, withAttestations } from './report.ts';
-import { readVerifyInput, VerifyInputError } from './verify-input.ts';
+import { compare, reasonsOf, type VerifyReport, withAttestations } from './report.ts';
+import { readVerifyInput, type VerifyInput, VerifyInputError } from './verify-input.ts';
 
 export interface AuditOptions {
   /** The relay's base URL (`http://127.0.0.1:8787`). */
@@ -76,40 +76,48 @@ async function auditOne(
   item: HistoryPage['items'][number],
   timeoutS: number,
 ): Promise<AuditFailure | null> {
-  const url = `${base}/v1/verify/${encodeURIComponent(item.requestId)}`;
-  let report: VerifyReport;
+  let verified: Verified;
   try {
-    const input = readVerifyInput(await getText(url, timeoutS, 'transcript'));
-    const check = await verifyTranscript(input.transcript);
-    report = await withAttestations(compare(check, { claimed: input.claimed }), input.attestations);
-    // What the history listing published must match too.
-    for (const [what, given, derived] of [
-      ["the history's verdict digest", item.verdictDigest, check.ok ? check.verdictDigest : null],
-      ["the history's transcript root", item.transcriptRoot, check.ok ? check.root : null],
-    ] as const) {
-      if (given !== null) report.comparisons.push({ what, given, derived, match: given === derived });
-    }
-    // A transcript about another request answers nothing about this one.
-    if (check.ok && check.requestId !== item.requestId) {
-      return {
-        requestId: item.requestId,
-        reasons: [`the transcript is of another request, ${check.requestId}`],
-      };
-    }
+    verified = await fetchAndVerify(`${base}/v1/verify/${encodeURIComponent(item.requestId)}`, timeoutS);
   } catch (e) {
     if (e instanceof VerifyInputError) return { requestId: item.requestId, reasons: [e.message] };
     throw e;
   }
-  const reasons: string[] = [];
-  if (!report.check.ok)
-    reasons.push(`does not hold: ${report.check.error.code}: ${report.check.error.message}`);
-  for (const c of report.comparisons) {
-    if (!c.match) reasons.push(`${c.what} ${c.given} does not match the derived ${c.derived ?? '(none)'}`);
+  const { report } = verified;
+  const check = report.check;
+  // What the history listing published must match too.
+  for (const [what, given, derived] of [
+    ["the history's verdict digest", item.verdictDigest, check.ok ? check.verdictDigest : null],
+    ["the history's transcript root", item.transcriptRoot, check.ok ? check.root : null],
+  ] as const) {
+    if (given !== null) report.comparisons.push({ what, given, derived, match: given === derived });
   }
-  for (const bad of report.attestations?.invalid ?? []) {
-    reasons.push(`an attestation from ${bad.from.slice(0, 16)}… does not hold: ${bad.why}`);
+  const reasons = reasonsOf(report);
+  // A transcript about another request answers nothing about this one.
+  if (check.ok && check.requestId !== item.requestId) {
+    reasons.unshift(`the transcript is of another request, ${check.requestId}`);
   }
   return reasons.length > 0 ? { requestId: item.requestId, reasons } : null;
+}
+
+/** A transcript fetched from a relay and verified here, with what the relay said beside it checked. */
+export interface Verified {
+  input: VerifyInput;
+  report: VerifyReport;
+}
+
+/**
+ * Fetch a relay's `/v1/verify/<id>` answer and verify it here: the transcript re-derived, the relay's
+ * claims compared, its attestations checked. A relay that cannot be read, or an answer holding no
+ * transcript, is a `VerifyInputError`.
+ */
+export async function fetchAndVerify(url: string, timeoutS: number): Promise<Verified> {
+  const input = readVerifyInput(await getText(url, timeoutS, 'transcript'));
+  const check = await verifyTranscript(input.transcript);
+  return {
+    input,
+    report: await withAttestations(compare(check, { claimed: input.claimed }), input.attestations),
+  };
 }
 
 /** The text at `url`; any status but a success (or a 422 with a transcript that does not hold) throws. */

@@ -97,6 +97,7 @@ describe('synod-verify --chain', () => {
       expect(lied.out).toContain(': 1 hold, 1 do not');
       expect(lied.out).toContain(`  ${id(first)}\n    - the transcript is of another request, ${id(second)}`);
       expect(lied.out).toContain('the verdict digest on chain');
+      expect(lied.out).toContain('the answer on chain');
       expect(lied.out).toContain('the transcript answers another prompt than the one asked on chain');
     } finally {
       liar.stop(true);

@@ -7,12 +7,10 @@
  * the bridge says is taken for true.
  */
 import { synodOracleAbi } from '@synod/contracts/abi';
-import { verifyTranscript } from '@synod/shared';
 import { type Address, createPublicClient, type Hex, http } from 'viem';
-import { checkAttestations } from './attestations.ts';
-import type { AuditFailure, AuditReport } from './audit.ts';
-import { getText } from './audit.ts';
-import { readVerifyInput, VerifyInputError } from './verify-input.ts';
+import { type AuditFailure, type AuditReport, fetchAndVerify, type Verified } from './audit.ts';
+import { reasonsOf } from './report.ts';
+import { VerifyInputError } from './verify-input.ts';
 
 export interface ChainAuditOptions {
   rpcUrl: string;
@@ -126,68 +124,59 @@ async function auditFulfilled(
   asked: Asked | undefined,
   timeoutS: number,
 ): Promise<AuditFailure | null> {
-  const reasons: string[] = [];
-  let input: ReturnType<typeof readVerifyInput>;
+  let verified: Verified;
   try {
-    input = readVerifyInput(
-      await getText(`${relay}/v1/verify/${encodeURIComponent(requestId)}`, timeoutS, 'transcript'),
-    );
+    verified = await fetchAndVerify(`${relay}/v1/verify/${encodeURIComponent(requestId)}`, timeoutS);
   } catch (e) {
     if (e instanceof VerifyInputError) return { requestId, reasons: [e.message] };
     throw e;
   }
-  const check = await verifyTranscript(input.transcript);
-  if (!check.ok)
-    return { requestId, reasons: [`does not hold: ${check.error.code}: ${check.error.message}`] };
-  if (check.requestId !== requestId) reasons.push(`the transcript is of another request, ${check.requestId}`);
-  const attested = await checkAttestations(input.attestations ?? [], check.requestId, {
-    verdictDigest: check.verdictDigest,
-    root: check.root,
-  });
-  for (const bad of attested.invalid) {
-    reasons.push(`an attestation from ${bad.from.slice(0, 16)}… does not hold: ${bad.why}`);
-  }
-  const onChain = (what: string, given: string, derived: string | null) => {
-    if (given !== derived)
-      reasons.push(`${what} on chain ${given} is not the derived ${derived ?? '(none)'}`);
-  };
-  onChain('the verdict digest', f.verdictDigest.slice(2).toLowerCase(), check.verdictDigest);
-  onChain('the transcript root', f.transcriptRoot.slice(2).toLowerCase(), check.root);
-  const winner = check.verdict.winner;
-  if (!winner) reasons.push('an answer was written on chain, but the derived verdict has no winner');
-  else if (winner.output !== f.answer) {
-    reasons.push(
-      `the answer on chain is not the winner's output (${JSON.stringify(clip(f.answer))} vs ${JSON.stringify(clip(winner.output))})`,
-    );
-  }
-  // The question answered must be the one asked on chain.
-  const request = (
-    input.transcript as { packets?: { type?: string; body?: Record<string, unknown> }[] }
-  ).packets?.find((p) => p.type === 'request')?.body;
-  if (!asked) reasons.push('the oracle has no LLMRequested event for this request number');
-  else if (request) {
-    const params = request['params'] as { maxTokens?: number; temperature?: number } | undefined;
-    const origin = request['origin'] as { txHash?: string } | undefined;
-    if (request['prompt'] !== asked.prompt)
-      reasons.push('the transcript answers another prompt than the one asked on chain');
-    if (JSON.stringify(request['acceptedModels']) !== JSON.stringify(asked.acceptedModels)) {
-      reasons.push('the transcript accepts other models than the ones asked for on chain');
-    }
-    if (params?.maxTokens !== asked.maxTokens || params?.temperature !== asked.temperatureCenti / 100) {
-      reasons.push('the transcript was generated with other parameters than the ones asked for on chain');
-    }
-    if (origin?.txHash !== asked.txHash.toLowerCase()) {
-      reasons.push(`the transcript's request names transaction ${origin?.txHash}, not ${asked.txHash}`);
-    }
-  }
+  const { input, report } = verified;
+  const check = report.check;
+  if (!check.ok) return { requestId, reasons: reasonsOf(report) };
+  // What the oracle wrote must be what is derived here (the answer compared whole, shown clipped).
+  const output = check.verdict.winner?.output;
   for (const [what, given, derived] of [
-    ["the relay's verdict digest", input.claimed.verdictDigest, check.verdictDigest],
-    ["the relay's transcript root", input.claimed.root, check.root],
+    ['the verdict digest on chain', f.verdictDigest.slice(2).toLowerCase(), check.verdictDigest],
+    ['the transcript root on chain', f.transcriptRoot.slice(2).toLowerCase(), check.root],
   ] as const) {
-    if (given !== undefined && given !== derived)
-      reasons.push(`${what} ${given} is not the derived ${derived}`);
+    report.comparisons.push({ what, given, derived, match: given === derived });
   }
+  report.comparisons.push({
+    what: 'the answer on chain',
+    given: JSON.stringify(clip(f.answer)),
+    derived: output === undefined ? null : JSON.stringify(clip(output)),
+    match: output === f.answer,
+  });
+  const reasons = reasonsOf(report);
+  if (check.requestId !== requestId)
+    reasons.unshift(`the transcript is of another request, ${check.requestId}`);
+  reasons.push(...questionMismatches(input.transcript, asked));
   return reasons.length > 0 ? { requestId, reasons } : null;
+}
+
+/** How the transcript's request differs from the question asked on chain (`LLMRequested`). */
+function questionMismatches(transcript: unknown, asked: Asked | undefined): string[] {
+  if (!asked) return ['the oracle has no LLMRequested event for this request number'];
+  const request = (
+    transcript as { packets?: { type?: string; body?: Record<string, unknown> }[] }
+  ).packets?.find((p) => p.type === 'request')?.body;
+  if (!request) return [];
+  const out: string[] = [];
+  const params = request['params'] as { maxTokens?: number; temperature?: number } | undefined;
+  const origin = request['origin'] as { txHash?: string } | undefined;
+  if (request['prompt'] !== asked.prompt)
+    out.push('the transcript answers another prompt than the one asked on chain');
+  if (JSON.stringify(request['acceptedModels']) !== JSON.stringify(asked.acceptedModels)) {
+    out.push('the transcript accepts other models than the ones asked for on chain');
+  }
+  if (params?.maxTokens !== asked.maxTokens || params?.temperature !== asked.temperatureCenti / 100) {
+    out.push('the transcript was generated with other parameters than the ones asked for on chain');
+  }
+  if (origin?.txHash !== asked.txHash.toLowerCase()) {
+    out.push(`the transcript's request names transaction ${origin?.txHash}, not ${asked.txHash}`);
+  }
+  return out;
 }
 
 /** The question of an `LLMRequested` event. */

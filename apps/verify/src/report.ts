@@ -47,6 +47,19 @@ export function compare(
   return { ok: check.ok && comparisons.every((c) => c.match), check, comparisons };
 }
 
+/** Why a report fails, one line each: the transcript's error, each mismatch, each bad attestation. */
+export function reasonsOf(r: VerifyReport): string[] {
+  const reasons: string[] = [];
+  if (!r.check.ok) reasons.push(`does not hold: ${r.check.error.code}: ${r.check.error.message}`);
+  for (const c of r.comparisons) {
+    if (!c.match) reasons.push(`${c.what} ${c.given} does not match the derived ${c.derived ?? '(none)'}`);
+  }
+  for (const bad of r.attestations?.invalid ?? []) {
+    reasons.push(`an attestation from ${bad.from.slice(0, 16)}… does not hold: ${bad.why}`);
+  }
+  return reasons;
+}
+
 const MAX_ISSUES = 20;
 
 /** The report as lines for a terminal. */
