@@ -33,6 +33,8 @@ export const KEYS_USAGE = `usage: synod-relay keys create --label NAME [--quota 
        synod-relay keys set-quota KEY_ID --quota N [DB]
 DB: [--db URL] [--db-auth-token-env V]   the relay's database  [file:.data/relay/history.db, SYNOD_DB_AUTH_TOKEN]`;
 
+const LABEL_MAX = 100;
+
 type Io = { out: (line: string) => void; err: (line: string) => void };
 const STDIO: Io = { out: (l) => console.log(l), err: (l) => console.error(l) };
 
@@ -58,6 +60,10 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
   if (sub === 'create') {
     const quota = Number(values.quota);
     if (!values.label) return usageError('keys create needs --label');
+    // One line, short: labels are shown in tables and logs.
+    if (values.label.length > LABEL_MAX || /\p{Cc}/u.test(values.label)) {
+      return usageError(`--label must be one line of at most ${LABEL_MAX} characters`);
+    }
     if (!Number.isSafeInteger(quota) || quota < 0) return usageError('--quota must be a whole number >= 0');
     if (positionals.length > 0) return usageError(`unexpected ${positionals[0]}`);
     const label = values.label;

@@ -81,6 +81,8 @@ describe('synod-relay keys create', () => {
     [['keys', 'create', '--label', 'a', '--quota', '2.5'], '--quota must be a whole number >= 0'],
     [['keys', 'create', '--label', 'a', '--bogus'], "Unknown option '--bogus'"],
     [['keys', 'create', '--label', 'a', 'extra'], 'unexpected extra'],
+    [['keys', 'create', '--label', 'two\nlines'], '--label must be one line of at most 100 characters'],
+    [['keys', 'create', '--label', 'x'.repeat(101)], '--label must be one line of at most 100 characters'],
     [['keys'], 'keys needs a command'],
     [['keys', 'rotate'], 'unknown keys command rotate'],
     [['keys', 'revoke'], 'keys revoke needs a KEY_ID'],
