@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { accountCpu, parseProcStat } from './cpu-account.ts';
+import { accountCpu, parseProcStat, parseTaskStat, threadCpuBetween } from './cpu-account.ts';
 
 /** The head of a real /proc/stat (Linux 6.1, 2 CPUs). */
 const PROC_STAT = `cpu  1611172 7288 675407 3786255 49489 0 104302 695 0 0
@@ -26,9 +26,41 @@ describe('parseProcStat', () => {
   });
 });
 
+describe('parseTaskStat', () => {
+  test('user + system ticks, counted from the last parenthesis (a name may hold spaces and parens)', () => {
+    const line = '4242 (Bun Pool (1)) S 4200 4200 4200 0 -1 4194560 1200 0 3 0 1234 567 0 0 20 0 9 0 100 0 0';
+    expect(parseTaskStat(line)).toBe(1234 + 567);
+  });
+
+  test('anything else is a TypeError', () => {
+    expect(() => parseTaskStat('no parenthesis here')).toThrow(TypeError);
+    expect(() => parseTaskStat('1 (x) S 1 2')).toThrow(TypeError);
+  });
+});
+
+describe('threadCpuBetween', () => {
+  test('groups by name, counts a thread born meanwhile from zero, skips idle ones, most first', () => {
+    const before = new Map([
+      ['1', { name: 'main', ticks: 100 }],
+      ['2', { name: 'Worker', ticks: 50 }],
+      ['3', { name: 'HeapHelper', ticks: 7 }],
+    ]);
+    const after = new Map([
+      ['1', { name: 'main', ticks: 160 }],
+      ['2', { name: 'Worker', ticks: 60 }],
+      ['3', { name: 'HeapHelper', ticks: 7 }],
+      ['4', { name: 'Worker', ticks: 5 }],
+    ]);
+    expect(threadCpuBetween(before, after)).toEqual([
+      { name: 'main', cpuMs: 600 },
+      { name: 'Worker', cpuMs: 150 },
+    ]);
+  });
+});
+
 describe('accountCpu', () => {
   test('counts the CPU this process burns during the run, and the machine share busy', async () => {
-    const { result, processCpuMs, machineBusy } = await accountCpu(async () => {
+    const { result, processCpuMs, threads, machineBusy } = await accountCpu(async () => {
       const until = performance.now() + 60;
       let x = 0;
       while (performance.now() < until) x += Math.sqrt(x + 1);
@@ -38,6 +70,8 @@ describe('accountCpu', () => {
     // 60 ms of wall time spinning on one thread: most of it is CPU time (the machine may be shared).
     expect(processCpuMs).toBeGreaterThan(20);
     if (process.platform === 'linux') {
+      // The spinning was on the main thread, to the clock tick.
+      expect(threads.find((t) => t.name === 'main')?.cpuMs ?? 0).toBeGreaterThan(10);
       expect(machineBusy).toBeGreaterThan(0);
       expect(machineBusy).toBeLessThanOrEqual(1);
     } else {

@@ -19,9 +19,12 @@
  *    The generator's own cost counts: autocannon spends several times wrk's CPU per request, on the
  *    same 2 cores as the servers, and it caps the hello-world side well below what Bun.serve answers
  *    with wrk; both shares are printed. Target: accepted/s >= 30% of hello-world/s.
+ *    The relay's database is in BENCH_DB_DIR (default the system's temporary folder); before the rounds,
+ *    the latency of a commit-sized write + fdatasync there is measured (disk-sync.ts) and printed, as
+ *    every group commit waits for one.
  *    Beside the rates, the CPU each answered request cost (cpu-account.ts): the servers' (this process,
- *    every thread: HTTP, the admission writer, GC, JIT) and the load generator's (its process), and
- *    how busy the machine was; from those, how many cores 30% of hello-world's rate would keep busy at
+ *    every thread: HTTP, the admission writer, GC, JIT; also split by thread) and the load generator's
+ *    (its process), and how busy the machine was; from those, how many cores 30% of hello-world's rate would keep busy at
  *    the accept path's measured cost, against the cores there are.
  * 2. verify: POST /v1/verify of a real quorum-5 transcript (made by 5 real nodes, stories260K + USE Lite,
  *    in memory) at 50 connections, transcripts/s; beside it the raw cost of that transcript's signature
@@ -50,6 +53,7 @@ import { startRelay } from '../src/runtime/bun.ts';
 import { startTestNetwork } from '../src/test-helpers.ts';
 import { freePort, stopProcess, waitUntil } from '../src/test-servers.ts';
 import { accountCpu, type CpuAccount } from './cpu-account.ts';
+import { type DiskSync, measureDiskSync } from './disk-sync.ts';
 import {
   availableGenerators,
   type LoadGenerator,
@@ -72,6 +76,8 @@ const LOAD = { connections: CONNECTIONS, durationSeconds: DURATION, repo: REPO }
 const WARMUP = Number(process.env['BENCH_WARMUP_S'] ?? 2);
 const WARM = { ...LOAD, durationSeconds: WARMUP };
 const cannon = (url: string, req: LoadRequest = {}) => runLoad('autocannon', url, req, LOAD);
+/** Where the accept runs' relay keeps its database (default the system's temporary folder). */
+const DB_DIR = process.env['BENCH_DB_DIR'] || tmpdir();
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -86,8 +92,21 @@ const r1 = (x: number) => Math.round(x * 10) / 10;
  */
 function cpuPerRequest(run: CpuAccount<LoadResult>) {
   const answered = Math.max(1, run.result.ok + run.result.non2xx);
+  const threadUs = (name: string) =>
+    ((run.threads.find((t) => t.name === name)?.cpuMs ?? 0) * 1000) / answered;
   return {
     serverUs: (run.processCpuMs * 1000) / answered,
+    /** The JavaScript thread (HTTP, routes), worker threads (the admission writer), everything else. */
+    byThreadUs: {
+      main: threadUs('main'),
+      workers: threadUs('Worker'),
+      other:
+        (run.threads
+          .filter((t) => t.name !== 'main' && t.name !== 'Worker')
+          .reduce((sum, t) => sum + t.cpuMs, 0) *
+          1000) /
+        answered,
+    },
     generatorUs: (run.result.generatorCpuMs * 1000) / answered,
     machineBusy: run.machineBusy,
   };
@@ -105,7 +124,7 @@ async function acceptRound(embedder: EmbeddingModelRef, tool: LoadGenerator) {
   const helloRes = helloRun.result;
   helloServer.stop(true);
 
-  const dir = mkdtempSync(join(tmpdir(), 'synod-bench-relay-'));
+  const dir = mkdtempSync(join(DB_DIR, 'synod-bench-relay-'));
   const key = await NodeKey.fromSeed(new Uint8Array(32).fill(5));
   const relay = await startRelay({
     dbUrl: `file:${join(dir, 'relay.db')}`,
@@ -399,6 +418,8 @@ async function benchLatency() {
 
 // ---------------------------------------------------------------------------------------------------
 const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'accept,verify,latency').split(','));
+// The disk first, on a quiet machine: what each group commit of the accept runs waits for.
+const disk: DiskSync | null = PARTS.has('accept') ? measureDiskSync(DB_DIR) : null;
 const accept = PARTS.has('accept') ? await benchAccept() : null;
 const verify = PARTS.has('verify') ? await benchVerify() : null;
 const latency = PARTS.has('latency') ? await benchLatency() : null;
@@ -412,6 +433,14 @@ function coresAtTarget(a: { hello: LoadResult; cpu: { accept: { serverUs: number
 
 const verifyRatio = verify ? verify.rawPerSecond / verify.endpoint.perSecond : Number.NaN;
 const rows: [string, string, string, string][] = [['metric', 'value', 'beside', 'target']];
+if (disk) {
+  rows.push([
+    `relay database folder: ${disk.dir} (${disk.fsType})`,
+    `write ${disk.chunkBytes / 1024} KiB + fdatasync: p50 ${disk.p50Ms.toFixed(3)} ms, p99 ${disk.p99Ms.toFixed(3)} ms`,
+    'each group commit of the accept runs waits for one (BENCH_DB_DIR to measure another disk)',
+    '',
+  ]);
+}
 for (const a of accept ?? []) {
   const by = `${a.tool}${a.tool === 'wrk' ? ' -t1' : ''}`;
   rows.push(
@@ -431,6 +460,12 @@ for (const a of accept ?? []) {
       '  CPU per request, server + load generator',
       `hello-world ${r1(a.cpu.hello.serverUs)} + ${r1(a.cpu.hello.generatorUs)} µs (machine ${busy(a.cpu.hello.machineBusy)} busy); accept ${r1(a.cpu.accept.serverUs)} + ${r1(a.cpu.accept.generatorUs)} µs (${busy(a.cpu.accept.machineBusy)} busy)`,
       `30% of hello-world (${Math.round(0.3 * a.hello.perSecond)} req/s) at that cost: ${r1(coresAtTarget(a))} of ${CORES} cores`,
+      '',
+    ],
+    [
+      '  server CPU per request, by thread',
+      `hello-world: main ${r1(a.cpu.hello.byThreadUs.main)}, other ${r1(a.cpu.hello.byThreadUs.other)} µs`,
+      `accept: main (HTTP) ${r1(a.cpu.accept.byThreadUs.main)}, admission writer ${r1(a.cpu.accept.byThreadUs.workers)}, other (GC, JIT) ${r1(a.cpu.accept.byThreadUs.other)} µs`,
       '',
     ],
     [
@@ -468,6 +503,7 @@ const result = {
   machine: { cpus: cpus().length, model: cpus()[0]?.model, bun: Bun.version },
   durationSeconds: DURATION,
   connections: CONNECTIONS,
+  disk,
   accept:
     accept?.map((a) => ({
       ...a,
