@@ -58,13 +58,13 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
   let run: (store: Awaited<ReturnType<typeof openHistory>>['store']) => Promise<number>;
   const now = Date.now();
   if (sub === 'create') {
-    const quota = Number(values.quota);
+    const quota = parseQuota(values.quota);
     if (!values.label) return usageError('keys create needs --label');
     // One line, short: labels are shown in tables and logs.
     if (values.label.length > LABEL_MAX || /\p{Cc}/u.test(values.label)) {
       return usageError(`--label must be one line of at most ${LABEL_MAX} characters`);
     }
-    if (!Number.isSafeInteger(quota) || quota < 0) return usageError('--quota must be a whole number >= 0');
+    if (quota === undefined) return usageError('--quota must be a whole number >= 0');
     if (positionals.length > 0) return usageError(`unexpected ${positionals[0]}`);
     const label = values.label;
     run = async (store) => {
@@ -107,11 +107,11 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
     const arg = keyIdArgument(sub, positionals);
     if ('why' in arg) return usageError(arg.why);
     const { id } = arg;
-    const quota = Number(values.quota);
+    const quota = parseQuota(values.quota);
     if (!rest.some((a) => a === '--quota' || a.startsWith('--quota='))) {
       return usageError('keys set-quota needs --quota N');
     }
-    if (!Number.isSafeInteger(quota) || quota < 0) return usageError('--quota must be a whole number >= 0');
+    if (quota === undefined) return usageError('--quota must be a whole number >= 0');
     run = async (store) => {
       const r = await setApiKeyQuota(store.db, id, quota, utcDay(now));
       if (r.kind === 'not-found') {
@@ -148,6 +148,12 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
   } finally {
     h.client.close();
   }
+}
+
+/** A `--quota` value: decimal digits only (not '', '1e3', '0x10' or ' 5'), within the safe integers. */
+function parseQuota(text: string | undefined): number | undefined {
+  if (text === undefined || !/^\d{1,15}$/.test(text)) return undefined;
+  return Number(text);
 }
 
 /** The KEY_ID argument of `revoke` and `set-quota`, or why it is missing or wrong. */

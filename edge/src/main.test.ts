@@ -79,6 +79,9 @@ describe('synod-relay keys create', () => {
     [['keys', 'create'], 'keys create needs --label'],
     [['keys', 'create', '--label', 'a', '--quota=-1'], '--quota must be a whole number >= 0'],
     [['keys', 'create', '--label', 'a', '--quota', '2.5'], '--quota must be a whole number >= 0'],
+    [['keys', 'create', '--label', 'a', '--quota='], '--quota must be a whole number >= 0'],
+    [['keys', 'create', '--label', 'a', '--quota', '0x10'], '--quota must be a whole number >= 0'],
+    [['keys', 'create', '--label', 'a', '--quota', '1e3'], '--quota must be a whole number >= 0'],
     [['keys', 'create', '--label', 'a', '--bogus'], "Unknown option '--bogus'"],
     [['keys', 'create', '--label', 'a', 'extra'], 'unexpected extra'],
     [['keys', 'create', '--label', 'two\nlines'], '--label must be one line of at most 100 characters'],
@@ -91,6 +94,7 @@ describe('synod-relay keys create', () => {
     [['keys', 'set-quota', 'key_0123456789abcdef'], 'keys set-quota needs --quota N'],
     [['keys', 'set-quota', '--quota', '5'], 'keys set-quota needs a KEY_ID'],
     [['keys', 'set-quota', 'key_0123456789abcdef', '--quota', 'lots'], '--quota must be a whole number >= 0'],
+    [['keys', 'set-quota', 'key_0123456789abcdef', '--quota='], '--quota must be a whole number >= 0'],
   ])('%p is refused with exit code 2 and the usage', async (args, message) => {
     const r = await relayCli(args);
     expect(r.code).toBe(2);
