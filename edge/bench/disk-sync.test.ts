@@ -49,13 +49,16 @@ describe('measureDiskSync', () => {
     try {
       expect(() => measureDiskSync(dir, { samples: 0 })).toThrow(RangeError);
       expect(() => measureDiskSync(dir, { chunkBytes: 1.5 })).toThrow(RangeError);
+      expect(() => measureDiskSync(dir, { fileBytes: Number.NaN })).toThrow(RangeError);
       expect(readdirSync(dir)).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  test('a folder that does not exist throws', () => {
-    expect(() => measureDiskSync(join(tmpdir(), 'synod-no-such-folder-x'))).toThrow();
+  test('a folder that does not exist is a RangeError that names it', () => {
+    const missing = join(tmpdir(), 'synod-no-such-folder-x');
+    expect(() => measureDiskSync(missing)).toThrow(new RegExp(`no folder ${missing}`));
+    expect(() => measureDiskSync(missing)).toThrow(RangeError);
   });
 });

@@ -46,7 +46,15 @@ export function measureDiskSync(dir: string, o: DiskSyncOptions = {}): DiskSync 
   if (!(Number.isInteger(chunkBytes) && chunkBytes > 0)) {
     throw new RangeError('chunkBytes must be a positive integer');
   }
-  const resolved = realpathSync(dir);
+  if (o.fileBytes !== undefined && !(Number.isInteger(o.fileBytes) && o.fileBytes > 0)) {
+    throw new RangeError('fileBytes must be a positive integer');
+  }
+  let resolved: string;
+  try {
+    resolved = realpathSync(dir);
+  } catch (e) {
+    throw new RangeError(`no folder ${dir} to measure: ${(e as Error).message}`);
+  }
   const scratch = mkdtempSync(join(resolved, 'synod-disk-sync-'));
   const chunk = new Uint8Array(chunkBytes).fill(0x5a);
   const times: number[] = [];
@@ -72,14 +80,15 @@ export function measureDiskSync(dir: string, o: DiskSyncOptions = {}): DiskSync 
     rmSync(scratch, { recursive: true, force: true });
   }
   times.sort((a, b) => a - b);
-  const at = (p: number) => times[Math.min(times.length - 1, Math.ceil(p * times.length) - 1)] ?? Number.NaN;
+  const quantile = (p: number) =>
+    times[Math.min(times.length - 1, Math.ceil(p * times.length) - 1)] ?? Number.NaN;
   return {
     dir: resolved,
     fsType: filesystemOf(resolved),
     chunkBytes,
     samples,
-    p50Ms: at(0.5),
-    p99Ms: at(0.99),
+    p50Ms: quantile(0.5),
+    p99Ms: quantile(0.99),
   };
 }
 

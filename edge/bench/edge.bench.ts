@@ -24,8 +24,8 @@
  *    every group commit waits for one.
  *    Beside the rates, the CPU each answered request cost (cpu-account.ts): the servers' (this process,
  *    every thread: HTTP, the admission writer, GC, JIT; also split by thread) and the load generator's
- *    (its process), and how busy the machine was; from those, how many cores 30% of hello-world's rate would keep busy at
- *    the accept path's measured cost, against the cores there are.
+ *    (its process), and how busy the machine was; from those, how many cores 30% of hello-world's rate
+ *    would keep busy at the accept path's measured cost, against the cores there are.
  * 2. verify: POST /v1/verify of a real quorum-5 transcript (made by 5 real nodes, stories260K + USE Lite,
  *    in memory) at 50 connections, transcripts/s; beside it the raw cost of that transcript's signature
  *    checks alone (Ed25519 verify of each packet's signed bytes, precomputed, same backend and the same
@@ -419,7 +419,16 @@ async function benchLatency() {
 // ---------------------------------------------------------------------------------------------------
 const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'accept,verify,latency').split(','));
 // The disk first, on a quiet machine: what each group commit of the accept runs waits for.
-const disk: DiskSync | null = PARTS.has('accept') ? measureDiskSync(DB_DIR) : null;
+let disk: DiskSync | null = null;
+if (PARTS.has('accept')) {
+  try {
+    disk = measureDiskSync(DB_DIR);
+  } catch (e) {
+    // A BENCH_DB_DIR that is not a writable folder: say so before any load runs.
+    console.error(`bench:edge: BENCH_DB_DIR: ${(e as Error).message}`);
+    process.exit(2);
+  }
+}
 const accept = PARTS.has('accept') ? await benchAccept() : null;
 const verify = PARTS.has('verify') ? await benchVerify() : null;
 const latency = PARTS.has('latency') ? await benchLatency() : null;
