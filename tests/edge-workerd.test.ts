@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { synodOracleAbi } from '@synod/contracts/abi';
 import { ChainStore } from '../edge/src/chain/chain-store.ts';
 import { startTestChain, type TestChain } from '../edge/src/chain/chain-test-helpers.ts';
-import { GATEWAY_SECRET_HEADER } from '../edge/src/routes/internal.ts';
+import { DEFAULT_MAX_QUEUED } from '../edge/src/relay/dispatcher.ts';
+import { GATEWAY_SECRET_HEADER, type GatewayStatus } from '../edge/src/routes/internal.ts';
 import { startTestNetwork, type TestNetwork } from '../edge/src/test-helpers.ts';
 import {
   type RunningSqld,
@@ -218,10 +219,16 @@ describe('the relay on workerd (miniflare) over sqld, forwarding to a Bun gatewa
     expect(await stored()).toBe(before);
   });
 
-  test("the gateway's internal routes refuse callers without the secret", async () => {
+  test("the gateway's internal routes refuse callers without the secret, and give those with it the status and queue", async () => {
     const gw = t?.relay.url;
     const none = await fetch(`${gw}/internal/v1/status`);
     expect(none.status).toBe(401);
+    // With the secret: the status edge relays build their app from, and shed load by.
+    const read = await fetch(`${gw}/internal/v1/status`, { headers: { [GATEWAY_SECRET_HEADER]: SECRET } });
+    expect(read.status).toBe(200);
+    const status = (await read.json()) as GatewayStatus;
+    expect(status.coordinatorId).toBe(t?.relay.network.coordinatorId as string);
+    expect(status.queue).toEqual({ queued: expect.any(Number), limit: DEFAULT_MAX_QUEUED });
     const wrong = await fetch(`${gw}/internal/v1/wake`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', [GATEWAY_SECRET_HEADER]: 'wrong-secret-wrong-secret' },

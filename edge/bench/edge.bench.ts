@@ -133,6 +133,8 @@ async function acceptRound(embedder: EmbeddingModelRef, tool: LoadGenerator) {
     embedders: [embedder],
     configuredModels: ['stories260K'],
     config: NO_LIMITS,
+    // Nothing is dispatched here (no nodes): an unbounded log, so every request is accepted and stored.
+    maxQueuedRequests: Number.POSITIVE_INFINITY,
   });
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
   await relay.store.createApiKey({ id: k.id, hash: k.hash, label: 'bench', quotaPerDay: 1e9 }, Date.now());

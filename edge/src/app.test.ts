@@ -6,6 +6,7 @@ import { createApiKey } from './auth/api-keys.ts';
 import { listApiKeys, revokeApiKey, setApiKeyQuota } from './auth/key-admin.ts';
 import { signedRequestDigest } from './auth/signed-request.ts';
 import { utcDay } from './http/auth.ts';
+import { testAdmission } from './store/test-admissions.ts';
 import { startTestNetwork, type TestNetwork } from './test-helpers.ts';
 
 let t: TestNetwork;
@@ -624,6 +625,58 @@ describe('/v1/chat/completions when no verdict can come', () => {
       expect(await empty.json()).toMatchObject({
         error: { code: 'INVALID_INPUT', param: 'messages.0.content' },
       });
+    } finally {
+      await n.close();
+    }
+  }, 60_000);
+});
+
+describe('load shedding: a full admission log', () => {
+  test('new requests get 503 QUEUE_FULL with Retry-After, nothing stored or charged, until rows leave; the admission log itself still takes on-chain requests', async () => {
+    const n = await startTestNetwork({ nodes: 1, maxOpenRequests: 0, maxQueuedRequests: 2 });
+    try {
+      const send = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+        n.relay.app.request(`http://127.0.0.1${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${n.apiKey}`, ...headers },
+          body: JSON.stringify(body),
+        });
+      // Nothing is dispatched (maxOpenRequests 0): these two wait until they expire, after 1 s.
+      const short = { maxTimeMs: 1_000, revealWindowMs: 250 };
+      for (const prompt of ['one', 'two']) {
+        expect((await send('/v1/inference', { prompt, frame: short })).status).toBe(202);
+      }
+      const full = await send('/v1/inference', { prompt: 'three' }, { 'idempotency-key': 'k-full' });
+      expect(full.status).toBe(503);
+      expect(full.headers.get('retry-after')).toBe('2');
+      expect(await full.json()).toMatchObject({
+        error: { code: 'QUEUE_FULL', details: { queued: 2, limit: 2 }, hint: expect.any(String) },
+      });
+      const chat = await send('/v1/chat/completions', {
+        model: 'stories260K',
+        messages: [{ role: 'user', content: 'four' }],
+      });
+      expect(chat.status).toBe(503);
+      expect(chat.headers.get('retry-after')).toBe('2');
+      expect(await chat.json()).toMatchObject({ error: { code: 'QUEUE_FULL', type: 'server_error' } });
+      // Nothing of the refused ones was stored or charged, and the refusals are counted.
+      expect(await n.relay.intake.count()).toBe(2);
+      expect((await listApiKeys(n.relay.store.db, utcDay(Date.now())))[0]?.usedToday).toBe(2);
+      const metrics = await (await n.relay.app.request('http://127.0.0.1/metrics')).text();
+      expect(metrics).toContain('synod_requests_shed_total{caller="api-key"} 2');
+
+      // The bound is the HTTP door's: the admission log takes what the chain watcher hands it.
+      const onChain = await n.relay.admissions.admit(testAdmission({ callerId: 'chain', quotaPerDay: 10 }));
+      expect(onChain.kind).toBe('created');
+
+      // Once the waiting requests left the log (they expired there), there is room again.
+      const started = Date.now();
+      let r = await send('/v1/inference', { prompt: 'five' });
+      while (r.status === 503 && Date.now() - started < 10_000) {
+        await Bun.sleep(200);
+        r = await send('/v1/inference', { prompt: 'five' });
+      }
+      expect(r.status).toBe(202);
     } finally {
       await n.close();
     }

@@ -12,6 +12,7 @@ import { parseChainBridge } from './chain/bridge-config.ts';
 import { ChainBridgeError } from './chain/chain-watcher.ts';
 import { parseCorsOrigins } from './config.ts';
 import { KEYS_USAGE, keysCommand } from './keys-command.ts';
+import { DEFAULT_MAX_QUEUED } from './relay/dispatcher.ts';
 
 const USE_LITE = {
   id: 'use-lite-512',
@@ -37,8 +38,11 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --models IDS           models served on the network (comma-separated)    [stories260K]
   --cors-origins LIST    web origins whose pages may call the API (https://app.example,…; * for
                          any); default none
+  --max-queued N         requests that may wait for the network before new HTTP requests get
+                         503 QUEUE_FULL (on-chain ones are always taken); 0: no bound [1024]
   --dev-key-file FILE    create an API key once and keep it in FILE (local development only)
   --gateway-secret-env V environment variable with the gateway secret; when set, serve /internal/v1/*
+                         for edge relays on workerd that forward to this one  [SYNOD_GATEWAY_SECRET]
   --chain-rpc URL        bridge a SynodOracle (contracts/): the chain's JSON-RPC URL
   --chain-id N           that chain's id (checked against the RPC)
   --oracle ADDR          the SynodOracle address
@@ -48,7 +52,6 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --replace-after-s N    re-send a settlement still unmined after N s, with higher fees [60]
   --min-bridge-balance E warn (log, /metrics) when the bridge account holds less than E ether
                          [what 10 settlements of 1M gas cost at the chain's gas price]
-                         for edge relays on workerd that forward to this one  [SYNOD_GATEWAY_SECRET]
   --help
 
 Subcommands, on the relay's database (no relay needs to run):
@@ -80,6 +83,7 @@ async function main(argv: string[]): Promise<number> {
         'gun-port': { type: 'string' },
         models: { type: 'string', default: 'stories260K' },
         'cors-origins': { type: 'string', default: '' },
+        'max-queued': { type: 'string', default: String(DEFAULT_MAX_QUEUED) },
         'dev-key-file': { type: 'string' },
         'gateway-secret-env': { type: 'string', default: 'SYNOD_GATEWAY_SECRET' },
         'chain-rpc': { type: 'string' },
@@ -126,6 +130,12 @@ async function main(argv: string[]): Promise<number> {
     console.error(`synod-relay: --cors-origins: ${(e as Error).message}`);
     return 2;
   }
+  const maxQueuedText = values['max-queued'] as string;
+  if (!/^\d{1,9}$/.test(maxQueuedText)) {
+    console.error('synod-relay: --max-queued must be a whole number (0: no bound)');
+    return 2;
+  }
+  const maxQueued = Number(maxQueuedText) === 0 ? Number.POSITIVE_INFINITY : Number(maxQueuedText);
   const replicaSyncMs = Number(values['replica-sync-ms']);
   if (!(Number.isFinite(replicaSyncMs) && replicaSyncMs > 0)) {
     console.error('synod-relay: --replica-sync-ms must be a positive number');
@@ -202,6 +212,7 @@ async function main(argv: string[]): Promise<number> {
       ...(authToken ? { dbAuthToken: authToken } : {}),
       ...(values['replica'] ? { replicaPath: values['replica'] as string, replicaSyncMs } : {}),
       config: { corsOrigins },
+      maxQueuedRequests: maxQueued,
       key,
       transports: gun ? [waku, gun] : [waku],
       embedders: [USE_LITE],

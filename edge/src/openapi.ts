@@ -84,17 +84,25 @@ const ACCEPTED_HEADERS = {
 };
 const RETRY_AFTER = {
   'retry-after': header(
-    'seconds to wait: until the rate limit lets this caller in (RATE_LIMITED), or until the next UTC day (QUOTA_EXCEEDED)',
+    'seconds to wait: until the rate limit lets this caller in (RATE_LIMITED), until the next UTC day (QUOTA_EXCEEDED), or until the queue has room (QUEUE_FULL, a 503)',
   ),
 };
-/** Error responses by status; a 429 says when to retry. */
+/** Error responses by status; a 429 says when to retry, and so does a 503 QUEUE_FULL. */
 const errors = (body: Json, ...codes: number[]) =>
   Object.fromEntries(
     codes.map((c) => [
       String(c),
       c === 429
         ? { ...json(body, 'RATE_LIMITED or QUOTA_EXCEEDED'), headers: RETRY_AFTER }
-        : json(body, 'an error, with a stable code'),
+        : c === 503
+          ? {
+              ...json(
+                body,
+                'QUEUE_FULL (with Retry-After: the relay already holds its bound of requests waiting for the network; nothing was stored), NETWORK_UNAVAILABLE or STORE_UNAVAILABLE',
+              ),
+              headers: RETRY_AFTER,
+            }
+          : json(body, 'an error, with a stable code'),
     ]),
   );
 

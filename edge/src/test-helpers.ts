@@ -31,6 +31,8 @@ export async function startTestNetwork(
     config?: Partial<EdgeConfig>;
     /** The relay's `maxOpenRequests` (0: nothing is dispatched; requests stay queued). */
     maxOpenRequests?: number;
+    /** The relay's `maxQueuedRequests` (default the relay's own). */
+    maxQueuedRequests?: number;
   } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'synod-edge-'));
@@ -71,6 +73,7 @@ export async function startTestNetwork(
     ...(options.chain ? { chain: options.chain } : {}),
     ...(options.config ? { config: options.config } : {}),
     ...(options.maxOpenRequests !== undefined ? { maxOpenRequests: options.maxOpenRequests } : {}),
+    ...(options.maxQueuedRequests !== undefined ? { maxQueuedRequests: options.maxQueuedRequests } : {}),
   });
   for (const n of nodes) await n.start();
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));

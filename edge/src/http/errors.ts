@@ -17,6 +17,7 @@ export const EDGE_ERROR_CODES = [
   'FORBIDDEN',
   'QUOTA_EXCEEDED',
   'RATE_LIMITED',
+  'QUEUE_FULL',
   'IDEMPOTENCY_CONFLICT',
   'NOT_FOUND',
   'METHOD_NOT_ALLOWED',
@@ -77,6 +78,25 @@ export function rateLimitedError(waitMs: number): HttpError {
     { retryAfterMs: waitMs },
     undefined,
     { 'retry-after': String(Math.max(1, Math.ceil(waitMs / 1000))) },
+  );
+}
+
+/** Seconds a caller refused with QUEUE_FULL is told to wait: about two polls of the coordinator's log. */
+export const QUEUE_FULL_RETRY_S = 2;
+
+/**
+ * 503 QUEUE_FULL: the coordinator's admission log already holds `limit` requests waiting for the
+ * network, so a new one would only wait to expire. Nothing was stored or charged; `Retry-After` says when
+ * to try again.
+ */
+export function queueFullError(q: { queued: number; limit: number }): HttpError {
+  return new HttpError(
+    503,
+    'QUEUE_FULL',
+    `${q.queued} requests already wait for the network (the bound is ${q.limit}); nothing was stored`,
+    { queued: q.queued, limit: q.limit, retryAfterMs: QUEUE_FULL_RETRY_S * 1000 },
+    'retry after the Retry-After seconds (with the same Idempotency-Key, if you sent one)',
+    { 'retry-after': String(QUEUE_FULL_RETRY_S) },
   );
 }
 

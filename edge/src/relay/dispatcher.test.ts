@@ -30,7 +30,7 @@ class RecordingCoordinator {
   }
 }
 
-async function setup(o: { maxOpen: number; now: () => number }) {
+async function setup(o: { maxOpen: number; now: () => number; maxQueued?: number; pollMs?: number }) {
   const h = await openHistory(`file:${join(dir, `d-${n++}.db`)}`);
   const intake = new IntakeStore(h.client);
   const key = await NodeKey.fromSeed(new Uint8Array(32).fill(9));
@@ -43,7 +43,8 @@ async function setup(o: { maxOpen: number; now: () => number }) {
     key,
     now: o.now,
     maxOpen: o.maxOpen,
-    pollMs: 60_000,
+    pollMs: o.pollMs ?? 60_000,
+    ...(o.maxQueued !== undefined ? { maxQueued: o.maxQueued } : {}),
     changed: (id) => changed.push(id),
   });
   closers.push(async () => {
@@ -57,6 +58,19 @@ async function setup(o: { maxOpen: number; now: () => number }) {
       o.now(),
     );
   return { ...h, intake, key, node, changed, d, admit };
+}
+
+/** The options a test's dispatcher was made with (to build another over the same log). */
+function optionsOf(s: Awaited<ReturnType<typeof setup>>) {
+  return { intake: s.intake, store: s.store, node: s.node, key: s.key, now: () => 0 };
+}
+
+async function waitFor(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await Bun.sleep(5);
+  }
 }
 
 describe('Dispatcher', () => {
@@ -85,6 +99,48 @@ describe('Dispatcher', () => {
     await s.d.idle();
     expect(s.node.submitted).toEqual(ids.slice(0, 3));
     expect(s.d.stats()).toMatchObject({ open: 2, dispatched: 3, expired: 0 });
+  });
+
+  test('queue(): without a bound there is none, and the log is never counted', async () => {
+    const now = 1_000_000;
+    const s = await setup({ maxOpen: 1, now: () => now });
+    await s.admit([body(now), body(now)]);
+    s.d.start();
+    await s.d.idle();
+    expect(s.d.queue()).toBeUndefined();
+    expect(() => new Dispatcher({ ...optionsOf(s), maxQueued: 0 })).toThrow(RangeError);
+  });
+
+  test('queue(): counted at start, raised by admitted(), lowered as rows leave', async () => {
+    const now = 1_000_000;
+    const s = await setup({ maxOpen: 2, now: () => now, maxQueued: 4 });
+    const first = [body(now), body(now), body(now), body(now), body(now)];
+    await s.admit(first);
+    s.d.start();
+    // 5 rows at start; 2 of them dispatched (maxOpen 2): 3 wait.
+    await waitFor(() => s.d.queue()?.queued === 3 && s.node.submitted.length === 2);
+    expect(s.d.queue()).toEqual({ queued: 3, limit: 4 });
+    // Two more admitted through this relay: counted at once, without a poll.
+    await s.admit([body(now), body(now)]);
+    s.d.admitted(2);
+    expect(s.d.queue()).toEqual({ queued: 5, limit: 4 });
+    // A finished request frees a slot: the next row leaves the log.
+    s.d.release(first[0]?.requestId as string);
+    await s.d.idle();
+    expect(s.node.submitted.length).toBe(3);
+    expect(s.d.queue()).toEqual({ queued: 4, limit: 4 });
+    expect(await s.intake.count(s.key.nodeId)).toBe(4);
+  });
+
+  test('queue(): rows admitted elsewhere for this coordinator are counted at the next poll', async () => {
+    const now = 1_000_000;
+    const s = await setup({ maxOpen: 1, now: () => now, maxQueued: 2, pollMs: 30 });
+    s.d.start();
+    await waitFor(() => s.d.queue()?.queued === 0);
+    // Another relay over the same database wrote these (and its wake-up was lost).
+    await s.admit([body(now), body(now), body(now), body(now)]);
+    await waitFor(() => s.d.queue()?.queued === 3);
+    expect(s.node.submitted.length).toBe(1);
   });
 
   test('a request still queued at its deadline moves to the history as expired (QUEUE_TIMEOUT), without a slot', async () => {

@@ -18,9 +18,27 @@ export interface DispatcherOptions {
   maxOpen?: number;
   /** How often the admission log is polled without a wake-up (rows written by other relays). Default 1 s. */
   pollMs?: number;
+  /**
+   * Most requests that may wait in the admission log for this coordinator before new HTTP requests are
+   * refused (`queue()`, 503 QUEUE_FULL). Default `Infinity`: no bound, and the log is never counted.
+   */
+  maxQueued?: number;
   /** Told after a request moved into the history (its stored view changed). */
   changed?: (requestId: string) => void;
   log?: (entry: Record<string, unknown>) => void;
+}
+
+/**
+ * The relay's default bound on requests waiting in its admission log: four dispatch windows (`maxOpen`
+ * 256). Past it new HTTP requests get 503 QUEUE_FULL instead of a 202 for a request that would expire
+ * in the queue (its deadline is its frame's `maxTimeMs`, 30 s by default).
+ */
+export const DEFAULT_MAX_QUEUED = 1_024;
+
+/** How many requests wait in a coordinator's admission log, as last known, against its bound. */
+export interface AdmissionQueue {
+  queued: number;
+  limit: number;
 }
 
 export interface DispatcherStats {
@@ -56,10 +74,13 @@ export class Dispatcher {
   #stopped = false;
   /** Coordinator starts still running (awaited by `stop`, so the store is not closed under them). */
   readonly #starting = new Set<Promise<unknown>>();
+  /** Rows waiting for this coordinator: counted at each poll, kept current in between (see `queue`). */
+  #queued = 0;
   readonly #stats = { dispatched: 0, expired: 0, dropped: 0, errors: 0 };
 
   constructor(o: DispatcherOptions) {
-    this.#o = { maxOpen: 256, pollMs: 1_000, ...o };
+    this.#o = { maxOpen: 256, pollMs: 1_000, maxQueued: Number.POSITIVE_INFINITY, ...o };
+    if (!(this.#o.maxQueued > 0)) throw new RangeError('maxQueued must be positive (Infinity for no bound)');
   }
 
   get coordinatorId(): string {
@@ -67,8 +88,28 @@ export class Dispatcher {
   }
 
   start(): void {
-    this.#timer = setInterval(() => this.wake(true), this.#o.pollMs);
+    this.#timer = setInterval(() => {
+      void this.#count();
+      this.wake(true);
+    }, this.#o.pollMs);
     (this.#timer as { unref?: () => void }).unref?.();
+    void this.#count();
+    this.wake();
+  }
+
+  /**
+   * The admission log's depth for this coordinator against `maxQueued`, or undefined without a bound.
+   * Approximate by design (it decides load shedding, not quotas): recounted at every poll (rows other
+   * relays admitted for this coordinator show up then), raised by `admitted` and lowered as rows leave.
+   */
+  queue(): AdmissionQueue | undefined {
+    if (!Number.isFinite(this.#o.maxQueued)) return undefined;
+    return { queued: this.#queued, limit: this.#o.maxQueued };
+  }
+
+  /** `n` rows were just admitted for this coordinator: count them now, and dispatch what fits. */
+  admitted(n: number): void {
+    this.#queued += n;
     this.wake();
   }
 
@@ -160,6 +201,7 @@ export class Dispatcher {
         try {
           await this.#o.store.dropFromIntake(row.seq);
           this.#stats.dropped++;
+          this.#queued = Math.max(0, this.#queued - 1);
           dropped++;
         } catch (e) {
           this.#fail('dropping an admission row failed', e);
@@ -183,6 +225,7 @@ export class Dispatcher {
       this.#fail('moving requests into the history failed', e);
       return false;
     }
+    this.#queued = Math.max(0, this.#queued - moves.length);
     for (const m of moves) {
       if (m.status === 'expired') this.#stats.expired++;
       this.#o.changed?.(m.request.packet.body.requestId);
@@ -205,6 +248,16 @@ export class Dispatcher {
       void started.finally(() => this.#starting.delete(started));
     }
     return true;
+  }
+
+  /** Recount the rows waiting for this coordinator (up to twice the bound: enough to know it is full). */
+  async #count(): Promise<void> {
+    if (!Number.isFinite(this.#o.maxQueued) || this.#stopped) return;
+    try {
+      this.#queued = await this.#o.intake.count(this.coordinatorId, 2 * this.#o.maxQueued);
+    } catch (e) {
+      this.#fail('counting the admission log failed', e);
+    }
   }
 
   #fail(msg: string, e: unknown): void {

@@ -8,10 +8,11 @@ const STATUS: GatewayStatus = {
   embedders: [],
   defaultModels: ['stories260K'],
   health: { ok: true, peers: 3, openRequests: 0 },
+  queue: null,
 };
 
 /** `ScriptedGateway`: a fetch test double answering like a gateway relay's internal routes. */
-function scriptedGateway(o: { wake: 'ok' | 'down' | 'refused' | 'silent' }) {
+function scriptedGateway(o: { wake: 'ok' | 'down' | 'refused' | 'silent'; status?: unknown }) {
   const calls: { path: string; secret: string | null; body: unknown }[] = [];
   const fetch = async (input: string, init?: RequestInit): Promise<Response> => {
     const path = new URL(input).pathname;
@@ -21,7 +22,7 @@ function scriptedGateway(o: { wake: 'ok' | 'down' | 'refused' | 'silent' }) {
       secret: headers.get(GATEWAY_SECRET_HEADER),
       body: init?.body ? JSON.parse(String(init.body)) : undefined,
     });
-    if (path === '/internal/v1/status') return Response.json(STATUS);
+    if (path === '/internal/v1/status') return Response.json(o.status ?? STATUS);
     if (path === '/internal/v1/wake') {
       if (o.wake === 'down') throw new TypeError('connection refused');
       if (o.wake === 'refused') return Response.json({ error: { code: 'FORBIDDEN' } }, { status: 403 });
@@ -83,6 +84,37 @@ describe('GatewayRelayNetwork', () => {
     await net.admitted(['d'.repeat(64)]);
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(net.health().detail).toMatchObject({ wakeFailures: 1 });
+  });
+
+  test("the gateway's admission queue decides while its status is fresh, and never once stale", async () => {
+    let t = 1_000;
+    const g = scriptedGateway({ wake: 'ok', status: { ...STATUS, queue: { queued: 7, limit: 5 } } });
+    const net = new GatewayRelayNetwork({
+      url: 'http://gw.test',
+      secret: 's'.repeat(20),
+      fetch: g.fetch,
+      statusTtlMs: 5_000,
+      now: () => t,
+    });
+    expect(net.queue()).toBeUndefined(); // no status yet
+    await net.servedModels();
+    expect(net.queue()).toEqual({ queued: 7, limit: 5 });
+    t += 5_000; // stale: a "full" that may no longer hold refuses nothing until the next refresh
+    expect(net.queue()).toBeUndefined();
+    await net.servedModels();
+    expect(net.queue()).toEqual({ queued: 7, limit: 5 });
+  });
+
+  test('a gateway without a bound, or one too old to report its queue, bounds nothing', async () => {
+    for (const status of [STATUS, { ...STATUS, queue: undefined }]) {
+      const net = new GatewayRelayNetwork({
+        url: 'http://gw.test',
+        secret: 's'.repeat(20),
+        fetch: scriptedGateway({ wake: 'ok', status }).fetch,
+      });
+      await net.servedModels();
+      expect(net.queue()).toBeUndefined();
+    }
   });
 
   test('an unreachable gateway is a 503 NETWORK_UNAVAILABLE when models are needed', async () => {

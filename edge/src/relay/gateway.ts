@@ -1,5 +1,6 @@
 import { edgeError } from '../http/errors.ts';
 import { GATEWAY_SECRET_HEADER, type GatewayStatus } from '../routes/internal.ts';
+import type { AdmissionQueue } from './dispatcher.ts';
 import type { NetworkHealth, RelayNetwork } from './network.ts';
 
 export interface GatewayOptions {
@@ -92,6 +93,18 @@ export class GatewayRelayNetwork implements RelayNetwork {
       });
     }
     return new Set([...(this.o.configuredModels ?? []), ...s.models]);
+  }
+
+  /**
+   * The gateway's admission queue as its status said, while that status is fresh (younger than
+   * `statusTtlMs`; each submission refreshes a stale one), so edge relays shed load when the gateway's
+   * log is full.
+   */
+  queue(): AdmissionQueue | undefined {
+    // A stale status decides nothing: the submission's own refresh (servedModels) comes after this check,
+    // so a "full" that is no longer true must not keep refusing every request.
+    if (this.#now() - this.#fetchedAt >= this.#ttl) return undefined;
+    return this.#status?.queue ?? undefined;
   }
 
   subscribe(_requestId: string, _listener: () => void): () => void {

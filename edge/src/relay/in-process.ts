@@ -1,7 +1,7 @@
 import type { SynodNode } from '@synod/browser-node';
 import { KeyedListeners, type NodeKey } from '@synod/shared';
 import type { HistoryStore } from '../store/history-store.ts';
-import type { Dispatcher } from './dispatcher.ts';
+import type { AdmissionQueue, Dispatcher } from './dispatcher.ts';
 import type { NetworkHealth, RelayNetwork } from './network.ts';
 
 /** How long the set of served models (configured + heartbeats) is reused. */
@@ -35,8 +35,12 @@ export class InProcessRelayNetwork implements RelayNetwork {
     this.#dispatcher = dispatcher;
   }
 
-  async admitted(_requestIds: readonly string[]): Promise<void> {
-    this.#dispatcher?.wake();
+  async admitted(requestIds: readonly string[]): Promise<void> {
+    this.#dispatcher?.admitted(requestIds.length);
+  }
+
+  queue(): AdmissionQueue | undefined {
+    return this.#dispatcher?.queue();
   }
 
   async servedModels(): Promise<ReadonlySet<string>> {
@@ -67,6 +71,7 @@ export class InProcessRelayNetwork implements RelayNetwork {
         knownNodes: m.knownNodes,
         intake: { accepted: m.intake.accepted, rejected: m.intake.rejectedTotal },
         ...(this.#dispatcher ? { dispatcher: this.#dispatcher.stats() } : {}),
+        ...(this.#dispatcher?.queue() ? { queue: this.#dispatcher.queue() } : {}),
       },
     };
   }

@@ -1,4 +1,5 @@
 import type { Admission, AdmissionOutcome } from '../store/intake-store.ts';
+import type { AdmissionQueue } from './dispatcher.ts';
 
 /**
  * What the HTTP app needs from the network. Two implementations:
@@ -22,6 +23,11 @@ export interface RelayNetwork {
   subscribe(requestId: string, listener: () => void): () => void;
   /** Peers and queue state for /healthz and /metrics. */
   health(): NetworkHealth;
+  /**
+   * The coordinator's admission log as last known, against its bound (undefined: no bound). HTTP
+   * submissions are refused with 503 QUEUE_FULL while it is full, rather than stored only to expire.
+   */
+  queue(): AdmissionQueue | undefined;
 }
 
 /**

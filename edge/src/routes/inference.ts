@@ -3,7 +3,7 @@ import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { authenticate, type Caller, utcDay } from '../http/auth.ts';
 import { parseJson, readBody } from '../http/body.ts';
-import { edgeError, rateLimitedError } from '../http/errors.ts';
+import { edgeError, queueFullError, rateLimitedError } from '../http/errors.ts';
 import { type QuotaStanding, quotaExceededError, quotaStanding } from '../http/quota.ts';
 import { keepAlive } from '../http/sse-keep-alive.ts';
 import { buildRequest, relayDefaults } from '../inference-input.ts';
@@ -50,6 +50,15 @@ export async function submit(
   const caller = await authenticate(c, deps.store, deps.apiKeys, bytes, now, deps.config.signedQuotaPerDay);
   const wait = deps.limiter.take(caller.id);
   if (wait > 0) throw rateLimitedError(wait);
+  // Load shedding at the door: while the coordinator's log is full, a new request would only wait there
+  // to expire, and storing it would slow the relay for the requests already waiting.
+  const queue = deps.network.queue();
+  if (queue !== undefined && queue.queued >= queue.limit) {
+    deps.metrics.inc('synod_requests_shed_total', 'Requests refused with QUEUE_FULL', {
+      caller: caller.kind,
+    });
+    throw queueFullError(queue);
+  }
   const raw = parseJson(bytes);
   const { body, json: bodyJson } = buildRequest(
     toInput(raw),

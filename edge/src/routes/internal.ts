@@ -3,6 +3,7 @@ import type { Context, Hono } from 'hono';
 import type { EdgeConfig } from '../config.ts';
 import { parseJson, readBody } from '../http/body.ts';
 import { edgeError } from '../http/errors.ts';
+import type { AdmissionQueue } from '../relay/dispatcher.ts';
 import type { RelayNetwork } from '../relay/network.ts';
 
 /** Header carrying the secret shared between a gateway relay and the edge relays that forward to it. */
@@ -15,6 +16,8 @@ export interface GatewayStatus {
   embedders: EdgeConfig['embedders'];
   defaultModels: string[];
   health: ReturnType<RelayNetwork['health']>;
+  /** The admission queue of this coordinator and its bound; null when unbounded. */
+  queue: AdmissionQueue | null;
 }
 
 const enc = new TextEncoder();
@@ -72,6 +75,7 @@ export function mountInternal(
       embedders: o.config.embedders,
       defaultModels: [...o.config.defaultModels],
       health: o.network.health(),
+      queue: o.network.queue() ?? null,
     };
     return c.json(status);
   });

@@ -11,7 +11,7 @@ import { relayChainWatcher } from '../chain/relay-watcher.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig } from '../config.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
-import { Dispatcher } from '../relay/dispatcher.ts';
+import { DEFAULT_MAX_QUEUED, Dispatcher } from '../relay/dispatcher.ts';
 import { GroupCommit } from '../relay/group-commit.ts';
 import { recordPacket } from '../relay/history-sink.ts';
 import { InProcessRelayNetwork } from '../relay/in-process.ts';
@@ -57,6 +57,12 @@ export interface RelayOptions {
   /** Most requests the relay coordinates at once; the rest wait in the admission log. Default 256. */
   maxOpenRequests?: number;
   /**
+   * Most requests that may wait in the admission log before new HTTP requests are refused with 503
+   * QUEUE_FULL (on-chain requests are always taken). Default `DEFAULT_MAX_QUEUED` (1,024); `Infinity`
+   * for no bound.
+   */
+  maxQueuedRequests?: number;
+  /**
    * Write admissions on a thread of their own (`IntakeWriterThread`) instead of the HTTP thread.
    * Default: on for a local database file (whose client blocks its thread during a commit), off for
    * `:memory:`, a libSQL server and an embedded replica.
@@ -98,6 +104,9 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   const log = o.log ?? (() => undefined);
   // Checked before anything is opened or started, so a bad value leaves nothing running.
   checkIdempotencyRetention(o.config?.idempotencyRetentionMs ?? DEFAULT_EDGE_CONFIG.idempotencyRetentionMs);
+  if (o.maxQueuedRequests !== undefined && !(o.maxQueuedRequests > 0)) {
+    throw new RangeError('maxQueuedRequests must be positive (Infinity for no bound)');
+  }
   const { client, store } = await openHistory(o.dbUrl, o.dbAuthToken, o.replicaPath, o.replicaSyncMs);
   const intake = new IntakeStore(client);
   let network: InProcessRelayNetwork | undefined;
@@ -148,6 +157,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     key: o.key,
     now,
     ...(o.maxOpenRequests !== undefined ? { maxOpen: o.maxOpenRequests } : {}),
+    maxQueued: o.maxQueuedRequests ?? DEFAULT_MAX_QUEUED,
     changed: (requestId) => net.changed(requestId),
     log,
   });

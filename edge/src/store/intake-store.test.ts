@@ -50,6 +50,11 @@ describe('IntakeStore.admit (one transaction per batch)', () => {
     expect(await db.intake.count()).toBe(3);
     expect(await db.intake.count(COORDINATOR)).toBe(3);
     expect(await db.intake.count('d'.repeat(64))).toBe(0);
+    // Counting can stop early: the cost stays bounded however long the log is.
+    expect(await db.intake.count(COORDINATOR, 2)).toBe(2);
+    expect(await db.intake.count(COORDINATOR, 10)).toBe(3);
+    expect(await db.intake.count(undefined, 1)).toBe(1);
+    expect(await db.intake.count(COORDINATOR, Number.POSITIVE_INFINITY)).toBe(3);
     const next = await db.intake.next(COORDINATOR, 10);
     expect(next.map((q) => q.requestId)).toEqual(batch.map((a) => a.body.requestId));
     const [first] = batch;

@@ -148,13 +148,21 @@ export class IntakeStore {
     return r.rowsAffected;
   }
 
-  /** How many requests wait (for one coordinator, or in all). */
-  async count(coordinator?: string): Promise<number> {
-    const r = await this.client.execute(
-      coordinator === undefined
-        ? 'SELECT count(*) AS n FROM request_intake'
-        : { sql: 'SELECT count(*) AS n FROM request_intake WHERE coordinator = ?', args: [coordinator] },
-    );
+  /**
+   * How many requests wait (for one coordinator, or in all); with `upTo`, counting stops there, so the
+   * cost stays bounded however long the log grew.
+   */
+  async count(coordinator?: string, upTo?: number): Promise<number> {
+    const where = coordinator === undefined ? '' : ' WHERE coordinator = ?';
+    const args: (string | number)[] = coordinator === undefined ? [] : [coordinator];
+    const limited = upTo !== undefined && Number.isFinite(upTo);
+    if (limited) args.push(Math.max(0, Math.floor(upTo)));
+    const r = await this.client.execute({
+      sql: limited
+        ? `SELECT count(*) AS n FROM (SELECT 1 FROM request_intake${where} LIMIT ?)`
+        : `SELECT count(*) AS n FROM request_intake${where}`,
+      args,
+    });
     return Number(r.rows[0]?.['n'] ?? 0);
   }
 }
