@@ -146,8 +146,18 @@ beforeAll(async () => {
     all.join(','),
     '--dev-key-file',
     join(dir, 'dev-api-key'),
+    '--max-open',
+    '128',
+    '--max-queued',
+    '4096',
   ];
   relay = await startRelayProcess();
+  // The window and the queue bound given on the command line are the ones the relay runs with.
+  const health = (await (await fetch(`${relayUrl}/healthz`)).json()) as {
+    network: { detail: { dispatcher: { maxOpen: number }; queue: { limit: number } } };
+  };
+  expect(health.network.detail.dispatcher.maxOpen).toBe(128);
+  expect(health.network.detail.queue.limit).toBe(4096);
   apiKey = readFileSync(join(dir, 'dev-api-key'), 'utf8').trim();
   // Wait until the relay hears the nodes' heartbeats (they come every 10 s).
   await waitUntil(

@@ -38,6 +38,7 @@ describe('synod-relay flags', () => {
     expect(r.out).toContain('--replica FILE');
     expect(r.out).toContain('--replica-sync-ms N');
     expect(r.out).toContain('--max-queued N');
+    expect(r.out).toContain('--max-open N');
     // Each flag's continuation line sits under its own flag.
     expect(r.out).toMatch(/--gateway-secret-env V .*\n {25}for edge relays on workerd/);
   });
@@ -47,6 +48,7 @@ describe('synod-relay flags', () => {
     [['--replica-sync-ms', 'soon'], '--replica-sync-ms must be a positive number'],
     [['--port', '70000'], '--port must be a port number'],
     [['--max-queued', 'many'], '--max-queued must be a whole number (0: no bound)'],
+    [['--max-open', '0'], '--max-open must be a whole number from 1'],
     [['--max-queued', '1e3'], '--max-queued must be a whole number (0: no bound)'],
     [['--cors-origins', 'app.example'], '--cors-origins: not a web origin: app.example'],
     [['--no-such-flag'], "Unknown option '--no-such-flag'"],

@@ -12,7 +12,7 @@ import { parseChainBridge } from './chain/bridge-config.ts';
 import { ChainBridgeError } from './chain/chain-watcher.ts';
 import { parseCorsOrigins } from './config.ts';
 import { KEYS_USAGE, keysCommand } from './keys-command.ts';
-import { DEFAULT_MAX_QUEUED } from './relay/dispatcher.ts';
+import { DEFAULT_MAX_OPEN, DEFAULT_MAX_QUEUED } from './relay/dispatcher.ts';
 
 const USE_LITE = {
   id: 'use-lite-512',
@@ -38,6 +38,7 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --models IDS           models served on the network (comma-separated)    [stories260K]
   --cors-origins LIST    web origins whose pages may call the API (https://app.example,…; * for
                          any); default none
+  --max-open N           requests the relay coordinates at once; the rest wait in its log [256]
   --max-queued N         requests that may wait for the network before new HTTP requests get
                          503 QUEUE_FULL (on-chain ones are always taken); 0: no bound [1024]
   --dev-key-file FILE    create an API key once and keep it in FILE (local development only)
@@ -83,6 +84,7 @@ async function main(argv: string[]): Promise<number> {
         'gun-port': { type: 'string' },
         models: { type: 'string', default: 'stories260K' },
         'cors-origins': { type: 'string', default: '' },
+        'max-open': { type: 'string', default: String(DEFAULT_MAX_OPEN) },
         'max-queued': { type: 'string', default: String(DEFAULT_MAX_QUEUED) },
         'dev-key-file': { type: 'string' },
         'gateway-secret-env': { type: 'string', default: 'SYNOD_GATEWAY_SECRET' },
@@ -130,6 +132,12 @@ async function main(argv: string[]): Promise<number> {
     console.error(`synod-relay: --cors-origins: ${(e as Error).message}`);
     return 2;
   }
+  const maxOpenText = values['max-open'] as string;
+  if (!/^\d{1,6}$/.test(maxOpenText) || Number(maxOpenText) === 0) {
+    console.error('synod-relay: --max-open must be a whole number from 1');
+    return 2;
+  }
+  const maxOpen = Number(maxOpenText);
   const maxQueuedText = values['max-queued'] as string;
   if (!/^\d{1,9}$/.test(maxQueuedText)) {
     console.error('synod-relay: --max-queued must be a whole number (0: no bound)');
@@ -212,6 +220,7 @@ async function main(argv: string[]): Promise<number> {
       ...(authToken ? { dbAuthToken: authToken } : {}),
       ...(values['replica'] ? { replicaPath: values['replica'] as string, replicaSyncMs } : {}),
       config: { corsOrigins },
+      maxOpenRequests: maxOpen,
       maxQueuedRequests: maxQueued,
       key,
       transports: gun ? [waku, gun] : [waku],

@@ -28,6 +28,9 @@ export interface DispatcherOptions {
   log?: (entry: Record<string, unknown>) => void;
 }
 
+/** Requests a relay coordinates at once by default (`maxOpen`). */
+export const DEFAULT_MAX_OPEN = 256;
+
 /**
  * The relay's default bound on requests waiting in its admission log: four dispatch windows (`maxOpen`
  * 256). Past it new HTTP requests get 503 QUEUE_FULL instead of a 202 for a request that would expire
@@ -43,6 +46,8 @@ export interface AdmissionQueue {
 
 export interface DispatcherStats {
   open: number;
+  /** The window: most requests coordinated at once. */
+  maxOpen: number;
   dispatched: number;
   expired: number;
   dropped: number;
@@ -79,7 +84,7 @@ export class Dispatcher {
   readonly #stats = { dispatched: 0, expired: 0, dropped: 0, errors: 0 };
 
   constructor(o: DispatcherOptions) {
-    this.#o = { maxOpen: 256, pollMs: 1_000, maxQueued: Number.POSITIVE_INFINITY, ...o };
+    this.#o = { maxOpen: DEFAULT_MAX_OPEN, pollMs: 1_000, maxQueued: Number.POSITIVE_INFINITY, ...o };
     if (!(this.#o.maxQueued > 0)) throw new RangeError('maxQueued must be positive (Infinity for no bound)');
   }
 
@@ -148,7 +153,7 @@ export class Dispatcher {
   }
 
   stats(): DispatcherStats {
-    return { open: this.#open.size, ...this.#stats };
+    return { open: this.#open.size, maxOpen: this.#o.maxOpen, ...this.#stats };
   }
 
   /** Resolves when no step is running (tests). */
