@@ -4,9 +4,8 @@
  * transcript (`GET /v1/verify/<id>`) and re-derives the verdict here (`verifyTranscript`), comparing it
  * with what the relay published twice: in the history listing and beside the transcript.
  */
-import { verifyTranscript } from '@synod/shared';
 import { fetchText } from './fetch-text.ts';
-import { compare, reasonsOf, type VerifyReport, withAttestations } from './report.ts';
+import { reasonsOf, type VerifyReport, verifyInput } from './report.ts';
 import { readVerifyInput, type VerifyInput, VerifyInputError } from './verify-input.ts';
 
 export interface AuditOptions {
@@ -113,11 +112,7 @@ export interface Verified {
  */
 export async function fetchAndVerify(url: string, timeoutS: number): Promise<Verified> {
   const input = readVerifyInput(await getText(url, timeoutS, 'transcript'));
-  const check = await verifyTranscript(input.transcript);
-  return {
-    input,
-    report: await withAttestations(compare(check, { claimed: input.claimed }), input.attestations),
-  };
+  return { input, report: await verifyInput(input) };
 }
 
 /** The text at `url`; any status but a success (or a 422 with a transcript that does not hold) throws. */

@@ -76,6 +76,43 @@ describe('synod-verify --chain', () => {
     const late = await audit(net.relay.url, ['--from-block', String(fulfilledAt[0]?.blockNumber ?? 0n)]);
     expect(late.code).toBe(0);
     expect(late.out).toContain(': 1 hold, 0 do not');
+    // The same, through an RPC endpoint that refuses that lookup: the audit fails (exit 2, naming it)
+    // rather than reporting the question as never asked.
+    const refusing = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      async fetch(req) {
+        const body = await req.text();
+        const call = JSON.parse(body) as { id: number; method: string; params?: { topics?: unknown[] }[] };
+        if (call.method === 'eth_getLogs' && call.params?.[0]?.topics?.[1]) {
+          return Response.json({ jsonrpc: '2.0', id: call.id, error: { code: -32005, message: 'refused' } });
+        }
+        const real = await fetch(chain.anvil.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+        });
+        return new Response(await real.text(), { headers: { 'content-type': 'application/json' } });
+      },
+    });
+    try {
+      const r = await runCommand([
+        process.execPath,
+        MAIN,
+        '--chain',
+        `http://127.0.0.1:${refusing.port}`,
+        '--oracle',
+        chain.oracle,
+        '--relay',
+        net.relay.url,
+        '--from-block',
+        String(fulfilledAt[0]?.blockNumber ?? 0n),
+      ]);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain(`could not read the oracle's LLMRequested event ${second}`);
+    } finally {
+      refusing.stop(true);
+    }
 
     // In front of the real relay: the first request's transcript swapped for the second's (genuine and
     // holding, but the answer to another question).

@@ -98,6 +98,7 @@ export async function auditChain(o: ChainAuditOptions): Promise<AuditReport> {
     const requestId = `${chainId}:${oracle}:${f.requestNo}`;
     // Asked before --from-block: its LLMRequested is looked up by its (indexed) request number.
     if (!asked.has(f.requestNo)) {
+      // A chain that cannot be read here is the audit's failure, not "never asked".
       const [ev] = await client
         .getContractEvents({
           address: oracle,
@@ -106,7 +107,11 @@ export async function auditChain(o: ChainAuditOptions): Promise<AuditReport> {
           args: { requestNo: f.requestNo },
           fromBlock: 0n,
         })
-        .catch(() => []);
+        .catch((e: Error) => {
+          throw new VerifyInputError(
+            `could not read the oracle's LLMRequested event ${f.requestNo}: ${e.message.split('\n')[0]}`,
+          );
+        });
       if (ev) asked.set(f.requestNo, askedOf(ev.args, ev.transactionHash));
     }
     const failure = await auditFulfilled(relay, requestId, f, asked.get(f.requestNo), o.timeoutS);

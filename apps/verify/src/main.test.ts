@@ -239,6 +239,10 @@ describe('synod-verify against relays', () => {
     [['--relay', 'relay.example'], '--relay must be an http(s) URL'],
     [['--relay', 'http://127.0.0.1:9', 'a.json'], 'give a SOURCE or --relay, not both'],
     [['--relay', 'http://127.0.0.1:9', '--limit', '0'], '--limit must be a whole number >= 1'],
+    [['--relay', 'http://127.0.0.1:9', '--limit', '1e3'], '--limit must be a whole number >= 1'],
+    [['--relay', 'http://127.0.0.1:9', '--timeout-s', 'Infinity'], '--timeout-s must be a number of seconds'],
+    [['a.json', '--timeout-s', '0'], '--timeout-s must be a number of seconds'],
+    [['a.json', '--timeout-s', '0x10'], '--timeout-s must be a number of seconds'],
     [['--relay', 'http://127.0.0.1:9', '--expect-digest', 'a'.repeat(64)], '--relay compares each'],
   ])('%p: exit code 2', async (args, message) => {
     const r = await verify(args);

@@ -12,11 +12,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { verifyTranscript } from '@synod/shared';
 import { auditRelay, formatAudit } from './audit.ts';
 import { auditChain } from './chain-audit.ts';
 import { fetchText } from './fetch-text.ts';
-import { compare, formatReport, reportJson, withAttestations } from './report.ts';
+import { formatReport, reportJson, verifyInput } from './report.ts';
 import { parseDigest, readVerifyInput, VerifyInputError } from './verify-input.ts';
 
 const HELP = `synod-verify: re-derive Synod verdicts from their transcripts, trusting no relay.
@@ -59,6 +58,15 @@ async function readSource(source: string, timeoutS: number): Promise<string> {
   } catch (e) {
     throw new VerifyInputError(`cannot read ${source}: ${(e as Error).message}`);
   }
+}
+
+const MAX_TIMEOUT_S = 86_400;
+
+/** `--timeout-s`: decimal seconds (not '', '1e3', '0x10' or 'Infinity'), above 0, at most a day. */
+function parseTimeout(text: string): number | undefined {
+  if (!/^\d{1,5}(?:\.\d{1,3})?$/.test(text)) return undefined;
+  const s = Number(text);
+  return s > 0 && s <= MAX_TIMEOUT_S ? s : undefined;
 }
 
 /** The command line's flags, as parseArgs gives them. */
@@ -109,11 +117,17 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const [source, ...extra] = positionals;
-  const timeoutS = Number(values['timeout-s']);
+  const timeoutS = parseTimeout(values['timeout-s'] ?? '');
+  if (timeoutS === undefined) {
+    console.error(
+      `synod-verify: --timeout-s must be a number of seconds, above 0 and at most ${MAX_TIMEOUT_S}`,
+    );
+    return 2;
+  }
   if (values.relay !== undefined || values.chain !== undefined || values.oracle !== undefined) {
     return audit(values, positionals, timeoutS);
   }
-  if (source === undefined || extra.length > 0 || !(timeoutS > 0)) {
+  if (source === undefined || extra.length > 0) {
     console.error(HELP);
     return 2;
   }
@@ -124,16 +138,10 @@ async function main(argv: string[]): Promise<number> {
         : parseDigest('--expect-digest', values['expect-digest']);
     const expectRoot =
       values['expect-root'] === undefined ? undefined : parseDigest('--expect-root', values['expect-root']);
-    const input = readVerifyInput(await readSource(source, timeoutS));
-    const check = await verifyTranscript(input.transcript);
-    const report = await withAttestations(
-      compare(check, {
-        ...(expectDigest !== undefined ? { expectDigest } : {}),
-        ...(expectRoot !== undefined ? { expectRoot } : {}),
-        claimed: input.claimed,
-      }),
-      input.attestations,
-    );
+    const report = await verifyInput(readVerifyInput(await readSource(source, timeoutS)), {
+      ...(expectDigest !== undefined ? { expectDigest } : {}),
+      ...(expectRoot !== undefined ? { expectRoot } : {}),
+    });
     console.log(values.json ? JSON.stringify(reportJson(report), null, 2) : formatReport(report));
     return report.ok ? 0 : 1;
   } catch (e) {
@@ -150,7 +158,8 @@ async function main(argv: string[]): Promise<number> {
  * what the oracle wrote on chain, reading the transcripts from the relay (chain-audit.ts).
  */
 async function audit(values: Flags, positionals: string[], timeoutS: number): Promise<number> {
-  const limit = Number(values.limit);
+  const limitText = values.limit ?? '';
+  const limit = /^\d{1,9}$/.test(limitText) ? Number(limitText) : Number.NaN;
   const relay = values.relay ?? '';
   const usage = (why: string) => {
     console.error(`synod-verify: ${why}\n\n${HELP}`);
@@ -163,8 +172,7 @@ async function audit(values: Flags, positionals: string[], timeoutS: number): Pr
     );
   }
   if (!/^https?:\/\/[^/]/.test(relay)) return usage('--relay must be an http(s) URL');
-  if (!Number.isInteger(limit) || limit < 1) return usage('--limit must be a whole number >= 1');
-  if (!(timeoutS > 0)) return usage('--timeout-s must be a positive number');
+  if (!(limit >= 1)) return usage('--limit must be a whole number >= 1');
   const onChain = values.chain !== undefined || values.oracle !== undefined;
   if (onChain) {
     if (!/^https?:\/\/[^/]/.test(values.chain ?? ''))

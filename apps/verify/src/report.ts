@@ -1,5 +1,6 @@
-import type { TranscriptCheck } from '@synod/shared';
+import { type TranscriptCheck, verifyTranscript } from '@synod/shared';
 import { type AttestationCheck, checkAttestations } from './attestations.ts';
+import type { VerifyInput } from './verify-input.ts';
 
 /** The local result, and how it compares with what was expected or claimed. */
 export interface VerifyReport {
@@ -29,6 +30,18 @@ export async function withAttestations(
     c.ok ? { verdictDigest: c.verdictDigest, root: c.root } : null,
   );
   return { ...r, attestations, ok: r.ok && attestations.invalid.length === 0 };
+}
+
+/**
+ * Verify what a source gave, here: the transcript re-derived, compared with what the caller expects
+ * and with what the source claims, and the attestations given beside it checked.
+ */
+export async function verifyInput(
+  input: VerifyInput,
+  expect: { expectDigest?: string; expectRoot?: string } = {},
+): Promise<VerifyReport> {
+  const check = await verifyTranscript(input.transcript);
+  return withAttestations(compare(check, { ...expect, claimed: input.claimed }), input.attestations);
 }
 
 export function compare(
