@@ -16,6 +16,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { percentile } from './percentile.ts';
 
 export interface DiskSync {
   /** The folder measured, resolved. */
@@ -79,16 +80,13 @@ export function measureDiskSync(dir: string, o: DiskSyncOptions = {}): DiskSync 
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
-  times.sort((a, b) => a - b);
-  const quantile = (p: number) =>
-    times[Math.min(times.length - 1, Math.ceil(p * times.length) - 1)] ?? Number.NaN;
   return {
     dir: resolved,
     fsType: filesystemOf(resolved),
     chunkBytes,
     samples,
-    p50Ms: quantile(0.5),
-    p99Ms: quantile(0.99),
+    p50Ms: percentile(times, 50),
+    p99Ms: percentile(times, 99),
   };
 }
 

@@ -52,6 +52,7 @@ import { createApiKey } from '../src/auth/api-keys.ts';
 import { startRelay } from '../src/runtime/bun.ts';
 import { startTestNetwork } from '../src/test-helpers.ts';
 import { freePort, stopProcess, waitUntil } from '../src/test-servers.ts';
+import { BENCH_PARTS, type BenchEnv, BenchEnvError, readBenchEnv } from './bench-env.ts';
 import { accountCpu, type CpuAccount } from './cpu-account.ts';
 import { type DiskSync, measureDiskSync } from './disk-sync.ts';
 import {
@@ -61,28 +62,31 @@ import {
   type LoadResult,
   runLoad,
 } from './load-generators.ts';
+import { percentile } from './percentile.ts';
 
 const REPO = resolve(import.meta.dir, '../..');
-const DURATION = Number(process.env['BENCH_DURATION_S'] ?? 10);
+// Every setting checked before anything starts (bench-env.ts): a bad one stops the bench, naming it.
+let env: BenchEnv;
+try {
+  env = readBenchEnv(process.env, { available: availableGenerators(), tmpdir: tmpdir() });
+} catch (e) {
+  if (!(e instanceof BenchEnvError)) throw e;
+  console.error(`bench:edge: ${e.message}`);
+  process.exit(2);
+}
+const DURATION = env.durationS;
 const CONNECTIONS = 50;
-const LATENCY_SAMPLES = Number(process.env['BENCH_LATENCY_SAMPLES'] ?? 30);
-const ACCEPT_ROUNDS = Math.max(1, Number(process.env['BENCH_ACCEPT_ROUNDS'] ?? 3));
+const LATENCY_SAMPLES = env.latencySamples;
+const ACCEPT_ROUNDS = env.acceptRounds;
 const NO_LIMITS = { rateLimit: { ratePerSecond: 1e9, burst: 1e9 } };
-const GENERATORS: LoadGenerator[] = process.env['BENCH_LOADGEN']
-  ? (process.env['BENCH_LOADGEN'].split(',') as LoadGenerator[])
-  : availableGenerators();
+const GENERATORS = env.generators;
 const LOAD = { connections: CONNECTIONS, durationSeconds: DURATION, repo: REPO };
 /** An unmeasured run before each measured one, so both servers are measured warm (JIT, caches). */
-const WARMUP = Number(process.env['BENCH_WARMUP_S'] ?? 2);
+const WARMUP = env.warmupS;
 const WARM = { ...LOAD, durationSeconds: WARMUP };
 const cannon = (url: string, req: LoadRequest = {}) => runLoad('autocannon', url, req, LOAD);
 /** Where the accept runs' relay keeps its database (default the system's temporary folder). */
-const DB_DIR = process.env['BENCH_DB_DIR'] || tmpdir();
-
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? Number.NaN;
-}
+const DB_DIR = env.dbDir;
 
 const r1 = (x: number) => Math.round(x * 10) / 10;
 
@@ -405,9 +409,9 @@ async function benchLatency() {
     return {
       samples: samples.length,
       failed,
-      total: { p50: pct(col('total'), 50), p99: pct(col('total'), 99) },
-      slowestMember: { p50: pct(col('slowest'), 50), p99: pct(col('slowest'), 99) },
-      overhead: { p50: pct(col('overhead'), 50), p99: pct(col('overhead'), 99) },
+      total: { p50: percentile(col('total'), 50), p99: percentile(col('total'), 99) },
+      slowestMember: { p50: percentile(col('slowest'), 50), p99: percentile(col('slowest'), 99) },
+      overhead: { p50: percentile(col('overhead'), 50), p99: percentile(col('overhead'), 99) },
     };
   } finally {
     await Promise.all(nodes.map((n) => n.close()));
@@ -419,7 +423,7 @@ async function benchLatency() {
 }
 
 // ---------------------------------------------------------------------------------------------------
-const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'accept,verify,latency').split(','));
+const PARTS = env.parts;
 // The disk first, on a quiet machine: what each group commit of the accept runs waits for.
 let disk: DiskSync | null = null;
 if (PARTS.has('accept')) {
@@ -527,7 +531,10 @@ const result = {
   latency: latency && { ...latency, targetOverheadP50Ms: 250 },
 };
 mkdirSync(join(REPO, 'bench-results'), { recursive: true });
-const out = PARTS.size === 3 ? 'bench-results/edge.json' : `bench-results/edge-${[...PARTS].join('-')}.json`;
+const out =
+  PARTS.size === BENCH_PARTS.length
+    ? 'bench-results/edge.json'
+    : `bench-results/edge-${[...PARTS].join('-')}.json`;
 writeFileSync(join(REPO, out), `${JSON.stringify(result, null, 2)}\n`);
 console.log(`\nwrote ${out}`);
 process.exit(0);
