@@ -38,6 +38,11 @@ export const DEFAULT_MAX_OPEN = 256;
  */
 export const DEFAULT_MAX_QUEUED = 1_024;
 
+/** A bound on waiting requests must be positive (`Infinity` for none); a RangeError otherwise. */
+export function checkMaxQueued(maxQueued: number): void {
+  if (!(maxQueued > 0)) throw new RangeError('maxQueued must be positive (Infinity for no bound)');
+}
+
 /** How many requests wait in a coordinator's admission log, as last known, against its bound. */
 export interface AdmissionQueue {
   queued: number;
@@ -85,7 +90,7 @@ export class Dispatcher {
 
   constructor(o: DispatcherOptions) {
     this.#o = { maxOpen: DEFAULT_MAX_OPEN, pollMs: 1_000, maxQueued: Number.POSITIVE_INFINITY, ...o };
-    if (!(this.#o.maxQueued > 0)) throw new RangeError('maxQueued must be positive (Infinity for no bound)');
+    checkMaxQueued(this.#o.maxQueued);
   }
 
   get coordinatorId(): string {

@@ -1,6 +1,6 @@
 /** `startRelay` housekeeping: expired Idempotency-Keys are forgotten at start, and the retention is checked. */
 import { afterAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryNetwork } from '@synod/browser-node';
@@ -15,7 +15,11 @@ const dir = mkdtempSync(join(tmpdir(), 'synod-relay-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const DAY = 24 * 60 * 60 * 1000;
 
-async function relayOn(dbUrl: string, config: { idempotencyRetentionMs?: number } = {}) {
+async function relayOn(
+  dbUrl: string,
+  config: { idempotencyRetentionMs?: number } = {},
+  o: { maxQueuedRequests?: number } = {},
+) {
   const key = await NodeKey.fromSeed(new Uint8Array(32).fill(3));
   return startRelay({
     dbUrl,
@@ -24,6 +28,7 @@ async function relayOn(dbUrl: string, config: { idempotencyRetentionMs?: number 
     embedders: [TEST_EMBEDDER],
     configuredModels: ['m'],
     config,
+    ...o,
   });
 }
 
@@ -53,5 +58,14 @@ describe('startRelay and Idempotency-Key retention', () => {
     await expect(relayOn(`file:${join(dir, 'short.db')}`, { idempotencyRetentionMs: 1_000 })).rejects.toThrow(
       'idempotencyRetentionMs must be at least',
     );
+  });
+
+  test('a queue bound that is not positive is refused before the database is opened', async () => {
+    for (const maxQueuedRequests of [0, -1, Number.NaN]) {
+      await expect(relayOn(`file:${join(dir, 'bound.db')}`, {}, { maxQueuedRequests })).rejects.toThrow(
+        RangeError,
+      );
+    }
+    expect(existsSync(join(dir, 'bound.db'))).toBe(false);
   });
 });

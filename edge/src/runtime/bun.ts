@@ -11,7 +11,7 @@ import { relayChainWatcher } from '../chain/relay-watcher.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig } from '../config.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
-import { DEFAULT_MAX_QUEUED, Dispatcher } from '../relay/dispatcher.ts';
+import { checkMaxQueued, DEFAULT_MAX_QUEUED, Dispatcher } from '../relay/dispatcher.ts';
 import { GroupCommit } from '../relay/group-commit.ts';
 import { recordPacket } from '../relay/history-sink.ts';
 import { InProcessRelayNetwork } from '../relay/in-process.ts';
@@ -104,9 +104,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   const log = o.log ?? (() => undefined);
   // Checked before anything is opened or started, so a bad value leaves nothing running.
   checkIdempotencyRetention(o.config?.idempotencyRetentionMs ?? DEFAULT_EDGE_CONFIG.idempotencyRetentionMs);
-  if (o.maxQueuedRequests !== undefined && !(o.maxQueuedRequests > 0)) {
-    throw new RangeError('maxQueuedRequests must be positive (Infinity for no bound)');
-  }
+  checkMaxQueued(o.maxQueuedRequests ?? DEFAULT_MAX_QUEUED);
   const { client, store } = await openHistory(o.dbUrl, o.dbAuthToken, o.replicaPath, o.replicaSyncMs);
   const intake = new IntakeStore(client);
   let network: InProcessRelayNetwork | undefined;
