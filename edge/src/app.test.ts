@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { NodeKey, toHex } from '@synod/shared';
+import { LIMITS, NodeKey, toHex } from '@synod/shared';
 import Ajv2020 from 'ajv/dist/2020';
 import edgePackage from '../package.json';
 import { createApiKey } from './auth/api-keys.ts';
@@ -276,6 +276,35 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
       'FRAME_OUT_OF_RANGE',
     ],
     ['unknown model', () => post('/v1/inference', { prompt: 'a', models: ['gpt-9'] }), 400, 'UNKNOWN_MODEL'],
+    // Rules of the request body itself: taken, they made a 202 for a request no relay could sign.
+    [
+      'a model named twice',
+      () => post('/v1/inference', { prompt: 'a', models: ['stories260K', 'stories260K'] }),
+      400,
+      'INVALID_INPUT',
+    ],
+    [
+      'messages over their total length, each within its own',
+      () =>
+        post('/v1/inference', {
+          messages: [1, 2, 3].map(() => ({
+            role: 'user',
+            content: 'x'.repeat(LIMITS.maxMessagesChars / 2 - 1),
+          })),
+        }),
+      400,
+      'INVALID_INPUT',
+    ],
+    [
+      'chat: a model named twice',
+      () =>
+        post('/v1/chat/completions', {
+          model: 'stories260K,stories260K',
+          messages: [{ role: 'user', content: 'a' }],
+        }),
+      400,
+      'INVALID_INPUT',
+    ],
     [
       'unknown embedder',
       () => post('/v1/inference', { prompt: 'a', embeddingModel: 'nope' }),

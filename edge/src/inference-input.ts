@@ -1,12 +1,15 @@
 import {
   ChatMessageSchema,
+  distinctModels,
   type EmbeddingModelRef,
   FRAME_BOUNDS,
   type Frame,
   FrameFieldsSchema,
   InferenceParamsSchema,
   LIMITS,
+  MESSAGES_TOO_LONG,
   ModelIdSchema,
+  messagesWithinLimit,
   type Origin,
   type RequestBody,
   resolveFrame,
@@ -37,6 +40,13 @@ export const InferenceInputSchema = z
   .refine((b) => (b.prompt === undefined) !== (b.messages === undefined), {
     message: 'send exactly one of prompt and messages',
     path: ['prompt'],
+  })
+  // The request body's own rules (RequestBodySchema), checked here so that a body that breaks them is
+  // the caller's 400, not a request accepted and then unsignable.
+  .refine((b) => messagesWithinLimit(b.messages), { message: MESSAGES_TOO_LONG, path: ['messages'] })
+  .refine((b) => b.models === undefined || distinctModels(b.models), {
+    message: 'models names a model twice',
+    path: ['models'],
   });
 export type InferenceInput = z.infer<typeof InferenceInputSchema>;
 

@@ -177,26 +177,33 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect(await oracleRequest(requestNo)).toMatchObject({ status: 2 });
   });
 
-  test('a request the relay refuses (unknown model) is refunded with its reason and never stored', async () => {
-    const { requestNo } = await chain.callLLM({ prompt: 'Hello', models: ['no-such-model'] });
-    const requestId = requestIdOf(requestNo);
-    await chain.mine(2);
-    await pollUntil('the request is refunded', async () => (await oracleRequest(requestNo)).status === 3);
-    const events = await eventsOf('LLMRefunded', requestNo);
-    expect(events.map((e) => e.args.reason)).toEqual(['UNKNOWN_MODEL']);
-    expect(
-      await chain.client.readContract({
-        address: chain.oracle,
-        abi: synodOracleAbi,
-        functionName: 'balances',
-        args: [chain.requester.account.address],
-      }),
-    ).toBeGreaterThanOrEqual(1_000n);
-    expect((await fetch(`${net.relay.url}/v1/inference/${requestId}`)).status).toBe(404);
-    await chain.mine(2);
-    await watcher.poll();
-    expect((await new ChainStore(net.relay.store.db).byRequestId(requestId))?.status).toBe('refunded');
-  });
+  // A model named twice broke a rule of the request body only the dispatcher checked: the request was
+  // admitted, dropped as unsignable, and never answered or refunded.
+  for (const [what, models, reason] of [
+    ['an unknown model', ['no-such-model'], 'UNKNOWN_MODEL'],
+    ['a model named twice', ['stories260K', 'stories260K'], 'INVALID_INPUT'],
+  ] as const) {
+    test(`a request the relay refuses (${what}) is refunded with its reason and never stored`, async () => {
+      const { requestNo } = await chain.callLLM({ prompt: 'Hello', models: [...models] });
+      const requestId = requestIdOf(requestNo);
+      await chain.mine(2);
+      await pollUntil('the request is refunded', async () => (await oracleRequest(requestNo)).status === 3);
+      const events = await eventsOf('LLMRefunded', requestNo);
+      expect(events.map((e) => e.args.reason)).toEqual([reason]);
+      expect(
+        await chain.client.readContract({
+          address: chain.oracle,
+          abi: synodOracleAbi,
+          functionName: 'balances',
+          args: [chain.requester.account.address],
+        }),
+      ).toBeGreaterThanOrEqual(1_000n);
+      expect((await fetch(`${net.relay.url}/v1/inference/${requestId}`)).status).toBe(404);
+      await chain.mine(2);
+      await watcher.poll();
+      expect((await new ChainStore(net.relay.store.db).byRequestId(requestId))?.status).toBe('refunded');
+    });
+  }
 
   test('after a crash between recording, claiming and sending, a restart admits, releases and settles once', async () => {
     const store = new ChainStore(net.relay.store.db);

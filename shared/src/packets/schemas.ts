@@ -56,6 +56,23 @@ export const ChatMessageSchema = z.strictObject({
 });
 export type ChatMessage = z.infer<typeof ChatMessageSchema>;
 
+/**
+ * Whether a request's messages hold at most `LIMITS.maxMessagesChars` characters in all. A rule of the
+ * request body, exported so that an input schema checks it before a body is built (a relay that took a
+ * body breaking it could not sign it).
+ */
+export function messagesWithinLimit(messages: readonly { content: string }[] | undefined): boolean {
+  let n = 0;
+  for (const m of messages ?? []) n += m.content.length;
+  return n <= LIMITS.maxMessagesChars;
+}
+export const MESSAGES_TOO_LONG = `messages hold at most ${LIMITS.maxMessagesChars} characters in all`;
+
+/** Whether a model list names each model once (a request body's `acceptedModels` must). */
+export function distinctModels(ids: readonly string[]): boolean {
+  return new Set(ids).size === ids.length;
+}
+
 export const InferenceParamsSchema = z.strictObject({
   maxTokens: z.number().int().min(1).max(4096),
   seed: z.number().int().min(0).max(0xffffffff).optional(),
@@ -95,11 +112,11 @@ export const RequestBodySchema = z
     message: 'exactly one of prompt and messages',
     path: ['prompt'],
   })
-  .refine((b) => (b.messages ?? []).reduce((n, m) => n + m.content.length, 0) <= LIMITS.maxMessagesChars, {
-    message: `messages hold at most ${LIMITS.maxMessagesChars} characters in all`,
+  .refine((b) => messagesWithinLimit(b.messages), {
+    message: MESSAGES_TOO_LONG,
     path: ['messages'],
   })
-  .refine((b) => new Set(b.acceptedModels).size === b.acceptedModels.length, {
+  .refine((b) => distinctModels(b.acceptedModels), {
     message: 'acceptedModels has duplicates',
     path: ['acceptedModels'],
   });
