@@ -46,11 +46,13 @@ async function caught(p: PromiseLike<unknown>): Promise<unknown> {
 }
 
 describe('the openai client against the relay', () => {
-  test('models.list() names the served model; models.retrieve() finds it, and 404s an unknown one', async () => {
+  test('models.list() names the served model and synod; models.retrieve() finds them, and 404s an unknown one', async () => {
     const ids: string[] = [];
     for await (const m of client.models.list()) ids.push(m.id);
     expect(ids).toContain('stories260K');
+    expect(ids.at(-1)).toBe('synod');
     expect(await client.models.retrieve('stories260K')).toMatchObject({ id: 'stories260K', object: 'model' });
+    expect(await client.models.retrieve('synod')).toMatchObject({ id: 'synod', object: 'model' });
     const err = await caught(client.models.retrieve('no-such-model'));
     expect(err).toBeInstanceOf(OpenAI.NotFoundError);
     expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('UNKNOWN_MODEL');
@@ -94,8 +96,10 @@ describe('the openai client against the relay', () => {
     let chunks = 0;
     let synod: SynodExtra | undefined;
     const usages: { chunk: number; choices: number; total: number }[] = [];
+    const models = new Set<string>();
     for await (const chunk of stream) {
       chunks++;
+      models.add(chunk.model);
       const c = chunk.choices[0];
       text += c?.delta.content ?? '';
       if (c?.finish_reason) finish = c.finish_reason;
@@ -105,6 +109,8 @@ describe('the openai client against the relay', () => {
         usages.push({ chunk: chunks, choices: chunk.choices.length, total: chunk.usage.total_tokens });
     }
     expect(chunks).toBeGreaterThan(2);
+    // One model name across the stream, as OpenAI sends it.
+    expect([...models]).toEqual(['stories260K']);
     expect(finish).toBe('stop');
     // include_usage, as OpenAI does it: one last chunk with the usage and no choices.
     expect(usages).toHaveLength(1);
@@ -116,20 +122,71 @@ describe('the openai client against the relay', () => {
     expect(text.length).toBeGreaterThan(0);
   }, 120_000);
 
-  test('an unknown model is an OpenAI-style 400 with code UNKNOWN_MODEL', async () => {
+  test("an unknown model is OpenAI's 404 (a NotFoundError) with code UNKNOWN_MODEL, naming `model`", async () => {
     const err = await caught(
       client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }),
     );
-    expect(err).toBeInstanceOf(OpenAI.APIError);
-    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(err).toBeInstanceOf(OpenAI.NotFoundError);
     const e = err as InstanceType<typeof OpenAI.APIError>;
-    expect(e.status).toBe(400);
+    expect(e.status).toBe(404);
     expect(e.code).toBe('UNKNOWN_MODEL');
-    expect(e.type).toBe('invalid_request_error');
+    expect(e.type).toBe('not_found_error');
     expect(e.message).toContain('no-such-model');
   });
 
-  test('a bad API key is an AuthenticationError; n > 1 is a 400 INVALID_INPUT', async () => {
+  test.each([
+    ['max_tokens', { max_tokens: 8192 }],
+    ['max_completion_tokens', { max_tokens: 16, max_completion_tokens: 0 }],
+    ['temperature', { temperature: 2.5 }],
+    ['top_p', { top_p: 0 }],
+    ['seed', { seed: -1 }],
+    ['synod.frame.secDistance', { synod: { frame: { secDistance: 0.9 } } }],
+    ['stream_options', { stream_options: { include_usage: true } }],
+  ] as const)(
+    'a bad %s is a 400 naming it as the caller sent it, and stores nothing',
+    async (param, extra) => {
+      const before = await stored();
+      const err = await caught(
+        client.chat.completions.create({
+          model: 'stories260K',
+          messages: [{ role: 'user', content: 'hi' }],
+          ...extra,
+        } as Parameters<typeof client.chat.completions.create>[0]),
+      );
+      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+      const e = err as InstanceType<typeof OpenAI.APIError>;
+      expect(e.param).toBe(param);
+      expect(e.message.startsWith(`400 ${param}`)).toBe(true);
+      expect(await stored()).toBe(before);
+    },
+  );
+
+  test('an error that a retry cannot get past says x-should-retry: false, and the client sends the call once', async () => {
+    let calls = 0;
+    const counting = new OpenAI({
+      baseURL: `${t.relay.url}/v1`,
+      apiKey: t.apiKey,
+      maxRetries: 2,
+      fetch: (input, init) => {
+        calls++;
+        return fetch(input, init);
+      },
+    });
+    const ask = (content: string) =>
+      counting.chat.completions.create(
+        { model: 'stories260K', messages: [{ role: 'user', content }], max_tokens: 8 },
+        { headers: { 'Idempotency-Key': 'openai-retry-1' } },
+      );
+    await ask('Once upon a time');
+    calls = 0;
+    // The same key with another body: 409, which the client retries by default.
+    const err = await caught(ask('Another story'));
+    expect(err).toBeInstanceOf(OpenAI.ConflictError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).headers?.get('x-should-retry')).toBe('false');
+    expect(calls).toBe(1);
+  }, 120_000);
+
+  test('a bad API key is an AuthenticationError; n > 1 is a 400 UNSUPPORTED_PARAMETER naming n', async () => {
     const bad = new OpenAI({ baseURL: `${t.relay.url}/v1`, apiKey: 'nope', maxRetries: 0 });
     const auth = await caught(
       bad.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'hi' }] }),
@@ -144,7 +201,8 @@ describe('the openai client against the relay', () => {
       }),
     );
     expect(n2).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((n2 as InstanceType<typeof OpenAI.APIError>).code).toBe('INVALID_INPUT');
+    expect((n2 as InstanceType<typeof OpenAI.APIError>).code).toBe('UNSUPPORTED_PARAMETER');
+    expect((n2 as InstanceType<typeof OpenAI.APIError>).param).toBe('n');
   });
 
   test('the neutral values frameworks send by default pass', async () => {
@@ -152,8 +210,11 @@ describe('the openai client against the relay', () => {
       model: 'stories260K',
       messages: [
         { role: 'system', content: 'You tell stories.' },
+        { role: 'user', content: 'Hello' },
+        // An assistant turn echoed back as frameworks keep it: no tool was called.
+        { role: 'assistant', content: 'Hello.', tool_calls: [], function_call: null },
         { role: 'user', content: [{ type: 'text', text: 'Once upon a time' }] },
-      ],
+      ] as Parameters<typeof client.chat.completions.create>[0]['messages'],
       max_tokens: 16,
       temperature: 0,
       top_p: 1,
@@ -169,6 +230,8 @@ describe('the openai client against the relay', () => {
       user: 'agent-7',
       store: false,
       metadata: { run: 'test' },
+      modalities: ['text'],
+      parallel_tool_calls: true,
     });
     expect(r.choices[0]?.message.content?.length).toBeGreaterThan(0);
   }, 120_000);
@@ -182,6 +245,21 @@ describe('the openai client against the relay', () => {
     ['tools', { tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] }],
     ['tool_choice', { tool_choice: 'required' }],
     ['response_format', { response_format: { type: 'json_object' } }],
+    ['modalities', { modalities: ['text', 'audio'], audio: { voice: 'alloy', format: 'mp3' } }],
+    [
+      'messages.0.content.1',
+      {
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'What is in this picture?' },
+              { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } },
+            ],
+          },
+        ],
+      },
+    ],
     [
       'messages.1',
       {

@@ -648,6 +648,19 @@ describe('/v1/chat/completions when no verdict can come', () => {
         error: { code: 'TIMEOUT', type: 'server_error' },
       });
       expect(data.at(-1)).toBe('[DONE]');
+      // Not streamed: OpenAI's 504 body, and x-should-retry: false, since the official clients would
+      // otherwise send the request again as a new one (and charge it again).
+      const waited = await chat({
+        model: 'stories260K',
+        messages: [{ role: 'user', content: 'The sea' }],
+        synod: { frame: { maxTimeMs: 1_000, revealWindowMs: 250 } },
+      });
+      expect(waited.status).toBe(504);
+      expect(waited.headers.get('x-should-retry')).toBe('false');
+      // Still queued at the deadline (TIMEOUT), or moved out of the queue as it expired (EXPIRED).
+      expect(await waited.json()).toMatchObject({
+        error: { code: expect.stringMatching(/^(TIMEOUT|EXPIRED)$/), type: 'server_error' },
+      });
 
       const empty = await chat({ model: 'stories260K', messages: [{ role: 'assistant', content: null }] });
       expect(empty.status).toBe(400);
@@ -687,6 +700,8 @@ describe('load shedding: a full admission log', () => {
       });
       expect(chat.status).toBe(503);
       expect(chat.headers.get('retry-after')).toBe('2');
+      // Nothing was taken: the client may retry it (after Retry-After).
+      expect(chat.headers.get('x-should-retry')).toBeNull();
       expect(await chat.json()).toMatchObject({ error: { code: 'QUEUE_FULL', type: 'server_error' } });
       // Nothing of the refused ones was stored or charged, and the refusals are counted.
       expect(await n.relay.intake.count()).toBe(2);

@@ -28,7 +28,8 @@ export const ChatInputSchema = z
             content: z
               .union([
                 z.string(),
-                z.array(z.object({ type: z.literal('text'), text: z.string() }).passthrough()).min(1),
+                // Any typed part is read, so that a part other than text gets a precise refusal.
+                z.array(z.object({ type: z.string(), text: z.string().optional() }).passthrough()).min(1),
               ])
               .nullish(),
           })
@@ -55,6 +56,9 @@ export const ChatInputSchema = z
     tool_choice: z.unknown().optional(),
     function_call: z.unknown().optional(),
     response_format: z.object({ type: z.string() }).passthrough().nullish(),
+    modalities: z.array(z.string()).nullish(),
+    audio: z.unknown().optional(),
+    stream_options: z.object({ include_usage: z.boolean().nullish() }).passthrough().nullish(),
     /** Synod extension: a partial security frame and embedder, as in POST /v1/inference. */
     synod: z
       .object({ frame: z.record(z.string(), z.unknown()).optional(), embeddingModel: z.string().optional() })
@@ -62,6 +66,9 @@ export const ChatInputSchema = z
   })
   .passthrough();
 type ChatInput = z.infer<typeof ChatInputSchema>;
+
+/** The `model` that asks for the relay's default model list. */
+export const SYNOD_MODEL = 'synod';
 
 /**
  * The first thing a request asks that the network cannot do, as [parameter, why], or null. Synod's
@@ -72,6 +79,10 @@ type ChatInput = z.infer<typeof ChatInputSchema>;
  * `stream_options`, …) change nothing about the answer and are accepted.
  */
 function unsupported(b: ChatInput): [string, string] | null {
+  if ((b.n ?? 1) !== 1) return ['n', 'n must be 1: a quorum answers with one winner'];
+  if ((b.modalities ?? []).some((m) => m !== 'text') || b.audio != null) {
+    return ['modalities', 'only text output is supported'];
+  }
   for (const k of ['frequency_penalty', 'presence_penalty'] as const) {
     if (b[k] != null && b[k] !== 0) return [k, `${k} is not supported (only 0)`];
   }
@@ -94,8 +105,23 @@ function unsupported(b: ChatInput): [string, string] | null {
     return ['response_format', `response_format ${b.response_format.type} is not supported, only text`];
   }
   for (const [i, m] of b.messages.entries()) {
-    if (m.role === 'tool' || m.role === 'function' || 'tool_calls' in m || 'function_call' in m) {
+    // An assistant message echoed back with `tool_calls: []` or `function_call: null` asked for nothing.
+    const toolCalls = m['tool_calls'];
+    const calledTools = Array.isArray(toolCalls) ? toolCalls.length > 0 : toolCalls != null;
+    if (m.role === 'tool' || m.role === 'function' || calledTools || m['function_call'] != null) {
       return [`messages.${i}`, calls];
+    }
+    if (Array.isArray(m.content)) {
+      const j = m.content.findIndex((p) => p.type !== 'text' || typeof p.text !== 'string');
+      const part = m.content[j];
+      if (part !== undefined) {
+        return [
+          `messages.${i}.content.${j}`,
+          part.type === 'text'
+            ? 'a text content part needs its text'
+            : `content parts of type ${part.type.slice(0, 64)} are not supported, only text`,
+        ];
+      }
     }
   }
   return null;
@@ -110,8 +136,11 @@ function toInferenceInput(raw: unknown): unknown {
     });
   }
   const b = r.data;
-  if ((b.n ?? 1) !== 1)
-    throw edgeError(400, 'INVALID_INPUT', 'n must be 1: a quorum answers with one winner');
+  if (b.stream_options != null && b.stream !== true) {
+    throw edgeError(400, 'INVALID_INPUT', 'stream_options is only allowed when stream is true', {
+      issues: [{ path: 'stream_options', message: 'only allowed when stream is true' }],
+    });
+  }
   const refused = unsupported(b);
   if (refused) {
     const [param, why] = refused;
@@ -124,7 +153,7 @@ function toInferenceInput(raw: unknown): unknown {
       issues: [{ path, message: 'a message needs text content' }],
     });
   }
-  const models = b.model === 'synod' ? undefined : b.model.split(',').map((m) => m.trim());
+  const models = b.model === SYNOD_MODEL ? undefined : b.model.split(',').map((m) => m.trim());
   const params: Record<string, number> = {};
   if (b.temperature != null) params['temperature'] = b.temperature;
   const maxTokens = b.max_completion_tokens ?? b.max_tokens;
@@ -134,7 +163,8 @@ function toInferenceInput(raw: unknown): unknown {
   return {
     messages: b.messages.map((m) => ({
       role: m.role === 'developer' ? 'system' : m.role,
-      content: typeof m.content === 'string' ? m.content : (m.content ?? []).map((p) => p.text).join(''),
+      content:
+        typeof m.content === 'string' ? m.content : (m.content ?? []).map((p) => p.text ?? '').join(''),
     })),
     ...(models ? { models } : {}),
     ...(Object.keys(params).length > 0 ? { params } : {}),
@@ -154,22 +184,80 @@ const OPENAI_TYPE: Record<number, string> = {
   429: 'rate_limit_error',
 };
 
-export function openAiError(c: Context, e: unknown): Response {
+/**
+ * Codes a retry of the same call can get past: the relay stored and charged nothing (or cannot say it
+ * did, for STORE_UNAVAILABLE). Every other error is final for that call, and says so with
+ * `x-should-retry: false`, which the official clients obey: their default retries of any 5xx, 409 or
+ * 429 would otherwise send a request the relay already took (and charged) again as a new one.
+ */
+const RETRYABLE = new Set([
+  'RATE_LIMITED',
+  'QUEUE_FULL',
+  'NETWORK_UNAVAILABLE',
+  'STORE_UNAVAILABLE',
+  'INTERNAL',
+]);
+
+/** A path of the inference input named as the caller sent it in the chat completion (`openAiError`). */
+export type ParamNames = (path: string) => string;
+
+const SAME: ParamNames = (path) => path;
+
+/**
+ * Names of the chat completion's members for the inference input's paths (`toInferenceInput` renames
+ * them): `params.maxTokens` is `max_tokens` or `max_completion_tokens`, whichever was sent, and so on.
+ */
+export function chatParamNames(maxTokensName: 'max_tokens' | 'max_completion_tokens'): ParamNames {
+  const top: Record<string, string> = {
+    'params.maxTokens': maxTokensName,
+    'params.temperature': 'temperature',
+    'params.topP': 'top_p',
+    'params.seed': 'seed',
+    models: 'model',
+    embeddingModel: 'synod.embeddingModel',
+  };
+  return (path) => {
+    if (path in top) return top[path] as string;
+    if (path.startsWith('models.')) return 'model';
+    if (path === 'frame' || path.startsWith('frame.')) return `synod.${path}`;
+    return path;
+  };
+}
+
+/** OpenAI's error body for an error, its status and headers, with the inference input's paths renamed. */
+function openAiErrorParts(e: unknown, names: ParamNames) {
   const h = toHttpError(e);
-  const param = (h.details?.['issues'] as { path?: string }[] | undefined)?.[0]?.path ?? null;
-  return c.json(
-    {
+  const issues = (h.details?.['issues'] as { path?: string }[] | undefined)?.map((i) =>
+    typeof i.path === 'string' ? { ...i, path: names(i.path) } : i,
+  );
+  const first = (h.details?.['issues'] as { path?: string }[] | undefined)?.[0]?.path;
+  const param = issues?.[0]?.path ?? null;
+  // The message leads with the path it is about ("params.maxTokens: Too big…"): the caller's name for it.
+  const message =
+    first !== undefined && param !== null && h.message.startsWith(`${first}:`)
+      ? `${param}${h.message.slice(first.length)}`
+      : h.message;
+  // An unknown model is OpenAI's 404 (`model_not_found`), which clients and frameworks know by its status.
+  const status = h.code === 'UNKNOWN_MODEL' ? 404 : h.status;
+  const details = h.details ? { ...h.details, ...(issues ? { issues } : {}) } : undefined;
+  return {
+    status,
+    body: {
       error: {
-        message: h.message,
-        type: OPENAI_TYPE[h.status] ?? (h.status >= 500 ? 'server_error' : 'invalid_request_error'),
+        message,
+        type: OPENAI_TYPE[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error'),
         param,
         code: h.code,
-        ...(h.details ? { details: h.details } : {}),
+        ...(details ? { details } : {}),
       },
     },
-    h.status,
-    h.headers,
-  );
+    headers: { ...h.headers, ...(RETRYABLE.has(h.code) ? {} : { 'x-should-retry': 'false' }) },
+  };
+}
+
+export function openAiError(c: Context, e: unknown, names: ParamNames = SAME): Response {
+  const { status, body, headers } = openAiErrorParts(e, names);
+  return c.json(body, status, headers);
 }
 
 /** Wait until the request reaches a terminal status, or until `deadline`. */
@@ -266,15 +354,17 @@ function failure(d: RequestDetail): HttpError | null {
 
 export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
   const modelObject = (id: string) => ({ id, object: 'model' as const, created: 0, owned_by: 'synod' });
+  // The served models, then `synod` (the relay's default list: what `model: "synod"` asks for), so a
+  // framework that checks a model name against this list takes it.
   app.get('/v1/models', async (c) => {
     const served = [...(await deps.network.servedModels())].sort();
-    return c.json({ object: 'list', data: served.map(modelObject) });
+    return c.json({ object: 'list', data: [...served, SYNOD_MODEL].map(modelObject) });
   });
 
-  // `client.models.retrieve(id)`: a served model, or OpenAI's 404 for an unknown one.
+  // `client.models.retrieve(id)`: a served model or `synod`, or OpenAI's 404 for an unknown one.
   app.get('/v1/models/:id', async (c) => {
     const id = c.req.param('id');
-    if (!(await deps.network.servedModels()).has(id)) {
+    if (id !== SYNOD_MODEL && !(await deps.network.servedModels()).has(id)) {
       return openAiError(c, edgeError(404, 'UNKNOWN_MODEL', `the model ${id.slice(0, 128)} is not served`));
     }
     return c.json(modelObject(id));
@@ -284,19 +374,21 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
     let stream = false;
     // As OpenAI: with stream_options.include_usage, one more chunk before [DONE], with the usage and no choices.
     let includeUsage = false;
-    let model = 'synod';
+    let model = SYNOD_MODEL;
+    let names = SAME;
     try {
       const s = await submit(c, deps, (raw) => {
-        const input = toInferenceInput(raw);
         const r = raw as {
           stream?: boolean;
           model?: string;
           stream_options?: { include_usage?: unknown } | null;
+          max_completion_tokens?: unknown;
         };
+        names = chatParamNames(r.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens');
         stream = r.stream === true;
         includeUsage = r.stream_options?.include_usage === true;
         model = typeof r.model === 'string' ? r.model : model;
-        return input;
+        return toInferenceInput(raw);
       });
       // The request id (OpenAI's clients read it into `_request_id`) and the caller's quota, as headers
       // (the body is OpenAI's), on whatever answer follows: completion, stream or error.
@@ -307,12 +399,13 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
       if (!stream) {
         const d = await awaitVerdict(deps, s.requestId, deadline);
         const bad = failure(d);
-        if (bad) return openAiError(c, bad);
+        if (bad) return openAiError(c, bad, names);
         return c.json(completionBody(d, model));
       }
       return streamSSE(c, async (out) => {
         // The first chunk (the assistant's role) at once, as OpenAI does; then comment lines while
-        // the quorum works, and the answer when the verdict is in.
+        // the quorum works, and the answer when the verdict is in. Every chunk names the model as asked
+        // (the first is sent before the quorum's winner is known); the winner's is in `synod.verdict`.
         const id = completionId(s.requestId);
         const created = Math.floor(s.body.createdAt / 1000);
         await out.writeSSE({
@@ -321,6 +414,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
             object: 'chat.completion.chunk',
             created,
             model,
+            system_fingerprint: null,
             choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }],
           }),
         });
@@ -338,8 +432,9 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
           stopKeepAlive();
         }
         if (bad || d === null) {
-          const error = (bad ?? toHttpError(null)).body().error;
-          await out.writeSSE({ data: JSON.stringify({ error: { ...error, type: 'server_error' } }) });
+          // OpenAI's error body, as a non-streamed completion would have answered it.
+          const { body } = openAiErrorParts(bad ?? toHttpError(null), names);
+          await out.writeSSE({ data: JSON.stringify(body) });
           await out.writeSSE({ data: '[DONE]' });
           return;
         }
@@ -348,7 +443,8 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
           id: body.id,
           object: 'chat.completion.chunk',
           created: body.created,
-          model: body.model,
+          model,
+          system_fingerprint: body.system_fingerprint,
         };
         const content = body.choices[0]?.message.content ?? '';
         // The verdict arrives whole; stream it in word-sized pieces so clients render progressively.
@@ -373,7 +469,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         await out.writeSSE({ data: '[DONE]' });
       });
     } catch (e) {
-      return openAiError(c, e);
+      return openAiError(c, e, names);
     }
   });
 }
