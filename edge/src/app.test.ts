@@ -296,6 +296,17 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
       'INVALID_INPUT',
     ],
     [
+      'a body within the body limit whose request packet would be over the packet limit',
+      // 261,912 bytes of JSON (each control character escaped in six), under the 256 KiB body limit;
+      // the request's other members and the envelope take its packet past the protocol's 262,144.
+      () =>
+        post('/v1/inference', {
+          messages: [0, 1].map(() => ({ role: 'user', content: '\u0001'.repeat(21_820) })),
+        }),
+      413,
+      'PACKET_TOO_LARGE',
+    ],
+    [
       'chat: a model named twice',
       () =>
         post('/v1/chat/completions', {

@@ -11,6 +11,7 @@ import {
   ModelIdSchema,
   messagesWithinLimit,
   type Origin,
+  packetSize,
   type RequestBody,
   resolveFrame,
   SynodError,
@@ -144,7 +145,7 @@ export function buildRequest(
   // which keeps the canonical encoding below on its fast path (a spread merge was measured slower).
   const params = InferenceParamsSchema.parse({ ...DEFAULT_PARAMS, ...stripUndefined(input.params ?? {}) });
   // Members in canonical order (the schemas' order too), so the body is hashed without a copy.
-  return withRequestId({
+  const built = withRequestId({
     acceptedModels: models,
     createdAt: now,
     frame,
@@ -154,6 +155,25 @@ export function buildRequest(
     params,
     ...(input.prompt !== undefined ? { prompt: input.prompt } : {}),
   });
+  checkPacketSize(built.json);
+  return built;
+}
+
+/**
+ * A body whose request packet would be over `LIMITS.maxPacketBytes` (within the body limit, text the
+ * canonical form escapes, such as control characters, grows up to sixfold) could never be signed: the
+ * caller's 413 PACKET_TOO_LARGE, not a request stored and then dropped. Its UTF-8 length is only measured
+ * when three bytes a character could reach the limit.
+ */
+function checkPacketSize(json: string): void {
+  if (packetSize('request', 3 * json.length) <= LIMITS.maxPacketBytes) return;
+  const size = packetSize('request', new TextEncoder().encode(json).length);
+  if (size > LIMITS.maxPacketBytes) {
+    throw new SynodError('PACKET_TOO_LARGE', `the request would be a ${size}-byte packet`, {
+      details: { size, limit: LIMITS.maxPacketBytes },
+      hint: 'shorten the prompt or messages: control characters count six bytes each in the canonical form',
+    });
+  }
 }
 
 /** The frame of a request that sets none, per embedder (validated once; frozen, as bodies share it). */

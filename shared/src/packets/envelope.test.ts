@@ -7,6 +7,7 @@ import {
   encodePacket,
   packetEncodings,
   packetId,
+  packetSize,
   signedBytes,
   signPacket,
   verifyPacket,
@@ -209,6 +210,46 @@ describe('packets', () => {
     await expectCode(verifyPacket({ ...p, v: 2 }, { now: NOW }), 'PACKET_UNSUPPORTED_VERSION');
     await expectCode(verifyPacket({ ...p, sig: 'zz' }, { now: NOW }), 'PACKET_MALFORMED');
     await expectCode(decodePacket(new Uint8Array([0xff, 0xfe]), { now: NOW }), 'PACKET_MALFORMED');
+  });
+
+  test('packetSize is the size signPacket holds to the limit: a body at it signs, one byte more does not', async () => {
+    const key = await seedKey(10);
+    const base = requestBody();
+    // Messages of control characters: JCS escapes each as six bytes, so the packet outgrows the limit
+    // while each message stays within its own character bound.
+    const sized = (n: number) => {
+      const messages = [0, 1].map((i) => ({
+        role: 'user' as const,
+        content: '\u0001'.repeat(Math.min(n - i * 30_000, 30_000)),
+      }));
+      const { prompt: _p, ...rest } = base;
+      const body = { ...rest, messages };
+      return { ...body, requestId: deriveRequestId(body) };
+    };
+    const bytes = (b: unknown) => new TextEncoder().encode(canonicalJson(b)).length;
+    // Find the largest body that fits by the formula; it signs, and the next one is refused with the
+    // size the formula gives.
+    let lo = 31_000;
+    let hi = 60_000;
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (packetSize('request', bytes(sized(mid))) <= LIMITS.maxPacketBytes) lo = mid;
+      else hi = mid - 1;
+    }
+    const fits = sized(lo);
+    expect(packetSize('request', bytes(fits))).toBeGreaterThan(LIMITS.maxPacketBytes - 6);
+    await signPacket(key, 'request', fits);
+    const over = sized(lo + 1);
+    let caught: unknown;
+    try {
+      await signPacket(key, 'request', over);
+    } catch (e) {
+      caught = e;
+    }
+    expect(isSynodError(caught, 'PACKET_TOO_LARGE')).toBe(true);
+    expect((caught as { details?: { size?: number } }).details?.size).toBe(
+      packetSize('request', bytes(over)),
+    );
   });
 
   test('field bounds are enforced: temperature, maxTokens, frame, prompt xor messages', async () => {

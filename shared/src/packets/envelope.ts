@@ -71,6 +71,19 @@ export function encodePacket(packet: AnyPacket): Uint8Array {
   return canonicalBytes(packet);
 }
 
+/** What `signPacket` counts beside the signed bytes for the signature and the envelope's `"sig"` member. */
+const SIG_ALLOWANCE = 160;
+
+/**
+ * The size `signPacket` holds to `LIMITS.maxPacketBytes`, for a packet of `type` whose body's canonical
+ * encoding is `bodyBytes` long (node ids all have the same length). Lets a relay refuse a body it could
+ * not sign before it stores it.
+ */
+export function packetSize(type: PacketType, bodyBytes: number): number {
+  const frame = `{"body":,"from":"${'0'.repeat(64)}","type":"${type}","v":${PROTOCOL_VERSION}}`;
+  return domainTag(`packet/${type}`).length + utf8(frame).length + bodyBytes + SIG_ALLOWANCE;
+}
+
 export async function signPacket<T extends PacketType>(
   key: NodeKey,
   type: T,
@@ -78,7 +91,7 @@ export async function signPacket<T extends PacketType>(
 ): Promise<Packet<T>> {
   const parsed = parseBody(type, body);
   const bytes = signedBytes(PROTOCOL_VERSION, type, key.nodeId, parsed);
-  const size = bytes.length + 160;
+  const size = bytes.length + SIG_ALLOWANCE;
   if (size > LIMITS.maxPacketBytes) {
     throw new SynodError('PACKET_TOO_LARGE', `a ${type} packet would be ${size} bytes`, {
       details: { size, limit: LIMITS.maxPacketBytes },
