@@ -201,15 +201,16 @@ describe('POST /v1/inference and the request lifecycle', () => {
     const sig = await key.sign(
       signedRequestDigest('POST', '/v1/inference', ts, new TextEncoder().encode(body)),
     );
-    /** POST with the signature headers above (over `body`, whatever `sent` is). */
-    const signedPost = (sent: string) =>
+    /** POST with the signature headers above (over `body`, whatever `sent` is), and any other headers. */
+    const signedPost = (sent: string, headers: Record<string, string> = {}, signature = toHex(sig)) =>
       req('/v1/inference', {
         method: 'POST',
         headers: {
           'content-type': 'application/json',
           'x-synod-node': key.nodeId,
           'x-synod-timestamp': ts,
-          'x-synod-signature': toHex(sig),
+          'x-synod-signature': signature,
+          ...headers,
         },
         body: sent,
       });
@@ -228,6 +229,38 @@ describe('POST /v1/inference and the request lifecycle', () => {
     const tampered = await signedPost(body.replace('bird', 'fish'));
     expect(tampered.status).toBe(401);
     expect(((await tampered.json()) as { error: { code: string } }).error.code).toBe('UNAUTHENTICATED');
+    // A replay with an Idempotency-Key of the replayer's own does not verify (the key is signed): it
+    // would otherwise be a new request, charged to the signer, at each new key.
+    for (const k of ['attacker-1', 'attacker-2']) {
+      const keyed = await signedPost(body, { 'idempotency-key': k });
+      expect(keyed.status).toBe(401);
+      expect(await keyed.json()).toMatchObject({
+        error: { code: 'UNAUTHENTICATED', details: { reason: 'BAD_SIGNATURE' } },
+      });
+    }
+    expect(
+      Number(
+        (
+          await t.relay.client.execute({
+            sql: 'SELECT count FROM usage WHERE key_id = ?',
+            args: [`node:${key.nodeId}`],
+          })
+        ).rows[0]?.['count'],
+      ),
+    ).toBe(1);
+    // The signer's own key, signed with the request, is honoured, and its replays answer the first.
+    const own = toHex(
+      await key.sign(
+        signedRequestDigest('POST', '/v1/inference', ts, new TextEncoder().encode(body), 'mine-1'),
+      ),
+    );
+    const keyed = await signedPost(body, { 'idempotency-key': 'mine-1' }, own);
+    expect(keyed.status).toBe(202);
+    const again = await signedPost(body, { 'idempotency-key': 'mine-1' }, own);
+    expect(await again.json()).toMatchObject({
+      requestId: ((await keyed.json()) as { requestId: string }).requestId,
+      replayed: true,
+    });
   });
 });
 

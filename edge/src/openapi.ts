@@ -170,7 +170,7 @@ export function openApiDocument(version: string): Json {
           in: 'header',
           name: 'x-synod-signature',
           description:
-            'with x-synod-node and x-synod-timestamp: Ed25519 over sha256("synod/v1/http-request" ‖ 0 ‖ lp(method) ‖ lp(path) ‖ lp(timestamp) ‖ lp(sha256(body)))',
+            'with x-synod-node and x-synod-timestamp: Ed25519 over sha256("synod/v1/http-request" ‖ 0 ‖ lp(method) ‖ lp(path) ‖ lp(timestamp) ‖ lp(sha256(body)) [‖ lp(Idempotency-Key), when sent])',
         },
       },
     },

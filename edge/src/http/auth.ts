@@ -55,6 +55,7 @@ export async function authenticate(
       node: c.req.header('x-synod-node'),
       timestamp: c.req.header('x-synod-timestamp'),
       signature: c.req.header('x-synod-signature'),
+      idempotencyKey: c.req.header('idempotency-key'),
     },
     now,
   });
