@@ -1,11 +1,21 @@
 import { ed25519 } from '@noble/curves/ed25519.js';
+import { bytesToNumberLE, concatBytes, equalBytes } from '@noble/curves/utils.js';
+import { sha512 } from '@noble/hashes/sha2.js';
 import { SynodError } from '../errors.ts';
 
 /**
  * Ed25519 over two back ends that give the same bytes: WebCrypto (native in Bun, browsers and workerd)
  * where the runtime has it, and @noble/curves otherwise. Ed25519 signatures are deterministic (RFC 8032),
- * so both produce identical signatures for the same key and message. Verification is strict RFC 8032 on
- * both (noble with `zip215: false`), so they accept the same set of signatures.
+ * so both produce identical signatures for the same key and message.
+ *
+ * Verification is one rule on both, so that every verifier of a transcript reaches the same verdict
+ * (`encodingsAcceptable`, then the equation):
+ * - the public key A and the signature's R are canonical encodings (y < p) of points not of small order,
+ *   and S < L; a small-order key would let anyone "sign" as it without a secret (R small order, S = 0);
+ * - the equation is the cofactorless [S]B = R + [k]A, as WebCrypto checks it (BoringSSL compares the
+ *   encoding of [S]B - [k]A with R). noble's own strict verify is cofactored and accepts signatures
+ *   whose R or A carries a small-order component that WebCrypto refuses, so the noble back end checks
+ *   the cofactorless equation itself.
  */
 export interface Ed25519Backend {
   readonly name: 'webcrypto' | 'noble';
@@ -25,14 +35,65 @@ export const nobleEd25519: Ed25519Backend = {
     return ed25519.sign(message, seed);
   },
   async verify(publicKey, message, signature) {
-    if (publicKey.length !== 32 || signature.length !== 64) return false;
+    if (!encodingsAcceptable(publicKey, signature)) return false;
     try {
-      return ed25519.verify(signature, message, publicKey, { zip215: false });
+      const A = ed25519.Point.fromBytes(publicKey, false);
+      const r = signature.subarray(0, 32);
+      const k = bytesToNumberLE(sha512(concatBytes(r, publicKey, message))) % ed25519.Point.Fn.ORDER;
+      const s = bytesToNumberLE(signature.subarray(32));
+      const expectedR = ed25519.Point.BASE.multiplyUnsafe(s).subtract(A.multiplyUnsafe(k));
+      return equalBytes(expectedR.toBytes(), r);
     } catch {
+      // A key that is not a point of the curve.
       return false;
     }
   },
 };
+
+/**
+ * The encodings of the points of small order, the sign bit (bit 7 of byte 31) aside: the identity,
+ * the point of order 2, those of order 4 and 8, and the non-canonical encodings y = p and y = p + 1 of
+ * the order-4 and identity points (libsodium's list; the tests derive the eight points and check it).
+ */
+const SMALL_ORDER = [
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05',
+  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+].map((h) => Uint8Array.from(h.match(/../g) as string[], (x) => Number.parseInt(x, 16)));
+
+/** Whether a point encoding is one of a small-order point (sign bit aside). */
+export function hasSmallOrder(p: Uint8Array): boolean {
+  for (const bad of SMALL_ORDER) {
+    let diff = ((p[31] as number) & 0x7f) ^ (bad[31] as number);
+    for (let i = 0; i < 31; i++) diff |= (p[i] as number) ^ (bad[i] as number);
+    if (diff === 0) return true;
+  }
+  return false;
+}
+
+/** Whether a point encoding's y (bit 255 aside) is below p = 2^255 - 19. */
+function isCanonicalY(p: Uint8Array): boolean {
+  if (((p[31] as number) & 0x7f) !== 0x7f) return true;
+  for (let i = 30; i >= 1; i--) if (p[i] !== 0xff) return true;
+  return (p[0] as number) < 0xed;
+}
+
+/** The checks of the verification rule made before the equation (see the module comment). */
+function encodingsAcceptable(publicKey: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== 32 || signature.length !== 64) return false;
+  const r = signature.subarray(0, 32);
+  return (
+    isCanonicalY(publicKey) &&
+    !hasSmallOrder(publicKey) &&
+    isCanonicalY(r) &&
+    !hasSmallOrder(r) &&
+    isCanonicalScalar(signature.subarray(32))
+  );
+}
 
 // PKCS#8 wrapping of a raw 32-byte Ed25519 seed (RFC 8410).
 const PKCS8_PREFIX = Uint8Array.from([
@@ -91,9 +152,8 @@ function createWebCryptoBackend(subtle: SubtleCrypto): Ed25519Backend {
       return new Uint8Array(sig);
     },
     async verify(publicKey, message, signature) {
-      if (publicKey.length !== 32 || signature.length !== 64) return false;
-      // Reject non-canonical S (S >= L) up front, as RFC 8032 requires; some WebCrypto builds skip it.
-      if (!isCanonicalScalar(signature.subarray(32))) return false;
+      // Non-canonical S (S >= L, which some WebCrypto builds take), non-canonical or small-order A and R.
+      if (!encodingsAcceptable(publicKey, signature)) return false;
       try {
         return await subtle.verify(
           { name: 'Ed25519' },

@@ -1,8 +1,11 @@
 import { describe, expect, test } from 'bun:test';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { bytesToNumberLE, concatBytes } from '@noble/curves/utils.js';
+import { sha512 } from '@noble/hashes/sha2.js';
 import fc from 'fast-check';
 import { toHex, utf8 } from '../encoding/bytes.ts';
 import { isSynodError } from '../errors.ts';
-import { createWebCryptoBackend, defaultEd25519, nobleEd25519 } from './ed25519.ts';
+import { createWebCryptoBackend, defaultEd25519, hasSmallOrder, nobleEd25519 } from './ed25519.ts';
 import { openNodeKey, sealNodeKey } from './keystore.ts';
 import { isNodeId, NodeKey, verifySignature } from './node-key.ts';
 
@@ -80,6 +83,75 @@ describe('Ed25519 back ends', () => {
       carry = v >> 8;
     }
     for (const b of [nobleEd25519, webcrypto]) expect(await b.verify(key.publicKey, msg, twin)).toBe(false);
+  });
+
+  // Signatures made outside any back end, with the curve's arithmetic, to hold the verification rule.
+  const Point = ed25519.Point;
+  const L = Point.Fn.ORDER;
+  const scalarLE = (n: bigint) =>
+    Uint8Array.from({ length: 32 }, (_, i) => Number((n >> BigInt(8 * i)) & 0xffn));
+  const challenge = (r: Uint8Array, a: Uint8Array, m: Uint8Array) =>
+    bytesToNumberLE(sha512(concatBytes(r, a, m))) % L;
+  /** A point of order 8: its multiples are the eight points of small order. */
+  const T8 = Point.fromHex('26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05');
+
+  test('the small-order list is the eight points of small order, in every encoding of them', () => {
+    const torsion = Array.from({ length: 8 }, (_, i) =>
+      i === 0 ? Point.ZERO : T8.multiplyUnsafe(BigInt(i)),
+    );
+    for (const t of torsion) {
+      const bytes = t.toBytes();
+      expect(hasSmallOrder(bytes)).toBe(true);
+      const flipped = bytes.slice();
+      flipped[31] = (flipped[31] as number) ^ 0x80;
+      expect(hasSmallOrder(flipped)).toBe(true);
+    }
+    expect(new Set(torsion.map((t) => t.toHex())).size).toBe(8);
+    // y = p + 1: a non-canonical encoding of the identity.
+    expect(hasSmallOrder(Uint8Array.from([0xee, ...new Array(30).fill(0xff), 0x7f]))).toBe(true);
+    const key = Point.BASE.multiply(12345n).toBytes();
+    expect(hasSmallOrder(key)).toBe(false);
+  });
+
+  test('a small-order key "signs" nothing: the keyless forgery (R of small order, S = 0) is refused by both', async () => {
+    const msg = utf8('Atlantis, 7-0.');
+    const identity = Point.ZERO.toBytes();
+    const order2 = T8.multiplyUnsafe(4n).toBytes();
+    const aliasOfIdentity = Uint8Array.from([0xee, ...new Array(30).fill(0xff), 0x7f]);
+    for (const key of [identity, order2, aliasOfIdentity]) {
+      for (const r of [identity, order2]) {
+        const sig = concatBytes(r, new Uint8Array(32));
+        for (const b of [nobleEd25519, webcrypto]) expect(await b.verify(key, msg, sig)).toBe(false);
+        expect(await verifySignature(toHex(key), msg, sig)).toBe(false);
+      }
+    }
+  });
+
+  test('property: both back ends agree on signatures whose R or A carries a small-order component', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.bigInt({ min: 1n, max: L - 1n }),
+        fc.bigInt({ min: 1n, max: L - 1n }),
+        fc.integer({ min: 1, max: 7 }),
+        fc.boolean(),
+        async (a, r, t, onKey) => {
+          const msg = utf8('mixed order');
+          const torsion = T8.multiplyUnsafe(BigInt(t));
+          const A = onKey ? Point.BASE.multiply(a).add(torsion) : Point.BASE.multiply(a);
+          const R = onKey ? Point.BASE.multiply(r) : Point.BASE.multiply(r).add(torsion);
+          const k = challenge(R.toBytes(), A.toBytes(), msg);
+          const sig = concatBytes(R.toBytes(), scalarLE((r + k * a) % L));
+          const [n, w] = [
+            await nobleEd25519.verify(A.toBytes(), msg, sig),
+            await webcrypto.verify(A.toBytes(), msg, sig),
+          ];
+          expect(n).toBe(w);
+          // The cofactorless equation holds only when the small-order parts cancel: never for R's part.
+          if (!onKey) expect(w).toBe(false);
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 
   test('malformed keys and signatures verify as false, never throw', async () => {
