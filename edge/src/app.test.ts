@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { LIMITS, NodeKey, toHex } from '@synod/shared';
+import { LIMITS, NodeKey, packetId, signPacket, toHex } from '@synod/shared';
 import Ajv2020 from 'ajv/dist/2020';
 import edgePackage from '../package.json';
 import { createApiKey } from './auth/api-keys.ts';
@@ -38,6 +38,47 @@ async function waitForStatus(id: string, statuses: string[], timeoutMs = 30_000)
 }
 
 describe('POST /v1/inference and the request lifecycle', () => {
+  test('reveals after the verdict, from outside the seal or from a member, leave the stored transcript as the verdict made it', async () => {
+    const r = await post('/v1/inference', { prompt: 'A small boat', params: { maxTokens: 12 } });
+    const { requestId } = (await r.json()) as { requestId: string };
+    await waitForStatus(requestId, ['verdict']);
+    const before = (await (await req(`/v1/verify/${requestId}`)).json()) as {
+      ok: boolean;
+      verdictDigest: string;
+    };
+    expect(before.ok).toBe(true);
+    const detail = await t.relay.store.getRequest(requestId);
+    const stored = detail?.reveals[0]?.packet;
+    if (!detail || !stored) throw new Error('no reveal stored');
+    // A reveal from a node outside the seal (as anyone may publish one): not stored.
+    const stranger = await NodeKey.fromSeed(new Uint8Array(32).fill(99));
+    const foreign = await signPacket(stranger, 'reveal', {
+      ...stored.body,
+      createdAt: stored.body.createdAt + 1,
+    });
+    await t.relay.store.recordReveal({ id: packetId(foreign), packet: foreign });
+    // A second, valid reveal from a member, after the verdict: stored (a member may hold two), and no part
+    // of the transcript the verdict was computed over.
+    const member = (
+      await Promise.all([40, 41, 42].map((b) => NodeKey.fromSeed(new Uint8Array(32).fill(b))))
+    ).find((k) => k.nodeId === stored.from);
+    if (!member) throw new Error('the reveal is not from a test node');
+    const late = await signPacket(member, 'reveal', { ...stored.body, createdAt: stored.body.createdAt + 1 });
+    await t.relay.store.recordReveal({ id: packetId(late), packet: late });
+    const third = await signPacket(member, 'reveal', {
+      ...stored.body,
+      createdAt: stored.body.createdAt + 2,
+    });
+    await t.relay.store.recordReveal({ id: packetId(third), packet: third });
+    const after = await t.relay.store.getRequest(requestId);
+    expect(after?.reveals.map((x) => x.id)).toContain(packetId(late));
+    expect(after?.reveals.map((x) => x.id)).not.toContain(packetId(foreign));
+    expect(after?.reveals.map((x) => x.id)).not.toContain(packetId(third));
+    const check = await req(`/v1/verify/${requestId}`);
+    expect(check.status).toBe(200);
+    expect(await check.json()).toMatchObject({ ok: true, verdictDigest: before.verdictDigest });
+  });
+
   test('a prompt reaches an accepted verdict, stored with its whole transcript', async () => {
     const r = await post('/v1/inference', { prompt: 'Once upon a time', params: { maxTokens: 24 } });
     expect(r.status).toBe(202);

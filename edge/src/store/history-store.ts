@@ -1,4 +1,12 @@
-import { type AnyPacket, type Packet, parseEnvelope, type RequestBody, type Verdict } from '@synod/shared';
+import {
+  type AnyPacket,
+  type Packet,
+  parseEnvelope,
+  REVEALS_PER_MEMBER,
+  type RequestBody,
+  selectReveals,
+  type Verdict,
+} from '@synod/shared';
 import {
   apiKeys,
   attestationRow,
@@ -149,8 +157,25 @@ export class HistoryStore {
     });
   }
 
+  /**
+   * Store a reveal from a member of the request's seal, at most `REVEALS_PER_MEMBER` of them (the
+   * observer's bound). A reveal from anyone else has no place in the transcript: taken, a flood of them
+   * would only fill the database (and, before `transcriptPackets` chose by the verdict, one of them
+   * made the stored transcript stop verifying).
+   */
   async recordReveal(r: Stored<'reveal'>): Promise<void> {
-    if (!(await this.hasRequest(r.packet.body.requestId))) return;
+    const { requestId } = r.packet.body;
+    const member = await this.db
+      .select({ one: sql`1` })
+      .from(sealMembers)
+      .where(and(eq(sealMembers.requestId, requestId), eq(sealMembers.nodeId, r.packet.from)))
+      .limit(1);
+    if (member.length === 0) return;
+    const held = await this.db
+      .select({ n: sql<number>`count(*)` })
+      .from(reveals)
+      .where(and(eq(reveals.requestId, requestId), eq(reveals.nodeId, r.packet.from)));
+    if (Number(held[0]?.n ?? 0) >= REVEALS_PER_MEMBER) return;
     await this.db.insert(reveals).values(revealRow(r)).onConflictDoNothing();
   }
 
@@ -266,16 +291,28 @@ export class HistoryStore {
     };
   }
 
-  /** The transcript packets of a request (request, sealed commits, seal, reveals), or null. */
+  /**
+   * The transcript packets of a request (request, sealed commits, seal, reveals), or null. With a
+   * verdict, the reveals are those it was computed over (`selectReveals`: the ones its entries name),
+   * not every reveal stored: one that came after the verdict is no part of it.
+   */
   async transcriptPackets(requestId: string): Promise<AnyPacket[] | null> {
     const d = await this.getRequest(requestId);
     if (!d?.seal) return null;
     const sealed = new Set(d.seal.packet.body.members.map((m) => m.commitId));
+    const chosen = d.verdict
+      ? selectReveals(
+          d.verdict.packet.body.verdict,
+          { id: d.requestPacketId, packet: d.request },
+          d.seal,
+          d.reveals,
+        )
+      : null;
     return [
       d.request,
       ...d.commits.filter((c) => sealed.has(c.id)).map((c) => c.packet),
       d.seal.packet,
-      ...d.reveals.map((r) => r.packet),
+      ...(chosen?.reveals ?? d.reveals).map((r) => r.packet),
     ] as AnyPacket[];
   }
 

@@ -66,7 +66,7 @@ export * from './coordinator.ts';
 export * from './eligibility.ts';
 export * from './follower.ts';
 export * from './node.ts';
-export type { ObserverConfig, Verification } from './observer.ts';
+export { type ObserverConfig, REVEALS_PER_MEMBER, selectReveals, type Verification } from './observer.ts';
 export * from './state.ts';
 export * from './status.ts';
 export * from './types.ts';

@@ -24,6 +24,9 @@ import {
 } from './common.ts';
 import type { AnyReceived, BaseState, Effect, Evidence, Received, TimerName } from './types.ts';
 
+/** Reveals held per seal member: a second valid one (another createdAt) may be the one a verdict names. */
+export const REVEALS_PER_MEMBER = 2;
+
 /**
  * The observer core shared by the node and the follower: it holds the packets of one request as they
  * arrive, in any order, checks each against what it already holds, and verifies the coordinator's
@@ -385,7 +388,7 @@ function onReveal(
   }
   if (s.reveals.some((r) => r.id === rec.id)) return;
   const members = new Set(s.seal.packet.body.members.map((m) => m.nodeId));
-  if (!revealRoom(s.reveals, members, rec.packet.from, 2)) {
+  if (!revealRoom(s.reveals, members, rec.packet.from, REVEALS_PER_MEMBER)) {
     reject(fx, 'LIMIT', 'no room for another reveal from this node', rec.id);
     return;
   }
@@ -574,7 +577,7 @@ function recompute(s: ObserverState): Recomputed {
  * has several valid reveals held (they differ only in createdAt), so the pick may not be the
  * coordinator's: then a differing result is not proof against the coordinator.
  */
-function selectReveals(
+export function selectReveals(
   verdict: Verdict,
   request: Received<'request'>,
   seal: Received<'seal'>,
