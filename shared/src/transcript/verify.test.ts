@@ -232,6 +232,28 @@ describe('verifyTranscript: composition', () => {
     expect(f.issues.map((x) => x.check)).toEqual(['SEAL_WRONG_REQUEST']);
   });
 
+  test('a seal of fewer members than the quorum, or more than maxCommits, is TRANSCRIPT_INVALID (SEAL_SIZE)', async () => {
+    const { quorum, maxCommits } = agree.request.body.frame;
+    const members = agree.seal.body.members;
+    // One member, the rest of the transcript left as it is: a sybil quorum of one.
+    const one = await resign(1, 'seal', { ...agree.seal.body, members: members.slice(0, 1) });
+    const f = failure(
+      await verifyTranscript(buildTranscript(agree.packets.map((p) => (p === agree.seal ? one : p)))),
+    );
+    expect(f.code).toBe('TRANSCRIPT_INVALID');
+    expect(f.issues.find((x) => x.check === 'SEAL_SIZE')).toMatchObject({ size: 1, quorum, maxCommits });
+    expect(quorum).toBeGreaterThan(1);
+  });
+
+  test('a seal dated before its request is TRANSCRIPT_INVALID (SEAL_BEFORE_REQUEST)', async () => {
+    const seal = await resign(1, 'seal', { ...agree.seal.body, createdAt: agree.request.body.createdAt - 1 });
+    const f = failure(
+      await verifyTranscript(buildTranscript(agree.packets.map((p) => (p === agree.seal ? seal : p)))),
+    );
+    expect(f.code).toBe('TRANSCRIPT_INVALID');
+    expect(f.issues.map((x) => x.check)).toContain('SEAL_BEFORE_REQUEST');
+  });
+
   test('a sealed commit from another signer, or with another commitment, is TRANSCRIPT_INVALID', async () => {
     const [m0, m1, ...rest] = agree.seal.body.members;
     if (m0 === undefined || m1 === undefined) throw new Error('fixture has members');

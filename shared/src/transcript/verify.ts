@@ -75,6 +75,8 @@ export type TranscriptIssueCheck =
   | 'REQUEST_ID_MISMATCH'
   | 'SEAL_NOT_BY_COORDINATOR'
   | 'SEAL_WRONG_REQUEST'
+  | 'SEAL_SIZE'
+  | 'SEAL_BEFORE_REQUEST'
   | 'SEALED_COMMIT_MISSING'
   | 'SEALED_COMMIT_WRONG_SIGNER'
   | 'SEALED_COMMIT_WRONG_COMMITMENT'
@@ -323,6 +325,33 @@ function checkComposition(
       packetId: sealEntry.id,
       requestPacketId: seal.body.requestPacketId,
       expected: requestEntry.id,
+    });
+  }
+  // The frame's rules of a seal: a coordinator seals at least `quorum` commits (with fewer it fails the
+  // request) and at most `maxCommits` (early close). A seal outside them is no quorum: one sybil member
+  // would otherwise make an accepted verdict.
+  const { quorum, maxCommits } = request.body.frame;
+  const size = seal.body.members.length;
+  if (size < quorum || size > maxCommits) {
+    issues.push({
+      check: 'SEAL_SIZE',
+      message: `the seal has ${size} members; the frame asks for ${quorum} to ${maxCommits}`,
+      index: sealEntry.index,
+      packetId: sealEntry.id,
+      size,
+      quorum,
+      maxCommits,
+    });
+  }
+  // Both are the coordinator's clock: a seal cannot come before the request it seals.
+  if (seal.body.createdAt < request.body.createdAt) {
+    issues.push({
+      check: 'SEAL_BEFORE_REQUEST',
+      message: 'the seal is dated before the request',
+      index: sealEntry.index,
+      packetId: sealEntry.id,
+      sealCreatedAt: seal.body.createdAt,
+      requestCreatedAt: request.body.createdAt,
     });
   }
   for (const member of seal.body.members) {
