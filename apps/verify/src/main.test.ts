@@ -71,6 +71,23 @@ describe('synod-verify over the golden transcripts', () => {
     expect(r.out).toContain('the transcript does NOT hold: PACKET_BAD_SIGNATURE');
   });
 
+  test("a source's claimed digest that is not one is compared, and fails (exit 1); in another case it matches", async () => {
+    const s = scenarios[0] as Scenario;
+    const bad = await verify([
+      file('claim-bad.json', { ok: true, verdictDigest: 'FFFF', transcript: s.transcript }),
+    ]);
+    expect(bad.code).toBe(1);
+    expect(bad.out).toContain("the source's verdict digest does NOT match: given FFFF");
+    const upper = await verify([
+      file('claim-upper.json', {
+        ok: true,
+        verdictDigest: `0x${s.verdictDigest.toUpperCase()}`,
+        transcript: s.transcript,
+      }),
+    ]);
+    expect(upper.code).toBe(0);
+  });
+
   test('from standard input, as JSON', async () => {
     const s = scenarios[1] as Scenario;
     const r = await verify(['-', '--json'], JSON.stringify(s.transcript));

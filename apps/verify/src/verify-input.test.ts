@@ -20,8 +20,16 @@ describe('readVerifyInput', () => {
       transcript: t,
       claimed: { verdictDigest: D, root: R },
     });
-    // A claim that is not a digest is no claim.
-    expect(readVerifyInput(JSON.stringify({ transcript: t, verdictDigest: 'yes' })).claimed).toEqual({});
+    // A claim is compared whatever its form: a digest in another case or with 0x as the digest, anything
+    // else as given (it then differs from the derived digest), never dropped; null is no claim.
+    expect(
+      readVerifyInput(
+        JSON.stringify({ transcript: t, verdictDigest: `0x${D.toUpperCase()}`, transcriptRoot: null }),
+      ).claimed,
+    ).toEqual({ verdictDigest: D });
+    expect(
+      readVerifyInput(JSON.stringify({ transcript: t, verdictDigest: 'FFFF', transcriptRoot: 7 })).claimed,
+    ).toEqual({ verdictDigest: 'FFFF', root: '7' });
   });
 
   test.each([

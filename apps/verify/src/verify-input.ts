@@ -41,10 +41,24 @@ export function readVerifyInput(text: string): VerifyInput {
   const claimed: VerifyInput['claimed'] = {};
   const digest = o['verdictDigest'] ?? o['expectedVerdictDigest'];
   const root = o['transcriptRoot'] ?? o['expectedRoot'];
-  if (typeof digest === 'string' && HEX64.test(digest)) claimed.verdictDigest = digest;
-  if (typeof root === 'string' && HEX64.test(root)) claimed.root = root;
+  const claimedDigest = claimOf(digest);
+  const claimedRoot = claimOf(root);
+  if (claimedDigest !== undefined) claimed.verdictDigest = claimedDigest;
+  if (claimedRoot !== undefined) claimed.root = claimedRoot;
   const attestations = o['attestations'];
   return { transcript: o['transcript'], claimed, ...(Array.isArray(attestations) ? { attestations } : {}) };
+}
+
+/**
+ * What a source claims for a digest: 64 hex digits (any case, `0x` or not) as lowercase hex; anything
+ * else it gave, as it gave it, so that it is compared (and differs), never passed over as if the
+ * source had claimed nothing. Null or absent is no claim.
+ */
+function claimOf(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') return JSON.stringify(v);
+  const hex = v.toLowerCase().replace(/^0x/, '');
+  return HEX64.test(hex) ? hex : v;
 }
 
 /** A digest given on the command line: 64 hex digits, with or without `0x` (as the chain shows it). */
