@@ -194,6 +194,19 @@ describe('packets', () => {
     );
     const deep = { ...p, body: { ...p.body, params: { ...p.body.params, top_k: 3 } } };
     await expectCode(verifyPacket(deep, { now: NOW }), 'PACKET_UNKNOWN_FIELD');
+    // An own `__proto__` member, as JSON.parse makes one, at the body's top level and deeper.
+    const wire = new TextDecoder().decode(encodePacket(p));
+    for (const text of [
+      wire.replace('"body":{', '"body":{"__proto__":{"x":1},'),
+      wire.replace('"params":{', '"params":{"__proto__":{},'),
+    ]) {
+      expect(text).not.toBe(wire);
+      await expectCode(decodePacket(text, { now: NOW }), 'PACKET_UNKNOWN_FIELD');
+    }
+    await expectCode(
+      verifyPacket({ ...p, body: [] as unknown as typeof p.body }, { now: NOW }),
+      'PACKET_MALFORMED',
+    );
   });
 
   test('malformed, oversized, unknown type and wrong version are typed errors', async () => {

@@ -295,6 +295,12 @@ export const EnvelopeSchema = z.strictObject({
   v: z.number().int(),
   type: z.string().max(32),
   from: NodeIdSchema,
-  body: z.record(z.string(), z.unknown()),
+  // Any JSON object, passed on as it is for its type's strict schema: a record schema would copy it and
+  // drop an own `__proto__` member (which JSON.parse makes), so the packet would verify with a member
+  // the protocol does not define, where every other unknown member is refused.
+  body: z.custom<Record<string, unknown>>(
+    (b) => typeof b === 'object' && b !== null && !Array.isArray(b),
+    'body must be an object',
+  ),
   sig: SignatureSchema,
 });
