@@ -21,16 +21,12 @@ export function createApp(deps: EdgeDeps): Hono {
       cors({
         origin: origins.includes('*') ? '*' : origins,
         allowMethods: ['GET', 'POST', 'OPTIONS'],
-        allowHeaders: [
-          'authorization',
-          'content-type',
-          'idempotency-key',
-          'x-synod-node',
-          'x-synod-timestamp',
-          'x-synod-signature',
-        ],
+        // No list: the headers a preflight asks for are allowed (the origin is what is checked). The
+        // official `openai` client sends a dozen `x-stainless-*` headers, more with each version.
+        allowHeaders: [],
         exposeHeaders: [
           'retry-after',
+          'x-should-retry',
           'x-request-id',
           'x-synod-quota-limit',
           'x-synod-quota-remaining',

@@ -50,15 +50,6 @@ export async function submit(
   const caller = await authenticate(c, deps.store, deps.apiKeys, bytes, now, deps.config.signedQuotaPerDay);
   const wait = deps.limiter.take(caller.id);
   if (wait > 0) throw rateLimitedError(wait);
-  // Load shedding at the door: while the coordinator's log is full, a new request would only wait there
-  // to expire, and storing it would slow the relay for the requests already waiting.
-  const queue = deps.network.queue();
-  if (queue !== undefined && queue.queued >= queue.limit) {
-    deps.metrics.inc('synod_requests_shed_total', 'Requests refused with QUEUE_FULL', {
-      caller: caller.kind,
-    });
-    throw queueFullError(queue);
-  }
   const raw = parseJson(bytes);
   const { body, json: bodyJson } = buildRequest(
     toInput(raw),
@@ -80,6 +71,16 @@ export async function submit(
     idemKey === undefined ? undefined : { key: idemKey, bodyDigest: sha256Hex(canonicalBytes(raw)) };
   if (deps.network.coordinatorId === '') {
     throw edgeError(503, 'NETWORK_UNAVAILABLE', 'no coordinator is known yet; retry shortly');
+  }
+  // Load shedding at the door: while the coordinator's log is full, a new request would only wait there
+  // to expire, and storing it would slow the relay for the requests already waiting. After validation,
+  // so that a request that could never be taken gets its 4xx, not a 503 inviting a retry.
+  const queue = deps.network.queue();
+  if (queue !== undefined && queue.queued >= queue.limit) {
+    deps.metrics.inc('synod_requests_shed_total', 'Requests refused with QUEUE_FULL', {
+      caller: caller.kind,
+    });
+    throw queueFullError(queue);
   }
   let outcome: AdmissionOutcome;
   try {
@@ -152,6 +153,11 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
     const id = requestIdParam(c);
     const first = await findRequest(deps.store, deps.intake, id);
     if (!first) throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
+    // HEAD runs this GET handler and drops the body unread: a stream started here would wait on its
+    // reader (and poll the history) until the 15-minute deadline. The headers alone, then.
+    if (c.req.method === 'HEAD') {
+      return c.body(null, 200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    }
     return streamSSE(c, async (stream) => {
       let changed = true;
       let wake: (() => void) | undefined;

@@ -70,7 +70,9 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
 
   app.get('/v1/history', async (c) => {
     const q = c.req.query();
-    const limit = q['limit'] === undefined ? 50 : Number(q['limit']);
+    // Decimal digits only: Number() would also take '0x10', '1e2' and ' 5'.
+    const limit =
+      q['limit'] === undefined ? 50 : /^\d{1,3}$/.test(q['limit']) ? Number(q['limit']) : Number.NaN;
     if (!Number.isInteger(limit) || limit < 1 || limit > 200) {
       throw edgeError(400, 'INVALID_INPUT', 'limit must be an integer in 1-200');
     }

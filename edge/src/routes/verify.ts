@@ -2,6 +2,7 @@ import { buildTranscript, verifyTranscript } from '@synod/shared';
 import type { Hono } from 'hono';
 import { parseJson, readBody } from '../http/body.ts';
 import { edgeError, rateLimitedError } from '../http/errors.ts';
+import { TERMINAL } from '../views.ts';
 import type { EdgeDeps } from './deps.ts';
 import { requestIdParam } from './inference.ts';
 
@@ -50,7 +51,7 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
     const d = await deps.store.getRequest(id);
     if (!d) {
       if (await deps.intake.queued(id)) {
-        throw edgeError(409, 'NOT_FOUND', `request ${id} has no verdict yet (status queued)`, {
+        throw edgeError(409, 'NO_VERDICT', `request ${id} has no verdict yet (status queued)`, {
           status: 'queued',
         });
       }
@@ -58,9 +59,13 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
     }
     const packets = await deps.store.transcriptPackets(id);
     if (!packets || !d.verdict) {
-      throw edgeError(409, 'NOT_FOUND', `request ${id} has no verdict yet (status ${d.status})`, {
-        status: d.status,
-      });
+      const final = TERMINAL.has(d.status);
+      throw edgeError(
+        409,
+        'NO_VERDICT',
+        `request ${id} has no verdict${final ? '' : ' yet'} (status ${d.status})`,
+        { status: d.status },
+      );
     }
     const published = d.verdict.packet.body;
     // The nodes' signed attestations of the verdict, as received: not part of the transcript, but anyone

@@ -159,12 +159,19 @@ export class HistoryStore {
 
   /**
    * Store a reveal from a member of the request's seal, at most `REVEALS_PER_MEMBER` of them (the
-   * observer's bound). A reveal from anyone else has no place in the transcript: taken, a flood of them
-   * would only fill the database (and, before `transcriptPackets` chose by the verdict, one of them
-   * made the stored transcript stop verifying).
+   * observer's bound), until the verdict is recorded. A reveal from anyone else has no place in the
+   * transcript: taken, a flood of them would only fill the database. One after the verdict is no part
+   * of what the verdict was computed over, and a member's second valid reveal then would leave it
+   * ambiguous which of the two the transcript holds (the verdict names only rejected members' reveals).
    */
   async recordReveal(r: Stored<'reveal'>): Promise<void> {
     const { requestId } = r.packet.body;
+    const decided = await this.db
+      .select({ one: sql`1` })
+      .from(verdicts)
+      .where(eq(verdicts.requestId, requestId))
+      .limit(1);
+    if (decided.length > 0) return;
     const member = await this.db
       .select({ one: sql`1` })
       .from(sealMembers)
