@@ -34,7 +34,7 @@ import {
   verdictRows,
   verdicts,
 } from '@synod/shared/history';
-import { and, asc, desc, eq, exists, inArray, lt, or, type SQL, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, exists, inArray, lt, notInArray, or, type SQL, sql } from 'drizzle-orm';
 import type { LibSQLDatabase } from 'drizzle-orm/libsql';
 
 export type HistoryDb = LibSQLDatabase<typeof historySchema>;
@@ -150,6 +150,16 @@ export class HistoryStore {
       if (existing.length === 0) return;
       await tx.insert(seals).values(seal).onConflictDoNothing();
       if (members.length > 0) await tx.insert(sealMembers).values(members).onConflictDoNothing();
+      // Reveals taken before the seal was (see recordReveal) from nodes it left out go.
+      await tx.delete(reveals).where(
+        and(
+          eq(reveals.requestId, seal.requestId),
+          notInArray(
+            reveals.nodeId,
+            members.map((m) => m.nodeId),
+          ),
+        ),
+      );
       await tx
         .update(requests)
         .set({ status: 'sealed', updatedAt: now })
@@ -163,21 +173,21 @@ export class HistoryStore {
    * transcript: taken, a flood of them would only fill the database. One after the verdict is no part
    * of what the verdict was computed over, and a member's second valid reveal then would leave it
    * ambiguous which of the two the transcript holds (the verdict names only rejected members' reveals).
+   * A reveal may be recorded before its seal is (the coordinator records its seal after publishing it):
+   * then it is kept, and `recordSeal` drops those from nodes the seal left out.
    */
   async recordReveal(r: Stored<'reveal'>): Promise<void> {
     const { requestId } = r.packet.body;
-    const decided = await this.db
-      .select({ one: sql`1` })
-      .from(verdicts)
-      .where(eq(verdicts.requestId, requestId))
-      .limit(1);
-    if (decided.length > 0) return;
-    const member = await this.db
-      .select({ one: sql`1` })
-      .from(sealMembers)
-      .where(and(eq(sealMembers.requestId, requestId), eq(sealMembers.nodeId, r.packet.from)))
-      .limit(1);
-    if (member.length === 0) return;
+    const [state] = await this.db
+      .select({
+        decided: sql<number>`exists (select 1 from ${verdicts} where ${verdicts.requestId} = ${requestId})`,
+        sealed: sql<number>`exists (select 1 from ${seals} where ${seals.requestId} = ${requestId})`,
+        member: sql<number>`exists (select 1 from ${sealMembers} where ${sealMembers.requestId} = ${requestId} and ${sealMembers.nodeId} = ${r.packet.from})`,
+      })
+      .from(requests)
+      .where(eq(requests.requestId, requestId));
+    if (state === undefined || Number(state.decided) === 1) return;
+    if (Number(state.sealed) === 1 && Number(state.member) !== 1) return;
     const held = await this.db
       .select({ n: sql<number>`count(*)` })
       .from(reveals)
