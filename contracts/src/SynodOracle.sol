@@ -20,8 +20,10 @@ interface ISynodConsumer {
 /// request whose id is `<chainId>:<this contract>:<requestNo>`. The watcher's bridge account settles it
 /// exactly once: `fulfill` with the verdict's winning output, its digest and the transcript's Merkle
 /// root (anyone can re-verify the transcript at the relay's public `/v1/verify/<id>`), or `refund` with
-/// a reason. After the deadline anyone may refund a request still pending. Fees are paid out by
-/// withdrawal (`withdraw`), never pushed. A consumer contract's callback always gets its full
+/// a reason. After the deadline anyone may refund a request still pending. Every settlement names the
+/// question it settles (`questionHash`, emitted in `LLMRequested`): a reorg can hand a request number to
+/// another question, and a settlement signed for the first one must never settle the second. Fees are
+/// paid out by withdrawal (`withdraw`), never pushed. A consumer contract's callback always gets its full
 /// `callbackGasLimit`: a settlement sent with less gas reverts (`InsufficientGasForCallback`).
 contract SynodOracle {
     enum Status {
@@ -36,6 +38,8 @@ contract SynodOracle {
         uint96 fee;
         uint64 deadline;
         Status status;
+        /// `questionHashOf` the request: what a settlement must name to settle it.
+        bytes32 questionHash;
     }
 
     /// Bounds mirrored from the protocol (shared/src/packets): a request outside them is refused here
@@ -72,7 +76,8 @@ contract SynodOracle {
         uint16 temperatureCenti,
         uint16 quorum,
         uint256 fee,
-        uint64 deadline
+        uint64 deadline,
+        bytes32 questionHash
     );
     event LLMFulfilled(
         uint256 indexed requestNo, string answer, bytes32 verdictDigest, bytes32 transcriptRoot, bool callbackOk
@@ -93,6 +98,8 @@ contract SynodOracle {
     error NothingToWithdraw();
     error TransferFailed();
     error InsufficientGasForCallback(uint256 required);
+    /// The settlement names another question than the one pending under `requestNo` (`questionHash`).
+    error QuestionMismatch(uint256 requestNo, bytes32 questionHash);
 
     constructor(address bridge_, uint256 minFee_, uint64 timeout_, uint32 callbackGasLimit_) {
         owner = msg.sender;
@@ -133,20 +140,54 @@ contract SynodOracle {
 
         requestNo = nextRequestNo++;
         uint64 deadline = uint64(block.timestamp) + timeout;
-        requests[requestNo] =
-            Request({requester: msg.sender, fee: uint96(msg.value), deadline: deadline, status: Status.Pending});
+        bytes32 question = questionHashOf(msg.sender, prompt, acceptedModels, maxTokens, temperatureCenti, quorum);
+        requests[requestNo] = Request({
+            requester: msg.sender,
+            fee: uint96(msg.value),
+            deadline: deadline,
+            status: Status.Pending,
+            questionHash: question
+        });
         emit LLMRequested(
-            requestNo, msg.sender, prompt, acceptedModels, maxTokens, temperatureCenti, quorum, msg.value, deadline
+            requestNo,
+            msg.sender,
+            prompt,
+            acceptedModels,
+            maxTokens,
+            temperatureCenti,
+            quorum,
+            msg.value,
+            deadline,
+            question
         );
     }
 
-    /// @notice Settle a request with the network's verdict (bridge only, once).
-    function fulfill(uint256 requestNo, string calldata answer, bytes32 verdictDigest, bytes32 transcriptRoot)
-        external
-    {
+    /// @notice What a request asks, and who asks it, in one hash: a settlement must name it. The fee and
+    /// the deadline are left out: the same transaction mined again in another block (a reorg) asks the
+    /// same question at another block time, and its settlement still holds.
+    function questionHashOf(
+        address requester,
+        string calldata prompt,
+        string[] calldata acceptedModels,
+        uint32 maxTokens,
+        uint16 temperatureCenti,
+        uint16 quorum
+    ) public pure returns (bytes32) {
+        return keccak256(abi.encode(requester, prompt, acceptedModels, maxTokens, temperatureCenti, quorum));
+    }
+
+    /// @notice Settle a request with the network's verdict (bridge only, once). `questionHash` is the
+    /// one in the request's `LLMRequested` event: after a reorg that gave the number to another question
+    /// the call reverts (`QuestionMismatch`) rather than answer it with this answer.
+    function fulfill(
+        uint256 requestNo,
+        bytes32 questionHash,
+        string calldata answer,
+        bytes32 verdictDigest,
+        bytes32 transcriptRoot
+    ) external {
         if (msg.sender != bridge) revert NotBridge();
-        Request storage r = requests[requestNo];
-        if (r.status != Status.Pending) revert NotPending(requestNo);
+        Request storage r = _pending(requestNo, questionHash);
         r.status = Status.Fulfilled;
         balances[bridge] += r.fee;
         bool ok = _callback(r.requester, requestNo, true, answer, verdictDigest, transcriptRoot);
@@ -154,10 +195,10 @@ contract SynodOracle {
     }
 
     /// @notice Return a request's fee to its requester (the bridge at any time, anyone after the deadline;
-    /// once).
-    function refund(uint256 requestNo, string calldata reason) external {
-        Request storage r = requests[requestNo];
-        if (r.status != Status.Pending) revert NotPending(requestNo);
+    /// once). `questionHash` as in `fulfill` (`requests(n)` holds it too): a refund signed for one question
+    /// never settles another that a reorg put under the same number.
+    function refund(uint256 requestNo, bytes32 questionHash, string calldata reason) external {
+        Request storage r = _pending(requestNo, questionHash);
         if (msg.sender != bridge && block.timestamp <= r.deadline) revert NotExpired(requestNo, r.deadline);
         r.status = Status.Refunded;
         balances[r.requester] += r.fee;
@@ -173,6 +214,13 @@ contract SynodOracle {
         (bool sent,) = payable(msg.sender).call{value: amount}("");
         if (!sent) revert TransferFailed();
         emit Withdrawn(msg.sender, amount);
+    }
+
+    /// The request `requestNo` if it is pending and asks `questionHash`; reverts otherwise.
+    function _pending(uint256 requestNo, bytes32 questionHash) private view returns (Request storage r) {
+        r = requests[requestNo];
+        if (r.status != Status.Pending) revert NotPending(requestNo);
+        if (r.questionHash != questionHash) revert QuestionMismatch(requestNo, r.questionHash);
     }
 
     function _callback(

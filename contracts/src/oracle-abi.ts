@@ -111,6 +111,22 @@ export const synodOracleAbi = [
     type: 'error',
   },
   {
+    inputs: [
+      {
+        internalType: 'uint256',
+        name: 'requestNo',
+        type: 'uint256',
+      },
+      {
+        internalType: 'bytes32',
+        name: 'questionHash',
+        type: 'bytes32',
+      },
+    ],
+    name: 'QuestionMismatch',
+    type: 'error',
+  },
+  {
     inputs: [],
     name: 'TransferFailed',
     type: 'error',
@@ -246,6 +262,12 @@ export const synodOracleAbi = [
         internalType: 'uint64',
         name: 'deadline',
         type: 'uint64',
+      },
+      {
+        indexed: false,
+        internalType: 'bytes32',
+        name: 'questionHash',
+        type: 'bytes32',
       },
     ],
     name: 'LLMRequested',
@@ -440,6 +462,11 @@ export const synodOracleAbi = [
         type: 'uint256',
       },
       {
+        internalType: 'bytes32',
+        name: 'questionHash',
+        type: 'bytes32',
+      },
+      {
         internalType: 'string',
         name: 'answer',
         type: 'string',
@@ -502,9 +529,58 @@ export const synodOracleAbi = [
   {
     inputs: [
       {
+        internalType: 'address',
+        name: 'requester',
+        type: 'address',
+      },
+      {
+        internalType: 'string',
+        name: 'prompt',
+        type: 'string',
+      },
+      {
+        internalType: 'string[]',
+        name: 'acceptedModels',
+        type: 'string[]',
+      },
+      {
+        internalType: 'uint32',
+        name: 'maxTokens',
+        type: 'uint32',
+      },
+      {
+        internalType: 'uint16',
+        name: 'temperatureCenti',
+        type: 'uint16',
+      },
+      {
+        internalType: 'uint16',
+        name: 'quorum',
+        type: 'uint16',
+      },
+    ],
+    name: 'questionHashOf',
+    outputs: [
+      {
+        internalType: 'bytes32',
+        name: '',
+        type: 'bytes32',
+      },
+    ],
+    stateMutability: 'pure',
+    type: 'function',
+  },
+  {
+    inputs: [
+      {
         internalType: 'uint256',
         name: 'requestNo',
         type: 'uint256',
+      },
+      {
+        internalType: 'bytes32',
+        name: 'questionHash',
+        type: 'bytes32',
       },
       {
         internalType: 'string',
@@ -546,6 +622,11 @@ export const synodOracleAbi = [
         internalType: 'enum SynodOracle.Status',
         name: 'status',
         type: 'uint8',
+      },
+      {
+        internalType: 'bytes32',
+        name: 'questionHash',
+        type: 'bytes32',
       },
     ],
     stateMutability: 'view',

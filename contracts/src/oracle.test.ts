@@ -7,6 +7,8 @@ import {
   createPublicClient,
   createTestClient,
   createWalletClient,
+  encodeAbiParameters,
+  encodeFunctionData,
   getAddress,
   type Hex,
   type HttpTransport,
@@ -16,6 +18,7 @@ import {
   type PrivateKeyAccount,
   type PublicClient,
   parseAbi,
+  parseAbiParameters,
   parseEther,
   parseEventLogs,
   type TestClient,
@@ -291,7 +294,7 @@ async function fulfill(
       address: f.oracle,
       abi: synodOracleAbi,
       functionName: 'fulfill',
-      args: [requestNo, ANSWER, DIGEST, ROOT],
+      args: [requestNo, await questionOf(f, requestNo), ANSWER, DIGEST, ROOT],
       ...(gas !== undefined ? { gas } : {}),
     }),
   );
@@ -308,39 +311,61 @@ async function refund(
       address: f.oracle,
       abi: synodOracleAbi,
       functionName: 'refund',
-      args: [requestNo, reason],
+      args: [requestNo, await questionOf(f, requestNo), reason],
     }),
   );
 }
 
-function simulateFulfill(f: Fixture, requestNo: bigint, from: Wallet) {
+async function simulateFulfill(f: Fixture, requestNo: bigint, from: Wallet) {
   return client.simulateContract({
     address: f.oracle,
     abi: synodOracleAbi,
     functionName: 'fulfill',
-    args: [requestNo, ANSWER, DIGEST, ROOT],
+    args: [requestNo, await questionOf(f, requestNo), ANSWER, DIGEST, ROOT],
     account: from.account,
   });
 }
 
-function simulateRefund(f: Fixture, requestNo: bigint, from: Wallet) {
+async function simulateRefund(f: Fixture, requestNo: bigint, from: Wallet) {
   return client.simulateContract({
     address: f.oracle,
     abi: synodOracleAbi,
     functionName: 'refund',
-    args: [requestNo, 'TIMEOUT'],
+    args: [requestNo, await questionOf(f, requestNo), 'TIMEOUT'],
     account: from.account,
   });
 }
 
 async function requestOf(f: Fixture, requestNo: bigint) {
-  const [requester, fee, deadline, status] = await client.readContract({
+  const [requester, fee, deadline, status, questionHash] = await client.readContract({
     address: f.oracle,
     abi: synodOracleAbi,
     functionName: 'requests',
     args: [requestNo],
   });
-  return { requester, fee, deadline, status };
+  return { requester, fee, deadline, status, questionHash };
+}
+
+/** The question a settlement of `requestNo` must name, as the oracle holds it (zero for an unknown number). */
+async function questionOf(f: Fixture, requestNo: bigint): Promise<Hex> {
+  return (await requestOf(f, requestNo)).questionHash;
+}
+
+/** `questionHashOf` computed off chain: the ABI encoding of who asks and what, hashed. */
+function questionHash(
+  requester: Address,
+  [prompt, models, maxTokens, temperatureCenti, quorum]: CallLLMArgs,
+): Hex {
+  return keccak256(
+    encodeAbiParameters(parseAbiParameters('address, string, string[], uint32, uint16, uint16'), [
+      requester,
+      prompt,
+      models,
+      maxTokens,
+      temperatureCenti,
+      quorum,
+    ]),
+  );
 }
 
 function balanceIn(f: Fixture, account: Address): Promise<bigint> {
@@ -474,6 +499,7 @@ describe('callLLM', () => {
       quorum: 5,
       fee,
       deadline: (await blockTime(receipt)) + TIMEOUT,
+      questionHash: questionHash(f.user.account.address, ['Why is the sky blue?', MODELS, 512, 150, 5]),
     });
   });
 
@@ -487,7 +513,13 @@ describe('callLLM', () => {
       functionName: 'requests',
       args: [requestNo],
     });
-    expect(raw).toEqual([f.user.account.address, fee, (await blockTime(receipt)) + TIMEOUT, Status.Pending]);
+    expect(raw).toEqual([
+      f.user.account.address,
+      fee,
+      (await blockTime(receipt)) + TIMEOUT,
+      Status.Pending,
+      questionHash(f.user.account.address, validRequest),
+    ]);
     // The fee is held by the oracle until settlement; nobody's withdrawable balance changes yet.
     expect(await client.getBalance({ address: f.oracle })).toBe(fee);
     expect(await balanceIn(f, f.user.account.address)).toBe(0n);
@@ -501,6 +533,7 @@ describe('callLLM', () => {
       fee: 0n,
       deadline: 0n,
       status: Status.None,
+      questionHash: zeroHash,
     });
   });
 
@@ -720,6 +753,116 @@ describe('refund', () => {
     const f = await setup();
     expect(await revertOf(simulateRefund(f, 9n, f.bridge))).toEqual({ errorName: 'NotPending', args: [9n] });
     expect(await errorNameOf(simulateRefund(f, 9n, f.stranger))).toBe('NotPending');
+  });
+});
+
+describe('the question a settlement names', () => {
+  const QUESTION_A: CallLLMArgs = ['Question A: what is 2+2?', MODELS, 64, 0, 1];
+  const QUESTION_B: CallLLMArgs = ['Question B: whom do I pay?', MODELS, 64, 0, 1];
+
+  test('questionHashOf is the hash emitted in LLMRequested and stored; who asks and every argument change it', async () => {
+    const f = await setup();
+    const { requestNo, receipt } = await callLLM(f, QUESTION_A);
+    const [event] = parseEventLogs({ abi: synodOracleAbi, logs: receipt.logs, eventName: 'LLMRequested' });
+    const expected = questionHash(f.user.account.address, QUESTION_A);
+    expect(event?.args.questionHash).toBe(expected);
+    expect(await questionOf(f, requestNo)).toBe(expected);
+    const onChain = (requester: Address, args: CallLLMArgs) =>
+      client.readContract({
+        address: f.oracle,
+        abi: synodOracleAbi,
+        functionName: 'questionHashOf',
+        args: [requester, ...args],
+      });
+    expect(await onChain(f.user.account.address, QUESTION_A)).toBe(expected);
+    const [prompt, models, maxTokens, temperatureCenti, quorum] = QUESTION_A;
+    const variants: [Address, CallLLMArgs][] = [
+      [f.stranger.account.address, QUESTION_A],
+      [f.user.account.address, [`${prompt}?`, models, maxTokens, temperatureCenti, quorum]],
+      [f.user.account.address, [prompt, [...models].reverse(), maxTokens, temperatureCenti, quorum]],
+      [f.user.account.address, [prompt, models, maxTokens + 1, temperatureCenti, quorum]],
+      [f.user.account.address, [prompt, models, maxTokens, temperatureCenti + 1, quorum]],
+      [f.user.account.address, [prompt, models, maxTokens, temperatureCenti, quorum + 1]],
+    ];
+    const hashes = await Promise.all(variants.map(([who, args]) => onChain(who, args)));
+    expect(new Set([expected, ...hashes]).size).toBe(variants.length + 1);
+    expect(hashes).toEqual(variants.map(([who, args]) => questionHash(who, args)));
+  });
+
+  test('a fulfil or refund naming another question reverts with QuestionMismatch(n, the question held); nothing changes', async () => {
+    const f = await setup();
+    const { requestNo } = await callLLM(f, QUESTION_A);
+    const held = await questionOf(f, requestNo);
+    const other = questionHash(f.user.account.address, QUESTION_B);
+    const settle = (functionName: 'fulfill' | 'refund', from: Wallet) =>
+      functionName === 'fulfill'
+        ? client.simulateContract({
+            address: f.oracle,
+            abi: synodOracleAbi,
+            functionName,
+            args: [requestNo, other, ANSWER, DIGEST, ROOT],
+            account: from.account,
+          })
+        : client.simulateContract({
+            address: f.oracle,
+            abi: synodOracleAbi,
+            functionName,
+            args: [requestNo, other, 'NO_CONSENSUS'],
+            account: from.account,
+          });
+    const mismatch = { errorName: 'QuestionMismatch', args: [requestNo, held] };
+    expect(await revertOf(settle('fulfill', f.bridge))).toEqual(mismatch);
+    expect(await revertOf(settle('refund', f.bridge))).toEqual(mismatch);
+    await advanceTime(TIMEOUT + 1n);
+    expect(await revertOf(settle('refund', f.stranger))).toEqual(mismatch);
+    expect((await requestOf(f, requestNo)).status).toBe(Status.Pending);
+    // Naming the question held, it settles.
+    await fulfill(f, requestNo);
+    expect((await requestOf(f, requestNo)).status).toBe(Status.Fulfilled);
+  });
+
+  test('a fulfil signed for one question, mined again after a reorg gave its number to another question, reverts', async () => {
+    const f = await setup();
+    const rpc = (method: string, params: unknown[]) => client.request({ method, params } as never);
+    const a = await callLLM(f, QUESTION_A);
+    const fulfilA = await fulfill(f, a.requestNo);
+    const rawFulfil = (await rpc('eth_getRawTransactionByHash', [fulfilA.transactionHash])) as Hex;
+    // On the new chain the requester's same nonce asks question B, which gets number 1 in its turn, and
+    // the bridge's signed fulfil of A is mined after it.
+    const { nonce } = await client.getTransaction({ hash: a.receipt.transactionHash });
+    const rawB = await f.user.signTransaction(
+      await f.user.prepareTransactionRequest({
+        to: f.oracle,
+        data: encodeFunctionData({ abi: synodOracleAbi, functionName: 'callLLM', args: QUESTION_B }),
+        value: MIN_FEE,
+        nonce,
+        gas: 1_000_000n,
+      }),
+    );
+    const head = await client.getBlockNumber({ cacheTime: 0 });
+    await rpc('anvil_reorg', [
+      Number(head - a.receipt.blockNumber) + 1,
+      [
+        [rawB, 0],
+        [rawFulfil, 1],
+      ],
+    ]);
+    const replayed = await client.getTransactionReceipt({ hash: fulfilA.transactionHash });
+    expect(replayed.blockHash).not.toBe(fulfilA.blockHash);
+    expect(replayed.status).toBe('reverted');
+    expect(await requestOf(f, a.requestNo)).toMatchObject({
+      status: Status.Pending,
+      questionHash: questionHash(f.user.account.address, QUESTION_B),
+    });
+    expect(
+      await client.getContractEvents({
+        address: f.oracle,
+        abi: synodOracleAbi,
+        eventName: 'LLMFulfilled',
+        fromBlock: 0n,
+      }),
+    ).toEqual([]);
+    expect(await balanceIn(f, f.bridge.account.address)).toBe(0n);
   });
 });
 
@@ -965,7 +1108,7 @@ describe('consumer callbacks', () => {
       address: f.oracle,
       abi: synodOracleAbi,
       functionName: 'fulfill',
-      args: [requestNo, ANSWER, DIGEST, ROOT],
+      args: [requestNo, await questionOf(f, requestNo), ANSWER, DIGEST, ROOT],
       account: f.bridge.account,
       gas: 400_000n,
     });

@@ -139,6 +139,35 @@ describe('synod-verify --chain', () => {
     } finally {
       liar.stop(true);
     }
+
+    // In front of the real relay: the second request's transcript with a smaller quorum than was paid for
+    // on chain (its signatures then fail too, but the question's quorum is named on its own).
+    const shrinker = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      async fetch(req) {
+        const path = decodeURIComponent(new URL(req.url).pathname);
+        const real = await fetch(
+          `${net.relay.url}${path === `/v1/verify/${id(second)}` ? `/v1/verify/${encodeURIComponent(id(second))}` : path}`,
+        );
+        const text = await real.text();
+        if (path !== `/v1/verify/${id(second)}`)
+          return new Response(text, { status: real.status, headers: real.headers });
+        const body = JSON.parse(text) as {
+          transcript: { packets: { type: string; body: { frame?: { quorum: number } } }[] };
+        };
+        const request = body.transcript.packets.find((p) => p.type === 'request');
+        if (request?.body.frame) request.body.frame.quorum = 1;
+        return Response.json(body);
+      },
+    });
+    try {
+      const shrunk = await audit(`http://127.0.0.1:${shrinker.port}`);
+      expect(shrunk.code).toBe(1);
+      expect(shrunk.out).toContain("the transcript's quorum is 1, not the 3 asked for on chain");
+    } finally {
+      shrinker.stop(true);
+    }
   }, 120_000);
 
   test.each([

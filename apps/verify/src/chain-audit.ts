@@ -31,6 +31,7 @@ interface Asked {
   acceptedModels: readonly string[];
   maxTokens: number;
   temperatureCenti: number;
+  quorum: number;
   txHash: Hex;
 }
 
@@ -138,7 +139,9 @@ async function auditFulfilled(
   }
   const { input, report } = verified;
   const check = report.check;
-  if (!check.ok) return { requestId, reasons: reasonsOf(report) };
+  // The question is compared either way: what the transcript claims was asked is worth naming too.
+  if (!check.ok)
+    return { requestId, reasons: [...reasonsOf(report), ...questionMismatches(input.transcript, asked)] };
   // What the oracle wrote must be what is derived here (the answer compared whole, shown clipped).
   const output = check.verdict.winner?.output;
   for (const [what, given, derived] of [
@@ -169,6 +172,7 @@ function questionMismatches(transcript: unknown, asked: Asked | undefined): stri
   if (!request) return [];
   const out: string[] = [];
   const params = request['params'] as { maxTokens?: number; temperature?: number } | undefined;
+  const frame = request['frame'] as { quorum?: number } | undefined;
   const origin = request['origin'] as { txHash?: string } | undefined;
   if (request['prompt'] !== asked.prompt)
     out.push('the transcript answers another prompt than the one asked on chain');
@@ -177,6 +181,10 @@ function questionMismatches(transcript: unknown, asked: Asked | undefined): stri
   }
   if (params?.maxTokens !== asked.maxTokens || params?.temperature !== asked.temperatureCenti / 100) {
     out.push('the transcript was generated with other parameters than the ones asked for on chain');
+  }
+  // The quorum paid for on chain: a transcript with a smaller one would answer with fewer nodes.
+  if (frame?.quorum !== asked.quorum) {
+    out.push(`the transcript's quorum is ${frame?.quorum}, not the ${asked.quorum} asked for on chain`);
   }
   if (origin?.txHash !== asked.txHash.toLowerCase()) {
     out.push(`the transcript's request names transaction ${origin?.txHash}, not ${asked.txHash}`);
@@ -191,6 +199,7 @@ function askedOf(
     acceptedModels?: readonly string[] | undefined;
     maxTokens?: number | undefined;
     temperatureCenti?: number | undefined;
+    quorum?: number | undefined;
   },
   txHash: Hex,
 ): Asked {
@@ -199,6 +208,7 @@ function askedOf(
     acceptedModels: a.acceptedModels ?? [],
     maxTokens: Number(a.maxTokens),
     temperatureCenti: Number(a.temperatureCenti),
+    quorum: Number(a.quorum),
     txHash,
   };
 }

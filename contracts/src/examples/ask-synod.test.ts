@@ -115,8 +115,27 @@ async function question(asking: Address, n: bigint) {
   return { asker, fee, status, answerHash, verdictDigest };
 }
 
-const settle = (by: Wallet, oracle: Address, fn: 'fulfill' | 'refund', args: readonly unknown[]) =>
-  by.writeContract({ address: oracle, abi: synodOracleAbi, functionName: fn, args: args as never });
+/** The bridge's `fulfill` or `refund` of request `n`, naming the question the oracle holds under it. */
+async function settle(
+  by: Wallet,
+  oracle: Address,
+  fn: 'fulfill' | 'refund',
+  n: bigint,
+  rest: readonly unknown[],
+) {
+  const [, , , , question] = await client.readContract({
+    address: oracle,
+    abi: synodOracleAbi,
+    functionName: 'requests',
+    args: [n],
+  });
+  return by.writeContract({
+    address: oracle,
+    abi: synodOracleAbi,
+    functionName: fn,
+    args: [n, question, ...rest] as never,
+  });
+}
 
 describe('AskSynod, the example consumer', () => {
   test('asked through it, answered through the oracle: the answer emitted, its hash and digest kept', async () => {
@@ -140,7 +159,7 @@ describe('AskSynod, the example consumer', () => {
     const answer = 'Once upon a time there was a little boat. '.repeat(48);
     const digest = keccak256(toHex('verdict'));
     const root = keccak256(toHex('transcript'));
-    const receipt = await mined(await settle(s.bridge, s.oracle, 'fulfill', [n, answer, digest, root]));
+    const receipt = await mined(await settle(s.bridge, s.oracle, 'fulfill', n, [answer, digest, root]));
     const q = await question(s.asking, n);
     expect(q).toMatchObject({
       status: Status.Answered,
@@ -166,7 +185,7 @@ describe('AskSynod, the example consumer', () => {
   test('refunded: the asker, and only the asker, gets the fee back, once', async () => {
     const s = await setup();
     const n = await ask(s, 'Tell me a story');
-    await mined(await settle(s.bridge, s.oracle, 'refund', [n, 'NO_CONSENSUS']));
+    await mined(await settle(s.bridge, s.oracle, 'refund', n, ['NO_CONSENSUS']));
     expect((await question(s.asking, n)).status).toBe(Status.Refunded);
     const claim = (by: Wallet) =>
       by.writeContract({ address: s.asking, abi, functionName: 'claimRefund', args: [n] });

@@ -41,6 +41,7 @@ function event(requestNo: bigint, o: Partial<OracleRequestEvent> = {}): OracleRe
     quorum: 3,
     fee: 0n,
     deadline: 0n,
+    questionHash: hash('ee'),
     txHash: hash('a1'),
     logIndex: 0,
     blockNumber: 10n,

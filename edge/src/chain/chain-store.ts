@@ -115,6 +115,11 @@ export class ChainStore {
   /**
    * A reorg replaced the blocks from `fromBlock` on: rows still `pending` whose event was in them, and
    * that no settlement was sent for, become `reorged` until their event is seen again. Returns how many.
+   * Rows with a settlement transaction (claimed, or settled and not final) are left to it: it names the
+   * question of the row's event, which the oracle refuses for any other request under the number, so
+   * its follow-up (or the settlement check) finds it reverted or gone, and the row's event is checked
+   * before anything else is sent. Marked `reorged`, they would be neither followed up nor checked until
+   * their event came back, and a settlement that did land would go unrecorded meanwhile.
    */
   async markReorged(o: OracleRef, fromBlock: bigint, now: number): Promise<number> {
     const r = await this.db

@@ -39,13 +39,13 @@ afterAll(async () => {
 
 /** A request as an oracle (by default the relay's) holds it. */
 const oracleRequest = async (requestNo: bigint, oracle: `0x${string}` = chain.oracle) => {
-  const [requester, fee, deadline, status] = await chain.client.readContract({
+  const [requester, fee, deadline, status, questionHash] = await chain.client.readContract({
     address: oracle,
     abi: synodOracleAbi,
     functionName: 'requests',
     args: [requestNo],
   });
-  return { requester, fee, deadline, status };
+  return { requester, fee, deadline, status, questionHash };
 };
 
 /** The oracle's events of one kind for one request number. */
@@ -115,14 +115,52 @@ async function settledOnSideOracle(prompt: string, model: string, o: Partial<Cha
   const store = new ChainStore(net.relay.store.db);
   const logs: Record<string, unknown>[] = [];
   const w = sideWatcher(oracle, { confirmations: 0, settledCheckMs: 0, log: (e) => logs.push(e), ...o });
-  const { requestNo, blockNumber } = await chain.callLLM({ prompt, models: [model], oracle });
+  const { requestNo, blockNumber, txHash } = await chain.callLLM({ prompt, models: [model], oracle });
   const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
   const settled = model === 'stories260K' ? 'fulfilled' : 'refunded';
   // The fulfil lands in a later block than the request (the reorg tests cut between the two).
   if (settled === 'fulfilled') await chain.mine(1);
   await pollUntil(settled, async () => (await store.byRequestId(requestId))?.status === settled, w);
   const tx = (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`;
-  return { oracle, store, logs, w, requestNo, requestId, blockNumber, tx };
+  return { oracle, store, logs, w, requestNo, requestId, blockNumber, txHash, tx };
+}
+
+/**
+ * A `callLLM` signed by the requester and not sent (for `anvil_reorg` to mine on a new chain), with
+ * `nonce` when given (the nonce of a request the new chain replaces).
+ */
+async function signedCallLLM(
+  oracle: `0x${string}`,
+  prompt: string,
+  o: { models?: string[]; quorum?: number; nonce?: number } = {},
+): Promise<`0x${string}`> {
+  const request = await chain.requester.prepareTransactionRequest({
+    to: oracle,
+    data: encodeFunctionData({
+      abi: synodOracleAbi,
+      functionName: 'callLLM',
+      args: [prompt, o.models ?? ['stories260K'], 16, 0, o.quorum ?? 3],
+    }),
+    value: 1_000n,
+    gas: 1_000_000n,
+    ...(o.nonce !== undefined ? { nonce: o.nonce } : {}),
+  });
+  return chain.requester.signTransaction(request);
+}
+
+/**
+ * Replace the chain from `fromBlock` on (up to the head) with as many new blocks, the first holding
+ * `first` and the second `second`: signed transactions, as a reorg deeper than the confirmations.
+ */
+async function reorgFrom(fromBlock: bigint, first: `0x${string}`, second: `0x${string}`): Promise<void> {
+  const head = await chain.client.getBlockNumber({ cacheTime: 0 });
+  await chain.rpc('anvil_reorg', [
+    Number(head - fromBlock) + 1,
+    [
+      [first, 0],
+      [second, 1],
+    ],
+  ]);
 }
 
 describe('chain bridge: SynodOracle requests answered by the network', () => {
@@ -766,7 +804,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
           data: encodeFunctionData({
             abi: synodOracleAbi,
             functionName: 'refund',
-            args: [requestNo, 'OPERATOR_REFUND'],
+            args: [requestNo, (await oracleRequest(requestNo, oracle)).questionHash, 'OPERATOR_REFUND'],
           }),
           nonce: fulfil.nonce,
           gas: 500_000n,
@@ -814,6 +852,175 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       expect(
         (await store.cursor({ chainId: chain.anvil.chainId, contract: oracle.toLowerCase() }))?.blockNumber,
       ).toBe(Number(blockNumber) - 1);
+    } finally {
+      await w.stop();
+    }
+  });
+
+  test('a fulfil mined again after a reorg gave its number to another question reverts; that one is refunded REORG_CONFLICT, never given the answer', async () => {
+    const { oracle, store, logs, w, requestNo, requestId, blockNumber, txHash, tx } =
+      await settledOnSideOracle('Question A: what is two and two?', 'stories260K');
+    try {
+      const [answeredA] = await eventsOf('LLMFulfilled', requestNo, oracle);
+      expect(answeredA?.transactionHash).toBe(tx);
+      // The bridge's fulfil of A, signed and mined: a node puts it back in its pool when a reorg drops
+      // its block. On the new chain the requester's same nonce asks question B, which gets A's number,
+      // and the fulfil is mined right after it.
+      const rawFulfil = (await chain.rpc('eth_getRawTransactionByHash', [tx])) as `0x${string}`;
+      const { nonce } = await chain.client.getTransaction({ hash: txHash });
+      const rawB = await signedCallLLM(oracle, 'Question B: whom should I pay?', { nonce });
+      await reorgFrom(blockNumber, rawB, rawFulfil);
+      await chain.mine(1);
+      const replayed = await chain.client.getTransactionReceipt({ hash: tx });
+      expect(replayed.blockHash).not.toBe(answeredA?.blockHash ?? '');
+      expect(replayed.status).toBe('reverted');
+      expect((await oracleRequest(requestNo, oracle)).status).toBe(1);
+
+      await pollUntil(
+        'B refunded on chain and recorded',
+        async () =>
+          (await oracleRequest(requestNo, oracle)).status === 3 &&
+          (await store.byRequestId(requestId))?.status === 'refunded',
+        w,
+      );
+      expect(await eventsOf('LLMFulfilled', requestNo, oracle)).toEqual([]);
+      const refunds = await eventsOf('LLMRefunded', requestNo, oracle);
+      expect(refunds.map((e) => e.args.reason)).toEqual(['REORG_CONFLICT']);
+      // The row now holds B's event and the refund that settled it, not A's vanished ones.
+      expect(await store.byRequestId(requestId)).toMatchObject({
+        txHash: keccak256(rawB),
+        fulfilledTx: refunds[0]?.transactionHash,
+      });
+      expect(w.stats().undone).toBe(1);
+      expect(
+        logs.filter((l) => String(l['msg']).startsWith('a recorded event is no longer on the chain')),
+      ).toHaveLength(1);
+    } finally {
+      await w.stop();
+    }
+  });
+
+  test('a refund mined again after a reorg gave its number to another question reverts; that one is admitted and answered', async () => {
+    // A: refused by the relay (unknown model) and refunded.
+    const { oracle, store, w, requestNo, requestId, blockNumber, txHash, tx } = await settledOnSideOracle(
+      'Question A, for a model nobody serves',
+      'no-such-model',
+    );
+    try {
+      const rawRefund = (await chain.rpc('eth_getRawTransactionByHash', [tx])) as `0x${string}`;
+      const { nonce } = await chain.client.getTransaction({ hash: txHash });
+      const rawB = await signedCallLLM(oracle, 'Once upon a time', { nonce });
+      await reorgFrom(blockNumber, rawB, rawRefund);
+      await chain.mine(1);
+      expect((await chain.client.getTransactionReceipt({ hash: tx })).status).toBe('reverted');
+
+      await pollUntil(
+        'B fulfilled and recorded',
+        async () => (await store.byRequestId(requestId))?.status === 'fulfilled',
+        w,
+      );
+      expect(await eventsOf('LLMRefunded', requestNo, oracle)).toEqual([]);
+      const [fulfilled] = await eventsOf('LLMFulfilled', requestNo, oracle);
+      const view = await findView(net.relay.store, net.relay.intake, requestId);
+      expect(view?.request.prompt).toBe('Once upon a time');
+      expect(fulfilled?.args.answer).toBe(view?.verdict?.winner?.output ?? '');
+      expect(await store.byRequestId(requestId)).toMatchObject({
+        txHash: keccak256(rawB),
+        fulfilledTx: fulfilled?.transactionHash,
+      });
+    } finally {
+      await w.stop();
+    }
+  });
+
+  test('a reorg between reading the events of a range and the hash of its last block: the range is read again, its new event recorded', async () => {
+    const oracle = await chain.deployAnother();
+    const store = new ChainStore(net.relay.store.db);
+    await chain.mine(6);
+    // Quorum 4 with 3 nodes: nothing settles, the row is observed as recorded.
+    const raw = await signedCallLLM(oracle, 'Asked on the new fork', { quorum: 4 });
+    const { client } = bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey);
+    let armed = true;
+    // Test double over the real RPC: right after the first log read, the chain reorganises 4 blocks deep
+    // and the new chain's first block (under the confirmations) holds a callLLM.
+    const racing = new Proxy(client, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver);
+        if (prop !== 'getContractEvents') return v;
+        return async (args: unknown) => {
+          const logs = await (v as (a: unknown) => Promise<unknown[]>).call(target, args);
+          if (armed) {
+            armed = false;
+            await chain.rpc('anvil_reorg', [4, [[raw, 0]]]);
+          }
+          return logs;
+        };
+      },
+    });
+    const logs: Record<string, unknown>[] = [];
+    const w = sideWatcher(oracle, { client: racing, log: (e) => logs.push(e) });
+    try {
+      await w.poll();
+      expect(armed).toBe(false);
+      const [event] = await eventsOf('LLMRequested', 1n, oracle);
+      if (!event) throw new Error('no LLMRequested event on the new chain');
+      expect(await store.byRequestId(`${chain.anvil.chainId}:${oracle.toLowerCase()}:1`)).toMatchObject({
+        status: 'pending',
+        txHash: event.transactionHash,
+        blockHash: event.blockHash,
+      });
+      // The cursor's block is the chain's: nothing below it is left unread.
+      const cursor = await store.cursor({ chainId: chain.anvil.chainId, contract: oracle.toLowerCase() });
+      expect(cursor?.blockNumber).toBeGreaterThanOrEqual(Number(event.blockNumber));
+      const at = await chain.client.getBlock({ blockNumber: BigInt(cursor?.blockNumber ?? 0) });
+      expect(cursor?.blockHash).toBe(at.hash);
+      expect(w.stats()).toMatchObject({ events: 1, rereads: 1 });
+      expect(logs.filter((l) => String(l['msg']).startsWith('the chain changed while'))).toHaveLength(1);
+    } finally {
+      await w.stop();
+    }
+  });
+
+  test('events read from another fork than the blocks of the chain are read again; while they disagree the cursor stays', async () => {
+    const oracle = await chain.deployAnother();
+    const store = new ChainStore(net.relay.store.db);
+    const { requestNo, blockNumber } = await chain.callLLM({
+      prompt: 'Which fork?',
+      models: ['stories260K'],
+      quorum: 4,
+      oracle,
+    });
+    await chain.mine(2);
+    const { client } = bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey);
+    let forked = 4;
+    // Test double over the real RPC, as behind a load balancer: the first `forked` log reads answer from
+    // a node on another fork (same event, in a block of another hash).
+    const otherFork = new Proxy(client, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver);
+        if (prop !== 'getContractEvents') return v;
+        return async (args: unknown) => {
+          const logs = await (v as (a: unknown) => Promise<{ blockHash: string }[]>).call(target, args);
+          if (forked-- <= 0) return logs;
+          return logs.map((l) => ({ ...l, blockHash: `0x${'0f'.repeat(32)}` }));
+        };
+      },
+    });
+    const w = sideWatcher(oracle, { client: otherFork });
+    const ref = { chainId: chain.anvil.chainId, contract: oracle.toLowerCase() };
+    const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
+    try {
+      // Three reads disagree: the pass gives up without a cursor or a row, and without an error.
+      await w.poll();
+      expect(w.stats()).toMatchObject({ rereads: 3, events: 0, errors: 0 });
+      expect(await store.cursor(ref)).toBeNull();
+      expect(await store.byRequestId(requestId)).toBeNull();
+      // The next pass: one more disagreeing read, then the chain's own.
+      await w.poll();
+      expect(w.stats()).toMatchObject({ rereads: 4, events: 1 });
+      const block = await chain.client.getBlock({ blockNumber });
+      expect(await store.byRequestId(requestId)).toMatchObject({ status: 'pending', blockHash: block.hash });
+      expect(await store.cursor(ref)).not.toBeNull();
     } finally {
       await w.stop();
     }

@@ -127,6 +127,8 @@ export interface ChainWatcherStats {
   undone: number;
   /** Rows recorded again because the chain holds the request settled by another transaction. */
   resettled: number;
+  /** Block ranges whose events were read again because the chain changed while they were read. */
+  rereads: number;
   /** Settlements found final (no longer checked). */
   finalized: number;
   errors: number;
@@ -152,6 +154,9 @@ type Resolved = Omit<ChainWatcherOptions, Defaulted | 'now' | 'random'> &
 /** On-chain `Status` of SynodOracle's requests. */
 const ON_CHAIN = { none: 0, pending: 1, fulfilled: 2, refunded: 3 } as const;
 
+/** Reads of one block range in a pass before the pass gives up on a chain that keeps changing. */
+const RANGE_READ_ATTEMPTS = 3;
+
 /**
  * The chain bridge: reads SynodOracle's `LLMRequested` events once they are `confirmations` deep, turns
  * each into a network request (id `<chainId>:<oracle>:<requestNo>`, admitted like an HTTP request and
@@ -165,7 +170,9 @@ const ON_CHAIN = { none: 0, pending: 1, fulfilled: 2, refunded: 3 } as const;
  * sending another; the row becomes `fulfilled`/`refunded` once the transaction is confirmed; and the
  * contract refuses a second settlement in any case. When the block under the read cursor is replaced,
  * the last `reorgWindow` blocks are read again: rows whose event is gone become `reorged`, and go back to
- * `pending` when the event reappears.
+ * `pending` when the event reappears. Every settlement names the question of the event it answers
+ * (`questionHash`), and the contract refuses it for any other: a transaction signed for one question and
+ * mined again after a reorg that gave its number to another one reverts instead of settling it.
  */
 export class ChainWatcher {
   readonly #o: Resolved;
@@ -183,6 +190,7 @@ export class ChainWatcher {
     replaced: 0,
     undone: 0,
     resettled: 0,
+    rereads: 0,
     finalized: 0,
     errors: 0,
   };
@@ -315,19 +323,16 @@ export class ChainWatcher {
     const cursor = await this.#o.store.cursor(this.#ref);
     if (cursor !== null) {
       from = BigInt(cursor.blockNumber) + 1n;
-      // A missing block means the chain is shorter than the cursor; any other RPC error fails the pass.
-      const at = await client.getBlock({ blockNumber: BigInt(cursor.blockNumber) }).catch((e: unknown) => {
-        if (e instanceof BlockNotFoundError) return null;
-        throw e;
-      });
-      if (at === null || at.hash !== cursor.blockHash) {
+      // Null: the chain is shorter than the cursor.
+      const at = await this.#blockHash(BigInt(cursor.blockNumber));
+      if (at !== cursor.blockHash) {
         // The block under the cursor was replaced (a reorg deeper than `confirmations`): read the last
         // `reorgWindow` blocks again; their events not seen again stay `reorged`. A cursor above the head
         // (the chain was reset, as a development chain is) reads everything again from `fromBlock`.
         const back = BigInt(cursor.blockNumber) - reorgWindow;
         from = at !== null && back > this.#o.fromBlock ? back : this.#o.fromBlock;
         const n = await this.#o.store.markReorged(this.#ref, from, this.#o.now());
-        this.#stats.reorgs++;
+        this.#reorgSeen();
         this.#o.log?.({
           level: 'warn',
           msg: 'chain reorg under the cursor; reading again',
@@ -339,7 +344,32 @@ export class ChainWatcher {
     }
     while (from <= safe && !this.#stopped) {
       const to = from + maxBlockRange - 1n < safe ? from + maxBlockRange - 1n : safe;
-      const logs = await client.getContractEvents({
+      const read = await this.#readRange(from, to);
+      // The chain kept changing under the reads: the cursor stays, the next pass reads the range again.
+      if (read === null) return;
+      for (const e of read.events) {
+        this.#stats.events++;
+        await this.#onEvent(e);
+      }
+      await this.#o.store.setCursor(this.#ref, to, read.toHash, this.#o.now());
+      from = to + 1n;
+    }
+  }
+
+  /**
+   * The `LLMRequested` events of blocks `from`..`to` and the hash of block `to`, both of one chain, or
+   * null when the chain kept changing while they were read. Logs are read by block number: a reorg
+   * between reading them and reading `to`'s hash (or an RPC behind a load balancer answering from two
+   * forks) would pair one fork's events with the other fork's hash, and the cursor would then vouch for
+   * blocks whose events were never read. So `to`'s hash is read before and after the logs, and each
+   * log's block must be the chain's block at its height; if anything disagrees the range is read again.
+   */
+  async #readRange(from: bigint, to: bigint): Promise<{ events: OracleRequestEvent[]; toHash: Hex } | null> {
+    for (let attempt = 1; attempt <= RANGE_READ_ATTEMPTS; attempt++) {
+      const before = await this.#blockHash(to);
+      // The chain became shorter than `to` since the head was read: the next pass starts over.
+      if (before === null) return null;
+      const logs = await this.#o.client.getContractEvents({
         address: this.#o.oracle,
         abi: synodOracleAbi,
         eventName: 'LLMRequested',
@@ -347,10 +377,10 @@ export class ChainWatcher {
         toBlock: to,
         strict: true,
       });
+      const events: OracleRequestEvent[] = [];
       for (const l of logs) {
         if (l.removed || l.blockHash === null || l.transactionHash === null || l.logIndex === null) continue;
-        this.#stats.events++;
-        await this.#onEvent(
+        events.push(
           oracleRequestEvent(this.#ref, l.args, {
             txHash: l.transactionHash,
             logIndex: l.logIndex,
@@ -359,10 +389,48 @@ export class ChainWatcher {
           }),
         );
       }
-      const block = await client.getBlock({ blockNumber: to });
-      await this.#o.store.setCursor(this.#ref, to, block.hash, this.#o.now());
-      from = to + 1n;
+      if ((await this.#onChainNow(events)) && (await this.#blockHash(to)) === before) {
+        return { events, toHash: before };
+      }
+      this.#stats.rereads++;
+      this.#o.log?.({
+        level: 'warn',
+        msg: 'the chain changed while its events were read; reading them again',
+        from: Number(from),
+        to: Number(to),
+        attempt,
+      });
     }
+    return null;
+  }
+
+  /** Whether every event's block is the chain's block at its height now. */
+  async #onChainNow(events: readonly OracleRequestEvent[]): Promise<boolean> {
+    const blocks = new Map(events.map((e) => [e.blockNumber, e.blockHash.toLowerCase()]));
+    const held = await Promise.all(
+      [...blocks].map(async ([n, hash]) => (await this.#blockHash(n))?.toLowerCase() === hash),
+    );
+    return held.every(Boolean);
+  }
+
+  /** The hash of the chain's block at `height`, or null if the chain is not that long. */
+  async #blockHash(height: bigint): Promise<Hex | null> {
+    // A missing block means the chain is shorter; any other RPC error fails the pass.
+    const block = await this.#o.client.getBlock({ blockNumber: height }).catch((e: unknown) => {
+      if (e instanceof BlockNotFoundError) return null;
+      throw e;
+    });
+    return block?.hash ?? null;
+  }
+
+  /**
+   * A reorg was seen: counted, and the settlements not yet final are checked on chain in this pass
+   * rather than at the next `settledCheckMs`: one the reorg undid (or that its transaction, mined again,
+   * could not make on the new chain) is settled again, or its row found lost, without waiting.
+   */
+  #reorgSeen(): void {
+    this.#stats.reorgs++;
+    this.#nextSettledCheck = Number.NEGATIVE_INFINITY;
   }
 
   async #onEvent(e: OracleRequestEvent): Promise<void> {
@@ -370,9 +438,13 @@ export class ChainWatcher {
     const row = await this.#o.store.byRequestId(requestId);
     if (row !== null && row.status !== 'reorged') {
       if (row.txHash !== e.txHash.toLowerCase() || row.logIndex !== e.logIndex) {
+        // The recorded row wins for now. If its event is gone, that is found before anything more is
+        // sent for it (its block is checked) or when its settlement is followed up or checked (the
+        // settlement names the recorded event's question, which the contract refuses for any other);
+        // the blocks are then read again, and this event with them.
         this.#o.log?.({
           level: 'warn',
-          msg: 'a second event for a recorded chain request; ignored',
+          msg: 'a second event for a recorded chain request; left until the recorded one is settled or found gone',
           requestId,
         });
       }
@@ -390,7 +462,14 @@ export class ChainWatcher {
     await this.#o.store.recordRequest(e, this.#o.now());
     if (refused === null) return;
     const recorded = await this.#o.store.byRequestId(requestId);
-    if (recorded?.status === 'pending') await this.#send(recorded, { kind: 'refund', reason: refused });
+    // The refund names this event's question: sent only while the row holds this very event.
+    if (
+      recorded?.status === 'pending' &&
+      recorded.txHash === e.txHash.toLowerCase() &&
+      recorded.logIndex === e.logIndex
+    ) {
+      await this.#send(recorded, e, { kind: 'refund', reason: refused });
+    }
   }
 
   /** Admit an event's request; null when it is in the admission log, else the reason it was refused. */
@@ -454,22 +533,42 @@ export class ChainWatcher {
   /** True when the row moved on (settled, or a settlement was sent). */
   async #settleRow(row: ChainRequestRow): Promise<boolean> {
     if (row.fulfilledTx !== null) return this.#followUp(row, row.fulfilledTx as Hex);
-    const view = await this.#o.lookup(row.requestId);
-    let s: Settlement;
-    if (view === null) {
-      s = await this.#reconcile(row);
-    } else if (view.request.origin.kind === 'chain' && view.request.origin.txHash !== row.txHash) {
-      // The request was admitted from an event in another transaction (before a reorg): it answers this
-      // row only if it asks the same.
-      const e = await this.#eventOf(row);
-      if (e === null) return false;
-      s = sameRequest(view.request, e) ? settlementFor(view) : { kind: 'refund', reason: 'REORG_CONFLICT' };
-    } else {
-      s = settlementFor(view);
-    }
+    const { s, e } = await this.#decide(row, await this.#o.lookup(row.requestId));
     if (s.kind === 'wait') return false;
     if (!(await this.#stillCanonical(row))) return false;
-    return this.#send(row, s);
+    // The settlement names the question of the event it answers, so that event is read before sending
+    // (only now: rows still being answered cost no receipt read).
+    const event = e ?? (await this.#eventOf(row));
+    // Canonical a moment ago, yet not readable: an RPC hiccup or a reorg just now; the next pass sees.
+    if (event === null) return false;
+    return this.#send(row, event, s);
+  }
+
+  /**
+   * What to send for a pending row given the relay's view of its request, and the row's event when it
+   * had to be read to decide (null otherwise).
+   */
+  async #decide(
+    row: ChainRequestRow,
+    view: FoundView | null,
+  ): Promise<{ s: Settlement; e: OracleRequestEvent | null }> {
+    const admittedElsewhere =
+      view?.request.origin.kind === 'chain' && view.request.origin.txHash !== row.txHash;
+    if (view !== null && !admittedElsewhere) return { s: settlementFor(view), e: null };
+    const e = await this.#eventOf(row);
+    if (e === null) {
+      // Gone with a reorg (the row is marked lost here: nothing else would bring it to that check), or
+      // an RPC hiccup (decided again next pass).
+      await this.#stillCanonical(row);
+      return { s: { kind: 'wait' }, e: null };
+    }
+    if (view === null) return { s: await this.#reconcile(e), e };
+    // The request was admitted from an event in another transaction (before a reorg): it answers this
+    // row only if it asks the same.
+    return {
+      s: sameRequest(view.request, e) ? settlementFor(view) : { kind: 'refund', reason: 'REORG_CONFLICT' },
+      e,
+    };
   }
 
   /**
@@ -512,6 +611,11 @@ export class ChainWatcher {
     // A settled row always names its transaction (a CHECK holds it).
     const tx = row.fulfilledTx as Hex;
     // The common case, in one call: the row's own transaction is on the chain and settled the request.
+    // That needs no second look at the row's event: the transaction names the question of the event it
+    // was signed for, and the contract refuses it for any request under the number that asks another
+    // (so a reorg that gave the number to another question leaves it reverted, found below: pending or
+    // unknown, reopened, and the row's event checked), while the same question asked again (the same
+    // transaction mined again) is rightly settled by it.
     const settledIn = await this.#settledBy(row, tx, row.status as 'fulfilled' | 'refunded');
     if (settledIn !== null) {
       await this.#finalIf(row, tx, settledIn, finalized);
@@ -531,9 +635,10 @@ export class ChainWatcher {
       tx,
       onChain: status,
     });
-    // Unknown to the contract: the request's own event went with the reorg. Mark it lost now; a
-    // refused request has nothing in the relay that would bring it to that check before a send.
-    if (status === ON_CHAIN.none) await this.#stillCanonical(row);
+    // The request's own event may have gone with the reorg too (the number unknown to the contract, or
+    // holding another question): mark it lost now rather than when something is next sent for it (a
+    // refused request has nothing in the relay that would bring it to that check).
+    await this.#stillCanonical(row);
     return true;
   }
 
@@ -645,35 +750,35 @@ export class ChainWatcher {
    * again (an event found again is pending again; another request under the same number is refunded).
    */
   async #stillCanonical(row: ChainRequestRow): Promise<boolean> {
+    if ((await this.#blockHash(BigInt(row.blockNumber)))?.toLowerCase() === row.blockHash) return true;
+    await this.#lost(
+      row,
+      'a recorded event is no longer on the chain (a reorg deeper than the reorg window); reading again',
+    );
+    return false;
+  }
+
+  /**
+   * A row's event is not on the chain (as `#stillCanonical` found it, or as the oracle says: it holds
+   * another question under the number): the rows from its block on become `reorged` and the cursor goes
+   * back to just below it, so the next pass reads those blocks again.
+   */
+  async #lost(row: ChainRequestRow, msg: string): Promise<void> {
     const height = BigInt(row.blockNumber);
-    const at = await this.#o.client.getBlock({ blockNumber: height }).catch((e: unknown) => {
-      if (e instanceof BlockNotFoundError) return null;
-      throw e;
-    });
-    if (at !== null && at.hash === row.blockHash) return true;
     const now = this.#o.now();
     const reorged = await this.#o.store.markReorged(this.#ref, height, now);
     const below = height > 0n ? height - 1n : 0n;
     const base = await this.#o.client.getBlock({ blockNumber: below });
     await this.#o.store.setCursor(this.#ref, below, base.hash, now);
-    this.#stats.reorgs++;
-    this.#o.log?.({
-      level: 'warn',
-      msg: 'a recorded event is no longer on the chain (a reorg deeper than the reorg window); reading again',
-      requestId: row.requestId,
-      block: row.blockNumber,
-      reorged,
-    });
-    return false;
+    this.#reorgSeen();
+    this.#o.log?.({ level: 'warn', msg, requestId: row.requestId, block: row.blockNumber, reorged });
   }
 
   /**
    * A pending row whose request the relay does not have: the event was refused before it was recorded
    * and the refund was not sent (a restart in between). Read the event again and decide afresh.
    */
-  async #reconcile(row: ChainRequestRow): Promise<Settlement> {
-    const e = await this.#eventOf(row);
-    if (e === null) return { kind: 'wait' };
+  async #reconcile(e: OracleRequestEvent): Promise<Settlement> {
     const refused = await this.#admit(e);
     return refused === null ? { kind: 'wait' } : { kind: 'refund', reason: refused };
   }
@@ -693,8 +798,15 @@ export class ChainWatcher {
     });
   }
 
-  /** Sign, claim, broadcast. True when the settlement was sent (or found already done on chain). */
-  async #send(row: ChainRequestRow, s: Exclude<Settlement, { kind: 'wait' }>): Promise<boolean> {
+  /**
+   * Sign, claim, broadcast the settlement of the row's event `e`, naming its question. True when the
+   * settlement was sent (or found already done on chain, or the row found lost).
+   */
+  async #send(
+    row: ChainRequestRow,
+    e: OracleRequestEvent,
+    s: Exclude<Settlement, { kind: 'wait' }>,
+  ): Promise<boolean> {
     const { client, wallet, oracle } = this.#o;
     const requestNo = BigInt(row.requestNo);
     const data =
@@ -702,15 +814,29 @@ export class ChainWatcher {
         ? encodeFunctionData({
             abi: synodOracleAbi,
             functionName: 'fulfill',
-            args: [requestNo, s.answer, s.verdictDigest, s.transcriptRoot],
+            args: [requestNo, e.questionHash, s.answer, s.verdictDigest, s.transcriptRoot],
           })
-        : encodeFunctionData({ abi: synodOracleAbi, functionName: 'refund', args: [requestNo, s.reason] });
+        : encodeFunctionData({
+            abi: synodOracleAbi,
+            functionName: 'refund',
+            args: [requestNo, e.questionHash, s.reason],
+          });
     try {
       await client.call({ account: wallet.account, to: oracle, data });
-    } catch (e) {
+    } catch (err) {
+      const refused = revertName(err);
       // Settled already (by another watcher, or refunded by anyone after the deadline): record how.
-      if (revertName(e) === 'NotPending') return this.#recordOnChain(row);
-      throw e;
+      if (refused === 'NotPending') return this.#recordOnChain(row);
+      // The oracle holds another question under this number: the row's event is gone (a reorg since
+      // the canonical check), and whatever now holds the number is read and settled on its own.
+      if (refused === 'QuestionMismatch') {
+        await this.#lost(
+          row,
+          'the oracle holds another question under a recorded request number; reading again',
+        );
+        return true;
+      }
+      throw err;
     }
     const prepared = await wallet.prepareTransactionRequest({
       account: wallet.account,

@@ -25,6 +25,7 @@ const EVENT: OracleRequestEvent = {
   quorum: 5,
   fee: 1_000n,
   deadline: 1_800_000_000n,
+  questionHash: `0x${'ee'.repeat(32)}`,
   txHash: `0x${'AB'.repeat(32)}`,
   logIndex: 3,
   blockNumber: 12n,

@@ -20,6 +20,11 @@ export interface OracleRequestEvent {
   fee: bigint;
   /** Unix seconds after which anyone may refund the request on chain. */
   deadline: bigint;
+  /**
+   * The oracle's hash of who asks what (`questionHashOf`): every settlement names it, so one signed for
+   * this event can never settle another question a reorg put under the same number.
+   */
+  questionHash: Hex;
   txHash: Hex;
   logIndex: number;
   blockNumber: bigint;
@@ -38,6 +43,7 @@ export type LLMRequestedArgs = Pick<
   | 'quorum'
   | 'fee'
   | 'deadline'
+  | 'questionHash'
 >;
 
 /** An event from its oracle, its decoded arguments and where it was mined. */
@@ -58,6 +64,7 @@ export function oracleRequestEvent(
     quorum: args.quorum,
     fee: args.fee,
     deadline: args.deadline,
+    questionHash: args.questionHash,
     ...at,
   };
 }
