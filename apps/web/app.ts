@@ -228,7 +228,7 @@ async function refreshStanding(api: SynodPageApi, relay: string): Promise<void> 
   if (nodeId === null) return;
   let row: NodeRow | undefined;
   try {
-    const r = await fetch(`${relay.replace(/\/+$/, '')}/v1/nodes`);
+    const r = await fetch(`${relay.replace(/\/+$/, '')}/v1/nodes?node=${nodeId}`);
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     row = ((await r.json()) as { nodes: NodeRow[] }).nodes.find((n) => n.nodeId === nodeId);
   } catch (e) {

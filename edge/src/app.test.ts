@@ -165,6 +165,19 @@ describe('POST /v1/inference and the request lifecycle', () => {
       expect(row?.reputation.score).toBeGreaterThan(0);
       expect(row?.reputation.score).toBeLessThanOrEqual(1);
     }
+    // One node by id (what the web app asks for its own standing), and a page of one with its cursor.
+    const one = t.nodes[0]?.nodeId ?? '';
+    const byId = (await (await req(`/v1/nodes?node=${one}`)).json()) as {
+      nodes: NodeRow[];
+      nextCursor: null;
+    };
+    expect(byId).toMatchObject({ nodes: [{ nodeId: one }], nextCursor: null });
+    const first = (await (await req('/v1/nodes?limit=1')).json()) as { nodes: NodeRow[]; nextCursor: string };
+    expect(first.nodes).toHaveLength(1);
+    const next = (await (await req(`/v1/nodes?limit=1&cursor=${first.nextCursor}`)).json()) as {
+      nodes: NodeRow[];
+    };
+    expect(next.nodes[0]?.nodeId).not.toBe(first.nodes[0]?.nodeId);
   });
 
   test('history pages through every request once, newest first, by its cursor', async () => {
@@ -465,6 +478,10 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
     ['history limit with spaces', () => req('/v1/history?limit=%20%205'), 400, 'INVALID_INPUT'],
     ['bad history origin', () => req('/v1/history?origin=mail'), 400, 'INVALID_INPUT'],
     ['bad history cursor', () => req('/v1/history?cursor=yesterday'), 400, 'INVALID_INPUT'],
+    ['bad nodes limit', () => req('/v1/nodes?limit=501'), 400, 'INVALID_INPUT'],
+    ['nodes limit in hex', () => req('/v1/nodes?limit=0x10'), 400, 'INVALID_INPUT'],
+    ['bad nodes cursor', () => req('/v1/nodes?cursor=10:zz'), 400, 'INVALID_INPUT'],
+    ['bad nodes filter', () => req('/v1/nodes?node=abc'), 400, 'INVALID_INPUT'],
     ['unknown route', () => req('/v2/nothing'), 404, 'NOT_FOUND'],
   ];
 
@@ -653,6 +670,13 @@ describe('rate limits', () => {
       expect(v.status).toBe(429);
       expect(((await v.json()) as { error: { code: string } }).error.code).toBe('RATE_LIMITED');
       expect(v.headers.get('retry-after')).toBe('2');
+
+      // So are the public reads that page through the database, in a bucket of their own.
+      const read = (path: string) => limited.relay.app.request(`http://127.0.0.1${path}`);
+      expect([(await read('/v1/nodes')).status, (await read('/v1/history')).status]).toEqual([200, 200]);
+      const third = await read('/v1/nodes');
+      expect(third.status).toBe(429);
+      expect(third.headers.get('retry-after')).toBe('2');
     } finally {
       await limited.close();
     }

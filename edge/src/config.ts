@@ -11,7 +11,10 @@ export interface EdgeConfig {
   defaultModels: readonly string[];
   /** Requests per day for callers authenticated by a signed request (no API key row). */
   signedQuotaPerDay: number;
-  /** Rate limit per caller for writes and per client address for public reads and /v1/verify. */
+  /**
+   * Rate limit per caller for writes, and per client address for /v1/verify and for the public reads
+   * that page through the database (/v1/history, /v1/nodes, GET /v1/verify/:id), each its own bucket.
+   */
   rateLimit: RateLimitConfig;
   /** Body limits in bytes. */
   bodyLimit: number;

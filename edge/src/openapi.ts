@@ -320,7 +320,7 @@ export function openApiDocument(version: string): Json {
           responses: {
             '200': json(VERDICT_RESULT, 'it holds'),
             '422': json({ type: 'object' }, 'it does not hold'),
-            ...errors(ERROR_BODY, 400, 404, 409),
+            ...errors(ERROR_BODY, 400, 404, 409, 429),
           },
         },
       },
@@ -346,14 +346,32 @@ export function openApiDocument(version: string): Json {
               },
               'a page',
             ),
-            ...errors(ERROR_BODY, 400),
+            ...errors(ERROR_BODY, 400, 429),
           },
         },
       },
       '/v1/nodes': {
         get: {
-          summary: 'Nodes with capabilities (heartbeats) and reputation (from verdicts)',
-          responses: { '200': json({ type: 'object' }, 'the nodes') },
+          summary:
+            'Nodes with capabilities (heartbeats) and reputation (from verdicts), last heard first, paged',
+          parameters: [
+            query('limit', { type: 'integer', minimum: 1, maximum: 500, default: 100 }, 'page size'),
+            query('cursor', { type: 'string' }, 'the previous page’s nextCursor'),
+            query('node', HEX64, 'only this node'),
+          ],
+          responses: {
+            '200': json(
+              {
+                type: 'object',
+                properties: {
+                  nodes: { type: 'array', items: { type: 'object' } },
+                  nextCursor: { type: ['string', 'null'] },
+                },
+              },
+              'a page',
+            ),
+            ...errors(ERROR_BODY, 400, 429),
+          },
         },
       },
       '/healthz': {

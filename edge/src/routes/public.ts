@@ -1,16 +1,19 @@
 import { ORIGIN_KINDS, type OriginKind, REQUEST_STATUSES, type RequestStatus } from '@synod/shared/history';
-import type { Hono } from 'hono';
+import type { Hono, MiddlewareHandler } from 'hono';
 import edgePackage from '../../package.json';
 import { ChainStore } from '../chain/chain-store.ts';
-import { edgeError } from '../http/errors.ts';
+import { edgeError, rateLimitedError } from '../http/errors.ts';
 import { openApiDocument } from '../openapi.ts';
 import type { EdgeDeps } from './deps.ts';
 
 const MODEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$/;
 const NODE_RE = /^[0-9a-f]{64}$/;
 const CURSOR_RE = /^\d{1,16}:[0-9a-zA-Z:x]{1,128}$/;
+const NODES_CURSOR_RE = /^\d{1,16}:[0-9a-f]{64}$/;
 
 export function mountPublic(app: Hono, deps: EdgeDeps): void {
+  // Public reads that page through the database are limited per client address, as /v1/verify is.
+  for (const path of ['/v1/history', '/v1/nodes']) app.use(path, limitReads(deps));
   app.get('/healthz', async (c) => {
     const net = deps.network.health();
     let db = true;
@@ -101,11 +104,42 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     return c.json(page);
   });
 
-  app.get('/v1/nodes', async (c) => c.json({ nodes: await deps.store.listNodes() }));
+  app.get('/v1/nodes', async (c) => {
+    const q = c.req.query();
+    const limit =
+      q['limit'] === undefined ? 100 : /^\d{1,3}$/.test(q['limit']) ? Number(q['limit']) : Number.NaN;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
+      throw edgeError(400, 'INVALID_INPUT', 'limit must be an integer in 1-500');
+    }
+    if (q['node'] !== undefined && !NODE_RE.test(q['node']))
+      throw edgeError(400, 'INVALID_INPUT', 'bad node id');
+    if (q['cursor'] !== undefined && !NODES_CURSOR_RE.test(q['cursor'])) {
+      throw edgeError(400, 'INVALID_INPUT', 'bad cursor');
+    }
+    return c.json(
+      await deps.store.listNodes({
+        limit,
+        ...(q['node'] !== undefined ? { node: q['node'] } : {}),
+        ...(q['cursor'] !== undefined ? { cursor: q['cursor'] } : {}),
+      }),
+    );
+  });
 
   let document: Record<string, unknown> | undefined;
   app.get('/openapi.json', (c) => {
     document ??= openApiDocument(edgePackage.version);
     return c.json(document);
   });
+}
+
+/**
+ * Middleware: the per-client-address rate limit of public reads (the `read:` bucket of the limiter),
+ * 429 RATE_LIMITED with Retry-After past it.
+ */
+export function limitReads(deps: EdgeDeps): MiddlewareHandler {
+  return async (c, next) => {
+    const wait = deps.limiter.take(`read:${deps.clientAddress(c)}`);
+    if (wait > 0) throw rateLimitedError(wait);
+    await next();
+  };
 }

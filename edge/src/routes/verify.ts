@@ -5,6 +5,7 @@ import { edgeError, rateLimitedError } from '../http/errors.ts';
 import { TERMINAL } from '../views.ts';
 import type { EdgeDeps } from './deps.ts';
 import { requestIdParam } from './inference.ts';
+import { limitReads } from './public.ts';
 
 /**
  * The public verifier. `POST /v1/verify` takes `{ transcript, expectedVerdictDigest?, expectedRoot? }`
@@ -46,7 +47,7 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
     return c.json({ ok: false, error: check.error.toJSON() }, 422);
   });
 
-  app.get('/v1/verify/:id', async (c) => {
+  app.get('/v1/verify/:id', limitReads(deps), async (c) => {
     const id = requestIdParam(c);
     const d = await deps.store.getRequest(id);
     if (!d) {

@@ -16,7 +16,7 @@ import { GroupCommit } from '../relay/group-commit.ts';
 import { recordPacket } from '../relay/history-sink.ts';
 import { InProcessRelayNetwork } from '../relay/in-process.ts';
 import { mountInternal } from '../routes/internal.ts';
-import type { HistoryStore } from '../store/history-store.ts';
+import { type HistoryStore, NODE_RETENTION_MS } from '../store/history-store.ts';
 import {
   checkIdempotencyRetention,
   IDEMPOTENCY_PRUNE_EVERY_MS,
@@ -189,13 +189,16 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     defaultModels: o.defaultModels ?? o.configuredModels.slice(0, 1),
     ...o.config,
   };
-  // Expired Idempotency-Keys are forgotten at start and then every 10 minutes.
+  // Expired Idempotency-Keys, and nodes silent for a day that never took part in a verdict, are
+  // forgotten at start and then every 10 minutes.
   let pruning: Promise<void> | null = null;
   const prune = () => {
     if (pruning) return;
     pruning = pruneExpiredIdempotency(intake, now(), config.idempotencyRetentionMs)
-      .then((pruned) => {
+      .then(async (pruned) => {
         if (pruned > 0) log({ level: 'info', msg: 'expired idempotency keys forgotten', pruned });
+        const nodes = await store.pruneNodes(now() - NODE_RETENTION_MS);
+        if (nodes > 0) log({ level: 'info', msg: 'silent nodes without a history forgotten', nodes });
       })
       .catch((e) =>
         log({ level: 'error', msg: 'forgetting expired idempotency keys failed', err: String(e) }),

@@ -40,7 +40,7 @@ import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
 import { GatewayRelayNetwork } from '../relay/gateway.ts';
 import type { Admitter } from '../relay/network.ts';
-import { HistoryStore } from '../store/history-store.ts';
+import { HistoryStore, NODE_RETENTION_MS } from '../store/history-store.ts';
 import { pruneExpiredIdempotency } from '../store/idempotency-retention.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { applyMigrations } from '../store/migrate.ts';
@@ -298,11 +298,14 @@ export async function forgetExpiredKeys(env: WorkerEnv): Promise<number> {
     ...(env.SYNOD_DB_AUTH_TOKEN ? { authToken: env.SYNOD_DB_AUTH_TOKEN } : {}),
   });
   try {
-    return await pruneExpiredIdempotency(
+    const keys = await pruneExpiredIdempotency(
       new IntakeStore(client),
       now(),
       DEFAULT_EDGE_CONFIG.idempotencyRetentionMs,
     );
+    // Nodes silent for a day that never took part in a verdict, as the Bun relay forgets them.
+    await new HistoryStore(drizzle(client, { schema: historySchema })).pruneNodes(now() - NODE_RETENTION_MS);
+    return keys;
   } finally {
     client.close();
   }

@@ -92,3 +92,65 @@ describe('HistoryStore: reveals', () => {
     }
   });
 });
+
+describe('HistoryStore: the node registry', () => {
+  const heartbeat = async (seed: number, createdAt: number) =>
+    signPacket(await NodeKey.fromSeed(new Uint8Array(32).fill(seed)), 'heartbeat', {
+      role: 'node',
+      software: 'test',
+      models: [],
+      embedders: [],
+      capacity: { queued: 0, maxQueue: 4 },
+      addresses: [],
+      createdAt,
+    });
+
+  test('pages last heard first, with a cursor that neither repeats nor skips a node; one node by id', async () => {
+    const h = await openHistory(`file:${join(dir, 'nodes.db')}`);
+    try {
+      // Seven nodes, three heard at the same moment (the cursor's tie-break on the node id).
+      const seen = [10, 20, 30, 30, 30, 40, 50];
+      for (const [i, at] of seen.entries())
+        await h.store.recordHeartbeat(stored(await heartbeat(i + 1, at)), at);
+      const walked: string[] = [];
+      let cursor: string | undefined;
+      for (;;) {
+        const page = await h.store.listNodes({ limit: 2, ...(cursor ? { cursor } : {}) });
+        walked.push(...page.nodes.map((n) => n.nodeId));
+        if (page.nextCursor === null) break;
+        cursor = page.nextCursor;
+      }
+      expect(walked).toHaveLength(7);
+      expect(new Set(walked).size).toBe(7);
+      const all = (await h.store.listNodes({ limit: 100 })).nodes;
+      expect(all.map((n) => n.lastSeen)).toEqual([...seen].sort((a, b) => b - a));
+      expect(walked).toEqual(all.map((n) => n.nodeId));
+      const one = all[3]?.nodeId ?? '';
+      expect((await h.store.listNodes({ limit: 100, node: one })).nodes.map((n) => n.nodeId)).toEqual([one]);
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test('pruneNodes forgets nodes silent since a time that never took part in a verdict, and keeps the rest', async () => {
+    const h = await openHistory(`file:${join(dir, 'prune.db')}`);
+    try {
+      const [old, oldWithHistory, recent] = await Promise.all([
+        heartbeat(11, 100),
+        heartbeat(12, 100),
+        heartbeat(13, 900),
+      ]);
+      for (const p of [old, oldWithHistory, recent])
+        await h.store.recordHeartbeat(stored(p), p.body.createdAt);
+      await h.client.execute({
+        sql: 'INSERT INTO reputation (node_id, updated_at) VALUES (?, 1)',
+        args: [oldWithHistory.from],
+      });
+      expect(await h.store.pruneNodes(500)).toBe(1);
+      const left = (await h.store.listNodes({ limit: 100 })).nodes.map((n) => n.nodeId).sort();
+      expect(left).toEqual([oldWithHistory.from, recent.from].sort());
+    } finally {
+      h.client.close();
+    }
+  });
+});

@@ -398,33 +398,47 @@ export class HistoryStore {
     };
   }
 
-  async listNodes(): Promise<NodeSummary[]> {
+  /**
+   * Nodes, the most recently heard first, a page at a time (keyset on last seen and node id: a cursor
+   * stays valid while heartbeats come in), or the one node `q.node`.
+   */
+  async listNodes(q: NodesQuery): Promise<{ nodes: NodeSummary[]; nextCursor: string | null }> {
+    const where: SQL[] = [];
+    if (q.node !== undefined) where.push(eq(nodes.nodeId, q.node));
+    if (q.cursor !== undefined) {
+      const [seen, id] = q.cursor.split(':') as [string, string];
+      const lastSeen = Number(seen);
+      where.push(
+        or(lt(nodes.lastSeen, lastSeen), and(eq(nodes.lastSeen, lastSeen), lt(nodes.nodeId, id))) as SQL,
+      );
+    }
     const rows = await this.db
       .select({ node: nodes, rep: reputation })
       .from(nodes)
       .leftJoin(reputation, eq(reputation.nodeId, nodes.nodeId))
-      .orderBy(desc(nodes.lastSeen));
-    return rows.map(({ node, rep }) => ({
-      nodeId: node.nodeId,
-      role: node.role,
-      software: node.software,
-      models: node.models,
-      embedders: node.embedders,
-      tokensPerSecond: node.tokensPerSecond,
-      embeddingsPerSecond: node.embeddingsPerSecond,
-      firstSeen: node.firstSeen,
-      lastSeen: node.lastSeen,
-      reputation: rep
-        ? {
-            score: rep.score,
-            agreements: rep.agreements,
-            disagreements: rep.disagreements,
-            withheld: rep.withheld,
-            invalid: rep.invalid,
-            commits: rep.commits,
-          }
-        : { score: 0, agreements: 0, disagreements: 0, withheld: 0, invalid: 0, commits: 0 },
-    }));
+      .where(where.length > 0 ? and(...where) : undefined)
+      .orderBy(desc(nodes.lastSeen), desc(nodes.nodeId))
+      .limit(q.limit + 1);
+    const page = rows.slice(0, q.limit);
+    const last = page.at(-1)?.node;
+    return {
+      nodes: page.map(toNodeSummary),
+      nextCursor: rows.length > q.limit && last ? `${last.lastSeen}:${last.nodeId}` : null,
+    };
+  }
+
+  /**
+   * Forget up to `limit` nodes last heard before `before` that never took part in a verdict (no
+   * reputation row): the registry of a network anyone may send heartbeats to (from fresh keys, too)
+   * stays bounded; a node with a history keeps its row. Returns how many went.
+   */
+  async pruneNodes(before: number, limit = 1_000): Promise<number> {
+    const r = await this.db.run(sql`DELETE FROM ${nodes} WHERE ${nodes.nodeId} IN (
+      SELECT ${nodes.nodeId} FROM ${nodes}
+      WHERE ${nodes.lastSeen} < ${before}
+        AND NOT EXISTS (SELECT 1 FROM ${reputation} WHERE ${reputation.nodeId} = ${nodes.nodeId})
+      ORDER BY ${nodes.lastSeen} LIMIT ${limit})`);
+    return r.rowsAffected;
   }
 
   /** Models that nodes advertised in heartbeats seen since `since`. */
@@ -479,6 +493,48 @@ export interface HistoryItem {
   transcriptRoot: string | null;
   winnerNodeId: string | null;
   winnerModelId: string | null;
+}
+
+/** How long a node that never took part in a verdict stays in the registry after its last heartbeat. */
+export const NODE_RETENTION_MS = 24 * 60 * 60 * 1000;
+
+export interface NodesQuery {
+  /** Page size. */
+  limit: number;
+  /** The previous page's `nextCursor` (`<lastSeen>:<nodeId>`). */
+  cursor?: string;
+  /** Only this node. */
+  node?: string;
+}
+
+function toNodeSummary({
+  node,
+  rep,
+}: {
+  node: typeof nodes.$inferSelect;
+  rep: typeof reputation.$inferSelect | null;
+}): NodeSummary {
+  return {
+    nodeId: node.nodeId,
+    role: node.role,
+    software: node.software,
+    models: node.models,
+    embedders: node.embedders,
+    tokensPerSecond: node.tokensPerSecond,
+    embeddingsPerSecond: node.embeddingsPerSecond,
+    firstSeen: node.firstSeen,
+    lastSeen: node.lastSeen,
+    reputation: rep
+      ? {
+          score: rep.score,
+          agreements: rep.agreements,
+          disagreements: rep.disagreements,
+          withheld: rep.withheld,
+          invalid: rep.invalid,
+          commits: rep.commits,
+        }
+      : { score: 0, agreements: 0, disagreements: 0, withheld: 0, invalid: 0, commits: 0 },
+  };
 }
 
 export interface NodeSummary {
