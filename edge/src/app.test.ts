@@ -180,6 +180,16 @@ describe('POST /v1/inference and the request lifecycle', () => {
     expect(next.nodes[0]?.nodeId).not.toBe(first.nodes[0]?.nodeId);
   });
 
+  test('history shows a prompt whole, NUL characters and all', async () => {
+    const r = await post('/v1/inference', { prompt: 'a\u0000b', params: { maxTokens: 4 } });
+    const { requestId } = (await r.json()) as { requestId: string };
+    await waitForStatus(requestId, ['verdict', 'no-consensus']);
+    const h = (await (await req('/v1/history?limit=200')).json()) as {
+      items: { requestId: string; prompt: string | null }[];
+    };
+    expect(h.items.find((i) => i.requestId === requestId)?.prompt).toBe('a\u0000b');
+  });
+
   test('history pages through every request once, newest first, by its cursor', async () => {
     const ids: string[] = [];
     for (const prompt of ['One day', 'A dog', 'The sun']) {

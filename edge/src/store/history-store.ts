@@ -374,7 +374,9 @@ export class HistoryStore {
         coordinator: requests.coordinator,
         origin: requests.originKind,
         acceptedModels: requests.acceptedModels,
-        prompt: requests.prompt,
+        // As bytes: SQLite's text functions and the driver end a TEXT value at its first NUL, and a
+        // prompt may hold one (the packet, and so GET /v1/inference/:id, has it whole).
+        promptBytes: sql<ArrayBuffer | null>`CAST(${requests.prompt} AS BLOB)`,
         createdAt: requests.createdAt,
         updatedAt: requests.updatedAt,
         verdictDigest: verdicts.verdictDigest,
@@ -387,10 +389,13 @@ export class HistoryStore {
       .where(where.length > 0 ? and(...where) : undefined)
       .orderBy(desc(requests.createdAt), desc(requests.requestId))
       .limit(q.limit + 1);
-    const items = rows.slice(0, q.limit).map((r) => ({
-      ...r,
-      prompt: r.prompt === null ? null : r.prompt.length > 200 ? `${r.prompt.slice(0, 200)}…` : r.prompt,
-    }));
+    const items = rows.slice(0, q.limit).map(({ promptBytes, ...r }) => {
+      const prompt = promptBytes === null ? null : UTF8.decode(promptBytes);
+      return {
+        ...r,
+        prompt: prompt === null ? null : prompt.length > 200 ? `${prompt.slice(0, 200)}…` : prompt,
+      };
+    });
     const last = items[items.length - 1];
     return {
       items,
@@ -494,6 +499,8 @@ export interface HistoryItem {
   winnerNodeId: string | null;
   winnerModelId: string | null;
 }
+
+const UTF8 = new TextDecoder();
 
 /** How long a node that never took part in a verdict stays in the registry after its last heartbeat. */
 export const NODE_RETENTION_MS = 24 * 60 * 60 * 1000;
