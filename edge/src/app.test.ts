@@ -488,6 +488,19 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
     ['history limit with spaces', () => req('/v1/history?limit=%20%205'), 400, 'INVALID_INPUT'],
     ['bad history origin', () => req('/v1/history?origin=mail'), 400, 'INVALID_INPUT'],
     ['bad history cursor', () => req('/v1/history?cursor=yesterday'), 400, 'INVALID_INPUT'],
+    [
+      'a known path with another method',
+      () => req('/v1/inference', { method: 'PUT' }),
+      405,
+      'METHOD_NOT_ALLOWED',
+    ],
+    [
+      'DELETE on a request',
+      () => req(`/v1/inference/${'a'.repeat(64)}`, { method: 'DELETE' }),
+      405,
+      'METHOD_NOT_ALLOWED',
+    ],
+    ['GET on chat completions', () => req('/v1/chat/completions'), 405, 'METHOD_NOT_ALLOWED'],
     ['bad nodes limit', () => req('/v1/nodes?limit=501'), 400, 'INVALID_INPUT'],
     ['nodes limit in hex', () => req('/v1/nodes?limit=0x10'), 400, 'INVALID_INPUT'],
     ['bad nodes cursor', () => req('/v1/nodes?cursor=10:zz'), 400, 'INVALID_INPUT'],
@@ -786,6 +799,23 @@ describe('/v1/chat/completions when no verdict can come', () => {
       await n.close();
     }
   }, 60_000);
+});
+
+describe('405 METHOD_NOT_ALLOWED', () => {
+  test('names the methods the path is served with, in Allow and in the body; OpenAI-style on /v1/chat', async () => {
+    const r = await req('/v1/inference', { method: 'PATCH' });
+    expect(r.status).toBe(405);
+    expect(r.headers.get('allow')).toBe('POST');
+    expect(await r.json()).toMatchObject({
+      error: { code: 'METHOD_NOT_ALLOWED', details: { allow: ['POST'] } },
+    });
+    const chat = await req('/v1/chat/completions');
+    expect(chat.headers.get('allow')).toBe('POST');
+    expect(await chat.json()).toMatchObject({
+      error: { code: 'METHOD_NOT_ALLOWED', type: 'invalid_request_error' },
+    });
+    expect((await req('/v1/no-such-route', { method: 'PUT' })).status).toBe(404);
+  });
 });
 
 describe('a request still queued', () => {

@@ -1,5 +1,6 @@
 import { Hono } from 'hono';
 import { cors } from 'hono/cors';
+import { allowedMethods } from './http/allowed-methods.ts';
 import { edgeError, HttpError, toHttpError } from './http/errors.ts';
 import type { EdgeDeps } from './routes/deps.ts';
 import { mountInference } from './routes/inference.ts';
@@ -61,10 +62,24 @@ export function createApp(deps: EdgeDeps): Hono {
   mountOpenAi(app, deps);
   mountVerify(app, deps);
 
+  // A known path asked with another method is a 405 naming the ones it serves; anything else a 404.
+  const allowed = allowedMethods(app.routes);
   app.notFound((c) => {
-    const e = edgeError(404, 'NOT_FOUND', `no route ${c.req.method} ${new URL(c.req.url).pathname}`);
+    const path = new URL(c.req.url).pathname;
+    const methods = allowed(path);
+    const e =
+      methods.length > 0
+        ? new HttpError(
+            405,
+            'METHOD_NOT_ALLOWED',
+            `${path} is not served with ${c.req.method}; it is with ${methods.join(', ')}`,
+            { allow: methods },
+            undefined,
+            { allow: methods.join(', ') },
+          )
+        : edgeError(404, 'NOT_FOUND', `no route ${c.req.method} ${path}`);
     if (c.req.path.startsWith('/v1/chat') || c.req.path.startsWith('/v1/models')) return openAiError(c, e);
-    return c.json(e.body(), 404);
+    return c.json(e.body(), e.status, e.headers);
   });
 
   app.onError((err, c) => {
