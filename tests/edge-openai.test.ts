@@ -35,6 +35,26 @@ async function winnerOf(requestId: string): Promise<{ output: string; verdictDig
   return { output: j.verdict.winner.output, verdictDigest: j.verdict.verdictDigest };
 }
 
+/**
+ * The finish reason the winner's reveal carries in the request's verified transcript (`stop` when it
+ * has none), checked to be the only one the winner revealed.
+ */
+async function winnerFinish(requestId: string): Promise<string> {
+  const r = await fetch(`${t.relay.url}/v1/verify/${requestId}`);
+  const j = (await r.json()) as {
+    ok: boolean;
+    verdict: { winner: { nodeId: string; output: string } };
+    transcript: {
+      packets: { type: string; from: string; body: { output?: string; finishReason?: string } }[];
+    };
+  };
+  expect(j.ok).toBe(true);
+  const mine = j.transcript.packets.filter((p) => p.type === 'reveal' && p.from === j.verdict.winner.nodeId);
+  expect(mine).toHaveLength(1);
+  expect(mine[0]?.body.output).toBe(j.verdict.winner.output);
+  return mine[0]?.body.finishReason ?? 'stop';
+}
+
 /** The error a call rejects with (the client's promises are lazy thenables, so await them here). */
 async function caught(p: PromiseLike<unknown>): Promise<unknown> {
   try {
@@ -111,7 +131,7 @@ describe('the openai client against the relay', () => {
     expect(chunks).toBeGreaterThan(2);
     // One model name across the stream, as OpenAI sends it.
     expect([...models]).toEqual(['stories260K']);
-    expect(finish).toBe('stop');
+    expect(finish).not.toBeNull();
     // include_usage, as OpenAI does it: one last chunk with the usage and no choices.
     expect(usages).toHaveLength(1);
     expect(usages[0]).toMatchObject({ chunk: chunks, choices: 0 });
@@ -120,6 +140,37 @@ describe('the openai client against the relay', () => {
     const stored = await winnerOf(synod?.requestId ?? '');
     expect(text).toBe(stored.output);
     expect(text.length).toBeGreaterThan(0);
+    // `stop` or `length`, as the winner's reveal says (stories260K rarely ends a story in 24 tokens).
+    expect(finish).toBe(await winnerFinish(synod?.requestId ?? ''));
+  }, 120_000);
+
+  test('an answer cut at max_tokens says finish_reason "length", streamed and not', async () => {
+    const r = await client.chat.completions.create({
+      model: 'stories260K',
+      messages: [{ role: 'user', content: 'Once upon a time' }],
+      max_tokens: 3,
+    });
+    expect(r.choices[0]?.finish_reason).toBe('length');
+    expect(r.choices[0]?.message.content?.length).toBeGreaterThan(0);
+    // The winner's own signed reveal says so, and the transcript holding it verifies.
+    expect(await winnerFinish((r as unknown as { synod: SynodExtra }).synod.requestId)).toBe('length');
+
+    const stream = await client.chat.completions.create({
+      model: 'stories260K',
+      messages: [{ role: 'user', content: 'The little dog' }],
+      max_tokens: 3,
+      stream: true,
+    });
+    const finishes: (string | null)[] = [];
+    let synod: SynodExtra | undefined;
+    for await (const chunk of stream) {
+      const c = chunk.choices[0];
+      if (c) finishes.push(c.finish_reason);
+      synod = (chunk as unknown as { synod?: SynodExtra }).synod ?? synod;
+    }
+    expect(finishes.at(-1)).toBe('length');
+    expect(finishes.slice(0, -1).every((f) => f === null)).toBe(true);
+    expect(await winnerFinish(synod?.requestId ?? '')).toBe('length');
   }, 120_000);
 
   test("an unknown model is OpenAI's 404 (a NotFoundError) with code UNKNOWN_MODEL, naming `model`", async () => {

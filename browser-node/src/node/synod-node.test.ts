@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { deriveRequestId, NodeKey, type RequestBody, resolveFrame, type VerdictEffect } from '@synod/shared';
+import {
+  deriveRequestId,
+  NodeKey,
+  type Packet,
+  type RequestBody,
+  resolveFrame,
+  type VerdictEffect,
+} from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { SynodNode } from './synod-node.ts';
@@ -38,6 +45,7 @@ describe('SynodNode over an in-memory network with real engines', () => {
   let net: MemoryNetwork;
   let relay: SynodNode;
   const verdicts = new Map<string, VerdictEffect[]>();
+  const reveals: Packet<'reveal'>[] = [];
 
   beforeAll(async () => {
     net = new MemoryNetwork();
@@ -47,6 +55,9 @@ describe('SynodNode over an in-memory network with real engines', () => {
       role: 'relay',
       transports: [net.join(relayKey.nodeId)],
       onVerdict: (id, v) => verdicts.set(id, [...(verdicts.get(id) ?? []), v]),
+      onPacket: ({ packet }) => {
+        if (packet.type === 'reveal') reveals.push(packet);
+      },
     });
     await relay.start();
     for (let i = 0; i < 3; i++) {
@@ -92,6 +103,21 @@ describe('SynodNode over an in-memory network with real engines', () => {
     const m = relay.metrics();
     expect(m.published.seal).toBe(1);
     expect(m.published.verdict).toBe(1);
+  });
+
+  test('an output cut at maxTokens is revealed with finishReason length, and the verdict is as usual', async () => {
+    const body = request(servings[0] as TestServing, Date.now(), {
+      nonce: `${'00'.repeat(15)}03`,
+      params: { temperature: 0, maxTokens: 3 },
+    });
+    await relay.submit(body);
+    await until(() => (verdicts.get(body.requestId)?.length ?? 0) >= 4);
+    const mine = reveals.filter((r) => r.body.requestId === body.requestId);
+    expect(mine).toHaveLength(3);
+    for (const r of mine) expect(r.body.finishReason).toBe('length');
+    const all = verdicts.get(body.requestId) ?? [];
+    expect(new Set(all.map((v) => v.digest)).size).toBe(1);
+    expect(all.find((v) => v.check === 'computed')?.verdict.status).toBe('accepted');
   });
 
   test('a request no node serves expires with quorum-not-met', async () => {

@@ -655,6 +655,7 @@ export class SynodNode {
             output: r.text,
             bEmbedding,
             salt,
+            finishReason: r.finishReason,
           }),
         );
       })

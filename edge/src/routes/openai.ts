@@ -1,4 +1,4 @@
-import { LIMITS } from '@synod/shared';
+import { LIMITS, selectReveals } from '@synod/shared';
 import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import * as z from 'zod';
@@ -294,6 +294,21 @@ function completionId(requestId: string): string {
   return `chatcmpl-${requestId.replace(/[^0-9a-zA-Z]/g, '').slice(0, 48)}`;
 }
 
+/**
+ * OpenAI's finish_reason: `length` when the winner's reveal says its output was cut at maxTokens, else
+ * `stop`. The reveal is the one the verdict counted for the winner (`selectReveals`, the verdict's own
+ * rule): finishReason is signed but not committed to, so only that reveal's counts.
+ */
+function finishReason(d: RequestDetail): 'stop' | 'length' {
+  const verdict = d.verdict?.packet.body.verdict;
+  const winner = verdict?.winner;
+  if (!verdict || !winner || !d.seal) return 'stop';
+  const cited = new Set(verdict.rejected.map((r) => r.revealId));
+  const chosen = selectReveals(verdict, { id: d.requestPacketId, packet: d.request }, d.seal, d.reveals);
+  const counted = chosen?.reveals.find((r) => r.packet.from === winner.nodeId && !cited.has(r.id));
+  return counted?.packet.body.finishReason === 'length' ? 'length' : 'stop';
+}
+
 function completionBody(d: RequestDetail, model: string) {
   const view = requestView(d);
   const winner = d.verdict?.packet.body.verdict.winner ?? null;
@@ -312,7 +327,7 @@ function completionBody(d: RequestDetail, model: string) {
         index: 0,
         message: { role: 'assistant' as const, content, refusal: null },
         logprobs: null,
-        finish_reason: 'stop' as const,
+        finish_reason: finishReason(d),
       },
     ],
     usage: {
@@ -459,7 +474,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         await out.writeSSE({
           data: JSON.stringify({
             ...base,
-            choices: [{ index: 0, delta: {}, finish_reason: 'stop' }],
+            choices: [{ index: 0, delta: {}, finish_reason: body.choices[0]?.finish_reason ?? 'stop' }],
             synod: body.synod,
           }),
         });

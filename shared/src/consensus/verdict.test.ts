@@ -360,6 +360,32 @@ describe('computeVerdict', () => {
     ]);
   });
 
+  test("a reveal's finishReason is not consensus: the verdict is the same with it, and a second reveal differing in it is a duplicate", async () => {
+    const sc = await buildScenario({ label: 'finish', bits: BITS, nodes: [agree(), agree([1]), agree([2])] });
+    const cut = await Promise.all(
+      sc.nodes.map((n) => signReveal(n.key, { ...n.revealBody, finishReason: 'length' })),
+    );
+    const v = verdictOf(sc);
+    expect(v.status).toBe('accepted');
+    expect(verdictOf(sc, cut)).toEqual(v);
+    const n0 = node(sc, 0);
+    const both = [...sc.reveals, cut[0] as NonNullable<(typeof cut)[0]>];
+    const vb = verdictOf(sc, both);
+    expect(vb.accepted).toEqual(v.accepted);
+    expect(vb.winner).toEqual(v.winner);
+    expect(vb.rejected).toEqual([
+      {
+        nodeId: n0.nodeId,
+        commitment: n0.commitment,
+        revealId: [
+          (n0.reveal as NonNullable<typeof n0.reveal>).id,
+          (cut[0] as { id: string }).id,
+        ].sort()[1] as string,
+        reason: 'DUPLICATE_REVEAL',
+      },
+    ]);
+  });
+
   test('re-embedding: bits farther than the noise tolerance are EMBEDDING_DISAGREES', async () => {
     const sc = await buildScenario({
       label: 'reembed',

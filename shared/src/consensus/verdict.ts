@@ -29,7 +29,8 @@
  *                           entry in `reembedded` are not re-checked.
  *
  * 3. One reveal per member. A member's *considered* reveal is its valid reveal with the smallest packet
- *    id (several valid reveals can only differ in createdAt: the commitment binds everything else) or,
+ *    id (several valid reveals can only differ in createdAt and in finishReason, which no step reads:
+ *    the commitment binds everything else) or,
  *    when none is valid, its reveal with the smallest packet id. Its other reveals are never counted;
  *    the one of them with the smallest id is listed as DUPLICATE_REVEAL as evidence, the rest are left
  *    to the transcript. A member with no reveal at all gets NOT_REVEALED (revealId null). So every

@@ -213,6 +213,58 @@ describe('commit and reveal', () => {
     expect(h.state.work).toMatchObject({ phase: 'revealed', material: null });
   });
 
+  test('a result cut at maxTokens is revealed with finishReason length, uncommitted, across a restart', async () => {
+    /** Infer (cut or not), commit, maybe restart, then seal: the reveal body this node publishes. */
+    async function revealOf(finishReason: 'stop' | 'length' | undefined, stripStored = false) {
+      const w = await world();
+      const h = new Harness(w, nodeConfig());
+      h.packet(w.requestPacket, T0 + 5);
+      const m = material(w.me, w.request);
+      const commitFx = h
+        .step({
+          kind: 'inference-done',
+          now: T0 + 1_000,
+          requestId: w.request.requestId,
+          model: MODEL,
+          output: m.output,
+          bEmbedding: m.bEmbedding,
+          salt: m.salt,
+          ...(finishReason ? { finishReason } : {}),
+        })
+        .find((e) => e.kind === 'publish') as Extract<Effect, { kind: 'publish' }>;
+      // The commitment does not cover it: the same as for an uncut result.
+      expect(commitFx.body).toMatchObject({ commitment: m.commitment });
+      // Stored and loaded again; `stripStored` stands for a state saved before the field existed.
+      const stored = JSON.parse(serializeState(h.state)) as NodeState;
+      if (stripStored) delete stored.work.material?.finishReason;
+      h.state = restoreState(JSON.stringify(stored)) as NodeState;
+      h.step({ kind: 'restored', now: T0 + 1_050 });
+      const mine = (await signPacket(w.me, 'commit', commitFx.body as never)) as Packet<'commit'>;
+      const others = await Promise.all([1, 2].map((i) => signedCommit(w.keys[i]!, w.request, T0 + 1_050)));
+      const seal = await sealOf(
+        w,
+        [{ key: w.me, commit: mine }, ...others.map((commit, i) => ({ key: w.keys[i + 1]!, commit }))],
+        T0 + 1_100,
+      );
+      const fx = h.packet(seal, T0 + 1_150);
+      const reveal = fx.find((e) => e.kind === 'publish' && e.packetType === 'reveal') as Extract<
+        Effect,
+        { kind: 'publish' }
+      >;
+      return reveal.body as Packet<'reveal'>['body'];
+    }
+    const cut = await revealOf('length');
+    expect(cut.finishReason).toBe('length');
+    // It signs as a reveal; the verdict's inputs (output, bits, salt, model) are those of an uncut one.
+    const signed = await signPacket((await world()).me, 'reveal', cut);
+    expect(signed.body.finishReason).toBe('length');
+    for (const body of [await revealOf('stop'), await revealOf(undefined), await revealOf('length', true)]) {
+      expect('finishReason' in body).toBe(false);
+      const { finishReason: _drop, ...uncut } = cut;
+      expect(body).toEqual(uncut);
+    }
+  });
+
   test('a seal without it: drops the material and never reveals', async () => {
     const w = await world();
     const h = new Harness(w, nodeConfig());

@@ -75,6 +75,11 @@ export interface RevealMaterial {
   bEmbedding: string;
   salt: string;
   commitment: string;
+  /**
+   * Set only when the output was cut at maxTokens (states stored before it existed have none); revealed
+   * as is, it is not part of the commitment.
+   */
+  finishReason?: 'length';
 }
 
 export interface NodeWork {
@@ -315,6 +320,8 @@ function onInferenceDone(s: NodeState, fx: Effect[], event: InferenceDoneEvent):
       bEmbedding: event.bEmbedding,
       salt: event.salt,
     }),
+    // Only when cut: the state stays plain JSON (no undefined) and the reveal has no member otherwise.
+    ...(event.finishReason === 'length' ? { finishReason: 'length' as const } : {}),
   };
   cancelTimer(s, fx, 'commit-deadline');
   s.work = { ...s.work, phase: 'committed', material };
@@ -359,5 +366,6 @@ function onSealed(s: NodeState, fx: Effect[], now: number): void {
     model: material.model,
     salt: material.salt,
     createdAt: now,
+    ...(material.finishReason === 'length' ? { finishReason: 'length' as const } : {}),
   });
 }

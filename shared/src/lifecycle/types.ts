@@ -85,6 +85,11 @@ export interface InferenceDoneEvent {
   bEmbedding: string;
   /** 32 random bytes, lowercase hex. The core has no randomness of its own. */
   salt: string;
+  /**
+   * `length` when the output was cut at params.maxTokens; absent or `stop` when the model ended it.
+   * Revealed (signed, not committed to) as the reveal's `finishReason`, only when `length`.
+   */
+  finishReason?: 'stop' | 'length';
 }
 
 /** node: the engine could not finish a `start-inference`. */

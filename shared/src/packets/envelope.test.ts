@@ -209,6 +209,32 @@ describe('packets', () => {
     );
   });
 
+  test("a reveal's optional finishReason is 'length' only: signed, round-trips, verifies; absent keeps the old bytes", async () => {
+    const key = await seedKey(13);
+    const req = requestBody();
+    const reveal = bodies(req.requestId, key.nodeId).reveal;
+    const cut = await signPacket(key, 'reveal', { ...reveal, finishReason: 'length' });
+    const decoded = await decodePacket(encodePacket(cut), { now: NOW });
+    expect(decoded.packet).toEqual(cut);
+    expect((decoded.packet as typeof cut).body.finishReason).toBe('length');
+    expect((await verifyPacket(cut, { now: NOW })).id).toBe(packetId(cut));
+    // It is signed: dropping it (or adding it to an uncut reveal) breaks the signature.
+    const { finishReason: _drop, ...uncutBody } = cut.body;
+    await expectCode(verifyPacket({ ...cut, body: uncutBody }, { now: NOW }), 'PACKET_BAD_SIGNATURE');
+    const uncut = await signPacket(key, 'reveal', reveal);
+    expect(new TextDecoder().decode(encodePacket(uncut))).not.toContain('finishReason');
+    await expectCode(
+      verifyPacket({ ...uncut, body: { ...uncut.body, finishReason: 'length' } }, { now: NOW }),
+      'PACKET_BAD_SIGNATURE',
+    );
+    // Only 'length' exists: the model stopping on its own is the member's absence.
+    for (const value of ['stop', 'LENGTH', '', null, 1]) {
+      const body = { ...reveal, finishReason: value } as never;
+      await expectCode(signPacket(key, 'reveal', body), 'PACKET_INVALID_FIELD');
+      await expectCode(verifyPacket({ ...uncut, body }, { now: NOW }), 'PACKET_INVALID_FIELD');
+    }
+  });
+
   test('malformed, oversized, unknown type and wrong version are typed errors', async () => {
     const key = await seedKey(8);
     const p = await signPacket(key, 'commit', {

@@ -163,6 +163,11 @@ export const RevealBodySchema = z.strictObject({
   model: ModelRefSchema,
   salt: hex(32),
   createdAt: Timestamp,
+  /**
+   * Present only when the output was cut at params.maxTokens; absent, the model stopped on its own.
+   * Signed with the reveal but outside the commitment and the verdict: informational, for clients.
+   */
+  finishReason: z.literal('length').optional(),
 });
 export type RevealBody = z.infer<typeof RevealBodySchema>;
 
