@@ -196,19 +196,9 @@ describe('the openai client against the relay', () => {
   ] as const)(
     'a bad %s is a 400 naming it as the caller sent it, and stores nothing',
     async (param, extra) => {
-      const before = await stored();
-      const err = await caught(
-        client.chat.completions.create({
-          model: 'stories260K',
-          messages: [{ role: 'user', content: 'hi' }],
-          ...extra,
-        } as Parameters<typeof client.chat.completions.create>[0]),
-      );
-      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
-      const e = err as InstanceType<typeof OpenAI.APIError>;
+      const e = await refused(extra);
       expect(e.param).toBe(param);
       expect(e.message.startsWith(`400 ${param}`)).toBe(true);
-      expect(await stored()).toBe(before);
     },
   );
 
@@ -323,23 +313,28 @@ describe('the openai client against the relay', () => {
   ] as const)(
     '%s the network cannot honour is a 400 UNSUPPORTED_PARAMETER naming it, and stores nothing',
     async (param, extra) => {
-      const before = await stored();
-      const err = await caught(
-        client.chat.completions.create({
-          model: 'stories260K',
-          messages: [{ role: 'user', content: 'hi' }],
-          ...extra,
-        } as Parameters<typeof client.chat.completions.create>[0]),
-      );
-      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
-      const e = err as InstanceType<typeof OpenAI.APIError>;
+      const e = await refused(extra);
       expect(e.code).toBe('UNSUPPORTED_PARAMETER');
       expect(e.param).toBe(param);
       expect(e.type).toBe('invalid_request_error');
-      expect(await stored()).toBe(before);
     },
   );
 });
+
+/** The error a chat completion with `extra` over a minimal body fails with, as a 400, with nothing stored. */
+async function refused(extra: object): Promise<InstanceType<typeof OpenAI.APIError>> {
+  const before = await stored();
+  const err = await caught(
+    client.chat.completions.create({
+      model: 'stories260K',
+      messages: [{ role: 'user', content: 'hi' }],
+      ...extra,
+    } as Parameters<typeof client.chat.completions.create>[0]),
+  );
+  expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+  expect(await stored()).toBe(before);
+  return err as InstanceType<typeof OpenAI.APIError>;
+}
 
 /** Requests stored anywhere: the history and the admission log. */
 async function stored(): Promise<number> {

@@ -73,12 +73,7 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
 
   app.get('/v1/history', async (c) => {
     const q = c.req.query();
-    // Decimal digits only: Number() would also take '0x10', '1e2' and ' 5'.
-    const limit =
-      q['limit'] === undefined ? 50 : /^\d{1,3}$/.test(q['limit']) ? Number(q['limit']) : Number.NaN;
-    if (!Number.isInteger(limit) || limit < 1 || limit > 200) {
-      throw edgeError(400, 'INVALID_INPUT', 'limit must be an integer in 1-200');
-    }
+    const limit = pageLimit(q['limit'], 50, 200);
     const status = q['status'];
     if (status !== undefined && !(REQUEST_STATUSES as readonly string[]).includes(status)) {
       throw edgeError(400, 'INVALID_INPUT', `status must be one of ${REQUEST_STATUSES.join(', ')}`);
@@ -106,11 +101,7 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
 
   app.get('/v1/nodes', async (c) => {
     const q = c.req.query();
-    const limit =
-      q['limit'] === undefined ? 100 : /^\d{1,3}$/.test(q['limit']) ? Number(q['limit']) : Number.NaN;
-    if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
-      throw edgeError(400, 'INVALID_INPUT', 'limit must be an integer in 1-500');
-    }
+    const limit = pageLimit(q['limit'], 100, 500);
     if (q['node'] !== undefined && !NODE_RE.test(q['node']))
       throw edgeError(400, 'INVALID_INPUT', 'bad node id');
     if (q['cursor'] !== undefined && !NODES_CURSOR_RE.test(q['cursor'])) {
@@ -130,6 +121,19 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     document ??= openApiDocument(edgePackage.version);
     return c.json(document);
   });
+}
+
+/**
+ * A page size from the query: `fallback` when absent, else decimal digits from 1 to `max` (Number()
+ * would also take '0x10', '1e2' and ' 5'); anything else is a 400 INVALID_INPUT.
+ */
+function pageLimit(given: string | undefined, fallback: number, max: number): number {
+  if (given === undefined) return fallback;
+  const limit = /^\d{1,4}$/.test(given) ? Number(given) : Number.NaN;
+  if (!(limit >= 1 && limit <= max)) {
+    throw edgeError(400, 'INVALID_INPUT', `limit must be an integer in 1-${max}`);
+  }
+  return limit;
 }
 
 /**
