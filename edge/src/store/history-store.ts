@@ -376,7 +376,7 @@ export class HistoryStore {
         acceptedModels: requests.acceptedModels,
         // As bytes: SQLite's text functions and the driver end a TEXT value at its first NUL, and a
         // prompt may hold one (the packet, and so GET /v1/inference/:id, has it whole).
-        promptBytes: sql<ArrayBuffer | null>`CAST(${requests.prompt} AS BLOB)`,
+        promptBytes: sql<unknown>`CAST(${requests.prompt} AS BLOB)`,
         createdAt: requests.createdAt,
         updatedAt: requests.updatedAt,
         verdictDigest: verdicts.verdictDigest,
@@ -390,7 +390,7 @@ export class HistoryStore {
       .orderBy(desc(requests.createdAt), desc(requests.requestId))
       .limit(q.limit + 1);
     const items = rows.slice(0, q.limit).map(({ promptBytes, ...r }) => {
-      const prompt = promptBytes === null ? null : UTF8.decode(promptBytes);
+      const prompt = textOfBytes(promptBytes);
       return {
         ...r,
         prompt: prompt === null ? null : prompt.length > 200 ? `${prompt.slice(0, 200)}…` : prompt,
@@ -501,6 +501,21 @@ export interface HistoryItem {
 }
 
 const UTF8 = new TextDecoder();
+
+/**
+ * The UTF-8 text of a BLOB as the drivers hand it over: an ArrayBuffer (the file client; from another
+ * realm under workerd, where `instanceof` fails), a typed array or a plain array of bytes; null stays null.
+ */
+function textOfBytes(v: unknown): string | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'string') return v;
+  if (ArrayBuffer.isView(v)) return UTF8.decode(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+  if (Object.prototype.toString.call(v) === '[object ArrayBuffer]') {
+    return UTF8.decode(new Uint8Array(v as ArrayBuffer));
+  }
+  if (Array.isArray(v)) return UTF8.decode(Uint8Array.from(v as number[]));
+  throw new TypeError(`a BLOB read as ${Object.prototype.toString.call(v)}`);
+}
 
 /** How long a node that never took part in a verdict stays in the registry after its last heartbeat. */
 export const NODE_RETENTION_MS = 24 * 60 * 60 * 1000;
