@@ -60,7 +60,12 @@ describe('Gun transport', () => {
       await a!.publish(requests, bytes);
       await waitFor(() => atB.length >= 1, LONG, 'delivery through the relay');
       expect(atB[0]!.bytes).toEqual(bytes);
-      expect(atB[0]!.meta).toEqual({ peer: `gun:${relay.url}`, transport: 'gun', topic: requests });
+      expect(atB[0]!.meta).toEqual({
+        peer: `gun:${relay.url}`,
+        transport: 'gun',
+        topic: requests,
+        attributable: false,
+      });
       // the publisher does not hear its own packet
       expect(atA).toHaveLength(0);
       expect(a!.peers()).toEqual([relay.url]);

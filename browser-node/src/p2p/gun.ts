@@ -186,6 +186,9 @@ export class GunTransport implements Transport {
       peer: this.#peerLabel,
       transport: this.name,
       topic,
+      // Every writer of the graph reaches us under this one label (and Gun replays what it stored to
+      // each new subscriber): it is never banned.
+      attributable: false,
     });
   }
 }

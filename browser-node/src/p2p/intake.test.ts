@@ -142,8 +142,10 @@ describe('Intake', () => {
     await intake.idle();
     expect(intake.metrics().rejected).toEqual({ PACKET_STALE: 1, PACKET_FROM_FUTURE: 1 });
     expect(delivered.map((d) => d.id)).toEqual([edge.id]);
-    // the same stale bytes again: rejected without another verification, still counted
-    expect(intake.offer(stale.bytes, meta())).toBe('rejected');
+    // the same stale bytes again: refused without another verification, still counted, but not held
+    // against the peer (staleness depends on our clock and the transit time, not on its honesty)
+    expect(intake.offer(stale.bytes, meta())).toBe('ignored');
+    expect(intake.peerStats({ peer: 'p1', transport: 'memory' })?.invalid).toBe(0);
     // time passes: the packet from the future is now inside the window
     clock.now = T0 + 1;
     expect(intake.offer(future.bytes, meta())).toBe('queued');
@@ -188,13 +190,69 @@ describe('Intake', () => {
     await intake.close();
   });
 
-  test('rejects a packet on the topic of another type', async () => {
+  test('rejects a packet on the topic of another type, and still takes it on its own topic', async () => {
     const { intake, delivered } = setup();
-    const { bytes } = wire(await commitPacket(await testKey(), 8));
+    const { bytes, id } = wire(await commitPacket(await testKey(), 8));
     intake.offer(bytes, meta('p1', 'memory', heartbeats));
     await intake.idle();
     expect(delivered).toHaveLength(0);
     expect(intake.metrics().rejected).toEqual({ TOPIC_MISMATCH: 1 });
+    // The verdict was about the topic, not the bytes: a copy on the wrong topic (say, an attacker's)
+    // does not poison the genuine one.
+    expect(intake.offer(bytes, meta('p2'))).toBe('queued');
+    await intake.idle();
+    expect(delivered.map((d) => d.id)).toEqual([id]);
+    await intake.close();
+  });
+
+  test('stale packets never get a peer banned, nor does anything from a shared space like Gun', async () => {
+    const bans: string[] = [];
+    const { intake } = setup({ banThreshold: 3, onBan: (ref) => bans.push(ref.peer) });
+    const key = await testKey();
+    // Near the end of the window where they were made, past it here: judged `ignore`, never `reject`.
+    const stale = await Promise.all([1, 2, 3, 4, 5].map((i) => commitPacket(key, 40 + i, T0 - 121_000)));
+    for (const p of stale) expect(await intake.judge(wire(p).bytes, meta('honest'))).toBe('ignore');
+    // Junk under the Gun label (every writer of its graph comes under it): counted, never banned.
+    for (let i = 0; i < 5; i++) {
+      intake.offer(new TextEncoder().encode(`junk ${i}`), {
+        ...meta('gun:relay', 'gun'),
+        attributable: false,
+      });
+    }
+    await intake.idle();
+    expect(intake.peerStats({ peer: 'gun:relay', transport: 'gun' })?.invalid).toBe(5);
+    expect(bans).toEqual([]);
+    const fresh = wire(await commitPacket(key, 50));
+    expect(intake.offer(fresh.bytes, { ...meta('gun:relay', 'gun'), attributable: false })).toBe('queued');
+    await intake.close();
+  });
+
+  test("one peer's flood takes at most its share of the queue: another peer's message still gets a place", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const delivered: string[] = [];
+    const intake = new Intake({
+      now: () => T0,
+      maxQueue: 8,
+      concurrency: 1,
+      deliver: async (p) => {
+        delivered.push(p.peer);
+        await gate;
+      },
+    });
+    const key = await testKey();
+    const flood = await Promise.all(Array.from({ length: 12 }, (_, i) => commitPacket(key, 200 + i)));
+    const results = flood.map((p) => intake.offer(wire(p).bytes, meta('flooder')));
+    // One in verification, then its share of a queue of 8 (a quarter), then nothing more.
+    expect(results.filter((r) => r === 'queued')).toHaveLength(3);
+    expect(results.filter((r) => r === 'dropped')).toHaveLength(9);
+    const honest = wire(await commitPacket(key, 300));
+    expect(intake.offer(honest.bytes, meta('honest'))).toBe('queued');
+    release();
+    await intake.idle();
+    expect(delivered).toContain('honest');
     await intake.close();
   });
 
@@ -233,6 +291,8 @@ describe('Intake', () => {
     const intake = new Intake({
       now: () => T0,
       maxQueue: 8,
+      // One peer sends everything here: the shedding by rank is what this test is about.
+      maxQueuePerPeer: 8,
       concurrency: 1,
       deliver: async (p) => {
         delivered.push(p.packet.type);

@@ -18,9 +18,10 @@ import type { ForwardVerdict, MessageMeta, Transport, Unsubscribe } from './tran
  *  1. drop it at once if its peer is banned, or if it is over the size limit (counted as rejected);
  *  2. drop byte-identical copies of a message already seen (from any transport) without parsing them
  *     again; a copy of bytes already judged invalid counts as invalid again;
- *  3. queue it, ranked by the topic it came on; the queue is bounded, and when it is full the
- *     lowest-ranked message goes (heartbeats first, then requests, attestations, and last the
- *     messages of requests in flight: commits, seals, reveals, verdicts);
+ *  3. queue it, ranked by the topic it came on; the queue is bounded, one peer may hold a quarter of
+ *     it at most (its flood cannot crowd out what others send), and when it is full the lowest-ranked
+ *     message goes (heartbeats first, then requests, attestations, and last the messages of requests
+ *     in flight: commits, seals, reveals, verdicts);
  *  4. verify it with `decodePacket` (size, JSON, schema with unknown fields rejected, clock skew
  *     against the injected `now()`, Ed25519 signature), a bounded number at a time, highest rank first;
  *  5. check it came on the topic of its packet type;
@@ -31,6 +32,11 @@ import type { ForwardVerdict, MessageMeta, Transport, Unsubscribe } from './tran
  *
  * Every rejection is counted globally and per peer by its `SynodError` code; a peer whose invalid
  * count reaches `banThreshold` is banned for `banMs` and `onBan` is called (to hang up on it, say).
+ * What is no fault of the forwarding peer (a packet stale here, from the future, our own error) is not
+ * held against it and is answered `ignore`, so honest peers never ban each other over clocks and
+ * transit time; a shared space (Gun's graph, `attributable: false`) is counted but never banned; a
+ * topic mismatch is not remembered against the bytes, so a copy on the wrong topic cannot poison the
+ * genuine one.
  * Every structure is bounded: the queue, both dedup sets (entries and time to live) and the peer
  * table, so a flood cannot grow memory without limit.
  */
@@ -45,6 +51,11 @@ export interface IntakeOptions {
   maxBytes?: number;
   /** Most messages waiting for verification. Default 1024. */
   maxQueue?: number;
+  /**
+   * Most of them from one peer. Default a quarter of `maxQueue`: one peer's flood cannot fill the
+   * queue, so what honest peers send still gets a place (a message shed is not asked for again).
+   */
+  maxQueuePerPeer?: number;
   /** Most verifications (and deliveries) under way at once. Default 8. */
   concurrency?: number;
   /** Most packet ids (and message digests) remembered for dedup. Default 65,536 each. */
@@ -123,7 +134,15 @@ export interface IntakeMetrics {
   trackedPeers: number;
 }
 
-export type OfferResult = 'queued' | 'duplicate' | 'rejected' | 'dropped' | 'banned' | 'closed';
+export type OfferResult =
+  | 'queued'
+  | 'duplicate'
+  | 'rejected'
+  /** Refused for a reason that is not the sender's fault (a clock, transit time): not counted against it. */
+  | 'ignored'
+  | 'dropped'
+  | 'banned'
+  | 'closed';
 
 /** Rank of a message by the topic it arrived on: the lowest is shed first when the queue is full. */
 const RANK: Record<PacketType, number> = {
@@ -136,8 +155,26 @@ const RANK: Record<PacketType, number> = {
   verdict: 3,
 };
 const RANKS = 4;
-/** Rejections that may not hold later for the same bytes; they are not remembered. */
-const TRANSIENT: ReadonlySet<RejectReason> = new Set<RejectReason>(['PACKET_FROM_FUTURE', 'INTERNAL']);
+/**
+ * Rejections that may not hold for the same bytes another time: a clock behind the sender's, or the
+ * topic the bytes came on (the same packet is valid on its own topic); they are not remembered.
+ */
+const TRANSIENT: ReadonlySet<RejectReason> = new Set<RejectReason>([
+  'PACKET_FROM_FUTURE',
+  'TOPIC_MISMATCH',
+  'INTERNAL',
+]);
+/**
+ * Rejections that are no fault of the neighbour that forwarded the bytes: they depend on our clock and
+ * on transit time (a packet near the end of the skew window is fresh where it was sent, stale here), or
+ * on us. Not counted against it, and answered `ignore` to gossip, so honest peers never ban each other
+ * over them.
+ */
+const NOT_THE_PEERS_FAULT: ReadonlySet<RejectReason> = new Set<RejectReason>([
+  'PACKET_STALE',
+  'PACKET_FROM_FUTURE',
+  'INTERNAL',
+]);
 
 interface Item {
   bytes: Uint8Array;
@@ -151,6 +188,7 @@ interface Item {
 /** How an immediate offer result answers a gossip transport's forward question. */
 const FORWARD_VERDICT: Record<Exclude<OfferResult, 'queued'>, ForwardVerdict> = {
   duplicate: 'ignore',
+  ignored: 'ignore',
   dropped: 'ignore',
   closed: 'ignore',
   rejected: 'reject',
@@ -169,6 +207,8 @@ export class Intake {
   readonly #digests: TtlSet<DigestState>;
   readonly #ids: TtlSet<true>;
   readonly #peers = new Map<string, PeerStats>();
+  /** Messages queued per peer key (`peerKey`), for `maxQueuePerPeer`. */
+  readonly #queuedBy = new Map<string, number>();
   readonly #detach = new Set<Unsubscribe>();
   #queued = 0;
   #inFlight = 0;
@@ -195,6 +235,7 @@ export class Intake {
       skewMs,
       maxBytes: options.maxBytes ?? LIMITS.maxPacketBytes,
       maxQueue: options.maxQueue ?? 1024,
+      maxQueuePerPeer: options.maxQueuePerPeer ?? Math.max(1, Math.floor((options.maxQueue ?? 1024) / 4)),
       concurrency: options.concurrency ?? 8,
       dedupEntries: options.dedupEntries ?? 65_536,
       dedupTtlMs: options.dedupTtlMs ?? 2 * skewMs + 60_000,
@@ -204,7 +245,14 @@ export class Intake {
       onBan: options.onBan,
       backend: options.backend,
     };
-    for (const k of ['maxQueue', 'concurrency', 'dedupEntries', 'banThreshold', 'maxTrackedPeers'] as const) {
+    for (const k of [
+      'maxQueue',
+      'maxQueuePerPeer',
+      'concurrency',
+      'dedupEntries',
+      'banThreshold',
+      'maxTrackedPeers',
+    ] as const) {
       if (!(Number.isInteger(this.#o[k]) && this.#o[k] >= 1))
         throw new RangeError(`${k} must be a positive integer`);
     }
@@ -273,11 +321,15 @@ export class Intake {
       return 'duplicate';
     }
     if (known !== undefined) {
-      this.#reject(meta, peer, known, now);
-      return 'rejected';
+      return this.#reject(meta, peer, known, now) ? 'rejected' : 'ignored';
     }
     const type = packetTypeOfTopic(meta.topic);
     const rank = type === undefined ? 0 : RANK[type];
+    const key = peerKey(meta);
+    if ((this.#queuedBy.get(key) ?? 0) >= this.#o.maxQueuePerPeer) {
+      this.#m.dropped++;
+      return 'dropped';
+    }
     if (this.#queued >= this.#o.maxQueue) {
       const lowest = this.#queues.findIndex((q) => q.size > 0);
       if (lowest === -1 || lowest >= rank) {
@@ -287,6 +339,7 @@ export class Intake {
       // Shed the oldest message of the lowest rank to make room for a higher-ranked one.
       const shed = this.#queues[lowest]!.shift()!;
       this.#queued--;
+      this.#dequeued(shed);
       this.#digests.delete(shed.digest);
       this.#m.dropped++;
       shed.settle?.('ignore');
@@ -294,6 +347,7 @@ export class Intake {
     this.#digests.set(digest, 'pending', now);
     this.#queues[rank]!.push({ bytes, digest, meta, type, ...(settle ? { settle } : {}) });
     this.#queued++;
+    this.#queuedBy.set(key, (this.#queuedBy.get(key) ?? 0) + 1);
     if (this.#queued > this.#m.maxQueueDepth) this.#m.maxQueueDepth = this.#queued;
     this.#pump();
     return 'queued';
@@ -329,6 +383,7 @@ export class Intake {
         for (let item = q.shift(); item !== undefined; item = q.shift()) item.settle?.('ignore');
       }
       this.#queued = 0;
+      this.#queuedBy.clear();
     }
     await this.idle();
   }
@@ -339,6 +394,7 @@ export class Intake {
       for (let r = RANKS - 1; r >= 0 && item === undefined; r--) item = this.#queues[r]!.shift();
       if (item === undefined) break;
       this.#queued--;
+      this.#dequeued(item);
       this.#inFlight++;
       void this.#verify(item).finally(() => {
         this.#inFlight--;
@@ -397,21 +453,33 @@ export class Intake {
     }
   }
 
-  #judged(item: Item, reason: RejectReason): void {
-    const now = this.#o.now();
-    const transient = TRANSIENT.has(reason);
-    if (transient) this.#digests.delete(item.digest);
-    else this.#digests.set(item.digest, reason, now);
-    this.#reject(item.meta, this.#peer(item.meta, now), reason, now);
-    item.settle?.(transient ? 'ignore' : 'reject');
+  /** One message left the queue (to be verified, or shed): its peer's share is freed. */
+  #dequeued(item: Item): void {
+    const key = peerKey(item.meta);
+    const n = (this.#queuedBy.get(key) ?? 1) - 1;
+    if (n > 0) this.#queuedBy.set(key, n);
+    else this.#queuedBy.delete(key);
   }
 
-  #reject(meta: MessageMeta, peer: PeerStats, reason: RejectReason, now: number): void {
+  #judged(item: Item, reason: RejectReason): void {
+    const now = this.#o.now();
+    if (TRANSIENT.has(reason)) this.#digests.delete(item.digest);
+    else this.#digests.set(item.digest, reason, now);
+    const blamed = this.#reject(item.meta, this.#peer(item.meta, now), reason, now);
+    item.settle?.(blamed ? 'reject' : 'ignore');
+  }
+
+  /**
+   * Count a rejection; against the peer too (and ban it at the threshold) unless the reason is no fault
+   * of its own or the peer is a shared space. Returns whether the peer was blamed.
+   */
+  #reject(meta: MessageMeta, peer: PeerStats, reason: RejectReason, now: number): boolean {
     this.#m.rejectedTotal++;
     this.#rejected[reason] = (this.#rejected[reason] ?? 0) + 1;
-    if (reason === 'INTERNAL') return; // our fault, not the peer's
+    if (NOT_THE_PEERS_FAULT.has(reason)) return false;
     peer.invalid++;
     peer.invalidByCode[reason] = (peer.invalidByCode[reason] ?? 0) + 1;
+    if (meta.attributable === false) return true;
     if (peer.invalid >= this.#o.banThreshold && peer.bannedUntil === undefined) {
       peer.bannedUntil = now + this.#o.banMs;
       this.#m.bans++;
@@ -420,6 +488,7 @@ export class Intake {
         { ...peer, invalidByCode: { ...peer.invalidByCode } },
       );
     }
+    return true;
   }
 
   /** The peer's counters, most recently used last; an expired ban is lifted with its counters. */

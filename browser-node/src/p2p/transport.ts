@@ -39,6 +39,11 @@ export interface MessageMeta {
   transport: string;
   /** The content topic the bytes arrived on. */
   topic: ContentTopic;
+  /**
+   * False when `peer` names no one sender but a shared space many write to (Gun's graph): its
+   * messages are counted, but it is never banned, since one writer's junk would cut off everyone's.
+   */
+  attributable?: false;
 }
 
 export type MessageHandler = (bytes: Uint8Array, meta: MessageMeta) => void;
