@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from 'bun:test';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { multiaddr } from '@multiformats/multiaddr';
-import { decodePacket, encodePacket } from '@synod/shared';
+import { decodePacket, encodePacket, sha256 } from '@synod/shared';
 import { createDecoder, createEncoder } from '@waku/core';
 import { createRoutingInfo } from '@waku/utils';
 import { commitPacket, testKey, waitFor, wire } from './test-fixtures.ts';
@@ -172,6 +172,48 @@ describe('Waku relay transport', () => {
       expect((await decodePacket(atBrowser[0]!.bytes, { now: Date.now() })).packet).toEqual(packet);
     },
     LONG * 2,
+  );
+
+  test(
+    'an IWANT answered with two large messages in one frame keeps the link (the frame bound is not one packet)',
+    async () => {
+      const reveals = contentTopic('reveals');
+      const v = track(await createHeadlessWakuRelay());
+      const x = track(await createHeadlessWakuRelay({ bootstrap: [addressOf(v, false)] }));
+      const atX: Uint8Array[] = [];
+      x.subscribe(reveals, (bytes) => atX.push(bytes));
+      v.subscribe(reveals, () => undefined);
+      await waitFor(() => v.meshPeers(reveals).includes(x.peerId), LONG, 'the mesh');
+      const shard = v.pubsubTopic(reveals);
+      const large = (n: number) =>
+        encodeWakuMessage(reveals, new Uint8Array(200_000).fill(0x41 + n), Date.now() + n);
+      const [d1, d2] = [large(1), large(2)];
+      await v.node.services.pubsub.publish(shard, d1);
+      await v.node.services.pubsub.publish(shard, d2);
+      await waitFor(() => atX.length === 2, LONG, 'both delivered, one frame each');
+      // X asks V for both again, as a peer outside the mesh does after an IHAVE: V answers in one frame
+      // of about 400 KB (sent by hand: a mesh of two never gossips).
+      const pubsub = x.node.services.pubsub as unknown as { sendRpc(id: string, rpc: unknown): boolean };
+      pubsub.sendRpc(v.peerId, {
+        subscriptions: [],
+        messages: [],
+        control: {
+          ihave: [],
+          iwant: [{ messageIDs: [sha256(d1), sha256(d2)] }],
+          graft: [],
+          prune: [],
+          idontwant: [],
+        },
+      });
+      await Bun.sleep(1_000);
+      await v.node.services.pubsub.publish(
+        shard,
+        encodeWakuMessage(reveals, new Uint8Array([1, 2, 3]), Date.now() + 3),
+      );
+      await waitFor(() => atX.length === 3, LONG, 'a message after the large reply');
+      expect(x.meshPeers(reveals)).toContain(v.peerId);
+    },
+    LONG,
   );
 
   test(

@@ -59,6 +59,9 @@ import {
 } from './transport.ts';
 
 /** The stream protocol Waku relays speak: gossipsub under Waku's name. */
+/** Largest gossipsub RPC frame taken from a peer (see `maxInboundDataLength` below). */
+export const MAX_INBOUND_FRAME_BYTES = 4 * 1024 * 1024;
+
 export const WAKU_RELAY_CODEC = '/vac/waku/relay/2.0.0';
 /** Synod's own Waku cluster by default; The Waku Network is cluster 1 (and requires RLN). */
 export const DEFAULT_CLUSTER_ID = 42;
@@ -192,7 +195,10 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
     ignoreDuplicatePublishError: true,
     emitSelf: false,
     doPX: options.peerExchange ?? false,
-    maxInboundDataLength: LIMITS.maxPacketBytes + 64 * 1024,
+    // The bound applies to a whole RPC frame, and gossipsub answers an IWANT with every message asked
+    // for in one frame: room for about 15 of the largest packets (or thousands of the usual ones), where
+    // one packet's worth made two large messages asked for together break the link.
+    maxInboundDataLength: MAX_INBOUND_FRAME_BYTES,
   };
   const node = await createLibp2p<Services>({
     ...(options.privateKey ? { privateKey: options.privateKey } : {}),
