@@ -1,13 +1,16 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import {
   deriveRequestId,
+  encodePacket,
   NodeKey,
   type Packet,
   type RequestBody,
   resolveFrame,
+  signPacket,
   type VerdictEffect,
 } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
+import { topicOfPacketType } from '../p2p/topics.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { SynodNode } from './synod-node.ts';
 import { loadTestServing, type TestServing } from './test-helpers.ts';
@@ -143,4 +146,43 @@ describe('SynodNode over an in-memory network with real engines', () => {
     expect(finished).toEqual(['expired:quorum-not-met']);
     await lonely.close();
   });
+});
+
+describe('SynodNode: packets of requests not seen yet', () => {
+  test('are held within a byte budget, the oldest request first, not only within counts', async () => {
+    const net = new MemoryNetwork();
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(120));
+    const follower = new SynodNode({
+      key,
+      role: 'follower',
+      transports: [net.join(key.nodeId)],
+      followAll: true,
+    });
+    await follower.start();
+    const sender = net.join('sender');
+    const stranger = await NodeKey.fromSeed(new Uint8Array(32).fill(121));
+    try {
+      // 300 reveals of about 65 KB, each for a request nobody sent: 256 of them (the count bound) would
+      // still be 16.8 MB, past the 16 MiB budget.
+      for (let i = 0; i < 300; i++) {
+        const reveal = await signPacket(stranger, 'reveal', {
+          requestId: i.toString(16).padStart(64, '0'),
+          output: 'x'.repeat(65_000),
+          bEmbedding: '00'.repeat(64),
+          model: { id: 'stories260K', fileHash: 'ab'.repeat(32) },
+          salt: 'cd'.repeat(32),
+          createdAt: Date.now(),
+        });
+        await sender.publish(topicOfPacketType('reveal'), encodePacket(reveal));
+      }
+      await net.settled();
+      await until(() => follower.metrics().intake.accepted >= 300);
+      const { early } = follower.metrics();
+      expect(early.bytes).toBeLessThanOrEqual(16 * 1024 * 1024);
+      expect(early.bytes).toBeGreaterThan(15 * 1024 * 1024);
+      expect(early.requests).toBeLessThan(256);
+    } finally {
+      await follower.close();
+    }
+  }, 60_000);
 });

@@ -11,6 +11,7 @@ import {
   initFollower,
   initNode,
   KeyedListeners,
+  LIMITS,
   type LifecycleEvent,
   type LifecycleState,
   type LifecycleStatus,
@@ -143,10 +144,19 @@ export interface NodeMetrics {
   queue: { queued: number; maxQueue: number; running: boolean } | null;
   intake: IntakeMetrics;
   knownNodes: number;
+  /** Packets held for requests not seen yet (see `#holdEarly`): how many requests, their bytes. */
+  early: { requests: number; bytes: number };
 }
 
 const EARLY_PER_REQUEST = 64;
 const EARLY_REQUESTS = 256;
+/**
+ * Bytes of packets held for requests not seen yet, in all (each up to 256 KiB, so the counts alone
+ * allowed about 4 GiB); past it the oldest request's packets go first.
+ */
+const EARLY_BYTES = 16 * 1024 * 1024;
+/** Most nodes whose last heartbeat is kept; the one heard least recently goes first. */
+const KNOWN_NODES = 10_000;
 
 export class SynodNode {
   readonly nodeId: string;
@@ -156,7 +166,8 @@ export class SynodNode {
   readonly #store: MachineStore;
   readonly #random: (n: number) => Uint8Array;
   readonly #machines = new Map<string, Hosted>();
-  readonly #early = new Map<string, { at: number; packets: AnyPacket[] }>();
+  readonly #early = new Map<string, { at: number; bytes: number; packets: AnyPacket[] }>();
+  #earlyBytes = 0;
   readonly #watched = new Set<string>();
   readonly #listeners = new KeyedListeners<LifecycleStatus>();
   readonly #heartbeats = new Map<string, { body: HeartbeatBody; at: number }>();
@@ -315,6 +326,7 @@ export class SynodNode {
       queue: q ? { ...q.capacity, running: q.running } : null,
       intake: this.#intake.metrics(),
       knownNodes: this.#heartbeats.size,
+      early: { requests: this.#early.size, bytes: this.#earlyBytes },
     };
   }
 
@@ -440,10 +452,13 @@ export class SynodNode {
     const { packet } = p;
     await this.#o.onPacket?.({ id: p.id, packet, own: false });
     if (packet.type === 'heartbeat') {
+      // Re-inserted, so the map's order is the order nodes were last heard in: the first is the oldest
+      // (a sort of the whole map at each new key cost 4.5 times the heartbeat past 10,000 nodes).
+      this.#heartbeats.delete(packet.from);
       this.#heartbeats.set(packet.from, { body: packet.body, at: this.#now() });
-      if (this.#heartbeats.size > 10_000) {
-        const oldest = [...this.#heartbeats].sort((a, b) => a[1].at - b[1].at)[0];
-        if (oldest) this.#heartbeats.delete(oldest[0]);
+      if (this.#heartbeats.size > KNOWN_NODES) {
+        const oldest = this.#heartbeats.keys().next().value;
+        if (oldest !== undefined) this.#heartbeats.delete(oldest);
       }
       return;
     }
@@ -469,7 +484,7 @@ export class SynodNode {
       });
       return;
     }
-    if (packet.type !== 'request') this.#holdEarly(requestId, packet);
+    if (packet.type !== 'request') this.#holdEarly(requestId, packet, p.size);
   }
 
   #wants(request: Packet<'request'>): boolean {
@@ -477,23 +492,54 @@ export class SynodNode {
     return this.role === 'node';
   }
 
-  #holdEarly(requestId: string, packet: AnyPacket): void {
+  /**
+   * Hold a packet of a request not seen yet, to replay when it comes: at most EARLY_PER_REQUEST for
+   * EARLY_REQUESTS requests and EARLY_BYTES in all, none older than the skew window (its request would
+   * be refused as stale by then), the oldest request's going first.
+   */
+  #holdEarly(requestId: string, packet: AnyPacket, size: number): void {
+    const now = this.#now();
+    for (const [id, old] of this.#early) {
+      if (old.at > now - LIMITS.defaultSkewMs) break;
+      this.#dropEarly(id);
+    }
     let e = this.#early.get(requestId);
     if (!e) {
-      if (this.#early.size >= EARLY_REQUESTS) {
-        const oldest = this.#early.keys().next().value;
-        if (oldest !== undefined) this.#early.delete(oldest);
-      }
-      e = { at: this.#now(), packets: [] };
+      if (this.#early.size >= EARLY_REQUESTS) this.#dropOldestEarly();
+      e = { at: now, bytes: 0, packets: [] };
       this.#early.set(requestId, e);
     }
-    if (e.packets.length < EARLY_PER_REQUEST) e.packets.push(packet);
+    if (e.packets.length >= EARLY_PER_REQUEST || size > EARLY_BYTES) return;
+    while (this.#earlyBytes + size > EARLY_BYTES && this.#early.size > 0) {
+      if (this.#early.keys().next().value === requestId && this.#early.size === 1) break;
+      this.#dropOldestEarly(requestId);
+    }
+    if (this.#earlyBytes + size > EARLY_BYTES) return;
+    e.packets.push(packet);
+    e.bytes += size;
+    this.#earlyBytes += size;
+  }
+
+  /** Drop the oldest request's held packets (other than `keep`'s). */
+  #dropOldestEarly(keep?: string): void {
+    for (const id of this.#early.keys()) {
+      if (id === keep) continue;
+      this.#dropEarly(id);
+      return;
+    }
+  }
+
+  #dropEarly(requestId: string): void {
+    const e = this.#early.get(requestId);
+    if (!e) return;
+    this.#earlyBytes -= e.bytes;
+    this.#early.delete(requestId);
   }
 
   async #replayEarly(requestId: string, hosted: Hosted): Promise<void> {
     const e = this.#early.get(requestId);
     if (!e) return;
-    this.#early.delete(requestId);
+    this.#dropEarly(requestId);
     for (const packet of e.packets) await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet });
   }
 
