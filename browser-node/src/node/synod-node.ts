@@ -351,6 +351,7 @@ export class SynodNode {
     };
     const packet = await signPacket(this.#o.key, 'heartbeat', body);
     await this.#broadcast(packet);
+    this.#heartbeats.delete(this.nodeId);
     this.#heartbeats.set(this.nodeId, { body, at: body.createdAt });
     await this.#o.onPacket?.({ id: packetId(packet), packet, own: true });
   }
