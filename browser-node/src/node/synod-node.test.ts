@@ -10,6 +10,7 @@ import {
   type VerdictEffect,
 } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
+import { heartbeatPacket, testKey } from '../p2p/test-fixtures.ts';
 import { topicOfPacketType } from '../p2p/topics.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { SynodNode } from './synod-node.ts';
@@ -183,6 +184,91 @@ describe('SynodNode: packets of requests not seen yet', () => {
       expect(early.requests).toBeLessThan(256);
     } finally {
       await follower.close();
+    }
+  }, 60_000);
+});
+
+describe('SynodNode: a request replayed after its machine is gone', () => {
+  test('is ignored: the node does not infer again and sign a second commitment (evidence against itself)', async () => {
+    const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
+    // A test double of the inference queue: one fixed answer, at once.
+    const fixedQueue = {
+      accepting: true,
+      running: false,
+      capacity: { queued: 0, maxQueue: 4 },
+      estimateMs: () => 1,
+      submit: async () => ({
+        text: 'same output',
+        tokens: 2,
+        tokensPerSecond: 100,
+        bEmbedding: new Uint8Array(64).fill(7),
+        finishReason: 'stop' as const,
+        startedAt: Date.now(),
+        finishedAt: Date.now(),
+      }),
+    };
+    const net = new MemoryNetwork();
+    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(130));
+    const nodeKey = await NodeKey.fromSeed(new Uint8Array(32).fill(131));
+    const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
+    const commits: Packet<'commit'>[] = [];
+    let requestBytes: Uint8Array | null = null;
+    const node = new SynodNode({
+      key: nodeKey,
+      role: 'node',
+      transports: [net.join(nodeKey.nodeId)],
+      // A short linger, and a dedup set a flood empties at once: what a replay needs to get through.
+      lingerMs: 50,
+      intake: { dedupEntries: 8 },
+      serving: {
+        queue: fixedQueue as never,
+        models: [{ id: 'm', fileHash: '22'.repeat(32) }],
+        embedder,
+      },
+      onPacket: ({ packet, own }) => {
+        if (own && packet.type === 'commit') commits.push(packet as Packet<'commit'>);
+        if (!own && packet.type === 'request') requestBytes = encodePacket(packet);
+      },
+    });
+    await relay.start();
+    await node.start();
+    try {
+      const content = {
+        nonce: '00'.repeat(16),
+        prompt: 'hi',
+        acceptedModels: ['m'],
+        params: { temperature: 0, maxTokens: 8 },
+        frame: resolveFrame({
+          embeddingModel: embedder,
+          quorum: 1,
+          maxCommits: 1,
+          maxTimeMs: 10_000,
+          revealWindowMs: 1_000,
+        }),
+        origin: { kind: 'http' as const },
+        createdAt: Date.now(),
+      };
+      const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+      await relay.submit(body);
+      await until(() => node.status(body.requestId) === null && commits.length === 1);
+      const attacker = net.join('attacker');
+      const key = await testKey();
+      for (let i = 0; i < 16; i++) {
+        await attacker.publish(
+          topicOfPacketType('heartbeat'),
+          encodePacket(await heartbeatPacket(key, i, Date.now())),
+        );
+      }
+      await net.settled();
+      if (requestBytes === null) throw new Error('the node saw no request');
+      await attacker.publish(topicOfPacketType('request'), requestBytes);
+      await net.settled();
+      await until(() => node.metrics().replaysIgnored === 1);
+      await Bun.sleep(200);
+      expect(commits).toHaveLength(1);
+    } finally {
+      await node.close();
+      await relay.close();
     }
   }, 60_000);
 });

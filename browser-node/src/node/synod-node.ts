@@ -46,6 +46,7 @@ import {
   type IntakePacket,
   type PeerRef,
   type PeerStats,
+  TtlSet,
 } from '../p2p/intake.ts';
 import { topicOfPacketType } from '../p2p/topics.ts';
 import type { Transport } from '../p2p/transport.ts';
@@ -140,6 +141,8 @@ export interface NodeMetrics {
   verdicts: number;
   evidence: number;
   expired: number;
+  /** Request packets of requests this node already finished, taken again (a replay) and ignored. */
+  replaysIgnored: number;
   inferences: { started: number; done: number; failed: number; tokens: number; lastTokensPerSecond: number };
   queue: { queued: number; maxQueue: number; running: boolean } | null;
   intake: IntakeMetrics;
@@ -166,6 +169,13 @@ export class SynodNode {
   readonly #store: MachineStore;
   readonly #random: (n: number) => Uint8Array;
   readonly #machines = new Map<string, Hosted>();
+  /**
+   * Requests whose machine finished, remembered until a replay of their request packet would be stale
+   * anyway (twice the skew window and a minute), though the machine itself lingers only `lingerMs`: a
+   * request replayed in between (the intake's dedup set can be flushed by a flood) would start a new
+   * machine, and a node would infer again and sign a second commitment, evidence against itself.
+   */
+  readonly #finished = new TtlSet<true>(65_536, 2 * LIMITS.defaultSkewMs + 60_000);
   readonly #early = new Map<string, { at: number; bytes: number; packets: AnyPacket[] }>();
   #earlyBytes = 0;
   readonly #watched = new Set<string>();
@@ -183,6 +193,7 @@ export class SynodNode {
     verdicts: 0,
     evidence: 0,
     expired: 0,
+    replaysIgnored: 0,
     inferences: { started: 0, done: 0, failed: 0, tokens: 0, lastTokensPerSecond: 0 },
   };
 
@@ -322,6 +333,7 @@ export class SynodNode {
       verdicts: this.#m.verdicts,
       evidence: this.#m.evidence,
       expired: this.#m.expired,
+      replaysIgnored: this.#m.replaysIgnored,
       inferences: { ...this.#m.inferences },
       queue: q ? { ...q.capacity, running: q.running } : null,
       intake: this.#intake.metrics(),
@@ -469,6 +481,10 @@ export class SynodNode {
       this.#enqueue(requestId, hosted, () =>
         this.#apply(hosted, { kind: 'packet', now: this.#now(), packet }),
       );
+      return;
+    }
+    if (packet.type === 'request' && this.#finished.get(requestId, this.#now()) !== undefined) {
+      this.#m.replaysIgnored++;
       return;
     }
     if (packet.type === 'request' && this.#wants(packet)) {
@@ -656,6 +672,7 @@ export class SynodNode {
       case 'expired': {
         if (fx.kind === 'expired') this.#m.expired++;
         hosted.finishedAt = this.#now();
+        this.#finished.set(requestId, true, hosted.finishedAt);
         for (const cancel of hosted.timers.values()) cancel();
         hosted.timers.clear();
         hosted.inference?.abort();
