@@ -124,6 +124,50 @@ describe('synod node as a process', () => {
     }
   });
 
+  test('a node whose --bootstrap peers cannot be reached answers /healthz 503 NO_PEERS', async () => {
+    const main = resolve(import.meta.dir, 'main.ts');
+    const child = Bun.spawn(
+      [
+        process.execPath,
+        main,
+        'node',
+        '--role',
+        'follower',
+        '--identity',
+        join(dir, 'q', 'id.json'),
+        '--db',
+        join(dir, 'q', 'state.db'),
+        '--bootstrap',
+        // A loopback port nothing listens on, with a well-formed peer id.
+        '/ip4/127.0.0.1/tcp/9/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA',
+      ],
+      { env: { ...process.env, SYNOD_PASSPHRASE: 'pw' }, stdout: 'pipe', stderr: 'pipe' },
+    );
+    try {
+      const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
+      let buf = '';
+      let started: { http: string } | undefined;
+      const deadline = Date.now() + 60_000;
+      while (!started && Date.now() < deadline) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += new TextDecoder().decode(value);
+        for (const line of buf.split('\n')) {
+          if (line.includes('"node started"')) started = JSON.parse(line) as { http: string };
+        }
+      }
+      if (!started) throw new Error(`the node did not start: ${buf}`);
+      const health = await fetch(`${started.http}/healthz`);
+      expect(health.status).toBe(503);
+      expect(await health.json()).toMatchObject({ ok: false, reason: 'NO_PEERS', peers: 0 });
+      reader.releaseLock();
+      child.kill('SIGTERM');
+      expect(await child.exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   test('a bad flag exits 2 with the usage text', async () => {
     const main = resolve(import.meta.dir, 'main.ts');
     const child = Bun.spawn([process.execPath, main, 'node', '--threads', 'many'], {

@@ -33,6 +33,7 @@ Usage: synod node [options]
   --gun URLS             Gun relay peers (http://127.0.0.1:PORT/gun): a second network
                          for redundant delivery of requests and verdicts  []
   --http-port N          /healthz and /metrics port (0: any free)     [0]
+                         (/healthz is 503 NO_PEERS while none of --bootstrap is reached)
   --db FILE              local state (libSQL file)                    [.data/node/state.db]
   --max-queue N          inference jobs waiting at most               [8]
   --help
@@ -222,13 +223,22 @@ export async function runNode(
       const path = new URL(req.url).pathname;
       if (path === '/healthz') {
         const m = node.metrics();
-        return Response.json({
-          ok: true,
-          nodeId: node.nodeId,
-          role: node.role,
-          peers: m.peers,
-          queue: m.queue,
-        });
+        // A node told where the network is but connected to no one does nothing for it: not healthy
+        // (a 503, as the relay's /healthz), so a supervisor or load balancer sees it.
+        const isolated = o.bootstrap.length > 0 && m.peers === 0;
+        return Response.json(
+          {
+            ok: !isolated,
+            ...(isolated
+              ? { reason: 'NO_PEERS', hint: 'none of the --bootstrap peers could be reached' }
+              : {}),
+            nodeId: node.nodeId,
+            role: node.role,
+            peers: m.peers,
+            queue: m.queue,
+          },
+          { status: isolated ? 503 : 200 },
+        );
       }
       if (path === '/metrics') {
         return new Response(renderNodeMetrics(node.metrics()), {
