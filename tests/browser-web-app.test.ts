@@ -67,6 +67,11 @@ describe('the contributor web app', () => {
 
       await page.check('#serve');
       await page.waitForSelector('#phase:has-text("running as node")', { timeout: 120_000 });
+      // This page was given no bootstrap peer: it says that no request can reach it, rather than only
+      // "running".
+      expect(await page.textContent('#phase')).toBe(
+        'running as node, but connected to no peer: no request can reach this tab',
+      );
       expect(await page.textContent('#engine-phase')).toBe('ready');
       expect(await page.textContent('#embedder-phase')).toBe('ready');
       expect(await page.textContent('#engine-ref')).toContain('stories260K');

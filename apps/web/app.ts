@@ -44,10 +44,21 @@ function renderLoad(prefix: 'engine' | 'embedder', s: LoadState): void {
   text(`${prefix}-ms`, s.ms === null ? '—' : `${(s.ms / 1000).toFixed(2)} s`);
 }
 
+/** Serving changes asked for and not yet applied (see `render`). */
+let servingChanges = 0;
+
 function render(api: SynodPageApi): void {
   const s: BrowserNodeStatus = api.status();
   text('node-id', s.nodeId ?? 'no key yet: choose a passphrase to create one');
-  text('phase', s.phase === 'running' ? `running as ${s.role}` : s.phase);
+  // Running with no peer does nothing for the network: say so rather than just "running".
+  text(
+    'phase',
+    s.phase !== 'running'
+      ? s.phase
+      : s.peers.length === 0
+        ? `running as ${s.role}, but connected to no peer: no request can reach this tab`
+        : `running as ${s.role}`,
+  );
   text('peer-id', s.peerId ?? '—');
   text('peers', String(s.peers.length));
   const err = $('node-error');
@@ -59,7 +70,9 @@ function render(api: SynodPageApi): void {
   text('unlock', s.nodeId ? 'Unlock node key' : 'Create node key');
   const serve = $<HTMLInputElement>('serve');
   serve.disabled = s.phase !== 'running';
-  if (document.activeElement !== serve) serve.checked = s.serving;
+  // While a change the user asked for is being applied, the box shows what they asked; then what is
+  // true (a model that failed to load leaves serving off, and the box unticked).
+  if (servingChanges === 0) serve.checked = s.serving;
 
   renderLoad('engine', s.engine);
   renderLoad('embedder', s.embedder);
@@ -123,7 +136,14 @@ function wireNode(api: SynodPageApi): void {
   });
   $<HTMLInputElement>('serve').addEventListener('change', (e) => {
     const on = (e.target as HTMLInputElement).checked;
-    api.setServing(on).catch(() => schedule());
+    servingChanges++;
+    api
+      .setServing(on)
+      .catch(() => undefined)
+      .finally(() => {
+        servingChanges--;
+        schedule();
+      });
     schedule();
   });
 }
@@ -232,7 +252,10 @@ async function refreshStanding(api: SynodPageApi, relay: string): Promise<void> 
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     row = ((await r.json()) as { nodes: NodeRow[] }).nodes.find((n) => n.nodeId === nodeId);
   } catch (e) {
+    // Not the last answer's figures as if they were current: none, until the relay answers again.
     text('standing-score', `the relay could not be asked (${String(e)})`);
+    for (const id of ['standing-commits', 'standing-agreement', 'standing-faults', 'standing-seen'])
+      text(id, '—');
     return;
   }
   if (row === undefined) {
