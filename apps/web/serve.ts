@@ -129,35 +129,45 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
     return new Response(f, { headers: { 'content-type': contentTypeOf(path), 'cache-control': 'no-store' } });
   };
 
-  const server = Bun.serve({
-    hostname: host,
-    port: options.port ?? 0,
-    idleTimeout: 0,
-    async fetch(req) {
-      const url = new URL(req.url);
-      const path = url.pathname;
-      options.log?.(`${req.method} ${path}`);
-      if (path === '/synod-config.json') {
-        return Response.json({ ...config, relay: relayUrl === undefined ? null : '/relay' });
-      }
-      if (path === '/favicon.ico') return new Response(null, { status: 204 });
-      const known = statics.get(path);
-      if (known !== undefined) return file(known);
-      const [, dir, rawName] = /^\/([a-z-]+)\/([^/]+)$/.exec(path) ?? [];
-      const name = rawName === undefined ? null : safeName(rawName);
-      if (dir === 'models' && name === modelFile) return file(modelPath);
-      if (dir === 'tfjs' && name?.endsWith('.wasm')) return file(join(tfjsDir, name));
-      if (
-        dir === 'use-lite' &&
-        name !== null &&
-        (name === 'model.json' || name === 'vocab.json' || name.startsWith('group1-shard'))
-      )
-        return file(join(useLiteDir, name));
-      if (path.startsWith('/relay/') && relayUrl !== undefined)
-        return proxy(req, relayUrl, path.slice('/relay'.length) + url.search);
-      return new Response('not found', { status: 404 });
-    },
-  });
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = serve();
+  } catch (e) {
+    // The port is taken (or not ours to bind): nothing of this start stays behind.
+    rmSync(outdir, { recursive: true, force: true });
+    throw e;
+  }
+  function serve() {
+    return Bun.serve({
+      hostname: host,
+      port: options.port ?? 0,
+      idleTimeout: 0,
+      async fetch(req) {
+        const url = new URL(req.url);
+        const path = url.pathname;
+        options.log?.(`${req.method} ${path}`);
+        if (path === '/synod-config.json') {
+          return Response.json({ ...config, relay: relayUrl === undefined ? null : '/relay' });
+        }
+        if (path === '/favicon.ico') return new Response(null, { status: 204 });
+        const known = statics.get(path);
+        if (known !== undefined) return file(known);
+        const [, dir, rawName] = /^\/([a-z-]+)\/([^/]+)$/.exec(path) ?? [];
+        const name = rawName === undefined ? null : safeName(rawName);
+        if (dir === 'models' && name === modelFile) return file(modelPath);
+        if (dir === 'tfjs' && name?.endsWith('.wasm')) return file(join(tfjsDir, name));
+        if (
+          dir === 'use-lite' &&
+          name !== null &&
+          (name === 'model.json' || name === 'vocab.json' || name.startsWith('group1-shard'))
+        )
+          return file(join(useLiteDir, name));
+        if (path.startsWith('/relay/') && relayUrl !== undefined)
+          return proxy(req, relayUrl, path.slice('/relay'.length) + url.search);
+        return new Response('not found', { status: 404 });
+      },
+    });
+  }
 
   return {
     url: `http://${host}:${server.port}`,
@@ -202,37 +212,80 @@ async function proxy(req: Request, relayUrl: string, rest: string): Promise<Resp
   }
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Bun.argv.slice(2),
-    strict: true,
+const USAGE =
+  'Usage: bun apps/web/serve.ts [--port 8080] [--host 127.0.0.1] [--bootstrap <ws multiaddrs, comma-separated>] [--relay <relay URL>] [--models-dir DIR] [--model FILE.gguf]';
+
+/**
+ * The command line's options, or the reason they are not usable (the usage is then printed with it,
+ * exit 2): an unknown flag, a port that is not one, a bootstrap address a browser cannot dial.
+ */
+export function parseServeArgs(
+  args: readonly string[],
+): { help: true } | { help: false; options: WebServerOptions } | { error: string } {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      strict: true,
+      options: {
+        host: { type: 'string', default: '127.0.0.1' },
+        port: { type: 'string', default: '8080' },
+        bootstrap: { type: 'string', default: '' },
+        relay: { type: 'string' },
+        'models-dir': { type: 'string' },
+        model: { type: 'string', default: 'stories260K.gguf' },
+        help: { type: 'boolean', default: false },
+      },
+    }));
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+  if (values['help']) return { help: true };
+  const port = /^\d{1,5}$/.test(values['port'] as string) ? Number(values['port']) : Number.NaN;
+  if (!(port >= 0 && port <= 65535)) return { error: `--port must be a port number, not ${values['port']}` };
+  const bootstrap = (values['bootstrap'] as string)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  // A browser dials WebSocket addresses only, and each must name its peer.
+  const bad = bootstrap.find(
+    (a) => !/^\/(ip4|ip6|dns4|dns6|dns)\/[^/]+\/tcp\/\d+\/(ws|wss|tls\/ws)\/p2p\/\w+$/.test(a),
+  );
+  if (bad !== undefined) {
+    return {
+      error: `--bootstrap takes WebSocket multiaddrs with a peer id (…/tcp/N/ws/p2p/<id>); got ${bad}`,
+    };
+  }
+  return {
+    help: false,
     options: {
-      host: { type: 'string', default: '127.0.0.1' },
-      port: { type: 'string', default: '8080' },
-      bootstrap: { type: 'string', default: '' },
-      relay: { type: 'string' },
-      'models-dir': { type: 'string' },
-      model: { type: 'string', default: 'stories260K.gguf' },
-      help: { type: 'boolean', default: false },
+      host: values['host'] as string,
+      port,
+      bootstrap,
+      ...(values['relay'] === undefined ? {} : { relayUrl: values['relay'] as string }),
+      ...(values['models-dir'] === undefined ? {} : { modelsDir: values['models-dir'] as string }),
+      modelFile: values['model'] as string,
     },
-  });
-  if (values.help) {
-    console.log(
-      'Usage: bun apps/web/serve.ts [--port 8080] [--host 127.0.0.1] [--bootstrap <ws multiaddrs, comma-separated>] [--relay <relay URL>] [--models-dir DIR] [--model FILE.gguf]',
-    );
+  };
+}
+
+if (import.meta.main) {
+  const parsed = parseServeArgs(Bun.argv.slice(2));
+  if ('error' in parsed) {
+    console.error(`synod web: ${parsed.error}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (parsed.help) {
+    console.log(USAGE);
     process.exit(0);
   }
-  const web = await startWebServer({
-    host: values.host as string,
-    port: Number(values.port),
-    bootstrap: (values.bootstrap as string)
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean),
-    ...(values.relay === undefined ? {} : { relayUrl: values.relay }),
-    ...(values['models-dir'] === undefined ? {} : { modelsDir: values['models-dir'] }),
-    modelFile: values.model as string,
-  });
+  let web: WebServer;
+  try {
+    web = await startWebServer(parsed.options);
+  } catch (e) {
+    console.error(`synod web: ${(e as Error).message}`);
+    process.exit(1);
+  }
   console.log(`Synod contributor app: ${web.url}`);
   if (web.config.bootstrap.length === 0) {
     console.log("No --bootstrap given: the node will not find peers. Pass a headless node's /ws multiaddr.");

@@ -1,0 +1,49 @@
+import { describe, expect, test } from 'bun:test';
+import { readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { resolve } from 'node:path';
+import { parseServeArgs, startWebServer } from './serve.ts';
+
+const WS = '/ip4/127.0.0.1/tcp/9000/ws/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA';
+
+describe('npm run web: the command line', () => {
+  test('a usable command line', () => {
+    expect(parseServeArgs(['--port', '0', '--bootstrap', `${WS}, ${WS}`])).toMatchObject({
+      help: false,
+      options: { port: 0, bootstrap: [WS, WS], host: '127.0.0.1', modelFile: 'stories260K.gguf' },
+    });
+    expect(parseServeArgs(['--help'])).toEqual({ help: true });
+  });
+
+  test.each([
+    [['--bogus'], "Unknown option '--bogus'"],
+    [['--port', 'http'], '--port must be a port number'],
+    [['--port', '70000'], '--port must be a port number'],
+    // A browser cannot dial TCP, and an address without its peer id cannot be dialled at all.
+    [
+      ['--bootstrap', '/ip4/127.0.0.1/tcp/9000/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA'],
+      'WebSocket multiaddrs',
+    ],
+    [['--bootstrap', '/ip4/127.0.0.1/tcp/9000/ws'], 'WebSocket multiaddrs'],
+    [['--bootstrap', 'localhost:9000'], 'WebSocket multiaddrs'],
+  ])('%p is refused: %s', (args, message) => {
+    const r = parseServeArgs(args);
+    expect('error' in r && r.error).toContain(message);
+  });
+});
+
+describe('npm run web: a start that fails', () => {
+  test('a port already taken is an error, and leaves no bundle folder behind', async () => {
+    const modelsDir = resolve(import.meta.dir, '../../../shared/models');
+    const first = await startWebServer({ port: 0, modelsDir });
+    const port = Number(new URL(first.url).port);
+    const bundles = () => readdirSync(tmpdir()).filter((n) => n.startsWith('synod-web-')).length;
+    const before = bundles();
+    try {
+      await expect(startWebServer({ port, modelsDir })).rejects.toThrow();
+      expect(bundles()).toBe(before);
+    } finally {
+      await first.stop();
+    }
+  }, 120_000);
+});
