@@ -73,6 +73,11 @@ describe('the contributor web app', () => {
         'running as node, but connected to no peer: no request can reach this tab',
       );
       expect(await page.textContent('#engine-phase')).toBe('ready');
+      // Announced to screen readers: the state, errors, the download progress bars by name.
+      expect(await page.getAttribute('#phase', 'role')).toBe('status');
+      expect(await page.getAttribute('#node-error', 'role')).toBe('alert');
+      expect(await page.getAttribute('#engine-progress', 'aria-label')).toBe('Engine model download');
+      expect(await page.getAttribute('#embedder-progress', 'aria-label')).toBe('Embedder model download');
       expect(await page.textContent('#embedder-phase')).toBe('ready');
       expect(await page.textContent('#engine-ref')).toContain('stories260K');
       expect(await page.textContent('#embedder-ref')).toContain('use-lite-512');
