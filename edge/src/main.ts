@@ -179,7 +179,10 @@ async function main(argv: string[]): Promise<number> {
   const dbUrl = values['db'] as string;
   try {
     // The node, its transports and the relay runtime load only here: `keys …` and `--help` need
-    // none of them (and Gun prints a welcome line on stdout when loaded).
+    // none of them. Gun prints a welcome line with console.log as it loads: to stderr, since this
+    // process's stdout is JSON lines.
+    const consoleLog = console.log;
+    console.log = console.error;
     const [
       { GunTransport },
       { loadOrCreateIdentity },
@@ -190,7 +193,9 @@ async function main(argv: string[]): Promise<number> {
       import('@synod/browser-node/cli'),
       import('@synod/browser-node/headless'),
       import('./runtime/bun.ts'),
-    ]);
+    ]).finally(() => {
+      console.log = consoleLog;
+    });
     const { key } = await loadOrCreateIdentity(values['identity'] as string, passphrase);
     const waku = await createHeadlessWakuRelay({
       host: values['host'] as string,

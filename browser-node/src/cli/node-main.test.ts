@@ -88,6 +88,9 @@ describe('synod node as a process', () => {
         join(dir, 'p', 'id.json'),
         '--db',
         join(dir, 'p', 'state.db'),
+        // Gun (unreachable here) loads with a welcome line of its own: not on stdout, which is JSON.
+        '--gun',
+        'http://127.0.0.1:9/gun',
       ],
       { env: { ...process.env, SYNOD_PASSPHRASE: 'pw' }, stdout: 'pipe', stderr: 'pipe' },
     );
@@ -106,6 +109,7 @@ describe('synod node as a process', () => {
       }
       expect(started).toBeDefined();
       if (!started) return;
+      for (const line of buf.split('\n').filter(Boolean)) expect(() => JSON.parse(line)).not.toThrow();
       const health = (await (await fetch(`${started.http}/healthz`)).json()) as {
         ok: boolean;
         role: string;

@@ -9,7 +9,7 @@ import { InferenceQueue } from '../inference/queue.ts';
 import { WorkerEmbedder, WorkerEngine } from '../inference/worker-client.ts';
 import { LibsqlMachineStore } from '../node/machine-store-libsql.ts';
 import { SynodNode } from '../node/synod-node.ts';
-import { GunTransport } from '../p2p/gun.ts';
+import type { GunTransport } from '../p2p/gun.ts';
 import { createHeadlessWakuRelay } from '../p2p/waku-relay-headless.ts';
 import { loadOrCreateIdentity } from './identity-file.ts';
 import { renderNodeMetrics } from './metrics-text.ts';
@@ -197,7 +197,7 @@ export async function runNode(
     bootstrap: o.bootstrap,
   });
   // Gun: an optional second network carrying requests and verdicts; the intake dedups across both.
-  const gun = o.gun.length > 0 ? new GunTransport({ peers: o.gun }) : undefined;
+  const gun = o.gun.length > 0 ? new (await loadGunTransport())({ peers: o.gun }) : undefined;
   const node = new SynodNode({
     key,
     role: o.role,
@@ -309,4 +309,18 @@ export async function nodeCommand(argv: string[]): Promise<number> {
   log({ level: 'info', msg: 'stopping' });
   await running.stop();
   return 0;
+}
+
+/**
+ * The Gun transport, loaded only when asked for, with console.log sent to stderr while it loads: Gun
+ * prints a welcome line as its module loads, and this process's stdout is JSON lines.
+ */
+async function loadGunTransport(): Promise<typeof GunTransport> {
+  const consoleLog = console.log;
+  console.log = console.error;
+  try {
+    return (await import('../p2p/gun.ts')).GunTransport;
+  } finally {
+    console.log = consoleLog;
+  }
 }
