@@ -272,3 +272,38 @@ describe('SynodNode: a request replayed after its machine is gone', () => {
     }
   }, 60_000);
 });
+
+describe('SynodNode: a peer the intake bans', () => {
+  test('is hung up on through its transport, and the ban is logged', async () => {
+    const net = new MemoryNetwork();
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(140));
+    const transport = net.join(key.nodeId);
+    // The in-memory transport has no connections to close: a recording double of the hook here.
+    const hungUp: string[] = [];
+    Object.assign(transport, {
+      disconnect: async (peer: string) => {
+        hungUp.push(peer);
+      },
+    });
+    const logs: Record<string, unknown>[] = [];
+    const follower = new SynodNode({
+      key,
+      role: 'follower',
+      transports: [transport],
+      intake: { banThreshold: 3 },
+      log: (e) => logs.push(e),
+    });
+    await follower.start();
+    try {
+      const attacker = net.join('attacker');
+      for (let i = 0; i < 5; i++)
+        await attacker.publish(topicOfPacketType('commit'), new TextEncoder().encode(`junk ${i}`));
+      await net.settled();
+      await until(() => hungUp.length === 1);
+      expect(hungUp).toEqual(['attacker']);
+      expect(logs.find((l) => l['msg'] === 'peer banned')).toMatchObject({ peer: 'attacker', invalid: 3 });
+    } finally {
+      await follower.close();
+    }
+  });
+});

@@ -211,6 +211,29 @@ export class SynodNode {
       ...options.intake,
       now: () => this.#scheduler.now(),
       deliver: (p) => this.#deliver(p),
+      // A banned peer is hung up on, where its transport can (it would otherwise keep its place in the
+      // mesh, its every message refused for the length of the ban); then the caller's hook.
+      onBan: (ref, stats) => {
+        const transport = options.transports.find((t) => t.name === ref.transport);
+        transport
+          ?.disconnect?.(ref.peer)
+          .catch((e: unknown) =>
+            this.#log({
+              level: 'warn',
+              msg: 'hanging up on a banned peer failed',
+              peer: ref.peer,
+              err: String(e),
+            }),
+          );
+        this.#log({
+          level: 'warn',
+          msg: 'peer banned',
+          transport: ref.transport,
+          peer: ref.peer,
+          invalid: stats.invalid,
+        });
+        options.intake?.onBan?.(ref, stats);
+      },
     });
   }
 

@@ -26,6 +26,8 @@ export interface Transport {
    * so whoever sent an invalid message is its author, and may be penalised for it.
    */
   setForwardValidator?(validator: ForwardValidator | null): void;
+  /** Hang up on a peer (one the intake banned), where the transport has connections of its own. */
+  disconnect?(peer: string): Promise<void>;
 }
 
 /** `accept`: forward and dispatch; `reject`: drop and penalise the sender; `ignore`: drop quietly. */
