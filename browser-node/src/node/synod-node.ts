@@ -215,16 +215,14 @@ export class SynodNode {
       // mesh, its every message refused for the length of the ban); then the caller's hook.
       onBan: (ref, stats) => {
         const transport = options.transports.find((t) => t.name === ref.transport);
-        transport
-          ?.disconnect?.(ref.peer)
-          .catch((e: unknown) =>
-            this.#log({
-              level: 'warn',
-              msg: 'hanging up on a banned peer failed',
-              peer: ref.peer,
-              err: String(e),
-            }),
-          );
+        transport?.disconnect?.(ref.peer).catch((e: unknown) =>
+          this.#log({
+            level: 'warn',
+            msg: 'hanging up on a banned peer failed',
+            peer: ref.peer,
+            err: String(e),
+          }),
+        );
         this.#log({
           level: 'warn',
           msg: 'peer banned',
