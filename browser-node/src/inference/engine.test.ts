@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { requireLocation } from './engine.ts';
+import { completionText, ggufContextSize, renderMessagesAsText, requireLocation } from './engine.ts';
 import { isInferenceError } from './errors.ts';
 import { LlamaCppEngine } from './llama-cpp.ts';
 import { WllamaEngine } from './wllama.ts';
@@ -38,5 +38,26 @@ describe('requireLocation', () => {
       code: 'INFERENCE_INVALID_INPUT',
       message: 'wllama loads models from a URL',
     });
+  });
+});
+
+describe("the GGUF engines' shared text rule", () => {
+  test('a prompt is completed as is (spaces kept); messages as their plain rendering, system included', () => {
+    expect(completionText({ prompt: ' Hello ' })).toBe(' Hello ');
+    expect(completionText({ prompt: '' })).toBe('');
+    const messages = [
+      { role: 'system' as const, content: 'You tell stories.' },
+      { role: 'user' as const, content: 'A dog?' },
+    ];
+    expect(completionText({ messages })).toBe('system: You tell stories.\nuser: A dog?\nassistant:');
+    expect(completionText({ messages })).toBe(renderMessagesAsText(messages));
+  });
+
+  test('context size: the requested size (2048 by default) capped at the training context', () => {
+    expect(ggufContextSize(undefined, 4096)).toBe(2048);
+    expect(ggufContextSize(undefined, 512)).toBe(512);
+    expect(ggufContextSize(256, 2048)).toBe(256);
+    expect(ggufContextSize(4096, 2048)).toBe(2048);
+    expect(ggufContextSize(1024, 0)).toBe(1024);
   });
 });

@@ -7,8 +7,10 @@ import { InferenceError } from './errors.ts';
  *
  * Determinism, which consensus relies on:
  * - Greedy decoding (`temperature: 0`) is deterministic: the same engine, model file and prompt give the
- *   same text on every run. Across engines it usually agrees too (node-llama-cpp and wllama agree
- *   character for character on stories260K), but that is an observation, not a promise: kernels differ.
+ *   same text on every run. The two GGUF engines (node-llama-cpp and wllama) feed the model the same
+ *   token ids and turn its tokens into text the same way (`completionText`), and agree byte for byte on
+ *   stories260K (tested on varied prompts); for other models that stays an observation, not a promise:
+ *   their kernels may differ in the last bits.
  * - Seeded sampling (`temperature > 0` with `seed`) is reproducible within one engine (same engine,
  *   version, model and seed give the same text); different engines use different sampler chains, so it
  *   is not reproducible across engines.
@@ -113,6 +115,50 @@ export function checkGenerateRequest(request: GenerateRequest): void {
  */
 export function renderMessagesAsText(messages: readonly ChatMessage[]): string {
   return `${messages.map((m) => `${m.role}: ${m.content}`).join('\n')}\nassistant:`;
+}
+
+/**
+ * The GGUF engines' canonical text-in/text-out rule. node-llama-cpp (headless) and wllama (browser) run
+ * the same GGUF files, and a quorum mixes them, so for the same request and greedy params they must
+ * produce byte-identical output. Both follow llama.cpp's own server (`llama-server`, whose code wllama
+ * runs in WASM), the reference:
+ *
+ * - Input: the text is `request.prompt`, or the messages rendered by `renderMessagesAsText` (no chat
+ *   template in either engine: the two libraries render templates with different code). It is
+ *   tokenized as `llama_tokenize(text, add_special = true, parse_special = true)`: BOS first when the
+ *   model's `add_bos` says so (EOS last when its `add_eos` does), the SentencePiece dummy-prefix space
+ *   when the vocabulary's `add_space_prefix` says so ("Hello" is `▁He ll o`, " Hello" is `▁ ▁He ll o`),
+ *   and special-token text such as `</s>` parsed into its token.
+ * - Output: the pieces of the generated tokens concatenated (`llama_token_to_piece`, special = false),
+ *   so the first token keeps its leading space (" was a big") and prompt + output reads as one text;
+ *   control tokens render as nothing; the end-of-generation token is not part of the text.
+ * - Stop: at an end-of-generation token (`stop`, the token counted), after `maxTokens` tokens (`length`),
+ *   or when prompt + generated tokens fill the context (`length`; no context shift). A prompt as long
+ *   as the context, or longer, is INFERENCE_INVALID_INPUT. The context is the same in both: the
+ *   requested size capped at the model's training context (`ggufContextSize`), padded by llama.cpp.
+ */
+export function completionText(request: Pick<GenerateRequest, 'prompt' | 'messages'>): string {
+  return request.prompt ?? renderMessagesAsText(request.messages ?? []);
+}
+
+/** Context size for a GGUF engine: the requested size (default 2048), never above the training context. */
+export function ggufContextSize(requested: number | undefined, trainContextSize: number): number {
+  const want = requested ?? 2048;
+  return trainContextSize > 0 ? Math.min(want, trainContextSize) : want;
+}
+
+/** The prompt does not fit in the context (both GGUF engines throw this, with the same code). */
+export function promptTooLong(
+  promptTokens: number | undefined,
+  contextSize: number | undefined,
+): InferenceError {
+  return new InferenceError('INFERENCE_INVALID_INPUT', 'the prompt does not fit in the model context', {
+    details: {
+      ...(promptTokens === undefined ? {} : { promptTokens }),
+      ...(contextSize === undefined ? {} : { contextSize }),
+    },
+    hint: 'shorten the prompt',
+  });
 }
 
 /** Tokens per second from a count and a duration, never NaN or Infinity. */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
-import type { GenerateRequest } from './engine.ts';
+import { type GenerateRequest, renderMessagesAsText } from './engine.ts';
 import { isInferenceError } from './errors.ts';
 import { LlamaCppEngine } from './llama-cpp.ts';
 import { STORIES_260K_SHA256, TEST_MODELS_DIR } from './test-models.ts';
@@ -73,6 +73,35 @@ describe('LlamaCppEngine (node-llama-cpp, prebuilt CPU binary)', () => {
     expect(b.text).toBe(a.text);
   });
 
+  test('prompt token ids are llama_tokenize(add_special, parse_special): BOS, dummy-prefix space, specials', () => {
+    // "Hello" is ▁He ll o (the SentencePiece dummy prefix is kept, as llama.cpp and wllama keep it);
+    // " Hello" adds the text's own space as ▁ (410); "<s>" and "</s>" are parsed into BOS and EOS.
+    expect(engine.promptTokens('Hello')).toEqual([1, 346, 306, 414]);
+    expect(engine.promptTokens(' Hello')).toEqual([1, 410, 346, 306, 414]);
+    expect(engine.promptTokens('Hello ')).toEqual([1, 346, 306, 414, 410]);
+    expect(engine.promptTokens('Once upon a time')).toEqual([1, 403, 407, 261, 378]);
+    expect(engine.promptTokens('<s>Hi</s>')).toEqual([1, 1, 320, 417, 2]);
+    expect(engine.promptTokens('')).toEqual([1]);
+  });
+
+  test("the output keeps its first token's leading space, so prompt + output is one text", async () => {
+    const hello = await engine.generate({ prompt: 'Hello', params: { temperature: 0, maxTokens: 4 } });
+    expect(hello.text).toBe(' was a big,');
+    const one = await engine.generate({ prompt: 'Hello', params: { temperature: 0, maxTokens: 1 } });
+    expect(one).toMatchObject({ text: ' was', tokens: 1, finishReason: 'length' });
+  });
+
+  test('messages are completed as their plain rendering (no chat template)', async () => {
+    const messages = [
+      { role: 'system' as const, content: 'You tell stories.' },
+      { role: 'user' as const, content: 'Tell me about a dog.' },
+    ];
+    const params = { temperature: 0, maxTokens: 16 };
+    const chat = await engine.generate({ messages, params });
+    const raw = await engine.generate({ prompt: renderMessagesAsText(messages), params });
+    expect(chat).toMatchObject({ text: raw.text, tokens: raw.tokens, finishReason: raw.finishReason });
+  });
+
   test('an aborted signal is INFERENCE_ABORTED; bad input is INFERENCE_INVALID_INPUT', async () => {
     const ac = new AbortController();
     ac.abort();
@@ -96,6 +125,37 @@ describe('LlamaCppEngine (node-llama-cpp, prebuilt CPU binary)', () => {
     // The engine is usable again afterwards.
     const r = await engine.generate({ prompt: 'Once upon a time', params: { temperature: 0, maxTokens: 4 } });
     expect(r.tokens).toBe(4);
+  });
+});
+
+describe("LlamaCppEngine context limits (as llama.cpp's server: no context shift)", () => {
+  test('a full context ends the output (length); a prompt as long as the context is INFERENCE_INVALID_INPUT', async () => {
+    const engine = new LlamaCppEngine({ threads: 1, contextSize: 256 });
+    await engine.load(source);
+    try {
+      // 5 prompt tokens + 251 generated fill the 256-token context.
+      const full = await engine.generate({
+        prompt: 'Once upon a time',
+        params: { temperature: 0, maxTokens: 400 },
+      });
+      expect(full).toMatchObject({ tokens: 251, finishReason: 'length' });
+      const room = await engine.generate({
+        prompt: Array(254).fill('a').join(' '),
+        params: { temperature: 0, maxTokens: 10 },
+      });
+      expect(room).toMatchObject({ tokens: 1, finishReason: 'length' });
+      await expect(
+        engine.generate({
+          prompt: Array(255).fill('a').join(' '),
+          params: { temperature: 0, maxTokens: 10 },
+        }),
+      ).rejects.toMatchObject({
+        code: 'INFERENCE_INVALID_INPUT',
+        details: { promptTokens: 256, contextSize: 256 },
+      });
+    } finally {
+      await engine.unload();
+    }
   });
 });
 

@@ -1,13 +1,17 @@
 import type { ModelRef } from '@synod/shared';
-import type { Llama, LlamaContext, LlamaModel } from 'node-llama-cpp';
+import type { Llama, LlamaContext, LlamaModel, Token } from 'node-llama-cpp';
 import {
   checkGenerateRequest,
+  completionText,
   type Engine,
+  type FinishReason,
   type GenerateRequest,
   type GenerateResult,
+  ggufContextSize,
   type ModelSource,
   notLoaded,
   type OnLoadProgress,
+  promptTooLong,
   rate,
   requireLocation,
   throwIfAborted,
@@ -25,14 +29,16 @@ import { sha256File, verifyHash } from './models-dir.ts';
  * `threads: 1` by default: on a 2-core machine one thread was several times faster than two for small
  * models (measured: 700+ tokens/s for stories260K).
  *
- * Prompts are completed as raw text. Messages use the model's own chat template when the GGUF has one
- * (node-llama-cpp's `resolveChatWrapper`), else the plain rendering of `renderMessagesAsText` shared
- * by every engine.
+ * Text in and text out follow the GGUF engines' canonical rule (`completionText` in engine.ts), which
+ * wllama follows too, so that both give byte-identical greedy output: prompts and messages (rendered by
+ * `renderMessagesAsText`, never through a chat template) are completed as raw text, tokenized as
+ * llama.cpp's `llama_tokenize(text, add_special = true, parse_special = true)`, and the output is the
+ * generated tokens' pieces, leading space included.
  */
 export interface LlamaCppOptions {
   /** CPU threads for generation (default 1). */
   threads?: number;
-  /** Context size in tokens (default: min(2048, the model's training context)). */
+  /** Context size in tokens (default: min(2048, the model's training context); as wllama's). */
   contextSize?: number;
 }
 
@@ -98,7 +104,7 @@ export class LlamaCppEngine implements Engine {
         onLoadProgress: (p: number) => onProgress?.({ loaded: p, total: 1, phase: 'load' }),
       });
       this.#context = await this.#model.createContext({
-        contextSize: Math.min(this.#options.contextSize ?? 2048, this.#model.trainContextSize),
+        contextSize: ggufContextSize(this.#options.contextSize, this.#model.trainContextSize),
         threads: this.#options.threads ?? 1,
         sequences: 1,
       });
@@ -134,69 +140,65 @@ export class LlamaCppEngine implements Engine {
     return done;
   }
 
+  /**
+   * The token ids the model is given for a raw text prompt, BOS included: llama.cpp's
+   * `llama_tokenize(text, add_special = true, parse_special = true)`, as wllama's server code does it
+   * (see `completionText` in engine.ts). node-llama-cpp's `tokenize(text, true)` is llama.cpp's tokenizer
+   * with `add_special = false`, dummy-prefix space included; BOS and EOS are added here from the
+   * model's own `add_bos` / `add_eos` flags. (LlamaCompletion is not used: it tokenizes with
+   * "trimLeadingSpace", which drops the dummy prefix, and its detokenized text drops the first
+   * generated token's leading space; both made it disagree with wllama.)
+   */
+  promptTokens(text: string): number[] {
+    const model = this.#model;
+    if (model === null) throw notLoaded('llama-cpp engine');
+    return inputTokens(model, text);
+  }
+
   async #generate(
     model: LlamaModel,
     context: LlamaContext,
     request: GenerateRequest,
   ): Promise<GenerateResult> {
-    const lib = await import('node-llama-cpp');
     const sequence = context.getSequence();
     const { params } = request;
     const started = performance.now();
+    // Sampled tokens, the end-of-generation token included (llama.cpp's count).
     let tokens = 0;
     try {
-      const sampling = {
-        maxTokens: params.maxTokens,
+      const input = inputTokens(model, completionText(request));
+      const contextSize = context.contextSize;
+      // llama.cpp's server refuses a prompt that fills the whole context (no room for a new token).
+      if (input.length >= contextSize) throw promptTooLong(input.length, contextSize);
+      const generated: Token[] = [];
+      let finishReason: FinishReason = 'length';
+      const evaluation = sequence.evaluate(input, {
         temperature: params.temperature,
         ...(params.seed === undefined ? {} : { seed: params.seed }),
         ...(params.topP === undefined ? {} : { topP: params.topP }),
         ...(params.topK === undefined ? {} : { topK: params.topK }),
-        ...(request.signal === undefined ? {} : { signal: request.signal, stopOnAbortSignal: true }),
-        onToken: (t: readonly unknown[]) => {
-          tokens += t.length;
-        },
-      };
-      let text: string;
-      let stopReason: string;
-      if (request.prompt !== undefined) {
-        const completion = new lib.LlamaCompletion({ contextSequence: sequence });
-        try {
-          const out = await completion.generateCompletionWithMeta(request.prompt, sampling);
-          text = out.response;
-          stopReason = out.metadata.stopReason;
-        } finally {
-          completion.dispose({ disposeSequence: false });
+        yieldEogToken: true,
+      });
+      for await (const token of evaluation) {
+        if (request.signal?.aborted) break;
+        tokens++;
+        if (model.isEogToken(token)) {
+          finishReason = 'stop';
+          break;
         }
-      } else {
-        const messages = request.messages ?? [];
-        const chat = new lib.LlamaChat({
-          contextSequence: sequence,
-          chatWrapper: lib.resolveChatWrapper(model),
-          autoDisposeSequence: false,
-        });
-        try {
-          const history: import('node-llama-cpp').ChatHistoryItem[] = messages.map((m) =>
-            m.role === 'assistant'
-              ? { type: 'model' as const, response: [m.content] }
-              : { type: m.role, text: m.content },
-          );
-          history.push({ type: 'model', response: [] });
-          const out = await chat.generateResponse(history, sampling);
-          text = out.response;
-          stopReason = out.metadata.stopReason;
-        } finally {
-          chat.dispose({ disposeSequence: false });
-        }
+        generated.push(token);
+        // maxTokens reached, or the context is full (the next token could not be evaluated).
+        if (tokens >= params.maxTokens || input.length + tokens >= contextSize) break;
       }
       const elapsed = performance.now() - started;
-      if (stopReason === 'abort' || request.signal?.aborted) {
+      if (request.signal?.aborted) {
         throw new InferenceError('INFERENCE_ABORTED', 'the generation was aborted', { details: { tokens } });
       }
       return {
-        text,
+        text: continuation(model, input, generated),
         tokens,
         tokensPerSecond: rate(tokens, elapsed),
-        finishReason: stopReason === 'maxTokens' ? 'length' : 'stop',
+        finishReason,
       };
     } catch (cause) {
       if (request.signal?.aborted && !(cause instanceof InferenceError)) {
@@ -233,4 +235,27 @@ export class LlamaCppEngine implements Engine {
   get holdsResources(): boolean {
     return this.#llama !== null || this.#model !== null || this.#context !== null;
   }
+}
+
+/** BOS (when the model's `add_bos` says so), the text tokenized with special-token parsing, EOS (`add_eos`). */
+function inputTokens(model: LlamaModel, text: string): Token[] {
+  const { bos, eos, shouldPrependBosToken, shouldAppendEosToken } = model.tokens;
+  return [
+    ...(shouldPrependBosToken && bos !== null ? [bos] : []),
+    ...model.tokenize(text, true),
+    ...(shouldAppendEosToken && eos !== null ? [eos] : []),
+  ];
+}
+
+/**
+ * The generated tokens' pieces concatenated, as llama.cpp's server streams them. llama.cpp's
+ * detokenizer strips the dummy-prefix space of the first token it is given, so the tokens are
+ * detokenized after the prompt's (whose first token, usually BOS, takes that strip) and the prompt's
+ * text is cut off.
+ */
+function continuation(model: LlamaModel, input: readonly Token[], generated: readonly Token[]): string {
+  if (generated.length === 0) return '';
+  const before = model.detokenize(input);
+  const all = model.detokenize([...input, ...generated]);
+  return all.startsWith(before) ? all.slice(before.length) : model.detokenize(generated, false, input);
 }

@@ -30,9 +30,10 @@ describe('wllama config mapping', () => {
     expect(() => wllamaLoadParams({ wasmUrl: '/w.wasm', threads: 0 })).toThrow();
   });
 
-  test('greedy maps to temp 0 with top_k 1; sampling keeps seed, top_k and top_p', () => {
+  test('greedy maps to temp 0 with top_k 1; sampling keeps seed, top_k and top_p; no prompt cache', () => {
     expect(wllamaCompletionParams('Once', { temperature: 0, maxTokens: 10, topP: 0.5, topK: 40 })).toEqual({
       prompt: 'Once',
+      cache_prompt: false,
       max_tokens: 10,
       temp: 0,
       top_k: 1,
@@ -41,6 +42,7 @@ describe('wllama config mapping', () => {
       wllamaCompletionParams('Once', { temperature: 0.8, maxTokens: 10, seed: 42, topP: 0.9, topK: 40 }),
     ).toEqual({
       prompt: 'Once',
+      cache_prompt: false,
       max_tokens: 10,
       temp: 0.8,
       top_k: 40,

@@ -9,14 +9,16 @@ import type {
 } from '@wllama/wllama/esm/index.js';
 import {
   checkGenerateRequest,
+  completionText,
   type Engine,
   type GenerateRequest,
   type GenerateResult,
+  ggufContextSize,
   type ModelSource,
   notLoaded,
   type OnLoadProgress,
+  promptTooLong,
   rate,
-  renderMessagesAsText,
   requireLocation,
   throwIfAborted,
 } from './engine.ts';
@@ -26,9 +28,14 @@ import { fetchBytes, sha256Hex, verifyHash } from './hashing.ts';
 /**
  * wllama (llama.cpp compiled to WebAssembly) for browser nodes: GGUF models on the CPU in a tab.
  *
- * Measured in headless Chromium with stories260K: greedy output identical, character for character, to
- * node-llama-cpp's; seeded sampling reproducible within wllama (not across engines); about 1,000
- * tokens/s single-threaded.
+ * Greedy output is byte-identical to node-llama-cpp's (LlamaCppEngine) because both follow the GGUF
+ * engines' canonical rule (`completionText` in engine.ts), which is what wllama's code does natively:
+ * it runs llama.cpp's server, whose completion tokenizes the prompt as `llama_tokenize(text,
+ * add_special = true, parse_special = true)` and returns the generated pieces concatenated. Messages
+ * are rendered by `renderMessagesAsText` and completed as raw text (wllama's chat completion would
+ * apply a template node-llama-cpp does not). Checked in headless Chromium on varied prompts
+ * (tests/browser-node.test.ts). Seeded sampling is reproducible within wllama, not across engines.
+ * About 1,000 tokens/s single-threaded with stories260K.
  *
  * Gotchas handled here:
  * - wllama 3 needs JSPI and Memory64; without them it would load a compat build from a CDN. The CDN
@@ -36,6 +43,11 @@ import { fetchBytes, sha256Hex, verifyHash } from './hashing.ts';
  * - A `seed` given at model load overrides every per-request seed, so no seed is ever passed at load;
  *   each request carries its own.
  * - The GPU layer count is set to 0 explicitly (CPU) unless `gpuLayers` is given.
+ * - The prompt cache is off (`cache_prompt: false`): every request evaluates its whole prompt from an
+ *   empty context, as node-llama-cpp does, so no earlier request can shift a result.
+ * - The context is capped at the model's training context, as node-llama-cpp's is (the model is loaded
+ *   again, smaller, when the GGUF's training context is below the requested size), so both stop at the
+ *   same token when the context fills.
  * - Multi-threading needs a cross-origin-isolated page (COOP/COEP) and an explicit thread count;
  *   `threads` defaults to 1.
  * - The model is fetched once from a URL the node serves, its sha256 checked, then handed to wllama as
@@ -46,7 +58,7 @@ export interface WllamaOptions {
   wasmUrl: string;
   /** Threads (default 1; more needs a cross-origin-isolated page). */
   threads?: number;
-  /** Context size in tokens (default 2048). */
+  /** Context size in tokens (default: min(2048, the model's training context); as node-llama-cpp's). */
   contextSize?: number;
   /** Layers offloaded to WebGPU (default 0: CPU only). */
   gpuLayers?: number;
@@ -75,14 +87,18 @@ export function wllamaLoadParams(options: WllamaOptions): LoadModelParams {
   };
 }
 
+/** wllama's raw completion parameters, plus the server field its type does not list. */
+export type WllamaCompletionParams = RawCompletionParams & { cache_prompt: boolean };
+
 /**
  * Sampling parameters for one completion. Greedy (`temperature: 0`) is `temp: 0` with `top_k: 1`, which
- * llama.cpp's sampler chain reduces to argmax.
+ * llama.cpp's sampler chain reduces to argmax. The prompt cache is off (each prompt evaluated whole).
  */
-export function wllamaCompletionParams(prompt: string, params: InferenceParams): RawCompletionParams {
+export function wllamaCompletionParams(prompt: string, params: InferenceParams): WllamaCompletionParams {
   const greedy = params.temperature === 0;
   return {
     prompt,
+    cache_prompt: false,
     max_tokens: params.maxTokens,
     temp: params.temperature,
     ...(greedy ? { top_k: 1 } : params.topK === undefined ? {} : { top_k: params.topK }),
@@ -134,10 +150,22 @@ export class WllamaEngine implements Engine {
     verifyHash(source.id, source.fileHash, actual, url);
     try {
       const { Wllama: WllamaClass } = await import('@wllama/wllama/esm/index.js');
-      const wllama = new WllamaClass(wllamaAssetPaths(this.#options), { suppressNativeLog: true });
-      wllama.setCompat(null);
+      const blob = new Blob([bytes as Uint8Array<ArrayBuffer>]);
+      const start = async (params: LoadModelParams): Promise<Wllama> => {
+        const wllama = new WllamaClass(wllamaAssetPaths(this.#options), { suppressNativeLog: true });
+        wllama.setCompat(null);
+        await wllama.loadModel([blob], params);
+        return wllama;
+      };
       onProgress?.({ loaded: 0, total: 1, phase: 'load' });
-      await wllama.loadModel([new Blob([bytes as Uint8Array<ArrayBuffer>])], wllamaLoadParams(this.#options));
+      const params = wllamaLoadParams(this.#options);
+      let wllama = await start(params);
+      // The training context is only known once loaded: load again when it is below the requested size.
+      const nCtx = ggufContextSize(params.n_ctx, wllama.getLoadedContextInfo().n_ctx_train);
+      if (nCtx !== params.n_ctx) {
+        await wllama.exit();
+        wllama = await start({ ...params, n_ctx: nCtx });
+      }
       this.#wllama = wllama;
     } catch (cause) {
       throw asInferenceError(cause, 'ENGINE_UNAVAILABLE', `wllama could not load ${source.id}`);
@@ -151,8 +179,7 @@ export class WllamaEngine implements Engine {
     const wllama = this.#wllama;
     if (wllama === null) throw notLoaded('wllama engine');
     throwIfAborted(request.signal);
-    // Base GGUFs (no chat template) get the plain rendering every engine shares.
-    const prompt = request.prompt ?? renderMessagesAsText(request.messages ?? []);
+    const prompt = completionText(request);
     const started = performance.now();
     try {
       const out = await wllama.createCompletion({
@@ -172,6 +199,11 @@ export class WllamaEngine implements Engine {
       if (request.signal?.aborted) {
         throw new InferenceError('INFERENCE_ABORTED', 'the generation was aborted', { cause });
       }
+      // llama.cpp's server: "request (N tokens) exceeds the available context size (M tokens), …".
+      const tooLong = /\((\d+) tokens\) exceeds the available context size \((\d+) tokens\)/.exec(
+        cause instanceof Error ? cause.message : String(cause),
+      );
+      if (tooLong !== null) throw promptTooLong(Number(tooLong[1]), Number(tooLong[2]));
       throw asInferenceError(cause, 'INFERENCE_FAILED', 'wllama generation failed');
     }
   }
