@@ -74,42 +74,52 @@ describe('identity file', () => {
   });
 });
 
+/**
+ * `synod node` as a follower in a process of its own, with extra flags, until its "node started" line:
+ * the process, that line, and the stdout read so far (its other lines), for the test to go on with.
+ */
+async function startFollower(name: string, extra: string[]) {
+  const child = Bun.spawn(
+    [
+      process.execPath,
+      resolve(import.meta.dir, 'main.ts'),
+      'node',
+      '--role',
+      'follower',
+      '--identity',
+      join(dir, name, 'id.json'),
+      '--db',
+      join(dir, name, 'state.db'),
+      ...extra,
+    ],
+    { env: { ...process.env, SYNOD_PASSPHRASE: 'pw' }, stdout: 'pipe', stderr: 'pipe' },
+  );
+  const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
+  let stdout = '';
+  let started: { http: string; nodeId: string } | undefined;
+  const deadline = Date.now() + 60_000;
+  while (!started && Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    stdout += new TextDecoder().decode(value);
+    for (const line of stdout.split('\n')) {
+      if (line.includes('"node started"')) started = JSON.parse(line) as { http: string; nodeId: string };
+    }
+  }
+  reader.releaseLock();
+  if (!started) {
+    child.kill('SIGKILL');
+    throw new Error(`the node did not start: ${stdout}`);
+  }
+  return { child, started, stdout };
+}
+
 describe('synod node as a process', () => {
   test('a follower serves /healthz and /metrics, and stops cleanly on SIGTERM', async () => {
-    const main = resolve(import.meta.dir, 'main.ts');
-    const child = Bun.spawn(
-      [
-        process.execPath,
-        main,
-        'node',
-        '--role',
-        'follower',
-        '--identity',
-        join(dir, 'p', 'id.json'),
-        '--db',
-        join(dir, 'p', 'state.db'),
-        // Gun (unreachable here) loads with a welcome line of its own: not on stdout, which is JSON.
-        '--gun',
-        'http://127.0.0.1:9/gun',
-      ],
-      { env: { ...process.env, SYNOD_PASSPHRASE: 'pw' }, stdout: 'pipe', stderr: 'pipe' },
-    );
+    // Gun (unreachable here) loads with a welcome line of its own: not on stdout, which is JSON.
+    const { child, started, stdout } = await startFollower('p', ['--gun', 'http://127.0.0.1:9/gun']);
     try {
-      const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
-      let buf = '';
-      let started: { http: string; nodeId: string } | undefined;
-      const deadline = Date.now() + 60_000;
-      while (!started && Date.now() < deadline) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buf += new TextDecoder().decode(value);
-        for (const line of buf.split('\n')) {
-          if (line.includes('"node started"')) started = JSON.parse(line) as { http: string; nodeId: string };
-        }
-      }
-      expect(started).toBeDefined();
-      if (!started) return;
-      for (const line of buf.split('\n').filter(Boolean)) expect(() => JSON.parse(line)).not.toThrow();
+      for (const line of stdout.split('\n').filter(Boolean)) expect(() => JSON.parse(line)).not.toThrow();
       const health = (await (await fetch(`${started.http}/healthz`)).json()) as {
         ok: boolean;
         role: string;
@@ -120,7 +130,6 @@ describe('synod node as a process', () => {
       expect(metrics).toContain('# TYPE synod_packets_accepted_total counter');
       expect(metrics).toMatch(/^synod_peers \d+$/m);
       expect((await fetch(`${started.http}/nope`)).status).toBe(404);
-      reader.releaseLock();
       child.kill('SIGTERM');
       expect(await child.exited).toBe(0);
     } finally {
@@ -129,42 +138,15 @@ describe('synod node as a process', () => {
   });
 
   test('a node whose --bootstrap peers cannot be reached answers /healthz 503 NO_PEERS', async () => {
-    const main = resolve(import.meta.dir, 'main.ts');
-    const child = Bun.spawn(
-      [
-        process.execPath,
-        main,
-        'node',
-        '--role',
-        'follower',
-        '--identity',
-        join(dir, 'q', 'id.json'),
-        '--db',
-        join(dir, 'q', 'state.db'),
-        '--bootstrap',
-        // A loopback port nothing listens on, with a well-formed peer id.
-        '/ip4/127.0.0.1/tcp/9/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA',
-      ],
-      { env: { ...process.env, SYNOD_PASSPHRASE: 'pw' }, stdout: 'pipe', stderr: 'pipe' },
-    );
+    const { child, started } = await startFollower('q', [
+      '--bootstrap',
+      // A loopback port nothing listens on, with a well-formed peer id.
+      '/ip4/127.0.0.1/tcp/9/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA',
+    ]);
     try {
-      const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
-      let buf = '';
-      let started: { http: string } | undefined;
-      const deadline = Date.now() + 60_000;
-      while (!started && Date.now() < deadline) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buf += new TextDecoder().decode(value);
-        for (const line of buf.split('\n')) {
-          if (line.includes('"node started"')) started = JSON.parse(line) as { http: string };
-        }
-      }
-      if (!started) throw new Error(`the node did not start: ${buf}`);
       const health = await fetch(`${started.http}/healthz`);
       expect(health.status).toBe(503);
       expect(await health.json()).toMatchObject({ ok: false, reason: 'NO_PEERS', peers: 0 });
-      reader.releaseLock();
       child.kill('SIGTERM');
       expect(await child.exited).toBe(0);
     } finally {

@@ -14,6 +14,29 @@ const meta = (peer = 'p1', transport = 'memory', topic = commits): MessageMeta =
   topic,
 });
 
+/**
+ * An intake with a queue of 8 and one verification slot whose delivery waits until `release()`: the
+ * first message takes the slot and the rest queue up. `delivered` records `label` of each delivery.
+ */
+function gated(options: Partial<IntakeOptions>, label: (p: IntakePacket) => string) {
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  const delivered: string[] = [];
+  const intake = new Intake({
+    now: () => T0,
+    maxQueue: 8,
+    concurrency: 1,
+    ...options,
+    deliver: async (p) => {
+      delivered.push(label(p));
+      await gate;
+    },
+  });
+  return { intake, delivered, release: () => release() };
+}
+
 function setup(options: Partial<IntakeOptions> = {}) {
   const clock = { now: T0 };
   const delivered: IntakePacket[] = [];
@@ -228,20 +251,7 @@ describe('Intake', () => {
   });
 
   test("one peer's flood takes at most its share of the queue: another peer's message still gets a place", async () => {
-    let release: () => void = () => {};
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    const delivered: string[] = [];
-    const intake = new Intake({
-      now: () => T0,
-      maxQueue: 8,
-      concurrency: 1,
-      deliver: async (p) => {
-        delivered.push(p.peer);
-        await gate;
-      },
-    });
+    const { intake, delivered, release } = gated({}, (p) => p.peer);
     const key = await testKey();
     const flood = await Promise.all(Array.from({ length: 12 }, (_, i) => commitPacket(key, 200 + i)));
     const results = flood.map((p) => intake.offer(wire(p).bytes, meta('flooder')));
@@ -283,22 +293,8 @@ describe('Intake', () => {
   });
 
   test('a full queue sheds heartbeats first and never grows past its bound', async () => {
-    let release: () => void = () => {};
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    const delivered: string[] = [];
-    const intake = new Intake({
-      now: () => T0,
-      maxQueue: 8,
-      // One peer sends everything here: the shedding by rank is what this test is about.
-      maxQueuePerPeer: 8,
-      concurrency: 1,
-      deliver: async (p) => {
-        delivered.push(p.packet.type);
-        await gate;
-      },
-    });
+    // One peer sends everything here: the shedding by rank is what this test is about.
+    const { intake, delivered, release } = gated({ maxQueuePerPeer: 8 }, (p) => p.packet.type);
     const key = await testKey();
     const beats = await Promise.all(Array.from({ length: 9 }, (_, i) => heartbeatPacket(key, i)));
     const cms = await Promise.all(Array.from({ length: 6 }, (_, i) => commitPacket(key, 100 + i)));
