@@ -3,7 +3,8 @@
  * network of real nodes moves. `npm run bench:node`; results in bench-results/node.json.
  *
  *  (a) generation tokens/s: raw node-llama-cpp (the same getLlama/loadModel/createContext options as
- *      llama-cpp.ts, a fresh sequence and LlamaCompletion per call, as the engine does) vs
+ *      llama-cpp.ts, a fresh sequence per call, the prompt tokenized with BOS and evaluated with
+ *      sequence.evaluate, greedy, as the engine does) vs
  *      LlamaCppEngine.generate vs WorkerEngine (llama-cpp in a Worker); same model (stories260K),
  *      prompt, maxTokens, greedy. Alternating order, several repetitions, medians; overhead % vs raw.
  *  (b) embeddings/s, one sentence at a time: raw @energetic-ai/embeddings (EmbeddingsModel.embed over
@@ -68,19 +69,21 @@ async function benchGeneration() {
     const sequence = rawContext.getSequence();
     let tokens = 0;
     const t0 = performance.now();
-    const completion = new lib.LlamaCompletion({ contextSequence: sequence });
-    const out = await completion.generateCompletionWithMeta(PROMPT, {
-      maxTokens: MAX_TOKENS,
-      temperature: 0,
-      onToken: (t) => {
-        tokens += t.length;
-      },
-    });
+    const bos = rawModel.tokens.bos;
+    const input = [...(bos === null ? [] : [bos]), ...rawModel.tokenize(PROMPT, true)];
+    const generated: (typeof input)[number][] = [];
+    for await (const token of sequence.evaluate(input, { temperature: 0, yieldEogToken: true })) {
+      tokens++;
+      if (rawModel.isEogToken(token)) break;
+      generated.push(token);
+      if (tokens >= MAX_TOKENS) break;
+    }
     const ms = performance.now() - t0;
-    completion.dispose({ disposeSequence: false });
+    // The engine's text: the continuation of the prompt's, its first space kept.
+    const text = rawModel.detokenize([...input, ...generated]).slice(rawModel.detokenize(input).length);
     await sequence.clearHistory();
     sequence.dispose();
-    return { tokens, ms, text: out.response };
+    return { tokens, ms, text };
   };
 
   const engine = new LlamaCppEngine({ threads: 1 });

@@ -27,7 +27,7 @@ import { sha256File, verifyHash } from './models-dir.ts';
  * binary for this platform is missing, load() throws ENGINE_UNAVAILABLE.
  *
  * `threads: 1` by default: on a 2-core machine one thread was several times faster than two for small
- * models (measured: 700+ tokens/s for stories260K).
+ * models (measured: about 3,000 tokens/s for stories260K with `sequence.evaluate`, `npm run bench:node`).
  *
  * Text in and text out follow the GGUF engines' canonical rule (`completionText` in engine.ts), which
  * wllama follows too, so that both give byte-identical greedy output: prompts and messages (rendered by
