@@ -12,6 +12,7 @@ import {
 import { verdictDigest } from '../consensus/verdict.ts';
 import { nobleEd25519 } from '../identity/ed25519.ts';
 import { packetId, signedBytes, signPacket } from '../packets/envelope.ts';
+import { LIMITS } from '../packets/limits.ts';
 import type { AnyPacket, BodyOf, Packet, PacketType } from '../packets/schemas.ts';
 import { buildTranscript, type Transcript, transcriptRoot } from './transcript.ts';
 import { type TranscriptCheck, type TranscriptIssue, verifyTranscript } from './verify.ts';
@@ -252,6 +253,20 @@ describe('verifyTranscript: composition', () => {
     );
     expect(f.code).toBe('TRANSCRIPT_INVALID');
     expect(f.issues.map((x) => x.check)).toContain('SEAL_BEFORE_REQUEST');
+  });
+
+  test('a seal dated past maxTimeMs and the skew window is TRANSCRIPT_INVALID (SEAL_LATE); within them it holds', async () => {
+    const { createdAt, frame } = agree.request.body;
+    const latest = createdAt + frame.maxTimeMs + LIMITS.defaultSkewMs;
+    const at = async (t: number) => {
+      const seal = await resign(1, 'seal', { ...agree.seal.body, createdAt: t });
+      return verifyTranscript(buildTranscript(agree.packets.map((p) => (p === agree.seal ? seal : p))));
+    };
+    const late = failure(await at(latest + 1));
+    expect(late.code).toBe('TRANSCRIPT_INVALID');
+    expect(late.issues.map((x) => x.check)).toContain('SEAL_LATE');
+    // At the bound the transcript holds.
+    expect((await at(latest)).ok).toBe(true);
   });
 
   test('a sealed commit from another signer, or with another commitment, is TRANSCRIPT_INVALID', async () => {

@@ -37,6 +37,7 @@ import { type ErrorCode, isSynodError, SynodError } from '../errors.ts';
 import { defaultEd25519, type Ed25519Backend } from '../identity/ed25519.ts';
 import { verifySignature } from '../identity/node-key.ts';
 import { type PacketEncodings, packetEncodings, packetId, parseEnvelope } from '../packets/envelope.ts';
+import { LIMITS } from '../packets/limits.ts';
 import type { AnyPacket, Packet, Verdict } from '../packets/schemas.ts';
 import { merkleLeafHash, merkleRoot } from './merkle.ts';
 import {
@@ -77,6 +78,7 @@ export type TranscriptIssueCheck =
   | 'SEAL_WRONG_REQUEST'
   | 'SEAL_SIZE'
   | 'SEAL_BEFORE_REQUEST'
+  | 'SEAL_LATE'
   | 'SEALED_COMMIT_MISSING'
   | 'SEALED_COMMIT_WRONG_SIGNER'
   | 'SEALED_COMMIT_WRONG_COMMITMENT'
@@ -352,6 +354,19 @@ function checkComposition(
       packetId: sealEntry.id,
       sealCreatedAt: seal.body.createdAt,
       requestCreatedAt: request.body.createdAt,
+    });
+  }
+  // A coordinator seals at maxTimeMs at the latest (a timer that fires late under load, so with the
+  // skew window's tolerance): a seal far past it sealed commits the frame no longer allowed.
+  const sealBy = request.body.createdAt + request.body.frame.maxTimeMs + LIMITS.defaultSkewMs;
+  if (seal.body.createdAt > sealBy) {
+    issues.push({
+      check: 'SEAL_LATE',
+      message: `the seal is dated ${seal.body.createdAt - request.body.createdAt} ms after the request, past its maxTimeMs and the skew window`,
+      index: sealEntry.index,
+      packetId: sealEntry.id,
+      sealCreatedAt: seal.body.createdAt,
+      latest: sealBy,
     });
   }
   for (const member of seal.body.members) {
