@@ -46,6 +46,9 @@ import type { WakuRelayTransport } from '../browser-node/src/p2p/waku-relay.ts';
 import { createHeadlessWakuRelay } from '../browser-node/src/p2p/waku-relay-headless.ts';
 import { type Chrome, launchChromium, until } from './support/chromium.ts';
 
+/** A prompt of `n` words `a`. */
+const words = (n: number) => Array(n).fill('a').join(' ');
+
 const LONG = 180_000;
 
 /**
@@ -544,7 +547,6 @@ describe('engine parity: wllama in Chromium and node-llama-cpp in Bun, same ids 
   test(
     'context limits: a full context ends both at the same token (length); a prompt as long as the context fails in both',
     async () => {
-      const words = (n: number) => Array(n).fill('a').join(' ');
       const requests: GenerateRequest[] = [
         { prompt: 'Once upon a time', params: greedy(400) },
         { prompt: words(253), params: greedy(100) },
@@ -583,7 +585,6 @@ describe('engine parity: wllama in Chromium and node-llama-cpp in Bun, same ids 
           },
           [STORIES_260K_SHA256],
         );
-        const words = (n: number) => Array(n).fill('a').join(' ');
         // 2047 prompt tokens leave room for one; 2048 do not.
         const requests: GenerateRequest[] = [
           { prompt: words(2046), params: greedy(10) },
