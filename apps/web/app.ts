@@ -7,6 +7,7 @@
 import type { BrowserNodeStatus, LoadState } from '../../browser-node/src/browser/browser-node.ts';
 import type { SynodPageApi } from '../../browser-node/src/browser/main.ts';
 import type { NodeSummary } from '../../edge/src/store/history-store.ts';
+import { STANDING_TIMES, type StandingTimes } from './standing-times.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -243,17 +244,25 @@ function wireFollower(relayDefault: string | null): void {
 /** One entry of the relay's `GET /v1/nodes` (JSON), as the relay declares it. */
 type NodeRow = Pick<NodeSummary, 'nodeId' | 'lastSeen' | 'reputation'>;
 
-async function refreshStanding(api: SynodPageApi, relay: string): Promise<void> {
+async function refreshStanding(api: SynodPageApi, relay: string, timeoutMs: number): Promise<void> {
   const nodeId = api.status().nodeId;
   if (nodeId === null) return;
   let row: NodeRow | undefined;
   try {
-    const r = await fetch(`${relay.replace(/\/+$/, '')}/v1/nodes?node=${nodeId}`);
+    // A relay that takes the connection and never answers (hung, overloaded) is as unreachable as one
+    // that refuses it.
+    const r = await fetch(`${relay.replace(/\/+$/, '')}/v1/nodes?node=${nodeId}`, {
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     row = ((await r.json()) as { nodes: NodeRow[] }).nodes.find((n) => n.nodeId === nodeId);
   } catch (e) {
     // Not the last answer's figures as if they were current: none, until the relay answers again.
-    text('standing-score', `the relay could not be asked (${String(e)})`);
+    const why =
+      e instanceof DOMException && e.name === 'TimeoutError'
+        ? `no answer within ${timeoutMs / 1000} s`
+        : String(e);
+    text('standing-score', `the relay could not be asked (${why})`);
     for (const id of ['standing-commits', 'standing-agreement', 'standing-faults', 'standing-seen'])
       text(id, '—');
     return;
@@ -272,19 +281,28 @@ async function refreshStanding(api: SynodPageApi, relay: string): Promise<void> 
   text('standing-seen', ago(row.lastSeen));
 }
 
-/** Asked every 15 s, and on the node's own changes (a heartbeat, a verdict) at most every 5 s. */
-function wireStanding(api: SynodPageApi, relay: string | null): void {
+/**
+ * Asked every 15 s, and on the node's own changes (a heartbeat, a verdict) at most every 5 s (see
+ * standing-times.ts); one ask at a time (asks that pile up on a slow relay would hold the page's few
+ * connections to its server).
+ */
+function wireStanding(api: SynodPageApi, relay: string | null, times: StandingTimes): void {
   if (relay === null) return;
   $('standing').hidden = false;
   let last = 0;
+  let asking = false;
   const refresh = () => {
+    if (asking) return;
+    asking = true;
     last = Date.now();
-    void refreshStanding(api, relay);
+    void refreshStanding(api, relay, times.timeoutMs).finally(() => {
+      asking = false;
+    });
   };
   api.onChange(() => {
-    if (Date.now() - last >= 5_000) refresh();
+    if (Date.now() - last >= times.onChangeMs) refresh();
   });
-  setInterval(refresh, 15_000);
+  setInterval(refresh, times.everyMs);
   refresh();
 }
 
@@ -293,9 +311,10 @@ async function start(): Promise<void> {
   if (ready === undefined) throw new Error('main.js (the browser node) did not load');
   const api = await ready;
   wireNode(api);
-  const relay = (api.config as { relay?: string | null }).relay ?? null;
+  const page = api.config as { relay?: string | null; standing?: Partial<StandingTimes> };
+  const relay = page.relay ?? null;
   wireFollower(relay);
-  wireStanding(api, relay);
+  wireStanding(api, relay, { ...STANDING_TIMES, ...page.standing });
 }
 
 function whenNodeScriptRan(): Promise<void> {

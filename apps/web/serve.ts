@@ -5,7 +5,8 @@
  *   /                          the app (index.html, app.js, style.css)
  *   /main.js                   the browser node (browser-node/src/browser/main.ts)
  *   /inference-worker.js       its inference worker (wllama + USE Lite)
- *   /synod-config.json         the node's config: bootstrap multiaddrs, model URL and hash, WASM paths
+ *   /synod-config.json         the node's config: bootstrap multiaddrs, model URL and hash, WASM paths;
+ *                              and the app's: its relay (/relay), when to ask it for the node's standing
  *   /models/<file>.gguf        the served GGUF, from the models directory
  *   /wllama/wllama.wasm        from node_modules/@wllama/wllama
  *   /tfjs/<file>.wasm          tfjs WASM backend, from node_modules/@energetic-ai/core
@@ -22,6 +23,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { BrowserNodeConfig } from '../../browser-node/src/browser/browser-node.ts';
 import { BROWSER_ENTRIES, buildBrowserBundle } from '../../browser-node/src/browser/build.ts';
+import { STANDING_TIMES, type StandingTimes } from './standing-times.ts';
 
 const here = import.meta.dir;
 const repoRoot = resolve(here, '../..');
@@ -39,6 +41,8 @@ export interface WebServerOptions {
   relayUrl?: string;
   /** Overrides merged into the node's config (tests: heartbeat interval, database name, scrypt cost). */
   config?: Partial<BrowserNodeConfig>;
+  /** When the page asks the relay for the node's standing (default `STANDING_TIMES`; tests: shorter). */
+  standing?: Partial<StandingTimes>;
   /** Log one line per request. */
   log?: (line: string) => void;
 }
@@ -122,6 +126,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
     ...options.config,
   };
   const relayUrl = options.relayUrl?.replace(/\/+$/, '');
+  const standing: StandingTimes = { ...STANDING_TIMES, ...options.standing };
 
   const file = async (path: string): Promise<Response> => {
     const f = Bun.file(path);
@@ -147,7 +152,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
         const path = url.pathname;
         options.log?.(`${req.method} ${path}`);
         if (path === '/synod-config.json') {
-          return Response.json({ ...config, relay: relayUrl === undefined ? null : '/relay' });
+          return Response.json({ ...config, relay: relayUrl === undefined ? null : '/relay', standing });
         }
         if (path === '/favicon.ico') return new Response(null, { status: 204 });
         const known = statics.get(path);

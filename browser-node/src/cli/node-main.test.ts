@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isSynodError } from '@synod/shared';
@@ -166,4 +166,75 @@ describe('synod node as a process', () => {
       '--threads must be an integer',
     );
   });
+
+  test('SIGINT while the models load stops the start at once: exit 0, nothing left listening', async () => {
+    // A 4 GiB model file (sparse: no disk used) takes seconds to hash, as a real multi-GB GGUF does;
+    // it is no real model, so a start that waited for the hash would end in MODEL_HASH_MISMATCH, exit 1.
+    const modelsDir = join(dir, 'big-model');
+    mkdirSync(modelsDir, { recursive: true });
+    const modelFile = join(modelsDir, 'stories260K.gguf');
+    closeSync(openSync(modelFile, 'w'));
+    truncateSync(modelFile, 4 * 1024 ** 3);
+    const ports = freePorts(3);
+    const [http, tcp, ws] = ports.map(String) as [string, string, string];
+    const child = Bun.spawn(
+      [
+        process.execPath,
+        resolve(import.meta.dir, 'main.ts'),
+        'node',
+        ...['--identity', join(dir, 'r', 'id.json'), '--db', join(dir, 'r', 'state.db')],
+        ...['--models-dir', modelsDir, '--http-port', http, '--tcp-port', tcp, '--ws-port', ws],
+      ],
+      { env: { ...process.env, SYNOD_PASSPHRASE: 'pw' }, stdout: 'pipe', stderr: 'pipe' },
+    );
+    try {
+      const stdout = (child.stdout as ReadableStream<Uint8Array>).getReader();
+      let out = '';
+      while (!out.includes('"loading models"')) {
+        const { value, done } = await stdout.read();
+        if (done) throw new Error(`the node exited before loading models: ${out}`);
+        out += new TextDecoder().decode(value);
+      }
+      const signalled = performance.now();
+      child.kill('SIGINT');
+      expect(await child.exited).toBe(0);
+      expect(child.signalCode).toBeNull();
+      const stoppedMs = performance.now() - signalled;
+      for (;;) {
+        const { value, done } = await stdout.read();
+        if (done) break;
+        out += new TextDecoder().decode(value);
+      }
+      const said = out
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => (JSON.parse(line) as { msg: string }).msg);
+      expect(said).toEqual(['created node identity', 'loading models', 'stopped during the start']);
+      // Promptly, not once the hash (over ten seconds of it on a 2-core machine) was done.
+      expect(stoppedMs).toBeLessThan(3_000);
+      for (const port of ports) expect(canListen(port)).toBe(true);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 30_000);
 });
+
+/** `n` TCP ports on 127.0.0.1 that were free a moment ago. */
+function freePorts(n: number): number[] {
+  const listeners = Array.from({ length: n }, () =>
+    Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } }),
+  );
+  const ports = listeners.map((l) => l.port);
+  for (const l of listeners) l.stop(true);
+  return ports;
+}
+
+/** Whether nothing listens on a 127.0.0.1 port: this process can listen there itself. */
+function canListen(port: number): boolean {
+  try {
+    Bun.listen({ hostname: '127.0.0.1', port, socket: { data() {} } }).stop(true);
+    return true;
+  } catch {
+    return false;
+  }
+}

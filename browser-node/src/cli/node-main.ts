@@ -2,7 +2,6 @@ import { parseArgs } from 'node:util';
 import { createClient } from '@libsql/client';
 import { isSynodError } from '@synod/shared';
 import { measureEmbedder, measureEngine } from '../inference/capability.ts';
-import type { Embedder } from '../inference/embedder.ts';
 import type { Engine } from '../inference/engine.ts';
 import { ModelsDir, modelsRootFromEnv } from '../inference/models-dir.ts';
 import { InferenceQueue } from '../inference/queue.ts';
@@ -61,6 +60,18 @@ export interface NodeCliOptions {
 }
 
 export class CliUsageError extends Error {}
+
+/**
+ * A start cut short by SIGINT/SIGTERM (or `runNode`'s abort signal): what it had opened is closed, and
+ * `synod node` exits 0, as for a signal after the start.
+ */
+export class NodeStartAborted extends Error {
+  readonly code = 'START_ABORTED';
+  constructor() {
+    super('the start was interrupted: everything it had opened is closed');
+    this.name = 'NodeStartAborted';
+  }
+}
 
 export function parseNodeArgs(
   argv: string[],
@@ -145,35 +156,114 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
+/**
+ * What a start has opened so far, closed in reverse order by `closeAll()`: by `stop()`, or at once when
+ * the start fails or is aborted. `step()` runs one piece of start-up work unless the start was aborted,
+ * stops waiting for it as soon as it is (a model load can take minutes), and registers how to close
+ * what it opens; a step still running when the start was aborted is closed when it finishes.
+ */
+class Startup {
+  readonly #opened: Array<() => unknown> = [];
+  readonly #signal: AbortSignal | undefined;
+
+  constructor(signal: AbortSignal | undefined) {
+    this.#signal = signal;
+  }
+
+  opened(close: () => unknown): void {
+    this.#opened.push(close);
+  }
+
+  async step<T>(work: () => Promise<T>, close?: (value: T) => unknown): Promise<T> {
+    const signal = this.#signal;
+    if (signal?.aborted) throw new NodeStartAborted();
+    const running = work();
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(new NodeStartAborted());
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      const value = await Promise.race([running, aborted]);
+      if (close) this.opened(() => close(value));
+      return value;
+    } catch (e) {
+      if (e instanceof NodeStartAborted && close) void running.then(close).catch(() => undefined);
+      throw e;
+    } finally {
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Close everything opened, newest first; one that fails to close does not keep the others open. */
+  async closeAll(): Promise<void> {
+    for (const close of this.#opened.splice(0).reverse()) {
+      try {
+        await close();
+      } catch {
+        // Closing is best effort: the rest still gets closed.
+      }
+    }
+  }
+}
+
+/**
+ * Start a node. When `signal` aborts before the node is up, the start stops at once (without waiting
+ * for a model load to finish), closes what it had opened and rejects with NodeStartAborted.
+ */
 export async function runNode(
   o: NodeCliOptions,
   log: (e: Record<string, unknown>) => void,
+  signal?: AbortSignal,
 ): Promise<RunningNode> {
-  const { key, created } = await loadOrCreateIdentity(o.identity, o.passphrase);
+  const startup = new Startup(signal);
+  try {
+    return await startNode(o, log, startup);
+  } catch (e) {
+    await startup.closeAll();
+    throw e;
+  }
+}
+
+async function startNode(
+  o: NodeCliOptions,
+  log: (e: Record<string, unknown>) => void,
+  startup: Startup,
+): Promise<RunningNode> {
+  const { key, created } = await startup.step(() => loadOrCreateIdentity(o.identity, o.passphrase));
   log({ level: 'info', msg: created ? 'created node identity' : 'opened node identity', nodeId: key.nodeId });
   const { mkdirSync } = await import('node:fs');
   const { dirname, resolve } = await import('node:path');
   mkdirSync(dirname(resolve(o.db)), { recursive: true });
   const client = createClient({ url: `file:${resolve(o.db)}` });
+  startup.opened(() => client.close());
 
   let serving: ConstructorParameters<typeof SynodNode>[0]['serving'];
   let engine: Engine | undefined;
-  let embedder: Embedder | undefined;
   let rates = { tokensPerSecond: 0, embeddingsPerSecond: 0 };
   if (o.role === 'node') {
+    // The slow part of a start (hashing the model file, loading it, measuring): a signal stops it.
+    log({ level: 'info', msg: 'loading models', model: o.model, engine: o.engine, modelsDir: o.modelsDir });
     const dir = new ModelsDir({ root: o.modelsDir });
-    const model = await dir.resolve(o.model);
-    engine = new WorkerEngine(
+    const model = await startup.step(() => dir.resolve(o.model));
+    const loadedEngine = new WorkerEngine(
       o.engine === 'llama-cpp'
         ? { kind: 'llama-cpp', options: { threads: o.threads } }
         : { kind: 'transformers' },
     );
-    await engine.load({ id: model.id, fileHash: model.fileHash, path: model.path });
-    embedder = new WorkerEmbedder({ kind: 'use-lite' });
-    await embedder.load();
+    engine = loadedEngine;
+    await startup.step(
+      () => loadedEngine.load({ id: model.id, fileHash: model.fileHash, path: model.path }),
+      () => loadedEngine.unload(),
+    );
+    const loadedEmbedder = new WorkerEmbedder({ kind: 'use-lite' });
+    await startup.step(
+      () => loadedEmbedder.load(),
+      () => loadedEmbedder.unload(),
+    );
     // Capability self-assessment: a fixed workload, advertised in heartbeats and used for deadlines.
-    const measuredEngine = await measureEngine(engine);
-    const measuredEmbedder = await measureEmbedder(embedder);
+    const measuredEngine = await startup.step(() => measureEngine(loadedEngine));
+    const measuredEmbedder = await startup.step(() => measureEmbedder(loadedEmbedder));
     rates = {
       tokensPerSecond: measuredEngine.tokensPerSecond,
       embeddingsPerSecond: measuredEmbedder.embeddingsPerSecond,
@@ -183,21 +273,33 @@ export async function runNode(
       msg: 'models loaded',
       model: model.id,
       fileHash: model.fileHash,
-      embedder: embedder.ref,
+      embedder: loadedEmbedder.ref,
       ...rates,
     });
-    const queue = new InferenceQueue({ engine, embedder, maxQueued: o.maxQueue, ...rates });
-    serving = { queue, models: [{ id: model.id, fileHash: model.fileHash }], embedder: embedder.ref };
+    const queue = new InferenceQueue({
+      engine: loadedEngine,
+      embedder: loadedEmbedder,
+      maxQueued: o.maxQueue,
+      ...rates,
+    });
+    startup.opened(() => queue.close());
+    serving = { queue, models: [{ id: model.id, fileHash: model.fileHash }], embedder: loadedEmbedder.ref };
   }
 
-  const waku = await createHeadlessWakuRelay({
-    host: o.host,
-    tcpPort: o.tcpPort,
-    wsPort: o.wsPort,
-    bootstrap: o.bootstrap,
-  });
+  const waku = await startup.step(
+    () =>
+      createHeadlessWakuRelay({
+        host: o.host,
+        tcpPort: o.tcpPort,
+        wsPort: o.wsPort,
+        bootstrap: o.bootstrap,
+      }),
+    (w) => w.close(),
+  );
   // Gun: an optional second network carrying requests and verdicts; the intake dedups across both.
-  const gun = o.gun.length > 0 ? new (await loadGunTransport())({ peers: o.gun }) : undefined;
+  const gun =
+    o.gun.length > 0 ? new (await startup.step(() => loadGunTransport()))({ peers: o.gun }) : undefined;
+  if (gun) startup.opened(() => gun.close());
   const node = new SynodNode({
     key,
     role: o.role,
@@ -214,7 +316,10 @@ export async function runNode(
     },
     log,
   });
-  await node.start();
+  await startup.step(
+    () => node.start(),
+    () => node.close(),
+  );
 
   const http = Bun.serve({
     hostname: o.host,
@@ -248,6 +353,7 @@ export async function runNode(
       return Response.json({ error: { code: 'NOT_FOUND', message: `no route ${path}` } }, { status: 404 });
     },
   });
+  startup.opened(() => http.stop(true));
   const httpUrl = `http://${o.host}:${http.port}`;
   const multiaddrs = waku.addresses();
   log({
@@ -262,16 +368,7 @@ export async function runNode(
     node,
     httpUrl,
     multiaddrs,
-    async stop() {
-      http.stop(true);
-      await node.close();
-      await waku.close();
-      await gun?.close();
-      serving?.queue.close();
-      await engine?.unload();
-      await embedder?.unload();
-      client.close();
-    },
+    stop: () => startup.closeAll(),
   };
 }
 
@@ -289,26 +386,44 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  let running: RunningNode;
+  // Signals are taken from here on, before the slow part of the start (hashing and loading models):
+  // one stops the start, or the running node, cleanly (exit 0). After the first, the handlers are gone,
+  // so a second Ctrl-C ends the process at once if stopping hangs.
+  const stopping = new AbortController();
+  const onSignal = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    stopping.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
-    running = await runNode(options, log);
-  } catch (e) {
-    log({
-      level: 'error',
-      msg: 'start failed',
-      code: isSynodError(e) ? e.code : ((e as { code?: string }).code ?? 'INTERNAL'),
-      err: String((e as Error).message ?? e),
-    });
-    return 1;
+    let running: RunningNode;
+    try {
+      running = await runNode(options, log, stopping.signal);
+    } catch (e) {
+      if (e instanceof NodeStartAborted) {
+        log({ level: 'info', msg: 'stopped during the start', code: e.code });
+        return 0;
+      }
+      log({
+        level: 'error',
+        msg: 'start failed',
+        code: isSynodError(e) ? e.code : ((e as { code?: string }).code ?? 'INTERNAL'),
+        err: String((e as Error).message ?? e),
+      });
+      return 1;
+    }
+    if (!stopping.signal.aborted) {
+      await new Promise<void>((resolve) => stopping.signal.addEventListener('abort', () => resolve()));
+    }
+    log({ level: 'info', msg: 'stopping' });
+    await running.stop();
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
-  log({ level: 'info', msg: 'stopping' });
-  await running.stop();
-  return 0;
 }
 
 /**
