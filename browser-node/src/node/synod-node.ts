@@ -765,7 +765,8 @@ export class SynodNode {
     const bytes = encodePacket(packet);
     const topic = topicOfPacketType(packet.type);
     const carriers = this.#o.transports.filter((t) => t.topics === undefined || t.topics.includes(topic));
-    const results = await Promise.allSettled(carriers.map((t) => t.publish(topic, bytes)));
+    const options = { createdAt: packet.body.createdAt };
+    const results = await Promise.allSettled(carriers.map((t) => t.publish(topic, bytes, options)));
     for (const r of results) {
       if (r.status === 'rejected') {
         this.#m.publishErrors++;

@@ -45,6 +45,7 @@ export {
 export {
   type MessageHandler,
   type MessageMeta,
+  type PublishOptions,
   TopicHandlers,
   type Transport,
   TransportClosedError,

@@ -4,7 +4,14 @@ import { Intake, type IntakeOptions, type IntakePacket, TtlSet } from './intake.
 import { MemoryNetwork } from './memory.ts';
 import { commitPacket, heartbeatPacket, hex64, T0, testKey, wire } from './test-fixtures.ts';
 import { contentTopic, topicOfPacketType } from './topics.ts';
-import type { MessageMeta } from './transport.ts';
+import type {
+  ForwardValidator,
+  ForwardVerdict,
+  MessageMeta,
+  PublishOptions,
+  Transport,
+  Unsubscribe,
+} from './transport.ts';
 
 const commits = contentTopic('commits');
 const heartbeats = contentTopic('heartbeats');
@@ -416,6 +423,146 @@ describe('Intake', () => {
     expect(delivered.map((d) => d.id)).toEqual([wire(packets[0]!).id]);
     expect(intake.metrics().queueDepth).toBe(0);
     expect(intake.offer(wire(await commitPacket(key, 300)).bytes, meta())).toBe('closed');
+  });
+});
+
+/**
+ * Test double of a gossip transport (the real one is WakuRelayTransport, tested in waku-relay.test.ts and
+ * in the loopback-network tests): it records what is published on it, and `receive` hands bytes to the
+ * installed forward validator as gossipsub would, returning the verdict.
+ */
+class GossipTransportDouble implements Transport {
+  readonly name = 'waku-relay';
+  readonly published: Array<{ topic: string; bytes: Uint8Array; options: PublishOptions | undefined }> = [];
+  #validator: ForwardValidator | null = null;
+
+  async publish(topic: (typeof commits & string) | string, bytes: Uint8Array, options?: PublishOptions) {
+    this.published.push({ topic, bytes, options });
+  }
+  subscribe(): Unsubscribe {
+    return () => undefined;
+  }
+  peers(): string[] {
+    return [];
+  }
+  async close(): Promise<void> {}
+  setForwardValidator(validator: ForwardValidator | null): void {
+    this.#validator = validator;
+  }
+  receive(bytes: Uint8Array, peer = 'gossip-peer', topic = commits): Promise<ForwardVerdict> {
+    if (this.#validator === null) throw new Error('no forward validator installed');
+    return this.#validator(bytes, { peer, transport: this.name, topic });
+  }
+}
+
+describe('Intake: relaying across transports', () => {
+  const gun = (peer = 'gun:relay'): MessageMeta => ({ ...meta(peer, 'gun'), attributable: false });
+
+  test('a packet accepted from a non-gossip transport is published once on the gossip transport, stamped with its own createdAt', async () => {
+    const { intake, delivered } = setup();
+    const gossip = new GossipTransportDouble();
+    intake.attach(gossip);
+    const packet = await commitPacket(await testKey(), 40, T0 - 1234);
+    const { bytes, id } = wire(packet);
+    intake.offer(bytes, gun());
+    await intake.idle();
+    expect(delivered.map((d) => d.id)).toEqual([id]);
+    expect(gossip.published).toEqual([{ topic: commits, bytes, options: { createdAt: T0 - 1234 } }]);
+    // later copies, over either transport, are duplicates: nothing more is published or forwarded
+    expect(intake.offer(bytes, gun())).toBe('duplicate');
+    expect(await gossip.receive(bytes)).toBe('ignore');
+    await intake.idle();
+    expect(gossip.published).toHaveLength(1);
+    expect(intake.metrics()).toMatchObject({ accepted: 1, bridged: 1, bridgeErrors: 0, duplicates: 2 });
+    await intake.close();
+  });
+
+  test('a packet that came over gossip is forwarded by gossip and not published again', async () => {
+    const { intake, delivered } = setup();
+    const gossip = new GossipTransportDouble();
+    intake.attach(gossip);
+    const { bytes, id } = wire(await commitPacket(await testKey(), 41));
+    expect(await gossip.receive(bytes)).toBe('accept');
+    await intake.idle();
+    expect(delivered.map((d) => d.id)).toEqual([id]);
+    expect(gossip.published).toEqual([]);
+    expect(intake.offer(bytes, gun())).toBe('duplicate');
+    expect(intake.metrics().bridged).toBe(0);
+    await intake.close();
+  });
+
+  test('a gossip copy that arrives while the same bytes are verified waits, and is the one forwarded', async () => {
+    // Answered `ignore` at once, the copy would sit in gossip's seen cache, the bridged publication of
+    // the same bytes would be refused there as a duplicate, and the peers behind this node would miss it.
+    const { intake, delivered, release } = gated({}, (p) => p.id);
+    const gossip = new GossipTransportDouble();
+    intake.attach(gossip);
+    const key = await testKey();
+    const blocker = wire(await commitPacket(key, 42));
+    const target = wire(await commitPacket(key, 43));
+    intake.offer(blocker.bytes, meta('p0', 'memory')); // holds the only verification slot
+    intake.offer(target.bytes, gun()); // queued behind it
+    const first = gossip.receive(target.bytes, 'g1');
+    const second = gossip.receive(target.bytes, 'g2');
+    let answered = false;
+    void first.then(() => {
+      answered = true;
+    });
+    await Bun.sleep(20);
+    expect(answered).toBe(false); // waiting for the verdict on the Gun copy
+    release();
+    expect(await first).toBe('accept');
+    expect(await second).toBe('ignore'); // one copy forwarded per transport
+    await intake.idle();
+    expect(delivered).toEqual([blocker.id, target.id]);
+    expect(gossip.published.map((p) => p.bytes)).toEqual([blocker.bytes]); // bridged: it came over memory
+    expect(intake.metrics()).toMatchObject({ accepted: 2, duplicates: 2, bridged: 1 });
+    await intake.close();
+  });
+
+  test('copies waiting on invalid bytes are held against their senders; after a topic mismatch they are judged on their own', async () => {
+    const { intake, delivered, release } = gated({}, (p) => p.id);
+    const gossip = new GossipTransportDouble();
+    intake.attach(gossip);
+    const key = await testKey();
+    const blocker = wire(await commitPacket(key, 44));
+    const packet = await commitPacket(key, 45);
+    const forged = tampered(packet, (json) => {
+      (json.body as Record<string, unknown>).commitment = hex64(99);
+    });
+    const genuine = wire(packet);
+    intake.offer(blocker.bytes, meta('p0', 'memory'));
+    intake.offer(forged, gun());
+    // the genuine bytes, first on the wrong topic (Gun, say an attacker's put), then over gossip
+    intake.offer(genuine.bytes, { ...gun('gun:other'), topic: heartbeats });
+    const forgedCopy = gossip.receive(forged, 'g-forger');
+    const genuineCopy = gossip.receive(genuine.bytes, 'g-honest');
+    release();
+    expect(await forgedCopy).toBe('reject');
+    expect(await genuineCopy).toBe('accept');
+    await intake.idle();
+    expect(delivered).toEqual([blocker.id, genuine.id]);
+    expect(intake.peerStats({ transport: 'waku-relay', peer: 'g-forger' })?.invalid).toBe(1);
+    expect(intake.peerStats({ transport: 'waku-relay', peer: 'g-honest' })?.invalid).toBe(0);
+    await intake.close();
+  });
+
+  test('with bridge off nothing is published; closing answers waiting copies', async () => {
+    const { intake, release } = gated({ bridge: false }, (p) => p.id);
+    const gossip = new GossipTransportDouble();
+    intake.attach(gossip);
+    const key = await testKey();
+    const blocker = wire(await commitPacket(key, 46));
+    const target = wire(await commitPacket(key, 47));
+    intake.offer(blocker.bytes, meta('p0', 'memory'));
+    intake.offer(target.bytes, gun());
+    const waiting = gossip.receive(target.bytes);
+    const closed = intake.close();
+    expect(await waiting).toBe('ignore');
+    release();
+    await closed;
+    expect(gossip.published).toEqual([]);
+    expect(intake.metrics().bridged).toBe(0);
   });
 });
 

@@ -30,6 +30,14 @@ import type { ForwardVerdict, MessageMeta, Transport, Unsubscribe } from './tran
  *  7. hand `{id, packet, transport, peer}` to the consumer, awaiting it (a slow consumer holds
  *     verification slots, the queue fills, and low-ranked traffic is shed: backpressure).
  *
+ * Relaying across transports: every gossip transport (one that forwards, such as Waku relay) gets each
+ * accepted packet on its topics exactly once. When the packet came over that transport, gossip forwards
+ * it itself once the intake answers `accept`; when it came another way (Gun, say), the intake publishes
+ * it there (`bridge`). A gossip copy that arrives while another copy of the same bytes is still being
+ * verified waits for that verdict, and is the one forwarded if the packet holds: answered `ignore`
+ * (as a duplicate used to be), it would stay in gossip's seen cache, the bridged publication of the same
+ * bytes would then be refused as a duplicate, and the peers behind this node would never get it.
+ *
  * Every rejection is counted globally and per peer by its `SynodError` code; a peer whose invalid
  * count reaches `banThreshold` is banned for `banMs` and `onBan` is called (to hang up on it, say).
  * What is no fault of the forwarding peer (a packet stale here, from the future, our own error) is not
@@ -58,6 +66,11 @@ export interface IntakeOptions {
   maxQueuePerPeer?: number;
   /** Most verifications (and deliveries) under way at once. Default 8. */
   concurrency?: number;
+  /**
+   * Publish on the attached gossip transports each packet accepted from another transport (see the
+   * class comment). Default true.
+   */
+  bridge?: boolean;
   /** Most packet ids (and message digests) remembered for dedup. Default 65,536 each. */
   dedupEntries?: number;
   /**
@@ -127,6 +140,10 @@ export interface IntakeMetrics {
   bans: number;
   /** Deliveries whose consumer threw. */
   consumerErrors: number;
+  /** Packets accepted from one transport and published on a gossip transport (see `bridge`). */
+  bridged: number;
+  /** Of those, publications that failed. */
+  bridgeErrors: number;
   queueDepth: number;
   /** The deepest the queue has been. */
   maxQueueDepth: number;
@@ -195,6 +212,16 @@ const FORWARD_VERDICT: Record<Exclude<OfferResult, 'queued'>, ForwardVerdict> = 
   banned: 'reject',
 };
 
+/** `#admit`'s result inside the intake: an `OfferResult`, or a gossip copy waiting on its twin's verdict. */
+type AdmitResult = OfferResult | 'awaiting';
+
+/** A gossip copy of bytes already being verified, waiting for their verdict (see the class comment). */
+interface Waiter {
+  bytes: Uint8Array;
+  meta: MessageMeta;
+  settle: (verdict: ForwardVerdict) => void;
+}
+
 /** What is known of a message digest: still queued, or judged (accepted, or a reject reason). */
 type DigestState = 'pending' | 'accepted' | RejectReason;
 
@@ -210,6 +237,10 @@ export class Intake {
   /** Messages queued per peer key (`peerKey`), for `maxQueuePerPeer`. */
   readonly #queuedBy = new Map<string, number>();
   readonly #detach = new Set<Unsubscribe>();
+  /** Attached gossip transports and the topics attached on each. */
+  readonly #gossip = new Map<Transport, ReadonlySet<ContentTopic>>();
+  /** Gossip copies waiting, by digest, for the verdict on the copy being verified. */
+  readonly #waiters = new Map<string, Waiter[]>();
   #queued = 0;
   #inFlight = 0;
   #closed = false;
@@ -223,6 +254,8 @@ export class Intake {
     fromBanned: 0,
     bans: 0,
     consumerErrors: 0,
+    bridged: 0,
+    bridgeErrors: 0,
     maxQueueDepth: 0,
   };
   readonly #rejected: Partial<Record<RejectReason, number>> = {};
@@ -237,6 +270,7 @@ export class Intake {
       maxQueue: options.maxQueue ?? 1024,
       maxQueuePerPeer: options.maxQueuePerPeer ?? Math.max(1, Math.floor((options.maxQueue ?? 1024) / 4)),
       concurrency: options.concurrency ?? 8,
+      bridge: options.bridge ?? true,
       dedupEntries: options.dedupEntries ?? 65_536,
       dedupTtlMs: options.dedupTtlMs ?? 2 * skewMs + 60_000,
       banThreshold: options.banThreshold ?? 64,
@@ -269,13 +303,19 @@ export class Intake {
     // the transport dispatches afterwards has already been taken, so its handler only keeps the
     // subscription alive. Other transports feed `offer` from their handler.
     const gated = transport.setForwardValidator !== undefined;
-    if (gated) transport.setForwardValidator?.((bytes, meta) => this.judge(bytes, meta));
+    if (gated) {
+      transport.setForwardValidator?.((bytes, meta) => this.judge(bytes, meta));
+      this.#gossip.set(transport, new Set(topics));
+    }
     const offs = topics.map((topic) =>
       transport.subscribe(topic, gated ? () => undefined : (bytes, meta) => this.offer(bytes, meta)),
     );
     const detach = () => {
       if (!this.#detach.delete(detach)) return;
-      if (gated) transport.setForwardValidator?.(null);
+      if (gated) {
+        transport.setForwardValidator?.(null);
+        this.#gossip.delete(transport);
+      }
       for (const off of offs) off();
     };
     this.#detach.add(detach);
@@ -284,23 +324,25 @@ export class Intake {
 
   /** Take one inbound message. Synchronous and cheap: verification happens later, off this call. */
   offer(bytes: Uint8Array, meta: MessageMeta): OfferResult {
-    return this.#admit(bytes, meta, undefined);
+    return this.#admit(bytes, meta, undefined) as OfferResult;
   }
 
   /**
    * Take one inbound message for a gossip transport and say whether it may be forwarded: `accept` once
    * it verified (its delivery to the consumer goes on without holding the transport), `reject` when it
    * is invalid (its sender, the message's first hop, is counted and may be banned), `ignore` for a
-   * duplicate, a message shed under load, or a transient failure such as a clock ahead of ours.
+   * duplicate, a message shed under load, or a transient failure such as a clock ahead of ours. A copy
+   * of bytes still being verified waits for their verdict: `accept` if they hold and no copy was
+   * forwarded on this transport yet, `ignore` otherwise.
    */
   judge(bytes: Uint8Array, meta: MessageMeta): Promise<ForwardVerdict> {
     return new Promise((resolve) => {
       const r = this.#admit(bytes, meta, resolve);
-      if (r !== 'queued') resolve(FORWARD_VERDICT[r]);
+      if (r !== 'queued' && r !== 'awaiting') resolve(FORWARD_VERDICT[r]);
     });
   }
 
-  #admit(bytes: Uint8Array, meta: MessageMeta, settle: Item['settle']): OfferResult {
+  #admit(bytes: Uint8Array, meta: MessageMeta, settle: Item['settle']): AdmitResult {
     if (this.#closed) return 'closed';
     this.#m.offered++;
     const now = this.#o.now();
@@ -318,6 +360,13 @@ export class Intake {
     if (known === 'pending' || known === 'accepted') {
       this.#m.duplicates++;
       peer.duplicates++;
+      if (known === 'pending' && settle !== undefined) {
+        const waiting = this.#waiters.get(digest);
+        const waiter = { bytes, meta, settle };
+        if (waiting === undefined) this.#waiters.set(digest, [waiter]);
+        else waiting.push(waiter);
+        return 'awaiting';
+      }
       return 'duplicate';
     }
     if (known !== undefined) {
@@ -343,6 +392,7 @@ export class Intake {
       this.#digests.delete(shed.digest);
       this.#m.dropped++;
       shed.settle?.('ignore');
+      this.#release(shed.digest);
     }
     this.#digests.set(digest, 'pending', now);
     this.#queues[rank]!.push({ bytes, digest, meta, type, ...(settle ? { settle } : {}) });
@@ -382,6 +432,7 @@ export class Intake {
       for (const q of this.#queues) {
         for (let item = q.shift(); item !== undefined; item = q.shift()) item.settle?.('ignore');
       }
+      for (const digest of [...this.#waiters.keys()]) this.#release(digest);
       this.#queued = 0;
       this.#queuedBy.clear();
     }
@@ -433,12 +484,14 @@ export class Intake {
       this.#m.duplicates++;
       peer.duplicates++;
       item.settle?.('ignore');
+      this.#release(item.digest);
       return;
     }
     this.#ids.set(verified.id, true, now);
     this.#m.accepted++;
     peer.accepted++;
     item.settle?.('accept');
+    this.#relay(item, verified.packet.body.createdAt);
     try {
       await this.#o.deliver({
         id: verified.id,
@@ -467,6 +520,60 @@ export class Intake {
     else this.#digests.set(item.digest, reason, now);
     const blamed = this.#reject(item.meta, this.#peer(item.meta, now), reason, now);
     item.settle?.(blamed ? 'reject' : 'ignore');
+    this.#release(item.digest, reason);
+  }
+
+  /**
+   * The copy being verified was not accepted: answer the gossip copies that waited for it. Without a
+   * reason (a duplicate packet, shed, closing) they are ignored; a copy of bytes judged invalid is held
+   * against its sender as a later copy would be; after a rejection that is not held against the bytes
+   * (a topic mismatch, a clock), each copy is judged on its own, so a copy on the wrong topic cannot
+   * sink the genuine one waiting behind it.
+   */
+  #release(digest: string, reason?: RejectReason): void {
+    const waiting = this.#waiters.get(digest);
+    if (waiting === undefined) return;
+    this.#waiters.delete(digest);
+    for (const w of waiting) {
+      if (reason === undefined) {
+        w.settle('ignore');
+      } else if (TRANSIENT.has(reason)) {
+        const r = this.#admit(w.bytes, w.meta, w.settle);
+        if (r !== 'queued' && r !== 'awaiting') w.settle(FORWARD_VERDICT[r]);
+      } else {
+        const now = this.#o.now();
+        w.settle(this.#reject(w.meta, this.#peer(w.meta, now), reason, now) ? 'reject' : 'ignore');
+      }
+    }
+  }
+
+  /**
+   * An accepted packet goes on every attached gossip transport carrying its topic, once: forwarded by
+   * that transport's gossip if it came over it (or a copy of it waits there), else published by us.
+   */
+  #relay(item: Item, createdAt: number): void {
+    const served = new Set<string>();
+    if (item.settle !== undefined) served.add(item.meta.transport);
+    const waiting = this.#waiters.get(item.digest);
+    if (waiting !== undefined) {
+      this.#waiters.delete(item.digest);
+      for (const w of waiting) {
+        if (served.has(w.meta.transport)) {
+          w.settle('ignore');
+          continue;
+        }
+        served.add(w.meta.transport);
+        w.settle('accept');
+      }
+    }
+    if (!this.#o.bridge) return;
+    for (const [transport, topics] of this.#gossip) {
+      if (served.has(transport.name) || !topics.has(item.meta.topic)) continue;
+      this.#m.bridged++;
+      transport.publish(item.meta.topic, item.bytes, { createdAt }).catch(() => {
+        this.#m.bridgeErrors++;
+      });
+    }
   }
 
   /**

@@ -12,7 +12,7 @@ export interface Transport {
   /** The topics this transport carries, when it carries only some (Gun: requests and verdicts). */
   readonly topics?: readonly ContentTopic[];
   /** Hand bytes to the network on a topic. Resolves once handed over, not once delivered. */
-  publish(topic: ContentTopic, bytes: Uint8Array): Promise<void>;
+  publish(topic: ContentTopic, bytes: Uint8Array, options?: PublishOptions): Promise<void>;
   /** Receive what others publish on a topic. A node does not receive its own publications. */
   subscribe(topic: ContentTopic, handler: MessageHandler): Unsubscribe;
   /** Ids of the peers this node is connected to now (transport-specific form). */
@@ -28,6 +28,16 @@ export interface Transport {
   setForwardValidator?(validator: ForwardValidator | null): void;
   /** Hang up on a peer (one the intake banned), where the transport has connections of its own. */
   disconnect?(peer: string): Promise<void>;
+}
+
+export interface PublishOptions {
+  /**
+   * The creation time (ms since the epoch) the bytes themselves carry, a packet's signed `createdAt`.
+   * A transport that stamps its own envelope with a time (Waku) uses it instead of its clock, so every
+   * publication of one packet, by its author or by a node passing it on from another transport, is the
+   * same message on the wire and gossip's own duplicate check catches the copies.
+   */
+  createdAt?: number;
 }
 
 /** `accept`: forward and dispatch; `reject`: drop and penalise the sender; `ignore`: drop quietly. */

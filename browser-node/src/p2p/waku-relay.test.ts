@@ -1,19 +1,22 @@
 import { afterEach, describe, expect, test } from 'bun:test';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { multiaddr } from '@multiformats/multiaddr';
-import { decodePacket, encodePacket, sha256 } from '@synod/shared';
+import { decodePacket, encodePacket, sha256, sha256Hex } from '@synod/shared';
 import { createDecoder, createEncoder } from '@waku/core';
+import { proto_message } from '@waku/proto';
 import { createRoutingInfo } from '@waku/utils';
 import { commitPacket, testKey, waitFor, wire } from './test-fixtures.ts';
 import { contentTopic, topicOfPacketType } from './topics.ts';
 import type { MessageMeta } from './transport.ts';
 import {
+  checkWakuMessage,
   createWakuRelayTransport,
   DEFAULT_CLUSTER_ID,
   DEFAULT_SHARDS_IN_CLUSTER,
   decodeWakuMessage,
   encodeWakuMessage,
   isLoopbackAddress,
+  MAX_WAKU_MESSAGE_BYTES,
   pubsubTopicOf,
   WAKU_RELAY_CODEC,
   type WakuRelayOptions,
@@ -217,6 +220,88 @@ describe('Waku relay transport', () => {
   );
 
   test(
+    'one packet published twice, by two nodes, is one gossip message: the envelope carries its createdAt',
+    async () => {
+      const hub = track(await createHeadlessWakuRelay());
+      const a = track(await createHeadlessWakuRelay({ bootstrap: [addressOf(hub, false)] }));
+      const b = track(await createHeadlessWakuRelay({ bootstrap: [addressOf(hub, false)] }));
+      const atHub = collect(hub);
+      collect(a);
+      collect(b);
+      await waitFor(() => hub.meshPeers(commits).length === 2, LONG, 'the mesh');
+      const packet = await commitPacket(await testKey(), 5, Date.now() - 1_500);
+      const { bytes } = wire(packet);
+      const createdAt = packet.body.createdAt;
+      await a.publish(commits, bytes, { createdAt });
+      await waitFor(() => atHub.length === 1, LONG, 'the first publication');
+      // b passes the same packet on (as a node does with what Gun brought it), then something else:
+      // the copy is dropped by gossip's seen cache before validation, the next message goes through
+      await b.publish(commits, bytes, { createdAt });
+      await b.publish(commits, encodePacket(await commitPacket(await testKey(), 6, Date.now())));
+      await waitFor(() => atHub.length === 2, LONG, 'the message after the copy');
+      expect(hub.stats().received).toBe(2);
+      const seen = new Set(atHub.map((m) => sha256Hex(m.bytes)));
+      expect(seen.size).toBe(2);
+      // the timestamp on the wire is the packet's createdAt, in nanoseconds
+      const data = encodeWakuMessage(commits, bytes, createdAt);
+      expect(decodeWakuMessage(data)?.timestamp).toBe(BigInt(createdAt) * 1_000_000n);
+    },
+    LONG,
+  );
+
+  test(
+    "other applications' messages of any version are relayed but not handed up; a bad meta is rejected and scored",
+    async () => {
+      const hub = track(await createHeadlessWakuRelay());
+      const sender = track(await createHeadlessWakuRelay({ bootstrap: [addressOf(hub, false)] }));
+      const far = track(await createHeadlessWakuRelay({ bootstrap: [addressOf(hub, false)] }));
+      const atHub = collect(hub);
+      collect(sender);
+      const relayedToFar: string[] = [];
+      far.node.services.pubsub.addEventListener('gossipsub:message', (e) => {
+        const m = proto_message.WakuMessage.decode(e.detail.msg.data);
+        relayedToFar.push(`${m.contentTopic} v${m.version ?? 0}`);
+      });
+      collect(far);
+      await waitFor(
+        () => hub.meshPeers(commits).length === 2 && !far.peers().includes(sender.peerId),
+        LONG,
+        'a line: sender - hub - far',
+      );
+      const shard = sender.pubsubTopic(commits);
+      const raw = (m: Partial<proto_message.WakuMessage>) =>
+        proto_message.WakuMessage.encode({
+          payload: new Uint8Array([1, 2, 3]),
+          contentTopic: commits,
+          version: 0,
+          timestamp: BigInt(Date.now()) * 1_000_000n,
+          ...m,
+        });
+      // version 1 (an encrypted payload), on a Synod topic and on another app's, then a plain one
+      await sender.node.services.pubsub.publish(shard, raw({ version: 1 }));
+      await sender.node.services.pubsub.publish(
+        shard,
+        raw({ version: 2, contentTopic: '/other/1/chat/proto' }),
+      );
+      await sender.node.services.pubsub.publish(shard, raw({ meta: new Uint8Array(64).fill(7) }));
+      await waitFor(() => relayedToFar.length === 3, LONG, 'the hub to relay all three');
+      expect(relayedToFar).toEqual([`${commits} v1`, '/other/1/chat/proto v2', `${commits} v0`]);
+      expect(atHub.map((m) => [...m.bytes])).toEqual([[1, 2, 3]]); // only the version-0 Synod one is ours
+      expect(hub.stats().invalidEnvelopes).toBe(0);
+      expect(hub.node.services.pubsub.getScore(sender.peerId)).toBeGreaterThanOrEqual(0);
+
+      // meta over RFC 14's 64 bytes: refused by the hub, not relayed, and the sender's score drops
+      await sender.node.services.pubsub.publish(shard, raw({ meta: new Uint8Array(65).fill(7) }));
+      await waitFor(() => hub.stats().invalidEnvelopes === 1, LONG, 'the bad meta to be refused');
+      await waitFor(() => hub.node.services.pubsub.getScore(sender.peerId) < 0, LONG, 'the score to drop');
+      await sender.node.services.pubsub.publish(shard, raw({ payload: new Uint8Array([9]) }));
+      await waitFor(() => relayedToFar.length === 4, LONG, 'the next message');
+      expect(atHub.map((m) => [...m.bytes])).toEqual([[1, 2, 3], [9]]);
+    },
+    LONG,
+  );
+
+  test(
     'the dial policy gates every outbound dial',
     async () => {
       const hub = track(await createHeadlessWakuRelay());
@@ -274,6 +359,19 @@ describe('Waku envelope', () => {
     const v1 = encodeWakuMessage(commits, new Uint8Array([1]), 0);
     // version field (3) set to 1 appended: last value wins in protobuf
     expect(decodeWakuMessage(new Uint8Array([...v1, 0x18, 0x01]))).toBeUndefined();
+  });
+
+  test('a relay passes on any well-formed WakuMessage (RFC 14), whatever its version', () => {
+    const message = (m: Partial<proto_message.WakuMessage>) =>
+      proto_message.WakuMessage.encode({ payload: new Uint8Array([1]), contentTopic: commits, ...m });
+    expect(checkWakuMessage(message({ version: 1 }))).toHaveProperty('message.version', 1);
+    expect(checkWakuMessage(message({ meta: new Uint8Array(64) }))).toHaveProperty('message');
+    expect(checkWakuMessage(message({ meta: new Uint8Array(65) }))).toEqual({ fault: 'meta-too-long' });
+    expect(checkWakuMessage(message({ contentTopic: '' }))).toEqual({ fault: 'no-content-topic' });
+    expect(checkWakuMessage(new Uint8Array([0xff, 0xff, 0xff]))).toEqual({ fault: 'malformed' });
+    expect(checkWakuMessage(message({ payload: new Uint8Array(MAX_WAKU_MESSAGE_BYTES) }))).toEqual({
+      fault: 'too-large',
+    });
   });
 
   test('only loopback addresses pass the default dial policy', () => {

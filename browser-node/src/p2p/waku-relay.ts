@@ -18,15 +18,27 @@
  *                them share one shard; the WakuMessage `contentTopic` tells them apart.
  *  data          a WakuMessage protobuf (RFC 14, version 0): `payload` = the canonical packet bytes
  *                (`encodePacket`), `contentTopic` = `/synod/1/<kind>/proto`, `version` = 0,
- *                `timestamp` = sender time in nanoseconds, `ephemeral` = as configured (true tells
- *                Waku store nodes not to keep it). No `meta`, no `rateLimitProof` (no RLN).
+ *                `timestamp` = the packet's own signed `createdAt` in nanoseconds (the publisher's
+ *                clock when the bytes carry no time), `ephemeral` = as configured (true tells Waku
+ *                store nodes not to keep it). No `meta`, no `rateLimitProof` (no RLN).
  *  message id    sha256 of the gossipsub `data`, i.e. of the encoded WakuMessage, as js-waku does; the
- *                gossipsub seen-cache dedups on it. Two publications of one packet at different times
- *                differ in `timestamp`, so the intake's packet-id dedup is what makes delivery
- *                at-most-once for the core.
+ *                gossipsub seen-cache dedups on it. As the timestamp is the packet's, every publication
+ *                of one packet (its author's, a restart's, a node passing on what Gun brought) is one
+ *                message to gossip; the intake's packet-id dedup still makes delivery at-most-once.
  *  validation    a topic validator rejects (no forwarding, peer score penalty) data that is not a
- *                version-0 WakuMessage within `LIMITS.maxPacketBytes`; well-formed messages of other
- *                content topics are relayed as any Waku relay would, but not handed up.
+ *                well-formed WakuMessage (protobuf, a content topic, `meta` of at most 64 bytes) within
+ *                `MAX_WAKU_MESSAGE_BYTES`; well-formed messages of other content topics or other
+ *                versions (other apps' encrypted payloads) are relayed as any Waku relay would, but
+ *                not handed up; Synod packets go through the intake, whose verdict is gossip's.
+ *  scoring       gossipsub v1.1 peer scoring with Waku's parameters (nwaku's, RFC 29) on every shard a
+ *                Synod topic maps to: a rejected message costs its sender 100 times the square of its
+ *                count (halving every 12 s), so a peer forwarding junk drops below the gossip (-100),
+ *                publish (-1,000) and graylist (-10,000) thresholds in turn. Mesh degrees, heartbeat,
+ *                history and seen-cache lifetimes are RFC 29's too. The IP colocation penalty (more than
+ *                5 peers on one address) spares loopback, where every local node lives.
+ *  size          messages up to `MAX_WAKU_MESSAGE_BYTES` (Synod's 256 KiB packets and 1 KiB of
+ *                envelope): Synod runs its own cluster (42); The Waku Network (cluster 1) caps messages
+ *                at 150 KiB, so a deployment bridging into it must keep packets under that.
  *
  * Discovery and dialing
  * ---------------------
@@ -38,6 +50,11 @@
  * addresses only: a deployment sets `dialPolicy: 'any'` (or a predicate) deliberately.
  */
 import { type GossipSub, type GossipsubOpts, gossipsub } from '@chainsafe/libp2p-gossipsub';
+import type {
+  PeerScoreParams,
+  PeerScoreThresholds,
+  TopicScoreParams,
+} from '@chainsafe/libp2p-gossipsub/score';
 import { noise, pureJsCrypto } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { bootstrap as bootstrapDiscovery } from '@libp2p/bootstrap';
@@ -48,20 +65,25 @@ import { LIMITS, sha256 } from '@synod/shared';
 import { proto_message } from '@waku/proto';
 import { contentTopicToPubsubTopic } from '@waku/utils';
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p';
-import { type ContentTopic, isContentTopic } from './topics.ts';
+import { ALL_TOPICS, type ContentTopic, isContentTopic } from './topics.ts';
 import {
   type ForwardValidator,
   type MessageHandler,
+  type PublishOptions,
   TopicHandlers,
   type Transport,
   TransportClosedError,
   type Unsubscribe,
 } from './transport.ts';
 
-/** The stream protocol Waku relays speak: gossipsub under Waku's name. */
 /** Largest gossipsub RPC frame taken from a peer (see `maxInboundDataLength` below). */
 export const MAX_INBOUND_FRAME_BYTES = 4 * 1024 * 1024;
+/** Largest WakuMessage relayed: the largest Synod packet and room for its envelope. */
+export const MAX_WAKU_MESSAGE_BYTES = LIMITS.maxPacketBytes + 1024;
+/** RFC 14: a WakuMessage's `meta` holds at most 64 bytes. */
+export const WAKU_MAX_META_BYTES = 64;
 
+/** The stream protocol Waku relays speak: gossipsub under Waku's name. */
 export const WAKU_RELAY_CODEC = '/vac/waku/relay/2.0.0';
 /** Synod's own Waku cluster by default; The Waku Network is cluster 1 (and requires RLN). */
 export const DEFAULT_CLUSTER_ID = 42;
@@ -140,6 +162,76 @@ export function pubsubTopicOf(
   return contentTopicToPubsubTopic(topic, clusterId, numShardsInCluster);
 }
 
+/**
+ * Peer scoring on a Waku shard, as nwaku sets it (RFC 29, `TopicParameters` of waku_relay): time in
+ * mesh and first deliveries earn a little, mesh delivery rates are not scored (a quiet network would
+ * punish honest peers), and each invalid message costs 100 times the square of their count.
+ */
+export const WAKU_TOPIC_SCORE_PARAMS: TopicScoreParams = {
+  topicWeight: 1,
+  timeInMeshWeight: 0.01,
+  timeInMeshQuantum: 1_000,
+  timeInMeshCap: 10,
+  firstMessageDeliveriesWeight: 1,
+  firstMessageDeliveriesDecay: 0.5,
+  firstMessageDeliveriesCap: 10,
+  meshMessageDeliveriesWeight: 0,
+  meshMessageDeliveriesDecay: 0.5,
+  meshMessageDeliveriesCap: 0,
+  meshMessageDeliveriesThreshold: 0,
+  meshMessageDeliveriesWindow: 0,
+  meshMessageDeliveriesActivation: 0,
+  meshFailurePenaltyWeight: 0,
+  meshFailurePenaltyDecay: 0.5,
+  invalidMessageDeliveriesWeight: -100,
+  invalidMessageDeliveriesDecay: 0.5,
+};
+
+/** RFC 29's score thresholds: no gossip below -100, no own publications below -1,000, graylist below -10,000. */
+export const WAKU_SCORE_THRESHOLDS: Partial<PeerScoreThresholds> = {
+  gossipThreshold: -100,
+  publishThreshold: -1_000,
+  graylistThreshold: -10_000,
+  opportunisticGraftThreshold: 0,
+};
+
+/** RFC 29's peer score parameters, with `topics` set for the given pubsub topics (shards). */
+export function wakuPeerScoreParams(shards: Iterable<string>): Partial<PeerScoreParams> {
+  const topics: Record<string, TopicScoreParams> = {};
+  for (const shard of shards) topics[shard] = { ...WAKU_TOPIC_SCORE_PARAMS };
+  return {
+    topics,
+    appSpecificWeight: 0,
+    IPColocationFactorWeight: -50,
+    IPColocationFactorThreshold: 5,
+    IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1']),
+    behaviourPenaltyWeight: -10,
+    behaviourPenaltyDecay: 0.986,
+    decayInterval: 12_000,
+    decayToZero: 0.01,
+    retainScore: 600_000,
+  };
+}
+
+/** RFC 29's gossipsub parameters (nwaku's `GossipsubParameters`). */
+const WAKU_GOSSIP_PARAMS: Partial<GossipsubOpts> = {
+  D: 6,
+  Dlo: 4,
+  Dhi: 8,
+  Dscore: 6,
+  Dout: 3,
+  Dlazy: 6,
+  heartbeatInterval: 1_000,
+  mcacheLength: 6,
+  mcacheGossip: 3,
+  fanoutTTL: 60_000,
+  seenTTL: 120_000,
+  pruneBackoff: 60_000,
+  unsubcribeBackoff: 5_000,
+  floodPublish: true,
+  gossipFactor: 0.25,
+};
+
 /** Encode a payload as a version-0 WakuMessage. */
 export function encodeWakuMessage(
   topic: ContentTopic,
@@ -156,17 +248,38 @@ export function encodeWakuMessage(
   });
 }
 
-/** Decode a WakuMessage; undefined when it is not a version-0 WakuMessage within the size limit. */
-export function decodeWakuMessage(data: Uint8Array): proto_message.WakuMessage | undefined {
-  if (data.length > LIMITS.maxPacketBytes + 1024) return undefined;
+/** Why data is not a WakuMessage a relay may pass on. */
+export type WakuMessageFault = 'too-large' | 'malformed' | 'no-content-topic' | 'meta-too-long';
+
+/**
+ * Check data as a WakuMessage any Waku relay would pass on (RFC 14), whatever its version: within
+ * `MAX_WAKU_MESSAGE_BYTES`, a protobuf WakuMessage with a content topic and at most 64 bytes of `meta`.
+ */
+export function checkWakuMessage(
+  data: Uint8Array,
+): { message: proto_message.WakuMessage } | { fault: WakuMessageFault } {
+  if (data.length > MAX_WAKU_MESSAGE_BYTES) return { fault: 'too-large' };
+  let message: proto_message.WakuMessage;
   try {
-    const message = proto_message.WakuMessage.decode(data);
-    if ((message.version ?? 0) !== 0) return undefined;
-    if (message.payload.length > LIMITS.maxPacketBytes || message.contentTopic === '') return undefined;
-    return message;
+    message = proto_message.WakuMessage.decode(data);
   } catch {
-    return undefined;
+    return { fault: 'malformed' };
   }
+  if (message.contentTopic === '') return { fault: 'no-content-topic' };
+  if ((message.meta?.length ?? 0) > WAKU_MAX_META_BYTES) return { fault: 'meta-too-long' };
+  return { message };
+}
+
+/**
+ * Decode a WakuMessage that may hold a Synod packet: well-formed (`checkWakuMessage`), version 0 (an
+ * unencrypted payload) and a payload within `LIMITS.maxPacketBytes`; undefined otherwise.
+ */
+export function decodeWakuMessage(data: Uint8Array): proto_message.WakuMessage | undefined {
+  const checked = checkWakuMessage(data);
+  if (!('message' in checked)) return undefined;
+  const { message } = checked;
+  if ((message.version ?? 0) !== 0 || message.payload.length > LIMITS.maxPacketBytes) return undefined;
+  return message;
 }
 
 /**
@@ -187,7 +300,13 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
       throw new Error(`bootstrap address ${address} has no /p2p/<peer id>`);
     }
   }
+  const clusterId = options.clusterId ?? DEFAULT_CLUSTER_ID;
+  const numShards = options.numShardsInCluster ?? DEFAULT_SHARDS_IN_CLUSTER;
+  const shards = new Set(ALL_TOPICS.map((t) => pubsubTopicOf(t, clusterId, numShards)));
   const pubsubInit: Partial<GossipsubOpts> = {
+    ...WAKU_GOSSIP_PARAMS,
+    scoreParams: wakuPeerScoreParams(shards),
+    scoreThresholds: WAKU_SCORE_THRESHOLDS,
     globalSignaturePolicy: 'StrictNoSign' as NonNullable<GossipsubOpts['globalSignaturePolicy']>,
     msgIdFn: (message) => sha256(message.data),
     fallbackToFloodsub: false,
@@ -265,9 +384,9 @@ export class WakuRelayTransport implements Transport {
     return pubsubTopicOf(topic, this.clusterId, this.numShardsInCluster);
   }
 
-  async publish(topic: ContentTopic, bytes: Uint8Array): Promise<void> {
+  async publish(topic: ContentTopic, bytes: Uint8Array, options?: PublishOptions): Promise<void> {
     if (this.#closed) throw new TransportClosedError(this.name);
-    const data = encodeWakuMessage(topic, bytes, this.#now(), this.#ephemeral);
+    const data = encodeWakuMessage(topic, bytes, options?.createdAt ?? this.#now(), this.#ephemeral);
     await this.node.services.pubsub.publish(this.pubsubTopic(topic), data);
     this.#stats.published++;
   }
@@ -282,14 +401,22 @@ export class WakuRelayTransport implements Transport {
       this.node.services.pubsub.topicValidators.set(shard, async (peer, message) => {
         // Every message gossipsub takes in on a subscribed shard passes here exactly once.
         this.#stats.received++;
-        const decoded = decodeWakuMessage(message.data);
-        if (decoded === undefined) {
+        const checked = checkWakuMessage(message.data);
+        if (!('message' in checked)) {
           this.#stats.invalidEnvelopes++;
           return VALIDATION.reject;
         }
+        const decoded = checked.message;
         const validate = this.#forwardValidator;
         const topic = decoded.contentTopic;
-        if (validate === null || !isContentTopic(topic)) return VALIDATION.accept;
+        // Another application's message, or another version (an encrypted payload): relayed, not ours.
+        if (validate === null || !isContentTopic(topic) || (decoded.version ?? 0) !== 0) {
+          return VALIDATION.accept;
+        }
+        if (decoded.payload.length > LIMITS.maxPacketBytes) {
+          this.#stats.invalidEnvelopes++;
+          return VALIDATION.reject;
+        }
         this.#stats.validated++;
         const verdict = await validate(decoded.payload, {
           peer: peer.toString(),
