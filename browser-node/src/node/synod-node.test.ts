@@ -149,6 +149,83 @@ describe('SynodNode over an in-memory network with real engines', () => {
   });
 });
 
+/** Test double over the real MemoryMachineStore: counts the writes a node makes. */
+class CountingMachineStore extends MemoryMachineStore {
+  saves = 0;
+  deletes = 0;
+  override async save(owner: string, requestId: string, state: string): Promise<void> {
+    this.saves++;
+    await super.save(owner, requestId, state);
+  }
+  override async delete(owner: string, requestId: string): Promise<void> {
+    this.deletes++;
+    await super.delete(owner, requestId);
+  }
+}
+
+describe('SynodNode: machine state in its store', () => {
+  test('is written when a step changes it, not for packets that change nothing, and deleted once', async () => {
+    const serving = await loadTestServing();
+    const net = new MemoryNetwork();
+    const coordinatorKey = await NodeKey.fromSeed(new Uint8Array(32).fill(130));
+    const followerKey = await NodeKey.fromSeed(new Uint8Array(32).fill(131));
+    const store = new CountingMachineStore();
+    const finished: string[] = [];
+    const coordinator = new SynodNode({
+      key: coordinatorKey,
+      role: 'relay',
+      transports: [net.join(coordinatorKey.nodeId)],
+    });
+    const follower = new SynodNode({
+      key: followerKey,
+      role: 'follower',
+      followAll: true,
+      transports: [net.join(followerKey.nodeId)],
+      store,
+      onFinished: (id) => finished.push(id),
+    });
+    const stranger = net.join('stranger');
+    try {
+      await coordinator.start();
+      await follower.start();
+      const body = request(serving, Date.now(), {
+        acceptedModels: ['some-other-model'],
+        frame: resolveFrame({ embeddingModel: serving.embedder, quorum: 1, maxTimeMs: 1_000 }),
+      });
+      await coordinator.submit(body);
+      await until(() => follower.status(body.requestId) !== null);
+      await follower.settled();
+      const savesWhileOpen = store.saves;
+      expect(savesWhileOpen).toBeGreaterThanOrEqual(1);
+      expect((await store.load(followerKey.nodeId)).map((r) => r.requestId)).toEqual([body.requestId]);
+      await until(() => finished.includes(body.requestId), 20_000);
+      await follower.settled();
+      expect(store.deletes).toBe(1);
+      expect(await store.load(followerKey.nodeId)).toEqual([]);
+      const writes = store.saves + store.deletes;
+      // late packets for the finished request (each new and valid, so the intake passes them on)
+      for (let n = 0; n < 20; n++) {
+        const key = await testKey(5_000 + n);
+        const commit = await signPacket(key, 'commit', {
+          requestId: body.requestId,
+          commitment: (n + 1).toString(16).padStart(64, '0'),
+          createdAt: Date.now(),
+        });
+        await stranger.publish(topicOfPacketType('commit'), encodePacket(commit));
+      }
+      await net.settled();
+      await until(() => follower.metrics().intake.accepted >= 21);
+      await follower.settled();
+      expect(store.saves + store.deletes).toBe(writes);
+    } finally {
+      await coordinator.close();
+      await follower.close();
+      await stranger.close();
+      await serving.close();
+    }
+  }, 60_000);
+});
+
 describe('SynodNode: packets of requests not seen yet', () => {
   test('are held within a byte budget, the oldest request first, not only within counts', async () => {
     const net = new MemoryNetwork();

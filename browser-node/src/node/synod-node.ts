@@ -72,8 +72,10 @@ import { realScheduler, type Scheduler } from './scheduler.ts';
  *   path; its results come back as events.
  * - Packets for requests not yet seen wait in a small bounded buffer and are replayed when the request
  *   arrives; nothing a peer sends can grow memory without bound.
- * - Machine state is saved after every step; `start()` restores saved machines and feeds `restored`, so
- *   in-flight requests resume (or expire cleanly) after a restart.
+ * - Machine state is saved after every step that changed it (a step that changed nothing, such as a
+ *   packet the machine refuses, writes nothing, and a finished machine is deleted once); `start()`
+ *   restores saved machines and feeds `restored`, so in-flight requests resume (or expire cleanly)
+ *   after a restart.
  */
 export type NodeRole = 'node' | 'relay' | 'follower';
 
@@ -128,6 +130,8 @@ interface Hosted {
   timers: Map<TimerName, () => void>;
   inference: AbortController | null;
   finishedAt: number | null;
+  /** What the store holds for this machine: the state last written, null once deleted, undefined unknown. */
+  stored?: string | null;
 }
 
 export interface NodeMetrics {
@@ -260,6 +264,7 @@ export class SynodNode {
         continue;
       }
       const hosted = this.#host(state);
+      hosted.stored = row.state;
       this.#enqueue(state.requestId, hosted, () =>
         this.#apply(hosted, { kind: 'restored', now: this.#now() }),
       );
@@ -618,13 +623,19 @@ export class SynodNode {
     this.#notify(requestId, hosted);
   }
 
+  /** Write the machine's state (or delete a finished one), unless the store already holds it. */
   async #save(hosted: Hosted): Promise<void> {
     const s = hosted.state;
     if (s.outcome !== null) {
+      if (hosted.stored === null) return;
       await this.#store.delete(this.nodeId, s.requestId);
+      hosted.stored = null;
       return;
     }
-    await this.#store.save(this.nodeId, s.requestId, serializeState(s), this.#now());
+    const text = serializeState(s);
+    if (text === hosted.stored) return;
+    await this.#store.save(this.nodeId, s.requestId, text, this.#now());
+    hosted.stored = text;
   }
 
   #notify(requestId: string, hosted: Hosted): void {
