@@ -302,6 +302,26 @@ describe('Waku relay transport', () => {
   );
 
   test(
+    'peers sharing one address (tabs behind one NAT) are not docked for it',
+    async () => {
+      const hub = track(await createHeadlessWakuRelay());
+      collect(hub);
+      const tabs = await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          const tab = track(await createWakuRelayTransport({ bootstrap: [addressOf(hub, true)] }));
+          collect(tab);
+          return tab;
+        }),
+      );
+      await waitFor(() => hub.peers().length === tabs.length, LONG, 'every tab connected');
+      // nwaku's IP colocation penalty would be -50 × (8 - 5)² = -450 for each of them
+      await Bun.sleep(1_500);
+      for (const tab of tabs) expect(hub.node.services.pubsub.getScore(tab.peerId)).toBeGreaterThanOrEqual(0);
+    },
+    LONG,
+  );
+
+  test(
     'the dial policy gates every outbound dial',
     async () => {
       const hub = track(await createHeadlessWakuRelay());

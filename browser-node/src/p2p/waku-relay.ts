@@ -34,8 +34,10 @@
  *                Synod topic maps to: a rejected message costs its sender 100 times the square of its
  *                count (halving every 12 s), so a peer forwarding junk drops below the gossip (-100),
  *                publish (-1,000) and graylist (-10,000) thresholds in turn. Mesh degrees, heartbeat,
- *                history and seen-cache lifetimes are RFC 29's too. The IP colocation penalty (more than
- *                5 peers on one address) spares loopback, where every local node lives.
+ *                history and seen-cache lifetimes are RFC 29's too. One deliberate difference: no IP
+ *                colocation penalty (nwaku docks peers sharing an address with 5 others), as browser
+ *                tabs behind one NAT (an office, a campus) would lose our publications for it; a
+ *                Synod packet's worth rests on its signature and its sender's record, not its address.
  *  size          messages up to `MAX_WAKU_MESSAGE_BYTES` (Synod's 256 KiB packets and 1 KiB of
  *                envelope): Synod runs its own cluster (42); The Waku Network (cluster 1) caps messages
  *                at 150 KiB, so a deployment bridging into it must keep packets under that.
@@ -195,16 +197,17 @@ export const WAKU_SCORE_THRESHOLDS: Partial<PeerScoreThresholds> = {
   opportunisticGraftThreshold: 0,
 };
 
-/** RFC 29's peer score parameters, with `topics` set for the given pubsub topics (shards). */
+/**
+ * RFC 29's peer score parameters, with `topics` set for the given pubsub topics (shards), but without
+ * the IP colocation penalty (see the file comment).
+ */
 export function wakuPeerScoreParams(shards: Iterable<string>): Partial<PeerScoreParams> {
   const topics: Record<string, TopicScoreParams> = {};
   for (const shard of shards) topics[shard] = { ...WAKU_TOPIC_SCORE_PARAMS };
   return {
     topics,
     appSpecificWeight: 0,
-    IPColocationFactorWeight: -50,
-    IPColocationFactorThreshold: 5,
-    IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1']),
+    IPColocationFactorWeight: 0,
     behaviourPenaltyWeight: -10,
     behaviourPenaltyDecay: 0.986,
     decayInterval: 12_000,
