@@ -1,7 +1,10 @@
 /**
  * A Gun relay peer for headless hosts (Bun or Node): an HTTP server on 127.0.0.1 (by default) whose
- * `/gun` WebSocket endpoint Gun clients (GunTransport) connect to. It stores nothing (no radisk, no
- * file store, no stats file) and relays every put to the other connected peers.
+ * `/gun` WebSocket endpoint Gun clients (GunTransport) connect to. It writes nothing to disk (no
+ * radisk, no file store, no stats file) and relays every put to the other connected peers. In memory
+ * it holds only its topics' nodes, bounded like a client's (gun-bounds.ts: packets pruned once past the
+ * skew window, at most `maxKeys` / `maxBytes` per topic, pruned and stale packets refused at the wire),
+ * and it refuses puts to any other soul.
  *
  * Bun note: Bun replaces the `ws` package with its own implementation, which hands text frames to
  * 'message' listeners as Buffers (as ws 8 does). Gun 0.2020.x expects strings (ws 7) and silently
@@ -10,12 +13,21 @@
  */
 import { createServer, type Server } from 'node:http';
 import Gun from 'gun';
-import { GUN_SAFE_OPTIONS, type GunConstructor, type GunRoot } from './gun.ts';
+import { GUN_DEFAULT_TOPICS, GUN_SAFE_OPTIONS, type GunConstructor, type GunRoot, soulOf } from './gun.ts';
+import { type GunBoundsOptions, GunGraphBounds, type GunGraphStats } from './gun-bounds.ts';
+import type { ContentTopic } from './topics.ts';
 
 export interface GunRelayOptions {
   host?: string;
   /** 0 picks a free port. Default 0. */
   port?: number;
+  /**
+   * Topics the relay stores and relays; puts to any other soul are refused. Default the Gun
+   * transport's default topics (requests and verdicts): keep it a superset of the clients' topics.
+   */
+  topics?: readonly ContentTopic[];
+  /** Bounds on what the relay keeps in memory per topic (age, keys, bytes); see gun-bounds.ts. */
+  bounds?: GunBoundsOptions;
 }
 
 export interface GunRelay {
@@ -25,6 +37,8 @@ export interface GunRelay {
   readonly gun: GunRoot;
   /** Connected client sockets. */
   clients(): number;
+  /** What the relay holds for its topics, and how much was pruned or refused. */
+  graphStats(): GunGraphStats;
   close(): Promise<void>;
 }
 
@@ -57,6 +71,7 @@ export async function startGunRelay(options: GunRelayOptions = {}): Promise<GunR
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('the Gun relay has no TCP address');
   const gun = (Gun as unknown as GunConstructor)({ ...GUN_SAFE_OPTIONS, web: server });
+  const bounds = new GunGraphBounds(gun, (options.topics ?? GUN_DEFAULT_TOPICS).map(soulOf), options.bounds);
   const wss = (gun._.opt as unknown as { ws: { web: WsServer } }).ws.web;
   const gunOnConnection = wss.listeners('connection')[0];
   if (gunOnConnection === undefined) throw new Error('Gun did not attach to the WebSocket server');
@@ -71,9 +86,11 @@ export async function startGunRelay(options: GunRelayOptions = {}): Promise<GunR
     port: address.port,
     gun,
     clients: () => wss.clients.size,
+    graphStats: () => bounds.stats(),
     async close() {
       if (closed) return;
       closed = true;
+      bounds.close();
       for (const socket of wss.clients) {
         if (socket.terminate) socket.terminate();
         else socket.close?.();

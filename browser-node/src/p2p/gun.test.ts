@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, test } from 'bun:test';
 import { deriveRequestId, type NodeKey, resolveFrame, signPacket } from '@synod/shared';
-import { GunTransport, gunKeyOf, soulOf } from './gun.ts';
-import { type GunRelay, startGunRelay } from './gun-relay.ts';
+import { GUN_BOUNDS_DEFAULTS, GunTransport, type GunTransportOptions, gunKeyOf, soulOf } from './gun.ts';
+import type { GunBoundsOptions } from './gun-bounds.ts';
+import { type GunRelay, type GunRelayOptions, startGunRelay } from './gun-relay.ts';
 import { Intake, type IntakePacket } from './intake.ts';
 import { MemoryNetwork } from './memory.ts';
 import { hex64, testKey, waitFor, wire } from './test-fixtures.ts';
@@ -18,7 +19,7 @@ afterEach(async () => {
   await Promise.all(relays.splice(0).map((r) => r.close()));
 });
 
-async function requestPacket(key: NodeKey, n: number) {
+async function requestPacket(key: NodeKey, n: number, createdAt = Date.now()) {
   const content = {
     nonce: hex64(n).slice(-32),
     prompt: `What is ${n} + ${n}?`,
@@ -26,18 +27,71 @@ async function requestPacket(key: NodeKey, n: number) {
     params: { temperature: 0, maxTokens: 32 },
     frame: resolveFrame({ embeddingModel: { id: 'use-lite-512', fileHash: hex64(7), bits: 512 } }),
     origin: { kind: 'http' as const },
-    createdAt: Date.now(),
+    createdAt,
   };
   return signPacket(key, 'request', { ...content, requestId: deriveRequestId(content) });
 }
 
-async function relayAndClients(n: number) {
-  const relay = await startGunRelay();
+async function relayAndClients(
+  n: number,
+  relayOptions: GunRelayOptions = {},
+  clientOptions: Partial<GunTransportOptions> = {},
+) {
+  const relay = await startGunRelay(relayOptions);
   relays.push(relay);
   expect(relay.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/gun$/);
-  const made = Array.from({ length: n }, () => new GunTransport({ peers: [relay.url] }));
-  clients.push(...made);
+  const made = Array.from({ length: n }, () => client(relay, clientOptions));
   return { relay, clients: made };
+}
+
+function client(relay: GunRelay, options: Partial<GunTransportOptions> = {}): GunTransport {
+  const made = new GunTransport({ ...options, peers: [relay.url] });
+  clients.push(made);
+  return made;
+}
+
+/** A clock the tests move by hand; every Gun instance of a test reads it. */
+function manualClock() {
+  const clock = { t: Date.now(), now: () => clock.t };
+  return clock;
+}
+
+/** The Gun 0.2020 internals the bounds prune (see gun-bounds.ts). */
+interface GunInternals {
+  graph: Record<string, Record<string, unknown> & { _: { '>': Record<string, number> } }>;
+  next?: Record<string, { put?: Record<string, unknown>; next?: Record<string, unknown> }>;
+}
+
+/** Count, straight from Gun's structures, the packet keys an instance holds for a topic. */
+function held(instance: { gun: unknown }, topic = requests) {
+  const root = (instance.gun as { _: GunInternals })._;
+  const soul = soulOf(topic);
+  const keysOf = (o: object | undefined) => Object.keys(o ?? {}).filter((k) => k !== '_');
+  const node = root.graph[soul];
+  const chain = root.next?.[soul];
+  return {
+    graph: keysOf(node),
+    states: keysOf(node?._['>']),
+    cached: keysOf(chain?.put),
+    children: keysOf(chain?.next),
+  };
+}
+
+const total = (h: ReturnType<typeof held>) =>
+  h.graph.length + h.states.length + h.cached.length + h.children.length;
+
+async function publishAll(from: GunTransport, packets: Array<{ bytes: Uint8Array }>) {
+  for (const p of packets) await from.publish(requests, p.bytes);
+}
+
+/** `count` signed requests; the i-th created at `createdAt + i * step`. */
+async function packets(count: number, createdAt: number, { offset = 0, step = 0 } = {}) {
+  const key = await testKey();
+  return Promise.all(
+    Array.from({ length: count }, async (_, i) =>
+      wire(await requestPacket(key, offset + i, createdAt + i * step)),
+    ),
+  );
 }
 
 describe('Gun transport', () => {
@@ -129,4 +183,182 @@ describe('Gun transport', () => {
     },
     LONG + 10_000,
   );
+
+  describe('bounded memory', () => {
+    const PAST_WINDOW = GUN_BOUNDS_DEFAULTS.maxAgeMs + 1;
+    const FAST = 10_000;
+
+    test(
+      'packets past the skew window leave the graph and chain caches of relay and clients',
+      async () => {
+        const clock = manualClock();
+        const bounds: GunBoundsOptions = { now: clock.now, sweepEveryMs: 20 };
+        const {
+          relay,
+          clients: [a, b],
+        } = await relayAndClients(2, { bounds }, { bounds });
+        const atB = new Set<string>();
+        b!.subscribe(requests, (bytes) => atB.add(gunKeyOf(bytes)));
+        await waitFor(() => relay.clients() === 2, LONG, 'both clients connected');
+
+        const old = await packets(40, clock.t);
+        await publishAll(a!, old);
+        await waitFor(() => atB.size === old.length, LONG, 'every packet delivered');
+        const ids = old.map((p) => p.id).sort();
+        for (const instance of [relay, a!, b!]) {
+          await waitFor(() => held(instance).graph.length === old.length, LONG, 'every packet held');
+          expect(held(instance).graph.sort()).toEqual(ids);
+          expect(held(instance).states.sort()).toEqual(ids);
+        }
+        // the subscriber's chain caches hold them too: the soul chain's put and one child chain per key
+        expect(held(b!).cached.sort()).toEqual(ids);
+        expect(held(b!).children.sort()).toEqual(ids);
+        expect(relay.graphStats()).toMatchObject({ keys: 40, pruned: 0 });
+        expect(relay.graphStats().bytes).toBeGreaterThan(40 * 64);
+
+        clock.t += PAST_WINDOW;
+        await waitFor(
+          () => [relay, a!, b!].every((i) => total(held(i)) === 0),
+          FAST,
+          'old packets pruned everywhere',
+        );
+        for (const instance of [relay, a!, b!]) {
+          expect(instance.graphStats()).toEqual({ keys: 0, bytes: 0, pruned: 40, refused: 0 });
+        }
+      },
+      LONG + 10_000,
+    );
+
+    test(
+      'a burst of fresh packets stays within the key and byte caps, newest kept',
+      async () => {
+        // born a millisecond apart, in the recent past (a birth is never later than the arrival here)
+        const fresh = await packets(100, Date.now() - 10_000, { step: 1 });
+        const size = 64 + fresh[0]!.bytes.length;
+        const maxBytes = 12 * size;
+        const {
+          relay,
+          clients: [a, b],
+        } = await relayAndClients(2, { bounds: { maxBytes } }, { bounds: { maxKeys: 20 } });
+        const got = new Set<string>();
+        let most = 0;
+        b!.subscribe(requests, (bytes) => {
+          got.add(gunKeyOf(bytes));
+          most = Math.max(most, held(b!).graph.length);
+        });
+        await waitFor(() => relay.clients() === 2, LONG, 'both clients connected');
+
+        await publishAll(a!, fresh);
+        await waitFor(() => got.size === fresh.length, LONG, 'the whole burst delivered');
+        // The earliest born go first, so whatever order Gun delivers a burst in, the newest stay.
+        const newest = (n: number) => fresh.slice(-n).map((p) => p.id);
+        for (const instance of [a!, b!]) {
+          expect(held(instance).graph.sort()).toEqual(newest(20).sort());
+          expect(instance.graphStats()).toMatchObject({ keys: 20, pruned: 80 });
+        }
+        expect(most).toBeLessThanOrEqual(20);
+        expect(held(b!).cached.length).toBe(20);
+        expect(held(b!).children.length).toBe(20);
+        const atRelay = held(relay).graph;
+        expect(atRelay.length).toBeGreaterThanOrEqual(11);
+        expect(atRelay.length).toBeLessThanOrEqual(12);
+        expect(atRelay.sort()).toEqual(newest(atRelay.length).sort());
+        expect(relay.graphStats().keys).toBe(atRelay.length);
+        expect(relay.graphStats().bytes).toBeLessThanOrEqual(maxBytes);
+      },
+      LONG + 10_000,
+    );
+
+    test(
+      'after a prune, new packets still flow and a pruned packet put again is refused',
+      async () => {
+        const clock = manualClock();
+        const bounds: GunBoundsOptions = { now: clock.now, sweepEveryMs: 20 };
+        const {
+          relay,
+          clients: [a, b],
+        } = await relayAndClients(2, { bounds }, { bounds });
+        const atB: string[] = [];
+        b!.subscribe(requests, (bytes) => atB.push(gunKeyOf(bytes)));
+        await waitFor(() => relay.clients() === 2, LONG, 'both clients connected');
+        const old = await packets(10, clock.t);
+        await publishAll(a!, old);
+        await waitFor(() => new Set(atB).size === old.length, LONG, 'old packets delivered');
+        clock.t += PAST_WINDOW;
+        await waitFor(() => [relay, a!, b!].every((i) => total(held(i)) === 0), FAST, 'pruned');
+
+        // a peer that still has a pruned packet puts it again, straight through Gun
+        const again = old[0]!;
+        a!.gun.get(soulOf(requests)).put({ [again.id]: new TextDecoder().decode(again.bytes) });
+        await waitFor(() => relay.graphStats().refused >= 1, FAST, 'the relay to refuse it');
+
+        // a hostile peer puts a packet with a HAM state a year ahead (Gun would hold it in a timer)
+        const [ahead] = await packets(1, clock.t, { offset: 200 });
+        const soul = soulOf(requests);
+        const socket = new WebSocket(relay.url.replace(/^http/, 'ws'));
+        await new Promise((resolve) => socket.addEventListener('open', resolve, { once: true }));
+        const refusedBefore = relay.graphStats().refused;
+        socket.send(
+          JSON.stringify({
+            '#': 'future-state',
+            put: {
+              [soul]: {
+                _: { '#': soul, '>': { [ahead!.id]: Date.now() + 365 * 86_400_000 } },
+                [ahead!.id]: new TextDecoder().decode(ahead!.bytes),
+              },
+            },
+          }),
+        );
+        await waitFor(() => relay.graphStats().refused > refusedBefore, FAST, 'the future state refused');
+        socket.close();
+
+        const [next] = await packets(1, clock.t, { offset: 100 });
+        await a!.publish(requests, next!.bytes);
+        await waitFor(() => atB.includes(next!.id), LONG, 'a new packet delivered after the prune');
+        // (Gun may hand a put over twice: an echo; the intake's dedup drops the copy)
+        expect([...new Set(atB)].sort()).toEqual([...old.map((p) => p.id), next!.id].sort());
+        for (const instance of [relay, b!]) expect(held(instance).graph).toEqual([next!.id]);
+        expect(held(b!).cached).toEqual([next!.id]);
+        expect(held(b!).children).toEqual([next!.id]);
+      },
+      LONG + 10_000,
+    );
+
+    test(
+      'a late subscriber gets what is fresh, not what was pruned, even from a peer that kept it',
+      async () => {
+        const clock = manualClock();
+        const bounds: GunBoundsOptions = { now: clock.now, sweepEveryMs: 20 };
+        const relay = (await relayAndClients(0, { bounds })).relay;
+        // `keeper` never prunes (another build, a slow clock): it still answers with the old packets
+        const keeper = client(relay, { bounds: { now: clock.now, maxAgeMs: 1e12 } });
+        const b = client(relay, { bounds });
+        const atB: string[] = [];
+        b.subscribe(requests, (bytes) => atB.push(gunKeyOf(bytes)));
+        await waitFor(() => relay.clients() === 2, LONG, 'both clients connected');
+        const old = await packets(30, clock.t);
+        await publishAll(keeper, old);
+        await waitFor(() => new Set(atB).size === old.length, LONG, 'old packets delivered');
+
+        clock.t += PAST_WINDOW;
+        await waitFor(() => total(held(relay)) + total(held(b)) === 0, FAST, 'relay and b pruned');
+        expect(held(keeper).graph).toHaveLength(30);
+        const [fresh] = await packets(1, clock.t, { offset: 100 });
+        await keeper.publish(requests, fresh!.bytes);
+        await waitFor(() => atB.includes(fresh!.id), LONG, 'the fresh packet at b');
+
+        const late = client(relay, { bounds });
+        const atLate: string[] = [];
+        late.subscribe(requests, (bytes) => atLate.push(gunKeyOf(bytes)));
+        await waitFor(() => atLate.includes(fresh!.id), LONG, 'history at the late subscriber');
+        // the relay passes the late subscriber's GET on to its peers; the keeper's answer carries the
+        // 30 old packets, which the relay refuses
+        await waitFor(() => relay.graphStats().refused >= 30, LONG, "the keeper's answer refused");
+        expect([...new Set(atLate)]).toEqual([fresh!.id]);
+        expect(held(late).graph).toEqual([fresh!.id]);
+        expect(held(relay).graph).toEqual([fresh!.id]);
+      },
+      LONG + 10_000,
+    );
+  });
 });

@@ -10,19 +10,35 @@
  *  packet  one key of that node: the key is the packet id (`packetId` of @synod/shared; the sha256 of
  *          the bytes for bytes that are not a packet), the value the canonical packet JSON as a string.
  *          Keys are unique and written once, so Gun's conflict resolution never has to choose;
- *  receive `gun.get(soul).map().on(...)`: called for every key, including keys other peers already
- *          hold when we subscribe (history); stale packets are then rejected by the intake's skew check.
+ *  receive `gun.get(soul).map().on(...)`: called for every key, including keys other peers still
+ *          hold when we subscribe (history, which the bounds below keep to the last few minutes); a
+ *          stale packet that gets through anyway is rejected by the intake's skew check.
  *
  * Options always set: `multicast: false` (no UDP discovery), `axe: false`, `localStorage: false`,
  * `radisk: false`, `rfs: false` (no disk anywhere), `stats: false` (Gun's server build would
  * otherwise write a stats file beside itself), `super: false` (a client; Gun's server build
  * defaults to relay mode, which never connects to its peers until it has something to say).
  *
- * Limits: Gun keeps every value it has seen in memory for the life of the instance (its graph), and
- * it reports no sending peer, so `meta.peer` is the relay list (`gun:<url>,...`).
+ * Limits: Gun alone keeps every value it has seen in memory for the life of the instance (its graph).
+ * Every Synod Gun instance, this transport and the relay (gun-relay.ts), is therefore bounded per
+ * topic by a `GunGraphBounds` (gun-bounds.ts, option `bounds`). A packet is pruned once born more than
+ * `maxAgeMs` ago (default 3 min: the 2 min skew window + 1 min; born = its `body.createdAt`, or when
+ * its key was first seen here if that is earlier or the value has none), checked every `sweepEveryMs`
+ * (10 s). A topic holds at most `maxKeys` keys (4096) and `maxBytes` (32 MiB of keys and values,
+ * counted in UTF-16 code units; Gun's own bookkeeping, measured at ~1.6 KB a key, comes on top), the
+ * earliest born evicted the moment a put goes over. Pruning removes the key from Gun's graph, its HAM
+ * state and the chain caches, so the memory is freed and a later subscriber is not replayed it. Puts of
+ * pruned keys, of stale packets, of non-string values, with HAM states far ahead, and to other souls
+ * are refused at the wire (neither stored nor relayed). `graphStats()` reports keys, bytes, pruned and
+ * refused. Not bounded here: Gun's 9 s windows of in-flight messages (its dedup ids, and the
+ * pending-ack closures of our own puts, which hold the packet until acked or 9 s pass), and what Gun
+ * queues for a relay while its socket is connecting.
+ *
+ * Gun reports no sending peer, so `meta.peer` is the relay list (`gun:<url>,...`).
  */
 import { packetId, parseEnvelope, sha256Hex } from '@synod/shared';
 import Gun from 'gun';
+import { type GunBoundsOptions, GunGraphBounds, type GunGraphStats } from './gun-bounds.ts';
 import type { ContentTopic } from './topics.ts';
 import {
   type MessageHandler,
@@ -43,7 +59,12 @@ export interface GunTransportOptions {
   gun?: unknown;
   /** Most of our own publications remembered to suppress their local echo. Default 4096. */
   ownEchoes?: number;
+  /** Bounds on what Gun keeps in memory per topic (age, keys, bytes); see gun-bounds.ts. */
+  bounds?: GunBoundsOptions;
 }
+
+export type { GunBoundsOptions, GunGraphStats } from './gun-bounds.ts';
+export { GUN_BOUNDS_DEFAULTS } from './gun-bounds.ts';
 
 export const GUN_DEFAULT_TOPICS: readonly ContentTopic[] = [
   '/synod/1/requests/proto',
@@ -106,6 +127,7 @@ export class GunTransport implements Transport {
   readonly #own = new Set<string>();
   readonly #ownMax: number;
   readonly #peerLabel: string;
+  readonly #bounds: GunGraphBounds;
   #closed = false;
 
   constructor(options: GunTransportOptions) {
@@ -121,6 +143,12 @@ export class GunTransport implements Transport {
       peers: [...options.peers],
       WebSocket: options.WebSocket ?? globalThis.WebSocket,
     });
+    this.#bounds = new GunGraphBounds(this.gun, this.topics.map(soulOf), options.bounds);
+  }
+
+  /** What Gun holds for this transport's topics, and how much was pruned or refused. */
+  graphStats(): GunGraphStats {
+    return this.#bounds.stats();
   }
 
   async publish(topic: ContentTopic, bytes: Uint8Array): Promise<void> {
@@ -168,6 +196,7 @@ export class GunTransport implements Transport {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#bounds.close();
     for (const chain of this.#chains.values()) chain.off();
     this.#chains.clear();
     this.#handlers.clear();

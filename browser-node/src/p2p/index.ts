@@ -6,8 +6,11 @@
  * Waku relay, the Gun relay server) are in `./headless.ts`.
  */
 export {
+  GUN_BOUNDS_DEFAULTS,
   GUN_DEFAULT_TOPICS,
   GUN_SAFE_OPTIONS,
+  type GunBoundsOptions,
+  type GunGraphStats,
   GunTransport,
   type GunTransportOptions,
   gunKeyOf,
