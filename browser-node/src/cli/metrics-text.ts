@@ -37,6 +37,12 @@ export function renderNodeMetrics(m: NodeMetrics): string {
   metric('synod_packets_dropped_total', 'counter', 'Packets shed under backpressure', [
     [{}, m.intake.dropped],
   ]);
+  metric('synod_packets_bridged_total', 'counter', 'Packets accepted from Gun and published on Waku', [
+    [{}, m.intake.bridged],
+  ]);
+  metric('synod_packets_bridge_errors_total', 'counter', 'Of those, publications that failed', [
+    [{}, m.intake.bridgeErrors],
+  ]);
   metric(
     'synod_packets_rejected_total',
     'counter',

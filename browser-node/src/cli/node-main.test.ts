@@ -129,6 +129,7 @@ describe('synod node as a process', () => {
       const metrics = await (await fetch(`${started.http}/metrics`)).text();
       expect(metrics).toContain('# TYPE synod_packets_accepted_total counter');
       expect(metrics).toMatch(/^synod_peers \d+$/m);
+      expect(metrics).toMatch(/^synod_packets_bridged_total \d+$/m);
       expect((await fetch(`${started.http}/nope`)).status).toBe(404);
       child.kill('SIGTERM');
       expect(await child.exited).toBe(0);
