@@ -50,6 +50,10 @@ contract SynodOracle {
     uint32 public constant MAX_TOKENS = 4096;
     uint16 public constant MAX_QUORUM = 64;
     uint16 public constant MAX_TEMPERATURE_CENTI = 200;
+    /// A refund's reason is a stable code (`NO_CONSENSUS`, `QUEUE_TIMEOUT`, …), never longer than this.
+    /// Bounded because after the deadline anyone may refund and so chooses the reason: a long one would
+    /// make every consumer that emits or stores it run out of callback gas, its refund never seen.
+    uint256 public constant MAX_REASON_BYTES = 64;
 
     address public owner;
     /// The chain watcher's account: the only one that may fulfill, and that may refund at any time.
@@ -95,6 +99,7 @@ contract SynodOracle {
     error BadPrompt();
     error BadModels();
     error BadParams();
+    error BadReason();
     error NothingToWithdraw();
     error TransferFailed();
     error InsufficientGasForCallback(uint256 required);
@@ -196,8 +201,10 @@ contract SynodOracle {
 
     /// @notice Return a request's fee to its requester (the bridge at any time, anyone after the deadline;
     /// once). `questionHash` as in `fulfill` (`requests(n)` holds it too): a refund signed for one question
-    /// never settles another that a reorg put under the same number.
+    /// never settles another that a reorg put under the same number. `reason` is a stable code of at most
+    /// `MAX_REASON_BYTES` bytes (`BadReason` otherwise).
     function refund(uint256 requestNo, bytes32 questionHash, string calldata reason) external {
+        if (bytes(reason).length > MAX_REASON_BYTES) revert BadReason();
         Request storage r = _pending(requestNo, questionHash);
         if (msg.sender != bridge && block.timestamp <= r.deadline) revert NotExpired(requestNo, r.deadline);
         r.status = Status.Refunded;

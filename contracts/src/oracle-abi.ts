@@ -43,6 +43,11 @@ export const synodOracleAbi = [
   },
   {
     inputs: [],
+    name: 'BadReason',
+    type: 'error',
+  },
+  {
+    inputs: [],
     name: 'FeeTooHigh',
     type: 'error',
   },
@@ -339,6 +344,19 @@ export const synodOracleAbi = [
         internalType: 'uint16',
         name: '',
         type: 'uint16',
+      },
+    ],
+    stateMutability: 'view',
+    type: 'function',
+  },
+  {
+    inputs: [],
+    name: 'MAX_REASON_BYTES',
+    outputs: [
+      {
+        internalType: 'uint256',
+        name: '',
+        type: 'uint256',
       },
     ],
     stateMutability: 'view',

@@ -749,6 +749,37 @@ describe('refund', () => {
     expect(await balanceIn(f, f.bridge.account.address)).toBe(MIN_FEE);
   });
 
+  // After the deadline anyone refunds and picks the reason: a 30 KB one made every consumer that emits or
+  // stores it run out of callback gas (callbackOk false), so its refund was never seen.
+  test('a reason over MAX_REASON_BYTES (64) reverts with BadReason, from the bridge or anyone; 64 bytes is accepted', async () => {
+    const f = await setup();
+    expect(
+      await client.readContract({ address: f.oracle, abi: synodOracleAbi, functionName: 'MAX_REASON_BYTES' }),
+    ).toBe(64n);
+    const consumer = await deployConsumer(f, 'RecordingConsumerDouble');
+    const requestNo = await consumerAsks(f, consumer);
+    const question = await questionOf(f, requestNo);
+    const attempt = (from: Wallet, reason: string) =>
+      client.simulateContract({
+        address: f.oracle,
+        abi: synodOracleAbi,
+        functionName: 'refund',
+        args: [requestNo, question, reason],
+        account: from.account,
+      });
+    expect(await errorNameOf(attempt(f.bridge, 'X'.repeat(65)))).toBe('BadReason');
+    await advanceTime(TIMEOUT + 1n);
+    expect(await errorNameOf(attempt(f.stranger, 'x'.repeat(30_000)))).toBe('BadReason');
+    // 22 three-byte characters are 66 bytes: the bound is in bytes.
+    expect(await errorNameOf(attempt(f.stranger, '€'.repeat(22)))).toBe('BadReason');
+    expect((await requestOf(f, requestNo)).status).toBe(Status.Pending);
+    const reason = 'R'.repeat(64);
+    const receipt = await refund(f, requestNo, reason, f.stranger);
+    const [event] = parseEventLogs({ abi: synodOracleAbi, logs: receipt.logs, eventName: 'LLMRefunded' });
+    expect(event?.args).toEqual({ requestNo, reason, callbackOk: true });
+    expect(await lastResultOf(consumer)).toMatchObject({ calls: 1n, fulfilled: false, answer: reason });
+  });
+
   test('refunding an unknown request number reverts with NotPending', async () => {
     const f = await setup();
     expect(await revertOf(simulateRefund(f, 9n, f.bridge))).toEqual({ errorName: 'NotPending', args: [9n] });

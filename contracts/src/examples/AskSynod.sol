@@ -13,10 +13,15 @@ import "SynodOracle.sol";
 ///   whole answers would lose long ones. It stores what a contract acts on: the status, the answer's
 ///   keccak256 and the verdict digest, which anyone can check against the request's transcript
 ///   (`synod-verify <relay>/v1/verify/<chainId>:<oracle>:<requestNo> --expect-digest <digest>`).
+///   At the oracle's default 200,000 gas the callback takes answers up to about 16 KiB (measured: 16 KiB
+///   runs, 20 KiB runs out of gas); ask for fewer `maxTokens`, or deploy the oracle with more callback
+///   gas, if longer answers must arrive here.
 /// - A refunded question's fee goes back to whoever asked (`claimRefund`): the oracle credits refunds
-///   to the requester, which is this contract, so it pays its askers itself.
+///   to the requester, which is this contract, so it pays its askers itself. `claimRefund` asks the
+///   oracle too (`requests(n)`), so a refund whose callback never ran still pays the asker.
 /// - If a callback could not run (it reverted or ran out of gas: the oracle's event then says
-///   `callbackOk = false`), the question stays `Pending` here; the oracle's event still holds the answer.
+///   `callbackOk = false`), the question stays `Pending` here; an answer is then only in the oracle's
+///   `LLMFulfilled` event, and a refund is still paid by `claimRefund`.
 contract AskSynod is ISynodConsumer {
     enum Status {
         None,
@@ -97,6 +102,12 @@ contract AskSynod is ISynodConsumer {
     /// @notice Pay a refunded question's fee back to its asker (only the asker may ask for it, once).
     function claimRefund(uint256 requestNo) external {
         Question storage q = questions[requestNo];
+        // Never rely on the callback alone: one that could not run (callbackOk false) left the question
+        // Pending here, while the oracle refunded it and credited the fee to this contract.
+        if (q.status == Status.Pending) {
+            (,,, SynodOracle.Status settled,) = oracle.requests(requestNo);
+            if (settled == SynodOracle.Status.Refunded) q.status = Status.Refunded;
+        }
         if (q.status != Status.Refunded) revert NotRefundable(requestNo);
         if (msg.sender != q.asker) revert NotAsker();
         q.status = Status.Repaid;

@@ -83,10 +83,14 @@ async function errorName(attempt: Promise<unknown>): Promise<string | undefined>
   throw new Error('expected a revert');
 }
 
-/** An oracle (bridge: its own account) and an AskSynod on it. */
-async function setup() {
+/** An oracle (bridge: its own account; `callbackGasLimit` its default unless given) and an AskSynod on it. */
+async function setup(callbackGasLimit?: number) {
   const [owner, bridge, asker, stranger] = await Promise.all([wallet(), wallet(), wallet(), wallet()]);
-  const oracle = await deployOracle(owner, client, { bridge: bridge.account.address, minFee: MIN_FEE });
+  const oracle = await deployOracle(owner, client, {
+    bridge: bridge.account.address,
+    minFee: MIN_FEE,
+    ...(callbackGasLimit !== undefined ? { callbackGasLimit } : {}),
+  });
   const receipt = await mined(await owner.deployContract({ abi, bytecode, args: [oracle] }));
   const asking = getAddress(receipt.contractAddress as Address);
   return { oracle, asking, bridge, asker, stranger };
@@ -196,6 +200,69 @@ describe('AskSynod, the example consumer', () => {
     expect(after - before + receipt.gasUsed * receipt.effectiveGasPrice).toBe(MIN_FEE);
     expect((await question(s.asking, n)).status).toBe(Status.Repaid);
     expect(await errorName(claim(s.asker))).toBe('NotRefundable');
+  });
+
+  // The question stayed Pending when the refund's callback could not run (callbackOk false), while the
+  // oracle credited the fee to AskSynod: claimRefund refused (NotRefundable) and the fee was stuck.
+  test('a refund whose callback could not run is still repaid: claimRefund asks the oracle', async () => {
+    // 5,000 gas is too little for AskSynod's callback: the oracle refunds, the callback fails.
+    const s = await setup(5_000);
+    const n = await ask(s, 'Tell me a story');
+    const receipt = await mined(await settle(s.bridge, s.oracle, 'refund', n, ['NO_CONSENSUS']));
+    const [refunded] = await client.getContractEvents({
+      address: s.oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMRefunded',
+      blockHash: receipt.blockHash,
+    });
+    expect(refunded?.args.callbackOk).toBe(false);
+    expect((await question(s.asking, n)).status).toBe(Status.Pending);
+    const claim = (by: Wallet) =>
+      by.writeContract({ address: s.asking, abi, functionName: 'claimRefund', args: [n] });
+    expect(await errorName(claim(s.stranger))).toBe('NotAsker');
+    const before = await client.getBalance({ address: s.asker.account.address });
+    const paid = await mined(await claim(s.asker));
+    const after = await client.getBalance({ address: s.asker.account.address });
+    expect(after - before + paid.gasUsed * paid.effectiveGasPrice).toBe(MIN_FEE);
+    expect((await question(s.asking, n)).status).toBe(Status.Repaid);
+    expect(await errorName(claim(s.asker))).toBe('NotRefundable');
+  });
+
+  test('a question still pending at the oracle, or answered there, is not refundable', async () => {
+    const s = await setup(5_000);
+    const n = await ask(s, 'Hello');
+    const claim = () =>
+      s.asker.writeContract({ address: s.asking, abi, functionName: 'claimRefund', args: [n] });
+    expect(await errorName(claim())).toBe('NotRefundable');
+    // Answered, its callback starved: still not refundable here (the bridge earned the fee).
+    await mined(
+      await settle(s.bridge, s.oracle, 'fulfill', n, ['an answer', keccak256('0x01'), keccak256('0x02')]),
+    );
+    expect((await question(s.asking, n)).status).toBe(Status.Pending);
+    expect(await errorName(claim())).toBe('NotRefundable');
+  });
+
+  // What the contract's comment promises at the oracle's default callback gas (200,000).
+  test('the callback takes a 16 KiB answer at the default callback gas; 20 KiB runs out of it', async () => {
+    const s = await setup();
+    for (const [kib, ok] of [
+      [16, true],
+      [20, false],
+    ] as const) {
+      const n = await ask(s, 'Tell me a long story');
+      const answer = 'a'.repeat(kib * 1024);
+      const receipt = await mined(
+        await settle(s.bridge, s.oracle, 'fulfill', n, [answer, keccak256('0x01'), keccak256('0x02')]),
+      );
+      const [fulfilled] = await client.getContractEvents({
+        address: s.oracle,
+        abi: synodOracleAbi,
+        eventName: 'LLMFulfilled',
+        blockHash: receipt.blockHash,
+      });
+      expect(fulfilled?.args.callbackOk).toBe(ok);
+      expect((await question(s.asking, n)).status).toBe(ok ? Status.Answered : Status.Pending);
+    }
   });
 
   test('only the oracle may deliver results or send it ether', async () => {

@@ -1,6 +1,17 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { synodOracleAbi } from '@synod/contracts/abi';
-import { encodeFunctionData, HttpRequestError, InvalidParamsRpcError, keccak256, toHex } from 'viem';
+import {
+  encodeAbiParameters,
+  encodeFunctionData,
+  getAddress,
+  HttpRequestError,
+  InvalidParamsRpcError,
+  keccak256,
+  parseAbiParameters,
+  parseEventLogs,
+  toFunctionSelector,
+  toHex,
+} from 'viem';
 import { relayDefaults } from '../inference-input.ts';
 import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
@@ -198,6 +209,13 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       ok: boolean;
     };
     expect(verified.ok).toBe(true);
+    // The oracle's address as a block explorer or viem prints it (EIP-55 checksum) names it too.
+    const [chainId, address, number] = requestId.split(':') as [string, `0x${string}`, string];
+    const checksummed = `${chainId}:${getAddress(address)}:${number}`;
+    expect(checksummed).not.toBe(requestId);
+    const viaChecksum = await fetch(`${net.relay.url}/v1/verify/${checksummed}`);
+    expect(viaChecksum.status).toBe(200);
+    expect(((await viaChecksum.json()) as { ok: boolean }).ok).toBe(true);
 
     // The row is settled once the settling transaction is `confirmations` deep itself.
     const store = new ChainStore(net.relay.store.db);
@@ -242,6 +260,42 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       expect((await new ChainStore(net.relay.store.db).byRequestId(requestId))?.status).toBe('refunded');
     });
   }
+
+  // Solidity's `string` holds any bytes; viem decodes them leniently (U+FFFD for each bad byte), so the
+  // network used to answer a prompt nobody asked, and no transcript could match the event's questionHash.
+  test('a prompt that is not UTF-8 is refunded INVALID_INPUT, never answered as decoded', async () => {
+    // "Hi \xff\xfe there": the prompt's bytes as a `bytes` value, sent under callLLM's selector.
+    const prompt = '0x486920fffe207468657265';
+    const args = encodeAbiParameters(parseAbiParameters('bytes, string[], uint32, uint16, uint16'), [
+      prompt,
+      ['stories260K'],
+      16,
+      0,
+      3,
+    ]);
+    const selector = toFunctionSelector(
+      'callLLM(string prompt, string[] acceptedModels, uint32 maxTokens, uint16 temperatureCenti, uint16 quorum)',
+    );
+    const hash = await chain.requester.sendTransaction({
+      to: chain.oracle,
+      data: `${selector}${args.slice(2)}`,
+      value: 1_000n,
+    });
+    const receipt = await chain.client.waitForTransactionReceipt({ hash });
+    expect(receipt.status).toBe('success');
+    const [requested] = parseEventLogs({
+      abi: synodOracleAbi,
+      logs: receipt.logs,
+      eventName: 'LLMRequested',
+    });
+    const requestNo = requested?.args.requestNo ?? 0n;
+    expect(requested?.args.prompt).toBe('Hi \ufffd\ufffd there');
+    await chain.mine(2);
+    await pollUntil('the request is settled', async () => (await oracleRequest(requestNo)).status >= 2);
+    expect((await oracleRequest(requestNo)).status).toBe(3);
+    expect((await eventsOf('LLMRefunded', requestNo)).map((e) => e.args.reason)).toEqual(['INVALID_INPUT']);
+    expect((await fetch(`${net.relay.url}/v1/inference/${requestIdOf(requestNo)}`)).status).toBe(404);
+  });
 
   test('after a crash between recording, claiming and sending, a restart admits, releases and settles once', async () => {
     const store = new ChainStore(net.relay.store.db);

@@ -29,10 +29,12 @@ import type { ChainStore, OracleRef } from './chain-store.ts';
 import {
   chainOrigin,
   chainRequestIdOf,
+  decodedAsAsked,
   type FoundView,
   type OracleRequestEvent,
   oracleRequestEvent,
   oracleRequestInput,
+  refundReason,
   type Settlement,
   sameRequest,
   settlementFor,
@@ -474,6 +476,7 @@ export class ChainWatcher {
 
   /** Admit an event's request; null when it is in the admission log, else the reason it was refused. */
   async #admit(e: OracleRequestEvent): Promise<string | null> {
+    if (!decodedAsAsked(e)) return 'INVALID_INPUT';
     const now = this.#o.now();
     let built: ReturnType<typeof buildRequest>;
     try {
@@ -819,7 +822,7 @@ export class ChainWatcher {
         : encodeFunctionData({
             abi: synodOracleAbi,
             functionName: 'refund',
-            args: [requestNo, e.questionHash, s.reason],
+            args: [requestNo, e.questionHash, refundReason(s.reason)],
           });
     try {
       await client.call({ account: wallet.account, to: oracle, data });

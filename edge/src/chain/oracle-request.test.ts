@@ -1,14 +1,17 @@
 import { describe, expect, test } from 'bun:test';
 import { OriginSchema } from '@synod/shared';
+import { encodeAbiParameters, type Hex, keccak256, parseAbiParameters, toHex } from 'viem';
 import { buildRequest } from '../inference-input.ts';
 import { TEST_EMBEDDER } from '../store/test-admissions.ts';
 import {
   bytes32,
   chainOrigin,
   chainRequestIdOf,
+  decodedAsAsked,
   type FoundView,
   type OracleRequestEvent,
   oracleRequestInput,
+  refundReason,
   sameRequest,
   settlementFor,
 } from './oracle-request.ts';
@@ -161,5 +164,57 @@ describe('settlementFor', () => {
     expect(bytes32(`0x${digest}`)).toBe(`0x${digest}`);
     expect(() => bytes32('abc')).toThrow(TypeError);
     expect(() => bytes32('A'.repeat(64))).toThrow(TypeError);
+  });
+});
+
+describe('what an event asks, as decoded', () => {
+  const asked = {
+    requester: EVENT.requester,
+    prompt: 'Hi \u{1F600} there',
+    acceptedModels: ['stories260K', 'tinyllama-1.1b'],
+    maxTokens: 24,
+    temperatureCenti: 70,
+    quorum: 5,
+  };
+  // questionHashOf(asked), as the oracle computes it (the ABI encoding of who asks what, hashed).
+  const hashOf = (prompt: Hex) =>
+    keccak256(
+      encodeAbiParameters(parseAbiParameters('address, bytes, string[], uint32, uint16, uint16'), [
+        asked.requester,
+        prompt,
+        asked.acceptedModels,
+        asked.maxTokens,
+        asked.temperatureCenti,
+        asked.quorum,
+      ]),
+    );
+
+  test('decoded strings that are the bytes asked (any valid UTF-8) match the question hash', () => {
+    expect(decodedAsAsked({ ...asked, questionHash: hashOf(toHex(asked.prompt)) })).toBe(true);
+    expect(decodedAsAsked({ ...asked, questionHash: hashOf(toHex(asked.prompt)).toUpperCase() as Hex })).toBe(
+      true,
+    );
+  });
+
+  test('a prompt that was not UTF-8 (decoded with U+FFFD) does not', () => {
+    // The bytes asked: "Hi \xff\xfe there"; viem decodes them as "Hi \ufffd\ufffd there".
+    const questionHash = hashOf('0x486920fffe207468657265');
+    expect(decodedAsAsked({ ...asked, prompt: 'Hi \ufffd\ufffd there', questionHash })).toBe(false);
+  });
+
+  test('any other field that differs does not', () => {
+    const questionHash = hashOf(toHex(asked.prompt));
+    expect(decodedAsAsked({ ...asked, quorum: 6, questionHash })).toBe(false);
+    expect(decodedAsAsked({ ...asked, acceptedModels: ['stories260K'], questionHash })).toBe(false);
+  });
+});
+
+describe('a refund reason', () => {
+  test('is the stable code when it is one of at most 64 bytes, else FAILED (the oracle reverts longer)', () => {
+    expect(refundReason('NO_CONSENSUS')).toBe('NO_CONSENSUS');
+    expect(refundReason('X'.repeat(64))).toBe('X'.repeat(64));
+    expect(refundReason('X'.repeat(65))).toBe('FAILED');
+    expect(refundReason('not a code')).toBe('FAILED');
+    expect(refundReason('')).toBe('FAILED');
   });
 });

@@ -1,5 +1,5 @@
 import type { Origin } from '@synod/shared';
-import type { Address, Hex } from 'viem';
+import { type Address, encodeAbiParameters, type Hex, keccak256, parseAbiParameters } from 'viem';
 import type { foundView } from '../views.ts';
 
 /** The relay's public view of a request (history or admission log). */
@@ -84,6 +84,38 @@ export function chainOrigin(e: OracleRequestEvent): Origin {
     requestNo: e.requestNo.toString(),
     txHash: e.txHash.toLowerCase(),
   };
+}
+
+/**
+ * Whether the event's decoded strings are the bytes that were asked: the oracle's `questionHashOf`
+ * recomputed from them equals the event's `questionHash`. Solidity's `string` holds any bytes, and viem
+ * decodes ones that are not UTF-8 leniently (U+FFFD for each bad byte): such a request must be refused
+ * (`INVALID_INPUT`), not answered as another prompt whose transcript could never match the question.
+ */
+export function decodedAsAsked(
+  e: Pick<
+    OracleRequestEvent,
+    'requester' | 'prompt' | 'acceptedModels' | 'maxTokens' | 'temperatureCenti' | 'quorum' | 'questionHash'
+  >,
+): boolean {
+  const encoded = encodeAbiParameters(QUESTION_PARAMETERS, [
+    e.requester,
+    e.prompt,
+    e.acceptedModels,
+    e.maxTokens,
+    e.temperatureCenti,
+    e.quorum,
+  ]);
+  return keccak256(encoded) === e.questionHash.toLowerCase();
+}
+const QUESTION_PARAMETERS = parseAbiParameters('address, string, string[], uint32, uint16, uint16');
+
+/** The oracle's bound on a refund's reason (`MAX_REASON_BYTES`): a longer one reverts (`BadReason`). */
+export const MAX_REASON_BYTES = 64;
+
+/** A refund reason the oracle takes: the stable code itself, or `FAILED` for anything that is not one. */
+export function refundReason(code: string): string {
+  return /^[A-Z0-9_]+$/.test(code) && code.length <= MAX_REASON_BYTES ? code : 'FAILED';
 }
 
 /** What an oracle event asks, in the shape of the relay's request input (`InferenceInputSchema`). */

@@ -11,13 +11,18 @@ import type { AdmissionOutcome } from '../store/intake-store.ts';
 import { findRequest, foundView, TERMINAL } from '../views.ts';
 import type { EdgeDeps } from './deps.ts';
 
-const REQUEST_ID_PARAM = /^(?:[0-9a-f]{64}|\d{1,20}:0x[0-9a-f]{40}:\d{1,78})$/;
+const REQUEST_ID_PARAM = /^(?:[0-9a-f]{64}|\d{1,20}:0x[0-9a-f]{40}:\d{1,78})$/i;
 
+/**
+ * The `:id` of a path: a content id, or a chain request id `<chainId>:<oracle>:<requestNo>`. Hex is
+ * taken in either case (an oracle's address is usually printed with its EIP-55 checksum) and lowercased,
+ * the form ids are stored in.
+ */
 export function requestIdParam(c: Context): string {
   const id = c.req.param('id') ?? '';
   if (!REQUEST_ID_PARAM.test(id))
     throw edgeError(400, 'INVALID_INPUT', 'not a request id', { id: id.slice(0, 80) });
-  return id;
+  return id.toLowerCase();
 }
 
 /** A request id as a URL path segment: a content id (hex) as it is, a chain id percent-encoded. */
