@@ -215,6 +215,12 @@ const FORWARD_VERDICT: Record<Exclude<OfferResult, 'queued'>, ForwardVerdict> = 
 /** `#admit`'s result inside the intake: an `OfferResult`, or a gossip copy waiting on its twin's verdict. */
 type AdmitResult = OfferResult | 'awaiting';
 
+/**
+ * Most gossip copies of one message that wait for its verdict: one per gossip transport is all that is
+ * ever forwarded, and copies in other envelopes (another timestamp) are otherwise free to send.
+ */
+const WAITERS_PER_DIGEST = 4;
+
 /** A gossip copy of bytes already being verified, waiting for their verdict (see the class comment). */
 interface Waiter {
   bytes: Uint8Array;
@@ -360,8 +366,8 @@ export class Intake {
     if (known === 'pending' || known === 'accepted') {
       this.#m.duplicates++;
       peer.duplicates++;
-      if (known === 'pending' && settle !== undefined) {
-        const waiting = this.#waiters.get(digest);
+      const waiting = this.#waiters.get(digest);
+      if (known === 'pending' && settle !== undefined && (waiting?.length ?? 0) < WAITERS_PER_DIGEST) {
         const waiter = { bytes, meta, settle };
         if (waiting === undefined) this.#waiters.set(digest, [waiter]);
         else waiting.push(waiter);
