@@ -5,13 +5,19 @@
  * gateway signs, stores and coordinates them; workerd serves the verdict from the shared history.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { synodOracleAbi } from '@synod/contracts/abi';
 import { ChainStore } from '../edge/src/chain/chain-store.ts';
 import { startTestChain, type TestChain } from '../edge/src/chain/chain-test-helpers.ts';
 import { DEFAULT_MAX_QUEUED } from '../edge/src/relay/dispatcher.ts';
 import { GATEWAY_SECRET_HEADER, type GatewayStatus } from '../edge/src/routes/internal.ts';
+import type { WorkerEnv } from '../edge/src/runtime/workerd.ts';
 import { startTestNetwork, type TestNetwork } from '../edge/src/test-helpers.ts';
 import {
+  bundleWorker,
+  freePort,
   type RunningSqld,
   type RunningWorker,
   startSqld,
@@ -304,4 +310,163 @@ describe('the relay on workerd (miniflare) over sqld, forwarding to a Bun gatewa
     });
     expect(all).toHaveLength(1);
   }, 120_000);
+});
+
+/** The worker's bundle (built once) served by miniflare with `env`, for one configuration under test. */
+let bundled: { dir: string; script: string } | undefined;
+async function withWorker<T>(env: WorkerEnv, run: (url: string) => Promise<T>): Promise<T> {
+  if (!bundled) {
+    const dir = mkdtempSync(join(tmpdir(), 'synod-worker-variant-'));
+    bundled = { dir, script: await bundleWorker(dir) };
+  }
+  const { Miniflare } = await import('miniflare');
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: bundled.script,
+    modulesRoot: bundled.dir,
+    compatibilityDate: '2025-07-18',
+    bindings: Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as Record<
+      string,
+      string
+    >,
+    host: '127.0.0.1',
+    port: await freePort(),
+  });
+  try {
+    return await run((await mf.ready).toString().replace(/\/$/, ''));
+  } finally {
+    await mf.dispose();
+  }
+}
+
+afterAll(() => {
+  if (bundled) rmSync(bundled.dir, { recursive: true, force: true });
+});
+
+describe('the worker misconfigured or cut off: typed errors that name the cause', () => {
+  const chat = (url: string) =>
+    fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${t?.apiKey}` },
+      body: JSON.stringify({ model: 'synod', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+  const env = (): WorkerEnv => ({
+    SYNOD_DB_URL: sqld?.url as string,
+    SYNOD_GATEWAY_URL: t?.relay.url as string,
+    SYNOD_GATEWAY_SECRET: SECRET,
+  });
+
+  test('a SYNOD_DB_URL libSQL over HTTP cannot use is a 500 naming it (an uncaught exception before)', async () => {
+    for (const bad of ['file:relay.db', '127.0.0.1:8080']) {
+      await withWorker({ ...env(), SYNOD_DB_URL: bad }, async (url) => {
+        const r = await fetch(`${url}/healthz`);
+        expect(r.status).toBe(500);
+        expect(r.headers.get('content-type')).toContain('application/json');
+        const j = (await r.json()) as { error: { code: string; message: string; hint: string } };
+        expect(j.error.code).toBe('INTERNAL');
+        expect(j.error.message).toStartWith('SYNOD_DB_URL: ');
+        expect(j.error.hint).toContain('http://HOST:PORT');
+        // OpenAI's shape on /v1/chat/*, as the app answers there.
+        const c = await chat(url);
+        expect(c.status).toBe(500);
+        const cj = (await c.json()) as { error: { type: string; code: string; message: string } };
+        expect(cj.error).toMatchObject({ type: 'server_error', code: 'INTERNAL' });
+        expect(cj.error.message).toStartWith('SYNOD_DB_URL: ');
+      });
+    }
+  }, 60_000);
+
+  test('SYNOD_GATEWAY_URL that is no http(s) URL, and a missing secret, are 500s saying what to set', async () => {
+    await withWorker({ ...env(), SYNOD_GATEWAY_URL: '127.0.0.1:8787' }, async (url) => {
+      const r = await fetch(`${url}/v1/models`);
+      expect(r.status).toBe(500);
+      const j = (await r.json()) as { error: { code: string; message: string; type: string } };
+      expect(j.error).toMatchObject({ code: 'INTERNAL', type: 'server_error' });
+      expect(j.error.message).toContain('SYNOD_GATEWAY_URL');
+    });
+    const { SYNOD_GATEWAY_SECRET: _, ...noSecret } = env();
+    await withWorker(noSecret, async (url) => {
+      const j = (await (await fetch(`${url}/healthz`)).json()) as {
+        error: { message: string; hint: string };
+      };
+      expect(j.error.message).toBe('SYNOD_GATEWAY_SECRET is not set');
+      expect(j.error.hint).toContain('wrangler secret put SYNOD_GATEWAY_SECRET');
+    });
+  }, 60_000);
+
+  test('an unreachable database is 503 STORE_UNAVAILABLE (retryable), in OpenAI shape on chat', async () => {
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    await withWorker({ ...env(), SYNOD_DB_URL: closed }, async (url) => {
+      const r = await fetch(`${url}/v1/inference`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${t?.apiKey}` },
+        body: '{"prompt":"x"}',
+      });
+      expect(r.status).toBe(503);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('STORE_UNAVAILABLE');
+      const c = await chat(url);
+      expect(c.status).toBe(503);
+      expect(c.headers.get('x-should-retry')).toBeNull();
+      expect(((await c.json()) as { error: { type: string; code: string } }).error).toMatchObject({
+        type: 'server_error',
+        code: 'STORE_UNAVAILABLE',
+      });
+    });
+  }, 60_000);
+
+  test('a wrong SYNOD_GATEWAY_SECRET is named as such, not as an unreachable gateway', async () => {
+    await withWorker({ ...env(), SYNOD_GATEWAY_SECRET: 'not-the-gateway-secret-0123' }, async (url) => {
+      const r = await fetch(`${url}/v1/models`);
+      expect(r.status).toBe(503);
+      const j = (await r.json()) as { error: { code: string; message: string } };
+      expect(j.error.code).toBe('NETWORK_UNAVAILABLE');
+      expect(j.error.message).toContain('refused');
+      expect(j.error.message).toContain('secret');
+    });
+  }, 60_000);
+
+  test('a gateway slow to answer wakes does not hold the 202: the wake is sent after it', async () => {
+    // In front of the gateway: everything passes but the wake, which hangs (past the 10 s call timeout).
+    const upstream = t?.relay.url as string;
+    const slow = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      idleTimeout: 0,
+      async fetch(req) {
+        const u = new URL(req.url);
+        if (u.pathname === '/internal/v1/wake') await Bun.sleep(15_000);
+        return fetch(`${upstream}${u.pathname}${u.search}`, {
+          method: req.method,
+          headers: req.headers,
+          ...(req.method === 'GET' ? {} : { body: await req.arrayBuffer() }),
+        });
+      },
+    });
+    try {
+      await withWorker({ ...env(), SYNOD_GATEWAY_URL: `http://127.0.0.1:${slow.port}` }, async (url) => {
+        const started = Date.now();
+        const r = await fetch(`${url}/v1/inference`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${t?.apiKey}` },
+          body: JSON.stringify({ prompt: 'A slow wake', params: { maxTokens: 8 } }),
+        });
+        expect(r.status).toBe(202);
+        expect(Date.now() - started).toBeLessThan(5_000);
+        // The gateway polls its log: the request is coordinated all the same.
+        const { requestId } = (await r.json()) as { requestId: string };
+        expect((await waitForTerminal(requestId)).status).toBe('verdict');
+      });
+    } finally {
+      slow.stop(true);
+    }
+  }, 120_000);
+
+  test('`wrangler dev` does not listen on the port the gateway relay takes by default', async () => {
+    const toml = await Bun.file(resolve(import.meta.dir, '../wrangler.toml')).text();
+    const devPort = Number(/\[dev\][^[]*?\bport\s*=\s*(\d+)/.exec(toml)?.[1] ?? 8787); // wrangler's default
+    const gatewayPort = Number(new URL(/SYNOD_GATEWAY_URL\s*=\s*"([^"]+)"/.exec(toml)?.[1] ?? '').port);
+    expect(gatewayPort).toBe(8787); // the Bun relay's default --port
+    expect(devPort).not.toBe(gatewayPort);
+    expect(/\[dev\][^[]*?\bip\s*=\s*"127\.0\.0\.1"/.test(toml)).toBe(true);
+  });
 });

@@ -128,4 +128,38 @@ describe('GatewayRelayNetwork', () => {
     await expect(net.servedModels()).rejects.toMatchObject({ status: 503, code: 'NETWORK_UNAVAILABLE' });
     expect(net.health().ok).toBe(false);
   });
+
+  test('a gateway that refuses the secret, or serves no internal routes, is named as such', async () => {
+    const answering = (status: number) => async () =>
+      Response.json({ error: { code: status === 404 ? 'NOT_FOUND' : 'FORBIDDEN' } }, { status });
+    for (const [status, message, hint] of [
+      [403, "the gateway relay refused this relay's gateway secret", 'SYNOD_GATEWAY_SECRET'],
+      [401, "the gateway relay refused this relay's gateway secret", 'SYNOD_GATEWAY_SECRET'],
+      [404, 'the gateway relay does not serve /internal/v1 to edge relays', 'gateway secret set'],
+    ] as const) {
+      const net = new GatewayRelayNetwork({
+        url: 'http://gw.test',
+        secret: 's'.repeat(20),
+        fetch: answering(status),
+      });
+      const e = await net.servedModels().catch((x: unknown) => x);
+      expect(e).toMatchObject({ status: 503, code: 'NETWORK_UNAVAILABLE', message });
+      expect((e as { hint: string }).hint).toContain(hint);
+      expect((e as { details: { reason: string } }).details.reason).toStartWith(`status ${status}:`);
+    }
+    // Once it answers, an outage is an unreachable gateway again, not a refusal.
+    let down = false;
+    const net = new GatewayRelayNetwork({
+      url: 'http://gw.test',
+      secret: 's'.repeat(20),
+      statusTtlMs: 0,
+      fetch: async () => {
+        if (down) throw new TypeError('connection refused');
+        return Response.json({ error: { code: 'FORBIDDEN' } }, { status: 403 });
+      },
+    });
+    await expect(net.servedModels()).rejects.toMatchObject({ message: expect.stringContaining('refused') });
+    down = true;
+    await expect(net.servedModels()).rejects.toMatchObject({ message: 'the gateway relay is unreachable' });
+  });
 });

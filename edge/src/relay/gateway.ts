@@ -29,6 +29,8 @@ export class GatewayRelayNetwork implements RelayNetwork {
   #status: GatewayStatus | undefined;
   #fetchedAt = Number.NEGATIVE_INFINITY;
   #lastError: string | undefined;
+  /** The HTTP status of the last status call the gateway refused (undefined: it answered, or no answer). */
+  #refusedWith: number | undefined;
   #wakeFailures = 0;
   #lastWakeError: string | undefined;
   readonly #base: string;
@@ -55,8 +57,12 @@ export class GatewayRelayNetwork implements RelayNetwork {
   async status(force = false): Promise<GatewayStatus | undefined> {
     if (!force && this.#status && this.#now() - this.#fetchedAt < this.#ttl) return this.#status;
     try {
+      this.#refusedWith = undefined;
       const r = await this.#call('GET', '/internal/v1/status');
-      if (!r.ok) throw new Error(`status ${r.status}: ${(await r.text()).slice(0, 200)}`);
+      if (!r.ok) {
+        this.#refusedWith = r.status;
+        throw new Error(`status ${r.status}: ${(await r.text()).slice(0, 200)}`);
+      }
       this.#status = (await r.json()) as GatewayStatus;
       this.#fetchedAt = this.#now();
       this.#lastError = undefined;
@@ -88,9 +94,27 @@ export class GatewayRelayNetwork implements RelayNetwork {
   async servedModels(): Promise<ReadonlySet<string>> {
     const s = await this.status();
     if (!s) {
-      throw edgeError(503, 'NETWORK_UNAVAILABLE', 'the gateway relay is unreachable', {
-        reason: (this.#lastError ?? 'gateway unreachable').slice(0, 300),
-      });
+      const reason = { reason: (this.#lastError ?? 'gateway unreachable').slice(0, 300) };
+      const refused = this.#refusedWith;
+      if (refused === 401 || refused === 403) {
+        throw edgeError(
+          503,
+          'NETWORK_UNAVAILABLE',
+          "the gateway relay refused this relay's gateway secret",
+          reason,
+          "SYNOD_GATEWAY_SECRET must be the gateway relay's own (its --gateway-secret-env variable)",
+        );
+      }
+      if (refused === 404) {
+        throw edgeError(
+          503,
+          'NETWORK_UNAVAILABLE',
+          'the gateway relay does not serve /internal/v1 to edge relays',
+          reason,
+          'start the gateway relay with its gateway secret set (SYNOD_GATEWAY_SECRET, --gateway-secret-env)',
+        );
+      }
+      throw edgeError(503, 'NETWORK_UNAVAILABLE', 'the gateway relay is unreachable', reason);
     }
     return new Set([...(this.o.configuredModels ?? []), ...s.models]);
   }

@@ -29,17 +29,19 @@
 import { createClient } from '@libsql/client/web';
 import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql/web';
-import type { Context } from 'hono';
+import { type Context, Hono } from 'hono';
 import { createApp } from '../app.ts';
 import { ApiKeyCache } from '../auth/api-key-cache.ts';
 import { parseChainBridge } from '../chain/bridge-config.ts';
 import type { ChainWatcherStats } from '../chain/chain-watcher.ts';
 import { relayChainWatcher } from '../chain/relay-watcher.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig, parseCorsOrigins } from '../config.ts';
+import { edgeError, type HttpError, toHttpError } from '../http/errors.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
 import { GatewayRelayNetwork } from '../relay/gateway.ts';
-import type { Admitter } from '../relay/network.ts';
+import type { Admitter, RelayNetwork } from '../relay/network.ts';
+import { openAiError } from '../routes/openai.ts';
 import { HistoryStore, NODE_RETENTION_MS } from '../store/history-store.ts';
 import { pruneExpiredIdempotency } from '../store/idempotency-retention.ts';
 import { IntakeStore } from '../store/intake-store.ts';
@@ -81,11 +83,75 @@ interface Isolate {
 let isolate: Isolate | undefined;
 const now = () => Date.now();
 
-function configError(message: string): Response {
-  return Response.json(
-    { error: { code: 'INTERNAL', message, hint: 'see wrangler.toml [vars]' } },
-    { status: 500 },
-  );
+/**
+ * The worker's own errors, met before the app exists (configuration, database), in the app's shapes: the
+ * typed error body, OpenAI's on `/v1/chat/*` and `/v1/models` (with `x-should-retry` as the app sets it).
+ */
+function failure(request: Request, e: HttpError): Response | Promise<Response> {
+  const app = new Hono();
+  app.all('*', () => {
+    throw e;
+  });
+  app.onError((err, c) => {
+    if (c.req.path.startsWith('/v1/chat') || c.req.path.startsWith('/v1/models')) return openAiError(c, err);
+    const h = toHttpError(err);
+    return c.json(h.body(), h.status, h.headers);
+  });
+  return app.fetch(request);
+}
+
+const VARS_HINT = 'see wrangler.toml [vars]';
+const SECRET_HINT =
+  "set it with `wrangler secret put SYNOD_GATEWAY_SECRET` (under `wrangler dev`: in .dev.vars), the same as the gateway relay's";
+const DB_URL_HINT =
+  'libSQL over HTTP(S): https://<db>.turso.io (or libsql://…), or http://HOST:PORT for a sqld; see wrangler.toml [vars]';
+
+function configError(request: Request, message: string, hint = VARS_HINT): Response | Promise<Response> {
+  return failure(request, edgeError(500, 'INTERNAL', message, undefined, hint));
+}
+
+/** The libSQL client of `SYNOD_DB_URL`, or why that URL cannot be one (createClient throws on it). */
+function dbClient(env: WorkerEnv & { SYNOD_DB_URL: string }): ReturnType<typeof createClient> | Error {
+  try {
+    return createClient({
+      url: env.SYNOD_DB_URL,
+      ...(env.SYNOD_DB_AUTH_TOKEN ? { authToken: env.SYNOD_DB_AUTH_TOKEN } : {}),
+    });
+  } catch (e) {
+    return e instanceof Error ? e : new Error(String(e));
+  }
+}
+
+/** Why `SYNOD_GATEWAY_URL` is no http(s) base URL, or undefined when it is one. */
+function gatewayUrlProblem(url: string): string | undefined {
+  try {
+    const u = new URL(url);
+    if (u.protocol === 'http:' || u.protocol === 'https:') return undefined;
+  } catch {
+    // reported below
+  }
+  return `SYNOD_GATEWAY_URL must be the gateway relay's http(s) base URL, e.g. https://gw.example; got ${JSON.stringify(url)}`;
+}
+
+/**
+ * The network a request's app sees: the isolate's gateway, with the wake of an admitted request sent
+ * after the answer (`waitUntil`). The row is durable before the 202 and the gateway polls its log every
+ * second, so a slow or silent gateway must not hold the 202 for the wake's timeout.
+ */
+function wakeAfterAnswer(network: GatewayRelayNetwork, ctx: WorkerCtx | undefined): RelayNetwork {
+  if (!ctx) return network;
+  return {
+    get coordinatorId() {
+      return network.coordinatorId;
+    },
+    admitted: async (requestIds) => {
+      ctx.waitUntil(network.admitted(requestIds));
+    },
+    servedModels: () => network.servedModels(),
+    subscribe: (requestId, listener) => network.subscribe(requestId, listener),
+    health: () => network.health(),
+    queue: () => network.queue(),
+  };
 }
 
 function isolateFor(
@@ -114,36 +180,36 @@ function isolateFor(
   return isolate;
 }
 
-export async function handle(request: Request, env: WorkerEnv, _ctx?: WorkerCtx): Promise<Response> {
+export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx): Promise<Response> {
   const { SYNOD_DB_URL: dbUrl, SYNOD_GATEWAY_URL: gatewayUrl, SYNOD_GATEWAY_SECRET: secret } = env;
-  if (!dbUrl) return configError('SYNOD_DB_URL is not set');
-  if (!gatewayUrl) return configError('SYNOD_GATEWAY_URL is not set');
-  if (!secret) return configError('SYNOD_GATEWAY_SECRET is not set');
+  if (!dbUrl) return configError(request, 'SYNOD_DB_URL is not set', DB_URL_HINT);
+  if (!gatewayUrl) return configError(request, 'SYNOD_GATEWAY_URL is not set');
+  const badGateway = gatewayUrlProblem(gatewayUrl);
+  if (badGateway) return configError(request, badGateway);
+  if (!secret) return configError(request, 'SYNOD_GATEWAY_SECRET is not set', SECRET_HINT);
   let corsOrigins: string[];
   try {
     corsOrigins = parseCorsOrigins(env.SYNOD_CORS_ORIGINS ?? '');
   } catch (e) {
-    return configError(`SYNOD_CORS_ORIGINS: ${(e as Error).message}`);
+    return configError(request, `SYNOD_CORS_ORIGINS: ${(e as Error).message}`);
   }
-  const iso = isolateFor({ ...env, SYNOD_GATEWAY_URL: gatewayUrl, SYNOD_GATEWAY_SECRET: secret });
 
   // A client per request: workerd forbids reusing one request's I/O objects in another.
-  const client = createClient({
-    url: dbUrl,
-    ...(env.SYNOD_DB_AUTH_TOKEN ? { authToken: env.SYNOD_DB_AUTH_TOKEN } : {}),
-  });
+  const client = dbClient({ ...env, SYNOD_DB_URL: dbUrl });
+  if (client instanceof Error) return configError(request, `SYNOD_DB_URL: ${client.message}`, DB_URL_HINT);
+  const iso = isolateFor({ ...env, SYNOD_GATEWAY_URL: gatewayUrl, SYNOD_GATEWAY_SECRET: secret });
   try {
     await migrated(iso, client);
   } catch (e) {
-    return Response.json(
-      {
-        error: {
-          code: 'INTERNAL',
-          message: 'the history database is unavailable',
-          details: { reason: String(e) },
-        },
-      },
-      { status: 503 },
+    return failure(
+      request,
+      edgeError(
+        503,
+        'STORE_UNAVAILABLE',
+        'the history database is unavailable',
+        { reason: String((e as Error)?.message ?? e).slice(0, 300) },
+        'retry shortly; the relay reaches its libSQL database at SYNOD_DB_URL',
+      ),
     );
   }
 
@@ -152,15 +218,15 @@ export async function handle(request: Request, env: WorkerEnv, _ctx?: WorkerCtx)
   // `defaultModels` below; /healthz and /metrics refresh it because `health()` is synchronous.
   const path = new URL(request.url).pathname;
   if (path === '/healthz' || path === '/metrics') await iso.network.status(true);
-  const network = iso.network;
-  const config = gatewayConfig(network, corsOrigins);
+  const network = wakeAfterAnswer(iso.network, ctx);
+  const config = gatewayConfig(iso.network, corsOrigins);
   const intake = new IntakeStore(client);
   const app = createApp({
     store: new HistoryStore(drizzle(client, { schema: historySchema })),
     intake,
-    admitter: gatewayAdmitter(intake, network),
+    admitter: gatewayAdmitter(intake, iso.network),
     apiKeys: iso.apiKeys,
-    network: iso.network,
+    network,
     config,
     now,
     random: (n) => crypto.getRandomValues(new Uint8Array(n)),
@@ -218,7 +284,7 @@ export type ChainPassResult =
 /**
  * One pass of the chain watcher (see the header): read confirmed oracle events, admit them for the
  * gateway, settle what is done. Configuration errors and a wrong chain or oracle are reported, never
- * thrown; a failing pass is counted in `stats.errors` and retried by the next run.
+ * thrown (`ran: false` with the reason, or `error` beside the stats); the next run tries again.
  */
 export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
   const rpc = env.SYNOD_CHAIN_RPC;
@@ -311,6 +377,16 @@ export async function forgetExpiredKeys(env: WorkerEnv): Promise<number> {
   }
 }
 
+/**
+ * How a chain pass is logged: `error` when it failed or could not run although the chain bridge is
+ * configured (SYNOD_CHAIN_RPC set: a wrong or missing var, an unreachable RPC, another chain), so a log
+ * filter on errors finds it; `info` for a pass that ran cleanly or a worker without a chain.
+ */
+export function chainPassLevel(r: ChainPassResult, env: WorkerEnv): 'info' | 'error' {
+  if (r.ran) return r.error ? 'error' : 'info';
+  return env.SYNOD_CHAIN_RPC ? 'error' : 'info';
+}
+
 export default {
   fetch(request: Request, env: WorkerEnv, ctx: WorkerCtx): Promise<Response> {
     return handle(request, env, ctx);
@@ -318,7 +394,7 @@ export default {
   scheduled(_event: unknown, env: WorkerEnv, ctx: WorkerCtx): void {
     ctx.waitUntil(
       chainPass(env).then(
-        (r) => console.log(JSON.stringify({ level: 'info', msg: 'chain pass', ...r })),
+        (r) => console.log(JSON.stringify({ level: chainPassLevel(r, env), msg: 'chain pass', ...r })),
         (e) => console.log(JSON.stringify({ level: 'error', msg: 'chain pass failed', err: String(e) })),
       ),
     );

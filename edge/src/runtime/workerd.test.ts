@@ -1,0 +1,33 @@
+import { describe, expect, test } from 'bun:test';
+import { type ChainPassResult, chainPassLevel } from './workerd.ts';
+
+const STATS = {
+  passes: 1,
+  events: 0,
+  admitted: 0,
+  fulfilled: 0,
+  refunded: 0,
+  reorgs: 0,
+  replaced: 0,
+  undone: 0,
+  resettled: 0,
+  rereads: 0,
+  finalized: 0,
+  errors: 0,
+  bridge: null,
+} as unknown as Extract<ChainPassResult, { ran: true }>['stats'];
+
+describe('the cron pass log line', () => {
+  test('is an error when the configured chain bridge could not run or failed, info otherwise', () => {
+    const rpc = { SYNOD_CHAIN_RPC: 'https://rpc.example' };
+    expect(chainPassLevel({ ran: false, reason: 'SYNOD_CHAIN_RPC is not set' }, {})).toBe('info');
+    expect(chainPassLevel({ ran: false, reason: 'SYNOD_CHAIN_ID is not set' }, rpc)).toBe('error');
+    expect(chainPassLevel({ ran: true, stats: STATS }, rpc)).toBe('info');
+    expect(
+      chainPassLevel(
+        { ran: true, stats: STATS, error: { code: 'INTERNAL', message: 'HTTP request failed' } },
+        rpc,
+      ),
+    ).toBe('error');
+  });
+});
