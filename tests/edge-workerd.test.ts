@@ -394,9 +394,14 @@ describe('the worker misconfigured or cut off: typed errors that name the cause'
     });
   }, 60_000);
 
-  test('an unreachable database is 503 STORE_UNAVAILABLE (retryable), in OpenAI shape on chat', async () => {
+  test('an unreachable database is 503 STORE_UNAVAILABLE (retryable), in OpenAI shape on chat, readable from an allowed page', async () => {
     const closed = `http://127.0.0.1:${await freePort()}`;
-    await withWorker({ ...env(), SYNOD_DB_URL: closed }, async (url) => {
+    const page = 'https://app.example';
+    await withWorker({ ...env(), SYNOD_DB_URL: closed, SYNOD_CORS_ORIGINS: page }, async (url) => {
+      const fromPage = await fetch(`${url}/v1/models`, { headers: { origin: page } });
+      expect(fromPage.status).toBe(503);
+      expect(fromPage.headers.get('access-control-allow-origin')).toBe(page);
+      expect(fromPage.headers.get('access-control-expose-headers')).toContain('retry-after');
       const r = await fetch(`${url}/v1/inference`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${t?.apiKey}` },

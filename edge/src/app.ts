@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
-import { cors } from 'hono/cors';
 import { allowedMethods } from './http/allowed-methods.ts';
+import { corsFor } from './http/cors.ts';
 import { edgeError, HttpError, toHttpError } from './http/errors.ts';
 import type { EdgeDeps } from './routes/deps.ts';
 import { mountInference } from './routes/inference.ts';
@@ -16,27 +16,7 @@ export function createApp(deps: EdgeDeps): Hono {
   const app = new Hono();
 
   // Browsers on the configured origins may call the API (opt-in; see EdgeConfig.corsOrigins).
-  if (deps.config.corsOrigins.length > 0) {
-    const origins = [...deps.config.corsOrigins];
-    app.use(
-      cors({
-        origin: origins.includes('*') ? '*' : origins,
-        allowMethods: ['GET', 'POST', 'OPTIONS'],
-        // No list: the headers a preflight asks for are allowed (the origin is what is checked). The
-        // official `openai` client sends a dozen `x-stainless-*` headers, more with each version.
-        allowHeaders: [],
-        exposeHeaders: [
-          'retry-after',
-          'x-should-retry',
-          'x-request-id',
-          'x-synod-quota-limit',
-          'x-synod-quota-remaining',
-          'x-synod-quota-reset',
-        ],
-        maxAge: 600,
-      }),
-    );
-  }
+  if (deps.config.corsOrigins.length > 0) app.use(corsFor(deps.config.corsOrigins));
 
   const requests = deps.metrics.counter('synod_http_requests_total', 'HTTP requests', [
     'method',

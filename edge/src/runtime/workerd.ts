@@ -36,6 +36,7 @@ import { parseChainBridge } from '../chain/bridge-config.ts';
 import type { ChainWatcherStats } from '../chain/chain-watcher.ts';
 import { relayChainWatcher } from '../chain/relay-watcher.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig, parseCorsOrigins } from '../config.ts';
+import { corsFor } from '../http/cors.ts';
 import { edgeError, type HttpError, toHttpError } from '../http/errors.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
@@ -85,10 +86,17 @@ const now = () => Date.now();
 
 /**
  * The worker's own errors, met before the app exists (configuration, database), in the app's shapes: the
- * typed error body, OpenAI's on `/v1/chat/*` and `/v1/models` (with `x-should-retry` as the app sets it).
+ * typed error body, OpenAI's on `/v1/chat/*` and `/v1/models` (with `x-should-retry` as the app sets it),
+ * with the CORS headers of the configured origins once they are known (a page there then reads the error,
+ * where it would otherwise see only a CORS failure).
  */
-function failure(request: Request, e: HttpError): Response | Promise<Response> {
+function failure(
+  request: Request,
+  e: HttpError,
+  corsOrigins: readonly string[] = [],
+): Response | Promise<Response> {
   const app = new Hono();
+  if (corsOrigins.length > 0) app.use(corsFor(corsOrigins));
   app.all('*', () => {
     throw e;
   });
@@ -196,7 +204,13 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
 
   // A client per request: workerd forbids reusing one request's I/O objects in another.
   const client = dbClient({ ...env, SYNOD_DB_URL: dbUrl });
-  if (client instanceof Error) return configError(request, `SYNOD_DB_URL: ${client.message}`, DB_URL_HINT);
+  if (client instanceof Error) {
+    return failure(
+      request,
+      edgeError(500, 'INTERNAL', `SYNOD_DB_URL: ${client.message}`, undefined, DB_URL_HINT),
+      corsOrigins,
+    );
+  }
   const iso = isolateFor({ ...env, SYNOD_GATEWAY_URL: gatewayUrl, SYNOD_GATEWAY_SECRET: secret });
   try {
     await migrated(iso, client);
@@ -210,6 +224,7 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
         { reason: String((e as Error)?.message ?? e).slice(0, 300) },
         'retry shortly; the relay reaches its libSQL database at SYNOD_DB_URL',
       ),
+      corsOrigins,
     );
   }
 
