@@ -13,6 +13,19 @@ import { loadTestServing, type TestServing } from './test-helpers.ts';
 describe('Gun as a second network beside the main one', () => {
   let gunRelay: GunRelay;
   let serving: TestServing;
+  /** A quorum-1 request for the test model; `nonce` (one hex byte, repeated) tells requests apart. */
+  const storyRequest = (nonce: string): RequestBody => {
+    const body = {
+      nonce: nonce.repeat(16),
+      prompt: 'Once upon a time',
+      acceptedModels: ['stories260K'],
+      params: { temperature: 0, maxTokens: 16 },
+      frame: resolveFrame({ embeddingModel: serving.embedder, quorum: 1, maxTimeMs: 20_000 }),
+      origin: { kind: 'http' as const },
+      createdAt: Date.now(),
+    };
+    return { ...body, requestId: deriveRequestId(body) } as RequestBody;
+  };
   const closers: Array<() => Promise<void>> = [];
 
   beforeAll(async () => {
@@ -45,16 +58,7 @@ describe('Gun as a second network beside the main one', () => {
     };
     const coordinator = await make(61, 'relay');
     const member = await make(62, 'node');
-    const body = {
-      nonce: '00'.repeat(16),
-      prompt: 'Once upon a time',
-      acceptedModels: ['stories260K'],
-      params: { temperature: 0, maxTokens: 16 },
-      frame: resolveFrame({ embeddingModel: serving.embedder, quorum: 1, maxTimeMs: 20_000 }),
-      origin: { kind: 'http' as const },
-      createdAt: Date.now(),
-    };
-    const request = { ...body, requestId: deriveRequestId(body) } as RequestBody;
+    const request = storyRequest('00');
     await coordinator.submit(request);
     await waitFor(
       () => member.status(request.requestId)?.verdict?.check === 'recomputed',
@@ -97,16 +101,7 @@ describe('Gun as a second network beside the main one', () => {
       30_000,
       'the Waku mesh between the bridge and the far node',
     );
-    const body = {
-      nonce: '01'.repeat(16),
-      prompt: 'Once upon a time',
-      acceptedModels: ['stories260K'],
-      params: { temperature: 0, maxTokens: 16 },
-      frame: resolveFrame({ embeddingModel: serving.embedder, quorum: 1, maxTimeMs: 20_000 }),
-      origin: { kind: 'http' as const },
-      createdAt: Date.now(),
-    };
-    const request = { ...body, requestId: deriveRequestId(body) } as RequestBody;
+    const request = storyRequest('01');
     await coordinator.submit(request);
     await waitFor(() => far.status(request.requestId) !== null, 30_000, 'the request at the far node');
     // (the Gun relay also replays the first test's packets, still fresh, to the bridge: bridged too)

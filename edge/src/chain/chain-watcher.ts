@@ -159,6 +159,24 @@ const ON_CHAIN = { none: 0, pending: 1, fulfilled: 2, refunded: 3 } as const;
 /** Reads of one block range in a pass before the pass gives up on a chain that keeps changing. */
 const RANGE_READ_ATTEMPTS = 3;
 
+/** A watcher's counters before its first pass (all zero). */
+export function initialChainWatcherStats(): Omit<ChainWatcherStats, 'bridge'> {
+  return {
+    passes: 0,
+    events: 0,
+    admitted: 0,
+    fulfilled: 0,
+    refunded: 0,
+    reorgs: 0,
+    replaced: 0,
+    undone: 0,
+    resettled: 0,
+    rereads: 0,
+    finalized: 0,
+    errors: 0,
+  };
+}
+
 /**
  * The chain bridge: reads SynodOracle's `LLMRequested` events once they are `confirmations` deep, turns
  * each into a network request (id `<chainId>:<oracle>:<requestNo>`, admitted like an HTTP request and
@@ -182,20 +200,7 @@ export class ChainWatcher {
   #timer: ReturnType<typeof setInterval> | undefined;
   #pass: Promise<void> | undefined;
   #stopped = false;
-  #stats: Omit<ChainWatcherStats, 'bridge'> = {
-    passes: 0,
-    events: 0,
-    admitted: 0,
-    fulfilled: 0,
-    refunded: 0,
-    reorgs: 0,
-    replaced: 0,
-    undone: 0,
-    resettled: 0,
-    rereads: 0,
-    finalized: 0,
-    errors: 0,
-  };
+  #stats: Omit<ChainWatcherStats, 'bridge'> = initialChainWatcherStats();
   /** `now()` from which the next pass checks recent settlements on chain. */
   #nextSettledCheck = Number.NEGATIVE_INFINITY;
   readonly #balance: BridgeBalanceMonitor;

@@ -1,21 +1,11 @@
 import { describe, expect, test } from 'bun:test';
+import { initialChainWatcherStats } from '../chain/chain-watcher.ts';
 import { type ChainPassResult, chainPassLevel } from './workerd.ts';
 
-const STATS = {
-  passes: 1,
-  events: 0,
-  admitted: 0,
-  fulfilled: 0,
-  refunded: 0,
-  reorgs: 0,
-  replaced: 0,
-  undone: 0,
-  resettled: 0,
-  rereads: 0,
-  finalized: 0,
-  errors: 0,
-  bridge: null,
-} as unknown as Extract<ChainPassResult, { ran: true }>['stats'];
+const STATS = { ...initialChainWatcherStats(), passes: 1, bridge: null } as Extract<
+  ChainPassResult,
+  { ran: true }
+>['stats'];
 
 describe('the cron pass log line', () => {
   test('is an error when the configured chain bridge could not run or failed, info otherwise', () => {
