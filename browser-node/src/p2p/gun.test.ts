@@ -56,6 +56,14 @@ function manualClock() {
   return clock;
 }
 
+/** A relay and two clients, all bounded with a sweep every 20 ms on one hand-moved clock. */
+async function boundedRelayAndTwoClients() {
+  const clock = manualClock();
+  const bounds: GunBoundsOptions = { now: clock.now, sweepEveryMs: 20 };
+  const { relay, clients } = await relayAndClients(2, { bounds }, { bounds });
+  return { clock, bounds, relay, a: clients[0] as GunTransport, b: clients[1] as GunTransport };
+}
+
 /** The Gun 0.2020 internals the bounds prune (see gun-bounds.ts). */
 interface GunInternals {
   graph: Record<string, Record<string, unknown> & { _: { '>': Record<string, number> } }>;
@@ -191,12 +199,7 @@ describe('Gun transport', () => {
     test(
       'packets past the skew window leave the graph and chain caches of relay and clients',
       async () => {
-        const clock = manualClock();
-        const bounds: GunBoundsOptions = { now: clock.now, sweepEveryMs: 20 };
-        const {
-          relay,
-          clients: [a, b],
-        } = await relayAndClients(2, { bounds }, { bounds });
+        const { clock, relay, a, b } = await boundedRelayAndTwoClients();
         const atB = new Set<string>();
         b!.subscribe(requests, (bytes) => atB.add(gunKeyOf(bytes)));
         await waitFor(() => relay.clients() === 2, LONG, 'both clients connected');
@@ -272,12 +275,7 @@ describe('Gun transport', () => {
     test(
       'after a prune, new packets still flow and a pruned packet put again is refused',
       async () => {
-        const clock = manualClock();
-        const bounds: GunBoundsOptions = { now: clock.now, sweepEveryMs: 20 };
-        const {
-          relay,
-          clients: [a, b],
-        } = await relayAndClients(2, { bounds }, { bounds });
+        const { clock, relay, a, b } = await boundedRelayAndTwoClients();
         const atB: string[] = [];
         b!.subscribe(requests, (bytes) => atB.push(gunKeyOf(bytes)));
         await waitFor(() => relay.clients() === 2, LONG, 'both clients connected');
