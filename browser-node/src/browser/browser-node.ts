@@ -229,6 +229,8 @@ export class BrowserNode {
     try {
       let t = performance.now();
       this.#engine = { ...idleLoad(), phase: 'fetch' };
+      // CPU only (gpuLayers 0): wllama's WebGPU backend needs shader-f16, and its output on a GPU has not
+      // been checked against the headless nodes' (see WllamaOptions.gpuLayers).
       inference.engine.configure({
         kind: 'wllama',
         options: { wasmUrl: absolute(this.config.wllamaWasmUrl), threads: 1, gpuLayers: 0 },

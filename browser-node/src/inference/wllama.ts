@@ -42,7 +42,8 @@ import { fetchBytes, sha256Hex, verifyHash } from './hashing.ts';
  *   fallback is switched off (`setCompat(null)`), and a browser without JSPI gets ENGINE_UNAVAILABLE.
  * - A `seed` given at model load overrides every per-request seed, so no seed is ever passed at load;
  *   each request carries its own.
- * - The GPU layer count is set to 0 explicitly (CPU) unless `gpuLayers` is given.
+ * - The GPU layer count is set to 0 explicitly (CPU) unless `gpuLayers` is given. 0 also keeps wllama
+ *   from probing WebGPU at all (it hides `navigator.gpu` from its worker).
  * - The prompt cache is off (`cache_prompt: false`): every request evaluates its whole prompt from an
  *   empty context, as node-llama-cpp does, so no earlier request can shift a result.
  * - The context is capped at the model's training context, as node-llama-cpp's is (the model is loaded
@@ -52,6 +53,14 @@ import { fetchBytes, sha256Hex, verifyHash } from './hashing.ts';
  *   `threads` defaults to 1.
  * - The model is fetched once from a URL the node serves, its sha256 checked, then handed to wllama as
  *   a Blob: the bytes loaded are the bytes hashed.
+ *
+ * WebGPU: wllama 3.8.1's one build has llama.cpp's WebGPU backend compiled in, and that backend needs
+ * an adapter with `shader-f16`. Where the adapter lacks it (the SwiftShader adapter that headless
+ * Chromium gives with --enable-unsafe-webgpu), the backend registers no device and every layer runs on
+ * the CPU whatever `gpuLayers` says, silently; forced past that check, the device request is refused
+ * ("Unsupported feature: shader-f16") and llama.cpp aborts the load. So no WebGPU output could be
+ * compared with node-llama-cpp's, and verdicts compare outputs: browser nodes stay on the CPU
+ * (tests/browser-wllama-gpu.test.ts).
  */
 export interface WllamaOptions {
   /** URL of `wllama.wasm` (from `@wllama/wllama/esm/wasm/wllama.wasm`, served by the node's origin). */
@@ -60,7 +69,10 @@ export interface WllamaOptions {
   threads?: number;
   /** Context size in tokens (default: min(2048, the model's training context); as node-llama-cpp's). */
   contextSize?: number;
-  /** Layers offloaded to WebGPU (default 0: CPU only). */
+  /**
+   * Layers offloaded to WebGPU (default 0: CPU only). Above 0 it needs an adapter with `shader-f16`, and
+   * falls back to the CPU silently without one; GPU output is not checked against the headless nodes'.
+   */
   gpuLayers?: number;
   fetch?: typeof fetch;
 }
