@@ -19,7 +19,8 @@
  *          pruned (tombstones, kept `maxAgeMs`), values born more than `maxAgeMs` ago, non-string
  *          values and values longer than a packet may be, HAM states more than `maxAgeMs` ahead of
  *          Gun's clock (Gun would hold such a put in a timer until then, up to 24 days), and puts to
- *          souls other than its own topics'.
+ *          souls other than its own topics'. A state ahead by less is taken as Gun's clock now, so the
+ *          put is stored (and bounded) at once instead of waiting in a timer outside the graph.
  *          Refused keys are not stored and not relayed, so a peer that still holds a pruned packet
  *          cannot put it back nor hand it to a late subscriber.
  *
@@ -293,7 +294,17 @@ export class GunGraphBounds {
       for (const key of Object.keys(node)) {
         if (key === '_') continue;
         const state = isObject(states) ? states[key] : undefined;
-        if (this.#welcome(s, key, node[key], state, now)) continue;
+        if (this.#welcome(s, key, node[key], state, now)) {
+          // Gun holds a put whose HAM state is ahead of its clock in a timer until then, outside its
+          // graph and so outside the caps (and late: an honest writer whose clock runs fast has every
+          // packet held that long). Keys are written once, so the state orders nothing: take it as now.
+          const clock = Date.now();
+          if (typeof state === 'number' && state > clock && isObject(states)) {
+            states[key] = clock;
+            touched = true;
+          }
+          continue;
+        }
         delete node[key];
         if (isObject(states)) delete states[key];
         this.#refused++;

@@ -358,5 +358,44 @@ describe('Gun transport', () => {
       },
       LONG + 10_000,
     );
+
+    test(
+      'puts with HAM states a little ahead are not held outside the bounds, nor delayed',
+      async () => {
+        // Gun holds a put whose HAM state is ahead of its clock in a timer until then, outside its graph
+        // (and so outside the caps): 3 minutes ahead passed the far-future check, so 40 such puts of
+        // 200 KB each were 8 MB held by a relay bounded at 1 MiB, and an honest writer whose clock runs
+        // 5 s fast had each packet held 5 s by the relay.
+        const maxBytes = 1024 * 1024;
+        const relay = (await relayAndClients(0, { bounds: { maxBytes } })).relay;
+        const b = client(relay);
+        const atB: string[] = [];
+        b.subscribe(requests, (bytes) => atB.push(gunKeyOf(bytes)));
+        await waitFor(() => relay.clients() === 1, LONG, 'the client connected');
+        const soul = soulOf(requests);
+        const socket = new WebSocket(relay.url.replace(/^http/, 'ws'));
+        await new Promise((resolve) => socket.addEventListener('open', resolve, { once: true }));
+        const put = (id: string, key: string, value: string, ahead: number) =>
+          socket.send(
+            JSON.stringify({
+              '#': id,
+              put: { [soul]: { _: { '#': soul, '>': { [key]: Date.now() + ahead } }, [key]: value } },
+            }),
+          );
+        // an honest writer 5 s fast
+        const [fast] = await packets(1, Date.now());
+        const sent = Date.now();
+        put('fast-clock', fast!.id, new TextDecoder().decode(fast!.bytes), 5_000);
+        await waitFor(() => atB.includes(fast!.id), LONG, 'the packet of the fast writer');
+        expect(Date.now() - sent).toBeLessThan(2_000);
+        // a flood 170 s ahead: all of it is within the bounds the moment it arrives
+        const filler = 'x'.repeat(200_000);
+        for (let i = 0; i < 40; i++) put(`ahead-${i}`, `k${i}`.padEnd(64, '0'), `${i}${filler}`, 170_000);
+        await waitFor(() => relay.graphStats().pruned > 0, FAST, 'the relay to enforce its cap');
+        expect(relay.graphStats().bytes).toBeLessThanOrEqual(maxBytes);
+        socket.close();
+      },
+      LONG + 10_000,
+    );
   });
 });

@@ -551,6 +551,50 @@ describe('Intake: relaying across transports', () => {
     await intake.close();
   });
 
+  test('a gossip copy on the wrong topic that waited on a Gun copy is not forwarded, and crowds no copy on the right topic out', async () => {
+    // Forwarded, the copy would go out on the wrong content topic (every honest neighbour rejects it and
+    // scores this node for it), and the packet would not go out on its own topic at all.
+    const { intake, delivered, release } = gated({}, (p) => p.id);
+    const gossip = new GossipTransportDouble();
+    intake.attach(gossip);
+    const key = await testKey();
+    const blocker = wire(await commitPacket(key, 48));
+    const target = wire(await commitPacket(key, 49));
+    intake.offer(blocker.bytes, meta('p0', 'memory')); // holds the only verification slot
+    intake.offer(target.bytes, gun()); // queued behind it
+    const wrong = [1, 2, 3, 4, 5].map((n) => gossip.receive(target.bytes, `g-attacker${n}`, heartbeats));
+    const right = gossip.receive(target.bytes, 'g-honest');
+    release();
+    expect(await Promise.all(wrong)).not.toContain('accept');
+    expect(await right).toBe('accept');
+    await intake.idle();
+    expect(delivered).toEqual([blocker.id, target.id]);
+    expect(intake.peerStats({ transport: 'waku-relay', peer: 'g-attacker1' })?.invalid).toBe(1);
+    expect(intake.peerStats({ transport: 'waku-relay', peer: 'g-honest' })?.invalid).toBe(0);
+    await intake.close();
+  });
+
+  test('a gossip copy on the wrong topic that waited on a Gun copy does not stop the bridge', async () => {
+    const { intake, release } = gated({}, (p) => p.id);
+    const gossip = new GossipTransportDouble();
+    intake.attach(gossip);
+    const key = await testKey();
+    const blocker = wire(await commitPacket(key, 50));
+    const target = wire(await commitPacket(key, 51));
+    intake.offer(blocker.bytes, meta('p0', 'memory'));
+    intake.offer(target.bytes, gun());
+    const wrong = gossip.receive(target.bytes, 'g-attacker', heartbeats);
+    release();
+    expect(await wrong).toBe('reject');
+    await intake.idle();
+    // published on its own topic, as if the wrong copy had never come
+    expect(gossip.published.map((p) => [p.topic, p.bytes])).toEqual([
+      [commits, blocker.bytes],
+      [commits, target.bytes],
+    ]);
+    await intake.close();
+  });
+
   test('with bridge off nothing is published; closing answers waiting copies', async () => {
     const { intake, release } = gated({ bridge: false }, (p) => p.id);
     const gossip = new GossipTransportDouble();

@@ -216,8 +216,10 @@ const FORWARD_VERDICT: Record<Exclude<OfferResult, 'queued'>, ForwardVerdict> = 
 type AdmitResult = OfferResult | 'awaiting';
 
 /**
- * Most gossip copies of one message that wait for its verdict: one per gossip transport is all that is
- * ever forwarded, and copies in other envelopes (another timestamp) are otherwise free to send.
+ * Most gossip copies of one message that wait for its verdict, per content topic they came on: one per
+ * gossip transport is all that is ever forwarded, and copies in other envelopes (another timestamp) are
+ * otherwise free to send. So at most 4 × the 7 Synod topics per message, each a gossip validation the
+ * transport holds anyway.
  */
 const WAITERS_PER_DIGEST = 4;
 
@@ -367,7 +369,9 @@ export class Intake {
       this.#m.duplicates++;
       peer.duplicates++;
       const waiting = this.#waiters.get(digest);
-      if (known === 'pending' && settle !== undefined && (waiting?.length ?? 0) < WAITERS_PER_DIGEST) {
+      // Counted per topic: copies on a wrong topic (never forwarded) cannot crowd out the right one.
+      const onTopic = waiting?.filter((w) => w.meta.topic === meta.topic).length ?? 0;
+      if (known === 'pending' && settle !== undefined && onTopic < WAITERS_PER_DIGEST) {
         const waiter = { bytes, meta, settle };
         if (waiting === undefined) this.#waiters.set(digest, [waiter]);
         else waiting.push(waiter);
@@ -555,7 +559,8 @@ export class Intake {
 
   /**
    * An accepted packet goes on every attached gossip transport carrying its topic, once: forwarded by
-   * that transport's gossip if it came over it (or a copy of it waits there), else published by us.
+   * that transport's gossip if it came over it (or a copy of it on the same topic waits there), else
+   * published by us. A copy that waited on another topic is rejected as a topic mismatch.
    */
   #relay(item: Item, createdAt: number): void {
     const served = new Set<string>();
@@ -564,6 +569,15 @@ export class Intake {
     if (waiting !== undefined) {
       this.#waiters.delete(item.digest);
       for (const w of waiting) {
+        if (w.meta.topic !== item.meta.topic) {
+          // The packet's bytes on another type's topic: forwarded, every honest neighbour would reject
+          // them (and score this node for it), and the packet would not go out on its own topic.
+          const now = this.#o.now();
+          w.settle(
+            this.#reject(w.meta, this.#peer(w.meta, now), 'TOPIC_MISMATCH', now) ? 'reject' : 'ignore',
+          );
+          continue;
+        }
         if (served.has(w.meta.transport)) {
           w.settle('ignore');
           continue;

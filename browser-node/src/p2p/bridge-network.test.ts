@@ -1,0 +1,95 @@
+import { afterAll, describe, expect, test } from 'bun:test';
+import { GunTransport } from './gun.ts';
+import { type GunRelay, startGunRelay } from './gun-relay.ts';
+import { Intake, type IntakePacket } from './intake.ts';
+import { commitPacket, testKey, waitFor, wire } from './test-fixtures.ts';
+import { contentTopic } from './topics.ts';
+import type { Transport } from './transport.ts';
+import { encodeWakuMessage, type WakuRelayTransport } from './waku-relay.ts';
+import { createHeadlessWakuRelay } from './waku-relay-headless.ts';
+
+const LONG = 120_000;
+const commits = contentTopic('commits');
+const heartbeats = contentTopic('heartbeats');
+const closers: Array<() => Promise<unknown>> = [];
+afterAll(async () => {
+  for (const c of closers.reverse()) await c();
+});
+const tcp = (t: WakuRelayTransport) => t.addresses().find((a) => !a.includes('/ws')) as string;
+
+describe('Intake over real transports: Gun bridged onto Waku', () => {
+  test(
+    "an attacker's copy of a Gun packet on another Waku topic is not forwarded: the packet goes on on its own topic and the bridge is not scored for it",
+    async () => {
+      //   author ── Gun relay ── bridge (Gun + Waku) ── Waku ── far
+      //                                     └── Waku ── attacker
+      const relay: GunRelay = await startGunRelay({ host: '127.0.0.1', port: 0, topics: [commits] });
+      closers.push(() => relay.close());
+      const gun = (): Transport => {
+        const t = new GunTransport({ peers: [relay.url], topics: [commits] });
+        closers.push(() => t.close());
+        return t;
+      };
+      const bridgeWaku = await createHeadlessWakuRelay();
+      closers.push(() => bridgeWaku.close());
+      const farWaku = await createHeadlessWakuRelay({ bootstrap: [tcp(bridgeWaku)] });
+      closers.push(() => farWaku.close());
+      const attacker = await createHeadlessWakuRelay({ bootstrap: [tcp(bridgeWaku)] });
+      closers.push(() => attacker.close());
+      attacker.subscribe(commits, () => undefined);
+
+      // the bridge: one verification slot, held by a blocker until `release`
+      let release: () => void = () => {};
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      const bridge = new Intake({
+        now: Date.now,
+        concurrency: 1,
+        deliver: async (p) => {
+          if (p.transport === 'memory') await gate;
+        },
+      });
+      closers.push(() => bridge.close());
+      bridge.attach(gun());
+      bridge.attach(bridgeWaku);
+      const atFar: IntakePacket[] = [];
+      const far = new Intake({ now: Date.now, deliver: (p) => void atFar.push(p) });
+      closers.push(() => far.close());
+      far.attach(farWaku);
+
+      await waitFor(
+        () => bridgeWaku.meshPeers(commits).length === 2,
+        LONG,
+        'the Waku mesh: bridge with far and attacker',
+      );
+      const author = gun();
+      author.subscribe(commits, () => undefined);
+      await Bun.sleep(500);
+
+      const key = await testKey();
+      const blocker = wire(await commitPacket(key, 1, Date.now()));
+      const packet = await commitPacket(key, 2, Date.now());
+      const target = wire(packet);
+      bridge.offer(blocker.bytes, { peer: 'p0', transport: 'memory', topic: commits });
+      await author.publish(commits, target.bytes);
+      await waitFor(() => bridge.metrics().offered >= 2, LONG, 'the Gun copy at the bridge');
+      // the attacker saw the packet on Gun and sends its bytes to the bridge on another Synod topic
+      await attacker.node.services.pubsub.publish(
+        attacker.pubsubTopic(heartbeats),
+        encodeWakuMessage(heartbeats, target.bytes, packet.body.createdAt),
+      );
+      await waitFor(() => bridgeWaku.stats().validated >= 1, LONG, 'the wrong copy at the bridge');
+      release();
+
+      await waitFor(() => atFar.some((p) => p.id === target.id), 20_000, 'the packet at the far node');
+      expect(atFar.find((p) => p.id === target.id)?.topic).toBe(commits);
+      await Bun.sleep(500);
+      expect(far.metrics().rejected.TOPIC_MISMATCH ?? 0).toBe(0);
+      expect(far.peerStats({ transport: 'waku-relay', peer: bridgeWaku.peerId })?.invalid ?? 0).toBe(0);
+      expect(farWaku.node.services.pubsub.getScore(bridgeWaku.peerId)).toBeGreaterThanOrEqual(0);
+      expect(bridge.peerStats({ transport: 'waku-relay', peer: attacker.peerId })?.invalid).toBe(1);
+    },
+    LONG,
+  );
+});
