@@ -1,13 +1,13 @@
 /** `startRelay` housekeeping: expired Idempotency-Keys are forgotten at start, and the retention is checked. */
 import { afterAll, describe, expect, test } from 'bun:test';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryNetwork } from '@synod/browser-node';
 import { NodeKey } from '@synod/shared';
 import { IntakeStore } from '../store/intake-store.ts';
 import { openHistory } from '../store/open-history.ts';
-import { TEST_COORDINATOR, TEST_EMBEDDER, testAdmission } from '../store/test-admissions.ts';
+import { TEST_COORDINATOR, TEST_EMBEDDER, testAdmission, testBody } from '../store/test-admissions.ts';
 import { waitUntil } from '../test-servers.ts';
 import { startRelay } from './bun.ts';
 
@@ -18,7 +18,7 @@ const DAY = 24 * 60 * 60 * 1000;
 async function relayOn(
   dbUrl: string,
   config: { idempotencyRetentionMs?: number } = {},
-  o: { maxQueuedRequests?: number } = {},
+  o: { maxQueuedRequests?: number; admissionThread?: boolean } = {},
 ) {
   const key = await NodeKey.fromSeed(new Uint8Array(32).fill(3));
   return startRelay({
@@ -68,4 +68,36 @@ describe('startRelay and Idempotency-Key retention', () => {
     }
     expect(existsSync(join(dir, 'bound.db'))).toBe(false);
   });
+});
+
+describe('startRelay when its database file goes', () => {
+  for (const how of ['deleted', 'replaced'] as const) {
+    test(`a file ${how} under the relay: admissions are refused, not acknowledged, and /healthz says so`, async () => {
+      const path = join(dir, `gone-${how}.db`);
+      // Admitted on the HTTP thread's own connection for one, on the admission writer thread (the
+      // default for a file) for the other.
+      const relay = await relayOn(`file:${path}`, {}, { admissionThread: how === 'replaced' });
+      try {
+        const admit = () =>
+          relay.admissions.admit(testAdmission({ body: testBody({ createdAt: Date.now() }) }));
+        expect((await admit()).kind).toBe('created');
+        const health = async () => {
+          const r = await relay.app.request('/healthz');
+          return { status: r.status, db: ((await r.json()) as { db: boolean }).db };
+        };
+        expect((await health()).db).toBe(true);
+        if (how === 'deleted') {
+          rmSync(path);
+        } else {
+          // A copy put in its place (a restore): the relay's connection still writes the old file.
+          await Bun.write(`${path}.restored`, Bun.file(path));
+          renameSync(`${path}.restored`, path);
+        }
+        await expect(admit()).rejects.toMatchObject({ code: 'DATABASE_FILE_GONE' });
+        expect(await health()).toEqual({ status: 503, db: false });
+      } finally {
+        await relay.stop();
+      }
+    });
+  }
 });

@@ -105,7 +105,28 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   // Checked before anything is opened or started, so a bad value leaves nothing running.
   checkIdempotencyRetention(o.config?.idempotencyRetentionMs ?? DEFAULT_EDGE_CONFIG.idempotencyRetentionMs);
   checkMaxQueued(o.maxQueuedRequests ?? DEFAULT_MAX_QUEUED);
-  const { client, store } = await openHistory(o.dbUrl, o.dbAuthToken, o.replicaPath, o.replicaSyncMs);
+  const { client, store, checkFile } = await openHistory(
+    o.dbUrl,
+    o.dbAuthToken,
+    o.replicaPath,
+    o.replicaSyncMs,
+  );
+  /**
+   * After each admission commit: a commit into a database file deleted or replaced under the relay is
+   * not kept, so it is refused (503 STORE_UNAVAILABLE), not acknowledged; logged once.
+   */
+  let fileGoneLogged = false;
+  const committed = <T>(outcomes: T): T => {
+    try {
+      checkFile?.();
+    } catch (e) {
+      if (!fileGoneLogged)
+        log({ level: 'error', msg: 'database file gone', err: String((e as Error).message) });
+      fileGoneLogged = true;
+      throw e;
+    }
+    return outcomes;
+  };
   const intake = new IntakeStore(client);
   let network: InProcessRelayNetwork | undefined;
   let dispatcher: Dispatcher | undefined;
@@ -176,11 +197,11 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   // With a writer thread, batches are handed over as they fill (it batches again on its side);
   // without one, one transaction at a time on this thread.
   const admissions = admissionWriter
-    ? new GroupCommit((batch) => admissionWriter.admit(batch, now()), {
+    ? new GroupCommit(async (batch) => committed(await admissionWriter.admit(batch, now())), {
         pipelined: true,
         flushAt: ADMISSION_HANDOVER,
       })
-    : new GroupCommit((batch) => intake.admit(batch, net.coordinatorId, now()));
+    : new GroupCommit(async (batch) => committed(await intake.admit(batch, net.coordinatorId, now())));
 
   const config: EdgeConfig = {
     ...DEFAULT_EDGE_CONFIG,

@@ -3,6 +3,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type AnyPacket, NodeKey, type Packet, type PacketType, packetId, signPacket } from '@synod/shared';
+import { historySchema } from '@synod/shared/history';
+import { drizzle } from 'drizzle-orm/libsql';
+import { HistoryStore } from './history-store.ts';
 import { openHistory } from './open-history.ts';
 
 const VECTORS = resolve(import.meta.dir, '../../../shared/test-vectors/v1.json');
@@ -149,6 +152,71 @@ describe('HistoryStore: the node registry', () => {
       expect(await h.store.pruneNodes(500)).toBe(1);
       const left = (await h.store.listNodes({ limit: 100 })).nodes.map((n) => n.nodeId).sort();
       expect(left).toEqual([oldWithHistory.from, recent.from].sort());
+    } finally {
+      h.client.close();
+    }
+  });
+});
+
+describe('HistoryStore: the history by model', () => {
+  /** 40 requests of a common model, newest last; two of them (one expired) also of a rare one. */
+  async function history(name: string) {
+    const h = await openHistory(`file:${join(dir, `${name}.db`)}`);
+    for (let i = 0; i < 40; i++) {
+      const id = i.toString(16).padStart(64, '0');
+      const models = i === 7 || i === 30 ? ['common', 'rare'] : ['common'];
+      await h.client.execute({
+        sql: `INSERT INTO requests (request_id, packet_id, coordinator, prompt, accepted_models, params, frame,
+                origin_kind, status, created_at, updated_at, raw)
+              VALUES (?, ?, ?, 'a prompt', ?, '{}', '{}', 'http', ?, ?, ?, '{}')`,
+        args: [id, `p${id}`, 'c'.repeat(64), JSON.stringify(models), i === 7 ? 'expired' : 'verdict', i, i],
+      });
+      for (const m of models) {
+        await h.client.execute({
+          sql: 'INSERT INTO request_models (request_id, model_id, created_at) VALUES (?, ?, ?)',
+          args: [id, m, i],
+        });
+      }
+    }
+    // The same database through a store that keeps the statements it runs, to explain them.
+    const statements: { sql: string; params: unknown[] }[] = [];
+    const store = new HistoryStore(
+      drizzle(h.client, {
+        schema: historySchema,
+        logger: { logQuery: (sql, params) => statements.push({ sql, params }) },
+      }),
+    );
+    const plan = async (s: { sql: string; params: unknown[] }) =>
+      (await h.client.execute({ sql: `EXPLAIN QUERY PLAN ${s.sql}`, args: s.params as never })).rows
+        .map((r) => String(r['detail']))
+        .join('\n');
+    return { h, store, statements, plan };
+  }
+
+  test('a model is paged through its own index, not a scan of every request, and with a cursor', async () => {
+    const { h, store, statements, plan } = await history('by-model');
+    try {
+      const walked: string[] = [];
+      let cursor: string | undefined;
+      for (;;) {
+        const page = await store.listHistory({ model: 'rare', limit: 1, ...(cursor ? { cursor } : {}) });
+        walked.push(...page.items.map((r) => r.requestId));
+        if (page.nextCursor === null) break;
+        cursor = page.nextCursor;
+      }
+      expect(walked).toEqual([30, 7].map((i) => i.toString(16).padStart(64, '0')));
+      expect((await store.listHistory({ model: 'none', limit: 50 })).items).toEqual([]);
+      expect((await store.listHistory({ model: 'common', limit: 50 })).items).toHaveLength(40);
+      const rare = await store.listHistory({ model: 'rare', status: 'expired', limit: 50 });
+      expect(rare.items.map((r) => r.createdAt)).toEqual([7]);
+      // Every page read (the unknown model's too) starts at request_models' model index and scans nothing.
+      const pages = statements.filter((s) => /CAST\(.*AS BLOB\)/.test(s.sql));
+      expect(pages.length).toBeGreaterThanOrEqual(5);
+      for (const s of pages) {
+        const p = await plan(s);
+        expect(p.split('\n')[0]).toContain('request_models_model_created_idx');
+        expect(p).not.toMatch(/\bSCAN\b/);
+      }
     } finally {
       h.client.close();
     }

@@ -81,7 +81,14 @@ function decode<T extends AnyPacket['type']>(raw: string): Packet<T> {
  * transports or several relays over one database store each packet once.
  */
 export class HistoryStore {
-  constructor(readonly db: HistoryDb) {}
+  /**
+   * `checkFile`: for a local database file, throws when the file was deleted or replaced under the
+   * open connection (`databaseFileCheck`); `counts`, what /healthz asks, runs it first.
+   */
+  constructor(
+    readonly db: HistoryDb,
+    readonly checkFile?: () => void,
+  ) {}
 
   /**
    * Move queued requests from the admission log into the history, signed by their coordinator, in one
@@ -333,11 +340,20 @@ export class HistoryStore {
     ] as AnyPacket[];
   }
 
+  /**
+   * A page of the history, newest first (keyset on created_at and request id). With `model`, the page
+   * is read through that model's rows of `request_models` (`request_models_model_created_idx`), so a
+   * model with few requests, or none, costs a few index seeks instead of a scan of every request; only
+   * beside `status`, when the model has many requests, through the status index instead (a common model
+   * and a rare status).
+   */
   async listHistory(q: HistoryQuery): Promise<{ items: HistoryItem[]; nextCursor: string | null }> {
+    const byModel = q.model !== undefined && (q.status === undefined || (await this.#fewRequests(q.model)));
     const where: SQL[] = [];
     if (q.status) where.push(eq(requests.status, q.status));
     if (q.origin) where.push(eq(requests.originKind, q.origin));
-    if (q.model) {
+    if (q.model !== undefined && byModel) where.push(eq(requestModels.modelId, q.model));
+    else if (q.model !== undefined) {
       where.push(
         exists(
           this.db
@@ -361,33 +377,39 @@ export class HistoryStore {
         ) as SQL,
       );
     }
+    // Read through request_models, its (created_at, request_id) are the request's own.
+    const createdAt = byModel ? requestModels.createdAt : requests.createdAt;
+    const requestId = byModel ? requestModels.requestId : requests.requestId;
     if (q.cursor) {
       const [at, id] = parseCursor(q.cursor);
-      where.push(
-        or(lt(requests.createdAt, at), and(eq(requests.createdAt, at), lt(requests.requestId, id))) as SQL,
-      );
+      where.push(or(lt(createdAt, at), and(eq(createdAt, at), lt(requestId, id))) as SQL);
     }
-    const rows = await this.db
-      .select({
-        requestId: requests.requestId,
-        status: requests.status,
-        coordinator: requests.coordinator,
-        origin: requests.originKind,
-        acceptedModels: requests.acceptedModels,
-        // As bytes: SQLite's text functions and the driver end a TEXT value at its first NUL, and a
-        // prompt may hold one (the packet, and so GET /v1/inference/:id, has it whole).
-        promptBytes: sql<unknown>`CAST(${requests.prompt} AS BLOB)`,
-        createdAt: requests.createdAt,
-        updatedAt: requests.updatedAt,
-        verdictDigest: verdicts.verdictDigest,
-        transcriptRoot: verdicts.transcriptRoot,
-        winnerNodeId: verdicts.winnerNodeId,
-        winnerModelId: verdicts.winnerModelId,
-      })
-      .from(requests)
+    const columns = {
+      requestId: requests.requestId,
+      status: requests.status,
+      coordinator: requests.coordinator,
+      origin: requests.originKind,
+      acceptedModels: requests.acceptedModels,
+      // As bytes: SQLite's text functions and the driver end a TEXT value at its first NUL, and a
+      // prompt may hold one (the packet, and so GET /v1/inference/:id, has it whole).
+      promptBytes: sql<unknown>`CAST(${requests.prompt} AS BLOB)`,
+      createdAt: requests.createdAt,
+      updatedAt: requests.updatedAt,
+      verdictDigest: verdicts.verdictDigest,
+      transcriptRoot: verdicts.transcriptRoot,
+      winnerNodeId: verdicts.winnerNodeId,
+      winnerModelId: verdicts.winnerModelId,
+    };
+    const rows = await (byModel
+      ? this.db
+          .select(columns)
+          .from(requestModels)
+          .innerJoin(requests, eq(requests.requestId, requestModels.requestId))
+      : this.db.select(columns).from(requests)
+    )
       .leftJoin(verdicts, eq(verdicts.requestId, requests.requestId))
       .where(where.length > 0 ? and(...where) : undefined)
-      .orderBy(desc(requests.createdAt), desc(requests.requestId))
+      .orderBy(desc(createdAt), desc(requestId))
       .limit(q.limit + 1);
     const items = rows.slice(0, q.limit).map(({ promptBytes, ...r }) => {
       const prompt = textOfBytes(promptBytes);
@@ -401,6 +423,14 @@ export class HistoryStore {
       items,
       nextCursor: rows.length > q.limit && last ? `${last.createdAt}:${last.requestId}` : null,
     };
+  }
+
+  /** Whether fewer than `MODEL_PROBE` requests accepted `model` (counted through its index, bounded). */
+  async #fewRequests(model: string): Promise<boolean> {
+    const [row] = await this.db.all<{ n: number }>(
+      sql`SELECT count(*) AS n FROM (SELECT 1 FROM ${requestModels} WHERE ${requestModels.modelId} = ${model} LIMIT ${MODEL_PROBE})`,
+    );
+    return Number(row?.n ?? 0) < MODEL_PROBE;
   }
 
   /**
@@ -472,6 +502,7 @@ export class HistoryStore {
   }
 
   async counts(): Promise<Record<RequestStatus, number>> {
+    this.checkFile?.();
     const rows = await this.db
       .select({ status: requests.status, n: sql<number>`count(*)` })
       .from(requests)
@@ -516,6 +547,12 @@ function textOfBytes(v: unknown): string | null {
   if (Array.isArray(v)) return UTF8.decode(Uint8Array.from(v as number[]));
   throw new TypeError(`a BLOB read as ${Object.prototype.toString.call(v)}`);
 }
+
+/**
+ * `listHistory` with both `model` and `status`: a model with fewer requests than this is read through
+ * its own index (at most this many rows looked at), a commoner one through the status index.
+ */
+const MODEL_PROBE = 10_000;
 
 /** How long a node that never took part in a verdict stays in the registry after its last heartbeat. */
 export const NODE_RETENTION_MS = 24 * 60 * 60 * 1000;

@@ -3,7 +3,7 @@
  * from the relay runtime (runtime/bun.ts), so a command that only needs the database (`synod-relay
  * keys …`) loads neither the node nor its transports.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createClient } from '@libsql/client';
 import { expandConfig } from '@libsql/core/config';
@@ -25,6 +25,38 @@ function isLocal(dbUrl: string, replicaPath?: string): boolean {
 /** A local database file (not in memory): one writer thread per file. */
 export function isLocalFile(dbUrl: string, replicaPath?: string): boolean {
   return isLocal(dbUrl, replicaPath) && !dbUrl.includes(':memory:');
+}
+
+/**
+ * The database file this process opened was deleted or replaced under it (`rm`, a restore copied over
+ * it): SQLite goes on writing to the file it holds open, which no restart will find again.
+ */
+export class DatabaseFileGoneError extends Error {
+  readonly code = 'DATABASE_FILE_GONE';
+  constructor(readonly path: string) {
+    super(
+      `the database file ${path} was deleted or replaced while it was open: nothing written now is kept; restore the file and restart the relay`,
+    );
+    this.name = 'DatabaseFileGoneError';
+  }
+}
+
+/**
+ * A check that the database file at `path` is still the one opened (same device and inode): throws
+ * `DatabaseFileGoneError` once it is not. A `stat`, cheap enough for every commit.
+ */
+export function databaseFileCheck(path: string): () => void {
+  const id = (s: { dev: number; ino: number }) => `${s.dev}:${s.ino}`;
+  const opened = id(statSync(path));
+  return () => {
+    let now: string | null = null;
+    try {
+      now = id(statSync(path));
+    } catch {
+      // gone
+    }
+    if (now !== opened) throw new DatabaseFileGoneError(path);
+  };
 }
 
 /** How often an embedded replica pulls the primary's changes, by default. */
@@ -75,6 +107,8 @@ export async function openHistory(
   // of the rollback journal (edge/bench). The mode is stored in the file.
   if (!replicaPath && dbUrl.startsWith('file:')) await client.execute('PRAGMA journal_mode=WAL');
   await applyMigrations(client, MIGRATIONS);
-  const store = new HistoryStore(drizzle(client, { schema: historySchema }));
-  return { client, store };
+  // A local file (not a replica, whose file the client manages) is checked whenever health is asked.
+  const checkFile = !replicaPath && localFile ? databaseFileCheck(localFile) : undefined;
+  const store = new HistoryStore(drizzle(client, { schema: historySchema }), checkFile);
+  return { client, store, checkFile };
 }
