@@ -20,13 +20,19 @@ function body(createdAt: number, maxTimeMs = 30_000): RequestBody {
   return testBody({ prompt: `p${n++}`, createdAt, maxTimeMs });
 }
 
-/** `RecordingCoordinator`: a test double of `SynodNode.submit` that records what it was asked to coordinate. */
+/**
+ * `RecordingCoordinator`: a test double of `SynodNode.submit` that records what it was asked to
+ * coordinate, and refuses a request past its seal deadline as the real coordinator does
+ * (`startCoordinator`: "the request is already past its seal deadline").
+ */
 class RecordingCoordinator {
   submitted: string[] = [];
   fail = new Set<string>();
+  constructor(readonly now: () => number) {}
   async submit(b: RequestBody): Promise<void> {
     this.submitted.push(b.requestId);
     if (this.fail.has(b.requestId)) throw new Error('engine on fire');
+    if (this.now() >= b.createdAt + b.frame.maxTimeMs) throw new Error('past its seal deadline');
   }
 }
 
@@ -34,7 +40,7 @@ async function setup(o: { maxOpen: number; now: () => number; maxQueued?: number
   const h = await openHistory(`file:${join(dir, `d-${n++}.db`)}`);
   const intake = new IntakeStore(h.client);
   const key = await NodeKey.fromSeed(new Uint8Array(32).fill(9));
-  const node = new RecordingCoordinator();
+  const node = new RecordingCoordinator(o.now);
   const changed: string[] = [];
   const d = new Dispatcher({
     intake,
@@ -165,6 +171,32 @@ describe('Dispatcher', () => {
     await s.d.idle();
     expect(s.node.submitted).toEqual([busy.requestId, fresh.requestId]);
     expect(s.d.stats()).toMatchObject({ dispatched: 2, expired: 1 });
+  });
+
+  test('a request whose time runs out while its step is signed and stored expires (QUEUE_TIMEOUT), not fails', async () => {
+    // A restart's backlog: the clock moves on while the dispatcher signs and stores a step of rows.
+    let now = 1_000_000;
+    let ticking = false;
+    const s = await setup({
+      maxOpen: 8,
+      now: () => {
+        if (ticking) now += 100;
+        return now;
+      },
+    });
+    const bodies = [body(now, 1_000), body(now, 1_000), body(now, 60_000)];
+    await s.admit(bodies);
+    now += 700; // the first two have 300 ms left when their step starts
+    ticking = true;
+    s.d.wake();
+    await s.d.idle();
+    await s.d.stop();
+    for (const b of bodies.slice(0, 2)) {
+      const r = await s.store.getRequest(b.requestId);
+      expect({ status: r?.status, error: r?.error }).toEqual({ status: 'expired', error: 'QUEUE_TIMEOUT' });
+    }
+    expect((await s.store.getRequest(bodies[2]!.requestId))?.status).toBe('pending');
+    expect(s.d.stats()).toMatchObject({ expired: 2, errors: 0 });
   });
 
   /** Two queued requests, the first one's stored body replaced by `altered` (as if edited outside the relay). */

@@ -1,6 +1,6 @@
 import { type NodeKey, packetId, type RequestBody, signPacket } from '@synod/shared';
 import type { HistoryStore, Stored } from '../store/history-store.ts';
-import type { IntakeStore, QueuedRequest } from '../store/intake-store.ts';
+import { type IntakeStore, intakeDeadline, type QueuedRequest } from '../store/intake-store.ts';
 
 /** What the dispatcher needs of the relay's node: start coordinating a request. */
 export interface Coordinator {
@@ -241,23 +241,48 @@ export class Dispatcher {
       this.#o.changed?.(m.request.packet.body.requestId);
     }
     for (const body of start) {
+      // The clock moved on while this step signed and stored its rows (a restart's backlog takes a
+      // while): a request whose time ran out meanwhile can no longer be sealed. It expires as if it had
+      // waited in the queue (QUEUE_TIMEOUT), rather than failing its coordinator's start.
+      if (this.#o.now() >= intakeDeadline(body)) {
+        this.#track(this.#expireLate(body));
+        continue;
+      }
       // Open until well after its reveal window: `release` normally frees it long before.
       this.#open.set(body.requestId, body.createdAt + 2 * (body.frame.maxTimeMs + body.frame.revealWindowMs));
       this.#stats.dispatched++;
       const started = this.#o.node.submit(body).catch(async (e) => {
         this.#open.delete(body.requestId);
-        this.#fail(`coordinating ${body.requestId} failed`, e);
-        try {
-          await this.#o.store.setStatus(body.requestId, 'failed', this.#o.now(), 'COORDINATOR_FAILED');
-          this.#o.changed?.(body.requestId);
-        } catch (e2) {
-          this.#fail(`marking ${body.requestId} failed did not work`, e2);
+        if (this.#o.now() >= intakeDeadline(body)) {
+          await this.#expireLate(body);
+          return;
         }
+        this.#fail(`coordinating ${body.requestId} failed`, e);
+        await this.#mark(body.requestId, 'failed', 'COORDINATOR_FAILED');
       });
-      this.#starting.add(started);
-      void started.finally(() => this.#starting.delete(started));
+      this.#track(started);
     }
     return true;
+  }
+
+  /** A coordinator start the dispatcher waits for on `stop`. */
+  #track(started: Promise<unknown>): void {
+    this.#starting.add(started);
+    void started.finally(() => this.#starting.delete(started));
+  }
+
+  async #expireLate(body: RequestBody): Promise<void> {
+    this.#stats.expired++;
+    await this.#mark(body.requestId, 'expired', 'QUEUE_TIMEOUT');
+  }
+
+  async #mark(requestId: string, status: 'expired' | 'failed', error: string): Promise<void> {
+    try {
+      await this.#o.store.setStatus(requestId, status, this.#o.now(), error);
+      this.#o.changed?.(requestId);
+    } catch (e) {
+      this.#fail(`marking ${requestId} ${status} did not work`, e);
+    }
   }
 
   /** Recount the rows waiting for this coordinator (up to twice the bound: enough to know it is full). */
