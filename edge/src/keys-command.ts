@@ -7,7 +7,7 @@
  * - `set-quota KEY_ID --quota N` changes a key's daily quota (applied within the same time).
  * Exit codes: 0 done, 1 the database could not be used or the key is unknown, 2 bad arguments.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { expandConfig } from '@libsql/core/config';
 import { createApiKey } from './auth/api-keys.ts';
@@ -18,7 +18,15 @@ import {
   revokeApiKey,
   setApiKeyQuota,
 } from './auth/key-admin.ts';
-import { DEFAULT_EDGE_CONFIG } from './config.ts';
+import {
+  type DbUrl,
+  DEFAULT_EDGE_CONFIG,
+  FlagError,
+  got,
+  parseDbUrl,
+  parseEnvName,
+  redactDbUrl,
+} from './config.ts';
 import { utcDay } from './http/auth.ts';
 import { isLocalFile, openHistory } from './store/open-history.ts';
 
@@ -35,6 +43,14 @@ DB: [--db URL] [--db-auth-token-env V]   the relay's database  [file:.data/relay
 
 const LABEL_MAX = 100;
 
+/** The flags each command takes, besides the database's. */
+const SUB_FLAGS: Record<string, readonly string[]> = {
+  create: ['label', 'quota'],
+  list: ['json'],
+  revoke: [],
+  'set-quota': ['quota'],
+};
+
 type Io = { out: (line: string) => void; err: (line: string) => void };
 const STDIO: Io = { out: (l) => console.log(l), err: (l) => console.error(l) };
 
@@ -48,13 +64,45 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
     io.err(`synod-relay: ${(e as Error).message}\n${KEYS_USAGE}`);
     return 2;
   }
-  const { values, positionals } = parsed;
-  const dbUrl = values.db;
-  const authToken = process.env[values['db-auth-token-env']];
+  const { values, positionals, tokens } = parsed;
   const usageError = (why: string) => {
     io.err(`synod-relay: ${why}\n${KEYS_USAGE}`);
     return 2;
   };
+  // The flags and the database are checked before the database is opened (or a file made for it).
+  const given = new Set<string>();
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    if (given.has(t.name)) return usageError(`--${t.name} is given twice`);
+    given.add(t.name);
+    // A flag another command takes would be ignored here: refused, so the mistake is seen.
+    const takes = SUB_FLAGS[sub ?? ''];
+    if (takes !== undefined && !takes.includes(t.name) && !(t.name in DB_OPTIONS)) {
+      return usageError(`keys ${sub} takes no --${t.name}`);
+    }
+  }
+  let db: DbUrl;
+  let tokenEnv: string;
+  try {
+    db = parseDbUrl('--db', values.db);
+    if (db.kind === 'file' && statSync(db.path, { throwIfNoEntry: false })?.isDirectory()) {
+      throw new FlagError(`--db must be a file path, not a folder, ${got(db.path)}`);
+    }
+    tokenEnv = parseEnvName('--db-auth-token-env', values['db-auth-token-env']);
+    if (given.has('db-auth-token-env') && db.kind === 'file') {
+      throw new FlagError(
+        '--db-auth-token-env is for a libSQL server (--db http(s)://HOST or libsql://HOST)',
+      );
+    }
+    if (given.has('db-auth-token-env') && !process.env[tokenEnv]) {
+      throw new FlagError(`--db-auth-token-env: $${tokenEnv} is not set`);
+    }
+  } catch (e) {
+    if (!(e instanceof FlagError)) throw e;
+    return usageError(e.message);
+  }
+  const dbUrl = db.url;
+  const authToken = process.env[tokenEnv] || undefined;
   let run: (store: Awaited<ReturnType<typeof openHistory>>['store']) => Promise<number>;
   const now = Date.now();
   if (sub === 'create') {
@@ -91,7 +139,7 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
     run = async (store) => {
       const r = await revokeApiKey(store.db, id, now, utcDay(now));
       if (r.kind === 'not-found') {
-        io.err(`synod-relay: no API key ${id} in ${dbUrl}`);
+        io.err(`synod-relay: no API key ${id} in ${redactDbUrl(dbUrl)}`);
         return 1;
       }
       if (r.kind === 'already-revoked') {
@@ -115,7 +163,7 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
     run = async (store) => {
       const r = await setApiKeyQuota(store.db, id, quota, utcDay(now));
       if (r.kind === 'not-found') {
-        io.err(`synod-relay: no API key ${id} in ${dbUrl}`);
+        io.err(`synod-relay: no API key ${id} in ${redactDbUrl(dbUrl)}`);
         return 1;
       }
       io.out(
@@ -137,13 +185,13 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
   try {
     h = await openHistory(dbUrl, authToken);
   } catch (e) {
-    io.err(`synod-relay: the database ${dbUrl} could not be opened: ${reason(e)}`);
+    io.err(`synod-relay: the database ${redactDbUrl(dbUrl)} could not be opened: ${reason(e)}`);
     return 1;
   }
   try {
     return await run(h.store);
   } catch (e) {
-    io.err(`synod-relay: keys ${sub} failed on ${dbUrl}: ${reason(e)}`);
+    io.err(`synod-relay: keys ${sub} failed on ${redactDbUrl(dbUrl)}: ${reason(e)}`);
     return 1;
   } finally {
     h.client.close();
@@ -170,6 +218,7 @@ function parse(args: string[]) {
     args,
     strict: true,
     allowPositionals: true,
+    tokens: true,
     options: {
       ...DB_OPTIONS,
       label: { type: 'string' },

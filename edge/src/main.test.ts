@@ -4,6 +4,7 @@
  */
 import { describe, expect, test } from 'bun:test';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { hashApiKey } from './auth/api-keys.ts';
@@ -56,6 +57,192 @@ describe('synod-relay flags', () => {
     const r = await relayCli(args);
     expect(r.code).toBe(2);
     expect(r.err).toContain(message);
+    expect(r.files).toEqual([]);
+  });
+});
+
+/**
+ * Run the relay with flags it must refuse, in a fresh directory, with its HTTP port (unless `args` name
+ * one) a port this test holds: a relay that got as far as listening would fail on it (exit code 1)
+ * rather than run on. One that runs on all the same is killed after 20 s. Variables of the relay's
+ * own (SYNOD_*) come only from `env`.
+ */
+async function refusedRun(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string; err: string; files: string[] }> {
+  const held = createServer();
+  await new Promise<void>((r) => held.listen(0, '127.0.0.1', r));
+  const port = (held.address() as AddressInfo).port;
+  const dir = mkdtempSync(join(tmpdir(), 'synod-cli-'));
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SYNOD_')));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const withPort = args[0] === 'keys' || args.includes('--port') ? args : ['--port', String(port), ...args];
+    const p = Bun.spawn([process.execPath, MAIN, ...withPort], {
+      cwd: dir,
+      env: { ...base, SYNOD_PASSPHRASE: 'a passphrase for the test', ...env },
+      stdin: 'ignore',
+      stdout: 'pipe',
+      stderr: 'pipe',
+    });
+    timer = setTimeout(() => p.kill('SIGKILL'), 20_000);
+    const [out, err, code] = await Promise.all([
+      new Response(p.stdout).text(),
+      new Response(p.stderr).text(),
+      p.exited,
+    ]);
+    return { code, out, err, files: readdirSync(dir) };
+  } finally {
+    clearTimeout(timer);
+    await new Promise((r) => held.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('synod-relay refuses every bad flag before it opens, writes or starts anything', () => {
+  // Each: exit code 2, one line on stderr naming the flag and what it takes, nothing on stdout (no
+  // log line: nothing started), no file in the directory (no identity, no database).
+  const cases: [string, string[], string, Record<string, string>?][] = [
+    // ports: 0-65535, digits only
+    ['ports', ['--gun-port', 'abc'], '--gun-port must be a port number (0-65535, digits only), got "abc"'],
+    [
+      'ports',
+      ['--gun-port', '65536'],
+      '--gun-port must be a port number (0-65535, digits only), got "65536"',
+    ],
+    ['ports', ['--port', ''], '--port must be a port number (0-65535, digits only), got ""'],
+    ['ports', ['--port', '0x0'], '--port must be a port number (0-65535, digits only), got "0x0"'],
+    ['ports', ['--tcp-port', '1e3'], '--tcp-port must be a port number (0-65535, digits only), got "1e3"'],
+    ['ports', ['--ws-port', ' 80'], '--ws-port must be a port number (0-65535, digits only), got " 80"'],
+    [
+      'ports',
+      ['--port', '0', '--tcp-port', '45678', '--ws-port', '45678'],
+      '--ws-port must differ from --tcp-port',
+    ],
+    // counts and durations: whole numbers in range, digits only
+    ['counts', ['--replica-sync-ms', '1.5'], '--replica-sync-ms must be a positive number of milliseconds'],
+    ['counts', ['--replica-sync-ms', '0x10'], '--replica-sync-ms must be a positive number of milliseconds'],
+    ['counts', ['--replica-sync-ms', '1e3'], '--replica-sync-ms must be a positive number of milliseconds'],
+    // the database: file:PATH, or a libSQL server
+    ['db', ['--db', 'relay.db'], '--db must be file:PATH, http(s)://HOST or libsql://HOST, got "relay.db"'],
+    ['db', ['--db', 'postgres://127.0.0.1/relay'], '--db must be file:PATH, http(s)://HOST or libsql://HOST'],
+    ['db', ['--db', 'file:'], '--db must be file:PATH, http(s)://HOST or libsql://HOST, got "file:"'],
+    ['db', ['--db', 'file::memory:'], '--db must be file:PATH'],
+    ['db', ['--db', 'file:.'], '--db must be a file path, not a folder, got "."'],
+    [
+      'db',
+      ['--db', 'http://127.0.0.1:9?mode=ro'],
+      'got "http://127.0.0.1:9?mode=ro" (unknown query parameter mode)',
+    ],
+    [
+      'db',
+      ['--db', 'https://user:secret@127.0.0.1:9/x'],
+      'got "https://127.0.0.1:9/x" (a libSQL server URL has no path)',
+    ],
+    // lists: not empty, no empty entry, each entry valid
+    [
+      'lists',
+      ['--models', ','],
+      '--models must be a comma-separated list of model ids without empty entries, got ","',
+    ],
+    [
+      'lists',
+      ['--models', 'a,,b'],
+      '--models must be a comma-separated list of model ids without empty entries',
+    ],
+    ['lists', ['--models', ''], '--models must be a comma-separated list of model ids without empty entries'],
+    ['lists', ['--models', 'stories260K,no spaces'], '--models: not a model id'],
+    [
+      'lists',
+      ['--bootstrap', ''],
+      '--bootstrap must be a comma-separated list of multiaddrs without empty entries',
+    ],
+    ['lists', ['--bootstrap', '/ip4/127.0.0.1/tcp/9'], '--bootstrap: not a multiaddr with /p2p/<peer id>'],
+    ['lists', ['--cors-origins', ''], '--cors-origins must be a comma-separated list of web origins'],
+    [
+      'lists',
+      ['--cors-origins', 'https://app.example,'],
+      '--cors-origins must be a comma-separated list of web origins',
+    ],
+    [
+      'lists',
+      ['--cors-origins', 'https://app.example,,*'],
+      'without empty entries, got "https://app.example,,*"',
+    ],
+    // chain flags without the chain bridge
+    ['chain', ['--confirmations', 'x'], '--confirmations is for the chain bridge: give it with --chain-rpc'],
+    ['chain', ['--confirmations', '5'], '--confirmations is for the chain bridge'],
+    ['chain', ['--from-block', '100'], '--from-block is for the chain bridge'],
+    ['chain', ['--replace-after-s', '0'], '--replace-after-s is for the chain bridge'],
+    ['chain', ['--min-bridge-balance', '1'], '--min-bridge-balance is for the chain bridge'],
+    ['chain', ['--bridge-key-env', 'MY_KEY'], '--bridge-key-env is for the chain bridge'],
+    // flags that need another
+    ['pairs', ['--replica', 'replica.db'], '--replica needs --db to be a libSQL server'],
+    ['pairs', ['--replica', ''], '--replica must be a file path, got ""'],
+    [
+      'pairs',
+      ['--replica-sync-ms', '500'],
+      '--replica-sync-ms is for an embedded replica: give it with --replica',
+    ],
+    ['pairs', ['--db-auth-token-env', 'TOKEN'], '--db-auth-token-env is for a libSQL server', { TOKEN: 't' }],
+    ['pairs', ['--gateway-secret-env', 'NOT_SET'], '--gateway-secret-env: $NOT_SET is not set'],
+    // listen address, files, environment
+    ['host', ['--host', 'localhost'], '--host must be an IP address to listen on'],
+    ['files', ['--identity', ''], '--identity must be a file path, got ""'],
+    ['files', ['--identity', '.'], '--identity must be a file path, not a folder, got "."'],
+    ['files', ['--dev-key-file', ''], '--dev-key-file must be a file path, got ""'],
+    ['env', ['--passphrase-env', 'not a name'], '--passphrase-env must name an environment variable'],
+    [
+      'env',
+      [],
+      '$SYNOD_GATEWAY_SECRET must hold the gateway secret: at least 16',
+      { SYNOD_GATEWAY_SECRET: 'short' },
+    ],
+    // a flag given twice
+    ['twice', ['--models', 'a', '--models', 'b'], '--models is given twice'],
+  ];
+  test.each(cases)(
+    '%s: %p is refused',
+    async (_, args, message, env = {}) => {
+      const r = await refusedRun(args, env);
+      expect({ code: r.code, err: r.err }).toEqual({ code: 2, err: expect.stringContaining(message) });
+      expect(r.err.trim().split('\n')).toHaveLength(1);
+      expect(r.err).toStartWith('synod-relay: ');
+      expect(r.out).toBe('');
+      expect(r.files).toEqual([]);
+    },
+    30_000,
+  );
+
+  test('a secret given in place of a variable name is not printed', async () => {
+    const r = await refusedRun(['--passphrase-env', 'my very secret passphrase']);
+    expect(r.code).toBe(2);
+    expect(r.err).not.toContain('secret passphrase');
+  });
+
+  test.each([
+    [
+      ['keys', 'create', '--label', 'a', '--db', 'relay.db'],
+      '--db must be file:PATH, http(s)://HOST or libsql://HOST',
+    ],
+    [['keys', 'list', '--db', 'postgres://127.0.0.1/x'], '--db must be file:PATH'],
+    [['keys', 'create', '--label', 'a', '--db', 'file:.'], '--db must be a file path, not a folder'],
+    [['keys', 'create', '--label', 'a', '--json'], 'keys create takes no --json'],
+    [['keys', 'list', '--quota', '5'], 'keys list takes no --quota'],
+    [['keys', 'revoke', 'key_0123456789abcdef', '--label', 'x'], 'keys revoke takes no --label'],
+    [['keys', 'create', '--label', 'a', '--label', 'b'], '--label is given twice'],
+    [
+      ['keys', 'create', '--label', 'a', '--db-auth-token-env', 'TOKEN'],
+      '--db-auth-token-env is for a libSQL server',
+    ],
+    [['keys', 'list', '--db', 'http://127.0.0.1:9', '--db-auth-token-env', 'NOT_SET'], '$NOT_SET is not set'],
+    [['keys', 'list', '--db-auth-token-env', '1X'], '--db-auth-token-env must name an environment variable'],
+  ])('%p is refused with exit code 2 and the usage, nothing created', async (args, message) => {
+    const r = await refusedRun(args, { TOKEN: 't' });
+    expect({ code: r.code, err: r.err }).toEqual({ code: 2, err: expect.stringContaining(message) });
+    expect(r.err).toContain('usage: synod-relay keys create');
+    expect(r.out).toBe('');
     expect(r.files).toEqual([]);
   });
 });

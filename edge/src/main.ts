@@ -3,14 +3,26 @@
  * `synod-relay`: the edge relay under Bun (the local default), with its libSQL history and an
  * in-process node on the Waku relay network. `bun edge/src/main.ts --help` for the flags.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { isSynodError } from '@synod/shared';
+import { isSynodError, MODEL_ID_RE } from '@synod/shared';
 import { createApiKey, hashApiKey } from './auth/api-keys.ts';
-import { parseChainBridge } from './chain/bridge-config.ts';
+import { type ChainBridgeOptions, parseChainBridge } from './chain/bridge-config.ts';
 import { ChainBridgeError } from './chain/chain-watcher.ts';
-import { parseCorsOrigins } from './config.ts';
+import {
+  type DbUrl,
+  FlagError,
+  got,
+  isIpAddress,
+  parseCorsOrigins,
+  parseDbUrl,
+  parseEnvName,
+  parseList,
+  parsePort,
+  parseWholeNumber,
+  redactDbUrl,
+} from './config.ts';
 import { KEYS_USAGE, keysCommand } from './keys-command.ts';
 import { DEFAULT_MAX_OPEN, DEFAULT_MAX_QUEUED } from './relay/dispatcher.ts';
 
@@ -22,17 +34,18 @@ const USE_LITE = {
 
 const HELP = `synod-relay: the Synod edge relay (Bun).
 
-  --db URL               libSQL URL: file:PATH, http://HOST:PORT (sqld)  [file:.data/relay/history.db]
+  --db URL               libSQL URL: file:PATH, http(s)://HOST:PORT (sqld) or libsql://HOST
+                         [file:.data/relay/history.db]
   --db-auth-token-env V  environment variable with the libSQL auth token  [SYNOD_DB_AUTH_TOKEN]
-  --replica FILE         embedded replica file synced from --db (read scale-out)
+  --replica FILE         embedded replica file synced from --db, a server (read scale-out)
   --replica-sync-ms N    how often the replica pulls the server's changes   [1000]
   --identity FILE        sealed relay key (created when absent)           [.data/relay/identity.json]
   --passphrase-env VAR   environment variable holding the passphrase       [SYNOD_PASSPHRASE]
-  --host ADDR            HTTP and P2P listen address                       [127.0.0.1]
+  --host ADDR            HTTP and P2P listen address (an IP address)       [127.0.0.1]
   --port N               HTTP port                                         [8787]
   --tcp-port N           libp2p TCP port                                   [0]
   --ws-port N            libp2p WebSocket port (browsers dial it)          [0]
-  --bootstrap ADDRS      comma-separated multiaddrs                        []
+  --bootstrap ADDRS      comma-separated multiaddrs with /p2p/<id>         []
   --gun-port N           also run a Gun relay on this port (0: any free) as a second network
                          for redundant delivery of requests and verdicts; omit for none
   --models IDS           models served on the network (comma-separated)    [stories260K]
@@ -58,6 +71,221 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
 Subcommands, on the relay's database (no relay needs to run):
 ${KEYS_USAGE.replace(/^usage: /, '       ')}`;
 
+/** What the flags and the environment ask for, every value checked. */
+interface RelaySettings {
+  passphrase: string;
+  db: DbUrl;
+  authToken: string | undefined;
+  replica: string | undefined;
+  replicaSyncMs: number;
+  identity: string;
+  host: string;
+  port: number;
+  tcpPort: number;
+  wsPort: number;
+  gunPort: number | undefined;
+  bootstrap: string[];
+  models: string[];
+  corsOrigins: string[];
+  maxOpen: number;
+  maxQueued: number;
+  devKeyFile: string | undefined;
+  gatewaySecret: string | undefined;
+  chain: ChainBridgeOptions | undefined;
+}
+
+/** The chain bridge's flags besides `--chain-rpc`, `--chain-id` and `--oracle`: nothing without them. */
+const CHAIN_ONLY_FLAGS = [
+  'bridge-key-env',
+  'confirmations',
+  'from-block',
+  'replace-after-s',
+  'min-bridge-balance',
+];
+
+/** A multiaddr a bootstrap peer can be dialled at, with its peer id (as the Waku transport needs it). */
+const BOOTSTRAP_ADDR_RE = /^\/(?:ip4|ip6|dns|dns4|dns6|dnsaddr)\/[^\s/]+(?:\/[^\s/]+)*\/p2p\/[A-Za-z0-9]+$/;
+
+/** A path for a file the relay reads or writes: not empty, one line, not a folder. */
+function filePath(flag: string, text: string): string {
+  if (text === '' || /\p{Cc}/u.test(text)) throw new FlagError(`${flag} must be a file path, ${got(text)}`);
+  if (statSync(text, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new FlagError(`${flag} must be a file path, not a folder, ${got(text)}`);
+  }
+  return text;
+}
+
+/**
+ * Check every flag and environment value the relay takes, before anything is opened, written or
+ * started. Throws a FlagError naming the first bad one. `given`: the flags on the command line (a
+ * flag left at its default is not given).
+ */
+function relaySettings(
+  values: Record<string, string | boolean | undefined>,
+  given: ReadonlySet<string>,
+  env: Record<string, string | undefined>,
+): RelaySettings {
+  const text = (flag: string) => values[flag] as string;
+  const optional = (flag: string) => values[flag] as string | undefined;
+
+  const db = parseDbUrl('--db', text('db'));
+  if (db.kind === 'file') filePath('--db', db.path);
+  const authTokenEnv = parseEnvName('--db-auth-token-env', text('db-auth-token-env'));
+  const authToken = env[authTokenEnv] || undefined;
+  if (authToken !== undefined && !/^[\x21-\x7e]+$/.test(authToken)) {
+    throw new FlagError(`$${authTokenEnv} must hold a libSQL auth token (printable characters, no spaces)`);
+  }
+  const replicaText = optional('replica');
+  const replica = replicaText === undefined ? undefined : filePath('--replica', replicaText);
+  const replicaSyncMs = parseWholeNumber(
+    '--replica-sync-ms',
+    text('replica-sync-ms'),
+    1,
+    86_400_000,
+    'a positive number of milliseconds (a whole number up to 86400000)',
+  );
+  const identity = filePath('--identity', text('identity'));
+  const passphraseEnv = parseEnvName('--passphrase-env', text('passphrase-env'));
+  const passphrase = env[passphraseEnv];
+  if (!passphrase) throw new FlagError(`set the relay key's passphrase in $${passphraseEnv}`);
+  const host = text('host');
+  if (!isIpAddress(host)) {
+    throw new FlagError(
+      `--host must be an IP address to listen on (such as 127.0.0.1, 0.0.0.0 or ::1), ${got(host)}`,
+    );
+  }
+  const port = parsePort('--port', text('port'));
+  const tcpPort = parsePort('--tcp-port', text('tcp-port'));
+  const wsPort = parsePort('--ws-port', text('ws-port'));
+  const gunPortText = optional('gun-port');
+  const gunPort = gunPortText === undefined ? undefined : parsePort('--gun-port', gunPortText);
+  const bootstrap = given.has('bootstrap')
+    ? parseList('--bootstrap', text('bootstrap'), 'multiaddrs', (a) =>
+        BOOTSTRAP_ADDR_RE.test(a)
+          ? undefined
+          : 'not a multiaddr with /p2p/<peer id> (such as /ip4/127.0.0.1/tcp/60000/p2p/12D3KooW…)',
+      )
+    : [];
+  const models = parseList('--models', text('models'), 'model ids', (m) =>
+    MODEL_ID_RE.test(m) ? undefined : 'not a model id (1-128 characters of A-Z a-z 0-9 . _ : / @ + -)',
+  );
+  let corsOrigins: string[] = [];
+  if (given.has('cors-origins')) {
+    const list = parseList('--cors-origins', text('cors-origins'), 'web origins (https://host[:port]) or *');
+    try {
+      corsOrigins = parseCorsOrigins(list.join(','));
+    } catch (e) {
+      throw new FlagError(`--cors-origins: ${(e as Error).message}`);
+    }
+  }
+  const maxOpen = parseWholeNumber(
+    '--max-open',
+    text('max-open'),
+    1,
+    999_999,
+    'a whole number from 1 to 999999',
+  );
+  const maxQueuedN = parseWholeNumber(
+    '--max-queued',
+    text('max-queued'),
+    0,
+    999_999_999,
+    'a whole number (0: no bound) up to 999999999',
+  );
+  const devKeyText = optional('dev-key-file');
+  const devKeyFile = devKeyText === undefined ? undefined : filePath('--dev-key-file', devKeyText);
+  const gatewaySecretEnv = parseEnvName('--gateway-secret-env', text('gateway-secret-env'));
+  const gatewaySecret = env[gatewaySecretEnv] || undefined;
+  if (gatewaySecret !== undefined && !/^[\x21-\x7e]{16,}$/.test(gatewaySecret)) {
+    throw new FlagError(
+      `$${gatewaySecretEnv} must hold the gateway secret: at least 16 printable characters, no spaces`,
+    );
+  }
+  const keyEnv = parseEnvName('--bridge-key-env', text('bridge-key-env'));
+  const chain = parseChainBridge(
+    {
+      rpcUrl: optional('chain-rpc'),
+      chainId: optional('chain-id'),
+      oracle: optional('oracle'),
+      bridgeKey: env[keyEnv],
+      confirmations: text('confirmations'),
+      fromBlock: text('from-block'),
+      replaceAfterS: text('replace-after-s'),
+      minBridgeBalance: optional('min-bridge-balance'),
+    },
+    {
+      rpcUrl: '--chain-rpc',
+      chainId: '--chain-id',
+      oracle: '--oracle',
+      bridgeKey: `$${keyEnv}`,
+      confirmations: '--confirmations',
+      fromBlock: '--from-block',
+      replaceAfterS: '--replace-after-s',
+      minBridgeBalance: '--min-bridge-balance',
+    },
+  );
+  if (chain !== undefined && 'error' in chain) throw new FlagError(chain.error);
+
+  // Flags that mean nothing without another: refused, so a forgotten or mistyped partner is noticed.
+  if (chain === undefined) {
+    const stray = CHAIN_ONLY_FLAGS.find((f) => given.has(f));
+    if (stray !== undefined) {
+      throw new FlagError(
+        `--${stray} is for the chain bridge: give it with --chain-rpc, --chain-id and --oracle`,
+      );
+    }
+  }
+  if (replica !== undefined && db.kind === 'file') {
+    throw new FlagError(
+      `--replica needs --db to be a libSQL server (http(s)://HOST or libsql://HOST), not a file, ${got(db.url)}`,
+    );
+  }
+  if (replica === undefined && given.has('replica-sync-ms')) {
+    throw new FlagError('--replica-sync-ms is for an embedded replica: give it with --replica');
+  }
+  if (given.has('db-auth-token-env') && db.kind === 'file') {
+    throw new FlagError('--db-auth-token-env is for a libSQL server (--db http(s)://HOST or libsql://HOST)');
+  }
+  if (given.has('db-auth-token-env') && authToken === undefined) {
+    throw new FlagError(`--db-auth-token-env: $${authTokenEnv} is not set`);
+  }
+  if (given.has('gateway-secret-env') && gatewaySecret === undefined) {
+    throw new FlagError(`--gateway-secret-env: $${gatewaySecretEnv} is not set`);
+  }
+  // Two listeners on one fixed port: the second would fail after the first is up.
+  const ports: [string, number | undefined][] = [
+    ['--port', port],
+    ['--tcp-port', tcpPort],
+    ['--ws-port', wsPort],
+    ['--gun-port', gunPort],
+  ];
+  for (const [i, [flag, n]] of ports.entries()) {
+    const other = ports.slice(0, i).find(([, m]) => n !== undefined && n !== 0 && m === n);
+    if (other) throw new FlagError(`${flag} must differ from ${other[0]}, both ${n}`);
+  }
+  return {
+    passphrase,
+    db,
+    authToken,
+    replica,
+    replicaSyncMs,
+    identity,
+    host,
+    port,
+    tcpPort,
+    wsPort,
+    gunPort,
+    bootstrap,
+    models,
+    corsOrigins,
+    maxOpen,
+    maxQueued: maxQueuedN === 0 ? Number.POSITIVE_INFINITY : maxQueuedN,
+    devKeyFile,
+    gatewaySecret,
+    chain,
+  };
+}
+
 function log(e: Record<string, unknown>): void {
   console.log(JSON.stringify({ t: new Date().toISOString(), ...e }));
 }
@@ -65,10 +293,13 @@ function log(e: Record<string, unknown>): void {
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'keys') return keysCommand(argv.slice(1));
   let values: Record<string, string | boolean | undefined>;
+  /** The flags given on the command line (not filled in by a default). */
+  const given = new Set<string>();
   try {
-    values = parseArgs({
+    const parsed = parseArgs({
       args: argv,
       strict: true,
+      tokens: true,
       options: {
         db: { type: 'string', default: 'file:.data/relay/history.db' },
         'db-auth-token-env': { type: 'string', default: 'SYNOD_DB_AUTH_TOKEN' },
@@ -98,85 +329,35 @@ async function main(argv: string[]): Promise<number> {
         'min-bridge-balance': { type: 'string' },
         help: { type: 'boolean', default: false },
       },
-    }).values;
+    });
+    values = parsed.values;
+    for (const t of parsed.tokens) {
+      if (t.kind !== 'option') continue;
+      // The last of two would win unseen (a wrapper's flag and the operator's, say): refused instead.
+      if (given.has(t.name)) throw new FlagError(`--${t.name} is given twice`);
+      given.add(t.name);
+    }
   } catch (e) {
-    console.error(`synod-relay: ${(e as Error).message}\n\n${HELP}`);
+    console.error(`synod-relay: ${(e as Error).message} (--help lists the flags)`);
     return 2;
   }
   if (values['help']) {
     console.log(HELP);
     return 0;
   }
-  const passphrase = process.env[values['passphrase-env'] as string];
-  if (!passphrase) {
-    console.error(`synod-relay: set the relay key's passphrase in $${values['passphrase-env']}`);
-    return 2;
-  }
-  const port = Number(values['port']);
-  const tcpPort = Number(values['tcp-port']);
-  const wsPort = Number(values['ws-port']);
-  for (const [name, n] of [
-    ['port', port],
-    ['tcp-port', tcpPort],
-    ['ws-port', wsPort],
-  ] as const) {
-    if (!Number.isInteger(n) || n < 0 || n > 65535) {
-      console.error(`synod-relay: --${name} must be a port number`);
-      return 2;
-    }
-  }
-  let corsOrigins: string[];
+  // Every flag and environment value is checked here, before an identity file is written, a database
+  // opened or a port bound: a bad one ends the relay with exit code 2 and one line naming it.
+  let s: RelaySettings;
   try {
-    corsOrigins = parseCorsOrigins(values['cors-origins'] as string);
+    s = relaySettings(values, given, process.env);
   } catch (e) {
-    console.error(`synod-relay: --cors-origins: ${(e as Error).message}`);
+    if (!(e instanceof FlagError)) throw e;
+    console.error(`synod-relay: ${e.message}`);
     return 2;
   }
-  const maxOpenText = values['max-open'] as string;
-  if (!/^\d{1,6}$/.test(maxOpenText) || Number(maxOpenText) === 0) {
-    console.error('synod-relay: --max-open must be a whole number from 1');
-    return 2;
-  }
-  const maxOpen = Number(maxOpenText);
-  const maxQueuedText = values['max-queued'] as string;
-  if (!/^\d{1,9}$/.test(maxQueuedText)) {
-    console.error('synod-relay: --max-queued must be a whole number (0: no bound)');
-    return 2;
-  }
-  const maxQueued = Number(maxQueuedText) === 0 ? Number.POSITIVE_INFINITY : Number(maxQueuedText);
-  const replicaSyncMs = Number(values['replica-sync-ms']);
-  if (!(Number.isFinite(replicaSyncMs) && replicaSyncMs > 0)) {
-    console.error('synod-relay: --replica-sync-ms must be a positive number');
-    return 2;
-  }
-  const keyEnv = values['bridge-key-env'] as string;
-  const chain = parseChainBridge(
-    {
-      rpcUrl: values['chain-rpc'] as string | undefined,
-      chainId: values['chain-id'] as string | undefined,
-      oracle: values['oracle'] as string | undefined,
-      bridgeKey: process.env[keyEnv],
-      confirmations: values['confirmations'] as string,
-      fromBlock: values['from-block'] as string,
-      replaceAfterS: values['replace-after-s'] as string,
-      minBridgeBalance: values['min-bridge-balance'] as string | undefined,
-    },
-    {
-      rpcUrl: '--chain-rpc',
-      chainId: '--chain-id',
-      oracle: '--oracle',
-      bridgeKey: `$${keyEnv}`,
-      confirmations: '--confirmations',
-      fromBlock: '--from-block',
-      replaceAfterS: '--replace-after-s',
-      minBridgeBalance: '--min-bridge-balance',
-    },
-  );
-  if (chain !== undefined && 'error' in chain) {
-    console.error(`synod-relay: ${chain.error}`);
-    return 2;
-  }
-  const dbUrl = values['db'] as string;
+  const { passphrase, host, port, tcpPort, wsPort, gunPort, maxOpen, maxQueued, chain } = s;
+  const { authToken, gatewaySecret, devKeyFile } = s;
+  const dbUrl = s.db.url;
   try {
     // The node, its transports and the relay runtime load only here: `keys …` and `--help` need
     // none of them. Gun prints a welcome line with console.log as it loads: to stderr, since this
@@ -196,49 +377,28 @@ async function main(argv: string[]): Promise<number> {
     ]).finally(() => {
       console.log = consoleLog;
     });
-    const { key } = await loadOrCreateIdentity(values['identity'] as string, passphrase);
-    const waku = await createHeadlessWakuRelay({
-      host: values['host'] as string,
-      tcpPort,
-      wsPort,
-      bootstrap: (values['bootstrap'] as string).split(',').filter(Boolean),
-    });
-    const gunPortFlag = values['gun-port'] as string | undefined;
-    const gunPort = gunPortFlag === undefined ? undefined : Number(gunPortFlag);
-    if (gunPort !== undefined && !(Number.isInteger(gunPort) && gunPort >= 0 && gunPort <= 65535)) {
-      console.error('synod-relay: --gun-port must be a port number');
-      return 2;
-    }
-    const gunRelay =
-      gunPort === undefined
-        ? undefined
-        : await startGunRelay({ host: values['host'] as string, port: gunPort });
+    const { key } = await loadOrCreateIdentity(s.identity, passphrase);
+    const waku = await createHeadlessWakuRelay({ host, tcpPort, wsPort, bootstrap: s.bootstrap });
+    const gunRelay = gunPort === undefined ? undefined : await startGunRelay({ host, port: gunPort });
     const gun = gunRelay ? new GunTransport({ peers: [gunRelay.url] }) : undefined;
-    const authToken = process.env[values['db-auth-token-env'] as string];
-    const gatewaySecret = process.env[values['gateway-secret-env'] as string];
-    const models = (values['models'] as string)
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean);
     const relay = await startRelay({
       dbUrl,
       ...(authToken ? { dbAuthToken: authToken } : {}),
-      ...(values['replica'] ? { replicaPath: values['replica'] as string, replicaSyncMs } : {}),
-      config: { corsOrigins },
+      ...(s.replica !== undefined ? { replicaPath: s.replica, replicaSyncMs: s.replicaSyncMs } : {}),
+      config: { corsOrigins: s.corsOrigins },
       maxOpenRequests: maxOpen,
       maxQueuedRequests: maxQueued,
       key,
       transports: gun ? [waku, gun] : [waku],
       embedders: [USE_LITE],
-      configuredModels: models,
-      hostname: values['host'] as string,
+      configuredModels: s.models,
+      hostname: host,
       port,
       log,
       heartbeatIntervalMs: 10_000,
       ...(gatewaySecret ? { gatewaySecret } : {}),
       ...(chain ? { chain } : {}),
     });
-    const devKeyFile = values['dev-key-file'] as string | undefined;
     let devKey: string | undefined;
     if (devKeyFile) {
       if (existsSync(devKeyFile)) devKey = readFileSync(devKeyFile, 'utf8').trim();
@@ -260,7 +420,7 @@ async function main(argv: string[]): Promise<number> {
       coordinator: key.nodeId,
       multiaddrs: waku.addresses(),
       ...(gunRelay ? { gun: gunRelay.url } : {}),
-      db: dbUrl.startsWith('file:') ? dbUrl : dbUrl.replace(/\/\/[^@]*@/, '//'),
+      db: redactDbUrl(dbUrl),
       ...(devKeyFile ? { devKeyFile } : {}),
       ...(chain ? { chain: { chainId: chain.chainId, oracle: chain.oracle, rpc: chain.rpcUrl } } : {}),
     });
