@@ -2,10 +2,13 @@ import { afterAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { type Client, createClient } from '@libsql/client';
 import { type AnyPacket, NodeKey, type Packet, type PacketType, packetId, signPacket } from '@synod/shared';
 import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql';
-import { HistoryStore } from './history-store.ts';
+import { HISTORY_WINDOW, type HistoryQuery, HistoryStore } from './history-store.ts';
+import { applyMigrations } from './migrate.ts';
+import { MIGRATIONS } from './migrations.gen.ts';
 import { openHistory } from './open-history.ts';
 
 const VECTORS = resolve(import.meta.dir, '../../../shared/test-vectors/v1.json');
@@ -19,6 +22,37 @@ const stored = <T extends PacketType>(packet: Packet<T>) => ({ id: packetId(pack
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-history-store-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Statement {
+  sql: string;
+  params: unknown[];
+}
+
+/** A store over `client` that keeps the statements it runs, to explain them. */
+function explainedStore(client: Client) {
+  const statements: Statement[] = [];
+  const store = new HistoryStore(
+    drizzle(client, {
+      schema: historySchema,
+      logger: { logQuery: (sql, params) => statements.push({ sql, params }) },
+    }),
+  );
+  return { store, statements };
+}
+
+/** SQLite's query plan of a statement, one step a line. */
+async function explain(client: Client, s: Statement): Promise<string> {
+  const r = await client.execute({ sql: `EXPLAIN QUERY PLAN ${s.sql}`, args: s.params as never });
+  return r.rows.map((row) => String(row['detail'])).join('\n');
+}
+
+/**
+ * The steps of a plan that scan a table or an index from one end (`SCAN requests`, `SCAN k USING …`),
+ * as opposed to reading a subquery's few rows (`SCAN w`, `SCAN (subquery-2)`) or seeking (`SEARCH`).
+ */
+function tableScans(plan: string): string[] {
+  return plan.split('\n').filter((l) => /^SCAN /.test(l) && !/^SCAN (w|\(subquery-\d+\))$/.test(l));
+}
 
 /** A history holding the golden request and its commits, not yet sealed. */
 async function beforeTheSeal(name: string) {
@@ -179,17 +213,8 @@ describe('HistoryStore: the history by model', () => {
       }
     }
     // The same database through a store that keeps the statements it runs, to explain them.
-    const statements: { sql: string; params: unknown[] }[] = [];
-    const store = new HistoryStore(
-      drizzle(h.client, {
-        schema: historySchema,
-        logger: { logQuery: (sql, params) => statements.push({ sql, params }) },
-      }),
-    );
-    const plan = async (s: { sql: string; params: unknown[] }) =>
-      (await h.client.execute({ sql: `EXPLAIN QUERY PLAN ${s.sql}`, args: s.params as never })).rows
-        .map((r) => String(r['detail']))
-        .join('\n');
+    const { store, statements } = explainedStore(h.client);
+    const plan = (s: Statement) => explain(h.client, s);
     return { h, store, statements, plan };
   }
 
@@ -209,16 +234,318 @@ describe('HistoryStore: the history by model', () => {
       expect((await store.listHistory({ model: 'common', limit: 50 })).items).toHaveLength(40);
       const rare = await store.listHistory({ model: 'rare', status: 'expired', limit: 50 });
       expect(rare.items.map((r) => r.createdAt)).toEqual([7]);
-      // Every page read (the unknown model's too) starts at request_models' model index and scans nothing.
+      // Every page read (the unknown model's too) seeks request_models' model index and scans no table.
       const pages = statements.filter((s) => /CAST\(.*AS BLOB\)/.test(s.sql));
       expect(pages.length).toBeGreaterThanOrEqual(5);
       for (const s of pages) {
         const p = await plan(s);
-        expect(p.split('\n')[0]).toContain('request_models_model_created_idx');
-        expect(p).not.toMatch(/\bSCAN\b/);
+        // (The rare model beside a status with fewer requests still: through that status's index.)
+        expect(p).toMatch(
+          /SEARCH \w+ USING COVERING INDEX (request_models_model_created_idx \(model_id=\?|requests_status_created_idx \(status=\?)/,
+        );
+        expect(tableScans(p)).toEqual([]);
       }
     } finally {
       h.client.close();
+    }
+  });
+});
+
+describe('HistoryStore: every history filter pages through an index', () => {
+  const N = 4_400;
+  const hex = (i: number) => i.toString(16).padStart(64, '0');
+  const C1 = 'c1'.repeat(32);
+  const C2 = 'c2'.repeat(32);
+  const A = 'a1'.repeat(32);
+  const B = 'b1'.repeat(32);
+  const UNKNOWN = 'ee'.repeat(32);
+  const ODD = ['pending', 'sealed', 'no-consensus', 'expired', 'failed'] as const;
+  // Request i, by the same rules as the SQL below. Pairs of requests share a createdAt (ties go by id).
+  const rows = Array.from({ length: N }, (_, i) => ({
+    requestId: hex(i),
+    createdAt: 10_000 + (i >> 1),
+    status: i % 2 === 0 ? 'verdict' : (ODD[(i >> 1) % 5] as string),
+    origin: i % 2 === 1 || i % 100 === 0 ? 'http' : i % 10 === 0 ? 'chain' : 'peer',
+    coordinator: i % 2 === 0 ? C1 : C2,
+    committers: [...(i % 3 === 0 ? [A] : []), ...(i % 400 === 0 ? [B] : [])],
+    models: i % 250 === 0 ? ['common', 'rare'] : ['common'],
+  }));
+  const FILL = `
+    WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${N - 1})
+    INSERT INTO requests (request_id, packet_id, coordinator, prompt, accepted_models, params, frame, origin_kind,
+      chain_id, contract, request_no, tx_hash, block_number, status, created_at, updated_at, raw)
+    SELECT printf('%064x', i), printf('p%063x', i), CASE WHEN i % 2 = 0 THEN '${C1}' ELSE '${C2}' END,
+      'prompt ' || i, CASE WHEN i % 250 = 0 THEN '["common","rare"]' ELSE '["common"]' END, '{}', '{}', o,
+      CASE WHEN o = 'chain' THEN 1 END, CASE WHEN o = 'chain' THEN '0xab' END,
+      CASE WHEN o = 'chain' THEN CAST(i AS TEXT) END, CASE WHEN o = 'chain' THEN '0x01' END,
+      CASE WHEN o = 'chain' THEN i END,
+      CASE WHEN i % 2 = 0 THEN 'verdict'
+        ELSE json_extract('${JSON.stringify(ODD)}', '$[' || ((i >> 1) % 5) || ']') END,
+      10000 + (i >> 1), 1, '{}'
+    FROM (SELECT i, CASE WHEN i % 2 = 1 OR i % 100 = 0 THEN 'http' WHEN i % 10 = 0 THEN 'chain' ELSE 'peer' END AS o
+          FROM n)`;
+  const MODELS = `
+    WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${N - 1})
+    INSERT INTO request_models (request_id, model_id, created_at)
+    SELECT printf('%064x', i), 'common', 10000 + (i >> 1) FROM n
+    UNION ALL SELECT printf('%064x', i), 'rare', 10000 + (i >> 1) FROM n WHERE i % 250 = 0`;
+  // Node B sends two different commitments for each of its requests (equivocation): one row per request.
+  const COMMITS = `
+    WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${N - 1})
+    INSERT INTO commits (packet_id, request_id, node_id, commitment, created_at, raw)
+    SELECT printf('a%063x', i), printf('%064x', i), '${A}', printf('%064x', i), 5, '{}' FROM n WHERE i % 3 = 0
+    UNION ALL SELECT printf('b%063x', i), printf('%064x', i), '${B}', printf('%064x', i), 5, '{}' FROM n WHERE i % 400 = 0
+    UNION ALL SELECT printf('d%063x', i), printf('%064x', i), '${B}', printf('e%063x', i), 5, '{}' FROM n WHERE i % 400 = 0`;
+
+  const expected = (q: Omit<HistoryQuery, 'limit'>) =>
+    rows
+      .filter(
+        (r) =>
+          (q.status === undefined || r.status === q.status) &&
+          (q.origin === undefined || r.origin === q.origin) &&
+          (q.model === undefined || r.models.includes(q.model)) &&
+          (q.node === undefined || r.coordinator === q.node || r.committers.includes(q.node)),
+      )
+      .sort((x, y) => y.createdAt - x.createdAt || (y.requestId < x.requestId ? -1 : 1))
+      .map((r) => r.requestId);
+
+  const QUERIES: Omit<HistoryQuery, 'limit'>[] = [
+    {},
+    ...(['pending', 'sealed', 'verdict', 'no-consensus', 'expired', 'failed'] as const).map((status) => ({
+      status,
+    })),
+    ...(['http', 'peer', 'chain'] as const).map((origin) => ({ origin })),
+    { model: 'common' },
+    { model: 'rare' },
+    { model: 'none' },
+    { node: A },
+    { node: B },
+    { node: C1 },
+    { node: UNKNOWN },
+    { status: 'failed', origin: 'http' },
+    { status: 'verdict', origin: 'chain' },
+    // Both over 2,000 requests, 44 in common: pages end short, the cursor goes on past what was looked at.
+    { status: 'verdict', origin: 'http' },
+    { model: 'common', status: 'verdict', origin: 'http' },
+    { model: 'rare', status: 'pending' },
+    { model: 'common', origin: 'peer' },
+    { node: A, origin: 'peer' },
+    { node: C1, model: 'rare', status: 'verdict' },
+    { node: B, status: 'verdict' },
+    { node: UNKNOWN, status: 'failed' },
+    { node: C2, origin: 'chain' },
+  ];
+
+  test('every filter and combination, page by page, yields exactly its requests, newest first', async () => {
+    const h = await openHistory(`file:${join(dir, 'filters.db')}`);
+    try {
+      for (const s of [FILL, MODELS, COMMITS]) await h.client.execute(s);
+      const { store, statements } = explainedStore(h.client);
+      for (const q of QUERIES) {
+        for (const limit of [50, 200]) {
+          const walked: string[] = [];
+          let cursor: string | undefined;
+          let pages = 0;
+          for (;;) {
+            statements.length = 0;
+            const page = await store.listHistory({ ...q, limit, ...(cursor ? { cursor } : {}) });
+            expect(page.items.length).toBeLessThanOrEqual(limit);
+            // A page reads at most: its probes, its window (or page) and the window's end.
+            expect(statements.length).toBeLessThanOrEqual(6);
+            walked.push(...page.items.map((r) => r.requestId));
+            pages++;
+            if (page.nextCursor === null) break;
+            cursor = page.nextCursor;
+          }
+          expect({ q, limit, walked }).toEqual({ q, limit, walked: expected(q) });
+          // No page is much more than the requests it holds, plus one per window of the chosen index.
+          expect(pages).toBeLessThanOrEqual(
+            Math.ceil(walked.length / limit) + Math.ceil(N / HISTORY_WINDOW) + 1,
+          );
+        }
+      }
+      const item = (await store.listHistory({ node: B, limit: 1 })).items[0];
+      expect(item).toMatchObject({
+        requestId: hex(4000),
+        status: 'verdict',
+        coordinator: C1,
+        origin: 'http',
+        acceptedModels: ['common', 'rare'],
+        prompt: 'prompt 4000',
+        createdAt: 12_000,
+        verdictDigest: null,
+      });
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test('each filter, and each with a cursor, is a range of its own index: no table scanned', async () => {
+    const h = await openHistory(`file:${join(dir, 'plans.db')}`);
+    try {
+      for (const s of [FILL, MODELS, COMMITS]) await h.client.execute(s);
+      const { store, statements } = explainedStore(h.client);
+      const HISTORY_INDEX =
+        /INDEX (requests_created_idx|requests_\w+_created_idx|request_models_model_created_idx|request_committers_node_created_idx)\b/;
+      const INDEX = {
+        status: ['requests_status_created_idx (status=?'],
+        origin: ['requests_origin_created_idx (origin_kind=?'],
+        model: ['request_models_model_created_idx (model_id=?'],
+        node: [
+          'requests_coordinator_created_idx (coordinator=?',
+          'request_committers_node_created_idx (node_id=?',
+        ],
+      };
+      const cursor = `${10_000 + 1_000}:${hex(2_000)}`;
+      // What each query does wrong, if anything, collected so that one run lists every such query.
+      const problems: string[] = [];
+      for (const q of QUERIES) {
+        for (const at of [undefined, cursor]) {
+          const name = `${JSON.stringify(q)}${at ? ' after a cursor' : ''}`;
+          statements.length = 0;
+          await store.listHistory({ ...q, limit: 20, ...(at ? { cursor: at } : {}) });
+          expect(statements.length).toBeGreaterThan(0);
+          const filters = Object.keys(q) as (keyof typeof INDEX)[];
+          const plans = (await Promise.all(statements.map((s) => explain(h.client, s)))).join('\n');
+          for (const l of tableScans(plans)) {
+            // Only the whole history, from its newest request, reads the created_at index from one end.
+            const fromTheTop = filters.length === 0 && !at;
+            if (!(fromTheTop && /^SCAN \w+ USING (COVERING )?INDEX requests_created_idx$/.test(l))) {
+              problems.push(`${name}: ${l}`);
+            }
+          }
+          // Each read of a history index is one of the filters' own, bounded by the cursor when there is one.
+          const reads = plans.split('\n').filter((l) => HISTORY_INDEX.test(l));
+          if (reads.length === 0) problems.push(`${name}: no history index read`);
+          for (const l of reads) {
+            if (at && !l.includes('(created_at,request_id)<(?,?))')) {
+              problems.push(`${name}: not a range from the cursor: ${l}`);
+            }
+            const own = filters.length === 0 ? ['requests_created_idx ('] : filters.flatMap((f) => INDEX[f]);
+            if (!/^SCAN/.test(l) && !own.some((ix) => l.includes(`INDEX ${ix}`))) {
+              problems.push(`${name}: another filter's index: ${l}`);
+            }
+          }
+          // A single filter reads through its own index (a node: through both of its indexes).
+          if (filters.length === 1) {
+            for (const ix of INDEX[filters[0] as keyof typeof INDEX]) {
+              if (!plans.includes(`INDEX ${ix}`)) problems.push(`${name}: not through ${ix}`);
+            }
+          }
+        }
+      }
+      expect(problems).toEqual([]);
+    } finally {
+      h.client.close();
+    }
+  });
+});
+
+describe('HistoryStore: requests by status (/healthz, /metrics)', () => {
+  const truth = async (client: Client) => {
+    const out: Record<string, number> = {
+      pending: 0,
+      sealed: 0,
+      verdict: 0,
+      'no-consensus': 0,
+      expired: 0,
+      failed: 0,
+    };
+    const r = await client.execute('SELECT status, count(*) AS n FROM requests GROUP BY status');
+    for (const row of r.rows) out[String(row['status'])] = Number(row['n']);
+    return out;
+  };
+  const insert = (client: Client, i: number, status: string) =>
+    client.execute({
+      sql: `INSERT INTO requests (request_id, packet_id, coordinator, prompt, accepted_models, params, frame,
+              origin_kind, status, created_at, updated_at, raw)
+            VALUES (?, ?, ?, 'p', '["m"]', '{}', '{}', 'http', ?, ?, 1, '{}') ON CONFLICT DO NOTHING`,
+      args: [i.toString(16).padStart(64, '0'), `p${i}`, 'c'.repeat(64), status, i],
+    });
+
+  test('two relays over one database count every insert, status change and delete alike, without a scan', async () => {
+    const file = `file:${join(dir, 'counts.db')}`;
+    (await beforeTheSeal('counts')).client.close();
+    const a = await openHistory(file);
+    const b = await openHistory(file);
+    try {
+      const [seal] = of('seal');
+      if (!seal) throw new Error('no seal');
+      const golden = JSON.parse(readFileSync(VECTORS, 'utf8')).scenarios[0];
+      const verdict = await signPacket(await NodeKey.fromSeed(new Uint8Array(32).fill(1)), 'verdict', {
+        requestId: seal.body.requestId,
+        verdict: golden.verdict,
+        verdictDigest: golden.verdictDigest,
+        transcriptRoot: golden.root,
+        createdAt: seal.body.createdAt + 20_000,
+      });
+      // Relay a seals and decides the golden request; both relays add requests, some twice.
+      await a.store.recordSeal(stored(seal), 2);
+      await a.store.recordSeal(stored(seal), 3);
+      expect(await a.store.recordVerdict(stored(verdict), 4)).toBe(true);
+      for (let i = 0; i < 30; i++) await insert(i % 2 === 0 ? a.client : b.client, i, 'pending');
+      for (let i = 0; i < 10; i++) await insert(b.client, i, 'pending');
+      await Promise.all([
+        a.store.setStatus((3).toString(16).padStart(64, '0'), 'expired', 5, 'QUEUE_TIMEOUT'),
+        b.store.setStatus((4).toString(16).padStart(64, '0'), 'failed', 5, 'X'),
+        b.store.setStatus((4).toString(16).padStart(64, '0'), 'failed', 6, 'X'),
+        a.client.execute("UPDATE requests SET status = 'sealed' WHERE created_at BETWEEN 10 AND 19"),
+        b.client.execute("UPDATE requests SET updated_at = 9 WHERE status = 'sealed'"),
+      ]);
+      // Pruning (the rows cascade) and a status change of a whole range at once.
+      await b.client.execute("DELETE FROM requests WHERE created_at >= 25 AND status = 'pending'");
+      await a.client.execute(
+        "UPDATE requests SET status = 'no-consensus' WHERE created_at BETWEEN 15 AND 17",
+      );
+      const want = await truth(a.client);
+      expect(want).toMatchObject({ verdict: 1, expired: 1, failed: 1, 'no-consensus': 3, sealed: 7 });
+      const seenByA = explainedStore(a.client);
+      expect(await seenByA.store.counts()).toEqual(want as never);
+      expect(await b.store.counts()).toEqual(want as never);
+      // Six counters read, not the requests counted.
+      for (const s of seenByA.statements) {
+        const plan = await explain(a.client, s);
+        expect(plan).not.toMatch(/requests/);
+        expect(plan).toMatch(/request_counts/);
+      }
+    } finally {
+      a.client.close();
+      b.client.close();
+    }
+  });
+
+  test('migration 0006 counts, and lists the committers of, a history written before it', async () => {
+    const client = createClient({ url: `file:${join(dir, 'upgrade.db')}` });
+    try {
+      await applyMigrations(
+        client,
+        MIGRATIONS.filter((m) => m.tag < '0006'),
+      );
+      for (let i = 0; i < 12; i++) await insert(client, i, i % 3 === 0 ? 'verdict' : 'expired');
+      const node = 'ab'.repeat(32);
+      await client.execute({
+        sql: `INSERT INTO commits (packet_id, request_id, node_id, commitment, created_at, raw)
+              VALUES ('c1', ?, ?, 'x', 1, '{}'), ('c2', ?, ?, 'y', 1, '{}')`,
+        args: [(5).toString(16).padStart(64, '0'), node, (5).toString(16).padStart(64, '0'), node],
+      });
+      expect(await applyMigrations(client, MIGRATIONS)).toEqual(['0006_history_read_paths']);
+      const store = new HistoryStore(drizzle(client, { schema: historySchema }));
+      expect(await store.counts()).toEqual({
+        pending: 0,
+        sealed: 0,
+        verdict: 4,
+        'no-consensus': 0,
+        expired: 8,
+        failed: 0,
+      });
+      const page = await store.listHistory({ node, limit: 10 });
+      expect(page.items.map((r) => r.createdAt)).toEqual([5]);
+      // And from here on, by the triggers.
+      await insert(client, 12, 'pending');
+      await store.setStatus((12).toString(16).padStart(64, '0'), 'sealed', 2);
+      expect((await store.counts()).sealed).toBe(1);
+    } finally {
+      client.close();
     }
   });
 });

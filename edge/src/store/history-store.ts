@@ -21,6 +21,8 @@ import {
   reputation,
   reputationDeltas,
   reputationScore,
+  requestCommitters,
+  requestCounts,
   requestIntake,
   requestModels,
   requestRows,
@@ -34,7 +36,7 @@ import {
   verdictRows,
   verdicts,
 } from '@synod/shared/history';
-import { and, asc, desc, eq, exists, inArray, lt, notInArray, or, type SQL, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, lt, notInArray, or, type SQL, sql } from 'drizzle-orm';
 import type { LibSQLDatabase } from 'drizzle-orm/libsql';
 
 export type HistoryDb = LibSQLDatabase<typeof historySchema>;
@@ -341,96 +343,83 @@ export class HistoryStore {
   }
 
   /**
-   * A page of the history, newest first (keyset on created_at and request id). With `model`, the page
-   * is read through that model's rows of `request_models` (`request_models_model_created_idx`), so a
-   * model with few requests, or none, costs a few index seeks instead of a scan of every request; only
-   * beside `status`, when the model has many requests, through the status index instead (a common model
-   * and a rare status).
+   * A page of the history, newest first (keyset on created_at and request id), read through an index
+   * in that order: the whole history's, or one filter's (the "stream": a status's, an origin's, a
+   * model's rows of `request_models`, or a node's, the requests it coordinated merged with those it
+   * committed to, `request_committers`), from the cursor on. A single filter reads `limit + 1` index
+   * entries and nothing else, matches or none (an unknown model costs one seek, an unknown node two).
+   *
+   * With several filters, the page follows the stream with the fewest entries left (each counted up to
+   * `HISTORY_PROBE`) and checks the others on each request, looking at no more than `HISTORY_WINDOW` of
+   * its entries: a combination that matches few of them may end a page short of `limit`, even empty,
+   * with a `nextCursor` to go on from where it stopped (`null` only at the end of the history).
    */
   async listHistory(q: HistoryQuery): Promise<{ items: HistoryItem[]; nextCursor: string | null }> {
-    const byModel = q.model !== undefined && (q.status === undefined || (await this.#fewRequests(q.model)));
-    const where: SQL[] = [];
-    if (q.status) where.push(eq(requests.status, q.status));
-    if (q.origin) where.push(eq(requests.originKind, q.origin));
-    if (q.model !== undefined && byModel) where.push(eq(requestModels.modelId, q.model));
-    else if (q.model !== undefined) {
-      where.push(
-        exists(
-          this.db
-            .select({ one: sql`1` })
-            .from(requestModels)
-            .where(and(eq(requestModels.requestId, requests.requestId), eq(requestModels.modelId, q.model))),
-        ),
+    const after = q.cursor === undefined ? undefined : parseCursor(q.cursor);
+    const candidates: Stream[] = [];
+    if (q.node !== undefined) candidates.push(nodeStream(q.node));
+    if (q.model !== undefined) candidates.push(modelStream(q.model));
+    if (q.status !== undefined) candidates.push(requestsStream(requests.status, q.status));
+    if (q.origin !== undefined) candidates.push(requestsStream(requests.originKind, q.origin));
+    const stream = candidates.length === 0 ? requestsStream() : await this.#fewest(candidates, after);
+    // What the stream leaves to check on each request (r) it names.
+    const checks: SQL[] = [];
+    if (q.status !== undefined && stream.filter !== 'status') checks.push(sql`r.status = ${q.status}`);
+    if (q.origin !== undefined && stream.filter !== 'origin') checks.push(sql`r.origin_kind = ${q.origin}`);
+    if (q.model !== undefined && stream.filter !== 'model') {
+      checks.push(
+        sql`EXISTS (SELECT 1 FROM ${requestModels} m WHERE m.request_id = r.request_id AND m.model_id = ${q.model})`,
       );
     }
-    if (q.node) {
-      const node = q.node;
-      where.push(
-        or(
-          eq(requests.coordinator, node),
-          exists(
-            this.db
-              .select({ one: sql`1` })
-              .from(commits)
-              .where(and(eq(commits.requestId, requests.requestId), eq(commits.nodeId, node))),
-          ),
-        ) as SQL,
+    if (q.node !== undefined && stream.filter !== 'node') {
+      checks.push(
+        sql`(r.coordinator = ${q.node} OR EXISTS (SELECT 1 FROM ${requestCommitters} n WHERE n.request_id = r.request_id AND n.node_id = ${q.node}))`,
       );
     }
-    // Read through request_models, its (created_at, request_id) are the request's own.
-    const createdAt = byModel ? requestModels.createdAt : requests.createdAt;
-    const requestId = byModel ? requestModels.requestId : requests.requestId;
-    if (q.cursor) {
-      const [at, id] = parseCursor(q.cursor);
-      where.push(or(lt(createdAt, at), and(eq(createdAt, at), lt(requestId, id))) as SQL);
-    }
-    const columns = {
-      requestId: requests.requestId,
-      status: requests.status,
-      coordinator: requests.coordinator,
-      origin: requests.originKind,
-      acceptedModels: requests.acceptedModels,
-      // As bytes: SQLite's text functions and the driver end a TEXT value at its first NUL, and a
-      // prompt may hold one (the packet, and so GET /v1/inference/:id, has it whole).
-      promptBytes: sql<unknown>`CAST(${requests.prompt} AS BLOB)`,
-      createdAt: requests.createdAt,
-      updatedAt: requests.updatedAt,
-      verdictDigest: verdicts.verdictDigest,
-      transcriptRoot: verdicts.transcriptRoot,
-      winnerNodeId: verdicts.winnerNodeId,
-      winnerModelId: verdicts.winnerModelId,
-    };
-    const rows = await (byModel
-      ? this.db
-          .select(columns)
-          .from(requestModels)
-          .innerJoin(requests, eq(requests.requestId, requestModels.requestId))
-      : this.db.select(columns).from(requests)
-    )
-      .leftJoin(verdicts, eq(verdicts.requestId, requests.requestId))
-      .where(where.length > 0 ? and(...where) : undefined)
-      .orderBy(desc(createdAt), desc(requestId))
-      .limit(q.limit + 1);
-    const items = rows.slice(0, q.limit).map(({ promptBytes, ...r }) => {
-      const prompt = textOfBytes(promptBytes);
-      return {
-        ...r,
-        prompt: prompt === null ? null : prompt.length > 200 ? `${prompt.slice(0, 200)}…` : prompt,
-      };
-    });
+    const window = checks.length === 0 ? q.limit + 1 : Math.max(HISTORY_WINDOW, q.limit + 1);
+    // CROSS JOIN: the stream's page (or window) is the outer loop; each request is one primary-key seek.
+    // The prompt as bytes: SQLite's text functions and the driver end a TEXT value at its first NUL, and
+    // a prompt may hold one (the packet, and so GET /v1/inference/:id, has it whole).
+    const rows = await this.db.all<HistoryRow>(sql`SELECT r.request_id AS requestId, r.status AS status,
+        r.coordinator AS coordinator, r.origin_kind AS origin, r.accepted_models AS acceptedModels,
+        CAST(r.prompt AS BLOB) AS promptBytes, r.created_at AS createdAt, r.updated_at AS updatedAt,
+        v.verdict_digest AS verdictDigest, v.transcript_root AS transcriptRoot,
+        v.winner_node_id AS winnerNodeId, v.winner_model_id AS winnerModelId
+      FROM (${stream.keys(after, window)}) AS w
+      CROSS JOIN ${requests} r ON r.request_id = w.request_id
+      LEFT JOIN ${verdicts} v ON v.request_id = r.request_id
+      ${checks.length > 0 ? sql`WHERE ${sql.join(checks, sql` AND `)}` : sql``}
+      ORDER BY w.created_at DESC, w.request_id DESC
+      LIMIT ${q.limit + 1}`);
+    const items = rows.slice(0, q.limit).map(toHistoryItem);
     const last = items[items.length - 1];
-    return {
-      items,
-      nextCursor: rows.length > q.limit && last ? `${last.createdAt}:${last.requestId}` : null,
-    };
+    if (rows.length > q.limit && last) return { items, nextCursor: `${last.createdAt}:${last.requestId}` };
+    if (checks.length === 0) return { items, nextCursor: null };
+    // A short page: the window's last entry, if the window was full, is where the next page starts.
+    const [end] = await this.db.all<{ created_at: number; request_id: string }>(
+      sql`SELECT created_at, request_id FROM (${stream.keys(after, 1, window - 1)})`,
+    );
+    return { items, nextCursor: end ? `${Number(end.created_at)}:${end.request_id}` : null };
   }
 
-  /** Whether fewer than `MODEL_PROBE` requests accepted `model` (counted through its index, bounded). */
-  async #fewRequests(model: string): Promise<boolean> {
-    const [row] = await this.db.all<{ n: number }>(
-      sql`SELECT count(*) AS n FROM (SELECT 1 FROM ${requestModels} WHERE ${requestModels.modelId} = ${model} LIMIT ${MODEL_PROBE})`,
-    );
-    return Number(row?.n ?? 0) < MODEL_PROBE;
+  /**
+   * Of several filters' streams, the one with the fewest entries after the cursor, each counted through
+   * its index up to `HISTORY_PROBE` (so at most that many entries looked at per stream); ties go to the
+   * first (node, model, status, origin).
+   */
+  async #fewest(streams: Stream[], after: Cursor | undefined): Promise<Stream> {
+    if (streams.length === 1) return streams[0] as Stream;
+    let best = streams[0] as Stream;
+    let fewest = Number.POSITIVE_INFINITY;
+    for (const s of streams) {
+      const [row] = await this.db.all<{ n: number }>(
+        sql`SELECT count(*) AS n FROM (${s.keys(after, HISTORY_PROBE)})`,
+      );
+      const n = Number(row?.n ?? 0);
+      if (n < fewest) [best, fewest] = [s, n];
+      if (n === 0) break;
+    }
+    return best;
   }
 
   /**
@@ -501,12 +490,16 @@ export class HistoryStore {
       .onConflictDoNothing();
   }
 
+  /**
+   * Requests in the history by status: the counters `request_counts` that triggers keep in the
+   * transaction of every insert, status change and delete of a request (migration 0006), so six rows
+   * read, however long the history, and the same numbers from every relay over the database.
+   */
   async counts(): Promise<Record<RequestStatus, number>> {
     this.checkFile?.();
     const rows = await this.db
-      .select({ status: requests.status, n: sql<number>`count(*)` })
-      .from(requests)
-      .groupBy(requests.status);
+      .select({ status: requestCounts.status, n: requestCounts.n })
+      .from(requestCounts);
     const out = { pending: 0, sealed: 0, verdict: 0, 'no-consensus': 0, expired: 0, failed: 0 } as Record<
       RequestStatus,
       number
@@ -548,11 +541,99 @@ function textOfBytes(v: unknown): string | null {
   throw new TypeError(`a BLOB read as ${Object.prototype.toString.call(v)}`);
 }
 
+/** `listHistory` with several filters: the entries of each filter's index counted to pick the fewest. */
+const HISTORY_PROBE = 10_000;
+
 /**
- * `listHistory` with both `model` and `status`: a model with fewer requests than this is read through
- * its own index (at most this many rows looked at), a commoner one through the status index.
+ * `listHistory` with several filters: the entries of the chosen index looked at, at most, for a page
+ * (the requests they name checked against the other filters, one primary-key seek each).
  */
-const MODEL_PROBE = 10_000;
+export const HISTORY_WINDOW = 2_000;
+
+type Cursor = [createdAt: number, requestId: string];
+
+/**
+ * One filter's index, in history order: `keys(after, limit, offset)` is a query of `(created_at,
+ * request_id)` of up to `limit` entries after the cursor, newest first, a range of the index (the row
+ * value `(created_at, request_id) < (…)` bounds it, where an OR of the two would walk every entry
+ * before the cursor).
+ */
+interface Stream {
+  filter: 'node' | 'model' | 'status' | 'origin' | null;
+  keys(after: Cursor | undefined, limit: number, offset?: number): SQL;
+}
+
+/** Keys of one index range, with `table` the alias `k` and `key` the filter's condition on it (or none). */
+function range(table: SQL, key: SQL | null, after: Cursor | undefined, limit: number, offset = 0): SQL {
+  const where: SQL[] = [];
+  if (key) where.push(key);
+  if (after) where.push(sql`(k.created_at, k.request_id) < (${after[0]}, ${after[1]})`);
+  return sql`SELECT k.created_at, k.request_id FROM ${table} k
+    ${where.length > 0 ? sql`WHERE ${sql.join(where, sql` AND `)}` : sql``}
+    ORDER BY k.created_at DESC, k.request_id DESC LIMIT ${limit} OFFSET ${offset}`;
+}
+
+/** The whole history (`requests_created_idx`), or one status's or origin's (`requests_*_created_idx`). */
+function requestsStream(
+  column?: typeof requests.status | typeof requests.originKind,
+  value?: string,
+): Stream {
+  const filter = column === undefined ? null : column === requests.status ? 'status' : 'origin';
+  const key = column === undefined ? null : sql`k.${sql.identifier(column.name)} = ${value}`;
+  return { filter, keys: (after, limit, offset) => range(sql`${requests}`, key, after, limit, offset) };
+}
+
+/** The requests that accepted a model (`request_models_model_created_idx`). */
+function modelStream(model: string): Stream {
+  return {
+    filter: 'model',
+    keys: (after, limit, offset) =>
+      range(sql`${requestModels}`, sql`k.model_id = ${model}`, after, limit, offset),
+  };
+}
+
+/**
+ * The requests a node coordinated (`requests_coordinator_created_idx`) or committed to
+ * (`request_committers_node_created_idx`): the first `limit + offset` of each, merged (UNION drops a
+ * request in both).
+ */
+function nodeStream(node: string): Stream {
+  return {
+    filter: 'node',
+    keys: (after, limit, offset = 0) => sql`SELECT created_at, request_id FROM (
+        SELECT * FROM (${range(sql`${requests}`, sql`k.coordinator = ${node}`, after, limit + offset)})
+        UNION
+        SELECT * FROM (${range(sql`${requestCommitters}`, sql`k.node_id = ${node}`, after, limit + offset)})
+      ) ORDER BY created_at DESC, request_id DESC LIMIT ${limit} OFFSET ${offset}`,
+  };
+}
+
+/** A row of `listHistory`'s query, as the driver returns it. */
+interface HistoryRow {
+  requestId: string;
+  status: RequestStatus;
+  coordinator: string;
+  origin: OriginKind;
+  acceptedModels: string;
+  promptBytes: unknown;
+  createdAt: number;
+  updatedAt: number;
+  verdictDigest: string | null;
+  transcriptRoot: string | null;
+  winnerNodeId: string | null;
+  winnerModelId: string | null;
+}
+
+function toHistoryItem({ promptBytes, acceptedModels, ...r }: HistoryRow): HistoryItem {
+  const prompt = textOfBytes(promptBytes);
+  return {
+    ...r,
+    createdAt: Number(r.createdAt),
+    updatedAt: Number(r.updatedAt),
+    acceptedModels: JSON.parse(acceptedModels) as string[],
+    prompt: prompt === null ? null : prompt.length > 200 ? `${prompt.slice(0, 200)}…` : prompt,
+  };
+}
 
 /** How long a node that never took part in a verdict stays in the registry after its last heartbeat. */
 export const NODE_RETENTION_MS = 24 * 60 * 60 * 1000;
@@ -616,7 +697,7 @@ export interface NodeSummary {
   };
 }
 
-function parseCursor(cursor: string): [number, string] {
+function parseCursor(cursor: string): Cursor {
   const m = /^(\d{1,16}):([0-9a-zA-Z:x]{1,128})$/.exec(cursor);
   if (!m) throw new RangeError('bad cursor');
   return [Number(m[1]), m[2] as string];

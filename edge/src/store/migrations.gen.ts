@@ -125,5 +125,22 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
       "ALTER TABLE `chain_requests` ADD `finalized_at` integer;",
       "CREATE INDEX `chain_requests_unfinal_idx` ON `chain_requests` (`chain_id`,`contract`,`updated_at`) WHERE \"status\" in ('fulfilled', 'refunded') and \"finalized_at\" is null;"
     ]
+  },
+  {
+    "tag": "0006_history_read_paths",
+    "folderMillis": 1795382715410,
+    "hash": "aa970d66273f41f920416da3a2e50b1ba6133659c1344e40fcd5e69c693d37de",
+    "statements": [
+      "CREATE TABLE `request_committers` (\n\t`request_id` text NOT NULL,\n\t`node_id` text NOT NULL,\n\t`created_at` integer NOT NULL,\n\tPRIMARY KEY(`request_id`, `node_id`),\n\tFOREIGN KEY (`request_id`) REFERENCES `requests`(`request_id`) ON UPDATE no action ON DELETE cascade\n);",
+      "CREATE INDEX `request_committers_node_created_idx` ON `request_committers` (`node_id`,`created_at`,`request_id`);",
+      "CREATE TABLE `request_counts` (\n\t`status` text PRIMARY KEY NOT NULL,\n\t`n` integer DEFAULT 0 NOT NULL,\n\tCONSTRAINT \"request_counts_status_ck\" CHECK(\"status\" in ('pending', 'sealed', 'verdict', 'no-consensus', 'expired', 'failed'))\n);",
+      "CREATE INDEX `requests_origin_created_idx` ON `requests` (`origin_kind`,`created_at`,`request_id`);",
+      "-- Written by hand below (drizzle-kit generates no triggers): request_counts and request_committers\n-- are kept by the database, in the transaction of every write to requests and commits, whoever writes.\nINSERT INTO `request_counts` (`status`, `n`) SELECT `status`, count(*) FROM `requests` GROUP BY `status`;",
+      "INSERT OR IGNORE INTO `request_committers` (`request_id`, `node_id`, `created_at`)\n  SELECT c.`request_id`, c.`node_id`, r.`created_at` FROM `commits` c JOIN `requests` r ON r.`request_id` = c.`request_id`;",
+      "CREATE TRIGGER `requests_count_insert` AFTER INSERT ON `requests` BEGIN\n  INSERT INTO `request_counts` (`status`, `n`) VALUES (new.`status`, 1)\n    ON CONFLICT (`status`) DO UPDATE SET `n` = `n` + 1;\nEND;",
+      "CREATE TRIGGER `requests_count_status` AFTER UPDATE OF `status` ON `requests` WHEN old.`status` IS NOT new.`status` BEGIN\n  UPDATE `request_counts` SET `n` = `n` - 1 WHERE `status` = old.`status`;\n  INSERT INTO `request_counts` (`status`, `n`) VALUES (new.`status`, 1)\n    ON CONFLICT (`status`) DO UPDATE SET `n` = `n` + 1;\nEND;",
+      "CREATE TRIGGER `requests_count_delete` AFTER DELETE ON `requests` BEGIN\n  UPDATE `request_counts` SET `n` = `n` - 1 WHERE `status` = old.`status`;\nEND;",
+      "CREATE TRIGGER `commits_committer_insert` AFTER INSERT ON `commits` BEGIN\n  INSERT OR IGNORE INTO `request_committers` (`request_id`, `node_id`, `created_at`)\n    SELECT `request_id`, new.`node_id`, `created_at` FROM `requests` WHERE `request_id` = new.`request_id`;\nEND;"
+    ]
   }
 ];

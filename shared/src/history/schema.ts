@@ -127,6 +127,11 @@ function isRequestId(column: AnySQLiteColumn): SQL {
 /**
  * One row per accepted request. Durability: the relay inserts this row (in the same transaction as the
  * idempotency row, if any) before it answers 2xx.
+ *
+ * Triggers (written by hand in migration 0006, drizzle-kit knows none) keep `request_counts` and
+ * `request_committers` in step with this table and `commits`, in the same transaction as every write.
+ * A later migration that rebuilds `requests` or `commits` (drizzle-kit's `__new_…` copy) drops their
+ * triggers with the old table: it must create them again (the tests of both tables then fail).
  */
 export const requests = sqliteTable(
   'requests',
@@ -163,6 +168,7 @@ export const requests = sqliteTable(
     index('requests_created_idx').on(t.createdAt, t.requestId),
     index('requests_status_created_idx').on(t.status, t.createdAt, t.requestId),
     index('requests_coordinator_created_idx').on(t.coordinator, t.createdAt, t.requestId),
+    index('requests_origin_created_idx').on(t.originKind, t.createdAt, t.requestId),
     // Target of the seal's composite foreign key (a seal names both the request id and its packet id).
     uniqueIndex('requests_id_packet_uq').on(t.requestId, t.packetId),
     check('requests_status_ck', oneOf(t.status, REQUEST_STATUSES)),
@@ -193,6 +199,42 @@ export const requestModels = sqliteTable(
     primaryKey({ name: 'request_models_pk', columns: [t.requestId, t.modelId] }),
     index('request_models_model_created_idx').on(t.modelId, t.createdAt, t.requestId),
   ],
+);
+
+/**
+ * The nodes that committed to a request, one row per (request, node) however many commits it sent, so
+ * the history can be read by node through an index in the request's own order (`commits.created_at` is
+ * the commit's). `created_at` is the request's. Filled by a trigger on `commits` (migration 0006), so
+ * every writer keeps it, whatever its version; the rows go with their request.
+ */
+export const requestCommitters = sqliteTable(
+  'request_committers',
+  {
+    requestId: text('request_id')
+      .notNull()
+      .references(() => requests.requestId, { onDelete: 'cascade' }),
+    nodeId: text('node_id').notNull(),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [
+    primaryKey({ name: 'request_committers_pk', columns: [t.requestId, t.nodeId] }),
+    index('request_committers_node_created_idx').on(t.nodeId, t.createdAt, t.requestId),
+  ],
+);
+
+/**
+ * How many requests the history holds in each status, kept by triggers on `requests` (migration 0006)
+ * in the same transaction as every insert, status change and delete, so reading them (`/healthz`,
+ * `/metrics`) costs six rows however long the history is, and every relay over the database reads the
+ * same numbers. A status with no row has none.
+ */
+export const requestCounts = sqliteTable(
+  'request_counts',
+  {
+    status: text('status', { enum: REQUEST_STATUSES }).primaryKey(),
+    n: integer('n').notNull().default(0),
+  },
+  (t) => [check('request_counts_status_ck', oneOf(t.status, REQUEST_STATUSES))],
 );
 
 /**
@@ -701,6 +743,8 @@ export type RequestRow = typeof requests.$inferSelect;
 export type NewRequestRow = typeof requests.$inferInsert;
 export type RequestModelRow = typeof requestModels.$inferSelect;
 export type NewRequestModelRow = typeof requestModels.$inferInsert;
+export type RequestCommitterRow = typeof requestCommitters.$inferSelect;
+export type RequestCountRow = typeof requestCounts.$inferSelect;
 export type CommitRow = typeof commits.$inferSelect;
 export type NewCommitRow = typeof commits.$inferInsert;
 export type SealRow = typeof seals.$inferSelect;
@@ -734,6 +778,8 @@ export type NewChainCursorRow = typeof chainCursors.$inferInsert;
 export const historySchema = {
   requests,
   requestModels,
+  requestCommitters,
+  requestCounts,
   commits,
   seals,
   sealMembers,
