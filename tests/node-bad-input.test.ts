@@ -208,9 +208,10 @@ describe('a node under hostile input over a real Waku link', () => {
       // junk was judged before gossipsub could forward it: the coordinator, one hop further, saw none of it
       const coordinatorAfter = net.coordinator.node.metrics().intake;
       expect(coordinatorAfter.offered - coordinatorBefore.offered).toBe(0);
-      // the attacker is cut off: its score is negative (rejections are scored) and it is graylisted by
-      // gossipsub, banned by the intake, or both
-      expect(attackerScore()).toBeLessThan(0);
+      // the attacker is cut off: graylisted by gossipsub (rejections are scored), banned by the intake,
+      // or both. (Its score itself is not asserted: a ban hangs up on it, and gossipsub drops the stats
+      // of a peer that leaves with a positive cached score, so it can read 0 afterwards; scoring itself
+      // is tested in waku-relay.test.ts.)
       expect(graylisted() || fromAttacker?.bannedUntil !== undefined).toBe(true);
       expect(node().node.metrics().machines.node).toBeLessThanOrEqual(2); // no machine per junk packet
       const growth = heapMb() - heap0;
