@@ -608,21 +608,14 @@ function nodeStream(node: string): Stream {
   };
 }
 
-/** A row of `listHistory`'s query, as the driver returns it. */
-interface HistoryRow {
-  requestId: string;
-  status: RequestStatus;
-  coordinator: string;
-  origin: OriginKind;
+/**
+ * A row of `listHistory`'s query, as the driver returns it: the item's columns, with the accepted models
+ * as stored (JSON text) and the prompt as bytes (see `textOfBytes`).
+ */
+type HistoryRow = Omit<HistoryItem, 'acceptedModels' | 'prompt'> & {
   acceptedModels: string;
   promptBytes: unknown;
-  createdAt: number;
-  updatedAt: number;
-  verdictDigest: string | null;
-  transcriptRoot: string | null;
-  winnerNodeId: string | null;
-  winnerModelId: string | null;
-}
+};
 
 function toHistoryItem({ promptBytes, acceptedModels, ...r }: HistoryRow): HistoryItem {
   const prompt = textOfBytes(promptBytes);
