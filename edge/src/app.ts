@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import { AdmissionHealth } from './http/admission-health.ts';
 import { allowedMethods } from './http/allowed-methods.ts';
 import { corsFor } from './http/cors.ts';
 import { edgeError, HttpError, toHttpError } from './http/errors.ts';
@@ -12,8 +13,11 @@ import { mountVerify } from './routes/verify.ts';
  * The edge's Hono app, free of any runtime: runtime adapters (runtime/bun.ts, runtime/workerd.ts) build
  * its dependencies (libSQL client, relay network, clock) and serve `app.fetch`.
  */
-export function createApp(deps: EdgeDeps): Hono {
+export function createApp(given: EdgeDeps): Hono {
   const app = new Hono();
+  // Every admission's outcome is watched, so /healthz can say when requests are not being stored.
+  const admissionHealth = given.admissionHealth ?? new AdmissionHealth(given.now);
+  const deps: EdgeDeps = { ...given, admitter: admissionHealth.watch(given.admitter), admissionHealth };
 
   // Browsers on the configured origins may call the API (opt-in; see EdgeConfig.corsOrigins).
   if (deps.config.corsOrigins.length > 0) app.use(corsFor(deps.config.corsOrigins));

@@ -376,7 +376,8 @@ export function openApiDocument(version: string): Json {
       },
       '/healthz': {
         get: {
-          summary: 'Health of the database and the network',
+          summary:
+            'Health of the database (reads, and whether the latest admission was stored) and the network',
           responses: {
             '200': json({ type: 'object' }, 'healthy'),
             '503': json({ type: 'object' }, 'not healthy'),

@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import type { ApiKeyCache } from '../auth/api-key-cache.ts';
 import type { EdgeConfig } from '../config.ts';
+import type { AdmissionHealth } from '../http/admission-health.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RateLimiter } from '../rate-limit.ts';
 import type { Admitter, RelayNetwork } from '../relay/network.ts';
@@ -27,6 +28,8 @@ export interface EdgeDeps {
   sleep: (ms: number) => Promise<void>;
   /** The accept path's group commit, for /metrics (under Bun; the worker has none). */
   admissionStats?: () => AdmissionStats;
+  /** How the latest admission went, for /healthz (createApp makes one when none is given). */
+  admissionHealth?: AdmissionHealth;
 }
 
 /** Running totals of the accept path's group commit since the relay started. */

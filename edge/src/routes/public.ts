@@ -22,8 +22,15 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     } catch {
       db = false;
     }
-    const ok = db && net.ok;
-    return c.json({ ok, db, network: net, coordinator: deps.network.coordinatorId }, ok ? 200 : 503);
+    // Reads can work while every write fails (a full disk): then no request is being accepted.
+    const failing = deps.admissionHealth?.failing() ?? null;
+    const admissions =
+      failing === null ? { ok: true } : { ok: false, failedAt: failing.at, reason: failing.reason };
+    const ok = db && admissions.ok && net.ok;
+    return c.json(
+      { ok, db, admissions, network: net, coordinator: deps.network.coordinatorId },
+      ok ? 200 : 503,
+    );
   });
 
   app.get('/metrics', async (c) => {

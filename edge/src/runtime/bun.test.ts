@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryNetwork } from '@synod/browser-node';
 import { NodeKey } from '@synod/shared';
+import { createApiKey } from '../auth/api-keys.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { openHistory } from '../store/open-history.ts';
 import { TEST_COORDINATOR, TEST_EMBEDDER, testAdmission, testBody } from '../store/test-admissions.ts';
@@ -100,4 +101,49 @@ describe('startRelay when its database file goes', () => {
       }
     });
   }
+});
+
+describe('startRelay when its database refuses writes', () => {
+  test('a full database: admissions get 503, /healthz says requests are not being stored, until one commits', async () => {
+    const relay = await relayOn(`file:${join(dir, 'full.db')}`, {}, { admissionThread: false });
+    try {
+      const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
+      await relay.store.createApiKey({ id: k.id, hash: k.hash, label: 'ops', quotaPerDay: 1000 }, Date.now());
+      const submit = (prompt: string) =>
+        relay.app.request('/v1/inference', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` },
+          body: JSON.stringify({ prompt, models: ['m'] }),
+        });
+      const health = async () => {
+        const r = await relay.app.request('/healthz');
+        const j = (await r.json()) as { db: boolean; admissions: { ok: boolean; reason?: string } };
+        return { status: r.status, db: j.db, admissions: j.admissions };
+      };
+      expect((await submit('first')).status).toBe(202);
+      expect((await health()).admissions).toEqual({ ok: true });
+      // SQLite's own "database or disk is full", as on a full disk: no page past the file's current size.
+      const pages = Number((await relay.client.execute('PRAGMA page_count')).rows[0]?.[0]);
+      await relay.client.execute(`PRAGMA max_page_count = ${pages}`);
+      let refused: Response | undefined;
+      for (let i = 0; i < 200 && refused === undefined; i++) {
+        const r = await submit(`${'x'.repeat(4000)} ${i}`);
+        if (r.status !== 202) refused = r;
+      }
+      if (refused === undefined) throw new Error('the full database took every request');
+      expect(refused.status).toBe(503);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('STORE_UNAVAILABLE');
+      const down = await health();
+      expect(down.status).toBe(503);
+      expect(down.db).toBe(true); // reads still work
+      expect(down.admissions.ok).toBe(false);
+      expect(down.admissions.reason).toContain('full');
+      // room again: the next admission commits, and health follows at once
+      await relay.client.execute('PRAGMA max_page_count = 1073741823');
+      expect((await submit('after')).status).toBe(202);
+      expect(await health()).toMatchObject({ status: 200, admissions: { ok: true } });
+    } finally {
+      await relay.stop();
+    }
+  });
 });

@@ -1,0 +1,35 @@
+import { describe, expect, test } from 'bun:test';
+import type { Admitter } from '../relay/network.ts';
+import { testAdmission } from '../store/test-admissions.ts';
+import { ADMISSION_FAILURE_HOLD_MS, AdmissionHealth } from './admission-health.ts';
+
+/** Test double of an admitter whose writes fail while `full` (the real path: runtime/bun.test.ts). */
+class SwitchableAdmitterDouble implements Admitter {
+  full = false;
+  async admit(): ReturnType<Admitter['admit']> {
+    if (this.full) throw new Error('database or disk is full');
+    return { kind: 'created', requestId: 'r', quota: { limit: 1, remaining: 1, day: '2026-11-22' } } as never;
+  }
+}
+
+describe('AdmissionHealth', () => {
+  test('a failed admission holds for a while, and one stored clears it at once', async () => {
+    let now = 1_000;
+    const health = new AdmissionHealth(() => now);
+    const inner = new SwitchableAdmitterDouble();
+    const admitter = health.watch(inner);
+    expect(health.failing()).toBeNull();
+    inner.full = true;
+    await expect(admitter.admit(testAdmission())).rejects.toThrow('full');
+    expect(health.failing()).toEqual({ at: 1_000, reason: 'database or disk is full' });
+    now += ADMISSION_FAILURE_HOLD_MS - 1;
+    expect(health.failing()).not.toBeNull();
+    now += 1; // nothing was asked since: a drained relay is not held down for good
+    expect(health.failing()).toBeNull();
+    await expect(admitter.admit(testAdmission())).rejects.toThrow('full');
+    expect(health.failing()).not.toBeNull();
+    inner.full = false;
+    await admitter.admit(testAdmission());
+    expect(health.failing()).toBeNull();
+  });
+});
