@@ -36,6 +36,7 @@ import { parseChainBridge } from '../chain/bridge-config.ts';
 import type { ChainWatcherStats } from '../chain/chain-watcher.ts';
 import { relayChainWatcher } from '../chain/relay-watcher.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig, parseCorsOrigins } from '../config.ts';
+import { AdmissionHealth } from '../http/admission-health.ts';
 import { corsFor } from '../http/cors.ts';
 import { edgeError, type HttpError, toHttpError } from '../http/errors.ts';
 import { Metrics } from '../metrics.ts';
@@ -78,6 +79,8 @@ interface Isolate {
   metrics: Metrics;
   limiter: RateLimiter;
   apiKeys: ApiKeyCache;
+  /** How this isolate's latest admission went (an app is made per request; this outlives it). */
+  admissionHealth: AdmissionHealth;
   migrated: Promise<void> | undefined;
 }
 
@@ -182,6 +185,7 @@ function isolateFor(
       metrics: new Metrics(),
       limiter: new RateLimiter(DEFAULT_EDGE_CONFIG.rateLimit, now),
       apiKeys: new ApiKeyCache({ now, ttlMs: DEFAULT_EDGE_CONFIG.apiKeyCacheMs }),
+      admissionHealth: new AdmissionHealth(now),
       migrated: undefined,
     };
   }
@@ -240,6 +244,7 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
     store: new HistoryStore(drizzle(client, { schema: historySchema })),
     intake,
     admitter: gatewayAdmitter(intake, iso.network),
+    admissionHealth: iso.admissionHealth,
     apiKeys: iso.apiKeys,
     network,
     config,
