@@ -1,14 +1,15 @@
 import { describe, expect, test } from 'bun:test';
 import type { Admitter } from '../relay/network.ts';
+import type { AdmissionOutcome } from '../store/intake-store.ts';
 import { testAdmission } from '../store/test-admissions.ts';
 import { ADMISSION_FAILURE_HOLD_MS, AdmissionHealth } from './admission-health.ts';
 
 /** Test double of an admitter whose writes fail while `full` (the real path: runtime/bun.test.ts). */
 class SwitchableAdmitterDouble implements Admitter {
   full = false;
-  async admit(): ReturnType<Admitter['admit']> {
+  async admit(): Promise<AdmissionOutcome> {
     if (this.full) throw new Error('database or disk is full');
-    return { kind: 'created', requestId: 'r', quota: { limit: 1, remaining: 1, day: '2026-11-22' } } as never;
+    return { kind: 'created', requestId: 'r', usedToday: 1 };
   }
 }
 
