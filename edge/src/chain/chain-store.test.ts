@@ -2,6 +2,8 @@ import { afterAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { historySchema } from '@synod/shared/history';
+import { drizzle } from 'drizzle-orm/libsql';
 import { openHistory } from '../store/open-history.ts';
 import { ChainStore } from './chain-store.ts';
 import type { OracleRequestEvent } from './oracle-request.ts';
@@ -94,6 +96,30 @@ describe('ChainStore', () => {
       blockHash: hash('b9'),
     });
     expect(await s.counts(ORACLE)).toEqual({ pending: 3, fulfilled: 1, refunded: 0, reorged: 0 });
+  });
+
+  test("every oracle's counts are read from the counters the database keeps, not counted", async () => {
+    const s = await store();
+    const other = { ...ORACLE, contract: `0x${'99'.repeat(20)}` as const };
+    await s.recordRequest(event(1n), 1);
+    await s.recordRequest(event(2n, { blockNumber: 12n }), 1);
+    await s.recordRequest(event(1n, { contract: other.contract }), 1);
+    expect(await s.markReorged(ORACLE, 11n, 2)).toBe(1);
+    expect(await s.recordRequest(event(2n, { blockNumber: 14n, blockHash: hash('b9') }), 3)).toBe('restored');
+    expect(await s.markReorged(other, 0n, 4)).toBe(1);
+    expect(await s.counts()).toEqual({ pending: 2, fulfilled: 0, refunded: 0, reorged: 1 });
+    expect(await s.counts(ORACLE)).toEqual({ pending: 2, fulfilled: 0, refunded: 0, reorged: 0 });
+    expect(await s.counts(other)).toEqual({ pending: 0, fulfilled: 0, refunded: 0, reorged: 1 });
+    const client = clients.get(s);
+    if (client === undefined) throw new Error('no client');
+    // The same database through a store that keeps the statements it runs.
+    const seen: string[] = [];
+    const logged = new ChainStore(
+      drizzle(client, { schema: historySchema, logger: { logQuery: (sql) => seen.push(sql) } }),
+    );
+    expect(await logged.counts()).toEqual({ pending: 2, fulfilled: 0, refunded: 0, reorged: 1 });
+    expect(seen.join('\n')).toMatch(/chain_request_counts/);
+    expect(seen.join('\n')).not.toMatch(/from "chain_requests"/i);
   });
 
   test('after a reorg the same transaction and log index may carry another request number', async () => {

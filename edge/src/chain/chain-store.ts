@@ -3,6 +3,7 @@ import {
   type ChainRequestRow,
   type ChainRequestStatus,
   chainCursors,
+  chainRequestCounts,
   chainRequests,
 } from '@synod/shared/history';
 import { and, asc, desc, eq, gte, inArray, isNull, type SQL, sql } from 'drizzle-orm';
@@ -298,17 +299,22 @@ export class ChainStore {
     return Number(rows[0]?.n ?? 0);
   }
 
-  /** Rows by status: of one oracle, or of every oracle (`/metrics`). */
-  counts(o?: OracleRef): Promise<Record<ChainRequestStatus, number>> {
-    return this.#counts(o === undefined ? undefined : and(...ChainStore.#of(o)));
-  }
-
-  async #counts(where?: SQL): Promise<Record<ChainRequestStatus, number>> {
-    const rows = await this.db
-      .select({ status: chainRequests.status, n: sql<number>`count(*)` })
-      .from(chainRequests)
-      .where(where)
-      .groupBy(chainRequests.status);
+  /**
+   * Rows by status: of one oracle (counted from its rows), or of every oracle (`/metrics`: the counters
+   * `chain_request_counts` that triggers keep in the transaction of every write, four rows however many
+   * requests there were).
+   */
+  async counts(o?: OracleRef): Promise<Record<ChainRequestStatus, number>> {
+    const rows =
+      o === undefined
+        ? await this.db
+            .select({ status: chainRequestCounts.status, n: chainRequestCounts.n })
+            .from(chainRequestCounts)
+        : await this.db
+            .select({ status: chainRequests.status, n: sql<number>`count(*)` })
+            .from(chainRequests)
+            .where(and(...ChainStore.#of(o)))
+            .groupBy(chainRequests.status);
     const out: Record<ChainRequestStatus, number> = { pending: 0, fulfilled: 0, refunded: 0, reorged: 0 };
     for (const r of rows) out[r.status] = Number(r.n);
     return out;

@@ -528,7 +528,10 @@ describe('HistoryStore: requests by status (/healthz, /metrics)', () => {
               VALUES ('c1', ?, ?, 'x', 1, '{}'), ('c2', ?, ?, 'y', 1, '{}')`,
         args: [(5).toString(16).padStart(64, '0'), node, (5).toString(16).padStart(64, '0'), node],
       });
-      expect(await applyMigrations(client, MIGRATIONS)).toEqual(['0006_history_read_paths']);
+      expect(await applyMigrations(client, MIGRATIONS)).toEqual([
+        '0006_history_read_paths',
+        '0007_chain_request_counts',
+      ]);
       const store = new HistoryStore(drizzle(client, { schema: historySchema }));
       expect(await store.counts()).toEqual({
         pending: 0,

@@ -92,6 +92,45 @@ describe('applyMigrations', () => {
     c.close();
   });
 
+  test('0007 counts the oracle requests written before it, and triggers keep the counts from then on', async () => {
+    const c = fresh();
+    await applyMigrations(
+      c,
+      MIGRATIONS.filter((m) => m.tag < '0007'),
+    );
+    const row = (contract: string, no: number, status: string, tx: string | null) =>
+      c.execute({
+        sql: `INSERT INTO chain_requests (chain_id, contract, request_no, request_id, tx_hash, log_index,
+                block_number, block_hash, status, fulfilled_tx, created_at, updated_at)
+              VALUES (1, ?, ?, ?, '0x01', ?, 5, '0x05', ?, ?, 1, 1)`,
+        args: [contract, String(no), `1:${contract}:${no}`, no, status, tx],
+      });
+    const [a, b] = [`0x${'ab'.repeat(20)}`, `0x${'cd'.repeat(20)}`];
+    await row(a, 1, 'fulfilled', '0xf1');
+    await row(a, 2, 'pending', null);
+    await row(b, 1, 'pending', null);
+    await row(b, 2, 'refunded', '0xf3');
+    expect(await applyMigrations(c, MIGRATIONS)).toEqual(['0007_chain_request_counts']);
+    const counts = async () =>
+      Object.fromEntries(
+        (await c.execute('SELECT status, n FROM chain_request_counts ORDER BY status')).rows.map((r) => [
+          r['status'],
+          Number(r['n']),
+        ]),
+      );
+    expect(await counts()).toEqual({ fulfilled: 1, pending: 2, refunded: 1 });
+    await row(a, 3, 'pending', null);
+    await c.execute("UPDATE chain_requests SET status = 'reorged' WHERE request_no = '1' AND contract = ?", [
+      b,
+    ]);
+    await c.execute("UPDATE chain_requests SET updated_at = 9 WHERE request_no = '2'");
+    await c.execute("DELETE FROM chain_requests WHERE request_no = '1' AND contract = ?", [a]);
+    expect(await counts()).toEqual({ fulfilled: 0, pending: 2, refunded: 1, reorged: 1 });
+    const recount = await c.execute('SELECT status, count(*) AS n FROM chain_requests GROUP BY status');
+    for (const r of recount.rows) expect((await counts())[String(r['status'])]).toBe(Number(r['n']));
+    c.close();
+  });
+
   test('a migration that fails part way leaves nothing of itself behind', async () => {
     const c = fresh();
     await applyMigrations(c, MIGRATIONS);

@@ -142,5 +142,17 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
       "CREATE TRIGGER `requests_count_delete` AFTER DELETE ON `requests` BEGIN\n  UPDATE `request_counts` SET `n` = `n` - 1 WHERE `status` = old.`status`;\nEND;",
       "CREATE TRIGGER `commits_committer_insert` AFTER INSERT ON `commits` BEGIN\n  INSERT OR IGNORE INTO `request_committers` (`request_id`, `node_id`, `created_at`)\n    SELECT `request_id`, new.`node_id`, `created_at` FROM `requests` WHERE `request_id` = new.`request_id`;\nEND;"
     ]
+  },
+  {
+    "tag": "0007_chain_request_counts",
+    "folderMillis": 1795387685970,
+    "hash": "cd1d7a23e8b0246127eb5d079de612b53b085515e241fb961f4d4cff93ecf487",
+    "statements": [
+      "CREATE TABLE `chain_request_counts` (\n\t`status` text PRIMARY KEY NOT NULL,\n\t`n` integer DEFAULT 0 NOT NULL,\n\tCONSTRAINT \"chain_request_counts_status_ck\" CHECK(\"status\" in ('pending', 'fulfilled', 'refunded', 'reorged'))\n);",
+      "-- Written by hand below (drizzle-kit generates no triggers): chain_request_counts is kept by the\n-- database, in the transaction of every write to chain_requests, whoever writes.\nINSERT INTO `chain_request_counts` (`status`, `n`) SELECT `status`, count(*) FROM `chain_requests` GROUP BY `status`;",
+      "CREATE TRIGGER `chain_requests_count_insert` AFTER INSERT ON `chain_requests` BEGIN\n  INSERT INTO `chain_request_counts` (`status`, `n`) VALUES (new.`status`, 1)\n    ON CONFLICT (`status`) DO UPDATE SET `n` = `n` + 1;\nEND;",
+      "CREATE TRIGGER `chain_requests_count_status` AFTER UPDATE OF `status` ON `chain_requests` WHEN old.`status` IS NOT new.`status` BEGIN\n  UPDATE `chain_request_counts` SET `n` = `n` - 1 WHERE `status` = old.`status`;\n  INSERT INTO `chain_request_counts` (`status`, `n`) VALUES (new.`status`, 1)\n    ON CONFLICT (`status`) DO UPDATE SET `n` = `n` + 1;\nEND;",
+      "CREATE TRIGGER `chain_requests_count_delete` AFTER DELETE ON `chain_requests` BEGIN\n  UPDATE `chain_request_counts` SET `n` = `n` - 1 WHERE `status` = old.`status`;\nEND;"
+    ]
   }
 ];

@@ -714,6 +714,21 @@ export const chainRequests = sqliteTable(
 );
 
 /**
+ * How many oracle requests `chain_requests` holds in each status, of every oracle, kept by triggers on
+ * `chain_requests` (migration 0007) in the transaction of every insert, status change and delete, so
+ * `/metrics` reads four rows however many requests the oracles have had (a count over the table took
+ * 30 ms on a million). A status with no row has none.
+ */
+export const chainRequestCounts = sqliteTable(
+  'chain_request_counts',
+  {
+    status: text('status', { enum: CHAIN_REQUEST_STATUSES }).primaryKey(),
+    n: integer('n').notNull().default(0),
+  },
+  (t) => [check('chain_request_counts_status_ck', oneOf(t.status, CHAIN_REQUEST_STATUSES))],
+);
+
+/**
  * How far the chain watcher has read an oracle's events: every `LLMRequested` up to and including this
  * block (already `confirmations` deep when read) is in `chain_requests`. The block hash lets the watcher
  * see a reorg deeper than its confirmation depth: when the block at `block_number` no longer has this
@@ -771,6 +786,7 @@ export type IdempotencyRow = typeof idempotency.$inferSelect;
 export type NewIdempotencyRow = typeof idempotency.$inferInsert;
 export type ChainRequestRow = typeof chainRequests.$inferSelect;
 export type NewChainRequestRow = typeof chainRequests.$inferInsert;
+export type ChainRequestCountRow = typeof chainRequestCounts.$inferSelect;
 export type ChainCursorRow = typeof chainCursors.$inferSelect;
 export type NewChainCursorRow = typeof chainCursors.$inferInsert;
 
@@ -794,5 +810,6 @@ export const historySchema = {
   idempotency,
   requestIntake,
   chainRequests,
+  chainRequestCounts,
   chainCursors,
 } as const;
