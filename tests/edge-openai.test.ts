@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import OpenAI from 'openai';
+import { edgeError } from '../edge/src/http/errors.ts';
 import { startTestNetwork, type TestNetwork } from '../edge/src/test-helpers.ts';
 
 interface SynodExtra {
@@ -78,6 +79,32 @@ describe('the openai client against the relay', () => {
     expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('UNKNOWN_MODEL');
   });
 
+  test("models.list() and models.retrieve() when the network cannot say what it serves: OpenAI's error body", async () => {
+    // As an edge relay's gateway out of reach answers (GatewayRelayNetwork.servedModels).
+    const network = t.relay.network;
+    network.servedModels = () =>
+      Promise.reject(edgeError(503, 'NETWORK_UNAVAILABLE', 'the gateway relay is unreachable'));
+    try {
+      for (const path of ['/v1/models', '/v1/models/stories260K']) {
+        const r = await fetch(`${t.relay.url}${path}`);
+        expect(r.status).toBe(503);
+        expect(await r.json()).toEqual({
+          error: {
+            message: 'the gateway relay is unreachable',
+            type: 'server_error',
+            param: null,
+            code: 'NETWORK_UNAVAILABLE',
+          },
+        });
+      }
+      const err = await caught(client.models.list());
+      expect(err).toBeInstanceOf(OpenAI.InternalServerError);
+      expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('NETWORK_UNAVAILABLE');
+    } finally {
+      network.servedModels = Object.getPrototypeOf(network).servedModels;
+    }
+  });
+
   test('chat.completions.create answers with the verdict winner and the synod proof', async () => {
     const r = await client.chat.completions.create({
       model: 'stories260K',
@@ -142,6 +169,35 @@ describe('the openai client against the relay', () => {
     expect(text.length).toBeGreaterThan(0);
     // `stop` or `length`, as the winner's reveal says (stories260K rarely ends a story in 24 tokens).
     expect(finish).toBe(await winnerFinish(synod?.requestId ?? ''));
+  }, 120_000);
+
+  test('a streamed completion replayed by its Idempotency-Key is the same in every chunk: id, created, text', async () => {
+    const ask = async () => {
+      const stream = await client.chat.completions.create(
+        {
+          model: 'stories260K',
+          messages: [{ role: 'user', content: 'The old tree' }],
+          max_tokens: 8,
+          stream: true,
+        },
+        { headers: { 'Idempotency-Key': 'stream-replay-1' } },
+      );
+      const chunks: { id: string; created: number }[] = [];
+      let text = '';
+      for await (const chunk of stream) {
+        chunks.push({ id: chunk.id, created: chunk.created });
+        text += chunk.choices[0]?.delta.content ?? '';
+      }
+      return { chunks, text };
+    };
+    const first = await ask();
+    // The replay comes in a later second than the request it answers.
+    await Bun.sleep(1_100);
+    const replay = await ask();
+    const [head] = first.chunks;
+    expect(head).toBeDefined();
+    for (const chunk of [...first.chunks, ...replay.chunks]) expect(chunk).toEqual(head as never);
+    expect(replay.text).toBe(first.text);
   }, 120_000);
 
   test('an answer cut at max_tokens says finish_reason "length", streamed and not', async () => {
@@ -225,6 +281,47 @@ describe('the openai client against the relay', () => {
     expect(err).toBeInstanceOf(OpenAI.ConflictError);
     expect((err as InstanceType<typeof OpenAI.APIError>).headers?.get('x-should-retry')).toBe('false');
     expect(calls).toBe(1);
+  }, 120_000);
+
+  test('a failure after the request was taken is final without an Idempotency-Key; with one the retry replays it', async () => {
+    let calls = 0;
+    const counting = new OpenAI({
+      baseURL: `${t.relay.url}/v1`,
+      apiKey: t.apiKey,
+      maxRetries: 2,
+      fetch: (input, init) => {
+        calls++;
+        return fetch(input, init);
+      },
+    });
+    const ask = (headers?: Record<string, string>) =>
+      counting.chat.completions.create(
+        { model: 'stories260K', messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 8 },
+        headers ? { headers } : {},
+      );
+    const before = await stored();
+    // The wait for the verdict cannot read the request (a locked database): a 500 INTERNAL, which the
+    // client would retry as a new request, stored and charged again.
+    const restore = failNextReads(1);
+    try {
+      const err = await caught(ask());
+      expect(err).toBeInstanceOf(OpenAI.InternalServerError);
+      const e = err as InstanceType<typeof OpenAI.APIError>;
+      expect(e.headers?.get('x-should-retry')).toBe('false');
+      expect(e.requestID).toMatch(/^[0-9a-f]{64}$/);
+      expect(calls).toBe(1);
+      expect(await stored()).toBe(before + 1);
+
+      // With an Idempotency-Key the retry is safe: it answers the request the first attempt made.
+      calls = 0;
+      failNextReads(1);
+      const r = await ask({ 'Idempotency-Key': 'read-fails-after-admission' });
+      expect(calls).toBe(2);
+      expect(r.choices[0]?.message.content?.length).toBeGreaterThan(0);
+      expect(await stored()).toBe(before + 2);
+    } finally {
+      restore();
+    }
   }, 120_000);
 
   test('a bad API key is an AuthenticationError; n > 1 is a 400 UNSUPPORTED_PARAMETER naming n', async () => {
@@ -334,6 +431,23 @@ async function refused(extra: object): Promise<InstanceType<typeof OpenAI.APIErr
   expect(err).toBeInstanceOf(OpenAI.BadRequestError);
   expect(await stored()).toBe(before);
   return err as InstanceType<typeof OpenAI.APIError>;
+}
+
+/**
+ * Make the relay's next `n` reads of a request from its history fail, as a locked or unreachable
+ * database would; returns what puts the store's own read back.
+ */
+function failNextReads(n: number): () => void {
+  const store = t.relay.store;
+  const own = Object.getPrototypeOf(store).getRequest as typeof store.getRequest;
+  let left = n;
+  store.getRequest = (requestId) => {
+    if (left-- > 0) return Promise.reject(new Error('SQLITE_BUSY: database is locked'));
+    return own.call(store, requestId);
+  };
+  return () => {
+    store.getRequest = own;
+  };
 }
 
 /** Requests stored anywhere: the history and the admission log. */

@@ -1,4 +1,4 @@
-import { canonicalBytes, type RequestBody, sha256Hex } from '@synod/shared';
+import { canonicalBytes, type RequestBody, sha256Hex, utf8 } from '@synod/shared';
 import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { authenticate, type Caller, utcDay } from '../http/auth.ts';
@@ -28,6 +28,15 @@ export function requestIdParam(c: Context): string {
 /** A request id as a URL path segment: a content id (hex) as it is, a chain id percent-encoded. */
 function pathSegment(requestId: string): string {
   return /^[0-9a-f]{64}$/.test(requestId) ? requestId : encodeURIComponent(requestId);
+}
+
+/**
+ * The SSE id of a `status` event: a digest of its data. A client that reconnects (an EventSource sends
+ * the last id it saw as `Last-Event-ID`) is then sent only a status it does not hold yet, however many
+ * connections it took, and the relay can tell when it already holds a request's final one.
+ */
+function statusEventId(json: string): string {
+  return sha256Hex(utf8(json)).slice(0, 32);
 }
 
 export interface Submission {
@@ -158,6 +167,16 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
     const id = requestIdParam(c);
     const first = await findRequest(deps.store, deps.intake, id);
     if (!first) throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
+    const lastEventId = c.req.header('last-event-id');
+    // A reconnection to a request that ended, from a client that holds its final status: 204, which
+    // tells an EventSource the stream is over (it would otherwise be sent that status and `end` again,
+    // and reconnect again, every few seconds for as long as the page stays open).
+    if (lastEventId !== undefined) {
+      const view = foundView(first);
+      if (TERMINAL.has(view.status) && statusEventId(JSON.stringify(view)) === lastEventId) {
+        return c.body(null, 204);
+      }
+    }
     // HEAD runs this GET handler and drops the body unread: a stream started here would wait on its
     // reader (and poll the history) until the 15-minute deadline. The headers alone, then.
     if (c.req.method === 'HEAD') {
@@ -171,7 +190,8 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
         wake?.();
       });
       let lastJson = '';
-      let eventId = 0;
+      // What the client holds already: nothing, or on a reconnection the status it saw last.
+      let lastId = lastEventId ?? '';
       stream.onAbort(() => {
         unsubscribe();
         wake?.();
@@ -188,7 +208,11 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
               const json = JSON.stringify(view);
               if (json !== lastJson) {
                 lastJson = json;
-                await stream.writeSSE({ event: 'status', id: String(eventId++), data: json });
+                const eventId = statusEventId(json);
+                if (eventId !== lastId) {
+                  lastId = eventId;
+                  await stream.writeSSE({ event: 'status', id: eventId, data: json });
+                }
               }
               if (TERMINAL.has(view.status)) {
                 await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: view.status }) });

@@ -186,7 +186,8 @@ const OPENAI_TYPE: Record<number, string> = {
 
 /**
  * Codes a retry of the same call can get past: the relay stored and charged nothing (or cannot say it
- * did, for STORE_UNAVAILABLE). Every other error is final for that call, and says so with
+ * did, for STORE_UNAVAILABLE). Every other error is final for that call, and so is any error once the
+ * request was admitted without an Idempotency-Key (a retry would be a new request); they say so with
  * `x-should-retry: false`, which the official clients obey: their default retries of any 5xx, 409 or
  * 429 would otherwise send a request the relay already took (and charged) again as a new one.
  */
@@ -224,8 +225,12 @@ export function chatParamNames(maxTokensName: 'max_tokens' | 'max_completion_tok
   };
 }
 
-/** OpenAI's error body for an error, its status and headers, with the inference input's paths renamed. */
-function openAiErrorParts(e: unknown, names: ParamNames) {
+/**
+ * OpenAI's error body for an error, its status and headers, with the inference input's paths renamed.
+ * `final`: the request was admitted and no Idempotency-Key would make a retry replay it, so a retry would
+ * be a new request, charged again; even a retryable code then says `x-should-retry: false`.
+ */
+function openAiErrorParts(e: unknown, names: ParamNames, final = false) {
   const h = toHttpError(e);
   const issues = (h.details?.['issues'] as { path?: string }[] | undefined)?.map((i) =>
     typeof i.path === 'string' ? { ...i, path: names(i.path) } : i,
@@ -251,12 +256,12 @@ function openAiErrorParts(e: unknown, names: ParamNames) {
         ...(details ? { details } : {}),
       },
     },
-    headers: { ...h.headers, ...(RETRYABLE.has(h.code) ? {} : { 'x-should-retry': 'false' }) },
+    headers: { ...h.headers, ...(RETRYABLE.has(h.code) && !final ? {} : { 'x-should-retry': 'false' }) },
   };
 }
 
-export function openAiError(c: Context, e: unknown, names: ParamNames = SAME): Response {
-  const { status, body, headers } = openAiErrorParts(e, names);
+export function openAiError(c: Context, e: unknown, names: ParamNames = SAME, final = false): Response {
+  const { status, body, headers } = openAiErrorParts(e, names, final);
   return c.json(body, status, headers);
 }
 
@@ -370,19 +375,28 @@ function failure(d: RequestDetail): HttpError | null {
 export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
   const modelObject = (id: string) => ({ id, object: 'model' as const, created: 0, owned_by: 'synod' });
   // The served models, then `synod` (the relay's default list: what `model: "synod"` asks for), so a
-  // framework that checks a model name against this list takes it.
+  // framework that checks a model name against this list takes it. A network that cannot say what it
+  // serves (an edge relay's gateway out of reach) is OpenAI's error body too, as on the chat route.
   app.get('/v1/models', async (c) => {
-    const served = [...(await deps.network.servedModels())].sort();
-    return c.json({ object: 'list', data: [...served, SYNOD_MODEL].map(modelObject) });
+    try {
+      const served = [...(await deps.network.servedModels())].sort();
+      return c.json({ object: 'list', data: [...served, SYNOD_MODEL].map(modelObject) });
+    } catch (e) {
+      return openAiError(c, e);
+    }
   });
 
   // `client.models.retrieve(id)`: a served model or `synod`, or OpenAI's 404 for an unknown one.
   app.get('/v1/models/:id', async (c) => {
     const id = c.req.param('id');
-    if (id !== SYNOD_MODEL && !(await deps.network.servedModels()).has(id)) {
-      return openAiError(c, edgeError(404, 'UNKNOWN_MODEL', `the model ${id.slice(0, 128)} is not served`));
+    try {
+      if (id !== SYNOD_MODEL && !(await deps.network.servedModels()).has(id)) {
+        throw edgeError(404, 'UNKNOWN_MODEL', `the model ${id.slice(0, 128)} is not served`);
+      }
+      return c.json(modelObject(id));
+    } catch (e) {
+      return openAiError(c, e);
     }
-    return c.json(modelObject(id));
   });
 
   app.post('/v1/chat/completions', async (c) => {
@@ -391,6 +405,9 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
     let includeUsage = false;
     let model = SYNOD_MODEL;
     let names = SAME;
+    // Once the request is admitted, a retry makes a new one unless it carries what replays it: an
+    // Idempotency-Key, or for a signed request its signature (see `submit`).
+    let unkeyedAdmission = false;
     try {
       const s = await submit(c, deps, (raw) => {
         const r = raw as {
@@ -405,6 +422,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         model = typeof r.model === 'string' ? r.model : model;
         return toInferenceInput(raw);
       });
+      unkeyedAdmission = c.req.header('idempotency-key') === undefined && s.caller.signature === undefined;
       // The request id (OpenAI's clients read it into `_request_id`) and the caller's quota, as headers
       // (the body is OpenAI's), on whatever answer follows: completion, stream or error.
       c.header('x-request-id', s.requestId);
@@ -417,12 +435,21 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         if (bad) return openAiError(c, bad, names);
         return c.json(completionBody(d, model));
       }
+      // Every chunk carries the same `created`, as OpenAI's do: the request's own (for a replay, the
+      // stored request's, not the body just built), as a non-streamed completion says it.
+      const found = s.replayed ? await findRequest(deps.store, deps.intake, s.requestId) : null;
+      const createdAt =
+        found?.kind === 'stored'
+          ? found.detail.createdAt
+          : found?.kind === 'queued'
+            ? found.queued.createdAt
+            : s.body.createdAt;
+      const created = Math.floor(createdAt / 1000);
       return streamSSE(c, async (out) => {
         // The first chunk (the assistant's role) at once, as OpenAI does; then comment lines while
         // the quorum works, and the answer when the verdict is in. Every chunk names the model as asked
         // (the first is sent before the quorum's winner is known); the winner's is in `synod.verdict`.
         const id = completionId(s.requestId);
-        const created = Math.floor(s.body.createdAt / 1000);
         await out.writeSSE({
           data: JSON.stringify({
             id,
@@ -455,9 +482,9 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         }
         const body = completionBody(d, model);
         const base = {
-          id: body.id,
+          id,
           object: 'chat.completion.chunk',
-          created: body.created,
+          created,
           model,
           system_fingerprint: body.system_fingerprint,
         };
@@ -484,7 +511,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         await out.writeSSE({ data: '[DONE]' });
       });
     } catch (e) {
-      return openAiError(c, e, names);
+      return openAiError(c, e, names, unkeyedAdmission);
     }
   });
 }
