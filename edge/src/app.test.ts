@@ -816,6 +816,30 @@ describe('405 METHOD_NOT_ALLOWED', () => {
     });
     expect((await req('/v1/no-such-route', { method: 'PUT' })).status).toBe(404);
   });
+
+  test("an OpenAI route the relay does not serve is OpenAI's 404; Synod's own paths keep Synod's body", async () => {
+    for (const path of ['/v1/responses', '/v1/embeddings', '/v1/completions']) {
+      const r = await req(path, {
+        method: 'POST',
+        body: '{}',
+        headers: { 'content-type': 'application/json' },
+      });
+      expect(r.status).toBe(404);
+      expect(await r.json()).toEqual({
+        error: {
+          message: `no route POST ${path}`,
+          type: 'not_found_error',
+          param: null,
+          code: 'NOT_FOUND',
+        },
+      });
+    }
+    const own = await req('/v1/inference/x/y/z');
+    expect(own.status).toBe(404);
+    const body = (await own.json()) as { error: Record<string, unknown> };
+    expect(body.error['code']).toBe('NOT_FOUND');
+    expect(body.error['type']).toBeUndefined();
+  });
 });
 
 describe('a request still queued', () => {
@@ -1015,6 +1039,12 @@ describe('GET /openapi.json', () => {
       'quota',
     );
     expect(Object.keys(responses['429']?.headers ?? {})).toEqual(['retry-after']);
+    // The event stream's resume: Last-Event-ID in, 204 out once the request ended and the client holds it.
+    const events = doc.paths['/v1/inference/{id}/events']?.['get'] as Operation & {
+      parameters: { name: string }[];
+    };
+    expect(events.parameters.map((p) => p.name)).toContain('Last-Event-ID');
+    expect(Object.keys(events.responses)).toContain('204');
     const chatResponses = doc.paths['/v1/chat/completions']?.['post']?.responses as Responses;
     expect(Object.keys(chatResponses['200']?.headers ?? {}).sort()).toEqual([
       'x-request-id',

@@ -3,6 +3,7 @@ import { AdmissionHealth } from './http/admission-health.ts';
 import { allowedMethods } from './http/allowed-methods.ts';
 import { corsFor } from './http/cors.ts';
 import { edgeError, HttpError, toHttpError } from './http/errors.ts';
+import { isOpenAiPath } from './http/openai-paths.ts';
 import type { EdgeDeps } from './routes/deps.ts';
 import { mountInference } from './routes/inference.ts';
 import { mountOpenAi, openAiError } from './routes/openai.ts';
@@ -62,7 +63,7 @@ export function createApp(given: EdgeDeps): Hono {
             { allow: methods.join(', ') },
           )
         : edgeError(404, 'NOT_FOUND', `no route ${c.req.method} ${path}`);
-    if (c.req.path.startsWith('/v1/chat') || c.req.path.startsWith('/v1/models')) return openAiError(c, e);
+    if (isOpenAiPath(c.req.path)) return openAiError(c, e);
     return c.json(e.body(), e.status, e.headers);
   });
 
@@ -85,7 +86,7 @@ export function createApp(given: EdgeDeps): Hono {
         }),
       );
     }
-    if (c.req.path.startsWith('/v1/chat')) return openAiError(c, e);
+    if (isOpenAiPath(c.req.path)) return openAiError(c, e);
     return c.json(e.body(), e.status, e.headers);
   });
 

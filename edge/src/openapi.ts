@@ -233,11 +233,24 @@ export function openApiDocument(version: string): Json {
       '/v1/inference/{id}/events': {
         get: {
           summary: 'The same as server-sent events (`status`, then `end`) until a terminal status',
-          parameters: [idParam],
+          parameters: [
+            idParam,
+            {
+              name: 'Last-Event-ID',
+              in: 'header',
+              required: false,
+              description:
+                'the id of the last `status` event received (a digest of its data): only a newer status is sent',
+              schema: { type: 'string' },
+            },
+          ],
           responses: {
             '200': {
               description: 'event: status (data: the request view), event: end; `: keep-alive` comments',
               content: { 'text/event-stream': { schema: { type: 'string' } } },
+            },
+            '204': {
+              description: 'the request ended and Last-Event-ID names its final status: nothing more',
             },
             ...errors(ERROR_BODY, 400, 404),
           },
