@@ -50,4 +50,15 @@ describe('checkAttestations', () => {
     ]);
     expect(r.invalid[0]?.from).toBe(forged.from);
   });
+
+  test('odd values are listed as malformed, never thrown: a deeply nested `from`, a lone surrogate', async () => {
+    let deep: unknown = 'x';
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    const good = await attest(1);
+    const surrogate = { ...good, body: { ...good.body, verdictDigest: 'b'.repeat(63) + '\uD800' } };
+    const r = await checkAttestations([{ ...good, from: deep }, surrogate, 7, null], REQUEST, DERIVED);
+    expect(r).toMatchObject({ nodes: 0, agree: 0 });
+    expect(r.invalid.map((i) => i.from)).toEqual(['?', good.from, '?', '?']);
+    expect(r.invalid.every((i) => i.why.startsWith('malformed: '))).toBe(true);
+  });
 });

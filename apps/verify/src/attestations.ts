@@ -24,7 +24,9 @@ export async function checkAttestations(
   const seen = new Set<string>();
   const out: AttestationCheck = { nodes: 0, agree: 0, invalid: [] };
   for (const raw of given) {
-    const from = String((raw as { from?: unknown } | null)?.from ?? '?');
+    // Named by its claimed key only when that is a string: anything else (a nested value) is '?'.
+    const claimed = (raw as { from?: unknown } | null)?.from;
+    const from = typeof claimed === 'string' ? claimed.slice(0, 64) : '?';
     let p: ReturnType<typeof parseEnvelope>;
     try {
       p = parseEnvelope(raw);

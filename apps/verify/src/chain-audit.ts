@@ -9,6 +9,7 @@
 import { synodOracleAbi } from '@synod/contracts/abi';
 import { type Address, createPublicClient, type Hex, http } from 'viem';
 import { type AuditFailure, type AuditReport, fetchAndVerify, type Verified } from './audit.ts';
+import { type Asked, questionMismatches } from './chain-question.ts';
 import { reasonsOf } from './report.ts';
 import { VerifyInputError } from './verify-input.ts';
 
@@ -25,15 +26,6 @@ export interface ChainAuditOptions {
 
 /** Blocks per `eth_getLogs` call: within what public RPC endpoints allow. */
 const LOG_WINDOW = 5_000n;
-
-interface Asked {
-  prompt: string;
-  acceptedModels: readonly string[];
-  maxTokens: number;
-  temperatureCenti: number;
-  quorum: number;
-  txHash: Hex;
-}
 
 interface Fulfilled {
   requestNo: bigint;
@@ -161,35 +153,6 @@ async function auditFulfilled(
     reasons.unshift(`the transcript is of another request, ${check.requestId}`);
   reasons.push(...questionMismatches(input.transcript, asked));
   return reasons.length > 0 ? { requestId, reasons } : null;
-}
-
-/** How the transcript's request differs from the question asked on chain (`LLMRequested`). */
-function questionMismatches(transcript: unknown, asked: Asked | undefined): string[] {
-  if (!asked) return ['the oracle has no LLMRequested event for this request number'];
-  const request = (
-    transcript as { packets?: { type?: string; body?: Record<string, unknown> }[] }
-  ).packets?.find((p) => p.type === 'request')?.body;
-  if (!request) return [];
-  const out: string[] = [];
-  const params = request['params'] as { maxTokens?: number; temperature?: number } | undefined;
-  const frame = request['frame'] as { quorum?: number } | undefined;
-  const origin = request['origin'] as { txHash?: string } | undefined;
-  if (request['prompt'] !== asked.prompt)
-    out.push('the transcript answers another prompt than the one asked on chain');
-  if (JSON.stringify(request['acceptedModels']) !== JSON.stringify(asked.acceptedModels)) {
-    out.push('the transcript accepts other models than the ones asked for on chain');
-  }
-  if (params?.maxTokens !== asked.maxTokens || params?.temperature !== asked.temperatureCenti / 100) {
-    out.push('the transcript was generated with other parameters than the ones asked for on chain');
-  }
-  // The quorum paid for on chain: a transcript with a smaller one would answer with fewer nodes.
-  if (frame?.quorum !== asked.quorum) {
-    out.push(`the transcript's quorum is ${frame?.quorum}, not the ${asked.quorum} asked for on chain`);
-  }
-  if (origin?.txHash !== asked.txHash.toLowerCase()) {
-    out.push(`the transcript's request names transaction ${origin?.txHash}, not ${asked.txHash}`);
-  }
-  return out;
 }
 
 /** The question of an `LLMRequested` event. */

@@ -1,22 +1,71 @@
+import { LIMITS, TRANSCRIPT_LIMITS } from '@synod/shared';
 import { VerifyInputError } from './verify-input.ts';
 
 /**
- * GET a URL as JSON text, within `timeoutS`; a network failure or timeout is a `VerifyInputError` naming
- * `what` was fetched. The status is the caller's to judge.
+ * The most bytes `synod-verify` reads from one source (a file, standard input, a URL): a transcript at
+ * its bounds (386 packets of at most 256 KiB each) and 8 MiB for what a relay gives beside it (the
+ * verdict, the nodes' attestations). Anything larger is not a transcript, and is refused before it is
+ * held in memory whole.
+ */
+export const MAX_SOURCE_BYTES = TRANSCRIPT_LIMITS.maxPackets * LIMITS.maxPacketBytes + 8 * 1024 * 1024;
+
+function tooLarge(what: string, max: number): VerifyInputError {
+  return new VerifyInputError(
+    `the ${what} is larger than ${max} bytes, more than any transcript can be`,
+    'VERIFY_INPUT_TOO_LARGE',
+  );
+}
+
+/**
+ * A byte stream as UTF-8 text, read up to `max` bytes: past it, the stream is cancelled and a
+ * `VerifyInputError` (`VERIFY_INPUT_TOO_LARGE`) thrown, so an endless or huge source costs at most `max`
+ * bytes of memory.
+ */
+export async function readBoundedText(
+  stream: ReadableStream<Uint8Array> | null,
+  max: number,
+  what: string,
+): Promise<string> {
+  if (stream === null) return '';
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => undefined);
+      throw tooLarge(what, max);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size).toString('utf8');
+}
+
+/** A file's size checked against `max` before it is read. */
+export function checkFileSize(size: number, max: number, what: string): void {
+  if (size > max) throw tooLarge(what, max);
+}
+
+/**
+ * GET a URL as JSON text, within `timeoutS` and `max` bytes; a network failure, a timeout or a body too
+ * large is a `VerifyInputError` naming `what` was fetched. The status is the caller's to judge.
  */
 export async function fetchText(
   url: string,
   timeoutS: number,
   what: string,
+  max: number = MAX_SOURCE_BYTES,
 ): Promise<{ status: number; ok: boolean; text: string }> {
-  let r: Response;
   try {
-    r = await fetch(url, {
+    const r = await fetch(url, {
       headers: { accept: 'application/json' },
       signal: AbortSignal.timeout(timeoutS * 1000),
     });
+    return { status: r.status, ok: r.ok, text: await readBoundedText(r.body, max, `${what} at ${url}`) };
   } catch (e) {
+    if (e instanceof VerifyInputError) throw e;
     throw new VerifyInputError(`could not fetch the ${what} at ${url}: ${(e as Error).message}`);
   }
-  return { status: r.status, ok: r.ok, text: await r.text() };
 }

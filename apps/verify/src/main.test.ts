@@ -3,11 +3,27 @@
  * over forged ones, from standard input, and from a relay's URL, including a relay that lies.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import {
+  type AnyPacket,
+  buildTranscript,
+  computeCommitment,
+  NodeKey,
+  outputDigest,
+  type Packet,
+  packetId,
+  signPacket,
+  type Transcript,
+  type Verdict,
+  verdictDigest,
+} from '@synod/shared';
+import { verdicts } from '@synod/shared/history';
+import { eq } from 'drizzle-orm';
 import { startTestNetwork, type TestNetwork } from '../../../edge/src/test-helpers.ts';
 import { type Ran, runCommand } from '../../../edge/src/test-servers.ts';
+import { MAX_SOURCE_BYTES } from './fetch-text.ts';
 
 const MAIN = resolve(import.meta.dir, 'main.ts');
 const VECTORS = resolve(import.meta.dir, '../../../shared/test-vectors/v1.json');
@@ -117,6 +133,68 @@ describe('synod-verify over the golden transcripts', () => {
     expect(r.code).toBe(2);
     expect(r.err).toContain('no transcript here');
   });
+
+  test('a text with a lone surrogate ("\\ud800", which has no canonical bytes) does not hold (exit 1, named)', async () => {
+    const s = structuredClone(scenarios[0] as Scenario);
+    const reveal = s.transcript.packets.find((p) => p.type === 'reveal');
+    if (!reveal) throw new Error('the vector has no reveal');
+    reveal.body['output'] = 'Paris\uD800';
+    const r = await verify([file('surrogate.json', s.transcript)]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('the transcript does NOT hold: TRANSCRIPT_INVALID');
+    expect(r.out).toContain('PACKET_INVALID: $.output: lone surrogate in a string');
+    expect(r.err).toBe('');
+  });
+
+  test('a deeply nested attestation beside a transcript is listed as malformed, not a crash (exit 1)', async () => {
+    const s = scenarios[0] as Scenario;
+    const f = join(dir, 'deep.json');
+    const depth = 100_000;
+    writeFileSync(
+      f,
+      `{"transcript":${JSON.stringify(s.transcript)},"attestations":[{"from":${'['.repeat(depth)}${']'.repeat(depth)}}]}`,
+    );
+    const r = await verify([f]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('the transcript holds');
+    expect(r.out).toContain('an attestation from ?… does NOT hold: malformed');
+    expect(r.err).toBe('');
+  });
+
+  test('a source larger than any transcript is refused before it is read whole (exit 2)', async () => {
+    const big = join(dir, 'big.json');
+    writeFileSync(big, '');
+    truncateSync(big, MAX_SOURCE_BYTES + 1);
+    const fromFile = await verify([big]);
+    expect(fromFile.code).toBe(2);
+    expect(fromFile.err).toContain(`the file ${big} is larger than ${MAX_SOURCE_BYTES} bytes`);
+
+    // A URL that sends without end: cut at the bound, however long the sender would go on.
+    const chunk = new Uint8Array(1 << 20).fill(0x20);
+    let sent = 0;
+    const endless = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      fetch: () =>
+        new Response(
+          new ReadableStream({
+            pull(c) {
+              if (sent > MAX_SOURCE_BYTES + 8 * chunk.length) return c.close();
+              sent += chunk.length;
+              c.enqueue(chunk);
+            },
+          }),
+        ),
+    });
+    try {
+      const url = `http://127.0.0.1:${endless.port}/v1/verify/${'0'.repeat(64)}`;
+      const fromUrl = await verify([url]);
+      expect(fromUrl.code).toBe(2);
+      expect(fromUrl.err).toContain(`the transcript at ${url} is larger than ${MAX_SOURCE_BYTES} bytes`);
+    } finally {
+      endless.stop(true);
+    }
+  }, 60_000);
 });
 
 describe('synod-verify against relays', () => {
@@ -293,4 +371,146 @@ describe('synod-verify against relays', () => {
     expect(r.code).toBe(2);
     expect(r.err).toContain('answered 404 without a transcript');
   });
+
+  test("a relay that serves another request's genuine transcript for a URL is caught (exit 1)", async () => {
+    const asked = await answered('A red kite');
+    const other = await answered('A blue hat');
+    const swapper = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      async fetch() {
+        const real = await fetch(`${t.relay.url}/v1/verify/${other}`);
+        return new Response(await real.text(), { status: real.status, headers: real.headers });
+      },
+    });
+    try {
+      const r = await verify([`http://127.0.0.1:${swapper.port}/v1/verify/${asked}`]);
+      expect(r.code).toBe(1);
+      expect(r.out).toContain(`request ${other}: the transcript holds`);
+      expect(r.out).toContain(`the request asked for does NOT match: given ${asked}, derived ${other}`);
+      // Its own URL holds; so does one naming the request in capitals, as relays read it.
+      const own = await verify([`http://127.0.0.1:${swapper.port}/v1/verify/${other.toUpperCase()}`]);
+      expect(own.code).toBe(0);
+      expect(own.out).toContain('the request asked for matches');
+    } finally {
+      swapper.stop(true);
+    }
+  }, 120_000);
+
+  test("--reembed: each member output embedded again here; bits that are not a member's output's are caught", async () => {
+    const requestId = await answered('A little bird');
+    const url = `${t.relay.url}/v1/verify/${requestId}`;
+    const ok = await verify([url, '--reembed']);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toContain(
+      're-embedded      3 member reveals with use-lite-512 here (tolerance 0 bits): 0 disagree',
+    );
+    expect(ok.out).toContain("the source's verdict digest matches");
+
+    // Member A reveals the bits of another text (another request's answer) with its own output: A
+    // commits to them (a commitment binds the bits a node claims, not that they are its output's), and
+    // the coordinator seals that commitment.
+    const { transcript } = (await (await fetch(url)).json()) as { transcript: Transcript };
+    const elsewhere = await answered('The moon was round');
+    const { transcript: other } = (await (await fetch(`${t.relay.url}/v1/verify/${elsewhere}`)).json()) as {
+      transcript: Transcript;
+    };
+    const keys = await Promise.all([39, 40, 41, 42].map((b) => NodeKey.fromSeed(new Uint8Array(32).fill(b))));
+    const keyOf = (id: string) => keys.find((k) => k.nodeId === id) as NodeKey;
+    const a = transcript.packets.find((p) => p.type === 'reveal') as Packet<'reveal'>;
+    const b = other.packets.find((p) => p.type === 'reveal') as Packet<'reveal'>;
+    expect(b.body.bEmbedding).not.toBe(a.body.bEmbedding);
+    const swapped = { ...a.body, bEmbedding: b.body.bEmbedding };
+    const commitment = computeCommitment({ ...swapped, requestId, nodeId: a.from });
+    const oldCommit = transcript.packets.find(
+      (p) => p.type === 'commit' && p.from === a.from,
+    ) as Packet<'commit'>;
+    const commit = await signPacket(keyOf(a.from), 'commit', { ...oldCommit.body, commitment });
+    const oldSeal = transcript.packets.find((p) => p.type === 'seal') as Packet<'seal'>;
+    const seal = await signPacket(keyOf(oldSeal.from), 'seal', {
+      ...oldSeal.body,
+      members: oldSeal.body.members.map((m) =>
+        m.nodeId === a.from ? { ...m, commitment, commitId: packetId(commit) } : m,
+      ),
+    });
+    const reveal = await signPacket(keyOf(a.from), 'reveal', swapped);
+    const packets = transcript.packets.map((p) =>
+      p === oldCommit ? commit : p === oldSeal ? seal : p === a ? reveal : p,
+    ) as AnyPacket[];
+    const forged = file('swapped.json', buildTranscript(packets));
+    // Without re-embedding it holds: nothing else can tell the bits are not A's output's.
+    const blind = await verify([forged]);
+    expect(blind.code).toBe(0);
+    const caught = await verify([forged, '--reembed']);
+    expect(caught.code).toBe(1);
+    expect(caught.out).toContain('re-embedded      3 member reveals with use-lite-512 here');
+    expect(caught.out).toContain(
+      `the bits node ${a.from.slice(0, 16)}… revealed (reveal ${packetId(reveal).slice(0, 16)}…) are NOT its output's`,
+    );
+    const json = JSON.parse((await verify([forged, '--reembed', '--json'])).out) as {
+      ok: boolean;
+      reembedded: { disagree: { nodeId: string; revealId: string }[] };
+    };
+    expect(json.ok).toBe(false);
+    expect(json.reembedded.disagree).toEqual([{ nodeId: a.from, revealId: packetId(reveal) }]);
+  }, 120_000);
+
+  test.each([
+    [['x.json', '--noise-tolerance-bits', '2'], '--noise-tolerance-bits goes with --reembed'],
+    [['x.json', '--reembed', '--noise-tolerance-bits', 'x'], '--noise-tolerance-bits goes with --reembed'],
+    [['--relay', 'http://127.0.0.1:9', '--reembed'], '--reembed checks one transcript'],
+  ])('%p: exit code 2', async (args, message) => {
+    const r = await verify(args);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(message);
+  });
+
+  test('--reembed over a frame pinning an embedder this verifier does not have is exit code 2, naming it', async () => {
+    const s = scenarios[0] as Scenario;
+    const r = await verify([file('golden-reembed.json', s.transcript), '--reembed']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('cannot re-embed with use-lite-512 (file hash fafe7cad');
+  });
+
+  // Last in this file: it leaves a request in the relay's history whose published verdict is forged.
+  test('a relay whose published verdict is not the one its transcript yields fails here too (exit 1)', async () => {
+    const requestId = await answered('A green frog');
+    const url = `${t.relay.url}/v1/verify/${requestId}`;
+    const honest = (await (await fetch(url)).json()) as {
+      verdict: Verdict;
+      verdictDigest: string;
+      transcriptRoot: string;
+    };
+    if (!honest.verdict.winner) throw new Error('no winner to forge');
+    // The relay publishes another verdict (another winner's output) over the same transcript, as when a
+    // verdict packet that is not the coordinator's is the one stored for the request.
+    await t.relay.store.db.delete(verdicts).where(eq(verdicts.requestId, requestId));
+    const forged: Verdict = {
+      ...honest.verdict,
+      winner: { ...honest.verdict.winner, output: 'The end.', outputDigest: outputDigest('The end.') },
+    };
+    const forger = await NodeKey.fromSeed(new Uint8Array(32).fill(77));
+    const packet = await signPacket(forger, 'verdict', {
+      requestId,
+      verdict: forged,
+      verdictDigest: verdictDigest(forged),
+      transcriptRoot: honest.transcriptRoot,
+      createdAt: Date.now(),
+    });
+    expect(await t.relay.store.recordVerdict({ id: packetId(packet), packet }, Date.now())).toBe(true);
+    const answer = await fetch(url);
+    expect(answer.status).toBe(422);
+    expect(await answer.json()).toMatchObject({
+      ok: false,
+      error: { code: 'VERDICT_MISMATCH' },
+      verdictDigest: verdictDigest(forged),
+      transcriptRoot: honest.transcriptRoot,
+    });
+    const r = await verify([url]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain(`request ${requestId}: the transcript holds`);
+    expect(r.out).toContain(
+      `the source's verdict digest does NOT match: given ${verdictDigest(forged)}, derived ${honest.verdictDigest}`,
+    );
+  }, 120_000);
 });

@@ -10,17 +10,18 @@
  * Exit codes: 0 the transcript holds and everything compared matches; 1 it does not hold, or something
  * compared does not match; 2 bad usage or an input that is not a transcript.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { auditRelay, formatAudit } from './audit.ts';
 import { auditChain } from './chain-audit.ts';
-import { fetchText } from './fetch-text.ts';
+import { checkFileSize, fetchText, MAX_SOURCE_BYTES, readBoundedText } from './fetch-text.ts';
+import { loadPinnedEmbedder } from './reembed.ts';
 import { formatReport, reportJson, verifyInput } from './report.ts';
 import { parseDigest, readVerifyInput, VerifyInputError } from './verify-input.ts';
 
 const HELP = `synod-verify: re-derive Synod verdicts from their transcripts, trusting no relay.
 
-usage: synod-verify SOURCE [--expect-digest HEX] [--expect-root HEX] [--json]
+usage: synod-verify SOURCE [--expect-digest HEX] [--expect-root HEX] [--reembed [--noise-tolerance-bits N]] [--json]
        synod-verify --relay URL [--limit N] [--model ID] [--node ID] [--json]
        synod-verify --chain RPC_URL --oracle ADDR --relay URL [--from-block N] [--limit N] [--json]
 
@@ -28,6 +29,10 @@ usage: synod-verify SOURCE [--expect-digest HEX] [--expect-root HEX] [--json]
                        a relay's /v1/verify/<requestId> (only its transcript is used)
   --expect-digest HEX  the verdict digest you expect (e.g. LLMFulfilled's verdictDigest; 0x optional)
   --expect-root HEX    the transcript root you expect
+  --reembed            embed each member's output again here with the embedder the frame pins (USE
+                       Lite, checked against its file hash); a reveal whose bits are not its output's
+                       does not hold (EMBEDDING_DISAGREES)
+  --noise-tolerance-bits N  with --reembed: bits a reveal may differ from this machine's       [0]
   --relay URL          audit a relay: every request in its history with a verdict (or no consensus),
                        newest first, re-derived here and compared with what the relay published
   --chain RPC_URL      audit a SynodOracle instead: each answer it wrote on chain (LLMFulfilled), from
@@ -41,8 +46,14 @@ usage: synod-verify SOURCE [--expect-digest HEX] [--expect-root HEX] [--json]
 exit code 0: it holds (all of them hold) and everything compared matches; 1: it does not (one does
 not); 2: bad usage, an input that is not a transcript, or a relay that cannot be read`;
 
-async function readSource(source: string, timeoutS: number): Promise<string> {
-  if (source === '-') return await new Response(Bun.stdin.stream()).text();
+/** A source's text, and the request it was asked for when its URL names one (`/v1/verify/<id>`). */
+interface Source {
+  text: string;
+  requestId?: string;
+}
+
+async function readSource(source: string, timeoutS: number): Promise<Source> {
+  if (source === '-') return { text: await readBoundedText(Bun.stdin.stream(), MAX_SOURCE_BYTES, 'input') };
   if (/^https?:\/\//.test(source)) {
     const r = await fetchText(source, timeoutS, 'transcript');
     // A relay answers 422 with the transcript when it finds it does not hold: verify it here anyway.
@@ -51,12 +62,31 @@ async function readSource(source: string, timeoutS: number): Promise<string> {
         `${source} answered ${r.status} without a transcript: ${r.text.slice(0, 200)}`,
       );
     }
-    return r.text;
+    const requestId = requestIdOfUrl(source);
+    return { text: r.text, ...(requestId !== undefined ? { requestId } : {}) };
   }
   try {
-    return readFileSync(source, 'utf8');
+    checkFileSize(statSync(source).size, MAX_SOURCE_BYTES, `file ${source}`);
+    return { text: readFileSync(source, 'utf8') };
   } catch (e) {
+    if (e instanceof VerifyInputError) throw e;
     throw new VerifyInputError(`cannot read ${source}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The request a relay URL asks for (`…/v1/verify/<id>`): the transcript served must be that request's,
+ * or it answers another question. Lowercased as relays read it (request ids have no capitals; a chain
+ * id may be written with a checksummed address).
+ */
+function requestIdOfUrl(url: string): string | undefined {
+  const m = /\/v1\/verify\/([^/?#]+)\/?$/.exec(new URL(url).pathname);
+  if (!m) return undefined;
+  const segment = m[1] as string;
+  try {
+    return decodeURIComponent(segment).toLowerCase();
+  } catch {
+    return segment.toLowerCase();
   }
 }
 
@@ -73,6 +103,8 @@ function parseTimeout(text: string): number | undefined {
 interface Flags {
   'expect-digest'?: string;
   'expect-root'?: string;
+  reembed?: boolean;
+  'noise-tolerance-bits'?: string;
   json?: boolean;
   relay?: string;
   chain?: string;
@@ -96,6 +128,8 @@ async function main(argv: string[]): Promise<number> {
       options: {
         'expect-digest': { type: 'string' },
         'expect-root': { type: 'string' },
+        reembed: { type: 'boolean', default: false },
+        'noise-tolerance-bits': { type: 'string' },
         json: { type: 'boolean', default: false },
         relay: { type: 'string' },
         chain: { type: 'string' },
@@ -131,6 +165,13 @@ async function main(argv: string[]): Promise<number> {
     console.error(HELP);
     return 2;
   }
+  const toleranceText = values['noise-tolerance-bits'];
+  if (toleranceText !== undefined && (!values.reembed || !/^\d{1,4}$/.test(toleranceText))) {
+    console.error(
+      `synod-verify: --noise-tolerance-bits goes with --reembed and is a whole number of bits\n\n${HELP}`,
+    );
+    return 2;
+  }
   try {
     const expectDigest =
       values['expect-digest'] === undefined
@@ -138,10 +179,18 @@ async function main(argv: string[]): Promise<number> {
         : parseDigest('--expect-digest', values['expect-digest']);
     const expectRoot =
       values['expect-root'] === undefined ? undefined : parseDigest('--expect-root', values['expect-root']);
-    const report = await verifyInput(readVerifyInput(await readSource(source, timeoutS)), {
-      ...(expectDigest !== undefined ? { expectDigest } : {}),
-      ...(expectRoot !== undefined ? { expectRoot } : {}),
-    });
+    const read = await readSource(source, timeoutS);
+    const report = await verifyInput(
+      readVerifyInput(read.text),
+      {
+        ...(expectDigest !== undefined ? { expectDigest } : {}),
+        ...(expectRoot !== undefined ? { expectRoot } : {}),
+        ...(read.requestId !== undefined ? { expectRequestId: read.requestId } : {}),
+      },
+      values.reembed
+        ? { load: loadPinnedEmbedder, noiseToleranceBits: Number(toleranceText ?? '0') }
+        : undefined,
+    );
     console.log(values.json ? JSON.stringify(reportJson(report), null, 2) : formatReport(report));
     return report.ok ? 0 : 1;
   } catch (e) {
@@ -166,6 +215,9 @@ async function audit(values: Flags, positionals: string[], timeoutS: number): Pr
     return 2;
   };
   if (positionals.length > 0) return usage('give a SOURCE or --relay, not both');
+  if (values.reembed || values['noise-tolerance-bits'] !== undefined) {
+    return usage('--reembed checks one transcript (a SOURCE), not an audit');
+  }
   if (values['expect-digest'] !== undefined || values['expect-root'] !== undefined) {
     return usage(
       '--expect-digest and --expect-root compare one transcript; --relay compares each with what was published',

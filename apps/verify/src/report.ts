@@ -1,5 +1,6 @@
-import { type TranscriptCheck, verifyTranscript } from '@synod/shared';
+import { type EmbeddingModelRef, type TranscriptCheck, verifyTranscript } from '@synod/shared';
 import { type AttestationCheck, checkAttestations } from './attestations.ts';
+import { type EmbedBits, reembedReveals } from './reembed.ts';
 import type { VerifyInput } from './verify-input.ts';
 
 /** The local result, and how it compares with what was expected or claimed. */
@@ -11,6 +12,23 @@ export interface VerifyReport {
   comparisons: { what: string; given: string; derived: string | null; match: boolean }[];
   /** The attestations given beside the transcript, checked; absent when none were given. */
   attestations?: AttestationCheck;
+  /** With `--reembed`: the members' outputs embedded here, and the reveals whose bits disagree. */
+  reembedded?: ReembedCheck;
+}
+
+export interface ReembedCheck {
+  embedder: string;
+  /** Members' reveals embedded here. */
+  reveals: number;
+  noiseToleranceBits: number;
+  /** Reveals whose claimed bits are farther than the tolerance from this machine's (EMBEDDING_DISAGREES). */
+  disagree: { nodeId: string; revealId: string }[];
+}
+
+/** How `--reembed` gets the embedder a frame pins (reembed.ts loads it; tests may pass their own). */
+export interface ReembedOptions {
+  load(ref: EmbeddingModelRef): Promise<{ embedBits: EmbedBits; close(): Promise<void> }>;
+  noiseToleranceBits: number;
 }
 
 /**
@@ -38,23 +56,65 @@ export async function withAttestations(
  */
 export async function verifyInput(
   input: VerifyInput,
-  expect: { expectDigest?: string; expectRoot?: string } = {},
+  expect: { expectDigest?: string; expectRoot?: string; expectRequestId?: string } = {},
+  reembed?: ReembedOptions,
 ): Promise<VerifyReport> {
-  const check = await verifyTranscript(input.transcript);
-  return withAttestations(compare(check, { ...expect, claimed: input.claimed }), input.attestations);
+  let check = await verifyTranscript(input.transcript);
+  let reembedded: ReembedCheck | undefined;
+  if (reembed !== undefined && check.ok) {
+    const request = check.transcript.packets.find((p) => p.type === 'request');
+    if (request?.type !== 'request') throw new Error('a transcript that holds has a request');
+    const ref = request.body.frame.embeddingModel;
+    const embedder = await reembed.load(ref);
+    let bits: Map<string, string>;
+    try {
+      bits = await reembedReveals(check.transcript, embedder.embedBits);
+    } finally {
+      await embedder.close();
+    }
+    check = await verifyTranscript(input.transcript, {
+      reembedded: bits,
+      noiseToleranceBits: reembed.noiseToleranceBits,
+    });
+    reembedded = {
+      embedder: ref.id,
+      reveals: bits.size,
+      noiseToleranceBits: reembed.noiseToleranceBits,
+      disagree: check.ok
+        ? check.verdict.rejected
+            .filter((r) => r.reason === 'EMBEDDING_DISAGREES')
+            .map((r) => ({ nodeId: r.nodeId, revealId: r.revealId ?? '' }))
+        : [],
+    };
+  }
+  const compared = compare(check, { ...expect, claimed: input.claimed });
+  const report = reembedded
+    ? { ...compared, reembedded, ok: compared.ok && reembedded.disagree.length === 0 }
+    : compared;
+  return withAttestations(report, input.attestations);
 }
 
 export function compare(
   check: TranscriptCheck,
-  given: { expectDigest?: string; expectRoot?: string; claimed: { verdictDigest?: string; root?: string } },
+  given: {
+    expectDigest?: string;
+    expectRoot?: string;
+    /** The request the source was asked for (a relay URL's `/v1/verify/<id>`). */
+    expectRequestId?: string;
+    claimed: VerifyInput['claimed'];
+  },
 ): VerifyReport {
-  const derived = check.ok ? { digest: check.verdictDigest, root: check.root } : { digest: null, root: null };
+  const derived = check.ok
+    ? { digest: check.verdictDigest, root: check.root, requestId: check.requestId }
+    : { digest: null, root: null, requestId: null };
   const comparisons: VerifyReport['comparisons'] = [];
   const add = (what: string, value: string | undefined, d: string | null) => {
     if (value !== undefined) comparisons.push({ what, given: value, derived: d, match: value === d });
   };
   add('--expect-digest', given.expectDigest, derived.digest);
   add('--expect-root', given.expectRoot, derived.root);
+  // A genuine transcript of another request answers another question: the request is compared too.
+  add('the request asked for', given.expectRequestId, derived.requestId);
   add("the source's verdict digest", given.claimed.verdictDigest, derived.digest);
   add("the source's transcript root", given.claimed.root, derived.root);
   return { ok: check.ok && comparisons.every((c) => c.match), check, comparisons };
@@ -69,6 +129,9 @@ export function reasonsOf(r: VerifyReport): string[] {
   }
   for (const bad of r.attestations?.invalid ?? []) {
     reasons.push(`an attestation from ${bad.from.slice(0, 16)}… does not hold: ${bad.why}`);
+  }
+  for (const d of r.reembedded?.disagree ?? []) {
+    reasons.push(disagreement(d, r.reembedded as ReembedCheck));
   }
   return reasons;
 }
@@ -115,6 +178,13 @@ export function formatReport(r: VerifyReport): string {
     for (const bad of a.invalid)
       lines.push(`  an attestation from ${bad.from.slice(0, 16)}… does NOT hold: ${bad.why}`);
   }
+  const e = r.reembedded;
+  if (e) {
+    lines.push(
+      `  re-embedded      ${e.reveals} member reveal${e.reveals === 1 ? '' : 's'} with ${e.embedder} here (tolerance ${e.noiseToleranceBits} bits): ${e.disagree.length} disagree`,
+    );
+    for (const d of e.disagree) lines.push(`  ${disagreement(d, e)}`);
+  }
   for (const m of r.comparisons) {
     lines.push(
       m.match
@@ -123,6 +193,10 @@ export function formatReport(r: VerifyReport): string {
     );
   }
   return lines.join('\n');
+}
+
+function disagreement(d: ReembedCheck['disagree'][number], e: ReembedCheck): string {
+  return `the bits node ${d.nodeId.slice(0, 16)}… revealed (reveal ${d.revealId.slice(0, 16)}…) are NOT its output's: more than ${e.noiseToleranceBits} bits from ${e.embedder} here (EMBEDDING_DISAGREES)`;
 }
 
 /** The report as one JSON value. */
@@ -135,5 +209,6 @@ export function reportJson(r: VerifyReport): Record<string, unknown> {
       : { error: c.error.toJSON() }),
     comparisons: r.comparisons,
     ...(r.attestations ? { attestations: r.attestations } : {}),
+    ...(r.reembedded ? { reembedded: r.reembedded } : {}),
   };
 }

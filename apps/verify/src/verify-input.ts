@@ -14,14 +14,20 @@ export interface VerifyInput {
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
-/** Why the input is not something to verify (exit code 2, with the reason). */
+/**
+ * Why the input is not something to verify (exit code 2, with the reason): `VERIFY_INPUT_INVALID`, or
+ * `VERIFY_INPUT_TOO_LARGE` for a source larger than any transcript (fetch-text.ts).
+ */
 export class VerifyInputError extends Error {
-  readonly code = 'VERIFY_INPUT_INVALID';
-  constructor(message: string) {
+  readonly code: VerifyInputErrorCode;
+  constructor(message: string, code: VerifyInputErrorCode = 'VERIFY_INPUT_INVALID') {
     super(message);
     this.name = 'VerifyInputError';
+    this.code = code;
   }
 }
+
+export type VerifyInputErrorCode = 'VERIFY_INPUT_INVALID' | 'VERIFY_INPUT_TOO_LARGE';
 
 export function readVerifyInput(text: string): VerifyInput {
   let v: unknown;

@@ -11,7 +11,8 @@ import { limitReads } from './public.ts';
  * The public verifier. `POST /v1/verify` takes `{ transcript, expectedVerdictDigest?, expectedRoot? }`
  * (or a bare transcript) and recomputes every signature, commitment and the consensus: 200 with the
  * verdict when everything holds, 422 with the precise reasons when it does not. `GET /v1/verify/:id`
- * re-verifies a stored request against the verdict the coordinator published.
+ * re-verifies a stored request against the verdict the coordinator published; its answer carries the
+ * published `verdictDigest` and `transcriptRoot` either way (on a 422, beside the reasons they fail).
  */
 export function mountVerify(app: Hono, deps: EdgeDeps): void {
   app.post('/v1/verify', async (c) => {
@@ -88,6 +89,19 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
         attestations,
       });
     }
-    return c.json({ ok: false, error: check.error.toJSON(), transcript, attestations }, 422);
+    // What the relay published (its verdict packet's digest and root) goes beside the reasons, so that
+    // whoever re-derives the transcript elsewhere compares it too: a transcript that holds under
+    // another verdict than the published one must not read as an answer that holds.
+    return c.json(
+      {
+        ok: false,
+        error: check.error.toJSON(),
+        verdictDigest: published.verdictDigest,
+        transcriptRoot: published.transcriptRoot,
+        transcript,
+        attestations,
+      },
+      422,
+    );
   });
 }

@@ -420,6 +420,23 @@ describe('verifyTranscript: structure', () => {
     expect(f.issues.map((x) => x.code)).toEqual(['REQUEST_ID_MISMATCH', 'PACKET_INVALID_FIELD']);
   });
 
+  test('a packet with a lone surrogate (JSON "\\ud800", not encodable) is listed, not thrown', async () => {
+    const reveal = agreeT.packets[agreeT.packets.length - 1] as Packet<'reveal'>;
+    const odd = { ...reveal, body: { ...reveal.body, output: 'Paris\uD800' } };
+    const packets = [...agreeT.packets.slice(0, -1), odd] as AnyPacket[];
+    const f = failure(await verifyTranscript(withPackets(agreeT, packets)));
+    expect(f.code).toBe('TRANSCRIPT_INVALID');
+    expect(f.issues).toEqual([
+      {
+        check: 'PACKET_INVALID',
+        code: 'ENCODING_INVALID',
+        message: expect.stringContaining('lone surrogate'),
+        index: packets.length - 1,
+        details: expect.any(Object),
+      },
+    ]);
+  });
+
   test('verdict, attestation and heartbeat packets are not part of a transcript', async () => {
     const ok = success(await verifyTranscript(agreeT));
     const coordinator = await keyOf(1);

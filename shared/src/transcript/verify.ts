@@ -7,7 +7,8 @@
  *   1. shape       `{v: 1, requestId, packets[]}` with no other field; at most 386 packets
  *                  (1 request + 128 commits + 1 seal + 256 reveals).            -> TRANSCRIPT_INVALID
  *   2. packets     every packet through `parseEnvelope` (envelope, version, body schema, unknown fields,
- *                  request-id derivation); only request/commit/seal/reveal types. -> TRANSCRIPT_INVALID
+ *                  request-id derivation) and canonical encoding (ENCODING_INVALID for a lone surrogate);
+ *                  only request/commit/seal/reveal types.                      -> TRANSCRIPT_INVALID
  *                  (each issue carries the packet-level code, e.g. PACKET_UNKNOWN_FIELD)
  *   3. signatures  EVERY signature, all at once (Promise.all), over `signedBytes`. -> PACKET_BAD_SIGNATURE
  *                  Signatures come before cross-packet checks: a packet its `from` did not sign is not
@@ -36,7 +37,7 @@ import { fromHex } from '../encoding/bytes.ts';
 import { type ErrorCode, isSynodError, SynodError } from '../errors.ts';
 import { defaultEd25519, type Ed25519Backend } from '../identity/ed25519.ts';
 import { verifySignature } from '../identity/node-key.ts';
-import { type PacketEncodings, packetEncodings, packetId, parseEnvelope } from '../packets/envelope.ts';
+import { type PacketEncodings, packetEncodings, parseEnvelope } from '../packets/envelope.ts';
 import { LIMITS } from '../packets/limits.ts';
 import type { AnyPacket, Packet, Verdict } from '../packets/schemas.ts';
 import { merkleLeafHash, merkleRoot } from './merkle.ts';
@@ -161,14 +162,25 @@ function checkShape(input: unknown): TranscriptIssue[] | { requestId: string; pa
   return { requestId: record['requestId'] as string, packets: packets as unknown[] };
 }
 
-/** Stage 2: every packet, structurally. */
-function checkPackets(raw: readonly unknown[]): { issues: TranscriptIssue[]; packets: TranscriptPacket[] } {
+/**
+ * Stage 2: every packet, structurally, and its canonical encodings (one canonicalization serves its
+ * signature check, its id and its Merkle leaf). A packet that parses but has no canonical bytes (a lone
+ * surrogate, which JSON text can spell as `"\ud800"`) is an issue like any other: ENCODING_INVALID.
+ */
+function checkPackets(raw: readonly unknown[]): {
+  issues: TranscriptIssue[];
+  packets: TranscriptPacket[];
+  encodings: PacketEncodings[];
+} {
   const issues: TranscriptIssue[] = [];
   const packets: TranscriptPacket[] = [];
+  const encodings: PacketEncodings[] = [];
   raw.forEach((item, index) => {
     let packet: AnyPacket;
+    let encoded: PacketEncodings;
     try {
       packet = parseEnvelope(item);
+      encoded = packetEncodings(packet);
     } catch (e) {
       if (!isSynodError(e)) throw e;
       issues.push({ check: 'PACKET_INVALID', code: e.code, message: e.message, index, details: e.details });
@@ -180,13 +192,14 @@ function checkPackets(raw: readonly unknown[]): { issues: TranscriptIssue[]; pac
         message: `a ${packet.type} packet is not part of a transcript (allowed: ${TRANSCRIPT_TYPES.join(', ')})`,
         index,
         type: packet.type,
-        packetId: packetId(packet),
+        packetId: encoded.id,
       });
       return;
     }
     packets.push(packet as TranscriptPacket);
+    encodings.push(encoded);
   });
-  return { issues, packets };
+  return { issues, packets, encodings };
 }
 
 /** Stage 3: every signature, concurrently; all failures listed. */
@@ -425,7 +438,7 @@ export async function verifyTranscript(
   if (Array.isArray(shape)) return fail('TRANSCRIPT_INVALID', 'the transcript is malformed', shape);
   const { requestId } = shape;
 
-  const { issues: packetIssues, packets } = checkPackets(shape.packets);
+  const { issues: packetIssues, packets, encodings } = checkPackets(shape.packets);
   if (packetIssues.length > 0) {
     return fail(
       'TRANSCRIPT_INVALID',
@@ -434,8 +447,6 @@ export async function verifyTranscript(
       { requestId },
     );
   }
-  // One canonicalization per packet serves its signature check, its id and its Merkle leaf.
-  const encodings = packets.map((p) => packetEncodings(p));
   const ids = encodings.map((e) => e.id);
 
   const backend = options.backend ?? (await defaultEd25519());
