@@ -1,12 +1,25 @@
-import { afterAll, describe, expect, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type Client, createClient } from '@libsql/client';
-import { type AnyPacket, NodeKey, type Packet, type PacketType, packetId, signPacket } from '@synod/shared';
+import {
+  type AnyPacket,
+  NodeKey,
+  type Packet,
+  type PacketType,
+  packetId,
+  signPacket,
+  type VerdictBody,
+} from '@synod/shared';
 import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql';
-import { HISTORY_WINDOW, type HistoryQuery, HistoryStore } from './history-store.ts';
+import {
+  ATTESTATIONS_FROM_OTHERS,
+  HISTORY_WINDOW,
+  type HistoryQuery,
+  HistoryStore,
+} from './history-store.ts';
 import { applyMigrations } from './migrate.ts';
 import { MIGRATIONS } from './migrations.gen.ts';
 import { openHistory } from './open-history.ts';
@@ -124,6 +137,150 @@ describe('HistoryStore: reveals', () => {
       expect(await h.store.getRequest(requestId)).toBeNull();
       const n = await h.client.execute('SELECT count(*) AS n FROM reveals');
       expect(Number(n.rows[0]?.['n'])).toBe(0);
+    } finally {
+      h.client.close();
+    }
+  });
+});
+
+describe("HistoryStore: seals and verdicts are the coordinator's alone", () => {
+  const [seal] = of('seal');
+  if (!seal) throw new Error('no seal');
+  const requestId = seal.body.requestId;
+  const stranger = () => NodeKey.fromSeed(new Uint8Array(32).fill(77));
+  // The golden scenario's verdict, as its coordinator publishes it.
+  const golden = (
+    JSON.parse(readFileSync(VECTORS, 'utf8')) as {
+      scenarios: {
+        nodes: { role: string; seed: string }[];
+        verdict: VerdictBody['verdict'];
+        verdictDigest: string;
+        root: string;
+      }[];
+    }
+  ).scenarios[0];
+  if (!golden) throw new Error('no scenario');
+  const verdictBody: VerdictBody = {
+    requestId,
+    verdict: golden.verdict,
+    verdictDigest: golden.verdictDigest,
+    transcriptRoot: golden.root,
+    createdAt: seal.body.createdAt + 1_000,
+  };
+  const coordinatorSeed = golden.nodes.find((n) => n.role === 'coordinator')?.seed ?? '';
+  let verdict: Packet<'verdict'>;
+  beforeAll(async () => {
+    const key = await NodeKey.fromSeed(Uint8Array.from(Buffer.from(coordinatorSeed, 'hex')));
+    verdict = await signPacket(key, 'verdict', verdictBody);
+  });
+
+  test("a seal signed by anyone but the request's author is not stored, and does not keep the coordinator's out", async () => {
+    const h = await beforeTheSeal('forged-seal');
+    try {
+      // Someone who saw the commits on the network seals them first, with a key of its own.
+      const forged = await signPacket(await stranger(), 'seal', {
+        ...seal.body,
+        members: seal.body.members.slice(0, 1),
+      });
+      await h.store.recordSeal(stored(forged), 2);
+      expect((await h.store.getRequest(requestId))?.seal).toBeNull();
+      expect((await h.store.getRequest(requestId))?.status).toBe('pending');
+      // The coordinator's seal, then its verdict, are the request's.
+      await h.store.recordSeal(stored(seal), 3);
+      for (const r of of('reveal')) await h.store.recordReveal(stored(r));
+      expect(await h.store.recordVerdict(stored(verdict), 4)).toBe(true);
+      const d = await h.store.getRequest(requestId);
+      expect(d?.seal?.id).toBe(packetId(seal));
+      expect(d?.verdict?.id).toBe(packetId(verdict));
+      expect(d?.status).toBe('verdict');
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test('a second seal, even signed by the coordinator, adds no members and removes no reveals', async () => {
+    const h = await beforeTheSeal('second-seal');
+    try {
+      await h.store.recordSeal(stored(seal), 2);
+      for (const r of of('reveal')) await h.store.recordReveal(stored(r));
+      const before = await h.store.getRequest(requestId);
+      // A second seal the coordinator signed (evidence of equivocation to the nodes), naming one member.
+      const coordinator = await NodeKey.fromSeed(Uint8Array.from(Buffer.from(coordinatorSeed, 'hex')));
+      const other = await signPacket(coordinator, 'seal', {
+        ...seal.body,
+        createdAt: seal.body.createdAt + 1,
+        members: seal.body.members.slice(0, 1),
+      });
+      await h.store.recordSeal(stored(other), 3);
+      const after = await h.store.getRequest(requestId);
+      expect(after?.seal?.id).toBe(packetId(seal));
+      expect(after?.reveals.map((r) => r.id).sort()).toEqual(before?.reveals.map((r) => r.id).sort() ?? []);
+      const members = await h.client.execute({
+        sql: 'SELECT count(*) AS n FROM seal_members WHERE request_id = ?',
+        args: [requestId],
+      });
+      expect(Number(members.rows[0]?.['n'])).toBe(seal.body.members.length);
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test("a verdict signed by anyone but the request's author is not stored; the coordinator's still is", async () => {
+    const h = await beforeTheSeal('forged-verdict');
+    try {
+      await h.store.recordSeal(stored(seal), 2);
+      for (const r of of('reveal')) await h.store.recordReveal(stored(r));
+      const forged = await signPacket(await stranger(), 'verdict', verdictBody);
+      expect(await h.store.recordVerdict(stored(forged), 3)).toBe(false);
+      expect((await h.store.getRequest(requestId))?.verdict).toBeNull();
+      expect(await h.store.recordVerdict(stored(verdict), 4)).toBe(true);
+      expect((await h.store.getRequest(requestId))?.verdict?.id).toBe(packetId(verdict));
+    } finally {
+      h.client.close();
+    }
+  });
+});
+
+describe('HistoryStore: attestations', () => {
+  const [seal] = of('seal');
+  if (!seal) throw new Error('no seal');
+  const requestId = seal.body.requestId;
+  const nodes = (
+    JSON.parse(readFileSync(VECTORS, 'utf8')) as {
+      scenarios: { nodes: { seed: string; nodeId: string }[] }[];
+    }
+  ).scenarios[0]?.nodes;
+  const body = { requestId, verdictDigest: 'ab'.repeat(32), transcriptRoot: 'cd'.repeat(32), createdAt: 5 };
+
+  test("past 64 from anyone, a request takes only its seal members' attestations", async () => {
+    const h = await beforeTheSeal('attestations');
+    try {
+      await h.store.recordSeal(stored(seal), 2);
+      for (let i = 0; i < ATTESTATIONS_FROM_OTHERS + 6; i++) {
+        const seed = new Uint8Array(32);
+        seed[0] = 1;
+        seed[1] = i;
+        await h.store.recordAttestation(
+          stored(await signPacket(await NodeKey.fromSeed(seed), 'attestation', body)),
+        );
+      }
+      const count = async () =>
+        Number(
+          (
+            await h.client.execute({
+              sql: 'SELECT count(*) AS n FROM attestations WHERE request_id = ?',
+              args: [requestId],
+            })
+          ).rows[0]?.['n'],
+        );
+      expect(await count()).toBe(ATTESTATIONS_FROM_OTHERS);
+      const member = nodes?.find((n) => n.nodeId === seal.body.members[0]?.nodeId);
+      if (!member) throw new Error('no member seed');
+      const key = await NodeKey.fromSeed(Uint8Array.from(Buffer.from(member.seed, 'hex')));
+      await h.store.recordAttestation(stored(await signPacket(key, 'attestation', body)));
+      expect(await count()).toBe(ATTESTATIONS_FROM_OTHERS + 1);
+      const held = (await h.store.getRequest(requestId))?.attestations.map((a) => a.packet.from);
+      expect(held).toContain(member.nodeId);
     } finally {
       h.client.close();
     }

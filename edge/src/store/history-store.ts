@@ -82,6 +82,12 @@ function decode<T extends AnyPacket['type']>(raw: string): Packet<T> {
  * packet inserts are idempotent (`on conflict do nothing` on the packet id), so replays from several
  * transports or several relays over one database store each packet once.
  */
+/**
+ * Attestations a request takes from anyone before it takes only its seal members' (at most 128 more:
+ * `maxCommits`' bound), so that keys made for the purpose cannot grow a request without end.
+ */
+export const ATTESTATIONS_FROM_OTHERS = 64;
+
 export class HistoryStore {
   /**
    * `checkFile`: for a local database file, throws when the file was deleted or replaced under the
@@ -149,15 +155,27 @@ export class HistoryStore {
     await this.db.insert(commits).values(commitRow(c)).onConflictDoNothing();
   }
 
+  /**
+   * Store a request's seal: only its coordinator's (the request packet's author, as every node's
+   * observer checks, NOT_COORDINATOR), over that request packet, and only the first. Any node can sign a
+   * well-formed seal of the commits it saw: taken first, it would have kept the coordinator's seal out,
+   * and with it the verdict computed over that seal. A second seal changes nothing stored.
+   */
   async recordSeal(s: Stored<'seal'>, now: number): Promise<void> {
     const { seal, members } = sealRows(s);
     await this.db.transaction(async (tx) => {
-      const existing = await tx
-        .select({ id: requests.requestId })
+      const [request] = await tx
+        .select({ coordinator: requests.coordinator, packetId: requests.packetId })
         .from(requests)
         .where(eq(requests.requestId, seal.requestId));
-      if (existing.length === 0) return;
-      await tx.insert(seals).values(seal).onConflictDoNothing();
+      if (request === undefined) return;
+      if (request.coordinator !== seal.coordinator || request.packetId !== seal.requestPacketId) return;
+      const inserted = await tx
+        .insert(seals)
+        .values(seal)
+        .onConflictDoNothing()
+        .returning({ id: seals.packetId });
+      if (inserted.length === 0) return;
       if (members.length > 0) await tx.insert(sealMembers).values(members).onConflictDoNothing();
       // Reveals taken before the seal was (see recordReveal) from nodes it left out go.
       await tx.delete(reveals).where(
@@ -207,7 +225,9 @@ export class HistoryStore {
 
   /**
    * Store a verdict, its entries, the request's final status, and the reputation deltas, at most once
-   * per request (a second verdict packet for the same request changes nothing).
+   * per request (a second verdict packet for the same request changes nothing), and only the request
+   * coordinator's, over the seal stored for it: a verdict signed by anyone else is not the request's
+   * (NOT_COORDINATOR to every node's observer), whatever it says.
    */
   async recordVerdict(v: Stored<'verdict'>, now: number): Promise<boolean> {
     const { verdict, entries } = verdictRows(v);
@@ -217,10 +237,18 @@ export class HistoryStore {
         .from(verdicts)
         .where(eq(verdicts.requestId, verdict.requestId));
       if (existing.length > 0) return false;
+      // The request's own seal, signed (as the verdict must be) by the request's coordinator.
       const sealed = await tx
         .select({ id: seals.packetId })
         .from(seals)
-        .where(eq(seals.packetId, verdict.sealId));
+        .innerJoin(requests, eq(requests.requestId, seals.requestId))
+        .where(
+          and(
+            eq(seals.packetId, verdict.sealId),
+            eq(seals.requestId, verdict.requestId),
+            eq(requests.coordinator, verdict.coordinator),
+          ),
+        );
       if (sealed.length === 0) return false;
       await tx.insert(verdicts).values(verdict);
       if (entries.length > 0) await tx.insert(verdictEntriesTable).values(entries);
@@ -247,8 +275,23 @@ export class HistoryStore {
     });
   }
 
+  /**
+   * Store a node's attestation of a request's verdict, one per node. Anyone may attest (a verifier
+   * recomputes the verdict and signs it), but fresh keys cost nothing: past `ATTESTATIONS_FROM_OTHERS`
+   * attestations a request takes only its seal members', so a flood of them neither fills the database
+   * nor swells every read of the request.
+   */
   async recordAttestation(a: Stored<'attestation'>): Promise<void> {
-    if (!(await this.hasRequest(a.packet.body.requestId))) return;
+    const { requestId } = a.packet.body;
+    const [state] = await this.db
+      .select({
+        member: sql<number>`exists (select 1 from ${sealMembers} where ${sealMembers.requestId} = ${requestId} and ${sealMembers.nodeId} = ${a.packet.from})`,
+        held: sql<number>`(select count(*) from (select 1 from ${attestations} where ${attestations.requestId} = ${requestId} limit ${ATTESTATIONS_FROM_OTHERS}))`,
+      })
+      .from(requests)
+      .where(eq(requests.requestId, requestId));
+    if (state === undefined) return;
+    if (Number(state.member) !== 1 && Number(state.held) >= ATTESTATIONS_FROM_OTHERS) return;
     await this.db.insert(attestations).values(attestationRow(a)).onConflictDoNothing();
   }
 
