@@ -93,3 +93,74 @@ describe('Intake over real transports: Gun bridged onto Waku', () => {
     LONG,
   );
 });
+
+describe('Intake over real transports: a gossip copy shed under load', () => {
+  test(
+    'a packet whose Waku copy the bridge shed, then accepted from Gun, still reaches the Waku peers behind the bridge',
+    async () => {
+      //   author (Gun + Waku) ── Waku ── bridge (Gun + Waku) ── Waku ── far
+      //          └──────────── Gun relay ──────┘
+      const relay: GunRelay = await startGunRelay({ host: '127.0.0.1', port: 0, topics: [commits] });
+      closers.push(() => relay.close());
+      const gun = (): GunTransport => {
+        const t = new GunTransport({ peers: [relay.url], topics: [commits] });
+        closers.push(() => t.close());
+        return t;
+      };
+      const bridgeWaku = await createHeadlessWakuRelay();
+      closers.push(() => bridgeWaku.close());
+      const authorWaku = await createHeadlessWakuRelay({ bootstrap: [tcp(bridgeWaku)] });
+      closers.push(() => authorWaku.close());
+      const farWaku = await createHeadlessWakuRelay({ bootstrap: [tcp(bridgeWaku)] });
+      closers.push(() => farWaku.close());
+      authorWaku.subscribe(commits, () => undefined);
+
+      // the bridge: one verification slot and one queue place, both taken until `release`
+      let release: () => void = () => {};
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      const bridge = new Intake({
+        now: Date.now,
+        concurrency: 1,
+        maxQueue: 1,
+        deliver: async (p) => {
+          if (p.transport === 'memory') await gate;
+        },
+      });
+      closers.push(() => bridge.close());
+      bridge.attach(gun());
+      bridge.attach(bridgeWaku);
+      const atFar: IntakePacket[] = [];
+      const far = new Intake({ now: Date.now, deliver: (p) => void atFar.push(p) });
+      closers.push(() => far.close());
+      far.attach(farWaku);
+      await waitFor(
+        () => bridgeWaku.meshPeers(commits).length === 2 && !farWaku.peers().includes(authorWaku.peerId),
+        LONG,
+        'a line: author - bridge - far',
+      );
+      const authorGun = gun();
+      authorGun.subscribe(commits, () => undefined);
+      await Bun.sleep(500);
+
+      const key = await testKey();
+      const memory = { peer: 'p0', transport: 'memory', topic: commits } as const;
+      bridge.offer(wire(await commitPacket(key, 11, Date.now())).bytes, memory); // held in delivery
+      await waitFor(() => bridge.metrics().inFlight === 1, LONG, 'the blocker in its slot');
+      bridge.offer(wire(await commitPacket(key, 12, Date.now())).bytes, memory); // the queue's one place
+      const packet = await commitPacket(key, 13, Date.now());
+      const target = wire(packet);
+      await authorWaku.publish(commits, target.bytes, { createdAt: packet.body.createdAt });
+      await waitFor(() => bridge.metrics().dropped === 1, LONG, 'the Waku copy shed at the bridge');
+      release();
+      await bridge.idle();
+
+      await authorGun.publish(commits, target.bytes);
+      await waitFor(() => atFar.some((p) => p.id === target.id), 20_000, 'the packet at the far node');
+      expect(bridge.metrics()).toMatchObject({ accepted: 3, bridged: 3, bridgeErrors: 0 }); // the memory two as well
+      expect(bridgeWaku.stats().republished).toBe(1);
+    },
+    LONG,
+  );
+});

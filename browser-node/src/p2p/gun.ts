@@ -30,15 +30,19 @@
  * state and the chain caches, so the memory is freed and a later subscriber is not replayed it. Puts of
  * pruned keys, of stale packets, of non-string values, with HAM states far ahead, and to other souls
  * are refused at the wire (neither stored nor relayed). `graphStats()` reports keys, bytes, pruned and
- * refused. Not bounded here: Gun's 9 s windows of in-flight messages (its dedup ids, and the
- * pending-ack closures of our own puts, which hold the packet until acked or 9 s pass), and what Gun
- * queues for a relay while its socket is connecting.
+ * refused. What Gun holds on the way out is bounded by a `GunWireBounds` (gun-wire-bounds.ts, option
+ * `wireBounds`): what it queues for a relay while its socket connects (1024 messages, 4 Mi code units
+ * per relay; newer messages dropped past that) and the ack listeners of our own puts, which hold the
+ * packet until acked or 9 s pass (relays without storage never ack): at most 256 (4 Mi code units),
+ * the oldest taken off early, which costs nothing since Synod reads no acks. `wireStats()` reports them.
+ * Gun's dedup ids of the last 9 s (ids only, no values) stay as Gun keeps them.
  *
  * Gun reports no sending peer, so `meta.peer` is the relay list (`gun:<url>,...`).
  */
 import { packetId, parseEnvelope, sha256Hex } from '@synod/shared';
 import Gun from 'gun';
 import { type GunBoundsOptions, GunGraphBounds, type GunGraphStats } from './gun-bounds.ts';
+import { GunWireBounds, type GunWireBoundsOptions, type GunWireStats } from './gun-wire-bounds.ts';
 import type { ContentTopic } from './topics.ts';
 import {
   type MessageHandler,
@@ -61,10 +65,14 @@ export interface GunTransportOptions {
   ownEchoes?: number;
   /** Bounds on what Gun keeps in memory per topic (age, keys, bytes); see gun-bounds.ts. */
   bounds?: GunBoundsOptions;
+  /** Bounds on what Gun holds on the way out (queues while connecting, puts awaiting acks); see gun-wire-bounds.ts. */
+  wireBounds?: GunWireBoundsOptions;
 }
 
 export type { GunBoundsOptions, GunGraphStats } from './gun-bounds.ts';
 export { GUN_BOUNDS_DEFAULTS } from './gun-bounds.ts';
+export type { GunWireBoundsOptions, GunWireStats } from './gun-wire-bounds.ts';
+export { GUN_WIRE_BOUNDS_DEFAULTS } from './gun-wire-bounds.ts';
 
 export const GUN_DEFAULT_TOPICS: readonly ContentTopic[] = [
   '/synod/1/requests/proto',
@@ -128,6 +136,7 @@ export class GunTransport implements Transport {
   readonly #ownMax: number;
   readonly #peerLabel: string;
   readonly #bounds: GunGraphBounds;
+  readonly #wire: GunWireBounds;
   #closed = false;
 
   constructor(options: GunTransportOptions) {
@@ -144,11 +153,17 @@ export class GunTransport implements Transport {
       WebSocket: options.WebSocket ?? globalThis.WebSocket,
     });
     this.#bounds = new GunGraphBounds(this.gun, this.topics.map(soulOf), options.bounds);
+    this.#wire = new GunWireBounds(this.gun, options.wireBounds);
   }
 
   /** What Gun holds for this transport's topics, and how much was pruned or refused. */
   graphStats(): GunGraphStats {
     return this.#bounds.stats();
+  }
+
+  /** What Gun holds on the way out (queued for relays that are connecting, puts awaiting acks). */
+  wireStats(): GunWireStats {
+    return this.#wire.stats();
   }
 
   async publish(topic: ContentTopic, bytes: Uint8Array): Promise<void> {
@@ -197,6 +212,7 @@ export class GunTransport implements Transport {
     if (this.#closed) return;
     this.#closed = true;
     this.#bounds.close();
+    this.#wire.close();
     for (const chain of this.#chains.values()) chain.off();
     this.#chains.clear();
     this.#handlers.clear();

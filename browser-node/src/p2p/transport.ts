@@ -26,8 +26,12 @@ export interface Transport {
    * so whoever sent an invalid message is its author, and may be penalised for it.
    */
   setForwardValidator?(validator: ForwardValidator | null): void;
-  /** Hang up on a peer (one the intake banned), where the transport has connections of its own. */
-  disconnect?(peer: string): Promise<void>;
+  /**
+   * Hang up on a peer (one the intake banned), where the transport has connections of its own, and
+   * refuse its connections for `banMs` (a transport-specific default, the intake's default ban for Waku
+   * relay; 0 only hangs up).
+   */
+  disconnect?(peer: string, banMs?: number): Promise<void>;
 }
 
 export interface PublishOptions {

@@ -5,6 +5,7 @@ import { decodePacket, encodePacket, sha256, sha256Hex } from '@synod/shared';
 import { createDecoder, createEncoder } from '@waku/core';
 import { proto_message } from '@waku/proto';
 import { createRoutingInfo } from '@waku/utils';
+import { Intake } from './intake.ts';
 import { commitPacket, testKey, waitFor, wire } from './test-fixtures.ts';
 import { contentTopic, topicOfPacketType } from './topics.ts';
 import type { MessageMeta } from './transport.ts';
@@ -250,6 +251,45 @@ describe('Waku relay transport', () => {
   );
 
   test(
+    'a message this node ignored (shed, say) and later publishes itself still reaches the peers behind it',
+    async () => {
+      // author - hub - far: far is reachable only through the hub
+      const hub = track(await createHeadlessWakuRelay());
+      const author = track(await createHeadlessWakuRelay({ bootstrap: [addressOf(hub, false)] }));
+      const far = track(await createHeadlessWakuRelay({ bootstrap: [addressOf(hub, false)] }));
+      collect(hub);
+      collect(author);
+      const atFar = collect(far);
+      // the hub's intake stand-in: sheds the first packet, takes the second
+      const verdicts: Array<'ignore' | 'accept'> = ['ignore', 'accept'];
+      hub.setForwardValidator(async () => verdicts.shift() ?? 'accept');
+      await waitFor(
+        () => hub.meshPeers(commits).length === 2 && !far.peers().includes(author.peerId),
+        LONG,
+        'a line: author - hub - far',
+      );
+      const shed = await commitPacket(await testKey(), 7, Date.now());
+      await author.publish(commits, wire(shed).bytes, { createdAt: shed.body.createdAt });
+      await waitFor(() => hub.stats().validated === 1, LONG, 'the hub to ignore the first packet');
+      // the same packet reaches the hub another way (Gun) and is accepted there: the hub publishes it
+      await hub.publish(commits, wire(shed).bytes, { createdAt: shed.body.createdAt });
+      await waitFor(() => atFar.length === 1, 20_000, 'the shed packet at the far node');
+      expect(sha256Hex(atFar[0]!.bytes)).toBe(sha256Hex(wire(shed).bytes));
+      expect(hub.stats().republished).toBe(1);
+
+      // a packet the hub forwarded is not sent again when published once more
+      const taken = await commitPacket(await testKey(), 8, Date.now());
+      await author.publish(commits, wire(taken).bytes, { createdAt: taken.body.createdAt });
+      await waitFor(() => atFar.length === 2, LONG, 'the forwarded packet at the far node');
+      await hub.publish(commits, wire(taken).bytes, { createdAt: taken.body.createdAt });
+      expect(hub.stats()).toMatchObject({ published: 2, republished: 1 });
+      await Bun.sleep(500);
+      expect(far.stats().received).toBe(2);
+    },
+    LONG,
+  );
+
+  test(
     "other applications' messages of any version are relayed but not handed up; a bad meta is rejected and scored",
     async () => {
       const hub = track(await createHeadlessWakuRelay());
@@ -297,6 +337,49 @@ describe('Waku relay transport', () => {
       await sender.node.services.pubsub.publish(shard, raw({ payload: new Uint8Array([9]) }));
       await waitFor(() => relayedToFar.length === 4, LONG, 'the next message');
       expect(atHub.map((m) => [...m.bytes])).toEqual([[1, 2, 3], [9]]);
+    },
+    LONG,
+  );
+
+  test(
+    'a peer the intake bans is hung up on and refused at the connection gate until the ban ends, whoever dials',
+    async () => {
+      const hub = track(await createHeadlessWakuRelay());
+      const reconnect = { initialMs: 100, maxMs: 200 };
+      const bad = track(await createHeadlessWakuRelay({ bootstrap: [addressOf(hub, false)], reconnect }));
+      collect(bad);
+      const banMs = 4_000;
+      const bans: string[] = [];
+      const intake = new Intake({
+        now: Date.now,
+        banThreshold: 3,
+        deliver: () => undefined,
+        // as SynodNode wires it: hang up on the banned peer
+        onBan: (ref) => {
+          bans.push(ref.peer);
+          void hub.disconnect(ref.peer, banMs);
+        },
+      });
+      intake.attach(hub);
+      await waitFor(() => hub.meshPeers(commits).includes(bad.peerId), LONG, 'the mesh');
+      for (let n = 0; n < 3; n++) await bad.publish(commits, new TextEncoder().encode(`{"junk":${n}}`));
+      await waitFor(() => bans.length === 1, LONG, 'the ban');
+      const bannedAt = Date.now();
+      expect(bans).toEqual([bad.peerId]);
+      await waitFor(() => !hub.peers().includes(bad.peerId), LONG, 'the hang-up');
+      expect(hub.stats().banned).toBe(1);
+      // the banned peer redials (its bootstrap) and is turned away every time; the hub does not dial it
+      const redials = bad.stats().redials;
+      await waitFor(() => bad.stats().redials >= redials + 3, LONG, 'redials while banned');
+      expect(hub.peers()).not.toContain(bad.peerId);
+      await expect(hub.node.dial(multiaddr(addressOf(bad, false)))).rejects.toThrow();
+      expect(Date.now() - bannedAt).toBeLessThan(banMs);
+      expect(hub.peers()).not.toContain(bad.peerId);
+      // once the ban is over it gets back in
+      await waitFor(() => hub.peers().includes(bad.peerId), LONG, 'the reconnection after the ban');
+      expect(Date.now() - bannedAt).toBeGreaterThanOrEqual(banMs - 50);
+      expect(hub.stats().banned).toBe(0);
+      await intake.close();
     },
     LONG,
   );

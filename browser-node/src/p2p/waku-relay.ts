@@ -25,6 +25,9 @@
  *                gossipsub seen-cache dedups on it. As the timestamp is the packet's, every publication
  *                of one packet (its author's, a restart's, a node passing on what Gun brought) is one
  *                message to gossip; the intake's packet-id dedup still makes delivery at-most-once.
+ *                A copy gossip took in but did not forward (the intake ignored it: shed under load, a
+ *                clock) would make our own later publication of it a duplicate, and the peers behind
+ *                this node would never get it: `publish` takes such an id out of the seen cache first.
  *  validation    a topic validator rejects (no forwarding, peer score penalty) data that is not a
  *                well-formed WakuMessage (protobuf, a content topic, `meta` of at most 64 bytes) within
  *                `MAX_WAKU_MESSAGE_BYTES`; well-formed messages of other content topics or other
@@ -49,7 +52,8 @@
  * (PX on PRUNE) is on when `peerExchange` is set. Disconnected bootstrap peers are redialled with
  * exponential backoff (`reconnect`), forever. Every outbound dial (bootstrap, PX, anything libp2p
  * would dial by itself) passes the connection gater's `dialPolicy`, which by default allows loopback
- * addresses only: a deployment sets `dialPolicy: 'any'` (or a predicate) deliberately.
+ * addresses only: a deployment sets `dialPolicy: 'any'` (or a predicate) deliberately. A peer hung up
+ * on with `disconnect` (one the intake banned) is refused by the same gater, both ways, for the ban.
  */
 import { type GossipSub, type GossipsubOpts, gossipsub } from '@chainsafe/libp2p-gossipsub';
 import type {
@@ -67,6 +71,7 @@ import { LIMITS, sha256 } from '@synod/shared';
 import { proto_message } from '@waku/proto';
 import { contentTopicToPubsubTopic } from '@waku/utils';
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p';
+import { TtlSet } from './intake.ts';
 import { ALL_TOPICS, type ContentTopic, isContentTopic } from './topics.ts';
 import {
   type ForwardValidator,
@@ -91,6 +96,10 @@ export const WAKU_RELAY_CODEC = '/vac/waku/relay/2.0.0';
 export const DEFAULT_CLUSTER_ID = 42;
 /** Shards per cluster for autosharding, as on The Waku Network. */
 export const DEFAULT_SHARDS_IN_CLUSTER = 8;
+/** How long `disconnect` refuses a peer's connections by default: the intake's default ban. */
+export const DEFAULT_BAN_MS = 600_000;
+/** Most peers banned at once; past it the ban ending first is lifted early. */
+export const MAX_BANNED_PEERS = 4096;
 
 export type DialPolicy = 'loopback' | 'any' | ((address: Multiaddr) => boolean);
 
@@ -129,6 +138,13 @@ export interface WakuRelayStats {
   invalidEnvelopes: number;
   /** Bootstrap redials made. */
   redials: number;
+  /** Peers refused at the connection gate now (see `disconnect`). */
+  banned: number;
+  /**
+   * Publications of a message gossip had taken in but not forwarded (a copy the intake ignored: shed
+   * under load, one copy too many waiting, a clock), sent anyway instead of dropped as a duplicate.
+   */
+  republished: number;
 }
 
 type Services = { identify: ReturnType<ReturnType<typeof identify>>; pubsub: GossipSub };
@@ -138,6 +154,26 @@ const VALIDATION = { accept: 'accept', ignore: 'ignore', reject: 'reject' } as u
   ValidatorResult
 >;
 const NS_PER_MS = 1_000_000n;
+/** Most message ids remembered as forwarded or published (see `WakuRelayTransport.publish`). */
+const MAX_FORWARDED_IDS = 65_536;
+
+/**
+ * The gossipsub internals `publish` reaches into (@chainsafe/libp2p-gossipsub 14: private in its types,
+ * present at run time): its seen cache, a `SimpleTimeCache` whose `entries` map holds every message id
+ * it took in or published, and the function that names a message id in it.
+ */
+interface GossipSubSeen {
+  seenCache: { entries: Map<string, unknown> };
+  msgIdToStrFn: (id: Uint8Array) => string;
+}
+
+function gossipSubSeen(pubsub: GossipSub): GossipSubSeen {
+  const inner = pubsub as unknown as Partial<GossipSubSeen>;
+  if (!(inner.seenCache?.entries instanceof Map) || typeof inner.msgIdToStrFn !== 'function') {
+    throw new Error('this gossipsub has no seenCache.entries map or msgIdToStrFn (written for version 14)');
+  }
+  return inner as GossipSubSeen;
+}
 
 /** Whether an address is on this machine: IPv4 127.0.0.0/8 or IPv6 ::1, nothing resolved by name. */
 export function isLoopbackAddress(address: Multiaddr): boolean {
@@ -322,6 +358,7 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
     // one packet's worth made two large messages asked for together break the link.
     maxInboundDataLength: MAX_INBOUND_FRAME_BYTES,
   };
+  const bans = new PeerBans(Date.now);
   const node = await createLibp2p<Services>({
     ...(options.privateKey ? { privateKey: options.privateKey } : {}),
     addresses: { listen: options.listen ?? [] },
@@ -330,6 +367,10 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
     streamMuxers: [yamux()],
     connectionGater: {
       denyDialMultiaddr: async (address) => !allow(address),
+      // A banned peer (`disconnect`) is neither dialled nor let back in, whichever side dials.
+      denyDialPeer: async (peer) => bans.has(peer.toString()),
+      denyInboundEncryptedConnection: async (peer) => bans.has(peer.toString()),
+      denyOutboundEncryptedConnection: async (peer) => bans.has(peer.toString()),
     },
     peerDiscovery: bootstrapList.length > 0 ? [bootstrapDiscovery({ list: bootstrapList, timeout: 0 })] : [],
     services: {
@@ -341,7 +382,50 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
       },
     },
   });
-  return new WakuRelayTransport(node, options);
+  return new WakuRelayTransport(node, options, bans);
+}
+
+/**
+ * Peers refused at the connection gate until a time (ms since the epoch),
+ * bounded to `MAX_BANNED_PEERS`: expired bans are swept as new ones come, and when full the ban ending
+ * first is lifted.
+ */
+export class PeerBans {
+  readonly #until = new Map<string, number>();
+  readonly #now: () => number;
+
+  constructor(now: () => number) {
+    this.#now = now;
+  }
+
+  /** Bans in force. */
+  get size(): number {
+    const now = this.#now();
+    for (const [p, u] of this.#until) if (u <= now) this.#until.delete(p);
+    return this.#until.size;
+  }
+
+  has(peer: string): boolean {
+    const until = this.#until.get(peer);
+    if (until === undefined) return false;
+    if (until > this.#now()) return true;
+    this.#until.delete(peer);
+    return false;
+  }
+
+  ban(peer: string, forMs: number): void {
+    const now = this.#now();
+    const until = Math.max(this.#until.get(peer) ?? 0, now + forMs);
+    this.#until.delete(peer);
+    for (const [p, u] of this.#until) if (u <= now) this.#until.delete(p);
+    while (this.#until.size >= MAX_BANNED_PEERS) {
+      let first: [string, number] | undefined;
+      for (const entry of this.#until) if (first === undefined || entry[1] < first[1]) first = entry;
+      if (first === undefined) break;
+      this.#until.delete(first[0]);
+    }
+    this.#until.set(peer, until);
+  }
 }
 
 export class WakuRelayTransport implements Transport {
@@ -355,26 +439,35 @@ export class WakuRelayTransport implements Transport {
   readonly #ephemeral: boolean;
   readonly #now: () => number;
   readonly #redial: BootstrapRedialer;
+  readonly #bans: PeerBans;
   #forwardValidator: ForwardValidator | null = null;
-  readonly #stats: WakuRelayStats = {
+  readonly #seen: GossipSubSeen;
+  /** Ids of the messages gossip forwarded (accepted) or this node published, for `WAKU_GOSSIP_PARAMS.seenTTL`. */
+  readonly #forwarded: TtlSet<true>;
+  readonly #stats: Omit<WakuRelayStats, 'banned'> = {
     validated: 0,
     published: 0,
     received: 0,
     dispatched: 0,
     invalidEnvelopes: 0,
     redials: 0,
+    republished: 0,
   };
   #closed = false;
 
-  constructor(node: Libp2p<Services>, options: WakuRelayOptions) {
+  constructor(node: Libp2p<Services>, options: WakuRelayOptions, bans: PeerBans) {
     this.node = node;
+    this.#bans = bans;
     this.clusterId = options.clusterId ?? DEFAULT_CLUSTER_ID;
     this.numShardsInCluster = options.numShardsInCluster ?? DEFAULT_SHARDS_IN_CLUSTER;
     this.#ephemeral = options.ephemeral ?? false;
     this.#now = options.now ?? Date.now;
     const pubsub = node.services.pubsub;
+    this.#seen = gossipSubSeen(pubsub);
+    this.#forwarded = new TtlSet(MAX_FORWARDED_IDS, WAKU_GOSSIP_PARAMS.seenTTL ?? 120_000);
     pubsub.addEventListener('gossipsub:message', (event) => {
-      const { msg, propagationSource } = event.detail;
+      const { msg, msgId, propagationSource } = event.detail;
+      this.#forwarded.set(msgId, true, Date.now());
       this.#onMessage(msg.topic, msg.data, propagationSource.toString());
     });
     this.#redial = new BootstrapRedialer(node, options.bootstrap ?? [], options.reconnect ?? {}, () => {
@@ -387,9 +480,22 @@ export class WakuRelayTransport implements Transport {
     return pubsubTopicOf(topic, this.clusterId, this.numShardsInCluster);
   }
 
+  /**
+   * Publish on the topic's shard. Gossip drops a publication whose message id is in its seen cache; that
+   * is right for a message it forwarded or we published (every peer has it already), wrong for a copy it
+   * took in and the intake ignored (shed under load, over the waiters' cap, a clock): that copy went no
+   * further, so the peers reachable only through this node have not got it. Such an id is taken out of
+   * the seen cache first, and the message goes out as a first publication.
+   */
   async publish(topic: ContentTopic, bytes: Uint8Array, options?: PublishOptions): Promise<void> {
     if (this.#closed) throw new TransportClosedError(this.name);
     const data = encodeWakuMessage(topic, bytes, options?.createdAt ?? this.#now(), this.#ephemeral);
+    const id = this.#seen.msgIdToStrFn(sha256(data));
+    const now = Date.now();
+    if (this.#forwarded.get(id, now) === undefined) {
+      if (this.#seen.seenCache.entries.delete(id)) this.#stats.republished++;
+      this.#forwarded.set(id, true, now);
+    }
     await this.node.services.pubsub.publish(this.pubsubTopic(topic), data);
     this.#stats.published++;
   }
@@ -469,14 +575,21 @@ export class WakuRelayTransport implements Transport {
     return this.node.peerId.toString();
   }
 
-  /** Hang up on a peer (for instance one the intake banned). */
-  async disconnect(peer: string): Promise<void> {
+  /**
+   * Hang up on a peer the intake banned, and refuse its connections for `banMs` (default the intake's
+   * default ban, 10 minutes; 0 only hangs up): it is not dialled (bootstrap, PX) and its own dials are
+   * turned away once its identity is known. Gossipsub forgets the score of a peer that leaves with a
+   * positive one, so without this a banned peer would come straight back with a clean score.
+   */
+  async disconnect(peer: string, banMs = DEFAULT_BAN_MS): Promise<void> {
+    if (!(banMs >= 0 && Number.isFinite(banMs))) throw new RangeError('banMs must be a finite number >= 0');
+    if (banMs > 0) this.#bans.ban(peer, banMs);
     const connections = this.node.getConnections().filter((c) => c.remotePeer.toString() === peer);
     await Promise.all(connections.map((c) => c.close()));
   }
 
   stats(): WakuRelayStats {
-    return { ...this.#stats };
+    return { ...this.#stats, banned: this.#bans.size };
   }
 
   async close(): Promise<void> {
