@@ -357,9 +357,11 @@ describe('SynodNode: a peer the intake bans', () => {
     const transport = net.join(key.nodeId);
     // The in-memory transport has no connections to close: a recording double of the hook here.
     const hungUp: string[] = [];
+    const bans: (number | undefined)[] = [];
     Object.assign(transport, {
-      disconnect: async (peer: string) => {
+      disconnect: async (peer: string, banMs?: number) => {
         hungUp.push(peer);
+        bans.push(banMs);
       },
     });
     const logs: Record<string, unknown>[] = [];
@@ -367,7 +369,7 @@ describe('SynodNode: a peer the intake bans', () => {
       key,
       role: 'follower',
       transports: [transport],
-      intake: { banThreshold: 3 },
+      intake: { banThreshold: 3, banMs: 90_000 },
       log: (e) => logs.push(e),
     });
     await follower.start();
@@ -378,6 +380,9 @@ describe('SynodNode: a peer the intake bans', () => {
       await net.settled();
       await until(() => hungUp.length === 1);
       expect(hungUp).toEqual(['attacker']);
+      // The transport refuses it for the ban the intake was configured with, not a default of its own.
+      expect(bans[0]).toBeGreaterThan(85_000);
+      expect(bans[0]).toBeLessThanOrEqual(90_000);
       expect(logs.find((l) => l['msg'] === 'peer banned')).toMatchObject({ peer: 'attacker', invalid: 3 });
     } finally {
       await follower.close();

@@ -215,11 +215,13 @@ export class SynodNode {
       ...options.intake,
       now: () => this.#scheduler.now(),
       deliver: (p) => this.#deliver(p),
-      // A banned peer is hung up on, where its transport can (it would otherwise keep its place in the
-      // mesh, its every message refused for the length of the ban); then the caller's hook.
+      // A banned peer is hung up on, and refused by its transport for what is left of the ban, where the
+      // transport can (it would otherwise keep its place in the mesh, its every message refused for the
+      // length of the ban); then the caller's hook.
       onBan: (ref, stats) => {
         const transport = options.transports.find((t) => t.name === ref.transport);
-        transport?.disconnect?.(ref.peer).catch((e: unknown) =>
+        const banMs = Math.max(0, (stats.bannedUntil ?? 0) - this.#scheduler.now());
+        transport?.disconnect?.(ref.peer, banMs).catch((e: unknown) =>
           this.#log({
             level: 'warn',
             msg: 'hanging up on a banned peer failed',
