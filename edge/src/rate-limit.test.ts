@@ -55,4 +55,15 @@ describe('RateLimiter (token bucket per caller)', () => {
     expect(l.take('a')).toBeGreaterThan(0);
     expect(l.take('b')).toBe(0);
   });
+
+  test('a clock set back neither takes tokens away nor locks the caller out', () => {
+    const l = limiter(2, 3);
+    expect(l.take('a')).toBe(0);
+    // The wall clock steps back an hour: no refill for that time, and no debt of an hour's tokens.
+    l.advance(-3_600_000);
+    expect([l.take('a'), l.take('a')]).toEqual([0, 0]);
+    expect(l.take('a')).toBe(500);
+    l.advance(500);
+    expect(l.take('a')).toBe(0);
+  });
 });

@@ -29,7 +29,9 @@ export class RateLimiter {
     let b = this.#buckets.get(caller);
     if (b) {
       this.#buckets.delete(caller);
-      b.tokens = Math.min(this.config.burst, b.tokens + ((t - b.at) / 1000) * this.config.ratePerSecond);
+      // A clock set back refills nothing (and takes nothing away) for the time it went back.
+      const elapsed = Math.max(0, t - b.at);
+      b.tokens = Math.min(this.config.burst, b.tokens + (elapsed / 1000) * this.config.ratePerSecond);
       b.at = t;
     } else {
       b = { tokens: this.config.burst, at: t };

@@ -51,4 +51,36 @@ describe('ApiKeyCache', () => {
     await cache.get('b', db.load);
     expect(db.calls).toEqual(['b', 'b']);
   });
+
+  test('a clock set back does not stretch a cached key past ttlMs (a revocation still bites in time)', async () => {
+    let now = 10_000_000;
+    const cache = new ApiKeyCache({ now: () => now, ttlMs: 100 });
+    const keys: Record<string, KnownKey> = { h: { id: 'key_h', quotaPerDay: 5, revoked: false } };
+    const db = counting(keys);
+    await cache.get('h', db.load);
+    keys['h'] = { id: 'key_h', quotaPerDay: 5, revoked: true };
+    // The wall clock steps back an hour (an NTP correction, a restored VM): the entry's age is negative.
+    now -= 3_600_000;
+    expect(await cache.get('h', db.load)).toMatchObject({ revoked: true });
+    expect(db.calls).toEqual(['h', 'h']);
+  });
+  test('concurrent lookups of a key the cache does not hold share one load (and its outcome)', async () => {
+    const cache = new ApiKeyCache({ now: () => 0 });
+    const db = counting({ h: { id: 'key_h', quotaPerDay: 5, revoked: false } });
+    const got = await Promise.all(Array.from({ length: 50 }, () => cache.get('h', db.load)));
+    expect(got.every((k) => k?.id === 'key_h')).toBe(true);
+    expect(db.calls).toEqual(['h']);
+    // A failed load is shared the same way, and not remembered: the next lookup loads again.
+    let fail = true;
+    const flaky = async (hash: string) => {
+      db.calls.push(hash);
+      if (fail) throw new Error('database down');
+      return null;
+    };
+    const failed = await Promise.allSettled([cache.get('x', flaky), cache.get('x', flaky)]);
+    expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    fail = false;
+    expect(await cache.get('x', flaky)).toBeNull();
+    expect(db.calls).toEqual(['h', 'x', 'x']);
+  });
 });

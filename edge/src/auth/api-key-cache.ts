@@ -21,6 +21,8 @@ export interface ApiKeyCacheOptions {
  */
 export class ApiKeyCache {
   readonly #entries = new Map<string, { key: KnownKey; at: number }>();
+  /** Loads under way, by hash (at most one per key; each gone when it settles). */
+  readonly #loading = new Map<string, Promise<KnownKey | null>>();
   readonly #ttl: number;
   readonly #max: number;
   readonly #now: () => number;
@@ -34,12 +36,27 @@ export class ApiKeyCache {
   async get(hash: string, load: (hash: string) => Promise<KnownKey | null>): Promise<KnownKey | null> {
     const t = this.#now();
     const hit = this.#entries.get(hash);
-    if (hit && t - hit.at < this.#ttl) {
+    // A negative age is a clock set back: the entry is as old as it can be, not young until then.
+    if (hit && t >= hit.at && t - hit.at < this.#ttl) {
       // Refresh its recency (a Map iterates in insertion order).
       this.#entries.delete(hash);
       this.#entries.set(hash, hit);
       return hit.key;
     }
+    // Requests that miss together wait for one load: a busy key whose entry just expired would otherwise
+    // be read from the database once per request in flight (and spend as many of its address's lookups).
+    const pending = this.#loading.get(hash);
+    if (pending) return pending;
+    const loading = this.#load(hash, load, t).finally(() => this.#loading.delete(hash));
+    this.#loading.set(hash, loading);
+    return loading;
+  }
+
+  async #load(
+    hash: string,
+    load: (hash: string) => Promise<KnownKey | null>,
+    t: number,
+  ): Promise<KnownKey | null> {
     const key = await load(hash);
     this.#entries.delete(hash);
     if (key && this.#ttl > 0) {

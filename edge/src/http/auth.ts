@@ -1,9 +1,8 @@
 import type { Context } from 'hono';
-import type { ApiKeyCache } from '../auth/api-key-cache.ts';
 import { bearerToken, hashApiKey, isWellFormedApiKey } from '../auth/api-keys.ts';
 import { checkSignedRequest } from '../auth/signed-request.ts';
-import type { HistoryStore } from '../store/history-store.ts';
-import { edgeError } from './errors.ts';
+import type { EdgeDeps } from '../routes/deps.ts';
+import { edgeError, rateLimitedError } from './errors.ts';
 
 export interface Caller {
   /** `key_…` for API keys, `node:<node id>` for signed requests. */
@@ -17,18 +16,25 @@ export interface Caller {
   signature?: string;
 }
 
+/** What `authenticate` uses of the relay. */
+export type AuthDeps = Pick<EdgeDeps, 'store' | 'apiKeys' | 'limiter' | 'clientAddress'> & {
+  config: Pick<EdgeDeps['config'], 'signedQuotaPerDay'>;
+};
+
 /**
  * Who is calling: an API key (`Authorization: Bearer synod_sk_…`, looked up by its sha256) or a signed
- * request (`x-synod-node`, `x-synod-timestamp`, `x-synod-signature`). Throws 401 UNAUTHENTICATED with
- * the reason, or 403 FORBIDDEN for a revoked key.
+ * request (`x-synod-node`, `x-synod-timestamp` judged at `now`, `x-synod-signature`). Throws 401
+ * UNAUTHENTICATED with the reason, or 403 FORBIDDEN for a revoked key. A key the cache does not hold is
+ * looked up in the database under the client address's rate limit (the `key-lookup:` bucket), as the
+ * public reads are: an unknown key is never cached, so without it anyone could make the relay read the
+ * database for each of as many made-up keys as they send; past it, 429 RATE_LIMITED. Signed requests
+ * are limited per client address as well (see below).
  */
 export async function authenticate(
   c: Context,
-  store: HistoryStore,
-  keys: ApiKeyCache,
+  deps: AuthDeps,
   body: Uint8Array,
   now: number,
-  signedQuotaPerDay: number,
 ): Promise<Caller> {
   const token = bearerToken(c.req.header('authorization'));
   if (token !== undefined) {
@@ -41,30 +47,42 @@ export async function authenticate(
         'keys look like synod_sk_<64 hex>',
       );
     }
-    const key = await keys.get(hashApiKey(token), (hash) => store.apiKeyByHash(hash));
+    const key = await deps.apiKeys.get(hashApiKey(token), (hash) => {
+      const wait = deps.limiter.take(`key-lookup:${deps.clientAddress(c)}`);
+      if (wait > 0) throw rateLimitedError(wait);
+      return deps.store.apiKeyByHash(hash);
+    });
     if (!key) throw edgeError(401, 'UNAUTHENTICATED', 'unknown API key');
     if (key.revoked) throw edgeError(403, 'FORBIDDEN', 'this API key was revoked');
     return { id: key.id, quotaPerDay: key.quotaPerDay, kind: 'api-key' };
+  }
+  const headers = {
+    node: c.req.header('x-synod-node'),
+    timestamp: c.req.header('x-synod-timestamp'),
+    signature: c.req.header('x-synod-signature'),
+    idempotencyKey: c.req.header('idempotency-key'),
+  };
+  if (headers.node || headers.timestamp || headers.signature) {
+    // Node keys cost nothing to make, so the per-caller limit alone would not hold a client that signs
+    // each request with a fresh one: signed requests are limited per client address too (the `signed:`
+    // bucket), before their signature is checked.
+    const wait = deps.limiter.take(`signed:${deps.clientAddress(c)}`);
+    if (wait > 0) throw rateLimitedError(wait);
   }
   const url = new URL(c.req.url);
   const signed = await checkSignedRequest({
     method: c.req.method,
     pathAndQuery: url.pathname + url.search,
     body,
-    headers: {
-      node: c.req.header('x-synod-node'),
-      timestamp: c.req.header('x-synod-timestamp'),
-      signature: c.req.header('x-synod-signature'),
-      idempotencyKey: c.req.header('idempotency-key'),
-    },
+    headers,
     now,
   });
   if (signed.ok) {
     return {
       id: `node:${signed.nodeId}`,
-      quotaPerDay: signedQuotaPerDay,
+      quotaPerDay: deps.config.signedQuotaPerDay,
       kind: 'signed',
-      signature: c.req.header('x-synod-signature') as string,
+      signature: headers.signature as string,
     };
   }
   const why = {

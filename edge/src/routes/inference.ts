@@ -59,9 +59,11 @@ export async function submit(
   deps: EdgeDeps,
   toInput: (raw: unknown) => unknown,
 ): Promise<Submission> {
-  const now = deps.now();
   const bytes = await readBody(c, deps.config.bodyLimit);
-  const caller = await authenticate(c, deps.store, deps.apiKeys, bytes, now, deps.config.signedQuotaPerDay);
+  // The time once the body is in: a signed request's timestamp is judged by it (a body trickled in for
+  // longer than the skew window, or than Idempotency-Keys are kept, must not stretch the window).
+  const now = deps.now();
+  const caller = await authenticate(c, deps, bytes, now);
   const wait = deps.limiter.take(caller.id);
   if (wait > 0) throw rateLimitedError(wait);
   const raw = parseJson(bytes);
