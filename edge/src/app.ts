@@ -4,6 +4,7 @@ import { allowedMethods } from './http/allowed-methods.ts';
 import { corsFor } from './http/cors.ts';
 import { edgeError, HttpError, toHttpError } from './http/errors.ts';
 import { isOpenAiPath } from './http/openai-paths.ts';
+import { StreamSlots } from './http/stream-slots.ts';
 import type { EdgeDeps } from './routes/deps.ts';
 import { mountInference } from './routes/inference.ts';
 import { mountOpenAi, openAiError } from './routes/openai.ts';
@@ -18,7 +19,12 @@ export function createApp(given: EdgeDeps): Hono {
   const app = new Hono();
   // Every admission's outcome is watched, so /healthz can say when requests are not being stored.
   const admissionHealth = given.admissionHealth ?? new AdmissionHealth(given.now);
-  const deps: EdgeDeps = { ...given, admitter: admissionHealth.watch(given.admitter), admissionHealth };
+  const deps: EdgeDeps = {
+    ...given,
+    admitter: admissionHealth.watch(given.admitter),
+    admissionHealth,
+    streams: given.streams ?? new StreamSlots(),
+  };
 
   // Browsers on the configured origins may call the API (opt-in; see EdgeConfig.corsOrigins).
   if (deps.config.corsOrigins.length > 0) app.use(corsFor(deps.config.corsOrigins));

@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import type { ApiKeyCache } from '../auth/api-key-cache.ts';
 import type { EdgeConfig } from '../config.ts';
 import type { AdmissionHealth } from '../http/admission-health.ts';
+import type { StreamSlots } from '../http/stream-slots.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RateLimiter } from '../rate-limit.ts';
 import type { Admitter, RelayNetwork } from '../relay/network.ts';
@@ -30,6 +31,8 @@ export interface EdgeDeps {
   admissionStats?: () => AdmissionStats;
   /** How the latest admission went, for /healthz (createApp makes one when none is given). */
   admissionHealth?: AdmissionHealth;
+  /** Event streams open, per client address (createApp makes one when none is given). */
+  streams?: StreamSlots;
 }
 
 /** Running totals of the accept path's group commit since the relay started. */

@@ -5,6 +5,7 @@
  * A real relay over HTTP with real serving nodes (stories260K + USE Lite).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { STREAMS_PER_ADDRESS } from '../http/stream-slots.ts';
 import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
 
@@ -143,5 +144,34 @@ describe('events of a request still queued', () => {
     const again = await events(t, requestId, queued[0]?.id);
     expect(again.status).toBe(200);
     expect((await untilKeepAlive(again)).map((e) => e.event ?? `:${e.comment}`)).toEqual([':keep-alive']);
+  }, 60_000);
+
+  test('one address holds at most 32 streams open: the next is 429 RATE_LIMITED until one closes', async () => {
+    const requestId = await submit(t);
+    const open = await Promise.all(Array.from({ length: STREAMS_PER_ADDRESS }, () => events(t, requestId)));
+    const readers = open.map((r) => {
+      expect(r.status).toBe(200);
+      return (r.body as ReadableStream<Uint8Array>).getReader();
+    });
+    try {
+      // Every stream is running (its first status sent) before the next is asked for.
+      await Promise.all(readers.map((r) => r.read()));
+      const refused = await events(t, requestId);
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get('retry-after')).toBe('5');
+      expect(await refused.json()).toMatchObject({
+        error: { code: 'RATE_LIMITED', details: { open: STREAMS_PER_ADDRESS, limit: STREAMS_PER_ADDRESS } },
+      });
+      // A stream closed by its client gives its place back.
+      await readers.pop()?.cancel();
+      await waitUntil('a stream closed is given back', async () => {
+        const r = await events(t, requestId);
+        if (r.status !== 200) return false;
+        readers.push((r.body as ReadableStream<Uint8Array>).getReader());
+        return true;
+      });
+    } finally {
+      await Promise.all(readers.map((r) => r.cancel()));
+    }
   }, 60_000);
 });

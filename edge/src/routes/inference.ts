@@ -184,6 +184,9 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
     if (c.req.method === 'HEAD') {
       return c.body(null, 200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     }
+    // A slot of the client address's (and the relay's) bounded number of open streams, for as long as
+    // this one stays open (see StreamSlots): 429 past it.
+    const release = deps.streams?.take(deps.clientAddress(c));
     return streamSSE(c, async (stream) => {
       let changed = true;
       let wake: (() => void) | undefined;
@@ -236,6 +239,7 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
       } finally {
         stopKeepAlive();
         unsubscribe();
+        release?.();
       }
     });
   });

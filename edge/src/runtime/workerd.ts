@@ -39,6 +39,7 @@ import { DEFAULT_EDGE_CONFIG, type EdgeConfig, parseCorsOrigins } from '../confi
 import { AdmissionHealth } from '../http/admission-health.ts';
 import { corsFor } from '../http/cors.ts';
 import { edgeError, type HttpError, toHttpError } from '../http/errors.ts';
+import { StreamSlots } from '../http/stream-slots.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
 import { GatewayRelayNetwork } from '../relay/gateway.ts';
@@ -81,6 +82,8 @@ interface Isolate {
   apiKeys: ApiKeyCache;
   /** How this isolate's latest admission went (an app is made per request; this outlives it). */
   admissionHealth: AdmissionHealth;
+  /** Event streams this isolate holds open, per client address. */
+  streams: StreamSlots;
   migrated: Promise<void> | undefined;
 }
 
@@ -186,6 +189,7 @@ function isolateFor(
       limiter: new RateLimiter(DEFAULT_EDGE_CONFIG.rateLimit, now),
       apiKeys: new ApiKeyCache({ now, ttlMs: DEFAULT_EDGE_CONFIG.apiKeyCacheMs }),
       admissionHealth: new AdmissionHealth(now),
+      streams: new StreamSlots(),
       migrated: undefined,
     };
   }
@@ -245,6 +249,7 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
     intake,
     admitter: gatewayAdmitter(intake, iso.network),
     admissionHealth: iso.admissionHealth,
+    streams: iso.streams,
     apiKeys: iso.apiKeys,
     network,
     config,
