@@ -3,8 +3,7 @@
  * `synod-relay`: the edge relay under Bun (the local default), with its libSQL history and an
  * in-process node on the Waku relay network. `bun edge/src/main.ts --help` for the flags.
  */
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isSynodError, MODEL_ID_RE } from '@synod/shared';
 import { createApiKey, hashApiKey } from './auth/api-keys.ts';
@@ -25,6 +24,7 @@ import {
 } from './config.ts';
 import { KEYS_USAGE, keysCommand } from './keys-command.ts';
 import { DEFAULT_MAX_OPEN, DEFAULT_MAX_QUEUED } from './relay/dispatcher.ts';
+import { writeSecretFile } from './secret-file.ts';
 
 const USE_LITE = {
   id: 'use-lite-512',
@@ -408,8 +408,7 @@ async function main(argv: string[]): Promise<number> {
           { id: k.id, hash: k.hash, label: 'local development', quotaPerDay: 100_000 },
           Date.now(),
         );
-        mkdirSync(dirname(resolve(devKeyFile)), { recursive: true });
-        writeFileSync(devKeyFile, `${k.key}\n`, { mode: 0o600 });
+        writeSecretFile(devKeyFile, `${k.key}\n`);
         devKey = k.key;
       }
     }
