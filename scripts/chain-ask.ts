@@ -1,32 +1,71 @@
 /**
- * `npm run chain:ask -- "prompt" [--models m1,m2] [--max-tokens N] [--quorum N]`: what a smart contract
- * does, from the command line, against the local network of `npm start`. It reads the chain and oracle
- * from .data/local/chain.json (SYNOD_DATA_DIR), funds a fresh account on the local anvil
+ * `npm run chain:ask -- "prompt" [--models m1,m2] [--max-tokens N] [--quorum N] [--timeout-s N]`: what a
+ * smart contract does, from the command line, against the local network of `npm start`. It reads the
+ * chain and oracle from .data/local/chain.json (SYNOD_DATA_DIR), funds a fresh account on the local anvil
  * (`fundedAccount`: development chains only), calls `callLLM`, and waits for the relay's bridge to
  * write the network's answer back (`LLMFulfilled`) or refund the request (`LLMRefunded`).
+ * Exit codes: 0 answered, 1 refunded or no answer in time, 2 bad usage or no local chain to ask.
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fundedAccount, rpcChain, synodOracleAbi } from '@synod/contracts';
+import { FRAME_BOUNDS, InferenceParamsSchema, LIMITS } from '@synod/shared';
 import { type Address, createPublicClient, createWalletClient, http, type PublicClient } from 'viem';
 
 const root = resolve(import.meta.dir, '..');
 const data = resolve(process.env['SYNOD_DATA_DIR'] ?? join(root, '.data/local'));
 
+const USAGE =
+  'usage: npm run chain:ask -- "prompt" [--models m1,m2] [--max-tokens N] [--quorum N] [--timeout-s N]';
+
+/** Bad usage: its message is the one line printed before exit 2. */
+class UsageError extends Error {}
+
+/** A flag's value as a whole number in [min, max]. */
+function whole(flag: string, text: string, min: number, max: number): number {
+  const n = /^\d{1,9}$/.test(text) ? Number(text) : Number.NaN;
+  if (n >= min && n <= max) return n;
+  throw new UsageError(`${flag} must be a whole number from ${min} to ${max}, got "${text}"`);
+}
+
+/** The command line, checked before anything is read or sent. */
+function options(args: string[]) {
+  let parsed: ReturnType<typeof parseOptions>;
+  try {
+    parsed = parseOptions(args);
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n${USAGE}`);
+  }
+  const { values, positionals } = parsed;
+  const maxTokens = InferenceParamsSchema.shape.maxTokens;
+  const models = values.models.split(',').map((m) => m.trim());
+  if (models.some((m) => m === '') || models.length > LIMITS.maxAcceptedModels) {
+    throw new UsageError(
+      `--models must be 1-${LIMITS.maxAcceptedModels} comma-separated model ids without empty entries, got "${values.models}"`,
+    );
+  }
+  return {
+    prompt: positionals.join(' ').trim(),
+    models,
+    maxTokens: whole('--max-tokens', values['max-tokens'], maxTokens.minValue ?? 1, maxTokens.maxValue ?? 1),
+    quorum: whole('--quorum', values.quorum, FRAME_BOUNDS.quorum.min, FRAME_BOUNDS.quorum.max),
+    timeoutS: whole('--timeout-s', values['timeout-s'], 1, 86_400),
+  };
+}
+
 async function main(): Promise<number> {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      models: { type: 'string', default: 'stories260K' },
-      'max-tokens': { type: 'string', default: '48' },
-      quorum: { type: 'string', default: '3' },
-      'timeout-s': { type: 'string', default: '120' },
-    },
-  });
-  const prompt = positionals.join(' ').trim();
+  let opts: ReturnType<typeof options>;
+  try {
+    opts = options(process.argv.slice(2));
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`chain:ask: ${e.message}`);
+    return 2;
+  }
+  const { prompt, models, maxTokens, quorum, timeoutS } = opts;
   if (!prompt) {
-    console.error('usage: npm run chain:ask -- "prompt" [--models m1,m2] [--max-tokens N] [--quorum N]');
+    console.error(USAGE);
     return 2;
   }
   let info: { rpc: string; chainId: number; oracle: Address; relay?: string };
@@ -38,6 +77,16 @@ async function main(): Promise<number> {
   }
   const chain = rpcChain(info.chainId, info.rpc);
   const client = createPublicClient({ chain, transport: http(info.rpc), cacheTime: 0 }) as PublicClient;
+  // chain.json outlives `npm start`: without a chain behind it, say so rather than fail inside viem.
+  if (
+    !(await client.getChainId().then(
+      () => true,
+      () => false,
+    ))
+  ) {
+    console.error(`chain:ask: the local chain at ${info.rpc} does not answer: is \`npm start\` running?`);
+    return 2;
+  }
   const { account } = await fundedAccount(info.rpc, '1');
   const wallet = createWalletClient({ chain, transport: http(info.rpc), account });
   const fee = await client.readContract({
@@ -49,13 +98,7 @@ async function main(): Promise<number> {
     address: info.oracle,
     abi: synodOracleAbi,
     functionName: 'callLLM',
-    args: [
-      prompt,
-      (values.models as string).split(',').map((m) => m.trim()),
-      Number(values['max-tokens']),
-      0,
-      Number(values.quorum),
-    ],
+    args: [prompt, models, maxTokens, 0, quorum],
     account,
     value: fee,
   });
@@ -63,7 +106,7 @@ async function main(): Promise<number> {
   const receipt = await client.waitForTransactionReceipt({ hash: tx });
   const id = `${info.chainId}:${info.oracle.toLowerCase()}:${requestNo}`;
   console.log(`callLLM #${requestNo} in block ${receipt.blockNumber} (tx ${tx}); network request ${id}`);
-  const deadline = Date.now() + Number(values['timeout-s']) * 1000;
+  const deadline = Date.now() + timeoutS * 1000;
   while (Date.now() < deadline) {
     const [fulfilled] = await client.getContractEvents({
       address: info.oracle,
@@ -98,6 +141,19 @@ async function main(): Promise<number> {
   }
   console.error('no answer on chain in time; is `npm start` running?');
   return 1;
+}
+
+function parseOptions(args: string[]) {
+  return parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      models: { type: 'string', default: 'stories260K' },
+      'max-tokens': { type: 'string', default: '48' },
+      quorum: { type: 'string', default: '3' },
+      'timeout-s': { type: 'string', default: '120' },
+    },
+  });
 }
 
 process.exit(await main());

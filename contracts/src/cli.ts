@@ -1,3 +1,4 @@
+#!/usr/bin/env bun
 /**
  * `synod-oracle deploy`: put a SynodOracle on an EVM chain (root script `npm run oracle -- deploy …`).
  * The deployer's private key comes from an environment variable, never from a flag; the oracle's
@@ -21,11 +22,13 @@ const HELP = `synod-oracle deploy --rpc URL --chain-id N --bridge ADDR [options]
   --help`;
 
 export async function main(argv: string[], env: Record<string, string | undefined>): Promise<number> {
+  if (argv[0] === '--help') {
+    console.log(HELP);
+    return 0;
+  }
   if (argv[0] !== 'deploy') {
-    console.error(
-      argv[0] === '--help' || argv[0] === undefined ? HELP : `unknown command ${argv[0]}\n\n${HELP}`,
-    );
-    return argv[0] === '--help' ? 0 : 2;
+    console.error(argv[0] === undefined ? HELP : `unknown command ${argv[0]}\n\n${HELP}`);
+    return 2;
   }
   let values: Record<string, string | boolean | undefined>;
   try {

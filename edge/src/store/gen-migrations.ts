@@ -1,7 +1,7 @@
 /**
  * Embeds the drizzle-kit migrations of shared/drizzle/ into migrations.gen.ts, so the edge can migrate
  * a database where there is no file system (workerd). Run after `npm run db:generate`:
- *   bun edge/src/store/gen-migrations.ts
+ *   npm run db:embed
  * A test checks that the embedded copy matches the folder.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
