@@ -14,6 +14,8 @@ import { type ChainBridgeOptions, type RunningRelay, startRelay } from './runtim
 
 export interface TestNetwork {
   relay: RunningRelay;
+  /** The relay's own key: it coordinates, and signs seals and verdicts of, the requests it accepts. */
+  relayKey: NodeKey;
   nodes: SynodNode[];
   servings: TestServing[];
   apiKey: string;
@@ -83,6 +85,7 @@ export async function startTestNetwork(
   );
   return {
     relay,
+    relayKey,
     nodes,
     servings,
     apiKey: k.key,

@@ -1,5 +1,5 @@
 import { packetId, type RequestBody } from '@synod/shared';
-import type { HistoryStore, RequestDetail } from './store/history-store.ts';
+import { type HistoryStore, type RequestDetail, verdictReveals } from './store/history-store.ts';
 import type { IntakeStore, QueuedRequest } from './store/intake-store.ts';
 
 /** Terminal request statuses: nothing more will change. */
@@ -26,7 +26,7 @@ export function requestView(d: RequestDetail) {
     seal: d.seal
       ? { packetId: d.seal.id, members: d.seal.packet.body.members, createdAt: d.seal.packet.body.createdAt }
       : null,
-    reveals: d.reveals.map((r) => ({
+    reveals: verdictReveals(d).map((r) => ({
       packetId: r.id,
       nodeId: r.packet.from,
       model: r.packet.body.model,

@@ -19,7 +19,7 @@ import {
   type Verdict,
   verdictDigest,
 } from '@synod/shared';
-import { verdicts } from '@synod/shared/history';
+import { requests, verdicts } from '@synod/shared/history';
 import { eq } from 'drizzle-orm';
 import { startTestNetwork, type TestNetwork } from '../../../edge/src/test-helpers.ts';
 import { type Ran, runCommand } from '../../../edge/src/test-servers.ts';
@@ -482,15 +482,18 @@ describe('synod-verify against relays', () => {
       transcriptRoot: string;
     };
     if (!honest.verdict.winner) throw new Error('no winner to forge');
-    // The relay publishes another verdict (another winner's output) over the same transcript, as when a
-    // verdict packet that is not the coordinator's is the one stored for the request.
+    // The relay, coordinator of the request, lies: it publishes another verdict (another winner's
+    // output), signed with its own key, over the same transcript (its history is rewritten to take it).
     await t.relay.store.db.delete(verdicts).where(eq(verdicts.requestId, requestId));
+    await t.relay.store.db
+      .update(requests)
+      .set({ status: 'sealed' })
+      .where(eq(requests.requestId, requestId));
     const forged: Verdict = {
       ...honest.verdict,
       winner: { ...honest.verdict.winner, output: 'The end.', outputDigest: outputDigest('The end.') },
     };
-    const forger = await NodeKey.fromSeed(new Uint8Array(32).fill(77));
-    const packet = await signPacket(forger, 'verdict', {
+    const packet = await signPacket(t.relayKey, 'verdict', {
       requestId,
       verdict: forged,
       verdictDigest: verdictDigest(forged),

@@ -1,10 +1,13 @@
 import {
   type AnyPacket,
+  buildTranscript,
+  LIMITS,
   type Packet,
   parseEnvelope,
   REVEALS_PER_MEMBER,
   type RequestBody,
   selectReveals,
+  transcriptRoot,
   type Verdict,
 } from '@synod/shared';
 import {
@@ -88,6 +91,12 @@ function decode<T extends AnyPacket['type']>(raw: string): Packet<T> {
  */
 export const ATTESTATIONS_FROM_OTHERS = 64;
 
+/** The statuses of a request not final yet. */
+const OPEN_STATUSES: RequestStatus[] = ['pending', 'sealed'];
+
+/** Commitments one node has stored for one request: its commit, and a second one as evidence. */
+export const COMMITS_PER_NODE = 2;
+
 export class HistoryStore {
   /**
    * `checkFile`: for a local database file, throws when the file was deleted or replaced under the
@@ -150,8 +159,27 @@ export class HistoryStore {
     return r.length > 0;
   }
 
+  /**
+   * Store a commit, as far as a coordinator could seal it or it is evidence: at most
+   * `COMMITS_PER_NODE` commitments a node for one request (a second, different one is evidence of
+   * equivocation, and no coordinator seals either: a third adds nothing), and once the request is
+   * sealed, only its members' (a member's second commitment is evidence against it). Any key can sign
+   * a commit: taken from anyone after the seal, or without end from one node, they would only fill the
+   * database and every read of the request.
+   */
   async recordCommit(c: Stored<'commit'>): Promise<void> {
-    if (!(await this.hasRequest(c.packet.body.requestId))) return;
+    const { requestId } = c.packet.body;
+    const [state] = await this.db
+      .select({
+        sealed: sql<number>`exists (select 1 from ${seals} where ${seals.requestId} = ${requestId})`,
+        member: sql<number>`exists (select 1 from ${sealMembers} where ${sealMembers.requestId} = ${requestId} and ${sealMembers.nodeId} = ${c.packet.from})`,
+        held: sql<number>`(select count(*) from ${commits} where ${commits.requestId} = ${requestId} and ${commits.nodeId} = ${c.packet.from})`,
+      })
+      .from(requests)
+      .where(eq(requests.requestId, requestId));
+    if (state === undefined) return;
+    if (Number(state.sealed) === 1 && Number(state.member) !== 1) return;
+    if (Number(state.held) >= COMMITS_PER_NODE) return;
     await this.db.insert(commits).values(commitRow(c)).onConflictDoNothing();
   }
 
@@ -195,31 +223,51 @@ export class HistoryStore {
   }
 
   /**
-   * Store a reveal from a member of the request's seal, at most `REVEALS_PER_MEMBER` of them (the
-   * observer's bound), until the verdict is recorded. A reveal from anyone else has no place in the
-   * transcript: taken, a flood of them would only fill the database. One after the verdict is no part
-   * of what the verdict was computed over, and a member's second valid reveal then would leave it
-   * ambiguous which of the two the transcript holds (the verdict names only rejected members' reveals).
+   * Store a reveal as a node's observer holds it (`revealRoom` with `REVEALS_PER_MEMBER`), until the
+   * verdict is recorded: at most that many from one node, and from nodes outside the seal, together,
+   * that many times what the seal's members leave of the verdict's `rejected` bound. Those are part of
+   * the verdict's transcript too: the coordinator holds one of each (within the same bound) and its
+   * verdict rejects it NOT_SEALED, citing its packet id, so without it /v1/verify/:id could not
+   * recompute the verdict. Beyond the bound a flood under fresh keys would only fill the database. One
+   * after the verdict is no part of what the verdict was computed over, and a member's second valid
+   * reveal then would leave it ambiguous which of the two the transcript holds (the verdict names only
+   * rejected members' reveals).
    * A reveal may be recorded before its seal is (the coordinator records its seal after publishing it):
-   * then it is kept, and `recordSeal` drops those from nodes the seal left out.
+   * then it is kept if its node committed to the request (no one else can be sealed), and `recordSeal`
+   * drops those from nodes the seal left out (the coordinator refuses a reveal before its seal).
    */
   async recordReveal(r: Stored<'reveal'>): Promise<void> {
     const { requestId } = r.packet.body;
+    const from = r.packet.from;
     const [state] = await this.db
       .select({
         decided: sql<number>`exists (select 1 from ${verdicts} where ${verdicts.requestId} = ${requestId})`,
-        sealed: sql<number>`exists (select 1 from ${seals} where ${seals.requestId} = ${requestId})`,
-        member: sql<number>`exists (select 1 from ${sealMembers} where ${sealMembers.requestId} = ${requestId} and ${sealMembers.nodeId} = ${r.packet.from})`,
+        sealSize: sql<
+          number | null
+        >`(select ${seals.memberCount} from ${seals} where ${seals.requestId} = ${requestId})`,
+        member: sql<number>`exists (select 1 from ${sealMembers} where ${sealMembers.requestId} = ${requestId} and ${sealMembers.nodeId} = ${from})`,
+        committed: sql<number>`exists (select 1 from ${commits} where ${commits.requestId} = ${requestId} and ${commits.nodeId} = ${from})`,
+        held: sql<number>`(select count(*) from ${reveals} where ${reveals.requestId} = ${requestId} and ${reveals.nodeId} = ${from})`,
       })
       .from(requests)
       .where(eq(requests.requestId, requestId));
     if (state === undefined || Number(state.decided) === 1) return;
-    if (Number(state.sealed) === 1 && Number(state.member) !== 1) return;
-    const held = await this.db
-      .select({ n: sql<number>`count(*)` })
-      .from(reveals)
-      .where(and(eq(reveals.requestId, requestId), eq(reveals.nodeId, r.packet.from)));
-    if (Number(held[0]?.n ?? 0) >= REVEALS_PER_MEMBER) return;
+    if (Number(state.held) >= REVEALS_PER_MEMBER) return;
+    if (state.sealSize === null) {
+      if (Number(state.committed) !== 1) return;
+    } else if (Number(state.member) !== 1) {
+      const room = REVEALS_PER_MEMBER * Math.max(0, LIMITS.maxVerdictEntries - 2 * Number(state.sealSize));
+      const [outside] = await this.db
+        .select({ n: sql<number>`count(*)` })
+        .from(reveals)
+        .where(
+          and(
+            eq(reveals.requestId, requestId),
+            sql`${reveals.nodeId} not in (select ${sealMembers.nodeId} from ${sealMembers} where ${sealMembers.requestId} = ${requestId})`,
+          ),
+        );
+      if (Number(outside?.n ?? 0) >= room) return;
+    }
     await this.db.insert(reveals).values(revealRow(r)).onConflictDoNothing();
   }
 
@@ -227,7 +275,8 @@ export class HistoryStore {
    * Store a verdict, its entries, the request's final status, and the reputation deltas, at most once
    * per request (a second verdict packet for the same request changes nothing), and only the request
    * coordinator's, over the seal stored for it: a verdict signed by anyone else is not the request's
-   * (NOT_COORDINATOR to every node's observer), whatever it says.
+   * (NOT_COORDINATOR to every node's observer), whatever it says. A request already expired or failed
+   * takes none: its final status was told (and, for a chain request, settled) on that.
    */
   async recordVerdict(v: Stored<'verdict'>, now: number): Promise<boolean> {
     const { verdict, entries } = verdictRows(v);
@@ -247,6 +296,7 @@ export class HistoryStore {
             eq(seals.packetId, verdict.sealId),
             eq(seals.requestId, verdict.requestId),
             eq(requests.coordinator, verdict.coordinator),
+            inArray(requests.status, OPEN_STATUSES),
           ),
         );
       if (sealed.length === 0) return false;
@@ -256,8 +306,19 @@ export class HistoryStore {
         .update(requests)
         .set({ status: verdict.status === 'accepted' ? 'verdict' : 'no-consensus', updatedAt: now })
         .where(eq(requests.requestId, verdict.requestId));
+      // A node outside the seal (a NOT_SEALED reveal) counts only if it already has a reputation: keys
+      // made for one reveal each would each get a row, and a node with one is never forgotten.
+      const members = new Set(
+        (
+          await tx
+            .select({ nodeId: sealMembers.nodeId })
+            .from(sealMembers)
+            .where(eq(sealMembers.requestId, verdict.requestId))
+        ).map((m) => m.nodeId),
+      );
       for (const d of reputationDeltas(entries)) {
         const current = await tx.select().from(reputation).where(eq(reputation.nodeId, d.nodeId));
+        if (current.length === 0 && !members.has(d.nodeId)) continue;
         const base = current[0] ?? { agreements: 0, disagreements: 0, withheld: 0, invalid: 0, commits: 0 };
         const next = {
           agreements: base.agreements + d.agreements,
@@ -301,6 +362,11 @@ export class HistoryStore {
     await this.db.insert(nodes).values(row).onConflictDoUpdate({ target: nodes.nodeId, set: update });
   }
 
+  /**
+   * Set an open request's status (with its error code): a request already final (a verdict, no
+   * consensus, expired, failed) keeps its status, so a late `expired` (a restart's, a machine's) never
+   * overwrites a stored verdict, nor a late `failed` an expiry.
+   */
   async setStatus(
     requestId: string,
     status: RequestStatus,
@@ -310,7 +376,7 @@ export class HistoryStore {
     await this.db
       .update(requests)
       .set({ status, error, updatedAt: now })
-      .where(eq(requests.requestId, requestId));
+      .where(and(eq(requests.requestId, requestId), inArray(requests.status, OPEN_STATUSES)));
   }
 
   /** Requests still open (pending or sealed): what a restarted relay resumes or expires. */
@@ -325,7 +391,7 @@ export class HistoryStore {
         packetId: requests.packetId,
       })
       .from(requests)
-      .where(inArray(requests.status, ['pending', 'sealed']))
+      .where(inArray(requests.status, OPEN_STATUSES))
       .orderBy(asc(requests.createdAt));
   }
 
@@ -368,21 +434,7 @@ export class HistoryStore {
   async transcriptPackets(requestId: string): Promise<AnyPacket[] | null> {
     const d = await this.getRequest(requestId);
     if (!d?.seal) return null;
-    const sealed = new Set(d.seal.packet.body.members.map((m) => m.commitId));
-    const chosen = d.verdict
-      ? selectReveals(
-          d.verdict.packet.body.verdict,
-          { id: d.requestPacketId, packet: d.request },
-          d.seal,
-          d.reveals,
-        )
-      : null;
-    return [
-      d.request,
-      ...d.commits.filter((c) => sealed.has(c.id)).map((c) => c.packet),
-      d.seal.packet,
-      ...(chosen?.reveals ?? d.reveals).map((r) => r.packet),
-    ] as AnyPacket[];
+    return [...transcriptHead(d, d.seal), ...verdictReveals(d).map((r) => r.packet)];
   }
 
   /**
@@ -550,6 +602,79 @@ export class HistoryStore {
     for (const r of rows) out[r.status] = Number(r.n);
     return out;
   }
+}
+
+/**
+ * The reveals of a request as its transcript holds them: with a verdict, those it was computed over
+ * (`countedReveals`), so neither /v1/verify/:id nor GET /v1/inference/:id shows a reveal the verdict
+ * did not count as a member's; before it (or when a reveal the verdict cites is not stored), every
+ * reveal stored.
+ */
+export function verdictReveals(d: RequestDetail): Stored<'reveal'>[] {
+  if (d.seal === null || d.verdict === null) return d.reveals;
+  return countedReveals(d, d.seal, d.verdict) ?? d.reveals;
+}
+
+/** The transcript packets of a sealed request but its reveals: the request, sealed commits and seal. */
+function transcriptHead(d: RequestDetail, seal: Stored<'seal'>): AnyPacket[] {
+  const sealed = new Set(seal.packet.body.members.map((m) => m.commitId));
+  return [d.request, ...d.commits.filter((c) => sealed.has(c.id)).map((c) => c.packet), seal.packet];
+}
+
+/**
+ * Most transcripts tried for the reveals a verdict counted, when members it accepted have more than one
+ * stored reveal it does not cite (2 a member at most: `REVEALS_PER_MEMBER`), so 8 such members.
+ */
+const COUNTED_REVEALS_TRIES = 256;
+
+/**
+ * The stored reveals a verdict was computed over (`selectReveals`), or null when one it cites is not
+ * stored. A member the verdict accepted may have two stored reveals it does not cite: one the history
+ * took before the seal was (it takes reveals of committed nodes then, for its own seal's write races
+ * the answers to it), which the coordinator refused (REVEAL_BEFORE_SEAL), beside the one it counted.
+ * `selectReveals` then takes the smaller packet id, which may be the refused one, and the transcript
+ * would not have the verdict's root: so each choice is tried, and the one whose transcript has the
+ * published root is taken.
+ */
+function countedReveals(
+  d: RequestDetail,
+  seal: Stored<'seal'>,
+  verdict: Stored<'verdict'>,
+): Stored<'reveal'>[] | null {
+  const head = transcriptHead(d, seal);
+  const body = verdict.packet.body;
+  const selection = selectReveals(
+    body.verdict,
+    { id: d.requestPacketId, packet: d.request },
+    seal,
+    d.reveals,
+  );
+  if (selection === null || selection.exact) return selection?.reveals ?? null;
+  const cited = new Set(body.verdict.rejected.flatMap((r) => (r.revealId === null ? [] : [r.revealId])));
+  const fixed: Stored<'reveal'>[] = [];
+  const open: Stored<'reveal'>[][] = [];
+  for (const r of selection.reveals) {
+    const options = cited.has(r.id)
+      ? [r]
+      : d.reveals.filter((o) => o.packet.from === r.packet.from && !cited.has(o.id));
+    if (options.length > 1) open.push(options);
+    else fixed.push(r);
+  }
+  let tries = 1;
+  for (const o of open) tries *= o.length;
+  if (tries > COUNTED_REVEALS_TRIES) return selection.reveals;
+  for (let n = 0; n < tries; n++) {
+    let rest = n;
+    const picked = open.map((o) => {
+      const r = o[rest % o.length] as Stored<'reveal'>;
+      rest = Math.floor(rest / o.length);
+      return r;
+    });
+    const reveals = [...fixed, ...picked];
+    const root = transcriptRoot(buildTranscript([...head, ...reveals.map((r) => r.packet)]));
+    if (root === body.transcriptRoot) return reveals;
+  }
+  return selection.reveals;
 }
 
 export interface HistoryItem {

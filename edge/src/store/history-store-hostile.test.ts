@@ -1,0 +1,315 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import {
+  type AnyPacket,
+  buildTranscript,
+  computeVerdict,
+  LIMITS,
+  NodeKey,
+  type Packet,
+  type PacketType,
+  packetId,
+  REVEALS_PER_MEMBER,
+  signPacket,
+  transcriptRoot,
+  type VerdictBody,
+  verdictDigest,
+  verifyTranscript,
+} from '@synod/shared';
+import { requestView } from '../views.ts';
+import { openHistory } from './open-history.ts';
+
+/**
+ * The quorum history fed by a hostile network: packets with valid signatures and schemas, from fresh
+ * keys or from a request's own members, that every node's state machine refuses or ignores. Each is
+ * checked on the golden transcript (shared/test-vectors/v1.json).
+ */
+const VECTORS = resolve(import.meta.dir, '../../../shared/test-vectors/v1.json');
+const golden = (
+  JSON.parse(readFileSync(VECTORS, 'utf8')) as {
+    scenarios: {
+      nodes: { role: string; seed: string; nodeId: string }[];
+      transcript: { packets: AnyPacket[] };
+      verdict: VerdictBody['verdict'];
+      verdictDigest: string;
+      root: string;
+    }[];
+  }
+).scenarios[0];
+if (!golden) throw new Error('no golden transcript');
+const packets = golden.transcript.packets;
+const of = <T extends PacketType>(type: T) => packets.filter((p) => p.type === type) as Packet<T>[];
+const stored = <T extends PacketType>(packet: Packet<T>) => ({ id: packetId(packet), packet });
+const [firstRequest] = of('request');
+const [firstSeal] = of('seal');
+if (!firstRequest || !firstSeal) throw new Error('no request or seal');
+const request: Packet<'request'> = firstRequest;
+const seal: Packet<'seal'> = firstSeal;
+const requestId = request.body.requestId;
+const keyOf = (nodeId: string) => {
+  const seed = golden.nodes.find((n) => n.nodeId === nodeId)?.seed;
+  if (seed === undefined) throw new Error(`no seed for ${nodeId}`);
+  return NodeKey.fromSeed(Uint8Array.from(Buffer.from(seed, 'hex')));
+};
+const fresh = (n: number) => {
+  const seed = new Uint8Array(32).fill(9);
+  seed[0] = n & 0xff;
+  seed[1] = n >> 8;
+  return NodeKey.fromSeed(seed);
+};
+let verdict: Packet<'verdict'>;
+beforeAll(async () => {
+  verdict = await signPacket(await keyOf(request.from), 'verdict', {
+    requestId,
+    verdict: golden.verdict,
+    verdictDigest: golden.verdictDigest,
+    transcriptRoot: golden.root,
+    createdAt: seal.body.createdAt + 1_000,
+  });
+});
+
+const dir = mkdtempSync(join(tmpdir(), 'synod-history-hostile-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A history holding the golden request, pending. */
+async function withRequest(name: string) {
+  const h = await openHistory(`file:${join(dir, `${name}.db`)}`);
+  await h.store.moveFromIntake([{ seq: 0, request: stored(request), status: 'pending' }], 1);
+  return h;
+}
+
+async function count(h: Awaited<ReturnType<typeof withRequest>>, table: string): Promise<number> {
+  const r = await h.client.execute({
+    sql: `SELECT count(*) AS n FROM ${table} WHERE request_id = ?`,
+    args: [requestId],
+  });
+  return Number(r.rows[0]?.['n']);
+}
+
+/** A commit for the golden request from `key`, with a commitment of its own. */
+async function commitFrom(key: NodeKey, n: number): Promise<Packet<'commit'>> {
+  return signPacket(key, 'commit', {
+    requestId,
+    commitment: n.toString(16).padStart(64, 'c'),
+    createdAt: request.body.createdAt + 10,
+  });
+}
+
+describe('HistoryStore under a hostile network: commits', () => {
+  test('after the seal, a commit from a node it did not seal is not stored', async () => {
+    const h = await withRequest('commit-after-seal');
+    try {
+      for (const c of of('commit')) await h.store.recordCommit(stored(c));
+      await h.store.recordSeal(stored(seal), 2);
+      for (let i = 0; i < 20; i++) await h.store.recordCommit(stored(await commitFrom(await fresh(i), i)));
+      expect(await count(h, 'commits')).toBe(seal.body.members.length);
+      expect(await count(h, 'request_committers')).toBe(seal.body.members.length);
+      const d = await h.store.getRequest(requestId);
+      expect(d?.commits.map((c) => c.id).sort()).toEqual(seal.body.members.map((m) => m.commitId).sort());
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test("after the seal, a sealed member's second, different commitment is kept as evidence, a third is not", async () => {
+    const h = await withRequest('member-double-commit');
+    try {
+      for (const c of of('commit')) await h.store.recordCommit(stored(c));
+      await h.store.recordSeal(stored(seal), 2);
+      const member = await keyOf(seal.body.members[0]?.nodeId ?? '');
+      for (let i = 0; i < 3; i++) await h.store.recordCommit(stored(await commitFrom(member, i)));
+      expect(await count(h, 'commits')).toBe(seal.body.members.length + 1);
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test('before the seal, one node has at most two commitments stored (the second is evidence)', async () => {
+    const h = await withRequest('commits-per-node');
+    try {
+      const key = await fresh(1);
+      for (let i = 0; i < 50; i++) await h.store.recordCommit(stored(await commitFrom(key, i)));
+      expect(await count(h, 'commits')).toBe(2);
+      // The request's own commits and seal are still taken.
+      for (const c of of('commit')) await h.store.recordCommit(stored(c));
+      await h.store.recordSeal(stored(seal), 2);
+      expect((await h.store.getRequest(requestId))?.status).toBe('sealed');
+    } finally {
+      h.client.close();
+    }
+  });
+});
+
+describe('HistoryStore under a hostile network: reveals', () => {
+  test('before the seal, a reveal from a node that never committed to the request is not stored', async () => {
+    const h = await withRequest('reveal-no-commit');
+    try {
+      const [reveal] = of('reveal');
+      if (!reveal) throw new Error('no reveal');
+      for (let i = 0; i < 20; i++) {
+        await h.store.recordReveal(stored(await signPacket(await fresh(i), 'reveal', reveal.body)));
+      }
+      expect(await count(h, 'reveals')).toBe(0);
+      // A committed node's reveal taken before the seal is recorded (the seal's own race) still is.
+      for (const c of of('commit')) await h.store.recordCommit(stored(c));
+      await h.store.recordReveal(stored(reveal));
+      expect(await count(h, 'reveals')).toBe(1);
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test("a member's reveal sent before the seal, which the coordinator never counted, is not in the transcript /v1/verify serves", async () => {
+    const h = await withRequest('early-reveal');
+    try {
+      for (const c of of('commit')) await h.store.recordCommit(stored(c));
+      // An accepted member publishes a copy of its reveal before the seal (the coordinator refuses it,
+      // REVEAL_BEFORE_SEAL), with a createdAt that makes its packet id the smaller of the two.
+      const acceptedIds = new Set(golden.verdict.accepted.map((a) => a.nodeId));
+      const reveal = of('reveal').find((r) => acceptedIds.has(r.from));
+      if (!reveal) throw new Error('no accepted reveal');
+      const key = await keyOf(reveal.from);
+      let early: Packet<'reveal'> | undefined;
+      for (let ms = 1; early === undefined; ms++) {
+        const p = await signPacket(key, 'reveal', { ...reveal.body, createdAt: seal.body.createdAt - ms });
+        if (packetId(p) < packetId(reveal)) early = p;
+      }
+      await h.store.recordReveal(stored(early));
+      await h.store.recordSeal(stored(seal), 2);
+      for (const r of of('reveal')) await h.store.recordReveal(stored(r));
+      expect(await h.store.recordVerdict(stored(verdict), 3)).toBe(true);
+      const transcript = await h.store.transcriptPackets(requestId);
+      if (!transcript) throw new Error('no transcript');
+      expect(transcript.map((p) => packetId(p)).sort()).toEqual(packets.map((p) => packetId(p)).sort());
+      const check = await verifyTranscript(buildTranscript(transcript), {
+        expectedVerdictDigest: golden.verdictDigest,
+        expectedRoot: golden.root,
+      });
+      expect(check.ok).toBe(true);
+      // GET /v1/inference/:id shows the reveals the verdict was computed over, not the refused copy.
+      const d = await h.store.getRequest(requestId);
+      if (!d) throw new Error('no request');
+      expect(
+        requestView(d)
+          .reveals.map((r) => r.packetId)
+          .sort(),
+      ).toEqual(
+        of('reveal')
+          .map((r) => packetId(r))
+          .sort(),
+      );
+    } finally {
+      h.client.close();
+    }
+  });
+});
+
+describe('HistoryStore under a hostile network: reveals from outside the seal', () => {
+  test('a reveal from a node outside the seal, which the verdict cites (NOT_SEALED), is in the transcript /v1/verify serves', async () => {
+    const h = await withRequest('not-sealed');
+    try {
+      for (const c of of('commit')) await h.store.recordCommit(stored(c));
+      await h.store.recordSeal(stored(seal), 2);
+      const [copied] = of('reveal');
+      if (!copied) throw new Error('no reveal');
+      // Anyone sends a reveal after the seal: the coordinator holds it and its verdict rejects it,
+      // citing its packet id, so the verdict's transcript holds it.
+      const stranger = await signPacket(await fresh(500), 'reveal', copied.body);
+      const reveals = [...of('reveal'), stranger];
+      for (const r of reveals) await h.store.recordReveal(stored(r));
+      const v = computeVerdict({ request, seal, sealId: packetId(seal), reveals: reveals.map(stored) });
+      expect(v.rejected.map((r) => r.reason)).toContain('NOT_SEALED');
+      const all = [...packets, stranger];
+      const body: VerdictBody = {
+        requestId,
+        verdict: v,
+        verdictDigest: verdictDigest(v),
+        transcriptRoot: transcriptRoot(buildTranscript(all)),
+        createdAt: seal.body.createdAt + 1_000,
+      };
+      const signed = await signPacket(await keyOf(request.from), 'verdict', body);
+      expect(await h.store.recordVerdict(stored(signed), 3)).toBe(true);
+      const transcript = await h.store.transcriptPackets(requestId);
+      if (!transcript) throw new Error('no transcript');
+      const check = await verifyTranscript(buildTranscript(transcript), {
+        expectedVerdictDigest: body.verdictDigest,
+        expectedRoot: body.transcriptRoot,
+      });
+      expect(check.ok).toBe(true);
+      // The key made for it gets no reputation row (which would keep it from ever being forgotten);
+      // the members do.
+      const rows = await h.client.execute('SELECT node_id FROM reputation');
+      const held = rows.rows.map((r) => String(r['node_id'])).sort();
+      expect(held).toEqual(seal.body.members.map((m) => m.nodeId).sort());
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test('reveals from outside the seal are bounded as a node bounds them: one node two, all of them together', async () => {
+    const h = await withRequest('not-sealed-flood');
+    try {
+      for (const c of of('commit')) await h.store.recordCommit(stored(c));
+      await h.store.recordSeal(stored(seal), 2);
+      const [copied] = of('reveal');
+      if (!copied) throw new Error('no reveal');
+      const one = await fresh(600);
+      for (let i = 0; i < 4; i++) {
+        await h.store.recordReveal(
+          stored(await signPacket(one, 'reveal', { ...copied.body, createdAt: copied.body.createdAt + i })),
+        );
+      }
+      expect(await count(h, 'reveals')).toBe(REVEALS_PER_MEMBER);
+      const bound = REVEALS_PER_MEMBER * (LIMITS.maxVerdictEntries - 2 * seal.body.members.length);
+      for (let i = 0; i < bound + 10; i++) {
+        await h.store.recordReveal(stored(await signPacket(await fresh(700 + i), 'reveal', copied.body)));
+      }
+      expect(await count(h, 'reveals')).toBe(bound);
+      // The members' own reveals are still taken.
+      for (const r of of('reveal')) await h.store.recordReveal(stored(r));
+      expect(await count(h, 'reveals')).toBe(bound + of('reveal').length);
+    } finally {
+      h.client.close();
+    }
+  });
+});
+
+describe('HistoryStore under a hostile network: status transitions', () => {
+  test('an expired request takes no seal status and no verdict later; a verdict is not overwritten by expired', async () => {
+    const h = await withRequest('expired-then-verdict');
+    try {
+      for (const c of of('commit')) await h.store.recordCommit(stored(c));
+      await h.store.setStatus(requestId, 'expired', 2, 'QUORUM_NOT_MET');
+      await h.store.recordSeal(stored(seal), 3);
+      for (const r of of('reveal')) await h.store.recordReveal(stored(r));
+      expect(await h.store.recordVerdict(stored(verdict), 4)).toBe(false);
+      const d = await h.store.getRequest(requestId);
+      expect(d?.status).toBe('expired');
+      expect(d?.error).toBe('QUORUM_NOT_MET');
+      expect(d?.verdict).toBeNull();
+      const rep = await h.client.execute('SELECT count(*) AS n FROM reputation');
+      expect(Number(rep.rows[0]?.['n'])).toBe(0);
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test('a verdict, once stored, is not overwritten by a late expired or failed status', async () => {
+    const h = await withRequest('verdict-then-expired');
+    try {
+      for (const c of of('commit')) await h.store.recordCommit(stored(c));
+      await h.store.recordSeal(stored(seal), 2);
+      for (const r of of('reveal')) await h.store.recordReveal(stored(r));
+      expect(await h.store.recordVerdict(stored(verdict), 3)).toBe(true);
+      await h.store.setStatus(requestId, 'expired', 4, 'COORDINATOR_RESTARTED');
+      await h.store.setStatus(requestId, 'failed', 5, 'COORDINATOR_FAILED');
+      const d = await h.store.getRequest(requestId);
+      expect(d?.status).toBe(golden.verdict.status === 'accepted' ? 'verdict' : 'no-consensus');
+      expect(d?.error).toBeNull();
+    } finally {
+      h.client.close();
+    }
+  });
+});
