@@ -1,11 +1,21 @@
 /**
  * `synod-verify --chain … --oracle … --relay …` as an auditor runs it: a real anvil with SynodOracle, a
- * real relay bridging it (answers written back by its chain watcher), and a relay in front of it that
- * serves one request's transcript for another.
+ * real relay bridging it (answers and refunds written back by its chain watcher), a relay in front of it
+ * that serves one request's transcript for another, and a lying bridge (refunds sent with the bridge's
+ * key for requests the network answered).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { resolve } from 'node:path';
+import type { GenerateRequest, GenerateResult } from '@synod/browser-node/inference';
 import { synodOracleAbi } from '@synod/contracts/abi';
+import {
+  type Address,
+  encodeAbiParameters,
+  type Hex,
+  parseAbiParameters,
+  parseEventLogs,
+  toFunctionSelector,
+} from 'viem';
 import { bridgeOptions, startTestChain, type TestChain } from '../../../edge/src/chain/chain-test-helpers.ts';
 import { startTestNetwork, type TestNetwork } from '../../../edge/src/test-helpers.ts';
 import { runCommand } from '../../../edge/src/test-servers.ts';
@@ -40,6 +50,64 @@ async function askOnChain(prompt: string): Promise<bigint> {
   throw new Error(`request ${requestNo} was not fulfilled on chain`);
 }
 
+/**
+ * Ask on chain (a prompt, or a prompt's raw bytes sent under callLLM's selector) and wait until the
+ * oracle settles it; resolves with the request number and, when refunded, the reason.
+ */
+async function askUntilSettled(q: {
+  prompt?: string;
+  promptBytes?: Hex;
+  models: string[];
+}): Promise<{ requestNo: bigint; reason: string | null }> {
+  let requestNo: bigint;
+  let blockNumber: bigint;
+  if (q.promptBytes === undefined) {
+    ({ requestNo, blockNumber } = await chain.callLLM({
+      prompt: q.prompt ?? '',
+      models: q.models,
+      maxTokens: 12,
+    }));
+  } else {
+    const args = encodeAbiParameters(parseAbiParameters('bytes, string[], uint32, uint16, uint16'), [
+      q.promptBytes,
+      q.models,
+      12,
+      0,
+      3,
+    ]);
+    const selector = toFunctionSelector('callLLM(string, string[], uint32, uint16, uint16)');
+    const hash = await chain.requester.sendTransaction({
+      to: chain.oracle,
+      data: `${selector}${args.slice(2)}`,
+      value: 1_000n,
+    });
+    const receipt = await chain.client.waitForTransactionReceipt({ hash });
+    const [requested] = parseEventLogs({
+      abi: synodOracleAbi,
+      logs: receipt.logs,
+      eventName: 'LLMRequested',
+    });
+    requestNo = requested?.args.requestNo ?? 0n;
+    blockNumber = receipt.blockNumber;
+  }
+  for (let i = 0; i < 600; i++) {
+    const range = {
+      address: chain.oracle,
+      abi: synodOracleAbi,
+      args: { requestNo },
+      fromBlock: blockNumber,
+    } as const;
+    const [refunded, fulfilled] = await Promise.all([
+      chain.client.getContractEvents({ ...range, eventName: 'LLMRefunded' }),
+      chain.client.getContractEvents({ ...range, eventName: 'LLMFulfilled' }),
+    ]);
+    if (refunded[0]) return { requestNo, reason: refunded[0].args.reason ?? '' };
+    if (fulfilled[0]) return { requestNo, reason: null };
+    await Bun.sleep(100);
+  }
+  throw new Error(`request ${requestNo} was not settled on chain`);
+}
+
 const audit = (relay: string, extra: string[] = []) =>
   runCommand([
     process.execPath,
@@ -52,6 +120,9 @@ const audit = (relay: string, extra: string[] = []) =>
     relay,
     ...extra,
   ]);
+
+const id = (n: bigint, oracle: Address = chain.oracle) =>
+  `${chain.anvil.chainId}:${oracle.toLowerCase()}:${n}`;
 
 describe('synod-verify --chain', () => {
   test('every answer written on chain re-derives; a relay serving another transcript is caught', async () => {
@@ -168,6 +239,204 @@ describe('synod-verify --chain', () => {
     } finally {
       shrinker.stop(true);
     }
+  }, 120_000);
+
+  test("the watcher's refunds: NO_CONSENSUS re-derived, INVALID_INPUT re-checked, UNKNOWN_MODEL not re-derivable", async () => {
+    const fromBlock = (await chain.client.getBlockNumber({ cacheTime: 0 })) + 1n;
+
+    // Honest refunds by the relay's watcher. NO_CONSENSUS: the three nodes' models each answer this
+    // prompt with another text (honestly committed and revealed), so no two agree.
+    const disagreeing = [
+      'The capital of France is Paris.',
+      'Bananas are an excellent source of potassium.',
+      'Salt wind over grey water at midnight.',
+    ];
+    net.servings.forEach((serving, i) => {
+      const engine = serving.queue.engine;
+      const generate = engine.generate.bind(engine);
+      engine.generate = async (r: GenerateRequest): Promise<GenerateResult> =>
+        r.prompt?.startsWith('Disagree:')
+          ? { text: disagreeing[i] ?? '', tokens: 8, tokensPerSecond: 100, finishReason: 'length' }
+          : generate(r);
+    });
+    const noConsensus = await askUntilSettled({ prompt: 'Disagree: the sea', models: ['stories260K'] });
+    expect(noConsensus.reason).toBe('NO_CONSENSUS');
+    // INVALID_INPUT: a prompt whose bytes are not UTF-8 ("Hi \xff\xfe there").
+    const invalid = await askUntilSettled({
+      promptBytes: '0x486920fffe207468657265',
+      models: ['stories260K'],
+    });
+    expect(invalid.reason).toBe('INVALID_INPUT');
+    // UNKNOWN_MODEL: which models the network served is not on chain.
+    const unknown = await askUntilSettled({ prompt: 'Sam had a kite', models: ['no-such-model'] });
+    expect(unknown.reason).toBe('UNKNOWN_MODEL');
+
+    const honest = await audit(net.relay.url, ['--from-block', String(fromBlock), '--json']);
+    expect(honest.err).toBe('');
+    expect(honest.code).toBe(0);
+    const report = JSON.parse(honest.out) as {
+      checked: number;
+      held: number;
+      failures: unknown[];
+      answers: unknown;
+      refunds: { items: { requestId: string; outcome: string; byBridge: boolean; why: string[] }[] };
+    };
+    expect(report).toMatchObject({
+      checked: 3,
+      held: 2,
+      failures: [],
+      answers: { checked: 0, held: 0, failed: 0 },
+      refunds: { checked: 3, held: 2, failed: 0, notRederivable: 1 },
+    });
+    const item = (n: bigint) => report.refunds.items.find((i) => i.requestId === id(n));
+    expect(item(noConsensus.requestNo)).toMatchObject({
+      reason: 'NO_CONSENSUS',
+      outcome: 'holds',
+      byBridge: true,
+    });
+    expect(item(invalid.requestNo)).toMatchObject({
+      reason: 'INVALID_INPUT',
+      outcome: 'holds',
+      why: [
+        "the prompt's bytes are not UTF-8",
+        expect.stringContaining('the relay holds no verdict for it (404'),
+      ],
+    });
+    expect(item(unknown.requestNo)).toMatchObject({ reason: 'UNKNOWN_MODEL', outcome: 'not-re-derivable' });
+    const honestText = await audit(net.relay.url, ['--from-block', String(fromBlock)]);
+    expect(honestText.out).toContain(': 2 hold, 0 do not, 1 not re-derivable');
+    expect(honestText.out).toContain(
+      'refunds (LLMRefunded):  3 audited, 2 hold, 0 do not, 1 not re-derivable',
+    );
+    expect(honestText.out).toContain(
+      `  ${id(unknown.requestNo)}\n    - LLMRefunded UNKNOWN_MODEL by ${chain.bridge.account.address.toLowerCase()} (the bridge)`,
+    );
+    expect(honestText.out).toContain('UNKNOWN_MODEL is not re-derivable from outside');
+
+    // In front of the real relay: the no-consensus transcript withheld (409 NO_VERDICT). Nothing then
+    // shows the network found no consensus: the refund does not hold.
+    const withholding = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      async fetch(req) {
+        const path = decodeURIComponent(new URL(req.url).pathname);
+        if (path === `/v1/verify/${id(noConsensus.requestNo)}`) {
+          const error = { code: 'NO_VERDICT', message: 'no verdict (status expired)' };
+          return Response.json({ error }, { status: 409 });
+        }
+        const real = await fetch(`${net.relay.url}${path}`);
+        return new Response(await real.text(), { status: real.status, headers: real.headers });
+      },
+    });
+    try {
+      const withheld = await audit(`http://127.0.0.1:${withholding.port}`, [
+        '--from-block',
+        String(fromBlock),
+      ]);
+      expect(withheld.code).toBe(1);
+      expect(withheld.out).toContain(': 1 hold, 1 do not, 1 not re-derivable');
+      expect(withheld.out).toContain(
+        '- refunded as NO_CONSENSUS, but the relay holds no verdict for it (409 NO_VERDICT: no verdict (status expired)): nothing shows the network found no consensus',
+      );
+    } finally {
+      withholding.stop(true);
+    }
+  }, 120_000);
+
+  test('a lying bridge: refunds of requests the network answered fail, each named', async () => {
+    const fromBlock = (await chain.client.getBlockNumber({ cacheTime: 0 })) + 1n;
+    // The bridge's key refunds requests the network then answers (the watcher's fulfil
+    // finds them settled), each with a reason that hides the answer.
+    const lies = new Map<string, bigint>();
+    for (const reason of ['NO_CONSENSUS', 'INVALID_INPUT', 'QUEUE_TIMEOUT']) {
+      const { requestNo } = await chain.callLLM({
+        prompt: `Mia lost a ${reason}`,
+        models: ['stories260K'],
+        maxTokens: 12,
+      });
+      const [, , , , questionHash] = await chain.client.readContract({
+        address: chain.oracle,
+        abi: synodOracleAbi,
+        functionName: 'requests',
+        args: [requestNo],
+      });
+      const hash = await chain.bridge.writeContract({
+        address: chain.oracle,
+        abi: synodOracleAbi,
+        functionName: 'refund',
+        args: [requestNo, questionHash, reason],
+      });
+      expect((await chain.client.waitForTransactionReceipt({ hash })).status).toBe('success');
+      lies.set(reason, requestNo);
+      // The network answers it all the same: its accepted verdict is at the relay.
+      for (let i = 0; (await fetch(`${net.relay.url}/v1/verify/${id(requestNo)}`)).status !== 200; i++) {
+        if (i > 600) throw new Error(`request ${requestNo} got no verdict`);
+        await Bun.sleep(100);
+      }
+    }
+    const lied = await audit(net.relay.url, ['--from-block', String(fromBlock)]);
+    expect(lied.code).toBe(1);
+    expect(lied.out).toContain(': 0 hold, 3 do not, 0 not re-derivable');
+    expect(lied.out).toContain('refunds (LLMRefunded):  3 audited, 0 hold, 3 do not, 0 not re-derivable');
+    const bridge = chain.bridge.account.address.toLowerCase();
+    const failure = (reason: string) =>
+      `  ${id(lies.get(reason) ?? 0n)}\n    - LLMRefunded ${reason} by ${bridge} (the bridge)`;
+    expect(lied.out).toContain(failure('NO_CONSENSUS'));
+    expect(lied.out).toMatch(
+      /- refunded as NO_CONSENSUS, but its verdict re-derived here is accepted \(3 of 3 sealed members agreed, 2 needed; verdict digest [0-9a-f]{64}\): the network answered and the asker was denied the answer/,
+    );
+    expect(lied.out).toContain(failure('INVALID_INPUT'));
+    expect(lied.out).toContain(
+      "- refunded as INVALID_INPUT, but the question asked on chain is valid input: its bytes are UTF-8, and its models and params are within the protocol's limits",
+    );
+    expect(lied.out).toContain(failure('QUEUE_TIMEOUT'));
+    expect(lied.out).toMatch(
+      /- refunded as QUEUE_TIMEOUT, but the relay holds an accepted verdict of this question \(verdict digest [0-9a-f]{64}, re-derived here\): an answer existed and was not delivered/,
+    );
+  }, 120_000);
+
+  test('a refund by anyone after the deadline is not re-derivable: named with who sent it, failing nothing', async () => {
+    // Anyone may refund after the deadline, with any reason: on an oracle no relay bridges, the asker
+    // refunds its own request an hour later. Not re-derivable, named with who sent it; it fails nothing.
+    const other = await chain.deployAnother();
+    const { requestNo: late } = await chain.callLLM({
+      prompt: 'Nobody answers',
+      models: ['stories260K'],
+      oracle: other,
+    });
+    await chain.rpc('evm_increaseTime', [3_601]);
+    await chain.mine(1);
+    const [, , , , lateQuestion] = await chain.client.readContract({
+      address: other,
+      abi: synodOracleAbi,
+      functionName: 'requests',
+      args: [late],
+    });
+    const refundHash = await chain.requester.writeContract({
+      address: other,
+      abi: synodOracleAbi,
+      functionName: 'refund',
+      args: [late, lateQuestion, 'NO_CONSENSUS'],
+    });
+    expect((await chain.client.waitForTransactionReceipt({ hash: refundHash })).status).toBe('success');
+    const anyone = await runCommand([
+      process.execPath,
+      MAIN,
+      '--chain',
+      chain.anvil.url,
+      '--oracle',
+      other,
+      '--relay',
+      net.relay.url,
+    ]);
+    expect(anyone.code).toBe(0);
+    expect(anyone.out).toContain(': 0 hold, 0 do not, 1 not re-derivable');
+    expect(anyone.out).toContain(
+      `  ${id(late, other)}\n    - LLMRefunded NO_CONSENSUS by ${chain.requester.account.address.toLowerCase()} (not the bridge), tx ${refundHash}`,
+    );
+    expect(anyone.out).toContain(
+      `NO_CONSENSUS is not re-derivable: refunded by ${chain.requester.account.address.toLowerCase()}, not the bridge; anyone may refund after the deadline, with any reason`,
+    );
   }, 120_000);
 
   test.each([

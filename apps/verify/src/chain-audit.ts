@@ -3,13 +3,24 @@
  * `LLMFulfilled` event (from `--from-block`), the transcript of that chain request is fetched from a relay
  * and re-derived here; the answer, verdict digest and transcript root written on chain must be the ones
  * derived, and the transcript's request must be the question asked on chain (its `LLMRequested` event:
- * prompt, accepted models, max tokens, temperature, and the transaction that asked). Nothing the relay or
- * the bridge says is taken for true.
+ * prompt, accepted models, max tokens, temperature, and the transaction that asked). Each `LLMRefunded`
+ * event is checked as far as it can be from outside (refund-audit.ts): who sent it (the bridge, or anyone
+ * after the deadline) and why. Nothing the relay or the bridge says is taken for true.
  */
 import { synodOracleAbi } from '@synod/contracts/abi';
-import { type Address, createPublicClient, type Hex, http } from 'viem';
-import { type AuditFailure, type AuditReport, fetchAndVerify, type Verified } from './audit.ts';
+import {
+  type Address,
+  createPublicClient,
+  decodeAbiParameters,
+  type Hex,
+  http,
+  parseAbiParameters,
+} from 'viem';
+import type { AskedBytes } from './asked-input.ts';
+import { fetchAndVerify, type Verified } from './audit.ts';
 import { type Asked, questionMismatches } from './chain-question.ts';
+import { addAnswer, addRefund, type ChainAuditReport, emptyChainReport } from './chain-report.ts';
+import { auditRefund, type Refund } from './refund-audit.ts';
 import { reasonsOf } from './report.ts';
 import { VerifyInputError } from './verify-input.ts';
 
@@ -19,7 +30,7 @@ export interface ChainAuditOptions {
   /** Where the transcripts are read (any relay that stores them). */
   relay: string;
   fromBlock: bigint;
-  /** Most fulfilled requests to check. */
+  /** Most settlements (answers and refunds) to check. */
   limit: number;
   timeoutS: number;
 }
@@ -34,8 +45,11 @@ interface Fulfilled {
   transcriptRoot: Hex;
 }
 
-/** Audit the oracle's fulfilled requests (see the file's header). An unreadable chain or relay throws. */
-export async function auditChain(o: ChainAuditOptions): Promise<AuditReport> {
+/** The question of an `LLMRequested` event, with its strings as the bytes that were sent. */
+type AskedOnChain = Asked & AskedBytes;
+
+/** Audit the oracle's settlements (see the file's header). An unreadable chain throws. */
+export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport> {
   const client = createPublicClient({ transport: http(o.rpcUrl, { timeout: o.timeoutS * 1000 }) });
   let chainId: number;
   let latest: bigint;
@@ -49,18 +63,22 @@ export async function auditChain(o: ChainAuditOptions): Promise<AuditReport> {
   const oracle = o.oracle.toLowerCase() as Address;
   const relay = o.relay.replace(/\/+$/, '');
   const fulfilled: Fulfilled[] = [];
-  const asked = new Map<bigint, Asked>();
-  for (let from = o.fromBlock; from <= latest && fulfilled.length < o.limit; from += LOG_WINDOW) {
+  const refunded: Refund[] = [];
+  const asked = new Map<bigint, AskedOnChain>();
+  const full = () => fulfilled.length + refunded.length >= o.limit;
+  for (let from = o.fromBlock; from <= latest && !full(); from += LOG_WINDOW) {
     const to = from + LOG_WINDOW - 1n < latest ? from + LOG_WINDOW - 1n : latest;
     const range = { address: oracle, abi: synodOracleAbi, fromBlock: from, toBlock: to } as const;
     let requested: Awaited<
       ReturnType<typeof client.getContractEvents<typeof synodOracleAbi, 'LLMRequested'>>
     >;
     let answered: Awaited<ReturnType<typeof client.getContractEvents<typeof synodOracleAbi, 'LLMFulfilled'>>>;
+    let refunds: Awaited<ReturnType<typeof client.getContractEvents<typeof synodOracleAbi, 'LLMRefunded'>>>;
     try {
-      [requested, answered] = await Promise.all([
+      [requested, answered, refunds] = await Promise.all([
         client.getContractEvents({ ...range, eventName: 'LLMRequested' }),
         client.getContractEvents({ ...range, eventName: 'LLMFulfilled' }),
+        client.getContractEvents({ ...range, eventName: 'LLMRefunded' }),
       ]);
     } catch (e) {
       throw new VerifyInputError(
@@ -68,11 +86,24 @@ export async function auditChain(o: ChainAuditOptions): Promise<AuditReport> {
       );
     }
     for (const ev of requested) {
-      if (ev.args.requestNo !== undefined) asked.set(ev.args.requestNo, askedOf(ev.args, ev.transactionHash));
+      if (ev.args.requestNo !== undefined) asked.set(ev.args.requestNo, askedOf(ev));
     }
-    for (const ev of answered) {
+    // Answers and refunds in the order they were mined, up to the limit between them.
+    const settled = [...answered, ...refunds].sort((x, y) =>
+      x.blockNumber === y.blockNumber ? x.logIndex - y.logIndex : x.blockNumber < y.blockNumber ? -1 : 1,
+    );
+    for (const ev of settled) {
+      if (ev.args.requestNo === undefined || full()) continue;
+      if (ev.eventName === 'LLMRefunded') {
+        refunded.push({
+          requestNo: ev.args.requestNo,
+          reason: ev.args.reason ?? '',
+          txHash: ev.transactionHash,
+        });
+        continue;
+      }
       const a = ev.args;
-      if (a.requestNo === undefined || fulfilled.length >= o.limit) continue;
+      if (a.requestNo === undefined) continue;
       fulfilled.push({
         requestNo: a.requestNo,
         answer: a.answer ?? '',
@@ -81,38 +112,105 @@ export async function auditChain(o: ChainAuditOptions): Promise<AuditReport> {
       });
     }
   }
-  const report: AuditReport = {
-    relay: `${relay} for oracle ${oracle} on chain ${chainId}`,
-    checked: 0,
-    held: 0,
-    failures: [],
-  };
-  for (const f of fulfilled) {
-    const requestId = `${chainId}:${oracle}:${f.requestNo}`;
-    // Asked before --from-block: its LLMRequested is looked up by its (indexed) request number.
-    if (!asked.has(f.requestNo)) {
+  const report = emptyChainReport(`${relay} for oracle ${oracle} on chain ${chainId}`);
+  // Asked before --from-block: its LLMRequested is looked up by its (indexed) request number.
+  const askedFor = async (requestNo: bigint): Promise<AskedOnChain | undefined> => {
+    if (!asked.has(requestNo)) {
       // A chain that cannot be read here is the audit's failure, not "never asked".
       const [ev] = await client
         .getContractEvents({
           address: oracle,
           abi: synodOracleAbi,
           eventName: 'LLMRequested',
-          args: { requestNo: f.requestNo },
+          args: { requestNo },
           fromBlock: 0n,
         })
         .catch((e: Error) => {
           throw new VerifyInputError(
-            `could not read the oracle's LLMRequested event ${f.requestNo}: ${e.message.split('\n')[0]}`,
+            `could not read the oracle's LLMRequested event ${requestNo}: ${e.message.split('\n')[0]}`,
           );
         });
-      if (ev) asked.set(f.requestNo, askedOf(ev.args, ev.transactionHash));
+      if (ev) asked.set(requestNo, askedOf(ev));
     }
-    const failure = await auditFulfilled(relay, requestId, f, asked.get(f.requestNo), o.timeoutS);
-    report.checked++;
-    if (failure) report.failures.push(failure);
-    else report.held++;
+    return asked.get(requestNo);
+  };
+  for (const f of fulfilled) {
+    const requestId = `${chainId}:${oracle}:${f.requestNo}`;
+    addAnswer(
+      report,
+      requestId,
+      await auditFulfilled(relay, requestId, f, await askedFor(f.requestNo), o.timeoutS),
+    );
+  }
+  const bridges = refunded.length > 0 ? await bridgeChanges(client, oracle) : [];
+  for (const r of refunded) {
+    const requestId = `${chainId}:${oracle}:${r.requestNo}`;
+    let sent: { from: Address; blockNumber: bigint | null; transactionIndex: number | null };
+    try {
+      sent = await client.getTransaction({ hash: r.txHash });
+    } catch (e) {
+      throw new VerifyInputError(
+        `could not read the refund transaction ${r.txHash}: ${(e as Error).message.split('\n')[0]}`,
+      );
+    }
+    const sender = sent.from.toLowerCase() as Address;
+    const bridge = bridgeAt(bridges, sent.blockNumber ?? latest, sent.transactionIndex ?? 0);
+    addRefund(
+      report,
+      await auditRefund({
+        relay,
+        requestId,
+        refund: r,
+        sender,
+        byBridge: bridge === sender,
+        asked: await askedFor(r.requestNo),
+        timeoutS: o.timeoutS,
+      }),
+    );
   }
   return report;
+}
+
+/** The oracle's `BridgeChanged` events (its constructor emits the first): who the bridge was, when. */
+interface BridgeChange {
+  bridge: Address;
+  blockNumber: bigint;
+  transactionIndex: number;
+}
+
+async function bridgeChanges(
+  client: ReturnType<typeof createPublicClient>,
+  oracle: Address,
+): Promise<BridgeChange[]> {
+  const events = await client
+    .getContractEvents({ address: oracle, abi: synodOracleAbi, eventName: 'BridgeChanged', fromBlock: 0n })
+    .catch((e: Error) => {
+      throw new VerifyInputError(
+        `could not read the oracle's BridgeChanged events: ${e.message.split('\n')[0]}`,
+      );
+    });
+  return events.map((ev) => ({
+    bridge: (ev.args.bridge ?? '0x').toLowerCase() as Address,
+    blockNumber: ev.blockNumber,
+    transactionIndex: ev.transactionIndex,
+  }));
+}
+
+/** The bridge when the transaction at (block, index) ran: the last change before it (undefined: none). */
+function bridgeAt(
+  changes: BridgeChange[],
+  blockNumber: bigint,
+  transactionIndex: number,
+): Address | undefined {
+  let bridge: Address | undefined;
+  for (const c of changes) {
+    if (
+      c.blockNumber < blockNumber ||
+      (c.blockNumber === blockNumber && c.transactionIndex < transactionIndex)
+    )
+      bridge = c.bridge;
+  }
+  return bridge;
 }
 
 async function auditFulfilled(
@@ -121,19 +219,18 @@ async function auditFulfilled(
   f: Fulfilled,
   asked: Asked | undefined,
   timeoutS: number,
-): Promise<AuditFailure | null> {
+): Promise<string[] | null> {
   let verified: Verified;
   try {
     verified = await fetchAndVerify(`${relay}/v1/verify/${encodeURIComponent(requestId)}`, timeoutS);
   } catch (e) {
-    if (e instanceof VerifyInputError) return { requestId, reasons: [e.message] };
+    if (e instanceof VerifyInputError) return [e.message];
     throw e;
   }
   const { input, report } = verified;
   const check = report.check;
   // The question is compared either way: what the transcript claims was asked is worth naming too.
-  if (!check.ok)
-    return { requestId, reasons: [...reasonsOf(report), ...questionMismatches(input.transcript, asked)] };
+  if (!check.ok) return [...reasonsOf(report), ...questionMismatches(input.transcript, asked)];
   // What the oracle wrote must be what is derived here (the answer compared whole, shown clipped).
   const output = check.verdict.winner?.output;
   for (const [what, given, derived] of [
@@ -152,27 +249,37 @@ async function auditFulfilled(
   if (check.requestId !== requestId)
     reasons.unshift(`the transcript is of another request, ${check.requestId}`);
   reasons.push(...questionMismatches(input.transcript, asked));
-  return reasons.length > 0 ? { requestId, reasons } : null;
+  return reasons.length > 0 ? reasons : null;
 }
 
+/** The non-indexed members of `LLMRequested`, its strings read as the bytes that were sent. */
+const REQUESTED_BYTES = parseAbiParameters(
+  'bytes, bytes[], uint32, uint16, uint16, uint256, uint64, bytes32',
+);
+
 /** The question of an `LLMRequested` event. */
-function askedOf(
-  a: {
+function askedOf(ev: {
+  args: {
     prompt?: string | undefined;
     acceptedModels?: readonly string[] | undefined;
     maxTokens?: number | undefined;
     temperatureCenti?: number | undefined;
     quorum?: number | undefined;
-  },
-  txHash: Hex,
-): Asked {
+  };
+  data: Hex;
+  transactionHash: Hex;
+}): AskedOnChain {
+  const a = ev.args;
+  const [promptBytes, modelBytes] = decodeAbiParameters(REQUESTED_BYTES, ev.data);
   return {
     prompt: a.prompt ?? '',
     acceptedModels: a.acceptedModels ?? [],
     maxTokens: Number(a.maxTokens),
     temperatureCenti: Number(a.temperatureCenti),
     quorum: Number(a.quorum),
-    txHash,
+    txHash: ev.transactionHash,
+    promptBytes,
+    modelBytes,
   };
 }
 

@@ -2,7 +2,7 @@
 /**
  * `synod-verify`: re-derive a Synod verdict from its transcript on your own machine, trusting no relay;
  * with `--relay URL`, every verdict a relay has published (audit.ts); with `--chain` and `--oracle`, every
- * answer a SynodOracle wrote on chain (chain-audit.ts).
+ * answer and refund a SynodOracle wrote on chain (chain-audit.ts, refund-audit.ts).
  * Checks every signature, commitment, the seal and the consensus (`verifyTranscript` of @synod/shared),
  * and compares the result with a digest or root you expect (from a chain event, a verdict packet) and
  * with whatever the source claims. `synod-verify --help` for the flags.
@@ -14,6 +14,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { auditRelay, formatAudit } from './audit.ts';
 import { auditChain } from './chain-audit.ts';
+import { formatChainAudit } from './chain-report.ts';
 import { checkFileSize, fetchText, MAX_SOURCE_BYTES, readBoundedText } from './fetch-text.ts';
 import { loadPinnedEmbedder } from './reembed.ts';
 import { formatReport, reportJson, verifyInput } from './report.ts';
@@ -38,13 +39,19 @@ usage: synod-verify SOURCE [--expect-digest HEX] [--expect-root HEX] [--reembed 
   --chain RPC_URL      audit a SynodOracle instead: each answer it wrote on chain (LLMFulfilled), from
   --oracle ADDR        its transcript at --relay, re-derived here: answer, digest and root must be the
   --from-block N       derived ones, and the question the one asked on chain (LLMRequested)     [0]
+                       Each refund (LLMRefunded) too: NO_CONSENSUS re-derived from its transcript,
+                       INVALID_INPUT re-checked against the question; one by anyone after the
+                       deadline, or for a reason nothing outside can re-derive (timeouts, reorg
+                       conflicts), is listed as not re-derivable and fails nothing, unless the relay
+                       holds an accepted verdict of that question (an answer not delivered)
   --limit N            most requests to audit                                  [1000]
   --model ID, --node ID  only requests that accepted that model, or that node took part in
   --json               print the result as JSON
   --timeout-s N        how long to wait for each URL                           [30]
 
-exit code 0: it holds (all of them hold) and everything compared matches; 1: it does not (one does
-not); 2: bad usage, an input that is not a transcript, or a relay that cannot be read`;
+exit code 0: it holds (all of them hold, refunds not re-derivable aside) and everything compared
+matches; 1: it does not (one does not); 2: bad usage, an input that is not a transcript, or a relay or
+chain that cannot be read`;
 
 /** A source's text, and the request it was asked for when its URL names one (`/v1/verify/<id>`). */
 interface Source {
@@ -235,23 +242,29 @@ async function audit(values: Flags, positionals: string[], timeoutS: number): Pr
       return usage('--model and --node filter a relay audit, not a chain audit');
   }
   try {
-    const report = onChain
-      ? await auditChain({
-          rpcUrl: values.chain as string,
-          oracle: values.oracle as `0x${string}`,
-          relay,
-          fromBlock: BigInt(values['from-block'] as string),
-          limit,
-          timeoutS,
-        })
-      : await auditRelay({
-          relay,
-          limit,
-          timeoutS,
-          ...(values.model !== undefined ? { model: values.model } : {}),
-          ...(values.node !== undefined ? { node: values.node } : {}),
-        });
-    console.log(values.json ? JSON.stringify(report, null, 2) : formatAudit(report));
+    let report: { failures: unknown[] };
+    let text: string;
+    if (onChain) {
+      const r = await auditChain({
+        rpcUrl: values.chain as string,
+        oracle: values.oracle as `0x${string}`,
+        relay,
+        fromBlock: BigInt(values['from-block'] as string),
+        limit,
+        timeoutS,
+      });
+      [report, text] = [r, formatChainAudit(r)];
+    } else {
+      const r = await auditRelay({
+        relay,
+        limit,
+        timeoutS,
+        ...(values.model !== undefined ? { model: values.model } : {}),
+        ...(values.node !== undefined ? { node: values.node } : {}),
+      });
+      [report, text] = [r, formatAudit(r)];
+    }
+    console.log(values.json ? JSON.stringify(report, null, 2) : text);
     return report.failures.length === 0 ? 0 : 1;
   } catch (e) {
     if (e instanceof VerifyInputError) {

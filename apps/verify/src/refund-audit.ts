@@ -1,0 +1,221 @@
+/**
+ * One `LLMRefunded` event of a SynodOracle, checked as far as it can be from outside. The bridge refunds
+ * with a stable reason (edge/src/chain/chain-watcher.ts); anyone may refund after the deadline, with any
+ * reason. So, by who sent it and why:
+ * - the bridge, `NO_CONSENSUS`: the request's transcript, fetched from the relay and re-derived here, must
+ *   hold, be the question asked on chain, and yield no consensus. An accepted verdict refunded as
+ *   `NO_CONSENSUS` denied the asker an answer the network reached: it fails, named as such.
+ * - the bridge, `INVALID_INPUT` or `FRAME_OUT_OF_RANGE`: the question asked on chain is re-checked here
+ *   (asked-input.ts); a question the protocol takes, refunded as invalid, fails.
+ * - anyone else (after the deadline), or a reason that cannot be re-derived (timeouts, reorg conflicts,
+ *   which models the network served, the relay's quota): reported as not re-derivable, with the reason
+ *   and who sent it, neither holding nor failing.
+ * Whatever the reason, a relay holding an accepted verdict of that very question fails the refund: an
+ * answer existed and was not delivered.
+ */
+import type { Address, Hex } from 'viem';
+import { type AskedBytes, type InputProblems, inputProblems } from './asked-input.ts';
+import type { Verified } from './audit.ts';
+import { type Asked, questionMismatches } from './chain-question.ts';
+import { fetchText } from './fetch-text.ts';
+import { reasonsOf, verifyInput } from './report.ts';
+import { readVerifyInput, VerifyInputError } from './verify-input.ts';
+
+/** An `LLMRefunded` event. */
+export interface Refund {
+  requestNo: bigint;
+  reason: string;
+  txHash: Hex;
+}
+
+/** A refund audited: `holds` and `fails` as an answer's audit; `not-re-derivable` counts as neither. */
+export interface RefundAudit {
+  requestId: string;
+  /** The reason written on chain. */
+  reason: string;
+  txHash: Hex;
+  /** Who sent the refund, and whether that was the oracle's bridge when it was mined. */
+  sender: Address;
+  byBridge: boolean;
+  outcome: 'holds' | 'fails' | 'not-re-derivable';
+  /** Why it fails (each reason); else what was re-derived, or why it cannot be. */
+  why: string[];
+}
+
+/** What cannot be re-derived from outside about the reasons the bridge refunds with. */
+const NOT_REDERIVABLE: Record<string, string> = {
+  QUEUE_TIMEOUT: 'a timeout: how long the relay queued it is known only to the relay',
+  QUORUM_NOT_MET: 'a timeout: which nodes committed in time is known only to the coordinator',
+  COORDINATOR_RESTARTED: 'a failure of the relay, known only to it',
+  COORDINATOR_FAILED: 'a failure of the relay, known only to it',
+  EXPIRED: 'an expiry: what happened in time is known only to the relay',
+  FAILED: 'a failure of the relay, known only to it',
+  REORG_CONFLICT:
+    'a reorg conflict: which question the relay admitted first under this number is its own record',
+  UNKNOWN_MODEL: 'which models the network served when it was asked is not on chain',
+  QUOTA_EXCEEDED: "the relay's quota is its own",
+  PACKET_TOO_LARGE: "the request packet's size depends on the embedder the relay pins",
+};
+
+/** The reasons that say the input was invalid, re-checked here (asked-input.ts). */
+const INPUT_REASONS = new Set<keyof InputProblems>(['INVALID_INPUT', 'FRAME_OUT_OF_RANGE']);
+
+/** What the relay holds for a request: no verdict (404, 409), an answer that could not be read, or a transcript verified here. */
+type RelayHeld =
+  | { kind: 'none'; why: string }
+  | { kind: 'unreadable'; why: string }
+  | { kind: 'transcript'; verified: Verified };
+
+async function relayHeld(relay: string, requestId: string, timeoutS: number): Promise<RelayHeld> {
+  const url = `${relay}/v1/verify/${encodeURIComponent(requestId)}`;
+  try {
+    const r = await fetchText(url, timeoutS, 'transcript');
+    if (r.status === 404 || r.status === 409) {
+      const error = parseError(r.text);
+      return { kind: 'none', why: `${r.status}${error ? ` ${error}` : ''}` };
+    }
+    // A relay answers 422 with the transcript when it finds a stored one does not hold: verified here anyway.
+    if (!r.ok && r.status !== 422) {
+      return { kind: 'unreadable', why: `${url} answered ${r.status}: ${r.text.slice(0, 200)}` };
+    }
+    const input = readVerifyInput(r.text);
+    return { kind: 'transcript', verified: { input, report: await verifyInput(input) } };
+  } catch (e) {
+    if (e instanceof VerifyInputError) return { kind: 'unreadable', why: e.message };
+    throw e;
+  }
+}
+
+/** `CODE: message` of a relay's error body, if it is one. */
+function parseError(text: string): string | null {
+  try {
+    const e = (JSON.parse(text) as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+    return typeof e?.code === 'string' ? `${e.code}: ${String(e.message ?? '').slice(0, 200)}` : null;
+  } catch {
+    return null;
+  }
+}
+
+export interface RefundContext {
+  relay: string;
+  requestId: string;
+  refund: Refund;
+  sender: Address;
+  byBridge: boolean;
+  /** The question of its `LLMRequested` event (undefined: the oracle has none). */
+  asked: (Asked & AskedBytes) | undefined;
+  timeoutS: number;
+}
+
+/** Audit one refund (see the file's header). */
+export async function auditRefund(c: RefundContext): Promise<RefundAudit> {
+  const { requestId, refund, sender, byBridge, asked } = c;
+  const base = { requestId, reason: refund.reason, txHash: refund.txHash, sender, byBridge };
+  const held = await relayHeld(c.relay, requestId, c.timeoutS);
+  const result = (outcome: 'holds' | 'not-re-derivable', failures: string[], notes: string[]): RefundAudit =>
+    failures.length > 0 ? { ...base, outcome: 'fails', why: failures } : { ...base, outcome, why: notes };
+
+  if (byBridge && refund.reason === 'NO_CONSENSUS') {
+    const failures = noConsensusFailures(held, requestId, asked);
+    const notes = [
+      'its transcript holds, is the question asked on chain, and re-derives here to no consensus',
+    ];
+    return result('holds', failures, notes);
+  }
+  const undelivered = undeliveredAnswer(held, requestId, asked, refund.reason);
+  if (byBridge && INPUT_REASONS.has(refund.reason as keyof InputProblems)) {
+    if (!asked) {
+      const failures = [
+        'the oracle has no LLMRequested event for this request number',
+        ...undelivered.failures,
+      ];
+      return result('holds', failures, []);
+    }
+    const problems = inputProblems(asked)[refund.reason as keyof InputProblems];
+    const failures =
+      problems.length > 0
+        ? undelivered.failures
+        : [
+            refund.reason === 'INVALID_INPUT'
+              ? "refunded as INVALID_INPUT, but the question asked on chain is valid input: its bytes are UTF-8, and its models and params are within the protocol's limits"
+              : `refunded as FRAME_OUT_OF_RANGE, but the quorum asked on chain, ${asked.quorum}, is within the frame's bounds`,
+            ...undelivered.failures,
+          ];
+    return result('holds', failures, [...problems, ...undelivered.notes]);
+  }
+  const why = byBridge
+    ? `${refund.reason} is not re-derivable from outside: ${NOT_REDERIVABLE[refund.reason] ?? 'not a reason the bridge gives for something that can be checked'}`
+    : `${refund.reason} is not re-derivable: refunded by ${sender}, not the bridge; anyone may refund after the deadline, with any reason`;
+  return result('not-re-derivable', undelivered.failures, [why, ...undelivered.notes]);
+}
+
+/** Why a `NO_CONSENSUS` refund by the bridge does not hold (empty: it holds). */
+function noConsensusFailures(held: RelayHeld, requestId: string, asked: Asked | undefined): string[] {
+  if (held.kind === 'none') {
+    return [
+      `refunded as NO_CONSENSUS, but the relay holds no verdict for it (${held.why}): nothing shows the network found no consensus`,
+    ];
+  }
+  if (held.kind === 'unreadable')
+    return [`refunded as NO_CONSENSUS; its transcript could not be read: ${held.why}`];
+  const { input, report } = held.verified;
+  const check = report.check;
+  const failures = reasonsOf(report);
+  if (check.ok) {
+    if (check.verdict.status === 'accepted') {
+      failures.unshift(
+        `refunded as NO_CONSENSUS, but its verdict re-derived here is accepted (${check.verdict.accepted.length} of ${check.verdict.sealSize} sealed members agreed, ${check.verdict.required} needed; verdict digest ${check.verdictDigest}): the network answered and the asker was denied the answer`,
+      );
+    }
+    if (check.requestId !== requestId)
+      failures.unshift(`the transcript is of another request, ${check.requestId}`);
+  }
+  failures.push(...questionMismatches(input.transcript, asked));
+  return failures;
+}
+
+/**
+ * Whether the relay holds an accepted verdict of the very question refunded (an answer that existed and
+ * was not delivered: a failure), and what it holds otherwise (notes).
+ */
+function undeliveredAnswer(
+  held: RelayHeld,
+  requestId: string,
+  asked: Asked | undefined,
+  reason: string,
+): { failures: string[]; notes: string[] } {
+  if (held.kind === 'none')
+    return { failures: [], notes: [`the relay holds no verdict for it (${held.why})`] };
+  if (held.kind === 'unreadable') {
+    return {
+      failures: [`whether the relay holds an answer for it could not be read: ${held.why}`],
+      notes: [],
+    };
+  }
+  const { input, report } = held.verified;
+  const check = report.check;
+  const failures = reasonsOf(report).map((r) => `the relay's transcript for it: ${r}`);
+  if (!check.ok || failures.length > 0) return { failures, notes: [] };
+  if (check.requestId !== requestId) {
+    return {
+      failures: [`the relay serves the transcript of another request, ${check.requestId}`],
+      notes: [],
+    };
+  }
+  if (check.verdict.status !== 'accepted') {
+    return { failures: [], notes: ["the relay's transcript for it holds and re-derives to no consensus"] };
+  }
+  const other = questionMismatches(input.transcript, asked);
+  if (other.length > 0) {
+    return {
+      failures: [],
+      notes: [`the relay's accepted verdict under this number answers another question: ${other.join('; ')}`],
+    };
+  }
+  return {
+    failures: [
+      `refunded as ${reason}, but the relay holds an accepted verdict of this question (verdict digest ${check.verdictDigest}, re-derived here): an answer existed and was not delivered`,
+    ],
+    notes: [],
+  };
+}
