@@ -16,6 +16,8 @@ export interface TestNetwork {
   relay: RunningRelay;
   /** The relay's own key: it coordinates, and signs seals and verdicts of, the requests it accepts. */
   relayKey: NodeKey;
+  /** The in-memory network the relay and nodes share (a test may join it as another peer). */
+  network: MemoryNetwork;
   nodes: SynodNode[];
   servings: TestServing[];
   apiKey: string;
@@ -86,6 +88,7 @@ export async function startTestNetwork(
   return {
     relay,
     relayKey,
+    network: net,
     nodes,
     servings,
     apiKey: k.key,

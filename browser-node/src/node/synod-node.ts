@@ -321,6 +321,17 @@ export class SynodNode {
     return h ? lifecycleStatus(h.state) : null;
   }
 
+  /**
+   * The commits with these packet ids that this node's machine for a request holds (a seal's members'
+   * commits, say): what its coordinator sealed, as received. The relay's history stores them with the
+   * seal, so that a seal is stored whatever commits the history itself could take before it (it bounds
+   * them, and any key can send commits).
+   */
+  heldCommits(requestId: string, ids: ReadonlySet<string>): { id: string; packet: Packet<'commit'> }[] {
+    const commits = this.#machines.get(requestId)?.state.commits ?? [];
+    return commits.filter((c) => ids.has(c.id)).map((c) => ({ id: c.id, packet: c.packet }));
+  }
+
   /** Be told of every status change of a request; returns an unsubscribe. */
   onStatus(requestId: string, listener: (s: LifecycleStatus) => void): () => void {
     return this.#listeners.add(requestId, listener);

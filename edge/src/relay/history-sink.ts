@@ -1,5 +1,11 @@
-import type { AnyPacket } from '@synod/shared';
+import type { AnyPacket, Packet } from '@synod/shared';
 import type { HistoryStore } from '../store/history-store.ts';
+
+/** The commits with these ids that the relay's node holds for a request (`SynodNode.heldCommits`). */
+export type HeldCommits = (
+  requestId: string,
+  ids: ReadonlySet<string>,
+) => { id: string; packet: Packet<'commit'> }[];
 
 /**
  * Writes what the relay's node sees into the quorum history: every packet of a request the history
@@ -12,6 +18,7 @@ export async function recordPacket(
   packet: AnyPacket,
   id: string,
   now: number,
+  heldCommits: HeldCommits = () => [],
 ): Promise<boolean> {
   switch (packet.type) {
     case 'heartbeat':
@@ -24,9 +31,12 @@ export async function recordPacket(
     case 'commit':
       await store.recordCommit({ id, packet });
       return true;
-    case 'seal':
-      await store.recordSeal({ id, packet }, now);
+    case 'seal': {
+      // With the members' commits the relay's node holds (its coordinator's, for its own requests).
+      const ids = new Set(packet.body.members.map((m) => m.commitId));
+      await store.recordSeal({ id, packet }, now, heldCommits(packet.body.requestId, ids));
       return true;
+    }
     case 'reveal':
       await store.recordReveal({ id, packet });
       return true;

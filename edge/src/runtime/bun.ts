@@ -151,7 +151,9 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
       : {}),
     onPacket: async ({ id, packet }) => {
       try {
-        const changed = await recordPacket(store, packet, id, now());
+        const changed = await recordPacket(store, packet, id, now(), (requestId, ids) =>
+          node.heldCommits(requestId, ids),
+        );
         if (changed && packet.type !== 'heartbeat') network?.changed(packet.body.requestId);
       } catch (e) {
         log({ level: 'error', msg: 'history write failed', type: packet.type, err: String(e) });

@@ -7,6 +7,7 @@ import {
   buildTranscript,
   computeVerdict,
   LIMITS,
+  MAX_OPEN_COMMITS,
   NodeKey,
   type Packet,
   type PacketType,
@@ -136,6 +137,57 @@ describe('HistoryStore under a hostile network: commits', () => {
       for (const c of of('commit')) await h.store.recordCommit(stored(c));
       await h.store.recordSeal(stored(seal), 2);
       expect((await h.store.getRequest(requestId))?.status).toBe('sealed');
+    } finally {
+      h.client.close();
+    }
+  });
+});
+
+describe('HistoryStore under a hostile network: a flood of commits before the seal', () => {
+  /** MAX_OPEN_COMMITS commits from fresh keys, two each (the second one's evidence). */
+  async function flood(h: Awaited<ReturnType<typeof withRequest>>, keys: number): Promise<void> {
+    for (let i = 0; i < keys; i++) {
+      const key = await fresh(1_000 + i);
+      for (const n of [0, 1]) await h.store.recordCommit(stored(await commitFrom(key, 2 * i + n)));
+    }
+  }
+
+  test('is bounded as a node bounds it; the seal brings the commits it names, and the verdict holds', async () => {
+    const h = await withRequest('commit-flood');
+    try {
+      await flood(h, MAX_OPEN_COMMITS / 2 + 20);
+      expect(await count(h, 'commits')).toBe(MAX_OPEN_COMMITS);
+      // The honest members' commits came after the flood: no room for them.
+      for (const c of of('commit')) await h.store.recordCommit(stored(c));
+      expect(await count(h, 'commits')).toBe(MAX_OPEN_COMMITS);
+      // The coordinator's seal, with the commits its machine holds: stored, and so is its verdict.
+      await h.store.recordSeal(stored(seal), 2, of('commit').map(stored));
+      for (const r of of('reveal')) await h.store.recordReveal(stored(r));
+      expect(await h.store.recordVerdict(stored(verdict), 3)).toBe(true);
+      const packetsServed = await h.store.transcriptPackets(requestId);
+      if (packetsServed === null) throw new Error('no transcript');
+      expect(transcriptRoot(buildTranscript(packetsServed))).toBe(golden.root);
+      const check = await verifyTranscript(buildTranscript(packetsServed), {
+        expectedVerdictDigest: golden.verdictDigest,
+      });
+      expect(check.ok).toBe(true);
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test("commits handed with a seal are taken only as the seal names them: its member's, its commitment", async () => {
+    const h = await withRequest('commit-flood-forged');
+    try {
+      await flood(h, MAX_OPEN_COMMITS / 2);
+      const member = seal.body.members[0];
+      if (!member) throw new Error('no member');
+      // Another commitment of a member (signed by it), and a stranger's commit: neither is the sealed one.
+      const other = await commitFrom(await keyOf(member.nodeId), 7);
+      const stranger = await commitFrom(await fresh(5), 8);
+      await expect(h.store.recordSeal(stored(seal), 2, [stored(other), stored(stranger)])).rejects.toThrow();
+      expect((await h.store.getRequest(requestId))?.seal).toBeNull();
+      expect(await count(h, 'commits')).toBe(MAX_OPEN_COMMITS);
     } finally {
       h.client.close();
     }

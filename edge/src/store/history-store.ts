@@ -2,6 +2,7 @@ import {
   type AnyPacket,
   buildTranscript,
   LIMITS,
+  MAX_OPEN_COMMITS,
   type Packet,
   parseEnvelope,
   REVEALS_PER_MEMBER,
@@ -163,9 +164,13 @@ export class HistoryStore {
    * Store a commit, as far as a coordinator could seal it or it is evidence: at most
    * `COMMITS_PER_NODE` commitments a node for one request (a second, different one is evidence of
    * equivocation, and no coordinator seals either: a third adds nothing), and once the request is
-   * sealed, only its members' (a member's second commitment is evidence against it). Any key can sign
-   * a commit: taken from anyone after the seal, or without end from one node, they would only fill the
-   * database and every read of the request.
+   * sealed, only its members' (a member's second commitment is evidence against it); before the seal,
+   * at most `MAX_OPEN_COMMITS` for the request, from all nodes together, as a node's observer holds
+   * them. Any key can sign a commit: taken from anyone after the seal, or without end before it, they
+   * would only fill the database and every read of the request. Keys made for the purpose may take that
+   * room before the nodes the coordinator seals (it knows which nodes are eligible; the history does
+   * not): the seal then brings its members' commits, as the coordinator's machine holds them
+   * (`recordSeal`).
    */
   async recordCommit(c: Stored<'commit'>): Promise<void> {
     const { requestId } = c.packet.body;
@@ -174,12 +179,14 @@ export class HistoryStore {
         sealed: sql<number>`exists (select 1 from ${seals} where ${seals.requestId} = ${requestId})`,
         member: sql<number>`exists (select 1 from ${sealMembers} where ${sealMembers.requestId} = ${requestId} and ${sealMembers.nodeId} = ${c.packet.from})`,
         held: sql<number>`(select count(*) from ${commits} where ${commits.requestId} = ${requestId} and ${commits.nodeId} = ${c.packet.from})`,
+        open: sql<number>`(select count(*) from (select 1 from ${commits} where ${commits.requestId} = ${requestId} limit ${MAX_OPEN_COMMITS}))`,
       })
       .from(requests)
       .where(eq(requests.requestId, requestId));
     if (state === undefined) return;
     if (Number(state.sealed) === 1 && Number(state.member) !== 1) return;
     if (Number(state.held) >= COMMITS_PER_NODE) return;
+    if (Number(state.sealed) !== 1 && Number(state.open) >= MAX_OPEN_COMMITS) return;
     await this.db.insert(commits).values(commitRow(c)).onConflictDoNothing();
   }
 
@@ -189,7 +196,7 @@ export class HistoryStore {
    * well-formed seal of the commits it saw: taken first, it would have kept the coordinator's seal out,
    * and with it the verdict computed over that seal. A second seal changes nothing stored.
    */
-  async recordSeal(s: Stored<'seal'>, now: number): Promise<void> {
+  async recordSeal(s: Stored<'seal'>, now: number, sealed: readonly Stored<'commit'>[] = []): Promise<void> {
     const { seal, members } = sealRows(s);
     await this.db.transaction(async (tx) => {
       const [request] = await tx
@@ -198,6 +205,16 @@ export class HistoryStore {
         .where(eq(requests.requestId, seal.requestId));
       if (request === undefined) return;
       if (request.coordinator !== seal.coordinator || request.packetId !== seal.requestPacketId) return;
+      // The members' commits, as the coordinator's machine holds them, where the history bounded them
+      // out before the seal (`recordCommit`): each exactly the one the seal names for its node.
+      const named = new Map(s.packet.body.members.map((m) => [m.commitId, m]));
+      for (const c of sealed) {
+        const m = named.get(c.id);
+        const b = c.packet.body;
+        if (m === undefined || c.packet.from !== m.nodeId || b.requestId !== seal.requestId) continue;
+        if (b.commitment !== m.commitment) continue;
+        await tx.insert(commits).values(commitRow(c)).onConflictDoNothing();
+      }
       const inserted = await tx
         .insert(seals)
         .values(seal)

@@ -66,7 +66,13 @@ export * from './coordinator.ts';
 export * from './eligibility.ts';
 export * from './follower.ts';
 export * from './node.ts';
-export { type ObserverConfig, REVEALS_PER_MEMBER, selectReveals, type Verification } from './observer.ts';
+export {
+  MAX_OPEN_COMMITS,
+  type ObserverConfig,
+  REVEALS_PER_MEMBER,
+  selectReveals,
+  type Verification,
+} from './observer.ts';
 export * from './state.ts';
 export * from './status.ts';
 export * from './types.ts';
