@@ -15,6 +15,7 @@ import { checkMaxQueued, DEFAULT_MAX_QUEUED, Dispatcher } from '../relay/dispatc
 import { GroupCommit } from '../relay/group-commit.ts';
 import { recordPacket } from '../relay/history-sink.ts';
 import { InProcessRelayNetwork } from '../relay/in-process.ts';
+import { ProvenNodes } from '../relay/proven-nodes.ts';
 import { mountInternal } from '../routes/internal.ts';
 import { type HistoryStore, NODE_RETENTION_MS } from '../store/history-store.ts';
 import {
@@ -86,6 +87,8 @@ export interface RunningRelay {
   admissionWriter: IntakeWriterThread | null;
   /** The chain bridge, when `chain` was given. */
   chainWatcher: ChainWatcher | null;
+  /** The coordinator's seat policy: the nodes proven by this history's verdicts. */
+  seats: ProvenNodes;
   client: Client;
   stop(): Promise<void>;
 }
@@ -130,9 +133,13 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   const intake = new IntakeStore(client);
   let network: InProcessRelayNetwork | undefined;
   let dispatcher: Dispatcher | undefined;
+  // The coordinator's seat policy: nodes without a record in this history never fill a seal while
+  // enough proven nodes are online (see ProvenNodes).
+  const proven = new ProvenNodes(store, (withinMs) => node.knownNodes(withinMs), log);
   const node = new SynodNode({
     key: o.key,
     role: 'relay',
+    coordinator: { seats: proven },
     transports: o.transports,
     store: new LibsqlMachineStore(client),
     random,
@@ -183,6 +190,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     log,
   });
   network.attach(dispatcher);
+  await proven.start();
   await node.start();
   const recovered = await network.recover();
   if (recovered.resumed.length + recovered.expired.length > 0)
@@ -293,6 +301,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
       await admissionWriter?.close();
       await dispatcher.stop();
       await node.close();
+      await proven.stop();
       client.close();
       throw e;
     }
@@ -309,6 +318,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     admissions,
     admissionWriter,
     chainWatcher,
+    seats: proven,
     client,
     async stop() {
       clearInterval(pruneTimer);
@@ -318,6 +328,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
       await admissionWriter?.close();
       await dispatcher?.stop();
       await node.close();
+      await proven.stop();
       client.close();
     },
   };

@@ -40,7 +40,7 @@ import {
   verdictRows,
   verdicts,
 } from '@synod/shared/history';
-import { and, asc, desc, eq, inArray, lt, notInArray, or, type SQL, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gte, inArray, lt, notInArray, or, type SQL, sql } from 'drizzle-orm';
 import type { LibSQLDatabase } from 'drizzle-orm/libsql';
 
 export type HistoryDb = LibSQLDatabase<typeof historySchema>;
@@ -538,6 +538,20 @@ export class HistoryStore {
    * Nodes, the most recently heard first, a page at a time (keyset on last seen and node id: a cursor
    * stays valid while heartbeats come in), or the one node `q.node`.
    */
+  /**
+   * Nodes whose reputation score (`reputationScore`, the Wilson lower bound of their agreement rate) is
+   * at least `minScore`, best first, at most `limit` (read through `reputation_score_idx`).
+   */
+  async provenNodes(minScore: number, limit: number): Promise<string[]> {
+    const rows = await this.db
+      .select({ nodeId: reputation.nodeId })
+      .from(reputation)
+      .where(gte(reputation.score, minScore))
+      .orderBy(desc(reputation.score))
+      .limit(limit);
+    return rows.map((r) => r.nodeId);
+  }
+
   async listNodes(q: NodesQuery): Promise<{ nodes: NodeSummary[]; nextCursor: string | null }> {
     const where: SQL[] = [];
     if (q.node !== undefined) where.push(eq(nodes.nodeId, q.node));

@@ -261,6 +261,78 @@ describe('collecting commits and sealing', () => {
   });
 });
 
+describe('seats for nodes without a record (SeatPolicy)', () => {
+  /** Nodes 0-2 have a record; 3-6 do not. */
+  const policy = (ctxKeys: () => NodeKey[], applies = true) => ({
+    isProven: (nodeId: string) =>
+      ctxKeys()
+        .slice(0, 3)
+        .some((k) => k.nodeId === nodeId),
+    applies: () => applies,
+  });
+
+  async function withSeats(frame: Partial<Omit<Frame, 'embeddingModel'>>, applies = true): Promise<Ctx> {
+    let keys: NodeKey[] = [];
+    const ctx = await started(frame, { seats: policy(() => keys, applies) });
+    keys = ctx.keys;
+    return ctx;
+  }
+
+  test('quorum 3 at 0.6: one seat for such nodes, so three fresh keys cannot fill a seal and agree', async () => {
+    const ctx = await withSeats({ quorum: 3, maxCommits: 3 });
+    expect(ctx.state.unprovenSeats).toBe(1);
+    const fx = await commitAll(ctx, [3, 4, 5]);
+    expect(rejected(fx)).toEqual(['UNPROVEN_SEATS_FULL', 'UNPROVEN_SEATS_FULL']);
+    expect(ctx.state.commits.map((c) => c.packet.from)).toEqual([ctx.keys[3]!.nodeId]);
+    const sealed = await commitAll(ctx, [0, 1], T0 + 2_000);
+    const seal = sealed.find((e) => e.kind === 'publish' && e.packetType === 'seal') as Extract<
+      Effect,
+      { kind: 'publish'; packetType: 'seal' }
+    >;
+    expect(new Set(seal.body.members.map((m) => m.nodeId))).toEqual(
+      new Set([0, 1, 3].map((i) => ctx.keys[i]!.nodeId)),
+    );
+  });
+
+  test('where the policy does not apply (too few proven nodes online), any eligible node takes any seat', async () => {
+    const ctx = await withSeats({ quorum: 3, maxCommits: 3 }, false);
+    expect(ctx.state.unprovenSeats).toBeNull();
+    const fx = await commitAll(ctx, [3, 4, 5]);
+    expect(rejected(fx)).toEqual([]);
+    expect(ctx.state.phase).toBe('sealed');
+  });
+
+  test('at the deadline a smaller seal leaves out the latest such nodes until they cannot accept alone', async () => {
+    // maxCommits 5 at 0.6: ceil(3) - 1 = 2 seats; a seal of 3 needs only 2 agreeing.
+    const ctx = await withSeats({ quorum: 3, maxCommits: 5 });
+    expect(ctx.state.unprovenSeats).toBe(2);
+    await commitAll(ctx, [3, 0, 4]);
+    const fx = fire(ctx, 'seal-deadline', T0 + ctx.request.frame.maxTimeMs);
+    // Node 4 is left out: 2 members remain, fewer than the quorum.
+    expect(kinds(fx)).toContain('expired');
+    expect(ctx.state.outcome).toMatchObject({ kind: 'expired', reason: 'quorum-not-met' });
+
+    const four = await withSeats({ quorum: 3, maxCommits: 5 });
+    await commitAll(four, [3, 0, 4, 1]);
+    const sealedFx = fire(four, 'seal-deadline', T0 + four.request.frame.maxTimeMs);
+    const seal = sealedFx.find((e) => e.kind === 'publish' && e.packetType === 'seal') as Extract<
+      Effect,
+      { kind: 'publish'; packetType: 'seal' }
+    >;
+    // 4 members need ceil(2.4) = 3 agreeing: the 2 without a record cannot accept alone.
+    expect(seal.body.members).toHaveLength(4);
+  });
+
+  test('a state stored before the policy existed has no cap', async () => {
+    const ctx = await withSeats({ quorum: 3, maxCommits: 3 });
+    const { unprovenSeats: _dropped, ...older } = ctx.state;
+    ctx.state = older as CoordinatorState;
+    const fx = await commitAll(ctx, [3, 4, 5]);
+    expect(rejected(fx)).toEqual([]);
+    expect(ctx.state.phase).toBe('sealed');
+  });
+});
+
 describe('reveals, verdict and attestations', () => {
   async function sealedWith(n: number, frame: Partial<Omit<Frame, 'embeddingModel'>> = {}) {
     const ctx = await started({ quorum: Math.min(3, n), maxCommits: n, ...frame });

@@ -1,4 +1,5 @@
 import { compareStrings } from '../encoding/bytes.ts';
+import { requiredAgreement } from '../frame/frame.ts';
 import { deriveRequestId } from '../packets/request-id.ts';
 import {
   type AnyPacket,
@@ -38,8 +39,29 @@ import type { BaseState, CoordinatorEvent, Effect, Received, TimerName, Transiti
 export interface CoordinatorConfig {
   /** Only commits from nodes this accepts count. Absent: every node may commit. */
   isEligible?: (requestId: string, nodeId: string) => boolean;
+  /**
+   * Seats for nodes without a record (see `SeatPolicy`). Absent: every eligible node may take any seat.
+   */
+  seats?: SeatPolicy;
   /** How long after the verdict attestations are collected. Default: frame.revealWindowMs. */
   attestationWindowMs?: number;
+}
+
+/**
+ * Node keys cost nothing to make, so a coordinator that seals whoever commits first can be given a whole
+ * quorum of one party's keys, which then agree on whatever that party likes. A seat policy caps the seats
+ * of nodes without a record: at most `requiredAgreement(frame, seal size) - 1` of a seal's members may be
+ * nodes `isProven` does not vouch for, so they never hold enough seats to accept a verdict among
+ * themselves; an accepted verdict needs at least one proven node's agreement. It applies to a request
+ * when `applies(frame)` says so as the request starts (for instance: while at least `quorum` proven nodes
+ * are online; with fewer, as when a network starts, no request could be sealed under it). Decided once
+ * per request and kept in its state (`unprovenSeats`), so a restart resumes it unchanged.
+ */
+export interface SeatPolicy {
+  /** Whether a node has a record of honest work (the relay: its reputation from verdicts). */
+  isProven(nodeId: string): boolean;
+  /** Whether the cap applies to a request with this frame, decided as it starts. */
+  applies(frame: RequestBody['frame']): boolean;
 }
 
 export type CoordinatorPhase =
@@ -68,6 +90,11 @@ export interface CoordinatorState extends BaseState {
   verdict: { id: string; body: VerdictBody } | null;
   /** Attestations matching the verdict, one per node. */
   attestations: { nodeId: string; id: string }[];
+  /**
+   * Most seats nodes without a record may take in this request's seal (`SeatPolicy`), or null: no cap.
+   * Absent in states stored before it existed, which means null.
+   */
+  unprovenSeats?: number | null;
 }
 
 /**
@@ -76,7 +103,7 @@ export interface CoordinatorState extends BaseState {
  * the body is invalid or already past its seal deadline (caller bugs).
  */
 export function startCoordinator(
-  _config: CoordinatorConfig,
+  config: CoordinatorConfig,
   input: { now: number; self: string; request: RequestBody },
 ): Transition<CoordinatorState> {
   checkNow(input.now);
@@ -103,6 +130,9 @@ export function startCoordinator(
     verdictDue: false,
     verdict: null,
     attestations: [],
+    unprovenSeats: config.seats?.applies(body.frame)
+      ? requiredAgreement(body.frame, body.frame.maxCommits) - 1
+      : null,
   };
   const fx: Effect[] = [{ kind: 'persist', reason: 'request' }];
   s.request = { ...s.request, id: publish(s, fx, 'request', body) };
@@ -161,6 +191,9 @@ function onTimer(
   switch (name) {
     case 'seal-deadline':
       if (s.phase !== 'collecting') return;
+      // A seal smaller than maxCommits needs fewer agreeing members: nodes without a record that fit
+      // the cap of a full seal may be too many for it, and the last to come are left out.
+      trimUnproven(config, s);
       if (s.commits.length >= s.request.body.frame.quorum) {
         seal(s, fx, now);
         return;
@@ -282,6 +315,14 @@ function onCommit(
     reject(fx, 'NOT_ELIGIBLE', 'this node is not eligible for the request', rec.id);
     return;
   }
+  const seats = s.unprovenSeats ?? null;
+  if (seats !== null && config.seats && !config.seats.isProven(from)) {
+    const proven = config.seats;
+    if (s.commits.filter((c) => !proven.isProven(c.packet.from)).length >= seats) {
+      reject(fx, 'UNPROVEN_SEATS_FULL', 'every seat for a node without a record is taken', rec.id);
+      return;
+    }
+  }
   s.commits = [...s.commits, rec];
   if (s.commits.length >= s.request.body.frame.maxCommits) seal(s, fx, now); // early close
 }
@@ -295,6 +336,25 @@ function doubleCommit(s: CoordinatorState, fx: Effect[], a: Received<'commit'>, 
     kind: 'evidence',
     evidence: { kind: 'double-commit', nodeId: from, packets: [x.packet, y.packet] },
   });
+}
+
+/**
+ * Leave out nodes without a record, the latest first, until fewer of them remain than the seal's
+ * members would need to agree (`requiredAgreement` of the seal's own size): no accepted verdict without
+ * a proven node. Only where the request's seat policy applies.
+ */
+function trimUnproven(config: CoordinatorConfig, s: CoordinatorState): void {
+  const policy = config.seats;
+  if ((s.unprovenSeats ?? null) === null || policy === undefined) return;
+  const frame = s.request.body.frame;
+  let commits = s.commits;
+  for (;;) {
+    const unproven = commits.filter((c) => !policy.isProven(c.packet.from));
+    if (unproven.length === 0 || unproven.length < requiredAgreement(frame, commits.length)) break;
+    const last = unproven[unproven.length - 1] as Received<'commit'>;
+    commits = commits.filter((c) => c.id !== last.id);
+  }
+  s.commits = commits;
 }
 
 function seal(s: CoordinatorState, fx: Effect[], now: number): void {

@@ -250,6 +250,8 @@ export const REJECT_CODES = [
   'WRONG_PHASE',
   /** the machine is done or expired */
   'FINISHED',
+  /** a commit from a node without a record when every seat the seat policy leaves such nodes is taken */
+  'UNPROVEN_SEATS_FULL',
 ] as const;
 export type RejectCode = (typeof REJECT_CODES)[number];
 

@@ -1,0 +1,75 @@
+/**
+ * Keys cost nothing: a party that commits with fresh keys the moment a request appears would, if the
+ * coordinator sealed whoever commits first, hold every seat of the quorum and decide its answer. With
+ * proven nodes online (a reputation from this relay's verdicts, heartbeats within a minute), the relay's
+ * coordinator leaves nodes without a record fewer seats than a verdict needs: the request is answered by
+ * the proven nodes. A real relay with three serving nodes (stories260K + USE Lite) on a memory network.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { topicOfPacketType } from '@synod/browser-node';
+import { encodePacket, NodeKey, type Packet, parseEnvelope, signPacket } from '@synod/shared';
+import { reputation } from '@synod/shared/history';
+import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
+import { waitUntil } from '../test-servers.ts';
+
+describe('the relay coordinator with proven nodes online', () => {
+  let t: TestNetwork;
+  beforeAll(async () => {
+    t = await startTestNetwork();
+    // The three nodes have a record here (ten agreements each), and are heard from.
+    for (const n of t.nodes) {
+      await t.relay.store.db.insert(reputation).values({
+        nodeId: n.nodeId,
+        agreements: 10,
+        score: 0.72,
+        updatedAt: Date.now(),
+      });
+    }
+    await t.relay.seats.refresh();
+    for (const n of t.nodes) await n.publishHeartbeat();
+    await waitUntil('the relay heard the nodes', async () => t.relay.node.knownNodes().length >= 3);
+  }, 120_000);
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  test('fresh keys that commit first take at most the seats a verdict cannot be reached with', async () => {
+    const attacker = t.network.join('attacker');
+    const keys = await Promise.all([1, 2, 3].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(220 + i))));
+    let flooded: Promise<void> | undefined;
+    attacker.subscribe(topicOfPacketType('request'), (bytes) => {
+      flooded ??= (async () => {
+        const request = parseEnvelope(JSON.parse(new TextDecoder().decode(bytes))) as Packet<'request'>;
+        for (const [i, k] of keys.entries()) {
+          const commit = await signPacket(k, 'commit', {
+            requestId: request.body.requestId,
+            commitment: String(i).repeat(64),
+            createdAt: request.body.createdAt + 1,
+          });
+          await attacker.publish(topicOfPacketType('commit'), encodePacket(commit));
+        }
+      })();
+    });
+    const r = await fetch(`${t.relay.url}/v1/inference`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${t.apiKey}` },
+      body: JSON.stringify({ prompt: 'Once upon a time', params: { maxTokens: 8 } }),
+    });
+    expect(r.status).toBe(202);
+    const { requestId } = (await r.json()) as { requestId: string };
+    await waitUntil('the verdict', async () => {
+      const view = (await (await fetch(`${t.relay.url}/v1/inference/${requestId}`)).json()) as {
+        status: string;
+      };
+      return view.status === 'verdict';
+    });
+    await flooded;
+    const held = await t.relay.store.getRequest(requestId);
+    const members = held?.seal?.packet.body.members.map((m) => m.nodeId) ?? [];
+    const attackers = new Set(keys.map((k) => k.nodeId));
+    // quorum 3 at 0.6: a verdict needs 2 agreeing; nodes without a record get at most 1 seat.
+    expect(members.filter((m) => attackers.has(m)).length).toBeLessThanOrEqual(1);
+    const winner = held?.verdict?.packet.body.verdict.winner?.nodeId ?? 'none';
+    expect(t.nodes.map((n) => n.nodeId)).toContain(winner);
+  }, 120_000);
+});
