@@ -446,7 +446,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     ]);
   });
 
-  test('a settlement stuck in the mempool is re-sent with the same nonce and higher fees; one of them lands', async () => {
+  test('a settlement stuck in the mempool as fees rise is re-sent with the same nonce and higher fees; one of them lands', async () => {
     const store = new ChainStore(net.relay.store.db);
     const { requestNo } = await chain.callLLM({ prompt: 'The stuck transaction', models: ['stories260K'] });
     const requestId = requestIdOf(requestNo);
@@ -467,6 +467,14 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       expect(first).toMatch(/^0x[0-9a-f]{64}$/);
       const pending = await chain.client.getTransaction({ hash: first });
       expect(pending.blockNumber).toBeNull();
+      // Congestion: a full block (a gas limit below any transaction's) whose base fee is all the
+      // settlement offers, so the chain now asks more than it does.
+      const { gasLimit } = await chain.client.getBlock();
+      await chain.rpc('evm_setBlockGasLimit', ['0x5000']);
+      await chain.rpc('anvil_setNextBlockBaseFeePerGas', [`0x${(pending.maxFeePerGas ?? 0n).toString(16)}`]);
+      await chain.mine(1);
+      await chain.rpc('evm_setBlockGasLimit', [`0x${gasLimit.toString(16)}`]);
+      expect((await chain.client.getTransaction({ hash: first })).blockNumber).toBeNull();
       const replacedBefore = watcher.stats().replaced;
       await watcher.poll();
       expect(watcher.stats().replaced).toBe(replacedBefore + 1);

@@ -12,9 +12,11 @@ import {
   encodeFunctionData,
   type Hex,
   HttpRequestError,
+  InsufficientFundsError,
   keccak256,
   type PublicClient,
   parseEventLogs,
+  RpcRequestError,
   TimeoutError,
   type Transaction,
   TransactionReceiptNotFoundError,
@@ -40,10 +42,13 @@ import {
   settlementFor,
 } from './oracle-request.ts';
 
-/** Why the chain watcher cannot run against the configured chain. */
+/**
+ * Why the chain watcher cannot run against the configured chain (`CHAIN_ID_MISMATCH`,
+ * `ORACLE_NOT_FOUND`), or cannot settle on it now (`BRIDGE_UNFUNDED`: the bridge account cannot pay).
+ */
 export class ChainBridgeError extends Error {
   constructor(
-    readonly code: 'CHAIN_ID_MISMATCH' | 'ORACLE_NOT_FOUND',
+    readonly code: 'CHAIN_ID_MISMATCH' | 'ORACLE_NOT_FOUND' | 'BRIDGE_UNFUNDED',
     message: string,
     readonly details: Record<string, unknown> = {},
     readonly hint?: string,
@@ -74,7 +79,11 @@ export interface ChainWatcherOptions {
   confirmations?: number;
   /** First block to read when no cursor is stored yet (the oracle's deployment block). Default 0. */
   fromBlock?: bigint;
-  /** Most blocks per `eth_getLogs`. Default 2,000. */
+  /**
+   * Most blocks per `eth_getLogs`. Default 2,000. An RPC that refuses a range (many providers take
+   * fewer blocks, or fewer results, per call) is asked again with half as many blocks, and the watcher
+   * keeps the narrower range from then on.
+   */
   maxBlockRange?: bigint;
   /** Blocks read again below the cursor when the cursor's block was replaced. Default 64. */
   reorgWindow?: bigint;
@@ -111,6 +120,8 @@ export interface ChainWatcherOptions {
   assumeFinalAfterMs?: number;
   /** Told each time the bridge balance was read. */
   onBalance?(b: BridgeBalance): void;
+  /** Told after each pass, failed or not, the watcher's stats then (`/metrics`). */
+  onPass?(stats: ChainWatcherStats): void;
   now?: () => number;
   random?: (n: number) => Uint8Array;
   log?: (entry: Record<string, unknown>) => void;
@@ -134,6 +145,12 @@ export interface ChainWatcherStats {
   /** Settlements found final (no longer checked). */
   finalized: number;
   errors: number;
+  /** `now()` at the end of the last pass that failed nowhere (no RPC error, no row failed); null before. */
+  lastOkAt: number | null;
+  /** The chain's head block at the last pass that read it; null before. */
+  head: number | null;
+  /** The last block whose events were read (the cursor); null before any was read. */
+  cursor: number | null;
   /** The bridge balance at the last read (null before the first), in decimal wei: stats are JSON. */
   bridge: { address: Address; wei: string; minimumWei: string; low: boolean; at: number } | null;
 }
@@ -174,6 +191,9 @@ export function initialChainWatcherStats(): Omit<ChainWatcherStats, 'bridge'> {
     rereads: 0,
     finalized: 0,
     errors: 0,
+    lastOkAt: null,
+    head: null,
+    cursor: null,
   };
 }
 
@@ -206,6 +226,8 @@ export class ChainWatcher {
   readonly #balance: BridgeBalanceMonitor;
   /** `now()` from which the next pass reads the bridge balance. */
   #nextBalanceCheck = Number.NEGATIVE_INFINITY;
+  /** Blocks per `eth_getLogs` now: `maxBlockRange`, or less once the RPC refused a range. */
+  #blockRange: bigint;
 
   constructor(o: ChainWatcherOptions) {
     this.#o = {
@@ -225,6 +247,7 @@ export class ChainWatcher {
       ...o,
     };
     this.#ref = { chainId: o.chainId, contract: o.oracle.toLowerCase() };
+    this.#blockRange = this.#o.maxBlockRange > 0n ? this.#o.maxBlockRange : 1n;
     this.#balance = new BridgeBalanceMonitor({
       client: this.#o.client,
       address: this.#o.wallet.account.address,
@@ -260,15 +283,7 @@ export class ChainWatcher {
    * (`CHAIN_ID_MISMATCH`, `ORACLE_NOT_FOUND`).
    */
   async check(): Promise<void> {
-    const chainId = await this.#o.client.getChainId();
-    if (chainId !== this.#o.chainId) {
-      throw new ChainBridgeError(
-        'CHAIN_ID_MISMATCH',
-        `the RPC serves chain ${chainId}, not ${this.#o.chainId}`,
-        { expected: this.#o.chainId, actual: chainId },
-        'point the relay at the RPC of the chain the oracle is deployed on',
-      );
-    }
+    const chainId = await this.#checkChainId();
     const code = await this.#o.client.getCode({ address: this.#o.oracle });
     if (code === undefined || code === '0x') {
       throw new ChainBridgeError(
@@ -278,6 +293,24 @@ export class ChainWatcher {
         'deploy SynodOracle (contracts/) and pass its address',
       );
     }
+  }
+
+  /**
+   * The RPC's chain id, or a `ChainBridgeError` (`CHAIN_ID_MISMATCH`) when it is not the configured one.
+   * Checked on start and before every pass: a node restarted with another chain, or another chain behind
+   * the same URL, would otherwise look like a reorg of every block, and its events like the oracle's.
+   */
+  async #checkChainId(): Promise<number> {
+    const chainId = await this.#o.client.getChainId();
+    if (chainId !== this.#o.chainId) {
+      throw new ChainBridgeError(
+        'CHAIN_ID_MISMATCH',
+        `the RPC serves chain ${chainId}, not ${this.#o.chainId}`,
+        { expected: this.#o.chainId, actual: chainId },
+        'point the relay at the RPC of the chain the oracle is deployed on',
+      );
+    }
+    return chainId;
   }
 
   async stop(): Promise<void> {
@@ -291,17 +324,21 @@ export class ChainWatcher {
     if (this.#pass) return this.#pass;
     if (this.#stopped) return Promise.resolve();
     this.#pass = (async () => {
+      const errors = this.#stats.errors;
       try {
+        await this.#checkChainId();
         await this.#scan();
         await this.#settle();
         if (this.#o.now() >= this.#nextSettledCheck) await this.#recheckSettled();
         if (this.#o.now() >= this.#nextBalanceCheck) await this.checkBalance();
       } catch (e) {
         this.#stats.errors++;
-        this.#o.log?.({ level: 'error', msg: 'chain watcher pass failed', err: describe(e) });
+        this.#o.log?.({ level: 'error', msg: 'chain watcher pass failed', ...codeOf(e), err: describe(e) });
       } finally {
         this.#stats.passes++;
+        if (this.#stats.errors === errors) this.#stats.lastOkAt = this.#o.now();
         this.#pass = undefined;
+        this.#o.onPass?.(this.stats());
       }
     })();
     return this.#pass;
@@ -310,7 +347,9 @@ export class ChainWatcher {
   /**
    * Read the bridge account's balance and hold it against the minimum (`minBridgeBalance`, else the
    * default reserve at the current gas price). Logs a warning when it falls below, and once more when it
-   * is back above. Passes call this every `balanceCheckMs`.
+   * is back above. Passes call this every `balanceCheckMs`, and at the end of a pass in which the bridge
+   * could not pay for a settlement, or sent one while its balance was last read low (so that funding
+   * the account shows at once).
    */
   async checkBalance(): Promise<BridgeBalance> {
     const b = await this.#balance.check();
@@ -322,13 +361,15 @@ export class ChainWatcher {
   // Reading events
 
   async #scan(): Promise<void> {
-    const { client, confirmations, maxBlockRange, reorgWindow } = this.#o;
+    const { client, confirmations, reorgWindow } = this.#o;
     const head = await client.getBlockNumber({ cacheTime: 0 });
+    this.#stats.head = Number(head);
     const safe = head - BigInt(confirmations);
     if (safe < 0n) return;
     let from = this.#o.fromBlock;
     const cursor = await this.#o.store.cursor(this.#ref);
     if (cursor !== null) {
+      this.#stats.cursor = cursor.blockNumber;
       from = BigInt(cursor.blockNumber) + 1n;
       // Null: the chain is shorter than the cursor.
       const at = await this.#blockHash(BigInt(cursor.blockNumber));
@@ -350,15 +391,27 @@ export class ChainWatcher {
       }
     }
     while (from <= safe && !this.#stopped) {
-      const to = from + maxBlockRange - 1n < safe ? from + maxBlockRange - 1n : safe;
+      const to = from + this.#blockRange - 1n < safe ? from + this.#blockRange - 1n : safe;
       const read = await this.#readRange(from, to);
       // The chain kept changing under the reads: the cursor stays, the next pass reads the range again.
       if (read === null) return;
+      if (read === 'refused') {
+        this.#blockRange = (to - from + 1n) / 2n;
+        this.#o.log?.({
+          level: 'warn',
+          msg: 'the RPC refused a block range of eth_getLogs; reading narrower ranges',
+          from: Number(from),
+          to: Number(to),
+          blocks: Number(this.#blockRange),
+        });
+        continue;
+      }
       for (const e of read.events) {
         this.#stats.events++;
         await this.#onEvent(e);
       }
       await this.#o.store.setCursor(this.#ref, to, read.toHash, this.#o.now());
+      this.#stats.cursor = Number(to);
       from = to + 1n;
     }
   }
@@ -371,22 +424,50 @@ export class ChainWatcher {
    * blocks whose events were never read. So `to`'s hash is read before and after the logs, and each
    * log's block must be the chain's block at its height; if anything disagrees the range is read again.
    */
-  async #readRange(from: bigint, to: bigint): Promise<{ events: OracleRequestEvent[]; toHash: Hex } | null> {
+  async #readRange(
+    from: bigint,
+    to: bigint,
+  ): Promise<{ events: OracleRequestEvent[]; toHash: Hex } | 'refused' | null> {
     for (let attempt = 1; attempt <= RANGE_READ_ATTEMPTS; attempt++) {
       const before = await this.#blockHash(to);
       // The chain became shorter than `to` since the head was read: the next pass starts over.
       if (before === null) return null;
-      const logs = await this.#o.client.getContractEvents({
-        address: this.#o.oracle,
-        abi: synodOracleAbi,
-        eventName: 'LLMRequested',
-        fromBlock: from,
-        toBlock: to,
-        strict: true,
-      });
+      const logs = await this.#o.client
+        .getContractEvents({
+          address: this.#o.oracle,
+          abi: synodOracleAbi,
+          eventName: 'LLMRequested',
+          fromBlock: from,
+          toBlock: to,
+          strict: true,
+        })
+        .catch((e: unknown) => {
+          if (to > from && refusedByRpc(e)) return 'refused' as const;
+          throw e;
+        });
+      if (logs === 'refused') return 'refused';
       const events: OracleRequestEvent[] = [];
+      // An RPC that ignores the filter (or lies): a log of another block is not confirmed, or not read
+      // for this range, and one of another contract is not the oracle's; neither is acted on.
+      const stray = logs.filter(
+        (l) =>
+          l.blockNumber === null ||
+          l.blockNumber < from ||
+          l.blockNumber > to ||
+          l.address.toLowerCase() !== this.#ref.contract,
+      );
+      if (stray.length > 0) {
+        this.#o.log?.({
+          level: 'warn',
+          msg: 'the RPC returned logs outside the range asked; ignored',
+          from: Number(from),
+          to: Number(to),
+          ignored: stray.length,
+        });
+      }
       for (const l of logs) {
         if (l.removed || l.blockHash === null || l.transactionHash === null || l.logIndex === null) continue;
+        if (stray.includes(l)) continue;
         events.push(
           oracleRequestEvent(this.#ref, l.args, {
             txHash: l.transactionHash,
@@ -529,6 +610,13 @@ export class ChainWatcher {
         try {
           progressed = (await this.#settleRow(row)) || progressed;
         } catch (e) {
+          // The bridge cannot pay: every other row would fail the same way. One error for the pass, the
+          // balance read again at its end (`/metrics`, the low-balance warning), settling resumed by the
+          // first pass after the account is funded.
+          if (cannotPay(e)) {
+            this.#unfunded(row, e);
+            return;
+          }
           // One row that cannot be settled now (an RPC error, a refused transaction) does not hold up
           // the others; it is tried again next pass.
           this.#rowFailed('chain settlement failed', row, e);
@@ -606,6 +694,19 @@ export class ChainWatcher {
       }
     }
     if (reopened > 0) await this.#settle();
+  }
+
+  /** The bridge account could not pay for a row's settlement: counted, logged, balance read this pass. */
+  #unfunded(row: ChainRequestRow, e: unknown): void {
+    const err = new ChainBridgeError(
+      'BRIDGE_UNFUNDED',
+      'the bridge account cannot pay for settlements; nothing is settled until it is funded',
+      { bridge: this.#o.wallet.account.address, requestId: row.requestId, cause: describe(e) },
+      'send ether to the bridge account; settling resumes on the next pass',
+    );
+    this.#stats.errors++;
+    this.#nextBalanceCheck = Number.NEGATIVE_INFINITY;
+    this.#o.log?.({ level: 'error', msg: err.message, code: err.code, ...err.details, hint: err.hint });
   }
 
   /** A row whose step failed for now: counted and logged; it is tried again later. */
@@ -862,6 +963,7 @@ export class ChainWatcher {
       throw e;
     }
     this.#o.log?.({ level: 'info', msg: `chain ${s.kind} sent`, requestId: row.requestId, tx: hash });
+    if (this.#balance.last?.low) this.#nextBalanceCheck = Number.NEGATIVE_INFINITY;
     // Not waited for here: later passes follow it up (`#followUp`) once it is `confirmations` deep.
     return true;
   }
@@ -873,7 +975,7 @@ export class ChainWatcher {
     if (receipt === null) {
       const inPool = await client.getTransaction({ hash }).catch(() => null);
       if (inPool !== null) {
-        // Stuck (fees below what blocks take now): the same call and nonce again, with higher fees.
+        // Waiting: the same call and nonce again, with higher fees, if the chain now asks more.
         if (this.#o.now() - row.updatedAt >= this.#o.replaceAfterMs) return this.#replace(row, inPool);
         return false;
       }
@@ -894,8 +996,12 @@ export class ChainWatcher {
 
   /**
    * Re-send a pending settlement with the same nonce and call, and fees `feeBumpPercent` higher (or the
-   * chain's current estimate, if higher). The claim moves to the new hash before it is broadcast; if the
-   * node refuses it (the first one was mined meanwhile), the claim goes back to the first hash.
+   * chain's current estimate, if higher), when the chain's current fees are above what it offers. One
+   * that offers them already is not stuck for its fees (an earlier nonce of the account is missing, or
+   * the node is slow to include it): raising them again every `replaceAfterMs` would only multiply what
+   * it costs once mined. It is logged instead, with the account's nonce on chain, and looked at again
+   * `replaceAfterMs` later. The claim moves to the new hash before it is broadcast; if the node refuses
+   * it (the first one was mined meanwhile), the claim goes back to the first hash.
    */
   async #replace(row: ChainRequestRow, tx: Transaction): Promise<boolean> {
     const { client, wallet } = this.#o;
@@ -904,6 +1010,38 @@ export class ChainWatcher {
       const raised = (fee * pct + 99n) / 100n;
       return now !== undefined && now > raised ? now : raised;
     };
+    const eip1559 = tx.maxFeePerGas !== undefined && tx.maxPriorityFeePerGas !== undefined;
+    const current = eip1559
+      ? await client.estimateFeesPerGas().catch(() => undefined)
+      : await client
+          .getGasPrice()
+          .then((gasPrice) => ({ gasPrice }))
+          .catch(() => undefined);
+    const offered = eip1559 ? tx.maxFeePerGas : tx.gasPrice;
+    const asked = current && ('maxFeePerGas' in current ? current.maxFeePerGas : current.gasPrice);
+    if (asked !== undefined && offered !== undefined && offered >= asked) {
+      // Touched, so this is looked at again `replaceAfterMs` from now rather than every pass.
+      await this.#o.store.replaceClaim(row.requestId, tx.hash, tx.hash, this.#o.now());
+      const accountNonce = await client
+        .getTransactionCount({ address: wallet.account.address, blockTag: 'latest' })
+        .catch(() => null);
+      this.#o.log?.({
+        level: 'warn',
+        msg: 'a settlement waits in the mempool although its fees are current',
+        requestId: row.requestId,
+        tx: tx.hash,
+        nonce: tx.nonce,
+        accountNonce,
+        feeWei: offered.toString(),
+        chainFeeWei: asked.toString(),
+        ...(accountNonce !== null && tx.nonce > accountNonce
+          ? {
+              hint: 'transactions of the bridge account with lower nonces are not mined yet; if one never reached the chain (another process using the bridge key?), that nonce holds this one back',
+            }
+          : {}),
+      });
+      return false;
+    }
     const base = {
       account: wallet.account,
       chain: wallet.chain,
@@ -914,7 +1052,7 @@ export class ChainWatcher {
     } as const;
     let signed: Hex;
     if (tx.maxFeePerGas !== undefined && tx.maxPriorityFeePerGas !== undefined) {
-      const now = await client.estimateFeesPerGas().catch(() => undefined);
+      const now = current && 'maxFeePerGas' in current ? current : undefined;
       signed = await wallet.signTransaction(
         await wallet.prepareTransactionRequest({
           ...base,
@@ -924,7 +1062,7 @@ export class ChainWatcher {
         }),
       );
     } else {
-      const now = await client.getGasPrice().catch(() => undefined);
+      const now = current && 'gasPrice' in current ? current.gasPrice : undefined;
       signed = await wallet.signTransaction(
         await wallet.prepareTransactionRequest({
           ...base,
@@ -991,7 +1129,50 @@ function revertName(e: unknown): string | undefined {
   }
 }
 
+/**
+ * Whether the RPC refused an `eth_getLogs` call for its size: a JSON-RPC error (not a timeout or an
+ * HTTP error such as 429 or 503, which a narrower range would not cure) whose words say so, as
+ * providers put it ("exceed maximum block range: 5000", "query returned more than 10000 results",
+ * "Log response size exceeded", "block range is too wide"). Other refusals ("header not found" from a
+ * lagging node) fail the pass as before rather than narrow the range for good.
+ */
+function refusedByRpc(e: unknown): boolean {
+  if (!(e instanceof BaseError)) return false;
+  if (e.walk((x) => x instanceof HttpRequestError || x instanceof TimeoutError)) return false;
+  const refused = e.walk((x) => x instanceof RpcRequestError);
+  return refused instanceof RpcRequestError && RANGE_REFUSAL.test(refused.details);
+}
+const RANGE_REFUSAL = /range|limit|exceed|more than|too (?:many|large|wide|big)|size/i;
+
+/** A stable code of an error, as a log entry's `code`, when it has one. */
+function codeOf(e: unknown): { code?: string } {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? { code } : {};
+}
+
+/**
+ * Whether a transaction failed because the bridge account cannot pay its gas: viem's
+ * `InsufficientFundsError`, or a node's refusal that says so (`eth_sendRawTransaction` errors are not
+ * mapped to it).
+ */
+function cannotPay(e: unknown): boolean {
+  if (!(e instanceof BaseError)) return false;
+  return (
+    e.walk(
+      (x) =>
+        x instanceof InsufficientFundsError ||
+        (x instanceof BaseError && InsufficientFundsError.nodeMessage.test(x.details.toLowerCase())),
+    ) !== null
+  );
+}
+
+/** An error for the log: viem's short message and, when it says more, the node's own words. */
 function describe(e: unknown): string {
-  if (e instanceof BaseError) return e.shortMessage;
+  if (e instanceof BaseError) {
+    const { shortMessage, details } = e;
+    return details && !shortMessage.includes(details)
+      ? `${shortMessage.replace(/\.$/, '')}: ${details}`
+      : shortMessage;
+  }
   return String((e as Error)?.message ?? e);
 }

@@ -60,6 +60,43 @@ export function relayChainWatcher(chain: ChainBridgeOptions, relay: WatcherRelay
         labels,
       );
     },
+    onPass: (stats) => {
+      const m = relay.metrics;
+      if (!m) return;
+      const labels = { oracle: `${chain.chainId}:${chain.oracle.toLowerCase()}` };
+      m.setTotal('synod_chain_watcher_passes_total', 'Passes of the chain watcher', stats.passes, labels);
+      m.setTotal(
+        'synod_chain_watcher_errors_total',
+        'Chain watcher failures: passes that failed (RPC down, another chain behind the RPC URL), rows that could not be settled or checked, an unfunded bridge',
+        stats.errors,
+        labels,
+      );
+      m.setTotal(
+        'synod_chain_settlements_replaced_total',
+        'Chain settlements re-sent with higher fees',
+        stats.replaced,
+        labels,
+      );
+      if (stats.lastOkAt !== null) {
+        m.set(
+          'synod_chain_watcher_last_ok_seconds',
+          'When a chain watcher pass last completed without any failure (Unix seconds)',
+          Math.floor(stats.lastOkAt / 1000),
+          labels,
+        );
+      }
+      if (stats.head !== null) {
+        m.set('synod_chain_head_block', "The chain's head block at the last pass", stats.head, labels);
+      }
+      if (stats.cursor !== null) {
+        m.set(
+          'synod_chain_cursor_block',
+          'The last block whose oracle events were read (behind the head by the confirmations, or more while catching up)',
+          stats.cursor,
+          labels,
+        );
+      }
+    },
     now: relay.now,
     ...(relay.random ? { random: relay.random } : {}),
     ...(relay.log ? { log: relay.log } : {}),

@@ -1,0 +1,402 @@
+/**
+ * The chain watcher as its operator meets it: an RPC endpoint that fails, lies or changes chain, and a
+ * bridge account that runs dry. A real anvil behind a fault-injecting proxy (chain-rpc-proxy.ts); the
+ * relay's side (admission, lookup) is a double that holds each admitted request and the view the test
+ * gives it, so each pass is about the chain only.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type RunningAnvil, startAnvil, synodOracleAbi } from '@synod/contracts';
+import type { RequestBody } from '@synod/shared';
+import { type Address, parseEther } from 'viem';
+import type { RequestDefaults } from '../inference-input.ts';
+import { Metrics } from '../metrics.ts';
+import { IntakeStore } from '../store/intake-store.ts';
+import { openHistory } from '../store/open-history.ts';
+import { type RpcProxy, startRpcProxy } from './chain-rpc-proxy.ts';
+import { ChainStore } from './chain-store.ts';
+import { bridgeOptions, startTestChain, type TestChain } from './chain-test-helpers.ts';
+import { ChainWatcher, type ChainWatcherOptions } from './chain-watcher.ts';
+import { bridgeClients } from './clients.ts';
+import type { FoundView } from './oracle-request.ts';
+import { relayChainWatcher } from './relay-watcher.ts';
+
+let chain: TestChain;
+let proxy: RpcProxy;
+let store: ChainStore;
+const dir = mkdtempSync(join(tmpdir(), 'synod-chain-ops-'));
+const closers: (() => Promise<void> | void)[] = [];
+
+beforeAll(async () => {
+  chain = await startTestChain();
+  proxy = startRpcProxy(chain.anvil.url);
+  const h = await openHistory(`file:${join(dir, 'history.db')}`);
+  closers.push(() => h.client.close());
+  store = new ChainStore(h.store.db);
+});
+
+afterAll(async () => {
+  for (const c of closers.reverse()) await c();
+  proxy?.stop();
+  await chain?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const DEFAULTS: RequestDefaults = {
+  knownModels: new Set(['stories260K']),
+  defaultModels: ['stories260K'],
+  embedders: [{ id: 'test-embedder', fileHash: 'ab'.repeat(32), bits: 64 }],
+};
+
+/** The relay's side of a watcher: what was admitted, and the status each request shows (default pending). */
+interface RelayDouble {
+  admitted: Map<string, RequestBody>;
+  status: Map<string, { status: 'failed'; error: string } | { status: 'pending' }>;
+}
+
+/**
+ * A watcher of a fresh oracle over the proxy, reading from the oracle's deployment, its relay side a
+ * double, its log kept; `o` overrides any option.
+ */
+async function opsWatcher(o: Partial<ChainWatcherOptions> = {}) {
+  const oracle = await chain.deployAnother();
+  const fromBlock = await chain.client.getBlockNumber({ cacheTime: 0 });
+  const relay: RelayDouble = { admitted: new Map(), status: new Map() };
+  const logs: Record<string, unknown>[] = [];
+  const idOf = (b: RequestBody) => {
+    const origin = b.origin as { chainId: number; contract: string; requestNo: string };
+    return `${origin.chainId}:${origin.contract}:${origin.requestNo}`;
+  };
+  const w = new ChainWatcher({
+    ...bridgeClients(proxy.url, chain.anvil.chainId, chain.bridgeKey),
+    oracle,
+    chainId: chain.anvil.chainId,
+    store,
+    fromBlock,
+    confirmations: 0,
+    lookup: async (id) => {
+      const body = relay.admitted.get(id);
+      if (!body) return null;
+      return { ...(relay.status.get(id) ?? { status: 'pending' }), request: body } as unknown as FoundView;
+    },
+    admit: async (a) => {
+      const id = idOf(a.body);
+      const replayed = relay.admitted.has(id);
+      relay.admitted.set(id, a.body);
+      return replayed
+        ? { kind: 'replayed', requestId: id }
+        : { kind: 'created', requestId: id, usedToday: 1 };
+    },
+    defaults: async () => DEFAULTS,
+    log: (e) => logs.push(e),
+    ...o,
+  });
+  closers.push(() => w.stop());
+  const requestId = (requestNo: bigint) => `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
+  return { w, oracle, relay, logs, requestId };
+}
+
+const onChainStatus = async (oracle: Address, requestNo: bigint) =>
+  (
+    await chain.client.readContract({
+      address: oracle,
+      abi: synodOracleAbi,
+      functionName: 'requests',
+      args: [requestNo],
+    })
+  )[3];
+
+const errorsIn = (logs: Record<string, unknown>[]) => logs.filter((l) => l.level === 'error');
+
+describe('chain watcher operations: the RPC endpoint', () => {
+  test('another chain behind the RPC URL (a node restarted with another chain id) fails each pass with CHAIN_ID_MISMATCH and changes nothing', async () => {
+    const { w, oracle, logs, requestId } = await opsWatcher();
+    const { requestNo } = await chain.callLLM({
+      prompt: 'Before the node restart',
+      models: ['stories260K'],
+      oracle,
+    });
+    await w.poll();
+    const id = requestId(requestNo);
+    expect((await store.byRequestId(id))?.status).toBe('pending');
+    const cursor = await store.cursor(w.oracle);
+
+    const other: RunningAnvil = await startAnvil({ chainId: chain.anvil.chainId + 1 });
+    proxy.upstream = other.url;
+    try {
+      const errors = w.stats().errors;
+      await w.poll();
+      await w.poll();
+      expect(w.stats().errors).toBe(errors + 2);
+      const failed = errorsIn(logs).at(-1);
+      expect(failed).toMatchObject({ code: 'CHAIN_ID_MISMATCH' });
+      // Nothing was taken for a reorg of this chain: the row and the cursor are as they were.
+      expect((await store.byRequestId(id))?.status).toBe('pending');
+      expect(await store.cursor(w.oracle)).toEqual(cursor);
+      expect(w.stats().reorgs).toBe(0);
+    } finally {
+      proxy.upstream = chain.anvil.url;
+      await other.stop();
+    }
+    const errors = w.stats().errors;
+    await w.poll();
+    expect(w.stats().errors).toBe(errors);
+    expect(await onChainStatus(oracle, requestNo)).toBe(1);
+  });
+
+  test('an RPC that refuses eth_getLogs over the default block range: the range is narrowed until it answers', async () => {
+    const { w, oracle, logs, requestId } = await opsWatcher({ maxBlockRange: 2_000n });
+    await chain.mine(300);
+    const { requestNo } = await chain.callLLM({
+      prompt: 'Behind a range limit',
+      models: ['stories260K'],
+      oracle,
+    });
+    // A provider that takes at most 100 blocks per eth_getLogs (many public endpoints limit this).
+    proxy.fault = (call) => {
+      if (call.method !== 'eth_getLogs') return undefined;
+      const [filter] = call.params as [{ fromBlock: string; toBlock: string }];
+      const span = Number(BigInt(filter.toBlock) - BigInt(filter.fromBlock)) + 1;
+      return span > 100
+        ? { error: { code: -32005, message: 'query exceeds max block range 100' } }
+        : undefined;
+    };
+    try {
+      await w.poll();
+      await w.poll();
+      expect((await store.byRequestId(requestId(requestNo)))?.status).toBe('pending');
+      const head = await chain.client.getBlockNumber({ cacheTime: 0 });
+      expect(BigInt((await store.cursor(w.oracle))?.blockNumber ?? 0)).toBe(head);
+      expect(
+        logs.some((l) => l.msg === 'the RPC refused a block range of eth_getLogs; reading narrower ranges'),
+      ).toBe(true);
+    } finally {
+      proxy.fault = undefined;
+    }
+  });
+
+  test('logs the RPC returns from outside the range asked (an unconfirmed block) are not acted on', async () => {
+    const { w, oracle, logs, requestId } = await opsWatcher({ confirmations: 2 });
+    await chain.mine(3);
+    await w.poll();
+    // A provider that ignores `toBlock`: it answers with logs up to the head.
+    proxy.fault = (call) => {
+      if (call.method !== 'eth_getLogs') return undefined;
+      const [filter] = call.params as [Record<string, unknown>];
+      return { params: [{ ...filter, toBlock: 'latest' }] };
+    };
+    try {
+      const { requestNo } = await chain.callLLM({
+        prompt: 'Not yet confirmed',
+        models: ['stories260K'],
+        oracle,
+      });
+      await w.poll();
+      expect(await store.byRequestId(requestId(requestNo))).toBeNull();
+      expect(logs.some((l) => l.msg === 'the RPC returned logs outside the range asked; ignored')).toBe(true);
+      await chain.mine(2);
+      await w.poll();
+      expect((await store.byRequestId(requestId(requestNo)))?.status).toBe('pending');
+    } finally {
+      proxy.fault = undefined;
+    }
+  });
+});
+
+describe('chain watcher operations: the bridge account', () => {
+  test('an unfunded bridge: one error a pass (BRIDGE_UNFUNDED), the balance read at once and low; refunded, it settles', async () => {
+    const { w, oracle, relay, logs, requestId } = await opsWatcher({ balanceCheckMs: 3_600_000 });
+    const asked: { requestNo: bigint }[] = [];
+    for (const p of ['First', 'Second', 'Third']) {
+      asked.push(await chain.callLLM({ prompt: `${p} to refund`, models: ['stories260K'], oracle }));
+    }
+    await w.poll();
+    expect(w.stats().bridge?.low).toBe(false);
+    const bridge = chain.bridge.account.address;
+    const funded = await chain.client.getBalance({ address: bridge });
+    await chain.rpc('anvil_setBalance', [bridge, '0x0']);
+    try {
+      for (const a of asked)
+        relay.status.set(requestId(a.requestNo), { status: 'failed', error: 'NO_NODES' });
+      const before = errorsIn(logs).length;
+      await w.poll();
+      const errors = errorsIn(logs).slice(before);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatchObject({ code: 'BRIDGE_UNFUNDED' });
+      expect(w.stats().bridge?.low).toBe(true);
+      for (const a of asked) expect(await onChainStatus(oracle, a.requestNo)).toBe(1);
+    } finally {
+      await chain.rpc('anvil_setBalance', [
+        bridge,
+        `0x${(funded > 0n ? funded : parseEther('100')).toString(16)}`,
+      ]);
+    }
+    await w.poll();
+    await w.poll();
+    for (const a of asked) expect(await onChainStatus(oracle, a.requestNo)).toBe(3);
+    expect(w.stats().bridge?.low).toBe(false);
+    expect(logs.some((l) => l.msg === 'the bridge balance is sufficient again')).toBe(true);
+  });
+});
+
+describe('chain watcher operations: settlements in flight', () => {
+  /** Mine blocks only when told to, for the duration of `f`. */
+  async function withoutAutomine(f: () => Promise<void>): Promise<void> {
+    await chain.rpc('evm_setAutomine', [false]);
+    try {
+      await f();
+    } finally {
+      proxy.fault = undefined;
+      await chain.rpc('evm_setAutomine', [true]);
+    }
+  }
+
+  test('a settlement waiting in the mempool at the fees the chain asks is not re-sent with ever higher fees; once fees rise it is', async () => {
+    const { w, oracle, relay, logs, requestId } = await opsWatcher({ replaceAfterMs: 0 });
+    const { requestNo } = await chain.callLLM({
+      prompt: 'Waiting in the mempool',
+      models: ['stories260K'],
+      oracle,
+    });
+    await w.poll();
+    const id = requestId(requestNo);
+    relay.status.set(id, { status: 'failed', error: 'NO_NODES' });
+    await withoutAutomine(async () => {
+      await w.poll();
+      const first = (await store.byRequestId(id))?.fulfilledTx as `0x${string}`;
+      const sent = await chain.client.getTransaction({ hash: first });
+      for (let i = 0; i < 5; i++) await w.poll();
+      // Fees did not rise: more would not get it mined sooner, and would only cost more once it is.
+      expect(w.stats().replaced).toBe(0);
+      expect((await store.byRequestId(id))?.fulfilledTx).toBe(first);
+      expect(
+        logs.some((l) => l.msg === 'a settlement waits in the mempool although its fees are current'),
+      ).toBe(true);
+
+      // The chain's fees rise above what the transaction offers (its RPC says so: anvil would drop
+      // the transaction rather than keep it below a higher base fee): it is re-sent above them.
+      const tip = (sent.maxFeePerGas ?? 0n) * 4n;
+      proxy.fault = (call) =>
+        call.method === 'eth_maxPriorityFeePerGas' ? { result: () => `0x${tip.toString(16)}` } : undefined;
+      await w.poll();
+      expect(w.stats().replaced).toBe(1);
+      const second = (await store.byRequestId(id))?.fulfilledTx as `0x${string}`;
+      const replacement = await chain.client.getTransaction({ hash: second });
+      expect(replacement.nonce).toBe(sent.nonce);
+      expect(replacement.maxFeePerGas).toBeGreaterThan(tip);
+      await chain.mine(1);
+    });
+    await w.poll();
+    expect(await onChainStatus(oracle, requestNo)).toBe(3);
+    expect((await store.byRequestId(id))?.status).toBe('refunded');
+  });
+
+  test('the deadline passes while a settlement is in flight and someone else refunds first: recorded as refunded, no error', async () => {
+    const { w, oracle, relay, logs, requestId } = await opsWatcher();
+    const { requestNo } = await chain.callLLM({
+      prompt: 'Refunded by another',
+      models: ['stories260K'],
+      oracle,
+    });
+    await w.poll();
+    const id = requestId(requestNo);
+    relay.status.set(id, { status: 'failed', error: 'NO_NODES' });
+    const [, , deadline, , questionHash] = await chain.client.readContract({
+      address: oracle,
+      abi: synodOracleAbi,
+      functionName: 'requests',
+      args: [requestNo],
+    });
+    const errors = w.stats().errors;
+    await withoutAutomine(async () => {
+      await w.poll();
+      const ours = (await store.byRequestId(id))?.fulfilledTx as `0x${string}`;
+      const sent = await chain.client.getTransaction({ hash: ours });
+      await chain.rpc('evm_setNextBlockTimestamp', [Number(deadline) + 1]);
+      // Anyone may refund after the deadline: the requester does, paying a higher tip, so first.
+      await chain.requester.writeContract({
+        address: oracle,
+        abi: synodOracleAbi,
+        functionName: 'refund',
+        args: [requestNo, questionHash, 'EXPIRED'],
+        gas: 300_000n,
+        maxFeePerGas: (sent.maxFeePerGas ?? 0n) * 2n,
+        maxPriorityFeePerGas: (sent.maxPriorityFeePerGas ?? 0n) * 2n + 1n,
+      });
+      await chain.mine(1);
+    });
+    for (let i = 0; i < 3; i++) await w.poll();
+    const row = await store.byRequestId(id);
+    expect(row?.status).toBe('refunded');
+    const refunds = await chain.client.getContractEvents({
+      address: oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMRefunded',
+      args: { requestNo },
+      fromBlock: 0n,
+      strict: true,
+    });
+    expect(refunds.map((r) => r.args.reason)).toEqual(['EXPIRED']);
+    expect(row?.fulfilledTx).toBe(refunds[0]?.transactionHash.toLowerCase());
+    expect(w.stats().errors).toBe(errors);
+    expect(errorsIn(logs)).toEqual([]);
+  });
+});
+
+describe('chain watcher operations: /metrics', () => {
+  test("the relay's watcher publishes its passes, failures, last clean pass, head and cursor", async () => {
+    const h = await openHistory(`file:${join(dir, 'relay.db')}`);
+    closers.push(() => h.client.close());
+    const oracle = await chain.deployAnother();
+    const fromBlock = await chain.client.getBlockNumber({ cacheTime: 0 });
+    const metrics = new Metrics();
+    let clock = 1_800_000_000_000;
+    const w = relayChainWatcher(
+      {
+        ...bridgeOptions(chain, { confirmations: 1, pollMs: 3_600_000 }),
+        rpcUrl: proxy.url,
+        oracle,
+        fromBlock,
+      },
+      {
+        store: h.store,
+        intake: new IntakeStore(h.client),
+        network: { admitted: async () => undefined, servedModels: async () => new Set(['stories260K']) },
+        config: { defaultModels: ['stories260K'], embedders: DEFAULTS.embedders },
+        admitter: { admit: async () => ({ kind: 'quota-exceeded', quotaPerDay: 0, day: '2026-01-01' }) },
+        now: () => clock,
+        metrics,
+      },
+    );
+    closers.push(() => w.stop());
+    const labels = `{oracle="${chain.anvil.chainId}:${oracle.toLowerCase()}"}`;
+    const metric = (name: string) =>
+      metrics
+        .render()
+        .split('\n')
+        .find((l) => l.startsWith(`${name}${labels} `))
+        ?.split(' ')[1];
+    await chain.mine(3);
+    await w.poll();
+    const head = await chain.client.getBlockNumber({ cacheTime: 0 });
+    expect(metric('synod_chain_watcher_passes_total')).toBe('1');
+    expect(metric('synod_chain_watcher_errors_total')).toBe('0');
+    expect(metric('synod_chain_watcher_last_ok_seconds')).toBe(String(clock / 1000));
+    expect(metric('synod_chain_head_block')).toBe(String(head));
+    expect(metric('synod_chain_cursor_block')).toBe(String(head - 1n));
+
+    // The RPC answers 503 to everything: the pass fails, and /metrics says so.
+    proxy.fault = () => ({ status: 503 });
+    try {
+      clock += 60_000;
+      await w.poll();
+    } finally {
+      proxy.fault = undefined;
+    }
+    expect(metric('synod_chain_watcher_passes_total')).toBe('2');
+    expect(metric('synod_chain_watcher_errors_total')).toBe('1');
+    expect(metric('synod_chain_watcher_last_ok_seconds')).toBe(String((clock - 60_000) / 1000));
+  });
+});
