@@ -19,5 +19,7 @@ describe('the cron pass log line', () => {
         rpc,
       ),
     ).toBe('error');
+    // The watcher ran, but its pass failed or a row could not be settled: an error line.
+    expect(chainPassLevel({ ran: true, stats: { ...STATS, errors: 1 } }, rpc)).toBe('error');
   });
 });

@@ -408,7 +408,9 @@ export async function forgetExpiredKeys(env: WorkerEnv): Promise<number> {
  * filter on errors finds it; `info` for a pass that ran cleanly or a worker without a chain.
  */
 export function chainPassLevel(r: ChainPassResult, env: WorkerEnv): 'info' | 'error' {
-  if (r.ran) return r.error ? 'error' : 'info';
+  // A pass whose watcher counted failures (the RPC down, rows it could not settle, an unfunded bridge)
+  // is an error line too, not only one that could not start.
+  if (r.ran) return r.error || r.stats.errors > 0 ? 'error' : 'info';
   return env.SYNOD_CHAIN_RPC ? 'error' : 'info';
 }
 
