@@ -1,21 +1,120 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { NodeKey, openNodeKey, sealNodeKey } from '@synod/shared';
+import { Database } from 'bun:sqlite';
+import { linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { NodeKey, openNodeKey, SynodError, sealNodeKey, toHex } from '@synod/shared';
 
 /**
  * A node's identity at rest: a sealed key file (scrypt + AES-GCM, see @synod/shared keystore). Created
  * on first start when absent; opened with the passphrase afterwards (KEY_WRONG_PASSPHRASE otherwise).
+ *
+ * The file is written whole or not at all (a temporary file, linked into place only if no file is
+ * there yet): a start killed while writing leaves no half-written key, and starts racing on a fresh
+ * path all open the one key that won. A file that is not a sealed key is KEYSTORE_MALFORMED, naming it.
+ * `exposedMode` is the file's mode when other users may read it (the key is sealed, but a readable file
+ * lets anyone try passphrases offline), else null.
  */
 export async function loadOrCreateIdentity(
   path: string,
   passphrase: string,
-): Promise<{ key: NodeKey; created: boolean }> {
-  if (existsSync(path)) {
-    const sealed = JSON.parse(readFileSync(path, 'utf8')) as unknown;
-    return { key: await openNodeKey(sealed, passphrase), created: false };
-  }
+): Promise<{ key: NodeKey; created: boolean; exposedMode: string | null }> {
+  const abs = resolve(path);
+  const existing = readIfPresent(abs);
+  if (existing !== undefined)
+    return {
+      key: await openSealed(abs, existing, passphrase),
+      created: false,
+      exposedMode: exposedMode(abs),
+    };
   const key = await NodeKey.generate();
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, `${JSON.stringify(await sealNodeKey(key, passphrase), null, 2)}\n`, { mode: 0o600 });
-  return { key, created: true };
+  mkdirSync(dirname(abs), { recursive: true });
+  const temporary = `${abs}.${process.pid}.${toHex(crypto.getRandomValues(new Uint8Array(6)))}.tmp`;
+  const sealed = `${JSON.stringify(await sealNodeKey(key, passphrase), null, 2)}\n`;
+  try {
+    writeFileSync(temporary, sealed, { mode: 0o600, flush: true });
+    linkSync(temporary, abs);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    // Another start created it first: that key is this node's.
+    const won = readIfPresent(abs) ?? '';
+    return { key: await openSealed(abs, won, passphrase), created: false, exposedMode: exposedMode(abs) };
+  } finally {
+    rmSync(temporary, { force: true });
+  }
+  return { key, created: true, exposedMode: null };
+}
+
+function readIfPresent(abs: string): string | undefined {
+  try {
+    return readFileSync(abs, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+async function openSealed(abs: string, text: string, passphrase: string): Promise<NodeKey> {
+  let sealed: unknown;
+  try {
+    sealed = JSON.parse(text) as unknown;
+  } catch (cause) {
+    throw malformed(abs, `it is not JSON (${(cause as Error).message})`, cause);
+  }
+  try {
+    return await openNodeKey(sealed, passphrase);
+  } catch (e) {
+    if (e instanceof SynodError && e.code === 'KEYSTORE_MALFORMED') throw malformed(abs, e.message, e);
+    throw e;
+  }
+}
+
+function malformed(abs: string, why: string, cause: unknown): SynodError {
+  return new SynodError('KEYSTORE_MALFORMED', `the identity file ${abs} is not a sealed node key: ${why}`, {
+    details: { path: abs },
+    hint: `restore ${abs} from a backup, or move it away to start as a new node (a new node id, with no reputation)`,
+    cause,
+  });
+}
+
+function exposedMode(abs: string): string | null {
+  const mode = statSync(abs).mode & 0o777;
+  return mode & 0o077 ? `0${mode.toString(8)}` : null;
+}
+
+/** Another process holds the identity: two nodes signing with one key would sign two commitments. */
+export class IdentityInUseError extends Error {
+  readonly code = 'IDENTITY_IN_USE';
+  readonly hint: string;
+  constructor(readonly path: string) {
+    super(`another synod node is running with the identity ${path}`);
+    this.name = 'IdentityInUseError';
+    this.hint = `stop that node first; run more nodes each with an --identity (and --db) of its own`;
+  }
+}
+
+/**
+ * Hold `<identity>.lock` (an SQLite file, locked exclusively through SQLite's own file locking) until the
+ * returned function is called or the process ends, however it ends: the kernel drops the lock of a
+ * killed process, so no stale lock is ever left behind. Two nodes on one key would each sign their own
+ * commitment for the same request, which the network takes as equivocation; IdentityInUseError when
+ * another process holds it.
+ */
+export function lockIdentity(path: string): () => void {
+  const lockPath = `${resolve(path)}.lock`;
+  mkdirSync(dirname(lockPath), { recursive: true });
+  const db = new Database(lockPath, { create: true });
+  try {
+    db.exec('PRAGMA locking_mode = EXCLUSIVE');
+    // Nothing here needs to survive a crash: no journal file beside it.
+    db.exec('PRAGMA journal_mode = MEMORY');
+    db.exec('BEGIN EXCLUSIVE');
+    db.exec('CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL)');
+    db.exec('DELETE FROM holder');
+    db.run('INSERT INTO holder (pid) VALUES (?)', [process.pid]);
+    db.exec('COMMIT');
+  } catch (e) {
+    db.close();
+    if ((e as { code?: string }).code === 'SQLITE_BUSY') throw new IdentityInUseError(resolve(path));
+    throw e;
+  }
+  return () => db.close();
 }

@@ -61,6 +61,21 @@ export function renderNodeMetrics(m: NodeMetrics): string {
     'Events the lifecycle ignored, by code',
     Object.entries(m.lifecycleRejected).map(([code, n]) => [{ code }, n ?? 0]),
   );
+  metric('synod_store_errors_total', 'counter', 'Writes of machine state that failed (e.g. a full disk)', [
+    [{}, m.store.errors],
+  ]);
+  metric('synod_store_failing', 'gauge', '1 while requests are not picked up after a failed write', [
+    [{}, m.store.failing ? 1 : 0],
+  ]);
+  metric('synod_store_refused_total', 'counter', 'Requests not picked up while writes failed', [
+    [{}, m.store.refused],
+  ]);
+  metric(
+    'synod_clock_offset_seconds',
+    'gauge',
+    "How far this clock is off every peer's at least, by their heartbeats (0 before any)",
+    [[{}, (m.clock.offsetMs ?? 0) / 1000]],
+  );
   metric('synod_verdicts_total', 'counter', 'Verdicts computed or checked', [[{}, m.verdicts]]);
   metric('synod_evidence_total', 'counter', 'Evidence of misbehaviour seen', [[{}, m.evidence]]);
   metric('synod_inferences_total', 'counter', 'Inferences by outcome', [

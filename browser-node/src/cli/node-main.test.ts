@@ -3,8 +3,9 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync } fro
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isSynodError } from '@synod/shared';
-import { loadOrCreateIdentity } from './identity-file.ts';
-import { CliUsageError, parseNodeArgs } from './node-main.ts';
+import { type InferenceError, isInferenceError } from '../inference/errors.ts';
+import { loadOrCreateIdentity, lockIdentity } from './identity-file.ts';
+import { CliUsageError, parseNodeArgs, runNode } from './node-main.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,6 +31,12 @@ describe('synod node flags', () => {
       ['--tcp-port', '70000'],
       ['--role', 'miner'],
       ['--engine', 'gpt'],
+      ['--max-queue', '0'],
+      ['--model', 'gpt-9'],
+      ['--engine', 'transformers'],
+      ['--model', 'glove-static-100d'],
+      ['--bootstrap', 'hello'],
+      ['--bootstrap', '/ip4/127.0.0.1/tcp/1'],
       ['--gun', 'relay.example:8765'],
       ['--gun', 'http://127.0.0.1:8765/gun,ftp://127.0.0.1/gun'],
       ['--unknown-flag'],
@@ -45,10 +52,15 @@ describe('synod node flags', () => {
     }
     expect(() => parseNodeArgs([], {})).toThrow(CliUsageError);
     expect(parseNodeArgs(['--help'], {})).toBe('help');
-    const o = parseNodeArgs(['--bootstrap', '/ip4/127.0.0.1/tcp/1/p2p/a, /ip4/127.0.0.1/tcp/2/p2p/b'], {
-      SYNOD_PASSPHRASE: 'pw',
-    });
-    expect(o !== 'help' && o.bootstrap).toEqual(['/ip4/127.0.0.1/tcp/1/p2p/a', '/ip4/127.0.0.1/tcp/2/p2p/b']);
+    const peer = '12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA';
+    const o = parseNodeArgs(
+      ['--bootstrap', `/ip4/127.0.0.1/tcp/1/p2p/${peer}, /ip4/127.0.0.1/tcp/2/ws/p2p/${peer}`],
+      { SYNOD_PASSPHRASE: 'pw' },
+    );
+    expect(o !== 'help' && o.bootstrap).toEqual([
+      `/ip4/127.0.0.1/tcp/1/p2p/${peer}`,
+      `/ip4/127.0.0.1/tcp/2/ws/p2p/${peer}`,
+    ]);
     const g = parseNodeArgs(['--gun', 'http://127.0.0.1:8765/gun, ws://127.0.0.1:8766/gun'], {
       SYNOD_PASSPHRASE: 'pw',
     });
@@ -71,6 +83,61 @@ describe('identity file', () => {
       caught = e;
     }
     expect(isSynodError(caught, 'KEY_WRONG_PASSPHRASE')).toBe(true);
+  });
+});
+
+describe('synod node start failures', () => {
+  test('a port in use is EADDRINUSE naming its flag, in one line, and the start leaves nothing open', async () => {
+    const taken = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
+    try {
+      for (const flag of ['--tcp-port', '--ws-port', '--http-port']) {
+        const options = parseNodeArgs(
+          [
+            ...['--role', 'follower', flag, String(taken.port)],
+            ...['--identity', join(dir, 'ports', 'id.json'), '--db', join(dir, 'ports', 'state.db')],
+          ],
+          { SYNOD_PASSPHRASE: 'pw' },
+        );
+        if (options === 'help') throw new Error('unexpected help');
+        let caught: unknown;
+        try {
+          await runNode(options, () => undefined);
+        } catch (e) {
+          caught = e;
+        }
+        expect((caught as { code?: string }).code).toBe('EADDRINUSE');
+        expect((caught as Error).message).toContain(`${flag} ${taken.port}`);
+        expect((caught as Error).message).not.toContain('\n');
+      }
+      // The identity is free again: each failed start released what it had opened.
+      const release = lockIdentity(join(dir, 'ports', 'id.json'));
+      release();
+    } finally {
+      taken.stop(true);
+    }
+  });
+
+  test('a model missing from the models directory says which file goes where, and the flag', async () => {
+    const options = parseNodeArgs(
+      [
+        ...['--identity', join(dir, 'missing', 'id.json'), '--db', join(dir, 'missing', 'state.db')],
+        ...['--models-dir', join(dir, 'missing', 'models')],
+      ],
+      { SYNOD_PASSPHRASE: 'pw' },
+    );
+    if (options === 'help') throw new Error('unexpected help');
+    let caught: unknown;
+    try {
+      await runNode(options, () => undefined);
+    } catch (e) {
+      caught = e;
+    }
+    expect(isInferenceError(caught, 'MODEL_NOT_FOUND')).toBe(true);
+    const e = caught as InferenceError;
+    expect(e.message).toContain(join(dir, 'missing', 'models', 'stories260K.gguf'));
+    expect(e.hint).toContain('--models-dir');
+    expect(e.hint).toContain('270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d');
+    expect(e.hint).not.toContain('ensure()');
   });
 });
 
@@ -148,6 +215,34 @@ describe('synod node as a process', () => {
       const health = await fetch(`${started.http}/healthz`);
       expect(health.status).toBe(503);
       expect(await health.json()).toMatchObject({ ok: false, reason: 'NO_PEERS', peers: 0 });
+      child.kill('SIGTERM');
+      expect(await child.exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  test('a second node on the same identity is refused (IDENTITY_IN_USE, exit 1); the first runs on', async () => {
+    const { child, started } = await startFollower('twice', []);
+    try {
+      const second = Bun.spawn(
+        [
+          process.execPath,
+          resolve(import.meta.dir, 'main.ts'),
+          'node',
+          ...['--role', 'follower', '--identity', join(dir, 'twice', 'id.json')],
+          // Another state file too: the key is what two nodes must not share.
+          ...['--db', join(dir, 'twice', 'other-state.db')],
+        ],
+        { env: { ...process.env, SYNOD_PASSPHRASE: 'pw' }, stdout: 'pipe', stderr: 'pipe' },
+      );
+      expect(await second.exited).toBe(1);
+      const lines = (await new Response(second.stdout as ReadableStream).text())
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { msg: string; code?: string });
+      expect(lines.map((l) => [l.msg, l.code])).toEqual([['start failed', 'IDENTITY_IN_USE']]);
+      expect((await fetch(`${started.http}/healthz`)).status).toBe(200);
       child.kill('SIGTERM');
       expect(await child.exited).toBe(0);
     } finally {

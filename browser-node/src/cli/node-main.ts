@@ -1,17 +1,20 @@
 import { parseArgs } from 'node:util';
 import { createClient } from '@libsql/client';
+import { multiaddr } from '@multiformats/multiaddr';
 import { isSynodError } from '@synod/shared';
 import { measureEmbedder, measureEngine } from '../inference/capability.ts';
 import type { Engine } from '../inference/engine.ts';
-import { ModelsDir, modelsRootFromEnv } from '../inference/models-dir.ts';
+import { InferenceError, isInferenceError } from '../inference/errors.ts';
+import { DEFAULT_MODEL_MANIFEST, ModelsDir, modelsRootFromEnv } from '../inference/models-dir.ts';
 import { InferenceQueue } from '../inference/queue.ts';
 import { WorkerEmbedder, WorkerEngine } from '../inference/worker-client.ts';
 import { LibsqlMachineStore } from '../node/machine-store-libsql.ts';
 import { SynodNode } from '../node/synod-node.ts';
 import type { GunTransport } from '../p2p/gun.ts';
 import { createHeadlessWakuRelay } from '../p2p/waku-relay-headless.ts';
-import { loadOrCreateIdentity } from './identity-file.ts';
+import { loadOrCreateIdentity, lockIdentity } from './identity-file.ts';
 import { renderNodeMetrics } from './metrics-text.ts';
+import { nodeHealth } from './node-health.ts';
 
 const HELP = `synod node: run a headless Synod node (Bun).
 
@@ -32,11 +35,14 @@ Usage: synod node [options]
   --gun URLS             Gun relay peers (http://127.0.0.1:PORT/gun): a second network
                          for redundant delivery of requests and verdicts  []
   --http-port N          /healthz and /metrics port (0: any free)     [0]
-                         (/healthz is 503 NO_PEERS while none of --bootstrap is reached)
+                         (/healthz is 503 NO_PEERS while none of --bootstrap is reached,
+                         STORE_FAILING for 5 s after a write to --db failed, e.g. a full disk,
+                         CLOCK_SKEW while this clock is over 5 s off its peers')
   --db FILE              local state (libSQL file)                    [.data/node/state.db]
   --max-queue N          inference jobs waiting at most               [8]
   --help
 
+One process per identity: a second start on the same --identity exits 1 (IDENTITY_IN_USE).
 Logs are JSON lines on stdout. Exit codes: 0 on SIGINT/SIGTERM, 1 on a start failure, 2 on bad flags.`;
 
 export interface NodeCliOptions {
@@ -60,6 +66,19 @@ export interface NodeCliOptions {
 }
 
 export class CliUsageError extends Error {}
+
+/** A port the node was told to listen on is taken (by another node, most likely). */
+export class PortInUseError extends Error {
+  readonly code = 'EADDRINUSE';
+  readonly hint = 'another process listens there: pick another port, or 0 for any free one';
+  constructor(flag: string, host: string, detail: string) {
+    super(`${flag}: a port on ${host} is in use${detail ? ` (${detail})` : ''}`);
+    this.name = 'PortInUseError';
+  }
+}
+
+/** The model format each `--engine` runs. */
+const ENGINE_FORMATS = { 'llama-cpp': 'gguf', transformers: 'transformers' } as const;
 
 /**
  * A start cut short by SIGINT/SIGTERM (or `runNode`'s abort signal): what it had opened is closed, and
@@ -126,6 +145,35 @@ export function parseNodeArgs(
       );
     return v;
   };
+  // Checked here (exit 2) as the transport would check it, not after the key is opened (exit 1).
+  const bootstrapAddress = (v: string) => {
+    let peerId: string | null = null;
+    try {
+      peerId = multiaddr(v).getPeerId();
+    } catch {
+      // not a multiaddr: refused below
+    }
+    if (peerId === null)
+      throw new CliUsageError(
+        `--bootstrap takes multiaddrs with /p2p/<peer id>, e.g. /ip4/127.0.0.1/tcp/60000/p2p/12D3KooW…; got ${v}`,
+      );
+    return v;
+  };
+  const engine = oneOf('engine', values.engine as string, ['llama-cpp', 'transformers'] as const);
+  const model = values.model as string;
+  // The model must be one the manifest knows, in the format the engine runs (refused here, exit 2, not
+  // after the key is opened and the models directory searched).
+  const entry = Object.hasOwn(DEFAULT_MODEL_MANIFEST, model) ? DEFAULT_MODEL_MANIFEST[model] : undefined;
+  if (entry === undefined) {
+    throw new CliUsageError(`--model must be one of ${Object.keys(DEFAULT_MODEL_MANIFEST).join(', ')}`);
+  }
+  const runs = ENGINE_FORMATS[engine];
+  if (entry.format !== runs) {
+    throw new CliUsageError(
+      `--engine ${engine} runs ${runs} models, and ${model} is a ${entry.format} model` +
+        (engine === 'llama-cpp' ? '' : ' (for it, leave --engine at llama-cpp)'),
+    );
+  }
   const passphraseVar = values['passphrase-env'] as string;
   const passphrase = env[passphraseVar];
   if (!passphrase) throw new CliUsageError(`set the passphrase of the node key in $${passphraseVar}`);
@@ -134,18 +182,19 @@ export function parseNodeArgs(
     passphrase,
     role: oneOf('role', values.role as string, ['node', 'follower'] as const),
     modelsDir: (values['models-dir'] as string | undefined) ?? modelsRootFromEnv('../shared/models'),
-    engine: oneOf('engine', values.engine as string, ['llama-cpp', 'transformers'] as const),
-    model: values.model as string,
+    engine,
+    model,
     embedder: oneOf('embedder', values.embedder as string, ['use-lite'] as const),
     threads: int('threads', values.threads as string, 1, 64),
     host: values.host as string,
     tcpPort: int('tcp-port', values['tcp-port'] as string, 0, 65535),
     wsPort: int('ws-port', values['ws-port'] as string, 0, 65535),
-    bootstrap: list(values.bootstrap as string),
+    bootstrap: list(values.bootstrap as string).map(bootstrapAddress),
     gun: list(values.gun as string).map(gunPeer),
     httpPort: int('http-port', values['http-port'] as string, 0, 65535),
     db: values.db as string,
-    maxQueue: int('max-queue', values['max-queue'] as string, 0, 10_000),
+    // 0 would take no job at all (the running one passes through the queue too): a node serving nothing.
+    maxQueue: int('max-queue', values['max-queue'] as string, 1, 10_000),
   };
 }
 
@@ -230,8 +279,21 @@ async function startNode(
   log: (e: Record<string, unknown>) => void,
   startup: Startup,
 ): Promise<RunningNode> {
-  const { key, created } = await startup.step(() => loadOrCreateIdentity(o.identity, o.passphrase));
+  // One process per key: a second node on it would sign commitments of its own (equivocation).
+  startup.opened(lockIdentity(o.identity));
+  const { key, created, exposedMode } = await startup.step(() =>
+    loadOrCreateIdentity(o.identity, o.passphrase),
+  );
   log({ level: 'info', msg: created ? 'created node identity' : 'opened node identity', nodeId: key.nodeId });
+  if (exposedMode !== null) {
+    log({
+      level: 'warn',
+      msg: 'the identity file can be read by other users',
+      code: 'IDENTITY_FILE_EXPOSED',
+      mode: exposedMode,
+      hint: `chmod 600 ${o.identity}`,
+    });
+  }
   const { mkdirSync } = await import('node:fs');
   const { dirname, resolve } = await import('node:path');
   mkdirSync(dirname(resolve(o.db)), { recursive: true });
@@ -245,7 +307,11 @@ async function startNode(
     // The slow part of a start (hashing the model file, loading it, measuring): a signal stops it.
     log({ level: 'info', msg: 'loading models', model: o.model, engine: o.engine, modelsDir: o.modelsDir });
     const dir = new ModelsDir({ root: o.modelsDir });
-    const model = await startup.step(() => dir.resolve(o.model));
+    const model = await startup.step(() =>
+      dir.resolve(o.model).catch((e: unknown) => {
+        throw isInferenceError(e, 'MODEL_NOT_FOUND') ? modelMissing(dir, o.model, e) : e;
+      }),
+    );
     const loadedEngine = new WorkerEngine(
       o.engine === 'llama-cpp'
         ? { kind: 'llama-cpp', options: { threads: o.threads } }
@@ -293,6 +359,14 @@ async function startNode(
         tcpPort: o.tcpPort,
         wsPort: o.wsPort,
         bootstrap: o.bootstrap,
+      }).catch((e: unknown) => {
+        // libp2p's own error is a paragraph with a stack trace in it: say which flag instead.
+        if (!String((e as Error)?.message).includes('EADDRINUSE')) throw e;
+        throw new PortInUseError(
+          `--tcp-port ${o.tcpPort} or --ws-port ${o.wsPort}`,
+          o.host,
+          String((e as Error).message).match(/EADDRINUSE[^\n]*/)?.[0] ?? '',
+        );
       }),
     (w) => w.close(),
   );
@@ -321,29 +395,22 @@ async function startNode(
     () => node.close(),
   );
 
-  const http = Bun.serve({
+  const serve = (options: Parameters<typeof Bun.serve>[0]) => {
+    try {
+      return Bun.serve(options);
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'EADDRINUSE') throw e;
+      throw new PortInUseError(`--http-port ${o.httpPort}`, o.host, String((e as Error).message));
+    }
+  };
+  const http = serve({
     hostname: o.host,
     port: o.httpPort,
     fetch(req) {
       const path = new URL(req.url).pathname;
       if (path === '/healthz') {
-        const m = node.metrics();
-        // A node told where the network is but connected to no one does nothing for it: not healthy
-        // (a 503, as the relay's /healthz), so a supervisor or load balancer sees it.
-        const isolated = o.bootstrap.length > 0 && m.peers === 0;
-        return Response.json(
-          {
-            ok: !isolated,
-            ...(isolated
-              ? { reason: 'NO_PEERS', hint: 'none of the --bootstrap peers could be reached' }
-              : {}),
-            nodeId: node.nodeId,
-            role: node.role,
-            peers: m.peers,
-            queue: m.queue,
-          },
-          { status: isolated ? 503 : 200 },
-        );
+        const { status, body } = nodeHealth(node.metrics(), o);
+        return Response.json(body, { status });
       }
       if (path === '/metrics') {
         return new Response(renderNodeMetrics(node.metrics()), {
@@ -406,11 +473,13 @@ export async function nodeCommand(argv: string[]): Promise<number> {
         log({ level: 'info', msg: 'stopped during the start', code: e.code });
         return 0;
       }
+      const hint = (e as { hint?: unknown }).hint;
       log({
         level: 'error',
         msg: 'start failed',
         code: isSynodError(e) ? e.code : ((e as { code?: string }).code ?? 'INTERNAL'),
         err: String((e as Error).message ?? e),
+        ...(typeof hint === 'string' ? { hint } : {}),
       });
       return 1;
     }
@@ -438,4 +507,21 @@ async function loadGunTransport(): Promise<typeof GunTransport> {
   } finally {
     console.log = consoleLog;
   }
+}
+
+/** MODEL_NOT_FOUND as the one running `synod node` can act on: which file, where, and the flags. */
+function modelMissing(dir: ModelsDir, id: string, cause: InferenceError): InferenceError {
+  const entry = dir.entry(id);
+  const path = dir.pathOf(id);
+  return new InferenceError(
+    'MODEL_NOT_FOUND',
+    `model ${id} is not in ${dir.root}: no ${entry.kind} at ${path}`,
+    {
+      details: { ...cause.details, id, path },
+      hint:
+        `copy ${entry.path}${entry.sha256 ? ` (sha256 ${entry.sha256})` : ''} into ${dir.root}, ` +
+        'or point --models-dir (or $SYNOD_MODELS_DIR) at the directory that holds it',
+      cause,
+    },
+  );
 }

@@ -75,7 +75,9 @@ import { realScheduler, type Scheduler } from './scheduler.ts';
  * - Machine state is saved after every step that changed it (a step that changed nothing, such as a
  *   packet the machine refuses, writes nothing, and a finished machine is deleted once); `start()`
  *   restores saved machines and feeds `restored`, so in-flight requests resume (or expire cleanly)
- *   after a restart.
+ *   after a restart. A finished `node` machine (one that may have signed a commitment) is kept in the
+ *   store, finished, for `REPLAY_WINDOW_MS` before it is deleted, so a restarted node still knows the
+ *   requests it served and ignores their request packets if they come again.
  */
 export type NodeRole = 'node' | 'relay' | 'follower';
 
@@ -122,6 +124,11 @@ export interface SynodNodeOptions {
   maxMachines?: number;
   /** How long a finished machine lingers to absorb late packets. Default 60 s. */
   lingerMs?: number;
+  /**
+   * After a write to the store failed (a full disk), how long a `node` picks up no request (it could
+   * not commit to it: its commitment must be stored before it is published). Default 5 s.
+   */
+  storeRetryMs?: number;
 }
 
 interface Hosted {
@@ -153,6 +160,19 @@ export interface NodeMetrics {
   knownNodes: number;
   /** Packets held for requests not seen yet (see `#holdEarly`): how many requests, their bytes. */
   early: { requests: number; bytes: number };
+  /**
+   * Writes to the machine store that failed, whether the last one failed within `storeRetryMs` (a
+   * `node` picks up no request meanwhile), with its error, and the requests refused meanwhile.
+   */
+  store: { errors: number; failing: boolean; lastError: string | null; refused: number };
+  /**
+   * This node's clock against its peers': of each peer heard from within the last minute, its last
+   * heartbeat's offset (local time at receipt - its `createdAt`: heartbeats are signed and sent at once,
+   * so that is the clocks' offset plus milliseconds of transit), the one nearest zero: this clock is at
+   * least that far off every peer (positive: ahead). One peer whose clock is off moves nothing; this
+   * clock off moves it. null before any heartbeat; `peers` is how many it is taken over.
+   */
+  clock: { offsetMs: number | null; peers: number };
 }
 
 const EARLY_PER_REQUEST = 64;
@@ -164,6 +184,14 @@ const EARLY_REQUESTS = 256;
 const EARLY_BYTES = 16 * 1024 * 1024;
 /** Most nodes whose last heartbeat is kept; the one heard least recently goes first. */
 const KNOWN_NODES = 10_000;
+/**
+ * How long a request this node finished is remembered (in memory, and across a restart in the store):
+ * past it a replay of its request packet would be refused as stale anyway (twice the skew window and a
+ * minute).
+ */
+const REPLAY_WINDOW_MS = 2 * LIMITS.defaultSkewMs + 60_000;
+/** Peers' heartbeats older than this are left out of the clock offset. */
+const CLOCK_FRESH_MS = 60_000;
 
 export class SynodNode {
   readonly nodeId: string;
@@ -179,7 +207,9 @@ export class SynodNode {
    * request replayed in between (the intake's dedup set can be flushed by a flood) would start a new
    * machine, and a node would infer again and sign a second commitment, evidence against itself.
    */
-  readonly #finished = new TtlSet<true>(65_536, 2 * LIMITS.defaultSkewMs + 60_000);
+  readonly #finished = new TtlSet<true>(65_536, REPLAY_WINDOW_MS);
+  /** Deletions of finished `node` machines from the store, due at the end of their replay window. */
+  readonly #forget = new Map<string, () => void>();
   readonly #early = new Map<string, { at: number; bytes: number; packets: AnyPacket[] }>();
   #earlyBytes = 0;
   readonly #watched = new Set<string>();
@@ -189,6 +219,10 @@ export class SynodNode {
   readonly #detach: Array<() => void> = [];
   #heartbeatCancel: (() => void) | null = null;
   #closed = false;
+  #storeFailedAt: number | null = null;
+  #storeErrors = 0;
+  #storeLastError: string | null = null;
+  #storeRefused = 0;
   #started = false;
   readonly #m = {
     published: {} as Partial<Record<PacketType, number>>,
@@ -260,6 +294,16 @@ export class SynodNode {
         });
         await this.#store.delete(this.nodeId, row.requestId);
         continue;
+      }
+      if (state.self === this.nodeId && state.outcome !== null && mayHaveSigned(state)) {
+        // Served before the restart: a replay of its request within the window must not start a new
+        // machine, which would infer again and sign a second commitment (evidence against this node).
+        const until = state.outcome.at + REPLAY_WINDOW_MS;
+        if (until > this.#now()) {
+          this.#finished.set(state.requestId, true, state.outcome.at);
+          this.#forgetAt(state.requestId, until);
+          continue;
+        }
       }
       if (state.self !== this.nodeId || state.outcome !== null) {
         await this.#store.delete(this.nodeId, row.requestId);
@@ -378,7 +422,28 @@ export class SynodNode {
       intake: this.#intake.metrics(),
       knownNodes: this.#heartbeats.size,
       early: { requests: this.#early.size, bytes: this.#earlyBytes },
+      store: {
+        errors: this.#storeErrors,
+        failing: this.#storeFailing(),
+        lastError: this.#storeLastError,
+        refused: this.#storeRefused,
+      },
+      clock: this.#clockOffset(),
     };
+  }
+
+  /** See `NodeMetrics.clock`. */
+  #clockOffset(): NodeMetrics['clock'] {
+    const since = this.#now() - CLOCK_FRESH_MS;
+    let nearest: number | null = null;
+    let peers = 0;
+    for (const [nodeId, h] of this.#heartbeats) {
+      if (nodeId === this.nodeId || h.at < since) continue;
+      const offset = h.at - h.body.createdAt;
+      peers++;
+      if (nearest === null || Math.abs(offset) < Math.abs(nearest)) nearest = offset;
+    }
+    return { offsetMs: nearest, peers };
   }
 
   /** Sign and publish a heartbeat advertising this node's role, models, embedder and throughput. */
@@ -396,7 +461,8 @@ export class SynodNode {
         tokensPerSecond: round(hb.tokensPerSecond),
       })),
       embedders: serving ? [{ ...serving.embedder, embeddingsPerSecond: round(hb.embeddingsPerSecond) }] : [],
-      capacity: serving ? serving.queue.capacity : { queued: 0, maxQueue: 0 },
+      // No room advertised while the store fails: the node picks up no request then.
+      capacity: serving && !this.#storeFailing() ? serving.queue.capacity : { queued: 0, maxQueue: 0 },
       addresses: hb.addresses.slice(0, 16),
       createdAt: this.#now(),
     };
@@ -411,6 +477,8 @@ export class SynodNode {
     if (this.#closed) return;
     this.#closed = true;
     this.#heartbeatCancel?.();
+    for (const cancel of this.#forget.values()) cancel();
+    this.#forget.clear();
     for (const off of this.#detach) off();
     this.#intake.close();
     for (const h of this.#machines.values()) {
@@ -455,7 +523,7 @@ export class SynodNode {
       ...this.#observerConfig(),
       models: serving.models,
       embedder: serving.embedder,
-      hasCapacity: () => serving.queue.accepting,
+      hasCapacity: () => serving.queue.accepting && !this.#storeFailing(),
       estimateInferenceMs: (request) =>
         serving.queue.estimateMs({
           request: { prompt: request.prompt ?? '', params: request.params },
@@ -524,6 +592,11 @@ export class SynodNode {
     }
     if (packet.type === 'request' && this.#finished.get(requestId, this.#now()) !== undefined) {
       this.#m.replaysIgnored++;
+      return;
+    }
+    if (packet.type === 'request' && this.role === 'node' && this.#storeFailing()) {
+      // It could not store its commitment (a full disk): no machine, no write, no inference for it.
+      this.#storeRefused++;
       return;
     }
     if (packet.type === 'request' && this.#wants(packet)) {
@@ -636,19 +709,71 @@ export class SynodNode {
     this.#notify(requestId, hosted);
   }
 
-  /** Write the machine's state (or delete a finished one), unless the store already holds it. */
+  /**
+   * Write the machine's state (or delete a finished one), unless the store already holds it. A failed
+   * write (a full disk) is counted and rethrown; a successful one clears the failure.
+   */
   async #save(hosted: Hosted): Promise<void> {
+    try {
+      if (await this.#write(hosted)) this.#storeFailedAt = null;
+    } catch (e) {
+      // Rethrown: the effects after a `persist` barrier must not run when the state is not stored.
+      this.#storeFailedAt = this.#now();
+      this.#storeErrors++;
+      this.#storeLastError = String(e);
+      throw e;
+    }
+  }
+
+  /** Whether a write to the store failed within `storeRetryMs`. */
+  #storeFailing(): boolean {
+    const at = this.#storeFailedAt;
+    return at !== null && this.#now() - at < (this.#o.storeRetryMs ?? 5_000);
+  }
+
+  /**
+   * The write of `#save`; false when the store already held it. A finished `node` machine that may have
+   * signed a commitment is written finished and deleted at the end of its replay window (see `start()`).
+   */
+  async #write(hosted: Hosted): Promise<boolean> {
     const s = hosted.state;
+    if (s.outcome !== null && mayHaveSigned(s)) {
+      const text = serializeState(s);
+      if (text === hosted.stored) return false;
+      await this.#store.save(this.nodeId, s.requestId, text, this.#now());
+      hosted.stored = text;
+      this.#forgetAt(s.requestId, s.outcome.at + REPLAY_WINDOW_MS);
+      return true;
+    }
     if (s.outcome !== null) {
-      if (hosted.stored === null) return;
+      if (hosted.stored === null) return false;
       await this.#store.delete(this.nodeId, s.requestId);
       hosted.stored = null;
-      return;
+      return true;
     }
     const text = serializeState(s);
-    if (text === hosted.stored) return;
+    if (text === hosted.stored) return false;
     await this.#store.save(this.nodeId, s.requestId, text, this.#now());
     hosted.stored = text;
+    return true;
+  }
+
+  /** Delete a finished machine from the store at `at` (once: a later call for it changes nothing). */
+  #forgetAt(requestId: string, at: number): void {
+    if (this.#forget.has(requestId)) return;
+    const cancel = this.#scheduler.after(at - this.#now(), () => {
+      this.#forget.delete(requestId);
+      if (this.#closed) return;
+      const hosted = this.#machines.get(requestId);
+      if (hosted && hosted.state.outcome === null) return;
+      if (hosted) hosted.stored = null;
+      this.#store
+        .delete(this.nodeId, requestId)
+        .catch((e: unknown) =>
+          this.#log({ level: 'warn', msg: 'deleting a finished machine failed', requestId, err: String(e) }),
+        );
+    });
+    this.#forget.set(requestId, cancel);
   }
 
   #notify(requestId: string, hosted: Hosted): void {
@@ -773,7 +898,14 @@ export class SynodNode {
         hosted.inference = null;
         this.#m.inferences.failed++;
         const reason = (e as { code?: string })?.code ?? String(e);
-        this.#log({ level: 'warn', msg: 'inference failed', requestId: fx.requestId, reason });
+        // The code goes into the machine; the log says why too (e.g. a prompt longer than the context).
+        this.#log({
+          level: 'warn',
+          msg: 'inference failed',
+          requestId: fx.requestId,
+          reason,
+          err: e instanceof Error ? e.message : String(e),
+        });
         this.#enqueue(fx.requestId, hosted, () =>
           this.#apply(hosted, {
             kind: 'inference-failed',
@@ -798,6 +930,11 @@ export class SynodNode {
       }
     }
   }
+}
+
+/** Whether a machine is a node's that went past picking up its request: it may have signed a commitment. */
+function mayHaveSigned(s: LifecycleState): boolean {
+  return s.role === 'node' && s.work.phase !== 'idle' && s.work.phase !== 'none';
 }
 
 function round(x: number): number {

@@ -1,0 +1,61 @@
+import type { NodeMetrics } from '../node/synod-node.ts';
+
+/**
+ * The answer of a headless node's `/healthz`: 200 while it can serve, else 503 with a stable reason, so
+ * a supervisor or load balancer sees it. `STORE_FAILING`: its state file could not be written (a full
+ * disk), and it picks up no request until a write succeeds. `CLOCK_SKEW`: its clock is more than 5 s
+ * off its peers' (see `clockSkew`). `NO_PEERS`: it was told where the network is
+ * (`--bootstrap`) but is connected to no one, so it does nothing for it (as the relay's /healthz).
+ */
+export function nodeHealth(
+  m: NodeMetrics,
+  o: { bootstrap: readonly string[]; db: string },
+): { status: 200 | 503; body: Record<string, unknown> } {
+  const skew = clockSkew(m);
+  const problem = m.store.failing
+    ? {
+        reason: 'STORE_FAILING',
+        hint: `writing ${o.db} failed (${m.store.lastError}); free disk space there`,
+      }
+    : skew !== null
+      ? { reason: 'CLOCK_SKEW', hint: skew }
+      : o.bootstrap.length > 0 && m.peers === 0
+        ? { reason: 'NO_PEERS', hint: 'none of the --bootstrap peers could be reached' }
+        : null;
+  return {
+    status: problem === null ? 200 : 503,
+    body: {
+      ok: problem === null,
+      ...problem,
+      nodeId: m.nodeId,
+      role: m.role,
+      peers: m.peers,
+      queue: m.queue,
+      store: { errors: m.store.errors, failing: m.store.failing },
+      clockOffsetMs: m.clock.offsetMs,
+    },
+  };
+}
+
+/** Past it, a clock's offset to its peers' eats visibly into every request's deadline. */
+export const CLOCK_SKEW_LIMIT_MS = 5_000;
+/** Packets refused as stale or from the future, with none accepted, that tell of a clock far off. */
+const CLOCK_REFUSED_PACKETS = 5;
+
+/**
+ * What is wrong with this node's clock, or null. Deadlines are absolute times: a clock ahead skips
+ * requests as already late, one behind commits after the others have sealed; past the 120 s skew window
+ * every packet is refused as stale or from the future, so none is accepted and no offset is measured.
+ */
+function clockSkew(m: NodeMetrics): string | null {
+  const { offsetMs } = m.clock;
+  if (offsetMs !== null && Math.abs(offsetMs) > CLOCK_SKEW_LIMIT_MS) {
+    const s = Math.round(Math.abs(offsetMs) / 1000);
+    return `this clock is ${s} s ${offsetMs > 0 ? 'ahead of' : 'behind'} its peers': synchronize it (NTP)`;
+  }
+  const refused = (m.intake.rejected.PACKET_STALE ?? 0) + (m.intake.rejected.PACKET_FROM_FUTURE ?? 0);
+  if (m.intake.accepted === 0 && refused >= CLOCK_REFUSED_PACKETS) {
+    return `every packet received (${refused}) was refused as stale or from the future: this clock is off by over 120 s; synchronize it (NTP)`;
+  }
+  return null;
+}

@@ -1,0 +1,62 @@
+import { describe, expect, test } from 'bun:test';
+import { deriveRequestId, NodeKey, type RequestBody, resolveFrame } from '@synod/shared';
+import { MemoryNetwork } from '../p2p/memory.ts';
+import { SynodNode } from './synod-node.ts';
+import { loadTestServing } from './test-helpers.ts';
+
+async function until(cond: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > timeoutMs) throw new Error('timed out waiting for a condition');
+    await Bun.sleep(20);
+  }
+}
+
+describe('SynodNode: an inference the engine refuses', () => {
+  test('is logged with the engine’s reason, not its code alone (a prompt longer than the context)', async () => {
+    const serving = await loadTestServing();
+    const net = new MemoryNetwork();
+    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(180));
+    const nodeKey = await NodeKey.fromSeed(new Uint8Array(32).fill(181));
+    const logs: Array<Record<string, unknown>> = [];
+    const finished = new Map<string, string>();
+    const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
+    const node = new SynodNode({
+      key: nodeKey,
+      role: 'node',
+      transports: [net.join(nodeKey.nodeId)],
+      serving,
+      log: (e) => logs.push(e),
+      onFinished: (id, o) => finished.set(id, o.reason),
+    });
+    await relay.start();
+    await node.start();
+    try {
+      // Within LIMITS.maxPromptChars, far past stories260K's context.
+      const content = {
+        nonce: '00'.repeat(16),
+        prompt: 'Once upon a time there was a cat. '.repeat(900),
+        acceptedModels: ['stories260K'],
+        params: { temperature: 0, maxTokens: 16 },
+        frame: resolveFrame({ embeddingModel: serving.embedder, quorum: 1, maxTimeMs: 10_000 }),
+        origin: { kind: 'http' as const },
+        createdAt: Date.now(),
+      };
+      const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+      await relay.submit(body);
+      await until(() => finished.has(body.requestId));
+      expect(finished.get(body.requestId)).toBe('inference-failed');
+      const line = logs.find((l) => l['msg'] === 'inference failed');
+      expect(line).toMatchObject({
+        level: 'warn',
+        reason: 'INFERENCE_INVALID_INPUT',
+        requestId: body.requestId,
+      });
+      expect(String(line?.['err'])).toMatch(/context/i);
+    } finally {
+      await node.close();
+      await relay.close();
+      await serving.close();
+    }
+  }, 60_000);
+});

@@ -1,0 +1,119 @@
+import { afterAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createClient } from '@libsql/client';
+import { deriveRequestId, NodeKey, type Packet, type RequestBody, resolveFrame } from '@synod/shared';
+import { MemoryNetwork } from '../p2p/memory.ts';
+import { LibsqlMachineStore } from './machine-store-libsql.ts';
+import { SynodNode } from './synod-node.ts';
+import { loadTestServing, type TestServing } from './test-helpers.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'synod-store-full-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function until(cond: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > timeoutMs) throw new Error('timed out waiting for a condition');
+    await Bun.sleep(20);
+  }
+}
+
+function request(serving: TestServing, n: number): RequestBody {
+  const content = {
+    nonce: '00'.repeat(15) + n.toString(16).padStart(2, '0'),
+    prompt: 'Once upon a time',
+    acceptedModels: ['stories260K'],
+    params: { temperature: 0, maxTokens: 16 },
+    frame: resolveFrame({
+      embeddingModel: serving.embedder,
+      quorum: 1,
+      maxCommits: 1,
+      maxTimeMs: 10_000,
+      revealWindowMs: 1_000,
+    }),
+    origin: { kind: 'http' as const },
+    createdAt: Date.now(),
+  };
+  return { ...content, requestId: deriveRequestId(content) } as RequestBody;
+}
+
+describe('SynodNode: a machine store that cannot be written (a full disk)', () => {
+  test('is reported, stops the node picking up requests (it could not commit), and clears once writes work', async () => {
+    const serving = await loadTestServing();
+    // A libSQL file that may not grow: SQLite's own SQLITE_FULL, as on a full disk.
+    const client = createClient({ url: `file:${join(dir, 'state.db')}` });
+    const store = new LibsqlMachineStore(client);
+    await store.load('warm-up'); // creates the table
+    // Every page full (a row of another owner fills the table's page): the next row of a few hundred
+    // bytes needs a page the file may not have.
+    await store.save('another-node', 'ff'.repeat(32), 'x'.repeat(3_900), 0);
+    const pages = Number((await client.execute('PRAGMA page_count')).rows[0]?.[0]);
+    await client.execute(`PRAGMA max_page_count = ${pages}`);
+    const net = new MemoryNetwork();
+    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(160));
+    const nodeKey = await NodeKey.fromSeed(new Uint8Array(32).fill(161));
+    const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
+    const commits: Packet<'commit'>[] = [];
+    const node = new SynodNode({
+      key: nodeKey,
+      role: 'node',
+      transports: [net.join(nodeKey.nodeId)],
+      serving,
+      store,
+      storeRetryMs: 1_500,
+      heartbeat: {
+        intervalMs: 3_600_000,
+        software: 'test',
+        addresses: [],
+        tokensPerSecond: 200,
+        embeddingsPerSecond: 20,
+        engine: 'llama-cpp',
+      },
+      log: () => undefined,
+      onPacket: ({ packet, own }) => {
+        if (own && packet.type === 'commit') commits.push(packet as Packet<'commit'>);
+      },
+    });
+    await relay.start();
+    await node.start();
+    try {
+      expect(node.metrics().store).toEqual({ errors: 0, failing: false, lastError: null, refused: 0 });
+      const a = request(serving, 1);
+      await relay.submit(a);
+      await until(() => node.metrics().store.failing);
+      expect(node.metrics().store.lastError).toContain('SQLITE_FULL');
+      // Meanwhile a request is refused at once: no machine, no write, no inference spent on it.
+      const b = request(serving, 2);
+      await relay.submit(b);
+      await until(() => node.metrics().store.refused === 1);
+      expect(node.status(b.requestId)).toBeNull();
+      expect(node.metrics().store.errors).toBe(1);
+      // Nothing was committed to: a commitment is stored before it is published.
+      await node.settled();
+      expect(commits).toHaveLength(0);
+      expect(node.metrics().inferences.started).toBe(0);
+      // Its heartbeat advertises no room meanwhile.
+      const advertised = async () => {
+        await node.publishHeartbeat();
+        return node.knownNodes().find((n) => n.nodeId === nodeKey.nodeId)?.body.capacity.maxQueue;
+      };
+      expect(await advertised()).toBe(0);
+      // Space is freed: after the retry delay the next request is served and committed to.
+      await client.execute('PRAGMA max_page_count = 1000000');
+      await Bun.sleep(1_600);
+      const c = request(serving, 3);
+      await relay.submit(c);
+      await until(() => commits.some((p) => p.body.requestId === c.requestId));
+      expect(node.metrics().store.failing).toBe(false);
+      expect(node.metrics().inferences.started).toBe(1);
+      expect(await advertised()).toBe(4);
+    } finally {
+      await node.close();
+      await relay.close();
+      await serving.close();
+      client.close();
+    }
+  }, 60_000);
+});
