@@ -367,7 +367,7 @@ async function main(argv: string[]): Promise<number> {
     const [
       { GunTransport },
       { loadOrCreateIdentity },
-      { createHeadlessWakuRelay, startGunRelay },
+      { createHeadlessWakuRelay, libp2pKeyFor, startGunRelay },
       { startRelay },
     ] = await Promise.all([
       import('@synod/browser-node'),
@@ -378,7 +378,15 @@ async function main(argv: string[]): Promise<number> {
       console.log = consoleLog;
     });
     const { key } = await loadOrCreateIdentity(s.identity, passphrase);
-    const waku = await createHeadlessWakuRelay({ host, tcpPort, wsPort, bootstrap: s.bootstrap });
+    // The same peer id at every start (derived from the identity): the multiaddrs nodes and web apps
+    // were given for this relay keep working after it restarts.
+    const waku = await createHeadlessWakuRelay({
+      host,
+      tcpPort,
+      wsPort,
+      bootstrap: s.bootstrap,
+      privateKey: await libp2pKeyFor(key),
+    });
     const gunRelay = gunPort === undefined ? undefined : await startGunRelay({ host, port: gunPort });
     const gun = gunRelay ? new GunTransport({ peers: [gunRelay.url] }) : undefined;
     const relay = await startRelay({

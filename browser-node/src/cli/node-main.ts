@@ -11,6 +11,7 @@ import { WorkerEmbedder, WorkerEngine } from '../inference/worker-client.ts';
 import { LibsqlMachineStore } from '../node/machine-store-libsql.ts';
 import { SynodNode } from '../node/synod-node.ts';
 import type { GunTransport } from '../p2p/gun.ts';
+import { libp2pKeyFor } from '../p2p/peer-key.ts';
 import { createHeadlessWakuRelay } from '../p2p/waku-relay-headless.ts';
 import { loadOrCreateIdentity, lockIdentity } from './identity-file.ts';
 import { renderNodeMetrics } from './metrics-text.ts';
@@ -353,12 +354,14 @@ async function startNode(
   }
 
   const waku = await startup.step(
-    () =>
+    async () =>
       createHeadlessWakuRelay({
         host: o.host,
         tcpPort: o.tcpPort,
         wsPort: o.wsPort,
         bootstrap: o.bootstrap,
+        // The same peer id at every start: the multiaddrs given out for this node keep working.
+        privateKey: await libp2pKeyFor(key),
       }).catch((e: unknown) => {
         // libp2p's own error is a paragraph with a stack trace in it: say which flag instead.
         if (!String((e as Error)?.message).includes('EADDRINUSE')) throw e;

@@ -3,6 +3,7 @@
  * the browser face (`./index.ts`).
  */
 export { type GunRelay, type GunRelayOptions, startGunRelay } from './gun-relay.ts';
+export { libp2pKeyFor } from './peer-key.ts';
 export {
   closableWebSockets,
   createHeadlessWakuRelay,
