@@ -16,6 +16,7 @@ import { createHeadlessWakuRelay } from '../p2p/waku-relay-headless.ts';
 import { loadOrCreateIdentity, lockIdentity } from './identity-file.ts';
 import { renderNodeMetrics } from './metrics-text.ts';
 import { nodeHealth } from './node-health.ts';
+import { ownerOnlyFile } from './private-file.ts';
 
 const HELP = `synod node: run a headless Synod node (Bun).
 
@@ -295,10 +296,8 @@ async function startNode(
       hint: `chmod 600 ${o.identity}`,
     });
   }
-  const { mkdirSync } = await import('node:fs');
-  const { dirname, resolve } = await import('node:path');
-  mkdirSync(dirname(resolve(o.db)), { recursive: true });
-  const client = createClient({ url: `file:${resolve(o.db)}` });
+  // Outputs and salts before their reveal: readable by this user only.
+  const client = createClient({ url: `file:${ownerOnlyFile(o.db)}` });
   startup.opened(() => client.close());
 
   let serving: ConstructorParameters<typeof SynodNode>[0]['serving'];
