@@ -62,6 +62,14 @@ function render(api: SynodPageApi): void {
   );
   text('peer-id', s.peerId ?? '—');
   text('peers', String(s.peers.length));
+  text(
+    'persistence',
+    s.persistent === null
+      ? '—'
+      : s.persistent
+        ? 'kept in this browser (IndexedDB): after a reload, the tab finishes them'
+        : 'kept in memory only: this browser gives the page no IndexedDB (a private window, or storage blocked for this site), so a reload loses them',
+  );
   const err = $('node-error');
   err.hidden = s.error === null;
   text('node-error', s.error ?? '');

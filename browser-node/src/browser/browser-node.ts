@@ -1,20 +1,25 @@
 import type { AnyPacket, EmbeddingModelRef, ModelRef, VerdictEffect } from '@synod/shared';
 import type { LoadProgress } from '../inference/engine.ts';
 import { InferenceQueue, type InferenceQueueOptions } from '../inference/queue.ts';
-import { IdbMachineStore } from '../node/machine-store-idb.ts';
+import type { MachineStore } from '../node/machine-store.ts';
 import { type NodeMetrics, SynodNode } from '../node/synod-node.ts';
 import { createWakuRelayTransport, type WakuRelayTransport } from '../p2p/waku-relay.ts';
-import { loadOrCreateBrowserKey, storedNodeId } from './key-store.ts';
+import { FollowerStoreView, inFlightNodeWork } from './in-flight.ts';
+import { KEY_STORAGE_ITEM, loadOrCreateBrowserKey, storedNodeId } from './key-store.ts';
+import { openTabStore } from './reopening-store.ts';
+import { acquireTabLock, type TabLock } from './tab-lock.ts';
 import { WorkerInference } from './worker-inference.ts';
 
 /**
  * A Synod node in a browser tab: the same `SynodNode` driver as headless nodes, with browser adapters.
  *
- *   identity     sealed Ed25519 key in localStorage (key-store.ts), opened with the contributor's passphrase
+ *   identity     sealed Ed25519 key in localStorage (key-store.ts), opened with the contributor's passphrase;
+ *                run by one tab at a time (tab-lock.ts: two tabs serving one key would equivocate)
  *   transport    Waku relay (libp2p gossipsub) dialing headless nodes' WebSocket multiaddrs
  *   inference    one Web Worker running wllama (the GGUF) and USE Lite (the embedder) (inference-worker.ts)
  *   queue        the node's deadline-ordered `InferenceQueue`, with a pause gate for the serve toggle
- *   store        lifecycle machines in IndexedDB (machine-store-idb.ts)
+ *   store        lifecycle machines in IndexedDB (machine-store-idb.ts, reopened if the browser closes it:
+ *                reopening-store.ts)
  *
  * Serving is opt-in: after `unlock()` the node follows the network (role `follower`); `setServing(true)`
  * loads the models (with progress), measures throughput and restarts the driver in role `node`;
@@ -84,6 +89,11 @@ export interface BrowserNodeStatus {
   /** Node id of the stored key (known before unlock), then of the opened key. */
   nodeId: string | null;
   keyCreated: boolean;
+  /**
+   * Whether requests in flight survive a reload (kept in IndexedDB) or not (memory only: the browser
+   * gives the page no IndexedDB); null before unlock.
+   */
+  persistent: boolean | null;
   role: 'node' | 'follower' | null;
   serving: boolean;
   peerId: string | null;
@@ -129,8 +139,10 @@ export class BrowserNode {
   #error: string | null = null;
   #keyCreated = false;
   #key: Awaited<ReturnType<typeof loadOrCreateBrowserKey>>['key'] | null = null;
+  #lock: TabLock | null = null;
   #transport: WakuRelayTransport | null = null;
-  #store: IdbMachineStore | null = null;
+  #store: MachineStore | null = null;
+  #storePersistent: boolean | null = null;
   #node: SynodNode | null = null;
   #inference: WorkerInference | null = null;
   #queue: GatedQueue | null = null;
@@ -155,20 +167,41 @@ export class BrowserNode {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Open (or create) the node key, join the network and follow it. */
+  /**
+   * Open (or create) the node key, join the network and follow it; or, when requests this tab took
+   * before a reload are still in flight, load the models and join as a node that finishes them (serving
+   * stays off: it takes no new request).
+   */
   async unlock(passphrase: string): Promise<void> {
     if (this.#phase !== 'locked' && this.#phase !== 'error') return;
     this.#phase = 'starting';
     this.#error = null;
     this.#changed();
     try {
+      this.#lock = await acquireTabLock(this.config.keyItem ?? KEY_STORAGE_ITEM);
       const opened = await loadOrCreateBrowserKey(passphrase, {
         ...(this.config.keyItem === undefined ? {} : { item: this.config.keyItem }),
         ...(this.config.scryptN === undefined ? {} : { scryptN: this.config.scryptN }),
       });
       this.#key = opened.key;
       this.#keyCreated = opened.created;
-      this.#store = new IdbMachineStore(this.config.dbName === undefined ? {} : { name: this.config.dbName });
+      const tabStore = await openTabStore(this.config.dbName, opened.key.nodeId);
+      this.#store = tabStore.store;
+      this.#storePersistent = tabStore.persistent;
+      // Reloaded (or crashed) in the middle of requests this tab took: only a serving driver can finish
+      // them (reveal after the seal), so the models load first and the node joins as one, taking
+      // nothing new until serving is asked for. Should they fail to load, it follows, and those are lost.
+      const inFlight = await inFlightNodeWork(this.#store, opened.key.nodeId, Date.now());
+      const resume =
+        inFlight > 0 &&
+        (await this.#loadModels().then(
+          () => true,
+          (e: unknown) => {
+            console.warn('[synod] the models did not load: requests in flight before the reload are lost', e);
+            return false;
+          },
+        ));
+      if (resume) (this.#queue as GatedQueue).paused = true;
       this.#transport = await createWakuRelayTransport({
         bootstrap: this.config.bootstrap,
         dialPolicy: this.config.dialPolicy ?? 'loopback',
@@ -176,7 +209,7 @@ export class BrowserNode {
       });
       this.#transport.node.addEventListener('peer:connect', () => this.#changed());
       this.#transport.node.addEventListener('peer:disconnect', () => this.#changed());
-      await this.#startDriver('follower');
+      await this.#startDriver(resume ? 'node' : 'follower');
       this.#phase = 'running';
     } catch (e) {
       this.#phase = 'error';
@@ -188,6 +221,19 @@ export class BrowserNode {
       this.#transport = null;
       await this.#store?.close().catch(() => {});
       this.#store = null;
+      this.#storePersistent = null;
+      this.#queue?.close();
+      this.#queue = null;
+      if (this.#inference !== null) {
+        // Models loaded for requests in flight, then the join failed: none of it is kept.
+        this.#inference.terminate();
+        this.#inference = null;
+        this.#engine = idleLoad();
+        this.#embedder = idleLoad();
+        this.#capability = null;
+      }
+      this.#lock?.release();
+      this.#lock = null;
       throw e;
     } finally {
       this.#changed();
@@ -304,7 +350,7 @@ export class BrowserNode {
       key,
       role,
       transports: [transport],
-      store,
+      store: role === 'node' ? store : new FollowerStoreView(store),
       ...(serving === undefined ? {} : { serving }),
       heartbeat: {
         intervalMs: this.config.heartbeatMs ?? 10_000,
@@ -368,6 +414,7 @@ export class BrowserNode {
       error: this.#error,
       nodeId: this.#key?.nodeId ?? safeStoredNodeId(this.config.keyItem),
       keyCreated: this.#keyCreated,
+      persistent: this.#storePersistent,
       role: node === null ? null : (node.role as 'node' | 'follower'),
       serving: this.#serving,
       peerId: this.#transport?.peerId ?? null,
@@ -410,6 +457,8 @@ export class BrowserNode {
     this.#inference = null;
     await this.#store?.close();
     this.#store = null;
+    this.#lock?.release();
+    this.#lock = null;
     this.#changed();
   }
 

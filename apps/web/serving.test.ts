@@ -1,0 +1,152 @@
+/**
+ * The contributor app serving in a real quorum while what is around it changes, in headless Chromium
+ * and driven through its UI: the Serve box turned off during an inference and on again, the site's
+ * IndexedDB cleared under the running tab, the relay the tab joined through restarted. Each time the
+ * tab's requests must end with exactly one commitment from its node id and a reveal, or not be taken
+ * at all; never a reload.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import type { Page } from 'playwright-core';
+import type { BrowserNodeStatus } from '../../browser-node/src/browser/browser-node.ts';
+import type {} from '../../browser-node/src/browser/main.ts';
+import { type Chrome, launchChromium, until } from '../../tests/support/chromium.ts';
+import { startWebServer, type WebServer } from './serve.ts';
+import { startTestQuorum, type TestQuorum } from './test-quorum.ts';
+
+const LONG = 240_000;
+
+describe('a serving tab while things change around it', () => {
+  let q: TestQuorum;
+  let web: WebServer;
+  let chrome: Chrome;
+  let page: Page;
+  let nodeId = '';
+  const pageErrors: string[] = [];
+  const consoleProblems: string[] = [];
+
+  const status = () => page.evaluate(() => window.synod?.status()) as Promise<BrowserNodeStatus>;
+
+  /** Submit a request and wait for its verdict; what the tab did for it. */
+  async function serveOne(nonce: string, frame: { quorum: number; maxCommits?: number; maxTimeMs?: number }) {
+    const body = q.request(nonce, frame);
+    await q.coordinator.submit(body);
+    await until(
+      `request ${nonce} to end`,
+      () => {
+        const s = q.coordinator.status(body.requestId);
+        return s !== null && (s.verdict !== null || s.finished);
+      },
+      120_000,
+    );
+    return {
+      body,
+      commitments: [...(q.commits.get(body.requestId)?.get(nodeId) ?? [])],
+      revealed: q.reveals.get(body.requestId)?.has(nodeId) ?? false,
+      verdict: q.coordinator.status(body.requestId)?.verdict ?? null,
+    };
+  }
+
+  beforeAll(
+    async () => {
+      q = await startTestQuorum(61);
+      web = await startWebServer({
+        bootstrap: [q.ws],
+        config: { heartbeatMs: 1_000, scryptN: 2 ** 10, dbName: `synod-serving-test-${Date.now()}` },
+      });
+      chrome = await launchChromium();
+      page = chrome.context.pages()[0] ?? (await chrome.context.newPage());
+      page.on('pageerror', (e) => pageErrors.push(String(e)));
+      page.on('console', (m) => {
+        if (m.type() === 'warning' || m.type() === 'error') consoleProblems.push(m.text());
+      });
+      await page.goto(web.url);
+      await page.fill('#passphrase', 'a passphrase only this test knows');
+      await page.click('#unlock');
+      await page.waitForSelector('#phase:has-text("running as follower")', { timeout: 60_000 });
+      await page.check('#serve');
+      await page.waitForSelector('#phase:text-is("running as node")', { timeout: 120_000 });
+      nodeId = (await status()).nodeId as string;
+      await until('the coordinator to hear the tab serve', () =>
+        q.coordinator.knownNodes().some((n) => n.nodeId === nodeId && n.body.role === 'node'),
+      );
+    },
+    { timeout: LONG },
+  );
+
+  afterAll(
+    async () => {
+      await page?.evaluate(() => window.synod?.stop()).catch(() => {});
+      await chrome?.close();
+      await web?.stop();
+      await q?.close();
+    },
+    { timeout: 60_000 },
+  );
+
+  test(
+    'Serve turned off during an inference: that request is committed once and revealed; none is taken while off; on again, it serves',
+    async () => {
+      const body = q.request('8a', { quorum: 2 });
+      await q.coordinator.submit(body);
+      await until(
+        'the tab to start inferring',
+        async () => ((await status()).metrics?.inferences.started ?? 0) >= 1,
+      );
+      await page.uncheck('#serve');
+      await until('the verdict', () => q.coordinator.status(body.requestId)?.verdict, 120_000);
+      expect([...(q.commits.get(body.requestId)?.get(nodeId) ?? [])]).toHaveLength(1);
+      expect(q.reveals.get(body.requestId)?.has(nodeId)).toBe(true);
+      expect(q.coordinator.status(body.requestId)?.verdict?.status).toBe('accepted');
+
+      // Off: a request the tab could serve is left to others (quorum 1, so it still ends).
+      const off = await serveOne('8b', { quorum: 1, maxCommits: 2, maxTimeMs: 6_000 });
+      expect(off.commitments).toEqual([]);
+
+      await page.check('#serve');
+      await page.waitForSelector('#queue:not(:has-text("of 0"))', { timeout: 30_000 });
+      const on = await serveOne('8c', { quorum: 2 });
+      expect(on.commitments).toHaveLength(1);
+      expect(on.revealed).toBe(true);
+      expect(on.verdict?.status).toBe('accepted');
+      expect(pageErrors).toEqual([]);
+      expect(consoleProblems).toEqual([]);
+    },
+    LONG,
+  );
+
+  test(
+    "the site's IndexedDB cleared under the running tab: it keeps serving",
+    async () => {
+      const cdp = await chrome.context.newCDPSession(page);
+      await cdp.send('Storage.clearDataForOrigin', { origin: web.url, storageTypes: 'indexeddb' });
+      await cdp.detach();
+      const after = await serveOne('8d', { quorum: 2 });
+      expect(after.commitments).toHaveLength(1);
+      expect(after.revealed).toBe(true);
+      expect(after.verdict?.status).toBe('accepted');
+      expect(pageErrors).toEqual([]);
+    },
+    LONG,
+  );
+
+  test(
+    'the relay the tab joined through restarts: the tab reconnects and serves, without a reload',
+    async () => {
+      const restart = await q.stopRelay();
+      await until('the tab to lose its peer', async () => (await status()).peers.length === 0, 60_000);
+      await restart.start();
+      await until('the tab to reconnect', async () => (await status()).peers.length > 0, 60_000);
+      await until(
+        'the coordinator to hear the tab again',
+        () => q.coordinator.knownNodes(3_000).some((n) => n.nodeId === nodeId),
+        60_000,
+      );
+      const after = await serveOne('8e', { quorum: 2 });
+      expect(after.commitments).toHaveLength(1);
+      expect(after.revealed).toBe(true);
+      expect(after.verdict?.status).toBe('accepted');
+      expect(pageErrors).toEqual([]);
+    },
+    LONG,
+  );
+});
