@@ -1,12 +1,29 @@
 import { describe, expect, test } from 'bun:test';
+import type { HeartbeatBody, RequestBody } from '@synod/shared';
 import { ONLINE_WITHIN_MS, PROVEN_SCORE, ProvenNodes } from './proven-nodes.ts';
 
-const frame = (quorum: number) => ({ quorum }) as Parameters<ProvenNodes['applies']>[0];
+const EMBEDDER = 'use-lite-512';
+/** A request for `stories260K` with a quorum (only what `applies` reads of it). */
+const request = (quorum: number) =>
+  ({
+    acceptedModels: ['stories260K'],
+    frame: { quorum, embeddingModel: { id: EMBEDDER } },
+  }) as unknown as RequestBody;
+
+/** A node heard from, serving `model` with the embedder, `queued` of 4 in its queue. */
+const heard = (nodeId: string, o: { model?: string; queued?: number; embedder?: string } = {}) => ({
+  nodeId,
+  body: {
+    models: [{ id: o.model ?? 'stories260K' }],
+    embedders: [{ id: o.embedder ?? EMBEDDER }],
+    capacity: { queued: o.queued ?? 0, maxQueue: 4 },
+  } as unknown as HeartbeatBody,
+});
 
 describe('ProvenNodes', () => {
-  test('proven by the history; applies while at least the quorum of them is online', async () => {
+  test('proven by the history; applies while at least the quorum of them that can serve is online', async () => {
     const asked: [number, number][] = [];
-    let online = ['a', 'b', 'x'];
+    let online = [heard('a'), heard('b'), heard('x')];
     const withins: number[] = [];
     const p = new ProvenNodes(
       {
@@ -17,7 +34,7 @@ describe('ProvenNodes', () => {
       },
       (withinMs) => {
         withins.push(withinMs);
-        return online.map((nodeId) => ({ nodeId }));
+        return online;
       },
     );
     expect(p.isProven('a')).toBe(false);
@@ -25,11 +42,21 @@ describe('ProvenNodes', () => {
     expect(asked[0]?.[0]).toBe(PROVEN_SCORE);
     expect(['a', 'b', 'c'].map((n) => p.isProven(n))).toEqual([true, true, true]);
     expect(p.isProven('x')).toBe(false);
-    expect(p.applies(frame(2))).toBe(true);
+    expect(p.applies(request(2))).toBe(true);
     // x is online but has no record: two proven online are not a quorum of three.
-    expect(p.applies(frame(3))).toBe(false);
-    online = ['a', 'b', 'c'];
-    expect(p.applies(frame(3))).toBe(true);
+    expect(p.applies(request(3))).toBe(false);
+    online = [heard('a'), heard('b'), heard('c')];
+    expect(p.applies(request(3))).toBe(true);
+    // A proven node that cannot serve this request does not count: its queue full, another model, or
+    // another embedder.
+    for (const c of [
+      heard('c', { queued: 4 }),
+      heard('c', { model: 'other' }),
+      heard('c', { embedder: 'e' }),
+    ]) {
+      online = [heard('a'), heard('b'), c];
+      expect(p.applies(request(3))).toBe(false);
+    }
     expect(withins.every((w) => w === ONLINE_WITHIN_MS)).toBe(true);
   });
 

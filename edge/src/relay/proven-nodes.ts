@@ -1,4 +1,4 @@
-import type { RequestBody, SeatPolicy } from '@synod/shared';
+import type { HeartbeatBody, RequestBody, SeatPolicy } from '@synod/shared';
 import type { HistoryStore } from '../store/history-store.ts';
 
 /** The reputation score (Wilson lower bound of a node's agreement rate) that makes a node proven. */
@@ -10,20 +10,29 @@ export const PROVEN_REFRESH_MS = 5_000;
 /** How recently a proven node must have sent a heartbeat to count as online. */
 export const ONLINE_WITHIN_MS = 60_000;
 
+/** A node's latest heartbeat, as `SynodNode.knownNodes` gives it. */
+export interface HeardNode {
+  nodeId: string;
+  body: HeartbeatBody;
+}
+
 /**
  * The relay coordinator's seat policy (`SeatPolicy`): a node is proven when its reputation, earned from
  * verdicts in this relay's history, scores at least `PROVEN_SCORE` (about four agreements and nothing
  * against it); the cap on other nodes' seats applies to a request when at least its `quorum` proven
- * nodes were heard from (heartbeats) within `ONLINE_WITHIN_MS`. Until then, as on a network that is
- * starting and has no record yet, any node takes any seat. Keys made for the purpose thus never fill a
- * seal of a network that has proven nodes: they get reputation only by agreeing with them.
+ * nodes that can serve it were heard from within `ONLINE_WITHIN_MS`: their latest heartbeat lists one of
+ * its accepted models and its embedder, and room in their queue. Otherwise (a network that is starting
+ * and has no record yet, proven nodes away, busy or serving other models) any node takes any seat, so
+ * the cap never stands between a request and the only nodes that could answer it. Keys made for the
+ * purpose thus never fill a seal where proven nodes could: they get reputation only by agreeing with
+ * them.
  *
  * The proven set is read from the history at `start()` and every `PROVEN_REFRESH_MS`, so the policy's
  * answers are synchronous, as a state machine needs them.
  */
 export class ProvenNodes implements SeatPolicy {
   readonly #store: Pick<HistoryStore, 'provenNodes'>;
-  readonly #online: (withinMs: number) => readonly { nodeId: string }[];
+  readonly #online: (withinMs: number) => readonly HeardNode[];
   readonly #log: (entry: Record<string, unknown>) => void;
   #proven = new Set<string>();
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -31,7 +40,7 @@ export class ProvenNodes implements SeatPolicy {
 
   constructor(
     store: Pick<HistoryStore, 'provenNodes'>,
-    online: (withinMs: number) => readonly { nodeId: string }[],
+    online: (withinMs: number) => readonly HeardNode[],
     log: (entry: Record<string, unknown>) => void = () => {},
   ) {
     this.#store = store;
@@ -73,10 +82,17 @@ export class ProvenNodes implements SeatPolicy {
     return this.#proven.has(nodeId);
   }
 
-  applies(frame: RequestBody['frame']): boolean {
-    let online = 0;
+  applies(request: RequestBody): boolean {
+    const { quorum, embeddingModel } = request.frame;
+    const models = new Set(request.acceptedModels);
+    let able = 0;
     for (const n of this.#online(ONLINE_WITHIN_MS)) {
-      if (this.#proven.has(n.nodeId) && ++online >= frame.quorum) return true;
+      if (!this.#proven.has(n.nodeId)) continue;
+      const { body } = n;
+      if (body.capacity.queued >= body.capacity.maxQueue) continue;
+      if (!body.models.some((m) => models.has(m.id))) continue;
+      if (!body.embedders.some((e) => e.id === embeddingModel.id)) continue;
+      if (++able >= quorum) return true;
     }
     return false;
   }

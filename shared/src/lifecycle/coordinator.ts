@@ -53,15 +53,16 @@ export interface CoordinatorConfig {
  * of nodes without a record: at most `requiredAgreement(frame, seal size) - 1` of a seal's members may be
  * nodes `isProven` does not vouch for, so they never hold enough seats to accept a verdict among
  * themselves; an accepted verdict needs at least one proven node's agreement. It applies to a request
- * when `applies(frame)` says so as the request starts (for instance: while at least `quorum` proven nodes
- * are online; with fewer, as when a network starts, no request could be sealed under it). Decided once
- * per request and kept in its state (`unprovenSeats`), so a restart resumes it unchanged.
+ * when `applies(request)` says so as the request starts (for instance: while at least `quorum` proven
+ * nodes that can serve it are online; with fewer, as when a network starts, it could not be sealed under
+ * it). Decided once per request and kept in its state (`unprovenSeats`), so a restart resumes it
+ * unchanged.
  */
 export interface SeatPolicy {
   /** Whether a node has a record of honest work (the relay: its reputation from verdicts). */
   isProven(nodeId: string): boolean;
-  /** Whether the cap applies to a request with this frame, decided as it starts. */
-  applies(frame: RequestBody['frame']): boolean;
+  /** Whether the cap applies to this request, decided as it starts. */
+  applies(request: RequestBody): boolean;
 }
 
 export type CoordinatorPhase =
@@ -130,7 +131,7 @@ export function startCoordinator(
     verdictDue: false,
     verdict: null,
     attestations: [],
-    unprovenSeats: config.seats?.applies(body.frame)
+    unprovenSeats: config.seats?.applies(body)
       ? requiredAgreement(body.frame, body.frame.maxCommits) - 1
       : null,
   };
