@@ -17,46 +17,65 @@ afterAll(async () => {
 });
 const tcp = (t: WakuRelayTransport) => t.addresses().find((a) => !a.includes('/ws')) as string;
 
+/** Closed after the file's tests, last made first. */
+function closing<T extends { close(): unknown }>(t: T): T {
+  closers.push(async () => t.close());
+  return t;
+}
+
+/** A Gun relay carrying commits, and a maker of Gun clients of it. */
+async function gunNetwork(): Promise<() => GunTransport> {
+  const relay: GunRelay = closing(await startGunRelay({ host: '127.0.0.1', port: 0, topics: [commits] }));
+  return () => closing(new GunTransport({ peers: [relay.url], topics: [commits] }));
+}
+
+/**
+ * The bridge's intake, its one verification slot held by a blocker (a memory-transport packet) until
+ * `release`, its queue `maxQueue` deep, over a Gun client and a Waku transport of its own.
+ */
+function gatedBridge(gun: Transport, waku: WakuRelayTransport, maxQueue?: number) {
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  const bridge = closing(
+    new Intake({
+      now: Date.now,
+      concurrency: 1,
+      ...(maxQueue === undefined ? {} : { maxQueue }),
+      deliver: async (p) => {
+        if (p.transport === 'memory') await gate;
+      },
+    }),
+  );
+  bridge.attach(gun);
+  bridge.attach(waku);
+  return { bridge, release: () => release() };
+}
+
+/** An intake on `waku`, and what it delivered. */
+function farIntake(waku: WakuRelayTransport): { far: Intake; delivered: IntakePacket[] } {
+  const delivered: IntakePacket[] = [];
+  const far = closing(new Intake({ now: Date.now, deliver: (p) => void delivered.push(p) }));
+  far.attach(waku);
+  return { far, delivered };
+}
+
 describe('Intake over real transports: Gun bridged onto Waku', () => {
   test(
     "an attacker's copy of a Gun packet on another Waku topic is not forwarded: the packet goes on on its own topic and the bridge is not scored for it",
     async () => {
       //   author ── Gun relay ── bridge (Gun + Waku) ── Waku ── far
       //                                     └── Waku ── attacker
-      const relay: GunRelay = await startGunRelay({ host: '127.0.0.1', port: 0, topics: [commits] });
-      closers.push(() => relay.close());
-      const gun = (): Transport => {
-        const t = new GunTransport({ peers: [relay.url], topics: [commits] });
-        closers.push(() => t.close());
-        return t;
-      };
-      const bridgeWaku = await createHeadlessWakuRelay();
-      closers.push(() => bridgeWaku.close());
-      const farWaku = await createHeadlessWakuRelay({ bootstrap: [tcp(bridgeWaku)] });
-      closers.push(() => farWaku.close());
-      const attacker = await createHeadlessWakuRelay({ bootstrap: [tcp(bridgeWaku)] });
-      closers.push(() => attacker.close());
+      const gun = await gunNetwork();
+      const bridgeWaku = closing(await createHeadlessWakuRelay());
+      const farWaku = closing(await createHeadlessWakuRelay({ bootstrap: [tcp(bridgeWaku)] }));
+      const attacker = closing(await createHeadlessWakuRelay({ bootstrap: [tcp(bridgeWaku)] }));
       attacker.subscribe(commits, () => undefined);
 
       // the bridge: one verification slot, held by a blocker until `release`
-      let release: () => void = () => {};
-      const gate = new Promise<void>((r) => {
-        release = r;
-      });
-      const bridge = new Intake({
-        now: Date.now,
-        concurrency: 1,
-        deliver: async (p) => {
-          if (p.transport === 'memory') await gate;
-        },
-      });
-      closers.push(() => bridge.close());
-      bridge.attach(gun());
-      bridge.attach(bridgeWaku);
-      const atFar: IntakePacket[] = [];
-      const far = new Intake({ now: Date.now, deliver: (p) => void atFar.push(p) });
-      closers.push(() => far.close());
-      far.attach(farWaku);
+      const { bridge, release } = gatedBridge(gun(), bridgeWaku);
+      const { far, delivered: atFar } = farIntake(farWaku);
 
       await waitFor(
         () => bridgeWaku.meshPeers(commits).length === 2,
@@ -100,41 +119,15 @@ describe('Intake over real transports: a gossip copy shed under load', () => {
     async () => {
       //   author (Gun + Waku) ── Waku ── bridge (Gun + Waku) ── Waku ── far
       //          └──────────── Gun relay ──────┘
-      const relay: GunRelay = await startGunRelay({ host: '127.0.0.1', port: 0, topics: [commits] });
-      closers.push(() => relay.close());
-      const gun = (): GunTransport => {
-        const t = new GunTransport({ peers: [relay.url], topics: [commits] });
-        closers.push(() => t.close());
-        return t;
-      };
-      const bridgeWaku = await createHeadlessWakuRelay();
-      closers.push(() => bridgeWaku.close());
-      const authorWaku = await createHeadlessWakuRelay({ bootstrap: [tcp(bridgeWaku)] });
-      closers.push(() => authorWaku.close());
-      const farWaku = await createHeadlessWakuRelay({ bootstrap: [tcp(bridgeWaku)] });
-      closers.push(() => farWaku.close());
+      const gun = await gunNetwork();
+      const bridgeWaku = closing(await createHeadlessWakuRelay());
+      const authorWaku = closing(await createHeadlessWakuRelay({ bootstrap: [tcp(bridgeWaku)] }));
+      const farWaku = closing(await createHeadlessWakuRelay({ bootstrap: [tcp(bridgeWaku)] }));
       authorWaku.subscribe(commits, () => undefined);
 
       // the bridge: one verification slot and one queue place, both taken until `release`
-      let release: () => void = () => {};
-      const gate = new Promise<void>((r) => {
-        release = r;
-      });
-      const bridge = new Intake({
-        now: Date.now,
-        concurrency: 1,
-        maxQueue: 1,
-        deliver: async (p) => {
-          if (p.transport === 'memory') await gate;
-        },
-      });
-      closers.push(() => bridge.close());
-      bridge.attach(gun());
-      bridge.attach(bridgeWaku);
-      const atFar: IntakePacket[] = [];
-      const far = new Intake({ now: Date.now, deliver: (p) => void atFar.push(p) });
-      closers.push(() => far.close());
-      far.attach(farWaku);
+      const { bridge, release } = gatedBridge(gun(), bridgeWaku, 1);
+      const { delivered: atFar } = farIntake(farWaku);
       await waitFor(
         () => bridgeWaku.meshPeers(commits).length === 2 && !farWaku.peers().includes(authorWaku.peerId),
         LONG,
