@@ -1,5 +1,14 @@
 import { afterAll, describe, expect, test } from 'bun:test';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isSynodError } from '@synod/shared';
@@ -73,6 +82,32 @@ describe('identity lock', () => {
     again();
     // One file beside the key, and no journal left with it.
     expect(readdirSync(join(dir, 'lock'))).toEqual(['identity.json.lock']);
+  });
+
+  test('one key file reached by another path (a symlink to it, or to its folder) is the same lock', async () => {
+    const real = join(dir, 'linked', 'real');
+    const path = join(real, 'identity.json');
+    await loadOrCreateIdentity(path, 'pw');
+    symlinkSync(path, join(dir, 'linked', 'alias.json'));
+    symlinkSync(real, join(dir, 'linked', 'folder'));
+    mkdirSync(join(dir, 'linked', 'fresh'));
+    symlinkSync(join(dir, 'linked', 'fresh'), join(dir, 'linked', 'fresh-folder'));
+    for (const [first, second] of [
+      [path, join(dir, 'linked', 'alias.json')],
+      [path, join(dir, 'linked', 'folder', 'identity.json')],
+      // A key not created yet, in a folder reached two ways.
+      [join(dir, 'linked', 'fresh', 'new.json'), join(dir, 'linked', 'fresh-folder', 'new.json')],
+    ] as const) {
+      const release = lockIdentity(first);
+      let again: unknown;
+      try {
+        lockIdentity(second)();
+      } catch (e) {
+        again = e;
+      }
+      release();
+      expect(again).toBeInstanceOf(IdentityInUseError);
+    }
   });
 
   test('a holder killed (SIGKILL) leaves no lock behind', async () => {

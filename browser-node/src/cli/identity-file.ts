@@ -1,6 +1,6 @@
 import { Database } from 'bun:sqlite';
-import { linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { linkSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { NodeKey, openNodeKey, SynodError, sealNodeKey, toHex } from '@synod/shared';
 
 /**
@@ -99,8 +99,11 @@ export class IdentityInUseError extends Error {
  * another process holds it.
  */
 export function lockIdentity(path: string): () => void {
-  const lockPath = `${resolve(path)}.lock`;
-  mkdirSync(dirname(lockPath), { recursive: true });
+  const abs = resolve(path);
+  mkdirSync(dirname(abs), { recursive: true });
+  // The key file's own path, symlinks followed (of it, or of its folder when it is not created yet):
+  // one key reached by two paths is one lock.
+  const lockPath = `${canonicalPath(abs)}.lock`;
   const db = new Database(lockPath, { create: true });
   try {
     db.exec('PRAGMA locking_mode = EXCLUSIVE');
@@ -117,4 +120,13 @@ export function lockIdentity(path: string): () => void {
     throw e;
   }
   return () => db.close();
+}
+
+function canonicalPath(abs: string): string {
+  try {
+    return realpathSync(abs);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    return join(realpathSync(dirname(abs)), basename(abs));
+  }
 }

@@ -202,10 +202,11 @@ export class SynodNode {
   readonly #random: (n: number) => Uint8Array;
   readonly #machines = new Map<string, Hosted>();
   /**
-   * Requests whose machine finished, remembered until a replay of their request packet would be stale
-   * anyway (twice the skew window and a minute), though the machine itself lingers only `lingerMs`: a
-   * request replayed in between (the intake's dedup set can be flushed by a flood) would start a new
-   * machine, and a node would infer again and sign a second commitment, evidence against itself.
+   * Requests whose `node` machine finished after it may have signed, remembered until a replay of their
+   * request packet would be stale anyway (twice the skew window and a minute), though the machine itself
+   * lingers only `lingerMs`: a request replayed in between (the intake's dedup set can be flushed by a
+   * flood) would start a new machine, and a node would infer again and sign a second commitment,
+   * evidence against itself. Bounded by what the node can serve in that window, far below its size.
    */
   readonly #finished = new TtlSet<true>(65_536, REPLAY_WINDOW_MS);
   /** Deletions of finished `node` machines from the store, due at the end of their replay window. */
@@ -842,7 +843,9 @@ export class SynodNode {
       case 'expired': {
         if (fx.kind === 'expired') this.#m.expired++;
         hosted.finishedAt = this.#now();
-        this.#finished.set(requestId, true, hosted.finishedAt);
+        // Only a machine that may have signed: requests cost nothing to make, and a flood of them that
+        // each finish at once would push out of this bounded set the requests this node served.
+        if (mayHaveSigned(hosted.state)) this.#finished.set(requestId, true, hosted.finishedAt);
         for (const cancel of hosted.timers.values()) cancel();
         hosted.timers.clear();
         hosted.inference?.abort();

@@ -10,21 +10,24 @@ const request = (quorum: number) =>
     frame: { quorum, embeddingModel: { id: EMBEDDER } },
   }) as unknown as RequestBody;
 
-/** A node heard from, serving `model` with the embedder, `queued` of 4 in its queue. */
-const heard = (nodeId: string, o: { model?: string; queued?: number; embedder?: string } = {}) => ({
+/** A node's heartbeat signed at `at`, serving `model` with the embedder, `queued` of 4 in its queue. */
+const heard = (
+  nodeId: string,
+  o: { model?: string; queued?: number; embedder?: string; at?: number } = {},
+) => ({
   nodeId,
   body: {
     models: [{ id: o.model ?? 'stories260K' }],
     embedders: [{ id: o.embedder ?? EMBEDDER }],
     capacity: { queued: o.queued ?? 0, maxQueue: 4 },
+    createdAt: o.at ?? 1,
   } as unknown as HeartbeatBody,
 });
 
 describe('ProvenNodes', () => {
   test('proven by the history; applies while at least the quorum of them that can serve is online', async () => {
     const asked: [number, number][] = [];
-    let online = [heard('a'), heard('b'), heard('x')];
-    const withins: number[] = [];
+    let clock = 1_000_000;
     const p = new ProvenNodes(
       {
         provenNodes: async (minScore, limit) => {
@@ -32,32 +35,63 @@ describe('ProvenNodes', () => {
           return ['a', 'b', 'c'];
         },
       },
-      (withinMs) => {
-        withins.push(withinMs);
-        return online;
-      },
+      () => {},
+      () => clock,
     );
     expect(p.isProven('a')).toBe(false);
     await p.refresh();
     expect(asked[0]?.[0]).toBe(PROVEN_SCORE);
     expect(['a', 'b', 'c'].map((n) => p.isProven(n))).toEqual([true, true, true]);
     expect(p.isProven('x')).toBe(false);
+    for (const n of [heard('a'), heard('b'), heard('x')]) p.heard(n.nodeId, n.body);
     expect(p.applies(request(2))).toBe(true);
     // x is online but has no record: two proven online are not a quorum of three.
     expect(p.applies(request(3))).toBe(false);
-    online = [heard('a'), heard('b'), heard('c')];
+    p.heard('c', heard('c').body);
     expect(p.applies(request(3))).toBe(true);
     // A proven node that cannot serve this request does not count: its queue full, another model, or
     // another embedder.
     for (const c of [
-      heard('c', { queued: 4 }),
-      heard('c', { model: 'other' }),
-      heard('c', { embedder: 'e' }),
+      heard('c', { queued: 4, at: 2 }),
+      heard('c', { model: 'other', at: 3 }),
+      heard('c', { embedder: 'e', at: 4 }),
     ]) {
-      online = [heard('a'), heard('b'), c];
+      p.heard(c.nodeId, c.body);
       expect(p.applies(request(3))).toBe(false);
     }
-    expect(withins.every((w) => w === ONLINE_WITHIN_MS)).toBe(true);
+    p.heard('c', heard('c', { at: 5 }).body);
+    expect(p.applies(request(3))).toBe(true);
+    // Heard from more than ONLINE_WITHIN_MS ago: not online.
+    clock += ONLINE_WITHIN_MS + 1;
+    expect(p.applies(request(1))).toBe(false);
+  });
+
+  test('only the newest heartbeat of a node counts: an older copy replayed later changes nothing', async () => {
+    const p = new ProvenNodes({ provenNodes: async () => ['a', 'b'] });
+    await p.refresh();
+    p.heard('a', heard('a', { at: 10 }).body);
+    p.heard('b', heard('b', { at: 10 }).body);
+    expect(p.applies(request(2))).toBe(true);
+    p.heard('b', heard('b', { queued: 4, at: 9 }).body);
+    expect(p.applies(request(2))).toBe(true);
+  });
+
+  test('a node no longer proven is forgotten at the next read', async () => {
+    let ids = ['a', 'b'];
+    const p = new ProvenNodes({ provenNodes: async () => ids });
+    await p.refresh();
+    p.heard('a', heard('a').body);
+    p.heard('b', heard('b').body);
+    expect(p.applies(request(2))).toBe(true);
+    ids = ['a'];
+    await p.refresh();
+    expect(p.applies(request(2))).toBe(false);
+    // Proven again, it counts from its next heartbeat.
+    ids = ['a', 'b'];
+    await p.refresh();
+    expect(p.applies(request(2))).toBe(false);
+    p.heard('b', heard('b', { at: 2 }).body);
+    expect(p.applies(request(2))).toBe(true);
   });
 
   test('a failed read keeps the set it had, and is logged', async () => {
@@ -70,7 +104,6 @@ describe('ProvenNodes', () => {
           return ['a'];
         },
       },
-      () => [],
       (e) => logs.push(e),
     );
     await p.refresh();
@@ -84,15 +117,12 @@ describe('ProvenNodes', () => {
 
   test('start reads at once and again on its interval; stop ends it', async () => {
     let reads = 0;
-    const p = new ProvenNodes(
-      {
-        provenNodes: async () => {
-          reads++;
-          return [];
-        },
+    const p = new ProvenNodes({
+      provenNodes: async () => {
+        reads++;
+        return [];
       },
-      () => [],
-    );
+    });
     await p.start(20);
     expect(reads).toBe(1);
     await Bun.sleep(70);

@@ -10,12 +10,6 @@ export const PROVEN_REFRESH_MS = 5_000;
 /** How recently a proven node must have sent a heartbeat to count as online. */
 export const ONLINE_WITHIN_MS = 60_000;
 
-/** A node's latest heartbeat, as `SynodNode.knownNodes` gives it. */
-export interface HeardNode {
-  nodeId: string;
-  body: HeartbeatBody;
-}
-
 /**
  * The relay coordinator's seat policy (`SeatPolicy`): a node is proven when its reputation, earned from
  * verdicts in this relay's history, scores at least `PROVEN_SCORE` (about four agreements and nothing
@@ -28,24 +22,28 @@ export interface HeardNode {
  * them.
  *
  * The proven set is read from the history at `start()` and every `PROVEN_REFRESH_MS`, so the policy's
- * answers are synchronous, as a state machine needs them.
+ * answers are synchronous, as a state machine needs them. Heartbeats are given to `heard` as they come,
+ * and only proven nodes' are kept (the newest each): a list of every node heard from is bounded, and
+ * heartbeats from fresh keys, which cost nothing, would push the proven nodes out of it.
  */
 export class ProvenNodes implements SeatPolicy {
   readonly #store: Pick<HistoryStore, 'provenNodes'>;
-  readonly #online: (withinMs: number) => readonly HeardNode[];
   readonly #log: (entry: Record<string, unknown>) => void;
+  readonly #now: () => number;
   #proven = new Set<string>();
+  /** The newest heartbeat of each proven node, and when it came. */
+  readonly #heard = new Map<string, { body: HeartbeatBody; at: number }>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #refreshing: Promise<void> | null = null;
 
   constructor(
     store: Pick<HistoryStore, 'provenNodes'>,
-    online: (withinMs: number) => readonly HeardNode[],
     log: (entry: Record<string, unknown>) => void = () => {},
+    now: () => number = Date.now,
   ) {
     this.#store = store;
-    this.#online = online;
     this.#log = log;
+    this.#now = now;
   }
 
   /** Proven nodes known now. */
@@ -70,12 +68,24 @@ export class ProvenNodes implements SeatPolicy {
       .provenNodes(PROVEN_SCORE, MAX_PROVEN)
       .then((ids) => {
         this.#proven = new Set(ids);
+        for (const id of this.#heard.keys()) if (!this.#proven.has(id)) this.#heard.delete(id);
       })
       .catch((e) => this.#log({ level: 'warn', msg: 'reading the proven nodes failed', err: String(e) }))
       .finally(() => {
         this.#refreshing = null;
       });
     return this.#refreshing;
+  }
+
+  /**
+   * A verified heartbeat: kept if its node is proven (a node proven later counts from its next one),
+   * unless an older one than that node's newest (a copy replayed later, say of when its queue was full).
+   */
+  heard(nodeId: string, body: HeartbeatBody): void {
+    if (!this.#proven.has(nodeId)) return;
+    const held = this.#heard.get(nodeId);
+    if (held !== undefined && held.body.createdAt > body.createdAt) return;
+    this.#heard.set(nodeId, { body, at: this.#now() });
   }
 
   isProven(nodeId: string): boolean {
@@ -85,10 +95,10 @@ export class ProvenNodes implements SeatPolicy {
   applies(request: RequestBody): boolean {
     const { quorum, embeddingModel } = request.frame;
     const models = new Set(request.acceptedModels);
+    const since = this.#now() - ONLINE_WITHIN_MS;
     let able = 0;
-    for (const n of this.#online(ONLINE_WITHIN_MS)) {
-      if (!this.#proven.has(n.nodeId)) continue;
-      const { body } = n;
+    for (const [nodeId, { body, at }] of this.#heard) {
+      if (at < since || !this.#proven.has(nodeId)) continue;
       if (body.capacity.queued >= body.capacity.maxQueue) continue;
       if (!body.models.some((m) => models.has(m.id))) continue;
       if (!body.embedders.some((e) => e.id === embeddingModel.id)) continue;

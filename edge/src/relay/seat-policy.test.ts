@@ -7,7 +7,14 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { topicOfPacketType } from '@synod/browser-node';
-import { encodePacket, NodeKey, type Packet, parseEnvelope, signPacket } from '@synod/shared';
+import {
+  encodePacket,
+  NodeKey,
+  type Packet,
+  parseEnvelope,
+  type RequestBody,
+  signPacket,
+} from '@synod/shared';
 import { reputation } from '@synod/shared/history';
 import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
@@ -72,4 +79,41 @@ describe('the relay coordinator with proven nodes online', () => {
     const winner = held?.verdict?.packet.body.verdict.winner?.nodeId ?? 'none';
     expect(t.nodes.map((n) => n.nodeId)).toContain(winner);
   }, 120_000);
+
+  test('a flood of heartbeats from fresh keys does not make the proven nodes look offline', async () => {
+    // The relay's node keeps the last 10,000 nodes heard from; heartbeats cost nothing to sign, and
+    // 10,000 of them from fresh keys pushed every proven node out of that list: the cap stopped
+    // applying, and fresh keys could take every seat again.
+    const [first] = t.relay.node.knownNodes().filter((n) => n.nodeId === t.nodes[0]?.nodeId);
+    if (!first) throw new Error('the relay has not heard the first node');
+    const request = {
+      acceptedModels: first.body.models.map((m) => m.id),
+      frame: { quorum: 3, embeddingModel: { id: first.body.embedders[0]?.id } },
+    } as unknown as RequestBody;
+    expect(t.relay.seats.applies(request)).toBe(true);
+    const flooder = t.network.join('flooder');
+    const heard = () => new Set(t.relay.node.knownNodes().map((n) => n.nodeId));
+    const total = 10_200;
+    for (let start = 0; start < total; start += 200) {
+      const batch: string[] = [];
+      for (let i = start; i < Math.min(total, start + 200); i++) {
+        const seed = new Uint8Array(32);
+        new DataView(seed.buffer).setUint32(0, 0x5eed0000 + i);
+        const key = await NodeKey.fromSeed(seed);
+        const hb = await signPacket(key, 'heartbeat', {
+          ...first.body,
+          models: [],
+          embedders: [],
+          createdAt: Date.now(),
+        });
+        batch.push(key.nodeId);
+        await flooder.publish(topicOfPacketType('heartbeat'), encodePacket(hb));
+      }
+      await waitUntil('the relay took the batch', async () => {
+        const ids = heard();
+        return batch.every((id) => ids.has(id));
+      });
+    }
+    expect(t.relay.seats.applies(request)).toBe(true);
+  }, 180_000);
 });

@@ -135,7 +135,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   let dispatcher: Dispatcher | undefined;
   // The coordinator's seat policy: nodes without a record in this history never fill a seal while
   // enough proven nodes are online (see ProvenNodes).
-  const proven = new ProvenNodes(store, (withinMs) => node.knownNodes(withinMs), log);
+  const proven = new ProvenNodes(store, log, now);
   const node = new SynodNode({
     key: o.key,
     role: 'relay',
@@ -157,6 +157,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
         }
       : {}),
     onPacket: async ({ id, packet }) => {
+      if (packet.type === 'heartbeat') proven.heard(packet.from, packet.body);
       try {
         const changed = await recordPacket(store, packet, id, now(), (requestId, ids) =>
           node.heldCommits(requestId, ids),
