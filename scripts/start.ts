@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path';
 import { deployOracle, fundedAccount, rpcChain, startAnvil } from '@synod/contracts';
 import type { Subprocess } from 'bun';
 import { createPublicClient, createWalletClient, type Hex, http, type PublicClient } from 'viem';
+import { loadOrCreateIdentity } from '../browser-node/src/cli/identity-file.ts';
 
 const root = resolve(import.meta.dir, '..');
 const data = resolve(process.env['SYNOD_DATA_DIR'] ?? join(root, '.data/local'));
@@ -167,6 +168,16 @@ async function startChain() {
 }
 const chain = withChain ? await startChain() : null;
 
+// The nodes' identities, made (or opened) before the relay starts: the relay trusts its own nodes
+// (`--trusted-nodes`), so its coordinator's seat policy has proven nodes from the first request, and
+// keys made elsewhere earn proof only by agreeing beside them.
+const nodeIds = await Promise.all(
+  Array.from({ length: nodeCount }, async (_, i) => {
+    const { key } = await loadOrCreateIdentity(join(data, `node-${i + 1}`, 'identity.json'), passphrase);
+    return key.nodeId;
+  }),
+);
+
 const relay = await waitForLine(
   'relay',
   [
@@ -181,6 +192,7 @@ const relay = await waitForLine(
     join(data, 'dev-api-key'),
     '--gun-port',
     '0',
+    ...(nodeIds.length > 0 ? ['--trusted-nodes', nodeIds.join(',')] : []),
     ...(chain
       ? [
           '--chain-rpc',

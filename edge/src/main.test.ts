@@ -153,6 +153,12 @@ describe('synod-relay refuses every bad flag before it opens, writes or starts a
     ],
     ['lists', ['--models', ''], '--models must be a comma-separated list of model ids without empty entries'],
     ['lists', ['--models', 'stories260K,no spaces'], '--models: not a model id'],
+    ['lists', ['--trusted-nodes', `${'ab'.repeat(32)},`], '--trusted-nodes must be a comma-separated list'],
+    [
+      'lists',
+      ['--trusted-nodes', 'AB'.repeat(32)],
+      '--trusted-nodes: not a node id (64 lowercase hex digits)',
+    ],
     [
       'lists',
       ['--bootstrap', ''],

@@ -49,6 +49,9 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --gun-port N           also run a Gun relay on this port (0: any free) as a second network
                          for redundant delivery of requests and verdicts; omit for none
   --models IDS           models served on the network (comma-separated)    [stories260K]
+  --trusted-nodes IDS    node ids (64 hex) this relay trusts: proven for its coordinator's seat
+                         policy from the start, the nodes other nodes earn proof beside; none: no
+                         node is proven and seals take any node                []
   --cors-origins LIST    web origins whose pages may call the API (https://app.example,…; * for
                          any); default none
   --max-open N           requests the relay coordinates at once; the rest wait in its log [256]
@@ -86,6 +89,7 @@ interface RelaySettings {
   gunPort: number | undefined;
   bootstrap: string[];
   models: string[];
+  trustedNodes: string[];
   corsOrigins: string[];
   maxOpen: number;
   maxQueued: number;
@@ -169,6 +173,11 @@ function relaySettings(
   const models = parseList('--models', text('models'), 'model ids', (m) =>
     MODEL_ID_RE.test(m) ? undefined : 'not a model id (1-128 characters of A-Z a-z 0-9 . _ : / @ + -)',
   );
+  const trustedNodes = given.has('trusted-nodes')
+    ? parseList('--trusted-nodes', text('trusted-nodes'), 'node ids', (id) =>
+        /^[0-9a-f]{64}$/.test(id) ? undefined : 'not a node id (64 lowercase hex digits)',
+      )
+    : [];
   let corsOrigins: string[] = [];
   if (given.has('cors-origins')) {
     const list = parseList('--cors-origins', text('cors-origins'), 'web origins (https://host[:port]) or *');
@@ -277,6 +286,7 @@ function relaySettings(
     gunPort,
     bootstrap,
     models,
+    trustedNodes,
     corsOrigins,
     maxOpen,
     maxQueued: maxQueuedN === 0 ? Number.POSITIVE_INFINITY : maxQueuedN,
@@ -314,6 +324,7 @@ async function main(argv: string[]): Promise<number> {
         bootstrap: { type: 'string', default: '' },
         'gun-port': { type: 'string' },
         models: { type: 'string', default: 'stories260K' },
+        'trusted-nodes': { type: 'string' },
         'cors-origins': { type: 'string', default: '' },
         'max-open': { type: 'string', default: String(DEFAULT_MAX_OPEN) },
         'max-queued': { type: 'string', default: String(DEFAULT_MAX_QUEUED) },
@@ -400,6 +411,7 @@ async function main(argv: string[]): Promise<number> {
       transports: gun ? [waku, gun] : [waku],
       embedders: [USE_LITE],
       configuredModels: s.models,
+      trustedNodes: s.trustedNodes,
       hostname: host,
       port,
       log,

@@ -18,7 +18,12 @@ export async function recordPacket(
   packet: AnyPacket,
   id: string,
   now: number,
-  heldCommits: HeldCommits = () => [],
+  o: {
+    /** The commits the relay's node holds, stored with a seal (see `HistoryStore.recordSeal`). */
+    heldCommits?: HeldCommits;
+    /** Which nodes are proven or trusted now, for the vouched agreements of a verdict. */
+    vouches?: (nodeId: string) => boolean;
+  } = {},
 ): Promise<boolean> {
   switch (packet.type) {
     case 'heartbeat':
@@ -34,14 +39,14 @@ export async function recordPacket(
     case 'seal': {
       // With the members' commits the relay's node holds (its coordinator's, for its own requests).
       const ids = new Set(packet.body.members.map((m) => m.commitId));
-      await store.recordSeal({ id, packet }, now, heldCommits(packet.body.requestId, ids));
+      await store.recordSeal({ id, packet }, now, o.heldCommits?.(packet.body.requestId, ids) ?? []);
       return true;
     }
     case 'reveal':
       await store.recordReveal({ id, packet });
       return true;
     case 'verdict':
-      await store.recordVerdict({ id, packet }, now);
+      await store.recordVerdict({ id, packet }, now, o.vouches);
       return true;
     case 'attestation':
       await store.recordAttestation({ id, packet });

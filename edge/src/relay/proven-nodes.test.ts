@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import type { HeartbeatBody, RequestBody } from '@synod/shared';
-import { ONLINE_WITHIN_MS, PROVEN_SCORE, ProvenNodes } from './proven-nodes.ts';
+import { ONLINE_WITHIN_MS, PROVEN_SCORE, PROVEN_VOUCHED, ProvenNodes } from './proven-nodes.ts';
 
 const EMBEDDER = 'use-lite-512';
 /** A request for `stories260K` with a quorum (only what `applies` reads of it). */
@@ -26,12 +26,12 @@ const heard = (
 
 describe('ProvenNodes', () => {
   test('proven by the history; applies while at least the quorum of them that can serve is online', async () => {
-    const asked: [number, number][] = [];
+    const asked: [number, number, number][] = [];
     let clock = 1_000_000;
     const p = new ProvenNodes(
       {
-        provenNodes: async (minScore, limit) => {
-          asked.push([minScore, limit]);
+        provenNodes: async (minVouched, minScore, limit) => {
+          asked.push([minVouched, minScore, limit]);
           return ['a', 'b', 'c'];
         },
       },
@@ -40,7 +40,7 @@ describe('ProvenNodes', () => {
     );
     expect(p.isProven('a')).toBe(false);
     await p.refresh();
-    expect(asked[0]?.[0]).toBe(PROVEN_SCORE);
+    expect(asked[0]?.slice(0, 2)).toEqual([PROVEN_VOUCHED, PROVEN_SCORE]);
     expect(['a', 'b', 'c'].map((n) => p.isProven(n))).toEqual([true, true, true]);
     expect(p.isProven('x')).toBe(false);
     for (const n of [heard('a'), heard('b'), heard('x')]) p.heard(n.nodeId, n.body);
@@ -131,5 +131,16 @@ describe('ProvenNodes', () => {
     expect(after).toBeGreaterThanOrEqual(2);
     await Bun.sleep(50);
     expect(reads).toBe(after);
+  });
+  test('trusted nodes are proven from the start and after every read, whatever the history says', async () => {
+    let ids: string[] = [];
+    const p = new ProvenNodes({ provenNodes: async () => ids }, () => {}, Date.now, ['t1']);
+    expect(p.isProven('t1')).toBe(true);
+    ids = ['a'];
+    await p.refresh();
+    expect([p.isProven('t1'), p.isProven('a'), p.size]).toEqual([true, true, 2]);
+    ids = [];
+    await p.refresh();
+    expect([p.isProven('t1'), p.isProven('a')]).toEqual([true, false]);
   });
 });

@@ -1,9 +1,11 @@
 import type { HeartbeatBody, RequestBody, SeatPolicy } from '@synod/shared';
 import type { HistoryStore } from '../store/history-store.ts';
 
-/** The reputation score (Wilson lower bound of a node's agreement rate) that makes a node proven. */
+/** The reputation score (Wilson lower bound of a node's agreement rate) a proven node must keep. */
 export const PROVEN_SCORE = 0.5;
-/** Most proven nodes held in memory (the best scores). */
+/** Agreements vouched for by another proven (or trusted) node that make a node proven. */
+export const PROVEN_VOUCHED = 3;
+/** Most proven nodes held in memory (the most vouched for). */
 export const MAX_PROVEN = 4_096;
 /** How often the proven set is read again from the history. */
 export const PROVEN_REFRESH_MS = 5_000;
@@ -11,9 +13,13 @@ export const PROVEN_REFRESH_MS = 5_000;
 export const ONLINE_WITHIN_MS = 60_000;
 
 /**
- * The relay coordinator's seat policy (`SeatPolicy`): a node is proven when its reputation, earned from
- * verdicts in this relay's history, scores at least `PROVEN_SCORE` (about four agreements and nothing
- * against it); the cap on other nodes' seats applies to a request when at least its `quorum` proven
+ * The relay coordinator's seat policy (`SeatPolicy`): a node is proven when the relay's operator trusts
+ * it (`trusted`: `--trusted-nodes`), or when at least `PROVEN_VOUCHED` of its agreements in this relay's
+ * history were vouched for (another accepted member of the same verdict was proven or trusted then) and
+ * its reputation still scores at least `PROVEN_SCORE`. Keys of one party agreeing among themselves (on
+ * requests the cap did not cover: a model only they serve, proven nodes away) earn nothing toward it, so
+ * proof spreads only from the nodes the operator trusts; a relay that trusts none has no proven node,
+ * and seals any node, as before the policy existed. The cap on other nodes' seats applies to a request when at least its `quorum` proven
  * nodes that can serve it were heard from within `ONLINE_WITHIN_MS`: their latest heartbeat lists one of
  * its accepted models and its embedder, and room in their queue. Otherwise (a network that is starting
  * and has no record yet, proven nodes away, busy or serving other models) any node takes any seat, so
@@ -30,6 +36,7 @@ export class ProvenNodes implements SeatPolicy {
   readonly #store: Pick<HistoryStore, 'provenNodes'>;
   readonly #log: (entry: Record<string, unknown>) => void;
   readonly #now: () => number;
+  readonly #trusted: ReadonlySet<string>;
   #proven = new Set<string>();
   /** The newest heartbeat of each proven node, and when it came. */
   readonly #heard = new Map<string, { body: HeartbeatBody; at: number }>();
@@ -40,10 +47,13 @@ export class ProvenNodes implements SeatPolicy {
     store: Pick<HistoryStore, 'provenNodes'>,
     log: (entry: Record<string, unknown>) => void = () => {},
     now: () => number = Date.now,
+    trusted: readonly string[] = [],
   ) {
     this.#store = store;
     this.#log = log;
     this.#now = now;
+    this.#trusted = new Set(trusted);
+    this.#proven = new Set(trusted);
   }
 
   /** Proven nodes known now. */
@@ -65,9 +75,9 @@ export class ProvenNodes implements SeatPolicy {
   /** Read the proven set again (a failed read keeps the last one, and is logged). */
   refresh(): Promise<void> {
     this.#refreshing ??= this.#store
-      .provenNodes(PROVEN_SCORE, MAX_PROVEN)
+      .provenNodes(PROVEN_VOUCHED, PROVEN_SCORE, MAX_PROVEN)
       .then((ids) => {
-        this.#proven = new Set(ids);
+        this.#proven = new Set([...this.#trusted, ...ids]);
         for (const id of this.#heard.keys()) if (!this.#proven.has(id)) this.#heard.delete(id);
       })
       .catch((e) => this.#log({ level: 'warn', msg: 'reading the proven nodes failed', err: String(e) }))

@@ -23,11 +23,13 @@ describe('the relay coordinator with proven nodes online', () => {
   let t: TestNetwork;
   beforeAll(async () => {
     t = await startTestNetwork();
-    // The three nodes have a record here (ten agreements each), and are heard from.
+    // The three nodes have a record here (ten agreements each, vouched for by each other), and are
+    // heard from.
     for (const n of t.nodes) {
       await t.relay.store.db.insert(reputation).values({
         nodeId: n.nodeId,
         agreements: 10,
+        vouched: 10,
         score: 0.72,
         updatedAt: Date.now(),
       });

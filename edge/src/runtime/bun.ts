@@ -71,6 +71,11 @@ export interface RelayOptions {
   admissionThread?: boolean;
   /** Bridge a SynodOracle on an EVM chain (see chain/chain-watcher.ts): its requests join the network. */
   chain?: ChainBridgeOptions;
+  /**
+   * Node ids this relay's operator trusts: proven for the coordinator's seat policy from the start, and
+   * the nodes proof spreads from (see ProvenNodes). None: no node is ever proven, and seals take anyone.
+   */
+  trustedNodes?: readonly string[];
 }
 
 export interface RunningRelay {
@@ -135,7 +140,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   let dispatcher: Dispatcher | undefined;
   // The coordinator's seat policy: nodes without a record in this history never fill a seal while
   // enough proven nodes are online (see ProvenNodes).
-  const proven = new ProvenNodes(store, log, now);
+  const proven = new ProvenNodes(store, log, now, o.trustedNodes ?? []);
   const node = new SynodNode({
     key: o.key,
     role: 'relay',
@@ -159,9 +164,10 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     onPacket: async ({ id, packet }) => {
       if (packet.type === 'heartbeat') proven.heard(packet.from, packet.body);
       try {
-        const changed = await recordPacket(store, packet, id, now(), (requestId, ids) =>
-          node.heldCommits(requestId, ids),
-        );
+        const changed = await recordPacket(store, packet, id, now(), {
+          heldCommits: (requestId, ids) => node.heldCommits(requestId, ids),
+          vouches: (nodeId) => proven.isProven(nodeId),
+        });
         if (changed && packet.type !== 'heartbeat') network?.changed(packet.body.requestId);
       } catch (e) {
         log({ level: 'error', msg: 'history write failed', type: packet.type, err: String(e) });

@@ -239,6 +239,47 @@ describe("HistoryStore: seals and verdicts are the coordinator's alone", () => {
     }
   });
 
+  test('an accepted agreement is vouched for only when another accepted member is proven or trusted', async () => {
+    const accepted = golden.verdict.accepted.map((a) => a.nodeId);
+    expect(accepted.length).toBeGreaterThanOrEqual(3);
+    const [voucher] = accepted;
+    const vouchedOf = async (h: Awaited<ReturnType<typeof beforeTheSeal>>) =>
+      Object.fromEntries(
+        (await h.client.execute('SELECT node_id, vouched, agreements FROM reputation')).rows.map((r) => [
+          String(r['node_id']),
+          [Number(r['vouched']), Number(r['agreements'])],
+        ]),
+      );
+    for (const [name, vouches] of [
+      ['none-proven', () => false],
+      ['one-proven', (id: string) => id === voucher],
+    ] as const) {
+      const h = await beforeTheSeal(`vouched-${name}`);
+      try {
+        await h.store.recordSeal(stored(seal), 2);
+        for (const r of of('reveal')) await h.store.recordReveal(stored(r));
+        expect(await h.store.recordVerdict(stored(verdict), 3, vouches)).toBe(true);
+        const rows = await vouchedOf(h);
+        for (const id of accepted) {
+          // Agreeing with each other earns nothing; agreeing beside a proven node earns one.
+          const expected = name === 'one-proven' && id !== voucher ? 1 : 0;
+          expect(rows[id]).toEqual([expected, 1]);
+        }
+        for (const [id, [v]] of Object.entries(rows)) if (!accepted.includes(id)) expect(v).toBe(0);
+        if (name === 'one-proven') {
+          expect(await h.store.provenNodes(1, 0, 10)).toEqual(
+            expect.arrayContaining(accepted.filter((id) => id !== voucher)),
+          );
+          expect(await h.store.provenNodes(1, 0, 10)).not.toContain(voucher);
+        } else {
+          expect(await h.store.provenNodes(1, 0, 10)).toEqual([]);
+        }
+      } finally {
+        h.client.close();
+      }
+    }
+  });
+
   test("a verdict signed by anyone but the request's author is not stored; the coordinator's still is", async () => {
     const h = await beforeTheSeal('forged-verdict');
     try {
@@ -702,6 +743,7 @@ describe('HistoryStore: requests by status (/healthz, /metrics)', () => {
       expect(await applyMigrations(client, MIGRATIONS)).toEqual([
         '0006_history_read_paths',
         '0007_chain_request_counts',
+        '0008_reputation_vouched',
       ]);
       const store = new HistoryStore(drizzle(client, { schema: historySchema }));
       expect(await store.counts()).toEqual({

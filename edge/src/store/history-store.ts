@@ -294,8 +294,14 @@ export class HistoryStore {
    * coordinator's, over the seal stored for it: a verdict signed by anyone else is not the request's
    * (NOT_COORDINATOR to every node's observer), whatever it says. A request already expired or failed
    * takes none: its final status was told (and, for a chain request, settled) on that.
+   * `vouches` says which nodes are proven (or trusted) now: an accepted member's agreement is vouched for
+   * (`reputation.vouched`) when another accepted member is one of them.
    */
-  async recordVerdict(v: Stored<'verdict'>, now: number): Promise<boolean> {
+  async recordVerdict(
+    v: Stored<'verdict'>,
+    now: number,
+    vouches: (nodeId: string) => boolean = () => false,
+  ): Promise<boolean> {
     const { verdict, entries } = verdictRows(v);
     return this.db.transaction(async (tx) => {
       const existing = await tx
@@ -333,17 +339,36 @@ export class HistoryStore {
             .where(eq(sealMembers.requestId, verdict.requestId))
         ).map((m) => m.nodeId),
       );
+      // Accepted members proven (or trusted) now: each vouches for the others' agreements.
+      const vouchers = new Set(
+        entries.filter((e) => e.outcome === 'accepted' && vouches(e.nodeId)).map((e) => e.nodeId),
+      );
       for (const d of reputationDeltas(entries)) {
         const current = await tx.select().from(reputation).where(eq(reputation.nodeId, d.nodeId));
         if (current.length === 0 && !members.has(d.nodeId)) continue;
-        const base = current[0] ?? { agreements: 0, disagreements: 0, withheld: 0, invalid: 0, commits: 0 };
+        const base = current[0] ?? {
+          agreements: 0,
+          disagreements: 0,
+          withheld: 0,
+          invalid: 0,
+          commits: 0,
+          vouched: 0,
+        };
+        const vouched =
+          base.vouched + (d.agreements > 0 && [...vouchers].some((n) => n !== d.nodeId) ? d.agreements : 0);
         const next = {
           agreements: base.agreements + d.agreements,
           disagreements: base.disagreements + d.disagreements,
           withheld: base.withheld + d.withheld,
           invalid: base.invalid + d.invalid,
         };
-        const row = { ...next, commits: base.commits + 1, score: reputationScore(next), updatedAt: now };
+        const row = {
+          ...next,
+          commits: base.commits + 1,
+          vouched,
+          score: reputationScore(next),
+          updatedAt: now,
+        };
         await tx
           .insert(reputation)
           .values({ nodeId: d.nodeId, ...row })
@@ -539,15 +564,16 @@ export class HistoryStore {
    * stays valid while heartbeats come in), or the one node `q.node`.
    */
   /**
-   * Nodes whose reputation score (`reputationScore`, the Wilson lower bound of their agreement rate) is
-   * at least `minScore`, best first, at most `limit` (read through `reputation_score_idx`).
+   * Nodes with at least `minVouched` agreements vouched for by a proven node (`reputation.vouched`) and a
+   * reputation score (`reputationScore`, the Wilson lower bound of their agreement rate) of at least
+   * `minScore`, most vouched first, at most `limit` (read through `reputation_vouched_idx`).
    */
-  async provenNodes(minScore: number, limit: number): Promise<string[]> {
+  async provenNodes(minVouched: number, minScore: number, limit: number): Promise<string[]> {
     const rows = await this.db
       .select({ nodeId: reputation.nodeId })
       .from(reputation)
-      .where(gte(reputation.score, minScore))
-      .orderBy(desc(reputation.score))
+      .where(and(gte(reputation.vouched, minVouched), gte(reputation.score, minScore)))
+      .orderBy(desc(reputation.vouched))
       .limit(limit);
     return rows.map((r) => r.nodeId);
   }

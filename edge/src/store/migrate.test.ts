@@ -110,7 +110,10 @@ describe('applyMigrations', () => {
     await row(a, 2, 'pending', null);
     await row(b, 1, 'pending', null);
     await row(b, 2, 'refunded', '0xf3');
-    expect(await applyMigrations(c, MIGRATIONS)).toEqual(['0007_chain_request_counts']);
+    expect(await applyMigrations(c, MIGRATIONS)).toEqual([
+      '0007_chain_request_counts',
+      '0008_reputation_vouched',
+    ]);
     const counts = async () =>
       Object.fromEntries(
         (await c.execute('SELECT status, n FROM chain_request_counts ORDER BY status')).rows.map((r) => [

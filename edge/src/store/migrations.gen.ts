@@ -154,5 +154,14 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
       "CREATE TRIGGER `chain_requests_count_status` AFTER UPDATE OF `status` ON `chain_requests` WHEN old.`status` IS NOT new.`status` BEGIN\n  UPDATE `chain_request_counts` SET `n` = `n` - 1 WHERE `status` = old.`status`;\n  INSERT INTO `chain_request_counts` (`status`, `n`) VALUES (new.`status`, 1)\n    ON CONFLICT (`status`) DO UPDATE SET `n` = `n` + 1;\nEND;",
       "CREATE TRIGGER `chain_requests_count_delete` AFTER DELETE ON `chain_requests` BEGIN\n  UPDATE `chain_request_counts` SET `n` = `n` - 1 WHERE `status` = old.`status`;\nEND;"
     ]
+  },
+  {
+    "tag": "0008_reputation_vouched",
+    "folderMillis": 1795391745045,
+    "hash": "feb8d1c9c5e077cc35475190291532864d39763a32735419000c22f402a02069",
+    "statements": [
+      "ALTER TABLE `reputation` ADD `vouched` integer DEFAULT 0 NOT NULL;",
+      "CREATE INDEX `reputation_vouched_idx` ON `reputation` (`vouched`);"
+    ]
   }
 ];

@@ -502,6 +502,12 @@ export const reputation = sqliteTable(
     invalid: integer('invalid').notNull().default(0),
     /** Valid commits stored. */
     commits: integer('commits').notNull().default(0),
+    /**
+     * Agreements vouched for: in accepted verdicts whose accepted set held another node proven (or
+     * trusted) at the time. Only these make a node proven for the relay's seat policy: keys of one party
+     * agreeing among themselves, on requests no proven node served, earn none.
+     */
+    vouched: integer('vouched').notNull().default(0),
     /** How many latencies `mean_latency_ms` averages; the mean is null while this is 0. */
     latencySamples: integer('latency_samples').notNull().default(0),
     meanLatencyMs: real('mean_latency_ms'),
@@ -511,6 +517,7 @@ export const reputation = sqliteTable(
   },
   (t) => [
     index('reputation_score_idx').on(t.score),
+    index('reputation_vouched_idx').on(t.vouched),
     check(
       'reputation_counts_ck',
       sql`${c(t.agreements)} >= 0 and ${c(t.disagreements)} >= 0 and ${c(t.withheld)} >= 0 and ${c(t.invalid)} >= 0 and ${c(t.commits)} >= 0 and ${c(t.latencySamples)} >= 0`,
