@@ -271,13 +271,25 @@ async function refreshStanding(api: SynodPageApi, relay: string, timeoutMs: numb
         ? `no answer within ${timeoutMs / 1000} s`
         : String(e);
     text('standing-score', `the relay could not be asked (${why})`);
-    for (const id of ['standing-commits', 'standing-agreement', 'standing-faults', 'standing-seen'])
+    for (const id of [
+      'standing-commits',
+      'standing-agreement',
+      'standing-vouched',
+      'standing-faults',
+      'standing-seen',
+    ])
       text(id, '—');
     return;
   }
   if (row === undefined) {
     text('standing-score', 'not seen by the relay yet (it learns of a node from its heartbeats)');
-    for (const id of ['standing-commits', 'standing-agreement', 'standing-faults', 'standing-seen'])
+    for (const id of [
+      'standing-commits',
+      'standing-agreement',
+      'standing-vouched',
+      'standing-faults',
+      'standing-seen',
+    ])
       text(id, '—');
     return;
   }
@@ -285,6 +297,8 @@ async function refreshStanding(api: SynodPageApi, relay: string, timeoutMs: numb
   text('standing-score', rep.score.toFixed(3));
   text('standing-commits', String(rep.commits));
   text('standing-agreement', `${rep.agreements} / ${rep.disagreements}`);
+  // A relay before this field existed sends none: said as unknown, not as zero.
+  text('standing-vouched', rep.vouched === undefined ? '—' : `${rep.vouched} (3 make a node proven)`);
   text('standing-faults', `${rep.withheld} / ${rep.invalid}`);
   text('standing-seen', ago(row.lastSeen));
 }

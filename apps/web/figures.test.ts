@@ -162,6 +162,9 @@ describe('the figures the contributor app shows', () => {
       expect(await page.textContent('#standing-score')).toBe(row.reputation.score.toFixed(3));
       expect(await page.textContent('#standing-agreement')).toBe('3 / 0');
       expect(await page.textContent('#standing-faults')).toBe('0 / 0');
+      expect(await page.textContent('#standing-vouched')).toBe(
+        `${row.reputation.vouched} (3 make a node proven)`,
+      );
       expect(await page.textContent('#served')).toBe(String(ids.length));
 
       expect(offsite).toEqual([]);

@@ -151,7 +151,7 @@ describe('POST /v1/inference and the request lifecycle', () => {
       nodeId: string;
       role: string;
       models: { id: string }[];
-      reputation: { score: number; agreements: number; commits: number; invalid: number };
+      reputation: { score: number; agreements: number; commits: number; invalid: number; vouched: number };
     };
     const listed = ((await (await req('/v1/nodes')).json()) as { nodes: NodeRow[] }).nodes;
     for (const n of t.nodes) {
@@ -162,6 +162,8 @@ describe('POST /v1/inference and the request lifecycle', () => {
       expect(row?.reputation.commits).toBeGreaterThanOrEqual(1);
       expect(row?.reputation.agreements).toBeGreaterThanOrEqual(1);
       expect(row?.reputation.invalid).toBe(0);
+      // This relay trusts no node: no agreement here was vouched for.
+      expect(row?.reputation.vouched).toBe(0);
       expect(row?.reputation.score).toBeGreaterThan(0);
       expect(row?.reputation.score).toBeLessThanOrEqual(1);
     }

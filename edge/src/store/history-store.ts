@@ -890,8 +890,9 @@ function toNodeSummary({
           withheld: rep.withheld,
           invalid: rep.invalid,
           commits: rep.commits,
+          vouched: rep.vouched,
         }
-      : { score: 0, agreements: 0, disagreements: 0, withheld: 0, invalid: 0, commits: 0 },
+      : { score: 0, agreements: 0, disagreements: 0, withheld: 0, invalid: 0, commits: 0, vouched: 0 },
   };
 }
 
@@ -912,6 +913,8 @@ export interface NodeSummary {
     withheld: number;
     invalid: number;
     commits: number;
+    /** Agreements vouched for by a proven or trusted node beside it (see `provenNodes`). */
+    vouched: number;
   };
 }
 
