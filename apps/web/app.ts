@@ -252,6 +252,15 @@ function wireFollower(relayDefault: string | null): void {
 /** One entry of the relay's `GET /v1/nodes` (JSON), as the relay declares it. */
 type NodeRow = Pick<NodeSummary, 'nodeId' | 'lastSeen' | 'reputation'>;
 
+/** The standing panel's figures, blanked together when the relay cannot give them. */
+const STANDING_FIGURES = [
+  'standing-commits',
+  'standing-agreement',
+  'standing-vouched',
+  'standing-faults',
+  'standing-seen',
+] as const;
+
 async function refreshStanding(api: SynodPageApi, relay: string, timeoutMs: number): Promise<void> {
   const nodeId = api.status().nodeId;
   if (nodeId === null) return;
@@ -271,26 +280,12 @@ async function refreshStanding(api: SynodPageApi, relay: string, timeoutMs: numb
         ? `no answer within ${timeoutMs / 1000} s`
         : String(e);
     text('standing-score', `the relay could not be asked (${why})`);
-    for (const id of [
-      'standing-commits',
-      'standing-agreement',
-      'standing-vouched',
-      'standing-faults',
-      'standing-seen',
-    ])
-      text(id, '—');
+    for (const id of STANDING_FIGURES) text(id, '—');
     return;
   }
   if (row === undefined) {
     text('standing-score', 'not seen by the relay yet (it learns of a node from its heartbeats)');
-    for (const id of [
-      'standing-commits',
-      'standing-agreement',
-      'standing-vouched',
-      'standing-faults',
-      'standing-seen',
-    ])
-      text(id, '—');
+    for (const id of STANDING_FIGURES) text(id, '—');
     return;
   }
   const rep = row.reputation;

@@ -11,6 +11,7 @@ import { loadTestServing, type TestServing } from '../../browser-node/src/node/t
 import { createApiKey } from './auth/api-keys.ts';
 import type { EdgeConfig } from './config.ts';
 import { type ChainBridgeOptions, type RunningRelay, startRelay } from './runtime/bun.ts';
+import { waitUntil } from './test-servers.ts';
 
 export interface TestNetwork {
   relay: RunningRelay;
@@ -100,4 +101,29 @@ export async function startTestNetwork(
       rmSync(dir, { recursive: true, force: true });
     },
   } satisfies TestNetwork;
+}
+
+/** Submit a prompt over the relay's HTTP API with the network's API key; its request id (a 202). */
+export async function submitPrompt(
+  t: TestNetwork,
+  prompt = 'Once upon a time',
+  maxTokens = 8,
+): Promise<string> {
+  const r = await fetch(`${t.relay.url}/v1/inference`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${t.apiKey}` },
+    body: JSON.stringify({ prompt, params: { maxTokens } }),
+  });
+  if (r.status !== 202) throw new Error(`POST /v1/inference answered ${r.status}: ${await r.text()}`);
+  return ((await r.json()) as { requestId: string }).requestId;
+}
+
+/** Wait until a request's status, read over HTTP, is `status`. */
+export async function waitForStatus(t: TestNetwork, requestId: string, status = 'verdict'): Promise<void> {
+  await waitUntil(`request ${requestId.slice(0, 12)} ${status}`, async () => {
+    const view = (await (await fetch(`${t.relay.url}/v1/inference/${requestId}`)).json()) as {
+      status: string;
+    };
+    return view.status === status;
+  });
 }

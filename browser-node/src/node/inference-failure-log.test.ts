@@ -3,14 +3,7 @@ import { deriveRequestId, NodeKey, type RequestBody, resolveFrame } from '@synod
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { SynodNode } from './synod-node.ts';
 import { loadTestServing } from './test-helpers.ts';
-
-async function until(cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error('timed out waiting for a condition');
-    await Bun.sleep(20);
-  }
-}
+import { until } from './test-until.ts';
 
 describe('SynodNode: an inference the engine refuses', () => {
   test('is logged with the engine’s reason, not its code alone (a prompt longer than the context)', async () => {

@@ -12,14 +12,9 @@ import { MemoryNetwork } from '../p2p/memory.ts';
 import { topicOfPacketType } from '../p2p/topics.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { SynodNode } from './synod-node.ts';
+import { until as waitUntil } from './test-until.ts';
 
-async function until(cond: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error('timed out waiting for a condition');
-    await Bun.sleep(5);
-  }
-}
+const until = (cond: () => boolean, timeoutMs = 60_000) => waitUntil(cond, timeoutMs, 5);
 
 const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
 

@@ -8,17 +8,10 @@ import { MemoryNetwork } from '../p2p/memory.ts';
 import { LibsqlMachineStore } from './machine-store-libsql.ts';
 import { SynodNode } from './synod-node.ts';
 import { loadTestServing, type TestServing } from './test-helpers.ts';
+import { until } from './test-until.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-store-full-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function until(cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error('timed out waiting for a condition');
-    await Bun.sleep(20);
-  }
-}
 
 function request(serving: TestServing, n: number): RequestBody {
   const content = {

@@ -15,14 +15,7 @@ import { topicOfPacketType } from '../p2p/topics.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { SynodNode } from './synod-node.ts';
 import { loadTestServing, type TestServing } from './test-helpers.ts';
-
-async function until(cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error('timed out waiting for a condition');
-    await Bun.sleep(20);
-  }
-}
+import { until } from './test-until.ts';
 
 function request(serving: TestServing, now: number, overrides: Partial<RequestBody> = {}): RequestBody {
   const body = {

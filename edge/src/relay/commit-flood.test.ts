@@ -17,8 +17,7 @@ import {
   parseEnvelope,
   signPacket,
 } from '@synod/shared';
-import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
-import { waitUntil } from '../test-servers.ts';
+import { startTestNetwork, submitPrompt, type TestNetwork, waitForStatus } from '../test-helpers.ts';
 
 describe('a flood of commits from fresh keys before the nodes commit', () => {
   let t: TestNetwork;
@@ -58,19 +57,8 @@ describe('a flood of commits from fresh keys before the nodes commit', () => {
         for (const c of commits) await attacker.publish(topicOfPacketType('commit'), encodePacket(c));
       })();
     });
-    const r = await fetch(`${t.relay.url}/v1/inference`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${t.apiKey}` },
-      body: JSON.stringify({ prompt: 'Once upon a time', params: { maxTokens: 8 } }),
-    });
-    expect(r.status).toBe(202);
-    const { requestId } = (await r.json()) as { requestId: string };
-    await waitUntil('the verdict', async () => {
-      const view = (await (await fetch(`${t.relay.url}/v1/inference/${requestId}`)).json()) as {
-        status: string;
-      };
-      return view.status === 'verdict';
-    });
+    const requestId = await submitPrompt(t);
+    await waitForStatus(t, requestId, 'verdict');
     await flooded;
     // The flood took the room before the seal: the history holds no more commits than that bound and
     // the seal's members' (brought by the seal where the flood had left them no room).

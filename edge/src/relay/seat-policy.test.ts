@@ -16,7 +16,7 @@ import {
   signPacket,
 } from '@synod/shared';
 import { reputation } from '@synod/shared/history';
-import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
+import { startTestNetwork, submitPrompt, type TestNetwork, waitForStatus } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
 
 describe('the relay coordinator with proven nodes online', () => {
@@ -59,19 +59,8 @@ describe('the relay coordinator with proven nodes online', () => {
         }
       })();
     });
-    const r = await fetch(`${t.relay.url}/v1/inference`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${t.apiKey}` },
-      body: JSON.stringify({ prompt: 'Once upon a time', params: { maxTokens: 8 } }),
-    });
-    expect(r.status).toBe(202);
-    const { requestId } = (await r.json()) as { requestId: string };
-    await waitUntil('the verdict', async () => {
-      const view = (await (await fetch(`${t.relay.url}/v1/inference/${requestId}`)).json()) as {
-        status: string;
-      };
-      return view.status === 'verdict';
-    });
+    const requestId = await submitPrompt(t);
+    await waitForStatus(t, requestId, 'verdict');
     await flooded;
     const held = await t.relay.store.getRequest(requestId);
     const members = held?.seal?.packet.body.members.map((m) => m.nodeId) ?? [];

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { STREAMS_PER_ADDRESS } from '../http/stream-slots.ts';
-import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
+import { startTestNetwork, submitPrompt, type TestNetwork } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
 
 interface SseEvent {
@@ -37,15 +37,7 @@ function parseSse(text: string): SseEvent[] {
   return events;
 }
 
-async function submit(t: TestNetwork): Promise<string> {
-  const r = await fetch(`${t.relay.url}/v1/inference`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${t.apiKey}` },
-    body: JSON.stringify({ prompt: 'Once upon a time', params: { maxTokens: 8 } }),
-  });
-  expect(r.status).toBe(202);
-  return ((await r.json()) as { requestId: string }).requestId;
-}
+const submit = (t: TestNetwork) => submitPrompt(t);
 
 const events = (t: TestNetwork, requestId: string, lastEventId?: string) =>
   fetch(`${t.relay.url}/v1/inference/${requestId}/events`, {
