@@ -38,6 +38,11 @@ export async function startTestNetwork(
     maxOpenRequests?: number;
     /** The relay's `maxQueuedRequests` (default the relay's own). */
     maxQueuedRequests?: number;
+    /**
+     * The relay trusts the test's nodes (`trustedNodes`): its seat policy caps other keys at once. The
+     * nodes send a heartbeat once the relay is up, so it knows them to be online and able to serve.
+     */
+    trustNodes?: boolean;
   } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'synod-edge-'));
@@ -79,6 +84,7 @@ export async function startTestNetwork(
     ...(options.config ? { config: options.config } : {}),
     ...(options.maxOpenRequests !== undefined ? { maxOpenRequests: options.maxOpenRequests } : {}),
     ...(options.maxQueuedRequests !== undefined ? { maxQueuedRequests: options.maxQueuedRequests } : {}),
+    ...(options.trustNodes ? { trustedNodes: nodes.map((n) => n.nodeId) } : {}),
   });
   for (const n of nodes) await n.start();
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));

@@ -502,18 +502,18 @@ export const reputation = sqliteTable(
     invalid: integer('invalid').notNull().default(0),
     /** Valid commits stored. */
     commits: integer('commits').notNull().default(0),
-    /**
-     * Agreements vouched for: in accepted verdicts whose accepted set held another node proven (or
-     * trusted) at the time. Only these make a node proven for the relay's seat policy: keys of one party
-     * agreeing among themselves, on requests no proven node served, earn none.
-     */
-    vouched: integer('vouched').notNull().default(0),
     /** How many latencies `mean_latency_ms` averages; the mean is null while this is 0. */
     latencySamples: integer('latency_samples').notNull().default(0),
     meanLatencyMs: real('mean_latency_ms'),
     /** `reputationScore` of the counters, in [0, 1]. */
     score: real('score').notNull().default(0),
     updatedAt: integer('updated_at').notNull(),
+    /**
+     * Agreements vouched for: in accepted verdicts whose accepted set held another node proven (or
+     * trusted) at the time. Only these make a node proven for the relay's seat policy: keys of one party
+     * agreeing among themselves, on requests no proven node served, earn none.
+     */
+    vouched: integer('vouched').notNull().default(0),
   },
   (t) => [
     index('reputation_score_idx').on(t.score),
