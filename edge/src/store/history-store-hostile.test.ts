@@ -20,6 +20,7 @@ import {
   verifyTranscript,
 } from '@synod/shared';
 import { requestView } from '../views.ts';
+import { COUNTED_REVEALS_CACHE, verdictReveals } from './history-store.ts';
 import { openHistory } from './open-history.ts';
 
 /**
@@ -252,6 +253,13 @@ describe('HistoryStore under a hostile network: reveals', () => {
           .map((r) => packetId(r))
           .sort(),
       );
+      // The search for them was done once and is remembered, not redone on every read (an event stream
+      // reads the request each second): a second read finds the same reveals through the cache.
+      const cacheKey = [...COUNTED_REVEALS_CACHE.keys()].find((k) => k.startsWith(`${packetId(verdict)}:`));
+      expect(cacheKey).toBeDefined();
+      const cachedIds = COUNTED_REVEALS_CACHE.get(cacheKey as string) ?? [];
+      expect(cachedIds).not.toContain(packetId(early));
+      expect(verdictReveals(d).map((r) => r.id)).toEqual(cachedIds);
     } finally {
       h.client.close();
     }

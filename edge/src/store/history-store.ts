@@ -8,7 +8,9 @@ import {
   REVEALS_PER_MEMBER,
   type RequestBody,
   selectReveals,
+  sha256Hex,
   transcriptRoot,
+  utf8,
   type Verdict,
 } from '@synod/shared';
 import {
@@ -720,6 +722,15 @@ function countedReveals(
   let tries = 1;
   for (const o of open) tries *= o.length;
   if (tries > COUNTED_REVEALS_TRIES) return selection.reveals;
+  // The search is remembered: the reveals stored for a request change no more once its verdict is
+  // (`recordReveal`), and every read of the request (event streams poll it each second) would redo it.
+  const key = `${verdict.id}:${sha256Hex(utf8(d.reveals.map((r) => r.id).join(',')))}`;
+  const known = COUNTED_REVEALS_CACHE.get(key);
+  if (known !== undefined) {
+    const byId = new Map(d.reveals.map((r) => [r.id, r]));
+    return known.map((id) => byId.get(id) as Stored<'reveal'>);
+  }
+  let found = selection.reveals;
   for (let n = 0; n < tries; n++) {
     let rest = n;
     const picked = open.map((o) => {
@@ -729,10 +740,25 @@ function countedReveals(
     });
     const reveals = [...fixed, ...picked];
     const root = transcriptRoot(buildTranscript([...head, ...reveals.map((r) => r.packet)]));
-    if (root === body.transcriptRoot) return reveals;
+    if (root === body.transcriptRoot) {
+      found = reveals;
+      break;
+    }
   }
-  return selection.reveals;
+  if (COUNTED_REVEALS_CACHE.size >= COUNTED_REVEALS_CACHED) {
+    const oldest = COUNTED_REVEALS_CACHE.keys().next().value;
+    if (oldest !== undefined) COUNTED_REVEALS_CACHE.delete(oldest);
+  }
+  COUNTED_REVEALS_CACHE.set(
+    key,
+    found.map((r) => r.id),
+  );
+  return found;
 }
+
+/** Searches of `countedReveals` remembered (by verdict and stored reveals), the oldest forgotten first. */
+const COUNTED_REVEALS_CACHED = 1_024;
+export const COUNTED_REVEALS_CACHE = new Map<string, string[]>();
 
 export interface HistoryItem {
   requestId: string;
