@@ -177,6 +177,26 @@ describe('chain watcher operations: the RPC endpoint', () => {
     }
   });
 
+  test('a long backlog is read over several passes, a bounded number of ranges each, the cursor kept between them', async () => {
+    const { w, oracle, requestId } = await opsWatcher({ maxBlockRange: 10n, maxRangesPerPass: 3 });
+    const first = await chain.callLLM({ prompt: 'Early in the backlog', models: ['stories260K'], oracle });
+    await chain.mine(60);
+    const last = await chain.callLLM({ prompt: 'Late in the backlog', models: ['stories260K'], oracle });
+    const start = BigInt((await store.cursor(w.oracle))?.blockNumber ?? -1);
+    const logsRead = () => proxy.calls.get('eth_getLogs') ?? 0;
+    const before = logsRead();
+    await w.poll();
+    // One pass: three ranges of ten blocks, no more; what they held is recorded (and settled when it can
+    // be) before the rest of the backlog is read.
+    expect(logsRead() - before).toBe(3);
+    expect((await store.byRequestId(requestId(first.requestNo)))?.status).toBe('pending');
+    expect(await store.byRequestId(requestId(last.requestNo))).toBeNull();
+    const after = BigInt((await store.cursor(w.oracle))?.blockNumber ?? -1);
+    expect(after).toBeGreaterThan(start);
+    for (let i = 0; i < 5; i++) await w.poll();
+    expect((await store.byRequestId(requestId(last.requestNo)))?.status).toBe('pending');
+  });
+
   test('logs the RPC returns from outside the range asked (an unconfirmed block) are not acted on', async () => {
     const { w, oracle, logs, requestId } = await opsWatcher({ confirmations: 2 });
     await chain.mine(3);

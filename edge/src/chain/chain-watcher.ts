@@ -85,6 +85,12 @@ export interface ChainWatcherOptions {
    * keeps the narrower range from then on.
    */
   maxBlockRange?: bigint;
+  /**
+   * Most block ranges read in one pass. Default 20. A watcher catching up on a long backlog (a relay
+   * down for days) settles what it has between passes instead of after the whole backlog, and a pass
+   * stays within a bounded number of RPC calls (a Workers cron run has a budget of subrequests).
+   */
+  maxRangesPerPass?: number;
   /** Blocks read again below the cursor when the cursor's block was replaced. Default 64. */
   reorgWindow?: bigint;
   /** Between passes. Default 1,000 ms. */
@@ -159,6 +165,7 @@ type Defaulted =
   | 'confirmations'
   | 'fromBlock'
   | 'maxBlockRange'
+  | 'maxRangesPerPass'
   | 'reorgWindow'
   | 'pollMs'
   | 'quotaPerDay'
@@ -234,6 +241,7 @@ export class ChainWatcher {
       confirmations: 2,
       fromBlock: 0n,
       maxBlockRange: 2_000n,
+      maxRangesPerPass: 20,
       reorgWindow: 64n,
       pollMs: 1_000,
       quotaPerDay: 1_000_000,
@@ -390,7 +398,8 @@ export class ChainWatcher {
         });
       }
     }
-    while (from <= safe && !this.#stopped) {
+    // A long backlog is read over several passes, settling between them.
+    for (let ranges = 0; from <= safe && !this.#stopped && ranges < this.#o.maxRangesPerPass; ranges++) {
       const to = from + this.#blockRange - 1n < safe ? from + this.#blockRange - 1n : safe;
       const read = await this.#readRange(from, to);
       // The chain kept changing under the reads: the cursor stays, the next pass reads the range again.
