@@ -24,7 +24,6 @@ import {
 } from './config.ts';
 import { KEYS_USAGE, keysCommand } from './keys-command.ts';
 import { DEFAULT_MAX_OPEN, DEFAULT_MAX_QUEUED } from './relay/dispatcher.ts';
-import { writeSecretFile } from './secret-file.ts';
 
 const USE_LITE = {
   id: 'use-lite-512',
@@ -377,7 +376,7 @@ async function main(argv: string[]): Promise<number> {
     console.log = console.error;
     const [
       { GunTransport },
-      { loadOrCreateIdentity },
+      { loadOrCreateIdentity, writeOwnerOnlyFile },
       { createHeadlessWakuRelay, libp2pKeyFor, startGunRelay },
       { startRelay },
     ] = await Promise.all([
@@ -428,7 +427,7 @@ async function main(argv: string[]): Promise<number> {
           { id: k.id, hash: k.hash, label: 'local development', quotaPerDay: 100_000 },
           Date.now(),
         );
-        writeSecretFile(devKeyFile, `${k.key}\n`);
+        writeOwnerOnlyFile(devKeyFile, `${k.key}\n`);
         devKey = k.key;
       }
     }

@@ -1,9 +1,9 @@
 import { afterAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
-import { ownerOnlyFile } from './private-file.ts';
+import { ownerOnlyFile, writeOwnerOnlyFile } from './private-file.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-private-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -27,5 +27,15 @@ describe('ownerOnlyFile', () => {
     ownerOnlyFile(path);
     expect(mode(path)).toBe(0o600);
     expect(readFileSync(path, 'utf8')).toBe('kept');
+  });
+
+  test('a secret written over an older file readable by others is 0600 and holds only the new text', () => {
+    const path = join(dir, 'keys', 'dev-api-key');
+    writeOwnerOnlyFile(path, 'synod_sk_old-and-longer\n');
+    writeFileSync(path, 'stale, world-readable\n', { mode: 0o644 });
+    chmodSync(path, 0o644);
+    writeOwnerOnlyFile(path, 'synod_sk_b\n');
+    expect(readFileSync(path, 'utf8')).toBe('synod_sk_b\n');
+    expect(mode(path)).toBe(0o600);
   });
 });

@@ -1,4 +1,4 @@
-import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
 /**
@@ -13,4 +13,13 @@ export function ownerOnlyFile(path: string): string {
   closeSync(openSync(abs, 'a', 0o600));
   chmodSync(abs, 0o600);
   return abs;
+}
+
+/**
+ * Write a secret (an API key) to a file only its owner may read or write: the file is made 0600 first
+ * (`ownerOnlyFile`), so it is never readable by others, not even for the moment the write takes, and a
+ * file that was already there (an older key, made readable to others) is set to 0600 too.
+ */
+export function writeOwnerOnlyFile(path: string, text: string): void {
+  writeFileSync(ownerOnlyFile(path), text);
 }
