@@ -166,7 +166,7 @@ describe("HistoryStore: seals and verdicts are the coordinator's alone", () => {
   const golden = (
     JSON.parse(readFileSync(VECTORS, 'utf8')) as {
       scenarios: {
-        nodes: { role: string; seed: string }[];
+        nodes: { role: string; seed: string; nodeId: string }[];
         verdict: VerdictBody['verdict'];
         verdictDigest: string;
         root: string;
@@ -218,15 +218,26 @@ describe("HistoryStore: seals and verdicts are the coordinator's alone", () => {
       await h.store.recordSeal(stored(seal), 2);
       for (const r of of('reveal')) await h.store.recordReveal(stored(r));
       const before = await h.store.getRequest(requestId);
-      // A second seal the coordinator signed (evidence of equivocation to the nodes), naming one member.
+      // A second seal the coordinator signed (evidence of equivocation to the nodes), naming one member
+      // under another commitment, brought with the commit it names.
       const coordinator = await NodeKey.fromSeed(Uint8Array.from(Buffer.from(coordinatorSeed, 'hex')));
+      const first = seal.body.members[0];
+      const memberSeed = golden.nodes.find((n) => n.nodeId === first?.nodeId)?.seed;
+      if (first === undefined || memberSeed === undefined) throw new Error('no member seed');
+      const member = await NodeKey.fromSeed(Uint8Array.from(Buffer.from(memberSeed, 'hex')));
+      const otherCommit = await signPacket(member, 'commit', {
+        requestId,
+        commitment: 'ab'.repeat(32),
+        createdAt: seal.body.createdAt - 1,
+      });
       const other = await signPacket(coordinator, 'seal', {
         ...seal.body,
         createdAt: seal.body.createdAt + 1,
-        members: seal.body.members.slice(0, 1),
+        members: [{ ...first, commitment: 'ab'.repeat(32), commitId: packetId(otherCommit) }],
       });
-      await h.store.recordSeal(stored(other), 3);
+      await h.store.recordSeal(stored(other), 3, [stored(otherCommit)]);
       const after = await h.store.getRequest(requestId);
+      expect(after?.commits.map((c) => c.id)).not.toContain(packetId(otherCommit));
       expect(after?.seal?.id).toBe(packetId(seal));
       expect(after?.reveals.map((r) => r.id).sort()).toEqual(before?.reveals.map((r) => r.id).sort() ?? []);
       const members = await h.client.execute({

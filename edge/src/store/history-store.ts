@@ -207,6 +207,13 @@ export class HistoryStore {
         .where(eq(requests.requestId, seal.requestId));
       if (request === undefined) return;
       if (request.coordinator !== seal.coordinator || request.packetId !== seal.requestPacketId) return;
+      // The first seal only: a second one stores nothing, not even the commits it brings.
+      const inserted = await tx
+        .insert(seals)
+        .values(seal)
+        .onConflictDoNothing()
+        .returning({ id: seals.packetId });
+      if (inserted.length === 0) return;
       // The members' commits, as the coordinator's machine holds them, where the history bounded them
       // out before the seal (`recordCommit`): each exactly the one the seal names for its node.
       const named = new Map(s.packet.body.members.map((m) => [m.commitId, m]));
@@ -217,12 +224,6 @@ export class HistoryStore {
         if (b.commitment !== m.commitment) continue;
         await tx.insert(commits).values(commitRow(c)).onConflictDoNothing();
       }
-      const inserted = await tx
-        .insert(seals)
-        .values(seal)
-        .onConflictDoNothing()
-        .returning({ id: seals.packetId });
-      if (inserted.length === 0) return;
       if (members.length > 0) await tx.insert(sealMembers).values(members).onConflictDoNothing();
       // Reveals taken before the seal was (see recordReveal) from nodes it left out go.
       await tx.delete(reveals).where(
