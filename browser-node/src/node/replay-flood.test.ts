@@ -12,6 +12,7 @@ import { MemoryNetwork } from '../p2p/memory.ts';
 import { topicOfPacketType } from '../p2p/topics.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { SynodNode } from './synod-node.ts';
+import { fixedQueue } from './test-queue.ts';
 import { until as waitUntil } from './test-until.ts';
 
 const until = (cond: () => boolean, timeoutMs = 60_000) => waitUntil(cond, timeoutMs, 5);
@@ -45,7 +46,6 @@ describe('SynodNode: a request it served, replayed after a flood of other reques
     const nodeKey = await NodeKey.fromSeed(new Uint8Array(32).fill(151));
     const floodKey = await NodeKey.fromSeed(new Uint8Array(32).fill(152));
     const commits: Packet<'commit'>[] = [];
-    let calls = 0;
     let requestBytes: Uint8Array | null = null;
     const node = new SynodNode({
       key: nodeKey,
@@ -54,24 +54,7 @@ describe('SynodNode: a request it served, replayed after a flood of other reques
       store: new MemoryMachineStore(),
       lingerMs: 20,
       serving: {
-        queue: {
-          accepting: true,
-          running: false,
-          capacity: { queued: 0, maxQueue: 4 },
-          estimateMs: () => 1,
-          submit: async () => {
-            calls++;
-            return {
-              text: `output ${calls}`,
-              tokens: 2,
-              tokensPerSecond: 100,
-              bEmbedding: new Uint8Array(64).fill(calls),
-              finishReason: 'stop' as const,
-              startedAt: Date.now(),
-              finishedAt: Date.now(),
-            };
-          },
-        } as never,
+        queue: fixedQueue() as never,
         models: [{ id: 'm', fileHash: '22'.repeat(32) }],
         embedder,
       },

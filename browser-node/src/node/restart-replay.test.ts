@@ -11,35 +11,10 @@ import { MemoryNetwork } from '../p2p/memory.ts';
 import { topicOfPacketType } from '../p2p/topics.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { SynodNode } from './synod-node.ts';
+import { fixedQueue } from './test-queue.ts';
 import { until } from './test-until.ts';
 
 const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
-
-/**
- * A test double of the inference queue: a fixed text, and an embedding that differs at each call (as a
- * sampled output would), so a second inference would make a second, different commitment.
- */
-function fixedQueue() {
-  let calls = 0;
-  return {
-    accepting: true,
-    running: false,
-    capacity: { queued: 0, maxQueue: 4 },
-    estimateMs: () => 1,
-    submit: async () => {
-      calls++;
-      return {
-        text: `output ${calls}`,
-        tokens: 2,
-        tokensPerSecond: 100,
-        bEmbedding: new Uint8Array(64).fill(calls),
-        finishReason: 'stop' as const,
-        startedAt: Date.now(),
-        finishedAt: Date.now(),
-      };
-    },
-  };
-}
 
 describe('SynodNode: a request replayed after a restart', () => {
   test('is not served again by the same key: no second commitment after the node finished it', async () => {
