@@ -1,55 +1,30 @@
 import {
-  ChatMessageSchema,
-  distinctModels,
   type EmbeddingModelRef,
   FRAME_BOUNDS,
   type Frame,
-  FrameFieldsSchema,
   InferenceParamsSchema,
+  inputIssueCode,
   LIMITS,
-  MESSAGES_TOO_LONG,
-  ModelIdSchema,
-  messagesWithinLimit,
   type Origin,
   packetSize,
+  parseInferenceInput,
   type RequestBody,
   resolveFrame,
   SynodError,
   toHex,
   withRequestId,
 } from '@synod/shared';
-import * as z from 'zod';
 import { edgeError } from './http/errors.ts';
 
 /**
- * The body of `POST /v1/inference`. Everything but the prompt has a documented default:
+ * The body of `POST /v1/inference` (`InferenceInputSchema`, from @synod/shared, where an auditor checks
+ * a chain question against the same rules). Everything but the prompt has a documented default:
  * - `models`: the relay's default model list (`RelayConfig.defaultModels`);
  * - `params`: `{ temperature: 0, maxTokens: 128 }` (greedy: the outputs of honest nodes agree);
  * - `frame`: `FRAME_DEFAULTS` from `@synod/shared` (quorum 3, secDistance 0.15, secPercentage 0.6,
  *   maxTimeMs 30 s, revealWindowMs 10 s), with the embedding model pinned by the relay.
  */
-export const InferenceInputSchema = z
-  .strictObject({
-    prompt: z.string().min(1).max(LIMITS.maxPromptChars).optional(),
-    messages: z.array(ChatMessageSchema).min(1).max(LIMITS.maxMessages).optional(),
-    models: z.array(ModelIdSchema).min(1).max(LIMITS.maxAcceptedModels).optional(),
-    params: InferenceParamsSchema.partial().optional(),
-    frame: FrameFieldsSchema.omit({ embeddingModel: true }).partial().optional(),
-    /** Use an embedder other than the relay's default; must be one the relay knows. */
-    embeddingModel: z.string().max(128).optional(),
-  })
-  .refine((b) => (b.prompt === undefined) !== (b.messages === undefined), {
-    message: 'send exactly one of prompt and messages',
-    path: ['prompt'],
-  })
-  // The request body's own rules (RequestBodySchema), checked here so that a body that breaks them is
-  // the caller's 400, not a request accepted and then unsignable.
-  .refine((b) => messagesWithinLimit(b.messages), { message: MESSAGES_TOO_LONG, path: ['messages'] })
-  .refine((b) => b.models === undefined || distinctModels(b.models), {
-    message: 'models names a model twice',
-    path: ['models'],
-  });
-export type InferenceInput = z.infer<typeof InferenceInputSchema>;
+export { InferenceInputSchema } from '@synod/shared';
 
 export const DEFAULT_PARAMS = { temperature: 0, maxTokens: 128 } as const;
 
@@ -92,15 +67,11 @@ export function buildRequest(
   random: (n: number) => Uint8Array,
   origin: Origin = HTTP_ORIGIN,
 ): { body: RequestBody; json: string } {
-  const parsed = InferenceInputSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => ({
-      path: i.path.join('.'),
-      message: i.message,
-      code: i.code,
-    }));
+  const parsed = parseInferenceInput(raw);
+  if (!parsed.ok) {
+    const { issues } = parsed;
     const first = issues[0];
-    if (first?.path.startsWith('frame') && first.code !== 'unrecognized_keys') {
+    if (first !== undefined && inputIssueCode(first) === 'FRAME_OUT_OF_RANGE') {
       throw new SynodError('FRAME_OUT_OF_RANGE', `${first.path}: ${first.message}`, {
         details: { issues, bounds: FRAME_BOUNDS },
         hint: 'see FRAME_BOUNDS: secDistance in [0, 0.5], secPercentage in (0, 1], quorum <= maxCommits',
@@ -110,7 +81,7 @@ export function buildRequest(
       issues,
     });
   }
-  const input = parsed.data;
+  const { input } = parsed;
   const models = input.models ?? [...defaults.defaultModels];
   const unknown = models.filter((m) => !defaults.knownModels.has(m));
   if (unknown.length > 0) {

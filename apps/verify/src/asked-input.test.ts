@@ -1,5 +1,4 @@
 import { describe, expect, test } from 'bun:test';
-import { LIMITS } from '@synod/shared';
 import { type Hex, stringToHex } from 'viem';
 import { inputProblems } from './asked-input.ts';
 
@@ -40,18 +39,18 @@ describe('inputProblems: a question asked on chain re-checked by the rules the w
     ]);
   });
 
-  test("the request input's rules: model ids, models named twice, the prompt's length, params, quorum", () => {
+  test("the request input's rules, in the relay's own words: model ids, models named twice, the prompt's length, params, quorum", () => {
     expect(question({ models: [stringToHex('bad model')] }).INVALID_INPUT).toEqual([
-      'model id "bad model": model ids are 1-128 characters of [A-Za-z0-9._:/@+-]',
+      'models.0: model ids are 1-128 characters of [A-Za-z0-9._:/@+-]',
     ]);
     expect(
       question({ models: [stringToHex('stories260K'), stringToHex('stories260K')] }).INVALID_INPUT,
-    ).toEqual(['the question names a model twice']);
+    ).toEqual(['models: models names a model twice']);
     expect(question({ models: [] }).INVALID_INPUT).toEqual([
-      `the question names 0 models, not 1 to ${LIMITS.maxAcceptedModels}`,
+      'models: Too small: expected array to have >=1 items',
     ]);
     expect(question({ prompt: '0x' }).INVALID_INPUT).toEqual([
-      `the prompt has 0 characters, not 1 to ${LIMITS.maxPromptChars}`,
+      'prompt: Too small: expected string to have >=1 characters',
     ]);
     expect(question({ maxTokens: 5000, temperatureCenti: 250 }).INVALID_INPUT).toEqual([
       'params.maxTokens: Too big: expected number to be <=4096',
@@ -60,6 +59,13 @@ describe('inputProblems: a question asked on chain re-checked by the rules the w
     expect(question({ quorum: 65 })).toEqual({
       INVALID_INPUT: [],
       FRAME_OUT_OF_RANGE: ['frame.quorum: Too big: expected number to be <=64'],
+    });
+  });
+
+  test('a question with problems of both kinds lists each under its code (the relay refunds with its first)', () => {
+    expect(question({ quorum: 0, maxTokens: 0 })).toEqual({
+      INVALID_INPUT: ['params.maxTokens: Too small: expected number to be >=1'],
+      FRAME_OUT_OF_RANGE: ['frame.quorum: Too small: expected number to be >=1'],
     });
   });
 });

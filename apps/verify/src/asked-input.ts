@@ -4,19 +4,13 @@
  * for invalid input (`INVALID_INPUT`, `FRAME_OUT_OF_RANGE`) can be held against the question:
  * - the prompt's and every model id's bytes are UTF-8 and do not begin with a byte-order mark (what the
  *   event's decoder would change: the watcher refuses such a question rather than answer another one);
- * - the question decoded passes the request input's rules, from @synod/shared: a prompt of 1 to
- *   `LIMITS.maxPromptChars` characters, 1 to `LIMITS.maxAcceptedModels` model ids, each a
- *   `ModelIdSchema` and none named twice (`distinctModels`), and params within `InferenceParamsSchema`;
- * - the frame a chain request asks (`{quorum}`) is within `FrameFieldsSchema` (else `FRAME_OUT_OF_RANGE`).
+ * - the question decoded, as request input (`chainQuestionInput`), passes `InferenceInputSchema`: both
+ *   from @synod/shared, the very schema and mapping the relay admits the question through. An issue in
+ *   the frame (the quorum) is a `FRAME_OUT_OF_RANGE`, any other an `INVALID_INPUT`, as the relay codes
+ *   them (`inputIssueCode`).
  * What depends on the relay (which models its network served, its quota, its embedder) is not here.
  */
-import {
-  distinctModels,
-  FrameFieldsSchema,
-  InferenceParamsSchema,
-  LIMITS,
-  ModelIdSchema,
-} from '@synod/shared';
+import { chainQuestionInput, inputIssueCode, parseInferenceInput } from '@synod/shared';
 import { type Hex, hexToBytes } from 'viem';
 import type { Asked } from './chain-question.ts';
 
@@ -50,39 +44,22 @@ function textOf(bytes: Hex, what: string): { text: string } | { problem: string 
 export function inputProblems(
   q: Pick<Asked, 'maxTokens' | 'temperatureCenti' | 'quorum'> & AskedBytes,
 ): InputProblems {
-  const invalid: string[] = [];
+  const problems: InputProblems = { INVALID_INPUT: [], FRAME_OUT_OF_RANGE: [] };
   const prompt = textOf(q.promptBytes, 'the prompt');
-  if ('problem' in prompt) invalid.push(prompt.problem);
-  else if (prompt.text.length < 1 || prompt.text.length > LIMITS.maxPromptChars) {
-    invalid.push(`the prompt has ${prompt.text.length} characters, not 1 to ${LIMITS.maxPromptChars}`);
-  }
-  if (q.modelBytes.length < 1 || q.modelBytes.length > LIMITS.maxAcceptedModels) {
-    invalid.push(`the question names ${q.modelBytes.length} models, not 1 to ${LIMITS.maxAcceptedModels}`);
-  }
-  const models: string[] = [];
-  for (const [i, bytes] of q.modelBytes.entries()) {
-    const model = textOf(bytes, `model id ${i + 1}`);
-    if ('problem' in model) {
-      invalid.push(model.problem);
-      continue;
-    }
-    models.push(model.text);
-    const parsed = ModelIdSchema.safeParse(model.text);
-    if (!parsed.success) {
-      invalid.push(`model id ${JSON.stringify(model.text)}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
-    }
-  }
-  if (!distinctModels(models)) invalid.push('the question names a model twice');
-  const params = InferenceParamsSchema.safeParse({
-    maxTokens: q.maxTokens,
-    temperature: q.temperatureCenti / 100,
-  });
-  if (!params.success) {
-    for (const i of params.error.issues) invalid.push(`params.${i.path.join('.')}: ${i.message}`);
-  }
-  const frame = FrameFieldsSchema.shape.quorum.safeParse(q.quorum);
-  return {
-    INVALID_INPUT: invalid,
-    FRAME_OUT_OF_RANGE: frame.success ? [] : frame.error.issues.map((i) => `frame.quorum: ${i.message}`),
-  };
+  const models = q.modelBytes.map((bytes, i) => textOf(bytes, `model id ${i + 1}`));
+  const undecoded = [prompt, ...models].flatMap((t) => ('problem' in t ? [t.problem] : []));
+  // Text the decoder would change is refused before anything is read from it.
+  if (undecoded.length > 0) return { ...problems, INVALID_INPUT: undecoded };
+  const checked = parseInferenceInput(
+    chainQuestionInput({
+      prompt: 'text' in prompt ? prompt.text : '',
+      acceptedModels: models.map((m) => ('text' in m ? m.text : '')),
+      maxTokens: q.maxTokens,
+      temperatureCenti: q.temperatureCenti,
+      quorum: q.quorum,
+    }),
+  );
+  if (checked.ok) return problems;
+  for (const issue of checked.issues) problems[inputIssueCode(issue)].push(`${issue.path}: ${issue.message}`);
+  return problems;
 }

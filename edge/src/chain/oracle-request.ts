@@ -1,4 +1,4 @@
-import type { Origin } from '@synod/shared';
+import { type ChainQuestionInput, chainQuestionInput, type Origin } from '@synod/shared';
 import { type Address, encodeAbiParameters, type Hex, keccak256, parseAbiParameters } from 'viem';
 import type { foundView } from '../views.ts';
 
@@ -118,26 +118,14 @@ export function refundReason(code: string): string {
   return /^[A-Z0-9_]+$/.test(code) && code.length <= MAX_REASON_BYTES ? code : 'FAILED';
 }
 
-/** What an oracle event asks, in the shape of the relay's request input (`InferenceInputSchema`). */
-export interface OracleRequestInput {
-  prompt: string;
-  models: string[];
-  params: { maxTokens: number; temperature: number };
-  frame: { quorum: number };
-}
-
 /**
- * The event as the relay's request input (the same `POST /v1/inference` validates): the prompt, the
- * accepted models, `maxTokens`, the temperature (hundredths on chain) and the quorum; everything else
- * takes the relay's documented defaults.
+ * The event as the relay's request input (the same `POST /v1/inference` validates; `chainQuestionInput`
+ * from @synod/shared, which synod-verify checks refunds for invalid input by): the prompt, the accepted
+ * models, `maxTokens`, the temperature (hundredths on chain) and the quorum; everything else takes the
+ * relay's documented defaults.
  */
-export function oracleRequestInput(e: OracleRequestEvent): OracleRequestInput {
-  return {
-    prompt: e.prompt,
-    models: [...e.acceptedModels],
-    params: { maxTokens: e.maxTokens, temperature: e.temperatureCenti / 100 },
-    frame: { quorum: e.quorum },
-  };
+export function oracleRequestInput(e: OracleRequestEvent): ChainQuestionInput {
+  return chainQuestionInput(e);
 }
 
 /**
