@@ -8,7 +8,7 @@
  *   - salt i        = 32 bytes of value 0x80 + i
  *   - nonces        = 16 bytes of value 0x11
  *   - vectors       = pseudo-random in [-1, 1) from sha256("synod-test-vector" ‖ label ‖ counter)
- *   - createdAt     = BASE_TIME + a fixed offset per packet
+ *   - createdAt     = BASE_TIME + a fixed offset per packet (a reveal's copies 100 ms apart)
  */
 import { computeCommitment } from '../src/commitment/commitment.ts';
 import { quantize } from '../src/embedding/binary.ts';
@@ -21,6 +21,12 @@ import { deriveRequestId } from '../src/packets/request-id.ts';
 import type { ModelRef, Packet, RequestBody, SealMember } from '../src/packets/schemas.ts';
 
 export const BASE_TIME = 1_700_000_000_000;
+
+/** Every scenario's seal is dated here (5 s after its request). */
+export const SEAL_TIME = BASE_TIME + 5_000;
+
+/** A reveal's second, third… copy is signed this much later than the one before it. */
+export const COPY_STEP_MS = 100;
 
 export const EMBEDDER: EmbeddingModelRef = {
   id: 'use-lite-512',
@@ -128,15 +134,25 @@ export type RevealBehaviour =
   | { kind: 'honest' }
   | { kind: 'withhold' }
   /** Reveals (and signs) another output than the one it committed to. */
-  | { kind: 'tampered'; output: string };
+  | { kind: 'tampered'; output: string }
+  /** Reveals what it committed to, 1 ms (and more) after the seal's reveal window closed. */
+  | { kind: 'late' };
 
 export interface MemberSpec {
   seed: number;
   output: string;
   /** The (unquantized) embedding of `output`. */
   vector: readonly number[];
+  /** Default MODEL; a model outside the request's acceptedModels makes its reveal MODEL_NOT_ACCEPTED. */
   model?: ModelRef;
+  /**
+   * Bits it embeds at, commits to and reveals; default the frame's. Any other number makes its reveal
+   * EMBEDDING_LENGTH (an embedder with another Matryoshka prefix), although it opens its commitment.
+   */
+  embeddingBits?: number;
   reveal?: RevealBehaviour;
+  /** Reveals it signs, each COPY_STEP_MS after the one before (same content); default 1. */
+  copies?: number;
 }
 
 /** A node that reveals without having been sealed. */
@@ -144,6 +160,8 @@ export interface OutsiderSpec {
   seed: number;
   output: string;
   vector: readonly number[];
+  /** Reveals it signs, each COPY_STEP_MS after the one before; default 1. */
+  copies?: number;
 }
 
 export interface ScenarioSpec {
@@ -178,7 +196,8 @@ export async function buildScenario(spec: ScenarioSpec): Promise<Scenario> {
   );
   const requestId = request.body.requestId;
   const requestPacketId = packetId(request);
-  const bits = request.body.frame.embeddingModel.bits;
+  const frame = request.body.frame;
+  const bits = frame.embeddingModel.bits;
 
   const commits: Packet<'commit'>[] = [];
   const reveals: Packet<'reveal'>[] = [];
@@ -186,7 +205,7 @@ export async function buildScenario(spec: ScenarioSpec): Promise<Scenario> {
   for (const [k, m] of spec.members.entries()) {
     const key = await keyOf(m.seed);
     const model = m.model ?? MODEL;
-    const bEmbedding = embeddingHex(m.vector, bits);
+    const bEmbedding = embeddingHex(m.vector, m.embeddingBits ?? bits);
     const salt = saltOf(m.seed);
     const commitment = computeCommitment({
       requestId,
@@ -206,36 +225,42 @@ export async function buildScenario(spec: ScenarioSpec): Promise<Scenario> {
     const behaviour = m.reveal ?? { kind: 'honest' };
     if (behaviour.kind === 'withhold') continue;
     const output = behaviour.kind === 'tampered' ? behaviour.output : m.output;
-    reveals.push(
-      await signPacket(key, 'reveal', {
-        requestId,
-        output,
-        bEmbedding,
-        model,
-        salt,
-        createdAt: BASE_TIME + 6_000 + k,
-      }),
-    );
+    const revealAt =
+      behaviour.kind === 'late' ? SEAL_TIME + frame.revealWindowMs + 1 + k : BASE_TIME + 6_000 + k;
+    for (let c = 0; c < (m.copies ?? 1); c++) {
+      reveals.push(
+        await signPacket(key, 'reveal', {
+          requestId,
+          output,
+          bEmbedding,
+          model,
+          salt,
+          createdAt: revealAt + c * COPY_STEP_MS,
+        }),
+      );
+    }
   }
   members.sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
   const seal = await signPacket(coordinator, 'seal', {
     requestId,
     requestPacketId,
     members,
-    createdAt: BASE_TIME + 5_000,
+    createdAt: SEAL_TIME,
   });
   for (const [k, o] of (spec.outsiders ?? []).entries()) {
     const key = await keyOf(o.seed);
-    reveals.push(
-      await signPacket(key, 'reveal', {
-        requestId,
-        output: o.output,
-        bEmbedding: embeddingHex(o.vector, bits),
-        model: MODEL,
-        salt: saltOf(o.seed),
-        createdAt: BASE_TIME + 7_000 + k,
-      }),
-    );
+    for (let c = 0; c < (o.copies ?? 1); c++) {
+      reveals.push(
+        await signPacket(key, 'reveal', {
+          requestId,
+          output: o.output,
+          bEmbedding: embeddingHex(o.vector, bits),
+          model: MODEL,
+          salt: saltOf(o.seed),
+          createdAt: BASE_TIME + 7_000 + k + c * COPY_STEP_MS,
+        }),
+      );
+    }
   }
   return {
     spec,
@@ -322,4 +347,89 @@ export const CHEATERS_SPEC: ScenarioSpec = {
     },
   ],
   outsiders: [{ seed: 7, output: 'Jupiter!', vector: fixedVector('answer:jupiter') }],
+};
+
+const BOILING = fixedVector('answer:boiling');
+
+/**
+ * 6 sealed nodes, 3 required: 3 agree (one of them reveals three times: one DUPLICATE_REVEAL, the third
+ * copy left to the transcript), and three reveals are invalid although each opens its commitment: an
+ * unaccepted model (MODEL_NOT_ACCEPTED), a 256-bit embedding in a 512-bit frame (EMBEDDING_LENGTH), and
+ * two reveals after the window (REVEAL_LATE for the smaller id, DUPLICATE_REVEAL for the other).
+ */
+export const INVALID_REVEALS_SPEC: ScenarioSpec = {
+  name: 'invalid-and-duplicate-reveals',
+  coordinatorSeed: 1,
+  prompt: 'At what temperature does water boil at sea level, in degrees Celsius?',
+  frame: defaultFrame({ quorum: 3, maxCommits: 6, secPercentage: 0.5 }),
+  members: [
+    {
+      seed: 2,
+      output: 'Water boils at 100 degrees Celsius at sea level.',
+      vector: perturb(BOILING, 6, 'n2'),
+      copies: 3,
+    },
+    { seed: 3, output: '100 °C.', vector: perturb(BOILING, 12, 'n3') },
+    { seed: 4, output: 'At sea level water boils at 100 °C.', vector: perturb(BOILING, 18, 'n4') },
+    {
+      seed: 5,
+      output: 'One hundred degrees Celsius.',
+      vector: perturb(BOILING, 10, 'n5'),
+      model: OTHER_MODEL,
+    },
+    {
+      seed: 6,
+      output: 'It boils at 100 degrees Celsius.',
+      vector: perturb(BOILING, 8, 'n6'),
+      embeddingBits: 256,
+    },
+    {
+      seed: 7,
+      output: 'Water boils at 100 °C.',
+      vector: perturb(BOILING, 14, 'n7'),
+      reveal: { kind: 'late' },
+      copies: 2,
+    },
+  ],
+};
+
+/** Seeds of the capped scenario: coordinator 1, members 2-129, outsiders 130-255 (every seed in 1-255). */
+const CAP_MEMBERS = 128;
+const CAP_REVEALING = 3;
+const CAP_FIRST_OUTSIDER = 2 + CAP_MEMBERS;
+const CAP_OUTSIDERS = 256 - CAP_FIRST_OUTSIDER;
+const TIDE = fixedVector('answer:tide');
+
+/**
+ * The 256-entry cap on `rejected`. 128 sealed (the seal's maximum), 77 required; 3 members reveal twice
+ * each and agree, 125 never reveal: 125 NOT_REVEALED + 3 OUTSIDE_CLUSTER + 3 DUPLICATE_REVEAL = 131
+ * member entries, so only 125 of the 126 nodes outside the seal that reveal (one of them twice) are
+ * listed as NOT_SEALED; the one with the largest node id is left to the transcript. No consensus.
+ */
+export const CAPPED_SPEC: ScenarioSpec = {
+  name: 'unsealed-flood-capped-at-256',
+  coordinatorSeed: 1,
+  prompt: 'What makes the tides rise and fall?',
+  frame: defaultFrame({ quorum: 64, maxCommits: CAP_MEMBERS, secPercentage: 0.6 }),
+  members: Array.from({ length: CAP_MEMBERS }, (_, i): MemberSpec => {
+    const seed = 2 + i;
+    if (i >= CAP_REVEALING) {
+      return { seed, output: 'The moon.', vector: TIDE, reveal: { kind: 'withhold' } };
+    }
+    return {
+      seed,
+      output: 'The pull of the moon (and the sun) on the oceans.',
+      vector: perturb(TIDE, 4 * (i + 1), `n${seed}`),
+      copies: 2,
+    };
+  }),
+  outsiders: Array.from({ length: CAP_OUTSIDERS }, (_, i): OutsiderSpec => {
+    const seed = CAP_FIRST_OUTSIDER + i;
+    return {
+      seed,
+      output: `Unsealed answer ${seed}.`,
+      vector: fixedVector(`answer:unsealed:${seed}`),
+      ...(i === 0 ? { copies: 2 } : {}),
+    };
+  }),
 };

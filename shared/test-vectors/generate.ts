@@ -28,11 +28,13 @@ import {
   AGREE_SPEC,
   BASE_TIME,
   buildScenario,
+  CAPPED_SPEC,
   CHEATERS_SPEC,
   defaultFrame,
   EMBEDDER,
   embeddingHex,
   fixedVector,
+  INVALID_REVEALS_SPEC,
   keyOf,
   MODEL,
   NO_CONSENSUS_SPEC,
@@ -41,6 +43,7 @@ import {
   perturb,
   type Scenario,
   type ScenarioSpec,
+  SEAL_TIME,
   saltOf,
   seedOf,
 } from './fixtures.ts';
@@ -367,8 +370,49 @@ interface ScenarioExpectation {
   description: string;
   status: Verdict['status'];
   accepted: number;
+  /** Every `rejected` reason, sorted. */
   reasons: string[];
+  /** What else the scenario is meant to show, as problems (none when it still shows it). */
+  shows?: (verdict: Verdict, reveals: readonly RevealOf[]) => string[];
 }
+
+interface RevealOf {
+  id: string;
+  from: string;
+  createdAt: number;
+}
+
+const times = (n: number, reason: string): string[] => Array<string>(n).fill(reason);
+
+/** Every node's reveal ids, smallest first. */
+function revealIdsByNode(reveals: readonly RevealOf[]): Map<string, string[]> {
+  const byNode = new Map<string, string[]>();
+  for (const r of reveals) byNode.set(r.from, [...(byNode.get(r.from) ?? []), r.id]);
+  for (const ids of byNode.values()) ids.sort();
+  return byNode;
+}
+
+/**
+ * Rule 2 (one reveal per member): a member with several reveals has one outcome and one
+ * DUPLICATE_REVEAL entry, and its reveals after the second smallest id are listed nowhere.
+ */
+function duplicateProblems(verdict: Verdict, reveals: readonly RevealOf[]): string[] {
+  const problems: string[] = [];
+  for (const [nodeId, ids] of revealIdsByNode(reveals)) {
+    const entries = verdict.rejected.filter((r) => r.nodeId === nodeId);
+    const duplicates = entries.filter((r) => r.reason === 'DUPLICATE_REVEAL');
+    if (entries.some((r) => r.reason === 'NOT_SEALED') || ids.length < 2) continue;
+    if (duplicates.length !== 1) problems.push(`${nodeId}: ${duplicates.length} DUPLICATE_REVEAL entries`);
+    const listed = entries.map((r) => r.revealId);
+    if (listed.length + (verdict.accepted.some((a) => a.nodeId === nodeId) ? 1 : 0) !== 2) {
+      problems.push(`${nodeId}: ${ids.length} reveals but not one outcome and one duplicate`);
+    }
+    if (ids.slice(2).some((id) => listed.includes(id))) problems.push(`${nodeId}: a third reveal is listed`);
+  }
+  return problems;
+}
+
+const CAP_OUTSIDERS = CAPPED_SPEC.outsiders?.length ?? 0;
 
 const EXPECTATIONS: Record<string, ScenarioExpectation> = {
   [AGREE_SPEC.name]: {
@@ -394,7 +438,87 @@ const EXPECTATIONS: Record<string, ScenarioExpectation> = {
     accepted: 3,
     reasons: ['COMMITMENT_MISMATCH', 'NOT_SEALED'],
   },
+  [INVALID_REVEALS_SPEC.name]: {
+    description:
+      '6 sealed nodes, secPercentage 0.5 (3 required): 3 agree, one of them revealing three times (one ' +
+      'DUPLICATE_REVEAL, the third copy left to the transcript). Three reveals open their commitments but ' +
+      'are invalid: an unaccepted model (MODEL_NOT_ACCEPTED), a 256-bit embedding in a 512-bit frame ' +
+      '(EMBEDDING_LENGTH), and two reveals after the window (REVEAL_LATE on the smaller packet id, ' +
+      'DUPLICATE_REVEAL on the other). Accepted with the 3; the invalid members count against.',
+    status: 'accepted',
+    accepted: 3,
+    reasons: [
+      'DUPLICATE_REVEAL',
+      'DUPLICATE_REVEAL',
+      'EMBEDDING_LENGTH',
+      'MODEL_NOT_ACCEPTED',
+      'REVEAL_LATE',
+    ],
+    shows: (verdict, reveals) => {
+      const problems = duplicateProblems(verdict, reveals);
+      const byNode = revealIdsByNode(reveals);
+      const deadline = SEAL_TIME + (INVALID_REVEALS_SPEC.frame?.revealWindowMs ?? 0);
+      for (const r of verdict.rejected) {
+        const ids = byNode.get(r.nodeId) ?? [];
+        // The considered reveal of a member without a valid one is its smallest id.
+        if (r.reason !== 'DUPLICATE_REVEAL' && ids.length > 1 && r.revealId !== ids[0]) {
+          problems.push(`${r.nodeId}: ${r.reason} is not on its smallest reveal id`);
+        }
+      }
+      const late = reveals.filter((r) => r.createdAt > deadline);
+      if (late.length !== 2) problems.push(`${late.length} reveals after the window, not 2`);
+      if (byNode.size !== 6 || reveals.length !== 9) problems.push('not 9 reveals of 6 members');
+      return problems;
+    },
+  },
+  [CAPPED_SPEC.name]: {
+    description:
+      `128 sealed nodes (the most a seal holds), secPercentage 0.6 (77 required): 3 agree and reveal twice ` +
+      `each, 125 never reveal, and ${CAP_OUTSIDERS} nodes outside the seal reveal (one of them twice). The ` +
+      `members take 131 entries of rejected (125 NOT_REVEALED, 3 OUTSIDE_CLUSTER, 3 DUPLICATE_REVEAL), so ` +
+      `rejected stops at 256 with ${CAP_OUTSIDERS - 1} NOT_SEALED: the outside node with the largest node ` +
+      'id is left to the transcript. No consensus.',
+    status: 'no-consensus',
+    accepted: 0,
+    reasons: [
+      ...times(125, 'NOT_REVEALED'),
+      ...times(3, 'OUTSIDE_CLUSTER'),
+      ...times(3, 'DUPLICATE_REVEAL'),
+      ...times(CAP_OUTSIDERS - 1, 'NOT_SEALED'),
+    ].sort(),
+    shows: (verdict, reveals) => {
+      const problems = duplicateProblems(verdict, reveals);
+      if (verdict.rejected.length !== 256) problems.push(`${verdict.rejected.length} rejected entries`);
+      if (verdict.sealSize !== 128) problems.push(`a seal of ${verdict.sealSize}`);
+      const members = new Set(verdict.rejected.filter((r) => r.commitment !== null).map((r) => r.nodeId));
+      const byNode = revealIdsByNode(reveals);
+      const outside = [...byNode.keys()].filter((n) => !members.has(n)).sort();
+      if (outside.length !== CAP_OUTSIDERS) problems.push(`${outside.length} nodes outside the seal`);
+      const listed = verdict.rejected.filter((r) => r.reason === 'NOT_SEALED');
+      if (listed.map((r) => r.nodeId).join() !== outside.slice(0, -1).join()) {
+        problems.push('NOT_SEALED is not every outside node but the one with the largest id');
+      }
+      if (!listed.every((r) => r.revealId === byNode.get(r.nodeId)?.[0])) {
+        problems.push("a NOT_SEALED entry is not its node's smallest reveal id");
+      }
+      if (!outside.slice(0, -1).some((n) => (byNode.get(n)?.length ?? 0) > 1)) {
+        problems.push('no listed outside node reveals twice');
+      }
+      if (reveals.length > 256) problems.push(`${reveals.length} reveals: more than a transcript holds`);
+      return problems;
+    },
+  },
 };
+
+/**
+ * Hamming distance between every two reveals' embeddings; null for two of different lengths (an
+ * EMBEDDING_LENGTH reveal), between which no distance is defined.
+ */
+export function revealDistances(embeddings: readonly string[]): (number | null)[][] {
+  return embeddings.map((a) =>
+    embeddings.map((b) => (a.length === b.length ? hamming(fromHex(a), fromHex(b)) : null)),
+  );
+}
 
 async function scenarioVector(spec: ScenarioSpec) {
   const scenario = await buildScenario(spec);
@@ -404,17 +528,23 @@ async function scenarioVector(spec: ScenarioSpec) {
   if (!check.ok) throw new Error(`scenario ${spec.name} does not verify: ${check.error.message}`);
   const expected = EXPECTATIONS[spec.name];
   const reasons = check.verdict.rejected.map((r) => r.reason).sort();
+  const revealsOf = transcript.packets.flatMap((p) =>
+    p.type === 'reveal' ? [{ id: packetId(p), from: p.from, createdAt: p.body.createdAt }] : [],
+  );
+  const problems = expected?.shows?.(check.verdict, revealsOf) ?? [];
   if (
     expected === undefined ||
     check.verdict.status !== expected.status ||
     check.verdict.accepted.length !== expected.accepted ||
-    canonicalJson(reasons) !== canonicalJson(expected.reasons)
+    canonicalJson(reasons) !== canonicalJson(expected.reasons) ||
+    problems.length > 0
   ) {
     throw new Error(
       `scenario ${spec.name} no longer shows what it is meant to: ${canonicalJson({
         status: check.verdict.status,
         accepted: check.verdict.accepted.length,
         reasons,
+        problems,
       })}`,
     );
   }
@@ -440,9 +570,7 @@ async function scenarioVector(spec: ScenarioSpec) {
     packetIds: transcript.packets.map((p) => packetId(p)),
     leaves: transcript.packets.map((p) => merkleLeaf(p)),
     root,
-    revealDistances: reveals.map((a) =>
-      reveals.map((b) => hamming(fromHex(a.body.bEmbedding), fromHex(b.body.bEmbedding))),
-    ),
+    revealDistances: revealDistances(reveals.map((r) => r.body.bEmbedding)),
     verdict: check.verdict,
     verdictJcs: canonicalJson(check.verdict),
     verdictDigest: verdictDigest(check.verdict),
@@ -451,7 +579,7 @@ async function scenarioVector(spec: ScenarioSpec) {
 
 export async function generateVectors() {
   const scenarios = [];
-  for (const spec of [AGREE_SPEC, NO_CONSENSUS_SPEC, CHEATERS_SPEC])
+  for (const spec of [AGREE_SPEC, NO_CONSENSUS_SPEC, CHEATERS_SPEC, INVALID_REVEALS_SPEC, CAPPED_SPEC])
     scenarios.push(await scenarioVector(spec));
   const agreeVector = scenarios[0];
   if (agreeVector === undefined) throw new Error('no scenarios');
