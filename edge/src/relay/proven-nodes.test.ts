@@ -1,6 +1,13 @@
 import { describe, expect, test } from 'bun:test';
 import type { HeartbeatBody, RequestBody } from '@synod/shared';
-import { ONLINE_WITHIN_MS, PROVEN_SCORE, PROVEN_VOUCHED, ProvenNodes } from './proven-nodes.ts';
+import type { HistoryStore } from '../store/history-store.ts';
+import {
+  MAX_STANDINGS,
+  ONLINE_WITHIN_MS,
+  PROVEN_SCORE,
+  PROVEN_VOUCHED,
+  ProvenNodes,
+} from './proven-nodes.ts';
 
 const EMBEDDER = 'use-lite-512';
 /** A request for `stories260K` with a quorum (only what `applies` reads of it). */
@@ -24,17 +31,21 @@ const heard = (
   } as unknown as HeartbeatBody,
 });
 
+/** A history that reads `proven` for the proven nodes and `standings` for the nodes on their way. */
+const store = (
+  proven: HistoryStore['provenNodes'],
+  standings: HistoryStore['nodeStandings'] = async () => [],
+): Pick<HistoryStore, 'provenNodes' | 'nodeStandings'> => ({ provenNodes: proven, nodeStandings: standings });
+
 describe('ProvenNodes', () => {
   test('proven by the history; applies while at least the quorum of them that can serve is online', async () => {
     const asked: [number, number, number][] = [];
     let clock = 1_000_000;
     const p = new ProvenNodes(
-      {
-        provenNodes: async (minVouched, minScore, limit) => {
-          asked.push([minVouched, minScore, limit]);
-          return ['a', 'b', 'c'];
-        },
-      },
+      store(async (minVouched, minScore, limit) => {
+        asked.push([minVouched, minScore, limit]);
+        return ['a', 'b', 'c'];
+      }),
       () => {},
       () => clock,
     );
@@ -67,7 +78,7 @@ describe('ProvenNodes', () => {
   });
 
   test('only the newest heartbeat of a node counts: an older copy replayed later changes nothing', async () => {
-    const p = new ProvenNodes({ provenNodes: async () => ['a', 'b'] });
+    const p = new ProvenNodes(store(async () => ['a', 'b']));
     await p.refresh();
     p.heard('a', heard('a', { at: 10 }).body);
     p.heard('b', heard('b', { at: 10 }).body);
@@ -78,7 +89,7 @@ describe('ProvenNodes', () => {
 
   test('a node no longer proven is forgotten at the next read', async () => {
     let ids = ['a', 'b'];
-    const p = new ProvenNodes({ provenNodes: async () => ids });
+    const p = new ProvenNodes(store(async () => ids));
     await p.refresh();
     p.heard('a', heard('a').body);
     p.heard('b', heard('b').body);
@@ -98,12 +109,10 @@ describe('ProvenNodes', () => {
     let fail = false;
     const logs: Record<string, unknown>[] = [];
     const p = new ProvenNodes(
-      {
-        provenNodes: async () => {
-          if (fail) throw new Error('database is locked');
-          return ['a'];
-        },
-      },
+      store(async () => {
+        if (fail) throw new Error('database is locked');
+        return ['a'];
+      }),
       (e) => logs.push(e),
     );
     await p.refresh();
@@ -117,12 +126,12 @@ describe('ProvenNodes', () => {
 
   test('start reads at once and again on its interval; stop ends it', async () => {
     let reads = 0;
-    const p = new ProvenNodes({
-      provenNodes: async () => {
+    const p = new ProvenNodes(
+      store(async () => {
         reads++;
         return [];
-      },
-    });
+      }),
+    );
     await p.start(20);
     expect(reads).toBe(1);
     await Bun.sleep(70);
@@ -134,7 +143,12 @@ describe('ProvenNodes', () => {
   });
   test('trusted nodes are proven from the start and after every read, whatever the history says', async () => {
     let ids: string[] = [];
-    const p = new ProvenNodes({ provenNodes: async () => ids }, () => {}, Date.now, ['t1']);
+    const p = new ProvenNodes(
+      store(async () => ids),
+      () => {},
+      Date.now,
+      ['t1'],
+    );
     expect(p.isProven('t1')).toBe(true);
     ids = ['a'];
     await p.refresh();
@@ -142,5 +156,30 @@ describe('ProvenNodes', () => {
     ids = [];
     await p.refresh();
     expect([p.isProven('t1'), p.isProven('a')]).toEqual([true, false]);
+  });
+
+  test("standings are read with the proven set: a node's standing, 0 for any other; a failed read keeps them", async () => {
+    let fail = false;
+    const limits: number[] = [];
+    const p = new ProvenNodes(
+      store(
+        async () => ['a'],
+        async (limit) => {
+          limits.push(limit);
+          if (fail) throw new Error('database is locked');
+          return [
+            { nodeId: 'n1', standing: 2 },
+            { nodeId: 'n2', standing: 1 },
+          ];
+        },
+      ),
+    );
+    expect(p.standing('n1')).toBe(0);
+    await p.refresh();
+    expect(limits).toEqual([MAX_STANDINGS]);
+    expect([p.standing('n1'), p.standing('n2'), p.standing('fresh')]).toEqual([2, 1, 0]);
+    fail = true;
+    await p.refresh();
+    expect([p.standing('n1'), p.isProven('a')]).toEqual([2, true]);
   });
 });

@@ -9,6 +9,8 @@ export const PROVEN_VOUCHED = 3;
 export const MAX_PROVEN = 4_096;
 /** How often the proven set is read again from the history. */
 export const PROVEN_REFRESH_MS = 5_000;
+/** Most nodes on their way to a record whose standing is held in memory (the highest). */
+export const MAX_STANDINGS = 4_096;
 /** How recently a proven node must have sent a heartbeat to count as online. */
 export const ONLINE_WITHIN_MS = 60_000;
 
@@ -27,24 +29,31 @@ export const ONLINE_WITHIN_MS = 60_000;
  * purpose thus never fill a seal where proven nodes could: they get reputation only by agreeing with
  * them.
  *
- * The proven set is read from the history at `start()` and every `PROVEN_REFRESH_MS`, so the policy's
+ * The one seat (at the default frame) left to nodes without a record goes by `standing`: agreements
+ * vouched for by a proven node less disagreements, withheld reveals and invalid packets
+ * (`HistoryStore.nodeStandings`), then by lot, never to whoever committed first (see `SeatPolicy`): fresh
+ * keys that commit at once no longer take it every time; against k of them an honest newcomer draws it
+ * once in k + 1 requests, and after one agreement vouched for it ranks before them all.
+ *
+ * The proven set and the standings are read from the history at `start()` and every `PROVEN_REFRESH_MS`, so the policy's
  * answers are synchronous, as a state machine needs them. Heartbeats are given to `heard` as they come,
  * and only proven nodes' are kept (the newest each): a list of every node heard from is bounded, and
  * heartbeats from fresh keys, which cost nothing, would push the proven nodes out of it.
  */
 export class ProvenNodes implements SeatPolicy {
-  readonly #store: Pick<HistoryStore, 'provenNodes'>;
+  readonly #store: Pick<HistoryStore, 'provenNodes' | 'nodeStandings'>;
   readonly #log: (entry: Record<string, unknown>) => void;
   readonly #now: () => number;
   readonly #trusted: ReadonlySet<string>;
   #proven = new Set<string>();
+  #standings = new Map<string, number>();
   /** The newest heartbeat of each proven node, and when it came. */
   readonly #heard = new Map<string, { body: HeartbeatBody; at: number }>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #refreshing: Promise<void> | null = null;
 
   constructor(
-    store: Pick<HistoryStore, 'provenNodes'>,
+    store: Pick<HistoryStore, 'provenNodes' | 'nodeStandings'>,
     log: (entry: Record<string, unknown>) => void = () => {},
     now: () => number = Date.now,
     trusted: readonly string[] = [],
@@ -74,10 +83,13 @@ export class ProvenNodes implements SeatPolicy {
 
   /** Read the proven set again (a failed read keeps the last one, and is logged). */
   refresh(): Promise<void> {
-    this.#refreshing ??= this.#store
-      .provenNodes(PROVEN_VOUCHED, PROVEN_SCORE, MAX_PROVEN)
-      .then((ids) => {
+    this.#refreshing ??= Promise.all([
+      this.#store.provenNodes(PROVEN_VOUCHED, PROVEN_SCORE, MAX_PROVEN),
+      this.#store.nodeStandings(MAX_STANDINGS),
+    ])
+      .then(([ids, standings]) => {
         this.#proven = new Set([...this.#trusted, ...ids]);
+        this.#standings = new Map(standings.map((r) => [r.nodeId, r.standing]));
         for (const id of this.#heard.keys()) if (!this.#proven.has(id)) this.#heard.delete(id);
       })
       .catch((e) => this.#log({ level: 'warn', msg: 'reading the proven nodes failed', err: String(e) }))
@@ -100,6 +112,10 @@ export class ProvenNodes implements SeatPolicy {
 
   isProven(nodeId: string): boolean {
     return this.#proven.has(nodeId);
+  }
+
+  standing(nodeId: string): number {
+    return this.#standings.get(nodeId) ?? 0;
   }
 
   applies(request: RequestBody): boolean {

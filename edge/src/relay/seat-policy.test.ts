@@ -71,6 +71,43 @@ describe('the relay coordinator with proven nodes online', () => {
     expect(t.nodes.map((n) => n.nodeId)).toContain(winner);
   }, 120_000);
 
+  test('committing first wins no seat: a node with a vouched agreement takes it from fresh keys that came before', async () => {
+    // A newcomer one vouched agreement into its record; the fresh keys' commits all come before its own.
+    const newcomer = await NodeKey.fromSeed(new Uint8Array(32).fill(230));
+    await t.relay.store.db.insert(reputation).values({
+      nodeId: newcomer.nodeId,
+      agreements: 1,
+      vouched: 1,
+      score: 0.2,
+      updatedAt: Date.now(),
+    });
+    await t.relay.seats.refresh();
+    expect(t.relay.seats.standing(newcomer.nodeId)).toBe(1);
+    const attacker = t.network.join('attacker-2');
+    const keys = await Promise.all([1, 2, 3].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(240 + i))));
+    let flooded: Promise<void> | undefined;
+    attacker.subscribe(topicOfPacketType('request'), (bytes) => {
+      flooded ??= (async () => {
+        const request = parseEnvelope(JSON.parse(new TextDecoder().decode(bytes))) as Packet<'request'>;
+        for (const [i, k] of [...keys, newcomer].entries()) {
+          const commit = await signPacket(k, 'commit', {
+            requestId: request.body.requestId,
+            commitment: String(i + 4).repeat(64),
+            createdAt: request.body.createdAt + 1,
+          });
+          await attacker.publish(topicOfPacketType('commit'), encodePacket(commit));
+        }
+      })();
+    });
+    const requestId = await submitPrompt(t);
+    await waitForStatus(t, requestId, 'verdict');
+    await flooded;
+    const held = await t.relay.store.getRequest(requestId);
+    const members = held?.seal?.packet.body.members.map((m) => m.nodeId) ?? [];
+    expect(members).toContain(newcomer.nodeId);
+    expect(members.filter((m) => keys.some((k) => k.nodeId === m))).toEqual([]);
+  }, 120_000);
+
   test('a flood of heartbeats from fresh keys does not make the proven nodes look offline', async () => {
     // The relay's node keeps the last 10,000 nodes heard from; heartbeats cost nothing to sign, and
     // 10,000 of them from fresh keys pushed every proven node out of that list: the cap stopped

@@ -282,8 +282,16 @@ describe("HistoryStore: seals and verdicts are the coordinator's alone", () => {
             expect.arrayContaining(accepted.filter((id) => id !== voucher)),
           );
           expect(await h.store.provenNodes(1, 0, 10)).not.toContain(voucher);
+          // On their way to a record: one vouched agreement each, nothing spoiled.
+          expect(await h.store.nodeStandings(10)).toEqual(
+            expect.arrayContaining(
+              accepted.filter((id) => id !== voucher).map((nodeId) => ({ nodeId, standing: 1 })),
+            ),
+          );
+          expect((await h.store.nodeStandings(10)).map((r) => r.nodeId)).not.toContain(voucher);
         } else {
           expect(await h.store.provenNodes(1, 0, 10)).toEqual([]);
+          expect(await h.store.nodeStandings(10)).toEqual([]);
         }
       } finally {
         h.client.close();

@@ -42,7 +42,7 @@ import {
   verdictRows,
   verdicts,
 } from '@synod/shared/history';
-import { and, asc, desc, eq, gte, inArray, lt, notInArray, or, type SQL, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, gte, inArray, lt, notInArray, or, type SQL, sql } from 'drizzle-orm';
 import type { LibSQLDatabase } from 'drizzle-orm/libsql';
 
 export type HistoryDb = LibSQLDatabase<typeof historySchema>;
@@ -563,10 +563,6 @@ export class HistoryStore {
   }
 
   /**
-   * Nodes, the most recently heard first, a page at a time (keyset on last seen and node id: a cursor
-   * stays valid while heartbeats come in), or the one node `q.node`.
-   */
-  /**
    * Nodes with at least `minVouched` agreements vouched for by a proven node (`reputation.vouched`) and a
    * reputation score (`reputationScore`, the Wilson lower bound of their agreement rate) of at least
    * `minScore`, most vouched first, at most `limit` (read through `reputation_vouched_idx`).
@@ -581,6 +577,27 @@ export class HistoryStore {
     return rows.map((r) => r.nodeId);
   }
 
+  /**
+   * Nodes on their way to a record, for the seat policy's ranking (`SeatPolicy.standing`): a node's
+   * standing is its agreements vouched for by a proven node less its disagreements, withheld reveals
+   * and invalid packets; those above 0, the highest first, at most `limit`. Only work a proven node
+   * agreed with raises it, so keys made for the purpose start at 0, and a node that spoils the seats it
+   * is given loses it.
+   */
+  async nodeStandings(limit: number): Promise<{ nodeId: string; standing: number }[]> {
+    const standing = sql<number>`${reputation.vouched} - ${reputation.disagreements} - ${reputation.withheld} - ${reputation.invalid}`;
+    return this.db
+      .select({ nodeId: reputation.nodeId, standing })
+      .from(reputation)
+      .where(and(gte(reputation.vouched, 1), gt(standing, 0)))
+      .orderBy(desc(standing))
+      .limit(limit);
+  }
+
+  /**
+   * Nodes, the most recently heard first, a page at a time (keyset on last seen and node id: a cursor
+   * stays valid while heartbeats come in), or the one node `q.node`.
+   */
   async listNodes(q: NodesQuery): Promise<{ nodes: NodeSummary[]; nextCursor: string | null }> {
     const where: SQL[] = [];
     if (q.node !== undefined) where.push(eq(nodes.nodeId, q.node));

@@ -11,6 +11,7 @@ import {
   startCoordinator,
   stepCoordinator,
 } from './coordinator.ts';
+import { seatLot } from './seats.ts';
 import {
   kinds,
   makeRequest,
@@ -262,36 +263,103 @@ describe('collecting commits and sealing', () => {
 });
 
 describe('seats for nodes without a record (SeatPolicy)', () => {
-  /** Nodes 0-2 have a record; 3-6 do not. */
-  const policy = (ctxKeys: () => NodeKey[], applies = true) => ({
+  /** Nodes 0-2 have a record; 3-6 do not; `standing` gives some of those a standing. */
+  const policy = (ctxKeys: () => NodeKey[], applies = true, standing: Record<number, number> = {}) => ({
     isProven: (nodeId: string) =>
       ctxKeys()
         .slice(0, 3)
         .some((k) => k.nodeId === nodeId),
     applies: () => applies,
+    standing: (nodeId: string) => {
+      const i = ctxKeys().findIndex((k) => k.nodeId === nodeId);
+      return standing[i] ?? 0;
+    },
   });
 
-  async function withSeats(frame: Partial<Omit<Frame, 'embeddingModel'>>, applies = true): Promise<Ctx> {
+  async function withSeats(
+    frame: Partial<Omit<Frame, 'embeddingModel'>>,
+    applies = true,
+    standing: Record<number, number> = {},
+  ): Promise<Ctx> {
     let keys: NodeKey[] = [];
-    const ctx = await started(frame, { seats: policy(() => keys, applies) });
+    const ctx = await started(frame, { seats: policy(() => keys, applies, standing) });
     keys = ctx.keys;
     return ctx;
   }
+
+  /** Of nodes `among`, sorted by the lot each draws for the context's request, lowest (winning) first. */
+  const byLot = (ctx: Ctx, among: number[]) =>
+    [...among].sort((a, b) =>
+      compareStrings(
+        seatLot(ctx.request.requestId, ctx.keys[a]!.nodeId),
+        seatLot(ctx.request.requestId, ctx.keys[b]!.nodeId),
+      ),
+    );
+  const seatedIds = (ctx: Ctx) => ctx.state.commits.map((c) => c.packet.from);
 
   test('quorum 3 at 0.6: one seat for such nodes, so three fresh keys cannot fill a seal and agree', async () => {
     const ctx = await withSeats({ quorum: 3, maxCommits: 3 });
     expect(ctx.state.unprovenSeats).toBe(1);
     const fx = await commitAll(ctx, [3, 4, 5]);
     expect(rejected(fx)).toEqual(['UNPROVEN_SEATS_FULL', 'UNPROVEN_SEATS_FULL']);
-    expect(ctx.state.commits.map((c) => c.packet.from)).toEqual([ctx.keys[3]!.nodeId]);
+    // The seat is the lot's, not the first committer's.
+    const winner = byLot(ctx, [3, 4, 5])[0]!;
+    expect(seatedIds(ctx)).toEqual([ctx.keys[winner]!.nodeId]);
     const sealed = await commitAll(ctx, [0, 1], T0 + 2_000);
     const seal = sealed.find((e) => e.kind === 'publish' && e.packetType === 'seal') as Extract<
       Effect,
       { kind: 'publish'; packetType: 'seal' }
     >;
     expect(new Set(seal.body.members.map((m) => m.nodeId))).toEqual(
-      new Set([0, 1, 3].map((i) => ctx.keys[i]!.nodeId)),
+      new Set([0, 1, winner].map((i) => ctx.keys[i]!.nodeId)),
     );
+  });
+
+  test('committing first wins nothing: the same seat goes to the same node whatever the order', async () => {
+    const winners = new Set<string>();
+    for (const order of [
+      [3, 4, 5, 6],
+      [6, 5, 4, 3],
+      [4, 6, 3, 5],
+    ]) {
+      const ctx = await withSeats({ quorum: 3, maxCommits: 3 });
+      const fx = await commitAll(ctx, order);
+      expect(rejected(fx)).toEqual(['UNPROVEN_SEATS_FULL', 'UNPROVEN_SEATS_FULL', 'UNPROVEN_SEATS_FULL']);
+      expect(seatedIds(ctx)).toHaveLength(1);
+      winners.add(seatedIds(ctx)[0]!);
+    }
+    expect(winners.size).toBe(1);
+  });
+
+  test('a node further toward a record displaces fresh keys, which cannot displace it', async () => {
+    const probe = await withSeats({ quorum: 3, maxCommits: 3 });
+    // Node 6 would lose the lot to some fresh key; its standing puts it first all the same.
+    const [best, , , worst] = byLot(probe, [3, 4, 5, 6]);
+    const ctx = await withSeats({ quorum: 3, maxCommits: 3 }, true, { [worst!]: 1 });
+    const fx = await commitAll(ctx, [best!, worst!]);
+    expect(seatedIds(ctx)).toEqual([ctx.keys[worst!]!.nodeId]);
+    // The displaced commit is named in the refusal, so its sender's packet is accounted for.
+    const refusal = fx.find((e) => e.kind === 'rejected') as Extract<Effect, { kind: 'rejected' }>;
+    expect(refusal.code).toBe('UNPROVEN_SEATS_FULL');
+    expect(refusal.packetId).not.toBe(ctx.state.commits[0]!.id);
+    const after = await commitAll(
+      ctx,
+      [3, 4, 5, 6].filter((i) => i !== best && i !== worst),
+      T0 + 1_500,
+    );
+    expect(rejected(after)).toEqual(['UNPROVEN_SEATS_FULL', 'UNPROVEN_SEATS_FULL']);
+    expect(seatedIds(ctx)).toEqual([ctx.keys[worst!]!.nodeId]);
+    // Of two nodes with a standing, the higher one's.
+    const two = await withSeats({ quorum: 3, maxCommits: 3 }, true, { [worst!]: 1, [best!]: 2 });
+    await commitAll(two, [worst!, best!]);
+    expect(seatedIds(two)).toEqual([two.keys[best!]!.nodeId]);
+  });
+
+  test('no seat at all (quorum 1): every node without a record is refused, standing or not', async () => {
+    const ctx = await withSeats({ quorum: 1, maxCommits: 1 }, true, { 3: 5 });
+    expect(ctx.state.unprovenSeats).toBe(0);
+    expect(rejected(await commitAll(ctx, [3]))).toEqual(['UNPROVEN_SEATS_FULL']);
+    expect(ctx.state.commits).toEqual([]);
   });
 
   test('where the policy does not apply (too few proven nodes online), any eligible node takes any seat', async () => {
@@ -302,14 +370,17 @@ describe('seats for nodes without a record (SeatPolicy)', () => {
     expect(ctx.state.phase).toBe('sealed');
   });
 
-  test('at the deadline a smaller seal leaves out the latest such nodes until they cannot accept alone', async () => {
+  test('at the deadline a smaller seal leaves out the such nodes ranked last until they cannot accept alone', async () => {
     // maxCommits 5 at 0.6: ceil(3) - 1 = 2 seats; a seal of 3 needs only 2 agreeing.
     const ctx = await withSeats({ quorum: 3, maxCommits: 5 });
     expect(ctx.state.unprovenSeats).toBe(2);
     await commitAll(ctx, [3, 0, 4]);
     const fx = fire(ctx, 'seal-deadline', T0 + ctx.request.frame.maxTimeMs);
-    // Node 4 is left out: 2 members remain, fewer than the quorum.
+    // The one of 3 and 4 that lost the lot is left out: 2 members remain, fewer than the quorum.
     expect(kinds(fx)).toContain('expired');
+    expect(new Set(seatedIds(ctx))).toEqual(
+      new Set([0, byLot(ctx, [3, 4])[0]!].map((i) => ctx.keys[i]!.nodeId)),
+    );
     expect(ctx.state.outcome).toMatchObject({ kind: 'expired', reason: 'quorum-not-met' });
 
     const four = await withSeats({ quorum: 3, maxCommits: 5 });

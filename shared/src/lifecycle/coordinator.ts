@@ -29,6 +29,7 @@ import {
   settleOutgoing,
   takeTimer,
 } from './common.ts';
+import { rankedLast, ranksBefore, type SeatPolicy } from './seats.ts';
 import type { BaseState, CoordinatorEvent, Effect, Received, TimerName, Transition } from './types.ts';
 
 /**
@@ -45,24 +46,6 @@ export interface CoordinatorConfig {
   seats?: SeatPolicy;
   /** How long after the verdict attestations are collected. Default: frame.revealWindowMs. */
   attestationWindowMs?: number;
-}
-
-/**
- * Node keys cost nothing to make, so a coordinator that seals whoever commits first can be given a whole
- * quorum of one party's keys, which then agree on whatever that party likes. A seat policy caps the seats
- * of nodes without a record: at most `requiredAgreement(frame, seal size) - 1` of a seal's members may be
- * nodes `isProven` does not vouch for, so they never hold enough seats to accept a verdict among
- * themselves; an accepted verdict needs at least one proven node's agreement. It applies to a request
- * when `applies(request)` says so as the request starts (for instance: while at least `quorum` proven
- * nodes that can serve it are online; with fewer, as when a network starts, it could not be sealed under
- * it). Decided once per request and kept in its state (`unprovenSeats`), so a restart resumes it
- * unchanged.
- */
-export interface SeatPolicy {
-  /** Whether a node has a record of honest work (the relay: its reputation from verdicts). */
-  isProven(nodeId: string): boolean;
-  /** Whether the cap applies to this request, decided as it starts. */
-  applies(request: RequestBody): boolean;
 }
 
 export type CoordinatorPhase =
@@ -317,11 +300,32 @@ function onCommit(
     return;
   }
   const seats = s.unprovenSeats ?? null;
-  if (seats !== null && config.seats && !config.seats.isProven(from)) {
-    const proven = config.seats;
-    if (s.commits.filter((c) => !proven.isProven(c.packet.from)).length >= seats) {
-      reject(fx, 'UNPROVEN_SEATS_FULL', 'every seat for a node without a record is taken', rec.id);
-      return;
+  const policy = config.seats;
+  if (seats !== null && policy && !policy.isProven(from)) {
+    const seated = s.commits.filter((c) => !policy.isProven(c.packet.from));
+    if (seated.length >= seats) {
+      // Not first come, first served (see `SeatPolicy`): the seated one that ranks last gives way to a
+      // node that ranks before it.
+      const last =
+        seats === 0
+          ? undefined
+          : rankedLast(
+              policy,
+              s.requestId,
+              seated.map((c) => c.packet.from),
+            );
+      if (last === undefined || !ranksBefore(policy, s.requestId, from, last)) {
+        reject(fx, 'UNPROVEN_SEATS_FULL', 'every seat for a node without a record is taken', rec.id);
+        return;
+      }
+      const displaced = seated.find((c) => c.packet.from === last) as Received<'commit'>;
+      s.commits = s.commits.filter((c) => c.id !== displaced.id);
+      reject(
+        fx,
+        'UNPROVEN_SEATS_FULL',
+        'its seat went to a node without a record that ranks before it (further toward a record, or by lot)',
+        displaced.id,
+      );
     }
   }
   s.commits = [...s.commits, rec];
@@ -340,9 +344,9 @@ function doubleCommit(s: CoordinatorState, fx: Effect[], a: Received<'commit'>, 
 }
 
 /**
- * Leave out nodes without a record, the latest first, until fewer of them remain than the seal's
- * members would need to agree (`requiredAgreement` of the seal's own size): no accepted verdict without
- * a proven node. Only where the request's seat policy applies.
+ * Leave out nodes without a record, the one ranked last first (`rankedLast`), until fewer of them remain
+ * than the seal's members would need to agree (`requiredAgreement` of the seal's own size): no accepted
+ * verdict without a proven node. Only where the request's seat policy applies.
  */
 function trimUnproven(config: CoordinatorConfig, s: CoordinatorState): void {
   const policy = config.seats;
@@ -352,8 +356,12 @@ function trimUnproven(config: CoordinatorConfig, s: CoordinatorState): void {
   for (;;) {
     const unproven = commits.filter((c) => !policy.isProven(c.packet.from));
     if (unproven.length === 0 || unproven.length < requiredAgreement(frame, commits.length)) break;
-    const last = unproven[unproven.length - 1] as Received<'commit'>;
-    commits = commits.filter((c) => c.id !== last.id);
+    const last = rankedLast(
+      policy,
+      s.requestId,
+      unproven.map((c) => c.packet.from),
+    );
+    commits = commits.filter((c) => c.packet.from !== last);
   }
   s.commits = commits;
 }

@@ -73,6 +73,7 @@ export {
   selectReveals,
   type Verification,
 } from './observer.ts';
+export * from './seats.ts';
 export * from './state.ts';
 export * from './status.ts';
 export * from './types.ts';
