@@ -31,11 +31,16 @@ const heard = (
   } as unknown as HeartbeatBody,
 });
 
-/** A history that reads `proven` for the proven nodes and `standings` for the nodes on their way. */
+/** A history that reads `proven` for the proven nodes, `standings` for the nodes on their way, `heartbeats`. */
 const store = (
   proven: HistoryStore['provenNodes'],
   standings: HistoryStore['nodeStandings'] = async () => [],
-): Pick<HistoryStore, 'provenNodes' | 'nodeStandings'> => ({ provenNodes: proven, nodeStandings: standings });
+  heartbeats: HistoryStore['recentHeartbeats'] = async () => [],
+): Pick<HistoryStore, 'provenNodes' | 'nodeStandings' | 'recentHeartbeats'> => ({
+  provenNodes: proven,
+  nodeStandings: standings,
+  recentHeartbeats: heartbeats,
+});
 
 describe('ProvenNodes', () => {
   test('proven by the history; applies while at least the quorum of them that can serve is online', async () => {
@@ -181,5 +186,37 @@ describe('ProvenNodes', () => {
     fail = true;
     await p.refresh();
     expect([p.standing('n1'), p.isProven('a')]).toEqual([2, true]);
+  });
+
+  test("after a restart the history's heartbeats of proven nodes count at once, if from the last minute", async () => {
+    const clock = 10_000_000;
+    const asked: [string[], number][] = [];
+    const stored = [
+      { ...heard('a', { at: 5 }), lastSeen: clock - 1_000 },
+      { ...heard('b', { at: 5 }), lastSeen: clock - 2_000 },
+      // Not proven: the history's copy is not taken either.
+      { ...heard('x', { at: 5 }), lastSeen: clock - 1_000 },
+    ];
+    const p = new ProvenNodes(
+      store(
+        async () => ['a', 'b', 'c'],
+        async () => [],
+        async (ids, since) => {
+          asked.push([[...ids].sort(), since]);
+          return stored.filter((h) => h.lastSeen >= since);
+        },
+      ),
+      () => {},
+      () => clock,
+    );
+    expect(p.applies(request(2))).toBe(false);
+    await p.refresh();
+    expect(asked).toEqual([[['a', 'b', 'c'], clock - ONLINE_WITHIN_MS]]);
+    expect(p.applies(request(2))).toBe(true);
+    expect(p.applies(request(3))).toBe(false);
+    // A newer heartbeat heard here is not replaced by an older one the history holds.
+    p.heard('a', heard('a', { queued: 4, at: 6 }).body);
+    await p.refresh();
+    expect(p.applies(request(2))).toBe(false);
   });
 });

@@ -36,12 +36,14 @@ export const ONLINE_WITHIN_MS = 60_000;
  * once in k + 1 requests, and after one agreement vouched for it ranks before them all.
  *
  * The proven set and the standings are read from the history at `start()` and every `PROVEN_REFRESH_MS`, so the policy's
- * answers are synchronous, as a state machine needs them. Heartbeats are given to `heard` as they come,
+ * answers are synchronous, as a state machine needs them; so are the proven nodes' heartbeats the history
+ * holds from the last minute (a relay that restarted knows at once who is online; two relays over one
+ * database share what each heard). Heartbeats are given to `heard` as they come,
  * and only proven nodes' are kept (the newest each): a list of every node heard from is bounded, and
  * heartbeats from fresh keys, which cost nothing, would push the proven nodes out of it.
  */
 export class ProvenNodes implements SeatPolicy {
-  readonly #store: Pick<HistoryStore, 'provenNodes' | 'nodeStandings'>;
+  readonly #store: Pick<HistoryStore, 'provenNodes' | 'nodeStandings' | 'recentHeartbeats'>;
   readonly #log: (entry: Record<string, unknown>) => void;
   readonly #now: () => number;
   readonly #trusted: ReadonlySet<string>;
@@ -53,7 +55,7 @@ export class ProvenNodes implements SeatPolicy {
   #refreshing: Promise<void> | null = null;
 
   constructor(
-    store: Pick<HistoryStore, 'provenNodes' | 'nodeStandings'>,
+    store: Pick<HistoryStore, 'provenNodes' | 'nodeStandings' | 'recentHeartbeats'>,
     log: (entry: Record<string, unknown>) => void = () => {},
     now: () => number = Date.now,
     trusted: readonly string[] = [],
@@ -87,10 +89,16 @@ export class ProvenNodes implements SeatPolicy {
       this.#store.provenNodes(PROVEN_VOUCHED, PROVEN_SCORE, MAX_PROVEN),
       this.#store.nodeStandings(MAX_STANDINGS),
     ])
-      .then(([ids, standings]) => {
+      .then(async ([ids, standings]) => {
         this.#proven = new Set([...this.#trusted, ...ids]);
         this.#standings = new Map(standings.map((r) => [r.nodeId, r.standing]));
         for (const id of this.#heard.keys()) if (!this.#proven.has(id)) this.#heard.delete(id);
+        // What the history holds of them: after a restart, the proven nodes are online from the start,
+        // not only once each sends its next heartbeat (until then, the cap did not apply).
+        const since = this.#now() - ONLINE_WITHIN_MS;
+        for (const h of await this.#store.recentHeartbeats([...this.#proven], since)) {
+          this.#take(h.nodeId, h.body, h.lastSeen);
+        }
       })
       .catch((e) => this.#log({ level: 'warn', msg: 'reading the proven nodes failed', err: String(e) }))
       .finally(() => {
@@ -104,10 +112,15 @@ export class ProvenNodes implements SeatPolicy {
    * unless an older one than that node's newest (a copy replayed later, say of when its queue was full).
    */
   heard(nodeId: string, body: HeartbeatBody): void {
+    this.#take(nodeId, body, this.#now());
+  }
+
+  #take(nodeId: string, body: HeartbeatBody, at: number): void {
     if (!this.#proven.has(nodeId)) return;
     const held = this.#heard.get(nodeId);
     if (held !== undefined && held.body.createdAt > body.createdAt) return;
-    this.#heard.set(nodeId, { body, at: this.#now() });
+    if (held !== undefined && held.body.createdAt === body.createdAt && held.at >= at) return;
+    this.#heard.set(nodeId, { body, at });
   }
 
   isProven(nodeId: string): boolean {

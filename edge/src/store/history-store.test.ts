@@ -400,6 +400,22 @@ describe('HistoryStore: the node registry', () => {
     }
   });
 
+  test('recentHeartbeats: the stored heartbeat of each node asked for, heard since a time', async () => {
+    const h = await openHistory(`file:${join(dir, 'recent.db')}`);
+    try {
+      const [a, b, c] = await Promise.all([heartbeat(21, 100), heartbeat(22, 200), heartbeat(23, 300)]);
+      for (const p of [a, b, c]) await h.store.recordHeartbeat(stored(p), p.body.createdAt);
+      const recent = await h.store.recentHeartbeats([a.from, b.from], 150);
+      expect(recent).toEqual([{ nodeId: b.from, body: b.body, lastSeen: 200 }]);
+      expect(await h.store.recentHeartbeats([], 0)).toEqual([]);
+      // Asked for more ids than one statement binds at a time.
+      const many = [...Array.from({ length: 1_200 }, (_, i) => i.toString(16).padStart(64, '0')), c.from];
+      expect((await h.store.recentHeartbeats(many, 0)).map((r) => r.nodeId)).toEqual([c.from]);
+    } finally {
+      h.client.close();
+    }
+  });
+
   test('pruneNodes forgets nodes silent since a time that never took part in a verdict, and keeps the rest', async () => {
     const h = await openHistory(`file:${join(dir, 'prune.db')}`);
     try {

@@ -1,6 +1,7 @@
 import {
   type AnyPacket,
   buildTranscript,
+  type HeartbeatBody,
   LIMITS,
   MAX_OPEN_COMMITS,
   type Packet,
@@ -575,6 +576,26 @@ export class HistoryStore {
       .orderBy(desc(reputation.vouched))
       .limit(limit);
     return rows.map((r) => r.nodeId);
+  }
+
+  /**
+   * The newest stored heartbeat of each of `nodeIds` heard at or after `since` (relay clock), with when:
+   * what a relay that restarted (or another relay over the same database) knows of those nodes before
+   * they send their next one.
+   */
+  async recentHeartbeats(
+    nodeIds: readonly string[],
+    since: number,
+  ): Promise<{ nodeId: string; body: HeartbeatBody; lastSeen: number }[]> {
+    const out: { nodeId: string; body: HeartbeatBody; lastSeen: number }[] = [];
+    for (let i = 0; i < nodeIds.length; i += 500) {
+      const rows = await this.db
+        .select({ nodeId: nodes.nodeId, packet: nodes.lastHeartbeat, lastSeen: nodes.lastSeen })
+        .from(nodes)
+        .where(and(inArray(nodes.nodeId, nodeIds.slice(i, i + 500)), gte(nodes.lastSeen, since)));
+      for (const r of rows) out.push({ nodeId: r.nodeId, body: r.packet.body, lastSeen: r.lastSeen });
+    }
+    return out;
   }
 
   /**
