@@ -42,9 +42,12 @@ describe('the relay coordinator with proven nodes online', () => {
     await t?.close();
   });
 
-  test('fresh keys that commit first take at most the seats a verdict cannot be reached with', async () => {
-    const attacker = t.network.join('attacker');
-    const keys = await Promise.all([1, 2, 3].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(220 + i))));
+  /**
+   * Submit a prompt, and commit for it with each of `keys`, in that order, the moment its request is
+   * seen (before any node has run the model); resolves with the request id once it has a verdict.
+   */
+  async function promptWithCommitsFirst(peer: string, keys: readonly NodeKey[]): Promise<string> {
+    const attacker = t.network.join(peer);
     let flooded: Promise<void> | undefined;
     attacker.subscribe(topicOfPacketType('request'), (bytes) => {
       flooded ??= (async () => {
@@ -62,6 +65,12 @@ describe('the relay coordinator with proven nodes online', () => {
     const requestId = await submitPrompt(t);
     await waitForStatus(t, requestId, 'verdict');
     await flooded;
+    return requestId;
+  }
+
+  test('fresh keys that commit first take at most the seats a verdict cannot be reached with', async () => {
+    const keys = await Promise.all([1, 2, 3].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(220 + i))));
+    const requestId = await promptWithCommitsFirst('attacker', keys);
     const held = await t.relay.store.getRequest(requestId);
     const members = held?.seal?.packet.body.members.map((m) => m.nodeId) ?? [];
     const attackers = new Set(keys.map((k) => k.nodeId));
@@ -83,25 +92,8 @@ describe('the relay coordinator with proven nodes online', () => {
     });
     await t.relay.seats.refresh();
     expect(t.relay.seats.standing(newcomer.nodeId)).toBe(1);
-    const attacker = t.network.join('attacker-2');
     const keys = await Promise.all([1, 2, 3].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(240 + i))));
-    let flooded: Promise<void> | undefined;
-    attacker.subscribe(topicOfPacketType('request'), (bytes) => {
-      flooded ??= (async () => {
-        const request = parseEnvelope(JSON.parse(new TextDecoder().decode(bytes))) as Packet<'request'>;
-        for (const [i, k] of [...keys, newcomer].entries()) {
-          const commit = await signPacket(k, 'commit', {
-            requestId: request.body.requestId,
-            commitment: String(i + 4).repeat(64),
-            createdAt: request.body.createdAt + 1,
-          });
-          await attacker.publish(topicOfPacketType('commit'), encodePacket(commit));
-        }
-      })();
-    });
-    const requestId = await submitPrompt(t);
-    await waitForStatus(t, requestId, 'verdict');
-    await flooded;
+    const requestId = await promptWithCommitsFirst('attacker-2', [...keys, newcomer]);
     const held = await t.relay.store.getRequest(requestId);
     const members = held?.seal?.packet.body.members.map((m) => m.nodeId) ?? [];
     expect(members).toContain(newcomer.nodeId);
