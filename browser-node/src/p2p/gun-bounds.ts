@@ -34,7 +34,7 @@
  * Gun's message dedup (`root.dup.s`) keeps ids (no values) of messages seen in the last 9 s, but it
  * forgets them only when a timer armed by the next message fires, so after a burst they would stay until
  * more traffic came: a sweep that finds no drop pending calls `root.dup.drop()` (Gun's own "forget
- * ids older than 9 s").
+ * ids older than 9 s"). How many ids it holds within those 9 s is bounded apart (gun-dedup-bounds.ts).
  */
 import { LIMITS } from '@synod/shared';
 import { type Birth, BirthOrder } from './gun-birth-order.ts';

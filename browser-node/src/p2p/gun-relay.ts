@@ -4,7 +4,8 @@
  * radisk, no file store, no stats file) and relays every put to the other connected peers. In memory
  * it holds only its topics' nodes, bounded like a client's (gun-bounds.ts: packets pruned once past the
  * skew window, at most `maxKeys` / `maxBytes` per topic, pruned and stale packets refused at the wire),
- * and it refuses puts to any other soul.
+ * and it refuses puts to any other soul. The message ids it keeps for Gun's 9 s dedup are bounded too
+ * (gun-dedup-bounds.ts: at most `MAX_GUN_DEDUP_IDS`, the oldest forgotten first).
  *
  * Bun note: Bun replaces the `ws` package with its own implementation, which hands text frames to
  * 'message' listeners as Buffers (as ws 8 does). Gun 0.2020.x expects strings (ws 7) and silently
@@ -15,6 +16,7 @@ import { createServer, type Server } from 'node:http';
 import Gun from 'gun';
 import { GUN_DEFAULT_TOPICS, GUN_SAFE_OPTIONS, type GunConstructor, type GunRoot, soulOf } from './gun.ts';
 import { type GunBoundsOptions, GunGraphBounds, type GunGraphStats } from './gun-bounds.ts';
+import { GunDedupBounds, type GunDedupBoundsOptions, type GunDedupStats } from './gun-dedup-bounds.ts';
 import type { ContentTopic } from './topics.ts';
 
 export interface GunRelayOptions {
@@ -28,6 +30,8 @@ export interface GunRelayOptions {
   topics?: readonly ContentTopic[];
   /** Bounds on what the relay keeps in memory per topic (age, keys, bytes); see gun-bounds.ts. */
   bounds?: GunBoundsOptions;
+  /** Bound on the message ids Gun keeps for its 9 s dedup; see gun-dedup-bounds.ts. */
+  dedupBounds?: GunDedupBoundsOptions;
 }
 
 export interface GunRelay {
@@ -39,6 +43,8 @@ export interface GunRelay {
   clients(): number;
   /** What the relay holds for its topics, and how much was pruned or refused. */
   graphStats(): GunGraphStats;
+  /** The message ids the relay holds for Gun's dedup, and how many were forgotten early. */
+  dedupStats(): GunDedupStats;
   close(): Promise<void>;
 }
 
@@ -72,6 +78,7 @@ export async function startGunRelay(options: GunRelayOptions = {}): Promise<GunR
   if (address === null || typeof address === 'string') throw new Error('the Gun relay has no TCP address');
   const gun = (Gun as unknown as GunConstructor)({ ...GUN_SAFE_OPTIONS, web: server });
   const bounds = new GunGraphBounds(gun, (options.topics ?? GUN_DEFAULT_TOPICS).map(soulOf), options.bounds);
+  const dedup = new GunDedupBounds(gun, options.dedupBounds);
   const wss = (gun._.opt as unknown as { ws: { web: WsServer } }).ws.web;
   const gunOnConnection = wss.listeners('connection')[0];
   if (gunOnConnection === undefined) throw new Error('Gun did not attach to the WebSocket server');
@@ -87,6 +94,7 @@ export async function startGunRelay(options: GunRelayOptions = {}): Promise<GunR
     gun,
     clients: () => wss.clients.size,
     graphStats: () => bounds.stats(),
+    dedupStats: () => dedup.stats(),
     async close() {
       if (closed) return;
       closed = true;

@@ -35,13 +35,17 @@
  * per relay; newer messages dropped past that) and the ack listeners of our own puts, which hold the
  * packet until acked or 9 s pass (relays without storage never ack): at most 256 (4 Mi code units),
  * the oldest taken off early, which costs nothing since Synod reads no acks. `wireStats()` reports them.
- * Gun's dedup ids of the last 9 s (ids only, no values) stay as Gun keeps them.
+ * Gun's dedup of the last 9 s of message ids (one entry per id heard or said, per key stored, per ack
+ * routed) is bounded by a `GunDedupBounds` (gun-dedup-bounds.ts, option `dedupBounds`) to
+ * `MAX_GUN_DEDUP_IDS` (32 Ki) ids, the oldest forgotten first, so a peer sending distinct ids as fast as
+ * it can does not grow it with its rate. `dedupStats()` reports them.
  *
  * Gun reports no sending peer, so `meta.peer` is the relay list (`gun:<url>,...`).
  */
 import { packetId, parseEnvelope, sha256Hex } from '@synod/shared';
 import Gun from 'gun';
 import { type GunBoundsOptions, GunGraphBounds, type GunGraphStats } from './gun-bounds.ts';
+import { GunDedupBounds, type GunDedupBoundsOptions, type GunDedupStats } from './gun-dedup-bounds.ts';
 import { GunWireBounds, type GunWireBoundsOptions, type GunWireStats } from './gun-wire-bounds.ts';
 import type { ContentTopic } from './topics.ts';
 import {
@@ -67,10 +71,14 @@ export interface GunTransportOptions {
   bounds?: GunBoundsOptions;
   /** Bounds on what Gun holds on the way out (queues while connecting, puts awaiting acks); see gun-wire-bounds.ts. */
   wireBounds?: GunWireBoundsOptions;
+  /** Bound on the message ids Gun keeps for its 9 s dedup; see gun-dedup-bounds.ts. */
+  dedupBounds?: GunDedupBoundsOptions;
 }
 
 export type { GunBoundsOptions, GunGraphStats } from './gun-bounds.ts';
 export { GUN_BOUNDS_DEFAULTS } from './gun-bounds.ts';
+export type { GunDedupBoundsOptions, GunDedupStats } from './gun-dedup-bounds.ts';
+export { MAX_GUN_DEDUP_IDS } from './gun-dedup-bounds.ts';
 export type { GunWireBoundsOptions, GunWireStats } from './gun-wire-bounds.ts';
 export { GUN_WIRE_BOUNDS_DEFAULTS } from './gun-wire-bounds.ts';
 
@@ -137,6 +145,7 @@ export class GunTransport implements Transport {
   readonly #peerLabel: string;
   readonly #bounds: GunGraphBounds;
   readonly #wire: GunWireBounds;
+  readonly #dedup: GunDedupBounds;
   #closed = false;
 
   constructor(options: GunTransportOptions) {
@@ -154,6 +163,7 @@ export class GunTransport implements Transport {
     });
     this.#bounds = new GunGraphBounds(this.gun, this.topics.map(soulOf), options.bounds);
     this.#wire = new GunWireBounds(this.gun, options.wireBounds);
+    this.#dedup = new GunDedupBounds(this.gun, options.dedupBounds);
   }
 
   /** What Gun holds for this transport's topics, and how much was pruned or refused. */
@@ -164,6 +174,11 @@ export class GunTransport implements Transport {
   /** What Gun holds on the way out (queued for relays that are connecting, puts awaiting acks). */
   wireStats(): GunWireStats {
     return this.#wire.stats();
+  }
+
+  /** The message ids Gun holds for its dedup, and how many were forgotten early. */
+  dedupStats(): GunDedupStats {
+    return this.#dedup.stats();
   }
 
   async publish(topic: ContentTopic, bytes: Uint8Array): Promise<void> {

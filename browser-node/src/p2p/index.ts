@@ -10,10 +10,13 @@ export {
   GUN_DEFAULT_TOPICS,
   GUN_SAFE_OPTIONS,
   type GunBoundsOptions,
+  type GunDedupBoundsOptions,
+  type GunDedupStats,
   type GunGraphStats,
   GunTransport,
   type GunTransportOptions,
   gunKeyOf,
+  MAX_GUN_DEDUP_IDS,
   soulOf,
 } from './gun.ts';
 export {
@@ -52,6 +55,7 @@ export {
   TopicHandlers,
   type Transport,
   TransportClosedError,
+  TransportMessageTooLargeError,
   type Unsubscribe,
 } from './transport.ts';
 export {
@@ -62,7 +66,11 @@ export {
   decodeWakuMessage,
   encodeWakuMessage,
   isLoopbackAddress,
+  MAX_WAKU_MESSAGE_BYTES,
+  maxWakuMessageBytesOf,
   pubsubTopicOf,
+  THE_WAKU_NETWORK_CLUSTER_ID,
+  THE_WAKU_NETWORK_MAX_MESSAGE_BYTES,
   WAKU_RELAY_CODEC,
   type WakuRelayOptions,
   type WakuRelayStats,

@@ -128,6 +128,24 @@ export class TopicHandlers {
   }
 }
 
+/**
+ * Thrown by `publish` when the message a transport would put on the wire is larger than its network
+ * relays (a Waku cluster's cap on WakuMessages): its peers would drop it, so it is not sent. The code is
+ * stable (`TRANSPORT_MESSAGE_TOO_LARGE`); `details` says how large it was and the most allowed.
+ */
+export class TransportMessageTooLargeError extends Error {
+  override readonly name = 'TransportMessageTooLargeError';
+  readonly code = 'TRANSPORT_MESSAGE_TOO_LARGE';
+  readonly details: { transport: string; bytes: number; maxBytes: number };
+  readonly hint: string;
+
+  constructor(transport: string, bytes: number, maxBytes: number, hint: string) {
+    super(`the ${transport} transport carries messages of at most ${maxBytes} bytes; this one is ${bytes}`);
+    this.details = { transport, bytes, maxBytes };
+    this.hint = hint;
+  }
+}
+
 /** Thrown by a transport used after `close()`. */
 export class TransportClosedError extends Error {
   override readonly name = 'TransportClosedError';

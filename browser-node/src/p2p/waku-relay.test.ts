@@ -8,7 +8,7 @@ import { createRoutingInfo } from '@waku/utils';
 import { Intake } from './intake.ts';
 import { commitPacket, testKey, waitFor, wire } from './test-fixtures.ts';
 import { contentTopic, topicOfPacketType } from './topics.ts';
-import type { MessageMeta } from './transport.ts';
+import { type MessageMeta, TransportMessageTooLargeError } from './transport.ts';
 import {
   checkWakuMessage,
   createWakuRelayTransport,
@@ -18,7 +18,10 @@ import {
   encodeWakuMessage,
   isLoopbackAddress,
   MAX_WAKU_MESSAGE_BYTES,
+  maxWakuMessageBytesOf,
   pubsubTopicOf,
+  THE_WAKU_NETWORK_CLUSTER_ID,
+  THE_WAKU_NETWORK_MAX_MESSAGE_BYTES,
   WAKU_RELAY_CODEC,
   type WakuRelayOptions,
   type WakuRelayTransport,
@@ -43,6 +46,24 @@ const addressOf = (t: WakuRelayTransport, ws: boolean) => {
   return a;
 };
 const portOf = (address: string) => Number(address.split('/tcp/')[1]?.split('/')[0]);
+
+/** RFC 64's cap on a WakuMessage of The Waku Network, nwaku's `MaxWakuMessageSize`. */
+const WAKU_NETWORK_CAP = 150 * 1024;
+const AT = 1_800_000_000_000;
+/** Envelope bytes around a payload of 16 KiB to 2 MiB (its length takes a 3-byte varint), at `AT`. */
+const ENVELOPE = encodeWakuMessage(commits, new Uint8Array(100_000), AT).length - 100_000;
+/** A payload whose WakuMessage at `AT` is exactly `total` bytes. */
+const payloadFor = (total: number) => new Uint8Array(total - ENVELOPE).fill(0x61);
+/** A WakuMessage of exactly `total` bytes. */
+const messageOf = (total: number) => encodeWakuMessage(commits, payloadFor(total), AT);
+
+/** Run the topic validator `t` installed for the commits shard, as gossipsub would on a message in. */
+async function validate(t: WakuRelayTransport, data: Uint8Array): Promise<string> {
+  const shard = t.pubsubTopic(commits);
+  const validator = t.node.services.pubsub.topicValidators.get(shard);
+  if (validator === undefined) throw new Error('no topic validator: subscribe first');
+  return String(await validator(t.node.peerId, { type: 'unsigned', topic: shard, data }));
+}
 
 function collect(t: WakuRelayTransport) {
   const got: Array<{ bytes: Uint8Array; meta: MessageMeta }> = [];
@@ -405,6 +426,74 @@ describe('Waku relay transport', () => {
   );
 
   test(
+    'the largest message depends on the cluster: the validator rejects and publish refuses past it',
+    async () => {
+      const network = track(await createWakuRelayTransport({ clusterId: THE_WAKU_NETWORK_CLUSTER_ID }));
+      const own = track(await createWakuRelayTransport());
+      const custom = track(await createWakuRelayTransport({ maxMessageBytes: 10_000 }));
+      for (const t of [network, own, custom]) collect(t);
+      expect(messageOf(WAKU_NETWORK_CAP).length).toBe(WAKU_NETWORK_CAP);
+
+      // The Waku Network: up to 150 KiB of encoded WakuMessage, not a byte more
+      expect(network.maxMessageBytes).toBe(WAKU_NETWORK_CAP);
+      expect(await validate(network, messageOf(WAKU_NETWORK_CAP))).toBe('accept');
+      expect(await validate(network, messageOf(WAKU_NETWORK_CAP + 1))).toBe('reject');
+      expect(network.stats().invalidEnvelopes).toBe(1);
+      await network.publish(commits, payloadFor(WAKU_NETWORK_CAP), { createdAt: AT });
+      const refused = await network
+        .publish(commits, payloadFor(WAKU_NETWORK_CAP + 1), { createdAt: AT })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(refused).toBeInstanceOf(TransportMessageTooLargeError);
+      expect(refused).toMatchObject({
+        code: 'TRANSPORT_MESSAGE_TOO_LARGE',
+        details: { transport: 'waku-relay', bytes: WAKU_NETWORK_CAP + 1, maxBytes: WAKU_NETWORK_CAP },
+      });
+      expect(network.stats().published).toBe(1);
+
+      // Synod's own cluster: the largest packet and its envelope
+      expect(own.maxMessageBytes).toBe(MAX_WAKU_MESSAGE_BYTES);
+      expect(await validate(own, messageOf(WAKU_NETWORK_CAP + 1))).toBe('accept');
+      expect(await validate(own, messageOf(MAX_WAKU_MESSAGE_BYTES + 1))).toBe('reject');
+      await own.publish(commits, payloadFor(WAKU_NETWORK_CAP + 1), { createdAt: AT });
+      expect(own.stats().published).toBe(1);
+
+      // a deployment's own cap
+      expect(await validate(custom, messageOf(10_000))).toBe('accept');
+      expect(await validate(custom, messageOf(20_000))).toBe('reject');
+      await expect(custom.publish(commits, payloadFor(20_000), { createdAt: AT })).rejects.toMatchObject({
+        code: 'TRANSPORT_MESSAGE_TOO_LARGE',
+      });
+      await expect(createWakuRelayTransport({ maxMessageBytes: 0 })).rejects.toThrow(RangeError);
+    },
+    LONG,
+  );
+
+  test(
+    'on The Waku Network a relay rejects and scores a WakuMessage over 150 KiB, and relays one at the cap',
+    async () => {
+      const clusterId = THE_WAKU_NETWORK_CLUSTER_ID;
+      const hub = track(await createHeadlessWakuRelay({ clusterId }));
+      const sender = track(await createHeadlessWakuRelay({ clusterId, bootstrap: [addressOf(hub, false)] }));
+      const atHub = collect(hub);
+      collect(sender);
+      await waitFor(() => hub.meshPeers(commits).includes(sender.peerId), LONG, 'the mesh');
+      const shard = sender.pubsubTopic(commits);
+      expect(shard).toMatch(/^\/waku\/2\/rs\/1\//);
+      // sent past the sender's own check, as a peer with another cap would
+      await sender.node.services.pubsub.publish(shard, messageOf(WAKU_NETWORK_CAP + 1));
+      await waitFor(() => hub.stats().invalidEnvelopes === 1, LONG, 'the large message to be refused');
+      await waitFor(() => hub.node.services.pubsub.getScore(sender.peerId) < 0, LONG, 'the score to drop');
+      await sender.publish(commits, payloadFor(WAKU_NETWORK_CAP), { createdAt: AT });
+      await waitFor(() => atHub.length === 1, LONG, 'the message at the cap');
+      expect(atHub[0]?.bytes.length).toBe(WAKU_NETWORK_CAP - ENVELOPE);
+    },
+    LONG,
+  );
+
+  test(
     'the dial policy gates every outbound dial',
     async () => {
       const hub = track(await createHeadlessWakuRelay());
@@ -475,6 +564,18 @@ describe('Waku envelope', () => {
     expect(checkWakuMessage(message({ payload: new Uint8Array(MAX_WAKU_MESSAGE_BYTES) }))).toEqual({
       fault: 'too-large',
     });
+  });
+
+  test('The Waku Network caps a WakuMessage at 150 KiB (nwaku MaxWakuMessageSize); other clusters at 257 KiB', () => {
+    expect(THE_WAKU_NETWORK_MAX_MESSAGE_BYTES).toBe(153_600);
+    expect(maxWakuMessageBytesOf(1)).toBe(WAKU_NETWORK_CAP);
+    expect(maxWakuMessageBytesOf(DEFAULT_CLUSTER_ID)).toBe(MAX_WAKU_MESSAGE_BYTES);
+    expect(checkWakuMessage(messageOf(WAKU_NETWORK_CAP), WAKU_NETWORK_CAP)).toHaveProperty('message');
+    expect(checkWakuMessage(messageOf(WAKU_NETWORK_CAP + 1), WAKU_NETWORK_CAP)).toEqual({
+      fault: 'too-large',
+    });
+    expect(decodeWakuMessage(messageOf(WAKU_NETWORK_CAP + 1), WAKU_NETWORK_CAP)).toBeUndefined();
+    expect(checkWakuMessage(messageOf(WAKU_NETWORK_CAP + 1))).toHaveProperty('message');
   });
 
   test('only loopback addresses pass the default dial policy', () => {

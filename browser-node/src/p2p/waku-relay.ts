@@ -30,9 +30,9 @@
  *                this node would never get it: `publish` takes such an id out of the seen cache first.
  *  validation    a topic validator rejects (no forwarding, peer score penalty) data that is not a
  *                well-formed WakuMessage (protobuf, a content topic, `meta` of at most 64 bytes) within
- *                `MAX_WAKU_MESSAGE_BYTES`; well-formed messages of other content topics or other
- *                versions (other apps' encrypted payloads) are relayed as any Waku relay would, but
- *                not handed up; Synod packets go through the intake, whose verdict is gossip's.
+ *                the cluster's largest message (see size); well-formed messages of other content
+ *                topics or other versions (other apps' encrypted payloads) are relayed as any Waku
+ *                relay would, but not handed up; Synod packets go through the intake, whose verdict is gossip's.
  *  scoring       gossipsub v1.1 peer scoring with Waku's parameters (nwaku's, RFC 29) on every shard a
  *                Synod topic maps to: a rejected message costs its sender 100 times the square of its
  *                count (halving every 12 s), so a peer forwarding junk drops below the gossip (-100),
@@ -41,9 +41,15 @@
  *                colocation penalty (nwaku docks peers sharing an address with 5 others), as browser
  *                tabs behind one NAT (an office, a campus) would lose our publications for it; a
  *                Synod packet's worth rests on its signature and its sender's record, not its address.
- *  size          messages up to `MAX_WAKU_MESSAGE_BYTES` (Synod's 256 KiB packets and 1 KiB of
- *                envelope): Synod runs its own cluster (42); The Waku Network (cluster 1) caps messages
- *                at 150 KiB, so a deployment bridging into it must keep packets under that.
+ *  size          the largest WakuMessage (the whole encoded message, as gossipsub's `data`) depends on
+ *                the cluster: on The Waku Network (cluster 1) 150 KiB, 153,600 bytes
+ *                (`THE_WAKU_NETWORK_MAX_MESSAGE_BYTES`: RFC 64's cap, nwaku's `MaxWakuMessageSize`),
+ *                which its relays enforce; on any other cluster, Synod's own (42) by default,
+ *                `MAX_WAKU_MESSAGE_BYTES` (Synod's 256 KiB packets and 1 KiB of envelope). Option
+ *                `maxMessageBytes` sets a deployment's own. Larger data is rejected by the validator,
+ *                and `publish` refuses a packet whose WakuMessage would be larger with a
+ *                `TransportMessageTooLargeError` (code `TRANSPORT_MESSAGE_TOO_LARGE`) instead of
+ *                sending what the peers drop: on cluster 1, packets of more than ~150 KiB are not sent.
  *
  * Discovery and dialing
  * ---------------------
@@ -80,13 +86,21 @@ import {
   TopicHandlers,
   type Transport,
   TransportClosedError,
+  TransportMessageTooLargeError,
   type Unsubscribe,
 } from './transport.ts';
 
 /** Largest gossipsub RPC frame taken from a peer (see `maxInboundDataLength` below). */
 export const MAX_INBOUND_FRAME_BYTES = 4 * 1024 * 1024;
-/** Largest WakuMessage relayed: the largest Synod packet and room for its envelope. */
+/** Largest WakuMessage relayed off The Waku Network: the largest Synod packet and room for its envelope. */
 export const MAX_WAKU_MESSAGE_BYTES = LIMITS.maxPacketBytes + 1024;
+/** The Waku Network's cluster (RFC 64). */
+export const THE_WAKU_NETWORK_CLUSTER_ID = 1;
+/**
+ * Largest WakuMessage on The Waku Network: 150 KiB of the whole protobuf-encoded message (RFC 64,
+ * "Message size"; nwaku's `MaxWakuMessageSize` = 150 * 1024). Its relays drop anything larger.
+ */
+export const THE_WAKU_NETWORK_MAX_MESSAGE_BYTES = 150 * 1024;
 /** RFC 14: a WakuMessage's `meta` holds at most 64 bytes. */
 export const WAKU_MAX_META_BYTES = 64;
 
@@ -124,6 +138,12 @@ export interface WakuRelayOptions {
   reconnect?: { initialMs?: number; maxMs?: number };
   /** Clock for WakuMessage timestamps. Default Date.now. */
   now?: () => number;
+  /**
+   * Largest encoded WakuMessage relayed or published, in bytes. Default by cluster
+   * (`maxWakuMessageBytesOf`): 150 KiB on The Waku Network (cluster 1), `MAX_WAKU_MESSAGE_BYTES`
+   * elsewhere. At most `MAX_INBOUND_FRAME_BYTES`.
+   */
+  maxMessageBytes?: number;
 }
 
 export interface WakuRelayStats {
@@ -271,6 +291,22 @@ const WAKU_GOSSIP_PARAMS: Partial<GossipsubOpts> = {
   gossipFactor: 0.25,
 };
 
+/** The largest WakuMessage a cluster's relays pass on: 150 KiB on The Waku Network, ours elsewhere. */
+export function maxWakuMessageBytesOf(clusterId: number): number {
+  return clusterId === THE_WAKU_NETWORK_CLUSTER_ID
+    ? THE_WAKU_NETWORK_MAX_MESSAGE_BYTES
+    : MAX_WAKU_MESSAGE_BYTES;
+}
+
+/** The largest WakuMessage a transport with these options relays and publishes. */
+function maxMessageBytesOf(options: WakuRelayOptions): number {
+  const max = options.maxMessageBytes ?? maxWakuMessageBytesOf(options.clusterId ?? DEFAULT_CLUSTER_ID);
+  if (!(Number.isInteger(max) && max > 0 && max <= MAX_INBOUND_FRAME_BYTES)) {
+    throw new RangeError(`maxMessageBytes must be an integer from 1 to ${MAX_INBOUND_FRAME_BYTES}`);
+  }
+  return max;
+}
+
 /** Encode a payload as a version-0 WakuMessage. */
 export function encodeWakuMessage(
   topic: ContentTopic,
@@ -292,12 +328,14 @@ export type WakuMessageFault = 'too-large' | 'malformed' | 'no-content-topic' | 
 
 /**
  * Check data as a WakuMessage any Waku relay would pass on (RFC 14), whatever its version: within
- * `MAX_WAKU_MESSAGE_BYTES`, a protobuf WakuMessage with a content topic and at most 64 bytes of `meta`.
+ * `maxBytes` (the cluster's largest message; default `MAX_WAKU_MESSAGE_BYTES`), a protobuf WakuMessage
+ * with a content topic and at most 64 bytes of `meta`.
  */
 export function checkWakuMessage(
   data: Uint8Array,
+  maxBytes: number = MAX_WAKU_MESSAGE_BYTES,
 ): { message: proto_message.WakuMessage } | { fault: WakuMessageFault } {
-  if (data.length > MAX_WAKU_MESSAGE_BYTES) return { fault: 'too-large' };
+  if (data.length > maxBytes) return { fault: 'too-large' };
   let message: proto_message.WakuMessage;
   try {
     message = proto_message.WakuMessage.decode(data);
@@ -313,8 +351,11 @@ export function checkWakuMessage(
  * Decode a WakuMessage that may hold a Synod packet: well-formed (`checkWakuMessage`), version 0 (an
  * unencrypted payload) and a payload within `LIMITS.maxPacketBytes`; undefined otherwise.
  */
-export function decodeWakuMessage(data: Uint8Array): proto_message.WakuMessage | undefined {
-  const checked = checkWakuMessage(data);
+export function decodeWakuMessage(
+  data: Uint8Array,
+  maxBytes: number = MAX_WAKU_MESSAGE_BYTES,
+): proto_message.WakuMessage | undefined {
+  const checked = checkWakuMessage(data, maxBytes);
   if (!('message' in checked)) return undefined;
   const { message } = checked;
   if ((message.version ?? 0) !== 0 || message.payload.length > LIMITS.maxPacketBytes) return undefined;
@@ -333,6 +374,7 @@ function noiseInit(): Parameters<typeof noise>[0] {
 
 export async function createWakuRelayTransport(options: WakuRelayOptions = {}): Promise<WakuRelayTransport> {
   const allow = dialAllowed(options.dialPolicy ?? 'loopback');
+  maxMessageBytesOf(options); // a bad cap throws before anything starts
   const bootstrapList = options.bootstrap ?? [];
   for (const address of bootstrapList) {
     if (multiaddr(address).getPeerId() === null) {
@@ -433,6 +475,8 @@ export class WakuRelayTransport implements Transport {
   readonly node: Libp2p<Services>;
   readonly clusterId: number;
   readonly numShardsInCluster: number;
+  /** Largest encoded WakuMessage this node relays or publishes (see the file comment, size). */
+  readonly maxMessageBytes: number;
   readonly #handlers = new TopicHandlers();
   /** Subscribers per pubsub topic (several content topics share one shard). */
   readonly #shardRefs = new Map<string, number>();
@@ -460,6 +504,7 @@ export class WakuRelayTransport implements Transport {
     this.#bans = bans;
     this.clusterId = options.clusterId ?? DEFAULT_CLUSTER_ID;
     this.numShardsInCluster = options.numShardsInCluster ?? DEFAULT_SHARDS_IN_CLUSTER;
+    this.maxMessageBytes = maxMessageBytesOf(options);
     this.#ephemeral = options.ephemeral ?? false;
     this.#now = options.now ?? Date.now;
     const pubsub = node.services.pubsub;
@@ -486,10 +531,23 @@ export class WakuRelayTransport implements Transport {
    * took in and the intake ignored (shed under load, over the waiters' cap, a clock): that copy went no
    * further, so the peers reachable only through this node have not got it. Such an id is taken out of
    * the seen cache first, and the message goes out as a first publication.
+   *
+   * A packet whose WakuMessage is larger than `maxMessageBytes` (150 KiB on The Waku Network) is not
+   * sent, since every relay would drop it: `TransportMessageTooLargeError`.
    */
   async publish(topic: ContentTopic, bytes: Uint8Array, options?: PublishOptions): Promise<void> {
     if (this.#closed) throw new TransportClosedError(this.name);
     const data = encodeWakuMessage(topic, bytes, options?.createdAt ?? this.#now(), this.#ephemeral);
+    if (data.length > this.maxMessageBytes) {
+      throw new TransportMessageTooLargeError(
+        this.name,
+        data.length,
+        this.maxMessageBytes,
+        this.clusterId === THE_WAKU_NETWORK_CLUSTER_ID
+          ? 'The Waku Network (cluster 1) drops WakuMessages over 150 KiB: send smaller packets there'
+          : 'send smaller packets, or raise maxMessageBytes on every node of the cluster',
+      );
+    }
     const id = this.#seen.msgIdToStrFn(sha256(data));
     const now = Date.now();
     if (this.#forwarded.get(id, now) === undefined) {
@@ -510,7 +568,7 @@ export class WakuRelayTransport implements Transport {
       this.node.services.pubsub.topicValidators.set(shard, async (peer, message) => {
         // Every message gossipsub takes in on a subscribed shard passes here exactly once.
         this.#stats.received++;
-        const checked = checkWakuMessage(message.data);
+        const checked = checkWakuMessage(message.data, this.maxMessageBytes);
         if (!('message' in checked)) {
           this.#stats.invalidEnvelopes++;
           return VALIDATION.reject;
@@ -602,7 +660,7 @@ export class WakuRelayTransport implements Transport {
 
   #onMessage(pubsubTopic: string, data: Uint8Array, peer: string): void {
     if (this.#closed || !this.#shardRefs.has(pubsubTopic)) return;
-    const message = decodeWakuMessage(data);
+    const message = decodeWakuMessage(data, this.maxMessageBytes);
     if (message === undefined) return;
     const topic = message.contentTopic;
     if (!isContentTopic(topic) || this.pubsubTopic(topic) !== pubsubTopic) return;
