@@ -68,6 +68,8 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --replace-after-s N    re-send a settlement still unmined after N s, with higher fees [60]
   --min-bridge-balance E warn (log, /metrics) when the bridge account holds less than E ether
                          [what 10 settlements of 1M gas cost at the chain's gas price]
+  --max-settlement-gas G most gas one fulfil may use; an answer needing more (or more than the
+                         chain's block gas limit) is refunded ANSWER_TOO_LARGE [16777216, EIP-7825]
   --help
 
 Subcommands, on the relay's database (no relay needs to run):
@@ -104,6 +106,7 @@ const CHAIN_ONLY_FLAGS = [
   'from-block',
   'replace-after-s',
   'min-bridge-balance',
+  'max-settlement-gas',
 ];
 
 /** A multiaddr a bootstrap peer can be dialled at, with its peer id (as the Waku transport needs it). */
@@ -220,6 +223,7 @@ function relaySettings(
       fromBlock: text('from-block'),
       replaceAfterS: text('replace-after-s'),
       minBridgeBalance: optional('min-bridge-balance'),
+      maxSettlementGas: optional('max-settlement-gas'),
     },
     {
       rpcUrl: '--chain-rpc',
@@ -230,6 +234,7 @@ function relaySettings(
       fromBlock: '--from-block',
       replaceAfterS: '--replace-after-s',
       minBridgeBalance: '--min-bridge-balance',
+      maxSettlementGas: '--max-settlement-gas',
     },
   );
   if (chain !== undefined && 'error' in chain) throw new FlagError(chain.error);
@@ -337,6 +342,7 @@ async function main(argv: string[]): Promise<number> {
         'from-block': { type: 'string', default: '0' },
         'replace-after-s': { type: 'string', default: '60' },
         'min-bridge-balance': { type: 'string' },
+        'max-settlement-gas': { type: 'string' },
         help: { type: 'boolean', default: false },
       },
     });

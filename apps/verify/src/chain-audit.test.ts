@@ -19,6 +19,8 @@ import {
 import { bridgeOptions, startTestChain, type TestChain } from '../../../edge/src/chain/chain-test-helpers.ts';
 import { startTestNetwork, type TestNetwork } from '../../../edge/src/test-helpers.ts';
 import { runCommand } from '../../../edge/src/test-servers.ts';
+import { askedOf } from './chain-audit.ts';
+import { auditRefund } from './refund-audit.ts';
 
 const MAIN = resolve(import.meta.dir, 'main.ts');
 let chain: TestChain;
@@ -348,12 +350,17 @@ describe('synod-verify --chain', () => {
     // The bridge's key refunds requests the network then answers (the watcher's fulfil
     // finds them settled), each with a reason that hides the answer.
     const lies = new Map<string, bigint>();
-    for (const reason of ['NO_CONSENSUS', 'INVALID_INPUT', 'QUEUE_TIMEOUT']) {
+    for (const reason of ['NO_CONSENSUS', 'INVALID_INPUT', 'QUEUE_TIMEOUT', 'ANSWER_TOO_LARGE']) {
       const { requestNo } = await chain.callLLM({
         prompt: `Mia lost a ${reason}`,
         models: ['stories260K'],
         maxTokens: 12,
       });
+      // The watcher admits it first: a request already refunded when its event is read is never computed.
+      for (let i = 0; (await fetch(`${net.relay.url}/v1/inference/${id(requestNo)}`)).status !== 200; i++) {
+        if (i > 600) throw new Error(`request ${requestNo} was not admitted`);
+        await Bun.sleep(50);
+      }
       const [, , , , questionHash] = await chain.client.readContract({
         address: chain.oracle,
         abi: synodOracleAbi,
@@ -376,8 +383,8 @@ describe('synod-verify --chain', () => {
     }
     const lied = await audit(net.relay.url, ['--from-block', String(fromBlock)]);
     expect(lied.code).toBe(1);
-    expect(lied.out).toContain(': 0 hold, 3 do not, 0 not re-derivable');
-    expect(lied.out).toContain('refunds (LLMRefunded):  3 audited, 0 hold, 3 do not, 0 not re-derivable');
+    expect(lied.out).toContain(': 0 hold, 4 do not, 0 not re-derivable');
+    expect(lied.out).toContain('refunds (LLMRefunded):  4 audited, 0 hold, 4 do not, 0 not re-derivable');
     const bridge = chain.bridge.account.address.toLowerCase();
     const failure = (reason: string) =>
       `  ${id(lies.get(reason) ?? 0n)}\n    - LLMRefunded ${reason} by ${bridge} (the bridge)`;
@@ -393,6 +400,44 @@ describe('synod-verify --chain', () => {
     expect(lied.out).toMatch(
       /- refunded as QUEUE_TIMEOUT, but the relay holds an accepted verdict of this question \(verdict digest [0-9a-f]{64}, re-derived here\): an answer existed and was not delivered/,
     );
+    // A short answer refunded as too large: its fulfil is estimated on the chain just before the refund.
+    expect(lied.out).toContain(failure('ANSWER_TOO_LARGE'));
+    expect(lied.out).toMatch(
+      /- refunded as ANSWER_TOO_LARGE, but its winning answer \(\d+ bytes, verdict digest [0-9a-f]{64}\) fit: its fulfil needed \d+ gas of the 16777216 a fulfil could use just before the refund/,
+    );
+
+    // Had the chain said the answer could not fit, the same refund would hold (a test double of the
+    // chain's answer; answer-fit.test.ts checks the real one on anvil).
+    const requestNo = lies.get('ANSWER_TOO_LARGE') ?? 0n;
+    const [requested] = await chain.client.getContractEvents({
+      address: chain.oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMRequested',
+      args: { requestNo },
+      fromBlock,
+    });
+    if (!requested) throw new Error(`no LLMRequested event for ${requestNo}`);
+    const base = {
+      relay: net.relay.url,
+      requestId: id(requestNo),
+      refund: { requestNo, reason: 'ANSWER_TOO_LARGE', txHash: `0x${'00'.repeat(32)}` as Hex },
+      sender: bridge as Address,
+      byBridge: true,
+      asked: askedOf(requested),
+      timeoutS: 10,
+    };
+    const tooLarge = await auditRefund({
+      ...base,
+      fit: async () => ({ kind: 'too-large', limit: 400_000n, why: 'it needs 450000 gas' }),
+    });
+    expect(tooLarge.outcome).toBe('holds');
+    expect(tooLarge.why[0]).toMatch(/^its winning answer \(\d+ bytes\) does not fit in the 400000 gas/);
+    const untold = await auditRefund({
+      ...base,
+      fit: async () => ({ kind: 'unknown', why: 'state pruned' }),
+    });
+    expect(untold.outcome).toBe('not-re-derivable');
+    expect((await auditRefund(base)).outcome).toBe('not-re-derivable');
   }, 120_000);
 
   test('a refund by anyone after the deadline is not re-derivable: named with who sent it, failing nothing', async () => {

@@ -16,6 +16,7 @@ import {
   http,
   parseAbiParameters,
 } from 'viem';
+import { answerFit } from './answer-fit.ts';
 import type { AskedBytes } from './asked-input.ts';
 import { fetchAndVerify, type Verified } from './audit.ts';
 import { type Asked, questionMismatches } from './chain-question.ts';
@@ -46,7 +47,7 @@ interface Fulfilled {
 }
 
 /** The question of an `LLMRequested` event, with its strings as the bytes that were sent. */
-type AskedOnChain = Asked & AskedBytes;
+type AskedOnChain = Asked & AskedBytes & { questionHash: Hex };
 
 /** Audit the oracle's settlements (see the file's header). An unreadable chain throws. */
 export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport> {
@@ -155,6 +156,7 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
     }
     const sender = sent.from.toLowerCase() as Address;
     const bridge = bridgeAt(bridges, sent.blockNumber ?? latest, sent.transactionIndex ?? 0);
+    const question = await askedFor(r.requestNo);
     addRefund(
       report,
       await auditRefund({
@@ -163,8 +165,23 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
         refund: r,
         sender,
         byBridge: bridge === sender,
-        asked: await askedFor(r.requestNo),
+        asked: question,
         timeoutS: o.timeoutS,
+        ...(question && sent.blockNumber !== null
+          ? {
+              fit: (answer) =>
+                answerFit(client, {
+                  oracle,
+                  bridge: sender,
+                  requestNo: r.requestNo,
+                  questionHash: question.questionHash,
+                  answer: answer.output,
+                  verdictDigest: answer.verdictDigest,
+                  transcriptRoot: answer.transcriptRoot,
+                  refundBlock: sent.blockNumber as bigint,
+                }),
+            }
+          : {}),
       }),
     );
   }
@@ -258,13 +275,14 @@ const REQUESTED_BYTES = parseAbiParameters(
 );
 
 /** The question of an `LLMRequested` event. */
-function askedOf(ev: {
+export function askedOf(ev: {
   args: {
     prompt?: string | undefined;
     acceptedModels?: readonly string[] | undefined;
     maxTokens?: number | undefined;
     temperatureCenti?: number | undefined;
     quorum?: number | undefined;
+    questionHash?: Hex | undefined;
   };
   data: Hex;
   transactionHash: Hex;
@@ -277,6 +295,7 @@ function askedOf(ev: {
     maxTokens: Number(a.maxTokens),
     temperatureCenti: Number(a.temperatureCenti),
     quorum: Number(a.quorum),
+    questionHash: a.questionHash ?? '0x',
     txHash: ev.transactionHash,
     promptBytes,
     modelBytes,

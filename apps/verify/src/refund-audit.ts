@@ -7,13 +7,18 @@
  *   `NO_CONSENSUS` denied the asker an answer the network reached: it fails, named as such.
  * - the bridge, `INVALID_INPUT` or `FRAME_OUT_OF_RANGE`: the question asked on chain is re-checked here
  *   (asked-input.ts); a question the protocol takes, refunded as invalid, fails.
+ * - the bridge, `ANSWER_TOO_LARGE`: the relay must hold an accepted verdict of the question asked, and its
+ *   winning answer's `fulfill` must not fit on the chain as it was just before the refund (answer-fit.ts:
+ *   more gas than the block's limit, or EIP-7825's cap); an answer that fit, refunded, fails.
  * - anyone else (after the deadline), or a reason that cannot be re-derived (timeouts, reorg conflicts,
  *   which models the network served, the relay's quota): reported as not re-derivable, with the reason
  *   and who sent it, neither holding nor failing.
- * Whatever the reason, a relay holding an accepted verdict of that very question fails the refund: an
- * answer existed and was not delivered.
+ * Whatever the reason but `ANSWER_TOO_LARGE`, a relay holding an accepted verdict of that very question
+ * fails the refund: an answer existed and was not delivered.
  */
+import { ANSWER_TOO_LARGE } from '@synod/contracts/settlement-gas';
 import type { Address, Hex } from 'viem';
+import type { AnswerFit } from './answer-fit.ts';
 import { type AskedBytes, type InputProblems, inputProblems } from './asked-input.ts';
 import type { Verified } from './audit.ts';
 import { type Asked, questionMismatches } from './chain-question.ts';
@@ -105,6 +110,11 @@ export interface RefundContext {
   /** The question of its `LLMRequested` event (undefined: the oracle has none). */
   asked: (Asked & AskedBytes) | undefined;
   timeoutS: number;
+  /**
+   * Whether an answer's `fulfill` could have been mined just before the refund (answer-fit.ts); absent:
+   * it cannot be told here, and an `ANSWER_TOO_LARGE` refund is not re-derivable.
+   */
+  fit?: (answer: { output: string; verdictDigest: Hex; transcriptRoot: Hex }) => Promise<AnswerFit>;
 }
 
 /** Audit one refund (see the file's header). */
@@ -122,6 +132,7 @@ export async function auditRefund(c: RefundContext): Promise<RefundAudit> {
     ];
     return result('holds', failures, notes);
   }
+  if (byBridge && refund.reason === ANSWER_TOO_LARGE) return tooLargeAudit(held, c, result);
   const undelivered = undeliveredAnswer(held, requestId, asked, refund.reason);
   if (byBridge && INPUT_REASONS.has(refund.reason as keyof InputProblems)) {
     if (!asked) {
@@ -147,6 +158,85 @@ export async function auditRefund(c: RefundContext): Promise<RefundAudit> {
     ? `${refund.reason} is not re-derivable from outside: ${NOT_REDERIVABLE[refund.reason] ?? 'not a reason the bridge gives for something that can be checked'}`
     : `${refund.reason} is not re-derivable: refunded by ${sender}, not the bridge; anyone may refund after the deadline, with any reason`;
   return result('not-re-derivable', undelivered.failures, [why, ...undelivered.notes]);
+}
+
+/**
+ * An `ANSWER_TOO_LARGE` refund by the bridge: the relay's accepted verdict of the question asked, and its
+ * winning answer's `fulfill` too large for the chain just before the refund.
+ */
+async function tooLargeAudit(
+  held: RelayHeld,
+  c: RefundContext,
+  result: (outcome: 'holds' | 'not-re-derivable', failures: string[], notes: string[]) => RefundAudit,
+): Promise<RefundAudit> {
+  const claim = 'refunded as ANSWER_TOO_LARGE';
+  if (held.kind === 'none') {
+    return result(
+      'holds',
+      [`${claim}, but the relay holds no verdict for it (${held.why}): no answer to be too large`],
+      [],
+    );
+  }
+  if (held.kind === 'unreadable')
+    return result('holds', [`${claim}; its transcript could not be read: ${held.why}`], []);
+  const { input, report } = held.verified;
+  const check = report.check;
+  const failures = reasonsOf(report).map((r) => `the relay's transcript for it: ${r}`);
+  if (!check.ok || failures.length > 0) return result('holds', failures, []);
+  if (check.requestId !== c.requestId) {
+    return result('holds', [`the relay serves the transcript of another request, ${check.requestId}`], []);
+  }
+  const winner = check.verdict.winner;
+  if (check.verdict.status !== 'accepted' || winner === null) {
+    return result(
+      'holds',
+      [`${claim}, but its transcript re-derives to no consensus: there was no answer to deliver`],
+      [],
+    );
+  }
+  const other = questionMismatches(input.transcript, c.asked);
+  if (other.length > 0)
+    return result(
+      'holds',
+      [`${claim}, but the relay's verdict answers another question: ${other.join('; ')}`],
+      [],
+    );
+  const bytes = new TextEncoder().encode(winner.output).length;
+  if (!c.fit) {
+    return result(
+      'not-re-derivable',
+      [],
+      [`${claim}: whether its ${bytes}-byte answer fit cannot be told without the chain`],
+    );
+  }
+  const fit = await c.fit({
+    output: winner.output,
+    verdictDigest: `0x${check.verdictDigest}`,
+    transcriptRoot: `0x${check.root}`,
+  });
+  if (fit.kind === 'fits') {
+    return result(
+      'holds',
+      [
+        `${claim}, but its winning answer (${bytes} bytes, verdict digest ${check.verdictDigest}) fit: its fulfil needed ${fit.gas} gas of the ${fit.limit} a fulfil could use just before the refund (the block's gas limit, or EIP-7825's cap if lower): an answer that could be delivered was not`,
+      ],
+      [],
+    );
+  }
+  if (fit.kind === 'too-large') {
+    return result(
+      'holds',
+      [],
+      [
+        `its winning answer (${bytes} bytes) does not fit in the ${fit.limit} gas a fulfil could use just before the refund: ${fit.why}`,
+      ],
+    );
+  }
+  return result(
+    'not-re-derivable',
+    [],
+    [`${claim}: whether its ${bytes}-byte answer fit could not be told: ${fit.why}`],
+  );
 }
 
 /** Why a `NO_CONSENSUS` refund by the bridge does not hold (empty: it holds). */

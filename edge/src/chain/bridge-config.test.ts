@@ -10,6 +10,7 @@ const FLAGS = {
   fromBlock: '--from-block',
   replaceAfterS: '--replace-after-s',
   minBridgeBalance: '--min-bridge-balance',
+  maxSettlementGas: '--max-settlement-gas',
 };
 const GOOD = {
   rpcUrl: 'http://127.0.0.1:8545',
@@ -40,6 +41,9 @@ describe('parseChainBridge', () => {
     expect(parseChainBridge({ ...GOOD, minBridgeBalance: '3' }, FLAGS)).toMatchObject({
       minBridgeBalance: 3_000_000_000_000_000_000n,
     });
+    expect(parseChainBridge({ ...GOOD, maxSettlementGas: '30000000' }, FLAGS)).toMatchObject({
+      maxSettlementGas: 30_000_000n,
+    });
   });
 
   test('each bad setting is named the way the caller names it', () => {
@@ -59,6 +63,9 @@ describe('parseChainBridge', () => {
     expect(error({ replaceAfterS: '2.5' })).toContain('--replace-after-s');
     for (const bad of ['-1', '1e18', '0.1234567890123456789', 'lots', '']) {
       expect(error({ minBridgeBalance: bad })).toContain('--min-bridge-balance');
+    }
+    for (const bad of ['99999', '1.5', '2e7', '-1', '', '10000000000']) {
+      expect(error({ maxSettlementGas: bad })).toContain('--max-settlement-gas');
     }
     const env = { ...FLAGS, chainId: 'SYNOD_CHAIN_ID' };
     expect((parseChainBridge({ ...GOOD, chainId: 'x' }, env) as { error: string }).error).toBe(

@@ -14,6 +14,8 @@ export interface ChainBridgeOptions {
   replaceAfterMs?: number;
   /** Below this (wei) the bridge balance is reported low; default: 10 settlements at the gas price. */
   minBridgeBalance?: bigint;
+  /** Most gas one `fulfill` may use; a larger one is refunded `ANSWER_TOO_LARGE` (default 2^24). */
+  maxSettlementGas?: bigint;
 }
 
 /** The settings as text, as flags or environment variables give them. */
@@ -27,6 +29,8 @@ export interface ChainBridgeInput {
   replaceAfterS?: string | undefined;
   /** In ether, as a decimal (`0.5`). */
   minBridgeBalance?: string | undefined;
+  /** Gas, a whole number. */
+  maxSettlementGas?: string | undefined;
 }
 
 /**
@@ -63,8 +67,14 @@ export function parseChainBridge(
   if (minBalance !== undefined && !/^\d{1,30}(?:\.\d{1,18})?$/.test(minBalance)) {
     return { error: `${names.minBridgeBalance} must be an amount of ether, such as 0.5` };
   }
+  const maxGas = input.maxSettlementGas;
+  // At least what a fulfil of a short answer with a callback takes; at most what any chain takes.
+  if (maxGas !== undefined && (!/^\d{1,10}$/.test(maxGas) || Number(maxGas) < 100_000)) {
+    return { error: `${names.maxSettlementGas} must be a whole amount of gas from 100000 to 9999999999` };
+  }
   return {
     ...(minBalance !== undefined ? { minBridgeBalance: parseEther(minBalance) } : {}),
+    ...(maxGas !== undefined ? { maxSettlementGas: BigInt(maxGas) } : {}),
     rpcUrl,
     chainId: Number(chainId),
     oracle: oracle as Address,

@@ -5,16 +5,23 @@
  * gives it, so each pass is about the chain only.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type RunningAnvil, startAnvil, synodOracleAbi } from '@synod/contracts';
+import {
+  compileSolidity,
+  oracleSource,
+  type RunningAnvil,
+  startAnvil,
+  synodOracleAbi,
+} from '@synod/contracts';
 import type { RequestBody } from '@synod/shared';
-import { type Address, parseEther } from 'viem';
+import { type Address, parseEther, toHex } from 'viem';
 import type { RequestDefaults } from '../inference-input.ts';
 import { Metrics } from '../metrics.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { openHistory } from '../store/open-history.ts';
+import { waitUntil } from '../test-servers.ts';
 import { type RpcProxy, startRpcProxy } from './chain-rpc-proxy.ts';
 import { ChainStore } from './chain-store.ts';
 import { bridgeOptions, startTestChain, type TestChain } from './chain-test-helpers.ts';
@@ -53,8 +60,23 @@ const DEFAULTS: RequestDefaults = {
 /** The relay's side of a watcher: what was admitted, and the status each request shows (default pending). */
 interface RelayDouble {
   admitted: Map<string, RequestBody>;
-  status: Map<string, { status: 'failed'; error: string } | { status: 'pending' }>;
+  status: Map<string, RelayStatus>;
 }
+
+/** The status a request shows in the relay double: still moving, failed, or a verdict with a winner. */
+type RelayStatus =
+  | { status: 'failed'; error: string }
+  | { status: 'pending' }
+  | {
+      status: 'verdict';
+      verdict: { winner: { output: string }; verdictDigest: string; transcriptRoot: string };
+    };
+
+/** A verdict whose winning output is `output` (digests made up: the oracle stores them as they come). */
+const verdictOf = (output: string): RelayStatus => ({
+  status: 'verdict',
+  verdict: { winner: { output }, verdictDigest: 'ab'.repeat(32), transcriptRoot: 'cd'.repeat(32) },
+});
 
 /**
  * A watcher of a fresh oracle over the proxy, reading from the oracle's deployment, its relay side a
@@ -109,6 +131,24 @@ const onChainStatus = async (oracle: Address, requestNo: bigint) =>
   )[3];
 
 const errorsIn = (logs: Record<string, unknown>[]) => logs.filter((l) => l.level === 'error');
+
+/** Pass after pass until `check` holds: a settlement sent in one pass is recorded in a later one, once mined. */
+const pollUntil = (w: ChainWatcher, what: string, check: () => Promise<boolean>) =>
+  waitUntil(
+    what,
+    async () => {
+      await w.poll();
+      return check();
+    },
+    30_000,
+    50,
+  );
+
+/** Whether none of these rows is pending any more. */
+const allSettled = async (ids: string[]) => {
+  const rows = await Promise.all(ids.map((id) => store.byRequestId(id)));
+  return rows.every((r) => r?.status === 'fulfilled' || r?.status === 'refunded');
+};
 
 describe('chain watcher operations: the RPC endpoint', () => {
   test('another chain behind the RPC URL (a node restarted with another chain id) fails each pass with CHAIN_ID_MISMATCH and changes nothing', async () => {
@@ -361,6 +401,235 @@ describe('chain watcher operations: settlements in flight', () => {
     expect(refunds.map((r) => r.args.reason)).toEqual(['EXPIRED']);
     expect(row?.fulfilledTx).toBe(refunds[0]?.transactionHash.toLowerCase());
     expect(w.stats().errors).toBe(errors);
+    expect(errorsIn(logs)).toEqual([]);
+  });
+});
+
+/** The reasons of the oracle's `LLMRefunded` events for a request, and how many `LLMFulfilled` it has. */
+async function settlementsOf(oracle: Address, requestNo: bigint) {
+  const q = {
+    address: oracle,
+    abi: synodOracleAbi,
+    args: { requestNo },
+    fromBlock: 0n,
+    strict: true,
+  } as const;
+  const refunds = await chain.client.getContractEvents({ ...q, eventName: 'LLMRefunded' });
+  const fulfils = await chain.client.getContractEvents({ ...q, eventName: 'LLMFulfilled' });
+  return {
+    refunds: refunds.map((r) => r.args.reason),
+    fulfils: fulfils.length,
+    refundTxs: refunds.map((r) => r.transactionHash.toLowerCase()),
+  };
+}
+
+describe('chain watcher operations: answers the chain cannot take', () => {
+  /** The chain's block gas limit is `gas` for the duration of `f` (anvil's `evm_setBlockGasLimit`). */
+  async function withBlockGasLimit(gas: bigint, f: () => Promise<void>): Promise<void> {
+    const was = (await chain.client.getBlock({ blockTag: 'latest' })).gasLimit;
+    await chain.rpc('evm_setBlockGasLimit', [toHex(gas)]);
+    try {
+      await f();
+    } finally {
+      await chain.rpc('evm_setBlockGasLimit', [toHex(was)]);
+    }
+  }
+
+  test('a winning answer whose fulfil needs more gas than a block holds is refunded ANSWER_TOO_LARGE; a short one is fulfilled', async () => {
+    const { w, oracle, relay, logs, requestId } = await opsWatcher();
+    await withBlockGasLimit(400_000n, async () => {
+      const asked = async (prompt: string) =>
+        (await chain.callLLM({ prompt, models: ['stories260K'], oracle })).requestNo;
+      const short = await asked('A short story');
+      // About 19 KiB: the call's data fits in a block of 400k gas, its execution (the event's log) not.
+      const long = await asked('A long story');
+      // About 38 KiB: not even the call's data fits (its intrinsic gas is above the block's).
+      const longer = await asked('A longer story');
+      await w.poll();
+      relay.status.set(requestId(short), verdictOf('Once upon a time.'));
+      relay.status.set(requestId(long), verdictOf('Once upon a time. '.repeat(1_050)));
+      relay.status.set(requestId(longer), verdictOf('Once upon a time. '.repeat(2_100)));
+      await pollUntil(w, 'settled', () => allSettled([short, long, longer].map(requestId)));
+      expect(await onChainStatus(oracle, short)).toBe(2);
+      for (const n of [long, longer]) {
+        expect(await onChainStatus(oracle, n)).toBe(3);
+        expect((await settlementsOf(oracle, n)).refunds).toEqual(['ANSWER_TOO_LARGE']);
+        expect((await store.byRequestId(requestId(n)))?.status).toBe('refunded');
+      }
+      expect(errorsIn(logs)).toEqual([]);
+      expect(logs.filter((l) => l.code === 'ANSWER_TOO_LARGE')).toHaveLength(2);
+    });
+  });
+
+  test("a fulfil whose gas is above the bridge's own limit (maxSettlementGas) is refunded ANSWER_TOO_LARGE; one within it is fulfilled", async () => {
+    const { w, oracle, relay, logs, requestId } = await opsWatcher({ maxSettlementGas: 300_000n });
+    const within = (await chain.callLLM({ prompt: 'Within budget', models: ['stories260K'], oracle }))
+      .requestNo;
+    const over = (await chain.callLLM({ prompt: 'Over budget', models: ['stories260K'], oracle })).requestNo;
+    await w.poll();
+    relay.status.set(requestId(within), verdictOf('Once upon a time. '.repeat(50)));
+    // About 16 KiB: some 680k gas on this chain (which takes 30M a block).
+    relay.status.set(requestId(over), verdictOf('Once upon a time. '.repeat(900)));
+    await pollUntil(w, 'settled', () => allSettled([within, over].map(requestId)));
+    expect(await onChainStatus(oracle, within)).toBe(2);
+    expect(await onChainStatus(oracle, over)).toBe(3);
+    expect((await settlementsOf(oracle, over)).refunds).toEqual(['ANSWER_TOO_LARGE']);
+    expect(errorsIn(logs)).toEqual([]);
+  });
+
+  test("a consumer contract's fulfil whose answer leaves its callback short of gas (InsufficientGasForCallback) is refunded ANSWER_TOO_LARGE, and the consumer hears it", async () => {
+    const { w, oracle, relay, logs, requestId } = await opsWatcher({ maxSettlementGas: 300_000n });
+    const compiled = compileSolidity({
+      'SynodOracle.sol': oracleSource(),
+      'AskSynod.sol': readFileSync(
+        new URL('../../../contracts/src/examples/AskSynod.sol', import.meta.url),
+        'utf8',
+      ),
+    });
+    const asking = compiled.AskSynod;
+    if (!asking) throw new Error('AskSynod did not compile');
+    const deployed = await chain.client.waitForTransactionReceipt({
+      hash: await chain.requester.deployContract({
+        abi: asking.abi,
+        bytecode: asking.bytecode,
+        args: [oracle],
+      }),
+      pollingInterval: 50,
+    });
+    const consumer = deployed.contractAddress as Address;
+    const ask = async (prompt: string) => {
+      const { request, result } = await chain.client.simulateContract({
+        address: consumer,
+        abi: asking.abi,
+        functionName: 'ask',
+        args: [prompt, ['stories260K'], 48],
+        value: 1_000n,
+        account: chain.requester.account,
+      });
+      await chain.client.waitForTransactionReceipt({
+        hash: await chain.requester.writeContract(request),
+        pollingInterval: 50,
+      });
+      return result as bigint;
+    };
+    const short = await ask('A short story for a contract');
+    const long = await ask('A long story for a contract');
+    await w.poll();
+    relay.status.set(requestId(short), verdictOf('Once upon a time.'));
+    // About 5 KiB: its calldata leaves less than the callback's 200k of the 300k the bridge spends.
+    relay.status.set(requestId(long), verdictOf('Once upon a time. '.repeat(280)));
+    await pollUntil(w, 'settled', () => allSettled([short, long].map(requestId)));
+    expect(await onChainStatus(oracle, short)).toBe(2);
+    expect(await onChainStatus(oracle, long)).toBe(3);
+    const refunds = await chain.client.getContractEvents({
+      address: oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMRefunded',
+      args: { requestNo: long },
+      fromBlock: 0n,
+      strict: true,
+    });
+    expect(refunds.map((r) => [r.args.reason, r.args.callbackOk])).toEqual([['ANSWER_TOO_LARGE', true]]);
+    const tooLarge = logs.find((l) => l.code === 'ANSWER_TOO_LARGE');
+    expect(tooLarge?.revert).toBe('InsufficientGasForCallback');
+    expect(errorsIn(logs)).toEqual([]);
+  });
+
+  test('a fulfil the RPC fails to simulate for no reason of its size (HTTP 503, an internal error, "out of gas" to every call) is not refunded; it is fulfilled once the RPC answers', async () => {
+    const { w, oracle, relay, logs, requestId } = await opsWatcher();
+    const { requestNo } = await chain.callLLM({ prompt: 'A flaky RPC', models: ['stories260K'], oracle });
+    await w.poll();
+    const answer = 'Once upon a time. '.repeat(200);
+    relay.status.set(requestId(requestNo), verdictOf(answer));
+    // Only the calls that carry this answer fail: any smaller one the watcher tries goes through.
+    const carriesAnswer = (call: { method: string; params: unknown[] }) =>
+      (call.method === 'eth_call' || call.method === 'eth_estimateGas') &&
+      JSON.stringify(call.params).length > 4_000;
+    proxy.fault = (call) => (carriesAnswer(call) ? { status: 503 } : undefined);
+    try {
+      await w.poll();
+      await w.poll();
+      expect(await onChainStatus(oracle, requestNo)).toBe(1);
+      expect(errorsIn(logs).length).toBeGreaterThan(0);
+      proxy.fault = (call) =>
+        carriesAnswer(call) ? { error: { code: -32603, message: 'internal error' } } : undefined;
+      await w.poll();
+      expect(await onChainStatus(oracle, requestNo)).toBe(1);
+      // A node that says "out of gas" to every call, however small: not taken for an answer too large.
+      proxy.fault = (call) =>
+        call.method === 'eth_call' || call.method === 'eth_estimateGas'
+          ? { error: { code: -32000, message: 'out of gas' } }
+          : undefined;
+      await w.poll();
+      expect(await onChainStatus(oracle, requestNo)).toBe(1);
+    } finally {
+      proxy.fault = undefined;
+    }
+    await pollUntil(w, 'fulfilled', () => allSettled([requestId(requestNo)]));
+    expect(await onChainStatus(oracle, requestNo)).toBe(2);
+    expect((await settlementsOf(oracle, requestNo)).refunds).toEqual([]);
+  });
+});
+
+describe('chain watcher operations: requests settled on chain by someone else', () => {
+  /** Refund a request as its requester, after its deadline (anyone may then); the refund's hash. */
+  async function refundAfterDeadline(oracle: Address, requestNo: bigint): Promise<`0x${string}`> {
+    const [, , deadline, , questionHash] = await chain.client.readContract({
+      address: oracle,
+      abi: synodOracleAbi,
+      functionName: 'requests',
+      args: [requestNo],
+    });
+    const now = (await chain.client.getBlock({ blockTag: 'latest' })).timestamp;
+    if (now <= deadline) await chain.rpc('evm_setNextBlockTimestamp', [Number(deadline) + 1]);
+    const hash = await chain.requester.writeContract({
+      address: oracle,
+      abi: synodOracleAbi,
+      functionName: 'refund',
+      args: [requestNo, questionHash, 'EXPIRED'],
+    });
+    await chain.client.waitForTransactionReceipt({ hash, pollingInterval: 50 });
+    return hash;
+  }
+
+  test('a request refunded on chain before its event was read is recorded refunded, never admitted to the network', async () => {
+    const { w, oracle, relay, logs, requestId } = await opsWatcher();
+    const { requestNo } = await chain.callLLM({
+      prompt: 'Refunded before read',
+      models: ['stories260K'],
+      oracle,
+    });
+    const refund = await refundAfterDeadline(oracle, requestNo);
+    await w.poll();
+    const id = requestId(requestNo);
+    expect(relay.admitted.has(id)).toBe(false);
+    expect(w.stats().admitted).toBe(0);
+    const row = await store.byRequestId(id);
+    expect(row?.status).toBe('refunded');
+    expect(row?.fulfilledTx).toBe(refund.toLowerCase());
+    expect(w.stats().refunded).toBe(1);
+    await w.poll();
+    expect((await settlementsOf(oracle, requestNo)).refunds).toEqual(['EXPIRED']);
+    expect(errorsIn(logs)).toEqual([]);
+  });
+
+  test('a request refunded on chain while the network computes it: its verdict is not sent, the row recorded refunded', async () => {
+    const { w, oracle, relay, logs, requestId } = await opsWatcher();
+    const { requestNo } = await chain.callLLM({
+      prompt: 'Refunded while computed',
+      models: ['stories260K'],
+      oracle,
+    });
+    await w.poll();
+    const id = requestId(requestNo);
+    expect(relay.admitted.has(id)).toBe(true);
+    const refund = await refundAfterDeadline(oracle, requestNo);
+    relay.status.set(id, verdictOf('An answer too late'));
+    await pollUntil(w, 'refunded', () => allSettled([id]));
+    const row = await store.byRequestId(id);
+    expect(row?.status).toBe('refunded');
+    expect(row?.fulfilledTx).toBe(refund.toLowerCase());
+    expect(await settlementsOf(oracle, requestNo)).toMatchObject({ refunds: ['EXPIRED'], fulfils: 0 });
     expect(errorsIn(logs)).toEqual([]);
   });
 });

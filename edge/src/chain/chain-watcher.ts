@@ -1,4 +1,10 @@
 import { synodOracleAbi } from '@synod/contracts/abi';
+import {
+  ANSWER_TOO_LARGE,
+  fulfilGasLimit,
+  MAX_TRANSACTION_GAS,
+  saysOutOfGas,
+} from '@synod/contracts/settlement-gas';
 import type { ChainRequestRow } from '@synod/shared/history';
 import {
   type Account,
@@ -105,6 +111,13 @@ export interface ChainWatcherOptions {
   /** Default 25 (replacements need at least 10% more on most nodes). */
   feeBumpPercent?: number;
   /**
+   * Most gas the bridge spends on one `fulfill`. A fulfil that needs more (its answer too large for it),
+   * or more than the chain's block gas limit, is refunded instead (`ANSWER_TOO_LARGE`): it could never be
+   * mined, and the requester would wait for the deadline. Default `MAX_TRANSACTION_GAS` (2^24, the
+   * per-transaction cap of EIP-7825): a 64 Ki-character answer of 4-byte characters takes about 11M.
+   */
+  maxSettlementGas?: bigint;
+  /**
    * Below this balance (wei) the bridge account is reported low: a warning in the log, `bridgeLow` in
    * the stats, and `onBalance` (see bridge-balance.ts). Default: what `DEFAULT_RESERVE_SETTLEMENTS` settlements of
    * `SETTLEMENT_GAS_BUDGET` gas cost at the chain's gas price when checked.
@@ -171,6 +184,7 @@ type Defaulted =
   | 'quotaPerDay'
   | 'replaceAfterMs'
   | 'feeBumpPercent'
+  | 'maxSettlementGas'
   | 'balanceCheckMs'
   | 'assumeFinalAfterMs'
   | 'settledCheckMs';
@@ -209,7 +223,9 @@ export function initialChainWatcherStats(): Omit<ChainWatcherStats, 'bridge'> {
  * each into a network request (id `<chainId>:<oracle>:<requestNo>`, admitted like an HTTP request and
  * coordinated by this relay), and writes the outcome back exactly once: `fulfill` with the verdict's
  * winning output, verdict digest and transcript root, or `refund` with the stable reason code (input the
- * relay refuses, no consensus, expiry).
+ * relay refuses, no consensus, expiry, or `ANSWER_TOO_LARGE`: a winning answer whose `fulfill` needs more
+ * gas than the chain's block or `maxSettlementGas` allows). A request the oracle already holds settled
+ * when its event is read (refunded by anyone after its deadline) is recorded so, never computed.
  *
  * Exactly once across restarts and reorgs: each event is recorded in `chain_requests` (keyed like the
  * contract keys it) after its admission, which is idempotent; the settling transaction is signed, its
@@ -247,6 +263,7 @@ export class ChainWatcher {
       quotaPerDay: 1_000_000,
       replaceAfterMs: 60_000,
       feeBumpPercent: 25,
+      maxSettlementGas: MAX_TRANSACTION_GAS,
       balanceCheckMs: 60_000,
       assumeFinalAfterMs: 1_200_000,
       settledCheckMs: 30_000,
@@ -549,15 +566,21 @@ export class ChainWatcher {
     }
     const held = await this.#o.lookup(requestId);
     let refused: string | null;
+    let settled = false;
     if (held !== null) {
       // Admitted before a reorg took its event away (or before a restart lost the row): the same
       // request needs nothing more; another request under the same number is refunded.
       refused = sameRequest(held.request, e) ? null : 'REORG_CONFLICT';
+    } else if (await this.#settledOnChain(e)) {
+      // Settled before its event was read (refunded by anyone after the deadline while the relay was
+      // down or behind, or settled by another watcher of the bridge): nothing to compute, nor to send.
+      refused = null;
+      settled = true;
     } else {
       refused = await this.#admit(e);
     }
     await this.#o.store.recordRequest(e, this.#o.now());
-    if (refused === null) return;
+    if (refused === null && !settled) return;
     const recorded = await this.#o.store.byRequestId(requestId);
     // The refund names this event's question: sent only while the row holds this very event.
     if (
@@ -565,8 +588,42 @@ export class ChainWatcher {
       recorded.txHash === e.txHash.toLowerCase() &&
       recorded.logIndex === e.logIndex
     ) {
-      await this.#send(recorded, e, { kind: 'refund', reason: refused });
+      if (refused !== null) await this.#send(recorded, e, { kind: 'refund', reason: refused });
+      else await this.#settledBeforeRead(recorded);
     }
+  }
+
+  /**
+   * Whether the oracle holds the event's request settled already (fulfilled or refunded, under the
+   * event's own question: a number a reorg gave to another question is left to the usual checks).
+   */
+  async #settledOnChain(e: OracleRequestEvent): Promise<boolean> {
+    const [, , , status, questionHash] = await this.#o.client.readContract({
+      address: this.#o.oracle,
+      abi: synodOracleAbi,
+      functionName: 'requests',
+      args: [e.requestNo],
+    });
+    return (
+      (status === ON_CHAIN.fulfilled || status === ON_CHAIN.refunded) &&
+      questionHash.toLowerCase() === e.questionHash.toLowerCase()
+    );
+  }
+
+  /**
+   * A row whose request was settled on chain before its event was read: recorded as the chain holds
+   * it, never admitted. If the node does not show the settlement's event yet, the row stays pending
+   * (not admitted) and the next pass looks again (`#decide`).
+   */
+  async #settledBeforeRead(row: ChainRequestRow): Promise<void> {
+    const recorded = await this.#recordOnChain(row);
+    this.#o.log?.({
+      level: 'info',
+      msg: recorded
+        ? 'a chain request was settled on chain before its event was read; recorded, not computed'
+        : 'a chain request is settled on chain but its settlement event is not readable yet; not computed',
+      requestId: row.requestId,
+    });
   }
 
   /** Admit an event's request; null when it is in the admission log, else the reason it was refused. */
@@ -667,7 +724,14 @@ export class ChainWatcher {
       await this.#stillCanonical(row);
       return { s: { kind: 'wait' }, e: null };
     }
-    if (view === null) return { s: await this.#reconcile(e), e };
+    if (view === null) {
+      // Not admitted: maybe because the oracle held it settled when its event was read.
+      if (await this.#settledOnChain(e)) {
+        await this.#settledBeforeRead(row);
+        return { s: { kind: 'wait' }, e: null };
+      }
+      return { s: await this.#reconcile(e), e };
+    }
     // The request was admitted from an event in another transaction (before a reorg): it answers this
     // row only if it asks the same.
     return {
@@ -939,8 +1003,11 @@ export class ChainWatcher {
             functionName: 'refund',
             args: [requestNo, e.questionHash, refundReason(s.reason)],
           });
+    // A fulfil is simulated with the most gas it may use (`#fulfilGasLimit`): one that cannot fit is
+    // refunded ANSWER_TOO_LARGE instead of failing every pass until the deadline.
+    const limit = s.kind === 'fulfill' ? await this.#fulfilGasLimit() : undefined;
     try {
-      await client.call({ account: wallet.account, to: oracle, data });
+      await client.call({ account: wallet.account, to: oracle, data, gas: limit });
     } catch (err) {
       const refused = revertName(err);
       // Settled already (by another watcher, or refunded by anyone after the deadline): record how.
@@ -954,13 +1021,27 @@ export class ChainWatcher {
         );
         return true;
       }
+      if (s.kind === 'fulfill' && limit !== undefined && (await this.#cannotFit(err, row, e, limit))) {
+        return this.#tooLarge(row, e, s, { limit, err });
+      }
       throw err;
+    }
+    let gas: bigint | undefined;
+    if (s.kind === 'fulfill' && limit !== undefined) {
+      try {
+        gas = await client.estimateGas({ account: wallet.account, to: oracle, data });
+      } catch (err) {
+        if (await this.#cannotFit(err, row, e, limit)) return this.#tooLarge(row, e, s, { limit, err });
+        throw err;
+      }
+      if (gas > limit) return this.#tooLarge(row, e, s, { limit, gas });
     }
     const prepared = await wallet.prepareTransactionRequest({
       account: wallet.account,
       chain: wallet.chain,
       to: oracle,
       data,
+      gas,
     });
     const signed = await wallet.signTransaction(prepared);
     const hash = keccak256(signed);
@@ -975,6 +1056,62 @@ export class ChainWatcher {
     if (this.#balance.last?.low) this.#nextBalanceCheck = Number.NEGATIVE_INFINITY;
     // Not waited for here: later passes follow it up (`#followUp`) once it is `confirmations` deep.
     return true;
+  }
+
+  /**
+   * The most gas a `fulfill` may use now: the chain's block gas limit (of its latest block), or the
+   * bridge's own `maxSettlementGas` if lower.
+   */
+  async #fulfilGasLimit(): Promise<bigint> {
+    const { gasLimit } = await this.#o.client.getBlock({ blockTag: 'latest' });
+    return fulfilGasLimit(gasLimit, this.#o.maxSettlementGas);
+  }
+
+  /**
+   * Whether a fulfil's simulation or estimate failed because its answer does not fit in `limit` gas: the
+   * node refused it for gas (out of gas, intrinsic gas above the limit, the consumer's callback left
+   * short: `InsufficientGasForCallback`), and the same fulfil with an empty answer goes through at the
+   * same limit. Both must hold: a refund cannot be undone, so a node that is down, or that says "out of
+   * gas" to everything, must not be taken for an answer too large.
+   */
+  async #cannotFit(
+    err: unknown,
+    row: ChainRequestRow,
+    e: OracleRequestEvent,
+    limit: bigint,
+  ): Promise<boolean> {
+    if (!outOfGas(err)) return false;
+    const empty = encodeFunctionData({
+      abi: synodOracleAbi,
+      functionName: 'fulfill',
+      args: [BigInt(row.requestNo), e.questionHash, '', `0x${'00'.repeat(32)}`, `0x${'00'.repeat(32)}`],
+    });
+    const { client, wallet, oracle } = this.#o;
+    return client
+      .call({ account: wallet.account, to: oracle, data: empty, gas: limit })
+      .then(() => true)
+      .catch(() => false);
+  }
+
+  /** A verdict whose fulfil cannot fit on the chain: logged, and the request refunded ANSWER_TOO_LARGE. */
+  async #tooLarge(
+    row: ChainRequestRow,
+    e: OracleRequestEvent,
+    s: Extract<Settlement, { kind: 'fulfill' }>,
+    why: { limit: bigint; gas?: bigint; err?: unknown },
+  ): Promise<boolean> {
+    this.#o.log?.({
+      level: 'warn',
+      msg: 'the answer is too large to fulfil on this chain; refunding',
+      code: ANSWER_TOO_LARGE,
+      requestId: row.requestId,
+      answerBytes: new TextEncoder().encode(s.answer).length,
+      gasLimit: why.limit.toString(),
+      ...(why.gas !== undefined ? { gas: why.gas.toString() } : {}),
+      ...(why.err !== undefined ? { err: describe(why.err), revert: revertName(why.err) } : {}),
+      hint: 'raise maxSettlementGas if the chain takes it, or ask for fewer maxTokens',
+    });
+    return this.#send(row, e, { kind: 'refund', reason: ANSWER_TOO_LARGE });
   }
 
   /** A claimed settlement: confirmed (the row is settled), lost (released to be sent again), or pending. */
@@ -1136,6 +1273,18 @@ function revertName(e: unknown): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether a call or gas estimate failed for want of gas, as the node answered it (not an HTTP error or
+ * a timeout, nor an account that cannot pay): the oracle's `InsufficientGasForCallback`, or the node's
+ * words (`saysOutOfGas`).
+ */
+function outOfGas(e: unknown): boolean {
+  if (!(e instanceof BaseError)) return false;
+  if (e.walk((x) => x instanceof HttpRequestError || x instanceof TimeoutError)) return false;
+  if (cannotPay(e)) return false;
+  return revertName(e) === 'InsufficientGasForCallback' || saysOutOfGas(e);
 }
 
 /**

@@ -44,6 +44,7 @@ export function relayChainWatcher(chain: ChainBridgeOptions, relay: WatcherRelay
     ...(chain.pollMs !== undefined ? { pollMs: chain.pollMs } : {}),
     ...(chain.replaceAfterMs !== undefined ? { replaceAfterMs: chain.replaceAfterMs } : {}),
     ...(chain.minBridgeBalance !== undefined ? { minBridgeBalance: chain.minBridgeBalance } : {}),
+    ...(chain.maxSettlementGas !== undefined ? { maxSettlementGas: chain.maxSettlementGas } : {}),
     onBalance: (b) => {
       // Gauges are floats: wei above 2^53 lose their last digits here, not in the watcher.
       const labels = { bridge: b.address.toLowerCase() };

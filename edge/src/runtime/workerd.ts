@@ -25,6 +25,7 @@
  *   SYNOD_CHAIN_FROM_BLOCK     optional: the oracle's deployment block, default 0
  *   SYNOD_CHAIN_REPLACE_AFTER_S    optional: re-send a settlement unmined after this long, default 60
  *   SYNOD_CHAIN_MIN_BRIDGE_BALANCE optional: ether below which the bridge balance is logged as low
+ *   SYNOD_CHAIN_MAX_SETTLEMENT_GAS optional: most gas one fulfil may use (more: ANSWER_TOO_LARGE), 2^24
  */
 import { createClient } from '@libsql/client/web';
 import { historySchema } from '@synod/shared/history';
@@ -67,6 +68,7 @@ export interface WorkerEnv {
   SYNOD_CHAIN_FROM_BLOCK?: string;
   SYNOD_CHAIN_REPLACE_AFTER_S?: string;
   SYNOD_CHAIN_MIN_BRIDGE_BALANCE?: string;
+  SYNOD_CHAIN_MAX_SETTLEMENT_GAS?: string;
 }
 
 interface WorkerCtx {
@@ -328,6 +330,7 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
       fromBlock: env.SYNOD_CHAIN_FROM_BLOCK,
       replaceAfterS: env.SYNOD_CHAIN_REPLACE_AFTER_S,
       minBridgeBalance: env.SYNOD_CHAIN_MIN_BRIDGE_BALANCE,
+      maxSettlementGas: env.SYNOD_CHAIN_MAX_SETTLEMENT_GAS,
     },
     {
       rpcUrl: 'SYNOD_CHAIN_RPC',
@@ -338,6 +341,7 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
       fromBlock: 'SYNOD_CHAIN_FROM_BLOCK',
       replaceAfterS: 'SYNOD_CHAIN_REPLACE_AFTER_S',
       minBridgeBalance: 'SYNOD_CHAIN_MIN_BRIDGE_BALANCE',
+      maxSettlementGas: 'SYNOD_CHAIN_MAX_SETTLEMENT_GAS',
     },
   );
   if (chain === undefined) return { ran: false, reason: 'SYNOD_CHAIN_RPC is not set' };

@@ -1,0 +1,85 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { synodOracleAbi } from '@synod/contracts/abi';
+import { MAX_TRANSACTION_GAS } from '@synod/contracts/settlement-gas';
+import { type Hex, toHex } from 'viem';
+import { startTestChain, type TestChain } from '../../../edge/src/chain/chain-test-helpers.ts';
+import { answerFit } from './answer-fit.ts';
+
+let chain: TestChain;
+beforeAll(async () => {
+  chain = await startTestChain();
+}, 60_000);
+afterAll(async () => {
+  await chain?.stop();
+});
+
+const DIGEST = `0x${'ab'.repeat(32)}` as Hex;
+
+/** A pending request, and a fit check of `answer` for it as if refunded in the next block. */
+async function pending() {
+  const { requestNo } = await chain.callLLM({ prompt: 'Once', models: ['stories260K'] });
+  const [, , , , questionHash] = await chain.client.readContract({
+    address: chain.oracle,
+    abi: synodOracleAbi,
+    functionName: 'requests',
+    args: [requestNo],
+  });
+  const refundBlock = (await chain.client.getBlockNumber({ cacheTime: 0 })) + 1n;
+  const fit = (answer: string, at = refundBlock) =>
+    answerFit(chain.client, {
+      oracle: chain.oracle,
+      bridge: chain.bridge.account.address,
+      requestNo,
+      questionHash,
+      answer,
+      verdictDigest: DIGEST,
+      transcriptRoot: DIGEST,
+      refundBlock: at,
+    });
+  return { requestNo, questionHash, fit };
+}
+
+describe('answerFit: could a fulfil have been mined just before its refund', () => {
+  test('a short answer fits; on a chain taking 30M a block the limit is EIP-7825 cap', async () => {
+    const { fit } = await pending();
+    const short = await fit('Once upon a time.');
+    expect(short).toMatchObject({ kind: 'fits', limit: MAX_TRANSACTION_GAS });
+    if (short.kind === 'fits') expect(short.gas).toBeLessThan(200_000n);
+    // About 16 KiB: some 680k gas, within both.
+    expect((await fit('Once upon a time. '.repeat(900))).kind).toBe('fits');
+  });
+
+  test("an answer the block's gas limit cannot take does not fit; a short one still does", async () => {
+    const was = (await chain.client.getBlock({ blockTag: 'latest' })).gasLimit;
+    await chain.rpc('evm_setBlockGasLimit', [toHex(400_000n)]);
+    try {
+      await chain.mine(1);
+      const { fit } = await pending();
+      expect(await fit('Once upon a time.')).toMatchObject({ kind: 'fits', limit: 400_000n });
+      // About 19 KiB: its execution does not fit in 400k gas; about 38 KiB: not even its data.
+      for (const n of [1_050, 2_100]) {
+        expect(await fit('Once upon a time. '.repeat(n))).toMatchObject({
+          kind: 'too-large',
+          limit: 400_000n,
+        });
+      }
+    } finally {
+      await chain.rpc('evm_setBlockGasLimit', [toHex(was)]);
+    }
+  });
+
+  test('a request no longer pending at that block cannot be told: unknown, not "fits"', async () => {
+    const { requestNo, questionHash, fit } = await pending();
+    const hash = await chain.bridge.writeContract({
+      address: chain.oracle,
+      abi: synodOracleAbi,
+      functionName: 'refund',
+      args: [requestNo, questionHash, 'NO_CONSENSUS'],
+    });
+    const { blockNumber } = await chain.client.waitForTransactionReceipt({ hash });
+    // Estimated on the state after the refund: the oracle refuses any fulfil (NotPending).
+    expect((await fit('Once upon a time.', blockNumber + 1n)).kind).toBe('unknown');
+    // A block the chain does not have yet.
+    expect((await fit('Once upon a time.', blockNumber + 1_000n)).kind).toBe('unknown');
+  });
+});
