@@ -4,7 +4,10 @@ pragma solidity ^0.8.24;
 /// @notice What a contract implements to receive Synod answers: called once per request, when the
 /// request is fulfilled (`fulfilled` true: `answer` is the verdict's winning output) or refunded
 /// (`fulfilled` false: `answer` is the reason code, digests zero). A reverting or out-of-gas callback
-/// does not undo the settlement; the oracle records `callbackOk = false` in its event instead.
+/// does not undo the settlement; the oracle records `callbackOk = false` in its event instead. The
+/// settlement keeps back the gas for its own event before the call, so whatever the callback does (even
+/// using all of `callbackGasLimit` when mined, and little when the gas was estimated), it never reverts
+/// the settlement.
 interface ISynodConsumer {
     function onLLMResult(
         uint256 requestNo,
@@ -230,6 +233,15 @@ contract SynodOracle {
         if (r.questionHash != questionHash) revert QuestionMismatch(requestNo, r.questionHash);
     }
 
+    /// Gas a settlement spends on its answer (or reason) of `length` bytes besides the callback itself:
+    /// ABI-encoding it into memory for the call and again for the event (3 a word each, and memory growth
+    /// up to twice its words), and the event's log (375 for the log and each of its 2 topics, 8 a byte of
+    /// data, its words padded), with a margin for the rest of the function.
+    function _settlementGas(uint256 length) private pure returns (uint256) {
+        uint256 w = (length + 31) / 32 + 16;
+        return 3 * 375 + w * (3 + 3 + 8 * 32) + (2 * w) * (2 * w) / 512 + 5_000;
+    }
+
     function _callback(
         address requester,
         uint256 requestNo,
@@ -241,8 +253,11 @@ contract SynodOracle {
         if (requester.code.length == 0) return true;
         // The EVM forwards at most 63/64 of the gas left: with less than this the consumer would get less
         // than `callbackGasLimit`, fail, and lose its answer for good. Revert instead, so a caller (and gas
-        // estimation) must supply enough.
-        uint256 required = uint256(callbackGasLimit) * 64 / 63 + CALLBACK_CALL_OVERHEAD;
+        // estimation) must supply enough. Held back too: what encoding the answer for the call and the
+        // settlement's event after it cost, so a callback that uses all its gas when mined (and little
+        // when the gas was estimated) can never make the settlement itself run out of gas.
+        uint256 required = uint256(callbackGasLimit) * 64 / 63 + CALLBACK_CALL_OVERHEAD
+            + _settlementGas(bytes(answer).length);
         if (gasleft() < required) revert InsufficientGasForCallback(required);
         try ISynodConsumer(requester).onLLMResult{gas: callbackGasLimit}(
             requestNo, fulfilled, answer, verdictDigest, transcriptRoot

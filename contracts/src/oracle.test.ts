@@ -123,6 +123,25 @@ contract GasBurningConsumerDouble is ConsumerDoubleBase {
     }
 }
 
+/// Test double: its onLLMResult returns at once, or, once setGreedy(true) was called, burns all the gas
+/// it is given: a callback that is cheap when a settlement's gas is estimated and costly when it is mined.
+contract FlippingConsumerDouble is ConsumerDoubleBase {
+    bool public greedy;
+    uint256 public spins;
+
+    constructor(SynodOracle oracle_) ConsumerDoubleBase(oracle_) {}
+
+    function setGreedy(bool greedy_) external {
+        greedy = greedy_;
+    }
+
+    function onLLMResult(uint256, bool, string calldata, bytes32, bytes32) external {
+        while (greedy) {
+            spins++;
+        }
+    }
+}
+
 /// Test double: its onLLMResult needs 300,000 gas (it reverts with less) and counts successful calls.
 contract GasHungryConsumerDouble is ConsumerDoubleBase {
     uint256 public calls;
@@ -146,13 +165,15 @@ const consumerDoubleAbi = parseAbi([
   'function last() view returns (uint256 calls, uint256 requestNo, bool fulfilled, string answer, bytes32 verdictDigest, bytes32 transcriptRoot)',
   'function withdrawFromOracle()',
   'function calls() view returns (uint256)',
+  'function setGreedy(bool greedy)',
 ]);
 
 type ConsumerDouble =
   | 'RecordingConsumerDouble'
   | 'RevertingConsumerDouble'
   | 'GasBurningConsumerDouble'
-  | 'GasHungryConsumerDouble';
+  | 'GasHungryConsumerDouble'
+  | 'FlippingConsumerDouble';
 
 // ---------------------------------------------------------------------------------------------------
 // Chain, accounts and small helpers.
@@ -1145,9 +1166,50 @@ describe('consumer callbacks', () => {
     });
     const r = await revertOf(starved);
     expect(r.errorName).toBe('InsufficientGasForCallback');
-    expect(r.args).toEqual([(1_000_000n * 64n) / 63n + 10_000n]);
+    // The callback's gas and its call's overhead, and what the answer's encoding and event cost
+    // (`_settlementGas`: 16 words more than the answer's, 3 x 375 + 262 a word + the memory growth).
+    const words = BigInt(Math.ceil(new TextEncoder().encode(ANSWER).length / 32) + 16);
+    const settlementGas = 3n * 375n + words * 262n + (2n * words) ** 2n / 512n + 5_000n;
+    expect(r.args).toEqual([(1_000_000n * 64n) / 63n + 10_000n + settlementGas]);
     expect((await requestOf(f, requestNo)).status).toBe(Status.Pending);
   });
+
+  // The settlement emits its event after the callback: the gas for it must be held back before the call,
+  // or a callback cheap when the gas was estimated and costly when mined makes the whole settlement run
+  // out of gas (the request stays pending, the bridge pays for a failed transaction, every retry fails).
+  for (const [what, answer] of [
+    ['a short answer', 'Once upon a time.'],
+    ['a 2 KiB answer', 'a'.repeat(2_048)],
+    ['a 16 KiB answer', 'a'.repeat(16_384)],
+  ] as const) {
+    test(`${what} settled with the gas estimated for a cheap callback holds when the callback burns all it gets`, async () => {
+      const f = await setup({ callbackGasLimit: 200_000 });
+      const consumer = await deployConsumer(f, 'FlippingConsumerDouble');
+      const requestNo = await consumerAsks(f, consumer);
+      const settle = {
+        address: f.oracle,
+        abi: synodOracleAbi,
+        functionName: 'fulfill',
+        args: [requestNo, await questionOf(f, requestNo), answer, DIGEST, ROOT],
+        account: f.bridge.account,
+      } as const;
+      const gas = await client.estimateContractGas(settle);
+      await mined(
+        await f.user.writeContract({
+          address: consumer,
+          abi: consumerDoubleAbi,
+          functionName: 'setGreedy',
+          args: [true],
+        }),
+      );
+      const receipt = await mined(await f.bridge.writeContract({ ...settle, gas }));
+      expect(receipt.status).toBe('success');
+      const [event] = parseEventLogs({ abi: synodOracleAbi, logs: receipt.logs, eventName: 'LLMFulfilled' });
+      expect(event?.args.callbackOk).toBe(false);
+      expect(event?.args.answer).toBe(answer);
+      expect((await requestOf(f, requestNo)).status).toBe(Status.Fulfilled);
+    });
+  }
 
   test('a bridge fulfil sent with estimated gas gives the consumer its full callbackGasLimit', async () => {
     const f = await setup({ callbackGasLimit: 1_000_000 });
