@@ -17,8 +17,11 @@ import "SynodOracle.sol";
 ///   runs, 20 KiB runs out of gas); ask for fewer `maxTokens`, or deploy the oracle with more callback
 ///   gas, if longer answers must arrive here.
 /// - A refunded question's fee goes back to whoever asked (`claimRefund`): the oracle credits refunds
-///   to the requester, which is this contract, so it pays its askers itself. `claimRefund` asks the
-///   oracle too (`requests(n)`), so a refund whose callback never ran still pays the asker.
+///   to the requester, which is this contract, so it pays its askers itself (it withdraws them from the
+///   oracle and takes ether only from it: a consumer without both would leave its refunds in the oracle
+///   for good). `claimRefund` asks the oracle too (`requests(n)`), so a refund whose callback never ran
+///   still pays the asker, and refunds a question still unsettled past its deadline at the oracle itself
+///   (anyone may, then), so an asker whose question no bridge settled gets the fee back in one call.
 /// - If a callback could not run (it reverted or ran out of gas: the oracle's event then says
 ///   `callbackOk = false`), the question stays `Pending` here; an answer is then only in the oracle's
 ///   `LLMFulfilled` event, and a refund is still paid by `claimRefund`.
@@ -41,6 +44,8 @@ contract AskSynod is ISynodConsumer {
 
     /// Quorum asked for: three independent nodes must answer.
     uint16 public constant QUORUM = 3;
+    /// The reason `claimRefund` gives the oracle when it refunds a question left unsettled past its deadline.
+    string public constant DEADLINE_PASSED = "DEADLINE_PASSED";
 
     SynodOracle public immutable oracle;
     mapping(uint256 requestNo => Question) public questions;
@@ -105,7 +110,13 @@ contract AskSynod is ISynodConsumer {
         // Never rely on the callback alone: one that could not run (callbackOk false) left the question
         // Pending here, while the oracle refunded it and credited the fee to this contract.
         if (q.status == Status.Pending) {
-            (,,, SynodOracle.Status settled,) = oracle.requests(requestNo);
+            (,, uint64 deadline, SynodOracle.Status settled, bytes32 questionHash) = oracle.requests(requestNo);
+            // Unsettled past its deadline (no bridge answered it): anyone may refund it at the oracle,
+            // naming its question; do it here, so the asker needs no call of their own to the oracle.
+            if (settled == SynodOracle.Status.Pending && block.timestamp > deadline) {
+                oracle.refund(requestNo, questionHash, DEADLINE_PASSED);
+                settled = SynodOracle.Status.Refunded;
+            }
             if (settled == SynodOracle.Status.Refunded) q.status = Status.Refunded;
         }
         if (q.status != Status.Refunded) revert NotRefundable(requestNo);

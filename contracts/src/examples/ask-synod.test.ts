@@ -83,13 +83,17 @@ async function errorName(attempt: Promise<unknown>): Promise<string | undefined>
   throw new Error('expected a revert');
 }
 
-/** An oracle (bridge: its own account; `callbackGasLimit` its default unless given) and an AskSynod on it. */
-async function setup(callbackGasLimit?: number) {
+/**
+ * An oracle (bridge: its own account; `callbackGasLimit` and the deadline's `timeoutSeconds` its defaults
+ * unless given) and an AskSynod on it.
+ */
+async function setup(callbackGasLimit?: number, timeoutSeconds?: bigint) {
   const [owner, bridge, asker, stranger] = await Promise.all([wallet(), wallet(), wallet(), wallet()]);
   const oracle = await deployOracle(owner, client, {
     bridge: bridge.account.address,
     minFee: MIN_FEE,
     ...(callbackGasLimit !== undefined ? { callbackGasLimit } : {}),
+    ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
   });
   const receipt = await mined(await owner.deployContract({ abi, bytecode, args: [oracle] }));
   const asking = getAddress(receipt.contractAddress as Address);
@@ -239,6 +243,31 @@ describe('AskSynod, the example consumer', () => {
       await settle(s.bridge, s.oracle, 'fulfill', n, ['an answer', keccak256('0x01'), keccak256('0x02')]),
     );
     expect((await question(s.asking, n)).status).toBe(Status.Pending);
+    expect(await errorName(claim())).toBe('NotRefundable');
+  });
+
+  // No bridge ever settled it: claimRefund refused (NotRefundable) until someone called the oracle's
+  // refund by hand, naming the question's hash from `requests(n)`.
+  test('a question unanswered past its deadline is refunded and repaid by claimRefund alone', async () => {
+    const s = await setup(undefined, 60n);
+    const n = await ask(s, 'Tell me a story');
+    const claim = () =>
+      s.asker.writeContract({ address: s.asking, abi, functionName: 'claimRefund', args: [n] });
+    expect(await errorName(claim())).toBe('NotRefundable');
+    await client.request({ method: 'evm_increaseTime' as never, params: [61] as never });
+    await client.request({ method: 'evm_mine' as never, params: [] as never });
+    const before = await client.getBalance({ address: s.asker.account.address });
+    const paid = await mined(await claim());
+    const after = await client.getBalance({ address: s.asker.account.address });
+    expect(after - before + paid.gasUsed * paid.effectiveGasPrice).toBe(MIN_FEE);
+    expect((await question(s.asking, n)).status).toBe(Status.Repaid);
+    const [refunded] = await client.getContractEvents({
+      address: s.oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMRefunded',
+      blockHash: paid.blockHash,
+    });
+    expect(refunded?.args).toMatchObject({ reason: 'DEADLINE_PASSED', callbackOk: true });
     expect(await errorName(claim())).toBe('NotRefundable');
   });
 
