@@ -316,7 +316,7 @@ ${
   chain
     ? `
   # a smart contract's view: callLLM on the local chain, answered by the network and written back
-  npm run chain:ask -- "Once upon a time"
+  ${process.env['SYNOD_DATA_DIR'] !== undefined ? `SYNOD_DATA_DIR=${data} ` : ''}npm run chain:ask -- "Once upon a time"
   # audit every answer the oracle wrote on chain against its transcript and the question asked
   npm run verify -- --chain ${chain.rpc} --oracle ${chain.oracle} --relay ${relay.url}
   # Solidity: SynodOracle(${chain.oracle}).callLLM{value: fee}(prompt, models, maxTokens, temperatureCenti, quorum)

@@ -53,7 +53,8 @@ export async function startAnvil(o: AnvilOptions = {}): Promise<RunningAnvil> {
   const chainId = o.chainId ?? 31337;
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = o.port ?? (await freePort());
+    // Port 0 (or none): a free one, found here, as anvil's own `--port 0` leaves its URL unknown.
+    const port = o.port === undefined || o.port === 0 ? await freePort() : o.port;
     const args = [
       anvilBinary(),
       '--host',
