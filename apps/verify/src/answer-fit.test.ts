@@ -28,7 +28,6 @@ async function pending() {
   const fit = (answer: string, at = refundBlock) =>
     answerFit(chain.client, {
       oracle: chain.oracle,
-      bridge: chain.bridge.account.address,
       requestNo,
       questionHash,
       answer,

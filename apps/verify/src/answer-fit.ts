@@ -1,9 +1,11 @@
 /**
  * Whether a winning answer's `fulfill` could have been mined when the bridge refunded it
- * `ANSWER_TOO_LARGE`: its gas estimated from the bridge's account on the chain as it was just before the
- * refund's block (the request still pending), against the most gas a `fulfill` may use there (the
- * block's gas limit, or EIP-7825's per-transaction cap if lower: `fulfilGasLimit`). The node needs the
- * state of that block (an archive node, or a chain young enough for a full node to hold it).
+ * `ANSWER_TOO_LARGE`: its gas estimated on the chain as it was just before the refund's block (the
+ * request still pending), from the account that was the oracle's bridge then (a fulfil's gas does not
+ * depend on who sends it, and the refund's sender may have been made bridge within the refund's block),
+ * against the most gas a `fulfill` may use there (the block's gas limit, or EIP-7825's per-transaction
+ * cap if lower: `fulfilGasLimit`). The node needs the state of that block (an archive node, or a chain
+ * young enough for a full node to hold it).
  */
 import { synodOracleAbi } from '@synod/contracts/abi';
 import { fulfilGasLimit, saysOutOfGas } from '@synod/contracts/settlement-gas';
@@ -19,8 +21,6 @@ export type AnswerFit =
 
 export interface FulfilAsked {
   oracle: Address;
-  /** The bridge that refunded it. */
-  bridge: Address;
   requestNo: bigint;
   questionHash: Hex;
   answer: string;
@@ -30,7 +30,7 @@ export interface FulfilAsked {
   refundBlock: bigint;
 }
 
-type FitClient = Pick<PublicClient, 'getBlock' | 'estimateContractGas'>;
+type FitClient = Pick<PublicClient, 'getBlock' | 'estimateContractGas' | 'readContract'>;
 
 const ZERO = `0x${'00'.repeat(32)}` as Hex;
 
@@ -42,9 +42,23 @@ export async function answerFit(client: FitClient, f: FulfilAsked): Promise<Answ
   } catch (e) {
     return { kind: 'unknown', why: `block ${blockNumber} could not be read: ${firstLine(e)}` };
   }
+  let bridge: Address;
+  try {
+    bridge = await client.readContract({
+      address: f.oracle,
+      abi: synodOracleAbi,
+      functionName: 'bridge',
+      blockNumber,
+    });
+  } catch (e) {
+    return {
+      kind: 'unknown',
+      why: `the oracle's bridge at block ${blockNumber} could not be read: ${firstLine(e)}`,
+    };
+  }
   const estimate = (answer: string, verdictDigest: Hex, transcriptRoot: Hex) =>
     client.estimateContractGas({
-      account: f.bridge,
+      account: bridge,
       address: f.oracle,
       abi: synodOracleAbi,
       functionName: 'fulfill',

@@ -172,7 +172,6 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
               fit: (answer) =>
                 answerFit(client, {
                   oracle,
-                  bridge: sender,
                   requestNo: r.requestNo,
                   questionHash: question.questionHash,
                   answer: answer.output,
