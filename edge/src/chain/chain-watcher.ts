@@ -895,22 +895,45 @@ export class ChainWatcher {
     return held ? receipt.blockNumber : null;
   }
 
-  /** The oracle's latest `kind` settlement event of a row's request: its transaction and block, or null. */
+  /**
+   * The oracle's `kind` settlement event of a row's request: its transaction and block, or null. Read
+   * from the request's block on in ranges the RPC takes (`#blockRange`, narrowed as the scan narrows it
+   * when refused): a request settled long before the watcher looks (a relay that was down past its
+   * deadline) is found however far behind the head its settlement lies.
+   */
   async #settlementEvent(
     row: ChainRequestRow,
     kind: 'fulfilled' | 'refunded',
   ): Promise<{ txHash: Hex; blockNumber: bigint } | null> {
-    const events = await this.#o.client.getContractEvents({
-      address: this.#o.oracle,
-      abi: synodOracleAbi,
-      eventName: kind === 'fulfilled' ? 'LLMFulfilled' : 'LLMRefunded',
-      args: { requestNo: BigInt(row.requestNo) },
-      fromBlock: BigInt(row.blockNumber),
-    });
-    const last = events.at(-1);
-    return last?.transactionHash && last.blockNumber !== null
-      ? { txHash: last.transactionHash, blockNumber: last.blockNumber }
-      : null;
+    const head = await this.#o.client.getBlockNumber({ cacheTime: 0 });
+    let from = BigInt(row.blockNumber);
+    while (from <= head && !this.#stopped) {
+      const to = from + this.#blockRange - 1n < head ? from + this.#blockRange - 1n : head;
+      const events = await this.#o.client
+        .getContractEvents({
+          address: this.#o.oracle,
+          abi: synodOracleAbi,
+          eventName: kind === 'fulfilled' ? 'LLMFulfilled' : 'LLMRefunded',
+          args: { requestNo: BigInt(row.requestNo) },
+          fromBlock: from,
+          toBlock: to,
+        })
+        .catch((e: unknown) => {
+          if (to > from && refusedByRpc(e)) return 'refused' as const;
+          throw e;
+        });
+      if (events === 'refused') {
+        this.#blockRange = (to - from + 1n) / 2n;
+        continue;
+      }
+      // A request is settled once: the first range that holds its event holds the one.
+      const last = events.at(-1);
+      if (last?.transactionHash && last.blockNumber !== null) {
+        return { txHash: last.transactionHash, blockNumber: last.blockNumber };
+      }
+      from = to + 1n;
+    }
+    return null;
   }
 
   /** SynodOracle's `Status` of a row's request now. */
