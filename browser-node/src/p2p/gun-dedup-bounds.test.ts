@@ -86,13 +86,13 @@ describe('Gun dedup bounds', () => {
     // Gun's per-key ids are objects named by their toString
     dup.track({ toString: () => 'd' });
     expect(Object.keys(dedupOf(gun))).toEqual(['b', 'c', 'd']);
-    expect(bounds.stats()).toEqual({ ids: 3, evicted: 1 });
+    expect(bounds.stats()).toMatchObject({ ids: 3, evicted: 1 });
     // an id Gun dropped itself leaves nothing to evict for it, and one it adds again is new
     delete dedupOf(gun)['b'];
     dup.track('a');
     dup.track('e');
     expect(Object.keys(dedupOf(gun))).toEqual(['d', 'a', 'e']);
-    expect(bounds.stats()).toEqual({ ids: 3, evicted: 2 });
+    expect(bounds.stats()).toMatchObject({ ids: 3, evicted: 2 });
   });
 
   test('ids named like Object.prototype members are ordinary ids', () => {
@@ -107,7 +107,35 @@ describe('Gun dedup bounds', () => {
     expect(Object.hasOwn(Object.prototype, 'was')).toBe(false);
   });
 
-  test('maxIds must be a positive integer', () => {
+  test("ids Gun's own drop forgot leave the bound's record when the next id comes", () => {
+    const gun = bareGun();
+    const bounds = new GunDedupBounds(gun);
+    const dup = gun._.dup;
+    for (const id of ['a', 'b', 'c', 'd']) dup.track(id);
+    // What Gun's drop does 9 s later.
+    for (const id of ['a', 'b', 'c', 'd']) delete dedupOf(gun)[id];
+    expect(bounds.stats()).toMatchObject({ ids: 0, recorded: 4 });
+    dup.track('e');
+    expect(bounds.stats()).toEqual({ ids: 1, evicted: 0, recorded: 1, recordedChars: 1 });
+  });
+
+  test("ids are bounded by their characters too: a peer's ids are as long as it likes", () => {
+    const gun = bareGun();
+    const bounds = new GunDedupBounds(gun, { maxIdChars: 10 });
+    const dup = gun._.dup;
+    for (const id of ['aaaa', 'bbbb', 'cccc']) dup.track(id);
+    expect(Object.keys(dedupOf(gun))).toEqual(['bbbb', 'cccc']);
+    expect(bounds.stats()).toEqual({ ids: 2, evicted: 1, recorded: 2, recordedChars: 8 });
+    // One id longer than the bound on its own is kept until the next, which then evicts it.
+    dup.track('x'.repeat(20));
+    expect(Object.keys(dedupOf(gun))).toEqual(['x'.repeat(20)]);
+    dup.track('y');
+    expect(Object.keys(dedupOf(gun))).toEqual(['y']);
+    expect(bounds.stats()).toMatchObject({ recorded: 1, recordedChars: 1 });
+  });
+
+  test('maxIds and maxIdChars must be positive integers', () => {
+    expect(() => new GunDedupBounds(bareGun(), { maxIdChars: 0 })).toThrow(RangeError);
     expect(() => new GunDedupBounds(bareGun(), { maxIds: 0 })).toThrow(RangeError);
     expect(() => new GunDedupBounds(bareGun(), { maxIds: 2.5 })).toThrow(RangeError);
     expect(() => new GunDedupBounds({ _: {} })).toThrow(TypeError);

@@ -9,9 +9,11 @@
  *
  * The object is held in Gun's closures, so it cannot be replaced; instead its prototype becomes a proxy
  * that sees every new key written to it (an assignment to a key the object does not hold falls through
- * to the prototype's `set`). Every id Gun adds is recorded in arrival order; past `maxIds` the oldest is
- * deleted from the object at once, so the object never holds more than `maxIds` (an id Gun dropped
- * itself costs a record until it comes up for eviction; the records are capped at `maxIds` too). An id
+ * to the prototype's `set`). Every id Gun adds is recorded in arrival order; past `maxIds` ids, or
+ * `maxIdChars` characters of ids (an id is any string a peer sends), the oldest is deleted from the
+ * object at once, so the object never holds more than either. Ids Gun's own 9 s drop forgot leave the
+ * record as soon as they are its oldest and another id comes; until then they count against both bounds,
+ * so what the record keeps is bounded too. An id
  * evicted early only means a repeat of that message arriving later is not recognised: its put is
  * idempotent (HAM keeps the state it has), at worst relayed once more, and an ack that can no longer be
  * routed is dropped, as Gun drops any ack it lost the trail of.
@@ -25,20 +27,32 @@
  * Most message ids a Gun instance keeps for its 9 s dedup. One GET answer can bring a full topic (4096
  * keys, `GUN_BOUNDS_DEFAULTS.maxKeys`) for each of the two default topics, one id per key, and an
  * honest node sees a few ids per packet: 32 Ki leaves room for several such answers and hundreds of
- * packets a second over the 9 s, while a flood holds at most ~32 Ki small entries (a few MB).
+ * packets a second over the 9 s.
  */
 export const MAX_GUN_DEDUP_IDS = 32_768;
+/**
+ * Most characters of message ids kept. Gun's own ids are 9-24 characters (soul and key ids a few dozen),
+ * so 32 Ki honest ids take well under 2 Mi; a peer's ids are any length it likes, and without this a
+ * flood of long ones would hold 32 Ki of them.
+ */
+export const MAX_GUN_DEDUP_ID_CHARS = 4 * 1024 * 1024;
 
 export interface GunDedupBoundsOptions {
   /** Most message ids kept; the oldest is forgotten first. Default `MAX_GUN_DEDUP_IDS`. */
   maxIds?: number;
+  /** Most characters of message ids kept, all of them together. Default `MAX_GUN_DEDUP_ID_CHARS`. */
+  maxIdChars?: number;
 }
 
 export interface GunDedupStats {
   /** Message ids Gun's dedup holds now. */
   ids: number;
-  /** Ids forgotten early to stay within `maxIds`. */
+  /** Ids forgotten early to stay within `maxIds` or `maxIdChars`. */
   evicted: number;
+  /** Ids in the bound's own record (those Gun holds, and any it dropped that are not yet let go). */
+  recorded: number;
+  /** Their characters. */
+  recordedChars: number;
 }
 
 /** The Gun internals the bound touches (Gun 0.2020's root context, `gun._`). */
@@ -50,9 +64,12 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 
 export class GunDedupBounds {
   readonly maxIds: number;
+  readonly maxIdChars: number;
   readonly #ids: Record<string, unknown>;
   /** Every id Gun added to `#ids`, oldest first (some since dropped by Gun itself). */
   readonly #order = new Set<string>();
+  /** The characters of the ids in `#order`. */
+  #chars = 0;
   #evicted = 0;
 
   constructor(gun: { _: unknown }, options: GunDedupBoundsOptions = {}) {
@@ -64,7 +81,12 @@ export class GunDedupBounds {
     if (!(Number.isInteger(maxIds) && maxIds > 0)) {
       throw new RangeError('Gun dedup bounds: maxIds must be a positive integer');
     }
+    const maxIdChars = options.maxIdChars ?? MAX_GUN_DEDUP_ID_CHARS;
+    if (!(Number.isInteger(maxIdChars) && maxIdChars > 0)) {
+      throw new RangeError('Gun dedup bounds: maxIdChars must be a positive integer');
+    }
     this.maxIds = maxIds;
+    this.maxIdChars = maxIdChars;
     this.#ids = ids;
     for (const id of Object.keys(ids)) this.#added(id);
     const bounds = this;
@@ -82,18 +104,27 @@ export class GunDedupBounds {
   }
 
   stats(): GunDedupStats {
-    return { ids: Object.keys(this.#ids).length, evicted: this.#evicted };
+    return {
+      ids: Object.keys(this.#ids).length,
+      evicted: this.#evicted,
+      recorded: this.#order.size,
+      recordedChars: this.#chars,
+    };
   }
 
   #added(id: string): void {
-    this.#order.delete(id);
+    if (this.#order.delete(id)) this.#chars -= id.length;
     this.#order.add(id);
-    while (this.#order.size > this.maxIds) {
-      const oldest = this.#order.values().next();
-      if (oldest.done) return;
-      this.#order.delete(oldest.value);
-      if (!Object.hasOwn(this.#ids, oldest.value)) continue;
-      delete this.#ids[oldest.value];
+    this.#chars += id.length;
+    for (const oldest of this.#order) {
+      const gone = !Object.hasOwn(this.#ids, oldest);
+      // Ids Gun dropped itself leave the record first; past a bound, the oldest Gun still holds go too.
+      if (!gone && this.#order.size <= this.maxIds && this.#chars <= this.maxIdChars) return;
+      if (oldest === id) return;
+      this.#order.delete(oldest);
+      this.#chars -= oldest.length;
+      if (gone) continue;
+      delete this.#ids[oldest];
       this.#evicted++;
     }
   }
