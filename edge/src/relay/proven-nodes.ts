@@ -31,9 +31,10 @@ export const ONLINE_WITHIN_MS = 60_000;
  *
  * The one seat (at the default frame) left to nodes without a record goes by `standing`: agreements
  * vouched for by a proven node less disagreements, withheld reveals and invalid packets
- * (`HistoryStore.nodeStandings`), then by lot, never to whoever committed first (see `SeatPolicy`): fresh
- * keys that commit at once no longer take it every time; against k of them an honest newcomer draws it
- * once in k + 1 requests, and after one agreement vouched for it ranks before them all.
+ * (`HistoryStore.nodeStandings`), then by lot, never to whoever committed first (see `SeatPolicy`): one
+ * fast key no longer takes it every time, though a party with G keys still wins the lot G times in G + 1
+ * against a newcomer without a standing; after one agreement vouched for, the newcomer ranks before
+ * every key without one.
  *
  * The proven set and the standings are read from the history at `start()` and every `PROVEN_REFRESH_MS`, so the policy's
  * answers are synchronous, as a state machine needs them; so are the proven nodes' heartbeats the history

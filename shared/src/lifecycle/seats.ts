@@ -17,8 +17,14 @@ import { eligibilityScore } from './eligibility.ts';
  * before it can commit, would never be seated and so never earn a record. A commit from a node without a
  * record that finds those seats taken displaces the seated one that ranks last if it ranks before it
  * (`ranksBefore`): a higher `standing` first (how far a node has come toward a record by work others
- * vouched for, less what it spoiled), then the lower lot drawn for the request (`seatLot`), which no key
- * can be made in advance to win.
+ * vouched for, less what it spoiled), then the lower lot drawn for the request (`seatLot`).
+ *
+ * What the lot does not stop: keys cost nothing, so a party that makes G of them (even after seeing the
+ * request) and commits with the one whose lot is lowest wins the seat G times in G + 1 against a newcomer
+ * with no standing; and a newcomer that commits after the proven nodes filled the seal is too late
+ * whatever its lot. The lot only ends the fastest key's certainty; a newcomer's way in under such a party
+ * is the first agreement it is vouched for (it then ranks before every key without one), or the
+ * operator's trust (`--trusted-nodes`), or the requests the cap does not cover.
  */
 export interface SeatPolicy {
   /** Whether a node has a record of honest work (the relay: its reputation from verdicts). */
@@ -35,8 +41,8 @@ export interface SeatPolicy {
 
 /**
  * The lot a node draws for a seat in a request: its eligibility score (`eligibilityScore`, the tagged
- * hash of the request and node ids); the lower wins. A request id is not known before the request, so no
- * key can be made in advance to win its lots.
+ * hash of the request and node ids); the lower wins. It changes with every request, so no one key wins
+ * them all; many keys together win most (see `SeatPolicy`).
  */
 export function seatLot(requestId: string, nodeId: string): string {
   return eligibilityScore(requestId, nodeId);
