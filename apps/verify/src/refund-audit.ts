@@ -13,8 +13,8 @@
  * - anyone else (after the deadline), or a reason that cannot be re-derived (timeouts, reorg conflicts,
  *   which models the network served, the relay's quota): reported as not re-derivable, with the reason
  *   and who sent it, neither holding nor failing.
- * Whatever the reason but `ANSWER_TOO_LARGE`, a relay holding an accepted verdict of that very question
- * fails the refund: an answer existed and was not delivered.
+ * Whatever the reason (but the bridge's `ANSWER_TOO_LARGE`, checked as above), a relay holding an
+ * accepted verdict of that very question fails the refund: an answer existed and was not delivered.
  */
 import { ANSWER_TOO_LARGE } from '@synod/contracts/settlement-gas';
 import type { Address, Hex } from 'viem';
