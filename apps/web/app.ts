@@ -257,6 +257,7 @@ const STANDING_FIGURES = [
   'standing-commits',
   'standing-agreement',
   'standing-vouched',
+  'standing-rank',
   'standing-faults',
   'standing-seen',
 ] as const;
@@ -294,6 +295,12 @@ async function refreshStanding(api: SynodPageApi, relay: string, timeoutMs: numb
   text('standing-agreement', `${rep.agreements} / ${rep.disagreements}`);
   // A relay before this field existed sends none: said as unknown, not as zero.
   text('standing-vouched', rep.vouched === undefined ? '—' : `${rep.vouched} (3 make a node proven)`);
+  text(
+    'standing-rank',
+    rep.standing === undefined
+      ? '—'
+      : `${rep.standing} (ranks this node for the seat left to nodes without a record; higher first)`,
+  );
   text('standing-faults', `${rep.withheld} / ${rep.invalid}`);
   text('standing-seen', ago(row.lastSeen));
 }

@@ -165,6 +165,10 @@ describe('the figures the contributor app shows', () => {
       expect(await page.textContent('#standing-vouched')).toBe(
         `${row.reputation.vouched} (3 make a node proven)`,
       );
+      expect(row.reputation.standing).toBe(row.reputation.vouched);
+      expect(await page.textContent('#standing-rank')).toBe(
+        `${row.reputation.standing} (ranks this node for the seat left to nodes without a record; higher first)`,
+      );
       expect(await page.textContent('#served')).toBe(String(ids.length));
 
       expect(offsite).toEqual([]);

@@ -956,8 +956,18 @@ function toNodeSummary({
           invalid: rep.invalid,
           commits: rep.commits,
           vouched: rep.vouched,
+          standing: rep.vouched - rep.disagreements - rep.withheld - rep.invalid,
         }
-      : { score: 0, agreements: 0, disagreements: 0, withheld: 0, invalid: 0, commits: 0, vouched: 0 },
+      : {
+          score: 0,
+          agreements: 0,
+          disagreements: 0,
+          withheld: 0,
+          invalid: 0,
+          commits: 0,
+          vouched: 0,
+          standing: 0,
+        },
   };
 }
 
@@ -980,6 +990,11 @@ export interface NodeSummary {
     commits: number;
     /** Agreements vouched for by a proven or trusted node beside it (see `provenNodes`). */
     vouched: number;
+    /**
+     * Its rank for the seat left to nodes without a record (`nodeStandings`): `vouched` less
+     * disagreements, withheld reveals and invalid packets.
+     */
+    standing: number;
   };
 }
 
