@@ -421,3 +421,40 @@ describe('synod-relay keys list and revoke', () => {
     expect(r.files).toEqual([]);
   });
 });
+
+describe('synod-relay: one process per identity', () => {
+  test('a relay on an identity another process holds exits 1 with IDENTITY_IN_USE, before it opens anything', async () => {
+    const { lockIdentity } = await import('@synod/browser-node/cli');
+    const dir = mkdtempSync(join(tmpdir(), 'synod-relay-identity-'));
+    const identity = join(dir, 'identity.json');
+    const release = lockIdentity(identity, 'relay');
+    try {
+      const r = await runCommand(
+        [
+          process.execPath,
+          MAIN,
+          '--identity',
+          identity,
+          '--db',
+          `file:${join(dir, 'relay.db')}`,
+          '--port',
+          '0',
+          '--tcp-port',
+          '0',
+          '--ws-port',
+          '0',
+        ],
+        { cwd: dir, env: { SYNOD_PASSPHRASE: 'a passphrase for the test' } },
+      );
+      expect(r.code).toBe(1);
+      const line = JSON.parse(r.out.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+      expect(line).toMatchObject({ level: 'error', msg: 'start failed', code: 'IDENTITY_IN_USE' });
+      expect(String(line['err'])).toContain('another synod relay is running with the identity');
+      // Nothing opened: no identity written, no database made.
+      expect(readdirSync(dir).sort()).toEqual(['identity.json.lock']);
+    } finally {
+      release();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

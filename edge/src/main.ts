@@ -38,7 +38,8 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --db-auth-token-env V  environment variable with the libSQL auth token  [SYNOD_DB_AUTH_TOKEN]
   --replica FILE         embedded replica file synced from --db, a server (read scale-out)
   --replica-sync-ms N    how often the replica pulls the server's changes   [1000]
-  --identity FILE        sealed relay key (created when absent)           [.data/relay/identity.json]
+  --identity FILE        sealed relay key (created when absent); one relay per identity: a second
+                         start on it exits 1 (IDENTITY_IN_USE)            [.data/relay/identity.json]
   --passphrase-env VAR   environment variable holding the passphrase       [SYNOD_PASSPHRASE]
   --host ADDR            HTTP and P2P listen address (an IP address)       [127.0.0.1]
   --port N               HTTP port                                         [8787]
@@ -382,7 +383,7 @@ async function main(argv: string[]): Promise<number> {
     console.log = console.error;
     const [
       { GunTransport },
-      { loadOrCreateIdentity, writeOwnerOnlyFile },
+      { IdentityInUseError, loadOrCreateIdentity, lockIdentity, writeOwnerOnlyFile },
       { createHeadlessWakuRelay, libp2pKeyFor, startGunRelay },
       { startRelay },
     ] = await Promise.all([
@@ -393,6 +394,15 @@ async function main(argv: string[]): Promise<number> {
     ]).finally(() => {
       console.log = consoleLog;
     });
+    // One process per identity: two relays on one key would each coordinate its requests (two seals
+    // for one request). Held until the process ends.
+    try {
+      lockIdentity(s.identity, 'relay');
+    } catch (e) {
+      if (!(e instanceof IdentityInUseError)) throw e;
+      log({ level: 'error', msg: 'start failed', code: e.code, err: e.message, hint: e.hint });
+      return 1;
+    }
     const { key } = await loadOrCreateIdentity(s.identity, passphrase);
     // The same peer id at every start (derived from the identity): the multiaddrs nodes and web apps
     // were given for this relay keep working after it restarts.

@@ -84,10 +84,16 @@ function exposedMode(abs: string): string | null {
 export class IdentityInUseError extends Error {
   readonly code = 'IDENTITY_IN_USE';
   readonly hint: string;
-  constructor(readonly path: string) {
-    super(`another synod node is running with the identity ${path}`);
+  constructor(
+    readonly path: string,
+    role: 'node' | 'relay' = 'node',
+  ) {
+    super(`another synod ${role} is running with the identity ${path}`);
     this.name = 'IdentityInUseError';
-    this.hint = `stop that node first; run more nodes each with an --identity (and --db) of its own`;
+    this.hint =
+      role === 'node'
+        ? `stop that node first; run more nodes each with an --identity (and --db) of its own`
+        : `stop that relay first; run more relays each with an --identity of its own (one database may serve them all)`;
   }
 }
 
@@ -95,10 +101,11 @@ export class IdentityInUseError extends Error {
  * Hold `<identity>.lock` (an SQLite file, locked exclusively through SQLite's own file locking) until the
  * returned function is called or the process ends, however it ends: the kernel drops the lock of a
  * killed process, so no stale lock is ever left behind. Two nodes on one key would each sign their own
- * commitment for the same request, which the network takes as equivocation; IdentityInUseError when
+ * commitment for the same request, which the network takes as equivocation; two relays on one key would
+ * each run the same coordinator machines and sign two seals for one request. IdentityInUseError when
  * another process holds it.
  */
-export function lockIdentity(path: string): () => void {
+export function lockIdentity(path: string, role: 'node' | 'relay' = 'node'): () => void {
   const abs = resolve(path);
   mkdirSync(dirname(abs), { recursive: true });
   // The key file's own path, symlinks followed (of it, or of its folder when it is not created yet):
@@ -116,7 +123,7 @@ export function lockIdentity(path: string): () => void {
     db.exec('COMMIT');
   } catch (e) {
     db.close();
-    if ((e as { code?: string }).code === 'SQLITE_BUSY') throw new IdentityInUseError(resolve(path));
+    if ((e as { code?: string }).code === 'SQLITE_BUSY') throw new IdentityInUseError(resolve(path), role);
     throw e;
   }
   return () => db.close();

@@ -1,4 +1,4 @@
-export { loadOrCreateIdentity } from './identity-file.ts';
+export { IdentityInUseError, loadOrCreateIdentity, lockIdentity } from './identity-file.ts';
 export { renderNodeMetrics } from './metrics-text.ts';
 export { type NodeCliOptions, nodeCommand, parseNodeArgs, type RunningNode, runNode } from './node-main.ts';
 export { ownerOnlyFile, writeOwnerOnlyFile } from './private-file.ts';
