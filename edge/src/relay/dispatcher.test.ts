@@ -36,7 +36,13 @@ class RecordingCoordinator {
   }
 }
 
-async function setup(o: { maxOpen: number; now: () => number; maxQueued?: number; pollMs?: number }) {
+async function setup(o: {
+  maxOpen: number;
+  now: () => number;
+  maxQueued?: number;
+  pollMs?: number;
+  ready?: () => boolean;
+}) {
   const h = await openHistory(`file:${join(dir, `d-${n++}.db`)}`);
   const intake = new IntakeStore(h.client);
   const key = await NodeKey.fromSeed(new Uint8Array(32).fill(9));
@@ -51,6 +57,7 @@ async function setup(o: { maxOpen: number; now: () => number; maxQueued?: number
     maxOpen: o.maxOpen,
     pollMs: o.pollMs ?? 60_000,
     ...(o.maxQueued !== undefined ? { maxQueued: o.maxQueued } : {}),
+    ...(o.ready !== undefined ? { ready: o.ready } : {}),
     changed: (id) => changed.push(id),
   });
   closers.push(async () => {
@@ -105,6 +112,27 @@ describe('Dispatcher', () => {
     await s.d.idle();
     expect(s.node.submitted).toEqual(ids.slice(0, 3));
     expect(s.d.stats()).toMatchObject({ open: 2, dispatched: 3, expired: 0 });
+  });
+
+  test('nothing starts while the network has no peer to hear it; expired rows still leave; then all start', async () => {
+    let now = 1_000_000;
+    let peers = 0;
+    const s = await setup({ maxOpen: 4, now: () => now, ready: () => peers > 0 });
+    const old = body(now);
+    await s.admit([old]);
+    now += old.frame.maxTimeMs;
+    const fresh = [body(now), body(now)];
+    await s.admit(fresh);
+    s.d.wake(true);
+    await s.d.idle();
+    // Published into a network of no one, a request is never heard and only expires: it waits instead.
+    expect(s.node.submitted).toEqual([]);
+    expect((await s.store.getRequest(old.requestId))?.status).toBe('expired');
+    expect(await s.intake.count()).toBe(2);
+    peers = 1;
+    s.d.wake();
+    await s.d.idle();
+    expect(s.node.submitted).toEqual(fresh.map((b) => b.requestId));
   });
 
   test('queue(): without a bound there is none, and the log is never counted', async () => {

@@ -23,6 +23,13 @@ export interface DispatcherOptions {
    * refused (`queue()`, 503 QUEUE_FULL). Default `Infinity`: no bound, and the log is never counted.
    */
   maxQueued?: number;
+  /**
+   * Whether the network can take a request now (the relay's node has a peer). While it cannot, nothing
+   * is started: a request published into a network of no one is never heard (gossip keeps nothing for
+   * peers that join later), and it would only expire. Queued requests wait, and those past their deadline
+   * still leave the log as `expired`. Default: always.
+   */
+  ready?: () => boolean;
   /** Told after a request moved into the history (its stored view changed). */
   changed?: (requestId: string) => void;
   log?: (entry: Record<string, unknown>) => void;
@@ -74,8 +81,8 @@ const STEP = 64;
  * request row whose coordinator machine was never saved is resumed by `InProcessRelayNetwork.recover`.
  */
 export class Dispatcher {
-  readonly #o: Required<Omit<DispatcherOptions, 'changed' | 'log'>> &
-    Pick<DispatcherOptions, 'changed' | 'log'>;
+  readonly #o: Required<Omit<DispatcherOptions, 'changed' | 'log' | 'ready'>> &
+    Pick<DispatcherOptions, 'changed' | 'log' | 'ready'>;
   /** Requests this dispatcher started, by id, with the time after which they cannot be open anymore. */
   readonly #open = new Map<string, number>();
   #pumping: Promise<void> | undefined;
@@ -195,7 +202,8 @@ export class Dispatcher {
       error?: string;
     }[] = [];
     const start: RequestBody[] = [];
-    let free = room;
+    // No peer to hear it: nothing starts (rows past their deadline still leave the log).
+    let free = this.#o.ready === undefined || this.#o.ready() ? room : 0;
     let dropped = 0;
     for (const row of rows) {
       const expired = now >= row.deadline;

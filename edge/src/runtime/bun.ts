@@ -194,6 +194,8 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     ...(o.maxOpenRequests !== undefined ? { maxOpen: o.maxOpenRequests } : {}),
     maxQueued: o.maxQueuedRequests ?? DEFAULT_MAX_QUEUED,
     changed: (requestId) => net.changed(requestId),
+    // Requests start once the relay's node has a peer to hear them (a relay just started has none).
+    ready: () => node.peers() > 0,
     log,
   });
   network.attach(dispatcher);
