@@ -377,6 +377,23 @@ export class SynodNode {
     return commits.filter((c) => ids.has(c.id)).map((c) => ({ id: c.id, packet: c.packet }));
   }
 
+  /**
+   * Give a restored machine packets of its request this node's own store kept but its saved state may
+   * not hold (a machine's state is saved at its write-ahead barriers, so what came between the last one
+   * and a restart is gone from it): the relay hands its coordinator machines the commits and reveals its
+   * history stored for them. Packets the machine already holds are duplicates it ignores; they are not
+   * passed to `onPacket` again. Does nothing for a request this node hosts no machine of.
+   */
+  async replayStored(requestId: string, packets: readonly AnyPacket[]): Promise<void> {
+    const hosted = this.#machines.get(requestId);
+    if (!hosted) return;
+    for (const packet of packets) {
+      await this.#enqueue(requestId, hosted, () =>
+        this.#apply(hosted, { kind: 'packet', now: this.#now(), packet }),
+      );
+    }
+  }
+
   /** Be told of every status change of a request; returns an unsubscribe. */
   onStatus(requestId: string, listener: (s: LifecycleStatus) => void): () => void {
     return this.#listeners.add(requestId, listener);

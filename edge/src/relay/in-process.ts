@@ -79,15 +79,28 @@ export class InProcessRelayNetwork implements RelayNetwork {
   /**
    * After a restart: requests this relay stored but whose coordinator machine was never saved (a crash
    * between the insert and the machine's first persist) are coordinated now if still before their seal
-   * deadline, else marked expired. Machines that were saved are restored by the node itself.
+   * deadline, else marked expired. Machines that were saved are restored by the node itself, and are
+   * given the commits and reveals the history stored for them since (`replayed`).
    */
-  async recover(): Promise<{ resumed: string[]; expired: string[] }> {
+  async recover(): Promise<{ resumed: string[]; expired: string[]; replayed: string[] }> {
     const resumed: string[] = [];
+    const replayed: string[] = [];
     const expired: string[] = [];
     for (const r of await this.store.openRequests()) {
-      if (this.node.status(r.requestId)) continue;
+      const restored = this.node.status(r.requestId) !== null;
       const detail = await this.store.getRequest(r.requestId);
       if (!detail || detail.request.from !== this.coordinatorId) continue;
+      if (restored) {
+        // Its machine was saved at its last write-ahead barrier: the commits and reveals that came after
+        // it are in the history, not in the machine. Without them a restarted coordinator expired
+        // requests that had their commits (QUORUM_NOT_MET) and counted revealed members NOT_REVEALED.
+        await this.node.replayStored(r.requestId, [
+          ...detail.commits.map((c) => c.packet),
+          ...detail.reveals.map((x) => x.packet),
+        ]);
+        replayed.push(r.requestId);
+        continue;
+      }
       const body = detail.request.body;
       const now = this.now();
       if (r.status === 'pending' && now < body.createdAt + body.frame.maxTimeMs) {
@@ -98,6 +111,6 @@ export class InProcessRelayNetwork implements RelayNetwork {
         expired.push(r.requestId);
       }
     }
-    return { resumed, expired };
+    return { resumed, expired, replayed };
   }
 }
