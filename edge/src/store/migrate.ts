@@ -1,4 +1,4 @@
-import type { Client } from '@libsql/client';
+import type { Client, Transaction } from '@libsql/client';
 
 /** One drizzle-kit migration, embedded so it can run without a file system. */
 export interface EmbeddedMigration {
@@ -10,11 +10,24 @@ export interface EmbeddedMigration {
   statements: string[];
 }
 
+/** The `folderMillis` of the last migration the database records, or -1 for none. */
+async function lastApplied(db: Client | Transaction): Promise<number> {
+  const last = await db.execute(
+    'SELECT created_at FROM "__drizzle_migrations" ORDER BY created_at DESC LIMIT 1',
+  );
+  return last.rows.length > 0 ? Number(last.rows[0]?.['created_at']) : -1;
+}
+
 /**
  * Apply the migrations a database lacks. Bookkeeping is drizzle-orm's own (`__drizzle_migrations`,
  * a row per applied migration with its hash and `created_at = folderMillis`), so a database migrated
- * here and one migrated by drizzle's file-based migrator are interchangeable. Each migration runs in one
- * write batch (a transaction): it applies whole or not at all.
+ * here and one migrated by drizzle's file-based migrator are interchangeable.
+ *
+ * Each migration runs in one write transaction (`BEGIN IMMEDIATE`, on a file and on a libSQL server
+ * alike): it applies whole or not at all, and relays migrating one database at once (started together,
+ * or a rolling upgrade) take turns: the transaction reads the last applied migration again once it holds
+ * the write lock, and one that another relay applied meanwhile is skipped, not applied twice. A database
+ * that lacks nothing is only read.
  */
 export async function applyMigrations(
   client: Client,
@@ -23,24 +36,28 @@ export async function applyMigrations(
   await client.execute(
     'CREATE TABLE IF NOT EXISTS "__drizzle_migrations" (id INTEGER PRIMARY KEY AUTOINCREMENT, hash text NOT NULL, created_at numeric)',
   );
-  const last = await client.execute(
-    'SELECT created_at FROM "__drizzle_migrations" ORDER BY created_at DESC LIMIT 1',
-  );
-  const lastMillis = last.rows.length > 0 ? Number(last.rows[0]?.['created_at']) : -1;
+  let lastMillis = await lastApplied(client);
   const applied: string[] = [];
   for (const m of migrations) {
     if (m.folderMillis <= lastMillis) continue;
-    await client.batch(
-      [
+    const tx = await client.transaction('write');
+    try {
+      lastMillis = await lastApplied(tx);
+      if (m.folderMillis <= lastMillis) continue;
+      await tx.batch([
         ...m.statements,
         {
           sql: 'INSERT INTO "__drizzle_migrations" ("hash", "created_at") VALUES (?, ?)',
           args: [m.hash, m.folderMillis],
         },
-      ],
-      'write',
-    );
-    applied.push(m.tag);
+      ]);
+      await tx.commit();
+      lastMillis = m.folderMillis;
+      applied.push(m.tag);
+    } finally {
+      // Rolls back what was not committed (a failed statement, or a migration applied meanwhile).
+      tx.close();
+    }
   }
   return applied;
 }
