@@ -78,9 +78,9 @@ export function createApp(given: EdgeDeps): Hono {
     // QUEUE_FULL is load shedding, counted in synod_requests_shed_total: a line for each would flood
     // the log exactly when the relay is busiest.
     if (e.status >= 500 && e.code !== 'QUEUE_FULL') {
-      // A 5xx the routes chose (STORE_UNAVAILABLE, …) is logged with its code and reason; anything
-      // else reached here unexpected.
-      const chosen = err instanceof HttpError;
+      // A 5xx the routes chose (STORE_UNAVAILABLE, …) or a database that could not be reached is logged
+      // with its code and reason; anything else reached here unexpected.
+      const chosen = err instanceof HttpError || e.code === 'STORE_UNAVAILABLE';
       console.error(
         JSON.stringify({
           level: 'error',

@@ -1,5 +1,6 @@
 import { isSynodError, type SynodError } from '@synod/shared';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { storeUnreachableCause } from './store-unavailable.ts';
 
 /**
  * Errors of the HTTP surface. Every 4xx/5xx body is `{ error: { code, message, details?, hint? } }` with
@@ -108,10 +109,31 @@ const PROTOCOL_STATUS: Partial<Record<SynodError['code'], ContentfulStatusCode>>
   KEY_WRONG_PASSPHRASE: 401,
 };
 
+/**
+ * 503 STORE_UNAVAILABLE for a database that could not be reached (`cause`: the error that says so, see
+ * store-unavailable.ts). Its message is the reason given (never a wrapping query error's, which holds the
+ * SQL and its arguments).
+ */
+export function storeUnavailableError(cause: Error): HttpError {
+  return new HttpError(
+    503,
+    'STORE_UNAVAILABLE',
+    'the history database cannot be reached',
+    { reason: String(cause.message).slice(0, 300) },
+    'retry shortly (a POST with the same Idempotency-Key, so that one that was stored is replayed, not duplicated)',
+  );
+}
+
+/**
+ * The HTTP error for anything thrown: HTTP errors as they are, protocol errors with their code, a
+ * database that could not be reached as 503 STORE_UNAVAILABLE, anything else 500 INTERNAL.
+ */
 export function toHttpError(e: unknown): HttpError {
   if (e instanceof HttpError) return e;
   if (isSynodError(e)) {
     return new HttpError(PROTOCOL_STATUS[e.code] ?? 400, e.code, e.message, e.details, e.hint);
   }
+  const unreachable = storeUnreachableCause(e);
+  if (unreachable) return storeUnavailableError(unreachable);
   return new HttpError(500, 'INTERNAL', 'internal error');
 }

@@ -37,25 +37,18 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     const net = deps.network.health();
     deps.metrics.set('synod_peers', 'Connected P2P peers', net.peers);
     deps.metrics.set('synod_open_requests', 'Requests being coordinated by this relay', net.openRequests);
-    const counts = await deps.store.counts();
-    for (const [status, n] of Object.entries(counts)) {
-      deps.metrics.set('synod_history_requests', 'Requests in the history by status', n, { status });
-    }
-    const chain = new ChainStore(deps.store.db);
-    for (const [status, n] of Object.entries(await chain.counts())) {
-      deps.metrics.set('synod_chain_requests', 'On-chain oracle requests by settlement status', n, {
-        status,
-      });
+    // The database's gauges are read from it: while it cannot be read, the rest is still served (a
+    // scrape that failed whole would leave monitoring blind exactly then), and synod_store_up says so.
+    let storeUp = 1;
+    try {
+      await setStoreGauges(deps);
+    } catch {
+      storeUp = 0;
     }
     deps.metrics.set(
-      'synod_chain_settlements_unfinal',
-      'Settlements on chain not yet final (checked until a reorg can no longer undo them)',
-      await chain.unfinalCount(),
-    );
-    deps.metrics.set(
-      'synod_queued_requests',
-      'Requests admitted and waiting in the admission log for their coordinator',
-      await deps.intake.count(),
+      'synod_store_up',
+      'Whether the history database answered this scrape (0: unreachable or failing; its gauges keep their last values)',
+      storeUp,
     );
     const admission = deps.admissionStats?.();
     if (admission) {
@@ -128,6 +121,30 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     document ??= openApiDocument(edgePackage.version);
     return c.json(document);
   });
+}
+
+/** The gauges read from the history database (throws when it cannot be read). */
+async function setStoreGauges(deps: EdgeDeps): Promise<void> {
+  const counts = await deps.store.counts();
+  for (const [status, n] of Object.entries(counts)) {
+    deps.metrics.set('synod_history_requests', 'Requests in the history by status', n, { status });
+  }
+  const chain = new ChainStore(deps.store.db);
+  for (const [status, n] of Object.entries(await chain.counts())) {
+    deps.metrics.set('synod_chain_requests', 'On-chain oracle requests by settlement status', n, {
+      status,
+    });
+  }
+  deps.metrics.set(
+    'synod_chain_settlements_unfinal',
+    'Settlements on chain not yet final (checked until a reorg can no longer undo them)',
+    await chain.unfinalCount(),
+  );
+  deps.metrics.set(
+    'synod_queued_requests',
+    'Requests admitted and waiting in the admission log for their coordinator',
+    await deps.intake.count(),
+  );
 }
 
 /**

@@ -1,0 +1,71 @@
+/**
+ * Telling a database that cannot be reached (a libSQL server down, restarting, overloaded, or a network
+ * between) from a database that answered with an error. The first is 503 STORE_UNAVAILABLE: the request
+ * may well succeed if retried shortly. The second stays what it is (a bug is 500 INTERNAL).
+ */
+
+/**
+ * Codes of a connection that could not be made or was cut: Node's and Bun's socket errors, undici's
+ * (`fetch failed` carries one in its cause), Bun's fetch, and @libsql/client's for a WebSocket or a
+ * stream closed under it.
+ */
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ConnectionRefused',
+  'ConnectionClosed',
+  'FailedToOpenSocket',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'HRANA_WEBSOCKET_ERROR',
+  'HRANA_CLOSED_ERROR',
+]);
+
+/** HTTP statuses of a server (or a proxy before it) that is down, overloaded or too slow to answer. */
+const unavailableStatus = (status: number) => status >= 500 || status === 408 || status === 429;
+
+/** Messages of a fetch that never got an answer, where no code says so (Node, workerd). */
+const NO_ANSWER = /^(?:fetch failed|network connection lost|unable to connect)/i;
+
+/** How deep a chain of causes is followed (a query error wraps the client's, which wraps the socket's). */
+const MAX_DEPTH = 5;
+
+/**
+ * The error in `e`'s chain of causes that says the database could not be reached, or undefined when
+ * none does. @libsql/client throws a socket's error as is (Bun: `TypeError`, code ECONNREFUSED; Node:
+ * `TypeError: fetch failed` with the socket's error as its cause), an HTTP error status from the server
+ * as `LibsqlError` SERVER_ERROR (its cause an `HttpServerError` with the status), and drizzle wraps any
+ * of them in a `DrizzleQueryError` (its cause). A timeout (`TimeoutError` or `AbortError`, from an
+ * abort signal) counts as well.
+ */
+export function storeUnreachableCause(e: unknown): Error | undefined {
+  let at: unknown = e;
+  for (let depth = 0; depth < MAX_DEPTH && at instanceof Error; depth++) {
+    const code = (at as { code?: unknown }).code;
+    if (typeof code === 'string' && CONNECTION_CODES.has(code)) return at;
+    if (code === 'SERVER_ERROR') {
+      const status = (at.cause as { status?: unknown } | undefined)?.status;
+      if (typeof status !== 'number' || unavailableStatus(status)) return at;
+    }
+    if (at.name === 'TimeoutError' || at.name === 'AbortError') return at;
+    // With a cause, the cause says why (a socket error above, or a bad certificate: not an outage).
+    if (at.cause === undefined && NO_ANSWER.test(at.message)) return at;
+    at = at.cause;
+  }
+  return undefined;
+}
+
+/** Whether `e` says the database could not be reached (see `storeUnreachableCause`). */
+export function isStoreUnreachable(e: unknown): boolean {
+  return storeUnreachableCause(e) !== undefined;
+}
