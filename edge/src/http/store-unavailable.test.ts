@@ -61,7 +61,7 @@ describe('a relay whose libSQL server is down', () => {
     await stopProcess(sqld.proc);
     // Past the API-key cache: the key is looked up in the database again.
     skewMs = 60_000;
-    const routes: Array<[string, () => Promise<Response>]> = [
+    const routes: Array<[string, () => Response | Promise<Response>]> = [
       ['POST /v1/inference', () => submit('/v1/inference', { prompt: 'during the outage', models: ['m'] })],
       ['GET /v1/inference/:id', () => relay.app.request(`/v1/inference/${requestId}`)],
       ['GET /v1/history', () => relay.app.request('/v1/history')],
