@@ -78,6 +78,11 @@ import { realScheduler, type Scheduler } from './scheduler.ts';
  *   after a restart. A finished `node` machine (one that may have signed a commitment) is kept in the
  *   store, finished, for `REPLAY_WINDOW_MS` before it is deleted, so a restarted node still knows the
  *   requests it served and ignores their request packets if they come again.
+ * - A write of a machine's state that fails (`SQLITE_BUSY`, a server outage) is tried again a few
+ *   times (`writeRetriesMs`) before its step gives up; a step that gave up leaves the effects after its
+ *   `persist` undone (a seal not published, its reveal deadline not armed), so the machine is resumed
+ *   from its state as after a restart (`resumeAfterMs`: written, then fed `restored`), and a watchdog
+ *   expires any machine that nothing can step again once its request's reveal window is well past.
  */
 export type NodeRole = 'node' | 'relay' | 'follower';
 
@@ -129,6 +134,26 @@ export interface SynodNodeOptions {
    * not commit to it: its commitment must be stored before it is published). Default 5 s.
    */
   storeRetryMs?: number;
+  /**
+   * Pauses between the attempts of one write of a machine's state (a `persist` barrier, the save after a
+   * step): a write refused for a moment (`SQLITE_BUSY`, a server restarting) is tried again before the
+   * step gives up. Default 50, 250, 1000 ms (four attempts).
+   */
+  writeRetriesMs?: readonly number[];
+  /**
+   * After a step failed (its write failed past its retries; the effects after a failed `persist` never
+   * ran, e.g. the seal's publish and its reveal deadline), the machine is resumed from its state: its
+   * state is written, then it is fed `restored`, as after a restart (outstanding publishes go out again,
+   * its timers are armed again, overdue ones fire). First after this many ms, doubling up to 30 s while
+   * it fails. Default 1 s.
+   */
+  resumeAfterMs?: number;
+  /**
+   * Every `everyMs` (default 10 s), a machine still open past the end of its request's reveal window
+   * (`createdAt + maxTimeMs + revealWindowMs`) and `marginMs` (default 60 s), with no timer armed and no
+   * inference running, can never finish by itself: it is expired (`no-verdict`).
+   */
+  watchdog?: { everyMs?: number; marginMs?: number };
 }
 
 interface Hosted {
@@ -139,6 +164,10 @@ interface Hosted {
   finishedAt: number | null;
   /** What the store holds for this machine: the state last written, null once deleted, undefined unknown. */
   stored?: string | null;
+  /** When this node took the machine up (its own clock). */
+  hostedAt: number;
+  /** A step failed: the resume due (its cancel), and how many resumes in a row failed. */
+  resume: { cancel: (() => void) | null; failures: number };
 }
 
 export interface NodeMetrics {
@@ -192,6 +221,10 @@ const KNOWN_NODES = 10_000;
 const REPLAY_WINDOW_MS = 2 * LIMITS.defaultSkewMs + 60_000;
 /** Peers' heartbeats older than this are left out of the clock offset. */
 const CLOCK_FRESH_MS = 60_000;
+const WRITE_RETRIES_MS: readonly number[] = [50, 250, 1_000];
+const RESUME_MAX_MS = 30_000;
+/** Why the watchdog expires a stranded machine (it has no verdict, and never will). */
+const STRANDED_REASON = 'no-verdict';
 
 export class SynodNode {
   readonly nodeId: string;
@@ -219,6 +252,7 @@ export class SynodNode {
   readonly #intake: Intake;
   readonly #detach: Array<() => void> = [];
   #heartbeatCancel: (() => void) | null = null;
+  #watchdogCancel: (() => void) | null = null;
   #closed = false;
   #storeFailedAt: number | null = null;
   #storeErrors = 0;
@@ -316,6 +350,7 @@ export class SynodNode {
         this.#apply(hosted, { kind: 'restored', now: this.#now() }),
       );
     }
+    this.#armWatchdog();
     if (this.#o.heartbeat) {
       const beat = () => {
         if (this.#closed) return;
@@ -495,12 +530,14 @@ export class SynodNode {
     if (this.#closed) return;
     this.#closed = true;
     this.#heartbeatCancel?.();
+    this.#watchdogCancel?.();
     for (const cancel of this.#forget.values()) cancel();
     this.#forget.clear();
     for (const off of this.#detach) off();
     this.#intake.close();
     for (const h of this.#machines.values()) {
       for (const cancel of h.timers.values()) cancel();
+      h.resume.cancel?.();
       h.inference?.abort();
     }
     await Promise.allSettled([...this.#machines.values()].map((h) => h.tail));
@@ -557,6 +594,8 @@ export class SynodNode {
       timers: new Map(),
       inference: null,
       finishedAt: null,
+      hostedAt: this.#now(),
+      resume: { cancel: null, failures: 0 },
     };
     this.#machines.set(state.requestId, hosted);
     this.#evictIfFull();
@@ -571,6 +610,10 @@ export class SynodNode {
     for (const [id] of finished.slice(0, this.#machines.size - max)) this.#machines.delete(id);
   }
 
+  /**
+   * Apply `job` to a machine after the jobs before it. A job that fails (its state could not be
+   * written: the effects after it did not all run) leaves the machine to be resumed (`#resumeLater`).
+   */
   #enqueue(requestId: string, hosted: Hosted, job: () => Promise<void>): Promise<void> {
     const run = hosted.tail.then(job).catch((e) => {
       this.#log({
@@ -580,9 +623,89 @@ export class SynodNode {
         err: String(e),
         stack: (e as Error)?.stack,
       });
+      this.#resumeLater(requestId, hosted);
     });
     hosted.tail = run;
     return run;
+  }
+
+  /**
+   * Resume a machine whose step failed, as a restart would: write its state (the write-ahead barrier
+   * the failed step did not pass), then feed it `restored`, which publishes again what is still
+   * outstanding and arms its timers again from its state (overdue ones fire). A finished machine only
+   * gets its write. After `resumeAfterMs`, doubling (to 30 s) while resuming fails; one resume due at a
+   * time; none once the machine is gone or the node closed.
+   */
+  #resumeLater(requestId: string, hosted: Hosted): void {
+    if (this.#closed || hosted.resume.cancel !== null || this.#machines.get(requestId) !== hosted) return;
+    const first = this.#o.resumeAfterMs ?? 1_000;
+    const delay = Math.min(first * 2 ** hosted.resume.failures, Math.max(first, RESUME_MAX_MS));
+    hosted.resume.failures++;
+    hosted.resume.cancel = this.#scheduler.after(delay, () => {
+      hosted.resume.cancel = null;
+      if (this.#closed || this.#machines.get(requestId) !== hosted) return;
+      this.#enqueue(requestId, hosted, async () => {
+        await this.#save(hosted);
+        if (hosted.state.outcome === null) await this.#apply(hosted, { kind: 'restored', now: this.#now() });
+        hosted.resume.failures = 0;
+        this.#log({ level: 'info', msg: 'resumed a machine after a failed step', requestId });
+      });
+    });
+  }
+
+  /** Check for stranded machines every `watchdog.everyMs` (see `SynodNodeOptions.watchdog`). */
+  #armWatchdog(): void {
+    const every = this.#o.watchdog?.everyMs ?? 10_000;
+    const sweep = () => {
+      if (this.#closed) return;
+      for (const [requestId, hosted] of this.#machines) {
+        if (this.#stranded(hosted)) {
+          this.#enqueue(requestId, hosted, () => this.#expireStranded(requestId, hosted));
+        }
+      }
+      this.#watchdogCancel = this.#scheduler.after(every, sweep);
+    };
+    this.#watchdogCancel = this.#scheduler.after(every, sweep);
+  }
+
+  /**
+   * Open, with no timer armed and no inference running (nothing will ever step it again), past the end
+   * of its request's reveal window and the watchdog's margin (a request not known yet: the skew window
+   * from when it was taken up).
+   */
+  #stranded(hosted: Hosted): boolean {
+    const s = hosted.state;
+    if (s.outcome !== null || hosted.timers.size > 0 || hosted.inference !== null) return false;
+    const request = s.role === 'coordinator' ? s.request.body : s.request?.packet.body;
+    const end = request
+      ? request.createdAt + request.frame.maxTimeMs + request.frame.revealWindowMs
+      : hosted.hostedAt + LIMITS.defaultSkewMs;
+    return this.#now() > end + (this.#o.watchdog?.marginMs ?? 60_000);
+  }
+
+  /**
+   * Expire a stranded machine (checked again: a step may have moved it since the sweep). The lifecycle
+   * has no event for it, so the driver finishes the state itself, as `finishExpired` would: its timers
+   * cleared, its outcome set, then the `expired` effect and the save, as for any finished machine.
+   */
+  async #expireStranded(requestId: string, hosted: Hosted): Promise<void> {
+    if (this.#closed || !this.#stranded(hosted)) return;
+    const now = this.#now();
+    const s = hosted.state;
+    this.#log({
+      level: 'warn',
+      msg: 'expired a stranded machine',
+      requestId,
+      role: s.role,
+      phase: s.role === 'node' ? s.work.phase : s.role === 'coordinator' ? s.phase : null,
+    });
+    const state = {
+      ...s,
+      ...(s.role === 'coordinator' ? { phase: 'finished' as const } : {}),
+      timers: {},
+      outcome: { kind: 'expired', reason: STRANDED_REASON, at: now },
+    } as LifecycleState;
+    await this.#run(hosted, { state, effects: [{ kind: 'expired', reason: STRANDED_REASON }] });
   }
 
   async #deliver(p: IntakePacket): Promise<void> {
@@ -728,18 +851,40 @@ export class SynodNode {
   }
 
   /**
-   * Write the machine's state (or delete a finished one), unless the store already holds it. A failed
-   * write (a full disk) is counted and rethrown; a successful one clears the failure.
+   * Write the machine's state (or delete a finished one), unless the store already holds it. A write that
+   * still fails after its retries (a full disk) is counted and rethrown; a successful one clears the
+   * failure.
    */
   async #save(hosted: Hosted): Promise<void> {
     try {
-      if (await this.#write(hosted)) this.#storeFailedAt = null;
+      if (await this.#writeRetrying(hosted)) this.#storeFailedAt = null;
     } catch (e) {
       // Rethrown: the effects after a `persist` barrier must not run when the state is not stored.
       this.#storeFailedAt = this.#now();
       this.#storeErrors++;
       this.#storeLastError = String(e);
       throw e;
+    }
+  }
+
+  /** `#write`, tried again after each pause of `writeRetriesMs` while it fails (and the node is open). */
+  async #writeRetrying(hosted: Hosted): Promise<boolean> {
+    const pauses = this.#o.writeRetriesMs ?? WRITE_RETRIES_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#write(hosted);
+      } catch (e) {
+        const pause = pauses[attempt];
+        if (pause === undefined || this.#closed) throw e;
+        this.#log({
+          level: 'warn',
+          msg: 'machine state write failed, trying again',
+          requestId: hosted.state.requestId,
+          attempt: attempt + 1,
+          err: String(e),
+        });
+        await new Promise<void>((resolve) => this.#scheduler.after(pause, resolve));
+      }
     }
   }
 
