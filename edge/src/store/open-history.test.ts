@@ -6,9 +6,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient } from '@libsql/client';
+import { type Client, createClient } from '@libsql/client';
 import { type RunningSqld, startSqld, waitUntil } from '../test-servers.ts';
 import { openHistory } from './open-history.ts';
+import { SerializedWritesClient } from './serialized-writes.ts';
 
 let sqld: RunningSqld;
 const dir = mkdtempSync(join(tmpdir(), 'synod-replica-'));
@@ -72,4 +73,84 @@ describe('openHistory on an embedded replica', () => {
       openHistory('http://127.0.0.1:9', undefined, join(dir, `replica-${n++}.db`)),
     ).rejects.toThrow();
   });
+});
+
+/**
+ * This process's own writes over a server or a replica, at once (as the relay's dispatcher, history
+ * writer and machine store make them): write transactions that hold their stream across `await`s,
+ * transactions and batches that read before they write (their lock upgrade is refused with SQLITE_BUSY
+ * while another stream holds the write lock, a wait could deadlock), plain writes, and reads.
+ */
+async function concurrentWrites(c: Client, table: string, n: number): Promise<string[]> {
+  await c.execute(`CREATE TABLE ${table} (v INTEGER NOT NULL)`);
+  const insert = (v: number) => ({ sql: `INSERT INTO ${table} (v) VALUES (?)`, args: [v] });
+  const write = async (v: number) => {
+    const tx = await c.transaction('write');
+    try {
+      await tx.execute(insert(v));
+      await Bun.sleep(10);
+      await tx.execute(insert(v));
+      await tx.commit();
+    } finally {
+      tx.close();
+    }
+  };
+  const readThenWrite = async (v: number) => {
+    const tx = await c.transaction('deferred');
+    try {
+      await tx.execute(`SELECT count(*) FROM ${table}`);
+      await Bun.sleep(5);
+      await tx.execute(insert(v));
+      await tx.commit();
+    } finally {
+      tx.close();
+    }
+  };
+  const results = await Promise.allSettled(
+    Array.from({ length: n }, (_, v) => [
+      write(v),
+      readThenWrite(v),
+      c.batch([`SELECT count(*) FROM ${table}`, insert(v)], 'deferred'),
+      c.execute(insert(v)),
+      c.execute(`SELECT count(*) AS n FROM ${table}`),
+    ]).flat(),
+  );
+  return results
+    .filter((r) => r.status === 'rejected')
+    .map((r) => String((r as PromiseRejectedResult).reason));
+}
+
+describe("openHistory over a libSQL server: the process's own writes take turns", () => {
+  test('why: unserialized, a write that read first meets another write as SQLITE_BUSY', async () => {
+    const raw = createClient({ url: sqld.url });
+    try {
+      const failed = await concurrentWrites(raw, 't_raw', 8);
+      expect(failed.some((e) => e.includes('SQLITE_BUSY'))).toBe(true);
+    } finally {
+      raw.close();
+    }
+  }, 60_000);
+
+  test('a server URL: concurrent write transactions, batches, writes and reads all succeed', async () => {
+    const h = await openHistory(sqld.url);
+    try {
+      expect(h.client).toBeInstanceOf(SerializedWritesClient);
+      expect(await concurrentWrites(h.client, 't_server', 8)).toEqual([]);
+      const rows = await h.client.execute('SELECT count(*) AS n FROM t_server');
+      expect(Number(rows.rows[0]?.['n'])).toBe(8 * 5);
+    } finally {
+      h.client.close();
+    }
+  }, 60_000);
+
+  test('an embedded replica (one connection): the same, and reads wait for an open transaction', async () => {
+    const h = await openHistory(sqld.url, undefined, join(dir, `replica-${n++}.db`), 200);
+    try {
+      expect(await concurrentWrites(h.client, 't_replica', 8)).toEqual([]);
+      const rows = await h.client.execute('SELECT count(*) AS n FROM t_replica');
+      expect(Number(rows.rows[0]?.['n'])).toBe(8 * 5);
+    } finally {
+      h.client.close();
+    }
+  }, 60_000);
 });

@@ -99,9 +99,11 @@ export async function openHistory(
       throw e;
     }
   }
-  // The file client's pool would otherwise let two of this process's write transactions meet as two
-  // connections (SQLITE_BUSY): see SerializedWritesClient.
-  const client = isLocal(dbUrl, replicaPath) ? new SerializedWritesClient(opened) : opened;
+  // This process's write transactions take turns, whatever the database: two of them would otherwise
+  // meet as two connections or streams (SQLITE_BUSY), or, on a client of one connection (a replica,
+  // `:memory:`), as TRANSACTION_ACTIVE. See SerializedWritesClient.
+  const oneConnection = replicaPath !== undefined || dbUrl.includes(':memory:');
+  const client = new SerializedWritesClient(opened, { oneConnection });
   // A local file runs in WAL mode: one fsync per commit (synchronous stays FULL, so an acknowledged
   // request survives power loss too), readers never block the writer; about 2.5x the accepted requests/s
   // of the rollback journal (edge/bench). The mode is stored in the file.

@@ -127,3 +127,37 @@ describe('SerializedWritesClient', () => {
     expect(await values(c)).toEqual([2, 3]);
   });
 });
+
+describe('SerializedWritesClient over a client of one connection (an embedded replica, :memory:)', () => {
+  async function memory(): Promise<Client> {
+    const c = createClient({ url: ':memory:' });
+    opened.push(c);
+    await c.execute('CREATE TABLE t (v INTEGER NOT NULL)');
+    return c;
+  }
+
+  test('why reads wait there too: an open transaction holds the only connection (TRANSACTION_ACTIVE)', async () => {
+    const raw = await memory();
+    const tx = await raw.transaction('write');
+    await expect(raw.execute('SELECT count(*) FROM t')).rejects.toMatchObject({ code: 'TRANSACTION_ACTIVE' });
+    tx.close();
+  });
+
+  test('with oneConnection, a read or read transaction waits for the open write transaction', async () => {
+    const c = new SerializedWritesClient(await memory(), { oneConnection: true });
+    const tx = await c.transaction('write');
+    await tx.execute('INSERT INTO t (v) VALUES (1)');
+    const read = values(c);
+    const readTx = c.transaction('read').then(async (r) => {
+      const n = Number((await r.execute('SELECT count(*) AS n FROM t')).rows[0]?.['n']);
+      r.close();
+      return n;
+    });
+    await Bun.sleep(5);
+    await tx.execute('INSERT INTO t (v) VALUES (2)');
+    await tx.commit();
+    tx.close();
+    expect(await read).toEqual([1, 2]);
+    expect(await readTx).toBe(2);
+  });
+});

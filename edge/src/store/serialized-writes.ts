@@ -38,29 +38,42 @@ function sqlOf(stmt: InStatement | string): string {
 }
 
 /**
- * One writer at a time for a local libSQL file, within this process.
+ * One writer at a time within this process, whatever the database: a local file, a libSQL server, an
+ * embedded replica.
  *
- * The file client keeps a pool of connections, and a write transaction holds its connection across
- * `await`s. Two write transactions (or a transaction and a plain INSERT) of one process would then meet
- * as two connections: the second gets `SQLITE_BUSY` at once, or, with a busy timeout, blocks the only
- * thread until the timeout, since the first cannot finish while it waits. So every write here (an
- * `execute` that is not a SELECT, `batch`, `migrate`, `executeMultiple`, a non-read transaction from
- * begin to commit/rollback/close) takes one FIFO lock first. Reads go straight through: in WAL mode a
- * reader never waits for the writer.
+ * A write transaction holds its connection (a file client's pooled connection, a server's stream)
+ * across `await`s. Two write transactions (or a transaction and a plain INSERT) of one process would
+ * then meet as two connections: on a local file the second gets `SQLITE_BUSY` at once, or, with a busy
+ * timeout, blocks the only thread until the timeout, since the first cannot finish while it waits; on a
+ * server, one that read before it writes (a deferred transaction or batch) is refused `SQLITE_BUSY` when
+ * it asks for the write lock another stream holds. Either database takes one writer at a time anyway,
+ * so queueing them here costs no parallelism. So every write here (an `execute` that is not a SELECT,
+ * `batch`, `migrate`, `executeMultiple`, a non-read transaction from begin to commit/rollback/close)
+ * takes one FIFO lock first. Reads go straight through (in WAL mode a reader never waits for the
+ * writer), except on a client of one connection (`oneConnection`: an embedded replica, `:memory:`),
+ * where an open transaction holds the only connection and anything else fails `TRANSACTION_ACTIVE`: there
+ * reads take the lock too.
  *
- * Other writers to the same file (the admission writer thread, a second relay) are separate processes
- * or threads: against them the connections' busy timeout applies.
+ * Other writers to the same database (the admission writer thread, a second relay) are separate
+ * processes or threads: against them the connections' busy timeout (a file) or the server's lock queue
+ * applies.
  */
 export class SerializedWritesClient implements Client {
   readonly #lock: MutexInterface;
   readonly #timeoutMs: number;
+  readonly #readsWait: boolean;
 
-  /** `lockTimeoutMs`: how long a write may wait for the lock before failing (default 30 s). */
+  /**
+   * `lockTimeoutMs`: how long a write may wait for the lock before failing (default 30 s).
+   * `oneConnection`: the client has a single connection (an embedded replica, `:memory:`): reads and
+   * read transactions take the lock too.
+   */
   constructor(
     readonly inner: Client,
-    o: { lockTimeoutMs?: number } = {},
+    o: { lockTimeoutMs?: number; oneConnection?: boolean } = {},
   ) {
     this.#timeoutMs = o.lockTimeoutMs ?? 30_000;
+    this.#readsWait = o.oneConnection ?? false;
     this.#lock = withTimeout(new Mutex(), this.#timeoutMs, TIMED_OUT);
   }
 
@@ -93,12 +106,12 @@ export class SerializedWritesClient implements Client {
   execute(sql: string, args?: InArgs): Promise<ResultSet>;
   execute(stmt: InStatement | string, args?: InArgs): Promise<ResultSet> {
     const run = () => (typeof stmt === 'string' ? this.inner.execute(stmt, args) : this.inner.execute(stmt));
-    return readsOnly(sqlOf(stmt)) ? run() : this.#exclusive(run);
+    return readsOnly(sqlOf(stmt)) && !this.#readsWait ? run() : this.#exclusive(run);
   }
 
   batch(stmts: Array<InStatement | [string, InArgs?]>, mode?: TransactionMode): Promise<ResultSet[]> {
     const run = () => this.inner.batch(stmts, mode);
-    return mode === 'read' ? run() : this.#exclusive(run);
+    return mode === 'read' && !this.#readsWait ? run() : this.#exclusive(run);
   }
 
   migrate(stmts: InStatement[]): Promise<ResultSet[]> {
@@ -110,7 +123,7 @@ export class SerializedWritesClient implements Client {
   }
 
   async transaction(mode: TransactionMode = 'write'): Promise<Transaction> {
-    if (mode === 'read') return this.inner.transaction(mode);
+    if (mode === 'read' && !this.#readsWait) return this.inner.transaction(mode);
     const release = await this.#acquire();
     try {
       return new LockedTransaction(await this.inner.transaction(mode), release);
