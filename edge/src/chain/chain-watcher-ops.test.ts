@@ -689,3 +689,58 @@ describe('chain watcher operations: /metrics', () => {
     expect(metric('synod_chain_watcher_last_ok_seconds')).toBe(String((clock - 60_000) / 1000));
   });
 });
+
+describe('chain watcher operations: requests settled before their event is read', () => {
+  // The case it is for is a relay that was down or behind, so the settlement is usually far from the
+  // event. Behind an RPC that takes at most 100 blocks per eth_getLogs (as many public endpoints do), the
+  // settlement's event was looked up from the request's block to the head in one call, refused every
+  // pass: the row stayed pending for good.
+  test('a request refunded long before its event is read, behind an RPC that takes 100 blocks per eth_getLogs: recorded, never computed', async () => {
+    const { w, oracle, relay, logs, requestId } = await opsWatcher({ maxBlockRange: 50n });
+    const { requestNo } = await chain.callLLM({
+      prompt: 'Refunded while the relay was down',
+      models: ['stories260K'],
+      oracle,
+    });
+    // The relay is down; the deadline passes, the requester refunds; the chain goes on.
+    await chain.mine(150);
+    const [, , deadline, , questionHash] = await chain.client.readContract({
+      address: oracle,
+      abi: synodOracleAbi,
+      functionName: 'requests',
+      args: [requestNo],
+    });
+    await chain.rpc('evm_setNextBlockTimestamp', [Number(deadline) + 1]);
+    await chain.client.waitForTransactionReceipt({
+      hash: await chain.requester.writeContract({
+        address: oracle,
+        abi: synodOracleAbi,
+        functionName: 'refund',
+        args: [requestNo, questionHash, 'EXPIRED'],
+      }),
+    });
+    await chain.mine(150);
+    proxy.fault = (call) => {
+      if (call.method !== 'eth_getLogs') return undefined;
+      const [filter] = call.params as [{ fromBlock: string; toBlock?: string }];
+      const to =
+        filter.toBlock === undefined || filter.toBlock === 'latest'
+          ? Number.MAX_SAFE_INTEGER
+          : Number(BigInt(filter.toBlock));
+      const span = to - Number(BigInt(filter.fromBlock)) + 1;
+      return span > 100
+        ? { error: { code: -32005, message: 'query exceeds max block range 100' } }
+        : undefined;
+    };
+    try {
+      for (let i = 0; i < 12; i++) await w.poll().catch(() => {});
+    } finally {
+      proxy.fault = undefined;
+    }
+    const head = await chain.client.getBlockNumber({ cacheTime: 0 });
+    expect(relay.admitted.has(requestId(requestNo))).toBe(false);
+    expect(BigInt((await store.cursor(w.oracle))?.blockNumber ?? 0)).toBe(head);
+    expect(errorsIn(logs)).toEqual([]);
+    expect((await store.byRequestId(requestId(requestNo)))?.status).toBe('refunded');
+  }, 60_000);
+});

@@ -350,14 +350,7 @@ export class HistoryStore {
       for (const d of reputationDeltas(entries)) {
         const current = await tx.select().from(reputation).where(eq(reputation.nodeId, d.nodeId));
         if (current.length === 0 && !members.has(d.nodeId)) continue;
-        const base = current[0] ?? {
-          agreements: 0,
-          disagreements: 0,
-          withheld: 0,
-          invalid: 0,
-          commits: 0,
-          vouched: 0,
-        };
+        const base = current[0] ?? NO_RECORD;
         const vouched =
           base.vouched + (d.agreements > 0 && [...vouchers].some((n) => n !== d.nodeId) ? d.agreements : 0);
         const next = {
@@ -947,27 +940,31 @@ function toNodeSummary({
     embeddingsPerSecond: node.embeddingsPerSecond,
     firstSeen: node.firstSeen,
     lastSeen: node.lastSeen,
-    reputation: rep
-      ? {
-          score: rep.score,
-          agreements: rep.agreements,
-          disagreements: rep.disagreements,
-          withheld: rep.withheld,
-          invalid: rep.invalid,
-          commits: rep.commits,
-          vouched: rep.vouched,
-          standing: rep.vouched - rep.disagreements - rep.withheld - rep.invalid,
-        }
-      : {
-          score: 0,
-          agreements: 0,
-          disagreements: 0,
-          withheld: 0,
-          invalid: 0,
-          commits: 0,
-          vouched: 0,
-          standing: 0,
-        },
+    reputation: reputationSummary(rep ?? { score: 0, ...NO_RECORD }),
+  };
+}
+
+/** The counters of a node without a reputation row. */
+const NO_RECORD = {
+  agreements: 0,
+  disagreements: 0,
+  withheld: 0,
+  invalid: 0,
+  commits: 0,
+  vouched: 0,
+} as const;
+
+/** What `/v1/nodes` shows of a node's reputation; its standing as `nodeStandings` reckons it. */
+function reputationSummary(rep: { score: number } & { [K in keyof typeof NO_RECORD]: number }) {
+  return {
+    score: rep.score,
+    agreements: rep.agreements,
+    disagreements: rep.disagreements,
+    withheld: rep.withheld,
+    invalid: rep.invalid,
+    commits: rep.commits,
+    vouched: rep.vouched,
+    standing: rep.vouched - rep.disagreements - rep.withheld - rep.invalid,
   };
 }
 
