@@ -129,10 +129,22 @@ describe('Dispatcher', () => {
     expect(s.node.submitted).toEqual([]);
     expect((await s.store.getRequest(old.requestId))?.status).toBe('expired');
     expect(await s.intake.count()).toBe(2);
+    // Admissions meanwhile do not read the log (a read of the queue per request, on the HTTP thread).
+    let reads = 0;
+    const next = s.intake.next.bind(s.intake);
+    s.intake.next = (...args) => {
+      reads++;
+      return next(...args);
+    };
+    await s.admit([body(now)]);
+    s.d.admitted(1);
+    await s.d.idle();
+    expect(reads).toBe(0);
     peers = 1;
     s.d.wake();
     await s.d.idle();
-    expect(s.node.submitted).toEqual(fresh.map((b) => b.requestId));
+    expect(s.node.submitted.slice(0, 2)).toEqual(fresh.map((b) => b.requestId));
+    expect(s.node.submitted).toHaveLength(3);
   });
 
   test('queue(): without a bound there is none, and the log is never counted', async () => {

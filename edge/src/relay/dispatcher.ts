@@ -143,7 +143,10 @@ export class Dispatcher {
    */
   wake(expire = false): void {
     if (this.#stopped) return;
-    if (!expire && this.#open.size >= this.#o.maxOpen) return;
+    // With the window full, or no peer to start a request for, there is nothing to do until the poll
+    // (which also moves rows past their deadline): reading the log at every admission would cost the
+    // HTTP thread a read of the queue per request.
+    if (!expire && (this.#open.size >= this.#o.maxOpen || this.#o.ready?.() === false)) return;
     if (this.#pumping) {
       this.#again = true;
       return;
