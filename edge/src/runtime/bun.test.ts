@@ -4,8 +4,9 @@ import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryNetwork } from '@synod/browser-node';
-import { NodeKey } from '@synod/shared';
+import { NodeKey, packetId, signPacket } from '@synod/shared';
 import { createApiKey } from '../auth/api-keys.ts';
+import { ABANDONED_AFTER_MS } from '../store/history-store.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { openHistory } from '../store/open-history.ts';
 import { TEST_COORDINATOR, TEST_EMBEDDER, testAdmission, testBody } from '../store/test-admissions.ts';
@@ -50,6 +51,38 @@ describe('startRelay and Idempotency-Key retention', () => {
         (await relay.client.execute('SELECT idempotency_key AS k FROM idempotency')).rows.map((r) => r['k']);
       await waitUntil('the expired key is forgotten', async () => (await keys()).length === 1, 10_000, 20);
       expect(await keys()).toEqual(['an-hour-old']);
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  test('requests another relay left open long past any deadline are expired at start (COORDINATOR_GONE)', async () => {
+    const dbUrl = `file:${join(dir, 'abandoned.db')}`;
+    const h = await openHistory(dbUrl);
+    // A request another coordinator took and never finished, an hour ago, and one it took just now.
+    const other = await NodeKey.fromSeed(new Uint8Array(32).fill(4));
+    const insert = async (body: ReturnType<typeof testBody>) => {
+      const packet = await signPacket(other, 'request', body);
+      await h.store.moveFromIntake(
+        [{ seq: -1, request: { id: packetId(packet), packet }, status: 'pending' }],
+        1,
+      );
+    };
+    const old = testBody({ createdAt: Date.now() - ABANDONED_AFTER_MS - 60_000 });
+    const recent = testBody({ createdAt: Date.now() });
+    await insert(old);
+    await insert(recent);
+    h.client.close();
+
+    const relay = await relayOn(dbUrl);
+    try {
+      const status = async (id: string) => (await relay.store.getRequest(id))?.status;
+      await waitUntil(
+        'the abandoned request is expired',
+        async () => (await status(old.requestId)) === 'expired',
+      );
+      expect((await relay.store.getRequest(old.requestId))?.error).toBe('COORDINATOR_GONE');
+      expect(await status(recent.requestId)).toBe('pending');
     } finally {
       await relay.stop();
     }

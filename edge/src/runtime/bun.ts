@@ -17,7 +17,7 @@ import { recordPacket } from '../relay/history-sink.ts';
 import { InProcessRelayNetwork } from '../relay/in-process.ts';
 import { ProvenNodes } from '../relay/proven-nodes.ts';
 import { mountInternal } from '../routes/internal.ts';
-import { type HistoryStore, NODE_RETENTION_MS } from '../store/history-store.ts';
+import { ABANDONED_AFTER_MS, type HistoryStore, NODE_RETENTION_MS } from '../store/history-store.ts';
 import {
   checkIdempotencyRetention,
   IDEMPOTENCY_PRUNE_EVERY_MS,
@@ -230,7 +230,8 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     ...o.config,
   };
   // Expired Idempotency-Keys, and nodes silent for a day that never took part in a verdict, are
-  // forgotten at start and then every 10 minutes.
+  // forgotten at start and then every 10 minutes; requests still open long after any could end (their
+  // coordinator, another relay over this database perhaps, stopped and never came back) are expired.
   let pruning: Promise<void> | null = null;
   const prune = () => {
     if (pruning) return;
@@ -239,6 +240,11 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
         if (pruned > 0) log({ level: 'info', msg: 'expired idempotency keys forgotten', pruned });
         const nodes = await store.pruneNodes(now() - NODE_RETENTION_MS);
         if (nodes > 0) log({ level: 'info', msg: 'silent nodes without a history forgotten', nodes });
+        const gone = await store.expireAbandoned(now() - ABANDONED_AFTER_MS, now());
+        for (const requestId of gone) network?.changed(requestId);
+        if (gone.length > 0) {
+          log({ level: 'warn', msg: 'requests whose coordinator never came back expired', requests: gone });
+        }
       })
       .catch((e) =>
         log({ level: 'error', msg: 'forgetting expired idempotency keys failed', err: String(e) }),

@@ -710,6 +710,39 @@ describe('HistoryStore: requests by status (/healthz, /metrics)', () => {
       args: [i.toString(16).padStart(64, '0'), `p${i}`, 'c'.repeat(64), status, i],
     });
 
+  test('expireAbandoned ends the open requests created before a time, whoever coordinates them, and nothing else', async () => {
+    const h = await openHistory(`file:${join(dir, 'abandoned.db')}`);
+    try {
+      // created_at is the request's index here: 1-3 old (pending, sealed, verdict), 10-11 recent.
+      for (const [i, status] of [
+        [1, 'pending'],
+        [2, 'sealed'],
+        [3, 'verdict'],
+        [10, 'pending'],
+        [11, 'sealed'],
+      ] as const) {
+        await insert(h.client, i, status);
+      }
+      const id = (i: number) => i.toString(16).padStart(64, '0');
+      expect((await h.store.expireAbandoned(5, 100)).sort()).toEqual([id(1), id(2)]);
+      expect(await truth(h.client)).toMatchObject({ pending: 1, sealed: 1, verdict: 1, expired: 2 });
+      const row = async (i: number) =>
+        (
+          await h.client.execute({
+            sql: 'SELECT status, error FROM requests WHERE request_id = ?',
+            args: [id(i)],
+          })
+        ).rows[0];
+      expect(await row(1)).toMatchObject({ status: 'expired', error: 'COORDINATOR_GONE' });
+      // A final status never changes, and a second sweep finds nothing.
+      expect(await h.store.expireAbandoned(5, 200)).toEqual([]);
+      expect(await row(3)).toMatchObject({ status: 'verdict' });
+      expect(await h.store.counts()).toMatchObject({ pending: 1, sealed: 1, expired: 2 });
+    } finally {
+      h.client.close();
+    }
+  });
+
   test('two relays over one database count every insert, status change and delete alike, without a scan', async () => {
     const file = `file:${join(dir, 'counts.db')}`;
     (await beforeTheSeal('counts')).client.close();

@@ -1,6 +1,7 @@
 import {
   type AnyPacket,
   buildTranscript,
+  FRAME_BOUNDS,
   type HeartbeatBody,
   LIMITS,
   MAX_OPEN_COMMITS,
@@ -416,6 +417,22 @@ export class HistoryStore {
       .update(requests)
       .set({ status, error, updatedAt: now })
       .where(and(eq(requests.requestId, requestId), inArray(requests.status, OPEN_STATUSES)));
+  }
+
+  /**
+   * End requests still open (pending or sealed) that were created before `before`, whoever coordinates
+   * them: `expired` with `COORDINATOR_GONE`. For a `before` past any request's seal and reveal windows (and
+   * a margin), only requests whose coordinator stopped and never came back are still open then (a live
+   * one ends its own, and a restarted one expires its late ones as it starts); without this they stayed
+   * `pending` for every relay over the database, and a chain request was never refunded. Returns their ids.
+   */
+  async expireAbandoned(before: number, now: number): Promise<string[]> {
+    const rows = await this.db
+      .update(requests)
+      .set({ status: 'expired', error: 'COORDINATOR_GONE', updatedAt: now })
+      .where(and(inArray(requests.status, OPEN_STATUSES), lt(requests.createdAt, before)))
+      .returning({ requestId: requests.requestId });
+    return rows.map((r) => r.requestId);
   }
 
   /** Requests still open (pending or sealed): what a restarted relay resumes or expires. */
@@ -913,6 +930,13 @@ function toHistoryItem({ promptBytes, acceptedModels, ...r }: HistoryRow): Histo
 
 /** How long a node that never took part in a verdict stays in the registry after its last heartbeat. */
 export const NODE_RETENTION_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * How long after its creation a request still open is taken for abandoned (`expireAbandoned`): the
+ * longest seal window and reveal window a frame allows, and 5 minutes more (a live coordinator ends its
+ * requests within its reveal window, a stranded machine a minute after it).
+ */
+export const ABANDONED_AFTER_MS = FRAME_BOUNDS.maxTimeMs.max + FRAME_BOUNDS.revealWindowMs.max + 5 * 60_000;
 
 export interface NodesQuery {
   /** Page size. */
