@@ -53,7 +53,8 @@ const NOT_REDERIVABLE: Record<string, string> = {
   QUORUM_NOT_MET: 'a timeout: which nodes committed in time is known only to the coordinator',
   COORDINATOR_RESTARTED: 'a failure of the relay, known only to it',
   COORDINATOR_FAILED: 'a failure of the relay, known only to it',
-  COORDINATOR_GONE: 'a coordinator that stopped and never came back, known only to the relays over its database',
+  COORDINATOR_GONE:
+    'a coordinator that stopped and never came back, known only to the relays over its database',
   EXPIRED: 'an expiry: what happened in time is known only to the relay',
   FAILED: 'a failure of the relay, known only to it',
   REORG_CONFLICT:
