@@ -9,6 +9,7 @@ import { createClient } from '@libsql/client';
 import { expandConfig } from '@libsql/core/config';
 import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql';
+import { boundedFetch } from './bounded-fetch.ts';
 import { HistoryStore } from './history-store.ts';
 import { applyMigrations } from './migrate.ts';
 import { MIGRATIONS } from './migrations.gen.ts';
@@ -59,6 +60,12 @@ export function databaseFileCheck(path: string): () => void {
   };
 }
 
+/**
+ * Longest one HTTP request to a libSQL server may take (a statement, a batch, one step of a transaction)
+ * before it fails as the store being unavailable: sqld itself cancels a transaction left idle 5 s.
+ */
+export const SERVER_REQUEST_TIMEOUT_MS = 30_000;
+
 /** How often an embedded replica pulls the primary's changes, by default. */
 export const DEFAULT_REPLICA_SYNC_MS = 1_000;
 
@@ -73,6 +80,7 @@ export async function openHistory(
   authToken?: string,
   replicaPath?: string,
   replicaSyncMs = DEFAULT_REPLICA_SYNC_MS,
+  serverTimeoutMs = SERVER_REQUEST_TIMEOUT_MS,
 ) {
   if (replicaPath !== undefined && !(replicaSyncMs > 0)) {
     throw new RangeError('replicaSyncMs must be a positive number of milliseconds');
@@ -89,7 +97,13 @@ export async function openHistory(
           readYourWrites: true,
           ...(authToken ? { authToken } : {}),
         }
-      : { url: dbUrl, timeout: BUSY_TIMEOUT_MS, ...(authToken ? { authToken } : {}) },
+      : {
+          url: dbUrl,
+          timeout: BUSY_TIMEOUT_MS,
+          ...(authToken ? { authToken } : {}),
+          // A server that never answers fails the request (as STORE_UNAVAILABLE) instead of holding it.
+          ...(localFile ? {} : { fetch: boundedFetch(serverTimeoutMs) }),
+        },
   );
   if (replicaPath) {
     try {
