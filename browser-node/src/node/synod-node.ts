@@ -6,6 +6,7 @@ import {
   type EmbeddingModelRef,
   type Evidence,
   encodePacket,
+  expireState,
   type FollowerState,
   type HeartbeatBody,
   initFollower,
@@ -224,7 +225,7 @@ const CLOCK_FRESH_MS = 60_000;
 const WRITE_RETRIES_MS: readonly number[] = [50, 250, 1_000];
 const RESUME_MAX_MS = 30_000;
 /** Why the watchdog expires a stranded machine (it has no verdict, and never will). */
-const STRANDED_REASON = 'no-verdict';
+const STRANDED_REASON = 'no-verdict' as const;
 
 export class SynodNode {
   readonly nodeId: string;
@@ -683,14 +684,9 @@ export class SynodNode {
     return this.#now() > end + (this.#o.watchdog?.marginMs ?? 60_000);
   }
 
-  /**
-   * Expire a stranded machine (checked again: a step may have moved it since the sweep). The lifecycle
-   * has no event for it, so the driver finishes the state itself, as `finishExpired` would: its timers
-   * cleared, its outcome set, then the `expired` effect and the save, as for any finished machine.
-   */
+  /** Expire a stranded machine (checked again: a step may have moved it since the sweep). */
   async #expireStranded(requestId: string, hosted: Hosted): Promise<void> {
     if (this.#closed || !this.#stranded(hosted)) return;
-    const now = this.#now();
     const s = hosted.state;
     this.#log({
       level: 'warn',
@@ -699,13 +695,7 @@ export class SynodNode {
       role: s.role,
       phase: s.role === 'node' ? s.work.phase : s.role === 'coordinator' ? s.phase : null,
     });
-    const state = {
-      ...s,
-      ...(s.role === 'coordinator' ? { phase: 'finished' as const } : {}),
-      timers: {},
-      outcome: { kind: 'expired', reason: STRANDED_REASON, at: now },
-    } as LifecycleState;
-    await this.#run(hosted, { state, effects: [{ kind: 'expired', reason: STRANDED_REASON }] });
+    await this.#run(hosted, expireState(s, STRANDED_REASON, this.#now()));
   }
 
   async #deliver(p: IntakePacket): Promise<void> {

@@ -1,6 +1,6 @@
-import { driverError } from './common.ts';
+import { driverError, finishExpired } from './common.ts';
 import type { LifecycleState } from './status.ts';
-import { STATE_VERSION } from './types.ts';
+import { type Effect, type ExpireReason, STATE_VERSION, type Transition } from './types.ts';
 
 /**
  * Machine state is plain JSON data (strings, numbers, booleans, null, arrays, plain objects: no Maps,
@@ -42,4 +42,23 @@ export function restoreState(text: string): LifecycleState {
     });
   }
   return s as LifecycleState;
+}
+
+/**
+ * End an open machine from outside its own events: its timers cancelled, its outcome `expired` with
+ * `reason`, as its own deadlines would. For a driver that finds a machine nothing can step again (its
+ * timers lost to a failed write, say). A machine already finished is returned unchanged, with no effect.
+ * Pure: a new state, the input untouched.
+ */
+export function expireState(
+  state: LifecycleState,
+  reason: ExpireReason,
+  now: number,
+): Transition<LifecycleState> {
+  if (state.outcome !== null) return { state, effects: [] };
+  const s = structuredClone(state);
+  if (s.role === 'coordinator') s.phase = 'finished';
+  const fx: Effect[] = [];
+  finishExpired(s, fx, reason, now);
+  return { state: s, effects: fx };
 }
