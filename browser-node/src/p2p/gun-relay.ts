@@ -5,7 +5,8 @@
  * it holds only its topics' nodes, bounded like a client's (gun-bounds.ts: packets pruned once past the
  * skew window, at most `maxKeys` / `maxBytes` per topic, pruned and stale packets refused at the wire),
  * and it refuses puts to any other soul. The message ids it keeps for Gun's 9 s dedup are bounded too
- * (gun-dedup-bounds.ts: at most `MAX_GUN_DEDUP_IDS`, the oldest forgotten first).
+ * (gun-dedup-bounds.ts: at most `MAX_GUN_DEDUP_IDS` ids and `MAX_GUN_DEDUP_ID_CHARS` characters of them,
+ * the oldest forgotten first).
  *
  * Bun note: Bun replaces the `ws` package with its own implementation, which hands text frames to
  * 'message' listeners as Buffers (as ws 8 does). Gun 0.2020.x expects strings (ws 7) and silently

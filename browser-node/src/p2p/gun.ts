@@ -37,8 +37,9 @@
  * the oldest taken off early, which costs nothing since Synod reads no acks. `wireStats()` reports them.
  * Gun's dedup of the last 9 s of message ids (one entry per id heard or said, per key stored, per ack
  * routed) is bounded by a `GunDedupBounds` (gun-dedup-bounds.ts, option `dedupBounds`) to
- * `MAX_GUN_DEDUP_IDS` (32 Ki) ids, the oldest forgotten first, so a peer sending distinct ids as fast as
- * it can does not grow it with its rate. `dedupStats()` reports them.
+ * `MAX_GUN_DEDUP_IDS` (32 Ki) ids and `MAX_GUN_DEDUP_ID_CHARS` (4 Mi) characters of them, the oldest
+ * forgotten first, so a peer sending distinct (or long) ids as fast as it can does not grow it with its
+ * rate. `dedupStats()` reports them.
  *
  * Gun reports no sending peer, so `meta.peer` is the relay list (`gun:<url>,...`).
  */
