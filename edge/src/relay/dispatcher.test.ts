@@ -2,7 +2,7 @@ import { afterAll, afterEach, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NodeKey, packetId, type RequestBody, verifyPacket } from '@synod/shared';
+import { NodeKey, packetId, type RequestBody, signPacket, verifyPacket } from '@synod/shared';
 import { IntakeStore } from '../store/intake-store.ts';
 import { openHistory } from '../store/open-history.ts';
 import { testBody } from '../store/test-admissions.ts';
@@ -277,5 +277,84 @@ describe('Dispatcher', () => {
     expect(await s.store.getRequest(a.requestId)).toBeNull();
     expect((await s.store.getRequest(b.requestId))?.status).toBe('pending');
     expect(s.d.stats()).toMatchObject({ dropped: 1, dispatched: 1 });
+  });
+  test('a row another relay moved out of the log after it was read starts nothing here', async () => {
+    const now = 1_000_000;
+    const s = await setup({ maxOpen: 4, now: () => now });
+    const [a, b] = [body(now), body(now)];
+    await s.admit([a, b]);
+    // Another relay over the same database takes `a` out of the log (as `expireAbandoned` would) between
+    // this dispatcher's read of the log and its move.
+    const other = await NodeKey.fromSeed(new Uint8Array(32).fill(10));
+    const elsewhere = new Dispatcher({ ...optionsOf(s), key: other, now: () => now });
+    const next = s.intake.next.bind(s.intake);
+    s.intake.next = async (coordinator, limit) => {
+      const rows = await next(coordinator, limit);
+      const row = rows.find((r) => r.requestId === a.requestId);
+      if (row?.body) {
+        const packet = await signPacket(other, 'request', row.body);
+        const taken = await s.store.moveFromIntake(
+          [
+            {
+              seq: row.seq,
+              request: { id: packetId(packet), packet },
+              status: 'expired',
+              error: 'COORDINATOR_GONE',
+            },
+          ],
+          now,
+        );
+        expect([...taken]).toEqual([row.seq]);
+      }
+      return rows;
+    };
+    s.d.wake();
+    await s.d.idle();
+    expect(s.node.submitted).toEqual([b.requestId]);
+    const taken = await s.store.getRequest(a.requestId);
+    expect(taken).toMatchObject({ status: 'expired', error: 'COORDINATOR_GONE' });
+    expect(taken?.request.from).toBe(other.nodeId);
+    expect(s.d.stats()).toMatchObject({ dispatched: 1, expired: 0 });
+    expect(await elsewhere.expireAbandoned(now + 1)).toEqual([]);
+  });
+
+  test('expireAbandoned: rows queued long ago, whoever their coordinator, expire COORDINATOR_GONE here', async () => {
+    const now = 10_000_000;
+    const s = await setup({ maxOpen: 4, now: () => now });
+    // A coordinator that stopped and never came back left three rows (one no longer parses) and a
+    // recent one; this relay's own recent row waits for its own dispatcher.
+    const gone = await NodeKey.fromSeed(new Uint8Array(32).fill(11));
+    const admitFor = (coordinator: string, bodies: RequestBody[]) =>
+      s.intake.admit(
+        bodies.map((b) => ({ body: b, callerId: 'key_a', quotaPerDay: 1e6, day: '2026-11-22' })),
+        coordinator,
+        now,
+      );
+    const [o0, o1, o2] = [body(now - 3_600_000), body(now - 3_500_000), body(now - 3_400_000)];
+    const recent = body(now - 1_000);
+    const mine = body(now - 500);
+    await admitFor(gone.nodeId, [o0, o1, o2, recent]);
+    await admitFor(s.key.nodeId, [mine]);
+    await s.client.execute({
+      sql: 'UPDATE request_intake SET body = ? WHERE request_id = ?',
+      args: ['{"not":"a request"}', o1.requestId],
+    });
+
+    const expired = await s.d.expireAbandoned(now - 60_000);
+    expect(expired).toEqual([o0.requestId, o2.requestId]);
+    for (const b of [o0, o2]) {
+      const d = await s.store.getRequest(b.requestId);
+      expect(d).toMatchObject({ status: 'expired', error: 'COORDINATOR_GONE' });
+      // Signed by the relay that took it out of the log: the request never reached the network.
+      expect(d?.request.from).toBe(s.key.nodeId);
+      await verifyPacket(d?.request, { now: b.createdAt });
+    }
+    expect(await s.store.getRequest(o1.requestId)).toBeNull();
+    expect(await s.intake.queued(o1.requestId)).toBeNull();
+    expect((await s.intake.queued(recent.requestId))?.coordinator).toBe(gone.nodeId);
+    expect((await s.intake.queued(mine.requestId))?.coordinator).toBe(s.key.nodeId);
+    expect(s.changed).toEqual(expired);
+    // Nothing left to take: a second pass moves nothing.
+    expect(await s.d.expireAbandoned(now - 60_000)).toEqual([]);
   });
 });

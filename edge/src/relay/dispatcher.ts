@@ -162,6 +162,48 @@ export class Dispatcher {
       });
   }
 
+  /**
+   * Requests still queued long after they were admitted (created before `before`), whoever their
+   * coordinator: it stopped and never came back (a live coordinator moves its rows out of the log by
+   * their deadline, and a restarted one as it starts), and without this they stayed `queued` for every
+   * relay over the database. Each moves to the history as `expired` with `COORDINATOR_GONE`, signed by
+   * this relay (it is the one that took it out of the log: the request never reached the network). A
+   * row its coordinator moves meanwhile stays as that coordinator made it. Returns the ids moved here.
+   */
+  async expireAbandoned(before: number): Promise<string[]> {
+    const gone: string[] = [];
+    for (;;) {
+      const rows = await this.#o.intake.abandoned(before, STEP);
+      if (rows.length === 0) return gone;
+      const moves: Parameters<HistoryStore['moveFromIntake']>[0][number][] = [];
+      for (const row of rows) {
+        const packet = row.body ? await signPacket(this.#o.key, 'request', row.body).catch(() => null) : null;
+        if (packet === null) {
+          this.#o.log?.({
+            level: 'error',
+            msg: 'abandoned admission row does not parse; dropped',
+            seq: row.seq,
+          });
+          await this.#o.store.dropFromIntake(row.seq);
+          continue;
+        }
+        moves.push({
+          seq: row.seq,
+          request: { id: packetId(packet), packet } as Stored<'request'>,
+          status: 'expired',
+          error: 'COORDINATOR_GONE',
+        });
+      }
+      const moved = await this.#o.store.moveFromIntake(moves, this.#o.now());
+      for (const m of moves) {
+        if (!moved.has(m.seq)) continue;
+        const id = m.request.packet.body.requestId;
+        gone.push(id);
+        this.#o.changed?.(id);
+      }
+    }
+  }
+
   /** A coordinated request finished: its slot is free. */
   release(requestId: string): void {
     if (this.#open.delete(requestId)) this.wake();
@@ -240,18 +282,32 @@ export class Dispatcher {
       }
     }
     if (moves.length === 0) return dropped > 0;
+    let moved: Set<number>;
     try {
-      await this.#o.store.moveFromIntake(moves, now);
+      moved = await this.#o.store.moveFromIntake(moves, now);
     } catch (e) {
       this.#fail('moving requests into the history failed', e);
       return false;
     }
     this.#queued = Math.max(0, this.#queued - moves.length);
+    // A row moved by another relay since it was read (it expired this coordinator's rows, taken for
+    // abandoned) is that relay's: nothing of it starts here.
+    const movedHere = new Set<string>();
     for (const m of moves) {
+      if (!moved.has(m.seq)) {
+        this.#o.log?.({
+          level: 'warn',
+          msg: 'admission row moved by another relay; not started',
+          seq: m.seq,
+        });
+        continue;
+      }
       if (m.status === 'expired') this.#stats.expired++;
+      else movedHere.add(m.request.packet.body.requestId);
       this.#o.changed?.(m.request.packet.body.requestId);
     }
     for (const body of start) {
+      if (!movedHere.has(body.requestId)) continue;
       // The clock moved on while this step signed and stored its rows (a restart's backlog takes a
       // while): a request whose time ran out meanwhile can no longer be sealed. It expires as if it had
       // waited in the queue (QUEUE_TIMEOUT), rather than failing its coordinator's start.

@@ -18,6 +18,7 @@ import {
   signPacket,
 } from '@synod/shared';
 import { openHistory } from '../store/open-history.ts';
+import { storeRequest } from '../store/test-requests.ts';
 import { InProcessRelayNetwork } from './in-process.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-recover-'));
@@ -46,7 +47,7 @@ describe('InProcessRelayNetwork.recover', () => {
     const first = new SynodNode({ key, role: 'relay', transports: [net.join('relay-1')], store: machines });
     await first.start();
     const { id, packet } = await first.submit(body);
-    await h.store.moveFromIntake([{ seq: -1, request: { id, packet }, status: 'pending' }], Date.now());
+    await storeRequest(h.store, { id, packet }, Date.now());
     await first.settled();
     await first.close();
     // Commits the history stored while the machine never took them (a crash between the two).

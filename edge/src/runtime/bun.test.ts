@@ -10,6 +10,7 @@ import { ABANDONED_AFTER_MS } from '../store/history-store.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { openHistory } from '../store/open-history.ts';
 import { TEST_COORDINATOR, TEST_EMBEDDER, testAdmission, testBody } from '../store/test-admissions.ts';
+import { storeRequest } from '../store/test-requests.ts';
 import { waitUntil } from '../test-servers.ts';
 import { startRelay } from './bun.ts';
 
@@ -56,22 +57,22 @@ describe('startRelay and Idempotency-Key retention', () => {
     }
   });
 
-  test('requests another relay left open long past any deadline are expired at start (COORDINATOR_GONE)', async () => {
+  test('requests another relay left open or queued long past any deadline are expired at start (COORDINATOR_GONE)', async () => {
     const dbUrl = `file:${join(dir, 'abandoned.db')}`;
     const h = await openHistory(dbUrl);
     // A request another coordinator took and never finished, an hour ago, and one it took just now.
     const other = await NodeKey.fromSeed(new Uint8Array(32).fill(4));
     const insert = async (body: ReturnType<typeof testBody>) => {
       const packet = await signPacket(other, 'request', body);
-      await h.store.moveFromIntake(
-        [{ seq: -1, request: { id: packetId(packet), packet }, status: 'pending' }],
-        1,
-      );
+      await storeRequest(h.store, { id: packetId(packet), packet }, 1);
     };
     const old = testBody({ createdAt: Date.now() - ABANDONED_AFTER_MS - 60_000 });
     const recent = testBody({ createdAt: Date.now() });
     await insert(old);
     await insert(recent);
+    // And one it admitted an hour ago and never dispatched (still in the admission log).
+    const queued = testBody({ createdAt: Date.now() - ABANDONED_AFTER_MS - 60_000 });
+    await new IntakeStore(h.client).admit([testAdmission({ body: queued })], other.nodeId, Date.now());
     h.client.close();
 
     const relay = await relayOn(dbUrl);
@@ -83,6 +84,12 @@ describe('startRelay and Idempotency-Key retention', () => {
       );
       expect((await relay.store.getRequest(old.requestId))?.error).toBe('COORDINATOR_GONE');
       expect(await status(recent.requestId)).toBe('pending');
+      await waitUntil(
+        'the abandoned queued request is expired',
+        async () => (await status(queued.requestId)) === 'expired',
+      );
+      expect((await relay.store.getRequest(queued.requestId))?.error).toBe('COORDINATOR_GONE');
+      expect(await relay.intake.count()).toBe(0);
     } finally {
       await relay.stop();
     }

@@ -22,6 +22,7 @@ import {
 import { requestView } from '../views.ts';
 import { COUNTED_REVEALS_CACHE, verdictReveals } from './history-store.ts';
 import { openHistory } from './open-history.ts';
+import { storeRequest } from './test-requests.ts';
 
 /**
  * The quorum history fed by a hostile network: packets with valid signatures and schemas, from fresh
@@ -78,7 +79,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** A history holding the golden request, pending. */
 async function withRequest(name: string) {
   const h = await openHistory(`file:${join(dir, `${name}.db`)}`);
-  await h.store.moveFromIntake([{ seq: 0, request: stored(request), status: 'pending' }], 1);
+  await storeRequest(h.store, stored(request), 1);
   return h;
 }
 

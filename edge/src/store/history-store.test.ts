@@ -23,6 +23,7 @@ import {
 import { applyMigrations } from './migrate.ts';
 import { MIGRATIONS } from './migrations.gen.ts';
 import { openHistory } from './open-history.ts';
+import { storeRequest } from './test-requests.ts';
 
 const VECTORS = resolve(import.meta.dir, '../../../shared/test-vectors/v1.json');
 const scenario = (
@@ -72,7 +73,7 @@ async function beforeTheSeal(name: string) {
   const h = await openHistory(`file:${join(dir, `${name}.db`)}`);
   const [request] = of('request');
   if (!request) throw new Error('no request');
-  await h.store.moveFromIntake([{ seq: 0, request: stored(request), status: 'pending' }], 1);
+  await storeRequest(h.store, stored(request), 1);
   for (const c of of('commit')) await h.store.recordCommit(stored(c));
   return h;
 }

@@ -117,6 +117,10 @@ export class HistoryStore {
    * transaction per call: each `requests` row (with its models) is inserted and its `request_intake`
    * row deleted together, so a request is always in exactly one of the two. `expired` moves carry the
    * error code (e.g. `QUEUE_TIMEOUT`); `pending` ones are then coordinated by the caller.
+   *
+   * Only rows still in the log move: one another relay moved meanwhile (its coordinator's dispatcher and
+   * another relay's `expireAbandonedQueue` may race for a row), or dropped, is left as that relay made
+   * it. Returns the seqs that moved here: the caller starts only those.
    */
   async moveFromIntake(
     moves: readonly {
@@ -126,28 +130,36 @@ export class HistoryStore {
       error?: string;
     }[],
     now: number,
-  ): Promise<void> {
-    if (moves.length === 0) return;
-    await this.db.transaction(async (tx) => {
-      const rows = moves.map((m) => {
-        const { request, models } = requestRows(m.request, now);
-        return {
-          request: { ...request, status: m.status, error: m.error ?? null },
-          models,
-        };
-      });
+  ): Promise<Set<number>> {
+    if (moves.length === 0) return new Set();
+    return this.db.transaction(async (tx) => {
+      const deleted = await tx
+        .delete(requestIntake)
+        .where(
+          inArray(
+            requestIntake.seq,
+            moves.map((m) => m.seq),
+          ),
+        )
+        .returning({ seq: requestIntake.seq });
+      const moved = new Set(deleted.map((d) => d.seq));
+      const rows = moves
+        .filter((m) => moved.has(m.seq))
+        .map((m) => {
+          const { request, models } = requestRows(m.request, now);
+          return {
+            request: { ...request, status: m.status, error: m.error ?? null },
+            models,
+          };
+        });
+      if (rows.length === 0) return moved;
       await tx
         .insert(requests)
         .values(rows.map((r) => r.request))
         .onConflictDoNothing();
       const models = rows.flatMap((r) => r.models);
       if (models.length > 0) await tx.insert(requestModels).values(models).onConflictDoNothing();
-      await tx.delete(requestIntake).where(
-        inArray(
-          requestIntake.seq,
-          moves.map((m) => m.seq),
-        ),
-      );
+      return moved;
     });
   }
 

@@ -134,6 +134,20 @@ export class IntakeStore {
   }
 
   /**
+   * The oldest queued requests of ANY coordinator created before `before` (ms), in admission order: what
+   * `Dispatcher.expireAbandoned` takes out of the log for a coordinator that stopped and never came back
+   * (a live one moves its rows out at their deadline, at most `LIMITS.defaultSkewMs` after creation).
+   */
+  async abandoned(before: number, limit: number): Promise<QueuedRequest[]> {
+    const r = await this.client.execute({
+      sql: `SELECT seq, request_id, coordinator, caller_id, body, created_at, deadline FROM request_intake
+            WHERE created_at < ? ORDER BY seq LIMIT ?`,
+      args: [before, limit],
+    });
+    return r.rows.map(toQueued);
+  }
+
+  /**
    * Forget up to `limit` Idempotency-Key rows made before `before` (ms), oldest first, through
    * `idempotency_created_idx`; returns how many went. After that a request sent with one of those keys
    * is a new request. Callers keep `before` at least the signed-request skew window in the past, so a
