@@ -315,14 +315,15 @@ describe('Dispatcher', () => {
     expect(taken).toMatchObject({ status: 'expired', error: 'COORDINATOR_GONE' });
     expect(taken?.request.from).toBe(other.nodeId);
     expect(s.d.stats()).toMatchObject({ dispatched: 1, expired: 0 });
-    expect(await elsewhere.expireAbandoned(now + 1)).toEqual([]);
+    expect(await elsewhere.expireAbandoned()).toEqual([]);
   });
 
-  test('expireAbandoned: rows queued long ago, whoever their coordinator, expire COORDINATOR_GONE here', async () => {
+  test('expireAbandoned: rows of another coordinator queued long past their deadline expire COORDINATOR_GONE here', async () => {
     const now = 10_000_000;
     const s = await setup({ maxOpen: 4, now: () => now });
-    // A coordinator that stopped and never came back left three rows (one no longer parses) and a
-    // recent one; this relay's own recent row waits for its own dispatcher.
+    // A coordinator that stopped and never came back left three rows long past their deadline (one no
+    // longer parses) and one just past it; this relay's own old row is its own dispatcher's business
+    // (QUEUE_TIMEOUT at its next step), never taken for abandoned.
     const gone = await NodeKey.fromSeed(new Uint8Array(32).fill(11));
     const admitFor = (coordinator: string, bodies: RequestBody[]) =>
       s.intake.admit(
@@ -331,16 +332,17 @@ describe('Dispatcher', () => {
         now,
       );
     const [o0, o1, o2] = [body(now - 3_600_000), body(now - 3_500_000), body(now - 3_400_000)];
-    const recent = body(now - 1_000);
-    const mine = body(now - 500);
-    await admitFor(gone.nodeId, [o0, o1, o2, recent]);
+    // Its deadline (30 s after it was made) passed a minute ago: within the grace.
+    const justPast = body(now - 90_000);
+    const mine = body(now - 3_600_000);
+    await admitFor(gone.nodeId, [o0, o1, o2, justPast]);
     await admitFor(s.key.nodeId, [mine]);
     await s.client.execute({
       sql: 'UPDATE request_intake SET body = ? WHERE request_id = ?',
       args: ['{"not":"a request"}', o1.requestId],
     });
 
-    const expired = await s.d.expireAbandoned(now - 60_000);
+    const expired = await s.d.expireAbandoned();
     expect(expired).toEqual([o0.requestId, o2.requestId]);
     for (const b of [o0, o2]) {
       const d = await s.store.getRequest(b.requestId);
@@ -351,10 +353,17 @@ describe('Dispatcher', () => {
     }
     expect(await s.store.getRequest(o1.requestId)).toBeNull();
     expect(await s.intake.queued(o1.requestId)).toBeNull();
-    expect((await s.intake.queued(recent.requestId))?.coordinator).toBe(gone.nodeId);
+    expect((await s.intake.queued(justPast.requestId))?.coordinator).toBe(gone.nodeId);
     expect((await s.intake.queued(mine.requestId))?.coordinator).toBe(s.key.nodeId);
     expect(s.changed).toEqual(expired);
     // Nothing left to take: a second pass moves nothing.
-    expect(await s.d.expireAbandoned(now - 60_000)).toEqual([]);
+    expect(await s.d.expireAbandoned()).toEqual([]);
+    // The dispatcher's own row leaves through its own step, as QUEUE_TIMEOUT.
+    s.d.wake(true);
+    await s.d.idle();
+    expect(await s.store.getRequest(mine.requestId)).toMatchObject({
+      status: 'expired',
+      error: 'QUEUE_TIMEOUT',
+    });
   });
 });

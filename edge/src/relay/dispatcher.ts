@@ -30,6 +30,13 @@ export interface DispatcherOptions {
    * still leave the log as `expired`. Default: always.
    */
   ready?: () => boolean;
+  /**
+   * How long past its deadline a row of ANOTHER coordinator waits before this relay takes it for
+   * abandoned (`expireAbandoned`). Default `ABANDONED_QUEUE_GRACE_MS`.
+   */
+  abandonGraceMs?: number;
+  /** How often the log is swept for abandoned rows. Default 30 s. */
+  abandonSweepMs?: number;
   /** Told after a request moved into the history (its stored view changed). */
   changed?: (requestId: string) => void;
   log?: (entry: Record<string, unknown>) => void;
@@ -66,6 +73,15 @@ export interface DispatcherStats {
   errors: number;
 }
 
+/**
+ * How long past its deadline a queued row of another coordinator is left to it: its own dispatcher moves
+ * it out at the deadline (it polls each second), so one still there this long after belongs to a
+ * coordinator that is gone (or whose database writes have failed for as long). Five minutes, so that a
+ * relay whose clock runs ahead of the coordinator's by less than that never takes a row it could still
+ * have served (nodes refuse requests more than `LIMITS.defaultSkewMs`, 2 minutes, off their clock).
+ */
+export const ABANDONED_QUEUE_GRACE_MS = 5 * 60_000;
+
 /** Rows read from the admission log per step. */
 const STEP = 64;
 
@@ -88,6 +104,8 @@ export class Dispatcher {
   #pumping: Promise<void> | undefined;
   #again = false;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  #sweeping: Promise<void> | undefined;
   #stopped = false;
   /** Coordinator starts still running (awaited by `stop`, so the store is not closed under them). */
   readonly #starting = new Set<Promise<unknown>>();
@@ -96,7 +114,14 @@ export class Dispatcher {
   readonly #stats = { dispatched: 0, expired: 0, dropped: 0, errors: 0 };
 
   constructor(o: DispatcherOptions) {
-    this.#o = { maxOpen: DEFAULT_MAX_OPEN, pollMs: 1_000, maxQueued: Number.POSITIVE_INFINITY, ...o };
+    this.#o = {
+      maxOpen: DEFAULT_MAX_OPEN,
+      pollMs: 1_000,
+      maxQueued: Number.POSITIVE_INFINITY,
+      abandonGraceMs: ABANDONED_QUEUE_GRACE_MS,
+      abandonSweepMs: 30_000,
+      ...o,
+    };
     checkMaxQueued(this.#o.maxQueued);
   }
 
@@ -110,8 +135,11 @@ export class Dispatcher {
       this.wake(true);
     }, this.#o.pollMs);
     (this.#timer as { unref?: () => void }).unref?.();
+    this.#sweepTimer = setInterval(() => this.#sweepAbandoned(), this.#o.abandonSweepMs);
+    (this.#sweepTimer as { unref?: () => void }).unref?.();
     void this.#count();
     this.wake();
+    this.#sweepAbandoned();
   }
 
   /**
@@ -133,7 +161,9 @@ export class Dispatcher {
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
+    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     await this.#pumping;
+    await this.#sweeping;
     await Promise.allSettled([...this.#starting]);
   }
 
@@ -163,17 +193,19 @@ export class Dispatcher {
   }
 
   /**
-   * Requests still queued long after they were admitted (created before `before`), whoever their
-   * coordinator: it stopped and never came back (a live coordinator moves its rows out of the log by
-   * their deadline, and a restarted one as it starts), and without this they stayed `queued` for every
-   * relay over the database. Each moves to the history as `expired` with `COORDINATOR_GONE`, signed by
-   * this relay (it is the one that took it out of the log: the request never reached the network). A
-   * row its coordinator moves meanwhile stays as that coordinator made it. Returns the ids moved here.
+   * Rows of OTHER coordinators still queued `abandonGraceMs` past their deadline: their coordinator
+   * stopped and never came back (a live one moves its rows out of the log at their deadline, and a
+   * restarted one as it starts), and without this they stayed `queued` for every relay over the
+   * database (a chain request unrefunded). Each moves to the history as `expired` with
+   * `COORDINATOR_GONE`, signed by this relay: it is the one that took it out of the log (the request
+   * never reached the network). A row its coordinator moves meanwhile stays as that coordinator made it.
+   * Runs at `start` and every `abandonSweepMs`; returns the ids moved here.
    */
-  async expireAbandoned(before: number): Promise<string[]> {
+  async expireAbandoned(): Promise<string[]> {
     const gone: string[] = [];
+    const before = this.#o.now() - this.#o.abandonGraceMs;
     for (;;) {
-      const rows = await this.#o.intake.abandoned(before, STEP);
+      const rows = await this.#o.intake.abandoned(this.coordinatorId, before, STEP);
       if (rows.length === 0) return gone;
       const moves: Parameters<HistoryStore['moveFromIntake']>[0][number][] = [];
       for (const row of rows) {
@@ -202,6 +234,25 @@ export class Dispatcher {
         this.#o.changed?.(id);
       }
     }
+  }
+
+  /** One sweep for abandoned rows at a time; a failure is logged and counted, and the next one tries again. */
+  #sweepAbandoned(): void {
+    if (this.#sweeping || this.#stopped) return;
+    this.#sweeping = this.expireAbandoned()
+      .then((gone) => {
+        if (gone.length > 0) {
+          this.#o.log?.({
+            level: 'warn',
+            msg: 'queued requests whose coordinator never came back expired',
+            requests: gone,
+          });
+        }
+      })
+      .catch((e) => this.#fail('expiring abandoned admission rows failed', e))
+      .finally(() => {
+        this.#sweeping = undefined;
+      });
   }
 
   /** A coordinated request finished: its slot is free. */

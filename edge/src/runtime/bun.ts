@@ -241,8 +241,6 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
         const nodes = await store.pruneNodes(now() - NODE_RETENTION_MS);
         if (nodes > 0) log({ level: 'info', msg: 'silent nodes without a history forgotten', nodes });
         const gone = await store.expireAbandoned(now() - ABANDONED_AFTER_MS, now());
-        // And those still in the admission log of such a coordinator (queued, never dispatched).
-        if (dispatcher) gone.push(...(await dispatcher.expireAbandoned(now() - ABANDONED_AFTER_MS)));
         for (const requestId of gone) network?.changed(requestId);
         if (gone.length > 0) {
           log({ level: 'warn', msg: 'requests whose coordinator never came back expired', requests: gone });

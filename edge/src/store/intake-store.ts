@@ -134,15 +134,15 @@ export class IntakeStore {
   }
 
   /**
-   * The oldest queued requests of ANY coordinator created before `before` (ms), in admission order: what
-   * `Dispatcher.expireAbandoned` takes out of the log for a coordinator that stopped and never came back
-   * (a live one moves its rows out at their deadline, at most `LIMITS.defaultSkewMs` after creation).
+   * The oldest queued requests of coordinators other than `except` whose deadline passed before `before`
+   * (ms), in admission order: what `Dispatcher.expireAbandoned` takes out of the log for a coordinator
+   * that stopped and never came back (a live one moves its rows out at their deadline).
    */
-  async abandoned(before: number, limit: number): Promise<QueuedRequest[]> {
+  async abandoned(except: string, before: number, limit: number): Promise<QueuedRequest[]> {
     const r = await this.client.execute({
       sql: `SELECT seq, request_id, coordinator, caller_id, body, created_at, deadline FROM request_intake
-            WHERE created_at < ? ORDER BY seq LIMIT ?`,
-      args: [before, limit],
+            WHERE deadline < ? AND coordinator <> ? ORDER BY seq LIMIT ?`,
+      args: [before, except, limit],
     });
     return r.rows.map(toQueued);
   }
