@@ -16,6 +16,8 @@ export interface ChainBridgeOptions {
   minBridgeBalance?: bigint;
   /** Most gas one `fulfill` may use; a larger one is refunded `ANSWER_TOO_LARGE` (default 2^24). */
   maxSettlementGas?: bigint;
+  /** Most events one pass takes (the runtime's, not a setting: a Workers cron run's subrequest budget). */
+  maxEventsPerPass?: number;
 }
 
 /** The settings as text, as flags or environment variables give them. */

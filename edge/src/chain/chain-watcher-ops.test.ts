@@ -237,6 +237,51 @@ describe('chain watcher operations: the RPC endpoint', () => {
     expect((await store.byRequestId(requestId(last.requestNo)))?.status).toBe('pending');
   });
 
+  test('a pass takes at most maxEventsPerPass events, never splitting a block; the cursor stops at the last block taken', async () => {
+    const { w, oracle, requestId } = await opsWatcher({ maxEventsPerPass: 2 });
+    const models = ['stories260K'];
+    const first = await chain.callLLM({ prompt: 'First', models, oracle });
+    // Two requests in one block.
+    const send = async (prompt: string) => {
+      const { request } = await chain.client.simulateContract({
+        address: oracle,
+        abi: synodOracleAbi,
+        functionName: 'callLLM',
+        args: [prompt, models, 16, 0, 3],
+        account: chain.requester.account,
+        value: 1_000n,
+      });
+      return chain.requester.writeContract(request);
+    };
+    await chain.rpc('evm_setAutomine', [false]);
+    let pair: bigint;
+    try {
+      const hashes = [await send('Second'), await send('Third')];
+      await chain.mine(1);
+      const receipts = await Promise.all(
+        hashes.map((hash) => chain.client.waitForTransactionReceipt({ hash })),
+      );
+      expect(receipts[0]?.blockNumber).toBe(receipts[1]?.blockNumber as bigint);
+      pair = receipts[0]?.blockNumber as bigint;
+    } finally {
+      await chain.rpc('evm_setAutomine', [true]);
+    }
+    const last = await chain.callLLM({ prompt: 'Fourth', models, oracle });
+    const [second, third] = [first.requestNo + 1n, first.requestNo + 2n];
+
+    await w.poll();
+    // The budget of two ends in the pair's block, which is taken whole; the cursor stops there.
+    for (const n of [first.requestNo, second, third]) {
+      expect((await store.byRequestId(requestId(n)))?.status).toBe('pending');
+    }
+    expect(await store.byRequestId(requestId(last.requestNo))).toBeNull();
+    expect(BigInt((await store.cursor(w.oracle))?.blockNumber ?? -1)).toBe(pair);
+    expect(w.stats().events).toBe(3);
+    await w.poll();
+    expect((await store.byRequestId(requestId(last.requestNo)))?.status).toBe('pending');
+    expect(w.stats().events).toBe(4);
+  });
+
   test('logs the RPC returns from outside the range asked (an unconfirmed block) are not acted on', async () => {
     const { w, oracle, logs, requestId } = await opsWatcher({ confirmations: 2 });
     await chain.mine(3);

@@ -34,6 +34,7 @@ import { buildRequest, type RequestDefaults } from '../inference-input.ts';
 import type { Admission, AdmissionOutcome } from '../store/intake-store.ts';
 import { type BridgeBalance, BridgeBalanceMonitor } from './bridge-balance.ts';
 import type { ChainStore, OracleRef } from './chain-store.ts';
+import { withinBudget } from './events-budget.ts';
 import {
   chainOrigin,
   chainRequestIdOf,
@@ -97,6 +98,14 @@ export interface ChainWatcherOptions {
    * stays within a bounded number of RPC calls (a Workers cron run has a budget of subrequests).
    */
   maxRangesPerPass?: number;
+  /**
+   * Most events taken in one pass. Default: no bound. A range that holds more ends, for this pass, at
+   * the block of the last event that fits (a block's events are never split: the cursor is a block), so
+   * a pass of a Workers cron run stays within its budget of subrequests (each event costs a few: its
+   * row, its lookup, its admission, the oracle's record of it) however busy the oracle, and the range is
+   * never read again whole after a run that ran out of budget halfway.
+   */
+  maxEventsPerPass?: number;
   /** Blocks read again below the cursor when the cursor's block was replaced. Default 64. */
   reorgWindow?: bigint;
   /** Between passes. Default 1,000 ms. */
@@ -179,6 +188,7 @@ type Defaulted =
   | 'fromBlock'
   | 'maxBlockRange'
   | 'maxRangesPerPass'
+  | 'maxEventsPerPass'
   | 'reorgWindow'
   | 'pollMs'
   | 'quotaPerDay'
@@ -258,6 +268,7 @@ export class ChainWatcher {
       fromBlock: 0n,
       maxBlockRange: 2_000n,
       maxRangesPerPass: 20,
+      maxEventsPerPass: Number.POSITIVE_INFINITY,
       reorgWindow: 64n,
       pollMs: 1_000,
       quotaPerDay: 1_000_000,
@@ -416,7 +427,12 @@ export class ChainWatcher {
       }
     }
     // A long backlog is read over several passes, settling between them.
-    for (let ranges = 0; from <= safe && !this.#stopped && ranges < this.#o.maxRangesPerPass; ranges++) {
+    let eventsLeft = this.#o.maxEventsPerPass;
+    for (
+      let ranges = 0;
+      from <= safe && !this.#stopped && ranges < this.#o.maxRangesPerPass && eventsLeft > 0;
+      ranges++
+    ) {
       const to = from + this.#blockRange - 1n < safe ? from + this.#blockRange - 1n : safe;
       const read = await this.#readRange(from, to);
       // The chain kept changing under the reads: the cursor stays, the next pass reads the range again.
@@ -432,13 +448,16 @@ export class ChainWatcher {
         });
         continue;
       }
-      for (const e of read.events) {
+      const taken = withinBudget(read.events, eventsLeft);
+      const end = taken.lastBlock ?? { number: to, hash: read.toHash };
+      for (const e of taken.events) {
         this.#stats.events++;
         await this.#onEvent(e);
       }
-      await this.#o.store.setCursor(this.#ref, to, read.toHash, this.#o.now());
-      this.#stats.cursor = Number(to);
-      from = to + 1n;
+      eventsLeft -= taken.events.length;
+      await this.#o.store.setCursor(this.#ref, end.number, end.hash, this.#o.now());
+      this.#stats.cursor = Number(end.number);
+      from = end.number + 1n;
     }
   }
 

@@ -303,6 +303,14 @@ function migrated(iso: Isolate, client: ReturnType<typeof createClient>): Promis
   return iso.migrated;
 }
 
+/**
+ * Most oracle events one scheduled run takes. Each costs the run about ten subrequests (its row, its
+ * lookup, its admission transaction over libSQL's HTTP protocol, the oracle's record of it, its block's
+ * hash), and a Workers run has a budget of them (1,000 on the paid plan): a busier oracle is read over
+ * several runs, a minute apart, rather than failing every run at the same range.
+ */
+export const WORKER_EVENTS_PER_PASS = 50;
+
 /** What one scheduled run of the chain watcher did. */
 export type ChainPassResult =
   | { ran: false; reason: string }
@@ -356,15 +364,18 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
   const network = iso.network;
   await network.status(true);
   const intake = new IntakeStore(client);
-  const watcher = relayChainWatcher(chain, {
-    store: new HistoryStore(drizzle(client, { schema: historySchema })),
-    intake,
-    network,
-    config: gatewayConfig(network),
-    admitter: gatewayAdmitter(intake, network),
-    now,
-    log: (entry) => console.log(JSON.stringify(entry)),
-  });
+  const watcher = relayChainWatcher(
+    { ...chain, maxEventsPerPass: WORKER_EVENTS_PER_PASS },
+    {
+      store: new HistoryStore(drizzle(client, { schema: historySchema })),
+      intake,
+      network,
+      config: gatewayConfig(network),
+      admitter: gatewayAdmitter(intake, network),
+      now,
+      log: (entry) => console.log(JSON.stringify(entry)),
+    },
+  );
   try {
     await watcher.check();
   } catch (e) {

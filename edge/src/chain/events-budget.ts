@@ -1,0 +1,22 @@
+import type { Hex } from 'viem';
+import type { OracleRequestEvent } from './oracle-request.ts';
+
+/**
+ * The events of a range a pass takes with `left` events of its budget: all of them if they fit, else
+ * those up to the block of the `left`-th (in chain order), that block's events all included, with that
+ * block as where the cursor stops (its hash as the range read it: each event's block was checked to be
+ * the chain's). At least one block's events, so that a block of more events than the budget is still
+ * read.
+ */
+export function withinBudget(
+  events: readonly OracleRequestEvent[],
+  left: number,
+): { events: OracleRequestEvent[]; lastBlock?: { number: bigint; hash: Hex } } {
+  if (events.length <= left) return { events: [...events] };
+  const ordered = [...events].sort((a, b) =>
+    a.blockNumber !== b.blockNumber ? (a.blockNumber < b.blockNumber ? -1 : 1) : a.logIndex - b.logIndex,
+  );
+  const cut = ordered[Math.max(0, Math.floor(left) - 1)] as OracleRequestEvent;
+  const taken = ordered.filter((e) => e.blockNumber <= cut.blockNumber);
+  return { events: taken, lastBlock: { number: cut.blockNumber, hash: cut.blockHash } };
+}
