@@ -1391,3 +1391,146 @@ describe('protocol conformance: documented consensus rules beyond the vector sce
     expect(() => computeVerdict(request, other, reveals)).toThrow('SEAL_INVALID');
   });
 });
+
+// ---------------------------------------------------------------------------------------------------
+// What the scenarios invalid-reveal-before-valid and no-valid-reveal pin (rules 2 to 4), re-derived
+
+describe('protocol conformance: the considered reveal and a verdict without candidates, as scenarios', () => {
+  const named = (name: string) => {
+    const s = vectors.scenarios.find((x) => x.name === name);
+    if (s === undefined) throw new Error(`no scenario ${name}`);
+    return s;
+  };
+  const rejectedOf = (v: JsonObject) => v['rejected'] as unknown as Rejection[];
+  interface MemberReveal {
+    id: string;
+    packet: Envelope;
+    /** Whether it reproduces its author's sealed commitment. */
+    opens: boolean;
+  }
+  /** Each sealed member with its reveals, smallest packet id first. */
+  const membersOf = (packets: Envelope[]) => {
+    const request = packets.find((p) => p.type === 'request') as Envelope;
+    const seal = packets.find((p) => p.type === 'seal') as Envelope;
+    return (seal.body['members'] as JsonObject[]).map((m) => {
+      const nodeId = String(m['nodeId']);
+      const commitment = String(m['commitment']);
+      const reveals: MemberReveal[] = packets
+        .filter((p) => p.type === 'reveal' && p.from === nodeId)
+        .map((packet) => ({
+          id: packetIdOf(packet),
+          packet,
+          opens:
+            commitmentOf({
+              requestId: String(request.body['requestId']),
+              nodeId,
+              model: packet.body['model'] as { id: string; fileHash: string },
+              output: String(packet.body['output']),
+              bEmbedding: String(packet.body['bEmbedding']),
+              salt: String(packet.body['salt']),
+            }) === commitment,
+        }))
+        .sort((a, b) => byString(a.id, b.id));
+      return { nodeId, commitment, reveals };
+    });
+  };
+
+  describe('invalid-reveal-before-valid', () => {
+    const packets = named('invalid-reveal-before-valid').transcript.packets;
+    const members = membersOf(packets);
+    const twice = members.filter((m) => m.reveals.length === 2);
+    const invalidFirst = twice.find((m) => m.reveals[0]?.opens === false);
+
+    test("one member's invalid reveal has the smaller packet id, another's the larger", () => {
+      expect(twice).toHaveLength(2);
+      for (const m of twice) expect(m.reveals.filter((r) => r.opens)).toHaveLength(1);
+      expect(twice.map((m) => (m.reveals[0]?.opens ? 'valid first' : 'invalid first')).sort()).toEqual([
+        'invalid first',
+        'valid first',
+      ]);
+    });
+
+    test('either way the valid reveal counts and the invalid one is the DUPLICATE_REVEAL', () => {
+      const verdict = verdictOfTranscript(packets);
+      expect(verdict['status']).toBe('accepted');
+      expect((verdict['accepted'] as JsonObject[]).map((a) => a['nodeId']).sort()).toEqual(
+        members.map((m) => m.nodeId).sort(),
+      );
+      for (const m of twice) {
+        const invalid = m.reveals.find((r) => !r.opens) as MemberReveal;
+        expect(rejectedOf(verdict).filter((r) => r.nodeId === m.nodeId)).toEqual([
+          { nodeId: m.nodeId, commitment: m.commitment, revealId: invalid.id, reason: 'DUPLICATE_REVEAL' },
+        ]);
+      }
+    });
+
+    test('without its valid reveal, the invalid-first member is COMMITMENT_MISMATCH and the quorum is lost', () => {
+      if (invalidFirst === undefined) throw new Error('no member with its invalid reveal first');
+      const [invalid, valid] = invalidFirst.reveals as [MemberReveal, MemberReveal];
+      const verdict = verdictOfTranscript(packets.filter((p) => p !== valid.packet));
+      expect(verdict['status']).toBe('no-consensus');
+      expect(rejectedOf(verdict).filter((r) => r.nodeId === invalidFirst.nodeId)).toEqual([
+        {
+          nodeId: invalidFirst.nodeId,
+          commitment: invalidFirst.commitment,
+          revealId: invalid.id,
+          reason: 'COMMITMENT_MISMATCH',
+        },
+      ]);
+    });
+  });
+
+  describe('no-valid-reveal', () => {
+    const packets = named('no-valid-reveal').transcript.packets;
+    const request = packets.find((p) => p.type === 'request') as Envelope;
+    const frame = request.body['frame'] as JsonObject;
+    const members = membersOf(packets);
+    const twice = members.filter((m) => m.reveals.length === 2);
+
+    test('no candidate: no centre, no winner, no-consensus; bits and thresholds still reported', () => {
+      const verdict = verdictOfTranscript(packets);
+      const bits = (frame['embeddingModel'] as JsonObject)['bits'] as number;
+      expect(verdict['status']).toBe('no-consensus');
+      expect(verdict['centre']).toBeNull();
+      expect(verdict['winner']).toBeNull();
+      expect(verdict['accepted']).toEqual([]);
+      expect([verdict['bits'], verdict['thresholdBits'], verdict['sealSize'], verdict['required']]).toEqual([
+        bits,
+        thresholdBits(frame['secDistance'] as number, bits),
+        members.length,
+        requiredAgreement(frame['secPercentage'] as number, members.length),
+      ]);
+      expect(rejectedOf(verdict).some((r) => r.reason === 'OUTSIDE_CLUSTER')).toBe(false);
+      expect(rejectedOf(verdict).filter((r) => r.reason === 'NOT_SEALED')).toHaveLength(1);
+      const listed = new Set(rejectedOf(verdict).map((r) => r.nodeId));
+      expect(members.every((m) => listed.has(m.nodeId))).toBe(true);
+    });
+
+    test('of two invalid reveals the smaller packet id gives the reason: without it, the other reason', () => {
+      expect(twice).toHaveLength(2);
+      const verdict = verdictOfTranscript(packets);
+      const outcomes = twice.map((m) => {
+        const [first, second] = m.reveals as [MemberReveal, MemberReveal];
+        const entries = rejectedOf(verdict).filter((r) => r.nodeId === m.nodeId);
+        expect(entries.map((r) => [r.revealId, r.reason === 'DUPLICATE_REVEAL'])).toEqual(
+          [
+            [first.id, false],
+            [second.id, true],
+          ].sort(([a], [b]) => byString(String(a), String(b))),
+        );
+        const alone = rejectedOf(verdictOfTranscript(packets.filter((p) => p !== first.packet))).filter(
+          (r) => r.nodeId === m.nodeId,
+        );
+        expect(alone.map((r) => r.revealId)).toEqual([second.id]);
+        return [entries.find((r) => r.revealId === first.id)?.reason, alone[0]?.reason];
+      });
+      // The two members sign the same two kinds of invalid reveal in opposite packet id orders.
+      expect(outcomes.map(([withBoth]) => withBoth).sort()).toEqual(['COMMITMENT_MISMATCH', 'REVEAL_LATE']);
+      for (const [withBoth, withoutFirst] of outcomes) expect(withoutFirst).not.toBe(withBoth);
+      expect(outcomes.map(([, withoutFirst]) => withoutFirst).sort()).toEqual([
+        'COMMITMENT_MISMATCH',
+        'REVEAL_LATE',
+      ]);
+    });
+  });
+});

@@ -132,6 +132,7 @@ export function requestBody(options: {
 /** How a sealed member behaves at reveal time. */
 export type RevealBehaviour =
   | { kind: 'honest' }
+  /** Reveals nothing (its `extraReveals` aside). */
   | { kind: 'withhold' }
   /** Reveals (and signs) another output than the one it committed to. */
   | { kind: 'tampered'; output: string }
@@ -153,6 +154,18 @@ export interface MemberSpec {
   reveal?: RevealBehaviour;
   /** Reveals it signs, each COPY_STEP_MS after the one before (same content); default 1. */
   copies?: number;
+  /** Further reveals it signs beside those of `reveal` and `copies`. */
+  extraReveals?: readonly ExtraReveal[];
+}
+
+/**
+ * A further reveal of a member: its committed output (or `output`, then COMMITMENT_MISMATCH), signed at
+ * `BASE_TIME + atMs` (REVEAL_LATE after `SEAL_TIME + revealWindowMs`). `atMs` is what orders its packet
+ * id against the member's other reveals; scenarios that rely on that order assert it.
+ */
+export interface ExtraReveal {
+  atMs: number;
+  output?: string;
 }
 
 /** A node that reveals without having been sealed. */
@@ -223,11 +236,11 @@ export async function buildScenario(spec: ScenarioSpec): Promise<Scenario> {
     commits.push(commit);
     members.push({ nodeId: key.nodeId, commitment, commitId: packetId(commit) });
     const behaviour = m.reveal ?? { kind: 'honest' };
-    if (behaviour.kind === 'withhold') continue;
     const output = behaviour.kind === 'tampered' ? behaviour.output : m.output;
     const revealAt =
       behaviour.kind === 'late' ? SEAL_TIME + frame.revealWindowMs + 1 + k : BASE_TIME + 6_000 + k;
-    for (let c = 0; c < (m.copies ?? 1); c++) {
+    const copies = behaviour.kind === 'withhold' ? 0 : (m.copies ?? 1);
+    for (let c = 0; c < copies; c++) {
       reveals.push(
         await signPacket(key, 'reveal', {
           requestId,
@@ -236,6 +249,18 @@ export async function buildScenario(spec: ScenarioSpec): Promise<Scenario> {
           model,
           salt,
           createdAt: revealAt + c * COPY_STEP_MS,
+        }),
+      );
+    }
+    for (const extra of m.extraReveals ?? []) {
+      reveals.push(
+        await signPacket(key, 'reveal', {
+          requestId,
+          output: extra.output ?? m.output,
+          bEmbedding,
+          model,
+          salt,
+          createdAt: BASE_TIME + extra.atMs,
         }),
       );
     }
@@ -432,4 +457,75 @@ export const CAPPED_SPEC: ScenarioSpec = {
       ...(i === 0 ? { copies: 2 } : {}),
     };
   }),
+};
+
+const GOLD = fixedVector('answer:gold');
+
+/**
+ * 3 sealed nodes, all 3 required: each agrees, and two of them also sign a reveal of another output
+ * than they committed to (invalid: COMMITMENT_MISMATCH). Node 2's invalid reveal has the smaller packet
+ * id (although signed later), node 3's the larger; in both orders the valid reveal is the considered one
+ * and the invalid one is the DUPLICATE_REVEAL. The `atMs` values are chosen for those id orders (the
+ * generator and the tests assert them): a verifier that took node 2's smallest id would lose the quorum.
+ */
+export const INVALID_FIRST_SPEC: ScenarioSpec = {
+  name: 'invalid-reveal-before-valid',
+  coordinatorSeed: 1,
+  prompt: 'What is the chemical symbol of gold?',
+  frame: defaultFrame({ quorum: 3, maxCommits: 3, secPercentage: 1 }),
+  members: [
+    {
+      seed: 2,
+      output: 'Au.',
+      vector: perturb(GOLD, 6, 'n2'),
+      extraReveals: [{ atMs: 6_500, output: 'Ag.' }],
+    },
+    {
+      seed: 3,
+      output: 'The symbol of gold is Au.',
+      vector: perturb(GOLD, 12, 'n3'),
+      extraReveals: [{ atMs: 6_505, output: 'Ag' }],
+    },
+    { seed: 4, output: 'Gold is Au.', vector: perturb(GOLD, 18, 'n4') },
+  ],
+};
+
+const EVEREST = fixedVector('answer:everest');
+
+/**
+ * 4 sealed nodes, 3 required, and no valid reveal: node 2 reveals another output than it committed to
+ * in the window and its committed one after it; node 4 the other way round, each pair in the opposite
+ * packet id order (so the smaller id gives COMMITMENT_MISMATCH for node 2, REVEAL_LATE for node 4, the
+ * other is the DUPLICATE_REVEAL); node 3 reveals an unaccepted model (MODEL_NOT_ACCEPTED), node 5 nothing
+ * (NOT_REVEALED). A node outside the seal reveals a well-formed answer (NOT_SEALED), which is no
+ * candidate. No candidate: `centre` null, no-consensus.
+ */
+export const NO_VALID_REVEAL_SPEC: ScenarioSpec = {
+  name: 'no-valid-reveal',
+  coordinatorSeed: 1,
+  prompt: 'How high is Mount Everest, in metres?',
+  members: [
+    {
+      seed: 2,
+      output: '8,849 m.',
+      vector: perturb(EVEREST, 6, 'n2'),
+      reveal: { kind: 'tampered', output: '9,000 m.' },
+      extraReveals: [{ atMs: 15_500 }],
+    },
+    { seed: 3, output: 'About 8,849 metres.', vector: perturb(EVEREST, 12, 'n3'), model: OTHER_MODEL },
+    {
+      seed: 4,
+      output: 'Mount Everest is 8,849 m high.',
+      vector: perturb(EVEREST, 18, 'n4'),
+      reveal: { kind: 'late' },
+      extraReveals: [{ atMs: 6_501, output: 'It is 8,000 m high.' }],
+    },
+    {
+      seed: 5,
+      output: '8,849 metres.',
+      vector: perturb(EVEREST, 8, 'n5'),
+      reveal: { kind: 'withhold' },
+    },
+  ],
+  outsiders: [{ seed: 7, output: '8,849 m', vector: perturb(EVEREST, 4, 'o7') }],
 };

@@ -34,10 +34,12 @@ import {
   EMBEDDER,
   embeddingHex,
   fixedVector,
+  INVALID_FIRST_SPEC,
   INVALID_REVEALS_SPEC,
   keyOf,
   MODEL,
   NO_CONSENSUS_SPEC,
+  NO_VALID_REVEAL_SPEC,
   NONCE,
   OTHER_MODEL,
   perturb,
@@ -380,6 +382,8 @@ interface RevealOf {
   id: string;
   from: string;
   createdAt: number;
+  /** Whether it reveals the output its author committed to (always true of a node outside the seal). */
+  committed: boolean;
 }
 
 const times = (n: number, reason: string): string[] => Array<string>(n).fill(reason);
@@ -410,6 +414,27 @@ function duplicateProblems(verdict: Verdict, reveals: readonly RevealOf[]): stri
     if (ids.slice(2).some((id) => listed.includes(id))) problems.push(`${nodeId}: a third reveal is listed`);
   }
   return problems;
+}
+
+/** Rule 2: a member's entry other than DUPLICATE_REVEAL is on its smallest reveal id (none is valid). */
+function smallestIdProblems(verdict: Verdict, reveals: readonly RevealOf[]): string[] {
+  const byNode = revealIdsByNode(reveals);
+  return verdict.rejected.flatMap((r) => {
+    const ids = byNode.get(r.nodeId) ?? [];
+    return r.reason !== 'DUPLICATE_REVEAL' && ids.length > 1 && r.revealId !== ids[0]
+      ? [`${r.nodeId}: ${r.reason} is not on its smallest reveal id`]
+      : [];
+  });
+}
+
+/** The members with exactly two reveals, each pair as [smaller id, larger id]. */
+function revealPairs(reveals: readonly RevealOf[]): [RevealOf, RevealOf][] {
+  const byNode = new Map<string, RevealOf[]>();
+  for (const r of reveals) byNode.set(r.from, [...(byNode.get(r.from) ?? []), r]);
+  return [...byNode.values()].flatMap((rs) => {
+    const [a, b] = [...rs].sort((x, y) => (x.id < y.id ? -1 : 1));
+    return rs.length === 2 && a !== undefined && b !== undefined ? [[a, b] as [RevealOf, RevealOf]] : [];
+  });
 }
 
 const CAP_OUTSIDERS = CAPPED_SPEC.outsiders?.length ?? 0;
@@ -455,16 +480,9 @@ const EXPECTATIONS: Record<string, ScenarioExpectation> = {
       'REVEAL_LATE',
     ],
     shows: (verdict, reveals) => {
-      const problems = duplicateProblems(verdict, reveals);
+      const problems = [...duplicateProblems(verdict, reveals), ...smallestIdProblems(verdict, reveals)];
       const byNode = revealIdsByNode(reveals);
       const deadline = SEAL_TIME + (INVALID_REVEALS_SPEC.frame?.revealWindowMs ?? 0);
-      for (const r of verdict.rejected) {
-        const ids = byNode.get(r.nodeId) ?? [];
-        // The considered reveal of a member without a valid one is its smallest id.
-        if (r.reason !== 'DUPLICATE_REVEAL' && ids.length > 1 && r.revealId !== ids[0]) {
-          problems.push(`${r.nodeId}: ${r.reason} is not on its smallest reveal id`);
-        }
-      }
       const late = reveals.filter((r) => r.createdAt > deadline);
       if (late.length !== 2) problems.push(`${late.length} reveals after the window, not 2`);
       if (byNode.size !== 6 || reveals.length !== 9) problems.push('not 9 reveals of 6 members');
@@ -508,6 +526,73 @@ const EXPECTATIONS: Record<string, ScenarioExpectation> = {
       return problems;
     },
   },
+  [INVALID_FIRST_SPEC.name]: {
+    description:
+      '3 sealed nodes, secPercentage 1 (3 required), all 3 agree. Two of them also sign a reveal of another ' +
+      "output than they committed to (invalid): for one its packet id is smaller than its valid reveal's, " +
+      'for the other larger. Either way the valid reveal is the considered one and counts, and the invalid ' +
+      'one is its DUPLICATE_REVEAL (not COMMITMENT_MISMATCH). Accepted with all 3.',
+    status: 'accepted',
+    accepted: 3,
+    reasons: ['DUPLICATE_REVEAL', 'DUPLICATE_REVEAL'],
+    shows: (verdict, reveals) => {
+      const problems = duplicateProblems(verdict, reveals);
+      const pairs = revealPairs(reveals);
+      const orders = pairs.map(([smaller, larger]) => {
+        const invalid = smaller.committed ? larger : smaller;
+        const entries = verdict.rejected.filter((r) => r.nodeId === smaller.from);
+        if (smaller.committed === larger.committed) problems.push(`${smaller.from}: not one invalid reveal`);
+        if (entries.length !== 1 || entries[0]?.revealId !== invalid.id) {
+          problems.push(`${smaller.from}: its invalid reveal is not its one entry`);
+        }
+        if (!verdict.accepted.some((a) => a.nodeId === smaller.from)) {
+          problems.push(`${smaller.from}: not accepted`);
+        }
+        return smaller.committed ? 'valid first' : 'invalid first';
+      });
+      if (orders.sort().join() !== 'invalid first,valid first') {
+        problems.push(`members with two reveals: ${orders.join()}, not one in each order`);
+      }
+      return problems;
+    },
+  },
+  [NO_VALID_REVEAL_SPEC.name]: {
+    description:
+      '4 sealed nodes, secPercentage 0.6 (3 required), and no valid reveal. One member reveals another output ' +
+      'than it committed to in the window and its committed output after it, another the other way round, ' +
+      'each pair in the opposite packet id order: the smaller id is the considered reveal (COMMITMENT_MISMATCH ' +
+      'for the first, REVEAL_LATE for the second), the other its DUPLICATE_REVEAL. One reveals an ' +
+      'unaccepted model (MODEL_NOT_ACCEPTED), one never reveals (NOT_REVEALED), and a node outside the seal ' +
+      'reveals (NOT_SEALED). No candidate: centre null, no consensus.',
+    status: 'no-consensus',
+    accepted: 0,
+    reasons: [
+      'COMMITMENT_MISMATCH',
+      'DUPLICATE_REVEAL',
+      'DUPLICATE_REVEAL',
+      'MODEL_NOT_ACCEPTED',
+      'NOT_REVEALED',
+      'NOT_SEALED',
+      'REVEAL_LATE',
+    ],
+    shows: (verdict, reveals) => {
+      const problems = [...duplicateProblems(verdict, reveals), ...smallestIdProblems(verdict, reveals)];
+      if (verdict.centre !== null || verdict.winner !== null) problems.push('a centre or a winner');
+      const deadline = SEAL_TIME + (NO_VALID_REVEAL_SPEC.frame ?? defaultFrame()).revealWindowMs;
+      const listed = revealPairs(reveals).map(([smaller, larger]) => {
+        const reason = verdict.rejected.find((r) => r.revealId === smaller.id)?.reason;
+        const lateFirst = smaller.createdAt > deadline;
+        if (lateFirst === larger.createdAt > deadline || smaller.committed !== lateFirst) {
+          problems.push(`${smaller.from}: not one tampered reveal in the window and one late`);
+        }
+        return `${lateFirst ? 'late' : 'tampered'} first: ${reason}`;
+      });
+      if (listed.sort().join() !== 'late first: REVEAL_LATE,tampered first: COMMITMENT_MISMATCH') {
+        problems.push(`members with two reveals: ${listed.join()}`);
+      }
+      return problems;
+    },
+  },
 };
 
 /**
@@ -528,8 +613,18 @@ async function scenarioVector(spec: ScenarioSpec) {
   if (!check.ok) throw new Error(`scenario ${spec.name} does not verify: ${check.error.message}`);
   const expected = EXPECTATIONS[spec.name];
   const reasons = check.verdict.rejected.map((r) => r.reason).sort();
+  const committedOutput = new Map(scenario.commits.map((c, k) => [c.from, spec.members[k]?.output]));
   const revealsOf = transcript.packets.flatMap((p) =>
-    p.type === 'reveal' ? [{ id: packetId(p), from: p.from, createdAt: p.body.createdAt }] : [],
+    p.type === 'reveal'
+      ? [
+          {
+            id: packetId(p),
+            from: p.from,
+            createdAt: p.body.createdAt,
+            committed: (committedOutput.get(p.from) ?? p.body.output) === p.body.output,
+          },
+        ]
+      : [],
   );
   const problems = expected?.shows?.(check.verdict, revealsOf) ?? [];
   if (
@@ -579,7 +674,15 @@ async function scenarioVector(spec: ScenarioSpec) {
 
 export async function generateVectors() {
   const scenarios = [];
-  for (const spec of [AGREE_SPEC, NO_CONSENSUS_SPEC, CHEATERS_SPEC, INVALID_REVEALS_SPEC, CAPPED_SPEC])
+  for (const spec of [
+    AGREE_SPEC,
+    NO_CONSENSUS_SPEC,
+    CHEATERS_SPEC,
+    INVALID_REVEALS_SPEC,
+    CAPPED_SPEC,
+    INVALID_FIRST_SPEC,
+    NO_VALID_REVEAL_SPEC,
+  ])
     scenarios.push(await scenarioVector(spec));
   const agreeVector = scenarios[0];
   if (agreeVector === undefined) throw new Error('no scenarios');

@@ -22,7 +22,7 @@ import {
   verifyPacket,
 } from '../src/packets/envelope.ts';
 import { deriveRequestId } from '../src/packets/request-id.ts';
-import { type AnyPacket, VerdictSchema } from '../src/packets/schemas.ts';
+import { type AnyPacket, type Packet, VerdictSchema } from '../src/packets/schemas.ts';
 import {
   inclusionProof,
   merkleLeaf,
@@ -39,6 +39,43 @@ const v = JSON.parse(fileText) as Vectors;
 
 async function keyFromSeedHex(seed: string): Promise<NodeKey> {
   return NodeKey.fromSeed(fromHex(seed, 32));
+}
+
+type ScenarioVector = Vectors['scenarios'][number];
+
+function scenarioNamed(name: string): ScenarioVector {
+  const s = v.scenarios.find((x) => x.name === name);
+  if (s === undefined) throw new Error(`no scenario ${name}`);
+  return s;
+}
+
+const packetsOf = (s: ScenarioVector) => s.transcript.packets as AnyPacket[];
+const requestOf = (s: ScenarioVector) => packetsOf(s).find((p) => p.type === 'request') as Packet<'request'>;
+const sealOf = (s: ScenarioVector) => packetsOf(s).find((p) => p.type === 'seal') as Packet<'seal'>;
+
+interface RevealWithId {
+  id: string;
+  packet: Packet<'reveal'>;
+  /** Whether it reproduces its author's sealed commitment. */
+  opens: boolean;
+}
+
+/** Each sealed member (nodeId, commitment) with its reveals, smallest packet id first. */
+function revealsByMember(
+  s: ScenarioVector,
+): { member: { nodeId: string; commitment: string }; reveals: RevealWithId[] }[] {
+  const requestId = requestOf(s).body.requestId;
+  return sealOf(s).body.members.map(({ nodeId, commitment }) => ({
+    member: { nodeId, commitment },
+    reveals: packetsOf(s)
+      .filter((p): p is Packet<'reveal'> => p.type === 'reveal' && p.from === nodeId)
+      .map((packet) => {
+        const { model, output, bEmbedding, salt } = packet.body;
+        const opened = computeCommitment({ requestId, nodeId, model, output, bEmbedding, salt });
+        return { id: packetId(packet), packet, opens: opened === commitment };
+      })
+      .sort((a, b) => (a.id < b.id ? -1 : 1)),
+  }));
 }
 
 describe('v1.json', () => {
@@ -204,6 +241,57 @@ describe('scenarios', () => {
       return s.verdict.rejected.length === 256 && unsealed.size > listed;
     });
     expect(capped.length).toBeGreaterThan(0);
+  });
+
+  test('invalid-reveal-before-valid: the valid reveal counts whichever packet id is smaller', () => {
+    const s = scenarioNamed('invalid-reveal-before-valid');
+    const seal = sealOf(s);
+    expect(s.verdict.status).toBe('accepted');
+    expect(s.verdict.required).toBe(seal.body.members.length);
+    expect(s.verdict.accepted.map((a) => a.nodeId).sort()).toEqual(seal.body.members.map((m) => m.nodeId));
+    const orders = revealsByMember(s).flatMap(({ member, reveals }) => {
+      if (reveals.length !== 2) return [];
+      const [first, second] = reveals as [RevealWithId, RevealWithId];
+      expect(first.opens).not.toBe(second.opens);
+      const invalid = first.opens ? second : first;
+      expect(s.verdict.rejected.filter((r) => r.nodeId === member.nodeId)).toEqual([
+        { ...member, revealId: invalid.id, reason: 'DUPLICATE_REVEAL' },
+      ]);
+      return [first.opens ? 'valid first' : 'invalid first'];
+    });
+    // Both orders, fixed by the fixtures' createdAt values: a change that flips one fails here.
+    expect(orders.sort()).toEqual(['invalid first', 'valid first']);
+    const winner = s.verdict.winner;
+    const winnerReveals = revealsByMember(s).find((m) => m.member.nodeId === winner?.nodeId)?.reveals ?? [];
+    expect(winnerReveals.find((r) => r.opens)?.packet.body.output).toBe(winner?.output);
+  });
+
+  test('no-valid-reveal: no candidate, so no centre; the smallest id decides the reason', () => {
+    const s = scenarioNamed('no-valid-reveal');
+    expect(s.verdict.status).toBe('no-consensus');
+    expect(s.verdict.centre).toBeNull();
+    expect(s.verdict.winner).toBeNull();
+    expect(s.verdict.accepted).toEqual([]);
+    const deadline = sealOf(s).body.createdAt + requestOf(s).body.frame.revealWindowMs;
+    const pairs = revealsByMember(s).flatMap(({ member, reveals }) => {
+      if (reveals.length !== 2) return [];
+      const [first, second] = reveals as [RevealWithId, RevealWithId];
+      const entries = s.verdict.rejected.filter((r) => r.nodeId === member.nodeId);
+      expect(entries.find((r) => r.reason === 'DUPLICATE_REVEAL')?.revealId).toBe(second.id);
+      const listed = entries.find((r) => r.reason !== 'DUPLICATE_REVEAL');
+      expect(listed?.revealId).toBe(first.id);
+      return [`${first.packet.body.createdAt > deadline ? 'late' : 'tampered'} first: ${listed?.reason}`];
+    });
+    expect(pairs.sort()).toEqual(['late first: REVEAL_LATE', 'tampered first: COMMITMENT_MISMATCH']);
+    expect(s.verdict.rejected.map((r) => r.reason).sort()).toEqual([
+      'COMMITMENT_MISMATCH',
+      'DUPLICATE_REVEAL',
+      'DUPLICATE_REVEAL',
+      'MODEL_NOT_ACCEPTED',
+      'NOT_REVEALED',
+      'NOT_SEALED',
+      'REVEAL_LATE',
+    ]);
   });
 
   for (const s of v.scenarios) {
