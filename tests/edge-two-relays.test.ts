@@ -147,5 +147,30 @@ for (const backend of ['sqld', 'file', 'replica'] as const) {
         90_000,
       );
     }, 120_000);
+
+    // Last: it stops B.
+    test('requests queued at a relay that stops are taken over by the other, which serves them', async () => {
+      // B has no peer, so what it accepts waits in its admission log.
+      const r = await fetch(`${b?.url}/v1/inference`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${a?.apiKey}` },
+        body: JSON.stringify({ prompt: 'The old dog', params: { maxTokens: 8 } }),
+      });
+      expect(r.status).toBe(202);
+      const { requestId } = (await r.json()) as { requestId: string };
+      await Bun.sleep(500);
+      expect((await get(a?.relay, `/v1/inference/${requestId}`)).json['status']).toBe('queued');
+      // B stops: its lease is given up, and A (which has the nodes) takes its rows at its next round.
+      await b?.stop();
+      b = undefined;
+      await waitUntil(
+        'the request B queued has a verdict from A',
+        async () => (await get(a?.relay, `/v1/inference/${requestId}`)).json['status'] === 'verdict',
+        90_000,
+      );
+      expect((await get(a?.relay, `/v1/inference/${requestId}`)).json['coordinator']).toBe(
+        a?.relay.network.coordinatorId,
+      );
+    }, 120_000);
   });
 }

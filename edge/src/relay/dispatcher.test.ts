@@ -6,7 +6,7 @@ import { NodeKey, packetId, type RequestBody, signPacket, verifyPacket } from '@
 import { IntakeStore } from '../store/intake-store.ts';
 import { openHistory } from '../store/open-history.ts';
 import { testBody } from '../store/test-admissions.ts';
-import { Dispatcher } from './dispatcher.ts';
+import { Dispatcher, LEASE_STALE_MS } from './dispatcher.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-dispatch-'));
 let n = 0;
@@ -365,5 +365,57 @@ describe('Dispatcher', () => {
       status: 'expired',
       error: 'QUEUE_TIMEOUT',
     });
+  });
+  test("takeOverStale: a coordinator's rows are taken over once its lease is stale or released, never while fresh", async () => {
+    let now = 5_000_000;
+    const s = await setup({ maxOpen: 4, now: () => now });
+    const [a, b] = [body(now), body(now)];
+    await s.admit([a, b]);
+    const keyB = await NodeKey.fromSeed(new Uint8Array(32).fill(12));
+    const nodeB = new RecordingCoordinator(() => now);
+    let readyB = false;
+    const relayB = new Dispatcher({
+      ...optionsOf(s),
+      key: keyB,
+      node: nodeB,
+      now: () => now,
+      ready: () => readyB,
+    });
+    closers.push(() => relayB.stop());
+    const coordinatorOf = async (id: string) => (await s.intake.queued(id))?.coordinator;
+
+    // No lease at all (a coordinator that never renewed one): never taken over.
+    readyB = true;
+    expect(await relayB.takeOverStale()).toBe(0);
+    // A fresh lease: not taken.
+    await s.intake.renewLease(s.key.nodeId, now);
+    now += LEASE_STALE_MS - 1;
+    expect(await relayB.takeOverStale()).toBe(0);
+    // Stale, but B cannot start anything (no peer): left for a relay that can.
+    now += 2;
+    readyB = false;
+    expect(await relayB.takeOverStale()).toBe(0);
+    expect(await coordinatorOf(a.requestId)).toBe(s.key.nodeId);
+    // Stale, and B can: both rows are B's, and B signs and starts them.
+    readyB = true;
+    expect(await relayB.takeOverStale()).toBe(2);
+    expect(await coordinatorOf(a.requestId)).toBe(keyB.nodeId);
+    await relayB.idle();
+    expect(nodeB.submitted).toEqual([a.requestId, b.requestId]);
+    expect((await s.store.getRequest(a.requestId))?.request.from).toBe(keyB.nodeId);
+    // The first coordinator, back, finds nothing of its own to start.
+    s.d.wake();
+    await s.d.idle();
+    expect(s.node.submitted).toEqual([]);
+
+    // A lease given up (a clean stop) is stale at once.
+    const c = body(now);
+    await s.admit([c]);
+    await s.intake.renewLease(s.key.nodeId, now);
+    expect(await relayB.takeOverStale()).toBe(0);
+    await s.intake.releaseLease(s.key.nodeId);
+    expect(await relayB.takeOverStale()).toBe(1);
+    await relayB.idle();
+    expect(nodeB.submitted).toEqual([a.requestId, b.requestId, c.requestId]);
   });
 });

@@ -35,8 +35,13 @@ export interface DispatcherOptions {
    * abandoned (`expireAbandoned`). Default `ABANDONED_QUEUE_GRACE_MS`.
    */
   abandonGraceMs?: number;
-  /** How often the log is swept for abandoned rows. Default 30 s. */
-  abandonSweepMs?: number;
+  /**
+   * How often this coordinator renews its lease on its rows, takes over the rows of coordinators whose
+   * lease went stale (`takeOverStale`) and sweeps the log for abandoned rows. Default `LEASE_RENEW_MS`.
+   */
+  leaseRenewMs?: number;
+  /** A lease not renewed for this long is stale: its rows are taken over. Default `LEASE_STALE_MS`. */
+  leaseStaleMs?: number;
   /** Told after a request moved into the history (its stored view changed). */
   changed?: (requestId: string) => void;
   log?: (entry: Record<string, unknown>) => void;
@@ -82,6 +87,15 @@ export interface DispatcherStats {
  */
 export const ABANDONED_QUEUE_GRACE_MS = 5 * 60_000;
 
+/** How often a coordinator renews its lease on its admission-log rows (and looks for stale ones). */
+export const LEASE_RENEW_MS = 5_000;
+
+/**
+ * A coordinator whose lease was not renewed for this long (three renewals missed) is taken for gone: its
+ * queued rows are taken over by the next relay over the database that can start them.
+ */
+export const LEASE_STALE_MS = 15_000;
+
 /** Rows read from the admission log per step. */
 const STEP = 64;
 
@@ -104,8 +118,8 @@ export class Dispatcher {
   #pumping: Promise<void> | undefined;
   #again = false;
   #timer: ReturnType<typeof setInterval> | undefined;
-  #sweepTimer: ReturnType<typeof setInterval> | undefined;
-  #sweeping: Promise<void> | undefined;
+  #leaseTimer: ReturnType<typeof setInterval> | undefined;
+  #leasing: Promise<void> | undefined;
   #stopped = false;
   /** Coordinator starts still running (awaited by `stop`, so the store is not closed under them). */
   readonly #starting = new Set<Promise<unknown>>();
@@ -119,7 +133,8 @@ export class Dispatcher {
       pollMs: 1_000,
       maxQueued: Number.POSITIVE_INFINITY,
       abandonGraceMs: ABANDONED_QUEUE_GRACE_MS,
-      abandonSweepMs: 30_000,
+      leaseRenewMs: LEASE_RENEW_MS,
+      leaseStaleMs: LEASE_STALE_MS,
       ...o,
     };
     checkMaxQueued(this.#o.maxQueued);
@@ -135,11 +150,11 @@ export class Dispatcher {
       this.wake(true);
     }, this.#o.pollMs);
     (this.#timer as { unref?: () => void }).unref?.();
-    this.#sweepTimer = setInterval(() => this.#sweepAbandoned(), this.#o.abandonSweepMs);
-    (this.#sweepTimer as { unref?: () => void }).unref?.();
+    this.#leaseTimer = setInterval(() => this.#housekeep(), this.#o.leaseRenewMs);
+    (this.#leaseTimer as { unref?: () => void }).unref?.();
     void this.#count();
     this.wake();
-    this.#sweepAbandoned();
+    this.#housekeep();
   }
 
   /**
@@ -161,9 +176,13 @@ export class Dispatcher {
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
-    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
+    if (this.#leaseTimer) clearInterval(this.#leaseTimer);
     await this.#pumping;
-    await this.#sweeping;
+    await this.#leasing;
+    // Its rows may be taken over at once by a relay still running.
+    await this.#o.intake
+      .releaseLease(this.coordinatorId)
+      .catch((e) => this.#fail('releasing the lease failed', e));
     await Promise.allSettled([...this.#starting]);
   }
 
@@ -199,7 +218,7 @@ export class Dispatcher {
    * database (a chain request unrefunded). Each moves to the history as `expired` with
    * `COORDINATOR_GONE`, signed by this relay: it is the one that took it out of the log (the request
    * never reached the network). A row its coordinator moves meanwhile stays as that coordinator made it.
-   * Runs at `start` and every `abandonSweepMs`; returns the ids moved here.
+   * Runs at `start` and every `leaseRenewMs`; returns the ids moved here.
    */
   async expireAbandoned(): Promise<string[]> {
     const gone: string[] = [];
@@ -208,6 +227,7 @@ export class Dispatcher {
       const rows = await this.#o.intake.abandoned(this.coordinatorId, before, STEP);
       if (rows.length === 0) return gone;
       const moves: Parameters<HistoryStore['moveFromIntake']>[0][number][] = [];
+      let dropped = 0;
       for (const row of rows) {
         const packet = row.body ? await signPacket(this.#o.key, 'request', row.body).catch(() => null) : null;
         if (packet === null) {
@@ -217,6 +237,7 @@ export class Dispatcher {
             seq: row.seq,
           });
           await this.#o.store.dropFromIntake(row.seq);
+          dropped++;
           continue;
         }
         moves.push({
@@ -233,25 +254,49 @@ export class Dispatcher {
         gone.push(id);
         this.#o.changed?.(id);
       }
+      // Rows read that were already gone (another relay moved them, and this relay reads an embedded
+      // replica that has not synced yet): read again, they would be the same rows.
+      if (moved.size === 0 && dropped === 0) return gone;
     }
   }
 
-  /** One sweep for abandoned rows at a time; a failure is logged and counted, and the next one tries again. */
-  #sweepAbandoned(): void {
-    if (this.#sweeping || this.#stopped) return;
-    this.#sweeping = this.expireAbandoned()
-      .then((gone) => {
-        if (gone.length > 0) {
-          this.#o.log?.({
-            level: 'warn',
-            msg: 'queued requests whose coordinator never came back expired',
-            requests: gone,
-          });
-        }
-      })
-      .catch((e) => this.#fail('expiring abandoned admission rows failed', e))
+  /**
+   * Take over the queued rows of coordinators whose lease went stale (they crashed, or stopped): from
+   * then on they are this coordinator's, dispatched (or expired as `QUEUE_TIMEOUT`) by its own steps.
+   * Only while this relay can start requests (`ready`): otherwise they would wait here as they waited
+   * there, and a relay that can is left to take them. Returns how many rows were taken.
+   */
+  async takeOverStale(): Promise<number> {
+    if (this.#o.ready?.() === false) return 0;
+    const taken = await this.#o.intake.takeOver(this.coordinatorId, this.#o.now() - this.#o.leaseStaleMs);
+    if (taken > 0) {
+      this.#o.log?.({ level: 'warn', msg: 'queued requests of a coordinator gone taken over', taken });
+      this.admitted(taken);
+    }
+    return taken;
+  }
+
+  /**
+   * Every `leaseRenewMs`, one at a time: renew the lease, take over stale coordinators' rows, expire
+   * abandoned ones. A failure is logged and counted; the next round tries again.
+   */
+  #housekeep(): void {
+    if (this.#leasing || this.#stopped) return;
+    this.#leasing = (async () => {
+      await this.#o.intake.renewLease(this.coordinatorId, this.#o.now());
+      await this.takeOverStale();
+      const gone = await this.expireAbandoned();
+      if (gone.length > 0) {
+        this.#o.log?.({
+          level: 'warn',
+          msg: 'queued requests whose coordinator never came back expired',
+          requests: gone,
+        });
+      }
+    })()
+      .catch((e) => this.#fail('renewing the lease or taking over stale rows failed', e))
       .finally(() => {
-        this.#sweeping = undefined;
+        this.#leasing = undefined;
       });
   }
 
@@ -380,7 +425,9 @@ export class Dispatcher {
       });
       this.#track(started);
     }
-    return true;
+    // None of the rows read was still in the log (read from a replica not synced yet): the next poll
+    // reads again, rather than this step reading the same rows at once.
+    return moved.size > 0 || dropped > 0;
   }
 
   /** A coordinator start the dispatcher waits for on `stop`. */

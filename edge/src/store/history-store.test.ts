@@ -813,6 +813,7 @@ describe('HistoryStore: requests by status (/healthz, /metrics)', () => {
         '0006_history_read_paths',
         '0007_chain_request_counts',
         '0008_reputation_vouched',
+        '0009_coordinator_leases',
       ]);
       const store = new HistoryStore(drizzle(client, { schema: historySchema }));
       expect(await store.counts()).toEqual({

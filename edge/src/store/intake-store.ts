@@ -134,17 +134,64 @@ export class IntakeStore {
   }
 
   /**
-   * The oldest queued requests of coordinators other than `except` whose deadline passed before `before`
-   * (ms), in admission order: what `Dispatcher.expireAbandoned` takes out of the log for a coordinator
-   * that stopped and never came back (a live one moves its rows out at their deadline).
+   * Queued requests of coordinators other than `except` whose deadline passed before `before` (ms): what
+   * `Dispatcher.expireAbandoned` takes out of the log for a coordinator that stopped and never came back
+   * (a live one moves its rows out at their deadline). Only each coordinator's oldest `perCoordinator`
+   * rows are looked at, through `request_intake_coordinator_idx` (its coordinators found by one index
+   * seek each): the sweep runs every few seconds and must not read a long log whole. Rows are in
+   * admission order, deadlines at most `LIMITS.defaultSkewMs` after it, so old rows come first.
    */
-  async abandoned(except: string, before: number, limit: number): Promise<QueuedRequest[]> {
-    const r = await this.client.execute({
-      sql: `SELECT seq, request_id, coordinator, caller_id, body, created_at, deadline FROM request_intake
-            WHERE deadline < ? AND coordinator <> ? ORDER BY seq LIMIT ?`,
-      args: [before, except, limit],
+  async abandoned(except: string, before: number, perCoordinator: number): Promise<QueuedRequest[]> {
+    const coordinators = await this.client.execute(`WITH RECURSIVE c(x) AS (
+        SELECT min(coordinator) FROM request_intake
+        UNION ALL
+        SELECT (SELECT min(coordinator) FROM request_intake WHERE coordinator > c.x) FROM c WHERE c.x IS NOT NULL
+      ) SELECT x FROM c WHERE x IS NOT NULL`);
+    const rows: QueuedRequest[] = [];
+    for (const row of coordinators.rows) {
+      const coordinator = String(row['x']);
+      if (coordinator === except) continue;
+      const r = await this.client.execute({
+        sql: `SELECT * FROM (
+                SELECT seq, request_id, coordinator, caller_id, body, created_at, deadline FROM request_intake
+                WHERE coordinator = ? ORDER BY seq LIMIT ?)
+              WHERE deadline < ?`,
+        args: [coordinator, perCoordinator, before],
+      });
+      rows.push(...r.rows.map(toQueued));
+    }
+    return rows;
+  }
+
+  /** Renew `coordinator`'s lease on its admission-log rows (`coordinator_leases`) at `now`. */
+  async renewLease(coordinator: string, now: number): Promise<void> {
+    await this.client.execute({
+      sql: `INSERT INTO coordinator_leases (coordinator, renewed_at) VALUES (?, ?)
+            ON CONFLICT (coordinator) DO UPDATE SET renewed_at = max(renewed_at, excluded.renewed_at)`,
+      args: [coordinator, now],
     });
-    return r.rows.map(toQueued);
+  }
+
+  /** Give the lease up (a relay that stops): its rows may be taken over at once. */
+  async releaseLease(coordinator: string): Promise<void> {
+    await this.client.execute({
+      sql: 'UPDATE coordinator_leases SET renewed_at = 0 WHERE coordinator = ?',
+      args: [coordinator],
+    });
+  }
+
+  /**
+   * Take over the queued rows of every other coordinator whose lease was last renewed before `staleBefore`
+   * (ms): they name `to` as their coordinator from then on. One statement, so two relays taking over at
+   * once split nothing: each row goes to one of them. Returns how many rows were taken.
+   */
+  async takeOver(to: string, staleBefore: number): Promise<number> {
+    const r = await this.client.execute({
+      sql: `UPDATE request_intake SET coordinator = ?
+            WHERE coordinator IN (SELECT coordinator FROM coordinator_leases WHERE renewed_at < ? AND coordinator <> ?)`,
+      args: [to, staleBefore, to],
+    });
+    return r.rowsAffected;
   }
 
   /**

@@ -113,6 +113,7 @@ describe('applyMigrations', () => {
     expect(await applyMigrations(c, MIGRATIONS)).toEqual([
       '0007_chain_request_counts',
       '0008_reputation_vouched',
+      '0009_coordinator_leases',
     ]);
     const counts = async () =>
       Object.fromEntries(

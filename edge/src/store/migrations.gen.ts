@@ -163,5 +163,13 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
       "ALTER TABLE `reputation` ADD `vouched` integer DEFAULT 0 NOT NULL;",
       "CREATE INDEX `reputation_vouched_idx` ON `reputation` (`vouched`);"
     ]
+  },
+  {
+    "tag": "0009_coordinator_leases",
+    "folderMillis": 1795405503227,
+    "hash": "c2aa4b1523fb5abe77ed28588b31f71b5039695506910cc97ff2e0e67b181290",
+    "statements": [
+      "CREATE TABLE `coordinator_leases` (\n\t`coordinator` text PRIMARY KEY NOT NULL,\n\t`renewed_at` integer NOT NULL,\n\tCONSTRAINT \"coordinator_leases_coordinator_ck\" CHECK(length(\"coordinator\") = 64 and \"coordinator\" not glob '*[^0-9a-f]*')\n);"
+    ]
   }
 ];

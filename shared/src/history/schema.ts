@@ -648,6 +648,22 @@ export const requestIntake = sqliteTable(
 );
 
 /**
+ * Each coordinator's lease on its rows of the admission log: its dispatcher renews it every few seconds
+ * (`renewed_at`, ms) and sets it to 0 when it stops. Rows of a coordinator whose lease went stale (it
+ * crashed, or stopped) are taken over by another relay over the database (their `coordinator` set to
+ * that relay's), which then signs and coordinates them; a coordinator with no lease row is never taken
+ * over (its rows expire as abandoned well past their deadline instead).
+ */
+export const coordinatorLeases = sqliteTable(
+  'coordinator_leases',
+  {
+    coordinator: text('coordinator').primaryKey(),
+    renewedAt: integer('renewed_at').notNull(),
+  },
+  (t) => [check('coordinator_leases_coordinator_ck', isHex64(t.coordinator))],
+);
+
+/**
  * The `id_prefix` of a request id: its first 13 hex digits, as a safe integer. A chain request id
  * (`<chainId>:<contract>:<requestNo>`, not hex) takes those of its sha256 instead, so the requests of one
  * contract spread over the index like any others.
@@ -816,6 +832,7 @@ export const historySchema = {
   usage,
   idempotency,
   requestIntake,
+  coordinatorLeases,
   chainRequests,
   chainRequestCounts,
   chainCursors,
