@@ -418,4 +418,30 @@ describe('Dispatcher', () => {
     await relayB.idle();
     expect(nodeB.submitted).toEqual([a.requestId, b.requestId, c.requestId]);
   });
+  test('rows read again and again that are no longer in the log (a replica behind) end the step, not loop on it', async () => {
+    const now = 1_000_000;
+    const s = await setup({ maxOpen: 4, now: () => now });
+    const a = body(now);
+    await s.admit([a]);
+    // A replica that has not synced: it keeps showing the row another relay already moved.
+    const stale = await s.intake.next(s.key.nodeId, 64);
+    await s.store.dropFromIntake(stale[0]?.seq ?? -1);
+    let reads = 0;
+    s.intake.next = async () => {
+      reads++;
+      return stale;
+    };
+    s.d.wake();
+    await s.d.idle();
+    expect(reads).toBe(1);
+    expect(s.node.submitted).toEqual([]);
+    const other = await NodeKey.fromSeed(new Uint8Array(32).fill(13));
+    s.intake.abandoned = async () => {
+      reads++;
+      return stale;
+    };
+    const elsewhere = new Dispatcher({ ...optionsOf(s), key: other, now: () => now });
+    expect(await elsewhere.expireAbandoned()).toEqual([]);
+    expect(reads).toBe(2);
+  });
 });
