@@ -1,3 +1,9 @@
+import {
+  DEFAULT_CLUSTER_ID,
+  MAX_CLUSTER_ID,
+  parseWakuClusterId,
+  WakuClusterIdError,
+} from '@synod/browser-node/waku-cluster-id';
 import type { EmbeddingModelRef } from '@synod/shared';
 import type { RateLimitConfig } from './rate-limit.ts';
 import { DEFAULT_IDEMPOTENCY_RETENTION_MS } from './store/idempotency-retention.ts';
@@ -91,6 +97,30 @@ export function parseWholeNumber(flag: string, text: string, min: number, max: n
     throw new FlagError(`${flag} must be ${what}, ${got(text)}`);
   }
   return Number(text);
+}
+
+/** Synod's own Waku cluster, the relay's default. */
+export const DEFAULT_WAKU_CLUSTER = DEFAULT_CLUSTER_ID;
+/** Largest Waku cluster id: RFC 51 makes it a uint16. */
+export const MAX_WAKU_CLUSTER = MAX_CLUSTER_ID;
+
+/** A `--waku-cluster` or `$SYNOD_WAKU_CLUSTER` that is not a Waku cluster id. */
+export class WakuClusterFlagError extends FlagError {
+  readonly code = 'WAKU_CLUSTER_INVALID';
+}
+
+/**
+ * A Waku cluster id (`--waku-cluster`, `$SYNOD_WAKU_CLUSTER`): 0-65535, decimal digits only. Checked
+ * with the transport's own rule (a module without libp2p), so a bad one exits 2 before the node and
+ * its transports are loaded.
+ */
+export function parseWakuCluster(flag: string, text: string): number {
+  try {
+    return parseWakuClusterId(flag, text);
+  } catch (e) {
+    if (e instanceof WakuClusterIdError) throw new WakuClusterFlagError(e.message);
+    throw e;
+  }
 }
 
 /**

@@ -11,6 +11,7 @@ import { type ChainBridgeOptions, parseChainBridge } from './chain/bridge-config
 import { ChainBridgeError } from './chain/chain-watcher.ts';
 import {
   type DbUrl,
+  DEFAULT_WAKU_CLUSTER,
   FlagError,
   got,
   isIpAddress,
@@ -19,6 +20,7 @@ import {
   parseEnvName,
   parseList,
   parsePort,
+  parseWakuCluster,
   parseWholeNumber,
   redactDbUrl,
 } from './config.ts';
@@ -46,6 +48,8 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --tcp-port N           libp2p TCP port                                   [0]
   --ws-port N            libp2p WebSocket port (browsers dial it)          [0]
   --bootstrap ADDRS      comma-separated multiaddrs with /p2p/<id>         []
+  --waku-cluster N       Waku cluster (0-65535; 1: The Waku Network); nodes of other clusters
+                         are not heard                                     [$SYNOD_WAKU_CLUSTER or 42]
   --gun-port N           also run a Gun relay on this port (0: any free) as a second network
                          for redundant delivery of requests and verdicts; omit for none
   --models IDS           models served on the network (comma-separated)    [stories260K]
@@ -90,6 +94,7 @@ interface RelaySettings {
   wsPort: number;
   gunPort: number | undefined;
   bootstrap: string[];
+  wakuCluster: number;
   models: string[];
   trustedNodes: string[];
   corsOrigins: string[];
@@ -173,6 +178,13 @@ function relaySettings(
           : 'not a multiaddr with /p2p/<peer id> (such as /ip4/127.0.0.1/tcp/60000/p2p/12D3KooW…)',
       )
     : [];
+  // The flag, else the environment (an empty variable counts as unset), else Synod's own cluster.
+  const clusterEnv = env['SYNOD_WAKU_CLUSTER'] || undefined;
+  const wakuCluster = given.has('waku-cluster')
+    ? parseWakuCluster('--waku-cluster', text('waku-cluster'))
+    : clusterEnv !== undefined
+      ? parseWakuCluster('$SYNOD_WAKU_CLUSTER', clusterEnv)
+      : DEFAULT_WAKU_CLUSTER;
   const models = parseList('--models', text('models'), 'model ids', (m) =>
     MODEL_ID_RE.test(m) ? undefined : 'not a model id (1-128 characters of A-Z a-z 0-9 . _ : / @ + -)',
   );
@@ -290,6 +302,7 @@ function relaySettings(
     wsPort,
     gunPort,
     bootstrap,
+    wakuCluster,
     models,
     trustedNodes,
     corsOrigins,
@@ -327,6 +340,7 @@ async function main(argv: string[]): Promise<number> {
         'tcp-port': { type: 'string', default: '0' },
         'ws-port': { type: 'string', default: '0' },
         bootstrap: { type: 'string', default: '' },
+        'waku-cluster': { type: 'string' },
         'gun-port': { type: 'string' },
         models: { type: 'string', default: 'stories260K' },
         'trusted-nodes': { type: 'string' },
@@ -411,6 +425,7 @@ async function main(argv: string[]): Promise<number> {
       tcpPort,
       wsPort,
       bootstrap: s.bootstrap,
+      clusterId: s.wakuCluster,
       privateKey: await libp2pKeyFor(key),
     });
     const gunRelay = gunPort === undefined ? undefined : await startGunRelay({ host, port: gunPort });
@@ -453,6 +468,7 @@ async function main(argv: string[]): Promise<number> {
       url: relay.url,
       coordinator: key.nodeId,
       multiaddrs: waku.addresses(),
+      wakuCluster: s.wakuCluster,
       ...(gunRelay ? { gun: gunRelay.url } : {}),
       db: redactDbUrl(dbUrl),
       ...(devKeyFile ? { devKeyFile } : {}),

@@ -12,6 +12,7 @@ import { LibsqlMachineStore } from '../node/machine-store-libsql.ts';
 import { SynodNode } from '../node/synod-node.ts';
 import type { GunTransport } from '../p2p/gun.ts';
 import { libp2pKeyFor } from '../p2p/peer-key.ts';
+import { DEFAULT_CLUSTER_ID, parseWakuClusterId } from '../p2p/waku-relay.ts';
 import { createHeadlessWakuRelay } from '../p2p/waku-relay-headless.ts';
 import { loadOrCreateIdentity, lockIdentity } from './identity-file.ts';
 import { renderNodeMetrics } from './metrics-text.ts';
@@ -34,6 +35,8 @@ Usage: synod node [options]
   --tcp-port N           libp2p TCP port (0: any free)                [0]
   --ws-port N            libp2p WebSocket port for browsers (0: any)  [0]
   --bootstrap ADDRS      comma-separated multiaddrs with /p2p/<id>    []
+  --waku-cluster N       Waku cluster (0-65535; 1: The Waku Network); nodes of other
+                         clusters are not heard                       [$SYNOD_WAKU_CLUSTER or 42]
   --gun URLS             Gun relay peers (http://127.0.0.1:PORT/gun): a second network
                          for redundant delivery of requests and verdicts  []
   --http-port N          /healthz and /metrics port (0: any free)     [0]
@@ -60,6 +63,8 @@ export interface NodeCliOptions {
   tcpPort: number;
   wsPort: number;
   bootstrap: string[];
+  /** The Waku cluster (RFC 51, a uint16): `--waku-cluster`, else `$SYNOD_WAKU_CLUSTER`, else 42. */
+  wakuCluster: number;
   /** Gun relay peers; empty: no Gun transport. */
   gun: string[];
   httpPort: number;
@@ -114,6 +119,7 @@ export function parseNodeArgs(
       'tcp-port': { type: 'string', default: '0' },
       'ws-port': { type: 'string', default: '0' },
       bootstrap: { type: 'string', default: '' },
+      'waku-cluster': { type: 'string' },
       gun: { type: 'string', default: '' },
       'http-port': { type: 'string', default: '0' },
       db: { type: 'string', default: '.data/node/state.db' },
@@ -176,6 +182,15 @@ export function parseNodeArgs(
         (engine === 'llama-cpp' ? '' : ' (for it, leave --engine at llama-cpp)'),
     );
   }
+  // The flag, else the environment (an empty variable counts as unset), else Synod's own cluster.
+  const clusterFlag = values['waku-cluster'] as string | undefined;
+  const clusterEnv = env['SYNOD_WAKU_CLUSTER'] || undefined;
+  const wakuCluster =
+    clusterFlag !== undefined
+      ? parseWakuClusterId('--waku-cluster', clusterFlag)
+      : clusterEnv !== undefined
+        ? parseWakuClusterId('$SYNOD_WAKU_CLUSTER', clusterEnv)
+        : DEFAULT_CLUSTER_ID;
   const passphraseVar = values['passphrase-env'] as string;
   const passphrase = env[passphraseVar];
   if (!passphrase) throw new CliUsageError(`set the passphrase of the node key in $${passphraseVar}`);
@@ -192,6 +207,7 @@ export function parseNodeArgs(
     tcpPort: int('tcp-port', values['tcp-port'] as string, 0, 65535),
     wsPort: int('ws-port', values['ws-port'] as string, 0, 65535),
     bootstrap: list(values.bootstrap as string).map(bootstrapAddress),
+    wakuCluster,
     gun: list(values.gun as string).map(gunPeer),
     httpPort: int('http-port', values['http-port'] as string, 0, 65535),
     db: values.db as string,
@@ -359,6 +375,7 @@ async function startNode(
         tcpPort: o.tcpPort,
         wsPort: o.wsPort,
         bootstrap: o.bootstrap,
+        clusterId: o.wakuCluster,
         // The same peer id at every start: the multiaddrs given out for this node keep working.
         privateKey: await libp2pKeyFor(key),
       }).catch((e: unknown) => {
@@ -432,6 +449,7 @@ async function startNode(
     role: node.role,
     http: httpUrl,
     multiaddrs,
+    wakuCluster: o.wakuCluster,
   });
   return {
     node,

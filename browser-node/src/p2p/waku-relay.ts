@@ -89,13 +89,20 @@ import {
   TransportMessageTooLargeError,
   type Unsubscribe,
 } from './transport.ts';
+import { checkClusterId, DEFAULT_CLUSTER_ID, THE_WAKU_NETWORK_CLUSTER_ID } from './waku-cluster-id.ts';
+
+export {
+  DEFAULT_CLUSTER_ID,
+  MAX_CLUSTER_ID,
+  parseWakuClusterId,
+  THE_WAKU_NETWORK_CLUSTER_ID,
+  WakuClusterIdError,
+} from './waku-cluster-id.ts';
 
 /** Largest gossipsub RPC frame taken from a peer (see `maxInboundDataLength` below). */
 export const MAX_INBOUND_FRAME_BYTES = 4 * 1024 * 1024;
 /** Largest WakuMessage relayed off The Waku Network: the largest Synod packet and room for its envelope. */
 export const MAX_WAKU_MESSAGE_BYTES = LIMITS.maxPacketBytes + 1024;
-/** The Waku Network's cluster (RFC 64). */
-export const THE_WAKU_NETWORK_CLUSTER_ID = 1;
 /**
  * Largest WakuMessage on The Waku Network: 150 KiB of the whole protobuf-encoded message (RFC 64,
  * "Message size"; nwaku's `MaxWakuMessageSize` = 150 * 1024). Its relays drop anything larger.
@@ -106,8 +113,6 @@ export const WAKU_MAX_META_BYTES = 64;
 
 /** The stream protocol Waku relays speak: gossipsub under Waku's name. */
 export const WAKU_RELAY_CODEC = '/vac/waku/relay/2.0.0';
-/** Synod's own Waku cluster by default; The Waku Network is cluster 1 (and requires RLN). */
-export const DEFAULT_CLUSTER_ID = 42;
 /** Shards per cluster for autosharding, as on The Waku Network. */
 export const DEFAULT_SHARDS_IN_CLUSTER = 8;
 /** How long `disconnect` refuses a peer's connections by default: the intake's default ban. */
@@ -118,6 +123,10 @@ export const MAX_BANNED_PEERS = 4096;
 export type DialPolicy = 'loopback' | 'any' | ((address: Multiaddr) => boolean);
 
 export interface WakuRelayOptions {
+  /**
+   * The Waku cluster (RFC 51, a uint16): nodes relay only on their cluster's shards, so nodes of two
+   * clusters never hear each other. Default `DEFAULT_CLUSTER_ID` (42, Synod's own); 1 is The Waku Network.
+   */
   clusterId?: number;
   numShardsInCluster?: number;
   /** Multiaddrs to listen on (headless only), e.g. `/ip4/127.0.0.1/tcp/0/ws`. Default none. */
@@ -375,13 +384,13 @@ function noiseInit(): Parameters<typeof noise>[0] {
 export async function createWakuRelayTransport(options: WakuRelayOptions = {}): Promise<WakuRelayTransport> {
   const allow = dialAllowed(options.dialPolicy ?? 'loopback');
   maxMessageBytesOf(options); // a bad cap throws before anything starts
+  const clusterId = checkClusterId(options.clusterId ?? DEFAULT_CLUSTER_ID);
   const bootstrapList = options.bootstrap ?? [];
   for (const address of bootstrapList) {
     if (multiaddr(address).getPeerId() === null) {
       throw new Error(`bootstrap address ${address} has no /p2p/<peer id>`);
     }
   }
-  const clusterId = options.clusterId ?? DEFAULT_CLUSTER_ID;
   const numShards = options.numShardsInCluster ?? DEFAULT_SHARDS_IN_CLUSTER;
   const shards = new Set(ALL_TOPICS.map((t) => pubsubTopicOf(t, clusterId, numShards)));
   const pubsubInit: Partial<GossipsubOpts> = {
