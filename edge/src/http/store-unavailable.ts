@@ -69,3 +69,22 @@ export function storeUnreachableCause(e: unknown): Error | undefined {
 export function isStoreUnreachable(e: unknown): boolean {
   return storeUnreachableCause(e) !== undefined;
 }
+
+/**
+ * What `/healthz` says of an embedded replica's primary, the libSQL server its writes go to (its reads
+ * come from its own file, so they say nothing of it). Unreachable: `STORE_UNAVAILABLE`, as a write would
+ * be answered meanwhile; answering with an error (a revoked auth token, say): `INTERNAL`, likewise.
+ * `since`: when the primary was first found failing, in this run of failures.
+ */
+export type PrimaryHealth =
+  | { ok: true }
+  | {
+      ok: false;
+      reachable: boolean;
+      code: 'STORE_UNAVAILABLE' | 'INTERNAL';
+      reason: string;
+      since: number;
+    };
+
+/** Asks whether the primary answers: bounded in time, and cheap however often it is asked. */
+export type PrimaryHealthCheck = () => Promise<PrimaryHealth>;

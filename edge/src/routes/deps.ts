@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import type { ApiKeyCache } from '../auth/api-key-cache.ts';
 import type { EdgeConfig } from '../config.ts';
 import type { AdmissionHealth } from '../http/admission-health.ts';
+import type { PrimaryHealthCheck } from '../http/store-unavailable.ts';
 import type { StreamSlots } from '../http/stream-slots.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RateLimiter } from '../rate-limit.ts';
@@ -31,6 +32,8 @@ export interface EdgeDeps {
   admissionStats?: () => AdmissionStats;
   /** How the latest admission went, for /healthz (createApp makes one when none is given). */
   admissionHealth?: AdmissionHealth;
+  /** On an embedded replica, whether its primary answers (for /healthz: reads alone would not notice). */
+  primaryHealth?: PrimaryHealthCheck;
   /** Event streams open, per client address (createApp makes one when none is given). */
   streams?: StreamSlots;
 }

@@ -26,9 +26,19 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     const failing = deps.admissionHealth?.failing() ?? null;
     const admissions =
       failing === null ? { ok: true } : { ok: false, failedAt: failing.at, reason: failing.reason };
-    const ok = db && admissions.ok && net.ok;
+    // An embedded replica reads from its own file: `db` holds while its primary, which every write
+    // needs, is down. `primary` says whether that answers (STORE_UNAVAILABLE when it cannot be reached).
+    const primary = deps.primaryHealth ? await deps.primaryHealth() : undefined;
+    const ok = db && admissions.ok && net.ok && (primary?.ok ?? true);
     return c.json(
-      { ok, db, admissions, network: net, coordinator: deps.network.coordinatorId },
+      {
+        ok,
+        db,
+        ...(primary ? { primary } : {}),
+        admissions,
+        network: net,
+        coordinator: deps.network.coordinatorId,
+      },
       ok ? 200 : 503,
     );
   });

@@ -113,7 +113,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   // Checked before anything is opened or started, so a bad value leaves nothing running.
   checkIdempotencyRetention(o.config?.idempotencyRetentionMs ?? DEFAULT_EDGE_CONFIG.idempotencyRetentionMs);
   checkMaxQueued(o.maxQueuedRequests ?? DEFAULT_MAX_QUEUED);
-  const { client, store, checkFile } = await openHistory(
+  const { client, store, checkFile, primaryHealth } = await openHistory(
     o.dbUrl,
     o.dbAuthToken,
     o.replicaPath,
@@ -284,6 +284,8 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
         writerRestarts: admissionWriter?.restarts ?? 0,
       };
     },
+    // On an embedded replica, /healthz asks its primary too (reads alone would not notice it down).
+    ...(primaryHealth ? { primaryHealth } : {}),
   });
   if (o.gatewaySecret !== undefined) mountInternal(app, { secret: o.gatewaySecret, network, config });
   const server = Bun.serve({

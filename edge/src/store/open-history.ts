@@ -9,6 +9,11 @@ import { createClient } from '@libsql/client';
 import { expandConfig } from '@libsql/core/config';
 import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql';
+import {
+  isStoreUnreachable,
+  type PrimaryHealth,
+  type PrimaryHealthCheck,
+} from '../http/store-unavailable.ts';
 import { boundedFetch } from './bounded-fetch.ts';
 import { HistoryStore } from './history-store.ts';
 import { applyMigrations } from './migrate.ts';
@@ -69,6 +74,77 @@ export const SERVER_REQUEST_TIMEOUT_MS = 30_000;
 /** How often an embedded replica pulls the primary's changes, by default. */
 export const DEFAULT_REPLICA_SYNC_MS = 1_000;
 
+/** How long `/healthz` waits for a replica's primary to answer before it counts as unreachable. */
+export const PRIMARY_PROBE_TIMEOUT_MS = 2_000;
+
+/** How long a probe's answer is reused: the primary gets at most one probe this often. */
+export const PRIMARY_PROBE_REUSE_MS = 1_000;
+
+/**
+ * Whether an embedded replica's primary (the libSQL server at `dbUrl`) answers, for `/healthz`: a
+ * `SELECT 1` on a client of its own, opened for the probe and closed after it.
+ *
+ * Why a probe and not the outcome of the latest sync or write: the replica's syncs run inside libSQL
+ * (`syncInterval`), which reports none of their failures, and writes come only with traffic, so an idle
+ * relay would go on saying it is healthy long after its primary went away. A probe is cheap and
+ * bounded: it fails after `timeoutMs` (2 s, not the 30 s the relay's own requests may take: a load
+ * balancer asks `/healthz` far more often than that), closing its client then ends whatever it still
+ * waited for, one runs at a time and its answer is reused for `reuseMs`, so however often `/healthz` is
+ * asked the primary sees at most one probe per `reuseMs`.
+ */
+export function primaryHealthCheck(
+  dbUrl: string,
+  authToken?: string,
+  { timeoutMs = PRIMARY_PROBE_TIMEOUT_MS, reuseMs = PRIMARY_PROBE_REUSE_MS, now = Date.now } = {},
+): PrimaryHealthCheck {
+  let last: { health: PrimaryHealth; at: number } | undefined;
+  let probing: Promise<PrimaryHealth> | undefined;
+  let failingSince: number | undefined;
+  const probe = async (): Promise<PrimaryHealth> => {
+    const started = now();
+    let client: ReturnType<typeof createClient> | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError')),
+        timeoutMs,
+      );
+    });
+    try {
+      client = createClient({
+        url: dbUrl,
+        ...(authToken ? { authToken } : {}),
+        fetch: boundedFetch(timeoutMs),
+      });
+      await Promise.race([client.execute('SELECT 1'), timedOut]);
+      failingSince = undefined;
+      return { ok: true };
+    } catch (e) {
+      failingSince ??= started;
+      const unreachable = isStoreUnreachable(e);
+      return {
+        ok: false,
+        reachable: !unreachable,
+        code: unreachable ? 'STORE_UNAVAILABLE' : 'INTERNAL',
+        reason: String((e as Error)?.message ?? e).slice(0, 300),
+        since: failingSince,
+      };
+    } finally {
+      clearTimeout(timer);
+      client?.close();
+    }
+  };
+  return () => {
+    if (last !== undefined && now() - last.at < reuseMs) return Promise.resolve(last.health);
+    probing ??= probe().then((health) => {
+      last = { health, at: now() };
+      probing = undefined;
+      return health;
+    });
+    return probing;
+  };
+}
+
 /**
  * The history database, migrated. With `replicaPath`, an embedded replica of `dbUrl` (a libSQL
  * server): reads are served from the local file, writes (and the reads inside a write transaction)
@@ -126,5 +202,7 @@ export async function openHistory(
   // A local file (not a replica, whose file the client manages) is checked whenever health is asked.
   const checkFile = !replicaPath && localFile ? databaseFileCheck(localFile) : undefined;
   const store = new HistoryStore(drizzle(client, { schema: historySchema }), checkFile);
-  return { client, store, checkFile };
+  // A replica's reads come from its file: whether its writes can reach the primary is asked apart.
+  const primaryHealth = replicaPath ? primaryHealthCheck(dbUrl, authToken) : undefined;
+  return { client, store, checkFile, primaryHealth };
 }
