@@ -86,6 +86,14 @@ interface Vectors {
     verdict: JsonObject;
     verdictJcs: string;
     verdictDigest: string;
+    /** A second verdict, by a verifier that embeds the outputs again (README: `reembedded`). */
+    reembedded?: {
+      noiseToleranceBits: number;
+      reveals: { revealId: string; bits: string; distance: number }[];
+      verdict: JsonObject;
+      verdictJcs: string;
+      verdictDigest: string;
+    };
   }[];
 }
 
@@ -832,8 +840,20 @@ interface Rejection {
 const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 const MAX_VERDICT_ENTRIES = 256;
 
-/** docs/protocol.md, Consensus, rules 0 to 7. */
-function computeVerdict(request: Envelope, seal: Envelope, revealPackets: Envelope[]): JsonObject {
+/** A verifier's own bits for reveals (by packet id), from embedding their outputs again. */
+interface Reembedding {
+  bits: ReadonlyMap<string, string>;
+  /** Largest distance from the claimed bits that still passes; 0 when not given. */
+  noiseToleranceBits?: number;
+}
+
+/** docs/protocol.md, Consensus, rules 0 to 7; with `reembedding`, rule 1's EMBEDDING_DISAGREES too. */
+function computeVerdict(
+  request: Envelope,
+  seal: Envelope,
+  revealPackets: Envelope[],
+  reembedding?: Reembedding,
+): JsonObject {
   const requestId = String(request.body['requestId']);
   const frame = request.body['frame'] as JsonObject;
   const bits = (frame['embeddingModel'] as JsonObject)['bits'] as number;
@@ -858,7 +878,7 @@ function computeVerdict(request: Envelope, seal: Envelope, revealPackets: Envelo
   for (const p of revealPackets) if (p.body['requestId'] === requestId) byId.set(packetIdOf(p), p);
 
   // Rule 1: validity (null = valid); non-members aside, one smallest reveal id per node.
-  const reasonOf = (p: Envelope): string | null => {
+  const reasonOf = (id: string, p: Envelope): string | null => {
     const embedding = p.body['bEmbedding'];
     if (typeof embedding !== 'string' || !new RegExp(`^[0-9a-f]{${bits / 4}}$`).test(embedding))
       return 'EMBEDDING_LENGTH';
@@ -874,6 +894,10 @@ function computeVerdict(request: Envelope, seal: Envelope, revealPackets: Envelo
     });
     if (opened !== members.get(p.from)) return 'COMMITMENT_MISMATCH';
     if ((p.body['createdAt'] as number) > windowEnd) return 'REVEAL_LATE';
+    // Only a reveal the verifier has its own bits for is re-checked: more than the tolerance away fails.
+    const own = reembedding?.bits.get(id);
+    if (own !== undefined && hamming(embedding, own) > (reembedding?.noiseToleranceBits ?? 0))
+      return 'EMBEDDING_DISAGREES';
     return null;
   };
   const nonMembers = new Map<string, string>();
@@ -884,7 +908,7 @@ function computeVerdict(request: Envelope, seal: Envelope, revealPackets: Envelo
       continue;
     }
     const list = revealsOf.get(p.from) ?? [];
-    list.push({ id, packet: p, reason: reasonOf(p) });
+    list.push({ id, packet: p, reason: reasonOf(id, p) });
     revealsOf.set(p.from, list);
   }
 
@@ -986,15 +1010,22 @@ function computeVerdict(request: Envelope, seal: Envelope, revealPackets: Envelo
   };
 }
 
-function verdictOfTranscript(packets: Envelope[]): JsonObject {
+function verdictOfTranscript(packets: Envelope[], reembedding?: Reembedding): JsonObject {
   const request = packets.find((p) => p.type === 'request') as Envelope;
   const seal = packets.find((p) => p.type === 'seal') as Envelope;
   return computeVerdict(
     request,
     seal,
     packets.filter((p) => p.type === 'reveal'),
+    reembedding,
   );
 }
+
+/** A scenario's re-embedded bits as the verifier's input. */
+const reembeddingOf = (r: NonNullable<Vectors['scenarios'][number]['reembedded']>): Reembedding => ({
+  bits: new Map(r.reveals.map((x) => [x.revealId, x.bits])),
+  noiseToleranceBits: r.noiseToleranceBits,
+});
 
 // ---------------------------------------------------------------------------------------------------
 // The vectors
@@ -1099,13 +1130,27 @@ describe('protocol conformance: an independent verifier reproduces shared/test-v
     expect(() => merkleRoot([])).toThrow('MERKLE_EMPTY');
   });
 
-  test('the scenarios show every reason a transcript can give, and the 256-entry cap on rejected', () => {
+  test('the scenarios show every reject reason, and the 256-entry cap on rejected', () => {
     const rejectedOf = (v: JsonObject) => v['rejected'] as unknown as Rejection[];
     const reasons = new Set(vectors.scenarios.flatMap((s) => rejectedOf(s.verdict).map((r) => r.reason)));
     // EMBEDDING_DISAGREES needs a verifier that re-embeds outputs; transcript verification does not.
     expect([...reasons].sort()).toEqual([
       'COMMITMENT_MISMATCH',
       'DUPLICATE_REVEAL',
+      'EMBEDDING_LENGTH',
+      'MODEL_NOT_ACCEPTED',
+      'NOT_REVEALED',
+      'NOT_SEALED',
+      'OUTSIDE_CLUSTER',
+      'REVEAL_LATE',
+    ]);
+    const withBits = vectors.scenarios.flatMap((s) =>
+      s.reembedded === undefined ? [] : rejectedOf(s.reembedded.verdict).map((r) => r.reason),
+    );
+    expect([...new Set([...reasons, ...withBits])].sort()).toEqual([
+      'COMMITMENT_MISMATCH',
+      'DUPLICATE_REVEAL',
+      'EMBEDDING_DISAGREES',
       'EMBEDDING_LENGTH',
       'MODEL_NOT_ACCEPTED',
       'NOT_REVEALED',
@@ -1167,6 +1212,27 @@ describe('protocol conformance: an independent verifier reproduces shared/test-v
         const reversed = [...packets].reverse();
         expect(jcs(verdictOfTranscript(reversed))).toBe(scenario.verdictJcs);
       });
+
+      const r = scenario.reembedded;
+      if (r !== undefined) {
+        test('the verdict with the re-embedded bits, its JCS bytes and its digest', () => {
+          const claimed = new Map(
+            packets
+              .filter((p) => p.type === 'reveal')
+              .map((p) => [packetIdOf(p), String(p.body['bEmbedding'])]),
+          );
+          expect(r.reveals.map((x) => x.revealId)).toEqual(
+            [...claimed.keys()].filter((id) => r.reveals.some((x) => x.revealId === id)),
+          );
+          for (const x of r.reveals) expect(hamming(claimed.get(x.revealId) ?? '', x.bits)).toBe(x.distance);
+          const verdict = verdictOfTranscript(packets, reembeddingOf(r));
+          expect(shapeProblems(verdict, VERDICT, 'verdict')).toEqual([]);
+          expect(verdict).toEqual(r.verdict);
+          expect(jcs(verdict)).toBe(r.verdictJcs);
+          expect(toHex(taggedHash('verdict', utf8(jcs(verdict))))).toBe(r.verdictDigest);
+          expect(jcs(verdictOfTranscript([...packets].reverse(), reembeddingOf(r)))).toBe(r.verdictJcs);
+        });
+      }
     });
   }
 });
@@ -1532,5 +1598,107 @@ describe('protocol conformance: the considered reveal and a verdict without cand
         'REVEAL_LATE',
       ]);
     });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// What the scenario reembedded-disagrees pins (rule 1, EMBEDDING_DISAGREES), re-derived
+
+describe('protocol conformance: re-embedded bits and the noise tolerance, as a scenario', () => {
+  const scenario = vectors.scenarios.find((x) => x.name === 'reembedded-disagrees');
+  if (scenario === undefined || scenario.reembedded === undefined)
+    throw new Error('no scenario reembedded-disagrees with re-embedded bits');
+  const r = scenario.reembedded;
+  const packets = scenario.transcript.packets;
+  const request = packets.find((p) => p.type === 'request') as Envelope;
+  const seal = packets.find((p) => p.type === 'seal') as Envelope;
+  const windowEnd =
+    (seal.body['createdAt'] as number) + ((request.body['frame'] as JsonObject)['revealWindowMs'] as number);
+  const tolerance = r.noiseToleranceBits;
+  const rejectedOf = (v: JsonObject) => v['rejected'] as unknown as Rejection[];
+  const acceptedOf = (v: JsonObject) => (v['accepted'] as JsonObject[]).map((a) => String(a['nodeId']));
+  const winnerOf = (v: JsonObject) => (v['winner'] as JsonObject | null)?.['nodeId'] ?? null;
+  const bits = new Map(r.reveals.map((x) => [x.revealId, x.bits]));
+  const reveals = packets.filter((p) => p.type === 'reveal');
+  /** Each reveal: where its claimed bits are against the verifier's, and its outcome in `verdict`. */
+  const outcomes = (verdict: JsonObject, own: ReadonlyMap<string, string>) =>
+    reveals
+      .map((p) => {
+        const id = packetIdOf(p);
+        const mine = own.get(id);
+        const d = mine === undefined ? null : hamming(String(p.body['bEmbedding']), mine);
+        const where =
+          d === null
+            ? 'no bits'
+            : d < tolerance
+              ? 'within'
+              : d === tolerance
+                ? 'at'
+                : `beyond by ${d - tolerance}`;
+        const outcome = acceptedOf(verdict).includes(p.from)
+          ? 'accepted'
+          : rejectedOf(verdict).find((x) => x.revealId === id)?.reason;
+        return `${(p.body['createdAt'] as number) > windowEnd ? 'late, ' : ''}${where}: ${outcome}`;
+      })
+      .sort();
+
+  test('within and at the tolerance pass, one bit beyond fails, no bits is not re-checked, late comes first', () => {
+    expect(tolerance).toBeGreaterThan(0);
+    const verdict = verdictOfTranscript(packets, { bits, noiseToleranceBits: tolerance });
+    expect(outcomes(verdict, bits)).toEqual([
+      'at: accepted',
+      'beyond by 1: EMBEDDING_DISAGREES',
+      expect.stringMatching(/^late, beyond by \d+: REVEAL_LATE$/),
+      'no bits: accepted',
+      'within: accepted',
+    ]);
+    expect(verdict['status']).toBe('accepted');
+    expect(acceptedOf(verdict)).toHaveLength(verdict['required'] as number);
+  });
+
+  test('without re-embedding, the reveal beyond the tolerance is accepted and the winner', () => {
+    const without = verdictOfTranscript(packets);
+    const withBits = verdictOfTranscript(packets, { bits, noiseToleranceBits: tolerance });
+    const disagrees = rejectedOf(withBits).find((x) => x.reason === 'EMBEDDING_DISAGREES');
+    expect(jcs(without)).toBe(scenario.verdictJcs);
+    expect(winnerOf(without)).toBe(disagrees?.nodeId ?? '');
+    expect(winnerOf(withBits)).not.toBe(disagrees?.nodeId ?? '');
+    expect(rejectedOf(without).map((x) => x.reason)).toEqual(['REVEAL_LATE']);
+  });
+
+  test('the tolerance decides: one bit less loses the quorum, one bit more accepts the reveal beyond it', () => {
+    const less = verdictOfTranscript(packets, { bits, noiseToleranceBits: tolerance - 1 });
+    expect(less['status']).toBe('no-consensus');
+    expect(rejectedOf(less).filter((x) => x.reason === 'EMBEDDING_DISAGREES')).toHaveLength(2);
+    const more = verdictOfTranscript(packets, { bits, noiseToleranceBits: tolerance + 1 });
+    expect(jcs(more)).toBe(scenario.verdictJcs);
+  });
+
+  test('no tolerance given is 0 bits: the same bits pass, one bit off fails', () => {
+    const flipLastBit = (hex: string) =>
+      hex.slice(0, -1) + (Number.parseInt(hex.slice(-1), 16) ^ 1).toString(16);
+    const claimed = new Map(reveals.map((p) => [packetIdOf(p), String(p.body['bEmbedding'])]));
+    const same = new Map([...bits.keys()].map((id) => [id, claimed.get(id) as string]));
+    const exact = verdictOfTranscript(packets, { bits: same });
+    expect(rejectedOf(exact).map((x) => x.reason)).toEqual(['REVEAL_LATE']);
+    const oneOff = new Map([...same].map(([id, b]) => [id, flipLastBit(b)]));
+    for (const b of oneOff.keys()) expect(hamming(same.get(b) as string, oneOff.get(b) as string)).toBe(1);
+    const strict = verdictOfTranscript(packets, { bits: oneOff });
+    expect(strict['status']).toBe('no-consensus');
+    expect(rejectedOf(strict).filter((x) => x.reason === 'EMBEDDING_DISAGREES')).toHaveLength(3);
+  });
+
+  test('bits for the member that had none re-check it: far off, it fails and the quorum is lost', () => {
+    const unchecked = reveals.find((p) => !bits.has(packetIdOf(p)));
+    if (unchecked === undefined) throw new Error('no reveal without re-embedded bits');
+    const claimed = String(unchecked.body['bEmbedding']);
+    const flipped = claimed.replace(/^../, (b) =>
+      (Number.parseInt(b, 16) ^ 0xff).toString(16).padStart(2, '0'),
+    );
+    const own = new Map([...bits, [packetIdOf(unchecked), flipped]]);
+    expect(hamming(claimed, flipped)).toBe(8);
+    const verdict = verdictOfTranscript(packets, { bits: own, noiseToleranceBits: tolerance });
+    expect(verdict['status']).toBe('no-consensus');
+    expect(rejectedOf(verdict).find((x) => x.nodeId === unchecked.from)?.reason).toBe('EMBEDDING_DISAGREES');
   });
 });

@@ -156,6 +156,11 @@ export interface MemberSpec {
   copies?: number;
   /** Further reveals it signs beside those of `reveal` and `copies`. */
   extraReveals?: readonly ExtraReveal[];
+  /**
+   * The embedding a verifier gets when it embeds `output` again (its bits are the scenario's
+   * `reembedded` input for each of this member's reveals); absent: the verifier has no bits for them.
+   */
+  reembedded?: readonly number[];
 }
 
 /**
@@ -184,6 +189,8 @@ export interface ScenarioSpec {
   frame?: Frame;
   members: readonly MemberSpec[];
   outsiders?: readonly OutsiderSpec[];
+  /** Set: the scenario has a second verdict, with the members' `reembedded` bits, at this tolerance. */
+  noiseToleranceBits?: number;
 }
 
 export interface Scenario {
@@ -194,6 +201,8 @@ export interface Scenario {
   seal: Packet<'seal'>;
   sealId: string;
   reveals: Packet<'reveal'>[];
+  /** Reveal packet id -> the verifier's re-embedded bits (hex), for members with `reembedded`. */
+  reembedded: Map<string, string>;
   /** Every packet, in construction order (not canonical order). */
   packets: (Packet<'request'> | Packet<'commit'> | Packet<'seal'> | Packet<'reveal'>)[];
 }
@@ -214,6 +223,7 @@ export async function buildScenario(spec: ScenarioSpec): Promise<Scenario> {
 
   const commits: Packet<'commit'>[] = [];
   const reveals: Packet<'reveal'>[] = [];
+  const reembedded = new Map<string, string>();
   const members: SealMember[] = [];
   for (const [k, m] of spec.members.entries()) {
     const key = await keyOf(m.seed);
@@ -264,6 +274,10 @@ export async function buildScenario(spec: ScenarioSpec): Promise<Scenario> {
         }),
       );
     }
+    if (m.reembedded !== undefined) {
+      const own = embeddingHex(m.reembedded, bits);
+      for (const r of reveals.filter((p) => p.from === key.nodeId)) reembedded.set(packetId(r), own);
+    }
   }
   members.sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
   const seal = await signPacket(coordinator, 'seal', {
@@ -295,6 +309,7 @@ export async function buildScenario(spec: ScenarioSpec): Promise<Scenario> {
     seal,
     sealId: packetId(seal),
     reveals,
+    reembedded,
     packets: [request, ...commits, seal, ...reveals],
   };
 }
@@ -528,4 +543,52 @@ export const NO_VALID_REVEAL_SPEC: ScenarioSpec = {
     },
   ],
   outsiders: [{ seed: 7, output: '8,849 m', vector: perturb(EVEREST, 4, 'o7') }],
+};
+
+const HAMLET = fixedVector('answer:hamlet');
+
+/** The tolerance of REEMBEDDED_SPEC: its members' re-embeddings are 2, 4 (= it) and 5 bits off. */
+export const REEMBED_TOLERANCE_BITS = 4;
+
+/**
+ * 5 sealed nodes, 3 required, verified twice: from the transcript alone, and with a verifier's own
+ * re-embedding of each output at a tolerance of 4 bits. Node 2's bits are 2 bits from its re-embedding
+ * (within), node 3's 4 (at the tolerance: not more than it, so it passes), node 4's 5 (beyond:
+ * EMBEDDING_DISAGREES). Node 4 claims the bits at the centre of the answers, so without re-embedding it
+ * is the winner. Node 5 has no re-embedded bits (not re-checked); it makes the quorum of 3. Node 6
+ * reveals late, and its re-embedding is another answer altogether: REVEAL_LATE comes first.
+ */
+export const REEMBEDDED_SPEC: ScenarioSpec = {
+  name: 'reembedded-disagrees',
+  coordinatorSeed: 1,
+  prompt: 'Who wrote Hamlet?',
+  noiseToleranceBits: REEMBED_TOLERANCE_BITS,
+  members: [
+    {
+      seed: 2,
+      output: 'Shakespeare wrote Hamlet.',
+      vector: perturb(HAMLET, 6, 'n2'),
+      reembedded: perturb(perturb(HAMLET, 6, 'n2'), 2, 'reembed:n2'),
+    },
+    {
+      seed: 3,
+      output: 'William Shakespeare.',
+      vector: perturb(HAMLET, 12, 'n3'),
+      reembedded: perturb(perturb(HAMLET, 12, 'n3'), REEMBED_TOLERANCE_BITS, 'reembed:n3'),
+    },
+    {
+      seed: 4,
+      output: 'Hamlet was written by William Shakespeare.',
+      vector: HAMLET,
+      reembedded: perturb(HAMLET, REEMBED_TOLERANCE_BITS + 1, 'reembed:n4'),
+    },
+    { seed: 5, output: 'Hamlet is by Shakespeare.', vector: perturb(HAMLET, 8, 'n5') },
+    {
+      seed: 6,
+      output: 'Shakespeare, around 1600.',
+      vector: perturb(HAMLET, 10, 'n6'),
+      reveal: { kind: 'late' },
+      reembedded: fixedVector('answer:reembed:n6'),
+    },
+  ],
 };

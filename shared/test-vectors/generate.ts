@@ -43,6 +43,7 @@ import {
   NONCE,
   OTHER_MODEL,
   perturb,
+  REEMBEDDED_SPEC,
   type Scenario,
   type ScenarioSpec,
   SEAL_TIME,
@@ -368,14 +369,23 @@ function merkleVectors() {
   });
 }
 
-interface ScenarioExpectation {
-  description: string;
+/** What a verdict of a scenario must be. */
+interface VerdictExpectation {
   status: Verdict['status'];
   accepted: number;
   /** Every `rejected` reason, sorted. */
   reasons: string[];
+}
+
+interface ScenarioExpectation extends VerdictExpectation {
+  description: string;
   /** What else the scenario is meant to show, as problems (none when it still shows it). */
   shows?: (verdict: Verdict, reveals: readonly RevealOf[]) => string[];
+  /** The verdict with the re-embedded bits (scenarios whose spec sets `noiseToleranceBits`). */
+  reembedded?: VerdictExpectation & {
+    /** Problems of `withBits` (and of how it differs from `withoutBits`, the transcript's verdict). */
+    shows: (withBits: Verdict, withoutBits: Verdict, reveals: readonly RevealOf[]) => string[];
+  };
 }
 
 interface RevealOf {
@@ -384,6 +394,8 @@ interface RevealOf {
   createdAt: number;
   /** Whether it reveals the output its author committed to (always true of a node outside the seal). */
   committed: boolean;
+  /** Hamming distance from its bits to the verifier's re-embedded ones; null when there are none. */
+  reembedded: number | null;
 }
 
 const times = (n: number, reason: string): string[] => Array<string>(n).fill(reason);
@@ -593,7 +605,70 @@ const EXPECTATIONS: Record<string, ScenarioExpectation> = {
       return problems;
     },
   },
+  [REEMBEDDED_SPEC.name]: {
+    description:
+      '5 sealed nodes, secPercentage 0.6 (3 required), verified from the transcript alone (verdict) and with ' +
+      "a verifier's re-embedded bits at a noise tolerance of 4 bits (reembedded.verdict). Re-embedded bits " +
+      '2 bits from the claimed ones are within the tolerance, 4 bits are at it (not more than it: the reveal ' +
+      'passes), 5 bits are beyond it (EMBEDDING_DISAGREES). That member claims the central bits: without ' +
+      're-embedding it is the winner. A member without re-embedded bits is not re-checked and makes the ' +
+      'quorum of 3; a late reveal whose re-embedding is another answer is REVEAL_LATE, the earlier check. ' +
+      'Accepted both ways, with 4 and with 3.',
+    status: 'accepted',
+    accepted: 4,
+    reasons: ['REVEAL_LATE'],
+    reembedded: {
+      status: 'accepted',
+      accepted: 3,
+      reasons: ['EMBEDDING_DISAGREES', 'REVEAL_LATE'],
+      shows: (withBits, withoutBits, reveals) => {
+        const problems: string[] = [];
+        const tolerance = REEMBEDDED_SPEC.noiseToleranceBits ?? 0;
+        const deadline = SEAL_TIME + (REEMBEDDED_SPEC.frame ?? defaultFrame()).revealWindowMs;
+        const outcome = (r: RevealOf, verdict: Verdict): string =>
+          verdict.accepted.some((a) => a.nodeId === r.from)
+            ? 'accepted'
+            : (verdict.rejected.find((x) => x.revealId === r.id)?.reason ?? 'unlisted');
+        // In the window: one reveal each 2 bits within, at and 1 bit beyond the tolerance, one without bits.
+        const inWindow = reveals
+          .filter((r) => r.createdAt <= deadline)
+          .map((r) => {
+            const off = r.reembedded === null ? null : r.reembedded - tolerance;
+            return `${off === null ? 'no bits' : `tolerance ${off < 0 ? '' : '+'}${off}`}: ${outcome(r, withBits)}`;
+          })
+          .sort();
+        const wanted = [
+          'no bits: accepted',
+          'tolerance +0: accepted',
+          'tolerance +1: EMBEDDING_DISAGREES',
+          'tolerance -2: accepted',
+        ];
+        if (inWindow.join() !== wanted.join()) problems.push(`in the window: ${inWindow.join('; ')}`);
+        const late = reveals.filter((r) => r.createdAt > deadline);
+        if (
+          late.length !== 1 ||
+          !late.every((r) => (r.reembedded ?? 0) > tolerance && outcome(r, withBits) === 'REVEAL_LATE')
+        ) {
+          problems.push('not one late reveal, beyond the tolerance, listed REVEAL_LATE');
+        }
+        const disagrees = withBits.rejected.find((x) => x.reason === 'EMBEDDING_DISAGREES');
+        if (withoutBits.winner?.nodeId !== disagrees?.nodeId) {
+          problems.push('the reveal beyond the tolerance is not the winner without re-embedding');
+        }
+        return problems;
+      },
+    },
+  },
 };
+
+function verdictProblems(verdict: Verdict, expected: VerdictExpectation): string[] {
+  const reasons = verdict.rejected.map((r) => r.reason).sort();
+  return verdict.status !== expected.status ||
+    verdict.accepted.length !== expected.accepted ||
+    canonicalJson(reasons) !== canonicalJson(expected.reasons)
+    ? [`status ${verdict.status}, ${verdict.accepted.length} accepted, rejected ${reasons.join()}`]
+    : [];
+}
 
 /**
  * Hamming distance between every two reveals' embeddings; null for two of different lengths (an
@@ -612,36 +687,38 @@ async function scenarioVector(spec: ScenarioSpec) {
   const check = await verifyTranscript(transcript);
   if (!check.ok) throw new Error(`scenario ${spec.name} does not verify: ${check.error.message}`);
   const expected = EXPECTATIONS[spec.name];
-  const reasons = check.verdict.rejected.map((r) => r.reason).sort();
+  if (expected === undefined) throw new Error(`scenario ${spec.name} has no expectation`);
   const committedOutput = new Map(scenario.commits.map((c, k) => [c.from, spec.members[k]?.output]));
-  const revealsOf = transcript.packets.flatMap((p) =>
-    p.type === 'reveal'
-      ? [
-          {
-            id: packetId(p),
-            from: p.from,
-            createdAt: p.body.createdAt,
-            committed: (committedOutput.get(p.from) ?? p.body.output) === p.body.output,
-          },
-        ]
-      : [],
-  );
-  const problems = expected?.shows?.(check.verdict, revealsOf) ?? [];
-  if (
-    expected === undefined ||
-    check.verdict.status !== expected.status ||
-    check.verdict.accepted.length !== expected.accepted ||
-    canonicalJson(reasons) !== canonicalJson(expected.reasons) ||
-    problems.length > 0
-  ) {
-    throw new Error(
-      `scenario ${spec.name} no longer shows what it is meant to: ${canonicalJson({
-        status: check.verdict.status,
-        accepted: check.verdict.accepted.length,
-        reasons,
-        problems,
-      })}`,
-    );
+  const revealsOf = transcript.packets.flatMap((p): RevealOf[] => {
+    if (p.type !== 'reveal') return [];
+    const id = packetId(p);
+    const own = scenario.reembedded.get(id);
+    return [
+      {
+        id,
+        from: p.from,
+        createdAt: p.body.createdAt,
+        committed: (committedOutput.get(p.from) ?? p.body.output) === p.body.output,
+        reembedded: own === undefined ? null : hamming(fromHex(p.body.bEmbedding), fromHex(own)),
+      },
+    ];
+  });
+  const problems = [
+    ...verdictProblems(check.verdict, expected),
+    ...(expected.shows?.(check.verdict, revealsOf) ?? []),
+  ];
+  const reembedded = await reembeddedVector(spec, scenario, transcript, revealsOf);
+  if (reembedded !== undefined) {
+    if (expected.reembedded === undefined) problems.push('no expectation of the re-embedded verdict');
+    else {
+      problems.push(
+        ...verdictProblems(reembedded.verdict, expected.reembedded).map((p) => `re-embedded: ${p}`),
+        ...expected.reembedded.shows(reembedded.verdict, check.verdict, revealsOf),
+      );
+    }
+  } else if (expected.reembedded !== undefined) problems.push('no re-embedded verdict');
+  if (problems.length > 0) {
+    throw new Error(`scenario ${spec.name} no longer shows what it is meant to: ${canonicalJson(problems)}`);
   }
   const root = transcriptRoot(transcript);
   const seeds = [
@@ -669,6 +746,41 @@ async function scenarioVector(spec: ScenarioSpec) {
     verdict: check.verdict,
     verdictJcs: canonicalJson(check.verdict),
     verdictDigest: verdictDigest(check.verdict),
+    ...(reembedded === undefined ? {} : { reembedded }),
+  };
+}
+
+/** The second verdict of a scenario, by a verifier that embeds the outputs again (see README.md). */
+interface ReembeddedVector {
+  noiseToleranceBits: number;
+  /** The verifier's bits per reveal id, in transcript order; a reveal without an entry has none. */
+  reveals: { revealId: string; bits: string; distance: number }[];
+  verdict: Verdict;
+  verdictJcs: string;
+  verdictDigest: string;
+}
+
+async function reembeddedVector(
+  spec: ScenarioSpec,
+  scenario: Scenario,
+  transcript: Transcript,
+  revealsOf: readonly RevealOf[],
+): Promise<ReembeddedVector | undefined> {
+  const noiseToleranceBits = spec.noiseToleranceBits;
+  if (noiseToleranceBits === undefined) return undefined;
+  const check = await verifyTranscript(transcript, { reembedded: scenario.reembedded, noiseToleranceBits });
+  if (!check.ok) throw new Error(`scenario ${spec.name} does not verify re-embedded: ${check.error.message}`);
+  return {
+    noiseToleranceBits,
+    reveals: revealsOf.flatMap((r) => {
+      const bits = scenario.reembedded.get(r.id);
+      return bits === undefined || r.reembedded === null
+        ? []
+        : [{ revealId: r.id, bits, distance: r.reembedded }];
+    }),
+    verdict: check.verdict,
+    verdictJcs: canonicalJson(check.verdict),
+    verdictDigest: verdictDigest(check.verdict),
   };
 }
 
@@ -682,6 +794,7 @@ export async function generateVectors() {
     CAPPED_SPEC,
     INVALID_FIRST_SPEC,
     NO_VALID_REVEAL_SPEC,
+    REEMBEDDED_SPEC,
   ])
     scenarios.push(await scenarioVector(spec));
   const agreeVector = scenarios[0];

@@ -22,7 +22,7 @@ import {
   verifyPacket,
 } from '../src/packets/envelope.ts';
 import { deriveRequestId } from '../src/packets/request-id.ts';
-import { type AnyPacket, type Packet, VerdictSchema } from '../src/packets/schemas.ts';
+import { type AnyPacket, type Packet, REJECT_REASONS, VerdictSchema } from '../src/packets/schemas.ts';
 import {
   inclusionProof,
   merkleLeaf,
@@ -213,20 +213,13 @@ describe('merkle', () => {
 });
 
 describe('scenarios', () => {
-  test('accepted, no-consensus and every reason a transcript can show are covered', () => {
+  test('accepted, no-consensus and every reject reason are covered', () => {
     expect(new Set(v.scenarios.map((s) => s.verdict.status))).toEqual(new Set(['accepted', 'no-consensus']));
     const reasons = new Set<string>(v.scenarios.flatMap((s) => s.verdict.rejected.map((r) => r.reason)));
     // EMBEDDING_DISAGREES needs a verifier that re-embeds; transcript verification does not.
-    expect([...reasons].sort()).toEqual([
-      'COMMITMENT_MISMATCH',
-      'DUPLICATE_REVEAL',
-      'EMBEDDING_LENGTH',
-      'MODEL_NOT_ACCEPTED',
-      'NOT_REVEALED',
-      'NOT_SEALED',
-      'OUTSIDE_CLUSTER',
-      'REVEAL_LATE',
-    ]);
+    expect([...reasons].sort()).toEqual(REJECT_REASONS.filter((r) => r !== 'EMBEDDING_DISAGREES').sort());
+    const withBits = v.scenarios.flatMap((s) => s.reembedded?.verdict.rejected.map((r) => r.reason) ?? []);
+    expect([...new Set([...reasons, ...withBits])].sort()).toEqual([...REJECT_REASONS].sort());
   });
 
   test('a scenario fills rejected to its 256-entry cap and leaves a non-member to the transcript', () => {
@@ -294,6 +287,74 @@ describe('scenarios', () => {
     ]);
   });
 
+  test('reembedded-disagrees: within and at the tolerance pass, beyond it is EMBEDDING_DISAGREES', () => {
+    const s = scenarioNamed('reembedded-disagrees');
+    const r = s.reembedded;
+    if (r === undefined) throw new Error('no re-embedded verdict');
+    const tolerance = r.noiseToleranceBits;
+    expect(tolerance).toBeGreaterThan(0);
+    const bitsOf = new Map(r.reveals.map((x) => [x.revealId, x.bits]));
+    const deadline = sealOf(s).body.createdAt + requestOf(s).body.frame.revealWindowMs;
+    const outcomes = revealsByMember(s).map(({ member, reveals }) => {
+      const [reveal] = reveals as [RevealWithId];
+      expect(reveals).toHaveLength(1);
+      const bits = bitsOf.get(reveal.id);
+      const d = bits === undefined ? null : hamming(fromHex(reveal.packet.body.bEmbedding), fromHex(bits));
+      const where =
+        d === null
+          ? 'no bits'
+          : d < tolerance
+            ? 'within'
+            : d === tolerance
+              ? 'at'
+              : `beyond by ${d - tolerance}`;
+      const late = reveal.packet.body.createdAt > deadline;
+      const outcome = r.verdict.accepted.some((a) => a.nodeId === member.nodeId)
+        ? 'accepted'
+        : r.verdict.rejected.find((x) => x.revealId === reveal.id)?.reason;
+      return late ? `late: ${outcome}` : `${where}: ${outcome}`;
+    });
+    // Exactly at the tolerance is not more than it: the reveal passes. One bit more does not.
+    expect(outcomes.sort()).toEqual([
+      'at: accepted',
+      'beyond by 1: EMBEDDING_DISAGREES',
+      'late: REVEAL_LATE',
+      'no bits: accepted',
+      'within: accepted',
+    ]);
+    // The late reveal's bits are far beyond the tolerance: REVEAL_LATE is the earlier check.
+    const late = revealsByMember(s).find(
+      ({ reveals }) => (reveals[0]?.packet.body.createdAt ?? 0) > deadline,
+    );
+    expect(r.reveals.find((x) => x.revealId === late?.reveals[0]?.id)?.distance).toBeGreaterThan(tolerance);
+    // Without re-embedding the reveal beyond the tolerance is accepted, and the winner.
+    const disagrees = r.verdict.rejected.find((x) => x.reason === 'EMBEDDING_DISAGREES');
+    expect(s.verdict.winner?.nodeId).toBe(disagrees?.nodeId as string);
+    expect(s.verdict.accepted).toHaveLength(4);
+    expect(r.verdict.winner?.nodeId).not.toBe(disagrees?.nodeId as string);
+    // The member without bits makes the quorum.
+    expect(r.verdict.accepted).toHaveLength(r.verdict.required);
+  });
+
+  test('reembedded-disagrees: one bit less tolerance loses the quorum, one more accepts all four', async () => {
+    const s = scenarioNamed('reembedded-disagrees');
+    const r = s.reembedded;
+    if (r === undefined) throw new Error('no re-embedded verdict');
+    const reembedded = new Map(r.reveals.map((x) => [x.revealId, x.bits]));
+    const at = async (noiseToleranceBits: number) => {
+      const check = await verifyTranscript(s.transcript, { reembedded, noiseToleranceBits });
+      if (!check.ok) throw new Error(`${check.error.code}: ${check.error.message}`);
+      return check.verdict;
+    };
+    const less = await at(r.noiseToleranceBits - 1);
+    expect(less.status).toBe('no-consensus');
+    expect(less.rejected.filter((x) => x.reason === 'EMBEDDING_DISAGREES')).toHaveLength(2);
+    const more = await at(r.noiseToleranceBits + 1);
+    expect(more.accepted).toEqual(s.verdict.accepted);
+    expect(more.winner).toEqual(s.verdict.winner);
+    expect(more.rejected.map((x) => x.reason)).toEqual(['REVEAL_LATE']);
+  });
+
   for (const s of v.scenarios) {
     describe(s.name, () => {
       test('every packet is reproduced from its node seed', async () => {
@@ -342,6 +403,33 @@ describe('scenarios', () => {
         expect(verdictDigest(s.verdict)).toBe(s.verdictDigest);
         expect(toHex(taggedHash('verdict', utf8(s.verdictJcs)))).toBe(s.verdictDigest);
       });
+
+      const r = s.reembedded;
+      if (r !== undefined) {
+        test('verdict with the re-embedded bits', async () => {
+          const reveals = (s.transcript.packets as AnyPacket[]).filter((p) => p.type === 'reveal');
+          const ids = reveals.map((p) => packetId(p));
+          expect(r.reveals.map((x) => x.revealId)).toEqual(
+            ids.filter((id) => r.reveals.some((x) => x.revealId === id)),
+          );
+          for (const x of r.reveals) {
+            const claimed = reveals[ids.indexOf(x.revealId)]?.body.bEmbedding ?? '';
+            expect(hamming(fromHex(claimed), fromHex(x.bits))).toBe(x.distance);
+          }
+          const check = await verifyTranscript(s.transcript, {
+            reembedded: new Map(r.reveals.map((x) => [x.revealId, x.bits])),
+            noiseToleranceBits: r.noiseToleranceBits,
+            expectedRoot: s.root,
+            expectedVerdictDigest: r.verdictDigest,
+          });
+          if (!check.ok) throw new Error(`${check.error.code}: ${check.error.message}`);
+          expect(check.verdict).toEqual(r.verdict);
+          expect(VerdictSchema.parse(r.verdict)).toEqual(r.verdict);
+          expect(canonicalJson(check.verdict)).toBe(r.verdictJcs);
+          expect(verdictDigest(r.verdict)).toBe(r.verdictDigest);
+          expect(r.verdictDigest).not.toBe(s.verdictDigest);
+        });
+      }
     });
   }
 });
