@@ -6,7 +6,8 @@ import { NodeKey, packetId, type RequestBody, signPacket, verifyPacket } from '@
 import { IntakeStore } from '../store/intake-store.ts';
 import { openHistory } from '../store/open-history.ts';
 import { testBody } from '../store/test-admissions.ts';
-import { Dispatcher, LEASE_STALE_MS } from './dispatcher.ts';
+import { storeRequest } from '../store/test-requests.ts';
+import { Dispatcher, LEASE_STALE_MS, ORPHANED_AFTER_WINDOWS_MS } from './dispatcher.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-dispatch-'));
 let n = 0;
@@ -443,5 +444,47 @@ describe('Dispatcher', () => {
     const elsewhere = new Dispatcher({ ...optionsOf(s), key: other, now: () => now });
     expect(await elsewhere.expireAbandoned()).toEqual([]);
     expect(reads).toBe(2);
+  });
+  test('open requests of a coordinator whose lease went stale expire COORDINATOR_GONE once their windows are past', async () => {
+    let now = 50_000_000;
+    const s = await setup({ maxOpen: 4, now: () => now });
+    const gone = await NodeKey.fromSeed(new Uint8Array(32).fill(21));
+    const alive = await NodeKey.fromSeed(new Uint8Array(32).fill(22));
+    const leaseless = await NodeKey.fromSeed(new Uint8Array(32).fill(23));
+    const open = async (key: NodeKey, createdAt: number) => {
+      const b = body(createdAt);
+      const packet = await signPacket(key, 'request', b);
+      await storeRequest(s.store, { id: packetId(packet), packet }, createdAt);
+      return b.requestId;
+    };
+    const windows = (id: string) => s.store.getRequest(id).then((d) => d?.request.body.frame);
+    const old = await open(gone, now - 600_000);
+    const recent = await open(gone, now - 1_000);
+    const ofAlive = await open(alive, now - 600_000);
+    const ofLeaseless = await open(leaseless, now - 600_000);
+    const frame = await windows(old);
+    expect(frame?.maxTimeMs).toBe(30_000);
+    await s.intake.renewLease(gone.nodeId, now - LEASE_STALE_MS - 1);
+    await s.intake.renewLease(alive.nodeId, now);
+
+    s.d.start();
+    await waitFor(() => s.changed.includes(old));
+    await s.d.stop();
+    const status = async (id: string) => {
+      const d = await s.store.getRequest(id);
+      return `${d?.status}${d?.error ? `:${d.error}` : ''}`;
+    };
+    expect(await status(old)).toBe('expired:COORDINATOR_GONE');
+    // Its windows are not over: its coordinator might still have been sealing it.
+    expect(await status(recent)).toBe('pending');
+    // A live coordinator ends its own; one without a lease is left to the 20-minute rule.
+    expect(await status(ofAlive)).toBe('pending');
+    expect(await status(ofLeaseless)).toBe('pending');
+    // Past the recent one's windows and the minute after them, it goes too.
+    now += 1_000 + (frame?.maxTimeMs ?? 0) + (frame?.revealWindowMs ?? 0) + ORPHANED_AFTER_WINDOWS_MS;
+    await s.intake.renewLease(alive.nodeId, now);
+    expect(
+      await s.store.expireOrphaned(s.key.nodeId, now - LEASE_STALE_MS, now, ORPHANED_AFTER_WINDOWS_MS),
+    ).toEqual([recent]);
   });
 });

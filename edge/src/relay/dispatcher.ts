@@ -96,6 +96,13 @@ export const LEASE_RENEW_MS = 5_000;
  */
 export const LEASE_STALE_MS = 15_000;
 
+/**
+ * How long after its seal and reveal windows an open request of a coordinator whose lease went stale is
+ * expired (`HistoryStore.expireOrphaned`): the minute after its reveal window in which a live
+ * coordinator's own watchdog would have ended it.
+ */
+export const ORPHANED_AFTER_WINDOWS_MS = 60_000;
+
 /** Rows read from the admission log per step. */
 const STEP = 64;
 
@@ -278,7 +285,8 @@ export class Dispatcher {
 
   /**
    * Every `leaseRenewMs`, one at a time: renew the lease, take over stale coordinators' rows, expire
-   * abandoned ones. A failure is logged and counted; the next round tries again.
+   * abandoned ones and the open requests of stale coordinators past their windows. A failure is logged
+   * and counted; the next round tries again.
    */
   #housekeep(): void {
     if (this.#leasing || this.#stopped) return;
@@ -286,6 +294,21 @@ export class Dispatcher {
       await this.#o.intake.renewLease(this.coordinatorId, this.#o.now());
       await this.takeOverStale();
       const gone = await this.expireAbandoned();
+      const now = this.#o.now();
+      const orphaned = await this.#o.store.expireOrphaned(
+        this.coordinatorId,
+        now - this.#o.leaseStaleMs,
+        now,
+        ORPHANED_AFTER_WINDOWS_MS,
+      );
+      for (const id of orphaned) this.#o.changed?.(id);
+      if (orphaned.length > 0) {
+        this.#o.log?.({
+          level: 'warn',
+          msg: 'open requests of a coordinator gone expired after their windows',
+          requests: orphaned,
+        });
+      }
       if (gone.length > 0) {
         this.#o.log?.({
           level: 'warn',

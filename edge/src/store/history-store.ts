@@ -21,6 +21,7 @@ import {
   attestations,
   commitRow,
   commits,
+  coordinatorLeases,
   type historySchema,
   nodeRow,
   nodes,
@@ -443,6 +444,32 @@ export class HistoryStore {
       .update(requests)
       .set({ status: 'expired', error: 'COORDINATOR_GONE', updatedAt: now })
       .where(and(inArray(requests.status, OPEN_STATUSES), lt(requests.createdAt, before)))
+      .returning({ requestId: requests.requestId });
+    return rows.map((r) => r.requestId);
+  }
+
+  /**
+   * End requests still open (pending or sealed) whose coordinator's lease went stale before
+   * `staleBefore` (it crashed or stopped: `coordinator_leases`) and whose own seal and reveal windows
+   * ended `graceMs` before `now`: nothing will move them any more (the coordinator's machine holds their
+   * seal and reveals), so they are `expired` with `COORDINATOR_GONE` at once, rather than 20 minutes
+   * after they were made (`expireAbandoned`, which also covers coordinators without a lease). A
+   * coordinator that comes back finds them ended and resumes nothing of them. Read through the status
+   * index: open requests are few. Returns their ids.
+   */
+  async expireOrphaned(except: string, staleBefore: number, now: number, graceMs: number): Promise<string[]> {
+    const rows = await this.db
+      .update(requests)
+      .set({ status: 'expired', error: 'COORDINATOR_GONE', updatedAt: now })
+      .where(
+        and(
+          inArray(requests.status, OPEN_STATUSES),
+          lt(requests.createdAt, now - graceMs),
+          sql`${requests.coordinator} <> ${except}`,
+          sql`${requests.coordinator} in (select ${coordinatorLeases.coordinator} from ${coordinatorLeases} where ${coordinatorLeases.renewedAt} < ${staleBefore})`,
+          sql`${requests.createdAt} + json_extract(${requests.frame}, '$.maxTimeMs') + json_extract(${requests.frame}, '$.revealWindowMs') < ${now - graceMs}`,
+        ),
+      )
       .returning({ requestId: requests.requestId });
     return rows.map((r) => r.requestId);
   }
