@@ -35,6 +35,7 @@ import { createApp } from '../app.ts';
 import { ApiKeyCache } from '../auth/api-key-cache.ts';
 import { parseChainBridge } from '../chain/bridge-config.ts';
 import type { ChainWatcherStats } from '../chain/chain-watcher.ts';
+import { WORKER_EVENTS_PER_PASS } from '../chain/events-budget.ts';
 import { relayChainWatcher } from '../chain/relay-watcher.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig, parseCorsOrigins } from '../config.ts';
 import { AdmissionHealth } from '../http/admission-health.ts';
@@ -302,14 +303,6 @@ function migrated(iso: Isolate, client: ReturnType<typeof createClient>): Promis
   }
   return iso.migrated;
 }
-
-/**
- * Most oracle events one scheduled run takes. Each costs the run about ten subrequests (its row, its
- * lookup, its admission transaction over libSQL's HTTP protocol, the oracle's record of it, its block's
- * hash), and a Workers run has a budget of them (1,000 on the paid plan): a busier oracle is read over
- * several runs, a minute apart, rather than failing every run at the same range.
- */
-export const WORKER_EVENTS_PER_PASS = 50;
 
 /** What one scheduled run of the chain watcher did. */
 export type ChainPassResult =
