@@ -80,15 +80,14 @@ export const SYNOD_MODEL = 'synod';
  */
 function unsupported(b: ChatInput): [string, string] | null {
   if ((b.n ?? 1) !== 1) return ['n', 'n must be 1: a quorum answers with one winner'];
-  if ((b.modalities ?? []).some((m) => m !== 'text') || b.audio != null) {
-    return ['modalities', 'only text output is supported'];
-  }
+  if ((b.modalities ?? []).some((m) => m !== 'text')) return ['modalities', 'only text output is supported'];
+  if (b.audio != null) return ['audio', 'only text output is supported'];
   for (const k of ['frequency_penalty', 'presence_penalty'] as const) {
     if (b[k] != null && b[k] !== 0) return [k, `${k} is not supported (only 0)`];
   }
-  if (b.logprobs === true || (b.top_logprobs ?? 0) > 0) {
-    return ['logprobs', 'log-probabilities are not supported: the answer is a quorum verdict'];
-  }
+  const logprobs = 'log-probabilities are not supported: the answer is a quorum verdict';
+  if (b.logprobs === true) return ['logprobs', logprobs];
+  if ((b.top_logprobs ?? 0) > 0) return ['top_logprobs', logprobs];
   if (b.logit_bias != null && Object.keys(b.logit_bias).length > 0) {
     return ['logit_bias', 'logit_bias is not supported'];
   }
@@ -111,20 +110,21 @@ function unsupported(b: ChatInput): [string, string] | null {
     if (m.role === 'tool' || m.role === 'function' || calledTools || m['function_call'] != null) {
       return [`messages.${i}`, calls];
     }
-    if (Array.isArray(m.content)) {
-      const j = m.content.findIndex((p) => p.type !== 'text' || typeof p.text !== 'string');
-      const part = m.content[j];
-      if (part !== undefined) {
-        return [
-          `messages.${i}.content.${j}`,
-          part.type === 'text'
-            ? 'a text content part needs its text'
-            : `content parts of type ${part.type.slice(0, 64)} are not supported, only text`,
-        ];
-      }
+    const j = Array.isArray(m.content) ? m.content.findIndex((p) => p.type !== 'text') : -1;
+    const part = Array.isArray(m.content) ? m.content[j] : undefined;
+    if (part !== undefined) {
+      return [
+        `messages.${i}.content.${j}`,
+        `content parts of type ${part.type.slice(0, 64)} are not supported, only text`,
+      ];
     }
   }
   return null;
+}
+
+/** 400 INVALID_INPUT about one member of the body, by its path. */
+function invalid(path: string, why: string): never {
+  throw edgeError(400, 'INVALID_INPUT', `${path}: ${why}`, { issues: [{ path, message: why }] });
 }
 
 function toInferenceInput(raw: unknown): unknown {
@@ -147,11 +147,10 @@ function toInferenceInput(raw: unknown): unknown {
     throw edgeError(400, 'UNSUPPORTED_PARAMETER', why, { issues: [{ path: param, message: why }] });
   }
   const empty = b.messages.findIndex((m) => m.content == null);
-  if (empty >= 0) {
-    const path = `messages.${empty}.content`;
-    throw edgeError(400, 'INVALID_INPUT', `${path}: a message needs text content`, {
-      issues: [{ path, message: 'a message needs text content' }],
-    });
+  if (empty >= 0) invalid(`messages.${empty}.content`, 'a message needs text content');
+  for (const [i, m] of b.messages.entries()) {
+    const j = Array.isArray(m.content) ? m.content.findIndex((p) => typeof p.text !== 'string') : -1;
+    if (j >= 0) invalid(`messages.${i}.content.${j}.text`, 'a text content part needs its text');
   }
   const models = b.model === SYNOD_MODEL ? undefined : b.model.split(',').map((m) => m.trim());
   const params: Record<string, number> = {};
@@ -236,7 +235,8 @@ function openAiErrorParts(e: unknown, names: ParamNames, final = false) {
     typeof i.path === 'string' ? { ...i, path: names(i.path) } : i,
   );
   const first = (h.details?.['issues'] as { path?: string }[] | undefined)?.[0]?.path;
-  const param = issues?.[0]?.path ?? null;
+  // An issue with the body as a whole (not an object) has the empty path: OpenAI's `param` is then null.
+  const param = issues?.[0]?.path || null;
   // The message leads with the path it is about ("params.maxTokens: Too big…"): the caller's name for it.
   const message =
     first !== undefined && param !== null && h.message.startsWith(`${first}:`)
@@ -265,12 +265,29 @@ export function openAiError(c: Context, e: unknown, names: ParamNames = SAME, fi
   return c.json(body, status, headers);
 }
 
-/** Wait until the request reaches a terminal status, or until `deadline`. */
-async function awaitVerdict(deps: EdgeDeps, requestId: string, deadline: number): Promise<RequestDetail> {
+/** The caller went away (its connection closed) while its completion waited: nobody reads the answer. */
+class CallerGone extends Error {
+  override readonly name = 'CallerGone';
+}
+
+/**
+ * Wait until the request reaches a terminal status, or until `deadline`; or until `gone` is aborted (the
+ * caller's connection closed), which ends the wait with `CallerGone` rather than poll the history for
+ * an answer nobody will read.
+ */
+async function awaitVerdict(
+  deps: EdgeDeps,
+  requestId: string,
+  deadline: number,
+  gone: AbortSignal,
+): Promise<RequestDetail> {
   let wake: (() => void) | undefined;
   const unsubscribe = deps.network.subscribe(requestId, () => wake?.());
+  const onGone = () => wake?.();
+  gone.addEventListener('abort', onGone);
   try {
     for (;;) {
+      if (gone.aborted) throw new CallerGone('the caller went away');
       const found = await findRequest(deps.store, deps.intake, requestId);
       if (!found) throw edgeError(404, 'NOT_FOUND', `no request ${requestId}`);
       if (found.kind === 'queued') {
@@ -291,8 +308,27 @@ async function awaitVerdict(deps: EdgeDeps, requestId: string, deadline: number)
       ]);
     }
   } finally {
+    gone.removeEventListener('abort', onGone);
     unsubscribe();
   }
+}
+
+/**
+ * Log a failure of the route that is no outcome it chose (a bug, a database that failed), as the app's
+ * error handler logs those of other routes: the route answers its own errors, so they never reach it.
+ */
+function logUnexpected(c: Context, e: unknown): void {
+  if (e instanceof HttpError || e instanceof CallerGone) return;
+  const h = toHttpError(e);
+  console.error(
+    JSON.stringify({
+      level: 'error',
+      msg: h.code === 'STORE_UNAVAILABLE' ? 'request failed' : 'unhandled',
+      code: h.code,
+      route: `${c.req.method} ${c.req.routePath || c.req.path}`,
+      ...(h.code === 'STORE_UNAVAILABLE' ? { reason: h.details?.['reason'] } : { err: String(e) }),
+    }),
+  );
 }
 
 function completionId(requestId: string): string {
@@ -410,7 +446,8 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
     let unkeyedAdmission = false;
     try {
       const s = await submit(c, deps, (raw) => {
-        const r = raw as {
+        // Read before validation (which refuses a body that is not an object, `null` too).
+        const r = (typeof raw === 'object' && raw !== null ? raw : {}) as {
           stream?: boolean;
           model?: string;
           stream_options?: { include_usage?: unknown } | null;
@@ -430,7 +467,8 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
       const f = s.body.frame;
       const deadline = deps.now() + f.maxTimeMs + f.revealWindowMs + deps.config.chatWaitSlackMs;
       if (!stream) {
-        const d = await awaitVerdict(deps, s.requestId, deadline);
+        // The request's signal is aborted when the caller's connection closes (Bun.serve, workerd).
+        const d = await awaitVerdict(deps, s.requestId, deadline, c.req.raw.signal);
         const bad = failure(d);
         if (bad) return openAiError(c, bad, names);
         return c.json(completionBody(d, model));
@@ -450,6 +488,8 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         // the quorum works, and the answer when the verdict is in. Every chunk names the model as asked
         // (the first is sent before the quorum's winner is known); the winner's is in `synod.verdict`.
         const id = completionId(s.requestId);
+        // With include_usage, every chunk but the last says `usage: null`, as OpenAI's do.
+        const noUsage = includeUsage ? { usage: null } : {};
         await out.writeSSE({
           data: JSON.stringify({
             id,
@@ -458,17 +498,22 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
             model,
             system_fingerprint: null,
             choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }],
+            ...noUsage,
           }),
         });
         const stopKeepAlive = keepAlive(out, deps.config.sseKeepAliveMs);
+        const gone = new AbortController();
+        out.onAbort(() => gone.abort());
         let d: RequestDetail | null = null;
         let bad: HttpError | null;
         try {
-          d = await awaitVerdict(deps, s.requestId, deadline);
+          d = await awaitVerdict(deps, s.requestId, deadline, gone.signal);
           bad = failure(d);
         } catch (e) {
+          if (e instanceof CallerGone) return;
           // The wait itself failed (still queued at the deadline, the store gone): the same error event
           // as a failed verdict, so the stream always ends with [DONE].
+          logUnexpected(c, e);
           bad = toHttpError(e);
         } finally {
           stopKeepAlive();
@@ -495,6 +540,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
             data: JSON.stringify({
               ...base,
               choices: [{ index: 0, delta: { content: piece }, finish_reason: null }],
+              ...noUsage,
             }),
           });
         }
@@ -503,6 +549,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
             ...base,
             choices: [{ index: 0, delta: {}, finish_reason: body.choices[0]?.finish_reason ?? 'stop' }],
             synod: body.synod,
+            ...noUsage,
           }),
         });
         if (includeUsage) {
@@ -511,6 +558,9 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         await out.writeSSE({ data: '[DONE]' });
       });
     } catch (e) {
+      // Nobody reads this answer: 499, nginx's "client closed request", so metrics do not count a 5xx.
+      if (e instanceof CallerGone) return new Response(null, { status: 499 });
+      logUnexpected(c, e);
       return openAiError(c, e, names, unkeyedAdmission);
     }
   });

@@ -1,0 +1,198 @@
+/**
+ * POST /v1/chat/completions as agents and frameworks call it, through the relay's app and over real
+ * HTTP, with real serving nodes (stories260K + USE Lite) on an in-memory network.
+ */
+import { afterAll, beforeAll, describe, expect, spyOn, test } from 'bun:test';
+import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
+
+let t: TestNetwork;
+/** A network that dispatches nothing: every request stays queued until its deadline. */
+let idle: TestNetwork;
+
+beforeAll(async () => {
+  t = await startTestNetwork({ quotaPerDay: 1000 });
+  idle = await startTestNetwork({ nodes: 1, maxOpenRequests: 0 });
+}, 120_000);
+afterAll(async () => {
+  await t?.close();
+  await idle?.close();
+});
+
+const chat = (n: TestNetwork, body: unknown, init: RequestInit = {}) =>
+  n.relay.app.request('http://127.0.0.1/v1/chat/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${n.apiKey}` },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    ...init,
+  });
+
+interface OpenAiErrorBody {
+  error: { message: string; type: string; param: string | null; code: string };
+}
+
+/** Requests stored anywhere: the history and the admission log. */
+async function stored(n: TestNetwork): Promise<number> {
+  const counts = await n.relay.store.counts();
+  return Object.values(counts).reduce((a, b) => a + b, 0) + (await n.relay.intake.count());
+}
+
+/** Count the relay's reads of a request from its history; returns the count and what stops counting. */
+function countReads(n: TestNetwork): { reads: () => number; restore: () => void } {
+  const store = n.relay.store;
+  const own = Object.getPrototypeOf(store).getRequest as typeof store.getRequest;
+  let reads = 0;
+  store.getRequest = (requestId) => {
+    reads++;
+    return own.call(store, requestId);
+  };
+  return {
+    reads: () => reads,
+    restore: () => {
+      store.getRequest = own;
+    },
+  };
+}
+
+const ASK = { model: 'stories260K', messages: [{ role: 'user', content: 'Once upon a time' }] };
+
+describe('POST /v1/chat/completions: what agents send', () => {
+  test.each([
+    ['null', 'null'],
+    ['an array', '[]'],
+    ['a string', '"hello"'],
+    ['a number', '42'],
+  ])(
+    'a JSON body that is %s is a 400 INVALID_INPUT about the body (param null), and stores nothing',
+    async (_, body) => {
+      const before = await stored(t);
+      const r = await chat(t, body);
+      expect(r.status).toBe(400);
+      expect(r.headers.get('x-should-retry')).toBe('false');
+      const e = (await r.json()) as OpenAiErrorBody;
+      expect(e.error).toMatchObject({ type: 'invalid_request_error', param: null, code: 'INVALID_INPUT' });
+      expect(e.error.message.startsWith('body: ')).toBe(true);
+      expect(await stored(t)).toBe(before);
+    },
+  );
+
+  test('a text content part without its text is malformed input, named down to its text', async () => {
+    const r = await chat(t, { ...ASK, messages: [{ role: 'user', content: [{ type: 'text' }] }] });
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as OpenAiErrorBody).error).toMatchObject({
+      code: 'INVALID_INPUT',
+      param: 'messages.0.content.0.text',
+    });
+  });
+
+  test.each([
+    ['top_logprobs', { top_logprobs: 2 }],
+    ['audio', { audio: { voice: 'alloy', format: 'mp3' } }],
+  ] as const)('%s alone is refused naming it, as sent', async (param, extra) => {
+    const r = await chat(t, { ...ASK, ...extra });
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as OpenAiErrorBody).error).toMatchObject({
+      code: 'UNSUPPORTED_PARAMETER',
+      param,
+    });
+  });
+
+  test('with stream_options.include_usage every chunk carries usage, null until the last (as OpenAI)', async () => {
+    const r = await chat(t, {
+      ...ASK,
+      max_tokens: 12,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    expect(r.status).toBe(200);
+    const text = await r.text();
+    // Every event is one `data:` line and a blank line; the last is [DONE].
+    expect(text.replace(/^: keep-alive\n\n/gm, '')).toMatch(/^(data: [^\n]+\n\n)+$/);
+    const data = [...text.matchAll(/^data: (.*)$/gm)].map((m) => m[1] as string);
+    expect(data.at(-1)).toBe('[DONE]');
+    const chunks = data.slice(0, -1).map((d) => JSON.parse(d) as { choices: unknown[]; usage?: unknown });
+    expect(chunks.length).toBeGreaterThan(2);
+    const last = chunks.at(-1);
+    expect(last?.choices).toEqual([]);
+    expect(last?.usage).toMatchObject({ total_tokens: expect.any(Number) });
+    for (const c of chunks.slice(0, -1)) {
+      expect(c.choices).toHaveLength(1);
+      expect(c.usage).toBeNull();
+    }
+  }, 60_000);
+});
+
+describe('POST /v1/chat/completions: failures', () => {
+  test('a failure the relay did not expect (a read of the request that fails) is logged, not only answered', async () => {
+    const store = t.relay.store;
+    const own = Object.getPrototypeOf(store).getRequest as typeof store.getRequest;
+    store.getRequest = () => Promise.reject(new Error('SQLITE_BUSY: database is locked'));
+    const logged = spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const r = await chat(t, { ...ASK, max_tokens: 4 });
+      expect(r.status).toBe(500);
+      expect(((await r.json()) as OpenAiErrorBody).error.code).toBe('INTERNAL');
+      const lines = logged.mock.calls.map((args) => JSON.parse(String(args[0])) as Record<string, unknown>);
+      expect(lines).toContainEqual(
+        expect.objectContaining({
+          level: 'error',
+          msg: 'unhandled',
+          code: 'INTERNAL',
+          route: 'POST /v1/chat/completions',
+          err: expect.stringContaining('SQLITE_BUSY'),
+        }),
+      );
+    } finally {
+      logged.mockRestore();
+      store.getRequest = own;
+    }
+  });
+});
+
+describe('POST /v1/chat/completions: a client that goes away', () => {
+  const slow = { ...ASK, synod: { frame: { maxTimeMs: 20_000, revealWindowMs: 1_000 } } };
+  const post = (body: unknown, signal: AbortSignal) =>
+    fetch(`${idle.relay.url}/v1/chat/completions`, {
+      method: 'POST',
+      signal,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${idle.apiKey}` },
+      body: JSON.stringify(body),
+    });
+
+  test('mid-stream: the relay stops waiting for its verdict', async () => {
+    const count = countReads(idle);
+    try {
+      const gone = new AbortController();
+      const r = await post({ ...slow, stream: true }, gone.signal);
+      const reader = r.body?.getReader();
+      // The role chunk, sent at once; then the relay polls for the verdict.
+      expect(new TextDecoder().decode((await reader?.read())?.value)).toContain('"role":"assistant"');
+      await Bun.sleep(1_200);
+      expect(count.reads()).toBeGreaterThan(0);
+      gone.abort();
+      await Bun.sleep(300);
+      const at = count.reads();
+      await Bun.sleep(2_000);
+      expect(count.reads()).toBe(at);
+    } finally {
+      count.restore();
+    }
+  }, 30_000);
+
+  test('while a completion that is not streamed waits: the relay stops waiting for its verdict', async () => {
+    const count = countReads(idle);
+    try {
+      const gone = new AbortController();
+      const answer = post(slow, gone.signal).catch((e: unknown) => e);
+      await Bun.sleep(1_200);
+      expect(count.reads()).toBeGreaterThan(0);
+      gone.abort();
+      expect(await answer).toBeInstanceOf(Error);
+      await Bun.sleep(300);
+      const at = count.reads();
+      await Bun.sleep(2_000);
+      expect(count.reads()).toBe(at);
+    } finally {
+      count.restore();
+    }
+  }, 30_000);
+});
