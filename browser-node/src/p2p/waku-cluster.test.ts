@@ -3,7 +3,7 @@
  * each other but on different clusters hear nothing of each other; on one cluster (not only the
  * default) they do. Cluster ids are uint16s; anything else is WAKU_CLUSTER_INVALID.
  */
-import { afterEach, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import { commitPacket, testKey, waitFor, wire } from './test-fixtures.ts';
 import { contentTopic } from './topics.ts';
 import {
@@ -12,33 +12,23 @@ import {
   MAX_CLUSTER_ID,
   parseWakuClusterId,
   WakuClusterIdError,
-  type WakuRelayTransport,
 } from './waku-relay.ts';
 import { createHeadlessWakuRelay } from './waku-relay-headless.ts';
+import { addressOf, closedAfterEach } from './waku-test-transports.ts';
 
 const commits = contentTopic('commits');
 const LONG = 60_000;
-const open: WakuRelayTransport[] = [];
-const track = (t: WakuRelayTransport) => {
-  open.push(t);
-  return t;
-};
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((t) => t.close()));
-});
-
-const tcpAddressOf = (t: WakuRelayTransport) => {
-  const a = t.addresses().find((x) => !x.includes('/ws/'));
-  if (a === undefined) throw new Error(`no tcp address on ${t.peerId}`);
-  return a;
-};
+const track = closedAfterEach();
 
 /** Two nodes on 127.0.0.1, `b` dialling `a`, both subscribed to commits; what `a` received. */
 async function pair(clusterA: number, clusterB: number) {
   const a = track(await createHeadlessWakuRelay({ host: '127.0.0.1', clusterId: clusterA }));
   const b = track(
-    await createHeadlessWakuRelay({ host: '127.0.0.1', clusterId: clusterB, bootstrap: [tcpAddressOf(a)] }),
+    await createHeadlessWakuRelay({
+      host: '127.0.0.1',
+      clusterId: clusterB,
+      bootstrap: [addressOf(a, false)],
+    }),
   );
   const atA: Uint8Array[] = [];
   a.subscribe(commits, (bytes) => atA.push(bytes));

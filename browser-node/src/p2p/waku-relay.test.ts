@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { multiaddr } from '@multiformats/multiaddr';
 import { decodePacket, encodePacket, sha256, sha256Hex } from '@synod/shared';
@@ -27,24 +27,12 @@ import {
   type WakuRelayTransport,
 } from './waku-relay.ts';
 import { createHeadlessWakuRelay } from './waku-relay-headless.ts';
+import { addressOf, closedAfterEach } from './waku-test-transports.ts';
 
 const commits = contentTopic('commits');
 const LONG = 120_000;
-const open: WakuRelayTransport[] = [];
-const track = (t: WakuRelayTransport) => {
-  open.push(t);
-  return t;
-};
+const track = closedAfterEach();
 
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((t) => t.close()));
-});
-
-const addressOf = (t: WakuRelayTransport, ws: boolean) => {
-  const a = t.addresses().find((x) => x.includes('/ws/') === ws);
-  if (a === undefined) throw new Error(`no ${ws ? 'ws' : 'tcp'} address on ${t.peerId}`);
-  return a;
-};
 const portOf = (address: string) => Number(address.split('/tcp/')[1]?.split('/')[0]);
 
 /** RFC 64's cap on a WakuMessage of The Waku Network, nwaku's `MaxWakuMessageSize`. */
