@@ -59,6 +59,8 @@ describe('the contributor web app', () => {
     async () => {
       await page.waitForSelector('#unlock:has-text("Create node key")', { timeout: 30_000 });
       await page.fill('#passphrase', 'a passphrase only this test knows');
+      // A new key's passphrase is typed twice.
+      await page.fill('#passphrase-again', 'a passphrase only this test knows');
       await page.click('#unlock');
       await page.waitForSelector('#phase:has-text("running as follower")', { timeout: 60_000 });
       const nodeId = (await page.textContent('#node-id')) ?? '';

@@ -3,8 +3,8 @@
  * (nothing of the app or the browser node stubbed):
  *
  * - a model that fails to load (the served GGUF is corrupt: its hash is not the one the config names)
- *   leaves the Serve box unticked and usable, as a user's click left it focused; ticking it again, with
- *   the file whole again, serves;
+ *   says why and that ticking Serve again retries, and leaves the Serve box unticked and usable, as a
+ *   user's click left it focused; ticking it again, with the file whole again, serves;
  * - a relay that stops answering (it hangs, or its port is closed) blanks the standing figures it had
  *   shown, and the panel says why; when it answers again, they are back.
  */
@@ -80,6 +80,7 @@ describe('the contributor web app after a failure', () => {
     page.on('pageerror', (e) => pageErrors.push(String(e)));
     await page.goto(web.url);
     await page.fill('#passphrase', 'a passphrase only this test knows');
+    await page.fill('#passphrase-again', 'a passphrase only this test knows');
     await page.click('#unlock');
     await page.waitForSelector('#phase:has-text("running as follower")', { timeout: 60_000 });
   }, 120_000);
@@ -145,6 +146,11 @@ describe('the contributor web app after a failure', () => {
 
     await page.check('#serve');
     await page.waitForSelector('#engine-phase:has-text("MODEL_HASH_MISMATCH")', { timeout: 60_000 });
+    // What failed, and what to do about it.
+    expect(await page.textContent('#engine-phase')).toEndWith('; tick Serve models to try again');
+    expect(await page.textContent('#engine-ref')).toBe(
+      'stories260K, from /models/stories260K.gguf (this site)',
+    );
     expect(modelFetches).toHaveLength(1);
     // The user's click left the box focused; it shows what is true all the same: not serving.
     expect(await page.evaluate(() => document.activeElement?.id)).toBe('serve');

@@ -7,7 +7,9 @@
 import type { BrowserNodeStatus, LoadState } from '../../browser-node/src/browser/browser-node.ts';
 import type { SynodPageApi } from '../../browser-node/src/browser/main.ts';
 import type { NodeSummary } from '../../edge/src/store/history-store.ts';
+import { DEFAULT_KEY_ITEM, forgetKey, sealedKeyFile } from './key-actions.ts';
 import { STANDING_TIMES, type StandingTimes } from './standing-times.ts';
+import { fillRows, type RowCell } from './table-rows.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -29,24 +31,72 @@ function ago(at: number): string {
   return s < 60 ? `${s} s ago` : `${Math.round(s / 60)} min ago`;
 }
 
-function cell(row: HTMLTableRowElement, value: string, className?: string): void {
-  const td = row.insertCell();
-  td.textContent = value;
-  if (className) td.className = className;
+function cell(value: string, className?: string): RowCell {
+  return className ? { text: value, className } : { text: value };
 }
 
-function renderLoad(prefix: 'engine' | 'embedder', s: LoadState): void {
+/** A URL as the contributor should read it: the path when it is on this site, else the whole URL. */
+function source(url: string): string {
+  const u = new URL(url, location.href);
+  return u.origin === location.origin ? `${u.pathname} (this site)` : u.href;
+}
+
+function megabytes(bytes: number): string {
+  return (bytes / 1e6).toFixed(1);
+}
+
+/**
+ * How much of a download is done, beside its phase (not in the phase's live region: a screen reader
+ * would read out every step). The engine's download counts bytes (one GGUF file), said in MB; the
+ * embedder's counts its files, said as a share only.
+ */
+function loadAmount(prefix: 'engine' | 'embedder', s: LoadState): string {
+  if (s.phase !== 'fetch' || s.total === 0) return '';
+  const share = `${Math.floor((100 * s.loaded) / s.total)} %`;
+  return prefix === 'engine' ? `${share} (${megabytes(s.loaded)} of ${megabytes(s.total)} MB)` : share;
+}
+
+/** A load's phase in words, announced as it changes. */
+function loadText(s: LoadState): string {
+  switch (s.phase) {
+    case 'fetch':
+      return 'downloading';
+    case 'hash':
+      return 'checking its sha256';
+    case 'load':
+      return 'loading';
+    case 'error':
+      return `${s.error ?? 'failed'}; tick Serve models to try again`;
+    default:
+      return s.phase;
+  }
+}
+
+function renderLoad(prefix: 'engine' | 'embedder', s: LoadState, from: { name: string; url: string }): void {
   const ref = s.ref;
-  text(`${prefix}-ref`, ref === null ? '—' : `${ref.id} (${ref.fileHash.slice(0, 10)}…)`);
+  text(
+    `${prefix}-ref`,
+    ref === null ? `${from.name}, from ${source(from.url)}` : `${ref.id} (${ref.fileHash.slice(0, 10)}…)`,
+  );
   const bar = $<HTMLProgressElement>(`${prefix}-progress`);
   const fraction = s.phase === 'ready' ? 1 : s.total > 0 ? s.loaded / s.total : 0;
   bar.value = fraction;
-  text(`${prefix}-phase`, s.error ?? s.phase);
+  text(`${prefix}-phase`, loadText(s));
+  text(`${prefix}-amount`, loadAmount(prefix, s));
   text(`${prefix}-ms`, s.ms === null ? '—' : `${(s.ms / 1000).toFixed(2)} s`);
 }
 
 /** Serving changes asked for and not yet applied (see `render`). */
 let servingChanges = 0;
+
+/** The page's own error (two passphrases differ, a key not forgotten), shown where the node's are. */
+let pageError: string | null = null;
+/** The node's error about a key since forgotten (a wrong passphrase): not shown against the next key. */
+let dismissedError: string | null = null;
+
+function keyItem(api: SynodPageApi): string {
+  return api.config.keyItem ?? DEFAULT_KEY_ITEM;
+}
 
 function render(api: SynodPageApi): void {
   const s: BrowserNodeStatus = api.status();
@@ -70,21 +120,30 @@ function render(api: SynodPageApi): void {
         ? 'kept in this browser (IndexedDB): after a reload, the tab finishes them'
         : 'kept in memory only: this browser gives the page no IndexedDB (a private window, or storage blocked for this site), so a reload loses them',
   );
+  const error = (s.error === dismissedError ? null : s.error) ?? pageError;
   const err = $('node-error');
-  err.hidden = s.error === null;
-  text('node-error', s.error ?? '');
+  err.hidden = error === null;
+  text('node-error', error ?? '');
 
   const locked = s.phase === 'locked' || s.phase === 'error';
   $('unlock-form').hidden = !locked;
+  // A stored key can be saved any time (it is sealed); forgotten only while this tab does not run it.
+  $('key-actions').hidden = s.nodeId === null;
+  $('forget-key').hidden = !locked;
   text('unlock', s.nodeId ? 'Unlock node key' : 'Create node key');
+  // A new key's passphrase is typed twice: one typed wrong would seal the key for good.
+  const creating = s.nodeId === null;
+  $('passphrase-again-label').hidden = !creating;
+  $<HTMLInputElement>('passphrase-again').required = creating;
+  $('passphrase').setAttribute('autocomplete', creating ? 'new-password' : 'current-password');
   const serve = $<HTMLInputElement>('serve');
   serve.disabled = s.phase !== 'running';
   // While a change the user asked for is being applied, the box shows what they asked; then what is
   // true (a model that failed to load leaves serving off, and the box unticked).
   if (servingChanges === 0) serve.checked = s.serving;
 
-  renderLoad('engine', s.engine);
-  renderLoad('embedder', s.embedder);
+  renderLoad('engine', s.engine, { name: api.config.model.id, url: api.config.model.url });
+  renderLoad('embedder', s.embedder, { name: 'USE Lite', url: api.config.useLite.baseUrl });
   text('engine-id', s.engineId ?? '—');
   text(
     'capability',
@@ -96,29 +155,37 @@ function render(api: SynodPageApi): void {
   const q = s.metrics?.queue;
   text('queue', q ? `${q.queued} waiting of ${q.maxQueue}${q.running ? ', one running' : ''}` : '—');
 
-  const nodes = $<HTMLTableSectionElement>('known-nodes');
-  nodes.replaceChildren();
-  for (const n of s.knownNodes) {
-    const row = nodes.insertRow();
-    cell(row, n.nodeId === s.nodeId ? `${short(n.nodeId)} (this tab)` : short(n.nodeId));
-    cell(row, n.role);
-    cell(row, n.models.join(', ') || '—');
-    cell(row, ago(n.at));
-  }
-  if (s.knownNodes.length === 0) nodes.insertRow().insertCell().textContent = 'No heartbeats yet.';
+  fillRows(
+    $<HTMLTableSectionElement>('known-nodes'),
+    s.knownNodes.map((n) => [
+      cell(n.nodeId === s.nodeId ? `${short(n.nodeId)} (this tab)` : short(n.nodeId)),
+      cell(n.role),
+      cell(n.models.join(', ') || '—'),
+      cell(ago(n.at)),
+    ]),
+    'No heartbeats yet.',
+    4,
+  );
 
-  const verdicts = $<HTMLTableSectionElement>('verdicts');
-  verdicts.replaceChildren();
-  for (const v of s.verdicts) {
-    const row = verdicts.insertRow();
-    cell(row, short(v.requestId));
-    cell(row, v.status, v.status === 'accepted' ? 'ok' : 'bad');
-    cell(row, String(v.accepted.length));
-    cell(row, v.servedHere ? 'yes' : 'no');
-    cell(row, v.servedHere ? (v.agreedHere ? 'yes' : 'no') : '—', v.servedHere && !v.agreedHere ? 'bad' : '');
-    cell(row, (v.output ?? '').slice(0, 120));
-  }
-  if (s.verdicts.length === 0) verdicts.insertRow().insertCell().textContent = 'None yet.';
+  fillRows(
+    $<HTMLTableSectionElement>('verdicts'),
+    s.verdicts.map((v) => [
+      cell(short(v.requestId)),
+      cell(v.status, v.status === 'accepted' ? 'ok' : 'bad'),
+      cell(String(v.accepted.length)),
+      cell(v.servedHere ? 'yes' : 'no'),
+      cell(v.servedHere ? (v.agreedHere ? 'yes' : 'no') : '—', v.servedHere && !v.agreedHere ? 'bad' : ''),
+      cell((v.output ?? '').slice(0, 120)),
+    ]),
+    'None yet.',
+    6,
+  );
+}
+
+/** Focus `id` when focus was lost to the page (the form holding it was hidden) or is still in `from`. */
+function moveFocus(id: string, from: HTMLElement): void {
+  const at = document.activeElement;
+  if (at === null || at === document.body || from.contains(at)) $(id).focus();
 }
 
 function wireNode(api: SynodPageApi): void {
@@ -135,13 +202,66 @@ function wireNode(api: SynodPageApi): void {
   setInterval(schedule, 1000);
   render(api);
 
-  $('unlock-form').addEventListener('submit', (e) => {
+  const form = $('unlock-form');
+  form.addEventListener('submit', (e) => {
     e.preventDefault();
     const input = $<HTMLInputElement>('passphrase');
+    const again = $<HTMLInputElement>('passphrase-again');
     const passphrase = input.value;
+    const repeated = again.value;
     input.value = '';
-    api.unlock(passphrase).catch(() => schedule());
+    again.value = '';
+    pageError = null;
+    dismissedError = null;
+    if (api.status().nodeId === null && repeated !== passphrase) {
+      pageError = 'PASSPHRASES_DIFFER: the two passphrases differ; type the same one in both fields';
+      render(api);
+      input.focus();
+      return;
+    }
+    // Once the form is hidden, focus would fall back to the page: it goes to what comes next (the Serve
+    // box), or back to the passphrase when it was refused.
+    api.unlock(passphrase).then(
+      () => {
+        render(api);
+        moveFocus('serve', form);
+      },
+      () => {
+        render(api);
+        moveFocus('passphrase', form);
+      },
+    );
     schedule();
+  });
+  $('export-key').addEventListener('click', () => {
+    const file = sealedKeyFile(localStorage, keyItem(api));
+    if (file === null) return;
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(new Blob([file.text], { type: 'application/json' }));
+    a.download = file.name;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+  });
+  $('forget-key').addEventListener('click', () => {
+    const nodeId = api.status().nodeId;
+    if (nodeId === null) return;
+    const sure = confirm(
+      `Forget the node key ${nodeId} in this browser?\n\nWithout a saved copy it is gone for good, with its standing at the relay; requests it committed to and has not revealed will count as withheld. The next passphrase creates a new key.`,
+    );
+    if (!sure) return;
+    pageError = null;
+    forgetKey(localStorage, keyItem(api))
+      .then(() => {
+        dismissedError = api.status().error;
+      })
+      .catch((err: unknown) => {
+        const code = (err as { code?: unknown }).code;
+        pageError = `${typeof code === 'string' ? `${code}: ` : ''}${err instanceof Error ? err.message : String(err)}`;
+      })
+      .finally(() => {
+        render(api);
+        moveFocus('passphrase', $('key-actions'));
+      });
   });
   $<HTMLInputElement>('serve').addEventListener('change', (e) => {
     const on = (e.target as HTMLInputElement).checked;
@@ -170,6 +290,11 @@ interface RequestViewLite {
 }
 
 let stream: EventSource | null = null;
+/** A reopening of the status stream, waiting (see `follow`). */
+let reopen: ReturnType<typeof setTimeout> | null = null;
+
+/** Tries to reopen a status stream that broke off, a second apart, then two, four, eight, then ten. */
+const REOPEN_TRIES = 8;
 
 function showAsk(view: RequestViewLite): void {
   $('ask-result').hidden = false;
@@ -189,10 +314,24 @@ function askError(message: string | null): void {
   el.textContent = message ?? '';
 }
 
+/** One POST at a time: a second press of Submit while the relay answers would ask (and pay) twice. */
 async function ask(): Promise<void> {
+  const button = $<HTMLButtonElement>('ask');
+  if (button.disabled) return;
+  button.disabled = true;
+  try {
+    await submit();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function submit(): Promise<void> {
   askError(null);
   stream?.close();
   stream = null;
+  if (reopen !== null) clearTimeout(reopen);
+  reopen = null;
   const base = $<HTMLInputElement>('relay-url').value.replace(/\/+$/, '');
   const key = $<HTMLInputElement>('api-key').value.trim();
   const prompt = $<HTMLTextAreaElement>('prompt').value;
@@ -223,17 +362,43 @@ async function ask(): Promise<void> {
   }
   showAsk({ requestId: body.requestId, status: body.status ?? 'queued' });
   const events = body.links?.events ?? `/v1/inference/${encodeURIComponent(body.requestId)}/events`;
-  const es = new EventSource(`${base}${events}`);
+  follow(`${base}${events}`, `${base}/v1/inference/${encodeURIComponent(body.requestId)}`, 0);
+}
+
+/**
+ * Show a request's status from its event stream until it ends. An EventSource reconnects by itself
+ * when a stream breaks off, but gives up for good on an answer that is not a stream (the app's proxy
+ * answers 502 while the relay restarts): the stream is then opened again, a few times, before the
+ * page says where the status can still be asked.
+ */
+function follow(url: string, statusUrl: string, tries: number): void {
+  const es = new EventSource(url);
   stream = es;
-  es.addEventListener('status', (m) =>
-    showAsk(JSON.parse((m as MessageEvent<string>).data) as RequestViewLite),
-  );
+  es.addEventListener('status', (m) => {
+    askError(null);
+    showAsk(JSON.parse((m as MessageEvent<string>).data) as RequestViewLite);
+  });
   es.addEventListener('end', () => {
     es.close();
     if (stream === es) stream = null;
   });
   es.onerror = () => {
-    if (es.readyState === EventSource.CLOSED) askError('the status stream closed');
+    if (es.readyState !== EventSource.CLOSED || stream !== es) return;
+    if (tries >= REOPEN_TRIES) {
+      stream = null;
+      askError(
+        `the status stream closed and could not be opened again: GET ${statusUrl} has the request's status`,
+      );
+      return;
+    }
+    const seconds = Math.min(2 ** tries, 10);
+    askError(
+      `the status stream broke off (the relay restarted, or is gone): opening it again in ${seconds} s`,
+    );
+    reopen = setTimeout(() => {
+      reopen = null;
+      if (stream === es) follow(url, statusUrl, tries + 1);
+    }, seconds * 1000);
   };
 }
 

@@ -123,6 +123,7 @@ describe('the figures the contributor app shows', () => {
     async () => {
       await page.goto(web.url);
       await page.fill('#passphrase', 'a passphrase only this test knows');
+      await page.fill('#passphrase-again', 'a passphrase only this test knows');
       await page.click('#unlock');
       await page.waitForSelector('#phase:has-text("running as follower")', { timeout: 60_000 });
       await page.check('#serve');

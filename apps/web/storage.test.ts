@@ -71,6 +71,7 @@ describe('a browser that gives the page no IndexedDB', () => {
           await page.addInitScript(script);
           await page.goto(web.url);
           await page.fill('#passphrase', 'a passphrase only this test knows');
+          await page.fill('#passphrase-again', 'a passphrase only this test knows');
           await page.click('#unlock');
           await page.waitForSelector('#phase:has-text("running as follower")', { timeout: 60_000 });
           expect(await page.textContent('#persistence')).toStartWith('kept in memory only');

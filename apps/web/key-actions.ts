@@ -1,0 +1,50 @@
+/**
+ * What the page does with the sealed node key besides unlocking it: save it to a file (a backup: it is
+ * sealed with the passphrase, as kept in localStorage) and forget it (a lost passphrase otherwise leaves
+ * the browser with a key nobody can open, and no way to make another). Forgetting takes the key's tab
+ * lock first (tab-lock.ts), so a key another tab of this browser runs is not pulled from under it.
+ */
+import type { KeyStorage } from '../../browser-node/src/browser/key-store.ts';
+import { acquireTabLock } from '../../browser-node/src/browser/tab-lock.ts';
+
+/**
+ * The sealed key's localStorage item when the config names none: key-store.ts's `KEY_STORAGE_ITEM`,
+ * not imported, so as not to bundle the key code twice (key-actions.test.ts holds the two equal).
+ */
+export const DEFAULT_KEY_ITEM = 'synod.node-key.v1';
+
+export interface SealedKeyFile {
+  name: string;
+  text: string;
+}
+
+/** The stored sealed key as a file to save, or null when there is none (or it is not a sealed key). */
+export function sealedKeyFile(storage: KeyStorage, item = DEFAULT_KEY_ITEM): SealedKeyFile | null {
+  const text = storage.getItem(item);
+  if (text === null) return null;
+  let nodeId: unknown;
+  try {
+    nodeId = (JSON.parse(text) as { nodeId?: unknown }).nodeId;
+  } catch {
+    return null;
+  }
+  if (typeof nodeId !== 'string' || !/^[0-9a-f]{64}$/.test(nodeId)) return null;
+  return { name: `synod-node-key-${nodeId.slice(0, 12)}.json`, text };
+}
+
+/**
+ * Remove the stored key. Throws NODE_KEY_IN_USE when a tab of this browser runs it (this one included:
+ * the page offers this only while locked), TAB_LOCK_UNAVAILABLE without Web Locks.
+ */
+export async function forgetKey(
+  storage: KeyStorage,
+  item = DEFAULT_KEY_ITEM,
+  locks: LockManager | undefined = globalThis.navigator?.locks,
+): Promise<void> {
+  const lock = await acquireTabLock(item, locks);
+  try {
+    storage.removeItem(item);
+  } finally {
+    lock.release();
+  }
+}
