@@ -1,6 +1,8 @@
 import { Hono } from 'hono';
 import { AdmissionHealth } from './http/admission-health.ts';
 import { allowedMethods } from './http/allowed-methods.ts';
+import { BodyBudget } from './http/body-budget.ts';
+import { addressBucket } from './http/client-address.ts';
 import { corsFor } from './http/cors.ts';
 import { edgeError, HttpError, toHttpError } from './http/errors.ts';
 import { isOpenAiPath } from './http/openai-paths.ts';
@@ -24,6 +26,9 @@ export function createApp(given: EdgeDeps): Hono {
     admitter: admissionHealth.watch(given.admitter),
     admissionHealth,
     streams: given.streams ?? new StreamSlots(),
+    bodies: given.bodies ?? new BodyBudget(),
+    // Limits per client address count an IPv6 client by its /64 (see addressBucket).
+    clientAddress: (c) => addressBucket(given.clientAddress(c)),
   };
 
   // Browsers on the configured origins may call the API (opt-in; see EdgeConfig.corsOrigins).

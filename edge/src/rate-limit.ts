@@ -23,8 +23,16 @@ export class RateLimiter {
     this.#max = config.maxCallers ?? 10_000;
   }
 
-  /** Take one token; returns 0 when allowed, else the ms to wait before a retry. */
-  take(caller: string): number {
+  /**
+   * Take `cost` tokens (one by default; a request that makes the relay work more costs more, capped at
+   * the burst so that it can pass from a full bucket); returns 0 when allowed, else the ms to wait
+   * before a retry. A refused take spends nothing.
+   */
+  take(caller: string, cost = 1): number {
+    if (!(Number.isInteger(cost) && cost >= 1)) {
+      throw new RangeError(`a rate-limit cost is a whole number of tokens, 1 or more, not ${cost}`);
+    }
+    const need = Math.min(cost, this.config.burst);
     const t = this.now();
     let b = this.#buckets.get(caller);
     if (b) {
@@ -41,10 +49,10 @@ export class RateLimiter {
       }
     }
     this.#buckets.set(caller, b);
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
+    if (b.tokens >= need) {
+      b.tokens -= need;
       return 0;
     }
-    return Math.ceil(((1 - b.tokens) / this.config.ratePerSecond) * 1000);
+    return Math.ceil(((need - b.tokens) / this.config.ratePerSecond) * 1000);
   }
 }

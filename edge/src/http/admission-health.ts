@@ -1,4 +1,5 @@
 import type { Admitter } from '../relay/network.ts';
+import { publicReason } from './errors.ts';
 
 /** Why new requests are not being stored: the latest admission's failure. */
 export interface AdmissionFailure {
@@ -36,7 +37,7 @@ export class AdmissionHealth {
           this.#failure = null;
           return outcome;
         } catch (e) {
-          this.#failure = { at: this.#now(), reason: String((e as Error)?.message ?? e).slice(0, 300) };
+          this.#failure = { at: this.#now(), reason: publicReason(e) };
           throw e;
         }
       },

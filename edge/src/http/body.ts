@@ -1,16 +1,38 @@
 import { joinBytes } from '@synod/shared';
 import type { Context } from 'hono';
-import { edgeError } from './errors.ts';
+import type { BodyBudget } from './body-budget.ts';
+import { edgeError, HttpError } from './errors.ts';
 
 /** Default request body limit of the JSON API (transcripts for /v1/verify may be larger: see routes). */
 export const DEFAULT_BODY_LIMIT = 256 * 1024;
 
+/** Who sends a body, and the relay's budget of bodies under way that it is read within (body-budget.ts). */
+export interface BodyGuard {
+  budget: BodyBudget;
+  /** The client address, as the per-address limits count it. */
+  address: string;
+}
+
+/** The guard of a request's body on a relay (none when its deps hold no budget). */
+export function bodyGuard(
+  c: Context,
+  deps: { bodies?: BodyBudget; clientAddress: (c: Context) => string },
+): BodyGuard | undefined {
+  return deps.bodies ? { budget: deps.bodies, address: deps.clientAddress(c) } : undefined;
+}
+
 /**
  * The raw body bytes of a JSON request, within `limit`: checks Content-Type and Content-Length first,
  * then counts bytes while streaming, so a lying or missing Content-Length cannot make the relay buffer
- * more. `parseJson` turns them into a value.
+ * more. With a `guard`, the body is counted in its budget while it is read (429 RATE_LIMITED past it)
+ * and must arrive within its deadline (408 BODY_TIMEOUT, and the connection is closed). `parseJson`
+ * turns the bytes into a value.
  */
-export async function readBody(c: Context, limit = DEFAULT_BODY_LIMIT): Promise<Uint8Array> {
+export async function readBody(
+  c: Context,
+  limit = DEFAULT_BODY_LIMIT,
+  guard?: BodyGuard,
+): Promise<Uint8Array> {
   const type = c.req.header('content-type') ?? '';
   if (!/^application\/(?:[\w.+-]+\+)?json\b/i.test(type)) {
     throw edgeError(415, 'UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
@@ -19,10 +41,25 @@ export async function readBody(c: Context, limit = DEFAULT_BODY_LIMIT): Promise<
   if (Number.isFinite(declared) && declared > limit) {
     throw edgeError(413, 'BODY_TOO_LARGE', `body of ${declared} bytes exceeds ${limit}`, { limit });
   }
+  if (declared === 0) throw edgeError(400, 'BAD_JSON', 'the request has no body');
+  if (!guard) return readWithin(c, limit, declared);
+  const release = guard.budget.take(guard.address, Number.isFinite(declared) ? declared : limit);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(bodyTimeout(guard.budget.deadlineMs)), guard.budget.deadlineMs);
+  });
+  try {
+    return await Promise.race([readWithin(c, limit, declared), late]);
+  } finally {
+    clearTimeout(timer);
+    release();
+  }
+}
+
+async function readWithin(c: Context, limit: number, declared: number): Promise<Uint8Array> {
   if (Number.isFinite(declared)) {
     // HTTP/1.1 framing: the server reads exactly Content-Length bytes, so a declared length within the
     // limit bounds the body and it can be read in one piece.
-    if (declared === 0) throw edgeError(400, 'BAD_JSON', 'the request has no body');
     return new Uint8Array(await c.req.raw.arrayBuffer().catch(bodyBroken));
   }
   const body = c.req.raw.body;
@@ -41,6 +78,21 @@ export async function readBody(c: Context, limit = DEFAULT_BODY_LIMIT): Promise<
     chunks.push(value);
   }
   return joinBytes(chunks);
+}
+
+/**
+ * 408 BODY_TIMEOUT: the body did not arrive within the deadline. The answer closes the connection, so
+ * the server stops reading (and holding) the rest of it.
+ */
+function bodyTimeout(deadlineMs: number): HttpError {
+  return new HttpError(
+    408,
+    'BODY_TIMEOUT',
+    `the request body did not arrive within ${deadlineMs} ms`,
+    { deadlineMs },
+    'send the body at once, with the request',
+    { connection: 'close' },
+  );
 }
 
 /** The body stream failed (the client went away, or sent fewer bytes than it declared): its 400. */

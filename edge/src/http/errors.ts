@@ -10,6 +10,7 @@ import { storeUnreachableCause } from './store-unavailable.ts';
 export const EDGE_ERROR_CODES = [
   'BAD_JSON',
   'BODY_TOO_LARGE',
+  'BODY_TIMEOUT',
   'UNSUPPORTED_MEDIA_TYPE',
   'INVALID_INPUT',
   'UNKNOWN_MODEL',
@@ -119,7 +120,7 @@ export function storeUnavailableError(cause: Error): HttpError {
     503,
     'STORE_UNAVAILABLE',
     'the history database cannot be reached',
-    { reason: String(cause.message).slice(0, 300) },
+    { reason: publicReason(cause) },
     'retry shortly (a POST with the same Idempotency-Key, so that one that was stored is replayed, not duplicated)',
   );
 }
@@ -136,4 +137,23 @@ export function toHttpError(e: unknown): HttpError {
   const unreachable = storeUnreachableCause(e);
   if (unreachable) return storeUnavailableError(unreachable);
   return new HttpError(500, 'INTERNAL', 'internal error');
+}
+
+/** A file path in a message: absolute, after a space, a quote, `(`, `=` or `:` (`file:/…`), or first. */
+const FILE_PATH = /(^|[\s'"(=:])((?:[A-Za-z]:\\|\/)[^\s'"]*)/g;
+
+/**
+ * Why something failed, as an answer may say it (`details.reason` of a 503, `/healthz`'s
+ * `admissions.reason`, which needs no key): the error's stable code when it has one, and its message
+ * without file paths (a database file that went away names its path; the relay's log keeps it), at most
+ * 300 characters.
+ */
+export function publicReason(e: unknown): string {
+  const message = String((e as Error)?.message ?? e).replace(FILE_PATH, (_, before: string, path: string) => {
+    const trailing = /[.,:;)]+$/.exec(path)?.[0] ?? '';
+    return `${before}<path>${trailing}`;
+  });
+  const code = (e as { code?: unknown } | null)?.code;
+  const coded = typeof code === 'string' && !message.startsWith(code) ? `${code}: ${message}` : message;
+  return coded.slice(0, 300);
 }

@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import type { ApiKeyCache } from '../auth/api-key-cache.ts';
 import type { EdgeConfig } from '../config.ts';
 import type { AdmissionHealth } from '../http/admission-health.ts';
+import type { BodyBudget } from '../http/body-budget.ts';
 import type { PrimaryHealthCheck } from '../http/store-unavailable.ts';
 import type { StreamSlots } from '../http/stream-slots.ts';
 import type { Metrics } from '../metrics.ts';
@@ -36,6 +37,8 @@ export interface EdgeDeps {
   primaryHealth?: PrimaryHealthCheck;
   /** Event streams open, per client address (createApp makes one when none is given). */
   streams?: StreamSlots;
+  /** Bytes of request bodies being read, per client address (createApp makes one when none is given). */
+  bodies?: BodyBudget;
 }
 
 /** Running totals of the accept path's group commit since the relay started. */

@@ -2,8 +2,9 @@ import { canonicalBytes, type RequestBody, sha256Hex, utf8 } from '@synod/shared
 import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { authenticate, type Caller, utcDay } from '../http/auth.ts';
-import { parseJson, readBody } from '../http/body.ts';
-import { edgeError, queueFullError, rateLimitedError } from '../http/errors.ts';
+import { bodyGuard, parseJson, readBody } from '../http/body.ts';
+import { edgeError, publicReason, queueFullError, rateLimitedError } from '../http/errors.ts';
+import { HeavyReads, readTokens } from '../http/heavy-reads.ts';
 import { type QuotaStanding, quotaExceededError, quotaStanding } from '../http/quota.ts';
 import { keepAlive } from '../http/sse-keep-alive.ts';
 import { buildRequest, relayDefaults } from '../inference-input.ts';
@@ -59,7 +60,7 @@ export async function submit(
   deps: EdgeDeps,
   toInput: (raw: unknown) => unknown,
 ): Promise<Submission> {
-  const bytes = await readBody(c, deps.config.bodyLimit);
+  const bytes = await readBody(c, deps.config.bodyLimit, bodyGuard(c, deps));
   // The time once the body is in: a signed request's timestamp is judged by it (a body trickled in for
   // longer than the skew window, or than Idempotency-Keys are kept, must not stretch the window).
   const now = deps.now();
@@ -114,7 +115,7 @@ export async function submit(
       503,
       'STORE_UNAVAILABLE',
       'the request could not be confirmed as stored',
-      { reason: String((e as Error)?.message ?? e).slice(0, 300) },
+      { reason: publicReason(e) },
       'retry with the same Idempotency-Key: a request that was stored is then replayed, not duplicated',
     );
   }
@@ -142,6 +143,9 @@ export async function submit(
 }
 
 export function mountInference(app: Hono, deps: EdgeDeps): void {
+  // A request's view can be megabytes (reveals from anyone on the network): such reads are charged to
+  // the client address's `read:` bucket by their size (see HeavyReads); light ones cost nothing.
+  const heavy = new HeavyReads(deps.limiter);
   app.post('/v1/inference', async (c) => {
     const s = await submit(c, deps, (raw) => raw);
     // A replay answers the request's current status; a new request is queued until dispatched.
@@ -160,15 +164,23 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
 
   app.get('/v1/inference/:id', async (c) => {
     const id = requestIdParam(c);
+    const bucket = () => `read:${deps.clientAddress(c)}`;
+    const charged = heavy.before(bucket, id);
     const found = await findRequest(deps.store, deps.intake, id);
     if (!found) throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
-    return c.json(foundView(found));
+    const json = JSON.stringify(foundView(found));
+    heavy.after(bucket, id, readTokens(json.length), charged);
+    return c.body(json, 200, { 'content-type': 'application/json' });
   });
 
   app.get('/v1/inference/:id/events', async (c) => {
     const id = requestIdParam(c);
+    const bucket = () => `read:${deps.clientAddress(c)}`;
+    const charged = heavy.before(bucket, id);
     const first = await findRequest(deps.store, deps.intake, id);
     if (!first) throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
+    // A stream sends the view again at each change: charged once, by its size now, as a read of it is.
+    heavy.after(bucket, id, readTokens(JSON.stringify(foundView(first)).length), charged);
     const lastEventId = c.req.header('last-event-id');
     // A reconnection to a request that ended, from a client that holds its final status: 204, which
     // tells an EventSource the stream is over (it would otherwise be sent that status and `end` again,

@@ -1,8 +1,9 @@
 import { ORIGIN_KINDS, type OriginKind, REQUEST_STATUSES, type RequestStatus } from '@synod/shared/history';
-import type { Hono, MiddlewareHandler } from 'hono';
+import type { Context, Hono, MiddlewareHandler } from 'hono';
 import edgePackage from '../../package.json';
 import { ChainStore } from '../chain/chain-store.ts';
 import { edgeError, rateLimitedError } from '../http/errors.ts';
+import { HeavyReads, readTokens } from '../http/heavy-reads.ts';
 import { openApiDocument } from '../openapi.ts';
 import type { EdgeDeps } from './deps.ts';
 
@@ -14,6 +15,11 @@ const NODES_CURSOR_RE = /^\d{1,16}:[0-9a-f]{64}$/;
 export function mountPublic(app: Hono, deps: EdgeDeps): void {
   // Public reads that page through the database are limited per client address, as /v1/verify is.
   for (const path of ['/v1/history', '/v1/nodes']) app.use(path, limitReads(deps));
+  // Past the read's one token a page is charged by its size (a page of nodes carries what each
+  // heartbeat advertised, and anyone may send heartbeats from fresh keys), and a page asked again is
+  // charged what it cost before it is read (see HeavyReads; light pages cost nothing more).
+  const heavy = new HeavyReads(deps.limiter);
+  const sized = (c: Context, page: () => Promise<unknown>) => heavyPage(c, deps, heavy, page);
   app.get('/healthz', async (c) => {
     const net = deps.network.health();
     let db = true;
@@ -98,15 +104,16 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
       throw edgeError(400, 'INVALID_INPUT', 'bad node id');
     if (q['cursor'] !== undefined && !CURSOR_RE.test(q['cursor']))
       throw edgeError(400, 'INVALID_INPUT', 'bad cursor');
-    const page = await deps.store.listHistory({
-      limit,
-      ...(status !== undefined ? { status: status as RequestStatus } : {}),
-      ...(origin !== undefined ? { origin: origin as OriginKind } : {}),
-      ...(q['model'] !== undefined ? { model: q['model'] } : {}),
-      ...(q['node'] !== undefined ? { node: q['node'] } : {}),
-      ...(q['cursor'] !== undefined ? { cursor: q['cursor'] } : {}),
-    });
-    return c.json(page);
+    return sized(c, () =>
+      deps.store.listHistory({
+        limit,
+        ...(status !== undefined ? { status: status as RequestStatus } : {}),
+        ...(origin !== undefined ? { origin: origin as OriginKind } : {}),
+        ...(q['model'] !== undefined ? { model: q['model'] } : {}),
+        ...(q['node'] !== undefined ? { node: q['node'] } : {}),
+        ...(q['cursor'] !== undefined ? { cursor: q['cursor'] } : {}),
+      }),
+    );
   });
 
   app.get('/v1/nodes', async (c) => {
@@ -117,8 +124,8 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     if (q['cursor'] !== undefined && !NODES_CURSOR_RE.test(q['cursor'])) {
       throw edgeError(400, 'INVALID_INPUT', 'bad cursor');
     }
-    return c.json(
-      await deps.store.listNodes({
+    return sized(c, () =>
+      deps.store.listNodes({
         limit,
         ...(q['node'] !== undefined ? { node: q['node'] } : {}),
         ...(q['cursor'] !== undefined ? { cursor: q['cursor'] } : {}),
@@ -155,6 +162,22 @@ async function setStoreGauges(deps: EdgeDeps): Promise<void> {
     'Requests admitted and waiting in the admission log for their coordinator',
     await deps.intake.count(),
   );
+}
+
+/** A page as JSON, charged to the client address's `read:` bucket by its size (keyed by its query). */
+async function heavyPage(
+  c: Context,
+  deps: EdgeDeps,
+  heavy: HeavyReads,
+  page: () => Promise<unknown>,
+): Promise<Response> {
+  const url = new URL(c.req.url);
+  const key = url.pathname + url.search;
+  const bucket = () => `read:${deps.clientAddress(c)}`;
+  const charged = heavy.before(bucket, key);
+  const json = JSON.stringify(await page());
+  heavy.after(bucket, key, readTokens(json.length), charged);
+  return c.body(json, 200, { 'content-type': 'application/json' });
 }
 
 /**

@@ -1,11 +1,37 @@
-import { buildTranscript, verifyTranscript } from '@synod/shared';
+import { type AnyPacket, buildTranscript, verifyTranscript } from '@synod/shared';
 import type { Hono } from 'hono';
-import { parseJson, readBody } from '../http/body.ts';
+import { bodyGuard, parseJson, readBody } from '../http/body.ts';
 import { edgeError, rateLimitedError } from '../http/errors.ts';
+import { HeavyReads } from '../http/heavy-reads.ts';
 import { TERMINAL } from '../views.ts';
 import type { EdgeDeps } from './deps.ts';
 import { requestIdParam } from './inference.ts';
 import { limitReads } from './public.ts';
+
+/** Packets of a transcript that cost the verifier one more token (a signature check each, and more). */
+const PACKETS_PER_TOKEN = 32;
+/** Body bytes that cost one more token (parsed, canonicalized and hashed). */
+const BYTES_PER_TOKEN = 128 * 1024;
+
+/**
+ * Tokens of the client address's `verify:` bucket a transcript of `packets` packets sent in `bytes`
+ * bytes costs: one, and one more per 32 packets and per 128 KiB, so that the bucket bounds the work a
+ * client makes the relay do, not its number of requests (a maximal transcript, 386 packets in 4 MiB,
+ * costs about 40 times a small one; the limiter caps a cost at its burst).
+ */
+export function verifyCost(packets: number, bytes: number): number {
+  return 1 + Math.floor(packets / PACKETS_PER_TOKEN) + Math.floor(bytes / BYTES_PER_TOKEN);
+}
+
+/**
+ * About how many characters a transcript's packets take: a packet's fixed members, and what varies,
+ * the text of its output (a reveal's, up to 65,536 characters).
+ */
+function transcriptChars(packets: readonly AnyPacket[]): number {
+  let chars = 0;
+  for (const p of packets) chars += 512 + (p.type === 'reveal' ? p.body.output.length : 0);
+  return chars;
+}
 
 /**
  * The public verifier. `POST /v1/verify` takes `{ transcript, expectedVerdictDigest?, expectedRoot? }`
@@ -16,11 +42,21 @@ import { limitReads } from './public.ts';
  */
 export function mountVerify(app: Hono, deps: EdgeDeps): void {
   app.post('/v1/verify', async (c) => {
-    const wait = deps.limiter.take(`verify:${deps.clientAddress(c)}`);
-    if (wait > 0) throw rateLimitedError(wait);
-    const raw = parseJson(await readBody(c, deps.config.verifyBodyLimit)) as Record<string, unknown> | null;
+    // One token before the body is read; the rest of its cost (verifyCost) as soon as it is known: its
+    // bytes before they are parsed, its packets before they are checked.
+    const bucket = `verify:${deps.clientAddress(c)}`;
+    const charge = (tokens: number) => {
+      const wait = tokens > 0 ? deps.limiter.take(bucket, tokens) : 0;
+      if (wait > 0) throw rateLimitedError(wait);
+    };
+    charge(1);
+    const bytes = await readBody(c, deps.config.verifyBodyLimit, bodyGuard(c, deps));
+    charge(verifyCost(0, bytes.byteLength) - 1);
+    const raw = parseJson(bytes) as Record<string, unknown> | null;
     const wrapped = raw !== null && typeof raw === 'object' && 'transcript' in raw;
     const transcript = wrapped ? raw['transcript'] : raw;
+    const packets = (transcript as { packets?: unknown } | null)?.packets;
+    charge(verifyCost(Array.isArray(packets) ? packets.length : 0, 0) - 1);
     const expectedVerdictDigest = wrapped ? raw['expectedVerdictDigest'] : undefined;
     const expectedRoot = wrapped ? raw['expectedRoot'] : undefined;
     for (const [name, v] of [
@@ -48,8 +84,13 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
     return c.json({ ok: false, error: check.error.toJSON() }, 422);
   });
 
+  // A stored transcript can be megabytes (reveals from anyone on the network): past the read's one
+  // token, it is charged to the client address's `read:` bucket as a posted one is (see HeavyReads).
+  const heavy = new HeavyReads(deps.limiter);
   app.get('/v1/verify/:id', limitReads(deps), async (c) => {
     const id = requestIdParam(c);
+    const bucket = () => `read:${deps.clientAddress(c)}`;
+    const charged = heavy.before(bucket, id);
     const d = await deps.store.getRequest(id);
     if (!d) {
       if (await deps.intake.queued(id)) {
@@ -74,6 +115,7 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
     // can check their signatures and what they attest (synod-verify does).
     const attestations = d.attestations.map((a) => a.packet);
     const transcript = buildTranscript(packets);
+    heavy.after(bucket, id, verifyCost(packets.length, transcriptChars(packets)) - 1, charged);
     const check = await verifyTranscript(transcript, {
       expectedVerdictDigest: published.verdictDigest,
       expectedRoot: published.transcriptRoot,

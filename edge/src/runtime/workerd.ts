@@ -39,6 +39,7 @@ import { WORKER_EVENTS_PER_PASS } from '../chain/events-budget.ts';
 import { relayChainWatcher } from '../chain/relay-watcher.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig, parseCorsOrigins } from '../config.ts';
 import { AdmissionHealth } from '../http/admission-health.ts';
+import { BodyBudget } from '../http/body-budget.ts';
 import { corsFor } from '../http/cors.ts';
 import { edgeError, type HttpError, toHttpError } from '../http/errors.ts';
 import { StreamSlots } from '../http/stream-slots.ts';
@@ -87,6 +88,8 @@ interface Isolate {
   admissionHealth: AdmissionHealth;
   /** Event streams this isolate holds open, per client address. */
   streams: StreamSlots;
+  /** Request bodies this isolate is reading, per client address (an app is made per request). */
+  bodies: BodyBudget;
   migrated: Promise<void> | undefined;
 }
 
@@ -193,6 +196,7 @@ function isolateFor(
       apiKeys: new ApiKeyCache({ now, ttlMs: DEFAULT_EDGE_CONFIG.apiKeyCacheMs }),
       admissionHealth: new AdmissionHealth(now),
       streams: new StreamSlots(),
+      bodies: new BodyBudget(),
       migrated: undefined,
     };
   }
@@ -253,6 +257,7 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
     admitter: gatewayAdmitter(intake, iso.network),
     admissionHealth: iso.admissionHealth,
     streams: iso.streams,
+    bodies: iso.bodies,
     apiKeys: iso.apiKeys,
     network,
     config,

@@ -1,0 +1,76 @@
+import { afterAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryNetwork } from '@synod/browser-node';
+import { NodeKey } from '@synod/shared';
+import { createApiKey } from '../auth/api-keys.ts';
+import { startRelay } from '../runtime/bun.ts';
+import { TEST_EMBEDDER } from '../store/test-admissions.ts';
+import { publicReason } from './errors.ts';
+
+/**
+ * What a failure tells the caller (a 503's `details.reason`) and anyone (`/healthz`'s
+ * `admissions.reason`, which needs no key) must not lay out the relay's machine: a database file that
+ * went away names its path in the error the relay logs, never in an answer.
+ */
+const dir = mkdtempSync(join(tmpdir(), 'synod-errors-hostile-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('publicReason', () => {
+  test('file paths are left out; the rest of the message, and its code, stay', () => {
+    const e = Object.assign(
+      new Error('the database file /srv/synod/private/relay.db was deleted or replaced while it was open'),
+      { code: 'DATABASE_FILE_GONE' },
+    );
+    expect(publicReason(e)).toBe(
+      'DATABASE_FILE_GONE: the database file <path> was deleted or replaced while it was open',
+    );
+    expect(publicReason(new Error('SQLITE_FULL: database or disk is full'))).toBe(
+      'SQLITE_FULL: database or disk is full',
+    );
+    expect(publicReason(new Error(`cannot open C:\\synod\\relay.db or ${dir}/x.db`))).toBe(
+      'cannot open <path> or <path>',
+    );
+    expect(publicReason('x'.repeat(1_000))).toHaveLength(300);
+  });
+});
+
+describe('a relay whose database file is deleted', () => {
+  test('the 503 and /healthz say why without naming the file', async () => {
+    const path = join(dir, 'gone.db');
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(8));
+    const relay = await startRelay({
+      dbUrl: `file:${path}`,
+      key,
+      transports: [new MemoryNetwork().join(key.nodeId)],
+      embedders: [TEST_EMBEDDER],
+      configuredModels: ['m'],
+      admissionThread: false,
+    });
+    try {
+      const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
+      await relay.store.createApiKey({ id: k.id, hash: k.hash, label: 't', quotaPerDay: 10 }, Date.now());
+      const submit = () =>
+        fetch(`${relay.url}/v1/inference`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${k.key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ prompt: 'Once upon a time' }),
+        });
+      expect((await submit()).status).toBe(202);
+      rmSync(path);
+      const refused = await submit();
+      expect(refused.status).toBe(503);
+      const body = await refused.text();
+      expect(body).toContain('DATABASE_FILE_GONE');
+      expect(body).not.toContain(dir);
+      const health = await fetch(`${relay.url}/healthz`);
+      expect(health.status).toBe(503);
+      const healthBody = await health.text();
+      expect(healthBody).toContain('DATABASE_FILE_GONE');
+      expect(healthBody).not.toContain(dir);
+    } finally {
+      await relay.stop();
+    }
+  });
+});
