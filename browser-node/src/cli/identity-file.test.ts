@@ -42,6 +42,15 @@ describe('identity file', () => {
     }
   });
 
+  test('a wrong passphrase is KEY_WRONG_PASSPHRASE naming the file it does not open', async () => {
+    const path = join(dir, 'wrong-pass', 'identity.json');
+    await loadOrCreateIdentity(path, 'right');
+    const e = await caught(() => loadOrCreateIdentity(path, 'wrong'));
+    expect(isSynodError(e, 'KEY_WRONG_PASSPHRASE')).toBe(true);
+    expect(isSynodError(e) && e.message).toContain(resolve(path));
+    expect(isSynodError(e) && e.details['path']).toBe(resolve(path));
+  });
+
   test('starts racing on a fresh path agree on one key, written once, owner-only', async () => {
     const path = join(dir, 'race', 'identity.json');
     const results = await Promise.all(Array.from({ length: 4 }, () => loadOrCreateIdentity(path, 'pw')));
@@ -64,6 +73,132 @@ describe('identity file', () => {
     expect(again.exposedMode).toBe('0644');
   });
 });
+
+const failure = (e: unknown) => e as { code?: string; message: string; hint?: string };
+
+describe('identity file that cannot be read or written', () => {
+  test('a key path under a file (no folder can be made there) is typed, naming the file, with a hint', async () => {
+    const blocker = join(dir, 'blocker');
+    writeFileSync(blocker, 'not a folder');
+    const path = join(blocker, 'identity.json');
+    let locked: unknown;
+    try {
+      lockIdentity(path)();
+    } catch (e) {
+      locked = e;
+    }
+    expect(failure(locked).code).toBe('IDENTITY_FILE_UNWRITABLE');
+    expect(failure(locked).message).toContain(resolve(path));
+    expect(failure(locked).hint).toContain('--identity');
+    const opened = failure(await caught(() => loadOrCreateIdentity(path, 'pw')));
+    expect(opened.code).toBe('IDENTITY_FILE_UNREADABLE');
+    expect(opened.message).toContain(resolve(path));
+    expect(opened.hint).toContain('--identity');
+  });
+
+  test('a key path that is a folder is IDENTITY_FILE_UNREADABLE', async () => {
+    const path = join(dir, 'a-folder.json');
+    mkdirSync(path);
+    const e = failure(await caught(() => loadOrCreateIdentity(path, 'pw')));
+    expect(e.code).toBe('IDENTITY_FILE_UNREADABLE');
+    expect(e.message).toContain(resolve(path));
+    expect(e.message).toContain('folder');
+  });
+
+  test('a lock file that cannot be opened is IDENTITY_FILE_UNWRITABLE naming the lock file', () => {
+    const path = join(dir, 'lock-folder', 'identity.json');
+    mkdirSync(`${path}.lock`, { recursive: true });
+    let e: unknown;
+    try {
+      lockIdentity(path)();
+    } catch (caughtError) {
+      e = caughtError;
+    }
+    expect(failure(e).code).toBe('IDENTITY_FILE_UNWRITABLE');
+    expect(failure(e).message).toContain(`${resolve(path)}.lock`);
+  });
+
+  // A full disk for real: a 12 KiB tmpfs (Linux, as root; elsewhere the test is skipped).
+  const full = join(dir, 'full');
+  const canMount = process.platform === 'linux' && process.getuid?.() === 0 && mountTmpfs(full);
+  if (canMount) Bun.spawnSync(['umount', full]);
+  test.skipIf(!canMount)(
+    'a full disk while the key is written is IDENTITY_FILE_UNWRITABLE (no space), leaving no file',
+    async () => {
+      expect(mountTmpfs(full)).toBe(true);
+      try {
+        await onFullDisk(full);
+      } finally {
+        Bun.spawnSync(['umount', full]);
+      }
+    },
+  );
+});
+
+/** On a 12 KiB file system: the key cannot be written, then the lock cannot be either. */
+async function onFullDisk(full: string): Promise<void> {
+  const path = join(full, 'identity.json');
+  // The lock takes 8 KiB of the 12; 4 KiB of filler leaves no room for the key.
+  writeFileSync(join(full, 'filler'), new Uint8Array(4096));
+  const release = lockIdentity(path);
+  try {
+    const e = failure(await caught(() => loadOrCreateIdentity(path, 'pw')));
+    expect(e.code).toBe('IDENTITY_FILE_UNWRITABLE');
+    expect(e.message).toContain(resolve(path));
+    expect(e.message).toContain('no space left');
+    expect(e.hint).toContain('free disk space');
+  } finally {
+    release();
+  }
+  // Nothing half-written is left.
+  expect(readdirSync(full).sort()).toEqual(['filler', 'identity.json.lock']);
+  // No room for the lock either: typed too.
+  rmSync(`${path}.lock`);
+  writeFileSync(join(full, 'filler-2'), new Uint8Array(8192));
+  let locked: unknown;
+  try {
+    lockIdentity(path)();
+  } catch (e) {
+    locked = e;
+  }
+  expect(failure(locked).code).toBe('IDENTITY_FILE_UNWRITABLE');
+  expect(failure(locked).hint).toContain('free disk space');
+}
+
+// Permissions for real: as another user (nobody, through setpriv), since root may write anywhere.
+const asNobody =
+  process.platform === 'linux' &&
+  process.getuid?.() === 0 &&
+  Bun.spawnSync(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'true']).exitCode === 0;
+
+test.skipIf(!asNobody)(
+  'a folder this user may not write is IDENTITY_FILE_UNWRITABLE: permission denied',
+  () => {
+    const folder = join(dir, 'not-theirs');
+    mkdirSync(folder, { mode: 0o755 });
+    chmodSync(dir, 0o755);
+    const run = Bun.spawnSync(
+      [
+        ...['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e'],
+        `const { lockIdentity } = await import(${JSON.stringify(resolve(import.meta.dir, 'identity-file.ts'))});
+       try { lockIdentity(${JSON.stringify(join(folder, 'identity.json'))}); } catch (e) {
+         console.log(JSON.stringify({ code: e.code, message: e.message, hint: e.hint }));
+       }`,
+      ],
+      { stderr: 'inherit' },
+    );
+    const e = JSON.parse(run.stdout.toString()) as { code: string; message: string; hint: string };
+    expect(e.code).toBe('IDENTITY_FILE_UNWRITABLE');
+    expect(e.message).toContain(`${join(folder, 'identity.json')}.lock: permission denied`);
+    expect(e.hint).toContain('uid 65534');
+  },
+);
+
+/** Mount a 12 KiB tmpfs at `at` (made if missing); false when this system does not let us. */
+function mountTmpfs(at: string): boolean {
+  mkdirSync(at, { recursive: true });
+  return Bun.spawnSync(['mount', '-t', 'tmpfs', '-o', 'size=12k', 'tmpfs', at]).exitCode === 0;
+}
 
 describe('identity lock', () => {
   test('one holder at a time: a second is IDENTITY_IN_USE until the first releases it', () => {
@@ -108,6 +243,22 @@ describe('identity lock', () => {
       release();
       expect(again).toBeInstanceOf(IdentityInUseError);
     }
+  });
+
+  test('the lock is held until released, even by a caller that keeps no reference to it (after GC)', async () => {
+    const path = join(dir, 'unreferenced', 'identity.json');
+    // As the relay takes it: the release function is not kept.
+    lockIdentity(path);
+    Bun.gc(true);
+    await Bun.sleep(10);
+    Bun.gc(true);
+    const other = Bun.spawnSync([
+      process.execPath,
+      '-e',
+      `const { lockIdentity } = await import(${JSON.stringify(resolve(import.meta.dir, 'identity-file.ts'))});
+       try { lockIdentity(${JSON.stringify(path)}); console.log('taken'); } catch (e) { console.log(e.code); }`,
+    ]);
+    expect(other.stdout.toString().trim()).toBe('IDENTITY_IN_USE');
   });
 
   test('a holder killed (SIGKILL) leaves no lock behind', async () => {

@@ -1,7 +1,19 @@
 import { Database } from 'bun:sqlite';
-import { linkSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { NodeKey, openNodeKey, SynodError, sealNodeKey, toHex } from '@synod/shared';
+import { LocalFileError } from './file-error.ts';
 
 /**
  * A node's identity at rest: a sealed key file (scrypt + AES-GCM, see @synod/shared keystore). Created
@@ -11,7 +23,9 @@ import { NodeKey, openNodeKey, SynodError, sealNodeKey, toHex } from '@synod/sha
  * there yet): a start killed while writing leaves no half-written key, and starts racing on a fresh
  * path all open the one key that won. A file that is not a sealed key is KEYSTORE_MALFORMED, naming it.
  * `exposedMode` is the file's mode when other users may read it (the key is sealed, but a readable file
- * lets anyone try passphrases offline), else null.
+ * lets anyone try passphrases offline), else null. A key file that cannot be read, or created (a full
+ * disk, a folder this user may not write), is IDENTITY_FILE_UNREADABLE / IDENTITY_FILE_UNWRITABLE
+ * (LocalFileError), naming it.
  */
 export async function loadOrCreateIdentity(
   path: string,
@@ -26,14 +40,20 @@ export async function loadOrCreateIdentity(
       exposedMode: exposedMode(abs),
     };
   const key = await NodeKey.generate();
-  mkdirSync(dirname(abs), { recursive: true });
   const temporary = `${abs}.${process.pid}.${toHex(crypto.getRandomValues(new Uint8Array(6)))}.tmp`;
   const sealed = `${JSON.stringify(await sealNodeKey(key, passphrase), null, 2)}\n`;
   try {
-    writeFileSync(temporary, sealed, { mode: 0o600, flush: true });
+    try {
+      mkdirSync(dirname(abs), { recursive: true });
+      writeFileSync(temporary, sealed, { mode: 0o600, flush: true });
+    } catch (cause) {
+      throw unwritable('create', 'the identity file', abs, cause);
+    }
     linkSync(temporary, abs);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw e instanceof LocalFileError ? e : unwritable('create', 'the identity file', abs, e);
+    }
     // Another start created it first: that key is this node's.
     const won = readIfPresent(abs) ?? '';
     return { key: await openSealed(abs, won, passphrase), created: false, exposedMode: exposedMode(abs) };
@@ -48,8 +68,18 @@ function readIfPresent(abs: string): string | undefined {
     return readFileSync(abs, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
+    throw new LocalFileError('IDENTITY_FILE_UNREADABLE', {
+      action: 'read',
+      what: 'the identity file',
+      path: abs,
+      flag: '--identity',
+      cause: e,
+    });
   }
+}
+
+function unwritable(action: string, what: string, path: string, cause: unknown): LocalFileError {
+  return new LocalFileError('IDENTITY_FILE_UNWRITABLE', { action, what, path, flag: '--identity', cause });
 }
 
 async function openSealed(abs: string, text: string, passphrase: string): Promise<NodeKey> {
@@ -63,6 +93,16 @@ async function openSealed(abs: string, text: string, passphrase: string): Promis
     return await openNodeKey(sealed, passphrase);
   } catch (e) {
     if (e instanceof SynodError && e.code === 'KEYSTORE_MALFORMED') throw malformed(abs, e.message, e);
+    if (e instanceof SynodError && e.code === 'KEY_WRONG_PASSPHRASE') {
+      throw new SynodError('KEY_WRONG_PASSPHRASE', `the passphrase does not open the identity file ${abs}`, {
+        details: { ...e.details, path: abs },
+        hint:
+          'give the passphrase this key was sealed with (a sealed key cannot be recovered without it); ' +
+          'if it is that one, the file was altered: restore it from a backup. Or pass another --identity ' +
+          'path to start as a new node',
+        cause: e,
+      });
+    }
     throw e;
   }
 }
@@ -103,15 +143,21 @@ export class IdentityInUseError extends Error {
  * killed process, so no stale lock is ever left behind. Two nodes on one key would each sign their own
  * commitment for the same request, which the network takes as equivocation; two relays on one key would
  * each run the same coordinator machines and sign two seals for one request. IdentityInUseError when
- * another process holds it.
+ * another process holds it; IDENTITY_FILE_UNWRITABLE (LocalFileError) when the lock file cannot be made.
  */
 export function lockIdentity(path: string, role: 'node' | 'relay' = 'node'): () => void {
   const abs = resolve(path);
-  mkdirSync(dirname(abs), { recursive: true });
-  // The key file's own path, symlinks followed (of it, or of its folder when it is not created yet):
-  // one key reached by two paths is one lock.
-  const lockPath = `${canonicalPath(abs)}.lock`;
-  const db = new Database(lockPath, { create: true });
+  let lockPath = `${abs}.lock`;
+  let db: Database;
+  try {
+    mkdirSync(dirname(abs), { recursive: true });
+    // The key file's own path, symlinks followed (of it, or of its folder when it is not created yet):
+    // one key reached by two paths is one lock.
+    lockPath = `${canonicalPath(abs)}.lock`;
+    db = new Database(lockPath, { create: true });
+  } catch (e) {
+    throw unwritable('create', 'the identity lock file', lockPath, whyCannotOpen(lockPath, e));
+  }
   try {
     db.exec('PRAGMA locking_mode = EXCLUSIVE');
     // Nothing here needs to survive a crash: no journal file beside it.
@@ -124,9 +170,32 @@ export function lockIdentity(path: string, role: 'node' | 'relay' = 'node'): () 
   } catch (e) {
     db.close();
     if ((e as { code?: string }).code === 'SQLITE_BUSY') throw new IdentityInUseError(resolve(path), role);
-    throw e;
+    throw unwritable('write', 'the identity lock file', lockPath, e);
   }
-  return () => db.close();
+  // Referenced here until released: a Database the garbage collector takes is closed, and its lock
+  // dropped, under a caller that kept no reference to the release function.
+  heldLocks.add(db);
+  return () => {
+    heldLocks.delete(db);
+    db.close();
+  };
+}
+
+/** The lock files this process holds. */
+const heldLocks = new Set<Database>();
+
+/**
+ * SQLite says only SQLITE_CANTOPEN when it cannot open a file: the system's reason, when it is that this
+ * user may not write the file (or, for a file not made yet, its folder), else SQLite's own error.
+ */
+function whyCannotOpen(file: string, error: unknown): unknown {
+  if ((error as { code?: string }).code !== 'SQLITE_CANTOPEN') return error;
+  try {
+    accessSync(existsSync(file) ? file : dirname(file), constants.W_OK);
+  } catch (denied) {
+    return denied;
+  }
+  return error;
 }
 
 function canonicalPath(abs: string): string {

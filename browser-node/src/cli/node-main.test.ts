@@ -1,13 +1,24 @@
 import { afterAll, describe, expect, test } from 'bun:test';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isSynodError } from '@synod/shared';
 import { type InferenceError, isInferenceError } from '../inference/errors.ts';
 import { loadOrCreateIdentity, lockIdentity } from './identity-file.ts';
-import { CliUsageError, parseNodeArgs, runNode } from './node-main.ts';
+import { CliUsageError, httpUrlOf, parseNodeArgs, runNode } from './node-main.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-cli-'));
+/** How often a running node looks at its peers (node-main.ts), which bounds when it logs NO_PEERS. */
+const PEER_WATCH_MS = 5_000;
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('synod node flags', () => {
@@ -40,6 +51,9 @@ describe('synod node flags', () => {
       ['--gun', 'relay.example:8765'],
       ['--gun', 'http://127.0.0.1:8765/gun,ftp://127.0.0.1/gun'],
       ['--unknown-flag'],
+      // libp2p takes an IP address only: refused here, not after the key is opened (exit 1, INTERNAL).
+      ['--host', 'localhost'],
+      ['--host', 'nonsense'],
     ];
     for (const argv of bad) {
       let caught: unknown;
@@ -51,6 +65,9 @@ describe('synod node flags', () => {
       expect(caught).toBeInstanceOf(Error);
     }
     expect(() => parseNodeArgs([], {})).toThrow(CliUsageError);
+    expect(() => parseNodeArgs(['--host', 'localhost'], { SYNOD_PASSPHRASE: 'pw' })).toThrow(
+      '--host must be an IP address',
+    );
     expect(parseNodeArgs(['--help'], {})).toBe('help');
     const peer = '12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA';
     const o = parseNodeArgs(
@@ -66,6 +83,12 @@ describe('synod node flags', () => {
     });
     expect(g !== 'help' && g.gun).toEqual(['http://127.0.0.1:8765/gun', 'ws://127.0.0.1:8766/gun']);
   });
+});
+
+test('the URL of /healthz logged for an IPv6 --host has it in brackets', () => {
+  expect(httpUrlOf('127.0.0.1', 8080)).toBe('http://127.0.0.1:8080');
+  expect(httpUrlOf('::1', 8080)).toBe('http://[::1]:8080');
+  expect(new URL(httpUrlOf('::1', 8080)).port).toBe('8080');
 });
 
 describe('identity file', () => {
@@ -114,6 +137,80 @@ describe('synod node start failures', () => {
       release();
     } finally {
       taken.stop(true);
+    }
+  });
+
+  test('a state file that cannot be made is STATE_FILE_UNWRITABLE naming --db, and the start leaves nothing open', async () => {
+    const blocker = join(dir, 'db-blocker');
+    writeFileSync(blocker, 'not a folder');
+    const db = join(blocker, 'state.db');
+    const identity = join(dir, 'db-blocked', 'id.json');
+    const options = parseNodeArgs(['--role', 'follower', '--identity', identity, '--db', db], {
+      SYNOD_PASSPHRASE: 'pw',
+    });
+    if (options === 'help') throw new Error('unexpected help');
+    let caught: unknown;
+    try {
+      await runNode(options, () => undefined);
+    } catch (e) {
+      caught = e;
+    }
+    const e = caught as { code?: string; message: string; hint?: string };
+    expect(e.code).toBe('STATE_FILE_UNWRITABLE');
+    expect(e.message).toContain(resolve(db));
+    expect(e.hint).toContain('--db');
+    lockIdentity(identity)();
+  });
+
+  test('a state file that is not a database is STATE_FILE_MALFORMED naming --db', async () => {
+    const db = join(dir, 'garbage-db', 'state.db');
+    mkdirSync(join(dir, 'garbage-db'));
+    writeFileSync(db, 'not a database, and long enough for SQLite to look at its header: '.repeat(4));
+    const options = parseNodeArgs(
+      ['--role', 'follower', '--identity', join(dir, 'garbage-db', 'id.json'), '--db', db],
+      { SYNOD_PASSPHRASE: 'pw' },
+    );
+    if (options === 'help') throw new Error('unexpected help');
+    let caught: unknown;
+    try {
+      await runNode(options, () => undefined);
+    } catch (e) {
+      caught = e;
+    }
+    const e = caught as { code?: string; message: string; hint?: string };
+    expect(e.code).toBe('STATE_FILE_MALFORMED');
+    expect(e.message).toContain(resolve(db));
+    expect(e.hint).toContain('--db');
+    lockIdentity(join(dir, 'garbage-db', 'id.json'))();
+  });
+
+  // A full disk for real: a 12 KiB tmpfs, filled (Linux, as root; elsewhere the test is skipped).
+  const full = join(dir, 'full');
+  const canMount = process.platform === 'linux' && process.getuid?.() === 0 && mountTmpfs(full);
+  if (canMount) Bun.spawnSync(['umount', full]);
+  test.skipIf(!canMount)('a state file on a full disk is STATE_FILE_UNWRITABLE naming --db', async () => {
+    expect(mountTmpfs(full)).toBe(true);
+    try {
+      writeFileSync(join(full, 'filler'), new Uint8Array(12 * 1024));
+      const db = join(full, 'state.db');
+      const options = parseNodeArgs(
+        ['--role', 'follower', '--identity', join(dir, 'full-db', 'id.json'), '--db', db],
+        { SYNOD_PASSPHRASE: 'pw' },
+      );
+      if (options === 'help') throw new Error('unexpected help');
+      let caught: unknown;
+      try {
+        await runNode(options, () => undefined);
+      } catch (e) {
+        caught = e;
+      }
+      const e = caught as { code?: string; message: string; hint?: string };
+      expect(e.code).toBe('STATE_FILE_UNWRITABLE');
+      expect(e.message).toContain(`${db}: no space left`);
+      expect(e.hint).toContain('free disk space');
+    } finally {
+      // Lazily: SQLite may still hold the file it failed to write.
+      Bun.spawnSync(['umount', '-l', full]);
     }
   });
 
@@ -200,6 +297,28 @@ describe('synod node as a process', () => {
       expect((await fetch(`${started.http}/nope`)).status).toBe(404);
       child.kill('SIGTERM');
       expect(await child.exited).toBe(0);
+      // Its last words say it stopped, so a log that ends without them tells of a crash.
+      const rest = await readToEnd(child.stdout as ReadableStream<Uint8Array>);
+      const said = rest
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => (JSON.parse(line) as { msg: string }).msg);
+      expect(said.slice(-2)).toEqual(['stopping', 'stopped']);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  test('SIGHUP (its terminal closed) stops it cleanly too: exit 0, its last line "stopped"', async () => {
+    const { child } = await startFollower('hup', []);
+    try {
+      child.kill('SIGHUP');
+      expect(await child.exited).toBe(0);
+      const said = (await readToEnd(child.stdout as ReadableStream<Uint8Array>))
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => (JSON.parse(line) as { msg: string }).msg);
+      expect(said.at(-1)).toBe('stopped');
     } finally {
       child.kill('SIGKILL');
     }
@@ -215,6 +334,25 @@ describe('synod node as a process', () => {
       const health = await fetch(`${started.http}/healthz`);
       expect(health.status).toBe(503);
       expect(await health.json()).toMatchObject({ ok: false, reason: 'NO_PEERS', peers: 0 });
+      // The log says so too, with what to do, within the watch's period.
+      const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
+      let out = '';
+      const deadline = Date.now() + PEER_WATCH_MS + 5_000;
+      while (!out.includes('"NO_PEERS"') && Date.now() < deadline) {
+        const { value, done } = await Promise.race([
+          reader.read(),
+          Bun.sleep(deadline - Date.now()).then(() => ({ value: undefined, done: true })),
+        ]);
+        if (done) break;
+        out += new TextDecoder().decode(value);
+      }
+      reader.releaseLock();
+      const warning = out
+        .split('\n')
+        .filter((line) => line.includes('"NO_PEERS"'))
+        .map((line) => JSON.parse(line) as { level: string; hint?: string })[0];
+      expect(warning?.level).toBe('warn');
+      expect(warning?.hint).toContain('--bootstrap');
       child.kill('SIGTERM');
       expect(await child.exited).toBe(0);
     } finally {
@@ -247,6 +385,40 @@ describe('synod node as a process', () => {
       expect(await child.exited).toBe(0);
     } finally {
       child.kill('SIGKILL');
+    }
+  });
+
+  test('in a terminal without $SYNOD_PASSPHRASE it asks for it, unechoed, twice for a new key', async () => {
+    const identity = join(dir, 'asked', 'id.json');
+    const session = inTerminal([
+      ...['--role', 'follower', '--identity', identity, '--db', join(dir, 'asked', 'state.db')],
+    ]);
+    try {
+      await session.until('Passphrase');
+      session.type('s3cret\r');
+      await session.until('again');
+      session.type('s3cret\r');
+      await session.until('"node started"');
+      session.child.kill('SIGTERM');
+      expect(await session.child.exited).toBe(0);
+      expect(session.output()).not.toContain('s3cret');
+    } finally {
+      session.child.kill('SIGKILL');
+    }
+    expect((await loadOrCreateIdentity(identity, 's3cret')).created).toBe(false);
+    // Two that differ create nothing: exit 2.
+    const other = join(dir, 'asked', 'other.json');
+    const mismatch = inTerminal(['--role', 'follower', '--identity', other]);
+    try {
+      await mismatch.until('Passphrase');
+      mismatch.type('one\r');
+      await mismatch.until('again');
+      mismatch.type('two\r');
+      expect(await mismatch.child.exited).toBe(2);
+      expect(mismatch.output()).toContain('PASSPHRASE_MISMATCH');
+      expect(existsSync(other)).toBe(false);
+    } finally {
+      mismatch.child.kill('SIGKILL');
     }
   });
 
@@ -314,6 +486,49 @@ describe('synod node as a process', () => {
     }
   }, 30_000);
 });
+
+/** What is left to read of a stream another reader already started on, to its end. */
+async function readToEnd(stream: ReadableStream<Uint8Array>): Promise<string> {
+  const reader = stream.getReader();
+  let text = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return text;
+    text += new TextDecoder().decode(value);
+  }
+}
+
+/** `synod node` in a pseudo-terminal, without $SYNOD_PASSPHRASE: what it wrote, and typing into it. */
+function inTerminal(args: string[]) {
+  const { SYNOD_PASSPHRASE: _, ...env } = process.env;
+  let text = '';
+  const child = Bun.spawn([process.execPath, resolve(import.meta.dir, 'main.ts'), 'node', ...args], {
+    env,
+    terminal: {
+      data: (_terminal, data) => {
+        text += new TextDecoder().decode(data);
+      },
+    },
+  });
+  return {
+    child,
+    output: () => text,
+    type: (keys: string) => child.terminal?.write(keys),
+    async until(needle: string): Promise<void> {
+      const deadline = Date.now() + 30_000;
+      while (!text.includes(needle)) {
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no ${needle} in: ${text}`);
+        await Bun.sleep(20);
+      }
+    },
+  };
+}
+
+/** Mount a 12 KiB tmpfs at `at` (made if missing); false when this system does not let us. */
+function mountTmpfs(at: string): boolean {
+  mkdirSync(at, { recursive: true });
+  return Bun.spawnSync(['mount', '-t', 'tmpfs', '-o', 'size=12k', 'tmpfs', at]).exitCode === 0;
+}
 
 /** `n` TCP ports on 127.0.0.1 that were free a moment ago. */
 function freePorts(n: number): number[] {

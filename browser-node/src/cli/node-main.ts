@@ -1,5 +1,8 @@
+import { existsSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createClient } from '@libsql/client';
+import { type Client, createClient } from '@libsql/client';
 import { multiaddr } from '@multiformats/multiaddr';
 import { isSynodError } from '@synod/shared';
 import { measureEmbedder, measureEngine } from '../inference/capability.ts';
@@ -14,9 +17,12 @@ import type { GunTransport } from '../p2p/gun.ts';
 import { libp2pKeyFor } from '../p2p/peer-key.ts';
 import { DEFAULT_CLUSTER_ID, parseWakuClusterId } from '../p2p/waku-relay.ts';
 import { createHeadlessWakuRelay } from '../p2p/waku-relay-headless.ts';
+import { LocalFileError } from './file-error.ts';
 import { loadOrCreateIdentity, lockIdentity } from './identity-file.ts';
 import { renderNodeMetrics } from './metrics-text.ts';
 import { nodeHealth } from './node-health.ts';
+import { promptPassphrase } from './passphrase-prompt.ts';
+import { watchPeers } from './peer-watch.ts';
 import { ownerOnlyFile } from './private-file.ts';
 
 const HELP = `synod node: run a headless Synod node (Bun).
@@ -25,13 +31,14 @@ Usage: synod node [options]
 
   --identity FILE        sealed node key (created when absent)       [.data/node/identity.json]
   --passphrase-env VAR   environment variable holding the passphrase  [SYNOD_PASSPHRASE]
+                         (unset, in a terminal: asked for, twice for a new key)
   --role ROLE            node (serve models) | follower               [node]
   --models-dir DIR       models directory                             [$SYNOD_MODELS_DIR or ../shared/models]
   --engine NAME          llama-cpp | transformers                     [llama-cpp]
   --model ID             model to serve                               [stories260K]
   --embedder NAME        use-lite                                     [use-lite]
   --threads N            inference threads                            [1]
-  --host ADDR            listen address                               [127.0.0.1]
+  --host ADDR            IP address P2P, /healthz and /metrics listen on  [127.0.0.1]
   --tcp-port N           libp2p TCP port (0: any free)                [0]
   --ws-port N            libp2p WebSocket port for browsers (0: any)  [0]
   --bootstrap ADDRS      comma-separated multiaddrs with /p2p/<id>    []
@@ -48,7 +55,9 @@ Usage: synod node [options]
   --help
 
 One process per identity: a second start on the same --identity exits 1 (IDENTITY_IN_USE).
-Logs are JSON lines on stdout. Exit codes: 0 on SIGINT/SIGTERM, 1 on a start failure, 2 on bad flags.`;
+Logs are JSON lines on stdout; the last one of a clean stop is "stopped". Exit codes: 0 on
+SIGINT/SIGTERM/SIGHUP (during the start too), 1 on a start failure (its line says why, with a code),
+2 on bad flags.`;
 
 export interface NodeCliOptions {
   identity: string;
@@ -74,6 +83,16 @@ export interface NodeCliOptions {
 
 export class CliUsageError extends Error {}
 
+/** No passphrase in its variable: asked for on a terminal, else a usage error (exit 2). */
+export class PassphraseMissing extends CliUsageError {
+  constructor(readonly variable: string) {
+    super(
+      `set the passphrase of the node key in $${variable} (or start synod node in a terminal to type it)`,
+    );
+    this.name = 'PassphraseMissing';
+  }
+}
+
 /** A port the node was told to listen on is taken (by another node, most likely). */
 export class PortInUseError extends Error {
   readonly code = 'EADDRINUSE';
@@ -83,6 +102,12 @@ export class PortInUseError extends Error {
     this.name = 'PortInUseError';
   }
 }
+
+/** The signals that stop a node cleanly (exit 0). */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** How often a running node looks at its peers, to log an outage (NO_PEERS) and its end. */
+const PEER_WATCH_MS = 5_000;
 
 /** The model format each `--engine` runs. */
 const ENGINE_FORMATS = { 'llama-cpp': 'gguf', transformers: 'transformers' } as const;
@@ -167,6 +192,11 @@ export function parseNodeArgs(
       );
     return v;
   };
+  // libp2p listens on an IP address only; anything else would fail after the key is opened (exit 1).
+  const ipAddress = (v: string) => {
+    if (isIP(v) === 0) throw new CliUsageError(`--host must be an IP address (e.g. 127.0.0.1); got ${v}`);
+    return v;
+  };
   const engine = oneOf('engine', values.engine as string, ['llama-cpp', 'transformers'] as const);
   const model = values.model as string;
   // The model must be one the manifest knows, in the format the engine runs (refused here, exit 2, not
@@ -193,7 +223,7 @@ export function parseNodeArgs(
         : DEFAULT_CLUSTER_ID;
   const passphraseVar = values['passphrase-env'] as string;
   const passphrase = env[passphraseVar];
-  if (!passphrase) throw new CliUsageError(`set the passphrase of the node key in $${passphraseVar}`);
+  if (!passphrase) throw new PassphraseMissing(passphraseVar);
   return {
     identity: values.identity as string,
     passphrase,
@@ -203,7 +233,7 @@ export function parseNodeArgs(
     model,
     embedder: oneOf('embedder', values.embedder as string, ['use-lite'] as const),
     threads: int('threads', values.threads as string, 1, 64),
-    host: values.host as string,
+    host: ipAddress(values.host as string),
     tcpPort: int('tcp-port', values['tcp-port'] as string, 0, 65535),
     wsPort: int('ws-port', values['ws-port'] as string, 0, 65535),
     bootstrap: list(values.bootstrap as string).map(bootstrapAddress),
@@ -288,8 +318,25 @@ export async function runNode(
     return await startNode(o, log, startup);
   } catch (e) {
     await startup.closeAll();
-    throw e;
+    throw stateFileFailure(e, o.db);
   }
+}
+
+/**
+ * A bare SQLite error out of a start (a full disk while the state's tables are made, say) comes from
+ * the state file: the identity's lock file reports its own (LocalFileError). Named as --db's.
+ */
+function stateFileFailure(e: unknown, db: string): unknown {
+  const errno = (e as { code?: unknown } | null)?.code;
+  if (e instanceof LocalFileError || typeof errno !== 'string' || !errno.startsWith('SQLITE_')) return e;
+  const malformed = errno.startsWith('SQLITE_NOTADB') || errno.startsWith('SQLITE_CORRUPT');
+  return new LocalFileError(malformed ? 'STATE_FILE_MALFORMED' : 'STATE_FILE_UNWRITABLE', {
+    action: malformed ? 'use' : 'write',
+    what: 'the state file',
+    path: resolve(db),
+    flag: '--db',
+    cause: e,
+  });
 }
 
 async function startNode(
@@ -313,8 +360,9 @@ async function startNode(
     });
   }
   // Outputs and salts before their reveal: readable by this user only.
-  const client = createClient({ url: `file:${ownerOnlyFile(o.db)}` });
+  const client = createClient({ url: `file:${stateFile(o.db)}` });
   startup.opened(() => client.close());
+  await startup.step(() => checkStateFile(client, o.db));
 
   let serving: ConstructorParameters<typeof SynodNode>[0]['serving'];
   let engine: Engine | undefined;
@@ -440,7 +488,10 @@ async function startNode(
     },
   });
   startup.opened(() => http.stop(true));
-  const httpUrl = `http://${o.host}:${http.port}`;
+  startup.opened(
+    watchPeers({ peers: () => node.peers(), bootstrap: o.bootstrap, log, intervalMs: PEER_WATCH_MS }),
+  );
+  const httpUrl = httpUrlOf(o.host, http.port ?? o.httpPort);
   const multiaddrs = waku.addresses();
   log({
     level: 'info',
@@ -466,24 +517,35 @@ export async function nodeCommand(argv: string[]): Promise<number> {
   try {
     options = parseNodeArgs(argv, process.env);
   } catch (e) {
-    console.error(`synod node: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
+    if (!(e instanceof PassphraseMissing && process.stdin.isTTY)) {
+      console.error(`synod node: ${(e as Error).message}\n\n${HELP}`);
+      return 2;
+    }
+    // In a terminal: the passphrase is asked for (twice for a key not created yet), not echoed.
+    try {
+      options = await withTypedPassphrase(argv, e.variable);
+    } catch (failed) {
+      const code = (failed as { code?: unknown }).code;
+      console.error(
+        `synod node: ${(failed as Error).message}${typeof code === 'string' ? ` (${code})` : ''}`,
+      );
+      return 2;
+    }
   }
   if (options === 'help') {
     console.log(HELP);
     return 0;
   }
   // Signals are taken from here on, before the slow part of the start (hashing and loading models):
-  // one stops the start, or the running node, cleanly (exit 0). After the first, the handlers are gone,
-  // so a second Ctrl-C ends the process at once if stopping hangs.
+  // one stops the start, or the running node, cleanly (exit 0); SIGHUP too, sent when the terminal it
+  // runs in is closed. After the first, the handlers are gone, so a second Ctrl-C ends the process at
+  // once if stopping hangs.
   const stopping = new AbortController();
   const onSignal = () => {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
     stopping.abort();
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   try {
     let running: RunningNode;
     try {
@@ -508,11 +570,27 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     }
     log({ level: 'info', msg: 'stopping' });
     await running.stop();
+    log({ level: 'info', msg: 'stopped' });
     return 0;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
   }
+}
+
+/** The options, with the passphrase typed at the terminal (the other flags checked first). */
+async function withTypedPassphrase(argv: string[], variable: string): Promise<NodeCliOptions | 'help'> {
+  // Every other flag is checked before anyone is asked to type anything.
+  const checked = parseNodeArgs(argv, { ...process.env, [variable]: 'unset' });
+  if (checked === 'help') return checked;
+  const creating = !existsSync(checked.identity);
+  const passphrase = await promptPassphrase({
+    prompt: creating
+      ? `Passphrase to seal the new node key ${resolve(checked.identity)}: `
+      : `Passphrase of the node key ${resolve(checked.identity)}: `,
+    confirm: creating,
+  });
+  if (passphrase === '') throw new PassphraseMissing(variable);
+  return { ...checked, passphrase };
 }
 
 /**
@@ -526,6 +604,41 @@ async function loadGunTransport(): Promise<typeof GunTransport> {
     return (await import('../p2p/gun.ts')).GunTransport;
   } finally {
     console.log = consoleLog;
+  }
+}
+
+/**
+ * Read the state file's schema once, before the models load, so a file that is no database (or cannot
+ * be opened) is refused at once, naming --db (STATE_FILE_MALFORMED / STATE_FILE_UNWRITABLE).
+ */
+async function checkStateFile(client: Client, db: string): Promise<void> {
+  try {
+    await client.execute('PRAGMA schema_version');
+  } catch (cause) {
+    throw stateFileFailure(cause, db);
+  }
+}
+
+/** The URL of the node's HTTP server (/healthz, /metrics), an IPv6 host in brackets. */
+export function httpUrlOf(host: string, port: number): string {
+  return `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+}
+
+/**
+ * The state file made (0600), or STATE_FILE_UNWRITABLE naming it and `--db` (a folder this user may not
+ * write, a path through a file).
+ */
+function stateFile(db: string): string {
+  try {
+    return ownerOnlyFile(db);
+  } catch (cause) {
+    throw new LocalFileError('STATE_FILE_UNWRITABLE', {
+      action: 'create',
+      what: 'the state file',
+      path: resolve(db),
+      flag: '--db',
+      cause,
+    });
   }
 }
 

@@ -7,6 +7,8 @@
 export const INFERENCE_ERROR_CODES = [
   /** The model id is not in the manifest, or its files are not in the models directory. */
   'MODEL_NOT_FOUND',
+  /** The model's file is there but cannot be read (permissions, a folder in its place, an I/O error). */
+  'MODEL_UNREADABLE',
   /** The model's bytes do not hash to the expected sha256. */
   'MODEL_HASH_MISMATCH',
   /** A download or fetch of model files failed (network error, non-2xx status). */

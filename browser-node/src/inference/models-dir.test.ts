@@ -38,6 +38,23 @@ describe('hashing', () => {
     expect(await sha256File(storiesPath)).toBe(STORIES_260K_SHA256);
   });
 
+  test('a model path that cannot be read is MODEL_UNREADABLE naming it, with the system reason', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'synod-unreadable-'));
+    try {
+      const error = (await expectCode(sha256File(dir), 'MODEL_UNREADABLE')) as {
+        message: string;
+        details: Record<string, unknown>;
+        hint?: string;
+      };
+      expect(error.message).toContain(dir);
+      expect(error.details['errno']).toBe('EISDIR');
+      expect(error.hint).toContain('read');
+      await expectCode(sha256File(join(dir, 'absent.gguf')), 'MODEL_NOT_FOUND');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('a file changed in place (new mtime) is hashed again', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'synod-hash-'));
     try {

@@ -108,6 +108,8 @@ export async function sha256File(path: string, onProgress?: OnLoadProgress): Pro
   try {
     info = await stat(abs);
   } catch (cause) {
+    const errno = (cause as NodeJS.ErrnoException).code;
+    if (errno !== 'ENOENT' && errno !== 'ENOTDIR') throw unreadable(abs, cause);
     throw new InferenceError('MODEL_NOT_FOUND', `no file at ${abs}`, { details: { path: abs }, cause });
   }
   const key = `${abs}\0${info.size}\0${info.mtimeMs}`;
@@ -118,15 +120,35 @@ export async function sha256File(path: string, onProgress?: OnLoadProgress): Pro
   }
   const hash = createHash('sha256');
   let loaded = 0;
-  for await (const chunk of createReadStream(abs)) {
-    const bytes = chunk as Buffer;
-    hash.update(bytes);
-    loaded += bytes.length;
-    onProgress?.({ loaded, total: info.size, phase: 'hash' });
+  try {
+    for await (const chunk of createReadStream(abs)) {
+      const bytes = chunk as Buffer;
+      hash.update(bytes);
+      loaded += bytes.length;
+      onProgress?.({ loaded, total: info.size, phase: 'hash' });
+    }
+  } catch (cause) {
+    throw unreadable(abs, cause);
   }
   const hex = hash.digest('hex');
   hashCache.set(key, hex);
   return hex;
+}
+
+/** MODEL_UNREADABLE: the file is there, and reading it failed (its mode, a folder in its place, the disk). */
+function unreadable(abs: string, cause: unknown): InferenceError {
+  const errno = (cause as NodeJS.ErrnoException).code ?? null;
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new InferenceError('MODEL_UNREADABLE', `cannot read the model file ${abs}: ${reason}`, {
+    details: { path: abs, errno },
+    hint:
+      errno === 'EACCES' || errno === 'EPERM'
+        ? `let the user running the node read it (and enter its folders): chmod a+r ${abs}, or chown it`
+        : errno === 'EISDIR'
+          ? `${abs} is a folder: put the model's file there instead`
+          : `check that ${abs} can be read (cat it to /dev/null); copy it again if the disk reports errors`,
+    cause,
+  });
 }
 
 /** Every regular file under `dir`, as `/`-separated paths relative to it, sorted in byte order. */
