@@ -9,6 +9,7 @@ import { KEY_STORAGE_ITEM, loadOrCreateBrowserKey, storedNodeId } from './key-st
 import { openTabStore } from './reopening-store.ts';
 import { acquireTabLock, type TabLock } from './tab-lock.ts';
 import { WorkerInference } from './worker-inference.ts';
+import { type TimerPlacement, WorkerScheduler } from './worker-scheduler.ts';
 
 /**
  * A Synod node in a browser tab: the same `SynodNode` driver as headless nodes, with browser adapters.
@@ -20,6 +21,9 @@ import { WorkerInference } from './worker-inference.ts';
  *   queue        the node's deadline-ordered `InferenceQueue`, with a pause gate for the serve toggle
  *   store        lifecycle machines in IndexedDB (machine-store-idb.ts, reopened if the browser closes it:
  *                reopening-store.ts)
+ *   timers       heartbeats, resume delays, the watchdog and the machines' deadlines in a small dedicated
+ *                worker of their own (worker-scheduler.ts), which a hidden tab's timer throttling does not
+ *                slow; on the page's own timers where no worker starts (`status().timers` says why)
  *
  * Serving is opt-in: after `unlock()` the node follows the network (role `follower`); `setServing(true)`
  * loads the models (with progress), measures throughput and restarts the driver in role `node`;
@@ -107,6 +111,8 @@ export interface BrowserNodeStatus {
   reveals: RevealRecord[];
   verdicts: VerdictRecord[];
   metrics: NodeMetrics | null;
+  /** Where the node's timers run: in their worker, or on the page (throttled in a hidden tab) and why. */
+  timers: TimerPlacement;
 }
 
 const KEEP = 50;
@@ -156,9 +162,19 @@ export class BrowserNode {
   #verdicts: VerdictRecord[] = [];
   readonly #listeners = new Set<() => void>();
   #changeTimer: ReturnType<typeof setTimeout> | null = null;
+  readonly #timers: WorkerScheduler;
 
   constructor(config: BrowserNodeConfig) {
     this.config = config;
+    this.#timers = new WorkerScheduler({
+      onFallback: (e) => {
+        console.warn(
+          `[synod] the node's timers run on the page, slowed while the tab is hidden: ${e.code}`,
+          e,
+        );
+        this.#changed();
+      },
+    });
   }
 
   /** Be told (at most every 100 ms) that `status()` changed. Returns an unsubscribe. */
@@ -205,7 +221,8 @@ export class BrowserNode {
       this.#transport = await createWakuRelayTransport({
         bootstrap: this.config.bootstrap,
         dialPolicy: this.config.dialPolicy ?? 'loopback',
-        reconnect: { initialMs: 500, maxMs: 10_000 },
+        // In the timer worker too: a hidden tab redials a dropped peer on time.
+        reconnect: { initialMs: 500, maxMs: 10_000, after: (ms, fn) => this.#timers.after(ms, fn) },
       });
       this.#transport.node.addEventListener('peer:connect', () => this.#changed());
       this.#transport.node.addEventListener('peer:disconnect', () => this.#changed());
@@ -351,6 +368,7 @@ export class BrowserNode {
       role,
       transports: [transport],
       store: role === 'node' ? store : new FollowerStoreView(store),
+      scheduler: this.#timers,
       ...(serving === undefined ? {} : { serving }),
       heartbeat: {
         intervalMs: this.config.heartbeatMs ?? 10_000,
@@ -433,6 +451,7 @@ export class BrowserNode {
       reveals: [...this.#reveals],
       verdicts: [...this.#verdicts],
       metrics: node?.metrics() ?? null,
+      timers: this.#timers.placement(),
     };
   }
 
@@ -457,6 +476,7 @@ export class BrowserNode {
     this.#inference = null;
     await this.#store?.close();
     this.#store = null;
+    this.#timers.close();
     this.#lock?.release();
     this.#lock = null;
     this.#changed();

@@ -8,6 +8,10 @@ export interface Scheduler {
   after(ms: number, fn: () => void): () => void;
 }
 
+/**
+ * Date.now and the host's setTimeout. On a page these are the page's timers, which a browser throttles
+ * in a hidden tab; the browser node runs its timers in a worker instead (browser/worker-scheduler.ts).
+ */
 export const realScheduler: Scheduler = {
   now: () => Date.now(),
   after(ms, fn) {

@@ -143,8 +143,12 @@ export interface WakuRelayOptions {
   peerExchange?: boolean;
   /** Mark published WakuMessages ephemeral (not kept by Waku store nodes). Default false. */
   ephemeral?: boolean;
-  /** Bootstrap redial backoff: first delay, doubling up to the cap. Default 1 s and 60 s. */
-  reconnect?: { initialMs?: number; maxMs?: number };
+  /**
+   * Bootstrap redial backoff: first delay, doubling up to the cap. Default 1 s and 60 s. `after` runs
+   * the redial timers (default `setTimeout`): a browser tab passes its timer worker's, so a hidden tab
+   * still redials a dropped peer on time.
+   */
+  reconnect?: RedialOptions;
   /** Clock for WakuMessage timestamps. Default Date.now. */
   now?: () => number;
   /**
@@ -678,6 +682,19 @@ export class WakuRelayTransport implements Transport {
   }
 }
 
+/** The bootstrap redial backoff, and where its timers run (see `WakuRelayOptions.reconnect`). */
+export interface RedialOptions {
+  initialMs?: number;
+  maxMs?: number;
+  /** Run `fn` after `ms`; returns a cancel function. Default `setTimeout` on this thread. */
+  after?: (ms: number, fn: () => void) => () => void;
+}
+
+const pageTimer = (ms: number, fn: () => void): (() => void) => {
+  const t = setTimeout(fn, ms);
+  return () => clearTimeout(t);
+};
+
 /**
  * Keeps the node connected to its bootstrap peers: on start, and whenever one disconnects, dial it
  * again after a delay that doubles with each failure (from `initialMs` up to `maxMs`), reset once
@@ -685,35 +702,30 @@ export class WakuRelayTransport implements Transport {
  */
 class BootstrapRedialer {
   readonly #node: Libp2p<Services>;
-  readonly #peers: Map<
-    string,
-    { address: Multiaddr; failures: number; timer?: ReturnType<typeof setTimeout> }
-  >;
+  /** `cancel`: the pending redial's, while one is armed. */
+  readonly #peers: Map<string, { address: Multiaddr; failures: number; cancel?: () => void }>;
   readonly #initialMs: number;
   readonly #maxMs: number;
+  readonly #after: (ms: number, fn: () => void) => () => void;
   readonly #onRedial: () => void;
   #stopped = false;
   readonly #onConnect = (event: CustomEvent<{ toString(): string }>) => {
     const entry = this.#peers.get(event.detail.toString());
     if (entry === undefined) return;
     entry.failures = 0;
-    clearTimeout(entry.timer);
-    delete entry.timer;
+    entry.cancel?.();
+    delete entry.cancel;
   };
   readonly #onDisconnect = (event: CustomEvent<{ toString(): string }>) => {
     const id = event.detail.toString();
     if (this.#peers.has(id)) this.#schedule(id);
   };
 
-  constructor(
-    node: Libp2p<Services>,
-    bootstrap: string[],
-    reconnect: { initialMs?: number; maxMs?: number },
-    onRedial: () => void,
-  ) {
+  constructor(node: Libp2p<Services>, bootstrap: string[], reconnect: RedialOptions, onRedial: () => void) {
     this.#node = node;
     this.#initialMs = reconnect.initialMs ?? 1000;
     this.#maxMs = reconnect.maxMs ?? 60_000;
+    this.#after = reconnect.after ?? pageTimer;
     this.#onRedial = onRedial;
     this.#peers = new Map(
       bootstrap.map((a) => {
@@ -731,15 +743,15 @@ class BootstrapRedialer {
     this.#stopped = true;
     this.#node.removeEventListener('peer:connect', this.#onConnect);
     this.#node.removeEventListener('peer:disconnect', this.#onDisconnect);
-    for (const entry of this.#peers.values()) clearTimeout(entry.timer);
+    for (const entry of this.#peers.values()) entry.cancel?.();
   }
 
   #schedule(id: string): void {
     const entry = this.#peers.get(id);
-    if (entry === undefined || this.#stopped || entry.timer !== undefined) return;
+    if (entry === undefined || this.#stopped || entry.cancel !== undefined) return;
     const delay = Math.min(this.#maxMs, this.#initialMs * 2 ** Math.min(entry.failures, 30));
-    entry.timer = setTimeout(() => {
-      delete entry.timer;
+    entry.cancel = this.#after(delay, () => {
+      delete entry.cancel;
       if (this.#stopped) return;
       if (this.#node.getConnections().some((c) => c.remotePeer.toString() === id)) return;
       this.#onRedial();
@@ -752,6 +764,6 @@ class BootstrapRedialer {
           this.#schedule(id);
         },
       );
-    }, delay);
+    });
   }
 }
