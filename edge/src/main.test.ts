@@ -3,7 +3,7 @@
  * flag, before it opens a database or listens anywhere.
  */
 import { describe, expect, test } from 'bun:test';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -197,6 +197,11 @@ describe('synod-relay refuses every bad flag before it opens, writes or starts a
     ['host', ['--host', 'localhost'], '--host must be an IP address to listen on'],
     ['files', ['--identity', ''], '--identity must be a file path, got ""'],
     ['files', ['--identity', '.'], '--identity must be a file path, not a folder, got "."'],
+    [
+      'files',
+      ['--identity', '/etc/passwd/identity.json'],
+      '--identity must be a file path the relay can reach (a part of it is a file, not a folder), got "/etc/passwd/identity.json"',
+    ],
     ['files', ['--dev-key-file', ''], '--dev-key-file must be a file path, got ""'],
     ['env', ['--passphrase-env', 'not a name'], '--passphrase-env must name an environment variable'],
     [
@@ -454,6 +459,35 @@ describe('synod-relay: one process per identity', () => {
       expect(readdirSync(dir).sort()).toEqual(['identity.json.lock']);
     } finally {
       release();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('an identity whose lock the relay cannot make exits 1 naming the file, with its code and a hint', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'synod-relay-identity-'));
+    const identity = join(dir, 'identity.json');
+    // A folder where the lock file goes.
+    mkdirSync(`${identity}.lock`);
+    try {
+      const r = await runCommand(
+        [
+          process.execPath,
+          MAIN,
+          '--identity',
+          identity,
+          '--db',
+          `file:${join(dir, 'relay.db')}`,
+          '--port',
+          '0',
+        ],
+        { cwd: dir, env: { SYNOD_PASSPHRASE: 'a passphrase for the test' } },
+      );
+      expect(r.code).toBe(1);
+      const line = JSON.parse(r.out.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+      expect(line).toMatchObject({ level: 'error', msg: 'start failed', code: 'IDENTITY_FILE_UNWRITABLE' });
+      expect(String(line['err'])).toContain(`${identity}.lock`);
+      expect(String(line['hint'])).toContain('--identity');
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -121,9 +121,17 @@ const BOOTSTRAP_ADDR_RE = /^\/(?:ip4|ip6|dns|dns4|dns6|dnsaddr)\/[^\s/]+(?:\/[^\
 /** A path for a file the relay reads or writes: not empty, one line, not a folder. */
 function filePath(flag: string, text: string): string {
   if (text === '' || /\p{Cc}/u.test(text)) throw new FlagError(`${flag} must be a file path, ${got(text)}`);
-  if (statSync(text, { throwIfNoEntry: false })?.isDirectory()) {
-    throw new FlagError(`${flag} must be a file path, not a folder, ${got(text)}`);
+  let stat: ReturnType<typeof statSync>;
+  try {
+    stat = statSync(text, { throwIfNoEntry: false });
+  } catch (e) {
+    // A part of the path is a file (ENOTDIR), or a folder on it may not be searched (EACCES): no file
+    // can ever be made there.
+    const why =
+      (e as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'a part of it is a file, not a folder' : String(e);
+    throw new FlagError(`${flag} must be a file path the relay can reach (${why}), ${got(text)}`);
   }
+  if (stat?.isDirectory()) throw new FlagError(`${flag} must be a file path, not a folder, ${got(text)}`);
   return text;
 }
 
@@ -485,14 +493,24 @@ async function main(argv: string[]): Promise<number> {
     await gunRelay?.close();
     return 0;
   } catch (e) {
-    log({
-      level: 'error',
-      msg: 'start failed',
-      code: isSynodError(e) || e instanceof ChainBridgeError ? e.code : 'INTERNAL',
-      err: String((e as Error).message ?? e),
-    });
+    log({ level: 'error', msg: 'start failed', ...startFailure(e), err: String((e as Error).message ?? e) });
     return 1;
   }
+}
+
+/**
+ * The code (and hint) a start failure is logged with: the error's own when it is one of ours (a Synod
+ * error, the chain bridge's, or a local file the relay could not read or write: its identity, its lock,
+ * named with what to do), else INTERNAL.
+ */
+function startFailure(e: unknown): { code: string; hint?: string } {
+  if (isSynodError(e) || e instanceof ChainBridgeError) return { code: e.code };
+  // LocalFileError of @synod/browser-node/cli, loaded lazily above: known by its name.
+  if (e instanceof Error && e.name === 'LocalFileError') {
+    const { code, hint } = e as Error & { code: string; hint: string };
+    return { code, hint };
+  }
+  return { code: 'INTERNAL' };
 }
 
 process.exit(await main(process.argv.slice(2)));
