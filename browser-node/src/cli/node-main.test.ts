@@ -54,6 +54,9 @@ describe('synod node flags', () => {
       // libp2p takes an IP address only: refused here, not after the key is opened (exit 1, INTERNAL).
       ['--host', 'localhost'],
       ['--host', 'nonsense'],
+      ['--health-host', 'localhost'],
+      ['--health-host', ''],
+      ['--quiet', 'yes'],
     ];
     for (const argv of bad) {
       let caught: unknown;
@@ -67,6 +70,9 @@ describe('synod node flags', () => {
     expect(() => parseNodeArgs([], {})).toThrow(CliUsageError);
     expect(() => parseNodeArgs(['--host', 'localhost'], { SYNOD_PASSPHRASE: 'pw' })).toThrow(
       '--host must be an IP address',
+    );
+    expect(() => parseNodeArgs(['--health-host', 'localhost'], { SYNOD_PASSPHRASE: 'pw' })).toThrow(
+      '--health-host must be an IP address',
     );
     expect(parseNodeArgs(['--help'], {})).toBe('help');
     const peer = '12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA';
@@ -83,6 +89,73 @@ describe('synod node flags', () => {
     });
     expect(g !== 'help' && g.gun).toEqual(['http://127.0.0.1:8765/gun', 'ws://127.0.0.1:8766/gun']);
   });
+});
+
+describe('--health-host and --quiet', () => {
+  test('/healthz and /metrics listen on 127.0.0.1 by default, whatever --host the P2P ports listen on', () => {
+    // Parsed only: nothing listens here.
+    for (const host of ['127.0.0.1', '0.0.0.0', '::']) {
+      const o = parseNodeArgs(['--host', host], { SYNOD_PASSPHRASE: 'pw' });
+      expect(o !== 'help' && [o.host, o.healthHost]).toEqual([host, '127.0.0.1']);
+    }
+    const o = parseNodeArgs(['--host', '127.0.0.1', '--health-host', '127.0.0.1'], {
+      SYNOD_PASSPHRASE: 'pw',
+    });
+    expect(o !== 'help' && [o.host, o.healthHost]).toEqual(['127.0.0.1', '127.0.0.1']);
+  });
+
+  test('--quiet turns the per-request log lines off', () => {
+    const loud = parseNodeArgs([], { SYNOD_PASSPHRASE: 'pw' });
+    const quiet = parseNodeArgs(['--quiet'], { SYNOD_PASSPHRASE: 'pw' });
+    expect(loud !== 'help' && loud.quiet).toBe(false);
+    expect(quiet !== 'help' && quiet.quiet).toBe(true);
+  });
+
+  // Another loopback address, where this machine lets one listen on it (Linux routes all of 127/8).
+  const apart = '127.0.0.2';
+  const canBindApart = (() => {
+    try {
+      Bun.listen({ hostname: apart, port: 0, socket: { data() {} } }).stop(true);
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  test.skipIf(!canBindApart)(
+    '--health-host 127.0.0.2 with --host 127.0.0.1: /healthz there, P2P here, /healthz not here',
+    async () => {
+      const options = parseNodeArgs(
+        [
+          ...['--role', 'follower', '--host', '127.0.0.1', '--health-host', apart],
+          ...['--identity', join(dir, 'apart', 'id.json'), '--db', join(dir, 'apart', 'state.db')],
+        ],
+        { SYNOD_PASSPHRASE: 'pw' },
+      );
+      if (options === 'help') throw new Error('unexpected help');
+      const logs: Record<string, unknown>[] = [];
+      const running = await runNode(options, (e) => logs.push(e));
+      try {
+        const url = new URL(running.httpUrl);
+        expect(url.hostname).toBe(apart);
+        expect(logs.find((l) => l['msg'] === 'node started')?.['http']).toBe(running.httpUrl);
+        expect((await fetch(`${running.httpUrl}/healthz`)).status).toBe(200);
+        expect(await (await fetch(`${running.httpUrl}/metrics`)).text()).toContain('synod_peers');
+        expect(running.multiaddrs.length).toBeGreaterThan(0);
+        for (const a of running.multiaddrs) expect(a).toStartWith('/ip4/127.0.0.1/');
+        // Nothing answers on --host at that port.
+        let refused: unknown;
+        try {
+          await fetch(`http://127.0.0.1:${url.port}/healthz`);
+        } catch (e) {
+          refused = e;
+        }
+        expect((refused as { code?: string } | undefined)?.code).toBe('ECONNREFUSED');
+      } finally {
+        await running.stop();
+      }
+    },
+    60_000,
+  );
 });
 
 test('the URL of /healthz logged for an IPv6 --host has it in brackets', () => {
@@ -432,6 +505,15 @@ describe('synod node as a process', () => {
     expect(await child.exited).toBe(2);
     expect(await new Response(child.stderr as ReadableStream).text()).toContain(
       '--threads must be an integer',
+    );
+    const badHealth = Bun.spawn([process.execPath, main, 'node', '--health-host', 'localhost'], {
+      env: { ...process.env, SYNOD_PASSPHRASE: 'pw' },
+      stdout: 'pipe',
+      stderr: 'pipe',
+    });
+    expect(await badHealth.exited).toBe(2);
+    expect(await new Response(badHealth.stderr as ReadableStream).text()).toContain(
+      '--health-host must be an IP address (e.g. 127.0.0.1); got localhost',
     );
   });
 

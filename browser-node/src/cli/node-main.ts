@@ -38,7 +38,7 @@ Usage: synod node [options]
   --model ID             model to serve                               [stories260K]
   --embedder NAME        use-lite                                     [use-lite]
   --threads N            inference threads                            [1]
-  --host ADDR            IP address P2P, /healthz and /metrics listen on  [127.0.0.1]
+  --host ADDR            IP address the P2P ports listen on           [127.0.0.1]
   --tcp-port N           libp2p TCP port (0: any free)                [0]
   --ws-port N            libp2p WebSocket port for browsers (0: any)  [0]
   --bootstrap ADDRS      comma-separated multiaddrs with /p2p/<id>    []
@@ -46,16 +46,22 @@ Usage: synod node [options]
                          clusters are not heard                       [$SYNOD_WAKU_CLUSTER or 42]
   --gun URLS             Gun relay peers (http://127.0.0.1:PORT/gun): a second network
                          for redundant delivery of requests and verdicts  []
+  --health-host ADDR     IP address /healthz and /metrics listen on   [127.0.0.1]
+                         (apart from --host: a node open to peers keeps them to itself)
   --http-port N          /healthz and /metrics port (0: any free)     [0]
                          (/healthz is 503 NO_PEERS while none of --bootstrap is reached,
                          STORE_FAILING for 5 s after a write to --db failed, e.g. a full disk,
                          CLOCK_SKEW while this clock is over 5 s off its peers')
   --db FILE              local state (libSQL file)                    [.data/node/state.db]
   --max-queue N          inference jobs waiting at most               [8]
+  --quiet                no log line per request served
   --help
 
 One process per identity: a second start on the same --identity exits 1 (IDENTITY_IN_USE).
-Logs are JSON lines on stdout; the last one of a clean stop is "stopped". Exit codes: 0 on
+Logs are JSON lines on stdout; the last one of a clean stop is "stopped". Each request a node takes
+up gets a few lines (without --quiet): "committed" (model, inferenceMs: inference and embedding,
+tokens), "revealed" (sealSize), then "verdict" (status; outcome accepted, rejected with the verdict's
+reason, or not-sealed; winner: whether its output won) or "request expired" (reason). Exit codes: 0 on
 SIGINT/SIGTERM/SIGHUP (during the start too), 1 on a start failure (its line says why, with a code),
 2 on bad flags.`;
 
@@ -69,6 +75,8 @@ export interface NodeCliOptions {
   embedder: 'use-lite';
   threads: number;
   host: string;
+  /** Where /healthz and /metrics listen: `--health-host`, 127.0.0.1 whatever `--host` is. */
+  healthHost: string;
   tcpPort: number;
   wsPort: number;
   bootstrap: string[];
@@ -79,6 +87,8 @@ export interface NodeCliOptions {
   httpPort: number;
   db: string;
   maxQueue: number;
+  /** No log line per request served (`SynodNodeOptions.requestLog` off). */
+  quiet: boolean;
 }
 
 export class CliUsageError extends Error {}
@@ -141,6 +151,7 @@ export function parseNodeArgs(
       embedder: { type: 'string', default: 'use-lite' },
       threads: { type: 'string', default: '1' },
       host: { type: 'string', default: '127.0.0.1' },
+      'health-host': { type: 'string', default: '127.0.0.1' },
       'tcp-port': { type: 'string', default: '0' },
       'ws-port': { type: 'string', default: '0' },
       bootstrap: { type: 'string', default: '' },
@@ -149,6 +160,7 @@ export function parseNodeArgs(
       'http-port': { type: 'string', default: '0' },
       db: { type: 'string', default: '.data/node/state.db' },
       'max-queue': { type: 'string', default: '8' },
+      quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -192,9 +204,10 @@ export function parseNodeArgs(
       );
     return v;
   };
-  // libp2p listens on an IP address only; anything else would fail after the key is opened (exit 1).
-  const ipAddress = (v: string) => {
-    if (isIP(v) === 0) throw new CliUsageError(`--host must be an IP address (e.g. 127.0.0.1); got ${v}`);
+  // libp2p and the HTTP server listen on an IP address only; anything else would fail after the key is
+  // opened (exit 1).
+  const ipAddress = (name: string, v: string) => {
+    if (isIP(v) === 0) throw new CliUsageError(`--${name} must be an IP address (e.g. 127.0.0.1); got ${v}`);
     return v;
   };
   const engine = oneOf('engine', values.engine as string, ['llama-cpp', 'transformers'] as const);
@@ -233,7 +246,8 @@ export function parseNodeArgs(
     model,
     embedder: oneOf('embedder', values.embedder as string, ['use-lite'] as const),
     threads: int('threads', values.threads as string, 1, 64),
-    host: ipAddress(values.host as string),
+    host: ipAddress('host', values.host as string),
+    healthHost: ipAddress('health-host', values['health-host'] as string),
     tcpPort: int('tcp-port', values['tcp-port'] as string, 0, 65535),
     wsPort: int('ws-port', values['ws-port'] as string, 0, 65535),
     bootstrap: list(values.bootstrap as string).map(bootstrapAddress),
@@ -243,6 +257,7 @@ export function parseNodeArgs(
     db: values.db as string,
     // 0 would take no job at all (the running one passes through the queue too): a node serving nothing.
     maxQueue: int('max-queue', values['max-queue'] as string, 1, 10_000),
+    quiet: values.quiet as boolean,
   };
 }
 
@@ -456,6 +471,7 @@ async function startNode(
       engine: engine?.id ?? 'none',
     },
     log,
+    requestLog: !o.quiet,
   });
   await startup.step(
     () => node.start(),
@@ -467,11 +483,12 @@ async function startNode(
       return Bun.serve(options);
     } catch (e) {
       if ((e as { code?: string }).code !== 'EADDRINUSE') throw e;
-      throw new PortInUseError(`--http-port ${o.httpPort}`, o.host, String((e as Error).message));
+      throw new PortInUseError(`--http-port ${o.httpPort}`, o.healthHost, String((e as Error).message));
     }
   };
+  // Apart from the P2P ports: a node that listens publicly for peers keeps its metrics to itself.
   const http = serve({
-    hostname: o.host,
+    hostname: o.healthHost,
     port: o.httpPort,
     fetch(req) {
       const path = new URL(req.url).pathname;
@@ -491,7 +508,7 @@ async function startNode(
   startup.opened(
     watchPeers({ peers: () => node.peers(), bootstrap: o.bootstrap, log, intervalMs: PEER_WATCH_MS }),
   );
-  const httpUrl = httpUrlOf(o.host, http.port ?? o.httpPort);
+  const httpUrl = httpUrlOf(o.healthHost, http.port ?? o.httpPort);
   const multiaddrs = waku.addresses();
   log({
     level: 'info',
@@ -619,7 +636,7 @@ async function checkStateFile(client: Client, db: string): Promise<void> {
   }
 }
 
-/** The URL of the node's HTTP server (/healthz, /metrics), an IPv6 host in brackets. */
+/** The URL of the node's HTTP server (/healthz, /metrics) on `--health-host`, an IPv6 host in brackets. */
 export function httpUrlOf(host: string, port: number): string {
   return `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
 }

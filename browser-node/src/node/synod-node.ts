@@ -26,6 +26,7 @@ import {
   type PacketType,
   packetId,
   type RejectCode,
+  type RejectReason,
   type RequestBody,
   restoreState,
   serializeState,
@@ -37,6 +38,7 @@ import {
   type TimerName,
   type Transition,
   toHex,
+  type Verdict,
   type VerdictEffect,
 } from '@synod/shared';
 import type { InferenceQueue } from '../inference/queue.ts';
@@ -126,6 +128,14 @@ export interface SynodNodeOptions {
   /** A machine finished (done or expired). */
   onFinished?: (requestId: string, outcome: { kind: 'done' | 'expired'; reason: string }) => void;
   log?: (entry: Record<string, unknown>) => void;
+  /**
+   * Log, at info level, each step of a request this node took up (a `node` machine that started its
+   * inference): `committed` (its model, the inference and embedding time, tokens), `revealed` (the seal's
+   * size), `verdict` (once: the verdict's status, this node's outcome in it, `accepted`, `rejected` with
+   * the verdict's reason or `not-sealed`, and whether its output is the winner) or `request expired`
+   * (why). Requests it skipped, and packets it hears, log nothing. Default true.
+   */
+  requestLog?: boolean;
   /** Most machines alive at once (oldest finished ones are dropped first). Default 4096. */
   maxMachines?: number;
   /** How long a finished machine lingers to absorb late packets. Default 60 s. */
@@ -169,6 +179,12 @@ interface Hosted {
   hostedAt: number;
   /** A step failed: the resume due (its cancel), and how many resumes in a row failed. */
   resume: { cancel: (() => void) | null; failures: number };
+  /**
+   * For the request log: this node's inference of the request (generation and embedding, as the queue
+   * timed it; null before it ends, or when it ran before a restart), and whether its verdict was logged.
+   */
+  inferred: { inferenceMs: number; tokens: number } | null;
+  verdictLogged: boolean;
 }
 
 export interface NodeMetrics {
@@ -569,6 +585,49 @@ export class SynodNode {
     this.#o.log?.({ node: this.nodeId.slice(0, 12), ...entry });
   }
 
+  /** Whether the request log covers this machine: a `node` machine that took its request up. */
+  #logsRequest(s: LifecycleState): s is NodeState {
+    return (this.#o.requestLog ?? true) && s.role === 'node' && s.work.model !== null;
+  }
+
+  /** The request log's line for this node's own commit or reveal, once published. */
+  #logPublished(hosted: Hosted, fx: Extract<Effect, { kind: 'publish' }>): void {
+    const s = hosted.state;
+    if (!this.#logsRequest(s)) return;
+    if (fx.packetType === 'commit') {
+      this.#log({
+        level: 'info',
+        msg: 'committed',
+        requestId: s.requestId,
+        model: s.work.model?.id,
+        inferenceMs: hosted.inferred?.inferenceMs ?? null,
+        tokens: hosted.inferred?.tokens ?? null,
+      });
+    } else if (fx.packetType === 'reveal') {
+      this.#log({
+        level: 'info',
+        msg: 'revealed',
+        requestId: s.requestId,
+        sealSize: s.seal?.packet.body.members.length ?? null,
+      });
+    }
+  }
+
+  /** The request log's line for the first verdict heard of a request this node took up. */
+  #logVerdict(hosted: Hosted, fx: VerdictEffect): void {
+    const s = hosted.state;
+    if (!this.#logsRequest(s) || hosted.verdictLogged) return;
+    hosted.verdictLogged = true;
+    this.#log({
+      level: 'info',
+      msg: 'verdict',
+      requestId: s.requestId,
+      status: fx.verdict.status,
+      ...outcomeOf(fx.verdict, this.nodeId),
+      check: fx.check,
+    });
+  }
+
   #observerConfig(): ObserverConfig {
     return this.#o.observer ?? {};
   }
@@ -597,6 +656,8 @@ export class SynodNode {
       finishedAt: null,
       hostedAt: this.#now(),
       resume: { cancel: null, failures: 0 },
+      inferred: null,
+      verdictLogged: false,
     };
     this.#machines.set(state.requestId, hosted);
     this.#evictIfFull();
@@ -946,6 +1007,7 @@ export class SynodNode {
         const packet = (await signPacket(this.#o.key, fx.packetType, fx.body as never)) as AnyPacket;
         await this.#broadcast(packet);
         this.#m.published[packet.type] = (this.#m.published[packet.type] ?? 0) + 1;
+        this.#logPublished(hosted, fx);
         await this.#o.onPacket?.({ id: fx.id, packet, own: true });
         // Loopback: the machine expects to see its own signed packet.
         await this.#run(hosted, this.#step(hosted.state, { kind: 'packet', now: this.#now(), packet }));
@@ -975,6 +1037,7 @@ export class SynodNode {
         return;
       case 'verdict':
         this.#m.verdicts++;
+        this.#logVerdict(hosted, fx);
         this.#o.onVerdict?.(requestId, fx);
         return;
       case 'evidence':
@@ -993,7 +1056,12 @@ export class SynodNode {
         return;
       case 'done':
       case 'expired': {
-        if (fx.kind === 'expired') this.#m.expired++;
+        if (fx.kind === 'expired') {
+          this.#m.expired++;
+          if (this.#logsRequest(hosted.state)) {
+            this.#log({ level: 'info', msg: 'request expired', requestId, reason: fx.reason });
+          }
+        }
         hosted.finishedAt = this.#now();
         // Only a machine that may have signed: requests cost nothing to make, and a flood of them that
         // each finish at once would push out of this bounded set the requests this node served.
@@ -1028,6 +1096,7 @@ export class SynodNode {
       .then((r) => {
         if (abort.signal.aborted) return;
         hosted.inference = null;
+        hosted.inferred = { inferenceMs: r.finishedAt - r.startedAt, tokens: r.tokens };
         this.#m.inferences.done++;
         this.#m.inferences.tokens += r.tokens;
         this.#m.inferences.lastTokensPerSecond = r.tokensPerSecond;
@@ -1085,6 +1154,24 @@ export class SynodNode {
       }
     }
   }
+}
+
+/**
+ * A node's outcome in a verdict: `accepted` (its output is in the accepted cluster, the winner's),
+ * `rejected` with the verdict's reason for it (a duplicate reveal aside), or `not-sealed` (the seal left
+ * it out); and whether its output is the winner.
+ */
+function outcomeOf(
+  v: Verdict,
+  nodeId: string,
+): { outcome: 'accepted' | 'rejected' | 'not-sealed'; reason: RejectReason | null; winner: boolean } {
+  const winner = v.winner?.nodeId === nodeId;
+  if (v.accepted.some((m) => m.nodeId === nodeId)) return { outcome: 'accepted', reason: null, winner };
+  const rejected = v.rejected.find((r) => r.nodeId === nodeId && r.reason !== 'DUPLICATE_REVEAL');
+  if (rejected === undefined || rejected.reason === 'NOT_SEALED') {
+    return { outcome: 'not-sealed', reason: null, winner };
+  }
+  return { outcome: 'rejected', reason: rejected.reason, winner };
 }
 
 /** Whether a machine is a node's that went past picking up its request: it may have signed a commitment. */

@@ -1,0 +1,271 @@
+import { describe, expect, test } from 'bun:test';
+import { deriveRequestId, NodeKey, type RequestBody, resolveFrame, type Verdict } from '@synod/shared';
+import type { InferenceQueue, QueueJob, QueueResult } from '../inference/queue.ts';
+import { MemoryNetwork } from '../p2p/memory.ts';
+import { SynodNode } from './synod-node.ts';
+import { until } from './test-until.ts';
+
+const EMBEDDER = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
+const MODEL = { id: 'm', fileHash: '22'.repeat(32) };
+
+/**
+ * A test double of the inference queue: one fixed answer after `ms` of wall time, its `startedAt` and
+ * `finishedAt` the queue's own (what the driver reports as the inference and embedding time).
+ */
+function fixedQueue(text: string, fill: number, ms: number): InferenceQueue {
+  const queue = {
+    accepting: true,
+    running: false,
+    capacity: { queued: 0, maxQueue: 4 },
+    estimateMs: () => 1,
+    submit: async (_job: QueueJob): Promise<QueueResult> => {
+      const startedAt = Date.now();
+      await Bun.sleep(ms);
+      return {
+        text,
+        tokens: 5,
+        tokensPerSecond: 100,
+        bEmbedding: new Uint8Array(EMBEDDER.bits / 8).fill(fill),
+        finishReason: 'stop',
+        startedAt,
+        finishedAt: startedAt + ms,
+      };
+    },
+  };
+  return queue as unknown as InferenceQueue;
+}
+
+type Line = Record<string, unknown>;
+
+/** The per-request lines a node logged for one request. */
+function linesOf(logs: Line[], requestId: string): Line[] {
+  return logs.filter((l) => l['requestId'] === requestId && l['level'] === 'info');
+}
+
+describe('SynodNode: what a node logs of the requests it serves', () => {
+  test('one line when it commits, one when it reveals, one for the verdict: accepted, winner or not, rejected with the reason', async () => {
+    const net = new MemoryNetwork();
+    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(190));
+    const verdicts = new Map<string, Verdict>();
+    const relay = new SynodNode({
+      key: relayKey,
+      role: 'relay',
+      transports: [net.join(relayKey.nodeId)],
+      onVerdict: (id, v) => verdicts.set(id, v.verdict),
+    });
+    // Two nodes answer alike, a third far from them (its embedding differs in 3 bits of every 8).
+    const answers = [
+      { text: 'the same answer', fill: 7, ms: 40 },
+      { text: 'the same answer', fill: 7, ms: 60 },
+      { text: 'something else', fill: 0, ms: 20 },
+    ];
+    const logs: Line[][] = answers.map(() => []);
+    const nodes: SynodNode[] = [];
+    for (const [i, a] of answers.entries()) {
+      const key = await NodeKey.fromSeed(new Uint8Array(32).fill(191 + i));
+      nodes.push(
+        new SynodNode({
+          key,
+          role: 'node',
+          transports: [net.join(key.nodeId)],
+          serving: { queue: fixedQueue(a.text, a.fill, a.ms), models: [MODEL], embedder: EMBEDDER },
+          log: (e) => logs[i]?.push(e),
+        }),
+      );
+    }
+    const finished = new Set<SynodNode>();
+    await relay.start();
+    for (const n of nodes) await n.start();
+    try {
+      const content = {
+        nonce: '00'.repeat(16),
+        prompt: 'hi',
+        acceptedModels: [MODEL.id],
+        params: { temperature: 0, maxTokens: 8 },
+        frame: resolveFrame({
+          embeddingModel: EMBEDDER,
+          quorum: 3,
+          maxTimeMs: 10_000,
+          revealWindowMs: 2_000,
+        }),
+        origin: { kind: 'http' as const },
+        createdAt: Date.now(),
+      };
+      const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+      await relay.submit(body);
+      await until(() => {
+        for (const n of nodes) if (n.status(body.requestId)?.finished === true) finished.add(n);
+        return finished.size === nodes.length;
+      });
+      for (const n of nodes) await n.settled();
+      const verdict = verdicts.get(body.requestId);
+      expect(verdict?.status).toBe('accepted');
+      const winner = verdict?.winner?.nodeId;
+
+      for (const [i, node] of nodes.entries()) {
+        const lines = linesOf(logs[i] ?? [], body.requestId);
+        // Bounded: these three lines for the request, however many packets of it the node heard.
+        expect(lines.map((l) => l['msg'])).toEqual(['committed', 'revealed', 'verdict']);
+        const [committed, revealed, verdictLine] = lines;
+        expect(committed).toMatchObject({ node: node.nodeId.slice(0, 12), model: MODEL.id, tokens: 5 });
+        expect(committed?.['inferenceMs']).toBe(answers[i]?.ms);
+        expect(revealed).toMatchObject({ sealSize: 3 });
+        expect(verdictLine).toMatchObject({ status: 'accepted' });
+        // The first verdict heard: recomputed, or checked by its digest while reveals are on their way.
+        expect(['recomputed', 'digest']).toContain(String(verdictLine?.['check']));
+        if (i < 2) {
+          expect(verdictLine).toMatchObject({
+            outcome: 'accepted',
+            reason: null,
+            winner: node.nodeId === winner,
+          });
+        } else {
+          expect(verdictLine).toMatchObject({
+            outcome: 'rejected',
+            reason: 'OUTSIDE_CLUSTER',
+            winner: false,
+          });
+        }
+      }
+      expect(nodes.filter((n) => n.nodeId === winner)).toHaveLength(1);
+    } finally {
+      for (const n of nodes) await n.close();
+      await relay.close();
+    }
+  }, 60_000);
+
+  test('a node left out of the seal says so in its verdict line; with requestLog false a node logs none of these lines', async () => {
+    const net = new MemoryNetwork();
+    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(200));
+    const verdicts = new Map<string, Verdict>();
+    const relay = new SynodNode({
+      key: relayKey,
+      role: 'relay',
+      transports: [net.join(relayKey.nodeId)],
+      onVerdict: (id, v) => verdicts.set(id, v.verdict),
+    });
+    const fastKey = await NodeKey.fromSeed(new Uint8Array(32).fill(201));
+    const slowKey = await NodeKey.fromSeed(new Uint8Array(32).fill(202));
+    const quietKey = await NodeKey.fromSeed(new Uint8Array(32).fill(203));
+    const fastLogs: Line[] = [];
+    const slowLogs: Line[] = [];
+    const quietLogs: Line[] = [];
+    const serving = (ms: number) => ({
+      queue: fixedQueue('an answer', 7, ms),
+      models: [MODEL],
+      embedder: EMBEDDER,
+    });
+    const fast = new SynodNode({
+      key: fastKey,
+      role: 'node',
+      transports: [net.join(fastKey.nodeId)],
+      serving: serving(10),
+      log: (e) => fastLogs.push(e),
+    });
+    // Still inferring when the seal closed on the first two commits (maxCommits 2): left out.
+    const slow = new SynodNode({
+      key: slowKey,
+      role: 'node',
+      transports: [net.join(slowKey.nodeId)],
+      serving: serving(300),
+      log: (e) => slowLogs.push(e),
+    });
+    const quiet = new SynodNode({
+      key: quietKey,
+      role: 'node',
+      transports: [net.join(quietKey.nodeId)],
+      serving: serving(10),
+      requestLog: false,
+      log: (e) => quietLogs.push(e),
+    });
+    const nodes = [fast, slow, quiet];
+    await relay.start();
+    for (const n of nodes) await n.start();
+    try {
+      const content = {
+        nonce: `${'00'.repeat(15)}01`,
+        prompt: 'hi',
+        acceptedModels: [MODEL.id],
+        params: { temperature: 0, maxTokens: 8 },
+        frame: resolveFrame({
+          embeddingModel: EMBEDDER,
+          quorum: 2,
+          maxCommits: 2,
+          maxTimeMs: 10_000,
+          revealWindowMs: 2_000,
+        }),
+        origin: { kind: 'http' as const },
+        createdAt: Date.now(),
+      };
+      const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+      await relay.submit(body);
+      await until(() => nodes.every((n) => n.status(body.requestId)?.finished === true));
+      for (const n of nodes) await n.settled();
+      const winner = verdicts.get(body.requestId)?.winner?.nodeId;
+      expect(linesOf(fastLogs, body.requestId).map((l) => l['msg'])).toEqual([
+        'committed',
+        'revealed',
+        'verdict',
+      ]);
+      expect(linesOf(fastLogs, body.requestId).at(-1)).toMatchObject({
+        outcome: 'accepted',
+        winner: fast.nodeId === winner,
+      });
+      // The slow node heard the seal while it was still inferring: it never committed.
+      const slowLines = linesOf(slowLogs, body.requestId);
+      expect(slowLines.map((l) => l['msg'])).toEqual(['verdict']);
+      expect(slowLines[0]).toMatchObject({ outcome: 'not-sealed', reason: null, winner: false });
+      expect(linesOf(quietLogs, body.requestId)).toEqual([]);
+    } finally {
+      for (const n of nodes) await n.close();
+      await relay.close();
+    }
+  }, 60_000);
+
+  test('a request whose inference outlasts its commit deadline ends in one line, request expired, with the reason', async () => {
+    const net = new MemoryNetwork();
+    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(210));
+    const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(211));
+    const logs: Line[] = [];
+    const node = new SynodNode({
+      key,
+      role: 'node',
+      transports: [net.join(key.nodeId)],
+      // Estimated at 1 ms, it takes 2 s: past the commit deadline, maxTimeMs 1.5 s.
+      serving: { queue: fixedQueue('late', 7, 2_000), models: [MODEL], embedder: EMBEDDER },
+      log: (e) => logs.push(e),
+    });
+    await relay.start();
+    await node.start();
+    try {
+      const content = {
+        nonce: `${'00'.repeat(15)}02`,
+        prompt: 'hi',
+        acceptedModels: [MODEL.id],
+        params: { temperature: 0, maxTokens: 8 },
+        frame: resolveFrame({ embeddingModel: EMBEDDER, quorum: 1, maxTimeMs: 1_500 }),
+        origin: { kind: 'http' as const },
+        createdAt: Date.now(),
+      };
+      const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+      await relay.submit(body);
+      await until(() => node.status(body.requestId)?.finished === true, 10_000);
+      // The inference's late result changes nothing.
+      await Bun.sleep(800);
+      await node.settled();
+      expect(linesOf(logs, body.requestId)).toEqual([
+        {
+          node: key.nodeId.slice(0, 12),
+          level: 'info',
+          msg: 'request expired',
+          requestId: body.requestId,
+          reason: 'deadline-passed',
+        },
+      ]);
+    } finally {
+      await node.close();
+      await relay.close();
+    }
+  }, 30_000);
+});
