@@ -6,13 +6,12 @@ import { afterAll, afterEach, beforeEach, describe, expect, test } from 'bun:tes
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryNetwork } from '@synod/browser-node';
 import { NodeKey, toHex, utf8 } from '@synod/shared';
 import { createApiKey } from '../auth/api-keys.ts';
 import { SIGNED_REQUEST_SKEW_MS, signedRequestDigest } from '../auth/signed-request.ts';
 import type { EdgeConfig } from '../config.ts';
-import { type RunningRelay, startRelay } from '../runtime/bun.ts';
-import { TEST_EMBEDDER } from '../store/test-admissions.ts';
+import type { RunningRelay } from '../runtime/bun.ts';
+import { loneRelay } from '../test-relay.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-auth-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -22,13 +21,7 @@ let relay: RunningRelay;
 let dbNo = 0;
 
 async function start(config: Partial<EdgeConfig> = {}) {
-  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(3));
-  relay = await startRelay({
-    dbUrl: `file:${join(dir, `relay-${dbNo++}.db`)}`,
-    key,
-    transports: [new MemoryNetwork().join(key.nodeId)],
-    embedders: [TEST_EMBEDDER],
-    configuredModels: ['m'],
+  relay = await loneRelay(`file:${join(dir, `relay-${dbNo++}.db`)}`, 3, {
     now: () => clock,
     maxOpenRequests: 0,
     config,

@@ -3,11 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryNetwork } from '@synod/browser-node';
-import { NodeKey } from '@synod/shared';
 import { Hono } from 'hono';
-import { type RunningRelay, startRelay } from '../runtime/bun.ts';
-import { TEST_EMBEDDER } from '../store/test-admissions.ts';
+import type { RunningRelay } from '../runtime/bun.ts';
+import { loneRelay } from '../test-relay.ts';
 import { readBody } from './body.ts';
 import { BodyBudget } from './body-budget.ts';
 import { toHttpError } from './errors.ts';
@@ -132,14 +130,7 @@ describe('a relay bounds the bodies one address holds unfinished', () => {
   const dir = mkdtempSync(join(tmpdir(), 'synod-body-hostile-'));
   let relay: RunningRelay;
   beforeAll(async () => {
-    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(7));
-    relay = await startRelay({
-      dbUrl: `file:${join(dir, 'relay.db')}`,
-      key,
-      transports: [new MemoryNetwork().join(key.nodeId)],
-      embedders: [TEST_EMBEDDER],
-      configuredModels: ['m'],
-    });
+    relay = await loneRelay(`file:${join(dir, 'relay.db')}`, 7);
   });
   afterAll(async () => {
     await relay?.stop();

@@ -2,10 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryNetwork } from '@synod/browser-node';
-import { NodeKey } from '@synod/shared';
-import { type RunningRelay, startRelay } from '../runtime/bun.ts';
-import { TEST_EMBEDDER } from '../store/test-admissions.ts';
+import type { RunningRelay } from '../runtime/bun.ts';
+import { loneRelay } from '../test-relay.ts';
 import { addressBucket } from './client-address.ts';
 
 /**
@@ -40,13 +38,7 @@ describe('a relay limits an IPv6 /64 as one client', () => {
   const dir = mkdtempSync(join(tmpdir(), 'synod-address-hostile-'));
   let relay: RunningRelay;
   beforeAll(async () => {
-    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(6));
-    relay = await startRelay({
-      dbUrl: `file:${join(dir, 'relay.db')}`,
-      key,
-      transports: [new MemoryNetwork().join(key.nodeId)],
-      embedders: [TEST_EMBEDDER],
-      configuredModels: ['m'],
+    relay = await loneRelay(`file:${join(dir, 'relay.db')}`, 6, {
       config: { rateLimit: { ratePerSecond: 0.001, burst: 5 } },
     });
   });

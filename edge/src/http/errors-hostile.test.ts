@@ -2,11 +2,8 @@ import { afterAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryNetwork } from '@synod/browser-node';
-import { NodeKey } from '@synod/shared';
 import { createApiKey } from '../auth/api-keys.ts';
-import { startRelay } from '../runtime/bun.ts';
-import { TEST_EMBEDDER } from '../store/test-admissions.ts';
+import { loneRelay } from '../test-relay.ts';
 import { publicReason } from './errors.ts';
 
 /**
@@ -39,13 +36,7 @@ describe('publicReason', () => {
 describe('a relay whose database file is deleted', () => {
   test('the 503 and /healthz say why without naming the file', async () => {
     const path = join(dir, 'gone.db');
-    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(8));
-    const relay = await startRelay({
-      dbUrl: `file:${path}`,
-      key,
-      transports: [new MemoryNetwork().join(key.nodeId)],
-      embedders: [TEST_EMBEDDER],
-      configuredModels: ['m'],
+    const relay = await loneRelay(`file:${path}`, 8, {
       admissionThread: false,
     });
     try {

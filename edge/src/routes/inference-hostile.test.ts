@@ -2,7 +2,6 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryNetwork } from '@synod/browser-node';
 import {
   type AnyPacket,
   buildTranscript,
@@ -14,9 +13,9 @@ import {
 } from '@synod/shared';
 import { AGREE_SPEC, buildScenario, keyOf } from '../../../shared/test-vectors/fixtures.ts';
 import { recordPacket } from '../relay/history-sink.ts';
-import { type RunningRelay, startRelay } from '../runtime/bun.ts';
-import { TEST_EMBEDDER } from '../store/test-admissions.ts';
+import type { RunningRelay } from '../runtime/bun.ts';
 import { storeRequest } from '../store/test-requests.ts';
+import { loneRelay } from '../test-relay.ts';
 
 /**
  * A request's history keeps reveals from nodes outside its seal (evidence the verdict cites), and node
@@ -65,13 +64,7 @@ async function stored(seedBase: number, outsiders: number, prompt: string): Prom
 }
 
 beforeAll(async () => {
-  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(10));
-  relay = await startRelay({
-    dbUrl: `file:${join(dir, 'relay.db')}`,
-    key,
-    transports: [new MemoryNetwork().join(key.nodeId)],
-    embedders: [TEST_EMBEDDER],
-    configuredModels: ['m'],
+  relay = await loneRelay(`file:${join(dir, 'relay.db')}`, 10, {
     // A bucket that does not refill during the test.
     config: { rateLimit: { ratePerSecond: 0.001, burst: 100 } },
   });

@@ -2,10 +2,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryNetwork } from '@synod/browser-node';
 import { NodeKey, packetId, signPacket } from '@synod/shared';
-import { type RunningRelay, startRelay } from '../runtime/bun.ts';
-import { TEST_EMBEDDER } from '../store/test-admissions.ts';
+import type { RunningRelay } from '../runtime/bun.ts';
+import { loneRelay } from '../test-relay.ts';
 
 /**
  * Anyone may send heartbeats, from fresh keys too, and each node of `/v1/nodes` carries what its
@@ -17,13 +16,7 @@ const dir = mkdtempSync(join(tmpdir(), 'synod-public-hostile-'));
 let relay: RunningRelay;
 
 beforeAll(async () => {
-  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(13));
-  relay = await startRelay({
-    dbUrl: `file:${join(dir, 'relay.db')}`,
-    key,
-    transports: [new MemoryNetwork().join(key.nodeId)],
-    embedders: [TEST_EMBEDDER],
-    configuredModels: ['m'],
+  relay = await loneRelay(`file:${join(dir, 'relay.db')}`, 13, {
     // A bucket that does not refill during the test.
     config: { rateLimit: { ratePerSecond: 0.001, burst: 100 } },
   });

@@ -2,11 +2,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryNetwork } from '@synod/browser-node';
 import { type AnyPacket, buildTranscript, NodeKey, type Packet, signPacket } from '@synod/shared';
 import { AGREE_SPEC, buildScenario } from '../../../shared/test-vectors/fixtures.ts';
-import { type RunningRelay, startRelay } from '../runtime/bun.ts';
-import { TEST_EMBEDDER } from '../store/test-admissions.ts';
+import type { RunningRelay } from '../runtime/bun.ts';
+import { loneRelay } from '../test-relay.ts';
 import { verifyCost } from './verify.ts';
 
 /**
@@ -24,13 +23,7 @@ let maximal: string;
 let maximalPackets: number;
 
 beforeAll(async () => {
-  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(5));
-  relay = await startRelay({
-    dbUrl: `file:${join(dir, 'relay.db')}`,
-    key,
-    transports: [new MemoryNetwork().join(key.nodeId)],
-    embedders: [TEST_EMBEDDER],
-    configuredModels: ['m'],
+  relay = await loneRelay(`file:${join(dir, 'relay.db')}`, 5, {
     // A bucket that does not refill during the test: what each verification costs is what is left.
     config: { rateLimit: { ratePerSecond: 0.001, burst: 100 } },
   });

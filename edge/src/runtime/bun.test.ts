@@ -3,16 +3,15 @@ import { afterAll, describe, expect, test } from 'bun:test';
 import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryNetwork } from '@synod/browser-node';
 import { NodeKey, packetId, signPacket } from '@synod/shared';
 import { createApiKey } from '../auth/api-keys.ts';
 import { ABANDONED_AFTER_MS } from '../store/history-store.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { openHistory } from '../store/open-history.ts';
-import { TEST_COORDINATOR, TEST_EMBEDDER, testAdmission, testBody } from '../store/test-admissions.ts';
+import { TEST_COORDINATOR, testAdmission, testBody } from '../store/test-admissions.ts';
 import { storeRequest } from '../store/test-requests.ts';
+import { loneRelay } from '../test-relay.ts';
 import { waitUntil } from '../test-servers.ts';
-import { startRelay } from './bun.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-relay-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -23,16 +22,7 @@ async function relayOn(
   config: { idempotencyRetentionMs?: number } = {},
   o: { maxQueuedRequests?: number; admissionThread?: boolean } = {},
 ) {
-  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(3));
-  return startRelay({
-    dbUrl,
-    key,
-    transports: [new MemoryNetwork().join(key.nodeId)],
-    embedders: [TEST_EMBEDDER],
-    configuredModels: ['m'],
-    config,
-    ...o,
-  });
+  return loneRelay(dbUrl, 3, { config, ...o });
 }
 
 describe('startRelay and Idempotency-Key retention', () => {

@@ -8,9 +8,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryNetwork } from '@synod/browser-node';
-import { NodeKey } from '@synod/shared';
-import { type RunningRelay, startRelay } from '../runtime/bun.ts';
+import type { RunningRelay } from '../runtime/bun.ts';
+import { loneRelay } from '../test-relay.ts';
 import { type RunningSqld, startSqld, stopProcess, waitUntil } from '../test-servers.ts';
 import { PRIMARY_PROBE_TIMEOUT_MS, primaryHealthCheck } from './open-history.ts';
 
@@ -42,16 +41,7 @@ const health = async (url: string) => {
 
 describe('/healthz of a relay on an embedded replica', () => {
   test('503 STORE_UNAVAILABLE while its primary is down, reads still served; healthy again once it is back', async () => {
-    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(77));
-    relay = await startRelay({
-      dbUrl: sqld.url,
-      replicaPath: join(dir, 'replica.db'),
-      replicaSyncMs: 200,
-      key,
-      transports: [new MemoryNetwork().join(key.nodeId)],
-      embedders: [{ id: 'use-lite-512', fileHash: '0'.repeat(64), bits: 512 }],
-      configuredModels: ['stories260K'],
-    });
+    relay = await loneRelay(sqld.url, 77, { replicaPath: join(dir, 'replica.db'), replicaSyncMs: 200 });
     const url = relay.url;
     const up = await health(url);
     expect(up.status).toBe(200);
@@ -88,14 +78,7 @@ describe('/healthz of a relay on an embedded replica', () => {
   }, 120_000);
 
   test('a relay on a server or a file has no `primary`: its `db` is the primary', async () => {
-    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(78));
-    const onServer = await startRelay({
-      dbUrl: sqld.url,
-      key,
-      transports: [new MemoryNetwork().join(key.nodeId)],
-      embedders: [{ id: 'use-lite-512', fileHash: '0'.repeat(64), bits: 512 }],
-      configuredModels: ['stories260K'],
-    });
+    const onServer = await loneRelay(sqld.url, 78);
     try {
       const h = await health(onServer.url);
       expect(h.status).toBe(200);
