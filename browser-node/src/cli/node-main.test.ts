@@ -182,25 +182,27 @@ describe('identity file', () => {
   });
 });
 
+/** The error a `synod node` start with these flags (and a passphrase) fails with. */
+async function startFailure(args: string[]): Promise<unknown> {
+  const options = parseNodeArgs(args, { SYNOD_PASSPHRASE: 'pw' });
+  if (options === 'help') throw new Error('unexpected help');
+  try {
+    await runNode(options, () => undefined);
+  } catch (e) {
+    return e;
+  }
+  throw new Error('the start did not fail');
+}
+
 describe('synod node start failures', () => {
   test('a port in use is EADDRINUSE naming its flag, in one line, and the start leaves nothing open', async () => {
     const taken = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
     try {
       for (const flag of ['--tcp-port', '--ws-port', '--http-port']) {
-        const options = parseNodeArgs(
-          [
-            ...['--role', 'follower', flag, String(taken.port)],
-            ...['--identity', join(dir, 'ports', 'id.json'), '--db', join(dir, 'ports', 'state.db')],
-          ],
-          { SYNOD_PASSPHRASE: 'pw' },
-        );
-        if (options === 'help') throw new Error('unexpected help');
-        let caught: unknown;
-        try {
-          await runNode(options, () => undefined);
-        } catch (e) {
-          caught = e;
-        }
+        const caught = await startFailure([
+          ...['--role', 'follower', flag, String(taken.port)],
+          ...['--identity', join(dir, 'ports', 'id.json'), '--db', join(dir, 'ports', 'state.db')],
+        ]);
         expect((caught as { code?: string }).code).toBe('EADDRINUSE');
         expect((caught as Error).message).toContain(`${flag} ${taken.port}`);
         expect((caught as Error).message).not.toContain('\n');
@@ -218,16 +220,7 @@ describe('synod node start failures', () => {
     writeFileSync(blocker, 'not a folder');
     const db = join(blocker, 'state.db');
     const identity = join(dir, 'db-blocked', 'id.json');
-    const options = parseNodeArgs(['--role', 'follower', '--identity', identity, '--db', db], {
-      SYNOD_PASSPHRASE: 'pw',
-    });
-    if (options === 'help') throw new Error('unexpected help');
-    let caught: unknown;
-    try {
-      await runNode(options, () => undefined);
-    } catch (e) {
-      caught = e;
-    }
+    const caught = await startFailure(['--role', 'follower', '--identity', identity, '--db', db]);
     const e = caught as { code?: string; message: string; hint?: string };
     expect(e.code).toBe('STATE_FILE_UNWRITABLE');
     expect(e.message).toContain(resolve(db));
@@ -239,17 +232,14 @@ describe('synod node start failures', () => {
     const db = join(dir, 'garbage-db', 'state.db');
     mkdirSync(join(dir, 'garbage-db'));
     writeFileSync(db, 'not a database, and long enough for SQLite to look at its header: '.repeat(4));
-    const options = parseNodeArgs(
-      ['--role', 'follower', '--identity', join(dir, 'garbage-db', 'id.json'), '--db', db],
-      { SYNOD_PASSPHRASE: 'pw' },
-    );
-    if (options === 'help') throw new Error('unexpected help');
-    let caught: unknown;
-    try {
-      await runNode(options, () => undefined);
-    } catch (e) {
-      caught = e;
-    }
+    const caught = await startFailure([
+      '--role',
+      'follower',
+      '--identity',
+      join(dir, 'garbage-db', 'id.json'),
+      '--db',
+      db,
+    ]);
     const e = caught as { code?: string; message: string; hint?: string };
     expect(e.code).toBe('STATE_FILE_MALFORMED');
     expect(e.message).toContain(resolve(db));
@@ -266,17 +256,14 @@ describe('synod node start failures', () => {
     try {
       writeFileSync(join(full, 'filler'), new Uint8Array(12 * 1024));
       const db = join(full, 'state.db');
-      const options = parseNodeArgs(
-        ['--role', 'follower', '--identity', join(dir, 'full-db', 'id.json'), '--db', db],
-        { SYNOD_PASSPHRASE: 'pw' },
-      );
-      if (options === 'help') throw new Error('unexpected help');
-      let caught: unknown;
-      try {
-        await runNode(options, () => undefined);
-      } catch (e) {
-        caught = e;
-      }
+      const caught = await startFailure([
+        '--role',
+        'follower',
+        '--identity',
+        join(dir, 'full-db', 'id.json'),
+        '--db',
+        db,
+      ]);
       const e = caught as { code?: string; message: string; hint?: string };
       expect(e.code).toBe('STATE_FILE_UNWRITABLE');
       expect(e.message).toContain(`${db}: no space left`);
@@ -288,20 +275,10 @@ describe('synod node start failures', () => {
   });
 
   test('a model missing from the models directory says which file goes where, and the flag', async () => {
-    const options = parseNodeArgs(
-      [
-        ...['--identity', join(dir, 'missing', 'id.json'), '--db', join(dir, 'missing', 'state.db')],
-        ...['--models-dir', join(dir, 'missing', 'models')],
-      ],
-      { SYNOD_PASSPHRASE: 'pw' },
-    );
-    if (options === 'help') throw new Error('unexpected help');
-    let caught: unknown;
-    try {
-      await runNode(options, () => undefined);
-    } catch (e) {
-      caught = e;
-    }
+    const caught = await startFailure([
+      ...['--identity', join(dir, 'missing', 'id.json'), '--db', join(dir, 'missing', 'state.db')],
+      ...['--models-dir', join(dir, 'missing', 'models')],
+    ]);
     expect(isInferenceError(caught, 'MODEL_NOT_FOUND')).toBe(true);
     const e = caught as InferenceError;
     expect(e.message).toContain(join(dir, 'missing', 'models', 'stories260K.gguf'));
