@@ -427,6 +427,16 @@ describe('synod-relay keys list and revoke', () => {
   });
 });
 
+/** A relay started on `identity` in `dir` that must exit 1: its last log line. */
+async function failedStart(dir: string, identity: string): Promise<Record<string, unknown>> {
+  const r = await runCommand(
+    [process.execPath, MAIN, '--identity', identity, '--db', `file:${join(dir, 'relay.db')}`, '--port', '0'],
+    { cwd: dir, env: { SYNOD_PASSPHRASE: 'a passphrase for the test' } },
+  );
+  expect(r.code).toBe(1);
+  return JSON.parse(r.out.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+}
+
 describe('synod-relay: one process per identity', () => {
   test('a relay on an identity another process holds exits 1 with IDENTITY_IN_USE, before it opens anything', async () => {
     const { lockIdentity } = await import('@synod/browser-node/cli');
@@ -434,25 +444,7 @@ describe('synod-relay: one process per identity', () => {
     const identity = join(dir, 'identity.json');
     const release = lockIdentity(identity, 'relay');
     try {
-      const r = await runCommand(
-        [
-          process.execPath,
-          MAIN,
-          '--identity',
-          identity,
-          '--db',
-          `file:${join(dir, 'relay.db')}`,
-          '--port',
-          '0',
-          '--tcp-port',
-          '0',
-          '--ws-port',
-          '0',
-        ],
-        { cwd: dir, env: { SYNOD_PASSPHRASE: 'a passphrase for the test' } },
-      );
-      expect(r.code).toBe(1);
-      const line = JSON.parse(r.out.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+      const line = await failedStart(dir, identity);
       expect(line).toMatchObject({ level: 'error', msg: 'start failed', code: 'IDENTITY_IN_USE' });
       expect(String(line['err'])).toContain('another synod relay is running with the identity');
       // Nothing opened: no identity written, no database made.
@@ -469,21 +461,7 @@ describe('synod-relay: one process per identity', () => {
     // A folder where the lock file goes.
     mkdirSync(`${identity}.lock`);
     try {
-      const r = await runCommand(
-        [
-          process.execPath,
-          MAIN,
-          '--identity',
-          identity,
-          '--db',
-          `file:${join(dir, 'relay.db')}`,
-          '--port',
-          '0',
-        ],
-        { cwd: dir, env: { SYNOD_PASSPHRASE: 'a passphrase for the test' } },
-      );
-      expect(r.code).toBe(1);
-      const line = JSON.parse(r.out.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+      const line = await failedStart(dir, identity);
       expect(line).toMatchObject({ level: 'error', msg: 'start failed', code: 'IDENTITY_FILE_UNWRITABLE' });
       expect(String(line['err'])).toContain(`${identity}.lock`);
       expect(String(line['hint'])).toContain('--identity');

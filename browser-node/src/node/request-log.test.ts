@@ -42,6 +42,23 @@ function linesOf(logs: Line[], requestId: string): Line[] {
   return logs.filter((l) => l['requestId'] === requestId && l['level'] === 'info');
 }
 
+/** A request for `hi` under `frame` (the test embedder's), its nonce `nonce`, made now. */
+function requestOf(
+  nonce: string,
+  frame: Omit<Parameters<typeof resolveFrame>[0], 'embeddingModel'>,
+): RequestBody {
+  const content = {
+    nonce,
+    prompt: 'hi',
+    acceptedModels: [MODEL.id],
+    params: { temperature: 0, maxTokens: 8 },
+    frame: resolveFrame({ embeddingModel: EMBEDDER, ...frame }),
+    origin: { kind: 'http' as const },
+    createdAt: Date.now(),
+  };
+  return { ...content, requestId: deriveRequestId(content) } as RequestBody;
+}
+
 describe('SynodNode: what a node logs of the requests it serves', () => {
   test('one line when it commits, one when it reveals, one for the verdict: accepted, winner or not, rejected with the reason', async () => {
     const net = new MemoryNetwork();
@@ -77,21 +94,7 @@ describe('SynodNode: what a node logs of the requests it serves', () => {
     await relay.start();
     for (const n of nodes) await n.start();
     try {
-      const content = {
-        nonce: '00'.repeat(16),
-        prompt: 'hi',
-        acceptedModels: [MODEL.id],
-        params: { temperature: 0, maxTokens: 8 },
-        frame: resolveFrame({
-          embeddingModel: EMBEDDER,
-          quorum: 3,
-          maxTimeMs: 10_000,
-          revealWindowMs: 2_000,
-        }),
-        origin: { kind: 'http' as const },
-        createdAt: Date.now(),
-      };
-      const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+      const body = requestOf('00'.repeat(16), { quorum: 3, maxTimeMs: 10_000, revealWindowMs: 2_000 });
       await relay.submit(body);
       await until(() => {
         for (const n of nodes) if (n.status(body.requestId)?.finished === true) finished.add(n);
@@ -182,22 +185,12 @@ describe('SynodNode: what a node logs of the requests it serves', () => {
     await relay.start();
     for (const n of nodes) await n.start();
     try {
-      const content = {
-        nonce: `${'00'.repeat(15)}01`,
-        prompt: 'hi',
-        acceptedModels: [MODEL.id],
-        params: { temperature: 0, maxTokens: 8 },
-        frame: resolveFrame({
-          embeddingModel: EMBEDDER,
-          quorum: 2,
-          maxCommits: 2,
-          maxTimeMs: 10_000,
-          revealWindowMs: 2_000,
-        }),
-        origin: { kind: 'http' as const },
-        createdAt: Date.now(),
-      };
-      const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+      const body = requestOf(`${'00'.repeat(15)}01`, {
+        quorum: 2,
+        maxCommits: 2,
+        maxTimeMs: 10_000,
+        revealWindowMs: 2_000,
+      });
       await relay.submit(body);
       await until(() => nodes.every((n) => n.status(body.requestId)?.finished === true));
       for (const n of nodes) await n.settled();
@@ -239,16 +232,7 @@ describe('SynodNode: what a node logs of the requests it serves', () => {
     await relay.start();
     await node.start();
     try {
-      const content = {
-        nonce: `${'00'.repeat(15)}02`,
-        prompt: 'hi',
-        acceptedModels: [MODEL.id],
-        params: { temperature: 0, maxTokens: 8 },
-        frame: resolveFrame({ embeddingModel: EMBEDDER, quorum: 1, maxTimeMs: 1_500 }),
-        origin: { kind: 'http' as const },
-        createdAt: Date.now(),
-      };
-      const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+      const body = requestOf(`${'00'.repeat(15)}02`, { quorum: 1, maxTimeMs: 1_500 });
       await relay.submit(body);
       await until(() => node.status(body.requestId)?.finished === true, 10_000);
       // The inference's late result changes nothing.
