@@ -3,16 +3,31 @@
  * create the node key, toggle serving on (models load in the worker, with progress) and off, and ask
  * the network in follower mode: POST /v1/inference to a real relay (edge, libSQL, three headless nodes
  * on an in-memory network) through the app's same-origin relay proxy, then watch the request's SSE
- * stream until the verdict shows on the page.
+ * stream until the verdict shows on the page. The sealed key saved to a file in this browser loads in
+ * another (a second Chromium, its own profile) and unlocks there; so does a `synod node` identity file;
+ * a file that is not a sealed key is refused. Where the node's timers run is on the page.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { startWebServer, type WebServer } from '../apps/web/serve.ts';
 import type {} from '../browser-node/src/browser/main.ts';
+import { loadOrCreateIdentity } from '../browser-node/src/cli/identity-file.ts';
 import { startTestNetwork, type TestNetwork } from '../edge/src/test-helpers.ts';
 import { type Chrome, launchChromium } from './support/chromium.ts';
 
 const LONG = 180_000;
+const PASSPHRASE = 'a passphrase only this test knows';
+const KEY_ITEM = 'synod.node-key.v1';
+
+/** Choose `file` in the file chooser that "Load a sealed key from a file…" opens. */
+async function loadKeyFile(page: Page, file: string | { name: string; mimeType: string; buffer: Buffer }) {
+  const chooser = page.waitForEvent('filechooser');
+  await page.click('#load-key');
+  await (await chooser).setFiles(file);
+}
 
 describe('the contributor web app', () => {
   let net: TestNetwork;
@@ -66,6 +81,11 @@ describe('the contributor web app', () => {
       const nodeId = (await page.textContent('#node-id')) ?? '';
       expect(nodeId).toMatch(/^[0-9a-f]{64}$/);
       expect(await page.isHidden('#unlock-form')).toBe(true);
+      // Its timers run in their worker, said beside the other figures of the node.
+      expect(await page.textContent('#timers')).toBe('in a worker');
+      expect(
+        await page.evaluate(() => document.getElementById('timers')?.previousElementSibling?.textContent),
+      ).toBe('Node timers');
 
       await page.check('#serve');
       await page.waitForSelector('#phase:has-text("running as node")', { timeout: 120_000 });
@@ -167,6 +187,154 @@ describe('the contributor web app', () => {
       expect(await page.textContent('#node-id')).toBe(before);
       expect(await page.isHidden('#node-error')).toBe(true);
       expect(pageErrors).toEqual([]);
+    },
+    LONG,
+  );
+
+  test(
+    'a page without Worker says its timers run on the page, why, and that a hidden tab slows them',
+    async () => {
+      const bare = await context.newPage();
+      const errors: string[] = [];
+      bare.on('pageerror', (e) => errors.push(String(e)));
+      try {
+        await bare.addInitScript(() => {
+          Object.defineProperty(window, 'Worker', { value: undefined, configurable: true });
+        });
+        await bare.goto(web.url);
+        await bare.waitForSelector('#timers:has-text("on the page")', { timeout: 30_000 });
+        expect(await bare.textContent('#timers')).toBe(
+          'on the page: TIMER_WORKER_UNAVAILABLE: this page has no Worker or no Blob URLs, slowed while the tab is hidden',
+        );
+        expect(errors).toEqual([]);
+      } finally {
+        await bare.close();
+      }
+    },
+    LONG,
+  );
+
+  test(
+    'the sealed key saved here loads in another browser and unlocks there; a CLI identity file loads too; a file that is not a key is refused',
+    async () => {
+      const nodeId = (await page.textContent('#node-id')) ?? '';
+      expect(nodeId).toMatch(/^[0-9a-f]{64}$/);
+      const download = page.waitForEvent('download');
+      await page.click('#export-key');
+      const saved = (await (await download).path()) as string;
+
+      const dir = mkdtempSync(join(tmpdir(), 'synod-web-key-'));
+      const other = await launchChromium();
+      try {
+        const b = other.context.pages()[0] ?? (await other.context.newPage());
+        const errors: string[] = [];
+        b.on('pageerror', (e) => errors.push(String(e)));
+        const asked: string[] = [];
+        let answer = true;
+        b.on('dialog', (d) => {
+          asked.push(d.message());
+          void (answer ? d.accept() : d.dismiss());
+        });
+        const stored = () => b.evaluate((item) => localStorage.getItem(item), KEY_ITEM);
+        await b.goto(web.url);
+        await b.waitForSelector('#unlock:has-text("Create node key")', { timeout: 30_000 });
+        // No key here: it can be loaded, not saved nor forgotten.
+        expect(await b.isVisible('#load-key')).toBe(true);
+        expect(await b.isHidden('#export-key')).toBe(true);
+        expect(await b.isHidden('#forget-key')).toBe(true);
+
+        // Nothing stored to replace: nothing asked. The page shows the key's id and asks its passphrase
+        // once (an existing key), with focus in the field.
+        await loadKeyFile(b, saved);
+        await b.waitForSelector(`#node-id:text-is("${nodeId}")`, { timeout: 10_000 });
+        expect(await b.textContent('#unlock')).toBe('Unlock node key');
+        expect(await b.isHidden('#passphrase-again')).toBe(true);
+        expect(asked).toEqual([]);
+        expect(await stored()).toBe(readFileSync(saved, 'utf8'));
+        await b.waitForFunction(() => document.activeElement?.id === 'passphrase', null, { timeout: 5_000 });
+        await b.keyboard.type(PASSPHRASE);
+        await b.keyboard.press('Enter');
+        await b.waitForSelector('#phase:has-text("running as follower")', { timeout: 60_000 });
+        expect(await b.textContent('#node-id')).toBe(nodeId);
+        // Running: no key is loaded over it.
+        expect(await b.isHidden('#load-key')).toBe(true);
+
+        // A CLI identity file (pretty-printed, scrypt at its default cost).
+        const cliPassphrase = 'the CLI node passphrase';
+        const identity = join(dir, 'identity.json');
+        const cli = await loadOrCreateIdentity(identity, cliPassphrase);
+        expect(cli.created).toBe(true);
+
+        // Not while another tab of this browser runs the stored key.
+        const second = await other.context.newPage();
+        second.on('pageerror', (e) => errors.push(String(e)));
+        second.on('dialog', (d) => {
+          asked.push(d.message());
+          void d.accept();
+        });
+        await second.goto(web.url);
+        await second.waitForSelector('#unlock:has-text("Unlock node key")', { timeout: 30_000 });
+        await loadKeyFile(second, identity);
+        await second.waitForSelector('#node-error:has-text("NODE_KEY_IN_USE")', { timeout: 10_000 });
+        expect(asked).toHaveLength(1);
+        expect(await second.textContent('#node-id')).toBe(nodeId);
+        expect(await stored()).toBe(readFileSync(saved, 'utf8'));
+        await second.close();
+        asked.length = 0;
+
+        // Locked again (a reload), a wrong passphrase typed: a file that is not a sealed key is refused,
+        // said in place of the passphrase's error, asking nothing and changing nothing.
+        await b.reload();
+        await b.waitForSelector('#unlock:has-text("Unlock node key")', { timeout: 30_000 });
+        await b.fill('#passphrase', 'not the passphrase');
+        await b.click('#unlock');
+        await b.waitForSelector('#node-error:has-text("KEY_WRONG_PASSPHRASE")', { timeout: 30_000 });
+        const broken = JSON.parse(readFileSync(saved, 'utf8')) as Record<string, unknown>;
+        delete broken['cipher'];
+        await loadKeyFile(b, {
+          name: 'broken.json',
+          mimeType: 'application/json',
+          buffer: Buffer.from(JSON.stringify(broken)),
+        });
+        await b.waitForSelector('#node-error:has-text("KEY_FILE_MALFORMED")', { timeout: 10_000 });
+        expect(await b.textContent('#node-error')).toStartWith(
+          'KEY_FILE_MALFORMED: broken.json is not a sealed Synod node key (cipher: is missing)',
+        );
+        await loadKeyFile(b, { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
+        await b.waitForSelector('#node-error:has-text("notes.txt is not a sealed Synod node key")', {
+          timeout: 10_000,
+        });
+        expect(asked).toEqual([]);
+        expect(await b.textContent('#node-id')).toBe(nodeId);
+        expect(await stored()).toBe(readFileSync(saved, 'utf8'));
+
+        // The CLI key replaces the stored one only once confirmed.
+        answer = false;
+        await loadKeyFile(b, identity);
+        // Nothing changed: the passphrase's error is back in place of the file's.
+        await b.waitForSelector('#node-error:has-text("KEY_WRONG_PASSPHRASE")', { timeout: 10_000 });
+        expect(asked).toHaveLength(1);
+        expect(asked[0]).toContain(nodeId);
+        expect(asked[0]).toContain(cli.key.nodeId);
+        expect(await stored()).toBe(readFileSync(saved, 'utf8'));
+        answer = true;
+        await loadKeyFile(b, identity);
+        await b.waitForSelector(`#node-id:text-is("${cli.key.nodeId}")`, { timeout: 10_000 });
+        expect(asked).toHaveLength(2);
+        expect(JSON.parse((await stored()) ?? '')).toEqual(JSON.parse(readFileSync(identity, 'utf8')));
+        // The wrong passphrase was the other key's: not held against this one.
+        expect(await b.isHidden('#node-error')).toBe(true);
+        expect(await b.isHidden('#passphrase-again')).toBe(true);
+        await b.fill('#passphrase', cliPassphrase);
+        await b.click('#unlock');
+        await b.waitForSelector('#phase:has-text("running as follower")', { timeout: 60_000 });
+        expect(await b.evaluate(() => window.synod?.status().nodeId)).toBe(cli.key.nodeId);
+        expect(errors).toEqual([]);
+        await b.evaluate(() => window.synod?.stop()).catch(() => {});
+      } finally {
+        await other.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
     },
     LONG,
   );

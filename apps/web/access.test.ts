@@ -16,7 +16,9 @@
  * - 320 px: nothing is wider than the screen, and no figure is squeezed into a column a few letters
  *   wide (the label column took all the width the longest label asked for);
  * - the node key: the sealed key can be saved to a file (a backup), and forgotten (a passphrase lost is
- *   otherwise the end of the node), but not while another tab of this browser runs it.
+ *   otherwise the end of the node), but not while another tab of this browser runs it; the backup is
+ *   loaded again by keyboard (Enter on "Load a sealed key from a file…" opens the file chooser), and
+ *   focus lands in the passphrase field that unlocks it.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
@@ -267,7 +269,8 @@ describe('the contributor app by keyboard, screen reader and on a narrow screen'
     await page.click('#export-key');
     const file = await download;
     expect(file.suggestedFilename()).toBe(`synod-node-key-${nodeId.slice(0, 12)}.json`);
-    const saved = JSON.parse(readFileSync((await file.path()) as string, 'utf8')) as { nodeId?: string };
+    const savedPath = (await file.path()) as string;
+    const saved = JSON.parse(readFileSync(savedPath, 'utf8')) as { nodeId?: string };
     expect(saved.nodeId).toBe(nodeId);
     expect(JSON.stringify(saved)).not.toContain(PASSPHRASE);
 
@@ -310,6 +313,23 @@ describe('the contributor app by keyboard, screen reader and on a narrow screen'
     expect(await page.textContent('#node-id')).toStartWith('no key yet');
     expect(await page.isHidden('#node-error')).toBe(true);
     expect(await page.isHidden('#export-key')).toBe(true);
+
+    // The backup, loaded again by keyboard: the chooser opens on Enter, and focus waits in the
+    // passphrase field (asked once: the key exists).
+    // The second tab, opened and closed above, left this one in the background (headless Chromium
+    // brings no tab forward when one closes), and a file chooser opens only in the tab in front.
+    await page.bringToFront();
+    await page.focus('#load-key');
+    const chooser = page.waitForEvent('filechooser');
+    await page.keyboard.press('Enter');
+    await (await chooser).setFiles(savedPath);
+    await page.waitForSelector(`#node-id:text-is("${nodeId}")`, { timeout: 10_000 });
+    await page.waitForFunction(() => document.activeElement?.id === 'passphrase', null, { timeout: 5_000 });
+    expect(await page.isHidden('#passphrase-again')).toBe(true);
+    await page.keyboard.type(PASSPHRASE);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#phase:has-text("running as follower")', { timeout: 60_000 });
+    expect(await page.textContent('#node-id')).toBe(nodeId);
     expect(pageErrors).toEqual([]);
   }, 120_000);
 });

@@ -7,7 +7,8 @@
 import type { BrowserNodeStatus, LoadState } from '../../browser-node/src/browser/browser-node.ts';
 import type { SynodPageApi } from '../../browser-node/src/browser/main.ts';
 import type { NodeSummary } from '../../edge/src/store/history-store.ts';
-import { DEFAULT_KEY_ITEM, forgetKey, sealedKeyFile } from './key-actions.ts';
+import { DEFAULT_KEY_ITEM, forgetKey, replaceKey, sealedKeyFile, storedKeyNodeId } from './key-actions.ts';
+import { readSealedKeyFile } from './sealed-key-file.ts';
 import { STANDING_TIMES, type StandingTimes } from './standing-times.ts';
 import { fillRows, type RowCell } from './table-rows.ts';
 
@@ -89,7 +90,10 @@ function renderLoad(prefix: 'engine' | 'embedder', s: LoadState, from: { name: s
 /** Serving changes asked for and not yet applied (see `render`). */
 let servingChanges = 0;
 
-/** The page's own error (two passphrases differ, a key not forgotten), shown where the node's are. */
+/**
+ * The page's own error (two passphrases differ, a key not forgotten, a key file refused), shown where
+ * the node's are; cleared by the next unlock, forget or load.
+ */
 let pageError: string | null = null;
 /** The node's error about a key since forgotten (a wrong passphrase): not shown against the next key. */
 let dismissedError: string | null = null;
@@ -120,16 +124,28 @@ function render(api: SynodPageApi): void {
         ? 'kept in this browser (IndexedDB): after a reload, the tab finishes them'
         : 'kept in memory only: this browser gives the page no IndexedDB (a private window, or storage blocked for this site), so a reload loses them',
   );
-  const error = (s.error === dismissedError ? null : s.error) ?? pageError;
+  // Heartbeats and deadlines keep time in a worker; on the page, a hidden tab's throttling slows them.
+  text(
+    'timers',
+    s.timers.runsIn === 'worker'
+      ? 'in a worker'
+      : `on the page: ${s.timers.error ?? 'no worker'}, slowed while the tab is hidden`,
+  );
+  // The page's error comes of the user's latest action (a file refused after a wrong passphrase): it is
+  // shown before the node's.
+  const error = pageError ?? (s.error === dismissedError ? null : s.error);
   const err = $('node-error');
   err.hidden = error === null;
   text('node-error', error ?? '');
 
   const locked = s.phase === 'locked' || s.phase === 'error';
   $('unlock-form').hidden = !locked;
-  // A stored key can be saved any time (it is sealed); forgotten only while this tab does not run it.
-  $('key-actions').hidden = s.nodeId === null;
-  $('forget-key').hidden = !locked;
+  // A stored key can be saved any time (it is sealed); forgotten, or replaced by one loaded from a
+  // file, only while this tab does not run it.
+  $('key-actions').hidden = s.nodeId === null && !locked;
+  $('export-key').hidden = s.nodeId === null;
+  $('forget-key').hidden = !locked || s.nodeId === null;
+  $('load-key').hidden = !locked;
   text('unlock', s.nodeId ? 'Unlock node key' : 'Create node key');
   // A new key's passphrase is typed twice: one typed wrong would seal the key for good.
   const creating = s.nodeId === null;
@@ -180,6 +196,43 @@ function render(api: SynodPageApi): void {
     'None yet.',
     6,
   );
+}
+
+/** An error as the page shows it: `CODE: message`. */
+function errorText(err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  return `${typeof code === 'string' ? `${code}: ` : ''}${err instanceof Error ? err.message : String(err)}`;
+}
+
+/**
+ * Load a sealed key from a chosen file in place of the stored one (asked first when one is stored):
+ * checked without a passphrase (sealed-key-file.ts), then stored under the key's tab lock. The page then
+ * shows its node id and asks for its passphrase, once. A file that is not a sealed key changes nothing.
+ */
+async function loadKeyFile(api: SynodPageApi, file: File): Promise<void> {
+  pageError = null;
+  const item = keyItem(api);
+  try {
+    const key = await readSealedKeyFile(file);
+    const replacing = storedKeyNodeId(localStorage, item);
+    if (localStorage.getItem(item) !== null) {
+      const shown = replacing ?? api.status().nodeId ?? 'stored here';
+      const sure = confirm(
+        replacing === key.nodeId
+          ? `${file.name} holds this browser's node key ${key.nodeId}, perhaps sealed with another passphrase. Replace the stored copy with it?`
+          : `Replace the node key ${shown} in this browser with ${key.nodeId}, from ${file.name}?\n\nWithout a saved copy the key replaced is gone for good, with its standing at the relay; requests it committed to and has not revealed will count as withheld.`,
+      );
+      if (!sure) return;
+    }
+    await replaceKey(localStorage, key, replacing, item);
+    // The node's error was about the key replaced (a wrong passphrase): not shown against this one.
+    dismissedError = api.status().error;
+    moveFocus('passphrase', $('key-actions'));
+  } catch (err) {
+    pageError = errorText(err);
+  } finally {
+    render(api);
+  }
 }
 
 /** Focus `id` when focus was lost to the page (the form holding it was hidden) or is still in `from`. */
@@ -255,13 +308,22 @@ function wireNode(api: SynodPageApi): void {
         dismissedError = api.status().error;
       })
       .catch((err: unknown) => {
-        const code = (err as { code?: unknown }).code;
-        pageError = `${typeof code === 'string' ? `${code}: ` : ''}${err instanceof Error ? err.message : String(err)}`;
+        pageError = errorText(err);
       })
       .finally(() => {
         render(api);
         moveFocus('passphrase', $('key-actions'));
       });
+  });
+  const keyFile = $<HTMLInputElement>('key-file');
+  $('load-key').addEventListener('click', () => {
+    // Cleared first: the same file chosen again (after a refusal) is a change too.
+    keyFile.value = '';
+    keyFile.click();
+  });
+  keyFile.addEventListener('change', () => {
+    const file = keyFile.files?.[0];
+    if (file !== undefined) void loadKeyFile(api, file);
   });
   $<HTMLInputElement>('serve').addEventListener('change', (e) => {
     const on = (e.target as HTMLInputElement).checked;

@@ -1,11 +1,14 @@
 /**
  * What the page does with the sealed node key besides unlocking it: save it to a file (a backup: it is
- * sealed with the passphrase, as kept in localStorage) and forget it (a lost passphrase otherwise leaves
- * the browser with a key nobody can open, and no way to make another). Forgetting takes the key's tab
- * lock first (tab-lock.ts), so a key another tab of this browser runs is not pulled from under it.
+ * sealed with the passphrase, as kept in localStorage), load one from a file (that backup, in another
+ * browser, or a `synod node` identity file: sealed-key-file.ts checks it) and forget it (a lost
+ * passphrase otherwise leaves the browser with a key nobody can open, and no way to make another).
+ * Loading and forgetting take the key's tab lock first (tab-lock.ts), so a key another tab of this
+ * browser runs is not pulled from under it.
  */
 import type { KeyStorage } from '../../browser-node/src/browser/key-store.ts';
 import { acquireTabLock } from '../../browser-node/src/browser/tab-lock.ts';
+import { KeyFileError, type SealedKeyText } from './sealed-key-file.ts';
 
 /**
  * The sealed key's localStorage item when the config names none: key-store.ts's `KEY_STORAGE_ITEM`,
@@ -44,6 +47,40 @@ export async function forgetKey(
   const lock = await acquireTabLock(item, locks);
   try {
     storage.removeItem(item);
+  } finally {
+    lock.release();
+  }
+}
+
+/** The node id of the key stored under `item`, or null when none is (or what is there is not a sealed key). */
+export function storedKeyNodeId(storage: KeyStorage, item = DEFAULT_KEY_ITEM): string | null {
+  const file = sealedKeyFile(storage, item);
+  return file === null ? null : (JSON.parse(file.text) as { nodeId: string }).nodeId;
+}
+
+/**
+ * Store a checked sealed key (sealed-key-file.ts) in place of `replacing`, the node id of the key the
+ * user agreed to replace (null: none was stored). Throws NODE_KEY_IN_USE when a tab of this browser
+ * runs the stored key, TAB_LOCK_UNAVAILABLE without Web Locks, NODE_KEY_CHANGED when the stored key is
+ * no longer `replacing` (another tab made or forgot one meanwhile); in each case nothing is stored.
+ */
+export async function replaceKey(
+  storage: KeyStorage,
+  key: SealedKeyText,
+  replacing: string | null,
+  item = DEFAULT_KEY_ITEM,
+  locks: LockManager | undefined = globalThis.navigator?.locks,
+): Promise<void> {
+  const lock = await acquireTabLock(item, locks);
+  try {
+    const stored = storedKeyNodeId(storage, item);
+    if (stored !== replacing) {
+      throw new KeyFileError(
+        'NODE_KEY_CHANGED',
+        `the key stored in this browser changed meanwhile (another tab): it is now ${stored ?? 'none'}; look at it, then load the file again`,
+      );
+    }
+    storage.setItem(item, key.text);
   } finally {
     lock.release();
   }
