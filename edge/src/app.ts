@@ -59,10 +59,15 @@ export function createApp(given: EdgeDeps): Hono {
   mountVerify(app, deps);
 
   // A known path asked with another method is a 405 naming the ones it serves; anything else a 404.
-  const allowed = allowedMethods(app.routes);
+  // The table is made from the routes as they are when asked (the runtime may mount more after this,
+  // as the Bun relay mounts its gateway's internal routes), and again if any were added since.
+  let allowed = { routes: -1, of: (_path: string): string[] => [] };
   app.notFound((c) => {
     const path = new URL(c.req.url).pathname;
-    const methods = allowed(path);
+    if (allowed.routes !== app.routes.length) {
+      allowed = { routes: app.routes.length, of: allowedMethods(app.routes) };
+    }
+    const methods = allowed.of(path);
     const e =
       methods.length > 0
         ? new HttpError(

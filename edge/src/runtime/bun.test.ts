@@ -85,6 +85,18 @@ describe('startRelay and Idempotency-Key retention', () => {
     }
   });
 
+  test("the gateway's internal routes, mounted after the app, answer another method with 405 naming theirs", async () => {
+    const relay = await loneRelay(`file:${join(dir, 'gateway.db')}`, 3, { gatewaySecret: 's'.repeat(32) });
+    try {
+      const r = await relay.app.request('/internal/v1/wake');
+      expect(r.status).toBe(405);
+      expect(r.headers.get('allow')).toBe('POST');
+      expect((await relay.app.request('/internal/v1/nothing')).status).toBe(404);
+    } finally {
+      await relay.stop();
+    }
+  });
+
   test('a retention shorter than the signed-request skew window is refused at start', async () => {
     await expect(relayOn(`file:${join(dir, 'short.db')}`, { idempotencyRetentionMs: 1_000 })).rejects.toThrow(
       'idempotencyRetentionMs must be at least',
