@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import { LIMITS, TRANSCRIPT_LIMITS } from '@synod/shared';
 import { VerifyInputError } from './verify-input.ts';
 
@@ -43,14 +44,41 @@ export async function readBoundedText(
   return Buffer.concat(chunks, size).toString('utf8');
 }
 
+/**
+ * A file as UTF-8 text, read as a stream up to `max` bytes (a `VerifyInputError`,
+ * `VERIFY_INPUT_TOO_LARGE`, past it): a named pipe, a device or a file growing as it is read has no size
+ * to check before, and costs no more memory than a regular file.
+ */
+export async function readBoundedFile(path: string, max: number, what: string): Promise<string> {
+  const stream = createReadStream(path);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      size += chunk.byteLength;
+      if (size > max) throw tooLarge(what, max);
+      chunks.push(chunk);
+    }
+  } finally {
+    stream.destroy();
+  }
+  return Buffer.concat(chunks, size).toString('utf8');
+}
+
 /** A file's size checked against `max` before it is read. */
 export function checkFileSize(size: number, max: number, what: string): void {
   if (size > max) throw tooLarge(what, max);
 }
 
+/** Redirects followed within the URL's own origin; more is a loop, or a relay that is not one. */
+export const MAX_REDIRECTS = 5;
+
 /**
- * GET a URL as JSON text, within `timeoutS` and `max` bytes; a network failure, a timeout or a body too
- * large is a `VerifyInputError` naming `what` was fetched. The status is the caller's to judge.
+ * GET a URL as JSON text, within `timeoutS` (for the whole of it, redirects included) and `max` bytes;
+ * a network failure, a timeout or a body too large is a `VerifyInputError` naming `what` was fetched.
+ * A redirect is followed only within the URL's origin (scheme, host and port): one to another origin is
+ * refused, naming where it pointed, so the verifier never asks a host it was not given. The status is
+ * the caller's to judge.
  */
 export async function fetchText(
   url: string,
@@ -58,12 +86,28 @@ export async function fetchText(
   what: string,
   max: number = MAX_SOURCE_BYTES,
 ): Promise<{ status: number; ok: boolean; text: string }> {
+  const signal = AbortSignal.timeout(timeoutS * 1000);
+  const origin = new URL(url).origin;
+  let at = url;
   try {
-    const r = await fetch(url, {
-      headers: { accept: 'application/json' },
-      signal: AbortSignal.timeout(timeoutS * 1000),
-    });
-    return { status: r.status, ok: r.ok, text: await readBoundedText(r.body, max, `${what} at ${url}`) };
+    for (let hops = 0; ; hops++) {
+      const r = await fetch(at, { headers: { accept: 'application/json' }, redirect: 'manual', signal });
+      const location = r.status >= 300 && r.status < 400 ? r.headers.get('location') : null;
+      if (location === null) {
+        return { status: r.status, ok: r.ok, text: await readBoundedText(r.body, max, `${what} at ${url}`) };
+      }
+      await r.body?.cancel().catch(() => undefined);
+      const next = new URL(location, at).href;
+      if (new URL(next).origin !== origin) {
+        throw new VerifyInputError(
+          `${url} redirected to ${next}, another origin: not followed (give that URL if you trust it)`,
+        );
+      }
+      if (hops === MAX_REDIRECTS) {
+        throw new VerifyInputError(`${url} redirected more than ${MAX_REDIRECTS} times (last to ${next})`);
+      }
+      at = next;
+    }
   } catch (e) {
     if (e instanceof VerifyInputError) throw e;
     throw new VerifyInputError(`could not fetch the ${what} at ${url}: ${(e as Error).message}`);

@@ -8,14 +8,21 @@
  * with whatever the source claims. `synod-verify --help` for the flags.
  *
  * Exit codes: 0 the transcript holds and everything compared matches; 1 it does not hold, or something
- * compared does not match; 2 bad usage or an input that is not a transcript.
+ * compared does not match; 2 bad usage, an input that is not a transcript, or a source, relay or chain
+ * that cannot be read (with `--json`, `{ok: false, error: {code, message}}` on standard output too).
  */
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { auditRelay, formatAudit } from './audit.ts';
 import { auditChain } from './chain-audit.ts';
 import { formatChainAudit } from './chain-report.ts';
-import { checkFileSize, fetchText, MAX_SOURCE_BYTES, readBoundedText } from './fetch-text.ts';
+import {
+  checkFileSize,
+  fetchText,
+  MAX_SOURCE_BYTES,
+  readBoundedFile,
+  readBoundedText,
+} from './fetch-text.ts';
 import { loadPinnedEmbedder } from './reembed.ts';
 import { formatReport, reportJson, verifyInput } from './report.ts';
 import { parseDigest, readVerifyInput, VerifyInputError } from './verify-input.ts';
@@ -27,7 +34,8 @@ usage: synod-verify SOURCE [--expect-digest HEX] [--expect-root HEX] [--reembed 
        synod-verify --chain RPC_URL --oracle ADDR --relay URL [--from-block N] [--limit N] [--json]
 
   SOURCE               a transcript file (JSON), - for standard input, or an http(s) URL such as
-                       a relay's /v1/verify/<requestId> (only its transcript is used)
+                       a relay's /v1/verify/<requestId> (only its transcript is used; redirects are
+                       followed within its origin only)
   --expect-digest HEX  the verdict digest you expect (e.g. LLMFulfilled's verdictDigest; 0x optional)
   --expect-root HEX    the transcript root you expect
   --reembed            embed each member's output again here with the embedder the frame pins (USE
@@ -46,35 +54,54 @@ usage: synod-verify SOURCE [--expect-digest HEX] [--expect-root HEX] [--reembed 
                        holds an accepted verdict of that question (an answer not delivered)
   --limit N            most requests to audit                                  [1000]
   --model ID, --node ID  only requests that accepted that model, or that node took part in
-  --json               print the result as JSON
+  --json               print the result as JSON; when it cannot be checked (exit code 2),
+                       {"ok": false, "error": {"code", "message"}}
   --timeout-s N        how long to wait for each URL                           [30]
 
 exit code 0: it holds (all of them hold, refunds not re-derivable aside) and everything compared
 matches; 1: it does not (one does not); 2: bad usage, an input that is not a transcript, or a relay or
 chain that cannot be read`;
 
-/** A source's text, and the request it was asked for when its URL names one (`/v1/verify/<id>`). */
+/**
+ * A source's text, what to call it in errors, and the request it was asked for when its URL names one
+ * (`/v1/verify/<id>`).
+ */
 interface Source {
   text: string;
+  from: string;
   requestId?: string;
 }
 
 async function readSource(source: string, timeoutS: number): Promise<Source> {
-  if (source === '-') return { text: await readBoundedText(Bun.stdin.stream(), MAX_SOURCE_BYTES, 'input') };
+  if (source === '-') {
+    return {
+      text: await readBoundedText(Bun.stdin.stream(), MAX_SOURCE_BYTES, 'input'),
+      from: 'the standard input',
+    };
+  }
   if (/^https?:\/\//.test(source)) {
     const r = await fetchText(source, timeoutS, 'transcript');
-    // A relay answers 422 with the transcript when it finds it does not hold: verify it here anyway.
     if (!r.text.includes('"transcript"') && !r.text.includes('"packets"')) {
       throw new VerifyInputError(
         `${source} answered ${r.status} without a transcript: ${r.text.slice(0, 200)}`,
       );
     }
+    // A relay answers 422 with the transcript when it finds it does not hold: verify it here anyway.
+    // Any other failure is the relay's, whatever its body holds: not a transcript it stands by.
+    if (!r.ok && r.status !== 422) {
+      throw new VerifyInputError(`${source} answered ${r.status}: ${r.text.slice(0, 200)}`);
+    }
     const requestId = requestIdOfUrl(source);
-    return { text: r.text, ...(requestId !== undefined ? { requestId } : {}) };
+    return {
+      text: r.text,
+      from: `the transcript at ${source}`,
+      ...(requestId !== undefined ? { requestId } : {}),
+    };
   }
+  const what = `file ${source}`;
   try {
-    checkFileSize(statSync(source).size, MAX_SOURCE_BYTES, `file ${source}`);
-    return { text: readFileSync(source, 'utf8') };
+    checkFileSize(statSync(source).size, MAX_SOURCE_BYTES, what);
+    return { text: await readBoundedFile(source, MAX_SOURCE_BYTES, what), from: `the ${what}` };
   } catch (e) {
     if (e instanceof VerifyInputError) throw e;
     throw new VerifyInputError(`cannot read ${source}: ${(e as Error).message}`);
@@ -188,7 +215,7 @@ async function main(argv: string[]): Promise<number> {
       values['expect-root'] === undefined ? undefined : parseDigest('--expect-root', values['expect-root']);
     const read = await readSource(source, timeoutS);
     const report = await verifyInput(
-      readVerifyInput(read.text),
+      readVerifyInput(read.text, read.from),
       {
         ...(expectDigest !== undefined ? { expectDigest } : {}),
         ...(expectRoot !== undefined ? { expectRoot } : {}),
@@ -201,12 +228,20 @@ async function main(argv: string[]): Promise<number> {
     console.log(values.json ? JSON.stringify(reportJson(report), null, 2) : formatReport(report));
     return report.ok ? 0 : 1;
   } catch (e) {
-    if (e instanceof VerifyInputError) {
-      console.error(`synod-verify: ${e.message}`);
-      return 2;
-    }
+    if (e instanceof VerifyInputError) return cannotCheck(e, values.json === true);
     throw e;
   }
+}
+
+/**
+ * A source, relay or chain that could not be checked (exit code 2): the reason on standard error and,
+ * with `--json`, as one JSON value on standard output too, `{ok: false, error: {code, message}}`, so
+ * that a script reading the output tells "could not check" from "does not hold" by its code.
+ */
+function cannotCheck(e: VerifyInputError, json: boolean): number {
+  console.error(`synod-verify: ${e.message}`);
+  if (json) console.log(JSON.stringify({ ok: false, error: { code: e.code, message: e.message } }, null, 2));
+  return 2;
 }
 
 /**
@@ -267,10 +302,7 @@ async function audit(values: Flags, positionals: string[], timeoutS: number): Pr
     console.log(values.json ? JSON.stringify(report, null, 2) : text);
     return report.failures.length === 0 ? 0 : 1;
   } catch (e) {
-    if (e instanceof VerifyInputError) {
-      console.error(`synod-verify: ${e.message}`);
-      return 2;
-    }
+    if (e instanceof VerifyInputError) return cannotCheck(e, values.json === true);
     throw e;
   }
 }

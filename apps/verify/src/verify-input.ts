@@ -29,12 +29,14 @@ export class VerifyInputError extends Error {
 
 export type VerifyInputErrorCode = 'VERIFY_INPUT_INVALID' | 'VERIFY_INPUT_TOO_LARGE';
 
-export function readVerifyInput(text: string): VerifyInput {
+/** The input read from `text`; `from` names where it came from in the errors (`the file x.json`). */
+export function readVerifyInput(text: string, from = 'the input'): VerifyInput {
+  if (text.trim() === '') throw new VerifyInputError(`${from} is empty`);
   let v: unknown;
   try {
     v = JSON.parse(text);
   } catch (e) {
-    throw new VerifyInputError(`not JSON: ${(e as Error).message}`);
+    throw new VerifyInputError(`${from} is not JSON: ${(e as Error).message}`);
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) {
     throw new VerifyInputError('expected a transcript or an object holding one');
