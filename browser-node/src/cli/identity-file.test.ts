@@ -81,12 +81,7 @@ describe('identity file that cannot be read or written', () => {
     const blocker = join(dir, 'blocker');
     writeFileSync(blocker, 'not a folder');
     const path = join(blocker, 'identity.json');
-    let locked: unknown;
-    try {
-      lockIdentity(path)();
-    } catch (e) {
-      locked = e;
-    }
+    const locked = await caught(async () => lockIdentity(path)());
     expect(failure(locked).code).toBe('IDENTITY_FILE_UNWRITABLE');
     expect(failure(locked).message).toContain(resolve(path));
     expect(failure(locked).hint).toContain('--identity');
@@ -105,15 +100,10 @@ describe('identity file that cannot be read or written', () => {
     expect(e.message).toContain('folder');
   });
 
-  test('a lock file that cannot be opened is IDENTITY_FILE_UNWRITABLE naming the lock file', () => {
+  test('a lock file that cannot be opened is IDENTITY_FILE_UNWRITABLE naming the lock file', async () => {
     const path = join(dir, 'lock-folder', 'identity.json');
     mkdirSync(`${path}.lock`, { recursive: true });
-    let e: unknown;
-    try {
-      lockIdentity(path)();
-    } catch (caughtError) {
-      e = caughtError;
-    }
+    const e = await caught(async () => lockIdentity(path)());
     expect(failure(e).code).toBe('IDENTITY_FILE_UNWRITABLE');
     expect(failure(e).message).toContain(`${resolve(path)}.lock`);
   });
@@ -155,12 +145,7 @@ async function onFullDisk(full: string): Promise<void> {
   // No room for the lock either: typed too.
   rmSync(`${path}.lock`);
   writeFileSync(join(full, 'filler-2'), new Uint8Array(8192));
-  let locked: unknown;
-  try {
-    lockIdentity(path)();
-  } catch (e) {
-    locked = e;
-  }
+  const locked = await caught(async () => lockIdentity(path)());
   expect(failure(locked).code).toBe('IDENTITY_FILE_UNWRITABLE');
   expect(failure(locked).hint).toContain('free disk space');
 }
@@ -234,12 +219,7 @@ describe('identity lock', () => {
       [join(dir, 'linked', 'fresh', 'new.json'), join(dir, 'linked', 'fresh-folder', 'new.json')],
     ] as const) {
       const release = lockIdentity(first);
-      let again: unknown;
-      try {
-        lockIdentity(second)();
-      } catch (e) {
-        again = e;
-      }
+      const again = await caught(async () => lockIdentity(second)());
       release();
       expect(again).toBeInstanceOf(IdentityInUseError);
     }
