@@ -48,7 +48,9 @@ usage: synod-verify SOURCE [--expect-digest HEX] [--expect-root HEX] [--reembed 
   --oracle ADDR        its transcript at --relay, re-derived here: answer, digest and root must be the
   --from-block N       derived ones, and the question the one asked on chain (LLMRequested)     [0]
                        Each refund (LLMRefunded) too: NO_CONSENSUS re-derived from its transcript,
-                       INVALID_INPUT re-checked against the question; one by anyone after the
+                       INVALID_INPUT and FRAME_OUT_OF_RANGE re-checked against the question,
+                       ANSWER_TOO_LARGE against the chain (the winner's fulfil estimated at the
+                       block before the refund); one by anyone after the
                        deadline, or for a reason nothing outside can re-derive (timeouts, reorg
                        conflicts), is listed as not re-derivable and fails nothing, unless the relay
                        holds an accepted verdict of that question (an answer not delivered)
