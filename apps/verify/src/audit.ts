@@ -111,7 +111,7 @@ export interface Verified {
  * transcript, is a `VerifyInputError`.
  */
 export async function fetchAndVerify(url: string, timeoutS: number): Promise<Verified> {
-  const input = readVerifyInput(await getText(url, timeoutS, 'transcript'));
+  const input = readVerifyInput(await getText(url, timeoutS, 'transcript'), `the transcript at ${url}`);
   return { input, report: await verifyInput(input) };
 }
 

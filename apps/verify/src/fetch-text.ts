@@ -1,4 +1,5 @@
 import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
 import { LIMITS, TRANSCRIPT_LIMITS } from '@synod/shared';
 import { VerifyInputError } from './verify-input.ts';
 
@@ -49,20 +50,12 @@ export async function readBoundedText(
  * `VERIFY_INPUT_TOO_LARGE`, past it): a named pipe, a device or a file growing as it is read has no size
  * to check before, and costs no more memory than a regular file.
  */
-export async function readBoundedFile(path: string, max: number, what: string): Promise<string> {
-  const stream = createReadStream(path);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      size += chunk.byteLength;
-      if (size > max) throw tooLarge(what, max);
-      chunks.push(chunk);
-    }
-  } finally {
-    stream.destroy();
-  }
-  return Buffer.concat(chunks, size).toString('utf8');
+export function readBoundedFile(path: string, max: number, what: string): Promise<string> {
+  return readBoundedText(
+    Readable.toWeb(createReadStream(path)) as unknown as ReadableStream<Uint8Array>,
+    max,
+    what,
+  );
 }
 
 /** A file's size checked against `max` before it is read. */
@@ -87,9 +80,9 @@ export async function fetchText(
   max: number = MAX_SOURCE_BYTES,
 ): Promise<{ status: number; ok: boolean; text: string }> {
   const signal = AbortSignal.timeout(timeoutS * 1000);
-  const origin = new URL(url).origin;
   let at = url;
   try {
+    const origin = new URL(url).origin;
     for (let hops = 0; ; hops++) {
       const r = await fetch(at, { headers: { accept: 'application/json' }, redirect: 'manual', signal });
       const location = r.status >= 300 && r.status < 400 ? r.headers.get('location') : null;

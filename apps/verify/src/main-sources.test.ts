@@ -144,4 +144,15 @@ describe('--json when the source cannot be checked', () => {
     expect(missing.code).toBe(2);
     expect((JSON.parse(missing.out) as { error: { code: string } }).error.code).toBe('VERIFY_INPUT_INVALID');
   });
+
+  test('a URL that is not one is exit 2 with VERIFY_INPUT_INVALID, as a source, and as a relay to audit', async () => {
+    for (const args of [
+      ['http://', '--json'],
+      ['--relay', 'http://a b', '--json'],
+    ]) {
+      const r = await verify(args);
+      expect(r.code).toBe(2);
+      expect((JSON.parse(r.out) as { error: { code: string } }).error.code).toBe('VERIFY_INPUT_INVALID');
+    }
+  });
 });
