@@ -5,6 +5,7 @@ import { BodyBudget } from './http/body-budget.ts';
 import { addressBucket } from './http/client-address.ts';
 import { corsFor } from './http/cors.ts';
 import { edgeError, HttpError, toHttpError } from './http/errors.ts';
+import { logServerError } from './http/log-server-error.ts';
 import { isOpenAiPath } from './http/openai-paths.ts';
 import { StreamSlots } from './http/stream-slots.ts';
 import type { EdgeDeps } from './routes/deps.ts';
@@ -84,24 +85,8 @@ export function createApp(given: EdgeDeps): Hono {
   });
 
   app.onError((err, c) => {
+    logServerError(c, err);
     const e = toHttpError(err);
-    // QUEUE_FULL is load shedding, counted in synod_requests_shed_total: a line for each would flood
-    // the log exactly when the relay is busiest.
-    if (e.status >= 500 && e.code !== 'QUEUE_FULL') {
-      // A 5xx the routes chose (STORE_UNAVAILABLE, …) or a database that could not be reached is logged
-      // with its code and reason; anything else reached here unexpected.
-      const chosen = err instanceof HttpError || e.code === 'STORE_UNAVAILABLE';
-      console.error(
-        JSON.stringify({
-          level: 'error',
-          msg: chosen ? 'request failed' : 'unhandled',
-          code: e.code,
-          route: `${c.req.method} ${c.req.routePath || c.req.path}`,
-          ...(chosen && e.details?.['reason'] !== undefined ? { reason: e.details['reason'] } : {}),
-          ...(chosen ? {} : { err: String(err) }),
-        }),
-      );
-    }
     if (isOpenAiPath(c.req.path)) return openAiError(c, e);
     return c.json(e.body(), e.status, e.headers);
   });

@@ -146,6 +146,29 @@ describe('POST /v1/chat/completions: failures', () => {
       store.getRequest = own;
     }
   });
+
+  test('a request that cannot be stored is logged with its reason, as on /v1/inference', async () => {
+    const admissions = t.relay.admissions;
+    const own = admissions.admit;
+    admissions.admit = () => Promise.reject(new Error('SQLITE_IOERR: disk I/O error'));
+    const logged = spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const r = await chat(t, { ...ASK, max_tokens: 4 });
+      expect(r.status).toBe(503);
+      const lines = logged.mock.calls.map((args) => JSON.parse(String(args[0])) as Record<string, unknown>);
+      expect(lines).toContainEqual(
+        expect.objectContaining({
+          msg: 'request failed',
+          code: 'STORE_UNAVAILABLE',
+          route: 'POST /v1/chat/completions',
+          reason: expect.stringContaining('SQLITE_IOERR'),
+        }),
+      );
+    } finally {
+      logged.mockRestore();
+      admissions.admit = own;
+    }
+  });
 });
 
 describe('POST /v1/chat/completions: a client that goes away', () => {

@@ -3,6 +3,7 @@ import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import * as z from 'zod';
 import { edgeError, HttpError, toHttpError } from '../http/errors.ts';
+import { logServerError } from '../http/log-server-error.ts';
 import { quotaHeaders } from '../http/quota.ts';
 import { keepAlive } from '../http/sse-keep-alive.ts';
 import type { RequestDetail } from '../store/history-store.ts';
@@ -313,24 +314,6 @@ async function awaitVerdict(
   }
 }
 
-/**
- * Log a failure of the route that is no outcome it chose (a bug, a database that failed), as the app's
- * error handler logs those of other routes: the route answers its own errors, so they never reach it.
- */
-function logUnexpected(c: Context, e: unknown): void {
-  if (e instanceof HttpError || e instanceof CallerGone) return;
-  const h = toHttpError(e);
-  console.error(
-    JSON.stringify({
-      level: 'error',
-      msg: h.code === 'STORE_UNAVAILABLE' ? 'request failed' : 'unhandled',
-      code: h.code,
-      route: `${c.req.method} ${c.req.routePath || c.req.path}`,
-      ...(h.code === 'STORE_UNAVAILABLE' ? { reason: h.details?.['reason'] } : { err: String(e) }),
-    }),
-  );
-}
-
 function completionId(requestId: string): string {
   return `chatcmpl-${requestId.replace(/[^0-9a-zA-Z]/g, '').slice(0, 48)}`;
 }
@@ -513,7 +496,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
           if (e instanceof CallerGone) return;
           // The wait itself failed (still queued at the deadline, the store gone): the same error event
           // as a failed verdict, so the stream always ends with [DONE].
-          logUnexpected(c, e);
+          logServerError(c, e);
           bad = toHttpError(e);
         } finally {
           stopKeepAlive();
@@ -560,7 +543,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
     } catch (e) {
       // Nobody reads this answer: 499, nginx's "client closed request", so metrics do not count a 5xx.
       if (e instanceof CallerGone) return new Response(null, { status: 499 });
-      logUnexpected(c, e);
+      logServerError(c, e);
       return openAiError(c, e, names, unkeyedAdmission);
     }
   });
