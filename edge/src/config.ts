@@ -1,6 +1,5 @@
 import {
   DEFAULT_CLUSTER_ID,
-  MAX_CLUSTER_ID,
   parseWakuClusterId,
   WakuClusterIdError,
 } from '@synod/browser-node/waku-cluster-id';
@@ -101,8 +100,6 @@ export function parseWholeNumber(flag: string, text: string, min: number, max: n
 
 /** Synod's own Waku cluster, the relay's default. */
 export const DEFAULT_WAKU_CLUSTER = DEFAULT_CLUSTER_ID;
-/** Largest Waku cluster id: RFC 51 makes it a uint16. */
-export const MAX_WAKU_CLUSTER = MAX_CLUSTER_ID;
 
 /** A `--waku-cluster` or `$SYNOD_WAKU_CLUSTER` that is not a Waku cluster id. */
 export class WakuClusterFlagError extends FlagError {

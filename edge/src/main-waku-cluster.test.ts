@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { contentTopic, type WakuRelayTransport } from '@synod/browser-node';
 import { createHeadlessWakuRelay } from '@synod/browser-node/headless';
-import { MAX_WAKU_CLUSTER, parseWakuCluster, WakuClusterFlagError } from './config.ts';
+import { MAX_CLUSTER_ID } from '@synod/browser-node/waku-cluster-id';
+import { parseWakuCluster, WakuClusterFlagError } from './config.ts';
 import { runCommand, stopProcess, waitUntil } from './test-servers.ts';
 
 const MAIN = resolve(import.meta.dir, 'main.ts');
@@ -49,7 +50,7 @@ describe('synod-relay --waku-cluster', () => {
 
   test('a cluster id is 0-65535 in digits; anything else is WAKU_CLUSTER_INVALID', () => {
     expect(parseWakuCluster('--waku-cluster', '0')).toBe(0);
-    expect(parseWakuCluster('--waku-cluster', '65535')).toBe(MAX_WAKU_CLUSTER);
+    expect(parseWakuCluster('--waku-cluster', '65535')).toBe(MAX_CLUSTER_ID);
     for (const bad of ['', '65536', ' 1', '0x1', '1.0']) {
       expect(() => parseWakuCluster('--waku-cluster', bad)).toThrow(WakuClusterFlagError);
     }

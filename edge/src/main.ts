@@ -405,7 +405,7 @@ async function main(argv: string[]): Promise<number> {
     console.log = console.error;
     const [
       { GunTransport },
-      { IdentityInUseError, loadOrCreateIdentity, lockIdentity, writeOwnerOnlyFile },
+      { loadOrCreateIdentity, lockIdentity, writeOwnerOnlyFile },
       { createHeadlessWakuRelay, libp2pKeyFor, startGunRelay },
       { startRelay },
     ] = await Promise.all([
@@ -417,14 +417,9 @@ async function main(argv: string[]): Promise<number> {
       console.log = consoleLog;
     });
     // One process per identity: two relays on one key would each coordinate its requests (two seals
-    // for one request). Held until the process ends.
-    try {
-      lockIdentity(s.identity, 'relay');
-    } catch (e) {
-      if (!(e instanceof IdentityInUseError)) throw e;
-      log({ level: 'error', msg: 'start failed', code: e.code, err: e.message, hint: e.hint });
-      return 1;
-    }
+    // for one request). Held until the process ends; IDENTITY_IN_USE (or a lock file it cannot make) is
+    // a start failure like any other, logged with its code and hint.
+    lockIdentity(s.identity, 'relay');
     const { key } = await loadOrCreateIdentity(s.identity, passphrase);
     // The same peer id at every start (derived from the identity): the multiaddrs nodes and web apps
     // were given for this relay keep working after it restarts.
@@ -505,8 +500,8 @@ async function main(argv: string[]): Promise<number> {
  */
 function startFailure(e: unknown): { code: string; hint?: string } {
   if (isSynodError(e) || e instanceof ChainBridgeError) return { code: e.code };
-  // LocalFileError of @synod/browser-node/cli, loaded lazily above: known by its name.
-  if (e instanceof Error && e.name === 'LocalFileError') {
+  // IdentityInUseError and LocalFileError of @synod/browser-node/cli, loaded lazily above: known by name.
+  if (e instanceof Error && (e.name === 'LocalFileError' || e.name === 'IdentityInUseError')) {
     const { code, hint } = e as Error & { code: string; hint: string };
     return { code, hint };
   }

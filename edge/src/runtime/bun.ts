@@ -247,7 +247,11 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
         }
       })
       .catch((e) =>
-        log({ level: 'error', msg: 'forgetting expired idempotency keys failed', err: String(e) }),
+        log({
+          level: 'error',
+          msg: 'pruning the history failed (expired Idempotency-Keys, silent nodes, abandoned requests)',
+          err: String(e),
+        }),
       )
       .finally(() => {
         pruning = null;
