@@ -180,16 +180,19 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
     const first = await findRequest(deps.store, deps.intake, id);
     if (!first) throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
     // A stream sends the view again at each change: charged once, by its size now, as a read of it is.
-    heavy.after(bucket, id, readTokens(JSON.stringify(foundView(first)).length), charged);
+    const firstView = foundView(first);
+    const firstJson = JSON.stringify(firstView);
+    heavy.after(bucket, id, readTokens(firstJson.length), charged);
     const lastEventId = c.req.header('last-event-id');
     // A reconnection to a request that ended, from a client that holds its final status: 204, which
     // tells an EventSource the stream is over (it would otherwise be sent that status and `end` again,
     // and reconnect again, every few seconds for as long as the page stays open).
-    if (lastEventId !== undefined) {
-      const view = foundView(first);
-      if (TERMINAL.has(view.status) && statusEventId(JSON.stringify(view)) === lastEventId) {
-        return c.body(null, 204);
-      }
+    if (
+      lastEventId !== undefined &&
+      TERMINAL.has(firstView.status) &&
+      statusEventId(firstJson) === lastEventId
+    ) {
+      return c.body(null, 204);
     }
     // HEAD runs this GET handler and drops the body unread: a stream started here would wait on its
     // reader (and poll the history) until the 15-minute deadline. The headers alone, then.
