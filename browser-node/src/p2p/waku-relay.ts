@@ -77,6 +77,7 @@ import { LIMITS, sha256 } from '@synod/shared';
 import { proto_message } from '@waku/proto';
 import { contentTopicToPubsubTopic } from '@waku/utils';
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p';
+import { realScheduler, type Scheduler } from '../node/scheduler.ts';
 import { TtlSet } from './intake.ts';
 import { ALL_TOPICS, type ContentTopic, isContentTopic } from './topics.ts';
 import {
@@ -686,14 +687,9 @@ export class WakuRelayTransport implements Transport {
 export interface RedialOptions {
   initialMs?: number;
   maxMs?: number;
-  /** Run `fn` after `ms`; returns a cancel function. Default `setTimeout` on this thread. */
-  after?: (ms: number, fn: () => void) => () => void;
+  /** Run `fn` after `ms`; returns a cancel function. Default `realScheduler`'s (`setTimeout` here). */
+  after?: Scheduler['after'];
 }
-
-const pageTimer = (ms: number, fn: () => void): (() => void) => {
-  const t = setTimeout(fn, ms);
-  return () => clearTimeout(t);
-};
 
 /**
  * Keeps the node connected to its bootstrap peers: on start, and whenever one disconnects, dial it
@@ -706,7 +702,7 @@ class BootstrapRedialer {
   readonly #peers: Map<string, { address: Multiaddr; failures: number; cancel?: () => void }>;
   readonly #initialMs: number;
   readonly #maxMs: number;
-  readonly #after: (ms: number, fn: () => void) => () => void;
+  readonly #after: Scheduler['after'];
   readonly #onRedial: () => void;
   #stopped = false;
   readonly #onConnect = (event: CustomEvent<{ toString(): string }>) => {
@@ -725,7 +721,7 @@ class BootstrapRedialer {
     this.#node = node;
     this.#initialMs = reconnect.initialMs ?? 1000;
     this.#maxMs = reconnect.maxMs ?? 60_000;
-    this.#after = reconnect.after ?? pageTimer;
+    this.#after = reconnect.after ?? realScheduler.after;
     this.#onRedial = onRedial;
     this.#peers = new Map(
       bootstrap.map((a) => {
