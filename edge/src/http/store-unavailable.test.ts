@@ -9,6 +9,7 @@ import { MemoryNetwork } from '@synod/browser-node';
 import { NodeKey } from '@synod/shared';
 import { createApiKey } from '../auth/api-keys.ts';
 import { type RunningRelay, startRelay } from '../runtime/bun.ts';
+import { WriteLockTimeoutError } from '../store/serialized-writes.ts';
 import { TEST_EMBEDDER } from '../store/test-admissions.ts';
 import { type RunningSqld, startSqld, stopProcess } from '../test-servers.ts';
 import { toHttpError } from './errors.ts';
@@ -146,6 +147,14 @@ describe('which errors say the database could not be reached', () => {
     expect(code(new TypeError('fetch failed', { cause: refused }))).toBe('503 STORE_UNAVAILABLE');
     expect(code(new TypeError('fetch failed'))).toBe('503 STORE_UNAVAILABLE');
     expect(code(new DOMException('The operation timed out.', 'TimeoutError'))).toBe('503 STORE_UNAVAILABLE');
+  });
+
+  test('a write that waited too long for the write lock (WRITE_LOCK_TIMEOUT): 503', () => {
+    expect(code(new WriteLockTimeoutError(30_000))).toBe('503 STORE_UNAVAILABLE');
+    // Wrapped, as drizzle wraps a query's error in its own.
+    expect(code(new Error('Failed query', { cause: new WriteLockTimeoutError(30_000) }))).toBe(
+      '503 STORE_UNAVAILABLE',
+    );
   });
 
   test('a server that answered (refused credentials, an SQL error) and a bug: 500, as before', async () => {

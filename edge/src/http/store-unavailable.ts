@@ -46,7 +46,8 @@ const MAX_DEPTH = 5;
  * `TypeError: fetch failed` with the socket's error as its cause), an HTTP error status from the server
  * as `LibsqlError` SERVER_ERROR (its cause an `HttpServerError` with the status), and drizzle wraps any
  * of them in a `DrizzleQueryError` (its cause). A timeout (`TimeoutError` or `AbortError`, from an
- * abort signal) counts as well.
+ * abort signal) counts as well, and so does a write that waited too long for the process's write lock
+ * (`WRITE_LOCK_TIMEOUT`).
  */
 export function storeUnreachableCause(e: unknown): Error | undefined {
   let at: unknown = e;
@@ -58,6 +59,9 @@ export function storeUnreachableCause(e: unknown): Error | undefined {
       if (typeof status !== 'number' || unavailableStatus(status)) return at;
     }
     if (at.name === 'TimeoutError' || at.name === 'AbortError') return at;
+    // The process's write lock not had in time (`SerializedWritesClient`): the database is too busy
+    // to take the write now, and a retry shortly may well get it.
+    if (code === 'WRITE_LOCK_TIMEOUT') return at;
     // With a cause, the cause says why (a socket error above, or a bad certificate: not an outage).
     if (at.cause === undefined && NO_ANSWER.test(at.message)) return at;
     at = at.cause;

@@ -79,6 +79,19 @@ function optionsOf(s: Awaited<ReturnType<typeof setup>>) {
   return { intake: s.intake, store: s.store, node: s.node, key: s.key, now: () => 0 };
 }
 
+/**
+ * Set `coordinator`'s lease as renewed `agoMs` before the database's clock (leases run on the database's
+ * clock, not on any relay's: `IntakeStore.renewLease`).
+ */
+async function leaseAgo(s: Awaited<ReturnType<typeof setup>>, coordinator: string, agoMs: number) {
+  await s.client.execute({
+    sql: `INSERT INTO coordinator_leases (coordinator, renewed_at)
+          VALUES (?, CAST(unixepoch('subsec') * 1000 AS INTEGER) - ?)
+          ON CONFLICT (coordinator) DO UPDATE SET renewed_at = excluded.renewed_at`,
+    args: [coordinator, agoMs],
+  });
+}
+
 async function waitFor(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!cond()) {
@@ -368,7 +381,7 @@ describe('Dispatcher', () => {
     });
   });
   test("takeOverStale: a coordinator's rows are taken over once its lease is stale or released, never while fresh", async () => {
-    let now = 5_000_000;
+    const now = 5_000_000;
     const s = await setup({ maxOpen: 4, now: () => now });
     const [a, b] = [body(now), body(now)];
     await s.admit([a, b]);
@@ -388,12 +401,11 @@ describe('Dispatcher', () => {
     // No lease at all (a coordinator that never renewed one): never taken over.
     readyB = true;
     expect(await relayB.takeOverStale()).toBe(0);
-    // A fresh lease: not taken.
-    await s.intake.renewLease(s.key.nodeId, now);
-    now += LEASE_STALE_MS - 1;
+    // A fresh lease: not taken (a second of margin: the database's clock runs on meanwhile).
+    await leaseAgo(s, s.key.nodeId, LEASE_STALE_MS - 1_000);
     expect(await relayB.takeOverStale()).toBe(0);
     // Stale, but B cannot start anything (no peer): left for a relay that can.
-    now += 2;
+    await leaseAgo(s, s.key.nodeId, LEASE_STALE_MS + 1);
     readyB = false;
     expect(await relayB.takeOverStale()).toBe(0);
     expect(await coordinatorOf(a.requestId)).toBe(s.key.nodeId);
@@ -412,7 +424,7 @@ describe('Dispatcher', () => {
     // A lease given up (a clean stop) is stale at once.
     const c = body(now);
     await s.admit([c]);
-    await s.intake.renewLease(s.key.nodeId, now);
+    await s.intake.renewLease(s.key.nodeId);
     expect(await relayB.takeOverStale()).toBe(0);
     await s.intake.releaseLease(s.key.nodeId);
     expect(await relayB.takeOverStale()).toBe(1);
@@ -464,8 +476,8 @@ describe('Dispatcher', () => {
     const ofLeaseless = await open(leaseless, now - 600_000);
     const frame = await windows(old);
     expect(frame?.maxTimeMs).toBe(30_000);
-    await s.intake.renewLease(gone.nodeId, now - LEASE_STALE_MS - 1);
-    await s.intake.renewLease(alive.nodeId, now);
+    await leaseAgo(s, gone.nodeId, LEASE_STALE_MS + 1);
+    await s.intake.renewLease(alive.nodeId);
 
     s.d.start();
     await waitFor(() => s.changed.includes(old));
@@ -482,9 +494,71 @@ describe('Dispatcher', () => {
     expect(await status(ofLeaseless)).toBe('pending');
     // Past the recent one's windows and the minute after them, it goes too.
     now += 1_000 + (frame?.maxTimeMs ?? 0) + (frame?.revealWindowMs ?? 0) + ORPHANED_AFTER_WINDOWS_MS;
-    await s.intake.renewLease(alive.nodeId, now);
+    await s.intake.renewLease(alive.nodeId);
     expect(
-      await s.store.expireOrphaned(s.key.nodeId, now - LEASE_STALE_MS, now, ORPHANED_AFTER_WINDOWS_MS),
+      await s.store.expireOrphaned(s.key.nodeId, LEASE_STALE_MS, now, ORPHANED_AFTER_WINDOWS_MS),
     ).toEqual([recent]);
+  });
+  test("a coordinator whose clock runs 60 s behind keeps its rows while it renews (leases run on the database's clock)", async () => {
+    const behind = () => Date.now() - 60_000;
+    const s = await setup({ maxOpen: 4, now: behind, ready: () => false });
+    const a = body(behind(), 120_000);
+    await s.admit([a]);
+    let renewals = 0;
+    const renew = s.intake.renewLease.bind(s.intake);
+    s.intake.renewLease = async (...args) => {
+      await renew(...args);
+      renewals++;
+    };
+    s.d.start();
+    await waitFor(() => renewals >= 1);
+    const keyB = await NodeKey.fromSeed(new Uint8Array(32).fill(14));
+    const relayB = new Dispatcher({ ...optionsOf(s), key: keyB, now: () => Date.now() });
+    closers.push(() => relayB.stop());
+    expect(await relayB.takeOverStale()).toBe(0);
+    expect((await s.intake.queued(a.requestId))?.coordinator).toBe(s.key.nodeId);
+    // Its open requests are not taken for orphaned either (their windows long past by B's clock).
+    const open = body(Date.now() - 600_000);
+    const packet = await signPacket(s.key, 'request', open);
+    await storeRequest(s.store, { id: packetId(packet), packet }, open.createdAt);
+    expect(
+      await s.store.expireOrphaned(keyB.nodeId, LEASE_STALE_MS, Date.now(), ORPHANED_AFTER_WINDOWS_MS),
+    ).toEqual([]);
+  });
+  test('a sweep that hangs does not stop the lease renewals', async () => {
+    const now = 1_000_000;
+    const s = await setup({ maxOpen: 4, now: () => now });
+    let release: (rows: never[]) => void = () => {};
+    s.intake.abandoned = () =>
+      new Promise((resolve) => {
+        release = resolve;
+      });
+    let renewals = 0;
+    const renew = s.intake.renewLease.bind(s.intake);
+    s.intake.renewLease = async (...args) => {
+      await renew(...args);
+      renewals++;
+    };
+    const d = new Dispatcher({ ...optionsOf(s), now: () => now, leaseRenewMs: 20 });
+    d.start();
+    try {
+      await waitFor(() => renewals >= 3, 2_000);
+    } finally {
+      release([]);
+      await d.stop();
+    }
+  });
+  test('with no peer, rows past their deadline behind one that is not still leave the log', async () => {
+    let now = 1_000_000;
+    const s = await setup({ maxOpen: 4, now: () => now, ready: () => false });
+    const long = body(now, 120_000);
+    const short = body(now, 30_000);
+    await s.admit([long, short]);
+    now += 30_000;
+    s.d.wake(true);
+    await s.d.idle();
+    expect((await s.store.getRequest(short.requestId))?.status).toBe('expired');
+    expect((await s.intake.queued(long.requestId))?.coordinator).toBe(s.key.nodeId);
+    expect(s.node.submitted).toEqual([]);
   });
 });

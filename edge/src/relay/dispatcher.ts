@@ -36,11 +36,15 @@ export interface DispatcherOptions {
    */
   abandonGraceMs?: number;
   /**
-   * How often this coordinator renews its lease on its rows, takes over the rows of coordinators whose
-   * lease went stale (`takeOverStale`) and sweeps the log for abandoned rows. Default `LEASE_RENEW_MS`.
+   * How often this coordinator renews its lease on its rows (on a timer of its own, never queued behind
+   * the sweeps), and, separately, takes over the rows of coordinators whose lease went stale
+   * (`takeOverStale`) and sweeps the log for abandoned rows. Default `LEASE_RENEW_MS`.
    */
   leaseRenewMs?: number;
-  /** A lease not renewed for this long is stale: its rows are taken over. Default `LEASE_STALE_MS`. */
+  /**
+   * A lease not renewed for this long, by the database's clock (leases are renewed on it: no relay's
+   * clock counts), is stale: its rows are taken over. Default `LEASE_STALE_MS`.
+   */
   leaseStaleMs?: number;
   /** Told after a request moved into the history (its stored view changed). */
   changed?: (requestId: string) => void;
@@ -107,6 +111,12 @@ export const ORPHANED_AFTER_WINDOWS_MS = 60_000;
 const STEP = 64;
 
 /**
+ * Most batches (`STEP` rows of each other coordinator) `expireAbandoned` moves per sweep round: a long
+ * backlog is worked through over several rounds rather than holding one round for its whole length.
+ */
+export const ABANDONED_BATCHES_PER_ROUND = 8;
+
+/**
  * Moves requests from the admission log (`request_intake`) to the network, oldest first, at the pace
  * the network takes them: at most `maxOpen` coordinated at once, the next one starting when one
  * finishes (`release`). For each request it signs the packet, moves the row into `requests` (one
@@ -127,6 +137,8 @@ export class Dispatcher {
   #timer: ReturnType<typeof setInterval> | undefined;
   #leaseTimer: ReturnType<typeof setInterval> | undefined;
   #leasing: Promise<void> | undefined;
+  #renewTimer: ReturnType<typeof setInterval> | undefined;
+  #renewing: Promise<void> | undefined;
   #stopped = false;
   /** Coordinator starts still running (awaited by `stop`, so the store is not closed under them). */
   readonly #starting = new Set<Promise<unknown>>();
@@ -157,8 +169,12 @@ export class Dispatcher {
       this.wake(true);
     }, this.#o.pollMs);
     (this.#timer as { unref?: () => void }).unref?.();
+    // The lease is renewed on a timer of its own: a slow sweep never makes it look stale to other relays.
+    this.#renewTimer = setInterval(() => this.#renew(), this.#o.leaseRenewMs);
+    (this.#renewTimer as { unref?: () => void }).unref?.();
     this.#leaseTimer = setInterval(() => this.#housekeep(), this.#o.leaseRenewMs);
     (this.#leaseTimer as { unref?: () => void }).unref?.();
+    this.#renew();
     void this.#count();
     this.wake();
     this.#housekeep();
@@ -184,7 +200,9 @@ export class Dispatcher {
     this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
     if (this.#leaseTimer) clearInterval(this.#leaseTimer);
+    if (this.#renewTimer) clearInterval(this.#renewTimer);
     await this.#pumping;
+    await this.#renewing;
     await this.#leasing;
     // Its rows may be taken over at once by a relay still running.
     await this.#o.intake
@@ -225,12 +243,13 @@ export class Dispatcher {
    * database (a chain request unrefunded). Each moves to the history as `expired` with
    * `COORDINATOR_GONE`, signed by this relay: it is the one that took it out of the log (the request
    * never reached the network). A row its coordinator moves meanwhile stays as that coordinator made it.
-   * Runs at `start` and every `leaseRenewMs`; returns the ids moved here.
+   * Runs at `start` and every `leaseRenewMs`, at most `ABANDONED_BATCHES_PER_ROUND` batches a round (the
+   * next round goes on); returns the ids moved here.
    */
   async expireAbandoned(): Promise<string[]> {
     const gone: string[] = [];
     const before = this.#o.now() - this.#o.abandonGraceMs;
-    for (;;) {
+    for (let batch = 0; batch < ABANDONED_BATCHES_PER_ROUND; batch++) {
       const rows = await this.#o.intake.abandoned(this.coordinatorId, before, STEP);
       if (rows.length === 0) return gone;
       const moves: Parameters<HistoryStore['moveFromIntake']>[0][number][] = [];
@@ -265,6 +284,7 @@ export class Dispatcher {
       // replica that has not synced yet): read again, they would be the same rows.
       if (moved.size === 0 && dropped === 0) return gone;
     }
+    return gone;
   }
 
   /**
@@ -275,7 +295,7 @@ export class Dispatcher {
    */
   async takeOverStale(): Promise<number> {
     if (this.#o.ready?.() === false) return 0;
-    const taken = await this.#o.intake.takeOver(this.coordinatorId, this.#o.now() - this.#o.leaseStaleMs);
+    const taken = await this.#o.intake.takeOver(this.coordinatorId, this.#o.leaseStaleMs);
     if (taken > 0) {
       this.#o.log?.({ level: 'warn', msg: 'queued requests of a coordinator gone taken over', taken });
       this.admitted(taken);
@@ -284,21 +304,34 @@ export class Dispatcher {
   }
 
   /**
-   * Every `leaseRenewMs`, one at a time: renew the lease, take over stale coordinators' rows, expire
-   * abandoned ones and the open requests of stale coordinators past their windows. A failure is logged
-   * and counted; the next round tries again.
+   * Every `leaseRenewMs`, on its own timer: renew the lease (at the database's time), one renewal at a
+   * time but never waiting for the sweeps (`#housekeep`), so a long sweep round does not let the lease go
+   * stale. A failure is logged and counted; the next renewal tries again.
+   */
+  #renew(): void {
+    if (this.#renewing || this.#stopped) return;
+    this.#renewing = this.#o.intake
+      .renewLease(this.coordinatorId)
+      .catch((e) => this.#fail('renewing the lease failed', e))
+      .finally(() => {
+        this.#renewing = undefined;
+      });
+  }
+
+  /**
+   * Every `leaseRenewMs`, one round at a time: take over stale coordinators' rows, expire abandoned ones
+   * and the open requests of stale coordinators past their windows. A failure is logged and counted; the
+   * next round tries again.
    */
   #housekeep(): void {
     if (this.#leasing || this.#stopped) return;
     this.#leasing = (async () => {
-      await this.#o.intake.renewLease(this.coordinatorId, this.#o.now());
       await this.takeOverStale();
       const gone = await this.expireAbandoned();
-      const now = this.#o.now();
       const orphaned = await this.#o.store.expireOrphaned(
         this.coordinatorId,
-        now - this.#o.leaseStaleMs,
-        now,
+        this.#o.leaseStaleMs,
+        this.#o.now(),
         ORPHANED_AFTER_WINDOWS_MS,
       );
       for (const id of orphaned) this.#o.changed?.(id);
@@ -317,7 +350,7 @@ export class Dispatcher {
         });
       }
     })()
-      .catch((e) => this.#fail('renewing the lease or taking over stale rows failed', e))
+      .catch((e) => this.#fail('taking over stale rows or expiring abandoned ones failed', e))
       .finally(() => {
         this.#leasing = undefined;
       });
@@ -344,9 +377,11 @@ export class Dispatcher {
       // A slot whose request is long past any deadline is free even if its finish was never reported.
       for (const [id, until] of this.#open) if (now > until) this.#open.delete(id);
       const room = this.#o.maxOpen - this.#open.size;
+      // Nothing can start (window full, or no peer): a whole step is read, for the rows past their deadline.
+      const canStart = room > 0 && this.#o.ready?.() !== false;
       let rows: QueuedRequest[];
       try {
-        rows = await this.#o.intake.next(this.coordinatorId, room > 0 ? Math.min(room, STEP) : STEP);
+        rows = await this.#o.intake.next(this.coordinatorId, canStart ? Math.min(room, STEP) : STEP);
       } catch (e) {
         this.#fail('reading the admission log failed', e);
         return;
@@ -371,7 +406,9 @@ export class Dispatcher {
     let dropped = 0;
     for (const row of rows) {
       const expired = now >= row.deadline;
-      if (row.body && !expired && free <= 0) break;
+      // One that cannot start now waits; the rows after it are still looked at (those past their
+      // deadline leave the log even while nothing can start).
+      if (row.body && !expired && free <= 0) continue;
       // Signing checks the body again (its requestId must be derived from its content): a row altered
       // outside the relay fails here, is logged and dropped, and never stops the rows after it.
       const packet = row.body

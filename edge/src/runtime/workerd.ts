@@ -41,7 +41,7 @@ import { DEFAULT_EDGE_CONFIG, type EdgeConfig, parseCorsOrigins } from '../confi
 import { AdmissionHealth } from '../http/admission-health.ts';
 import { BodyBudget } from '../http/body-budget.ts';
 import { corsFor } from '../http/cors.ts';
-import { edgeError, type HttpError, toHttpError } from '../http/errors.ts';
+import { edgeError, type HttpError, publicReason, toHttpError } from '../http/errors.ts';
 import { StreamSlots } from '../http/stream-slots.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
@@ -236,7 +236,7 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
         503,
         'STORE_UNAVAILABLE',
         'the history database is unavailable',
-        { reason: String((e as Error)?.message ?? e).slice(0, 300) },
+        { reason: publicReason(e) },
         'retry shortly; the relay reaches its libSQL database at SYNOD_DB_URL',
       ),
       corsOrigins,

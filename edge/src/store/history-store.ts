@@ -47,6 +47,7 @@ import {
 } from '@synod/shared/history';
 import { and, asc, desc, eq, gt, gte, inArray, lt, notInArray, or, type SQL, sql } from 'drizzle-orm';
 import type { LibSQLDatabase } from 'drizzle-orm/libsql';
+import { DB_NOW_MS } from './intake-store.ts';
 
 export type HistoryDb = LibSQLDatabase<typeof historySchema>;
 
@@ -120,7 +121,7 @@ export class HistoryStore {
    * error code (e.g. `QUEUE_TIMEOUT`); `pending` ones are then coordinated by the caller.
    *
    * Only rows still in the log move: one another relay moved meanwhile (its coordinator's dispatcher and
-   * another relay's `expireAbandonedQueue` may race for a row), or dropped, is left as that relay made
+   * another relay's `Dispatcher.expireAbandoned` may race for a row), or dropped, is left as that relay made
    * it. Returns the seqs that moved here: the caller starts only those.
    */
   async moveFromIntake(
@@ -449,15 +450,16 @@ export class HistoryStore {
   }
 
   /**
-   * End requests still open (pending or sealed) whose coordinator's lease went stale before
-   * `staleBefore` (it crashed or stopped: `coordinator_leases`) and whose own seal and reveal windows
+   * End requests still open (pending or sealed) whose coordinator's lease was last renewed more than
+   * `staleMs` before the database's time (`DB_NOW_MS`, the clock leases are renewed on: it crashed or
+   * stopped, `coordinator_leases`) and whose own seal and reveal windows
    * ended `graceMs` before `now`: nothing will move them any more (the coordinator's machine holds their
    * seal and reveals), so they are `expired` with `COORDINATOR_GONE` at once, rather than 20 minutes
    * after they were made (`expireAbandoned`, which also covers coordinators without a lease). A
    * coordinator that comes back finds them ended and resumes nothing of them. Read through the status
    * index: open requests are few. Returns their ids.
    */
-  async expireOrphaned(except: string, staleBefore: number, now: number, graceMs: number): Promise<string[]> {
+  async expireOrphaned(except: string, staleMs: number, now: number, graceMs: number): Promise<string[]> {
     const rows = await this.db
       .update(requests)
       .set({ status: 'expired', error: 'COORDINATOR_GONE', updatedAt: now })
@@ -466,7 +468,7 @@ export class HistoryStore {
           inArray(requests.status, OPEN_STATUSES),
           lt(requests.createdAt, now - graceMs),
           sql`${requests.coordinator} <> ${except}`,
-          sql`${requests.coordinator} in (select ${coordinatorLeases.coordinator} from ${coordinatorLeases} where ${coordinatorLeases.renewedAt} < ${staleBefore})`,
+          sql`${requests.coordinator} in (select ${coordinatorLeases.coordinator} from ${coordinatorLeases} where ${coordinatorLeases.renewedAt} < ${sql.raw(DB_NOW_MS)} - ${staleMs})`,
           sql`${requests.createdAt} + json_extract(${requests.frame}, '$.maxTimeMs') + json_extract(${requests.frame}, '$.revealWindowMs') < ${now - graceMs}`,
         ),
       )

@@ -50,6 +50,12 @@ export type AdmissionOutcome =
   | { kind: 'conflict'; requestId: string }
   | { kind: 'quota-exceeded'; quotaPerDay: number; day: string };
 
+/**
+ * The database's time in ms, as SQL (SQLite 3.42+, libSQL and sqld alike): the one clock coordinator
+ * leases (`coordinator_leases.renewed_at`) are written and judged on, whatever the relays' clocks say.
+ */
+export const DB_NOW_MS = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+
 /** A request in the admission log, waiting for its coordinator. */
 export interface QueuedRequest {
   seq: number;
@@ -163,12 +169,16 @@ export class IntakeStore {
     return rows;
   }
 
-  /** Renew `coordinator`'s lease on its admission-log rows (`coordinator_leases`) at `now`. */
-  async renewLease(coordinator: string, now: number): Promise<void> {
+  /**
+   * Renew `coordinator`'s lease on its admission-log rows (`coordinator_leases`), at the database's time
+   * (`DB_NOW_MS`): leases are written and judged on that one clock, so a relay whose own clock runs behind
+   * or ahead of the others' never looks stale to them (or fresh when it is gone).
+   */
+  async renewLease(coordinator: string): Promise<void> {
     await this.client.execute({
-      sql: `INSERT INTO coordinator_leases (coordinator, renewed_at) VALUES (?, ?)
+      sql: `INSERT INTO coordinator_leases (coordinator, renewed_at) VALUES (?, ${DB_NOW_MS})
             ON CONFLICT (coordinator) DO UPDATE SET renewed_at = max(renewed_at, excluded.renewed_at)`,
-      args: [coordinator, now],
+      args: [coordinator],
     });
   }
 
@@ -181,15 +191,16 @@ export class IntakeStore {
   }
 
   /**
-   * Take over the queued rows of every other coordinator whose lease was last renewed before `staleBefore`
-   * (ms): they name `to` as their coordinator from then on. One statement, so two relays taking over at
+   * Take over the queued rows of every other coordinator whose lease was last renewed more than `staleMs`
+   * before the database's time (`DB_NOW_MS`, the clock leases are renewed on): they name `to` as their
+   * coordinator from then on. One statement, so two relays taking over at
    * once split nothing: each row goes to one of them. Returns how many rows were taken.
    */
-  async takeOver(to: string, staleBefore: number): Promise<number> {
+  async takeOver(to: string, staleMs: number): Promise<number> {
     const r = await this.client.execute({
       sql: `UPDATE request_intake SET coordinator = ?
-            WHERE coordinator IN (SELECT coordinator FROM coordinator_leases WHERE renewed_at < ? AND coordinator <> ?)`,
-      args: [to, staleBefore, to],
+            WHERE coordinator IN (SELECT coordinator FROM coordinator_leases WHERE renewed_at < ${DB_NOW_MS} - ? AND coordinator <> ?)`,
+      args: [to, staleMs, to],
     });
     return r.rowsAffected;
   }

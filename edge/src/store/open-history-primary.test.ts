@@ -112,6 +112,30 @@ describe('the primary probe', () => {
     }
   });
 
+  test("its reason names no path of the primary's (a public answer: /healthz needs no key)", async () => {
+    const failing = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      // libSQL's client puts a plain-text error body into its message.
+      fetch: () =>
+        new Response('unable to open database file /var/lib/sqld/secret-tenant.db', {
+          status: 500,
+          headers: { 'content-type': 'text/plain' },
+        }),
+    });
+    try {
+      const h = await primaryHealthCheck(`http://127.0.0.1:${failing.port}`, undefined, {
+        timeoutMs: 2_000,
+      })();
+      expect(h).toMatchObject({ ok: false, code: 'STORE_UNAVAILABLE' });
+      const reason = h.ok ? '' : h.reason;
+      expect(reason).toContain('<path>');
+      expect(reason).not.toContain('secret-tenant');
+    } finally {
+      failing.stop(true);
+    }
+  });
+
   test('asked in a loop, it reaches the primary at most once per reuse period, one probe at a time', async () => {
     let asked = 0;
     const server = Bun.serve({

@@ -9,6 +9,7 @@ import { createClient } from '@libsql/client';
 import { expandConfig } from '@libsql/core/config';
 import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql';
+import { publicReason } from '../http/errors.ts';
 import {
   isStoreUnreachable,
   type PrimaryHealth,
@@ -126,7 +127,7 @@ export function primaryHealthCheck(
         ok: false,
         reachable: !unreachable,
         code: unreachable ? 'STORE_UNAVAILABLE' : 'INTERNAL',
-        reason: String((e as Error)?.message ?? e).slice(0, 300),
+        reason: publicReason(e),
         since: failingSince,
       };
     } finally {
