@@ -1177,38 +1177,47 @@ describe('consumer callbacks', () => {
   // The settlement emits its event after the callback: the gas for it must be held back before the call,
   // or a callback cheap when the gas was estimated and costly when mined makes the whole settlement run
   // out of gas (the request stays pending, the bridge pays for a failed transaction, every retry fails).
-  for (const [what, answer] of [
+  // `_settlementGas` must hold for every callback gas limit and every answer length.
+  const answers: readonly (readonly [string, string])[] = [
     ['a short answer', 'Once upon a time.'],
-    ['a 2 KiB answer', 'a'.repeat(2_048)],
-    ['a 16 KiB answer', 'a'.repeat(16_384)],
-  ] as const) {
-    test(`${what} settled with the gas estimated for a cheap callback holds when the callback burns all it gets`, async () => {
-      const f = await setup({ callbackGasLimit: 200_000 });
-      const consumer = await deployConsumer(f, 'FlippingConsumerDouble');
-      const requestNo = await consumerAsks(f, consumer);
-      const settle = {
-        address: f.oracle,
-        abi: synodOracleAbi,
-        functionName: 'fulfill',
-        args: [requestNo, await questionOf(f, requestNo), answer, DIGEST, ROOT],
-        account: f.bridge.account,
-      } as const;
-      const gas = await client.estimateContractGas(settle);
-      await mined(
-        await f.user.writeContract({
-          address: consumer,
-          abi: consumerDoubleAbi,
-          functionName: 'setGreedy',
-          args: [true],
-        }),
-      );
-      const receipt = await mined(await f.bridge.writeContract({ ...settle, gas }));
-      expect(receipt.status).toBe('success');
-      const [event] = parseEventLogs({ abi: synodOracleAbi, logs: receipt.logs, eventName: 'LLMFulfilled' });
-      expect(event?.args.callbackOk).toBe(false);
-      expect(event?.args.answer).toBe(answer);
-      expect((await requestOf(f, requestNo)).status).toBe(Status.Fulfilled);
-    });
+    ...[0, 1, 31, 32, 33, 100, 1_000, 2_048, 4_096, 10_000, 16_384, 30_000, 50_000, 70_000].map(
+      (length) => [`a ${length}-byte answer`, 'a'.repeat(length)] as const,
+    ),
+  ];
+  for (const callbackGasLimit of [0, 1, 21_000, 200_000, 1_000_000]) {
+    for (const [what, answer] of answers) {
+      test(`${what} settled with the gas estimated for a cheap callback holds when the callback burns all it gets (callbackGasLimit ${callbackGasLimit})`, async () => {
+        const f = await setup({ callbackGasLimit });
+        const consumer = await deployConsumer(f, 'FlippingConsumerDouble');
+        const requestNo = await consumerAsks(f, consumer);
+        const settle = {
+          address: f.oracle,
+          abi: synodOracleAbi,
+          functionName: 'fulfill',
+          args: [requestNo, await questionOf(f, requestNo), answer, DIGEST, ROOT],
+          account: f.bridge.account,
+        } as const;
+        const gas = await client.estimateContractGas(settle);
+        await mined(
+          await f.user.writeContract({
+            address: consumer,
+            abi: consumerDoubleAbi,
+            functionName: 'setGreedy',
+            args: [true],
+          }),
+        );
+        const receipt = await mined(await f.bridge.writeContract({ ...settle, gas }));
+        expect(receipt.status).toBe('success');
+        const [event] = parseEventLogs({
+          abi: synodOracleAbi,
+          logs: receipt.logs,
+          eventName: 'LLMFulfilled',
+        });
+        expect(event?.args.callbackOk).toBe(false);
+        expect(event?.args.answer).toBe(answer);
+        expect((await requestOf(f, requestNo)).status).toBe(Status.Fulfilled);
+      }, 60_000);
+    }
   }
 
   test('a bridge fulfil sent with estimated gas gives the consumer its full callbackGasLimit', async () => {

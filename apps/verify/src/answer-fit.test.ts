@@ -35,8 +35,9 @@ async function pending() {
       verdictDigest: DIGEST,
       transcriptRoot: DIGEST,
       refundBlock: at,
+      bridge: chain.bridge.account.address,
     });
-  return { requestNo, questionHash, fit };
+  return { requestNo, questionHash, refundBlock, fit };
 }
 
 describe('answerFit: could a fulfil have been mined just before its refund', () => {
@@ -81,6 +82,37 @@ describe('answerFit: could a fulfil have been mined just before its refund', () 
     expect((await fit('Once upon a time.', blockNumber + 1n)).kind).toBe('unknown');
     // A block the chain does not have yet.
     expect((await fit('Once upon a time.', blockNumber + 1_000n)).kind).toBe('unknown');
+  });
+
+  // The audit already holds the oracle's BridgeChanged history: the bridge is passed in, not read again.
+  test('the fulfil is estimated from the bridge it is given, with no read of the oracle', async () => {
+    const { requestNo, questionHash, refundBlock } = await pending();
+    const reads: unknown[] = [];
+    const client = {
+      getBlock: chain.client.getBlock,
+      estimateContractGas: chain.client.estimateContractGas,
+      readContract: (...args: unknown[]) => {
+        reads.push(args);
+        return Promise.reject(new Error('answerFit must not read the chain for the bridge'));
+      },
+    } as unknown as Parameters<typeof answerFit>[0];
+    const ask = (bridge: Hex | undefined) =>
+      answerFit(client, {
+        oracle: chain.oracle,
+        requestNo,
+        questionHash,
+        answer: 'Once upon a time.',
+        verdictDigest: DIGEST,
+        transcriptRoot: DIGEST,
+        refundBlock,
+        bridge,
+      });
+    expect((await ask(chain.bridge.account.address)).kind).toBe('fits');
+    // From another account the oracle refuses it (NotBridge): the account given is the one used.
+    expect((await ask(chain.requester.account.address)).kind).toBe('unknown');
+    // An oracle with no bridge then cannot be told.
+    expect(await ask(undefined)).toMatchObject({ kind: 'unknown', why: expect.stringMatching(/no bridge/) });
+    expect(reads).toEqual([]);
   });
 });
 
@@ -132,6 +164,8 @@ test('a bridge changed in the refund block itself does not hide a short answer t
     verdictDigest: `0x${'ab'.repeat(32)}`,
     transcriptRoot: `0x${'ab'.repeat(32)}`,
     refundBlock: receipt.blockNumber,
+    // The bridge at the end of the block before the refund's (chain-audit.ts: bridgeAt(changes, block, 0)).
+    bridge: chain.bridge.account.address,
   });
   expect(fit.kind).toBe('fits');
 }, 60_000);

@@ -2,7 +2,8 @@
  * Whether a winning answer's `fulfill` could have been mined when the bridge refunded it
  * `ANSWER_TOO_LARGE`: its gas estimated on the chain as it was just before the refund's block (the
  * request still pending), from the account that was the oracle's bridge then (a fulfil's gas does not
- * depend on who sends it, and the refund's sender may have been made bridge within the refund's block),
+ * depend on who sends it, and the refund's sender may have been made bridge within the refund's block;
+ * the caller passes that bridge, from the oracle's `BridgeChanged` events it already holds),
  * against the most gas a `fulfill` may use there (the block's gas limit, or EIP-7825's per-transaction
  * cap if lower: `fulfilGasLimit`). The node needs the state of that block (an archive node, or a chain
  * young enough for a full node to hold it).
@@ -28,9 +29,14 @@ export interface FulfilAsked {
   transcriptRoot: Hex;
   /** The block the refund was mined in: the estimate runs on the state of the block before it. */
   refundBlock: bigint;
+  /**
+   * The oracle's bridge at the end of the block before `refundBlock` (the caller holds the oracle's
+   * `BridgeChanged` history: chain-audit.ts); undefined: it had none, and the fit cannot be told.
+   */
+  bridge: Address | undefined;
 }
 
-type FitClient = Pick<PublicClient, 'getBlock' | 'estimateContractGas' | 'readContract'>;
+type FitClient = Pick<PublicClient, 'getBlock' | 'estimateContractGas'>;
 
 const ZERO = `0x${'00'.repeat(32)}` as Hex;
 
@@ -42,20 +48,9 @@ export async function answerFit(client: FitClient, f: FulfilAsked): Promise<Answ
   } catch (e) {
     return { kind: 'unknown', why: `block ${blockNumber} could not be read: ${firstLine(e)}` };
   }
-  let bridge: Address;
-  try {
-    bridge = await client.readContract({
-      address: f.oracle,
-      abi: synodOracleAbi,
-      functionName: 'bridge',
-      blockNumber,
-    });
-  } catch (e) {
-    return {
-      kind: 'unknown',
-      why: `the oracle's bridge at block ${blockNumber} could not be read: ${firstLine(e)}`,
-    };
-  }
+  const bridge = f.bridge;
+  if (bridge === undefined)
+    return { kind: 'unknown', why: `the oracle had no bridge at block ${blockNumber}` };
   const estimate = (answer: string, verdictDigest: Hex, transcriptRoot: Hex) =>
     client.estimateContractGas({
       account: bridge,

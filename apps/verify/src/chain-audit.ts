@@ -178,6 +178,8 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
                   verdictDigest: answer.verdictDigest,
                   transcriptRoot: answer.transcriptRoot,
                   refundBlock: sent.blockNumber as bigint,
+                  // At the end of the block before the refund's: the state the fulfil is estimated on.
+                  bridge: bridgeAt(bridges, sent.blockNumber as bigint, 0),
                 }),
             }
           : {}),

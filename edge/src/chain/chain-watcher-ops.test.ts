@@ -16,7 +16,7 @@ import {
   synodOracleAbi,
 } from '@synod/contracts';
 import type { RequestBody } from '@synod/shared';
-import { type Address, parseEther, toHex } from 'viem';
+import { type Address, encodeEventTopics, parseEther, toHex } from 'viem';
 import type { RequestDefaults } from '../inference-input.ts';
 import { Metrics } from '../metrics.ts';
 import { IntakeStore } from '../store/intake-store.ts';
@@ -787,5 +787,68 @@ describe('chain watcher operations: requests settled before their event is read'
     expect(BigInt((await store.cursor(w.oracle))?.blockNumber ?? 0)).toBe(head);
     expect(errorsIn(logs)).toEqual([]);
     expect((await store.byRequestId(requestId(requestNo)))?.status).toBe('refunded');
+  }, 60_000);
+
+  // A request settled on chain whose settlement event the node does not show (yet) is looked up again
+  // at each check. The lookup walked from the request's block to the head at every one: unbounded calls
+  // a check, and the same walk again and again. It reads at most maxRangesPerPass ranges a check, and
+  // the next check goes on from where it stopped.
+  test('a settlement event not shown yet is looked up a bounded number of ranges a check, each check going on from the last', async () => {
+    const { w, oracle, requestId } = await opsWatcher({
+      maxBlockRange: 10n,
+      maxRangesPerPass: 3,
+      reorgWindow: 5n,
+    });
+    const { requestNo, blockNumber } = await chain.callLLM({
+      prompt: 'Refunded, its event not shown',
+      models: ['stories260K'],
+      oracle,
+    });
+    await chain.mine(150);
+    const [, , deadline, , questionHash] = await chain.client.readContract({
+      address: oracle,
+      abi: synodOracleAbi,
+      functionName: 'requests',
+      args: [requestNo],
+    });
+    await chain.rpc('evm_setNextBlockTimestamp', [Number(deadline) + 1]);
+    const refund = await chain.requester.writeContract({
+      address: oracle,
+      abi: synodOracleAbi,
+      functionName: 'refund',
+      args: [requestNo, questionHash, 'EXPIRED'],
+    });
+    await chain.client.waitForTransactionReceipt({ hash: refund });
+    await chain.mine(5);
+    const refunded = encodeEventTopics({ abi: synodOracleAbi, eventName: 'LLMRefunded' })[0];
+    /** The fromBlock of each lookup of the refund's event in the pass now running. */
+    let lookups: bigint[] = [];
+    proxy.fault = (call) => {
+      if (call.method !== 'eth_getLogs') return undefined;
+      const [filter] = call.params as [{ fromBlock: string; topics?: (string | null)[] }];
+      if (filter.topics?.[0] !== refunded) return undefined;
+      lookups.push(BigInt(filter.fromBlock));
+      // The node does not show the refund's event.
+      return { result: () => [] };
+    };
+    const passes: bigint[][] = [];
+    try {
+      for (let i = 0; i < 4; i++) {
+        lookups = [];
+        await w.poll();
+        passes.push(lookups);
+      }
+    } finally {
+      proxy.fault = undefined;
+    }
+    const id = requestId(requestNo);
+    expect((await store.byRequestId(id))?.status).toBe('pending');
+    // Each check reads at most three ranges (the first pass checks the row twice), and goes on from
+    // where the last one stopped: no block read twice.
+    expect(passes.map((p) => p.length)).toEqual([6, 3, 3, 3]);
+    expect(passes.flat()).toEqual(Array.from({ length: 15 }, (_, i) => blockNumber + BigInt(i) * 10n));
+    // Shown again: found a few checks later, recorded as the refund it is.
+    await pollUntil(w, 'refunded', () => allSettled([id]));
+    expect((await store.byRequestId(id))?.fulfilledTx).toBe(refund.toLowerCase());
   }, 60_000);
 });

@@ -261,6 +261,11 @@ export class ChainWatcher {
   #nextBalanceCheck = Number.NEGATIVE_INFINITY;
   /** Blocks per `eth_getLogs` now: `maxBlockRange`, or less once the RPC refused a range. */
   #blockRange: bigint;
+  /**
+   * Where `#settlementEvent` goes on reading for a row's settlement it has not found yet, by row,
+   * request block and kind: the first block not read (never above the reorg window's start).
+   */
+  readonly #settlementScan = new Map<string, bigint>();
 
   constructor(o: ChainWatcherOptions) {
     this.#o = {
@@ -918,15 +923,23 @@ export class ChainWatcher {
    * The oracle's `kind` settlement event of a row's request: its transaction and block, or null. Read
    * from the request's block on in ranges the RPC takes (`#blockRange`, narrowed as the scan narrows it
    * when refused): a request settled long before the watcher looks (a relay that was down past its
-   * deadline) is found however far behind the head its settlement lies.
+   * deadline) is found however far behind the head its settlement lies. At most `maxRangesPerPass`
+   * ranges a call: a lookup not done yet goes on from where it stopped at the next call (remembered
+   * here, in memory), so each check costs a bounded number of RPC calls and none reads a block twice,
+   * but for the last `reorgWindow` blocks (a reorg may mine the settlement again there).
    */
   async #settlementEvent(
     row: ChainRequestRow,
     kind: 'fulfilled' | 'refunded',
   ): Promise<{ txHash: Hex; blockNumber: bigint } | null> {
     const head = await this.#o.client.getBlockNumber({ cacheTime: 0 });
-    let from = BigInt(row.blockNumber);
-    while (from <= head && !this.#stopped) {
+    const start = BigInt(row.blockNumber);
+    const key = `${row.requestId}:${row.blockNumber}:${kind}`;
+    const resumed = this.#settlementScan.get(key);
+    let from = resumed !== undefined && resumed > start ? resumed : start;
+    // Below the reorg window the chain does not change: blocks read there need not be read again.
+    const settledBelow = head - this.#o.reorgWindow + 1n;
+    for (let ranges = 0; from <= head && !this.#stopped && ranges < this.#o.maxRangesPerPass; ranges++) {
       const to = from + this.#blockRange - 1n < head ? from + this.#blockRange - 1n : head;
       const events = await this.#o.client
         .getContractEvents({
@@ -948,10 +961,14 @@ export class ChainWatcher {
       // A request is settled once: the first range that holds its event holds the one.
       const last = events.at(-1);
       if (last?.transactionHash && last.blockNumber !== null) {
+        this.#settlementScan.delete(key);
         return { txHash: last.transactionHash, blockNumber: last.blockNumber };
       }
       from = to + 1n;
     }
+    const next = from < settledBelow ? from : settledBelow;
+    if (next > start) this.#settlementScan.set(key, next);
+    else this.#settlementScan.delete(key);
     return null;
   }
 
