@@ -268,6 +268,8 @@ export class SynodNode {
   readonly #heartbeats = new Map<string, { body: HeartbeatBody; at: number }>();
   readonly #intake: Intake;
   readonly #detach: Array<() => void> = [];
+  /** Pauses between write attempts under way: each ends its wait (close() ends them all). */
+  readonly #pauses = new Set<() => void>();
   #heartbeatCancel: (() => void) | null = null;
   #watchdogCancel: (() => void) | null = null;
   #closed = false;
@@ -397,8 +399,33 @@ export class SynodNode {
     const hosted = this.#host(t.state);
     await this.#enqueue(body.requestId, hosted, () => this.#run(hosted, t));
     const s = hosted.state as CoordinatorState;
-    if (!s.request.packet) throw new Error('the request was not published');
+    if (!s.request.packet) {
+      // The first step failed (its write, past its retries): the caller is told the request was not
+      // published, so nothing of it may go on running (a resume would publish and serve it later).
+      this.#drop(body.requestId, hosted);
+      throw new Error('the request was not published');
+    }
     return { id: s.request.id, packet: s.request.packet };
+  }
+
+  /**
+   * Stop and forget a machine: its resume, timers and inference cancelled, it is no longer hosted, and
+   * its stored state is deleted (best effort: a row left behind is restored, and expires, at a restart).
+   */
+  #drop(requestId: string, hosted: Hosted): void {
+    hosted.resume.cancel?.();
+    hosted.resume.cancel = null;
+    for (const cancel of hosted.timers.values()) cancel();
+    hosted.timers.clear();
+    hosted.inference?.abort();
+    hosted.inference = null;
+    if (this.#machines.get(requestId) !== hosted) return;
+    this.#machines.delete(requestId);
+    this.#store
+      .delete(this.nodeId, requestId)
+      .catch((e: unknown) =>
+        this.#log({ level: 'warn', msg: 'deleting a dropped machine failed', requestId, err: String(e) }),
+      );
   }
 
   /** Follow a request (as a follower machine) to report its status; no-op if already hosted. */
@@ -550,6 +577,7 @@ export class SynodNode {
     this.#watchdogCancel?.();
     for (const cancel of this.#forget.values()) cancel();
     this.#forget.clear();
+    for (const end of [...this.#pauses]) end();
     for (const off of this.#detach) off();
     this.#intake.close();
     for (const h of this.#machines.values()) {
@@ -708,7 +736,12 @@ export class SynodNode {
       if (this.#closed || this.#machines.get(requestId) !== hosted) return;
       this.#enqueue(requestId, hosted, async () => {
         await this.#save(hosted);
-        if (hosted.state.outcome === null) await this.#apply(hosted, { kind: 'restored', now: this.#now() });
+        // Not while an inference runs: a `node` machine fed `restored` while inferring starts its
+        // inference again (aborting the one running, or expiring it if its deadline looks too near);
+        // the running one's result steps the machine on.
+        if (hosted.state.outcome === null && hosted.inference === null) {
+          await this.#apply(hosted, { kind: 'restored', now: this.#now() });
+        }
         hosted.resume.failures = 0;
         this.#log({ level: 'info', msg: 'resumed a machine after a failed step', requestId });
       });
@@ -934,9 +967,28 @@ export class SynodNode {
           attempt: attempt + 1,
           err: String(e),
         });
-        await new Promise<void>((resolve) => this.#scheduler.after(pause, resolve));
+        await this.#pause(pause);
+        if (this.#closed) throw e;
       }
     }
+  }
+
+  /** Wait `ms` on the scheduler; `close()` ends the wait at once. */
+  #pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let cancel: (() => void) | null = null;
+      let ended = false;
+      const end = () => {
+        ended = true;
+        this.#pauses.delete(end);
+        cancel?.();
+        resolve();
+      };
+      this.#pauses.add(end);
+      cancel = this.#scheduler.after(ms, end);
+      // A scheduler may run `end` at once (ms <= 0): nothing is left to cancel then.
+      if (ended) cancel();
+    });
   }
 
   /** Whether a write to the store failed within `storeRetryMs`. */
