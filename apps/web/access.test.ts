@@ -22,7 +22,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
-import type { Page } from 'playwright-core';
+import type { Page, Route } from 'playwright-core';
 import type {} from '../../browser-node/src/browser/main.ts';
 import { type Chrome, launchChromium } from '../../tests/support/chromium.ts';
 import { startWebServer, type WebServer } from './serve.ts';
@@ -59,6 +59,7 @@ describe('the contributor app by keyboard, screen reader and on a narrow screen'
 
   beforeAll(async () => {
     web = await startWebServer({
+      askTimeoutMs: 2_000,
       config: { heartbeatMs: 1_000, scryptN: 2 ** 10, dbName: `synod-web-access-test-${Date.now()}` },
     });
     chrome = await launchChromium();
@@ -332,4 +333,60 @@ describe('the contributor app by keyboard, screen reader and on a narrow screen'
     expect(await page.textContent('#node-id')).toBe(nodeId);
     expect(pageErrors).toEqual([]);
   }, 120_000);
+
+  test('a relay that never answers the POST gives Submit back, and says so', async () => {
+    // Not answered: the relay took the connection and hangs (until the test is done with it).
+    const hung: Route[] = [];
+    await page.route(`${web.url}/hung-relay/v1/inference`, (route) => void hung.push(route));
+    await page.fill('#relay-url', `${web.url}/hung-relay`);
+    await page.fill('#api-key', 'synod_sk_anything');
+    await page.click('#ask');
+    expect(await page.isDisabled('#ask')).toBe(true);
+    await page.waitForSelector('#ask-error:has-text("did not answer in 2 s")', { timeout: 10_000 });
+    expect(await page.isEnabled('#ask')).toBe(true);
+    expect(hung).toHaveLength(1);
+    await Promise.all(hung.map((r) => r.abort().catch(() => {})));
+    await page.unroute(`${web.url}/hung-relay/v1/inference`);
+  }, 30_000);
+
+  test('a status stream reopened and answering gets all its tries again when it breaks off anew', async () => {
+    const requestId = 'cd'.repeat(32);
+    const events = `/v1/inference/${requestId}/events`;
+    const view = (status: string) => JSON.stringify({ requestId, status, commits: [], reveals: [] });
+    await page.route(`${web.url}/flaky-relay/v1/inference`, (route) =>
+      route.fulfill({ status: 202, json: { requestId, status: 'queued', links: { events } } }),
+    );
+    // Each stream gives one status, then breaks off; the EventSource's own reconnection gets a 502
+    // (it gives up) and the page reopens the stream: a second later each time, as the reopened stream
+    // answered, rather than one, two, four… seconds later.
+    const opened: number[] = [];
+    await page.route(`${web.url}/flaky-relay${events}`, (route) => {
+      opened.push(Date.now());
+      if (opened.length % 2 === 0)
+        return route.fulfill({
+          status: 502,
+          json: { error: { code: 'RELAY_UNREACHABLE', message: 'down' } },
+        });
+      if (opened.length >= 7)
+        return route.fulfill({
+          status: 200,
+          headers: { 'content-type': 'text/event-stream' },
+          body: `event: status\ndata: ${view('verdict')}\n\nevent: end\ndata: {"status":"verdict"}\n\n`,
+        });
+      return route.fulfill({
+        status: 200,
+        headers: { 'content-type': 'text/event-stream' },
+        body: `retry: 100\nevent: status\ndata: ${view('committing')}\n\n`,
+      });
+    });
+    await page.fill('#relay-url', `${web.url}/flaky-relay`);
+    await page.fill('#api-key', 'synod_sk_anything');
+    await page.click('#ask');
+    await page.waitForSelector('#ask-status:text-is("verdict")', { timeout: 20_000 });
+    expect(opened).toHaveLength(7);
+    // The waits after each 502 (opens 2→3, 4→5, 6→7): a second each, never two or four.
+    const waits = [opened[2]! - opened[1]!, opened[4]! - opened[3]!, opened[6]! - opened[5]!];
+    for (const wait of waits) expect(wait).toBeLessThan(1_800);
+    await page.unrouteAll();
+  }, 40_000);
 });

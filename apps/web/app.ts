@@ -213,7 +213,7 @@ async function loadKeyFile(api: SynodPageApi, file: File): Promise<void> {
   pageError = null;
   const item = keyItem(api);
   try {
-    const key = await readSealedKeyFile(file);
+    const key = await readSealedKeyFile(file, api.checkSealedKey);
     const replacing = storedKeyNodeId(localStorage, item);
     if (localStorage.getItem(item) !== null) {
       const shown = replacing ?? api.status().nodeId ?? 'stored here';
@@ -358,6 +358,13 @@ let reopen: ReturnType<typeof setTimeout> | null = null;
 /** Tries to reopen a status stream that broke off, a second apart, then two, four, eight, then ten. */
 const REOPEN_TRIES = 8;
 
+/**
+ * How long the relay has to answer the POST /v1/inference before the page gives up on it (Submit is
+ * disabled meanwhile); the page's config may shorten it (`askTimeoutMs`, tests).
+ */
+const ASK_TIMEOUT_MS = 30_000;
+let askTimeoutMs = ASK_TIMEOUT_MS;
+
 function showAsk(view: RequestViewLite): void {
   $('ask-result').hidden = false;
   text('ask-id', view.requestId);
@@ -404,8 +411,14 @@ async function submit(): Promise<void> {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
       body: JSON.stringify({ prompt, params: { maxTokens } }),
+      // A relay that takes the connection and never answers would otherwise keep Submit disabled.
+      signal: AbortSignal.timeout(askTimeoutMs),
     });
   } catch (e) {
+    if (e instanceof DOMException && e.name === 'TimeoutError') {
+      askError(`${base} did not answer in ${askTimeoutMs / 1000} s; try again, or another relay`);
+      return;
+    }
     askError(
       `could not reach ${base} (${String(e)}); a relay on another origin must allow this page (synod-relay --cors-origins ${location.origin}), or start the app with --relay`,
     );
@@ -437,6 +450,8 @@ function follow(url: string, statusUrl: string, tries: number): void {
   const es = new EventSource(url);
   stream = es;
   es.addEventListener('status', (m) => {
+    // A reopened stream that answers is a fresh start: a later break gets all its tries again.
+    tries = 0;
     askError(null);
     showAsk(JSON.parse((m as MessageEvent<string>).data) as RequestViewLite);
   });
@@ -562,8 +577,13 @@ async function start(): Promise<void> {
   if (ready === undefined) throw new Error('main.js (the browser node) did not load');
   const api = await ready;
   wireNode(api);
-  const page = api.config as { relay?: string | null; standing?: Partial<StandingTimes> };
+  const page = api.config as {
+    relay?: string | null;
+    standing?: Partial<StandingTimes>;
+    askTimeoutMs?: number;
+  };
   const relay = page.relay ?? null;
+  askTimeoutMs = page.askTimeoutMs ?? ASK_TIMEOUT_MS;
   wireFollower(relay);
   wireStanding(api, relay, { ...STANDING_TIMES, ...page.standing });
 }

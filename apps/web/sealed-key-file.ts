@@ -1,10 +1,9 @@
 /**
  * A sealed node key read from a file, checked without opening it (no passphrase yet): the format
  * `sealNodeKey` of @synod/shared writes, as this page saves it ("Save sealed key to a file") and as the
- * `synod node` CLI keeps its identity file. The checks are `openNodeKey`'s own (its SealedKeySchema),
- * written out here so that the page's bundle carries no second copy of the key code and zod
- * (sealed-key-file.test.ts holds the two to the same answers), plus one more: scrypt's cost must be a
- * power of two, which `openNodeKey` finds out only when it derives the key.
+ * `synod node` CLI keeps its identity file. The check itself is the browser node's (`checkSealedKey` of
+ * `window.synod`: `parseSealedKey` of @synod/shared, the schema `openNodeKey` uses), so the page's
+ * bundle carries no copy of it; this module reads the file, bounds its size and words the refusal.
  *
  * Errors (KeyFileError, shown by the page as `CODE: message`):
  *   KEY_FILE_MALFORMED   the file is not a sealed Synod node key (not JSON, a field missing, unknown or
@@ -34,72 +33,18 @@ export interface SealedKeyText {
   text: string;
 }
 
-type Check = (value: unknown) => string | null;
+/**
+ * The browser node's check of a sealed key's text (`SynodPageApi.checkSealedKey`): throws an error
+ * with code KEYSTORE_MALFORMED and `details.issues` when the text is not a sealed key.
+ */
+export type SealedKeyCheck = (text: string) => SealedKeyText;
 
-const hex =
-  (pattern: RegExp, what: string): Check =>
-  (v) =>
-    typeof v === 'string' && pattern.test(v) ? null : `must be ${what}`;
-const literal =
-  (want: string | number): Check =>
-  (v) =>
-    v === want ? null : `must be ${JSON.stringify(want)}`;
-const integer =
-  (min: number, max: number, powerOfTwo = false): Check =>
-  (v) =>
-    typeof v === 'number' &&
-    Number.isInteger(v) &&
-    v >= min &&
-    v <= max &&
-    (!powerOfTwo || (v & (v - 1)) === 0)
-      ? null
-      : `must be ${powerOfTwo ? 'a power of two' : 'an integer'} from ${min} to ${max}`;
-
-/** SealedKeySchema of shared/src/identity/keystore.ts: strict objects, every field required. */
-const SEALED_KEY = {
-  v: literal(1),
-  kind: literal('synod-node-key'),
-  nodeId: hex(/^[0-9a-f]{64}$/, '64 lowercase hex digits'),
-  kdf: {
-    name: literal('scrypt'),
-    N: integer(2 ** 10, 2 ** 20, true),
-    r: integer(1, 32),
-    p: integer(1, 16),
-    salt: hex(/^[0-9a-f]{32,128}$/, '32 to 128 lowercase hex digits'),
-  },
-  cipher: {
-    name: literal('aes-256-gcm'),
-    iv: hex(/^[0-9a-f]{24}$/, '24 lowercase hex digits'),
-    data: hex(/^[0-9a-f]{96}$/, '96 lowercase hex digits'),
-  },
-} as const;
-
-interface Shape {
-  readonly [field: string]: Check | Shape;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** The first thing wrong with `value` (at `path`, '' for the file) against `shape`, as `path: what`, or null. */
-function problem(value: unknown, shape: Shape, path: string): string | null {
-  if (!isRecord(value)) return `${path || 'the file'}: must be a JSON object`;
-  const at = (field: string) => (path === '' ? field : `${path}.${field}`);
-  for (const field of Object.keys(value)) {
-    if (!Object.hasOwn(shape, field)) return `${at(field)}: is not a field of a sealed key`;
-  }
-  for (const [field, check] of Object.entries(shape)) {
-    if (!Object.hasOwn(value, field)) return `${at(field)}: is missing`;
-    if (typeof check !== 'function') {
-      const inner = problem(value[field], check, at(field));
-      if (inner !== null) return inner;
-      continue;
-    }
-    const wrong = check(value[field]);
-    if (wrong !== null) return `${at(field)}: ${wrong}`;
-  }
-  return null;
+/** What is wrong, from a KEYSTORE_MALFORMED error's `details.issues`; null for any other error. */
+function issuesOf(err: unknown): string | null {
+  if (typeof err !== 'object' || err === null || (err as { code?: unknown }).code !== 'KEYSTORE_MALFORMED')
+    return null;
+  const issues = (err as { details?: { issues?: unknown } }).details?.issues;
+  return Array.isArray(issues) && issues.length > 0 ? issues.map(String).join('; ') : 'not a sealed key';
 }
 
 function malformed(name: string, why: string, cause?: unknown): KeyFileError {
@@ -110,25 +55,25 @@ function malformed(name: string, why: string, cause?: unknown): KeyFileError {
   );
 }
 
-/** Check the text of a file named `name`; KEY_FILE_MALFORMED when it is not a sealed node key. */
-export function parseSealedKeyFile(text: string, name = 'the file'): SealedKeyText {
+/** Check the text of a file named `name` with `check`; KEY_FILE_MALFORMED when it is not a sealed node key. */
+export function parseSealedKeyFile(text: string, check: SealedKeyCheck, name = 'the file'): SealedKeyText {
   if (text.length > MAX_KEY_FILE_BYTES) {
     throw malformed(name, `${text.length} characters, larger than any sealed key`);
   }
-  let value: unknown;
   try {
-    value = JSON.parse(text) as unknown;
+    return check(text);
   } catch (cause) {
-    throw malformed(name, 'it is not JSON', cause);
+    const why = issuesOf(cause);
+    if (why === null) throw cause;
+    throw malformed(name, why, cause);
   }
-  const why = problem(value, SEALED_KEY, '');
-  if (why !== null) throw malformed(name, why);
-  const nodeId = (value as { nodeId: string }).nodeId;
-  return { nodeId, text: JSON.stringify(value) };
 }
 
 /** Read and check a chosen file; the size is checked before the file is read. */
-export async function readSealedKeyFile(file: Blob & { name: string }): Promise<SealedKeyText> {
+export async function readSealedKeyFile(
+  file: Blob & { name: string },
+  check: SealedKeyCheck,
+): Promise<SealedKeyText> {
   if (file.size > MAX_KEY_FILE_BYTES) {
     throw malformed(file.name, `${file.size} bytes, larger than any sealed key`);
   }
@@ -142,5 +87,5 @@ export async function readSealedKeyFile(file: Blob & { name: string }): Promise<
       { cause },
     );
   }
-  return parseSealedKeyFile(text, file.name);
+  return parseSealedKeyFile(text, check, file.name);
 }

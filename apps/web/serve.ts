@@ -43,6 +43,8 @@ export interface WebServerOptions {
   config?: Partial<BrowserNodeConfig>;
   /** When the page asks the relay for the node's standing (default `STANDING_TIMES`; tests: shorter). */
   standing?: Partial<StandingTimes>;
+  /** How long the follower form waits for the relay to answer a POST (default 30 s; tests: shorter). */
+  askTimeoutMs?: number;
   /** Log one line per request. */
   log?: (line: string) => void;
 }
@@ -152,7 +154,12 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
         const path = url.pathname;
         options.log?.(`${req.method} ${path}`);
         if (path === '/synod-config.json') {
-          return Response.json({ ...config, relay: relayUrl === undefined ? null : '/relay', standing });
+          return Response.json({
+            ...config,
+            relay: relayUrl === undefined ? null : '/relay',
+            standing,
+            ...(options.askTimeoutMs === undefined ? {} : { askTimeoutMs: options.askTimeoutMs }),
+          });
         }
         if (path === '/favicon.ico') return new Response(null, { status: 204 });
         const known = statics.get(path);

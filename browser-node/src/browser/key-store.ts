@@ -1,4 +1,4 @@
-import { NodeKey, openNodeKey, type SealedKey, sealNodeKey } from '@synod/shared';
+import { NodeKey, openNodeKey, parseSealedKey, type SealedKey, SynodError, sealNodeKey } from '@synod/shared';
 
 /**
  * The browser node's identity at rest: its Ed25519 seed sealed with a passphrase (scrypt + AES-256-GCM,
@@ -53,4 +53,29 @@ export function storedNodeId(storage: KeyStorage = globalThis.localStorage, item
 
 export function forgetBrowserKey(storage: KeyStorage = globalThis.localStorage, item = KEY_STORAGE_ITEM) {
   storage.removeItem(item);
+}
+
+/** A sealed key checked without its passphrase: its node id, and its text as it is stored (compact JSON). */
+export interface CheckedSealedKey {
+  nodeId: string;
+  text: string;
+}
+
+/**
+ * Check the text of a sealed key file without opening it (`parseSealedKey` of @synod/shared: the
+ * format, scrypt's cost a power of two and bounded). Throws KEYSTORE_MALFORMED (`details.issues`),
+ * also when the text is not JSON.
+ */
+export function checkSealedKey(text: string): CheckedSealedKey {
+  let value: unknown;
+  try {
+    value = JSON.parse(text) as unknown;
+  } catch (cause) {
+    throw new SynodError('KEYSTORE_MALFORMED', 'the sealed key file is not a Synod node key', {
+      cause,
+      details: { issues: ['it is not JSON'] },
+    });
+  }
+  const sealed = parseSealedKey(value);
+  return { nodeId: sealed.nodeId, text: JSON.stringify(sealed) };
 }

@@ -5,11 +5,13 @@
  *   await synod.unlock(passphrase)   open or create the sealed node key, join the network (follower)
  *   await synod.setServing(true)     load wllama + USE Lite in the worker and serve (role node)
  *   synod.status()                   everything the UI shows (see BrowserNodeStatus)
+ *   synod.checkSealedKey(text)       a sealed key file checked without its passphrase
  *
  * Config: `window.SYNOD_CONFIG` when the page sets it, else `GET ./synod-config.json` from the page's
  * server. The script never fetches anything from another origin unless the config says so.
  */
 import { BrowserNode, type BrowserNodeConfig, type BrowserNodeStatus } from './browser-node.ts';
+import { type CheckedSealedKey, checkSealedKey } from './key-store.ts';
 
 export interface SynodPageApi {
   node: BrowserNode;
@@ -20,6 +22,11 @@ export interface SynodPageApi {
   generate: BrowserNode['generate'];
   onChange(listener: () => void): () => void;
   stop(): Promise<void>;
+  /**
+   * Check a sealed key file's text without its passphrase (key-store.ts `checkSealedKey`): its node id
+   * and its text as it is to be stored; throws KEYSTORE_MALFORMED with `details.issues`.
+   */
+  checkSealedKey(text: string): CheckedSealedKey;
 }
 
 declare global {
@@ -49,6 +56,7 @@ async function boot(): Promise<SynodPageApi> {
     generate: (prompt, maxTokens) => node.generate(prompt, maxTokens),
     onChange: (listener) => node.onChange(listener),
     stop: () => node.stop(),
+    checkSealedKey,
   };
   window.synod = api;
   window.addEventListener('pagehide', () => {

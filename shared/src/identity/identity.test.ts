@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { toHex, utf8 } from '../encoding/bytes.ts';
 import { isSynodError } from '../errors.ts';
 import { createWebCryptoBackend, defaultEd25519, hasSmallOrder, nobleEd25519 } from './ed25519.ts';
-import { openNodeKey, sealNodeKey } from './keystore.ts';
+import { openNodeKey, parseSealedKey, sealNodeKey } from './keystore.ts';
 import { isNodeId, NodeKey, verifySignature } from './node-key.ts';
 
 const webcrypto = createWebCryptoBackend(crypto.subtle);
@@ -224,6 +224,42 @@ describe('sealed keys at rest', () => {
       malformed = e;
     }
     expect(isSynodError(malformed, 'KEYSTORE_MALFORMED')).toBe(true);
+  });
+
+  // A chosen key file must not make a tab spend a GiB and minutes deriving, nor fail deep in scrypt.
+  const costs: Array<[string, { N?: number; r?: number; p?: number }, RegExp]> = [
+    ['N not a power of two', { N: 3 * 2 ** 10 }, /kdf\.N: must be a power of two/],
+    ['128 * N * r over 256 MiB', { N: 2 ** 19, r: 8 }, /kdf: scrypt's memory .* at most 256 MiB/],
+    ['p over 4', { p: 5 }, /kdf\.p: /],
+  ];
+  for (const [what, kdf, why] of costs)
+    test(`scrypt's cost is checked before deriving: ${what} is KEYSTORE_MALFORMED`, async () => {
+      const sealed = await sealNodeKey(await NodeKey.generate(), 'pw', fast);
+      const edited = { ...sealed, kdf: { ...sealed.kdf, ...kdf } };
+      const started = performance.now();
+      const caught = await openNodeKey(edited, 'pw').catch((e: unknown) => e);
+      expect(isSynodError(caught, 'KEYSTORE_MALFORMED')).toBe(true);
+      expect(performance.now() - started).toBeLessThan(500);
+      let issues: unknown;
+      try {
+        parseSealedKey(edited);
+      } catch (e) {
+        issues = isSynodError(e, 'KEYSTORE_MALFORMED') ? e.details?.['issues'] : e;
+      }
+      expect(JSON.stringify(issues)).toMatch(why);
+    });
+
+  test("sealNodeKey's default cost (N = 2^15, r = 8, p = 1) and the bounds' edges pass the check", async () => {
+    const key = await NodeKey.generate();
+    const sealed = await sealNodeKey(key, 'pw');
+    expect(sealed.kdf).toMatchObject({ N: 2 ** 15, r: 8, p: 1 });
+    expect(parseSealedKey(JSON.parse(JSON.stringify(sealed)))).toEqual(sealed);
+    expect((await openNodeKey(sealed, 'pw')).nodeId).toBe(key.nodeId);
+    for (const kdf of [
+      { N: 2 ** 20, r: 2, p: 4 },
+      { N: 2 ** 15, r: 32, p: 1 },
+    ])
+      expect(parseSealedKey({ ...sealed, kdf: { ...sealed.kdf, ...kdf } }).kdf).toMatchObject(kdf);
   });
 
   test('an empty passphrase is refused', async () => {

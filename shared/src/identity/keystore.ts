@@ -17,27 +17,62 @@ export interface SealedKey {
   cipher: { name: 'aes-256-gcm'; iv: string; data: string };
 }
 
+/**
+ * Bounds on scrypt's cost read from a sealed key, so that a chosen file cannot make a tab (or a node)
+ * spend a GiB of memory and minutes deriving: 128·N·r bytes of memory at most, and p passes.
+ * `sealNodeKey`'s defaults (N = 2^15, r = 8, p = 1: 32 MiB) are well within.
+ */
+export const SCRYPT_MAX_MEMORY_BYTES = 256 * 1024 * 1024;
+export const SCRYPT_MAX_P = 4;
+
 const SealedKeySchema = z.strictObject({
   v: z.literal(1),
   kind: z.literal('synod-node-key'),
   nodeId: z.string().regex(/^[0-9a-f]{64}$/),
-  kdf: z.strictObject({
-    name: z.literal('scrypt'),
-    N: z
-      .number()
-      .int()
-      .min(2 ** 10)
-      .max(2 ** 20),
-    r: z.number().int().min(1).max(32),
-    p: z.number().int().min(1).max(16),
-    salt: z.string().regex(/^[0-9a-f]{32,128}$/),
-  }),
+  kdf: z
+    .strictObject({
+      name: z.literal('scrypt'),
+      N: z
+        .number()
+        .int()
+        .min(2 ** 10)
+        .max(2 ** 20)
+        .refine((n) => (n & (n - 1)) === 0, 'must be a power of two'),
+      r: z.number().int().min(1).max(32),
+      p: z.number().int().min(1).max(SCRYPT_MAX_P),
+      salt: z.string().regex(/^[0-9a-f]{32,128}$/),
+    })
+    .refine((k) => 128 * k.N * k.r <= SCRYPT_MAX_MEMORY_BYTES, {
+      message: `scrypt's memory (128 * N * r bytes) must be at most ${SCRYPT_MAX_MEMORY_BYTES / 2 ** 20} MiB`,
+    }),
   cipher: z.strictObject({
     name: z.literal('aes-256-gcm'),
     iv: z.string().regex(/^[0-9a-f]{24}$/),
     data: z.string().regex(/^[0-9a-f]{96}$/),
   }),
 });
+
+/**
+ * Check a sealed key without opening it (no passphrase): the format `sealNodeKey` writes, with scrypt's
+ * cost a power of two and bounded (SCRYPT_MAX_MEMORY_BYTES, SCRYPT_MAX_P). Throws KEYSTORE_MALFORMED,
+ * `details.issues` saying what is wrong (`path: message` each).
+ */
+export function parseSealedKey(value: unknown): SealedKey {
+  const parsed = SealedKeySchema.safeParse(value, {
+    error: (issue) => (issue.code === 'invalid_type' && issue.input === undefined ? 'is missing' : undefined),
+  });
+  if (!parsed.success) {
+    throw new SynodError('KEYSTORE_MALFORMED', 'the sealed key file is not a Synod node key', {
+      details: {
+        issues: parsed.error.issues.map(
+          (i) => `${i.path.length === 0 ? 'the file' : i.path.join('.')}: ${i.message}`,
+        ),
+      },
+      hint: 'check that the file was written by `sealNodeKey` and has not been edited',
+    });
+  }
+  return parsed.data;
+}
 
 export interface SealOptions {
   /** scrypt cost; 2^15 by default (about 0.1-0.3 s). Tests may lower it. */
@@ -80,14 +115,7 @@ export async function sealNodeKey(
 }
 
 export async function openNodeKey(sealed: unknown, passphrase: string): Promise<NodeKey> {
-  const parsed = SealedKeySchema.safeParse(sealed);
-  if (!parsed.success) {
-    throw new SynodError('KEYSTORE_MALFORMED', 'the sealed key file is not a Synod node key', {
-      details: { issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) },
-      hint: 'check that the file was written by `sealNodeKey` and has not been edited',
-    });
-  }
-  const s = parsed.data;
+  const s = parseSealedKey(sealed);
   const aes = await deriveKey(passphrase, fromHex(s.kdf.salt), s.kdf.N, s.kdf.r, s.kdf.p);
   let seed: Uint8Array;
   try {
