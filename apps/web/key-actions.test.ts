@@ -1,5 +1,4 @@
 import { describe, expect, test } from 'bun:test';
-import { KEY_STORAGE_ITEM } from '../../browser-node/src/browser/key-store.ts';
 import { DEFAULT_KEY_ITEM, replaceKey, sealedKeyFile, storedKeyNodeId } from './key-actions.ts';
 
 function storage(items: Record<string, string>) {
@@ -12,10 +11,6 @@ function storage(items: Record<string, string>) {
 }
 
 describe('the sealed key as a file', () => {
-  test("the page's default item is the key store's", () => {
-    expect(DEFAULT_KEY_ITEM).toBe(KEY_STORAGE_ITEM);
-  });
-
   test('named after the node id, holding the stored text as it is', () => {
     const sealed = JSON.stringify({ v: 1, nodeId: 'ab'.repeat(32), salt: 'x', box: 'y' });
     expect(sealedKeyFile(storage({ 'synod.node-key.v1': sealed }))).toEqual({

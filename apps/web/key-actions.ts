@@ -6,15 +6,14 @@
  * Loading and forgetting take the key's tab lock first (tab-lock.ts), so a key another tab of this
  * browser runs is not pulled from under it.
  */
+
+import { KEY_STORAGE_ITEM } from '../../browser-node/src/browser/key-storage-item.ts';
 import type { KeyStorage } from '../../browser-node/src/browser/key-store.ts';
 import { acquireTabLock } from '../../browser-node/src/browser/tab-lock.ts';
 import { KeyFileError, type SealedKeyText } from './sealed-key-file.ts';
 
-/**
- * The sealed key's localStorage item when the config names none: key-store.ts's `KEY_STORAGE_ITEM`,
- * not imported, so as not to bundle the key code twice (key-actions.test.ts holds the two equal).
- */
-export const DEFAULT_KEY_ITEM = 'synod.node-key.v1';
+/** The sealed key's localStorage item when the config names none: the browser node's own. */
+export const DEFAULT_KEY_ITEM = KEY_STORAGE_ITEM;
 
 export interface SealedKeyFile {
   name: string;

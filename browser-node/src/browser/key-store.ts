@@ -1,11 +1,12 @@
-import { NodeKey, openNodeKey, parseSealedKey, type SealedKey, SynodError, sealNodeKey } from '@synod/shared';
-
 /**
  * The browser node's identity at rest: its Ed25519 seed sealed with a passphrase (scrypt + AES-256-GCM,
  * `sealNodeKey` of @synod/shared) in `localStorage`. The seed itself is never stored in the clear;
  * reopening needs the passphrase (KEY_WRONG_PASSPHRASE otherwise).
  */
-export const KEY_STORAGE_ITEM = 'synod.node-key.v1';
+import { NodeKey, openNodeKey, parseSealedKey, type SealedKey, SynodError, sealNodeKey } from '@synod/shared';
+import { KEY_STORAGE_ITEM } from './key-storage-item.ts';
+
+export { KEY_STORAGE_ITEM };
 
 export interface KeyStorage {
   getItem(key: string): string | null;
