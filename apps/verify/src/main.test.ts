@@ -128,6 +128,31 @@ describe('synod-verify over the golden transcripts', () => {
     expect(r.out + r.err).toContain(message);
   });
 
+  test.each([
+    [['--bogus', 'a.json', '--json'], "Unknown option '--bogus'"],
+    [['--json'], 'give a SOURCE, or --relay'],
+    [['a.json', 'b.json', '--json'], 'give one SOURCE'],
+    [['a.json', '--expect-digest', 'abc', '--json'], '--expect-digest must be 64 hex digits'],
+    [['a.json', '--timeout-s', '0', '--json'], '--timeout-s must be a number of seconds'],
+    [['a.json', '--noise-tolerance-bits', '3', '--json'], '--noise-tolerance-bits goes with --reembed'],
+    [['--relay', 'ftp://x', '--json'], '--relay must be an http(s) URL'],
+    [
+      ['--chain', 'http://127.0.0.1:1', '--oracle', '0x12', '--relay', 'http://127.0.0.1:1', '--json'],
+      '--oracle must be a 0x address',
+    ],
+  ])(
+    '%p: a usage error under --json is one JSON value on standard output (VERIFY_USAGE)',
+    async (args, message) => {
+      const r = await verify(args as string[]);
+      expect(r.code).toBe(2);
+      const out = JSON.parse(r.out) as { ok: boolean; error: { code: string; message: string } };
+      expect(out.ok).toBe(false);
+      expect(out.error.code).toBe('VERIFY_USAGE');
+      expect(out.error.message).toContain(message);
+      expect(r.err).toContain('usage: synod-verify SOURCE');
+    },
+  );
+
   test('an input that is not a transcript is exit code 2', async () => {
     const r = await verify([file('not.json', { ok: false })]);
     expect(r.code).toBe(2);

@@ -56,8 +56,9 @@ usage: synod-verify SOURCE [--expect-digest HEX] [--expect-root HEX] [--reembed 
                        holds an accepted verdict of that question (an answer not delivered)
   --limit N            most requests to audit                                  [1000]
   --model ID, --node ID  only requests that accepted that model, or that node took part in
-  --json               print the result as JSON; when it cannot be checked (exit code 2),
-                       {"ok": false, "error": {"code", "message"}}
+  --json               print the result as JSON; when it cannot be checked or the command
+                       line is wrong (exit code 2), {"ok": false, "error": {"code", "message"}}
+                       (code VERIFY_USAGE for the command line)
   --timeout-s N        how long to wait for each URL                           [30]
 
 exit code 0: it holds (all of them hold, refunds not re-derivable aside) and everything compared
@@ -179,9 +180,10 @@ async function main(argv: string[]): Promise<number> {
       },
     }));
   } catch (e) {
-    console.error(`synod-verify: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
+    // The flags could not be parsed, so `--json` is looked for in the arguments themselves.
+    return badUsage((e as Error).message, argv.includes('--json'));
   }
+  const json = values.json === true;
   if (values.help) {
     console.log(HELP);
     return 0;
@@ -189,24 +191,17 @@ async function main(argv: string[]): Promise<number> {
   const [source, ...extra] = positionals;
   const timeoutS = parseTimeout(values['timeout-s'] ?? '');
   if (timeoutS === undefined) {
-    console.error(
-      `synod-verify: --timeout-s must be a number of seconds, above 0 and at most ${MAX_TIMEOUT_S}`,
-    );
-    return 2;
+    return badUsage(`--timeout-s must be a number of seconds, above 0 and at most ${MAX_TIMEOUT_S}`, json);
   }
   if (values.relay !== undefined || values.chain !== undefined || values.oracle !== undefined) {
     return audit(values, positionals, timeoutS);
   }
   if (source === undefined || extra.length > 0) {
-    console.error(HELP);
-    return 2;
+    return badUsage(source === undefined ? 'give a SOURCE, or --relay' : 'give one SOURCE', json);
   }
   const toleranceText = values['noise-tolerance-bits'];
   if (toleranceText !== undefined && (!values.reembed || !/^\d{1,4}$/.test(toleranceText))) {
-    console.error(
-      `synod-verify: --noise-tolerance-bits goes with --reembed and is a whole number of bits\n\n${HELP}`,
-    );
-    return 2;
+    return badUsage('--noise-tolerance-bits goes with --reembed and is a whole number of bits', json);
   }
   try {
     const expectDigest =
@@ -230,18 +225,24 @@ async function main(argv: string[]): Promise<number> {
     console.log(values.json ? JSON.stringify(reportJson(report), null, 2) : formatReport(report));
     return report.ok ? 0 : 1;
   } catch (e) {
-    if (e instanceof VerifyInputError) return cannotCheck(e, values.json === true);
+    if (e instanceof VerifyInputError) return cannotCheck(e, json);
     throw e;
   }
+}
+
+/** A command line that is wrong (exit code 2): as a source that cannot be checked, `VERIFY_USAGE`. */
+function badUsage(why: string, json: boolean): number {
+  return cannotCheck(new VerifyInputError(why, 'VERIFY_USAGE'), json);
 }
 
 /**
  * A source, relay or chain that could not be checked (exit code 2): the reason on standard error and,
  * with `--json`, as one JSON value on standard output too, `{ok: false, error: {code, message}}`, so
- * that a script reading the output tells "could not check" from "does not hold" by its code.
+ * that a script reading the output tells "could not check" from "does not hold" by its code. A usage
+ * error (`VERIFY_USAGE`) has the help after its reason.
  */
 function cannotCheck(e: VerifyInputError, json: boolean): number {
-  console.error(`synod-verify: ${e.message}`);
+  console.error(`synod-verify: ${e.message}${e.code === 'VERIFY_USAGE' ? `\n\n${HELP}` : ''}`);
   if (json) console.log(JSON.stringify({ ok: false, error: { code: e.code, message: e.message } }, null, 2));
   return 2;
 }
@@ -254,10 +255,7 @@ async function audit(values: Flags, positionals: string[], timeoutS: number): Pr
   const limitText = values.limit ?? '';
   const limit = /^\d{1,9}$/.test(limitText) ? Number(limitText) : Number.NaN;
   const relay = values.relay ?? '';
-  const usage = (why: string) => {
-    console.error(`synod-verify: ${why}\n\n${HELP}`);
-    return 2;
-  };
+  const usage = (why: string) => badUsage(why, values.json === true);
   if (positionals.length > 0) return usage('give a SOURCE or --relay, not both');
   if (values.reembed || values['noise-tolerance-bits'] !== undefined) {
     return usage('--reembed checks one transcript (a SOURCE), not an audit');

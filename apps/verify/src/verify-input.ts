@@ -27,7 +27,8 @@ export class VerifyInputError extends Error {
   }
 }
 
-export type VerifyInputErrorCode = 'VERIFY_INPUT_INVALID' | 'VERIFY_INPUT_TOO_LARGE';
+/** `VERIFY_USAGE`: the command line itself is wrong (an unknown flag, a value out of range). */
+export type VerifyInputErrorCode = 'VERIFY_INPUT_INVALID' | 'VERIFY_INPUT_TOO_LARGE' | 'VERIFY_USAGE';
 
 /** The input read from `text`; `from` names where it came from in the errors (`the file x.json`). */
 export function readVerifyInput(text: string, from = 'the input'): VerifyInput {
@@ -72,6 +73,7 @@ function claimOf(v: unknown): string | undefined {
 /** A digest given on the command line: 64 hex digits, with or without `0x` (as the chain shows it). */
 export function parseDigest(flag: string, value: string): string {
   const hex = value.toLowerCase().replace(/^0x/, '');
-  if (!HEX64.test(hex)) throw new VerifyInputError(`${flag} must be 64 hex digits (0x optional)`);
+  if (!HEX64.test(hex))
+    throw new VerifyInputError(`${flag} must be 64 hex digits (0x optional)`, 'VERIFY_USAGE');
   return hex;
 }
