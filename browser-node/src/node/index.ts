@@ -1,4 +1,5 @@
 export * from './machine-store.ts';
 export * from './machine-store-libsql.ts';
+export * from './node-errors.ts';
 export * from './scheduler.ts';
 export * from './synod-node.ts';

@@ -7,6 +7,7 @@ import { describe, expect, test } from 'bun:test';
 import { deriveRequestId, NodeKey, type RequestBody, resolveFrame } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { FailingMachineStoreDouble } from './failing-machine-store-double.ts';
+import { NodeError } from './node-errors.ts';
 import type { Scheduler } from './scheduler.ts';
 import { SynodNode, type SynodNodeOptions } from './synod-node.ts';
 import { fixedQueue } from './test-queue.ts';
@@ -121,7 +122,9 @@ describe('SynodNode: resuming a machine whose step failed', () => {
     const t = await setUp({ relay: { writeRetriesMs: [10], resumeAfterMs: 50 } });
     try {
       t.relayStore.failSaves(2);
-      await expect(t.relay.submit(t.body)).rejects.toThrow('the request was not published');
+      const refused = await t.relay.submit(t.body).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(NodeError);
+      expect((refused as NodeError).code).toBe('REQUEST_NOT_PUBLISHED');
       expect(t.relay.status(t.body.requestId)).toBeNull();
       // Well past the resume's delay: nothing of it was published.
       await Bun.sleep(400);
@@ -154,4 +157,21 @@ describe('SynodNode: resuming a machine whose step failed', () => {
     expect(t.relayStore.failed).toBe(1);
     await t.node.close();
   }, 30_000);
+});
+
+describe('SynodNode: submit refusals are typed', () => {
+  test('a request the node already follows is REQUEST_ALREADY_KNOWN; after close, NODE_CLOSED', async () => {
+    const t = await setUp();
+    try {
+      t.relay.watch(t.body.requestId);
+      const known = await t.relay.submit(t.body).catch((e: unknown) => e);
+      expect(known).toBeInstanceOf(NodeError);
+      expect((known as NodeError).code).toBe('REQUEST_ALREADY_KNOWN');
+    } finally {
+      await t.close();
+    }
+    const closed = await t.relay.submit(t.body).catch((e: unknown) => e);
+    expect(closed).toBeInstanceOf(NodeError);
+    expect((closed as NodeError).code).toBe('NODE_CLOSED');
+  });
 });

@@ -54,6 +54,7 @@ import {
 import { topicOfPacketType } from '../p2p/topics.ts';
 import type { Transport } from '../p2p/transport.ts';
 import { type MachineStore, MemoryMachineStore } from './machine-store.ts';
+import { NodeError } from './node-errors.ts';
 import { realScheduler, type Scheduler } from './scheduler.ts';
 
 /**
@@ -392,7 +393,7 @@ export class SynodNode {
     if (existing) {
       const s = existing.state as CoordinatorState;
       if (s.role === 'coordinator' && s.request.packet) return { id: s.request.id, packet: s.request.packet };
-      throw new TypeError(`request ${body.requestId} is already known to this node`);
+      throw new NodeError('REQUEST_ALREADY_KNOWN', `request ${body.requestId} is already known to this node`);
     }
     const now = this.#now();
     const t = startCoordinator(this.#o.coordinator ?? {}, { now, self: this.nodeId, request: body });
@@ -403,7 +404,7 @@ export class SynodNode {
       // The first step failed (its write, past its retries): the caller is told the request was not
       // published, so nothing of it may go on running (a resume would publish and serve it later).
       this.#drop(body.requestId, hosted);
-      throw new Error('the request was not published');
+      throw new NodeError('REQUEST_NOT_PUBLISHED', 'the request was not published');
     }
     return { id: s.request.id, packet: s.request.packet };
   }
@@ -606,7 +607,7 @@ export class SynodNode {
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new Error('the node is closed');
+    if (this.#closed) throw new NodeError('NODE_CLOSED', 'the node is closed');
   }
 
   #log(entry: Record<string, unknown>): void {

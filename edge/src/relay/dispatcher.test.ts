@@ -2,6 +2,7 @@ import { afterAll, afterEach, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { NodeError } from '@synod/browser-node';
 import { NodeKey, packetId, type RequestBody, signPacket, verifyPacket } from '@synod/shared';
 import { IntakeStore } from '../store/intake-store.ts';
 import { openHistory } from '../store/open-history.ts';
@@ -32,7 +33,8 @@ class RecordingCoordinator {
   constructor(readonly now: () => number) {}
   async submit(b: RequestBody): Promise<void> {
     this.submitted.push(b.requestId);
-    if (this.fail.has(b.requestId)) throw new Error('engine on fire');
+    if (this.fail.has(b.requestId))
+      throw new NodeError('REQUEST_NOT_PUBLISHED', 'the request was not published');
     if (this.now() >= b.createdAt + b.frame.maxTimeMs) throw new Error('past its seal deadline');
   }
 }
@@ -49,6 +51,7 @@ async function setup(o: {
   const key = await NodeKey.fromSeed(new Uint8Array(32).fill(9));
   const node = new RecordingCoordinator(o.now);
   const changed: string[] = [];
+  const logged: Record<string, unknown>[] = [];
   const d = new Dispatcher({
     intake,
     store: h.store,
@@ -60,6 +63,7 @@ async function setup(o: {
     ...(o.maxQueued !== undefined ? { maxQueued: o.maxQueued } : {}),
     ...(o.ready !== undefined ? { ready: o.ready } : {}),
     changed: (id) => changed.push(id),
+    log: (entry) => logged.push(entry),
   });
   closers.push(async () => {
     await d.stop();
@@ -71,7 +75,7 @@ async function setup(o: {
       key.nodeId,
       o.now(),
     );
-  return { ...h, intake, key, node, changed, d, admit };
+  return { ...h, intake, key, node, changed, logged, d, admit };
 }
 
 /** The options a test's dispatcher was made with (to build another over the same log). */
@@ -277,6 +281,14 @@ describe('Dispatcher', () => {
     const failed = await s.store.getRequest(b.requestId);
     expect(failed?.status).toBe('failed');
     expect(failed?.error).toBe('COORDINATOR_FAILED');
+    // The node's refusal is logged with its code.
+    expect(s.logged).toContainEqual(
+      expect.objectContaining({
+        level: 'error',
+        code: 'REQUEST_NOT_PUBLISHED',
+        err: 'the request was not published',
+      }),
+    );
     expect(s.d.stats()).toMatchObject({ dropped: 1, dispatched: 1 });
     expect(s.d.stats().errors).toBeGreaterThan(0);
   });

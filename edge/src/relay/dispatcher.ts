@@ -522,6 +522,13 @@ export class Dispatcher {
 
   #fail(msg: string, e: unknown): void {
     this.#stats.errors++;
-    this.#o.log?.({ level: 'error', msg, err: String((e as Error)?.message ?? e) });
+    // A node's refusal (NodeError) and a protocol rejection (SynodError) carry a stable code.
+    const code = (e as { code?: unknown } | null)?.code;
+    this.#o.log?.({
+      level: 'error',
+      msg,
+      err: String((e as Error)?.message ?? e),
+      ...(typeof code === 'string' ? { code } : {}),
+    });
   }
 }
