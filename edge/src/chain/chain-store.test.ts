@@ -236,9 +236,26 @@ describe('ChainStore', () => {
       ...ORACLE,
       blockNumber: 8,
       blockHash: hash('b8'),
+      logIndex: null,
       updatedAt: 2,
     });
     expect(await s.cursor({ ...ORACLE, chainId: 1 })).toBeNull();
+  });
+
+  test('a cursor inside a block keeps the log index of the last event taken; a whole block clears it', async () => {
+    const s = await store();
+    await s.setCursor(ORACLE, 9n, hash('b9'), 3, 4);
+    expect(await s.cursor(ORACLE)).toEqual({
+      ...ORACLE,
+      blockNumber: 9,
+      blockHash: hash('b9'),
+      logIndex: 4,
+      updatedAt: 3,
+    });
+    await s.setCursor(ORACLE, 9n, hash('b9'), 4, 7);
+    expect((await s.cursor(ORACLE))?.logIndex).toBe(7);
+    await s.setCursor(ORACLE, 9n, hash('b9'), 5);
+    expect(await s.cursor(ORACLE)).toMatchObject({ blockNumber: 9, logIndex: null, updatedAt: 5 });
   });
 
   test('pending rows come oldest block first, then by log index', async () => {

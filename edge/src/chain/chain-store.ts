@@ -51,12 +51,24 @@ export class ChainStore {
     return rows[0] ?? null;
   }
 
-  async setCursor(o: OracleRef, blockNumber: bigint, blockHash: string, now: number): Promise<void> {
+  /**
+   * The oracle's events are read up to block `blockNumber` (whose hash was `blockHash`): all of that
+   * block's, or, with `logIndex`, those up to and including that log index (a pass's budget ended inside
+   * the block; the next pass reads on from there).
+   */
+  async setCursor(
+    o: OracleRef,
+    blockNumber: bigint,
+    blockHash: string,
+    now: number,
+    logIndex: number | null = null,
+  ): Promise<void> {
     const row = {
       chainId: o.chainId,
       contract: o.contract,
       blockNumber: Number(blockNumber),
       blockHash,
+      logIndex,
       updatedAt: now,
     };
     await this.db
@@ -64,7 +76,7 @@ export class ChainStore {
       .values(row)
       .onConflictDoUpdate({
         target: [chainCursors.chainId, chainCursors.contract],
-        set: { blockNumber: row.blockNumber, blockHash, updatedAt: now },
+        set: { blockNumber: row.blockNumber, blockHash, logIndex, updatedAt: now },
       });
   }
 

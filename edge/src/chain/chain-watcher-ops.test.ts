@@ -16,7 +16,7 @@ import {
   synodOracleAbi,
 } from '@synod/contracts';
 import type { RequestBody } from '@synod/shared';
-import { type Address, encodeEventTopics, parseEther, toHex } from 'viem';
+import { type Address, encodeEventTopics, type Hex, parseEther, parseEventLogs, toHex } from 'viem';
 import type { RequestDefaults } from '../inference-input.ts';
 import { Metrics } from '../metrics.ts';
 import { IntakeStore } from '../store/intake-store.ts';
@@ -61,6 +61,8 @@ const DEFAULTS: RequestDefaults = {
 interface RelayDouble {
   admitted: Map<string, RequestBody>;
   status: Map<string, RelayStatus>;
+  /** The request id of every admission asked for, in order (a replay too). */
+  admissions: string[];
 }
 
 /** The status a request shows in the relay double: still moving, failed, or a verdict with a winner. */
@@ -85,7 +87,7 @@ const verdictOf = (output: string): RelayStatus => ({
 async function opsWatcher(o: Partial<ChainWatcherOptions> = {}) {
   const oracle = await chain.deployAnother();
   const fromBlock = await chain.client.getBlockNumber({ cacheTime: 0 });
-  const relay: RelayDouble = { admitted: new Map(), status: new Map() };
+  const relay: RelayDouble = { admitted: new Map(), status: new Map(), admissions: [] };
   const logs: Record<string, unknown>[] = [];
   const idOf = (b: RequestBody) => {
     const origin = b.origin as { chainId: number; contract: string; requestNo: string };
@@ -105,6 +107,7 @@ async function opsWatcher(o: Partial<ChainWatcherOptions> = {}) {
     },
     admit: async (a) => {
       const id = idOf(a.body);
+      relay.admissions.push(id);
       const replayed = relay.admitted.has(id);
       relay.admitted.set(id, a.body);
       return replayed
@@ -143,6 +146,41 @@ const pollUntil = (w: ChainWatcher, what: string, check: () => Promise<boolean>)
     30_000,
     50,
   );
+
+/**
+ * `n` requests to `oracle` mined in one block (automine off while they are sent), in the order sent: each
+ * with its request number, transaction and log index, and the block.
+ */
+async function requestsInOneBlock(oracle: Address, n: number) {
+  const send = async (prompt: string) => {
+    const { request } = await chain.client.simulateContract({
+      address: oracle,
+      abi: synodOracleAbi,
+      functionName: 'callLLM',
+      args: [prompt, ['stories260K'], 16, 0, 3],
+      account: chain.requester.account,
+      value: 1_000n,
+    });
+    return chain.requester.writeContract(request);
+  };
+  await chain.rpc('evm_setAutomine', [false]);
+  const sent: Hex[] = [];
+  try {
+    for (let i = 0; i < n; i++) sent.push(await send(`Request ${i} of ${n} in one block`));
+    await chain.mine(1);
+  } finally {
+    await chain.rpc('evm_setAutomine', [true]);
+  }
+  const receipts = await Promise.all(sent.map((hash) => chain.client.waitForTransactionReceipt({ hash })));
+  const number = receipts[0]?.blockNumber as bigint;
+  expect(receipts.every((r) => r.blockNumber === number)).toBe(true);
+  const requests = receipts.map((r) => {
+    const [log] = parseEventLogs({ abi: synodOracleAbi, eventName: 'LLMRequested', logs: r.logs });
+    if (!log) throw new Error(`no LLMRequested in ${r.transactionHash}`);
+    return { requestNo: log.args.requestNo, txHash: r.transactionHash, logIndex: log.logIndex };
+  });
+  return { block: { number, hash: receipts[0]?.blockHash as Hex }, requests };
+}
 
 /** Whether none of these rows is pending any more. */
 const allSettled = async (ids: string[]) => {
@@ -237,49 +275,69 @@ describe('chain watcher operations: the RPC endpoint', () => {
     expect((await store.byRequestId(requestId(last.requestNo)))?.status).toBe('pending');
   });
 
-  test('a pass takes at most maxEventsPerPass events, never splitting a block; the cursor stops at the last block taken', async () => {
-    const { w, oracle, requestId } = await opsWatcher({ maxEventsPerPass: 2 });
-    const models = ['stories260K'];
-    const first = await chain.callLLM({ prompt: 'First', models, oracle });
-    // Two requests in one block.
-    const send = async (prompt: string) => {
-      const { request } = await chain.client.simulateContract({
-        address: oracle,
-        abi: synodOracleAbi,
-        functionName: 'callLLM',
-        args: [prompt, models, 16, 0, 3],
-        account: chain.requester.account,
-        value: 1_000n,
-      });
-      return chain.requester.writeContract(request);
-    };
+  test('a pass takes exactly maxEventsPerPass events, splitting a block; the next pass goes on inside it', async () => {
+    const { w, oracle, relay, requestId } = await opsWatcher({ maxEventsPerPass: 2 });
+    const { block, requests } = await requestsInOneBlock(oracle, 5);
+    const ids = requests.map((r) => requestId(r.requestNo));
+    const recorded = async () =>
+      (await Promise.all(ids.map((id) => store.byRequestId(id)))).map((r) => r?.status ?? null);
+
+    await w.poll();
+    expect(await recorded()).toEqual(['pending', 'pending', null, null, null]);
+    expect(await store.cursor(w.oracle)).toMatchObject({
+      blockNumber: Number(block.number),
+      blockHash: block.hash,
+      logIndex: requests[1]?.logIndex,
+    });
+    await w.poll();
+    expect(await recorded()).toEqual(['pending', 'pending', 'pending', 'pending', null]);
+    expect((await store.cursor(w.oracle))?.logIndex).toBe(requests[3]?.logIndex as number);
+    await w.poll();
+    expect(await recorded()).toEqual(['pending', 'pending', 'pending', 'pending', 'pending']);
+    // The block is read whole: the cursor is past it, and a further pass reads nothing again.
+    expect(await store.cursor(w.oracle)).toMatchObject({ blockNumber: Number(block.number), logIndex: null });
+    await w.poll();
+    expect(w.stats().events).toBe(5);
+    expect(relay.admissions).toEqual(ids);
+    expect(w.stats().admitted).toBe(5);
+  });
+
+  test('a reorg that replaces the block under a cursor inside it marks its rows reorged; mined again, they are pending again', async () => {
+    const { w, oracle, relay, requestId } = await opsWatcher({ maxEventsPerPass: 2 });
+    const { block, requests } = await requestsInOneBlock(oracle, 5);
+    const ids = requests.map((r) => requestId(r.requestNo));
+    const recorded = async () =>
+      (await Promise.all(ids.map((id) => store.byRequestId(id)))).map((r) => r?.status ?? null);
+    const raws = await Promise.all(requests.map((r) => chain.rpc('eth_getRawTransactionByHash', [r.txHash])));
+    await w.poll();
+    expect((await store.cursor(w.oracle))?.logIndex).toBe(requests[1]?.logIndex as number);
+
+    // Replace the block (and any above it) with empty ones: the cursor's block is gone.
+    const head = await chain.client.getBlockNumber({ cacheTime: 0 });
+    const reorgs = w.stats().reorgs;
+    await chain.rpc('anvil_reorg', [Number(head - block.number) + 1, []]);
+    await w.poll();
+    expect(await recorded()).toEqual(['reorged', 'reorged', null, null, null]);
+    expect(w.stats().reorgs).toBe(reorgs + 1);
+    expect(await onChainStatus(oracle, requests[0]?.requestNo as bigint)).toBe(0);
+
+    // The same transactions mined again, in one later block: read in budgets of two, each event once.
     await chain.rpc('evm_setAutomine', [false]);
-    let pair: bigint;
     try {
-      const hashes = [await send('Second'), await send('Third')];
+      for (const raw of raws) await chain.rpc('eth_sendRawTransaction', [raw]);
       await chain.mine(1);
-      const receipts = await Promise.all(
-        hashes.map((hash) => chain.client.waitForTransactionReceipt({ hash })),
-      );
-      expect(receipts[0]?.blockNumber).toBe(receipts[1]?.blockNumber as bigint);
-      pair = receipts[0]?.blockNumber as bigint;
     } finally {
       await chain.rpc('evm_setAutomine', [true]);
     }
-    const last = await chain.callLLM({ prompt: 'Fourth', models, oracle });
-    const [second, third] = [first.requestNo + 1n, first.requestNo + 2n];
-
-    await w.poll();
-    // The budget of two ends in the pair's block, which is taken whole; the cursor stops there.
-    for (const n of [first.requestNo, second, third]) {
-      expect((await store.byRequestId(requestId(n)))?.status).toBe('pending');
-    }
-    expect(await store.byRequestId(requestId(last.requestNo))).toBeNull();
-    expect(BigInt((await store.cursor(w.oracle))?.blockNumber ?? -1)).toBe(pair);
-    expect(w.stats().events).toBe(3);
-    await w.poll();
-    expect((await store.byRequestId(requestId(last.requestNo)))?.status).toBe('pending');
-    expect(w.stats().events).toBe(4);
+    const again = await chain.client.waitForTransactionReceipt({ hash: requests[4]?.txHash as Hex });
+    expect(again.blockNumber).toBeGreaterThan(block.number);
+    for (let i = 0; i < 3; i++) await w.poll();
+    expect(await recorded()).toEqual(['pending', 'pending', 'pending', 'pending', 'pending']);
+    expect((await store.byRequestId(ids[0] as string))?.blockNumber).toBe(Number(again.blockNumber));
+    expect(await store.cursor(w.oracle)).toMatchObject({ logIndex: null });
+    // Admitted once each: the two restored rows are the relay's already, and nothing is asked twice.
+    expect(relay.admissions).toEqual(ids);
+    expect(w.stats().admitted).toBe(5);
   });
 
   test('logs the RPC returns from outside the range asked (an unconfirmed block) are not acted on', async () => {

@@ -34,7 +34,7 @@ import { buildRequest, type RequestDefaults } from '../inference-input.ts';
 import type { Admission, AdmissionOutcome } from '../store/intake-store.ts';
 import { type BridgeBalance, BridgeBalanceMonitor } from './bridge-balance.ts';
 import type { ChainStore, OracleRef } from './chain-store.ts';
-import { withinBudget } from './events-budget.ts';
+import { type ReadResume, withinBudget } from './events-budget.ts';
 import {
   chainOrigin,
   chainRequestIdOf,
@@ -99,11 +99,13 @@ export interface ChainWatcherOptions {
    */
   maxRangesPerPass?: number;
   /**
-   * Most events taken in one pass. Default: no bound. A range that holds more ends, for this pass, at
-   * the block of the last event that fits (a block's events are never split: the cursor is a block), so
-   * a pass of a Workers cron run stays within its budget of subrequests (each event costs a few: its
-   * row, its lookup, its admission, the oracle's record of it) however busy the oracle, and the range is
-   * never read again whole after a run that ran out of budget halfway.
+   * Most events taken in one pass (at least one). Default: no bound. A range that holds more ends, for
+   * this pass, at the last event that fits, in chain order, inside its block if the block holds more
+   * (the cursor then keeps that event's log index, and the next pass reads on in the same block, past
+   * it). So a pass of a Workers cron run stays within its budget of subrequests (each event costs a few:
+   * its row, its lookup, its admission, the oracle's record of it) however busy the oracle, even when one
+   * block holds more events than the budget, and no event is taken, admitted or charged again after a
+   * run that ran out of budget halfway.
    */
   maxEventsPerPass?: number;
   /** Blocks read again below the cursor when the cursor's block was replaced. Default 64. */
@@ -177,7 +179,10 @@ export interface ChainWatcherStats {
   lastOkAt: number | null;
   /** The chain's head block at the last pass that read it; null before. */
   head: number | null;
-  /** The last block whose events were read (the cursor); null before any was read. */
+  /**
+   * The cursor's block: the last block whose events were read, all of them or (when a pass's budget of
+   * events ended inside it) those up to the log index the cursor keeps; null before any was read.
+   */
   cursor: number | null;
   /** The bridge balance at the last read (null before the first), in decimal wei: stats are JSON. */
   bridge: { address: Address; wei: string; minimumWei: string; low: boolean; at: number } | null;
@@ -408,18 +413,27 @@ export class ChainWatcher {
     const safe = head - BigInt(confirmations);
     if (safe < 0n) return;
     let from = this.#o.fromBlock;
+    // A cursor inside a block: the next range starts at that block, past the events already taken.
+    let resume: ReadResume | undefined;
     const cursor = await this.#o.store.cursor(this.#ref);
     if (cursor !== null) {
       this.#stats.cursor = cursor.blockNumber;
-      from = BigInt(cursor.blockNumber) + 1n;
+      if (cursor.logIndex === null) {
+        from = BigInt(cursor.blockNumber) + 1n;
+      } else {
+        from = BigInt(cursor.blockNumber);
+        resume = { blockNumber: from, logIndex: cursor.logIndex };
+      }
       // Null: the chain is shorter than the cursor.
       const at = await this.#blockHash(BigInt(cursor.blockNumber));
       if (at !== cursor.blockHash) {
         // The block under the cursor was replaced (a reorg deeper than `confirmations`): read the last
         // `reorgWindow` blocks again; their events not seen again stay `reorged`. A cursor above the head
         // (the chain was reset, as a development chain is) reads everything again from `fromBlock`.
+        // Whether the cursor was inside its block or not: every event from there is read again.
         const back = BigInt(cursor.blockNumber) - reorgWindow;
         from = at !== null && back > this.#o.fromBlock ? back : this.#o.fromBlock;
+        resume = undefined;
         const n = await this.#o.store.markReorged(this.#ref, from, this.#o.now());
         this.#reorgSeen();
         this.#o.log?.({
@@ -453,16 +467,22 @@ export class ChainWatcher {
         });
         continue;
       }
-      const taken = withinBudget(read.events, eventsLeft);
-      const end = taken.lastBlock ?? { number: to, hash: read.toHash };
+      const taken = withinBudget(read.events, eventsLeft, resume);
+      const end = taken.cut ?? { number: to, hash: read.toHash, logIndex: null };
       for (const e of taken.events) {
         this.#stats.events++;
         await this.#onEvent(e);
       }
       eventsLeft -= taken.events.length;
-      await this.#o.store.setCursor(this.#ref, end.number, end.hash, this.#o.now());
+      await this.#o.store.setCursor(this.#ref, end.number, end.hash, this.#o.now(), end.logIndex);
       this.#stats.cursor = Number(end.number);
-      from = end.number + 1n;
+      if (end.logIndex === null) {
+        from = end.number + 1n;
+        resume = undefined;
+      } else {
+        from = end.number;
+        resume = { blockNumber: end.number, logIndex: end.logIndex };
+      }
     }
   }
 

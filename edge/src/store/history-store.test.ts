@@ -814,6 +814,7 @@ describe('HistoryStore: requests by status (/healthz, /metrics)', () => {
         '0007_chain_request_counts',
         '0008_reputation_vouched',
         '0009_coordinator_leases',
+        '0010_chain_cursor_log_index',
       ]);
       const store = new HistoryStore(drizzle(client, { schema: historySchema }));
       expect(await store.counts()).toEqual({

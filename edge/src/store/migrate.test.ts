@@ -114,6 +114,7 @@ describe('applyMigrations', () => {
       '0007_chain_request_counts',
       '0008_reputation_vouched',
       '0009_coordinator_leases',
+      '0010_chain_cursor_log_index',
     ]);
     const counts = async () =>
       Object.fromEntries(

@@ -171,5 +171,13 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
     "statements": [
       "CREATE TABLE `coordinator_leases` (\n\t`coordinator` text PRIMARY KEY NOT NULL,\n\t`renewed_at` integer NOT NULL,\n\tCONSTRAINT \"coordinator_leases_coordinator_ck\" CHECK(length(\"coordinator\") = 64 and \"coordinator\" not glob '*[^0-9a-f]*')\n);"
     ]
+  },
+  {
+    "tag": "0010_chain_cursor_log_index",
+    "folderMillis": 1795415370395,
+    "hash": "cb0da6720801bb9c949ad1fe58392c9145ac73f1d426f1646d43ab1fd425fc34",
+    "statements": [
+      "ALTER TABLE `chain_cursors` ADD `log_index` integer;"
+    ]
   }
 ];

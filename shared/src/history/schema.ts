@@ -753,7 +753,9 @@ export const chainRequestCounts = sqliteTable(
 
 /**
  * How far the chain watcher has read an oracle's events: every `LLMRequested` up to and including this
- * block (already `confirmations` deep when read) is in `chain_requests`. The block hash lets the watcher
+ * block (already `confirmations` deep when read) is in `chain_requests`, or, when `log_index` is set
+ * (a pass's budget of events ended inside the block, migration 0010), those of the block up to and
+ * including that log index, the next pass going on in the same block. The block hash lets the watcher
  * see a reorg deeper than its confirmation depth: when the block at `block_number` no longer has this
  * hash, it walks back to a block it still agrees on and reads again from there.
  */
@@ -765,6 +767,8 @@ export const chainCursors = sqliteTable(
     contract: text('contract').notNull(),
     blockNumber: integer('block_number').notNull(),
     blockHash: text('block_hash').notNull(),
+    /** The last event read in the block when it was read only in part; null when it was read whole. */
+    logIndex: integer('log_index'),
     updatedAt: integer('updated_at').notNull(),
   },
   (t) => [
