@@ -5,8 +5,8 @@
  * Chromium always reports a page visible, so that throttling cannot be reproduced here. What the test
  * does instead is harsher: once the node runs, the page's `setTimeout` and `setInterval` are replaced
  * with ones that never fire (a page whose timers are all throttled away), and the node's heartbeats must
- * keep reaching a headless peer at their interval, and a peer that hangs up is dialled again. A node on
- * the page's timers stops beating at once.
+ * keep reaching a headless peer at their interval, gossipsub's own heartbeat keep running every second,
+ * and a peer that hangs up is dialled again. A node on the page's timers stops beating at once.
  *
  * Also: a page without `Worker`, and a page whose Content-Security-Policy refuses `blob:` workers, run
  * the timers on the page and say so in `status().timers`.
@@ -109,6 +109,16 @@ describe("the browser node's timers", () => {
         const gaps = beats.slice(1).map((t, i) => t - (beats[i] as number));
         expect(Math.max(...gaps)).toBeLessThan(HEARTBEAT_MS * 2);
         expect(Math.min(...gaps)).toBeGreaterThan(HEARTBEAT_MS / 2);
+        // Gossipsub's own heartbeat (mesh upkeep, every second) runs in the timer worker too.
+        const upkeepFrom = (await status(page)).gossipUpkeep?.heartbeats ?? 0;
+        expect(upkeepFrom).toBeGreaterThan(0);
+        const upkeepSince = Date.now();
+        await until(
+          "3 gossipsub heartbeats after the page's timers stopped",
+          async () => ((await status(page)).gossipUpkeep?.heartbeats ?? 0) >= upkeepFrom + 3,
+          10_000,
+        );
+        expect(Date.now() - upkeepSince).toBeLessThan(6_000);
         // The page's timers did stay dead all along: its status notifications (100 ms after a change)
         // never come, in half a second waited for with messages (the page has no timers left to wait with).
         const notified = await page.evaluate(

@@ -3,6 +3,7 @@ import type { LoadProgress } from '../inference/engine.ts';
 import { InferenceQueue, type InferenceQueueOptions } from '../inference/queue.ts';
 import type { MachineStore } from '../node/machine-store.ts';
 import { type NodeMetrics, SynodNode } from '../node/synod-node.ts';
+import type { GossipsubUpkeepStats } from '../p2p/gossipsub-upkeep.ts';
 import { createWakuRelayTransport, type WakuRelayTransport } from '../p2p/waku-relay.ts';
 import { FollowerStoreView, inFlightNodeWork } from './in-flight.ts';
 import { KEY_STORAGE_ITEM, loadOrCreateBrowserKey, storedNodeId } from './key-store.ts';
@@ -21,9 +22,11 @@ import { type TimerPlacement, WorkerScheduler } from './worker-scheduler.ts';
  *   queue        the node's deadline-ordered `InferenceQueue`, with a pause gate for the serve toggle
  *   store        lifecycle machines in IndexedDB (machine-store-idb.ts, reopened if the browser closes it:
  *                reopening-store.ts)
- *   timers       heartbeats, resume delays, the watchdog and the machines' deadlines in a small dedicated
- *                worker of their own (worker-scheduler.ts), which a hidden tab's timer throttling does not
- *                slow; on the page's own timers where no worker starts (`status().timers` says why)
+ *   timers       heartbeats, resume delays, the watchdog, the machines' deadlines, the bootstrap redial
+ *                and gossipsub's own heartbeat and score decay (p2p/gossipsub-upkeep.ts) in a small
+ *                dedicated worker of their own (worker-scheduler.ts), which a hidden tab's timer
+ *                throttling does not slow; on the page's own timers where no worker starts
+ *                (`status().timers` says why)
  *
  * Serving is opt-in: after `unlock()` the node follows the network (role `follower`); `setServing(true)`
  * loads the models (with progress), measures throughput and restarts the driver in role `node`;
@@ -113,6 +116,8 @@ export interface BrowserNodeStatus {
   metrics: NodeMetrics | null;
   /** Where the node's timers run: in their worker, or on the page (throttled in a hidden tab) and why. */
   timers: TimerPlacement;
+  /** Gossipsub heartbeats and score decays run on those timers so far (null before the transport starts). */
+  gossipUpkeep: GossipsubUpkeepStats | null;
 }
 
 const KEEP = 50;
@@ -223,6 +228,8 @@ export class BrowserNode {
         dialPolicy: this.config.dialPolicy ?? 'loopback',
         // In the timer worker too: a hidden tab redials a dropped peer on time.
         reconnect: { initialMs: 500, maxMs: 10_000, after: (ms, fn) => this.#timers.after(ms, fn) },
+        // Gossipsub's heartbeat and score decay too: a hidden tab keeps its mesh repaired on time.
+        upkeep: this.#timers,
       });
       this.#transport.node.addEventListener('peer:connect', () => this.#changed());
       this.#transport.node.addEventListener('peer:disconnect', () => this.#changed());
@@ -452,6 +459,7 @@ export class BrowserNode {
       verdicts: [...this.#verdicts],
       metrics: node?.metrics() ?? null,
       timers: this.#timers.placement(),
+      gossipUpkeep: this.#transport?.stats().upkeep ?? null,
     };
   }
 

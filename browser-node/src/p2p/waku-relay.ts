@@ -78,6 +78,7 @@ import { proto_message } from '@waku/proto';
 import { contentTopicToPubsubTopic } from '@waku/utils';
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p';
 import { realScheduler, type Scheduler } from '../node/scheduler.ts';
+import { type GossipsubUpkeep, type GossipsubUpkeepStats, takeOverUpkeep } from './gossipsub-upkeep.ts';
 import { TtlSet } from './intake.ts';
 import { ALL_TOPICS, type ContentTopic, isContentTopic } from './topics.ts';
 import {
@@ -150,6 +151,12 @@ export interface WakuRelayOptions {
    * still redials a dropped peer on time.
    */
   reconnect?: RedialOptions;
+  /**
+   * Where gossipsub's heartbeat and peer-score decay run (gossipsub-upkeep.ts). Default: gossipsub's
+   * own loops on the host's timers. A browser tab passes its timer worker's scheduler, so a hidden tab
+   * keeps its mesh repaired and its gossip cache turning at their pace.
+   */
+  upkeep?: Scheduler;
   /** Clock for WakuMessage timestamps. Default Date.now. */
   now?: () => number;
   /**
@@ -179,6 +186,8 @@ export interface WakuRelayStats {
    * under load, one copy too many waiting, a clock), sent anyway instead of dropped as a duplicate.
    */
   republished: number;
+  /** Gossipsub heartbeats and score decays run on `WakuRelayOptions.upkeep`; null on the host's timers. */
+  upkeep: GossipsubUpkeepStats | null;
 }
 
 type Services = { identify: ReturnType<ReturnType<typeof identify>>; pubsub: GossipSub };
@@ -415,6 +424,7 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
     maxInboundDataLength: MAX_INBOUND_FRAME_BYTES,
   };
   const bans = new PeerBans(Date.now);
+  let upkeep: GossipsubUpkeep | null = null;
   const node = await createLibp2p<Services>({
     ...(options.privateKey ? { privateKey: options.privateKey } : {}),
     addresses: { listen: options.listen ?? [] },
@@ -434,11 +444,18 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
       pubsub: (components) => {
         const pubsub = gossipsub(pubsubInit)(components) as GossipSub;
         pubsub.multicodecs = [WAKU_RELAY_CODEC];
+        if (options.upkeep) {
+          upkeep = takeOverUpkeep(pubsub, options.upkeep, (msg, err) =>
+            components.logger.forComponent('synod:waku-relay').error('%s: %e', msg, err),
+          );
+        }
         return pubsub;
       },
     },
   });
-  return new WakuRelayTransport(node, options, bans);
+  // createLibp2p has started gossipsub: its loops go on the scheduler from here.
+  (upkeep as GossipsubUpkeep | null)?.start();
+  return new WakuRelayTransport(node, options, bans, upkeep);
 }
 
 /**
@@ -502,7 +519,7 @@ export class WakuRelayTransport implements Transport {
   readonly #seen: GossipSubSeen;
   /** Ids of the messages gossip forwarded (accepted) or this node published, for `WAKU_GOSSIP_PARAMS.seenTTL`. */
   readonly #forwarded: TtlSet<true>;
-  readonly #stats: Omit<WakuRelayStats, 'banned'> = {
+  readonly #stats: Omit<WakuRelayStats, 'banned' | 'upkeep'> = {
     validated: 0,
     published: 0,
     received: 0,
@@ -513,9 +530,17 @@ export class WakuRelayTransport implements Transport {
   };
   #closed = false;
 
-  constructor(node: Libp2p<Services>, options: WakuRelayOptions, bans: PeerBans) {
+  readonly #upkeep: GossipsubUpkeep | null;
+
+  constructor(
+    node: Libp2p<Services>,
+    options: WakuRelayOptions,
+    bans: PeerBans,
+    upkeep: GossipsubUpkeep | null = null,
+  ) {
     this.node = node;
     this.#bans = bans;
+    this.#upkeep = upkeep;
     this.clusterId = options.clusterId ?? DEFAULT_CLUSTER_ID;
     this.numShardsInCluster = options.numShardsInCluster ?? DEFAULT_SHARDS_IN_CLUSTER;
     this.maxMessageBytes = maxMessageBytesOf(options);
@@ -661,13 +686,14 @@ export class WakuRelayTransport implements Transport {
   }
 
   stats(): WakuRelayStats {
-    return { ...this.#stats, banned: this.#bans.size };
+    return { ...this.#stats, banned: this.#bans.size, upkeep: this.#upkeep?.stats() ?? null };
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#redial.stop();
+    this.#upkeep?.stop();
     this.#handlers.clear();
     await this.node.stop();
   }
