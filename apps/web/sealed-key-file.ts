@@ -1,3 +1,6 @@
+// The errors module alone: the page's bundle takes nothing else of @synod/shared.
+import { CodedError } from '../../shared/src/errors.ts';
+
 /**
  * A sealed node key read from a file, checked without opening it (no passphrase yet): the format
  * `sealNodeKey` of @synod/shared writes, as this page saves it ("Save sealed key to a file") and as the
@@ -14,14 +17,8 @@
  */
 export type KeyFileErrorCode = 'KEY_FILE_MALFORMED' | 'KEY_FILE_UNREADABLE' | 'NODE_KEY_CHANGED';
 
-export class KeyFileError extends Error {
+export class KeyFileError extends CodedError<KeyFileErrorCode> {
   override readonly name = 'KeyFileError';
-  readonly code: KeyFileErrorCode;
-
-  constructor(code: KeyFileErrorCode, message: string, options: { cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
-  }
 }
 
 /** A sealed key file is a few hundred bytes; one much larger is something else. */

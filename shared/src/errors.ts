@@ -44,15 +44,27 @@ export interface SynodErrorOptions {
   cause?: unknown;
 }
 
-export class SynodError extends Error {
+/**
+ * An error with a stable `code` of its kind's own set (`C`): the base of every typed error in the
+ * project (`SynodError` here, the node's, the browser's, the apps'), each subclass naming itself and its
+ * codes.
+ */
+export class CodedError<C extends string> extends Error {
+  readonly code: C;
+
+  constructor(code: C, message: string, options: { cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+  }
+}
+
+export class SynodError extends CodedError<ErrorCode> {
   override readonly name = 'SynodError';
-  readonly code: ErrorCode;
   readonly details: Record<string, unknown>;
   readonly hint: string | undefined;
 
   constructor(code: ErrorCode, message: string, options: SynodErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
+    super(code, message, options);
     this.details = options.details ?? {};
     this.hint = options.hint;
   }

@@ -1,3 +1,5 @@
+import { CodedError } from '@synod/shared';
+
 /**
  * Errors of the browser node's own (the tab, not the protocol): each with a stable code, shown by the
  * app as `CODE: message`.
@@ -19,12 +21,6 @@ export type BrowserNodeErrorCode =
   | 'TIMER_WORKER_UNAVAILABLE'
   | 'TIMER_WORKER_FAILED';
 
-export class BrowserNodeError extends Error {
+export class BrowserNodeError extends CodedError<BrowserNodeErrorCode> {
   override readonly name = 'BrowserNodeError';
-  readonly code: BrowserNodeErrorCode;
-
-  constructor(code: BrowserNodeErrorCode, message: string, options: { cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
-  }
 }

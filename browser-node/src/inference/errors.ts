@@ -1,3 +1,5 @@
+import { CodedError } from '@synod/shared';
+
 /**
  * Typed errors of the inference layer, in the same shape as the protocol core's `SynodError`: a stable
  * `code` (part of the public API: codes are never renamed, only added), a short message, structured
@@ -50,15 +52,13 @@ export interface InferenceErrorJSON {
   hint?: string;
 }
 
-export class InferenceError extends Error {
+export class InferenceError extends CodedError<InferenceErrorCode> {
   override readonly name = 'InferenceError';
-  readonly code: InferenceErrorCode;
   readonly details: Record<string, unknown>;
   readonly hint: string | undefined;
 
   constructor(code: InferenceErrorCode, message: string, options: InferenceErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
+    super(code, message, options);
     this.details = options.details ?? {};
     this.hint = options.hint;
   }

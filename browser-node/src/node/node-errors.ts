@@ -1,3 +1,5 @@
+import { CodedError } from '@synod/shared';
+
 /**
  * Errors of a `SynodNode`'s own calls (not the protocol's, which are `SynodError`s): each with a stable
  * code, for the relay and apps driving a node.
@@ -11,12 +13,6 @@
  */
 export type NodeErrorCode = 'NODE_CLOSED' | 'REQUEST_ALREADY_KNOWN' | 'REQUEST_NOT_PUBLISHED';
 
-export class NodeError extends Error {
+export class NodeError extends CodedError<NodeErrorCode> {
   override readonly name = 'NodeError';
-  readonly code: NodeErrorCode;
-
-  constructor(code: NodeErrorCode, message: string, options: { cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
-  }
 }
