@@ -5,11 +5,11 @@ import { ChainStore } from '../chain/chain-store.ts';
 import { edgeError, rateLimitedError } from '../http/errors.ts';
 import { HeavyReads, readTokens } from '../http/heavy-reads.ts';
 import { openApiDocument } from '../openapi.ts';
+import { HISTORY_CURSOR_RE } from '../store/history-store.ts';
 import type { EdgeDeps } from './deps.ts';
 
 const MODEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$/;
 const NODE_RE = /^[0-9a-f]{64}$/;
-const CURSOR_RE = /^\d{1,16}:[0-9a-zA-Z:x]{1,128}$/;
 const NODES_CURSOR_RE = /^\d{1,16}:[0-9a-f]{64}$/;
 
 export function mountPublic(app: Hono, deps: EdgeDeps): void {
@@ -102,7 +102,7 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
       throw edgeError(400, 'INVALID_INPUT', 'bad model id');
     if (q['node'] !== undefined && !NODE_RE.test(q['node']))
       throw edgeError(400, 'INVALID_INPUT', 'bad node id');
-    if (q['cursor'] !== undefined && !CURSOR_RE.test(q['cursor']))
+    if (q['cursor'] !== undefined && !HISTORY_CURSOR_RE.test(q['cursor']))
       throw edgeError(400, 'INVALID_INPUT', 'bad cursor');
     return sized(c, () =>
       deps.store.listHistory({

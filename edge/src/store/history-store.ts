@@ -568,7 +568,21 @@ export class HistoryStore {
         sql`(r.coordinator = ${q.node} OR EXISTS (SELECT 1 FROM ${requestCommitters} n WHERE n.request_id = r.request_id AND n.node_id = ${q.node}))`,
       );
     }
-    const window = checks.length === 0 ? q.limit + 1 : Math.max(HISTORY_WINDOW, q.limit + 1);
+    // With checks, the page looks at a window of the stream's entries: up to `HISTORY_WINDOW` from the
+    // cursor on, down to its last entry, read first. The page then reads that range of the index whole,
+    // whatever is stored in it meanwhile, and a short page's cursor is that entry: the next page goes on
+    // exactly where this one stopped. (Were the window counted again after the page, an entry stored
+    // inside it meanwhile would move its end up, and the next page read an entry again.)
+    let end: Cursor | null = null;
+    if (checks.length > 0) {
+      const [last] = await this.db.all<{ created_at: number; request_id: string }>(
+        sql`SELECT created_at, request_id FROM (${stream.keys(after, 1, Math.max(HISTORY_WINDOW, q.limit + 1) - 1)})`,
+      );
+      if (last) end = [Number(last.created_at), last.request_id];
+    }
+    // Without an end, the stream had fewer entries than a window left: all of them.
+    const keys =
+      checks.length === 0 ? stream.keys(after, q.limit + 1) : stream.keys(after, null, 0, end ?? undefined);
     // CROSS JOIN: the stream's page (or window) is the outer loop; each request is one primary-key seek.
     // The prompt as bytes: SQLite's text functions and the driver end a TEXT value at its first NUL, and
     // a prompt may hold one (the packet, and so GET /v1/inference/:id, has it whole).
@@ -577,7 +591,7 @@ export class HistoryStore {
         CAST(r.prompt AS BLOB) AS promptBytes, r.created_at AS createdAt, r.updated_at AS updatedAt,
         v.verdict_digest AS verdictDigest, v.transcript_root AS transcriptRoot,
         v.winner_node_id AS winnerNodeId, v.winner_model_id AS winnerModelId
-      FROM (${stream.keys(after, window)}) AS w
+      FROM (${keys}) AS w
       CROSS JOIN ${requests} r ON r.request_id = w.request_id
       LEFT JOIN ${verdicts} v ON v.request_id = r.request_id
       ${checks.length > 0 ? sql`WHERE ${sql.join(checks, sql` AND `)}` : sql``}
@@ -586,12 +600,8 @@ export class HistoryStore {
     const items = rows.slice(0, q.limit).map(toHistoryItem);
     const last = items[items.length - 1];
     if (rows.length > q.limit && last) return { items, nextCursor: `${last.createdAt}:${last.requestId}` };
-    if (checks.length === 0) return { items, nextCursor: null };
     // A short page: the window's last entry, if the window was full, is where the next page starts.
-    const [end] = await this.db.all<{ created_at: number; request_id: string }>(
-      sql`SELECT created_at, request_id FROM (${stream.keys(after, 1, window - 1)})`,
-    );
-    return { items, nextCursor: end ? `${Number(end.created_at)}:${end.request_id}` : null };
+    return { items, nextCursor: end ? `${end[0]}:${end[1]}` : null };
   }
 
   /**
@@ -668,30 +678,68 @@ export class HistoryStore {
 
   /**
    * Nodes, the most recently heard first, a page at a time (keyset on last seen and node id: a cursor
-   * stays valid while heartbeats come in), or the one node `q.node`.
+   * stays valid while heartbeats come in), or the one node `q.node`. A node with a record but no
+   * heartbeat stored (sealed without ever sending one: a seat needs none, and the record is no less
+   * its own) is listed too, without capabilities (`role` null), heard last when its record last changed
+   * (a verdict naming it): otherwise a node could keep the withheld reveals and disagreements of its
+   * record out of sight by never sending a heartbeat.
    */
   async listNodes(q: NodesQuery): Promise<{ nodes: NodeSummary[]; nextCursor: string | null }> {
-    const where: SQL[] = [];
-    if (q.node !== undefined) where.push(eq(nodes.nodeId, q.node));
+    let after: [lastSeen: number, nodeId: string] | undefined;
     if (q.cursor !== undefined) {
       const [seen, id] = q.cursor.split(':') as [string, string];
-      const lastSeen = Number(seen);
-      where.push(
-        or(lt(nodes.lastSeen, lastSeen), and(eq(nodes.lastSeen, lastSeen), lt(nodes.nodeId, id))) as SQL,
-      );
+      after = [Number(seen), id];
     }
-    const rows = await this.db
+    // Read first: a node whose first heartbeat is stored between the two reads is then in the second
+    // (and kept from it alone below), never in neither.
+    const unheard = await this.db
+      .select()
+      .from(reputation)
+      .where(
+        and(
+          sql`not exists (select 1 from ${nodes} where ${nodes.nodeId} = ${reputation.nodeId})`,
+          q.node === undefined ? undefined : eq(reputation.nodeId, q.node),
+          after === undefined
+            ? undefined
+            : or(
+                lt(reputation.updatedAt, after[0]),
+                and(eq(reputation.updatedAt, after[0]), lt(reputation.nodeId, after[1])),
+              ),
+        ),
+      )
+      .orderBy(desc(reputation.updatedAt), desc(reputation.nodeId))
+      .limit(q.limit + 1);
+    const heard = await this.db
       .select({ node: nodes, rep: reputation })
       .from(nodes)
       .leftJoin(reputation, eq(reputation.nodeId, nodes.nodeId))
-      .where(where.length > 0 ? and(...where) : undefined)
+      .where(
+        and(
+          q.node === undefined ? undefined : eq(nodes.nodeId, q.node),
+          after === undefined
+            ? undefined
+            : or(lt(nodes.lastSeen, after[0]), and(eq(nodes.lastSeen, after[0]), lt(nodes.nodeId, after[1]))),
+        ),
+      )
       .orderBy(desc(nodes.lastSeen), desc(nodes.nodeId))
       .limit(q.limit + 1);
-    const page = rows.slice(0, q.limit);
-    const last = page.at(-1)?.node;
+    const listed = heard.map(toNodeSummary);
+    const ids = new Set(listed.map((n) => n.nodeId));
+    for (const rep of unheard) if (!ids.has(rep.nodeId)) listed.push(unheardNodeSummary(rep));
+    listed.sort((x, y) =>
+      x.lastSeen !== y.lastSeen
+        ? y.lastSeen - x.lastSeen
+        : x.nodeId < y.nodeId
+          ? 1
+          : x.nodeId > y.nodeId
+            ? -1
+            : 0,
+    );
+    const page = listed.slice(0, q.limit);
+    const last = page.at(-1);
     return {
-      nodes: page.map(toNodeSummary),
-      nextCursor: rows.length > q.limit && last ? `${last.lastSeen}:${last.nodeId}` : null,
+      nodes: page,
+      nextCursor: listed.length > q.limit && last ? `${last.lastSeen}:${last.nodeId}` : null,
     };
   }
 
@@ -894,24 +942,32 @@ export const HISTORY_WINDOW = 2_000;
 type Cursor = [createdAt: number, requestId: string];
 
 /**
- * One filter's index, in history order: `keys(after, limit, offset)` is a query of `(created_at,
- * request_id)` of up to `limit` entries after the cursor, newest first, a range of the index (the row
- * value `(created_at, request_id) < (…)` bounds it, where an OR of the two would walk every entry
- * before the cursor).
+ * One filter's index, in history order: `keys(after, limit, offset, until)` is a query of `(created_at,
+ * request_id)` of up to `limit` entries (every one for null) after the cursor, newest first, down to
+ * `until` included when given, a range of the index (the row values `(created_at, request_id) < (…)`
+ * and `>= (…)` bound it, where an OR of the two would walk every entry before the cursor).
  */
 interface Stream {
   filter: 'node' | 'model' | 'status' | 'origin' | null;
-  keys(after: Cursor | undefined, limit: number, offset?: number): SQL;
+  keys(after: Cursor | undefined, limit: number | null, offset?: number, until?: Cursor): SQL;
 }
 
 /** Keys of one index range, with `table` the alias `k` and `key` the filter's condition on it (or none). */
-function range(table: SQL, key: SQL | null, after: Cursor | undefined, limit: number, offset = 0): SQL {
+function range(
+  table: SQL,
+  key: SQL | null,
+  after: Cursor | undefined,
+  limit: number | null,
+  offset = 0,
+  until?: Cursor,
+): SQL {
   const where: SQL[] = [];
   if (key) where.push(key);
   if (after) where.push(sql`(k.created_at, k.request_id) < (${after[0]}, ${after[1]})`);
+  if (until) where.push(sql`(k.created_at, k.request_id) >= (${until[0]}, ${until[1]})`);
   return sql`SELECT k.created_at, k.request_id FROM ${table} k
     ${where.length > 0 ? sql`WHERE ${sql.join(where, sql` AND `)}` : sql``}
-    ORDER BY k.created_at DESC, k.request_id DESC LIMIT ${limit} OFFSET ${offset}`;
+    ORDER BY k.created_at DESC, k.request_id DESC LIMIT ${limit ?? -1} OFFSET ${offset}`;
 }
 
 /** The whole history (`requests_created_idx`), or one status's or origin's (`requests_*_created_idx`). */
@@ -921,15 +977,18 @@ function requestsStream(
 ): Stream {
   const filter = column === undefined ? null : column === requests.status ? 'status' : 'origin';
   const key = column === undefined ? null : sql`k.${sql.identifier(column.name)} = ${value}`;
-  return { filter, keys: (after, limit, offset) => range(sql`${requests}`, key, after, limit, offset) };
+  return {
+    filter,
+    keys: (after, limit, offset, until) => range(sql`${requests}`, key, after, limit, offset, until),
+  };
 }
 
 /** The requests that accepted a model (`request_models_model_created_idx`). */
 function modelStream(model: string): Stream {
   return {
     filter: 'model',
-    keys: (after, limit, offset) =>
-      range(sql`${requestModels}`, sql`k.model_id = ${model}`, after, limit, offset),
+    keys: (after, limit, offset, until) =>
+      range(sql`${requestModels}`, sql`k.model_id = ${model}`, after, limit, offset, until),
   };
 }
 
@@ -941,11 +1000,14 @@ function modelStream(model: string): Stream {
 function nodeStream(node: string): Stream {
   return {
     filter: 'node',
-    keys: (after, limit, offset = 0) => sql`SELECT created_at, request_id FROM (
-        SELECT * FROM (${range(sql`${requests}`, sql`k.coordinator = ${node}`, after, limit + offset)})
+    keys: (after, limit, offset = 0, until = undefined) => {
+      const each = limit === null ? null : limit + offset;
+      return sql`SELECT created_at, request_id FROM (
+        SELECT * FROM (${range(sql`${requests}`, sql`k.coordinator = ${node}`, after, each, 0, until)})
         UNION
-        SELECT * FROM (${range(sql`${requestCommitters}`, sql`k.node_id = ${node}`, after, limit + offset)})
-      ) ORDER BY created_at DESC, request_id DESC LIMIT ${limit} OFFSET ${offset}`,
+        SELECT * FROM (${range(sql`${requestCommitters}`, sql`k.node_id = ${node}`, after, each, 0, until)})
+      ) ORDER BY created_at DESC, request_id DESC LIMIT ${limit ?? -1} OFFSET ${offset}`;
+    },
   };
 }
 
@@ -1009,6 +1071,25 @@ function toNodeSummary({
   };
 }
 
+/**
+ * A node with a record and no heartbeat stored: no capabilities claimed, last heard (`lastSeen`) when
+ * its record last changed, first seen unknown.
+ */
+function unheardNodeSummary(rep: typeof reputation.$inferSelect): NodeSummary {
+  return {
+    nodeId: rep.nodeId,
+    role: null,
+    software: null,
+    models: [],
+    embedders: [],
+    tokensPerSecond: 0,
+    embeddingsPerSecond: 0,
+    firstSeen: null,
+    lastSeen: rep.updatedAt,
+    reputation: reputationSummary(rep),
+  };
+}
+
 /** The counters of a node without a reputation row. */
 const NO_RECORD = {
   agreements: 0,
@@ -1035,13 +1116,16 @@ function reputationSummary(rep: { score: number } & { [K in keyof typeof NO_RECO
 
 export interface NodeSummary {
   nodeId: string;
-  role: string;
-  software: string;
+  /** From its latest heartbeat: null for a node with a record but no heartbeat stored. */
+  role: string | null;
+  software: string | null;
   models: unknown;
   embedders: unknown;
   tokensPerSecond: number;
   embeddingsPerSecond: number;
-  firstSeen: number;
+  /** When its first stored heartbeat was heard; null without one. */
+  firstSeen: number | null;
+  /** When its latest heartbeat was heard, or, without one, when its record last changed. */
   lastSeen: number;
   reputation: {
     score: number;
@@ -1060,8 +1144,15 @@ export interface NodeSummary {
   };
 }
 
+/**
+ * A `/v1/history` cursor, `<createdAt>:<requestId>`: a time of at most 16 digits and a request id of
+ * either form (64 lowercase hex, or `<chainId>:<0xcontract>:<requestNo>` up to `REQUEST_ID_MAX_CHARS`,
+ * as `CHAIN_REQUEST_ID_RE` has it), so that every cursor a page hands out is one the next page takes.
+ */
+export const HISTORY_CURSOR_RE = /^(\d{1,16}):([0-9a-f]{64}|\d{1,20}:0x[0-9a-f]{40}:\d{1,78})$/;
+
 function parseCursor(cursor: string): Cursor {
-  const m = /^(\d{1,16}):([0-9a-zA-Z:x]{1,128})$/.exec(cursor);
+  const m = HISTORY_CURSOR_RE.exec(cursor);
   if (!m) throw new RangeError('bad cursor');
   return [Number(m[1]), m[2] as string];
 }
