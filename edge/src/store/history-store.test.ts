@@ -815,6 +815,7 @@ describe('HistoryStore: requests by status (/healthz, /metrics)', () => {
         '0008_reputation_vouched',
         '0009_coordinator_leases',
         '0010_chain_cursor_log_index',
+        '0011_reputation_updated_idx',
       ]);
       const store = new HistoryStore(drizzle(client, { schema: historySchema }));
       expect(await store.counts()).toEqual({

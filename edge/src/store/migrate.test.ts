@@ -115,6 +115,7 @@ describe('applyMigrations', () => {
       '0008_reputation_vouched',
       '0009_coordinator_leases',
       '0010_chain_cursor_log_index',
+      '0011_reputation_updated_idx',
     ]);
     const counts = async () =>
       Object.fromEntries(

@@ -179,5 +179,13 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
     "statements": [
       "ALTER TABLE `chain_cursors` ADD `log_index` integer;"
     ]
+  },
+  {
+    "tag": "0011_reputation_updated_idx",
+    "folderMillis": 1795416259538,
+    "hash": "ccc7dc86ab12f09718840ea32c505263062abc237b6876402bee2670f509e146",
+    "statements": [
+      "CREATE INDEX `reputation_updated_idx` ON `reputation` (`updated_at`,`node_id`);"
+    ]
   }
 ];

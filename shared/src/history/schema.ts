@@ -500,7 +500,7 @@ export const reputation = sqliteTable(
     withheld: integer('withheld').notNull().default(0),
     /** Invalid packets: commitment mismatches, unaccepted models, bad embeddings, unsealed or duplicate reveals. */
     invalid: integer('invalid').notNull().default(0),
-    /** Valid commits stored. */
+    /** Verdicts that named the node (it took part in the request: a seal member, or a revealer with a record). */
     commits: integer('commits').notNull().default(0),
     /** How many latencies `mean_latency_ms` averages; the mean is null while this is 0. */
     latencySamples: integer('latency_samples').notNull().default(0),
@@ -518,6 +518,8 @@ export const reputation = sqliteTable(
   (t) => [
     index('reputation_score_idx').on(t.score),
     index('reputation_vouched_idx').on(t.vouched),
+    // `/v1/nodes` pages the nodes with a record and no heartbeat by when their record last changed.
+    index('reputation_updated_idx').on(t.updatedAt, t.nodeId),
     check(
       'reputation_counts_ck',
       sql`${c(t.agreements)} >= 0 and ${c(t.disagreements)} >= 0 and ${c(t.withheld)} >= 0 and ${c(t.invalid)} >= 0 and ${c(t.commits)} >= 0 and ${c(t.latencySamples)} >= 0`,
@@ -767,9 +769,12 @@ export const chainCursors = sqliteTable(
     contract: text('contract').notNull(),
     blockNumber: integer('block_number').notNull(),
     blockHash: text('block_hash').notNull(),
-    /** The last event read in the block when it was read only in part; null when it was read whole. */
-    logIndex: integer('log_index'),
     updatedAt: integer('updated_at').notNull(),
+    /**
+     * The last event read in the block when it was read only in part; null when it was read whole. Last
+     * of the columns, where migration 0010's ALTER TABLE added it.
+     */
+    logIndex: integer('log_index'),
   },
   (t) => [
     primaryKey({ name: 'chain_cursors_pk', columns: [t.chainId, t.contract] }),

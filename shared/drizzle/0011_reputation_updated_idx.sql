@@ -1,0 +1,1 @@
+CREATE INDEX `reputation_updated_idx` ON `reputation` (`updated_at`,`node_id`);
