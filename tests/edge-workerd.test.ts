@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { synodOracleAbi } from '@synod/contracts/abi';
 import { ChainStore } from '../edge/src/chain/chain-store.ts';
 import { startTestChain, type TestChain } from '../edge/src/chain/chain-test-helpers.ts';
+import { STREAMS_PER_ADDRESS } from '../edge/src/http/stream-slots.ts';
 import { DEFAULT_MAX_QUEUED } from '../edge/src/relay/dispatcher.ts';
 import { GATEWAY_SECRET_HEADER, type GatewayStatus } from '../edge/src/routes/internal.ts';
 import type { WorkerEnv } from '../edge/src/runtime/workerd.ts';
@@ -314,7 +315,10 @@ describe('the relay on workerd (miniflare) over sqld, forwarding to a Bun gatewa
 
 /** The worker's bundle (built once) served by miniflare with `env`, for one configuration under test. */
 let bundled: { dir: string; script: string } | undefined;
-async function withWorker<T>(env: WorkerEnv, run: (url: string) => Promise<T>): Promise<T> {
+async function withWorker<T>(
+  env: WorkerEnv,
+  run: (url: string, scheduled: () => Promise<string>) => Promise<T>,
+): Promise<T> {
   if (!bundled) {
     const dir = mkdtempSync(join(tmpdir(), 'synod-worker-variant-'));
     bundled = { dir, script: await bundleWorker(dir) };
@@ -332,8 +336,15 @@ async function withWorker<T>(env: WorkerEnv, run: (url: string) => Promise<T>): 
     host: '127.0.0.1',
     port: await freePort(),
   });
+  // Miniflare's Fetcher (workers-types, not installed here): `scheduled` runs the cron handler.
+  const scheduled = async () => {
+    const w = (await mf.getWorker()) as unknown as {
+      scheduled(o: { cron: string }): Promise<{ outcome: string }>;
+    };
+    return (await w.scheduled({ cron: '* * * * *' })).outcome;
+  };
   try {
-    return await run((await mf.ready).toString().replace(/\/$/, ''));
+    return await run((await mf.ready).toString().replace(/\/$/, ''), scheduled);
   } finally {
     await mf.dispose();
   }
@@ -474,4 +485,119 @@ describe('the worker misconfigured or cut off: typed errors that name the cause'
     expect(devPort).not.toBe(gatewayPort);
     expect(/\[dev\][^[]*?\bip\s*=\s*"127\.0\.0\.1"/.test(toml)).toBe(true);
   });
+});
+
+describe('event streams on workerd, whose clients leave', () => {
+  const env = (): WorkerEnv => ({
+    SYNOD_DB_URL: sqld?.url as string,
+    SYNOD_GATEWAY_URL: t?.relay.url as string,
+    SYNOD_GATEWAY_SECRET: SECRET,
+  });
+
+  test('streams whose clients left give their slots back: the address is not refused streams for good', async () => {
+    // A gateway whose status names a coordinator nobody runs: a request admitted for it stays queued, so
+    // its event stream stays open (a finished one would end, and give its slot back, by itself).
+    const upstream = t?.relay.url as string;
+    const phantom = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      async fetch(req) {
+        const u = new URL(req.url);
+        if (u.pathname === '/internal/v1/wake') return Response.json({ ok: true });
+        const r = await fetch(`${upstream}${u.pathname}${u.search}`, { headers: req.headers });
+        if (u.pathname !== '/internal/v1/status') return r;
+        return Response.json({ ...((await r.json()) as GatewayStatus), coordinatorId: 'ab'.repeat(32) });
+      },
+    });
+    const address = { 'cf-connecting-ip': '203.0.113.7' };
+    try {
+      await withWorker({ ...env(), SYNOD_GATEWAY_URL: `http://127.0.0.1:${phantom.port}` }, async (url) => {
+        const r = await fetch(`${url}/v1/inference`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${t?.apiKey}` },
+          body: JSON.stringify({ prompt: 'Nobody coordinates this', params: { maxTokens: 8 } }),
+        });
+        expect(r.status).toBe(202);
+        const { requestId } = (await r.json()) as { requestId: string };
+        const open = () =>
+          fetch(`${url}/v1/inference/${requestId}/events`, {
+            headers: address,
+            signal: AbortSignal.timeout(10_000),
+          });
+        // More streams than one address may hold at once, each read to its first event and dropped: the
+        // last ones are refused while the others' slots are still held.
+        const statuses: number[] = [];
+        for (let i = 0; i < STREAMS_PER_ADDRESS + 2; i++) {
+          const ac = new AbortController();
+          const s = await fetch(`${url}/v1/inference/${requestId}/events`, {
+            headers: address,
+            signal: ac.signal,
+          });
+          statuses.push(s.status);
+          if (s.status === 200) await s.body?.getReader().read();
+          else await s.body?.cancel();
+          ac.abort();
+        }
+        expect(statuses.filter((s) => s === 200).length).toBe(STREAMS_PER_ADDRESS);
+        expect(statuses.slice(STREAMS_PER_ADDRESS)).toEqual([429, 429]);
+        // workerd drops a request's I/O once its client is gone; the slots must come back all the same.
+        await waitUntil(
+          'a new stream from the address that dropped its streams is served',
+          async () => {
+            const s = await open();
+            await s.body?.cancel();
+            return s.status === 200;
+          },
+          30_000,
+          1_000,
+        );
+      });
+    } finally {
+      phantom.stop(true);
+    }
+  }, 90_000);
+});
+
+describe('the chain bridge on workerd while the gateway is away', () => {
+  test('a chain pass that cannot reach the gateway refunds nothing: the request is answered by a later pass', async () => {
+    if (!chain || !worker || !sqld) throw new Error('not started');
+    const c = chain;
+    const { requestNo } = await c.callLLM({ prompt: 'While the gateway is away', models: ['stories260K'] });
+    await c.mine(2);
+    const onChain = async () =>
+      (
+        await c.client.readContract({
+          address: c.oracle,
+          abi: synodOracleAbi,
+          functionName: 'requests',
+          args: [requestNo],
+        })
+      )[3];
+    const away: WorkerEnv = {
+      SYNOD_DB_URL: sqld.url,
+      SYNOD_GATEWAY_URL: `http://127.0.0.1:${await freePort()}`,
+      SYNOD_GATEWAY_SECRET: SECRET,
+      SYNOD_CHAIN_RPC: c.anvil.url,
+      SYNOD_CHAIN_ID: String(c.anvil.chainId),
+      SYNOD_ORACLE: c.oracle,
+      SYNOD_BRIDGE_KEY: c.bridgeKey,
+    };
+    await withWorker(away, async (_url, scheduled) => {
+      expect(await scheduled()).toBe('ok');
+      await c.mine(2);
+      expect(await scheduled()).toBe('ok');
+    });
+    await c.mine(2);
+    expect(await onChain()).toBe(1); // pending: not refunded for a gateway that was away
+    const worker_ = worker;
+    await waitUntil(
+      'fulfilled on chain once a pass reaches the gateway',
+      async () => {
+        expect((await worker_.scheduled()).outcome).toBe('ok');
+        return (await onChain()) === 2;
+      },
+      90_000,
+      200,
+    );
+  }, 150_000);
 });

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import { initialChainWatcherStats } from '../chain/chain-watcher.ts';
-import { type ChainPassResult, chainPassLevel } from './workerd.ts';
+import { type ChainPassResult, chainPass, chainPassLevel } from './workerd.ts';
 
 const STATS = { ...initialChainWatcherStats(), passes: 1, bridge: null } as Extract<
   ChainPassResult,
@@ -21,5 +21,25 @@ describe('the cron pass log line', () => {
     ).toBe('error');
     // The watcher ran, but its pass failed or a row could not be settled: an error line.
     expect(chainPassLevel({ ran: true, stats: { ...STATS, errors: 1 } }, rpc)).toBe('error');
+  });
+});
+
+describe('a chain pass whose database is out of reach', () => {
+  test('reports STORE_UNAVAILABLE (it threw, and was logged without a code)', async () => {
+    const server = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => new Response('no') });
+    const closed = `http://127.0.0.1:${server.port}`;
+    server.stop(true);
+    const r = await chainPass({
+      SYNOD_DB_URL: closed,
+      SYNOD_GATEWAY_URL: closed,
+      SYNOD_GATEWAY_SECRET: 'a-gateway-secret-0123456789',
+      SYNOD_CHAIN_RPC: closed,
+      SYNOD_CHAIN_ID: '31337',
+      SYNOD_ORACLE: `0x${'11'.repeat(20)}`,
+      SYNOD_BRIDGE_KEY: `0x${'22'.repeat(32)}`,
+    });
+    expect(r.ran).toBe(false);
+    expect(r.ran === false && r.reason).toStartWith('STORE_UNAVAILABLE: ');
+    expect(chainPassLevel(r, { SYNOD_CHAIN_RPC: closed })).toBe('error');
   });
 });

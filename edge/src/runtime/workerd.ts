@@ -17,6 +17,8 @@
  * The chain watcher (optional; the `scheduled` handler, run by the cron trigger of wrangler.toml): each
  * run is one pass of `ChainWatcher` over the shared history: it reads the oracle's confirmed
  * `LLMRequested` events, admits them for the gateway to coordinate, and settles finished ones on chain.
+ * A run that cannot reach the gateway or the database does nothing (an event it could not build a
+ * request for would be refunded on chain), and says why; the next run tries again.
  *   SYNOD_CHAIN_RPC            the chain's JSON-RPC URL (unset: the scheduled handler does nothing)
  *   SYNOD_CHAIN_ID             its chain id
  *   SYNOD_ORACLE               the SynodOracle address
@@ -41,8 +43,7 @@ import { DEFAULT_EDGE_CONFIG, type EdgeConfig, parseCorsOrigins } from '../confi
 import { AdmissionHealth } from '../http/admission-health.ts';
 import { BodyBudget } from '../http/body-budget.ts';
 import { corsFor } from '../http/cors.ts';
-import { edgeError, type HttpError, publicReason, toHttpError } from '../http/errors.ts';
-import { StreamSlots } from '../http/stream-slots.ts';
+import { edgeError, HttpError, publicReason, toHttpError } from '../http/errors.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
 import { GatewayRelayNetwork } from '../relay/gateway.ts';
@@ -53,6 +54,7 @@ import { pruneExpiredIdempotency } from '../store/idempotency-retention.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { applyMigrations } from '../store/migrate.ts';
 import { MIGRATIONS } from '../store/migrations.gen.ts';
+import { StreamLeases } from './stream-leases.ts';
 
 export interface WorkerEnv {
   SYNOD_DB_URL?: string;
@@ -86,8 +88,8 @@ interface Isolate {
   apiKeys: ApiKeyCache;
   /** How this isolate's latest admission went (an app is made per request; this outlives it). */
   admissionHealth: AdmissionHealth;
-  /** Event streams this isolate holds open, per client address. */
-  streams: StreamSlots;
+  /** Event streams this isolate holds open, per client address: leases their requests renew. */
+  streams: StreamLeases;
   /** Request bodies this isolate is reading, per client address (an app is made per request). */
   bodies: BodyBudget;
   migrated: Promise<void> | undefined;
@@ -195,7 +197,7 @@ function isolateFor(
       limiter: new RateLimiter(DEFAULT_EDGE_CONFIG.rateLimit, now),
       apiKeys: new ApiKeyCache({ now, ttlMs: DEFAULT_EDGE_CONFIG.apiKeyCacheMs }),
       admissionHealth: new AdmissionHealth(now),
-      streams: new StreamSlots(),
+      streams: new StreamLeases({ now }),
       bodies: new BodyBudget(),
       migrated: undefined,
     };
@@ -251,12 +253,15 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
   const network = wakeAfterAnswer(iso.network, ctx);
   const config = gatewayConfig(iso.network, corsOrigins);
   const intake = new IntakeStore(client);
+  // An event stream's slot is a lease its loop renews each time it waits (see StreamLeases): workerd
+  // drops the I/O of a request whose client left, and such a stream never gives its slot back itself.
+  const streams = iso.streams.forRequest();
   const app = createApp({
     store: new HistoryStore(drizzle(client, { schema: historySchema })),
     intake,
     admitter: gatewayAdmitter(intake, iso.network),
     admissionHealth: iso.admissionHealth,
-    streams: iso.streams,
+    streams,
     bodies: iso.bodies,
     apiKeys: iso.apiKeys,
     network,
@@ -266,7 +271,10 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
     metrics: iso.metrics,
     limiter: iso.limiter,
     clientAddress: (c: Context) => c.req.header('cf-connecting-ip') ?? 'unknown',
-    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    sleep: (ms) => {
+      streams.renew();
+      return new Promise((r) => setTimeout(r, ms));
+    },
   });
   return app.fetch(request);
 }
@@ -358,16 +366,32 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
     url: dbUrl,
     ...(env.SYNOD_DB_AUTH_TOKEN ? { authToken: env.SYNOD_DB_AUTH_TOKEN } : {}),
   });
-  await migrated(iso, client);
+  try {
+    await migrated(iso, client);
+  } catch (e) {
+    return { ran: false, reason: `STORE_UNAVAILABLE: ${publicReason(e)}` };
+  }
   const network = iso.network;
   await network.status(true);
+  // The models the gateway serves, read once for the whole pass. The watcher refunds on chain an event it
+  // cannot build a request for, with the code of what stopped it: a gateway out of reach must not be one
+  // (that refund would be final for a request the network could answer a minute later), so a pass that
+  // cannot reach the gateway reads and settles nothing, and the next one tries again.
+  let served: ReadonlySet<string>;
+  try {
+    served = await network.servedModels();
+  } catch (e) {
+    const reason = e instanceof HttpError ? e.details?.['reason'] : undefined;
+    const why = typeof reason === 'string' ? ` (${reason})` : '';
+    return { ran: false, reason: `${publicReason(e)}${why}; nothing was read or settled` };
+  }
   const intake = new IntakeStore(client);
   const watcher = relayChainWatcher(
     { ...chain, maxEventsPerPass: WORKER_EVENTS_PER_PASS },
     {
       store: new HistoryStore(drizzle(client, { schema: historySchema })),
       intake,
-      network,
+      network: { admitted: (ids) => network.admitted(ids), servedModels: async () => served },
       config: gatewayConfig(network),
       admitter: gatewayAdmitter(intake, network),
       now,
