@@ -12,6 +12,7 @@ import {
   toFunctionSelector,
   toHex,
 } from 'viem';
+import { edgeError } from '../http/errors.ts';
 import { relayDefaults } from '../inference-input.ts';
 import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
@@ -394,6 +395,42 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     const refunds = await eventsOf('LLMRefunded', second.requestNo);
     expect(refunds.map((e) => e.args.reason)).toEqual(['REORG_CONFLICT']);
     expect((await store.byRequestId(requestId))?.txHash).toBe(second.txHash);
+  });
+
+  test('a relay that cannot read its defaults (its network out of reach) refunds nothing: the pass fails, the next admits', async () => {
+    const oracle = await chain.deployAnother();
+    const store = new ChainStore(net.relay.store.db);
+    const embedder = net.servings[0]?.embedder;
+    if (!embedder) throw new Error('the test network has no serving node');
+    let away = true;
+    const w = sideWatcher(oracle, {
+      confirmations: 0,
+      defaults: async () => {
+        if (away) throw edgeError(503, 'NETWORK_UNAVAILABLE', 'the gateway relay cannot be reached');
+        return relayDefaults(net.relay.network, { defaultModels: ['stories260K'], embedders: [embedder] });
+      },
+    });
+    const { requestNo } = await chain.callLLM({
+      prompt: 'While the network is away',
+      models: ['stories260K'],
+      oracle,
+    });
+    const requestId = `${chain.anvil.chainId}:${oracle.toLowerCase()}:${requestNo}`;
+    await w.poll();
+    expect(w.stats().errors).toBe(1);
+    expect(await store.byRequestId(requestId)).toBeNull();
+    away = false;
+    await w.poll();
+    expect(w.stats().admitted).toBe(1);
+    expect((await store.byRequestId(requestId))?.status).toBe('pending');
+    const [, , , status] = await chain.client.readContract({
+      address: oracle,
+      abi: synodOracleAbi,
+      functionName: 'requests',
+      args: [requestNo],
+    });
+    expect(status).toBe(1); // pending on chain: nothing was refunded
+    await w.stop();
   });
 
   test('a watcher pointed at the wrong chain or at no contract refuses to start, with a code', async () => {

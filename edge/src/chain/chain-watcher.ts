@@ -674,15 +674,13 @@ export class ChainWatcher {
   async #admit(e: OracleRequestEvent): Promise<string | null> {
     if (!decodedAsAsked(e)) return 'INVALID_INPUT';
     const now = this.#o.now();
+    // The relay's defaults (the models its network serves) are read outside the refusal path: not being
+    // able to read them (a gateway out of reach, a store down) fails this pass, and the event is read
+    // again by the next one. Refused as the request's own fault, it would be refunded on chain for good.
+    const defaults = await this.#o.defaults();
     let built: ReturnType<typeof buildRequest>;
     try {
-      built = buildRequest(
-        oracleRequestInput(e),
-        await this.#o.defaults(),
-        now,
-        this.#o.random,
-        chainOrigin(e),
-      );
+      built = buildRequest(oracleRequestInput(e), defaults, now, this.#o.random, chainOrigin(e));
     } catch (err) {
       const code = (err as { code?: unknown })?.code;
       return typeof code === 'string' ? code : 'INVALID_INPUT';
