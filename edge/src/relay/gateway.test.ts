@@ -129,6 +129,21 @@ describe('GatewayRelayNetwork', () => {
     expect(net.health().ok).toBe(false);
   });
 
+  test("public answers never name the gateway's address, even in a failure's own words", async () => {
+    const net = new GatewayRelayNetwork({
+      url: 'http://gw.internal.test:8787',
+      secret: 's'.repeat(20),
+      fetch: async (input: string) => {
+        throw new TypeError(`Unable to connect to ${input} (gw.internal.test:8787 refused)`);
+      },
+    });
+    const refused = await net.servedModels().catch((e: unknown) => e);
+    await net.admitted(['d'.repeat(64)]);
+    const seen = JSON.stringify([net.health(), (refused as { body(): unknown }).body()]);
+    expect(seen).toContain('Unable to connect to <gateway>/internal/v1/status');
+    expect(seen).not.toContain('gw.internal.test');
+  });
+
   test('a gateway that refuses the secret, or serves no internal routes, is named as such', async () => {
     const answering = (status: number) => async () =>
       Response.json({ error: { code: status === 404 ? 'NOT_FOUND' : 'FORBIDDEN' } }, { status });

@@ -67,7 +67,7 @@ export class GatewayRelayNetwork implements RelayNetwork {
       this.#fetchedAt = this.#now();
       this.#lastError = undefined;
     } catch (e) {
-      this.#lastError = String((e as Error).message ?? e);
+      this.#lastError = this.#redact(String((e as Error).message ?? e));
       // A stale status keeps the relay describable, but a failed refresh always shows in health().
       this.#fetchedAt = Number.NEGATIVE_INFINITY;
       return undefined;
@@ -87,7 +87,7 @@ export class GatewayRelayNetwork implements RelayNetwork {
     } catch (e) {
       // Not a health failure: the rows are durable and the gateway polls; shown in health() detail.
       this.#wakeFailures++;
-      this.#lastWakeError = String((e as Error)?.message ?? e).slice(0, 300);
+      this.#lastWakeError = this.#redact(String((e as Error)?.message ?? e)).slice(0, 300);
     }
   }
 
@@ -144,7 +144,6 @@ export class GatewayRelayNetwork implements RelayNetwork {
       openRequests: s?.health.openRequests ?? 0,
       detail: {
         mode: 'gateway',
-        gateway: this.#base,
         ...(s ? { gatewayHealth: s.health } : {}),
         ...(this.#lastError ? { error: this.#lastError } : {}),
         ...(this.#wakeFailures > 0
@@ -152,6 +151,15 @@ export class GatewayRelayNetwork implements RelayNetwork {
           : {}),
       },
     };
+  }
+
+  /**
+   * A failure's words without the gateway's address: they reach public answers (`/healthz`, a 503's
+   * reason), and where the gateway runs is the operator's to tell, not the relay's.
+   */
+  #redact(text: string): string {
+    const host = new URL(this.#base).host;
+    return text.replaceAll(this.#base, '<gateway>').replaceAll(host, '<gateway>');
   }
 
   #call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Response> {
