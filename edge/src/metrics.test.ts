@@ -57,6 +57,23 @@ describe('Metrics (Prometheus text format)', () => {
     expect(m.render()).toContain('g{v="a\\"b\\\\c\\nd"} 7');
   });
 
+  test('help text is escaped, so a backslash or a line break in it cannot break the exposition', () => {
+    const m = new Metrics();
+    m.inc('a_total', 'Paths like C:\\data\nand a second line', { k: 'v' });
+    m.set('b', 'Plain', 1);
+    expect(m.render()).toBe(
+      [
+        '# HELP a_total Paths like C:\\\\data\\nand a second line',
+        '# TYPE a_total counter',
+        'a_total{k="v"} 1',
+        '# HELP b Plain',
+        '# TYPE b gauge',
+        'b 1',
+        '',
+      ].join('\n'),
+    );
+  });
+
   test('a histogram counts each bucket cumulatively, with +Inf, sum and count per label set', () => {
     const m = new Metrics();
     const buckets = [5, 25, 100] as const;

@@ -27,6 +27,8 @@ interface Series {
 }
 
 const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+/** HELP text escapes backslashes and line breaks (not quotes), as the text format has it. */
+const escapeHelp = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
 const keyOf = (labels: Labels) =>
   Object.keys(labels)
     .sort()
@@ -121,7 +123,7 @@ export class Metrics {
   render(): string {
     const lines: string[] = [];
     for (const [name, s] of this.#series) {
-      lines.push(`# HELP ${name} ${s.help}`, `# TYPE ${name} ${s.type}`);
+      lines.push(`# HELP ${name} ${escapeHelp(s.help)}`, `# TYPE ${name} ${s.type}`);
       for (const [k, v] of s.values) lines.push(`${name}${wrap(k)} ${v}`);
       for (const [k, h] of s.histograms) {
         const sep = k ? ',' : '';

@@ -1,4 +1,24 @@
+import { ERROR_CODES, PACKET_TYPES, REJECT_CODES } from '@synod/shared';
 import type { NodeMetrics } from '../node/synod-node.ts';
+import type { RejectReason } from '../p2p/intake.ts';
+
+/** Why the intake rejects a message: a `SynodError` code, or one of its own. */
+const INTAKE_REJECT_REASONS: readonly RejectReason[] = [...ERROR_CODES, 'TOPIC_MISMATCH', 'INTERNAL'];
+
+/**
+ * A counter's rows by one label: every known value, at 0 until counted (a series born at its first
+ * increment hides that increment from `increase()` and `rate()`), then any value counted that is not
+ * known. The values are the code's own, so the series are bounded.
+ */
+function byLabel(
+  label: string,
+  known: readonly string[],
+  counts: Partial<Record<string, number>>,
+): Array<[Record<string, string>, number]> {
+  const rows: Array<[Record<string, string>, number]> = known.map((v) => [{ [label]: v }, counts[v] ?? 0]);
+  for (const [v, n] of Object.entries(counts)) if (!known.includes(v)) rows.push([{ [label]: v }, n ?? 0]);
+  return rows;
+}
 
 /** Prometheus text exposition (0.0.4) of a node's metrics. */
 export function renderNodeMetrics(m: NodeMetrics): string {
@@ -27,6 +47,12 @@ export function renderNodeMetrics(m: NodeMetrics): string {
   );
   metric('synod_queue_depth', 'gauge', 'Inference jobs waiting', [[{}, m.queue?.queued ?? 0]]);
   metric('synod_queue_running', 'gauge', 'Inference job running (0 or 1)', [[{}, m.queue?.running ? 1 : 0]]);
+  metric(
+    'synod_queue_capacity',
+    'gauge',
+    'Inference jobs that may wait at most (--max-queue; 0 for a follower)',
+    [[{}, m.queue?.maxQueue ?? 0]],
+  );
   metric('synod_intake_queue_depth', 'gauge', 'Packets waiting for verification', [
     [{}, m.intake.queueDepth],
   ]);
@@ -47,20 +73,26 @@ export function renderNodeMetrics(m: NodeMetrics): string {
     'synod_packets_rejected_total',
     'counter',
     'Packets rejected, by reason',
-    Object.entries(m.intake.rejected).map(([reason, n]) => [{ reason }, n ?? 0]),
+    byLabel('reason', INTAKE_REJECT_REASONS, m.intake.rejected),
   );
   metric(
     'synod_packets_published_total',
     'counter',
     'Packets this node signed and published, by type',
-    Object.entries(m.published).map(([type, n]) => [{ type }, n ?? 0]),
+    byLabel('type', PACKET_TYPES, m.published),
   );
+  metric('synod_publish_errors_total', 'counter', 'Publications of a packet on a transport that failed', [
+    [{}, m.publishErrors],
+  ]);
   metric(
     'synod_lifecycle_rejected_total',
     'counter',
     'Events the lifecycle ignored, by code',
-    Object.entries(m.lifecycleRejected).map(([code, n]) => [{ code }, n ?? 0]),
+    byLabel('code', REJECT_CODES, m.lifecycleRejected),
   );
+  metric('synod_requests_expired_total', 'counter', 'Requests whose lifecycle machine expired on this node', [
+    [{}, m.expired],
+  ]);
   metric('synod_store_errors_total', 'counter', 'Writes of machine state that failed (e.g. a full disk)', [
     [{}, m.store.errors],
   ]);
@@ -75,6 +107,12 @@ export function renderNodeMetrics(m: NodeMetrics): string {
     'gauge',
     "How far this clock is off every peer's at least, by their heartbeats (0 before any)",
     [[{}, (m.clock.offsetMs ?? 0) / 1000]],
+  );
+  metric(
+    'synod_clock_peers',
+    'gauge',
+    'Peers heard from within a minute that the clock offset is taken over',
+    [[{}, m.clock.peers]],
   );
   metric('synod_verdicts_total', 'counter', 'Verdicts computed or checked', [[{}, m.verdicts]]);
   metric('synod_evidence_total', 'counter', 'Evidence of misbehaviour seen', [[{}, m.evidence]]);
