@@ -42,6 +42,20 @@ describe('GET /metrics as Prometheus scrapes it', () => {
         Date.now(),
       );
       const first = await scrape(relay);
+      // Before anything happened: the counters an alert takes increase() of are there at 0, and the
+      // admission log's bound beside its depth.
+      for (const series of [
+        'synod_requests_accepted_total{caller="api-key"}',
+        'synod_requests_accepted_total{caller="signed"}',
+        'synod_requests_shed_total{caller="api-key"}',
+        'synod_requests_shed_total{caller="signed"}',
+        'synod_admission_failures_total',
+        'synod_verify_total{ok="true"}',
+        'synod_verify_total{ok="false"}',
+      ]) {
+        expect([series, first.samples.get(series)]).toEqual([series, 0]);
+      }
+      expect(first.samples.get('synod_queued_requests_limit')).toBe(1024);
       const submitted = await fetch(`${relay.url}/v1/inference`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` },

@@ -162,6 +162,15 @@ async function setStoreGauges(deps: EdgeDeps): Promise<void> {
     'Requests admitted and waiting in the admission log for their coordinator',
     await deps.intake.count(),
   );
+  // The bound new requests meet (503 QUEUE_FULL), where there is one: an alert compares the two.
+  const limit = deps.network.queue()?.limit;
+  if (limit !== undefined && Number.isFinite(limit)) {
+    deps.metrics.set(
+      'synod_queued_requests_limit',
+      'Requests the admission log may hold waiting before new ones are refused (503 QUEUE_FULL)',
+      limit,
+    );
+  }
 }
 
 /** A page as JSON, charged to the client address's `read:` bucket by its size (keyed by its query). */

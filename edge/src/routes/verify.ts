@@ -41,6 +41,9 @@ function transcriptChars(packets: readonly AnyPacket[]): number {
  * published `verdictDigest` and `transcriptRoot` either way (on a 422, beside the reasons they fail).
  */
 export function mountVerify(app: Hono, deps: EdgeDeps): void {
+  // Both series from the start, at 0 (a series born at its first increment hides it from increase()).
+  for (const ok of ['true', 'false'])
+    deps.metrics.inc('synod_verify_total', 'Transcripts verified', { ok }, 0);
   app.post('/v1/verify', async (c) => {
     // One token before the body is read; the rest of its cost (verifyCost) as soon as it is known: its
     // bytes before they are parsed, its packets before they are checked.
