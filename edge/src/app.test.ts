@@ -1040,7 +1040,13 @@ describe('GET /openapi.json', () => {
     expect(Object.keys(responses['202']?.content?.['application/json']?.schema.properties ?? {})).toContain(
       'quota',
     );
-    expect(Object.keys(responses['429']?.headers ?? {})).toEqual(['retry-after']);
+    // A 429 always says when to retry; QUOTA_EXCEEDED also where the caller's quota stands.
+    expect(Object.keys(responses['429']?.headers ?? {})).toEqual([
+      'retry-after',
+      'x-synod-quota-limit',
+      'x-synod-quota-remaining',
+      'x-synod-quota-reset',
+    ]);
     // The event stream's resume: Last-Event-ID in, 204 out once the request ended and the client holds it.
     const events = doc.paths['/v1/inference/{id}/events']?.['get'] as Operation & {
       parameters: { name: string }[];

@@ -1,10 +1,22 @@
 /**
  * The relay's OpenAPI 3.1 document, served at `GET /openapi.json`, so agents can generate clients and
  * check calls against it. Request bodies come from the very zod schemas the routes validate with
- * (`z.toJSONSchema`), so they cannot drift; responses are described by shape. A test holds the
- * document to the app: every public route is in it, and nothing else.
+ * (`z.toJSONSchema`), so they cannot drift; so do the protocol objects answers carry (verdicts, frames,
+ * packets). The views around them are described by shape, every member the relay always sends required.
+ * Two tests hold the document to the app: every public route is in it, and nothing else (app.test.ts);
+ * and every answer the relay gives, good or bad, is one it declares (openapi-conformance.test.ts).
  */
-import { ERROR_CODES } from '@synod/shared';
+import {
+  ChatMessageSchema,
+  EnvelopeSchema,
+  ERROR_CODES,
+  FrameSchema,
+  InferenceParamsSchema,
+  ModelRefSchema,
+  OriginSchema,
+  SealMemberSchema,
+  VerdictSchema,
+} from '@synod/shared';
 import { ORIGIN_KINDS, REQUEST_STATUSES } from '@synod/shared/history';
 import * as z from 'zod';
 import { EDGE_ERROR_CODES } from './http/errors.ts';
@@ -13,8 +25,9 @@ import { ChatInputSchema } from './routes/openai.ts';
 
 type Json = Record<string, unknown>;
 
-const schemaOf = (s: z.ZodType): Json => {
-  const { $schema: _ignored, ...rest } = z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' }) as Json;
+/** A zod schema as JSON Schema: what a request may send (`input`), or what an answer holds (`output`). */
+const schemaOf = (s: z.ZodType, io: 'input' | 'output' = 'input'): Json => {
+  const { $schema: _ignored, ...rest } = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Json;
   return rest;
 };
 
@@ -24,44 +37,54 @@ const REQUEST_ID = {
   description: 'A content request id (64 hex digits), or a chain request `<chainId>:<oracle>:<requestNo>`',
   pattern: '^(?:[0-9a-f]{64}|\\d{1,20}:0x[0-9a-f]{40}:\\d{1,78})$',
 };
+const nullable = (schema: Json): Json => ({ anyOf: [schema, { type: 'null' }] });
+/** A schema of `components.schemas` (named there, so a generated client names its type). */
+const ref = (name: string): Json => ({ $ref: `#/components/schemas/${name}` });
+const STRING_OR_NULL = { type: ['string', 'null'] };
+const HEX64_OR_NULL = nullable(HEX64);
+const TIME = { type: 'integer', description: 'milliseconds since the Unix epoch' };
+/** An object whose members are all sent, every time. */
+const object = (properties: Record<string, Json>, description?: string): Json => ({
+  type: 'object',
+  ...(description ? { description } : {}),
+  required: Object.keys(properties),
+  properties,
+});
 
-const ERROR_BODY = {
+const ERROR_DETAIL = {
   type: 'object',
-  required: ['error'],
+  required: ['code', 'message'],
   properties: {
-    error: {
-      type: 'object',
-      required: ['code', 'message'],
-      properties: {
-        code: { type: 'string', enum: [...new Set([...EDGE_ERROR_CODES, ...ERROR_CODES])] },
-        message: { type: 'string' },
-        details: { type: 'object' },
-        hint: { type: 'string' },
-      },
-    },
+    code: { type: 'string', enum: [...new Set([...EDGE_ERROR_CODES, ...ERROR_CODES])] },
+    message: { type: 'string' },
+    details: { type: 'object' },
+    hint: { type: 'string' },
   },
 };
-const OPENAI_ERROR_BODY = {
-  type: 'object',
-  required: ['error'],
-  properties: {
-    error: {
-      type: 'object',
-      properties: {
-        message: { type: 'string' },
-        type: { type: 'string' },
-        param: { type: ['string', 'null'] },
-        code: { type: 'string' },
-      },
+const ERROR_BODY = object({ error: ref('ErrorDetail') });
+const OPENAI_ERROR_BODY = object({
+  error: {
+    type: 'object',
+    required: ['message', 'type', 'param', 'code'],
+    properties: {
+      message: { type: 'string' },
+      type: { type: 'string' },
+      param: STRING_OR_NULL,
+      code: { type: 'string', description: "Synod's stable error code" },
+      details: { type: 'object' },
     },
   },
-};
+});
 
 const json = (schema: Json, description: string) => ({
   description,
   content: { 'application/json': { schema } },
 });
-const header = (description: string) => ({ description, schema: { type: 'integer', minimum: 0 } });
+const header = (description: string, required = false) => ({
+  description,
+  ...(required ? { required: true } : {}),
+  schema: { type: 'integer', minimum: 0 },
+});
 const QUOTA_STANDING = {
   type: 'object',
   description: "where the caller's daily quota stands after this request",
@@ -72,40 +95,81 @@ const QUOTA_STANDING = {
     resetsInSeconds: { type: 'integer', description: 'seconds until the next UTC day' },
   },
 };
-/** On a chat completion (whose body is OpenAI's): its request's id, and the caller's quota after it. */
-const ACCEPTED_HEADERS = {
-  'x-request-id': {
-    description: "the Synod request id (what OpenAI's clients show as `_request_id`)",
-    schema: REQUEST_ID,
-  },
+const QUOTA_HEADERS = {
   'x-synod-quota-limit': header('requests a day this caller may submit'),
   'x-synod-quota-remaining': header('what is left of it today, after this request'),
   'x-synod-quota-reset': header('seconds until the next UTC day, when the count starts again'),
+};
+const X_REQUEST_ID = {
+  description: "the Synod request id (what OpenAI's clients show as `_request_id`)",
+  schema: REQUEST_ID,
+};
+/** On a chat completion (whose body is OpenAI's): its request's id, and the caller's quota after it. */
+const ACCEPTED_HEADERS = { 'x-request-id': X_REQUEST_ID, ...QUOTA_HEADERS };
+/**
+ * On the OpenAI-compatible routes' errors: `x-should-retry: false` when a retry of the same call cannot
+ * succeed or would make a new request (the official clients obey it); and on the chat route, once the
+ * request was admitted, its id and the caller's quota.
+ */
+const X_SHOULD_RETRY = {
+  'x-should-retry': {
+    description:
+      "`false` when retrying the same call cannot help, or would submit (and charge) a new request; absent when a retry may succeed. OpenAI's clients obey it.",
+    schema: { type: 'string', enum: ['false'] },
+  },
+};
+const ADMITTED_ERROR_HEADERS = {
+  ...X_SHOULD_RETRY,
+  'x-request-id': {
+    ...X_REQUEST_ID,
+    description: `${X_REQUEST_ID.description}, once the request was admitted`,
+  },
+  ...QUOTA_HEADERS,
 };
 const RETRY_AFTER = {
   'retry-after': header(
     'seconds to wait: until the rate limit lets this caller in (RATE_LIMITED), until the next UTC day (QUOTA_EXCEEDED), or until the queue has room (QUEUE_FULL, a 503)',
   ),
 };
-/** Error responses by status; a 429 says when to retry, and so does a 503 QUEUE_FULL. */
-const errors = (body: Json, ...codes: number[]) =>
+const ERROR_DESCRIPTIONS: Record<number, string> = {
+  400: 'BAD_JSON, INVALID_INPUT, UNKNOWN_MODEL, UNSUPPORTED_PARAMETER, FRAME_OUT_OF_RANGE, or another protocol code',
+  401: 'UNAUTHENTICATED (no, a malformed or an unknown API key; a signed request that does not verify)',
+  403: 'FORBIDDEN (a revoked API key)',
+  404: 'NOT_FOUND (on the OpenAI-compatible routes also UNKNOWN_MODEL, as OpenAI answers an unknown model)',
+  408: 'BODY_TIMEOUT: the body did not arrive in time; the connection is closed',
+  409: 'IDEMPOTENCY_CONFLICT (an Idempotency-Key used with another body) or NO_VERDICT',
+  413: 'BODY_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE: send application/json',
+  429: 'RATE_LIMITED (with QUOTA_EXCEEDED on the write routes: then also the x-synod-quota-* headers)',
+  502: 'NO_CONSENSUS: the quorum did not agree on an answer',
+  503: 'QUEUE_FULL (with Retry-After: the relay already holds its bound of requests waiting for the network; nothing was stored), NETWORK_UNAVAILABLE or STORE_UNAVAILABLE',
+  504: 'TIMEOUT or EXPIRED: no verdict in time',
+};
+/**
+ * Error responses by status, with the headers each may carry: Retry-After on every 429 and on a 503
+ * QUEUE_FULL, and `more` (headers of the route's own) on all of them.
+ */
+const errors = (body: Json, codes: number[], more: Record<string, Json> = {}) =>
   Object.fromEntries(
-    codes.map((c) => [
-      String(c),
-      c === 429
-        ? { ...json(body, 'RATE_LIMITED or QUOTA_EXCEEDED'), headers: RETRY_AFTER }
-        : c === 503
-          ? {
-              ...json(
-                body,
-                'QUEUE_FULL (with Retry-After: the relay already holds its bound of requests waiting for the network; nothing was stored), NETWORK_UNAVAILABLE or STORE_UNAVAILABLE',
-              ),
-              headers: RETRY_AFTER,
-            }
-          : json(body, 'an error, with a stable code'),
-    ]),
+    codes.map((c) => {
+      const retryAfter =
+        c === 429
+          ? { 'retry-after': { ...RETRY_AFTER['retry-after'], required: true } }
+          : c === 503
+            ? RETRY_AFTER
+            : {};
+      const headers = { ...retryAfter, ...more };
+      return [
+        String(c),
+        {
+          ...json(body, ERROR_DESCRIPTIONS[c] ?? 'an error, with a stable code'),
+          ...(Object.keys(headers).length > 0 ? { headers } : {}),
+        },
+      ];
+    }),
   );
 
+/** A transcript as a caller sends it to the verifier (each packet is checked there, not here). */
 const TRANSCRIPT = {
   type: 'object',
   description: 'Every signed packet of one request: request, commits, seal, reveals (docs/protocol.md)',
@@ -116,34 +180,292 @@ const TRANSCRIPT = {
     packets: { type: 'array', items: { type: 'object' } },
   },
 };
-const VERDICT_RESULT = {
-  type: 'object',
-  properties: {
-    ok: { type: 'boolean' },
-    requestId: REQUEST_ID,
+/** A signed packet as the relay hands it over: its body is the packet type's (docs/protocol.md). */
+const PACKET = schemaOf(EnvelopeSchema, 'output');
+const STORED_TRANSCRIPT = object(
+  { v: { const: 1 }, requestId: REQUEST_ID, packets: { type: 'array', items: ref('Packet') } },
+  TRANSCRIPT.description,
+);
+const VERDICT = schemaOf(VerdictSchema, 'output');
+/** A verdict as a view shows it: the verdict packet's id, digest and transcript root, and the verdict. */
+const VERDICT_VIEW = (() => {
+  const properties = {
+    packetId: HEX64,
     verdictDigest: HEX64,
     transcriptRoot: HEX64,
-    verdict: { type: 'object' },
-    transcript: TRANSCRIPT,
-    attestations: {
-      type: 'array',
-      description:
-        "GET /v1/verify/{id} only: the nodes' signed attestation packets of the verdict, as received",
-      items: { type: 'object' },
-    },
+    ...(VERDICT['properties'] as Json),
+  };
+  return { ...VERDICT, required: Object.keys(properties), properties };
+})();
+const ATTESTATION_VIEW = object({
+  packetId: HEX64,
+  nodeId: HEX64,
+  verdictDigest: HEX64,
+  agrees: { type: 'boolean', description: 'whether it attests the verdict the relay published' },
+  createdAt: TIME,
+});
+const LINKS = object({ self: { type: 'string' }, events: { type: 'string' }, verify: { type: 'string' } });
+const STATUS = { type: 'string', enum: ['queued', ...REQUEST_STATUSES] };
+
+const ACCEPTED = object({
+  requestId: REQUEST_ID,
+  status: { const: 'queued' },
+  replayed: { const: false },
+  links: ref('Links'),
+  quota: ref('QuotaStanding'),
+});
+const REPLAYED = object({
+  requestId: REQUEST_ID,
+  status: STATUS,
+  replayed: { const: true },
+  links: ref('Links'),
+});
+const REQUEST_SUMMARY = {
+  type: 'object',
+  description: 'what was asked (`prompt` or `messages`), under which frame, and the request packet’s id',
+  required: ['packetId', 'acceptedModels', 'params', 'frame', 'origin'],
+  properties: {
+    packetId: HEX64,
+    acceptedModels: { type: 'array', items: { type: 'string' } },
+    params: schemaOf(InferenceParamsSchema, 'output'),
+    frame: schemaOf(FrameSchema, 'output'),
+    origin: schemaOf(OriginSchema, 'output'),
+    prompt: { type: 'string' },
+    messages: { type: 'array', items: schemaOf(ChatMessageSchema, 'output') },
   },
 };
-const REQUEST_VIEW = {
-  type: 'object',
-  description: 'status, commits, seal, reveals, verdict, attestations, transcript root and links',
-  required: ['requestId', 'status'],
-  properties: {
+const REQUEST_VIEW = object(
+  {
     requestId: REQUEST_ID,
-    status: { type: 'string', enum: ['queued', ...REQUEST_STATUSES] },
+    status: STATUS,
+    error: STRING_OR_NULL,
+    createdAt: TIME,
+    updatedAt: TIME,
+    coordinator: HEX64,
+    request: REQUEST_SUMMARY,
+    commits: {
+      type: 'array',
+      items: object({ packetId: HEX64, nodeId: HEX64, commitment: HEX64, createdAt: TIME }),
+    },
+    seal: nullable(
+      object({
+        packetId: HEX64,
+        members: { type: 'array', items: schemaOf(SealMemberSchema, 'output') },
+        createdAt: TIME,
+      }),
+    ),
+    reveals: {
+      type: 'array',
+      description: 'the reveals the verdict counted (or, before it, every reveal received)',
+      items: object({
+        packetId: HEX64,
+        nodeId: HEX64,
+        model: schemaOf(ModelRefSchema, 'output'),
+        output: { type: 'string' },
+        bEmbedding: { type: 'string', description: 'sign-quantized embedding of the output, packed, in hex' },
+        createdAt: TIME,
+      }),
+    },
+    verdict: nullable(ref('VerdictView')),
+    attestations: { type: 'array', items: ref('AttestationView') },
+    transcriptRoot: HEX64_OR_NULL,
+    links: ref('Links'),
+  },
+  'status, commits, seal, reveals, verdict, attestations, transcript root and links',
+);
+
+const VERIFIED = {
+  ok: { const: true },
+  requestId: REQUEST_ID,
+  verdictDigest: HEX64,
+  transcriptRoot: HEX64,
+  verdict: ref('Verdict'),
+};
+const STORED_EVIDENCE = {
+  transcript: ref('Transcript'),
+  attestations: {
+    type: 'array',
+    description: "the nodes' signed attestation packets of the verdict, as received",
+    items: ref('Packet'),
+  },
+};
+const NOT_VERIFIED = { ok: { const: false }, error: ref('ErrorDetail') };
+
+const PAGE_CURSOR = { ...STRING_OR_NULL, description: 'the next page’s cursor; null at the end' };
+const HISTORY_PAGE = object({
+  items: {
+    type: 'array',
+    items: object({
+      requestId: REQUEST_ID,
+      status: { type: 'string', enum: [...REQUEST_STATUSES] },
+      coordinator: HEX64,
+      origin: { type: 'string', enum: [...ORIGIN_KINDS] },
+      acceptedModels: { type: 'array', items: { type: 'string' } },
+      prompt: { ...STRING_OR_NULL, description: 'its first 200 characters (and `…`); null for messages' },
+      createdAt: TIME,
+      updatedAt: TIME,
+      verdictDigest: HEX64_OR_NULL,
+      transcriptRoot: HEX64_OR_NULL,
+      winnerNodeId: HEX64_OR_NULL,
+      winnerModelId: STRING_OR_NULL,
+    }),
+  },
+  nextCursor: PAGE_CURSOR,
+});
+const COUNT = { type: 'integer', minimum: 0 };
+const NODES_PAGE = object({
+  nodes: {
+    type: 'array',
+    items: object({
+      nodeId: HEX64,
+      role: { ...STRING_OR_NULL, description: 'from its latest heartbeat; null for a node never heard' },
+      software: STRING_OR_NULL,
+      models: { type: 'array', items: { type: 'object' }, description: 'as its latest heartbeat advertised' },
+      embedders: {
+        type: 'array',
+        items: { type: 'object' },
+        description: 'as its latest heartbeat advertised',
+      },
+      tokensPerSecond: { type: 'number' },
+      embeddingsPerSecond: { type: 'number' },
+      firstSeen: { type: ['integer', 'null'], description: 'its first heartbeat; null without one' },
+      lastSeen: TIME,
+      reputation: object({
+        score: { type: 'number' },
+        agreements: COUNT,
+        disagreements: COUNT,
+        withheld: COUNT,
+        invalid: COUNT,
+        commits: COUNT,
+        vouched: COUNT,
+        standing: { type: 'integer' },
+      }),
+    }),
+  },
+  nextCursor: PAGE_CURSOR,
+});
+
+const HEALTH = {
+  type: 'object',
+  required: ['ok', 'db', 'admissions', 'network', 'coordinator'],
+  properties: {
+    ok: { type: 'boolean' },
+    db: { type: 'boolean', description: 'whether the database answers reads' },
+    primary: {
+      type: 'object',
+      description: "an embedded replica's primary, which every write needs",
+      required: ['ok'],
+      properties: {
+        ok: { type: 'boolean' },
+        reachable: { type: 'boolean' },
+        code: { type: 'string', enum: ['STORE_UNAVAILABLE', 'INTERNAL'] },
+        reason: { type: 'string' },
+        since: TIME,
+      },
+    },
+    admissions: {
+      type: 'object',
+      description: 'whether the latest admission was stored',
+      required: ['ok'],
+      properties: { ok: { type: 'boolean' }, failedAt: TIME, reason: { type: 'string' } },
+    },
+    network: {
+      type: 'object',
+      required: ['ok', 'peers', 'openRequests'],
+      properties: {
+        ok: { type: 'boolean' },
+        peers: COUNT,
+        openRequests: COUNT,
+        detail: { type: 'object', additionalProperties: true },
+      },
+    },
+    coordinator: { type: 'string', description: "the coordinator's node id; empty while none is known" },
   },
 };
 
+const MODEL = object({
+  id: { type: 'string' },
+  object: { const: 'model' },
+  created: { type: 'integer' },
+  owned_by: { type: 'string' },
+});
+const CHAT_COMPLETION = object({
+  id: { type: 'string' },
+  object: { const: 'chat.completion' },
+  created: { type: 'integer' },
+  model: { type: 'string' },
+  system_fingerprint: STRING_OR_NULL,
+  choices: {
+    type: 'array',
+    items: object({
+      index: { type: 'integer' },
+      message: object({
+        role: { const: 'assistant' },
+        content: { type: 'string' },
+        refusal: { type: 'null' },
+      }),
+      logprobs: { type: 'null' },
+      finish_reason: { type: 'string', enum: ['stop', 'length'] },
+    }),
+  },
+  usage: object({
+    prompt_tokens: COUNT,
+    completion_tokens: COUNT,
+    total_tokens: COUNT,
+  }),
+  synod: object(
+    {
+      requestId: REQUEST_ID,
+      status: STATUS,
+      verdict: nullable(ref('VerdictView')),
+      verdictDigest: HEX64_OR_NULL,
+      transcriptRoot: HEX64_OR_NULL,
+      attestations: { type: 'array', items: ref('AttestationView') },
+      verify: { type: 'string', description: 'the path that re-verifies it' },
+    },
+    'the verdict and its proof (Synod extension)',
+  ),
+});
+
+/** The named schemas (`components.schemas`). */
+const SCHEMAS: Record<string, Json> = {
+  ErrorDetail: ERROR_DETAIL,
+  Error: ERROR_BODY,
+  OpenAiError: OPENAI_ERROR_BODY,
+  QuotaStanding: QUOTA_STANDING,
+  Links: LINKS,
+  Packet: PACKET,
+  Transcript: STORED_TRANSCRIPT,
+  Verdict: VERDICT,
+  VerdictView: VERDICT_VIEW,
+  AttestationView: ATTESTATION_VIEW,
+  Replayed: REPLAYED,
+  RequestView: REQUEST_VIEW,
+  Verified: object(VERIFIED),
+  NotVerified: object(NOT_VERIFIED),
+  StoredVerified: object({ ...VERIFIED, ...STORED_EVIDENCE }),
+  StoredNotVerified: object({
+    ...NOT_VERIFIED,
+    verdictDigest: { ...HEX64, description: 'as the relay published it' },
+    transcriptRoot: { ...HEX64, description: 'as the relay published it' },
+    ...STORED_EVIDENCE,
+  }),
+  HistoryPage: HISTORY_PAGE,
+  NodesPage: NODES_PAGE,
+  Health: HEALTH,
+  Model: MODEL,
+  ModelList: object({ object: { const: 'list' }, data: { type: 'array', items: ref('Model') } }),
+  ChatCompletion: CHAT_COMPLETION,
+};
+
 const idParam = { name: 'id', in: 'path', required: true, schema: REQUEST_ID };
+const idempotencyKey = {
+  name: 'Idempotency-Key',
+  in: 'header',
+  required: false,
+  schema: { type: 'string', minLength: 1, maxLength: 255 },
+  description: 'remembered 24 h: a retry answers the first request',
+};
 const query = (name: string, schema: Json, description: string) => ({
   name,
   in: 'query',
@@ -154,15 +476,19 @@ const query = (name: string, schema: Json, description: string) => ({
 
 export function openApiDocument(version: string): Json {
   const auth = [{ apiKey: [] }, { signedRequest: [] }];
+  /** Routes anyone may call. */
+  const open: Json[] = [];
   return {
     openapi: '3.1.0',
     info: {
       title: 'Synod relay',
       version,
       description:
-        'Decentralized, verifiable LLM inference: every answer is a verdict of a quorum of independent nodes, re-derivable from its transcript (POST /v1/verify, or synod-verify on your own machine).',
+        'Decentralized, verifiable LLM inference: every answer is a verdict of a quorum of independent nodes, re-derivable from its transcript (POST /v1/verify, or synod-verify on your own machine). Any route may also answer 500 INTERNAL; a path not listed here is 404 NOT_FOUND, and a listed path asked with another method 405 METHOD_NOT_ALLOWED with an Allow header (the OpenAI-compatible paths in OpenAI’s error body).',
     },
+    servers: [{ url: '/', description: 'the relay that serves this document' }],
     components: {
+      schemas: SCHEMAS,
       securitySchemes: {
         apiKey: { type: 'http', scheme: 'bearer', description: 'an API key, synod_sk_<64 hex>' },
         signedRequest: {
@@ -177,62 +503,43 @@ export function openApiDocument(version: string): Json {
     paths: {
       '/v1/inference': {
         post: {
+          operationId: 'submitInference',
           summary: 'Submit a prompt (or messages) to the network; stored durably before the 202',
           security: auth,
-          parameters: [
-            {
-              name: 'Idempotency-Key',
-              in: 'header',
-              required: false,
-              schema: { type: 'string', minLength: 1, maxLength: 255 },
-              description: 'remembered 24 h: a retry answers the first request',
-            },
-          ],
+          parameters: [idempotencyKey],
           requestBody: {
             required: true,
             content: { 'application/json': { schema: schemaOf(InferenceInputSchema) } },
           },
           responses: {
-            '202': {
-              ...json(
-                {
-                  type: 'object',
-                  properties: {
-                    requestId: REQUEST_ID,
-                    status: { const: 'queued' },
-                    replayed: { const: false },
-                    links: {
-                      type: 'object',
-                      properties: {
-                        self: { type: 'string' },
-                        events: { type: 'string' },
-                        verify: { type: 'string' },
-                      },
-                    },
-                    quota: QUOTA_STANDING,
-                  },
-                },
-                'accepted and stored',
-              ),
-            },
+            '202': json(ACCEPTED, 'accepted and stored'),
             '200': json(
-              REQUEST_VIEW,
-              'a replay of an Idempotency-Key (or of a signed request): the first request',
+              ref('Replayed'),
+              'a replay of an Idempotency-Key (or of a signed request): the first request, as it stands now; nothing is charged',
             ),
-            ...errors(ERROR_BODY, 400, 401, 403, 409, 413, 415, 429, 503),
+            ...errors(ref('Error'), [400, 401, 403, 408, 409, 413, 415, 503]),
+            // QUOTA_EXCEEDED says where the quota stands in headers too, as the chat route does.
+            ...errors(ref('Error'), [429], QUOTA_HEADERS),
           },
         },
       },
       '/v1/inference/{id}': {
         get: {
+          operationId: 'getRequest',
           summary: 'A request: status, commits, seal, reveals, verdict, attestations, transcript root',
+          security: open,
           parameters: [idParam],
-          responses: { '200': json(REQUEST_VIEW, 'the request'), ...errors(ERROR_BODY, 400, 404) },
+          responses: {
+            '200': json(ref('RequestView'), 'the request'),
+            ...errors(ref('Error'), [400, 404, 429]),
+          },
         },
       },
       '/v1/inference/{id}/events': {
         get: {
+          operationId: 'streamRequestEvents',
           summary: 'The same as server-sent events (`status`, then `end`) until a terminal status',
+          security: open,
           parameters: [
             idParam,
             {
@@ -246,21 +553,24 @@ export function openApiDocument(version: string): Json {
           ],
           responses: {
             '200': {
-              description: 'event: status (data: the request view), event: end; `: keep-alive` comments',
+              description:
+                'event: status (data: the request view, as GET /v1/inference/{id} answers it), event: end (data: {"status"}); `: keep-alive` comments',
               content: { 'text/event-stream': { schema: { type: 'string' } } },
             },
             '204': {
               description: 'the request ended and Last-Event-ID names its final status: nothing more',
             },
-            ...errors(ERROR_BODY, 400, 404),
+            ...errors(ref('Error'), [400, 404, 429]),
           },
         },
       },
       '/v1/chat/completions': {
         post: {
+          operationId: 'createChatCompletion',
           summary:
             'OpenAI-compatible chat completion; the answer is the verdict winner, the proof in `synod`',
           security: auth,
+          parameters: [idempotencyKey],
           requestBody: {
             required: true,
             content: { 'application/json': { schema: schemaOf(ChatInputSchema) } },
@@ -268,33 +578,57 @@ export function openApiDocument(version: string): Json {
           responses: {
             '200': {
               description:
-                'a chat.completion (or, with stream: true, chat.completion.chunk events and [DONE])',
+                'a chat.completion (or, with stream: true, chat.completion.chunk events and [DONE]); the quota headers on a new request, not on a replay',
               headers: ACCEPTED_HEADERS,
               content: {
-                'application/json': { schema: { type: 'object' } },
+                'application/json': { schema: ref('ChatCompletion') },
                 'text/event-stream': { schema: { type: 'string' } },
               },
             },
-            ...errors(OPENAI_ERROR_BODY, 400, 401, 403, 409, 413, 415, 429, 502, 503, 504),
+            ...errors(
+              ref('OpenAiError'),
+              [400, 401, 403, 404, 408, 409, 413, 415, 429, 502, 503, 504],
+              ADMITTED_ERROR_HEADERS,
+            ),
           },
         },
       },
       '/v1/models': {
         get: {
-          summary: 'OpenAI-compatible list of the models the network serves',
-          responses: { '200': json({ type: 'object' }, 'the list') },
+          operationId: 'listModels',
+          summary: 'OpenAI-compatible list of the models the network serves, and `synod` (the default list)',
+          security: open,
+          responses: {
+            '200': json(ref('ModelList'), 'the list'),
+            ...errors(ref('OpenAiError'), [503], X_SHOULD_RETRY),
+          },
         },
       },
       '/v1/models/{id}': {
         get: {
+          operationId: 'retrieveModel',
           summary: 'One served model',
-          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
-          responses: { '200': json({ type: 'object' }, 'the model'), ...errors(OPENAI_ERROR_BODY, 404) },
+          security: open,
+          parameters: [
+            {
+              name: 'id',
+              in: 'path',
+              required: true,
+              schema: { type: 'string' },
+              description: 'a model id, or `synod`; percent-encode a `/` in it (`org%2Fmodel`)',
+            },
+          ],
+          responses: {
+            '200': json(ref('Model'), 'the model'),
+            ...errors(ref('OpenAiError'), [404, 503], X_SHOULD_RETRY),
+          },
         },
       },
       '/v1/verify': {
         post: {
+          operationId: 'verifyTranscript',
           summary: 'The public verifier: recompute signatures, commitments and consensus of a transcript',
+          security: open,
           requestBody: {
             required: true,
             content: {
@@ -317,29 +651,33 @@ export function openApiDocument(version: string): Json {
             },
           },
           responses: {
-            '200': json(VERDICT_RESULT, 'it holds: the verdict'),
-            '422': json(
-              { type: 'object', properties: { ok: { const: false }, error: ERROR_BODY.properties.error } },
-              'it does not hold: the precise reasons',
-            ),
-            ...errors(ERROR_BODY, 400, 413, 415, 429),
+            '200': json(ref('Verified'), 'it holds: the verdict'),
+            '422': json(ref('NotVerified'), 'it does not hold: the precise reasons'),
+            ...errors(ref('Error'), [400, 408, 413, 415, 429]),
           },
         },
       },
       '/v1/verify/{id}': {
         get: {
+          operationId: 'verifyStoredRequest',
           summary: 'Re-verify a stored request against its published verdict; the transcript rides along',
+          security: open,
           parameters: [idParam],
           responses: {
-            '200': json(VERDICT_RESULT, 'it holds'),
-            '422': json({ type: 'object' }, 'it does not hold'),
-            ...errors(ERROR_BODY, 400, 404, 409, 429),
+            '200': json(ref('StoredVerified'), 'it holds'),
+            '422': json(
+              ref('StoredNotVerified'),
+              'it does not hold: the reasons, beside what the relay published',
+            ),
+            ...errors(ref('Error'), [400, 404, 409, 429]),
           },
         },
       },
       '/v1/history': {
         get: {
+          operationId: 'listHistory',
           summary: 'Requests, newest first, paged',
+          security: open,
           parameters: [
             query('limit', { type: 'integer', minimum: 1, maximum: 200, default: 50 }, 'page size'),
             query('cursor', { type: 'string' }, 'the previous page’s nextCursor'),
@@ -348,68 +686,55 @@ export function openApiDocument(version: string): Json {
             query('model', { type: 'string' }, 'only requests accepting this model'),
             query('node', HEX64, 'only requests this node coordinated or committed to'),
           ],
-          responses: {
-            '200': json(
-              {
-                type: 'object',
-                properties: {
-                  items: { type: 'array', items: { type: 'object' } },
-                  nextCursor: { type: ['string', 'null'] },
-                },
-              },
-              'a page',
-            ),
-            ...errors(ERROR_BODY, 400, 429),
-          },
+          responses: { '200': json(ref('HistoryPage'), 'a page'), ...errors(ref('Error'), [400, 429]) },
         },
       },
       '/v1/nodes': {
         get: {
+          operationId: 'listNodes',
           summary:
             'Nodes with capabilities (heartbeats) and reputation (from verdicts), last heard first, paged',
+          security: open,
           parameters: [
             query('limit', { type: 'integer', minimum: 1, maximum: 500, default: 100 }, 'page size'),
             query('cursor', { type: 'string' }, 'the previous page’s nextCursor'),
             query('node', HEX64, 'only this node'),
           ],
-          responses: {
-            '200': json(
-              {
-                type: 'object',
-                properties: {
-                  nodes: { type: 'array', items: { type: 'object' } },
-                  nextCursor: { type: ['string', 'null'] },
-                },
-              },
-              'a page',
-            ),
-            ...errors(ERROR_BODY, 400, 429),
-          },
+          responses: { '200': json(ref('NodesPage'), 'a page'), ...errors(ref('Error'), [400, 429]) },
         },
       },
       '/healthz': {
         get: {
+          operationId: 'getHealth',
           summary:
             'Health of the database (reads, and whether the latest admission was stored) and the network',
+          security: open,
           responses: {
-            '200': json({ type: 'object' }, 'healthy'),
-            '503': json({ type: 'object' }, 'not healthy'),
+            '200': json(ref('Health'), 'healthy'),
+            '503': json(ref('Health'), 'not healthy: `ok` false, and what is not'),
           },
         },
       },
       '/metrics': {
         get: {
+          operationId: 'getMetrics',
           summary: 'Prometheus metrics',
+          security: open,
           responses: {
             '200': {
-              description: 'text exposition',
+              description: 'text exposition (version 0.0.4)',
               content: { 'text/plain': { schema: { type: 'string' } } },
             },
           },
         },
       },
       '/openapi.json': {
-        get: { summary: 'This document', responses: { '200': json({ type: 'object' }, 'OpenAPI 3.1') } },
+        get: {
+          operationId: 'getOpenApiDocument',
+          summary: 'This document',
+          security: open,
+          responses: { '200': json({ type: 'object' }, 'OpenAPI 3.1') },
+        },
       },
     },
   };

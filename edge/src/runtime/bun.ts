@@ -9,6 +9,7 @@ import type { ChainBridgeOptions } from '../chain/bridge-config.ts';
 import type { ChainWatcher } from '../chain/chain-watcher.ts';
 import { relayChainWatcher } from '../chain/relay-watcher.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig } from '../config.ts';
+import { BodyBudget } from '../http/body-budget.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
 import { checkMaxQueued, DEFAULT_MAX_QUEUED, Dispatcher } from '../relay/dispatcher.ts';
@@ -32,6 +33,8 @@ export type { ChainBridgeOptions } from '../chain/bridge-config.ts';
 export interface RelayOptions {
   /** libSQL URL: `file:relay.db` (default embedded file), `http://127.0.0.1:8080` (sqld), `:memory:`. */
   dbUrl: string;
+  /** How long a request body may take to arrive before a 408 `BODY_TIMEOUT`. Default 30 s (BodyBudget). */
+  bodyDeadlineMs?: number;
   dbAuthToken?: string;
   /** Embedded replica: a local file synced from `dbUrl` (reads served locally). */
   replicaPath?: string;
@@ -280,6 +283,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
       }
     },
     sleep: (ms) => Bun.sleep(ms),
+    ...(o.bodyDeadlineMs !== undefined ? { bodies: new BodyBudget({ deadlineMs: o.bodyDeadlineMs }) } : {}),
     admissionStats: () => {
       const s = admissions.stats();
       return {
