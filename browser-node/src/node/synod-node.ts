@@ -205,6 +205,8 @@ export interface NodeMetrics {
   queue: { queued: number; maxQueue: number; running: boolean } | null;
   intake: IntakeMetrics;
   knownNodes: number;
+  /** Requests followed because they were asked for (`watch`) whose machine has not finished yet. */
+  watched: number;
   /** Packets held for requests not seen yet (see `#holdEarly`): how many requests, their bytes. */
   early: { requests: number; bytes: number };
   /**
@@ -264,6 +266,7 @@ export class SynodNode {
   readonly #forget = new Map<string, () => void>();
   readonly #early = new Map<string, { at: number; bytes: number; packets: AnyPacket[] }>();
   #earlyBytes = 0;
+  /** Requests asked for (`watch`), each until its machine finishes. */
   readonly #watched = new Set<string>();
   readonly #listeners = new KeyedListeners<LifecycleStatus>();
   readonly #heartbeats = new Map<string, { body: HeartbeatBody; at: number }>();
@@ -429,10 +432,13 @@ export class SynodNode {
       );
   }
 
-  /** Follow a request (as a follower machine) to report its status; no-op if already hosted. */
+  /**
+   * Follow a request (as a follower machine) to report its status; no-op if already hosted. The request
+   * stays wanted (a request packet replayed later starts a machine for it) until its machine finishes.
+   */
   watch(requestId: string): void {
-    this.#watched.add(requestId);
     if (this.#machines.has(requestId)) return;
+    this.#watched.add(requestId);
     const t = initFollower(this.#observerConfig(), { now: this.#now(), self: this.nodeId, requestId });
     const hosted = this.#host(t.state);
     this.#enqueue(requestId, hosted, async () => {
@@ -519,6 +525,7 @@ export class SynodNode {
       queue: q ? { ...q.capacity, running: q.running } : null,
       intake: this.#intake.metrics(),
       knownNodes: this.#heartbeats.size,
+      watched: this.#watched.size,
       early: { requests: this.#early.size, bytes: this.#earlyBytes },
       store: {
         errors: this.#storeErrors,
@@ -1116,6 +1123,8 @@ export class SynodNode {
           }
         }
         hosted.finishedAt = this.#now();
+        // Watched until now: once finished, a replay of its request must not start another machine.
+        this.#watched.delete(requestId);
         // Only a machine that may have signed: requests cost nothing to make, and a flood of them that
         // each finish at once would push out of this bounded set the requests this node served.
         if (mayHaveSigned(hosted.state)) this.#finished.set(requestId, true, hosted.finishedAt);
