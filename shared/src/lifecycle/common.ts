@@ -8,6 +8,7 @@ import {
   type BodyOf,
   type Packet,
   PROTOCOL_VERSION,
+  type RequestBody,
   type Verdict,
 } from '../packets/schemas.ts';
 import { buildTranscript, transcriptRoot } from '../transcript/transcript.ts';
@@ -177,6 +178,28 @@ export function revealRoom(
   if (fromSender >= perNonMember) return false;
   const nonMembers = reveals.filter((r) => !members.has(r.packet.from)).length;
   return nonMembers < perNonMember * Math.max(0, LIMITS.maxVerdictEntries - 2 * members.size);
+}
+
+/**
+ * The latest date a seal of `request` may carry and still verify (`verifyTranscript`'s SEAL_LATE): its
+ * createdAt + maxTimeMs + the default skew window, the margin the protocol leaves a seal timer that
+ * fires late.
+ */
+export function latestSealAt(request: RequestBody): number {
+  return request.createdAt + request.frame.maxTimeMs + LIMITS.defaultSkewMs;
+}
+
+/**
+ * Why a seal of `request` dated `sealCreatedAt` would not verify (`verifyTranscript`:
+ * SEAL_BEFORE_REQUEST, SEAL_LATE), or null when its date is one a seal may carry.
+ */
+export function sealDateProblem(request: RequestBody, sealCreatedAt: number): string | null {
+  if (sealCreatedAt < request.createdAt) return 'the seal is dated before the request';
+  const latest = latestSealAt(request);
+  if (sealCreatedAt > latest) {
+    return `the seal is dated ${sealCreatedAt - latest} ms past maxTimeMs and the skew window`;
+  }
+  return null;
 }
 
 export interface VerdictResult {

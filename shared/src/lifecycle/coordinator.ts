@@ -18,6 +18,7 @@ import {
   driverError,
   finishDone,
   finishExpired,
+  latestSealAt,
   newBaseState,
   publish,
   rearm,
@@ -179,7 +180,7 @@ function onTimer(
       // the cap of a full seal may be too many for it, and the last to come are left out.
       trimUnproven(config, s);
       if (s.commits.length >= s.request.body.frame.quorum) {
-        seal(s, fx, now);
+        sealInTime(s, fx, now);
         return;
       }
       s.phase = 'finished';
@@ -329,7 +330,7 @@ function onCommit(
     }
   }
   s.commits = [...s.commits, rec];
-  if (s.commits.length >= s.request.body.frame.maxCommits) seal(s, fx, now); // early close
+  if (s.commits.length >= s.request.body.frame.maxCommits) sealInTime(s, fx, now); // early close
 }
 
 function doubleCommit(s: CoordinatorState, fx: Effect[], a: Received<'commit'>, b: Received<'commit'>): void {
@@ -364,6 +365,20 @@ function trimUnproven(config: CoordinatorConfig, s: CoordinatorState): void {
     commits = commits.filter((c) => c.packet.from !== last);
   }
   s.commits = commits;
+}
+
+/**
+ * Seal now, unless now is past the latest date a seal may carry (a timer that fired minutes late, a
+ * restart long after the deadline): such a seal would not verify anywhere (SEAL_LATE), and nodes would
+ * reveal to it for nothing. Then the request expires as one that had no quorum by its deadline.
+ */
+function sealInTime(s: CoordinatorState, fx: Effect[], now: number): void {
+  if (now <= latestSealAt(s.request.body)) {
+    seal(s, fx, now);
+    return;
+  }
+  s.phase = 'finished';
+  finishExpired(s, fx, 'quorum-not-met', now);
 }
 
 function seal(s: CoordinatorState, fx: Effect[], now: number): void {

@@ -14,8 +14,8 @@
  * ## Roles
  * | role        | start                | does                                                                 |
  * |-------------|----------------------|----------------------------------------------------------------------|
- * | coordinator | `startCoordinator`   | publishes the request; counts commits (eligible, one per node); seals at `maxCommits` (early close) or at `createdAt + maxTimeMs` with >= quorum, else expires `quorum-not-met`; collects reveals (only after the seal); computes the verdict when every member revealed (early) or at `seal.createdAt + revealWindowMs`; publishes it; collects attestations |
- * | node        | `initNode`           | picks up a request it serves (models, embedder, eligibility, capacity, deadline); `start-inference`; commits on `inference-done`; reveals only after a seal that lists its commitment, else drops the material; recomputes the verdict and attests |
+ * | coordinator | `startCoordinator`   | publishes the request; counts commits (eligible, one per node); seals at `maxCommits` (early close) or at `createdAt + maxTimeMs` with >= quorum, else expires `quorum-not-met` (as it does when it could only seal past `createdAt + maxTimeMs` + the skew window, a seal no transcript verification accepts); collects reveals (only after the seal); computes the verdict when every member revealed (early) or at `seal.createdAt + revealWindowMs`; publishes it; collects attestations |
+ * | node        | `initNode`           | picks up a request it serves (models, embedder, eligibility, capacity, deadline); `start-inference`; commits on `inference-done`; reveals only after a seal that lists its commitment (and is dated as a verifiable seal is), else drops the material; recomputes the verdict and attests |
  * | follower    | `initFollower`       | tracks pending -> committed -> sealed -> revealing -> verdict / expired (`lifecycleStatus`); recomputes the verdict; attests if configured |
  *
  * The coordinator of a request is its request packet's author (`request.from`): seals and verdicts

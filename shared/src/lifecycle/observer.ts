@@ -16,6 +16,7 @@ import {
   reject,
   requestIdOf,
   revealRoom,
+  sealDateProblem,
   sealedCommits,
   setTimer,
   settleOutgoing,
@@ -368,6 +369,10 @@ function sealProblem(config: ObserverConfig, s: ObserverState, rec: Received<'se
   if (members.length < frame.quorum) return `the seal has ${members.length} members, fewer than the quorum`;
   if (members.length > frame.maxCommits)
     return `the seal has ${members.length} members, more than maxCommits`;
+  // A seal no transcript verification accepts: revealing to it, or attesting a verdict over it, would
+  // stand behind a transcript every verifier rejects.
+  const date = sealDateProblem(request.packet.body, rec.packet.body.createdAt);
+  if (date !== null) return date;
   if (config.isEligible) {
     const bad = members.find((m) => !config.isEligible?.(s.requestId, m.nodeId));
     if (bad) return `the seal lists ineligible node ${bad.nodeId}`;
@@ -564,7 +569,11 @@ function recompute(s: ObserverState): Recomputed {
       : { kind: 'mismatch', reason: 'the recomputed verdict differs', provable: false };
   }
   if (result.transcriptRoot !== body.transcriptRoot) {
-    return { kind: 'mismatch', reason: 'the recomputed transcript root differs', provable: false };
+    // The verdict recomputes, but not its root: the reveals counted for accepted members (their ids
+    // are not in the verdict) are not the coordinator's. Any of them may have signed several valid
+    // reveals (they differ only in createdAt) and the coordinator counted one this machine never got:
+    // that is no mismatch, only a transcript not complete here (verify-wait ends it `unverified`).
+    return { kind: 'incomplete' };
   }
   return { kind: 'match', result };
 }
@@ -573,9 +582,10 @@ function recompute(s: ObserverState): Recomputed {
  * The reveals the verdict says it was computed over, among those held. Every reveal in a coordinator's
  * transcript is named by the verdict (see consensus/verdict.ts, steps 3 and 6, and `revealRoom`):
  * rejected entries cite their reveal id; an accepted member's considered reveal is its valid reveal
- * with the smallest id. Null when one of them is not held yet. `exact` is false when an accepted member
- * has several valid reveals held (they differ only in createdAt), so the pick may not be the
- * coordinator's: then a differing result is not proof against the coordinator.
+ * with the smallest id. Null when one of them is not held yet (or is known not to be: an accepted
+ * member's valid DUPLICATE_REVEAL has a smaller id than any of its reveals held). `exact` is false when
+ * an accepted member has several valid reveals held (they differ only in createdAt), so the pick may not
+ * be the coordinator's: then a differing result is not proof against the coordinator.
  */
 export function selectReveals(
   verdict: Verdict,
@@ -603,8 +613,17 @@ export function selectReveals(
       )
       .sort(byId);
     if (valid.length === 0) return null;
+    const chosen = valid[0] as Received<'reveal'>;
+    // The coordinator counted the smallest valid reveal it held, and its DUPLICATE_REVEAL entry names
+    // another one it held: a valid duplicate with a smaller id than every candidate here means the
+    // counted one is not held here (the recomputation would name another duplicate).
+    const duplicateId = verdict.rejected.find(
+      (r) => r.nodeId === a.nodeId && r.reason === 'DUPLICATE_REVEAL',
+    )?.revealId;
+    const duplicate = duplicateId ? held.get(duplicateId) : undefined;
+    if (duplicate && duplicate.id < chosen.id && isValidReveal(duplicate, member, request, seal)) return null;
     if (valid.length > 1) exact = false;
-    out.push(valid[0] as Received<'reveal'>);
+    out.push(chosen);
   }
   return { reveals: out, exact };
 }

@@ -124,6 +124,11 @@ export interface SimOptions {
   latency?: [number, number];
   /** Probability that a delivery is duplicated. Default 0. */
   duplicateRate?: number;
+  /**
+   * How late a timer may fire, in ms, drawn per timer (an event loop blocked for a while). Default
+   * [0, 0]: on time.
+   */
+  timerLateness?: [number, number];
 }
 
 /** The simulated network and driver. */
@@ -137,6 +142,7 @@ export class Sim {
   private readonly inferenceGen = new Map<string, number>();
   private readonly latency: [number, number];
   private readonly duplicateRate: number;
+  private readonly timerLateness: [number, number];
   /** Every packet published, with its time: the global order of the run. */
   readonly wire: { at: number; by: string; packet: AnyPacket }[] = [];
 
@@ -144,6 +150,7 @@ export class Sim {
     this.rand = prng(options.seed);
     this.latency = options.latency ?? [1, 200];
     this.duplicateRate = options.duplicateRate ?? 0;
+    this.timerLateness = options.timerLateness ?? [0, 0];
   }
 
   random(): number {
@@ -237,8 +244,10 @@ export class Sim {
           const k = `${actor.name}/${effect.name}`;
           const gen = (this.timerGen.get(k) ?? 0) + 1;
           this.timerGen.set(k, gen);
+          const [lo, hi] = this.timerLateness;
+          const late = hi > 0 ? lo + Math.floor(this.rand() * (hi - lo + 1)) : 0;
           this.push({
-            at: Math.max(effect.at, this.now),
+            at: Math.max(effect.at, this.now) + late,
             to: actor.name,
             kind: 'timer',
             name: effect.name,
