@@ -232,6 +232,9 @@ const nodes = await Promise.all(
         models,
         '--bootstrap',
         bootstrap,
+        // They serve this relay's requests only: another key's copy of one is refused.
+        '--coordinators',
+        relay.coordinator,
         ...(relay.gun ? ['--gun', relay.gun] : []),
       ],
       (line) => {
@@ -252,6 +255,8 @@ const web = await waitForLine(
     String(webPort),
     '--bootstrap',
     wsBootstrap.join(','),
+    '--coordinators',
+    relay.coordinator,
     '--relay',
     relay.url,
     '--models-dir',

@@ -13,6 +13,10 @@ describe('npm run web: the command line', () => {
       options: { port: 0, bootstrap: [WS, WS], host: '127.0.0.1', modelFile: 'stories260K.gguf' },
     });
     expect(parseServeArgs(['--help'])).toEqual({ help: true });
+    // The relays whose requests the tab serves, into its node's config.
+    expect(parseServeArgs(['--coordinators', 'AB'.repeat(32)])).toMatchObject({
+      options: { config: { coordinators: ['ab'.repeat(32)] } },
+    });
   });
 
   test.each([
@@ -26,6 +30,7 @@ describe('npm run web: the command line', () => {
     ],
     [['--bootstrap', '/ip4/127.0.0.1/tcp/9000/ws'], 'WebSocket multiaddrs'],
     [['--bootstrap', 'localhost:9000'], 'WebSocket multiaddrs'],
+    [['--coordinators', 'the-relay'], '--coordinators: node ids are 64 hex digits'],
   ])('%p is refused: %s', (args, message) => {
     const r = parseServeArgs(args);
     expect('error' in r && r.error).toContain(message);

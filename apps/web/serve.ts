@@ -23,6 +23,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { BrowserNodeConfig } from '../../browser-node/src/browser/browser-node.ts';
 import { BROWSER_ENTRIES, buildBrowserBundle } from '../../browser-node/src/browser/build.ts';
+import { parseCoordinatorIds } from '../../browser-node/src/node/coordinator-trust.ts';
 import { STANDING_TIMES, type StandingTimes } from './standing-times.ts';
 
 const here = import.meta.dir;
@@ -225,7 +226,7 @@ async function proxy(req: Request, relayUrl: string, rest: string): Promise<Resp
 }
 
 const USAGE =
-  'Usage: bun apps/web/serve.ts [--port 8080] [--host 127.0.0.1] [--bootstrap <ws multiaddrs, comma-separated>] [--relay <relay URL>] [--models-dir DIR] [--model FILE.gguf]';
+  'Usage: bun apps/web/serve.ts [--port 8080] [--host 127.0.0.1] [--bootstrap <ws multiaddrs, comma-separated>] [--coordinators <relay node ids, comma-separated: the only authors whose requests the tab serves>] [--relay <relay URL>] [--models-dir DIR] [--model FILE.gguf]';
 
 /**
  * The command line's options, or the reason they are not usable (the usage is then printed with it,
@@ -243,6 +244,7 @@ export function parseServeArgs(
         host: { type: 'string', default: '127.0.0.1' },
         port: { type: 'string', default: '8080' },
         bootstrap: { type: 'string', default: '' },
+        coordinators: { type: 'string', default: '' },
         relay: { type: 'string' },
         'models-dir': { type: 'string' },
         model: { type: 'string', default: 'stories260K.gguf' },
@@ -268,12 +270,15 @@ export function parseServeArgs(
       error: `--bootstrap takes WebSocket multiaddrs with a peer id (…/tcp/N/ws/p2p/<id>); got ${bad}`,
     };
   }
+  const coordinators = parseCoordinatorIds(values['coordinators'] as string);
+  if (!Array.isArray(coordinators)) return { error: `--coordinators: ${coordinators.error}` };
   return {
     help: false,
     options: {
       host: values['host'] as string,
       port,
       bootstrap,
+      ...(coordinators.length > 0 ? { config: { coordinators } } : {}),
       ...(values['relay'] === undefined ? {} : { relayUrl: values['relay'] as string }),
       ...(values['models-dir'] === undefined ? {} : { modelsDir: values['models-dir'] as string }),
       modelFile: values['model'] as string,

@@ -1,6 +1,7 @@
 import type { AnyPacket, EmbeddingModelRef, ModelRef, VerdictEffect } from '@synod/shared';
 import type { LoadProgress } from '../inference/engine.ts';
 import { InferenceQueue, type InferenceQueueOptions } from '../inference/queue.ts';
+import { coordinatorTrust } from '../node/coordinator-trust.ts';
 import type { MachineStore } from '../node/machine-store.ts';
 import { type NodeMetrics, SynodNode } from '../node/synod-node.ts';
 import type { GossipsubUpkeepStats } from '../p2p/gossipsub-upkeep.ts';
@@ -36,6 +37,11 @@ import { type TimerPlacement, WorkerScheduler } from './worker-scheduler.ts';
 export interface BrowserNodeConfig {
   /** Multiaddrs (`…/ws/p2p/<peer id>`) of headless nodes to dial. */
   bootstrap: string[];
+  /**
+   * Node ids of the relays whose requests this node serves (node/coordinator-trust.ts): another key's
+   * copy of a request is refused. Absent or empty: any author.
+   */
+  coordinators?: string[];
   /** The GGUF to serve: protocol id, expected sha256, URL on this origin. */
   model: { id: string; fileHash: string; url: string };
   /** URL of wllama's `wllama.wasm`. */
@@ -377,6 +383,7 @@ export class BrowserNode {
       store: role === 'node' ? store : new FollowerStoreView(store),
       scheduler: this.#timers,
       ...(serving === undefined ? {} : { serving }),
+      observer: coordinatorTrust(this.config.coordinators ?? []),
       heartbeat: {
         intervalMs: this.config.heartbeatMs ?? 10_000,
         software: this.config.software ?? 'synod-browser-node/0.1.0',

@@ -34,6 +34,18 @@ describe('synod node flags', () => {
       threads: 1,
     });
     expect(o.bootstrap).toEqual([]);
+    expect(o.coordinators).toEqual([]);
+  });
+
+  test('--coordinators: relay node ids, 64 hex digits each; anything else is a usage error', () => {
+    const id = 'AB'.repeat(32);
+    const o = parseNodeArgs(['--coordinators', `${id},${'cd'.repeat(32)}`], { SYNOD_PASSPHRASE: 'pw' });
+    expect(o === 'help' ? null : o.coordinators).toEqual([id.toLowerCase(), 'cd'.repeat(32)]);
+    for (const bad of ['relay', `${id},`, 'ab'.repeat(33)]) {
+      expect(() => parseNodeArgs(['--coordinators', bad], { SYNOD_PASSPHRASE: 'pw' })).toThrow(
+        /--coordinators: node ids are 64 hex digits/,
+      );
+    }
   });
 
   test('bad flags are usage errors, never silently ignored', () => {

@@ -11,6 +11,7 @@ import { InferenceError, isInferenceError } from '../inference/errors.ts';
 import { DEFAULT_MODEL_MANIFEST, ModelsDir, modelsRootFromEnv } from '../inference/models-dir.ts';
 import { InferenceQueue } from '../inference/queue.ts';
 import { WorkerEmbedder, WorkerEngine } from '../inference/worker-client.ts';
+import { coordinatorTrust, parseCoordinatorIds } from '../node/coordinator-trust.ts';
 import { LibsqlMachineStore } from '../node/machine-store-libsql.ts';
 import { SynodNode } from '../node/synod-node.ts';
 import type { GunTransport } from '../p2p/gun.ts';
@@ -42,6 +43,9 @@ Usage: synod node [options]
   --tcp-port N           libp2p TCP port (0: any free)                [0]
   --ws-port N            libp2p WebSocket port for browsers (0: any)  [0]
   --bootstrap ADDRS      comma-separated multiaddrs with /p2p/<id>    []
+  --coordinators IDS     node ids (64 hex, comma-separated) of the relays whose requests it
+                         serves; another key's copy of a request is refused (NOT_COORDINATOR)
+                         and the node waits for theirs                 [any author]
   --waku-cluster N       Waku cluster (0-65535; 1: The Waku Network); nodes of other
                          clusters are not heard                       [$SYNOD_WAKU_CLUSTER or 42]
   --gun URLS             Gun relay peers (http://127.0.0.1:PORT/gun): a second network
@@ -80,6 +84,8 @@ export interface NodeCliOptions {
   tcpPort: number;
   wsPort: number;
   bootstrap: string[];
+  /** The coordinators (relays' node ids) whose requests it serves; empty: any author. */
+  coordinators: string[];
   /** The Waku cluster (RFC 51, a uint16): `--waku-cluster`, else `$SYNOD_WAKU_CLUSTER`, else 42. */
   wakuCluster: number;
   /** Gun relay peers; empty: no Gun transport. */
@@ -155,6 +161,7 @@ export function parseNodeArgs(
       'tcp-port': { type: 'string', default: '0' },
       'ws-port': { type: 'string', default: '0' },
       bootstrap: { type: 'string', default: '' },
+      coordinators: { type: 'string', default: '' },
       'waku-cluster': { type: 'string' },
       gun: { type: 'string', default: '' },
       'http-port': { type: 'string', default: '0' },
@@ -234,6 +241,8 @@ export function parseNodeArgs(
       : clusterEnv !== undefined
         ? parseWakuClusterId('$SYNOD_WAKU_CLUSTER', clusterEnv)
         : DEFAULT_CLUSTER_ID;
+  const coordinators = parseCoordinatorIds(values.coordinators as string);
+  if (!Array.isArray(coordinators)) throw new CliUsageError(`--coordinators: ${coordinators.error}`);
   const passphraseVar = values['passphrase-env'] as string;
   const passphrase = env[passphraseVar];
   if (!passphrase) throw new PassphraseMissing(passphraseVar);
@@ -251,6 +260,7 @@ export function parseNodeArgs(
     tcpPort: int('tcp-port', values['tcp-port'] as string, 0, 65535),
     wsPort: int('ws-port', values['ws-port'] as string, 0, 65535),
     bootstrap: list(values.bootstrap as string).map(bootstrapAddress),
+    coordinators,
     wakuCluster,
     gun: list(values.gun as string).map(gunPeer),
     httpPort: int('http-port', values['http-port'] as string, 0, 65535),
@@ -462,6 +472,7 @@ async function startNode(
     transports: gun ? [waku, gun] : [waku],
     store: new LibsqlMachineStore(client),
     ...(serving ? { serving } : {}),
+    observer: coordinatorTrust(o.coordinators),
     heartbeat: {
       intervalMs: 10_000,
       software: 'synod-node/0.1.0',
