@@ -1,16 +1,6 @@
 import { describe, expect, test } from 'bun:test';
-import { HttpError } from './errors.ts';
 import { StreamSlots } from './stream-slots.ts';
-
-const refusal = (f: () => unknown): HttpError | undefined => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof HttpError) return e;
-    throw e;
-  }
-  return undefined;
-};
+import { refusal } from './test-refusal.ts';
 
 describe('StreamSlots', () => {
   test('per address and in all; a slot given back is taken again; giving back twice changes nothing', () => {

@@ -16,6 +16,7 @@ import {
   signPacket,
 } from '@synod/shared';
 import { reputationDeltas, reputationScore } from '@synod/shared/history';
+import type { NodeSummary } from '../store/history-store.ts';
 import { startTestNetwork, submitPrompt, type TestNetwork } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
 
@@ -41,16 +42,8 @@ type View = {
   } | null;
   transcriptRoot: string | null;
 };
-type Reputation = {
-  score: number;
-  agreements: number;
-  disagreements: number;
-  withheld: number;
-  invalid: number;
-  commits: number;
-  vouched: number;
-  standing: number;
-};
+/** A node's reputation as `/v1/nodes` answers it. */
+type Reputation = NodeSummary['reputation'];
 
 const FINAL = ['verdict', 'no-consensus', 'expired', 'failed'];
 

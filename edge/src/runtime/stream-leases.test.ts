@@ -1,17 +1,7 @@
 import { describe, expect, test } from 'bun:test';
-import { HttpError } from '../http/errors.ts';
 import { StreamSlots } from '../http/stream-slots.ts';
+import { refusal } from '../http/test-refusal.ts';
 import { STREAM_LEASE_MS, StreamLeases } from './stream-leases.ts';
-
-const refusal = (f: () => unknown): HttpError | undefined => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof HttpError) return e;
-    throw e;
-  }
-  return undefined;
-};
 
 function clock() {
   let t = 1_000_000;
