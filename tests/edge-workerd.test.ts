@@ -263,15 +263,7 @@ describe('the relay on workerd (miniflare) over sqld, forwarding to a Bun gatewa
     const { requestNo } = await c.callLLM({ prompt: 'Once upon a time', models: ['stories260K'] });
     const requestId = `${c.anvil.chainId}:${c.oracle.toLowerCase()}:${requestNo}`;
     await c.mine(2);
-    const onChain = async () =>
-      (
-        await c.client.readContract({
-          address: c.oracle,
-          abi: synodOracleAbi,
-          functionName: 'requests',
-          args: [requestNo],
-        })
-      )[3];
+    const onChain = async () => (await c.request(requestNo)).status;
     const worker_ = worker;
     await waitUntil(
       'fulfilled on chain by the scheduled handler',
@@ -564,15 +556,7 @@ describe('the chain bridge on workerd while the gateway is away', () => {
     const c = chain;
     const { requestNo } = await c.callLLM({ prompt: 'While the gateway is away', models: ['stories260K'] });
     await c.mine(2);
-    const onChain = async () =>
-      (
-        await c.client.readContract({
-          address: c.oracle,
-          abi: synodOracleAbi,
-          functionName: 'requests',
-          args: [requestNo],
-        })
-      )[3];
+    const onChain = async () => (await c.request(requestNo)).status;
     const away: WorkerEnv = {
       SYNOD_DB_URL: sqld.url,
       SYNOD_GATEWAY_URL: `http://127.0.0.1:${await freePort()}`,

@@ -43,6 +43,11 @@ export interface TestChain {
     /** Another oracle than `oracle` (see `deployAnother`). */
     oracle?: Address;
   }): Promise<{ requestNo: bigint; blockNumber: bigint; txHash: Hex }>;
+  /** A request as an oracle (by default `oracle`) holds it; `status` 0 none, 1 pending, 2 fulfilled, 3 refunded. */
+  request(
+    requestNo: bigint,
+    oracle?: Address,
+  ): Promise<{ requester: Address; fee: bigint; deadline: bigint; status: number; questionHash: Hex }>;
   /** A second SynodOracle with the same bridge and settings. */
   deployAnother(): Promise<Address>;
   /** Mine `n` empty blocks. */
@@ -91,6 +96,15 @@ export async function startTestChain(o: { timeoutSeconds?: bigint } = {}): Promi
       const txHash = await requester.wallet.writeContract(request);
       const receipt = await client.waitForTransactionReceipt({ hash: txHash });
       return { requestNo: result, blockNumber: receipt.blockNumber, txHash };
+    },
+    async request(requestNo, at = oracle) {
+      const [requester, fee, deadline, status, questionHash] = await client.readContract({
+        address: at,
+        abi: synodOracleAbi,
+        functionName: 'requests',
+        args: [requestNo],
+      });
+      return { requester, fee, deadline, status, questionHash };
     },
     deployAnother: deploy,
     async mine(n) {

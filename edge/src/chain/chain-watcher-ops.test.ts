@@ -124,14 +124,7 @@ async function opsWatcher(o: Partial<ChainWatcherOptions> = {}) {
 }
 
 const onChainStatus = async (oracle: Address, requestNo: bigint) =>
-  (
-    await chain.client.readContract({
-      address: oracle,
-      abi: synodOracleAbi,
-      functionName: 'requests',
-      args: [requestNo],
-    })
-  )[3];
+  (await chain.request(requestNo, oracle)).status;
 
 const errorsIn = (logs: Record<string, unknown>[]) => logs.filter((l) => l.level === 'error');
 
@@ -466,12 +459,7 @@ describe('chain watcher operations: settlements in flight', () => {
     await w.poll();
     const id = requestId(requestNo);
     relay.status.set(id, { status: 'failed', error: 'NO_NODES' });
-    const [, , deadline, , questionHash] = await chain.client.readContract({
-      address: oracle,
-      abi: synodOracleAbi,
-      functionName: 'requests',
-      args: [requestNo],
-    });
+    const { deadline, questionHash } = await chain.request(requestNo, oracle);
     const errors = w.stats().errors;
     await withoutAutomine(async () => {
       await w.poll();
@@ -677,12 +665,7 @@ describe('chain watcher operations: answers the chain cannot take', () => {
 describe('chain watcher operations: requests settled on chain by someone else', () => {
   /** Refund a request as its requester, after its deadline (anyone may then); the refund's hash. */
   async function refundAfterDeadline(oracle: Address, requestNo: bigint): Promise<`0x${string}`> {
-    const [, , deadline, , questionHash] = await chain.client.readContract({
-      address: oracle,
-      abi: synodOracleAbi,
-      functionName: 'requests',
-      args: [requestNo],
-    });
+    const { deadline, questionHash } = await chain.request(requestNo, oracle);
     const now = (await chain.client.getBlock({ blockTag: 'latest' })).timestamp;
     if (now <= deadline) await chain.rpc('evm_setNextBlockTimestamp', [Number(deadline) + 1]);
     const hash = await chain.requester.writeContract({
@@ -807,12 +790,7 @@ describe('chain watcher operations: requests settled before their event is read'
     });
     // The relay is down; the deadline passes, the requester refunds; the chain goes on.
     await chain.mine(150);
-    const [, , deadline, , questionHash] = await chain.client.readContract({
-      address: oracle,
-      abi: synodOracleAbi,
-      functionName: 'requests',
-      args: [requestNo],
-    });
+    const { deadline, questionHash } = await chain.request(requestNo, oracle);
     await chain.rpc('evm_setNextBlockTimestamp', [Number(deadline) + 1]);
     await chain.client.waitForTransactionReceipt({
       hash: await chain.requester.writeContract({
@@ -863,12 +841,7 @@ describe('chain watcher operations: requests settled before their event is read'
       oracle,
     });
     await chain.mine(150);
-    const [, , deadline, , questionHash] = await chain.client.readContract({
-      address: oracle,
-      abi: synodOracleAbi,
-      functionName: 'requests',
-      args: [requestNo],
-    });
+    const { deadline, questionHash } = await chain.request(requestNo, oracle);
     await chain.rpc('evm_setNextBlockTimestamp', [Number(deadline) + 1]);
     const refund = await chain.requester.writeContract({
       address: oracle,

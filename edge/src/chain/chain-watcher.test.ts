@@ -49,17 +49,6 @@ afterAll(async () => {
   await chain?.stop();
 });
 
-/** A request as an oracle (by default the relay's) holds it. */
-const oracleRequest = async (requestNo: bigint, oracle: `0x${string}` = chain.oracle) => {
-  const [requester, fee, deadline, status, questionHash] = await chain.client.readContract({
-    address: oracle,
-    abi: synodOracleAbi,
-    functionName: 'requests',
-    args: [requestNo],
-  });
-  return { requester, fee, deadline, status, questionHash };
-};
-
 /** The oracle's events of one kind for one request number. */
 const eventsOf = <E extends 'LLMFulfilled' | 'LLMRefunded' | 'LLMRequested'>(
   eventName: E,
@@ -185,7 +174,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     await chain.mine(2);
     await pollUntil(
       'the request is fulfilled on chain',
-      async () => (await oracleRequest(requestNo)).status === 2,
+      async () => (await chain.request(requestNo)).status === 2,
     );
 
     const events = await eventsOf('LLMFulfilled', requestNo);
@@ -231,7 +220,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     await chain.mine(3);
     await watcher.poll();
     expect(watcher.stats().fulfilled).toBe(before.fulfilled);
-    expect(await oracleRequest(requestNo)).toMatchObject({ status: 2 });
+    expect(await chain.request(requestNo)).toMatchObject({ status: 2 });
   });
 
   // A model named twice broke a rule of the request body only the dispatcher checked: the request was
@@ -244,7 +233,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       const { requestNo } = await chain.callLLM({ prompt: 'Hello', models: [...models] });
       const requestId = requestIdOf(requestNo);
       await chain.mine(2);
-      await pollUntil('the request is refunded', async () => (await oracleRequest(requestNo)).status === 3);
+      await pollUntil('the request is refunded', async () => (await chain.request(requestNo)).status === 3);
       const events = await eventsOf('LLMRefunded', requestNo);
       expect(events.map((e) => e.args.reason)).toEqual([reason]);
       expect(
@@ -292,8 +281,8 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     const requestNo = requested?.args.requestNo ?? 0n;
     expect(requested?.args.prompt).toBe('Hi \ufffd\ufffd there');
     await chain.mine(2);
-    await pollUntil('the request is settled', async () => (await oracleRequest(requestNo)).status >= 2);
-    expect((await oracleRequest(requestNo)).status).toBe(3);
+    await pollUntil('the request is settled', async () => (await chain.request(requestNo)).status >= 2);
+    expect((await chain.request(requestNo)).status).toBe(3);
     expect((await eventsOf('LLMRefunded', requestNo)).map((e) => e.args.reason)).toEqual(['INVALID_INPUT']);
     expect((await fetch(`${net.relay.url}/v1/inference/${requestIdOf(requestNo)}`)).status).toBe(404);
   });
@@ -326,7 +315,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     // event it reads again, and settles it.
     await watcher.poll();
     expect((await store.byRequestId(requestId))?.fulfilledTx).toBeNull();
-    await pollUntil('fulfilled on chain', async () => (await oracleRequest(requestNo)).status === 2);
+    await pollUntil('fulfilled on chain', async () => (await chain.request(requestNo)).status === 2);
     await chain.mine(2);
     await pollUntil(
       'the row is settled',
@@ -359,7 +348,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     await watcher.poll();
     expect((await store.byRequestId(requestId))?.status).toBe('reorged');
     expect(watcher.stats().reorgs).toBe(reorgsBefore + 1);
-    expect((await oracleRequest(requestNo)).status).toBe(0);
+    expect((await chain.request(requestNo)).status).toBe(0);
 
     // The same transaction is mined again, in a later block: the row is pending again, from there.
     await chain.rpc('eth_sendRawTransaction', [raw]);
@@ -368,7 +357,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     const restored = await store.byRequestId(requestId);
     expect(restored).toMatchObject({ status: 'pending', txHash, fulfilledTx: null });
     expect(restored?.blockNumber).toBeGreaterThan(recorded?.blockNumber ?? Number.POSITIVE_INFINITY);
-    expect((await oracleRequest(requestNo)).status).toBe(1);
+    expect((await chain.request(requestNo)).status).toBe(1);
   });
 
   test('after a reorg, another request under the same number is refunded (REORG_CONFLICT), not answered', async () => {
@@ -391,7 +380,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     });
     expect(second.requestNo).toBe(first.requestNo);
     await chain.mine(2);
-    await pollUntil('refunded', async () => (await oracleRequest(second.requestNo)).status === 3);
+    await pollUntil('refunded', async () => (await chain.request(second.requestNo)).status === 3);
     const refunds = await eventsOf('LLMRefunded', second.requestNo);
     expect(refunds.map((e) => e.args.reason)).toEqual(['REORG_CONFLICT']);
     expect((await store.byRequestId(requestId))?.txHash).toBe(second.txHash);
@@ -423,13 +412,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     await w.poll();
     expect(w.stats().admitted).toBe(1);
     expect((await store.byRequestId(requestId))?.status).toBe('pending');
-    const [, , , status] = await chain.client.readContract({
-      address: oracle,
-      abi: synodOracleAbi,
-      functionName: 'requests',
-      args: [requestNo],
-    });
-    expect(status).toBe(1); // pending on chain: nothing was refunded
+    expect((await chain.request(requestNo, oracle)).status).toBe(1); // pending on chain: nothing refunded
     await w.stop();
   });
 
@@ -476,7 +459,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect(second.requestNo).toBe(first.requestNo);
     await chain.mine(2);
     const reorgs = watcher.stats().reorgs;
-    await pollUntil('refunded', async () => (await oracleRequest(second.requestNo)).status === 3);
+    await pollUntil('refunded', async () => (await chain.request(second.requestNo)).status === 3);
     expect(watcher.stats().reorgs).toBe(reorgs + 1);
     expect((await eventsOf('LLMRefunded', second.requestNo)).map((e) => e.args.reason)).toEqual([
       'REORG_CONFLICT',
@@ -555,7 +538,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect((await store.byRequestId(idB))?.status).toBe('pending');
     failing = idA;
     const errors = second.stats().errors;
-    const statusOf = async (requestNo: bigint) => (await oracleRequest(requestNo, oracle)).status;
+    const statusOf = async (requestNo: bigint) => (await chain.request(requestNo, oracle)).status;
     await pollUntil(
       'the second request settled while the first fails',
       async () => (await statusOf(b.requestNo)) === 2,
@@ -654,7 +637,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       return hold && view !== null ? { ...view, status: 'pending' as const } : view;
     };
     const w = sideWatcher(oracle, { lookup: lookupDouble, confirmations: 0, reorgWindow: 1n });
-    const oracleStatus = async (requestNo: bigint) => (await oracleRequest(requestNo, oracle)).status;
+    const oracleStatus = async (requestNo: bigint) => (await chain.request(requestNo, oracle)).status;
     try {
       const { requestNo, txHash, blockNumber } = await chain.callLLM({
         prompt: 'Deep below',
@@ -724,7 +707,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       const head = await chain.client.getBlockNumber({ cacheTime: 0 });
       await chain.rpc('anvil_reorg', [Number(head - receipt.blockNumber) + 1, []]);
       await chain.mine(1);
-      expect((await oracleRequest(requestNo, oracle)).status).toBe(1);
+      expect((await chain.request(requestNo, oracle)).status).toBe(1);
       expect((await store.byRequestId(requestId))?.status).toBe('fulfilled');
 
       await pollUntil(
@@ -737,7 +720,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       );
       expect(w.stats().undone).toBe(1);
       expect(logs.filter((l) => String(l['msg']).startsWith('a settlement was undone'))).toHaveLength(1);
-      expect((await oracleRequest(requestNo, oracle)).status).toBe(2);
+      expect((await chain.request(requestNo, oracle)).status).toBe(2);
       const fulfilled = await eventsOf('LLMFulfilled', requestNo, oracle);
       expect(fulfilled.map((e) => e.transactionHash)).toEqual([
         (await store.byRequestId(requestId))?.fulfilledTx as `0x${string}`,
@@ -903,7 +886,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
           data: encodeFunctionData({
             abi: synodOracleAbi,
             functionName: 'refund',
-            args: [requestNo, (await oracleRequest(requestNo, oracle)).questionHash, 'OPERATOR_REFUND'],
+            args: [requestNo, (await chain.request(requestNo, oracle)).questionHash, 'OPERATOR_REFUND'],
           }),
           nonce: fulfil.nonce,
           gas: 500_000n,
@@ -911,7 +894,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       );
       await chain.rpc('anvil_reorg', [Number(head - (fulfil.blockNumber ?? head)) + 1, [[refund, 0]]]);
       await chain.mine(1);
-      expect((await oracleRequest(requestNo, oracle)).status).toBe(3);
+      expect((await chain.request(requestNo, oracle)).status).toBe(3);
       const [refunded] = await eventsOf('LLMRefunded', requestNo, oracle);
       expect(refunded?.transactionHash).toBe(keccak256(refund));
 
@@ -944,7 +927,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       const head = await chain.client.getBlockNumber({ cacheTime: 0 });
       await chain.rpc('anvil_reorg', [Number(head - blockNumber) + 1, []]);
       await chain.mine(1);
-      expect((await oracleRequest(requestNo, oracle)).status).toBe(0);
+      expect((await chain.request(requestNo, oracle)).status).toBe(0);
       await w.poll();
       expect(await store.byRequestId(requestId)).toMatchObject({ status: 'reorged', fulfilledTx: null });
       expect(w.stats().undone).toBe(1);
@@ -973,12 +956,12 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       const replayed = await chain.client.getTransactionReceipt({ hash: tx });
       expect(replayed.blockHash).not.toBe(answeredA?.blockHash ?? '');
       expect(replayed.status).toBe('reverted');
-      expect((await oracleRequest(requestNo, oracle)).status).toBe(1);
+      expect((await chain.request(requestNo, oracle)).status).toBe(1);
 
       await pollUntil(
         'B refunded on chain and recorded',
         async () =>
-          (await oracleRequest(requestNo, oracle)).status === 3 &&
+          (await chain.request(requestNo, oracle)).status === 3 &&
           (await store.byRequestId(requestId))?.status === 'refunded',
         w,
       );
