@@ -1,17 +1,11 @@
 import { describe, expect, test } from 'bun:test';
-import {
-  deriveRequestId,
-  encodePacket,
-  NodeKey,
-  type RequestBody,
-  resolveFrame,
-  signPacket,
-} from '@synod/shared';
+import { encodePacket, NodeKey, type RequestBody, signPacket } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { topicOfPacketType } from '../p2p/topics.ts';
 import { coordinatorTrust, parseCoordinatorIds } from './coordinator-trust.ts';
 import { SynodNode as Node, type SynodNode } from './synod-node.ts';
 import { fixedQueue } from './test-queue.ts';
+import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
 
 const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
@@ -44,22 +38,7 @@ async function hijacked(trusting: boolean) {
   const thief = net.join(hijacker.nodeId);
   await relay.start();
   await node.start();
-  const content = {
-    nonce: '00'.repeat(15) + seed.toString(16).padStart(2, '0'),
-    prompt: 'hi',
-    acceptedModels: ['m'],
-    params: { temperature: 0, maxTokens: 8 },
-    frame: resolveFrame({
-      embeddingModel: embedder,
-      quorum: 1,
-      maxCommits: 1,
-      maxTimeMs: 1_500,
-      revealWindowMs: 500,
-    }),
-    origin: { kind: 'http' as const },
-    createdAt: Date.now(),
-  };
-  const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+  const body = testRequest({ embedder, nonce: seed, frame: { maxTimeMs: 1_500, revealWindowMs: 500 } });
   // The hijacker's copy is out first.
   const stolen = await signPacket(hijacker, 'request', body);
   await thief.publish(topicOfPacketType('request'), encodePacket(stolen));

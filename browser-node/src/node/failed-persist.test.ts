@@ -5,11 +5,12 @@
  * from its state once writes work again, and one that can never be resumed is expired by the watchdog.
  */
 import { describe, expect, test } from 'bun:test';
-import { deriveRequestId, NodeKey, type RequestBody, resolveFrame } from '@synod/shared';
+import { NodeKey } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { FailingMachineStoreDouble } from './failing-machine-store-double.ts';
 import { SynodNode, type SynodNodeOptions } from './synod-node.ts';
 import { fixedQueue } from './test-queue.ts';
+import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
 
 const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
@@ -45,22 +46,11 @@ async function setUp(relayOptions: Partial<SynodNodeOptions> = {}) {
   });
   await relay.start();
   await node.start();
-  const content = {
-    nonce: '00'.repeat(15) + seed.toString(16).padStart(2, '0'),
-    prompt: 'hi',
-    acceptedModels: ['m'],
-    params: { temperature: 0, maxTokens: 8 },
-    frame: resolveFrame({
-      embeddingModel: embedder,
-      quorum: 1,
-      maxCommits: 1,
-      maxTimeMs: MAX_TIME_MS,
-      revealWindowMs: REVEAL_WINDOW_MS,
-    }),
-    origin: { kind: 'http' as const },
-    createdAt: Date.now(),
-  };
-  const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+  const body = testRequest({
+    embedder,
+    nonce: seed,
+    frame: { maxTimeMs: MAX_TIME_MS, revealWindowMs: REVEAL_WINDOW_MS },
+  });
   return {
     relay,
     store,

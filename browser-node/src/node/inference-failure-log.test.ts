@@ -1,8 +1,9 @@
 import { describe, expect, test } from 'bun:test';
-import { deriveRequestId, NodeKey, type RequestBody, resolveFrame } from '@synod/shared';
+import { NodeKey } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { SynodNode } from './synod-node.ts';
 import { loadTestServing } from './test-helpers.ts';
+import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
 
 describe('SynodNode: an inference the engine refuses', () => {
@@ -26,16 +27,13 @@ describe('SynodNode: an inference the engine refuses', () => {
     await node.start();
     try {
       // Within LIMITS.maxPromptChars, far past stories260K's context.
-      const content = {
-        nonce: '00'.repeat(16),
+      const body = testRequest({
+        embedder: serving.embedder,
         prompt: 'Once upon a time there was a cat. '.repeat(900),
         acceptedModels: ['stories260K'],
         params: { temperature: 0, maxTokens: 16 },
-        frame: resolveFrame({ embeddingModel: serving.embedder, quorum: 1, maxTimeMs: 10_000 }),
-        origin: { kind: 'http' as const },
-        createdAt: Date.now(),
-      };
-      const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+        frame: { revealWindowMs: 10_000 },
+      });
       await relay.submit(body);
       await until(() => finished.has(body.requestId));
       expect(finished.get(body.requestId)).toBe('inference-failed');

@@ -1,18 +1,11 @@
 import { describe, expect, test } from 'bun:test';
-import {
-  deriveRequestId,
-  encodePacket,
-  NodeKey,
-  type Packet,
-  type RequestBody,
-  resolveFrame,
-  signPacket,
-} from '@synod/shared';
+import { encodePacket, NodeKey, type Packet, type RequestBody, signPacket } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { topicOfPacketType } from '../p2p/topics.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { SynodNode } from './synod-node.ts';
 import { fixedQueue } from './test-queue.ts';
+import { testRequest } from './test-request.ts';
 import { until as waitUntil } from './test-until.ts';
 
 const until = (cond: () => boolean, timeoutMs = 60_000) => waitUntil(cond, timeoutMs, 5);
@@ -21,22 +14,13 @@ const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
 
 /** A request body for `model`, with `nonce` making it unique, sealed within `maxTimeMs` at the latest. */
 function requestBody(model: string, nonce: number, maxTimeMs = 10_000): RequestBody {
-  const content = {
-    nonce: nonce.toString(16).padStart(32, '0'),
-    prompt: 'hi',
+  return testRequest({
+    embedder,
+    nonce,
     acceptedModels: [model],
     params: { temperature: 0.8, seed: 1, maxTokens: 8 },
-    frame: resolveFrame({
-      embeddingModel: embedder,
-      quorum: 1,
-      maxCommits: 1,
-      maxTimeMs,
-      revealWindowMs: 1_000,
-    }),
-    origin: { kind: 'http' as const },
-    createdAt: Date.now(),
-  };
-  return { ...content, requestId: deriveRequestId(content) } as RequestBody;
+    frame: { maxTimeMs },
+  });
 }
 
 describe('SynodNode: a request it served, replayed after a flood of other requests', () => {

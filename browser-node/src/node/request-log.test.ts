@@ -1,8 +1,9 @@
 import { describe, expect, test } from 'bun:test';
-import { deriveRequestId, NodeKey, type RequestBody, resolveFrame, type Verdict } from '@synod/shared';
+import { NodeKey, type Verdict } from '@synod/shared';
 import type { InferenceQueue, QueueJob, QueueResult } from '../inference/queue.ts';
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { SynodNode } from './synod-node.ts';
+import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
 
 const EMBEDDER = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
@@ -42,23 +43,6 @@ function linesOf(logs: Line[], requestId: string): Line[] {
   return logs.filter((l) => l['requestId'] === requestId && l['level'] === 'info');
 }
 
-/** A request for `hi` under `frame` (the test embedder's), its nonce `nonce`, made now. */
-function requestOf(
-  nonce: string,
-  frame: Omit<Parameters<typeof resolveFrame>[0], 'embeddingModel'>,
-): RequestBody {
-  const content = {
-    nonce,
-    prompt: 'hi',
-    acceptedModels: [MODEL.id],
-    params: { temperature: 0, maxTokens: 8 },
-    frame: resolveFrame({ embeddingModel: EMBEDDER, ...frame }),
-    origin: { kind: 'http' as const },
-    createdAt: Date.now(),
-  };
-  return { ...content, requestId: deriveRequestId(content) } as RequestBody;
-}
-
 describe('SynodNode: what a node logs of the requests it serves', () => {
   test('one line when it commits, one when it reveals, one for the verdict: accepted, winner or not, rejected with the reason', async () => {
     const net = new MemoryNetwork();
@@ -94,7 +78,11 @@ describe('SynodNode: what a node logs of the requests it serves', () => {
     await relay.start();
     for (const n of nodes) await n.start();
     try {
-      const body = requestOf('00'.repeat(16), { quorum: 3, maxTimeMs: 10_000, revealWindowMs: 2_000 });
+      const body = testRequest({
+        embedder: EMBEDDER,
+        acceptedModels: [MODEL.id],
+        frame: { quorum: 3, revealWindowMs: 2_000 },
+      });
       await relay.submit(body);
       await until(() => {
         for (const n of nodes) if (n.status(body.requestId)?.finished === true) finished.add(n);
@@ -185,11 +173,11 @@ describe('SynodNode: what a node logs of the requests it serves', () => {
     await relay.start();
     for (const n of nodes) await n.start();
     try {
-      const body = requestOf(`${'00'.repeat(15)}01`, {
-        quorum: 2,
-        maxCommits: 2,
-        maxTimeMs: 10_000,
-        revealWindowMs: 2_000,
+      const body = testRequest({
+        embedder: EMBEDDER,
+        acceptedModels: [MODEL.id],
+        nonce: 1,
+        frame: { quorum: 2, maxCommits: 2, revealWindowMs: 2_000 },
       });
       await relay.submit(body);
       await until(() => nodes.every((n) => n.status(body.requestId)?.finished === true));
@@ -232,7 +220,12 @@ describe('SynodNode: what a node logs of the requests it serves', () => {
     await relay.start();
     await node.start();
     try {
-      const body = requestOf(`${'00'.repeat(15)}02`, { quorum: 1, maxTimeMs: 1_500 });
+      const body = testRequest({
+        embedder: EMBEDDER,
+        acceptedModels: [MODEL.id],
+        nonce: 2,
+        frame: { maxTimeMs: 1_500, revealWindowMs: 10_000 },
+      });
       await relay.submit(body);
       await until(() => node.status(body.requestId)?.finished === true, 10_000);
       // The inference's late result changes nothing.

@@ -1,17 +1,11 @@
 import { describe, expect, test } from 'bun:test';
-import {
-  deriveRequestId,
-  encodePacket,
-  NodeKey,
-  type Packet,
-  type RequestBody,
-  resolveFrame,
-} from '@synod/shared';
+import { encodePacket, NodeKey, type Packet } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { topicOfPacketType } from '../p2p/topics.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { SynodNode } from './synod-node.ts';
 import { fixedQueue } from './test-queue.ts';
+import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
 
 const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
@@ -48,22 +42,11 @@ describe('SynodNode: a request replayed after a restart', () => {
     await first.start();
     let second: SynodNode | undefined;
     try {
-      const content = {
-        nonce: '00'.repeat(15) + '40',
-        prompt: 'hi',
-        acceptedModels: ['m'],
+      const body = testRequest({
+        embedder,
+        nonce: 0x40,
         params: { temperature: 0.8, seed: 1, maxTokens: 8 },
-        frame: resolveFrame({
-          embeddingModel: embedder,
-          quorum: 1,
-          maxCommits: 1,
-          maxTimeMs: 10_000,
-          revealWindowMs: 1_000,
-        }),
-        origin: { kind: 'http' as const },
-        createdAt: Date.now(),
-      };
-      const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+      });
       await relay.submit(body);
       await until(() => first.status(body.requestId) === null && commits.length === 1);
       await first.close();

@@ -4,13 +4,14 @@
  * `close()` must not wait on a write retry's pause.
  */
 import { describe, expect, test } from 'bun:test';
-import { deriveRequestId, NodeKey, type RequestBody, resolveFrame } from '@synod/shared';
+import { NodeKey } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { FailingMachineStoreDouble } from './failing-machine-store-double.ts';
 import { NodeError } from './node-errors.ts';
 import type { Scheduler } from './scheduler.ts';
 import { SynodNode, type SynodNodeOptions } from './synod-node.ts';
 import { fixedQueue } from './test-queue.ts';
+import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
 
 const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
@@ -68,22 +69,7 @@ async function setUp(
   });
   await relay.start();
   await node.start();
-  const content = {
-    nonce: '00'.repeat(15) + seed.toString(16).padStart(2, '0'),
-    prompt: 'hi',
-    acceptedModels: ['m'],
-    params: { temperature: 0, maxTokens: 8 },
-    frame: resolveFrame({
-      embeddingModel: embedder,
-      quorum: 1,
-      maxCommits: 1,
-      maxTimeMs: 5_000,
-      revealWindowMs: 1_000,
-    }),
-    origin: { kind: 'http' as const },
-    createdAt: Date.now(),
-  };
-  const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+  const body = testRequest({ embedder, nonce: seed, frame: { maxTimeMs: 5_000 } });
   return {
     relay,
     node,

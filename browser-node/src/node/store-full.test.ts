@@ -3,33 +3,26 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
-import { deriveRequestId, NodeKey, type Packet, type RequestBody, resolveFrame } from '@synod/shared';
+import { NodeKey, type Packet, type RequestBody } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { LibsqlMachineStore } from './machine-store-libsql.ts';
 import { SynodNode } from './synod-node.ts';
 import { loadTestServing, type TestServing } from './test-helpers.ts';
+import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-store-full-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** Request `n` for the stories260K stack of `serving`. */
 function request(serving: TestServing, n: number): RequestBody {
-  const content = {
-    nonce: '00'.repeat(15) + n.toString(16).padStart(2, '0'),
+  return testRequest({
+    embedder: serving.embedder,
+    nonce: n,
     prompt: 'Once upon a time',
     acceptedModels: ['stories260K'],
     params: { temperature: 0, maxTokens: 16 },
-    frame: resolveFrame({
-      embeddingModel: serving.embedder,
-      quorum: 1,
-      maxCommits: 1,
-      maxTimeMs: 10_000,
-      revealWindowMs: 1_000,
-    }),
-    origin: { kind: 'http' as const },
-    createdAt: Date.now(),
-  };
-  return { ...content, requestId: deriveRequestId(content) } as RequestBody;
+  });
 }
 
 describe('SynodNode: a machine store that cannot be written (a full disk)', () => {

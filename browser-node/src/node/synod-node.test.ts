@@ -1,11 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import {
-  deriveRequestId,
   encodePacket,
   NodeKey,
   type Packet,
   type RequestBody,
-  resolveFrame,
   signPacket,
   type VerdictEffect,
 } from '@synod/shared';
@@ -15,25 +13,25 @@ import { topicOfPacketType } from '../p2p/topics.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { SynodNode } from './synod-node.ts';
 import { loadTestServing, type TestServing } from './test-helpers.ts';
+import { type TestRequestOptions, testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
 
-function request(serving: TestServing, now: number, overrides: Partial<RequestBody> = {}): RequestBody {
-  const body = {
-    nonce: '00'.repeat(15) + (overrides.nonce?.slice(-2) ?? '01'),
+/** A stories260K request for `serving`, made at `now`, quorum 3 unless `o.frame` says otherwise. */
+function request(
+  serving: TestServing,
+  now: number,
+  o: Omit<TestRequestOptions, 'embedder'> = {},
+): RequestBody {
+  return testRequest({
+    embedder: serving.embedder,
+    nonce: 1,
     prompt: 'Once upon a time',
     acceptedModels: ['stories260K'],
     params: { temperature: 0, maxTokens: 24 },
-    frame: resolveFrame({
-      embeddingModel: serving.embedder,
-      quorum: 3,
-      maxTimeMs: 20_000,
-      revealWindowMs: 5_000,
-    }),
-    origin: { kind: 'http' as const },
     createdAt: now,
-    ...overrides,
-  };
-  return { ...body, requestId: deriveRequestId(body) } as RequestBody;
+    ...o,
+    frame: { quorum: 3, maxTimeMs: 20_000, revealWindowMs: 5_000, ...o.frame },
+  });
 }
 
 describe('SynodNode over an in-memory network with real engines', () => {
@@ -104,7 +102,7 @@ describe('SynodNode over an in-memory network with real engines', () => {
 
   test('an output cut at maxTokens is revealed with finishReason length, and the verdict is as usual', async () => {
     const body = request(servings[0] as TestServing, Date.now(), {
-      nonce: `${'00'.repeat(15)}03`,
+      nonce: 3,
       params: { temperature: 0, maxTokens: 3 },
     });
     await relay.submit(body);
@@ -129,11 +127,7 @@ describe('SynodNode over an in-memory network with real engines', () => {
     await lonely.start();
     const body = request(servings[0] as TestServing, Date.now(), {
       acceptedModels: ['some-other-model'],
-      frame: resolveFrame({
-        embeddingModel: (servings[0] as TestServing).embedder,
-        quorum: 1,
-        maxTimeMs: 1_000,
-      }),
+      frame: { quorum: 1, maxTimeMs: 1_000, revealWindowMs: 10_000 },
     });
     await lonely.submit(body);
     await until(() => finished.length > 0, 10_000);
@@ -183,7 +177,7 @@ describe('SynodNode: machine state in its store', () => {
       await follower.start();
       const body = request(serving, Date.now(), {
         acceptedModels: ['some-other-model'],
-        frame: resolveFrame({ embeddingModel: serving.embedder, quorum: 1, maxTimeMs: 1_000 }),
+        frame: { quorum: 1, maxTimeMs: 1_000, revealWindowMs: 10_000 },
       });
       await coordinator.submit(body);
       await until(() => follower.status(body.requestId) !== null);
@@ -303,22 +297,7 @@ describe('SynodNode: a request replayed after its machine is gone', () => {
     await relay.start();
     await node.start();
     try {
-      const content = {
-        nonce: '00'.repeat(16),
-        prompt: 'hi',
-        acceptedModels: ['m'],
-        params: { temperature: 0, maxTokens: 8 },
-        frame: resolveFrame({
-          embeddingModel: embedder,
-          quorum: 1,
-          maxCommits: 1,
-          maxTimeMs: 10_000,
-          revealWindowMs: 1_000,
-        }),
-        origin: { kind: 'http' as const },
-        createdAt: Date.now(),
-      };
-      const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+      const body = testRequest({ embedder });
       await relay.submit(body);
       await until(() => node.status(body.requestId) === null && commits.length === 1);
       const attacker = net.join('attacker');

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from 'bun:test';
-import { deriveRequestId, type NodeKey, resolveFrame, signPacket } from '@synod/shared';
+import { FRAME_DEFAULTS, type NodeKey, signPacket } from '@synod/shared';
+import { testRequest } from '../node/test-request.ts';
 import { GUN_BOUNDS_DEFAULTS, GunTransport, type GunTransportOptions, gunKeyOf, soulOf } from './gun.ts';
 import type { GunBoundsOptions } from './gun-bounds.ts';
 import { type GunRelay, type GunRelayOptions, startGunRelay } from './gun-relay.ts';
@@ -20,16 +21,16 @@ afterEach(async () => {
 });
 
 async function requestPacket(key: NodeKey, n: number, createdAt = Date.now()) {
-  const content = {
-    nonce: hex64(n).slice(-32),
+  const body = testRequest({
+    embedder: { id: 'use-lite-512', fileHash: hex64(7), bits: 512 },
+    nonce: n,
     prompt: `What is ${n} + ${n}?`,
     acceptedModels: ['qwen2.5-0.5b-instruct'],
     params: { temperature: 0, maxTokens: 32 },
-    frame: resolveFrame({ embeddingModel: { id: 'use-lite-512', fileHash: hex64(7), bits: 512 } }),
-    origin: { kind: 'http' as const },
+    frame: FRAME_DEFAULTS,
     createdAt,
-  };
-  return signPacket(key, 'request', { ...content, requestId: deriveRequestId(content) });
+  });
+  return signPacket(key, 'request', body);
 }
 
 async function relayAndClients(
