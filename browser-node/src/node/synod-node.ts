@@ -118,6 +118,13 @@ export interface SynodNodeOptions {
   random?: (n: number) => Uint8Array;
   coordinator?: CoordinatorConfig;
   observer?: ObserverConfig;
+  /**
+   * Packets kept elsewhere for a request whose machine `start` restores (a relay's history: the commits
+   * and reveals it stored after the machine's last save), given to the machine before it resumes. A
+   * deadline that passed while the process was down is then judged on everything that came for it, not
+   * on what the last save held (a coordinator expired QUORUM_NOT_MET with its commits in the history).
+   */
+  restoreWith?: (requestId: string) => Promise<readonly AnyPacket[]>;
   /** Follow every request seen (followers and relays that mirror history); default: only watched ones. */
   followAll?: boolean;
   heartbeat?: HeartbeatConfig;
@@ -369,9 +376,13 @@ export class SynodNode {
       }
       const hosted = this.#host(state);
       hosted.stored = row.state;
-      this.#enqueue(state.requestId, hosted, () =>
-        this.#apply(hosted, { kind: 'restored', now: this.#now() }),
-      );
+      const requestId = state.requestId;
+      this.#enqueue(requestId, hosted, async () => {
+        for (const packet of await this.#keptElsewhere(requestId)) {
+          await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet });
+        }
+        await this.#apply(hosted, { kind: 'restored', now: this.#now() });
+      });
     }
     this.#armWatchdog();
     if (this.#o.heartbeat) {
@@ -470,6 +481,22 @@ export class SynodNode {
    * history stored for them. Packets the machine already holds are duplicates it ignores; they are not
    * passed to `onPacket` again. Does nothing for a request this node hosts no machine of.
    */
+  /** `restoreWith`'s packets for a restored machine; none when it has none or cannot read them. */
+  async #keptElsewhere(requestId: string): Promise<readonly AnyPacket[]> {
+    if (!this.#o.restoreWith) return [];
+    try {
+      return await this.#o.restoreWith(requestId);
+    } catch (e) {
+      this.#log({
+        level: 'warn',
+        msg: 'packets kept for a restored machine could not be read',
+        requestId,
+        err: String(e),
+      });
+      return [];
+    }
+  }
+
   async replayStored(requestId: string, packets: readonly AnyPacket[]): Promise<void> {
     const hosted = this.#machines.get(requestId);
     if (!hosted) return;

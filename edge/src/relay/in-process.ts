@@ -1,5 +1,5 @@
 import type { SynodNode } from '@synod/browser-node';
-import { KeyedListeners, type NodeKey } from '@synod/shared';
+import { type AnyPacket, KeyedListeners, type NodeKey } from '@synod/shared';
 import type { HistoryStore } from '../store/history-store.ts';
 import type { AdmissionQueue, Dispatcher } from './dispatcher.ts';
 import type { NetworkHealth, RelayNetwork } from './network.ts';
@@ -77,30 +77,35 @@ export class InProcessRelayNetwork implements RelayNetwork {
   }
 
   /**
+   * The commits and reveals the history holds for a request this relay coordinates, which its machine,
+   * restored after a restart, is given before it resumes (`SynodNodeOptions.restoreWith`). The machine
+   * was saved at its last write-ahead barrier; what came after is in the history, not in the machine.
+   * Without them a restarted coordinator expired requests that had their commits (QUORUM_NOT_MET), even
+   * more so when their seal deadline passed while it was down, and counted revealed members NOT_REVEALED.
+   */
+  async storedPackets(requestId: string): Promise<AnyPacket[]> {
+    const detail = await this.store.getRequest(requestId);
+    if (!detail || detail.request.from !== this.coordinatorId) return [];
+    return [...detail.commits.map((c) => c.packet), ...detail.reveals.map((x) => x.packet)];
+  }
+
+  /**
    * After a restart: requests this relay stored but whose coordinator machine was never saved (a crash
    * between the insert and the machine's first persist) are coordinated now if still before their seal
-   * deadline, else marked expired. Machines that were saved are restored by the node itself, and are
-   * given the commits and reveals the history stored for them since (`replayed`).
+   * deadline, else marked expired. Machines that were saved are restored by the node itself (`restored`),
+   * given what the history kept for them (`storedPackets`).
    */
-  async recover(): Promise<{ resumed: string[]; expired: string[]; replayed: string[] }> {
+  async recover(): Promise<{ resumed: string[]; expired: string[]; restored: string[] }> {
     const resumed: string[] = [];
-    const replayed: string[] = [];
+    const restored: string[] = [];
     const expired: string[] = [];
     for (const r of await this.store.openRequests()) {
-      const restored = this.node.status(r.requestId) !== null;
-      const detail = await this.store.getRequest(r.requestId);
-      if (!detail || detail.request.from !== this.coordinatorId) continue;
-      if (restored) {
-        // Its machine was saved at its last write-ahead barrier: the commits and reveals that came after
-        // it are in the history, not in the machine. Without them a restarted coordinator expired
-        // requests that had their commits (QUORUM_NOT_MET) and counted revealed members NOT_REVEALED.
-        await this.node.replayStored(r.requestId, [
-          ...detail.commits.map((c) => c.packet),
-          ...detail.reveals.map((x) => x.packet),
-        ]);
-        replayed.push(r.requestId);
+      if (this.node.status(r.requestId) !== null) {
+        restored.push(r.requestId);
         continue;
       }
+      const detail = await this.store.getRequest(r.requestId);
+      if (!detail || detail.request.from !== this.coordinatorId) continue;
       const body = detail.request.body;
       const now = this.now();
       if (r.status === 'pending' && now < body.createdAt + body.frame.maxTimeMs) {
@@ -111,6 +116,6 @@ export class InProcessRelayNetwork implements RelayNetwork {
         expired.push(r.requestId);
       }
     }
-    return { resumed, expired, replayed };
+    return { resumed, expired, restored };
   }
 }

@@ -1,22 +1,18 @@
 /**
  * A relay that restarts restores its coordinator machines as they were last saved; packets its history
  * stored after that (the history stores a packet before the machine takes it, and a save can fail) were
- * missing from them: a request whose commits were all in the history expired QUORUM_NOT_MET. `recover`
- * now hands each restored machine the commits and reveals the history holds for it.
+ * missing from them: a request whose commits were all in the history expired QUORUM_NOT_MET. Each
+ * restored machine is now given the commits and reveals the history holds for it (`storedPackets`,
+ * through `SynodNodeOptions.restoreWith`) before it resumes, so a seal deadline that passed while the
+ * relay was down is judged on them too.
  */
 import { afterAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryMachineStore, MemoryNetwork, SynodNode } from '@synod/browser-node';
-import {
-  deriveRequestId,
-  NodeKey,
-  packetId,
-  type RequestBody,
-  resolveFrame,
-  signPacket,
-} from '@synod/shared';
+import { NodeKey, packetId, signPacket } from '@synod/shared';
+import { testRequest } from '../../../browser-node/src/node/test-request.ts';
 import { openHistory } from '../store/open-history.ts';
 import { storeRequest } from '../store/test-requests.ts';
 import { InProcessRelayNetwork } from './in-process.ts';
@@ -33,16 +29,11 @@ describe('InProcessRelayNetwork.recover', () => {
     const members = await Promise.all([151, 152].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(i))));
     const machines = new MemoryMachineStore();
     const net = new MemoryNetwork();
-    const content = {
-      nonce: `${'00'.repeat(15)}50`,
-      prompt: 'hi',
-      acceptedModels: ['m'],
-      params: { temperature: 0, maxTokens: 8 },
-      frame: resolveFrame({ embeddingModel: embedder, quorum: 2, maxCommits: 2, maxTimeMs: 60_000 }),
-      origin: { kind: 'http' as const },
-      createdAt: Date.now(),
-    };
-    const body = { ...content, requestId: deriveRequestId(content) } as RequestBody;
+    const body = testRequest({
+      embedder,
+      nonce: 0x50,
+      frame: { quorum: 2, maxCommits: 2, maxTimeMs: 60_000, revealWindowMs: 10_000 },
+    });
     // The first run: the request is stored and coordinated; its machine is saved as it starts.
     const first = new SynodNode({ key, role: 'relay', transports: [net.join('relay-1')], store: machines });
     await first.start();
@@ -59,15 +50,67 @@ describe('InProcessRelayNetwork.recover', () => {
       });
       await h.store.recordCommit({ id: packetId(commit), packet: commit });
     }
-    // The restart: the machine is restored from its store, then recovered.
-    const second = new SynodNode({ key, role: 'relay', transports: [net.join('relay-2')], store: machines });
+    // The restart: the machine is restored from its store, given what the history kept, then recovered.
+    let network: InProcessRelayNetwork | undefined;
+    const second = new SynodNode({
+      key,
+      role: 'relay',
+      transports: [net.join('relay-2')],
+      store: machines,
+      restoreWith: async (requestId) => (network ? network.storedPackets(requestId) : []),
+    });
+    network = new InProcessRelayNetwork(key, second, h.store, Date.now, ['m']);
     await second.start();
-    expect(second.status(body.requestId)?.phase).toBe('pending');
-    const network = new InProcessRelayNetwork(key, second, h.store, Date.now, ['m']);
     const recovered = await network.recover();
-    expect(recovered).toEqual({ resumed: [], expired: [], replayed: [body.requestId] });
+    expect(recovered).toEqual({ resumed: [], expired: [], restored: [body.requestId] });
     await second.settled();
     // Both commits were the machine's: maxCommits reached, it sealed them.
+    expect(second.status(body.requestId)?.phase).toBe('sealed');
+    await second.close();
+    h.client.close();
+  });
+
+  test('a coordinator restarted after its seal deadline (within the skew margin) seals the commits its history kept', async () => {
+    const h = await openHistory(`file:${join(dir, 'relay-late.db')}`);
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(160));
+    const members = await Promise.all([161, 162].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(i))));
+    const machines = new MemoryMachineStore();
+    const net = new MemoryNetwork();
+    const body = testRequest({
+      embedder,
+      nonce: 0x51,
+      // Sealed at the deadline with what came (quorum 2; up to 3): the early close cannot do it.
+      frame: { quorum: 2, maxCommits: 3, maxTimeMs: 1_000, revealWindowMs: 10_000 },
+    });
+    const first = new SynodNode({ key, role: 'relay', transports: [net.join('relay-1')], store: machines });
+    await first.start();
+    const { id, packet } = await first.submit(body);
+    await storeRequest(h.store, { id, packet }, Date.now());
+    await first.settled();
+    await first.close();
+    for (const [i, k] of members.entries()) {
+      const commit = await signPacket(k, 'commit', {
+        requestId: body.requestId,
+        commitment: String(i + 1).repeat(64),
+        createdAt: Date.now(),
+      });
+      await h.store.recordCommit({ id: packetId(commit), packet: commit });
+    }
+    // Down past the seal deadline (1 s), back well within the margin a seal may take (120 s).
+    await Bun.sleep(1_300);
+    let network: InProcessRelayNetwork | undefined;
+    const second = new SynodNode({
+      key,
+      role: 'relay',
+      transports: [net.join('relay-2')],
+      store: machines,
+      restoreWith: async (requestId) => (network ? network.storedPackets(requestId) : []),
+    });
+    network = new InProcessRelayNetwork(key, second, h.store, Date.now, ['m']);
+    await second.start();
+    await network.recover();
+    await second.settled();
+    // Its overdue deadline fired on the commits the history kept: sealed, not expired QUORUM_NOT_MET.
     expect(second.status(body.requestId)?.phase).toBe('sealed');
     await second.close();
     h.client.close();

@@ -150,6 +150,8 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     coordinator: { seats: proven },
     transports: o.transports,
     store: new LibsqlMachineStore(client),
+    // A coordinator machine restored at the start resumes with what the history kept for it since.
+    restoreWith: async (requestId) => (network ? network.storedPackets(requestId) : []),
     random,
     log,
     ...(o.heartbeatIntervalMs
