@@ -386,7 +386,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect((await store.byRequestId(requestId))?.txHash).toBe(second.txHash);
   });
 
-  test('a relay that cannot read its defaults (its network out of reach) refunds nothing: the pass fails, the next admits', async () => {
+  test('a relay that cannot read its defaults (its network out of reach) refunds nothing: the pass fails, the next admits; a failed pass still settles', async () => {
     const oracle = await chain.deployAnother();
     const store = new ChainStore(net.relay.store.db);
     const embedder = net.servings[0]?.embedder;
@@ -413,6 +413,20 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect(w.stats().admitted).toBe(1);
     expect((await store.byRequestId(requestId))?.status).toBe('pending');
     expect((await chain.request(requestNo, oracle)).status).toBe(1); // pending on chain: nothing refunded
+    // Its verdict comes while the network is away again, and a new event is waiting: the pass cannot
+    // take the new one, but settles the one that has its verdict.
+    await waitUntil('the verdict', async () => {
+      const view = await findView(net.relay.store, net.relay.intake, requestId);
+      return view?.status === 'verdict';
+    });
+    const next = await chain.callLLM({ prompt: 'Another while away', models: ['stories260K'], oracle });
+    away = true;
+    await w.poll();
+    expect(w.stats().errors).toBe(2);
+    expect((await chain.request(requestNo, oracle)).status).toBe(2); // fulfilled in the failed pass
+    expect(
+      await store.byRequestId(`${chain.anvil.chainId}:${oracle.toLowerCase()}:${next.requestNo}`),
+    ).toBeNull();
     await w.stop();
   });
 

@@ -373,10 +373,22 @@ export class ChainWatcher {
       const errors = this.#stats.errors;
       try {
         await this.#checkChainId();
-        await this.#scan();
-        await this.#settle();
-        if (this.#o.now() >= this.#nextSettledCheck) await this.#recheckSettled();
-        if (this.#o.now() >= this.#nextBalanceCheck) await this.checkBalance();
+        // What has its verdict is settled even in a pass that could not read or take new events (its
+        // relay's network out of reach, say): the first failure is the pass's, after the rest ran.
+        let failure: unknown;
+        try {
+          await this.#scan();
+        } catch (e) {
+          failure = e;
+        }
+        try {
+          await this.#settle();
+          if (this.#o.now() >= this.#nextSettledCheck) await this.#recheckSettled();
+          if (this.#o.now() >= this.#nextBalanceCheck) await this.checkBalance();
+        } catch (e) {
+          failure ??= e;
+        }
+        if (failure !== undefined) throw failure;
       } catch (e) {
         this.#stats.errors++;
         this.#o.log?.({ level: 'error', msg: 'chain watcher pass failed', ...codeOf(e), err: describe(e) });

@@ -17,8 +17,9 @@
  * The chain watcher (optional; the `scheduled` handler, run by the cron trigger of wrangler.toml): each
  * run is one pass of `ChainWatcher` over the shared history: it reads the oracle's confirmed
  * `LLMRequested` events, admits them for the gateway to coordinate, and settles finished ones on chain.
- * A run that cannot reach the gateway or the database does nothing (an event it could not build a
- * request for would be refunded on chain), and says why; the next run tries again.
+ * A run that cannot reach the database does nothing, and says why; one that cannot reach the gateway
+ * takes no new event (the watcher reads an event again rather than refund it for a network out of
+ * reach) but still settles what has its verdict; the next run tries again.
  *   SYNOD_CHAIN_RPC            the chain's JSON-RPC URL (unset: the scheduled handler does nothing)
  *   SYNOD_CHAIN_ID             its chain id
  *   SYNOD_ORACLE               the SynodOracle address
@@ -43,7 +44,7 @@ import { DEFAULT_EDGE_CONFIG, type EdgeConfig, parseCorsOrigins } from '../confi
 import { AdmissionHealth } from '../http/admission-health.ts';
 import { BodyBudget } from '../http/body-budget.ts';
 import { corsFor } from '../http/cors.ts';
-import { edgeError, HttpError, publicReason, toHttpError } from '../http/errors.ts';
+import { edgeError, type HttpError, publicReason, toHttpError } from '../http/errors.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
 import { GatewayRelayNetwork } from '../relay/gateway.ts';
@@ -373,25 +374,13 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
   }
   const network = iso.network;
   await network.status(true);
-  // The models the gateway serves, read once for the whole pass. The watcher refunds on chain an event it
-  // cannot build a request for, with the code of what stopped it: a gateway out of reach must not be one
-  // (that refund would be final for a request the network could answer a minute later), so a pass that
-  // cannot reach the gateway reads and settles nothing, and the next one tries again.
-  let served: ReadonlySet<string>;
-  try {
-    served = await network.servedModels();
-  } catch (e) {
-    const reason = e instanceof HttpError ? e.details?.['reason'] : undefined;
-    const why = typeof reason === 'string' ? ` (${reason})` : '';
-    return { ran: false, reason: `${publicReason(e)}${why}; nothing was read or settled` };
-  }
   const intake = new IntakeStore(client);
   const watcher = relayChainWatcher(
     { ...chain, maxEventsPerPass: WORKER_EVENTS_PER_PASS },
     {
       store: new HistoryStore(drizzle(client, { schema: historySchema })),
       intake,
-      network: { admitted: (ids) => network.admitted(ids), servedModels: async () => served },
+      network,
       config: gatewayConfig(network),
       admitter: gatewayAdmitter(intake, network),
       now,
