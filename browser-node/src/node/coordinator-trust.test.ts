@@ -59,10 +59,12 @@ describe("a node told its coordinators refuses another key's copy of a request",
     expect(rejected.NOT_COORDINATOR).toBe(1);
   }, 15_000);
 
-  test("without, the node takes the first copy it hears, and the relay's request fails (what the list prevents)", async () => {
+  test("without, the node takes the first copy it hears (the hijacker's), refuses the relay's, and the relay's request gets no verdict", async () => {
     const { outcome, rejected } = await hijacked(false);
     expect(outcome?.kind).toBe('expired');
     expect(rejected.NOT_COORDINATOR).toBeUndefined();
+    // The relay's own copy came second: refused as another request packet for a request it holds.
+    expect(rejected.DUPLICATE_REQUEST).toBe(1);
   }, 15_000);
 });
 
@@ -79,7 +81,7 @@ describe('parseCoordinatorIds', () => {
 
   test('no list trusts any author; a list only its own', () => {
     expect(coordinatorTrust([]).trustsCoordinator).toBeUndefined();
-    const trust = coordinatorTrust(['ab'.repeat(32)]).trustsCoordinator;
+    const trust = coordinatorTrust(['AB'.repeat(32)]).trustsCoordinator;
     expect(trust?.('ab'.repeat(32), {} as RequestBody)).toBe(true);
     expect(trust?.('cd'.repeat(32), {} as RequestBody)).toBe(false);
   });

@@ -11,7 +11,7 @@ import type { ObserverConfig } from '@synod/shared';
  */
 export function coordinatorTrust(ids: readonly string[]): Pick<ObserverConfig, 'trustsCoordinator'> {
   if (ids.length === 0) return {};
-  const trusted = new Set(ids);
+  const trusted = new Set(ids.map((id) => id.toLowerCase()));
   return { trustsCoordinator: (nodeId) => trusted.has(nodeId) };
 }
 

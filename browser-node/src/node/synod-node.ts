@@ -120,9 +120,11 @@ export interface SynodNodeOptions {
   observer?: ObserverConfig;
   /**
    * Packets kept elsewhere for a request whose machine `start` restores (a relay's history: the commits
-   * and reveals it stored after the machine's last save), given to the machine before it resumes. A
-   * deadline that passed while the process was down is then judged on everything that came for it, not
-   * on what the last save held (a coordinator expired QUORUM_NOT_MET with its commits in the history).
+   * and reveals it stored after the machine's last save: a state is saved at its write-ahead barriers),
+   * given to the machine before it resumes; those it holds already are duplicates it ignores, and none
+   * is passed to `onPacket` again. A deadline that passed while the process was down is then judged on
+   * everything that came for it, not on what the last save held (a coordinator expired QUORUM_NOT_MET
+   * with its commits in the history). A read that fails fails `start`.
    */
   restoreWith?: (requestId: string) => Promise<readonly AnyPacket[]>;
   /** Follow every request seen (followers and relays that mirror history); default: only watched ones. */
@@ -374,13 +376,13 @@ export class SynodNode {
         await this.#store.delete(this.nodeId, row.requestId);
         continue;
       }
+      // Read before the machine is hosted: one that cannot be given what was kept for it must not resume
+      // on its last save alone (its overdue deadline would fire on that), so a failed read fails the start.
+      const kept = this.#o.restoreWith ? await this.#o.restoreWith(state.requestId) : [];
       const hosted = this.#host(state);
       hosted.stored = row.state;
-      const requestId = state.requestId;
-      this.#enqueue(requestId, hosted, async () => {
-        for (const packet of await this.#keptElsewhere(requestId)) {
-          await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet });
-        }
+      this.#enqueue(state.requestId, hosted, async () => {
+        for (const packet of kept) await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet });
         await this.#apply(hosted, { kind: 'restored', now: this.#now() });
       });
     }
@@ -472,39 +474,6 @@ export class SynodNode {
   heldCommits(requestId: string, ids: ReadonlySet<string>): { id: string; packet: Packet<'commit'> }[] {
     const commits = this.#machines.get(requestId)?.state.commits ?? [];
     return commits.filter((c) => ids.has(c.id)).map((c) => ({ id: c.id, packet: c.packet }));
-  }
-
-  /**
-   * Give a restored machine packets of its request this node's own store kept but its saved state may
-   * not hold (a machine's state is saved at its write-ahead barriers, so what came between the last one
-   * and a restart is gone from it): the relay hands its coordinator machines the commits and reveals its
-   * history stored for them. Packets the machine already holds are duplicates it ignores; they are not
-   * passed to `onPacket` again. Does nothing for a request this node hosts no machine of.
-   */
-  /** `restoreWith`'s packets for a restored machine; none when it has none or cannot read them. */
-  async #keptElsewhere(requestId: string): Promise<readonly AnyPacket[]> {
-    if (!this.#o.restoreWith) return [];
-    try {
-      return await this.#o.restoreWith(requestId);
-    } catch (e) {
-      this.#log({
-        level: 'warn',
-        msg: 'packets kept for a restored machine could not be read',
-        requestId,
-        err: String(e),
-      });
-      return [];
-    }
-  }
-
-  async replayStored(requestId: string, packets: readonly AnyPacket[]): Promise<void> {
-    const hosted = this.#machines.get(requestId);
-    if (!hosted) return;
-    for (const packet of packets) {
-      await this.#enqueue(requestId, hosted, () =>
-        this.#apply(hosted, { kind: 'packet', now: this.#now(), packet }),
-      );
-    }
   }
 
   /** Be told of every status change of a request; returns an unsubscribe. */

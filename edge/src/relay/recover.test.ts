@@ -70,7 +70,7 @@ describe('InProcessRelayNetwork.recover', () => {
     h.client.close();
   });
 
-  test('a coordinator restarted after its seal deadline (within the skew margin) seals the commits its history kept', async () => {
+  test('a coordinator restarted just after its seal deadline (within the grace its nodes wait) seals the commits its history kept', async () => {
     const h = await openHistory(`file:${join(dir, 'relay-late.db')}`);
     const key = await NodeKey.fromSeed(new Uint8Array(32).fill(160));
     const members = await Promise.all([161, 162].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(i))));
@@ -96,7 +96,7 @@ describe('InProcessRelayNetwork.recover', () => {
       });
       await h.store.recordCommit({ id: packetId(commit), packet: commit });
     }
-    // Down past the seal deadline (1 s), back well within the margin a seal may take (120 s).
+    // Down past the seal deadline (1 s), back within the 5 s its nodes still wait for a seal.
     await Bun.sleep(1_300);
     let network: InProcessRelayNetwork | undefined;
     const second = new SynodNode({

@@ -12,6 +12,7 @@ import {
   type Verdict,
 } from '../packets/schemas.ts';
 import { buildTranscript, transcriptRoot } from '../transcript/transcript.ts';
+import { latestSealAt } from '../transcript/verify.ts';
 import {
   type BaseState,
   type DoneReason,
@@ -178,15 +179,6 @@ export function revealRoom(
   if (fromSender >= perNonMember) return false;
   const nonMembers = reveals.filter((r) => !members.has(r.packet.from)).length;
   return nonMembers < perNonMember * Math.max(0, LIMITS.maxVerdictEntries - 2 * members.size);
-}
-
-/**
- * The latest date a seal of `request` may carry and still verify (`verifyTranscript`'s SEAL_LATE): its
- * createdAt + maxTimeMs + the default skew window, the margin the protocol leaves a seal timer that
- * fires late.
- */
-export function latestSealAt(request: RequestBody): number {
-  return request.createdAt + request.frame.maxTimeMs + LIMITS.defaultSkewMs;
 }
 
 /**

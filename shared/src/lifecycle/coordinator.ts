@@ -18,7 +18,6 @@ import {
   driverError,
   finishDone,
   finishExpired,
-  latestSealAt,
   newBaseState,
   publish,
   rearm,
@@ -30,6 +29,7 @@ import {
   settleOutgoing,
   takeTimer,
 } from './common.ts';
+import { DEFAULT_GRACE_MS } from './observer.ts';
 import { rankedLast, ranksBefore, type SeatPolicy } from './seats.ts';
 import type { BaseState, CoordinatorEvent, Effect, Received, TimerName, Transition } from './types.ts';
 
@@ -368,13 +368,24 @@ function trimUnproven(config: CoordinatorConfig, s: CoordinatorState): void {
 }
 
 /**
- * Seal now, unless now is past the latest date a seal may carry (a timer that fired minutes late, a
- * restart long after the deadline): such a seal would not verify anywhere (SEAL_LATE), and nodes would
- * reveal to it for nothing. Then the request expires as one that had no quorum by its deadline.
+ * The latest a coordinator seals `request`: maxTimeMs and the nodes' grace (`DEFAULT_GRACE_MS`, 5 s)
+ * after its createdAt. Nodes stop waiting for a seal then and drop what they committed: a later seal
+ * (one a verifier still takes, up to the skew window, 120 s) would name members that can no longer
+ * reveal, and count them NOT_REVEALED (withheld) for the coordinator's own lateness.
+ */
+export function sealBy(request: Pick<RequestBody, 'createdAt' | 'frame'>): number {
+  return request.createdAt + request.frame.maxTimeMs + DEFAULT_GRACE_MS;
+}
+
+/**
+ * Seal now, unless now is past `sealBy` (a timer that fired late, a restart after the deadline): the
+ * request then expires as one that had no quorum by its deadline. A seal is never dated before its
+ * request (a clock set back): nodes would refuse it (SEAL_BEFORE_REQUEST).
  */
 function sealInTime(s: CoordinatorState, fx: Effect[], now: number): void {
-  if (now <= latestSealAt(s.request.body)) {
-    seal(s, fx, now);
+  const request = s.request.body;
+  if (now <= sealBy(request)) {
+    seal(s, fx, Math.max(now, request.createdAt));
     return;
   }
   s.phase = 'finished';

@@ -10,11 +10,12 @@ import { packetId, signPacket } from '../packets/envelope.ts';
 import { LIMITS } from '../packets/limits.ts';
 import type { AnyPacket, Packet, RequestBody } from '../packets/schemas.ts';
 import { buildTranscript } from '../transcript/transcript.ts';
-import { verifyTranscript } from '../transcript/verify.ts';
-import { decide, latestSealAt, receive } from './common.ts';
-import { type CoordinatorState, startCoordinator, stepCoordinator } from './coordinator.ts';
+import { latestSealAt, verifyTranscript } from '../transcript/verify.ts';
+import { decide, receive } from './common.ts';
+import { type CoordinatorState, sealBy, startCoordinator, stepCoordinator } from './coordinator.ts';
 import { initFollower, stepFollower } from './follower.ts';
 import { initNode, stepNode } from './node.ts';
+import { DEFAULT_GRACE_MS } from './observer.ts';
 import {
   kinds,
   MODEL,
@@ -51,11 +52,13 @@ function publishedSeal(effects: Effect[]) {
   return effects.find((e) => e.kind === 'publish' && e.packetType === 'seal');
 }
 
-describe('the coordinator never signs a seal that cannot verify', () => {
-  test('restored after the latest seal date: expires instead of sealing; at that date it still seals', async () => {
+describe('the coordinator never signs a seal its nodes no longer wait for, nor one that cannot verify', () => {
+  test("restored past maxTimeMs and the nodes' grace: expires instead of sealing; at that date it still seals", async () => {
     const late = await collecting('seal-dates/restored', 3);
-    const latest = latestSealAt(late.request);
-    expect(latest).toBe(T0 + FRAME.maxTimeMs + LIMITS.defaultSkewMs);
+    const latest = sealBy(late.request);
+    expect(latest).toBe(T0 + FRAME.maxTimeMs + DEFAULT_GRACE_MS);
+    // Earlier than a verifier's bound: nodes have dropped what they committed well before it.
+    expect(latest).toBeLessThan(latestSealAt(late.request));
     const stored = restoreState(serializeState(late.state)) as CoordinatorState;
     const after = stepCoordinator({}, stored, { kind: 'restored', now: latest + 1 });
     expect(publishedSeal(after.effects)).toBeUndefined();
@@ -70,12 +73,12 @@ describe('the coordinator never signs a seal that cannot verify', () => {
     const { request, state } = await collecting('seal-dates/late-timer', 3);
     const t = stepCoordinator({}, state, { kind: 'timer', name: 'seal-deadline', now: T0 + 200_000 });
     expect(t.effects).toEqual([{ kind: 'expired', reason: 'quorum-not-met' }]);
-    expect(latestSealAt(request)).toBeLessThan(T0 + 200_000);
+    expect(sealBy(request)).toBeLessThan(T0 + 200_000);
   });
 
   test('a commit that would close the seal early, past the latest date, does not seal', async () => {
     const { keys, request, state } = await collecting('seal-dates/early-close', 4);
-    const now = latestSealAt(request) + 5_000; // the deadline timer has not been run yet
+    const now = sealBy(request) + 5_000; // the deadline timer has not been run yet
     const c = await signedCommit(keys[4]!, request, now);
     const t = stepCoordinator({}, state, { kind: 'packet', now, packet: c });
     expect(publishedSeal(t.effects)).toBeUndefined();

@@ -39,7 +39,7 @@ import { defaultEd25519, type Ed25519Backend } from '../identity/ed25519.ts';
 import { verifySignature } from '../identity/node-key.ts';
 import { type PacketEncodings, packetEncodings, parseEnvelope } from '../packets/envelope.ts';
 import { LIMITS } from '../packets/limits.ts';
-import type { AnyPacket, Packet, Verdict } from '../packets/schemas.ts';
+import type { AnyPacket, Packet, RequestBody, Verdict } from '../packets/schemas.ts';
 import { merkleLeafHash, merkleRoot } from './merkle.ts';
 import {
   compareTranscriptEntries,
@@ -49,6 +49,14 @@ import {
   type Transcript,
   type TranscriptPacket,
 } from './transcript.ts';
+
+/**
+ * The latest date a seal of `request` may carry and still verify (SEAL_LATE): its createdAt + maxTimeMs
+ * + the default skew window, the margin the protocol leaves a seal timer that fires late.
+ */
+export function latestSealAt(request: Pick<RequestBody, 'createdAt' | 'frame'>): number {
+  return request.createdAt + request.frame.maxTimeMs + LIMITS.defaultSkewMs;
+}
 
 export interface VerifyTranscriptOptions {
   /** Ed25519 back end; `defaultEd25519()` when absent. */
@@ -371,7 +379,7 @@ function checkComposition(
   }
   // A coordinator seals at maxTimeMs at the latest (a timer that fires late under load, so with the
   // skew window's tolerance): a seal far past it sealed commits the frame no longer allowed.
-  const sealBy = request.body.createdAt + request.body.frame.maxTimeMs + LIMITS.defaultSkewMs;
+  const sealBy = latestSealAt(request.body);
   if (seal.body.createdAt > sealBy) {
     issues.push({
       check: 'SEAL_LATE',
