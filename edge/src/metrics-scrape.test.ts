@@ -56,6 +56,7 @@ describe('GET /metrics as Prometheus scrapes it', () => {
         expect([series, first.samples.get(series)]).toEqual([series, 0]);
       }
       expect(first.samples.get('synod_queued_requests_limit')).toBe(1024);
+      expect(first.samples.get('synod_queued_requests_coordinated')).toBe(0);
       const submitted = await fetch(`${relay.url}/v1/inference`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` },

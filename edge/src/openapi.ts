@@ -484,7 +484,7 @@ export function openApiDocument(version: string): Json {
       title: 'Synod relay',
       version,
       description:
-        'Decentralized, verifiable LLM inference: every answer is a verdict of a quorum of independent nodes, re-derivable from its transcript (POST /v1/verify, or synod-verify on your own machine). Any route may also answer 500 INTERNAL; a path not listed here is 404 NOT_FOUND, and a listed path asked with another method 405 METHOD_NOT_ALLOWED with an Allow header (the OpenAI-compatible paths in OpenAI’s error body).',
+        'Decentralized, verifiable LLM inference: every answer is a verdict of a quorum of independent nodes, re-derivable from its transcript (POST /v1/verify, or synod-verify on your own machine). Any route may also answer 500 INTERNAL, and a route that reads the database 503 STORE_UNAVAILABLE while it cannot be reached; a path not listed here is 404 NOT_FOUND, and a listed path asked with another method 405 METHOD_NOT_ALLOWED with an Allow header (the OpenAI-compatible paths in OpenAI’s error body).',
     },
     servers: [{ url: '/', description: 'the relay that serves this document' }],
     components: {
@@ -531,7 +531,7 @@ export function openApiDocument(version: string): Json {
           parameters: [idParam],
           responses: {
             '200': json(ref('RequestView'), 'the request'),
-            ...errors(ref('Error'), [400, 404, 429]),
+            ...errors(ref('Error'), [400, 404, 429, 503]),
           },
         },
       },
@@ -560,7 +560,7 @@ export function openApiDocument(version: string): Json {
             '204': {
               description: 'the request ended and Last-Event-ID names its final status: nothing more',
             },
-            ...errors(ref('Error'), [400, 404, 429]),
+            ...errors(ref('Error'), [400, 404, 429, 503]),
           },
         },
       },
@@ -669,7 +669,7 @@ export function openApiDocument(version: string): Json {
               ref('StoredNotVerified'),
               'it does not hold: the reasons, beside what the relay published',
             ),
-            ...errors(ref('Error'), [400, 404, 409, 429]),
+            ...errors(ref('Error'), [400, 404, 409, 429, 503]),
           },
         },
       },
@@ -686,7 +686,10 @@ export function openApiDocument(version: string): Json {
             query('model', { type: 'string' }, 'only requests accepting this model'),
             query('node', HEX64, 'only requests this node coordinated or committed to'),
           ],
-          responses: { '200': json(ref('HistoryPage'), 'a page'), ...errors(ref('Error'), [400, 429]) },
+          responses: {
+            '200': json(ref('HistoryPage'), 'a page'),
+            ...errors(ref('Error'), [400, 429, 503]),
+          },
         },
       },
       '/v1/nodes': {
@@ -700,7 +703,10 @@ export function openApiDocument(version: string): Json {
             query('cursor', { type: 'string' }, 'the previous page’s nextCursor'),
             query('node', HEX64, 'only this node'),
           ],
-          responses: { '200': json(ref('NodesPage'), 'a page'), ...errors(ref('Error'), [400, 429]) },
+          responses: {
+            '200': json(ref('NodesPage'), 'a page'),
+            ...errors(ref('Error'), [400, 429, 503]),
+          },
         },
       },
       '/healthz': {

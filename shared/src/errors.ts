@@ -45,9 +45,9 @@ export interface SynodErrorOptions {
 }
 
 /**
- * An error with a stable `code` of its kind's own set (`C`): the base of every typed error in the
- * project (`SynodError` here, the node's, the browser's, the apps'), each subclass naming itself and its
- * codes.
+ * An error with a stable `code` of its kind's own set (`C`), each subclass naming itself and its codes:
+ * the base of `SynodError` here, and of the node's (`NodeError`, `InferenceError`), the browser's
+ * (`BrowserNodeError`) and the web app's (`KeyFileError`) typed errors.
  */
 export class CodedError<C extends string> extends Error {
   readonly code: C;

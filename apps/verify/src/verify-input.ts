@@ -15,8 +15,9 @@ export interface VerifyInput {
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /**
- * Why the input is not something to verify (exit code 2, with the reason): `VERIFY_INPUT_INVALID`, or
- * `VERIFY_INPUT_TOO_LARGE` for a source larger than any transcript (fetch-text.ts).
+ * Why there is nothing to verify (exit code 2, with the reason): `VERIFY_INPUT_INVALID`,
+ * `VERIFY_INPUT_TOO_LARGE` for a source larger than any transcript (fetch-text.ts), or `VERIFY_USAGE`
+ * for a command line that is wrong (main.ts).
  */
 export class VerifyInputError extends Error {
   readonly code: VerifyInputErrorCode;

@@ -8,6 +8,7 @@ import { createClient } from '@libsql/client';
 import { MemoryNetwork } from '@synod/browser-node';
 import { NodeKey } from '@synod/shared';
 import { createApiKey } from '../auth/api-keys.ts';
+import { openApiDocument } from '../openapi.ts';
 import { type RunningRelay, startRelay } from '../runtime/bun.ts';
 import { WriteLockTimeoutError } from '../store/serialized-writes.ts';
 import { TEST_EMBEDDER } from '../store/test-admissions.ts';
@@ -77,6 +78,13 @@ describe('a relay whose libSQL server is down', () => {
     expect(got).toEqual(
       Object.fromEntries(routes.map(([name]) => [name, { status: 503, code: 'STORE_UNAVAILABLE' }])),
     );
+    // And /openapi.json declares it on each (a client generated from it knows the answer).
+    const doc = openApiDocument('test') as { paths: Record<string, Record<string, { responses: object }>> };
+    for (const [name] of routes) {
+      const [method = '', path = ''] = name.split(' ');
+      const declared = doc.paths[path.replace(':id', '{id}')]?.[method.toLowerCase()]?.responses ?? {};
+      expect([name, Object.keys(declared)]).toEqual([name, expect.arrayContaining(['503'])]);
+    }
     // The reason is the connection's, not the failed query's (its SQL and arguments stay in the relay).
     const reason = (
       (await (await relay.app.request('/v1/history')).json()) as {

@@ -134,7 +134,9 @@ describe('GatewayRelayNetwork', () => {
       url: 'http://gw.internal.test:8787',
       secret: 's'.repeat(20),
       fetch: async (input: string) => {
-        throw new TypeError(`Unable to connect to ${input} (gw.internal.test:8787 refused)`);
+        throw new TypeError(
+          `Unable to connect to ${input} (gw.internal.test:8787 refused; getaddrinfo gw.internal.test)`,
+        );
       },
     });
     const refused = await net.servedModels().catch((e: unknown) => e);

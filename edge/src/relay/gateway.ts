@@ -158,8 +158,11 @@ export class GatewayRelayNetwork implements RelayNetwork {
    * reason), and where the gateway runs is the operator's to tell, not the relay's.
    */
   #redact(text: string): string {
-    const host = new URL(this.#base).host;
-    return text.replaceAll(this.#base, '<gateway>').replaceAll(host, '<gateway>');
+    const { host, hostname } = new URL(this.#base);
+    return text
+      .replaceAll(this.#base, '<gateway>')
+      .replaceAll(host, '<gateway>')
+      .replaceAll(hostname, '<gateway>');
   }
 
   #call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Response> {

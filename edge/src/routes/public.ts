@@ -53,6 +53,21 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     const net = deps.network.health();
     deps.metrics.set('synod_peers', 'Connected P2P peers', net.peers);
     deps.metrics.set('synod_open_requests', 'Requests being coordinated by this relay', net.openRequests);
+    // This relay's own waiting rows beside the bound they meet (503 QUEUE_FULL), where there is one: what
+    // an alert compares (synod_queued_requests counts every relay's rows in a shared database).
+    const queue = deps.network.queue();
+    if (queue !== undefined && Number.isFinite(queue.limit)) {
+      deps.metrics.set(
+        'synod_queued_requests_coordinated',
+        "Requests waiting in the admission log for this relay's coordinator (what --max-queued bounds)",
+        queue.queued,
+      );
+      deps.metrics.set(
+        'synod_queued_requests_limit',
+        'Requests this relay lets wait before new ones are refused (503 QUEUE_FULL)',
+        queue.limit,
+      );
+    }
     // The database's gauges are read from it: while it cannot be read, the rest is still served (a
     // scrape that failed whole would leave monitoring blind exactly then), and synod_store_up says so.
     let storeUp = 1;
@@ -162,15 +177,6 @@ async function setStoreGauges(deps: EdgeDeps): Promise<void> {
     'Requests admitted and waiting in the admission log for their coordinator',
     await deps.intake.count(),
   );
-  // The bound new requests meet (503 QUEUE_FULL), where there is one: an alert compares the two.
-  const limit = deps.network.queue()?.limit;
-  if (limit !== undefined && Number.isFinite(limit)) {
-    deps.metrics.set(
-      'synod_queued_requests_limit',
-      'Requests the admission log may hold waiting before new ones are refused (503 QUEUE_FULL)',
-      limit,
-    );
-  }
 }
 
 /** A page as JSON, charged to the client address's `read:` bucket by its size (keyed by its query). */

@@ -180,6 +180,10 @@ describe('startRelay when its database refuses writes', () => {
       expect(down.db).toBe(true); // reads still work
       expect(down.admissions.ok).toBe(false);
       expect(down.admissions.reason).toContain('full');
+      // Counted for an alert, which /healthz's 5 s would miss between two scrapes.
+      expect(await (await relay.app.request('/metrics')).text()).toContain(
+        '\nsynod_admission_failures_total 1\n',
+      );
       // room again: the next admission commits, and health follows at once
       await relay.client.execute('PRAGMA max_page_count = 1073741823');
       expect((await submit('after')).status).toBe(202);

@@ -19,7 +19,9 @@ interface Lease {
  * Here a slot is a lease: the request holding it renews it each time its loop waits for its next read
  * (`RequestStreamSlots.renew`, called by the request's `sleep`), and a lease not renewed for `leaseMs`
  * is given back at the next `take`. A lease that lapsed stays given back; its stream's own release then
- * changes nothing.
+ * changes nothing. A stream held up longer than `leaseMs` while it runs (a write its client does not
+ * read, a database read that slow) loses its lease the same way, and its address may then hold one
+ * stream more than its bound until that one ends: the price of not counting dead streams for good.
  */
 export class StreamLeases {
   readonly #slots: StreamSlots;
