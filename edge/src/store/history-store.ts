@@ -41,6 +41,7 @@ import {
   sealMembers,
   sealRows,
   seals,
+  unheardNodes,
   verdictEntriesTable,
   verdictRows,
   verdicts,
@@ -692,23 +693,24 @@ export class HistoryStore {
     }
     // Read first: a node whose first heartbeat is stored between the two reads is then in the second
     // (and kept from it alone below), never in neither.
-    const unheard = await this.db
-      .select()
-      .from(reputation)
-      .where(
-        and(
-          sql`not exists (select 1 from ${nodes} where ${nodes.nodeId} = ${reputation.nodeId})`,
-          q.node === undefined ? undefined : eq(reputation.nodeId, q.node),
-          after === undefined
-            ? undefined
-            : or(
-                lt(reputation.updatedAt, after[0]),
-                and(eq(reputation.updatedAt, after[0]), lt(reputation.nodeId, after[1])),
-              ),
-        ),
-      )
-      .orderBy(desc(reputation.updatedAt), desc(reputation.nodeId))
-      .limit(q.limit + 1);
+    // Through `unheard_nodes`, kept by triggers: an index range from the cursor, not a scan of every
+    // record for the few without a heartbeat.
+    const unheard = (
+      await this.db
+        .select({ rep: reputation })
+        .from(unheardNodes)
+        .innerJoin(reputation, eq(reputation.nodeId, unheardNodes.nodeId))
+        .where(
+          and(
+            q.node === undefined ? undefined : eq(unheardNodes.nodeId, q.node),
+            after === undefined
+              ? undefined
+              : sql`(${unheardNodes.updatedAt}, ${unheardNodes.nodeId}) < (${after[0]}, ${after[1]})`,
+          ),
+        )
+        .orderBy(desc(unheardNodes.updatedAt), desc(unheardNodes.nodeId))
+        .limit(q.limit + 1)
+    ).map((r) => r.rep);
     const heard = await this.db
       .select({ node: nodes, rep: reputation })
       .from(nodes)

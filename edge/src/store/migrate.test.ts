@@ -116,6 +116,7 @@ describe('applyMigrations', () => {
       '0009_coordinator_leases',
       '0010_chain_cursor_log_index',
       '0011_reputation_updated_idx',
+      '0012_unheard_nodes',
     ]);
     const counts = async () =>
       Object.fromEntries(

@@ -187,5 +187,20 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
     "statements": [
       "CREATE INDEX `reputation_updated_idx` ON `reputation` (`updated_at`,`node_id`);"
     ]
+  },
+  {
+    "tag": "0012_unheard_nodes",
+    "folderMillis": 1795419987199,
+    "hash": "1f3d164b1e07834665d744d703b163cb2050d50a383818d9088a043745c11514",
+    "statements": [
+      "CREATE TABLE `unheard_nodes` (\n\t`node_id` text PRIMARY KEY NOT NULL,\n\t`updated_at` integer NOT NULL\n);",
+      "CREATE INDEX `unheard_nodes_updated_idx` ON `unheard_nodes` (`updated_at`,`node_id`);",
+      "DROP INDEX `reputation_updated_idx`;",
+      "-- Written by hand below (drizzle-kit generates no triggers): unheard_nodes is kept by the database, in\n-- the transaction of every write to reputation and nodes, whoever writes.\nINSERT INTO `unheard_nodes` (`node_id`, `updated_at`)\n  SELECT r.`node_id`, r.`updated_at` FROM `reputation` r\n  WHERE NOT EXISTS (SELECT 1 FROM `nodes` n WHERE n.`node_id` = r.`node_id`);",
+      "CREATE TRIGGER `reputation_unheard_insert` AFTER INSERT ON `reputation`\nWHEN NOT EXISTS (SELECT 1 FROM `nodes` WHERE `node_id` = new.`node_id`) BEGIN\n  INSERT INTO `unheard_nodes` (`node_id`, `updated_at`) VALUES (new.`node_id`, new.`updated_at`)\n    ON CONFLICT (`node_id`) DO UPDATE SET `updated_at` = excluded.`updated_at`;\nEND;",
+      "CREATE TRIGGER `reputation_unheard_update` AFTER UPDATE OF `updated_at` ON `reputation` BEGIN\n  UPDATE `unheard_nodes` SET `updated_at` = new.`updated_at` WHERE `node_id` = new.`node_id`;\nEND;",
+      "CREATE TRIGGER `nodes_heard` AFTER INSERT ON `nodes` BEGIN\n  DELETE FROM `unheard_nodes` WHERE `node_id` = new.`node_id`;\nEND;",
+      "CREATE TRIGGER `nodes_unheard_delete` AFTER DELETE ON `nodes`\nWHEN EXISTS (SELECT 1 FROM `reputation` WHERE `node_id` = old.`node_id`) BEGIN\n  INSERT INTO `unheard_nodes` (`node_id`, `updated_at`)\n    SELECT `node_id`, `updated_at` FROM `reputation` WHERE `node_id` = old.`node_id`\n    ON CONFLICT (`node_id`) DO UPDATE SET `updated_at` = excluded.`updated_at`;\nEND;"
+    ]
   }
 ];

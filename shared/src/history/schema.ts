@@ -518,8 +518,6 @@ export const reputation = sqliteTable(
   (t) => [
     index('reputation_score_idx').on(t.score),
     index('reputation_vouched_idx').on(t.vouched),
-    // `/v1/nodes` pages the nodes with a record and no heartbeat by when their record last changed.
-    index('reputation_updated_idx').on(t.updatedAt, t.nodeId),
     check(
       'reputation_counts_ck',
       sql`${c(t.agreements)} >= 0 and ${c(t.disagreements)} >= 0 and ${c(t.withheld)} >= 0 and ${c(t.invalid)} >= 0 and ${c(t.commits)} >= 0 and ${c(t.latencySamples)} >= 0`,
@@ -530,6 +528,24 @@ export const reputation = sqliteTable(
       sql`(${c(t.latencySamples)} = 0 and ${c(t.meanLatencyMs)} is null) or (${c(t.latencySamples)} > 0 and ${c(t.meanLatencyMs)} >= 0)`,
     ),
   ],
+);
+
+/**
+ * The nodes with a record (`reputation`) and no heartbeat stored (`nodes`): a seat needs no heartbeat,
+ * and `/v1/nodes` lists them too, by when their record last changed, through this table's index rather
+ * than a scan of every record. Kept by triggers (migration 0012): a record made for a node not heard
+ * adds it, a change of the record moves its time, its first heartbeat removes it. A later migration
+ * that rebuilds `reputation` or `nodes` drops those triggers with the old table: it must create them
+ * again (the tests of `/v1/nodes` then fail).
+ */
+export const unheardNodes = sqliteTable(
+  'unheard_nodes',
+  {
+    nodeId: text('node_id').primaryKey(),
+    /** The record's `updated_at`. */
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [index('unheard_nodes_updated_idx').on(t.updatedAt, t.nodeId)],
 );
 
 // ---------------------------------------------------------------------------------------------------
@@ -837,6 +853,7 @@ export const historySchema = {
   attestations,
   nodes,
   reputation,
+  unheardNodes,
   apiKeys,
   usage,
   idempotency,
