@@ -22,97 +22,81 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
 
+/**
+ * A relay that coordinates `body` and stops with its machine saved as it started; the history then
+ * stores commits from two members that the machine never took (a crash between the two); after
+ * `downMs`, the relay starts again over the same stores, its machine given what the history kept.
+ */
+async function restartedWithCommits(o: {
+  db: string;
+  seed: number;
+  frame: NonNullable<Parameters<typeof testRequest>[0]['frame']>;
+  downMs: number;
+}) {
+  const h = await openHistory(`file:${join(dir, o.db)}`);
+  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(o.seed));
+  const members = await Promise.all([1, 2].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(o.seed + i))));
+  const machines = new MemoryMachineStore();
+  const net = new MemoryNetwork();
+  const body = testRequest({ embedder, nonce: o.seed, frame: o.frame });
+  // The first run: the request is stored and coordinated; its machine is saved as it starts.
+  const first = new SynodNode({ key, role: 'relay', transports: [net.join('relay-1')], store: machines });
+  await first.start();
+  const { id, packet } = await first.submit(body);
+  await storeRequest(h.store, { id, packet }, Date.now());
+  await first.settled();
+  await first.close();
+  for (const [i, k] of members.entries()) {
+    const commit = await signPacket(k, 'commit', {
+      requestId: body.requestId,
+      commitment: String(i + 1).repeat(64),
+      createdAt: Date.now(),
+    });
+    await h.store.recordCommit({ id: packetId(commit), packet: commit });
+  }
+  await Bun.sleep(o.downMs);
+  // The restart: the machine is restored from its store, given what the history kept, then recovered.
+  let network: InProcessRelayNetwork | undefined;
+  const second = new SynodNode({
+    key,
+    role: 'relay',
+    transports: [net.join('relay-2')],
+    store: machines,
+    restoreWith: async (requestId) => (network ? network.storedPackets(requestId) : []),
+  });
+  network = new InProcessRelayNetwork(key, second, h.store, Date.now, ['m']);
+  await second.start();
+  const recovered = await network.recover();
+  await second.settled();
+  const phase = second.status(body.requestId)?.phase;
+  await second.close();
+  h.client.close();
+  return { body, recovered, phase };
+}
+
 describe('InProcessRelayNetwork.recover', () => {
   test('a restored coordinator machine is given the commits the history stored after its last save: it seals', async () => {
-    const h = await openHistory(`file:${join(dir, 'relay.db')}`);
-    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(150));
-    const members = await Promise.all([151, 152].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(i))));
-    const machines = new MemoryMachineStore();
-    const net = new MemoryNetwork();
-    const body = testRequest({
-      embedder,
-      nonce: 0x50,
+    const { body, recovered, phase } = await restartedWithCommits({
+      db: 'relay.db',
+      seed: 150,
       frame: { quorum: 2, maxCommits: 2, maxTimeMs: 60_000, revealWindowMs: 10_000 },
+      downMs: 0,
     });
-    // The first run: the request is stored and coordinated; its machine is saved as it starts.
-    const first = new SynodNode({ key, role: 'relay', transports: [net.join('relay-1')], store: machines });
-    await first.start();
-    const { id, packet } = await first.submit(body);
-    await storeRequest(h.store, { id, packet }, Date.now());
-    await first.settled();
-    await first.close();
-    // Commits the history stored while the machine never took them (a crash between the two).
-    for (const [i, k] of members.entries()) {
-      const commit = await signPacket(k, 'commit', {
-        requestId: body.requestId,
-        commitment: String(i + 1).repeat(64),
-        createdAt: Date.now(),
-      });
-      await h.store.recordCommit({ id: packetId(commit), packet: commit });
-    }
-    // The restart: the machine is restored from its store, given what the history kept, then recovered.
-    let network: InProcessRelayNetwork | undefined;
-    const second = new SynodNode({
-      key,
-      role: 'relay',
-      transports: [net.join('relay-2')],
-      store: machines,
-      restoreWith: async (requestId) => (network ? network.storedPackets(requestId) : []),
-    });
-    network = new InProcessRelayNetwork(key, second, h.store, Date.now, ['m']);
-    await second.start();
-    const recovered = await network.recover();
     expect(recovered).toEqual({ resumed: [], expired: [], restored: [body.requestId] });
-    await second.settled();
     // Both commits were the machine's: maxCommits reached, it sealed them.
-    expect(second.status(body.requestId)?.phase).toBe('sealed');
-    await second.close();
-    h.client.close();
+    expect(phase).toBe('sealed');
   });
 
   test('a coordinator restarted just after its seal deadline (within the grace its nodes wait) seals the commits its history kept', async () => {
-    const h = await openHistory(`file:${join(dir, 'relay-late.db')}`);
-    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(160));
-    const members = await Promise.all([161, 162].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(i))));
-    const machines = new MemoryMachineStore();
-    const net = new MemoryNetwork();
-    const body = testRequest({
-      embedder,
-      nonce: 0x51,
+    const { phase } = await restartedWithCommits({
+      db: 'relay-late.db',
+      seed: 160,
       // Sealed at the deadline with what came (quorum 2; up to 3): the early close cannot do it.
       frame: { quorum: 2, maxCommits: 3, maxTimeMs: 1_000, revealWindowMs: 10_000 },
+      // Down past the seal deadline (1 s), back within the 5 s its nodes still wait for a seal.
+      downMs: 1_300,
     });
-    const first = new SynodNode({ key, role: 'relay', transports: [net.join('relay-1')], store: machines });
-    await first.start();
-    const { id, packet } = await first.submit(body);
-    await storeRequest(h.store, { id, packet }, Date.now());
-    await first.settled();
-    await first.close();
-    for (const [i, k] of members.entries()) {
-      const commit = await signPacket(k, 'commit', {
-        requestId: body.requestId,
-        commitment: String(i + 1).repeat(64),
-        createdAt: Date.now(),
-      });
-      await h.store.recordCommit({ id: packetId(commit), packet: commit });
-    }
-    // Down past the seal deadline (1 s), back within the 5 s its nodes still wait for a seal.
-    await Bun.sleep(1_300);
-    let network: InProcessRelayNetwork | undefined;
-    const second = new SynodNode({
-      key,
-      role: 'relay',
-      transports: [net.join('relay-2')],
-      store: machines,
-      restoreWith: async (requestId) => (network ? network.storedPackets(requestId) : []),
-    });
-    network = new InProcessRelayNetwork(key, second, h.store, Date.now, ['m']);
-    await second.start();
-    await network.recover();
-    await second.settled();
     // Its overdue deadline fired on the commits the history kept: sealed, not expired QUORUM_NOT_MET.
-    expect(second.status(body.requestId)?.phase).toBe('sealed');
-    await second.close();
-    h.client.close();
+    expect(phase).toBe('sealed');
   });
 });

@@ -23,6 +23,7 @@ import {
 import { applyMigrations } from './migrate.ts';
 import { MIGRATIONS } from './migrations.gen.ts';
 import { openHistory } from './open-history.ts';
+import { testHeartbeat } from './test-heartbeats.ts';
 import { storeRequest } from './test-requests.ts';
 
 const VECTORS = resolve(import.meta.dir, '../../../shared/test-vectors/v1.json');
@@ -363,16 +364,7 @@ describe('HistoryStore: attestations', () => {
 });
 
 describe('HistoryStore: the node registry', () => {
-  const heartbeat = async (seed: number, createdAt: number) =>
-    signPacket(await NodeKey.fromSeed(new Uint8Array(32).fill(seed)), 'heartbeat', {
-      role: 'node',
-      software: 'test',
-      models: [],
-      embedders: [],
-      capacity: { queued: 0, maxQueue: 4 },
-      addresses: [],
-      createdAt,
-    });
+  const heartbeat = testHeartbeat;
 
   test('pages last heard first, with a cursor that neither repeats nor skips a node; one node by id', async () => {
     const h = await openHistory(`file:${join(dir, 'nodes.db')}`);

@@ -7,22 +7,12 @@ import { afterAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NodeKey, type Packet, packetId, signPacket } from '@synod/shared';
+import { NodeKey } from '@synod/shared';
 import { openHistory } from './open-history.ts';
+import { storedHeartbeat, testHeartbeat } from './test-heartbeats.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-unheard-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const heartbeat = async (key: NodeKey, createdAt: number): Promise<Packet<'heartbeat'>> =>
-  signPacket(key, 'heartbeat', {
-    role: 'node',
-    software: 'test',
-    models: [],
-    embedders: [],
-    capacity: { queued: 0, maxQueue: 4 },
-    addresses: [],
-    createdAt,
-  });
 
 describe('unheard_nodes, kept by the database', () => {
   test("a record without a heartbeat is listed, moves with its record's changes, and leaves at its first heartbeat", async () => {
@@ -41,8 +31,8 @@ describe('unheard_nodes, kept by the database', () => {
           await h.client.execute('SELECT node_id, updated_at FROM unheard_nodes ORDER BY updated_at')
         ).rows.map((r) => [r['node_id'], Number(r['updated_at'])]);
       // c is heard before it has a record: never unheard.
-      const cBeat = await heartbeat(keys[2] as NodeKey, 1_000);
-      await h.store.recordHeartbeat({ id: packetId(cBeat), packet: cBeat }, 1_000);
+      const cBeat = await testHeartbeat(keys[2] as NodeKey, 1_000);
+      await h.store.recordHeartbeat(storedHeartbeat(cBeat), 1_000);
       await record(a, 2_000);
       await record(b, 3_000);
       await record(c, 4_000);
@@ -73,8 +63,8 @@ describe('unheard_nodes, kept by the database', () => {
       }
       expect(seen).toEqual([a, b, c]);
       // b's first heartbeat: heard now, listed with its capabilities.
-      const bBeat = await heartbeat(keys[1] as NodeKey, 6_000);
-      await h.store.recordHeartbeat({ id: packetId(bBeat), packet: bBeat }, 6_000);
+      const bBeat = await testHeartbeat(keys[1] as NodeKey, 6_000);
+      await h.store.recordHeartbeat(storedHeartbeat(bBeat), 6_000);
       expect(await unheard()).toEqual([[a, 5_000]]);
       expect((await h.store.listNodes({ limit: 10, node: b })).nodes[0]?.role).toBe('node');
       // The page of unheard nodes is read through the table's index, from the cursor on.
