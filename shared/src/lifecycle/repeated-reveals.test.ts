@@ -156,3 +156,23 @@ describe('a member that revealed more than once', () => {
     expect(f.effects.some((e) => e.kind === 'publish')).toBe(false);
   });
 });
+
+describe('a verdict whose digest recomputes but whose transcript root is forged', () => {
+  test('is never verified nor attested: the follower ends unverified (it cannot tell it from a reveal it lacks)', async () => {
+    const w = await world('repeated-reveals/forged-root');
+    const verdict = await w.verdictOver([...w.honest, w.repeated[0] as Packet<'reveal'>], 'ab'.repeat(32));
+    const f = await follow(w.request.requestId, [
+      w.requestPacket,
+      ...w.commits,
+      w.seal,
+      ...w.honest,
+      w.repeated[0] as AnyPacket,
+      verdict,
+    ]);
+    expect(f.state().verification).toBe('digest');
+    f.step({ kind: 'timer', name: 'verify-wait', now: T0 + 6_000 });
+    expect(f.state().outcome).toMatchObject({ kind: 'done', reason: 'unverified' });
+    // No attestation stands behind the forged root.
+    expect(f.effects.some((e) => e.kind === 'publish')).toBe(false);
+  });
+});
