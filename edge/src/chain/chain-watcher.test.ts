@@ -423,7 +423,13 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     away = true;
     await w.poll();
     expect(w.stats().errors).toBe(2);
-    expect((await chain.request(requestNo, oracle)).status).toBe(2); // fulfilled in the failed pass
+    // Fulfilled by that failed pass (no other pass runs): its settlement is mined, if not already.
+    await waitUntil(
+      'the failed pass to fulfil the request on chain',
+      async () => (await chain.request(requestNo, oracle)).status === 2,
+      15_000,
+      100,
+    );
     expect(
       await store.byRequestId(`${chain.anvil.chainId}:${oracle.toLowerCase()}:${next.requestNo}`),
     ).toBeNull();
