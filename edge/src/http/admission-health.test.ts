@@ -32,5 +32,7 @@ describe('AdmissionHealth', () => {
     inner.full = false;
     await admitter.admit(testAdmission());
     expect(health.failing()).toBeNull();
+    // Every failure counted, however long ago (for an alert's increase(), past the 5 s /healthz holds).
+    expect(health.failures).toBe(2);
   });
 });

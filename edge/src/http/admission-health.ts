@@ -24,6 +24,7 @@ export const ADMISSION_FAILURE_HOLD_MS = 5_000;
 export class AdmissionHealth {
   readonly #now: () => number;
   #failure: AdmissionFailure | null = null;
+  #failures = 0;
 
   constructor(now: () => number) {
     this.#now = now;
@@ -38,10 +39,16 @@ export class AdmissionHealth {
           return outcome;
         } catch (e) {
           this.#failure = { at: this.#now(), reason: publicReason(e) };
+          this.#failures++;
           throw e;
         }
       },
     };
+  }
+
+  /** Admissions that could not be stored, since the start (`synod_admission_failures_total`). */
+  get failures(): number {
+    return this.#failures;
   }
 
   /** The latest admission's failure while it holds, or null (one committed since, or none failed). */

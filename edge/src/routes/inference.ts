@@ -108,7 +108,6 @@ export async function submit(
       ...(idempotency ? { idempotency } : {}),
     });
   } catch (e) {
-    deps.metrics.inc(ADMISSION_FAILURES.name, ADMISSION_FAILURES.help);
     // A lost commit answer (a writer thread that died, a remote database) may still have kept it.
     throw edgeError(
       503,
@@ -142,10 +141,6 @@ export async function submit(
 /** The admission counters (`/metrics`), each series there from the start at 0. */
 const ACCEPTED = { name: 'synod_requests_accepted_total', help: 'Requests accepted and stored' };
 const SHED = { name: 'synod_requests_shed_total', help: 'Requests refused with QUEUE_FULL' };
-const ADMISSION_FAILURES = {
-  name: 'synod_admission_failures_total',
-  help: 'Admissions the store could not confirm (503 STORE_UNAVAILABLE: a full disk, a database out of reach)',
-};
 const CALLER_KINDS: readonly Caller['kind'][] = ['api-key', 'signed'];
 
 export function mountInference(app: Hono, deps: EdgeDeps): void {
@@ -154,7 +149,6 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
     deps.metrics.inc(ACCEPTED.name, ACCEPTED.help, { caller }, 0);
     deps.metrics.inc(SHED.name, SHED.help, { caller }, 0);
   }
-  deps.metrics.inc(ADMISSION_FAILURES.name, ADMISSION_FAILURES.help, {}, 0);
   // A request's view can be megabytes (reveals from anyone on the network): such reads are charged to
   // the client address's `read:` bucket by their size (see HeavyReads); light ones cost nothing.
   const heavy = new HeavyReads(deps.limiter);

@@ -53,6 +53,12 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     const net = deps.network.health();
     deps.metrics.set('synod_peers', 'Connected P2P peers', net.peers);
     deps.metrics.set('synod_open_requests', 'Requests being coordinated by this relay', net.openRequests);
+    // Counted where /healthz learns of them (AdmissionHealth), which /healthz shows for 5 s only.
+    deps.metrics.setTotal(
+      'synod_admission_failures_total',
+      'Admissions the store could not confirm (503 STORE_UNAVAILABLE: a full disk, a database out of reach)',
+      deps.admissionHealth?.failures ?? 0,
+    );
     // This relay's own waiting rows beside the bound they meet (503 QUEUE_FULL), where there is one: what
     // an alert compares (synod_queued_requests counts every relay's rows in a shared database).
     const queue = deps.network.queue();
