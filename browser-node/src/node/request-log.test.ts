@@ -141,34 +141,20 @@ describe('SynodNode: what a node logs of the requests it serves', () => {
     const fastLogs: Line[] = [];
     const slowLogs: Line[] = [];
     const quietLogs: Line[] = [];
-    const serving = (ms: number) => ({
-      queue: fixedQueue('an answer', 7, ms),
-      models: [MODEL],
-      embedder: EMBEDDER,
-    });
-    const fast = new SynodNode({
-      key: fastKey,
-      role: 'node',
-      transports: [net.join(fastKey.nodeId)],
-      serving: serving(10),
-      log: (e) => fastLogs.push(e),
-    });
+    /** A node serving a fixed answer after `ms`, its log lines into `logs`. */
+    const servingNode = (key: NodeKey, ms: number, logs: Line[], requestLog = true) =>
+      new SynodNode({
+        key,
+        role: 'node',
+        transports: [net.join(key.nodeId)],
+        serving: { queue: fixedQueue('an answer', 7, ms), models: [MODEL], embedder: EMBEDDER },
+        requestLog,
+        log: (e) => logs.push(e),
+      });
+    const fast = servingNode(fastKey, 10, fastLogs);
     // Still inferring when the seal closed on the first two commits (maxCommits 2): left out.
-    const slow = new SynodNode({
-      key: slowKey,
-      role: 'node',
-      transports: [net.join(slowKey.nodeId)],
-      serving: serving(300),
-      log: (e) => slowLogs.push(e),
-    });
-    const quiet = new SynodNode({
-      key: quietKey,
-      role: 'node',
-      transports: [net.join(quietKey.nodeId)],
-      serving: serving(10),
-      requestLog: false,
-      log: (e) => quietLogs.push(e),
-    });
+    const slow = servingNode(slowKey, 300, slowLogs);
+    const quiet = servingNode(quietKey, 10, quietLogs, false);
     const nodes = [fast, slow, quiet];
     await relay.start();
     for (const n of nodes) await n.start();
