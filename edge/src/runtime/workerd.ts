@@ -318,22 +318,33 @@ function migrated(iso: Isolate, client: ReturnType<typeof createClient>): Promis
   return iso.migrated;
 }
 
+/**
+ * Why a scheduled run did not run the chain watcher, as a stable code: `CHAIN_NOT_CONFIGURED` (no
+ * `SYNOD_CHAIN_RPC`: a worker without a chain), `CHAIN_CONFIG_INVALID` (a var missing or not valid, named
+ * in the reason), `STORE_UNAVAILABLE` (the database could not be reached or migrated).
+ */
+export type ChainPassSkip = 'CHAIN_NOT_CONFIGURED' | 'CHAIN_CONFIG_INVALID' | 'STORE_UNAVAILABLE';
+
 /** What one scheduled run of the chain watcher did. */
 export type ChainPassResult =
-  | { ran: false; reason: string }
+  | { ran: false; code: ChainPassSkip; reason: string }
   | { ran: true; stats: ChainWatcherStats; error?: { code: string; message: string } };
 
 /**
  * One pass of the chain watcher (see the header): read confirmed oracle events, admit them for the
  * gateway, settle what is done. Configuration errors and a wrong chain or oracle are reported, never
- * thrown (`ran: false` with the reason, or `error` beside the stats); the next run tries again.
+ * thrown (`ran: false` with a code and the reason, or `error` beside the stats); the next run tries again.
  */
 export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
   const rpc = env.SYNOD_CHAIN_RPC;
-  if (!rpc) return { ran: false, reason: 'SYNOD_CHAIN_RPC is not set' };
+  if (!rpc) return { ran: false, code: 'CHAIN_NOT_CONFIGURED', reason: 'SYNOD_CHAIN_RPC is not set' };
   const { SYNOD_DB_URL: dbUrl, SYNOD_GATEWAY_URL: gatewayUrl, SYNOD_GATEWAY_SECRET: secret } = env;
   if (!dbUrl || !gatewayUrl || !secret) {
-    return { ran: false, reason: 'SYNOD_DB_URL, SYNOD_GATEWAY_URL and SYNOD_GATEWAY_SECRET are needed' };
+    return {
+      ran: false,
+      code: 'CHAIN_CONFIG_INVALID',
+      reason: 'SYNOD_DB_URL, SYNOD_GATEWAY_URL and SYNOD_GATEWAY_SECRET are needed',
+    };
   }
   const chain = parseChainBridge(
     {
@@ -359,8 +370,9 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
       maxSettlementGas: 'SYNOD_CHAIN_MAX_SETTLEMENT_GAS',
     },
   );
-  if (chain === undefined) return { ran: false, reason: 'SYNOD_CHAIN_RPC is not set' };
-  if ('error' in chain) return { ran: false, reason: chain.error };
+  if (chain === undefined)
+    return { ran: false, code: 'CHAIN_NOT_CONFIGURED', reason: 'SYNOD_CHAIN_RPC is not set' };
+  if ('error' in chain) return { ran: false, code: 'CHAIN_CONFIG_INVALID', reason: chain.error };
 
   const iso = isolateFor({ ...env, SYNOD_GATEWAY_URL: gatewayUrl, SYNOD_GATEWAY_SECRET: secret });
   const client = createClient({
@@ -370,7 +382,7 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
   try {
     await migrated(iso, client);
   } catch (e) {
-    return { ran: false, reason: `STORE_UNAVAILABLE: ${publicReason(e)}` };
+    return { ran: false, code: 'STORE_UNAVAILABLE', reason: publicReason(e) };
   }
   const network = iso.network;
   await network.status(true);
