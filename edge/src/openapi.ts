@@ -7,10 +7,12 @@
  * and every answer the relay gives, good or bad, is one it declares (openapi-conformance.test.ts).
  */
 import {
+  CHAIN_REQUEST_ID_RE,
   ChatMessageSchema,
   EnvelopeSchema,
   ERROR_CODES,
   FrameSchema,
+  HASH_HEX_RE,
   InferenceParamsSchema,
   ModelRefSchema,
   OriginSchema,
@@ -31,11 +33,15 @@ const schemaOf = (s: z.ZodType, io: 'input' | 'output' = 'input'): Json => {
   return rest;
 };
 
-const HEX64 = { type: 'string', pattern: '^[0-9a-f]{64}$' };
+/** A whole-string pattern's body, without its `^…$` anchors, to join with others. */
+const unanchored = (re: RegExp): string => re.source.replace(/^\^/, '').replace(/\$$/, '');
+const HEX64 = { type: 'string', pattern: HASH_HEX_RE.source };
+/** The protocol's own patterns (`RequestIdSchema`), not a copy of them. */
+export const REQUEST_ID_PATTERN = `^(?:${unanchored(HASH_HEX_RE)}|${unanchored(CHAIN_REQUEST_ID_RE)})$`;
 const REQUEST_ID = {
   type: 'string',
   description: 'A content request id (64 hex digits), or a chain request `<chainId>:<oracle>:<requestNo>`',
-  pattern: '^(?:[0-9a-f]{64}|\\d{1,20}:0x[0-9a-f]{40}:\\d{1,78})$',
+  pattern: REQUEST_ID_PATTERN,
 };
 const nullable = (schema: Json): Json => ({ anyOf: [schema, { type: 'null' }] });
 /** A schema of `components.schemas` (named there, so a generated client names its type). */
