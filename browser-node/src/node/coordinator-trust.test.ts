@@ -68,6 +68,38 @@ describe("a node told its coordinators refuses another key's copy of a request",
   }, 15_000);
 });
 
+describe('copies of requests by keys a node does not serve', () => {
+  test('are refused before a machine is made for them, so a flood of them holds nothing', async () => {
+    const net = new MemoryNetwork();
+    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(seed++));
+    const nodeKey = await NodeKey.fromSeed(new Uint8Array(32).fill(seed++));
+    const stranger = await NodeKey.fromSeed(new Uint8Array(32).fill(seed++));
+    const node: SynodNode = new Node({
+      key: nodeKey,
+      role: 'node',
+      transports: [net.join(nodeKey.nodeId)],
+      serving: { queue: fixedQueue() as never, models: [{ id: 'm', fileHash: '22'.repeat(32) }], embedder },
+      observer: coordinatorTrust([relayKey.nodeId]),
+    });
+    const out = net.join(stranger.nodeId);
+    await node.start();
+    try {
+      for (let i = 0; i < 20; i++) {
+        const packet = await signPacket(
+          stranger,
+          'request',
+          testRequest({ embedder, nonce: seed * 100 + i }),
+        );
+        await out.publish(topicOfPacketType('request'), encodePacket(packet));
+      }
+      await until(() => node.metrics().lifecycleRejected.NOT_COORDINATOR === 20, 5_000);
+      expect(node.metrics().machines).toEqual({ coordinator: 0, node: 0, follower: 0 });
+    } finally {
+      await node.close();
+    }
+  });
+});
+
 describe('parseCoordinatorIds', () => {
   test('64 hex digits each, comma-separated, made lowercase and kept once; empty is none', () => {
     const a = 'AB'.repeat(32);

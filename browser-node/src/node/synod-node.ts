@@ -828,6 +828,13 @@ export class SynodNode {
       this.#storeRefused++;
       return;
     }
+    if (packet.type === 'request' && !this.#trusts(packet)) {
+      // Another author's copy, refused by the machine's observer anyway (NOT_COORDINATOR): refused here,
+      // before a machine is made for it, so copies under fresh ids cost no machine waiting for a trusted
+      // copy that never comes (unfinished machines are never evicted).
+      this.#m.lifecycleRejected.NOT_COORDINATOR = (this.#m.lifecycleRejected.NOT_COORDINATOR ?? 0) + 1;
+      return;
+    }
     if (packet.type === 'request' && this.#wants(packet)) {
       const now = this.#now();
       const t =
@@ -843,6 +850,11 @@ export class SynodNode {
       return;
     }
     if (packet.type !== 'request') this.#holdEarly(requestId, packet, p.size);
+  }
+
+  /** Whether the node serves this request packet's author (`--coordinators`; no list: any author). */
+  #trusts(request: Packet<'request'>): boolean {
+    return this.#observerConfig().trustsCoordinator?.(request.from, request.body) ?? true;
   }
 
   #wants(request: Packet<'request'>): boolean {
