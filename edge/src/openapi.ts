@@ -396,7 +396,7 @@ const MODEL = object({
   owned_by: { type: 'string' },
 });
 const CHAT_COMPLETION = object({
-  id: { type: 'string' },
+  id: { type: 'string', description: '`chatcmpl-` and the Synod request id (`synod.requestId`)' },
   object: { const: 'chat.completion' },
   created: { type: 'integer' },
   model: { type: 'string' },

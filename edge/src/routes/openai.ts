@@ -314,8 +314,13 @@ async function awaitVerdict(
   }
 }
 
+/**
+ * The completion's `id`: `chatcmpl-` and the whole Synod request id. Frameworks that drop the `synod`
+ * member and the headers (LangChain's `AIMessage.id`, the AI SDK's `response.id`) keep this id, so it
+ * must name the request in full for the caller to look it up and verify it (`/v1/verify/<id>`).
+ */
 function completionId(requestId: string): string {
-  return `chatcmpl-${requestId.replace(/[^0-9a-zA-Z]/g, '').slice(0, 48)}`;
+  return `chatcmpl-${requestId}`;
 }
 
 /**
