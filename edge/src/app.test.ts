@@ -827,9 +827,15 @@ describe('405 METHOD_NOT_ALLOWED', () => {
         headers: { 'content-type': 'application/json' },
       });
       expect(r.status).toBe(404);
+      const served =
+        ": this relay serves OpenAI's Chat Completions API (/v1/chat/completions) and /v1/models only";
+      const chat =
+        path === '/v1/responses'
+          ? '; the AI SDK: createOpenAI(...).chat(model) or @ai-sdk/openai-compatible; LangChain: leave useResponsesApi off'
+          : '';
       expect(await r.json()).toEqual({
         error: {
-          message: `no route POST ${path}`,
+          message: `no route POST ${path}${served}${chat}`,
           type: 'not_found_error',
           param: null,
           code: 'NOT_FOUND',
@@ -841,6 +847,7 @@ describe('405 METHOD_NOT_ALLOWED', () => {
     const body = (await own.json()) as { error: Record<string, unknown> };
     expect(body.error['code']).toBe('NOT_FOUND');
     expect(body.error['type']).toBeUndefined();
+    expect(body.error['message']).toBe('no route GET /v1/inference/x/y/z');
   });
 });
 

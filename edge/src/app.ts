@@ -79,7 +79,7 @@ export function createApp(given: EdgeDeps): Hono {
             undefined,
             { allow: methods.join(', ') },
           )
-        : edgeError(404, 'NOT_FOUND', `no route ${c.req.method} ${path}`);
+        : edgeError(404, 'NOT_FOUND', `no route ${c.req.method} ${path}${unservedOpenAi(path)}`);
     if (isOpenAiPath(c.req.path)) return openAiError(c, e);
     return c.json(e.body(), e.status, e.headers);
   });
@@ -92,4 +92,17 @@ export function createApp(given: EdgeDeps): Hono {
   });
 
   return app;
+}
+
+/**
+ * What an OpenAI path the relay does not serve is told, in the message (OpenAI's error body has no hint):
+ * which of OpenAI's APIs it serves, and, for the Responses API, that frameworks defaulting to it (the AI
+ * SDK's `createOpenAI()(model)`, LangChain's `useResponsesApi`) have a Chat Completions mode.
+ */
+function unservedOpenAi(path: string): string {
+  if (!isOpenAiPath(path)) return '';
+  const served =
+    ": this relay serves OpenAI's Chat Completions API (/v1/chat/completions) and /v1/models only";
+  if (path !== '/v1/responses') return served;
+  return `${served}; the AI SDK: createOpenAI(...).chat(model) or @ai-sdk/openai-compatible; LangChain: leave useResponsesApi off`;
 }
