@@ -12,7 +12,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020';
 import { createApiKey } from './auth/api-keys.ts';
 import { revokeApiKey } from './auth/key-admin.ts';
 import { utcDay } from './http/auth.ts';
@@ -20,129 +19,8 @@ import { STREAMS_PER_ADDRESS } from './http/stream-slots.ts';
 import { openApiDocument } from './openapi.ts';
 import type { RunningRelay } from './runtime/bun.ts';
 import { startTestNetwork, type TestNetwork, waitForStatus } from './test-helpers.ts';
+import { type Answer, type Doc, mismatches } from './test-openapi-check.ts';
 import { loneRelay } from './test-relay.ts';
-
-type Schema = Record<string, unknown>;
-interface DocResponse {
-  description: string;
-  headers?: Record<string, { required?: boolean; schema: Schema }>;
-  content?: Record<string, { schema: Schema }>;
-}
-interface Doc {
-  paths: Record<string, Record<string, { responses: Record<string, DocResponse> }>>;
-  components?: { schemas?: Record<string, Schema> };
-}
-
-/** An answer as a client sees it. */
-interface Answer {
-  status: number;
-  headers: Headers;
-  text: string;
-}
-
-/** Headers of the API's own (not HTTP plumbing) that, when sent, a client must find in the document. */
-const API_HEADERS = [
-  'retry-after',
-  'location',
-  'x-request-id',
-  'x-synod-quota-limit',
-  'x-synod-quota-remaining',
-  'x-synod-quota-reset',
-  'x-should-retry',
-];
-
-/** A schema with each `#/components/schemas/…` reference replaced by the schema it names. */
-function resolved(schema: unknown, doc: Doc): unknown {
-  if (Array.isArray(schema)) return schema.map((s) => resolved(s, doc));
-  if (schema === null || typeof schema !== 'object') return schema;
-  const target = (schema as Schema)['$ref'];
-  if (typeof target === 'string') {
-    const named = doc.components?.schemas?.[target.replace('#/components/schemas/', '')];
-    if (!named) throw new Error(`the document has no ${target}`);
-    return resolved(named, doc);
-  }
-  return Object.fromEntries(Object.entries(schema).map(([k, v]) => [k, resolved(v, doc)]));
-}
-
-/**
- * A schema that refuses members it does not name: each object schema that lists its properties and says
- * nothing of others gets `additionalProperties: false`, so a member the relay sends but the document
- * does not declare is a mismatch too (the document itself stays open to additions).
- */
-function closed(schema: unknown): unknown {
-  if (Array.isArray(schema)) return schema.map(closed);
-  if (schema === null || typeof schema !== 'object') return schema;
-  const out: Schema = {};
-  for (const [k, v] of Object.entries(schema)) {
-    out[k] =
-      k === 'properties'
-        ? Object.fromEntries(Object.entries(v as Schema).map(([n, s]) => [n, closed(s)]))
-        : closed(v);
-  }
-  if ('properties' in out && !('additionalProperties' in out)) out['additionalProperties'] = false;
-  return out;
-}
-
-const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false });
-const compiled = new WeakMap<Schema, ValidateFunction>();
-function schemaErrors(doc: Doc, schema: Schema, value: unknown): string | null {
-  let validate = compiled.get(schema);
-  if (!validate) {
-    validate = ajv.compile(closed(resolved(schema, doc)) as Schema);
-    compiled.set(schema, validate);
-  }
-  if (validate(value)) return null;
-  const each = (validate.errors ?? []).map((e) => {
-    const extra = (e.params as { additionalProperty?: string }).additionalProperty;
-    return `${e.instancePath || '/'} ${e.message}${extra === undefined ? '' : ` (${extra})`}`;
-  });
-  return [...new Set(each)].join('; ');
-}
-
-/**
- * Where an answer disagrees with the document: nothing when the route, its status, content type, headers
- * and JSON body are all as declared.
- */
-export function mismatches(doc: Doc, method: string, route: string, a: Answer): string[] {
-  const where = `${method} ${route} ${a.status}`;
-  const op = doc.paths[route]?.[method.toLowerCase()];
-  if (!op) return [`${method} ${route} is not documented`];
-  const r = op.responses[String(a.status)] ?? op.responses[`${String(a.status)[0]}XX`];
-  if (!r) return [`${where}: the status is not documented (${Object.keys(op.responses).join(', ')})`];
-  const out: string[] = [];
-  const type = (a.headers.get('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
-  if (!r.content) {
-    if (a.text !== '') out.push(`${where}: a body of ${type}, where the document declares none`);
-  } else {
-    const media = r.content[type];
-    if (!media) out.push(`${where}: content type "${type}" not in ${Object.keys(r.content).join(', ')}`);
-    else if (type === 'application/json') {
-      let body: unknown;
-      try {
-        body = JSON.parse(a.text);
-      } catch {
-        out.push(`${where}: not JSON: ${a.text.slice(0, 80)}`);
-      }
-      const errors = body === undefined ? null : schemaErrors(doc, media.schema, body);
-      if (errors) out.push(`${where}: body: ${errors}`);
-    }
-  }
-  const declared = new Map(Object.entries(r.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
-  for (const [name, h] of declared) {
-    const v = a.headers.get(name);
-    if (v === null) {
-      if (h.required) out.push(`${where}: the required header ${name} is missing`);
-      continue;
-    }
-    const value = h.schema['type'] === 'integer' && /^-?\d+$/.test(v) ? Number(v) : v;
-    const errors = schemaErrors(doc, h.schema, value);
-    if (errors) out.push(`${where}: header ${name}: ${v}: ${errors}`);
-  }
-  for (const name of API_HEADERS) {
-    if (a.headers.has(name) && !declared.has(name)) out.push(`${where}: header ${name} is not documented`);
-  }
-  return out;
-}
 
 async function answer(r: Response | Promise<Response>): Promise<Answer> {
   const res = await r;
