@@ -145,7 +145,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   408: 'BODY_TIMEOUT: the body did not arrive in time; the connection is closed',
   409: 'IDEMPOTENCY_CONFLICT (an Idempotency-Key used with another body) or NO_VERDICT',
   413: 'BODY_TOO_LARGE',
-  415: 'UNSUPPORTED_MEDIA_TYPE: send application/json',
+  415: 'UNSUPPORTED_MEDIA_TYPE: send application/json, without a Content-Encoding (no compressed body is read)',
   429: 'RATE_LIMITED (with QUOTA_EXCEEDED on the write routes: then also the x-synod-quota-* headers)',
   502: 'NO_CONSENSUS: the quorum did not agree on an answer',
   503: 'QUEUE_FULL (with Retry-After: the relay already holds its bound of requests waiting for the network; nothing was stored), NETWORK_UNAVAILABLE or STORE_UNAVAILABLE',

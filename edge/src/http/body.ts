@@ -37,6 +37,19 @@ export async function readBody(
   if (!/^application\/(?:[\w.+-]+\+)?json\b/i.test(type)) {
     throw edgeError(415, 'UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
   }
+  // The relay decodes no content coding: a compressed body would be read as broken JSON (400 BAD_JSON
+  // "not valid UTF-8"), and a plain one labelled compressed read as if it were not. Either is 415, as
+  // RFC 9110 (§15.5.16) has it for a coding the server does not support.
+  const coding = (c.req.header('content-encoding') ?? '').trim().toLowerCase();
+  if (coding !== '' && coding !== 'identity') {
+    throw edgeError(
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+      `the body must not be encoded (Content-Encoding: ${coding.slice(0, 40)})`,
+      { contentEncoding: coding.slice(0, 40) },
+      'send the JSON body uncompressed, without a Content-Encoding',
+    );
+  }
   const declared = Number(c.req.header('content-length') ?? Number.NaN);
   if (Number.isFinite(declared) && declared > limit) {
     throw edgeError(413, 'BODY_TOO_LARGE', `body of ${declared} bytes exceeds ${limit}`, { limit });
