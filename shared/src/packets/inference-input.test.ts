@@ -28,6 +28,17 @@ describe('parseInferenceInput: the input a relay admits', () => {
     ]);
   });
 
+  test('a frame that is not an object is the input’s shape; a member’s value is the frame’s range', () => {
+    const codes = (frame: unknown) => {
+      const parsed = parseInferenceInput({ prompt: 'x', frame });
+      return parsed.ok ? [] : parsed.issues.map((i) => [i.path, inputIssueCode(i)]);
+    };
+    expect(codes([])).toEqual([['frame', 'INVALID_INPUT']]);
+    expect(codes('3')).toEqual([['frame', 'INVALID_INPUT']]);
+    expect(codes({ quorum: '3' })).toEqual([['frame.quorum', 'FRAME_OUT_OF_RANGE']]);
+    expect(codes({ quorum: 2.5 })).toEqual([['frame.quorum', 'FRAME_OUT_OF_RANGE']]);
+  });
+
   test("the request body's own rules: one of prompt and messages, messages' total, distinct models", () => {
     const paths = (raw: unknown) => {
       const parsed = parseInferenceInput(raw);

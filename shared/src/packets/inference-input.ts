@@ -52,13 +52,14 @@ export interface InputIssue {
 
 /**
  * An issue's refusal code: `FRAME_OUT_OF_RANGE` for a frame field's value, `INVALID_INPUT` for anything
- * else (a frame member that does not exist is the input's shape, not a frame out of range). The relay
- * refuses an input with the code of its first issue.
+ * else (a frame member that does not exist, or a frame that is not an object, such as `frame: []`, is
+ * the input's shape, not a frame out of range). The relay refuses an input with the code of its first
+ * issue.
  */
 export function inputIssueCode(issue: InputIssue): 'FRAME_OUT_OF_RANGE' | 'INVALID_INPUT' {
-  return issue.path.startsWith('frame') && issue.code !== 'unrecognized_keys'
-    ? 'FRAME_OUT_OF_RANGE'
-    : 'INVALID_INPUT';
+  if (issue.code === 'unrecognized_keys') return 'INVALID_INPUT';
+  if (issue.path === 'frame') return issue.code === 'invalid_type' ? 'INVALID_INPUT' : 'FRAME_OUT_OF_RANGE';
+  return issue.path.startsWith('frame.') ? 'FRAME_OUT_OF_RANGE' : 'INVALID_INPUT';
 }
 
 /** The input checked against `InferenceInputSchema`: the parsed input, or every issue found. */
