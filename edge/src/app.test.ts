@@ -320,6 +320,18 @@ describe('POST /v1/inference and the request lifecycle', () => {
       requestId: ((await keyed.json()) as { requestId: string }).requestId,
       replayed: true,
     });
+    // A key beyond ASCII, signed as the client has it: refused as a key, not as a bad signature (the
+    // runtime reads header bytes beyond ASCII as Latin-1, so no signature over it could be checked alike).
+    const accented = toHex(
+      await key.sign(
+        signedRequestDigest('POST', '/v1/inference', ts, new TextEncoder().encode(body), 'clé-1'),
+      ),
+    );
+    const refused = await signedPost(body, { 'idempotency-key': 'clé-1' }, accented);
+    expect(refused.status).toBe(400);
+    expect(await refused.json()).toMatchObject({
+      error: { code: 'INVALID_INPUT', details: { issues: [{ path: 'Idempotency-Key' }] } },
+    });
   });
 });
 
@@ -343,6 +355,18 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
       'INVALID_INPUT',
     ],
     ['unknown field', () => post('/v1/inference', { prompt: 'a', temprature: 1 }), 400, 'INVALID_INPUT'],
+    [
+      'an Idempotency-Key beyond ASCII',
+      () => post('/v1/inference', { prompt: 'a' }, { 'idempotency-key': 'clé' }),
+      400,
+      'INVALID_INPUT',
+    ],
+    [
+      'a frame that is not an object',
+      () => post('/v1/inference', { prompt: 'a', frame: [] }),
+      400,
+      'INVALID_INPUT',
+    ],
     [
       'temperature out of range',
       () => post('/v1/inference', { prompt: 'a', params: { temperature: 9 } }),

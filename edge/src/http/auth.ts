@@ -3,6 +3,7 @@ import { bearerToken, hashApiKey, isWellFormedApiKey } from '../auth/api-keys.ts
 import { checkSignedRequest } from '../auth/signed-request.ts';
 import type { EdgeDeps } from '../routes/deps.ts';
 import { edgeError, rateLimitedError } from './errors.ts';
+import { idempotencyKeyOf } from './idempotency-key.ts';
 
 export interface Caller {
   /** `key_…` for API keys, `node:<node id>` for signed requests. */
@@ -68,6 +69,9 @@ export async function authenticate(
     // bucket), before their signature is checked.
     const wait = deps.limiter.take(`signed:${deps.clientAddress(c)}`);
     if (wait > 0) throw rateLimitedError(wait);
+    // The signature covers the key: one it could not be checked over is refused as such, not as a
+    // signature that does not verify.
+    idempotencyKeyOf(headers.idempotencyKey);
   }
   const url = new URL(c.req.url);
   const signed = await checkSignedRequest({

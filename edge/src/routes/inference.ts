@@ -5,6 +5,7 @@ import { authenticate, type Caller, utcDay } from '../http/auth.ts';
 import { bodyGuard, parseJson, readBody } from '../http/body.ts';
 import { edgeError, publicReason, queueFullError, rateLimitedError } from '../http/errors.ts';
 import { HeavyReads, readTokens } from '../http/heavy-reads.ts';
+import { idempotencyKeyOf } from '../http/idempotency-key.ts';
 import { type QuotaStanding, quotaExceededError, quotaStanding } from '../http/quota.ts';
 import { keepAlive } from '../http/sse-keep-alive.ts';
 import { buildRequest, relayDefaults } from '../inference-input.ts';
@@ -74,10 +75,7 @@ export async function submit(
     now,
     deps.random,
   );
-  const givenKey = c.req.header('idempotency-key');
-  if (givenKey !== undefined && (givenKey.length === 0 || givenKey.length > 255)) {
-    throw edgeError(400, 'INVALID_INPUT', 'Idempotency-Key must be 1-255 characters');
-  }
+  const givenKey = idempotencyKeyOf(c.req.header('idempotency-key'));
   // A signed request without a key of its own is keyed by its signature: replaying it (the same
   // signature, within the skew window) answers the request it made, charges nothing and starts nothing.
   const idemKey = givenKey ?? (caller.signature !== undefined ? `sig:${caller.signature}` : undefined);
