@@ -981,6 +981,48 @@ describe('load shedding: a full admission log', () => {
       await n.close();
     }
   }, 60_000);
+
+  test('a retry of a request already taken is replayed, and a spent quota is said as such, not as a full queue', async () => {
+    const n = await startTestNetwork({ nodes: 1, maxOpenRequests: 0, maxQueuedRequests: 1 });
+    try {
+      const k = createApiKey((len) => crypto.getRandomValues(new Uint8Array(len)));
+      await n.relay.store.createApiKey(
+        { id: k.id, hash: k.hash, label: 'one a day', quotaPerDay: 1 },
+        Date.now(),
+      );
+      const send = (body: unknown, headers: Record<string, string> = {}, key = n.apiKey) =>
+        n.relay.app.request('http://127.0.0.1/v1/inference', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, ...headers },
+          body: JSON.stringify(body),
+        });
+      // The queue's one place, taken by the small key's one request of the day, under an Idempotency-Key.
+      const first = await send({ prompt: 'one' }, { 'idempotency-key': 'k-1' }, k.key);
+      expect(first.status).toBe(202);
+      const { requestId } = (await first.json()) as { requestId: string };
+      const stored = await n.relay.intake.count();
+      // Its retry (the answer was lost, say) is the request it made, though the queue is full.
+      const retry = await send({ prompt: 'one' }, { 'idempotency-key': 'k-1' }, k.key);
+      expect(retry.status).toBe(200);
+      expect(await retry.json()).toMatchObject({ requestId, replayed: true });
+      // The same key with another body: the conflict it is.
+      const other = await send({ prompt: 'two' }, { 'idempotency-key': 'k-1' }, k.key);
+      expect(other.status).toBe(409);
+      // The small key's day is spent: 429 QUOTA_EXCEEDED, not a 503 inviting retries that end there.
+      const spent = await send({ prompt: 'three' }, {}, k.key);
+      expect(spent.status).toBe(429);
+      expect(await spent.json()).toMatchObject({ error: { code: 'QUOTA_EXCEEDED' } });
+      // A key with quota left still meets the full queue.
+      const full = await send({ prompt: 'four' });
+      expect(full.status).toBe(503);
+      expect(await full.json()).toMatchObject({ error: { code: 'QUEUE_FULL' } });
+      expect(await n.relay.intake.count()).toBe(stored);
+      const metrics = await (await n.relay.app.request('http://127.0.0.1/metrics')).text();
+      expect(metrics).toContain('synod_requests_shed_total{caller="api-key"} 1');
+    } finally {
+      await n.close();
+    }
+  }, 60_000);
 });
 
 describe('CORS (opt-in)', () => {

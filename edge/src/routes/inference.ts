@@ -91,13 +91,19 @@ export async function submit(
   // to expire, and storing it would slow the relay for the requests already waiting. After validation,
   // so that a request that could never be taken gets its 4xx, not a 503 inviting a retry.
   const queue = deps.network.queue();
+  let outcome: AdmissionOutcome | undefined;
   if (queue !== undefined && queue.queued >= queue.limit) {
-    deps.metrics.inc(SHED.name, SHED.help, { caller: caller.kind });
-    throw queueFullError(queue);
+    // What a retry would meet once there is room is said now: the request its Idempotency-Key already
+    // names (a replay stores nothing), or a quota spent for the day (a 503 would invite retries that end
+    // in a 429). Read on this path only: an admission reads them anyway, in its transaction.
+    outcome = await shedOutcome(deps, caller, now, idempotency);
+    if (outcome === undefined) {
+      deps.metrics.inc(SHED.name, SHED.help, { caller: caller.kind });
+      throw queueFullError(queue);
+    }
   }
-  let outcome: AdmissionOutcome;
   try {
-    outcome = await deps.admitter.admit({
+    outcome ??= await deps.admitter.admit({
       body,
       bodyJson,
       callerId: caller.id,
@@ -134,6 +140,34 @@ export async function submit(
       ? { quota: quotaStanding(caller.quotaPerDay, outcome.usedToday, now) }
       : {}),
   };
+}
+
+/**
+ * While the queue is full: the outcome an admission would have without storing anything (a replay, a
+ * conflicting key, a spent quota), or undefined when it would store the request (then QUEUE_FULL). A
+ * database that cannot be read is the 503 it would be for an admission.
+ */
+async function shedOutcome(
+  deps: EdgeDeps,
+  caller: Caller,
+  now: number,
+  idempotency: { key: string; bodyDigest: string } | undefined,
+): Promise<AdmissionOutcome | undefined> {
+  const day = utcDay(now);
+  let standing: Awaited<ReturnType<EdgeDeps['intake']['standing']>>;
+  try {
+    standing = await deps.intake.standing(caller.id, day, idempotency?.key);
+  } catch (e) {
+    throw edgeError(503, 'STORE_UNAVAILABLE', 'the database could not be read', { reason: publicReason(e) });
+  }
+  const { prior, usedToday } = standing;
+  if (prior !== null && idempotency !== undefined) {
+    const kind = prior.bodyDigest === idempotency.bodyDigest ? 'replayed' : 'conflict';
+    return { kind, requestId: prior.requestId };
+  }
+  if (usedToday >= caller.quotaPerDay)
+    return { kind: 'quota-exceeded', quotaPerDay: caller.quotaPerDay, day };
+  return undefined;
 }
 
 /** The admission counters (`/metrics`), each series there from the start at 0. */

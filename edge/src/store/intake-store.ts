@@ -115,6 +115,34 @@ export class IntakeStore {
   }
 
   /**
+   * What an admission of this caller's request would find, read without writing: the request an
+   * `Idempotency-Key` already names (with its body's digest), and the requests charged on `day`. A
+   * relay shedding load asks it first, so that a replay is answered and a spent quota is said as such
+   * rather than as a full queue.
+   */
+  async standing(
+    callerId: string,
+    day: string,
+    idempotencyKey?: string,
+  ): Promise<{ prior: { requestId: string; bodyDigest: string } | null; usedToday: number }> {
+    const usage = await this.client.execute({
+      sql: 'SELECT count FROM usage WHERE key_id = ? AND day = ?',
+      args: [callerId, day],
+    });
+    const usedToday = Number(usage.rows[0]?.['count'] ?? 0);
+    if (idempotencyKey === undefined) return { prior: null, usedToday };
+    const r = await this.client.execute({
+      sql: 'SELECT request_id, body_digest FROM idempotency WHERE key_id = ? AND idempotency_key = ?',
+      args: [callerId, idempotencyKey],
+    });
+    const row = r.rows[0];
+    const prior = row
+      ? { requestId: String(row['request_id']), bodyDigest: String(row['body_digest']) }
+      : null;
+    return { prior, usedToday };
+  }
+
+  /**
    * A queued request by id (any coordinator; a content id or a chain request id), or null. One index seek per block of 1,024 queued rows
    * (`request_intake_lookup_idx`), from the oldest block to the newest, in one statement (CROSS JOIN
    * keeps the block list as the outer loop, so SQLite seeks the index instead of scanning the log).
