@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, test } from 'bun:test';
 import {
   chmodSync,
+  copyFileSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -12,7 +13,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isSynodError } from '@synod/shared';
-import { IdentityInUseError, loadOrCreateIdentity, lockIdentity } from './identity-file.ts';
+import { IdentityInUseError, loadOrCreateIdentity, lockIdentity, lockNodeKey } from './identity-file.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-identity-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -223,6 +224,28 @@ describe('identity lock', () => {
       release();
       expect(again).toBeInstanceOf(IdentityInUseError);
     }
+  });
+
+  test('a copy of the key file at another path is the same key: lockNodeKey holds it by node id', async () => {
+    const path = join(dir, 'copied', 'identity.json');
+    const { key } = await loadOrCreateIdentity(path, 'pw');
+    const copy = join(dir, 'copied', 'backup.json');
+    copyFileSync(path, copy);
+    const lockDir = join(dir, 'copied', 'locks');
+    mkdirSync(lockDir);
+    const release = lockNodeKey(key.nodeId, path, 'node', lockDir);
+    // Its path lock is another file: only the key's lock tells the copy apart.
+    lockIdentity(copy)();
+    const again = await caught(async () => lockNodeKey(key.nodeId, copy, 'node', lockDir)());
+    expect(again).toBeInstanceOf(IdentityInUseError);
+    expect((again as IdentityInUseError).code).toBe('IDENTITY_IN_USE');
+    expect((again as Error).message).toContain(`${copy} (node id ${key.nodeId}), from a copy of that file`);
+    release();
+    lockNodeKey(key.nodeId, copy, 'node', lockDir)();
+    // Best effort: a folder where no lock file can be made leaves the key to its path lock.
+    expect(() =>
+      lockNodeKey(key.nodeId, copy, 'node', join(dir, 'copied', 'no-such-folder'))(),
+    ).not.toThrow();
   });
 
   test('the lock is held until released, even by a caller that keeps no reference to it (after GC)', async () => {

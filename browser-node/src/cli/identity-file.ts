@@ -11,6 +11,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { NodeKey, openNodeKey, SynodError, sealNodeKey, toHex } from '@synod/shared';
 import { LocalFileError } from './file-error.ts';
@@ -127,8 +128,14 @@ export class IdentityInUseError extends Error {
   constructor(
     readonly path: string,
     role: 'node' | 'relay' = 'node',
+    /** Set when it is the key (this node id) that is held, by a process started on a copy of the file. */
+    nodeId?: string,
   ) {
-    super(`another synod ${role} is running with the identity ${path}`);
+    super(
+      nodeId === undefined
+        ? `another synod ${role} is running with the identity ${path}`
+        : `another synod ${role} is running with the key of ${path} (node id ${nodeId}), from a copy of that file`,
+    );
     this.name = 'IdentityInUseError';
     this.hint =
       role === 'node'
@@ -159,21 +166,62 @@ export function lockIdentity(path: string, role: 'node' | 'relay' = 'node'): () 
     throw unwritable('create', 'the identity lock file', lockPath, whyCannotOpen(lockPath, e));
   }
   try {
-    db.exec('PRAGMA locking_mode = EXCLUSIVE');
-    // Nothing here needs to survive a crash: no journal file beside it.
-    db.exec('PRAGMA journal_mode = MEMORY');
-    db.exec('BEGIN EXCLUSIVE');
-    db.exec('CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL)');
-    db.exec('DELETE FROM holder');
-    db.run('INSERT INTO holder (pid) VALUES (?)', [process.pid]);
-    db.exec('COMMIT');
+    takeLock(db);
   } catch (e) {
     db.close();
     if ((e as { code?: string }).code === 'SQLITE_BUSY') throw new IdentityInUseError(resolve(path), role);
     throw unwritable('write', 'the identity lock file', lockPath, e);
   }
-  // Referenced here until released: a Database the garbage collector takes is closed, and its lock
-  // dropped, under a caller that kept no reference to the release function.
+  return holding(db);
+}
+
+/**
+ * Hold a lock on the key itself, by its node id, for as long as `lockIdentity`'s: a copy of the key file
+ * at another path (another folder, a backup started by mistake) is the same key, and two nodes on it
+ * would equivocate as surely. The lock file is `synod-<role>-<nodeId>.lock` in `lockDir` (the system's
+ * temporary folder), so it covers the processes of this machine that share that folder. IdentityInUseError
+ * when another process holds it. Best effort beside `lockIdentity`: a lock file that cannot be made or
+ * written there (another user's, a read-only folder) leaves the key held by its path alone.
+ */
+export function lockNodeKey(
+  nodeId: string,
+  identityPath: string,
+  role: 'node' | 'relay' = 'node',
+  lockDir: string = tmpdir(),
+): () => void {
+  let db: Database;
+  try {
+    db = new Database(join(lockDir, `synod-${role}-${nodeId}.lock`), { create: true });
+  } catch {
+    return () => undefined;
+  }
+  try {
+    takeLock(db);
+  } catch (e) {
+    db.close();
+    if ((e as { code?: string }).code !== 'SQLITE_BUSY') return () => undefined;
+    throw new IdentityInUseError(resolve(identityPath), role, nodeId);
+  }
+  return holding(db);
+}
+
+/** Lock `db`'s file exclusively for this process (SQLITE_BUSY when another one holds it). */
+function takeLock(db: Database): void {
+  db.exec('PRAGMA locking_mode = EXCLUSIVE');
+  // Nothing here needs to survive a crash: no journal file beside it.
+  db.exec('PRAGMA journal_mode = MEMORY');
+  db.exec('BEGIN EXCLUSIVE');
+  db.exec('CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL)');
+  db.exec('DELETE FROM holder');
+  db.run('INSERT INTO holder (pid) VALUES (?)', [process.pid]);
+  db.exec('COMMIT');
+}
+
+/**
+ * The release of a held lock. Referenced here until released: a Database the garbage collector takes is
+ * closed, and its lock dropped, under a caller that kept no reference to the release function.
+ */
+function holding(db: Database): () => void {
   heldLocks.add(db);
   return () => {
     heldLocks.delete(db);

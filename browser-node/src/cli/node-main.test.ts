@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, test } from 'bun:test';
 import {
   closeSync,
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -13,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isSynodError } from '@synod/shared';
 import { type InferenceError, isInferenceError } from '../inference/errors.ts';
+import { TEST_MODELS_DIR } from '../inference/test-models.ts';
 import { loadOrCreateIdentity, lockIdentity } from './identity-file.ts';
 import { CliUsageError, httpUrlOf, parseNodeArgs, runNode } from './node-main.ts';
 
@@ -46,6 +48,16 @@ describe('synod node flags', () => {
         /--coordinators: node ids are 64 hex digits/,
       );
     }
+  });
+
+  test("--coordinators given a libp2p peer id says where a relay's node id is found", () => {
+    expect(() =>
+      parseNodeArgs(['--coordinators', '12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA'], {
+        SYNOD_PASSPHRASE: 'pw',
+      }),
+    ).toThrow(
+      'a relay\'s node id is the "coordinator" of its "relay started" log line, not the 12D3KooW… peer id of its multiaddrs',
+    );
   });
 
   test('bad flags are usage errors, never silently ignored', () => {
@@ -101,6 +113,62 @@ describe('synod node flags', () => {
     });
     expect(g !== 'help' && g.gun).toEqual(['http://127.0.0.1:8765/gun', 'ws://127.0.0.1:8766/gun']);
   });
+});
+
+describe('--dial', () => {
+  const peer = '12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA';
+
+  test('a --bootstrap peer the node would never dial (not loopback, without --dial any) is a usage error', () => {
+    for (const address of [`/ip4/192.0.2.7/tcp/60000/p2p/${peer}`, `/dns4/localhost/tcp/60000/p2p/${peer}`]) {
+      expect(() => parseNodeArgs(['--bootstrap', address], { SYNOD_PASSPHRASE: 'pw' })).toThrow(
+        `--bootstrap ${address} is not a loopback IP address (127.0.0.0/8, ::1), and this node dials no other unless --dial any is given`,
+      );
+      const o = parseNodeArgs(['--bootstrap', address, '--dial', 'any'], { SYNOD_PASSPHRASE: 'pw' });
+      expect(o !== 'help' && [o.dial, o.bootstrap]).toEqual(['any', [address]]);
+    }
+    const local = parseNodeArgs(['--bootstrap', `/ip6/::1/tcp/1/p2p/${peer}`], { SYNOD_PASSPHRASE: 'pw' });
+    expect(local !== 'help' && local.dial).toBe('loopback');
+    expect(() => parseNodeArgs(['--dial', 'everything'], { SYNOD_PASSPHRASE: 'pw' })).toThrow(
+      '--dial must be one of loopback, any',
+    );
+  });
+
+  test('--dial any reaches a peer named by a DNS name (here localhost), which the default never dials', async () => {
+    const start = async (name: string, extra: string[]) => {
+      const o = parseNodeArgs(
+        [
+          ...[
+            '--role',
+            'follower',
+            '--identity',
+            join(dir, name, 'id.json'),
+            '--db',
+            join(dir, name, 'state.db'),
+          ],
+          ...extra,
+        ],
+        { SYNOD_PASSPHRASE: 'pw' },
+      );
+      if (o === 'help') throw new Error('unexpected help');
+      return runNode(o, () => undefined);
+    };
+    const a = await start('dial-a', []);
+    try {
+      const tcp = a.multiaddrs.find((m) => !m.includes('/ws/')) ?? '';
+      const named = tcp.replace('/ip4/127.0.0.1/', '/dns4/localhost/');
+      expect(named).toStartWith('/dns4/localhost/tcp/');
+      const b = await start('dial-b', ['--dial', 'any', '--bootstrap', named]);
+      try {
+        const deadline = Date.now() + 20_000;
+        while (b.node.peers() === 0 && Date.now() < deadline) await Bun.sleep(100);
+        expect(b.node.peers()).toBeGreaterThan(0);
+      } finally {
+        await b.stop();
+      }
+    } finally {
+      await a.stop();
+    }
+  }, 60_000);
 });
 
 describe('--health-host and --quiet', () => {
@@ -195,11 +263,14 @@ describe('identity file', () => {
 });
 
 /** The error a `synod node` start with these flags (and a passphrase) fails with. */
-async function startFailure(args: string[]): Promise<unknown> {
+async function startFailure(
+  args: string[],
+  log: (e: Record<string, unknown>) => void = () => undefined,
+): Promise<unknown> {
   const options = parseNodeArgs(args, { SYNOD_PASSPHRASE: 'pw' });
   if (options === 'help') throw new Error('unexpected help');
   try {
-    await runNode(options, () => undefined);
+    await runNode(options, log);
   } catch (e) {
     return e;
   }
@@ -225,6 +296,77 @@ describe('synod node start failures', () => {
     } finally {
       taken.stop(true);
     }
+  });
+
+  test('a port in use is found before the models load (which can take minutes), naming that one flag', async () => {
+    const taken = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
+    try {
+      for (const flag of ['--tcp-port', '--ws-port', '--http-port']) {
+        const logs: Record<string, unknown>[] = [];
+        const caught = await startFailure(
+          [
+            ...[flag, String(taken.port), '--models-dir', TEST_MODELS_DIR],
+            ...[
+              '--identity',
+              join(dir, 'ports-early', 'id.json'),
+              '--db',
+              join(dir, 'ports-early', 'state.db'),
+            ],
+          ],
+          (e) => logs.push(e),
+        );
+        expect((caught as { code?: string }).code).toBe('EADDRINUSE');
+        // That flag alone, not "--tcp-port N or --ws-port 0".
+        expect((caught as Error).message).toStartWith(`${flag} ${taken.port}:`);
+        expect(logs.map((l) => l['msg'])).not.toContain('loading models');
+        expect(logs.map((l) => l['msg'])).not.toContain('publish failed');
+      }
+    } finally {
+      taken.stop(true);
+    }
+  });
+
+  test('a --models-dir that does not exist, or is a file, says so (not "copy the model into it")', async () => {
+    const file = join(dir, 'models-file');
+    writeFileSync(file, 'not a folder');
+    for (const [modelsDir, what] of [
+      [join(dir, 'no-such-models'), 'does not exist'],
+      [file, 'is not a directory'],
+    ] as const) {
+      const caught = await startFailure([
+        ...['--identity', join(dir, 'bad-models', 'id.json'), '--db', join(dir, 'bad-models', 'state.db')],
+        ...['--models-dir', modelsDir],
+      ]);
+      expect(isInferenceError(caught, 'MODEL_NOT_FOUND')).toBe(true);
+      const e = caught as InferenceError;
+      expect(e.message).toBe(`the models directory ${modelsDir} ${what}`);
+      expect(e.hint).toContain('--models-dir');
+      expect(e.hint).toContain('stories260K.gguf');
+    }
+  });
+
+  test("a node started on a copy of a running node's key file is IDENTITY_IN_USE, naming the node id", async () => {
+    const first = join(dir, 'copied-key', 'id.json');
+    const args = (identity: string, db: string) =>
+      parseNodeArgs(['--role', 'follower', '--identity', identity, '--db', db], { SYNOD_PASSPHRASE: 'pw' });
+    const options = args(first, join(dir, 'copied-key', 'a.db'));
+    if (options === 'help') throw new Error('unexpected help');
+    const running = await runNode(options, () => undefined);
+    try {
+      const copy = join(dir, 'copied-key', 'copy.json');
+      copyFileSync(first, copy);
+      const caught = await startFailure([
+        ...['--role', 'follower', '--identity', copy, '--db', join(dir, 'copied-key', 'b.db')],
+      ]);
+      expect((caught as { code?: string }).code).toBe('IDENTITY_IN_USE');
+      expect((caught as Error).message).toContain(`node id ${running.node.nodeId}`);
+    } finally {
+      await running.stop();
+    }
+    // Stopped, its key is free again, by either file.
+    const again = args(join(dir, 'copied-key', 'copy.json'), join(dir, 'copied-key', 'b.db'));
+    if (again === 'help') throw new Error('unexpected help');
+    await (await runNode(again, () => undefined)).stop();
   });
 
   test('a state file that cannot be made is STATE_FILE_UNWRITABLE naming --db, and the start leaves nothing open', async () => {
@@ -286,7 +428,27 @@ describe('synod node start failures', () => {
     }
   });
 
+  test.skipIf(!canMount)('a state file on a full disk fails the start before the models load', async () => {
+    expect(mountTmpfs(full)).toBe(true);
+    try {
+      writeFileSync(join(full, 'filler'), new Uint8Array(12 * 1024));
+      const logs: Record<string, unknown>[] = [];
+      const caught = await startFailure(
+        [
+          ...['--identity', join(dir, 'full-db-node', 'id.json'), '--db', join(full, 'state.db')],
+          ...['--models-dir', TEST_MODELS_DIR],
+        ],
+        (e) => logs.push(e),
+      );
+      expect((caught as { code?: string }).code).toBe('STATE_FILE_UNWRITABLE');
+      expect(logs.map((l) => l['msg'])).not.toContain('loading models');
+    } finally {
+      Bun.spawnSync(['umount', '-l', full]);
+    }
+  });
+
   test('a model missing from the models directory says which file goes where, and the flag', async () => {
+    mkdirSync(join(dir, 'missing', 'models'), { recursive: true });
     const caught = await startFailure([
       ...['--identity', join(dir, 'missing', 'id.json'), '--db', join(dir, 'missing', 'state.db')],
       ...['--models-dir', join(dir, 'missing', 'models')],

@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { existsSync, statSync } from 'node:fs';
+import { createServer, isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Client, createClient } from '@libsql/client';
@@ -16,10 +16,10 @@ import { LibsqlMachineStore } from '../node/machine-store-libsql.ts';
 import { SynodNode } from '../node/synod-node.ts';
 import type { GunTransport } from '../p2p/gun.ts';
 import { libp2pKeyFor } from '../p2p/peer-key.ts';
-import { DEFAULT_CLUSTER_ID, parseWakuClusterId } from '../p2p/waku-relay.ts';
+import { DEFAULT_CLUSTER_ID, isLoopbackAddress, parseWakuClusterId } from '../p2p/waku-relay.ts';
 import { createHeadlessWakuRelay } from '../p2p/waku-relay-headless.ts';
 import { LocalFileError } from './file-error.ts';
-import { loadOrCreateIdentity, lockIdentity } from './identity-file.ts';
+import { loadOrCreateIdentity, lockIdentity, lockNodeKey } from './identity-file.ts';
 import { renderNodeMetrics } from './metrics-text.ts';
 import { nodeHealth } from './node-health.ts';
 import { promptPassphrase } from './passphrase-prompt.ts';
@@ -43,6 +43,8 @@ Usage: synod node [options]
   --tcp-port N           libp2p TCP port (0: any free)                [0]
   --ws-port N            libp2p WebSocket port for browsers (0: any)  [0]
   --bootstrap ADDRS      comma-separated multiaddrs with /p2p/<id>    []
+  --dial POLICY          loopback: dial 127.0.0.0/8 and ::1 only (one machine); any: other
+                         hosts too, e.g. a relay on another machine     [loopback]
   --coordinators IDS     node ids (64 hex, comma-separated) of the relays whose requests it
                          serves; another key's copy of a request is refused (NOT_COORDINATOR)
                          and the node waits for theirs                 [any author]
@@ -84,6 +86,8 @@ export interface NodeCliOptions {
   tcpPort: number;
   wsPort: number;
   bootstrap: string[];
+  /** Which addresses it dials (`--dial`): loopback IP addresses only (the default), or any. */
+  dial: 'loopback' | 'any';
   /** The coordinators (relays' node ids) whose requests it serves; empty: any author. */
   coordinators: string[];
   /** The Waku cluster (RFC 51, a uint16): `--waku-cluster`, else `$SYNOD_WAKU_CLUSTER`, else 42. */
@@ -161,6 +165,7 @@ export function parseNodeArgs(
       'tcp-port': { type: 'string', default: '0' },
       'ws-port': { type: 'string', default: '0' },
       bootstrap: { type: 'string', default: '' },
+      dial: { type: 'string', default: 'loopback' },
       coordinators: { type: 'string', default: '' },
       'waku-cluster': { type: 'string' },
       gun: { type: 'string', default: '' },
@@ -197,17 +202,24 @@ export function parseNodeArgs(
       );
     return v;
   };
+  const dial = oneOf('dial', values.dial as string, ['loopback', 'any'] as const);
   // Checked here (exit 2) as the transport would check it, not after the key is opened (exit 1).
   const bootstrapAddress = (v: string) => {
-    let peerId: string | null = null;
+    let address: ReturnType<typeof multiaddr> | null = null;
     try {
-      peerId = multiaddr(v).getPeerId();
+      address = multiaddr(v);
     } catch {
       // not a multiaddr: refused below
     }
-    if (peerId === null)
+    if (address?.getPeerId() == null)
       throw new CliUsageError(
         `--bootstrap takes multiaddrs with /p2p/<peer id>, e.g. /ip4/127.0.0.1/tcp/60000/p2p/12D3KooW…; got ${v}`,
+      );
+    // The transport would never dial it, and the node would wait for peers forever (NO_PEERS).
+    if (dial === 'loopback' && !isLoopbackAddress(address))
+      throw new CliUsageError(
+        `--bootstrap ${v} is not a loopback IP address (127.0.0.0/8, ::1), and this node dials no other ` +
+          'unless --dial any is given (to join a relay on another machine)',
       );
     return v;
   };
@@ -242,7 +254,12 @@ export function parseNodeArgs(
         ? parseWakuClusterId('$SYNOD_WAKU_CLUSTER', clusterEnv)
         : DEFAULT_CLUSTER_ID;
   const coordinators = parseCoordinatorIds(values.coordinators as string);
-  if (!Array.isArray(coordinators)) throw new CliUsageError(`--coordinators: ${coordinators.error}`);
+  if (!Array.isArray(coordinators)) {
+    throw new CliUsageError(
+      `--coordinators: ${coordinators.error} (a relay's node id is the "coordinator" of its "relay started" ` +
+        'log line, not the 12D3KooW… peer id of its multiaddrs)',
+    );
+  }
   const passphraseVar = values['passphrase-env'] as string;
   const passphrase = env[passphraseVar];
   if (!passphrase) throw new PassphraseMissing(passphraseVar);
@@ -260,6 +277,7 @@ export function parseNodeArgs(
     tcpPort: int('tcp-port', values['tcp-port'] as string, 0, 65535),
     wsPort: int('ws-port', values['ws-port'] as string, 0, 65535),
     bootstrap: list(values.bootstrap as string).map(bootstrapAddress),
+    dial,
     coordinators,
     wakuCluster,
     gun: list(values.gun as string).map(gunPeer),
@@ -371,9 +389,13 @@ async function startNode(
 ): Promise<RunningNode> {
   // One process per key: a second node on it would sign commitments of its own (equivocation).
   startup.opened(lockIdentity(o.identity));
+  // A fixed port that is taken is said at once, naming its flag, not after a model load of minutes.
+  await startup.step(() => checkPortsFree(o));
   const { key, created, exposedMode } = await startup.step(() =>
     loadOrCreateIdentity(o.identity, o.passphrase),
   );
+  // The key itself too: a copy of the key file at another path is the same key.
+  startup.opened(lockNodeKey(key.nodeId, o.identity));
   log({ level: 'info', msg: created ? 'created node identity' : 'opened node identity', nodeId: key.nodeId });
   if (exposedMode !== null) {
     log({
@@ -388,6 +410,10 @@ async function startNode(
   const client = createClient({ url: `file:${stateFile(o.db)}` });
   startup.opened(() => client.close());
   await startup.step(() => checkStateFile(client, o.db));
+  // Its table made (and this key's rows read) before the models load: a full disk or a read-only file
+  // fails the start now (STATE_FILE_UNWRITABLE), not after a model load of minutes.
+  const store = new LibsqlMachineStore(client);
+  await startup.step(() => store.load(key.nodeId));
 
   let serving: ConstructorParameters<typeof SynodNode>[0]['serving'];
   let engine: Engine | undefined;
@@ -448,6 +474,7 @@ async function startNode(
         tcpPort: o.tcpPort,
         wsPort: o.wsPort,
         bootstrap: o.bootstrap,
+        dialPolicy: o.dial,
         clusterId: o.wakuCluster,
         // The same peer id at every start: the multiaddrs given out for this node keep working.
         privateKey: await libp2pKeyFor(key),
@@ -470,7 +497,7 @@ async function startNode(
     key,
     role: o.role,
     transports: gun ? [waku, gun] : [waku],
-    store: new LibsqlMachineStore(client),
+    store,
     ...(serving ? { serving } : {}),
     observer: coordinatorTrust(o.coordinators),
     heartbeat: {
@@ -647,6 +674,36 @@ async function checkStateFile(client: Client, db: string): Promise<void> {
   }
 }
 
+/**
+ * The fixed ports (`--tcp-port`, `--ws-port` on `--host`, `--http-port` on `--health-host`) are free:
+ * each is listened on and closed again, and the first one taken is a PortInUseError naming its flag.
+ * (A port taken between this look and the real listen still fails the start, later.)
+ */
+async function checkPortsFree(o: NodeCliOptions): Promise<void> {
+  const fixed = [
+    { flag: '--tcp-port', host: o.host, port: o.tcpPort },
+    { flag: '--ws-port', host: o.host, port: o.wsPort },
+    { flag: '--http-port', host: o.healthHost, port: o.httpPort },
+  ].filter((p) => p.port !== 0);
+  for (const { flag, host, port } of fixed) {
+    await new Promise<void>((resolve, reject) => {
+      const server = createServer();
+      server.once('error', (e: NodeJS.ErrnoException) =>
+        reject(
+          e.code === 'EADDRINUSE'
+            ? new PortInUseError(
+                `${flag} ${port}`,
+                host,
+                `EADDRINUSE: address already in use ${host}:${port}`,
+              )
+            : e,
+        ),
+      );
+      server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()));
+    });
+  }
+}
+
 /** The URL of the node's HTTP server (/healthz, /metrics) on `--health-host`, an IPv6 host in brackets. */
 export function httpUrlOf(host: string, port: number): string {
   return `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
@@ -674,9 +731,16 @@ function stateFile(db: string): string {
 function modelMissing(dir: ModelsDir, id: string, cause: InferenceError): InferenceError {
   const entry = dir.entry(id);
   const path = dir.pathOf(id);
+  // A directory that is not there (a typo in --models-dir, a relative default from another folder):
+  // said as such, not as one file missing from it.
+  const root = statSync(dir.root, { throwIfNoEntry: false });
+  const rootProblem =
+    root === undefined ? 'does not exist' : root.isDirectory() ? null : 'is not a directory';
   return new InferenceError(
     'MODEL_NOT_FOUND',
-    `model ${id} is not in ${dir.root}: no ${entry.kind} at ${path}`,
+    rootProblem !== null
+      ? `the models directory ${dir.root} ${rootProblem}`
+      : `model ${id} is not in ${dir.root}: no ${entry.kind} at ${path}`,
     {
       details: { ...cause.details, id, path },
       hint:
