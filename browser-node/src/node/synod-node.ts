@@ -279,6 +279,8 @@ export class SynodNode {
   readonly #watched = new Set<string>();
   readonly #listeners = new KeyedListeners<LifecycleStatus>();
   readonly #heartbeats = new Map<string, { body: HeartbeatBody; at: number }>();
+  /** Errors of state writes that failed past their retries, told apart from bugs in the step's log. */
+  readonly #storeFailures = new WeakSet<object>();
   readonly #intake: Intake;
   readonly #detach: Array<() => void> = [];
   /** Pauses between write attempts under way: each ends its wait (close() ends them all). */
@@ -379,6 +381,14 @@ export class SynodNode {
       // Read before the machine is hosted: one that cannot be given what was kept for it must not resume
       // on its last save alone (its overdue deadline would fire on that), so a failed read fails the start.
       const kept = this.#o.restoreWith ? await this.#o.restoreWith(state.requestId) : [];
+      // Said in the log: the operator of a restarted node sees which requests it goes on with.
+      this.#log({
+        level: 'info',
+        msg: 'resumed request',
+        requestId: state.requestId,
+        role: state.role,
+        phase: state.role === 'node' ? state.work.phase : state.role === 'coordinator' ? state.phase : null,
+      });
       const hosted = this.#host(state);
       hosted.stored = row.state;
       this.#enqueue(state.requestId, hosted, async () => {
@@ -569,6 +579,7 @@ export class SynodNode {
     };
     const packet = await signPacket(this.#o.key, 'heartbeat', body);
     await this.#broadcast(packet);
+    this.#m.published.heartbeat = (this.#m.published.heartbeat ?? 0) + 1;
     this.#heartbeats.delete(this.nodeId);
     this.#heartbeats.set(this.nodeId, { body, at: body.createdAt });
     await this.#o.onPacket?.({ id: packetId(packet), packet, own: true });
@@ -710,13 +721,27 @@ export class SynodNode {
    */
   #enqueue(requestId: string, hosted: Hosted, job: () => Promise<void>): Promise<void> {
     const run = hosted.tail.then(job).catch((e) => {
-      this.#log({
-        level: 'error',
-        msg: 'machine step failed',
-        requestId,
-        err: String(e),
-        stack: (e as Error)?.stack,
-      });
+      // A write of the state file that failed past its retries (a full disk, say) is the operator's to
+      // fix, and the same for every step: one line with a code and what to do, no stack trace. Anything
+      // else is a bug, logged with its stack.
+      this.#log(
+        this.#storeFailures.has(e)
+          ? {
+              level: 'error',
+              msg: 'machine step failed',
+              code: 'STORE_WRITE_FAILED',
+              requestId,
+              err: String(e),
+              hint: 'the node state file could not be written (a full disk?); the request is resumed once it can be',
+            }
+          : {
+              level: 'error',
+              msg: 'machine step failed',
+              requestId,
+              err: String(e),
+              stack: (e as Error)?.stack,
+            },
+      );
       this.#resumeLater(requestId, hosted);
     });
     hosted.tail = run;
@@ -960,6 +985,7 @@ export class SynodNode {
       if (await this.#writeRetrying(hosted)) this.#storeFailedAt = null;
     } catch (e) {
       // Rethrown: the effects after a `persist` barrier must not run when the state is not stored.
+      if (typeof e === 'object' && e !== null) this.#storeFailures.add(e);
       this.#storeFailedAt = this.#now();
       this.#storeErrors++;
       this.#storeLastError = String(e);

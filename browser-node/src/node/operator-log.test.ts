@@ -1,0 +1,150 @@
+/**
+ * What an operator of a node reads (its log and metrics) for what it actually did: its heartbeats are
+ * counted among the packets it published, a step that failed because its state file could not be
+ * written is one line with a stable code (not a stack trace per retry), and a restart says which
+ * requests it took up again from its state file.
+ */
+import { describe, expect, test } from 'bun:test';
+import { NodeKey } from '@synod/shared';
+import { MemoryNetwork } from '../p2p/memory.ts';
+import { FailingMachineStoreDouble } from './failing-machine-store-double.ts';
+import { MemoryMachineStore } from './machine-store.ts';
+import { SynodNode, type SynodNodeOptions } from './synod-node.ts';
+import { fixedQueue } from './test-queue.ts';
+import { testRequest } from './test-request.ts';
+import { until } from './test-until.ts';
+
+const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
+const serving = () => ({
+  queue: fixedQueue() as never,
+  models: [{ id: 'm', fileHash: '22'.repeat(32) }],
+  embedder,
+});
+const heartbeat = {
+  intervalMs: 3_600_000,
+  software: 'test',
+  addresses: [],
+  tokensPerSecond: 200,
+  embeddingsPerSecond: 20,
+  engine: 'llama-cpp',
+};
+
+let seed = 210;
+
+async function keys() {
+  return {
+    relayKey: await NodeKey.fromSeed(new Uint8Array(32).fill(seed++)),
+    nodeKey: await NodeKey.fromSeed(new Uint8Array(32).fill(seed++)),
+  };
+}
+
+describe('SynodNode: what its operator reads', () => {
+  test('heartbeats are counted in published (synod_packets_published_total{type="heartbeat"})', async () => {
+    const net = new MemoryNetwork();
+    const { nodeKey } = await keys();
+    const node = new SynodNode({
+      key: nodeKey,
+      role: 'node',
+      transports: [net.join(nodeKey.nodeId)],
+      serving: serving(),
+      heartbeat,
+      log: () => undefined,
+    });
+    await node.start();
+    try {
+      // The start sends one; another sent by hand.
+      await until(() => (node.metrics().published.heartbeat ?? 0) >= 1);
+      await node.publishHeartbeat();
+      expect(node.metrics().published.heartbeat).toBe(2);
+    } finally {
+      await node.close();
+    }
+  });
+
+  test('a step whose state could not be written logs STORE_WRITE_FAILED with a hint, no stack', async () => {
+    const net = new MemoryNetwork();
+    const { relayKey, nodeKey } = await keys();
+    const store = new FailingMachineStoreDouble();
+    const logs: Record<string, unknown>[] = [];
+    const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
+    const node = new SynodNode({
+      key: nodeKey,
+      role: 'node',
+      transports: [net.join(nodeKey.nodeId)],
+      serving: serving(),
+      store,
+      writeRetriesMs: [],
+      resumeAfterMs: 60_000,
+      log: (e) => logs.push(e),
+    } satisfies SynodNodeOptions);
+    await relay.start();
+    await node.start();
+    try {
+      store.failSaves(Number.POSITIVE_INFINITY);
+      const body = testRequest({ embedder, nonce: seed });
+      await relay.submit(body);
+      await until(() => logs.some((l) => l.msg === 'machine step failed'));
+      const line = logs.find((l) => l.msg === 'machine step failed');
+      expect(line).toMatchObject({
+        level: 'error',
+        code: 'STORE_WRITE_FAILED',
+        requestId: body.requestId,
+      });
+      expect(String(line?.err)).toContain('SQLITE_BUSY');
+      expect(String(line?.hint)).toContain('state file');
+      expect(line).not.toHaveProperty('stack');
+    } finally {
+      store.heal();
+      await node.close();
+      await relay.close();
+    }
+  });
+
+  test('a restart logs each request it resumes from its state file', async () => {
+    const net = new MemoryNetwork();
+    const { relayKey, nodeKey } = await keys();
+    const store = new MemoryMachineStore();
+    const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
+    // A node that commits and is stopped before the seal (its relay seals after a quorum of 3 it never gets).
+    const first = new SynodNode({
+      key: nodeKey,
+      role: 'node',
+      transports: [net.join(`${nodeKey.nodeId}-1`)],
+      serving: serving(),
+      store,
+      log: () => undefined,
+    });
+    await relay.start();
+    await first.start();
+    const body = testRequest({ embedder, nonce: seed, frame: { quorum: 3, maxTimeMs: 20_000 } });
+    let second: SynodNode | undefined;
+    try {
+      await relay.submit(body);
+      await until(() => first.metrics().published.commit === 1);
+      await first.settled();
+      await first.close();
+      const logs: Record<string, unknown>[] = [];
+      second = new SynodNode({
+        key: nodeKey,
+        role: 'node',
+        transports: [net.join(`${nodeKey.nodeId}-2`)],
+        serving: serving(),
+        store,
+        log: (e) => logs.push(e),
+      });
+      await second.start();
+      expect(logs).toContainEqual(
+        expect.objectContaining({
+          level: 'info',
+          msg: 'resumed request',
+          requestId: body.requestId,
+          phase: 'committed',
+        }),
+      );
+    } finally {
+      await second?.close();
+      await first.close();
+      await relay.close();
+    }
+  });
+});
