@@ -17,6 +17,13 @@ describe('npm run web: the command line', () => {
     expect(parseServeArgs(['--coordinators', 'AB'.repeat(32)])).toMatchObject({
       options: { config: { coordinators: ['ab'.repeat(32)] } },
     });
+    // A public relay, with --dial any: the tab's transport may dial it.
+    const wss = '/dns4/relay.example/tcp/443/wss/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA';
+    expect(parseServeArgs(['--bootstrap', wss, '--dial', 'any'])).toMatchObject({
+      options: { bootstrap: [wss], config: { dialPolicy: 'any' } },
+    });
+    const local = parseServeArgs(['--bootstrap', WS]);
+    expect('options' in local && local.options.config).toBeUndefined();
   });
 
   test.each([
@@ -31,6 +38,15 @@ describe('npm run web: the command line', () => {
     [['--bootstrap', '/ip4/127.0.0.1/tcp/9000/ws'], 'WebSocket multiaddrs'],
     [['--bootstrap', 'localhost:9000'], 'WebSocket multiaddrs'],
     [['--coordinators', 'the-relay'], '--coordinators: node ids are 64 hex digits'],
+    // A relay on another machine is dialled only with --dial any: the tab would wait for peers forever.
+    [
+      [
+        '--bootstrap',
+        '/dns4/relay.example/tcp/443/wss/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA',
+      ],
+      'is not a loopback IP address (127.0.0.0/8, ::1), and the tab dials no other unless --dial any is given',
+    ],
+    [['--dial', 'all'], '--dial must be loopback or any'],
   ])('%p is refused: %s', (args, message) => {
     const r = parseServeArgs(args);
     expect('error' in r && r.error).toContain(message);

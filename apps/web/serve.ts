@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util';
 import type { BrowserNodeConfig } from '../../browser-node/src/browser/browser-node.ts';
 import { BROWSER_ENTRIES, buildBrowserBundle } from '../../browser-node/src/browser/build.ts';
 import { parseCoordinatorIds } from '../../browser-node/src/node/coordinator-trust.ts';
+import { dialsMultiaddr, parseDialPolicy } from '../../browser-node/src/p2p/dial-policy.ts';
 import { STANDING_TIMES, type StandingTimes } from './standing-times.ts';
 
 const here = import.meta.dir;
@@ -226,7 +227,7 @@ async function proxy(req: Request, relayUrl: string, rest: string): Promise<Resp
 }
 
 const USAGE =
-  'Usage: bun apps/web/serve.ts [--port 8080] [--host 127.0.0.1] [--bootstrap <ws multiaddrs, comma-separated>] [--coordinators <relay node ids, comma-separated: the only authors whose requests the tab serves>] [--relay <relay URL>] [--models-dir DIR] [--model FILE.gguf]';
+  'Usage: bun apps/web/serve.ts [--port 8080] [--host 127.0.0.1] [--bootstrap <ws multiaddrs, comma-separated>] [--dial loopback|any: any lets the tab dial hosts other than 127.0.0.0/8 and ::1, e.g. a public relay (default loopback)] [--coordinators <relay node ids, comma-separated: the only authors whose requests the tab serves>] [--relay <relay URL>] [--models-dir DIR] [--model FILE.gguf]';
 
 /**
  * The command line's options, or the reason they are not usable (the usage is then printed with it,
@@ -245,6 +246,7 @@ export function parseServeArgs(
         port: { type: 'string', default: '8080' },
         bootstrap: { type: 'string', default: '' },
         coordinators: { type: 'string', default: '' },
+        dial: { type: 'string', default: 'loopback' },
         relay: { type: 'string' },
         'models-dir': { type: 'string' },
         model: { type: 'string', default: 'stories260K.gguf' },
@@ -270,15 +272,29 @@ export function parseServeArgs(
       error: `--bootstrap takes WebSocket multiaddrs with a peer id (…/tcp/N/ws/p2p/<id>); got ${bad}`,
     };
   }
+  const dial = parseDialPolicy(values['dial'] as string);
+  if (dial === null) return { error: `--dial must be loopback or any, not ${values['dial']}` };
+  // The tab's transport dials loopback IP addresses only unless told otherwise: it would never reach
+  // another, and the page would wait for peers forever.
+  const remote = bootstrap.find((a) => !dialsMultiaddr(dial, a));
+  if (remote !== undefined) {
+    return {
+      error: `--bootstrap ${remote} is not a loopback IP address (127.0.0.0/8, ::1), and the tab dials no other unless --dial any is given`,
+    };
+  }
   const coordinators = parseCoordinatorIds(values['coordinators'] as string);
   if (!Array.isArray(coordinators)) return { error: `--coordinators: ${coordinators.error}` };
+  const config: Partial<BrowserNodeConfig> = {
+    ...(coordinators.length > 0 ? { coordinators } : {}),
+    ...(dial === 'any' ? { dialPolicy: 'any' as const } : {}),
+  };
   return {
     help: false,
     options: {
       host: values['host'] as string,
       port,
       bootstrap,
-      ...(coordinators.length > 0 ? { config: { coordinators } } : {}),
+      ...(Object.keys(config).length > 0 ? { config } : {}),
       ...(values['relay'] === undefined ? {} : { relayUrl: values['relay'] as string }),
       ...(values['models-dir'] === undefined ? {} : { modelsDir: values['models-dir'] as string }),
       modelFile: values['model'] as string,

@@ -3,7 +3,7 @@
  * flag, before it opens a database or listens anywhere.
  */
 import { describe, expect, test } from 'bun:test';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -165,6 +165,18 @@ describe('synod-relay refuses every bad flag before it opens, writes or starts a
       '--bootstrap must be a comma-separated list of multiaddrs without empty entries',
     ],
     ['lists', ['--bootstrap', '/ip4/127.0.0.1/tcp/9'], '--bootstrap: not a multiaddr with /p2p/<peer id>'],
+    // a peer on another machine is dialled only with --dial any (else it would wait for it forever)
+    [
+      'dial',
+      ['--bootstrap', '/ip4/192.0.2.7/tcp/9/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA'],
+      '--bootstrap: not a loopback IP address (127.0.0.0/8, ::1), and the relay dials no other unless --dial any is given',
+    ],
+    [
+      'dial',
+      ['--bootstrap', '/dns4/relay.example/tcp/9/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA'],
+      'and the relay dials no other unless --dial any is given',
+    ],
+    ['dial', ['--dial', 'all'], '--dial must be loopback or any, got "all"'],
     ['lists', ['--cors-origins', ''], '--cors-origins must be a comma-separated list of web origins'],
     [
       'lists',
@@ -449,6 +461,25 @@ describe('synod-relay: one process per identity', () => {
       expect(String(line['err'])).toContain('another synod relay is running with the identity');
       // Nothing opened: no identity written, no database made.
       expect(readdirSync(dir).sort()).toEqual(['identity.json.lock']);
+    } finally {
+      release();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a relay on a copy of a running relay’s identity file exits 1 with IDENTITY_IN_USE, naming the node id', async () => {
+    const { loadOrCreateIdentity, lockNodeKey } = await import('@synod/browser-node/cli');
+    const dir = mkdtempSync(join(tmpdir(), 'synod-relay-identity-'));
+    const identity = join(dir, 'identity.json');
+    const { key } = await loadOrCreateIdentity(identity, 'a passphrase for the test');
+    // The running relay holds its key (by node id); the second is started on a copy at another path.
+    const release = lockNodeKey(key.nodeId, identity, 'relay');
+    const copy = join(dir, 'copy.json');
+    copyFileSync(identity, copy);
+    try {
+      const line = await failedStart(dir, copy);
+      expect(line).toMatchObject({ level: 'error', msg: 'start failed', code: 'IDENTITY_IN_USE' });
+      expect(String(line['err'])).toContain(key.nodeId);
     } finally {
       release();
       rmSync(dir, { recursive: true, force: true });

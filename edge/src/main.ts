@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { type DialPolicyName, dialsMultiaddr, parseDialPolicy } from '@synod/browser-node/dial-policy';
 import { isSynodError, MODEL_ID_RE } from '@synod/shared';
 import { createApiKey, hashApiKey } from './auth/api-keys.ts';
 import { type ChainBridgeOptions, parseChainBridge } from './chain/bridge-config.ts';
@@ -48,6 +49,8 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --tcp-port N           libp2p TCP port                                   [0]
   --ws-port N            libp2p WebSocket port (browsers dial it)          [0]
   --bootstrap ADDRS      comma-separated multiaddrs with /p2p/<id>         []
+  --dial POLICY          loopback: dial 127.0.0.0/8 and ::1 only (one machine); any: other
+                         hosts too (relays or nodes on other machines)      [loopback]
   --waku-cluster N       Waku cluster (0-65535; 1: The Waku Network); nodes of other clusters
                          are not heard                                     [$SYNOD_WAKU_CLUSTER or 42]
   --gun-port N           also run a Gun relay on this port (0: any free) as a second network
@@ -94,6 +97,8 @@ interface RelaySettings {
   wsPort: number;
   gunPort: number | undefined;
   bootstrap: string[];
+  /** Which addresses the relay's Waku transport dials (`--dial`): loopback IP addresses only, or any. */
+  dial: DialPolicyName;
   wakuCluster: number;
   models: string[];
   trustedNodes: string[];
@@ -179,12 +184,19 @@ function relaySettings(
   const wsPort = parsePort('--ws-port', text('ws-port'));
   const gunPortText = optional('gun-port');
   const gunPort = gunPortText === undefined ? undefined : parsePort('--gun-port', gunPortText);
+  const dial = parseDialPolicy(text('dial'));
+  if (dial === null) throw new FlagError(`--dial must be loopback or any, ${got(text('dial'))}`);
   const bootstrap = given.has('bootstrap')
-    ? parseList('--bootstrap', text('bootstrap'), 'multiaddrs', (a) =>
-        BOOTSTRAP_ADDR_RE.test(a)
-          ? undefined
-          : 'not a multiaddr with /p2p/<peer id> (such as /ip4/127.0.0.1/tcp/60000/p2p/12D3KooW…)',
-      )
+    ? parseList('--bootstrap', text('bootstrap'), 'multiaddrs', (a) => {
+        if (!BOOTSTRAP_ADDR_RE.test(a)) {
+          return 'not a multiaddr with /p2p/<peer id> (such as /ip4/127.0.0.1/tcp/60000/p2p/12D3KooW…)';
+        }
+        // The transport would never dial it, and the relay would wait for that peer forever.
+        if (!dialsMultiaddr(dial, a)) {
+          return 'not a loopback IP address (127.0.0.0/8, ::1), and the relay dials no other unless --dial any is given';
+        }
+        return undefined;
+      })
     : [];
   // The flag, else the environment (an empty variable counts as unset), else Synod's own cluster.
   const clusterEnv = env['SYNOD_WAKU_CLUSTER'] || undefined;
@@ -310,6 +322,7 @@ function relaySettings(
     wsPort,
     gunPort,
     bootstrap,
+    dial,
     wakuCluster,
     models,
     trustedNodes,
@@ -348,6 +361,7 @@ async function main(argv: string[]): Promise<number> {
         'tcp-port': { type: 'string', default: '0' },
         'ws-port': { type: 'string', default: '0' },
         bootstrap: { type: 'string', default: '' },
+        dial: { type: 'string', default: 'loopback' },
         'waku-cluster': { type: 'string' },
         'gun-port': { type: 'string' },
         models: { type: 'string', default: 'stories260K' },
@@ -405,7 +419,7 @@ async function main(argv: string[]): Promise<number> {
     console.log = console.error;
     const [
       { GunTransport },
-      { loadOrCreateIdentity, lockIdentity, writeOwnerOnlyFile },
+      { loadOrCreateIdentity, lockIdentity, lockNodeKey, writeOwnerOnlyFile },
       { createHeadlessWakuRelay, libp2pKeyFor, startGunRelay },
       { startRelay },
     ] = await Promise.all([
@@ -421,6 +435,8 @@ async function main(argv: string[]): Promise<number> {
     // a start failure like any other, logged with its code and hint.
     lockIdentity(s.identity, 'relay');
     const { key } = await loadOrCreateIdentity(s.identity, passphrase);
+    // The key itself too: a copy of the identity file at another path is the same key.
+    lockNodeKey(key.nodeId, s.identity, 'relay');
     // The same peer id at every start (derived from the identity): the multiaddrs nodes and web apps
     // were given for this relay keep working after it restarts.
     const waku = await createHeadlessWakuRelay({
@@ -428,6 +444,7 @@ async function main(argv: string[]): Promise<number> {
       tcpPort,
       wsPort,
       bootstrap: s.bootstrap,
+      dialPolicy: s.dial,
       clusterId: s.wakuCluster,
       privateKey: await libp2pKeyFor(key),
     });
