@@ -102,6 +102,14 @@ describe('synod-relay --waku-cluster', () => {
       await waitUntil('the cluster-7 mesh', async () => same.meshPeers(heartbeats).includes(relayPeer));
       expect(other.peers()).toContain(relayPeer);
       expect(other.meshPeers(heartbeats)).toEqual([]);
+      // SIGTERM (as a supervisor stops it): exit 0, and the last log line says it stopped.
+      relay.kill('SIGTERM');
+      expect(await relay.exited).toBe(0);
+      const tail = relay.stdout.getReader();
+      for (let r = await tail.read(); !r.done; r = await tail.read())
+        out += new TextDecoder().decode(r.value);
+      const rest = out.trim().split('\n');
+      expect(JSON.parse(rest.at(-1) ?? '{}')).toMatchObject({ level: 'info', msg: 'stopped' });
     } finally {
       await Promise.all(peers.map((p) => p.close()));
       await stopProcess(relay);

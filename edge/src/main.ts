@@ -494,15 +494,16 @@ async function main(argv: string[]): Promise<number> {
       ...(devKeyFile ? { devKeyFile } : {}),
       ...(chain ? { chain: { chainId: chain.chainId, oracle: chain.oracle, rpc: chain.rpcUrl } } : {}),
     });
-    await new Promise<void>((r) => {
-      process.once('SIGINT', () => r());
-      process.once('SIGTERM', () => r());
+    const signal = await new Promise<string>((r) => {
+      for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(s, () => r(s));
     });
-    log({ level: 'info', msg: 'stopping' });
+    log({ level: 'info', msg: 'stopping', signal });
     await relay.stop();
     await waku.close();
     await gun?.close();
     await gunRelay?.close();
+    // The last line of a clean stop, as the node's: a supervisor reading the log knows it ended well.
+    log({ level: 'info', msg: 'stopped' });
     return 0;
   } catch (e) {
     log({ level: 'error', msg: 'start failed', ...startFailure(e), err: String((e as Error).message ?? e) });
