@@ -29,6 +29,9 @@ describe('/metrics of a headless node (Prometheus text)', () => {
       expect(expositionProblems(fresh)).toEqual([]);
       expect(fresh).toMatch(/^synod_packets_rejected_total\{reason="PACKET_STALE"\} 0$/m);
       expect(fresh).toMatch(/^synod_packets_rejected_total\{reason="TOPIC_MISMATCH"\} 0$/m);
+      // No series for what no packet can be rejected with (opening a sealed key file).
+      expect(fresh).not.toContain('reason="KEY_WRONG_PASSPHRASE"');
+      expect(fresh).not.toContain('reason="KEYSTORE_MALFORMED"');
       expect(fresh).toMatch(/^synod_packets_published_total\{type="commit"\} 0$/m);
       expect(fresh).toMatch(/^synod_lifecycle_rejected_total\{code="NOT_ELIGIBLE"\} 0$/m);
       // A heartbeat ten minutes old is refused as stale: its series counts it, once.

@@ -3,7 +3,13 @@ import type { NodeMetrics } from '../node/synod-node.ts';
 import type { RejectReason } from '../p2p/intake.ts';
 
 /** Why the intake rejects a message: a `SynodError` code, or one of its own. */
-const INTAKE_REJECT_REASONS: readonly RejectReason[] = [...ERROR_CODES, 'TOPIC_MISMATCH', 'INTERNAL'];
+/** Codes of opening a sealed key file, which no packet can be rejected with. */
+const KEY_FILE_CODES: ReadonlySet<string> = new Set(['KEY_WRONG_PASSPHRASE', 'KEYSTORE_MALFORMED']);
+const INTAKE_REJECT_REASONS: readonly RejectReason[] = [
+  ...ERROR_CODES.filter((c) => !KEY_FILE_CODES.has(c)),
+  'TOPIC_MISMATCH',
+  'INTERNAL',
+];
 
 /**
  * A counter's rows by one label: every known value, at 0 until counted (a series born at its first
