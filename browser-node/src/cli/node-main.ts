@@ -573,7 +573,8 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     options = parseNodeArgs(argv, process.env);
   } catch (e) {
     if (!(e instanceof PassphraseMissing && process.stdin.isTTY)) {
-      console.error(`synod node: ${(e as Error).message}\n\n${HELP}`);
+      // One line naming what is wrong (as the relay's), not the whole help under it.
+      console.error(`synod node: ${(e as Error).message} (synod node --help lists every flag)`);
       return 2;
     }
     // In a terminal: the passphrase is asked for (twice for a key not created yet), not echoed.

@@ -75,6 +75,9 @@ describe('synod node --waku-cluster', () => {
     });
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr.toString()).toContain('--waku-cluster must be a Waku cluster id');
+    // One line naming what is wrong, not the whole help under it.
+    expect(bad.stderr.toString().trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr.toString()).toContain('(synod node --help lists every flag)');
   });
 
   test('a node started with --waku-cluster 7 meshes with a peer of cluster 7, not with one of cluster 42', async () => {
