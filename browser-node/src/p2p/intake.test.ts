@@ -351,7 +351,7 @@ describe('Intake', () => {
           return tampered(base, (j) => {
             (j['body'] as Record<string, unknown>)[`f${i}`] = i;
           });
-        case 3: // stale
+        case 3: // stale, and forged (the date changed, not signed again): a bad signature
           return tampered(base, (j) => {
             (j['body'] as Record<string, unknown>)['createdAt'] = T0 - LIMITS.defaultSkewMs - 1 - i;
           });
@@ -391,9 +391,9 @@ describe('Intake', () => {
     expect(m.rejectedTotal - before.rejectedTotal).toBe(10_000);
     const delta = (code: keyof typeof m.rejected) => (m.rejected[code] ?? 0) - (before.rejected[code] ?? 0);
     expect(delta('PACKET_MALFORMED')).toBe(2000);
-    expect(delta('PACKET_BAD_SIGNATURE')).toBe(2000);
+    expect(delta('PACKET_BAD_SIGNATURE')).toBe(4000);
     expect(delta('PACKET_UNKNOWN_FIELD')).toBe(2000);
-    expect(delta('PACKET_STALE')).toBe(2000);
+    expect(delta('PACKET_STALE')).toBe(0);
     expect(delta('PACKET_INVALID_FIELD')).toBe(2000);
     expect(m.dropped).toBe(dropped);
     expect(m.maxQueueDepth).toBeLessThanOrEqual(maxQueue);

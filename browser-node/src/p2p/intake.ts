@@ -40,10 +40,10 @@ import type { ForwardVerdict, MessageMeta, Transport, Unsubscribe } from './tran
  *
  * Every rejection is counted globally and per peer by its `SynodError` code; a peer whose invalid
  * count reaches `banThreshold` is banned for `banMs` and `onBan` is called (to hang up on it, say).
- * What is no fault of the forwarding peer (a packet stale here, from the future, our own error) is not
- * held against it and is answered `ignore`, so honest peers never ban each other over clocks and
- * transit time; a shared space (Gun's graph, `attributable: false`) is counted but never banned; a
- * topic mismatch is not remembered against the bytes, so a copy on the wrong topic cannot poison the
+ * What is no fault of the forwarding peer (a genuine packet stale here or from the future, our own
+ * error; a forgery dated outside the window is a bad signature) is not held against it and is answered
+ * `ignore`, so honest peers never ban each other over clocks and transit time; a shared space (Gun's
+ * graph, `attributable: false`) is counted but never banned; a topic mismatch is not remembered against the bytes, so a copy on the wrong topic cannot poison the
  * genuine one.
  * Every structure is bounded: the queue, both dedup sets (entries and time to live) and the peer
  * table, so a flood cannot grow memory without limit.
@@ -151,6 +151,16 @@ export interface IntakeMetrics {
   trackedPeers: number;
 }
 
+/** See `Intake.sizes`. */
+export interface IntakeSizes {
+  digests: number;
+  ids: number;
+  waitingDigests: number;
+  waitingCopies: number;
+  queuedPeers: number;
+  trackedPeers: number;
+}
+
 export type OfferResult =
   | 'queued'
   | 'duplicate'
@@ -191,6 +201,12 @@ const NOT_THE_PEERS_FAULT: ReadonlySet<RejectReason> = new Set<RejectReason>([
   'PACKET_STALE',
   'PACKET_FROM_FUTURE',
   'INTERNAL',
+]);
+
+/** Rejections for a `createdAt` outside the window: excused only for a genuine packet (see `#outOfWindow`). */
+const OUT_OF_WINDOW: ReadonlySet<RejectReason> = new Set<RejectReason>([
+  'PACKET_STALE',
+  'PACKET_FROM_FUTURE',
 ]);
 
 interface Item {
@@ -423,6 +439,25 @@ export class Intake {
     };
   }
 
+  /**
+   * How many entries each of the intake's bounded structures holds now: the digest and packet-id dedup
+   * sets (at most `dedupEntries` each), the digests with gossip copies waiting and the copies waiting,
+   * the peers with messages queued (at most `maxQueue`) and the peers tracked (at most
+   * `maxTrackedPeers`). For tests and diagnostics.
+   */
+  sizes(): IntakeSizes {
+    let waitingCopies = 0;
+    for (const w of this.#waiters.values()) waitingCopies += w.length;
+    return {
+      digests: this.#digests.size,
+      ids: this.#ids.size,
+      waitingDigests: this.#waiters.size,
+      waitingCopies,
+      queuedPeers: this.#queuedBy.size,
+      trackedPeers: this.#peers.size,
+    };
+  }
+
   peerStats(ref: PeerRef): PeerStats | undefined {
     const s = this.#peers.get(peerKey(ref));
     return s === undefined ? undefined : { ...s, invalidByCode: { ...s.invalidByCode } };
@@ -480,7 +515,8 @@ export class Intake {
         ...(this.#o.backend ? { backend: this.#o.backend } : {}),
       });
     } catch (e) {
-      this.#judged(item, isSynodError(e) ? e.code : 'INTERNAL');
+      const reason: RejectReason = isSynodError(e) ? e.code : 'INTERNAL';
+      this.#judged(item, OUT_OF_WINDOW.has(reason) ? await this.#outOfWindow(item, e, reason) : reason);
       return;
     }
     if (item.type !== undefined && verified.packet.type !== item.type) {
@@ -513,6 +549,27 @@ export class Intake {
       });
     } catch {
       this.#m.consumerErrors++;
+    }
+  }
+
+  /**
+   * A packet outside the clock window is excused (stale here, fresh where it was sent) only if it is
+   * genuine: the clock is checked before the signature, so check the signature too, at the packet's
+   * own time. A forgery never passes an honest node, so its sender is its author, whatever date it bears.
+   */
+  async #outOfWindow(item: Item, e: unknown, reason: RejectReason): Promise<RejectReason> {
+    const createdAt = isSynodError(e) ? e.details['createdAt'] : undefined;
+    if (typeof createdAt !== 'number') return reason;
+    try {
+      await decodePacket(item.bytes, {
+        now: createdAt,
+        skewMs: this.#o.skewMs,
+        maxBytes: this.#o.maxBytes,
+        ...(this.#o.backend ? { backend: this.#o.backend } : {}),
+      });
+      return reason;
+    } catch (again) {
+      return isSynodError(again) && again.code === 'PACKET_BAD_SIGNATURE' ? again.code : reason;
     }
   }
 
