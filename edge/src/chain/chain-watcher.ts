@@ -48,14 +48,16 @@ import {
   sameRequest,
   settlementFor,
 } from './oracle-request.ts';
+import { chainErrorText, redactRpcUrl } from './rpc-errors.ts';
 
 /**
  * Why the chain watcher cannot run against the configured chain (`CHAIN_ID_MISMATCH`,
- * `ORACLE_NOT_FOUND`), or cannot settle on it now (`BRIDGE_UNFUNDED`: the bridge account cannot pay).
+ * `ORACLE_NOT_FOUND`, `CHAIN_RPC_FAILED`: its RPC could not be read on start), or cannot settle on it
+ * now (`BRIDGE_UNFUNDED`: the bridge account cannot pay).
  */
 export class ChainBridgeError extends Error {
   constructor(
-    readonly code: 'CHAIN_ID_MISMATCH' | 'ORACLE_NOT_FOUND' | 'BRIDGE_UNFUNDED',
+    readonly code: 'CHAIN_ID_MISMATCH' | 'ORACLE_NOT_FOUND' | 'CHAIN_RPC_FAILED' | 'BRIDGE_UNFUNDED',
     message: string,
     readonly details: Record<string, unknown> = {},
     readonly hint?: string,
@@ -326,11 +328,27 @@ export class ChainWatcher {
 
   /**
    * The RPC serves the configured chain and the oracle is deployed there, or a `ChainBridgeError`
-   * (`CHAIN_ID_MISMATCH`, `ORACLE_NOT_FOUND`).
+   * (`CHAIN_ID_MISMATCH`, `ORACLE_NOT_FOUND`, or `CHAIN_RPC_FAILED` when the RPC could not be read:
+   * its message is viem's short one, never viem's whole message, which names the RPC URL, and a
+   * provider's URL holds its API key; the error it wraps is not kept, as it holds the URL too).
    */
   async check(): Promise<void> {
-    const chainId = await this.#checkChainId();
-    const code = await this.#o.client.getCode({ address: this.#o.oracle });
+    let chainId: number;
+    let code: string | undefined;
+    try {
+      chainId = await this.#checkChainId();
+      code = await this.#o.client.getCode({ address: this.#o.oracle });
+    } catch (e) {
+      if (e instanceof ChainBridgeError) throw e;
+      const rpcUrl = (this.#o.client.transport as { url?: unknown }).url;
+      const rpc = typeof rpcUrl === 'string' ? rpcUrl : undefined;
+      throw new ChainBridgeError(
+        'CHAIN_RPC_FAILED',
+        `the chain's RPC could not be read: ${chainErrorText(e, rpc)}`,
+        { chainId: this.#o.chainId, ...(rpc !== undefined ? { rpc: redactRpcUrl(rpc) } : {}) },
+        "check that the chain's RPC (--chain-rpc, SYNOD_CHAIN_RPC) is up and reachable from here",
+      );
+    }
     if (code === undefined || code === '0x') {
       throw new ChainBridgeError(
         'ORACLE_NOT_FOUND',
@@ -1413,13 +1431,10 @@ function cannotPay(e: unknown): boolean {
   );
 }
 
-/** An error for the log: viem's short message and, when it says more, the node's own words. */
+/**
+ * An error for the log: viem's short message and, when it says more, the node's own words (never
+ * viem's whole message, with the RPC URL: see `chainErrorText`).
+ */
 function describe(e: unknown): string {
-  if (e instanceof BaseError) {
-    const { shortMessage, details } = e;
-    return details && !shortMessage.includes(details)
-      ? `${shortMessage.replace(/\.$/, '')}: ${details}`
-      : shortMessage;
-  }
-  return String((e as Error)?.message ?? e);
+  return chainErrorText(e);
 }

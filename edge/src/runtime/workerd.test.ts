@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { initialChainWatcherStats } from '../chain/chain-watcher.ts';
-import { type ChainPassResult, chainPass, chainPassLevel } from './workerd.ts';
+import { startSqld } from '../test-servers.ts';
+import { type ChainPassResult, chainPass, chainPassLevel, handle } from './workerd.ts';
 
 const STATS = { ...initialChainWatcherStats(), passes: 1, bridge: null } as Extract<
   ChainPassResult,
@@ -69,5 +70,63 @@ describe('a chain pass that cannot run', () => {
     const badId = await chainPass({ ...vars, SYNOD_CHAIN_ID: 'mainnet' });
     expect(badId).toMatchObject({ ran: false, code: 'CHAIN_CONFIG_INVALID' });
     expect(badId.ran === false && badId.reason).toContain('SYNOD_CHAIN_ID');
+  });
+});
+
+describe("a chain pass whose RPC cannot be reached, its URL holding the provider's API key", () => {
+  test('reports CHAIN_RPC_FAILED, and neither the result nor any line logged holds the key', async () => {
+    const sqld = await startSqld();
+    const rpcServer = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => new Response('no') });
+    const key = 'f00dfeedSECRETRPCKEY';
+    const rpc = `http://127.0.0.1:${rpcServer.port}/v3/${key}`;
+    rpcServer.stop(true);
+    const lines: string[] = [];
+    const log = console.log;
+    console.log = (...a: unknown[]) => lines.push(a.map(String).join(' '));
+    try {
+      const r = await chainPass({
+        SYNOD_DB_URL: sqld.url,
+        SYNOD_GATEWAY_URL: 'http://127.0.0.1:9',
+        SYNOD_GATEWAY_SECRET: 'a-gateway-secret-0123456789',
+        SYNOD_CHAIN_RPC: rpc,
+        SYNOD_CHAIN_ID: '31337',
+        SYNOD_ORACLE: `0x${'11'.repeat(20)}`,
+        SYNOD_BRIDGE_KEY: `0x${'22'.repeat(32)}`,
+      });
+      expect(r).toMatchObject({ ran: true, error: { code: 'CHAIN_RPC_FAILED' } });
+      // The scheduled handler logs the result as one line: what it would print.
+      const printed = JSON.stringify({ level: chainPassLevel(r, { SYNOD_CHAIN_RPC: rpc }), ...r });
+      expect(printed).not.toContain(key);
+      expect(lines.join('\n')).not.toContain(key);
+    } finally {
+      console.log = log;
+      await sqld.stop();
+    }
+  });
+});
+
+describe('a worker whose SYNOD_DB_URL is no libSQL URL', () => {
+  test('answers 500 INTERNAL with the libSQL code only: the value (an auth token pasted there, say) is neither answered nor logged', async () => {
+    const token = 'eyJhbGciOiJFZERTQSJ9.SECRETJWTPAYLOAD.signature';
+    const lines: string[] = [];
+    const log = console.log;
+    console.log = (...a: unknown[]) => lines.push(a.map(String).join(' '));
+    try {
+      for (const url of [token, `127.0.0.1:8080?authToken=${token}`, `https://127.0.0.1:8080?tls=${token}`]) {
+        const r = await handle(new Request('http://worker.test/v1/nodes'), {
+          SYNOD_DB_URL: url,
+          SYNOD_GATEWAY_URL: 'http://127.0.0.1:9',
+          SYNOD_GATEWAY_SECRET: 'a-gateway-secret-0123456789',
+        });
+        expect(r.status).toBe(500);
+        const body = await r.text();
+        expect(JSON.parse(body)).toMatchObject({ error: { code: 'INTERNAL' } });
+        expect(body).toContain('URL_INVALID');
+        expect(body).not.toContain('SECRETJWTPAYLOAD');
+      }
+      expect(lines.join('\n')).not.toContain('SECRETJWTPAYLOAD');
+    } finally {
+      console.log = log;
+    }
   });
 });

@@ -40,6 +40,7 @@ import { parseChainBridge } from '../chain/bridge-config.ts';
 import type { ChainWatcherStats } from '../chain/chain-watcher.ts';
 import { WORKER_EVENTS_PER_PASS } from '../chain/events-budget.ts';
 import { relayChainWatcher } from '../chain/relay-watcher.ts';
+import { chainErrorText } from '../chain/rpc-errors.ts';
 import { DEFAULT_EDGE_CONFIG, type EdgeConfig, parseCorsOrigins } from '../config.ts';
 import { AdmissionHealth } from '../http/admission-health.ts';
 import { BodyBudget } from '../http/body-budget.ts';
@@ -223,9 +224,21 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
   // A client per request: workerd forbids reusing one request's I/O objects in another.
   const client = dbClient({ ...env, SYNOD_DB_URL: dbUrl });
   if (client instanceof Error) {
+    // libSQL's message quotes the value (`The URL '…' is not in a valid format`, an unknown `tls`
+    // value), and a value that is no URL may be a secret set in the wrong variable (the auth token):
+    // the answer, which any caller gets, and the log name libSQL's code only.
+    const code = (client as { code?: unknown }).code;
+    const why = typeof code === 'string' && /^[A-Z_]{1,64}$/.test(code) ? code : 'not a URL';
+    console.log(JSON.stringify({ level: 'error', msg: 'SYNOD_DB_URL is not a libSQL URL', code: why }));
     return failure(
       request,
-      edgeError(500, 'INTERNAL', `SYNOD_DB_URL: ${client.message}`, undefined, DB_URL_HINT),
+      edgeError(
+        500,
+        'INTERNAL',
+        `SYNOD_DB_URL: not a libSQL URL this worker can use (${why})`,
+        undefined,
+        DB_URL_HINT,
+      ),
       corsOrigins,
     );
   }
@@ -402,13 +415,14 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
   try {
     await watcher.check();
   } catch (e) {
-    const err = e as { code?: unknown; message?: unknown };
+    const err = e as { code?: unknown };
     return {
       ran: true,
       stats: watcher.stats(),
       error: {
         code: typeof err.code === 'string' ? err.code : 'INTERNAL',
-        message: String(err.message ?? e),
+        // Never viem's whole message: it names SYNOD_CHAIN_RPC, a provider's API key with it.
+        message: chainErrorText(e, chain.rpcUrl),
       },
     };
   }
@@ -460,7 +474,14 @@ export default {
     ctx.waitUntil(
       chainPass(env).then(
         (r) => console.log(JSON.stringify({ level: chainPassLevel(r, env), msg: 'chain pass', ...r })),
-        (e) => console.log(JSON.stringify({ level: 'error', msg: 'chain pass failed', err: String(e) })),
+        (e) =>
+          console.log(
+            JSON.stringify({
+              level: 'error',
+              msg: 'chain pass failed',
+              err: chainErrorText(e, env.SYNOD_CHAIN_RPC),
+            }),
+          ),
       ),
     );
     ctx.waitUntil(
