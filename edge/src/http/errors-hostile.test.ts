@@ -31,6 +31,34 @@ describe('publicReason', () => {
     );
     expect(publicReason('x'.repeat(1_000))).toHaveLength(300);
   });
+
+  test("the database server's address is left out: its URL, its host name, its IP address and port", () => {
+    const coded = (code: string, message: string) => Object.assign(new Error(message), { code });
+    expect(publicReason(coded('ENOTFOUND', 'getaddrinfo ENOTFOUND db-primary.corp.internal'))).toBe(
+      'ENOTFOUND: getaddrinfo ENOTFOUND <host>',
+    );
+    expect(publicReason(coded('EAI_AGAIN', 'getaddrinfo EAI_AGAIN db-primary.corp.internal:8080'))).toBe(
+      'EAI_AGAIN: getaddrinfo EAI_AGAIN <host>',
+    );
+    expect(publicReason(coded('ECONNREFUSED', 'connect ECONNREFUSED 10.20.30.40:8080'))).toBe(
+      'ECONNREFUSED: connect ECONNREFUSED <address>',
+    );
+    expect(publicReason(coded('ETIMEDOUT', 'connect ETIMEDOUT [fd00::5]:8080'))).toBe(
+      'ETIMEDOUT: connect ETIMEDOUT <address>',
+    );
+    expect(
+      publicReason(
+        coded('HRANA_WEBSOCKET_ERROR', "WebSocket connection to 'wss://u:pw@db.corp.internal/' failed"),
+      ),
+    ).toBe("HRANA_WEBSOCKET_ERROR: WebSocket connection to '<url>' failed");
+    expect(
+      publicReason(coded('SERVER_ERROR', 'HTTP status 503 from https://db.corp.internal?authToken=abc.')),
+    ).toBe('SERVER_ERROR: HTTP status 503 from <url>.');
+    // What is not an address stays: a version, a status, a time.
+    expect(publicReason(new Error('sqld 0.24.1 answered 503 after 1.5 s'))).toBe(
+      'sqld 0.24.1 answered 503 after 1.5 s',
+    );
+  });
 });
 
 describe('a relay whose database file is deleted', () => {

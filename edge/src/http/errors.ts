@@ -141,18 +141,27 @@ export function toHttpError(e: unknown): HttpError {
 
 /** A file path in a message: absolute, after a space, a quote, `(`, `=` or `:` (`file:/…`), or first. */
 const FILE_PATH = /(^|[\s'"(=:])((?:[A-Za-z]:\\|\/)[^\s'"]*)/g;
+/** A URL in a message (a libSQL server's, with its credentials or `authToken` perhaps). */
+const URL_IN_MESSAGE = /\b[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s'"]*/g;
+/** The host name a failed DNS lookup names (`getaddrinfo ENOTFOUND db.internal`). */
+const LOOKED_UP_HOST = /\b(ENOTFOUND|EAI_AGAIN|EAI_NONAME|EAI_FAIL)\s+[^\s'"]+/g;
+/** An IP address, with its port if any (`connect ECONNREFUSED 10.0.0.5:8080`, `[fd00::5]:8080`). */
+const IP_ADDRESS = /\[[0-9A-Fa-f:.]+\](?::\d+)?|\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b/g;
 
 /**
  * Why something failed, as an answer may say it (`details.reason` of a 503, `/healthz`'s
  * `admissions.reason`, which needs no key): the error's stable code when it has one, and its message
- * without file paths (a database file that went away names its path; the relay's log keeps it), at most
- * 300 characters.
+ * without file paths (a database file that went away names its path; the relay's log keeps it), nor
+ * the database server's address (its URL, the host name a lookup failed on, an IP address and port),
+ * at most 300 characters.
  */
 export function publicReason(e: unknown): string {
-  const message = String((e as Error)?.message ?? e).replace(FILE_PATH, (_, before: string, path: string) => {
-    const trailing = /[.,:;)]+$/.exec(path)?.[0] ?? '';
-    return `${before}<path>${trailing}`;
-  });
+  const trailing = (text: string) => /[.,:;)]+$/.exec(text)?.[0] ?? '';
+  const message = String((e as Error)?.message ?? e)
+    .replace(URL_IN_MESSAGE, (url: string) => `<url>${trailing(url)}`)
+    .replace(LOOKED_UP_HOST, (_, code: string) => `${code} <host>`)
+    .replace(IP_ADDRESS, '<address>')
+    .replace(FILE_PATH, (_, before: string, path: string) => `${before}<path>${trailing(path)}`);
   const code = (e as { code?: unknown } | null)?.code;
   const coded = typeof code === 'string' && !message.startsWith(code) ? `${code}: ${message}` : message;
   return coded.slice(0, 300);
