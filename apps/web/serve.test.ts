@@ -68,3 +68,30 @@ describe('npm run web: a start that fails', () => {
     }
   }, 120_000);
 });
+
+describe('npm run web: the relay proxy', () => {
+  test("a relay that does not answer is 502 RELAY_UNREACHABLE, without the relay's address (the log has it)", async () => {
+    const modelsDir = resolve(import.meta.dir, '../../../shared/models');
+    const closed = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => new Response('no') });
+    const port = closed.port;
+    const relayUrl = `http://operator:RELAYSECRET@127.0.0.1:${port}/private-relay`;
+    closed.stop(true);
+    const lines: string[] = [];
+    const web = await startWebServer({ port: 0, modelsDir, relayUrl, log: (l) => lines.push(l) });
+    try {
+      const r = await fetch(`${web.url}/relay/v1/nodes`);
+      expect(r.status).toBe(502);
+      const body = await r.text();
+      expect(JSON.parse(body)).toMatchObject({ error: { code: 'RELAY_UNREACHABLE' } });
+      for (const internal of ['RELAYSECRET', 'private-relay', String(port), '127.0.0.1']) {
+        expect(body).not.toContain(internal);
+      }
+      // The operator's log says which relay did not answer, and why (its credentials left out).
+      const logged = lines.join('\n');
+      expect(logged).toContain(`127.0.0.1:${port}/private-relay`);
+      expect(logged).not.toContain('RELAYSECRET');
+    } finally {
+      await web.stop();
+    }
+  }, 120_000);
+});

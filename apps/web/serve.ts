@@ -138,6 +138,9 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
     return new Response(f, { headers: { 'content-type': contentTypeOf(path), 'cache-control': 'no-store' } });
   };
 
+  // A relay that did not answer: said in this server's log (on stderr without a `log`), never to the page.
+  const unreachable = (line: string) => (options.log ?? ((l: string) => console.error(l)))(line);
+
   let server: ReturnType<typeof Bun.serve>;
   try {
     server = serve();
@@ -177,7 +180,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
         )
           return file(join(useLiteDir, name));
         if (path.startsWith('/relay/') && relayUrl !== undefined)
-          return proxy(req, relayUrl, path.slice('/relay'.length) + url.search);
+          return proxy(req, relayUrl, path.slice('/relay'.length) + url.search, unreachable);
         return new Response('not found', { status: 404 });
       },
     });
@@ -193,8 +196,29 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
   };
 }
 
-/** Forward one request to the configured relay (never to a URL the page chooses). */
-async function proxy(req: Request, relayUrl: string, rest: string): Promise<Response> {
+/** The relay's URL as this server's log shows it: without a user name or password in it. */
+function withoutCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return '<the --relay URL>';
+  }
+}
+
+/**
+ * Forward one request to the configured relay (never to a URL the page chooses). A relay that does not
+ * answer is 502 RELAY_UNREACHABLE; its address and the error are logged (`log`), not told the page: the
+ * page knows the relay as `/relay` only, and whoever can load it need not learn where that leads.
+ */
+async function proxy(
+  req: Request,
+  relayUrl: string,
+  rest: string,
+  log: (line: string) => void,
+): Promise<Response> {
   const headers = new Headers();
   for (const h of ['authorization', 'content-type', 'accept', 'idempotency-key', 'last-event-id']) {
     const v = req.headers.get(h);
@@ -214,13 +238,14 @@ async function proxy(req: Request, relayUrl: string, rest: string): Promise<Resp
     }
     return new Response(upstream.body, { status: upstream.status, headers: out });
   } catch (e) {
+    const why = String((e as Error)?.message ?? e)
+      .split(relayUrl)
+      .join(withoutCredentials(relayUrl));
+    log(
+      `synod web: the relay at ${withoutCredentials(relayUrl)} did not answer ${req.method} ${rest}: ${why}`,
+    );
     return Response.json(
-      {
-        error: {
-          code: 'RELAY_UNREACHABLE',
-          message: `the relay at ${relayUrl} did not answer: ${String(e)}`,
-        },
-      },
+      { error: { code: 'RELAY_UNREACHABLE', message: 'the relay did not answer; try again shortly' } },
       { status: 502 },
     );
   }
