@@ -10,6 +10,7 @@ import { isSynodError, MODEL_ID_RE } from '@synod/shared';
 import { createApiKey, hashApiKey } from './auth/api-keys.ts';
 import { type ChainBridgeOptions, parseChainBridge } from './chain/bridge-config.ts';
 import { ChainBridgeError } from './chain/chain-watcher.ts';
+import { redactRpcUrl } from './chain/rpc-errors.ts';
 import {
   type DbUrl,
   DEFAULT_WAKU_CLUSTER,
@@ -492,7 +493,10 @@ async function main(argv: string[]): Promise<number> {
       ...(gunRelay ? { gun: gunRelay.url } : {}),
       db: redactDbUrl(dbUrl),
       ...(devKeyFile ? { devKeyFile } : {}),
-      ...(chain ? { chain: { chainId: chain.chainId, oracle: chain.oracle, rpc: chain.rpcUrl } } : {}),
+      // The RPC's scheme and host only: a provider's URL holds its API key.
+      ...(chain
+        ? { chain: { chainId: chain.chainId, oracle: chain.oracle, rpc: redactRpcUrl(chain.rpcUrl) } }
+        : {}),
     });
     const signal = await new Promise<string>((r) => {
       for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(s, () => r(s));

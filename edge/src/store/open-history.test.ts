@@ -3,7 +3,7 @@
  * the server (synced on open, then every `replicaSyncMs`), writes forwarded to the server.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, createClient } from '@libsql/client';
@@ -33,9 +33,12 @@ describe('openHistory on an embedded replica', () => {
       { id: 'key_first', hash: 'a'.repeat(64), label: 'first', quotaPerDay: 5 },
       1,
     );
-    const replica = await openHistory(sqld.url, undefined, join(dir, `replica-${n++}.db`), 200);
+    const replicaFile = join(dir, `replica-${n++}.db`);
+    const replica = await openHistory(sqld.url, undefined, replicaFile, 200);
     // Offline reads from the local file: what the server held when the replica opened is there already.
     expect((await replica.store.apiKeyByHash('a'.repeat(64)))?.id).toBe('key_first');
+    // The server's rows (API-key hashes among them) are in that file: its owner's only.
+    expect(statSync(replicaFile).mode & 0o777).toBe(0o600);
 
     // Written elsewhere: arrives by the periodic sync, with no call to sync().
     await primary.store.createApiKey(
@@ -153,4 +156,25 @@ describe("openHistory over a libSQL server: the process's own writes take turns"
       h.client.close();
     }
   }, 60_000);
+});
+
+describe('the database file of a relay', () => {
+  test('is readable by its owner only, and so are its WAL files, new or found readable by others', async () => {
+    const { chmodSync, readdirSync, writeFileSync } = await import('node:fs');
+    const own = join(dir, `own-${n++}`);
+    const path = join(own, 'relay', 'history.db');
+    const h = await openHistory(`file:${path}`);
+    await h.client.execute("INSERT INTO usage (key_id, day, count) VALUES ('k', '2026-11-23', 1)");
+    const modes = () =>
+      readdirSync(join(own, 'relay')).map((f) => [f, statSync(join(own, 'relay', f)).mode & 0o777]);
+    expect(modes().length).toBeGreaterThanOrEqual(2);
+    for (const [f, mode] of modes()) expect([f, mode]).toEqual([f, 0o600]);
+    h.client.close();
+    // A file an older relay made readable by others is made the owner's.
+    const old = join(own, 'old.db');
+    writeFileSync(old, '');
+    chmodSync(old, 0o644);
+    (await openHistory(`file:${old}`)).client.close();
+    expect(statSync(old).mode & 0o777).toBe(0o600);
+  });
 });

@@ -3,7 +3,7 @@
  * from the relay runtime (runtime/bun.ts), so a command that only needs the database (`synod-relay
  * keys …`) loads neither the node nor its transports.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createClient } from '@libsql/client';
 import { expandConfig } from '@libsql/core/config';
@@ -147,6 +147,40 @@ export function primaryHealthCheck(
 }
 
 /**
+ * Make the relay's database file (or replica) readable and writable by its owner only (0600), its folder
+ * made on first use (`file:.data/relay/history.db` on a fresh checkout): it holds API-key hashes,
+ * Idempotency-Keys and the prompts of requests not published yet. SQLite gives its `-wal` and `-shm` files
+ * the database file's mode. A file that was there is set to 0600 too when this user owns it (one another
+ * user made is left as it is, rather than fail the start).
+ */
+export function ownerOnlyDatabase(path: string): void {
+  const abs = resolve(path);
+  mkdirSync(dirname(abs), { recursive: true });
+  closeSync(openSync(abs, 'a', 0o600));
+  try {
+    chmodSync(abs, 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
+  }
+}
+
+/**
+ * Set an embedded replica's file and the files libSQL keeps beside it (its WAL, shared memory, sync
+ * metadata) to 0600, those that exist and this user owns.
+ */
+function ownerOnlyFiles(path: string): void {
+  const abs = resolve(path);
+  for (const f of [abs, `${abs}-wal`, `${abs}-shm`, `${abs}-info`, `${abs}-client_wal_index`]) {
+    try {
+      chmodSync(f, 0o600);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'EPERM') throw e;
+    }
+  }
+}
+
+/**
  * The history database, migrated. With `replicaPath`, an embedded replica of `dbUrl` (a libSQL
  * server): reads are served from the local file, writes (and the reads inside a write transaction)
  * go to the server and are read back at once; what other relays write arrives every `replicaSyncMs`.
@@ -164,7 +198,10 @@ export async function openHistory(
   }
   // A database file's folder is made on first use (`file:.data/relay/history.db` on a fresh checkout).
   const localFile = replicaPath ?? (isLocalFile(dbUrl) ? expandConfig({ url: dbUrl }, false).path : null);
-  if (localFile) mkdirSync(dirname(resolve(localFile)), { recursive: true });
+  // A database file is made 0600 before it is opened; a replica's (which libSQL must create itself, as
+  // it refuses to sync into a file it did not make) once it is synced, with the files beside it.
+  if (replicaPath !== undefined) mkdirSync(dirname(resolve(replicaPath)), { recursive: true });
+  else if (localFile) ownerOnlyDatabase(localFile);
   const opened = createClient(
     replicaPath
       ? {
@@ -189,6 +226,7 @@ export async function openHistory(
       opened.close();
       throw e;
     }
+    ownerOnlyFiles(replicaPath);
   }
   // This process's write transactions take turns, whatever the database: two of them would otherwise
   // meet as two connections or streams (SQLITE_BUSY), or, on a client of one connection (a replica,
