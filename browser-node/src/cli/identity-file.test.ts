@@ -241,6 +241,8 @@ describe('identity lock', () => {
     expect((again as IdentityInUseError).code).toBe('IDENTITY_IN_USE');
     expect((again as Error).message).toContain(`${copy} (node id ${key.nodeId}), from a copy of that file`);
     release();
+    // Released, its file is gone (the temporary folder gathers no file per key ever run).
+    expect(readdirSync(lockDir)).toEqual([]);
     lockNodeKey(key.nodeId, copy, 'node', lockDir)();
     // Best effort: a folder where no lock file can be made leaves the key to its path lock.
     expect(() =>

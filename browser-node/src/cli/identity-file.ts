@@ -189,9 +189,10 @@ export function lockNodeKey(
   role: 'node' | 'relay' = 'node',
   lockDir: string = tmpdir(),
 ): () => void {
+  const file = join(lockDir, `synod-${role}-${nodeId}.lock`);
   let db: Database;
   try {
-    db = new Database(join(lockDir, `synod-${role}-${nodeId}.lock`), { create: true });
+    db = new Database(file, { create: true });
   } catch {
     return () => undefined;
   }
@@ -202,7 +203,14 @@ export function lockNodeKey(
     if ((e as { code?: string }).code !== 'SQLITE_BUSY') return () => undefined;
     throw new IdentityInUseError(resolve(identityPath), role, nodeId);
   }
-  return holding(db);
+  const release = holding(db);
+  // Removed on release, so the temporary folder does not gather a file per key ever run (a process
+  // killed leaves its file, whose lock went with it). Removed while still locked: a start racing this
+  // release either found it locked or makes a new file.
+  return () => {
+    rmSync(file, { force: true });
+    release();
+  };
 }
 
 /** Lock `db`'s file exclusively for this process (SQLITE_BUSY when another one holds it). */
