@@ -437,7 +437,7 @@ async function main(argv: string[]): Promise<number> {
     lockIdentity(s.identity, 'relay');
     const { key } = await loadOrCreateIdentity(s.identity, passphrase);
     // The key itself too: a copy of the identity file at another path is the same key.
-    lockNodeKey(key.nodeId, s.identity, 'relay');
+    const releaseKey = lockNodeKey(key.nodeId, s.identity, 'relay');
     // The same peer id at every start (derived from the identity): the multiaddrs nodes and web apps
     // were given for this relay keep working after it restarts.
     const waku = await createHeadlessWakuRelay({
@@ -506,6 +506,7 @@ async function main(argv: string[]): Promise<number> {
     await waku.close();
     await gun?.close();
     await gunRelay?.close();
+    releaseKey();
     // The last line of a clean stop, as the node's: a supervisor reading the log knows it ended well.
     log({ level: 'info', msg: 'stopped' });
     return 0;
