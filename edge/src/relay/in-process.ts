@@ -8,6 +8,25 @@ import type { NetworkHealth, RelayNetwork } from './network.ts';
 const MODELS_TTL_MS = 1_000;
 
 /**
+ * How long a relay that starts with requests to resume waits for a first peer before it resumes them
+ * anyway (a relay with no node to reach: they end as they would, on their deadlines).
+ */
+export const RESUME_PEER_WAIT_MS = 10_000;
+/**
+ * After a first peer connects, how long before the relay publishes: time for the peer's gossipsub
+ * subscriptions to reach it (a publish before that finds no one on the topic, and is dropped).
+ */
+export const RESUME_PEER_SETTLE_MS = 1_000;
+
+/** What `InProcessRelayNetwork` waits for before it resumes requests after a start. */
+export interface ResumeOptions {
+  /** Default `RESUME_PEER_WAIT_MS`. */
+  peerWaitMs?: number;
+  /** Default `RESUME_PEER_SETTLE_MS`. */
+  peerSettleMs?: number;
+}
+
+/**
  * The relay under Bun: it holds a Synod node of its own (role `relay`) and coordinates the requests it
  * admits. Durability: the HTTP route commits each request to the admission log (`request_intake`, group
  * commit) before its 2xx; the `Dispatcher` then signs it, moves it into `requests` and starts the
@@ -19,6 +38,8 @@ export class InProcessRelayNetwork implements RelayNetwork {
   readonly #listeners = new KeyedListeners<void>();
   #models: { at: number; set: ReadonlySet<string> } | undefined;
   #dispatcher: Dispatcher | undefined;
+  #heard: Promise<void> | undefined;
+  readonly #resume: Required<ResumeOptions>;
 
   constructor(
     key: NodeKey,
@@ -26,8 +47,31 @@ export class InProcessRelayNetwork implements RelayNetwork {
     private readonly store: HistoryStore,
     private readonly now: () => number,
     private readonly configuredModels: readonly string[],
+    resume: ResumeOptions = {},
   ) {
     this.coordinatorId = key.nodeId;
+    this.#resume = {
+      peerWaitMs: resume.peerWaitMs ?? RESUME_PEER_WAIT_MS,
+      peerSettleMs: resume.peerSettleMs ?? RESUME_PEER_SETTLE_MS,
+    };
+  }
+
+  /**
+   * Resolves once the relay's node has a peer to hear what it publishes, or after `peerWaitMs`; waited
+   * for once, as the relay starts. A relay killed and started again resumed its requests while it was
+   * still dialling its bootstrap nodes: a restored machine whose commits were all in the history sealed
+   * at once, to no one (Waku drops a publish without peers, and does not send the same message again
+   * for two minutes), so its members never revealed and the request ended `no-consensus`, every honest
+   * member counted NOT_REVEALED. The same for a request `recover()` starts again.
+   */
+  whenHeard(): Promise<void> {
+    this.#heard ??= (async () => {
+      if (this.node.peers() > 0) return;
+      const until = Date.now() + this.#resume.peerWaitMs;
+      while (this.node.peers() === 0 && Date.now() < until) await sleep(25);
+      if (this.node.peers() > 0) await sleep(this.#resume.peerSettleMs);
+    })();
+    return this.#heard;
   }
 
   /** The dispatcher that drains this relay's admission log (set once, by the runtime). */
@@ -82,8 +126,11 @@ export class InProcessRelayNetwork implements RelayNetwork {
    * was saved at its last write-ahead barrier; what came after is in the history, not in the machine.
    * Without them a restarted coordinator expired requests that had their commits (QUORUM_NOT_MET), even
    * more so when their seal deadline passed while it was down, and counted revealed members NOT_REVEALED.
+   * Each restored machine resumes right after this read: it waits first for a peer (`whenHeard`).
    */
   async storedPackets(requestId: string): Promise<AnyPacket[]> {
+    // Read after the wait: what came meanwhile is in the history too.
+    await this.whenHeard();
     const detail = await this.store.getRequest(requestId);
     if (!detail || detail.request.from !== this.coordinatorId) return [];
     return [...detail.commits.map((c) => c.packet), ...detail.reveals.map((x) => x.packet)];
@@ -107,8 +154,11 @@ export class InProcessRelayNetwork implements RelayNetwork {
       const detail = await this.store.getRequest(r.requestId);
       if (!detail || detail.request.from !== this.coordinatorId) continue;
       const body = detail.request.body;
+      const sealAt = body.createdAt + body.frame.maxTimeMs;
+      // One started again publishes its request packet as it starts: once a peer is there to hear it.
+      if (r.status === 'pending' && this.now() < sealAt) await this.whenHeard();
       const now = this.now();
-      if (r.status === 'pending' && now < body.createdAt + body.frame.maxTimeMs) {
+      if (r.status === 'pending' && now < sealAt) {
         await this.node.submit(body);
         resumed.push(r.requestId);
       } else {
@@ -118,4 +168,8 @@ export class InProcessRelayNetwork implements RelayNetwork {
     }
     return { resumed, expired, restored };
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,0 +1,353 @@
+/**
+ * The relay killed at the worst moments of a request's life: the real `synod-relay` CLI (bun
+ * edge/src/main.ts) over a libSQL file and three headless nodes (the `synod node` CLI) on Waku relay, as
+ * in edge-durability.test.ts, which kills the relay in the middle of admissions. Here the moment is read
+ * from the relay's own database, polled from this process, and the relay is sent SIGKILL at once:
+ * - its coordinator machine saved with the verdict computed (the write-ahead barrier before the verdict
+ *   is published) while the history still holds the request open: after the restart the verdict
+ *   recorded is the one computed before the kill (the same packet id, published again from the saved
+ *   machine, not computed again);
+ * - every commit of a request in the history, its machine not sealed yet: after the restart the machine
+ *   seals at once on the history's commits, and its nodes must hear that seal (a relay just started has
+ *   no peer yet) and reveal.
+ * In both, every admitted request reaches a final status that stays, and the key's quota counts each
+ * admitted request once. */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { type Client, createClient } from '@libsql/client';
+import type { Subprocess } from 'bun';
+import { freePort, stopProcess, waitUntil } from '../edge/src/test-servers.ts';
+
+const REPO = resolve(import.meta.dir, '..');
+const MODELS = resolve(process.env['SYNOD_MODELS_DIR'] ?? join(REPO, '../shared/models'));
+const TERMINAL = ['verdict', 'no-consensus', 'expired', 'failed'];
+const FRAME = { maxTimeMs: 10_000, revealWindowMs: 5_000 };
+
+interface Child {
+  proc: Subprocess;
+  lines: string[];
+}
+
+const children: Child[] = [];
+let dir = '';
+let relayArgs: string[] = [];
+let relayUrl = '';
+let relay: Child | undefined;
+let apiKey = '';
+let db: Client | undefined;
+
+/** Spawn a Bun child; resolve with the first JSON log line `match` accepts. */
+function spawnBun(args: string[], match: (j: Record<string, unknown>) => boolean, timeoutMs = 120_000) {
+  const proc = Bun.spawn([process.execPath, ...args], {
+    cwd: REPO,
+    env: { ...process.env, SYNOD_PASSPHRASE: 'crash-stages-passphrase', SYNOD_MODELS_DIR: MODELS },
+    stdout: 'pipe',
+    stderr: 'pipe',
+  });
+  const child: Child = { proc, lines: [] };
+  children.push(child);
+  return new Promise<{ child: Child; line: Record<string, unknown> }>((res, rej) => {
+    const timer = setTimeout(() => {
+      rej(new Error(`${args[0]} did not start in ${timeoutMs} ms:\n${child.lines.slice(-20).join('\n')}`));
+    }, timeoutMs);
+    void proc.exited.then((code) => {
+      clearTimeout(timer);
+      rej(new Error(`${args[0]} exited with ${code}:\n${child.lines.slice(-20).join('\n')}`));
+    });
+    const pump = async (stream: ReadableStream<Uint8Array>) => {
+      const dec = new TextDecoder();
+      let buf = '';
+      for await (const chunk of stream) {
+        buf += dec.decode(chunk, { stream: true });
+        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          child.lines.push(line);
+          if (child.lines.length > 500) child.lines.shift();
+          try {
+            const j = JSON.parse(line) as Record<string, unknown>;
+            if (match(j)) {
+              clearTimeout(timer);
+              res({ child, line: j });
+            }
+          } catch {
+            // not a JSON log line
+          }
+        }
+      }
+    };
+    void pump(proc.stdout as ReadableStream<Uint8Array>);
+    void pump(proc.stderr as ReadableStream<Uint8Array>);
+  });
+}
+
+/** Start (or restart) the relay CLI on the same database and identity, on a port free just before. */
+async function startRelayProcess(): Promise<Child> {
+  let last: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    relayUrl = `http://127.0.0.1:${port}`;
+    try {
+      const { child } = await spawnBun(
+        [...relayArgs, '--port', String(port)],
+        (j) => j['msg'] === 'relay started',
+        90_000,
+      );
+      return child;
+    } catch (e) {
+      last = e;
+      const dead = children.at(-1);
+      if (dead) await stopProcess(dead.proc).catch(() => undefined);
+    }
+  }
+  throw last;
+}
+
+function childLogs(): string {
+  return children.map((c, i) => `--- child ${i}\n${c.lines.slice(-15).join('\n')}`).join('\n');
+}
+
+/** Wait until the relay has its three nodes as peers (a restarted one dials them again). */
+async function peered(): Promise<void> {
+  await waitUntil(
+    'the relay has its nodes as peers',
+    async () => {
+      const h = (await (await fetch(`${relayUrl}/healthz`)).json()) as { network: { peers: number } };
+      return h.network.peers >= 3;
+    },
+    60_000,
+    100,
+  );
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'synod-crash-stages-'));
+  const nodeArgs = (i: number, bootstrap: string[]) => [
+    'browser-node/src/cli/main.ts',
+    'node',
+    '--identity',
+    join(dir, `node-${i}`, 'identity.json'),
+    '--db',
+    join(dir, `node-${i}`, 'state.db'),
+    '--models-dir',
+    MODELS,
+    ...(bootstrap.length > 0 ? ['--bootstrap', bootstrap.join(',')] : []),
+  ];
+  const first = await spawnBun(nodeArgs(1, []), (j) => j['msg'] === 'node started');
+  const hub = (first.line['multiaddrs'] as string[]).filter((a) => !a.includes('/ws'));
+  const rest = await Promise.all(
+    [2, 3].map((i) => spawnBun(nodeArgs(i, hub), (j) => j['msg'] === 'node started')),
+  );
+  const all = [first, ...rest].flatMap((n) =>
+    (n.line['multiaddrs'] as string[]).filter((a) => !a.includes('/ws')),
+  );
+  relayArgs = [
+    'edge/src/main.ts',
+    '--db',
+    `file:${join(dir, 'relay.db')}`,
+    '--identity',
+    join(dir, 'relay-identity.json'),
+    '--bootstrap',
+    all.join(','),
+    '--dev-key-file',
+    join(dir, 'dev-api-key'),
+  ];
+  relay = await startRelayProcess();
+  apiKey = readFileSync(join(dir, 'dev-api-key'), 'utf8').trim();
+  await peered().catch((e) => {
+    throw new Error(`${String(e)}\n${childLogs()}`);
+  });
+  db = createClient({ url: `file:${join(dir, 'relay.db')}` });
+}, 300_000);
+
+afterAll(async () => {
+  db?.close();
+  await Promise.all(children.map((c) => stopProcess(c.proc).catch(() => undefined)));
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+async function submit(key: string, i: number): Promise<{ status: number; requestId: string }> {
+  const r = await fetch(`${relayUrl}/v1/inference`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      authorization: `Bearer ${apiKey}`,
+      'idempotency-key': key,
+    },
+    body: JSON.stringify({
+      prompt: `Once upon a time, crash ${i}`,
+      params: { maxTokens: 8, seed: i },
+      frame: FRAME,
+    }),
+  });
+  const j = (await r.json()) as { requestId?: string };
+  return { status: r.status, requestId: j.requestId ?? '' };
+}
+
+async function statusOf(requestId: string): Promise<{ status: string; error: string | null }> {
+  return (await (await fetch(`${relayUrl}/v1/inference/${requestId}`)).json()) as {
+    status: string;
+    error: string | null;
+  };
+}
+
+/**
+ * Poll the relay's database until `sql` finds one of `ids` (its first column a request id, its second
+ * what the test compares afterwards), then SIGKILL the relay at once. Null when the moment never came.
+ */
+async function killWhen(
+  sql: string,
+  ids: ReadonlySet<string>,
+  timeoutMs: number,
+): Promise<{ requestId: string; seen: string } | null> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const r = await (db as Client).execute(sql);
+    for (const row of r.rows) {
+      const id = String(row[0]);
+      if (!ids.has(id)) continue;
+      relay?.proc.kill('SIGKILL');
+      return { requestId: id, seen: String(row[1]) };
+    }
+  }
+  return null;
+}
+
+/**
+ * Send requests two at a time (keys `prefix-attempt-k`) until `sql` sees the moment in one of them and the
+ * relay is killed; the moment lasts a few milliseconds, so a request that went past it before a poll saw
+ * it is just another admitted request, and the next pair is tried. Returns every request admitted.
+ */
+async function killAtMoment(
+  prefix: string,
+  sql: string,
+): Promise<{
+  admitted: string[];
+  sent: { key: string; i: number }[];
+  hit: { requestId: string; seen: string };
+}> {
+  const admitted: string[] = [];
+  const all: { key: string; i: number }[] = [];
+  for (let attempt = 0; attempt < 6; attempt++) {
+    const pair = [0, 1].map((k) => ({ key: `${prefix}-${attempt}-${k}`, i: seq++ }));
+    const sent = await Promise.all(pair.map((p) => submit(p.key, p.i)));
+    for (const s of sent) expect(s.status).toBe(202);
+    admitted.push(...sent.map((s) => s.requestId));
+    all.push(...pair);
+    const hit = await killWhen(sql, new Set(sent.map((s) => s.requestId)), 30_000);
+    if (hit !== null) {
+      await relay?.proc.exited;
+      expect(relay?.proc.signalCode).toBe('SIGKILL');
+      return { admitted, sent: all, hit };
+    }
+  }
+  throw new Error(`the moment never came (${prefix})\n${childLogs()}`);
+}
+let seq = 0;
+
+/** Restart the relay; wait for every request to reach a final status; return them. */
+async function restartAndSettle(admitted: readonly string[]) {
+  relay = await startRelayProcess();
+  await peered().catch(() => undefined);
+  const finals = new Map<string, { status: string; error: string | null }>();
+  await waitUntil(
+    'every admitted request reaches a final status',
+    async () => {
+      for (const id of admitted) {
+        if (finals.has(id)) continue;
+        const s = await statusOf(id);
+        if (TERMINAL.includes(s.status)) finals.set(id, s);
+      }
+      return finals.size === admitted.length;
+    },
+    FRAME.maxTimeMs + FRAME.revealWindowMs + 30_000,
+    250,
+  ).catch((e) => {
+    throw new Error(`${String(e)}\n${childLogs()}`);
+  });
+  return finals;
+}
+
+/** The database's counts: requests, queued rows, quota used and Idempotency-Keys. */
+async function counts() {
+  const n = await (db as Client).execute(
+    `SELECT (SELECT count(*) FROM requests) AS requests, (SELECT count(*) FROM request_intake) AS queued,
+            (SELECT coalesce(sum(count), 0) FROM usage) AS used, (SELECT count(*) FROM idempotency) AS keys`,
+  );
+  const row = n.rows[0] as Record<string, unknown>;
+  return {
+    requests: Number(row['requests']),
+    queued: Number(row['queued']),
+    used: Number(row['used']),
+    keys: Number(row['keys']),
+  };
+}
+
+let admittedBefore = 0;
+
+describe('the relay process killed at chosen stages of a request', () => {
+  test('killed between saving a computed verdict and writing it to the history: the same verdict is recorded after the restart, once', async () => {
+    // The coordinator machine holds the verdict (phase `verdict`, the packet's id in its state), the
+    // history still holds the request open.
+    const { admitted, sent, hit } = await killAtMoment(
+      'verdict',
+      `SELECT m.request_id, json_extract(m.state, '$.verdict.id') FROM synod_machines m
+        JOIN requests r ON r.request_id = m.request_id
+        WHERE json_extract(m.state, '$.phase') = 'verdict' AND r.status IN ('pending', 'sealed')`,
+    );
+    const finals = await restartAndSettle(admitted);
+    // The request killed mid-way ends with the verdict its machine computed before the kill.
+    const v = await (db as Client).execute({
+      sql: 'SELECT packet_id FROM verdicts WHERE request_id = ?',
+      args: [hit.requestId],
+    });
+    expect(v.rows.map((r) => String(r[0]))).toEqual([hit.seen]);
+    expect(['verdict', 'no-consensus']).toContain(finals.get(hit.requestId)?.status ?? 'none');
+    // Final statuses never change: read again after a while.
+    await Bun.sleep(2_000);
+    for (const [id, f] of finals) expect(await statusOf(id)).toMatchObject(f);
+    // Retries replay; the quota counts each admitted request once; nothing left half-moved.
+    const first = sent[0] as { key: string; i: number };
+    const again = await submit(first.key, first.i);
+    expect(again).toEqual({ status: 200, requestId: admitted[0] as string });
+    admittedBefore += admitted.length;
+    expect(await counts()).toEqual({
+      requests: admittedBefore,
+      queued: 0,
+      used: admittedBefore,
+      keys: admittedBefore,
+    });
+  }, 150_000);
+
+  test('killed with every commit in the history and no seal yet: the restarted relay seals once its nodes are back, and they reveal', async () => {
+    // A restored machine given the history's commits seals at once. It used to, before the relay had a
+    // peer again: the seal went to no one, no node revealed, and the request ended no-consensus with
+    // its three honest members NOT_REVEALED.
+    const { admitted, hit } = await killAtMoment(
+      'seal',
+      `SELECT m.request_id, (SELECT count(*) FROM commits c WHERE c.request_id = m.request_id) AS n
+        FROM synod_machines m
+        WHERE json_extract(m.state, '$.phase') = 'collecting'
+          AND (SELECT count(*) FROM commits c WHERE c.request_id = m.request_id) >= 3
+          AND NOT EXISTS (SELECT 1 FROM seals s WHERE s.request_id = m.request_id)`,
+    );
+    const finals = await restartAndSettle(admitted);
+    const entries = await (db as Client).execute({
+      sql: 'SELECT outcome, reason FROM verdict_entries WHERE request_id = ? ORDER BY ordinal',
+      args: [hit.requestId],
+    });
+    // Sealed after the restart, heard by its members: each revealed.
+    expect(entries.rows.map((r) => String(r[1] ?? 'revealed'))).not.toContain('NOT_REVEALED');
+    expect(entries.rows.length).toBe(3);
+    expect(finals.get(hit.requestId)?.status).toBe('verdict');
+    admittedBefore += admitted.length;
+    expect(await counts()).toEqual({
+      requests: admittedBefore,
+      queued: 0,
+      used: admittedBefore,
+      keys: admittedBefore,
+    });
+  }, 150_000);
+});
