@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, test } from 'bun:test';
 import {
   chmodSync,
+  chownSync,
   copyFileSync,
   mkdirSync,
   mkdtempSync,
@@ -13,7 +14,13 @@ import {
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isSynodError } from '@synod/shared';
-import { IdentityInUseError, loadOrCreateIdentity, lockIdentity, lockNodeKey } from './identity-file.ts';
+import {
+  IdentityInUseError,
+  keyLockDir,
+  loadOrCreateIdentity,
+  lockIdentity,
+  lockNodeKey,
+} from './identity-file.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-identity-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -241,13 +248,41 @@ describe('identity lock', () => {
     expect((again as IdentityInUseError).code).toBe('IDENTITY_IN_USE');
     expect((again as Error).message).toContain(`${copy} (node id ${key.nodeId}), from a copy of that file`);
     release();
-    // Released, its file is gone (the temporary folder gathers no file per key ever run).
-    expect(readdirSync(lockDir)).toEqual([]);
     lockNodeKey(key.nodeId, copy, 'node', lockDir)();
     // Best effort: a folder where no lock file can be made leaves the key to its path lock.
     expect(() =>
       lockNodeKey(key.nodeId, copy, 'node', join(dir, 'copied', 'no-such-folder'))(),
     ).not.toThrow();
+  });
+
+  test("the key locks' folder is this user's own, or there is none: no other user can block or redirect it", () => {
+    const base = join(dir, 'lock-bases');
+    mkdirSync(base);
+    const uid = process.getuid?.() ?? 0;
+    const mine = keyLockDir(base);
+    expect(mine).toBe(join(base, `synod-keys-${uid}`));
+    expect(statSync(mine as string).mode & 0o777).toBe(0o700);
+    expect(keyLockDir(base)).toBe(mine);
+    // Planted by someone else before this user's first start: a symlink, a folder others may enter, a
+    // folder of another user's.
+    const planted = (name: string, make: (path: string) => void) => {
+      const b = join(base, name);
+      mkdirSync(b);
+      make(join(b, `synod-keys-${uid}`));
+      return keyLockDir(b);
+    };
+    expect(planted('symlink', (p) => symlinkSync(join(dir, 'elsewhere'), p))).toBeNull();
+    expect(planted('open', (p) => mkdirSync(p, { mode: 0o777 }))).toBeNull();
+    if (uid === 0) {
+      expect(
+        planted('theirs', (p) => {
+          mkdirSync(p, { mode: 0o700 });
+          chownSync(p, 65534, 65534);
+        }),
+      ).toBeNull();
+    }
+    // No folder: no key lock, and the start goes on under its path lock.
+    expect(() => lockNodeKey('ab'.repeat(32), join(dir, 'x.json'), 'node', null)()).not.toThrow();
   });
 
   test('the lock is held until released, even by a caller that keeps no reference to it (after GC)', async () => {

@@ -4,6 +4,7 @@ import {
   constants,
   existsSync,
   linkSync,
+  lstatSync,
   mkdirSync,
   readFileSync,
   realpathSync,
@@ -178,21 +179,25 @@ export function lockIdentity(path: string, role: 'node' | 'relay' = 'node'): () 
 /**
  * Hold a lock on the key itself, by its node id, for as long as `lockIdentity`'s: a copy of the key file
  * at another path (another folder, a backup started by mistake) is the same key, and two nodes on it
- * would equivocate as surely. The lock file is `synod-<role>-<nodeId>.lock` in `lockDir` (the system's
- * temporary folder), so it covers the processes of this machine that share that folder. IdentityInUseError
- * when another process holds it. Best effort beside `lockIdentity`: a lock file that cannot be made or
- * written there (another user's, a read-only folder) leaves the key held by its path alone.
+ * would equivocate as surely. The lock file is `<role>-<nodeId>.lock` in `lockDir`, by default
+ * `keyLockDir()`, a folder of this user's own in the system's temporary folder, so it covers this user's
+ * processes on this machine that share that folder (not a service with a private /tmp of its own).
+ * IdentityInUseError when another process holds it. Best effort beside `lockIdentity`: a folder that is
+ * not this user's own (made by another user, a symlink, readable by others) or where no lock file can be
+ * made leaves the key held by its path alone, so no other user can keep a node from starting, nor have
+ * it write a file of their choosing. Lock files stay (one small file per key run here): removing one on
+ * release would let a start that opened it just before take a lock nobody else can see.
  */
 export function lockNodeKey(
   nodeId: string,
   identityPath: string,
   role: 'node' | 'relay' = 'node',
-  lockDir: string = tmpdir(),
+  lockDir: string | null = keyLockDir(),
 ): () => void {
-  const file = join(lockDir, `synod-${role}-${nodeId}.lock`);
+  if (lockDir === null) return () => undefined;
   let db: Database;
   try {
-    db = new Database(file, { create: true });
+    db = new Database(join(lockDir, `${role}-${nodeId}.lock`), { create: true });
   } catch {
     return () => undefined;
   }
@@ -203,14 +208,30 @@ export function lockNodeKey(
     if ((e as { code?: string }).code !== 'SQLITE_BUSY') return () => undefined;
     throw new IdentityInUseError(resolve(identityPath), role, nodeId);
   }
-  const release = holding(db);
-  // Removed on release, so the temporary folder does not gather a file per key ever run (a process
-  // killed leaves its file, whose lock went with it). Removed while still locked: a start racing this
-  // release either found it locked or makes a new file.
-  return () => {
-    rmSync(file, { force: true });
-    release();
-  };
+  return holding(db);
+}
+
+/**
+ * The folder of this user's key locks, `synod-keys-<uid>` in the system's temporary folder, made 0700 if
+ * missing; null when it is not this user's own (another user made it first, it is a symlink, or others
+ * may enter it), or cannot be made.
+ */
+export function keyLockDir(base: string = tmpdir()): string | null {
+  const uid = process.getuid?.() ?? null;
+  const dir = join(base, `synod-keys-${uid ?? 'user'}`);
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return null;
+  }
+  try {
+    const st = lstatSync(dir);
+    if (!st.isDirectory() || (st.mode & 0o077) !== 0) return null;
+    if (uid !== null && st.uid !== uid) return null;
+    return dir;
+  } catch {
+    return null;
+  }
 }
 
 /** Lock `db`'s file exclusively for this process (SQLITE_BUSY when another one holds it). */
