@@ -61,6 +61,7 @@
  * addresses only: a deployment sets `dialPolicy: 'any'` (or a predicate) deliberately. A peer hung up
  * on with `disconnect` (one the intake banned) is refused by the same gater, both ways, for the ban.
  */
+
 import { type GossipSub, type GossipsubOpts, gossipsub } from '@chainsafe/libp2p-gossipsub';
 import type {
   PeerScoreParams,
@@ -78,6 +79,7 @@ import { proto_message } from '@waku/proto';
 import { contentTopicToPubsubTopic } from '@waku/utils';
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p';
 import { realScheduler, type Scheduler } from '../node/scheduler.ts';
+import { isLoopbackAddress } from './dial-policy.ts';
 import { type GossipsubUpkeep, type GossipsubUpkeepStats, takeOverUpkeep } from './gossipsub-upkeep.ts';
 import { TtlSet } from './intake.ts';
 import { ALL_TOPICS, type ContentTopic, isContentTopic } from './topics.ts';
@@ -218,21 +220,13 @@ function gossipSubSeen(pubsub: GossipSub): GossipSubSeen {
   return inner as GossipSubSeen;
 }
 
-/** Whether an address is on this machine: IPv4 127.0.0.0/8 or IPv6 ::1, nothing resolved by name. */
-export function isLoopbackAddress(address: Multiaddr): boolean {
-  const first = address.stringTuples()[0];
-  if (first === undefined) return false;
-  const [code, value] = first;
-  if (code === 4) return value?.startsWith('127.') ?? false;
-  if (code === 41) return value === '::1' || value === '0:0:0:0:0:0:0:1';
-  return false;
-}
-
 function dialAllowed(policy: DialPolicy): (address: Multiaddr) => boolean {
   if (policy === 'any') return () => true;
   if (policy === 'loopback') return isLoopbackAddress;
   return policy;
 }
+
+export { isLoopbackAddress };
 
 /** The Waku pubsub topic (shard) a content topic is relayed on. */
 export function pubsubTopicOf(
