@@ -70,6 +70,35 @@ describe('npm run web: a start that fails', () => {
 });
 
 describe('npm run web: the relay proxy', () => {
+  test('forwards what the relay needs to read a body as it was sent (Content-Encoding included)', async () => {
+    const modelsDir = resolve(import.meta.dir, '../../../shared/models');
+    const seen: Record<string, string | null>[] = [];
+    const relay = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      fetch: (req) => {
+        seen.push({
+          encoding: req.headers.get('content-encoding'),
+          key: req.headers.get('idempotency-key'),
+        });
+        return Response.json({ error: { code: 'UNSUPPORTED_MEDIA_TYPE' } }, { status: 415 });
+      },
+    });
+    const web = await startWebServer({ port: 0, modelsDir, relayUrl: `http://127.0.0.1:${relay.port}` });
+    try {
+      const r = await fetch(`${web.url}/relay/v1/inference`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', 'idempotency-key': 'k' },
+        body: Bun.gzipSync(new TextEncoder().encode('{"prompt":"x"}')),
+      });
+      expect(r.status).toBe(415);
+      expect(seen).toEqual([{ encoding: 'gzip', key: 'k' }]);
+    } finally {
+      await web.stop();
+      relay.stop(true);
+    }
+  }, 120_000);
+
   test("a relay that does not answer is 502 RELAY_UNREACHABLE, without the relay's address (the log has it)", async () => {
     const modelsDir = resolve(import.meta.dir, '../../../shared/models');
     const closed = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => new Response('no') });

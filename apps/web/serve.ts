@@ -220,7 +220,16 @@ async function proxy(
   log: (line: string) => void,
 ): Promise<Response> {
   const headers = new Headers();
-  for (const h of ['authorization', 'content-type', 'accept', 'idempotency-key', 'last-event-id']) {
+  // Content-Encoding too: without it a compressed body would reach the relay as if it were plain.
+  const forwarded = [
+    'authorization',
+    'content-type',
+    'content-encoding',
+    'accept',
+    'idempotency-key',
+    'last-event-id',
+  ];
+  for (const h of forwarded) {
     const v = req.headers.get(h);
     if (v !== null) headers.set(h, v);
   }
