@@ -12,170 +12,54 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { createClient } from '@libsql/client';
-import type { Subprocess } from 'bun';
-import { freePort, stopProcess, waitUntil } from '../edge/src/test-servers.ts';
+import { waitUntil } from '../edge/src/test-servers.ts';
+import { type Child, RelayProcesses } from './relay-processes.ts';
 
-const REPO = resolve(import.meta.dir, '..');
-const MODELS = resolve(process.env['SYNOD_MODELS_DIR'] ?? join(REPO, '../shared/models'));
 const TOTAL = 48;
 const CONCURRENCY = 8;
 const KILL_AFTER_ACKS = 16;
 const TERMINAL = ['verdict', 'no-consensus', 'expired', 'failed'];
 
-interface Child {
-  proc: Subprocess;
-  lines: string[];
-}
-
-const children: Child[] = [];
-let dir = '';
-
-/** Spawn a Bun child; resolve with the first JSON log line `match` accepts. */
-function spawnBun(args: string[], match: (j: Record<string, unknown>) => boolean, timeoutMs = 120_000) {
-  const proc = Bun.spawn([process.execPath, ...args], {
-    cwd: REPO,
-    env: { ...process.env, SYNOD_PASSPHRASE: 'durability-test-passphrase', SYNOD_MODELS_DIR: MODELS },
-    stdout: 'pipe',
-    stderr: 'pipe',
-  });
-  const child: Child = { proc, lines: [] };
-  children.push(child);
-  return new Promise<{ child: Child; line: Record<string, unknown> }>((res, rej) => {
-    const timer = setTimeout(() => {
-      rej(new Error(`${args[0]} did not start in ${timeoutMs} ms:\n${child.lines.slice(-20).join('\n')}`));
-    }, timeoutMs);
-    void proc.exited.then((code) => {
-      clearTimeout(timer);
-      rej(new Error(`${args[0]} exited with ${code}:\n${child.lines.slice(-20).join('\n')}`));
-    });
-    const pump = async (stream: ReadableStream<Uint8Array>) => {
-      const dec = new TextDecoder();
-      let buf = '';
-      for await (const chunk of stream) {
-        buf += dec.decode(chunk, { stream: true });
-        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          child.lines.push(line);
-          if (child.lines.length > 500) child.lines.shift();
-          try {
-            const j = JSON.parse(line) as Record<string, unknown>;
-            if (match(j)) {
-              clearTimeout(timer);
-              res({ child, line: j });
-            }
-          } catch {
-            // not a JSON log line
-          }
-        }
-      }
-    };
-    void pump(proc.stdout as ReadableStream<Uint8Array>);
-    void pump(proc.stderr as ReadableStream<Uint8Array>);
-  });
-}
-
-let relayPort = 0;
-let relayUrl = '';
-let relayArgs: string[] = [];
+let net: RelayProcesses;
 let relay: Child | undefined;
 let apiKey = '';
-
-/**
- * Start (or restart) the relay CLI on the same database and identity. The HTTP port is picked free just
- * before; if another process grabs it first (a busy shared box), try again on a new one.
- */
-async function startRelayProcess(): Promise<Child> {
-  let last: unknown;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    relayPort = await freePort();
-    relayUrl = `http://127.0.0.1:${relayPort}`;
-    try {
-      const { child } = await spawnBun(
-        [...relayArgs, '--port', String(relayPort)],
-        (j) => j['msg'] === 'relay started',
-        90_000,
-      );
-      return child;
-    } catch (e) {
-      last = e;
-      const dead = children.at(-1);
-      if (dead) await stopProcess(dead.proc).catch(() => undefined);
-    }
-  }
-  throw last;
-}
-
-/** The last log lines of every child, for failure messages. */
-function childLogs(): string {
-  return children.map((c, i) => `--- child ${i}\n${c.lines.slice(-15).join('\n')}`).join('\n');
-}
+const relayUrl = () => net.relayUrl;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'synod-durability-'));
-  const nodeArgs = (i: number, bootstrap: string[]) => [
-    'browser-node/src/cli/main.ts',
-    'node',
-    '--identity',
-    join(dir, `node-${i}`, 'identity.json'),
-    '--db',
-    join(dir, `node-${i}`, 'state.db'),
-    '--models-dir',
-    MODELS,
-    '--max-queue',
-    '64',
-    ...(bootstrap.length > 0 ? ['--bootstrap', bootstrap.join(',')] : []),
-  ];
-  const first = await spawnBun(nodeArgs(1, []), (j) => j['msg'] === 'node started');
-  const hub = (first.line['multiaddrs'] as string[]).filter((a) => !a.includes('/ws'));
-  const rest = await Promise.all(
-    [2, 3].map((i) => spawnBun(nodeArgs(i, hub), (j) => j['msg'] === 'node started')),
-  );
-  const all = [first, ...rest].flatMap((n) =>
-    (n.line['multiaddrs'] as string[]).filter((a) => !a.includes('/ws')),
-  );
-  relayArgs = [
-    'edge/src/main.ts',
-    '--db',
-    `file:${join(dir, 'relay.db')}`,
-    '--identity',
-    join(dir, 'relay-identity.json'),
-    '--bootstrap',
-    all.join(','),
-    '--dev-key-file',
-    join(dir, 'dev-api-key'),
+  net = new RelayProcesses(mkdtempSync(join(tmpdir(), 'synod-durability-')), 'durability-test-passphrase');
+  net.relayCommand(await net.startNodes(['--max-queue', '64']), [
     '--max-open',
     '128',
     '--max-queued',
     '4096',
-  ];
-  relay = await startRelayProcess();
+  ]);
+  relay = await net.startRelay();
   // The window and the queue bound given on the command line are the ones the relay runs with.
-  const health = (await (await fetch(`${relayUrl}/healthz`)).json()) as {
+  const health = (await (await fetch(`${relayUrl()}/healthz`)).json()) as {
     network: { detail: { dispatcher: { maxOpen: number }; queue: { limit: number } } };
   };
   expect(health.network.detail.dispatcher.maxOpen).toBe(128);
   expect(health.network.detail.queue.limit).toBe(4096);
-  apiKey = readFileSync(join(dir, 'dev-api-key'), 'utf8').trim();
+  apiKey = readFileSync(join(net.dir, 'dev-api-key'), 'utf8').trim();
   // Wait until the relay hears the nodes' heartbeats (they come every 10 s).
   await waitUntil(
     'the relay hears 3 nodes',
     async () => {
-      const r = (await (await fetch(`${relayUrl}/v1/nodes`)).json()) as { nodes: { role: string }[] };
+      const r = (await (await fetch(`${relayUrl()}/v1/nodes`)).json()) as { nodes: { role: string }[] };
       return r.nodes.filter((n) => n.role === 'node').length >= 3;
     },
     120_000,
     250,
   ).catch((e) => {
-    throw new Error(`${String(e)}\n${childLogs()}`);
+    throw new Error(`${String(e)}\n${net.logs()}`);
   });
 }, 400_000);
 
 afterAll(async () => {
-  await Promise.all(children.map((c) => stopProcess(c.proc).catch(() => undefined)));
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await net?.stopAll();
+  if (net?.dir) rmSync(net.dir, { recursive: true, force: true });
 }, 60_000);
 
 interface Ack {
@@ -185,7 +69,7 @@ interface Ack {
 }
 
 function submit(key: string, i: number): Promise<Ack> {
-  return fetch(`${relayUrl}/v1/inference`, {
+  return fetch(`${relayUrl()}/v1/inference`, {
     method: 'POST',
     headers: {
       'content-type': 'application/json',
@@ -249,11 +133,11 @@ describe('the relay process survives SIGKILL under load', () => {
     expect(failed.size).toBeGreaterThan(0);
 
     // Restart on the same database and identity.
-    relay = await startRelayProcess();
+    relay = await net.startRelay();
 
     // Every acknowledged request is there after the restart.
     for (const a of ackedBeforeKill.values()) {
-      const r = await fetch(`${relayUrl}/v1/inference/${a.requestId}`);
+      const r = await fetch(`${relayUrl()}/v1/inference/${a.requestId}`);
       expect(r.status).toBe(200);
     }
 
@@ -262,7 +146,7 @@ describe('the relay process survives SIGKILL under load', () => {
     await waitUntil(
       'the restarted relay has peers',
       async () => {
-        const h = (await (await fetch(`${relayUrl}/healthz`)).json()) as { network: { peers: number } };
+        const h = (await (await fetch(`${relayUrl()}/healthz`)).json()) as { network: { peers: number } };
         return h.network.peers >= 3;
       },
       60_000,
@@ -296,7 +180,7 @@ describe('the relay process survives SIGKILL under load', () => {
       async () => {
         for (const a of all) {
           if (finals.has(a.requestId)) continue;
-          const j = (await (await fetch(`${relayUrl}/v1/inference/${a.requestId}`)).json()) as {
+          const j = (await (await fetch(`${relayUrl()}/v1/inference/${a.requestId}`)).json()) as {
             status: string;
             error: string | null;
           };
@@ -307,7 +191,7 @@ describe('the relay process survives SIGKILL under load', () => {
       150_000,
       250,
     ).catch((e) => {
-      throw new Error(`${String(e)}; ${finals.size} terminal\n${childLogs()}`);
+      throw new Error(`${String(e)}; ${finals.size} terminal\n${net.logs()}`);
     });
     for (const f of finals.values()) {
       // `no-consensus` carries its verdict (the quorum disagreed); expiries and failures carry a code.
@@ -331,7 +215,7 @@ describe('the relay process survives SIGKILL under load', () => {
 
     // No duplicates: one request per key, and the database holds exactly TOTAL requests.
     expect(new Set(all.map((a) => a.requestId)).size).toBe(TOTAL);
-    const db = createClient({ url: `file:${join(dir, 'relay.db')}` });
+    const db = createClient({ url: `file:${join(net.dir, 'relay.db')}` });
     try {
       const n = await db.execute('select count(*) as n from requests');
       expect(Number(n.rows[0]?.['n'])).toBe(TOTAL);

@@ -15,106 +15,26 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { type Client, createClient } from '@libsql/client';
-import type { Subprocess } from 'bun';
-import { freePort, stopProcess, waitUntil } from '../edge/src/test-servers.ts';
+import { waitUntil } from '../edge/src/test-servers.ts';
+import { type Child, RelayProcesses } from './relay-processes.ts';
 
-const REPO = resolve(import.meta.dir, '..');
-const MODELS = resolve(process.env['SYNOD_MODELS_DIR'] ?? join(REPO, '../shared/models'));
 const TERMINAL = ['verdict', 'no-consensus', 'expired', 'failed'];
 const FRAME = { maxTimeMs: 10_000, revealWindowMs: 5_000 };
 
-interface Child {
-  proc: Subprocess;
-  lines: string[];
-}
-
-const children: Child[] = [];
-let dir = '';
-let relayArgs: string[] = [];
-let relayUrl = '';
+let net: RelayProcesses;
 let relay: Child | undefined;
 let apiKey = '';
 let db: Client | undefined;
-
-/** Spawn a Bun child; resolve with the first JSON log line `match` accepts. */
-function spawnBun(args: string[], match: (j: Record<string, unknown>) => boolean, timeoutMs = 120_000) {
-  const proc = Bun.spawn([process.execPath, ...args], {
-    cwd: REPO,
-    env: { ...process.env, SYNOD_PASSPHRASE: 'crash-stages-passphrase', SYNOD_MODELS_DIR: MODELS },
-    stdout: 'pipe',
-    stderr: 'pipe',
-  });
-  const child: Child = { proc, lines: [] };
-  children.push(child);
-  return new Promise<{ child: Child; line: Record<string, unknown> }>((res, rej) => {
-    const timer = setTimeout(() => {
-      rej(new Error(`${args[0]} did not start in ${timeoutMs} ms:\n${child.lines.slice(-20).join('\n')}`));
-    }, timeoutMs);
-    void proc.exited.then((code) => {
-      clearTimeout(timer);
-      rej(new Error(`${args[0]} exited with ${code}:\n${child.lines.slice(-20).join('\n')}`));
-    });
-    const pump = async (stream: ReadableStream<Uint8Array>) => {
-      const dec = new TextDecoder();
-      let buf = '';
-      for await (const chunk of stream) {
-        buf += dec.decode(chunk, { stream: true });
-        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          child.lines.push(line);
-          if (child.lines.length > 500) child.lines.shift();
-          try {
-            const j = JSON.parse(line) as Record<string, unknown>;
-            if (match(j)) {
-              clearTimeout(timer);
-              res({ child, line: j });
-            }
-          } catch {
-            // not a JSON log line
-          }
-        }
-      }
-    };
-    void pump(proc.stdout as ReadableStream<Uint8Array>);
-    void pump(proc.stderr as ReadableStream<Uint8Array>);
-  });
-}
-
-/** Start (or restart) the relay CLI on the same database and identity, on a port free just before. */
-async function startRelayProcess(): Promise<Child> {
-  let last: unknown;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    relayUrl = `http://127.0.0.1:${port}`;
-    try {
-      const { child } = await spawnBun(
-        [...relayArgs, '--port', String(port)],
-        (j) => j['msg'] === 'relay started',
-        90_000,
-      );
-      return child;
-    } catch (e) {
-      last = e;
-      const dead = children.at(-1);
-      if (dead) await stopProcess(dead.proc).catch(() => undefined);
-    }
-  }
-  throw last;
-}
-
-function childLogs(): string {
-  return children.map((c, i) => `--- child ${i}\n${c.lines.slice(-15).join('\n')}`).join('\n');
-}
+const relayUrl = () => net.relayUrl;
 
 /** Wait until the relay has its three nodes as peers (a restarted one dials them again). */
 async function peered(): Promise<void> {
   await waitUntil(
     'the relay has its nodes as peers',
     async () => {
-      const h = (await (await fetch(`${relayUrl}/healthz`)).json()) as { network: { peers: number } };
+      const h = (await (await fetch(`${relayUrl()}/healthz`)).json()) as { network: { peers: number } };
       return h.network.peers >= 3;
     },
     60_000,
@@ -123,53 +43,24 @@ async function peered(): Promise<void> {
 }
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'synod-crash-stages-'));
-  const nodeArgs = (i: number, bootstrap: string[]) => [
-    'browser-node/src/cli/main.ts',
-    'node',
-    '--identity',
-    join(dir, `node-${i}`, 'identity.json'),
-    '--db',
-    join(dir, `node-${i}`, 'state.db'),
-    '--models-dir',
-    MODELS,
-    ...(bootstrap.length > 0 ? ['--bootstrap', bootstrap.join(',')] : []),
-  ];
-  const first = await spawnBun(nodeArgs(1, []), (j) => j['msg'] === 'node started');
-  const hub = (first.line['multiaddrs'] as string[]).filter((a) => !a.includes('/ws'));
-  const rest = await Promise.all(
-    [2, 3].map((i) => spawnBun(nodeArgs(i, hub), (j) => j['msg'] === 'node started')),
-  );
-  const all = [first, ...rest].flatMap((n) =>
-    (n.line['multiaddrs'] as string[]).filter((a) => !a.includes('/ws')),
-  );
-  relayArgs = [
-    'edge/src/main.ts',
-    '--db',
-    `file:${join(dir, 'relay.db')}`,
-    '--identity',
-    join(dir, 'relay-identity.json'),
-    '--bootstrap',
-    all.join(','),
-    '--dev-key-file',
-    join(dir, 'dev-api-key'),
-  ];
-  relay = await startRelayProcess();
-  apiKey = readFileSync(join(dir, 'dev-api-key'), 'utf8').trim();
+  net = new RelayProcesses(mkdtempSync(join(tmpdir(), 'synod-crash-stages-')), 'crash-stages-passphrase');
+  net.relayCommand(await net.startNodes());
+  relay = await net.startRelay();
+  apiKey = readFileSync(join(net.dir, 'dev-api-key'), 'utf8').trim();
   await peered().catch((e) => {
-    throw new Error(`${String(e)}\n${childLogs()}`);
+    throw new Error(`${String(e)}\n${net.logs()}`);
   });
-  db = createClient({ url: `file:${join(dir, 'relay.db')}` });
+  db = createClient({ url: `file:${join(net.dir, 'relay.db')}` });
 }, 300_000);
 
 afterAll(async () => {
   db?.close();
-  await Promise.all(children.map((c) => stopProcess(c.proc).catch(() => undefined)));
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await net?.stopAll();
+  if (net?.dir) rmSync(net.dir, { recursive: true, force: true });
 }, 60_000);
 
 async function submit(key: string, i: number): Promise<{ status: number; requestId: string }> {
-  const r = await fetch(`${relayUrl}/v1/inference`, {
+  const r = await fetch(`${relayUrl()}/v1/inference`, {
     method: 'POST',
     headers: {
       'content-type': 'application/json',
@@ -187,7 +78,7 @@ async function submit(key: string, i: number): Promise<{ status: number; request
 }
 
 async function statusOf(requestId: string): Promise<{ status: string; error: string | null }> {
-  return (await (await fetch(`${relayUrl}/v1/inference/${requestId}`)).json()) as {
+  return (await (await fetch(`${relayUrl()}/v1/inference/${requestId}`)).json()) as {
     status: string;
     error: string | null;
   };
@@ -243,13 +134,13 @@ async function killAtMoment(
       return { admitted, sent: all, hit };
     }
   }
-  throw new Error(`the moment never came (${prefix})\n${childLogs()}`);
+  throw new Error(`the moment never came (${prefix})\n${net.logs()}`);
 }
 let seq = 0;
 
 /** Restart the relay; wait for every request to reach a final status; return them. */
 async function restartAndSettle(admitted: readonly string[]) {
-  relay = await startRelayProcess();
+  relay = await net.startRelay();
   await peered().catch(() => undefined);
   const finals = new Map<string, { status: string; error: string | null }>();
   await waitUntil(
@@ -258,14 +149,15 @@ async function restartAndSettle(admitted: readonly string[]) {
       for (const id of admitted) {
         if (finals.has(id)) continue;
         const s = await statusOf(id);
-        if (TERMINAL.includes(s.status)) finals.set(id, s);
+        // The final status and its reason (attestations may still arrive after it).
+        if (TERMINAL.includes(s.status)) finals.set(id, { status: s.status, error: s.error });
       }
       return finals.size === admitted.length;
     },
     FRAME.maxTimeMs + FRAME.revealWindowMs + 30_000,
     250,
   ).catch((e) => {
-    throw new Error(`${String(e)}\n${childLogs()}`);
+    throw new Error(`${String(e)}\n${net.logs()}`);
   });
   return finals;
 }
@@ -298,6 +190,8 @@ describe('the relay process killed at chosen stages of a request', () => {
         WHERE json_extract(m.state, '$.phase') = 'verdict' AND r.status IN ('pending', 'sealed')`,
     );
     const finals = await restartAndSettle(admitted);
+    // Counted at once: a failure below leaves the next test's totals right.
+    admittedBefore += admitted.length;
     // The request killed mid-way ends with the verdict its machine computed before the kill.
     const v = await (db as Client).execute({
       sql: 'SELECT packet_id FROM verdicts WHERE request_id = ?',
@@ -307,12 +201,14 @@ describe('the relay process killed at chosen stages of a request', () => {
     expect(['verdict', 'no-consensus']).toContain(finals.get(hit.requestId)?.status ?? 'none');
     // Final statuses never change: read again after a while.
     await Bun.sleep(2_000);
-    for (const [id, f] of finals) expect(await statusOf(id)).toMatchObject(f);
+    for (const [id, f] of finals) {
+      const now = await statusOf(id);
+      expect({ status: now.status, error: now.error }).toEqual(f);
+    }
     // Retries replay; the quota counts each admitted request once; nothing left half-moved.
     const first = sent[0] as { key: string; i: number };
     const again = await submit(first.key, first.i);
     expect(again).toEqual({ status: 200, requestId: admitted[0] as string });
-    admittedBefore += admitted.length;
     expect(await counts()).toEqual({
       requests: admittedBefore,
       queued: 0,
@@ -334,6 +230,8 @@ describe('the relay process killed at chosen stages of a request', () => {
           AND NOT EXISTS (SELECT 1 FROM seals s WHERE s.request_id = m.request_id)`,
     );
     const finals = await restartAndSettle(admitted);
+    // Counted at once: a failure below leaves the next test's totals right.
+    admittedBefore += admitted.length;
     const entries = await (db as Client).execute({
       sql: 'SELECT outcome, reason FROM verdict_entries WHERE request_id = ? ORDER BY ordinal',
       args: [hit.requestId],
@@ -342,7 +240,6 @@ describe('the relay process killed at chosen stages of a request', () => {
     expect(entries.rows.map((r) => String(r[1] ?? 'revealed'))).not.toContain('NOT_REVEALED');
     expect(entries.rows.length).toBe(3);
     expect(finals.get(hit.requestId)?.status).toBe('verdict');
-    admittedBefore += admitted.length;
     expect(await counts()).toEqual({
       requests: admittedBefore,
       queued: 0,

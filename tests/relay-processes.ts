@@ -1,0 +1,150 @@
+/**
+ * A local network of real processes for tests that kill the relay: three headless nodes (the `synod
+ * node` CLI) meshed over Waku, and the `synod-relay` CLI (bun edge/src/main.ts) over a libSQL file in
+ * `dir`, started again on the same database and identity after a kill. Used by edge-durability.test.ts
+ * and relay-crash-stages.test.ts.
+ */
+import { join, resolve } from 'node:path';
+import type { Subprocess } from 'bun';
+import { freePort, stopProcess } from '../edge/src/test-servers.ts';
+
+const REPO = resolve(import.meta.dir, '..');
+export const MODELS = resolve(process.env['SYNOD_MODELS_DIR'] ?? join(REPO, '../shared/models'));
+
+export interface Child {
+  proc: Subprocess;
+  /** Its last 500 output lines. */
+  lines: string[];
+}
+
+export class RelayProcesses {
+  readonly children: Child[] = [];
+  relayUrl = '';
+  #relayArgs: string[] = [];
+
+  constructor(
+    readonly dir: string,
+    private readonly passphrase: string,
+  ) {}
+
+  /** Spawn a Bun child; resolve with the first JSON log line `match` accepts. */
+  spawnBun(args: string[], match: (j: Record<string, unknown>) => boolean, timeoutMs = 120_000) {
+    const proc = Bun.spawn([process.execPath, ...args], {
+      cwd: REPO,
+      env: { ...process.env, SYNOD_PASSPHRASE: this.passphrase, SYNOD_MODELS_DIR: MODELS },
+      stdout: 'pipe',
+      stderr: 'pipe',
+    });
+    const child: Child = { proc, lines: [] };
+    this.children.push(child);
+    return new Promise<{ child: Child; line: Record<string, unknown> }>((res, rej) => {
+      const timer = setTimeout(() => {
+        rej(new Error(`${args[0]} did not start in ${timeoutMs} ms:\n${child.lines.slice(-20).join('\n')}`));
+      }, timeoutMs);
+      void proc.exited.then((code) => {
+        clearTimeout(timer);
+        rej(new Error(`${args[0]} exited with ${code}:\n${child.lines.slice(-20).join('\n')}`));
+      });
+      const pump = async (stream: ReadableStream<Uint8Array>) => {
+        const dec = new TextDecoder();
+        let buf = '';
+        for await (const chunk of stream) {
+          buf += dec.decode(chunk, { stream: true });
+          for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+            const line = buf.slice(0, i);
+            buf = buf.slice(i + 1);
+            child.lines.push(line);
+            if (child.lines.length > 500) child.lines.shift();
+            try {
+              const j = JSON.parse(line) as Record<string, unknown>;
+              if (match(j)) {
+                clearTimeout(timer);
+                res({ child, line: j });
+              }
+            } catch {
+              // not a JSON log line
+            }
+          }
+        }
+      };
+      void pump(proc.stdout as ReadableStream<Uint8Array>);
+      void pump(proc.stderr as ReadableStream<Uint8Array>);
+    });
+  }
+
+  /** Three nodes (`nodeFlags` added to each), meshed; their TCP multiaddrs. */
+  async startNodes(nodeFlags: string[] = []): Promise<string[]> {
+    const nodeArgs = (i: number, bootstrap: string[]) => [
+      'browser-node/src/cli/main.ts',
+      'node',
+      '--identity',
+      join(this.dir, `node-${i}`, 'identity.json'),
+      '--db',
+      join(this.dir, `node-${i}`, 'state.db'),
+      '--models-dir',
+      MODELS,
+      ...nodeFlags,
+      ...(bootstrap.length > 0 ? ['--bootstrap', bootstrap.join(',')] : []),
+    ];
+    const tcp = (n: { line: Record<string, unknown> }) =>
+      (n.line['multiaddrs'] as string[]).filter((a) => !a.includes('/ws'));
+    const first = await this.spawnBun(nodeArgs(1, []), (j) => j['msg'] === 'node started');
+    const rest = await Promise.all(
+      [2, 3].map((i) => this.spawnBun(nodeArgs(i, tcp(first)), (j) => j['msg'] === 'node started')),
+    );
+    return [first, ...rest].flatMap(tcp);
+  }
+
+  /**
+   * The relay's command line (its database `relay.db`, identity and dev key file in `dir`, bootstrapped
+   * to `nodes`, with `relayFlags`), for `startRelay`.
+   */
+  relayCommand(nodes: string[], relayFlags: string[] = []): void {
+    this.#relayArgs = [
+      'edge/src/main.ts',
+      '--db',
+      `file:${join(this.dir, 'relay.db')}`,
+      '--identity',
+      join(this.dir, 'relay-identity.json'),
+      '--bootstrap',
+      nodes.join(','),
+      '--dev-key-file',
+      join(this.dir, 'dev-api-key'),
+      ...relayFlags,
+    ];
+  }
+
+  /**
+   * Start (or restart) the relay on the same database and identity. The HTTP port is picked free just
+   * before; if another process grabs it first (a busy shared box), try again on a new one.
+   */
+  async startRelay(): Promise<Child> {
+    let last: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const port = await freePort();
+      this.relayUrl = `http://127.0.0.1:${port}`;
+      try {
+        const { child } = await this.spawnBun(
+          [...this.#relayArgs, '--port', String(port)],
+          (j) => j['msg'] === 'relay started',
+          90_000,
+        );
+        return child;
+      } catch (e) {
+        last = e;
+        const dead = this.children.at(-1);
+        if (dead) await stopProcess(dead.proc).catch(() => undefined);
+      }
+    }
+    throw last;
+  }
+
+  /** The last log lines of every child, for failure messages. */
+  logs(): string {
+    return this.children.map((c, i) => `--- child ${i}\n${c.lines.slice(-15).join('\n')}`).join('\n');
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.children.map((c) => stopProcess(c.proc).catch(() => undefined)));
+  }
+}
