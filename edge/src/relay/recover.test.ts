@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { MemoryMachineStore, MemoryNetwork, SynodNode, topicOfPacketType } from '@synod/browser-node';
 import { NodeKey, packetId, signPacket } from '@synod/shared';
 import { testRequest } from '../../../browser-node/src/node/test-request.ts';
+import type { HistoryStore } from '../store/history-store.ts';
 import { openHistory } from '../store/open-history.ts';
 import { storeRequest } from '../store/test-requests.ts';
 import { InProcessRelayNetwork } from './in-process.ts';
@@ -48,14 +49,7 @@ async function restartedWithCommits(o: {
   await storeRequest(h.store, { id, packet }, Date.now());
   await first.settled();
   await first.close();
-  for (const [i, k] of members.entries()) {
-    const commit = await signPacket(k, 'commit', {
-      requestId: body.requestId,
-      commitment: String(i + 1).repeat(64),
-      createdAt: Date.now(),
-    });
-    await h.store.recordCommit({ id: packetId(commit), packet: commit });
-  }
+  await recordCommits(h.store, members, body.requestId);
   await Bun.sleep(o.downMs);
   // The restart: the machine is restored from its store, given what the history kept, then recovered.
   let network: InProcessRelayNetwork | undefined;
@@ -151,14 +145,7 @@ describe('a restarted relay publishes nothing before it has a peer', () => {
     // The killed relay is gone from the network.
     await firstTransport.close();
     // Both commits reached the history; the machine was saved before them (killed in between).
-    for (const [i, k] of members.entries()) {
-      const commit = await signPacket(k, 'commit', {
-        requestId: body.requestId,
-        commitment: String(i + 1).repeat(64),
-        createdAt: Date.now(),
-      });
-      await h.store.recordCommit({ id: packetId(commit), packet: commit });
-    }
+    await recordCommits(h.store, members, body.requestId);
     // The restart: alone on the network; a node comes 300 ms later.
     const late = lateListener(net, 'seal', body.requestId, 300);
     let network: InProcessRelayNetwork | undefined;
@@ -208,3 +195,15 @@ describe('a restarted relay publishes nothing before it has a peer', () => {
     }
   });
 });
+
+/** A commit of each member for `requestId`, as the history records them while its relay is down. */
+async function recordCommits(store: HistoryStore, members: readonly NodeKey[], requestId: string) {
+  for (const [i, k] of members.entries()) {
+    const commit = await signPacket(k, 'commit', {
+      requestId,
+      commitment: String(i + 1).repeat(64),
+      createdAt: Date.now(),
+    });
+    await store.recordCommit({ id: packetId(commit), packet: commit });
+  }
+}
