@@ -73,6 +73,7 @@ export {
   selectReveals,
   type Verification,
 } from './observer.ts';
+export * from './reannounce.ts';
 export * from './seats.ts';
 export * from './state.ts';
 export * from './status.ts';

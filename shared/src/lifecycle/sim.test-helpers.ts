@@ -129,6 +129,8 @@ export interface SimOptions {
    * [0, 0]: on time.
    */
   timerLateness?: [number, number];
+  /** A delivery (other than a publisher's loopback) that is lost, e.g. to a peer cut off for a while. */
+  lost?: (to: string, packet: AnyPacket, at: number) => boolean;
 }
 
 /** The simulated network and driver. */
@@ -143,6 +145,7 @@ export class Sim {
   private readonly latency: [number, number];
   private readonly duplicateRate: number;
   private readonly timerLateness: [number, number];
+  private readonly lost: NonNullable<SimOptions['lost']>;
   /** Every packet published, with its time: the global order of the run. */
   readonly wire: { at: number; by: string; packet: AnyPacket }[] = [];
 
@@ -151,6 +154,7 @@ export class Sim {
     this.latency = options.latency ?? [1, 200];
     this.duplicateRate = options.duplicateRate ?? 0;
     this.timerLateness = options.timerLateness ?? [0, 0];
+    this.lost = options.lost ?? (() => false);
   }
 
   random(): number {
@@ -285,7 +289,7 @@ export class Sim {
     // Loopback first, at once; then everyone else after a random latency.
     this.push({ at: this.now, to: actor.name, kind: 'deliver', packet });
     for (const other of this.actors.values()) {
-      if (other === actor) continue;
+      if (other === actor || this.lost(other.name, packet, this.now)) continue;
       this.deliverLater(other.name, packet);
     }
   }
