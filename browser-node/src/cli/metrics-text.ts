@@ -87,6 +87,12 @@ export function renderNodeMetrics(m: NodeMetrics): string {
     'Packets this node signed and published, by type',
     byLabel('type', PACKET_TYPES, m.published),
   );
+  metric(
+    'synod_packets_reannounced_total',
+    'counter',
+    'Packets published again for peers that may have missed them, by type',
+    byLabel('type', PACKET_TYPES, m.reannounced.byType),
+  );
   metric('synod_publish_errors_total', 'counter', 'Publications of a packet on a transport that failed', [
     [{}, m.publishErrors],
   ]);

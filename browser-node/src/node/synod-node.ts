@@ -22,6 +22,7 @@ import {
   type NodeKey,
   type NodeState,
   type ObserverConfig,
+  type Outgoing,
   type Packet,
   type PacketType,
   packetId,
@@ -55,6 +56,7 @@ import { topicOfPacketType } from '../p2p/topics.ts';
 import type { Transport } from '../p2p/transport.ts';
 import { type MachineStore, MemoryMachineStore } from './machine-store.ts';
 import { NodeError } from './node-errors.ts';
+import { type ReannounceOptions, type ReannounceReason, Reannouncer } from './reannouncer.ts';
 import { realScheduler, type Scheduler } from './scheduler.ts';
 
 /**
@@ -87,6 +89,10 @@ import { realScheduler, type Scheduler } from './scheduler.ts';
  *   `persist` undone (a seal not published, its reveal deadline not armed), so the machine is resumed
  *   from its state as after a restart (`resumeAfterMs`: written, then fed `restored`), and a watchdog
  *   expires any machine that nothing can step again once its request's reveal window is well past.
+ * - What a machine published and still waits on (`unanswered`: a request, seal or verdict of its own, a
+ *   commit or reveal) is published again when a peer joins, when the machine is restored, and on a
+ *   doubling schedule (`reannounce`, reannouncer.ts): gossip sends a message once, and a peer that was
+ *   away (a relay started again, a node back on the network) would never get it.
  */
 export type NodeRole = 'node' | 'relay' | 'follower';
 
@@ -175,6 +181,13 @@ export interface SynodNodeOptions {
    * inference running, can never finish by itself: it is expired (`no-verdict`).
    */
   watchdog?: { everyMs?: number; marginMs?: number };
+  /**
+   * Publishing again what the machines published and still wait on (`unanswered`): everything at once
+   * when a peer joins (a relay started again, a node back on the network) and when a machine is restored,
+   * and each on a doubling schedule (see `ReannounceOptions`). `false`: never (a machine then counts on
+   * gossip alone: what a peer missed while it was away, it never gets). Default on.
+   */
+  reannounce?: ReannounceOptions | false;
 }
 
 interface Hosted {
@@ -210,6 +223,11 @@ export interface NodeMetrics {
   expired: number;
   /** Request packets of requests this node already finished, taken again (a replay) and ignored. */
   replaysIgnored: number;
+  /** Packets published again (`SynodNodeOptions.reannounce`), by type, and why. */
+  reannounced: {
+    byType: Partial<Record<PacketType, number>>;
+    byReason: Partial<Record<ReannounceReason, number>>;
+  };
   inferences: { started: number; done: number; failed: number; tokens: number; lastTokensPerSecond: number };
   queue: { queued: number; maxQueue: number; running: boolean } | null;
   intake: IntakeMetrics;
@@ -285,6 +303,7 @@ export class SynodNode {
   readonly #detach: Array<() => void> = [];
   /** Pauses between write attempts under way: each ends its wait (close() ends them all). */
   readonly #pauses = new Set<() => void>();
+  readonly #reannouncer: Reannouncer | null;
   #heartbeatCancel: (() => void) | null = null;
   #watchdogCancel: (() => void) | null = null;
   #closed = false;
@@ -301,6 +320,10 @@ export class SynodNode {
     evidence: 0,
     expired: 0,
     replaysIgnored: 0,
+    reannounced: {
+      byType: {} as Partial<Record<PacketType, number>>,
+      byReason: {} as Partial<Record<ReannounceReason, number>>,
+    },
     inferences: { started: 0, done: 0, failed: 0, tokens: 0, lastTokensPerSecond: 0 },
   };
 
@@ -314,6 +337,22 @@ export class SynodNode {
     this.#scheduler = options.scheduler ?? realScheduler;
     this.#store = options.store ?? new MemoryMachineStore();
     this.#random = options.random ?? ((n) => crypto.getRandomValues(new Uint8Array(n)));
+    this.#reannouncer =
+      options.reannounce === false
+        ? null
+        : new Reannouncer(
+            {
+              scheduler: this.#scheduler,
+              machines: () => this.#openStates(),
+              send: (state, outgoing, reason) => this.#reannounce(state, outgoing, reason),
+              onJoinPass: ({ peers, packets }) => {
+                if (packets > 0) {
+                  this.#log({ level: 'info', msg: 're-announced to peers that joined', peers, packets });
+                }
+              },
+            },
+            options.reannounce,
+          );
     this.#intake = new Intake({
       ...options.intake,
       now: () => this.#scheduler.now(),
@@ -349,6 +388,13 @@ export class SynodNode {
     if (this.#started) return;
     this.#started = true;
     for (const t of this.#o.transports) this.#detach.push(this.#intake.attach(t));
+    const reannouncer = this.#reannouncer;
+    if (reannouncer !== null) {
+      for (const t of this.#o.transports) {
+        const off = t.onPeerJoined?.((peer) => reannouncer.peerJoined(peer));
+        if (off) this.#detach.push(off);
+      }
+    }
     const saved = await this.#store.load(this.nodeId);
     for (const row of saved) {
       let state: LifecycleState;
@@ -393,10 +439,14 @@ export class SynodNode {
       hosted.stored = row.state;
       this.#enqueue(state.requestId, hosted, async () => {
         for (const packet of kept) await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet });
+        // And what came for it while `restoreWith` was read (a peer re-announcing what this node missed).
+        await this.#replayEarly(state.requestId, hosted);
         await this.#apply(hosted, { kind: 'restored', now: this.#now() });
+        this.#reannouncer?.restored(hosted.state);
       });
     }
     this.#armWatchdog();
+    this.#reannouncer?.start();
     if (this.#o.heartbeat) {
       const beat = () => {
         if (this.#closed) return;
@@ -527,6 +577,10 @@ export class SynodNode {
       evidence: this.#m.evidence,
       expired: this.#m.expired,
       replaysIgnored: this.#m.replaysIgnored,
+      reannounced: {
+        byType: { ...this.#m.reannounced.byType },
+        byReason: { ...this.#m.reannounced.byReason },
+      },
       inferences: { ...this.#m.inferences },
       queue: q ? { ...q.capacity, running: q.running } : null,
       intake: this.#intake.metrics(),
@@ -590,6 +644,7 @@ export class SynodNode {
     this.#closed = true;
     this.#heartbeatCancel?.();
     this.#watchdogCancel?.();
+    this.#reannouncer?.stop();
     for (const cancel of this.#forget.values()) cancel();
     this.#forget.clear();
     for (const end of [...this.#pauses]) end();
@@ -1237,11 +1292,42 @@ export class SynodNode {
       });
   }
 
-  async #broadcast(packet: AnyPacket): Promise<void> {
+  /** The states of the machines hosted and not finished. */
+  *#openStates(): Iterable<LifecycleState> {
+    for (const h of this.#machines.values()) if (h.state.outcome === null) yield h.state;
+  }
+
+  /**
+   * Publish again what a machine published before (`unanswered`): signed again (the same bytes: Ed25519
+   * is deterministic), sent as a deliberate second publication; not fed back, not passed to `onPacket`
+   * (both saw it the first time). Resolves with how many went out on at least one transport.
+   */
+  async #reannounce(state: LifecycleState, outgoing: Outgoing[], reason: ReannounceReason): Promise<number> {
+    let sent = 0;
+    for (const o of outgoing) {
+      if (this.#closed) break;
+      try {
+        const packet = (await signPacket(this.#o.key, o.packetType, o.body as never)) as AnyPacket;
+        if (!(await this.#broadcast(packet, true))) continue;
+        sent++;
+        const m = this.#m.reannounced;
+        m.byType[o.packetType] = (m.byType[o.packetType] ?? 0) + 1;
+        m.byReason[reason] = (m.byReason[reason] ?? 0) + 1;
+      } catch (e) {
+        this.#log({ level: 'warn', msg: 're-announcing failed', requestId: state.requestId, err: String(e) });
+      }
+    }
+    return sent;
+  }
+
+  /** Publish on every transport that carries the packet's topic; true when one took it. */
+  async #broadcast(packet: AnyPacket, again = false): Promise<boolean> {
     const bytes = encodePacket(packet);
     const topic = topicOfPacketType(packet.type);
     const carriers = this.#o.transports.filter((t) => t.topics === undefined || t.topics.includes(topic));
-    const options = { createdAt: packet.body.createdAt };
+    const options = again
+      ? { createdAt: packet.body.createdAt, again }
+      : { createdAt: packet.body.createdAt };
     const results = await Promise.allSettled(carriers.map((t) => t.publish(topic, bytes, options)));
     for (const r of results) {
       if (r.status === 'rejected') {
@@ -1249,6 +1335,7 @@ export class SynodNode {
         this.#log({ level: 'warn', msg: 'publish failed', type: packet.type, err: String(r.reason) });
       }
     }
+    return results.some((r) => r.status === 'fulfilled');
   }
 }
 

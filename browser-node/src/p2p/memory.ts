@@ -100,6 +100,11 @@ export class MemoryNetwork {
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
+  /** @internal called by MemoryTransport: `nodeId` listens on a topic it did not listen on before. */
+  listening(nodeId: string): void {
+    for (const [id, t] of this.#nodes) if (id !== nodeId) t.peerJoined(nodeId);
+  }
+
   /** @internal called by MemoryTransport */
   leave(nodeId: string): void {
     this.#nodes.delete(nodeId);
@@ -147,6 +152,7 @@ export class MemoryTransport implements Transport {
   readonly nodeId: string;
   readonly #network: MemoryNetwork;
   readonly #handlers = new TopicHandlers();
+  readonly #joined = new Set<(peer: string) => void>();
   #closed = false;
 
   constructor(network: MemoryNetwork, nodeId: string) {
@@ -162,8 +168,16 @@ export class MemoryTransport implements Transport {
   subscribe(topic: ContentTopic, handler: MessageHandler): Unsubscribe {
     if (this.#closed) throw new TransportClosedError(this.name);
     const sub = this.#handlers.add(topic, handler);
+    if (sub.first) this.#network.listening(this.nodeId);
     return () => {
       sub.remove();
+    };
+  }
+
+  onPeerJoined(listener: (peer: string) => void): Unsubscribe {
+    this.#joined.add(listener);
+    return () => {
+      this.#joined.delete(listener);
     };
   }
 
@@ -175,7 +189,14 @@ export class MemoryTransport implements Transport {
     if (this.#closed) return;
     this.#closed = true;
     this.#handlers.clear();
+    this.#joined.clear();
     this.#network.leave(this.nodeId);
+  }
+
+  /** @internal */
+  peerJoined(peer: string): void {
+    if (this.#closed) return;
+    for (const listener of this.#joined) listener(peer);
   }
 
   /** @internal */

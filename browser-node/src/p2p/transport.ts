@@ -32,6 +32,12 @@ export interface Transport {
    * relay; 0 only hangs up).
    */
   disconnect?(peer: string, banMs?: number): Promise<void>;
+  /**
+   * Call `listener` when a peer starts listening on one of this transport's topics: it connected, or
+   * connected again (a relay killed and started again, a node back from a lost connection). What was
+   * published while it could not hear never reaches it otherwise: gossip sends a message once.
+   */
+  onPeerJoined?(listener: (peer: string) => void): Unsubscribe;
 }
 
 export interface PublishOptions {
@@ -42,6 +48,12 @@ export interface PublishOptions {
    * same message on the wire and gossip's own duplicate check catches the copies.
    */
   createdAt?: number;
+  /**
+   * A deliberate second publication of bytes this node published before (a re-announcement, see
+   * `unanswered` in the lifecycle): sent to the peers it has now although gossip remembers sending it.
+   * Peers that had it drop the copy as a duplicate; one that was away takes it as new.
+   */
+  again?: boolean;
 }
 
 /** `accept`: forward and dispatch; `reject`: drop and penalise the sender; `ignore`: drop quietly. */

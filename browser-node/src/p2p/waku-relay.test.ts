@@ -260,6 +260,44 @@ describe('Waku relay transport', () => {
   );
 
   test(
+    'a peer that joins is announced, and a message published again on purpose reaches it; the others drop the copy',
+    async () => {
+      const author = track(await createHeadlessWakuRelay());
+      const early = track(await createHeadlessWakuRelay({ bootstrap: [addressOf(author, false)] }));
+      collect(author);
+      const atEarly = collect(early);
+      const joined: string[] = [];
+      author.onPeerJoined((peer) => joined.push(peer));
+      await waitFor(() => author.meshPeers(commits).length === 1, LONG, 'the early peer in the mesh');
+      expect(joined).toContain(early.peerId);
+      const packet = await commitPacket(await testKey(), 9, Date.now());
+      const bytes = wire(packet).bytes;
+      await author.publish(commits, bytes, { createdAt: packet.body.createdAt });
+      await waitFor(() => atEarly.length === 1, LONG, 'the packet at the early peer');
+
+      // A peer that was away: it joins after the publication, which gossip does not send twice.
+      const late = track(await createHeadlessWakuRelay({ bootstrap: [addressOf(author, false)] }));
+      const atLate = collect(late);
+      await waitFor(() => joined.includes(late.peerId), LONG, 'the late peer announced');
+      await waitFor(() => author.meshPeers(commits).length === 2, LONG, 'the late peer in the mesh');
+      await author.publish(commits, bytes, { createdAt: packet.body.createdAt });
+      await Bun.sleep(500);
+      expect(atLate).toHaveLength(0);
+      expect(author.stats().reannounced).toBe(0);
+
+      await author.publish(commits, bytes, { createdAt: packet.body.createdAt, again: true });
+      await waitFor(() => atLate.length === 1, LONG, 'the packet published again at the late peer');
+      expect(sha256Hex(atLate[0]!.bytes)).toBe(sha256Hex(bytes));
+      expect(author.stats().reannounced).toBe(1);
+      // The early peer had it: gossip drops the copy before it is handed up.
+      await Bun.sleep(500);
+      expect(atEarly).toHaveLength(1);
+      expect(early.stats().received).toBe(1);
+    },
+    LONG,
+  );
+
+  test(
     'a message this node ignored (shed, say) and later publishes itself still reaches the peers behind it',
     async () => {
       // author - hub - far: far is reachable only through the hub

@@ -188,6 +188,8 @@ export interface WakuRelayStats {
    * under load, one copy too many waiting, a clock), sent anyway instead of dropped as a duplicate.
    */
   republished: number;
+  /** Deliberate second publications (`PublishOptions.again`: re-announcements of what a peer missed). */
+  reannounced: number;
   /** Gossipsub heartbeats and score decays run on `WakuRelayOptions.upkeep`; null on the host's timers. */
   upkeep: GossipsubUpkeepStats | null;
 }
@@ -521,7 +523,9 @@ export class WakuRelayTransport implements Transport {
     invalidEnvelopes: 0,
     redials: 0,
     republished: 0,
+    reannounced: 0,
   };
+  readonly #joined = new Set<(peer: string) => void>();
   #closed = false;
 
   readonly #upkeep: GossipsubUpkeep | null;
@@ -547,6 +551,14 @@ export class WakuRelayTransport implements Transport {
       const { msg, msgId, propagationSource } = event.detail;
       this.#forwarded.set(msgId, true, Date.now());
       this.#onMessage(msg.topic, msg.data, propagationSource.toString());
+    });
+    // A peer's subscription to a shard this node is on: it can hear our publications from now on.
+    pubsub.addEventListener('subscription-change', (event) => {
+      if (this.#closed || this.#joined.size === 0) return;
+      const { peerId, subscriptions } = event.detail;
+      if (!subscriptions.some((s) => s.subscribe && this.#shardRefs.has(s.topic))) return;
+      const peer = peerId.toString();
+      for (const listener of this.#joined) listener(peer);
     });
     this.#redial = new BootstrapRedialer(node, options.bootstrap ?? [], options.reconnect ?? {}, () => {
       this.#stats.redials++;
@@ -583,12 +595,25 @@ export class WakuRelayTransport implements Transport {
     }
     const id = this.#seen.msgIdToStrFn(sha256(data));
     const now = Date.now();
-    if (this.#forwarded.get(id, now) === undefined) {
+    if (options?.again === true) {
+      // Sent again on purpose: gossip would refuse it as one it has sent.
+      this.#seen.seenCache.entries.delete(id);
+      this.#forwarded.set(id, true, now);
+      this.#stats.reannounced++;
+    } else if (this.#forwarded.get(id, now) === undefined) {
       if (this.#seen.seenCache.entries.delete(id)) this.#stats.republished++;
       this.#forwarded.set(id, true, now);
     }
     await this.node.services.pubsub.publish(this.pubsubTopic(topic), data);
     this.#stats.published++;
+  }
+
+  /** Peers that subscribe to a shard this node is subscribed to (see `Transport.onPeerJoined`). */
+  onPeerJoined(listener: (peer: string) => void): Unsubscribe {
+    this.#joined.add(listener);
+    return () => {
+      this.#joined.delete(listener);
+    };
   }
 
   subscribe(topic: ContentTopic, handler: MessageHandler): Unsubscribe {
@@ -689,6 +714,7 @@ export class WakuRelayTransport implements Transport {
     this.#redial.stop();
     this.#upkeep?.stop();
     this.#handlers.clear();
+    this.#joined.clear();
     await this.node.stop();
   }
 

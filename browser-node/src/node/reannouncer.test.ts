@@ -1,0 +1,158 @@
+import { describe, expect, test } from 'bun:test';
+import {
+  type AnyPacket,
+  type CoordinatorState,
+  type LifecycleState,
+  NodeKey,
+  type Outgoing,
+  signPacket,
+  startCoordinator,
+  stepCoordinator,
+  type Transition,
+} from '@synod/shared';
+import { type ReannounceReason, Reannouncer } from './reannouncer.ts';
+import type { Scheduler } from './scheduler.ts';
+import { testRequest } from './test-request.ts';
+
+const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
+const T0 = 1_800_000_000_000;
+
+/** A test double of the scheduler: virtual time, advanced by the test. */
+class ManualScheduler implements Scheduler {
+  t = T0;
+  #jobs: { at: number; fn: () => void; live: boolean }[] = [];
+  now(): number {
+    return this.t;
+  }
+  after(ms: number, fn: () => void): () => void {
+    const job = { at: this.t + Math.max(0, ms), fn, live: true };
+    this.#jobs.push(job);
+    return () => {
+      job.live = false;
+    };
+  }
+  /** Run every job due up to `to`, in time order. */
+  advance(to: number): void {
+    for (;;) {
+      const due = this.#jobs.filter((j) => j.live && j.at <= to).sort((a, b) => a.at - b.at)[0];
+      if (due === undefined) break;
+      due.live = false;
+      this.t = due.at;
+      due.fn();
+    }
+    this.t = to;
+  }
+}
+
+/** A real coordinator: collecting (its request unanswered), then sealed on one commit (its seal). */
+async function coordinator() {
+  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(90));
+  const nodeKey = await NodeKey.fromSeed(new Uint8Array(32).fill(91));
+  const body = testRequest({ embedder, createdAt: T0, frame: { quorum: 1, maxCommits: 1 } });
+  const loop = async (t: Transition<CoordinatorState>): Promise<CoordinatorState> => {
+    let state = t.state;
+    for (const fx of t.effects) {
+      if (fx.kind !== 'publish') continue;
+      const packet = (await signPacket(key, fx.packetType, fx.body as never)) as AnyPacket;
+      state = await loop(stepCoordinator({}, state, { kind: 'packet', now: T0, packet }));
+    }
+    return state;
+  };
+  const collecting = await loop(startCoordinator({}, { now: T0, self: key.nodeId, request: body }));
+  const commit = await signPacket(nodeKey, 'commit', {
+    requestId: body.requestId,
+    commitment: 'ab'.repeat(32),
+    createdAt: T0 + 10,
+  });
+  const sealed = await loop(
+    stepCoordinator({}, collecting, { kind: 'packet', now: T0 + 10, packet: commit }),
+  );
+  return { collecting, sealed };
+}
+
+function harness(states: () => LifecycleState[]) {
+  const scheduler = new ManualScheduler();
+  const sent: { at: number; types: string[]; reason: ReannounceReason }[] = [];
+  const passes: { peers: string[]; packets: number }[] = [];
+  const r = new Reannouncer(
+    {
+      scheduler,
+      machines: states,
+      send: async (_s, out: Outgoing[], reason) => {
+        sent.push({ at: scheduler.now() - T0, types: out.map((o) => o.packetType), reason });
+        return out.length;
+      },
+      onJoinPass: (p) => passes.push(p),
+    },
+    { firstMs: 3_000, maxMs: 20_000, sweepMs: 1_000, joinDelayMs: 250, joinGapMs: 1_000 },
+  );
+  return { scheduler, sent, passes, r };
+}
+
+describe('Reannouncer', () => {
+  test('on its schedule: first after firstMs, then at doubling gaps up to maxMs; a new packet starts again', async () => {
+    const { collecting, sealed } = await coordinator();
+    let current: LifecycleState = collecting;
+    const h = harness(() => [current]);
+    h.r.start();
+    h.scheduler.advance(T0 + 50_000);
+    // Found unanswered at the first sweep (1 s), then 3, 6, 12, 20, 20 s after.
+    expect(h.sent.map((s) => s.at)).toEqual([4_000, 10_000, 22_000, 42_000]);
+    expect(h.sent.every((s) => s.reason === 'schedule' && s.types.join() === 'request')).toBe(true);
+    current = sealed;
+    h.sent.length = 0;
+    h.scheduler.advance(T0 + 60_000);
+    // The seal is a new packet: its own schedule from the sweep that found it (51 s), 3 s then 6 s.
+    expect(h.sent).toEqual([
+      { at: 54_000, types: ['seal'], reason: 'schedule' },
+      { at: 60_000, types: ['seal'], reason: 'schedule' },
+    ]);
+    h.r.stop();
+    h.scheduler.advance(T0 + 200_000);
+    expect(h.sent).toHaveLength(2);
+  });
+
+  test('nothing for a finished machine, or one with nothing unanswered', async () => {
+    const { collecting } = await coordinator();
+    const finished = {
+      ...collecting,
+      outcome: { kind: 'done' as const, reason: 'all-attested' as const, at: T0 },
+    };
+    const h = harness(() => [finished]);
+    h.r.start();
+    h.r.peerJoined('peer-a');
+    h.scheduler.advance(T0 + 60_000);
+    await Bun.sleep(0);
+    expect(h.sent).toEqual([]);
+    expect(h.passes).toEqual([{ peers: ['peer-a'], packets: 0 }]);
+  });
+
+  test('peers joining: one pass after joinDelayMs for a burst, the next no sooner than joinGapMs after it', async () => {
+    const { collecting } = await coordinator();
+    const h = harness(() => [collecting]);
+    h.r.peerJoined('peer-a');
+    h.r.peerJoined('peer-b');
+    h.r.peerJoined('peer-a');
+    h.scheduler.advance(T0 + 300);
+    expect(h.sent).toEqual([{ at: 250, types: ['request'], reason: 'peer-joined' }]);
+    await Bun.sleep(0);
+    expect(h.passes).toEqual([{ peers: ['peer-a', 'peer-b'], packets: 1 }]);
+    h.r.peerJoined('peer-c');
+    h.scheduler.advance(T0 + 2_000);
+    expect(h.sent.map((s) => s.at)).toEqual([250, 1_250]);
+  });
+
+  test('a restored machine publishes what it waits on at once', async () => {
+    const { sealed } = await coordinator();
+    const h = harness(() => [sealed]);
+    h.r.restored(sealed);
+    expect(h.sent).toEqual([{ at: 0, types: ['seal'], reason: 'restored' }]);
+  });
+
+  test('bad options are refused', () => {
+    const deps = { scheduler: new ManualScheduler(), machines: () => [], send: async () => 0 };
+    expect(() => new Reannouncer(deps, { firstMs: -1 })).toThrow(RangeError);
+    expect(() => new Reannouncer(deps, { sweepMs: Number.NaN })).toThrow(RangeError);
+    expect(() => new Reannouncer(deps, { firstMs: 10_000, maxMs: 5_000 })).toThrow('maxMs');
+  });
+});

@@ -1,0 +1,166 @@
+import { type LifecycleState, type Outgoing, unanswered } from '@synod/shared';
+import type { Scheduler } from './scheduler.ts';
+
+/**
+ * When `SynodNode` publishes again what its machines published and still wait on (`unanswered`: a
+ * coordinator's request, seal or verdict, a node's commit or reveal). Gossip sends a message once, and
+ * a peer that was away when it went out (a relay killed and started again, a node whose connection
+ * dropped) never gets it: a coordinator then seals without the commits it missed or counts the reveals
+ * it missed NOT_REVEALED, and a member that missed the seal never reveals. A copy reaching a peer that
+ * has it is dropped by its gossip layer as a duplicate.
+ */
+export interface ReannounceOptions {
+  /**
+   * On a schedule, for what is lost on the way: first this long after a packet is first found
+   * unanswered, then at gaps that double up to `maxMs`. Default 3 s.
+   */
+  firstMs?: number;
+  /** Default 30 s. */
+  maxMs?: number;
+  /** How often the machines are looked at. Default 1 s. */
+  sweepMs?: number;
+  /**
+   * When a peer joins (`Transport.onPeerJoined`), everything unanswered is published again after this
+   * long (for the peer's streams to open). Default 250 ms.
+   */
+  joinDelayMs?: number;
+  /** Such passes at least this far apart: a burst of joins makes one. Default 1 s. */
+  joinGapMs?: number;
+}
+
+export type ReannounceReason = 'schedule' | 'peer-joined' | 'restored';
+
+export interface ReannouncerDeps {
+  scheduler: Scheduler;
+  /** The machines hosted now. */
+  machines: () => Iterable<LifecycleState>;
+  /** Publish `outgoing` again (signed by the machine's key); resolves with how many went out. */
+  send: (state: LifecycleState, outgoing: Outgoing[], reason: ReannounceReason) => Promise<number>;
+  /** A join pass is over: the peers it was for, and what it published. */
+  onJoinPass?: (pass: { peers: string[]; packets: number }) => void;
+}
+
+interface Due {
+  /** The ids unanswered when the entry was made; a new set starts the backoff again. */
+  key: string;
+  at: number;
+  gap: number;
+}
+
+export class Reannouncer {
+  readonly #deps: ReannouncerDeps;
+  readonly #o: Required<ReannounceOptions>;
+  readonly #due = new Map<string, Due>();
+  #sweepCancel: (() => void) | null = null;
+  #joinCancel: (() => void) | null = null;
+  #joiners: string[] = [];
+  #lastJoinPass = Number.NEGATIVE_INFINITY;
+  #stopped = false;
+
+  constructor(deps: ReannouncerDeps, options: ReannounceOptions = {}) {
+    this.#deps = deps;
+    this.#o = {
+      firstMs: options.firstMs ?? 3_000,
+      maxMs: options.maxMs ?? 30_000,
+      sweepMs: options.sweepMs ?? 1_000,
+      joinDelayMs: options.joinDelayMs ?? 250,
+      joinGapMs: options.joinGapMs ?? 1_000,
+    };
+    for (const [name, v] of Object.entries(this.#o)) {
+      if (!Number.isFinite(v) || v < 0)
+        throw new RangeError(`reannounce.${name} must be a finite number >= 0`);
+    }
+    if (this.#o.maxMs < this.#o.firstMs) throw new RangeError('reannounce.maxMs must be >= firstMs');
+  }
+
+  start(): void {
+    if (this.#stopped || this.#sweepCancel !== null) return;
+    const sweep = () => {
+      if (this.#stopped) return;
+      this.#sweep();
+      this.#sweepCancel = this.#deps.scheduler.after(this.#o.sweepMs, sweep);
+    };
+    this.#sweepCancel = this.#deps.scheduler.after(this.#o.sweepMs, sweep);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#sweepCancel?.();
+    this.#joinCancel?.();
+    this.#due.clear();
+  }
+
+  /** A peer started listening: one pass over every machine, `joinDelayMs` from now (or later, see `joinGapMs`). */
+  peerJoined(peer: string): void {
+    if (this.#stopped) return;
+    if (!this.#joiners.includes(peer)) this.#joiners.push(peer);
+    if (this.#joinCancel !== null) return;
+    const now = this.#deps.scheduler.now();
+    const at = Math.max(now + this.#o.joinDelayMs, this.#lastJoinPass + this.#o.joinGapMs);
+    this.#joinCancel = this.#deps.scheduler.after(at - now, () => {
+      this.#joinCancel = null;
+      if (this.#stopped) return;
+      this.#lastJoinPass = this.#deps.scheduler.now();
+      const peers = this.#joiners;
+      this.#joiners = [];
+      void this.#pass(peers);
+    });
+  }
+
+  /** A machine restored after a restart: what it waits on may have been missed; published at once. */
+  restored(state: LifecycleState): void {
+    if (this.#stopped) return;
+    const out = unanswered(state);
+    if (out.length === 0) return;
+    this.#mark(state.requestId, out);
+    void this.#deps.send(state, out, 'restored');
+  }
+
+  async #pass(peers: string[]): Promise<void> {
+    let packets = 0;
+    const sends: Promise<number>[] = [];
+    for (const state of this.#deps.machines()) {
+      const out = unanswered(state);
+      if (out.length === 0) continue;
+      this.#mark(state.requestId, out);
+      sends.push(this.#deps.send(state, out, 'peer-joined'));
+    }
+    for (const n of await Promise.all(sends)) packets += n;
+    this.#deps.onJoinPass?.({ peers, packets });
+  }
+
+  /** Sent now: the next scheduled one is a gap from now (the gap itself unchanged). */
+  #mark(requestId: string, out: Outgoing[]): void {
+    const key = keyOf(out);
+    const now = this.#deps.scheduler.now();
+    const due = this.#due.get(requestId);
+    if (due === undefined || due.key !== key)
+      this.#due.set(requestId, { key, at: now, gap: this.#o.firstMs });
+    else due.at = now;
+  }
+
+  #sweep(): void {
+    const now = this.#deps.scheduler.now();
+    const open = new Set<string>();
+    for (const state of this.#deps.machines()) {
+      const out = unanswered(state);
+      if (out.length === 0) continue;
+      open.add(state.requestId);
+      const key = keyOf(out);
+      const due = this.#due.get(state.requestId);
+      if (due === undefined || due.key !== key) {
+        this.#due.set(state.requestId, { key, at: now, gap: this.#o.firstMs });
+        continue;
+      }
+      if (now < due.at + due.gap) continue;
+      due.at = now;
+      due.gap = Math.min(due.gap * 2, this.#o.maxMs);
+      void this.#deps.send(state, out, 'schedule');
+    }
+    for (const requestId of this.#due.keys()) if (!open.has(requestId)) this.#due.delete(requestId);
+  }
+}
+
+function keyOf(out: readonly Outgoing[]): string {
+  return out.map((o) => o.id).join(',');
+}
