@@ -10,7 +10,10 @@
  * - every commit of a request in the history, its machine not sealed yet: after the restart the machine
  *   seals at once on the history's commits, and its nodes must hear that seal (a relay just started has
  *   no peer yet) and reveal.
- * In both, every admitted request reaches a final status that stays, and the key's quota counts each
+ * - its seal in the history and no reveal yet: the members reveal while the relay is down, to no one;
+ *   after the restart they publish their reveals again (re-announcing, `SynodNode`'s `reannounce`) as
+ *   the relay joins them, and none is counted NOT_REVEALED.
+ * In all, every admitted request reaches a final status that stays, and the key's quota counts each
  * admitted request once. */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -239,6 +242,31 @@ describe('the relay process killed at chosen stages of a request', () => {
     // Sealed after the restart, heard by its members: each revealed.
     expect(entries.rows.map((r) => String(r[1] ?? 'revealed'))).not.toContain('NOT_REVEALED');
     expect(entries.rows.length).toBe(3);
+    expect(finals.get(hit.requestId)?.status).toBe('verdict');
+    expect(await counts()).toEqual({
+      requests: admittedBefore,
+      queued: 0,
+      used: admittedBefore,
+      keys: admittedBefore,
+    });
+  }, 150_000);
+
+  test('killed with its seal in the history and no reveal yet: the members publish their reveals again to the restarted relay', async () => {
+    // The members reveal as the seal reaches them, while the relay is dead: gossip sends each reveal
+    // once, so the restarted relay counted all three NOT_REVEALED until the nodes re-announced.
+    const { admitted, hit } = await killAtMoment(
+      'reveal',
+      `SELECT s.request_id, s.member_count FROM seals s
+        WHERE NOT EXISTS (SELECT 1 FROM reveals r WHERE r.request_id = s.request_id)`,
+    );
+    const finals = await restartAndSettle(admitted);
+    admittedBefore += admitted.length;
+    const entries = await (db as Client).execute({
+      sql: 'SELECT outcome, reason FROM verdict_entries WHERE request_id = ? ORDER BY ordinal',
+      args: [hit.requestId],
+    });
+    expect(entries.rows.map((r) => String(r[1] ?? 'revealed'))).not.toContain('NOT_REVEALED');
+    expect(entries.rows.length).toBe(Number(hit.seen));
     expect(finals.get(hit.requestId)?.status).toBe('verdict');
     expect(await counts()).toEqual({
       requests: admittedBefore,
