@@ -142,6 +142,31 @@ describe('Reannouncer', () => {
     expect(h.sent.map((s) => s.at)).toEqual([250, 1_250]);
   });
 
+  test('a packet older than maxAgeMs is not published again: peers would refuse it as stale', async () => {
+    const { collecting } = await coordinator();
+    const scheduler = new ManualScheduler();
+    const sent: number[] = [];
+    const r = new Reannouncer(
+      {
+        scheduler,
+        machines: () => [collecting],
+        send: async (_s, out) => {
+          sent.push(scheduler.now() - T0);
+          return out.length;
+        },
+      },
+      { firstMs: 3_000, maxMs: 3_000, maxAgeMs: 10_000 },
+    );
+    r.start();
+    scheduler.advance(T0 + 30_000);
+    // The request was signed at T0: found at 1 s, then every 3 s while younger than 10 s.
+    expect(sent).toEqual([4_000, 7_000]);
+    r.peerJoined('peer-a');
+    scheduler.advance(T0 + 31_000);
+    expect(sent).toEqual([4_000, 7_000]);
+    r.stop();
+  });
+
   test('a restored machine publishes what it waits on at once', async () => {
     const { sealed } = await coordinator();
     const h = harness(() => [sealed]);
@@ -153,6 +178,7 @@ describe('Reannouncer', () => {
     const deps = { scheduler: new ManualScheduler(), machines: () => [], send: async () => 0 };
     expect(() => new Reannouncer(deps, { firstMs: -1 })).toThrow(RangeError);
     expect(() => new Reannouncer(deps, { sweepMs: Number.NaN })).toThrow(RangeError);
+    expect(() => new Reannouncer(deps, { maxAgeMs: Number.POSITIVE_INFINITY })).toThrow(RangeError);
     expect(() => new Reannouncer(deps, { firstMs: 10_000, maxMs: 5_000 })).toThrow('maxMs');
   });
 });

@@ -1,4 +1,4 @@
-import { type LifecycleState, type Outgoing, unanswered } from '@synod/shared';
+import { LIMITS, type LifecycleState, type Outgoing, unanswered } from '@synod/shared';
 import type { Scheduler } from './scheduler.ts';
 
 /**
@@ -26,6 +26,11 @@ export interface ReannounceOptions {
   joinDelayMs?: number;
   /** Such passes at least this far apart: a burst of joins makes one. Default 1 s. */
   joinGapMs?: number;
+  /**
+   * Packets older than this (their signed `createdAt`) are not published again: peers refuse them as
+   * stale. Default `LIMITS.defaultSkewMs`, the intake's clock window.
+   */
+  maxAgeMs?: number;
 }
 
 export type ReannounceReason = 'schedule' | 'peer-joined' | 'restored';
@@ -65,6 +70,7 @@ export class Reannouncer {
       sweepMs: options.sweepMs ?? 1_000,
       joinDelayMs: options.joinDelayMs ?? 250,
       joinGapMs: options.joinGapMs ?? 1_000,
+      maxAgeMs: options.maxAgeMs ?? LIMITS.defaultSkewMs,
     };
     for (const [name, v] of Object.entries(this.#o)) {
       if (!Number.isFinite(v) || v < 0)
@@ -110,7 +116,7 @@ export class Reannouncer {
   /** A machine restored after a restart: what it waits on may have been missed; published at once. */
   restored(state: LifecycleState): void {
     if (this.#stopped) return;
-    const out = unanswered(state);
+    const out = this.#unanswered(state);
     if (out.length === 0) return;
     this.#mark(state.requestId, out);
     void this.#deps.send(state, out, 'restored');
@@ -120,13 +126,19 @@ export class Reannouncer {
     let packets = 0;
     const sends: Promise<number>[] = [];
     for (const state of this.#deps.machines()) {
-      const out = unanswered(state);
+      const out = this.#unanswered(state);
       if (out.length === 0) continue;
       this.#mark(state.requestId, out);
       sends.push(this.#deps.send(state, out, 'peer-joined'));
     }
     for (const n of await Promise.all(sends)) packets += n;
     this.#deps.onJoinPass?.({ peers, packets });
+  }
+
+  /** What `state` waits on, less what peers would refuse as stale. */
+  #unanswered(state: LifecycleState): Outgoing[] {
+    const oldest = this.#deps.scheduler.now() - this.#o.maxAgeMs;
+    return unanswered(state).filter((o) => o.body.createdAt > oldest);
   }
 
   /** Sent now: the next scheduled one is a gap from now (the gap itself unchanged). */
@@ -143,7 +155,7 @@ export class Reannouncer {
     const now = this.#deps.scheduler.now();
     const open = new Set<string>();
     for (const state of this.#deps.machines()) {
-      const out = unanswered(state);
+      const out = this.#unanswered(state);
       if (out.length === 0) continue;
       open.add(state.requestId);
       const key = keyOf(out);
