@@ -20,7 +20,12 @@ export interface Child {
 export class RelayProcesses {
   readonly children: Child[] = [];
   relayUrl = '';
+  /** The relay's TCP multiaddrs, as its last start printed them. */
+  relayAddrs: string[] = [];
+  /** The nodes' ids and processes, by index (0: the node the others bootstrap to). */
+  readonly nodes: { nodeId: string; child: Child }[] = [];
   #relayArgs: string[] = [];
+  #nodeFlags: string[] = [];
 
   constructor(
     readonly dir: string,
@@ -72,9 +77,9 @@ export class RelayProcesses {
     });
   }
 
-  /** Three nodes (`nodeFlags` added to each), meshed; their TCP multiaddrs. */
-  async startNodes(nodeFlags: string[] = []): Promise<string[]> {
-    const nodeArgs = (i: number, bootstrap: string[]) => [
+  /** The `synod node` command line of node `i` (1-3: its identity and state file in `dir`). */
+  #nodeArgs(i: number, bootstrap: string[]): string[] {
+    return [
       'browser-node/src/cli/main.ts',
       'node',
       '--identity',
@@ -83,16 +88,35 @@ export class RelayProcesses {
       join(this.dir, `node-${i}`, 'state.db'),
       '--models-dir',
       MODELS,
-      ...nodeFlags,
+      ...this.#nodeFlags,
       ...(bootstrap.length > 0 ? ['--bootstrap', bootstrap.join(',')] : []),
     ];
-    const tcp = (n: { line: Record<string, unknown> }) =>
-      (n.line['multiaddrs'] as string[]).filter((a) => !a.includes('/ws'));
-    const first = await this.spawnBun(nodeArgs(1, []), (j) => j['msg'] === 'node started');
+  }
+
+  /** Three nodes (`nodeFlags` added to each), meshed; their TCP multiaddrs. */
+  async startNodes(nodeFlags: string[] = []): Promise<string[]> {
+    this.#nodeFlags = nodeFlags;
+    const started = (j: Record<string, unknown>) => j['msg'] === 'node started';
+    const first = await this.spawnBun(this.#nodeArgs(1, []), started);
     const rest = await Promise.all(
-      [2, 3].map((i) => this.spawnBun(nodeArgs(i, tcp(first)), (j) => j['msg'] === 'node started')),
+      [2, 3].map((i) => this.spawnBun(this.#nodeArgs(i, tcpOf(first.line)), started)),
     );
-    return [first, ...rest].flatMap(tcp);
+    for (const n of [first, ...rest]) this.nodes.push({ nodeId: String(n.line['nodeId']), child: n.child });
+    return [first, ...rest].flatMap((n) => tcpOf(n.line));
+  }
+
+  /**
+   * Start node `index` (0-2) again on its identity and state file, bootstrapped to `bootstrap`; resolves
+   * once it has started (its `resumed request` lines, if any, come before).
+   */
+  async restartNode(index: number, bootstrap: string[]): Promise<Child> {
+    const { child } = await this.spawnBun(
+      this.#nodeArgs(index + 1, bootstrap),
+      (j) => j['msg'] === 'node started',
+    );
+    const node = this.nodes[index];
+    if (node) node.child = child;
+    return child;
   }
 
   /**
@@ -124,11 +148,12 @@ export class RelayProcesses {
       const port = await freePort();
       this.relayUrl = `http://127.0.0.1:${port}`;
       try {
-        const { child } = await this.spawnBun(
+        const { child, line } = await this.spawnBun(
           [...this.#relayArgs, '--port', String(port)],
           (j) => j['msg'] === 'relay started',
           90_000,
         );
+        this.relayAddrs = tcpOf(line);
         return child;
       } catch (e) {
         last = e;
@@ -147,4 +172,9 @@ export class RelayProcesses {
   async stopAll(): Promise<void> {
     await Promise.all(this.children.map((c) => stopProcess(c.proc).catch(() => undefined)));
   }
+}
+
+/** The TCP multiaddrs a `node started` or `relay started` line lists. */
+function tcpOf(line: Record<string, unknown>): string[] {
+  return ((line['multiaddrs'] as string[] | undefined) ?? []).filter((a) => !a.includes('/ws'));
 }
