@@ -32,7 +32,7 @@ describe('publicReason', () => {
     expect(publicReason('x'.repeat(1_000))).toHaveLength(300);
   });
 
-  test("the database server's address is left out: its URL, its host name, its IP address and port", () => {
+  test("the database server's address is left out: its URL, its host name, its IP address and port (IPv4, IPv6)", () => {
     const coded = (code: string, message: string) => Object.assign(new Error(message), { code });
     expect(publicReason(coded('ENOTFOUND', 'getaddrinfo ENOTFOUND db-primary.corp.internal'))).toBe(
       'ENOTFOUND: getaddrinfo ENOTFOUND <host>',
@@ -54,9 +54,24 @@ describe('publicReason', () => {
     expect(
       publicReason(coded('SERVER_ERROR', 'HTTP status 503 from https://db.corp.internal?authToken=abc.')),
     ).toBe('SERVER_ERROR: HTTP status 503 from <url>.');
-    // What is not an address stays: a version, a status, a time.
+    // IPv6 without brackets, whole or shortened, with a port or not.
+    expect(publicReason(coded('ECONNREFUSED', 'connect ECONNREFUSED ::1:8080'))).toBe(
+      'ECONNREFUSED: connect ECONNREFUSED <address>',
+    );
+    expect(publicReason(new Error('no route to fd00:0:0:0:0:0:0:5 or 2001:db8::17 (EHOSTUNREACH)'))).toBe(
+      'no route to <address> or <address> (EHOSTUNREACH)',
+    );
+    // A host name with a port, wherever it stands (a libSQL client's own messages, a proxy's).
+    expect(publicReason(new Error('failed to connect to db-primary.corp.internal:8080: timed out'))).toBe(
+      'failed to connect to <host>: timed out',
+    );
+    expect(publicReason(new Error('stream to localhost:8081 closed'))).toBe('stream to <host> closed');
+    // What is not an address stays: a version, a status, a time, a file name, a code path.
     expect(publicReason(new Error('sqld 0.24.1 answered 503 after 1.5 s'))).toBe(
       'sqld 0.24.1 answered 503 after 1.5 s',
+    );
+    expect(publicReason(new Error('relay.db locked at 12:30:45 in std::io::copy (a:b)'))).toBe(
+      'relay.db locked at 12:30:45 in std::io::copy (a:b)',
     );
   });
 });

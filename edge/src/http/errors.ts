@@ -147,13 +147,22 @@ const URL_IN_MESSAGE = /\b[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s'"]*/g;
 const LOOKED_UP_HOST = /\b(ENOTFOUND|EAI_AGAIN|EAI_NONAME|EAI_FAIL)\s+[^\s'"]+/g;
 /** An IP address, with its port if any (`connect ECONNREFUSED 10.0.0.5:8080`, `[fd00::5]:8080`). */
 const IP_ADDRESS = /\[[0-9A-Fa-f:.]+\](?::\d+)?|\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b/g;
+/**
+ * An IPv6 address without brackets (`::1:8080`, `2001:db8::17`, all eight groups): `::` with a group on
+ * at least one side, or eight groups; not inside a word or a name such as `std::io::copy`, nor a time.
+ */
+const BARE_IPV6 =
+  /(?<![\w:.])(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*)::(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*)?|::[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*)(?![\w.])/g;
+/** A host name with a port (`db-primary.corp.internal:8080`, `localhost:8081`). */
+const HOST_AND_PORT = /\b(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+):\d{1,5}\b/g;
 
 /**
  * Why something failed, as an answer may say it (`details.reason` of a 503, `/healthz`'s
  * `admissions.reason`, which needs no key): the error's stable code when it has one, and its message
  * without file paths (a database file that went away names its path; the relay's log keeps it), nor
- * the database server's address (its URL, the host name a lookup failed on, an IP address and port),
- * at most 300 characters.
+ * the database server's address (its URL, the host name a lookup failed on, a host name with a port, an
+ * IPv4 or IPv6 address and port), at most 300 characters. A host name alone, without a port, is not
+ * told apart from a file name (`relay.db`) and stays.
  */
 export function publicReason(e: unknown): string {
   const trailing = (text: string) => /[.,:;)]+$/.exec(text)?.[0] ?? '';
@@ -161,6 +170,8 @@ export function publicReason(e: unknown): string {
     .replace(URL_IN_MESSAGE, (url: string) => `<url>${trailing(url)}`)
     .replace(LOOKED_UP_HOST, (_, code: string) => `${code} <host>`)
     .replace(IP_ADDRESS, '<address>')
+    .replace(BARE_IPV6, '<address>')
+    .replace(HOST_AND_PORT, '<host>')
     .replace(FILE_PATH, (_, before: string, path: string) => `${before}<path>${trailing(path)}`);
   const code = (e as { code?: unknown } | null)?.code;
   const coded = typeof code === 'string' && !message.startsWith(code) ? `${code}: ${message}` : message;
