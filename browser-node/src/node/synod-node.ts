@@ -293,6 +293,8 @@ export class SynodNode {
   readonly #forget = new Map<string, () => void>();
   readonly #early = new Map<string, { at: number; bytes: number; packets: AnyPacket[] }>();
   #earlyBytes = 0;
+  /** Requests whose saved machine `start` is restoring and has not hosted yet. */
+  readonly #restoring = new Set<string>();
   /** Requests asked for (`watch`), each until its machine finishes. */
   readonly #watched = new Set<string>();
   readonly #listeners = new KeyedListeners<LifecycleStatus>();
@@ -387,15 +389,15 @@ export class SynodNode {
   async start(): Promise<void> {
     if (this.#started) return;
     this.#started = true;
-    for (const t of this.#o.transports) this.#detach.push(this.#intake.attach(t));
-    const reannouncer = this.#reannouncer;
-    if (reannouncer !== null) {
-      for (const t of this.#o.transports) {
-        const off = t.onPeerJoined?.((peer) => reannouncer.peerJoined(peer));
-        if (off) this.#detach.push(off);
-      }
-    }
     const saved = await this.#store.load(this.nodeId);
+    // Sorted in one pass, with no wait, before the transports are attached: a request this node finished
+    // or resumes that reached it during the rest of the start (a peer re-announcing it as this node joins,
+    // a Gun relay handing out what it holds) would otherwise start a fresh machine, which would infer
+    // again and sign a second commitment, evidence against this node. Packets of a request being
+    // restored are held (`#restoring`) and given to its machine before it resumes.
+    const unreadable: string[] = [];
+    const done: string[] = [];
+    const resume: { row: (typeof saved)[number]; state: LifecycleState }[] = [];
     for (const row of saved) {
       let state: LifecycleState;
       try {
@@ -407,7 +409,7 @@ export class SynodNode {
           requestId: row.requestId,
           err: String(e),
         });
-        await this.#store.delete(this.nodeId, row.requestId);
+        unreadable.push(row.requestId);
         continue;
       }
       if (state.self === this.nodeId && state.outcome !== null && mayHaveSigned(state)) {
@@ -421,9 +423,22 @@ export class SynodNode {
         }
       }
       if (state.self !== this.nodeId || state.outcome !== null) {
-        await this.#store.delete(this.nodeId, row.requestId);
+        done.push(row.requestId);
         continue;
       }
+      resume.push({ row, state });
+      this.#restoring.add(state.requestId);
+    }
+    for (const t of this.#o.transports) this.#detach.push(this.#intake.attach(t));
+    const reannouncer = this.#reannouncer;
+    if (reannouncer !== null) {
+      for (const t of this.#o.transports) {
+        const off = t.onPeerJoined?.((peer) => reannouncer.peerJoined(peer));
+        if (off) this.#detach.push(off);
+      }
+    }
+    for (const requestId of [...unreadable, ...done]) await this.#store.delete(this.nodeId, requestId);
+    for (const { row, state } of resume) {
       // Read before the machine is hosted: one that cannot be given what was kept for it must not resume
       // on its last save alone (its overdue deadline would fire on that), so a failed read fails the start.
       const kept = this.#o.restoreWith ? await this.#o.restoreWith(state.requestId) : [];
@@ -437,9 +452,11 @@ export class SynodNode {
       });
       const hosted = this.#host(state);
       hosted.stored = row.state;
+      this.#restoring.delete(state.requestId);
       this.#enqueue(state.requestId, hosted, async () => {
         for (const packet of kept) await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet });
-        // And what came for it while `restoreWith` was read (a peer re-announcing what this node missed).
+        // And what came for it while it was being restored (held by `#deliver`), a peer re-announcing
+        // what this node missed among them.
         await this.#replayEarly(state.requestId, hosted);
         await this.#apply(hosted, { kind: 'restored', now: this.#now() });
         this.#reannouncer?.restored(hosted.state);
@@ -897,6 +914,11 @@ export class SynodNode {
       this.#enqueue(requestId, hosted, () =>
         this.#apply(hosted, { kind: 'packet', now: this.#now(), packet }),
       );
+      return;
+    }
+    if (this.#restoring.has(requestId)) {
+      // Its machine is being restored (see `start`): held for it, its request packet too.
+      this.#holdEarly(requestId, packet, p.size);
       return;
     }
     if (packet.type === 'request' && this.#finished.get(requestId, this.#now()) !== undefined) {
