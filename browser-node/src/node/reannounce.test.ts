@@ -10,6 +10,11 @@ import { until } from './test-until.ts';
 
 const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
 const FRAME = { quorum: 3, maxCommits: 3, maxTimeMs: 10_000, revealWindowMs: 3_000 };
+/**
+ * With re-announcing the verdict comes as soon as every member revealed: a wide window costs nothing and
+ * keeps a loaded machine from closing it first. Without, the test waits the window out: a short one.
+ */
+const frameFor = (on: boolean) => (on ? { ...FRAME, revealWindowMs: 15_000 } : FRAME);
 
 /**
  * A relay (coordinator) and three serving nodes on an in-memory network, each with a store of its own
@@ -89,7 +94,7 @@ describe('SynodNode: re-announcing what a peer missed', () => {
       try {
         await first.start();
         for (const m of members) await m.start();
-        const body = testRequest({ embedder, nonce: on ? 0x51 : 0x52, frame: FRAME });
+        const body = testRequest({ embedder, nonce: on ? 0x51 : 0x52, frame: frameFor(on) });
         await first.submit(body);
         await until(() => members.every((m) => (m.metrics().published.reveal ?? 0) === 1), 10_000);
         await first.close();
@@ -126,7 +131,7 @@ describe('SynodNode: re-announcing what a peer missed', () => {
       try {
         await relay.start();
         for (const m of [away, ...others]) await m.start();
-        const body = testRequest({ embedder, nonce: on ? 0x61 : 0x62, frame: FRAME });
+        const body = testRequest({ embedder, nonce: on ? 0x61 : 0x62, frame: frameFor(on) });
         await relay.submit(body);
         await until(() => others.every((m) => (m.metrics().published.reveal ?? 0) === 1), 10_000);
         await away.close();

@@ -127,19 +127,67 @@ describe('Reannouncer', () => {
     expect(h.passes).toEqual([{ peers: ['peer-a'], packets: 0 }]);
   });
 
-  test('peers joining: one pass after joinDelayMs for a burst, the next no sooner than joinGapMs after it', async () => {
+  test('peers joining: one pass after joinDelayMs for a burst; passes that keep coming, at doubling gaps', async () => {
     const { collecting } = await coordinator();
     const h = harness(() => [collecting]);
+    /** Advance 50 ms at a time, letting each pass end when it runs; until `n` passes are over. */
+    const untilPasses = async (n: number) => {
+      while (h.passes.length < n) {
+        h.scheduler.advance(h.scheduler.now() + 50);
+        await Bun.sleep(0);
+      }
+    };
     h.r.peerJoined('peer-a');
     h.r.peerJoined('peer-b');
     h.r.peerJoined('peer-a');
-    h.scheduler.advance(T0 + 300);
+    await untilPasses(1);
     expect(h.sent).toEqual([{ at: 250, types: ['request'], reason: 'peer-joined' }]);
-    await Bun.sleep(0);
     expect(h.passes).toEqual([{ peers: ['peer-a', 'peer-b'], packets: 1 }]);
-    h.r.peerJoined('peer-c');
-    h.scheduler.advance(T0 + 2_000);
-    expect(h.sent.map((s) => s.at)).toEqual([250, 1_250]);
+    // A peer joining over and over, each time right after a pass: 2, 4, 8, 8 s after the last one ended.
+    for (let i = 2; i <= 5; i++) {
+      h.r.peerJoined('peer-c');
+      await untilPasses(i);
+    }
+    expect(h.sent.map((s) => s.at)).toEqual([250, 2_250, 6_250, 14_250, 22_250]);
+    // Quiet for twice the gap: the next join is served after joinDelayMs again.
+    h.scheduler.advance(h.scheduler.now() + 16_000);
+    h.r.peerJoined('peer-d');
+    await untilPasses(6);
+    expect(h.sent.at(-1)?.at).toBe(38_500);
+  });
+
+  test('never two join passes at once: a join during a slow pass waits for its end and a gap', async () => {
+    const { collecting } = await coordinator();
+    const scheduler = new ManualScheduler();
+    const started: number[] = [];
+    let finish: (() => void) | null = null;
+    const r = new Reannouncer(
+      {
+        scheduler,
+        machines: () => [collecting],
+        send: (_s, out) => {
+          started.push(scheduler.now() - T0);
+          return new Promise<number>((resolve) => {
+            finish = () => resolve(out.length);
+          });
+        },
+      },
+      { joinDelayMs: 250, joinGapMs: 1_000 },
+    );
+    r.peerJoined('peer-a');
+    scheduler.advance(T0 + 300);
+    expect(started).toEqual([250]);
+    // Joins while the pass is still sending (a slow signer, a saturated CPU): nothing starts.
+    r.peerJoined('peer-b');
+    r.peerJoined('peer-c');
+    scheduler.advance(T0 + 5_000);
+    expect(started).toEqual([250]);
+    (finish as (() => void) | null)?.();
+    await Bun.sleep(0);
+    scheduler.advance(T0 + 20_000);
+    // Ended at 5 s; peers waited all along: the next pass a doubled gap after it.
+    expect(started).toEqual([250, 7_000]);
+    r.stop();
   });
 
   test('a packet older than maxAgeMs is not published again: peers would refuse it as stale', async () => {
@@ -180,5 +228,6 @@ describe('Reannouncer', () => {
     expect(() => new Reannouncer(deps, { sweepMs: Number.NaN })).toThrow(RangeError);
     expect(() => new Reannouncer(deps, { maxAgeMs: Number.POSITIVE_INFINITY })).toThrow(RangeError);
     expect(() => new Reannouncer(deps, { firstMs: 10_000, maxMs: 5_000 })).toThrow('maxMs');
+    expect(() => new Reannouncer(deps, { joinGapMs: 10_000, maxJoinGapMs: 5_000 })).toThrow('maxJoinGapMs');
   });
 });

@@ -24,8 +24,15 @@ export interface ReannounceOptions {
    * long (for the peer's streams to open). Default 250 ms.
    */
   joinDelayMs?: number;
-  /** Such passes at least this far apart: a burst of joins makes one. Default 1 s. */
+  /**
+   * Such passes at least this far apart (from the end of one to the start of the next): a burst of joins
+   * makes one. Passes that keep following one another (peers joining over and over: browser tabs coming
+   * and going, or a peer unsubscribing and subscribing again on purpose) come at gaps that double up to
+   * `maxJoinGapMs`; a quiet spell of twice the gap sets it back. Default 1 s.
+   */
   joinGapMs?: number;
+  /** Default 8 s. */
+  maxJoinGapMs?: number;
   /**
    * Packets older than this (their signed `createdAt`) are not published again: peers refuse them as
    * stale. Default `LIMITS.defaultSkewMs`, the intake's clock window.
@@ -58,8 +65,10 @@ export class Reannouncer {
   readonly #due = new Map<string, Due>();
   #sweepCancel: (() => void) | null = null;
   #joinCancel: (() => void) | null = null;
-  #joiners: string[] = [];
-  #lastJoinPass = Number.NEGATIVE_INFINITY;
+  #joiners = new Set<string>();
+  #passing = false;
+  #lastPassEnd = Number.NEGATIVE_INFINITY;
+  #joinGap: number;
   #stopped = false;
 
   constructor(deps: ReannouncerDeps, options: ReannounceOptions = {}) {
@@ -70,6 +79,7 @@ export class Reannouncer {
       sweepMs: options.sweepMs ?? 1_000,
       joinDelayMs: options.joinDelayMs ?? 250,
       joinGapMs: options.joinGapMs ?? 1_000,
+      maxJoinGapMs: options.maxJoinGapMs ?? 8_000,
       maxAgeMs: options.maxAgeMs ?? LIMITS.defaultSkewMs,
     };
     for (const [name, v] of Object.entries(this.#o)) {
@@ -77,6 +87,10 @@ export class Reannouncer {
         throw new RangeError(`reannounce.${name} must be a finite number >= 0`);
     }
     if (this.#o.maxMs < this.#o.firstMs) throw new RangeError('reannounce.maxMs must be >= firstMs');
+    if (this.#o.maxJoinGapMs < this.#o.joinGapMs) {
+      throw new RangeError('reannounce.maxJoinGapMs must be >= joinGapMs');
+    }
+    this.#joinGap = this.#o.joinGapMs;
   }
 
   start(): void {
@@ -96,20 +110,36 @@ export class Reannouncer {
     this.#due.clear();
   }
 
-  /** A peer started listening: one pass over every machine, `joinDelayMs` from now (or later, see `joinGapMs`). */
+  /**
+   * A peer started listening: one pass over every machine, `joinDelayMs` from now, or a gap after the
+   * last pass ended (see `joinGapMs`); never two passes at once.
+   */
   peerJoined(peer: string): void {
     if (this.#stopped) return;
-    if (!this.#joiners.includes(peer)) this.#joiners.push(peer);
-    if (this.#joinCancel !== null) return;
+    this.#joiners.add(peer);
+    this.#schedulePass();
+  }
+
+  #schedulePass(): void {
+    if (this.#joinCancel !== null || this.#passing || this.#joiners.size === 0) return;
     const now = this.#deps.scheduler.now();
-    const at = Math.max(now + this.#o.joinDelayMs, this.#lastJoinPass + this.#o.joinGapMs);
+    this.#joinGap =
+      now - this.#lastPassEnd < 2 * this.#joinGap
+        ? Math.min(this.#joinGap * 2, this.#o.maxJoinGapMs)
+        : this.#o.joinGapMs;
+    const at = Math.max(now + this.#o.joinDelayMs, this.#lastPassEnd + this.#joinGap);
     this.#joinCancel = this.#deps.scheduler.after(at - now, () => {
       this.#joinCancel = null;
       if (this.#stopped) return;
-      this.#lastJoinPass = this.#deps.scheduler.now();
-      const peers = this.#joiners;
-      this.#joiners = [];
-      void this.#pass(peers);
+      const peers = [...this.#joiners];
+      this.#joiners.clear();
+      this.#passing = true;
+      // Never rejects: `send` reports its own failures.
+      void this.#pass(peers).finally(() => {
+        this.#passing = false;
+        this.#lastPassEnd = this.#deps.scheduler.now();
+        if (!this.#stopped) this.#schedulePass();
+      });
     });
   }
 

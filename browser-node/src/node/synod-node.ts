@@ -269,6 +269,9 @@ const REPLAY_WINDOW_MS = 2 * LIMITS.defaultSkewMs + 60_000;
 /** Peers' heartbeats older than this are left out of the clock offset. */
 const CLOCK_FRESH_MS = 60_000;
 const WRITE_RETRIES_MS: readonly number[] = [50, 250, 1_000];
+/** Packets kept signed for re-announcing: about the machines in flight at once, and 16 MiB in all. */
+const RESIGNED_KEPT = 4_096;
+const RESIGNED_BYTES = 16 * 1024 * 1024;
 const RESUME_MAX_MS = 30_000;
 /** Why the watchdog expires a stranded machine (it has no verdict, and never will). */
 const STRANDED_REASON = 'no-verdict' as const;
@@ -306,6 +309,9 @@ export class SynodNode {
   /** Pauses between write attempts under way: each ends its wait (close() ends them all). */
   readonly #pauses = new Set<() => void>();
   readonly #reannouncer: Reannouncer | null;
+  /** Packets signed again for re-announcing, by id (`#signedAgain`), oldest first, and their bytes. */
+  readonly #resigned = new Map<string, { packet: AnyPacket; bytes: number }>();
+  #resignedBytes = 0;
   #heartbeatCancel: (() => void) | null = null;
   #watchdogCancel: (() => void) | null = null;
   #closed = false;
@@ -1329,7 +1335,8 @@ export class SynodNode {
     for (const o of outgoing) {
       if (this.#closed) break;
       try {
-        const packet = (await signPacket(this.#o.key, o.packetType, o.body as never)) as AnyPacket;
+        const packet = await this.#signedAgain(o);
+        if (this.#closed) break;
         if (!(await this.#broadcast(packet, true))) continue;
         sent++;
         const m = this.#m.reannounced;
@@ -1340,6 +1347,26 @@ export class SynodNode {
       }
     }
     return sent;
+  }
+
+  /**
+   * `o` signed by this node's key: kept for the next time (a packet is published again several times,
+   * every machine's at each peer's join), so a pass over thousands of machines signs each once.
+   */
+  async #signedAgain(o: Outgoing): Promise<AnyPacket> {
+    const kept = this.#resigned.get(o.id);
+    if (kept !== undefined) return kept.packet;
+    const packet = (await signPacket(this.#o.key, o.packetType, o.body as never)) as AnyPacket;
+    const bytes = encodePacket(packet).length;
+    if (bytes > RESIGNED_BYTES) return packet;
+    this.#resigned.set(o.id, { packet, bytes });
+    this.#resignedBytes += bytes;
+    while (this.#resigned.size > RESIGNED_KEPT || this.#resignedBytes > RESIGNED_BYTES) {
+      const [oldest, entry] = this.#resigned.entries().next().value as [string, { bytes: number }];
+      this.#resigned.delete(oldest);
+      this.#resignedBytes -= entry.bytes;
+    }
+    return packet;
   }
 
   /** Publish on every transport that carries the packet's topic; true when one took it. */

@@ -293,6 +293,22 @@ describe('Waku relay transport', () => {
       await Bun.sleep(500);
       expect(atEarly).toHaveLength(1);
       expect(early.stats().received).toBe(1);
+
+      // A subscription sent again by a peer already subscribed is no join (gossipsub tells each one): a
+      // peer could otherwise make this node publish everything again as often as it likes.
+      const shard = late.pubsubTopic(commits);
+      const latePubsub = late.node.services.pubsub as unknown as {
+        sendSubscriptions(id: string, topics: string[], subscribe: boolean): void;
+      };
+      const joinsOfLate = () => joined.filter((p) => p === late.peerId).length;
+      expect(joinsOfLate()).toBe(1);
+      for (let i = 0; i < 10; i++) latePubsub.sendSubscriptions(author.peerId, [shard], true);
+      await Bun.sleep(500);
+      expect(joinsOfLate()).toBe(1);
+      // Unsubscribed, then subscribed again: a join.
+      latePubsub.sendSubscriptions(author.peerId, [shard], false);
+      latePubsub.sendSubscriptions(author.peerId, [shard], true);
+      await waitFor(() => joinsOfLate() === 2, LONG, 'the late peer announced again');
     },
     LONG,
   );

@@ -526,6 +526,11 @@ export class WakuRelayTransport implements Transport {
     reannounced: 0,
   };
   readonly #joined = new Set<(peer: string) => void>();
+  /** The shards of ours each connected peer is subscribed to, to tell a join from a subscription repeated. */
+  readonly #peerShards = new Map<string, Set<string>>();
+  readonly #onPeerGone = (event: CustomEvent<{ toString(): string }>) => {
+    this.#peerShards.delete(event.detail.toString());
+  };
   #closed = false;
 
   readonly #upkeep: GossipsubUpkeep | null;
@@ -552,14 +557,31 @@ export class WakuRelayTransport implements Transport {
       this.#forwarded.set(msgId, true, Date.now());
       this.#onMessage(msg.topic, msg.data, propagationSource.toString());
     });
-    // A peer's subscription to a shard this node is on: it can hear our publications from now on.
+    // A peer's subscription to a shard this node is on: it can hear our publications from now on. Only a
+    // peer not subscribed to that shard before is a join: gossipsub tells every subscription message, and
+    // a peer sending its subscription again (or again and again) is no news.
     pubsub.addEventListener('subscription-change', (event) => {
-      if (this.#closed || this.#joined.size === 0) return;
+      if (this.#closed) return;
       const { peerId, subscriptions } = event.detail;
-      if (!subscriptions.some((s) => s.subscribe && this.#shardRefs.has(s.topic))) return;
       const peer = peerId.toString();
-      for (const listener of this.#joined) listener(peer);
+      let joined = false;
+      for (const sub of subscriptions) {
+        if (!this.#shardRefs.has(sub.topic)) continue;
+        const shards = this.#peerShards.get(peer);
+        if (!sub.subscribe) {
+          shards?.delete(sub.topic);
+          if (shards?.size === 0) this.#peerShards.delete(peer);
+        } else if (shards === undefined) {
+          this.#peerShards.set(peer, new Set([sub.topic]));
+          joined = true;
+        } else if (!shards.has(sub.topic)) {
+          shards.add(sub.topic);
+          joined = true;
+        }
+      }
+      if (joined) for (const listener of this.#joined) listener(peer);
     });
+    node.addEventListener('peer:disconnect', this.#onPeerGone);
     this.#redial = new BootstrapRedialer(node, options.bootstrap ?? [], options.reconnect ?? {}, () => {
       this.#stats.redials++;
     });
@@ -715,6 +737,8 @@ export class WakuRelayTransport implements Transport {
     this.#upkeep?.stop();
     this.#handlers.clear();
     this.#joined.clear();
+    this.#peerShards.clear();
+    this.node.removeEventListener('peer:disconnect', this.#onPeerGone);
     await this.node.stop();
   }
 
