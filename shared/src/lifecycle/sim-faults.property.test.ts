@@ -7,11 +7,14 @@
  */
 import { describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
+import { signPacket } from '../packets/envelope.ts';
 import type { AnyPacket, Packet } from '../packets/schemas.ts';
+import { seededRandom } from '../seeded-random.ts';
 import { buildTranscript } from '../transcript/transcript.ts';
 import { verifyTranscript } from '../transcript/verify.ts';
 import type { CoordinatorState } from './coordinator.ts';
-import { type Behaviour, type Sim, scenario } from './sim.test-helpers.ts';
+import { unanswered } from './reannounce.ts';
+import { type Behaviour, type Sim, scenario, T0 } from './sim.test-helpers.ts';
 import { lifecycleStatus } from './status.ts';
 
 interface Params {
@@ -124,6 +127,60 @@ describe('seeded simulation under late timers and restarts', () => {
         await checkRun(sim);
       }),
       { seed: 0xfa17, numRuns: 150 },
+    );
+  });
+});
+
+describe('seeded simulation with lost deliveries, re-announcing what is unanswered', () => {
+  test('re-announced packets change no invariant: machines end once, no evidence, every verdict verifies', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        params,
+        fc.integer({ min: 200, max: 4_000 }),
+        fc.constantFrom(0, 0.2, 0.5),
+        async (p, every, lossRate) => {
+          const lose = seededRandom(p.seed ^ 0x5eed);
+          const { sim } = await scenario({
+            seed: p.seed,
+            nodes: p.nodes,
+            followers: p.followers,
+            latency: [1, 500],
+            duplicateRate: 0.2,
+            timerLateness: p.lateness,
+            lost: () => lose() < lossRate,
+            frame: {
+              quorum: p.quorum,
+              maxCommits: p.quorum + p.extraCommits,
+              maxTimeMs: MAX_TIME,
+              revealWindowMs: WINDOW,
+            },
+            label: `reannounce-${p.seed}`,
+          });
+          const names = [...sim.actors.keys()];
+          type Step = { at: number; restart?: number };
+          const steps: Step[] = p.restarts.map((r) => ({ at: T0 + r.at, restart: r.who }));
+          for (let at = T0 + every; at < T0 + 4 * MAX_TIME; at += every) steps.push({ at });
+          steps.sort((a, b) => a.at - b.at);
+          for (const step of steps) {
+            await sim.run(step.at);
+            if (step.restart !== undefined) {
+              await sim.restart(names[step.restart % names.length] as string);
+              continue;
+            }
+            for (const actor of sim.actors.values()) {
+              for (const o of unanswered(actor.machine.state)) {
+                const packet = (await signPacket(actor.key, o.packetType, o.body as never)) as AnyPacket;
+                for (const other of sim.actors.values()) {
+                  if (other !== actor) sim.deliverLater(other.name, packet);
+                }
+              }
+            }
+          }
+          await sim.run();
+          await checkRun(sim);
+        },
+      ),
+      { seed: 0x5eed, numRuns: 100 },
     );
   });
 });
