@@ -233,7 +233,7 @@ export class BrowserNode {
         bootstrap: this.config.bootstrap,
         dialPolicy: this.config.dialPolicy ?? 'loopback',
         // In the timer worker too: a hidden tab redials a dropped peer on time.
-        reconnect: { initialMs: 500, maxMs: 10_000, after: (ms, fn) => this.#timers.after(ms, fn) },
+        reconnect: { initialMs: 500, maxMs: 5_000, after: (ms, fn) => this.#timers.after(ms, fn) },
         // Gossipsub's heartbeat and score decay too: a hidden tab keeps its mesh repaired on time.
         upkeep: this.#timers,
       });

@@ -139,21 +139,26 @@ describe('Reannouncer', () => {
     };
     h.r.peerJoined('peer-a');
     h.r.peerJoined('peer-b');
+    h.r.peerJoined('peer-c');
     h.r.peerJoined('peer-a');
     await untilPasses(1);
     expect(h.sent).toEqual([{ at: 250, types: ['request'], reason: 'peer-joined' }]);
-    expect(h.passes).toEqual([{ peers: ['peer-a', 'peer-b'], packets: 1 }]);
+    expect(h.passes).toEqual([{ peers: ['peer-a', 'peer-b', 'peer-c'], packets: 1 }]);
     // A peer joining over and over, each time right after a pass: 2, 4, 8, 8 s after the last one ended.
     for (let i = 2; i <= 5; i++) {
       h.r.peerJoined('peer-c');
       await untilPasses(i);
     }
     expect(h.sent.map((s) => s.at)).toEqual([250, 2_250, 6_250, 14_250, 22_250]);
-    // Quiet for twice the gap: the next join is served after joinDelayMs again.
-    h.scheduler.advance(h.scheduler.now() + 16_000);
-    h.r.peerJoined('peer-d');
+    // Another peer, which no recent pass was for, is not kept waiting by that one: the base gap.
+    h.r.peerJoined('peer-e');
     await untilPasses(6);
-    expect(h.sent.at(-1)?.at).toBe(38_500);
+    expect(h.sent.at(-1)?.at).toBe(23_250);
+    // Quiet for twice the gap: a peer served before is served after joinDelayMs again.
+    h.scheduler.advance(h.scheduler.now() + 16_000);
+    h.r.peerJoined('peer-c');
+    await untilPasses(7);
+    expect(h.sent.at(-1)?.at).toBe(39_500);
   });
 
   test('never two join passes at once: a join during a slow pass waits for its end and a gap', async () => {
@@ -185,8 +190,8 @@ describe('Reannouncer', () => {
     (finish as (() => void) | null)?.();
     await Bun.sleep(0);
     scheduler.advance(T0 + 20_000);
-    // Ended at 5 s; peers waited all along: the next pass a doubled gap after it.
-    expect(started).toEqual([250, 7_000]);
+    // Ended at 5 s; the peers that waited all along are new ones: the next pass the base gap after it.
+    expect(started).toEqual([250, 6_000]);
     r.stop();
   });
 

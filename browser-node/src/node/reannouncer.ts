@@ -26,9 +26,10 @@ export interface ReannounceOptions {
   joinDelayMs?: number;
   /**
    * Such passes at least this far apart (from the end of one to the start of the next): a burst of joins
-   * makes one. Passes that keep following one another (peers joining over and over: browser tabs coming
-   * and going, or a peer unsubscribing and subscribing again on purpose) come at gaps that double up to
-   * `maxJoinGapMs`; a quiet spell of twice the gap sets it back. Default 1 s.
+   * makes one. Passes for the same peers joining over and over (a peer unsubscribing and subscribing again
+   * on purpose, a flapping link) come at gaps that double up to `maxJoinGapMs`; a quiet spell of twice the
+   * gap sets it back, and so does a peer that no recent pass was for (a relay started again is not kept
+   * waiting by another peer's flapping). Default 1 s.
    */
   joinGapMs?: number;
   /** Default 8 s. */
@@ -66,6 +67,8 @@ export class Reannouncer {
   #sweepCancel: (() => void) | null = null;
   #joinCancel: (() => void) | null = null;
   #joiners = new Set<string>();
+  /** The peers recent passes were for, and when (kept for twice `maxJoinGapMs`). */
+  readonly #served = new Map<string, number>();
   #passing = false;
   #lastPassEnd = Number.NEGATIVE_INFINITY;
   #joinGap: number;
@@ -123,8 +126,11 @@ export class Reannouncer {
   #schedulePass(): void {
     if (this.#joinCancel !== null || this.#passing || this.#joiners.size === 0) return;
     const now = this.#deps.scheduler.now();
+    for (const [peer, at] of this.#served)
+      if (now - at >= 2 * this.#o.maxJoinGapMs) this.#served.delete(peer);
+    const again = [...this.#joiners].every((peer) => this.#served.has(peer));
     this.#joinGap =
-      now - this.#lastPassEnd < 2 * this.#joinGap
+      again && now - this.#lastPassEnd < 2 * this.#joinGap
         ? Math.min(this.#joinGap * 2, this.#o.maxJoinGapMs)
         : this.#o.joinGapMs;
     const at = Math.max(now + this.#o.joinDelayMs, this.#lastPassEnd + this.#joinGap);
@@ -133,6 +139,11 @@ export class Reannouncer {
       if (this.#stopped) return;
       const peers = [...this.#joiners];
       this.#joiners.clear();
+      const at = this.#deps.scheduler.now();
+      for (const peer of peers) {
+        this.#served.delete(peer);
+        this.#served.set(peer, at);
+      }
       this.#passing = true;
       // Never rejects: `send` reports its own failures.
       void this.#pass(peers).finally(() => {

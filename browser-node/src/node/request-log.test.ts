@@ -2,6 +2,7 @@ import { describe, expect, test } from 'bun:test';
 import { NodeKey, type Verdict } from '@synod/shared';
 import type { InferenceQueue, QueueJob, QueueResult } from '../inference/queue.ts';
 import { MemoryNetwork } from '../p2p/memory.ts';
+import { MemoryMachineStore } from './machine-store.ts';
 import { SynodNode } from './synod-node.ts';
 import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
@@ -228,6 +229,57 @@ describe('SynodNode: what a node logs of the requests it serves', () => {
       ]);
     } finally {
       await node.close();
+      await relay.close();
+    }
+  }, 30_000);
+  test('a commit a restarted node publishes for its saved machine says afterRestart, not empty timings', async () => {
+    const net = new MemoryNetwork();
+    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(196));
+    const nodeKey = await NodeKey.fromSeed(new Uint8Array(32).fill(197));
+    const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
+    const store = new MemoryMachineStore();
+    const logs: Line[] = [];
+    const start = (name: string) =>
+      new SynodNode({
+        key: nodeKey,
+        role: 'node',
+        transports: [net.join(name)],
+        store,
+        log: (l) => logs.push(l),
+        serving: { queue: fixedQueue('an answer', 3, 10), models: [MODEL], embedder: EMBEDDER },
+      });
+    const first = start('node-1');
+    await relay.start();
+    await first.start();
+    let second: SynodNode | undefined;
+    try {
+      // A quorum of two, one node: the request stays open.
+      const body = testRequest({ embedder: EMBEDDER, nonce: 0x196, frame: { quorum: 2 } });
+      await relay.submit(body);
+      await until(() => linesOf(logs, body.requestId).some((l) => l['msg'] === 'committed'));
+      await first.close();
+      // Its state as a kill between the commit's write-ahead barrier and its publication leaves it: the
+      // commit still to publish (the outbox), not fed back yet.
+      const [row] = await store.load(nodeKey.nodeId);
+      const state = JSON.parse(row?.state ?? '{}') as {
+        self: string;
+        outbox: unknown[];
+        commits: { id: string; packet: { from: string; body: unknown } }[];
+      };
+      const own = state.commits.find((c) => c.packet.from === state.self);
+      state.outbox = [{ packetType: 'commit', body: own?.packet.body, id: own?.id }];
+      state.commits = state.commits.filter((c) => c !== own);
+      await store.save(nodeKey.nodeId, body.requestId, JSON.stringify(state));
+      logs.length = 0;
+      second = start('node-2');
+      await second.start();
+      await until(() => linesOf(logs, body.requestId).some((l) => l['msg'] === 'committed'));
+      const line = linesOf(logs, body.requestId).find((l) => l['msg'] === 'committed');
+      expect(line).toMatchObject({ msg: 'committed', model: MODEL.id, afterRestart: true });
+      expect(line).not.toHaveProperty('inferenceMs');
+      expect(line).not.toHaveProperty('tokens');
+    } finally {
+      await second?.close();
       await relay.close();
     }
   }, 30_000);

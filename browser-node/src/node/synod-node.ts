@@ -716,13 +716,17 @@ export class SynodNode {
     const s = hosted.state;
     if (!this.#logsRequest(s)) return;
     if (fx.packetType === 'commit') {
+      // A commit published by a machine restored after a restart: its inference ran in the process
+      // before, whose timings are gone; said as such rather than with empty timings.
+      const timings = hosted.inferred
+        ? { inferenceMs: hosted.inferred.inferenceMs, tokens: hosted.inferred.tokens }
+        : { afterRestart: true };
       this.#log({
         level: 'info',
         msg: 'committed',
         requestId: s.requestId,
         model: s.work.model?.id,
-        inferenceMs: hosted.inferred?.inferenceMs ?? null,
-        tokens: hosted.inferred?.tokens ?? null,
+        ...timings,
       });
     } else if (fx.packetType === 'reveal') {
       this.#log({

@@ -405,6 +405,27 @@ describe('Waku relay transport', () => {
   );
 
   test(
+    'a bootstrap peer that went away is dialled again at gaps doubling from 1 s up to 5 s, no longer',
+    async () => {
+      const gone = await createHeadlessWakuRelay();
+      const address = addressOf(gone, false);
+      await gone.close();
+      const delays: number[] = [];
+      // The redial timers on a fast clock: the gaps asked for are recorded, each runs after 10 ms.
+      const after = (ms: number, fn: () => void) => {
+        delays.push(ms);
+        const t = setTimeout(fn, 10);
+        return () => clearTimeout(t);
+      };
+      const node = track(await createHeadlessWakuRelay({ bootstrap: [address], reconnect: { after } }));
+      await waitFor(() => delays.length >= 6, LONG, 'six redials');
+      expect(delays.slice(0, 6)).toEqual([1_000, 2_000, 4_000, 5_000, 5_000, 5_000]);
+      expect(node.stats().redials).toBeGreaterThanOrEqual(5);
+    },
+    LONG,
+  );
+
+  test(
     'a peer the intake bans is hung up on and refused at the connection gate until the ban ends, whoever dials',
     async () => {
       const hub = track(await createHeadlessWakuRelay());

@@ -148,9 +148,11 @@ export interface WakuRelayOptions {
   /** Mark published WakuMessages ephemeral (not kept by Waku store nodes). Default false. */
   ephemeral?: boolean;
   /**
-   * Bootstrap redial backoff: first delay, doubling up to the cap. Default 1 s and 60 s. `after` runs
-   * the redial timers (default `setTimeout`): a browser tab passes its timer worker's, so a hidden tab
-   * still redials a dropped peer on time.
+   * Bootstrap redial backoff: first delay, doubling up to the cap. Default 1 s and 5 s: a relay killed
+   * and started again (its nodes dial it; it may not dial them) has them back within 5 s, while what they
+   * re-announce to it can still count (a reveal window is 10 s by default). `after` runs the redial timers
+   * (default `setTimeout`): a browser tab passes its timer worker's, so a hidden tab still redials a
+   * dropped peer on time.
    */
   reconnect?: RedialOptions;
   /**
@@ -753,6 +755,9 @@ export class WakuRelayTransport implements Transport {
   }
 }
 
+/** The bootstrap redial backoff's cap (see `WakuRelayOptions.reconnect`). */
+export const DEFAULT_REDIAL_MAX_MS = 5_000;
+
 /** The bootstrap redial backoff, and where its timers run (see `WakuRelayOptions.reconnect`). */
 export interface RedialOptions {
   initialMs?: number;
@@ -790,7 +795,7 @@ class BootstrapRedialer {
   constructor(node: Libp2p<Services>, bootstrap: string[], reconnect: RedialOptions, onRedial: () => void) {
     this.#node = node;
     this.#initialMs = reconnect.initialMs ?? 1000;
-    this.#maxMs = reconnect.maxMs ?? 60_000;
+    this.#maxMs = reconnect.maxMs ?? DEFAULT_REDIAL_MAX_MS;
     this.#after = reconnect.after ?? realScheduler.after;
     this.#onRedial = onRedial;
     this.#peers = new Map(

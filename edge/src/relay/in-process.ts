@@ -1,6 +1,6 @@
 import type { SynodNode } from '@synod/browser-node';
 import { type AnyPacket, KeyedListeners, type NodeKey } from '@synod/shared';
-import type { HistoryStore } from '../store/history-store.ts';
+import type { HistoryStore, RequestDetail } from '../store/history-store.ts';
 import type { AdmissionQueue, Dispatcher } from './dispatcher.ts';
 import type { NetworkHealth, RelayNetwork } from './network.ts';
 
@@ -13,10 +13,17 @@ const MODELS_TTL_MS = 1_000;
  */
 export const RESUME_PEER_WAIT_MS = 10_000;
 /**
- * After a first peer connects, how long before the relay publishes: time for the peer's gossipsub
- * subscriptions to reach it (a publish before that finds no one on the topic, and is dropped).
+ * Once it has a peer, how long the relay waits with no new peer before it resumes: time for the peers'
+ * gossipsub subscriptions to reach it (a publish before that finds no one on the topic, and is dropped),
+ * and for what they publish again as it joins them (re-announcing: 250 ms after they see it subscribe)
+ * to reach it before a restored machine's overdue deadline is judged.
  */
 export const RESUME_PEER_SETTLE_MS = 1_000;
+/**
+ * The longest the relay waits after its first peer for more (nodes that dial it come back within their
+ * redial backoff, 5 s), and for the reveals of a sealed request's members (see `storedPackets`).
+ */
+export const RESUME_PEER_SETTLE_MAX_MS = 6_000;
 
 /** What `InProcessRelayNetwork` waits for before it resumes requests after a start. */
 export interface ResumeOptions {
@@ -24,6 +31,8 @@ export interface ResumeOptions {
   peerWaitMs?: number;
   /** Default `RESUME_PEER_SETTLE_MS`. */
   peerSettleMs?: number;
+  /** Default `RESUME_PEER_SETTLE_MAX_MS`. */
+  peerSettleMaxMs?: number;
 }
 
 /**
@@ -39,6 +48,8 @@ export class InProcessRelayNetwork implements RelayNetwork {
   #models: { at: number; set: ReadonlySet<string> } | undefined;
   #dispatcher: Dispatcher | undefined;
   #heard: Promise<void> | undefined;
+  /** When the relay's first peer was there (`whenHeard`): waits for more end `peerSettleMaxMs` after it. */
+  #firstPeerAt: number | null = null;
   readonly #resume: Required<ResumeOptions>;
 
   constructor(
@@ -53,23 +64,39 @@ export class InProcessRelayNetwork implements RelayNetwork {
     this.#resume = {
       peerWaitMs: resume.peerWaitMs ?? RESUME_PEER_WAIT_MS,
       peerSettleMs: resume.peerSettleMs ?? RESUME_PEER_SETTLE_MS,
+      peerSettleMaxMs: resume.peerSettleMaxMs ?? RESUME_PEER_SETTLE_MAX_MS,
     };
   }
 
   /**
-   * Resolves once the relay's node has a peer to hear what it publishes, or after `peerWaitMs`; waited
-   * for once, as the relay starts. A relay killed and started again resumed its requests while it was
-   * still dialling its bootstrap nodes: a restored machine whose commits were all in the history sealed
-   * at once, to no one (Waku drops a publish without peers, and does not send the same message again
-   * for two minutes), so its members never revealed and the request ended `no-consensus`, every honest
-   * member counted NOT_REVEALED. The same for a request `recover()` starts again.
+   * Resolves once the relay's node has peers to hear what it publishes, and they had time to publish
+   * again what it missed (no new peer for `peerSettleMs`, at most `peerSettleMaxMs` after the first), or
+   * after `peerWaitMs` with no peer; waited for once, as the relay starts. A relay killed and started
+   * again resumed its requests while it was still dialling its bootstrap nodes: a restored machine whose
+   * commits were all in the history sealed at once, to no one (Waku drops a publish without peers, and
+   * does not send the same message again for two minutes), so its members never revealed and the request
+   * ended `no-consensus`, every honest member counted NOT_REVEALED. The same for a request `recover()`
+   * starts again.
    */
   whenHeard(): Promise<void> {
     this.#heard ??= (async () => {
-      if (this.node.peers() > 0) return;
       const until = Date.now() + this.#resume.peerWaitMs;
       while (this.node.peers() === 0 && Date.now() < until) await sleep(25);
-      if (this.node.peers() > 0) await sleep(this.#resume.peerSettleMs);
+      if (this.node.peers() === 0) return;
+      const first = Date.now();
+      this.#firstPeerAt = first;
+      let peers = this.node.peers();
+      let quietSince = first;
+      while (
+        Date.now() - quietSince < this.#resume.peerSettleMs &&
+        Date.now() - first < this.#resume.peerSettleMaxMs
+      ) {
+        await sleep(25);
+        if (this.node.peers() > peers) {
+          peers = this.node.peers();
+          quietSince = Date.now();
+        }
+      }
     })();
     return this.#heard;
   }
@@ -131,8 +158,17 @@ export class InProcessRelayNetwork implements RelayNetwork {
   async storedPackets(requestId: string): Promise<AnyPacket[]> {
     // Read after the wait: what came meanwhile is in the history too.
     await this.whenHeard();
-    const detail = await this.store.getRequest(requestId);
+    let detail = await this.store.getRequest(requestId);
     if (!detail || detail.request.from !== this.coordinatorId) return [];
+    // Sealed, its reveal window over while the relay was down, a member's reveal missing: the machine
+    // judges the reveals as soon as it resumes, so the members get until `peerSettleMaxMs` after the
+    // first peer to publish theirs again (they do as the relay joins them, each when it reconnects).
+    const waitUntil = (this.#firstPeerAt ?? 0) + this.#resume.peerSettleMaxMs;
+    while (detail && revealsMissing(detail, this.now()) && Date.now() < waitUntil) {
+      await sleep(100);
+      detail = await this.store.getRequest(requestId);
+    }
+    if (!detail) return [];
     return [...detail.commits.map((c) => c.packet), ...detail.reveals.map((x) => x.packet)];
   }
 
@@ -168,6 +204,15 @@ export class InProcessRelayNetwork implements RelayNetwork {
     }
     return { resumed, expired, restored };
   }
+}
+
+/** Sealed, past its reveal window, and a member's reveal is not in the history. */
+function revealsMissing(detail: RequestDetail, now: number): boolean {
+  const seal = detail.seal?.packet.body;
+  if (!seal) return false;
+  if (now < seal.createdAt + detail.request.body.frame.revealWindowMs) return false;
+  const revealed = new Set(detail.reveals.map((r) => r.packet.from));
+  return seal.members.some((m) => !revealed.has(m.nodeId));
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,0 +1,136 @@
+/**
+ * What a relay started again waits for before its restored machines resume. Its nodes come back one by
+ * one (each when its redial comes due) and publish again, as the relay joins them, what it missed while
+ * it was down; a sealed request whose reveal window closed meanwhile is judged the moment its machine
+ * resumes, so a member whose reveal was not in by then was counted NOT_REVEALED though it revealed on time.
+ */
+import { afterAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { SynodNode } from '@synod/browser-node';
+import { type AnyPacket, NodeKey, type Packet, packetId, signPacket } from '@synod/shared';
+import { testRequest } from '../../../browser-node/src/node/test-request.ts';
+import { openHistory } from '../store/open-history.ts';
+import { storeRequest } from '../store/test-requests.ts';
+import { InProcessRelayNetwork } from './in-process.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'synod-resume-wait-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
+
+/** A test double of the relay's node: only its peer count, which the test moves. */
+function peersDouble() {
+  const double = { count: 0, peers: () => double.count };
+  return double;
+}
+
+describe('a relay started again waits for its peers', () => {
+  test('after its first peer, until none new came for peerSettleMs, at most peerSettleMaxMs', async () => {
+    const h = await openHistory(`file:${join(dir, 'settle.db')}`);
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(60));
+    const node = peersDouble();
+    const network = new InProcessRelayNetwork(key, node as unknown as SynodNode, h.store, Date.now, [], {
+      peerSettleMs: 500,
+      peerSettleMaxMs: 3_000,
+    });
+    try {
+      const t0 = Date.now();
+      const heard = network.whenHeard().then(() => Date.now() - t0);
+      // Nodes coming back one by one, 400 ms apart: each keeps the wait going.
+      for (const at of [100, 500, 900]) {
+        setTimeout(() => {
+          node.count++;
+        }, at);
+      }
+      const waited = await heard;
+      expect(waited).toBeGreaterThanOrEqual(1_350);
+      expect(waited).toBeLessThan(2_500);
+
+      // One that keeps peers coming forever still resumes peerSettleMaxMs after the first.
+      const other = peersDouble();
+      other.count = 1;
+      const busy = new InProcessRelayNetwork(key, other as unknown as SynodNode, h.store, Date.now, [], {
+        peerSettleMs: 500,
+        peerSettleMaxMs: 1_500,
+      });
+      const timer = setInterval(() => {
+        other.count++;
+      }, 200);
+      const t1 = Date.now();
+      await busy.whenHeard();
+      clearInterval(timer);
+      expect(Date.now() - t1).toBeGreaterThanOrEqual(1_450);
+      expect(Date.now() - t1).toBeLessThan(2_500);
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test("a sealed request past its reveal window waits for its members' reveals to reach the history", async () => {
+    const h = await openHistory(`file:${join(dir, 'reveals.db')}`);
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(70));
+    const members = await Promise.all([1, 2].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(70 + i))));
+    // Sealed 10 s ago with a reveal window of 1 s: over while the relay was down.
+    const createdAt = Date.now() - 20_000;
+    const body = testRequest({ embedder, nonce: 70, createdAt, frame: { quorum: 2, maxCommits: 2 } });
+    const request = await signPacket(key, 'request', body);
+    await storeRequest(h.store, { id: packetId(request), packet: request }, createdAt);
+    const commits: Packet<'commit'>[] = [];
+    for (const [i, m] of members.entries()) {
+      const c = await signPacket(m, 'commit', {
+        requestId: body.requestId,
+        commitment: String(i + 1).repeat(64),
+        createdAt: createdAt + 100,
+      });
+      commits.push(c);
+      await h.store.recordCommit({ id: packetId(c), packet: c });
+    }
+    const sealMembers = commits
+      .map((c) => ({ nodeId: c.from, commitment: c.body.commitment, commitId: packetId(c) }))
+      .sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1));
+    const seal = await signPacket(key, 'seal', {
+      requestId: body.requestId,
+      requestPacketId: packetId(request),
+      members: sealMembers,
+      createdAt: Date.now() - 10_000,
+    });
+    await h.store.recordSeal({ id: packetId(seal), packet: seal }, Date.now());
+    const reveal = (m: NodeKey) =>
+      signPacket(m, 'reveal', {
+        requestId: body.requestId,
+        output: 'Once upon a time',
+        bEmbedding: '00'.repeat(64),
+        model: { id: 'm', fileHash: '22'.repeat(32) },
+        salt: '33'.repeat(32),
+        createdAt: Date.now() - 9_500,
+      });
+    // One member's reveal was in the history before the kill; the other's is published again as the
+    // relay joins its node, 600 ms after the relay's first peer.
+    const first = await reveal(members[0] as NodeKey);
+    await h.store.recordReveal({ id: packetId(first), packet: first });
+    const node = peersDouble();
+    node.count = 1;
+    const network = new InProcessRelayNetwork(key, node as unknown as SynodNode, h.store, Date.now, [], {
+      peerSettleMs: 100,
+      peerSettleMaxMs: 3_000,
+    });
+    try {
+      const late = await reveal(members[1] as NodeKey);
+      setTimeout(() => {
+        void h.store.recordReveal({ id: packetId(late), packet: late });
+      }, 600);
+      const t0 = Date.now();
+      const kept: AnyPacket[] = await network.storedPackets(body.requestId);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(550);
+      expect(Date.now() - t0).toBeLessThan(2_500);
+      expect(kept.filter((p) => p.type === 'reveal').map((p) => p.from)).toEqual(
+        expect.arrayContaining(members.map((m) => m.nodeId)),
+      );
+      expect(kept.filter((p) => p.type === 'reveal')).toHaveLength(2);
+    } finally {
+      h.client.close();
+    }
+  });
+});
