@@ -124,7 +124,8 @@ describe('reputation re-derived from the public history', () => {
           reason: r.reason,
         })),
       ];
-      for (const d of reputationDeltas(entries)) {
+      // The request's status says the verdict's: `verdict` for an accepted one, else `no-consensus`.
+      for (const d of reputationDeltas(entries, view.status === 'verdict' ? 'accepted' : 'no-consensus')) {
         const base = derived.get(d.nodeId);
         if (base === undefined && !members.has(d.nodeId)) continue;
         const b = base ?? {

@@ -317,6 +317,69 @@ describe("HistoryStore: seals and verdicts are the coordinator's alone", () => {
   });
 });
 
+describe('HistoryStore: reputation from a no-consensus verdict', () => {
+  test('members outside any cluster under no-consensus are not counted as disagreeing; one that withheld is', async () => {
+    const all = JSON.parse(readFileSync(VECTORS, 'utf8')) as {
+      scenarios: {
+        name: string;
+        nodes: { role: string; seed: string; nodeId: string }[];
+        transcript: { packets: AnyPacket[] };
+        verdict: VerdictBody['verdict'];
+        verdictDigest: string;
+        root: string;
+      }[];
+    };
+    const nc = all.scenarios.find((x) => x.name === 'no-consensus');
+    if (!nc) throw new Error('no no-consensus scenario');
+    const pk = nc.transcript.packets;
+    const h = await openHistory(`file:${join(dir, 'no-consensus-reputation.db')}`);
+    try {
+      const request = pk.find((p) => p.type === 'request') as Packet<'request'>;
+      const seal = pk.find((p) => p.type === 'seal') as Packet<'seal'>;
+      await storeRequest(h.store, stored(request), 1);
+      for (const c of pk.filter((p) => p.type === 'commit'))
+        await h.store.recordCommit(stored(c as Packet<'commit'>));
+      await h.store.recordSeal(stored(seal), 2);
+      for (const r of pk.filter((p) => p.type === 'reveal'))
+        await h.store.recordReveal(stored(r as Packet<'reveal'>));
+      const seed = nc.nodes.find((n) => n.role === 'coordinator')?.seed ?? '';
+      const coordinator = await NodeKey.fromSeed(Uint8Array.from(Buffer.from(seed, 'hex')));
+      const verdict = await signPacket(coordinator, 'verdict', {
+        requestId: seal.body.requestId,
+        verdict: nc.verdict,
+        verdictDigest: nc.verdictDigest,
+        transcriptRoot: nc.root,
+        createdAt: seal.body.createdAt + 1_000,
+      });
+      expect(await h.store.recordVerdict(stored(verdict), 3)).toBe(true);
+      expect((await h.store.getRequest(seal.body.requestId))?.status).toBe('no-consensus');
+      const rows = (
+        await h.client.execute(
+          'SELECT node_id, agreements, disagreements, withheld, invalid, commits FROM reputation',
+        )
+      ).rows;
+      const byNode = new Map(rows.map((r) => [String(r['node_id']), r]));
+      expect(byNode.size).toBe(nc.verdict.rejected.length);
+      for (const e of nc.verdict.rejected) {
+        const row = byNode.get(e.nodeId);
+        expect({
+          reason: e.reason,
+          disagreements: Number(row?.['disagreements']),
+          withheld: Number(row?.['withheld']),
+          commits: Number(row?.['commits']),
+        }).toEqual({
+          reason: e.reason,
+          disagreements: 0,
+          withheld: e.reason === 'NOT_REVEALED' ? 1 : 0,
+          commits: 1,
+        });
+      }
+    } finally {
+      h.client.close();
+    }
+  });
+});
+
 describe('HistoryStore: attestations', () => {
   const [seal] = of('seal');
   if (!seal) throw new Error('no seal');

@@ -363,7 +363,7 @@ export class HistoryStore {
       const vouchers = new Set(
         entries.filter((e) => e.outcome === 'accepted' && vouches(e.nodeId)).map((e) => e.nodeId),
       );
-      for (const d of reputationDeltas(entries)) {
+      for (const d of reputationDeltas(entries, verdict.status)) {
         const current = await tx.select().from(reputation).where(eq(reputation.nodeId, d.nodeId));
         if (current.length === 0 && !members.has(d.nodeId)) continue;
         const base = current[0] ?? NO_RECORD;

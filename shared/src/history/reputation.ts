@@ -1,4 +1,4 @@
-import type { RejectReason } from '../packets/schemas.ts';
+import type { RejectReason, Verdict } from '../packets/schemas.ts';
 import type { ReputationRow, VerdictEntryRow } from './schema.ts';
 
 /** The counters a reputation score is computed from. */
@@ -59,11 +59,15 @@ export interface ReputationDelta extends ReputationCounters {
 
 /**
  * What one verdict adds to each node's counters: +1 agreement per accepted entry, and +1 to the
- * counter `REJECTION_COUNTER` names per rejected entry. Sorted by nodeId, so writers touch rows in one
- * order.
+ * counter `REJECTION_COUNTER` names per rejected entry, except `OUTSIDE_CLUSTER` under `no-consensus`:
+ * there every valid reveal is listed so, those that agree with each other too, since no cluster was
+ * accepted to disagree with (docs/protocol.md, Consensus, step 4: no fault of the node), and it counts
+ * nothing. A node named by the verdict has an entry here even when all its counts are 0. Sorted by nodeId,
+ * so writers touch rows in one order.
  */
 export function reputationDeltas(
   entries: readonly Pick<VerdictEntryRow, 'nodeId' | 'outcome' | 'reason'>[],
+  status: Verdict['status'],
 ): ReputationDelta[] {
   const byNode = new Map<string, ReputationDelta>();
   for (const e of entries) {
@@ -76,6 +80,7 @@ export function reputationDeltas(
       d.agreements++;
     } else {
       if (e.reason === null) throw new RangeError(`rejected entry of ${e.nodeId} has no reason`);
+      if (e.reason === 'OUTSIDE_CLUSTER' && status === 'no-consensus') continue;
       d[REJECTION_COUNTER[e.reason]]++;
     }
   }

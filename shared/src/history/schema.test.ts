@@ -460,7 +460,8 @@ describe('a complete request history in a libSQL file', () => {
       })
       .from(verdictEntriesTable)
       .orderBy(asc(verdictEntriesTable.requestId), asc(verdictEntriesTable.ordinal));
-    const deltas = reputationDeltas(counts);
+    // The history holds h1's verdict alone: accepted.
+    const deltas = reputationDeltas(counts, 'accepted');
     expect(deltas.map((d) => d.nodeId)).toEqual(
       [h1.keys.a, h1.keys.b, h1.keys.c, h1.keys.d].map((k) => k.nodeId).sort(),
     );
@@ -886,8 +887,9 @@ describe('verdictEntries', () => {
       [2, members[2]!.nodeId, 'rejected', 'NOT_REVEALED', false],
     ]);
     expect(rows[2]!.revealId).toBeNull();
-    expect(reputationDeltas(rows)).toEqual([
-      { nodeId: members[0]!.nodeId, agreements: 0, disagreements: 1, withheld: 0, invalid: 0 },
+    // OUTSIDE_CLUSTER under no-consensus is no disagreement: no cluster was accepted to disagree with.
+    expect(reputationDeltas(rows, 'no-consensus')).toEqual([
+      { nodeId: members[0]!.nodeId, agreements: 0, disagreements: 0, withheld: 0, invalid: 0 },
       { nodeId: members[1]!.nodeId, agreements: 0, disagreements: 0, withheld: 0, invalid: 1 },
       { nodeId: members[2]!.nodeId, agreements: 0, disagreements: 0, withheld: 1, invalid: 0 },
     ]);
