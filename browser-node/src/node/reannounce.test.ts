@@ -3,7 +3,7 @@ import { NodeKey, type VerdictEffect } from '@synod/shared';
 import { MemoryNetwork, type MemoryTransport } from '../p2p/memory.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import type { ReannounceOptions } from './reannouncer.ts';
-import { SynodNode } from './synod-node.ts';
+import { SynodNode, type SynodNodeOptions } from './synod-node.ts';
 import { fixedQueue } from './test-queue.ts';
 import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
@@ -29,9 +29,10 @@ async function network(seed: number, reannounce: { relay?: false; nodes?: false 
   const verdicts: VerdictEffect[] = [];
   const open: SynodNode[] = [];
   const options = (off: false | undefined): ReannounceOptions | false => off ?? { joinDelayMs: 50 };
-  const relay = (onSeal?: (t: MemoryTransport) => void) => {
+  const relay = (onSeal?: (t: MemoryTransport) => void, extra: Partial<SynodNodeOptions> = {}) => {
     const transport = net.join(relayKey.nodeId);
     const node = new SynodNode({
+      ...extra,
       key: relayKey,
       role: 'relay',
       transports: [transport],
@@ -45,7 +46,11 @@ async function network(seed: number, reannounce: { relay?: false; nodes?: false 
     open.push(node);
     return node;
   };
-  const member = (i: number, onCommit?: (t: MemoryTransport) => void) => {
+  const member = (
+    i: number,
+    onCommit?: (t: MemoryTransport) => void,
+    extra: Partial<SynodNodeOptions> = {},
+  ) => {
     const key = keys[i] as NodeKey;
     const transport = net.join(key.nodeId);
     const node = new SynodNode({
@@ -59,6 +64,7 @@ async function network(seed: number, reannounce: { relay?: false; nodes?: false 
       onPacket: ({ packet, own }) => {
         if (own && packet.type === 'commit') onCommit?.(transport);
       },
+      ...extra,
     });
     open.push(node);
     return node;
@@ -152,4 +158,40 @@ describe('SynodNode: re-announcing what a peer missed', () => {
       }
     }, 30_000);
   }
+  test('a relay down for longer than its members wait for a verdict still gets their reveals: they offer them after giving up', async () => {
+    const n = await network(190);
+    const first = n.relay((t) => {
+      void t.close();
+    });
+    // Members that give up on the verdict 200 ms after the reveal window (1 s) closes; a finished machine
+    // lingers (60 s by default) before it is dropped.
+    const members = [0, 1, 2].map((i) =>
+      n.member(i, undefined, { observer: { graceMs: 200 }, lingerMs: 60_000 }),
+    );
+    try {
+      await first.start();
+      for (const m of members) await m.start();
+      const body = testRequest({ embedder, nonce: 0x71, frame: { ...FRAME, revealWindowMs: 1_000 } });
+      await first.submit(body);
+      // Killed before its reveal window closes (the members' reveals reached no one).
+      await until(() => members.every((m) => (m.metrics().published.reveal ?? 0) === 1), 10_000);
+      await first.close();
+      expect(n.verdicts).toHaveLength(0);
+      await until(() => members.every((m) => m.metrics().expired === 1), 10_000);
+      // Started again after the members expired no-verdict; it reads its history before it resumes, as
+      // the Bun relay does (`storedPackets`: here only a pause), and what comes meanwhile is held for it.
+      const second = n.relay(undefined, {
+        restoreWith: async () => {
+          await Bun.sleep(500);
+          return [];
+        },
+      });
+      await second.start();
+      await until(() => n.verdicts.length === 1, 10_000);
+      expect(outcomes(n.verdicts[0])).toEqual({ status: 'accepted', accepted: 3, rejected: [] });
+      for (const m of members) expect(m.metrics().reannounced.byType.reveal).toBeGreaterThanOrEqual(1);
+    } finally {
+      await n.closeAll();
+    }
+  }, 30_000);
 });

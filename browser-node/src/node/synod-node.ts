@@ -351,7 +351,7 @@ export class SynodNode {
         : new Reannouncer(
             {
               scheduler: this.#scheduler,
-              machines: () => this.#openStates(),
+              machines: () => this.#hostedStates(),
               send: (state, outgoing, reason) => this.#reannounce(state, outgoing, reason),
               onJoinPass: ({ peers, packets }) => {
                 if (packets > 0) {
@@ -1324,9 +1324,12 @@ export class SynodNode {
       });
   }
 
-  /** The states of the machines hosted and not finished. */
-  *#openStates(): Iterable<LifecycleState> {
-    for (const h of this.#machines.values()) if (h.state.outcome === null) yield h.state;
+  /**
+   * The states of the machines hosted: open ones, and finished ones while they linger (`lingerMs`), as
+   * a node that gave up on a verdict still offers its reveal (`unanswered`).
+   */
+  *#hostedStates(): Iterable<LifecycleState> {
+    for (const h of this.#machines.values()) yield h.state;
   }
 
   /**

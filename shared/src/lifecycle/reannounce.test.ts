@@ -116,6 +116,23 @@ describe('unanswered: what a machine publishes again', () => {
     expect(verdictOf(withIt.sim)?.accepted).toHaveLength(3);
   });
 
+  test('a node that gave up on the verdict (expired no-verdict) still names its reveal; one expired otherwise, nothing', async () => {
+    // node0 never hears the verdict: it expires no-verdict after the reveal window and its grace.
+    const lost: Lost = (_sim, to, packet) => to === 'node0' && packet.type === 'verdict';
+    const { sim } = await runWith({ seed: 19, nodes: honest(3) }, false, lost);
+    const node0 = sim.actor('node0').machine.state;
+    expect(node0.outcome).toMatchObject({ kind: 'expired', reason: 'no-verdict' });
+    expect(unanswered(node0).map((o) => o.packetType)).toEqual(['reveal']);
+    const own = sim.actor('node0').published.find((p) => p.type === 'reveal');
+    expect(unanswered(node0)[0]?.id).toBe(own ? packetId(own) : 'none');
+    // A node whose request was never sealed (not-sealed) has nothing to offer.
+    const noSeal: Lost = (_sim, to, packet) => to === 'node1' && packet.type === 'seal';
+    const other = await runWith({ seed: 23, nodes: honest(3) }, false, noSeal);
+    const node1 = other.sim.actor('node1').machine.state;
+    expect(node1.outcome).toMatchObject({ kind: 'expired', reason: 'not-sealed' });
+    expect(unanswered(node1)).toEqual([]);
+  });
+
   test('a withholder keeps the seal unanswered until the reveal window closes, then nothing is', async () => {
     const { sim, seen } = await runWith({ seed: 17, nodes: [{}, {}, { withhold: true }] }, true);
     expect(seen.get('coordinator')).toEqual(['request', 'seal', 'verdict', '-']);

@@ -15,12 +15,18 @@ import type { Outgoing } from './types.ts';
  * - coordinator sealed, a member's reveal not held yet: its seal (a member that missed it never reveals);
  * - coordinator with its verdict out, collecting attestations: its verdict;
  * - node committed, no seal held: its commit (a coordinator that missed it seals without it);
- * - node revealed, no verdict held: its reveal (a coordinator that missed it counts it NOT_REVEALED).
+ * - node revealed, no verdict held: its reveal (a coordinator that missed it counts it NOT_REVEALED),
+ *   even once the node gave up waiting for the verdict (expired `no-verdict`): a coordinator down for
+ *   longer than the reveal window and the node's grace judges its reveals when it is back, and would
+ *   count an honest member that revealed on time as withholding.
  *
- * Nothing for a finished machine, a follower, or a publish not fed back signed yet (the outbox: a
+ * Nothing for another finished machine, a follower, or a publish not fed back signed yet (the outbox: a
  * restored machine publishes those itself).
  */
 export function unanswered(state: LifecycleState): Outgoing[] {
+  if (state.role === 'node' && state.outcome?.kind === 'expired' && state.outcome.reason === 'no-verdict') {
+    return nodeUnanswered(state);
+  }
   if (state.outcome !== null) return [];
   if (state.role === 'coordinator') return coordinatorUnanswered(state);
   if (state.role === 'node') return nodeUnanswered(state);
