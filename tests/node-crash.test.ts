@@ -7,42 +7,25 @@
  * (tests/relay-processes.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type Client, createClient } from '@libsql/client';
+import type { Client } from '@libsql/client';
 import { waitUntil } from '../edge/src/test-servers.ts';
-import { RelayProcesses } from './relay-processes.ts';
+import { type RelayProcesses, type StartedRelayNetwork, startRelayNetwork } from './relay-processes.ts';
 
 const FRAME = { quorum: 3, maxCommits: 3, maxTimeMs: 15_000, revealWindowMs: 15_000 };
 const TERMINAL = ['verdict', 'no-consensus', 'expired', 'failed'];
 
+let started: StartedRelayNetwork | undefined;
 let net: RelayProcesses;
 let apiKey = '';
 let db: Client | undefined;
 
-async function peers(): Promise<number> {
-  const h = (await (await fetch(`${net.relayUrl}/healthz`)).json()) as { network: { peers: number } };
-  return h.network.peers;
-}
-
 beforeAll(async () => {
-  net = new RelayProcesses(mkdtempSync(join(tmpdir(), 'synod-node-crash-')), 'node-crash-passphrase');
-  net.relayCommand(await net.startNodes());
-  await net.startRelay();
-  apiKey = readFileSync(join(net.dir, 'dev-api-key'), 'utf8').trim();
-  await waitUntil('the relay has its nodes as peers', async () => (await peers()) >= 3, 60_000, 100).catch(
-    (e) => {
-      throw new Error(`${String(e)}\n${net.logs()}`);
-    },
-  );
-  db = createClient({ url: `file:${join(net.dir, 'relay.db')}` });
+  started = await startRelayNetwork('node-crash');
+  ({ net, apiKey, db } = started);
 }, 300_000);
 
 afterAll(async () => {
-  db?.close();
-  await net?.stopAll();
-  if (net?.dir) rmSync(net.dir, { recursive: true, force: true });
+  await started?.stop();
 }, 60_000);
 
 async function submit(i: number): Promise<string> {

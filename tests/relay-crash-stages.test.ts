@@ -16,50 +16,33 @@
  * In all, every admitted request reaches a final status that stays, and the key's quota counts each
  * admitted request once. */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type Client, createClient } from '@libsql/client';
+import type { Client } from '@libsql/client';
 import { waitUntil } from '../edge/src/test-servers.ts';
-import { type Child, RelayProcesses } from './relay-processes.ts';
+import {
+  type Child,
+  type RelayProcesses,
+  type StartedRelayNetwork,
+  startRelayNetwork,
+} from './relay-processes.ts';
 
 const TERMINAL = ['verdict', 'no-consensus', 'expired', 'failed'];
 const FRAME = { maxTimeMs: 10_000, revealWindowMs: 5_000 };
 
+let started: StartedRelayNetwork | undefined;
 let net: RelayProcesses;
 let relay: Child | undefined;
 let apiKey = '';
 let db: Client | undefined;
 const relayUrl = () => net.relayUrl;
-
-/** Wait until the relay has its three nodes as peers (a restarted one dials them again). */
-async function peered(): Promise<void> {
-  await waitUntil(
-    'the relay has its nodes as peers',
-    async () => {
-      const h = (await (await fetch(`${relayUrl()}/healthz`)).json()) as { network: { peers: number } };
-      return h.network.peers >= 3;
-    },
-    60_000,
-    100,
-  );
-}
+const peered = () => (started as StartedRelayNetwork).peered();
 
 beforeAll(async () => {
-  net = new RelayProcesses(mkdtempSync(join(tmpdir(), 'synod-crash-stages-')), 'crash-stages-passphrase');
-  net.relayCommand(await net.startNodes());
-  relay = await net.startRelay();
-  apiKey = readFileSync(join(net.dir, 'dev-api-key'), 'utf8').trim();
-  await peered().catch((e) => {
-    throw new Error(`${String(e)}\n${net.logs()}`);
-  });
-  db = createClient({ url: `file:${join(net.dir, 'relay.db')}` });
+  started = await startRelayNetwork('crash-stages');
+  ({ net, relay, apiKey, db } = started);
 }, 300_000);
 
 afterAll(async () => {
-  db?.close();
-  await net?.stopAll();
-  if (net?.dir) rmSync(net.dir, { recursive: true, force: true });
+  await started?.stop();
 }, 60_000);
 
 async function submit(key: string, i: number): Promise<{ status: number; requestId: string }> {
@@ -182,6 +165,25 @@ async function counts() {
 
 let admittedBefore = 0;
 
+/** Every request admitted so far stored, counted once against the key and once by its Idempotency-Key. */
+async function expectEachCountedOnce(): Promise<void> {
+  expect(await counts()).toEqual({
+    requests: admittedBefore,
+    queued: 0,
+    used: admittedBefore,
+    keys: admittedBefore,
+  });
+}
+
+/** A request's verdict entries in order: each member's outcome and rejection reason. */
+async function verdictEntries(requestId: string): Promise<{ outcome: string; reason: string | null }[]> {
+  const r = await (db as Client).execute({
+    sql: 'SELECT outcome, reason FROM verdict_entries WHERE request_id = ? ORDER BY ordinal',
+    args: [requestId],
+  });
+  return r.rows.map((row) => ({ outcome: String(row[0]), reason: row[1] === null ? null : String(row[1]) }));
+}
+
 describe('the relay process killed at chosen stages of a request', () => {
   test('killed between saving a computed verdict and writing it to the history: the same verdict is recorded after the restart, once', async () => {
     // The coordinator machine holds the verdict (phase `verdict`, the packet's id in its state), the
@@ -212,12 +214,7 @@ describe('the relay process killed at chosen stages of a request', () => {
     const first = sent[0] as { key: string; i: number };
     const again = await submit(first.key, first.i);
     expect(again).toEqual({ status: 200, requestId: admitted[0] as string });
-    expect(await counts()).toEqual({
-      requests: admittedBefore,
-      queued: 0,
-      used: admittedBefore,
-      keys: admittedBefore,
-    });
+    await expectEachCountedOnce();
   }, 150_000);
 
   test('killed with every commit in the history and no seal yet: the restarted relay seals once its nodes are back, and they reveal', async () => {
@@ -235,20 +232,12 @@ describe('the relay process killed at chosen stages of a request', () => {
     const finals = await restartAndSettle(admitted);
     // Counted at once: a failure below leaves the next test's totals right.
     admittedBefore += admitted.length;
-    const entries = await (db as Client).execute({
-      sql: 'SELECT outcome, reason FROM verdict_entries WHERE request_id = ? ORDER BY ordinal',
-      args: [hit.requestId],
-    });
+    const entries = await verdictEntries(hit.requestId);
     // Sealed after the restart, heard by its members: each revealed.
-    expect(entries.rows.map((r) => String(r[1] ?? 'revealed'))).not.toContain('NOT_REVEALED');
-    expect(entries.rows.length).toBe(3);
+    expect(entries.map((r) => r.reason ?? 'revealed')).not.toContain('NOT_REVEALED');
+    expect(entries.length).toBe(3);
     expect(finals.get(hit.requestId)?.status).toBe('verdict');
-    expect(await counts()).toEqual({
-      requests: admittedBefore,
-      queued: 0,
-      used: admittedBefore,
-      keys: admittedBefore,
-    });
+    await expectEachCountedOnce();
   }, 150_000);
 
   test('killed with its seal in the history and no reveal yet: the members publish their reveals again to the restarted relay', async () => {
@@ -261,18 +250,10 @@ describe('the relay process killed at chosen stages of a request', () => {
     );
     const finals = await restartAndSettle(admitted);
     admittedBefore += admitted.length;
-    const entries = await (db as Client).execute({
-      sql: 'SELECT outcome, reason FROM verdict_entries WHERE request_id = ? ORDER BY ordinal',
-      args: [hit.requestId],
-    });
-    expect(entries.rows.map((r) => String(r[1] ?? 'revealed'))).not.toContain('NOT_REVEALED');
-    expect(entries.rows.length).toBe(Number(hit.seen));
+    const entries = await verdictEntries(hit.requestId);
+    expect(entries.map((r) => r.reason ?? 'revealed')).not.toContain('NOT_REVEALED');
+    expect(entries.length).toBe(Number(hit.seen));
     expect(finals.get(hit.requestId)?.status).toBe('verdict');
-    expect(await counts()).toEqual({
-      requests: admittedBefore,
-      queued: 0,
-      used: admittedBefore,
-      keys: admittedBefore,
-    });
+    await expectEachCountedOnce();
   }, 150_000);
 });

@@ -4,9 +4,12 @@
  * `dir`, started again on the same database and identity after a kill. Used by edge-durability.test.ts
  * and relay-crash-stages.test.ts.
  */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { type Client, createClient } from '@libsql/client';
 import type { Subprocess } from 'bun';
-import { freePort, stopProcess } from '../edge/src/test-servers.ts';
+import { freePort, stopProcess, waitUntil } from '../edge/src/test-servers.ts';
 
 const REPO = resolve(import.meta.dir, '..');
 export const MODELS = resolve(process.env['SYNOD_MODELS_DIR'] ?? join(REPO, '../shared/models'));
@@ -177,4 +180,51 @@ export class RelayProcesses {
 /** The TCP multiaddrs a `node started` or `relay started` line lists. */
 function tcpOf(line: Record<string, unknown>): string[] {
   return ((line['multiaddrs'] as string[] | undefined) ?? []).filter((a) => !a.includes('/ws'));
+}
+
+/** A started network of three nodes and a relay bootstrapped to them, as the kill tests use it. */
+export interface StartedRelayNetwork {
+  net: RelayProcesses;
+  relay: Child;
+  /** The relay's dev API key. */
+  apiKey: string;
+  /** A client of the relay's own database file, to read the moment to kill at and what was stored. */
+  db: Client;
+  /** Wait until the relay has its three nodes as peers (a restarted one dials them again). */
+  peered(): Promise<void>;
+  /** Close the client, stop every process, remove the folder. */
+  stop(): Promise<void>;
+}
+
+/** Start the nodes and the relay in a fresh folder named after `name`; once the relay has its peers. */
+export async function startRelayNetwork(name: string): Promise<StartedRelayNetwork> {
+  const net = new RelayProcesses(mkdtempSync(join(tmpdir(), `synod-${name}-`)), `${name}-passphrase`);
+  net.relayCommand(await net.startNodes());
+  const relay = await net.startRelay();
+  const peered = () =>
+    waitUntil(
+      'the relay has its nodes as peers',
+      async () => {
+        const h = (await (await fetch(`${net.relayUrl}/healthz`)).json()) as { network: { peers: number } };
+        return h.network.peers >= 3;
+      },
+      60_000,
+      100,
+    );
+  await peered().catch((e) => {
+    throw new Error(`${String(e)}\n${net.logs()}`);
+  });
+  const db = createClient({ url: `file:${join(net.dir, 'relay.db')}` });
+  return {
+    net,
+    relay,
+    apiKey: readFileSync(join(net.dir, 'dev-api-key'), 'utf8').trim(),
+    db,
+    peered,
+    async stop() {
+      db.close();
+      await net.stopAll();
+      rmSync(net.dir, { recursive: true, force: true });
+    },
+  };
 }

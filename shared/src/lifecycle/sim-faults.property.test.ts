@@ -14,7 +14,7 @@ import { buildTranscript } from '../transcript/transcript.ts';
 import { verifyTranscript } from '../transcript/verify.ts';
 import type { CoordinatorState } from './coordinator.ts';
 import { unanswered } from './reannounce.ts';
-import { type Behaviour, type Sim, scenario, T0 } from './sim.test-helpers.ts';
+import { type Behaviour, type ScenarioOptions, type Sim, scenario, T0 } from './sim.test-helpers.ts';
 import { lifecycleStatus } from './status.ts';
 
 interface Params {
@@ -51,6 +51,25 @@ const params: fc.Arbitrary<Params> = fc.record({
   ),
   followers: fc.integer({ min: 0, max: 1 }),
 });
+
+/** The scenario a run of `params` plays: its nodes and frame, deliveries late and duplicated. */
+function faultyScenario(p: Params, label: string): ScenarioOptions {
+  return {
+    seed: p.seed,
+    nodes: p.nodes,
+    followers: p.followers,
+    latency: [1, 500],
+    duplicateRate: 0.2,
+    timerLateness: p.lateness,
+    frame: {
+      quorum: p.quorum,
+      maxCommits: p.quorum + p.extraCommits,
+      maxTimeMs: MAX_TIME,
+      revealWindowMs: WINDOW,
+    },
+    label,
+  };
+}
 
 async function checkRun(sim: Sim): Promise<void> {
   // Every machine ended exactly once, and in every step after the one that ended it emitted nothing
@@ -103,21 +122,7 @@ describe('seeded simulation under late timers and restarts', () => {
   test('machines end once, stay quiet after, and every published verdict verifies', async () => {
     await fc.assert(
       fc.asyncProperty(params, async (p) => {
-        const { sim } = await scenario({
-          seed: p.seed,
-          nodes: p.nodes,
-          followers: p.followers,
-          latency: [1, 500],
-          duplicateRate: 0.2,
-          timerLateness: p.lateness,
-          frame: {
-            quorum: p.quorum,
-            maxCommits: p.quorum + p.extraCommits,
-            maxTimeMs: MAX_TIME,
-            revealWindowMs: WINDOW,
-          },
-          label: `faults-${p.seed}`,
-        });
+        const { sim } = await scenario(faultyScenario(p, `faults-${p.seed}`));
         const names = [...sim.actors.keys()];
         for (const r of [...p.restarts].sort((a, b) => a.at - b.at)) {
           await sim.run(sim.now + r.at);
@@ -141,20 +146,8 @@ describe('seeded simulation with lost deliveries, re-announcing what is unanswer
         async (p, every, lossRate) => {
           const lose = seededRandom(p.seed ^ 0x5eed);
           const { sim } = await scenario({
-            seed: p.seed,
-            nodes: p.nodes,
-            followers: p.followers,
-            latency: [1, 500],
-            duplicateRate: 0.2,
-            timerLateness: p.lateness,
+            ...faultyScenario(p, `reannounce-${p.seed}`),
             lost: () => lose() < lossRate,
-            frame: {
-              quorum: p.quorum,
-              maxCommits: p.quorum + p.extraCommits,
-              maxTimeMs: MAX_TIME,
-              revealWindowMs: WINDOW,
-            },
-            label: `reannounce-${p.seed}`,
           });
           const names = [...sim.actors.keys()];
           type Step = { at: number; restart?: number };
