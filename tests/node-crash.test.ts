@@ -9,7 +9,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { Client } from '@libsql/client';
 import { waitUntil } from '../edge/src/test-servers.ts';
-import { type RelayProcesses, type StartedRelayNetwork, startRelayNetwork } from './relay-processes.ts';
+import {
+  type RelayProcesses,
+  type StartedRelayNetwork,
+  startRelayNetwork,
+  yieldToIo,
+} from './relay-processes.ts';
 
 const FRAME = { quorum: 3, maxCommits: 3, maxTimeMs: 15_000, revealWindowMs: 15_000 };
 const TERMINAL = ['verdict', 'no-consensus', 'expired', 'failed'];
@@ -70,6 +75,9 @@ describe('a serving node killed between its commit and the seal', () => {
       let hit: string | null = null;
       const until = Date.now() + 20_000;
       while (hit === null && Date.now() < until) {
+        // Polled back to back, the queries would keep this process from reading its children's output
+        // (see yieldToIo).
+        await yieldToIo();
         const r = await (db as Client).execute({
           sql: `SELECT c.request_id FROM commits c WHERE c.node_id = ?
                  AND NOT EXISTS (SELECT 1 FROM seals s WHERE s.request_id = c.request_id)`,

@@ -23,6 +23,7 @@ import {
   type RelayProcesses,
   type StartedRelayNetwork,
   startRelayNetwork,
+  yieldToIo,
 } from './relay-processes.ts';
 
 const TERMINAL = ['verdict', 'no-consensus', 'expired', 'failed'];
@@ -81,6 +82,10 @@ async function killWhen(
 ): Promise<{ requestId: string; seen: string } | null> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
+    // A query on a local file resolves without ever letting this process read its children's output:
+    // polled back to back, their stdout pipes filled up and the relay and nodes blocked on their next
+    // log line. Each poll waits for this process's I/O first.
+    await yieldToIo();
     const r = await (db as Client).execute(sql);
     for (const row of r.rows) {
       const id = String(row[0]);
@@ -120,7 +125,11 @@ async function killAtMoment(
       return { admitted, sent: all, hit };
     }
   }
-  throw new Error(`the moment never came (${prefix})\n${net.logs()}`);
+  // What the relay says of its network and queue: a relay that has no peer, or queues without dispatching.
+  const health = await fetch(`${relayUrl()}/healthz`)
+    .then((r) => r.text())
+    .catch((e: unknown) => String(e));
+  throw new Error(`the moment never came (${prefix})\nrelay /healthz: ${health}\n${net.logs()}`);
 }
 let seq = 0;
 

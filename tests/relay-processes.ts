@@ -228,3 +228,13 @@ export async function startRelayNetwork(name: string): Promise<StartedRelayNetwo
     },
   };
 }
+
+/**
+ * Let this process run its pending I/O (its children's output among it) before going on. A test that
+ * polls a local libSQL file back to back never does otherwise: those queries resolve without a turn of
+ * the event loop, the children's stdout pipes fill up, and the relay and nodes block on their next log
+ * line, frozen while the test waits for them to move.
+ */
+export function yieldToIo(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
