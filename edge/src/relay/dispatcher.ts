@@ -190,6 +190,15 @@ export class Dispatcher {
     return { queued: this.#queued, limit: this.#o.maxQueued };
   }
 
+  /**
+   * Count the admission log's rows for this coordinator now (`queue`), as `start` does: a relay that
+   * takes requests before it starts dispatching (while it restores its machines) bounds its queue with
+   * the rows a previous run left too.
+   */
+  recount(): Promise<void> {
+    return this.#count();
+  }
+
   /** `n` rows were just admitted for this coordinator: count them now, and dispatch what fits. */
   admitted(n: number): void {
     this.#queued += n;

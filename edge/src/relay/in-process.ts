@@ -51,6 +51,8 @@ export class InProcessRelayNetwork implements RelayNetwork {
   /** When the relay's first peer was there (`whenHeard`): waits for more end `peerSettleMaxMs` after it. */
   #firstPeerAt: number | null = null;
   readonly #resume: Required<ResumeOptions>;
+  /** From construction until `restored`: the relay takes requests, but starts none. */
+  #restoring = true;
 
   constructor(
     key: NodeKey,
@@ -101,6 +103,20 @@ export class InProcessRelayNetwork implements RelayNetwork {
     return this.#heard;
   }
 
+  /**
+   * Whether the relay is still restoring what it coordinated before a restart (its machines, given what
+   * the history kept, and the requests `recover` starts again). Requests admitted meanwhile wait in the
+   * admission log; /healthz says so (`network.detail.restoring`).
+   */
+  restoring(): boolean {
+    return this.#restoring;
+  }
+
+  /** The restore is over: from now on admitted requests are dispatched. */
+  restored(): void {
+    this.#restoring = false;
+  }
+
   /** The dispatcher that drains this relay's admission log (set once, by the runtime). */
   attach(dispatcher: Dispatcher): void {
     this.#dispatcher = dispatcher;
@@ -139,6 +155,7 @@ export class InProcessRelayNetwork implements RelayNetwork {
       peers: m.peers,
       openRequests: m.machines.coordinator,
       detail: {
+        ...(this.#restoring ? { restoring: true } : {}),
         knownNodes: m.knownNodes,
         intake: { accepted: m.intake.accepted, rejected: m.intake.rejectedTotal },
         ...(this.#dispatcher ? { dispatcher: this.#dispatcher.stats() } : {}),
@@ -206,10 +223,11 @@ export class InProcessRelayNetwork implements RelayNetwork {
   }
 }
 
-/** Sealed, past its reveal window, and a member's reveal is not in the history. */
+/** Sealed, past its reveal window, no verdict yet, and a member's reveal is not in the history. */
 function revealsMissing(detail: RequestDetail, now: number): boolean {
   const seal = detail.seal?.packet.body;
-  if (!seal) return false;
+  // With its verdict published, the machine judges nothing more: a late reveal would change nothing.
+  if (!seal || detail.verdict !== null) return false;
   if (now < seal.createdAt + detail.request.body.frame.revealWindowMs) return false;
   const revealed = new Set(detail.reveals.map((r) => r.packet.from));
   return seal.members.some((m) => !revealed.has(m.nodeId));

@@ -5,11 +5,19 @@
  * resumes, so a member whose reveal was not in by then was counted NOT_REVEALED though it revealed on time.
  */
 import { afterAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { SynodNode } from '@synod/browser-node';
-import { type AnyPacket, NodeKey, type Packet, packetId, signPacket } from '@synod/shared';
+import {
+  type AnyPacket,
+  NodeKey,
+  type Packet,
+  type PacketType,
+  packetId,
+  signPacket,
+  type VerdictBody,
+} from '@synod/shared';
 import { testRequest } from '../../../browser-node/src/node/test-request.ts';
 import { openHistory } from '../store/open-history.ts';
 import { storeRequest } from '../store/test-requests.ts';
@@ -129,6 +137,59 @@ describe('a relay started again waits for its peers', () => {
         expect.arrayContaining(members.map((m) => m.nodeId)),
       );
       expect(kept.filter((p) => p.type === 'reveal')).toHaveLength(2);
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test('a sealed request whose verdict is in the history does not wait for the reveals it lacks', async () => {
+    // The golden scenario: five members sealed, four revealed, the verdict published (on four) before
+    // the relay was killed. Its machine, restored in its verdict phase, judges nothing more.
+    const golden = (
+      JSON.parse(readFileSync(resolve(import.meta.dir, '../../../shared/test-vectors/v1.json'), 'utf8')) as {
+        scenarios: {
+          nodes: { role: string; seed: string }[];
+          transcript: { packets: AnyPacket[] };
+          verdict: VerdictBody['verdict'];
+          verdictDigest: string;
+          root: string;
+        }[];
+      }
+    ).scenarios[0];
+    if (!golden) throw new Error('no golden scenario');
+    const of = <T extends PacketType>(type: T) =>
+      golden.transcript.packets.filter((p) => p.type === type) as Packet<T>[];
+    const [request] = of('request');
+    const [seal] = of('seal');
+    if (!request || !seal) throw new Error('no request or seal');
+    expect(of('reveal').length).toBeLessThan(seal.body.members.length);
+    const seed = golden.nodes.find((n) => n.role === 'coordinator')?.seed ?? '';
+    const key = await NodeKey.fromSeed(Uint8Array.from(Buffer.from(seed, 'hex')));
+    const h = await openHistory(`file:${join(dir, 'verdict.db')}`);
+    await storeRequest(h.store, { id: packetId(request), packet: request }, request.body.createdAt);
+    for (const c of of('commit')) await h.store.recordCommit({ id: packetId(c), packet: c });
+    await h.store.recordSeal({ id: packetId(seal), packet: seal }, seal.body.createdAt);
+    for (const r of of('reveal')) await h.store.recordReveal({ id: packetId(r), packet: r });
+    const verdict = await signPacket(key, 'verdict', {
+      requestId: request.body.requestId,
+      verdict: golden.verdict,
+      verdictDigest: golden.verdictDigest,
+      transcriptRoot: golden.root,
+      createdAt: seal.body.createdAt + 1_000,
+    });
+    expect(await h.store.recordVerdict({ id: packetId(verdict), packet: verdict }, Date.now())).toBe(true);
+    const node = peersDouble();
+    node.count = 1;
+    const network = new InProcessRelayNetwork(key, node as unknown as SynodNode, h.store, Date.now, [], {
+      peerSettleMs: 100,
+      peerSettleMaxMs: 3_000,
+    });
+    try {
+      const t0 = Date.now();
+      const kept = await network.storedPackets(request.body.requestId);
+      // The settle after the first peer (100 ms), not the 3 s the missing reveal would be waited for.
+      expect(Date.now() - t0).toBeLessThan(1_500);
+      expect(kept.filter((p) => p.type === 'reveal')).toHaveLength(of('reveal').length);
     } finally {
       h.client.close();
     }

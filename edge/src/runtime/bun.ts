@@ -15,7 +15,7 @@ import { RateLimiter } from '../rate-limit.ts';
 import { checkMaxQueued, DEFAULT_MAX_QUEUED, Dispatcher } from '../relay/dispatcher.ts';
 import { GroupCommit } from '../relay/group-commit.ts';
 import { recordPacket } from '../relay/history-sink.ts';
-import { InProcessRelayNetwork } from '../relay/in-process.ts';
+import { InProcessRelayNetwork, type ResumeOptions } from '../relay/in-process.ts';
 import { ProvenNodes } from '../relay/proven-nodes.ts';
 import { mountInternal } from '../routes/internal.ts';
 import { ABANDONED_AFTER_MS, type HistoryStore, NODE_RETENTION_MS } from '../store/history-store.ts';
@@ -79,6 +79,8 @@ export interface RelayOptions {
    * the nodes proof spreads from (see ProvenNodes). None: no node is ever proven, and seals take anyone.
    */
   trustedNodes?: readonly string[];
+  /** What the relay waits for before it resumes its requests after a start (`InProcessRelayNetwork`). */
+  resume?: ResumeOptions;
 }
 
 export interface RunningRelay {
@@ -188,7 +190,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
       }
     },
   });
-  network = new InProcessRelayNetwork(o.key, node, store, now, o.configuredModels);
+  network = new InProcessRelayNetwork(o.key, node, store, now, o.configuredModels, o.resume);
   const net = network;
   dispatcher = new Dispatcher({
     intake,
@@ -199,17 +201,15 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     ...(o.maxOpenRequests !== undefined ? { maxOpen: o.maxOpenRequests } : {}),
     maxQueued: o.maxQueuedRequests ?? DEFAULT_MAX_QUEUED,
     changed: (requestId) => net.changed(requestId),
-    // Requests start once the relay's node has a peer to hear them (a relay just started has none).
-    ready: () => node.peers() > 0,
+    // Requests start once the relay's machines are restored (one moved to the history before `recover`
+    // reads the open requests would look like one whose machine was never saved, and start twice) and
+    // its node has a peer to hear them (a relay just started has none).
+    ready: () => !net.restoring() && node.peers() > 0,
     log,
   });
   network.attach(dispatcher);
-  await proven.start();
-  await node.start();
-  const recovered = await network.recover();
-  if (recovered.resumed.length + recovered.expired.length > 0)
-    log({ level: 'info', msg: 'recovered', ...recovered });
-  dispatcher.start();
+  // The queue bound counts what a previous run left in the admission log from the first request on.
+  await dispatcher.recount();
   const admissionWriter =
     (o.admissionThread ?? isLocalFile(o.dbUrl, o.replicaPath))
       ? await IntakeWriterThread.open({
@@ -262,9 +262,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
         pruning = null;
       });
   };
-  const pruneTimer = setInterval(prune, IDEMPOTENCY_PRUNE_EVERY_MS);
-  (pruneTimer as { unref?: () => void }).unref?.();
-  prune();
+  let pruneTimer: ReturnType<typeof setInterval> | undefined;
   const metrics = new Metrics();
   const app = createApp({
     store,
@@ -298,6 +296,10 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     ...(primaryHealth ? { primaryHealth } : {}),
   });
   if (o.gatewaySecret !== undefined) mountInternal(app, { secret: o.gatewaySecret, network, config });
+  // The port opens before the machines are restored: a relay started again with requests to resume
+  // waits for its peers first (up to `RESUME_PEER_WAIT_MS`), and agents meanwhile got connection errors.
+  // Requests are admitted into the log as at any time and dispatched once the restore is done; reads
+  // answer from the history; /healthz says `restoring`.
   const server = Bun.serve({
     hostname: o.hostname ?? '127.0.0.1',
     port: o.port ?? 0,
@@ -306,35 +308,47 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     idleTimeout: 255,
   });
   const port = server.port ?? 0;
+  const url = `http://${o.hostname ?? '127.0.0.1'}:${port}`;
+  log({ level: 'info', msg: 'http listening', url, restoring: true });
   let chainWatcher: ChainWatcher | null = null;
-  if (o.chain) {
-    chainWatcher = relayChainWatcher(o.chain, {
-      store,
-      intake,
-      network: net,
-      config,
-      admitter: admissions,
-      now,
-      random,
-      log,
-      metrics,
-    });
-    try {
+  try {
+    await proven.start();
+    await node.start();
+    const recovered = await network.recover();
+    if (recovered.resumed.length + recovered.expired.length > 0)
+      log({ level: 'info', msg: 'recovered', ...recovered });
+    network.restored();
+    dispatcher.start();
+    pruneTimer = setInterval(prune, IDEMPOTENCY_PRUNE_EVERY_MS);
+    (pruneTimer as { unref?: () => void }).unref?.();
+    prune();
+    if (o.chain) {
+      chainWatcher = relayChainWatcher(o.chain, {
+        store,
+        intake,
+        network: net,
+        config,
+        admitter: admissions,
+        now,
+        random,
+        log,
+        metrics,
+      });
       await chainWatcher.start();
-    } catch (e) {
-      clearInterval(pruneTimer);
-      server.stop(true);
-      await pruning;
-      await admissionWriter?.close();
-      await dispatcher.stop();
-      await node.close();
-      await proven.stop();
-      client.close();
-      throw e;
     }
+  } catch (e) {
+    clearInterval(pruneTimer);
+    server.stop(true);
+    await pruning;
+    await admissionWriter?.close();
+    await dispatcher.stop();
+    await node.close();
+    await proven.stop();
+    client.close();
+    throw e;
   }
   return {
-    url: `http://${o.hostname ?? '127.0.0.1'}:${port}`,
+    url,
     port,
     app,
     node,
