@@ -83,4 +83,11 @@ describe('npm run chain:ask', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('usage: npm run chain:ask -- "prompt"');
   });
+
+  test('--help: the usage on stdout, exit 0, nothing reached', () => {
+    const r = ask(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toStartWith('usage: npm run chain:ask -- "prompt"');
+    expect(r.stderr).toBe('');
+  });
 });

@@ -4,12 +4,19 @@
  * chain and oracle from .data/local/chain.json (SYNOD_DATA_DIR), funds a fresh account on the local anvil
  * (`fundedAccount`: development chains only), calls `callLLM`, and waits for the relay's bridge to
  * write the network's answer back (`LLMFulfilled`) or refund the request (`LLMRefunded`).
- * Exit codes: 0 answered, 1 refunded or no answer in time, 2 bad usage or no local chain to ask.
+ * Exit codes: 0 answered (or `--help`), 1 refunded, no answer in time or no request logged by the
+ * transaction, 2 bad usage or no local chain to ask.
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { fundedAccount, rpcChain, synodOracleAbi } from '@synod/contracts';
+import {
+  fundedAccount,
+  NoOracleRequestError,
+  requestedNumbers,
+  rpcChain,
+  synodOracleAbi,
+} from '@synod/contracts';
 import { FRAME_BOUNDS, InferenceParamsSchema, LIMITS } from '@synod/shared';
 import { type Address, createPublicClient, createWalletClient, http, type PublicClient } from 'viem';
 
@@ -38,6 +45,7 @@ function options(args: string[]) {
     throw new UsageError(`${(e as Error).message}\n${USAGE}`);
   }
   const { values, positionals } = parsed;
+  if (values.help) return null;
   const maxTokens = InferenceParamsSchema.shape.maxTokens;
   const models = values.models.split(',').map((m) => m.trim());
   if (models.some((m) => m === '') || models.length > LIMITS.maxAcceptedModels) {
@@ -62,6 +70,10 @@ async function main(): Promise<number> {
     if (!(e instanceof UsageError)) throw e;
     console.error(`chain:ask: ${e.message}`);
     return 2;
+  }
+  if (opts === null) {
+    console.log(USAGE);
+    return 0;
   }
   const { prompt, models, maxTokens, quorum, timeoutS } = opts;
   if (!prompt) {
@@ -94,7 +106,7 @@ async function main(): Promise<number> {
     abi: synodOracleAbi,
     functionName: 'minFee',
   });
-  const { request, result: requestNo } = await client.simulateContract({
+  const { request } = await client.simulateContract({
     address: info.oracle,
     abi: synodOracleAbi,
     functionName: 'callLLM',
@@ -104,6 +116,17 @@ async function main(): Promise<number> {
   });
   const tx = await wallet.writeContract(request);
   const receipt = await client.waitForTransactionReceipt({ hash: tx });
+  // The number the oracle gave this transaction, from its receipt: the simulation's is a guess, taken by
+  // whichever request is mined first.
+  let requestNo: bigint;
+  try {
+    // Never empty: it throws instead.
+    requestNo = requestedNumbers(receipt, info.oracle)[0] as bigint;
+  } catch (e) {
+    if (!(e instanceof NoOracleRequestError)) throw e;
+    console.error(`chain:ask: ${e.message} (status ${receipt.status})`);
+    return 1;
+  }
   const id = `${info.chainId}:${info.oracle.toLowerCase()}:${requestNo}`;
   console.log(`callLLM #${requestNo} in block ${receipt.blockNumber} (tx ${tx}); network request ${id}`);
   const deadline = Date.now() + timeoutS * 1000;
@@ -152,6 +175,7 @@ function parseOptions(args: string[]) {
       'max-tokens': { type: 'string', default: '48' },
       quorum: { type: 'string', default: '3' },
       'timeout-s': { type: 'string', default: '120' },
+      help: { type: 'boolean', default: false },
     },
   });
 }

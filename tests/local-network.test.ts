@@ -219,15 +219,30 @@ describe('npm start (the local network)', () => {
   }, 60_000);
 
   test('npm run chain:ask: callLLM on the local chain is answered on chain, and the answer re-verifies', async () => {
-    const {
-      code,
-      out: said,
-      err,
-    } = await runCommand(
-      [process.execPath, 'scripts/chain-ask.ts', 'Once upon a time', '--max-tokens', '16'],
-      { cwd: ROOT, env: { SYNOD_DATA_DIR: data } },
+    // Two at once, as two contract authors would: each is told its own request and answer (the number
+    // a simulation predicts is the same for both; each takes its own from its transaction's receipt).
+    const asks = ['Once upon a time', 'Lily found a ball'];
+    const runs = await Promise.all(
+      asks.map((prompt) =>
+        runCommand([process.execPath, 'scripts/chain-ask.ts', prompt, '--max-tokens', '16'], {
+          cwd: ROOT,
+          env: { SYNOD_DATA_DIR: data },
+        }),
+      ),
     );
+    const ids = runs.map((r) => /network request (\S+)/.exec(r.out)?.[1] ?? '');
+    expect(new Set(ids).size).toBe(2);
+    for (const [i, id] of ids.entries()) {
+      const view = (await (await fetch(`http://127.0.0.1:${ports.relay}/v1/inference/${id}`)).json()) as {
+        request?: { prompt?: string };
+      };
+      expect(view.request?.prompt).toBe(asks[i] as string);
+    }
+    const [first] = runs;
+    if (!first) throw new Error('no run');
+    const { code, out: said, err } = first;
     expect({ code, err: code === 0 ? '' : err }).toEqual({ code: 0, err: '' });
+    expect(runs[1]?.code).toBe(0);
     expect(said).toMatch(/answer \(block \d+, tx 0x[0-9a-f]{64}\):/);
     const digest = /verdict digest {3}(0x[0-9a-f]{64})/.exec(said)?.[1];
     const verify = /re-verify {8}(\S+)/.exec(said)?.[1] ?? '';

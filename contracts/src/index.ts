@@ -9,3 +9,4 @@ export {
 } from './compile.ts';
 export { deployOracle, type OracleSettings } from './deploy.ts';
 export { synodOracleAbi } from './oracle-abi.ts';
+export { NoOracleRequestError, requestedNumbers } from './requested.ts';
