@@ -192,6 +192,15 @@ describe('POST /v1/inference and the request lifecycle', () => {
     expect(h.items.find((i) => i.requestId === requestId)?.prompt).toBe('a\u0000b');
   });
 
+  test('history filtered by status=queued: 400 saying queued requests are not in the history, and where they are', async () => {
+    const r = await req('/v1/history?status=queued');
+    expect(r.status).toBe(400);
+    const j = (await r.json()) as { error: { code: string; message: string; hint?: string } };
+    expect(j.error.code).toBe('INVALID_INPUT');
+    expect(j.error.message).toEndWith('(queued requests are not in the history yet)');
+    expect(j.error.hint).toStartWith('GET /v1/inference/:id shows a queued request');
+  });
+
   test('history pages through every request once, newest first, by its cursor', async () => {
     const ids: string[] = [];
     for (const prompt of ['One day', 'A dog', 'The sun']) {
@@ -569,9 +578,24 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
     expect(listed).toMatchObject({ usedToday: 0, revokedAt: now });
   });
 
+  test('verify answers a body with no transcript at all 400 INVALID_INPUT naming what it takes', async () => {
+    for (const body of [{}, { expectedRoot: 'a'.repeat(64) }, [], 'transcript', null]) {
+      const r = await req('/v1/verify', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      expect(r.status).toBe(400);
+      const j = (await r.json()) as { error: { code: string; message: string; details: unknown } };
+      expect(j.error.code).toBe('INVALID_INPUT');
+      expect(j.error.message).toStartWith('no transcript: the body is {transcript,');
+      expect(j.error.details).toEqual({ issues: [{ path: 'transcript', message: 'required' }] });
+    }
+  });
+
   test('verify rejects malformed transcripts with TRANSCRIPT_INVALID or PACKET_MALFORMED reasons', async () => {
     for (const body of [
-      {},
+      { packets: 'none' },
       { v: 1, requestId: 'x', packets: [] },
       { transcript: { v: 1, packets: [{ nope: 1 }] } },
     ]) {

@@ -226,8 +226,10 @@ describe('a relay with a serving node: what it answers is what the document decl
     await post(200, { transcript, expectedVerdictDigest: verdictDigest, expectedRoot: transcriptRoot });
     await post(422, { transcript, expectedRoot: UNKNOWN_ID });
     await post(422, { ...transcript, packets: transcript.packets.slice(1) });
-    await post(422, {});
-    await post(422, [1]);
+    await post(422, { v: 1, packets: 'none' });
+    // No transcript at all: bad input, not a transcript that does not hold.
+    await post(400, {});
+    await post(400, [1]);
     await post(400, '{"v":');
     await post(400, { transcript, expectedRoot: 'NOT-HEX' });
     await post(413, { v: 1, requestId: UNKNOWN_ID, packets: [], pad: 'x'.repeat(5 * 1024 * 1024) });

@@ -121,6 +121,39 @@ describe('unknown API keys', () => {
   });
 });
 
+describe('an Authorization header that is not a bearer key', () => {
+  beforeEach(() => start());
+
+  test('Basic, a bare key, an empty Bearer: 401 naming the header, not a missing credential; nothing stored', async () => {
+    const live = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
+    for (const authorization of ['Basic YWJjOmRlZg==', live.key, 'Bearer', 'Token abc']) {
+      const r = await relay.app.request('http://127.0.0.1/v1/inference', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization },
+        body: BODY,
+      });
+      expect(r.status).toBe(401);
+      expect(await r.json()).toMatchObject({
+        error: {
+          code: 'UNAUTHENTICATED',
+          message: 'the Authorization header is not "Bearer <API key>"',
+          details: { reason: 'AUTHORIZATION_NOT_BEARER' },
+        },
+      });
+    }
+    // No header at all is the missing credential it always was.
+    const none = await relay.app.request('http://127.0.0.1/v1/inference', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: BODY,
+    });
+    expect(await none.json()).toMatchObject({ error: { details: { reason: 'MISSING' } } });
+    expect(
+      Number((await relay.client.execute('SELECT count(*) AS n FROM request_intake')).rows[0]?.['n']),
+    ).toBe(0);
+  });
+});
+
 describe('signed requests from fresh node keys', () => {
   beforeEach(() => start({ rateLimit: { ratePerSecond: 1, burst: 3 } }));
 

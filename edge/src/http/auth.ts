@@ -89,6 +89,17 @@ export async function authenticate(
       signature: headers.signature as string,
     };
   }
+  // An Authorization header that is not `Bearer <key>` (Basic, a bare key): said as such, not as a
+  // missing credential.
+  if (signed.reason === 'MISSING' && c.req.header('authorization') !== undefined) {
+    throw edgeError(
+      401,
+      'UNAUTHENTICATED',
+      'the Authorization header is not "Bearer <API key>"',
+      { reason: 'AUTHORIZATION_NOT_BEARER' },
+      'send Authorization: Bearer synod_sk_<64 hex>, or sign the request (x-synod-* headers)',
+    );
+  }
   const why = {
     MISSING: 'send an API key (Authorization: Bearer …) or a signed request',
     MALFORMED: 'the x-synod-* signature headers are malformed',

@@ -113,7 +113,18 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     const limit = pageLimit(q['limit'], 50, 200);
     const status = q['status'];
     if (status !== undefined && !(REQUEST_STATUSES as readonly string[]).includes(status)) {
-      throw edgeError(400, 'INVALID_INPUT', `status must be one of ${REQUEST_STATUSES.join(', ')}`);
+      // `queued` is a status of GET /v1/inference/:id: such a request waits in the admission log, and the
+      // history holds what reached the network.
+      const queued = status === 'queued';
+      throw edgeError(
+        400,
+        'INVALID_INPUT',
+        `status must be one of ${REQUEST_STATUSES.join(', ')}${queued ? ' (queued requests are not in the history yet)' : ''}`,
+        { issues: [{ path: 'status', message: 'not a history status' }] },
+        queued
+          ? 'GET /v1/inference/:id shows a queued request; /metrics counts them (synod_queued_requests)'
+          : undefined,
+      );
     }
     const origin = q['origin'];
     if (origin !== undefined && !(ORIGIN_KINDS as readonly string[]).includes(origin)) {

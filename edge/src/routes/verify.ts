@@ -57,6 +57,16 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
     charge(verifyCost(0, bytes.byteLength) - 1);
     const raw = parseJson(bytes) as Record<string, unknown> | null;
     const wrapped = raw !== null && typeof raw === 'object' && 'transcript' in raw;
+    // Neither shape: said as such, not as a transcript whose members are all wrong.
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || (!wrapped && !('packets' in raw))) {
+      throw edgeError(
+        400,
+        'INVALID_INPUT',
+        'no transcript: the body is {transcript, expectedVerdictDigest?, expectedRoot?} or a bare transcript {v, requestId, packets}',
+        { issues: [{ path: 'transcript', message: 'required' }] },
+        "GET /v1/verify/:id answers a stored request's transcript (its `transcript` member)",
+      );
+    }
     const transcript = wrapped ? raw['transcript'] : raw;
     const packets = (transcript as { packets?: unknown } | null)?.packets;
     charge(verifyCost(Array.isArray(packets) ? packets.length : 0, 0) - 1);
