@@ -178,6 +178,8 @@ const nodeIds = await Promise.all(
   }),
 );
 
+/** The relay's `relay started` line: its restore done and its development key written. */
+const relayStarted = Promise.withResolvers<void>();
 const relay = await waitForLine(
   'relay',
   [
@@ -208,7 +210,10 @@ const relay = await waitForLine(
   ],
   (line) => {
     const j = json(line);
-    return j['msg'] === 'relay started'
+    if (j['msg'] === 'relay started') relayStarted.resolve();
+    // Its port and addresses are there before it restores what an earlier run left open (which waits
+    // for its peers): the nodes are started at once, not after a restore that waited for them in vain.
+    return j['msg'] === 'relay listening'
       ? (j as { url: string; multiaddrs: string[]; coordinator: string; gun?: string })
       : undefined;
   },
@@ -282,6 +287,7 @@ for (;;) {
   await Bun.sleep(250);
 }
 
+await relayStarted.promise;
 const apiKey = readFileSync(join(data, 'dev-api-key'), 'utf8').trim();
 if (chain) {
   const { bridgeKey: _secret, ...info } = chain;

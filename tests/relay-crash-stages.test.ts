@@ -136,6 +136,18 @@ let seq = 0;
 /** Restart the relay; wait for every request to reach a final status; return them. */
 async function restartAndSettle(admitted: readonly string[]) {
   relay = await net.startRelay();
+  // Its port and addresses were out before its restore: `relay listening` first (what nodes need to
+  // join it), `relay started` once the requests it coordinated were restored.
+  const said = relay.lines.map((l) => (l.startsWith('{') ? (JSON.parse(l) as Record<string, unknown>) : {}));
+  const listening = said.findIndex((j) => j['msg'] === 'relay listening');
+  const started = said.findIndex((j) => j['msg'] === 'relay started');
+  const resumed = said.findIndex((j) => j['msg'] === 'resumed request');
+  expect(listening).toBeGreaterThanOrEqual(0);
+  expect(listening).toBeLessThan(resumed);
+  expect(resumed).toBeLessThan(started);
+  expect(said[listening]?.['restoring']).toBe(true);
+  expect(said[listening]?.['multiaddrs']).toEqual(said[started]?.['multiaddrs']);
+  expect(said[listening]?.['coordinator']).toEqual(said[started]?.['coordinator']);
   await peered().catch(() => undefined);
   const finals = new Map<string, { status: string; error: string | null }>();
   await waitUntil(

@@ -469,6 +469,13 @@ async function main(argv: string[]): Promise<number> {
       heartbeatIntervalMs: 10_000,
       ...(gatewaySecret ? { gatewaySecret } : {}),
       ...(chain ? { chain } : {}),
+      // Logged as the port opens, before the restore: what nodes need to join this relay.
+      listening: {
+        coordinator: key.nodeId,
+        multiaddrs: waku.addresses(),
+        wakuCluster: s.wakuCluster,
+        ...(gunRelay ? { gun: gunRelay.url } : {}),
+      },
     });
     let devKey: string | undefined;
     if (devKeyFile) {

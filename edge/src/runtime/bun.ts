@@ -81,6 +81,11 @@ export interface RelayOptions {
   trustedNodes?: readonly string[];
   /** What the relay waits for before it resumes its requests after a start (`InProcessRelayNetwork`). */
   resume?: ResumeOptions;
+  /**
+   * Fields added to the `relay listening` log line, logged as the HTTP port opens (before the restore):
+   * the CLI adds its node id and multiaddrs, so that nodes can be started against it at once.
+   */
+  listening?: Record<string, unknown>;
 }
 
 export interface RunningRelay {
@@ -309,7 +314,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   });
   const port = server.port ?? 0;
   const url = `http://${o.hostname ?? '127.0.0.1'}:${port}`;
-  log({ level: 'info', msg: 'http listening', url, restoring: true });
+  log({ level: 'info', msg: 'relay listening', url, ...o.listening, restoring: true });
   let chainWatcher: ChainWatcher | null = null;
   try {
     await proven.start();

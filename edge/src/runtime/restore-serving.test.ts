@@ -92,7 +92,7 @@ describe('a relay started again serves HTTP while it restores its machines', () 
       const second = await starting;
       expect(startedAt ?? 0).toBeGreaterThan(during);
       expect(logs.map((l) => l['msg'])).toContain('resumed request');
-      expect(logs.findIndex((l) => l['msg'] === 'http listening')).toBeLessThan(
+      expect(logs.findIndex((l) => l['msg'] === 'relay listening')).toBeLessThan(
         logs.findIndex((l) => l['msg'] === 'resumed request'),
       );
       const after = (await (await fetch(`${url}/healthz`)).json()) as {
