@@ -422,7 +422,7 @@ async function main(argv: string[]): Promise<number> {
       { GunTransport },
       { loadOrCreateIdentity, lockIdentity, lockNodeKey, writeOwnerOnlyFile },
       { createHeadlessWakuRelay, libp2pKeyFor, startGunRelay },
-      { startRelay },
+      { startRelay, RelayStartAborted },
     ] = await Promise.all([
       import('@synod/browser-node'),
       import('@synod/browser-node/cli'),
@@ -451,32 +451,59 @@ async function main(argv: string[]): Promise<number> {
     });
     const gunRelay = gunPort === undefined ? undefined : await startGunRelay({ host, port: gunPort });
     const gun = gunRelay ? new GunTransport({ peers: [gunRelay.url] }) : undefined;
-    const relay = await startRelay({
-      dbUrl,
-      ...(authToken ? { dbAuthToken: authToken } : {}),
-      ...(s.replica !== undefined ? { replicaPath: s.replica, replicaSyncMs: s.replicaSyncMs } : {}),
-      config: { corsOrigins: s.corsOrigins },
-      maxOpenRequests: maxOpen,
-      maxQueuedRequests: maxQueued,
-      key,
-      transports: gun ? [waku, gun] : [waku],
-      embedders: [USE_LITE],
-      configuredModels: s.models,
-      trustedNodes: s.trustedNodes,
-      hostname: host,
-      port,
-      log,
-      heartbeatIntervalMs: 10_000,
-      ...(gatewaySecret ? { gatewaySecret } : {}),
-      ...(chain ? { chain } : {}),
-      // Logged as the port opens, before the restore: what nodes need to join this relay.
-      listening: {
-        coordinator: key.nodeId,
-        multiaddrs: waku.addresses(),
-        wakuCluster: s.wakuCluster,
-        ...(gunRelay ? { gun: gunRelay.url } : {}),
-      },
-    });
+    // Signals are taken from here on: the port opens before the restore (which waits for peers), so one
+    // may come while it runs, and it stops the start as cleanly as it stops the running relay (exit 0).
+    // After the first, the handlers are gone: a second Ctrl-C ends the process at once if stopping hangs.
+    const stopping = new AbortController();
+    let signalName = '';
+    const onSignal = (name: string) => () => {
+      for (const [sig, handler] of handlers) process.off(sig, handler);
+      signalName = name;
+      stopping.abort();
+    };
+    const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => [sig, onSignal(sig)] as const);
+    for (const [sig, handler] of handlers) process.on(sig, handler);
+    const closeNetwork = async () => {
+      await waku.close();
+      await gun?.close();
+      await gunRelay?.close();
+      releaseKey();
+    };
+    let relay: Awaited<ReturnType<typeof startRelay>>;
+    try {
+      relay = await startRelay({
+        dbUrl,
+        ...(authToken ? { dbAuthToken: authToken } : {}),
+        ...(s.replica !== undefined ? { replicaPath: s.replica, replicaSyncMs: s.replicaSyncMs } : {}),
+        config: { corsOrigins: s.corsOrigins },
+        maxOpenRequests: maxOpen,
+        maxQueuedRequests: maxQueued,
+        key,
+        transports: gun ? [waku, gun] : [waku],
+        embedders: [USE_LITE],
+        configuredModels: s.models,
+        trustedNodes: s.trustedNodes,
+        hostname: host,
+        port,
+        log,
+        heartbeatIntervalMs: 10_000,
+        ...(gatewaySecret ? { gatewaySecret } : {}),
+        ...(chain ? { chain } : {}),
+        // Logged as the port opens, before the restore: what nodes need to join this relay.
+        listening: {
+          coordinator: key.nodeId,
+          multiaddrs: waku.addresses(),
+          wakuCluster: s.wakuCluster,
+          ...(gunRelay ? { gun: gunRelay.url } : {}),
+        },
+        signal: stopping.signal,
+      });
+    } catch (e) {
+      if (!(e instanceof RelayStartAborted)) throw e;
+      log({ level: 'info', msg: 'stopped during the start', code: e.code, signal: signalName });
+      await closeNetwork();
+      return 0;
+    }
     let devKey: string | undefined;
     if (devKeyFile) {
       if (existsSync(devKeyFile)) devKey = readFileSync(devKeyFile, 'utf8').trim();
@@ -505,15 +532,12 @@ async function main(argv: string[]): Promise<number> {
         ? { chain: { chainId: chain.chainId, oracle: chain.oracle, rpc: redactRpcUrl(chain.rpcUrl) } }
         : {}),
     });
-    const signal = await new Promise<string>((r) => {
-      for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(s, () => r(s));
-    });
-    log({ level: 'info', msg: 'stopping', signal });
+    if (!stopping.signal.aborted) {
+      await new Promise<void>((resolve) => stopping.signal.addEventListener('abort', () => resolve()));
+    }
+    log({ level: 'info', msg: 'stopping', signal: signalName });
     await relay.stop();
-    await waku.close();
-    await gun?.close();
-    await gunRelay?.close();
-    releaseKey();
+    await closeNetwork();
     // The last line of a clean stop, as the node's: a supervisor reading the log knows it ended well.
     log({ level: 'info', msg: 'stopped' });
     return 0;

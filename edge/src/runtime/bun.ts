@@ -82,6 +82,12 @@ export interface RelayOptions {
   /** What the relay waits for before it resumes its requests after a start (`InProcessRelayNetwork`). */
   resume?: ResumeOptions;
   /**
+   * Aborting it during the start (the restore waits for peers) stops the start: the port closes at once,
+   * and `startRelay` rejects with `RelayStartAborted` (what was opened is closed as the restore's step in
+   * progress ends). After the start it does nothing: `stop()` stops the relay.
+   */
+  signal?: AbortSignal;
+  /**
    * Fields added to the `relay listening` log line, logged as the HTTP port opens (before the restore):
    * the CLI adds its node id and multiaddrs, so that nodes can be started against it at once.
    */
@@ -106,6 +112,15 @@ export interface RunningRelay {
   seats: ProvenNodes;
   client: Client;
   stop(): Promise<void>;
+}
+
+/** A start stopped by `RelayOptions.signal` (a SIGINT or SIGTERM during the restore): exit 0, as a stop. */
+export class RelayStartAborted extends Error {
+  readonly code = 'START_ABORTED';
+  constructor() {
+    super('the start was interrupted: the port is closed, and what it had opened is closed');
+    this.name = 'RelayStartAborted';
+  }
 }
 
 /** Admissions handed to the writer thread at once (more wait for the end of the event-loop turn). */
@@ -316,12 +331,31 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   const url = `http://${o.hostname ?? '127.0.0.1'}:${port}`;
   log({ level: 'info', msg: 'relay listening', url, ...o.listening, restoring: true });
   let chainWatcher: ChainWatcher | null = null;
-  try {
-    await proven.start();
-    await node.start();
-    const recovered = await network.recover();
+  /** Everything the start opened, closed (the HTTP server and the admission writer first). */
+  const closeAll = async () => {
+    clearInterval(pruneTimer);
+    server.stop(true);
+    await chainWatcher?.stop();
+    await pruning;
+    await admissionWriter?.close();
+    await dispatcher?.stop();
+    await node.close();
+    await proven.stop();
+    client.close();
+  };
+  const signal = o.signal;
+  /** Each step of the restore runs unless the start was aborted meanwhile. */
+  const step = async <T>(f: () => Promise<T>): Promise<T> => {
+    if (signal?.aborted) throw new RelayStartAborted();
+    return f();
+  };
+  const restore = (async () => {
+    await step(() => proven.start());
+    await step(() => node.start());
+    const recovered = await step(() => network.recover());
     if (recovered.resumed.length + recovered.expired.length > 0)
       log({ level: 'info', msg: 'recovered', ...recovered });
+    if (signal?.aborted) throw new RelayStartAborted();
     network.restored();
     dispatcher.start();
     pruneTimer = setInterval(prune, IDEMPOTENCY_PRUNE_EVERY_MS);
@@ -339,18 +373,32 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
         log,
         metrics,
       });
-      await chainWatcher.start();
+      await step(async () => chainWatcher?.start());
     }
+  })();
+  // A stop asked for during the restore (which waits for peers, up to 16 s) is not held until it ends:
+  // the port closes and the admission writer finishes its commit at once (what was acknowledged is
+  // stored), and the rest is closed once the step in progress is over. The restore itself is safe to
+  // cut anywhere, as a crash is.
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new RelayStartAborted());
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([restore, aborted]);
   } catch (e) {
-    clearInterval(pruneTimer);
-    server.stop(true);
-    await pruning;
-    await admissionWriter?.close();
-    await dispatcher.stop();
-    await node.close();
-    await proven.stop();
-    client.close();
+    if (e instanceof RelayStartAborted) {
+      server.stop(true);
+      await admissionWriter?.close();
+      void restore.catch(() => undefined).then(closeAll);
+    } else {
+      await restore.catch(() => undefined);
+      await closeAll();
+    }
     throw e;
+  } finally {
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
   return {
     url,
@@ -367,15 +415,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     seats: proven,
     client,
     async stop() {
-      clearInterval(pruneTimer);
-      await chainWatcher?.stop();
-      server.stop(true);
-      await pruning;
-      await admissionWriter?.close();
-      await dispatcher?.stop();
-      await node.close();
-      await proven.stop();
-      client.close();
+      await closeAll();
     },
   };
 }
