@@ -35,7 +35,7 @@ const DB_OPTIONS = {
   'db-auth-token-env': { type: 'string', default: 'SYNOD_DB_AUTH_TOKEN' },
 } as const;
 
-export const KEYS_USAGE = `usage: synod-relay keys create --label NAME [--quota N] [DB]
+export const KEYS_USAGE = `usage: synod-relay keys create --label NAME [--quota N (a UTC day, default 1000)] [DB]
        synod-relay keys list [--json] [DB]
        synod-relay keys revoke KEY_ID [DB]
        synod-relay keys set-quota KEY_ID --quota N [DB]

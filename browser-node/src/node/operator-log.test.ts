@@ -100,6 +100,53 @@ describe('SynodNode: what its operator reads', () => {
     }
   });
 
+  test('a spell of failing writes is one retry line and one failed-step line, then one line when writes work again', async () => {
+    const net = new MemoryNetwork();
+    const { relayKey, nodeKey } = await keys();
+    const store = new FailingMachineStoreDouble();
+    const logs: Record<string, unknown>[] = [];
+    const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
+    const node = new SynodNode({
+      key: nodeKey,
+      role: 'node',
+      transports: [net.join(nodeKey.nodeId)],
+      serving: serving(),
+      store,
+      writeRetriesMs: [5, 5],
+      resumeAfterMs: 20,
+      log: (e) => logs.push(e),
+    } satisfies SynodNodeOptions);
+    await relay.start();
+    await node.start();
+    const count = (msg: string) => logs.filter((l) => l.msg === msg).length;
+    try {
+      store.failSaves(Number.POSITIVE_INFINITY);
+      // Two requests, each step retried twice and resumed on a backoff: many failures, two lines.
+      for (const nonce of [seed + 1, seed + 2]) {
+        await relay.submit(testRequest({ embedder, nonce, frame: { quorum: 1, maxCommits: 1 } }));
+      }
+      await until(() => node.metrics().store.errors >= 6);
+      expect(count('machine step failed')).toBe(1);
+      expect(count('machine state write failed, trying again')).toBe(1);
+      store.heal();
+      await until(() => count('state writes work again') === 1);
+      const again = logs.find((l) => l.msg === 'state writes work again');
+      expect(again).toMatchObject({ level: 'info' });
+      expect(Number(again?.['failedSteps'])).toBeGreaterThanOrEqual(6);
+      expect(Number(again?.['retries'])).toBeGreaterThanOrEqual(12);
+      expect(Number(again?.['failedForMs'])).toBeGreaterThan(0);
+      // A later spell is logged again, once.
+      store.failSaves(Number.POSITIVE_INFINITY);
+      await relay.submit(testRequest({ embedder, nonce: seed + 3, frame: { quorum: 1, maxCommits: 1 } }));
+      await until(() => count('machine step failed') === 2);
+      expect(count('machine state write failed, trying again')).toBe(2);
+    } finally {
+      store.heal();
+      await node.close();
+      await relay.close();
+    }
+  });
+
   test('a restart logs each request it resumes from its state file', async () => {
     const net = new MemoryNetwork();
     const { relayKey, nodeKey } = await keys();

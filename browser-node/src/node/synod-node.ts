@@ -318,6 +318,13 @@ export class SynodNode {
   #storeFailedAt: number | null = null;
   #storeErrors = 0;
   #storeLastError: string | null = null;
+  /**
+   * A spell of failing state writes (a full disk): its first retry and its first failed step are logged,
+   * the rest only counted, and one line says when writes work again. Every machine retries its writes
+   * and resumes on a backoff, so one line each made a flood (about a hundred lines in 17 s for two
+   * requests on a full disk).
+   */
+  #storeSpell: { since: number; retries: number; failedSteps: number } | null = null;
   #storeRefused = 0;
   #started = false;
   readonly #m = {
@@ -806,24 +813,24 @@ export class SynodNode {
       // A write of the state file that failed past its retries (a full disk, say) is the operator's to
       // fix, and the same for every step: one line with a code and what to do, no stack trace. Anything
       // else is a bug, logged with its stack.
-      this.#log(
-        this.#storeFailures.has(e)
-          ? {
-              level: 'error',
-              msg: 'machine step failed',
-              code: 'STORE_WRITE_FAILED',
-              requestId,
-              err: String(e),
-              hint: 'the node state file could not be written (a full disk?); the request is resumed once it can be',
-            }
-          : {
-              level: 'error',
-              msg: 'machine step failed',
-              requestId,
-              err: String(e),
-              stack: (e as Error)?.stack,
-            },
-      );
+      if (!this.#storeFailures.has(e)) {
+        this.#log({
+          level: 'error',
+          msg: 'machine step failed',
+          requestId,
+          err: String(e),
+          stack: (e as Error)?.stack,
+        });
+      } else if (this.#storeSpellOf().failedSteps++ === 0) {
+        this.#log({
+          level: 'error',
+          msg: 'machine step failed',
+          code: 'STORE_WRITE_FAILED',
+          requestId,
+          err: String(e),
+          hint: 'the node state file could not be written (a full disk?); its requests are resumed once it can be (further failures are counted, and logged when writes work again)',
+        });
+      }
       this.#resumeLater(requestId, hosted);
     });
     hosted.tail = run;
@@ -1069,7 +1076,20 @@ export class SynodNode {
    */
   async #save(hosted: Hosted): Promise<void> {
     try {
-      if (await this.#writeRetrying(hosted)) this.#storeFailedAt = null;
+      if (await this.#writeRetrying(hosted)) {
+        this.#storeFailedAt = null;
+        const spell = this.#storeSpell;
+        if (spell !== null) {
+          this.#storeSpell = null;
+          this.#log({
+            level: 'info',
+            msg: 'state writes work again',
+            failedForMs: this.#now() - spell.since,
+            retries: spell.retries,
+            failedSteps: spell.failedSteps,
+          });
+        }
+      }
     } catch (e) {
       // Rethrown: the effects after a `persist` barrier must not run when the state is not stored.
       if (typeof e === 'object' && e !== null) this.#storeFailures.add(e);
@@ -1078,6 +1098,12 @@ export class SynodNode {
       this.#storeLastError = String(e);
       throw e;
     }
+  }
+
+  /** The spell of failing writes under way, begun now if there is none. */
+  #storeSpellOf(): { since: number; retries: number; failedSteps: number } {
+    this.#storeSpell ??= { since: this.#now(), retries: 0, failedSteps: 0 };
+    return this.#storeSpell;
   }
 
   /** `#write`, tried again after each pause of `writeRetriesMs` while it fails (and the node is open). */
@@ -1089,13 +1115,15 @@ export class SynodNode {
       } catch (e) {
         const pause = pauses[attempt];
         if (pause === undefined || this.#closed) throw e;
-        this.#log({
-          level: 'warn',
-          msg: 'machine state write failed, trying again',
-          requestId: hosted.state.requestId,
-          attempt: attempt + 1,
-          err: String(e),
-        });
+        if (this.#storeSpellOf().retries++ === 0) {
+          this.#log({
+            level: 'warn',
+            msg: 'machine state write failed, trying again',
+            requestId: hosted.state.requestId,
+            attempt: attempt + 1,
+            err: String(e),
+          });
+        }
         await this.#pause(pause);
         if (this.#closed) throw e;
       }
