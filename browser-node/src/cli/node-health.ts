@@ -6,10 +6,11 @@ import type { NodeMetrics } from '../node/synod-node.ts';
  * disk), and it picks up no request until a write succeeds. `CLOCK_SKEW`: its clock is more than 5 s
  * off its peers' (see `clockSkew`). `NO_PEERS`: it was told where the network is
  * (`--bootstrap`) but is connected to no one, so it does nothing for it (as the relay's /healthz).
+ * `NO_TOPIC_PEERS`: it is connected, but none of its peers is on its topics (another `--waku-cluster`).
  */
 export function nodeHealth(
   m: NodeMetrics,
-  o: { bootstrap: readonly string[]; db: string },
+  o: { bootstrap: readonly string[]; db: string; wakuCluster?: number },
 ): { status: 200 | 503; body: Record<string, unknown> } {
   const skew = clockSkew(m);
   const problem = m.store.failing
@@ -21,7 +22,9 @@ export function nodeHealth(
       ? { reason: 'CLOCK_SKEW', hint: skew }
       : o.bootstrap.length > 0 && m.peers === 0
         ? { reason: 'NO_PEERS', hint: 'none of the --bootstrap peers could be reached' }
-        : null;
+        : m.peers > 0 && m.topicPeers === 0
+          ? { reason: 'NO_TOPIC_PEERS', hint: noTopicPeersHint(o.wakuCluster) }
+          : null;
   return {
     status: problem === null ? 200 : 503,
     body: {
@@ -30,11 +33,21 @@ export function nodeHealth(
       nodeId: m.nodeId,
       role: m.role,
       peers: m.peers,
+      topicPeers: m.topicPeers,
       queue: m.queue,
       store: { errors: m.store.errors, failing: m.store.failing },
       clockOffsetMs: m.clock.offsetMs,
     },
   };
+}
+
+/**
+ * What to check when the node is connected but none of its peers is on its topics: they are on another
+ * Waku cluster (or another network altogether), so it hears no request.
+ */
+export function noTopicPeersHint(wakuCluster: number | undefined): string {
+  const ours = wakuCluster === undefined ? '' : ` (this node's is ${wakuCluster})`;
+  return `connected peers, none on this node's topics: is --waku-cluster the network's${ours}? A relay logs its own as wakuCluster`;
 }
 
 /** Past it, a clock's offset to its peers' eats visibly into every request's deadline. */

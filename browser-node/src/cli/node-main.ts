@@ -544,7 +544,14 @@ async function startNode(
   });
   startup.opened(() => http.stop(true));
   startup.opened(
-    watchPeers({ peers: () => node.peers(), bootstrap: o.bootstrap, log, intervalMs: PEER_WATCH_MS }),
+    watchPeers({
+      peers: () => node.peers(),
+      topicPeers: () => node.topicPeers(),
+      wakuCluster: o.wakuCluster,
+      bootstrap: o.bootstrap,
+      log,
+      intervalMs: PEER_WATCH_MS,
+    }),
   );
   const httpUrl = httpUrlOf(o.healthHost, http.port ?? o.httpPort);
   const multiaddrs = waku.addresses();

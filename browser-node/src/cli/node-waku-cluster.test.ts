@@ -113,6 +113,59 @@ describe('synod node --waku-cluster', () => {
       await waitFor(() => same.meshPeers(heartbeats).includes(nodePeer), 60_000, 'the cluster-7 mesh');
       expect(other.peers()).toContain(nodePeer);
       expect(other.meshPeers(heartbeats)).toEqual([]);
+      // The node counts the cluster-42 peer as a peer, but not as one on its topics.
+      expect(running.node.peers()).toBe(2);
+      expect(running.node.topicPeers()).toBe(1);
+      expect(other.topicPeers()).toEqual([]);
+      expect(same.topicPeers()).toContain(nodePeer);
+    } finally {
+      await Promise.all(peers.map((p) => p.close()));
+      await running.stop();
+    }
+  }, 90_000);
+
+  test('a node whose only peer is on another cluster: /healthz 503 NO_TOPIC_PEERS naming its cluster, 200 once one of its own comes', async () => {
+    const o = parseNodeArgs(
+      [
+        '--role',
+        'follower',
+        '--identity',
+        join(dir, 'lonely-identity.json'),
+        '--db',
+        join(dir, 'lonely-state.db'),
+        '--waku-cluster',
+        '7',
+      ],
+      PW,
+    );
+    if (o === 'help') throw new Error('help');
+    const running = await runNode(o, () => undefined);
+    const peers: WakuRelayTransport[] = [];
+    const health = async () => {
+      const r = await fetch(`${running.httpUrl}/healthz`);
+      return { status: r.status, body: (await r.json()) as { reason?: string; hint?: string } };
+    };
+    const healthBecomes = async (status: number, timeoutMs: number) => {
+      const deadline = Date.now() + timeoutMs;
+      while ((await health()).status !== status) {
+        if (Date.now() > deadline) throw new Error(`/healthz did not become ${status} in ${timeoutMs} ms`);
+        await Bun.sleep(50);
+      }
+    };
+    try {
+      const tcp = String(running.multiaddrs.find((a) => !a.includes('/ws/')));
+      const nodePeer = String(tcp.split('/p2p/')[1]);
+      const other = await createHeadlessWakuRelay({ clusterId: DEFAULT_CLUSTER_ID, bootstrap: [tcp] });
+      peers.push(other);
+      await waitFor(() => other.peers().includes(nodePeer), 60_000, 'the connection');
+      await healthBecomes(503, 10_000);
+      const off = await health();
+      expect(off.body.reason).toBe('NO_TOPIC_PEERS');
+      expect(off.body.hint).toContain("(this node's is 7)");
+      const same = await createHeadlessWakuRelay({ clusterId: 7, bootstrap: [tcp] });
+      peers.push(same);
+      same.subscribe(contentTopic('heartbeats'), () => undefined);
+      await healthBecomes(200, 60_000);
     } finally {
       await Promise.all(peers.map((p) => p.close()));
       await running.stop();

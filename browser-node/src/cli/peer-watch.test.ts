@@ -35,3 +35,38 @@ test('bootstrap peers never reached are warned about at the first look; a node w
   // Dialled by someone, then left: that is an outage too.
   expect((await logged([0, 1, 0], [])).map(([msg]) => msg)).toEqual(['no peers: this node hears no request']);
 });
+
+test('peers none of which is on our topics (another --waku-cluster) are warned about at the second look, once, and the end said', async () => {
+  const lines: Array<Record<string, unknown>> = [];
+  // Looks: [peers, topic peers].
+  const looks: Array<[number, number]> = [
+    [1, 0], // a peer just connected: its subscriptions come a moment later
+    [1, 1],
+    [1, 0],
+    [1, 0], // two in a row: warned
+    [2, 0],
+    [2, 1], // one on our topics again
+    [0, 0], // an outage is NO_PEERS, not this
+  ];
+  let i = 0;
+  let current: [number, number] = [0, 0];
+  const stop = watchPeers({
+    peers: () => {
+      current = looks[Math.min(i++, looks.length - 1)] ?? [0, 0];
+      return current[0];
+    },
+    topicPeers: () => current[1],
+    wakuCluster: 7,
+    bootstrap: ['/ip4/127.0.0.1/tcp/1/p2p/x'],
+    log: (e) => lines.push(e),
+    intervalMs: 5,
+  });
+  while (i < looks.length) await Bun.sleep(5);
+  stop();
+  expect(lines.map((l) => [l['msg'], l['code']])).toEqual([
+    ['peers, none on our topics: this node hears no request', 'NO_TOPIC_PEERS'],
+    ['peers on our topics again', undefined],
+    ['no peers: this node hears no request', 'NO_PEERS'],
+  ]);
+  expect(String(lines[0]?.['hint'])).toContain("--waku-cluster the network's (this node's is 7)");
+});

@@ -1,3 +1,5 @@
+import { noTopicPeersHint } from './node-health.ts';
+
 /**
  * Log when a running node loses its last peer or reaches peers again, so an operator reading the log
  * sees an outage (a relay restarted, the network gone) and its end, as /healthz does (503 NO_PEERS).
@@ -7,6 +9,9 @@
  */
 export function watchPeers(o: {
   peers: () => number;
+  /** Of `peers`, those on the node's topics: none at two looks in a row is warned about (NO_TOPIC_PEERS). */
+  topicPeers?: () => number;
+  wakuCluster?: number;
   bootstrap: readonly string[];
   log: (e: Record<string, unknown>) => void;
   intervalMs: number;
@@ -14,8 +19,34 @@ export function watchPeers(o: {
   // Without --bootstrap, a node alone at the start waits to be dialled: nothing to warn about yet.
   let connected = o.bootstrap.length === 0 ? null : false;
   let warned = false;
+  // Connected to peers none of which is on our topics (another --waku-cluster): looks in a row, warned.
+  let offTopic = 0;
+  let offTopicWarned = false;
+  const lookTopics = (peers: number) => {
+    if (o.topicPeers === undefined) return;
+    const on = peers > 0 ? o.topicPeers() : 0;
+    if (peers > 0 && on === 0) {
+      offTopic++;
+      // Two looks: a peer just connected tells its subscriptions a moment later.
+      if (offTopic >= 2 && !offTopicWarned) {
+        o.log({
+          level: 'warn',
+          msg: 'peers, none on our topics: this node hears no request',
+          code: 'NO_TOPIC_PEERS',
+          peers,
+          hint: noTopicPeersHint(o.wakuCluster),
+        });
+        offTopicWarned = true;
+      }
+    } else {
+      if (offTopicWarned && on > 0) o.log({ level: 'info', msg: 'peers on our topics again', peers: on });
+      offTopic = 0;
+      offTopicWarned = false;
+    }
+  };
   const look = () => {
     const peers = o.peers();
+    lookTopics(peers);
     if (peers > 0 && connected !== true) {
       if (warned) o.log({ level: 'info', msg: 'peers reached again', peers });
       connected = true;

@@ -214,6 +214,8 @@ export interface NodeMetrics {
   role: NodeRole;
   nodeId: string;
   peers: number;
+  /** Of `peers`, those on our topics (`SynodNode.topicPeers`). */
+  topicPeers: number;
   machines: Record<'coordinator' | 'node' | 'follower', number>;
   published: Partial<Record<PacketType, number>>;
   publishErrors: number;
@@ -591,6 +593,19 @@ export class SynodNode {
     return all.size;
   }
 
+  /**
+   * Of `peers`, those known to listen on one of our topics (a transport that cannot tell counts all its
+   * peers): connected peers none of which is on our topics are on another network (another
+   * `--waku-cluster`), and this node hears none of their requests.
+   */
+  topicPeers(): number {
+    const all = new Set<string>();
+    for (const t of this.#o.transports) {
+      for (const p of t.topicPeers ? t.topicPeers() : t.peers()) all.add(`${t.name}:${p}`);
+    }
+    return all.size;
+  }
+
   metrics(): NodeMetrics {
     const machines = { coordinator: 0, node: 0, follower: 0 };
     for (const h of this.#machines.values()) machines[h.state.role]++;
@@ -599,6 +614,7 @@ export class SynodNode {
       role: this.role,
       nodeId: this.nodeId,
       peers: this.peers(),
+      topicPeers: this.topicPeers(),
       machines,
       published: { ...this.#m.published },
       publishErrors: this.#m.publishErrors,

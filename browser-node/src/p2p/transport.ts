@@ -38,6 +38,12 @@ export interface Transport {
    * published while it could not hear never reaches it otherwise: gossip sends a message once.
    */
   onPeerJoined?(listener: (peer: string) => void): Unsubscribe;
+  /**
+   * The connected peers listening on at least one of this transport's topics, where the transport can
+   * tell (Waku relay: subscribed to one of our shards). A peer connected but on none (another
+   * `--waku-cluster`) hears nothing we publish, and we nothing of it.
+   */
+  topicPeers?(): string[];
 }
 
 export interface PublishOptions {

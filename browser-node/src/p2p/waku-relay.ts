@@ -697,6 +697,10 @@ export class WakuRelayTransport implements Transport {
     return this.node.getPeers().map(String);
   }
 
+  topicPeers(): string[] {
+    return [...this.#peerShards.keys()];
+  }
+
   setForwardValidator(validator: ForwardValidator | null): void {
     this.#forwardValidator = validator;
   }
