@@ -224,6 +224,15 @@ describe('synod-relay refuses every bad flag before it opens, writes or starts a
     ],
     // a flag given twice
     ['twice', ['--models', 'a', '--models', 'b'], '--models is given twice'],
+    // a negative number: the flag's own check, not parseArgs' three lines ("argument is ambiguous…")
+    ['negative', ['--tcp-port', '-1'], '--tcp-port must be a port number (0-65535, digits only), got "-1"'],
+    ['negative', ['--max-open', '-5'], '--max-open must be a whole number from 1 to 999999, got "-5"'],
+    // a flag followed by another (its value forgotten)
+    [
+      'dash',
+      ['--identity', '--models', 'a'],
+      '--identity needs a value, got "--models" (a value starting with a dash is written --identity=-…)',
+    ],
   ];
   test.each(cases)(
     '%s: %p is refused',
@@ -295,6 +304,7 @@ describe('synod-relay keys create', () => {
   test.each([
     [['keys', 'create'], 'keys create needs --label'],
     [['keys', 'create', '--label', 'a', '--quota=-1'], '--quota must be a whole number >= 0'],
+    [['keys', 'create', '--label', 'a', '--quota', '-5'], '--quota must be a whole number >= 0'],
     [['keys', 'create', '--label', 'a', '--quota', '2.5'], '--quota must be a whole number >= 0'],
     [['keys', 'create', '--label', 'a', '--quota='], '--quota must be a whole number >= 0'],
     [['keys', 'create', '--label', 'a', '--quota', '0x10'], '--quota must be a whole number >= 0'],

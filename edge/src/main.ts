@@ -340,14 +340,50 @@ function log(e: Record<string, unknown>): void {
   console.log(JSON.stringify({ t: new Date().toISOString(), ...e }));
 }
 
+/**
+ * The arguments with a negative number joined to the flag before it (`--tcp-port -1` as `--tcp-port=-1`):
+ * parseArgs would refuse it in three lines ("argument is ambiguous…"), yet no flag starts with a digit,
+ * so it is that flag's value, refused by the flag's own check in one line.
+ */
+function joinNegativeNumbers(argv: readonly string[]): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    const next = argv[i + 1];
+    if (/^--[^=]+$/.test(arg) && next !== undefined && /^-\d/.test(next)) {
+      joined.push(`${arg}=${next}`);
+      i++;
+    } else {
+      joined.push(arg);
+    }
+  }
+  return joined;
+}
+
+/**
+ * parseArgs' error for a flag followed by a dash (`--identity --models`: its value forgotten), three
+ * lines, as one line naming the flag; any other error as it is.
+ */
+function oneLineParseError(e: unknown, argv: readonly string[]): unknown {
+  if ((e as { code?: unknown }).code !== 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return e;
+  const flag = /^Option '(--[^']+)' argument is ambiguous/.exec((e as Error).message)?.[1];
+  const at =
+    flag === undefined ? -1 : argv.findIndex((arg, i) => arg === flag && argv[i + 1]?.startsWith('-'));
+  if (at < 0) return e;
+  return new FlagError(
+    `${flag} needs a value, ${got(argv[at + 1] ?? '')} (a value starting with a dash is written ${flag}=-…)`,
+  );
+}
+
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'keys') return keysCommand(argv.slice(1));
+  const args = joinNegativeNumbers(argv);
+  if (args[0] === 'keys') return keysCommand(args.slice(1));
   let values: Record<string, string | boolean | undefined>;
   /** The flags given on the command line (not filled in by a default). */
   const given = new Set<string>();
   try {
     const parsed = parseArgs({
-      args: argv,
+      args,
       strict: true,
       tokens: true,
       options: {
@@ -392,7 +428,7 @@ async function main(argv: string[]): Promise<number> {
       given.add(t.name);
     }
   } catch (e) {
-    console.error(`synod-relay: ${(e as Error).message} (--help lists the flags)`);
+    console.error(`synod-relay: ${(oneLineParseError(e, args) as Error).message} (--help lists the flags)`);
     return 2;
   }
   if (values['help']) {
@@ -420,7 +456,7 @@ async function main(argv: string[]): Promise<number> {
     console.log = console.error;
     const [
       { GunTransport },
-      { loadOrCreateIdentity, lockIdentity, lockNodeKey, writeOwnerOnlyFile },
+      { checkPortsFree, loadOrCreateIdentity, lockIdentity, lockNodeKey, writeOwnerOnlyFile },
       { createHeadlessWakuRelay, libp2pKeyFor, startGunRelay },
       { startRelay, RelayStartAborted },
     ] = await Promise.all([
@@ -431,6 +467,14 @@ async function main(argv: string[]): Promise<number> {
     ]).finally(() => {
       console.log = consoleLog;
     });
+    // Fixed ports in use end the start here, naming their flag (EADDRINUSE), before an identity file is
+    // written or a database made.
+    await checkPortsFree([
+      { flag: '--port', host, port },
+      { flag: '--tcp-port', host, port: tcpPort },
+      { flag: '--ws-port', host, port: wsPort },
+      ...(gunPort === undefined ? [] : [{ flag: '--gun-port', host, port: gunPort }]),
+    ]);
     // One process per identity: two relays on one key would each coordinate its requests (two seals
     // for one request). Held until the process ends; IDENTITY_IN_USE (or a lock file it cannot make) is
     // a start failure like any other, logged with its code and hint.
@@ -552,10 +596,19 @@ async function main(argv: string[]): Promise<number> {
  * error, the chain bridge's, or a local file the relay could not read or write: its identity, its lock,
  * named with what to do), else INTERNAL.
  */
+const STARTUP_ERRORS: ReadonlySet<string> = new Set([
+  'LocalFileError',
+  'IdentityInUseError',
+  'PortInUseError',
+  'DatabaseFileError',
+]);
+
 function startFailure(e: unknown): { code: string; hint?: string } {
-  if (isSynodError(e) || e instanceof ChainBridgeError) return { code: e.code };
-  // IdentityInUseError and LocalFileError of @synod/browser-node/cli, loaded lazily above: known by name.
-  if (e instanceof Error && (e.name === 'LocalFileError' || e.name === 'IdentityInUseError')) {
+  if (isSynodError(e)) return { code: e.code, ...(e.hint === undefined ? {} : { hint: e.hint }) };
+  if (e instanceof ChainBridgeError) return { code: e.code };
+  // Errors of @synod/browser-node/cli (loaded lazily above) and of the store, with a code and a hint:
+  // known by name.
+  if (e instanceof Error && STARTUP_ERRORS.has(e.name)) {
     const { code, hint } = e as Error & { code: string; hint: string };
     return { code, hint };
   }

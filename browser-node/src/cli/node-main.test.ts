@@ -115,6 +115,56 @@ describe('synod node flags', () => {
   });
 });
 
+describe("synod node flag values, as strict as the relay's", () => {
+  /** The message of the error `argv` is refused with (a usage error: one line, exit 2). */
+  const refusal = (argv: string[]): string => {
+    try {
+      parseNodeArgs(argv, { SYNOD_PASSPHRASE: 'pw' });
+    } catch (e) {
+      return (e as Error).message;
+    }
+    throw new Error(`${argv.join(' ')} was taken`);
+  };
+
+  test.each([
+    // numbers: decimal digits only (Number() read 0x7149 as 29001, 1e2 as 100, " 2" as 2)
+    [['--http-port', '0x7149'], '--http-port must be a port number (0-65535, digits only), got "0x7149"'],
+    [['--tcp-port', '1e3'], '--tcp-port must be a port number (0-65535, digits only), got "1e3"'],
+    [['--ws-port', ''], '--ws-port must be a port number (0-65535, digits only), got ""'],
+    [['--tcp-port', '70000'], '--tcp-port must be a port number (0-65535, digits only), got "70000"'],
+    [['--max-queue', '1e2'], '--max-queue must be a whole number from 1 to 10000, got "1e2"'],
+    [['--max-queue', '0'], '--max-queue must be a whole number from 1 to 10000, got "0"'],
+    [['--threads', ' 2'], '--threads must be a whole number from 1 to 64, got " 2"'],
+    [['--threads', '2.0'], '--threads must be a whole number from 1 to 64, got "2.0"'],
+    // a negative number: the flag's own check, not parseArgs' three lines ("argument is ambiguous…")
+    [['--tcp-port', '-1'], '--tcp-port must be a port number (0-65535, digits only), got "-1"'],
+    [['--max-queue', '-5'], '--max-queue must be a whole number from 1 to 10000, got "-5"'],
+    [['--waku-cluster', '-1'], '--waku-cluster must be a Waku cluster id, a whole number from 0 to 65535'],
+    // a flag followed by another (a value forgotten)
+    [
+      ['--identity', '--quiet'],
+      '--identity needs a value, got "--quiet" (a value starting with a dash is written --identity=-…)',
+    ],
+    // the last of two would win unseen
+    [['--role', 'node', '--role', 'follower'], '--role is given twice'],
+    [['--tcp-port', '1', '--tcp-port=2'], '--tcp-port is given twice'],
+  ])('%p is refused in one line naming the flag', (argv, message) => {
+    const refused = refusal(argv);
+    expect(refused).toContain(message);
+    expect(refused).not.toContain('\n');
+  });
+
+  test('numbers in digits are taken', () => {
+    const o = parseNodeArgs(
+      ['--http-port', '29001', '--tcp-port', '0', '--ws-port', '65535', '--threads', '2', '--max-queue=100'],
+      { SYNOD_PASSPHRASE: 'pw' },
+    );
+    expect(o !== 'help' && [o.httpPort, o.tcpPort, o.wsPort, o.threads, o.maxQueue]).toEqual([
+      29001, 0, 65535, 2, 100,
+    ]);
+  });
+});
+
 describe('--dial', () => {
   const peer = '12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA';
 
@@ -655,7 +705,17 @@ describe('synod node as a process', () => {
     });
     expect(await child.exited).toBe(2);
     expect(await new Response(child.stderr as ReadableStream).text()).toContain(
-      '--threads must be an integer',
+      '--threads must be a whole number from 1 to 64, got "many"',
+    );
+    // A negative number: one line (not parseArgs' three), naming the flag and what it takes.
+    const negative = Bun.spawn([process.execPath, main, 'node', '--tcp-port', '-1'], {
+      env: { ...process.env, SYNOD_PASSPHRASE: 'pw' },
+      stdout: 'pipe',
+      stderr: 'pipe',
+    });
+    expect(await negative.exited).toBe(2);
+    expect(await new Response(negative.stderr as ReadableStream).text()).toBe(
+      'synod node: --tcp-port must be a port number (0-65535, digits only), got "-1" (synod node --help lists every flag)\n',
     );
     const badHealth = Bun.spawn([process.execPath, main, 'node', '--health-host', 'localhost'], {
       env: { ...process.env, SYNOD_PASSPHRASE: 'pw' },

@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
-import { createServer, isIP } from 'node:net';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Client, createClient } from '@libsql/client';
@@ -24,6 +24,7 @@ import { renderNodeMetrics } from './metrics-text.ts';
 import { nodeHealth } from './node-health.ts';
 import { promptPassphrase } from './passphrase-prompt.ts';
 import { watchPeers } from './peer-watch.ts';
+import { checkPortsFree, PortInUseError } from './ports-free.ts';
 import { ownerOnlyFile } from './private-file.ts';
 
 const HELP = `synod node: run a headless Synod node (Bun).
@@ -113,16 +114,6 @@ export class PassphraseMissing extends CliUsageError {
   }
 }
 
-/** A port the node was told to listen on is taken (by another node, most likely). */
-export class PortInUseError extends Error {
-  readonly code = 'EADDRINUSE';
-  readonly hint = 'another process listens there: pick another port, or 0 for any free one';
-  constructor(flag: string, host: string, detail: string) {
-    super(`${flag}: a port on ${host} is in use${detail ? ` (${detail})` : ''}`);
-    this.name = 'PortInUseError';
-  }
-}
-
 /** The signals that stop a node cleanly (exit 0). */
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
@@ -144,13 +135,69 @@ export class NodeStartAborted extends Error {
   }
 }
 
-export function parseNodeArgs(
-  argv: string[],
-  env: Record<string, string | undefined>,
-): NodeCliOptions | 'help' {
-  const { values } = parseArgs({
-    args: argv,
+/** `got "…"` for a message: the value as typed, quoted, cut short and with control characters escaped. */
+function got(text: string): string {
+  const shown = text.length > 80 ? `${text.slice(0, 80)}…` : text;
+  return `got ${JSON.stringify(shown)}`;
+}
+
+/** A TCP port: 0-65535, decimal digits only (not '', ' 80', '1e3' or '0x50'); 0 asks for any free port. */
+function parsePort(flag: string, text: string): number {
+  if (!/^\d{1,5}$/.test(text) || Number(text) > 65_535) {
+    throw new CliUsageError(`${flag} must be a port number (0-65535, digits only), ${got(text)}`);
+  }
+  return Number(text);
+}
+
+/** A whole number in `[min, max]`, decimal digits only (not ' 2', '1e2' or '0x10'). */
+function parseWholeNumber(flag: string, text: string, min: number, max: number): number {
+  if (!/^\d{1,16}$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw new CliUsageError(`${flag} must be a whole number from ${min} to ${max}, ${got(text)}`);
+  }
+  return Number(text);
+}
+
+/**
+ * The arguments with a negative number joined to the flag before it (`--tcp-port -1` as `--tcp-port=-1`):
+ * parseArgs would refuse it in three lines ("argument is ambiguous…"), yet no flag starts with a digit,
+ * so it is that flag's value, refused by the flag's own check in one line.
+ */
+function joinNegativeNumbers(argv: readonly string[]): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    const next = argv[i + 1];
+    if (/^--[^=]+$/.test(arg) && next !== undefined && /^-\d/.test(next)) {
+      joined.push(`${arg}=${next}`);
+      i++;
+    } else {
+      joined.push(arg);
+    }
+  }
+  return joined;
+}
+
+/**
+ * parseArgs' error for a flag followed by a dash (`--identity --quiet`: its value forgotten), three lines,
+ * as one line naming the flag; any other error as it is.
+ */
+function oneLineParseError(e: unknown, argv: readonly string[]): unknown {
+  if ((e as { code?: unknown }).code !== 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return e;
+  const flag = /^Option '(--[^']+)' argument is ambiguous/.exec((e as Error).message)?.[1];
+  const at =
+    flag === undefined ? -1 : argv.findIndex((arg, i) => arg === flag && argv[i + 1]?.startsWith('-'));
+  if (at < 0) return e;
+  return new CliUsageError(
+    `${flag} needs a value, ${got(argv[at + 1] ?? '')} (a value starting with a dash is written ${flag}=-…)`,
+  );
+}
+
+/** The flags as parseArgs reads them, with the tokens that show a flag given twice. */
+function parseNodeFlags(args: string[]) {
+  return parseArgs({
+    args,
     strict: true,
+    tokens: true,
     options: {
       identity: { type: 'string', default: '.data/node/identity.json' },
       'passphrase-env': { type: 'string', default: 'SYNOD_PASSPHRASE' },
@@ -176,13 +223,28 @@ export function parseNodeArgs(
       help: { type: 'boolean', default: false },
     },
   });
+}
+
+export function parseNodeArgs(
+  argv: string[],
+  env: Record<string, string | undefined>,
+): NodeCliOptions | 'help' {
+  const args = joinNegativeNumbers(argv);
+  let parsed: ReturnType<typeof parseNodeFlags>;
+  try {
+    parsed = parseNodeFlags(args);
+  } catch (e) {
+    throw oneLineParseError(e, args);
+  }
+  const { values, tokens } = parsed;
+  const given = new Set<string>();
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    // The last of two would win unseen (a wrapper's flag and the operator's, say): refused instead.
+    if (given.has(t.name)) throw new CliUsageError(`--${t.name} is given twice`);
+    given.add(t.name);
+  }
   if (values.help) return 'help';
-  const int = (name: string, v: string, min: number, max: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new CliUsageError(`--${name} must be an integer in ${min}-${max}`);
-    return n;
-  };
   const oneOf = <T extends string>(name: string, v: string, allowed: readonly T[]): T => {
     if (!(allowed as readonly string[]).includes(v))
       throw new CliUsageError(`--${name} must be one of ${allowed.join(', ')}`);
@@ -271,20 +333,20 @@ export function parseNodeArgs(
     engine,
     model,
     embedder: oneOf('embedder', values.embedder as string, ['use-lite'] as const),
-    threads: int('threads', values.threads as string, 1, 64),
+    threads: parseWholeNumber('--threads', values.threads as string, 1, 64),
     host: ipAddress('host', values.host as string),
     healthHost: ipAddress('health-host', values['health-host'] as string),
-    tcpPort: int('tcp-port', values['tcp-port'] as string, 0, 65535),
-    wsPort: int('ws-port', values['ws-port'] as string, 0, 65535),
+    tcpPort: parsePort('--tcp-port', values['tcp-port'] as string),
+    wsPort: parsePort('--ws-port', values['ws-port'] as string),
     bootstrap: list(values.bootstrap as string).map(bootstrapAddress),
     dial,
     coordinators,
     wakuCluster,
     gun: list(values.gun as string).map(gunPeer),
-    httpPort: int('http-port', values['http-port'] as string, 0, 65535),
+    httpPort: parsePort('--http-port', values['http-port'] as string),
     db: values.db as string,
     // 0 would take no job at all (the running one passes through the queue too): a node serving nothing.
-    maxQueue: int('max-queue', values['max-queue'] as string, 1, 10_000),
+    maxQueue: parseWholeNumber('--max-queue', values['max-queue'] as string, 1, 10_000),
     quiet: values.quiet as boolean,
   };
 }
@@ -390,7 +452,7 @@ async function startNode(
   // One process per key: a second node on it would sign commitments of its own (equivocation).
   startup.opened(lockIdentity(o.identity));
   // A fixed port that is taken is said at once, naming its flag, not after a model load of minutes.
-  await startup.step(() => checkPortsFree(o));
+  await startup.step(() => checkNodePortsFree(o));
   const { key, created, exposedMode } = await startup.step(() =>
     loadOrCreateIdentity(o.identity, o.passphrase),
   );
@@ -682,34 +744,13 @@ async function checkStateFile(client: Client, db: string): Promise<void> {
   }
 }
 
-/**
- * The fixed ports (`--tcp-port`, `--ws-port` on `--host`, `--http-port` on `--health-host`) are free:
- * each is listened on and closed again, and the first one taken is a PortInUseError naming its flag.
- * (A port taken between this look and the real listen still fails the start, later.)
- */
-async function checkPortsFree(o: NodeCliOptions): Promise<void> {
-  const fixed = [
+/** The fixed ports (`--tcp-port`, `--ws-port` on `--host`, `--http-port` on `--health-host`) are free. */
+function checkNodePortsFree(o: NodeCliOptions): Promise<void> {
+  return checkPortsFree([
     { flag: '--tcp-port', host: o.host, port: o.tcpPort },
     { flag: '--ws-port', host: o.host, port: o.wsPort },
     { flag: '--http-port', host: o.healthHost, port: o.httpPort },
-  ].filter((p) => p.port !== 0);
-  for (const { flag, host, port } of fixed) {
-    await new Promise<void>((resolve, reject) => {
-      const server = createServer();
-      server.once('error', (e: NodeJS.ErrnoException) =>
-        reject(
-          e.code === 'EADDRINUSE'
-            ? new PortInUseError(
-                `${flag} ${port}`,
-                host,
-                `EADDRINUSE: address already in use ${host}:${port}`,
-              )
-            : e,
-        ),
-      );
-      server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()));
-    });
-  }
+  ]);
 }
 
 /** The URL of the node's HTTP server (/healthz, /metrics) on `--health-host`, an IPv6 host in brackets. */

@@ -146,6 +146,18 @@ export function primaryHealthCheck(
   };
 }
 
+/** A relay database file that cannot be made or is not a database: a start failure with its code and hint. */
+export class DatabaseFileError extends Error {
+  constructor(
+    readonly code: 'DB_FILE_UNWRITABLE' | 'DB_FILE_MALFORMED',
+    message: string,
+    readonly hint: string,
+  ) {
+    super(message);
+    this.name = 'DatabaseFileError';
+  }
+}
+
 /**
  * Make the relay's database file (or replica) readable and writable by its owner only (0600), its folder
  * made on first use (`file:.data/relay/history.db` on a fresh checkout): it holds API-key hashes,
@@ -155,8 +167,16 @@ export function primaryHealthCheck(
  */
 export function ownerOnlyDatabase(path: string): void {
   const abs = resolve(path);
-  mkdirSync(dirname(abs), { recursive: true });
-  closeSync(openSync(abs, 'a', 0o600));
+  try {
+    mkdirSync(dirname(abs), { recursive: true });
+    closeSync(openSync(abs, 'a', 0o600));
+  } catch (e) {
+    throw new DatabaseFileError(
+      'DB_FILE_UNWRITABLE',
+      `the database file ${abs} cannot be made or written (${(e as NodeJS.ErrnoException).code ?? String(e)})`,
+      'pass a --db file:PATH in a folder this user may write',
+    );
+  }
   try {
     chmodSync(abs, 0o600);
   } catch (e) {
@@ -236,7 +256,20 @@ export async function openHistory(
   // A local file runs in WAL mode: one fsync per commit (synchronous stays FULL, so an acknowledged
   // request survives power loss too), readers never block the writer; about 2.5x the accepted requests/s
   // of the rollback journal (edge/bench). The mode is stored in the file.
-  if (!replicaPath && dbUrl.startsWith('file:')) await client.execute('PRAGMA journal_mode=WAL');
+  if (!replicaPath && dbUrl.startsWith('file:')) {
+    try {
+      await client.execute('PRAGMA journal_mode=WAL');
+    } catch (e) {
+      client.close();
+      // Another file at that path (a file that is not SQLite, or encrypted): said as such.
+      if (!/SQLITE_NOTADB|file is not a database/i.test(String((e as Error)?.message ?? e))) throw e;
+      throw new DatabaseFileError(
+        'DB_FILE_MALFORMED',
+        `${localFile ?? dbUrl} is not a SQLite database`,
+        'pass the --db of the relay database, or a new path for a new one',
+      );
+    }
+  }
   await applyMigrations(client, MIGRATIONS);
   // A local file (not a replica, whose file the client manages) is checked whenever health is asked.
   const checkFile = !replicaPath && localFile ? databaseFileCheck(localFile) : undefined;

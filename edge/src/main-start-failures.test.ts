@@ -1,0 +1,89 @@
+/**
+ * `synod-relay` start failures an operator meets (a port in use, a database path that is not one): exit
+ * 1, the last line `start failed` with a stable code and a hint, nothing written. They were all
+ * `INTERNAL`, with the port one found only after the identity and the database were made.
+ */
+import { afterAll, describe, expect, test } from 'bun:test';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { runCommand } from './test-servers.ts';
+
+const MAIN = resolve(import.meta.dir, 'main.ts');
+const root = mkdtempSync(join(tmpdir(), 'synod-relay-start-failures-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+
+/** The relay started with `args` in a fresh folder: its exit code, last log line and the folder's files. */
+async function start(args: (dir: string) => string[]) {
+  const dir = join(root, String(n++));
+  mkdirSync(dir);
+  const r = await runCommand([process.execPath, MAIN, '--identity', join(dir, 'id.json'), ...args(dir)], {
+    cwd: dir,
+    env: { SYNOD_PASSPHRASE: 'a passphrase for the test' },
+  });
+  const last = JSON.parse(r.out.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+  return { code: r.code, last, files: readdirSync(dir).sort(), err: r.err };
+}
+
+function listening(): Promise<{ server: Server; port: number }> {
+  return new Promise((done) => {
+    const server = createServer();
+    server.listen({ host: '127.0.0.1', port: 0 }, () => {
+      const a = server.address();
+      done({ server, port: typeof a === 'object' && a ? a.port : 0 });
+    });
+  });
+}
+
+describe('synod-relay start failures', () => {
+  for (const flag of ['--port', '--tcp-port', '--ws-port', '--gun-port']) {
+    test(`${flag} in use: EADDRINUSE naming it, with a hint, before an identity or a database is made`, async () => {
+      const taken = await listening();
+      try {
+        const r = await start((dir) => ['--db', `file:${join(dir, 'relay.db')}`, flag, String(taken.port)]);
+        expect(r.code).toBe(1);
+        expect(r.last).toMatchObject({ level: 'error', msg: 'start failed', code: 'EADDRINUSE' });
+        expect(String(r.last['err'])).toStartWith(`${flag} ${taken.port}: a port on 127.0.0.1 is in use`);
+        expect(String(r.last['hint'])).toContain('pick another port');
+        expect(r.files).toEqual([]);
+      } finally {
+        taken.server.close();
+      }
+    });
+  }
+
+  test('a --db file that is not a database: DB_FILE_MALFORMED naming it, with a hint', async () => {
+    const r = await start((dir) => {
+      writeFileSync(join(dir, 'notes.db'), 'these are my notes, not a database\n'.repeat(200));
+      return ['--db', `file:${join(dir, 'notes.db')}`];
+    });
+    expect(r.code).toBe(1);
+    expect(r.last).toMatchObject({ msg: 'start failed', code: 'DB_FILE_MALFORMED' });
+    expect(String(r.last['err'])).toContain('notes.db is not a SQLite database');
+    expect(String(r.last['hint'])).toContain('--db');
+  });
+
+  test('a --db file that cannot be made: DB_FILE_UNWRITABLE naming it, with a hint', async () => {
+    const r = await start(() => ['--db', 'file:/proc/no-such-folder/relay.db']);
+    expect(r.code).toBe(1);
+    expect(r.last).toMatchObject({ msg: 'start failed', code: 'DB_FILE_UNWRITABLE' });
+    expect(String(r.last['err'])).toContain('/proc/no-such-folder/relay.db');
+    expect(String(r.last['hint'])).toContain('folder this user may write');
+  });
+
+  test('a wrong passphrase: KEY_WRONG_PASSPHRASE with the hint the node gives too', async () => {
+    const { loadOrCreateIdentity } = await import('@synod/browser-node/cli');
+    const identity = join(root, 'sealed.json');
+    await loadOrCreateIdentity(identity, 'the right passphrase');
+    const r = await runCommand(
+      [process.execPath, MAIN, '--identity', identity, '--db', `file:${join(root, 'pw.db')}`],
+      { cwd: root, env: { SYNOD_PASSPHRASE: 'a wrong passphrase' } },
+    );
+    const last = JSON.parse(r.out.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+    expect(r.code).toBe(1);
+    expect(last).toMatchObject({ msg: 'start failed', code: 'KEY_WRONG_PASSPHRASE' });
+    expect(String(last['hint'])).toContain('give the passphrase this key was sealed with');
+  });
+});
