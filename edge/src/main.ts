@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { forgottenValueMessage, joinNegativeNumbers } from '@synod/browser-node/cli-args';
 import { type DialPolicyName, dialsMultiaddr, parseDialPolicy } from '@synod/browser-node/dial-policy';
 import { isSynodError, MODEL_ID_RE } from '@synod/shared';
 import { createApiKey, hashApiKey } from './auth/api-keys.ts';
@@ -340,39 +341,10 @@ function log(e: Record<string, unknown>): void {
   console.log(JSON.stringify({ t: new Date().toISOString(), ...e }));
 }
 
-/**
- * The arguments with a negative number joined to the flag before it (`--tcp-port -1` as `--tcp-port=-1`):
- * parseArgs would refuse it in three lines ("argument is ambiguous…"), yet no flag starts with a digit,
- * so it is that flag's value, refused by the flag's own check in one line.
- */
-function joinNegativeNumbers(argv: readonly string[]): string[] {
-  const joined: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? '';
-    const next = argv[i + 1];
-    if (/^--[^=]+$/.test(arg) && next !== undefined && /^-\d/.test(next)) {
-      joined.push(`${arg}=${next}`);
-      i++;
-    } else {
-      joined.push(arg);
-    }
-  }
-  return joined;
-}
-
-/**
- * parseArgs' error for a flag followed by a dash (`--identity --models`: its value forgotten), three
- * lines, as one line naming the flag; any other error as it is.
- */
+/** parseArgs' error as one line naming the flag when it is about a forgotten value; others as they are. */
 function oneLineParseError(e: unknown, argv: readonly string[]): unknown {
-  if ((e as { code?: unknown }).code !== 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return e;
-  const flag = /^Option '(--[^']+)' argument is ambiguous/.exec((e as Error).message)?.[1];
-  const at =
-    flag === undefined ? -1 : argv.findIndex((arg, i) => arg === flag && argv[i + 1]?.startsWith('-'));
-  if (at < 0) return e;
-  return new FlagError(
-    `${flag} needs a value, ${got(argv[at + 1] ?? '')} (a value starting with a dash is written ${flag}=-…)`,
-  );
+  const message = forgottenValueMessage(e, argv);
+  return message === null ? e : new FlagError(message);
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -18,6 +18,7 @@ import type { GunTransport } from '../p2p/gun.ts';
 import { libp2pKeyFor } from '../p2p/peer-key.ts';
 import { DEFAULT_CLUSTER_ID, isLoopbackAddress, parseWakuClusterId } from '../p2p/waku-relay.ts';
 import { createHeadlessWakuRelay } from '../p2p/waku-relay-headless.ts';
+import { forgottenValueMessage, got, joinNegativeNumbers } from './cli-args.ts';
 import { LocalFileError } from './file-error.ts';
 import { loadOrCreateIdentity, lockIdentity, lockNodeKey } from './identity-file.ts';
 import { renderNodeMetrics } from './metrics-text.ts';
@@ -135,12 +136,6 @@ export class NodeStartAborted extends Error {
   }
 }
 
-/** `got "…"` for a message: the value as typed, quoted, cut short and with control characters escaped. */
-function got(text: string): string {
-  const shown = text.length > 80 ? `${text.slice(0, 80)}…` : text;
-  return `got ${JSON.stringify(shown)}`;
-}
-
 /** A TCP port: 0-65535, decimal digits only (not '', ' 80', '1e3' or '0x50'); 0 asks for any free port. */
 function parsePort(flag: string, text: string): number {
   if (!/^\d{1,5}$/.test(text) || Number(text) > 65_535) {
@@ -157,39 +152,10 @@ function parseWholeNumber(flag: string, text: string, min: number, max: number):
   return Number(text);
 }
 
-/**
- * The arguments with a negative number joined to the flag before it (`--tcp-port -1` as `--tcp-port=-1`):
- * parseArgs would refuse it in three lines ("argument is ambiguous…"), yet no flag starts with a digit,
- * so it is that flag's value, refused by the flag's own check in one line.
- */
-function joinNegativeNumbers(argv: readonly string[]): string[] {
-  const joined: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? '';
-    const next = argv[i + 1];
-    if (/^--[^=]+$/.test(arg) && next !== undefined && /^-\d/.test(next)) {
-      joined.push(`${arg}=${next}`);
-      i++;
-    } else {
-      joined.push(arg);
-    }
-  }
-  return joined;
-}
-
-/**
- * parseArgs' error for a flag followed by a dash (`--identity --quiet`: its value forgotten), three lines,
- * as one line naming the flag; any other error as it is.
- */
+/** parseArgs' error as one line naming the flag when it is about a forgotten value; others as they are. */
 function oneLineParseError(e: unknown, argv: readonly string[]): unknown {
-  if ((e as { code?: unknown }).code !== 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return e;
-  const flag = /^Option '(--[^']+)' argument is ambiguous/.exec((e as Error).message)?.[1];
-  const at =
-    flag === undefined ? -1 : argv.findIndex((arg, i) => arg === flag && argv[i + 1]?.startsWith('-'));
-  if (at < 0) return e;
-  return new CliUsageError(
-    `${flag} needs a value, ${got(argv[at + 1] ?? '')} (a value starting with a dash is written ${flag}=-…)`,
-  );
+  const message = forgottenValueMessage(e, argv);
+  return message === null ? e : new CliUsageError(message);
 }
 
 /** The flags as parseArgs reads them, with the tokens that show a flag given twice. */
