@@ -120,8 +120,7 @@ async function main(): Promise<number> {
   // whichever request is mined first.
   let requestNo: bigint;
   try {
-    // Never empty: it throws instead.
-    requestNo = requestedNumbers(receipt, info.oracle)[0] as bigint;
+    [requestNo] = requestedNumbers(receipt, info.oracle);
   } catch (e) {
     if (!(e instanceof NoOracleRequestError)) throw e;
     console.error(`chain:ask: ${e.message} (status ${receipt.status})`);

@@ -19,13 +19,13 @@ export class NoOracleRequestError extends Error {
 export function requestedNumbers(
   receipt: Pick<TransactionReceipt, 'logs' | 'status' | 'transactionHash'>,
   oracle: Address,
-): bigint[] {
-  const numbers =
+): [bigint, ...bigint[]] {
+  const [first, ...more] =
     receipt.status === 'success'
       ? parseEventLogs({ abi: synodOracleAbi, eventName: 'LLMRequested', logs: receipt.logs })
           .filter((l) => isAddressEqual(l.address, oracle))
           .map((l) => l.args.requestNo)
       : [];
-  if (numbers.length === 0) throw new NoOracleRequestError(receipt.transactionHash);
-  return numbers;
+  if (first === undefined) throw new NoOracleRequestError(receipt.transactionHash);
+  return [first, ...more];
 }

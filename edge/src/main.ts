@@ -563,11 +563,7 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-/**
- * The code (and hint) a start failure is logged with: the error's own when it is one of ours (a Synod
- * error, the chain bridge's, or a local file the relay could not read or write: its identity, its lock,
- * named with what to do), else INTERNAL.
- */
+/** Start failures of @synod/browser-node/cli (loaded lazily) and of the store, each with a code and a hint. */
 const STARTUP_ERRORS: ReadonlySet<string> = new Set([
   'LocalFileError',
   'IdentityInUseError',
@@ -575,11 +571,15 @@ const STARTUP_ERRORS: ReadonlySet<string> = new Set([
   'DatabaseFileError',
 ]);
 
+/**
+ * The code (and hint) a start failure is logged with: the error's own when it is one of ours (a Synod
+ * error, the chain bridge's, a local file the relay could not read or write, a port in use, a database
+ * file that is not one), else INTERNAL.
+ */
 function startFailure(e: unknown): { code: string; hint?: string } {
   if (isSynodError(e)) return { code: e.code, ...(e.hint === undefined ? {} : { hint: e.hint }) };
   if (e instanceof ChainBridgeError) return { code: e.code };
-  // Errors of @synod/browser-node/cli (loaded lazily above) and of the store, with a code and a hint:
-  // known by name.
+  // Known by name: the classes of @synod/browser-node/cli are loaded lazily.
   if (e instanceof Error && STARTUP_ERRORS.has(e.name)) {
     const { code, hint } = e as Error & { code: string; hint: string };
     return { code, hint };

@@ -19,6 +19,7 @@ import {
   type VerdictBody,
 } from '@synod/shared';
 import { testRequest } from '../../../browser-node/src/node/test-request.ts';
+import type { HistoryStore } from '../store/history-store.ts';
 import { openHistory } from '../store/open-history.ts';
 import { storeRequest } from '../store/test-requests.ts';
 import { InProcessRelayNetwork } from './in-process.ts';
@@ -32,6 +33,16 @@ const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
 function peersDouble() {
   const double = { count: 0, peers: () => double.count };
   return double;
+}
+
+/** A relay network whose node has a peer from the start: it settles 100 ms, waits 3 s at most. */
+function relayWithAPeer(key: NodeKey, store: HistoryStore): InProcessRelayNetwork {
+  const node = peersDouble();
+  node.count = 1;
+  return new InProcessRelayNetwork(key, node as unknown as SynodNode, store, Date.now, [], {
+    peerSettleMs: 100,
+    peerSettleMaxMs: 3_000,
+  });
 }
 
 describe('a relay started again waits for its peers', () => {
@@ -118,12 +129,7 @@ describe('a relay started again waits for its peers', () => {
     // relay joins its node, 600 ms after the relay's first peer.
     const first = await reveal(members[0] as NodeKey);
     await h.store.recordReveal({ id: packetId(first), packet: first });
-    const node = peersDouble();
-    node.count = 1;
-    const network = new InProcessRelayNetwork(key, node as unknown as SynodNode, h.store, Date.now, [], {
-      peerSettleMs: 100,
-      peerSettleMaxMs: 3_000,
-    });
+    const network = relayWithAPeer(key, h.store);
     try {
       const late = await reveal(members[1] as NodeKey);
       setTimeout(() => {
@@ -178,12 +184,7 @@ describe('a relay started again waits for its peers', () => {
       createdAt: seal.body.createdAt + 1_000,
     });
     expect(await h.store.recordVerdict({ id: packetId(verdict), packet: verdict }, Date.now())).toBe(true);
-    const node = peersDouble();
-    node.count = 1;
-    const network = new InProcessRelayNetwork(key, node as unknown as SynodNode, h.store, Date.now, [], {
-      peerSettleMs: 100,
-      peerSettleMaxMs: 3_000,
-    });
+    const network = relayWithAPeer(key, h.store);
     try {
       const t0 = Date.now();
       const kept = await network.storedPackets(request.body.requestId);

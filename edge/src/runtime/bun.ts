@@ -391,7 +391,10 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     if (e instanceof RelayStartAborted) {
       server.stop(true);
       await admissionWriter?.close();
-      void restore.catch(() => undefined).then(closeAll);
+      void restore
+        .catch(() => undefined)
+        .then(closeAll)
+        .catch((err) => log({ level: 'error', msg: 'closing a stopped start failed', err: String(err) }));
     } else {
       await restore.catch(() => undefined);
       await closeAll();
