@@ -10,6 +10,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { expandConfig } from '@libsql/core/config';
+import { forgottenValueMessage, joinNegativeNumbers } from '@synod/browser-node/cli-args';
 import { createApiKey } from './auth/api-keys.ts';
 import {
   API_KEY_ID_RE,
@@ -29,6 +30,9 @@ import {
 } from './config.ts';
 import { utcDay } from './http/auth.ts';
 import { isLocalFile, openHistory } from './store/open-history.ts';
+
+/** `--quota -5` is the flag's value (refused by its check), not a forgotten one. */
+const NUMERIC_FLAGS: ReadonlySet<string> = new Set(['quota']);
 
 const DB_OPTIONS = {
   db: { type: 'string', default: 'file:.data/relay/history.db' },
@@ -58,10 +62,12 @@ const STDIO: Io = { out: (l) => console.log(l), err: (l) => console.error(l) };
 export async function keysCommand(argv: string[], io: Io = STDIO): Promise<number> {
   const [sub, ...rest] = argv;
   let parsed: ReturnType<typeof parse>;
+  const args = joinNegativeNumbers(rest, NUMERIC_FLAGS);
   try {
-    parsed = parse(rest);
+    parsed = parse(args);
   } catch (e) {
-    io.err(`synod-relay: ${(e as Error).message}\n${KEYS_USAGE}`);
+    // A forgotten value is one line naming its flag; parseArgs' other errors are one line already.
+    io.err(`synod-relay: ${forgottenValueMessage(e, args) ?? (e as Error).message}\n${KEYS_USAGE}`);
     return 2;
   }
   const { values, positionals, tokens } = parsed;

@@ -233,6 +233,12 @@ describe('synod-relay refuses every bad flag before it opens, writes or starts a
       ['--identity', '--models', 'a'],
       '--identity needs a value, got "--models" (a value starting with a dash is written --identity=-…)',
     ],
+    // a text flag before a negative number: its value forgotten, not a file named "-1"
+    [
+      'dash',
+      ['--identity', '-1'],
+      '--identity needs a value, got "-1" (a value starting with a dash is written --identity=-…)',
+    ],
   ];
   test.each(cases)(
     '%s: %p is refused',
@@ -310,6 +316,9 @@ describe('synod-relay keys create', () => {
     [['keys', 'create', '--label', 'a', '--quota', '0x10'], '--quota must be a whole number >= 0'],
     [['keys', 'create', '--label', 'a', '--quota', '1e3'], '--quota must be a whole number >= 0'],
     [['keys', 'create', '--label', 'a', '--bogus'], "Unknown option '--bogus'"],
+    // A forgotten value: one line naming the flag (parseArgs' own is three), a text flag's "-1" included.
+    [['keys', 'create', '--label', '--quota', '5'], '--label needs a value, got "--quota"'],
+    [['keys', 'create', '--label', '-1'], '--label needs a value, got "-1"'],
     [['keys', 'create', '--label', 'a', 'extra'], 'unexpected extra'],
     [['keys', 'create', '--label', 'two\nlines'], '--label must be one line of at most 100 characters'],
     [['keys', 'create', '--label', 'x'.repeat(101)], '--label must be one line of at most 100 characters'],

@@ -347,9 +347,27 @@ function oneLineParseError(e: unknown, argv: readonly string[]): unknown {
   return message === null ? e : new FlagError(message);
 }
 
+/** The flags that take a number: a negative one after them is their value (refused by their check). */
+const NUMERIC_FLAGS: ReadonlySet<string> = new Set([
+  'replica-sync-ms',
+  'port',
+  'tcp-port',
+  'ws-port',
+  'waku-cluster',
+  'gun-port',
+  'max-open',
+  'max-queued',
+  'chain-id',
+  'confirmations',
+  'from-block',
+  'replace-after-s',
+  'min-bridge-balance',
+  'max-settlement-gas',
+]);
+
 async function main(argv: string[]): Promise<number> {
-  const args = joinNegativeNumbers(argv);
-  if (args[0] === 'keys') return keysCommand(args.slice(1));
+  if (argv[0] === 'keys') return keysCommand(argv.slice(1));
+  const args = joinNegativeNumbers(argv, NUMERIC_FLAGS);
   let values: Record<string, string | boolean | undefined>;
   /** The flags given on the command line (not filled in by a default). */
   const given = new Set<string>();

@@ -10,16 +10,23 @@ export function got(text: string): string {
 }
 
 /**
- * The arguments with a negative number joined to the flag before it (`--tcp-port -1` as `--tcp-port=-1`):
- * parseArgs would refuse it in three lines ("argument is ambiguous…"), yet no flag starts with a digit,
- * so it is that flag's value, refused by the flag's own check in one line.
+ * The arguments with a negative number joined to the numeric flag before it (`--tcp-port -1` as
+ * `--tcp-port=-1`): parseArgs would refuse it in three lines ("argument is ambiguous…"), and the flag's
+ * own check refuses it in one. Only the flags in `numeric` are joined: a text flag followed by `-1`
+ * (`--identity -1`, its value forgotten before an option written `-1`) is left to parseArgs, whose error
+ * `forgottenValueMessage` turns into one line, rather than naming a file `-1`.
  */
-export function joinNegativeNumbers(argv: readonly string[]): string[] {
+export function joinNegativeNumbers(argv: readonly string[], numeric: ReadonlySet<string>): string[] {
   const joined: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
     const next = argv[i + 1];
-    if (/^--[^=]+$/.test(arg) && next !== undefined && /^-\d/.test(next)) {
+    if (
+      numeric.has(arg.replace(/^--/, '')) &&
+      arg.startsWith('--') &&
+      next !== undefined &&
+      /^-\d/.test(next)
+    ) {
       joined.push(`${arg}=${next}`);
       i++;
     } else {

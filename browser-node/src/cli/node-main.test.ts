@@ -145,6 +145,11 @@ describe("synod node flag values, as strict as the relay's", () => {
       ['--identity', '--quiet'],
       '--identity needs a value, got "--quiet" (a value starting with a dash is written --identity=-…)',
     ],
+    // a text flag before a negative number: its value forgotten, not a file named "-1"
+    [
+      ['--model', '-1'],
+      '--model needs a value, got "-1" (a value starting with a dash is written --model=-…)',
+    ],
     // the last of two would win unseen
     [['--role', 'node', '--role', 'follower'], '--role is given twice'],
     [['--tcp-port', '1', '--tcp-port=2'], '--tcp-port is given twice'],

@@ -158,6 +158,16 @@ function oneLineParseError(e: unknown, argv: readonly string[]): unknown {
   return message === null ? e : new CliUsageError(message);
 }
 
+/** The flags that take a number: a negative one after them is their value (refused by their check). */
+const NUMERIC_FLAGS: ReadonlySet<string> = new Set([
+  'threads',
+  'tcp-port',
+  'ws-port',
+  'waku-cluster',
+  'http-port',
+  'max-queue',
+]);
+
 /** The flags as parseArgs reads them, with the tokens that show a flag given twice. */
 function parseNodeFlags(args: string[]) {
   return parseArgs({
@@ -195,7 +205,7 @@ export function parseNodeArgs(
   argv: string[],
   env: Record<string, string | undefined>,
 ): NodeCliOptions | 'help' {
-  const args = joinNegativeNumbers(argv);
+  const args = joinNegativeNumbers(argv, NUMERIC_FLAGS);
   let parsed: ReturnType<typeof parseNodeFlags>;
   try {
     parsed = parseNodeFlags(args);
