@@ -14,10 +14,10 @@
  * text frames reach Gun as strings, under Bun and Node alike.
  */
 import { createServer, type Server } from 'node:http';
-import Gun from 'gun';
 import { GUN_DEFAULT_TOPICS, GUN_SAFE_OPTIONS, type GunConstructor, type GunRoot, soulOf } from './gun.ts';
 import { type GunBoundsOptions, GunGraphBounds, type GunGraphStats } from './gun-bounds.ts';
 import { GunDedupBounds, type GunDedupBoundsOptions, type GunDedupStats } from './gun-dedup-bounds.ts';
+import Gun from './gun-module.ts';
 import type { ContentTopic } from './topics.ts';
 
 export interface GunRelayOptions {

@@ -44,9 +44,9 @@
  * Gun reports no sending peer, so `meta.peer` is the relay list (`gun:<url>,...`).
  */
 import { packetId, parseEnvelope, sha256Hex } from '@synod/shared';
-import Gun from 'gun';
 import { type GunBoundsOptions, GunGraphBounds, type GunGraphStats } from './gun-bounds.ts';
 import { GunDedupBounds, type GunDedupBoundsOptions, type GunDedupStats } from './gun-dedup-bounds.ts';
+import Gun from './gun-module.ts';
 import { GunWireBounds, type GunWireBoundsOptions, type GunWireStats } from './gun-wire-bounds.ts';
 import type { ContentTopic } from './topics.ts';
 import {
