@@ -440,10 +440,7 @@ async function main(argv: string[]): Promise<number> {
   const dbUrl = s.db.url;
   try {
     // The node, its transports and the relay runtime load only here: `keys …` and `--help` need
-    // none of them. Gun prints a welcome line with console.log as it loads: to stderr, since this
-    // process's stdout is JSON lines.
-    const consoleLog = console.log;
-    console.log = console.error;
+    // none of them.
     const [
       { GunTransport },
       { checkPortsFree, loadOrCreateIdentity, lockIdentity, lockNodeKey, writeOwnerOnlyFile },
@@ -454,9 +451,7 @@ async function main(argv: string[]): Promise<number> {
       import('@synod/browser-node/cli'),
       import('@synod/browser-node/headless'),
       import('./runtime/bun.ts'),
-    ]).finally(() => {
-      console.log = consoleLog;
-    });
+    ]);
     // Fixed ports in use end the start here, naming their flag (EADDRINUSE), before an identity file is
     // written or a database made.
     await checkPortsFree([

@@ -694,18 +694,9 @@ async function withTypedPassphrase(argv: string[], variable: string): Promise<No
   return { ...checked, passphrase };
 }
 
-/**
- * The Gun transport, loaded only when asked for, with console.log sent to stderr while it loads: Gun
- * prints a welcome line as its module loads, and this process's stdout is JSON lines.
- */
+/** The Gun transport, loaded only when asked for (Gun's welcome banner is kept out: gun-module.ts). */
 async function loadGunTransport(): Promise<typeof GunTransport> {
-  const consoleLog = console.log;
-  console.log = console.error;
-  try {
-    return (await import('../p2p/gun.ts')).GunTransport;
-  } finally {
-    console.log = consoleLog;
-  }
+  return (await import('../p2p/gun.ts')).GunTransport;
 }
 
 /**
