@@ -126,10 +126,16 @@ export class UseLiteEmbedder implements Embedder {
     let core: Core;
     let embeddings: typeof import('@energetic-ai/embeddings');
     try {
+      // Importing @energetic-ai/core already starts the WASM backend: its module body calls
+      // `setBackend('wasm')` without awaiting it. That start-up picks the binary's URL only after its
+      // SIMD/threads probes settle (a few microtasks later), so the paths set here, right after the
+      // import, are the ones it uses. Wait for that start-up rather than calling `setBackend('wasm')`
+      // while it is pending: that would start a second one (a second download of the WASM, a second
+      // instance, the first thrown away). Once the backend is registered, `setBackend` only selects it.
       core = (await import('@energetic-ai/core')) as unknown as Core;
       if (this.#options.wasmPaths !== undefined) core.setWasmPaths(this.#options.wasmPaths);
-      await core.setBackend('wasm');
       await core.ready();
+      await core.setBackend('wasm');
       embeddings = await import('@energetic-ai/embeddings');
     } catch (cause) {
       throw asInferenceError(cause, 'ENGINE_UNAVAILABLE', 'the tfjs WASM backend could not start');
