@@ -180,6 +180,7 @@ describe('intake fuzz', () => {
       expect(s.digests).toBeLessThanOrEqual(bounds.dedupEntries);
       expect(s.ids).toBeLessThanOrEqual(bounds.dedupEntries);
       expect(s.queuedPeers).toBeLessThanOrEqual(bounds.maxQueue);
+      expect(s.shedInQueue).toBeLessThanOrEqual(bounds.maxQueue);
       expect(s.trackedPeers).toBeLessThanOrEqual(bounds.maxTrackedPeers);
       expect(s.waitingCopies).toBeLessThanOrEqual(waitersBound);
       maxWaiting = Math.max(maxWaiting, s.waitingCopies);

@@ -273,6 +273,72 @@ describe('Intake', () => {
     await intake.close();
   });
 
+  test('a few peers whose floods fill the queue together cannot crowd out another peer: the biggest gives up its newest', async () => {
+    // A queue of 8, at most 2 a peer: four flooders fill it, each within its share.
+    const { intake, delivered, release } = gated(
+      { maxQueuePerPeer: 2 },
+      (p) => `${p.peer}:${Number.parseInt((p.packet.body as { requestId: string }).requestId, 16) - 1}`,
+    );
+    const key = await testKey();
+    const first = wire(await commitPacket(key, 1));
+    expect(intake.offer(first.bytes, meta('f0'))).toBe('queued'); // takes the only verification slot
+    for (const [i, f] of ['f1', 'f2', 'f3', 'f4'].entries()) {
+      for (const n of [10, 11]) {
+        expect(intake.offer(wire(await commitPacket(key, 100 * (i + 1) + n)).bytes, meta(f))).toBe('queued');
+      }
+    }
+    expect(intake.metrics()).toMatchObject({ queueDepth: 8, dropped: 0 });
+    // A flooder at its share is refused by the share; one more message of the same rank from a peer
+    // with nothing queued takes the place of the newest message of a peer holding two.
+    const honest = wire(await commitPacket(key, 999));
+    expect(intake.offer(honest.bytes, meta('honest'))).toBe('queued');
+    expect(intake.metrics()).toMatchObject({ queueDepth: 8, dropped: 1 });
+    // A second message from that peer would make it hold 2, no fewer than any other: it is dropped.
+    expect(intake.offer(wire(await commitPacket(key, 998)).bytes, meta('honest'))).toBe('dropped');
+    expect(intake.metrics()).toMatchObject({ queueDepth: 8, dropped: 2 });
+    release();
+    await intake.idle();
+    expect(delivered).toContain('honest:999');
+    // Exactly one flooder lost its newest (x11) message; every other message queued was delivered, once.
+    expect(delivered).toHaveLength(9);
+    expect(delivered.filter((d) => d.endsWith('10'))).toHaveLength(4);
+    expect(delivered.filter((d) => d.endsWith('11'))).toHaveLength(3);
+    expect(new Set(delivered).size).toBe(delivered.length);
+    expect(intake.sizes()).toMatchObject({ queuedPeers: 0 });
+    await intake.close();
+  });
+
+  test('shedding from the middle of the queue stays bounded: rounds of new flooders never grow it', async () => {
+    const { intake, delivered, release } = gated({ maxQueue: 16, maxQueuePerPeer: 16 }, (p) =>
+      String(Number.parseInt((p.packet.body as { requestId: string }).requestId, 16) - 1),
+    );
+    const key = await testKey();
+    const packets = await Promise.all(Array.from({ length: 161 }, (_, i) => commitPacket(key, 1000 + i)));
+    expect(intake.offer(wire(packets[0]!).bytes, meta('first'))).toBe('queued'); // the verification slot
+    // Ten peers in turn send 16 messages each: every new one takes places from the biggest holders
+    // until it holds no more than they do.
+    let maxShed = 0;
+    for (let round = 0; round < 10; round++) {
+      for (let i = 0; i < 16; i++) {
+        intake.offer(wire(packets[1 + round * 16 + i]!).bytes, meta(`f${round}`));
+        expect(intake.metrics().queueDepth).toBeLessThanOrEqual(16);
+        maxShed = Math.max(maxShed, intake.sizes().shedInQueue);
+      }
+    }
+    // More messages were shed from the middle than the queue holds, and what it kept of them stayed
+    // within the queue's bound (compacted).
+    expect(intake.metrics().dropped).toBe(160 - 16);
+    expect(maxShed).toBe(16);
+    // Each of the ten peers kept one or two places.
+    expect(intake.sizes().queuedPeers).toBe(10);
+    release();
+    await intake.idle();
+    expect(delivered).toHaveLength(17);
+    expect(new Set(delivered).size).toBe(17);
+    expect(intake.sizes()).toMatchObject({ queuedPeers: 0, shedInQueue: 0 });
+    await intake.close();
+  });
+
   test('bans a peer at the invalid threshold and calls the hook once; other peers are unaffected', async () => {
     const bans: Array<{ peer: string; invalid: number }> = [];
     const { intake, delivered, clock } = setup({

@@ -19,9 +19,11 @@ import type { ForwardVerdict, MessageMeta, Transport, Unsubscribe } from './tran
  *  2. drop byte-identical copies of a message already seen (from any transport) without parsing them
  *     again; a copy of bytes already judged invalid counts as invalid again;
  *  3. queue it, ranked by the topic it came on; the queue is bounded, one peer may hold a quarter of
- *     it at most (its flood cannot crowd out what others send), and when it is full the lowest-ranked
- *     message goes (heartbeats first, then requests, attestations, and last the messages of requests
- *     in flight: commits, seals, reveals, verdicts);
+ *     it at most, and when it is full the lowest-ranked message goes (heartbeats first, then requests,
+ *     attestations, and last the messages of requests in flight: commits, seals, reveals, verdicts);
+ *     among messages of one rank the peer holding the most gives up its newest, when it holds more than
+ *     the sender would (a few peers' floods, together filling the queue, cannot crowd out what another
+ *     peer sends: each peer keeps a fair share);
  *  4. verify it with `decodePacket` (size, JSON, schema with unknown fields rejected, clock skew
  *     against the injected `now()`, Ed25519 signature), a bounded number at a time, highest rank first;
  *  5. check it came on the topic of its packet type;
@@ -159,6 +161,8 @@ export interface IntakeSizes {
   waitingCopies: number;
   queuedPeers: number;
   trackedPeers: number;
+  /** Messages shed from the middle of the queue, not reached yet (at most `maxQueue`). */
+  shedInQueue: number;
 }
 
 export type OfferResult =
@@ -216,6 +220,8 @@ interface Item {
   type: PacketType | undefined;
   /** Set when a gossip transport waits for the verdict before forwarding the message. */
   settle?: (verdict: ForwardVerdict) => void;
+  /** Shed from the middle of its rank's queue (a fair share, see `#shedFromHog`): skipped when reached. */
+  shed?: true;
 }
 
 /** How an immediate offer result answers a gossip transport's forward question. */
@@ -260,6 +266,12 @@ export class Intake {
   readonly #peers = new Map<string, PeerStats>();
   /** Messages queued per peer key (`peerKey`), for `maxQueuePerPeer`. */
   readonly #queuedBy = new Map<string, number>();
+  /** The same messages by peer key, one list a rank, oldest first (for shedding a peer's newest). */
+  readonly #itemsBy = new Map<string, Item[][]>();
+  /** Messages queued, by rank (the rank queues also hold shed messages not reached yet). */
+  readonly #live: number[] = Array.from({ length: RANKS }, () => 0);
+  /** Shed messages still in the rank queues: compacted away once there are more than `maxQueue`. */
+  #tombstones = 0;
   readonly #detach = new Set<Unsubscribe>();
   /** Attached gossip transports and the topics attached on each. */
   readonly #gossip = new Map<Transport, ReadonlySet<ContentTopic>>();
@@ -406,24 +418,27 @@ export class Intake {
       return 'dropped';
     }
     if (this.#queued >= this.#o.maxQueue) {
-      const lowest = this.#queues.findIndex((q) => q.size > 0);
-      if (lowest === -1 || lowest >= rank) {
+      const lowest = this.#live.findIndex((n) => n > 0);
+      if (lowest !== -1 && lowest < rank) {
+        // Shed the oldest message of the lowest rank to make room for a higher-ranked one.
+        this.#shed(this.#shiftLive(lowest)!);
+      } else if (!this.#shedFromHog(rank, key)) {
         this.#m.dropped++;
         return 'dropped';
       }
-      // Shed the oldest message of the lowest rank to make room for a higher-ranked one.
-      const shed = this.#queues[lowest]!.shift()!;
-      this.#queued--;
-      this.#dequeued(shed);
-      this.#digests.delete(shed.digest);
-      this.#m.dropped++;
-      shed.settle?.('ignore');
-      this.#release(shed.digest);
     }
     this.#digests.set(digest, 'pending', now);
-    this.#queues[rank]!.push({ bytes, digest, meta, type, ...(settle ? { settle } : {}) });
+    const item: Item = { bytes, digest, meta, type, ...(settle ? { settle } : {}) };
+    this.#queues[rank]!.push(item);
+    this.#live[rank]!++;
     this.#queued++;
     this.#queuedBy.set(key, (this.#queuedBy.get(key) ?? 0) + 1);
+    let lists = this.#itemsBy.get(key);
+    if (lists === undefined) {
+      lists = Array.from({ length: RANKS }, () => []);
+      this.#itemsBy.set(key, lists);
+    }
+    lists[rank]!.push(item);
     if (this.#queued > this.#m.maxQueueDepth) this.#m.maxQueueDepth = this.#queued;
     this.#pump();
     return 'queued';
@@ -442,8 +457,9 @@ export class Intake {
   /**
    * How many entries each of the intake's bounded structures holds now: the digest and packet-id dedup
    * sets (at most `dedupEntries` each), the digests with gossip copies waiting and the copies waiting,
-   * the peers with messages queued (at most `maxQueue`) and the peers tracked (at most
-   * `maxTrackedPeers`). For tests and diagnostics.
+   * the peers with messages queued (at most `maxQueue`), the peers tracked (at most
+   * `maxTrackedPeers`) and the messages shed from the middle of the queue that it still holds (at most
+   * `maxQueue`). For tests and diagnostics.
    */
   sizes(): IntakeSizes {
     let waitingCopies = 0;
@@ -455,6 +471,7 @@ export class Intake {
       waitingCopies,
       queuedPeers: this.#queuedBy.size,
       trackedPeers: this.#peers.size,
+      shedInQueue: this.#tombstones,
     };
   }
 
@@ -475,22 +492,80 @@ export class Intake {
       this.#closed = true;
       for (const detach of [...this.#detach]) detach();
       for (const q of this.#queues) {
-        for (let item = q.shift(); item !== undefined; item = q.shift()) item.settle?.('ignore');
+        for (let item = q.shift(); item !== undefined; item = q.shift()) {
+          if (item.shed === undefined) item.settle?.('ignore');
+        }
       }
       for (const digest of [...this.#waiters.keys()]) this.#release(digest);
       this.#queued = 0;
       this.#queuedBy.clear();
+      this.#itemsBy.clear();
+      this.#live.fill(0);
+      this.#tombstones = 0;
     }
     await this.idle();
+  }
+
+  /** The oldest message of a rank still queued (shed ones passed over), taken off the queue. */
+  #shiftLive(rank: number): Item | undefined {
+    const q = this.#queues[rank]!;
+    for (let item = q.shift(); item !== undefined; item = q.shift()) {
+      if (item.shed === undefined) {
+        this.#live[rank]!--;
+        this.#queued--;
+        this.#dequeued(item, rank);
+        return item;
+      }
+      this.#tombstones--;
+    }
+    return undefined;
+  }
+
+  /** A message taken off the queue to make room: dropped, its gossip copies answered `ignore`. */
+  #shed(item: Item): void {
+    this.#digests.delete(item.digest);
+    this.#m.dropped++;
+    item.settle?.('ignore');
+    this.#release(item.digest);
+  }
+
+  /**
+   * The queue is full and holds nothing ranked below `rank`: make room for a message of `rank` from
+   * `sender` by shedding the newest message of that rank from the peer holding the most messages, if it
+   * holds more than the sender would with this one. Returns false when no peer does (the sender already
+   * has its fair share, and its message is the one dropped).
+   */
+  #shedFromHog(rank: number, sender: string): boolean {
+    const mine = (this.#queuedBy.get(sender) ?? 0) + 1;
+    let hog: Item[] | undefined;
+    let most = mine;
+    for (const [key, n] of this.#queuedBy) {
+      if (n <= most) continue;
+      const list = this.#itemsBy.get(key)?.[rank];
+      if (list === undefined || list.length === 0) continue;
+      hog = list;
+      most = n;
+    }
+    const item = hog?.pop();
+    if (item === undefined) return false;
+    item.shed = true;
+    this.#tombstones++;
+    this.#live[rank]!--;
+    this.#queued--;
+    this.#dequeued(item, rank, false);
+    this.#shed(item);
+    if (this.#tombstones > this.#o.maxQueue) {
+      for (const q of this.#queues) q.retain((i) => i.shed === undefined);
+      this.#tombstones = 0;
+    }
+    return true;
   }
 
   #pump(): void {
     while (this.#inFlight < this.#o.concurrency && this.#queued > 0) {
       let item: Item | undefined;
-      for (let r = RANKS - 1; r >= 0 && item === undefined; r--) item = this.#queues[r]!.shift();
+      for (let r = RANKS - 1; r >= 0 && item === undefined; r--) item = this.#shiftLive(r);
       if (item === undefined) break;
-      this.#queued--;
-      this.#dequeued(item);
       this.#inFlight++;
       void this.#verify(item).finally(() => {
         this.#inFlight--;
@@ -573,12 +648,24 @@ export class Intake {
     }
   }
 
-  /** One message left the queue (to be verified, or shed): its peer's share is freed. */
-  #dequeued(item: Item): void {
+  /**
+   * One message left the queue (to be verified, or shed): its peer's share is freed. It is the oldest of
+   * its peer's messages of its rank (the rank queues are first in, first out), unless `fromList` is false
+   * (`#shedFromHog` has already taken it off the peer's list).
+   */
+  #dequeued(item: Item, rank: number, fromList = true): void {
     const key = peerKey(item.meta);
     const n = (this.#queuedBy.get(key) ?? 1) - 1;
     if (n > 0) this.#queuedBy.set(key, n);
     else this.#queuedBy.delete(key);
+    const lists = this.#itemsBy.get(key);
+    if (lists === undefined) return;
+    if (fromList) {
+      const list = lists[rank]!;
+      if (list[0] === item) list.shift();
+      else list.splice(list.indexOf(item), 1);
+    }
+    if (n <= 0) this.#itemsBy.delete(key);
   }
 
   #judged(item: Item, reason: RejectReason): void {
@@ -786,6 +873,17 @@ class Deque<T> {
 
   clear(): void {
     this.#items = [];
+    this.#head = 0;
+  }
+
+  /** Keep only the items `keep` accepts, in order. */
+  retain(keep: (item: T) => boolean): void {
+    const kept: T[] = [];
+    for (let i = this.#head; i < this.#items.length; i++) {
+      const item = this.#items[i];
+      if (item !== undefined && keep(item)) kept.push(item);
+    }
+    this.#items = kept;
     this.#head = 0;
   }
 }
