@@ -51,6 +51,18 @@ describe('Metrics (Prometheus text format)', () => {
     expect(() => reqs.inc(['/a'])).toThrow(RangeError);
   });
 
+  test('collectors run at each render, before the text; one that throws leaves the scrape served', () => {
+    const m = new Metrics();
+    let total = 0;
+    m.onScrape(() => {
+      throw new Error('gone');
+    });
+    m.onScrape(() => m.setTotal('elsewhere_total', 'Counted elsewhere', total));
+    expectLines(m, ['elsewhere_total 0']);
+    total = 5;
+    expectLines(m, ['elsewhere_total 5']);
+  });
+
   test('label values are escaped', () => {
     const m = new Metrics();
     m.set('g', 'Gauge', 7, { v: 'a"b\\c\nd' });

@@ -47,6 +47,16 @@ function rawKey(labels: Labels): string {
 
 export class Metrics {
   readonly #series = new Map<string, Series>();
+  readonly #scrapers: (() => void)[] = [];
+
+  /**
+   * Run `collect` at each `render`, before the text is made: a component whose counters live elsewhere
+   * (the relay's node, its intake) copies them in there (`setTotal`, `set`). One that throws does not
+   * fail the scrape: its series keep their last values.
+   */
+  onScrape(collect: () => void): void {
+    this.#scrapers.push(collect);
+  }
 
   #get(name: string, type: Series['type'], help: string, buckets: readonly number[] = []): Series {
     let s = this.#series.get(name);
@@ -121,6 +131,13 @@ export class Metrics {
   }
 
   render(): string {
+    for (const collect of this.#scrapers) {
+      try {
+        collect();
+      } catch {
+        // Its series keep their last values; the rest of the scrape is served.
+      }
+    }
     const lines: string[] = [];
     for (const [name, s] of this.#series) {
       lines.push(`# HELP ${name} ${escapeHelp(s.help)}`, `# TYPE ${name} ${s.type}`);

@@ -4,7 +4,7 @@ import type { HistoryStore, RequestDetail } from '../store/history-store.ts';
 import type { AdmissionQueue, Dispatcher } from './dispatcher.ts';
 import type { NetworkHealth, RelayNetwork } from './network.ts';
 
-/** How long the set of served models (configured + heartbeats) is reused. */
+/** How long the set of served models (configured + trusted nodes' heartbeats) is reused. */
 const MODELS_TTL_MS = 1_000;
 
 /**
@@ -61,6 +61,11 @@ export class InProcessRelayNetwork implements RelayNetwork {
     private readonly now: () => number,
     private readonly configuredModels: readonly string[],
     resume: ResumeOptions = {},
+    /**
+     * Whether a node is one the relay has reason to trust: proven or trusted for its seat policy
+     * (`ProvenNodes.isProven`). Only such nodes' heartbeats add models to `servedModels`. Default: none.
+     */
+    private readonly vouches: (nodeId: string) => boolean = () => false,
   ) {
     this.coordinatorId = key.nodeId;
     this.#resume = {
@@ -130,11 +135,20 @@ export class InProcessRelayNetwork implements RelayNetwork {
     return this.#dispatcher?.queue();
   }
 
+  /**
+   * The relay's configured models, plus those advertised by nodes it has reason to trust (`vouches`:
+   * proven or trusted for its seat policy). A heartbeat costs nothing to sign with a fresh key, so a model
+   * that only unproven nodes advertise is not served: it was listed in /v1/models (1,000 keys x 32 ids
+   * made a list of 5 MB) and requests for it were accepted, charged, and expired QUORUM_NOT_MET.
+   */
   async servedModels(): Promise<ReadonlySet<string>> {
     const t = this.now();
     if (this.#models && t - this.#models.at < MODELS_TTL_MS) return this.#models.set;
     const out = new Set(this.configuredModels);
-    for (const n of this.node.knownNodes()) for (const m of n.body.models) out.add(m.id);
+    for (const n of this.node.knownNodes()) {
+      if (!this.vouches(n.nodeId)) continue;
+      for (const m of n.body.models) out.add(m.id);
+    }
     this.#models = { at: t, set: out };
     return out;
   }

@@ -16,6 +16,7 @@ import { checkMaxQueued, DEFAULT_MAX_QUEUED, Dispatcher } from '../relay/dispatc
 import { GroupCommit } from '../relay/group-commit.ts';
 import { recordPacket } from '../relay/history-sink.ts';
 import { InProcessRelayNetwork, type ResumeOptions } from '../relay/in-process.ts';
+import { exportIntakeMetrics } from '../relay/intake-metrics.ts';
 import { ProvenNodes } from '../relay/proven-nodes.ts';
 import { mountInternal } from '../routes/internal.ts';
 import { ABANDONED_AFTER_MS, type HistoryStore, NODE_RETENTION_MS } from '../store/history-store.ts';
@@ -166,7 +167,19 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   // The coordinator's seat policy: nodes without a record in this history never fill a seal while
   // enough proven nodes are online (see ProvenNodes).
   const proven = new ProvenNodes(store, log, now, o.trustedNodes ?? []);
-  const node = new SynodNode({
+  // The node's `peer banned` line gets a stable code and the peer's rejections by reason (the intake's
+  // counts against it), so an operator can alert on it and see what the peer sent.
+  const nodeLog = (entry: Record<string, unknown>) => {
+    if (entry['msg'] !== 'peer banned') return log(entry);
+    const ref = { transport: String(entry['transport']), peer: String(entry['peer']) };
+    const stats = node.peerStats(ref);
+    log({
+      ...entry,
+      code: 'PEER_BANNED',
+      ...(stats ? { rejected: stats.invalidByCode, bannedUntil: stats.bannedUntil } : {}),
+    });
+  };
+  const node: SynodNode = new SynodNode({
     key: o.key,
     role: 'relay',
     coordinator: { seats: proven },
@@ -175,7 +188,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     // A coordinator machine restored at the start resumes with what the history kept for it since.
     restoreWith: async (requestId) => (network ? network.storedPackets(requestId) : []),
     random,
-    log,
+    log: nodeLog,
     ...(o.heartbeatIntervalMs
       ? {
           heartbeat: {
@@ -210,7 +223,10 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
       }
     },
   });
-  network = new InProcessRelayNetwork(o.key, node, store, now, o.configuredModels, o.resume);
+  // Models are served when configured, or advertised by nodes proven or trusted for the seat policy.
+  network = new InProcessRelayNetwork(o.key, node, store, now, o.configuredModels, o.resume, (nodeId) =>
+    proven.isProven(nodeId),
+  );
   const net = network;
   dispatcher = new Dispatcher({
     intake,
@@ -284,6 +300,8 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   };
   let pruneTimer: ReturnType<typeof setInterval> | undefined;
   const metrics = new Metrics();
+  // The P2P intake's counters (the node's own series names), read at each scrape.
+  metrics.onScrape(() => exportIntakeMetrics(metrics, node.metrics().intake, o.transports));
   const app = createApp({
     store,
     intake,

@@ -1,0 +1,65 @@
+import type { IntakeMetrics, RejectReason, Transport } from '@synod/browser-node';
+import { ERROR_CODES } from '@synod/shared';
+import type { Metrics } from '../metrics.ts';
+
+/** Codes of opening a sealed key file, which no packet can be rejected with. */
+const KEY_FILE_CODES: ReadonlySet<string> = new Set(['KEY_WRONG_PASSPHRASE', 'KEYSTORE_MALFORMED']);
+/**
+ * Every reason the intake rejects a message for, each series there at 0 from the start (a series born at
+ * its first increment hides that increment from `increase()`): the node's own list
+ * (browser-node/src/cli/metrics-text.ts, which the relay cannot import without the node's CLI).
+ */
+const INTAKE_REJECT_REASONS: readonly RejectReason[] = [
+  ...ERROR_CODES.filter((c) => !KEY_FILE_CODES.has(c)),
+  'TOPIC_MISMATCH',
+  'INTERNAL',
+];
+
+/**
+ * The relay's node's P2P intake into the relay's `/metrics` (a `Metrics.onScrape` collector): the series
+ * the node exports, by the same names and labels (`synod_packets_*_total`, rejections by `reason`), plus
+ * what the node's /metrics lacks: messages offered, those from banned peers, bans, and the envelopes a
+ * transport refused before the intake saw them (Waku relay's `invalidEnvelopes`, by `transport`).
+ */
+export function exportIntakeMetrics(
+  metrics: Metrics,
+  intake: IntakeMetrics,
+  transports: readonly Transport[] = [],
+): void {
+  metrics.set('synod_intake_queue_depth', 'Packets waiting for verification', intake.queueDepth);
+  metrics.setTotal(
+    'synod_packets_offered_total',
+    'Messages offered to the intake by any transport',
+    intake.offered,
+  );
+  metrics.setTotal('synod_packets_accepted_total', 'Verified packets accepted', intake.accepted);
+  metrics.setTotal('synod_packets_duplicate_total', 'Duplicate packets dropped', intake.duplicates);
+  metrics.setTotal('synod_packets_dropped_total', 'Packets shed under backpressure', intake.dropped);
+  metrics.setTotal(
+    'synod_packets_from_banned_total',
+    'Messages ignored because their peer was banned',
+    intake.fromBanned,
+  );
+  metrics.setTotal('synod_peer_bans_total', 'Peers banned for invalid messages', intake.bans);
+  const rejected: Partial<Record<string, number>> = intake.rejected;
+  for (const reason of INTAKE_REJECT_REASONS) {
+    metrics.setTotal('synod_packets_rejected_total', 'Packets rejected, by reason', rejected[reason] ?? 0, {
+      reason,
+    });
+  }
+  for (const [reason, n] of Object.entries(rejected)) {
+    if (!INTAKE_REJECT_REASONS.includes(reason as RejectReason)) {
+      metrics.setTotal('synod_packets_rejected_total', 'Packets rejected, by reason', n ?? 0, { reason });
+    }
+  }
+  for (const t of transports) {
+    const stats = (t as { stats?: () => { invalidEnvelopes?: unknown } }).stats?.();
+    if (typeof stats?.invalidEnvelopes !== 'number') continue;
+    metrics.setTotal(
+      'synod_invalid_envelopes_total',
+      'Messages a transport refused before the intake (not a valid envelope on a Synod topic), by transport',
+      stats.invalidEnvelopes,
+      { transport: t.name },
+    );
+  }
+}
