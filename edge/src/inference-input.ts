@@ -29,7 +29,7 @@ export { InferenceInputSchema } from '@synod/shared';
 export const DEFAULT_PARAMS = { temperature: 0, maxTokens: 128 } as const;
 
 export interface RequestDefaults {
-  /** Models the network serves (from config and from node heartbeats). */
+  /** Models the network serves (configured, and advertised by proven or trusted nodes). */
   knownModels: ReadonlySet<string>;
   defaultModels: readonly string[];
   /** Embedders the relay can pin, by id; the first is the default. */

@@ -17,7 +17,7 @@ export interface RelayNetwork {
   readonly coordinatorId: string;
   /** Tell the coordinator that admitted requests wait in the admission log (it also polls). */
   admitted(requestIds: readonly string[]): Promise<void>;
-  /** Models served by live nodes (heartbeats) plus those configured. */
+  /** Models configured, plus those that nodes the relay trusts (proven or trusted) advertise. */
   servedModels(): Promise<ReadonlySet<string>>;
   /** Notified after each stored change of the request; returns an unsubscribe. */
   subscribe(requestId: string, listener: () => void): () => void;
