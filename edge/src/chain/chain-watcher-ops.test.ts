@@ -198,9 +198,13 @@ describe('chain watcher operations: the RPC endpoint', () => {
     proxy.upstream = other.url;
     try {
       const errors = w.stats().errors;
+      const lines = errorsIn(logs).length;
       await w.poll();
       await w.poll();
-      expect(w.stats().errors).toBe(errors + 2);
+      await w.poll();
+      expect(w.stats().errors).toBe(errors + 3);
+      // Logged once for the spell, not once a pass.
+      expect(errorsIn(logs).slice(lines)).toHaveLength(1);
       const failed = errorsIn(logs).at(-1);
       expect(failed).toMatchObject({ code: 'CHAIN_ID_MISMATCH' });
       // Nothing was taken for a reorg of this chain: the row and the cursor are as they were.
@@ -215,6 +219,41 @@ describe('chain watcher operations: the RPC endpoint', () => {
     await w.poll();
     expect(w.stats().errors).toBe(errors);
     expect(await onChainStatus(oracle, requestNo)).toBe(1);
+    expect(logs.at(-1)).toMatchObject({
+      level: 'info',
+      msg: 'chain watcher passes work again',
+      code: 'CHAIN_ID_MISMATCH',
+      failures: 3,
+    });
+  });
+
+  test('an RPC that is down (HTTP 503): passes fail with CHAIN_RPC_FAILED, logged once for the spell, and once more when it answers again', async () => {
+    const { w, logs } = await opsWatcher();
+    await w.poll();
+    const lines = logs.length;
+    // Every call answered 503, as a provider that is down answers.
+    proxy.fault = () => ({ status: 503 });
+    try {
+      for (let i = 0; i < 5; i++) await w.poll();
+    } finally {
+      proxy.fault = undefined;
+    }
+    const during = logs.slice(lines);
+    expect(during).toHaveLength(1);
+    expect(during[0]).toMatchObject({
+      level: 'error',
+      msg: 'chain watcher pass failed',
+      code: 'CHAIN_RPC_FAILED',
+    });
+    await w.poll();
+    expect(logs.slice(lines + 1)).toEqual([
+      expect.objectContaining({
+        level: 'info',
+        msg: 'chain watcher passes work again',
+        code: 'CHAIN_RPC_FAILED',
+        failures: 5,
+      }),
+    ]);
   });
 
   test('an RPC that refuses eth_getLogs over the default block range: the range is narrowed until it answers', async () => {
@@ -362,7 +401,7 @@ describe('chain watcher operations: the RPC endpoint', () => {
 });
 
 describe('chain watcher operations: the bridge account', () => {
-  test('an unfunded bridge: one error a pass (BRIDGE_UNFUNDED), the balance read at once and low; refunded, it settles', async () => {
+  test('an unfunded bridge: one error a pass (BRIDGE_UNFUNDED, logged once a spell), the balance read at once and low; refunded, it settles', async () => {
     const { w, oracle, relay, logs, requestId } = await opsWatcher({ balanceCheckMs: 3_600_000 });
     const asked: { requestNo: bigint }[] = [];
     for (const p of ['First', 'Second', 'Third']) {
@@ -377,10 +416,15 @@ describe('chain watcher operations: the bridge account', () => {
       for (const a of asked)
         relay.status.set(requestId(a.requestNo), { status: 'failed', error: 'NO_NODES' });
       const before = errorsIn(logs).length;
+      const counted = w.stats().errors;
+      // Three passes, one line: a spell of BRIDGE_UNFUNDED is logged once (each pass still counts it).
+      await w.poll();
+      await w.poll();
       await w.poll();
       const errors = errorsIn(logs).slice(before);
       expect(errors).toHaveLength(1);
       expect(errors[0]).toMatchObject({ code: 'BRIDGE_UNFUNDED' });
+      expect(w.stats().errors).toBe(counted + 3);
       expect(w.stats().bridge?.low).toBe(true);
       for (const a of asked) expect(await onChainStatus(oracle, a.requestNo)).toBe(1);
     } finally {
@@ -394,6 +438,52 @@ describe('chain watcher operations: the bridge account', () => {
     for (const a of asked) expect(await onChainStatus(oracle, a.requestNo)).toBe(3);
     expect(w.stats().bridge?.low).toBe(false);
     expect(logs.some((l) => l.msg === 'the bridge balance is sufficient again')).toBe(true);
+  });
+});
+
+describe('chain watcher operations: a settlement the oracle refuses', () => {
+  test("the oracle's custom error is named (NotBridge), logged once for the row's spell, and once more when it goes through", async () => {
+    const { w, oracle, relay, logs, requestId } = await opsWatcher();
+    const { requestNo } = await chain.callLLM({
+      prompt: 'Refused for a while',
+      models: ['stories260K'],
+      oracle,
+    });
+    await w.poll();
+    const setBridge = async (bridge: Address) => {
+      const hash = await chain.requester.writeContract({
+        address: oracle,
+        abi: synodOracleAbi,
+        functionName: 'setBridge',
+        args: [bridge],
+      });
+      await chain.client.waitForTransactionReceipt({ hash });
+    };
+    await setBridge('0x000000000000000000000000000000000000dEaD');
+    const lines = logs.length;
+    try {
+      relay.status.set(requestId(requestNo), verdictOf('An answer'));
+      for (let i = 0; i < 3; i++) await w.poll();
+      const errors = errorsIn(logs.slice(lines));
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatchObject({
+        msg: 'chain settlement failed',
+        requestId: requestId(requestNo),
+        code: 'CHAIN_CALL_REVERTED',
+        revert: 'NotBridge',
+      });
+    } finally {
+      await setBridge(chain.bridge.account.address);
+    }
+    await pollUntil(w, 'the fulfil', async () => (await onChainStatus(oracle, requestNo)) === 2);
+    expect(logs.slice(lines)).toContainEqual(
+      expect.objectContaining({
+        level: 'info',
+        msg: 'chain settlement works again',
+        requestId: requestId(requestNo),
+        failures: 3,
+      }),
+    );
   });
 });
 

@@ -15,6 +15,7 @@ import {
   ContractFunctionRevertedError,
   decodeErrorResult,
   decodeEventLog,
+  ExecutionRevertedError,
   encodeFunctionData,
   type Hex,
   HttpRequestError,
@@ -35,6 +36,7 @@ import type { Admission, AdmissionOutcome } from '../store/intake-store.ts';
 import { type BridgeBalance, BridgeBalanceMonitor } from './bridge-balance.ts';
 import type { ChainStore, OracleRef } from './chain-store.ts';
 import { type ReadResume, withinBudget } from './events-budget.ts';
+import { LogSpells } from './log-spells.ts';
 import {
   chainOrigin,
   chainRequestIdOf,
@@ -273,6 +275,13 @@ export class ChainWatcher {
    * request block and kind: the first block not read (never above the reorg window's start).
    */
   readonly #settlementScan = new Map<string, bigint>();
+  /**
+   * Failures that repeat pass after pass (an RPC down, the bridge unfunded, a row the oracle refuses),
+   * logged once a spell (and every 5 minutes while it lasts), not once a pass: see `LogSpells`.
+   */
+  readonly #spells: LogSpells;
+  /** The spells of whole passes under way, by key (`pass:<code>`), ended by the next pass that works. */
+  readonly #passSpells = new Set<string>();
 
   constructor(o: ChainWatcherOptions) {
     this.#o = {
@@ -295,6 +304,7 @@ export class ChainWatcher {
       ...o,
     };
     this.#ref = { chainId: o.chainId, contract: o.oracle.toLowerCase() };
+    this.#spells = new LogSpells(() => this.#o.now());
     this.#blockRange = this.#o.maxBlockRange > 0n ? this.#o.maxBlockRange : 1n;
     this.#balance = new BridgeBalanceMonitor({
       client: this.#o.client,
@@ -409,10 +419,25 @@ export class ChainWatcher {
         if (failure !== undefined) throw failure;
       } catch (e) {
         this.#stats.errors++;
-        this.#o.log?.({ level: 'error', msg: 'chain watcher pass failed', ...codeOf(e), err: describe(e) });
+        const code = codeOf(e);
+        const key = `pass:${code.code}`;
+        this.#passSpells.add(key);
+        const spell = this.#spells.failed(key);
+        if (spell.log) {
+          this.#o.log?.({
+            level: 'error',
+            msg: 'chain watcher pass failed',
+            ...code,
+            err: describe(e),
+            ...(spell.failures > 1 ? { failedForMs: spell.sinceMs, failures: spell.failures } : {}),
+          });
+        }
       } finally {
         this.#stats.passes++;
-        if (this.#stats.errors === errors) this.#stats.lastOkAt = this.#o.now();
+        if (this.#stats.errors === errors) {
+          this.#stats.lastOkAt = this.#o.now();
+          this.#passesWorkAgain();
+        }
         this.#pass = undefined;
         this.#o.onPass?.(this.stats());
       }
@@ -746,7 +771,11 @@ export class ChainWatcher {
       for (const row of rows) {
         if (this.#stopped) return;
         try {
-          progressed = (await this.#settleRow(row)) || progressed;
+          const moved = await this.#settleRow(row);
+          progressed ||= moved;
+          this.#rowWorks('chain settlement failed', row);
+          // A settlement sent or recorded: the bridge pays again (a spell of BRIDGE_UNFUNDED is over).
+          if (moved) this.#spells.ended('unfunded');
         } catch (e) {
           // The bridge cannot pay: every other row would fail the same way. One error for the pass, the
           // balance read again at its end (`/metrics`, the low-balance warning), settling resumed by the
@@ -832,6 +861,7 @@ export class ChainWatcher {
       if (this.#stopped) return;
       try {
         if (await this.#recheckRow(row, finalized)) reopened++;
+        this.#rowWorks('checking a chain settlement failed', row);
       } catch (e) {
         // One settlement that cannot be checked now (an RPC error) does not hold up the others; it is
         // checked again next time.
@@ -851,13 +881,64 @@ export class ChainWatcher {
     );
     this.#stats.errors++;
     this.#nextBalanceCheck = Number.NEGATIVE_INFINITY;
-    this.#o.log?.({ level: 'error', msg: err.message, code: err.code, ...err.details, hint: err.hint });
+    // Once a spell: the balance monitor says when the account is funded again ('sufficient again').
+    const spell = this.#spells.failed('unfunded');
+    if (!spell.log) return;
+    this.#o.log?.({
+      level: 'error',
+      msg: err.message,
+      code: err.code,
+      ...err.details,
+      hint: err.hint,
+      ...(spell.failures > 1 ? { failedForMs: spell.sinceMs, failures: spell.failures } : {}),
+    });
   }
 
-  /** A row whose step failed for now: counted and logged; it is tried again later. */
-  #rowFailed(msg: string, row: ChainRequestRow, e: unknown): void {
+  /**
+   * A row whose step failed for now: counted, and logged once a spell (the step is tried again every
+   * pass); `#rowWorks` ends the spell.
+   */
+  #rowFailed(msg: keyof typeof WORKS_AGAIN, row: ChainRequestRow, e: unknown): void {
     this.#stats.errors++;
-    this.#o.log?.({ level: 'error', msg, requestId: row.requestId, err: describe(e) });
+    const spell = this.#spells.failed(`${msg}:${row.requestId}`);
+    if (!spell.log) return;
+    this.#o.log?.({
+      level: 'error',
+      msg,
+      requestId: row.requestId,
+      ...codeOf(e),
+      err: describe(e),
+      ...(spell.failures > 1 ? { failedForMs: spell.sinceMs, failures: spell.failures } : {}),
+    });
+  }
+
+  /** The row's step (`msg`) went through: a spell of its failures, if any, is over and said so. */
+  #rowWorks(msg: keyof typeof WORKS_AGAIN, row: ChainRequestRow): void {
+    const ended = this.#spells.ended(`${msg}:${row.requestId}`);
+    if (ended === null) return;
+    this.#o.log?.({
+      level: 'info',
+      msg: WORKS_AGAIN[msg],
+      requestId: row.requestId,
+      failedForMs: ended.forMs,
+      failures: ended.failures,
+    });
+  }
+
+  /** A pass worked: the spells of failed passes are over, each said so once. */
+  #passesWorkAgain(): void {
+    for (const key of this.#passSpells) {
+      const ended = this.#spells.ended(key);
+      if (ended === null) continue;
+      this.#o.log?.({
+        level: 'info',
+        msg: 'chain watcher passes work again',
+        code: key.slice('pass:'.length),
+        failedForMs: ended.forMs,
+        failures: ended.failures,
+      });
+    }
+    this.#passSpells.clear();
   }
 
   /** One settlement of `#recheckSettled`; true when it was undone and its row reopened. */
@@ -1409,10 +1490,30 @@ function refusedByRpc(e: unknown): boolean {
 }
 const RANGE_REFUSAL = /range|limit|exceed|more than|too (?:many|large|wide|big)|size/i;
 
-/** A stable code of an error, as a log entry's `code`, when it has one. */
-function codeOf(e: unknown): { code?: string } {
+/** A row's failing step, as logged, and the line that says it went through again. */
+const WORKS_AGAIN = {
+  'chain settlement failed': 'chain settlement works again',
+  'checking a chain settlement failed': 'checking a chain settlement works again',
+} as const;
+
+/**
+ * A stable code for a log entry: the error's own (`ChainBridgeError`, `SynodError`); else
+ * `CHAIN_CALL_REVERTED` with the oracle's custom error decoded by its ABI (`revert`: `NotBridge`,
+ * `NotPending`, …, rather than viem's "custom error 0x7fea9dc5…"); else `CHAIN_RPC_FAILED` for a chain
+ * call that failed on its way (HTTP, a timeout, a JSON-RPC error); else `CHAIN_WATCHER_FAILED`.
+ */
+function codeOf(e: unknown): { code: string; revert?: string } {
   const code = (e as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? { code } : {};
+  if (typeof code === 'string') return { code };
+  const revert = revertName(e);
+  if (revert !== undefined) return { code: 'CHAIN_CALL_REVERTED', revert };
+  if (e instanceof BaseError) {
+    const reverted = e.walk(
+      (x) => x instanceof ContractFunctionRevertedError || x instanceof ExecutionRevertedError,
+    );
+    return { code: reverted === null ? 'CHAIN_RPC_FAILED' : 'CHAIN_CALL_REVERTED' };
+  }
+  return { code: 'CHAIN_WATCHER_FAILED' };
 }
 
 /**
