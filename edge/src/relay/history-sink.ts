@@ -1,4 +1,5 @@
 import type { AnyPacket, Packet } from '@synod/shared';
+import { advertisedKey } from '../store/heartbeat-writes.ts';
 import type { HistoryStore } from '../store/history-store.ts';
 
 /** The commits with these ids that the relay's node holds for a request (`SynodNode.heldCommits`). */
@@ -9,7 +10,8 @@ export type HeldCommits = (
 
 /**
  * Writes what the relay's node sees into the quorum history: every packet of a request the history
- * holds (commits, seal, reveals, verdict, attestations) and every heartbeat (the node registry).
+ * holds (commits, seal, reveals, verdict, attestations) and heartbeats (the node registry: a node's at
+ * most once per `HEARTBEAT_WRITE_INTERVAL_MS` unless what it advertises changed).
  * Inserts are idempotent, so the same packet from several transports, or from several relays over one
  * database, is stored once. Returns whether the request's stored view changed.
  */
@@ -26,9 +28,22 @@ export async function recordPacket(
   } = {},
 ): Promise<boolean> {
   switch (packet.type) {
-    case 'heartbeat':
-      await store.recordHeartbeat({ id, packet }, now);
+    case 'heartbeat': {
+      // A node's heartbeat is written once per `HEARTBEAT_WRITE_INTERVAL_MS` unless what it advertises
+      // changed (the relay remembers what it wrote, for a bounded number of nodes); a node whose row a
+      // flood of new keys pushed out (`MAX_IDLE_NODES`) is written again at its next heartbeat.
+      const writes = store.heartbeatWrites;
+      const advertised = advertisedKey(packet.body);
+      if (!writes.due(packet.from, advertised, now)) return false;
+      writes.wrote(packet.from, advertised, now);
+      try {
+        for (const gone of await store.recordHeartbeat({ id, packet }, now)) writes.forget(gone);
+      } catch (e) {
+        writes.forget(packet.from);
+        throw e;
+      }
       return false;
+    }
     case 'request':
       // Requests enter the history through the relay that accepts them (`accept`), never from the
       // network: a peer cannot fill the database by publishing requests.

@@ -48,6 +48,7 @@ import {
 } from '@synod/shared/history';
 import { and, asc, desc, eq, gt, gte, inArray, lt, notInArray, or, type SQL, sql } from 'drizzle-orm';
 import type { LibSQLDatabase } from 'drizzle-orm/libsql';
+import { HeartbeatWrites } from './heartbeat-writes.ts';
 import { DB_NOW_MS } from './intake-store.ts';
 
 export type HistoryDb = LibSQLDatabase<typeof historySchema>;
@@ -114,6 +115,9 @@ export class HistoryStore {
     readonly db: HistoryDb,
     readonly checkFile?: () => void,
   ) {}
+
+  /** The heartbeats this relay wrote lately, for `recordPacket` to write each node's once an interval. */
+  readonly heartbeatWrites = new HeartbeatWrites();
 
   /**
    * Move queued requests from the admission log into the history, signed by their coordinator, in one
@@ -411,10 +415,41 @@ export class HistoryStore {
     await this.db.insert(attestations).values(attestationRow(a)).onConflictDoNothing();
   }
 
-  async recordHeartbeat(h: Stored<'heartbeat'>, now: number): Promise<void> {
+  /**
+   * Store a node's heartbeat (its `nodes` row: capabilities, last seen), and, when its row is new, keep
+   * the rows of nodes that never took part in a request (no reputation row, no commit, no seal
+   * membership) at `MAX_IDLE_NODES`: past it, the least recently seen of them go, in the same transaction
+   * (one batch), so the bound holds whichever relays over the database write. A row only updated adds
+   * none, and pushes out none. Returns the node ids pushed out (`HeartbeatWrites.forget` them).
+   * Every call writes: the relay's node writes through `recordPacket`, which writes a node's heartbeat
+   * at most once per `HEARTBEAT_WRITE_INTERVAL_MS` unless what it advertises changed.
+   */
+  async recordHeartbeat(h: Stored<'heartbeat'>, now: number): Promise<string[]> {
     const row = nodeRow(h, now);
     const { firstSeen: _keep, nodeId: _id, ...update } = row;
-    await this.db.insert(nodes).values(row).onConflictDoUpdate({ target: nodes.nodeId, set: update });
+    const [, evicted] = await this.db.batch([
+      this.db.insert(nodes).values(row).onConflictDoUpdate({ target: nodes.nodeId, set: update }),
+      // Only for a row just made (its first heartbeat is this one) in a table of more rows than the
+      // bound at all (both in the LIMIT, which SQLite evaluates first and lazily: as a WHERE term, it
+      // would walk the idle rows on every heartbeat): the idle rows counted (a walk of the primary key, a
+      // seek into each aggregate a row), and as many as are past the bound go, the least recently seen
+      // first (from the old end of `nodes_last_seen_idx`: past nodes that took part and went silent, then
+      // a flood's oldest keys).
+      this.db
+        .delete(nodes)
+        .where(
+          sql`${nodes.nodeId} IN (
+            SELECT i.node_id FROM ${nodes} i WHERE ${idle(sql`i`)}
+            ORDER BY i.last_seen, i.node_id
+            LIMIT CASE
+              WHEN EXISTS (SELECT 1 FROM ${nodes} m WHERE m.node_id = ${row.nodeId} AND m.first_seen = ${now})
+                AND (SELECT count(*) FROM ${nodes}) > ${MAX_IDLE_NODES}
+              THEN max(0, (SELECT count(*) FROM ${nodes} j WHERE ${idle(sql`j`)}) - ${MAX_IDLE_NODES})
+              ELSE 0 END)`,
+        )
+        .returning({ nodeId: nodes.nodeId }),
+    ]);
+    return evicted.map((e) => e.nodeId);
   }
 
   /**
@@ -1031,6 +1066,25 @@ function toHistoryItem({ promptBytes, acceptedModels, ...r }: HistoryRow): Histo
     acceptedModels: JSON.parse(acceptedModels) as string[],
     prompt: prompt === null ? null : prompt.length > 200 ? `${prompt.slice(0, 200)}…` : prompt,
   };
+}
+
+/**
+ * Most rows of `nodes` for nodes that never took part in a request (no commit, so no seal membership
+ * either, and no reputation row): heartbeats from keys made for the purpose cost nothing, and each new key
+ * was a new row for a day (`NODE_RETENTION_MS`). A new such node past the bound pushes out the least
+ * recently seen of them, in the transaction of its insert (`recordHeartbeat`), whichever relay writes. Nodes
+ * that took part are not counted and never pushed out.
+ */
+export const MAX_IDLE_NODES = 2_000;
+
+/**
+ * The condition that the `nodes` row `n` (an alias) is of a node that never took part in a request: no
+ * reputation row (a verdict named it), no commit stored, no seal membership (which needs a commit too).
+ */
+function idle(n: SQL): SQL {
+  return sql`NOT EXISTS (SELECT 1 FROM ${reputation} WHERE ${reputation}.node_id = ${n}.node_id)
+    AND NOT EXISTS (SELECT 1 FROM ${commits} WHERE ${commits}.node_id = ${n}.node_id)
+    AND NOT EXISTS (SELECT 1 FROM ${sealMembers} WHERE ${sealMembers}.node_id = ${n}.node_id)`;
 }
 
 /** How long a node that never took part in a verdict stays in the registry after its last heartbeat. */
