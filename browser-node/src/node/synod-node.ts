@@ -2,6 +2,7 @@ import {
   type AnyPacket,
   type CoordinatorConfig,
   type CoordinatorState,
+  durableState,
   type Effect,
   type EmbeddingModelRef,
   type Evidence,
@@ -79,7 +80,8 @@ import { realScheduler, type Scheduler } from './scheduler.ts';
  * - Packets for requests not yet seen wait in a small bounded buffer and are replayed when the request
  *   arrives; nothing a peer sends can grow memory without bound.
  * - Machine state is saved after every step that changed it (a step that changed nothing, such as a
- *   packet the machine refuses, writes nothing, and a finished machine is deleted once); `start()`
+ *   packet the machine refuses, writes nothing, and a finished machine is deleted once; what is saved is
+ *   `durableState`, so a step that only took in a reveal from outside the seal writes nothing either); `start()`
  *   restores saved machines and feeds `restored`, so in-flight requests resume (or expire cleanly)
  *   after a restart. A finished `node` machine (one that may have signed a commitment) is kept in the
  *   store, finished, for `REPLAY_WINDOW_MS` before it is deleted, so a restarted node still knows the
@@ -1173,11 +1175,15 @@ export class SynodNode {
   /**
    * The write of `#save`; false when the store already held it. A finished `node` machine that may have
    * signed a commitment is written finished and deleted at the end of its replay window (see `start()`).
+   * What is written is `durableState`: without the reveals of nodes outside the seal (or waiting for it),
+   * which nothing needs to resume, so a step that only took such a reveal in writes nothing, and a flood
+   * of them writes no more than the machine's other steps do (it used to rewrite every reveal held with
+   * each new one: n reveals, n²/2 written).
    */
   async #write(hosted: Hosted): Promise<boolean> {
     const s = hosted.state;
     if (s.outcome !== null && mayHaveSigned(s)) {
-      const text = serializeState(s);
+      const text = serializeState(durableState(s));
       if (text === hosted.stored) return false;
       await this.#store.save(this.nodeId, s.requestId, text, this.#now());
       hosted.stored = text;
@@ -1190,7 +1196,7 @@ export class SynodNode {
       hosted.stored = null;
       return true;
     }
-    const text = serializeState(s);
+    const text = serializeState(durableState(s));
     if (text === hosted.stored) return false;
     await this.#store.save(this.nodeId, s.requestId, text, this.#now());
     hosted.stored = text;

@@ -1,7 +1,7 @@
 import { computeVerdict, verdictDigest } from '../consensus/verdict.ts';
 import { compareStrings } from '../encoding/bytes.ts';
 import { SynodError } from '../errors.ts';
-import { packetId } from '../packets/envelope.ts';
+import { encodePacket, packetId } from '../packets/envelope.ts';
 import { LIMITS } from '../packets/limits.ts';
 import {
   type AnyPacket,
@@ -161,24 +161,55 @@ export function byId(a: { id: string }, b: { id: string }): number {
 }
 
 /**
- * May one more reveal from `from` be held, given the seal's members? A member may have two held (the
+ * Bytes of reveals from nodes outside the seal (`NOT_SEALED`) a coordinator holds for one request, each
+ * counted as its packet's canonical encoding (`revealBytes`); observers hold twice as much, as they do
+ * twice the count (`revealRoom`). Such reveals serve no honest purpose (a node reveals only to a seal
+ * naming it): the coordinator holds some, within this budget, so its verdict cites them as evidence, and
+ * observers hold them so they can recompute that verdict. The budget bounds what a flood of them under
+ * fresh keys makes every machine hold (each may be about 256 KiB), beside the count bound of the verdict's
+ * `rejected` entries. It is the coordinator's choice of what it holds, not a verdict rule: a transcript
+ * holding more verifies as before.
+ */
+export const NON_MEMBER_REVEAL_BYTES = 1024 * 1024;
+
+const revealSizes = new WeakMap<object, number>();
+
+/** The size of a reveal as `NON_MEMBER_REVEAL_BYTES` counts it: its canonical encoding (the wire form). */
+export function revealBytes(packet: Packet<'reveal'>): number {
+  let n = revealSizes.get(packet);
+  if (n === undefined) {
+    n = encodePacket(packet).length;
+    revealSizes.set(packet, n);
+  }
+  return n;
+}
+
+/**
+ * May one more reveal, `packet`, be held, given the seal's members? A member may have two held (the
  * second shows the verdict a DUPLICATE_REVEAL), a non-member `perNonMember` (the coordinator holds one:
  * the verdict cites one reveal per non-member, so every reveal in its transcript is cited and an
  * observer can tell exactly which reveals the verdict was computed over). Non-members together get
- * what the members leave of the verdict's `rejected` bound (times `perNonMember`), so a flood of
- * unsealed reveals under fresh keys cannot make the verdict or transcript too large.
+ * what the members leave of the verdict's `rejected` bound (times `perNonMember`), and at most
+ * `perNonMember` times `NON_MEMBER_REVEAL_BYTES` of them, so a flood of unsealed reveals under fresh keys
+ * cannot make the verdict or transcript too large, nor the machine hold more than that budget of them.
  */
 export function revealRoom(
   reveals: readonly Received<'reveal'>[],
   members: ReadonlySet<string>,
-  from: string,
+  packet: Packet<'reveal'>,
   perNonMember: number,
 ): boolean {
+  const from = packet.from;
   const fromSender = reveals.filter((r) => r.packet.from === from).length;
   if (members.has(from)) return fromSender < 2;
   if (fromSender >= perNonMember) return false;
-  const nonMembers = reveals.filter((r) => !members.has(r.packet.from)).length;
-  return nonMembers < perNonMember * Math.max(0, LIMITS.maxVerdictEntries - 2 * members.size);
+  const nonMembers = reveals.filter((r) => !members.has(r.packet.from));
+  if (nonMembers.length >= perNonMember * Math.max(0, LIMITS.maxVerdictEntries - 2 * members.size)) {
+    return false;
+  }
+  let bytes = revealBytes(packet);
+  for (const r of nonMembers) bytes += revealBytes(r.packet);
+  return bytes <= perNonMember * NON_MEMBER_REVEAL_BYTES;
 }
 
 /**

@@ -421,7 +421,7 @@ function onReveal(
     return;
   }
   const members = new Set(s.seal.body.members.map((m) => m.nodeId));
-  if (!revealRoom(s.reveals, members, rec.packet.from, 1)) {
+  if (!revealRoom(s.reveals, members, rec.packet, 1)) {
     reject(fx, 'LIMIT', 'no room for another reveal from this node', rec.id);
     return;
   }

@@ -34,7 +34,8 @@
  *   `id` is the packet id it will have (ids do not cover signatures).
  * - `set-timer {name, at}` / `cancel-timer {name}`: timers keyed by (requestId, name).
  * - `start-inference {requestId, model, embeddingModel, input, params, deadline}` / `cancel-inference`.
- * - `persist {reason}`: write-ahead barrier; store `serializeState(state)` before the effects after it.
+ * - `persist {reason}`: write-ahead barrier; store `serializeState(durableState(state))` before the
+ *   effects after it.
  * - `verdict {verdict, digest, transcriptRoot, check}`: computed (coordinator) or checked (others).
  * - `evidence {evidence}`: signed proof of misbehaviour (double commit, double seal, double or invalid
  *   verdict), checkable from its packets alone.
@@ -44,7 +45,9 @@
  * another role) throws `SynodError('LIFECYCLE_INVALID_EVENT')`.
  *
  * ## State and restarts (`state.ts`)
- * State is plain JSON (`serializeState` / `restoreState`). Persist it after each step (and before the
+ * State is plain JSON (`serializeState` / `restoreState`); what is stored is `durableState(state)`, less
+ * the reveals of nodes outside the seal and those waiting for it (not needed to resume, see `durableState`,
+ * so a step that only took one in writes nothing). Persist it after each step (and before the
  * effects that follow a `persist`); after a restart feed `restored`: outstanding publishes go out again
  * (idempotent: same body, same id, deterministic Ed25519 signature), timers are re-armed, deadlines
  * that passed fire at once (a coordinator seals or expires, a node whose inference was lost restarts it
@@ -62,11 +65,13 @@
  * `slots` smallest of the candidates (itself included). `eligibilityPredicate(candidates, slots)` makes
  * the `isEligible` callback the machines' configs take.
  */
+export { NON_MEMBER_REVEAL_BYTES, revealBytes } from './common.ts';
 export * from './coordinator.ts';
 export * from './eligibility.ts';
 export * from './follower.ts';
 export * from './node.ts';
 export {
+  MAX_DEFERRED_REVEAL_BYTES,
   MAX_OPEN_COMMITS,
   type ObserverConfig,
   REVEALS_PER_MEMBER,

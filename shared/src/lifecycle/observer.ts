@@ -3,7 +3,7 @@ import { verdictDigest } from '../consensus/verdict.ts';
 import { compareStrings } from '../encoding/bytes.ts';
 import { isSynodError } from '../errors.ts';
 import { LIMITS } from '../packets/limits.ts';
-import type { AnyPacket, RequestBody, SealMember, Verdict } from '../packets/schemas.ts';
+import type { AnyPacket, Packet, RequestBody, SealMember, Verdict } from '../packets/schemas.ts';
 import {
   byId,
   cancelTimer,
@@ -15,6 +15,7 @@ import {
   receive,
   reject,
   requestIdOf,
+  revealBytes,
   revealRoom,
   sealDateProblem,
   sealedCommits,
@@ -86,6 +87,13 @@ export interface ObserverHooks<S extends ObserverState> {
 export const MAX_DEFERRED = LIMITS.maxVerdictEntries;
 /** Room in `deferred` that only seals and verdicts may use. */
 const RESERVED = 32;
+/**
+ * Bytes of reveals held in `deferred` (reveals that came before the seal, `revealBytes` each): before
+ * the seal no one can tell a member's reveal from anyone's, and the count bound alone let 224 reveals of
+ * about 256 KiB wait there. A member's reveal refused for want of room comes again: a node publishes its
+ * reveal again while it holds no verdict.
+ */
+export const MAX_DEFERRED_REVEAL_BYTES = 8 * 1024 * 1024;
 /** Commits held before the seal, from all nodes together. */
 export const MAX_OPEN_COMMITS = 2 * LIMITS.maxSealMembers;
 
@@ -221,11 +229,18 @@ function defer(s: ObserverState, fx: Effect[], rec: AnyReceived): void {
   // attestations cannot take.
   const room =
     rec.packet.type === 'seal' || rec.packet.type === 'verdict' ? MAX_DEFERRED : MAX_DEFERRED - RESERVED;
-  if (s.deferred.length >= room) {
+  if (s.deferred.length >= room || (rec.packet.type === 'reveal' && !deferredRevealRoom(s, rec.packet))) {
     reject(fx, 'BUFFER_FULL', `no room to hold a ${rec.packet.type} until it can be checked`, rec.id);
     return;
   }
   s.deferred = [...s.deferred, rec];
+}
+
+/** Whether `deferred` has room for one more reveal, `packet`, within `MAX_DEFERRED_REVEAL_BYTES`. */
+function deferredRevealRoom(s: ObserverState, packet: Packet<'reveal'>): boolean {
+  let bytes = revealBytes(packet);
+  for (const d of s.deferred) if (d.packet.type === 'reveal') bytes += revealBytes(d.packet);
+  return bytes <= MAX_DEFERRED_REVEAL_BYTES;
 }
 
 function replay<S extends ObserverState>(
@@ -393,7 +408,7 @@ function onReveal(
   }
   if (s.reveals.some((r) => r.id === rec.id)) return;
   const members = new Set(s.seal.packet.body.members.map((m) => m.nodeId));
-  if (!revealRoom(s.reveals, members, rec.packet.from, REVEALS_PER_MEMBER)) {
+  if (!revealRoom(s.reveals, members, rec.packet, REVEALS_PER_MEMBER)) {
     reject(fx, 'LIMIT', 'no room for another reveal from this node', rec.id);
     return;
   }
@@ -408,15 +423,16 @@ function onVerdict(
   rec: Received<'verdict'>,
   now: number,
 ) {
+  // Checked before it waits for the seal, too: only the coordinator's verdicts may take room there.
+  if (s.request !== null && rec.packet.from !== s.request.packet.from) {
+    reject(fx, 'NOT_COORDINATOR', 'a verdict not signed by the request author', rec.id);
+    return;
+  }
   if (s.request === null || s.seal === null) {
     defer(s, fx, rec);
     return;
   }
   const coordinator = s.request.packet.from;
-  if (rec.packet.from !== coordinator) {
-    reject(fx, 'NOT_COORDINATOR', 'a verdict not signed by the request author', rec.id);
-    return;
-  }
   const body = rec.packet.body;
   if (s.verdict !== null) {
     if (s.verdict.id === rec.id) return;
