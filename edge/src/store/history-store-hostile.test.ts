@@ -8,6 +8,7 @@ import {
   computeVerdict,
   LIMITS,
   MAX_OPEN_COMMITS,
+  NON_MEMBER_REVEAL_BYTES,
   NodeKey,
   type Packet,
   type PacketType,
@@ -331,6 +332,39 @@ describe('HistoryStore under a hostile network: reveals from outside the seal', 
       // The members' own reveals are still taken.
       for (const r of of('reveal')) await h.store.recordReveal(stored(r));
       expect(await count(h, 'reveals')).toBe(bound + of('reveal').length);
+    } finally {
+      h.client.close();
+    }
+  });
+});
+
+describe('HistoryStore under a hostile network: large reveals from outside the seal', () => {
+  test('they are stored within the bytes an observer holds of them (NON_MEMBER_REVEAL_BYTES, twice), not by count alone', async () => {
+    const h = await withRequest('not-sealed-large');
+    try {
+      for (const c of of('commit')) await h.store.recordCommit(stored(c));
+      await h.store.recordSeal(stored(seal), 2);
+      const [copied] = of('reveal');
+      if (!copied) throw new Error('no reveal');
+      const output = '€'.repeat(65_536);
+      for (let i = 0; i < 30; i++) {
+        await h.store.recordReveal(
+          stored(await signPacket(await fresh(800 + i), 'reveal', { ...copied.body, output })),
+        );
+      }
+      const rows = await h.client.execute(
+        'SELECT count(*) AS n, sum(length(cast(raw as blob))) AS bytes FROM reveals',
+      );
+      const n = Number(rows.rows[0]?.['n']);
+      const bytes = Number(rows.rows[0]?.['bytes']);
+      // About 196 KB each: 10 fit in 2 MiB, the 20 others are refused.
+      expect(n).toBeGreaterThan(0);
+      expect(n).toBeLessThan(30);
+      expect(bytes).toBeLessThanOrEqual(REVEALS_PER_MEMBER * NON_MEMBER_REVEAL_BYTES);
+      expect(bytes + 196_000).toBeGreaterThan(REVEALS_PER_MEMBER * NON_MEMBER_REVEAL_BYTES);
+      // The members' own reveals are still taken.
+      for (const r of of('reveal')) await h.store.recordReveal(stored(r));
+      expect(await count(h, 'reveals')).toBe(n + of('reveal').length);
     } finally {
       h.client.close();
     }

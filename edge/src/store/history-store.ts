@@ -5,10 +5,12 @@ import {
   type HeartbeatBody,
   LIMITS,
   MAX_OPEN_COMMITS,
+  NON_MEMBER_REVEAL_BYTES,
   type Packet,
   parseEnvelope,
   REVEALS_PER_MEMBER,
   type RequestBody,
+  revealBytes,
   selectReveals,
   sha256Hex,
   transcriptRoot,
@@ -299,7 +301,10 @@ export class HistoryStore {
     } else if (Number(state.member) !== 1) {
       const room = REVEALS_PER_MEMBER * Math.max(0, LIMITS.maxVerdictEntries - 2 * Number(state.sealSize));
       const [outside] = await this.db
-        .select({ n: sql<number>`count(*)` })
+        .select({
+          n: sql<number>`count(*)`,
+          bytes: sql<number>`coalesce(sum(length(cast(${reveals.raw} as blob))), 0)`,
+        })
         .from(reveals)
         .where(
           and(
@@ -308,6 +313,10 @@ export class HistoryStore {
           ),
         );
       if (Number(outside?.n ?? 0) >= room) return;
+      // And within the bytes an observer holds of them (`revealRoom`): a flood of large reveals under
+      // fresh keys stores at most that much for a request, not hundreds of ~256 KiB packets.
+      const budget = REVEALS_PER_MEMBER * NON_MEMBER_REVEAL_BYTES;
+      if (Number(outside?.bytes ?? 0) + revealBytes(r.packet) > budget) return;
     }
     await this.db.insert(reveals).values(revealRow(r)).onConflictDoNothing();
   }
