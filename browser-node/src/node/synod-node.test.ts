@@ -355,7 +355,12 @@ describe('SynodNode: a peer the intake bans', () => {
       // The transport refuses it for the ban the intake was configured with, not a default of its own.
       expect(bans[0]).toBeGreaterThan(85_000);
       expect(bans[0]).toBeLessThanOrEqual(90_000);
-      expect(logs.find((l) => l['msg'] === 'peer banned')).toMatchObject({ peer: 'attacker', invalid: 3 });
+      expect(logs.find((l) => l['msg'] === 'peer banned')).toMatchObject({
+        code: 'PEER_BANNED',
+        peer: 'attacker',
+        invalid: 3,
+        rejected: { PACKET_MALFORMED: 3 },
+      });
     } finally {
       await follower.close();
     }

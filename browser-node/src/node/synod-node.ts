@@ -393,9 +393,13 @@ export class SynodNode {
         this.#log({
           level: 'warn',
           msg: 'peer banned',
+          code: 'PEER_BANNED',
           transport: ref.transport,
           peer: ref.peer,
           invalid: stats.invalid,
+          // What it sent, by rejection reason, and when the ban ends (ms since the epoch).
+          rejected: stats.invalidByCode,
+          bannedUntil: stats.bannedUntil,
         });
         options.intake?.onBan?.(ref, stats);
       },

@@ -167,19 +167,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   // The coordinator's seat policy: nodes without a record in this history never fill a seal while
   // enough proven nodes are online (see ProvenNodes).
   const proven = new ProvenNodes(store, log, now, o.trustedNodes ?? []);
-  // The node's `peer banned` line gets a stable code and the peer's rejections by reason (the intake's
-  // counts against it), so an operator can alert on it and see what the peer sent.
-  const nodeLog = (entry: Record<string, unknown>) => {
-    if (entry['msg'] !== 'peer banned') return log(entry);
-    const ref = { transport: String(entry['transport']), peer: String(entry['peer']) };
-    const stats = node.peerStats(ref);
-    log({
-      ...entry,
-      code: 'PEER_BANNED',
-      ...(stats ? { rejected: stats.invalidByCode, bannedUntil: stats.bannedUntil } : {}),
-    });
-  };
-  const node: SynodNode = new SynodNode({
+  const node = new SynodNode({
     key: o.key,
     role: 'relay',
     coordinator: { seats: proven },
@@ -188,7 +176,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     // A coordinator machine restored at the start resumes with what the history kept for it since.
     restoreWith: async (requestId) => (network ? network.storedPackets(requestId) : []),
     random,
-    log: nodeLog,
+    log,
     ...(o.heartbeatIntervalMs
       ? {
           heartbeat: {
