@@ -16,7 +16,16 @@ import {
   synodOracleAbi,
 } from '@synod/contracts';
 import type { RequestBody } from '@synod/shared';
-import { type Address, encodeEventTopics, type Hex, parseEther, parseEventLogs, toHex } from 'viem';
+import {
+  type Address,
+  encodeEventTopics,
+  encodeFunctionData,
+  type Hex,
+  keccak256,
+  parseEther,
+  parseEventLogs,
+  toHex,
+} from 'viem';
 import type { RequestDefaults } from '../inference-input.ts';
 import { Metrics } from '../metrics.ts';
 import { IntakeStore } from '../store/intake-store.ts';
@@ -370,6 +379,64 @@ describe('chain watcher operations: the RPC endpoint', () => {
     // Admitted once each: the two restored rows are the relay's already, and nothing is asked twice.
     expect(relay.admissions).toEqual(ids);
     expect(w.stats().admitted).toBe(5);
+  });
+
+  test('a reorg deeper than the reorg window is read again from where it began: a request mined in its first block is taken', async () => {
+    const { w, oracle, relay, logs } = await opsWatcher({ reorgWindow: 2n });
+    await w.poll();
+    const start = await chain.client.getBlockNumber({ cacheTime: 0 });
+    // The cursor stands on each of six blocks in turn (a pass a block, as a watcher polling each second).
+    for (let i = 0; i < 6; i++) {
+      await chain.mine(1);
+      await w.poll();
+    }
+    expect((await store.cursor(w.oracle))?.blockNumber).toBe(Number(start) + 6);
+    // The last five blocks replaced; the first new one holds a request. It lies below the cursor less
+    // the window (2): a watcher reading back only that far never sees it.
+    const prepared = await chain.requester.prepareTransactionRequest({
+      to: oracle,
+      data: encodeFunctionData({
+        abi: synodOracleAbi,
+        functionName: 'callLLM',
+        args: ['Asked in a block a deep reorg made', ['stories260K'], 16, 0, 1],
+      }),
+      value: 1_000n,
+      gas: 1_000_000n,
+    });
+    const raw = await chain.requester.signTransaction(prepared);
+    await chain.rpc('anvil_reorg', [5, [[raw, 0]]]);
+    const mined = await chain.client.getTransactionReceipt({ hash: keccak256(raw) });
+    expect(mined.blockNumber).toBe(start + 2n);
+    await w.poll();
+    await w.poll();
+    expect(relay.admissions).toHaveLength(1);
+    expect(logs).toContainEqual(
+      expect.objectContaining({
+        msg: 'chain reorg under the cursor; reading again',
+        from: Number(start) + 2,
+      }),
+    );
+  });
+
+  test('a reorg deeper than every block the cursor stood on is said (CHAIN_REORG_TOO_DEEP) and read again from below the oldest', async () => {
+    const { w, logs } = await opsWatcher({ reorgWindow: 2n });
+    await chain.mine(2);
+    await w.poll();
+    const first = await chain.client.getBlockNumber({ cacheTime: 0 });
+    for (const n of [1, 1, 4]) {
+      await chain.mine(n);
+      await w.poll();
+    }
+    // Every block from the first the cursor stood on is replaced (the oracle's own stays); the first new
+    // one holds a transfer, so it is not the same empty block again.
+    const transfer = await chain.requester.signTransaction(
+      await chain.requester.prepareTransactionRequest({ to: chain.bridge.account.address, value: 1n }),
+    );
+    await chain.rpc('anvil_reorg', [7, [[transfer, 0]]]);
+    await w.poll();
+    expect(logs).toContainEqual(
+      expect.objectContaining({ level: 'error', code: 'CHAIN_REORG_TOO_DEEP', from: Number(first) - 2 }),
+    );
   });
 
   test('logs the RPC returns from outside the range asked (an unconfirmed block) are not acted on', async () => {

@@ -280,6 +280,12 @@ export class ChainWatcher {
    * logged once a spell (and every 5 minutes while it lasts), not once a pass: see `LogSpells`.
    */
   readonly #spells: LogSpells;
+  /**
+   * Blocks the cursor stood on in this process, oldest first, at most `CHECKPOINTS` (their hashes as
+   * read): where a reorg under the cursor began is found among them (`#forkBelow`), so a reorg deeper
+   * than `reorgWindow` is read again from where it began, not from `reorgWindow` below the cursor.
+   */
+  readonly #checkpoints: { number: bigint; hash: Hex }[] = [];
   /** The spells of whole passes under way, by key (`pass:<code>`), ended by the next pass that works. */
   readonly #passSpells = new Set<string>();
 
@@ -487,8 +493,21 @@ export class ChainWatcher {
         // (the chain was reset, as a development chain is) reads everything again from `fromBlock`.
         // Whether the cursor was inside its block or not: every event from there is read again.
         const back = BigInt(cursor.blockNumber) - reorgWindow;
-        from = at !== null && back > this.#o.fromBlock ? back : this.#o.fromBlock;
+        // Deeper than that: from just above the newest block the cursor stood on that is still there.
+        const fork = at === null ? null : await this.#forkBelow(back);
+        const start = fork !== null && fork.from < back ? fork.from : back;
+        from = at !== null && start > this.#o.fromBlock ? start : this.#o.fromBlock;
         resume = undefined;
+        if (fork?.unknown === true) {
+          this.#o.log?.({
+            level: 'error',
+            msg: 'chain reorg deeper than every block the cursor stood on here; events below may be missed',
+            code: 'CHAIN_REORG_TOO_DEEP',
+            cursor: cursor.blockNumber,
+            from: Number(from),
+            hint: 'to read every block again: stop the relay, delete its row of chain_cursors, start it (it reads from --from-block; rows it holds are not admitted twice)',
+          });
+        }
         const n = await this.#o.store.markReorged(this.#ref, from, this.#o.now());
         this.#reorgSeen();
         this.#o.log?.({
@@ -530,6 +549,7 @@ export class ChainWatcher {
       }
       eventsLeft -= taken.events.length;
       await this.#o.store.setCursor(this.#ref, end.number, end.hash, this.#o.now(), end.logIndex);
+      this.#checkpoint(end.number, end.hash);
       this.#stats.cursor = Number(end.number);
       if (end.logIndex === null) {
         from = end.number + 1n;
@@ -539,6 +559,57 @@ export class ChainWatcher {
         resume = { blockNumber: end.number, logIndex: end.logIndex };
       }
     }
+  }
+
+  /** The cursor stood on `number` (hash as read): kept as a checkpoint, the oldest out past `CHECKPOINTS`. */
+  #checkpoint(number: bigint, hash: Hex): void {
+    const last = this.#checkpoints.at(-1);
+    if (last !== undefined && last.number >= number) {
+      // The cursor went back (a reorg read again): checkpoints at or above it are of the old chain.
+      while ((this.#checkpoints.at(-1)?.number ?? -1n) >= number) this.#checkpoints.pop();
+    }
+    this.#checkpoints.push({ number, hash: hash.toLowerCase() as Hex });
+    if (this.#checkpoints.length > CHECKPOINTS) this.#checkpoints.shift();
+  }
+
+  /**
+   * Where to read again from after a reorg under the cursor, when it may reach below `below`: just above
+   * the newest checkpoint under `below` whose block is still the chain's (found by stepping back
+   * exponentially, then halving: a few block reads). Null when no checkpoint lies under `below` (none
+   * in this process yet, or none so old); `unknown` when every one of them was replaced too (the reorg is
+   * deeper than this process has seen: `from` is then the oldest checkpoint's height less the window).
+   */
+  async #forkBelow(below: bigint): Promise<{ from: bigint; unknown: boolean } | null> {
+    const under = this.#checkpoints.filter((c) => c.number < below);
+    if (under.length === 0) return null;
+    const holds = async (i: number) => {
+      const c = under[i] as { number: bigint; hash: Hex };
+      return (await this.#blockHash(c.number))?.toLowerCase() === c.hash;
+    };
+    // The newest checkpoint that holds: step back 1, 2, 4, … from the newest, then halve the gap.
+    let bad = under.length;
+    let step = 1;
+    let good = -1;
+    for (let i = under.length - 1; i >= 0; i = bad - step) {
+      if (await holds(i)) {
+        good = i;
+        break;
+      }
+      bad = i;
+      step *= 2;
+      if (i === 0) break;
+      if (bad - step < 0) step = bad;
+    }
+    if (good === -1) {
+      const oldest = under[0] as { number: bigint };
+      return { from: oldest.number - this.#o.reorgWindow, unknown: true };
+    }
+    while (bad - good > 1) {
+      const mid = Math.floor((good + bad) / 2);
+      if (await holds(mid)) good = mid;
+      else bad = mid;
+    }
+    return { from: (under[good] as { number: bigint }).number + 1n, unknown: false };
   }
 
   /**
@@ -1123,7 +1194,7 @@ export class ChainWatcher {
     if ((await this.#blockHash(BigInt(row.blockNumber)))?.toLowerCase() === row.blockHash) return true;
     await this.#lost(
       row,
-      'a recorded event is no longer on the chain (a reorg deeper than the reorg window); reading again',
+      'a recorded event is no longer on the chain (a reorg the cursor did not show); reading again',
     );
     return false;
   }
@@ -1489,6 +1560,9 @@ function refusedByRpc(e: unknown): boolean {
   return refused instanceof RpcRequestError && RANGE_REFUSAL.test(refused.details);
 }
 const RANGE_REFUSAL = /range|limit|exceed|more than|too (?:many|large|wide|big)|size/i;
+
+/** Blocks the cursor stood on that a watcher keeps, to find where a deep reorg began (`#forkBelow`). */
+const CHECKPOINTS = 512;
 
 /** A row's failing step, as logged, and the line that says it went through again. */
 const WORKS_AGAIN = {
