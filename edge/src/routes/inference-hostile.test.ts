@@ -19,15 +19,18 @@ import { loneRelay } from '../test-relay.ts';
 
 /**
  * A request's history keeps reveals from nodes outside its seal (evidence the verdict cites), and node
- * keys cost nothing: anyone on the network can hang hundreds of 64 KB reveals on a request, their own
- * or another's. Its view (`GET /v1/inference/:id`, its events) and its transcript (`GET /v1/verify/:id`)
- * are then megabytes, each read costing the relay tens to hundreds of milliseconds, for a GET of a few
+ * keys cost nothing: anyone on the network can hang such reveals on a request, their own or another's, up
+ * to what the history keeps of them (2 MiB a request, `NON_MEMBER_REVEAL_BYTES` twice). Its view
+ * (`GET /v1/inference/:id`, its events) and its transcript (`GET /v1/verify/:id`) are then megabytes, each read costing the relay tens to hundreds of milliseconds, for a GET of a few
  * bytes that needs no key. Such reads are charged to the client address by their size; light ones,
  * what every poller reads, cost nothing more than before.
  */
 const dir = mkdtempSync(join(tmpdir(), 'synod-inference-hostile-'));
 let relay: RunningRelay;
-/** A request with a verdict whose transcript holds 256 reveals of 20,000 characters (about 5 MB). */
+/**
+ * A request with a verdict whose transcript holds 90 reveals of 20,000 characters from outside its seal
+ * (about 1.9 MB: all the history keeps, 2 MiB, would be about 100).
+ */
 let flooded: string;
 /** A request with a verdict and nothing more than its members' reveals. */
 let light: string;
@@ -69,7 +72,7 @@ beforeAll(async () => {
     config: { rateLimit: { ratePerSecond: 0.001, burst: 100 } },
   });
   light = await stored(11, 0, 'a light request');
-  flooded = await stored(12, 251, 'a flooded request');
+  flooded = await stored(12, 90, 'a flooded request');
 }, 60_000);
 
 afterAll(async () => {
@@ -94,9 +97,9 @@ describe('heavy reads cost their size', () => {
   test('GET /v1/inference/:id of a flooded request: a few, then 429, and its events too', async () => {
     const first = await get(`/v1/inference/${flooded}`, '203.0.113.2');
     expect(first.status).toBe(200);
-    expect(first.bytes).toBeGreaterThan(4_000_000);
+    expect(first.bytes).toBeGreaterThan(1_800_000);
     const statuses = [first.status];
-    for (let i = 0; i < 4; i++) statuses.push((await get(`/v1/inference/${flooded}`, '203.0.113.2')).status);
+    for (let i = 0; i < 9; i++) statuses.push((await get(`/v1/inference/${flooded}`, '203.0.113.2')).status);
     expect(statuses.slice(0, 2)).toEqual([200, 200]);
     expect(statuses.at(-1)).toBe(429);
     expect((await get(`/v1/inference/${flooded}/events`, '203.0.113.2')).status).toBe(429);
@@ -107,7 +110,7 @@ describe('heavy reads cost their size', () => {
 
   test('GET /v1/verify/:id of a flooded request: a few, then 429', async () => {
     const statuses: number[] = [];
-    for (let i = 0; i < 5; i++) statuses.push((await get(`/v1/verify/${flooded}`, '203.0.113.4')).status);
+    for (let i = 0; i < 10; i++) statuses.push((await get(`/v1/verify/${flooded}`, '203.0.113.4')).status);
     expect(statuses.slice(0, 2)).toEqual([200, 200]);
     expect(statuses.at(-1)).toBe(429);
     expect((await get(`/v1/verify/${light}`, '203.0.113.5')).status).toBe(200);
