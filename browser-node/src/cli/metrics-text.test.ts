@@ -48,7 +48,7 @@ describe('/metrics of a headless node (Prometheus text)', () => {
     }
   });
 
-  test('requests expired, failed publications, re-announced packets, the queue bound and the peers behind the clock offset are exported', async () => {
+  test('requests expired and skipped, failed publications, re-announced packets, the queue bound and the peers behind the clock offset are exported', async () => {
     const net = new MemoryNetwork();
     const node = await startNode(181, net);
     try {
@@ -56,6 +56,7 @@ describe('/metrics of a headless node (Prometheus text)', () => {
       const text = renderNodeMetrics({
         ...m,
         expired: 4,
+        skipped: { 'no-capacity': 7 },
         publishErrors: 2,
         reannounced: { byType: { reveal: 3 }, byReason: { 'peer-joined': 3 } },
         queue: { queued: 3, maxQueue: 8, running: true },
@@ -63,6 +64,8 @@ describe('/metrics of a headless node (Prometheus text)', () => {
       });
       expect(expositionProblems(text)).toEqual([]);
       expect(text).toMatch(/^synod_requests_expired_total 4$/m);
+      expect(text).toMatch(/^synod_requests_skipped_total\{reason="no-capacity"\} 7$/m);
+      expect(text).toMatch(/^synod_requests_skipped_total\{reason="cannot-meet-deadline"\} 0$/m);
       expect(text).toMatch(/^synod_publish_errors_total 2$/m);
       expect(text).toMatch(/^synod_packets_reannounced_total\{type="reveal"\} 3$/m);
       expect(text).toMatch(/^synod_packets_reannounced_total\{type="seal"\} 0$/m);

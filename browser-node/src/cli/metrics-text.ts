@@ -1,4 +1,4 @@
-import { ERROR_CODES, PACKET_TYPES, REJECT_CODES } from '@synod/shared';
+import { ERROR_CODES, NODE_SKIP_REASONS, PACKET_TYPES, REJECT_CODES } from '@synod/shared';
 import type { NodeMetrics } from '../node/synod-node.ts';
 import type { RejectReason } from '../p2p/intake.ts';
 
@@ -105,6 +105,12 @@ export function renderNodeMetrics(m: NodeMetrics): string {
   metric('synod_requests_expired_total', 'counter', 'Requests whose lifecycle machine expired on this node', [
     [{}, m.expired],
   ]);
+  metric(
+    'synod_requests_skipped_total',
+    'counter',
+    'Requests this node did not take up, by reason (no-capacity: its queue was full)',
+    byLabel('reason', NODE_SKIP_REASONS, m.skipped),
+  );
   metric('synod_store_errors_total', 'counter', 'Writes of machine state that failed (e.g. a full disk)', [
     [{}, m.store.errors],
   ]);

@@ -129,9 +129,13 @@ describe('SynodNode over an in-memory network with real engines', () => {
       acceptedModels: ['some-other-model'],
       frame: { quorum: 1, maxTimeMs: 1_000, revealWindowMs: 10_000 },
     });
+    const skipped = () => nodes.map((n) => n.metrics().skipped['not-served'] ?? 0);
+    const before = skipped();
     await lonely.submit(body);
     await until(() => finished.length > 0, 10_000);
     expect(finished).toEqual(['expired:quorum-not-met']);
+    // Each node turned it away, and counts it by why (`synod_requests_skipped_total{reason}`).
+    await until(() => skipped().every((n, i) => n === (before[i] ?? 0) + 1), 5_000);
     await lonely.close();
   });
 });

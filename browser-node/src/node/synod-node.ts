@@ -19,8 +19,10 @@ import {
   type LifecycleStatus,
   lifecycleStatus,
   type ModelRef,
+  NODE_SKIP_REASONS,
   type NodeConfig,
   type NodeKey,
+  type NodeSkipReason,
   type NodeState,
   type ObserverConfig,
   type Outgoing,
@@ -59,6 +61,9 @@ import { type MachineStore, MemoryMachineStore } from './machine-store.ts';
 import { NodeError } from './node-errors.ts';
 import { type ReannounceOptions, type ReannounceReason, Reannouncer } from './reannouncer.ts';
 import { realScheduler, type Scheduler } from './scheduler.ts';
+
+/** The reasons a node machine ends `done` without computing anything (counted in `skipped`). */
+const SKIPS: ReadonlySet<string> = new Set(NODE_SKIP_REASONS);
 
 /**
  * The node driver: one implementation of the network's layers 1-3 for every place a Synod node runs
@@ -225,6 +230,11 @@ export interface NodeMetrics {
   verdicts: number;
   evidence: number;
   expired: number;
+  /**
+   * Requests this node skipped, by why (`NODE_SKIP_REASONS`): `no-capacity` (its queue full) and
+   * `cannot-meet-deadline` (it could not have finished in time) say it turns work away.
+   */
+  skipped: Partial<Record<NodeSkipReason, number>>;
   /** Request packets of requests this node already finished, taken again (a replay) and ignored. */
   replaysIgnored: number;
   /** Packets published again (`SynodNodeOptions.reannounce`), by type, and why. */
@@ -338,6 +348,7 @@ export class SynodNode {
     verdicts: 0,
     evidence: 0,
     expired: 0,
+    skipped: {} as Partial<Record<NodeSkipReason, number>>,
     replaysIgnored: 0,
     reannounced: {
       byType: {} as Partial<Record<PacketType, number>>,
@@ -628,6 +639,7 @@ export class SynodNode {
       verdicts: this.#m.verdicts,
       evidence: this.#m.evidence,
       expired: this.#m.expired,
+      skipped: { ...this.#m.skipped },
       replaysIgnored: this.#m.replaysIgnored,
       reannounced: {
         byType: { ...this.#m.reannounced.byType },
@@ -1291,6 +1303,10 @@ export class SynodNode {
         return;
       case 'done':
       case 'expired': {
+        if (fx.kind === 'done' && SKIPS.has(fx.reason)) {
+          const reason = fx.reason as NodeSkipReason;
+          this.#m.skipped[reason] = (this.#m.skipped[reason] ?? 0) + 1;
+        }
         if (fx.kind === 'expired') {
           this.#m.expired++;
           if (this.#logsRequest(hosted.state)) {

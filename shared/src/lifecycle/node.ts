@@ -55,6 +55,18 @@ export interface NodeConfig extends ObserverConfig {
 
 export const DEFAULT_DEADLINE_MARGIN_MS = 1_000;
 
+/** Why a node skips a request (its machine ends `done` with one of these, having computed nothing). */
+export const NODE_SKIP_REASONS = [
+  'not-served',
+  'embedder-mismatch',
+  'not-eligible',
+  'no-capacity',
+  'cannot-meet-deadline',
+  'already-sealed',
+  'untrusted-coordinator',
+] as const satisfies readonly DoneReason[];
+export type NodeSkipReason = (typeof NODE_SKIP_REASONS)[number];
+
 export type WorkPhase =
   /** no decision yet (the request has not arrived) */
   | 'idle'
@@ -182,7 +194,7 @@ function nodeHooks(config: NodeConfig): ObserverHooks<NodeState> {
   };
 }
 
-function skip(s: NodeState, fx: Effect[], reason: DoneReason, now: number): void {
+function skip(s: NodeState, fx: Effect[], reason: NodeSkipReason, now: number): void {
   s.work = { ...s.work, phase: 'none' };
   finishDone(s, fx, reason, now);
 }
