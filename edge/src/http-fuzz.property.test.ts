@@ -8,7 +8,8 @@
  * in paths; junk and repeated query parameters. Whatever is sent, a client must be able to rely on the
  * answer:
  * - it is never a 5xx (the relay's admission log is full, so a valid body gets 503 QUEUE_FULL: that one
- *   says the input was fine, and is allowed);
+ *   says the input was fine, and is allowed; and the relay has no peer, so `/healthz` is 503
+ *   NETWORK_UNAVAILABLE);
  * - a 4xx/5xx is JSON with a string `error.code` the relay documents (EDGE_ERROR_CODES, ERROR_CODES);
  * - it is what `/openapi.json` declares for its route and status (checked with ajv, as
  *   openapi-conformance.test.ts does);
@@ -171,8 +172,13 @@ export function problems(doc: Doc, call: Call, a: Answer): string[] {
     body = undefined;
   }
   const code = (body as { error?: { code?: unknown } } | undefined)?.error?.code;
-  // A valid body on a relay whose admission log is full: 503 QUEUE_FULL, the one 5xx expected here.
-  if (a.status >= 500 && !(a.status === 503 && code === 'QUEUE_FULL')) {
+  // A valid body on a relay whose admission log is full: 503 QUEUE_FULL, a 5xx expected here; and this
+  // relay has no peer, so its health is 503 NETWORK_UNAVAILABLE.
+  const health = new URL(call.target, 'http://127.0.0.1').pathname === '/healthz';
+  const expected5xx =
+    a.status === 503 &&
+    (code === 'QUEUE_FULL' || (health && (code === 'NETWORK_UNAVAILABLE' || call.method === 'HEAD')));
+  if (a.status >= 500 && !expected5xx) {
     out.push(`a ${a.status}: ${a.text.slice(0, 200)}`);
   }
   if (a.status >= 400 && call.method !== 'HEAD') {

@@ -356,6 +356,17 @@ const HEALTH = {
   required: ['ok', 'db', 'admissions', 'network', 'coordinator'],
   properties: {
     ok: { type: 'boolean' },
+    error: {
+      type: 'object',
+      description:
+        'when not healthy: the first thing that is not, STORE_UNAVAILABLE (the store) or NETWORK_UNAVAILABLE (no peer that can answer a request: network.detail.reason NO_PEERS)',
+      required: ['code', 'message'],
+      properties: {
+        code: { type: 'string', enum: ['STORE_UNAVAILABLE', 'NETWORK_UNAVAILABLE'] },
+        message: { type: 'string' },
+        hint: { type: 'string' },
+      },
+    },
     db: { type: 'boolean', description: 'whether the database answers reads' },
     primary: {
       type: 'object',

@@ -55,7 +55,7 @@ import {
   type PeerStats,
   TtlSet,
 } from '../p2p/intake.ts';
-import { topicOfPacketType } from '../p2p/topics.ts';
+import { ALL_TOPICS, topicOfPacketType } from '../p2p/topics.ts';
 import type { Transport } from '../p2p/transport.ts';
 import { type MachineStore, MemoryMachineStore } from './machine-store.ts';
 import { NodeError } from './node-errors.ts';
@@ -618,6 +618,20 @@ export class SynodNode {
   topicPeers(): number {
     const all = new Set<string>();
     for (const t of this.#o.transports) {
+      for (const p of t.topicPeers ? t.topicPeers() : t.peers()) all.add(`${t.name}:${p}`);
+    }
+    return all.size;
+  }
+
+  /**
+   * Of `topicPeers`, those on transports that carry every Synod topic: the peers through which a request
+   * can be answered (its commits, seal and reveals go over them). Gun carries requests and verdicts only,
+   * and a relay's own Gun client is connected to its own Gun relay: neither makes a quorum reachable.
+   */
+  protocolPeers(): number {
+    const all = new Set<string>();
+    for (const t of this.#o.transports) {
+      if (t.topics !== undefined && !ALL_TOPICS.every((topic) => t.topics?.includes(topic))) continue;
       for (const p of t.topicPeers ? t.topicPeers() : t.peers()) all.add(`${t.name}:${p}`);
     }
     return all.size;

@@ -138,12 +138,20 @@ export class GatewayRelayNetwork implements RelayNetwork {
   health(): NetworkHealth {
     const s = this.#status;
     const fresh = s !== undefined && this.#lastError === undefined;
+    // The gateway answers, but its own network cannot take requests (no peer): neither can this relay.
+    const gatewayDown = s !== undefined && s.health.ok === false;
     return {
-      ok: fresh,
+      ok: fresh && !gatewayDown,
       peers: s?.health.peers ?? 0,
       openRequests: s?.health.openRequests ?? 0,
       detail: {
         mode: 'gateway',
+        ...(gatewayDown
+          ? {
+              reason: String(s.health.detail?.['reason'] ?? 'GATEWAY_NETWORK_DOWN'),
+              hint: 'the gateway relay cannot take requests now: see its /healthz',
+            }
+          : {}),
         ...(s ? { gatewayHealth: s.health } : {}),
         ...(this.#lastError ? { error: this.#lastError } : {}),
         ...(this.#wakeFailures > 0

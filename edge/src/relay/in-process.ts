@@ -88,19 +88,19 @@ export class InProcessRelayNetwork implements RelayNetwork {
   whenHeard(): Promise<void> {
     this.#heard ??= (async () => {
       const until = Date.now() + this.#resume.peerWaitMs;
-      while (this.node.peers() === 0 && Date.now() < until) await sleep(25);
-      if (this.node.peers() === 0) return;
+      while (this.node.protocolPeers() === 0 && Date.now() < until) await sleep(25);
+      if (this.node.protocolPeers() === 0) return;
       const first = Date.now();
       this.#firstPeerAt = first;
-      let peers = this.node.peers();
+      let peers = this.node.protocolPeers();
       let quietSince = first;
       while (
         Date.now() - quietSince < this.#resume.peerSettleMs &&
         Date.now() - first < this.#resume.peerSettleMaxMs
       ) {
         await sleep(25);
-        if (this.node.peers() > peers) {
-          peers = this.node.peers();
+        if (this.node.protocolPeers() > peers) {
+          peers = this.node.protocolPeers();
           quietSince = Date.now();
         }
       }
@@ -162,13 +162,28 @@ export class InProcessRelayNetwork implements RelayNetwork {
     this.#listeners.emit(requestId, undefined);
   }
 
+  /**
+   * Down (`/healthz` 503 NETWORK_UNAVAILABLE, `detail.reason: NO_PEERS`) while the relay's node has no peer through which a request
+   * can be answered (`SynodNode.protocolPeers`: its own Gun client is not one) and it is not restoring:
+   * requests are still taken and wait in the admission log, but a load balancer should send them to a
+   * relay that can start them. `peers` counts those peers; `detail.connections` every connection.
+   */
   health(): NetworkHealth {
     const m = this.node.metrics();
+    const peers = this.node.protocolPeers();
+    const down = peers === 0 && !this.#restoring;
     return {
-      ok: true,
-      peers: m.peers,
+      ok: !down,
+      peers,
       openRequests: m.machines.coordinator,
       detail: {
+        ...(down
+          ? {
+              reason: 'NO_PEERS',
+              hint: 'no node is connected over Waku relay: requests wait in the admission log until one is (bootstrap nodes to this relay)',
+            }
+          : {}),
+        connections: m.peers,
         ...(this.#restoring ? { restoring: true } : {}),
         knownNodes: m.knownNodes,
         intake: { accepted: m.intake.accepted, rejected: m.intake.rejectedTotal },

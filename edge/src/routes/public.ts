@@ -39,6 +39,8 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     return c.json(
       {
         ok,
+        // Not healthy: the first thing that is not, with a stable code, as every other error answer.
+        ...(ok ? {} : { error: healthError(db && admissions.ok && (primary?.ok ?? true), net) }),
         db,
         ...(primary ? { primary } : {}),
         admissions,
@@ -234,5 +236,28 @@ export function limitReads(deps: EdgeDeps): MiddlewareHandler {
     const wait = deps.limiter.take(`read:${deps.clientAddress(c)}`);
     if (wait > 0) throw rateLimitedError(wait);
     await next();
+  };
+}
+
+/**
+ * Why `/healthz` is 503, as an error body's `error`: the store (reads, the latest admission, or an embedded
+ * replica's primary: `STORE_UNAVAILABLE`) before the network (`NETWORK_UNAVAILABLE`, with the network's own
+ * reason and hint, e.g. no peer that can answer a request).
+ */
+function healthError(
+  storeOk: boolean,
+  net: { detail?: Record<string, unknown> },
+): { code: string; message: string; hint?: string } {
+  if (!storeOk) {
+    return {
+      code: 'STORE_UNAVAILABLE',
+      message: 'the database cannot be read, or the latest admission could not be stored',
+    };
+  }
+  const hint = net.detail?.['hint'];
+  return {
+    code: 'NETWORK_UNAVAILABLE',
+    message: `the network cannot take requests now${typeof net.detail?.['reason'] === 'string' ? ` (${net.detail['reason']})` : ''}`,
+    ...(typeof hint === 'string' ? { hint } : {}),
   };
 }

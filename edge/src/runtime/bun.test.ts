@@ -159,8 +159,12 @@ describe('startRelay when its database refuses writes', () => {
         });
       const health = async () => {
         const r = await relay.app.request('/healthz');
-        const j = (await r.json()) as { db: boolean; admissions: { ok: boolean; reason?: string } };
-        return { status: r.status, db: j.db, admissions: j.admissions };
+        const j = (await r.json()) as {
+          db: boolean;
+          admissions: { ok: boolean; reason?: string };
+          error?: { code: string };
+        };
+        return { status: r.status, db: j.db, admissions: j.admissions, error: j.error };
       };
       expect((await submit('first')).status).toBe(202);
       expect((await health()).admissions).toEqual({ ok: true });
@@ -180,6 +184,7 @@ describe('startRelay when its database refuses writes', () => {
       expect(down.db).toBe(true); // reads still work
       expect(down.admissions.ok).toBe(false);
       expect(down.admissions.reason).toContain('full');
+      expect(down.error?.code).toBe('STORE_UNAVAILABLE');
       // Counted for an alert, which /healthz's 5 s would miss between two scrapes.
       expect(await (await relay.app.request('/metrics')).text()).toContain(
         '\nsynod_admission_failures_total 1\n',
@@ -187,7 +192,11 @@ describe('startRelay when its database refuses writes', () => {
       // room again: the next admission commits, and health follows at once
       await relay.client.execute('PRAGMA max_page_count = 1073741823');
       expect((await submit('after')).status).toBe(202);
-      expect(await health()).toMatchObject({ status: 200, admissions: { ok: true } });
+      // Healthy as far as the store goes (this relay has no peer: its network is what /healthz still faults).
+      expect(await health()).toMatchObject({
+        admissions: { ok: true },
+        error: { code: 'NETWORK_UNAVAILABLE' },
+      });
     } finally {
       await relay.stop();
     }

@@ -227,8 +227,9 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     changed: (requestId) => net.changed(requestId),
     // Requests start once the relay's machines are restored (one moved to the history before `recover`
     // reads the open requests would look like one whose machine was never saved, and start twice) and
-    // its node has a peer to hear them (a relay just started has none).
-    ready: () => !net.restoring() && node.peers() > 0,
+    // its node has a peer that can answer them (a relay just started has none; its own Gun client,
+    // connected to its own Gun relay, is not one: requests were sent out to no one and expired).
+    ready: () => !net.restoring() && node.protocolPeers() > 0,
     log,
   });
   network.attach(dispatcher);

@@ -15,7 +15,9 @@ import { PRIMARY_PROBE_TIMEOUT_MS, primaryHealthCheck } from './open-history.ts'
 
 interface Health {
   ok: boolean;
+  error?: { code: string };
   db: boolean;
+  admissions?: { ok: boolean };
   primary?: { ok: boolean; reachable?: boolean; code?: string; reason?: string; since?: number };
 }
 
@@ -43,9 +45,13 @@ describe('/healthz of a relay on an embedded replica', () => {
   test('503 STORE_UNAVAILABLE while its primary is down, reads still served; healthy again once it is back', async () => {
     relay = await loneRelay(sqld.url, 77, { replicaPath: join(dir, 'replica.db'), replicaSyncMs: 200 });
     const url = relay.url;
+    // A lone relay has no peer: its health is 503 for the network (NETWORK_UNAVAILABLE), never the store.
     const up = await health(url);
-    expect(up.status).toBe(200);
-    expect(up.body).toMatchObject({ ok: true, db: true, primary: { ok: true } });
+    expect(up.body).toMatchObject({
+      db: true,
+      primary: { ok: true },
+      error: { code: 'NETWORK_UNAVAILABLE' },
+    });
 
     await stopProcess(sqld.proc);
     let down = up;
@@ -53,13 +59,15 @@ describe('/healthz of a relay on an embedded replica', () => {
       '/healthz to see the primary gone',
       async () => {
         down = await health(url);
-        return down.status === 503;
+        return down.body.primary?.ok === false;
       },
       30_000,
     );
     // The replica's file still answers: `db` holds, and so do the read routes.
+    expect(down.status).toBe(503);
     expect(down.body).toMatchObject({
       ok: false,
+      error: { code: 'STORE_UNAVAILABLE' },
       db: true,
       primary: { ok: false, reachable: false, code: 'STORE_UNAVAILABLE' },
     });
@@ -71,17 +79,21 @@ describe('/healthz of a relay on an embedded replica', () => {
     sqld = await startSqld({ dir: sqld.dir, port: sqld.port });
     await waitUntil(
       '/healthz to see the primary back',
-      async () => (await health(url)).status === 200,
+      async () => (await health(url)).body.primary?.ok === true,
       30_000,
     );
-    expect((await health(url)).body).toMatchObject({ ok: true, db: true, primary: { ok: true } });
+    expect((await health(url)).body).toMatchObject({
+      db: true,
+      primary: { ok: true },
+      error: { code: 'NETWORK_UNAVAILABLE' },
+    });
   }, 120_000);
 
   test('a relay on a server or a file has no `primary`: its `db` is the primary', async () => {
     const onServer = await loneRelay(sqld.url, 78);
     try {
       const h = await health(onServer.url);
-      expect(h.status).toBe(200);
+      expect(h.body).toMatchObject({ db: true, admissions: { ok: true } });
       expect(h.body.primary).toBeUndefined();
     } finally {
       await onServer.stop();
