@@ -1006,6 +1006,28 @@ describe('load shedding: a full admission log', () => {
     }
   }, 60_000);
 
+  test('requests that arrive together cannot all pass the bound: 20 at once on a bound of 3 take 3 places', async () => {
+    const n = await startTestNetwork({ nodes: 1, maxOpenRequests: 0, maxQueuedRequests: 3 });
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          n.relay.app.request('http://127.0.0.1/v1/inference', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${n.apiKey}` },
+            body: JSON.stringify({ prompt: `together ${i}` }),
+          }),
+        ),
+      );
+      const statuses = answers.map((a) => a.status).sort();
+      expect(statuses.filter((s) => s === 202)).toHaveLength(3);
+      expect(statuses.filter((s) => s === 503)).toHaveLength(17);
+      expect(await n.relay.intake.count()).toBe(3);
+      expect(n.relay.network.queue()).toEqual({ queued: 3, limit: 3 });
+    } finally {
+      await n.close();
+    }
+  }, 60_000);
+
   test('a retry of a request already taken is replayed, and a spent quota is said as such, not as a full queue', async () => {
     const n = await startTestNetwork({ nodes: 1, maxOpenRequests: 0, maxQueuedRequests: 1 });
     try {

@@ -144,6 +144,8 @@ export class Dispatcher {
   readonly #starting = new Set<Promise<unknown>>();
   /** Rows waiting for this coordinator: counted at each poll, kept current in between (see `queue`). */
   #queued = 0;
+  /** Places held by admissions under way (`reserve`). */
+  #reserved = 0;
   readonly #stats = { dispatched: 0, expired: 0, dropped: 0, errors: 0 };
 
   constructor(o: DispatcherOptions) {
@@ -187,7 +189,21 @@ export class Dispatcher {
    */
   queue(): AdmissionQueue | undefined {
     if (!Number.isFinite(this.#o.maxQueued)) return undefined;
-    return { queued: this.#queued, limit: this.#o.maxQueued };
+    return { queued: this.#queued + this.#reserved, limit: this.#o.maxQueued };
+  }
+
+  /**
+   * A place held in the bound for a request being admitted (see `RelayNetwork.reserve`): counted in
+   * `queue()` until released, once the admission is done (and counted by `admitted`, if it stored one).
+   */
+  reserve(): () => void {
+    this.#reserved++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.#reserved--;
+    };
   }
 
   /**

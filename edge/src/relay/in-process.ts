@@ -135,6 +135,10 @@ export class InProcessRelayNetwork implements RelayNetwork {
     return this.#dispatcher?.queue();
   }
 
+  reserve(): () => void {
+    return this.#dispatcher?.reserve() ?? (() => undefined);
+  }
+
   /**
    * The relay's configured models, plus those advertised by nodes it has reason to trust (`vouches`:
    * proven or trusted for its seat policy). A heartbeat costs nothing to sign with a fresh key, so a model

@@ -28,6 +28,12 @@ export interface RelayNetwork {
    * submissions are refused with 503 QUEUE_FULL while it is full, rather than stored only to expire.
    */
   queue(): AdmissionQueue | undefined;
+  /**
+   * Hold a place in the admission log's bound for a request being admitted (counted in `queue()` until
+   * the returned release is called, once its admission is done): requests that arrive together cannot
+   * all pass the bound's check before any of them is counted. Absent: nothing to hold.
+   */
+  reserve?(): () => void;
 }
 
 /**

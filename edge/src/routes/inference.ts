@@ -92,6 +92,8 @@ export async function submit(
   // so that a request that could never be taken gets its 4xx, not a 503 inviting a retry.
   const queue = deps.network.queue();
   let outcome: AdmissionOutcome | undefined;
+  // Held from the check to the admission's end: concurrent requests each see the others' places.
+  let release: (() => void) | undefined;
   if (queue !== undefined && queue.queued >= queue.limit) {
     // What a retry would meet once there is room is said now: the request its Idempotency-Key already
     // names (a replay stores nothing), or a quota spent for the day (a 503 would invite retries that end
@@ -101,35 +103,42 @@ export async function submit(
       deps.metrics.inc(SHED.name, SHED.help, { caller: caller.kind });
       throw queueFullError(queue);
     }
+  } else if (queue !== undefined) {
+    release = deps.network.reserve?.();
   }
+  // The place reserved above is held until the admission is counted (or refused), then released.
   try {
-    outcome ??= await deps.admitter.admit({
-      body,
-      bodyJson,
-      callerId: caller.id,
-      quotaPerDay: caller.quotaPerDay,
-      day: utcDay(now),
-      ...(idempotency ? { idempotency } : {}),
-    });
-  } catch (e) {
-    // A lost commit answer (a writer thread that died, a remote database) may still have kept it.
-    throw edgeError(
-      503,
-      'STORE_UNAVAILABLE',
-      'the request could not be confirmed as stored',
-      { reason: publicReason(e) },
-      'retry with the same Idempotency-Key: a request that was stored is then replayed, not duplicated',
-    );
-  }
-  if (outcome.kind === 'quota-exceeded') throw quotaExceededError(outcome.quotaPerDay, outcome.day, now);
-  if (outcome.kind === 'conflict') {
-    throw edgeError(409, 'IDEMPOTENCY_CONFLICT', 'this Idempotency-Key was used with a different body', {
-      requestId: outcome.requestId,
-    });
-  }
-  if (outcome.kind === 'created') {
-    deps.metrics.inc(ACCEPTED.name, ACCEPTED.help, { caller: caller.kind });
-    await deps.network.admitted([outcome.requestId]);
+    try {
+      outcome ??= await deps.admitter.admit({
+        body,
+        bodyJson,
+        callerId: caller.id,
+        quotaPerDay: caller.quotaPerDay,
+        day: utcDay(now),
+        ...(idempotency ? { idempotency } : {}),
+      });
+    } catch (e) {
+      // A lost commit answer (a writer thread that died, a remote database) may still have kept it.
+      throw edgeError(
+        503,
+        'STORE_UNAVAILABLE',
+        'the request could not be confirmed as stored',
+        { reason: publicReason(e) },
+        'retry with the same Idempotency-Key: a request that was stored is then replayed, not duplicated',
+      );
+    }
+    if (outcome.kind === 'quota-exceeded') throw quotaExceededError(outcome.quotaPerDay, outcome.day, now);
+    if (outcome.kind === 'conflict') {
+      throw edgeError(409, 'IDEMPOTENCY_CONFLICT', 'this Idempotency-Key was used with a different body', {
+        requestId: outcome.requestId,
+      });
+    }
+    if (outcome.kind === 'created') {
+      deps.metrics.inc(ACCEPTED.name, ACCEPTED.help, { caller: caller.kind });
+      await deps.network.admitted([outcome.requestId]);
+    }
+  } finally {
+    release?.();
   }
   return {
     requestId: outcome.requestId,
