@@ -157,6 +157,22 @@ describe('which errors say the database could not be reached', () => {
     expect(code(new DOMException('The operation timed out.', 'TimeoutError'))).toBe('503 STORE_UNAVAILABLE');
   });
 
+  test("an embedded replica whose primary is out of reach or too busy (libsql's messages, no code): 503", () => {
+    for (const message of [
+      'sync error: error trying to connect: tcp connect error: Connection refused (os error 111)',
+      'WriteDelegation(status: Unavailable, message: "error trying to connect: tcp connect error: Connection refused (os error 111)", details: [], metadata: MetadataMap { headers: {} })',
+      'WriteDelegation(status: Internal, message: "Timed out while opening database connection", details: [], metadata: MetadataMap { headers: {} })',
+    ]) {
+      expect({ message, got: code(new Error(message)) }).toEqual({ message, got: '503 STORE_UNAVAILABLE' });
+      // Wrapped, as drizzle wraps a query's error.
+      expect(code(new Error('Failed query', { cause: new Error(message) }))).toBe('503 STORE_UNAVAILABLE');
+    }
+    // Another internal error of the primary is not an outage.
+    expect(code(new Error('WriteDelegation(status: Internal, message: "no such table: x")'))).toBe(
+      '500 INTERNAL',
+    );
+  });
+
   test('a write that waited too long for the write lock (WRITE_LOCK_TIMEOUT): 503', () => {
     expect(code(new WriteLockTimeoutError(30_000))).toBe('503 STORE_UNAVAILABLE');
     // Wrapped, as drizzle wraps a query's error in its own.

@@ -37,6 +37,16 @@ const unavailableStatus = (status: number) => status >= 500 || status === 408 ||
 /** Messages of a fetch that never got an answer, where no code says so (Node, workerd). */
 const NO_ANSWER = /^(?:fetch failed|network connection lost|unable to connect)/i;
 
+/**
+ * Messages of an embedded replica (libsql's native client) whose primary could not be reached or was too
+ * busy: its sync (`sync error: error trying to connect…`, which every read on its connection then
+ * answers until the server is back), a write it delegates to the primary over gRPC refused as
+ * unavailable or timed out, or the primary too busy to open a connection for it (sqld's
+ * `DbCreateTimeout`). They carry no code.
+ */
+const REPLICA_NO_ANSWER =
+  /^(?:sync error: error trying to connect|WriteDelegation\(status: (?:Unavailable|DeadlineExceeded|Cancelled)\b|WriteDelegation\(status: Internal, message: "Timed out while opening database connection)/;
+
 /** How deep a chain of causes is followed (a query error wraps the client's, which wraps the socket's). */
 const MAX_DEPTH = 5;
 
@@ -64,6 +74,7 @@ export function storeUnreachableCause(e: unknown): Error | undefined {
     if (code === 'WRITE_LOCK_TIMEOUT') return at;
     // With a cause, the cause says why (a socket error above, or a bad certificate: not an outage).
     if (at.cause === undefined && NO_ANSWER.test(at.message)) return at;
+    if (REPLICA_NO_ANSWER.test(at.message)) return at;
     at = at.cause;
   }
   return undefined;
