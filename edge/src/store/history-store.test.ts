@@ -472,6 +472,26 @@ describe('HistoryStore: the node registry', () => {
     }
   });
 
+  test("a node's last_seen never goes back: two relays with clocks apart write its heartbeats", async () => {
+    const h = await openHistory(`file:${join(dir, 'seen-order.db')}`);
+    try {
+      const first = await heartbeat(31, 1_000);
+      // Relay A hears it at 1,000; relay B, its clock 5 ms behind, writes the next heartbeat at 995.
+      await h.store.recordHeartbeat(stored(first), 1_000);
+      await h.store.recordHeartbeat(stored(await heartbeat(31, 1_010)), 995);
+      const rows = await h.client.execute('SELECT first_seen, last_seen FROM nodes');
+      expect(rows.rows.map((r) => [Number(r['first_seen']), Number(r['last_seen'])])).toEqual([
+        [1_000, 1_000],
+      ]);
+      await h.store.recordHeartbeat(stored(await heartbeat(31, 2_000)), 2_000);
+      expect(Number((await h.client.execute('SELECT last_seen FROM nodes')).rows[0]?.['last_seen'])).toBe(
+        2_000,
+      );
+    } finally {
+      h.client.close();
+    }
+  });
+
   test('pruneNodes forgets nodes silent since a time that never took part in a verdict, and keeps the rest', async () => {
     const h = await openHistory(`file:${join(dir, 'prune.db')}`);
     try {

@@ -437,7 +437,15 @@ export class HistoryStore {
     const row = nodeRow(h, now);
     const { firstSeen: _keep, nodeId: _id, ...update } = row;
     const [, evicted] = await this.db.batch([
-      this.db.insert(nodes).values(row).onConflictDoUpdate({ target: nodes.nodeId, set: update }),
+      this.db
+        .insert(nodes)
+        .values(row)
+        .onConflictDoUpdate({
+          target: nodes.nodeId,
+          // Never backwards: two relays over one database write with their own clocks (one a little
+          // behind would set `last_seen` below the other's `first_seen`: nodes_seen_ck refused it).
+          set: { ...update, lastSeen: sql`max(excluded.last_seen, ${nodes.lastSeen})` },
+        }),
       // Only for a row just made (its first heartbeat is this one) in a table of more rows than the
       // bound at all (both in the LIMIT, which SQLite evaluates first and lazily: as a WHERE term, it
       // would walk the idle rows on every heartbeat): the idle rows counted (a walk of the primary key, a
