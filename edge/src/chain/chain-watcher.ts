@@ -32,11 +32,11 @@ import {
 } from 'viem';
 import { utcDay } from '../http/auth.ts';
 import { buildRequest, type RequestDefaults } from '../inference-input.ts';
+import { LogSpells } from '../log-spells.ts';
 import type { Admission, AdmissionOutcome } from '../store/intake-store.ts';
 import { type BridgeBalance, BridgeBalanceMonitor } from './bridge-balance.ts';
 import type { ChainStore, OracleRef } from './chain-store.ts';
 import { type ReadResume, withinBudget } from './events-budget.ts';
-import { LogSpells } from './log-spells.ts';
 import {
   chainOrigin,
   chainRequestIdOf,

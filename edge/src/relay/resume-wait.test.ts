@@ -29,9 +29,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
 
-/** A test double of the relay's node: only its peer count, which the test moves. */
+/** A test double of the relay's node: only its peer count (peers that can answer), which the test moves. */
 function peersDouble() {
-  const double = { count: 0, peers: () => double.count };
+  const double = { count: 0, protocolPeers: () => double.count };
   return double;
 }
 

@@ -15,6 +15,7 @@ import { RateLimiter } from '../rate-limit.ts';
 import { checkMaxQueued, DEFAULT_MAX_QUEUED, Dispatcher } from '../relay/dispatcher.ts';
 import { GroupCommit } from '../relay/group-commit.ts';
 import { recordPacket } from '../relay/history-sink.ts';
+import { HistoryWriter } from '../relay/history-writer.ts';
 import { InProcessRelayNetwork, type ResumeOptions } from '../relay/in-process.ts';
 import { exportIntakeMetrics } from '../relay/intake-metrics.ts';
 import { ProvenNodes } from '../relay/proven-nodes.ts';
@@ -167,6 +168,20 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   // The coordinator's seat policy: nodes without a record in this history never fill a seal while
   // enough proven nodes are online (see ProvenNodes).
   const proven = new ProvenNodes(store, log, now, o.trustedNodes ?? []);
+  // What the relay's node sees goes into the history; a write that fails (the database out of reach, a
+  // full disk) is written again, in order, once it works (see HistoryWriter).
+  const history = new HistoryWriter({
+    record: (id, packet) =>
+      recordPacket(store, packet, id, now(), {
+        heldCommits: (requestId, ids) => node.heldCommits(requestId, ids),
+        vouches: (nodeId) => proven.isProven(nodeId),
+      }),
+    stored: (packet, changed) => {
+      if (changed && packet.type !== 'heartbeat') network?.changed(packet.body.requestId);
+    },
+    log,
+    now,
+  });
   const node = new SynodNode({
     key: o.key,
     role: 'relay',
@@ -191,15 +206,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
       : {}),
     onPacket: async ({ id, packet }) => {
       if (packet.type === 'heartbeat') proven.heard(packet.from, packet.body);
-      try {
-        const changed = await recordPacket(store, packet, id, now(), {
-          heldCommits: (requestId, ids) => node.heldCommits(requestId, ids),
-          vouches: (nodeId) => proven.isProven(nodeId),
-        });
-        if (changed && packet.type !== 'heartbeat') network?.changed(packet.body.requestId);
-      } catch (e) {
-        log({ level: 'error', msg: 'history write failed', type: packet.type, err: String(e) });
-      }
+      await history.write(id, packet);
     },
     onFinished: (requestId, outcome) => {
       dispatcher?.release(requestId);
@@ -347,6 +354,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     await admissionWriter?.close();
     await dispatcher?.stop();
     await node.close();
+    history.close();
     await proven.stop();
     client.close();
   };

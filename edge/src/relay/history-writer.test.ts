@@ -1,0 +1,70 @@
+import { expect, test } from 'bun:test';
+import type { AnyPacket } from '@synod/shared';
+import { HistoryWriter } from './history-writer.ts';
+
+/** A stand-in packet of `type` (the writer looks at nothing else). */
+const packet = (type: string, n: number) => ({ type, n }) as unknown as AnyPacket;
+
+/** A store that fails while `down`, recording what it was given in order. */
+function flakyStore() {
+  const s = {
+    down: false,
+    written: [] as string[],
+    record: async (id: string) => {
+      if (s.down) throw new Error('SQLITE_FULL: database or disk is full');
+      s.written.push(id);
+      return true;
+    },
+  };
+  return s;
+}
+
+test('writes that fail are written again, in order, once the store takes writes; heartbeats are not', async () => {
+  const store = flakyStore();
+  const logs: Record<string, unknown>[] = [];
+  const stored: string[] = [];
+  const w = new HistoryWriter({
+    record: store.record,
+    stored: (p) => stored.push(p.type),
+    log: (e) => logs.push(e),
+    now: Date.now,
+    retryMs: [10, 20],
+  });
+  await w.write('c1', packet('commit', 1));
+  store.down = true;
+  await w.write('s1', packet('seal', 1));
+  await w.write('h1', packet('heartbeat', 1));
+  await w.write('r1', packet('reveal', 1));
+  await w.write('v1', packet('verdict', 1));
+  expect(w.pending).toBe(3);
+  await Bun.sleep(60);
+  expect(w.pending).toBe(3);
+  store.down = false;
+  // Behind the waiting ones: not written before them.
+  await w.write('a1', packet('attestation', 1));
+  for (let i = 0; i < 50 && w.pending > 0; i++) await Bun.sleep(10);
+  expect(store.written).toEqual(['c1', 's1', 'r1', 'v1', 'a1']);
+  expect(stored).toEqual(['commit', 'seal', 'reveal', 'verdict', 'attestation']);
+  // One line for the spell, one when it ended: not one a failed write.
+  expect(logs.map((l) => l['msg'])).toEqual(['history write failed', 'history writes work again']);
+  expect(logs[1]).toMatchObject({ level: 'info', written: 4 });
+  expect((logs[1]?.['failures'] as number) >= 4).toBe(true);
+  w.close();
+});
+
+test('the waiting packets are bounded: past the bound the newest is dropped, said once', async () => {
+  const store = flakyStore();
+  store.down = true;
+  const logs: Record<string, unknown>[] = [];
+  const w = new HistoryWriter({
+    record: store.record,
+    log: (e) => logs.push(e),
+    now: Date.now,
+    maxPending: 3,
+    retryMs: [1_000],
+  });
+  for (let i = 0; i < 10; i++) await w.write(`r${i}`, packet('reveal', i));
+  expect(w.pending).toBe(3);
+  expect(logs.filter((l) => l['code'] === 'HISTORY_RETRY_FULL')).toHaveLength(1);
+  w.close();
+});
