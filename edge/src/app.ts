@@ -8,6 +8,7 @@ import { edgeError, HttpError, toHttpError } from './http/errors.ts';
 import { logServerError } from './http/log-server-error.ts';
 import { isOpenAiPath } from './http/openai-paths.ts';
 import { StreamSlots } from './http/stream-slots.ts';
+import { LogSpells } from './log-spells.ts';
 import type { EdgeDeps } from './routes/deps.ts';
 import { mountInference } from './routes/inference.ts';
 import { mountOpenAi, openAiError } from './routes/openai.ts';
@@ -28,6 +29,7 @@ export function createApp(given: EdgeDeps): Hono {
     admissionHealth,
     streams: given.streams ?? new StreamSlots(),
     bodies: given.bodies ?? new BodyBudget(),
+    serverErrors: given.serverErrors ?? new LogSpells(given.now, 60_000),
     // Limits per client address count an IPv6 client by its /64 (see addressBucket).
     clientAddress: (c) => addressBucket(given.clientAddress(c)),
   };
@@ -85,7 +87,7 @@ export function createApp(given: EdgeDeps): Hono {
   });
 
   app.onError((err, c) => {
-    logServerError(c, err);
+    logServerError(c, err, deps.serverErrors as LogSpells);
     const e = toHttpError(err);
     if (isOpenAiPath(c.req.path)) return openAiError(c, e);
     return c.json(e.body(), e.status, e.headers);

@@ -5,6 +5,7 @@ import type { AdmissionHealth } from '../http/admission-health.ts';
 import type { BodyBudget } from '../http/body-budget.ts';
 import type { PrimaryHealthCheck } from '../http/store-unavailable.ts';
 import type { StreamSlots } from '../http/stream-slots.ts';
+import type { LogSpells } from '../log-spells.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RateLimiter } from '../rate-limit.ts';
 import type { Admitter, RelayNetwork } from '../relay/network.ts';
@@ -39,6 +40,8 @@ export interface EdgeDeps {
   streams?: StreamSlots;
   /** Bytes of request bodies being read, per client address (createApp makes one when none is given). */
   bodies?: BodyBudget;
+  /** The server-side failures logged, by code and route (`logServerError`: one line a minute each). */
+  serverErrors?: LogSpells;
 }
 
 /** Running totals of the accept path's group commit since the relay started. */

@@ -501,7 +501,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
           if (e instanceof CallerGone) return;
           // The wait itself failed (still queued at the deadline, the store gone): the same error event
           // as a failed verdict, so the stream always ends with [DONE].
-          logServerError(c, e);
+          if (deps.serverErrors) logServerError(c, e, deps.serverErrors);
           bad = toHttpError(e);
         } finally {
           stopKeepAlive();
@@ -548,7 +548,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
     } catch (e) {
       // Nobody reads this answer: 499, nginx's "client closed request", so metrics do not count a 5xx.
       if (e instanceof CallerGone) return new Response(null, { status: 499 });
-      logServerError(c, e);
+      if (deps.serverErrors) logServerError(c, e, deps.serverErrors);
       return openAiError(c, e, names, unkeyedAdmission);
     }
   });
