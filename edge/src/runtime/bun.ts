@@ -140,12 +140,20 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   // Checked before anything is opened or started, so a bad value leaves nothing running.
   checkIdempotencyRetention(o.config?.idempotencyRetentionMs ?? DEFAULT_EDGE_CONFIG.idempotencyRetentionMs);
   checkMaxQueued(o.maxQueuedRequests ?? DEFAULT_MAX_QUEUED);
-  const { client, store, checkFile, primaryHealth } = await openHistory(
+  const { client, store, checkFile, primaryHealth, rebuiltReplica } = await openHistory(
     o.dbUrl,
     o.dbAuthToken,
     o.replicaPath,
     o.replicaSyncMs,
   );
+  if (rebuiltReplica !== undefined) {
+    log({
+      level: 'warn',
+      msg: 'the embedded replica was malformed: moved aside, and made again from the server',
+      code: 'REPLICA_REBUILT',
+      movedTo: rebuiltReplica,
+    });
+  }
   /**
    * After each admission commit: a commit into a database file deleted or replaced under the relay is
    * not kept, so it is refused (503 STORE_UNAVAILABLE), not acknowledged; logged once.

@@ -3,7 +3,7 @@
  * the server (synced on open, then every `replicaSyncMs`), writes forwarded to the server.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, createClient } from '@libsql/client';
@@ -63,6 +63,34 @@ describe('openHistory on an embedded replica', () => {
     direct.close();
     replica.client.close();
     primary.client.close();
+  }, 60_000);
+
+  test('a replica file that is no longer a database is moved aside and made again from the server', async () => {
+    const primary = await openHistory(sqld.url);
+    await primary.store.createApiKey(
+      { id: 'key_kept', hash: 'd'.repeat(64), label: 'kept', quotaPerDay: 5 },
+      1,
+    );
+    const replicaFile = join(dir, `replica-${n++}.db`);
+    const first = await openHistory(sqld.url, undefined, replicaFile, 200);
+    expect(first.rebuiltReplica).toBeUndefined();
+    first.client.close();
+    // Its pages overwritten past the header, as libSQL left one once its server compacted its log under
+    // a sync (its WAL gone with it).
+    const bytes = readFileSync(replicaFile);
+    bytes.fill(0x5a, 100);
+    writeFileSync(replicaFile, bytes);
+    for (const side of ['-wal', '-shm']) rmSync(`${replicaFile}${side}`, { force: true });
+    const again = await openHistory(sqld.url, undefined, replicaFile, 200);
+    try {
+      expect(again.rebuiltReplica).toStartWith(`${replicaFile}.malformed-`);
+      expect(existsSync(again.rebuiltReplica as string)).toBe(true);
+      // Made again from the server: its rows are there.
+      expect((await again.store.apiKeyByHash('d'.repeat(64)))?.id).toBe('key_kept');
+    } finally {
+      again.client.close();
+      primary.client.close();
+    }
   }, 60_000);
 
   test('a sync interval must be positive', async () => {

@@ -3,7 +3,7 @@
  * from the relay runtime (runtime/bun.ts), so a command that only needs the database (`synod-relay
  * keys …`) loads neither the node nor its transports.
  */
-import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, renameSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createClient } from '@libsql/client';
 import { expandConfig } from '@libsql/core/config';
@@ -222,31 +222,53 @@ export async function openHistory(
   // it refuses to sync into a file it did not make) once it is synced, with the files beside it.
   if (replicaPath !== undefined) mkdirSync(dirname(resolve(replicaPath)), { recursive: true });
   else if (localFile) ownerOnlyDatabase(localFile);
-  const opened = createClient(
-    replicaPath
-      ? {
-          url: `file:${replicaPath}`,
-          syncUrl: dbUrl,
-          syncInterval: replicaSyncMs / 1000,
-          readYourWrites: true,
-          ...(authToken ? { authToken } : {}),
-        }
-      : {
-          url: dbUrl,
-          timeout: BUSY_TIMEOUT_MS,
-          ...(authToken ? { authToken } : {}),
-          // A server that never answers fails the request (as STORE_UNAVAILABLE) instead of holding it.
-          ...(localFile ? {} : { fetch: boundedFetch(serverTimeoutMs) }),
-        },
-  );
+  // A replica's file is only a copy of the server's database: one that is no longer a database (libSQL
+  // left it malformed once the server compacted its log under a sync) is moved aside and made again,
+  // rather than end every start with "database disk image is malformed".
+  let rebuiltReplica: string | undefined;
+  const open = () =>
+    createClient(
+      replicaPath
+        ? {
+            url: `file:${replicaPath}`,
+            syncUrl: dbUrl,
+            syncInterval: replicaSyncMs / 1000,
+            readYourWrites: true,
+            ...(authToken ? { authToken } : {}),
+          }
+        : {
+            url: dbUrl,
+            timeout: BUSY_TIMEOUT_MS,
+            ...(authToken ? { authToken } : {}),
+            // A server that never answers fails the request (as STORE_UNAVAILABLE) instead of holding it.
+            ...(localFile ? {} : { fetch: boundedFetch(serverTimeoutMs) }),
+          },
+    );
+  let opened: ReturnType<typeof open>;
   if (replicaPath) {
+    // Made (libSQL syncs it as it makes the client), synced, and its schema read (a sync finding nothing
+    // new to apply reads nothing of the file).
+    const openSynced = async () => {
+      const c = open();
+      try {
+        await c.sync();
+        await c.execute('SELECT count(*) FROM sqlite_master');
+        return c;
+      } catch (e) {
+        c.close();
+        throw e;
+      }
+    };
     try {
-      await opened.sync();
+      opened = await openSynced();
     } catch (e) {
-      opened.close();
-      throw e;
+      if (!MALFORMED.test(String((e as Error)?.message ?? e))) throw e;
+      rebuiltReplica = moveAside(replicaPath);
+      opened = await openSynced();
     }
     ownerOnlyFiles(replicaPath);
+  } else {
+    opened = open();
   }
   // This process's write transactions take turns, whatever the database: two of them would otherwise
   // meet as two connections or streams (SQLITE_BUSY), or, on a client of one connection (a replica,
@@ -276,5 +298,29 @@ export async function openHistory(
   const store = new HistoryStore(drizzle(client, { schema: historySchema }), checkFile);
   // A replica's reads come from its file: whether its writes can reach the primary is asked apart.
   const primaryHealth = replicaPath ? primaryHealthCheck(dbUrl, authToken) : undefined;
-  return { client, store, checkFile, primaryHealth };
+  return { client, store, checkFile, primaryHealth, ...(rebuiltReplica ? { rebuiltReplica } : {}) };
+}
+
+/**
+ * SQLite's words for a file that is not (or no longer) a sound database, and libSQL's for a replica whose
+ * file could not take the server's frames (`Injector error`: its file or its sync metadata broken).
+ */
+const MALFORMED =
+  /database disk image is malformed|SQLITE_CORRUPT|SQLITE_NOTADB|file is not a database|Injector error/i;
+
+/**
+ * Move an embedded replica's file, and the files libSQL keeps beside it, aside (`<file>.malformed-<ms>`,
+ * kept for a look) so that a new replica is made at its path. Returns the new name of the file.
+ */
+function moveAside(path: string): string {
+  const abs = resolve(path);
+  const suffix = `.malformed-${Date.now()}`;
+  for (const f of [abs, `${abs}-wal`, `${abs}-shm`, `${abs}-info`, `${abs}-client_wal_index`]) {
+    try {
+      renameSync(f, `${f}${suffix}`);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+  return `${abs}${suffix}`;
 }
