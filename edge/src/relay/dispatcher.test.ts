@@ -8,7 +8,7 @@ import { IntakeStore } from '../store/intake-store.ts';
 import { openHistory } from '../store/open-history.ts';
 import { testBody } from '../store/test-admissions.ts';
 import { storeRequest } from '../store/test-requests.ts';
-import { Dispatcher, LEASE_STALE_MS, ORPHANED_AFTER_WINDOWS_MS } from './dispatcher.ts';
+import { Dispatcher, LEASE_STALE_MS, networkWindow, ORPHANED_AFTER_WINDOWS_MS } from './dispatcher.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-dispatch-'));
 let n = 0;
@@ -45,6 +45,7 @@ async function setup(o: {
   maxQueued?: number;
   pollMs?: number;
   ready?: () => boolean;
+  networkWindow?: () => number | undefined;
 }) {
   const h = await openHistory(`file:${join(dir, `d-${n++}.db`)}`);
   const intake = new IntakeStore(h.client);
@@ -62,6 +63,7 @@ async function setup(o: {
     pollMs: o.pollMs ?? 60_000,
     ...(o.maxQueued !== undefined ? { maxQueued: o.maxQueued } : {}),
     ...(o.ready !== undefined ? { ready: o.ready } : {}),
+    ...(o.networkWindow !== undefined ? { networkWindow: o.networkWindow } : {}),
     changed: (id) => changed.push(id),
     log: (entry) => logged.push(entry),
   });
@@ -130,6 +132,36 @@ describe('Dispatcher', () => {
     await s.d.idle();
     expect(s.node.submitted).toEqual(ids.slice(0, 3));
     expect(s.d.stats()).toMatchObject({ open: 2, dispatched: 3, expired: 0 });
+  });
+
+  test('the window is no wider than the network can take (networkWindow), and widens with it', async () => {
+    const now = 1_000_000;
+    let network: number | undefined = 2;
+    const s = await setup({ maxOpen: 256, now: () => now, networkWindow: () => network });
+    const bodies = Array.from({ length: 5 }, () => body(now));
+    await s.admit(bodies);
+    s.d.wake();
+    await s.d.idle();
+    expect(s.node.submitted).toHaveLength(2);
+    expect(s.d.stats()).toMatchObject({ open: 2, maxOpen: 256, window: 2 });
+    // A finished request frees a place for the next.
+    s.d.release(bodies[0]?.requestId as string);
+    await s.d.idle();
+    expect(s.node.submitted).toHaveLength(3);
+    // More nodes heard: the window widens; none heard (unknown): maxOpen alone.
+    network = undefined;
+    s.d.wake();
+    await s.d.idle();
+    expect(s.node.submitted).toHaveLength(5);
+    expect(s.d.stats().window).toBe(256);
+  });
+
+  test("networkWindow: the nodes' queues at the default quorum (3), unknown when none says one", () => {
+    expect(networkWindow([64, 64, 64])).toBe(64);
+    expect(networkWindow([8, 8, 8])).toBe(8);
+    expect(networkWindow([2])).toBe(0);
+    expect(networkWindow([])).toBeUndefined();
+    expect(networkWindow([0, 0])).toBeUndefined();
   });
 
   test('nothing starts while the network has no peer to hear it; expired rows still leave; then all start', async () => {

@@ -1,4 +1,4 @@
-import { type NodeKey, packetId, type RequestBody, signPacket } from '@synod/shared';
+import { FRAME_DEFAULTS, type NodeKey, packetId, type RequestBody, signPacket } from '@synod/shared';
 import type { HistoryStore, Stored } from '../store/history-store.ts';
 import { type IntakeStore, intakeDeadline, type QueuedRequest } from '../store/intake-store.ts';
 
@@ -16,6 +16,13 @@ export interface DispatcherOptions {
   now: () => number;
   /** Most requests this relay coordinates at once. Default 256. */
   maxOpen?: number;
+  /**
+   * Most requests the network can take at once now, or undefined when it is not known: the window is the
+   * smaller of this and `maxOpen`. A relay computes it from its nodes' heartbeats (`networkWindow`): 100
+   * requests started at once on 3 nodes that queue 64 jobs each had 30 of them expire unheard, each node
+   * skipping what its queue could not hold, while waiting here they would have started as others ended.
+   */
+  networkWindow?: () => number | undefined;
   /** How often the admission log is polled without a wake-up (rows written by other relays). Default 1 s. */
   pollMs?: number;
   /**
@@ -51,6 +58,15 @@ export interface DispatcherOptions {
   log?: (entry: Record<string, unknown>) => void;
 }
 
+/**
+ * The window a network of nodes that queue `queues` jobs each can take, at the default quorum: each
+ * request takes a job at `FRAME_DEFAULTS.quorum` nodes. Undefined when no node says its queue (none heard).
+ */
+export function networkWindow(queues: readonly number[]): number | undefined {
+  const total = queues.reduce((sum, q) => sum + Math.max(0, q), 0);
+  return total > 0 ? Math.floor(total / FRAME_DEFAULTS.quorum) : undefined;
+}
+
 /** Requests a relay coordinates at once by default (`maxOpen`). */
 export const DEFAULT_MAX_OPEN = 256;
 
@@ -74,8 +90,10 @@ export interface AdmissionQueue {
 
 export interface DispatcherStats {
   open: number;
-  /** The window: most requests coordinated at once. */
+  /** Most requests coordinated at once, as configured. */
   maxOpen: number;
+  /** The window now: `maxOpen`, or less while the network can take fewer (see `networkWindow`). */
+  window: number;
   dispatched: number;
   expired: number;
   dropped: number;
@@ -128,8 +146,8 @@ export const ABANDONED_BATCHES_PER_ROUND = 8;
  * request row whose coordinator machine was never saved is resumed by `InProcessRelayNetwork.recover`.
  */
 export class Dispatcher {
-  readonly #o: Required<Omit<DispatcherOptions, 'changed' | 'log' | 'ready'>> &
-    Pick<DispatcherOptions, 'changed' | 'log' | 'ready'>;
+  readonly #o: Required<Omit<DispatcherOptions, 'changed' | 'log' | 'ready' | 'networkWindow'>> &
+    Pick<DispatcherOptions, 'changed' | 'log' | 'ready' | 'networkWindow'>;
   /** Requests this dispatcher started, by id, with the time after which they cannot be open anymore. */
   readonly #open = new Map<string, number>();
   #pumping: Promise<void> | undefined;
@@ -245,7 +263,7 @@ export class Dispatcher {
     // With the window full, or no peer to start a request for, there is nothing to do until the poll
     // (which also moves rows past their deadline): reading the log at every admission would cost the
     // HTTP thread a read of the queue per request.
-    if (!expire && (this.#open.size >= this.#o.maxOpen || this.#o.ready?.() === false)) return;
+    if (!expire && (this.#open.size >= this.#window() || this.#o.ready?.() === false)) return;
     if (this.#pumping) {
       this.#again = true;
       return;
@@ -387,12 +405,18 @@ export class Dispatcher {
   }
 
   stats(): DispatcherStats {
-    return { open: this.#open.size, maxOpen: this.#o.maxOpen, ...this.#stats };
+    return { open: this.#open.size, maxOpen: this.#o.maxOpen, window: this.#window(), ...this.#stats };
   }
 
   /** Resolves when no step is running (tests). */
   async idle(): Promise<void> {
     while (this.#pumping) await this.#pumping;
+  }
+
+  /** The window: `maxOpen`, or less while the network can take fewer at once (`networkWindow`). */
+  #window(): number {
+    const network = this.#o.networkWindow?.();
+    return network === undefined ? this.#o.maxOpen : Math.min(this.#o.maxOpen, Math.max(1, network));
   }
 
   async #pump(): Promise<void> {
@@ -401,7 +425,7 @@ export class Dispatcher {
       const now = this.#o.now();
       // A slot whose request is long past any deadline is free even if its finish was never reported.
       for (const [id, until] of this.#open) if (now > until) this.#open.delete(id);
-      const room = this.#o.maxOpen - this.#open.size;
+      const room = this.#window() - this.#open.size;
       // Nothing can start (window full, or no peer): a whole step is read, for the rows past their deadline.
       const canStart = room > 0 && this.#o.ready?.() !== false;
       let rows: QueuedRequest[];

@@ -12,7 +12,7 @@ import { DEFAULT_EDGE_CONFIG, type EdgeConfig } from '../config.ts';
 import { BodyBudget } from '../http/body-budget.ts';
 import { Metrics } from '../metrics.ts';
 import { RateLimiter } from '../rate-limit.ts';
-import { checkMaxQueued, DEFAULT_MAX_QUEUED, Dispatcher } from '../relay/dispatcher.ts';
+import { checkMaxQueued, DEFAULT_MAX_QUEUED, Dispatcher, networkWindow } from '../relay/dispatcher.ts';
 import { GroupCommit } from '../relay/group-commit.ts';
 import { recordPacket } from '../relay/history-sink.ts';
 import { HistoryWriter } from '../relay/history-writer.ts';
@@ -238,6 +238,9 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     key: o.key,
     now,
     ...(o.maxOpenRequests !== undefined ? { maxOpen: o.maxOpenRequests } : {}),
+    // No more open at once than the nodes heard in the last minute can queue, at the default quorum
+    // (a heartbeat says its node's queue bound); none heard: `maxOpen` alone.
+    networkWindow: () => networkWindow(node.knownNodes().map((n) => n.body.capacity.maxQueue)),
     maxQueued: o.maxQueuedRequests ?? DEFAULT_MAX_QUEUED,
     changed: (requestId) => net.changed(requestId),
     // Requests start once the relay's machines are restored (one moved to the history before `recover`
