@@ -5,7 +5,6 @@
  * a machine (`durableState`).
  */
 import { describe, expect, test } from 'bun:test';
-import { compareStrings } from '../encoding/bytes.ts';
 import { packetId, signPacket } from '../packets/envelope.ts';
 import type { AnyPacket, Packet } from '../packets/schemas.ts';
 import { buildTranscript } from '../transcript/transcript.ts';
@@ -14,7 +13,15 @@ import { decide, NON_MEMBER_REVEAL_BYTES, receive, revealBytes } from './common.
 import { type CoordinatorState, startCoordinator, stepCoordinator } from './coordinator.ts';
 import { type FollowerState, initFollower, stepFollower } from './follower.ts';
 import { MAX_DEFERRED_REVEAL_BYTES } from './observer.ts';
-import { makeRequest, signedCommit, signedReveal, signPublishes, T0, testKey } from './sim.test-helpers.ts';
+import {
+  makeRequest,
+  signedCommit,
+  signedReveal,
+  signedSeal,
+  signPublishes,
+  T0,
+  testKey,
+} from './sim.test-helpers.ts';
 import { durableState, restoreState, serializeState } from './state.ts';
 import type { CoordinatorEvent, Effect, FollowerEvent, Received } from './types.ts';
 
@@ -29,15 +36,7 @@ async function world(label: string, n: number, output = BIG) {
   const request = makeRequest({ frame: { quorum: 2, maxCommits: 2, secPercentage: 0.5 }, label });
   const requestPacket = await signPacket(ck, 'request', request);
   const commits = await Promise.all(keys.map((k) => signedCommit(k, request, SEAL_AT)));
-  const members = commits
-    .map((c) => ({ nodeId: c.from, commitment: c.body.commitment, commitId: packetId(c) }))
-    .sort((a, b) => compareStrings(a.nodeId, b.nodeId));
-  const seal = await signPacket(ck, 'seal', {
-    requestId: request.requestId,
-    requestPacketId: packetId(requestPacket),
-    members,
-    createdAt: SEAL_AT,
-  });
+  const seal = await signedSeal(ck, requestPacket, commits, SEAL_AT);
   const outsiders: Packet<'reveal'>[] = [];
   for (let i = 0; i < n; i++) {
     outsiders.push(

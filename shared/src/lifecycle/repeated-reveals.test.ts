@@ -11,7 +11,7 @@ import { packetId, signPacket } from '../packets/envelope.ts';
 import type { AnyPacket, Packet } from '../packets/schemas.ts';
 import { decide, receive } from './common.ts';
 import { initFollower, stepFollower } from './follower.ts';
-import { makeRequest, signedCommit, signedReveal, T0, testKey } from './sim.test-helpers.ts';
+import { makeRequest, signedCommit, signedReveal, signedSeal, T0, testKey } from './sim.test-helpers.ts';
 import type { Effect, Received } from './types.ts';
 
 const SEAL_AT = T0 + 2_000;
@@ -22,15 +22,7 @@ async function world(label: string) {
   const request = makeRequest({ frame: { quorum: 3, maxCommits: 3 }, label });
   const requestPacket = await signPacket(ck, 'request', request);
   const commits = await Promise.all(keys.map((k) => signedCommit(k, request, T0 + 1_000)));
-  const members = commits
-    .map((c) => ({ nodeId: c.from, commitment: c.body.commitment, commitId: packetId(c) }))
-    .sort((a, b) => compareStrings(a.nodeId, b.nodeId));
-  const seal = await signPacket(ck, 'seal', {
-    requestId: request.requestId,
-    requestPacketId: packetId(requestPacket),
-    members,
-    createdAt: SEAL_AT,
-  });
+  const seal = await signedSeal(ck, requestPacket, commits, SEAL_AT);
   const honest = await Promise.all(keys.slice(1).map((k) => signedReveal(k, request, SEAL_AT + 100)));
   // node0 reveals three times, one millisecond apart: three valid reveals, sorted by packet id.
   const repeated = (

@@ -7,13 +7,13 @@
  * seeded PRNG: the same seed gives the same run.
  */
 import { computeCommitment } from '../commitment/commitment.ts';
-import { toHex, utf8 } from '../encoding/bytes.ts';
+import { compareStrings, toHex, utf8 } from '../encoding/bytes.ts';
 import { sha256, sha256Hex } from '../encoding/hash.ts';
 import type { EmbeddingModelRef, Frame } from '../frame/frame.ts';
 import { NodeKey } from '../identity/node-key.ts';
 import { packetId, signPacket, verifyPacket } from '../packets/envelope.ts';
 import { deriveRequestId } from '../packets/request-id.ts';
-import type { AnyPacket, ModelRef, RequestBody } from '../packets/schemas.ts';
+import type { AnyPacket, ModelRef, Packet, RequestBody } from '../packets/schemas.ts';
 import { seededRandom } from '../seeded-random.ts';
 import {
   type CoordinatorConfig,
@@ -461,6 +461,27 @@ export async function signedReveal(
     bEmbedding: m.bEmbedding,
     model: m.model,
     salt: m.salt,
+    createdAt: at,
+  });
+}
+
+/**
+ * The coordinator's (`ck`) seal of `request` (its signed packet, `requestPacket`) naming the nodes of
+ * `commits` as members, in node-id order, dated `at`.
+ */
+export async function signedSeal(
+  ck: NodeKey,
+  requestPacket: Packet<'request'>,
+  commits: readonly Packet<'commit'>[],
+  at: number,
+) {
+  const members = commits
+    .map((c) => ({ nodeId: c.from, commitment: c.body.commitment, commitId: packetId(c) }))
+    .sort((a, b) => compareStrings(a.nodeId, b.nodeId));
+  return signPacket(ck, 'seal', {
+    requestId: requestPacket.body.requestId,
+    requestPacketId: packetId(requestPacket),
+    members,
     createdAt: at,
   });
 }
