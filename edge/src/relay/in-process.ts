@@ -167,10 +167,11 @@ export class InProcessRelayNetwork implements RelayNetwork {
   }
 
   /**
-   * Down (`/healthz` 503 NETWORK_UNAVAILABLE, `detail.reason: NO_PEERS`) while the relay's node has no peer through which a request
-   * can be answered (`SynodNode.protocolPeers`: its own Gun client is not one) and it is not restoring:
-   * requests are still taken and wait in the admission log, but a load balancer should send them to a
-   * relay that can start them. `peers` counts those peers; `detail.connections` every connection.
+   * Down (`/healthz` 503 NETWORK_UNAVAILABLE, `detail.reason: NO_PEERS`) while the relay's node has no
+   * peer through which a request can be answered (`SynodNode.protocolPeers`: its own Gun client is not
+   * one) and it is not restoring: requests are still taken and wait in the admission log, but a load
+   * balancer should send them to a relay that can start them. `peers` counts those peers;
+   * `detail.connections` every connection.
    */
   health(): NetworkHealth {
     const m = this.node.metrics();
