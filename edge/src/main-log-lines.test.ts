@@ -5,36 +5,22 @@
 import { expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { stopProcess, waitUntil } from './test-servers.ts';
-
-const MAIN = resolve(import.meta.dir, 'main.ts');
+import { join } from 'node:path';
+import { spawnRelay, stopProcess } from './test-servers.ts';
 
 test('every line a relay with a Gun relay prints, from its start to its stop, is a JSON object', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'synod-relay-lines-'));
-  const relay = Bun.spawn(
-    [process.execPath, MAIN, '--port', '0', '--gun-port', '0', '--db', `file:${join(dir, 'relay.db')}`],
+  const relay = await spawnRelay(
+    ['--port', '0', '--gun-port', '0', '--db', `file:${join(dir, 'relay.db')}`],
     {
       cwd: dir,
-      env: { ...process.env, SYNOD_PASSPHRASE: 'a passphrase for the test' },
-      stdout: 'pipe',
       stderr: 'pipe',
     },
   );
   try {
-    let out = '';
-    const reader = relay.stdout.getReader();
-    await waitUntil('the relay to start', async () => {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`the relay exited: ${out}`);
-      out += new TextDecoder().decode(value);
-      return out.includes('"relay started"');
-    });
-    relay.kill('SIGTERM');
-    expect(await relay.exited).toBe(0);
-    for (let r = await reader.read(); !r.done; r = await reader.read())
-      out += new TextDecoder().decode(r.value);
-    const lines = out.trimEnd().split('\n');
+    relay.proc.kill('SIGTERM');
+    expect(await relay.proc.exited).toBe(0);
+    const lines = (await relay.output()).trimEnd().split('\n');
     const notJson = lines.filter((line) => {
       try {
         return typeof JSON.parse(line) !== 'object';
@@ -45,9 +31,9 @@ test('every line a relay with a Gun relay prints, from its start to its stop, is
     expect(notJson).toEqual([]);
     expect(lines.map((l) => (JSON.parse(l) as { msg: string }).msg)).toContain('relay started');
     expect(JSON.parse(lines.at(-1) ?? '{}')).toMatchObject({ msg: 'stopped' });
-    expect(await new Response(relay.stderr).text()).toBe('');
+    expect(await new Response(relay.proc.stderr as ReadableStream).text()).toBe('');
   } finally {
-    await stopProcess(relay);
+    await stopProcess(relay.proc);
     rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);

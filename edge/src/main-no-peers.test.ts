@@ -6,47 +6,18 @@
 import { expect, test } from 'bun:test';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { stopProcess, waitUntil } from './test-servers.ts';
-
-const MAIN = resolve(import.meta.dir, 'main.ts');
+import { join } from 'node:path';
+import { spawnRelay, stopProcess, waitUntil } from './test-servers.ts';
 
 test('a relay with a Gun relay and no node: /healthz 503 NO_PEERS, and a request waits queued', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'synod-relay-no-peers-'));
   const keyFile = join(dir, 'dev-key');
-  const relay = Bun.spawn(
-    [
-      process.execPath,
-      MAIN,
-      '--port',
-      '0',
-      '--gun-port',
-      '0',
-      '--db',
-      `file:${join(dir, 'relay.db')}`,
-      '--dev-key-file',
-      keyFile,
-    ],
-    {
-      cwd: dir,
-      env: { ...process.env, SYNOD_PASSPHRASE: 'a passphrase for the test' },
-      stdout: 'pipe',
-      stderr: 'inherit',
-    },
+  const relay = await spawnRelay(
+    ['--port', '0', '--gun-port', '0', '--db', `file:${join(dir, 'relay.db')}`, '--dev-key-file', keyFile],
+    { cwd: dir, stderr: 'inherit' },
   );
+  const { url } = relay.started;
   try {
-    let out = '';
-    const reader = relay.stdout.getReader();
-    let url = '';
-    await waitUntil('the relay to start', async () => {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`the relay exited: ${out}`);
-      out += new TextDecoder().decode(value);
-      const line = out.split('\n').find((l) => l.includes('"relay started"'));
-      if (line) url = (JSON.parse(line) as { url: string }).url;
-      return url !== '';
-    });
-    reader.releaseLock();
     // Its Gun client is connected to its Gun relay (a connection), yet it has no peer.
     let health: Response | undefined;
     let body: {
@@ -75,7 +46,7 @@ test('a relay with a Gun relay and no node: /healthz 503 NO_PEERS, and a request
     const view = (await (await fetch(`${url}/v1/inference/${requestId}`)).json()) as { status: string };
     expect(view.status).toBe('queued');
   } finally {
-    await stopProcess(relay);
+    await stopProcess(relay.proc);
     rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);

@@ -10,7 +10,7 @@ import { contentTopic, type WakuRelayTransport } from '@synod/browser-node';
 import { createHeadlessWakuRelay } from '@synod/browser-node/headless';
 import { MAX_CLUSTER_ID } from '@synod/browser-node/waku-cluster-id';
 import { parseWakuCluster, WakuClusterFlagError } from './config.ts';
-import { runCommand, stopProcess, waitUntil } from './test-servers.ts';
+import { runCommand, spawnRelay, stopProcess, waitUntil } from './test-servers.ts';
 
 const MAIN = resolve(import.meta.dir, 'main.ts');
 const PASSPHRASE = { SYNOD_PASSPHRASE: 'a passphrase for the test' };
@@ -66,32 +66,16 @@ describe('synod-relay --waku-cluster', () => {
 
   test('a relay given $SYNOD_WAKU_CLUSTER=7 meshes with a cluster-7 peer, not with a cluster-42 one', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'synod-relay-cluster-'));
-    const relay = Bun.spawn(
-      [process.execPath, MAIN, '--port', '0', '--db', `file:${join(dir, 'relay.db')}`],
-      {
-        cwd: dir,
-        env: { ...process.env, ...PASSPHRASE, SYNOD_WAKU_CLUSTER: '7' },
-        stdout: 'pipe',
-        stderr: 'ignore',
-      },
-    );
+    // The relay's 'relay started' line gives its multiaddrs.
+    const relay = await spawnRelay(['--port', '0', '--db', `file:${join(dir, 'relay.db')}`], {
+      cwd: dir,
+      env: { SYNOD_WAKU_CLUSTER: '7' },
+    });
+    const { started } = relay;
     const peers: WakuRelayTransport[] = [];
     try {
-      // The relay's 'relay started' line gives its multiaddrs.
-      let out = '';
-      const reader = relay.stdout.getReader();
-      let started: { multiaddrs: string[]; wakuCluster: number } | undefined;
-      await waitUntil('the relay to start', async () => {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`the relay exited: ${out}`);
-        out += new TextDecoder().decode(value);
-        const line = out.split('\n').find((l) => l.includes('"relay started"'));
-        if (line) started = JSON.parse(line) as typeof started;
-        return started !== undefined;
-      });
-      reader.releaseLock();
-      expect(started?.wakuCluster).toBe(7);
-      const tcp = String(started?.multiaddrs.find((a) => !a.includes('/ws/')));
+      expect(started.wakuCluster).toBe(7);
+      const tcp = String(started.multiaddrs.find((a) => !a.includes('/ws/')));
       const relayPeer = String(tcp.split('/p2p/')[1]);
       const heartbeats = contentTopic('heartbeats');
       const same = await createHeadlessWakuRelay({ clusterId: 7, bootstrap: [tcp] });
@@ -103,16 +87,13 @@ describe('synod-relay --waku-cluster', () => {
       expect(other.peers()).toContain(relayPeer);
       expect(other.meshPeers(heartbeats)).toEqual([]);
       // SIGTERM (as a supervisor stops it): exit 0, and the last log line says it stopped.
-      relay.kill('SIGTERM');
-      expect(await relay.exited).toBe(0);
-      const tail = relay.stdout.getReader();
-      for (let r = await tail.read(); !r.done; r = await tail.read())
-        out += new TextDecoder().decode(r.value);
-      const rest = out.trim().split('\n');
+      relay.proc.kill('SIGTERM');
+      expect(await relay.proc.exited).toBe(0);
+      const rest = (await relay.output()).trim().split('\n');
       expect(JSON.parse(rest.at(-1) ?? '{}')).toMatchObject({ level: 'info', msg: 'stopped' });
     } finally {
       await Promise.all(peers.map((p) => p.close()));
-      await stopProcess(relay);
+      await stopProcess(relay.proc);
       rmSync(dir, { recursive: true, force: true });
     }
   }, 90_000);

