@@ -10,8 +10,8 @@ import { MemoryNetwork, topicOfPacketType } from '@synod/browser-node';
 import { NodeKey } from '@synod/shared';
 import { type Exposition, readExposition } from '../../../browser-node/src/cli/test-exposition.ts';
 import { Metrics } from '../metrics.ts';
-import { type RunningRelay, startRelay } from '../runtime/bun.ts';
-import { TEST_EMBEDDER } from '../store/test-admissions.ts';
+import type { RunningRelay } from '../runtime/bun.ts';
+import { loneRelay } from '../test-relay.ts';
 import { waitUntil } from '../test-servers.ts';
 import { exportIntakeMetrics } from './intake-metrics.ts';
 
@@ -35,17 +35,13 @@ let fresh: Exposition;
 
 beforeAll(async () => {
   const net = new MemoryNetwork();
-  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(80));
   attacker = await NodeKey.fromSeed(new Uint8Array(32).fill(81));
-  relay = await startRelay({
-    dbUrl: `file:${join(dir, 'relay.db')}`,
-    key,
-    transports: [net.join(key.nodeId)],
-    embedders: [TEST_EMBEDDER],
-    configuredModels: ['m'],
-    resume: { peerWaitMs: 0 },
-    log: (entry) => logs.push(entry),
-  });
+  relay = await loneRelay(
+    `file:${join(dir, 'relay.db')}`,
+    80,
+    { resume: { peerWaitMs: 0 }, log: (entry) => logs.push(entry) },
+    net,
+  );
   fresh = await scrape();
   const peer = net.join(attacker.nodeId);
   for (let i = 0; i < SENT; i++) {

@@ -11,8 +11,9 @@ import { join } from 'node:path';
 import { MemoryNetwork, type MemoryTransport, type SynodNode, topicOfPacketType } from '@synod/browser-node';
 import { encodePacket, type HeartbeatBody, NodeKey, signPacket } from '@synod/shared';
 import { createApiKey } from '../auth/api-keys.ts';
-import { type RunningRelay, startRelay } from '../runtime/bun.ts';
+import type { RunningRelay } from '../runtime/bun.ts';
 import { TEST_EMBEDDER } from '../store/test-admissions.ts';
+import { loneRelay } from '../test-relay.ts';
 import { waitUntil } from '../test-servers.ts';
 import { InProcessRelayNetwork } from './in-process.ts';
 
@@ -45,16 +46,12 @@ beforeAll(async () => {
   net = new MemoryNetwork();
   trusted = await NodeKey.fromSeed(new Uint8Array(32).fill(71));
   stranger = await NodeKey.fromSeed(new Uint8Array(32).fill(72));
-  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(70));
-  relay = await startRelay({
-    dbUrl: `file:${join(dir, 'relay.db')}`,
-    key,
-    transports: [net.join(key.nodeId)],
-    embedders: [TEST_EMBEDDER],
-    configuredModels: ['m'],
-    trustedNodes: [trusted.nodeId],
-    resume: { peerWaitMs: 0 },
-  });
+  relay = await loneRelay(
+    `file:${join(dir, 'relay.db')}`,
+    70,
+    { trustedNodes: [trusted.nodeId], resume: { peerWaitMs: 0 } },
+    net,
+  );
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
   await relay.store.createApiKey({ id: k.id, hash: k.hash, label: 't', quotaPerDay: 10 }, Date.now());
   apiKey = k.key;
