@@ -289,6 +289,97 @@ describe('Dispatcher', () => {
     expect(s.d.stats()).toMatchObject({ expired: 2, errors: 0 });
   });
 
+  /** What `caller` was charged on `day` (`usage.count`), as the quota reads it. */
+  async function usedOn(s: Awaited<ReturnType<typeof setup>>, caller: string, day: string) {
+    const r = await s.client.execute({
+      sql: 'SELECT count FROM usage WHERE key_id = ? AND day = ?',
+      args: [caller, day],
+    });
+    return r.rows.length === 0 ? null : Number(r.rows[0]?.['count']);
+  }
+
+  test('a request that never reached the network is refunded to its caller, on the day it was charged', async () => {
+    // Admitted 100 ms before a UTC midnight: charged to that day, and refunded to it after midnight.
+    let now = Date.UTC(2026, 10, 23, 23, 59, 59, 900);
+    const s = await setup({ maxOpen: 1, now: () => now });
+    const [ran, late, other] = [body(now), body(now, 2_000), body(now, 2_000)];
+    const charge = (b: RequestBody, callerId: string) =>
+      s.intake.admit([{ body: b, callerId, quotaPerDay: 10, day: '2026-11-23' }], s.key.nodeId, now);
+    await charge(ran, 'key_a');
+    await charge(late, 'key_a');
+    await charge(other, 'key_b');
+    // key_a already used the next day too: its count there is left alone.
+    await s.client.execute("INSERT INTO usage (key_id, day, count) VALUES ('key_a', '2026-11-24', 4)");
+    expect(await usedOn(s, 'key_a', '2026-11-23')).toBe(2);
+    s.d.wake();
+    await s.d.idle();
+    expect(s.node.submitted).toEqual([ran.requestId]);
+    now += 2_500;
+    s.d.wake(true);
+    await s.d.idle();
+    for (const b of [late, other]) {
+      expect(await s.store.getRequest(b.requestId)).toMatchObject({
+        status: 'expired',
+        error: 'QUEUE_TIMEOUT',
+      });
+    }
+    // The request that ran stays charged; the two that expired in the log are given back.
+    expect(await usedOn(s, 'key_a', '2026-11-23')).toBe(1);
+    expect(await usedOn(s, 'key_b', '2026-11-23')).toBe(0);
+    expect(await usedOn(s, 'key_a', '2026-11-24')).toBe(4);
+  });
+
+  test('a request whose time ran out as its step started, or whose start failed past its deadline, is refunded once', async () => {
+    let now = Date.UTC(2026, 10, 24, 12);
+    let ticking = false;
+    const s = await setup({
+      maxOpen: 8,
+      now: () => {
+        if (ticking) now += 100;
+        return now;
+      },
+    });
+    const [a, b, kept] = [body(now, 1_000), body(now, 1_000), body(now, 60_000)];
+    await s.intake.admit(
+      [a, b, kept].map((x) => ({ body: x, callerId: 'key_a', quotaPerDay: 10, day: '2026-11-24' })),
+      s.key.nodeId,
+      now,
+    );
+    now += 700;
+    ticking = true;
+    s.d.wake();
+    await s.d.idle();
+    await s.d.stop();
+    for (const x of [a, b]) {
+      expect(await s.store.getRequest(x.requestId)).toMatchObject({
+        status: 'expired',
+        error: 'QUEUE_TIMEOUT',
+      });
+    }
+    expect(await usedOn(s, 'key_a', '2026-11-24')).toBe(1);
+    // Asked again (a second path reaching the same request), nothing more is given back.
+    expect(
+      await s.store.expireUnstarted(a.requestId, { callerId: 'key_a', createdAt: a.createdAt }, now),
+    ).toBe(false);
+    expect(await usedOn(s, 'key_a', '2026-11-24')).toBe(1);
+    expect((await s.store.getRequest(kept.requestId))?.status).toBe('pending');
+  });
+
+  test('rows of a coordinator gone for good are refunded to their callers as they expire (COORDINATOR_GONE)', async () => {
+    const now = Date.UTC(2026, 10, 24, 12);
+    const s = await setup({ maxOpen: 4, now: () => now });
+    const gone = await NodeKey.fromSeed(new Uint8Array(32).fill(12));
+    const old = body(now - 3_600_000);
+    await s.intake.admit(
+      [{ body: old, callerId: 'key_c', quotaPerDay: 10, day: '2026-11-24' }],
+      gone.nodeId,
+      now - 3_600_000,
+    );
+    expect(await usedOn(s, 'key_c', '2026-11-24')).toBe(1);
+    expect(await s.d.expireAbandoned()).toEqual([old.requestId]);
+    expect(await usedOn(s, 'key_c', '2026-11-24')).toBe(0);
+  });
+
   /** Two queued requests, the first one's stored body replaced by `altered` (as if edited outside the relay). */
   async function withAlteredRow(altered: (a: RequestBody) => string) {
     const now = 1_000_000;

@@ -449,7 +449,7 @@ export class Dispatcher {
       status: 'pending' | 'expired';
       error?: string;
     }[] = [];
-    const start: RequestBody[] = [];
+    const start: { body: RequestBody; callerId: string }[] = [];
     // No peer to hear it: nothing starts (rows past their deadline still leave the log).
     let free = this.#o.ready === undefined || this.#o.ready() ? room : 0;
     let dropped = 0;
@@ -482,7 +482,7 @@ export class Dispatcher {
         moves.push({ seq: row.seq, request, status: 'expired', error: 'QUEUE_TIMEOUT' });
       } else {
         moves.push({ seq: row.seq, request, status: 'pending' });
-        start.push(packet.body);
+        start.push({ body: packet.body, callerId: row.callerId });
         free--;
       }
     }
@@ -511,13 +511,13 @@ export class Dispatcher {
       else movedHere.add(m.request.packet.body.requestId);
       this.#o.changed?.(m.request.packet.body.requestId);
     }
-    for (const body of start) {
+    for (const { body, callerId } of start) {
       if (!movedHere.has(body.requestId)) continue;
       // The clock moved on while this step signed and stored its rows (a restart's backlog takes a
       // while): a request whose time ran out meanwhile can no longer be sealed. It expires as if it had
       // waited in the queue (QUEUE_TIMEOUT), rather than failing its coordinator's start.
       if (this.#o.now() >= intakeDeadline(body)) {
-        this.#track(this.#expireLate(body));
+        this.#track(this.#expireLate(body, callerId));
         continue;
       }
       // Open until well after its reveal window: `release` normally frees it long before.
@@ -526,7 +526,7 @@ export class Dispatcher {
       const started = this.#o.node.submit(body).catch(async (e) => {
         this.#open.delete(body.requestId);
         if (this.#o.now() >= intakeDeadline(body)) {
-          await this.#expireLate(body);
+          await this.#expireLate(body, callerId);
           return;
         }
         this.#fail(`coordinating ${body.requestId} failed`, e);
@@ -545,9 +545,20 @@ export class Dispatcher {
     void started.finally(() => this.#starting.delete(started));
   }
 
-  async #expireLate(body: RequestBody): Promise<void> {
+  /** A request taken from the log to start that never reached the network: expired, its caller refunded. */
+  async #expireLate(body: RequestBody, callerId: string): Promise<void> {
     this.#stats.expired++;
-    await this.#mark(body.requestId, 'expired', 'QUEUE_TIMEOUT');
+    try {
+      await this.#o.store.expireUnstarted(
+        body.requestId,
+        { callerId, createdAt: body.createdAt },
+        this.#o.now(),
+        'QUEUE_TIMEOUT',
+      );
+      this.#o.changed?.(body.requestId);
+    } catch (e) {
+      this.#fail(`marking ${body.requestId} expired did not work`, e);
+    }
   }
 
   async #mark(requestId: string, status: 'expired' | 'failed', error: string): Promise<void> {

@@ -44,6 +44,7 @@ import {
   sealRows,
   seals,
   unheardNodes,
+  usage,
   verdictEntriesTable,
   verdictRows,
   verdicts,
@@ -125,7 +126,9 @@ export class HistoryStore {
    * Move queued requests from the admission log into the history, signed by their coordinator, in one
    * transaction per call: each `requests` row (with its models) is inserted and its `request_intake`
    * row deleted together, so a request is always in exactly one of the two. `expired` moves carry the
-   * error code (e.g. `QUEUE_TIMEOUT`); `pending` ones are then coordinated by the caller.
+   * error code (e.g. `QUEUE_TIMEOUT`); `pending` ones are then coordinated by the caller. An `expired`
+   * move never reached the network: its caller is given back the request its daily quota was charged
+   * (`usage` of the UTC day of its `createdAt`, the day it was admitted), in the same transaction.
    *
    * Only rows still in the log move: one another relay moved meanwhile (its coordinator's dispatcher and
    * another relay's `Dispatcher.expireAbandoned` may race for a row), or dropped, is left as that relay made
@@ -150,8 +153,17 @@ export class HistoryStore {
             moves.map((m) => m.seq),
           ),
         )
-        .returning({ seq: requestIntake.seq });
+        .returning({
+          seq: requestIntake.seq,
+          callerId: requestIntake.callerId,
+          createdAt: requestIntake.createdAt,
+        });
       const moved = new Set(deleted.map((d) => d.seq));
+      const expired = new Set(moves.filter((m) => m.status === 'expired').map((m) => m.seq));
+      await refundUsage(
+        tx,
+        deleted.filter((d) => expired.has(d.seq)),
+      );
       const rows = moves
         .filter((m) => moved.has(m.seq))
         .map((m) => {
@@ -474,6 +486,30 @@ export class HistoryStore {
    * consensus, expired, failed) keeps its status, so a late `expired` (a restart's, a machine's) never
    * overwrites a stored verdict, nor a late `failed` an expiry.
    */
+  /**
+   * A request moved out of the admission log to start (`pending`) that never reached the network (its
+   * time ran out while its coordinator signed and stored the step's rows, or its start failed past its
+   * deadline): `expired` with `code`, and its caller given back the request its quota was charged (see
+   * `moveFromIntake`), both only if it is still `pending`. Returns whether it was.
+   */
+  async expireUnstarted(
+    requestId: string,
+    charged: { callerId: string; createdAt: number },
+    now: number,
+    code = 'QUEUE_TIMEOUT',
+  ): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const ended = await tx
+        .update(requests)
+        .set({ status: 'expired', error: code, updatedAt: now })
+        .where(and(eq(requests.requestId, requestId), eq(requests.status, 'pending')))
+        .returning({ requestId: requests.requestId });
+      if (ended.length === 0) return false;
+      await refundUsage(tx, [charged]);
+      return true;
+    });
+  }
+
   async setStatus(
     requestId: string,
     status: RequestStatus,
@@ -1231,3 +1267,30 @@ function parseCursor(cursor: string): Cursor {
 }
 
 export type { RequestBody, Verdict };
+
+/**
+ * Give callers back the requests their daily quota was charged for admissions that never reached the
+ * network: one per row, from the `usage` count of the UTC day of its `createdAt` (the day the edge
+ * charged: an admitted request's `createdAt` is its admission's time), never below zero.
+ */
+async function refundUsage(
+  tx: Pick<LibSQLDatabase<Record<string, unknown>>, 'update'>,
+  rows: readonly { callerId: string; createdAt: number }[],
+): Promise<void> {
+  const counts = new Map<string, { callerId: string; day: string; n: number }>();
+  for (const r of rows) {
+    const day = new Date(r.createdAt - (r.createdAt % DAY_MS)).toISOString().slice(0, 10);
+    const k = `${r.callerId}\u0000${day}`;
+    const c = counts.get(k);
+    if (c) c.n++;
+    else counts.set(k, { callerId: r.callerId, day, n: 1 });
+  }
+  for (const { callerId, day, n } of counts.values()) {
+    await tx
+      .update(usage)
+      .set({ count: sql`max(0, ${usage.count} - ${n})` })
+      .where(and(eq(usage.keyId, callerId), eq(usage.day, day)));
+  }
+}
+
+const DAY_MS = 86_400_000;
