@@ -10,7 +10,8 @@
  *
  * Environment: SYNOD_MODELS_DIR (default ../shared/models), SYNOD_DATA_DIR (default .data/local),
  * SYNOD_RELAY_PORT (default 8787), SYNOD_WEB_PORT (default 8788), SYNOD_NODES (default 3),
- * SYNOD_CHAIN_PORT (default 8545; SYNOD_CHAIN=off leaves the chain out).
+ * SYNOD_CHAIN_PORT (default 8545; SYNOD_CHAIN=off leaves the chain out), SYNOD_PASSPHRASE (default
+ * synod-local-development: seals the relay's and nodes' keys in SYNOD_DATA_DIR), SYNOD_VERBOSE=1.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';

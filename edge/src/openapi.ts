@@ -144,7 +144,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   404: 'NOT_FOUND (on the OpenAI-compatible routes also UNKNOWN_MODEL, as OpenAI answers an unknown model)',
   408: 'BODY_TIMEOUT: the body did not arrive in time; the connection is closed',
   409: 'IDEMPOTENCY_CONFLICT (an Idempotency-Key used with another body) or NO_VERDICT',
-  413: 'BODY_TOO_LARGE',
+  413: 'BODY_TOO_LARGE, or PACKET_TOO_LARGE: the request packet the body makes would exceed 256 KiB (details.size, details.limit)',
   415: 'UNSUPPORTED_MEDIA_TYPE: send application/json, without a Content-Encoding (no compressed body is read)',
   429: 'RATE_LIMITED (with QUOTA_EXCEEDED on the write routes: then also the x-synod-quota-* headers)',
   502: 'NO_CONSENSUS: the quorum did not agree on an answer',
