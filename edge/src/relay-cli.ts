@@ -9,7 +9,7 @@ import { type DialPolicyName, dialsMultiaddr, parseDialPolicy } from '@synod/bro
 import { isSynodError, MODEL_ID_RE } from '@synod/shared';
 import { createApiKey, hashApiKey } from './auth/api-keys.ts';
 import { type ChainBridgeOptions, parseChainBridge } from './chain/bridge-config.ts';
-import { ChainBridgeError } from './chain/chain-watcher.ts';
+import { ChainBridgeError } from './chain/chain-errors.ts';
 import { redactRpcUrl } from './chain/rpc-errors.ts';
 import {
   type DbUrl,

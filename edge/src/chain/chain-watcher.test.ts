@@ -18,9 +18,10 @@ import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
 import { findView } from '../views.ts';
 import { type BridgeBalance, DEFAULT_RESERVE_SETTLEMENTS, SETTLEMENT_GAS_BUDGET } from './bridge-balance.ts';
+import { ChainBridgeError } from './chain-errors.ts';
 import { ChainStore } from './chain-store.ts';
 import { bridgeOptions, startTestChain, type TestChain } from './chain-test-helpers.ts';
-import { ChainBridgeError, ChainWatcher, type ChainWatcherOptions } from './chain-watcher.ts';
+import { ChainWatcher, type ChainWatcherOptions } from './chain-watcher.ts';
 import { bridgeClients } from './clients.ts';
 import { oracleRequestEvent } from './oracle-request.ts';
 

@@ -1,10 +1,5 @@
 import { synodOracleAbi } from '@synod/contracts/abi';
-import {
-  ANSWER_TOO_LARGE,
-  fulfilGasLimit,
-  MAX_TRANSACTION_GAS,
-  saysOutOfGas,
-} from '@synod/contracts/settlement-gas';
+import { ANSWER_TOO_LARGE, fulfilGasLimit, MAX_TRANSACTION_GAS } from '@synod/contracts/settlement-gas';
 import type { ChainRequestRow } from '@synod/shared/history';
 import {
   type Account,
@@ -12,18 +7,13 @@ import {
   BaseError,
   BlockNotFoundError,
   type Chain,
-  ContractFunctionRevertedError,
-  decodeErrorResult,
   decodeEventLog,
-  ExecutionRevertedError,
   encodeFunctionData,
   type Hex,
   HttpRequestError,
-  InsufficientFundsError,
   keccak256,
   type PublicClient,
   parseEventLogs,
-  RpcRequestError,
   TimeoutError,
   type Transaction,
   TransactionReceiptNotFoundError,
@@ -35,7 +25,17 @@ import { buildRequest, type RequestDefaults } from '../inference-input.ts';
 import { LogSpells } from '../log-spells.ts';
 import type { Admission, AdmissionOutcome } from '../store/intake-store.ts';
 import { type BridgeBalance, BridgeBalanceMonitor } from './bridge-balance.ts';
+import {
+  ChainBridgeError,
+  cannotPay,
+  codeOf,
+  describe,
+  outOfGas,
+  refusedByRpc,
+  revertName,
+} from './chain-errors.ts';
 import type { ChainStore, OracleRef } from './chain-store.ts';
+import { CursorCheckpoints } from './cursor-checkpoints.ts';
 import { type ReadResume, withinBudget } from './events-budget.ts';
 import {
   chainOrigin,
@@ -51,23 +51,6 @@ import {
   settlementFor,
 } from './oracle-request.ts';
 import { chainErrorText, redactRpcUrl } from './rpc-errors.ts';
-
-/**
- * Why the chain watcher cannot run against the configured chain (`CHAIN_ID_MISMATCH`,
- * `ORACLE_NOT_FOUND`, `CHAIN_RPC_FAILED`: its RPC could not be read on start), or cannot settle on it
- * now (`BRIDGE_UNFUNDED`: the bridge account cannot pay).
- */
-export class ChainBridgeError extends Error {
-  constructor(
-    readonly code: 'CHAIN_ID_MISMATCH' | 'ORACLE_NOT_FOUND' | 'CHAIN_RPC_FAILED' | 'BRIDGE_UNFUNDED',
-    message: string,
-    readonly details: Record<string, unknown> = {},
-    readonly hint?: string,
-  ) {
-    super(message);
-    this.name = 'ChainBridgeError';
-  }
-}
 
 export interface ChainWatcherOptions {
   /** Reads: the chain's JSON-RPC. */
@@ -281,11 +264,11 @@ export class ChainWatcher {
    */
   readonly #spells: LogSpells;
   /**
-   * Blocks the cursor stood on in this process, oldest first, at most `CHECKPOINTS` (their hashes as
-   * read): where a reorg under the cursor began is found among them (`#forkBelow`), so a reorg deeper
-   * than `reorgWindow` is read again from where it began, not from `reorgWindow` below the cursor.
+   * Blocks the cursor stood on in this process: where a reorg under the cursor began is found among
+   * them, so a reorg deeper than `reorgWindow` is read again from where it began, not from `reorgWindow`
+   * below the cursor.
    */
-  readonly #checkpoints: { number: bigint; hash: Hex }[] = [];
+  readonly #checkpoints = new CursorCheckpoints();
   /** The spells of whole passes under way, by key (`pass:<code>`), ended by the next pass that works. */
   readonly #passSpells = new Set<string>();
 
@@ -494,7 +477,10 @@ export class ChainWatcher {
         // Whether the cursor was inside its block or not: every event from there is read again.
         const back = BigInt(cursor.blockNumber) - reorgWindow;
         // Deeper than that: from just above the newest block the cursor stood on that is still there.
-        const fork = at === null ? null : await this.#forkBelow(back);
+        const fork =
+          at === null
+            ? null
+            : await this.#checkpoints.forkBelow(back, reorgWindow, (n) => this.#blockHash(n));
         const start = fork !== null && fork.from < back ? fork.from : back;
         from = at !== null && start > this.#o.fromBlock ? start : this.#o.fromBlock;
         resume = undefined;
@@ -549,7 +535,7 @@ export class ChainWatcher {
       }
       eventsLeft -= taken.events.length;
       await this.#o.store.setCursor(this.#ref, end.number, end.hash, this.#o.now(), end.logIndex);
-      this.#checkpoint(end.number, end.hash);
+      this.#checkpoints.add(end.number, end.hash);
       this.#stats.cursor = Number(end.number);
       if (end.logIndex === null) {
         from = end.number + 1n;
@@ -559,57 +545,6 @@ export class ChainWatcher {
         resume = { blockNumber: end.number, logIndex: end.logIndex };
       }
     }
-  }
-
-  /** The cursor stood on `number` (hash as read): kept as a checkpoint, the oldest out past `CHECKPOINTS`. */
-  #checkpoint(number: bigint, hash: Hex): void {
-    const last = this.#checkpoints.at(-1);
-    if (last !== undefined && last.number >= number) {
-      // The cursor went back (a reorg read again): checkpoints at or above it are of the old chain.
-      while ((this.#checkpoints.at(-1)?.number ?? -1n) >= number) this.#checkpoints.pop();
-    }
-    this.#checkpoints.push({ number, hash: hash.toLowerCase() as Hex });
-    if (this.#checkpoints.length > CHECKPOINTS) this.#checkpoints.shift();
-  }
-
-  /**
-   * Where to read again from after a reorg under the cursor, when it may reach below `below`: just above
-   * the newest checkpoint under `below` whose block is still the chain's (found by stepping back
-   * exponentially, then halving: a few block reads). Null when no checkpoint lies under `below` (none
-   * in this process yet, or none so old); `unknown` when every one of them was replaced too (the reorg is
-   * deeper than this process has seen: `from` is then the oldest checkpoint's height less the window).
-   */
-  async #forkBelow(below: bigint): Promise<{ from: bigint; unknown: boolean } | null> {
-    const under = this.#checkpoints.filter((c) => c.number < below);
-    if (under.length === 0) return null;
-    const holds = async (i: number) => {
-      const c = under[i] as { number: bigint; hash: Hex };
-      return (await this.#blockHash(c.number))?.toLowerCase() === c.hash;
-    };
-    // The newest checkpoint that holds: step back 1, 2, 4, … from the newest, then halve the gap.
-    let bad = under.length;
-    let step = 1;
-    let good = -1;
-    for (let i = under.length - 1; i >= 0; i = bad - step) {
-      if (await holds(i)) {
-        good = i;
-        break;
-      }
-      bad = i;
-      step *= 2;
-      if (i === 0) break;
-      if (bad - step < 0) step = bad;
-    }
-    if (good === -1) {
-      const oldest = under[0] as { number: bigint };
-      return { from: oldest.number - this.#o.reorgWindow, unknown: true };
-    }
-    while (bad - good > 1) {
-      const mid = Math.floor((good + bad) / 2);
-      if (await holds(mid)) good = mid;
-      else bad = mid;
-    }
-    return { from: (under[good] as { number: bigint }).number + 1n, unknown: false };
   }
 
   /**
@@ -1518,98 +1453,8 @@ export class ChainWatcher {
   }
 }
 
-/** The oracle's custom error a call reverted with (a contract call, or a raw `eth_call`), if any. */
-function revertName(e: unknown): string | undefined {
-  if (!(e instanceof BaseError)) return undefined;
-  const decoded = e.walk((x) => x instanceof ContractFunctionRevertedError);
-  if (decoded instanceof ContractFunctionRevertedError && decoded.data?.errorName)
-    return decoded.data.errorName;
-  const raw = e.walk((x) => typeof (x as { data?: unknown }).data === 'string');
-  const data = (raw as { data?: unknown } | null)?.data;
-  if (typeof data !== 'string' || !data.startsWith('0x') || data.length < 10) return undefined;
-  try {
-    return decodeErrorResult({ abi: synodOracleAbi, data: data as Hex }).errorName;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Whether a call or gas estimate failed for want of gas, as the node answered it (not an HTTP error or
- * a timeout, nor an account that cannot pay): the oracle's `InsufficientGasForCallback`, or the node's
- * words (`saysOutOfGas`).
- */
-function outOfGas(e: unknown): boolean {
-  if (!(e instanceof BaseError)) return false;
-  if (e.walk((x) => x instanceof HttpRequestError || x instanceof TimeoutError)) return false;
-  if (cannotPay(e)) return false;
-  return revertName(e) === 'InsufficientGasForCallback' || saysOutOfGas(e);
-}
-
-/**
- * Whether the RPC refused an `eth_getLogs` call for its size: a JSON-RPC error (not a timeout or an
- * HTTP error such as 429 or 503, which a narrower range would not cure) whose words say so, as
- * providers put it ("exceed maximum block range: 5000", "query returned more than 10000 results",
- * "Log response size exceeded", "block range is too wide"). Other refusals ("header not found" from a
- * lagging node) fail the pass as before rather than narrow the range for good.
- */
-function refusedByRpc(e: unknown): boolean {
-  if (!(e instanceof BaseError)) return false;
-  if (e.walk((x) => x instanceof HttpRequestError || x instanceof TimeoutError)) return false;
-  const refused = e.walk((x) => x instanceof RpcRequestError);
-  return refused instanceof RpcRequestError && RANGE_REFUSAL.test(refused.details);
-}
-const RANGE_REFUSAL = /range|limit|exceed|more than|too (?:many|large|wide|big)|size/i;
-
-/** Blocks the cursor stood on that a watcher keeps, to find where a deep reorg began (`#forkBelow`). */
-const CHECKPOINTS = 512;
-
 /** A row's failing step, as logged, and the line that says it went through again. */
 const WORKS_AGAIN = {
   'chain settlement failed': 'chain settlement works again',
   'checking a chain settlement failed': 'checking a chain settlement works again',
 } as const;
-
-/**
- * A stable code for a log entry: the error's own (`ChainBridgeError`, `SynodError`); else
- * `CHAIN_CALL_REVERTED` with the oracle's custom error decoded by its ABI (`revert`: `NotBridge`,
- * `NotPending`, …, rather than viem's "custom error 0x7fea9dc5…"); else `CHAIN_RPC_FAILED` for a chain
- * call that failed on its way (HTTP, a timeout, a JSON-RPC error); else `CHAIN_WATCHER_FAILED`.
- */
-function codeOf(e: unknown): { code: string; revert?: string } {
-  const code = (e as { code?: unknown } | null)?.code;
-  if (typeof code === 'string') return { code };
-  const revert = revertName(e);
-  if (revert !== undefined) return { code: 'CHAIN_CALL_REVERTED', revert };
-  if (e instanceof BaseError) {
-    const reverted = e.walk(
-      (x) => x instanceof ContractFunctionRevertedError || x instanceof ExecutionRevertedError,
-    );
-    return { code: reverted === null ? 'CHAIN_RPC_FAILED' : 'CHAIN_CALL_REVERTED' };
-  }
-  return { code: 'CHAIN_WATCHER_FAILED' };
-}
-
-/**
- * Whether a transaction failed because the bridge account cannot pay its gas: viem's
- * `InsufficientFundsError`, or a node's refusal that says so (`eth_sendRawTransaction` errors are not
- * mapped to it).
- */
-function cannotPay(e: unknown): boolean {
-  if (!(e instanceof BaseError)) return false;
-  return (
-    e.walk(
-      (x) =>
-        x instanceof InsufficientFundsError ||
-        (x instanceof BaseError && InsufficientFundsError.nodeMessage.test(x.details.toLowerCase())),
-    ) !== null
-  );
-}
-
-/**
- * An error for the log: viem's short message and, when it says more, the node's own words (never
- * viem's whole message, with the RPC URL: see `chainErrorText`).
- */
-function describe(e: unknown): string {
-  return chainErrorText(e);
-}

@@ -1,8 +1,9 @@
 /** A chain RPC URL's secret parts (a provider's API key) stay out of what a failed chain call says. */
 import { describe, expect, test } from 'bun:test';
 import { HttpRequestError } from 'viem';
+import { ChainBridgeError } from './chain-errors.ts';
 import type { ChainStore } from './chain-store.ts';
-import { ChainBridgeError, ChainWatcher } from './chain-watcher.ts';
+import { ChainWatcher } from './chain-watcher.ts';
 import { bridgeClients } from './clients.ts';
 import { chainErrorText, redactRpcUrl } from './rpc-errors.ts';
 
