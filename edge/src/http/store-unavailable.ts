@@ -57,7 +57,7 @@ const MAX_DEPTH = 5;
  * as `LibsqlError` SERVER_ERROR (its cause an `HttpServerError` with the status), and drizzle wraps any
  * of them in a `DrizzleQueryError` (its cause). A timeout (`TimeoutError` or `AbortError`, from an
  * abort signal) counts as well, and so does a write that waited too long for the process's write lock
- * (`WRITE_LOCK_TIMEOUT`).
+ * (`WRITE_LOCK_TIMEOUT`), and an embedded replica found broken while it is made again (`REPLICA_BROKEN`).
  */
 export function storeUnreachableCause(e: unknown): Error | undefined {
   let at: unknown = e;
@@ -72,6 +72,8 @@ export function storeUnreachableCause(e: unknown): Error | undefined {
     // The process's write lock not had in time (`SerializedWritesClient`): the database is too busy
     // to take the write now, and a retry shortly may well get it.
     if (code === 'WRITE_LOCK_TIMEOUT') return at;
+    // An embedded replica found broken, being made again from its server (`ReplicaKeeper`).
+    if (code === 'REPLICA_BROKEN') return at;
     // With a cause, the cause says why (a socket error above, or a bad certificate: not an outage).
     if (at.cause === undefined && NO_ANSWER.test(at.message)) return at;
     if (REPLICA_NO_ANSWER.test(at.message)) return at;

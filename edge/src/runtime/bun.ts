@@ -145,6 +145,17 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     o.dbAuthToken,
     o.replicaPath,
     o.replicaSyncMs,
+    undefined,
+    {
+      onReplicaRebuilt: ({ movedTo, cause }) =>
+        log({
+          level: 'warn',
+          msg: 'the embedded replica broke while the relay ran: moved aside, and made again from the server',
+          code: 'REPLICA_REBUILT',
+          ...(movedTo !== undefined ? { movedTo } : {}),
+          cause,
+        }),
+    },
   );
   if (rebuiltReplica !== undefined) {
     log({

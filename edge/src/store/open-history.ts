@@ -3,9 +3,9 @@
  * from the relay runtime (runtime/bun.ts), so a command that only needs the database (`synod-relay
  * keys …`) loads neither the node nor its transports.
  */
-import { chmodSync, closeSync, mkdirSync, openSync, renameSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { createClient } from '@libsql/client';
+import { type Client, createClient } from '@libsql/client';
 import { expandConfig } from '@libsql/core/config';
 import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql';
@@ -19,6 +19,13 @@ import { boundedFetch } from './bounded-fetch.ts';
 import { HistoryStore } from './history-store.ts';
 import { applyMigrations } from './migrate.ts';
 import { MIGRATIONS } from './migrations.gen.ts';
+import {
+  moveAside,
+  ReplicaKeeper,
+  type ReplicaRebuilt,
+  replicaBrokenCause,
+  replicaFiles,
+} from './replica-keeper.ts';
 import { SerializedWritesClient } from './serialized-writes.ts';
 
 /** How long a connection to a local file waits for another thread's or process's write lock. */
@@ -190,7 +197,7 @@ export function ownerOnlyDatabase(path: string): void {
  */
 function ownerOnlyFiles(path: string): void {
   const abs = resolve(path);
-  for (const f of [abs, `${abs}-wal`, `${abs}-shm`, `${abs}-info`, `${abs}-client_wal_index`]) {
+  for (const f of replicaFiles(abs)) {
     try {
       chmodSync(f, 0o600);
     } catch (e) {
@@ -200,11 +207,22 @@ function ownerOnlyFiles(path: string): void {
   }
 }
 
+/** What `openHistory` takes beyond the database: for an embedded replica, how it is kept. */
+export interface OpenHistoryOptions {
+  /** Told of each replica made again while the relay runs (its broken one moved aside). */
+  onReplicaRebuilt?: (r: ReplicaRebuilt) => void;
+  /** Least time between two such rebuilds (default `REPLICA_REBUILD_INTERVAL_MS`). */
+  replicaRebuildIntervalMs?: number;
+  /** How often the replica's sync is tried from the traffic (default `REPLICA_SYNC_CHECK_MS`). */
+  replicaSyncCheckMs?: number;
+}
+
 /**
  * The history database, migrated. With `replicaPath`, an embedded replica of `dbUrl` (a libSQL
  * server): reads are served from the local file, writes (and the reads inside a write transaction)
  * go to the server and are read back at once; what other relays write arrives every `replicaSyncMs`.
- * The replica is brought up to date before the migrations run, so they see the server's schema.
+ * The replica is brought up to date before the migrations run, so they see the server's schema. One
+ * that breaks while the relay runs is made again from the server (`ReplicaKeeper`, `o`).
  */
 export async function openHistory(
   dbUrl: string,
@@ -212,6 +230,7 @@ export async function openHistory(
   replicaPath?: string,
   replicaSyncMs = DEFAULT_REPLICA_SYNC_MS,
   serverTimeoutMs = SERVER_REQUEST_TIMEOUT_MS,
+  o: OpenHistoryOptions = {},
 ) {
   if (replicaPath !== undefined && !(replicaSyncMs > 0)) {
     throw new RangeError('replicaSyncMs must be a positive number of milliseconds');
@@ -226,49 +245,51 @@ export async function openHistory(
   // left it malformed once the server compacted its log under a sync) is moved aside and made again,
   // rather than end every start with "database disk image is malformed".
   let rebuiltReplica: string | undefined;
-  const open = () =>
-    createClient(
-      replicaPath
-        ? {
-            url: `file:${replicaPath}`,
-            syncUrl: dbUrl,
-            syncInterval: replicaSyncMs / 1000,
-            readYourWrites: true,
-            ...(authToken ? { authToken } : {}),
-          }
-        : {
-            url: dbUrl,
-            timeout: BUSY_TIMEOUT_MS,
-            ...(authToken ? { authToken } : {}),
-            // A server that never answers fails the request (as STORE_UNAVAILABLE) instead of holding it.
-            ...(localFile ? {} : { fetch: boundedFetch(serverTimeoutMs) }),
-          },
-    );
-  let opened: ReturnType<typeof open>;
+  let opened: Client;
   if (replicaPath) {
     // Made (libSQL syncs it as it makes the client), synced, and its schema read (a sync finding nothing
     // new to apply reads nothing of the file).
     const openSynced = async () => {
-      const c = open();
+      const c = createClient({
+        url: `file:${replicaPath}`,
+        syncUrl: dbUrl,
+        syncInterval: replicaSyncMs / 1000,
+        readYourWrites: true,
+        ...(authToken ? { authToken } : {}),
+      });
       try {
         await c.sync();
         await c.execute('SELECT count(*) FROM sqlite_master');
-        return c;
       } catch (e) {
         c.close();
         throw e;
       }
+      ownerOnlyFiles(replicaPath);
+      return c;
     };
+    let first: Client;
     try {
-      opened = await openSynced();
+      first = await openSynced();
     } catch (e) {
-      if (!MALFORMED.test(String((e as Error)?.message ?? e))) throw e;
+      if (replicaBrokenCause(e) === undefined) throw e;
       rebuiltReplica = moveAside(replicaPath);
-      opened = await openSynced();
+      first = await openSynced();
     }
-    ownerOnlyFiles(replicaPath);
+    opened = new ReplicaKeeper(first, {
+      path: replicaPath,
+      open: openSynced,
+      ...(o.onReplicaRebuilt ? { onRebuilt: o.onReplicaRebuilt } : {}),
+      ...(o.replicaRebuildIntervalMs !== undefined ? { rebuildIntervalMs: o.replicaRebuildIntervalMs } : {}),
+      ...(o.replicaSyncCheckMs !== undefined ? { syncCheckMs: o.replicaSyncCheckMs } : {}),
+    });
   } else {
-    opened = open();
+    opened = createClient({
+      url: dbUrl,
+      timeout: BUSY_TIMEOUT_MS,
+      ...(authToken ? { authToken } : {}),
+      // A server that never answers fails the request (as STORE_UNAVAILABLE) instead of holding it.
+      ...(localFile ? {} : { fetch: boundedFetch(serverTimeoutMs) }),
+    });
   }
   // This process's write transactions take turns, whatever the database: two of them would otherwise
   // meet as two connections or streams (SQLITE_BUSY), or, on a client of one connection (a replica,
@@ -298,29 +319,12 @@ export async function openHistory(
   const store = new HistoryStore(drizzle(client, { schema: historySchema }), checkFile);
   // A replica's reads come from its file: whether its writes can reach the primary is asked apart.
   const primaryHealth = replicaPath ? primaryHealthCheck(dbUrl, authToken) : undefined;
-  return { client, store, checkFile, primaryHealth, ...(rebuiltReplica ? { rebuiltReplica } : {}) };
-}
-
-/**
- * SQLite's words for a file that is not (or no longer) a sound database, and libSQL's for a replica whose
- * file could not take the server's frames (`Injector error`: its file or its sync metadata broken).
- */
-const MALFORMED =
-  /database disk image is malformed|SQLITE_CORRUPT|SQLITE_NOTADB|file is not a database|Injector error/i;
-
-/**
- * Move an embedded replica's file, and the files libSQL keeps beside it, aside (`<file>.malformed-<ms>`,
- * kept for a look) so that a new replica is made at its path. Returns the new name of the file.
- */
-function moveAside(path: string): string {
-  const abs = resolve(path);
-  const suffix = `.malformed-${Date.now()}`;
-  for (const f of [abs, `${abs}-wal`, `${abs}-shm`, `${abs}-info`, `${abs}-client_wal_index`]) {
-    try {
-      renameSync(f, `${f}${suffix}`);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-  }
-  return `${abs}${suffix}`;
+  return {
+    client,
+    store,
+    checkFile,
+    primaryHealth,
+    ...(opened instanceof ReplicaKeeper ? { replica: opened } : {}),
+    ...(rebuiltReplica ? { rebuiltReplica } : {}),
+  };
 }
