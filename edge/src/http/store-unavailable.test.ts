@@ -162,6 +162,8 @@ describe('which errors say the database could not be reached', () => {
       'sync error: error trying to connect: tcp connect error: Connection refused (os error 111)',
       'WriteDelegation(status: Unavailable, message: "error trying to connect: tcp connect error: Connection refused (os error 111)", details: [], metadata: MetadataMap { headers: {} })',
       'WriteDelegation(status: Internal, message: "Timed out while opening database connection", details: [], metadata: MetadataMap { headers: {} })',
+      // A write whose read-back found the server's log compacted under it (the write itself committed).
+      'Replication(Client(Status { code: Unavailable, message: "snapshot not found", source: None }))',
     ]) {
       expect({ message, got: code(new Error(message)) }).toEqual({ message, got: '503 STORE_UNAVAILABLE' });
       // Wrapped, as drizzle wraps a query's error.

@@ -41,11 +41,13 @@ const NO_ANSWER = /^(?:fetch failed|network connection lost|unable to connect)/i
  * Messages of an embedded replica (libsql's native client) whose primary could not be reached or was too
  * busy: its sync (`sync error: error trying to connect…`, which every read on its connection then
  * answers until the server is back), a write it delegates to the primary over gRPC refused as
- * unavailable or timed out, or the primary too busy to open a connection for it (sqld's
- * `DbCreateTimeout`). They carry no code.
+ * unavailable or timed out, the primary too busy to open a connection for it (sqld's `DbCreateTimeout`),
+ * or the replica's read-back of its write refused as unavailable (`Replication(Client(Status { code:
+ * Unavailable, message: "snapshot not found"`: the server compacted its log under it; the write itself
+ * was committed, so a retry with the same `Idempotency-Key` replays it). They carry no code.
  */
 const REPLICA_NO_ANSWER =
-  /^(?:sync error: error trying to connect|WriteDelegation\(status: (?:Unavailable|DeadlineExceeded|Cancelled)\b|WriteDelegation\(status: Internal, message: "Timed out while opening database connection)/;
+  /^(?:sync error: error trying to connect|WriteDelegation\(status: (?:Unavailable|DeadlineExceeded|Cancelled)\b|WriteDelegation\(status: Internal, message: "Timed out while opening database connection|Replication\(Client\(Status \{ code: (?:Unavailable|DeadlineExceeded|Cancelled)\b)/;
 
 /** How deep a chain of causes is followed (a query error wraps the client's, which wraps the socket's). */
 const MAX_DEPTH = 5;
