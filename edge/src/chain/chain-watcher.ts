@@ -5,7 +5,6 @@ import {
   type Account,
   type Address,
   BaseError,
-  BlockNotFoundError,
   type Chain,
   decodeEventLog,
   encodeFunctionData,
@@ -37,6 +36,7 @@ import {
 import type { ChainStore, OracleRef } from './chain-store.ts';
 import { CursorCheckpoints } from './cursor-checkpoints.ts';
 import { type ReadResume, withinBudget } from './events-budget.ts';
+import { OracleEventReader } from './oracle-event-reader.ts';
 import {
   chainOrigin,
   chainRequestIdOf,
@@ -196,9 +196,6 @@ type Resolved = Omit<ChainWatcherOptions, Defaulted | 'now' | 'random'> &
 /** On-chain `Status` of SynodOracle's requests. */
 const ON_CHAIN = { none: 0, pending: 1, fulfilled: 2, refunded: 3 } as const;
 
-/** Reads of one block range in a pass before the pass gives up on a chain that keeps changing. */
-const RANGE_READ_ATTEMPTS = 3;
-
 /** A watcher's counters before its first pass (all zero). */
 export function initialChainWatcherStats(): Omit<ChainWatcherStats, 'bridge'> {
   return {
@@ -269,6 +266,7 @@ export class ChainWatcher {
    * below the cursor.
    */
   readonly #checkpoints = new CursorCheckpoints();
+  readonly #reader: OracleEventReader;
   /** The spells of whole passes under way, by key (`pass:<code>`), ended by the next pass that works. */
   readonly #passSpells = new Set<string>();
 
@@ -295,6 +293,15 @@ export class ChainWatcher {
     this.#ref = { chainId: o.chainId, contract: o.oracle.toLowerCase() };
     this.#spells = new LogSpells(() => this.#o.now());
     this.#blockRange = this.#o.maxBlockRange > 0n ? this.#o.maxBlockRange : 1n;
+    this.#reader = new OracleEventReader({
+      client: this.#o.client,
+      oracle: this.#o.oracle,
+      ref: this.#ref,
+      onReread: () => {
+        this.#stats.rereads++;
+      },
+      ...(o.log ? { log: o.log } : {}),
+    });
     this.#balance = new BridgeBalanceMonitor({
       client: this.#o.client,
       address: this.#o.wallet.account.address,
@@ -469,7 +476,7 @@ export class ChainWatcher {
         resume = { blockNumber: from, logIndex: cursor.logIndex };
       }
       // Null: the chain is shorter than the cursor.
-      const at = await this.#blockHash(BigInt(cursor.blockNumber));
+      const at = await this.#reader.blockHash(BigInt(cursor.blockNumber));
       if (at !== cursor.blockHash) {
         // The block under the cursor was replaced (a reorg deeper than `confirmations`): read the last
         // `reorgWindow` blocks again; their events not seen again stay `reorged`. A cursor above the head
@@ -480,7 +487,7 @@ export class ChainWatcher {
         const fork =
           at === null
             ? null
-            : await this.#checkpoints.forkBelow(back, reorgWindow, (n) => this.#blockHash(n));
+            : await this.#checkpoints.forkBelow(back, reorgWindow, (n) => this.#reader.blockHash(n));
         const start = fork !== null && fork.from < back ? fork.from : back;
         from = at !== null && start > this.#o.fromBlock ? start : this.#o.fromBlock;
         resume = undefined;
@@ -513,7 +520,7 @@ export class ChainWatcher {
       ranges++
     ) {
       const to = from + this.#blockRange - 1n < safe ? from + this.#blockRange - 1n : safe;
-      const read = await this.#readRange(from, to);
+      const read = await this.#reader.readRange(from, to);
       // The chain kept changing under the reads: the cursor stays, the next pass reads the range again.
       if (read === null) return;
       if (read === 'refused') {
@@ -545,101 +552,6 @@ export class ChainWatcher {
         resume = { blockNumber: end.number, logIndex: end.logIndex };
       }
     }
-  }
-
-  /**
-   * The `LLMRequested` events of blocks `from`..`to` and the hash of block `to`, both of one chain, or
-   * null when the chain kept changing while they were read. Logs are read by block number: a reorg
-   * between reading them and reading `to`'s hash (or an RPC behind a load balancer answering from two
-   * forks) would pair one fork's events with the other fork's hash, and the cursor would then vouch for
-   * blocks whose events were never read. So `to`'s hash is read before and after the logs, and each
-   * log's block must be the chain's block at its height; if anything disagrees the range is read again.
-   */
-  async #readRange(
-    from: bigint,
-    to: bigint,
-  ): Promise<{ events: OracleRequestEvent[]; toHash: Hex } | 'refused' | null> {
-    for (let attempt = 1; attempt <= RANGE_READ_ATTEMPTS; attempt++) {
-      const before = await this.#blockHash(to);
-      // The chain became shorter than `to` since the head was read: the next pass starts over.
-      if (before === null) return null;
-      const logs = await this.#o.client
-        .getContractEvents({
-          address: this.#o.oracle,
-          abi: synodOracleAbi,
-          eventName: 'LLMRequested',
-          fromBlock: from,
-          toBlock: to,
-          strict: true,
-        })
-        .catch((e: unknown) => {
-          if (to > from && refusedByRpc(e)) return 'refused' as const;
-          throw e;
-        });
-      if (logs === 'refused') return 'refused';
-      const events: OracleRequestEvent[] = [];
-      // An RPC that ignores the filter (or lies): a log of another block is not confirmed, or not read
-      // for this range, and one of another contract is not the oracle's; neither is acted on.
-      const stray = logs.filter(
-        (l) =>
-          l.blockNumber === null ||
-          l.blockNumber < from ||
-          l.blockNumber > to ||
-          l.address.toLowerCase() !== this.#ref.contract,
-      );
-      if (stray.length > 0) {
-        this.#o.log?.({
-          level: 'warn',
-          msg: 'the RPC returned logs outside the range asked; ignored',
-          from: Number(from),
-          to: Number(to),
-          ignored: stray.length,
-        });
-      }
-      for (const l of logs) {
-        if (l.removed || l.blockHash === null || l.transactionHash === null || l.logIndex === null) continue;
-        if (stray.includes(l)) continue;
-        events.push(
-          oracleRequestEvent(this.#ref, l.args, {
-            txHash: l.transactionHash,
-            logIndex: l.logIndex,
-            blockNumber: l.blockNumber,
-            blockHash: l.blockHash,
-          }),
-        );
-      }
-      if ((await this.#onChainNow(events)) && (await this.#blockHash(to)) === before) {
-        return { events, toHash: before };
-      }
-      this.#stats.rereads++;
-      this.#o.log?.({
-        level: 'warn',
-        msg: 'the chain changed while its events were read; reading them again',
-        from: Number(from),
-        to: Number(to),
-        attempt,
-      });
-    }
-    return null;
-  }
-
-  /** Whether every event's block is the chain's block at its height now. */
-  async #onChainNow(events: readonly OracleRequestEvent[]): Promise<boolean> {
-    const blocks = new Map(events.map((e) => [e.blockNumber, e.blockHash.toLowerCase()]));
-    const held = await Promise.all(
-      [...blocks].map(async ([n, hash]) => (await this.#blockHash(n))?.toLowerCase() === hash),
-    );
-    return held.every(Boolean);
-  }
-
-  /** The hash of the chain's block at `height`, or null if the chain is not that long. */
-  async #blockHash(height: bigint): Promise<Hex | null> {
-    // A missing block means the chain is shorter; any other RPC error fails the pass.
-    const block = await this.#o.client.getBlock({ blockNumber: height }).catch((e: unknown) => {
-      if (e instanceof BlockNotFoundError) return null;
-      throw e;
-    });
-    return block?.hash ?? null;
   }
 
   /**
@@ -1126,7 +1038,7 @@ export class ChainWatcher {
    * again (an event found again is pending again; another request under the same number is refunded).
    */
   async #stillCanonical(row: ChainRequestRow): Promise<boolean> {
-    if ((await this.#blockHash(BigInt(row.blockNumber)))?.toLowerCase() === row.blockHash) return true;
+    if ((await this.#reader.blockHash(BigInt(row.blockNumber)))?.toLowerCase() === row.blockHash) return true;
     await this.#lost(
       row,
       'a recorded event is no longer on the chain (a reorg the cursor did not show); reading again',
