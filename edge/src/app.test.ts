@@ -7,7 +7,8 @@ import { listApiKeys, revokeApiKey, setApiKeyQuota } from './auth/key-admin.ts';
 import { signedRequestDigest } from './auth/signed-request.ts';
 import { utcDay } from './http/auth.ts';
 import { testAdmission } from './store/test-admissions.ts';
-import { startTestNetwork, type TestNetwork } from './test-helpers.ts';
+import { startTestNetwork, type TestNetwork, waitForStatus as waitForVerdict } from './test-helpers.ts';
+import { waitUntil } from './test-servers.ts';
 
 let t: TestNetwork;
 
@@ -939,6 +940,81 @@ describe('a request still queued', () => {
       await n.close();
     }
   }, 30_000);
+});
+
+describe('a quorum larger than the nodes that could serve it', () => {
+  test('is 503 QUORUM_UNAVAILABLE with Retry-After, nothing stored or charged; a smaller quorum is taken; a replayed key and a spent quota are said as such', async () => {
+    const n = await startTestNetwork({ nodes: 2, waits: { servingSettleMs: 0 } });
+    try {
+      // Both nodes heard (their first heartbeat, as they start).
+      await waitUntil('both nodes heard', async () => n.relay.node.knownNodes().length >= 2, 10_000);
+      const send = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+        n.relay.app.request(`http://127.0.0.1${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${n.apiKey}`, ...headers },
+          body: JSON.stringify(body),
+        });
+      const three = await send('/v1/inference', { prompt: 'three of two' });
+      expect(three.status).toBe(503);
+      expect(three.headers.get('retry-after')).toBe('10');
+      expect(await three.json()).toMatchObject({
+        error: {
+          code: 'QUORUM_UNAVAILABLE',
+          details: { quorum: 3, serving: 2, models: ['stories260K'] },
+          hint: expect.stringContaining('at most 2'),
+        },
+      });
+      const chat = await send('/v1/chat/completions', {
+        model: 'stories260K',
+        messages: [{ role: 'user', content: 'three of two' }],
+      });
+      expect(chat.status).toBe(503);
+      // Nothing was taken: a retry may find more nodes.
+      expect(chat.headers.get('x-should-retry')).toBeNull();
+      expect(await chat.json()).toMatchObject({
+        error: { code: 'QUORUM_UNAVAILABLE', type: 'server_error' },
+      });
+      expect(await n.relay.intake.count()).toBe(0);
+      const [key] = await listApiKeys(n.relay.store.db, utcDay(Date.now()));
+      expect(key?.usedToday).toBe(0);
+
+      // A quorum the two nodes can meet is taken and answered.
+      const two = await send(
+        '/v1/inference',
+        { prompt: 'two of two', frame: { quorum: 2, maxCommits: 2 } },
+        {
+          'idempotency-key': 'k-two',
+        },
+      );
+      expect(two.status).toBe(202);
+      const { requestId } = (await two.json()) as { requestId: string };
+      await waitForVerdict(n, requestId);
+      // The same key with another body is the conflict it is, not a 503 inviting a retry.
+      const reused = await send('/v1/inference', { prompt: 'three of two' }, { 'idempotency-key': 'k-two' });
+      expect([reused.status, ((await reused.json()) as { error: { code: string } }).error.code]).toEqual([
+        409,
+        'IDEMPOTENCY_CONFLICT',
+      ]);
+      // A quota spent for the day is the 429 a retry would meet.
+      const one = createApiKey((k) => crypto.getRandomValues(new Uint8Array(k)));
+      await n.relay.store.createApiKey(
+        { id: one.id, hash: one.hash, label: 'one a day', quotaPerDay: 1 },
+        Date.now(),
+      );
+      const withOne = { authorization: `Bearer ${one.key}` };
+      expect(
+        (await send('/v1/inference', { prompt: 'mine', frame: { quorum: 2, maxCommits: 2 } }, withOne))
+          .status,
+      ).toBe(202);
+      const spent = await send('/v1/inference', { prompt: 'three of two, again' }, withOne);
+      expect([spent.status, ((await spent.json()) as { error: { code: string } }).error.code]).toEqual([
+        429,
+        'QUOTA_EXCEEDED',
+      ]);
+    } finally {
+      await n.close();
+    }
+  }, 60_000);
 });
 
 describe('load shedding: a full admission log', () => {

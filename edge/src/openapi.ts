@@ -148,7 +148,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   415: 'UNSUPPORTED_MEDIA_TYPE: send application/json, without a Content-Encoding (no compressed body is read)',
   429: 'RATE_LIMITED (with QUOTA_EXCEEDED on the write routes: then also the x-synod-quota-* headers)',
   502: 'NO_CONSENSUS: the quorum did not agree on an answer',
-  503: 'QUEUE_FULL (with Retry-After: the relay already holds its bound of requests waiting for the network; nothing was stored), NETWORK_UNAVAILABLE or STORE_UNAVAILABLE',
+  503: 'QUEUE_FULL (with Retry-After: the relay already holds its bound of requests waiting for the network; nothing was stored), QUORUM_UNAVAILABLE (with Retry-After: fewer nodes that could serve the request were heard from lately than its quorum; nothing was stored), NETWORK_UNAVAILABLE or STORE_UNAVAILABLE',
   504: 'TIMEOUT or EXPIRED: no verdict in time',
 };
 /**

@@ -10,6 +10,7 @@ import { NodeKey } from '@synod/shared';
 import { loadTestServing, type TestServing } from '../../browser-node/src/node/test-helpers.ts';
 import { createApiKey } from './auth/api-keys.ts';
 import type { EdgeConfig } from './config.ts';
+import type { NetworkWaits } from './relay/in-process.ts';
 import { type ChainBridgeOptions, type RunningRelay, startRelay } from './runtime/bun.ts';
 import { waitUntil } from './test-servers.ts';
 
@@ -43,6 +44,12 @@ export async function startTestNetwork(
      * nodes send a heartbeat once the relay is up, so it knows them to be online and able to serve.
      */
     trustNodes?: boolean;
+    /**
+     * The relay's waits after its start (`RelayOptions.waits`). With fewer nodes than a default quorum (3)
+     * and no waits given, the relay never refuses a quorum for want of nodes (`servingSettleMs` infinite):
+     * such networks take requests their tests hold queued, or answer at a smaller quorum.
+     */
+    waits?: NetworkWaits;
   } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'synod-edge-'));
@@ -85,6 +92,11 @@ export async function startTestNetwork(
     ...(options.maxOpenRequests !== undefined ? { maxOpenRequests: options.maxOpenRequests } : {}),
     ...(options.maxQueuedRequests !== undefined ? { maxQueuedRequests: options.maxQueuedRequests } : {}),
     ...(options.trustNodes ? { trustedNodes: nodes.map((n) => n.nodeId) } : {}),
+    ...(options.waits
+      ? { waits: options.waits }
+      : (options.nodes ?? 3) < 3
+        ? { waits: { servingSettleMs: Number.POSITIVE_INFINITY } }
+        : {}),
   });
   for (const n of nodes) await n.start();
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));

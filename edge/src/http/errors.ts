@@ -20,6 +20,7 @@ export const EDGE_ERROR_CODES = [
   'QUOTA_EXCEEDED',
   'RATE_LIMITED',
   'QUEUE_FULL',
+  'QUORUM_UNAVAILABLE',
   'IDEMPOTENCY_CONFLICT',
   'NOT_FOUND',
   'NO_VERDICT',
@@ -100,6 +101,25 @@ export function queueFullError(q: { queued: number; limit: number }): HttpError 
     { queued: q.queued, limit: q.limit, retryAfterMs: QUEUE_FULL_RETRY_S * 1000 },
     'retry after the Retry-After seconds (with the same Idempotency-Key, if you sent one)',
     { 'retry-after': String(QUEUE_FULL_RETRY_S) },
+  );
+}
+
+/** Seconds a caller is asked to wait after a 503 QUORUM_UNAVAILABLE: about one round of node heartbeats. */
+export const QUORUM_UNAVAILABLE_RETRY_S = 10;
+
+/**
+ * 503 QUORUM_UNAVAILABLE: fewer nodes that could serve the request (one of its models, its embedder) were
+ * heard from lately than its quorum asks for, so it could never be answered; nothing was stored or
+ * charged. Retryable: nodes come and go (a node restarting is heard again within a heartbeat).
+ */
+export function quorumUnavailableError(o: { quorum: number; serving: number; models: readonly string[] }) {
+  return new HttpError(
+    503,
+    'QUORUM_UNAVAILABLE',
+    `a quorum of ${o.quorum} was asked, and ${o.serving} node${o.serving === 1 ? '' : 's'} that could serve ${o.models.join(', ')} ${o.serving === 1 ? 'was' : 'were'} heard from in the last minute; nothing was stored`,
+    { quorum: o.quorum, serving: o.serving, models: [...o.models] },
+    `ask for a quorum of at most ${o.serving} (frame.quorum), or retry after the Retry-After seconds`,
+    { 'retry-after': String(QUORUM_UNAVAILABLE_RETRY_S) },
   );
 }
 

@@ -1,11 +1,21 @@
 import type { SynodNode } from '@synod/browser-node';
-import { type AnyPacket, KeyedListeners, type NodeKey } from '@synod/shared';
+import { type AnyPacket, KeyedListeners, type NodeKey, type RequestBody } from '@synod/shared';
 import type { HistoryStore, RequestDetail } from '../store/history-store.ts';
 import type { AdmissionQueue, Dispatcher } from './dispatcher.ts';
 import type { NetworkHealth, RelayNetwork } from './network.ts';
+import { ONLINE_WITHIN_MS } from './proven-nodes.ts';
+
+/**
+ * How long after its start a relay says nothing of the nodes that could serve a request
+ * (`servingNodes`): two of their heartbeat intervals (10 s), so that every node connected had sent one.
+ */
+export const SERVING_SETTLE_MS = 20_000;
 
 /** How long the set of served models (configured + trusted nodes' heartbeats) is reused. */
 const MODELS_TTL_MS = 1_000;
+
+/** Sets of models (and embedder) whose `servingNodes` counts are kept at once; past it, all are dropped. */
+const SERVING_CACHE_KEYS = 64;
 
 /**
  * How long a relay that starts with requests to resume waits for a first peer before it resumes them
@@ -25,14 +35,19 @@ export const RESUME_PEER_SETTLE_MS = 1_000;
  */
 export const RESUME_PEER_SETTLE_MAX_MS = 6_000;
 
-/** What `InProcessRelayNetwork` waits for before it resumes requests after a start. */
-export interface ResumeOptions {
+/**
+ * What `InProcessRelayNetwork` waits for after a start: before it resumes its requests (peers), and
+ * before it says how many nodes could serve a request (their heartbeats).
+ */
+export interface NetworkWaits {
   /** Default `RESUME_PEER_WAIT_MS`. */
   peerWaitMs?: number;
   /** Default `RESUME_PEER_SETTLE_MS`. */
   peerSettleMs?: number;
   /** Default `RESUME_PEER_SETTLE_MAX_MS`. */
   peerSettleMaxMs?: number;
+  /** Default `SERVING_SETTLE_MS`. */
+  servingSettleMs?: number;
 }
 
 /**
@@ -50,9 +65,13 @@ export class InProcessRelayNetwork implements RelayNetwork {
   #heard: Promise<void> | undefined;
   /** When the relay's first peer was there (`whenHeard`): waits for more end `peerSettleMaxMs` after it. */
   #firstPeerAt: number | null = null;
-  readonly #resume: Required<ResumeOptions>;
+  readonly #waits: Required<NetworkWaits>;
   /** From construction until `restored`: the relay takes requests, but starts none. */
   #restoring = true;
+  /** `now()` at construction: `servingNodes` says nothing before every node had time to be heard. */
+  readonly #startedAt: number;
+  /** `servingNodes`' recent counts, by embedder and models asked. */
+  readonly #serving = new Map<string, { at: number; n: number | undefined }>();
 
   constructor(
     key: NodeKey,
@@ -60,7 +79,7 @@ export class InProcessRelayNetwork implements RelayNetwork {
     private readonly store: HistoryStore,
     private readonly now: () => number,
     private readonly configuredModels: readonly string[],
-    resume: ResumeOptions = {},
+    waits: NetworkWaits = {},
     /**
      * Whether a node is one the relay has reason to trust: proven or trusted for its seat policy
      * (`ProvenNodes.isProven`). Only such nodes' heartbeats add models to `servedModels`. Default: none.
@@ -68,10 +87,12 @@ export class InProcessRelayNetwork implements RelayNetwork {
     private readonly vouches: (nodeId: string) => boolean = () => false,
   ) {
     this.coordinatorId = key.nodeId;
-    this.#resume = {
-      peerWaitMs: resume.peerWaitMs ?? RESUME_PEER_WAIT_MS,
-      peerSettleMs: resume.peerSettleMs ?? RESUME_PEER_SETTLE_MS,
-      peerSettleMaxMs: resume.peerSettleMaxMs ?? RESUME_PEER_SETTLE_MAX_MS,
+    this.#startedAt = now();
+    this.#waits = {
+      peerWaitMs: waits.peerWaitMs ?? RESUME_PEER_WAIT_MS,
+      peerSettleMs: waits.peerSettleMs ?? RESUME_PEER_SETTLE_MS,
+      peerSettleMaxMs: waits.peerSettleMaxMs ?? RESUME_PEER_SETTLE_MAX_MS,
+      servingSettleMs: waits.servingSettleMs ?? SERVING_SETTLE_MS,
     };
   }
 
@@ -87,7 +108,7 @@ export class InProcessRelayNetwork implements RelayNetwork {
    */
   whenHeard(): Promise<void> {
     this.#heard ??= (async () => {
-      const until = Date.now() + this.#resume.peerWaitMs;
+      const until = Date.now() + this.#waits.peerWaitMs;
       while (this.node.protocolPeers() === 0 && Date.now() < until) await sleep(25);
       if (this.node.protocolPeers() === 0) return;
       const first = Date.now();
@@ -95,8 +116,8 @@ export class InProcessRelayNetwork implements RelayNetwork {
       let peers = this.node.protocolPeers();
       let quietSince = first;
       while (
-        Date.now() - quietSince < this.#resume.peerSettleMs &&
-        Date.now() - first < this.#resume.peerSettleMaxMs
+        Date.now() - quietSince < this.#waits.peerSettleMs &&
+        Date.now() - first < this.#waits.peerSettleMaxMs
       ) {
         await sleep(25);
         if (this.node.protocolPeers() > peers) {
@@ -157,6 +178,27 @@ export class InProcessRelayNetwork implements RelayNetwork {
     return out;
   }
 
+  servingNodes(request: RequestBody): number | undefined {
+    const t = this.now();
+    if (t - this.#startedAt < this.#waits.servingSettleMs) return undefined;
+    const embedder = request.frame.embeddingModel.id;
+    // Counted once a `MODELS_TTL_MS` for each set of models and embedder asked: this is the accept path.
+    const key = `${embedder}\n${[...request.acceptedModels].sort().join('\n')}`;
+    const cached = this.#serving.get(key);
+    if (cached && t - cached.at < MODELS_TTL_MS) return cached.n;
+    const models = new Set(request.acceptedModels);
+    let able = 0;
+    for (const { body } of this.node.knownNodes(ONLINE_WITHIN_MS)) {
+      if (!body.models.some((m) => models.has(m.id))) continue;
+      if (!body.embedders.some((e) => e.id === embedder)) continue;
+      able++;
+    }
+    const n = able === 0 ? undefined : able;
+    if (this.#serving.size >= SERVING_CACHE_KEYS) this.#serving.clear();
+    this.#serving.set(key, { at: t, n });
+    return n;
+  }
+
   subscribe(requestId: string, listener: () => void): () => void {
     return this.#listeners.add(requestId, listener);
   }
@@ -214,7 +256,7 @@ export class InProcessRelayNetwork implements RelayNetwork {
     // Sealed, its reveal window over while the relay was down, a member's reveal missing: the machine
     // judges the reveals as soon as it resumes, so the members get until `peerSettleMaxMs` after the
     // first peer to publish theirs again (they do as the relay joins them, each when it reconnects).
-    const waitUntil = (this.#firstPeerAt ?? 0) + this.#resume.peerSettleMaxMs;
+    const waitUntil = (this.#firstPeerAt ?? 0) + this.#waits.peerSettleMaxMs;
     while (detail && revealsMissing(detail, this.now()) && Date.now() < waitUntil) {
       await sleep(100);
       detail = await this.store.getRequest(requestId);

@@ -39,7 +39,7 @@ beforeAll(async () => {
   relay = await loneRelay(
     `file:${join(dir, 'relay.db')}`,
     80,
-    { resume: { peerWaitMs: 0 }, log: (entry) => logs.push(entry) },
+    { waits: { peerWaitMs: 0 }, log: (entry) => logs.push(entry) },
     net,
   );
   fresh = await scrape();

@@ -1,3 +1,4 @@
+import type { RequestBody } from '@synod/shared';
 import type { Admission, AdmissionOutcome } from '../store/intake-store.ts';
 import type { AdmissionQueue } from './dispatcher.ts';
 
@@ -19,6 +20,13 @@ export interface RelayNetwork {
   admitted(requestIds: readonly string[]): Promise<void>;
   /** Models configured, plus those that nodes the relay trusts (proven or trusted) advertise. */
   servedModels(): Promise<ReadonlySet<string>>;
+  /**
+   * How many nodes that could serve `request` (one of its accepted models, and its embedder) were heard
+   * from lately, whatever their standing; undefined while the relay cannot tell (it started less than two
+   * heartbeats ago, or has heard none that could: its requests then wait in the log for nodes to come).
+   * Absent: never said.
+   */
+  servingNodes?(request: RequestBody): number | undefined;
   /** Notified after each stored change of the request; returns an unsubscribe. */
   subscribe(requestId: string, listener: () => void): () => void;
   /** Peers and queue state for /healthz and /metrics. */

@@ -49,7 +49,7 @@ beforeAll(async () => {
   relay = await loneRelay(
     `file:${join(dir, 'relay.db')}`,
     70,
-    { trustedNodes: [trusted.nodeId], resume: { peerWaitMs: 0 } },
+    { trustedNodes: [trusted.nodeId], waits: { peerWaitMs: 0 } },
     net,
   );
   const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));

@@ -3,7 +3,13 @@ import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { authenticate, type Caller, utcDay } from '../http/auth.ts';
 import { bodyGuard, parseJson, readBody } from '../http/body.ts';
-import { edgeError, publicReason, queueFullError, rateLimitedError } from '../http/errors.ts';
+import {
+  edgeError,
+  publicReason,
+  queueFullError,
+  quorumUnavailableError,
+  rateLimitedError,
+} from '../http/errors.ts';
 import { HeavyReads, readTokens } from '../http/heavy-reads.ts';
 import { idempotencyKeyOf } from '../http/idempotency-key.ts';
 import { type QuotaStanding, quotaExceededError, quotaStanding } from '../http/quota.ts';
@@ -94,7 +100,16 @@ export async function submit(
   let outcome: AdmissionOutcome | undefined;
   // Held from the check to the admission's end: concurrent requests each see the others' places.
   let release: (() => void) | undefined;
-  if (queue !== undefined && queue.queued >= queue.limit) {
+  // A quorum larger than the nodes that could serve the request now is never met: said at once, rather
+  // than taken, charged, and expired QUORUM_NOT_MET at its deadline. What a retry would meet is said as
+  // on a full queue (a replay is answered, a spent quota is a 429).
+  const serving = deps.network.servingNodes?.(body);
+  if (serving !== undefined && serving < body.frame.quorum) {
+    outcome = await shedOutcome(deps, caller, now, idempotency);
+    if (outcome === undefined) {
+      throw quorumUnavailableError({ quorum: body.frame.quorum, serving, models: body.acceptedModels });
+    }
+  } else if (queue !== undefined && queue.queued >= queue.limit) {
     // What a retry would meet once there is room is said now: the request its Idempotency-Key already
     // names (a replay stores nothing), or a quota spent for the day (a 503 would invite retries that end
     // in a 429). Read on this path only: an admission reads them anyway, in its transaction.

@@ -194,6 +194,7 @@ const OPENAI_TYPE: Record<number, string> = {
 const RETRYABLE = new Set([
   'RATE_LIMITED',
   'QUEUE_FULL',
+  'QUORUM_UNAVAILABLE',
   'NETWORK_UNAVAILABLE',
   'STORE_UNAVAILABLE',
   'INTERNAL',

@@ -16,7 +16,7 @@ import { checkMaxQueued, DEFAULT_MAX_QUEUED, Dispatcher, networkWindow } from '.
 import { GroupCommit } from '../relay/group-commit.ts';
 import { recordPacket } from '../relay/history-sink.ts';
 import { HistoryWriter } from '../relay/history-writer.ts';
-import { InProcessRelayNetwork, type ResumeOptions } from '../relay/in-process.ts';
+import { InProcessRelayNetwork, type NetworkWaits } from '../relay/in-process.ts';
 import { exportIntakeMetrics } from '../relay/intake-metrics.ts';
 import { ProvenNodes } from '../relay/proven-nodes.ts';
 import { mountInternal } from '../routes/internal.ts';
@@ -81,8 +81,11 @@ export interface RelayOptions {
    * the nodes proof spreads from (see ProvenNodes). None: no node is ever proven, and seals take anyone.
    */
   trustedNodes?: readonly string[];
-  /** What the relay waits for before it resumes its requests after a start (`InProcessRelayNetwork`). */
-  resume?: ResumeOptions;
+  /**
+   * What the relay waits for after a start: peers before it resumes its requests, heartbeats before it
+   * refuses a quorum larger than the nodes that could serve it (`InProcessRelayNetwork`).
+   */
+  waits?: NetworkWaits;
   /**
    * Aborting it during the start (the restore waits for peers) stops the start: the port closes at once,
    * and `startRelay` rejects with `RelayStartAborted` (what was opened is closed as the restore's step in
@@ -238,7 +241,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     },
   });
   // Models are served when configured, or advertised by nodes proven or trusted for the seat policy.
-  network = new InProcessRelayNetwork(o.key, node, store, now, o.configuredModels, o.resume, (nodeId) =>
+  network = new InProcessRelayNetwork(o.key, node, store, now, o.configuredModels, o.waits, (nodeId) =>
     proven.isProven(nodeId),
   );
   const net = network;

@@ -62,7 +62,7 @@ describe('a relay started again serves HTTP while it restores its machines', () 
     const starting = startRelay({
       ...base(new MemoryNetwork()),
       port,
-      resume: { peerWaitMs: 4_000 },
+      waits: { peerWaitMs: 4_000 },
       log: (e) => logs.push(e),
     }).then((r) => {
       startedAt = Date.now();

@@ -1,0 +1,83 @@
+/**
+ * How many nodes could serve a request, as a relay tells from their heartbeats (`servingNodes`): the
+ * accept path refuses a quorum larger than that (503 QUORUM_UNAVAILABLE) rather than take, charge and
+ * expire the request. Nothing is said while the relay has just started (a node connected may not have
+ * sent its heartbeat yet), nor when no node that could is heard (requests then wait for nodes to come).
+ */
+import { afterAll, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryNetwork, type MemoryTransport, topicOfPacketType } from '@synod/browser-node';
+import { encodePacket, type HeartbeatBody, NodeKey, type RequestBody, signPacket } from '@synod/shared';
+import { buildRequest } from '../inference-input.ts';
+import { TEST_EMBEDDER } from '../store/test-admissions.ts';
+import { loneRelay } from '../test-relay.ts';
+import { waitUntil } from '../test-servers.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'synod-serving-nodes-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function heartbeat(models: string[], embedder = TEST_EMBEDDER.id): HeartbeatBody {
+  return {
+    role: 'node',
+    software: 'synod-node/test',
+    models: models.map((id) => ({ id, fileHash: 'a'.repeat(64), engine: 'e', tokensPerSecond: 1 })),
+    embedders: [{ ...TEST_EMBEDDER, id: embedder, embeddingsPerSecond: 1 }],
+    capacity: { queued: 0, maxQueue: 4 },
+    addresses: [],
+    createdAt: Date.now(),
+  };
+}
+
+function request(models: string[]): RequestBody {
+  return buildRequest(
+    { prompt: 'hello', models },
+    { knownModels: new Set(['m1', 'm2', 'm3']), defaultModels: ['m1'], embedders: [TEST_EMBEDDER] },
+    Date.now(),
+    (n) => crypto.getRandomValues(new Uint8Array(n)),
+  ).body;
+}
+
+test('counts the nodes heard that serve one of its models with its embedder, once the relay has settled', async () => {
+  const net = new MemoryNetwork();
+  const relay = await loneRelay(
+    `file:${join(dir, 'relay.db')}`,
+    80,
+    { configuredModels: ['m1', 'm2', 'm3'], waits: { peerWaitMs: 0, servingSettleMs: 1_500 } },
+    net,
+  );
+  try {
+    const nodes: [number, string[], string?][] = [
+      [81, ['m1']],
+      [82, ['m1', 'm2']],
+      [83, ['m2']],
+      // Serves m1, with another embedder than the relay pins: it could not take part.
+      [84, ['m1'], 'another-embedder'],
+    ];
+    for (const [seed, models, embedder] of nodes) {
+      const key = await NodeKey.fromSeed(new Uint8Array(32).fill(seed));
+      const packet = await signPacket(key, 'heartbeat', heartbeat(models, embedder));
+      await (net.join(key.nodeId) as MemoryTransport).publish(
+        topicOfPacketType('heartbeat'),
+        encodePacket(packet),
+      );
+    }
+    await waitUntil('the heartbeats heard', async () => relay.node.knownNodes().length >= 4, 10_000, 20);
+    // Just started: nothing said yet, whatever was heard.
+    expect(relay.network.servingNodes(request(['m1']))).toBeUndefined();
+    await waitUntil(
+      'the relay settled',
+      async () => relay.network.servingNodes(request(['m1'])) !== undefined,
+      10_000,
+      50,
+    );
+    expect(relay.network.servingNodes(request(['m1']))).toBe(2);
+    expect(relay.network.servingNodes(request(['m2']))).toBe(2);
+    expect(relay.network.servingNodes(request(['m1', 'm2']))).toBe(3);
+    // No node heard that could: nothing said (its requests wait for one).
+    expect(relay.network.servingNodes(request(['m3']))).toBeUndefined();
+  } finally {
+    await relay.stop();
+  }
+}, 60_000);
