@@ -5,7 +5,7 @@ import { ChainStore } from '../chain/chain-store.ts';
 import { edgeError, rateLimitedError } from '../http/errors.ts';
 import { HeavyReads, readTokens } from '../http/heavy-reads.ts';
 import { openApiDocument } from '../openapi.ts';
-import { HISTORY_CURSOR_RE } from '../store/history-store.ts';
+import { HISTORY_CURSOR_RE } from '../store/history-pages.ts';
 import type { EdgeDeps } from './deps.ts';
 
 const MODEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$/;

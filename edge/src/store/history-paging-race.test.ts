@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import type { Client } from '@libsql/client';
 import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql';
-import { HISTORY_WINDOW, type HistoryDb, type HistoryQuery, HistoryStore } from './history-store.ts';
+import { HISTORY_WINDOW, type HistoryQuery } from './history-pages.ts';
+import { type HistoryDb, HistoryStore } from './history-store.ts';
 import { openHistory } from './open-history.ts';
 
 /**

@@ -14,12 +14,8 @@ import {
 } from '@synod/shared';
 import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql';
-import {
-  ATTESTATIONS_FROM_OTHERS,
-  HISTORY_WINDOW,
-  type HistoryQuery,
-  HistoryStore,
-} from './history-store.ts';
+import { HISTORY_WINDOW, type HistoryQuery } from './history-pages.ts';
+import { ATTESTATIONS_FROM_OTHERS, HistoryStore } from './history-store.ts';
 import { applyMigrations } from './migrate.ts';
 import { MIGRATIONS } from './migrations.gen.ts';
 import { openHistory } from './open-history.ts';
