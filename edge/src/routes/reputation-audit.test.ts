@@ -16,7 +16,7 @@ import {
   signPacket,
 } from '@synod/shared';
 import { reputationDeltas, reputationScore } from '@synod/shared/history';
-import type { NodeSummary } from '../store/history-store.ts';
+import type { NodeSummary } from '../store/node-pages.ts';
 import { startTestNetwork, submitPrompt, type TestNetwork } from '../test-helpers.ts';
 import { waitUntil } from '../test-servers.ts';
 
