@@ -6,7 +6,7 @@
  */
 import type { BrowserNodeStatus, LoadState } from '../../browser-node/src/browser/browser-node.ts';
 import type { SynodPageApi } from '../../browser-node/src/browser/main.ts';
-import type { NodeSummary } from '../../edge/src/store/history-store.ts';
+import type { NodeSummary } from '../../edge/src/store/node-pages.ts';
 import { DEFAULT_KEY_ITEM, forgetKey, replaceKey, sealedKeyFile, storedKeyNodeId } from './key-actions.ts';
 import { readSealedKeyFile } from './sealed-key-file.ts';
 import { STANDING_TIMES, type StandingTimes } from './standing-times.ts';

@@ -16,7 +16,7 @@ import type { WakuRelayTransport } from '../../browser-node/src/p2p/waku-relay.t
 import { createHeadlessWakuRelay } from '../../browser-node/src/p2p/waku-relay-headless.ts';
 import { createApiKey } from '../../edge/src/auth/api-keys.ts';
 import { type RunningRelay, startRelay } from '../../edge/src/runtime/bun.ts';
-import type { NodeSummary } from '../../edge/src/store/history-store.ts';
+import type { NodeSummary } from '../../edge/src/store/node-pages.ts';
 import { type Chrome, launchChromium, until } from '../../tests/support/chromium.ts';
 import { startWebServer, type WebServer } from './serve.ts';
 
