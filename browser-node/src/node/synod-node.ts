@@ -57,6 +57,7 @@ import {
 } from '../p2p/intake.ts';
 import { ALL_TOPICS, topicOfPacketType } from '../p2p/topics.ts';
 import type { Transport } from '../p2p/transport.ts';
+import { EarlyPackets } from './early-packets.ts';
 import { type MachineStore, MemoryMachineStore } from './machine-store.ts';
 import { NodeError } from './node-errors.ts';
 import { type ReannounceOptions, type ReannounceReason, Reannouncer } from './reannouncer.ts';
@@ -248,7 +249,7 @@ export interface NodeMetrics {
   knownNodes: number;
   /** Requests followed because they were asked for (`watch`) whose machine has not finished yet. */
   watched: number;
-  /** Packets held for requests not seen yet (see `#holdEarly`): how many requests, their bytes. */
+  /** Packets held for requests not seen yet (see `EarlyPackets`): how many requests, their bytes. */
   early: { requests: number; bytes: number };
   /**
    * Writes to the machine store that failed, whether the last one failed within `storeRetryMs` (a
@@ -265,13 +266,6 @@ export interface NodeMetrics {
   clock: { offsetMs: number | null; peers: number };
 }
 
-const EARLY_PER_REQUEST = 64;
-const EARLY_REQUESTS = 256;
-/**
- * Bytes of packets held for requests not seen yet, in all (each up to 256 KiB, so the counts alone
- * allowed about 4 GiB); past it the oldest request's packets go first.
- */
-const EARLY_BYTES = 16 * 1024 * 1024;
 /** Most nodes whose last heartbeat is kept; the one heard least recently goes first. */
 const KNOWN_NODES = 10_000;
 /**
@@ -308,8 +302,8 @@ export class SynodNode {
   readonly #finished = new TtlSet<true>(65_536, REPLAY_WINDOW_MS);
   /** Deletions of finished `node` machines from the store, due at the end of their replay window. */
   readonly #forget = new Map<string, () => void>();
-  readonly #early = new Map<string, { at: number; bytes: number; packets: AnyPacket[] }>();
-  #earlyBytes = 0;
+  /** Packets of requests not seen yet, replayed when the request comes. */
+  readonly #early = new EarlyPackets();
   /** Requests whose saved machine `start` is restoring and has not hosted yet. */
   readonly #restoring = new Set<string>();
   /** Requests asked for (`watch`), each until its machine finishes. */
@@ -664,7 +658,7 @@ export class SynodNode {
       intake: this.#intake.metrics(),
       knownNodes: this.#heartbeats.size,
       watched: this.#watched.size,
-      early: { requests: this.#early.size, bytes: this.#earlyBytes },
+      early: this.#early.sizes(),
       store: {
         errors: this.#storeErrors,
         failing: this.#storeFailing(),
@@ -983,7 +977,7 @@ export class SynodNode {
     }
     if (this.#restoring.has(requestId)) {
       // Its machine is being restored (see `start`): held for it, its request packet too.
-      this.#holdEarly(requestId, packet, p.size);
+      this.#early.hold(requestId, packet, p.size, this.#now());
       return;
     }
     if (packet.type === 'request' && this.#finished.get(requestId, this.#now()) !== undefined) {
@@ -1016,7 +1010,7 @@ export class SynodNode {
       });
       return;
     }
-    if (packet.type !== 'request') this.#holdEarly(requestId, packet, p.size);
+    if (packet.type !== 'request') this.#early.hold(requestId, packet, p.size, this.#now());
   }
 
   /** Whether the node serves this request packet's author (`--coordinators`; no list: any author). */
@@ -1029,55 +1023,10 @@ export class SynodNode {
     return this.role === 'node';
   }
 
-  /**
-   * Hold a packet of a request not seen yet, to replay when it comes: at most EARLY_PER_REQUEST for
-   * EARLY_REQUESTS requests and EARLY_BYTES in all, none older than the skew window (its request would
-   * be refused as stale by then), the oldest request's going first.
-   */
-  #holdEarly(requestId: string, packet: AnyPacket, size: number): void {
-    const now = this.#now();
-    for (const [id, old] of this.#early) {
-      if (old.at > now - LIMITS.defaultSkewMs) break;
-      this.#dropEarly(id);
-    }
-    let e = this.#early.get(requestId);
-    if (!e) {
-      if (this.#early.size >= EARLY_REQUESTS) this.#dropOldestEarly();
-      e = { at: now, bytes: 0, packets: [] };
-      this.#early.set(requestId, e);
-    }
-    if (e.packets.length >= EARLY_PER_REQUEST || size > EARLY_BYTES) return;
-    while (this.#earlyBytes + size > EARLY_BYTES && this.#early.size > 0) {
-      if (this.#early.keys().next().value === requestId && this.#early.size === 1) break;
-      this.#dropOldestEarly(requestId);
-    }
-    if (this.#earlyBytes + size > EARLY_BYTES) return;
-    e.packets.push(packet);
-    e.bytes += size;
-    this.#earlyBytes += size;
-  }
-
-  /** Drop the oldest request's held packets (other than `keep`'s). */
-  #dropOldestEarly(keep?: string): void {
-    for (const id of this.#early.keys()) {
-      if (id === keep) continue;
-      this.#dropEarly(id);
-      return;
-    }
-  }
-
-  #dropEarly(requestId: string): void {
-    const e = this.#early.get(requestId);
-    if (!e) return;
-    this.#earlyBytes -= e.bytes;
-    this.#early.delete(requestId);
-  }
-
   async #replayEarly(requestId: string, hosted: Hosted): Promise<void> {
-    const e = this.#early.get(requestId);
-    if (!e) return;
-    this.#dropEarly(requestId);
-    for (const packet of e.packets) await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet });
+    for (const packet of this.#early.take(requestId)) {
+      await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet });
+    }
   }
 
   #step(state: LifecycleState, event: LifecycleEvent): Transition<LifecycleState> {
