@@ -28,6 +28,8 @@
  *                A copy gossip took in but did not forward (the intake ignored it: shed under load, a
  *                clock) would make our own later publication of it a duplicate, and the peers behind
  *                this node would never get it: `publish` takes such an id out of the seen cache first.
+ *                The seen cache and the score's delivery records keep at most `MAX_GOSSIP_MESSAGE_IDS`
+ *                ids each, the oldest forgotten first (gossipsub-bounds.ts): a flood cannot grow them.
  *  validation    a topic validator rejects (no forwarding, peer score penalty) data that is not a
  *                well-formed WakuMessage (protobuf, a content topic, `meta` of at most 64 bytes) within
  *                the cluster's largest message (see size); well-formed messages of other content
@@ -80,6 +82,7 @@ import { contentTopicToPubsubTopic } from '@waku/utils';
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p';
 import { realScheduler, type Scheduler } from '../node/scheduler.ts';
 import { isLoopbackAddress } from './dial-policy.ts';
+import { boundGossipRecords, type GossipRecordSizes } from './gossipsub-bounds.ts';
 import { type GossipsubUpkeep, type GossipsubUpkeepStats, takeOverUpkeep } from './gossipsub-upkeep.ts';
 import { TtlSet } from './intake.ts';
 import { ALL_TOPICS, type ContentTopic, isContentTopic } from './topics.ts';
@@ -194,6 +197,8 @@ export interface WakuRelayStats {
   reannounced: number;
   /** Gossipsub heartbeats and score decays run on `WakuRelayOptions.upkeep`; null on the host's timers. */
   upkeep: GossipsubUpkeepStats | null;
+  /** Gossipsub's per-message records, each held to `MAX_GOSSIP_MESSAGE_IDS` (gossipsub-bounds.ts). */
+  gossipRecords: GossipRecordSizes;
 }
 
 type Services = { identify: ReturnType<ReturnType<typeof identify>>; pubsub: GossipSub };
@@ -423,6 +428,7 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
   };
   const bans = new PeerBans(Date.now);
   let upkeep: GossipsubUpkeep | null = null;
+  let records: (() => GossipRecordSizes) | undefined;
   const node = await createLibp2p<Services>({
     ...(options.privateKey ? { privateKey: options.privateKey } : {}),
     addresses: { listen: options.listen ?? [] },
@@ -442,6 +448,8 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
       pubsub: (components) => {
         const pubsub = gossipsub(pubsubInit)(components) as GossipSub;
         pubsub.multicodecs = [WAKU_RELAY_CODEC];
+        // Its seen cache and delivery records are bounded by time only: a flood would grow them with its rate.
+        records = boundGossipRecords(pubsub);
         if (options.upkeep) {
           upkeep = takeOverUpkeep(pubsub, options.upkeep, (msg, err) =>
             components.logger.forComponent('synod:waku-relay').error('%s: %e', msg, err),
@@ -453,7 +461,10 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
   });
   // createLibp2p has started gossipsub: its loops go on the scheduler from here.
   (upkeep as GossipsubUpkeep | null)?.start();
-  return new WakuRelayTransport(node, options, bans, upkeep);
+  // Set by the pubsub factory above, which createLibp2p has run.
+  const gossipRecords = records as (() => GossipRecordSizes) | undefined;
+  if (gossipRecords === undefined) throw new Error('createLibp2p did not create gossipsub');
+  return new WakuRelayTransport(node, options, bans, gossipRecords, upkeep);
 }
 
 /**
@@ -517,7 +528,7 @@ export class WakuRelayTransport implements Transport {
   readonly #seen: GossipSubSeen;
   /** Ids of the messages gossip forwarded (accepted) or this node published, for `WAKU_GOSSIP_PARAMS.seenTTL`. */
   readonly #forwarded: TtlSet<true>;
-  readonly #stats: Omit<WakuRelayStats, 'banned' | 'upkeep'> = {
+  readonly #stats: Omit<WakuRelayStats, 'banned' | 'upkeep' | 'gossipRecords'> = {
     validated: 0,
     published: 0,
     received: 0,
@@ -536,15 +547,18 @@ export class WakuRelayTransport implements Transport {
   #closed = false;
 
   readonly #upkeep: GossipsubUpkeep | null;
+  readonly #records: () => GossipRecordSizes;
 
   constructor(
     node: Libp2p<Services>,
     options: WakuRelayOptions,
     bans: PeerBans,
+    records: () => GossipRecordSizes,
     upkeep: GossipsubUpkeep | null = null,
   ) {
     this.node = node;
     this.#bans = bans;
+    this.#records = records;
     this.#upkeep = upkeep;
     this.clusterId = options.clusterId ?? DEFAULT_CLUSTER_ID;
     this.numShardsInCluster = options.numShardsInCluster ?? DEFAULT_SHARDS_IN_CLUSTER;
@@ -733,7 +747,12 @@ export class WakuRelayTransport implements Transport {
   }
 
   stats(): WakuRelayStats {
-    return { ...this.#stats, banned: this.#bans.size, upkeep: this.#upkeep?.stats() ?? null };
+    return {
+      ...this.#stats,
+      banned: this.#bans.size,
+      upkeep: this.#upkeep?.stats() ?? null,
+      gossipRecords: this.#records(),
+    };
   }
 
   async close(): Promise<void> {
