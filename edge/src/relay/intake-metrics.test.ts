@@ -122,7 +122,10 @@ describe('exportIntakeMetrics', () => {
   test("a transport's invalid envelopes, by transport; one without that count adds no series", () => {
     const m = new Metrics();
     const intake = relay.node.metrics().intake;
-    const waku = { name: 'waku-relay', stats: () => ({ invalidEnvelopes: 3, received: 9 }) };
+    const waku = {
+      name: 'waku-relay',
+      stats: () => ({ invalidEnvelopes: 3, received: 9, gossipRecords: { seen: 7, deliveryRecords: 5 } }),
+    };
     const gun = { name: 'gun' };
     exportIntakeMetrics(m, intake, [waku, gun] as never);
     const e = readExposition(m.render());
@@ -130,6 +133,10 @@ describe('exportIntakeMetrics', () => {
     expect(e.samples.get('synod_invalid_envelopes_total{transport="waku-relay"}')).toBe(3);
     expect([...e.samples.keys()].filter((s) => s.includes('transport="gun"'))).toEqual([]);
     expect(e.types.get('synod_invalid_envelopes_total')).toBe('counter');
+    // Its gossip records, as gauges.
+    expect(e.samples.get('synod_gossip_records{kind="seen",transport="waku-relay"}')).toBe(7);
+    expect(e.samples.get('synod_gossip_records{kind="deliveryRecords",transport="waku-relay"}')).toBe(5);
+    expect(e.types.get('synod_gossip_records')).toBe('gauge');
   });
 
   test('a reason the list does not know is exported too', () => {

@@ -53,13 +53,27 @@ export function exportIntakeMetrics(
     }
   }
   for (const t of transports) {
-    const stats = (t as { stats?: () => { invalidEnvelopes?: unknown } }).stats?.();
-    if (typeof stats?.invalidEnvelopes !== 'number') continue;
-    metrics.setTotal(
-      'synod_invalid_envelopes_total',
-      'Messages a transport refused before the intake (not a valid envelope on a Synod topic), by transport',
-      stats.invalidEnvelopes,
-      { transport: t.name },
-    );
+    const stats = (
+      t as { stats?: () => { invalidEnvelopes?: unknown; gossipRecords?: Record<string, unknown> } }
+    ).stats?.();
+    if (typeof stats?.invalidEnvelopes === 'number') {
+      metrics.setTotal(
+        'synod_invalid_envelopes_total',
+        'Messages a transport refused before the intake (not a valid envelope on a Synod topic), by transport',
+        stats.invalidEnvelopes,
+        { transport: t.name },
+      );
+    }
+    // Gossipsub's per-message records (Waku relay), each held to MAX_GOSSIP_MESSAGE_IDS: at the bound
+    // during a flood, near the message rate times 2 minutes otherwise.
+    for (const [kind, n] of Object.entries(stats?.gossipRecords ?? {})) {
+      if (typeof n !== 'number') continue;
+      metrics.set(
+        'synod_gossip_records',
+        'Message ids gossipsub keeps (seen cache, score delivery records), by transport and kind; bounded',
+        n,
+        { transport: t.name, kind },
+      );
+    }
   }
 }
