@@ -289,6 +289,12 @@ describe('Dispatcher', () => {
     expect(s.d.stats()).toMatchObject({ expired: 2, errors: 0 });
   });
 
+  async function expectExpired(s: Awaited<ReturnType<typeof setup>>, bodies: RequestBody[], error: string) {
+    for (const b of bodies) {
+      expect(await s.store.getRequest(b.requestId)).toMatchObject({ status: 'expired', error });
+    }
+  }
+
   /** What `caller` was charged on `day` (`usage.count`), as the quota reads it. */
   async function usedOn(s: Awaited<ReturnType<typeof setup>>, caller: string, day: string) {
     const r = await s.client.execute({
@@ -317,12 +323,7 @@ describe('Dispatcher', () => {
     now += 2_500;
     s.d.wake(true);
     await s.d.idle();
-    for (const b of [late, other]) {
-      expect(await s.store.getRequest(b.requestId)).toMatchObject({
-        status: 'expired',
-        error: 'QUEUE_TIMEOUT',
-      });
-    }
+    await expectExpired(s, [late, other], 'QUEUE_TIMEOUT');
     // The request that ran stays charged; the two that expired in the log are given back.
     expect(await usedOn(s, 'key_a', '2026-11-23')).toBe(1);
     expect(await usedOn(s, 'key_b', '2026-11-23')).toBe(0);
@@ -350,12 +351,7 @@ describe('Dispatcher', () => {
     s.d.wake();
     await s.d.idle();
     await s.d.stop();
-    for (const x of [a, b]) {
-      expect(await s.store.getRequest(x.requestId)).toMatchObject({
-        status: 'expired',
-        error: 'QUEUE_TIMEOUT',
-      });
-    }
+    await expectExpired(s, [a, b], 'QUEUE_TIMEOUT');
     expect(await usedOn(s, 'key_a', '2026-11-24')).toBe(1);
     // Asked again (a second path reaching the same request), nothing more is given back.
     expect(
