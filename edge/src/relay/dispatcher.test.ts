@@ -162,6 +162,12 @@ describe('Dispatcher', () => {
     expect(networkWindow([2])).toBe(0);
     expect(networkWindow([])).toBeUndefined();
     expect(networkWindow([0, 0])).toBeUndefined();
+    // A request takes a job at 3 different nodes: a short queue bounds what the others can take with it.
+    expect(networkWindow([1, 64, 64])).toBe(1);
+    expect(networkWindow([1, 64, 64, 64])).toBe(64);
+    expect(networkWindow([10, 10, 100, 100])).toBe(20);
+    expect(networkWindow([64, 64])).toBe(0);
+    expect(networkWindow([1, 64, 64], 2)).toBe(64);
   });
 
   test('nothing starts while the network has no peer to hear it; expired rows still leave; then all start', async () => {

@@ -60,11 +60,28 @@ export interface DispatcherOptions {
 
 /**
  * The window a network of nodes that queue `queues` jobs each can take, at the default quorum: each
- * request takes a job at `FRAME_DEFAULTS.quorum` nodes. Undefined when no node says its queue (none heard).
+ * request takes a job at `FRAME_DEFAULTS.quorum` different nodes, so k requests fit when the nodes can hold
+ * them, each node at most one job of each: Σ min(queue, k) ≥ quorum · k. The largest such k (not the
+ * total over the quorum, which counts jobs of one request twice at a node with a long queue: one node of
+ * queue 1 beside two of 64 takes 1 request at quorum 3, not 43). Undefined when no node says its queue.
  */
-export function networkWindow(queues: readonly number[]): number | undefined {
-  const total = queues.reduce((sum, q) => sum + Math.max(0, q), 0);
-  return total > 0 ? Math.floor(total / FRAME_DEFAULTS.quorum) : undefined;
+export function networkWindow(
+  queues: readonly number[],
+  quorum: number = FRAME_DEFAULTS.quorum,
+): number | undefined {
+  const held = queues.map((q) => Math.max(0, q));
+  const total = held.reduce((sum, q) => sum + q, 0);
+  if (total <= 0) return undefined;
+  const fits = (k: number) => held.reduce((sum, q) => sum + Math.min(q, k), 0) >= quorum * k;
+  // What fits is 0..K (Σ min(q, k) - quorum · k is concave and 0 at 0): the largest k, by halving.
+  let lo = 0;
+  let hi = Math.floor(total / quorum);
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }
 
 /** Requests a relay coordinates at once by default (`maxOpen`). */
