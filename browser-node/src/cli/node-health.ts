@@ -60,7 +60,7 @@ const CLOCK_REFUSED_PACKETS = 5;
  * requests as already late, one behind commits after the others have sealed; past the 120 s skew window
  * every packet is refused as stale or from the future, so none is accepted and no offset is measured.
  */
-function clockSkew(m: NodeMetrics): string | null {
+export function clockSkew(m: NodeMetrics): string | null {
   const { offsetMs } = m.clock;
   if (offsetMs !== null && Math.abs(offsetMs) > CLOCK_SKEW_LIMIT_MS) {
     const s = Math.round(Math.abs(offsetMs) / 1000);

@@ -27,6 +27,7 @@ import { promptPassphrase } from './passphrase-prompt.ts';
 import { watchPeers } from './peer-watch.ts';
 import { checkPortsFree, PortInUseError } from './ports-free.ts';
 import { ownerOnlyFile } from './private-file.ts';
+import { watchWork } from './work-watch.ts';
 
 const HELP = `synod node: run a headless Synod node (Bun).
 
@@ -121,6 +122,8 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /** How often a running node looks at its peers, to log an outage (NO_PEERS) and its end. */
 const PEER_WATCH_MS = 5_000;
+/** How often a node looks for what keeps it from any work: its clock, its `--coordinators` (work-watch.ts). */
+const WORK_WATCH_MS = 30_000;
 
 /** The model format each `--engine` runs. */
 const ENGINE_FORMATS = { 'llama-cpp': 'gguf', transformers: 'transformers' } as const;
@@ -598,6 +601,14 @@ async function startNode(
       bootstrap: o.bootstrap,
       log,
       intervalMs: PEER_WATCH_MS,
+    }),
+  );
+  startup.opened(
+    watchWork({
+      metrics: () => node.metrics(),
+      coordinators: o.coordinators,
+      log,
+      intervalMs: WORK_WATCH_MS,
     }),
   );
   const httpUrl = httpUrlOf(o.healthHost, http.port ?? o.httpPort);

@@ -94,6 +94,8 @@ describe('copies of requests by keys a node does not serve', () => {
       }
       await until(() => node.metrics().lifecycleRejected.NOT_COORDINATOR === 20, 5_000);
       expect(node.metrics().machines).toEqual({ coordinator: 0, node: 0, follower: 0 });
+      // Who was refused is said (the node's log says it too: work-watch.ts).
+      expect(node.metrics().refusedCoordinators).toEqual([stranger.nodeId]);
     } finally {
       await node.close();
     }

@@ -264,8 +264,15 @@ export interface NodeMetrics {
    * clock off moves it. null before any heartbeat; `peers` is how many it is taken over.
    */
   clock: { offsetMs: number | null; peers: number };
+  /**
+   * The authors of the requests this node refused lately because it serves other coordinators only
+   * (`lifecycleRejected.NOT_COORDINATOR`), at most `REFUSED_COORDINATORS_KEPT`, the most recent last.
+   */
+  refusedCoordinators: string[];
 }
 
+/** Authors of refused requests `NodeMetrics.refusedCoordinators` names at most. */
+export const REFUSED_COORDINATORS_KEPT = 8;
 /** Most nodes whose last heartbeat is kept; the one heard least recently goes first. */
 const KNOWN_NODES = 10_000;
 /**
@@ -304,6 +311,8 @@ export class SynodNode {
   readonly #forget = new Map<string, () => void>();
   /** Packets of requests not seen yet, replayed when the request comes. */
   readonly #early = new EarlyPackets();
+  /** Authors of the requests refused as NOT_COORDINATOR lately, the most recent last. */
+  readonly #refusedFrom = new Set<string>();
   /** Requests whose saved machine `start` is restoring and has not hosted yet. */
   readonly #restoring = new Set<string>();
   /** Requests asked for (`watch`), each until its machine finishes. */
@@ -666,6 +675,7 @@ export class SynodNode {
         refused: this.#storeRefused,
       },
       clock: this.#clockOffset(),
+      refusedCoordinators: [...this.#refusedFrom],
     };
   }
 
@@ -994,6 +1004,12 @@ export class SynodNode {
       // before a machine is made for it, so copies under fresh ids cost no machine waiting for a trusted
       // copy that never comes (unfinished machines are never evicted).
       this.#m.lifecycleRejected.NOT_COORDINATOR = (this.#m.lifecycleRejected.NOT_COORDINATOR ?? 0) + 1;
+      this.#refusedFrom.delete(packet.from);
+      this.#refusedFrom.add(packet.from);
+      if (this.#refusedFrom.size > REFUSED_COORDINATORS_KEPT) {
+        const oldest = this.#refusedFrom.values().next().value;
+        if (oldest !== undefined) this.#refusedFrom.delete(oldest);
+      }
       return;
     }
     if (packet.type === 'request' && this.#wants(packet)) {

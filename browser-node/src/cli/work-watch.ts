@@ -1,0 +1,84 @@
+import type { NodeMetrics } from '../node/synod-node.ts';
+import { clockSkew } from './node-health.ts';
+
+/**
+ * Requests a node weighed: those it started inferring, and those it skipped for a reason of its own
+ * (its queue full, a deadline it could not meet). A request of a coordinator it does not serve is in
+ * neither.
+ */
+function weighed(m: NodeMetrics): number {
+  return m.inferences.started + Object.values(m.skipped).reduce((a, b) => a + (b ?? 0), 0);
+}
+
+/**
+ * Log what keeps a connected node from doing any work, where /healthz and /metrics alone would say it
+ * only to whoever looks: every `intervalMs`,
+ * - its clock off its peers' (`CLOCK_SKEW`, as /healthz has it): a clock ahead skips every request as
+ *   already late, one far behind commits after the seal; a warning once a spell, an info line when the
+ *   clock agrees again;
+ * - requests heard, none taken, every one refused because its coordinator is not among `coordinators`
+ *   (`NOT_COORDINATOR`, with the authors refused): a `--coordinators` that names no relay of the
+ *   network; a warning once a spell, which a request taken ends.
+ * Returns how to stop watching.
+ */
+export function watchWork(o: WorkWatchOptions & { intervalMs: number }): () => void {
+  const timer = setInterval(workLooks(o), o.intervalMs);
+  (timer as { unref?: () => void }).unref?.();
+  return () => clearInterval(timer);
+}
+
+export interface WorkWatchOptions {
+  metrics: () => NodeMetrics;
+  /** The node's `--coordinators` (empty: it serves any coordinator, and refuses none). */
+  coordinators: readonly string[];
+  log: (e: Record<string, unknown>) => void;
+}
+
+/** `watchWork`'s look, each call one (from the metrics at the call before, or at this call's making). */
+export function workLooks(o: WorkWatchOptions): () => void {
+  let clockWarned = false;
+  let refusedWarned = false;
+  let last = o.metrics();
+  const look = () => {
+    const m = o.metrics();
+    const skew = clockSkew(m);
+    if (skew !== null && !clockWarned) {
+      o.log({
+        level: 'warn',
+        msg: "this node's clock is off its peers': it skips requests as late, or commits after the seal",
+        code: 'CLOCK_SKEW',
+        detail: skew,
+        offsetMs: m.clock.offsetMs,
+        hint: 'synchronize the clock (NTP); /healthz says the same while it lasts',
+      });
+      clockWarned = true;
+    } else if (skew === null && clockWarned) {
+      o.log({
+        level: 'info',
+        msg: "this node's clock agrees with its peers' again",
+        offsetMs: m.clock.offsetMs,
+      });
+      clockWarned = false;
+    }
+    const refused =
+      (m.lifecycleRejected.NOT_COORDINATOR ?? 0) - (last.lifecycleRejected.NOT_COORDINATOR ?? 0);
+    const taken = weighed(m) - weighed(last);
+    if (o.coordinators.length > 0 && refused > 0 && taken === 0 && !refusedWarned) {
+      o.log({
+        level: 'warn',
+        msg: 'every request heard came from a coordinator this node does not serve: it takes none',
+        code: 'NOT_COORDINATOR',
+        refused,
+        from: m.refusedCoordinators,
+        coordinators: o.coordinators,
+        hint: 'check --coordinators: it takes the "coordinator" id a relay logs in its "relay started" line',
+      });
+      refusedWarned = true;
+    } else if (taken > 0 && refusedWarned) {
+      o.log({ level: 'info', msg: 'requests of the --coordinators taken again', taken });
+      refusedWarned = false;
+    }
+    last = m;
+  };
+  return look;
+}
