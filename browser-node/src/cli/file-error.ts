@@ -1,3 +1,5 @@
+import { accessSync, constants, existsSync } from 'node:fs';
+
 /** Stable codes of a local file a node or relay needs that could not be read, written or used. */
 export type LocalFileErrorCode =
   | 'IDENTITY_FILE_UNREADABLE'
@@ -22,7 +24,7 @@ export class LocalFileError extends Error {
     o: { action: string; what: string; path: string; flag: string; cause: unknown },
   ) {
     const errno = (o.cause as { code?: unknown } | null)?.code;
-    const kind = typeof errno === 'string' ? errnoKind(errno) : 'other';
+    const kind = typeof errno === 'string' ? fileErrorKind(errno, o.path) : 'other';
     const reason = kind === 'other' ? String((o.cause as Error)?.message ?? o.cause) : REASONS[kind];
     super(`cannot ${o.action} ${o.what} ${o.path}: ${reason}`, { cause: o.cause });
     this.name = 'LocalFileError';
@@ -32,7 +34,7 @@ export class LocalFileError extends Error {
   }
 }
 
-type Kind = 'full' | 'denied' | 'read-only' | 'not-a-folder' | 'a-folder' | 'not-a-database' | 'other';
+export type Kind = 'full' | 'denied' | 'read-only' | 'not-a-folder' | 'a-folder' | 'not-a-database' | 'other';
 
 const REASONS: Record<Exclude<Kind, 'other'>, string> = {
   full: 'no space left on the device',
@@ -42,6 +44,36 @@ const REASONS: Record<Exclude<Kind, 'other'>, string> = {
   'a-folder': 'it is a folder, not a file',
   'not-a-database': 'it is not a SQLite database, or it is corrupt',
 };
+
+/**
+ * What an error code says of a file, for its message and hint. SQLite says `SQLITE_READONLY` of a file on
+ * a read-only file system and of a file this user may not write alike (it then opened it read-only, as
+ * a lock file another user made): the second is told apart by asking whether this user may write the
+ * file that is there (`mayWrite`), and said as a permission.
+ */
+export function fileErrorKind(
+  errno: string,
+  path: string,
+  mayWrite: (path: string) => boolean = userMayWrite,
+): Kind {
+  const kind = errnoKind(errno);
+  if (errno === 'SQLITE_READONLY' && existsSync(path) && !mayWrite(path)) return 'denied';
+  return kind;
+}
+
+/**
+ * Whether this user may write `path`, as the system answers; on a read-only file system, yes (that is said
+ * as read-only, not as a permission).
+ */
+function userMayWrite(path: string): boolean {
+  try {
+    accessSync(path, constants.W_OK);
+    return true;
+  } catch (e) {
+    // A read-only file system is said as such (EROFS), not as a permission.
+    return (e as NodeJS.ErrnoException).code === 'EROFS';
+  }
+}
 
 function errnoKind(errno: string): Kind {
   switch (errno) {
