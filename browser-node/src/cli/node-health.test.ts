@@ -93,4 +93,35 @@ describe('/healthz and /metrics of a headless node', () => {
       await Promise.all([ahead.close(), far.close(), onTime.close(), peer.close()]);
     }
   });
+
+  test('connected and hearing nothing for a minute is a 503 NETWORK_SILENT; a message heard ends it', async () => {
+    const net = new MemoryNetwork();
+    const peer = net.join('peer');
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(174));
+    const node = new SynodNode({ key, role: 'follower', transports: [net.join(key.nodeId)] });
+    await node.start();
+    try {
+      const startedAt = Date.now();
+      const options = { bootstrap: [], db: 'state.db', startedAt };
+      expect(node.metrics().peers).toBe(1);
+      // Nothing heard since the start: silent after NETWORK_SILENT_MS, not before.
+      expect(nodeHealth(node.metrics(), { ...options, now: startedAt + 59_000 }).status).toBe(200);
+      const silent = nodeHealth(node.metrics(), { ...options, now: startedAt + 61_000 });
+      expect(silent.status).toBe(503);
+      expect(silent.body).toMatchObject({ ok: false, reason: 'NETWORK_SILENT' });
+      expect(String(silent.body['hint'])).toContain('61 s');
+      // A heartbeat heard: the minute counts from it.
+      const hb = await heartbeatPacket(await testKey(9_300), 0, Date.now());
+      await peer.publish(topicOfPacketType('heartbeat'), encodePacket(hb));
+      await waitFor(() => node.metrics().intake.lastOfferedAt !== null);
+      const heardAt = node.metrics().intake.lastOfferedAt as number;
+      expect(nodeHealth(node.metrics(), { ...options, now: heardAt + 30_000 }).status).toBe(200);
+      // Alone (no peer), a node is NO_PEERS when it was given --bootstrap peers, never NETWORK_SILENT.
+      await peer.close();
+      await waitFor(() => node.metrics().peers === 0);
+      expect(nodeHealth(node.metrics(), { ...options, now: heardAt + 120_000 }).status).toBe(200);
+    } finally {
+      await node.close();
+    }
+  });
 });

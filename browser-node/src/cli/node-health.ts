@@ -7,12 +7,15 @@ import type { NodeMetrics } from '../node/synod-node.ts';
  * off its peers' (see `clockSkew`). `NO_PEERS`: it was told where the network is
  * (`--bootstrap`) but is connected to no one, so it does nothing for it (as the relay's /healthz).
  * `NO_TOPIC_PEERS`: it is connected, but none of its peers is on its topics (another `--waku-cluster`).
+ * `NETWORK_SILENT`: it is connected, but has heard nothing for `NETWORK_SILENT_MS` (see `networkSilence`).
  */
 export function nodeHealth(
   m: NodeMetrics,
-  o: { bootstrap: readonly string[]; db: string; wakuCluster?: number },
+  o: { bootstrap: readonly string[]; db: string; wakuCluster?: number; now?: number; startedAt?: number },
 ): { status: 200 | 503; body: Record<string, unknown> } {
   const skew = clockSkew(m);
+  const silent =
+    o.now === undefined || o.startedAt === undefined ? null : networkSilence(m, o.now, o.startedAt);
   const problem = m.store.failing
     ? {
         reason: 'STORE_FAILING',
@@ -24,7 +27,9 @@ export function nodeHealth(
         ? { reason: 'NO_PEERS', hint: 'none of the --bootstrap peers could be reached' }
         : m.peers > 0 && m.topicPeers === 0
           ? { reason: 'NO_TOPIC_PEERS', hint: noTopicPeersHint(o.wakuCluster) }
-          : null;
+          : silent !== null
+            ? { reason: 'NETWORK_SILENT', hint: networkSilentHint(silent) }
+            : null;
   return {
     status: problem === null ? 200 : 503,
     body: {
@@ -48,6 +53,27 @@ export function nodeHealth(
 export function noTopicPeersHint(wakuCluster: number | undefined): string {
   const ours = wakuCluster === undefined ? '' : ` (this node's is ${wakuCluster})`;
   return `connected peers, none on this node's topics: is --waku-cluster the network's${ours}? A relay logs its own as wakuCluster`;
+}
+
+/**
+ * Connected, and not a message heard for this long: every node and relay sends a heartbeat every 10 s, so
+ * a node that hears nothing for six of them is cut off, whatever its connections say (a copy of its key
+ * running elsewhere has been seen to leave it so).
+ */
+export const NETWORK_SILENT_MS = 60_000;
+
+/**
+ * How long a node with peers has heard no message from any transport, when that is `NETWORK_SILENT_MS` or
+ * more (counted from `startedAt` before the first); null otherwise.
+ */
+export function networkSilence(m: NodeMetrics, now: number, startedAt: number): number | null {
+  if (m.peers === 0) return null;
+  const silentMs = now - (m.intake.lastOfferedAt ?? startedAt);
+  return silentMs >= NETWORK_SILENT_MS ? silentMs : null;
+}
+
+export function networkSilentHint(silentMs: number): string {
+  return `connected, but nothing heard for ${Math.round(silentMs / 1000)} s (peers send a heartbeat every 10 s): check that no copy of this node's key runs elsewhere, then restart it`;
 }
 
 /** Past it, a clock's offset to its peers' eats visibly into every request's deadline. */

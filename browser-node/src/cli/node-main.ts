@@ -565,6 +565,8 @@ async function startNode(
     () => node.start(),
     () => node.close(),
   );
+  // A node that has heard nothing yet has been silent since it joined (`NETWORK_SILENT`).
+  const startedAt = Date.now();
 
   const serve = (options: Parameters<typeof Bun.serve>[0]) => {
     try {
@@ -581,7 +583,7 @@ async function startNode(
     fetch(req) {
       const path = new URL(req.url).pathname;
       if (path === '/healthz') {
-        const { status, body } = nodeHealth(node.metrics(), o);
+        const { status, body } = nodeHealth(node.metrics(), { ...o, now: Date.now(), startedAt });
         return Response.json(body, { status });
       }
       if (path === '/metrics') {
@@ -606,6 +608,7 @@ async function startNode(
   startup.opened(
     watchWork({
       metrics: () => node.metrics(),
+      startedAt,
       coordinators: o.coordinators,
       log,
       intervalMs: WORK_WATCH_MS,

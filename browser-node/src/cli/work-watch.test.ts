@@ -41,6 +41,28 @@ describe('what keeps a node from work, in its log', () => {
     expect(lines[0]).toMatchObject({ offsetMs: 30_000, detail: expect.stringContaining('30 s ahead') });
   });
 
+  test('connected and hearing nothing for a minute: one warning a spell (NETWORK_SILENT), and a line when heard again', async () => {
+    const m = await baseMetrics();
+    const heardAt = (t: number) => ({ ...m, peers: 2, intake: { ...m.intake, lastOfferedAt: t } });
+    const series = [heardAt(0), heardAt(0), heardAt(0), heardAt(100_000)];
+    const clock = [10_000, 70_000, 90_000, 100_500];
+    const lines: Record<string, unknown>[] = [];
+    let i = 0;
+    const look = workLooks({
+      metrics: () => series[i] as NodeMetrics,
+      now: () => clock[i] as number,
+      startedAt: 0,
+      coordinators: [],
+      log: (e) => lines.push(e),
+    });
+    for (i = 1; i < series.length; i++) look();
+    expect(lines.map((l) => [l['level'], l['code'] ?? l['msg']])).toEqual([
+      ['warn', 'NETWORK_SILENT'],
+      ['info', 'the network is heard again'],
+    ]);
+    expect(lines[0]).toMatchObject({ peers: 2, silentMs: 70_000 });
+  });
+
   test('requests heard, every one refused for its coordinator: one warning a spell (NOT_COORDINATOR) naming them; a request taken ends it', async () => {
     const m = await baseMetrics();
     const refusing = (n: number) => ({

@@ -1,5 +1,5 @@
 import type { NodeMetrics } from '../node/synod-node.ts';
-import { clockSkew } from './node-health.ts';
+import { clockSkew, networkSilence, networkSilentHint } from './node-health.ts';
 
 /**
  * Requests a node weighed: those it started inferring, and those it skipped for a reason of its own
@@ -29,6 +29,9 @@ export function watchWork(o: WorkWatchOptions & { intervalMs: number }): () => v
 
 export interface WorkWatchOptions {
   metrics: () => NodeMetrics;
+  /** The clock, and when the node started (a node that has heard nothing yet is silent since then). */
+  now?: () => number;
+  startedAt?: number;
   /** The node's `--coordinators` (empty: it serves any coordinator, and refuses none). */
   coordinators: readonly string[];
   log: (e: Record<string, unknown>) => void;
@@ -37,6 +40,9 @@ export interface WorkWatchOptions {
 /** `watchWork`'s look, each call one (from the metrics at the call before, or at this call's making). */
 export function workLooks(o: WorkWatchOptions): () => void {
   let clockWarned = false;
+  let silenceWarned = false;
+  const now = o.now ?? Date.now;
+  const startedAt = o.startedAt ?? now();
   let refusedWarned = false;
   let last = o.metrics();
   const look = () => {
@@ -59,6 +65,21 @@ export function workLooks(o: WorkWatchOptions): () => void {
         offsetMs: m.clock.offsetMs,
       });
       clockWarned = false;
+    }
+    const silent = networkSilence(m, now(), startedAt);
+    if (silent !== null && !silenceWarned) {
+      o.log({
+        level: 'warn',
+        msg: 'connected, and nothing heard from the network: this node hears no request',
+        code: 'NETWORK_SILENT',
+        peers: m.peers,
+        silentMs: silent,
+        hint: networkSilentHint(silent),
+      });
+      silenceWarned = true;
+    } else if (silent === null && silenceWarned) {
+      o.log({ level: 'info', msg: 'the network is heard again', peers: m.peers });
+      silenceWarned = false;
     }
     const refused =
       (m.lifecycleRejected.NOT_COORDINATOR ?? 0) - (last.lifecycleRejected.NOT_COORDINATOR ?? 0);

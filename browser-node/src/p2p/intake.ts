@@ -127,6 +127,8 @@ export interface PeerStats {
 export interface IntakeMetrics {
   /** Messages handed to `offer`. */
   offered: number;
+  /** When a transport last handed one over (`now()`, ms); null before the first. */
+  lastOfferedAt: number | null;
   /** Packets delivered to the consumer. */
   accepted: number;
   /** Copies of a message or packet already seen (any transport). */
@@ -293,6 +295,7 @@ export class Intake {
     bridged: 0,
     bridgeErrors: 0,
     maxQueueDepth: 0,
+    lastOfferedAt: null as number | null,
   };
   readonly #rejected: Partial<Record<RejectReason, number>> = {};
 
@@ -382,6 +385,7 @@ export class Intake {
     if (this.#closed) return 'closed';
     this.#m.offered++;
     const now = this.#o.now();
+    this.#m.lastOfferedAt = now;
     const peer = this.#peer(meta, now);
     if (peer.bannedUntil !== undefined) {
       this.#m.fromBanned++;
