@@ -248,7 +248,18 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       expect((await fetch(`${net.relay.url}/v1/inference/${requestId}`)).status).toBe(404);
       await chain.mine(2);
       await watcher.poll();
-      expect((await new ChainStore(net.relay.store.db).byRequestId(requestId))?.status).toBe('refunded');
+      const row = await new ChainStore(net.relay.store.db).byRequestId(requestId);
+      expect(row?.status).toBe('refunded');
+      // Its 404 says what became of it, and where the reason is.
+      const missing = await fetch(`${net.relay.url}/v1/inference/${requestId}`);
+      expect(missing.status).toBe(404);
+      expect(await missing.json()).toMatchObject({
+        error: {
+          code: 'NOT_FOUND',
+          details: { chain: { status: 'refunded', settlementTx: row?.fulfilledTx, txHash: row?.txHash } },
+          hint: expect.stringContaining('Refunded event'),
+        },
+      });
     });
   }
 

@@ -1,6 +1,8 @@
-import { canonicalBytes, type RequestBody, sha256Hex, utf8 } from '@synod/shared';
+import { CHAIN_REQUEST_ID_RE, canonicalBytes, type RequestBody, sha256Hex, utf8 } from '@synod/shared';
+import type { ChainRequestStatus } from '@synod/shared/history';
 import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
+import { ChainStore } from '../chain/chain-store.ts';
 import { authenticate, type Caller, utcDay } from '../http/auth.ts';
 import { bodyGuard, parseJson, readBody } from '../http/body.ts';
 import {
@@ -194,6 +196,40 @@ async function shedOutcome(
   return undefined;
 }
 
+/**
+ * 404 NOT_FOUND for a request id the history does not hold. A chain request id the relay recorded from
+ * the chain and never ran (refused as it was read, as for a model no node serves, or found settled on
+ * chain already) says so, with its settlement: the refund's reason is on chain, in the oracle's
+ * `LLMRefunded` event of that transaction.
+ */
+async function notFound(deps: EdgeDeps, id: string) {
+  const chain = CHAIN_REQUEST_ID_RE.test(id) ? await new ChainStore(deps.store.db).byRequestId(id) : null;
+  if (chain === null) return edgeError(404, 'NOT_FOUND', `no request ${id}`);
+  return edgeError(
+    404,
+    'NOT_FOUND',
+    `no request ${id} in the history: the relay read it from the chain and never ran it`,
+    {
+      chain: {
+        status: chain.status,
+        txHash: chain.txHash,
+        blockNumber: chain.blockNumber,
+        settlementTx: chain.fulfilledTx,
+      },
+    },
+    CHAIN_NOT_RUN_HINTS[chain.status],
+  );
+}
+
+/** What a recorded chain request the relay never ran is, by its row's status. */
+const CHAIN_NOT_RUN_HINTS: Record<ChainRequestStatus, string> = {
+  refunded:
+    "refused as it was read, or refunded on chain before: the reason is in the oracle's LLMRefunded event of settlementTx",
+  fulfilled: 'settled on chain by another transaction before this relay read it: see settlementTx',
+  pending: 'its refund is being sent: read it again shortly',
+  reorged: 'its event is gone from the chain (a reorg); it is read again if it comes back',
+};
+
 /** The admission counters (`/metrics`), each series there from the start at 0. */
 const ACCEPTED = { name: 'synod_requests_accepted_total', help: 'Requests accepted and stored' };
 const SHED = { name: 'synod_requests_shed_total', help: 'Requests refused with QUEUE_FULL' };
@@ -229,7 +265,7 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
     const bucket = () => `read:${deps.clientAddress(c)}`;
     const charged = heavy.before(bucket, id);
     const found = await findRequest(deps.store, deps.intake, id);
-    if (!found) throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
+    if (!found) throw await notFound(deps, id);
     const json = JSON.stringify(foundView(found));
     heavy.after(bucket, id, readTokens(json.length), charged);
     return c.body(json, 200, { 'content-type': 'application/json' });
@@ -240,7 +276,7 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
     const bucket = () => `read:${deps.clientAddress(c)}`;
     const charged = heavy.before(bucket, id);
     const first = await findRequest(deps.store, deps.intake, id);
-    if (!first) throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
+    if (!first) throw await notFound(deps, id);
     // A stream sends the view again at each change: charged once, by its size now, as a read of it is.
     const firstView = foundView(first);
     const firstJson = JSON.stringify(firstView);
