@@ -528,6 +528,8 @@ async function startNode(
         clusterId: o.wakuCluster,
         // The same peer id at every start: the multiaddrs given out for this node keep working.
         privateKey: await libp2pKeyFor(key),
+        // BOOTSTRAP_PEER_MISMATCH: a --bootstrap address answered by another peer than it names.
+        log,
       }).catch((e: unknown) => {
         // libp2p's own error is a paragraph with a stack trace in it: say which flag instead.
         if (!String((e as Error)?.message).includes('EADDRINUSE')) throw e;

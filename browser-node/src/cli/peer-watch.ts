@@ -58,7 +58,7 @@ export function watchPeers(o: {
         code: 'NO_PEERS',
         hint:
           o.bootstrap.length > 0
-            ? 'check that the --bootstrap peers (a relay or other nodes) run and can be reached; the node dials them again by itself'
+            ? 'check that the --bootstrap peers (a relay or other nodes) run and can be reached, and that each multiaddr names the peer id listening there (else BOOTSTRAP_PEER_MISMATCH is logged); the node dials them again by itself'
             : 'no --bootstrap peers were given: pass the multiaddrs of a relay or other nodes',
       });
       connected = false;

@@ -59,6 +59,7 @@ export {
   type Unsubscribe,
 } from './transport.ts';
 export {
+  BOOTSTRAP_PEER_MISMATCH_HINT,
   createWakuRelayTransport,
   DEFAULT_CLUSTER_ID,
   DEFAULT_SHARDS_IN_CLUSTER,
@@ -72,6 +73,7 @@ export {
   THE_WAKU_NETWORK_CLUSTER_ID,
   THE_WAKU_NETWORK_MAX_MESSAGE_BYTES,
   WAKU_RELAY_CODEC,
+  type WakuRelayLogLine,
   type WakuRelayOptions,
   type WakuRelayStats,
   WakuRelayTransport,

@@ -62,6 +62,12 @@
  * would dial by itself) passes the connection gater's `dialPolicy`, which by default allows loopback
  * addresses only: a deployment sets `dialPolicy: 'any'` (or a predicate) deliberately. A peer hung up
  * on with `disconnect` (one the intake banned) is refused by the same gater, both ways, for the ban.
+ * A multiaddr's `/p2p/<id>` is held to: libp2p (2.8) does not hand the id a dial names to the Noise
+ * handshake, so whatever listens at a dialled address would be taken for that peer. The gater closes an
+ * outbound connection whose remote peer (as Noise proved it) is not the one its multiaddr names, before
+ * any stream is opened on it; at a bootstrap address that is logged once a spell with code
+ * `BOOTSTRAP_PEER_MISMATCH` (`log`), and the address is dialled again with the backoff, so the peer it
+ * names is reached once it listens there.
  */
 
 import { type GossipSub, type GossipsubOpts, gossipsub } from '@chainsafe/libp2p-gossipsub';
@@ -172,7 +178,28 @@ export interface WakuRelayOptions {
    * elsewhere. At most `MAX_INBOUND_FRAME_BYTES`.
    */
   maxMessageBytes?: number;
+  /** Where the transport's lines for the node's log go (`WakuRelayLogLine`). Default: nowhere. */
+  log?: (line: WakuRelayLogLine) => void;
 }
+
+/** The hint of `BOOTSTRAP_PEER_MISMATCH`. */
+export const BOOTSTRAP_PEER_MISMATCH_HINT =
+  'the --bootstrap multiaddr names another peer id than the one listening there: copy the multiaddr the peer prints at start';
+
+/**
+ * A line for the node's log. `BOOTSTRAP_PEER_MISMATCH`: the peer answering at a bootstrap address is
+ * not the one its `/p2p/` names (`expected`), but `actual`; the connection was closed. Once a spell per
+ * bootstrap address: again only after the peer it names was reached.
+ */
+export type WakuRelayLogLine = {
+  level: 'warn';
+  msg: string;
+  code: 'BOOTSTRAP_PEER_MISMATCH';
+  address: string;
+  expected: string;
+  actual: string;
+  hint: string;
+};
 
 export interface WakuRelayStats {
   /** Messages judged by the forward validator (before gossipsub forwards or dispatches them). */
@@ -186,6 +213,11 @@ export interface WakuRelayStats {
   invalidEnvelopes: number;
   /** Bootstrap redials made. */
   redials: number;
+  /**
+   * Outbound connections closed at the gate because the peer answering was not the one the dialled
+   * multiaddr names (at a bootstrap address also logged: `BOOTSTRAP_PEER_MISMATCH`).
+   */
+  peerMismatches: number;
   /** Peers refused at the connection gate now (see `disconnect`). */
   banned: number;
   /**
@@ -427,6 +459,7 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
     maxInboundDataLength: MAX_INBOUND_FRAME_BYTES,
   };
   const bans = new PeerBans(Date.now);
+  const mismatches = new PeerMismatches();
   let upkeep: GossipsubUpkeep | null = null;
   let records: (() => GossipRecordSizes) | undefined;
   const node = await createLibp2p<Services>({
@@ -440,7 +473,9 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
       // A banned peer (`disconnect`) is neither dialled nor let back in, whichever side dials.
       denyDialPeer: async (peer) => bans.has(peer.toString()),
       denyInboundEncryptedConnection: async (peer) => bans.has(peer.toString()),
-      denyOutboundEncryptedConnection: async (peer) => bans.has(peer.toString()),
+      // Noise has proved who answered: the peer the dialled multiaddr names, or the connection goes.
+      denyOutboundEncryptedConnection: async (peer, maConn) =>
+        mismatches.deny(peer.toString(), maConn.remoteAddr) || bans.has(peer.toString()),
     },
     peerDiscovery: bootstrapList.length > 0 ? [bootstrapDiscovery({ list: bootstrapList, timeout: 0 })] : [],
     services: {
@@ -464,7 +499,26 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
   // Set by the pubsub factory above, which createLibp2p has run.
   const gossipRecords = records as (() => GossipRecordSizes) | undefined;
   if (gossipRecords === undefined) throw new Error('createLibp2p did not create gossipsub');
-  return new WakuRelayTransport(node, options, bans, gossipRecords, upkeep);
+  return new WakuRelayTransport(node, options, bans, gossipRecords, upkeep, mismatches);
+}
+
+/**
+ * The gate's check of an outbound connection against the peer id its multiaddr names (libp2p does not
+ * make it: see the file comment), and the count of connections it closed.
+ */
+export class PeerMismatches {
+  count = 0;
+  /** Told of each connection closed: the transport's bootstrap redialer, which logs its own addresses. */
+  onMismatch: (address: Multiaddr, expected: string, actual: string) => void = () => {};
+
+  /** True (deny) when `remoteAddr` names a peer id and the peer Noise proved (`peer`) is another. */
+  deny(peer: string, remoteAddr: Multiaddr | undefined): boolean {
+    const expected = remoteAddr?.getPeerId();
+    if (remoteAddr === undefined || expected == null || expected === peer) return false;
+    this.count++;
+    this.onMismatch(remoteAddr, expected, peer);
+    return true;
+  }
 }
 
 /**
@@ -524,11 +578,12 @@ export class WakuRelayTransport implements Transport {
   readonly #now: () => number;
   readonly #redial: BootstrapRedialer;
   readonly #bans: PeerBans;
+  readonly #mismatches: PeerMismatches;
   #forwardValidator: ForwardValidator | null = null;
   readonly #seen: GossipSubSeen;
   /** Ids of the messages gossip forwarded (accepted) or this node published, for `WAKU_GOSSIP_PARAMS.seenTTL`. */
   readonly #forwarded: TtlSet<true>;
-  readonly #stats: Omit<WakuRelayStats, 'banned' | 'upkeep' | 'gossipRecords'> = {
+  readonly #stats: Omit<WakuRelayStats, 'banned' | 'peerMismatches' | 'upkeep' | 'gossipRecords'> = {
     validated: 0,
     published: 0,
     received: 0,
@@ -555,9 +610,11 @@ export class WakuRelayTransport implements Transport {
     bans: PeerBans,
     records: () => GossipRecordSizes,
     upkeep: GossipsubUpkeep | null = null,
+    mismatches: PeerMismatches = new PeerMismatches(),
   ) {
     this.node = node;
     this.#bans = bans;
+    this.#mismatches = mismatches;
     this.#records = records;
     this.#upkeep = upkeep;
     this.clusterId = options.clusterId ?? DEFAULT_CLUSTER_ID;
@@ -601,6 +658,19 @@ export class WakuRelayTransport implements Transport {
     this.#redial = new BootstrapRedialer(node, options.bootstrap ?? [], options.reconnect ?? {}, () => {
       this.#stats.redials++;
     });
+    const log = options.log ?? (() => {});
+    mismatches.onMismatch = (address, expected, actual) => {
+      if (this.#closed || !this.#redial.mismatch(address, expected)) return;
+      log({
+        level: 'warn',
+        msg: 'a bootstrap address is answered by another peer than the one it names: not connected',
+        code: 'BOOTSTRAP_PEER_MISMATCH',
+        address: address.toString(),
+        expected,
+        actual,
+        hint: BOOTSTRAP_PEER_MISMATCH_HINT,
+      });
+    };
   }
 
   /** The pubsub topic (shard) a content topic travels on in this cluster. */
@@ -750,6 +820,7 @@ export class WakuRelayTransport implements Transport {
     return {
       ...this.#stats,
       banned: this.#bans.size,
+      peerMismatches: this.#mismatches.count,
       upkeep: this.#upkeep?.stats() ?? null,
       gossipRecords: this.#records(),
     };
@@ -790,29 +861,46 @@ export interface RedialOptions {
 }
 
 /**
- * Keeps the node connected to its bootstrap peers: on start, and whenever one disconnects, dial it
- * again after a delay that doubles with each failure (from `initialMs` up to `maxMs`), reset once
- * connected. Stops with the node.
+ * A bootstrap address the redialer keeps. `peer`: the id its `/p2p/` names; `cancel`: the pending
+ * redial's, while one is armed; `mismatched`: set while a spell of answers by another peer there is on
+ * (logged at its start).
+ */
+interface BootstrapAddress {
+  address: Multiaddr;
+  peer: string;
+  failures: number;
+  cancel?: () => void;
+  mismatched?: true;
+}
+
+/**
+ * Keeps the node connected to its bootstrap peers: on start, and whenever one disconnects, dial its
+ * address again after a delay that doubles with each failure (from `initialMs` up to `maxMs`), reset once
+ * connected. A dial answered by another peer than the address names is a failure like any other (the
+ * gate closes it), so the peer named is reached once it listens there. Stops with the node.
  */
 class BootstrapRedialer {
   readonly #node: Libp2p<Services>;
-  /** `cancel`: the pending redial's, while one is armed. */
-  readonly #peers: Map<string, { address: Multiaddr; failures: number; cancel?: () => void }>;
+  /** One per bootstrap address. */
+  readonly #entries: BootstrapAddress[];
   readonly #initialMs: number;
   readonly #maxMs: number;
   readonly #after: Scheduler['after'];
   readonly #onRedial: () => void;
   #stopped = false;
   readonly #onConnect = (event: CustomEvent<{ toString(): string }>) => {
-    const entry = this.#peers.get(event.detail.toString());
-    if (entry === undefined) return;
-    entry.failures = 0;
-    entry.cancel?.();
-    delete entry.cancel;
+    const id = event.detail.toString();
+    for (const entry of this.#entries) {
+      if (entry.peer !== id) continue;
+      entry.failures = 0;
+      delete entry.mismatched;
+      entry.cancel?.();
+      delete entry.cancel;
+    }
   };
   readonly #onDisconnect = (event: CustomEvent<{ toString(): string }>) => {
     const id = event.detail.toString();
-    if (this.#peers.has(id)) this.#schedule(id);
+    for (const entry of this.#entries) if (entry.peer === id) this.#schedule(entry);
   };
 
   constructor(node: Libp2p<Services>, bootstrap: string[], reconnect: RedialOptions, onRedial: () => void) {
@@ -821,33 +909,46 @@ class BootstrapRedialer {
     this.#maxMs = reconnect.maxMs ?? DEFAULT_REDIAL_MAX_MS;
     this.#after = reconnect.after ?? realScheduler.after;
     this.#onRedial = onRedial;
-    this.#peers = new Map(
-      bootstrap.map((a) => {
-        const address = multiaddr(a);
-        return [address.getPeerId() as string, { address, failures: 0 }];
-      }),
-    );
+    const addresses = new Map(bootstrap.map((a) => [multiaddr(a).toString(), multiaddr(a)]));
+    this.#entries = [...addresses.values()].map((address) => ({
+      address,
+      peer: address.getPeerId() as string,
+      failures: 0,
+    }));
     node.addEventListener('peer:connect', this.#onConnect);
     node.addEventListener('peer:disconnect', this.#onDisconnect);
     // @libp2p/bootstrap dials once at start; check back later in case that dial failed.
-    for (const id of this.#peers.keys()) this.#schedule(id);
+    for (const entry of this.#entries) this.#schedule(entry);
+  }
+
+  /**
+   * The gate closed a connection to `address`, answered by another peer than `expected`. True when it
+   * is a bootstrap address (the one dialled, else one naming `expected`) not in a spell of these yet:
+   * the first of its spell, to be logged.
+   */
+  mismatch(address: Multiaddr, expected: string): boolean {
+    const entry =
+      this.#entries.find((e) => e.peer === expected && e.address.equals(address)) ??
+      this.#entries.find((e) => e.peer === expected);
+    if (entry === undefined || entry.mismatched) return false;
+    entry.mismatched = true;
+    return true;
   }
 
   stop(): void {
     this.#stopped = true;
     this.#node.removeEventListener('peer:connect', this.#onConnect);
     this.#node.removeEventListener('peer:disconnect', this.#onDisconnect);
-    for (const entry of this.#peers.values()) entry.cancel?.();
+    for (const entry of this.#entries) entry.cancel?.();
   }
 
-  #schedule(id: string): void {
-    const entry = this.#peers.get(id);
-    if (entry === undefined || this.#stopped || entry.cancel !== undefined) return;
+  #schedule(entry: BootstrapAddress): void {
+    if (this.#stopped || entry.cancel !== undefined) return;
     const delay = Math.min(this.#maxMs, this.#initialMs * 2 ** Math.min(entry.failures, 30));
     entry.cancel = this.#after(delay, () => {
       delete entry.cancel;
       if (this.#stopped) return;
-      if (this.#node.getConnections().some((c) => c.remotePeer.toString() === id)) return;
+      if (this.#node.getConnections().some((c) => c.remotePeer.toString() === entry.peer)) return;
       this.#onRedial();
       this.#node.dial(entry.address).then(
         () => {
@@ -855,7 +956,7 @@ class BootstrapRedialer {
         },
         () => {
           entry.failures++;
-          this.#schedule(id);
+          this.#schedule(entry);
         },
       );
     });
