@@ -476,6 +476,8 @@ export async function main(argv: string[]): Promise<number> {
       dialPolicy: s.dial,
       clusterId: s.wakuCluster,
       privateKey: await libp2pKeyFor(key),
+      // BOOTSTRAP_PEER_MISMATCH: a --bootstrap address answered by another peer than it names.
+      log,
     });
     const gunRelay = gunPort === undefined ? undefined : await startGunRelay({ host, port: gunPort });
     const gun = gunRelay ? new GunTransport({ peers: [gunRelay.url] }) : undefined;

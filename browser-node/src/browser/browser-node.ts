@@ -236,6 +236,8 @@ export class BrowserNode {
         reconnect: { initialMs: 500, maxMs: 5_000, after: (ms, fn) => this.#timers.after(ms, fn) },
         // Gossipsub's heartbeat and score decay too: a hidden tab keeps its mesh repaired on time.
         upkeep: this.#timers,
+        // BOOTSTRAP_PEER_MISMATCH: a bootstrap address answered by another peer than it names.
+        log: (line) => console.warn('[synod]', line.msg, line),
       });
       this.#transport.node.addEventListener('peer:connect', () => this.#changed());
       this.#transport.node.addEventListener('peer:disconnect', () => this.#changed());

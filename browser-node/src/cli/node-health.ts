@@ -24,7 +24,10 @@ export function nodeHealth(
     : skew !== null
       ? { reason: 'CLOCK_SKEW', hint: skew }
       : o.bootstrap.length > 0 && m.peers === 0
-        ? { reason: 'NO_PEERS', hint: 'none of the --bootstrap peers could be reached' }
+        ? {
+            reason: 'NO_PEERS',
+            hint: 'none of the --bootstrap peers could be reached, or each was answered by another peer than its multiaddr names (BOOTSTRAP_PEER_MISMATCH in the log)',
+          }
         : m.peers > 0 && m.topicPeers === 0
           ? { reason: 'NO_TOPIC_PEERS', hint: noTopicPeersHint(o.wakuCluster) }
           : silent !== null
