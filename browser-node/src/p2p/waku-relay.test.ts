@@ -260,6 +260,30 @@ describe('Waku relay transport', () => {
   );
 
   test(
+    'a peer that subscribed before this node was on the shard counts as on its topics once it is',
+    async () => {
+      // The relay's start: its transport connects, its peers tell their subscriptions, and only then does
+      // its node subscribe (gossipsub tells a subscription once).
+      const node = track(await createHeadlessWakuRelay());
+      collect(node);
+      const relay = track(await createHeadlessWakuRelay({ bootstrap: [addressOf(node, false)] }));
+      const shard = relay.pubsubTopic(commits);
+      await waitFor(
+        () => relay.node.services.pubsub.getSubscribers(shard).map(String).includes(node.peerId),
+        LONG,
+        "the node's subscription heard by the relay",
+      );
+      expect(relay.topicPeers()).toEqual([]);
+      const joined: string[] = [];
+      relay.onPeerJoined((peer) => joined.push(peer));
+      collect(relay);
+      expect(relay.topicPeers()).toEqual([node.peerId]);
+      expect(joined).toEqual([node.peerId]);
+    },
+    LONG,
+  );
+
+  test(
     'a peer that joins is announced, and a message published again on purpose reaches it; the others drop the copy',
     async () => {
       const author = track(await createHeadlessWakuRelay());

@@ -759,6 +759,7 @@ export class WakuRelayTransport implements Transport {
         return VALIDATION[verdict];
       });
       this.node.services.pubsub.subscribe(shard);
+      this.#takeKnownSubscribers(shard);
     }
     let done = false;
     return () => {
@@ -775,6 +776,26 @@ export class WakuRelayTransport implements Transport {
       this.node.services.pubsub.unsubscribe(shard);
       this.node.services.pubsub.topicValidators.delete(shard);
     };
+  }
+
+  /**
+   * Peers that told their subscription to `shard` before this node was on it: gossipsub handed that on
+   * while the shard was none of ours (passed over by the `subscription-change` listener) and does not tell
+   * it again, so they are taken from what gossipsub knows as this node joins the shard. Without this, a
+   * relay whose nodes connected and subscribed before its own node did (a slow start) never counted them
+   * as peers on its topics.
+   */
+  #takeKnownSubscribers(shard: string): void {
+    const joined: string[] = [];
+    for (const id of this.node.services.pubsub.getSubscribers(shard)) {
+      const peer = id.toString();
+      const shards = this.#peerShards.get(peer);
+      if (shards === undefined) this.#peerShards.set(peer, new Set([shard]));
+      else if (!shards.has(shard)) shards.add(shard);
+      else continue;
+      joined.push(peer);
+    }
+    for (const peer of joined) for (const listener of this.#joined) listener(peer);
   }
 
   peers(): string[] {
