@@ -211,8 +211,12 @@ export async function startRelayNetwork(name: string): Promise<StartedRelayNetwo
       60_000,
       100,
     );
-  await peered().catch((e) => {
-    throw new Error(`${String(e)}\n${net.logs()}`);
+  await peered().catch(async (e) => {
+    // Nothing of a start that failed is left running (a failed start used to leave four processes).
+    const logs = net.logs();
+    await net.stopAll();
+    rmSync(net.dir, { recursive: true, force: true });
+    throw new Error(`${String(e)}\n${logs}`);
   });
   const db = createClient({ url: `file:${join(net.dir, 'relay.db')}` });
   return {
