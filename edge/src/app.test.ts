@@ -977,6 +977,8 @@ describe('a quorum larger than the nodes that could serve it', () => {
       expect(await n.relay.intake.count()).toBe(0);
       const [key] = await listApiKeys(n.relay.store.db, utcDay(Date.now()));
       expect(key?.usedToday).toBe(0);
+      const metrics = await (await n.relay.app.request('http://127.0.0.1/metrics')).text();
+      expect(metrics).toContain('synod_requests_quorum_unavailable_total{caller="api-key"} 2');
 
       // A quorum the two nodes can meet is taken and answered.
       const two = await send(

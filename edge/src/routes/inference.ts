@@ -109,6 +109,7 @@ export async function submit(
   if (serving !== undefined && serving < body.frame.quorum) {
     outcome = await shedOutcome(deps, caller, now, idempotency);
     if (outcome === undefined) {
+      deps.metrics.inc(NO_QUORUM.name, NO_QUORUM.help, { caller: caller.kind });
       throw quorumUnavailableError({ quorum: body.frame.quorum, serving, models: body.acceptedModels });
     }
   } else if (queue !== undefined && queue.queued >= queue.limit) {
@@ -233,6 +234,10 @@ const CHAIN_NOT_RUN_HINTS: Record<ChainRequestStatus, string> = {
 /** The admission counters (`/metrics`), each series there from the start at 0. */
 const ACCEPTED = { name: 'synod_requests_accepted_total', help: 'Requests accepted and stored' };
 const SHED = { name: 'synod_requests_shed_total', help: 'Requests refused with QUEUE_FULL' };
+const NO_QUORUM = {
+  name: 'synod_requests_quorum_unavailable_total',
+  help: 'Requests refused with QUORUM_UNAVAILABLE (fewer nodes heard that could serve them than their quorum)',
+};
 const CALLER_KINDS: readonly Caller['kind'][] = ['api-key', 'signed'];
 
 export function mountInference(app: Hono, deps: EdgeDeps): void {
@@ -240,6 +245,7 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
   for (const caller of CALLER_KINDS) {
     deps.metrics.inc(ACCEPTED.name, ACCEPTED.help, { caller }, 0);
     deps.metrics.inc(SHED.name, SHED.help, { caller }, 0);
+    deps.metrics.inc(NO_QUORUM.name, NO_QUORUM.help, { caller }, 0);
   }
   // A request's view can be megabytes (reveals from anyone on the network): such reads are charged to
   // the client address's `read:` bucket by their size (see HeavyReads); light ones cost nothing.
