@@ -269,9 +269,10 @@ describe('Dispatcher', () => {
     expect(s.d.stats()).toMatchObject({ dispatched: 2, expired: 1 });
   });
 
-  test('a request whose time runs out while its step is signed and stored expires (QUEUE_TIMEOUT), not fails', async () => {
-    // A restart's backlog: the clock moves on while the dispatcher signs and stores a step of rows.
-    let now = 1_000_000;
+  test('a request whose time runs out while its step is signed and stored expires (QUEUE_TIMEOUT), not fails, and is refunded once', async () => {
+    // A restart's backlog: the clock moves on while the dispatcher signs and stores a step of rows. On the
+    // day `setup`'s admissions are charged to.
+    let now = Date.UTC(2026, 10, 22, 12);
     let ticking = false;
     const s = await setup({
       maxOpen: 8,
@@ -293,6 +294,14 @@ describe('Dispatcher', () => {
     }
     expect((await s.store.getRequest(bodies[2]!.requestId))?.status).toBe('pending');
     expect(s.d.stats()).toMatchObject({ expired: 2, errors: 0 });
+    // The two that never reached the network are given back; the one started stays charged.
+    expect(await usedOn(s, 'key_a', '2026-11-22')).toBe(1);
+    // Asked again (a second path reaching the same request), nothing more is given back.
+    const [a] = bodies as [RequestBody];
+    expect(
+      await s.store.expireUnstarted(a.requestId, { callerId: 'key_a', createdAt: a.createdAt }, now),
+    ).toBe(false);
+    expect(await usedOn(s, 'key_a', '2026-11-22')).toBe(1);
   });
 
   async function expectExpired(s: Awaited<ReturnType<typeof setup>>, bodies: RequestBody[], error: string) {
@@ -334,37 +343,6 @@ describe('Dispatcher', () => {
     expect(await usedOn(s, 'key_a', '2026-11-23')).toBe(1);
     expect(await usedOn(s, 'key_b', '2026-11-23')).toBe(0);
     expect(await usedOn(s, 'key_a', '2026-11-24')).toBe(4);
-  });
-
-  test('a request whose time ran out as its step started, or whose start failed past its deadline, is refunded once', async () => {
-    let now = Date.UTC(2026, 10, 24, 12);
-    let ticking = false;
-    const s = await setup({
-      maxOpen: 8,
-      now: () => {
-        if (ticking) now += 100;
-        return now;
-      },
-    });
-    const [a, b, kept] = [body(now, 1_000), body(now, 1_000), body(now, 60_000)];
-    await s.intake.admit(
-      [a, b, kept].map((x) => ({ body: x, callerId: 'key_a', quotaPerDay: 10, day: '2026-11-24' })),
-      s.key.nodeId,
-      now,
-    );
-    now += 700;
-    ticking = true;
-    s.d.wake();
-    await s.d.idle();
-    await s.d.stop();
-    await expectExpired(s, [a, b], 'QUEUE_TIMEOUT');
-    expect(await usedOn(s, 'key_a', '2026-11-24')).toBe(1);
-    // Asked again (a second path reaching the same request), nothing more is given back.
-    expect(
-      await s.store.expireUnstarted(a.requestId, { callerId: 'key_a', createdAt: a.createdAt }, now),
-    ).toBe(false);
-    expect(await usedOn(s, 'key_a', '2026-11-24')).toBe(1);
-    expect((await s.store.getRequest(kept.requestId))?.status).toBe('pending');
   });
 
   test('rows of a coordinator gone for good are refunded to their callers as they expire (COORDINATOR_GONE)', async () => {
