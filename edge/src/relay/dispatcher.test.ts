@@ -159,14 +159,16 @@ describe('Dispatcher', () => {
   test("networkWindow: the nodes' queues at the default quorum (3), unknown when none says one", () => {
     expect(networkWindow([64, 64, 64])).toBe(64);
     expect(networkWindow([8, 8, 8])).toBe(8);
-    expect(networkWindow([2])).toBe(0);
+    // Fewer nodes than the quorum: reckoned at a quorum of all of them, not one request at a time.
+    expect(networkWindow([2])).toBe(2);
+    expect(networkWindow([64, 64])).toBe(64);
+    expect(networkWindow([1, 64])).toBe(1);
     expect(networkWindow([])).toBeUndefined();
     expect(networkWindow([0, 0])).toBeUndefined();
     // A request takes a job at 3 different nodes: a short queue bounds what the others can take with it.
     expect(networkWindow([1, 64, 64])).toBe(1);
     expect(networkWindow([1, 64, 64, 64])).toBe(64);
     expect(networkWindow([10, 10, 100, 100])).toBe(20);
-    expect(networkWindow([64, 64])).toBe(0);
     expect(networkWindow([1, 64, 64], 2)).toBe(64);
   });
 

@@ -63,15 +63,18 @@ export interface DispatcherOptions {
  * request takes a job at `FRAME_DEFAULTS.quorum` different nodes, so k requests fit when the nodes can hold
  * them, each node at most one job of each: Σ min(queue, k) ≥ quorum · k. The largest such k (not the
  * total over the quorum, which counts jobs of one request twice at a node with a long queue: one node of
- * queue 1 beside two of 64 takes 1 request at quorum 3, not 43). Undefined when no node says its queue.
+ * queue 1 beside two of 64 takes 1 request at quorum 3, not 43). A network of fewer nodes than the quorum
+ * is reckoned at a quorum of all of them (the relay refuses larger ones: QUORUM_UNAVAILABLE), not as taking
+ * one request at a time. Undefined when no node says its queue.
  */
 export function networkWindow(
   queues: readonly number[],
-  quorum: number = FRAME_DEFAULTS.quorum,
+  defaultQuorum: number = FRAME_DEFAULTS.quorum,
 ): number | undefined {
-  const held = queues.map((q) => Math.max(0, q));
+  const held = queues.map((q) => Math.max(0, q)).filter((q) => q > 0);
   const total = held.reduce((sum, q) => sum + q, 0);
   if (total <= 0) return undefined;
+  const quorum = Math.min(defaultQuorum, held.length);
   const fits = (k: number) => held.reduce((sum, q) => sum + Math.min(q, k), 0) >= quorum * k;
   // What fits is 0..K (Σ min(q, k) - quorum · k is concave and 0 at 0): the largest k, by halving.
   let lo = 0;
