@@ -63,6 +63,27 @@ describe('what keeps a node from work, in its log', () => {
     expect(lines[0]).toMatchObject({ peers: 2, silentMs: 70_000 });
   });
 
+  test("a look long after the one before (the node itself was stopped, or asleep) does not judge the network's silence", async () => {
+    const m = await baseMetrics();
+    const heardAt = (t: number) => ({ ...m, peers: 2, intake: { ...m.intake, lastOfferedAt: t } });
+    // Looks every 30 s; the process stopped from 30 s to 100 s: at 100 s nothing it missed is in yet.
+    const series = [heardAt(0), heardAt(20_000), heardAt(20_000), heardAt(100_050), heardAt(100_050)];
+    const clock = [0, 30_000, 100_000, 130_000, 190_000];
+    const lines: Record<string, unknown>[] = [];
+    let i = 0;
+    const look = workLooks({
+      metrics: () => series[i] as NodeMetrics,
+      now: () => clock[i] as number,
+      startedAt: 0,
+      intervalMs: 30_000,
+      coordinators: [],
+      log: (e) => lines.push(e),
+    });
+    for (i = 1; i < series.length; i++) look();
+    // At 190 s, 90 s since the last message: that silence is the network's.
+    expect(lines.map((l) => l['code'] ?? l['msg'])).toEqual(['NETWORK_SILENT']);
+  });
+
   test('requests heard, every one refused for its coordinator: one warning a spell (NOT_COORDINATOR) naming them; a request taken ends it', async () => {
     const m = await baseMetrics();
     const refusing = (n: number) => ({

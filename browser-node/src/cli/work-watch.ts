@@ -35,6 +35,12 @@ export interface WorkWatchOptions {
   /** The node's `--coordinators` (empty: it serves any coordinator, and refuses none). */
   coordinators: readonly string[];
   log: (e: Record<string, unknown>) => void;
+  /**
+   * The time between looks. A look more than twice as late as that comes from a process that was not
+   * running (stopped, a machine asleep): what it missed is only being handed over now, so its silence is
+   * not judged at that look.
+   */
+  intervalMs?: number;
 }
 
 /** `watchWork`'s look, each call one (from the metrics at the call before, or at this call's making). */
@@ -45,8 +51,12 @@ export function workLooks(o: WorkWatchOptions): () => void {
   const startedAt = o.startedAt ?? now();
   let refusedWarned = false;
   let last = o.metrics();
+  let lastLookAt = now();
   const look = () => {
     const m = o.metrics();
+    const t = now();
+    const woke = o.intervalMs !== undefined && t - lastLookAt > 2 * o.intervalMs;
+    lastLookAt = t;
     const skew = clockSkew(m);
     if (skew !== null && !clockWarned) {
       o.log({
@@ -66,8 +76,10 @@ export function workLooks(o: WorkWatchOptions): () => void {
       });
       clockWarned = false;
     }
-    const silent = networkSilence(m, now(), startedAt);
-    if (silent !== null && !silenceWarned) {
+    const silent = networkSilence(m, t, startedAt);
+    if (woke) {
+      // Its own pause, not the network's silence: judged at the next look.
+    } else if (silent !== null && !silenceWarned) {
       o.log({
         level: 'warn',
         msg: 'connected, and nothing heard from the network: this node hears no request',
