@@ -14,6 +14,12 @@ export const SERVING_SETTLE_MS = 20_000;
 /** How long the set of served models (configured + trusted nodes' heartbeats) is reused. */
 const MODELS_TTL_MS = 1_000;
 
+/**
+ * A node whose heartbeat was signed this far ahead of the relay's clock at its receipt is not counted by
+ * `servingNodes`: it skips every request as already late (as its own /healthz says, CLOCK_SKEW past 5 s).
+ */
+export const SERVING_CLOCK_AHEAD_MS = 5_000;
+
 /** Sets of models (and embedder) whose `servingNodes` counts are kept at once; past it, all are dropped. */
 const SERVING_CACHE_KEYS = 64;
 
@@ -188,7 +194,9 @@ export class InProcessRelayNetwork implements RelayNetwork {
     if (cached && t - cached.at < MODELS_TTL_MS) return cached.n;
     const models = new Set(request.acceptedModels);
     let able = 0;
-    for (const { body } of this.node.knownNodes(ONLINE_WITHIN_MS)) {
+    for (const { body, at } of this.node.knownNodes(ONLINE_WITHIN_MS)) {
+      // A node whose clock runs ahead takes every request for already late: it serves none.
+      if (body.createdAt - at > SERVING_CLOCK_AHEAD_MS) continue;
       if (!body.models.some((m) => models.has(m.id))) continue;
       if (!body.embedders.some((e) => e.id === embedder)) continue;
       able++;

@@ -18,7 +18,7 @@ import { waitUntil } from '../test-servers.ts';
 const dir = mkdtempSync(join(tmpdir(), 'synod-serving-nodes-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function heartbeat(models: string[], embedder = TEST_EMBEDDER.id): HeartbeatBody {
+function heartbeat(models: string[], embedder = TEST_EMBEDDER.id, aheadMs = 0): HeartbeatBody {
   return {
     role: 'node',
     software: 'synod-node/test',
@@ -26,7 +26,7 @@ function heartbeat(models: string[], embedder = TEST_EMBEDDER.id): HeartbeatBody
     embedders: [{ ...TEST_EMBEDDER, id: embedder, embeddingsPerSecond: 1 }],
     capacity: { queued: 0, maxQueue: 4 },
     addresses: [],
-    createdAt: Date.now(),
+    createdAt: Date.now() + aheadMs,
   };
 }
 
@@ -48,22 +48,24 @@ test('counts the nodes heard that serve one of its models with its embedder, onc
     net,
   );
   try {
-    const nodes: [number, string[], string?][] = [
+    const nodes: [number, string[], string?, number?][] = [
       [81, ['m1']],
       [82, ['m1', 'm2']],
       [83, ['m2']],
       // Serves m1, with another embedder than the relay pins: it could not take part.
       [84, ['m1'], 'another-embedder'],
+      // Serves m1 and m2, its clock 30 s ahead: it would skip every request as already late.
+      [85, ['m1', 'm2'], TEST_EMBEDDER.id, 30_000],
     ];
-    for (const [seed, models, embedder] of nodes) {
+    for (const [seed, models, embedder, ahead] of nodes) {
       const key = await NodeKey.fromSeed(new Uint8Array(32).fill(seed));
-      const packet = await signPacket(key, 'heartbeat', heartbeat(models, embedder));
+      const packet = await signPacket(key, 'heartbeat', heartbeat(models, embedder, ahead));
       await (net.join(key.nodeId) as MemoryTransport).publish(
         topicOfPacketType('heartbeat'),
         encodePacket(packet),
       );
     }
-    await waitUntil('the heartbeats heard', async () => relay.node.knownNodes().length >= 4, 10_000, 20);
+    await waitUntil('the heartbeats heard', async () => relay.node.knownNodes().length >= 5, 10_000, 20);
     // Just started: nothing said yet, whatever was heard.
     expect(relay.network.servingNodes(request(['m1']))).toBeUndefined();
     await waitUntil(
