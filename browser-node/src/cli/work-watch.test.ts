@@ -15,14 +15,23 @@ async function baseMetrics(): Promise<NodeMetrics> {
   return m;
 }
 
-/** Looks over a scripted series of metrics; the lines logged. */
-function looks(series: NodeMetrics[], coordinators: string[] = []) {
+/**
+ * Looks over a scripted series of metrics (the first at the watch's making); the lines logged. `clock`:
+ * the time at each, from a node started at 0 (else the real clock).
+ */
+function looks(
+  series: NodeMetrics[],
+  coordinators: string[] = [],
+  o: { clock?: number[]; intervalMs?: number } = {},
+) {
   const lines: Record<string, unknown>[] = [];
   let i = 0;
   const look = workLooks({
     metrics: () => series[Math.min(i, series.length - 1)] as NodeMetrics,
     coordinators,
     log: (e) => lines.push(e),
+    ...(o.clock ? { now: () => o.clock?.[i] as number, startedAt: 0 } : {}),
+    ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
   });
   for (i = 1; i < series.length; i++) look();
   return lines;
@@ -44,18 +53,9 @@ describe('what keeps a node from work, in its log', () => {
   test('connected and hearing nothing for a minute: one warning a spell (NETWORK_SILENT), and a line when heard again', async () => {
     const m = await baseMetrics();
     const heardAt = (t: number) => ({ ...m, peers: 2, intake: { ...m.intake, lastOfferedAt: t } });
-    const series = [heardAt(0), heardAt(0), heardAt(0), heardAt(100_000)];
-    const clock = [10_000, 70_000, 90_000, 100_500];
-    const lines: Record<string, unknown>[] = [];
-    let i = 0;
-    const look = workLooks({
-      metrics: () => series[i] as NodeMetrics,
-      now: () => clock[i] as number,
-      startedAt: 0,
-      coordinators: [],
-      log: (e) => lines.push(e),
+    const lines = looks([heardAt(0), heardAt(0), heardAt(0), heardAt(100_000)], [], {
+      clock: [10_000, 70_000, 90_000, 100_500],
     });
-    for (i = 1; i < series.length; i++) look();
     expect(lines.map((l) => [l['level'], l['code'] ?? l['msg']])).toEqual([
       ['warn', 'NETWORK_SILENT'],
       ['info', 'the network is heard again'],
@@ -67,19 +67,11 @@ describe('what keeps a node from work, in its log', () => {
     const m = await baseMetrics();
     const heardAt = (t: number) => ({ ...m, peers: 2, intake: { ...m.intake, lastOfferedAt: t } });
     // Looks every 30 s; the process stopped from 30 s to 100 s: at 100 s nothing it missed is in yet.
-    const series = [heardAt(0), heardAt(20_000), heardAt(20_000), heardAt(100_050), heardAt(100_050)];
-    const clock = [0, 30_000, 100_000, 130_000, 190_000];
-    const lines: Record<string, unknown>[] = [];
-    let i = 0;
-    const look = workLooks({
-      metrics: () => series[i] as NodeMetrics,
-      now: () => clock[i] as number,
-      startedAt: 0,
-      intervalMs: 30_000,
-      coordinators: [],
-      log: (e) => lines.push(e),
-    });
-    for (i = 1; i < series.length; i++) look();
+    const lines = looks(
+      [heardAt(0), heardAt(20_000), heardAt(20_000), heardAt(100_050), heardAt(100_050)],
+      [],
+      { clock: [0, 30_000, 100_000, 130_000, 190_000], intervalMs: 30_000 },
+    );
     // At 190 s, 90 s since the last message: that silence is the network's.
     expect(lines.map((l) => l['code'] ?? l['msg'])).toEqual(['NETWORK_SILENT']);
   });

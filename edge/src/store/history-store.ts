@@ -869,7 +869,7 @@ async function refundUsage(
 ): Promise<void> {
   const counts = new Map<string, { callerId: string; day: string; n: number }>();
   for (const r of rows) {
-    const day = new Date(r.createdAt - (r.createdAt % DAY_MS)).toISOString().slice(0, 10);
+    const day = new Date(r.createdAt).toISOString().slice(0, 10);
     const k = `${r.callerId}\u0000${day}`;
     const c = counts.get(k);
     if (c) c.n++;
@@ -882,5 +882,3 @@ async function refundUsage(
       .where(and(eq(usage.keyId, callerId), eq(usage.day, day)));
   }
 }
-
-const DAY_MS = 86_400_000;
