@@ -961,7 +961,7 @@ describe('a quorum larger than the nodes that could serve it', () => {
         error: {
           code: 'QUORUM_UNAVAILABLE',
           details: { quorum: 3, serving: 2, models: ['stories260K'] },
-          hint: expect.stringContaining('at most 2'),
+          hint: expect.stringContaining('at most 2 (frame.quorum)'),
         },
       });
       const chat = await send('/v1/chat/completions', {
@@ -972,7 +972,12 @@ describe('a quorum larger than the nodes that could serve it', () => {
       // Nothing was taken: a retry may find more nodes.
       expect(chat.headers.get('x-should-retry')).toBeNull();
       expect(await chat.json()).toMatchObject({
-        error: { code: 'QUORUM_UNAVAILABLE', type: 'server_error' },
+        // The hint names the member as the chat completion has it.
+        error: {
+          code: 'QUORUM_UNAVAILABLE',
+          type: 'server_error',
+          hint: expect.stringContaining('at most 2 (synod.frame.quorum)'),
+        },
       });
       expect(await n.relay.intake.count()).toBe(0);
       const [key] = await listApiKeys(n.relay.store.db, utcDay(Date.now()));

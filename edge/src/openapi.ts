@@ -78,6 +78,7 @@ const OPENAI_ERROR_BODY = object({
       param: STRING_OR_NULL,
       code: { type: 'string', description: "Synod's stable error code" },
       details: { type: 'object' },
+      hint: { type: 'string', description: 'what to do about it, naming parameters as the caller sent them' },
     },
   },
 });

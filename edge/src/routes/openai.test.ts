@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, spyOn, test } from 'bun:test';
 import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
+import { chatParamNames, renamePaths } from './openai.ts';
 
 let t: TestNetwork;
 /** A network that dispatches nothing: every request stays queued until its deadline. */
@@ -218,4 +219,19 @@ describe('POST /v1/chat/completions: a client that goes away', () => {
       count.restore();
     }
   }, 30_000);
+});
+
+describe('renamePaths', () => {
+  test("a hint's input paths are the chat completion's names for them; other words stay", () => {
+    const names = chatParamNames('max_completion_tokens');
+    expect(renamePaths('ask for a quorum of at most 2 (frame.quorum), or retry', names)).toBe(
+      'ask for a quorum of at most 2 (synod.frame.quorum), or retry',
+    );
+    expect(renamePaths('lower params.maxTokens or params.temperature; the frame stays', names)).toBe(
+      'lower max_completion_tokens or temperature; the frame stays',
+    );
+    expect(renamePaths('send an embedder the nodes serve as embeddingModel', names)).toBe(
+      'send an embedder the nodes serve as synod.embeddingModel',
+    );
+  });
 });

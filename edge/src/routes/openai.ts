@@ -226,6 +226,14 @@ export function chatParamNames(maxTokensName: 'max_tokens' | 'max_completion_tok
   };
 }
 
+/** The inference input's paths a hint names (`frame.quorum`, `params.maxTokens`, …). */
+const INPUT_PATH = /\b(?:frame\.[A-Za-z]+|params\.[A-Za-z]+|embeddingModel)\b/g;
+
+/** A hint's text with the inference input's paths in it renamed to the caller's names for them. */
+export function renamePaths(text: string, names: ParamNames): string {
+  return names === SAME ? text : text.replace(INPUT_PATH, (path) => names(path));
+}
+
 /**
  * OpenAI's error body for an error, its status and headers, with the inference input's paths renamed.
  * `final`: the request was admitted and no Idempotency-Key would make a retry replay it, so a retry would
@@ -247,6 +255,7 @@ function openAiErrorParts(e: unknown, names: ParamNames, final = false) {
   // An unknown model is OpenAI's 404 (`model_not_found`), which clients and frameworks know by its status.
   const status = h.code === 'UNKNOWN_MODEL' ? 404 : h.status;
   const details = h.details ? { ...h.details, ...(issues ? { issues } : {}) } : undefined;
+  const hint = h.hint === undefined ? undefined : renamePaths(h.hint, names);
   return {
     status,
     body: {
@@ -256,6 +265,7 @@ function openAiErrorParts(e: unknown, names: ParamNames, final = false) {
         param,
         code: h.code,
         ...(details ? { details } : {}),
+        ...(hint ? { hint } : {}),
       },
     },
     headers: { ...h.headers, ...(RETRYABLE.has(h.code) && !final ? {} : { 'x-should-retry': 'false' }) },
