@@ -90,8 +90,13 @@ export function asInferenceError(
   code: InferenceErrorCode,
   message: string,
   details: Record<string, unknown> = {},
+  hint?: string,
 ): InferenceError {
   if (error instanceof InferenceError) return error;
   const reason = error instanceof Error ? error.message : String(error);
-  return new InferenceError(code, `${message}: ${reason}`, { details, cause: error });
+  return new InferenceError(code, `${message}: ${reason}`, {
+    details,
+    cause: error,
+    ...(hint === undefined ? {} : { hint }),
+  });
 }

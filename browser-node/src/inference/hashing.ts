@@ -58,14 +58,31 @@ export async function manifestHash(
   return sha256Hex(encoder.encode(canonicalManifest(entries)));
 }
 
-/** Throw MODEL_HASH_MISMATCH unless `actual` equals `expected`. */
+/** sha256 of no bytes at all: what an empty file (a copy or download cut off at its start) hashes to. */
+export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+/** Throw MODEL_HASH_MISMATCH unless `actual` equals `expected` (an empty file is said to be empty). */
 export function verifyHash(id: string, expected: string, actual: string, where?: string): void {
-  if (expected.toLowerCase() !== actual) {
-    throw new InferenceError('MODEL_HASH_MISMATCH', `model ${id} hashes to ${actual}, expected ${expected}`, {
-      details: { id, expected, actual, ...(where === undefined ? {} : { where }) },
-      hint: 'the file is corrupt, truncated or a different build: delete it and fetch it again',
-    });
-  }
+  if (expected.toLowerCase() === actual) return;
+  const empty = actual === EMPTY_SHA256;
+  throw new InferenceError(
+    'MODEL_HASH_MISMATCH',
+    empty
+      ? `model ${id} is empty (0 bytes)${where === undefined ? '' : ` at ${where}`}, expected sha256 ${expected}`
+      : `model ${id} hashes to ${actual}, expected ${expected}`,
+    {
+      details: {
+        id,
+        expected,
+        actual,
+        ...(empty ? { empty: true } : {}),
+        ...(where === undefined ? {} : { where }),
+      },
+      hint: empty
+        ? 'its copy or download was cut short: delete it and copy or fetch it again'
+        : 'the file is corrupt, truncated or a different build: delete it and fetch it again',
+    },
+  );
 }
 
 /**

@@ -79,7 +79,13 @@ export class LlamaCppEngine implements Engine {
     try {
       lib = await import('node-llama-cpp');
     } catch (cause) {
-      throw asInferenceError(cause, 'ENGINE_UNAVAILABLE', 'node-llama-cpp cannot be imported');
+      throw asInferenceError(
+        cause,
+        'ENGINE_UNAVAILABLE',
+        'node-llama-cpp cannot be imported',
+        {},
+        'install the dependencies again (npm install in the project), or run a transformers.js model with --engine transformers',
+      );
     }
     try {
       this.#llama = await lib.getLlama({
@@ -92,9 +98,14 @@ export class LlamaCppEngine implements Engine {
         maxThreads: this.#options.threads ?? 1,
       });
     } catch (cause) {
-      throw asInferenceError(cause, 'ENGINE_UNAVAILABLE', 'no usable prebuilt llama.cpp binary', {
-        platform: `${process.platform}-${process.arch}`,
-      });
+      const platform = `${process.platform}-${process.arch}`;
+      throw asInferenceError(
+        cause,
+        'ENGINE_UNAVAILABLE',
+        'no usable prebuilt llama.cpp binary',
+        { platform },
+        `install node-llama-cpp's prebuilt binary for this machine (npm install @node-llama-cpp/${platform}), or run a transformers.js model with --engine transformers`,
+      );
     }
     try {
       onProgress?.({ loaded: 0, total: 1, phase: 'load' });

@@ -3,6 +3,7 @@ import { mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isInferenceError } from './errors.ts';
+import { EMPTY_SHA256 } from './hashing.ts';
 import {
   canonicalManifest,
   clearHashCache,
@@ -140,6 +141,21 @@ describe('ModelsDir', () => {
       'MODEL_HASH_MISMATCH',
     );
     expect((err as { details: Record<string, unknown> }).details['actual']).toBe(STORIES_260K_SHA256);
+  });
+
+  test('an empty model file (a copy cut short) is said to be empty, with its path', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'synod-models-'));
+    try {
+      await writeFile(join(root, 'stories260K.gguf'), '');
+      const err = await expectCode(new ModelsDir({ root }).resolve('stories260K'), 'MODEL_HASH_MISMATCH');
+      expect(err).toMatchObject({
+        message: `model stories260K is empty (0 bytes) at ${join(root, 'stories260K.gguf')}, expected sha256 ${STORIES_260K_SHA256}`,
+        details: { empty: true, actual: EMPTY_SHA256 },
+        hint: expect.stringContaining('cut short'),
+      });
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 
   test('a manifest path that escapes the directory is refused', () => {

@@ -133,6 +133,7 @@ describe('TransformersEngine (text generation)', () => {
       engine.load({ id: 'glove-static-100d', fileHash: gloveHash, path: glovePath }),
     ).rejects.toMatchObject({
       code: 'ENGINE_UNAVAILABLE',
+      hint: expect.stringContaining('--engine llama-cpp'),
     });
     expect(engine.model).toBeNull();
   });

@@ -158,7 +158,13 @@ async function prepare(
   try {
     lib = await import('@huggingface/transformers');
   } catch (cause) {
-    throw asInferenceError(cause, 'ENGINE_UNAVAILABLE', 'transformers.js cannot be imported');
+    throw asInferenceError(
+      cause,
+      'ENGINE_UNAVAILABLE',
+      'transformers.js cannot be imported',
+      {},
+      'install the dependencies again (npm install in the project)',
+    );
   }
   lib.env.allowRemoteModels = false;
   lib.env.allowLocalModels = true;
@@ -199,6 +205,10 @@ function loadError(cause: unknown, id: string, task: string): InferenceError {
       `transformers.js cannot run ${id} for ${task}: ${reason}`,
       {
         details: { id, task },
+        hint:
+          task === 'text-generation'
+            ? `${id} is not a text-generation model transformers.js runs: pick a causal language model (--model), or a GGUF one with --engine llama-cpp`
+            : `${id} is not a model transformers.js runs for ${task}: pick another`,
         cause,
       },
     );
