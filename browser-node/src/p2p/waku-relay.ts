@@ -114,6 +114,14 @@ export {
 
 /** Largest gossipsub RPC frame taken from a peer (see `maxInboundDataLength` below). */
 export const MAX_INBOUND_FRAME_BYTES = 4 * 1024 * 1024;
+/**
+ * Most bytes gossipsub queues for one peer that does not read them (a stalled or slow link): 16 MiB, 64
+ * of the largest messages or thousands of the usual ones. Past it, what is sent to that peer is dropped
+ * (it may still get it from another mesh peer, or by IWANT while it is recent), as go-libp2p-pubsub
+ * drops past its per-peer queue, instead of growing the sender's memory with every message for as long
+ * as the peer stalls.
+ */
+export const MAX_OUTBOUND_BUFFER_BYTES = 16 * 1024 * 1024;
 /** Largest WakuMessage relayed off The Waku Network: the largest Synod packet and room for its envelope. */
 export const MAX_WAKU_MESSAGE_BYTES = LIMITS.maxPacketBytes + 1024;
 /**
@@ -457,6 +465,7 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
     // for in one frame: room for about 15 of the largest packets (or thousands of the usual ones), where
     // one packet's worth made two large messages asked for together break the link.
     maxInboundDataLength: MAX_INBOUND_FRAME_BYTES,
+    maxOutboundBufferSize: MAX_OUTBOUND_BUFFER_BYTES,
   };
   const bans = new PeerBans(Date.now);
   const mismatches = new PeerMismatches();
