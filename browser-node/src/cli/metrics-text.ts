@@ -114,9 +114,12 @@ export function renderNodeMetrics(m: NodeMetrics): string {
   metric('synod_store_errors_total', 'counter', 'Writes of machine state that failed (e.g. a full disk)', [
     [{}, m.store.errors],
   ]);
-  metric('synod_store_failing', 'gauge', '1 while requests are not picked up after a failed write', [
-    [{}, m.store.failing ? 1 : 0],
-  ]);
+  metric(
+    'synod_store_failing',
+    'gauge',
+    '1 from a failed write of the state file until a write works again',
+    [[{}, m.store.failing ? 1 : 0]],
+  );
   metric('synod_store_refused_total', 'counter', 'Requests not picked up while writes failed', [
     [{}, m.store.refused],
   ]);

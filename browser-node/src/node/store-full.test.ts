@@ -6,7 +6,7 @@ import { createClient } from '@libsql/client';
 import { NodeKey, type Packet, type RequestBody } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { LibsqlMachineStore } from './machine-store-libsql.ts';
-import { SynodNode } from './synod-node.ts';
+import { STORE_PROBE_ID, SynodNode } from './synod-node.ts';
 import { loadTestServing, type TestServing } from './test-helpers.ts';
 import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
@@ -26,7 +26,7 @@ function request(serving: TestServing, n: number): RequestBody {
 }
 
 describe('SynodNode: a machine store that cannot be written (a full disk)', () => {
-  test('is reported, stops the node picking up requests (it could not commit), and clears once writes work', async () => {
+  test('is reported until writes work again (no request needed to find it), stops the node picking up requests (it could not commit) meanwhile', async () => {
     const serving = await loadTestServing();
     // A libSQL file that may not grow: SQLite's own SQLITE_FULL, as on a full disk.
     const client = createClient({ url: `file:${join(dir, 'state.db')}` });
@@ -42,6 +42,7 @@ describe('SynodNode: a machine store that cannot be written (a full disk)', () =
     const nodeKey = await NodeKey.fromSeed(new Uint8Array(32).fill(161));
     const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
     const commits: Packet<'commit'>[] = [];
+    const lines: Record<string, unknown>[] = [];
     const node = new SynodNode({
       key: nodeKey,
       role: 'node',
@@ -57,7 +58,7 @@ describe('SynodNode: a machine store that cannot be written (a full disk)', () =
         embeddingsPerSecond: 20,
         engine: 'llama-cpp',
       },
-      log: () => undefined,
+      log: (line) => lines.push(line),
       onPacket: ({ packet, own }) => {
         if (own && packet.type === 'commit') commits.push(packet as Packet<'commit'>);
       },
@@ -86,9 +87,16 @@ describe('SynodNode: a machine store that cannot be written (a full disk)', () =
         return node.knownNodes().find((n) => n.nodeId === nodeKey.nodeId)?.body.capacity.maxQueue;
       };
       expect(await advertised()).toBe(0);
-      // Space is freed: after the retry delay the next request is served and committed to.
+      // Past the retry delay with no request coming, it still says failing: its probe writes fail too
+      // (it used to read as healthy 5 s after each failure, and failing again at the next request).
+      await Bun.sleep(3_400);
+      expect(node.metrics().store.failing).toBe(true);
+      // Space is freed: its next probe finds writes work, with no request needed; the next request is
+      // served and committed to.
       await client.execute('PRAGMA max_page_count = 1000000');
-      await Bun.sleep(1_600);
+      await until(() => !node.metrics().store.failing);
+      expect(lines.filter((l) => l['msg'] === 'state writes work again')).toHaveLength(1);
+      expect((await store.load(nodeKey.nodeId)).map((r) => r.requestId)).not.toContain(STORE_PROBE_ID);
       const c = request(serving, 3);
       await relay.submit(c);
       await until(() => commits.some((p) => p.body.requestId === c.requestId));

@@ -252,8 +252,9 @@ export interface NodeMetrics {
   /** Packets held for requests not seen yet (see `EarlyPackets`): how many requests, their bytes. */
   early: { requests: number; bytes: number };
   /**
-   * Writes to the machine store that failed, whether the last one failed within `storeRetryMs` (a
-   * `node` picks up no request meanwhile), with its error, and the requests refused meanwhile.
+   * Writes to the machine store that failed; `failing` from a failed write until one works again (a
+   * write of a machine's state, or the node's own probe every `storeRetryMs` meanwhile: a node picks up
+   * no request for `storeRetryMs` after each failure); the last error, and the requests refused.
    */
   store: { errors: number; failing: boolean; lastError: string | null; refused: number };
   /**
@@ -284,6 +285,11 @@ const REPLAY_WINDOW_MS = 2 * LIMITS.defaultSkewMs + 60_000;
 /** Peers' heartbeats older than this are left out of the clock offset. */
 const CLOCK_FRESH_MS = 60_000;
 const WRITE_RETRIES_MS: readonly number[] = [50, 250, 1_000];
+/** The probe row's key (`#probeStore`): no request id has this form, so it is no machine's. */
+export const STORE_PROBE_ID = '.store-probe';
+/** The probe row: about a machine's state in size, so a disk with room for it has room for them. */
+export const STORE_PROBE_BYTES = 8 * 1024;
+const STORE_PROBE_STATE = '0'.repeat(STORE_PROBE_BYTES);
 /** Packets kept signed for re-announcing: about the machines in flight at once, and 16 MiB in all. */
 const RESIGNED_KEPT = 4_096;
 const RESIGNED_BYTES = 16 * 1024 * 1024;
@@ -342,6 +348,8 @@ export class SynodNode {
    * requests on a full disk).
    */
   #storeSpell: { since: number; retries: number; failedSteps: number } | null = null;
+  /** The next probe write while a spell lasts (`#probeStore`). */
+  #probeCancel: (() => void) | null = null;
   #storeRefused = 0;
   #started = false;
   readonly #m = {
@@ -434,6 +442,11 @@ export class SynodNode {
     const done: string[] = [];
     const resume: { row: (typeof saved)[number]; state: LifecycleState }[] = [];
     for (const row of saved) {
+      // A probe's row left by a stop between its write and its delete: not a machine.
+      if (row.requestId === STORE_PROBE_ID) {
+        unreadable.push(row.requestId);
+        continue;
+      }
       let state: LifecycleState;
       try {
         state = restoreState(row.state);
@@ -670,7 +683,7 @@ export class SynodNode {
       early: this.#early.sizes(),
       store: {
         errors: this.#storeErrors,
-        failing: this.#storeFailing(),
+        failing: this.#storeFailedAt !== null,
         lastError: this.#storeLastError,
         refused: this.#storeRefused,
       },
@@ -726,6 +739,7 @@ export class SynodNode {
     this.#closed = true;
     this.#heartbeatCancel?.();
     this.#watchdogCancel?.();
+    this.#probeCancel?.();
     this.#reannouncer?.stop();
     for (const cancel of this.#forget.values()) cancel();
     this.#forget.clear();
@@ -1089,28 +1103,62 @@ export class SynodNode {
    */
   async #save(hosted: Hosted): Promise<void> {
     try {
-      if (await this.#writeRetrying(hosted)) {
-        this.#storeFailedAt = null;
-        const spell = this.#storeSpell;
-        if (spell !== null) {
-          this.#storeSpell = null;
-          this.#log({
-            level: 'info',
-            msg: 'state writes work again',
-            failedForMs: this.#now() - spell.since,
-            retries: spell.retries,
-            failedSteps: spell.failedSteps,
-          });
-        }
-      }
+      if (await this.#writeRetrying(hosted)) this.#writesWork();
     } catch (e) {
       // Rethrown: the effects after a `persist` barrier must not run when the state is not stored.
       if (typeof e === 'object' && e !== null) this.#storeFailures.add(e);
       this.#storeFailedAt = this.#now();
       this.#storeErrors++;
       this.#storeLastError = String(e);
+      this.#storeSpellOf();
+      this.#scheduleProbe();
       throw e;
     }
+  }
+
+  /** A write worked: a spell of failing writes is over (one line says so). */
+  #writesWork(): void {
+    this.#storeFailedAt = null;
+    this.#probeCancel?.();
+    this.#probeCancel = null;
+    const spell = this.#storeSpell;
+    if (spell === null) return;
+    this.#storeSpell = null;
+    this.#log({
+      level: 'info',
+      msg: 'state writes work again',
+      failedForMs: this.#now() - spell.since,
+      retries: spell.retries,
+      failedSteps: spell.failedSteps,
+    });
+  }
+
+  /** The next probe of the store, `storeRetryMs` from now, unless one is due already. */
+  #scheduleProbe(): void {
+    if (this.#probeCancel !== null || this.#closed) return;
+    this.#probeCancel = this.#scheduler.after(this.#o.storeRetryMs ?? 5_000, () => {
+      this.#probeCancel = null;
+      void this.#probeStore();
+    });
+  }
+
+  /**
+   * While writes fail, a write of a row of `STORE_PROBE_BYTES` (deleted at once) every `storeRetryMs`:
+   * one that works ends the spell, so `failing` (and `/healthz`) says when the disk has room again,
+   * whether or not a request comes meanwhile, and stays failing until then (between requests it read as
+   * healthy again 5 s after each failure).
+   */
+  async #probeStore(): Promise<void> {
+    if (this.#closed || this.#storeFailedAt === null) return;
+    try {
+      await this.#store.save(this.nodeId, STORE_PROBE_ID, STORE_PROBE_STATE, this.#now());
+      await this.#store.delete(this.nodeId, STORE_PROBE_ID);
+    } catch (e) {
+      this.#storeLastError = String(e);
+      this.#scheduleProbe();
+      return;
+    }
+    if (!this.#closed) this.#writesWork();
   }
 
   /** The spell of failing writes under way, begun now if there is none. */
@@ -1161,7 +1209,7 @@ export class SynodNode {
     });
   }
 
-  /** Whether a write to the store failed within `storeRetryMs`. */
+  /** Whether a write to the store failed within `storeRetryMs` (no request is picked up meanwhile). */
   #storeFailing(): boolean {
     const at = this.#storeFailedAt;
     return at !== null && this.#now() - at < (this.#o.storeRetryMs ?? 5_000);
