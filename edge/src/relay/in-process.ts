@@ -197,6 +197,9 @@ export class InProcessRelayNetwork implements RelayNetwork {
     for (const { body, at } of this.node.knownNodes(ONLINE_WITHIN_MS)) {
       // A node whose clock runs ahead takes every request for already late: it serves none.
       if (body.createdAt - at > SERVING_CLOCK_AHEAD_MS) continue;
+      // Room for no request at all (a tab whose contributor turned Serve off, a node whose state file
+      // cannot be written): it takes none. A full queue is busy, not unable: it counts.
+      if (body.capacity.maxQueue === 0) continue;
       if (!body.models.some((m) => models.has(m.id))) continue;
       if (!body.embedders.some((e) => e.id === embedder)) continue;
       able++;

@@ -18,13 +18,18 @@ import { waitUntil } from '../test-servers.ts';
 const dir = mkdtempSync(join(tmpdir(), 'synod-serving-nodes-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function heartbeat(models: string[], embedder = TEST_EMBEDDER.id, aheadMs = 0): HeartbeatBody {
+function heartbeat(
+  models: string[],
+  embedder = TEST_EMBEDDER.id,
+  aheadMs = 0,
+  capacity = { queued: 0, maxQueue: 4 },
+): HeartbeatBody {
   return {
     role: 'node',
     software: 'synod-node/test',
     models: models.map((id) => ({ id, fileHash: 'a'.repeat(64), engine: 'e', tokensPerSecond: 1 })),
     embedders: [{ ...TEST_EMBEDDER, id: embedder, embeddingsPerSecond: 1 }],
-    capacity: { queued: 0, maxQueue: 4 },
+    capacity,
     addresses: [],
     createdAt: Date.now() + aheadMs,
   };
@@ -48,7 +53,9 @@ test('counts the nodes heard that serve one of its models with its embedder, onc
     net,
   );
   try {
-    const nodes: [number, string[], string?, number?][] = [
+    const busy = { queued: 4, maxQueue: 4 };
+    const none = { queued: 0, maxQueue: 0 };
+    const nodes: [number, string[], string?, number?, HeartbeatBody['capacity']?][] = [
       [81, ['m1']],
       [82, ['m1', 'm2']],
       [83, ['m2']],
@@ -56,16 +63,21 @@ test('counts the nodes heard that serve one of its models with its embedder, onc
       [84, ['m1'], 'another-embedder'],
       // Serves m1 and m2, its clock 30 s ahead: it would skip every request as already late.
       [85, ['m1', 'm2'], TEST_EMBEDDER.id, 30_000],
+      // Serves m2 with its queue full: busy, not unable (it counts).
+      [86, ['m2'], TEST_EMBEDDER.id, 0, busy],
+      // Serves m1 and m2 and takes no request at all (a tab whose Serve is off, a node whose state
+      // file cannot be written): room for none.
+      [87, ['m1', 'm2'], TEST_EMBEDDER.id, 0, none],
     ];
-    for (const [seed, models, embedder, ahead] of nodes) {
+    for (const [seed, models, embedder, ahead, capacity] of nodes) {
       const key = await NodeKey.fromSeed(new Uint8Array(32).fill(seed));
-      const packet = await signPacket(key, 'heartbeat', heartbeat(models, embedder, ahead));
+      const packet = await signPacket(key, 'heartbeat', heartbeat(models, embedder, ahead, capacity));
       await (net.join(key.nodeId) as MemoryTransport).publish(
         topicOfPacketType('heartbeat'),
         encodePacket(packet),
       );
     }
-    await waitUntil('the heartbeats heard', async () => relay.node.knownNodes().length >= 5, 10_000, 20);
+    await waitUntil('the heartbeats heard', async () => relay.node.knownNodes().length >= 7, 10_000, 20);
     // Just started: nothing said yet, whatever was heard.
     expect(relay.network.servingNodes(request(['m1']))).toBeUndefined();
     await waitUntil(
@@ -75,8 +87,8 @@ test('counts the nodes heard that serve one of its models with its embedder, onc
       50,
     );
     expect(relay.network.servingNodes(request(['m1']))).toBe(2);
-    expect(relay.network.servingNodes(request(['m2']))).toBe(2);
-    expect(relay.network.servingNodes(request(['m1', 'm2']))).toBe(3);
+    expect(relay.network.servingNodes(request(['m2']))).toBe(3);
+    expect(relay.network.servingNodes(request(['m1', 'm2']))).toBe(4);
     // No node heard that could: nothing said (its requests wait for one).
     expect(relay.network.servingNodes(request(['m3']))).toBeUndefined();
   } finally {
