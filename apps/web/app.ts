@@ -6,8 +6,10 @@
  */
 import type { BrowserNodeStatus, LoadState } from '../../browser-node/src/browser/browser-node.ts';
 import type { SynodPageApi } from '../../browser-node/src/browser/main.ts';
+import { PROVEN_SCORE, PROVEN_VOUCHED } from '../../edge/src/relay/proven-nodes.ts';
 import type { NodeSummary } from '../../edge/src/store/node-pages.ts';
 import { DEFAULT_KEY_ITEM, forgetKey, replaceKey, sealedKeyFile, storedKeyNodeId } from './key-actions.ts';
+import { phaseText } from './phase-text.ts';
 import { readSealedKeyFile } from './sealed-key-file.ts';
 import { STANDING_TIMES, type StandingTimes } from './standing-times.ts';
 import { fillRows, type RowCell } from './table-rows.ts';
@@ -106,23 +108,17 @@ function render(api: SynodPageApi): void {
   const s: BrowserNodeStatus = api.status();
   text('node-id', s.nodeId ?? 'no key yet: choose a passphrase to create one');
   // Running with no peer does nothing for the network: say so rather than just "running".
-  text(
-    'phase',
-    s.phase !== 'running'
-      ? s.phase
-      : s.peers.length === 0
-        ? `running as ${s.role}, but connected to no peer: no request can reach this tab`
-        : `running as ${s.role}`,
-  );
+  text('phase', phaseText(s));
   text('peer-id', s.peerId ?? '—');
   text('peers', String(s.peers.length));
   text(
     'persistence',
     s.persistent === null
       ? '—'
-      : s.persistent
-        ? 'kept in this browser (IndexedDB): after a reload, the tab finishes them'
-        : 'kept in memory only: this browser gives the page no IndexedDB (a private window, or storage blocked for this site), so a reload loses them',
+      : `${s.openCommitments} committed to and not finished; ` +
+          (s.persistent
+            ? 'kept in this browser (IndexedDB): after a reload, the tab finishes them'
+            : 'kept in memory only: this browser gives the page no IndexedDB (a private window, or storage blocked for this site), so a reload loses them'),
   );
   // Heartbeats and deadlines keep time in a worker; on the page, a hidden tab's throttling slows them.
   text(
@@ -536,7 +532,13 @@ async function refreshStanding(api: SynodPageApi, relay: string, timeoutMs: numb
   text('standing-commits', String(rep.commits));
   text('standing-agreement', `${rep.agreements} / ${rep.disagreements}`);
   // A relay before this field existed sends none: said as unknown, not as zero.
-  text('standing-vouched', rep.vouched === undefined ? '—' : `${rep.vouched} (3 make a node proven)`);
+  // Proven takes both (proven-nodes.ts): the vouched agreements, and a reputation that stays high enough.
+  text(
+    'standing-vouched',
+    rep.vouched === undefined
+      ? '—'
+      : `${rep.vouched}: ${rep.vouched >= PROVEN_VOUCHED && rep.score >= PROVEN_SCORE ? 'proven' : 'not proven yet'} (proven takes ${PROVEN_VOUCHED} of these and a reputation of at least ${PROVEN_SCORE.toFixed(3)})`,
+  );
   text(
     'standing-rank',
     rep.standing === undefined
@@ -577,6 +579,12 @@ async function start(): Promise<void> {
   if (ready === undefined) throw new Error('main.js (the browser node) did not load');
   const api = await ready;
   wireNode(api);
+  // The browser's own "leave the site?" question while the tab has requests it committed to and not
+  // finished (it shows no text of ours): closing it now withholds their reveals, which costs its standing
+  // at the relay (NOT_REVEALED), unless it is back in time.
+  window.addEventListener('beforeunload', (e) => {
+    if (api.status().openCommitments > 0) e.preventDefault();
+  });
   const page = api.config as {
     relay?: string | null;
     standing?: Partial<StandingTimes>;

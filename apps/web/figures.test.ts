@@ -163,8 +163,9 @@ describe('the figures the contributor app shows', () => {
       expect(await page.textContent('#standing-score')).toBe(row.reputation.score.toFixed(3));
       expect(await page.textContent('#standing-agreement')).toBe('3 / 0');
       expect(await page.textContent('#standing-faults')).toBe('0 / 0');
+      const proven = row.reputation.vouched >= 3 && row.reputation.score >= 0.5;
       expect(await page.textContent('#standing-vouched')).toBe(
-        `${row.reputation.vouched} (3 make a node proven)`,
+        `${row.reputation.vouched}: ${proven ? 'proven' : 'not proven yet'} (proven takes 3 of these and a reputation of at least 0.500)`,
       );
       expect(row.reputation.standing).toBe(row.reputation.vouched);
       expect(await page.textContent('#standing-rank')).toBe(

@@ -94,6 +94,8 @@ describe('a serving tab while things change around it', () => {
         async () => ((await status()).metrics?.inferences.started ?? 0) >= 1,
       );
       await page.uncheck('#serve');
+      // Said as paused, not just running.
+      await page.waitForSelector('#phase:has-text("running as node, paused")', { timeout: 10_000 });
       await until('the verdict', () => q.coordinator.status(body.requestId)?.verdict, 120_000);
       expect([...(q.commits.get(body.requestId)?.get(nodeId) ?? [])]).toHaveLength(1);
       expect(q.reveals.get(body.requestId)?.has(nodeId)).toBe(true);
@@ -111,6 +113,35 @@ describe('a serving tab while things change around it', () => {
       expect(on.verdict?.status).toBe('accepted');
       expect(pageErrors).toEqual([]);
       expect(consoleProblems).toEqual([]);
+    },
+    LONG,
+  );
+
+  test(
+    'while the tab holds a commitment it has not revealed, the page says so and leaving it asks first',
+    async () => {
+      /** Whether leaving now would ask first (the page's beforeunload handler cancels the event). */
+      const asks = () =>
+        page.evaluate(() => {
+          const e = new Event('beforeunload', { cancelable: true });
+          window.dispatchEvent(e);
+          return e.defaultPrevented;
+        });
+      // The last test's request ended at its coordinator: the tab's own machine ends with the verdict.
+      await until('the last request to end here', async () => (await status()).openCommitments === 0, 30_000);
+      expect(await asks()).toBe(false);
+      // A quorum of 3 with the tab and one headless node: both commit, no seal comes, it ends at 8 s.
+      const body = q.request('8e', { quorum: 3, maxCommits: 3, maxTimeMs: 8_000 });
+      await q.coordinator.submit(body);
+      await until('the tab to commit', () => (q.commits.get(body.requestId)?.get(nodeId)?.size ?? 0) === 1);
+      expect((await status()).openCommitments).toBe(1);
+      await page.waitForSelector('#persistence:has-text("1 committed to and not finished")', {
+        timeout: 10_000,
+      });
+      expect(await asks()).toBe(true);
+      await until('the request to end', async () => (await status()).openCommitments === 0, 60_000);
+      expect(await asks()).toBe(false);
+      expect(pageErrors).toEqual([]);
     },
     LONG,
   );

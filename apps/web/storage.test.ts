@@ -74,7 +74,9 @@ describe('a browser that gives the page no IndexedDB', () => {
           await page.fill('#passphrase-again', 'a passphrase only this test knows');
           await page.click('#unlock');
           await page.waitForSelector('#phase:has-text("running as follower")', { timeout: 60_000 });
-          expect(await page.textContent('#persistence')).toStartWith('kept in memory only');
+          expect(await page.textContent('#persistence')).toStartWith(
+            '0 committed to and not finished; kept in memory only',
+          );
           expect(await page.isHidden('#node-error')).toBe(true);
           await page.check('#serve');
           await page.waitForSelector('#phase:text-is("running as node")', { timeout: 120_000 });

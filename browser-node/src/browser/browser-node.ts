@@ -117,6 +117,8 @@ export interface BrowserNodeStatus {
   engineId: string | null;
   capability: { tokensPerSecond: number; embeddingsPerSecond: number } | null;
   served: number;
+  /** Requests this tab committed to and has not finished (`SynodNode.openCommitments`). */
+  openCommitments: number;
   reveals: RevealRecord[];
   verdicts: VerdictRecord[];
   metrics: NodeMetrics | null;
@@ -464,6 +466,7 @@ export class BrowserNode {
       engineId: this.#inference?.engine.model ? this.#inference.engine.id : null,
       capability: this.#capability,
       served: this.#served,
+      openCommitments: node?.openCommitments() ?? 0,
       reveals: [...this.#reveals],
       verdicts: [...this.#verdicts],
       metrics: node?.metrics() ?? null,

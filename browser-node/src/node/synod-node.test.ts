@@ -115,6 +115,20 @@ describe('SynodNode over an in-memory network with real engines', () => {
     expect(all.find((v) => v.check === 'computed')?.verdict.status).toBe('accepted');
   });
 
+  test('openCommitments counts the requests a node committed to and has not finished; none once they end', async () => {
+    // A quorum of 4 among 3 nodes: each commits, no seal comes, and each machine ends at the deadline.
+    const body = request(servings[0] as TestServing, Date.now(), {
+      nonce: 4,
+      frame: { quorum: 4, maxCommits: 4, maxTimeMs: 3_000, revealWindowMs: 1_000 },
+    });
+    expect(nodes.map((n) => n.openCommitments())).toEqual([0, 0, 0]);
+    await relay.submit(body);
+    await until(() => nodes.every((n) => n.openCommitments() === 1), 10_000);
+    await until(() => nodes.every((n) => n.openCommitments() === 0), 15_000);
+    // Its finished machine is still held (for replays), and no longer counted.
+    expect(nodes.every((n) => n.metrics().machines.node >= 1)).toBe(true);
+  }, 30_000);
+
   test('a request no node serves expires with quorum-not-met', async () => {
     const finished: string[] = [];
     const key = await NodeKey.fromSeed(new Uint8Array(32).fill(120));

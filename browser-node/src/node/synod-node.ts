@@ -653,6 +653,18 @@ export class SynodNode {
     return all.size;
   }
 
+  /**
+   * Requests this node has committed to (or may have: its commitment signed) and not finished: leaving
+   * now withholds their reveals, which the relay records against it (NOT_REVEALED).
+   */
+  openCommitments(): number {
+    let open = 0;
+    for (const h of this.#machines.values()) {
+      if (h.state.self === this.nodeId && h.state.outcome === null && mayHaveSigned(h.state)) open++;
+    }
+    return open;
+  }
+
   metrics(): NodeMetrics {
     const machines = { coordinator: 0, node: 0, follower: 0 };
     for (const h of this.#machines.values()) machines[h.state.role]++;
