@@ -12,6 +12,9 @@
  * SYNOD_RELAY_PORT (default 8787), SYNOD_WEB_PORT (default 8788), SYNOD_NODES (default 3),
  * SYNOD_CHAIN_PORT (default 8545; SYNOD_CHAIN=off leaves the chain out), SYNOD_PASSPHRASE (default
  * synod-local-development: seals the relay's and nodes' keys in SYNOD_DATA_DIR), SYNOD_VERBOSE=1.
+ * The relay's P2P ports are fixed too, so that a tab left open finds it again after a restart:
+ * SYNOD_RELAY_WS_PORT (default SYNOD_RELAY_PORT + 10: the WebSocket port tabs dial), SYNOD_RELAY_TCP_PORT
+ * (+ 11: the nodes'), SYNOD_GUN_PORT (+ 12: its Gun relay); with SYNOD_RELAY_PORT 0, all are free ones.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -24,6 +27,9 @@ const root = resolve(import.meta.dir, '..');
 const data = resolve(process.env['SYNOD_DATA_DIR'] ?? join(root, '.data/local'));
 const models = resolve(process.env['SYNOD_MODELS_DIR'] ?? join(root, '../shared/models'));
 const relayPort = Number(process.env['SYNOD_RELAY_PORT'] ?? 8787);
+/** A relay P2P port: its variable, else `offset` above the relay's HTTP port (0 when that is 0: any free). */
+const relayP2pPort = (name: string, offset: number) =>
+  String(process.env[name] ?? (relayPort === 0 ? 0 : relayPort + offset));
 const nodeCount = Number(process.env['SYNOD_NODES'] ?? 3);
 const webPort = Number(process.env['SYNOD_WEB_PORT'] ?? 8788);
 const passphrase = process.env['SYNOD_PASSPHRASE'] ?? 'synod-local-development';
@@ -193,8 +199,12 @@ const relay = await waitForLine(
     String(relayPort),
     '--dev-key-file',
     join(data, 'dev-api-key'),
+    '--ws-port',
+    relayP2pPort('SYNOD_RELAY_WS_PORT', 10),
+    '--tcp-port',
+    relayP2pPort('SYNOD_RELAY_TCP_PORT', 11),
     '--gun-port',
-    '0',
+    relayP2pPort('SYNOD_GUN_PORT', 12),
     ...(nodeIds.length > 0 ? ['--trusted-nodes', nodeIds.join(',')] : []),
     ...(chain
       ? [

@@ -17,7 +17,7 @@ const ROOT = resolve(import.meta.dir, '..');
 const data = mkdtempSync(join(tmpdir(), 'synod-npm-start-'));
 let proc: Subprocess<'ignore', 'pipe', 'pipe'>;
 let out = '';
-const ports = { relay: 0, web: 0, chain: 0 };
+const ports = { relay: 0, web: 0, chain: 0, ws: 0, tcp: 0, gun: 0 };
 
 /** The value printed after `label` in the start-up banner. */
 function printed(label: string): string {
@@ -92,6 +92,9 @@ beforeAll(async () => {
   ports.relay = await freePort();
   ports.web = await freePort();
   ports.chain = await freePort();
+  ports.ws = await freePort();
+  ports.tcp = await freePort();
+  ports.gun = await freePort();
   proc = Bun.spawn([process.execPath, 'scripts/start.ts'], {
     cwd: ROOT,
     env: {
@@ -100,6 +103,9 @@ beforeAll(async () => {
       SYNOD_RELAY_PORT: String(ports.relay),
       SYNOD_WEB_PORT: String(ports.web),
       SYNOD_CHAIN_PORT: String(ports.chain),
+      SYNOD_RELAY_WS_PORT: String(ports.ws),
+      SYNOD_RELAY_TCP_PORT: String(ports.tcp),
+      SYNOD_GUN_PORT: String(ports.gun),
     },
     stdin: 'ignore',
     stdout: 'pipe',
@@ -194,6 +200,11 @@ describe('npm start (the local network)', () => {
     const web = printed('contributor web app (browser node)');
     expect(web.startsWith(`http://127.0.0.1:${ports.web}`)).toBe(true);
     expect((await fetch(web)).status).toBe(200);
+    // Tabs dial the relay at its fixed WebSocket port (a tab left open finds it again after a restart).
+    const config = (await (await fetch(new URL('/synod-config.json', web))).json()) as {
+      bootstrap: string[];
+    };
+    expect(config.bootstrap).toEqual([expect.stringContaining(`/tcp/${ports.ws}/ws/p2p/`)]);
     const nodes = [...out.matchAll(/health (http:\/\/127\.0\.0\.1:\d+)\/healthz/g)].map((m) => m[1]);
     expect(nodes).toHaveLength(3);
     for (const n of nodes) expect((await fetch(`${n}/healthz`)).status).toBe(200);
