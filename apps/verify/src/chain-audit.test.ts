@@ -20,7 +20,7 @@ import { bridgeOptions, startTestChain, type TestChain } from '../../../edge/src
 import { startTestNetwork, type TestNetwork } from '../../../edge/src/test-helpers.ts';
 import { runCommand } from '../../../edge/src/test-servers.ts';
 import { askedOf } from './chain-audit.ts';
-import { auditRefund } from './refund-audit.ts';
+import { auditRefund, lastRevealAt } from './refund-audit.ts';
 
 const MAIN = resolve(import.meta.dir, 'main.ts');
 let chain: TestChain;
@@ -438,6 +438,41 @@ describe('synod-verify --chain', () => {
     });
     expect(untold.outcome).toBe('not-re-derivable');
     expect((await auditRefund(base)).outcome).toBe('not-re-derivable');
+
+    // The QUEUE_TIMEOUT refund, were it anyone's after the deadline rather than the bridge's: mined before
+    // the network's answer existed (its last reveal), it withheld nothing; mined after, it did.
+    const timedOut = lies.get('QUEUE_TIMEOUT') ?? 0n;
+    const held = (await (await fetch(`${net.relay.url}/v1/verify/${id(timedOut)}`)).json()) as {
+      transcript: unknown;
+    };
+    const answeredAt = lastRevealAt(held.transcript) ?? 0;
+    expect(answeredAt).toBeGreaterThan(0);
+    const [timedOutAsked] = await chain.client.getContractEvents({
+      address: chain.oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMRequested',
+      args: { requestNo: timedOut },
+      fromBlock,
+    });
+    if (!timedOutAsked) throw new Error(`no LLMRequested event for ${timedOut}`);
+    const anyones = {
+      ...base,
+      asked: askedOf(timedOutAsked),
+      requestId: id(timedOut),
+      refund: { requestNo: timedOut, reason: 'DEADLINE_PASSED', txHash: `0x${'00'.repeat(32)}` as Hex },
+      byBridge: false,
+    };
+    const before = await auditRefund({ ...anyones, refundedAt: answeredAt - 1_000 });
+    expect(before.outcome).toBe('not-re-derivable');
+    expect(before.why).toContainEqual(
+      expect.stringContaining("the relay's accepted verdict came after the refund"),
+    );
+    const after = await auditRefund({ ...anyones, refundedAt: answeredAt + 1_000 });
+    expect(after.outcome).toBe('fails');
+    expect(after.why[0]).toContain('an answer existed and was not delivered');
+    // The bridge's, whenever mined: it fails (the relay it speaks for should have waited for the answer).
+    const bridges = await auditRefund({ ...anyones, byBridge: true, refundedAt: answeredAt - 1_000 });
+    expect(bridges.outcome).toBe('fails');
   }, 120_000);
 
   test('a refund by anyone after the deadline is not re-derivable: named with who sent it, failing nothing', async () => {

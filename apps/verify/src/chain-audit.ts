@@ -157,6 +157,11 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
     const sender = sent.from.toLowerCase() as Address;
     const bridge = bridgeAt(bridges, sent.blockNumber ?? latest, sent.transactionIndex ?? 0);
     const question = await askedFor(r.requestNo);
+    // When it was mined (its block's time): an answer the relay reached only after it was not withheld.
+    const refundedAt =
+      sent.blockNumber === null
+        ? undefined
+        : Number((await client.getBlock({ blockNumber: sent.blockNumber })).timestamp) * 1000;
     addRefund(
       report,
       await auditRefund({
@@ -167,6 +172,7 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
         byBridge: bridge === sender,
         asked: question,
         timeoutS: o.timeoutS,
+        ...(refundedAt === undefined ? {} : { refundedAt }),
         ...(question && sent.blockNumber !== null
           ? {
               fit: (answer) =>

@@ -14,7 +14,11 @@
  *   which models the network served, the relay's quota): reported as not re-derivable, with the reason
  *   and who sent it, neither holding nor failing.
  * Whatever the reason (but the bridge's `ANSWER_TOO_LARGE`, checked as above), a relay holding an
- * accepted verdict of that very question fails the refund: an answer existed and was not delivered.
+ * accepted verdict of that very question fails the refund: an answer existed and was not delivered. Unless
+ * someone else than the bridge refunded (after the deadline) before the answer came: its last reveal
+ * signed after the refund's block time, no answer existed to deliver; said, not failed. (Nodes sign
+ * reveals by their own clocks, which the protocol holds within 2 minutes of their peers'.) The bridge's
+ * refund fails whenever the answer came: the relay it speaks for should have waited for it.
  */
 import { ANSWER_TOO_LARGE } from '@synod/contracts/settlement-gas';
 import type { Address, Hex } from 'viem';
@@ -112,6 +116,8 @@ export interface RefundContext {
   /** The question of its `LLMRequested` event (undefined: the oracle has none). */
   asked: (Asked & AskedBytes) | undefined;
   timeoutS: number;
+  /** When the refund was mined (its block's timestamp, ms); absent: not known. */
+  refundedAt?: number;
   /**
    * Whether an answer's `fulfill` could have been mined just before the refund (answer-fit.ts); absent:
    * it cannot be told here, and an `ANSWER_TOO_LARGE` refund is not re-derivable.
@@ -135,7 +141,15 @@ export async function auditRefund(c: RefundContext): Promise<RefundAudit> {
     return result('holds', failures, notes);
   }
   if (byBridge && refund.reason === ANSWER_TOO_LARGE) return tooLargeAudit(held, c, result);
-  const undelivered = undeliveredAnswer(held, requestId, asked, refund.reason);
+  // Anyone's refund after the deadline, mined before the network's answer existed, withheld nothing. The
+  // bridge's is judged whenever the answer came: it is the relay's, which should have waited for it.
+  const undelivered = undeliveredAnswer(
+    held,
+    requestId,
+    asked,
+    refund.reason,
+    byBridge ? undefined : c.refundedAt,
+  );
   if (byBridge && INPUT_REASONS.has(refund.reason as keyof InputProblems)) {
     if (!asked) {
       const failures = [
@@ -275,6 +289,7 @@ function undeliveredAnswer(
   requestId: string,
   asked: Asked | undefined,
   reason: string,
+  refundedAt?: number,
 ): { failures: string[]; notes: string[] } {
   if (held.kind === 'none')
     return { failures: [], notes: [`the relay holds no verdict for it (${held.why})`] };
@@ -304,10 +319,34 @@ function undeliveredAnswer(
       notes: [`the relay's accepted verdict under this number answers another question: ${other.join('; ')}`],
     };
   }
+  const answeredAt = lastRevealAt(input.transcript);
+  if (refundedAt !== undefined && answeredAt !== undefined && answeredAt > refundedAt) {
+    return {
+      failures: [],
+      notes: [
+        `the relay's accepted verdict came after the refund (its last reveal signed at ${new Date(answeredAt).toISOString()}, the refund mined at ${new Date(refundedAt).toISOString()}): no answer existed to deliver then`,
+      ],
+    };
+  }
   return {
     failures: [
       `refunded as ${reason}, but the relay holds an accepted verdict of this question (verdict digest ${check.verdictDigest}, re-derived here): an answer existed and was not delivered`,
     ],
     notes: [],
   };
+}
+
+/**
+ * When an answer existed: the signed time of the last reveal of its transcript (one verified here, so its
+ * packets are well-formed); undefined when it holds none.
+ */
+export function lastRevealAt(transcript: unknown): number | undefined {
+  const packets = (transcript as { packets?: { type?: string; body?: { createdAt?: unknown } }[] } | null)
+    ?.packets;
+  let last: number | undefined;
+  for (const p of packets ?? []) {
+    const at = p?.type === 'reveal' ? p.body?.createdAt : undefined;
+    if (typeof at === 'number' && (last === undefined || at > last)) last = at;
+  }
+  return last;
 }

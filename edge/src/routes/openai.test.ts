@@ -123,6 +123,21 @@ describe('POST /v1/chat/completions: what agents send', () => {
 });
 
 describe('POST /v1/chat/completions: failures', () => {
+  test("a prompt longer than the model's context: no node can run it, and the 504 says how many committed and why that may be", async () => {
+    const long = 'Once upon a time, there was a little girl who liked to play. '.repeat(300);
+    const r = await chat(t, {
+      model: 'stories260K',
+      messages: [{ role: 'user', content: long }],
+      max_tokens: 4,
+      synod: { frame: { maxTimeMs: 4_000 } },
+    });
+    expect(r.status).toBe(504);
+    const { error } = (await r.json()) as OpenAiErrorBody & { error: { hint?: string } };
+    expect(error).toMatchObject({ code: 'EXPIRED', message: 'the request expired: QUORUM_NOT_MET' });
+    expect(error.hint).toStartWith('0 nodes committed of the quorum of 3 asked');
+    expect(error.hint).toContain("a prompt longer than the model's context");
+  }, 60_000);
+
   test('a failure the relay did not expect (a read of the request that fails) is logged, not only answered', async () => {
     const store = t.relay.store;
     const own = Object.getPrototypeOf(store).getRequest as typeof store.getRequest;

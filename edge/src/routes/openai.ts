@@ -387,6 +387,16 @@ function completionBody(d: RequestDetail, model: string) {
   };
 }
 
+/**
+ * What a request that expired short of its quorum can tell its caller: how many nodes committed. A node
+ * takes no part in a request it cannot finish in time, or cannot run at all (a prompt longer than its
+ * model's context), and says nothing of it to the network.
+ */
+export function quorumNotMetHint(d: Pick<RequestDetail, 'commits' | 'request'>): string {
+  const n = d.commits.length;
+  return `${n} node${n === 1 ? '' : 's'} committed of the quorum of ${d.request.body.frame.quorum} asked: nodes take no part in a request they cannot finish in time (busy) or cannot run (a prompt longer than the model's context); retry, shorten the prompt, or ask a smaller quorum (synod.frame.quorum)`;
+}
+
 function failure(d: RequestDetail): HttpError | null {
   if (d.status === 'verdict') return null;
   if (d.status === 'no-consensus') {
@@ -396,10 +406,13 @@ function failure(d: RequestDetail): HttpError | null {
     });
   }
   if (d.status === 'expired' || d.status === 'failed') {
-    return new HttpError(504, 'EXPIRED', `the request ${d.status}: ${d.error ?? 'no quorum in time'}`, {
-      requestId: d.requestId,
-      reason: d.error,
-    });
+    return new HttpError(
+      504,
+      'EXPIRED',
+      `the request ${d.status}: ${d.error ?? 'no quorum in time'}`,
+      { requestId: d.requestId, reason: d.error },
+      d.error === 'QUORUM_NOT_MET' ? quorumNotMetHint(d) : undefined,
+    );
   }
   return new HttpError(504, 'TIMEOUT', 'no verdict in time; poll the request for the outcome', {
     requestId: d.requestId,
