@@ -19,7 +19,7 @@ import {
   SealMemberSchema,
   VerdictSchema,
 } from '@synod/shared';
-import { ORIGIN_KINDS, REQUEST_STATUSES } from '@synod/shared/history';
+import { CHAIN_REQUEST_STATUSES, ORIGIN_KINDS, REQUEST_STATUSES } from '@synod/shared/history';
 import * as z from 'zod';
 import { EDGE_ERROR_CODES } from './http/errors.ts';
 import { InferenceInputSchema } from './inference-input.ts';
@@ -56,6 +56,12 @@ const object = (properties: Record<string, Json>, description?: string): Json =>
   required: Object.keys(properties),
   properties,
 });
+
+/** `schema` (an `object`) with more properties, not required. */
+const withOptional = (schema: Json, properties: Record<string, Json>): Json => {
+  const o = schema as { properties: Record<string, Json> };
+  return { ...o, properties: { ...o.properties, ...properties } };
+};
 
 const ERROR_DETAIL = {
   type: 'object',
@@ -241,44 +247,64 @@ const REQUEST_SUMMARY = {
     messages: { type: 'array', items: schemaOf(ChatMessageSchema, 'output') },
   },
 };
-const REQUEST_VIEW = object(
+/** A chain request's record of its settlement (`chain`: only on requests read from the chain). */
+const CHAIN_RECORD = object(
   {
-    requestId: REQUEST_ID,
-    status: STATUS,
-    error: STRING_OR_NULL,
-    createdAt: TIME,
-    updatedAt: TIME,
-    coordinator: HEX64,
-    request: REQUEST_SUMMARY,
-    commits: {
-      type: 'array',
-      items: object({ packetId: HEX64, nodeId: HEX64, commitment: HEX64, createdAt: TIME }),
+    status: { type: 'string', enum: [...CHAIN_REQUEST_STATUSES] },
+    txHash: { type: 'string', description: "the LLMRequested event's transaction" },
+    blockNumber: { type: 'integer' },
+    settlementTx: {
+      ...STRING_OR_NULL,
+      description: 'the fulfil or refund transaction (its event holds the reason)',
     },
-    seal: nullable(
-      object({
-        packetId: HEX64,
-        members: { type: 'array', items: schemaOf(SealMemberSchema, 'output') },
-        createdAt: TIME,
-      }),
-    ),
-    reveals: {
-      type: 'array',
-      description: 'the reveals the verdict counted (or, before it, every reveal received)',
-      items: object({
-        packetId: HEX64,
-        nodeId: HEX64,
-        model: schemaOf(ModelRefSchema, 'output'),
-        output: { type: 'string' },
-        bEmbedding: { type: 'string', description: 'sign-quantized embedding of the output, packed, in hex' },
-        createdAt: TIME,
-      }),
-    },
-    verdict: nullable(ref('VerdictView')),
-    attestations: { type: 'array', items: ref('AttestationView') },
-    transcriptRoot: HEX64_OR_NULL,
-    links: ref('Links'),
   },
-  'status, commits, seal, reveals, verdict, attestations, transcript root and links',
+  "what the relay recorded of a chain request's settlement on chain",
+);
+
+const REQUEST_VIEW = withOptional(
+  object(
+    {
+      requestId: REQUEST_ID,
+      status: STATUS,
+      error: STRING_OR_NULL,
+      createdAt: TIME,
+      updatedAt: TIME,
+      coordinator: HEX64,
+      request: REQUEST_SUMMARY,
+      commits: {
+        type: 'array',
+        items: object({ packetId: HEX64, nodeId: HEX64, commitment: HEX64, createdAt: TIME }),
+      },
+      seal: nullable(
+        object({
+          packetId: HEX64,
+          members: { type: 'array', items: schemaOf(SealMemberSchema, 'output') },
+          createdAt: TIME,
+        }),
+      ),
+      reveals: {
+        type: 'array',
+        description: 'the reveals the verdict counted (or, before it, every reveal received)',
+        items: object({
+          packetId: HEX64,
+          nodeId: HEX64,
+          model: schemaOf(ModelRefSchema, 'output'),
+          output: { type: 'string' },
+          bEmbedding: {
+            type: 'string',
+            description: 'sign-quantized embedding of the output, packed, in hex',
+          },
+          createdAt: TIME,
+        }),
+      },
+      verdict: nullable(ref('VerdictView')),
+      attestations: { type: 'array', items: ref('AttestationView') },
+      transcriptRoot: HEX64_OR_NULL,
+      links: ref('Links'),
+    },
+    'status, commits, seal, reveals, verdict, attestations, transcript root and links',
+  ),
+  { chain: CHAIN_RECORD },
 );
 
 const VERIFIED = {

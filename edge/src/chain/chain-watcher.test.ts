@@ -186,6 +186,8 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       verdict: { verdictDigest: string; transcriptRoot: string; winner: { output: string } };
     };
     expect(view.status).toBe('verdict');
+    // Not settled yet as the relay sees it (its fulfil not confirmed): said so.
+    expect((view as { chain?: { status: string } }).chain?.status).toBe('pending');
     const e = events[0]?.args;
     expect(e?.answer).toBe(view.verdict.winner.output);
     expect(e?.verdictDigest).toBe(`0x${view.verdict.verdictDigest}`);
@@ -216,6 +218,16 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     const row = await store.byRequestId(requestId);
     expect(row?.status).toBe('fulfilled');
     expect(row?.fulfilledTx).toBe(events[0]?.transactionHash ?? '');
+    // The request's view says how it was settled on chain, beside the verdict.
+    const settled = (await (await fetch(`${net.relay.url}/v1/inference/${requestId}`)).json()) as {
+      chain?: unknown;
+    };
+    expect(settled.chain).toEqual({
+      status: 'fulfilled',
+      txHash: row?.txHash,
+      blockNumber: row?.blockNumber,
+      settlementTx: row?.fulfilledTx,
+    });
     // More passes change nothing: settled exactly once.
     const before = watcher.stats();
     await chain.mine(3);

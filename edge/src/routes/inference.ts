@@ -204,22 +204,34 @@ async function shedOutcome(
  * `LLMRefunded` event of that transaction.
  */
 async function notFound(deps: EdgeDeps, id: string) {
-  const chain = CHAIN_REQUEST_ID_RE.test(id) ? await new ChainStore(deps.store.db).byRequestId(id) : null;
+  const chain = await chainRecord(deps, id);
   if (chain === null) return edgeError(404, 'NOT_FOUND', `no request ${id}`);
   return edgeError(
     404,
     'NOT_FOUND',
     `no request ${id} in the history: the relay read it from the chain and never ran it`,
-    {
-      chain: {
-        status: chain.status,
-        txHash: chain.txHash,
-        blockNumber: chain.blockNumber,
-        settlementTx: chain.fulfilledTx,
-      },
-    },
+    { chain: chainView(chain) },
     CHAIN_NOT_RUN_HINTS[chain.status],
   );
+}
+
+/** The relay's record of a chain request (`<chainId>:<oracle>:<requestNo>`); null for any other id. */
+function chainRecord(deps: EdgeDeps, id: string) {
+  return CHAIN_REQUEST_ID_RE.test(id) ? new ChainStore(deps.store.db).byRequestId(id) : Promise.resolve(null);
+}
+
+/**
+ * What the relay recorded of a chain request's settlement: `status` (`pending`, `fulfilled`, `refunded`,
+ * `reorged`), the `LLMRequested` event's `txHash` and `blockNumber`, and `settlementTx`, the fulfil or
+ * refund (the refund's reason and the callback's outcome are in its event).
+ */
+function chainView(chain: NonNullable<Awaited<ReturnType<typeof chainRecord>>>) {
+  return {
+    status: chain.status,
+    txHash: chain.txHash,
+    blockNumber: chain.blockNumber,
+    settlementTx: chain.fulfilledTx,
+  };
 }
 
 /** What a recorded chain request the relay never ran is, by its row's status. */
@@ -272,7 +284,11 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
     const charged = heavy.before(bucket, id);
     const found = await findRequest(deps.store, deps.intake, id);
     if (!found) throw await notFound(deps, id);
-    const json = JSON.stringify(foundView(found));
+    // A chain request's view says how it was settled on chain (a refund by anyone after the deadline
+    // leaves the relay's verdict unpaid there): its record, beside what the relay holds.
+    const chain = await chainRecord(deps, id);
+    const view = foundView(found);
+    const json = JSON.stringify(chain === null ? view : { ...view, chain: chainView(chain) });
     heavy.after(bucket, id, readTokens(json.length), charged);
     return c.body(json, 200, { 'content-type': 'application/json' });
   });
