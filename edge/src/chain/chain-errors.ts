@@ -7,6 +7,7 @@ import { synodOracleAbi } from '@synod/contracts/abi';
 import { saysOutOfGas } from '@synod/contracts/settlement-gas';
 import {
   BaseError,
+  BlockNotFoundError,
   ContractFunctionRevertedError,
   decodeErrorResult,
   ExecutionRevertedError,
@@ -89,6 +90,8 @@ export function codeOf(e: unknown): { code: string; revert?: string } {
   if (typeof code === 'string') return { code };
   const revert = revertName(e);
   if (revert !== undefined) return { code: 'CHAIN_CALL_REVERTED', revert };
+  // A block the chain no longer has at that number (a reorg under way), or not yet (an RPC node behind).
+  if (blockGone(e)) return { code: 'CHAIN_BLOCK_NOT_FOUND' };
   if (e instanceof BaseError) {
     const reverted = e.walk(
       (x) => x instanceof ContractFunctionRevertedError || x instanceof ExecutionRevertedError,
@@ -96,6 +99,14 @@ export function codeOf(e: unknown): { code: string; revert?: string } {
     return { code: reverted === null ? 'CHAIN_RPC_FAILED' : 'CHAIN_CALL_REVERTED' };
   }
   return { code: 'CHAIN_WATCHER_FAILED' };
+}
+
+/**
+ * Whether the RPC had no block where one was asked for (viem's `BlockNotFoundError`): after a shallow
+ * reorg, the block a settlement was mined in, or a node behind its peers. Passing: the next pass reads again.
+ */
+export function blockGone(e: unknown): boolean {
+  return e instanceof BaseError && e.walk((x) => x instanceof BlockNotFoundError) !== null;
 }
 
 /**

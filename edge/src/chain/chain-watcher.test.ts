@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { synodOracleAbi } from '@synod/contracts/abi';
 import {
+  BlockNotFoundError,
   encodeAbiParameters,
   encodeFunctionData,
   getAddress,
@@ -875,17 +876,24 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     const store = new ChainStore(net.relay.store.db);
     const { client } = bridgeClients(chain.anvil.url, chain.anvil.chainId, chain.bridgeKey);
     let failFor: string | null = null;
-    // Test double over the real RPC: reading one transaction's receipt fails while `failFor` names it.
+    // Test double over the real RPC: reading one transaction's receipt fails while `failFor` names it,
+    // as after a shallow reorg (the block it named is gone).
     const flaky = new Proxy(client, {
       get(target, prop, receiver) {
         if (prop !== 'getTransactionReceipt') return Reflect.get(target, prop, receiver);
         return (args: { hash: `0x${string}` }) =>
           args.hash === failFor
-            ? Promise.reject(new Error('RPC timeout'))
+            ? Promise.reject(new BlockNotFoundError({ blockNumber: 467n }))
             : target.getTransactionReceipt(args);
       },
     });
-    const w = sideWatcher(oracle, { client: flaky, confirmations: 0, settledCheckMs: 0 });
+    const lines: Record<string, unknown>[] = [];
+    const w = sideWatcher(oracle, {
+      client: flaky,
+      confirmations: 0,
+      settledCheckMs: 0,
+      log: (line) => lines.push(line),
+    });
     try {
       const a = await chain.callLLM({ prompt: 'A', models: ['no-such-model'], oracle });
       const b = await chain.callLLM({ prompt: 'B', models: ['no-such-model'], oracle });
@@ -906,6 +914,15 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       expect((await store.byRequestId(idOf(a.requestNo)))?.finalizedAt).toBeNull();
       expect((await store.byRequestId(idOf(b.requestNo)))?.finalizedAt).toBeNumber();
       expect(w.stats().errors).toBe(errors + 1);
+      // Said as what it is, a warning that passes, not an RPC failure.
+      expect(lines).toContainEqual(
+        expect.objectContaining({
+          level: 'warn',
+          msg: 'checking a chain settlement failed',
+          code: 'CHAIN_BLOCK_NOT_FOUND',
+          hint: expect.stringContaining('a reorg took the block'),
+        }),
+      );
       failFor = null;
       await w.poll();
       expect((await store.byRequestId(idOf(a.requestNo)))?.finalizedAt).toBeNumber();

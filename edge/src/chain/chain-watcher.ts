@@ -25,6 +25,7 @@ import { LogSpells } from '../log-spells.ts';
 import type { Admission, AdmissionOutcome } from '../store/intake-store.ts';
 import { type BridgeBalance, BridgeBalanceMonitor } from './bridge-balance.ts';
 import {
+  blockGone,
   ChainBridgeError,
   cannotPay,
   codeOf,
@@ -820,12 +821,17 @@ export class ChainWatcher {
     this.#stats.errors++;
     const spell = this.#spells.failed(`${msg}:${row.requestId}`);
     if (!spell.log) return;
+    const gone = blockGone(e);
     this.#o.log?.({
-      level: 'error',
+      // A block gone (a reorg under way) passes: a warning with what it is, not an RPC failure.
+      level: gone ? 'warn' : 'error',
       msg,
       requestId: row.requestId,
       ...codeOf(e),
       err: describe(e),
+      ...(gone
+        ? { hint: 'a reorg took the block, or the RPC node is behind its peers; read again at the next pass' }
+        : {}),
       ...(spell.failures > 1 ? { failedForMs: spell.sinceMs, failures: spell.failures } : {}),
     });
   }
