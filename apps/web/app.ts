@@ -250,6 +250,16 @@ function wireNode(api: SynodPageApi): void {
   api.onChange(schedule);
   setInterval(schedule, 1000);
   render(api);
+  // Said before a passphrase is typed: another tab runs this key (its Web Lock is held), looked at every
+  // 2 s while this tab is locked, and as it comes to the front.
+  const keyInUse = async () => {
+    const { phase } = api.status();
+    const elsewhere = (phase === 'locked' || phase === 'error') && (await api.node.keyInUseElsewhere());
+    $('key-in-use').hidden = !elsewhere;
+  };
+  void keyInUse();
+  setInterval(() => void keyInUse(), 2_000);
+  window.addEventListener('focus', () => void keyInUse());
 
   const form = $('unlock-form');
   form.addEventListener('submit', (e) => {

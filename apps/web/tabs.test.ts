@@ -74,6 +74,9 @@ describe('one node key in one browser: two tabs, a reload', () => {
 
       const second = await openTab();
       expect((await status(second)).nodeId).toBe(nodeId);
+      // Said before any passphrase is typed; the first tab does not say it of itself.
+      await second.waitForSelector('#key-in-use:visible', { timeout: 10_000 });
+      expect(await first.isHidden('#key-in-use')).toBe(true);
       const refused = await second.evaluate(
         (p) =>
           window.synod?.unlock(p).then(

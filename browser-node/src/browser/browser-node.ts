@@ -9,7 +9,7 @@ import { createWakuRelayTransport, type WakuRelayTransport } from '../p2p/waku-r
 import { FollowerStoreView, inFlightNodeWork } from './in-flight.ts';
 import { KEY_STORAGE_ITEM, loadOrCreateBrowserKey, storedNodeId } from './key-store.ts';
 import { openTabStore } from './reopening-store.ts';
-import { acquireTabLock, type TabLock } from './tab-lock.ts';
+import { acquireTabLock, type TabLock, tabLockHeld } from './tab-lock.ts';
 import { WorkerInference } from './worker-inference.ts';
 import { type TimerPlacement, WorkerScheduler } from './worker-scheduler.ts';
 
@@ -194,6 +194,12 @@ export class BrowserNode {
   onChange(listener: () => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** Whether another tab of this browser runs this node key now (its Web Lock is held, not by this tab). */
+  async keyInUseElsewhere(): Promise<boolean> {
+    if (this.#lock !== null) return false;
+    return tabLockHeld(this.config.keyItem ?? KEY_STORAGE_ITEM).catch(() => false);
   }
 
   /**

@@ -11,6 +11,22 @@ export interface TabLock {
   release(): void;
 }
 
+/** The Web Lock's name for the key kept under `item`. */
+const lockName = (item: string) => `synod-node-key:${item}`;
+
+/**
+ * Whether a tab holds the lock for `item` now (any tab, this one included): asked without taking it, so
+ * a page can say the key runs elsewhere before its passphrase is typed. False without Web Locks.
+ */
+export async function tabLockHeld(
+  item: string,
+  locks: LockManager | undefined = globalThis.navigator?.locks,
+): Promise<boolean> {
+  if (locks === undefined) return false;
+  const { held } = await locks.query();
+  return (held ?? []).some((l) => l.name === lockName(item));
+}
+
 /** The lock for `item`, or NODE_KEY_IN_USE when another tab holds it (never waits). */
 export function acquireTabLock(
   item: string,
@@ -30,7 +46,7 @@ export function acquireTabLock(
       release = done;
     });
     locks
-      .request(`synod-node-key:${item}`, { ifAvailable: true }, (lock) => {
+      .request(lockName(item), { ifAvailable: true }, (lock) => {
         if (lock === null) {
           reject(
             new BrowserNodeError(
