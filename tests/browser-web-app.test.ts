@@ -160,6 +160,8 @@ describe('the contributor web app', () => {
       await page.fill('#api-key', 'synod_sk_not-a-real-key');
       await page.click('#ask');
       await page.waitForSelector('#ask-error:has-text("HTTP 401")', { timeout: 30_000 });
+      // The last request's answer is not left beside it.
+      expect(await page.isHidden('#ask-result')).toBe(true);
 
       expect(offsite).toEqual([]);
       expect(pageErrors).toEqual([]);

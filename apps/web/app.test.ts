@@ -148,6 +148,11 @@ describe('the contributor web app after a failure', () => {
     await page.waitForSelector('#engine-phase:has-text("MODEL_HASH_MISMATCH")', { timeout: 60_000 });
     // What failed, and what to do about it.
     expect(await page.textContent('#engine-phase')).toEndWith('; tick Serve models to try again');
+    // Its bar shows no progress (the bytes were all downloaded, and refused), marked as failed.
+    expect(
+      await page.evaluate(() => (document.getElementById('engine-progress') as HTMLProgressElement).value),
+    ).toBe(0);
+    expect(await page.getAttribute('#engine-progress', 'class')).toBe('failed');
     expect(await page.textContent('#engine-ref')).toBe(
       'stories260K, from /models/stories260K.gguf (this site)',
     );

@@ -82,8 +82,10 @@ function renderLoad(prefix: 'engine' | 'embedder', s: LoadState, from: { name: s
     ref === null ? `${from.name}, from ${source(from.url)}` : `${ref.id} (${ref.fileHash.slice(0, 10)}…)`,
   );
   const bar = $<HTMLProgressElement>(`${prefix}-progress`);
-  const fraction = s.phase === 'ready' ? 1 : s.total > 0 ? s.loaded / s.total : 0;
+  // A load that failed shows no progress (its bytes, all downloaded, were refused), in the error colour.
+  const fraction = s.phase === 'ready' ? 1 : s.phase !== 'error' && s.total > 0 ? s.loaded / s.total : 0;
   bar.value = fraction;
+  bar.classList.toggle('failed', s.phase === 'error');
   text(`${prefix}-phase`, loadText(s));
   text(`${prefix}-amount`, loadAmount(prefix, s));
   text(`${prefix}-ms`, s.ms === null ? '—' : `${(s.ms / 1000).toFixed(2)} s`);
@@ -403,6 +405,8 @@ async function ask(): Promise<void> {
 
 async function submit(): Promise<void> {
   askError(null);
+  // The last request's answer is not this one's: an error of this one is not shown beside it.
+  $('ask-result').hidden = true;
   stream?.close();
   stream = null;
   if (reopen !== null) clearTimeout(reopen);
