@@ -43,10 +43,29 @@ function layout(page: Page, minPx: number) {
       .filter((c) => (c as HTMLElement).offsetParent !== null && (c.textContent ?? '').trim().length > 2)
       .filter((c) => c.getBoundingClientRect().width < 40)
       .map((c) => `${c.textContent}: ${Math.round(c.getBoundingClientRect().width)} px`);
+    // Nor a short word broken inside ("nod" and "e" on two lines): a word of 16 letters or fewer is
+    // on one line of its cell.
+    const broken = [...document.querySelectorAll('th, td')]
+      .filter((c) => (c as HTMLElement).offsetParent !== null)
+      .flatMap((c) => {
+        const out: string[] = [];
+        const walker = document.createTreeWalker(c, NodeFilter.SHOW_TEXT);
+        for (let t = walker.nextNode(); t !== null; t = walker.nextNode()) {
+          const text = t.textContent ?? '';
+          for (const m of text.matchAll(/(?<!\S)\S{2,16}(?!\S)/g)) {
+            const range = document.createRange();
+            range.setStart(t, m.index);
+            range.setEnd(t, m.index + m[0].length);
+            const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+            if (lines.size > 1) out.push(`${m[0]}: broken over ${lines.size} lines`);
+          }
+        }
+        return out;
+      });
     return {
       page: document.documentElement.scrollWidth,
       screen: window.innerWidth,
-      squeezed: [...squeezed, ...cells],
+      squeezed: [...squeezed, ...cells, ...broken],
     };
   }, minPx);
 }
