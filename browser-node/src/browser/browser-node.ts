@@ -374,6 +374,8 @@ export class BrowserNode {
     const transport = this.#transport;
     const store = this.#store;
     if (key === null || transport === null || store === null) throw new Error('the node is not unlocked');
+    // What the node in its last role heard: the network table stays full across a role change.
+    const knownNodes = this.#node?.knownNodes() ?? [];
     await this.#node?.close();
     const queue = this.#queue;
     const inference = this.#inference;
@@ -392,6 +394,7 @@ export class BrowserNode {
       transports: [transport],
       store: role === 'node' ? store : new FollowerStoreView(store),
       scheduler: this.#timers,
+      knownNodes,
       ...(serving === undefined ? {} : { serving }),
       observer: coordinatorTrust(this.config.coordinators ?? []),
       heartbeat: {

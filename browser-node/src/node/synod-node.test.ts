@@ -129,6 +129,31 @@ describe('SynodNode over an in-memory network with real engines', () => {
     expect(nodes.every((n) => n.metrics().machines.node >= 1)).toBe(true);
   }, 30_000);
 
+  test('a node made with the knownNodes of an earlier one (a role change) knows the network at once, itself left out', async () => {
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(101));
+    const others = await Promise.all([102, 103].map((b) => NodeKey.fromSeed(new Uint8Array(32).fill(b))));
+    const now = Date.now();
+    // As an earlier node's knownNodes() gives them (sorted by id): this key's own heartbeat among them.
+    const heard = (
+      await Promise.all(
+        [key, ...others].map(async (k, i) => ({
+          nodeId: k.nodeId,
+          body: ((await heartbeatPacket(k, i, now - i * 1_000)) as Packet<'heartbeat'>).body,
+          at: now - i * 1_000,
+        })),
+      )
+    ).sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1));
+    const again = new SynodNode({
+      key,
+      role: 'follower',
+      transports: [net.join(`${key.nodeId}-again`)],
+      knownNodes: heard,
+    });
+    expect(again.knownNodes()).toEqual(heard.filter((n) => n.nodeId !== key.nodeId));
+    expect(again.metrics().knownNodes).toBe(2);
+    await again.close();
+  });
+
   test('a request no node serves expires with quorum-not-met', async () => {
     const finished: string[] = [];
     const key = await NodeKey.fromSeed(new Uint8Array(32).fill(120));

@@ -144,6 +144,12 @@ export interface SynodNodeOptions {
   /** Follow every request seen (followers and relays that mirror history); default: only watched ones. */
   followAll?: boolean;
   heartbeat?: HeartbeatConfig;
+  /**
+   * Heartbeats heard (and verified) by an earlier node of this process over the same transport, as its
+   * `knownNodes()` gave them: a node restarted in another role (a tab's Serve ticked) knows the network
+   * at once, instead of an empty list until the next round of heartbeats. Its own is left out.
+   */
+  knownNodes?: readonly { nodeId: string; body: HeartbeatBody; at: number }[];
   intake?: Partial<Omit<IntakeOptions, 'now' | 'deliver'>>;
   /** Every verified packet (from the network, and the node's own) — e.g. the relay's history writer. */
   onPacket?: (p: { id: string; packet: AnyPacket; own: boolean }) => void | Promise<void>;
@@ -376,6 +382,11 @@ export class SynodNode {
     this.nodeId = options.key.nodeId;
     this.role = options.role;
     this.#scheduler = options.scheduler ?? realScheduler;
+    // In the order they were heard (the map drops its oldest first), the newest KNOWN_NODES.
+    const known = [...(options.knownNodes ?? [])].sort((a, b) => a.at - b.at).slice(-KNOWN_NODES);
+    for (const { nodeId, body, at } of known) {
+      if (nodeId !== this.nodeId) this.#heartbeats.set(nodeId, { body, at });
+    }
     this.#store = options.store ?? new MemoryMachineStore();
     this.#random = options.random ?? ((n) => crypto.getRandomValues(new Uint8Array(n)));
     this.#reannouncer =
