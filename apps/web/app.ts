@@ -106,6 +106,9 @@ function keyItem(api: SynodPageApi): string {
   return api.config.keyItem ?? DEFAULT_KEY_ITEM;
 }
 
+/** Before unlock: requests this key committed to before the page loaded, not finished (see wireNode). */
+let committedBefore = 0;
+
 function render(api: SynodPageApi): void {
   const s: BrowserNodeStatus = api.status();
   text('node-id', s.nodeId ?? 'no key yet: choose a passphrase to create one');
@@ -116,7 +119,9 @@ function render(api: SynodPageApi): void {
   text(
     'persistence',
     s.persistent === null
-      ? '—'
+      ? committedBefore > 0
+        ? `${committedBefore} committed to before this page was loaded: unlock to finish them (their reveals are due)`
+        : '—'
       : `${s.openCommitments} committed to and not finished; ` +
           (s.persistent
             ? 'kept in this browser (IndexedDB): after a reload, the tab finishes them'
@@ -252,12 +257,20 @@ function wireNode(api: SynodPageApi): void {
   api.onChange(schedule);
   setInterval(schedule, 1000);
   render(api);
-  // Said before a passphrase is typed: another tab runs this key (its Web Lock is held), looked at every
-  // 2 s while this tab is locked, and as it comes to the front.
+  // Said before a passphrase is typed: another tab runs this key (its Web Lock is held), and requests it
+  // committed to before the page loaded; looked at every 2 s while this tab is locked, and as it comes to
+  // the front.
   const keyInUse = async () => {
     const { phase } = api.status();
-    const elsewhere = (phase === 'locked' || phase === 'error') && (await api.node.keyInUseElsewhere());
+    const locked = phase === 'locked' || phase === 'error';
+    const elsewhere = locked && (await api.node.keyInUseElsewhere());
     $('key-in-use').hidden = !elsewhere;
+    // And what this key committed to before the page loaded, whose reveals wait for it to be unlocked.
+    const before = locked ? await api.node.committedBeforeUnlock().catch(() => 0) : 0;
+    if (before !== committedBefore) {
+      committedBefore = before;
+      render(api);
+    }
   };
   void keyInUse();
   setInterval(() => void keyInUse(), 2_000);

@@ -158,6 +158,14 @@ describe('one node key in one browser: two tabs, a reload', () => {
       await q.coordinator.submit(body);
       await until('the tab to commit', () => q.commits.get(body.requestId)?.has(nodeId), 20_000);
       await page.reload();
+      // Locked, the page says what waits for it to be unlocked (this request, and the last test's if its
+      // reveal window is still open).
+      await page.waitForSelector(
+        '#persistence:has-text("committed to before this page was loaded: unlock")',
+        {
+          timeout: 10_000,
+        },
+      );
       await page.fill('#passphrase', PASSPHRASE);
       await page.click('#unlock');
       // Without the Serve box ticked again: the request it committed to is still its to reveal, so it

@@ -196,6 +196,22 @@ export class BrowserNode {
     return () => this.#listeners.delete(listener);
   }
 
+  /**
+   * Before unlock: how many requests this browser's stored key committed to (in a tab since reloaded or
+   * closed) and has not finished while their reveals may still be due, read from this site's IndexedDB.
+   * 0 once unlocked (`status().openCommitments` says it then), without a stored key or an IndexedDB.
+   */
+  async committedBeforeUnlock(): Promise<number> {
+    const nodeId = safeStoredNodeId(this.config.keyItem);
+    if (nodeId === null || this.#key !== null) return 0;
+    const { store, persistent } = await openTabStore(this.config.dbName, nodeId);
+    try {
+      return persistent ? await inFlightNodeWork(store, nodeId, Date.now()) : 0;
+    } finally {
+      await store.close();
+    }
+  }
+
   /** Whether another tab of this browser runs this node key now (its Web Lock is held, not by this tab). */
   async keyInUseElsewhere(): Promise<boolean> {
     if (this.#lock !== null) return false;
