@@ -178,6 +178,12 @@ describe('one node key in one browser: two tabs, a reload', () => {
       expect([...(q.reveals.get(body.requestId) ?? [])].sort()).toEqual([q.headless.nodeId, nodeId].sort());
       expect([...(q.commits.get(body.requestId)?.get(nodeId) ?? [])]).toHaveLength(1);
       expect(q.coordinator.status(body.requestId)?.verdict?.status).toBe('accepted');
+      // The page lists its verdict, served here.
+      await until(
+        'the page to list the verdict',
+        async () => (await status(page)).verdicts.some((v) => v.requestId === body.requestId && v.servedHere),
+        30_000,
+      );
       expect(consoleProblems).toEqual([]);
       expect(pageErrors).toEqual([]);
       await page.close();
