@@ -136,6 +136,7 @@ describe('POST /v1/chat/completions: failures', () => {
     expect(error).toMatchObject({ code: 'EXPIRED', message: 'the request expired: QUORUM_NOT_MET' });
     expect(error.hint).toStartWith('0 nodes committed of the quorum of 3 asked');
     expect(error.hint).toContain("a prompt longer than the model's context");
+    expect(error.hint).toEndWith('or ask a smaller quorum (synod.frame.quorum)');
   }, 60_000);
 
   test('a failure the relay did not expect (a read of the request that fails) is logged, not only answered', async () => {
@@ -247,6 +248,10 @@ describe('renamePaths', () => {
     );
     expect(renamePaths('send an embedder the nodes serve as embeddingModel', names)).toBe(
       'send an embedder the nodes serve as synod.embeddingModel',
+    );
+    // Named as the chat completion has them already: kept as they are (not synod.synod.frame.quorum).
+    expect(renamePaths('ask a smaller quorum (synod.frame.quorum) or synod.embeddingModel', names)).toBe(
+      'ask a smaller quorum (synod.frame.quorum) or synod.embeddingModel',
     );
   });
 });

@@ -226,8 +226,11 @@ export function chatParamNames(maxTokensName: 'max_tokens' | 'max_completion_tok
   };
 }
 
-/** The inference input's paths a hint names (`frame.quorum`, `params.maxTokens`, …). */
-const INPUT_PATH = /\b(?:frame\.[A-Za-z]+|params\.[A-Za-z]+|embeddingModel)\b/g;
+/**
+ * The inference input's paths a hint names (`frame.quorum`, `params.maxTokens`, …), not after a dot or a
+ * letter: a hint that names them as the chat completion does already (`synod.frame.quorum`) keeps them.
+ */
+const INPUT_PATH = /(?<![\w.])(?:frame\.[A-Za-z]+|params\.[A-Za-z]+|embeddingModel)\b/g;
 
 /** A hint's text with the inference input's paths in it renamed to the caller's names for them. */
 export function renamePaths(text: string, names: ParamNames): string {
