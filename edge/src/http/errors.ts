@@ -116,9 +116,13 @@ export function quorumUnavailableError(o: { quorum: number; serving: number; mod
   return new HttpError(
     503,
     'QUORUM_UNAVAILABLE',
-    `a quorum of ${o.quorum} was asked, and ${o.serving} node${o.serving === 1 ? '' : 's'} that could serve ${o.models.join(', ')} ${o.serving === 1 ? 'was' : 'were'} heard from in the last minute; nothing was stored`,
+    o.serving === 0
+      ? `a quorum of ${o.quorum} was asked, and the nodes heard that serve ${o.models.join(', ')} take no requests now; nothing was stored`
+      : `a quorum of ${o.quorum} was asked, and ${o.serving} node${o.serving === 1 ? '' : 's'} that could serve ${o.models.join(', ')} ${o.serving === 1 ? 'was' : 'were'} heard from in the last minute; nothing was stored`,
     { quorum: o.quorum, serving: o.serving, models: [...o.models] },
-    `ask for a quorum of at most ${o.serving} (frame.quorum), or retry after the Retry-After seconds`,
+    o.serving === 0
+      ? 'they are paused (a tab whose Serve is off) or cannot write their state: retry after the Retry-After seconds'
+      : `ask for a quorum of at most ${o.serving} (frame.quorum), or retry after the Retry-After seconds`,
     { 'retry-after': String(QUORUM_UNAVAILABLE_RETRY_S) },
   );
 }

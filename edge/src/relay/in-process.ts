@@ -194,17 +194,20 @@ export class InProcessRelayNetwork implements RelayNetwork {
     if (cached && t - cached.at < MODELS_TTL_MS) return cached.n;
     const models = new Set(request.acceptedModels);
     let able = 0;
+    let paused = 0;
     for (const { body, at } of this.node.knownNodes(ONLINE_WITHIN_MS)) {
       // A node whose clock runs ahead takes every request for already late: it serves none.
       if (body.createdAt - at > SERVING_CLOCK_AHEAD_MS) continue;
-      // Room for no request at all (a tab whose contributor turned Serve off, a node whose state file
-      // cannot be written): it takes none. A full queue is busy, not unable: it counts.
-      if (body.capacity.maxQueue === 0) continue;
       if (!body.models.some((m) => models.has(m.id))) continue;
       if (!body.embedders.some((e) => e.id === embedder)) continue;
-      able++;
+      // Room for no request at all (a tab whose contributor turned Serve off, a node whose state file
+      // cannot be written): it takes none. A full queue is busy, not unable: it counts.
+      if (body.capacity.maxQueue === 0) paused++;
+      else able++;
     }
-    const n = able === 0 ? undefined : able;
+    // None heard that could: said only when some serve the models and all of them take no request now
+    // (0: refused); when none serves them at all, nothing is said (requests wait for nodes to come).
+    const n = able > 0 ? able : paused > 0 ? 0 : undefined;
     if (this.#serving.size >= SERVING_CACHE_KEYS) this.#serving.clear();
     this.#serving.set(key, { at: t, n });
     return n;

@@ -21,9 +21,10 @@ export interface RelayNetwork {
   /** Models configured, plus those that nodes the relay trusts (proven or trusted) advertise. */
   servedModels(): Promise<ReadonlySet<string>>;
   /**
-   * How many nodes that could serve `request` (one of its accepted models, and its embedder) were heard
-   * from lately, whatever their standing; undefined while the relay cannot tell (it started less than two
-   * heartbeats ago, or has heard none that could: its requests then wait in the log for nodes to come).
+   * How many nodes that could serve `request` (one of its accepted models, and its embedder, and room for
+   * requests) were heard from lately, whatever their standing: 0 when those heard take no request now
+   * (paused); undefined while the relay cannot tell (it started less than two heartbeats ago, or has heard
+   * no node of those models at all: its requests then wait in the log for nodes to come).
    * Absent: never said.
    */
   servingNodes?(request: RequestBody): number | undefined;

@@ -38,7 +38,7 @@ function heartbeat(
 function request(models: string[]): RequestBody {
   return buildRequest(
     { prompt: 'hello', models },
-    { knownModels: new Set(['m1', 'm2', 'm3']), defaultModels: ['m1'], embedders: [TEST_EMBEDDER] },
+    { knownModels: new Set(['m1', 'm2', 'm3', 'm4']), defaultModels: ['m1'], embedders: [TEST_EMBEDDER] },
     Date.now(),
     (n) => crypto.getRandomValues(new Uint8Array(n)),
   ).body;
@@ -49,7 +49,7 @@ test('counts the nodes heard that serve one of its models with its embedder, onc
   const relay = await loneRelay(
     `file:${join(dir, 'relay.db')}`,
     80,
-    { configuredModels: ['m1', 'm2', 'm3'], waits: { peerWaitMs: 0, servingSettleMs: 1_500 } },
+    { configuredModels: ['m1', 'm2', 'm3', 'm4'], waits: { peerWaitMs: 0, servingSettleMs: 1_500 } },
     net,
   );
   try {
@@ -68,6 +68,8 @@ test('counts the nodes heard that serve one of its models with its embedder, onc
       // Serves m1 and m2 and takes no request at all (a tab whose Serve is off, a node whose state
       // file cannot be written): room for none.
       [87, ['m1', 'm2'], TEST_EMBEDDER.id, 0, none],
+      // The only node that serves m4, paused.
+      [88, ['m4'], TEST_EMBEDDER.id, 0, none],
     ];
     for (const [seed, models, embedder, ahead, capacity] of nodes) {
       const key = await NodeKey.fromSeed(new Uint8Array(32).fill(seed));
@@ -77,7 +79,7 @@ test('counts the nodes heard that serve one of its models with its embedder, onc
         encodePacket(packet),
       );
     }
-    await waitUntil('the heartbeats heard', async () => relay.node.knownNodes().length >= 7, 10_000, 20);
+    await waitUntil('the heartbeats heard', async () => relay.node.knownNodes().length >= 8, 10_000, 20);
     // Just started: nothing said yet, whatever was heard.
     expect(relay.network.servingNodes(request(['m1']))).toBeUndefined();
     await waitUntil(
@@ -89,8 +91,10 @@ test('counts the nodes heard that serve one of its models with its embedder, onc
     expect(relay.network.servingNodes(request(['m1']))).toBe(2);
     expect(relay.network.servingNodes(request(['m2']))).toBe(3);
     expect(relay.network.servingNodes(request(['m1', 'm2']))).toBe(4);
-    // No node heard that could: nothing said (its requests wait for one).
+    // No node heard that serves it: nothing said (its requests wait for one).
     expect(relay.network.servingNodes(request(['m3']))).toBeUndefined();
+    // Served only by a node that takes no request now: 0, refused (it was taken, charged and expired).
+    expect(relay.network.servingNodes(request(['m4']))).toBe(0);
   } finally {
     await relay.stop();
   }
