@@ -59,7 +59,7 @@ Usage: synod node [options]
                          (apart from --host: a node open to peers keeps them to itself)
   --http-port N          /healthz and /metrics port (0: any free)     [0]
                          (/healthz is 503 NO_PEERS while none of --bootstrap is reached,
-                         STORE_FAILING for 5 s after a write to --db failed, e.g. a full disk,
+                         STORE_FAILING from a failed write to --db, e.g. a full disk, until one works,
                          CLOCK_SKEW while this clock is over 5 s off its peers')
   --db FILE              local state (libSQL file)                    [.data/node/state.db]
   --max-queue N          inference jobs waiting at most (each also    [64]

@@ -91,6 +91,13 @@ describe('SynodNode: a machine store that cannot be written (a full disk)', () =
       // (it used to read as healthy 5 s after each failure, and failing again at the next request).
       await Bun.sleep(3_400);
       expect(node.metrics().store.failing).toBe(true);
+      // And it still takes no request and advertises no room (it did 5 s after each failure, and the
+      // relay counted it among the nodes that could serve a quorum).
+      expect(await advertised()).toBe(0);
+      const d = request(serving, 4);
+      await relay.submit(d);
+      await until(() => node.metrics().store.refused === 2);
+      expect(node.status(d.requestId)).toBeNull();
       // Space is freed: its next probe finds writes work, with no request needed; the next request is
       // served and committed to.
       await client.execute('PRAGMA max_page_count = 1000000');

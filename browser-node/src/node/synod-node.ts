@@ -171,8 +171,9 @@ export interface SynodNodeOptions {
   /** How long a finished machine lingers to absorb late packets. Default 60 s. */
   lingerMs?: number;
   /**
-   * After a write to the store failed (a full disk), how long a `node` picks up no request (it could
-   * not commit to it: its commitment must be stored before it is published). Default 5 s.
+   * After a write to the store failed (a full disk), how often the node tries a small write to find
+   * when writes work again; until one does, a `node` picks up no request (it could not commit to it: its
+   * commitment must be stored before it is published) and advertises no room. Default 5 s.
    */
   storeRetryMs?: number;
   /**
@@ -259,8 +260,8 @@ export interface NodeMetrics {
   early: { requests: number; bytes: number };
   /**
    * Writes to the machine store that failed; `failing` from a failed write until one works again (a
-   * write of a machine's state, or the node's own probe every `storeRetryMs` meanwhile: a node picks up
-   * no request for `storeRetryMs` after each failure); the last error, and the requests refused.
+   * write of a machine's state, or the node's own probe every `storeRetryMs` meanwhile), while a node
+   * picks up no request; the last error, and the requests refused.
    */
   store: { errors: number; failing: boolean; lastError: string | null; refused: number };
   /**
@@ -706,7 +707,7 @@ export class SynodNode {
       early: this.#early.sizes(),
       store: {
         errors: this.#storeErrors,
-        failing: this.#storeFailedAt !== null,
+        failing: this.#storeFailing(),
         lastError: this.#storeLastError,
         refused: this.#storeRefused,
       },
@@ -1232,10 +1233,14 @@ export class SynodNode {
     });
   }
 
-  /** Whether a write to the store failed within `storeRetryMs` (no request is picked up meanwhile). */
+  /**
+   * Whether a write to the store failed and none has worked since: no request is picked up meanwhile,
+   * and the heartbeat advertises no room (a request taken would fail at its first write, and the relay
+   * counted the node as serving). The probe (`#probeStore`, every `storeRetryMs`) finds when writes
+   * work again.
+   */
   #storeFailing(): boolean {
-    const at = this.#storeFailedAt;
-    return at !== null && this.#now() - at < (this.#o.storeRetryMs ?? 5_000);
+    return this.#storeFailedAt !== null;
   }
 
   /**
