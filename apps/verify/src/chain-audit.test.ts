@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { resolve } from 'node:path';
 import type { GenerateRequest, GenerateResult } from '@synod/browser-node/inference';
 import { synodOracleAbi } from '@synod/contracts/abi';
+import { NodeKey, type RevealBody, signPacket } from '@synod/shared';
 import {
   type Address,
   encodeAbiParameters,
@@ -443,10 +444,33 @@ describe('synod-verify --chain', () => {
     // the network's answer existed (its last reveal), it withheld nothing; mined after, it did.
     const timedOut = lies.get('QUEUE_TIMEOUT') ?? 0n;
     const held = (await (await fetch(`${net.relay.url}/v1/verify/${id(timedOut)}`)).json()) as {
-      transcript: unknown;
+      transcript: { packets: { type: string; from: string; body: { createdAt: number } }[] };
+      verdict: { accepted: { nodeId: string }[] };
     };
-    const answeredAt = lastRevealAt(held.transcript) ?? 0;
+    const members = held.verdict.accepted.map((m) => m.nodeId);
+    const answeredAt = lastRevealAt(held.transcript, members) ?? 0;
     expect(answeredAt).toBeGreaterThan(0);
+    // A reveal the verdict did not count (a node outside the seal, dated years ahead) moves nothing: the
+    // relay cannot make its answer look later than it was to excuse a refund.
+    const stranger = await NodeKey.fromSeed(new Uint8Array(32).fill(77));
+    const reveal = held.transcript.packets.find((p) => p.type === 'reveal');
+    if (!reveal) throw new Error('no reveal');
+    const late = await signPacket(stranger, 'reveal', {
+      ...(reveal.body as unknown as RevealBody),
+      createdAt: Date.parse('2030-01-01'),
+    });
+    expect(lastRevealAt({ packets: [...held.transcript.packets, late] }, members)).toBe(answeredAt);
+    // Nor a counted one dated past the reveal window: no later than the seal and its window.
+    const seal = held.transcript.packets.find((p) => p.type === 'seal');
+    const request = held.transcript.packets.find((p) => p.type === 'request') as unknown as {
+      body: { frame: { revealWindowMs: number } };
+    };
+    const postDated = held.transcript.packets.map((p) =>
+      p === reveal ? { ...p, body: { ...p.body, createdAt: Date.parse('2030-01-01') } } : p,
+    );
+    expect(lastRevealAt({ packets: postDated }, members)).toBe(
+      (seal?.body.createdAt ?? 0) + request.body.frame.revealWindowMs,
+    );
     const [timedOutAsked] = await chain.client.getContractEvents({
       address: chain.oracle,
       abi: synodOracleAbi,

@@ -15,8 +15,9 @@
  *   and who sent it, neither holding nor failing.
  * Whatever the reason (but the bridge's `ANSWER_TOO_LARGE`, checked as above), a relay holding an
  * accepted verdict of that very question fails the refund: an answer existed and was not delivered. Unless
- * someone else than the bridge refunded (after the deadline) before the answer came: its last reveal
- * signed after the refund's block time, no answer existed to deliver; said, not failed. (Nodes sign
+ * someone else than the bridge refunded (after the deadline) before the answer came: the last reveal the
+ * verdict counted signed after the refund's block time (`lastRevealAt`), no answer existed to deliver;
+ * said, not failed. (Nodes sign
  * reveals by their own clocks, which the protocol holds within 2 minutes of their peers'.) The bridge's
  * refund fails whenever the answer came: the relay it speaks for should have waited for it.
  */
@@ -319,7 +320,10 @@ function undeliveredAnswer(
       notes: [`the relay's accepted verdict under this number answers another question: ${other.join('; ')}`],
     };
   }
-  const answeredAt = lastRevealAt(input.transcript);
+  const answeredAt = lastRevealAt(
+    input.transcript,
+    check.verdict.accepted.map((m) => m.nodeId),
+  );
   if (refundedAt !== undefined && answeredAt !== undefined && answeredAt > refundedAt) {
     return {
       failures: [],
@@ -337,16 +341,27 @@ function undeliveredAnswer(
 }
 
 /**
- * When an answer existed: the signed time of the last reveal of its transcript (one verified here, so its
- * packets are well-formed); undefined when it holds none.
+ * When an answer existed: the signed time of the last reveal of the members the verdict accepted (a
+ * reveal it did not count, of a node outside the seal say, moves nothing), and no later than the seal's
+ * time plus the reveal window, when every counted reveal was due. The transcript is one verified here,
+ * so its packets are well-formed; undefined when it holds no such reveal.
  */
-export function lastRevealAt(transcript: unknown): number | undefined {
-  const packets = (transcript as { packets?: { type?: string; body?: { createdAt?: unknown } }[] } | null)
-    ?.packets;
+export function lastRevealAt(transcript: unknown, accepted: readonly string[]): number | undefined {
+  type Loose = { type?: string; from?: string; body?: Record<string, unknown> };
+  const packets = (transcript as { packets?: Loose[] } | null)?.packets ?? [];
+  const members = new Set(accepted);
   let last: number | undefined;
-  for (const p of packets ?? []) {
-    const at = p?.type === 'reveal' ? p.body?.createdAt : undefined;
+  for (const p of packets) {
+    const at = p?.type === 'reveal' && members.has(String(p.from)) ? p.body?.['createdAt'] : undefined;
     if (typeof at === 'number' && (last === undefined || at > last)) last = at;
+  }
+  const sealedAt = packets.find((p) => p?.type === 'seal')?.body?.['createdAt'];
+  const frame = packets.find((p) => p?.type === 'request')?.body?.['frame'] as
+    | { revealWindowMs?: unknown }
+    | undefined;
+  const window = frame?.revealWindowMs;
+  if (last !== undefined && typeof sealedAt === 'number' && typeof window === 'number') {
+    last = Math.min(last, sealedAt + window);
   }
   return last;
 }
