@@ -29,7 +29,14 @@ const models = resolve(process.env['SYNOD_MODELS_DIR'] ?? join(root, '../shared/
 const relayPort = Number(process.env['SYNOD_RELAY_PORT'] ?? 8787);
 /** A relay P2P port: its variable, else `offset` above the relay's HTTP port (0 when that is 0: any free). */
 const relayP2pPort = (name: string, offset: number) =>
-  String(process.env[name] ?? (relayPort === 0 ? 0 : relayPort + offset));
+  String(process.env[name] || (relayPort === 0 ? 0 : relayPort + offset));
+/** The variable that sets each of the relay's port flags here, named when the relay finds one taken. */
+const PORT_VARIABLES: Record<string, string> = {
+  '--port': 'SYNOD_RELAY_PORT',
+  '--ws-port': 'SYNOD_RELAY_WS_PORT',
+  '--tcp-port': 'SYNOD_RELAY_TCP_PORT',
+  '--gun-port': 'SYNOD_GUN_PORT',
+};
 const nodeCount = Number(process.env['SYNOD_NODES'] ?? 3);
 const webPort = Number(process.env['SYNOD_WEB_PORT'] ?? 8788);
 const passphrase = process.env['SYNOD_PASSPHRASE'] ?? 'synod-local-development';
@@ -222,6 +229,14 @@ const relay = await waitForLine(
   (line) => {
     const j = json(line);
     if (j['msg'] === 'relay started') relayStarted.resolve();
+    // A port taken: its flag is the relay's; here it is set by a variable, which is said.
+    if (j['code'] === 'EADDRINUSE') {
+      const flag = /^(--[a-z-]+)/.exec(String(j['err'] ?? ''))?.[1];
+      const variable = flag === undefined ? undefined : PORT_VARIABLES[flag];
+      if (variable !== undefined) {
+        console.error(`[relay] ${flag} is set by ${variable}: give it a free port (0 for any free one)`);
+      }
+    }
     // Its port and addresses are there before it restores what an earlier run left open (which waits
     // for its peers): the nodes are started at once, not after a restore that waited for them in vain.
     return j['msg'] === 'relay listening'
