@@ -16,6 +16,8 @@ function weighed(m: NodeMetrics): number {
  * - its clock off its peers' (`CLOCK_SKEW`, as /healthz has it): a clock ahead skips every request as
  *   already late, one far behind commits after the seal; a warning once a spell, an info line when the
  *   clock agrees again;
+ * - connected, and nothing heard for `NETWORK_SILENT_MS` (`NETWORK_SILENT`, as /healthz has it): cut off
+ *   whatever its connections say; a warning once a spell, an info line when the network is heard again;
  * - requests heard, none taken, every one refused because its coordinator is not among `coordinators`
  *   (`NOT_COORDINATOR`, with the authors refused): a `--coordinators` that names no relay of the
  *   network; a warning once a spell, which a request taken ends.

@@ -48,6 +48,7 @@ import {
 } from '@synod/shared/history';
 import { and, asc, desc, eq, gt, gte, inArray, lt, notInArray, type SQL, sql } from 'drizzle-orm';
 import type { LibSQLDatabase } from 'drizzle-orm/libsql';
+import { utcDay } from '../http/auth.ts';
 import { HeartbeatWrites } from './heartbeat-writes.ts';
 import { type HistoryItem, type HistoryQuery, listHistory } from './history-pages.ts';
 import { DB_NOW_MS } from './intake-store.ts';
@@ -869,7 +870,7 @@ async function refundUsage(
 ): Promise<void> {
   const counts = new Map<string, { callerId: string; day: string; n: number }>();
   for (const r of rows) {
-    const day = new Date(r.createdAt).toISOString().slice(0, 10);
+    const day = utcDay(r.createdAt);
     const k = `${r.callerId}\u0000${day}`;
     const c = counts.get(k);
     if (c) c.n++;
