@@ -26,10 +26,34 @@ import { loadOrCreateIdentity } from '../browser-node/src/cli/identity-file.ts';
 const root = resolve(import.meta.dir, '..');
 const data = resolve(process.env['SYNOD_DATA_DIR'] ?? join(root, '.data/local'));
 const models = resolve(process.env['SYNOD_MODELS_DIR'] ?? join(root, '../shared/models'));
-const relayPort = Number(process.env['SYNOD_RELAY_PORT'] ?? 8787);
+
+/**
+ * A whole number from the environment variable `name` (digits only, at most `max`), or `fallback` when it
+ * is unset or empty; anything else stops `npm start` at once, exit 2, naming the variable (a port of
+ * "abc" was handed on as NaN, or to the relay, whose error named its flag, not the variable).
+ */
+function numberVar(name: string, fallback: number, max: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === '') return fallback;
+  const n = /^\d{1,9}$/.test(text) ? Number(text) : Number.NaN;
+  if (Number.isNaN(n) || n > max) {
+    console.error(
+      `npm start: ${name} must be a whole number from 0 to ${max} (digits only), got ${JSON.stringify(text)}`,
+    );
+    process.exit(2);
+  }
+  return n;
+}
+const port = (name: string, fallback: number) => numberVar(name, fallback, 65_535);
+
+const relayPort = port('SYNOD_RELAY_PORT', 8787);
 /** A relay P2P port: its variable, else `offset` above the relay's HTTP port (0 when that is 0: any free). */
 const relayP2pPort = (name: string, offset: number) =>
-  String(process.env[name] || (relayPort === 0 ? 0 : relayPort + offset));
+  String(port(name, relayPort === 0 ? 0 : Math.min(65_535, relayPort + offset)));
+// All read before anything starts: a bad value stops npm start with nothing left running.
+const relayWsPort = relayP2pPort('SYNOD_RELAY_WS_PORT', 10);
+const relayTcpPort = relayP2pPort('SYNOD_RELAY_TCP_PORT', 11);
+const gunPort = relayP2pPort('SYNOD_GUN_PORT', 12);
 /** The variable that sets each of the relay's port flags here, named when the relay finds one taken. */
 const PORT_VARIABLES: Record<string, string> = {
   '--port': 'SYNOD_RELAY_PORT',
@@ -37,10 +61,10 @@ const PORT_VARIABLES: Record<string, string> = {
   '--tcp-port': 'SYNOD_RELAY_TCP_PORT',
   '--gun-port': 'SYNOD_GUN_PORT',
 };
-const nodeCount = Number(process.env['SYNOD_NODES'] ?? 3);
-const webPort = Number(process.env['SYNOD_WEB_PORT'] ?? 8788);
+const nodeCount = numberVar('SYNOD_NODES', 3, 64);
+const webPort = port('SYNOD_WEB_PORT', 8788);
 const passphrase = process.env['SYNOD_PASSPHRASE'] ?? 'synod-local-development';
-const chainPort = Number(process.env['SYNOD_CHAIN_PORT'] ?? 8545);
+const chainPort = port('SYNOD_CHAIN_PORT', 8545);
 const withChain = process.env['SYNOD_CHAIN'] !== 'off';
 mkdirSync(data, { recursive: true });
 
@@ -207,11 +231,11 @@ const relay = await waitForLine(
     '--dev-key-file',
     join(data, 'dev-api-key'),
     '--ws-port',
-    relayP2pPort('SYNOD_RELAY_WS_PORT', 10),
+    relayWsPort,
     '--tcp-port',
-    relayP2pPort('SYNOD_RELAY_TCP_PORT', 11),
+    relayTcpPort,
     '--gun-port',
-    relayP2pPort('SYNOD_GUN_PORT', 12),
+    gunPort,
     ...(nodeIds.length > 0 ? ['--trusted-nodes', nodeIds.join(',')] : []),
     ...(chain
       ? [

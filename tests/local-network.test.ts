@@ -325,6 +325,24 @@ describe('npm start (the local network)', () => {
     await waitUntil('the revoked key refused', async () => (await ask()).status === 403, 15_000, 250);
   }, 60_000);
 
+  test('a port or node count that is not a number stops it at once, exit 2, naming the variable', async () => {
+    for (const [name, value] of [
+      ['SYNOD_RELAY_WS_PORT', 'abc'],
+      ['SYNOD_RELAY_PORT', '70000'],
+      ['SYNOD_NODES', '-1'],
+    ] as const) {
+      const ran = await runCommand([process.execPath, 'scripts/start.ts'], {
+        cwd: ROOT,
+        env: { SYNOD_DATA_DIR: join(data, 'refused'), [name]: value },
+      });
+      expect({ code: ran.code, err: ran.err.trim() }).toEqual({
+        code: 2,
+        err: expect.stringContaining(`npm start: ${name} must be a whole number`),
+      });
+      expect(ran.out).not.toContain('local network is up');
+    }
+  });
+
   test('Ctrl-C stops every process it started', async () => {
     // The relay, 3 nodes, the web app and anvil at least (Bun may add helpers of its own).
     started = descendants(proc.pid);
