@@ -561,8 +561,8 @@ describe('engine parity: wllama in Chromium and node-llama-cpp in Bun, same ids 
         [251, 'length'],
         [2, 'length'],
         [1, 'length'],
-        'INFERENCE_INVALID_INPUT',
-        'INFERENCE_INVALID_INPUT',
+        'PROMPT_TOO_LONG',
+        'PROMPT_TOO_LONG',
       ]);
     },
     LONG,
@@ -595,7 +595,7 @@ describe('engine parity: wllama in Chromium and node-llama-cpp in Bun, same ids 
         expect(browser).toEqual(headless);
         expect(headless.map((r) => ('error' in r ? r.error : [r.tokens, r.finishReason]))).toEqual([
           [1, 'length'],
-          'INFERENCE_INVALID_INPUT',
+          'PROMPT_TOO_LONG',
         ]);
       } finally {
         await capped.unload();

@@ -9,6 +9,7 @@
 import {
   CHAIN_REQUEST_ID_RE,
   ChatMessageSchema,
+  DECLINE_REASONS,
   EnvelopeSchema,
   ERROR_CODES,
   FrameSchema,
@@ -299,10 +300,24 @@ const REQUEST_VIEW = withOptional(
       },
       verdict: nullable(ref('VerdictView')),
       attestations: { type: 'array', items: ref('AttestationView') },
+      declines: {
+        type: 'array',
+        description:
+          'nodes that took the request and cannot run it with their model (signed `decline` packets): a request declined by as many nodes as a seal would trust ends `expired` with error `DECLINED`',
+        items: object({
+          packetId: HEX64,
+          nodeId: HEX64,
+          model: schemaOf(ModelRefSchema, 'output'),
+          reason: { type: 'string', enum: [...DECLINE_REASONS] },
+          promptTokens: { type: 'integer', description: "the prompt's length in the model's tokens" },
+          contextTokens: { type: 'integer', description: "the node's context window, in tokens" },
+          createdAt: TIME,
+        }),
+      },
       transcriptRoot: HEX64_OR_NULL,
       links: ref('Links'),
     },
-    'status, commits, seal, reveals, verdict, attestations, transcript root and links',
+    'status, commits, seal, reveals, verdict, attestations, declines, transcript root and links',
   ),
   { chain: CHAIN_RECORD },
 );

@@ -49,6 +49,15 @@ export function requestView(d: RequestDetail) {
       agrees: verdict !== null && a.packet.body.verdictDigest === verdict.verdictDigest,
       createdAt: a.packet.body.createdAt,
     })),
+    declines: d.declines.map((x) => ({
+      packetId: x.id,
+      nodeId: x.packet.from,
+      model: x.packet.body.model,
+      reason: x.packet.body.reason,
+      promptTokens: x.packet.body.promptTokens,
+      contextTokens: x.packet.body.contextTokens,
+      createdAt: x.packet.body.createdAt,
+    })),
     transcriptRoot: verdict?.transcriptRoot ?? null,
     links: {
       self: `/v1/inference/${encodeURIComponent(d.requestId)}`,
@@ -100,6 +109,7 @@ export function queuedView(q: QueuedRequest) {
     reveals: [],
     verdict: null,
     attestations: [],
+    declines: [],
     transcriptRoot: null,
     links: {
       self: `/v1/inference/${encodeURIComponent(q.requestId)}`,

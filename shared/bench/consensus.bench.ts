@@ -379,6 +379,15 @@ async function packetBodies(): Promise<{ [T in PacketType]: BodyOf[T] }> {
       addresses: ['/dns4/node.example/tcp/443/wss', '/webrtc'],
       createdAt: T0,
     },
+    decline: {
+      requestId: request.requestId,
+      requestPacketId: hexOf('request'),
+      model: { id: 'stories260K', fileHash: hexOf('stories') },
+      reason: 'context-exceeded',
+      promptTokens: 5_012,
+      contextTokens: 512,
+      createdAt: T0 + 200,
+    },
   };
 }
 

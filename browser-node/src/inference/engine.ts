@@ -70,7 +70,10 @@ export interface Engine {
   readonly model: ModelRef | null;
   /** Load a model, verifying its bytes against `model.fileHash` (MODEL_HASH_MISMATCH otherwise). */
   load(model: ModelSource, onProgress?: OnLoadProgress): Promise<void>;
-  /** One generation. Throws ENGINE_NOT_LOADED, INFERENCE_INVALID_INPUT, INFERENCE_FAILED, INFERENCE_ABORTED. */
+  /**
+   * One generation. Throws ENGINE_NOT_LOADED, INFERENCE_INVALID_INPUT, PROMPT_TOO_LONG, INFERENCE_FAILED,
+   * INFERENCE_ABORTED.
+   */
   generate(request: GenerateRequest): Promise<GenerateResult>;
   /** Free the model and every native or GPU resource. Safe to call twice. */
   unload(): Promise<void>;
@@ -134,7 +137,7 @@ export function renderMessagesAsText(messages: readonly ChatMessage[]): string {
  *   control tokens render as nothing; the end-of-generation token is not part of the text.
  * - Stop: at an end-of-generation token (`stop`, the token counted), after `maxTokens` tokens (`length`),
  *   or when prompt + generated tokens fill the context (`length`; no context shift). A prompt as long
- *   as the context, or longer, is INFERENCE_INVALID_INPUT. The context is the same in both: the
+ *   as the context, or longer, is PROMPT_TOO_LONG. The context is the same in both: the
  *   requested size capped at the model's training context (`ggufContextSize`), padded by llama.cpp.
  */
 export function completionText(request: Pick<GenerateRequest, 'prompt' | 'messages'>): string {
@@ -152,7 +155,7 @@ export function promptTooLong(
   promptTokens: number | undefined,
   contextSize: number | undefined,
 ): InferenceError {
-  return new InferenceError('INFERENCE_INVALID_INPUT', 'the prompt does not fit in the model context', {
+  return new InferenceError('PROMPT_TOO_LONG', 'the prompt does not fit in the model context', {
     details: {
       ...(promptTokens === undefined ? {} : { promptTokens }),
       ...(contextSize === undefined ? {} : { contextSize }),

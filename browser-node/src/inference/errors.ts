@@ -35,6 +35,11 @@ export const INFERENCE_ERROR_CODES = [
   'QUEUE_FULL',
   /** The worker hosting an engine died or answered with something unexpected. */
   'WORKER_FAILED',
+  /**
+   * The prompt, in the model's tokens, fills its context window (`details: {promptTokens, contextSize}`):
+   * a property of the request and the model, so a node declines the request (a `decline` packet).
+   */
+  'PROMPT_TOO_LONG',
 ] as const;
 
 export type InferenceErrorCode = (typeof INFERENCE_ERROR_CODES)[number];

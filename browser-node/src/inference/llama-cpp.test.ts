@@ -129,7 +129,7 @@ describe('LlamaCppEngine (node-llama-cpp, prebuilt CPU binary)', () => {
 });
 
 describe("LlamaCppEngine context limits (as llama.cpp's server: no context shift)", () => {
-  test('a full context ends the output (length); a prompt as long as the context is INFERENCE_INVALID_INPUT', async () => {
+  test('a full context ends the output (length); a prompt as long as the context is PROMPT_TOO_LONG', async () => {
     const engine = new LlamaCppEngine({ threads: 1, contextSize: 256 });
     await engine.load(source);
     try {
@@ -150,7 +150,7 @@ describe("LlamaCppEngine context limits (as llama.cpp's server: no context shift
           params: { temperature: 0, maxTokens: 10 },
         }),
       ).rejects.toMatchObject({
-        code: 'INFERENCE_INVALID_INPUT',
+        code: 'PROMPT_TOO_LONG',
         details: { promptTokens: 256, contextSize: 256 },
       });
     } finally {

@@ -10,6 +10,7 @@ import {
   expireState,
   type FollowerState,
   type HeartbeatBody,
+  type InferenceDecline,
   initFollower,
   initNode,
   KeyedListeners,
@@ -45,6 +46,7 @@ import {
   type Verdict,
   type VerdictEffect,
 } from '@synod/shared';
+import { isInferenceError } from '../inference/errors.ts';
 import type { InferenceQueue } from '../inference/queue.ts';
 import {
   Intake,
@@ -1430,20 +1432,34 @@ export class SynodNode {
         hosted.inference = null;
         this.#m.inferences.failed++;
         const reason = (e as { code?: string })?.code ?? String(e);
-        // The code goes into the machine; the log says why too (e.g. a prompt longer than the context).
-        this.#log({
-          level: 'warn',
-          msg: 'inference failed',
-          requestId: fx.requestId,
-          reason,
-          err: e instanceof Error ? e.message : String(e),
-        });
+        const decline = declineOf(e);
+        // The code goes into the machine; the log says why too. A request the model cannot run (a prompt
+        // longer than its context) is declined, signed, rather than failed in silence.
+        this.#log(
+          decline === undefined
+            ? {
+                level: 'warn',
+                msg: 'inference failed',
+                requestId: fx.requestId,
+                reason,
+                err: e instanceof Error ? e.message : String(e),
+              }
+            : {
+                level: 'info',
+                msg: 'request declined: the prompt does not fit the model context',
+                requestId: fx.requestId,
+                model: fx.model.id,
+                promptTokens: decline.promptTokens,
+                contextTokens: decline.contextTokens,
+              },
+        );
         this.#enqueue(fx.requestId, hosted, () =>
           this.#apply(hosted, {
             kind: 'inference-failed',
             now: this.#now(),
             requestId: fx.requestId,
             reason,
+            ...(decline === undefined ? {} : { decline }),
           }),
         );
       });
@@ -1539,6 +1555,17 @@ function outcomeOf(
 }
 
 /** Whether a machine is a node's that went past picking up its request: it may have signed a commitment. */
+/**
+ * The decline an engine's error makes: a prompt that fills the model's context (`PROMPT_TOO_LONG` with its
+ * token counts). Anything else is the node's own failure: undefined.
+ */
+export function declineOf(e: unknown): InferenceDecline | undefined {
+  if (!isInferenceError(e, 'PROMPT_TOO_LONG')) return undefined;
+  const { promptTokens, contextSize } = e.details;
+  if (typeof promptTokens !== 'number' || typeof contextSize !== 'number') return undefined;
+  return { reason: 'context-exceeded', promptTokens, contextTokens: contextSize };
+}
+
 function mayHaveSigned(s: LifecycleState): boolean {
   return s.role === 'node' && s.work.phase !== 'idle' && s.work.phase !== 'none';
 }

@@ -95,6 +95,15 @@ export function validBodies(n: number, createdAt = T0): { [T in PacketType]: Rec
       addresses: [],
       createdAt,
     },
+    decline: {
+      requestId,
+      requestPacketId: hex64(n + 3),
+      model: { id: 'm', fileHash: hex64(7) },
+      reason: 'context-exceeded',
+      promptTokens: 600 + (n % 1000),
+      contextTokens: 512,
+      createdAt,
+    },
   };
 }
 

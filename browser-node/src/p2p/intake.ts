@@ -182,6 +182,8 @@ const RANK: Record<PacketType, number> = {
   heartbeat: 0,
   request: 1,
   attestation: 2,
+  // A decline stands in for a commit: it can end its request early, as a commit can seal it.
+  decline: 3,
   commit: 3,
   seal: 3,
   reveal: 3,

@@ -8,7 +8,7 @@ import type { PacketType } from '@synod/shared';
  * - `synod` is the application and `1` the protocol version (RFC 51 content-topic form
  *   `/{application}/{version}/{topic-name}/{encoding}`, generation omitted);
  * - `<kind>` is the plural of the packet type the topic carries: requests, commits, seals, reveals,
- *   verdicts, attestations, heartbeats (one packet type per topic, so a subscriber takes only what it
+ *   verdicts, attestations, heartbeats, declines (one packet type per topic, so a subscriber takes only what it
  *   needs and intake can rank a topic's traffic before it parses a byte);
  * - `proto` names the payload encoding as Waku content topics do. The payload is the canonical JSON
  *   packet envelope of `@synod/shared` (`encodePacket`), whatever the transport.
@@ -25,6 +25,7 @@ export const TOPIC_KINDS = [
   'verdicts',
   'attestations',
   'heartbeats',
+  'declines',
 ] as const;
 export type TopicKind = (typeof TOPIC_KINDS)[number];
 
@@ -43,6 +44,7 @@ const KIND_OF_TYPE: Record<PacketType, TopicKind> = {
   verdict: 'verdicts',
   attestation: 'attestations',
   heartbeat: 'heartbeats',
+  decline: 'declines',
 };
 
 const TYPE_OF_KIND = Object.fromEntries(Object.entries(KIND_OF_TYPE).map(([t, k]) => [k, t])) as Record<

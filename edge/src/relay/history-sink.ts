@@ -10,7 +10,7 @@ export type HeldCommits = (
 
 /**
  * Writes what the relay's node sees into the quorum history: every packet of a request the history
- * holds (commits, seal, reveals, verdict, attestations) and heartbeats (the node registry: a node's at
+ * holds (commits, declines, seal, reveals, verdict, attestations) and heartbeats (the node registry: a node's at
  * most once per `HEARTBEAT_WRITE_INTERVAL_MS` unless what it advertises changed).
  * Inserts are idempotent, so the same packet from several transports, or from several relays over one
  * database, is stored once. Returns whether the request's stored view changed.
@@ -65,6 +65,9 @@ export async function recordPacket(
       return true;
     case 'attestation':
       await store.recordAttestation({ id, packet });
+      return true;
+    case 'decline':
+      await store.recordDecline({ id, packet });
       return true;
   }
 }

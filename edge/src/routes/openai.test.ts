@@ -123,20 +123,45 @@ describe('POST /v1/chat/completions: what agents send', () => {
 });
 
 describe('POST /v1/chat/completions: failures', () => {
-  test("a prompt longer than the model's context: no node can run it, and the 504 says how many committed and why that may be", async () => {
+  test("a prompt longer than the model's context: every node declines it, and the answer is OpenAI's 400 context_length_exceeded, at once", async () => {
     const long = 'Once upon a time, there was a little girl who liked to play. '.repeat(300);
+    const started = Date.now();
     const r = await chat(t, {
       model: 'stories260K',
       messages: [{ role: 'user', content: long }],
       max_tokens: 4,
-      synod: { frame: { maxTimeMs: 4_000 } },
+      synod: { frame: { maxTimeMs: 60_000 } },
     });
-    expect(r.status).toBe(504);
-    const { error } = (await r.json()) as OpenAiErrorBody & { error: { hint?: string } };
-    expect(error).toMatchObject({ code: 'EXPIRED', message: 'the request expired: QUORUM_NOT_MET' });
-    expect(error.hint).toStartWith('0 nodes committed of the quorum of 3 asked');
-    expect(error.hint).toContain("a prompt longer than the model's context");
-    expect(error.hint).toEndWith('or ask a smaller quorum (synod.frame.quorum)');
+    // Declined by the 3 nodes as they tokenized it: nothing waited for the request's 60 s.
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(r.status).toBe(400);
+    expect(r.headers.get('x-should-retry')).toBe('false');
+    const { error } = (await r.json()) as OpenAiErrorBody & {
+      error: { hint?: string; details: { requestId: string; declines: { promptTokens: number }[] } };
+    };
+    expect(error).toMatchObject({
+      type: 'invalid_request_error',
+      code: 'context_length_exceeded',
+      param: 'messages',
+      details: { reason: 'DECLINED' },
+    });
+    expect(error.message).toMatch(
+      /^This model's maximum context length is \d+ tokens\. However, your messages resulted in \d+ tokens \(stories260K, as 3 nodes said\)\. Please reduce the length of the messages\.$/,
+    );
+    expect(error.details.declines).toHaveLength(3);
+    expect(error.hint).toStartWith('shorten the messages');
+    // The request's own view says the same, signed by each node.
+    const view = (await (
+      await t.relay.app.request(`http://127.0.0.1/v1/inference/${error.details.requestId}`, {
+        headers: { authorization: `Bearer ${t.apiKey}` },
+      })
+    ).json()) as { status: string; error: string; commits: unknown[]; declines: { reason: string }[] };
+    expect(view).toMatchObject({ status: 'expired', error: 'DECLINED', commits: [] });
+    expect(view.declines.map((d) => d.reason)).toEqual([
+      'context-exceeded',
+      'context-exceeded',
+      'context-exceeded',
+    ]);
   }, 60_000);
 
   test('a failure the relay did not expect (a read of the request that fails) is logged, not only answered', async () => {

@@ -265,8 +265,9 @@ function openAiErrorParts(e: unknown, names: ParamNames, final = false) {
       error: {
         message,
         type: OPENAI_TYPE[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error'),
-        param,
-        code: h.code,
+        param: h.code === 'CONTEXT_LENGTH_EXCEEDED' ? 'messages' : param,
+        // OpenAI's own code for it, which clients and agent frameworks match to trim a conversation.
+        code: h.code === 'CONTEXT_LENGTH_EXCEEDED' ? 'context_length_exceeded' : h.code,
         ...(details ? { details } : {}),
         ...(hint ? { hint } : {}),
       },
@@ -391,13 +392,54 @@ function completionBody(d: RequestDetail, model: string) {
 }
 
 /**
- * What a request that expired short of its quorum can tell its caller: how many nodes committed. A node
- * takes no part in a request it cannot finish in time, or cannot run at all (a prompt longer than its
- * model's context), and says nothing of it to the network.
+ * What a request that expired short of its quorum can tell its caller: how many nodes committed, and how
+ * many declined it (too few, or too few proven, to end it early). A busy node takes no part in a request it
+ * cannot finish in time, and says nothing of it to the network.
  */
-export function quorumNotMetHint(d: Pick<RequestDetail, 'commits' | 'request'>): string {
+export function quorumNotMetHint(d: Pick<RequestDetail, 'commits' | 'request' | 'declines'>): string {
   const n = d.commits.length;
-  return `${n} node${n === 1 ? '' : 's'} committed of the quorum of ${d.request.body.frame.quorum} asked: nodes take no part in a request they cannot finish in time (busy) or cannot run (a prompt longer than the model's context); retry, shorten the prompt, or ask a smaller quorum (synod.frame.quorum)`;
+  const declined = d.declines.length;
+  const declines =
+    declined === 0
+      ? ''
+      : ` and ${declined} declined it (longer than their model's context: see the request's declines)`;
+  return `${n} node${n === 1 ? '' : 's'} committed of the quorum of ${d.request.body.frame.quorum} asked${declines}: nodes take no part in a request they cannot finish in time (busy); retry, shorten the prompt, or ask a smaller quorum (synod.frame.quorum)`;
+}
+
+/**
+ * A request the nodes declined as longer than their models' context (`DECLINED`): OpenAI's 400
+ * `context_length_exceeded`, which clients and agent frameworks know (to trim a conversation and retry).
+ * Said by the decline closest to fitting (the largest context); every decline rides along in `details`.
+ */
+export function contextExceeded(d: Pick<RequestDetail, 'requestId' | 'declines' | 'request'>): HttpError {
+  const declines = d.declines
+    .map((x) => ({ nodeId: x.packet.from, ...x.packet.body }))
+    .filter((x) => x.reason === 'context-exceeded');
+  const closest = declines.reduce<(typeof declines)[number] | undefined>(
+    (best, x) => (best === undefined || x.contextTokens > best.contextTokens ? x : best),
+    undefined,
+  );
+  const what = d.request.body.messages === undefined ? 'prompt' : 'messages';
+  const message =
+    closest === undefined
+      ? `the nodes declined the request: its ${what} do not fit the model's context`
+      : `This model's maximum context length is ${closest.contextTokens} tokens. However, your ${what} resulted in ${closest.promptTokens} tokens (${closest.model.id}, as ${declines.length} node${declines.length === 1 ? '' : 's'} said). Please reduce the length of the ${what}.`;
+  return new HttpError(
+    400,
+    'CONTEXT_LENGTH_EXCEEDED',
+    message,
+    {
+      requestId: d.requestId,
+      reason: 'DECLINED',
+      declines: declines.map((x) => ({
+        nodeId: x.nodeId,
+        model: x.model,
+        promptTokens: x.promptTokens,
+        contextTokens: x.contextTokens,
+      })),
+    },
+    `shorten the ${what} (drop earlier turns of a conversation) or ask a model with a larger context; max_tokens does not change it`,
+  );
 }
 
 function failure(d: RequestDetail): HttpError | null {
@@ -408,6 +450,7 @@ function failure(d: RequestDetail): HttpError | null {
       verdict: requestView(d).verdict,
     });
   }
+  if (d.status === 'expired' && d.error === 'DECLINED') return contextExceeded(d);
   if (d.status === 'expired' || d.status === 'failed') {
     return new HttpError(
       504,

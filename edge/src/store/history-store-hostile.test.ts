@@ -21,7 +21,7 @@ import {
   verifyTranscript,
 } from '@synod/shared';
 import { requestView } from '../views.ts';
-import { COUNTED_REVEALS_CACHE, verdictReveals } from './history-store.ts';
+import { COUNTED_REVEALS_CACHE, DECLINES_HELD, verdictReveals } from './history-store.ts';
 import { openHistory } from './open-history.ts';
 import { storeRequest } from './test-requests.ts';
 
@@ -403,6 +403,84 @@ describe('HistoryStore under a hostile network: status transitions', () => {
       const d = await h.store.getRequest(requestId);
       expect(d?.status).toBe(golden.verdict.status === 'accepted' ? 'verdict' : 'no-consensus');
       expect(d?.error).toBeNull();
+    } finally {
+      h.client.close();
+    }
+  });
+});
+
+/** A decline of the golden request by `key`. */
+async function declineFrom(key: NodeKey, over: { requestPacketId?: string; createdAt?: number } = {}) {
+  return signPacket(key, 'decline', {
+    requestId,
+    requestPacketId: over.requestPacketId ?? packetId(request),
+    model: request.body.acceptedModels[0]
+      ? { id: request.body.acceptedModels[0], fileHash: 'ab'.repeat(32) }
+      : { id: 'm', fileHash: 'ab'.repeat(32) },
+    reason: 'context-exceeded',
+    promptTokens: 4_812,
+    contextTokens: 512,
+    createdAt: over.createdAt ?? request.body.createdAt + 10,
+  });
+}
+
+describe('HistoryStore under a hostile network: declines', () => {
+  test('stored one per node, for the request packet held, before the seal only; the view lists them', async () => {
+    const h = await withRequest('declines');
+    try {
+      const a = await declineFrom(await fresh(1));
+      await h.store.recordDecline(stored(a));
+      await h.store.recordDecline(stored(a)); // the same packet again
+      await h.store.recordDecline(
+        stored(await declineFrom(await fresh(1), { createdAt: request.body.createdAt + 11 })),
+      );
+      await h.store.recordDecline(
+        stored(await declineFrom(await fresh(2), { requestPacketId: 'cd'.repeat(32) })),
+      );
+      expect(await count(h, 'declines')).toBe(1);
+      for (const c of of('commit')) await h.store.recordCommit(stored(c));
+      await h.store.recordSeal(stored(seal), 2);
+      await h.store.recordDecline(stored(await declineFrom(await fresh(3))));
+      expect(await count(h, 'declines')).toBe(1);
+      const d = await h.store.getRequest(requestId);
+      expect(d?.declines.map((x) => x.id)).toEqual([packetId(a)]);
+      expect(requestView(d!).declines).toEqual([
+        {
+          packetId: packetId(a),
+          nodeId: a.from,
+          model: a.body.model,
+          reason: 'context-exceeded',
+          promptTokens: 4_812,
+          contextTokens: 512,
+          createdAt: a.body.createdAt,
+        },
+      ]);
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test(`a flood of declines from fresh keys is bounded at ${DECLINES_HELD} a request`, async () => {
+    const h = await withRequest('declines-flood');
+    try {
+      for (let n = 0; n < DECLINES_HELD + 10; n++) {
+        await h.store.recordDecline(stored(await declineFrom(await fresh(100 + n))));
+      }
+      expect(await count(h, 'declines')).toBe(DECLINES_HELD);
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test('a request that is gone takes no decline, and deleting a request deletes its declines', async () => {
+    const h = await withRequest('declines-cascade');
+    try {
+      await h.store.recordDecline(stored(await declineFrom(await fresh(7))));
+      expect(await count(h, 'declines')).toBe(1);
+      await h.client.execute({ sql: 'DELETE FROM requests WHERE request_id = ?', args: [requestId] });
+      expect(await count(h, 'declines')).toBe(0);
+      await h.store.recordDecline(stored(await declineFrom(await fresh(8))));
+      expect(await count(h, 'declines')).toBe(0);
     } finally {
       h.client.close();
     }

@@ -888,6 +888,7 @@ describe('HistoryStore: requests by status (/healthz, /metrics)', () => {
         '0010_chain_cursor_log_index',
         '0011_reputation_updated_idx',
         '0012_unheard_nodes',
+        '0013_declines',
       ]);
       const store = new HistoryStore(drizzle(client, { schema: historySchema }));
       expect(await store.counts()).toEqual({

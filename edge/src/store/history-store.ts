@@ -24,6 +24,8 @@ import {
   commitRow,
   commits,
   coordinatorLeases,
+  declineRow,
+  declines,
   type historySchema,
   nodeRow,
   nodes,
@@ -74,6 +76,8 @@ export interface RequestDetail {
   reveals: Stored<'reveal'>[];
   verdict: Stored<'verdict'> | null;
   attestations: Stored<'attestation'>[];
+  /** Nodes' signed declines (at most `DECLINES_HELD`), by node id. */
+  declines: Stored<'decline'>[];
 }
 
 function decode<T extends AnyPacket['type']>(raw: string): Packet<T> {
@@ -90,6 +94,13 @@ function decode<T extends AnyPacket['type']>(raw: string): Packet<T> {
  * `maxCommits`' bound), so that keys made for the purpose cannot grow a request without end.
  */
 export const ATTESTATIONS_FROM_OTHERS = 64;
+
+/**
+ * Declines a request takes (one per node, before its seal): a decline counts toward ending a request only
+ * where a seal would trust its node, so more than a seal's worth say nothing new, and keys made for the
+ * purpose cannot grow a request without end.
+ */
+export const DECLINES_HELD = 64;
 
 /** The statuses of a request not final yet. */
 const OPEN_STATUSES: RequestStatus[] = ['pending', 'sealed'];
@@ -425,6 +436,25 @@ export class HistoryStore {
   }
 
   /**
+   * Store a node's decline of a request: only for that request packet, before its seal, and while the
+   * request holds fewer than `DECLINES_HELD`. One per node (a second stores nothing).
+   */
+  async recordDecline(d: Stored<'decline'>): Promise<void> {
+    const { requestId, requestPacketId } = d.packet.body;
+    const [state] = await this.db
+      .select({
+        packetId: requests.packetId,
+        sealed: sql<number>`exists (select 1 from ${seals} where ${seals.requestId} = ${requestId})`,
+        held: sql<number>`(select count(*) from (select 1 from ${declines} where ${declines.requestId} = ${requestId} limit ${DECLINES_HELD}))`,
+      })
+      .from(requests)
+      .where(eq(requests.requestId, requestId));
+    if (state === undefined || state.packetId !== requestPacketId) return;
+    if (Number(state.sealed) === 1 || Number(state.held) >= DECLINES_HELD) return;
+    await this.db.insert(declines).values(declineRow(d)).onConflictDoNothing();
+  }
+
+  /**
    * Store a node's heartbeat (its `nodes` row: capabilities, last seen), and, when its row is new, keep
    * the rows of nodes that never took part in a request (no reputation row, no commit, no seal
    * membership) at `MAX_IDLE_NODES`: past it, the least recently seen of them go, in the same transaction
@@ -573,7 +603,7 @@ export class HistoryStore {
     const rows = await this.db.select().from(requests).where(eq(requests.requestId, requestId));
     const r = rows[0];
     if (!r) return null;
-    const [c, s, rv, v, a] = await Promise.all([
+    const [c, s, rv, v, a, dc] = await Promise.all([
       this.db.select().from(commits).where(eq(commits.requestId, requestId)).orderBy(asc(commits.packetId)),
       this.db.select().from(seals).where(eq(seals.requestId, requestId)),
       this.db.select().from(reveals).where(eq(reveals.requestId, requestId)).orderBy(asc(reveals.packetId)),
@@ -583,6 +613,7 @@ export class HistoryStore {
         .from(attestations)
         .where(eq(attestations.requestId, requestId))
         .orderBy(asc(attestations.nodeId)),
+      this.db.select().from(declines).where(eq(declines.requestId, requestId)).orderBy(asc(declines.nodeId)),
     ]);
     return {
       requestId,
@@ -597,6 +628,7 @@ export class HistoryStore {
       reveals: rv.map((x) => ({ id: x.packetId, packet: decode<'reveal'>(x.raw) })),
       verdict: v[0] ? { id: v[0].packetId, packet: decode<'verdict'>(v[0].raw) } : null,
       attestations: a.map((x) => ({ id: x.packetId, packet: decode<'attestation'>(x.raw) })),
+      declines: dc.map((x) => ({ id: x.packetId, packet: decode<'decline'>(x.raw) })),
     };
   }
 

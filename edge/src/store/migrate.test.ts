@@ -117,6 +117,7 @@ describe('applyMigrations', () => {
       '0010_chain_cursor_log_index',
       '0011_reputation_updated_idx',
       '0012_unheard_nodes',
+      '0013_declines',
     ]);
     const counts = async () =>
       Object.fromEntries(

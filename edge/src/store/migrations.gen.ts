@@ -202,5 +202,14 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
       "CREATE TRIGGER `nodes_heard` AFTER INSERT ON `nodes` BEGIN\n  DELETE FROM `unheard_nodes` WHERE `node_id` = new.`node_id`;\nEND;",
       "CREATE TRIGGER `nodes_unheard_delete` AFTER DELETE ON `nodes`\nWHEN EXISTS (SELECT 1 FROM `reputation` WHERE `node_id` = old.`node_id`) BEGIN\n  INSERT INTO `unheard_nodes` (`node_id`, `updated_at`)\n    SELECT `node_id`, `updated_at` FROM `reputation` WHERE `node_id` = old.`node_id`\n    ON CONFLICT (`node_id`) DO UPDATE SET `updated_at` = excluded.`updated_at`;\nEND;"
     ]
+  },
+  {
+    "tag": "0013_declines",
+    "folderMillis": 1795501081853,
+    "hash": "9909558d0b7e9f1085eaf37c3d255bf863f4f8d812dd254791cfaa2f8ef4aee9",
+    "statements": [
+      "CREATE TABLE `declines` (\n\t`packet_id` text PRIMARY KEY NOT NULL,\n\t`request_id` text NOT NULL,\n\t`node_id` text NOT NULL,\n\t`model_id` text NOT NULL,\n\t`model_file_hash` text NOT NULL,\n\t`reason` text NOT NULL,\n\t`prompt_tokens` integer NOT NULL,\n\t`context_tokens` integer NOT NULL,\n\t`created_at` integer NOT NULL,\n\t`raw` text NOT NULL,\n\tFOREIGN KEY (`request_id`) REFERENCES `requests`(`request_id`) ON UPDATE no action ON DELETE cascade,\n\tCONSTRAINT \"declines_reason_ck\" CHECK(\"reason\" in ('context-exceeded'))\n);",
+      "CREATE UNIQUE INDEX `declines_request_node_uq` ON `declines` (`request_id`,`node_id`);"
+    ]
   }
 ];

@@ -5,6 +5,7 @@ import type { AnyPacket, Packet, PacketType, Verdict } from '../packets/schemas.
 import type {
   NewAttestationRow,
   NewCommitRow,
+  NewDeclineRow,
   NewNodeRow,
   NewRequestModelRow,
   NewRequestRow,
@@ -196,6 +197,22 @@ export function attestationRow({ id, packet }: StoredPacket<'attestation'>): New
     nodeId: packet.from,
     verdictDigest: b.verdictDigest,
     transcriptRoot: b.transcriptRoot,
+    createdAt: b.createdAt,
+    raw: rawPacket(packet),
+  };
+}
+
+export function declineRow({ id, packet }: StoredPacket<'decline'>): NewDeclineRow {
+  const b = packet.body;
+  return {
+    packetId: id,
+    requestId: b.requestId,
+    nodeId: packet.from,
+    modelId: b.model.id,
+    modelFileHash: b.model.fileHash,
+    reason: b.reason,
+    promptTokens: b.promptTokens,
+    contextTokens: b.contextTokens,
     createdAt: b.createdAt,
     raw: rawPacket(packet),
   };

@@ -37,6 +37,7 @@ import { sha256Hex } from '../encoding/hash.ts';
 import type { Frame } from '../frame/frame.ts';
 import {
   type ChatMessage,
+  DECLINE_REASONS,
   type HeartbeatBody,
   type InferenceParams,
   type Origin,
@@ -450,6 +451,33 @@ export const attestations = sqliteTable(
   ],
 );
 
+/**
+ * Signed declines (`decline` packets): nodes that took a request and found they cannot run it with their
+ * model (e.g. a prompt longer than its context window), one per node per request. What a request that
+ * ended `DECLINED` was told, and by whom.
+ */
+export const declines = sqliteTable(
+  'declines',
+  {
+    packetId: text('packet_id').primaryKey(),
+    requestId: text('request_id')
+      .notNull()
+      .references(() => requests.requestId, { onDelete: 'cascade' }),
+    nodeId: text('node_id').notNull(),
+    modelId: text('model_id').notNull(),
+    modelFileHash: text('model_file_hash').notNull(),
+    reason: text('reason').notNull(),
+    promptTokens: integer('prompt_tokens').notNull(),
+    contextTokens: integer('context_tokens').notNull(),
+    createdAt: integer('created_at').notNull(),
+    raw: text('raw').notNull(),
+  },
+  (t) => [
+    unique('declines_request_node_uq').on(t.requestId, t.nodeId),
+    check('declines_reason_ck', oneOf(t.reason, DECLINE_REASONS)),
+  ],
+);
+
 // ---------------------------------------------------------------------------------------------------
 // Nodes and reputation
 // ---------------------------------------------------------------------------------------------------
@@ -822,6 +850,8 @@ export type VerdictEntryRow = typeof verdictEntriesTable.$inferSelect;
 export type NewVerdictEntryRow = typeof verdictEntriesTable.$inferInsert;
 export type AttestationRow = typeof attestations.$inferSelect;
 export type NewAttestationRow = typeof attestations.$inferInsert;
+export type DeclineRow = typeof declines.$inferSelect;
+export type NewDeclineRow = typeof declines.$inferInsert;
 export type NodeRow = typeof nodes.$inferSelect;
 export type NewNodeRow = typeof nodes.$inferInsert;
 export type ReputationRow = typeof reputation.$inferSelect;
@@ -851,6 +881,7 @@ export const historySchema = {
   verdicts,
   verdictEntries: verdictEntriesTable,
   attestations,
+  declines,
   nodes,
   reputation,
   unheardNodes,

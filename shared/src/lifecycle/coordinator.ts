@@ -80,6 +80,11 @@ export interface CoordinatorState extends BaseState {
    * Absent in states stored before it existed, which means null.
    */
   unprovenSeats?: number | null;
+  /**
+   * Valid declines (one per node that never committed) while collecting, in arrival order. Absent in
+   * states stored before declines existed, which means none.
+   */
+  declines?: Received<'decline'>[];
 }
 
 /**
@@ -115,6 +120,7 @@ export function startCoordinator(
     verdictDue: false,
     verdict: null,
     attestations: [],
+    declines: [],
     unprovenSeats: config.seats?.applies(body)
       ? requiredAgreement(body.frame, body.frame.maxCommits) - 1
       : null,
@@ -163,6 +169,7 @@ function copy(s: CoordinatorState): CoordinatorState {
     equivocators: [...s.equivocators],
     reveals: [...s.reveals],
     attestations: [...s.attestations],
+    declines: [...(s.declines ?? [])],
   };
 }
 
@@ -236,6 +243,9 @@ function onPacket(
     case 'attestation':
       onAttestation(s, fx, rec as Received<'attestation'>, now);
       return;
+    case 'decline':
+      onDecline(config, s, fx, rec as Received<'decline'>, now);
+      return;
     default:
       reject(fx, 'UNEXPECTED_TYPE', `a ${rec.packet.type} packet is not part of a request`, rec.id);
       return;
@@ -296,6 +306,10 @@ function onCommit(
     reject(fx, 'DUPLICATE_COMMIT', 'this node has already committed', rec.id);
     return;
   }
+  if ((s.declines ?? []).some((d) => d.packet.from === from)) {
+    reject(fx, 'DECLINE_CONFLICT', 'this node declined the request', rec.id);
+    return;
+  }
   if (config.isEligible && !config.isEligible(s.requestId, from)) {
     reject(fx, 'NOT_ELIGIBLE', 'this node is not eligible for the request', rec.id);
     return;
@@ -331,6 +345,70 @@ function onCommit(
   }
   s.commits = [...s.commits, rec];
   if (s.commits.length >= s.request.body.frame.maxCommits) sealInTime(s, fx, now); // early close
+}
+
+/**
+ * A node says it cannot run the request (`decline`). Counted while collecting, once per node, from an
+ * eligible node that has not committed, for this very request packet and one of its models. The request
+ * ends `declined` as soon as the declines held are as many as a seal would trust to answer it
+ * (`trustedDeclines` >= quorum) while fewer than quorum commits are held: a node can send a decline as
+ * freely as a commit, so no fewer could end a request that others might still answer.
+ */
+function onDecline(
+  config: CoordinatorConfig,
+  s: CoordinatorState,
+  fx: Effect[],
+  rec: Received<'decline'>,
+  now: number,
+): void {
+  const from = rec.packet.from;
+  const body = rec.packet.body;
+  const declines = s.declines ?? [];
+  if (declines.some((d) => d.id === rec.id)) return; // duplicate delivery
+  if (s.phase !== 'collecting') {
+    reject(fx, 'DECLINE_CONFLICT', 'the request is already sealed', rec.id);
+    return;
+  }
+  if (body.requestPacketId !== s.request.id) {
+    reject(fx, 'DECLINE_INVALID', 'it declines another request packet', rec.id);
+    return;
+  }
+  if (!s.request.body.acceptedModels.includes(body.model.id)) {
+    reject(fx, 'DECLINE_INVALID', `the request does not accept model ${body.model.id}`, rec.id);
+    return;
+  }
+  if (declines.some((d) => d.packet.from === from)) {
+    reject(fx, 'DUPLICATE_DECLINE', 'this node has already declined', rec.id);
+    return;
+  }
+  if (s.commits.some((c) => c.packet.from === from) || s.equivocators.includes(from)) {
+    reject(fx, 'DECLINE_CONFLICT', 'this node committed to the request', rec.id);
+    return;
+  }
+  if (config.isEligible && !config.isEligible(s.requestId, from)) {
+    reject(fx, 'NOT_ELIGIBLE', 'this node is not eligible for the request', rec.id);
+    return;
+  }
+  s.declines = [...declines, rec];
+  const frame = s.request.body.frame;
+  if (trustedDeclines(config, s) >= frame.quorum && s.commits.length < frame.quorum) {
+    s.phase = 'finished';
+    finishExpired(s, fx, 'declined', now);
+  }
+}
+
+/**
+ * How many of the declines held count toward ending the request: all of them, or where the request's
+ * seat policy applies (`unprovenSeats`), those of proven nodes and no more of the others than a seal
+ * may seat. So a party's free keys can end a request by declining no more than they could answer it.
+ */
+export function trustedDeclines(config: CoordinatorConfig, s: CoordinatorState): number {
+  const declines = s.declines ?? [];
+  const seats = s.unprovenSeats ?? null;
+  const policy = config.seats;
+  if (seats === null || policy === undefined) return declines.length;
+  const proven = declines.filter((d) => policy.isProven(d.packet.from)).length;
+  return proven + Math.min(declines.length - proven, seats);
 }
 
 function doubleCommit(s: CoordinatorState, fx: Effect[], a: Received<'commit'>, b: Received<'commit'>): void {

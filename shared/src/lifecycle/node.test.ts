@@ -18,6 +18,7 @@ import {
   nodeConfig,
   signedCommit,
   signedReveal,
+  signPublishes,
   T0,
   testKey,
 } from './sim.test-helpers.ts';
@@ -353,6 +354,77 @@ describe('deadlines and failures', () => {
       reason: 'oom',
     });
     expect(fx.at(-1)).toEqual({ kind: 'expired', reason: 'inference-failed' });
+  });
+
+  test('a request the model cannot run: a signed decline of that request packet, then done `declined`', async () => {
+    const w = await world();
+    const h = new Harness(w, nodeConfig());
+    h.packet(w.requestPacket, T0 + 5);
+    const fx = h.step({
+      kind: 'inference-failed',
+      now: T0 + 300,
+      requestId: w.request.requestId,
+      reason: 'PROMPT_TOO_LONG',
+      decline: { reason: 'context-exceeded', promptTokens: 900, contextTokens: 512 },
+    });
+    const published = fx.filter((e) => e.kind === 'publish');
+    expect(published).toEqual([
+      {
+        kind: 'publish',
+        packetType: 'decline',
+        id: expect.any(String),
+        body: {
+          requestId: w.request.requestId,
+          requestPacketId: packetId(w.requestPacket),
+          model: MODEL,
+          reason: 'context-exceeded',
+          promptTokens: 900,
+          contextTokens: 512,
+          createdAt: T0 + 300,
+        },
+      },
+    ]);
+    expect(fx.at(-1)).toEqual({ kind: 'done', reason: 'declined' });
+    expect(h.state.timers).toEqual({});
+    // Its own decline, fed back signed, settles the outbox; nothing else is taken.
+    const [signed] = await signPublishes(w.me, published);
+    expect(h.packet(signed!, T0 + 301)).toEqual([]);
+    expect(h.state.outbox).toEqual([]);
+  });
+
+  test('a decline the measure does not support (the prompt fits) is published as nothing: inference-failed', async () => {
+    const w = await world();
+    const h = new Harness(w, nodeConfig());
+    h.packet(w.requestPacket, T0 + 5);
+    const fx = h.step({
+      kind: 'inference-failed',
+      now: T0 + 300,
+      requestId: w.request.requestId,
+      reason: 'PROMPT_TOO_LONG',
+      decline: { reason: 'context-exceeded', promptTokens: 100, contextTokens: 512 },
+    });
+    expect(fx.some((e) => e.kind === 'publish')).toBe(false);
+    expect(fx.at(-1)).toEqual({ kind: 'expired', reason: 'inference-failed' });
+  });
+
+  test("another node's decline changes nothing for a node", async () => {
+    const w = await world();
+    const h = new Harness(w, nodeConfig());
+    h.packet(w.requestPacket, T0 + 5);
+    const other = await testKey('decliner');
+    const decline = await signPacket(other, 'decline', {
+      requestId: w.request.requestId,
+      requestPacketId: packetId(w.requestPacket),
+      model: MODEL,
+      reason: 'context-exceeded',
+      promptTokens: 900,
+      contextTokens: 512,
+      createdAt: T0 + 10,
+    });
+    const before = h.state;
+    expect(h.packet(decline, T0 + 11)).toEqual([]);
+    expect(h.state.work).toEqual(before.work);
+    expect(h.state.outcome).toBeNull();
   });
 
   test('no seal by the deadline plus grace: expires and drops the material', async () => {

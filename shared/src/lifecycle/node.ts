@@ -1,6 +1,6 @@
 import { computeCommitment } from '../commitment/commitment.ts';
 import type { EmbeddingModelRef } from '../frame/frame.ts';
-import { type ModelRef, type RequestBody, RevealBodySchema } from '../packets/schemas.ts';
+import { DeclineBodySchema, type ModelRef, type RequestBody, RevealBodySchema } from '../packets/schemas.ts';
 import {
   cancelTimer,
   checkNow,
@@ -28,6 +28,7 @@ import {
 import type {
   DoneReason,
   Effect,
+  InferenceDecline,
   InferenceDoneEvent,
   InferenceInput,
   NodeEvent,
@@ -152,7 +153,9 @@ export function stepNode(config: NodeConfig, state: NodeState, event: NodeEvent)
       else if (s.work.phase !== 'inferring') reject(fx, 'WRONG_PHASE', 'no inference is running', null);
       else {
         s.work = { ...s.work, phase: 'none' }; // the engine has stopped: nothing to cancel
-        finishExpired(s, fx, 'inference-failed', event.now);
+        if (event.decline === undefined || !publishDecline(s, fx, event.decline, event.now)) {
+          finishExpired(s, fx, 'inference-failed', event.now);
+        }
       }
       break;
     default:
@@ -340,6 +343,32 @@ function onInferenceDone(s: NodeState, fx: Effect[], event: InferenceDoneEvent):
   // The material must be durable before the commit is out: a lost one would count as withheld.
   fx.push({ kind: 'persist', reason: 'commit' });
   publish(s, fx, 'commit', { requestId: s.requestId, commitment: material.commitment, createdAt: event.now });
+}
+
+/**
+ * The engine found the request cannot be run with this node's model (`InferenceFailedEvent.decline`):
+ * say so, signed, so that the coordinator can end the request instead of waiting for its deadline, and
+ * end `declined`. False, and nothing published, when the measure does not make a valid decline (e.g. a
+ * prompt that fits after all): the caller ends `inference-failed` then.
+ */
+function publishDecline(s: NodeState, fx: Effect[], decline: InferenceDecline, now: number): boolean {
+  const request = s.request;
+  const model = s.work.model;
+  if (request === null || model === null) driverError('an inferring node state without its request');
+  const body = DeclineBodySchema.safeParse({
+    requestId: s.requestId,
+    requestPacketId: request.id,
+    model,
+    reason: decline.reason,
+    promptTokens: decline.promptTokens,
+    contextTokens: decline.contextTokens,
+    createdAt: now,
+  });
+  if (!body.success) return false;
+  cancelTimer(s, fx, 'commit-deadline');
+  publish(s, fx, 'decline', body.data);
+  finishDone(s, fx, 'declined', now);
+  return true;
 }
 
 /** The seal is in: reveal if it holds this node's commitment (never before), otherwise drop. */

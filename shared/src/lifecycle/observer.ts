@@ -217,6 +217,10 @@ function observe<S extends ObserverState>(
     case 'attestation':
       onAttestation(s, fx, rec as Received<'attestation'>);
       return;
+    case 'decline':
+      // Another node cannot run the request: only its coordinator counts declines (they are not part of
+      // a verdict's transcript); a node or follower goes on as it would without it.
+      return;
     default:
       reject(fx, 'UNEXPECTED_TYPE', `a ${rec.packet.type} packet is not part of a request`, rec.id);
       return;

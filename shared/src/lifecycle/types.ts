@@ -3,6 +3,7 @@ import type {
   AnyPacket,
   BodyOf,
   ChatMessage,
+  DeclineReason,
   InferenceParams,
   ModelRef,
   Packet,
@@ -98,6 +99,19 @@ export interface InferenceFailedEvent {
   now: number;
   requestId: string;
   reason: string;
+  /**
+   * Set when the engine found the request cannot be run with this model, as every node serving the same
+   * model file would (`DECLINE_REASONS`): the node publishes a signed `decline` with it and ends
+   * `declined`, instead of failing silently. Absent: a failure of this node's own (ends `inference-failed`).
+   */
+  decline?: InferenceDecline;
+}
+
+/** What a node's engine measured when a request does not fit its model (a `decline` packet's fields). */
+export interface InferenceDecline {
+  reason: DeclineReason;
+  promptTokens: number;
+  contextTokens: number;
 }
 
 export type CoordinatorEvent = PacketEvent | TimerEvent | RestoredEvent;
@@ -252,6 +266,12 @@ export const REJECT_CODES = [
   'FINISHED',
   /** a commit from a node without a record when every seat the seat policy leaves such nodes is taken */
   'UNPROVEN_SEATS_FULL',
+  /** a decline that does not fit this request (another request packet, a model it does not accept) */
+  'DECLINE_INVALID',
+  /** a decline after the seal, or from a node that committed; or a commit from a node that declined */
+  'DECLINE_CONFLICT',
+  /** a second decline from a node */
+  'DUPLICATE_DECLINE',
 ] as const;
 export type RejectCode = (typeof REJECT_CODES)[number];
 
@@ -282,11 +302,19 @@ export type DoneReason =
   | 'no-capacity'
   | 'cannot-meet-deadline'
   | 'already-sealed'
-  | 'untrusted-coordinator';
+  | 'untrusted-coordinator'
+  /** node: its engine found the request cannot be run with its model; it published a `decline` */
+  | 'declined';
 
 export type ExpireReason =
   /** coordinator: fewer than frame.quorum valid commits at maxTimeMs */
   | 'quorum-not-met'
+  /**
+   * coordinator: as many nodes declined the request (`decline` packets) as a seal would trust to answer
+   * it, with fewer than frame.quorum commits held: no node can run it (e.g. a prompt longer than the
+   * model's context window). Ends before maxTimeMs.
+   */
+  | 'declined'
   /** node, follower: the request packet never came */
   | 'request-missing'
   /** node, follower: no seal by maxTimeMs + grace */

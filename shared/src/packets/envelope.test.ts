@@ -78,6 +78,15 @@ function bodies(requestId: string, from: string): { [T in PacketType]: BodyOf[T]
       addresses: ['/ip4/127.0.0.1/tcp/9000'],
       createdAt: NOW,
     },
+    decline: {
+      requestId,
+      requestPacketId: h('b'),
+      model: { id: 'stories260K', fileHash: h('d') },
+      reason: 'context-exceeded',
+      promptTokens: 4_812,
+      contextTokens: 512,
+      createdAt: NOW,
+    },
   };
 }
 

@@ -13,6 +13,7 @@ export const PACKET_TYPES = [
   'verdict',
   'attestation',
   'heartbeat',
+  'decline',
 ] as const;
 export type PacketType = (typeof PACKET_TYPES)[number];
 
@@ -171,6 +172,42 @@ export const RevealBodySchema = z.strictObject({
 });
 export type RevealBody = z.infer<typeof RevealBodySchema>;
 
+/**
+ * Why a node that took a request cannot run it. Only reasons every honest node serving the same model
+ * file would give alike (a property of the request and the model, not of the node), so that declines of
+ * many nodes mean the request cannot be run, not that those nodes are busy.
+ *
+ * - `context-exceeded`: the prompt, as the model's tokenizer and chat template make it, fills the model's
+ *   context window (`promptTokens >= contextTokens`), leaving no room for a token of output.
+ */
+export const DECLINE_REASONS = ['context-exceeded'] as const;
+export type DeclineReason = (typeof DECLINE_REASONS)[number];
+
+/**
+ * A node's signed word that it cannot run a request with the model it would use (`DECLINE_REASONS`).
+ * Sent instead of a commit, before the seal; a node that declined a request never commits to it. Not
+ * part of a verdict's transcript: a coordinator ends the request `declined` when as many nodes decline
+ * it as a seal would trust to answer it (see the coordinator), and says why from these.
+ */
+export const DeclineBodySchema = z
+  .strictObject({
+    requestId: RequestIdSchema,
+    /** Packet id of the request declined. */
+    requestPacketId: DigestSchema,
+    model: ModelRefSchema,
+    reason: z.enum(DECLINE_REASONS),
+    /** The prompt's length in the model's tokens (chat template included). */
+    promptTokens: z.number().int().min(0).max(100_000_000),
+    /** The context window the node runs the model with, in tokens. */
+    contextTokens: z.number().int().min(1).max(100_000_000),
+    createdAt: Timestamp,
+  })
+  .refine((b) => b.promptTokens >= b.contextTokens, {
+    message: 'a context-exceeded decline has promptTokens >= contextTokens',
+    path: ['promptTokens'],
+  });
+export type DeclineBody = z.infer<typeof DeclineBodySchema>;
+
 export const REJECT_REASONS = [
   'NOT_SEALED',
   'NOT_REVEALED',
@@ -273,6 +310,7 @@ export const BODY_SCHEMAS = {
   verdict: VerdictBodySchema,
   attestation: AttestationBodySchema,
   heartbeat: HeartbeatBodySchema,
+  decline: DeclineBodySchema,
 } as const;
 
 export interface BodyOf {
@@ -283,6 +321,7 @@ export interface BodyOf {
   verdict: VerdictBody;
   attestation: AttestationBody;
   heartbeat: HeartbeatBody;
+  decline: DeclineBody;
 }
 
 /** The signed envelope `{v, type, from, body, sig}`. */

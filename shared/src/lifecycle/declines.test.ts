@@ -1,0 +1,178 @@
+import { describe, expect, test } from 'bun:test';
+import type { Frame } from '../frame/frame.ts';
+import type { NodeKey } from '../identity/node-key.ts';
+import { packetId, signPacket } from '../packets/envelope.ts';
+import type { AnyPacket, DeclineBody, Packet, RequestBody } from '../packets/index.ts';
+import {
+  type CoordinatorConfig,
+  type CoordinatorState,
+  startCoordinator,
+  stepCoordinator,
+  trustedDeclines,
+} from './coordinator.ts';
+import { MODEL, makeRequest, signedCommit, signPublishes, T0, testKey } from './sim.test-helpers.ts';
+import type { Effect } from './types.ts';
+
+/** A coordinator's handling of `decline` packets: nodes that say they cannot run its request. */
+
+interface Ctx {
+  keys: NodeKey[];
+  request: RequestBody;
+  requestPacket: Packet<'request'>;
+  config: CoordinatorConfig;
+  state: CoordinatorState;
+}
+
+async function started(
+  frame: Partial<Omit<Frame, 'embeddingModel'>> = {},
+  config: CoordinatorConfig = {},
+): Promise<Ctx> {
+  const ck = await testKey('coordinator');
+  const keys = await Promise.all([0, 1, 2, 3, 4, 5, 6].map((i) => testKey(`node${i}`)));
+  const request = makeRequest({ frame, label: 'declines-test' });
+  const t = startCoordinator(config, { now: T0, self: ck.nodeId, request });
+  const [requestPacket] = (await signPublishes(ck, t.effects)) as [Packet<'request'>];
+  const back = stepCoordinator(config, t.state, { kind: 'packet', now: T0, packet: requestPacket });
+  return { keys, request, requestPacket, config, state: back.state };
+}
+
+function feed(ctx: Ctx, packet: AnyPacket, now: number): Effect[] {
+  const t = stepCoordinator(ctx.config, ctx.state, { kind: 'packet', now, packet });
+  ctx.state = t.state;
+  return t.effects;
+}
+
+function decline(ctx: Ctx, i: number, at: number, over: Partial<DeclineBody> = {}) {
+  return signPacket(ctx.keys[i]!, 'decline', {
+    requestId: ctx.request.requestId,
+    requestPacketId: packetId(ctx.requestPacket),
+    model: MODEL,
+    reason: 'context-exceeded',
+    promptTokens: 4_812,
+    contextTokens: 512,
+    createdAt: at,
+    ...over,
+  });
+}
+
+const codes = (fx: Effect[]) => fx.flatMap((e) => (e.kind === 'rejected' ? [e.code] : []));
+const ended = (fx: Effect[]) => fx.filter((e) => e.kind === 'expired' || e.kind === 'done');
+
+describe('a coordinator and declines', () => {
+  test('quorum (3) declines end the request `declined` at once, long before its deadline; two do not', async () => {
+    const ctx = await started();
+    expect(feed(ctx, await decline(ctx, 0, T0 + 100), T0 + 100)).toEqual([]);
+    expect(feed(ctx, await decline(ctx, 1, T0 + 110), T0 + 110)).toEqual([]);
+    expect(ctx.state.outcome).toBeNull();
+    const fx = feed(ctx, await decline(ctx, 2, T0 + 120), T0 + 120);
+    expect(ended(fx)).toEqual([{ kind: 'expired', reason: 'declined' }]);
+    expect(fx).toContainEqual({ kind: 'cancel-timer', name: 'seal-deadline' });
+    expect(ctx.state).toMatchObject({
+      phase: 'finished',
+      outcome: { kind: 'expired', reason: 'declined', at: T0 + 120 },
+    });
+    expect(ctx.state.declines?.map((d) => d.packet.from)).toEqual(ctx.keys.slice(0, 3).map((k) => k.nodeId));
+    // Finished: a late commit is refused as such.
+    expect(codes(feed(ctx, await signedCommit(ctx.keys[3]!, ctx.request, T0 + 130), T0 + 130))).toEqual([
+      'FINISHED',
+    ]);
+  });
+
+  test('declines do not end a request that holds quorum commits (another model, a larger context): it seals', async () => {
+    const ctx = await started({ maxCommits: 7 });
+    for (const i of [0, 1, 2])
+      feed(ctx, await signedCommit(ctx.keys[i]!, ctx.request, T0 + 10 + i), T0 + 10 + i);
+    for (const i of [3, 4, 5]) expect(feed(ctx, await decline(ctx, i, T0 + 20 + i), T0 + 20 + i)).toEqual([]);
+    expect(ctx.state.outcome).toBeNull();
+    const fx = stepCoordinator(ctx.config, ctx.state, {
+      kind: 'timer',
+      now: T0 + ctx.request.frame.maxTimeMs,
+      name: 'seal-deadline',
+    });
+    expect(fx.state.phase).toBe('sealed');
+    expect(fx.state.seal?.body.members.map((m) => m.nodeId).sort()).toEqual(
+      ctx.keys
+        .slice(0, 3)
+        .map((k) => k.nodeId)
+        .sort(),
+    );
+  });
+
+  test('what is refused: another request packet, a model not asked, a second decline, a committer, after the seal', async () => {
+    const ctx = await started({ quorum: 2, maxCommits: 2 });
+    expect(
+      codes(feed(ctx, await decline(ctx, 0, T0 + 1, { requestPacketId: 'ab'.repeat(32) }), T0 + 1)),
+    ).toEqual(['DECLINE_INVALID']);
+    expect(
+      codes(
+        feed(
+          ctx,
+          await decline(ctx, 0, T0 + 2, { model: { id: 'other', fileHash: MODEL.fileHash } }),
+          T0 + 2,
+        ),
+      ),
+    ).toEqual(['DECLINE_INVALID']);
+    const first = await decline(ctx, 0, T0 + 3);
+    expect(feed(ctx, first, T0 + 3)).toEqual([]);
+    expect(feed(ctx, first, T0 + 4)).toEqual([]); // the same packet again: a duplicate delivery
+    expect(codes(feed(ctx, await decline(ctx, 0, T0 + 5), T0 + 5))).toEqual(['DUPLICATE_DECLINE']);
+    // A node that declined cannot commit after all, nor a committer decline.
+    expect(codes(feed(ctx, await signedCommit(ctx.keys[0]!, ctx.request, T0 + 6), T0 + 6))).toEqual([
+      'DECLINE_CONFLICT',
+    ]);
+    feed(ctx, await signedCommit(ctx.keys[1]!, ctx.request, T0 + 7), T0 + 7);
+    expect(codes(feed(ctx, await decline(ctx, 1, T0 + 8), T0 + 8))).toEqual(['DECLINE_CONFLICT']);
+    // The second commit fills maxCommits: sealed; a decline then changes nothing.
+    feed(ctx, await signedCommit(ctx.keys[2]!, ctx.request, T0 + 9), T0 + 9);
+    expect(ctx.state.phase).toBe('sealed');
+    expect(codes(feed(ctx, await decline(ctx, 3, T0 + 10), T0 + 10))).toEqual(['DECLINE_CONFLICT']);
+    expect(ctx.state.declines?.length).toBe(1);
+  });
+
+  test('a node the eligibility predicate rules out does not count', async () => {
+    const ctx = await started({}, {});
+    ctx.config = { isEligible: (_r, nodeId) => nodeId !== ctx.keys[0]!.nodeId };
+    expect(codes(feed(ctx, await decline(ctx, 0, T0 + 1), T0 + 1))).toEqual(['NOT_ELIGIBLE']);
+    expect(ctx.state.declines).toEqual([]);
+  });
+
+  test('under the seat policy, declines count as a seal would trust them: fresh keys alone cannot end a request', async () => {
+    // Nodes 0-2 are proven. quorum 3, maxCommits 5 at 0.6: a seal seats at most 2 nodes without a record.
+    let keys: NodeKey[] = [];
+    const isProven = (nodeId: string) => keys.slice(0, 3).some((k) => k.nodeId === nodeId);
+    const ctx = await started({}, { seats: { isProven, applies: () => true } });
+    keys = ctx.keys;
+    expect(ctx.state.unprovenSeats).toBe(2);
+    for (const i of [3, 4, 5, 6]) expect(feed(ctx, await decline(ctx, i, T0 + i), T0 + i)).toEqual([]);
+    expect(trustedDeclines(ctx.config, ctx.state)).toBe(2);
+    expect(ctx.state.outcome).toBeNull();
+    const fx = feed(ctx, await decline(ctx, 0, T0 + 20), T0 + 20);
+    expect(trustedDeclines(ctx.config, ctx.state)).toBe(3);
+    expect(ended(fx)).toEqual([{ kind: 'expired', reason: 'declined' }]);
+  });
+
+  test('where the policy does not apply, every decline counts', async () => {
+    const ctx = await started({}, { seats: { isProven: () => false, applies: () => false } });
+    for (const i of [3, 4]) feed(ctx, await decline(ctx, i, T0 + i), T0 + i);
+    expect(ctx.state.outcome).toBeNull();
+    expect(ended(feed(ctx, await decline(ctx, 5, T0 + 9), T0 + 9))).toEqual([
+      { kind: 'expired', reason: 'declined' },
+    ]);
+  });
+
+  test('a state stored before declines existed takes them', async () => {
+    const ctx = await started({ quorum: 1, maxCommits: 1 });
+    const { declines: _none, ...old } = ctx.state;
+    ctx.state = old as CoordinatorState;
+    expect(ended(feed(ctx, await decline(ctx, 0, T0 + 1), T0 + 1))).toEqual([
+      { kind: 'expired', reason: 'declined' },
+    ]);
+  });
+
+  test('a decline whose counts say the prompt fits is not a valid packet', async () => {
+    const ctx = await started();
+    await expect(decline(ctx, 0, T0 + 1, { promptTokens: 100 })).rejects.toMatchObject({
+      code: 'PACKET_INVALID_FIELD',
+    });
+  });
+});
