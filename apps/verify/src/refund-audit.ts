@@ -56,6 +56,8 @@ export interface RefundAudit {
 const NOT_REDERIVABLE: Record<string, string> = {
   QUEUE_TIMEOUT: 'a timeout: how long the relay queued it is known only to the relay',
   QUORUM_NOT_MET: 'a timeout: which nodes committed in time is known only to the coordinator',
+  DECLINED:
+    "the nodes declined it (a prompt longer than their model's context): their signed declines are in the relay's view of the request, not in a transcript",
   COORDINATOR_RESTARTED: 'a failure of the relay, known only to it',
   COORDINATOR_FAILED: 'a failure of the relay, known only to it',
   COORDINATOR_GONE:

@@ -14,8 +14,8 @@
  * ## Roles
  * | role        | start                | does                                                                 |
  * |-------------|----------------------|----------------------------------------------------------------------|
- * | coordinator | `startCoordinator`   | publishes the request; counts commits (eligible, one per node); seals at `maxCommits` (early close) or at `createdAt + maxTimeMs` with >= quorum, else expires `quorum-not-met` (as it does when it could only seal past `createdAt + maxTimeMs` + the nodes' grace, `sealBy`, when they have dropped what they committed); collects reveals (only after the seal); computes the verdict when every member revealed (early) or at `seal.createdAt + revealWindowMs`; publishes it; collects attestations |
- * | node        | `initNode`           | picks up a request it serves (models, embedder, eligibility, capacity, deadline); `start-inference`; commits on `inference-done`; reveals only after a seal that lists its commitment (and is dated as a verifiable seal is), else drops the material; recomputes the verdict and attests |
+ * | coordinator | `startCoordinator`   | publishes the request; counts commits (eligible, one per node); seals at `maxCommits` (early close) or at `createdAt + maxTimeMs` with >= quorum, else expires `quorum-not-met`; expires `declined` at once when the declines it counts (`trustedDeclines`: as a seal would seat their nodes) reach quorum with fewer than quorum commits (as it does when it could only seal past `createdAt + maxTimeMs` + the nodes' grace, `sealBy`, when they have dropped what they committed); collects reveals (only after the seal); computes the verdict when every member revealed (early) or at `seal.createdAt + revealWindowMs`; publishes it; collects attestations |
+ * | node        | `initNode`           | picks up a request it serves (models, embedder, eligibility, capacity, deadline); `start-inference`; commits on `inference-done`; on `inference-failed` with a `decline` (a prompt that fills its model's context) publishes a signed `decline` and is done `declined`; reveals only after a seal that lists its commitment (and is dated as a verifiable seal is), else drops the material; recomputes the verdict and attests |
  * | follower    | `initFollower`       | tracks pending -> committed -> sealed -> revealing -> verdict / expired (`lifecycleStatus`); recomputes the verdict; attests if configured |
  *
  * The coordinator of a request is its request packet's author (`request.from`): seals and verdicts
@@ -27,7 +27,7 @@
  * - `{kind:'timer', now, name}`: an armed timer came due (unarmed names are ignored).
  * - `{kind:'restored', now}`: the state was loaded after a restart.
  * - node only: `{kind:'inference-done', now, requestId, model, output, bEmbedding, salt, finishReason?}` and
- *   `{kind:'inference-failed', now, requestId, reason}`.
+ *   `{kind:'inference-failed', now, requestId, reason, decline?}`.
  *
  * ## Effects (`types.ts`), carried out in order
  * - `publish {packetType, body, id}`: sign with the machine's key, publish, feed the signed packet back.
