@@ -8,6 +8,7 @@ import type { BrowserNodeStatus, LoadState } from '../../browser-node/src/browse
 import type { SynodPageApi } from '../../browser-node/src/browser/main.ts';
 import { PROVEN_SCORE, PROVEN_VOUCHED } from '../../edge/src/relay/proven-nodes.ts';
 import type { NodeSummary } from '../../edge/src/store/node-pages.ts';
+import { askStatusText, type DeclineLite } from './ask-status.ts';
 import { DEFAULT_KEY_ITEM, forgetKey, replaceKey, sealedKeyFile, storedKeyNodeId } from './key-actions.ts';
 import { phaseText } from './phase-text.ts';
 import { readSealedKeyFile } from './sealed-key-file.ts';
@@ -370,6 +371,7 @@ interface RequestViewLite {
   commits?: unknown[];
   reveals?: unknown[];
   verdict?: { status: string; winner?: { output: string } | null; accepted?: unknown[] } | null;
+  declines?: DeclineLite[];
 }
 
 let stream: EventSource | null = null;
@@ -389,7 +391,7 @@ let askTimeoutMs = ASK_TIMEOUT_MS;
 function showAsk(view: RequestViewLite): void {
   $('ask-result').hidden = false;
   text('ask-id', view.requestId);
-  text('ask-status', view.status + (view.error ? ` (${JSON.stringify(view.error)})` : ''));
+  text('ask-status', askStatusText(view));
   text('ask-counts', `${view.commits?.length ?? 0} / ${view.reveals?.length ?? 0}`);
   const v = view.verdict;
   text(
