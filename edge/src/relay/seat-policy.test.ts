@@ -11,6 +11,7 @@ import {
   encodePacket,
   NodeKey,
   type Packet,
+  packetId,
   parseEnvelope,
   type RequestBody,
   signPacket,
@@ -98,6 +99,65 @@ describe('the relay coordinator with proven nodes online', () => {
     const members = held?.seal?.packet.body.members.map((m) => m.nodeId) ?? [];
     expect(members).toContain(newcomer.nodeId);
     expect(members.filter((m) => keys.some((k) => k.nodeId === m))).toEqual([]);
+  }, 120_000);
+
+  test('fresh keys that decline a request the moment it appears cannot end it: it is answered', async () => {
+    const keys = await Promise.all(
+      [1, 2, 3, 4].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(200 + i))),
+    );
+    const attacker = t.network.join('decliner');
+    let declined: Promise<void> | undefined;
+    attacker.subscribe(topicOfPacketType('request'), (bytes) => {
+      declined ??= (async () => {
+        const request = parseEnvelope(JSON.parse(new TextDecoder().decode(bytes))) as Packet<'request'>;
+        for (const k of keys) {
+          const decline = await signPacket(k, 'decline', {
+            requestId: request.body.requestId,
+            requestPacketId: packetId(request),
+            model: { id: request.body.acceptedModels[0] as string, fileHash: 'ab'.repeat(32) },
+            reason: 'context-exceeded',
+            promptTokens: 9_999,
+            contextTokens: 512,
+            createdAt: request.body.createdAt + 1,
+          });
+          await attacker.publish(topicOfPacketType('decline'), encodePacket(decline));
+        }
+      })();
+    });
+    const requestId = await submitPrompt(t);
+    await waitForStatus(t, requestId, 'verdict');
+    await declined;
+    // Their declines are stored (and shown), and counted as no more than the seats such keys may take.
+    const view = (await (await fetch(`${t.relay.url}/v1/inference/${requestId}`)).json()) as {
+      declines: { nodeId: string }[];
+    };
+    expect(view.declines.map((d) => d.nodeId).sort()).toEqual(keys.map((k) => k.nodeId).sort());
+  }, 120_000);
+
+  test("a prompt longer than the model's context is declined by the proven nodes: DECLINED at once, and given back to the quota", async () => {
+    const ask = async (prompt: string) => {
+      const r = await fetch(`${t.relay.url}/v1/inference`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${t.apiKey}` },
+        body: JSON.stringify({ prompt, params: { maxTokens: 4 }, frame: { maxTimeMs: 60_000 } }),
+      });
+      expect(r.status).toBe(202);
+      return (await r.json()) as { requestId: string; quota: { remaining: number } };
+    };
+    const started = Date.now();
+    const long = await ask('Once upon a time, there was a little girl who liked to play. '.repeat(300));
+    await waitForStatus(t, long.requestId, 'expired');
+    expect(Date.now() - started).toBeLessThan(30_000);
+    const view = (await (await fetch(`${t.relay.url}/v1/inference/${long.requestId}`)).json()) as {
+      error: string;
+      declines: { nodeId: string; promptTokens: number; contextTokens: number }[];
+    };
+    expect(view.error).toBe('DECLINED');
+    expect(view.declines.map((d) => d.nodeId).sort()).toEqual(t.nodes.map((n) => n.nodeId).sort());
+    for (const d of view.declines) expect(d.promptTokens).toBeGreaterThanOrEqual(d.contextTokens);
+    // Given back: the next request leaves as much of the day's quota as the declined one did.
+    const next = await ask('Once upon a time');
+    expect(next.quota.remaining).toBe(long.quota.remaining);
   }, 120_000);
 
   test('a flood of heartbeats from fresh keys does not make the proven nodes look offline', async () => {

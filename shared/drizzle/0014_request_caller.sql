@@ -1,0 +1,1 @@
+ALTER TABLE `requests` ADD `caller_id` text;
