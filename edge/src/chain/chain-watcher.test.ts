@@ -276,6 +276,25 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     });
   }
 
+  test("a prompt longer than the model's context is refunded DECLINED as soon as the nodes declined it", async () => {
+    const started = Date.now();
+    const prompt = 'Once upon a time, there was a little girl who liked to play. '.repeat(300);
+    const { requestNo } = await chain.callLLM({ prompt, models: ['stories260K'] });
+    const requestId = requestIdOf(requestNo);
+    await chain.mine(2);
+    await pollUntil('the request is refunded', async () => (await chain.request(requestNo)).status === 3);
+    // The relay's default maxTimeMs is 30 s: nothing waited for it.
+    expect(Date.now() - started).toBeLessThan(25_000);
+    expect((await eventsOf('LLMRefunded', requestNo)).map((e) => e.args.reason)).toEqual(['DECLINED']);
+    const view = (await (await fetch(`${net.relay.url}/v1/inference/${requestId}`)).json()) as {
+      status: string;
+      error: string;
+      declines: { reason: string }[];
+    };
+    expect(view).toMatchObject({ status: 'expired', error: 'DECLINED' });
+    expect(view.declines.length).toBeGreaterThanOrEqual(3);
+  });
+
   // Solidity's `string` holds any bytes; viem decodes them leniently (U+FFFD for each bad byte), so the
   // network used to answer a prompt nobody asked, and no transcript could match the event's questionHash.
   test('a prompt that is not UTF-8 is refunded INVALID_INPUT, never answered as decoded', async () => {
