@@ -7,9 +7,8 @@
  * - `set-quota KEY_ID --quota N` changes a key's daily quota (applied within the same time).
  * Exit codes: 0 done, 1 the database could not be used or the key is unknown, 2 bad arguments.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { expandConfig } from '@libsql/core/config';
 import { forgottenValueMessage, joinNegativeNumbers } from '@synod/browser-node/cli-args';
 import { createApiKey } from './auth/api-keys.ts';
 import {
@@ -19,31 +18,19 @@ import {
   revokeApiKey,
   setApiKeyQuota,
 } from './auth/key-admin.ts';
-import {
-  type DbUrl,
-  DEFAULT_EDGE_CONFIG,
-  FlagError,
-  got,
-  parseDbUrl,
-  parseEnvName,
-  redactDbUrl,
-} from './config.ts';
+import { DEFAULT_EDGE_CONFIG, FlagError, redactDbUrl } from './config.ts';
+import { DB_OPTIONS, DB_USAGE, localDbFile, parseDbFlags } from './db-flags.ts';
 import { utcDay } from './http/auth.ts';
-import { isLocalFile, openHistory } from './store/open-history.ts';
+import { openHistory } from './store/open-history.ts';
 
 /** `--quota -5` is the flag's value (refused by its check), not a forgotten one. */
 const NUMERIC_FLAGS: ReadonlySet<string> = new Set(['quota']);
-
-const DB_OPTIONS = {
-  db: { type: 'string', default: 'file:.data/relay/history.db' },
-  'db-auth-token-env': { type: 'string', default: 'SYNOD_DB_AUTH_TOKEN' },
-} as const;
 
 export const KEYS_USAGE = `usage: synod-relay keys create --label NAME [--quota N (a UTC day, default 1000)] [DB]
        synod-relay keys list [--json] [DB]
        synod-relay keys revoke KEY_ID [DB]
        synod-relay keys set-quota KEY_ID --quota N [DB]
-DB: [--db URL] [--db-auth-token-env V]   the relay's database  [file:.data/relay/history.db, SYNOD_DB_AUTH_TOKEN]`;
+${DB_USAGE}`;
 
 const LABEL_MAX = 100;
 
@@ -87,28 +74,14 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
       return usageError(`keys ${sub} takes no --${t.name}`);
     }
   }
-  let db: DbUrl;
-  let tokenEnv: string;
+  let dbUrl: string;
+  let authToken: string | undefined;
   try {
-    db = parseDbUrl('--db', values.db);
-    if (db.kind === 'file' && statSync(db.path, { throwIfNoEntry: false })?.isDirectory()) {
-      throw new FlagError(`--db must be a file path, not a folder, ${got(db.path)}`);
-    }
-    tokenEnv = parseEnvName('--db-auth-token-env', values['db-auth-token-env']);
-    if (given.has('db-auth-token-env') && db.kind === 'file') {
-      throw new FlagError(
-        '--db-auth-token-env is for a libSQL server (--db http(s)://HOST or libsql://HOST)',
-      );
-    }
-    if (given.has('db-auth-token-env') && !process.env[tokenEnv]) {
-      throw new FlagError(`--db-auth-token-env: $${tokenEnv} is not set`);
-    }
+    ({ dbUrl, authToken } = parseDbFlags(values, given));
   } catch (e) {
     if (!(e instanceof FlagError)) throw e;
     return usageError(e.message);
   }
-  const dbUrl = db.url;
-  const authToken = process.env[tokenEnv] || undefined;
   let run: (store: Awaited<ReturnType<typeof openHistory>>['store']) => Promise<number>;
   const now = Date.now();
   if (sub === 'create') {
@@ -182,7 +155,7 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
   }
   // `create` may start a database; `list` and `revoke` on a file that is not there name the mistake
   // instead of making an empty database at the wrong path.
-  const file = isLocalFile(dbUrl) ? expandConfig({ url: dbUrl }, false).path : null;
+  const file = localDbFile(dbUrl);
   if (sub !== 'create' && file !== null && !existsSync(file)) {
     io.err(`synod-relay: no database at ${file} (--db names the relay's database)`);
     return 1;

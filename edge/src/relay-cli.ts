@@ -26,6 +26,8 @@ import {
   parseWholeNumber,
   redactDbUrl,
 } from './config.ts';
+import { DB_USAGE } from './db-flags.ts';
+import { HISTORY_USAGE, historyCommand } from './history-command.ts';
 import { KEYS_USAGE, keysCommand } from './keys-command.ts';
 import { DEFAULT_MAX_OPEN, DEFAULT_MAX_QUEUED } from './relay/dispatcher.ts';
 
@@ -82,7 +84,8 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --help
 
 Subcommands, on the relay's database (no relay needs to run):
-${KEYS_USAGE.replace(/^usage: /, '       ')}`;
+${[KEYS_USAGE, HISTORY_USAGE].map((u) => u.replace(/^usage: /, '       ').replace(`\n${DB_USAGE}`, '')).join('\n')}
+${DB_USAGE}`;
 
 /** What the flags and the environment ask for, every value checked. */
 interface RelaySettings {
@@ -366,6 +369,7 @@ const NUMERIC_FLAGS: ReadonlySet<string> = new Set([
 
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'keys') return keysCommand(argv.slice(1));
+  if (argv[0] === 'history') return historyCommand(argv.slice(1));
   const args = joinNegativeNumbers(argv, NUMERIC_FLAGS);
   let values: Record<string, string | boolean | undefined>;
   /** The flags given on the command line (not filled in by a default). */

@@ -805,7 +805,7 @@ export function verdictReveals(d: RequestDetail): Stored<'reveal'>[] {
 }
 
 /** The transcript packets of a sealed request but its reveals: the request, sealed commits and seal. */
-function transcriptHead(d: RequestDetail, seal: Stored<'seal'>): AnyPacket[] {
+export function transcriptHead(d: RequestDetail, seal: Stored<'seal'>): AnyPacket[] {
   const sealed = new Set(seal.packet.body.members.map((m) => m.commitId));
   return [d.request, ...d.commits.filter((c) => sealed.has(c.id)).map((c) => c.packet), seal.packet];
 }

@@ -1,0 +1,43 @@
+/**
+ * The database flags of the operator commands run against a relay's database (`synod-relay keys …`,
+ * `synod-relay history …`): `--db URL` and `--db-auth-token-env V`, checked before anything is opened.
+ */
+import { statSync } from 'node:fs';
+import { expandConfig } from '@libsql/core/config';
+import { type DbUrl, FlagError, got, parseDbUrl, parseEnvName } from './config.ts';
+import { isLocalFile } from './store/open-history.ts';
+
+export const DB_OPTIONS = {
+  db: { type: 'string', default: 'file:.data/relay/history.db' },
+  'db-auth-token-env': { type: 'string', default: 'SYNOD_DB_AUTH_TOKEN' },
+} as const;
+
+export const DB_USAGE =
+  "DB: [--db URL] [--db-auth-token-env V]   the relay's database  [file:.data/relay/history.db, SYNOD_DB_AUTH_TOKEN]";
+
+/**
+ * The database a command is to use, from its parsed flags (`given`: the flags the command line named).
+ * Throws `FlagError` for a folder given as the file, a token variable for a file, or one not set.
+ */
+export function parseDbFlags(
+  values: { db: string; 'db-auth-token-env': string },
+  given: ReadonlySet<string>,
+): { dbUrl: string; authToken: string | undefined } {
+  const db: DbUrl = parseDbUrl('--db', values.db);
+  if (db.kind === 'file' && statSync(db.path, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new FlagError(`--db must be a file path, not a folder, ${got(db.path)}`);
+  }
+  const tokenEnv = parseEnvName('--db-auth-token-env', values['db-auth-token-env']);
+  if (given.has('db-auth-token-env') && db.kind === 'file') {
+    throw new FlagError('--db-auth-token-env is for a libSQL server (--db http(s)://HOST or libsql://HOST)');
+  }
+  if (given.has('db-auth-token-env') && !process.env[tokenEnv]) {
+    throw new FlagError(`--db-auth-token-env: $${tokenEnv} is not set`);
+  }
+  return { dbUrl: db.url, authToken: process.env[tokenEnv] || undefined };
+}
+
+/** The local file a database URL names, or null for a server. */
+export function localDbFile(dbUrl: string): string | null {
+  return isLocalFile(dbUrl) ? expandConfig({ url: dbUrl }, false).path : null;
+}
