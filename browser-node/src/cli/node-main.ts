@@ -441,6 +441,9 @@ async function startNode(
   startup.opened(lockIdentity(o.identity));
   // A fixed port that is taken is said at once, naming its flag, not after a model load of minutes.
   await startup.step(() => checkNodePortsFree(o));
+  // The model's file is looked for before a key is made: a start that cannot serve (a typo in
+  // --models-dir) leaves no new key file behind. Hashing and loading it come later, after the key.
+  if (o.role === 'node') await startup.step(() => modelOnDisk(o));
   const { key, created, exposedMode } = await startup.step(() =>
     loadOrCreateIdentity(o.identity, o.passphrase),
   );
@@ -766,6 +769,19 @@ function stateFile(db: string): string {
       cause,
     });
   }
+}
+
+/** MODEL_NOT_FOUND (as `modelMissing` says it) unless the model's file or folder is on disk. */
+async function modelOnDisk(o: NodeCliOptions): Promise<void> {
+  const dir = new ModelsDir({ root: o.modelsDir });
+  if (await dir.has(o.model)) return;
+  throw modelMissing(
+    dir,
+    o.model,
+    new InferenceError('MODEL_NOT_FOUND', `model ${o.model} is not in ${dir.root}`, {
+      details: { id: o.model, path: dir.pathOf(o.model) },
+    }),
+  );
 }
 
 /** MODEL_NOT_FOUND as the one running `synod node` can act on: which file, where, and the flags. */
