@@ -420,6 +420,7 @@ export class BrowserNode {
         tokensPerSecond: this.#capability?.tokensPerSecond ?? 0,
         embeddingsPerSecond: this.#capability?.embeddingsPerSecond ?? 0,
         engine: inference?.engine.id ?? 'none',
+        coordinators: this.config.coordinators ?? [],
       },
       onPacket: ({ packet, own }) => this.#onPacket(packet, own),
       onVerdict: (requestId, v) => this.#onVerdict(requestId, v),

@@ -562,6 +562,7 @@ async function startNode(
       tokensPerSecond: rates.tokensPerSecond,
       embeddingsPerSecond: rates.embeddingsPerSecond,
       engine: engine?.id ?? 'none',
+      coordinators: o.coordinators,
     },
     log,
     requestLog: !o.quiet,

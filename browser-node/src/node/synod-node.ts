@@ -122,6 +122,12 @@ export interface HeartbeatConfig {
   tokensPerSecond: number;
   embeddingsPerSecond: number;
   engine: string;
+  /**
+   * The coordinators the node serves only (its `--coordinators`), advertised so that other relays do not
+   * count it among the nodes that could answer their requests; empty or absent: any author. More than
+   * `LIMITS.maxHeartbeatCoordinators` are not advertised (relays then count the node for all).
+   */
+  coordinators?: readonly string[];
 }
 
 export interface SynodNodeOptions {
@@ -751,6 +757,11 @@ export class SynodNode {
       capacity: serving && !this.#storeFailing() ? serving.queue.capacity : { queued: 0, maxQueue: 0 },
       addresses: hb.addresses.slice(0, 16),
       createdAt: this.#now(),
+      ...(hb.coordinators !== undefined &&
+      hb.coordinators.length > 0 &&
+      hb.coordinators.length <= LIMITS.maxHeartbeatCoordinators
+        ? { coordinators: [...hb.coordinators] }
+        : {}),
     };
     const packet = await signPacket(this.#o.key, 'heartbeat', body);
     await this.#broadcast(packet);

@@ -1,5 +1,11 @@
 import type { SynodNode } from '@synod/browser-node';
-import { type AnyPacket, KeyedListeners, type NodeKey, type RequestBody } from '@synod/shared';
+import {
+  type AnyPacket,
+  KeyedListeners,
+  type NodeKey,
+  type RequestBody,
+  servesCoordinator,
+} from '@synod/shared';
 import type { HistoryStore, RequestDetail } from '../store/history-store.ts';
 import type { AdmissionQueue, Dispatcher } from './dispatcher.ts';
 import type { NetworkHealth, RelayNetwork } from './network.ts';
@@ -200,6 +206,8 @@ export class InProcessRelayNetwork implements RelayNetwork {
       if (body.createdAt - at > SERVING_CLOCK_AHEAD_MS) continue;
       if (!body.models.some((m) => models.has(m.id))) continue;
       if (!body.embedders.some((e) => e.id === embedder)) continue;
+      // A node that serves other coordinators only (its `--coordinators`) never takes this relay's.
+      if (!servesCoordinator(body, this.coordinatorId)) continue;
       // Room for no request at all (a tab whose contributor turned Serve off, a node whose state file
       // cannot be written): it takes none. A full queue is busy, not unable: it counts.
       if (body.capacity.maxQueue === 0) paused++;

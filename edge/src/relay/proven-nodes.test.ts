@@ -43,6 +43,22 @@ const store = (
 });
 
 describe('ProvenNodes', () => {
+  test('a proven node that serves other coordinators only (its heartbeat names them) does not count for this one', async () => {
+    const p = new ProvenNodes(
+      store(async () => ['a', 'b']),
+      () => {},
+      () => 1_000_000,
+      [],
+      'me'.repeat(32),
+    );
+    await p.refresh();
+    p.heard('a', heard('a').body);
+    p.heard('b', { ...heard('b').body, coordinators: ['ab'.repeat(32)] });
+    expect(p.applies(request(2))).toBe(false);
+    p.heard('b', { ...heard('b', { at: 2 }).body, coordinators: ['ab'.repeat(32), 'me'.repeat(32)] });
+    expect(p.applies(request(2))).toBe(true);
+  });
+
   test('proven by the history; applies while at least the quorum of them that can serve is online', async () => {
     const asked: [number, number, number][] = [];
     let clock = 1_000_000;

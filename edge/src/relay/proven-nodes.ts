@@ -1,4 +1,4 @@
-import type { HeartbeatBody, RequestBody, SeatPolicy } from '@synod/shared';
+import { type HeartbeatBody, type RequestBody, type SeatPolicy, servesCoordinator } from '@synod/shared';
 import type { HistoryStore } from '../store/history-store.ts';
 
 /** The reputation score (Wilson lower bound of a node's agreement rate) a proven node must keep. */
@@ -48,6 +48,7 @@ export class ProvenNodes implements SeatPolicy {
   readonly #log: (entry: Record<string, unknown>) => void;
   readonly #now: () => number;
   readonly #trusted: ReadonlySet<string>;
+  readonly #coordinatorId: string | undefined;
   #proven = new Set<string>();
   #standings = new Map<string, number>();
   /** The newest heartbeat of each proven node, and when it came. */
@@ -60,7 +61,10 @@ export class ProvenNodes implements SeatPolicy {
     log: (entry: Record<string, unknown>) => void = () => {},
     now: () => number = Date.now,
     trusted: readonly string[] = [],
+    /** The relay's own node id: a node that serves other coordinators only does not count for it. */
+    coordinatorId?: string,
   ) {
+    this.#coordinatorId = coordinatorId;
     this.#store = store;
     this.#log = log;
     this.#now = now;
@@ -142,6 +146,7 @@ export class ProvenNodes implements SeatPolicy {
       if (body.capacity.queued >= body.capacity.maxQueue) continue;
       if (!body.models.some((m) => models.has(m.id))) continue;
       if (!body.embedders.some((e) => e.id === embeddingModel.id)) continue;
+      if (this.#coordinatorId !== undefined && !servesCoordinator(body, this.#coordinatorId)) continue;
       if (++able >= quorum) return true;
     }
     return false;

@@ -23,8 +23,10 @@ function heartbeat(
   embedder = TEST_EMBEDDER.id,
   aheadMs = 0,
   capacity = { queued: 0, maxQueue: 4 },
+  coordinators?: string[],
 ): HeartbeatBody {
   return {
+    ...(coordinators ? { coordinators } : {}),
     role: 'node',
     software: 'synod-node/test',
     models: models.map((id) => ({ id, fileHash: 'a'.repeat(64), engine: 'e', tokensPerSecond: 1 })),
@@ -55,7 +57,10 @@ test('counts the nodes heard that serve one of its models with its embedder, onc
   try {
     const busy = { queued: 4, maxQueue: 4 };
     const none = { queued: 0, maxQueue: 0 };
-    const nodes: [number, string[], string?, number?, HeartbeatBody['capacity']?][] = [
+    const free = { queued: 0, maxQueue: 4 };
+    const other = 'ab'.repeat(32);
+    const me = relay.network.coordinatorId;
+    const nodes: [number, string[], string?, number?, HeartbeatBody['capacity']?, string[]?][] = [
       [81, ['m1']],
       [82, ['m1', 'm2']],
       [83, ['m2']],
@@ -70,16 +75,24 @@ test('counts the nodes heard that serve one of its models with its embedder, onc
       [87, ['m1', 'm2'], TEST_EMBEDDER.id, 0, none],
       // The only node that serves m4, paused.
       [88, ['m4'], TEST_EMBEDDER.id, 0, none],
+      // Serves m1, for another relay only (its --coordinators): it never takes this relay's requests.
+      [89, ['m1'], TEST_EMBEDDER.id, 0, free, [other]],
+      // Serves m1, for this relay among others: it counts.
+      [90, ['m1'], TEST_EMBEDDER.id, 0, free, [other, me]],
     ];
-    for (const [seed, models, embedder, ahead, capacity] of nodes) {
+    for (const [seed, models, embedder, ahead, capacity, coordinators] of nodes) {
       const key = await NodeKey.fromSeed(new Uint8Array(32).fill(seed));
-      const packet = await signPacket(key, 'heartbeat', heartbeat(models, embedder, ahead, capacity));
+      const packet = await signPacket(
+        key,
+        'heartbeat',
+        heartbeat(models, embedder, ahead, capacity, coordinators),
+      );
       await (net.join(key.nodeId) as MemoryTransport).publish(
         topicOfPacketType('heartbeat'),
         encodePacket(packet),
       );
     }
-    await waitUntil('the heartbeats heard', async () => relay.node.knownNodes().length >= 8, 10_000, 20);
+    await waitUntil('the heartbeats heard', async () => relay.node.knownNodes().length >= 10, 10_000, 20);
     // Just started: nothing said yet, whatever was heard.
     expect(relay.network.servingNodes(request(['m1']))).toBeUndefined();
     await waitUntil(
@@ -88,9 +101,9 @@ test('counts the nodes heard that serve one of its models with its embedder, onc
       10_000,
       50,
     );
-    expect(relay.network.servingNodes(request(['m1']))).toBe(2);
+    expect(relay.network.servingNodes(request(['m1']))).toBe(3);
     expect(relay.network.servingNodes(request(['m2']))).toBe(3);
-    expect(relay.network.servingNodes(request(['m1', 'm2']))).toBe(4);
+    expect(relay.network.servingNodes(request(['m1', 'm2']))).toBe(5);
     // No node heard that serves it: nothing said (its requests wait for one).
     expect(relay.network.servingNodes(request(['m3']))).toBeUndefined();
     // Served only by a node that takes no request now: 0, refused (it was taken, charged and expired).

@@ -189,7 +189,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   let dispatcher: Dispatcher | undefined;
   // The coordinator's seat policy: nodes without a record in this history never fill a seal while
   // enough proven nodes are online (see ProvenNodes).
-  const proven = new ProvenNodes(store, log, now, o.trustedNodes ?? []);
+  const proven = new ProvenNodes(store, log, now, o.trustedNodes ?? [], o.key.nodeId);
   // What the relay's node sees goes into the history; a write that fails (the database out of reach, a
   // full disk) is written again, in order, once it works (see HistoryWriter).
   const history = new HistoryWriter({

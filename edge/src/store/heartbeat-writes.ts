@@ -19,7 +19,11 @@ export const HEARTBEAT_WRITES_REMEMBERED = 10_000;
  */
 export function advertisedKey(b: HeartbeatBody): string {
   const full = b.capacity.queued >= b.capacity.maxQueue;
-  return sha256Hex(utf8(JSON.stringify([b.role, b.software, b.models, b.embedders, b.addresses, full])));
+  return sha256Hex(
+    utf8(
+      JSON.stringify([b.role, b.software, b.models, b.embedders, b.addresses, full, b.coordinators ?? null]),
+    ),
+  );
 }
 
 /**

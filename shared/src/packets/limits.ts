@@ -11,6 +11,8 @@ export const LIMITS = {
   maxVerdictEntries: 256,
   maxHeartbeatModels: 32,
   maxAddresses: 16,
+  /** Coordinators a heartbeat may name as the only ones its node serves. */
+  maxHeartbeatCoordinators: 16,
   /** Default clock-skew window for `createdAt`: packets older or newer than this are rejected. */
   defaultSkewMs: 120_000,
 } as const;

@@ -299,8 +299,19 @@ export const HeartbeatBodySchema = z.strictObject({
   }),
   addresses: z.array(z.string().max(256)).max(LIMITS.maxAddresses),
   createdAt: Timestamp,
+  /**
+   * The coordinators (relays' node ids) whose requests the node serves, when it serves only those
+   * (`synod node --coordinators`, a tab's relay); absent: any author. So a relay it does not serve does
+   * not count it among the nodes that could answer a request (`servesCoordinator`).
+   */
+  coordinators: z.array(NodeIdSchema).min(1).max(LIMITS.maxHeartbeatCoordinators).optional(),
 });
 export type HeartbeatBody = z.infer<typeof HeartbeatBodySchema>;
+
+/** Whether a node, by its heartbeat, takes requests coordinated by `coordinator`. */
+export function servesCoordinator(body: Pick<HeartbeatBody, 'coordinators'>, coordinator: string): boolean {
+  return body.coordinators === undefined || body.coordinators.includes(coordinator);
+}
 
 export const BODY_SCHEMAS = {
   request: RequestBodySchema,
