@@ -146,7 +146,7 @@ const RETRY_AFTER = {
   ),
 };
 const ERROR_DESCRIPTIONS: Record<number, string> = {
-  400: 'BAD_JSON, INVALID_INPUT, UNKNOWN_MODEL, UNSUPPORTED_PARAMETER, FRAME_OUT_OF_RANGE, or another protocol code',
+  400: "BAD_JSON, INVALID_INPUT, UNKNOWN_MODEL, UNSUPPORTED_PARAMETER, FRAME_OUT_OF_RANGE, or another protocol code; on /v1/chat/completions also context_length_exceeded (OpenAI's code: the nodes declined the request, its messages longer than their model's context; details.declines)",
   401: 'UNAUTHENTICATED (no, a malformed or an unknown API key; a signed request that does not verify)',
   403: 'FORBIDDEN (a revoked API key)',
   404: 'NOT_FOUND (on the OpenAI-compatible routes also UNKNOWN_MODEL, as OpenAI answers an unknown model)',
@@ -267,7 +267,11 @@ const REQUEST_VIEW = withOptional(
     {
       requestId: REQUEST_ID,
       status: STATUS,
-      error: STRING_OR_NULL,
+      error: {
+        ...STRING_OR_NULL,
+        description:
+          'the stable code of an `expired` or `failed` request: QUEUE_TIMEOUT, QUORUM_NOT_MET, DECLINED (the nodes declined it: see `declines`), COORDINATOR_RESTARTED, COORDINATOR_GONE, COORDINATOR_FAILED, …',
+      },
       createdAt: TIME,
       updatedAt: TIME,
       coordinator: HEX64,

@@ -68,6 +68,8 @@ describe('SynodNode: a request its model cannot run', () => {
       const line = logs.find(
         (l) => l['requestId'] === body.requestId && String(l['msg']).includes('declined'),
       );
+      // Counted as declined, not as a failure of the node (its alerts are not for users' long prompts).
+      expect(node.metrics().inferences).toMatchObject({ declined: 1, failed: 0 });
       expect(line).toMatchObject({
         level: 'info',
         model: 'stories260K',

@@ -258,7 +258,15 @@ export interface NodeMetrics {
     byType: Partial<Record<PacketType, number>>;
     byReason: Partial<Record<ReannounceReason, number>>;
   };
-  inferences: { started: number; done: number; failed: number; tokens: number; lastTokensPerSecond: number };
+  inferences: {
+    started: number;
+    done: number;
+    failed: number;
+    /** Requests the model cannot run (a prompt longer than its context), declined: not failures. */
+    declined: number;
+    tokens: number;
+    lastTokensPerSecond: number;
+  };
   queue: { queued: number; maxQueue: number; running: boolean } | null;
   intake: IntakeMetrics;
   knownNodes: number;
@@ -380,7 +388,7 @@ export class SynodNode {
       byType: {} as Partial<Record<PacketType, number>>,
       byReason: {} as Partial<Record<ReannounceReason, number>>,
     },
-    inferences: { started: 0, done: 0, failed: 0, tokens: 0, lastTokensPerSecond: 0 },
+    inferences: { started: 0, done: 0, failed: 0, declined: 0, tokens: 0, lastTokensPerSecond: 0 },
   };
 
   constructor(options: SynodNodeOptions) {
@@ -1441,9 +1449,10 @@ export class SynodNode {
       .catch((e: unknown) => {
         if (abort.signal.aborted) return;
         hosted.inference = null;
-        this.#m.inferences.failed++;
         const reason = (e as { code?: string })?.code ?? String(e);
         const decline = declineOf(e);
+        if (decline === undefined) this.#m.inferences.failed++;
+        else this.#m.inferences.declined++;
         // The code goes into the machine; the log says why too. A request the model cannot run (a prompt
         // longer than its context) is declined, signed, rather than failed in silence.
         this.#log(
@@ -1565,7 +1574,6 @@ function outcomeOf(
   return { outcome: 'rejected', reason: rejected.reason, winner };
 }
 
-/** Whether a machine is a node's that went past picking up its request: it may have signed a commitment. */
 /**
  * The decline an engine's error makes: a prompt that fills the model's context (`PROMPT_TOO_LONG` with its
  * token counts). Anything else is the node's own failure: undefined.
@@ -1577,6 +1585,7 @@ export function declineOf(e: unknown): InferenceDecline | undefined {
   return { reason: 'context-exceeded', promptTokens, contextTokens: contextSize };
 }
 
+/** Whether a machine is a node's that went past picking up its request: it may have signed a commitment. */
 function mayHaveSigned(s: LifecycleState): boolean {
   return s.role === 'node' && s.work.phase !== 'idle' && s.work.phase !== 'none';
 }

@@ -347,31 +347,6 @@ describe('Dispatcher', () => {
     expect(await usedOn(s, 'key_a', '2026-11-24')).toBe(4);
   });
 
-  test('a request sent out that the nodes declined (DECLINED) is given back once; one that expired QUORUM_NOT_MET stays charged', async () => {
-    const now = Date.UTC(2026, 10, 24, 23, 59, 59, 500);
-    const s = await setup({ maxOpen: 4, now: () => now });
-    const [declined, unmet] = [body(now), body(now)];
-    for (const b of [declined, unmet]) {
-      await s.intake.admit(
-        [{ body: b, callerId: 'key_d', quotaPerDay: 10, day: '2026-11-24' }],
-        s.key.nodeId,
-        now,
-      );
-    }
-    s.d.wake();
-    await s.d.idle();
-    expect(s.node.submitted).toEqual([declined.requestId, unmet.requestId]);
-    expect(await usedOn(s, 'key_d', '2026-11-24')).toBe(2);
-    // Ended after midnight: given back to the day it was charged to.
-    await s.store.setStatus(declined.requestId, 'expired', now + 1_000, 'DECLINED');
-    await s.store.setStatus(unmet.requestId, 'expired', now + 1_000, 'QUORUM_NOT_MET');
-    expect(await usedOn(s, 'key_d', '2026-11-24')).toBe(1);
-    // A second end of the same request (a restart's late expiry) gives nothing back twice.
-    await s.store.setStatus(declined.requestId, 'expired', now + 2_000, 'DECLINED');
-    expect(await usedOn(s, 'key_d', '2026-11-24')).toBe(1);
-    await expectExpired(s, [declined], 'DECLINED');
-  });
-
   test('rows of a coordinator gone for good are refunded to their callers as they expire (COORDINATOR_GONE)', async () => {
     const now = Date.UTC(2026, 10, 24, 12);
     const s = await setup({ maxOpen: 4, now: () => now });

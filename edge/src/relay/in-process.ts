@@ -221,6 +221,10 @@ export class InProcessRelayNetwork implements RelayNetwork {
     return n;
   }
 
+  vouchedFor(nodeId: string): boolean {
+    return this.vouches(nodeId);
+  }
+
   subscribe(requestId: string, listener: () => void): () => void {
     return this.#listeners.add(requestId, listener);
   }

@@ -28,6 +28,11 @@ export interface RelayNetwork {
    * Absent: never said.
    */
   servingNodes?(request: RequestBody): number | undefined;
+  /**
+   * Whether the relay vouches for a node: proven by its history or trusted by its operator (the seat
+   * policy's `isProven`). Absent: it cannot say (a relay on workerd).
+   */
+  vouchedFor?(nodeId: string): boolean;
   /** Notified after each stored change of the request; returns an unsubscribe. */
   subscribe(requestId: string, listener: () => void): () => void;
   /** Peers and queue state for /healthz and /metrics. */

@@ -409,12 +409,19 @@ export function quorumNotMetHint(d: Pick<RequestDetail, 'commits' | 'request' | 
 /**
  * A request the nodes declined as longer than their models' context (`DECLINED`): OpenAI's 400
  * `context_length_exceeded`, which clients and agent frameworks know (to trim a conversation and retry).
- * Said by the decline closest to fitting (the largest context); every decline rides along in `details`.
+ * Said by the decline closest to fitting (the largest context); the declines ride along in `details`.
+ * Any key can sign a decline: where some come from nodes the relay vouches for (`vouched`: proven or
+ * trusted), only theirs are quoted and counted, so a stranger's made-up numbers are not repeated.
  */
-export function contextExceeded(d: Pick<RequestDetail, 'requestId' | 'declines' | 'request'>): HttpError {
-  const declines = d.declines
+export function contextExceeded(
+  d: Pick<RequestDetail, 'requestId' | 'declines' | 'request'>,
+  vouched: (nodeId: string) => boolean = () => false,
+): HttpError {
+  const all = d.declines
     .map((x) => ({ nodeId: x.packet.from, ...x.packet.body }))
     .filter((x) => x.reason === 'context-exceeded');
+  const byVouched = all.filter((x) => vouched(x.nodeId));
+  const declines = byVouched.length > 0 ? byVouched : all;
   const closest = declines.reduce<(typeof declines)[number] | undefined>(
     (best, x) => (best === undefined || x.contextTokens > best.contextTokens ? x : best),
     undefined,
@@ -422,7 +429,7 @@ export function contextExceeded(d: Pick<RequestDetail, 'requestId' | 'declines' 
   const what = d.request.body.messages === undefined ? 'prompt' : 'messages';
   const message =
     closest === undefined
-      ? `the nodes declined the request: its ${what} do not fit the model's context`
+      ? `the nodes declined the request: its ${what === 'prompt' ? 'prompt does' : 'messages do'} not fit the model's context`
       : `This model's maximum context length is ${closest.contextTokens} tokens. However, your ${what} resulted in ${closest.promptTokens} tokens (${closest.model.id}, as ${declines.length} node${declines.length === 1 ? '' : 's'} said). Please reduce the length of the ${what}.`;
   return new HttpError(
     400,
@@ -442,7 +449,7 @@ export function contextExceeded(d: Pick<RequestDetail, 'requestId' | 'declines' 
   );
 }
 
-function failure(d: RequestDetail): HttpError | null {
+function failure(d: RequestDetail, vouched?: (nodeId: string) => boolean): HttpError | null {
   if (d.status === 'verdict') return null;
   if (d.status === 'no-consensus') {
     return new HttpError(502, 'NO_CONSENSUS', 'the quorum did not agree on an answer', {
@@ -450,7 +457,7 @@ function failure(d: RequestDetail): HttpError | null {
       verdict: requestView(d).verdict,
     });
   }
-  if (d.status === 'expired' && d.error === 'DECLINED') return contextExceeded(d);
+  if (d.status === 'expired' && d.error === 'DECLINED') return contextExceeded(d, vouched);
   if (d.status === 'expired' || d.status === 'failed') {
     return new HttpError(
       504,
@@ -464,6 +471,12 @@ function failure(d: RequestDetail): HttpError | null {
     requestId: d.requestId,
     links: requestView(d).links,
   });
+}
+
+/** Whether the relay vouches for a node (proven or trusted), where its network can say. */
+function vouchedBy(deps: EdgeDeps): ((nodeId: string) => boolean) | undefined {
+  const network = deps.network;
+  return network.vouchedFor === undefined ? undefined : (nodeId) => network.vouchedFor?.(nodeId) ?? false;
 }
 
 export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
@@ -527,7 +540,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
       if (!stream) {
         // The request's signal is aborted when the caller's connection closes (Bun.serve, workerd).
         const d = await awaitVerdict(deps, s.requestId, deadline, c.req.raw.signal);
-        const bad = failure(d);
+        const bad = failure(d, vouchedBy(deps));
         if (bad) return openAiError(c, bad, names);
         return c.json(completionBody(d, model));
       }
@@ -566,7 +579,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         let bad: HttpError | null;
         try {
           d = await awaitVerdict(deps, s.requestId, deadline, gone.signal);
-          bad = failure(d);
+          bad = failure(d, vouchedBy(deps));
         } catch (e) {
           if (e instanceof CallerGone) return;
           // The wait itself failed (still queued at the deadline, the store gone): the same error event

@@ -102,13 +102,6 @@ export const ATTESTATIONS_FROM_OTHERS = 64;
  */
 export const DECLINES_HELD = 64;
 
-/**
- * Ends of a request sent out that give it back to its caller's quota (`setStatus`): `DECLINED`, which the
- * nodes declined as they read it (a prompt longer than their model's context), having run nothing. Those
- * that never reached the network are given back as they move (`moveFromIntake`, `expireUnstarted`).
- */
-export const GIVEN_BACK: ReadonlySet<string> = new Set(['DECLINED']);
-
 /** The statuses of a request not final yet. */
 const OPEN_STATUSES: RequestStatus[] = ['pending', 'sealed'];
 
@@ -165,7 +158,6 @@ export class HistoryStore {
           createdAt: requestIntake.createdAt,
         });
       const moved = new Set(deleted.map((d) => d.seq));
-      const callers = new Map(deleted.map((d) => [d.seq, d.callerId]));
       const expired = new Set(moves.filter((m) => m.status === 'expired').map((m) => m.seq));
       await refundUsage(
         tx,
@@ -176,12 +168,7 @@ export class HistoryStore {
         .map((m) => {
           const { request, models } = requestRows(m.request, now);
           return {
-            request: {
-              ...request,
-              status: m.status,
-              error: m.error ?? null,
-              callerId: callers.get(m.seq) ?? null,
-            },
+            request: { ...request, status: m.status, error: m.error ?? null },
             models,
           };
         });
@@ -513,6 +500,11 @@ export class HistoryStore {
   }
 
   /**
+   * Set an open request's status (with its error code): a request already final (a verdict, no
+   * consensus, expired, failed) keeps its status, so a late `expired` (a restart's, a machine's) never
+   * overwrites a stored verdict, nor a late `failed` an expiry.
+   */
+  /**
    * A request moved out of the admission log to start (`pending`) that never reached the network (its
    * time ran out while its coordinator signed and stored the step's rows, or its start failed past its
    * deadline): `expired` with `code`, and its caller given back the request its quota was charged (see
@@ -536,38 +528,16 @@ export class HistoryStore {
     });
   }
 
-  /**
-   * Set an open request's status (with its error code): a request already final (a verdict, no
-   * consensus, expired, failed) keeps its status, so a late `expired` (a restart's, a machine's) never
-   * overwrites a stored verdict, nor a late `failed` an expiry. An error in `GIVEN_BACK` gives the request
-   * back to the quota of the caller it was charged to, in the same transaction.
-   */
   async setStatus(
     requestId: string,
     status: RequestStatus,
     now: number,
     error: string | null = null,
   ): Promise<void> {
-    if (error === null || !GIVEN_BACK.has(error)) {
-      await this.db
-        .update(requests)
-        .set({ status, error, updatedAt: now })
-        .where(and(eq(requests.requestId, requestId), inArray(requests.status, OPEN_STATUSES)));
-      return;
-    }
-    // An end that gives the request back to its caller's quota, in the same transaction: only when it
-    // ends here (an end already stored gives nothing back twice).
-    await this.db.transaction(async (tx) => {
-      const ended = await tx
-        .update(requests)
-        .set({ status, error, updatedAt: now })
-        .where(and(eq(requests.requestId, requestId), inArray(requests.status, OPEN_STATUSES)))
-        .returning({ callerId: requests.callerId, createdAt: requests.createdAt });
-      await refundUsage(
-        tx,
-        ended.flatMap((e) => (e.callerId === null ? [] : [{ callerId: e.callerId, createdAt: e.createdAt }])),
-      );
-    });
+    await this.db
+      .update(requests)
+      .set({ status, error, updatedAt: now })
+      .where(and(eq(requests.requestId, requestId), inArray(requests.status, OPEN_STATUSES)));
   }
 
   /**

@@ -118,7 +118,6 @@ describe('applyMigrations', () => {
       '0011_reputation_updated_idx',
       '0012_unheard_nodes',
       '0013_declines',
-      '0014_request_caller',
     ]);
     const counts = async () =>
       Object.fromEntries(

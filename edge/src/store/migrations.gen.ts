@@ -211,13 +211,5 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
       "CREATE TABLE `declines` (\n\t`packet_id` text PRIMARY KEY NOT NULL,\n\t`request_id` text NOT NULL,\n\t`node_id` text NOT NULL,\n\t`model_id` text NOT NULL,\n\t`model_file_hash` text NOT NULL,\n\t`reason` text NOT NULL,\n\t`prompt_tokens` integer NOT NULL,\n\t`context_tokens` integer NOT NULL,\n\t`created_at` integer NOT NULL,\n\t`raw` text NOT NULL,\n\tFOREIGN KEY (`request_id`) REFERENCES `requests`(`request_id`) ON UPDATE no action ON DELETE cascade,\n\tCONSTRAINT \"declines_reason_ck\" CHECK(\"reason\" in ('context-exceeded'))\n);",
       "CREATE UNIQUE INDEX `declines_request_node_uq` ON `declines` (`request_id`,`node_id`);"
     ]
-  },
-  {
-    "tag": "0014_request_caller",
-    "folderMillis": 1795501464505,
-    "hash": "de9047841b5697c2ae03cd40436f3d3e3d91afb5cedf2eb6f7b7b4ae74535afb",
-    "statements": [
-      "ALTER TABLE `requests` ADD `caller_id` text;"
-    ]
   }
 ];

@@ -164,12 +164,6 @@ export const requests = sqliteTable(
     /** Relay clock at the last status change. */
     updatedAt: integer('updated_at').notNull(),
     raw: text('raw').notNull(),
-    /**
-     * Who the relay charged for it (the quota's key: an API key's id, or a signed caller's node id), so
-     * an end that gives the request back (`DECLINED`) can; null where none was (rows from before it, a
-     * request not taken through the admission log). Never shown in the public views.
-     */
-    callerId: text('caller_id'),
   },
   (t) => [
     index('requests_created_idx').on(t.createdAt, t.requestId),

@@ -1,5 +1,6 @@
 import { compareStrings } from '../encoding/bytes.ts';
 import { requiredAgreement } from '../frame/frame.ts';
+import { LIMITS } from '../packets/limits.ts';
 import { deriveRequestId } from '../packets/request-id.ts';
 import {
   type AnyPacket,
@@ -350,9 +351,9 @@ function onCommit(
 /**
  * A node says it cannot run the request (`decline`). Counted while collecting, once per node, from an
  * eligible node that has not committed, for this very request packet and one of its models. The request
- * ends `declined` as soon as the declines held are as many as a seal would trust to answer it
- * (`trustedDeclines` >= quorum) while fewer than quorum commits are held: a node can send a decline as
- * freely as a commit, so no fewer could end a request that others might still answer.
+ * ends `declined` as soon as the declines held could stand for a seal (`declinedBy`) while fewer than
+ * quorum commits are held: a node can send a decline as freely as a commit, and faster (it runs nothing),
+ * so no fewer could end a request that others might still answer.
  */
 function onDecline(
   config: CoordinatorConfig,
@@ -389,26 +390,47 @@ function onDecline(
     reject(fx, 'NOT_ELIGIBLE', 'this node is not eligible for the request', rec.id);
     return;
   }
+  if (declines.length >= LIMITS.maxSealMembers) {
+    reject(fx, 'LIMIT', 'no room for another decline', rec.id);
+    return;
+  }
   s.declines = [...declines, rec];
-  const frame = s.request.body.frame;
-  if (trustedDeclines(config, s) >= frame.quorum && s.commits.length < frame.quorum) {
+  if (s.commits.length < s.request.body.frame.quorum && declinedBy(config, s)) {
     s.phase = 'finished';
     finishExpired(s, fx, 'declined', now);
   }
 }
 
 /**
- * How many of the declines held count toward ending the request: all of them, or where the request's
- * seat policy applies (`unprovenSeats`), those of proven nodes and no more of the others than a seal
- * may seat. So a party's free keys can end a request by declining no more than they could answer it.
+ * The declines held that count toward ending the request, as a seal would seat their nodes: all of them,
+ * or where the request's seat policy applies (`unprovenSeats`), every proven node's and as many others as
+ * the cap seats and its deadline trim (`trimUnproven`) leaves: fewer than the counted set would need to
+ * agree. So declines that end a request include a proven node's wherever a verdict would, and a party's
+ * fresh keys can end a request by declining it only where they could have answered it.
  */
-export function trustedDeclines(config: CoordinatorConfig, s: CoordinatorState): number {
+export function trustedDeclines(config: CoordinatorConfig, s: CoordinatorState): Received<'decline'>[] {
   const declines = s.declines ?? [];
   const seats = s.unprovenSeats ?? null;
   const policy = config.seats;
-  if (seats === null || policy === undefined) return declines.length;
-  const proven = declines.filter((d) => policy.isProven(d.packet.from)).length;
-  return proven + Math.min(declines.length - proven, seats);
+  if (seats === null || policy === undefined) return declines;
+  const proven = declines.filter((d) => policy.isProven(d.packet.from));
+  const others = declines.filter((d) => !policy.isProven(d.packet.from));
+  let unproven = Math.min(others.length, seats);
+  const frame = s.request.body.frame;
+  while (unproven > 0 && unproven >= requiredAgreement(frame, proven.length + unproven)) unproven--;
+  return [...proven, ...others.slice(0, unproven)];
+}
+
+/**
+ * Whether the declines held end the request: at least quorum of them count (`trustedDeclines`), and they
+ * name every model the request accepts. A request some of whose models were not declined is left to
+ * their nodes' commits (a decline comes in milliseconds, a commit after an inference), or its deadline.
+ */
+export function declinedBy(config: CoordinatorConfig, s: CoordinatorState): boolean {
+  const counted = trustedDeclines(config, s);
+  if (counted.length < s.request.body.frame.quorum) return false;
+  const named = new Set(counted.map((d) => d.packet.body.model.id));
+  return s.request.body.acceptedModels.every((m) => named.has(m));
 }
 
 function doubleCommit(s: CoordinatorState, fx: Effect[], a: Received<'commit'>, b: Received<'commit'>): void {

@@ -3,6 +3,7 @@ import type { Frame } from '../frame/frame.ts';
 import type { NodeKey } from '../identity/node-key.ts';
 import { packetId, signPacket } from '../packets/envelope.ts';
 import type { AnyPacket, DeclineBody, Packet, RequestBody } from '../packets/index.ts';
+import { deriveRequestId } from '../packets/request-id.ts';
 import {
   type CoordinatorConfig,
   type CoordinatorState,
@@ -137,17 +138,54 @@ describe('a coordinator and declines', () => {
   });
 
   test('under the seat policy, declines count as a seal would trust them: fresh keys alone cannot end a request', async () => {
-    // Nodes 0-2 are proven. quorum 3, maxCommits 5 at 0.6: a seal seats at most 2 nodes without a record.
+    // Nodes 0-2 are proven. quorum 3, maxCommits 5 at 0.6: a seal seats at most 2 nodes without a record,
+    // and fewer than its members would need to agree (a seal of 3 needs 2: at most 1 such node).
     let keys: NodeKey[] = [];
     const isProven = (nodeId: string) => keys.slice(0, 3).some((k) => k.nodeId === nodeId);
     const ctx = await started({}, { seats: { isProven, applies: () => true } });
     keys = ctx.keys;
     expect(ctx.state.unprovenSeats).toBe(2);
+    const counted = () => trustedDeclines(ctx.config, ctx.state).length;
     for (const i of [3, 4, 5, 6]) expect(feed(ctx, await decline(ctx, i, T0 + i), T0 + i)).toEqual([]);
-    expect(trustedDeclines(ctx.config, ctx.state)).toBe(2);
+    expect(counted()).toBe(0);
+    expect(feed(ctx, await decline(ctx, 0, T0 + 20), T0 + 20)).toEqual([]);
+    expect(counted()).toBe(2);
     expect(ctx.state.outcome).toBeNull();
-    const fx = feed(ctx, await decline(ctx, 0, T0 + 20), T0 + 20);
-    expect(trustedDeclines(ctx.config, ctx.state)).toBe(3);
+    const fx = feed(ctx, await decline(ctx, 1, T0 + 21), T0 + 21);
+    expect(counted()).toBe(4);
+    expect(ended(fx)).toEqual([{ kind: 'expired', reason: 'declined' }]);
+  });
+
+  test('quorum 1 with room for more commits: one fresh key declining cannot end it, as it could not answer it', async () => {
+    // maxCommits 3 at 0.6: required 2 of 3, so the cap leaves one seat to fresh keys; a seal of that
+    // one alone is trimmed at the deadline (it would need its own agreement).
+    const isProven = () => false;
+    const ctx = await started({ quorum: 1, maxCommits: 3 }, { seats: { isProven, applies: () => true } });
+    expect(ctx.state.unprovenSeats).toBe(1);
+    expect(feed(ctx, await decline(ctx, 3, T0 + 3), T0 + 3)).toEqual([]);
+    expect(ctx.state.outcome).toBeNull();
+    expect(trustedDeclines(ctx.config, ctx.state)).toEqual([]);
+  });
+
+  test('a request that accepts two models is not ended by declines of one: the other may still answer', async () => {
+    const ck = await testKey('coordinator');
+    const keys = await Promise.all([0, 1, 2, 3].map((i) => testKey(`node${i}`)));
+    const base = makeRequest({ label: 'two-models' });
+    const { requestId: _, ...rest } = { ...base, acceptedModels: [MODEL.id, 'stories15M'] };
+    const request = { ...rest, requestId: deriveRequestId(rest) };
+    const t = startCoordinator({}, { now: T0, self: ck.nodeId, request });
+    const [requestPacket] = (await signPublishes(ck, t.effects)) as [Packet<'request'>];
+    const ctx: Ctx = {
+      keys,
+      request,
+      requestPacket,
+      config: {},
+      state: stepCoordinator({}, t.state, { kind: 'packet', now: T0, packet: requestPacket }).state,
+    };
+    for (const i of [0, 1, 2]) feed(ctx, await decline(ctx, i, T0 + i), T0 + i);
+    expect(ctx.state.outcome).toBeNull();
+    const other = { id: 'stories15M', fileHash: 'ef'.repeat(32) };
+    const fx = feed(ctx, await decline(ctx, 3, T0 + 9, { model: other }), T0 + 9);
     expect(ended(fx)).toEqual([{ kind: 'expired', reason: 'declined' }]);
   });
 

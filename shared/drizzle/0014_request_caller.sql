@@ -1,1 +1,0 @@
-ALTER TABLE `requests` ADD `caller_id` text;
