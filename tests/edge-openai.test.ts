@@ -208,6 +208,23 @@ describe('the openai client against the relay', () => {
     });
     expect(r.choices[0]?.finish_reason).toBe('length');
     expect(r.choices[0]?.message.content?.length).toBeGreaterThan(0);
+    // The usage is the winner's engine's own count, as its signed reveal says: 3 tokens of output (cut),
+    // and the prompt as the chat template made it (more tokens than its 16 characters / 4).
+    const view = (await (
+      await fetch(`${t.relay.url}/v1/inference/${(r as unknown as { synod: SynodExtra }).synod.requestId}`)
+    ).json()) as {
+      reveals: { nodeId: string; usage?: { promptTokens: number; completionTokens: number } }[];
+    };
+    const winner = (r as unknown as { synod: { verdict: { winner: { nodeId: string } } } }).synod.verdict
+      .winner;
+    const revealed = view.reveals.find((x) => x.nodeId === winner.nodeId)?.usage;
+    expect(revealed?.completionTokens).toBe(3);
+    expect(r.usage).toEqual({
+      prompt_tokens: revealed?.promptTokens ?? -1,
+      completion_tokens: 3,
+      total_tokens: (revealed?.promptTokens ?? -1) + 3,
+    });
+    expect(r.usage?.prompt_tokens).toBeGreaterThan(4);
     // The winner's own signed reveal says so, and the transcript holding it verifies.
     expect(await winnerFinish((r as unknown as { synod: SynodExtra }).synod.requestId)).toBe('length');
 

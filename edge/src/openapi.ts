@@ -17,6 +17,7 @@ import {
   InferenceParamsSchema,
   ModelRefSchema,
   OriginSchema,
+  RevealUsageSchema,
   SealMemberSchema,
   VerdictSchema,
 } from '@synod/shared';
@@ -290,17 +291,26 @@ const REQUEST_VIEW = withOptional(
       reveals: {
         type: 'array',
         description: 'the reveals the verdict counted (or, before it, every reveal received)',
-        items: object({
-          packetId: HEX64,
-          nodeId: HEX64,
-          model: schemaOf(ModelRefSchema, 'output'),
-          output: { type: 'string' },
-          bEmbedding: {
-            type: 'string',
-            description: 'sign-quantized embedding of the output, packed, in hex',
+        items: withOptional(
+          object({
+            packetId: HEX64,
+            nodeId: HEX64,
+            model: schemaOf(ModelRefSchema, 'output'),
+            output: { type: 'string' },
+            bEmbedding: {
+              type: 'string',
+              description: 'sign-quantized embedding of the output, packed, in hex',
+            },
+            createdAt: TIME,
+          }),
+          {
+            usage: {
+              ...schemaOf(RevealUsageSchema, 'output'),
+              description:
+                "the token counts of the node's engine (prompt, chat template included, and output), signed with the reveal but not committed to; absent from a node that does not say",
+            },
           },
-          createdAt: TIME,
-        }),
+        ),
       },
       verdict: nullable(ref('VerdictView')),
       attestations: { type: 'array', items: ref('AttestationView') },

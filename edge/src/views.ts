@@ -33,6 +33,7 @@ export function requestView(d: RequestDetail) {
       output: r.packet.body.output,
       bEmbedding: r.packet.body.bEmbedding,
       createdAt: r.packet.body.createdAt,
+      ...(r.packet.body.usage === undefined ? {} : { usage: r.packet.body.usage }),
     })),
     verdict: verdict
       ? {

@@ -57,6 +57,8 @@ export interface GenerateResult {
   text: string;
   /** Tokens generated (not counting the prompt). */
   tokens: number;
+  /** The prompt's length in the model's tokens (chat template included), where the engine says. */
+  promptTokens?: number;
   /** Generated tokens over the wall time of the whole call (prompt processing included). */
   tokensPerSecond: number;
   finishReason: FinishReason;

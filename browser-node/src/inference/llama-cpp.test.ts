@@ -138,7 +138,7 @@ describe("LlamaCppEngine context limits (as llama.cpp's server: no context shift
         prompt: 'Once upon a time',
         params: { temperature: 0, maxTokens: 400 },
       });
-      expect(full).toMatchObject({ tokens: 251, finishReason: 'length' });
+      expect(full).toMatchObject({ tokens: 251, promptTokens: 5, finishReason: 'length' });
       const room = await engine.generate({
         prompt: Array(254).fill('a').join(' '),
         params: { temperature: 0, maxTokens: 10 },

@@ -208,6 +208,7 @@ export class LlamaCppEngine implements Engine {
       return {
         text: continuation(model, input, generated),
         tokens,
+        promptTokens: input.length,
         tokensPerSecond: rate(tokens, elapsed),
         finishReason,
       };

@@ -412,6 +412,7 @@ export class TransformersEngine implements Engine {
       return {
         text,
         tokens: ids.length,
+        promptTokens: inputLength,
         tokensPerSecond: rate(ids.length, performance.now() - started),
         finishReason: ids.length >= params.maxTokens ? 'length' : 'stop',
       };

@@ -235,11 +235,13 @@ export class WebLlmEngine implements Engine {
       const sampling = webLlmSampling(request.params);
       let text: string;
       let tokens: number;
+      let promptTokens: number | undefined;
       let finish: string | null | undefined;
       if (request.prompt !== undefined) {
         const out = await engine.completions.create({ prompt: request.prompt, stream: false, ...sampling });
         text = out.choices[0]?.text ?? '';
         tokens = out.usage?.completion_tokens ?? 0;
+        promptTokens = out.usage?.prompt_tokens;
         finish = out.choices[0]?.finish_reason;
       } else {
         const out = await engine.chat.completions.create({
@@ -249,6 +251,7 @@ export class WebLlmEngine implements Engine {
         });
         text = out.choices[0]?.message.content ?? '';
         tokens = out.usage?.completion_tokens ?? 0;
+        promptTokens = out.usage?.prompt_tokens;
         finish = out.choices[0]?.finish_reason;
       }
       if (request.signal?.aborted || finish === 'abort') {
@@ -258,6 +261,7 @@ export class WebLlmEngine implements Engine {
       return {
         text,
         tokens,
+        ...(promptTokens === undefined ? {} : { promptTokens }),
         tokensPerSecond: rate(tokens, performance.now() - started),
         finishReason: finish === 'length' ? 'length' : 'stop',
       };

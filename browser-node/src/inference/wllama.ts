@@ -204,6 +204,7 @@ export class WllamaEngine implements Engine {
       return {
         text: choice?.text ?? '',
         tokens,
+        promptTokens: out.usage.prompt_tokens,
         tokensPerSecond: rate(tokens, performance.now() - started),
         finishReason: choice?.finish_reason === 'length' ? 'length' : 'stop',
       };

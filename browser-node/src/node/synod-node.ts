@@ -1443,6 +1443,9 @@ export class SynodNode {
             bEmbedding,
             salt,
             finishReason: r.finishReason,
+            ...(r.promptTokens === undefined
+              ? {}
+              : { usage: { promptTokens: r.promptTokens, completionTokens: r.tokens } }),
           }),
         );
       })

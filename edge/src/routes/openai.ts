@@ -339,27 +339,52 @@ function completionId(requestId: string): string {
 }
 
 /**
- * OpenAI's finish_reason: `length` when the winner's reveal says its output was cut at maxTokens, else
- * `stop`. The reveal is the one the verdict counted for the winner (`selectReveals`, the verdict's own
- * rule): finishReason is signed but not committed to, so only that reveal's counts.
+ * The reveal the verdict counted for its winner (`selectReveals`, the verdict's own rule), or undefined:
+ * what it says beside its output (`finishReason`, `usage`) is signed but not committed to, so only that
+ * reveal's counts.
  */
-function finishReason(d: RequestDetail): 'stop' | 'length' {
+function winnerReveal(d: RequestDetail): RequestDetail['reveals'][number] | undefined {
   const verdict = d.verdict?.packet.body.verdict;
   const winner = verdict?.winner;
-  if (!verdict || !winner || !d.seal) return 'stop';
+  if (!verdict || !winner || !d.seal) return undefined;
   const cited = new Set(verdict.rejected.map((r) => r.revealId));
   const chosen = selectReveals(verdict, { id: d.requestPacketId, packet: d.request }, d.seal, d.reveals);
-  const counted = chosen?.reveals.find((r) => r.packet.from === winner.nodeId && !cited.has(r.id));
-  return counted?.packet.body.finishReason === 'length' ? 'length' : 'stop';
+  return chosen?.reveals.find((r) => r.packet.from === winner.nodeId && !cited.has(r.id));
+}
+
+/** OpenAI's finish_reason: `length` when the winner's reveal says its output was cut at maxTokens. */
+function finishReason(revealed: RequestDetail['reveals'][number] | undefined): 'stop' | 'length' {
+  return revealed?.packet.body.finishReason === 'length' ? 'length' : 'stop';
+}
+
+/**
+ * OpenAI's usage: the token counts the winner's engine revealed (`usage`), or, from a node that does not
+ * reveal them, an estimate of a token per 4 characters.
+ */
+function usageOf(d: RequestDetail, revealed: RequestDetail['reveals'][number] | undefined, content: string) {
+  const counted = revealed?.packet.body.usage;
+  if (counted !== undefined) {
+    return {
+      prompt_tokens: counted.promptTokens,
+      completion_tokens: counted.completionTokens,
+      total_tokens: counted.promptTokens + counted.completionTokens,
+    };
+  }
+  const approxTokens = (s: string) => (s.length === 0 ? 0 : Math.ceil(s.length / 4));
+  const promptText =
+    d.request.body.prompt ?? (d.request.body.messages ?? []).map((m) => m.content).join('\n');
+  return {
+    prompt_tokens: approxTokens(promptText),
+    completion_tokens: approxTokens(content),
+    total_tokens: approxTokens(promptText) + approxTokens(content),
+  };
 }
 
 function completionBody(d: RequestDetail, model: string) {
   const view = requestView(d);
   const winner = d.verdict?.packet.body.verdict.winner ?? null;
   const content = winner?.output ?? '';
-  const approxTokens = (s: string) => (s.length === 0 ? 0 : Math.ceil(s.length / 4));
-  const promptText =
-    d.request.body.prompt ?? (d.request.body.messages ?? []).map((m) => m.content).join('\n');
+  const revealed = winnerReveal(d);
   return {
     id: completionId(d.requestId),
     object: 'chat.completion' as const,
@@ -371,14 +396,10 @@ function completionBody(d: RequestDetail, model: string) {
         index: 0,
         message: { role: 'assistant' as const, content, refusal: null },
         logprobs: null,
-        finish_reason: finishReason(d),
+        finish_reason: finishReason(revealed),
       },
     ],
-    usage: {
-      prompt_tokens: approxTokens(promptText),
-      completion_tokens: approxTokens(content),
-      total_tokens: approxTokens(promptText) + approxTokens(content),
-    },
+    usage: usageOf(d, revealed, content),
     synod: {
       requestId: d.requestId,
       status: d.status,

@@ -26,7 +26,7 @@
  *   clock skew), including the loopback of the machine's own publishes. Duplicates are ignored.
  * - `{kind:'timer', now, name}`: an armed timer came due (unarmed names are ignored).
  * - `{kind:'restored', now}`: the state was loaded after a restart.
- * - node only: `{kind:'inference-done', now, requestId, model, output, bEmbedding, salt, finishReason?}` and
+ * - node only: `{kind:'inference-done', now, requestId, model, output, bEmbedding, salt, finishReason?, usage?}` and
  *   `{kind:'inference-failed', now, requestId, reason, decline?}`.
  *
  * ## Effects (`types.ts`), carried out in order

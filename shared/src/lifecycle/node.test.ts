@@ -324,6 +324,56 @@ describe('commit and reveal', () => {
   });
 });
 
+describe('token counts', () => {
+  test("the engine's counts are revealed as usage (signed, not committed to); counts a reveal cannot carry are left out", async () => {
+    for (const [usage, revealed] of [
+      [
+        { promptTokens: 12, completionTokens: 5 },
+        { completionTokens: 5, promptTokens: 12 },
+      ],
+      [{ promptTokens: -1, completionTokens: 5 }, undefined],
+      [{ promptTokens: 1.5, completionTokens: 5 }, undefined],
+    ] as const) {
+      const w = await world();
+      const h = new Harness(w, nodeConfig());
+      h.packet(w.requestPacket, T0 + 5);
+      const m = material(w.me, w.request);
+      const done = h.step({
+        kind: 'inference-done',
+        now: T0 + 500,
+        requestId: w.request.requestId,
+        model: MODEL,
+        output: m.output,
+        bEmbedding: m.bEmbedding,
+        salt: m.salt,
+        usage,
+      });
+      const commitFx = done.find((e) => e.kind === 'publish' && e.packetType === 'commit');
+      // The commitment is the same with or without counts.
+      expect(commitFx).toMatchObject({ body: { commitment: m.commitment } });
+      const mine = await signPacket(
+        w.me,
+        'commit',
+        (commitFx as Extract<Effect, { kind: 'publish' }>).body as never,
+      );
+      h.packet(mine, T0 + 500);
+      const others = await Promise.all([1, 2].map((i) => signedCommit(w.keys[i]!, w.request, T0 + 550)));
+      const seal = await sealOf(
+        w,
+        [
+          { key: w.me, commit: mine as Packet<'commit'> },
+          ...others.map((commit, i) => ({ key: w.keys[i + 1]!, commit })),
+        ],
+        T0 + 600,
+      );
+      const fx = h.packet(seal, T0 + 1_000);
+      const reveal = fx.find((e) => e.kind === 'publish' && e.packetType === 'reveal');
+      expect(reveal).toBeDefined();
+      expect((reveal as { body: { usage?: unknown } }).body.usage).toEqual(revealed);
+    }
+  });
+});
+
 describe('deadlines and failures', () => {
   test('a result after the commit deadline is not committed', async () => {
     const w = await world();

@@ -1,6 +1,12 @@
 import { computeCommitment } from '../commitment/commitment.ts';
 import type { EmbeddingModelRef } from '../frame/frame.ts';
-import { DeclineBodySchema, type ModelRef, type RequestBody, RevealBodySchema } from '../packets/schemas.ts';
+import {
+  DeclineBodySchema,
+  type ModelRef,
+  type RequestBody,
+  RevealBodySchema,
+  RevealUsageSchema,
+} from '../packets/schemas.ts';
 import {
   cancelTimer,
   checkNow,
@@ -93,6 +99,8 @@ export interface RevealMaterial {
    * as is, it is not part of the commitment.
    */
   finishReason?: 'length';
+  /** The engine's token counts, revealed as is (not part of the commitment); absent when not given. */
+  usage?: { promptTokens: number; completionTokens: number };
 }
 
 export interface NodeWork {
@@ -337,6 +345,11 @@ function onInferenceDone(s: NodeState, fx: Effect[], event: InferenceDoneEvent):
     }),
     // Only when cut: the state stays plain JSON (no undefined) and the reveal has no member otherwise.
     ...(event.finishReason === 'length' ? { finishReason: 'length' as const } : {}),
+    // Informational: counts the schema would refuse (an engine's odd numbers) are left out, never let
+    // to stop the reveal.
+    ...(event.usage !== undefined && RevealUsageSchema.safeParse(event.usage).success
+      ? { usage: { promptTokens: event.usage.promptTokens, completionTokens: event.usage.completionTokens } }
+      : {}),
   };
   cancelTimer(s, fx, 'commit-deadline');
   s.work = { ...s.work, phase: 'committed', material };
@@ -408,5 +421,13 @@ function onSealed(s: NodeState, fx: Effect[], now: number): void {
     salt: material.salt,
     createdAt: now,
     ...(material.finishReason === 'length' ? { finishReason: 'length' as const } : {}),
+    ...(material.usage === undefined
+      ? {}
+      : {
+          usage: {
+            completionTokens: material.usage.completionTokens,
+            promptTokens: material.usage.promptTokens,
+          },
+        }),
   });
 }

@@ -91,6 +91,8 @@ export interface InferenceDoneEvent {
    * Revealed (signed, not committed to) as the reveal's `finishReason`, only when `length`.
    */
   finishReason?: 'stop' | 'length';
+  /** The engine's token counts, when it gives them: revealed (signed, not committed to) as `usage`. */
+  usage?: { promptTokens: number; completionTokens: number };
 }
 
 /** node: the engine could not finish a `start-inference`. */

@@ -153,6 +153,12 @@ export const SealBodySchema = z
   });
 export type SealBody = z.infer<typeof SealBodySchema>;
 
+/** A reveal's `usage`: the token counts of the node's engine. */
+export const RevealUsageSchema = z.strictObject({
+  completionTokens: z.number().int().min(0).max(100_000_000),
+  promptTokens: z.number().int().min(0).max(100_000_000),
+});
+
 export const RevealBodySchema = z.strictObject({
   requestId: RequestIdSchema,
   output: z.string().max(LIMITS.maxOutputChars),
@@ -169,6 +175,12 @@ export const RevealBodySchema = z.strictObject({
    * Signed with the reveal but outside the commitment and the verdict: informational, for clients.
    */
   finishReason: z.literal('length').optional(),
+  /**
+   * The tokens the node's engine counted: the prompt (chat template included) and the output. Signed with
+   * the reveal but outside the commitment and the verdict: informational, what relays report to OpenAI
+   * clients as `usage` from the winner's reveal. Absent where the engine does not say.
+   */
+  usage: RevealUsageSchema.optional(),
 });
 export type RevealBody = z.infer<typeof RevealBodySchema>;
 
