@@ -2,10 +2,10 @@
  * The database flags of the operator commands run against a relay's database (`synod-relay keys …`,
  * `synod-relay history …`): `--db URL` and `--db-auth-token-env V`, checked before anything is opened.
  */
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { expandConfig } from '@libsql/core/config';
-import { type DbUrl, FlagError, got, parseDbUrl, parseEnvName } from './config.ts';
-import { isLocalFile } from './store/open-history.ts';
+import { type DbUrl, FlagError, got, parseDbUrl, parseEnvName, redactDbUrl } from './config.ts';
+import { isLocalFile, openHistory } from './store/open-history.ts';
 
 export const DB_OPTIONS = {
   db: { type: 'string', default: 'file:.data/relay/history.db' },
@@ -41,3 +41,30 @@ export function parseDbFlags(
 export function localDbFile(dbUrl: string): string | null {
   return isLocalFile(dbUrl) ? expandConfig({ url: dbUrl }, false).path : null;
 }
+
+/**
+ * Open the relay's database for an operator command, or say why not on `err` and return null (the
+ * command exits 1): a local file that is not there (unless `create`, which may start a database) is
+ * named rather than made empty at the wrong path.
+ */
+export async function openForCommand(
+  dbUrl: string,
+  authToken: string | undefined,
+  err: (line: string) => void,
+  o: { create?: boolean } = {},
+): Promise<Awaited<ReturnType<typeof openHistory>> | null> {
+  const file = localDbFile(dbUrl);
+  if (!o.create && file !== null && !existsSync(file)) {
+    err(`synod-relay: no database at ${file} (--db names the relay's database)`);
+    return null;
+  }
+  try {
+    return await openHistory(dbUrl, authToken);
+  } catch (e) {
+    err(`synod-relay: the database ${redactDbUrl(dbUrl)} could not be opened: ${commandReason(e)}`);
+    return null;
+  }
+}
+
+/** An error as one short line of a command's output. */
+export const commandReason = (e: unknown) => String((e as Error)?.message ?? e).slice(0, 300);

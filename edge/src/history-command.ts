@@ -6,15 +6,14 @@
  * is never pruned). It may run while relays use the database. Exit codes: 0 done, 1 the database or the
  * archive could not be used, 2 bad arguments.
  */
-import { existsSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgottenValueMessage } from '@synod/browser-node/cli-args';
 import { FlagError, redactDbUrl } from './config.ts';
-import { DB_OPTIONS, DB_USAGE, localDbFile, parseDbFlags } from './db-flags.ts';
+import { commandReason, DB_OPTIONS, DB_USAGE, openForCommand, parseDbFlags } from './db-flags.ts';
 import { DEFAULT_PRUNE_BATCH, PRUNE_MIN_AGE_MS, PruneError, pruneHistory } from './store/history-prune.ts';
-import { openHistory } from './store/open-history.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -79,18 +78,8 @@ export async function historyCommand(argv: string[], io: Io = STDIO, now = Date.
     if (!(e instanceof FlagError)) throw e;
     return usageError(e.message);
   }
-  const file = localDbFile(dbUrl);
-  if (file !== null && !existsSync(file)) {
-    io.err(`synod-relay: no database at ${file} (--db names the relay's database)`);
-    return 1;
-  }
-  let h: Awaited<ReturnType<typeof openHistory>>;
-  try {
-    h = await openHistory(dbUrl, authToken);
-  } catch (e) {
-    io.err(`synod-relay: the database ${redactDbUrl(dbUrl)} could not be opened: ${reason(e)}`);
-    return 1;
-  }
+  const h = await openForCommand(dbUrl, authToken, io.err);
+  if (h === null) return 1;
   const before = now - Number(days) * DAY_MS;
   const cutoff = new Date(before).toISOString();
   let archive: FileHandle | null = null;
@@ -126,7 +115,7 @@ export async function historyCommand(argv: string[], io: Io = STDIO, now = Date.
     return 0;
   } catch (e) {
     if (e instanceof PruneError) return usageError(e.message);
-    io.err(`synod-relay: history prune failed on ${redactDbUrl(dbUrl)}: ${reason(e)}`);
+    io.err(`synod-relay: history prune failed on ${redactDbUrl(dbUrl)}: ${commandReason(e)}`);
     return 1;
   } finally {
     await archive?.close();
@@ -149,5 +138,3 @@ function parse(args: string[]) {
     },
   });
 }
-
-const reason = (e: unknown) => String((e as Error)?.message ?? e).slice(0, 300);

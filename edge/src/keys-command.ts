@@ -7,7 +7,6 @@
  * - `set-quota KEY_ID --quota N` changes a key's daily quota (applied within the same time).
  * Exit codes: 0 done, 1 the database could not be used or the key is unknown, 2 bad arguments.
  */
-import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { forgottenValueMessage, joinNegativeNumbers } from '@synod/browser-node/cli-args';
 import { createApiKey } from './auth/api-keys.ts';
@@ -19,9 +18,9 @@ import {
   setApiKeyQuota,
 } from './auth/key-admin.ts';
 import { DEFAULT_EDGE_CONFIG, FlagError, redactDbUrl } from './config.ts';
-import { DB_OPTIONS, DB_USAGE, localDbFile, parseDbFlags } from './db-flags.ts';
+import { commandReason, DB_OPTIONS, DB_USAGE, openForCommand, parseDbFlags } from './db-flags.ts';
 import { utcDay } from './http/auth.ts';
-import { openHistory } from './store/open-history.ts';
+import type { openHistory } from './store/open-history.ts';
 
 /** `--quota -5` is the flag's value (refused by its check), not a forgotten one. */
 const NUMERIC_FLAGS: ReadonlySet<string> = new Set(['quota']);
@@ -153,24 +152,13 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
   } else {
     return usageError(sub === undefined ? 'keys needs a command' : `unknown keys command ${sub}`);
   }
-  // `create` may start a database; `list` and `revoke` on a file that is not there name the mistake
-  // instead of making an empty database at the wrong path.
-  const file = localDbFile(dbUrl);
-  if (sub !== 'create' && file !== null && !existsSync(file)) {
-    io.err(`synod-relay: no database at ${file} (--db names the relay's database)`);
-    return 1;
-  }
-  let h: Awaited<ReturnType<typeof openHistory>>;
-  try {
-    h = await openHistory(dbUrl, authToken);
-  } catch (e) {
-    io.err(`synod-relay: the database ${redactDbUrl(dbUrl)} could not be opened: ${reason(e)}`);
-    return 1;
-  }
+  // `create` may start a database; `list` and `revoke` on a file that is not there name the mistake.
+  const h = await openForCommand(dbUrl, authToken, io.err, { create: sub === 'create' });
+  if (h === null) return 1;
   try {
     return await run(h.store);
   } catch (e) {
-    io.err(`synod-relay: keys ${sub} failed on ${redactDbUrl(dbUrl)}: ${reason(e)}`);
+    io.err(`synod-relay: keys ${sub} failed on ${redactDbUrl(dbUrl)}: ${commandReason(e)}`);
     return 1;
   } finally {
     h.client.close();
@@ -233,4 +221,3 @@ function keyTable(keys: readonly ApiKeySummary[], day: string): string {
 
 const iso = (ms: number | null) =>
   ms === null ? '' : new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
-const reason = (e: unknown) => String((e as Error)?.message ?? e).slice(0, 300);

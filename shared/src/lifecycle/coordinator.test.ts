@@ -4,7 +4,8 @@ import { isSynodError } from '../errors.ts';
 import type { Frame } from '../frame/frame.ts';
 import type { NodeKey } from '../identity/node-key.ts';
 import { packetId, signPacket } from '../packets/envelope.ts';
-import type { AnyPacket, Packet, RequestBody } from '../packets/index.ts';
+import type { AnyPacket, Packet } from '../packets/index.ts';
+import { type CoordinatorCtx, feedCoordinator, startedCoordinator } from './coordinator.test-helpers.ts';
 import {
   type CoordinatorConfig,
   type CoordinatorState,
@@ -23,34 +24,13 @@ import {
 } from './sim.test-helpers.ts';
 import type { Effect } from './types.ts';
 
-interface Ctx {
-  ck: NodeKey;
-  keys: NodeKey[];
-  request: RequestBody;
-  requestPacket: Packet<'request'>;
-  config: CoordinatorConfig;
-  state: CoordinatorState;
-}
+type Ctx = CoordinatorCtx;
 
-async function started(
+const started = (
   frame: Partial<Omit<Frame, 'embeddingModel'>> = {},
   config: CoordinatorConfig = {},
-): Promise<Ctx> {
-  const ck = await testKey('coordinator');
-  const keys = await Promise.all([0, 1, 2, 3, 4, 5, 6].map((i) => testKey(`node${i}`)));
-  const request = makeRequest({ frame, label: 'coordinator-test' });
-  const t = startCoordinator(config, { now: T0, self: ck.nodeId, request });
-  const [requestPacket] = (await signPublishes(ck, t.effects)) as [Packet<'request'>];
-  const back = stepCoordinator(config, t.state, { kind: 'packet', now: T0, packet: requestPacket });
-  expect(back.effects).toEqual([]);
-  return { ck, keys, request, requestPacket, config, state: back.state };
-}
-
-function feed(ctx: Ctx, packet: AnyPacket, now: number): Effect[] {
-  const t = stepCoordinator(ctx.config, ctx.state, { kind: 'packet', now, packet });
-  ctx.state = t.state;
-  return t.effects;
-}
+): Promise<Ctx> => startedCoordinator(frame, config);
+const feed = feedCoordinator;
 
 function fire(
   ctx: Ctx,

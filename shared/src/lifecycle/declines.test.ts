@@ -2,46 +2,27 @@ import { describe, expect, test } from 'bun:test';
 import type { Frame } from '../frame/frame.ts';
 import type { NodeKey } from '../identity/node-key.ts';
 import { packetId, signPacket } from '../packets/envelope.ts';
-import type { AnyPacket, DeclineBody, Packet, RequestBody } from '../packets/index.ts';
+import type { DeclineBody } from '../packets/index.ts';
 import { deriveRequestId } from '../packets/request-id.ts';
+import { type CoordinatorCtx, feedCoordinator, startedCoordinator } from './coordinator.test-helpers.ts';
 import {
   type CoordinatorConfig,
   type CoordinatorState,
-  startCoordinator,
   stepCoordinator,
   trustedDeclines,
 } from './coordinator.ts';
-import { MODEL, makeRequest, signedCommit, signPublishes, T0, testKey } from './sim.test-helpers.ts';
+import { MODEL, makeRequest, signedCommit, T0 } from './sim.test-helpers.ts';
 import type { Effect } from './types.ts';
 
 /** A coordinator's handling of `decline` packets: nodes that say they cannot run its request. */
 
-interface Ctx {
-  keys: NodeKey[];
-  request: RequestBody;
-  requestPacket: Packet<'request'>;
-  config: CoordinatorConfig;
-  state: CoordinatorState;
-}
+type Ctx = CoordinatorCtx;
 
-async function started(
+const started = (
   frame: Partial<Omit<Frame, 'embeddingModel'>> = {},
   config: CoordinatorConfig = {},
-): Promise<Ctx> {
-  const ck = await testKey('coordinator');
-  const keys = await Promise.all([0, 1, 2, 3, 4, 5, 6].map((i) => testKey(`node${i}`)));
-  const request = makeRequest({ frame, label: 'declines-test' });
-  const t = startCoordinator(config, { now: T0, self: ck.nodeId, request });
-  const [requestPacket] = (await signPublishes(ck, t.effects)) as [Packet<'request'>];
-  const back = stepCoordinator(config, t.state, { kind: 'packet', now: T0, packet: requestPacket });
-  return { keys, request, requestPacket, config, state: back.state };
-}
-
-function feed(ctx: Ctx, packet: AnyPacket, now: number): Effect[] {
-  const t = stepCoordinator(ctx.config, ctx.state, { kind: 'packet', now, packet });
-  ctx.state = t.state;
-  return t.effects;
-}
+): Promise<Ctx> => startedCoordinator(frame, config, 'declines-test');
+const feed = feedCoordinator;
 
 function decline(ctx: Ctx, i: number, at: number, over: Partial<DeclineBody> = {}) {
   return signPacket(ctx.keys[i]!, 'decline', {
@@ -168,20 +149,9 @@ describe('a coordinator and declines', () => {
   });
 
   test('a request that accepts two models is not ended by declines of one: the other may still answer', async () => {
-    const ck = await testKey('coordinator');
-    const keys = await Promise.all([0, 1, 2, 3].map((i) => testKey(`node${i}`)));
     const base = makeRequest({ label: 'two-models' });
     const { requestId: _, ...rest } = { ...base, acceptedModels: [MODEL.id, 'stories15M'] };
-    const request = { ...rest, requestId: deriveRequestId(rest) };
-    const t = startCoordinator({}, { now: T0, self: ck.nodeId, request });
-    const [requestPacket] = (await signPublishes(ck, t.effects)) as [Packet<'request'>];
-    const ctx: Ctx = {
-      keys,
-      request,
-      requestPacket,
-      config: {},
-      state: stepCoordinator({}, t.state, { kind: 'packet', now: T0, packet: requestPacket }).state,
-    };
+    const ctx = await startedCoordinator({}, {}, 'two-models', { ...rest, requestId: deriveRequestId(rest) });
     for (const i of [0, 1, 2]) feed(ctx, await decline(ctx, i, T0 + i), T0 + i);
     expect(ctx.state.outcome).toBeNull();
     const other = { id: 'stories15M', fileHash: 'ef'.repeat(32) };
