@@ -162,6 +162,16 @@ describe('POST /v1/chat/completions: failures', () => {
       'context-exceeded',
       'context-exceeded',
     ]);
+    // Streamed alike: the nodes decline before the stream's 200 is sent, so the answer is the same 400.
+    const streamed = await chat(t, {
+      model: 'stories260K',
+      messages: [{ role: 'user', content: long }],
+      max_tokens: 4,
+      stream: true,
+    });
+    expect(streamed.status).toBe(400);
+    expect(streamed.headers.get('content-type')).toContain('application/json');
+    expect(((await streamed.json()) as OpenAiErrorBody).error.code).toBe('context_length_exceeded');
   }, 60_000);
 
   test('a failure the relay did not expect (a read of the request that fails) is logged, not only answered', async () => {

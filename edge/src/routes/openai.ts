@@ -494,6 +494,9 @@ function failure(d: RequestDetail, vouched?: (nodeId: string) => boolean): HttpE
   });
 }
 
+/** How long a streamed completion's 200 waits for an early end (see the stream's answer). */
+export const STREAM_HOLD_MS = 1_000;
+
 /** Whether the relay vouches for a node (proven or trusted), where its network can say. */
 function vouchedBy(deps: EdgeDeps): ((nodeId: string) => boolean) | undefined {
   const network = deps.network;
@@ -565,6 +568,20 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         if (bad) return openAiError(c, bad, names);
         return c.json(completionBody(d, model));
       }
+      // A request the nodes decline (a prompt longer than the context) ends within a fraction of a second:
+      // the stream's 200 is held that long (`STREAM_HOLD_MS`), so such an end, or any failure as early, is
+      // OpenAI's error answer, as without `stream` (agents trim a conversation on a 400
+      // context_length_exceeded), not an error event after a 200. Nothing is lost by the wait: the
+      // answer's text is sent whole once the verdict is in.
+      const early = await awaitVerdict(
+        deps,
+        s.requestId,
+        Math.min(deadline, deps.now() + STREAM_HOLD_MS),
+        c.req.raw.signal,
+      ).catch(() => null);
+      const failedEarly =
+        early !== null && TERMINAL.has(early.status) ? failure(early, vouchedBy(deps)) : null;
+      if (failedEarly) return openAiError(c, failedEarly, names);
       // Every chunk carries the same `created`, as OpenAI's do: the request's own (for a replay, the
       // stored request's, not the body just built), as a non-streamed completion says it.
       const found = s.replayed ? await findRequest(deps.store, deps.intake, s.requestId) : null;
