@@ -267,7 +267,7 @@ export class InProcessRelayNetwork implements RelayNetwork {
   }
 
   /**
-   * The commits and reveals the history holds for a request this relay coordinates, which its machine,
+   * The commits, declines and reveals the history holds for a request this relay coordinates, which its machine,
    * restored after a restart, is given before it resumes (`SynodNodeOptions.restoreWith`). The machine
    * was saved at its last write-ahead barrier; what came after is in the history, not in the machine.
    * Without them a restarted coordinator expired requests that had their commits (QUORUM_NOT_MET), even
@@ -288,7 +288,12 @@ export class InProcessRelayNetwork implements RelayNetwork {
       detail = await this.store.getRequest(requestId);
     }
     if (!detail) return [];
-    return [...detail.commits.map((c) => c.packet), ...detail.reveals.map((x) => x.packet)];
+    // Declines too: the nodes that sent them are done with the request and do not send them again.
+    return [
+      ...detail.commits.map((c) => c.packet),
+      ...detail.declines.map((x) => x.packet),
+      ...detail.reveals.map((x) => x.packet),
+    ];
   }
 
   /**

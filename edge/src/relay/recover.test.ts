@@ -33,6 +33,8 @@ async function restartedWithCommits(o: {
   seed: number;
   frame: NonNullable<Parameters<typeof testRequest>[0]['frame']>;
   downMs: number;
+  /** Declines stored instead of commits. */
+  declines?: boolean;
 }) {
   const h = await openHistory(`file:${join(dir, o.db)}`);
   const key = await NodeKey.fromSeed(new Uint8Array(32).fill(o.seed));
@@ -49,7 +51,8 @@ async function restartedWithCommits(o: {
   await storeRequest(h.store, { id, packet }, Date.now());
   await first.settled();
   await first.close();
-  await recordCommits(h.store, members, body.requestId);
+  if (o.declines) await recordDeclines(h.store, members, body.requestId, id);
+  else await recordCommits(h.store, members, body.requestId);
   await Bun.sleep(o.downMs);
   // The restart: the machine is restored from its store, given what the history kept, then recovered.
   let network: InProcessRelayNetwork | undefined;
@@ -65,9 +68,10 @@ async function restartedWithCommits(o: {
   const recovered = await network.recover();
   await second.settled();
   const phase = second.status(body.requestId)?.phase;
+  const outcome = second.status(body.requestId)?.outcome ?? null;
   await second.close();
   h.client.close();
-  return { body, recovered, phase };
+  return { body, recovered, phase, outcome };
 }
 
 describe('InProcessRelayNetwork.recover', () => {
@@ -81,6 +85,20 @@ describe('InProcessRelayNetwork.recover', () => {
     expect(recovered).toEqual({ resumed: [], expired: [], restored: [body.requestId] });
     // Both commits were the machine's: maxCommits reached, it sealed them.
     expect(phase).toBe('sealed');
+  });
+
+  test('a restored coordinator machine is given the declines the history stored after its last save: it ends DECLINED', async () => {
+    const { recovered, outcome, body } = await restartedWithCommits({
+      db: 'relay-declined.db',
+      seed: 180,
+      frame: { quorum: 2, maxCommits: 2, maxTimeMs: 60_000, revealWindowMs: 10_000 },
+      downMs: 0,
+      declines: true,
+    });
+    expect(recovered).toEqual({ resumed: [], expired: [], restored: [body.requestId] });
+    // The nodes that declined are done with the request: without the history's copies it would wait
+    // for its deadline.
+    expect(outcome).toMatchObject({ kind: 'expired', reason: 'declined' });
   });
 
   test('a coordinator restarted just after its seal deadline (within the grace its nodes wait) seals the commits its history kept', async () => {
@@ -205,5 +223,25 @@ async function recordCommits(store: HistoryStore, members: readonly NodeKey[], r
       createdAt: Date.now(),
     });
     await store.recordCommit({ id: packetId(commit), packet: commit });
+  }
+}
+
+async function recordDeclines(
+  store: HistoryStore,
+  members: readonly NodeKey[],
+  requestId: string,
+  requestPacketId: string,
+) {
+  for (const k of members) {
+    const decline = await signPacket(k, 'decline', {
+      requestId,
+      requestPacketId,
+      model: { id: 'm', fileHash: 'ab'.repeat(32) },
+      reason: 'context-exceeded',
+      promptTokens: 9_000,
+      contextTokens: 2_048,
+      createdAt: Date.now(),
+    });
+    await store.recordDecline({ id: packetId(decline), packet: decline });
   }
 }
