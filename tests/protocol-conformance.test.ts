@@ -404,6 +404,7 @@ const BODIES: Record<string, Shape> = {
     salt: [true, 'scalar'],
     createdAt: [true, 'scalar'],
     finishReason: [false, 'scalar'],
+    usage: [false, { completionTokens: [true, 'scalar'], promptTokens: [true, 'scalar'] }],
   },
   verdict: {
     requestId: [true, 'scalar'],
@@ -445,6 +446,16 @@ const BODIES: Record<string, Shape> = {
     ],
     capacity: [true, { queued: [true, 'scalar'], maxQueue: [true, 'scalar'] }],
     addresses: [true, { array: 'scalar' }],
+    createdAt: [true, 'scalar'],
+    coordinators: [false, { array: 'scalar' }],
+  },
+  decline: {
+    requestId: [true, 'scalar'],
+    requestPacketId: [true, 'scalar'],
+    model: [true, MODEL],
+    reason: [true, 'scalar'],
+    promptTokens: [true, 'scalar'],
+    contextTokens: [true, 'scalar'],
     createdAt: [true, 'scalar'],
   },
 };
@@ -1090,7 +1101,19 @@ describe('protocol conformance: an independent verifier reproduces shared/test-v
 
   test('packets: signed bytes, ids, deterministic signatures, strict verification, wire form, leaves', () => {
     expect(vectors.packets.map((p) => p.type).sort()).toEqual(
-      ['attestation', 'commit', 'heartbeat', 'request', 'request', 'reveal', 'seal', 'verdict'].sort(),
+      [
+        'attestation',
+        'commit',
+        'decline',
+        'heartbeat',
+        'heartbeat',
+        'request',
+        'request',
+        'reveal',
+        'reveal',
+        'seal',
+        'verdict',
+      ].sort(),
     );
     for (const p of vectors.packets) {
       expect(nodeIdOfSeed(p.seed)).toBe(p.from);

@@ -353,6 +353,29 @@ async function packetVectors(
       addresses: ['/dns4/node.example/tcp/443/wss'],
       createdAt: BASE_TIME + 500,
     }),
+    await packetVector('heartbeat (serving named coordinators only)', 3, 'heartbeat', {
+      role: 'node',
+      software: 'synod-node/0.1.0',
+      models: [{ id: MODEL.id, fileHash: MODEL.fileHash, engine: 'node-llama-cpp', tokensPerSecond: 700 }],
+      embedders: [{ ...EMBEDDER, embeddingsPerSecond: 80 }],
+      capacity: { queued: 0, maxQueue: 64 },
+      addresses: [],
+      createdAt: BASE_TIME + 600,
+      coordinators: [(await keyOf(1)).nodeId],
+    }),
+    await packetVector("reveal (with the engine's token counts)", 2, 'reveal', {
+      ...reveal.body,
+      usage: { completionTokens: 12, promptTokens: 7 },
+    }),
+    await packetVector('decline', 3, 'decline', {
+      requestId: agree.request.body.requestId,
+      requestPacketId: packetId(agree.request),
+      model: MODEL,
+      reason: 'context-exceeded',
+      promptTokens: 6_015,
+      contextTokens: 2_048,
+      createdAt: BASE_TIME + 300,
+    }),
   ];
 }
 

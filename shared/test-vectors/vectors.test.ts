@@ -172,7 +172,7 @@ describe('packets', () => {
   test('one vector for every packet type', () => {
     const types: string[] = [...new Set(v.packets.map((p) => p.type))].sort();
     expect(types).toEqual(
-      ['attestation', 'commit', 'heartbeat', 'request', 'reveal', 'seal', 'verdict'].sort(),
+      ['attestation', 'commit', 'decline', 'heartbeat', 'request', 'reveal', 'seal', 'verdict'].sort(),
     );
   });
 
