@@ -154,3 +154,50 @@ describe('synod-relay history prune', () => {
     }
   });
 });
+
+// A full disk for real: a 96 KiB tmpfs (Linux, as root; elsewhere the test is skipped).
+const full = join(dir, 'full');
+mkdirSync(full);
+const mountFull = () =>
+  Bun.spawnSync(['mount', '-t', 'tmpfs', '-o', 'size=96k', 'tmpfs', full]).exitCode === 0;
+const canMount = process.platform === 'linux' && process.getuid?.() === 0 && mountFull();
+if (canMount) Bun.spawnSync(['umount', full]);
+test.skipIf(!canMount)(
+  'an archive that fills its disk stops the prune: the batch it could not write is not deleted, nor any after',
+  async () => {
+    const db = await database(300);
+    expect(mountFull()).toBe(true);
+    try {
+      const archive = join(full, 'a.jsonl');
+      const r = await run([
+        'prune',
+        '--older-than',
+        '7',
+        '--archive',
+        archive,
+        '--batch',
+        '50',
+        '--db',
+        `file:${db}`,
+      ]);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(
+        new RegExp(
+          `^synod-relay: writing the archive ${archive} failed, so its batch was not deleted \\((\\d+) pruned before it\\): `,
+        ),
+      );
+      const pruned = Number(/\((\d+) pruned before it\)/.exec(r.err)?.[1]);
+      expect(pruned % 50).toBe(0);
+      expect(pruned).toBeLessThan(300);
+      // Every request gone has its whole line, and every line is whole.
+      const lines = readFileSync(archive, 'utf8').split('\n');
+      expect(lines.pop()).toBe('');
+      expect(lines).toHaveLength(pruned);
+      for (const l of lines) expect((JSON.parse(l) as { status: string }).status).toBe('expired');
+      expect(await requestsIn(db)).toBe(302 - pruned);
+    } finally {
+      Bun.spawnSync(['umount', '-l', full]);
+    }
+  },
+  60_000,
+);

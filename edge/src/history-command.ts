@@ -7,18 +7,24 @@
  * archive could not be used, 2 bad arguments.
  */
 import { statSync } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgottenValueMessage } from '@synod/browser-node/cli-args';
 import { FlagError, redactDbUrl } from './config.ts';
 import { commandReason, DB_OPTIONS, DB_USAGE, openForCommand, parseDbFlags } from './db-flags.ts';
-import { DEFAULT_PRUNE_BATCH, PRUNE_MIN_AGE_MS, PruneError, pruneHistory } from './store/history-prune.ts';
+import { ArchiveFile } from './store/archive-file.ts';
+import {
+  ArchiveWriteError,
+  DEFAULT_PRUNE_BATCH,
+  PRUNE_MIN_AGE_MS,
+  PruneError,
+  pruneHistory,
+} from './store/history-prune.ts';
 
 const DAY_MS = 86_400_000;
 
 export const HISTORY_USAGE = `usage: synod-relay history prune --older-than DAYS [--archive FILE] [--dry-run] [--batch N] [DB]
-       (requests that ended over DAYS days ago, at least ${PRUNE_MIN_AGE_MS / DAY_MS}; appended to FILE as JSON lines first)
+       (requests made over DAYS days ago, at least ${PRUNE_MIN_AGE_MS / DAY_MS}, that have ended; appended to FILE as JSON lines first)
 ${DB_USAGE}`;
 
 type Io = { out: (line: string) => void; err: (line: string) => void };
@@ -82,25 +88,24 @@ export async function historyCommand(argv: string[], io: Io = STDIO, now = Date.
   if (h === null) return 1;
   const before = now - Number(days) * DAY_MS;
   const cutoff = new Date(before).toISOString();
-  let archive: FileHandle | null = null;
+  let archive: ArchiveFile | null = null;
   try {
-    if (archivePath !== null) archive = await open(archivePath, 'a', 0o600);
+    if (archivePath !== null) {
+      try {
+        archive = await ArchiveFile.open(archivePath);
+      } catch (e) {
+        io.err(`synod-relay: the archive ${archivePath} could not be opened: ${commandReason(e)}`);
+        return 1;
+      }
+    }
     const out = archive;
     const r = await pruneHistory(h.store, {
       before,
       now,
       batch,
       ...(values['dry-run'] ? { dryRun: true } : {}),
-      ...(out === null
-        ? {}
-        : {
-            // Durable before the batch is deleted: a line is never lost for a request gone.
-            archive: async (lines: string[]) => {
-              if (lines.length === 0) return;
-              await out.write(`${lines.join('\n')}\n`);
-              await out.sync();
-            },
-          }),
+      // Whole and on disk before the batch is deleted: a request is never gone without its line.
+      ...(out === null ? {} : { archive: (lines: string[]) => out.append(lines) }),
     });
     const kept = r.kept === 0 ? '' : `; kept ${r.kept} older ones still open or settling on chain`;
     if (values['dry-run']) {
@@ -115,6 +120,12 @@ export async function historyCommand(argv: string[], io: Io = STDIO, now = Date.
     return 0;
   } catch (e) {
     if (e instanceof PruneError) return usageError(e.message);
+    if (e instanceof ArchiveWriteError) {
+      io.err(
+        `synod-relay: writing the archive ${archivePath} failed, so its batch was not deleted (${e.pruned} pruned before it): ${commandReason(e.cause)}`,
+      );
+      return 1;
+    }
     io.err(`synod-relay: history prune failed on ${redactDbUrl(dbUrl)}: ${commandReason(e)}`);
     return 1;
   } finally {

@@ -390,6 +390,12 @@ const NODES_PAGE = object({
       },
       tokensPerSecond: { type: 'number' },
       embeddingsPerSecond: { type: 'number' },
+      coordinators: {
+        type: ['array', 'null'],
+        items: HEX64,
+        description:
+          'the only coordinators (relays) it serves, as its latest heartbeat names them; null: any. A relay not among them does not count it as able to serve its requests',
+      },
       firstSeen: { type: ['integer', 'null'], description: 'its first heartbeat; null without one' },
       lastSeen: TIME,
       reputation: object({

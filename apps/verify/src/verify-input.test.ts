@@ -5,6 +5,27 @@ const D = 'a'.repeat(64);
 const R = 'b'.repeat(64);
 
 describe('readVerifyInput', () => {
+  test('an archived request that was never sealed (transcript null) is nothing to verify, said as such', () => {
+    const line = JSON.stringify({
+      v: 1,
+      requestId: 'ab'.repeat(32),
+      status: 'expired',
+      error: 'DECLINED',
+      transcript: null,
+    });
+    let caught: unknown;
+    try {
+      readVerifyInput(line);
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(VerifyInputError);
+    expect((caught as VerifyInputError).code).toBe('VERIFY_INPUT_INVALID');
+    expect((caught as Error).message).toBe(
+      'no transcript: the request was never sealed, so it has no verdict to re-derive (status expired, error DECLINED)',
+    );
+  });
+
   test('a bare transcript, or one inside a relay answer or a POST /v1/verify body', () => {
     const t = { v: 1, requestId: 'x', packets: [] };
     expect(readVerifyInput(JSON.stringify(t))).toEqual({ transcript: t, claimed: {} });

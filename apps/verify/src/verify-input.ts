@@ -48,6 +48,16 @@ export function readVerifyInput(text: string, from = 'the input'): VerifyInput {
   if (!('transcript' in o)) {
     throw new VerifyInputError('no transcript here: expected {v, requestId, packets} or {transcript, …}');
   }
+  if (o['transcript'] === null) {
+    // An archived request that was never sealed (`synod-relay history prune`): nothing to re-derive.
+    const about = [
+      typeof o['status'] === 'string' ? `status ${o['status']}` : null,
+      typeof o['error'] === 'string' ? `error ${o['error']}` : null,
+    ].filter((x) => x !== null);
+    throw new VerifyInputError(
+      `no transcript: the request was never sealed, so it has no verdict to re-derive${about.length > 0 ? ` (${about.join(', ')})` : ''}`,
+    );
+  }
   const claimed: VerifyInput['claimed'] = {};
   const digest = o['verdictDigest'] ?? o['expectedVerdictDigest'];
   const root = o['transcriptRoot'] ?? o['expectedRoot'];

@@ -400,6 +400,31 @@ describe('synod node start failures', () => {
     }
   });
 
+  test('more --coordinators than a heartbeat names is said as it starts (other relays then count the node)', async () => {
+    const ids = Array.from({ length: 17 }, (_, i) => i.toString(16).padStart(64, '0')).join(',');
+    const options = parseNodeArgs(
+      [
+        ...['--role', 'follower', '--coordinators', ids],
+        ...[
+          '--identity',
+          join(dir, 'many-coordinators', 'id.json'),
+          '--db',
+          join(dir, 'many-coordinators', 's.db'),
+        ],
+      ],
+      { SYNOD_PASSPHRASE: 'pw' },
+    );
+    if (options === 'help') throw new Error('unexpected help');
+    const logs: Record<string, unknown>[] = [];
+    const running = await runNode(options, (e) => logs.push(e));
+    await running.stop();
+    expect(logs.find((l) => l['code'] === 'COORDINATORS_NOT_ADVERTISED')).toMatchObject({
+      level: 'warn',
+      coordinators: 17,
+      max: 16,
+    });
+  });
+
   test("a node started on a copy of a running node's key file is IDENTITY_IN_USE, naming the node id", async () => {
     const first = join(dir, 'copied-key', 'id.json');
     const args = (identity: string, db: string) =>

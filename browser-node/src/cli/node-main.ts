@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Client, createClient } from '@libsql/client';
 import { multiaddr } from '@multiformats/multiaddr';
-import { isSynodError } from '@synod/shared';
+import { isSynodError, LIMITS } from '@synod/shared';
 import { measureEmbedder, measureEngine } from '../inference/capability.ts';
 import type { Engine } from '../inference/engine.ts';
 import { InferenceError, isInferenceError } from '../inference/errors.ts';
@@ -50,7 +50,8 @@ Usage: synod node [options]
                          hosts too, e.g. a relay on another machine     [loopback]
   --coordinators IDS     node ids (64 hex, comma-separated) of the relays whose requests it
                          serves; another key's copy of a request is refused (NOT_COORDINATOR)
-                         and the node waits for theirs                 [any author]
+                         and the node waits for theirs; up to 16 are named in its heartbeats,
+                         so other relays do not count it as able to serve  [any author]
   --waku-cluster N       Waku cluster (0-65535; 1: The Waku Network); nodes of other
                          clusters are not heard                       [$SYNOD_WAKU_CLUSTER or 42]
   --gun URLS             Gun relay peers (http://127.0.0.1:PORT/gun): a second network
@@ -450,6 +451,16 @@ async function startNode(
   // The key itself too: a copy of the key file at another path is the same key.
   startup.opened(lockNodeKey(key.nodeId, o.identity));
   log({ level: 'info', msg: created ? 'created node identity' : 'opened node identity', nodeId: key.nodeId });
+  if (o.coordinators.length > LIMITS.maxHeartbeatCoordinators) {
+    log({
+      level: 'warn',
+      msg: 'more --coordinators than a heartbeat names: they are not advertised',
+      code: 'COORDINATORS_NOT_ADVERTISED',
+      coordinators: o.coordinators.length,
+      max: LIMITS.maxHeartbeatCoordinators,
+      hint: 'other relays count this node as able to serve their requests, which it refuses; name at most 16',
+    });
+  }
   if (exposedMode !== null) {
     log({
       level: 'warn',

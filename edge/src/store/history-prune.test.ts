@@ -14,7 +14,13 @@ import {
   verifyTranscript,
 } from '@synod/shared';
 import { readVerifyInput } from '../../../apps/verify/src/verify-input.ts';
-import { type ArchiveRecord, PRUNE_MIN_AGE_MS, PruneError, pruneHistory } from './history-prune.ts';
+import {
+  type ArchiveRecord,
+  PRUNE_MIN_AGE_MS,
+  PruneError,
+  pruneBatchPlan,
+  pruneHistory,
+} from './history-prune.ts';
 import { openHistory } from './open-history.ts';
 import { testBody } from './test-admissions.ts';
 import { storeRequest } from './test-requests.ts';
@@ -271,4 +277,15 @@ describe('pruneHistory', () => {
       h.client.close();
     }
   });
+});
+
+test('a batch walks requests_created_idx from where the last one ended, with no sort: its cost does not grow with the history', async () => {
+  const h = await openHistory(':memory:');
+  try {
+    const plan = await pruneBatchPlan(h.store);
+    expect(plan[0]).toStartWith('SEARCH requests USING INDEX requests_created_idx');
+    expect(plan.join('\n')).not.toContain('TEMP B-TREE');
+  } finally {
+    h.client.close();
+  }
 });

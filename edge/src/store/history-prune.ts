@@ -54,6 +54,20 @@ export interface PruneResult {
   archivedBytes: number;
 }
 
+/** The archive of a batch could not be written: nothing of that batch was deleted. */
+export class ArchiveWriteError extends Error {
+  override readonly name = 'ArchiveWriteError';
+  constructor(
+    /** Requests pruned (archived and deleted) before the batch that failed. */
+    readonly pruned: number,
+    override readonly cause: unknown,
+  ) {
+    super(
+      `writing the archive failed after ${pruned} requests pruned: ${String((cause as Error)?.message ?? cause)}`,
+    );
+  }
+}
+
 export class PruneError extends Error {
   override readonly name = 'PruneError';
   constructor(
@@ -99,7 +113,11 @@ export async function pruneHistory(store: HistoryStore, o: PruneOptions): Promis
         const d = await store.getRequest(id);
         if (d !== null) lines.push(JSON.stringify(archiveRecord(d)));
       }
-      await o.archive(lines);
+      try {
+        await o.archive(lines);
+      } catch (e) {
+        throw new ArchiveWriteError(pruned, e);
+      }
       for (const l of lines) archivedBytes += Buffer.byteLength(l) + 1;
     }
     const deleted = await store.db
@@ -113,20 +131,27 @@ export async function pruneHistory(store: HistoryStore, o: PruneOptions): Promis
   return { pruned, kept, archivedBytes };
 }
 
-/** Ended, and not a chain request whose settlement the watcher still follows. */
+/**
+ * Ended, and not a chain request whose settlement the watcher still follows. The status is tested as an
+ * expression (`+status`), not through its index: the batches walk `requests_created_idx` from the
+ * oldest on, where a test through the status index made SQLite sort every request left on each batch.
+ */
 function endedHere() {
   return and(
-    inArray(requests.status, [...ENDED_STATUSES]),
+    sql`+${requests.status} in (${sql.join(
+      ENDED_STATUSES.map((x) => sql`${x}`),
+      sql`, `,
+    )})`,
     sql`not exists (select 1 from ${chainRequests} where ${chainRequests.requestId} = ${requests.requestId} and (${chainRequests.status} = 'pending' or (${chainRequests.status} in ('fulfilled', 'refunded') and ${chainRequests.finalizedAt} is null)))`,
   );
 }
 
-async function prunable(
+function batchQuery(
   store: HistoryStore,
   before: number,
   limit: number,
   after: { createdAt: number; requestId: string } | null,
-): Promise<{ createdAt: number; requestId: string }[]> {
+) {
   return store.db
     .select({ createdAt: requests.createdAt, requestId: requests.requestId })
     .from(requests)
@@ -144,6 +169,15 @@ async function prunable(
     )
     .orderBy(asc(requests.createdAt), asc(requests.requestId))
     .limit(limit);
+}
+
+async function prunable(
+  store: HistoryStore,
+  before: number,
+  limit: number,
+  after: { createdAt: number; requestId: string } | null,
+): Promise<{ createdAt: number; requestId: string }[]> {
+  return batchQuery(store, before, limit, after);
 }
 
 async function countPrunable(store: HistoryStore, before: number): Promise<number> {
@@ -222,4 +256,22 @@ export function archiveRecord(d: RequestDetail): ArchiveRecord {
     attestations: d.attestations.map((a) => a.packet),
     others: all.filter((x) => !inTranscript.has(x.id)).map((x) => x.packet),
   };
+}
+
+/** The query plan of a batch after the first (for tests: it must walk `requests_created_idx`, unsorted). */
+export async function pruneBatchPlan(store: HistoryStore): Promise<string[]> {
+  const q = batchQuery(store, 2, 10, { createdAt: 1, requestId: '' }).toSQL();
+  const plan = await store.db.all<{ detail: string }>(
+    sql.raw(`EXPLAIN QUERY PLAN ${inline(q.sql, q.params)}`),
+  );
+  return plan.map((r) => r.detail);
+}
+
+/** `sql` with its `?` parameters written in (numbers and strings only), for EXPLAIN. */
+function inline(text: string, params: unknown[]): string {
+  let i = 0;
+  return text.replace(/\?/g, () => {
+    const p = params[i++];
+    return typeof p === 'number' ? String(p) : `'${String(p).replace(/'/g, "''")}'`;
+  });
 }

@@ -101,6 +101,7 @@ function toNodeSummary({
     embedders: node.embedders,
     tokensPerSecond: node.tokensPerSecond,
     embeddingsPerSecond: node.embeddingsPerSecond,
+    coordinators: node.lastHeartbeat.body.coordinators ?? null,
     firstSeen: node.firstSeen,
     lastSeen: node.lastSeen,
     reputation: reputationSummary(rep ?? { score: 0, ...NO_RECORD }),
@@ -120,6 +121,7 @@ function unheardNodeSummary(rep: typeof reputation.$inferSelect): NodeSummary {
     embedders: [],
     tokensPerSecond: 0,
     embeddingsPerSecond: 0,
+    coordinators: null,
     firstSeen: null,
     lastSeen: rep.updatedAt,
     reputation: reputationSummary(rep),
@@ -159,6 +161,11 @@ export interface NodeSummary {
   embedders: unknown;
   tokensPerSecond: number;
   embeddingsPerSecond: number;
+  /**
+   * The only coordinators it serves, as its latest heartbeat names them (`--coordinators`); null: any
+   * (or no heartbeat stored).
+   */
+  coordinators: string[] | null;
   /** When its first stored heartbeat was heard; null without one. */
   firstSeen: number | null;
   /** When its latest heartbeat was heard, or, without one, when its record last changed. */

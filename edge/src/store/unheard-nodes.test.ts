@@ -82,3 +82,21 @@ describe('unheard_nodes, kept by the database', () => {
     }
   });
 });
+
+describe('/v1/nodes: the coordinators a node serves', () => {
+  test('as its latest heartbeat names them; null for one that serves any (or was never heard)', async () => {
+    const h = await openHistory(`file:${join(dir, 'coordinators.db')}`);
+    try {
+      const relay = 'ab'.repeat(32);
+      await h.store.recordHeartbeat(
+        storedHeartbeat(await testHeartbeat(81, 1_000, { coordinators: [relay] })),
+        1_000,
+      );
+      await h.store.recordHeartbeat(storedHeartbeat(await testHeartbeat(82, 2_000)), 2_000);
+      const page = await h.store.listNodes({ limit: 10 });
+      expect(page.nodes.map((n) => n.coordinators)).toEqual([null, [relay]]);
+    } finally {
+      h.client.close();
+    }
+  });
+});
