@@ -93,7 +93,10 @@ const PARITY_REQUESTS: GenerateRequest[] = [
 
 /** What must be identical across engines: the text, the token count and the finish reason. */
 function comparable(r: GenerateResult | { error: string }) {
-  return 'error' in r ? r : { text: r.text, tokens: r.tokens, finishReason: r.finishReason };
+  // The prompt's token count too: nodes reveal it as usage, and decline by it, in a tab and headless alike.
+  return 'error' in r
+    ? r
+    : { text: r.text, tokens: r.tokens, promptTokens: r.promptTokens, finishReason: r.finishReason };
 }
 
 /** Fail the test on any request that leaves 127.0.0.1 (blob: URLs are wllama's in-page worker). */
@@ -395,7 +398,11 @@ describe('engine parity: wllama in Chromium and node-llama-cpp in Bun, same ids 
         const out: (GenerateResult | { error: string })[] = [];
         for (const r of rs as GenerateRequest[]) {
           out.push(
-            await engine!.generate(r).catch((e: { code?: string }) => ({ error: String(e.code ?? e) })),
+            await engine!.generate(r).catch((e: { code?: string; details?: unknown }) => ({
+              error: String(e.code ?? e),
+              // A prompt too long says by how much: the decline's numbers, compared too.
+              ...(e.code === 'PROMPT_TOO_LONG' ? { details: e.details } : {}),
+            })),
           );
         }
         return out;
@@ -407,7 +414,12 @@ describe('engine parity: wllama in Chromium and node-llama-cpp in Bun, same ids 
   async function nativeGenerate(engine: LlamaCppEngine, requests: GenerateRequest[]) {
     const out: (GenerateResult | { error: string })[] = [];
     for (const r of requests) {
-      out.push(await engine.generate(r).catch((e: { code?: string }) => ({ error: String(e.code ?? e) })));
+      out.push(
+        await engine.generate(r).catch((e: { code?: string; details?: unknown }) => ({
+          error: String(e.code ?? e),
+          ...(e.code === 'PROMPT_TOO_LONG' ? { details: e.details } : {}),
+        })),
+      );
     }
     return out;
   }

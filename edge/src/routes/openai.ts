@@ -576,7 +576,8 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
       const early = await awaitVerdict(
         deps,
         s.requestId,
-        Math.min(deadline, deps.now() + STREAM_HOLD_MS),
+        // Never longer than the keep-alive interval: a stream is not left silent past it.
+        Math.min(deadline, deps.now() + Math.min(STREAM_HOLD_MS, deps.config.sseKeepAliveMs)),
         c.req.raw.signal,
       ).catch(() => null);
       const failedEarly =

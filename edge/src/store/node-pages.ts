@@ -101,7 +101,9 @@ function toNodeSummary({
     embedders: node.embedders,
     tokensPerSecond: node.tokensPerSecond,
     embeddingsPerSecond: node.embeddingsPerSecond,
-    coordinators: node.lastHeartbeat.body.coordinators ?? null,
+    // A row written by hand (or damaged) may hold no packet: nothing named then.
+    coordinators:
+      (node.lastHeartbeat as Partial<typeof node.lastHeartbeat> | null)?.body?.coordinators ?? null,
     firstSeen: node.firstSeen,
     lastSeen: node.lastSeen,
     reputation: reputationSummary(rep ?? { score: 0, ...NO_RECORD }),

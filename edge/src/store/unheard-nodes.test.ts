@@ -93,8 +93,15 @@ describe('/v1/nodes: the coordinators a node serves', () => {
         1_000,
       );
       await h.store.recordHeartbeat(storedHeartbeat(await testHeartbeat(82, 2_000)), 2_000);
+      // A row written by hand, with no packet in it (as tests and operators do): listed, naming none.
+      await h.client.execute({
+        sql: `INSERT INTO nodes (node_id, role, software, last_heartbeat, last_heartbeat_id, models, embedders,
+                tokens_per_second, embeddings_per_second, first_seen, last_seen)
+              VALUES (?, 'node', 'by-hand', '{}', ?, '[]', '[]', 0, 0, 3000, 3000)`,
+        args: ['cd'.repeat(32), 'f'.repeat(64)],
+      });
       const page = await h.store.listNodes({ limit: 10 });
-      expect(page.nodes.map((n) => n.coordinators)).toEqual([null, [relay]]);
+      expect(page.nodes.map((n) => n.coordinators)).toEqual([null, null, [relay]]);
     } finally {
       h.client.close();
     }
