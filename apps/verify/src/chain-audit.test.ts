@@ -499,6 +499,58 @@ describe('synod-verify --chain', () => {
     expect(bridges.outcome).toBe('fails');
   }, 120_000);
 
+  test("a DECLINED refund holds on the nodes' signed declines; a relay that hides or alters them is caught", async () => {
+    const fromBlock = (await chain.client.getBlockNumber({ cacheTime: 0 })) + 1n;
+    const long = 'Once upon a time, there was a little girl who liked to play. '.repeat(300);
+    const declined = await askUntilSettled({ prompt: long, models: ['stories260K'] });
+    expect(declined.reason).toBe('DECLINED');
+    const honest = await audit(net.relay.url, ['--from-block', String(fromBlock), '--json']);
+    expect(honest.code).toBe(0);
+    const report = JSON.parse(honest.out) as {
+      refunds: { items: { requestId: string; outcome: string; why: string[] }[] };
+    };
+    const item = report.refunds.items.find((i) => i.requestId === id(declined.requestNo));
+    expect(item?.outcome).toBe('holds');
+    expect(item?.why[0]).toMatch(
+      /^3 nodes signed that its prompt does not fit their model's context \(\d+ tokens of stories260K, whose context holds \d+\); whom the relay counted toward its quorum is its own record$/,
+    );
+
+    // In front of the real relay: the declines hidden, then one altered.
+    const path = `/v1/verify/${id(declined.requestNo)}`;
+    let mode: 'hide' | 'alter' = 'hide';
+    const lying = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      async fetch(req) {
+        const p = decodeURIComponent(new URL(req.url).pathname);
+        const real = await fetch(`${net.relay.url}${p}`);
+        const text = await real.text();
+        if (p !== path) return new Response(text, { status: real.status, headers: real.headers });
+        const body = JSON.parse(text) as {
+          error: { details: { declines: { body: { promptTokens: number } }[] } };
+        };
+        const declines = body.error.details.declines;
+        if (mode === 'hide') body.error.details.declines = [];
+        else if (declines[0]) declines[0].body.promptTokens += 1;
+        return Response.json(body, { status: real.status });
+      },
+    });
+    try {
+      const hidden = await audit(`http://127.0.0.1:${lying.port}`, ['--from-block', String(fromBlock)]);
+      expect(hidden.code).toBe(1);
+      expect(hidden.out).toContain(
+        '- refunded as DECLINED, but 0 nodes signed a decline of it, fewer than its quorum of 3',
+      );
+      mode = 'alter';
+      const altered = await audit(`http://127.0.0.1:${lying.port}`, ['--from-block', String(fromBlock)]);
+      expect(altered.code).toBe(1);
+      expect(altered.out).toContain('its signature does not verify');
+      expect(altered.out).toContain('but 2 nodes signed a decline of it, fewer than its quorum of 3');
+    } finally {
+      lying.stop(true);
+    }
+  }, 120_000);
+
   test('a refund by anyone after the deadline is not re-derivable: named with who sent it, failing nothing', async () => {
     // Anyone may refund after the deadline, with any reason: on an oracle no relay bridges, the asker
     // refunds its own request an hour later. Not re-derivable, named with who sent it; it fails nothing.

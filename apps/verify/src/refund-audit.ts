@@ -27,6 +27,7 @@ import type { AnswerFit } from './answer-fit.ts';
 import { type AskedBytes, type InputProblems, inputProblems } from './asked-input.ts';
 import type { Verified } from './audit.ts';
 import { type Asked, questionMismatches } from './chain-question.ts';
+import { checkDeclines } from './declines.ts';
 import { fetchText } from './fetch-text.ts';
 import { reasonsOf, verifyInput } from './report.ts';
 import { readVerifyInput, VerifyInputError } from './verify-input.ts';
@@ -56,8 +57,6 @@ export interface RefundAudit {
 const NOT_REDERIVABLE: Record<string, string> = {
   QUEUE_TIMEOUT: 'a timeout: how long the relay queued it is known only to the relay',
   QUORUM_NOT_MET: 'a timeout: which nodes committed in time is known only to the coordinator',
-  DECLINED:
-    "the nodes declined it (a prompt longer than their model's context): their signed declines are in the relay's view of the request, not in a transcript",
   COORDINATOR_RESTARTED: 'a failure of the relay, known only to it',
   COORDINATOR_FAILED: 'a failure of the relay, known only to it',
   COORDINATOR_GONE:
@@ -78,7 +77,9 @@ const INPUT_REASONS = new Set<keyof InputProblems>(['INVALID_INPUT', 'FRAME_OUT_
 type RelayHeld =
   | { kind: 'none'; why: string }
   | { kind: 'unreadable'; why: string }
-  | { kind: 'transcript'; verified: Verified };
+  | { kind: 'transcript'; verified: Verified }
+  /** No verdict: the nodes declined it, their signed declines served beside the request packet. */
+  | { kind: 'declined'; why: string; request: unknown; declines: unknown[] };
 
 async function relayHeld(relay: string, requestId: string, timeoutS: number): Promise<RelayHeld> {
   const url = `${relay}/v1/verify/${encodeURIComponent(requestId)}`;
@@ -86,7 +87,9 @@ async function relayHeld(relay: string, requestId: string, timeoutS: number): Pr
     const r = await fetchText(url, timeoutS, 'transcript');
     if (r.status === 404 || r.status === 409) {
       const error = parseError(r.text);
-      return { kind: 'none', why: `${r.status}${error ? ` ${error}` : ''}` };
+      const why = `${r.status}${error ? ` ${error}` : ''}`;
+      const declined = r.status === 409 ? declinedDetails(r.text) : null;
+      return declined ? { kind: 'declined', why, ...declined } : { kind: 'none', why };
     }
     // A relay answers 422 with the transcript when it finds a stored one does not hold: verified here anyway.
     if (!r.ok && r.status !== 422) {
@@ -97,6 +100,17 @@ async function relayHeld(relay: string, requestId: string, timeoutS: number): Pr
   } catch (e) {
     if (e instanceof VerifyInputError) return { kind: 'unreadable', why: e.message };
     throw e;
+  }
+}
+
+/** The request packet and declines a relay's 409 gives for a request the nodes declined, if it gives them. */
+function declinedDetails(text: string): { request: unknown; declines: unknown[] } | null {
+  try {
+    const d = (JSON.parse(text) as { error?: { details?: Record<string, unknown> } } | null)?.error?.details;
+    if (d?.['error'] !== 'DECLINED' || !Array.isArray(d['declines'])) return null;
+    return { request: d['request'], declines: d['declines'] };
+  } catch {
+    return null;
   }
 }
 
@@ -144,6 +158,9 @@ export async function auditRefund(c: RefundContext): Promise<RefundAudit> {
     return result('holds', failures, notes);
   }
   if (byBridge && refund.reason === ANSWER_TOO_LARGE) return tooLargeAudit(held, c, result);
+  if (byBridge && refund.reason === 'DECLINED' && held.kind !== 'transcript') {
+    return declinedAudit(held, c, result);
+  }
   // Anyone's refund after the deadline, mined before the network's answer existed, withheld nothing. The
   // bridge's is judged whenever the answer came: it is the relay's, which should have waited for it.
   const undelivered = undeliveredAnswer(
@@ -180,6 +197,44 @@ export async function auditRefund(c: RefundContext): Promise<RefundAudit> {
 }
 
 /**
+ * A `DECLINED` refund by the bridge: the relay must show the nodes' signed declines of the question asked,
+ * from at least its quorum of distinct nodes, naming every model it accepts. Whom the relay counted (its
+ * seat policy) is its own record; that so many keys signed the prompt does not fit is checked here.
+ */
+async function declinedAudit(
+  held: Exclude<RelayHeld, { kind: 'transcript' }>,
+  c: RefundContext,
+  result: (outcome: 'holds' | 'not-re-derivable', failures: string[], notes: string[]) => RefundAudit,
+): Promise<RefundAudit> {
+  const claim = 'refunded as DECLINED';
+  if (held.kind === 'unreadable')
+    return result('holds', [`${claim}; the relay's answer could not be read: ${held.why}`], []);
+  if (held.kind !== 'declined') {
+    return result('holds', [`${claim}, but the relay shows no declines for it (${held.why})`], []);
+  }
+  const check = await checkDeclines(held.request, held.declines, c.requestId);
+  if (check.request === null) {
+    return result('holds', [`${claim}; the request packet the relay serves: ${check.requestProblem}`], []);
+  }
+  const failures: string[] = [];
+  const asked = questionMismatches({ packets: [held.request] }, c.asked);
+  failures.push(...asked.map((m) => `the request the declines name: ${m}`));
+  for (const bad of check.invalid) failures.push(`a decline from ${bad.from}: ${bad.why}`);
+  if (check.nodes < check.request.quorum) {
+    failures.push(
+      `${claim}, but ${check.nodes} node${check.nodes === 1 ? '' : 's'} signed a decline of it, fewer than its quorum of ${check.request.quorum}`,
+    );
+  }
+  const unnamed = check.request.acceptedModels.filter((m) => !check.models.includes(m));
+  if (unnamed.length > 0) failures.push(`${claim}, but no decline names its model ${unnamed.join(', ')}`);
+  const closest = check.closest;
+  const notes = [
+    `${check.nodes} nodes signed that its prompt does not fit their model's context${closest ? ` (${closest.promptTokens} tokens of ${closest.model}, whose context holds ${closest.contextTokens})` : ''}; whom the relay counted toward its quorum is its own record`,
+  ];
+  return result('holds', failures, notes);
+}
+
+/**
  * An `ANSWER_TOO_LARGE` refund by the bridge: the relay's accepted verdict of the question asked, and its
  * winning answer's `fulfill` too large for the chain just before the refund.
  */
@@ -189,7 +244,7 @@ async function tooLargeAudit(
   result: (outcome: 'holds' | 'not-re-derivable', failures: string[], notes: string[]) => RefundAudit,
 ): Promise<RefundAudit> {
   const claim = 'refunded as ANSWER_TOO_LARGE';
-  if (held.kind === 'none') {
+  if (held.kind === 'none' || held.kind === 'declined') {
     return result(
       'holds',
       [`${claim}, but the relay holds no verdict for it (${held.why}): no answer to be too large`],
@@ -260,7 +315,7 @@ async function tooLargeAudit(
 
 /** Why a `NO_CONSENSUS` refund by the bridge does not hold (empty: it holds). */
 function noConsensusFailures(held: RelayHeld, requestId: string, asked: Asked | undefined): string[] {
-  if (held.kind === 'none') {
+  if (held.kind === 'none' || held.kind === 'declined') {
     return [
       `refunded as NO_CONSENSUS, but the relay holds no verdict for it (${held.why}): nothing shows the network found no consensus`,
     ];
@@ -294,7 +349,7 @@ function undeliveredAnswer(
   reason: string,
   refundedAt?: number,
 ): { failures: string[]; notes: string[] } {
-  if (held.kind === 'none')
+  if (held.kind === 'none' || held.kind === 'declined')
     return { failures: [], notes: [`the relay holds no verdict for it (${held.why})`] };
   if (held.kind === 'unreadable') {
     return {

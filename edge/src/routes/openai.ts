@@ -320,7 +320,8 @@ async function awaitVerdict(
         new Promise<void>((resolve) => {
           wake = resolve;
         }),
-        deps.sleep(500),
+        // Polled every 500 ms, and never past the deadline (a stream's short hold included).
+        deps.sleep(Math.max(0, Math.min(500, deadline - deps.now()))),
       ]);
     }
   } finally {

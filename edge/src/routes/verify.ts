@@ -116,11 +116,17 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
     const packets = await deps.store.transcriptPackets(id);
     if (!packets || !d.verdict) {
       const final = TERMINAL.has(d.status);
+      // A request the nodes declined has no verdict, but their signed declines show why: served with
+      // the request packet they name, for an auditor to check (synod-verify --chain does).
+      const declined =
+        d.status === 'expired' && d.error === 'DECLINED'
+          ? { error: d.error, request: d.request, declines: d.declines.map((x) => x.packet) }
+          : {};
       throw edgeError(
         409,
         'NO_VERDICT',
         `request ${id} has no verdict${final ? '' : ' yet'} (status ${d.status})`,
-        { status: d.status },
+        { status: d.status, ...declined },
       );
     }
     const published = d.verdict.packet.body;

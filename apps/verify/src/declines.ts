@@ -1,0 +1,100 @@
+/**
+ * The nodes' declines of a request (signed `decline` packets, which a relay's `GET /v1/verify/<id>` of a
+ * request it ended `DECLINED` returns beside the request packet): each one's signature, request packet,
+ * model and counts are checked here. What they show: how many distinct nodes signed that the prompt
+ * does not fit their model's context, and which of the request's models they named. Whether the relay
+ * counted them toward the quorum (its seat policy: whom it holds proven) is its own record, not checked.
+ */
+import { fromHex, packetId, parseEnvelope, signedBytes, verifySignature } from '@synod/shared';
+
+export interface DeclineCheck {
+  /** The request packet the declines name: its id, quorum and accepted models (null: not a request). */
+  request: { id: string; requestId: string; quorum: number; acceptedModels: string[] } | null;
+  /** Why the request packet given is not one, if it is not. */
+  requestProblem: string | null;
+  /** Distinct nodes whose decline verifies and names that request packet. */
+  nodes: number;
+  /** The accepted models those declines name. */
+  models: string[];
+  /** The largest context and the prompt's tokens under it, as the declines say. */
+  closest: { model: string; promptTokens: number; contextTokens: number } | null;
+  /** Declines that do not verify, or do not belong here, with why. */
+  invalid: { from: string; why: string }[];
+}
+
+export async function checkDeclines(
+  request: unknown,
+  given: readonly unknown[],
+  requestId: string,
+): Promise<DeclineCheck> {
+  const out: DeclineCheck = {
+    request: null,
+    requestProblem: null,
+    nodes: 0,
+    models: [],
+    closest: null,
+    invalid: [],
+  };
+  try {
+    const r = parseEnvelope(request);
+    if (r.type !== 'request') throw new Error(`a ${r.type} packet, not a request`);
+    if (r.body.requestId !== requestId) throw new Error(`the request packet of ${r.body.requestId}`);
+    if (!(await verifySignature(r.from, signedBytes(r.v, r.type, r.from, r.body), fromHex(r.sig)))) {
+      throw new Error("the request packet's signature does not verify");
+    }
+    out.request = {
+      id: packetId(r),
+      requestId,
+      quorum: r.body.frame.quorum,
+      acceptedModels: r.body.acceptedModels,
+    };
+  } catch (e) {
+    out.requestProblem = (e as Error).message;
+    return out;
+  }
+  const seen = new Set<string>();
+  const models = new Set<string>();
+  for (const raw of given) {
+    const claimed = (raw as { from?: unknown } | null)?.from;
+    const from = typeof claimed === 'string' ? claimed.slice(0, 64) : '?';
+    let p: ReturnType<typeof parseEnvelope>;
+    try {
+      p = parseEnvelope(raw);
+    } catch (e) {
+      out.invalid.push({ from, why: `malformed: ${(e as Error).message}` });
+      continue;
+    }
+    if (p.type !== 'decline') {
+      out.invalid.push({ from, why: `a ${p.type} packet, not a decline` });
+      continue;
+    }
+    if (p.body.requestId !== requestId || p.body.requestPacketId !== out.request.id) {
+      out.invalid.push({ from, why: 'it declines another request packet' });
+      continue;
+    }
+    if (!out.request.acceptedModels.includes(p.body.model.id)) {
+      out.invalid.push({ from, why: `the request does not accept model ${p.body.model.id}` });
+      continue;
+    }
+    if (!(await verifySignature(p.from, signedBytes(p.v, p.type, p.from, p.body), fromHex(p.sig)))) {
+      out.invalid.push({ from, why: 'its signature does not verify' });
+      continue;
+    }
+    if (seen.has(p.from)) {
+      out.invalid.push({ from, why: 'a second decline from the same node' });
+      continue;
+    }
+    seen.add(p.from);
+    models.add(p.body.model.id);
+    out.nodes++;
+    if (out.closest === null || p.body.contextTokens > out.closest.contextTokens) {
+      out.closest = {
+        model: p.body.model.id,
+        promptTokens: p.body.promptTokens,
+        contextTokens: p.body.contextTokens,
+      };
+    }
+  }
+  out.models = [...models].sort();
+  return out;
+}
