@@ -5,7 +5,7 @@
  * of the transcript; they show how many nodes independently reached the same digest. One that does not
  * verify was forged or altered by whoever served it.
  */
-import { fromHex, parseEnvelope, signedBytes, verifySignature } from '@synod/shared';
+import { packetOf, signatureHolds } from './signed-packets.ts';
 
 export interface AttestationCheck {
   /** Distinct nodes whose attestation verifies. */
@@ -24,25 +24,17 @@ export async function checkAttestations(
   const seen = new Set<string>();
   const out: AttestationCheck = { nodes: 0, agree: 0, invalid: [] };
   for (const raw of given) {
-    // Named by its claimed key only when that is a string: anything else (a nested value) is '?'.
-    const claimed = (raw as { from?: unknown } | null)?.from;
-    const from = typeof claimed === 'string' ? claimed.slice(0, 64) : '?';
-    let p: ReturnType<typeof parseEnvelope>;
-    try {
-      p = parseEnvelope(raw);
-    } catch (e) {
-      out.invalid.push({ from, why: `malformed: ${(e as Error).message}` });
+    const read = packetOf(raw, 'attestation', 'an attestation');
+    if ('why' in read) {
+      out.invalid.push(read);
       continue;
     }
-    if (p.type !== 'attestation') {
-      out.invalid.push({ from, why: `a ${p.type} packet, not an attestation` });
-      continue;
-    }
+    const { from, packet: p } = read;
     if (p.body.requestId !== requestId) {
       out.invalid.push({ from, why: `attests request ${p.body.requestId}` });
       continue;
     }
-    if (!(await verifySignature(p.from, signedBytes(p.v, p.type, p.from, p.body), fromHex(p.sig)))) {
+    if (!(await signatureHolds(p))) {
       out.invalid.push({ from, why: 'its signature does not verify' });
       continue;
     }

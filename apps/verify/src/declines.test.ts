@@ -73,7 +73,7 @@ test('a request packet that is not the request, or altered, is said as such and 
     body.requestId,
   );
   expect(altered).toMatchObject({ request: null, nodes: 0 });
-  expect(altered.requestProblem).toBe('requestId is not derived from the request content');
+  expect(altered.requestProblem).toBe('malformed: requestId is not derived from the request content');
   const resigned = await signPacket(await key(9), 'request', body);
   const elsewhere = await checkDeclines(resigned, declines, body.requestId);
   expect(elsewhere.nodes).toBe(0);

@@ -5,7 +5,8 @@
  * does not fit their model's context, and which of the request's models they named. Whether the relay
  * counted them toward the quorum (its seat policy: whom it holds proven) is its own record, not checked.
  */
-import { fromHex, packetId, parseEnvelope, signedBytes, verifySignature } from '@synod/shared';
+import { packetId } from '@synod/shared';
+import { packetOf, signatureHolds } from './signed-packets.ts';
 
 export interface DeclineCheck {
   /** The request packet the declines name: its id, quorum and accepted models (null: not a request). */
@@ -36,12 +37,11 @@ export async function checkDeclines(
     invalid: [],
   };
   try {
-    const r = parseEnvelope(request);
-    if (r.type !== 'request') throw new Error(`a ${r.type} packet, not a request`);
+    const read = packetOf(request, 'request', 'a request');
+    if ('why' in read) throw new Error(read.why);
+    const r = read.packet;
     if (r.body.requestId !== requestId) throw new Error(`the request packet of ${r.body.requestId}`);
-    if (!(await verifySignature(r.from, signedBytes(r.v, r.type, r.from, r.body), fromHex(r.sig)))) {
-      throw new Error("the request packet's signature does not verify");
-    }
+    if (!(await signatureHolds(r))) throw new Error("the request packet's signature does not verify");
     out.request = {
       id: packetId(r),
       requestId,
@@ -55,19 +55,12 @@ export async function checkDeclines(
   const seen = new Set<string>();
   const models = new Set<string>();
   for (const raw of given) {
-    const claimed = (raw as { from?: unknown } | null)?.from;
-    const from = typeof claimed === 'string' ? claimed.slice(0, 64) : '?';
-    let p: ReturnType<typeof parseEnvelope>;
-    try {
-      p = parseEnvelope(raw);
-    } catch (e) {
-      out.invalid.push({ from, why: `malformed: ${(e as Error).message}` });
+    const read = packetOf(raw, 'decline', 'a decline');
+    if ('why' in read) {
+      out.invalid.push(read);
       continue;
     }
-    if (p.type !== 'decline') {
-      out.invalid.push({ from, why: `a ${p.type} packet, not a decline` });
-      continue;
-    }
+    const { from, packet: p } = read;
     if (p.body.requestId !== requestId || p.body.requestPacketId !== out.request.id) {
       out.invalid.push({ from, why: 'it declines another request packet' });
       continue;
@@ -76,7 +69,7 @@ export async function checkDeclines(
       out.invalid.push({ from, why: `the request does not accept model ${p.body.model.id}` });
       continue;
     }
-    if (!(await verifySignature(p.from, signedBytes(p.v, p.type, p.from, p.body), fromHex(p.sig)))) {
+    if (!(await signatureHolds(p))) {
       out.invalid.push({ from, why: 'its signature does not verify' });
       continue;
     }
