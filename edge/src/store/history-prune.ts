@@ -41,8 +41,6 @@ export interface PruneOptions {
   archive?: (lines: string[]) => Promise<void>;
   /** Count what would be pruned; change nothing. */
   dryRun?: boolean;
-  /** Called after each batch with the number pruned so far. */
-  progress?: (pruned: number) => void;
 }
 
 export interface PruneResult {
@@ -125,7 +123,6 @@ export async function pruneHistory(store: HistoryStore, o: PruneOptions): Promis
       .where(and(inArray(requests.requestId, ids), lt(requests.createdAt, o.before), endedHere()))
       .returning({ requestId: requests.requestId });
     pruned += deleted.length;
-    o.progress?.(pruned);
     if (page.length < batch) break;
   }
   return { pruned, kept, archivedBytes };
