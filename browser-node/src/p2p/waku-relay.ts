@@ -248,6 +248,11 @@ const VALIDATION = { accept: 'accept', ignore: 'ignore', reject: 'reject' } as u
   ValidatorResult
 >;
 const NS_PER_MS = 1_000_000n;
+
+/** How long `close` waits for dials in flight to end before it stops libp2p (see `close`). */
+const CLOSE_DIAL_WAIT_MS = 1_000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 /** Most message ids remembered as forwarded or published (see `WakuRelayTransport.publish`). */
 const MAX_FORWARDED_IDS = 65_536;
 
@@ -865,6 +870,11 @@ export class WakuRelayTransport implements Transport {
     this.#joined.clear();
     this.#peerShards.clear();
     this.node.removeEventListener('peer:disconnect', this.#onPeerGone);
+    // Dials still in flight end first (a refused one at once), up to a second: libp2p's stop aborts
+    // them, and an aborted TCP dial can have its socket emit that abort with no listener left
+    // (libp2p's own removed as it rejects), an unhandled error while the node closes.
+    const until = Date.now() + CLOSE_DIAL_WAIT_MS;
+    while (this.node.getDialQueue().length > 0 && Date.now() < until) await sleep(20);
     await this.node.stop();
   }
 
