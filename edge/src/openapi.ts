@@ -257,7 +257,12 @@ const CHAIN_RECORD = object(
     blockNumber: { type: 'integer' },
     settlementTx: {
       ...STRING_OR_NULL,
-      description: 'the fulfil or refund transaction (its event holds the reason)',
+      description: 'the fulfil or refund transaction',
+    },
+    refundReason: {
+      ...STRING_OR_NULL,
+      description:
+        "a refund's reason as the oracle's LLMRefunded event of settlementTx gives it (a stable code such as DECLINED, NO_CONSENSUS, UNKNOWN_MODEL; anyone refunding after the deadline chooses it); null unless refunded, or while the event is not read yet",
     },
   },
   "what the relay recorded of a chain request's settlement on chain",

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql';
 import { openHistory } from '../store/open-history.ts';
-import { ChainStore } from './chain-store.ts';
+import { type ChainSettlement, ChainStore } from './chain-store.ts';
 import type { OracleRequestEvent } from './oracle-request.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-chain-store-'));
@@ -29,6 +29,8 @@ async function store(): Promise<ChainStore> {
 
 const ORACLE = { chainId: 31337, contract: '0x5fbdb2315678afecb367f032d93f642f64180aa3' };
 const hash = (b: string) => `0x${b.repeat(32)}` as const;
+const FULFILLED: ChainSettlement = { kind: 'fulfilled' };
+const refunded = (reason: string): ChainSettlement => ({ kind: 'refunded', reason });
 
 function event(requestNo: bigint, o: Partial<OracleRequestEvent> = {}): OracleRequestEvent {
   return {
@@ -79,7 +81,7 @@ describe('ChainStore', () => {
     await s.recordRequest(event(4n, { blockNumber: 12n, logIndex: 3 }), 1);
     expect(await s.claim(id(3n), hash('c3'), 2)).toBe(true);
     expect(await s.claim(id(4n), hash('c4'), 2)).toBe(true);
-    expect(await s.settled(id(4n), 'fulfilled', hash('c4'), 3)).toBe(true);
+    expect(await s.settled(id(4n), FULFILLED, hash('c4'), 3)).toBe(true);
     expect(await s.markReorged({ ...ORACLE, contract: `0x${'99'.repeat(20)}` }, 0n, 4)).toBe(0);
     expect(await s.markReorged(ORACLE, 10n, 4)).toBe(1);
     const status = async (k: bigint) => (await s.byRequestId(id(k)))?.status;
@@ -147,11 +149,15 @@ describe('ChainStore', () => {
     expect(await s.replaceClaim(id(1n), hash('c9'), hash('c8'), 4)).toBe(false);
     expect(await s.replaceClaim(id(1n), hash('c3'), hash('c8'), 4)).toBe(true);
     expect(await s.replaceClaim(id(1n), hash('c8'), hash('c3'), 4)).toBe(true);
-    expect(await s.settled(id(1n), 'refunded', hash('c3'), 5)).toBe(true);
+    expect(await s.settled(id(1n), refunded('NO_CONSENSUS'), hash('c3'), 5)).toBe(true);
     expect(await s.replaceClaim(id(1n), hash('c3'), hash('c7'), 6)).toBe(false);
-    expect(await s.settled(id(1n), 'fulfilled', hash('c4'), 6)).toBe(false);
+    expect(await s.settled(id(1n), FULFILLED, hash('c4'), 6)).toBe(false);
     expect(await s.claim(id(1n), hash('c5'), 7)).toBe(false);
-    expect(await s.byRequestId(id(1n))).toMatchObject({ status: 'refunded', fulfilledTx: hash('c3') });
+    expect(await s.byRequestId(id(1n))).toMatchObject({
+      status: 'refunded',
+      fulfilledTx: hash('c3'),
+      refundReason: 'NO_CONSENSUS',
+    });
     expect(await s.pending(ORACLE, 10)).toEqual([]);
   });
 
@@ -159,9 +165,9 @@ describe('ChainStore', () => {
     const s = await store();
     for (const no of [1n, 2n, 3n]) await s.recordRequest(event(no, { logIndex: Number(no) }), 1);
     expect(await s.claim(id(1n), hash('f1'), 2)).toBe(true);
-    expect(await s.settled(id(1n), 'fulfilled', hash('f1'), 100)).toBe(true);
+    expect(await s.settled(id(1n), FULFILLED, hash('f1'), 100)).toBe(true);
     expect(await s.claim(id(2n), hash('f2'), 2)).toBe(true);
-    expect(await s.settled(id(2n), 'refunded', hash('f2'), 200)).toBe(true);
+    expect(await s.settled(id(2n), refunded('NO_CONSENSUS'), hash('f2'), 200)).toBe(true);
     // A pending row (3) is not a settlement.
     expect((await s.unfinalized(ORACLE, 10)).map((r) => r.requestId)).toEqual([id(2n), id(1n)]);
     expect((await s.unfinalized(ORACLE, 1)).map((r) => r.requestId)).toEqual([id(2n)]);
@@ -180,13 +186,19 @@ describe('ChainStore', () => {
     expect(await s.byRequestId(id(1n))).toMatchObject({
       status: 'pending',
       fulfilledTx: null,
+      refundReason: null,
       updatedAt: 300,
     });
+    // A refund undone forgets its reason too.
+    expect(await s.reopen(id(2n), hash('f2'), 300)).toBe(true);
+    expect(await s.byRequestId(id(2n))).toMatchObject({ status: 'pending', refundReason: null });
+    expect(await s.claim(id(2n), hash('f2'), 301)).toBe(true);
+    expect(await s.settled(id(2n), refunded('NO_CONSENSUS'), hash('f2'), 200)).toBe(true);
     expect(await s.reopen(id(1n), hash('f1'), 301)).toBe(false);
     expect((await s.unfinalized(ORACLE, 10)).map((r) => r.requestId)).toEqual([id(2n)]);
     // Reopened, it can be claimed and settled again.
     expect(await s.claim(id(1n), hash('f3'), 302)).toBe(true);
-    expect(await s.settled(id(1n), 'fulfilled', hash('f3'), 303)).toBe(true);
+    expect(await s.settled(id(1n), FULFILLED, hash('f3'), 303)).toBe(true);
     expect((await s.unfinalized(ORACLE, 10)).map((r) => r.requestId)).toEqual([id(1n), id(2n)]);
   });
 
@@ -194,7 +206,7 @@ describe('ChainStore', () => {
     const s = await store();
     await s.recordRequest(event(1n), 1);
     expect(await s.claim(id(1n), hash('f1'), 2)).toBe(true);
-    expect(await s.settled(id(1n), 'fulfilled', hash('f1'), 3)).toBe(true);
+    expect(await s.settled(id(1n), FULFILLED, hash('f1'), 3)).toBe(true);
     expect(await s.unfinalCount()).toBe(1);
     expect(await s.markFinal(id(1n), hash('f9'), 4)).toBe(false);
     expect(await s.markFinal(id(1n), hash('f1'), 5)).toBe(true);
@@ -203,7 +215,7 @@ describe('ChainStore', () => {
     expect(await s.byRequestId(id(1n))).toMatchObject({ status: 'fulfilled', finalizedAt: 5 });
     expect(await s.unfinalized(ORACLE, 10)).toEqual([]);
     expect(await s.reopen(id(1n), hash('f1'), 7)).toBe(false);
-    expect(await s.resettle(id(1n), hash('f1'), 'refunded', hash('r1'), 7)).toBe(false);
+    expect(await s.resettle(id(1n), hash('f1'), refunded('EXPIRED'), hash('r1'), 7)).toBe(false);
     expect(await s.byRequestId(id(1n))).toMatchObject({ status: 'fulfilled', fulfilledTx: hash('f1') });
   });
 
@@ -212,19 +224,26 @@ describe('ChainStore', () => {
     await s.recordRequest(event(1n), 1);
     await s.recordRequest(event(2n, { logIndex: 2 }), 1);
     expect(await s.claim(id(1n), hash('f1'), 2)).toBe(true);
-    expect(await s.settled(id(1n), 'fulfilled', hash('f1'), 3)).toBe(true);
-    expect(await s.resettle(id(1n), hash('f9'), 'refunded', hash('r1'), 4)).toBe(false);
-    expect(await s.resettle(id(2n), hash('f1'), 'refunded', hash('r1'), 4)).toBe(false);
-    expect(await s.resettle(id(1n), hash('f1'), 'refunded', hash('r1'), 4)).toBe(true);
+    expect(await s.settled(id(1n), FULFILLED, hash('f1'), 3)).toBe(true);
+    expect(await s.resettle(id(1n), hash('f9'), refunded('EXPIRED'), hash('r1'), 4)).toBe(false);
+    expect(await s.resettle(id(2n), hash('f1'), refunded('EXPIRED'), hash('r1'), 4)).toBe(false);
+    expect(await s.resettle(id(1n), hash('f1'), refunded('EXPIRED'), hash('r1'), 4)).toBe(true);
     expect(await s.byRequestId(id(1n))).toMatchObject({
       status: 'refunded',
       fulfilledTx: hash('r1'),
+      refundReason: 'EXPIRED',
       updatedAt: 4,
       finalizedAt: null,
     });
     expect(await s.byRequestId(id(2n))).toMatchObject({ status: 'pending', fulfilledTx: null });
     // Still watched, now under the chain's transaction.
     expect(await s.markFinal(id(1n), hash('r1'), 5)).toBe(true);
+    // Moved back to a fulfilment (another reorg), the refund's reason goes with the refund.
+    await s.recordRequest(event(3n, { logIndex: 3 }), 1);
+    expect(await s.claim(id(3n), hash('r3'), 2)).toBe(true);
+    expect(await s.settled(id(3n), refunded('EXPIRED'), hash('r3'), 3)).toBe(true);
+    expect(await s.resettle(id(3n), hash('r3'), FULFILLED, hash('f3'), 4)).toBe(true);
+    expect(await s.byRequestId(id(3n))).toMatchObject({ status: 'fulfilled', refundReason: null });
   });
 
   test('the cursor is stored per oracle and moves with each write', async () => {

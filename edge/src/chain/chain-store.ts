@@ -29,6 +29,16 @@ export type RecordOutcome =
   | 'conflict';
 
 /**
+ * How the chain settled a request: fulfilled, or refunded with its `LLMRefunded` event's reason (null
+ * while that event is not readable).
+ */
+export type ChainSettlement = { kind: 'fulfilled' } | { kind: 'refunded'; reason: string | null };
+
+function settlementColumns(s: ChainSettlement) {
+  return { status: s.kind, refundReason: s.kind === 'refunded' ? s.reason : null };
+}
+
+/**
  * The chain bridge's rows in libSQL (`chain_requests`, `chain_cursors`): which oracle requests the
  * watcher has seen, how each was settled, and how far each oracle's events have been read. Every
  * settlement step is a conditional update on the row's current state, so two watchers over one database
@@ -198,16 +208,14 @@ export class ChainStore {
     );
   }
 
-  /** The request is settled on chain (by `txHash`): `fulfilled` or `refunded`, from `pending` only. */
-  settled(
-    requestId: string,
-    status: Extract<ChainRequestStatus, 'fulfilled' | 'refunded'>,
-    txHash: string,
-    now: number,
-  ): Promise<boolean> {
+  /**
+   * The request is settled on chain (by `txHash`): `fulfilled` or `refunded` (with the reason its
+   * `LLMRefunded` event gives), from `pending` only.
+   */
+  settled(requestId: string, settlement: ChainSettlement, txHash: string, now: number): Promise<boolean> {
     return this.#update(
       requestId,
-      { status, fulfilledTx: txHash, updatedAt: now, finalizedAt: null },
+      { ...settlementColumns(settlement), fulfilledTx: txHash, updatedAt: now, finalizedAt: null },
       eq(chainRequests.status, 'pending'),
     );
   }
@@ -252,11 +260,15 @@ export class ChainStore {
   resettle(
     requestId: string,
     fromTx: string,
-    status: Extract<ChainRequestStatus, 'fulfilled' | 'refunded'>,
+    settlement: ChainSettlement,
     txHash: string,
     now: number,
   ): Promise<boolean> {
-    return this.#updateUnfinal(requestId, fromTx, { status, fulfilledTx: txHash, updatedAt: now });
+    return this.#updateUnfinal(requestId, fromTx, {
+      ...settlementColumns(settlement),
+      fulfilledTx: txHash,
+      updatedAt: now,
+    });
   }
 
   /**
@@ -265,7 +277,12 @@ export class ChainStore {
    * that transaction.
    */
   reopen(requestId: string, txHash: string, now: number): Promise<boolean> {
-    return this.#updateUnfinal(requestId, txHash, { status: 'pending', fulfilledTx: null, updatedAt: now });
+    return this.#updateUnfinal(requestId, txHash, {
+      status: 'pending',
+      fulfilledTx: null,
+      refundReason: null,
+      updatedAt: now,
+    });
   }
 
   /** Update a row settled by `txHash` and not yet final; true if there was one. */

@@ -648,6 +648,8 @@ describe('chain watcher operations: settlements in flight', () => {
     });
     expect(refunds.map((r) => r.args.reason)).toEqual(['EXPIRED']);
     expect(row?.fulfilledTx).toBe(refunds[0]?.transactionHash.toLowerCase());
+    // The reason recorded is the one on chain, not what the relay had meant to send.
+    expect(row?.refundReason).toBe('EXPIRED');
     expect(w.stats().errors).toBe(errors);
     expect(errorsIn(logs)).toEqual([]);
   });
@@ -702,8 +704,12 @@ describe('chain watcher operations: answers the chain cannot take', () => {
       for (const n of [long, longer]) {
         expect(await onChainStatus(oracle, n)).toBe(3);
         expect((await settlementsOf(oracle, n)).refunds).toEqual(['ANSWER_TOO_LARGE']);
-        expect((await store.byRequestId(requestId(n)))?.status).toBe('refunded');
+        expect(await store.byRequestId(requestId(n))).toMatchObject({
+          status: 'refunded',
+          refundReason: 'ANSWER_TOO_LARGE',
+        });
       }
+      expect((await store.byRequestId(requestId(short)))?.refundReason).toBeNull();
       expect(errorsIn(logs)).toEqual([]);
       expect(logs.filter((l) => l.code === 'ANSWER_TOO_LARGE')).toHaveLength(2);
     });
@@ -850,6 +856,7 @@ describe('chain watcher operations: requests settled on chain by someone else', 
     const row = await store.byRequestId(id);
     expect(row?.status).toBe('refunded');
     expect(row?.fulfilledTx).toBe(refund.toLowerCase());
+    expect(row?.refundReason).toBe('EXPIRED');
     expect(w.stats().refunded).toBe(1);
     await w.poll();
     expect((await settlementsOf(oracle, requestNo)).refunds).toEqual(['EXPIRED']);
@@ -872,6 +879,7 @@ describe('chain watcher operations: requests settled on chain by someone else', 
     const row = await store.byRequestId(id);
     expect(row?.status).toBe('refunded');
     expect(row?.fulfilledTx).toBe(refund.toLowerCase());
+    expect(row?.refundReason).toBe('EXPIRED');
     expect(await settlementsOf(oracle, requestNo)).toMatchObject({ refunds: ['EXPIRED'], fulfils: 0 });
     expect(errorsIn(logs)).toEqual([]);
   });
@@ -979,7 +987,10 @@ describe('chain watcher operations: requests settled before their event is read'
     expect(relay.admitted.has(requestId(requestNo))).toBe(false);
     expect(BigInt((await store.cursor(w.oracle))?.blockNumber ?? 0)).toBe(head);
     expect(errorsIn(logs)).toEqual([]);
-    expect((await store.byRequestId(requestId(requestNo)))?.status).toBe('refunded');
+    expect(await store.byRequestId(requestId(requestNo))).toMatchObject({
+      status: 'refunded',
+      refundReason: 'EXPIRED',
+    });
   }, 60_000);
 
   // A request settled on chain whose settlement event the node does not show (yet) is looked up again

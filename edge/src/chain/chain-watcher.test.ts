@@ -228,6 +228,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       txHash: row?.txHash,
       blockNumber: row?.blockNumber,
       settlementTx: row?.fulfilledTx,
+      refundReason: null,
     });
     // More passes change nothing: settled exactly once.
     const before = watcher.stats();
@@ -263,13 +264,21 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       await watcher.poll();
       const row = await new ChainStore(net.relay.store.db).byRequestId(requestId);
       expect(row?.status).toBe('refunded');
-      // Its 404 says what became of it, and where the reason is.
+      expect(row?.refundReason).toBe(reason);
+      // Its 404 says what became of it, and why: the reason its refund's event gives.
       const missing = await fetch(`${net.relay.url}/v1/inference/${requestId}`);
       expect(missing.status).toBe(404);
       expect(await missing.json()).toMatchObject({
         error: {
           code: 'NOT_FOUND',
-          details: { chain: { status: 'refunded', settlementTx: row?.fulfilledTx, txHash: row?.txHash } },
+          details: {
+            chain: {
+              status: 'refunded',
+              settlementTx: row?.fulfilledTx,
+              txHash: row?.txHash,
+              refundReason: reason,
+            },
+          },
           hint: expect.stringContaining('Refunded event'),
         },
       });
@@ -286,12 +295,18 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     // The relay's default maxTimeMs is 30 s: nothing waited for it.
     expect(Date.now() - started).toBeLessThan(25_000);
     expect((await eventsOf('LLMRefunded', requestNo)).map((e) => e.args.reason)).toEqual(['DECLINED']);
+    await chain.mine(2);
+    await watcher.poll();
     const view = (await (await fetch(`${net.relay.url}/v1/inference/${requestId}`)).json()) as {
       status: string;
       error: string;
       declines: { reason: string }[];
     };
-    expect(view).toMatchObject({ status: 'expired', error: 'DECLINED' });
+    expect(view).toMatchObject({
+      status: 'expired',
+      error: 'DECLINED',
+      chain: { status: 'refunded', refundReason: 'DECLINED' },
+    });
     expect(view.declines.length).toBeGreaterThanOrEqual(3);
   });
 
@@ -982,6 +997,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       expect(await store.byRequestId(requestId)).toMatchObject({
         status: 'refunded',
         fulfilledTx: keccak256(refund),
+        refundReason: 'OPERATOR_REFUND',
         finalizedAt: null,
       });
       expect(w.stats()).toMatchObject({ resettled: 1, undone: 0 });

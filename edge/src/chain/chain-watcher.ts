@@ -11,6 +11,7 @@ import {
   type Hex,
   HttpRequestError,
   keccak256,
+  type Log,
   type PublicClient,
   parseEventLogs,
   TimeoutError,
@@ -34,7 +35,7 @@ import {
   refusedByRpc,
   revertName,
 } from './chain-errors.ts';
-import type { ChainStore, OracleRef } from './chain-store.ts';
+import type { ChainSettlement, ChainStore, OracleRef } from './chain-store.ts';
 import { CursorCheckpoints } from './cursor-checkpoints.ts';
 import { type ReadResume, withinBudget } from './events-budget.ts';
 import { OracleEventReader } from './oracle-event-reader.ts';
@@ -877,7 +878,7 @@ export class ChainWatcher {
     // transaction mined again) is rightly settled by it.
     const settledIn = await this.#settledBy(row, tx, row.status as 'fulfilled' | 'refunded');
     if (settledIn !== null) {
-      await this.#finalIf(row, tx, settledIn, finalized);
+      await this.#finalIf(row, tx, settledIn.block, finalized);
       return false;
     }
     const status = await this.#onChainStatus(row);
@@ -932,7 +933,14 @@ export class ChainWatcher {
     const was = row.fulfilledTx as Hex;
     if (settlement.txHash !== was || kind !== row.status) {
       const now = this.#o.now();
-      if (!(await this.#o.store.resettle(row.requestId, was, kind, settlement.txHash, now))) return;
+      const resettled = await this.#o.store.resettle(
+        row.requestId,
+        was,
+        settlement.settlement,
+        settlement.txHash,
+        now,
+      );
+      if (!resettled) return;
       this.#stats.resettled++;
       this.#o.log?.({
         level: 'warn',
@@ -956,20 +964,22 @@ export class ChainWatcher {
     if (final && (await this.#o.store.markFinal(row.requestId, tx, now))) this.#stats.finalized++;
   }
 
-  /** The block of `tx` if its receipt is on the chain and holds this oracle's `kind` settlement of the row. */
-  async #settledBy(row: ChainRequestRow, tx: Hex, kind: 'fulfilled' | 'refunded'): Promise<bigint | null> {
+  /**
+   * The block of `tx` and the settlement it made, if its receipt is on the chain and holds this
+   * oracle's `kind` settlement of the row.
+   */
+  async #settledBy(
+    row: ChainRequestRow,
+    tx: Hex,
+    kind: 'fulfilled' | 'refunded',
+  ): Promise<{ block: bigint; settlement: ChainSettlement } | null> {
     const receipt = await this.#o.client.getTransactionReceipt({ hash: tx }).catch((e: unknown) => {
       if (e instanceof TransactionReceiptNotFoundError) return null;
       throw e;
     });
     if (receipt?.status !== 'success') return null;
-    const requestNo = BigInt(row.requestNo);
-    const held = parseEventLogs({
-      abi: synodOracleAbi,
-      logs: receipt.logs.filter((l) => l.address.toLowerCase() === this.#ref.contract),
-      eventName: kind === 'fulfilled' ? 'LLMFulfilled' : 'LLMRefunded',
-    }).some((l) => l.args.requestNo === requestNo);
-    return held ? receipt.blockNumber : null;
+    const settlement = settlementIn(receipt.logs, this.#ref.contract, BigInt(row.requestNo), kind);
+    return settlement === null ? null : { block: receipt.blockNumber, settlement };
   }
 
   /**
@@ -984,7 +994,7 @@ export class ChainWatcher {
   async #settlementEvent(
     row: ChainRequestRow,
     kind: 'fulfilled' | 'refunded',
-  ): Promise<{ txHash: Hex; blockNumber: bigint } | null> {
+  ): Promise<{ txHash: Hex; blockNumber: bigint; settlement: ChainSettlement } | null> {
     const head = await this.#o.client.getBlockNumber({ cacheTime: 0 });
     const start = BigInt(row.blockNumber);
     const key = `${row.requestId}:${row.blockNumber}:${kind}`;
@@ -1015,7 +1025,12 @@ export class ChainWatcher {
       const last = events.at(-1);
       if (last?.transactionHash && last.blockNumber !== null) {
         this.#settlementScan.delete(key);
-        return { txHash: last.transactionHash, blockNumber: last.blockNumber };
+        const args = last.args as { reason?: string };
+        return {
+          txHash: last.transactionHash,
+          blockNumber: last.blockNumber,
+          settlement: kind === 'fulfilled' ? { kind } : { kind, reason: args.reason ?? '' },
+        };
       }
       from = to + 1n;
     }
@@ -1249,7 +1264,8 @@ export class ChainWatcher {
       await this.#o.store.release(row.requestId, hash, this.#o.now());
       return true;
     }
-    return this.#recordOnChain(row, hash);
+    const settlement = settlementIn(receipt.logs, this.#ref.contract, BigInt(row.requestNo));
+    return this.#recordOnChain(row, settlement === null ? undefined : { tx: hash, settlement });
   }
 
   /**
@@ -1352,23 +1368,65 @@ export class ChainWatcher {
    * Mark the row as the oracle says it is settled (by `ours`, or by whichever transaction emitted the
    * settlement event). False when the oracle still has it pending.
    */
-  async #recordOnChain(row: ChainRequestRow, ours?: Hex): Promise<boolean> {
+  async #recordOnChain(
+    row: ChainRequestRow,
+    ours?: { tx: Hex; settlement: ChainSettlement },
+  ): Promise<boolean> {
     const status = await this.#onChainStatus(row);
     if (status !== ON_CHAIN.fulfilled && status !== ON_CHAIN.refunded) return false;
     const kind = status === ON_CHAIN.fulfilled ? 'fulfilled' : 'refunded';
-    const mine = row.fulfilledTx as Hex | null;
-    const tx =
-      ours ??
-      (mine !== null && (await this.#settledBy(row, mine, kind)) !== null
-        ? mine
-        : ((await this.#settlementEvent(row, kind))?.txHash ?? mine));
-    if (tx === null) return false;
-    if (await this.#o.store.settled(row.requestId, kind, tx, this.#o.now())) {
+    const found = ours ?? (await this.#settlementOf(row, kind));
+    if (found === null) return false;
+    const { tx, settlement } = found;
+    if (await this.#o.store.settled(row.requestId, settlement, tx, this.#o.now())) {
       this.#stats[kind]++;
       this.#o.log?.({ level: 'info', msg: `chain request ${kind}`, requestId: row.requestId, tx });
     }
     return true;
   }
+
+  /**
+   * The transaction that settled a row's request (`kind`, as the contract holds it) and how: the row's
+   * own if its receipt holds the settlement, else the settlement event found on chain, else (the node
+   * does not show it yet) the row's own transaction, the reason unknown.
+   */
+  async #settlementOf(
+    row: ChainRequestRow,
+    kind: 'fulfilled' | 'refunded',
+  ): Promise<{ tx: Hex; settlement: ChainSettlement } | null> {
+    const mine = row.fulfilledTx as Hex | null;
+    if (mine !== null) {
+      const by = await this.#settledBy(row, mine, kind);
+      if (by !== null) return { tx: mine, settlement: by.settlement };
+    }
+    const event = await this.#settlementEvent(row, kind);
+    if (event !== null) return { tx: event.txHash, settlement: event.settlement };
+    if (mine === null) return null;
+    return { tx: mine, settlement: kind === 'fulfilled' ? { kind } : { kind, reason: null } };
+  }
+}
+
+/**
+ * The oracle's (`contract`'s) settlement of `requestNo` among a receipt's logs (of `kind` only, if
+ * given): fulfilled, or refunded with its event's reason; null if they hold none.
+ */
+function settlementIn(
+  logs: readonly Log[],
+  contract: string,
+  requestNo: bigint,
+  kind?: 'fulfilled' | 'refunded',
+): ChainSettlement | null {
+  const events = parseEventLogs({
+    abi: synodOracleAbi,
+    logs: logs.filter((l) => l.address.toLowerCase() === contract),
+  });
+  for (const l of events) {
+    if (l.eventName === 'LLMFulfilled' && l.args.requestNo === requestNo && kind !== 'refunded')
+      return { kind: 'fulfilled' };
+    if (l.eventName === 'LLMRefunded' && l.args.requestNo === requestNo && kind !== 'fulfilled')
+      return { kind: 'refunded', reason: l.args.reason };
+  }
+  return null;
 }
 
 /** A row's failing step, as logged, and the line that says it went through again. */

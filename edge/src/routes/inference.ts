@@ -200,8 +200,8 @@ async function shedOutcome(
 /**
  * 404 NOT_FOUND for a request id the history does not hold. A chain request id the relay recorded from
  * the chain and never ran (refused as it was read, as for a model no node serves, or found settled on
- * chain already) says so, with its settlement: the refund's reason is on chain, in the oracle's
- * `LLMRefunded` event of that transaction.
+ * chain already) says so, with its settlement and, refunded, the reason the oracle's `LLMRefunded`
+ * event of that transaction gives.
  */
 async function notFound(deps: EdgeDeps, id: string) {
   const chain = await chainRecord(deps, id);
@@ -222,8 +222,9 @@ function chainRecord(deps: EdgeDeps, id: string) {
 
 /**
  * What the relay recorded of a chain request's settlement: `status` (`pending`, `fulfilled`, `refunded`,
- * `reorged`), the `LLMRequested` event's `txHash` and `blockNumber`, and `settlementTx`, the fulfil or
- * refund (the refund's reason and the callback's outcome are in its event).
+ * `reorged`), the `LLMRequested` event's `txHash` and `blockNumber`, `settlementTx`, the fulfil or
+ * refund, and `refundReason`, the reason the refund's event gives (null unless refunded, or while the
+ * event is not read yet; the callback's outcome is in the event).
  */
 function chainView(chain: NonNullable<Awaited<ReturnType<typeof chainRecord>>>) {
   return {
@@ -231,13 +232,14 @@ function chainView(chain: NonNullable<Awaited<ReturnType<typeof chainRecord>>>) 
     txHash: chain.txHash,
     blockNumber: chain.blockNumber,
     settlementTx: chain.fulfilledTx,
+    refundReason: chain.status === 'refunded' ? chain.refundReason : null,
   };
 }
 
 /** What a recorded chain request the relay never ran is, by its row's status. */
 const CHAIN_NOT_RUN_HINTS: Record<ChainRequestStatus, string> = {
   refunded:
-    "refused as it was read, or refunded on chain before: the reason is in the oracle's LLMRefunded event of settlementTx",
+    "refused as it was read, or refunded on chain before: refundReason is the reason the oracle's LLMRefunded event of settlementTx gives",
   fulfilled: 'settled on chain by another transaction before this relay read it: see settlementTx',
   pending: 'its refund is being sent: read it again shortly',
   reorged: 'its event is gone from the chain (a reorg); it is read again if it comes back',

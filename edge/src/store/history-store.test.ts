@@ -889,6 +889,7 @@ describe('HistoryStore: requests by status (/healthz, /metrics)', () => {
         '0011_reputation_updated_idx',
         '0012_unheard_nodes',
         '0013_declines',
+        '0014_refund_reason',
       ]);
       const store = new HistoryStore(drizzle(client, { schema: historySchema }));
       expect(await store.counts()).toEqual({

@@ -118,6 +118,7 @@ describe('applyMigrations', () => {
       '0011_reputation_updated_idx',
       '0012_unheard_nodes',
       '0013_declines',
+      '0014_refund_reason',
     ]);
     const counts = async () =>
       Object.fromEntries(

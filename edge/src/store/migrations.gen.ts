@@ -211,5 +211,13 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
       "CREATE TABLE `declines` (\n\t`packet_id` text PRIMARY KEY NOT NULL,\n\t`request_id` text NOT NULL,\n\t`node_id` text NOT NULL,\n\t`model_id` text NOT NULL,\n\t`model_file_hash` text NOT NULL,\n\t`reason` text NOT NULL,\n\t`prompt_tokens` integer NOT NULL,\n\t`context_tokens` integer NOT NULL,\n\t`created_at` integer NOT NULL,\n\t`raw` text NOT NULL,\n\tFOREIGN KEY (`request_id`) REFERENCES `requests`(`request_id`) ON UPDATE no action ON DELETE cascade,\n\tCONSTRAINT \"declines_reason_ck\" CHECK(\"reason\" in ('context-exceeded'))\n);",
       "CREATE UNIQUE INDEX `declines_request_node_uq` ON `declines` (`request_id`,`node_id`);"
     ]
+  },
+  {
+    "tag": "0014_refund_reason",
+    "folderMillis": 1795512464271,
+    "hash": "8cf164310a82808635fa11d3a2bb6f408f519df533df6b58b724a9c86437834f",
+    "statements": [
+      "ALTER TABLE `chain_requests` ADD `refund_reason` text;"
+    ]
   }
 ];

@@ -756,6 +756,12 @@ export const chainRequests = sqliteTable(
      * (or, on a chain that names none, old enough). Until then a reorg may undo it, and it is checked.
      */
     finalizedAt: integer('finalized_at'),
+    /**
+     * A refunded request's reason, as the oracle's `LLMRefunded` event of `fulfilledTx` gives it (read
+     * from that event, whoever sent the refund). Null while not refunded, and for refunds recorded before
+     * it was kept (their event holds it).
+     */
+    refundReason: text('refund_reason'),
   },
   (t) => [
     primaryKey({ name: 'chain_requests_pk', columns: [t.chainId, t.contract, t.requestNo] }),
