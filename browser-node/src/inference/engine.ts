@@ -64,6 +64,14 @@ export interface GenerateResult {
   finishReason: FinishReason;
 }
 
+/** A prompt's length as an engine's `generate` counts it, and the context it must fit in. */
+export interface PromptMeasure {
+  /** The prompt's tokens (BOS included), as `GenerateResult.promptTokens` would say. */
+  promptTokens: number;
+  /** The loaded context's size: a prompt of this many tokens or more is PROMPT_TOO_LONG. */
+  contextSize: number;
+}
+
 export interface Engine {
   /** The engine as advertised in heartbeats, e.g. `node-llama-cpp@3.22.1` (at most 32 characters). */
   readonly id: string;
@@ -77,12 +85,20 @@ export interface Engine {
    * INFERENCE_ABORTED.
    */
   generate(request: GenerateRequest): Promise<GenerateResult>;
+  /**
+   * The prompt's length as `generate` would count it, and the context it must fit in, without running
+   * it: answered while a generation runs, so a prompt the model cannot take is declined as it arrives
+   * (`InferenceQueue.submit`), not once the jobs before it are done. Null when the engine cannot say
+   * (a worker whose engine does not measure). Engines that cannot measure apart from a generation
+   * (wllama, whose calls wait for the running completion) leave it out.
+   */
+  measurePrompt?(request: Pick<GenerateRequest, 'prompt' | 'messages'>): Promise<PromptMeasure | null>;
   /** Free the model and every native or GPU resource. Safe to call twice. */
   unload(): Promise<void>;
 }
 
-/** Validate a request's shape; engines call this before touching their runtime. */
-export function checkGenerateRequest(request: GenerateRequest): void {
+/** Validate a request's input: exactly one of a prompt and a non-empty list of messages. */
+export function checkPromptInput(request: Pick<GenerateRequest, 'prompt' | 'messages'>): void {
   const hasPrompt = request.prompt !== undefined;
   const hasMessages = request.messages !== undefined;
   if (hasPrompt === hasMessages) {
@@ -91,6 +107,11 @@ export function checkGenerateRequest(request: GenerateRequest): void {
   if (hasMessages && (request.messages as ChatMessage[]).length === 0) {
     throw new InferenceError('INFERENCE_INVALID_INPUT', 'messages is empty');
   }
+}
+
+/** Validate a request's shape; engines call this before touching their runtime. */
+export function checkGenerateRequest(request: GenerateRequest): void {
+  checkPromptInput(request);
   const { temperature, maxTokens, seed, topP, topK } = request.params;
   if (!(Number.isFinite(temperature) && temperature >= 0 && temperature <= 2)) {
     throw new InferenceError('INFERENCE_INVALID_INPUT', `temperature must be in [0, 2], got ${temperature}`);
@@ -164,6 +185,11 @@ export function promptTooLong(
     },
     hint: 'shorten the prompt',
   });
+}
+
+/** PROMPT_TOO_LONG for a measured prompt that does not fit its context (a token short of it at most). */
+export function tooLongFor(m: PromptMeasure): InferenceError | null {
+  return m.promptTokens >= m.contextSize ? promptTooLong(m.promptTokens, m.contextSize) : null;
 }
 
 /** Tokens per second from a count and a duration, never NaN or Infinity. */

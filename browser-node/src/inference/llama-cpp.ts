@@ -2,6 +2,7 @@ import type { ModelRef } from '@synod/shared';
 import type { Llama, LlamaContext, LlamaModel, Token } from 'node-llama-cpp';
 import {
   checkGenerateRequest,
+  checkPromptInput,
   completionText,
   type Engine,
   type FinishReason,
@@ -11,6 +12,7 @@ import {
   type ModelSource,
   notLoaded,
   type OnLoadProgress,
+  type PromptMeasure,
   promptTooLong,
   rate,
   requireLocation,
@@ -164,6 +166,18 @@ export class LlamaCppEngine implements Engine {
     const model = this.#model;
     if (model === null) throw notLoaded('llama-cpp engine');
     return inputTokens(model, text);
+  }
+
+  /** The prompt tokenized as `generate` does it (the vocabulary only: a generation may be running). */
+  async measurePrompt(request: Pick<GenerateRequest, 'prompt' | 'messages'>): Promise<PromptMeasure> {
+    checkPromptInput(request);
+    const model = this.#model;
+    const context = this.#context;
+    if (model === null || context === null) throw notLoaded('llama-cpp engine');
+    return {
+      promptTokens: inputTokens(model, completionText(request)).length,
+      contextSize: context.contextSize,
+    };
   }
 
   async #generate(

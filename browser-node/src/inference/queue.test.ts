@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
 import type { ModelRef } from '@synod/shared';
 import type { Embedder } from './embedder.ts';
-import type { Engine, GenerateRequest, GenerateResult } from './engine.ts';
+import type { Engine, GenerateRequest, GenerateResult, PromptMeasure } from './engine.ts';
 import { InferenceQueue, type QueueJob } from './queue.ts';
 import { STORIES_260K_SHA256, TEST_MODELS_DIR } from './test-models.ts';
 import { WorkerEmbedder, WorkerEngine } from './worker-client.ts';
@@ -30,6 +30,40 @@ class ControlledEngineTestDouble implements Engine {
   /** Finish the running generation. */
   async finishOne(): Promise<void> {
     this.#release.shift()?.();
+    await new Promise((r) => setTimeout(r, 0));
+  }
+}
+
+/**
+ * Test double: the controlled engine that also measures prompts, as node-llama-cpp does: a prompt's
+ * tokens are its characters, the context 100 tokens. Measures answer when the test releases them
+ * (`held`), or at once.
+ */
+class MeasuringEngineTestDouble extends ControlledEngineTestDouble {
+  readonly measured: string[] = [];
+  held = false;
+  fail = false;
+  #pending: Array<() => void> = [];
+  measurePrompt(request: Pick<GenerateRequest, 'prompt' | 'messages'>): Promise<PromptMeasure> {
+    this.measured.push(request.prompt ?? '');
+    const answer = (): PromptMeasure => {
+      if (this.fail) throw new Error('the tokenizer broke');
+      return { promptTokens: (request.prompt ?? '').length, contextSize: 100 };
+    };
+    if (!this.held) return Promise.resolve().then(answer);
+    return new Promise((resolve, reject) =>
+      this.#pending.push(() => {
+        try {
+          resolve(answer());
+        } catch (e) {
+          reject(e);
+        }
+      }),
+    );
+  }
+  /** Answer every measure waiting. */
+  async release(): Promise<void> {
+    for (const f of this.#pending.splice(0)) f();
     await new Promise((r) => setTimeout(r, 0));
   }
 }
@@ -139,6 +173,83 @@ describe('InferenceQueue (with a test-double engine and a manual clock)', () => 
     expect(engine.started).toEqual(['r']);
   });
 
+  test('an engine that measures prompts: one longer than the context is refused PROMPT_TOO_LONG as it arrives, while a job runs', async () => {
+    const engine = new MeasuringEngineTestDouble();
+    const q = new InferenceQueue({ engine, maxQueued: 4, tokensPerSecond: 1000, now: () => 0 });
+    const running = q.submit(job('r', 1e9));
+    await new Promise((r) => setTimeout(r, 0));
+    expect(engine.started).toEqual(['r']);
+    const queued = q.submit(job('q', 1e9));
+    // 100 characters: as long as the context, no room for a token.
+    await expect(q.submit(job('x'.repeat(100), 1e9))).rejects.toMatchObject({
+      code: 'PROMPT_TOO_LONG',
+      details: { promptTokens: 100, contextSize: 100 },
+    });
+    // Refused while the first job still runs, and never queued.
+    expect(engine.started).toEqual(['r']);
+    expect(q.capacity).toEqual({ queued: 1, maxQueue: 4 });
+    await engine.finishOne();
+    await engine.finishOne();
+    await Promise.all([running, queued]);
+    expect(engine.started).toEqual(['r', 'q']);
+    expect(engine.measured).toEqual(['r', 'q', 'x'.repeat(100)]);
+  });
+
+  test('a job whose prompt is being measured holds its place in the bound; a measure that fails leaves it to the generation', async () => {
+    const engine = new MeasuringEngineTestDouble();
+    const q = new InferenceQueue({ engine, maxQueued: 1, tokensPerSecond: 1000, now: () => 0 });
+    const running = q.submit(job('r', 1e9));
+    await new Promise((r) => setTimeout(r, 0));
+    engine.held = true;
+    const measuring = q.submit(job('m', 1e9));
+    expect(q.capacity).toEqual({ queued: 1, maxQueue: 1 });
+    expect(q.accepting).toBe(false);
+    await expect(q.submit(job('over', 1e9))).rejects.toMatchObject({ code: 'QUEUE_FULL' });
+    // The queue is not idle while a job is measured.
+    let idle = false;
+    const idled = q.idle().then(() => {
+      idle = true;
+    });
+    await engine.release();
+    expect(q.capacity).toEqual({ queued: 1, maxQueue: 1 });
+    await engine.finishOne();
+    await engine.finishOne();
+    await Promise.all([running, measuring]);
+    await idled;
+    expect(idle).toBe(true);
+    expect(engine.started).toEqual(['r', 'm']);
+    // The tokenizer fails: the job is queued and run, the generation checking its prompt itself.
+    engine.held = false;
+    engine.fail = true;
+    const unmeasured = q.submit(job('u', 1e9));
+    await new Promise((r) => setTimeout(r, 0));
+    await engine.finishOne();
+    expect((await unmeasured).text).toBe('out:u');
+  });
+
+  test('a job aborted, or a queue closed, while its prompt is measured: refused, never queued', async () => {
+    const engine = new MeasuringEngineTestDouble();
+    const q = new InferenceQueue({ engine, maxQueued: 4, tokensPerSecond: 1000, now: () => 0 });
+    const running = q.submit(job('r', 1e9));
+    await new Promise((r) => setTimeout(r, 0));
+    engine.held = true;
+    const ac = new AbortController();
+    const aborted = q
+      .submit({ ...job('a', 1e9), request: { ...job('a', 1e9).request, signal: ac.signal } })
+      .catch((e: unknown) => e);
+    ac.abort();
+    await engine.release();
+    expect(await aborted).toMatchObject({ code: 'INFERENCE_ABORTED' });
+    const closing = q.submit(job('c', 1e9)).catch((e: unknown) => e);
+    q.close();
+    await engine.release();
+    expect(await closing).toMatchObject({ code: 'INFERENCE_ABORTED' });
+    await engine.finishOne();
+    await running;
+    expect(engine.started).toEqual(['r']);
+    expect(q.capacity).toEqual({ queued: 0, maxQueue: 4 });
+  });
+
   test('the estimate includes one embedding for jobs that embed', () => {
     const engine = new ControlledEngineTestDouble();
     const embedder = {} as Embedder; // never called: only estimates are computed here
@@ -225,6 +336,42 @@ describe('InferenceQueue over workers (node-llama-cpp + USE Lite off the main th
     });
     setTimeout(() => ac.abort(), 5);
     await expect(p).rejects.toMatchObject({ code: 'INFERENCE_ABORTED' });
+  });
+
+  test('a prompt is measured in the worker as the generation counts it, while a generation runs; a busy queue refuses one longer than the context at once', async () => {
+    const prompt = 'Once upon a time, there was a little girl who liked to play. ';
+    const counted = await engine.generate({ prompt, params: { temperature: 0, maxTokens: 1 } });
+    expect(await engine.measurePrompt({ prompt })).toEqual({
+      promptTokens: counted.promptTokens ?? -1,
+      contextSize: 2048,
+    });
+    const messages = [{ role: 'user' as const, content: prompt }];
+    const fromMessages = await engine.generate({ messages, params: { temperature: 0, maxTokens: 1 } });
+    expect((await engine.measurePrompt({ messages }))?.promptTokens).toBe(fromMessages.promptTokens ?? -1);
+    await expect(engine.measurePrompt({})).rejects.toMatchObject({ code: 'INFERENCE_INVALID_INPUT' });
+
+    const q = new InferenceQueue({ engine, maxQueued: 4, tokensPerSecond: 50 });
+    const long = q.submit({
+      requestId: 'long',
+      deadline: Date.now() + 600_000,
+      request: { prompt: 'Once upon a time', params: { temperature: 0, maxTokens: 2000 } },
+    });
+    let longDone = false;
+    void long.then(() => {
+      longDone = true;
+    });
+    const tooLong = await q
+      .submit({
+        requestId: 'too-long',
+        deadline: Date.now() + 600_000,
+        request: { prompt: prompt.repeat(200), params: { temperature: 0, maxTokens: 8 } },
+      })
+      .catch((e: unknown) => e);
+    // Refused while the long generation still runs (about 2,000 tokens), not once it is done.
+    expect(longDone).toBe(false);
+    expect(tooLong).toMatchObject({ code: 'PROMPT_TOO_LONG', details: { contextSize: 2048 } });
+    expect((tooLong as { details: { promptTokens: number } }).details.promptTokens).toBeGreaterThan(2048);
+    await long;
   });
 
   test('errors cross the worker boundary typed', async () => {

@@ -1,5 +1,5 @@
 import type { Embedder } from './embedder.ts';
-import type { Engine, GenerateRequest, GenerateResult } from './engine.ts';
+import { type Engine, type GenerateRequest, type GenerateResult, tooLongFor } from './engine.ts';
 import { asInferenceError, InferenceError } from './errors.ts';
 
 /**
@@ -8,6 +8,10 @@ import { asInferenceError, InferenceError } from './errors.ts';
  * - **Admission.** A job is refused at once with QUEUE_FULL when `maxQueued` jobs are waiting (the
  *   node stops picking up requests: backpressure), and with DEADLINE_UNREACHABLE when its estimated
  *   finish, after the running job and every queued job due no later than it, is past its deadline.
+ *   An engine that measures prompts (`Engine.measurePrompt`) has each job's prompt measured first,
+ *   while the running job goes on: one that does not fit the model's context is refused with
+ *   PROMPT_TOO_LONG as it arrives, not once the jobs before it are done (a job being measured holds
+ *   its place in the queue's bound meanwhile).
  * - **Estimate.** `maxTokens / tokensPerSecond` plus one embedding (`1 / embeddingsPerSecond`) when the
  *   job embeds its output; both rates come from the capability self-assessment (capability.ts) and can
  *   be updated with `setThroughput`.
@@ -69,6 +73,8 @@ export class InferenceQueue {
   #queue: Entry[] = [];
   #running: { entry: Entry; startedAt: number } | null = null;
   #seq = 0;
+  /** Jobs whose prompt is being measured: counted against `maxQueued`, as queued. */
+  #measuring = 0;
   #closed = false;
   #idleWaiters: Array<() => void> = [];
 
@@ -98,9 +104,9 @@ export class InferenceQueue {
     this.#embeddingsPerSecond = t.embeddingsPerSecond;
   }
 
-  /** Jobs waiting (not counting the running one). */
+  /** Jobs waiting (not counting the running one), those whose prompt is being measured included. */
   get queued(): number {
-    return this.#queue.length;
+    return this.#queue.length + this.#measuring;
   }
 
   get running(): boolean {
@@ -109,12 +115,12 @@ export class InferenceQueue {
 
   /** Whether a new job would be admitted on length alone. */
   get accepting(): boolean {
-    return !this.#closed && this.#queue.length < this.maxQueued;
+    return !this.#closed && this.queued < this.maxQueued;
   }
 
   /** For the heartbeat's `capacity`. */
   get capacity(): { queued: number; maxQueue: number } {
-    return { queued: this.#queue.length, maxQueue: this.maxQueued };
+    return { queued: this.queued, maxQueue: this.maxQueued };
   }
 
   /** Estimated run time of a job, in ms. */
@@ -142,27 +148,52 @@ export class InferenceQueue {
 
   submit(job: QueueJob): Promise<QueueResult> {
     try {
-      if (this.#closed) throw new InferenceError('INFERENCE_ABORTED', 'the inference queue is closed');
-      if (job.embed && this.embedder === undefined) {
-        throw new InferenceError('INFERENCE_INVALID_INPUT', 'this queue has no embedder');
-      }
-      if (job.request.signal?.aborted) {
-        throw new InferenceError(
-          'INFERENCE_ABORTED',
-          `job ${job.requestId} was aborted before it was queued`,
-        );
-      }
-      if (this.#queue.length >= this.maxQueued) {
-        throw new InferenceError('QUEUE_FULL', `the inference queue holds ${this.maxQueued} jobs`, {
-          details: { requestId: job.requestId, maxQueued: this.maxQueued },
-          hint: 'stop picking up requests until capacity frees up',
-        });
-      }
-      const finish = this.estimatedFinish(job);
-      if (finish > job.deadline) throw this.#unreachable(job, finish, 'admission');
+      this.#admit(job);
     } catch (error) {
       return Promise.reject(error);
     }
+    if (this.engine.measurePrompt === undefined) return this.#enqueue(job);
+    this.#measuring++;
+    return (
+      this.engine
+        .measurePrompt(job.request)
+        // An engine that cannot say (or fails to) leaves the prompt to the generation, which checks it too.
+        .catch(() => null)
+        .then((measure) => {
+          this.#measuring--;
+          try {
+            const tooLong = measure === null ? null : tooLongFor(measure);
+            if (tooLong !== null) throw tooLong;
+            this.#admit(job);
+          } catch (error) {
+            this.#checkIdle();
+            throw error;
+          }
+          return this.#enqueue(job);
+        })
+    );
+  }
+
+  /** Refuse a job the queue cannot take now (closed, aborted, full, its deadline out of reach). */
+  #admit(job: QueueJob): void {
+    if (this.#closed) throw new InferenceError('INFERENCE_ABORTED', 'the inference queue is closed');
+    if (job.embed && this.embedder === undefined) {
+      throw new InferenceError('INFERENCE_INVALID_INPUT', 'this queue has no embedder');
+    }
+    if (job.request.signal?.aborted) {
+      throw new InferenceError('INFERENCE_ABORTED', `job ${job.requestId} was aborted before it was queued`);
+    }
+    if (this.queued >= this.maxQueued) {
+      throw new InferenceError('QUEUE_FULL', `the inference queue holds ${this.maxQueued} jobs`, {
+        details: { requestId: job.requestId, maxQueued: this.maxQueued },
+        hint: 'stop picking up requests until capacity frees up',
+      });
+    }
+    const finish = this.estimatedFinish(job);
+    if (finish > job.deadline) throw this.#unreachable(job, finish, 'admission');
+  }
+
+  #enqueue(job: QueueJob): Promise<QueueResult> {
     return new Promise<QueueResult>((resolve, reject) => {
       const entry: Entry = {
         job,
@@ -188,9 +219,9 @@ export class InferenceQueue {
     });
   }
 
-  /** Resolves when nothing is queued or running. */
+  /** Resolves when nothing is queued, being measured or running. */
   idle(): Promise<void> {
-    if (this.#running === null && this.#queue.length === 0) return Promise.resolve();
+    if (this.#running === null && this.queued === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
@@ -274,7 +305,7 @@ export class InferenceQueue {
   }
 
   #checkIdle(): void {
-    if (this.#running !== null || this.#queue.length > 0) return;
+    if (this.#running !== null || this.queued > 0) return;
     const waiters = this.#idleWaiters;
     this.#idleWaiters = [];
     for (const w of waiters) w();

@@ -7,8 +7,9 @@ import type {
   GenerateResult,
   ModelSource,
   OnLoadProgress,
+  PromptMeasure,
 } from './engine.ts';
-import { checkGenerateRequest, notLoaded, throwIfAborted } from './engine.ts';
+import { checkGenerateRequest, checkPromptInput, notLoaded, throwIfAborted } from './engine.ts';
 import { InferenceError } from './errors.ts';
 import type { EmbedderSpec, EngineSpec } from './factory.ts';
 import type { WorkerRequest, WorkerResponse, WorkerResults } from './worker-protocol.ts';
@@ -87,6 +88,8 @@ export abstract class RemoteEngine implements Engine {
   abstract readonly kind: EngineKind;
   protected engineId: string;
   protected loadedModel: ModelRef | null = null;
+  /** The model whose engine said it cannot measure prompts (each load answers anew). */
+  #cannotMeasure: ModelRef | null = null;
 
   constructor(
     engineId: string,
@@ -122,6 +125,20 @@ export abstract class RemoteEngine implements Engine {
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
+  }
+
+  /** Answered by the worker while a generation runs (its messages are handled as they come). */
+  async measurePrompt(request: Pick<GenerateRequest, 'prompt' | 'messages'>): Promise<PromptMeasure | null> {
+    checkPromptInput(request);
+    const worker = this.currentWorker();
+    if (worker === null || this.loadedModel === null) throw notLoaded(this.label);
+    if (this.#cannotMeasure === this.loadedModel) return null;
+    const { prompt, messages } = request;
+    const plain = prompt !== undefined ? { prompt } : messages !== undefined ? { messages } : {};
+    const measure = await worker.call({ type: 'measure-prompt' as const, request: plain }).result;
+    // The worker's engine does not measure: not asked again.
+    if (measure === null) this.#cannotMeasure = this.loadedModel;
+    return measure;
   }
 }
 

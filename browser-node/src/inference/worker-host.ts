@@ -66,6 +66,10 @@ export function serveInferenceWorker<ES, BS>(
           running.delete(msg.id);
         }
       }
+      case 'measure-prompt': {
+        const loaded = needEngine();
+        return loaded.measurePrompt === undefined ? null : await loaded.measurePrompt(msg.request);
+      }
       case 'abort':
         running.get(msg.target)?.abort();
         return null;

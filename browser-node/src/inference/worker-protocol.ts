@@ -1,5 +1,5 @@
 import type { EmbeddingModelRef, ModelRef } from '@synod/shared';
-import type { GenerateRequest, GenerateResult, LoadProgress, ModelSource } from './engine.ts';
+import type { GenerateRequest, GenerateResult, LoadProgress, ModelSource, PromptMeasure } from './engine.ts';
 import type { InferenceErrorJSON } from './errors.ts';
 import type { EmbedderSpec, EngineSpec } from './factory.ts';
 
@@ -12,6 +12,7 @@ import type { EmbedderSpec, EngineSpec } from './factory.ts';
 export type WorkerRequest =
   | { type: 'load-engine'; id: number; spec: EngineSpec; model: ModelSource }
   | { type: 'generate'; id: number; request: Omit<GenerateRequest, 'signal'> }
+  | { type: 'measure-prompt'; id: number; request: Pick<GenerateRequest, 'prompt' | 'messages'> }
   | { type: 'abort'; id: number; target: number }
   | { type: 'unload-engine'; id: number }
   | { type: 'load-embedder'; id: number; spec: EmbedderSpec }
@@ -22,6 +23,8 @@ export type WorkerRequest =
 export interface WorkerResults {
   'load-engine': { engineId: string; model: ModelRef };
   generate: GenerateResult;
+  /** Null when the worker's engine does not measure prompts. */
+  'measure-prompt': PromptMeasure | null;
   abort: null;
   'unload-engine': null;
   'load-embedder': { ref: EmbeddingModelRef; dims: number };

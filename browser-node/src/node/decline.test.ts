@@ -83,6 +83,60 @@ describe('SynodNode: a request its model cannot run', () => {
     }
   }, 60_000);
 
+  test('a node busy with a long generation declines a prompt longer than the context as it arrives', async () => {
+    const serving = await loadTestServing();
+    const net = new MemoryNetwork();
+    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(182));
+    const nodeKey = await NodeKey.fromSeed(new Uint8Array(32).fill(183));
+    const declinedAt = new Map<string, number>();
+    const relay = new SynodNode({
+      key: relayKey,
+      role: 'relay',
+      transports: [net.join(relayKey.nodeId)],
+      onPacket: ({ packet }) => {
+        if (packet.type === 'decline') declinedAt.set(packet.body.requestId, Date.now());
+      },
+    });
+    const node = new SynodNode({
+      key: nodeKey,
+      role: 'node',
+      transports: [net.join(nodeKey.nodeId)],
+      serving,
+    });
+    await relay.start();
+    await node.start();
+    try {
+      const frame = { revealWindowMs: 10_000, maxTimeMs: 60_000 };
+      // About 2,000 tokens of output: seconds of work for the node's one engine.
+      const busy = testRequest({
+        embedder: serving.embedder,
+        prompt: 'Once upon a time',
+        acceptedModels: ['stories260K'],
+        params: { temperature: 0, maxTokens: 2000 },
+        frame,
+      });
+      await relay.submit(busy);
+      await until(() => serving.queue.running);
+      const long = testRequest({
+        embedder: serving.embedder,
+        prompt: 'Once upon a time there was a cat. '.repeat(900),
+        acceptedModels: ['stories260K'],
+        params: { temperature: 0, maxTokens: 16 },
+        frame,
+      });
+      await relay.submit(long);
+      await until(() => declinedAt.has(long.requestId));
+      // Declined while the first generation still ran: not after it.
+      expect(serving.queue.running).toBe(true);
+      expect(node.metrics().inferences).toMatchObject({ done: 0, declined: 1 });
+      await until(() => node.metrics().inferences.done === 1, 30_000);
+    } finally {
+      await node.close();
+      await relay.close();
+      await serving.close();
+    }
+  }, 60_000);
+
   test('declineOf: only PROMPT_TOO_LONG with both token counts makes a decline', () => {
     const tooLong = new InferenceError('PROMPT_TOO_LONG', 'x', {
       details: { promptTokens: 900, contextSize: 512 },
