@@ -68,6 +68,16 @@ class MeasuringEngineTestDouble extends ControlledEngineTestDouble {
   }
 }
 
+/** A queue over a measuring engine, running a first job (`r`), its later measures held or not. */
+async function measuringQueue(maxQueued: number, held: boolean) {
+  const engine = new MeasuringEngineTestDouble();
+  const q = new InferenceQueue({ engine, maxQueued, tokensPerSecond: 1000, now: () => 0 });
+  const running = q.submit(job('r', 1e9));
+  await new Promise((r) => setTimeout(r, 0));
+  engine.held = held;
+  return { engine, q, running };
+}
+
 const job = (name: string, deadline: number, maxTokens = 10, embed = false): QueueJob => ({
   requestId: name,
   deadline,
@@ -174,10 +184,7 @@ describe('InferenceQueue (with a test-double engine and a manual clock)', () => 
   });
 
   test('an engine that measures prompts: one longer than the context is refused PROMPT_TOO_LONG as it arrives, while a job runs', async () => {
-    const engine = new MeasuringEngineTestDouble();
-    const q = new InferenceQueue({ engine, maxQueued: 4, tokensPerSecond: 1000, now: () => 0 });
-    const running = q.submit(job('r', 1e9));
-    await new Promise((r) => setTimeout(r, 0));
+    const { engine, q, running } = await measuringQueue(4, false);
     expect(engine.started).toEqual(['r']);
     const queued = q.submit(job('q', 1e9));
     // 100 characters: as long as the context, no room for a token.
@@ -196,28 +203,26 @@ describe('InferenceQueue (with a test-double engine and a manual clock)', () => 
   });
 
   test('a job whose prompt is being measured holds its place in the bound; a measure that fails leaves it to the generation', async () => {
-    const engine = new MeasuringEngineTestDouble();
-    const q = new InferenceQueue({ engine, maxQueued: 1, tokensPerSecond: 1000, now: () => 0 });
-    const running = q.submit(job('r', 1e9));
-    await new Promise((r) => setTimeout(r, 0));
-    engine.held = true;
+    const { engine, q, running } = await measuringQueue(1, true);
     const measuring = q.submit(job('m', 1e9));
     expect(q.capacity).toEqual({ queued: 1, maxQueue: 1 });
     expect(q.accepting).toBe(false);
     await expect(q.submit(job('over', 1e9))).rejects.toMatchObject({ code: 'QUEUE_FULL' });
-    // The queue is not idle while a job is measured.
+    // Nothing runs or waits once the first job is done, but a job is measured: not idle.
+    await engine.finishOne();
+    await running;
     let idle = false;
     const idled = q.idle().then(() => {
       idle = true;
     });
+    await new Promise((r) => setTimeout(r, 0));
+    expect(idle).toBe(false);
     await engine.release();
-    expect(q.capacity).toEqual({ queued: 1, maxQueue: 1 });
+    expect(engine.started).toEqual(['r', 'm']);
     await engine.finishOne();
-    await engine.finishOne();
-    await Promise.all([running, measuring]);
+    await measuring;
     await idled;
     expect(idle).toBe(true);
-    expect(engine.started).toEqual(['r', 'm']);
     // The tokenizer fails: the job is queued and run, the generation checking its prompt itself.
     engine.held = false;
     engine.fail = true;
@@ -228,11 +233,7 @@ describe('InferenceQueue (with a test-double engine and a manual clock)', () => 
   });
 
   test('a job aborted, or a queue closed, while its prompt is measured: refused, never queued', async () => {
-    const engine = new MeasuringEngineTestDouble();
-    const q = new InferenceQueue({ engine, maxQueued: 4, tokensPerSecond: 1000, now: () => 0 });
-    const running = q.submit(job('r', 1e9));
-    await new Promise((r) => setTimeout(r, 0));
-    engine.held = true;
+    const { engine, q, running } = await measuringQueue(4, true);
     const ac = new AbortController();
     const aborted = q
       .submit({ ...job('a', 1e9), request: { ...job('a', 1e9).request, signal: ac.signal } })

@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'bun:test';
+import type { AnyPacket } from '@synod/shared';
 import { NodeKey } from '@synod/shared';
 import { InferenceError } from '../inference/errors.ts';
 import { MemoryNetwork } from '../p2p/memory.ts';
@@ -7,35 +8,49 @@ import { loadTestServing } from './test-helpers.ts';
 import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
 
+/**
+ * A relay and one node serving stories260K on a memory network (keys from `seed`), what the relay
+ * heard of declines and how its requests ended, and what the node logged and how its requests ended.
+ */
+async function relayAndNode(seed: number) {
+  const serving = await loadTestServing();
+  const net = new MemoryNetwork();
+  const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(seed));
+  const nodeKey = await NodeKey.fromSeed(new Uint8Array(32).fill(seed + 1));
+  const logs: Array<Record<string, unknown>> = [];
+  const finished = new Map<string, string>();
+  const ended = new Map<string, { kind: string; reason: string; at: number }>();
+  const declines: Extract<AnyPacket, { type: 'decline' }>[] = [];
+  const relay = new SynodNode({
+    key: relayKey,
+    role: 'relay',
+    transports: [net.join(relayKey.nodeId)],
+    onPacket: ({ packet }) => {
+      if (packet.type === 'decline') declines.push(packet);
+    },
+    onFinished: (id, o) => ended.set(id, { ...o, at: Date.now() }),
+  });
+  const node = new SynodNode({
+    key: nodeKey,
+    role: 'node',
+    transports: [net.join(nodeKey.nodeId)],
+    serving,
+    log: (e) => logs.push(e),
+    onFinished: (id, o) => finished.set(id, o.reason),
+  });
+  await relay.start();
+  await node.start();
+  const close = async () => {
+    await node.close();
+    await relay.close();
+    await serving.close();
+  };
+  return { serving, nodeKey, relay, node, logs, finished, ended, declines, close };
+}
+
 describe('SynodNode: a request its model cannot run', () => {
   test('a prompt longer than the context is declined, signed, and its coordinator ends it DECLINED before its deadline', async () => {
-    const serving = await loadTestServing();
-    const net = new MemoryNetwork();
-    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(180));
-    const nodeKey = await NodeKey.fromSeed(new Uint8Array(32).fill(181));
-    const logs: Array<Record<string, unknown>> = [];
-    const finished = new Map<string, string>();
-    const ended = new Map<string, { kind: string; reason: string; at: number }>();
-    const declines: unknown[] = [];
-    const relay = new SynodNode({
-      key: relayKey,
-      role: 'relay',
-      transports: [net.join(relayKey.nodeId)],
-      onPacket: ({ packet }) => {
-        if (packet.type === 'decline') declines.push(packet);
-      },
-      onFinished: (id, o) => ended.set(id, { ...o, at: Date.now() }),
-    });
-    const node = new SynodNode({
-      key: nodeKey,
-      role: 'node',
-      transports: [net.join(nodeKey.nodeId)],
-      serving,
-      log: (e) => logs.push(e),
-      onFinished: (id, o) => finished.set(id, o.reason),
-    });
-    await relay.start();
-    await node.start();
+    const { serving, nodeKey, relay, node, logs, finished, ended, declines, close } = await relayAndNode(180);
     try {
       // Within LIMITS.maxPromptChars, far past stories260K's context.
       const body = testRequest({
@@ -77,34 +92,12 @@ describe('SynodNode: a request its model cannot run', () => {
         contextTokens: d.contextTokens,
       });
     } finally {
-      await node.close();
-      await relay.close();
-      await serving.close();
+      await close();
     }
   }, 60_000);
 
   test('a node busy with a long generation declines a prompt longer than the context as it arrives', async () => {
-    const serving = await loadTestServing();
-    const net = new MemoryNetwork();
-    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(182));
-    const nodeKey = await NodeKey.fromSeed(new Uint8Array(32).fill(183));
-    const declinedAt = new Map<string, number>();
-    const relay = new SynodNode({
-      key: relayKey,
-      role: 'relay',
-      transports: [net.join(relayKey.nodeId)],
-      onPacket: ({ packet }) => {
-        if (packet.type === 'decline') declinedAt.set(packet.body.requestId, Date.now());
-      },
-    });
-    const node = new SynodNode({
-      key: nodeKey,
-      role: 'node',
-      transports: [net.join(nodeKey.nodeId)],
-      serving,
-    });
-    await relay.start();
-    await node.start();
+    const { serving, relay, node, declines, close } = await relayAndNode(182);
     try {
       const frame = { revealWindowMs: 10_000, maxTimeMs: 60_000 };
       // About 2,000 tokens of output: seconds of work for the node's one engine.
@@ -125,15 +118,13 @@ describe('SynodNode: a request its model cannot run', () => {
         frame,
       });
       await relay.submit(long);
-      await until(() => declinedAt.has(long.requestId));
+      await until(() => declines.some((d) => d.body.requestId === long.requestId));
       // Declined while the first generation still ran: not after it.
       expect(serving.queue.running).toBe(true);
       expect(node.metrics().inferences).toMatchObject({ done: 0, declined: 1 });
       await until(() => node.metrics().inferences.done === 1, 30_000);
     } finally {
-      await node.close();
-      await relay.close();
-      await serving.close();
+      await close();
     }
   }, 60_000);
 
