@@ -28,18 +28,20 @@ export class RelayProcesses {
   /** The nodes' ids and processes, by index (0: the node the others bootstrap to). */
   readonly nodes: { nodeId: string; child: Child }[] = [];
   #relayArgs: string[] = [];
-  #nodeFlags: string[] = [];
+  #nodeFlags: (i: number) => string[] = () => [];
 
   constructor(
     readonly dir: string,
     private readonly passphrase: string,
+    /** More environment for every child. */
+    private readonly env: Record<string, string> = {},
   ) {}
 
   /** Spawn a Bun child; resolve with the first JSON log line `match` accepts. */
   spawnBun(args: string[], match: (j: Record<string, unknown>) => boolean, timeoutMs = 120_000) {
     const proc = Bun.spawn([process.execPath, ...args], {
       cwd: REPO,
-      env: { ...process.env, SYNOD_PASSPHRASE: this.passphrase, SYNOD_MODELS_DIR: MODELS },
+      env: { ...process.env, ...this.env, SYNOD_PASSPHRASE: this.passphrase, SYNOD_MODELS_DIR: MODELS },
       stdout: 'pipe',
       stderr: 'pipe',
     });
@@ -91,14 +93,14 @@ export class RelayProcesses {
       join(this.dir, `node-${i}`, 'state.db'),
       '--models-dir',
       MODELS,
-      ...this.#nodeFlags,
+      ...this.#nodeFlags(i),
       ...(bootstrap.length > 0 ? ['--bootstrap', bootstrap.join(',')] : []),
     ];
   }
 
-  /** Three nodes (`nodeFlags` added to each), meshed; their TCP multiaddrs. */
-  async startNodes(nodeFlags: string[] = []): Promise<string[]> {
-    this.#nodeFlags = nodeFlags;
+  /** Three nodes (`nodeFlags` added to each, or to node i, 1-3, as it says), meshed; their TCP multiaddrs. */
+  async startNodes(nodeFlags: string[] | ((i: number) => string[]) = []): Promise<string[]> {
+    this.#nodeFlags = typeof nodeFlags === 'function' ? nodeFlags : () => nodeFlags;
     const started = (j: Record<string, unknown>) => j['msg'] === 'node started';
     const first = await this.spawnBun(this.#nodeArgs(1, []), started);
     const rest = await Promise.all(

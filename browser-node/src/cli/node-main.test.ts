@@ -34,9 +34,35 @@ describe('synod node flags', () => {
       model: 'stories260K',
       host: '127.0.0.1',
       threads: 1,
+      gpu: 'off',
+      gpuLayers: 'max',
     });
     expect(o.bootstrap).toEqual([]);
     expect(o.coordinators).toEqual([]);
+  });
+
+  test('--gpu and --gpu-layers: a backend of llama-cpp, layers with a GPU only; anything else is a usage error', () => {
+    const env = { SYNOD_PASSPHRASE: 'pw' };
+    expect(parseNodeArgs(['--gpu', 'vulkan'], env)).toMatchObject({ gpu: 'vulkan', gpuLayers: 'max' });
+    expect(parseNodeArgs(['--gpu', 'auto', '--gpu-layers', '12'], env)).toMatchObject({
+      gpu: 'auto',
+      gpuLayers: 12,
+    });
+    expect(parseNodeArgs(['--gpu', 'cuda', '--gpu-layers', 'max'], env)).toMatchObject({ gpuLayers: 'max' });
+    const refused: [string[], string][] = [
+      [['--gpu', 'rocm'], '--gpu must be one of off, auto, cuda, vulkan, metal'],
+      [['--gpu-layers', '8'], '--gpu-layers needs --gpu'],
+      [['--gpu', 'vulkan', '--gpu-layers', '-1'], '--gpu-layers'],
+      [['--gpu', 'vulkan', '--gpu-layers', 'all'], '--gpu-layers'],
+      [
+        ['--gpu', 'vulkan', '--engine', 'transformers', '--model', 'glove-static-100d'],
+        '--gpu is for --engine llama-cpp',
+      ],
+    ];
+    for (const [argv, message] of refused) {
+      expect(() => parseNodeArgs(argv, env)).toThrow(CliUsageError);
+      expect(() => parseNodeArgs(argv, env)).toThrow(message);
+    }
   });
 
   test('--coordinators: relay node ids, 64 hex digits each; anything else is a usage error', () => {

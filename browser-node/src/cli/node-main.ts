@@ -8,6 +8,7 @@ import { isSynodError, LIMITS } from '@synod/shared';
 import { measureEmbedder, measureEngine } from '../inference/capability.ts';
 import type { Engine } from '../inference/engine.ts';
 import { InferenceError, isInferenceError } from '../inference/errors.ts';
+import { LLAMA_GPUS, type LlamaGpu } from '../inference/llama-cpp.ts';
 import { DEFAULT_MODEL_MANIFEST, ModelsDir, modelsRootFromEnv } from '../inference/models-dir.ts';
 import { InferenceQueue } from '../inference/queue.ts';
 import { WorkerEmbedder, WorkerEngine } from '../inference/worker-client.ts';
@@ -42,6 +43,10 @@ Usage: synod node [options]
   --model ID             model to serve                               [stories260K]
   --embedder NAME        use-lite                                     [use-lite]
   --threads N            inference threads                            [1]
+  --gpu BACKEND          off | auto | cuda | vulkan | metal: llama-cpp on a GPU (its prebuilt
+                         binary @node-llama-cpp/<platform>-<backend> and a device, else exit 1
+                         ENGINE_UNAVAILABLE; auto: the first with a device, else the CPU)  [off]
+  --gpu-layers N|max     layers offloaded to the GPU (with --gpu)    [max]
   --host ADDR            IP address the P2P ports listen on           [127.0.0.1]
   --tcp-port N           libp2p TCP port (0: any free)                [0]
   --ws-port N            libp2p WebSocket port for browsers (0: any)  [0]
@@ -85,6 +90,10 @@ export interface NodeCliOptions {
   model: string;
   embedder: 'use-lite';
   threads: number;
+  /** llama-cpp's GPU backend (`--gpu`); `off`: the CPU. */
+  gpu: LlamaGpu;
+  /** Layers offloaded with a GPU (`--gpu-layers`). */
+  gpuLayers: number | 'max';
   host: string;
   /** Where /healthz and /metrics listen: `--health-host`, 127.0.0.1 whatever `--host` is. */
   healthHost: string;
@@ -174,6 +183,7 @@ export const DEFAULT_MAX_QUEUE = 64;
 /** The flags that take a number: a negative one after them is their value (refused by their check). */
 const NUMERIC_FLAGS: ReadonlySet<string> = new Set([
   'threads',
+  'gpu-layers',
   'tcp-port',
   'ws-port',
   'waku-cluster',
@@ -196,6 +206,8 @@ function parseNodeFlags(args: string[]) {
       model: { type: 'string', default: 'stories260K' },
       embedder: { type: 'string', default: 'use-lite' },
       threads: { type: 'string', default: '1' },
+      gpu: { type: 'string', default: 'off' },
+      'gpu-layers': { type: 'string' },
       host: { type: 'string', default: '127.0.0.1' },
       'health-host': { type: 'string', default: '127.0.0.1' },
       'tcp-port': { type: 'string', default: '0' },
@@ -295,6 +307,16 @@ export function parseNodeArgs(
         (engine === 'llama-cpp' ? '' : ' (for it, leave --engine at llama-cpp)'),
     );
   }
+  const gpu = oneOf('gpu', values.gpu as string, LLAMA_GPUS);
+  if (gpu !== 'off' && engine !== 'llama-cpp')
+    throw new CliUsageError(`--gpu is for --engine llama-cpp (${engine} runs on the CPU here)`);
+  const layersFlag = values['gpu-layers'] as string | undefined;
+  if (layersFlag !== undefined && gpu === 'off')
+    throw new CliUsageError('--gpu-layers needs --gpu (auto, cuda, vulkan or metal)');
+  const gpuLayers =
+    layersFlag === undefined || layersFlag === 'max'
+      ? ('max' as const)
+      : parseWholeNumber('--gpu-layers', layersFlag, 0, 10_000);
   // The flag, else the environment (an empty variable counts as unset), else Synod's own cluster.
   const clusterFlag = values['waku-cluster'] as string | undefined;
   const clusterEnv = env['SYNOD_WAKU_CLUSTER'] || undefined;
@@ -323,6 +345,8 @@ export function parseNodeArgs(
     model,
     embedder: oneOf('embedder', values.embedder as string, ['use-lite'] as const),
     threads: parseWholeNumber('--threads', values.threads as string, 1, 64),
+    gpu,
+    gpuLayers,
     host: ipAddress('host', values.host as string),
     healthHost: ipAddress('health-host', values['health-host'] as string),
     tcpPort: parsePort('--tcp-port', values['tcp-port'] as string),
@@ -493,7 +517,7 @@ async function startNode(
     );
     const loadedEngine = new WorkerEngine(
       o.engine === 'llama-cpp'
-        ? { kind: 'llama-cpp', options: { threads: o.threads } }
+        ? { kind: 'llama-cpp', options: { threads: o.threads, gpu: o.gpu, gpuLayers: o.gpuLayers } }
         : { kind: 'transformers' },
     );
     engine = loadedEngine;
@@ -518,6 +542,8 @@ async function startNode(
       msg: 'models loaded',
       model: model.id,
       fileHash: model.fileHash,
+      // With a GPU, its backend: node-llama-cpp@3.22.1+vulkan.
+      engine: loadedEngine.id,
       embedder: loadedEmbedder.ref,
       ...rates,
     });

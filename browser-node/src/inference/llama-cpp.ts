@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import type { ModelRef } from '@synod/shared';
 import type { Llama, LlamaContext, LlamaModel, Token } from 'node-llama-cpp';
 import {
@@ -25,8 +26,17 @@ import { sha256File, verifyHash } from './models-dir.ts';
  * node-llama-cpp (llama.cpp, native) for headless nodes under Bun or Node: GGUF models on the CPU.
  *
  * It only ever uses the prebuilt binary shipped in `@node-llama-cpp/<platform>` (`build: 'never'`,
- * `skipDownload: true`, `gpu: false`): it never compiles llama.cpp nor downloads anything. When the
- * binary for this platform is missing, load() throws ENGINE_UNAVAILABLE.
+ * `skipDownload: true`): it never compiles llama.cpp nor downloads anything. When the binary for this
+ * platform (and GPU backend) is missing, load() throws ENGINE_UNAVAILABLE.
+ *
+ * On the CPU by default (`gpu: 'off'`). A GPU box serves with `gpu: 'cuda' | 'vulkan' | 'metal'` (that
+ * backend's prebuilt binary, `@node-llama-cpp/<platform>-<backend>`, and a device it can see, or
+ * ENGINE_UNAVAILABLE) or `'auto'` (the first backend with a device, else the CPU); the model's layers are
+ * offloaded (`gpuLayers`, all by default) and the engine's id names the backend
+ * (`node-llama-cpp@3.22.1+vulkan`), as heartbeats advertise it. GPU kernels are not the CPU's: greedy
+ * output agrees with the CPU's token for token for a while, not for ever (stories260K on Vulkan's CPU
+ * device, lavapipe: the same first 200 tokens on every prompt tried, a different token within 500 on
+ * one), so a quorum mixing backends agrees through its embeddings, not byte for byte.
  *
  * `threads: 1` by default: on a 2-core machine one thread was several times faster than two for small
  * models (measured: about 3,000 tokens/s for stories260K with `sequence.evaluate`, `npm run bench:node`).
@@ -37,19 +47,33 @@ import { sha256File, verifyHash } from './models-dir.ts';
  * llama.cpp's `llama_tokenize(text, add_special = true, parse_special = true)`, and the output is the
  * generated tokens' pieces, leading space included.
  */
+/** Where the model runs: the CPU (`off`), a named GPU backend, or the first backend with a device. */
+export type LlamaGpu = 'off' | 'auto' | 'cuda' | 'vulkan' | 'metal';
+export const LLAMA_GPUS: readonly LlamaGpu[] = ['off', 'auto', 'cuda', 'vulkan', 'metal'];
+
 export interface LlamaCppOptions {
   /** CPU threads for generation (default 1). */
   threads?: number;
   /** Context size in tokens (default: min(2048, the model's training context); as wllama's). */
   contextSize?: number;
+  /** GPU backend (default `off`: the CPU). */
+  gpu?: LlamaGpu;
+  /** Layers offloaded to the GPU when one is used (default `max`: all that fit). */
+  gpuLayers?: number | 'max';
 }
 
 export const LLAMA_CPP_ENGINE_ID = 'node-llama-cpp@3.22.1';
 
+/** The GPU backend a loaded engine runs on, and the devices it sees. */
+export interface LlamaBackend {
+  gpu: Exclude<LlamaGpu, 'off' | 'auto'>;
+  devices: string[];
+}
+
 export class LlamaCppEngine implements Engine {
-  readonly id = LLAMA_CPP_ENGINE_ID;
   readonly kind = 'llama-cpp' as const;
   readonly #options: LlamaCppOptions;
+  #backend: LlamaBackend | null = null;
   #llama: Llama | null = null;
   #model: LlamaModel | null = null;
   #context: LlamaContext | null = null;
@@ -60,6 +84,16 @@ export class LlamaCppEngine implements Engine {
 
   constructor(options: LlamaCppOptions = {}) {
     this.#options = options;
+  }
+
+  /** `node-llama-cpp@<version>`, with `+<backend>` when it runs on a GPU. */
+  get id(): string {
+    return this.#backend === null ? LLAMA_CPP_ENGINE_ID : `${LLAMA_CPP_ENGINE_ID}+${this.#backend.gpu}`;
+  }
+
+  /** The GPU backend the loaded model runs on, or null (the CPU, or nothing loaded). */
+  get backend(): LlamaBackend | null {
+    return this.#backend;
   }
 
   get model(): ModelRef | null {
@@ -89,9 +123,10 @@ export class LlamaCppEngine implements Engine {
         'install the dependencies again (npm install in the project), or run a transformers.js model with --engine transformers',
       );
     }
+    const gpu = this.#options.gpu ?? 'off';
     try {
       this.#llama = await lib.getLlama({
-        gpu: false,
+        gpu: gpu === 'off' ? false : gpu,
         build: 'never',
         skipDownload: true,
         usePrebuiltBinaries: true,
@@ -100,20 +135,19 @@ export class LlamaCppEngine implements Engine {
         maxThreads: this.#options.threads ?? 1,
       });
     } catch (cause) {
-      const platform = `${process.platform}-${process.arch}`;
-      throw asInferenceError(
-        cause,
-        'ENGINE_UNAVAILABLE',
-        'no usable prebuilt llama.cpp binary',
-        { platform },
-        `install node-llama-cpp's prebuilt binary for this machine (npm install @node-llama-cpp/${platform}), or run a transformers.js model with --engine transformers`,
-      );
+      throw binaryUnavailable(cause, gpu);
+    }
+    try {
+      this.#backend = await backendOf(this.#llama, gpu);
+    } catch (e) {
+      await this.unload();
+      throw e;
     }
     try {
       onProgress?.({ loaded: 0, total: 1, phase: 'load' });
       this.#model = await this.#llama.loadModel({
         modelPath: path,
-        gpuLayers: 0,
+        gpuLayers: this.#backend === null ? 0 : (this.#options.gpuLayers ?? 'max'),
         onLoadProgress: (p: number) => onProgress?.({ loaded: p, total: 1, phase: 'load' }),
       });
       this.#context = await this.#model.createContext({
@@ -246,6 +280,7 @@ export class LlamaCppEngine implements Engine {
       await inflight.done.catch(() => undefined);
     }
     this.#ref = null;
+    this.#backend = null;
     const context = this.#context;
     const model = this.#model;
     const llama = this.#llama;
@@ -261,6 +296,71 @@ export class LlamaCppEngine implements Engine {
   get holdsResources(): boolean {
     return this.#llama !== null || this.#model !== null || this.#context !== null;
   }
+}
+
+/**
+ * ENGINE_UNAVAILABLE for a llama.cpp binary that did not load: not installed (the package to install),
+ * or, for a GPU backend, installed but unable to run here (node-llama-cpp tries it in a process of its
+ * own first: without the GPU's driver, or a device it may use, it does not run).
+ */
+function binaryUnavailable(cause: unknown, gpu: LlamaGpu): InferenceError {
+  const platform = `${process.platform}-${process.arch}`;
+  const named = gpu !== 'off' && gpu !== 'auto';
+  const binary = named ? `${platform}-${gpu}` : platform;
+  const installed = (() => {
+    try {
+      createRequire(import.meta.url).resolve(`@node-llama-cpp/${binary}/package.json`);
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  if (named && installed) {
+    return asInferenceError(
+      cause,
+      'ENGINE_UNAVAILABLE',
+      `llama.cpp's ${gpu} binary cannot run here`,
+      { platform, gpu },
+      `install the GPU's ${gpu} driver (and check that a device is visible), or serve with --gpu auto or --gpu off`,
+    );
+  }
+  return asInferenceError(
+    cause,
+    'ENGINE_UNAVAILABLE',
+    named ? `no usable prebuilt llama.cpp binary for ${gpu}` : 'no usable prebuilt llama.cpp binary',
+    { platform, gpu },
+    `install node-llama-cpp's prebuilt binary for this machine (npm install @node-llama-cpp/${binary})` +
+      (gpu === 'off' ? ', or run a transformers.js model with --engine transformers' : ''),
+  );
+}
+
+/**
+ * The GPU backend a llama.cpp binary loaded for `gpu` runs on: null on the CPU (`off`, or `auto` finding
+ * no device). A backend asked by name that is not the one loaded (node-llama-cpp falls back to another
+ * on a platform without it: Metal on Linux loads Vulkan), or that sees no device, is ENGINE_UNAVAILABLE:
+ * a node told to use its GPU does not serve from the CPU unsaid.
+ */
+async function backendOf(llama: Llama, gpu: LlamaGpu): Promise<LlamaBackend | null> {
+  if (gpu === 'off') return null;
+  const loaded = llama.gpu;
+  const devices = loaded === false ? [] : await llama.getGpuDeviceNames();
+  if (gpu === 'auto') return loaded === false || devices.length === 0 ? null : { gpu: loaded, devices };
+  if (loaded !== gpu) {
+    throw new InferenceError('ENGINE_UNAVAILABLE', `llama.cpp cannot use ${gpu} on this machine`, {
+      details: { gpu, platform: `${process.platform}-${process.arch}`, loaded },
+      hint: `serve with --gpu auto (the first backend with a device), or ${loaded === false ? '--gpu off' : `--gpu ${loaded}`}`,
+    });
+  }
+  if (devices.length === 0) {
+    throw new InferenceError('ENGINE_UNAVAILABLE', `llama.cpp sees no ${gpu} device`, {
+      details: { gpu },
+      hint:
+        gpu === 'vulkan'
+          ? "install the GPU's Vulkan driver (llama.cpp hides CPU Vulkan devices such as lavapipe unless GGML_VK_VISIBLE_DEVICES names them), or serve with --gpu off"
+          : `install the GPU's ${gpu} driver, or serve with --gpu off`,
+    });
+  }
+  return { gpu, devices };
 }
 
 /** BOS (when the model's `add_bos` says so), the text tokenized with special-token parsing, EOS (`add_eos`). */
