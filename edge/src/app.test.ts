@@ -108,6 +108,32 @@ describe('POST /v1/inference and the request lifecycle', () => {
     });
     expect(again.status).toBe(200);
     expect(((await again.json()) as { verdictDigest: string }).verdictDigest).toBe(c.verdictDigest);
+    // An expected digest as a chain event shows it (0x, any case) is the same digest; null is none.
+    const chainForm = await req('/v1/verify', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        transcript: c.transcript,
+        expectedVerdictDigest: `0x${c.verdictDigest.toUpperCase()}`,
+        expectedRoot: null,
+      }),
+    });
+    expect(chainForm.status).toBe(200);
+    // The relay's whole answer posted back: its members beside the transcript are not passed over
+    // unchecked (a wrong verdictDigest there was ignored, 200), but refused, saying what to send.
+    const whole = await req('/v1/verify', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...c, verdictDigest: 'e'.repeat(64) }),
+    });
+    expect(whole.status).toBe(400);
+    expect(await whole.json()).toMatchObject({
+      error: {
+        code: 'INVALID_INPUT',
+        message: expect.stringContaining('unknown members ok, requestId, verdictDigest'),
+        hint: expect.stringContaining('expectedVerdictDigest: its verdictDigest'),
+      },
+    });
 
     // A forged transcript is refused with reasons.
     const forged = structuredClone(c.transcript) as {
@@ -591,6 +617,27 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
       expect(j.error.code).toBe('INVALID_INPUT');
       expect(j.error.message).toStartWith('no transcript: the body is {transcript,');
       expect(j.error.details).toEqual({ issues: [{ path: 'transcript', message: 'required' }] });
+    }
+  });
+
+  test('verify: a transcript member that is not one, a bare transcript beside it, or an expected digest that is not one is 400 INVALID_INPUT', async () => {
+    const t = { v: 1, requestId: 'x', packets: [] };
+    for (const [body, path] of [
+      [{ transcript: null }, 'transcript'],
+      [{ transcript: 'x' }, 'transcript'],
+      [{ ...t, transcript: t }, 'v'],
+      [{ transcript: t, expectedRoot: 'abc' }, 'expectedRoot'],
+      [{ transcript: t, expectedVerdictDigest: 7 }, 'expectedVerdictDigest'],
+    ] as const) {
+      const r = await req('/v1/verify', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      expect(r.status).toBe(400);
+      const j = (await r.json()) as { error: { code: string; details: { issues: { path: string }[] } } };
+      expect(j.error.code).toBe('INVALID_INPUT');
+      expect(j.error.details.issues[0]?.path).toBe(path);
     }
   });
 

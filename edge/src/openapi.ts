@@ -50,6 +50,12 @@ const nullable = (schema: Json): Json => ({ anyOf: [schema, { type: 'null' }] })
 const ref = (name: string): Json => ({ $ref: `#/components/schemas/${name}` });
 const STRING_OR_NULL = { type: ['string', 'null'] };
 const HEX64_OR_NULL = nullable(HEX64);
+/** A digest a caller expects: 64 hex digits in any case, `0x` optional (as a chain event shows it); null for none. */
+const EXPECTED_DIGEST = {
+  type: ['string', 'null'],
+  pattern: '^(0x)?[0-9a-fA-F]{64}$',
+  description: '64 hex digits, 0x optional, any case; null for none',
+};
 const TIME = { type: 'integer', description: 'milliseconds since the Unix epoch' };
 /** An object whose members are all sent, every time. */
 const object = (properties: Record<string, Json>, description?: string): Json => ({
@@ -723,10 +729,11 @@ export function openApiDocument(version: string): Json {
                     {
                       type: 'object',
                       required: ['transcript'],
+                      additionalProperties: false,
                       properties: {
                         transcript: TRANSCRIPT,
-                        expectedVerdictDigest: HEX64,
-                        expectedRoot: HEX64,
+                        expectedVerdictDigest: EXPECTED_DIGEST,
+                        expectedRoot: EXPECTED_DIGEST,
                       },
                     },
                   ],

@@ -39,8 +39,18 @@ export interface AuditReport {
 const AUDITED_STATUSES = ['verdict', 'no-consensus'] as const;
 const PAGE = 100;
 
+interface HistoryItem {
+  requestId: string;
+  verdictDigest: string | null;
+  transcriptRoot: string | null;
+  /** As listed (`verdict` or `no-consensus` here): compared with the derived verdict's outcome. */
+  status?: unknown;
+  winnerNodeId?: unknown;
+  winnerModelId?: unknown;
+}
+
 interface HistoryPage {
-  items: { requestId: string; verdictDigest: string | null; transcriptRoot: string | null }[];
+  items: HistoryItem[];
   nextCursor: string | null;
 }
 
@@ -70,11 +80,7 @@ export async function auditRelay(o: AuditOptions): Promise<AuditReport> {
   return report;
 }
 
-async function auditOne(
-  base: string,
-  item: HistoryPage['items'][number],
-  timeoutS: number,
-): Promise<AuditFailure | null> {
+async function auditOne(base: string, item: HistoryItem, timeoutS: number): Promise<AuditFailure | null> {
   let verified: Verified;
   try {
     verified = await fetchAndVerify(`${base}/v1/verify/${encodeURIComponent(item.requestId)}`, timeoutS);
@@ -84,12 +90,25 @@ async function auditOne(
   }
   const { report } = verified;
   const check = report.check;
-  // What the history listing published must match too.
-  for (const [what, given, derived] of [
-    ["the history's verdict digest", item.verdictDigest, check.ok ? check.verdictDigest : null],
-    ["the history's transcript root", item.transcriptRoot, check.ok ? check.root : null],
+  const derived = check.ok
+    ? {
+        status: check.verdict.status === 'accepted' ? 'verdict' : 'no-consensus',
+        winnerNodeId: check.verdict.winner?.nodeId ?? null,
+        winnerModelId: check.verdict.winner?.model.id ?? null,
+      }
+    : null;
+  // What the history listing published must match too: the digest and root, the outcome and the winner.
+  // (A digest or root the listing leaves out is no claim; a winner it leaves out of an accepted verdict is.)
+  for (const [what, given, d] of [
+    ["the history's verdict digest", item.verdictDigest ?? undefined, check.ok ? check.verdictDigest : null],
+    ["the history's transcript root", item.transcriptRoot ?? undefined, check.ok ? check.root : null],
+    ["the history's status", item.status, derived?.status ?? null],
+    ["the history's winner", item.winnerNodeId, derived?.winnerNodeId ?? null],
+    ["the history's winning model", item.winnerModelId, derived?.winnerModelId ?? null],
   ] as const) {
-    if (given !== null) report.comparisons.push({ what, given, derived, match: given === derived });
+    if (given === undefined || (given === null && d === null)) continue;
+    const text = typeof given === 'string' ? given : JSON.stringify(given);
+    report.comparisons.push({ what, given: text, derived: d, match: given === d });
   }
   const reasons = reasonsOf(report);
   // A transcript about another request answers nothing about this one.

@@ -21,6 +21,7 @@ import {
 } from '@synod/shared';
 import { requests, verdicts } from '@synod/shared/history';
 import { eq } from 'drizzle-orm';
+import { archiveRecord } from '../../../edge/src/store/history-prune.ts';
 import { startTestNetwork, type TestNetwork } from '../../../edge/src/test-helpers.ts';
 import { type Ran, runCommand } from '../../../edge/src/test-servers.ts';
 import { MAX_SOURCE_BYTES } from './fetch-text.ts';
@@ -257,6 +258,8 @@ describe('synod-verify against relays', () => {
     expect(r.out).toContain(`request ${requestId}: the transcript holds, verdict accepted`);
     expect(r.out).toContain(`verdict digest   ${view.verdict?.verdictDigest}`);
     expect(r.out).toContain("the source's verdict digest matches");
+    expect(r.out).toContain("the source's request id matches");
+    expect(r.out).toContain("the source's verdict (its digest) matches");
     expect(r.out).toContain('attestations     3 nodes signed one, 3 of the derived verdict');
 
     // A relay that lies about the verdict digest of a genuine transcript is caught.
@@ -273,6 +276,29 @@ describe('synod-verify against relays', () => {
     const victim = forged.attestations[0] as { from: string; body: { verdictDigest: string } };
     victim.body.verdictDigest = 'd'.repeat(64);
     const forger = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => Response.json(forged) });
+    // So is one that publishes the true digest beside another verdict (another winner and output), or
+    // beside another request's id.
+    const otherWinner = structuredClone(honest) as { verdict: Verdict };
+    if (otherWinner.verdict.winner) {
+      otherWinner.verdict.winner.output = 'Once upon a time there was nothing.';
+      otherWinner.verdict.winner.nodeId = 'f'.repeat(64);
+    }
+    const renamed = { ...honest, requestId: 'c'.repeat(64) };
+    const claims = [otherWinner, renamed].map((body) =>
+      Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => Response.json(body) }),
+    );
+    try {
+      const [winnerLie, idLie] = await Promise.all(
+        claims.map((c) => verify([`http://127.0.0.1:${c.port}/v1/verify/${requestId}`])),
+      );
+      expect(winnerLie?.code).toBe(1);
+      expect(winnerLie?.out).toContain("the source's verdict digest matches");
+      expect(winnerLie?.out).toContain("the source's verdict (its digest) does NOT match");
+      expect(idLie?.code).toBe(1);
+      expect(idLie?.out).toContain(`the source's request id does NOT match: given ${'c'.repeat(64)}`);
+    } finally {
+      for (const c of claims) c.stop(true);
+    }
     try {
       const lied = await verify([`http://127.0.0.1:${liar.port}/v1/verify/${requestId}`]);
       expect(lied.code).toBe(1);
@@ -330,8 +356,14 @@ describe('synod-verify against relays', () => {
         const real = await fetch(`${t.relay.url}${u.pathname}${u.search}`);
         const body = (await real.json()) as Record<string, unknown>;
         if (u.pathname === '/v1/history') {
-          const page = body as { items: { requestId: string; verdictDigest: string }[] };
-          for (const i of page.items) if (i.requestId === listed) i.verdictDigest = 'e'.repeat(64);
+          const page = body as {
+            items: { requestId: string; verdictDigest: string; winnerNodeId: string | null }[];
+          };
+          for (const i of page.items) {
+            if (i.requestId === listed) i.verdictDigest = 'e'.repeat(64);
+            // Another winner for the other request: the digest is true, the listing is not.
+            if (i.requestId === forged) i.winnerNodeId = 'f'.repeat(64);
+          }
         }
         if (u.pathname === `/v1/verify/${forged}`) {
           const tr = body['transcript'] as { packets: { type: string; body: { output?: string } }[] };
@@ -349,6 +381,7 @@ describe('synod-verify against relays', () => {
         `  ${listed}\n    - the history's verdict digest ${'e'.repeat(64)} does not match`,
       );
       expect(lied.out).toContain(`  ${forged}\n    - does not hold: PACKET_BAD_SIGNATURE`);
+      expect(lied.out).toContain(`    - the history's winner ${'f'.repeat(64)} does not match`);
     } finally {
       liar.stop(true);
     }
@@ -496,6 +529,47 @@ describe('synod-verify against relays', () => {
     expect(r.code).toBe(2);
     expect(r.err).toContain('cannot re-embed with use-lite-512 (file hash fafe7cad');
   });
+
+  test("an archive line (history prune): its coordinator's signed verdict and status are checked against the transcript", async () => {
+    const requestId = await answered('A small bird sang');
+    const detail = await t.relay.store.getRequest(requestId);
+    if (detail === null) throw new Error('no request');
+    const line = archiveRecord(detail);
+    const ok = await verify(['-'], JSON.stringify(line));
+    expect(ok.code).toBe(0);
+    expect(ok.out).toContain("the coordinator's signed verdict's signature matches");
+    expect(ok.out).toContain("the coordinator's signed verdict's signer (the coordinator) matches");
+    expect(ok.out).toContain("the source's status matches");
+    const verdict = line.verdict as Packet<'verdict'>;
+    const stranger = await NodeKey.fromSeed(new Uint8Array(32).fill(77));
+    const forgeries: [string, unknown, string][] = [
+      [
+        'a digest altered in the signed packet',
+        { ...line, verdict: { ...verdict, body: { ...verdict.body, verdictDigest: 'e'.repeat(64) } } },
+        "the coordinator's signed verdict's signature does NOT match",
+      ],
+      [
+        "the same verdict signed by another key than the request's",
+        { ...line, verdict: await signPacket(stranger, 'verdict', verdict.body) },
+        "the coordinator's signed verdict's signer (the coordinator) does NOT match",
+      ],
+      [
+        'a status the verdict does not have',
+        { ...line, status: 'no-consensus' },
+        "the source's status does NOT match: given no-consensus, derived verdict",
+      ],
+      [
+        'a signed verdict that is not a verdict packet',
+        { ...line, verdict: { ...verdict, type: 'attestation' } },
+        "the coordinator's signed verdict does NOT match",
+      ],
+    ];
+    for (const [what, forged, says] of forgeries) {
+      const r = await verify(['-'], JSON.stringify(forged));
+      expect({ what, code: r.code }).toEqual({ what, code: 1 });
+      expect(r.out).toContain(says);
+    }
+  }, 120_000);
 
   // Last in this file: it leaves a request in the relay's history whose published verdict is forged.
   test('a relay whose published verdict is not the one its transcript yields fails here too (exit 1)', async () => {

@@ -25,8 +25,10 @@ export async function loadPinnedEmbedder(
       `cannot re-embed: the frame pins embedder ${ref.id}, and this verifier has only ${USE_LITE_ID}`,
     );
   }
-  const embedder = new UseLiteEmbedder({ bits: ref.bits, expectedFileHash: ref.fileHash });
+  let embedder: UseLiteEmbedder;
   try {
+    // The constructor refuses bits it cannot give (USE Lite has 512 dimensions; a frame may pin up to 8192).
+    embedder = new UseLiteEmbedder({ bits: ref.bits, expectedFileHash: ref.fileHash });
     await embedder.load();
   } catch (e) {
     const code = (e as { code?: unknown }).code;

@@ -1,6 +1,13 @@
-import { type EmbeddingModelRef, type TranscriptCheck, verifyTranscript } from '@synod/shared';
+import {
+  type EmbeddingModelRef,
+  type TranscriptCheck,
+  type Verdict,
+  verdictDigest,
+  verifyTranscript,
+} from '@synod/shared';
 import { type AttestationCheck, checkAttestations } from './attestations.ts';
 import { type EmbedBits, reembedReveals } from './reembed.ts';
+import { packetOf, signatureHolds } from './signed-packets.ts';
 import type { VerifyInput } from './verify-input.ts';
 
 /** The local result, and how it compares with what was expected or claimed. */
@@ -88,10 +95,60 @@ export async function verifyInput(
     };
   }
   const compared = compare(check, { ...expect, claimed: input.claimed });
+  if (input.verdictPacket !== undefined) {
+    compared.comparisons.push(...(await verdictPacketComparisons(check, input.verdictPacket)));
+    compared.ok = compared.ok && compared.comparisons.every((c) => c.match);
+  }
   const report = reembedded
     ? { ...compared, reembedded, ok: compared.ok && reembedded.disagree.length === 0 }
     : compared;
   return withAttestations(report, input.attestations);
+}
+
+/**
+ * The coordinator's signed verdict packet a source gives (an archive line's), checked against what is
+ * derived: a verdict packet whose signature holds, signed by the key that signed the request (its
+ * coordinator), naming the request, the derived verdict, its digest and the transcript's root.
+ */
+async function verdictPacketComparisons(
+  check: TranscriptCheck,
+  raw: unknown,
+): Promise<VerifyReport['comparisons']> {
+  const what = "the coordinator's signed verdict";
+  const read = packetOf(raw, 'verdict', 'a verdict');
+  if ('why' in read) return [{ what, given: read.why, derived: 'a verdict packet', match: false }];
+  const p = read.packet;
+  const out: VerifyReport['comparisons'] = [];
+  const holds = await signatureHolds(p);
+  out.push({
+    what: `${what}'s signature`,
+    given: holds ? 'verifies' : 'does not verify',
+    derived: 'verifies',
+    match: holds,
+  });
+  const request = check.ok ? check.transcript.packets.find((x) => x.type === 'request') : undefined;
+  const add = (name: string, given: string, derived: string | null) =>
+    out.push({ what: `${what}'s ${name}`, given, derived, match: given === derived });
+  add('signer (the coordinator)', p.from, request?.from ?? null);
+  add('request id', p.body.requestId, check.ok ? check.requestId : null);
+  add('verdict digest', p.body.verdictDigest, check.ok ? check.verdictDigest : null);
+  add('transcript root', p.body.transcriptRoot, check.ok ? check.root : null);
+  add('verdict (its digest)', verdictDigest(p.body.verdict), check.ok ? check.verdictDigest : null);
+  return out;
+}
+
+/** The digest of a verdict object a source gives, or what it is when it is not one. */
+function claimedVerdictDigest(v: unknown): string {
+  try {
+    return verdictDigest(v as Verdict);
+  } catch {
+    return `not a verdict: ${JSON.stringify(v).slice(0, 80)}`;
+  }
+}
+
+/** A request's status as a relay's history names its verdict's outcome. */
+function statusOf(v: Verdict): string {
+  return v.status === 'accepted' ? 'verdict' : 'no-consensus';
 }
 
 export function compare(
@@ -105,8 +162,13 @@ export function compare(
   },
 ): VerifyReport {
   const derived = check.ok
-    ? { digest: check.verdictDigest, root: check.root, requestId: check.requestId }
-    : { digest: null, root: null, requestId: null };
+    ? {
+        digest: check.verdictDigest,
+        root: check.root,
+        requestId: check.requestId,
+        status: statusOf(check.verdict),
+      }
+    : { digest: null, root: null, requestId: null, status: null };
   const comparisons: VerifyReport['comparisons'] = [];
   const add = (what: string, value: string | undefined, d: string | null) => {
     if (value !== undefined) comparisons.push({ what, given: value, derived: d, match: value === d });
@@ -117,6 +179,13 @@ export function compare(
   add('the request asked for', given.expectRequestId, derived.requestId);
   add("the source's verdict digest", given.claimed.verdictDigest, derived.digest);
   add("the source's transcript root", given.claimed.root, derived.root);
+  add("the source's request id", given.claimed.requestId, derived.requestId);
+  // Only a status that names a verdict's outcome is one to compare: an archived request that expired
+  // after its seal has a transcript, and no verdict published.
+  const status = given.claimed.status;
+  if (status === 'verdict' || status === 'no-consensus') add("the source's status", status, derived.status);
+  if (given.claimed.verdict !== undefined)
+    add("the source's verdict (its digest)", claimedVerdictDigest(given.claimed.verdict), derived.digest);
   return { ok: check.ok && comparisons.every((c) => c.match), check, comparisons };
 }
 

@@ -53,11 +53,38 @@ describe('readVerifyInput', () => {
     ).toEqual({ verdictDigest: 'FFFF', root: '7' });
   });
 
+  test('what a source says beside the transcript: its request id, status and verdict to compare, a signed verdict packet to check', () => {
+    const t = { v: 1, requestId: 'x', packets: [] };
+    const verdict = { status: 'accepted', accepted: [] };
+    expect(readVerifyInput(JSON.stringify({ transcript: t, requestId: 'x', verdict })).claimed).toEqual({
+      requestId: 'x',
+      verdict,
+    });
+    // An archive line: the coordinator's signed verdict packet, checked as a packet, and the status.
+    const packet = { v: 1, type: 'verdict', from: 'a'.repeat(64), body: {}, sig: 'b'.repeat(128) };
+    const line = readVerifyInput(JSON.stringify({ transcript: t, status: 'verdict', verdict: packet }));
+    expect(line.claimed).toEqual({ status: 'verdict' });
+    expect(line.verdictPacket).toEqual(packet);
+    // Anything but a string is compared as its JSON (and differs), never dropped.
+    expect(readVerifyInput(JSON.stringify({ transcript: t, requestId: 7 })).claimed).toEqual({
+      requestId: '7',
+    });
+  });
+
+  test('a byte order mark before the JSON is not part of it', () => {
+    const t = { v: 1, requestId: 'x', packets: [] };
+    expect(readVerifyInput(`\uFEFF${JSON.stringify(t)}`)).toEqual({ transcript: t, claimed: {} });
+  });
+
   test.each([
     ['not json', 'not JSON'],
     ['[1,2]', 'expected a transcript'],
     ['null', 'expected a transcript'],
     ['{"ok":false,"error":{}}', 'no transcript here'],
+    [
+      '{"v":1,"requestId":"x","packets":[],"transcript":{}}',
+      'both a bare transcript (packets) and a transcript member',
+    ],
   ])('%p is not something to verify', (text, message) => {
     expect(() => readVerifyInput(text)).toThrow(VerifyInputError);
     expect(() => readVerifyInput(text)).toThrow(message);

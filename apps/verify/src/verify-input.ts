@@ -1,15 +1,26 @@
 /**
  * What `synod-verify` is given, read without trusting it: a transcript (`{v, requestId, packets}`), or
- * a relay's answer that holds one (`GET /v1/verify/:id`, or a body for `POST /v1/verify`:
- * `{transcript, expectedVerdictDigest?, expectedRoot?}`). Only the transcript is used; whatever else
- * the source says about its verdict is reported beside the local result, never taken for it.
+ * a relay's answer that holds one (`GET /v1/verify/:id`, a line of a `history prune` archive, or a body
+ * for `POST /v1/verify`: `{transcript, expectedVerdictDigest?, expectedRoot?}`). Only the transcript is
+ * used; whatever else the source says about it (its verdict, digest, root, request id, status, the
+ * coordinator's signed verdict) is compared with what is derived here, never taken for it.
  */
 export interface VerifyInput {
   transcript: unknown;
-  /** The verdict digest and root the source claims, when it claims any (compared, not trusted). */
-  claimed: { verdictDigest?: string; root?: string };
+  /** What the source claims of the transcript's verdict, when it claims it (compared, not trusted). */
+  claimed: {
+    verdictDigest?: string;
+    root?: string;
+    requestId?: string;
+    /** The verdict object itself (`GET /v1/verify/:id`'s `verdict`), compared by its digest. */
+    verdict?: unknown;
+    /** The request's status (an archive line's): `verdict` for an accepted verdict, or `no-consensus`. */
+    status?: string;
+  };
   /** The nodes' attestation packets the source gives beside the transcript (checked, not trusted). */
   attestations?: unknown[];
+  /** The coordinator's signed verdict packet the source gives (an archive line's `verdict`): checked. */
+  verdictPacket?: unknown;
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -36,7 +47,8 @@ export function readVerifyInput(text: string, from = 'the input'): VerifyInput {
   if (text.trim() === '') throw new VerifyInputError(`${from} is empty`);
   let v: unknown;
   try {
-    v = JSON.parse(text);
+    // A byte order mark before the JSON (a file saved by some editors) is not part of it (RFC 8259 §8.1).
+    v = JSON.parse(text.replace(/^\uFEFF/, ''));
   } catch (e) {
     throw new VerifyInputError(`${from} is not JSON: ${(e as Error).message}`);
   }
@@ -44,6 +56,11 @@ export function readVerifyInput(text: string, from = 'the input'): VerifyInput {
     throw new VerifyInputError('expected a transcript or an object holding one');
   }
   const o = v as Record<string, unknown>;
+  if ('packets' in o && 'transcript' in o) {
+    throw new VerifyInputError(
+      'both a bare transcript (packets) and a transcript member: give one ({v, requestId, packets} or {transcript, …})',
+    );
+  }
   if ('packets' in o) return { transcript: o, claimed: {} };
   if (!('transcript' in o)) {
     throw new VerifyInputError('no transcript here: expected {v, requestId, packets} or {transcript, …}');
@@ -65,8 +82,31 @@ export function readVerifyInput(text: string, from = 'the input'): VerifyInput {
   const claimedRoot = claimOf(root);
   if (claimedDigest !== undefined) claimed.verdictDigest = claimedDigest;
   if (claimedRoot !== undefined) claimed.root = claimedRoot;
+  const requestId = o['requestId'];
+  if (requestId !== undefined && requestId !== null) claimed.requestId = claimOfText(requestId);
+  const status = o['status'];
+  if (status !== undefined && status !== null) claimed.status = claimOfText(status);
+  // A relay's answer carries the verdict object; an archive line, the coordinator's signed packet of it.
+  const verdict = o['verdict'];
+  const signed = isPacketLike(verdict);
+  if (verdict !== undefined && verdict !== null && !signed) claimed.verdict = verdict;
   const attestations = o['attestations'];
-  return { transcript: o['transcript'], claimed, ...(Array.isArray(attestations) ? { attestations } : {}) };
+  return {
+    transcript: o['transcript'],
+    claimed,
+    ...(Array.isArray(attestations) ? { attestations } : {}),
+    ...(signed ? { verdictPacket: verdict } : {}),
+  };
+}
+
+/** A text claim as given; anything else as its JSON, so that it is compared (and differs). */
+function claimOfText(v: unknown): string {
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
+
+/** Whether a value is shaped as a signed packet (`type` and `sig`), not a bare verdict object. */
+function isPacketLike(v: unknown): boolean {
+  return v !== null && typeof v === 'object' && 'type' in v && 'sig' in v;
 }
 
 /**

@@ -33,6 +33,52 @@ function transcriptChars(packets: readonly AnyPacket[]): number {
   return chars;
 }
 
+/** The members a `POST /v1/verify` body holding a transcript may have. */
+const WRAPPED_MEMBERS: ReadonlySet<string> = new Set(['transcript', 'expectedVerdictDigest', 'expectedRoot']);
+
+/**
+ * A body `{transcript, expectedVerdictDigest?, expectedRoot?}`: anything else in it is 400 INVALID_INPUT,
+ * not passed over (a relay's whole `GET /v1/verify/:id` answer, whose `verdictDigest` would otherwise go
+ * unchecked, says which members to send instead), and so is a transcript that is null.
+ */
+function checkWrappedBody(raw: Record<string, unknown>): void {
+  const unknown = Object.keys(raw).filter((k) => !WRAPPED_MEMBERS.has(k));
+  if (unknown.length > 0) {
+    throw edgeError(
+      400,
+      'INVALID_INPUT',
+      `unknown member${unknown.length === 1 ? '' : 's'} ${unknown.slice(0, 8).join(', ')}: the body is {transcript, expectedVerdictDigest?, expectedRoot?}`,
+      { issues: unknown.slice(0, 8).map((path) => ({ path, message: 'unknown member' })) },
+      "to check a relay's GET /v1/verify/:id answer, send {transcript, expectedVerdictDigest: its verdictDigest, expectedRoot: its transcriptRoot}, or run synod-verify on it",
+    );
+  }
+  if (
+    raw['transcript'] === null ||
+    typeof raw['transcript'] !== 'object' ||
+    Array.isArray(raw['transcript'])
+  ) {
+    throw edgeError(400, 'INVALID_INPUT', 'transcript must be a transcript {v, requestId, packets}', {
+      issues: [{ path: 'transcript', message: 'expected an object' }],
+    });
+  }
+}
+
+/**
+ * An expected digest of a body: 64 hex digits, in any case, `0x` or not (as a chain event shows it), as
+ * lowercase hex; null or absent is none; anything else 400 INVALID_INPUT.
+ */
+function expectedDigest(raw: Record<string, unknown>, name: string): string | undefined {
+  const v = raw[name];
+  if (v === undefined || v === null) return undefined;
+  const hex = typeof v === 'string' ? v.toLowerCase().replace(/^0x/, '') : '';
+  if (!/^[0-9a-f]{64}$/.test(hex)) {
+    throw edgeError(400, 'INVALID_INPUT', `${name} must be 64 hex digits (0x optional)`, {
+      issues: [{ path: name, message: 'expected 64 hex digits' }],
+    });
+  }
+  return hex;
+}
+
 /**
  * The public verifier. `POST /v1/verify` takes `{ transcript, expectedVerdictDigest?, expectedRoot? }`
  * (or a bare transcript) and recomputes every signature, commitment and the consensus: 200 with the
@@ -67,22 +113,15 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
         "GET /v1/verify/:id answers a stored request's transcript (its `transcript` member)",
       );
     }
+    if (wrapped) checkWrappedBody(raw);
     const transcript = wrapped ? raw['transcript'] : raw;
     const packets = (transcript as { packets?: unknown } | null)?.packets;
     charge(verifyCost(Array.isArray(packets) ? packets.length : 0, 0) - 1);
-    const expectedVerdictDigest = wrapped ? raw['expectedVerdictDigest'] : undefined;
-    const expectedRoot = wrapped ? raw['expectedRoot'] : undefined;
-    for (const [name, v] of [
-      ['expectedVerdictDigest', expectedVerdictDigest],
-      ['expectedRoot', expectedRoot],
-    ] as const) {
-      if (v !== undefined && (typeof v !== 'string' || !/^[0-9a-f]{64}$/.test(v))) {
-        throw edgeError(400, 'INVALID_INPUT', `${name} must be 64 lowercase hex digits`);
-      }
-    }
+    const expectedVerdictDigest = wrapped ? expectedDigest(raw, 'expectedVerdictDigest') : undefined;
+    const expectedRoot = wrapped ? expectedDigest(raw, 'expectedRoot') : undefined;
     const check = await verifyTranscript(transcript, {
-      ...(typeof expectedVerdictDigest === 'string' ? { expectedVerdictDigest } : {}),
-      ...(typeof expectedRoot === 'string' ? { expectedRoot } : {}),
+      ...(expectedVerdictDigest === undefined ? {} : { expectedVerdictDigest }),
+      ...(expectedRoot === undefined ? {} : { expectedRoot }),
     });
     deps.metrics.inc('synod_verify_total', 'Transcripts verified', { ok: String(check.ok) });
     if (check.ok) {
