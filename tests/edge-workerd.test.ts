@@ -8,13 +8,19 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { createClient } from '@libsql/client';
 import { synodOracleAbi } from '@synod/contracts/abi';
+import { historySchema } from '@synod/shared/history';
+import { drizzle } from 'drizzle-orm/libsql';
+import { createApiKey } from '../edge/src/auth/api-keys.ts';
 import { ChainStore } from '../edge/src/chain/chain-store.ts';
 import { startTestChain, type TestChain } from '../edge/src/chain/chain-test-helpers.ts';
 import { STREAMS_PER_ADDRESS } from '../edge/src/http/stream-slots.ts';
 import { DEFAULT_MAX_QUEUED } from '../edge/src/relay/dispatcher.ts';
 import { GATEWAY_SECRET_HEADER, type GatewayStatus } from '../edge/src/routes/internal.ts';
 import type { WorkerEnv } from '../edge/src/runtime/workerd.ts';
+import { HistoryStore } from '../edge/src/store/history-store.ts';
+import { IntakeStore } from '../edge/src/store/intake-store.ts';
 import { startTestNetwork, type TestNetwork } from '../edge/src/test-helpers.ts';
 import {
   bundleWorker,
@@ -422,6 +428,52 @@ describe('the worker misconfigured or cut off: typed errors that name the cause'
     });
   }, 60_000);
 
+  test("a gateway that dispatches from another database than the worker's: requests refused, /healthz 503 naming it, nothing stored or charged", async () => {
+    const other = await startSqld();
+    try {
+      await withWorker({ ...env(), SYNOD_DB_URL: other.url }, async (url) => {
+        // Its own database migrated and holding a key of its own, as an operator would set it up.
+        const health = await fetch(`${url}/healthz`);
+        expect(health.status).toBe(503);
+        const h = (await health.json()) as { network: { ok: boolean; detail: Record<string, unknown> } };
+        expect(h.network.ok).toBe(false);
+        expect(h.network.detail).toMatchObject({
+          reason: 'GATEWAY_NOT_ON_THIS_DATABASE',
+          coordinator: t?.relay.network.coordinatorId,
+          leaseAgeMs: null,
+          hint: expect.stringContaining('--db'),
+        });
+        const c = createClient({ url: other.url });
+        try {
+          const store = new HistoryStore(drizzle(c, { schema: historySchema }));
+          const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
+          await store.createApiKey({ id: k.id, hash: k.hash, label: 'other', quotaPerDay: 10 }, Date.now());
+          const r = await fetch(`${url}/v1/inference`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` },
+            body: JSON.stringify({ prompt: 'Once upon a time', params: { maxTokens: 8 } }),
+          });
+          expect(r.status).toBe(503);
+          expect(await r.json()).toMatchObject({
+            error: {
+              code: 'NETWORK_UNAVAILABLE',
+              message: "the gateway relay does not dispatch from this relay's database",
+              details: { reason: 'GATEWAY_NOT_ON_THIS_DATABASE' },
+            },
+          });
+          const queued = await c.execute('SELECT count(*) AS n FROM request_intake');
+          expect(Number(queued.rows[0]?.['n'])).toBe(0);
+          const used = await c.execute('SELECT coalesce(sum(count), 0) AS n FROM usage');
+          expect(Number(used.rows[0]?.['n'])).toBe(0);
+        } finally {
+          c.close();
+        }
+      });
+    } finally {
+      await other.stop();
+    }
+  }, 90_000);
+
   test('a wrong SYNOD_GATEWAY_SECRET is named as such, not as an unreachable gateway', async () => {
     await withWorker({ ...env(), SYNOD_GATEWAY_SECRET: 'not-the-gateway-secret-0123' }, async (url) => {
       const r = await fetch(`${url}/v1/models`);
@@ -502,6 +554,12 @@ describe('event streams on workerd, whose clients leave', () => {
       },
     });
     const address = { 'cf-connecting-ip': '203.0.113.7' };
+    // The phantom coordinator renews a lease in the database, as a gateway dispatching from it does (the
+    // worker admits nothing for a coordinator that holds none), so its rows are not taken over either.
+    const leases = createClient({ url: sqld?.url as string });
+    const intake = new IntakeStore(leases);
+    await intake.renewLease('ab'.repeat(32));
+    const renewing = setInterval(() => void intake.renewLease('ab'.repeat(32)).catch(() => undefined), 2_000);
     try {
       await withWorker({ ...env(), SYNOD_GATEWAY_URL: `http://127.0.0.1:${phantom.port}` }, async (url) => {
         const r = await fetch(`${url}/v1/inference`, {
@@ -545,6 +603,9 @@ describe('event streams on workerd, whose clients leave', () => {
         );
       });
     } finally {
+      clearInterval(renewing);
+      await intake.releaseLease('ab'.repeat(32));
+      leases.close();
       phantom.stop(true);
     }
   }, 90_000);

@@ -129,6 +129,75 @@ describe('GatewayRelayNetwork', () => {
     expect(net.health().ok).toBe(false);
   });
 
+  test("a gateway out of reach: its last numbers are not reported as now's (peers 0), its last health kept apart", async () => {
+    let up = true;
+    let clock = 1_000;
+    const g = scriptedGateway({ wake: 'ok' });
+    const net = new GatewayRelayNetwork({
+      url: 'http://gw.test',
+      secret: 's'.repeat(20),
+      now: () => clock,
+      fetch: (input, init) =>
+        up ? g.fetch(input, init) : Promise.reject(new TypeError('connection refused')),
+    });
+    await net.status(true);
+    expect(net.health()).toMatchObject({ ok: true, peers: 3, detail: { gatewayHealth: STATUS.health } });
+    up = false;
+    clock += 60_000;
+    expect(await net.status(true)).toBeUndefined();
+    const h = net.health();
+    expect(h).toMatchObject({ ok: false, peers: 0, openRequests: 0 });
+    expect(h.detail).toMatchObject({ lastGatewayHealth: STATUS.health, lastGatewayHealthAt: 1_000 });
+    expect(h.detail).not.toHaveProperty('gatewayHealth');
+  });
+
+  test("a gateway whose coordinator holds no fresh lease in this relay's database: unhealthy, and admissions refused 503", async () => {
+    let clock = 1_000;
+    const g = scriptedGateway({ wake: 'ok' });
+    const net = new GatewayRelayNetwork({
+      url: 'http://gw.test',
+      secret: 's'.repeat(20),
+      now: () => clock,
+      fetch: g.fetch,
+    });
+    await net.status(true);
+    // Not looked at yet: nothing is said.
+    expect(net.leaseCheckDue()).toBe(true);
+    expect(() => net.checkLease()).not.toThrow();
+    // None in this database: the gateway dispatches from another one.
+    net.noteLease(STATUS.coordinatorId, null);
+    expect(net.leaseCheckDue()).toBe(false);
+    expect(net.health()).toMatchObject({
+      ok: false,
+      detail: {
+        reason: 'GATEWAY_NOT_ON_THIS_DATABASE',
+        leaseAgeMs: null,
+        hint: expect.stringContaining('--db'),
+      },
+    });
+    expect(() => net.checkLease()).toThrow("the gateway relay does not dispatch from this relay's database");
+    // Renewed 2 s ago: it does.
+    net.noteLease(STATUS.coordinatorId, 2_000);
+    expect(net.health().ok).toBe(true);
+    expect(() => net.checkLease()).not.toThrow();
+    // Not renewed for 20 s (LEASE_STALE_MS is 15 s): its dispatcher is gone from here.
+    net.noteLease(STATUS.coordinatorId, 20_000);
+    let refused: unknown;
+    try {
+      net.checkLease();
+    } catch (e) {
+      refused = e;
+    }
+    expect(refused).toMatchObject({
+      status: 503,
+      code: 'NETWORK_UNAVAILABLE',
+      message: "the gateway relay has not dispatched from this relay's database for 20 s",
+    });
+    // Looked at again after a status TTL.
+    clock += 5_000;
+    expect(net.leaseCheckDue()).toBe(true);
+  });
+
   test("public answers never name the gateway's address, even in a failure's own words", async () => {
     const net = new GatewayRelayNetwork({
       url: 'http://gw.internal.test:8787',

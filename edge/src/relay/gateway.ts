@@ -1,6 +1,6 @@
 import { edgeError } from '../http/errors.ts';
 import { GATEWAY_SECRET_HEADER, type GatewayStatus } from '../routes/internal.ts';
-import type { AdmissionQueue } from './dispatcher.ts';
+import { type AdmissionQueue, LEASE_STALE_MS } from './dispatcher.ts';
 import type { NetworkHealth, RelayNetwork } from './network.ts';
 
 export interface GatewayOptions {
@@ -33,6 +33,13 @@ export class GatewayRelayNetwork implements RelayNetwork {
   #refusedWith: number | undefined;
   #wakeFailures = 0;
   #lastWakeError: string | undefined;
+  /** When the last status was fetched that answered (for health while the gateway is out of reach). */
+  #lastOkAt: number | undefined;
+  /**
+   * The gateway's coordinator lease as this relay's own database holds it, last looked at (`noteLease`):
+   * none, or one not renewed for `LEASE_STALE_MS`, means the gateway dispatches from another database.
+   */
+  #lease: { coordinator: string; ageMs: number | null; at: number } | undefined;
   readonly #base: string;
   readonly #ttl: number;
   readonly #now: () => number;
@@ -65,6 +72,7 @@ export class GatewayRelayNetwork implements RelayNetwork {
       }
       this.#status = (await r.json()) as GatewayStatus;
       this.#fetchedAt = this.#now();
+      this.#lastOkAt = this.#fetchedAt;
       this.#lastError = undefined;
     } catch (e) {
       this.#lastError = this.#redact(String((e as Error).message ?? e));
@@ -135,15 +143,58 @@ export class GatewayRelayNetwork implements RelayNetwork {
     return () => undefined;
   }
 
+  /** Whether the gateway's status must be looked at again before its lease is (see `noteLease`). */
+  leaseCheckDue(): boolean {
+    const l = this.#lease;
+    return l === undefined || l.coordinator !== this.coordinatorId || this.#now() - l.at >= this.#ttl;
+  }
+
+  /** Record the gateway's coordinator lease as this relay's database holds it (`IntakeStore.leaseAgeMs`). */
+  noteLease(coordinator: string, ageMs: number | null): void {
+    this.#lease = { coordinator, ageMs, at: this.#now() };
+  }
+
+  /**
+   * 503 NETWORK_UNAVAILABLE when this relay's database holds no fresh lease of the gateway's coordinator:
+   * the gateway dispatches from another database (its `--db` is not this relay's `SYNOD_DB_URL`), so a
+   * request admitted here would wait in a log no relay reads, charged, for ever.
+   */
+  checkLease(): void {
+    const problem = this.#leaseProblem();
+    if (problem !== undefined)
+      throw edgeError(503, 'NETWORK_UNAVAILABLE', problem.message, problem.detail, problem.hint);
+  }
+
+  #leaseProblem() {
+    const l = this.#lease;
+    if (l === undefined || l.coordinator !== this.coordinatorId || l.coordinator === '') return undefined;
+    if (l.ageMs !== null && l.ageMs < LEASE_STALE_MS) return undefined;
+    return {
+      reason: 'GATEWAY_NOT_ON_THIS_DATABASE',
+      message:
+        l.ageMs === null
+          ? "the gateway relay does not dispatch from this relay's database"
+          : `the gateway relay has not dispatched from this relay's database for ${Math.round(l.ageMs / 1000)} s`,
+      detail: {
+        reason: 'GATEWAY_NOT_ON_THIS_DATABASE',
+        coordinator: l.coordinator,
+        leaseAgeMs: l.ageMs,
+      },
+      hint: "the gateway relay's --db must be this relay's SYNOD_DB_URL (its coordinator renews a lease there every 5 s)",
+    };
+  }
+
   health(): NetworkHealth {
     const s = this.#status;
     const fresh = s !== undefined && this.#lastError === undefined;
     // The gateway answers, but its own network cannot take requests (no peer): neither can this relay.
-    const gatewayDown = s !== undefined && s.health.ok === false;
+    const gatewayDown = fresh && s.health.ok === false;
+    const lease = fresh ? this.#leaseProblem() : undefined;
     return {
-      ok: fresh && !gatewayDown,
-      peers: s?.health.peers ?? 0,
-      openRequests: s?.health.openRequests ?? 0,
+      ok: fresh && !gatewayDown && lease === undefined,
+      // Out of reach, the gateway's last numbers are not what holds now: none, and its last health apart.
+      peers: fresh ? s.health.peers : 0,
+      openRequests: fresh ? s.health.openRequests : 0,
       detail: {
         mode: 'gateway',
         ...(gatewayDown
@@ -151,8 +202,13 @@ export class GatewayRelayNetwork implements RelayNetwork {
               reason: String(s.health.detail?.['reason'] ?? 'GATEWAY_NETWORK_DOWN'),
               hint: 'the gateway relay cannot take requests now: see its /healthz',
             }
+          : lease !== undefined
+            ? { ...lease.detail, hint: lease.hint }
+            : {}),
+        ...(fresh ? { gatewayHealth: s.health } : {}),
+        ...(!fresh && s !== undefined
+          ? { lastGatewayHealth: s.health, lastGatewayHealthAt: this.#lastOkAt ?? null }
           : {}),
-        ...(s ? { gatewayHealth: s.health } : {}),
         ...(this.#lastError ? { error: this.#lastError } : {}),
         ...(this.#wakeFailures > 0
           ? { wakeFailures: this.#wakeFailures, lastWakeError: this.#lastWakeError }

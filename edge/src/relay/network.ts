@@ -48,6 +48,12 @@ export interface RelayNetwork {
    * all pass the bound's check before any of them is counted. Absent: nothing to hold.
    */
   reserve?(): () => void;
+  /**
+   * Throws a typed error (a 503) when no request can be admitted for this relay's coordinator now,
+   * checked before anything is stored or charged: on workerd, a gateway that dispatches from another
+   * database than this relay's (its coordinator holds no fresh lease here).
+   */
+  admissible?(): Promise<void>;
 }
 
 /**

@@ -159,22 +159,32 @@ function gatewayUrlProblem(url: string): string | undefined {
 
 /**
  * The network a request's app sees: the isolate's gateway, with the wake of an admitted request sent
- * after the answer (`waitUntil`). The row is durable before the 202 and the gateway polls its log every
- * second, so a slow or silent gateway must not hold the 202 for the wake's timeout.
+ * after the answer (`waitUntil`; the row is durable before the 202 and the gateway polls its log every
+ * second, so a slow or silent gateway must not hold the 202 for the wake's timeout), and, before an
+ * admission, the check that the gateway dispatches from this relay's database (`admissible`).
  */
-function wakeAfterAnswer(network: GatewayRelayNetwork, ctx: WorkerCtx | undefined): RelayNetwork {
-  if (!ctx) return network;
+function wakeAfterAnswer(
+  network: GatewayRelayNetwork,
+  ctx: WorkerCtx | undefined,
+  intake: IntakeStore,
+): RelayNetwork {
   return {
     get coordinatorId() {
       return network.coordinatorId;
     },
     admitted: async (requestIds) => {
-      ctx.waitUntil(network.admitted(requestIds));
+      if (ctx) ctx.waitUntil(network.admitted(requestIds));
+      else await network.admitted(requestIds);
     },
     servedModels: () => network.servedModels(),
     subscribe: (requestId, listener) => network.subscribe(requestId, listener),
     health: () => network.health(),
     queue: () => network.queue(),
+    // Before an admission: this database must be the one the gateway dispatches from.
+    admissible: async () => {
+      await leaseLooked(network, intake);
+      network.checkLease();
+    },
   };
 }
 
@@ -263,10 +273,13 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
   // the gateway; a submission refreshes it through `servedModels()` before it reads `embedders` and
   // `defaultModels` below; /healthz and /metrics refresh it because `health()` is synchronous.
   const path = new URL(request.url).pathname;
-  if (path === '/healthz' || path === '/metrics') await iso.network.status(true);
-  const network = wakeAfterAnswer(iso.network, ctx);
-  const config = gatewayConfig(iso.network, corsOrigins);
   const intake = new IntakeStore(client);
+  if (path === '/healthz' || path === '/metrics') {
+    await iso.network.status(true);
+    await leaseLooked(iso.network, intake, true).catch(() => undefined);
+  }
+  const network = wakeAfterAnswer(iso.network, ctx, intake);
+  const config = gatewayConfig(iso.network, corsOrigins);
   // An event stream's slot is a lease its loop renews each time it waits (see StreamLeases): workerd
   // drops the I/O of a request whose client left, and such a stream never gives its slot back itself.
   const streams = iso.streams.forRequest();
@@ -306,6 +319,16 @@ function gatewayConfig(network: GatewayRelayNetwork, corsOrigins: readonly strin
       return network.cached?.defaultModels ?? [];
     },
   };
+}
+
+/**
+ * Look at the gateway's coordinator lease in this relay's database (at most once a status TTL, unless
+ * `force`), so that a gateway dispatching from another database is found (`GatewayRelayNetwork.checkLease`).
+ */
+async function leaseLooked(network: GatewayRelayNetwork, intake: IntakeStore, force = false): Promise<void> {
+  const coordinator = network.coordinatorId;
+  if (coordinator === '' || (!force && !network.leaseCheckDue())) return;
+  network.noteLease(coordinator, await intake.leaseAgeMs(coordinator));
 }
 
 /** One transaction per admission, naming the gateway as coordinator (an isolate shares no client). */

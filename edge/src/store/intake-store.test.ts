@@ -247,3 +247,16 @@ describe('Idempotency-Key retention', () => {
     await expect(pruneExpiredIdempotency(db.intake, now, 1_000)).rejects.toThrow(RangeError);
   });
 });
+
+describe('IntakeStore leases', () => {
+  test("leaseAgeMs: how long ago a coordinator renewed its lease by the database's clock, null for none", async () => {
+    expect(await db.intake.leaseAgeMs(COORDINATOR)).toBeNull();
+    await db.intake.renewLease(COORDINATOR);
+    const age = await db.intake.leaseAgeMs(COORDINATOR);
+    expect(age).toBeGreaterThanOrEqual(0);
+    expect(age).toBeLessThan(5_000);
+    // Given up (a relay that stops): as old as the epoch, stale for anyone.
+    await db.intake.releaseLease(COORDINATOR);
+    expect(await db.intake.leaseAgeMs(COORDINATOR)).toBeGreaterThan(1_000_000_000_000);
+  });
+});

@@ -210,6 +210,19 @@ export class IntakeStore {
     });
   }
 
+  /**
+   * How long ago, by the database's time, `coordinator` last renewed its lease; null when this database
+   * holds none of it (a relay that never ran its dispatcher over this database).
+   */
+  async leaseAgeMs(coordinator: string): Promise<number | null> {
+    const r = await this.client.execute({
+      sql: `SELECT ${DB_NOW_MS} - renewed_at AS age FROM coordinator_leases WHERE coordinator = ?`,
+      args: [coordinator],
+    });
+    const age = r.rows[0]?.['age'];
+    return age === undefined || age === null ? null : Number(age);
+  }
+
   /** Give the lease up (a relay that stops): its rows may be taken over at once. */
   async releaseLease(coordinator: string): Promise<void> {
     await this.client.execute({
