@@ -162,7 +162,14 @@ describe('pruneHistory', () => {
       expect(inTranscript + (first?.others.length ?? 0)).toBe(packets.length);
       // The line alone re-derives the verdict, as synod-verify reads it.
       const input = readVerifyInput(lines[0] as string);
-      expect(input.claimed).toEqual({ verdictDigest: golden.verdictDigest, root: golden.root });
+      expect(input.claimed).toEqual({
+        verdictDigest: golden.verdictDigest,
+        root: golden.root,
+        requestId: first?.requestId,
+        status: 'verdict',
+      });
+      // The coordinator's signed verdict rides along, for synod-verify to check.
+      expect(input.verdictPacket).toEqual(h.verdict);
       const check = await verifyTranscript(input.transcript as never, {
         expectedVerdictDigest: golden.verdictDigest,
         expectedRoot: golden.root,
