@@ -165,7 +165,7 @@ describe('pruneHistory', () => {
       expect(input.claimed).toEqual({
         verdictDigest: golden.verdictDigest,
         root: golden.root,
-        requestId: first?.requestId,
+        requestId: first?.requestId ?? '',
         status: 'verdict',
       });
       // The coordinator's signed verdict rides along, for synod-verify to check.
