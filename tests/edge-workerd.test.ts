@@ -263,6 +263,38 @@ describe('the relay on workerd (miniflare) over sqld, forwarding to a Bun gatewa
     expect(ok.status).toBe(200);
   });
 
+  test("a quorum larger than the gateway's nodes is refused through workerd as by the gateway: 503 QUORUM_UNAVAILABLE, nothing stored or charged", async () => {
+    if (!t) throw new Error('not started');
+    const net = t;
+    // The gateway says nothing of its nodes in its first 20 s (a node connected may not have been heard).
+    let status: GatewayStatus | undefined;
+    await waitUntil(
+      'the gateway publishes its nodes',
+      async () => {
+        const r = await fetch(`${net.relay.url}/internal/v1/status`, {
+          headers: { [GATEWAY_SECRET_HEADER]: SECRET },
+        });
+        status = (await r.json()) as GatewayStatus;
+        return Array.isArray(status.serving);
+      },
+      40_000,
+      250,
+    );
+    expect(status?.serving).toEqual([
+      { models: ['stories260K'], embedders: [net.servings[0]?.embedder.id ?? ''], able: 3, paused: 0 },
+    ]);
+    const stored = async () =>
+      Object.values(await net.relay.store.counts()).reduce((a, b) => a + b, 0) +
+      (await net.relay.intake.count());
+    const before = await stored();
+    const r = await post('/v1/inference', { prompt: 'Once upon a time', frame: { quorum: 5 } });
+    expect(r.status).toBe(503);
+    expect(await r.json()).toMatchObject({
+      error: { code: 'QUORUM_UNAVAILABLE', details: { quorum: 5, serving: 3 } },
+    });
+    expect(await stored()).toBe(before);
+  }, 60_000);
+
   test('the cron trigger bridges SynodOracle: callLLM is coordinated by the gateway and fulfilled once', async () => {
     if (!chain || !worker || !t) throw new Error('not started');
     const c = chain;

@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'bun:test';
+import type { RequestBody } from '@synod/shared';
 import { GATEWAY_SECRET_HEADER, type GatewayStatus } from '../routes/internal.ts';
 import { GatewayRelayNetwork } from './gateway.ts';
 
@@ -196,6 +197,45 @@ describe('GatewayRelayNetwork', () => {
     // Looked at again after a status TTL.
     clock += 5_000;
     expect(net.leaseCheckDue()).toBe(true);
+  });
+
+  test("a quorum the gateway's nodes cannot meet is counted from the groups its fresh status publishes", async () => {
+    let clock = 1_000;
+    const request = (models: string[], embedder = 'use-lite-512') =>
+      ({ acceptedModels: models, frame: { embeddingModel: { id: embedder } } }) as unknown as RequestBody;
+    const serving = [
+      { models: ['m1'], embedders: ['use-lite-512'], able: 2, paused: 0 },
+      { models: ['m1', 'm2'], embedders: ['use-lite-512'], able: 0, paused: 1 },
+      { models: ['m3'], embedders: ['use-lite-512'], able: 0, paused: 2 },
+    ];
+    const net = (status: unknown) =>
+      new GatewayRelayNetwork({
+        url: 'http://gw.test',
+        secret: 's'.repeat(20),
+        now: () => clock,
+        fetch: scriptedGateway({ wake: 'ok', status }).fetch,
+      });
+    const g = net({ ...STATUS, serving });
+    await g.status(true);
+    expect(g.servingNodes(request(['m1']))).toBe(2);
+    expect(g.servingNodes(request(['m2']))).toBe(0);
+    expect(g.servingNodes(request(['m3']))).toBe(0);
+    expect(g.servingNodes(request(['m4']))).toBeUndefined();
+    expect(g.servingNodes(request(['m1'], 'another'))).toBeUndefined();
+    // A status past its TTL says nothing until it is fetched again (each submission fetches it).
+    clock += 5_000;
+    expect(g.servingNodes(request(['m1']))).toBeUndefined();
+    // A gateway that cannot say yet (null), an older one (absent), or groups that are not groups: nothing.
+    for (const said of [
+      null,
+      undefined,
+      [{ models: 'm1', embedders: [], able: 1, paused: 0 }],
+      [{ ...serving[0], able: -1 }],
+    ]) {
+      const other = net({ ...STATUS, serving: said });
+      await other.status(true);
+      expect(other.servingNodes(request(['m1']))).toBeUndefined();
+    }
   });
 
   test("public answers never name the gateway's address, even in a failure's own words", async () => {

@@ -1,7 +1,9 @@
+import type { RequestBody } from '@synod/shared';
 import { edgeError } from '../http/errors.ts';
 import { GATEWAY_SECRET_HEADER, type GatewayStatus } from '../routes/internal.ts';
 import { type AdmissionQueue, LEASE_STALE_MS } from './dispatcher.ts';
 import type { NetworkHealth, RelayNetwork } from './network.ts';
+import { MAX_SERVING_GROUPS, type ServingGroup, servingCount } from './serving-groups.ts';
 
 export interface GatewayOptions {
   /** Base URL of the gateway relay (a Bun relay started with a gateway secret), e.g. `https://gw.example`. */
@@ -16,6 +18,25 @@ export interface GatewayOptions {
   timeoutMs?: number;
   /** Default: the global `fetch`, looked up at call time (workerd binds it per request). */
   fetch?: (input: string, init?: RequestInit) => Promise<Response>;
+}
+
+/** Whether a gateway's `serving` is what a relay can count from (a gateway's answer is read, not trusted). */
+function isServingGroups(v: unknown): v is ServingGroup[] {
+  const ids = (x: unknown) => Array.isArray(x) && x.every((i) => typeof i === 'string');
+  const count = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0;
+  return (
+    Array.isArray(v) &&
+    v.length <= MAX_SERVING_GROUPS &&
+    v.every(
+      (g) =>
+        g !== null &&
+        typeof g === 'object' &&
+        ids(g.models) &&
+        ids(g.embedders) &&
+        count(g.able) &&
+        count(g.paused),
+    )
+  );
 }
 
 /**
@@ -141,6 +162,18 @@ export class GatewayRelayNetwork implements RelayNetwork {
 
   subscribe(_requestId: string, _listener: () => void): () => void {
     return () => undefined;
+  }
+
+  /**
+   * How many of the gateway's nodes could serve `request`, from the groups its fresh status published
+   * (`GatewayStatus.serving`), as the gateway counts them itself; undefined when the status is stale, or
+   * says nothing (its first seconds, a gateway older than it, or groups that are not groups): a relay
+   * then refuses nothing on it, as before.
+   */
+  servingNodes(request: RequestBody): number | undefined {
+    if (this.#now() - this.#fetchedAt >= this.#ttl) return undefined;
+    const groups = this.#status?.serving;
+    return isServingGroups(groups) ? servingCount(groups, request) : undefined;
   }
 
   /** Whether the gateway's status must be looked at again before its lease is (see `noteLease`). */

@@ -1,15 +1,10 @@
 import type { SynodNode } from '@synod/browser-node';
-import {
-  type AnyPacket,
-  KeyedListeners,
-  type NodeKey,
-  type RequestBody,
-  servesCoordinator,
-} from '@synod/shared';
+import { type AnyPacket, KeyedListeners, type NodeKey, type RequestBody } from '@synod/shared';
 import type { HistoryStore, RequestDetail } from '../store/history-store.ts';
 import type { AdmissionQueue, Dispatcher } from './dispatcher.ts';
 import type { NetworkHealth, RelayNetwork } from './network.ts';
 import { ONLINE_WITHIN_MS } from './proven-nodes.ts';
+import { type ServingGroup, servingCount, servingGroups } from './serving-groups.ts';
 
 /**
  * How long after its start a relay says nothing of the nodes that could serve a request
@@ -19,15 +14,6 @@ export const SERVING_SETTLE_MS = 20_000;
 
 /** How long the set of served models (configured + trusted nodes' heartbeats) is reused. */
 const MODELS_TTL_MS = 1_000;
-
-/**
- * A node whose heartbeat was signed this far ahead of the relay's clock at its receipt is not counted by
- * `servingNodes`: it skips every request as already late (as its own /healthz says, CLOCK_SKEW past 5 s).
- */
-export const SERVING_CLOCK_AHEAD_MS = 5_000;
-
-/** Sets of models (and embedder) whose `servingNodes` counts are kept at once; past it, all are dropped. */
-const SERVING_CACHE_KEYS = 64;
 
 /**
  * How long a relay that starts with requests to resume waits for a first peer before it resumes them
@@ -82,8 +68,8 @@ export class InProcessRelayNetwork implements RelayNetwork {
   #restoring = true;
   /** `now()` at construction: `servingNodes` says nothing before every node had time to be heard. */
   readonly #startedAt: number;
-  /** `servingNodes`' recent counts, by embedder and models asked. */
-  readonly #serving = new Map<string, { at: number; n: number | undefined }>();
+  /** The nodes that could serve this relay's requests, grouped (`servingGroups`), as last counted. */
+  #serving: { at: number; groups: ServingGroup[] } | undefined;
 
   constructor(
     key: NodeKey,
@@ -191,34 +177,22 @@ export class InProcessRelayNetwork implements RelayNetwork {
   }
 
   servingNodes(request: RequestBody): number | undefined {
+    const groups = this.servingGroups();
+    return groups === undefined ? undefined : servingCount(groups, request);
+  }
+
+  /**
+   * The nodes heard online that could serve this relay's requests, grouped by what they serve
+   * (serving-groups.ts); undefined until every node connected had time to be heard (`servingSettleMs`).
+   * Counted once a `MODELS_TTL_MS`: this is the accept path.
+   */
+  servingGroups(): ServingGroup[] | undefined {
     const t = this.now();
     if (t - this.#startedAt < this.#waits.servingSettleMs) return undefined;
-    const embedder = request.frame.embeddingModel.id;
-    // Counted once a `MODELS_TTL_MS` for each set of models and embedder asked: this is the accept path.
-    const key = `${embedder}\n${[...request.acceptedModels].sort().join('\n')}`;
-    const cached = this.#serving.get(key);
-    if (cached && t - cached.at < MODELS_TTL_MS) return cached.n;
-    const models = new Set(request.acceptedModels);
-    let able = 0;
-    let paused = 0;
-    for (const { body, at } of this.node.knownNodes(ONLINE_WITHIN_MS)) {
-      // A node whose clock runs ahead takes every request for already late: it serves none.
-      if (body.createdAt - at > SERVING_CLOCK_AHEAD_MS) continue;
-      if (!body.models.some((m) => models.has(m.id))) continue;
-      if (!body.embedders.some((e) => e.id === embedder)) continue;
-      // A node that serves other coordinators only (its `--coordinators`) never takes this relay's.
-      if (!servesCoordinator(body, this.coordinatorId)) continue;
-      // Room for no request at all (a tab whose contributor turned Serve off, a node whose state file
-      // cannot be written): it takes none. A full queue is busy, not unable: it counts.
-      if (body.capacity.maxQueue === 0) paused++;
-      else able++;
-    }
-    // None heard that could: said only when some serve the models and all of them take no request now
-    // (0: refused); when none serves them at all, nothing is said (requests wait for nodes to come).
-    const n = able > 0 ? able : paused > 0 ? 0 : undefined;
-    if (this.#serving.size >= SERVING_CACHE_KEYS) this.#serving.clear();
-    this.#serving.set(key, { at: t, n });
-    return n;
+    if (this.#serving !== undefined && t - this.#serving.at < MODELS_TTL_MS) return this.#serving.groups;
+    const groups = servingGroups(this.node.knownNodes(ONLINE_WITHIN_MS), this.coordinatorId);
+    this.#serving = { at: t, groups };
+    return groups;
   }
 
   vouchedFor(nodeId: string): boolean {

@@ -1,6 +1,7 @@
 import type { RequestBody } from '@synod/shared';
 import type { Admission, AdmissionOutcome } from '../store/intake-store.ts';
 import type { AdmissionQueue } from './dispatcher.ts';
+import type { ServingGroup } from './serving-groups.ts';
 
 /**
  * What the HTTP app needs from the network. Two implementations:
@@ -28,6 +29,12 @@ export interface RelayNetwork {
    * Absent: never said.
    */
   servingNodes?(request: RequestBody): number | undefined;
+  /**
+   * The nodes heard that could serve this relay's requests, grouped by what they serve (what
+   * `servingNodes` counts from), for a gateway to publish to relays on workerd; undefined while it
+   * cannot say (its first seconds).
+   */
+  servingGroups?(): ServingGroup[] | undefined;
   /**
    * Whether the relay vouches for a node: proven by its history or trusted by its operator (the seat
    * policy's `isProven`). Absent: it cannot say (a relay on workerd).

@@ -108,6 +108,17 @@ test('counts the nodes heard that serve one of its models with its embedder, onc
     expect(relay.network.servingNodes(request(['m3']))).toBeUndefined();
     // Served only by a node that takes no request now: 0, refused (it was taken, charged and expired).
     expect(relay.network.servingNodes(request(['m4']))).toBe(0);
+    // What it counts from, grouped by what the nodes serve, as a gateway publishes it to relays on
+    // workerd: neither the node whose clock runs ahead nor the one serving another relay only.
+    const groups = relay.network.servingGroups() ?? [];
+    const byModels = (models: string[], embedder = TEST_EMBEDDER.id) =>
+      groups.find((g) => g.models.join() === models.join() && g.embedders.join() === embedder);
+    expect(byModels(['m1'])).toEqual({ models: ['m1'], embedders: [TEST_EMBEDDER.id], able: 2, paused: 0 });
+    expect(byModels(['m1', 'm2'])).toMatchObject({ able: 1, paused: 1 });
+    expect(byModels(['m2'])).toMatchObject({ able: 2, paused: 0 });
+    expect(byModels(['m4'])).toMatchObject({ able: 0, paused: 1 });
+    expect(byModels(['m1'], 'another-embedder')).toMatchObject({ able: 1, paused: 0 });
+    expect(groups.reduce((n, g) => n + g.able + g.paused, 0)).toBe(8);
   } finally {
     await relay.stop();
   }

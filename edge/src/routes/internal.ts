@@ -5,6 +5,7 @@ import { parseJson, readBody } from '../http/body.ts';
 import { edgeError } from '../http/errors.ts';
 import type { AdmissionQueue } from '../relay/dispatcher.ts';
 import type { RelayNetwork } from '../relay/network.ts';
+import { MAX_SERVING_GROUPS, type ServingGroup } from '../relay/serving-groups.ts';
 
 /** Header carrying the secret shared between a gateway relay and the edge relays that forward to it. */
 export const GATEWAY_SECRET_HEADER = 'x-synod-gateway-secret';
@@ -18,6 +19,18 @@ export interface GatewayStatus {
   health: ReturnType<RelayNetwork['health']>;
   /** The admission queue of this coordinator and its bound; null when unbounded. */
   queue: AdmissionQueue | null;
+  /**
+   * The nodes heard that could serve this coordinator's requests, grouped by what they serve (at most
+   * `MAX_SERVING_GROUPS`), for relays on workerd to refuse a quorum they cannot meet (`QUORUM_UNAVAILABLE`)
+   * as this relay does; null while it cannot say (its first seconds, or more groups than that). Absent
+   * from a gateway older than it.
+   */
+  serving?: ServingGroup[] | null;
+}
+
+/** The groups a gateway publishes: none past `MAX_SERVING_GROUPS` (a relay then refuses nothing on them). */
+function publishedGroups(groups: ServingGroup[] | undefined): ServingGroup[] | null {
+  return groups === undefined || groups.length > MAX_SERVING_GROUPS ? null : groups;
 }
 
 const enc = new TextEncoder();
@@ -76,6 +89,7 @@ export function mountInternal(
       defaultModels: [...o.config.defaultModels],
       health: o.network.health(),
       queue: o.network.queue() ?? null,
+      serving: publishedGroups(o.network.servingGroups?.()),
     };
     return c.json(status);
   });

@@ -177,6 +177,7 @@ function wakeAfterAnswer(
       else await network.admitted(requestIds);
     },
     servedModels: () => network.servedModels(),
+    servingNodes: (request) => network.servingNodes(request),
     subscribe: (requestId, listener) => network.subscribe(requestId, listener),
     health: () => network.health(),
     queue: () => network.queue(),
