@@ -47,6 +47,14 @@ describe('LlamaCppEngine on a GPU backend (Vulkan on lavapipe)', () => {
     expect(String(r['id']).length).toBeLessThanOrEqual(32);
   }, 120_000);
 
+  test('--gpu vulkan --gpu-layers 0 offloads nothing: the id says the CPU', async () => {
+    const r = await probe(['--gpu', 'vulkan', '--gpu-layers', '0'], {
+      ...LAVAPIPE_ONLY,
+      GGML_VK_VISIBLE_DEVICES: '0',
+    });
+    expect(r).toMatchObject({ ok: true, id: 'node-llama-cpp@3.22.1', backend: null });
+  }, 60_000);
+
   test('--gpu vulkan with no device it may use is ENGINE_UNAVAILABLE with a hint, not the CPU unsaid', async () => {
     // llama.cpp hides a CPU Vulkan device by default: the binary runs, and sees none.
     const hidden = await probe(['--gpu', 'vulkan'], LAVAPIPE_ONLY);

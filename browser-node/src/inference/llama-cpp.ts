@@ -150,6 +150,8 @@ export class LlamaCppEngine implements Engine {
         gpuLayers: this.#backend === null ? 0 : (this.#options.gpuLayers ?? 'max'),
         onLoadProgress: (p: number) => onProgress?.({ loaded: p, total: 1, phase: 'load' }),
       });
+      // No layer offloaded (`--gpu-layers 0`): the model runs on the CPU, and the id says so.
+      if (this.#model.gpuLayers === 0) this.#backend = null;
       this.#context = await this.#model.createContext({
         contextSize: ggufContextSize(this.#options.contextSize, this.#model.trainContextSize),
         threads: this.#options.threads ?? 1,

@@ -14,6 +14,7 @@ import { STORIES_260K_SHA256, TEST_MODELS_DIR } from './test-models.ts';
 const { values } = parseArgs({
   options: {
     gpu: { type: 'string', default: 'off' },
+    'gpu-layers': { type: 'string' },
     'max-tokens': { type: 'string', default: '64' },
     compare: { type: 'boolean', default: false },
   },
@@ -31,7 +32,12 @@ const request = {
 };
 
 async function run(on: LlamaGpu) {
-  const engine = new LlamaCppEngine({ threads: 1, gpu: on });
+  const layers = values['gpu-layers'];
+  const engine = new LlamaCppEngine({
+    threads: 1,
+    gpu: on,
+    ...(layers === undefined || on === 'off' ? {} : { gpuLayers: layers === 'max' ? 'max' : Number(layers) }),
+  });
   try {
     await engine.load(source);
     const out = await engine.generate(request);

@@ -167,7 +167,6 @@ describe('GatewayRelayNetwork', () => {
     expect(() => net.checkLease()).not.toThrow();
     // None in this database: the gateway dispatches from another one.
     net.noteLease(STATUS.coordinatorId, null);
-    expect(net.leaseCheckDue()).toBe(false);
     expect(net.health()).toMatchObject({
       ok: false,
       detail: {
@@ -177,12 +176,22 @@ describe('GatewayRelayNetwork', () => {
       },
     });
     expect(() => net.checkLease()).toThrow("the gateway relay does not dispatch from this relay's database");
+    // While it finds a problem it looks again at every call: a gateway that comes back is taken at once.
+    expect(net.leaseCheckDue()).toBe(true);
     // Renewed 2 s ago: it does.
     net.noteLease(STATUS.coordinatorId, 2_000);
     expect(net.health().ok).toBe(true);
     expect(() => net.checkLease()).not.toThrow();
-    // Not renewed for 20 s (LEASE_STALE_MS is 15 s): its dispatcher is gone from here.
+    expect(net.leaseCheckDue()).toBe(false);
+    // Given up by a clean stop (a gateway stopping or starting again): what comes meanwhile waits for it.
+    net.noteLease(STATUS.coordinatorId, 'released');
+    expect(net.health().ok).toBe(true);
+    expect(() => net.checkLease()).not.toThrow();
+    // A restart's pauses (20 s) are not another database.
     net.noteLease(STATUS.coordinatorId, 20_000);
+    expect(() => net.checkLease()).not.toThrow();
+    // Not renewed for 70 s while the gateway answers (LEASE_ELSEWHERE_MS is 60 s): it dispatches elsewhere.
+    net.noteLease(STATUS.coordinatorId, 70_000);
     let refused: unknown;
     try {
       net.checkLease();
@@ -192,9 +201,11 @@ describe('GatewayRelayNetwork', () => {
     expect(refused).toMatchObject({
       status: 503,
       code: 'NETWORK_UNAVAILABLE',
-      message: "the gateway relay has not dispatched from this relay's database for 20 s",
+      message: "the gateway relay has not dispatched from this relay's database for 70 s",
     });
     // Looked at again after a status TTL.
+    net.noteLease(STATUS.coordinatorId, 1_000);
+    expect(net.leaseCheckDue()).toBe(false);
     clock += 5_000;
     expect(net.leaseCheckDue()).toBe(true);
   });

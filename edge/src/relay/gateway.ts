@@ -1,7 +1,7 @@
 import type { RequestBody } from '@synod/shared';
 import { edgeError } from '../http/errors.ts';
 import { GATEWAY_SECRET_HEADER, type GatewayStatus } from '../routes/internal.ts';
-import { type AdmissionQueue, LEASE_STALE_MS } from './dispatcher.ts';
+import type { AdmissionQueue } from './dispatcher.ts';
 import type { NetworkHealth, RelayNetwork } from './network.ts';
 import { MAX_SERVING_GROUPS, type ServingGroup, servingCount } from './serving-groups.ts';
 
@@ -19,6 +19,12 @@ export interface GatewayOptions {
   /** Default: the global `fetch`, looked up at call time (workerd binds it per request). */
   fetch?: (input: string, init?: RequestInit) => Promise<Response>;
 }
+
+/**
+ * How long a gateway that answers may leave its lease in this relay's database unrenewed (it renews it
+ * every 5 s) before this relay takes it to dispatch from another database: past a restart's pauses.
+ */
+export const LEASE_ELSEWHERE_MS = 60_000;
 
 /** Whether a gateway's `serving` is what a relay can count from (a gateway's answer is read, not trusted). */
 function isServingGroups(v: unknown): v is ServingGroup[] {
@@ -58,9 +64,10 @@ export class GatewayRelayNetwork implements RelayNetwork {
   #lastOkAt: number | undefined;
   /**
    * The gateway's coordinator lease as this relay's own database holds it, last looked at (`noteLease`):
-   * none, or one not renewed for `LEASE_STALE_MS`, means the gateway dispatches from another database.
+   * none, or one not renewed for `LEASE_ELSEWHERE_MS` while the gateway answers, means the gateway
+   * dispatches from another database.
    */
-  #lease: { coordinator: string; ageMs: number | null; at: number } | undefined;
+  #lease: { coordinator: string; ageMs: number | 'released' | null; at: number } | undefined;
   readonly #base: string;
   readonly #ttl: number;
   readonly #now: () => number;
@@ -176,14 +183,26 @@ export class GatewayRelayNetwork implements RelayNetwork {
     return isServingGroups(groups) ? servingCount(groups, request) : undefined;
   }
 
-  /** Whether the gateway's status must be looked at again before its lease is (see `noteLease`). */
+  /**
+   * Whether the gateway's coordinator lease must be looked at again (`noteLease`): not yet for this
+   * coordinator, a status TTL ago, or at every call while the last look found a problem (a gateway that
+   * comes back is taken at once).
+   */
   leaseCheckDue(): boolean {
     const l = this.#lease;
-    return l === undefined || l.coordinator !== this.coordinatorId || this.#now() - l.at >= this.#ttl;
+    return (
+      l === undefined ||
+      l.coordinator !== this.coordinatorId ||
+      this.#now() - l.at >= this.#ttl ||
+      this.#leaseProblem() !== undefined
+    );
   }
 
-  /** Record the gateway's coordinator lease as this relay's database holds it (`IntakeStore.leaseAgeMs`). */
-  noteLease(coordinator: string, ageMs: number | null): void {
+  /**
+   * Record the gateway's coordinator lease as this relay's database holds it (`IntakeStore.leaseAgeMs`:
+   * its age, `released` after a clean stop, null for none).
+   */
+  noteLease(coordinator: string, ageMs: number | 'released' | null): void {
     this.#lease = { coordinator, ageMs, at: this.#now() };
   }
 
@@ -201,7 +220,10 @@ export class GatewayRelayNetwork implements RelayNetwork {
   #leaseProblem() {
     const l = this.#lease;
     if (l === undefined || l.coordinator !== this.coordinatorId || l.coordinator === '') return undefined;
-    if (l.ageMs !== null && l.ageMs < LEASE_STALE_MS) return undefined;
+    // Given up by a clean stop: the gateway is stopping or starting again (its status says if it is down),
+    // and what is admitted meanwhile waits for it, as it did before.
+    if (l.ageMs === 'released') return undefined;
+    if (l.ageMs !== null && l.ageMs < LEASE_ELSEWHERE_MS) return undefined;
     return {
       reason: 'GATEWAY_NOT_ON_THIS_DATABASE',
       message:

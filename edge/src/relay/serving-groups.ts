@@ -55,6 +55,34 @@ export function servingGroups(
 }
 
 /**
+ * The groups as a relay's requests can use them: each group's models cut to those the relay serves and
+ * its embedders to those it pins, merged where they then match, and dropped where nothing is left. What a
+ * gateway publishes: heartbeats from keys made for the purpose, each naming another set of made-up
+ * models, would otherwise make groups without end (past `MAX_SERVING_GROUPS` none are published, and
+ * relays on workerd refuse nothing), while the sets a request can ask for are few.
+ */
+export function usableGroups(
+  groups: readonly ServingGroup[],
+  models: ReadonlySet<string>,
+  embedders: ReadonlySet<string>,
+): ServingGroup[] {
+  const merged = new Map<string, ServingGroup>();
+  for (const g of groups) {
+    const m = g.models.filter((id) => models.has(id));
+    const e = g.embedders.filter((id) => embedders.has(id));
+    if (m.length === 0 || e.length === 0) continue;
+    const key = `${m.join('\n')}\t${e.join('\n')}`;
+    const into = merged.get(key);
+    if (into === undefined) merged.set(key, { models: m, embedders: e, able: g.able, paused: g.paused });
+    else {
+      into.able += g.able;
+      into.paused += g.paused;
+    }
+  }
+  return [...merged.values()];
+}
+
+/**
  * How many nodes could serve `request` (one of its accepted models, its frame's embedder): those able to;
  * 0 when some serve it and every one of them takes no request now (refused); undefined when none serves
  * it at all (nothing is said: requests wait for nodes to come).

@@ -5,7 +5,7 @@ import { parseJson, readBody } from '../http/body.ts';
 import { edgeError } from '../http/errors.ts';
 import type { AdmissionQueue } from '../relay/dispatcher.ts';
 import type { RelayNetwork } from '../relay/network.ts';
-import { MAX_SERVING_GROUPS, type ServingGroup } from '../relay/serving-groups.ts';
+import { MAX_SERVING_GROUPS, type ServingGroup, usableGroups } from '../relay/serving-groups.ts';
 
 /** Header carrying the secret shared between a gateway relay and the edge relays that forward to it. */
 export const GATEWAY_SECRET_HEADER = 'x-synod-gateway-secret';
@@ -28,9 +28,18 @@ export interface GatewayStatus {
   serving?: ServingGroup[] | null;
 }
 
-/** The groups a gateway publishes: none past `MAX_SERVING_GROUPS` (a relay then refuses nothing on them). */
-function publishedGroups(groups: ServingGroup[] | undefined): ServingGroup[] | null {
-  return groups === undefined || groups.length > MAX_SERVING_GROUPS ? null : groups;
+/**
+ * The groups a gateway publishes: as its requests can use them (its served models, its embedders), and
+ * none past `MAX_SERVING_GROUPS` (a relay then refuses nothing on them).
+ */
+function publishedGroups(
+  groups: ServingGroup[] | undefined,
+  models: ReadonlySet<string>,
+  embedders: ReadonlySet<string>,
+): ServingGroup[] | null {
+  if (groups === undefined) return null;
+  const usable = usableGroups(groups, models, embedders);
+  return usable.length > MAX_SERVING_GROUPS ? null : usable;
 }
 
 const enc = new TextEncoder();
@@ -82,14 +91,19 @@ export function mountInternal(
 
   app.get('/internal/v1/status', async (c) => {
     checkSecret(c, o.secret);
+    const served = await o.network.servedModels();
     const status: GatewayStatus = {
       coordinatorId: o.network.coordinatorId,
-      models: [...(await o.network.servedModels())].sort(),
+      models: [...served].sort(),
       embedders: o.config.embedders,
       defaultModels: [...o.config.defaultModels],
       health: o.network.health(),
       queue: o.network.queue() ?? null,
-      serving: publishedGroups(o.network.servingGroups?.()),
+      serving: publishedGroups(
+        o.network.servingGroups?.(),
+        served,
+        new Set(o.config.embedders.map((e) => e.id)),
+      ),
     };
     return c.json(status);
   });

@@ -211,16 +211,18 @@ export class IntakeStore {
   }
 
   /**
-   * How long ago, by the database's time, `coordinator` last renewed its lease; null when this database
-   * holds none of it (a relay that never ran its dispatcher over this database).
+   * How long ago, by the database's time, `coordinator` last renewed its lease; `released` when it gave
+   * it up (a relay that stopped cleanly: `releaseLease`); null when this database holds none of it (a
+   * relay that never ran its dispatcher over this database).
    */
-  async leaseAgeMs(coordinator: string): Promise<number | null> {
+  async leaseAgeMs(coordinator: string): Promise<number | 'released' | null> {
     const r = await this.client.execute({
-      sql: `SELECT ${DB_NOW_MS} - renewed_at AS age FROM coordinator_leases WHERE coordinator = ?`,
+      sql: `SELECT renewed_at, ${DB_NOW_MS} - renewed_at AS age FROM coordinator_leases WHERE coordinator = ?`,
       args: [coordinator],
     });
-    const age = r.rows[0]?.['age'];
-    return age === undefined || age === null ? null : Number(age);
+    const row = r.rows[0];
+    if (row === undefined) return null;
+    return Number(row['renewed_at']) === 0 ? 'released' : Number(row['age']);
   }
 
   /** Give the lease up (a relay that stops): its rows may be taken over at once. */
