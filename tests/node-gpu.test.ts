@@ -1,9 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { waitUntil } from '../edge/src/test-servers.ts';
-import { RelayProcesses } from './relay-processes.ts';
+import { type StartedRelayNetwork, startRelayNetwork } from './relay-processes.ts';
 
 /**
  * A GPU box in a quorum: one `synod node --gpu vulkan` beside two CPU nodes, as real processes, behind a
@@ -11,42 +8,22 @@ import { RelayProcesses } from './relay-processes.ts';
  * which llama.cpp's Vulkan build offloads the model to once `GGML_VK_VISIBLE_DEVICES` names it.
  */
 const LAVAPIPE_ICD = '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json';
-let net: RelayProcesses;
-let apiKey = '';
+let started: StartedRelayNetwork;
 
 beforeAll(async () => {
-  net = new RelayProcesses(mkdtempSync(join(tmpdir(), 'synod-node-gpu-')), 'node-gpu-test-passphrase', {
-    VK_ICD_FILENAMES: LAVAPIPE_ICD,
-    VK_DRIVER_FILES: LAVAPIPE_ICD,
-    GGML_VK_VISIBLE_DEVICES: '0',
+  started = await startRelayNetwork('node-gpu', {
+    env: { VK_ICD_FILENAMES: LAVAPIPE_ICD, VK_DRIVER_FILES: LAVAPIPE_ICD, GGML_VK_VISIBLE_DEVICES: '0' },
+    nodeFlags: (i) => (i === 1 ? ['--gpu', 'vulkan'] : []),
   });
-  try {
-    net.relayCommand(await net.startNodes((i) => (i === 1 ? ['--gpu', 'vulkan'] : [])));
-    await net.startRelay();
-    await waitUntil(
-      'the relay has its nodes as peers',
-      async () => {
-        const h = (await (await fetch(`${net.relayUrl}/healthz`)).json()) as { network: { peers: number } };
-        return h.network.peers >= 3;
-      },
-      60_000,
-      100,
-    );
-    apiKey = readFileSync(join(net.dir, 'dev-api-key'), 'utf8').trim();
-  } catch (e) {
-    const logs = net.logs();
-    await net.stopAll();
-    throw new Error(`${String(e)}\n${logs}`);
-  }
 }, 240_000);
 
 afterAll(async () => {
-  await net.stopAll();
-  rmSync(net.dir, { recursive: true, force: true });
+  await started?.stop();
 });
 
 describe('synod node --gpu vulkan in a quorum with CPU nodes', () => {
   test('it says its backend, advertises it, and its answer agrees with the CPU nodes in an accepted verdict', async () => {
+    const { net, apiKey } = started;
     const gpuNode = net.nodes[0];
     if (!gpuNode) throw new Error('no node');
     const loaded = gpuNode.child.lines

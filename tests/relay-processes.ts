@@ -198,10 +198,20 @@ export interface StartedRelayNetwork {
   stop(): Promise<void>;
 }
 
-/** Start the nodes and the relay in a fresh folder named after `name`; once the relay has its peers. */
-export async function startRelayNetwork(name: string): Promise<StartedRelayNetwork> {
-  const net = new RelayProcesses(mkdtempSync(join(tmpdir(), `synod-${name}-`)), `${name}-passphrase`);
-  net.relayCommand(await net.startNodes());
+/**
+ * Start the nodes (with `nodeFlags`, as `startNodes` takes them) and the relay in a fresh folder named
+ * after `name`, every process with `env` added; once the relay has its peers.
+ */
+export async function startRelayNetwork(
+  name: string,
+  o: { env?: Record<string, string>; nodeFlags?: Parameters<RelayProcesses['startNodes']>[0] } = {},
+): Promise<StartedRelayNetwork> {
+  const net = new RelayProcesses(
+    mkdtempSync(join(tmpdir(), `synod-${name}-`)),
+    `${name}-passphrase`,
+    o.env ?? {},
+  );
+  net.relayCommand(await net.startNodes(o.nodeFlags));
   const relay = await net.startRelay();
   const peered = () =>
     waitUntil(

@@ -40,6 +40,23 @@ function scriptedGateway(o: { wake: 'ok' | 'down' | 'refused' | 'silent'; status
   return { calls, fetch };
 }
 
+/** A relay over `fetch` (a scripted gateway by default) on a clock the test moves (`advance`). */
+function clockedGateway(fetch = scriptedGateway({ wake: 'ok' }).fetch) {
+  let clock = 1_000;
+  const net = new GatewayRelayNetwork({
+    url: 'http://gw.test',
+    secret: 's'.repeat(20),
+    now: () => clock,
+    fetch,
+  });
+  return {
+    net,
+    advance: (ms: number) => {
+      clock += ms;
+    },
+  };
+}
+
 describe('GatewayRelayNetwork', () => {
   test('learns the coordinator and models from the gateway status, with the secret', async () => {
     const g = scriptedGateway({ wake: 'ok' });
@@ -132,19 +149,14 @@ describe('GatewayRelayNetwork', () => {
 
   test("a gateway out of reach: its last numbers are not reported as now's (peers 0), its last health kept apart", async () => {
     let up = true;
-    let clock = 1_000;
     const g = scriptedGateway({ wake: 'ok' });
-    const net = new GatewayRelayNetwork({
-      url: 'http://gw.test',
-      secret: 's'.repeat(20),
-      now: () => clock,
-      fetch: (input, init) =>
-        up ? g.fetch(input, init) : Promise.reject(new TypeError('connection refused')),
-    });
+    const { net, advance } = clockedGateway((input, init) =>
+      up ? g.fetch(input, init) : Promise.reject(new TypeError('connection refused')),
+    );
     await net.status(true);
     expect(net.health()).toMatchObject({ ok: true, peers: 3, detail: { gatewayHealth: STATUS.health } });
     up = false;
-    clock += 60_000;
+    advance(60_000);
     expect(await net.status(true)).toBeUndefined();
     const h = net.health();
     expect(h).toMatchObject({ ok: false, peers: 0, openRequests: 0 });
@@ -153,14 +165,7 @@ describe('GatewayRelayNetwork', () => {
   });
 
   test("a gateway whose coordinator holds no fresh lease in this relay's database: unhealthy, and admissions refused 503", async () => {
-    let clock = 1_000;
-    const g = scriptedGateway({ wake: 'ok' });
-    const net = new GatewayRelayNetwork({
-      url: 'http://gw.test',
-      secret: 's'.repeat(20),
-      now: () => clock,
-      fetch: g.fetch,
-    });
+    const { net, advance } = clockedGateway();
     await net.status(true);
     // Not looked at yet: nothing is said.
     expect(net.leaseCheckDue()).toBe(true);
@@ -206,12 +211,11 @@ describe('GatewayRelayNetwork', () => {
     // Looked at again after a status TTL.
     net.noteLease(STATUS.coordinatorId, 1_000);
     expect(net.leaseCheckDue()).toBe(false);
-    clock += 5_000;
+    advance(5_000);
     expect(net.leaseCheckDue()).toBe(true);
   });
 
   test("a quorum the gateway's nodes cannot meet is counted from the groups its fresh status publishes", async () => {
-    let clock = 1_000;
     const request = (models: string[], embedder = 'use-lite-512') =>
       ({ acceptedModels: models, frame: { embeddingModel: { id: embedder } } }) as unknown as RequestBody;
     const serving = [
@@ -219,14 +223,8 @@ describe('GatewayRelayNetwork', () => {
       { models: ['m1', 'm2'], embedders: ['use-lite-512'], able: 0, paused: 1 },
       { models: ['m3'], embedders: ['use-lite-512'], able: 0, paused: 2 },
     ];
-    const net = (status: unknown) =>
-      new GatewayRelayNetwork({
-        url: 'http://gw.test',
-        secret: 's'.repeat(20),
-        now: () => clock,
-        fetch: scriptedGateway({ wake: 'ok', status }).fetch,
-      });
-    const g = net({ ...STATUS, serving });
+    const net = (status: unknown) => clockedGateway(scriptedGateway({ wake: 'ok', status }).fetch);
+    const { net: g, advance } = net({ ...STATUS, serving });
     await g.status(true);
     expect(g.servingNodes(request(['m1']))).toBe(2);
     expect(g.servingNodes(request(['m2']))).toBe(0);
@@ -234,7 +232,7 @@ describe('GatewayRelayNetwork', () => {
     expect(g.servingNodes(request(['m4']))).toBeUndefined();
     expect(g.servingNodes(request(['m1'], 'another'))).toBeUndefined();
     // A status past its TTL says nothing until it is fetched again (each submission fetches it).
-    clock += 5_000;
+    advance(5_000);
     expect(g.servingNodes(request(['m1']))).toBeUndefined();
     // A gateway that cannot say yet (null), an older one (absent), or groups that are not groups: nothing.
     for (const said of [
@@ -243,7 +241,7 @@ describe('GatewayRelayNetwork', () => {
       [{ models: 'm1', embedders: [], able: 1, paused: 0 }],
       [{ ...serving[0], able: -1 }],
     ]) {
-      const other = net({ ...STATUS, serving: said });
+      const { net: other } = net({ ...STATUS, serving: said });
       await other.status(true);
       expect(other.servingNodes(request(['m1']))).toBeUndefined();
     }
