@@ -364,7 +364,9 @@ async function withWorker<T>(
       string
     >,
     host: '127.0.0.1',
-    port: await freePort(),
+    // Picked by workerd as it binds (a port picked free before can be taken meanwhile, as an outgoing
+    // connection's local port: "Address already in use", seen once in CI).
+    port: 0,
   });
   // Miniflare's Fetcher (workers-types, not installed here): `scheduled` runs the cron handler.
   const scheduled = async () => {

@@ -260,7 +260,9 @@ async function serveWorker(dir: string, env: WorkerEnv): Promise<RunningWorker> 
       string
     >,
     host: '127.0.0.1',
-    port: await freePort(),
+    // Picked by workerd as it binds (a port picked free before can be taken meanwhile, as an outgoing
+    // connection's local port: "Address already in use", seen once in CI).
+    port: 0,
   });
   let url: string;
   try {
