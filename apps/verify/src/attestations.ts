@@ -5,7 +5,7 @@
  * of the transcript; they show how many nodes independently reached the same digest. One that does not
  * verify was forged or altered by whoever served it.
  */
-import { packetOf, signatureHolds } from './signed-packets.ts';
+import { distinctSigned } from './signed-packets.ts';
 
 export interface AttestationCheck {
   /** Distinct nodes whose attestation verifies. */
@@ -21,32 +21,12 @@ export async function checkAttestations(
   requestId: string,
   derived: { verdictDigest: string; root: string } | null,
 ): Promise<AttestationCheck> {
-  const seen = new Set<string>();
-  const out: AttestationCheck = { nodes: 0, agree: 0, invalid: [] };
-  for (const raw of given) {
-    const read = packetOf(raw, 'attestation', 'an attestation');
-    if ('why' in read) {
-      out.invalid.push(read);
-      continue;
-    }
-    const { from, packet: p } = read;
-    if (p.body.requestId !== requestId) {
-      out.invalid.push({ from, why: `attests request ${p.body.requestId}` });
-      continue;
-    }
-    if (!(await signatureHolds(p))) {
-      out.invalid.push({ from, why: 'its signature does not verify' });
-      continue;
-    }
-    if (seen.has(p.from)) {
-      out.invalid.push({ from, why: 'a second attestation from the same node' });
-      continue;
-    }
-    seen.add(p.from);
-    out.nodes++;
-    if (derived && p.body.verdictDigest === derived.verdictDigest && p.body.transcriptRoot === derived.root) {
-      out.agree++;
-    }
-  }
-  return out;
+  const { valid, invalid } = await distinctSigned(given, 'attestation', (p) =>
+    p.body.requestId === requestId ? null : `attests request ${p.body.requestId}`,
+  );
+  const agree = valid.filter(
+    (p) =>
+      derived && p.body.verdictDigest === derived.verdictDigest && p.body.transcriptRoot === derived.root,
+  ).length;
+  return { nodes: valid.length, agree, invalid };
 }

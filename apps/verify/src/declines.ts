@@ -6,7 +6,7 @@
  * counted them toward the quorum (its seat policy: whom it holds proven) is its own record, not checked.
  */
 import { packetId } from '@synod/shared';
-import { packetOf, signatureHolds } from './signed-packets.ts';
+import { distinctSigned, packetOf, signatureHolds } from './signed-packets.ts';
 
 export interface DeclineCheck {
   /** The request packet the declines name: its id, quorum and accepted models (null: not a request). */
@@ -52,34 +52,19 @@ export async function checkDeclines(
     out.requestProblem = (e as Error).message;
     return out;
   }
-  const seen = new Set<string>();
+  const named = out.request;
+  const { valid, invalid } = await distinctSigned(given, 'decline', (p) =>
+    p.body.requestId !== requestId || p.body.requestPacketId !== named.id
+      ? 'it declines another request packet'
+      : named.acceptedModels.includes(p.body.model.id)
+        ? null
+        : `the request does not accept model ${p.body.model.id}`,
+  );
+  out.invalid = invalid;
+  out.nodes = valid.length;
   const models = new Set<string>();
-  for (const raw of given) {
-    const read = packetOf(raw, 'decline', 'a decline');
-    if ('why' in read) {
-      out.invalid.push(read);
-      continue;
-    }
-    const { from, packet: p } = read;
-    if (p.body.requestId !== requestId || p.body.requestPacketId !== out.request.id) {
-      out.invalid.push({ from, why: 'it declines another request packet' });
-      continue;
-    }
-    if (!out.request.acceptedModels.includes(p.body.model.id)) {
-      out.invalid.push({ from, why: `the request does not accept model ${p.body.model.id}` });
-      continue;
-    }
-    if (!(await signatureHolds(p))) {
-      out.invalid.push({ from, why: 'its signature does not verify' });
-      continue;
-    }
-    if (seen.has(p.from)) {
-      out.invalid.push({ from, why: 'a second decline from the same node' });
-      continue;
-    }
-    seen.add(p.from);
+  for (const p of valid) {
     models.add(p.body.model.id);
-    out.nodes++;
     if (out.closest === null || p.body.contextTokens > out.closest.contextTokens) {
       out.closest = {
         model: p.body.model.id,

@@ -30,6 +30,38 @@ export function packetOf<T extends PacketType>(
   return { from, packet: p as Packet<T> };
 }
 
+/**
+ * The packets of `type` among `given` that a verifier counts, one per node: each parsed strictly, then
+ * checked against `belongs` (why it does not belong here, or null), its signature, and being the first
+ * from its node; every other one is in `invalid` with why.
+ */
+export async function distinctSigned<T extends PacketType>(
+  given: readonly unknown[],
+  type: T,
+  belongs: (p: Packet<T>) => string | null,
+): Promise<{ valid: Packet<T>[]; invalid: { from: string; why: string }[] }> {
+  const what = `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type}`;
+  const seen = new Set<string>();
+  const valid: Packet<T>[] = [];
+  const invalid: { from: string; why: string }[] = [];
+  for (const raw of given) {
+    const read = packetOf(raw, type, what);
+    if ('why' in read) {
+      invalid.push(read);
+      continue;
+    }
+    const { from, packet: p } = read;
+    const why = belongs(p) ?? ((await signatureHolds(p)) ? null : 'its signature does not verify');
+    if (why !== null) invalid.push({ from, why });
+    else if (seen.has(p.from)) invalid.push({ from, why: `a second ${type} from the same node` });
+    else {
+      seen.add(p.from);
+      valid.push(p);
+    }
+  }
+  return { valid, invalid };
+}
+
 /** Whether a packet's signature verifies for the key it names. */
 export function signatureHolds(p: Packet): Promise<boolean> {
   return verifySignature(p.from, signedBytes(p.v, p.type, p.from, p.body), fromHex(p.sig));
