@@ -6,7 +6,7 @@
  */
 import { fetchText } from './fetch-text.ts';
 import { reasonsOf, type VerifyReport, verifyInput } from './report.ts';
-import { readVerifyInput, type VerifyInput, VerifyInputError } from './verify-input.ts';
+import { readVerifyInput, shownValue, type VerifyInput, VerifyInputError } from './verify-input.ts';
 
 export interface AuditOptions {
   /** The relay's base URL (`http://127.0.0.1:8787`). */
@@ -107,7 +107,7 @@ async function auditOne(base: string, item: HistoryItem, timeoutS: number): Prom
     ["the history's winning model", item.winnerModelId, derived?.winnerModelId ?? null],
   ] as const) {
     if (given === undefined || (given === null && d === null)) continue;
-    const text = typeof given === 'string' ? given : JSON.stringify(given);
+    const text = shownValue(given);
     report.comparisons.push({ what, given: text, derived: d, match: given === d });
   }
   const reasons = reasonsOf(report);

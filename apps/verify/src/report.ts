@@ -8,7 +8,7 @@ import {
 import { type AttestationCheck, checkAttestations } from './attestations.ts';
 import { type EmbedBits, reembedReveals } from './reembed.ts';
 import { packetOf, signatureHolds } from './signed-packets.ts';
-import type { VerifyInput } from './verify-input.ts';
+import { shownValue, type VerifyInput } from './verify-input.ts';
 
 /** The local result, and how it compares with what was expected or claimed. */
 export interface VerifyReport {
@@ -142,7 +142,7 @@ function claimedVerdictDigest(v: unknown): string {
   try {
     return verdictDigest(v as Verdict);
   } catch {
-    return `not a verdict: ${JSON.stringify(v).slice(0, 80)}`;
+    return `not a verdict: ${shownValue(v).slice(0, 80)}`;
   }
 }
 

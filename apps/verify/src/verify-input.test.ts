@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { parseDigest, readVerifyInput, VerifyInputError } from './verify-input.ts';
+import { parseDigest, readVerifyInput, shownValue, VerifyInputError } from './verify-input.ts';
 
 const D = 'a'.repeat(64);
 const R = 'b'.repeat(64);
@@ -69,6 +69,20 @@ describe('readVerifyInput', () => {
     expect(readVerifyInput(JSON.stringify({ transcript: t, requestId: 7 })).claimed).toEqual({
       requestId: '7',
     });
+  });
+
+  test('a claim nested deeper than JSON.stringify can write back is compared as such, not a crash', () => {
+    const t = { v: 1, requestId: 'x', packets: [] };
+    const deep = `${'['.repeat(200_000)}${']'.repeat(200_000)}`;
+    const text = `{"transcript":${JSON.stringify(t)},"requestId":${deep},"verdictDigest":${deep}}`;
+    expect(readVerifyInput(text).claimed).toEqual({
+      requestId: '(a value too deeply nested to show)',
+      verdictDigest: '(a value too deeply nested to show)',
+    });
+    // Anything else shown as its JSON, cut at 200 characters.
+    expect(shownValue({ a: 'b'.repeat(300) })).toBe(
+      `${JSON.stringify({ a: 'b'.repeat(300) }).slice(0, 200)}…`,
+    );
   });
 
   test('a byte order mark before the JSON is not part of it', () => {

@@ -101,7 +101,22 @@ export function readVerifyInput(text: string, from = 'the input'): VerifyInput {
 
 /** A text claim as given; anything else as its JSON, so that it is compared (and differs). */
 function claimOfText(v: unknown): string {
-  return typeof v === 'string' ? v : JSON.stringify(v);
+  return shownValue(v);
+}
+
+/**
+ * A value a source gave, as text to compare and show: a string as it is; anything else as its JSON, cut
+ * at 200 characters, or said to be too deeply nested to show (JSON.parse reads nesting JSON.stringify
+ * cannot write back: a claim 200,000 arrays deep crashed the verifier).
+ */
+export function shownValue(v: unknown): string {
+  if (typeof v === 'string') return v;
+  try {
+    const text = JSON.stringify(v) ?? String(v);
+    return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+  } catch {
+    return '(a value too deeply nested to show)';
+  }
 }
 
 /** Whether a value is shaped as a signed packet (`type` and `sig`), not a bare verdict object. */
@@ -116,7 +131,7 @@ function isPacketLike(v: unknown): boolean {
  */
 function claimOf(v: unknown): string | undefined {
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'string') return JSON.stringify(v);
+  if (typeof v !== 'string') return shownValue(v);
   const hex = v.toLowerCase().replace(/^0x/, '');
   return HEX64.test(hex) ? hex : v;
 }

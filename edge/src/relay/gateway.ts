@@ -225,7 +225,6 @@ export class GatewayRelayNetwork implements RelayNetwork {
     if (l.ageMs === 'released') return undefined;
     if (l.ageMs !== null && l.ageMs < LEASE_ELSEWHERE_MS) return undefined;
     return {
-      reason: 'GATEWAY_NOT_ON_THIS_DATABASE',
       message:
         l.ageMs === null
           ? "the gateway relay does not dispatch from this relay's database"
