@@ -152,6 +152,26 @@ describe('POST /v1/inference and the request lifecycle', () => {
     expect(badBody.ok).toBe(false);
     expect(badBody.error.code).toBe('PACKET_BAD_SIGNATURE');
 
+    // A genuine transcript with a reveal's output named twice, the genuine one last: JSON.parse reads it
+    // as genuine, a reader keeping the first value as forged. Refused as ambiguous, not verified.
+    const genuine = JSON.stringify({ transcript: c.transcript });
+    const twice = genuine.replace('"output":', '"output":"FORGED","output":');
+    const i = (c.transcript as { packets: { type: string }[] }).packets.findIndex((p) => p.type === 'reveal');
+    const ambiguous = await req('/v1/verify', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: twice,
+    });
+    expect(ambiguous.status).toBe(400);
+    expect(await ambiguous.json()).toMatchObject({
+      error: {
+        code: 'BAD_JSON',
+        message: `the body names "output" twice in transcript.packets[${i}].body`,
+        details: { member: 'output', path: `transcript.packets[${i}].body` },
+        hint: expect.stringContaining('I-JSON'),
+      },
+    });
+
     // History lists it, filtered by model and by a node that committed.
     const nodeId = t.nodes[0]?.nodeId ?? '';
     const h = (await (await req(`/v1/history?model=stories260K&node=${nodeId}&status=verdict`)).json()) as {

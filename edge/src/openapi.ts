@@ -718,6 +718,8 @@ export function openApiDocument(version: string): Json {
         post: {
           operationId: 'verifyTranscript',
           summary: 'The public verifier: recompute signatures, commitments and consensus of a transcript',
+          description:
+            'A body in which an object names a member twice is 400 BAD_JSON (details.member, details.path): JSON readers differ on which value a repeated name keeps, so such a text is refused, not verified as one reading of it (I-JSON, RFC 7493).',
           security: open,
           requestBody: {
             required: true,

@@ -6,7 +6,13 @@
  */
 import { fetchText } from './fetch-text.ts';
 import { reasonsOf, type VerifyReport, verifyInput } from './report.ts';
-import { readVerifyInput, shownValue, type VerifyInput, VerifyInputError } from './verify-input.ts';
+import {
+  parseUniqueJson,
+  readVerifyInput,
+  shownValue,
+  type VerifyInput,
+  VerifyInputError,
+} from './verify-input.ts';
 
 export interface AuditOptions {
   /** The relay's base URL (`http://127.0.0.1:8787`). */
@@ -144,13 +150,7 @@ export async function getText(url: string, timeoutS: number, what: string): Prom
 }
 
 function parsePage(text: string): HistoryPage {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    throw new VerifyInputError('the history is not JSON');
-  }
-  const p = v as Partial<HistoryPage> | null;
+  const p = parseUniqueJson(text, 'the history') as Partial<HistoryPage> | null;
   const hex = (x: unknown) => x === null || (typeof x === 'string' && /^[0-9a-f]{64}$/.test(x));
   if (
     p === null ||

@@ -160,6 +160,22 @@ describe('synod-verify over the golden transcripts', () => {
     expect(r.err).toContain('no transcript here');
   });
 
+  test('a genuine transcript with a member named twice is refused as ambiguous (exit 2), not verified', async () => {
+    const s = scenarios[0] as Scenario;
+    const i = s.transcript.packets.findIndex((p) => p.type === 'reveal');
+    // The genuine output last: JSON.parse reads the genuine transcript, a reader keeping the first the forged.
+    const text = JSON.stringify(s.transcript).replace(
+      '"output":',
+      '"output":"The capital of France is Lyon.","output":',
+    );
+    const f = join(dir, 'twice.json');
+    writeFileSync(f, text);
+    const r = await verify([f, '--expect-digest', s.verdictDigest]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`names "output" twice in packets[${i}].body`);
+    expect(r.out).not.toContain('holds');
+  });
+
   test('a text with a lone surrogate ("\\ud800", which has no canonical bytes) does not hold (exit 1, named)', async () => {
     const s = structuredClone(scenarios[0] as Scenario);
     const reveal = s.transcript.packets.find((p) => p.type === 'reveal');

@@ -90,6 +90,19 @@ describe('readVerifyInput', () => {
     expect(readVerifyInput(`\uFEFF${JSON.stringify(t)}`)).toEqual({ transcript: t, claimed: {} });
   });
 
+  test('a member named twice in any object is refused, naming it and where: readers differ on which value they keep', () => {
+    const t = '{"v":1,"requestId":"x","packets":[{"type":"reveal","body":{"output":"A","output":"B"}}]}';
+    expect(() => readVerifyInput(t, 'the file t.json')).toThrow(
+      'the file t.json names "output" twice in packets[0].body',
+    );
+    expect(() =>
+      readVerifyInput(
+        `{"transcript":{"v":1,"requestId":"x","packets":[]},"verdictDigest":"${D}","verdictDigest":"${R}"}`,
+      ),
+    ).toThrow('the input names "verdictDigest" twice in (root)');
+    expect(() => readVerifyInput('\uFEFF{"packets":[],"packets":[]}')).toThrow(VerifyInputError);
+  });
+
   test.each([
     ['not json', 'not JSON'],
     ['[1,2]', 'expected a transcript'],

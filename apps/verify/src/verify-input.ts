@@ -1,3 +1,5 @@
+import { duplicateMember, formatJsonPath } from '@synod/shared';
+
 /**
  * What `synod-verify` is given, read without trusting it: a transcript (`{v, requestId, packets}`), or
  * a relay's answer that holds one (`GET /v1/verify/:id`, a line of a `history prune` archive, or a body
@@ -45,13 +47,7 @@ export type VerifyInputErrorCode = 'VERIFY_INPUT_INVALID' | 'VERIFY_INPUT_TOO_LA
 /** The input read from `text`; `from` names where it came from in the errors (`the file x.json`). */
 export function readVerifyInput(text: string, from = 'the input'): VerifyInput {
   if (text.trim() === '') throw new VerifyInputError(`${from} is empty`);
-  let v: unknown;
-  try {
-    // A byte order mark before the JSON (a file saved by some editors) is not part of it (RFC 8259 §8.1).
-    v = JSON.parse(text.replace(/^\uFEFF/, ''));
-  } catch (e) {
-    throw new VerifyInputError(`${from} is not JSON: ${(e as Error).message}`);
-  }
+  const v = parseUniqueJson(text, from);
   if (v === null || typeof v !== 'object' || Array.isArray(v)) {
     throw new VerifyInputError('expected a transcript or an object holding one');
   }
@@ -97,6 +93,29 @@ export function readVerifyInput(text: string, from = 'the input'): VerifyInput {
     ...(Array.isArray(attestations) ? { attestations } : {}),
     ...(signed ? { verdictPacket: verdict } : {}),
   };
+}
+
+/**
+ * The JSON value of `text` (a leading byte order mark skipped, as some editors save one: RFC 8259 §8.1),
+ * refused when it is not JSON or when an object in it names a member twice: `JSON.parse` keeps the last
+ * value and other readers the first, so a transcript holding `"output":"FORGED","output":"<genuine>"`
+ * would be said to hold here while another reader of the same file reads the forged output.
+ */
+export function parseUniqueJson(text: string, from: string): unknown {
+  const json = text.replace(/^\uFEFF/, '');
+  let v: unknown;
+  try {
+    v = JSON.parse(json);
+  } catch (e) {
+    throw new VerifyInputError(`${from} is not JSON: ${(e as Error).message}`);
+  }
+  const twice = duplicateMember(json);
+  if (twice) {
+    throw new VerifyInputError(
+      `${from} names "${twice.name.slice(0, 64)}" twice in ${formatJsonPath(twice.path)}: JSON readers differ on which value they keep, so it is refused, not verified`,
+    );
+  }
+  return v;
 }
 
 /** A text claim as given; anything else as its JSON, so that it is compared (and differs). */

@@ -1,4 +1,4 @@
-import { joinBytes } from '@synod/shared';
+import { duplicateMember, formatJsonPath, joinBytes } from '@synod/shared';
 import type { Context } from 'hono';
 import type { BodyBudget } from './body-budget.ts';
 import { edgeError, HttpError } from './errors.ts';
@@ -118,16 +118,36 @@ function bodyBroken(e: unknown): never {
 /** Strict UTF-8 (a decoder without `stream` keeps no state between calls, so one serves all). */
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
-export function parseJson(bytes: Uint8Array): unknown {
+/**
+ * The JSON value of a body's bytes (400 BAD_JSON for bytes that are not UTF-8 or not JSON). With
+ * `uniqueNames`, also 400 BAD_JSON for a text in which an object names a member twice: the routes that
+ * check something for the caller (`POST /v1/verify`) must not verify one reading of a text that another
+ * JSON reader would read otherwise (`JSON.parse` keeps a repeated name's last value, others the first).
+ */
+export function parseJson(bytes: Uint8Array, options: { uniqueNames?: boolean } = {}): unknown {
   let text: string;
   try {
     text = strictUtf8.decode(bytes);
   } catch {
     throw edgeError(400, 'BAD_JSON', 'the body is not valid UTF-8');
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (e) {
     throw edgeError(400, 'BAD_JSON', `the body is not valid JSON: ${(e as Error).message}`);
   }
+  const twice = options.uniqueNames ? duplicateMember(text) : undefined;
+  if (twice) {
+    const member = twice.name.slice(0, 64);
+    const path = formatJsonPath(twice.path);
+    throw edgeError(
+      400,
+      'BAD_JSON',
+      `the body names "${member}" twice in ${path}`,
+      { member, path },
+      'name each member of an object once: JSON readers differ on which value a repeated name keeps (RFC 7493, I-JSON)',
+    );
+  }
+  return value;
 }

@@ -101,7 +101,7 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
     charge(1);
     const bytes = await readBody(c, deps.config.verifyBodyLimit, bodyGuard(c, deps));
     charge(verifyCost(0, bytes.byteLength) - 1);
-    const raw = parseJson(bytes) as Record<string, unknown> | null;
+    const raw = parseJson(bytes, { uniqueNames: true }) as Record<string, unknown> | null;
     const wrapped = raw !== null && typeof raw === 'object' && 'transcript' in raw;
     // Neither shape: said as such, not as a transcript whose members are all wrong.
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || (!wrapped && !('packets' in raw))) {

@@ -260,6 +260,34 @@ describe('packets', () => {
     await expectCode(decodePacket(new Uint8Array([0xff, 0xfe]), { now: NOW }), 'PACKET_MALFORMED');
   });
 
+  test('a packet naming a member twice is PACKET_MALFORMED, even when the last value is the signed one', async () => {
+    const key = await seedKey(9);
+    const p = await signPacket(key, 'commit', {
+      requestId: 'ab'.repeat(32),
+      commitment: 'cd'.repeat(32),
+      createdAt: NOW,
+    });
+    const text = new TextDecoder().decode(encodePacket(p));
+    expect((await decodePacket(text, { now: NOW })).packet).toEqual(p);
+    // JSON.parse keeps the last value, so this verifies as the genuine packet, while a reader keeping the
+    // first sees another commitment: refused, named.
+    const twice = text.replace('"commitment":', `"commitment":"${'ee'.repeat(32)}","commitment":`);
+    expect((JSON.parse(twice) as typeof p).body.commitment).toBe(p.body.commitment);
+    const e = await decodePacket(twice, { now: NOW }).then(
+      () => undefined,
+      (x: unknown) => x,
+    );
+    expect(isSynodError(e, 'PACKET_MALFORMED')).toBe(true);
+    expect((e as Error).message).toBe('packet names "commitment" twice in body');
+    expect((e as { details: unknown }).details).toEqual({ member: 'commitment', path: 'body' });
+    // The same name written with an escape is the same name.
+    await expectCode(
+      decodePacket(text.replace('"sig":', '"\\u0073ig":"00","sig":'), { now: NOW }),
+      'PACKET_MALFORMED',
+    );
+    await expectCode(decodePacket(new TextEncoder().encode(twice), { now: NOW }), 'PACKET_MALFORMED');
+  });
+
   test('packetSize is the size signPacket holds to the limit: a body at it signs, one byte more does not', async () => {
     const key = await seedKey(10);
     const base = requestBody();

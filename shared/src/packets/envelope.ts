@@ -1,6 +1,7 @@
 import type * as z from 'zod';
 import { concatBytes, fromHex, fromUtf8, toHex, utf8 } from '../encoding/bytes.ts';
 import { canonicalBytes, canonicalJson } from '../encoding/canonical.ts';
+import { duplicateMember, formatJsonPath } from '../encoding/duplicate-member.ts';
 import { domainTag, sha256Hex } from '../encoding/hash.ts';
 import { SynodError } from '../errors.ts';
 import type { Ed25519Backend } from '../identity/ed25519.ts';
@@ -138,10 +139,22 @@ export async function decodePacket(
     });
   }
   let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(typeof input === 'string' ? input : fromUtf8(input));
+    text = typeof input === 'string' ? input : fromUtf8(input);
+    raw = JSON.parse(text);
   } catch (cause) {
     throw new SynodError('PACKET_MALFORMED', 'packet is not valid JSON', { cause });
+  }
+  // The signature covers the canonical form, which has each name once: a text naming one twice is read
+  // one way here (the last value) and another by a reader that keeps the first.
+  const twice = duplicateMember(text);
+  if (twice) {
+    throw new SynodError(
+      'PACKET_MALFORMED',
+      `packet names "${twice.name.slice(0, 64)}" twice in ${formatJsonPath(twice.path)}`,
+      { details: { member: twice.name.slice(0, 64), path: formatJsonPath(twice.path) } },
+    );
   }
   return verifyPacket(raw, options);
 }
