@@ -471,14 +471,23 @@ describe('the worker misconfigured or cut off: typed errors that name the cause'
         expect(health.status).toBe(503);
         const h = (await health.json()) as { network: { ok: boolean; detail: Record<string, unknown> } };
         expect(h.network.ok).toBe(false);
+        // The gateway's status names its database's identity, not this one's: said at once.
         expect(h.network.detail).toMatchObject({
           reason: 'GATEWAY_NOT_ON_THIS_DATABASE',
           coordinator: t?.relay.network.coordinatorId,
-          leaseAgeMs: null,
+          databaseId: expect.stringMatching(/^[0-9a-f]{32}$/),
+          gatewayDatabaseId: expect.stringMatching(/^[0-9a-f]{32}$/),
           hint: expect.stringContaining('--db'),
         });
+        expect(h.network.detail['databaseId']).not.toBe(h.network.detail['gatewayDatabaseId']);
         const c = createClient({ url: other.url });
         try {
+          // A gateway that ran over this database once and stopped cleanly before it moved left its lease
+          // released here, which says nothing of where it is now: still refused, by the identity.
+          await c.execute({
+            sql: 'INSERT INTO coordinator_leases (coordinator, renewed_at) VALUES (?, 0)',
+            args: [t?.relay.network.coordinatorId as string],
+          });
           const store = new HistoryStore(drizzle(c, { schema: historySchema }));
           const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
           await store.createApiKey({ id: k.id, hash: k.hash, label: 'other', quotaPerDay: 10 }, Date.now());
@@ -491,7 +500,7 @@ describe('the worker misconfigured or cut off: typed errors that name the cause'
           expect(await r.json()).toMatchObject({
             error: {
               code: 'NETWORK_UNAVAILABLE',
-              message: "the gateway relay does not dispatch from this relay's database",
+              message: "the gateway relay dispatches from another database than this relay's",
               details: { reason: 'GATEWAY_NOT_ON_THIS_DATABASE' },
             },
           });

@@ -215,6 +215,55 @@ describe('GatewayRelayNetwork', () => {
     expect(net.leaseCheckDue()).toBe(true);
   });
 
+  test("a gateway whose status names another database than this relay's: refused at once, whatever its lease here says", async () => {
+    const status = (databaseId: unknown) =>
+      clockedGateway(scriptedGateway({ wake: 'ok', status: { ...STATUS, databaseId } }).fetch).net;
+    const ours = 'a'.repeat(32);
+    const moved = status('b'.repeat(32));
+    await moved.status(true);
+    expect(moved.databaseUnknown).toBe(true);
+    moved.noteDatabase(ours);
+    expect(moved.databaseUnknown).toBe(false);
+    // Left released by a clean stop before it moved: the lease says nothing, the identity does.
+    moved.noteLease(STATUS.coordinatorId, 'released');
+    expect(() => moved.checkLease()).toThrow(
+      "the gateway relay dispatches from another database than this relay's",
+    );
+    expect(moved.health()).toMatchObject({
+      ok: false,
+      detail: {
+        reason: 'GATEWAY_NOT_ON_THIS_DATABASE',
+        databaseId: ours,
+        gatewayDatabaseId: 'b'.repeat(32),
+        hint: expect.stringContaining('SYNOD_DB_URL'),
+      },
+    });
+    // Even before its lease was looked at.
+    const fresh = status('b'.repeat(32));
+    await fresh.status(true);
+    fresh.noteDatabase(ours);
+    expect(() => fresh.checkLease()).toThrow('another database');
+    // The same database: the lease decides, as before.
+    const same = status(ours);
+    await same.status(true);
+    same.noteDatabase(ours);
+    same.noteLease(STATUS.coordinatorId, 'released');
+    expect(() => same.checkLease()).not.toThrow();
+    expect(same.health().ok).toBe(true);
+    // A gateway older than the identity (none in its status), or a database without one: the lease decides.
+    for (const [theirs, mine] of [
+      [undefined, ours],
+      [null, ours],
+      ['b'.repeat(32), null],
+    ] as const) {
+      const g = status(theirs);
+      await g.status(true);
+      g.noteDatabase(mine);
+      g.noteLease(STATUS.coordinatorId, 1_000);
+      expect(() => g.checkLease()).not.toThrow();
+    }
+  });
+
   test("a quorum the gateway's nodes cannot meet is counted from the groups its fresh status publishes", async () => {
     const request = (models: string[], embedder = 'use-lite-512') =>
       ({ acceptedModels: models, frame: { embeddingModel: { id: embedder } } }) as unknown as RequestBody;

@@ -68,6 +68,8 @@ export class GatewayRelayNetwork implements RelayNetwork {
    * dispatches from another database.
    */
   #lease: { coordinator: string; ageMs: number | 'released' | null; at: number } | undefined;
+  /** This relay's database identity (`noteDatabase`), to compare with the gateway's; undefined until read. */
+  #databaseId: string | null | undefined;
   readonly #base: string;
   readonly #ttl: number;
   readonly #now: () => number;
@@ -206,6 +208,19 @@ export class GatewayRelayNetwork implements RelayNetwork {
     this.#lease = { coordinator, ageMs, at: this.#now() };
   }
 
+  /** Whether this relay's database identity is still to be read (`noteDatabase`). */
+  get databaseUnknown(): boolean {
+    return this.#databaseId === undefined;
+  }
+
+  /**
+   * Record this relay's database identity (`IntakeStore.databaseId`): a gateway whose status names
+   * another is dispatching from another database, found at once, whatever its lease here says.
+   */
+  noteDatabase(id: string | null): void {
+    this.#databaseId = id;
+  }
+
   /**
    * 503 NETWORK_UNAVAILABLE when this relay's database holds no fresh lease of the gateway's coordinator:
    * the gateway dispatches from another database (its `--db` is not this relay's `SYNOD_DB_URL`), so a
@@ -218,6 +233,24 @@ export class GatewayRelayNetwork implements RelayNetwork {
   }
 
   #leaseProblem() {
+    const hint =
+      "the gateway relay's --db must be this relay's SYNOD_DB_URL (its coordinator renews a lease there every 5 s)";
+    const theirs = this.#status?.databaseId;
+    const ours = this.#databaseId;
+    if (typeof theirs === 'string' && typeof ours === 'string' && theirs !== ours) {
+      // Another database altogether (a gateway that moved after a clean stop left a released lease here,
+      // which says nothing): what is admitted here would never be dispatched.
+      return {
+        message: "the gateway relay dispatches from another database than this relay's",
+        detail: {
+          reason: 'GATEWAY_NOT_ON_THIS_DATABASE',
+          coordinator: this.coordinatorId,
+          databaseId: ours,
+          gatewayDatabaseId: theirs,
+        },
+        hint,
+      };
+    }
     const l = this.#lease;
     if (l === undefined || l.coordinator !== this.coordinatorId || l.coordinator === '') return undefined;
     // Given up by a clean stop: the gateway is stopping or starting again (its status says if it is down),
@@ -234,7 +267,7 @@ export class GatewayRelayNetwork implements RelayNetwork {
         coordinator: l.coordinator,
         leaseAgeMs: l.ageMs,
       },
-      hint: "the gateway relay's --db must be this relay's SYNOD_DB_URL (its coordinator renews a lease there every 5 s)",
+      hint,
     };
   }
 

@@ -26,6 +26,12 @@ export interface GatewayStatus {
    * from a gateway older than it.
    */
   serving?: ServingGroup[] | null;
+  /**
+   * The identity of the database this gateway dispatches from (`IntakeStore.databaseId`): a relay on
+   * workerd over another database refuses requests at once (`GATEWAY_NOT_ON_THIS_DATABASE`), since
+   * nothing it admits would be dispatched. Absent from a gateway older than it.
+   */
+  databaseId?: string | null;
 }
 
 /**
@@ -70,7 +76,7 @@ function checkSecret(c: Context, secret: string): void {
  */
 export function mountInternal(
   app: Hono,
-  o: { secret: string; network: RelayNetwork; config: EdgeConfig },
+  o: { secret: string; network: RelayNetwork; config: EdgeConfig; databaseId?: string | null },
 ): void {
   if (o.secret.length < 16) throw new Error('the gateway secret must have at least 16 characters');
 
@@ -104,6 +110,7 @@ export function mountInternal(
         served,
         new Set(o.config.embedders.map((e) => e.id)),
       ),
+      databaseId: o.databaseId ?? null,
     };
     return c.json(status);
   });

@@ -354,7 +354,9 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     // On an embedded replica, /healthz asks its primary too (reads alone would not notice it down).
     ...(primaryHealth ? { primaryHealth } : {}),
   });
-  if (o.gatewaySecret !== undefined) mountInternal(app, { secret: o.gatewaySecret, network, config });
+  if (o.gatewaySecret !== undefined) {
+    mountInternal(app, { secret: o.gatewaySecret, network, config, databaseId: await intake.databaseId() });
+  }
   // The port opens before the machines are restored: a relay started again with requests to resume
   // waits for its peers first (up to `RESUME_PEER_WAIT_MS`), and agents meanwhile got connection errors.
   // Requests are admitted into the log as at any time and dispatched once the restore is done; reads

@@ -324,9 +324,12 @@ function gatewayConfig(network: GatewayRelayNetwork, corsOrigins: readonly strin
 
 /**
  * Look at the gateway's coordinator lease in this relay's database (at most once a status TTL, unless
- * `force`), so that a gateway dispatching from another database is found (`GatewayRelayNetwork.checkLease`).
+ * `force`), and once this database's identity, so that a gateway dispatching from another database is
+ * found (`GatewayRelayNetwork.checkLease`).
  */
 async function leaseLooked(network: GatewayRelayNetwork, intake: IntakeStore, force = false): Promise<void> {
+  // The database's identity never changes: read once per isolate (whose key holds the database URL).
+  if (network.databaseUnknown) network.noteDatabase(await intake.databaseId());
   const coordinator = network.coordinatorId;
   if (coordinator === '' || (!force && !network.leaseCheckDue())) return;
   network.noteLease(coordinator, await intake.leaseAgeMs(coordinator));

@@ -890,6 +890,7 @@ describe('HistoryStore: requests by status (/healthz, /metrics)', () => {
         '0012_unheard_nodes',
         '0013_declines',
         '0014_refund_reason',
+        '0015_database_identity',
       ]);
       const store = new HistoryStore(drizzle(client, { schema: historySchema }));
       expect(await store.counts()).toEqual({

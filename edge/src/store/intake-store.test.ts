@@ -262,3 +262,25 @@ describe('IntakeStore leases', () => {
     expect(await db.intake.leaseAgeMs(COORDINATOR)).toBeLessThan(5_000);
   });
 });
+
+describe('IntakeStore.databaseId', () => {
+  test('one random id per database, made by its migrations: each relay over it reads the same, another database another', async () => {
+    const id = await db.intake.databaseId();
+    expect(id).toMatch(/^[0-9a-f]{32}$/);
+    // A second relay over the same file (its migrations run again, finding nothing to do): the same id.
+    const again = await openHistory(`file:${join(dir, `intake-${n - 1}.db`)}`);
+    expect(await new IntakeStore(again.client).databaseId()).toBe(id);
+    again.client.close();
+    // Another database: another id.
+    const other = await open();
+    expect(await other.intake.databaseId()).not.toBe(id);
+    other.client.close();
+    // One row only, of 32 hex digits: the table refuses a second or a malformed one.
+    await expect(
+      db.client.execute(
+        "INSERT INTO database_identity (singleton, id) VALUES (2, '00000000000000000000000000000000')",
+      ),
+    ).rejects.toThrow();
+    await expect(db.client.execute("UPDATE database_identity SET id = 'nope'")).rejects.toThrow();
+  });
+});

@@ -198,6 +198,17 @@ export class IntakeStore {
   }
 
   /**
+   * This database's identity (`database_identity`, a random id its migrations made): the same for every
+   * relay over it and its embedded replicas, another for another database. Null for a database migrated
+   * before it had one (it never is: the migration that makes the table writes the id).
+   */
+  async databaseId(): Promise<string | null> {
+    const r = await this.client.execute('SELECT id FROM database_identity WHERE singleton = 1');
+    const id = r.rows[0]?.['id'];
+    return typeof id === 'string' ? id : null;
+  }
+
+  /**
    * Renew `coordinator`'s lease on its admission-log rows (`coordinator_leases`), at the database's time
    * (`DB_NOW_MS`): leases are written and judged on that one clock, so a relay whose own clock runs behind
    * or ahead of the others' never looks stale to them (or fresh when it is gone).

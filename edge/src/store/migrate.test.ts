@@ -119,6 +119,7 @@ describe('applyMigrations', () => {
       '0012_unheard_nodes',
       '0013_declines',
       '0014_refund_reason',
+      '0015_database_identity',
     ]);
     const counts = async () =>
       Object.fromEntries(

@@ -219,5 +219,14 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
     "statements": [
       "ALTER TABLE `chain_requests` ADD `refund_reason` text;"
     ]
+  },
+  {
+    "tag": "0015_database_identity",
+    "folderMillis": 1795526206730,
+    "hash": "89de05c1048fc47bc6f5fecc3e279750a897cea4d1286b29eaee0c657e6d8a8c",
+    "statements": [
+      "CREATE TABLE `database_identity` (\n\t`singleton` integer PRIMARY KEY NOT NULL,\n\t`id` text NOT NULL,\n\tCONSTRAINT \"database_identity_singleton_ck\" CHECK(\"singleton\" = 1),\n\tCONSTRAINT \"database_identity_id_ck\" CHECK(length(\"id\") = 32 and \"id\" not glob '*[^0-9a-f]*')\n);",
+      "INSERT INTO `database_identity` (`singleton`, `id`) VALUES (1, lower(hex(randomblob(16))));"
+    ]
   }
 ];

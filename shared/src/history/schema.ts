@@ -710,6 +710,25 @@ export const coordinatorLeases = sqliteTable(
 );
 
 /**
+ * This database's identity: one row, a random id (32 hex digits) made by the migration that created the
+ * table, so every relay over the database (its embedded replicas included) reads the same id, and a
+ * relay over another database another one. A relay on workerd compares it with its gateway's (published
+ * in the gateway's status) to find a gateway that dispatches from another database at once. A copy of the
+ * database file keeps the id of the database it was copied from.
+ */
+export const databaseIdentity = sqliteTable(
+  'database_identity',
+  {
+    singleton: integer('singleton').primaryKey(),
+    id: text('id').notNull(),
+  },
+  (t) => [
+    check('database_identity_singleton_ck', sql`${c(t.singleton)} = 1`),
+    check('database_identity_id_ck', sql`length(${c(t.id)}) = 32 and ${c(t.id)} not glob '*[^0-9a-f]*'`),
+  ],
+);
+
+/**
  * The `id_prefix` of a request id: its first 13 hex digits, as a safe integer. A chain request id
  * (`<chainId>:<contract>:<requestNo>`, not hex) takes those of its sha256 instead, so the requests of one
  * contract spread over the index like any others.
@@ -896,6 +915,7 @@ export const historySchema = {
   idempotency,
   requestIntake,
   coordinatorLeases,
+  databaseIdentity,
   chainRequests,
   chainRequestCounts,
   chainCursors,
