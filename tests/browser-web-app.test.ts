@@ -245,13 +245,25 @@ describe('the contributor web app', () => {
         expect(await b.isHidden('#export-key')).toBe(true);
         expect(await b.isHidden('#forget-key')).toBe(true);
 
-        // Nothing stored to replace: nothing asked. The page shows the key's id and asks its passphrase
-        // once (an existing key), with focus in the field.
+        // Nothing stored to replace: asked once all the same, saying the key must run in one place only
+        // (the file may be a key another browser or a synod node still runs). Dismissed, nothing is
+        // stored; accepted, the page shows the key's id and asks its passphrase once (an existing key),
+        // with focus in the field.
+        answer = false;
+        await loadKeyFile(b, saved);
+        for (let i = 0; i < 100 && asked.length === 0; i++) await Bun.sleep(50);
+        expect(asked).toHaveLength(1);
+        expect(asked[0]).toContain(`Load the node key ${nodeId}`);
+        expect(asked[0]).toContain('Run a key in one place at a time');
+        expect(await stored()).toBeNull();
+        expect(await b.textContent('#unlock')).toBe('Create node key');
+        answer = true;
         await loadKeyFile(b, saved);
         await b.waitForSelector(`#node-id:text-is("${nodeId}")`, { timeout: 10_000 });
         expect(await b.textContent('#unlock')).toBe('Unlock node key');
         expect(await b.isHidden('#passphrase-again')).toBe(true);
-        expect(asked).toEqual([]);
+        expect(asked).toHaveLength(2);
+        asked.length = 0;
         expect(await stored()).toBe(readFileSync(saved, 'utf8'));
         await b.waitForFunction(() => document.activeElement?.id === 'passphrase', null, { timeout: 5_000 });
         await b.keyboard.type(PASSPHRASE);
@@ -318,6 +330,7 @@ describe('the contributor web app', () => {
         expect(asked).toHaveLength(1);
         expect(asked[0]).toContain(nodeId);
         expect(asked[0]).toContain(cli.key.nodeId);
+        expect(asked[0]).toContain('stop the synod node or browser tab that runs it elsewhere first');
         expect(await stored()).toBe(readFileSync(saved, 'utf8'));
         answer = true;
         await loadKeyFile(b, identity);

@@ -348,10 +348,18 @@ describe('the contributor app by keyboard, screen reader and on a narrow screen'
       chooser = await opened;
     }
     if (chooser === undefined) throw new Error('Enter on "Load a sealed key" opened no file chooser');
+    // Loading asks first, saying the key must not run anywhere else meanwhile.
+    const loadAsked: string[] = [];
+    page.once('dialog', (d) => {
+      loadAsked.push(d.message());
+      void d.accept();
+    });
     await chooser.setFiles(savedPath);
     await page.waitForSelector(`#node-id:text-is("${nodeId}")`, { timeout: 10_000 });
     await page.waitForFunction(() => document.activeElement?.id === 'passphrase', null, { timeout: 5_000 });
     expect(await page.isHidden('#passphrase-again')).toBe(true);
+    expect(loadAsked[0]).toContain(`Load the node key ${nodeId}`);
+    expect(loadAsked[0]).toContain('Run a key in one place at a time');
     await page.keyboard.type(PASSPHRASE);
     await page.keyboard.press('Enter');
     await page.waitForSelector('#phase:has-text("running as follower")', { timeout: 60_000 });

@@ -209,9 +209,17 @@ function errorText(err: unknown): string {
 }
 
 /**
+ * Said whenever a key is loaded from a file: a `synod node` identity file, or a key saved from another
+ * browser, may still be running there.
+ */
+const ONE_PLACE =
+  'Run a key in one place at a time: stop the synod node or browser tab that runs it elsewhere first. Two copies commit twice to the same requests, which counts against the key; this tab pauses while it hears another copy.';
+
+/**
  * Load a sealed key from a chosen file in place of the stored one (asked first when one is stored):
- * checked without a passphrase (sealed-key-file.ts), then stored under the key's tab lock. The page then
- * shows its node id and asks for its passphrase, once. A file that is not a sealed key changes nothing.
+ * checked without a passphrase (sealed-key-file.ts), asked first (saying a key runs in one place at a
+ * time), then stored under the key's tab lock. The page then shows its node id and asks for its
+ * passphrase, once. A file that is not a sealed key changes nothing.
  */
 async function loadKeyFile(api: SynodPageApi, file: File): Promise<void> {
   pageError = null;
@@ -219,15 +227,17 @@ async function loadKeyFile(api: SynodPageApi, file: File): Promise<void> {
   try {
     const key = await readSealedKeyFile(file, api.checkSealedKey);
     const replacing = storedKeyNodeId(localStorage, item);
-    if (localStorage.getItem(item) !== null) {
-      const shown = replacing ?? api.status().nodeId ?? 'stored here';
-      const sure = confirm(
-        replacing === key.nodeId
-          ? `${file.name} holds this browser's node key ${key.nodeId}, perhaps sealed with another passphrase. Replace the stored copy with it?`
-          : `Replace the node key ${shown} in this browser with ${key.nodeId}, from ${file.name}?\n\nWithout a saved copy the key replaced is gone for good, with its standing at the relay; requests it committed to and has not revealed will count as withheld.`,
-      );
-      if (!sure) return;
-    }
+    const shown = replacing ?? api.status().nodeId ?? 'stored here';
+    const sure = confirm(
+      `${
+        localStorage.getItem(item) === null
+          ? `Load the node key ${key.nodeId} from ${file.name}?`
+          : replacing === key.nodeId
+            ? `${file.name} holds this browser's node key ${key.nodeId}, perhaps sealed with another passphrase. Replace the stored copy with it?`
+            : `Replace the node key ${shown} in this browser with ${key.nodeId}, from ${file.name}?\n\nWithout a saved copy the key replaced is gone for good, with its standing at the relay; requests it committed to and has not revealed will count as withheld.`
+      }\n\n${ONE_PLACE}`,
+    );
+    if (!sure) return;
     await replaceKey(localStorage, key, replacing, item);
     // The node's error was about the key replaced (a wrong passphrase): not shown against this one.
     dismissedError = api.status().error;

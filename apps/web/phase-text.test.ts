@@ -15,3 +15,19 @@ test('what the node is doing: running, with no peer, paused (Serve off), or anot
   expect(phaseText({ ...running, role: 'follower', serving: false })).toBe('running as follower');
   expect(phaseText({ ...running, phase: 'locked' })).toBe('locked');
 });
+
+test('a node key heard running somewhere else too: said, with where it says it is, and that the tab is paused', () => {
+  const elsewhere = (active: boolean, addresses: string[]) => ({
+    ...running,
+    metrics: { keyElsewhere: { active, addresses } },
+  });
+  expect(phaseText(elsewhere(true, ['/ip4/127.0.0.1/tcp/9/ws']))).toBe(
+    'running as node, paused: this node key is running somewhere else too (it advertises /ip4/127.0.0.1/tcp/9/ws). Stop the other copy; this tab takes no new request until it has heard none for a minute',
+  );
+  expect(phaseText(elsewhere(true, []))).toContain(
+    'paused: this node key is running somewhere else too. Stop',
+  );
+  // Heard over a minute ago: gone, nothing said.
+  expect(phaseText(elsewhere(false, []))).toBe('running as node');
+  expect(phaseText({ ...running, metrics: null })).toBe('running as node');
+});

@@ -4,10 +4,21 @@ import type { BrowserNodeStatus } from '../../browser-node/src/browser/browser-n
  * What the node is doing, in words: with no peer it does nothing for the network, and with Serve off
  * it takes no new request (it finishes those it committed to): said, not just "running".
  */
-export function phaseText(s: Pick<BrowserNodeStatus, 'phase' | 'peers' | 'role' | 'serving'>): string {
+export function phaseText(
+  s: Pick<BrowserNodeStatus, 'phase' | 'peers' | 'role' | 'serving'> & {
+    metrics?: { keyElsewhere: { active: boolean; addresses: string[] } | null } | null;
+  },
+): string {
   if (s.phase !== 'running') return s.phase;
   if (s.peers.length === 0) {
     return `running as ${s.role}, but connected to no peer: no request can reach this tab`;
+  }
+  const elsewhere = s.metrics?.keyElsewhere;
+  if (elsewhere?.active) {
+    // Another browser or box holds a copy of this key (a saved key file loaded there): both would commit
+    // to the same requests, evidence against the key.
+    const where = elsewhere.addresses.length > 0 ? ` (it advertises ${elsewhere.addresses.join(', ')})` : '';
+    return `running as ${s.role}, paused: this node key is running somewhere else too${where}. Stop the other copy; this tab takes no new request until it has heard none for a minute`;
   }
   if (s.role === 'node' && !s.serving) {
     return 'running as node, paused: taking no new request (tick Serve models to take them)';

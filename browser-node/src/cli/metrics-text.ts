@@ -124,6 +124,18 @@ export function renderNodeMetrics(m: NodeMetrics): string {
     [{}, m.store.refused],
   ]);
   metric(
+    'synod_key_in_use_elsewhere',
+    'gauge',
+    "1 while another process signing with this node's key was heard within a minute (no request is taken)",
+    [[{}, m.keyElsewhere?.active ? 1 : 0]],
+  );
+  metric(
+    'synod_key_elsewhere_refused_total',
+    'counter',
+    'Requests not picked up while another process signed with this key',
+    [[{}, m.keyElsewhere?.refused ?? 0]],
+  );
+  metric(
     'synod_clock_offset_seconds',
     'gauge',
     "How far this clock is off every peer's at least, by their heartbeats (0 before any)",

@@ -8,6 +8,8 @@ import type { NodeMetrics } from '../node/synod-node.ts';
  * (`--bootstrap`) but is connected to no one, so it does nothing for it (as the relay's /healthz).
  * `NO_TOPIC_PEERS`: it is connected, but none of its peers is on its topics (another `--waku-cluster`).
  * `NETWORK_SILENT`: it is connected, but has heard nothing for `NETWORK_SILENT_MS` (see `networkSilence`).
+ * `KEY_IN_USE_ELSEWHERE`, first: another process signs with this node's key (`NodeMetrics.keyElsewhere`),
+ * and the node takes no request until it has been silent for a minute.
  */
 export function nodeHealth(
   m: NodeMetrics,
@@ -16,23 +18,29 @@ export function nodeHealth(
   const skew = clockSkew(m);
   const silent =
     o.now === undefined || o.startedAt === undefined ? null : networkSilence(m, o.now, o.startedAt);
-  const problem = m.store.failing
+  const elsewhere = m.keyElsewhere?.active ? m.keyElsewhere : null;
+  const problem = elsewhere
     ? {
-        reason: 'STORE_FAILING',
-        hint: `writing ${o.db} failed (${m.store.lastError}); free disk space there`,
+        reason: 'KEY_IN_USE_ELSEWHERE',
+        hint: keyElsewhereHint(elsewhere),
       }
-    : skew !== null
-      ? { reason: 'CLOCK_SKEW', hint: skew }
-      : o.bootstrap.length > 0 && m.peers === 0
-        ? {
-            reason: 'NO_PEERS',
-            hint: 'none of the --bootstrap peers could be reached, or each was answered by another peer than its multiaddr names (BOOTSTRAP_PEER_MISMATCH in the log)',
-          }
-        : m.peers > 0 && m.topicPeers === 0
-          ? { reason: 'NO_TOPIC_PEERS', hint: noTopicPeersHint(o.wakuCluster) }
-          : silent !== null
-            ? { reason: 'NETWORK_SILENT', hint: networkSilentHint(silent) }
-            : null;
+    : m.store.failing
+      ? {
+          reason: 'STORE_FAILING',
+          hint: `writing ${o.db} failed (${m.store.lastError}); free disk space there`,
+        }
+      : skew !== null
+        ? { reason: 'CLOCK_SKEW', hint: skew }
+        : o.bootstrap.length > 0 && m.peers === 0
+          ? {
+              reason: 'NO_PEERS',
+              hint: 'none of the --bootstrap peers could be reached, or each was answered by another peer than its multiaddr names (BOOTSTRAP_PEER_MISMATCH in the log)',
+            }
+          : m.peers > 0 && m.topicPeers === 0
+            ? { reason: 'NO_TOPIC_PEERS', hint: noTopicPeersHint(o.wakuCluster) }
+            : silent !== null
+              ? { reason: 'NETWORK_SILENT', hint: networkSilentHint(silent) }
+              : null;
   return {
     status: problem === null ? 200 : 503,
     body: {
@@ -47,6 +55,16 @@ export function nodeHealth(
       clockOffsetMs: m.clock.offsetMs,
     },
   };
+}
+
+/** What to do about another process signing with this node's key, and where it says it is. */
+export function keyElsewhereHint(k: { addresses: readonly string[]; software: string | null }): string {
+  const said = [
+    ...(k.addresses.length > 0 ? [`it advertises ${k.addresses.join(', ')}`] : []),
+    ...(k.software ? [k.software] : []),
+  ];
+  const where = said.length > 0 ? ` (${said.join('; ')})` : ' (found by two conflicting packets it signed)';
+  return `another process signs with this node's key${where}: two copies of one key commit twice to the same requests, evidence against the key. Stop one; this one takes no request until it has heard none for a minute`;
 }
 
 /**

@@ -293,10 +293,32 @@ export interface NodeMetrics {
    * (`lifecycleRejected.NOT_COORDINATOR`), at most `REFUSED_COORDINATORS_KEPT`, the most recent last.
    */
   refusedCoordinators: string[];
+  /**
+   * Another process signing with this node's key, heard by its heartbeats (ones this node did not send,
+   * made since it started) or found by two conflicting packets of the key (a double commit): the last
+   * time, the addresses and software its heartbeat advertised (none, null, when only evidence found it), and
+   * whether it was heard within `KEY_ELSEWHERE_MS` (`active`: the node then takes no request, see
+   * `SynodNode`), and the request packets it did not take meanwhile. null when none was heard.
+   */
+  keyElsewhere: {
+    lastHeardAt: number;
+    addresses: string[];
+    software: string | null;
+    active: boolean;
+    refused: number;
+  } | null;
 }
 
 /** Authors of refused requests `NodeMetrics.refusedCoordinators` names at most. */
 export const REFUSED_COORDINATORS_KEPT = 8;
+
+/**
+ * How long after the last heartbeat of another process signing with this node's key the node takes no
+ * request (six heartbeat intervals: the other copy is gone once it has been silent that long).
+ */
+export const KEY_ELSEWHERE_MS = 60_000;
+/** This node's own heartbeats recognised when they come back (a Gun relay hands them back). */
+const OWN_HEARTBEATS_KEPT = 8;
 /** Most nodes whose last heartbeat is kept; the one heard least recently goes first. */
 const KNOWN_NODES = 10_000;
 /**
@@ -374,6 +396,14 @@ export class SynodNode {
   /** The next probe write while a spell lasts (`#probeStore`). */
   #probeCancel: (() => void) | null = null;
   #storeRefused = 0;
+  /** When `start` began: a heartbeat signed with this key and made before it is a previous run's. */
+  #startedAt: number | null = null;
+  /** The ids of this node's latest heartbeats, the newest last (see `OWN_HEARTBEATS_KEPT`). */
+  readonly #ownHeartbeats: string[] = [];
+  /** The last heartbeat of another process signing with this key (see `NodeMetrics.keyElsewhere`). */
+  #keyElsewhere: { heardAt: number; addresses: string[]; software: string | null } | null = null;
+  /** Request packets not taken while the key was in use elsewhere. */
+  #keyElsewhereRefused = 0;
   #started = false;
   readonly #m = {
     published: {} as Partial<Record<PacketType, number>>,
@@ -460,6 +490,7 @@ export class SynodNode {
   async start(): Promise<void> {
     if (this.#started) return;
     this.#started = true;
+    this.#startedAt = this.#now();
     const saved = await this.#store.load(this.nodeId);
     // Sorted in one pass, with no wait, before the transports are attached: a request this node finished
     // or resumes that reached it during the rest of the start (a peer re-announcing it as this node joins,
@@ -729,6 +760,15 @@ export class SynodNode {
       },
       clock: this.#clockOffset(),
       refusedCoordinators: [...this.#refusedFrom],
+      keyElsewhere: this.#keyElsewhere
+        ? {
+            lastHeardAt: this.#keyElsewhere.heardAt,
+            addresses: [...this.#keyElsewhere.addresses],
+            software: this.#keyElsewhere.software,
+            active: this.#keyInUseElsewhere(),
+            refused: this.#keyElsewhereRefused,
+          }
+        : null,
     };
   }
 
@@ -761,8 +801,9 @@ export class SynodNode {
         tokensPerSecond: round(hb.tokensPerSecond),
       })),
       embedders: serving ? [{ ...serving.embedder, embeddingsPerSecond: round(hb.embeddingsPerSecond) }] : [],
-      // No room advertised while the store fails: the node picks up no request then.
-      capacity: serving && !this.#storeFailing() ? serving.queue.capacity : { queued: 0, maxQueue: 0 },
+      // No room advertised while the store fails, or while another process signs with this key: the node
+      // picks up no request then.
+      capacity: serving && !this.#refusesWork() ? serving.queue.capacity : { queued: 0, maxQueue: 0 },
       addresses: hb.addresses.slice(0, 16),
       createdAt: this.#now(),
       ...(hb.coordinators !== undefined &&
@@ -772,6 +813,8 @@ export class SynodNode {
         : {}),
     };
     const packet = await signPacket(this.#o.key, 'heartbeat', body);
+    this.#ownHeartbeats.push(packetId(packet));
+    if (this.#ownHeartbeats.length > OWN_HEARTBEATS_KEPT) this.#ownHeartbeats.shift();
     await this.#broadcast(packet);
     this.#m.published.heartbeat = (this.#m.published.heartbeat ?? 0) + 1;
     this.#heartbeats.delete(this.nodeId);
@@ -881,7 +924,7 @@ export class SynodNode {
       ...this.#observerConfig(),
       models: serving.models,
       embedder: serving.embedder,
-      hasCapacity: () => serving.queue.accepting && !this.#storeFailing(),
+      hasCapacity: () => serving.queue.accepting && !this.#refusesWork(),
       estimateInferenceMs: (request) =>
         serving.queue.estimateMs({
           request: { prompt: request.prompt ?? '', params: request.params },
@@ -1025,6 +1068,10 @@ export class SynodNode {
     if (this.#closed) return;
     const { packet } = p;
     await this.#o.onPacket?.({ id: p.id, packet, own: false });
+    if (packet.type === 'heartbeat' && packet.from === this.nodeId) {
+      this.#ownKeyHeard(p.id, packet.body);
+      return;
+    }
     if (packet.type === 'heartbeat') {
       // Re-inserted, so the map's order is the order nodes were last heard in: the first is the oldest
       // (a sort of the whole map at each new key cost 4.5 times the heartbeat past 10,000 nodes).
@@ -1056,6 +1103,11 @@ export class SynodNode {
     if (packet.type === 'request' && this.role === 'node' && this.#storeFailing()) {
       // It could not store its commitment (a full disk): no machine, no write, no inference for it.
       this.#storeRefused++;
+      return;
+    }
+    if (packet.type === 'request' && this.role === 'node' && this.#keyInUseElsewhere()) {
+      // The other copy of the key may take it too: two commitments under one key are evidence against it.
+      this.#keyElsewhereRefused++;
       return;
     }
     if (packet.type === 'request' && !this.#trusts(packet)) {
@@ -1264,6 +1316,55 @@ export class SynodNode {
     return this.#storeFailedAt !== null;
   }
 
+  /** Whether the node takes no new request now: its store fails, or its key is in use elsewhere. */
+  #refusesWork(): boolean {
+    return this.#storeFailing() || this.#keyInUseElsewhere();
+  }
+
+  /** Whether another process signing with this key was heard within `KEY_ELSEWHERE_MS`. */
+  #keyInUseElsewhere(): boolean {
+    return this.#keyElsewhere !== null && this.#now() - this.#keyElsewhere.heardAt < KEY_ELSEWHERE_MS;
+  }
+
+  /**
+   * A heartbeat signed with this node's key: its own coming back (a Gun relay hands packets back), one of
+   * a previous run of it (made before this one started: gossip and Gun keep them a while), or one of
+   * another process holding the key: two copies of one key each sign commitments for the same requests,
+   * which the network takes as evidence against the key, so this copy takes no request until the other
+   * has been silent for `KEY_ELSEWHERE_MS`, and says so (once each time it starts hearing it).
+   */
+  #ownKeyHeard(id: string, body: HeartbeatBody): void {
+    if (this.#ownHeartbeats.includes(id)) return;
+    if (this.#startedAt === null || body.createdAt < this.#startedAt) return;
+    this.#keyElsewhereFound({ addresses: body.addresses.slice(0, 4), software: body.software }, 'heartbeat');
+  }
+
+  /** Another process signs with this key, found by `how`: noted, and said once a spell. */
+  #keyElsewhereFound(
+    other: { addresses: string[]; software: string | null },
+    how: 'heartbeat' | Evidence['kind'],
+    requestId?: string,
+  ): void {
+    const already = this.#keyInUseElsewhere();
+    const last = this.#keyElsewhere;
+    // Evidence says nothing of where the copy is: what a heartbeat of it said is kept.
+    this.#keyElsewhere =
+      how === 'heartbeat' || last === null
+        ? { heardAt: this.#now(), ...other }
+        : { ...last, heardAt: this.#now() };
+    if (already) return;
+    this.#log({
+      level: 'error',
+      msg: "another process signs with this node's key",
+      code: 'KEY_IN_USE_ELSEWHERE',
+      foundBy: how,
+      ...(requestId === undefined ? {} : { requestId }),
+      addresses: this.#keyElsewhere.addresses,
+      software: this.#keyElsewhere.software,
+      hint: `two copies of one key commit twice to the same requests, evidence against the key: stop one (this one takes no request until it has heard none for ${KEY_ELSEWHERE_MS / 1000} s)`,
+    });
+  }
+
   /**
    * The write of `#save`; false when the store already held it. A finished `node` machine that may have
    * signed a commitment is written finished and deleted at the end of its replay window (see `start()`).
@@ -1371,7 +1472,15 @@ export class SynodNode {
           requestId,
           kind: fx.evidence.kind,
           against: fx.evidence.nodeId,
+          ...(fx.evidence.nodeId === this.nodeId
+            ? { hint: "against this node's own key: a copy of it runs elsewhere (KEY_IN_USE_ELSEWHERE)" }
+            : {}),
         });
+        // Two packets of this node's key that conflict: another process holds the key (this one never
+        // signs twice for a request, across restarts included), whether or not its heartbeats reach here.
+        if (fx.evidence.nodeId === this.nodeId && fx.evidence.kind !== 'invalid-verdict') {
+          this.#keyElsewhereFound({ addresses: [], software: null }, fx.evidence.kind, requestId);
+        }
         this.#o.onEvidence?.(requestId, fx.evidence);
         return;
       case 'rejected':
