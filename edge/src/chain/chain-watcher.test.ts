@@ -445,6 +445,32 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect((await store.byRequestId(requestId))?.txHash).toBe(second.txHash);
   });
 
+  test('after a reorg, the same question from another transaction under the same number is refunded too: the answer signed for the first names its transaction', async () => {
+    const store = new ChainStore(net.relay.store.db);
+    const question = { prompt: 'The quiet river', models: ['stories260K'] };
+    const first = await chain.callLLM(question);
+    const requestId = requestIdOf(first.requestNo);
+    await chain.mine(2);
+    await watcher.poll();
+    expect((await store.byRequestId(requestId))?.status).toBe('pending');
+    await chain.rpc('anvil_reorg', [3, []]);
+    await chain.mine(1);
+    await watcher.poll();
+    expect((await store.byRequestId(requestId))?.status).toBe('reorged');
+
+    // Asked again word for word in another transaction (another fee: another hash), which takes the
+    // number: the relay's request (and any answer to it) names the first transaction, gone from the
+    // chain, so an auditor could not tie an answer to this one. Refunded, never given that answer.
+    const again = await chain.callLLM({ ...question, fee: 2_000n });
+    expect(again.requestNo).toBe(first.requestNo);
+    expect(again.txHash).not.toBe(first.txHash);
+    await chain.mine(2);
+    await pollUntil('refunded', async () => (await chain.request(again.requestNo)).status === 3);
+    const refunds = await eventsOf('LLMRefunded', again.requestNo);
+    expect(refunds.map((e) => e.args.reason)).toEqual(['REORG_CONFLICT']);
+    expect(await eventsOf('LLMFulfilled', again.requestNo)).toEqual([]);
+  });
+
   test('a relay that cannot read its defaults (its network out of reach) refunds nothing: the pass fails, the next admits; a failed pass still settles', async () => {
     const oracle = await chain.deployAnother();
     const store = new ChainStore(net.relay.store.db);

@@ -106,8 +106,15 @@ const held = (over: Partial<FoundView['request']> = {}): FoundView['request'] =>
 };
 
 describe('sameRequest (a reorg may give a request number to another request)', () => {
-  test('the same question under another transaction is the same request', () => {
-    expect(sameRequest(held(), { ...EVENT, txHash: `0x${'ef'.repeat(32)}`, blockNumber: 20n })).toBe(true);
+  test('its transaction mined again, in another block, is the same request', () => {
+    expect(sameRequest(held(), { ...EVENT, blockNumber: 20n, logIndex: 5 })).toBe(true);
+    // The event's hash in any case (the held origin is lowercase).
+    expect(sameRequest(held(), { ...EVENT, txHash: EVENT.txHash.toLowerCase() as never })).toBe(true);
+  });
+
+  test('the same question in another transaction is not: the request signed for the first names it', () => {
+    expect(sameRequest(held(), { ...EVENT, txHash: `0x${'ef'.repeat(32)}`, blockNumber: 20n })).toBe(false);
+    expect(sameRequest(held({ origin: { kind: 'http' } }), EVENT)).toBe(false);
   });
 
   test('any other prompt, model list, token limit, temperature or quorum is not', () => {

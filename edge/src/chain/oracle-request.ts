@@ -129,13 +129,19 @@ export function oracleRequestInput(e: OracleRequestEvent): ChainQuestionInput {
 }
 
 /**
- * Whether a request the relay already holds under a chain request id asks what the event asks. After a
- * reorg the same request number can come back holding another request (someone else's `callLLM` took the
- * number): that one must not get the first one's answer.
+ * Whether a request the relay already holds under a chain request id is the event's. After a reorg the
+ * same request number can come back holding another request (someone else's `callLLM` took the number):
+ * that one must not get the first one's answer. Nor must the same question asked in another transaction
+ * (another requester, or another fee): the request packet the nodes answered names the first
+ * transaction (`origin.txHash`), which is no longer on chain, so an auditor could not tie the answer to
+ * the request that holds the number (synod-verify --chain fails it). Only the same transaction, mined
+ * again in another block, is the same request.
  */
 export function sameRequest(held: FoundView['request'], e: OracleRequestEvent): boolean {
   const asked = oracleRequestInput(e);
   return (
+    held.origin.kind === 'chain' &&
+    held.origin.txHash === e.txHash.toLowerCase() &&
     held.prompt === asked.prompt &&
     held.messages === undefined &&
     held.acceptedModels.length === asked.models.length &&
