@@ -418,6 +418,57 @@ describe('chain watcher operations: the RPC endpoint', () => {
     );
   });
 
+  test('a chain now shorter than the cursor (a reorg to a shorter chain, an RPC behind) is read again from the fork, not from --from-block; a reset chain from the start', async () => {
+    const { w, logs } = await opsWatcher({ reorgWindow: 2n });
+    const fromBlock = Number(await chain.client.getBlockNumber({ cacheTime: 0 }));
+    // The cursor stands on each of twelve blocks in turn.
+    for (let i = 0; i < 12; i++) {
+      await chain.mine(1);
+      await w.poll();
+    }
+    const snapshot = await chain.rpc('evm_snapshot', []);
+    const forkAt = Number(await chain.client.getBlockNumber({ cacheTime: 0 }));
+    for (let i = 0; i < 4; i++) {
+      await chain.mine(1);
+      await w.poll();
+    }
+    const cursor = (await store.cursor(w.oracle))?.blockNumber as number;
+    expect(cursor).toBe(forkAt + 4);
+    // Back to four blocks below the cursor: its block is past the new head.
+    expect(await chain.rpc('evm_revert', [snapshot])).toBe(true);
+    await w.poll();
+    const shorter = logs.filter((l) => l['msg'] === 'chain reorg under the cursor; reading again');
+    expect(shorter).toHaveLength(1);
+    // Read again from just above the newest block it stood on that is still there (the fork), not from
+    // the oracle's first block: a long chain is not read again whole.
+    expect(shorter[0]).toMatchObject({ cursor, from: forkAt + 1, head: forkAt });
+    expect(shorter[0]).not.toHaveProperty('reset');
+    expect(forkAt + 1).toBeGreaterThan(fromBlock + 2);
+    // Nothing above the fork to read yet: the cursor went back to it, so the next pass takes no reorg.
+    expect((await store.cursor(w.oracle))?.blockNumber).toBe(forkAt);
+    await w.poll();
+    expect(logs.filter((l) => l['msg'] === 'chain reorg under the cursor; reading again')).toHaveLength(1);
+
+    // A watcher that knows no block it stood on (a restart), over a chain far shorter than its cursor:
+    // taken for a reset chain, read from the start.
+    const fresh = await opsWatcher({ reorgWindow: 2n });
+    const start = await chain.client.getBlockNumber({ cacheTime: 0 });
+    const early = await chain.rpc('evm_snapshot', []);
+    await chain.mine(8);
+    await fresh.w.poll();
+    const far = (await store.cursor(fresh.w.oracle))?.blockNumber as number;
+    const restarted = await opsWatcher({ reorgWindow: 2n, oracle: fresh.oracle, fromBlock: start });
+    expect(await chain.rpc('evm_revert', [early])).toBe(true);
+    await restarted.w.poll();
+    expect(
+      restarted.logs.find((l) => l['msg'] === 'chain reorg under the cursor; reading again'),
+    ).toMatchObject({
+      cursor: far,
+      from: Number(start),
+      reset: true,
+    });
+  });
+
   test('a reorg deeper than every block the cursor stood on is said (CHAIN_REORG_TOO_DEEP) and read again from below the oldest', async () => {
     const { w, logs } = await opsWatcher({ reorgWindow: 2n });
     await chain.mine(2);

@@ -480,20 +480,22 @@ export class ChainWatcher {
       // Null: the chain is shorter than the cursor.
       const at = await this.#reader.blockHash(BigInt(cursor.blockNumber));
       if (at !== cursor.blockHash) {
-        // The block under the cursor was replaced (a reorg deeper than `confirmations`): read the last
-        // `reorgWindow` blocks again; their events not seen again stay `reorged`. A cursor above the head
-        // (the chain was reset, as a development chain is) reads everything again from `fromBlock`.
-        // Whether the cursor was inside its block or not: every event from there is read again.
+        // The block under the cursor was replaced (a reorg deeper than `confirmations`), or is past the
+        // head (a reorg to a shorter chain, or an RPC behind the one read before): read the last
+        // `reorgWindow` blocks again; their events not seen again stay `reorged`. Whether the cursor was
+        // inside its block or not: every event from there is read again.
         const back = BigInt(cursor.blockNumber) - reorgWindow;
-        // Deeper than that: from just above the newest block the cursor stood on that is still there.
-        const fork =
-          at === null
-            ? null
-            : await this.#checkpoints.forkBelow(back, reorgWindow, (n) => this.#reader.blockHash(n));
+        // Deeper than that, or a chain now shorter than `back`: from just above the newest block the cursor
+        // stood on that is still there (a block past the head is not).
+        const fork = await this.#checkpoints.forkBelow(back, reorgWindow, (n) => this.#reader.blockHash(n));
         const start = fork !== null && fork.from < back ? fork.from : back;
-        from = at !== null && start > this.#o.fromBlock ? start : this.#o.fromBlock;
+        // Shorter, and no block the cursor stood on here is still there (or none is known, as after a
+        // restart, and the chain is shorter by more than the window): the chain was reset, as a
+        // development chain is; read from the start.
+        const reset = at === null && (fork?.unknown === true || (fork === null && head < back));
+        from = !reset && start > this.#o.fromBlock ? start : this.#o.fromBlock;
         resume = undefined;
-        if (fork?.unknown === true) {
+        if (fork?.unknown === true && !reset) {
           this.#o.log?.({
             level: 'error',
             msg: 'chain reorg deeper than every block the cursor stood on here; events below may be missed',
@@ -511,7 +513,19 @@ export class ChainWatcher {
           cursor: cursor.blockNumber,
           from: Number(from),
           reorged: n,
+          ...(at === null ? { head: Number(head), ...(reset ? { reset: true } : {}) } : {}),
         });
+        if (from > safe) {
+          // Nothing to read yet (the chain is shorter than where to read from): the cursor goes back to
+          // the newest block still there, so that the next pass does not take the same reorg again.
+          const below = from - 1n;
+          const hash = below >= 0n ? await this.#reader.blockHash(below) : null;
+          if (hash !== null) {
+            await this.#o.store.setCursor(this.#ref, below, hash, this.#o.now(), null);
+            this.#checkpoints.add(below, hash);
+            this.#stats.cursor = Number(below);
+          }
+        }
       }
     }
     // A long backlog is read over several passes, settling between them.
