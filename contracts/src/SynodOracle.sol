@@ -57,6 +57,14 @@ contract SynodOracle {
     /// Bounded because after the deadline anyone may refund and so chooses the reason: a long one would
     /// make every consumer that emits or stores it run out of callback gas, its refund never seen.
     uint256 public constant MAX_REASON_BYTES = 64;
+    /// Deployment bounds. A settlement carries the callback's gas and up to about 3M more (a 64 KiB
+    /// answer's calldata, event and encoding), and must fit one transaction on any chain (EIP-7825 caps one
+    /// at 2^24 gas): with a larger `callbackGasLimit` no settlement of a contract's request could ever be
+    /// mined, and its fee would be locked for good. A deadline of a minute to a year: shorter, anyone could
+    /// refund a request before it is answered; longer, a fee waits that long for a refund.
+    uint32 public constant MAX_CALLBACK_GAS_LIMIT = 10_000_000;
+    uint64 public constant MIN_TIMEOUT = 60;
+    uint64 public constant MAX_TIMEOUT = 365 days;
 
     address public owner;
     /// The chain watcher's account: the only one that may fulfill, and that may refund at any time.
@@ -106,10 +114,15 @@ contract SynodOracle {
     error NothingToWithdraw();
     error TransferFailed();
     error InsufficientGasForCallback(uint256 required);
+    /// A constructor argument out of its bounds (`MAX_CALLBACK_GAS_LIMIT`, `MIN_TIMEOUT`, `MAX_TIMEOUT`).
+    error BadConfig();
     /// The settlement names another question than the one pending under `requestNo` (`questionHash`).
     error QuestionMismatch(uint256 requestNo, bytes32 questionHash);
 
     constructor(address bridge_, uint256 minFee_, uint64 timeout_, uint32 callbackGasLimit_) {
+        if (callbackGasLimit_ > MAX_CALLBACK_GAS_LIMIT || timeout_ < MIN_TIMEOUT || timeout_ > MAX_TIMEOUT) {
+            revert BadConfig();
+        }
         owner = msg.sender;
         bridge = bridge_;
         minFee = minFee_;

@@ -28,6 +28,11 @@ export const synodOracleAbi = [
   },
   {
     inputs: [],
+    name: 'BadConfig',
+    type: 'error',
+  },
+  {
+    inputs: [],
     name: 'BadModels',
     type: 'error',
   },
@@ -299,6 +304,19 @@ export const synodOracleAbi = [
   },
   {
     inputs: [],
+    name: 'MAX_CALLBACK_GAS_LIMIT',
+    outputs: [
+      {
+        internalType: 'uint32',
+        name: '',
+        type: 'uint32',
+      },
+    ],
+    stateMutability: 'view',
+    type: 'function',
+  },
+  {
+    inputs: [],
     name: 'MAX_MODELS',
     outputs: [
       {
@@ -377,12 +395,38 @@ export const synodOracleAbi = [
   },
   {
     inputs: [],
+    name: 'MAX_TIMEOUT',
+    outputs: [
+      {
+        internalType: 'uint64',
+        name: '',
+        type: 'uint64',
+      },
+    ],
+    stateMutability: 'view',
+    type: 'function',
+  },
+  {
+    inputs: [],
     name: 'MAX_TOKENS',
     outputs: [
       {
         internalType: 'uint32',
         name: '',
         type: 'uint32',
+      },
+    ],
+    stateMutability: 'view',
+    type: 'function',
+  },
+  {
+    inputs: [],
+    name: 'MIN_TIMEOUT',
+    outputs: [
+      {
+        internalType: 'uint64',
+        name: '',
+        type: 'uint64',
       },
     ],
     stateMutability: 'view',

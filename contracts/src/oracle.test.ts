@@ -7,7 +7,9 @@ import {
   createPublicClient,
   createTestClient,
   createWalletClient,
+  decodeErrorResult,
   encodeAbiParameters,
+  encodeDeployData,
   encodeFunctionData,
   getAddress,
   type Hex,
@@ -31,7 +33,7 @@ import {
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { type RunningAnvil, startAnvil } from './anvil.ts';
 import { rpcChain } from './chain.ts';
-import { type CompiledContract, compileSolidity, oracleSource } from './compile.ts';
+import { type CompiledContract, compileOracle, compileSolidity, oracleSource } from './compile.ts';
 import { deployOracle, type OracleSettings } from './deploy.ts';
 import { synodOracleAbi } from './oracle-abi.ts';
 
@@ -484,6 +486,42 @@ describe('deployment', () => {
       fromBlock: 0n,
     });
     expect(logs.map((l) => l.args.bridge)).toEqual([f.bridge.account.address]);
+  });
+
+  test('settings out of bounds revert BadConfig: a callback no settlement could carry, a deadline under a minute or over a year', async () => {
+    const owner = await fundedWallet();
+    const { bytecode } = compileOracle();
+    const outcome = async (timeout: bigint, callbackGas: number) => {
+      const data = encodeDeployData({
+        abi: synodOracleAbi,
+        bytecode,
+        args: [owner.account.address, 0n, timeout, callbackGas],
+      });
+      try {
+        await client.call({ account: owner.account, data });
+        return 'deployed';
+      } catch (e) {
+        const raw = (e as BaseError).walk((x) => typeof (x as { data?: unknown }).data === 'string') as {
+          data: Hex;
+        } | null;
+        if (!raw) throw e;
+        return decodeErrorResult({ abi: synodOracleAbi, data: raw.data }).errorName;
+      }
+    };
+    const year = 365n * 24n * 3600n;
+    expect(await outcome(60n, 10_000_000)).toBe('deployed');
+    expect(await outcome(year, 0)).toBe('deployed');
+    expect(await outcome(60n, 10_000_001)).toBe('BadConfig');
+    expect(await outcome(59n, 200_000)).toBe('BadConfig');
+    expect(await outcome(year + 1n, 200_000)).toBe('BadConfig');
+    expect(await outcome(2n ** 64n - 1n, 200_000)).toBe('BadConfig');
+    // The bounds are public, for tools to read off a deployed oracle.
+    const f = await setup();
+    const bound = (functionName: 'MAX_CALLBACK_GAS_LIMIT' | 'MIN_TIMEOUT' | 'MAX_TIMEOUT') =>
+      client.readContract({ address: f.oracle, abi: synodOracleAbi, functionName });
+    expect(await bound('MAX_CALLBACK_GAS_LIMIT')).toBe(10_000_000);
+    expect(await bound('MIN_TIMEOUT')).toBe(60n);
+    expect(await bound('MAX_TIMEOUT')).toBe(year);
   });
 });
 
