@@ -268,7 +268,7 @@ const CHAIN_RECORD = object(
     refundReason: {
       ...STRING_OR_NULL,
       description:
-        "a refund's reason as the oracle's LLMRefunded event of settlementTx gives it (a stable code such as DECLINED, NO_CONSENSUS, UNKNOWN_MODEL; anyone refunding after the deadline chooses it); null unless refunded, or while the event is not read yet",
+        "a refund's reason as the oracle's LLMRefunded event of settlementTx gives it (a stable code such as DECLINED, NO_CONSENSUS, UNKNOWN_MODEL; anyone refunding after the deadline chooses it, so its control and invisible characters are written as \\uXXXX escapes); null unless refunded, or while the event is not read yet",
     },
   },
   "what the relay recorded of a chain request's settlement on chain",

@@ -572,7 +572,8 @@ describe('synod-verify --chain', () => {
       address: other,
       abi: synodOracleAbi,
       functionName: 'refund',
-      args: [late, lateQuestion, 'NO_CONSENSUS'],
+      // A stranger's reason holding a terminal's escape sequences (erase the line, go back, write in green).
+      args: [late, lateQuestion, 'NO_CONSENSUS\u001b[2K\r\u001b[32mall hold'],
     });
     expect((await chain.client.waitForTransactionReceipt({ hash: refundHash })).status).toBe('success');
     const anyone = await runCommand([
@@ -587,12 +588,16 @@ describe('synod-verify --chain', () => {
     ]);
     expect(anyone.code).toBe(0);
     expect(anyone.out).toContain(': 0 hold, 0 do not, 1 not re-derivable');
+    // Printed escaped: the report's lines stay the auditor's.
+    const shown = 'NO_CONSENSUS\\u001b[2K\\u000d\\u001b[32mall hold';
     expect(anyone.out).toContain(
-      `  ${id(late, other)}\n    - LLMRefunded NO_CONSENSUS by ${chain.requester.account.address.toLowerCase()} (not the bridge), tx ${refundHash}`,
+      `  ${id(late, other)}\n    - LLMRefunded ${shown} by ${chain.requester.account.address.toLowerCase()} (not the bridge), tx ${refundHash}`,
     );
     expect(anyone.out).toContain(
-      `NO_CONSENSUS is not re-derivable: refunded by ${chain.requester.account.address.toLowerCase()}, not the bridge; anyone may refund after the deadline, with any reason`,
+      `${shown} is not re-derivable: refunded by ${chain.requester.account.address.toLowerCase()}, not the bridge; anyone may refund after the deadline, with any reason`,
     );
+    expect(anyone.out).not.toContain('\u001b');
+    expect(anyone.out).not.toContain('\r');
   }, 120_000);
 
   test.each([

@@ -3,6 +3,7 @@
  * (`LLMRefunded`) side by side, each counted. The totals (`checked`, `held`, `failures`) cover both; a
  * refund that is not re-derivable (refund-audit.ts) counts as checked but neither holds nor fails.
  */
+import { escapeUnshown } from '@synod/shared';
 import type { AuditReport } from './audit.ts';
 import type { RefundAudit } from './refund-audit.ts';
 
@@ -52,7 +53,7 @@ export function addRefund(r: ChainAuditReport, a: RefundAudit): void {
 
 /** `LLMRefunded REASON by 0x… (the bridge), tx 0x…`. */
 function refundLine(a: RefundAudit): string {
-  return `LLMRefunded ${a.reason} by ${a.sender} (${a.byBridge ? 'the bridge' : 'not the bridge'}), tx ${a.txHash}`;
+  return `LLMRefunded ${escapeUnshown(a.reason)} by ${a.sender} (${a.byBridge ? 'the bridge' : 'not the bridge'}), tx ${a.txHash}`;
 }
 
 const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;

@@ -1,3 +1,4 @@
+import { escapeUnshown } from '@synod/shared';
 import {
   type ChainCursorRow,
   type ChainRequestRow,
@@ -34,8 +35,16 @@ export type RecordOutcome =
  */
 export type ChainSettlement = { kind: 'fulfilled' } | { kind: 'refunded'; reason: string | null };
 
+/**
+ * A settlement's columns. The reason is anyone's choice after the deadline: stored with its controls and
+ * invisible characters escaped (`escapeUnshown`), as libSQL reads a text only up to a NUL and the view
+ * serves it to pages and terminals.
+ */
 function settlementColumns(s: ChainSettlement) {
-  return { status: s.kind, refundReason: s.kind === 'refunded' ? s.reason : null };
+  return {
+    status: s.kind,
+    refundReason: s.kind === 'refunded' && s.reason !== null ? escapeUnshown(s.reason) : null,
+  };
 }
 
 /**

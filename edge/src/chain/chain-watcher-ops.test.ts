@@ -674,12 +674,13 @@ describe('chain watcher operations: settlements in flight', () => {
       const ours = (await store.byRequestId(id))?.fulfilledTx as `0x${string}`;
       const sent = await chain.client.getTransaction({ hash: ours });
       await chain.rpc('evm_setNextBlockTimestamp', [Number(deadline) + 1]);
-      // Anyone may refund after the deadline: the requester does, paying a higher tip, so first.
+      // Anyone may refund after the deadline, with any reason: the requester does, paying a higher tip,
+      // so first, with a reason holding a NUL (libSQL reads a text up to it) and a terminal's escape.
       await chain.requester.writeContract({
         address: oracle,
         abi: synodOracleAbi,
         functionName: 'refund',
-        args: [requestNo, questionHash, 'EXPIRED'],
+        args: [requestNo, questionHash, 'EXPIRED\u0000\u001b[2K'],
         gas: 300_000n,
         maxFeePerGas: (sent.maxFeePerGas ?? 0n) * 2n,
         maxPriorityFeePerGas: (sent.maxPriorityFeePerGas ?? 0n) * 2n + 1n,
@@ -697,10 +698,11 @@ describe('chain watcher operations: settlements in flight', () => {
       fromBlock: 0n,
       strict: true,
     });
-    expect(refunds.map((r) => r.args.reason)).toEqual(['EXPIRED']);
+    expect(refunds.map((r) => r.args.reason)).toEqual(['EXPIRED\u0000\u001b[2K']);
     expect(row?.fulfilledTx).toBe(refunds[0]?.transactionHash.toLowerCase());
-    // The reason recorded is the one on chain, not what the relay had meant to send.
-    expect(row?.refundReason).toBe('EXPIRED');
+    // The reason recorded is the one on chain, not what the relay had meant to send: whole, its control
+    // characters escaped.
+    expect(row?.refundReason).toBe('EXPIRED\\u0000\\u001b[2K');
     expect(w.stats().errors).toBe(errors);
     expect(errorsIn(logs)).toEqual([]);
   });
