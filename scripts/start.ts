@@ -370,6 +370,10 @@ Try it:
   const r = await client.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'Once upon a time' }] });
   console.log(r.choices[0].message.content, r.synod.verdictDigest);
 
+  # a box of yours joining this network as a node (its own key, made at its first start, sealed with
+  # the passphrase in $SYNOD_PASSPHRASE; one process per key):
+  SYNOD_PASSPHRASE=<a passphrase> npm run node -- --identity ${join(data, 'my-box', 'identity.json')} --db ${join(data, 'my-box', 'state.db')} --models-dir ${models} --bootstrap ${bootstrap} --coordinators ${relay.coordinator}
+
   # API keys of this relay: more, their use today, revoking one
   npm run relay -- keys create --label my-agent --db file:${join(data, 'relay.db')}
   npm run relay -- keys list --db file:${join(data, 'relay.db')}

@@ -325,6 +325,34 @@ describe('npm start (the local network)', () => {
     await waitUntil('the revoked key refused', async () => (await ask()).status === 403, 15_000, 250);
   }, 60_000);
 
+  test('the printed command for a box of yours joins the network: the relay lists its node', async () => {
+    const relay = printed('relay (HTTP API, OpenAI-compatible, verifier)');
+    const m = /SYNOD_PASSPHRASE=<a passphrase> npm run node -- (.*)$/m.exec(out);
+    if (!m?.[1]) throw new Error('npm start printed no command for a box of yours');
+    const args = m[1].trim().split(/\s+/);
+    expect(args).toContain('--bootstrap');
+    // `npm run node -- ARGS` as printed, run as the script runs it (bun browser-node/src/cli/main.ts node ARGS).
+    const box = Bun.spawn([process.execPath, 'browser-node/src/cli/main.ts', 'node', ...args], {
+      cwd: ROOT,
+      env: { ...process.env, SYNOD_PASSPHRASE: 'a passphrase of my box' },
+      stdout: 'pipe',
+      stderr: 'pipe',
+    });
+    try {
+      const nodeIds = async () =>
+        (
+          (await (await fetch(`${relay}/v1/nodes`)).json()) as { nodes: { nodeId: string; role: string }[] }
+        ).nodes
+          .filter((n) => n.role === 'node')
+          .map((n) => n.nodeId);
+      await waitUntil('the relay hears the box', async () => (await nodeIds()).length === 4, 90_000, 500);
+      expect(existsSync(join(data, 'my-box', 'identity.json'))).toBe(true);
+    } finally {
+      box.kill('SIGINT');
+      await box.exited;
+    }
+  }, 120_000);
+
   test('a port or node count that is not a number stops it at once, exit 2, naming the variable', async () => {
     for (const [name, value] of [
       ['SYNOD_RELAY_WS_PORT', 'abc'],
