@@ -77,9 +77,11 @@ One process per identity: a second start on the same --identity exits 1 (IDENTIT
 Logs are JSON lines on stdout; the last one of a clean stop is "stopped". Each request a node takes
 up gets a few lines (without --quiet): "committed" (model, inferenceMs: inference and embedding,
 tokens), "revealed" (sealSize), then "verdict" (status; outcome accepted, rejected with the verdict's
-reason, or not-sealed; winner: whether its output won) or "request expired" (reason). Exit codes: 0 on
-SIGINT/SIGTERM/SIGHUP (during the start too), 1 on a start failure (its line says why, with a code),
-2 on bad flags.`;
+reason, or not-sealed; winner: whether its output won) or "request expired" (reason). A stop
+(SIGINT/SIGTERM/SIGHUP) first finishes the requests the node is computing or committed to, up to 60 s,
+taking no new one ("stopping: finishing the requests this node owes first"); a second Ctrl-C stops at
+once. Exit codes: 0 on SIGINT/SIGTERM/SIGHUP (during the start too), 1 on a start failure (its line says
+why, with a code), 2 on bad flags.`;
 
 export interface NodeCliOptions {
   identity: string;
@@ -129,6 +131,11 @@ export class PassphraseMissing extends CliUsageError {
 
 /** The signals that stop a node cleanly (exit 0). */
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+/**
+ * How long a stop waits for the requests the node owes work to (see `SynodNode.drain`): past a default
+ * request's deadline (30 s) and reveal window.
+ */
+export const DRAIN_MS = 60_000;
 
 /** How often a running node looks at its peers, to log an outage (NO_PEERS) and its end. */
 const PEER_WATCH_MS = 5_000;
@@ -734,6 +741,29 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     }
     if (!stopping.signal.aborted) {
       await new Promise<void>((resolve) => stopping.signal.addEventListener('abort', () => resolve()));
+    }
+    // Requests it is computing or committed to are finished first (a sealed member that does not reveal
+    // has withheld, against its standing): no new one is taken meanwhile. A second signal ends the
+    // process at once (the handlers are gone); what it committed to is resumed at its next start.
+    const owed = running.node.duties();
+    if (owed > 0) {
+      log({
+        level: 'info',
+        msg: 'stopping: finishing the requests this node owes first',
+        requests: owed,
+        upToS: DRAIN_MS / 1000,
+        hint: 'no new request is taken; Ctrl-C again stops at once (a request it committed to and does not reveal counts as withheld)',
+      });
+      const left = await running.node.drain(DRAIN_MS);
+      if (left > 0) {
+        log({
+          level: 'warn',
+          msg: 'stopping with requests unfinished',
+          code: 'DRAIN_TIMEOUT',
+          requests: left,
+          hint: 'they are resumed at the next start, if their deadlines allow; a sealed one not revealed in time counts as withheld',
+        });
+      }
     }
     log({ level: 'info', msg: 'stopping' });
     await running.stop();

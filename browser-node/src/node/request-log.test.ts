@@ -232,6 +232,44 @@ describe('SynodNode: what a node logs of the requests it serves', () => {
       await relay.close();
     }
   }, 30_000);
+  test('a node that committed and heard no seal by the deadline says it may have been sealed without it', async () => {
+    const net = new MemoryNetwork();
+    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(212));
+    const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(213));
+    const logs: Line[] = [];
+    const node = new SynodNode({
+      key,
+      role: 'node',
+      transports: [net.join(key.nodeId)],
+      serving: { queue: fixedQueue('an answer', 7, 10), models: [MODEL], embedder: EMBEDDER },
+      log: (e) => logs.push(e),
+    });
+    await relay.start();
+    await node.start();
+    try {
+      // A quorum of 2 with one node: the seal never comes.
+      const body = testRequest({
+        embedder: EMBEDDER,
+        acceptedModels: [MODEL.id],
+        nonce: 3,
+        frame: { quorum: 2, maxTimeMs: 4_000, revealWindowMs: 1_000 },
+      });
+      await relay.submit(body);
+      await until(() => node.status(body.requestId)?.finished === true, 20_000);
+      await node.settled();
+      const lines = linesOf(logs, body.requestId);
+      expect(lines.map((l) => l['msg'])).toEqual(['committed', 'request expired']);
+      expect(lines[1]).toMatchObject({ reason: 'not-sealed' });
+      expect(String(lines[1]?.['hint'])).toContain(
+        'it may have been sealed while this node was stopped or cut off',
+      );
+    } finally {
+      await node.close();
+      await relay.close();
+    }
+  }, 30_000);
+
   test('a commit a restarted node publishes for its saved machine says afterRestart, not empty timings', async () => {
     const net = new MemoryNetwork();
     const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(196));

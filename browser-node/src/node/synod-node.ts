@@ -404,6 +404,8 @@ export class SynodNode {
   #keyElsewhere: { heardAt: number; addresses: string[]; software: string | null } | null = null;
   /** Request packets not taken while the key was in use elsewhere. */
   #keyElsewhereRefused = 0;
+  /** Set by `drain`: the node is stopping, and takes no new request. */
+  #draining = false;
   #started = false;
   readonly #m = {
     published: {} as Partial<Record<PacketType, number>>,
@@ -1105,6 +1107,7 @@ export class SynodNode {
       this.#storeRefused++;
       return;
     }
+    if (packet.type === 'request' && this.role === 'node' && this.#draining) return; // stopping
     if (packet.type === 'request' && this.role === 'node' && this.#keyInUseElsewhere()) {
       // The other copy of the key may take it too: two commitments under one key are evidence against it.
       this.#keyElsewhereRefused++;
@@ -1316,9 +1319,48 @@ export class SynodNode {
     return this.#storeFailedAt !== null;
   }
 
-  /** Whether the node takes no new request now: its store fails, or its key is in use elsewhere. */
+  /**
+   * Whether the node takes no new request now: its store fails, its key is in use elsewhere, or it is
+   * stopping (`drain`).
+   */
   #refusesWork(): boolean {
-    return this.#storeFailing() || this.#keyInUseElsewhere();
+    return this.#draining || this.#storeFailing() || this.#keyInUseElsewhere();
+  }
+
+  /**
+   * The requests this node owes work to: computing an output, or committed to one and not yet revealed
+   * (a member of the seal that does not reveal counts as having withheld it, against its reputation).
+   */
+  duties(): number {
+    let n = 0;
+    for (const { state: s } of this.#machines.values()) {
+      if (
+        s.role === 'node' &&
+        s.outcome === null &&
+        (s.work.phase === 'inferring' || s.work.phase === 'committed')
+      )
+        n++;
+    }
+    return n;
+  }
+
+  /**
+   * Before a stop: take no new request (and advertise no room, at once), and wait, at most `timeoutMs`,
+   * until the node owes no request work (`duties`): each computes, commits and reveals as it would, so a
+   * stop costs the node no withheld reveal. Resolves with how many are left unfinished (0: none).
+   */
+  async drain(timeoutMs: number): Promise<number> {
+    this.#draining = true;
+    if (this.#o.heartbeat) {
+      await this.publishHeartbeat().catch((e: unknown) =>
+        this.#log({ level: 'warn', msg: 'heartbeat failed', err: String(e) }),
+      );
+    }
+    const end = this.#now() + timeoutMs;
+    while (!this.#closed && this.duties() > 0 && this.#now() < end) {
+      await new Promise<void>((resolve) => this.#scheduler.after(Math.min(100, end - this.#now()), resolve));
+    }
+    return this.duties();
   }
 
   /** Whether another process signing with this key was heard within `KEY_ELSEWHERE_MS`. */
@@ -1495,7 +1537,23 @@ export class SynodNode {
         if (fx.kind === 'expired') {
           this.#m.expired++;
           if (this.#logsRequest(hosted.state)) {
-            this.#log({ level: 'info', msg: 'request expired', requestId, reason: fx.reason });
+            // A node committed that never heard the seal cannot tell "not sealed" from "sealed while it
+            // was away or cut off": if it was a member, the verdict counts its reveal as withheld.
+            const unheard =
+              fx.reason === 'not-sealed' &&
+              hosted.state.role === 'node' &&
+              hosted.state.work.phase === 'committed';
+            this.#log({
+              level: 'info',
+              msg: 'request expired',
+              requestId,
+              reason: fx.reason,
+              ...(unheard
+                ? {
+                    hint: 'committed, and no seal was heard by its deadline: it may have been sealed while this node was stopped or cut off, which counts its reveal as withheld (a stop finishes committed requests first)',
+                  }
+                : {}),
+            });
           }
         }
         hosted.finishedAt = this.#now();

@@ -1,0 +1,80 @@
+import { expect, test } from 'bun:test';
+import { NodeKey, type Packet } from '@synod/shared';
+import { MemoryNetwork } from '../p2p/memory.ts';
+import { SynodNode } from './synod-node.ts';
+import { loadTestServing } from './test-helpers.ts';
+import { testRequest } from './test-request.ts';
+import { until } from './test-until.ts';
+
+test('drain: no new request is taken, the one being computed is committed and revealed, then it resolves with none left', async () => {
+  const serving = await loadTestServing();
+  const net = new MemoryNetwork();
+  const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(180));
+  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(181));
+  const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
+  const published: Packet[] = [];
+  const node = new SynodNode({
+    key,
+    role: 'node',
+    transports: [net.join(key.nodeId)],
+    serving,
+    heartbeat: {
+      intervalMs: 3_600_000,
+      software: 'test',
+      addresses: [],
+      tokensPerSecond: 200,
+      embeddingsPerSecond: 20,
+      engine: 'llama-cpp',
+    },
+    onPacket: ({ packet, own }) => {
+      if (own) published.push(packet as Packet);
+    },
+  });
+  await relay.start();
+  await node.start();
+  try {
+    const ask = (nonce: number, maxTokens: number) =>
+      testRequest({
+        embedder: serving.embedder,
+        nonce,
+        prompt: 'Once upon a time',
+        acceptedModels: ['stories260K'],
+        params: { temperature: 0, maxTokens },
+        frame: { maxTimeMs: 30_000 },
+      });
+    expect(node.duties()).toBe(0);
+    // Nothing owed: a drain ends at once.
+    const idle = new SynodNode({
+      key: await NodeKey.fromSeed(new Uint8Array(32).fill(182)),
+      role: 'node',
+      transports: [net.join('idle')],
+      serving,
+    });
+    expect(await idle.drain(10_000)).toBe(0);
+    await idle.close();
+
+    const long = ask(1, 2_000);
+    await relay.submit(long);
+    await until(() => node.duties() === 1);
+    const beats = () => published.filter((p): p is Packet<'heartbeat'> => p.type === 'heartbeat');
+    const before = beats().length;
+    const draining = node.drain(30_000);
+    // Its heartbeat says at once that it has no room.
+    await until(() => beats().length > before);
+    expect(beats().at(-1)?.body.capacity.maxQueue).toBe(0);
+    // A request arriving meanwhile is not taken.
+    const late = ask(2, 8);
+    await relay.submit(late);
+    expect(await draining).toBe(0);
+    const mine = (type: string, requestId: string) =>
+      published.some((p) => p.type === type && (p.body as { requestId?: string }).requestId === requestId);
+    expect(mine('commit', long.requestId)).toBe(true);
+    expect(mine('reveal', long.requestId)).toBe(true);
+    expect(node.status(late.requestId)).toBeNull();
+    expect(mine('commit', late.requestId)).toBe(false);
+  } finally {
+    await node.close();
+    await relay.close();
+    await serving.close();
+  }
+}, 60_000);
