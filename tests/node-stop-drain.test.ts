@@ -7,12 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { Client } from '@libsql/client';
 import { waitUntil } from '../edge/src/test-servers.ts';
-import {
-  type RelayProcesses,
-  type StartedRelayNetwork,
-  startRelayNetwork,
-  yieldToIo,
-} from './relay-processes.ts';
+import { type RelayProcesses, type StartedRelayNetwork, startRelayNetwork } from './relay-processes.ts';
 
 const TERMINAL = ['verdict', 'no-consensus', 'expired', 'failed'];
 
