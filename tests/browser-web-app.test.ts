@@ -217,6 +217,55 @@ describe('the contributor web app', () => {
   );
 
   test(
+    'a damaged stored key is said as such, with a code, and can be forgotten; the next passphrase creates a new key',
+    async () => {
+      const other = await launchChromium();
+      try {
+        const b = other.context.pages()[0] ?? (await other.context.newPage());
+        const errors: string[] = [];
+        b.on('pageerror', (e) => errors.push(String(e)));
+        const asked: string[] = [];
+        b.on('dialog', (d) => {
+          asked.push(d.message());
+          void d.accept();
+        });
+        await b.goto(web.url);
+        await b.waitForSelector('#unlock:has-text("Create node key")', { timeout: 30_000 });
+        // Cut short, as a storage written half way would leave it.
+        await b.evaluate((item) => localStorage.setItem(item, '{"v":1,"kind":"synod-node-key"'), KEY_ITEM);
+        await b.reload();
+        await b.waitForSelector('#node-id:has-text("damaged")', { timeout: 30_000 });
+        expect(await b.textContent('#unlock')).toBe('Unlock node key');
+        expect(await b.isHidden('#passphrase-again')).toBe(true);
+        expect(await b.isVisible('#forget-key')).toBe(true);
+        // Unlocking says what is wrong with a code, not a JSON parser's message.
+        await b.fill('#passphrase', 'any passphrase');
+        await b.click('#unlock');
+        await b.waitForSelector('#node-error:has-text("KEYSTORE_MALFORMED")', { timeout: 30_000 });
+        expect(await b.textContent('#node-error')).toBe(
+          'KEYSTORE_MALFORMED: the node key stored in this browser is damaged: it is not a sealed key',
+        );
+        // Forgotten after a confirmation that says what it is: then a new key is made as on a fresh browser.
+        await b.click('#forget-key');
+        await b.waitForSelector('#unlock:has-text("Create node key")', { timeout: 10_000 });
+        expect(asked).toHaveLength(1);
+        expect(asked[0]).toContain('Forget the damaged key stored in this browser?');
+        expect(await b.evaluate((item) => localStorage.getItem(item), KEY_ITEM)).toBeNull();
+        await b.fill('#passphrase', PASSPHRASE);
+        await b.fill('#passphrase-again', PASSPHRASE);
+        await b.click('#unlock');
+        await b.waitForSelector('#phase:has-text("running as follower")', { timeout: 60_000 });
+        expect(await b.textContent('#node-id')).toMatch(/^[0-9a-f]{64}$/);
+        expect(errors).toEqual([]);
+        await b.evaluate(() => window.synod?.stop()).catch(() => {});
+      } finally {
+        await other.close();
+      }
+    },
+    LONG,
+  );
+
+  test(
     'the sealed key saved here loads in another browser and unlocks there; a CLI identity file loads too; a file that is not a key is refused',
     async () => {
       const nodeId = (await page.textContent('#node-id')) ?? '';

@@ -109,10 +109,19 @@ function keyItem(api: SynodPageApi): string {
 
 /** Before unlock: requests this key committed to before the page loaded, not finished (see wireNode). */
 let committedBefore = 0;
+/** Whether another tab of this browser runs the stored key (its Web Lock held), as last looked at. */
+let keyRunsElsewhere = false;
 
 function render(api: SynodPageApi): void {
   const s: BrowserNodeStatus = api.status();
-  text('node-id', s.nodeId ?? 'no key yet: choose a passphrase to create one');
+  const damaged = storedKeyDamaged(api);
+  text(
+    'node-id',
+    s.nodeId ??
+      (damaged
+        ? 'the key stored in this browser is damaged (not a sealed key): forget it to create a new one, or load a saved copy'
+        : 'no key yet: choose a passphrase to create one'),
+  );
   // Running with no peer does nothing for the network: say so rather than just "running".
   text('phase', phaseText(s));
   text('peer-id', s.peerId ?? '—');
@@ -148,11 +157,12 @@ function render(api: SynodPageApi): void {
   // file, only while this tab does not run it.
   $('key-actions').hidden = s.nodeId === null && !locked;
   $('export-key').hidden = s.nodeId === null;
-  $('forget-key').hidden = !locked || s.nodeId === null;
+  // Not offered while another tab runs the key: it would be refused (NODE_KEY_IN_USE) after its confirmation.
+  $('forget-key').hidden = !locked || keyRunsElsewhere || (s.nodeId === null && !damaged);
   $('load-key').hidden = !locked;
-  text('unlock', s.nodeId ? 'Unlock node key' : 'Create node key');
+  text('unlock', s.nodeId || damaged ? 'Unlock node key' : 'Create node key');
   // A new key's passphrase is typed twice: one typed wrong would seal the key for good.
-  const creating = s.nodeId === null;
+  const creating = s.nodeId === null && !damaged;
   $('passphrase-again-label').hidden = !creating;
   $<HTMLInputElement>('passphrase-again').required = creating;
   $('passphrase').setAttribute('autocomplete', creating ? 'new-password' : 'current-password');
@@ -200,6 +210,12 @@ function render(api: SynodPageApi): void {
     'None yet.',
     6,
   );
+}
+
+/** Whether something is stored under the key's item that is not a sealed key (cut short, overwritten). */
+function storedKeyDamaged(api: SynodPageApi): boolean {
+  const item = keyItem(api);
+  return localStorage.getItem(item) !== null && storedKeyNodeId(localStorage, item) === null;
 }
 
 /** An error as the page shows it: `CODE: message`. */
@@ -276,6 +292,10 @@ function wireNode(api: SynodPageApi): void {
     const locked = phase === 'locked' || phase === 'error';
     const elsewhere = locked && (await api.node.keyInUseElsewhere());
     $('key-in-use').hidden = !elsewhere;
+    if (elsewhere !== keyRunsElsewhere) {
+      keyRunsElsewhere = elsewhere;
+      render(api);
+    }
     // And what this key committed to before the page loaded, whose reveals wait for it to be unlocked.
     const before = locked ? await api.node.committedBeforeUnlock().catch(() => 0) : 0;
     if (before !== committedBefore) {
@@ -298,7 +318,7 @@ function wireNode(api: SynodPageApi): void {
     again.value = '';
     pageError = null;
     dismissedError = null;
-    if (api.status().nodeId === null && repeated !== passphrase) {
+    if (api.status().nodeId === null && !storedKeyDamaged(api) && repeated !== passphrase) {
       pageError = 'PASSPHRASES_DIFFER: the two passphrases differ; type the same one in both fields';
       render(api);
       input.focus();
@@ -329,9 +349,11 @@ function wireNode(api: SynodPageApi): void {
   });
   $('forget-key').addEventListener('click', () => {
     const nodeId = api.status().nodeId;
-    if (nodeId === null) return;
+    if (nodeId === null && !storedKeyDamaged(api)) return;
     const sure = confirm(
-      `Forget the node key ${nodeId} in this browser?\n\nWithout a saved copy it is gone for good, with its standing at the relay; requests it committed to and has not revealed will count as withheld. The next passphrase creates a new key.`,
+      nodeId === null
+        ? 'Forget the damaged key stored in this browser?\n\nIt is not a sealed key, so nothing can open it. The next passphrase creates a new key (or load a saved copy of the old one from a file).'
+        : `Forget the node key ${nodeId} in this browser?\n\nWithout a saved copy it is gone for good, with its standing at the relay; requests it committed to and has not revealed will count as withheld. The next passphrase creates a new key.`,
     );
     if (!sure) return;
     pageError = null;

@@ -28,7 +28,13 @@ export async function loadOrCreateBrowserKey(
   const item = options.item ?? KEY_STORAGE_ITEM;
   const existing = storage.getItem(item);
   if (existing !== null) {
-    return { key: await openNodeKey(JSON.parse(existing) as unknown, passphrase), created: false };
+    let sealed: unknown;
+    try {
+      sealed = JSON.parse(existing) as unknown;
+    } catch (cause) {
+      throw damagedKey(cause);
+    }
+    return { key: await openNodeKey(sealed, passphrase), created: false };
   }
   const key = await NodeKey.generate();
   const sealed: SealedKey = await sealNodeKey(
@@ -38,6 +44,22 @@ export async function loadOrCreateBrowserKey(
   );
   storage.setItem(item, JSON.stringify(sealed));
   return { key, created: true };
+}
+
+/**
+ * KEYSTORE_MALFORMED for a stored item that is not even JSON (cut short, or written over by something
+ * else): said as such, with what to do, not as a JSON parser's message.
+ */
+function damagedKey(cause: unknown): SynodError {
+  return new SynodError(
+    'KEYSTORE_MALFORMED',
+    'the node key stored in this browser is damaged: it is not a sealed key',
+    {
+      cause,
+      details: { issues: ['it is not JSON'] },
+      hint: 'forget it ("Forget this key…") and create a new key, or load a saved copy of it from a file',
+    },
+  );
 }
 
 /** The node id of the stored key without opening it (shown before the passphrase is typed). */
