@@ -282,6 +282,12 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
           hint: expect.stringContaining('Refunded event'),
         },
       });
+      // The verifier's route says the same (it was a bare 404).
+      const unverifiable = await fetch(`${net.relay.url}/v1/verify/${requestId}`);
+      expect(unverifiable.status).toBe(404);
+      expect(await unverifiable.json()).toMatchObject({
+        error: { code: 'NOT_FOUND', details: { chain: { status: 'refunded', refundReason: reason } } },
+      });
     });
   }
 
@@ -308,6 +314,13 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       chain: { status: 'refunded', refundReason: 'DECLINED' },
     });
     expect(view.declines.length).toBeGreaterThanOrEqual(3);
+    // No verdict to verify: why, the signed request packet and the nodes' signed declines.
+    const noVerdict = await fetch(`${net.relay.url}/v1/verify/${requestId}`);
+    expect(noVerdict.status).toBe(409);
+    const details = ((await noVerdict.json()) as { error: { details: Record<string, unknown> } }).error
+      .details;
+    expect(details).toMatchObject({ status: 'expired', error: 'DECLINED', request: { type: 'request' } });
+    expect((details['declines'] as unknown[]).length).toBeGreaterThanOrEqual(3);
   });
 
   // Solidity's `string` holds any bytes; viem decodes them leniently (U+FFFD for each bad byte), so the

@@ -205,7 +205,7 @@ async function shedOutcome(
  * chain already) says so, with its settlement and, refunded, the reason the oracle's `LLMRefunded`
  * event of that transaction gives.
  */
-async function notFound(deps: EdgeDeps, id: string) {
+export async function notFound(deps: EdgeDeps, id: string) {
   const chain = await chainRecord(deps, id);
   if (chain === null) return edgeError(404, 'NOT_FOUND', `no request ${id}`);
   return edgeError(

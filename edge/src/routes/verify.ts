@@ -5,7 +5,7 @@ import { edgeError, rateLimitedError } from '../http/errors.ts';
 import { HeavyReads } from '../http/heavy-reads.ts';
 import { TERMINAL } from '../views.ts';
 import type { EdgeDeps } from './deps.ts';
-import { requestIdParam } from './inference.ts';
+import { notFound, requestIdParam } from './inference.ts';
 import { limitReads } from './public.ts';
 
 /** Packets of a transcript that cost the verifier one more token (a signature check each, and more). */
@@ -150,22 +150,23 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
           status: 'queued',
         });
       }
-      throw edgeError(404, 'NOT_FOUND', `no request ${id}`);
+      // As GET /v1/inference/:id says it: a chain request read from the chain and never run is named so,
+      // with what the chain holds of it.
+      throw await notFound(deps, id);
     }
     const packets = await deps.store.transcriptPackets(id);
     if (!packets || !d.verdict) {
       const final = TERMINAL.has(d.status);
-      // A request the nodes declined has no verdict, but their signed declines show why: served with
-      // the request packet they name, for an auditor to check (synod-verify --chain does).
+      // Why it has none (its error, such as QUORUM_NOT_MET) and the signed request packet, whatever the
+      // reason; a request the nodes declined also with their signed declines, which show why, for an
+      // auditor to check (synod-verify --chain does).
       const declined =
-        d.status === 'expired' && d.error === 'DECLINED'
-          ? { error: d.error, request: d.request, declines: d.declines.map((x) => x.packet) }
-          : {};
+        d.status === 'expired' && d.error === 'DECLINED' ? { declines: d.declines.map((x) => x.packet) } : {};
       throw edgeError(
         409,
         'NO_VERDICT',
         `request ${id} has no verdict${final ? '' : ' yet'} (status ${d.status})`,
-        { status: d.status, ...declined },
+        { status: d.status, ...(d.error ? { error: d.error } : {}), request: d.request, ...declined },
       );
     }
     const published = d.verdict.packet.body;
