@@ -115,7 +115,10 @@ describe('the contributor web app after a failure', () => {
       expect(await page.textContent('#standing-commits')).toBe('5');
       expect(await page.textContent('#standing-agreement')).toBe('4 / 1');
       expect(await page.textContent('#standing-faults')).toBe('0 / 0');
-      expect(await page.textContent('#standing-seen')).toMatch(/ ago$/);
+      // Recorded within 30 s: said to be current, not read as a fault.
+      expect(await page.textContent('#standing-seen')).toMatch(
+        / ago \(the relay records a heartbeat every 30 s\)$/,
+      );
     };
     const blanked = async (why: string) => {
       await page.waitForSelector(`#standing-score:has-text("the relay could not be asked (${why}")`, {
@@ -131,9 +134,14 @@ describe('the contributor web app after a failure', () => {
     // It answers again: the figures are back.
     gate.hang = false;
     await shown();
+    // The page cannot reach the app's server at all: the browser's "Failed to fetch", said in words.
+    await page.route('**/v1/nodes*', (route) => void route.abort('connectionrefused'));
+    await blanked('it did not answer: it is stopped, restarting, or out of reach');
+    await page.unroute('**/v1/nodes*');
+    await shown();
     // It is gone (its port closed): the app's proxy answers 502 RELAY_UNREACHABLE.
     gate.server.stop(true);
-    await blanked('Error: HTTP 502');
+    await blanked('HTTP 502');
     expect(pageErrors).toEqual([]);
   }, 60_000);
 

@@ -575,10 +575,16 @@ async function refreshStanding(api: SynodPageApi, relay: string, timeoutMs: numb
     row = ((await r.json()) as { nodes: NodeRow[] }).nodes.find((n) => n.nodeId === nodeId);
   } catch (e) {
     // Not the last answer's figures as if they were current: none, until the relay answers again.
+    // A fetch that failed (the relay down, refused, a network error) is a TypeError whose message is the
+    // browser's ("Failed to fetch"): said in words.
     const why =
       e instanceof DOMException && e.name === 'TimeoutError'
         ? `no answer within ${timeoutMs / 1000} s`
-        : String(e);
+        : e instanceof TypeError
+          ? 'it did not answer: it is stopped, restarting, or out of reach'
+          : e instanceof Error
+            ? e.message
+            : String(e);
     text('standing-score', `the relay could not be asked (${why})`);
     for (const id of STANDING_FIGURES) text(id, '—');
     return;
@@ -607,7 +613,12 @@ async function refreshStanding(api: SynodPageApi, relay: string, timeoutMs: numb
       : `${rep.standing} (ranks this node for the seat left to nodes without a record; higher first)`,
   );
   text('standing-faults', `${rep.withheld} / ${rep.invalid}`);
-  text('standing-seen', ago(row.lastSeen));
+  // The relay writes a node's heartbeat once in 30 s (it hears one every 10 s): up to about 30 s is
+  // current, said so rather than read as a fault.
+  text(
+    'standing-seen',
+    `${ago(row.lastSeen)}${Date.now() - row.lastSeen < 45_000 ? ' (the relay records a heartbeat every 30 s)' : ''}`,
+  );
 }
 
 /**

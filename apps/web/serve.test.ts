@@ -47,6 +47,11 @@ describe('npm run web: the command line', () => {
       'is not a loopback IP address (127.0.0.0/8, ::1), and the tab dials no other unless --dial any is given',
     ],
     [['--dial', 'all'], '--dial must be loopback or any'],
+    // Said at the start, not at the first request the page proxies.
+    [['--relay', 'notaurl'], "--relay must be the relay's http(s) URL"],
+    [['--relay', 'ftp://127.0.0.1:8787'], "--relay must be the relay's http(s) URL"],
+    // The last of two would win unseen.
+    [['--port', '1', '--port', '2'], '--port is given twice'],
   ])('%p is refused: %s', (args, message) => {
     const r = parseServeArgs(args);
     expect('error' in r && r.error).toContain(message);
@@ -63,6 +68,23 @@ describe('npm run web: a start that fails', () => {
     try {
       await expect(startWebServer({ port, modelsDir })).rejects.toThrow();
       expect(bundles()).toBe(before);
+      // The command says which port, with a code and what to do.
+      const cli = Bun.spawn(
+        [
+          process.execPath,
+          resolve(import.meta.dir, 'serve.ts'),
+          '--port',
+          String(port),
+          '--models-dir',
+          modelsDir,
+        ],
+        { stdout: 'pipe', stderr: 'pipe' },
+      );
+      expect(await cli.exited).toBe(1);
+      const err = await new Response(cli.stderr).text();
+      expect(err).toContain(
+        `synod web: EADDRINUSE: port ${port} on 127.0.0.1 is in use; give another with --port`,
+      );
     } finally {
       await first.stop();
     }

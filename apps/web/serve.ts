@@ -267,14 +267,25 @@ const USAGE =
  * The command line's options, or the reason they are not usable (the usage is then printed with it,
  * exit 2): an unknown flag, a port that is not one, a bootstrap address a browser cannot dial.
  */
+function isHttpUrl(text: string): boolean {
+  try {
+    const u = new URL(text);
+    return u.protocol === 'http:' || u.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
 export function parseServeArgs(
   args: readonly string[],
 ): { help: true } | { help: false; options: WebServerOptions } | { error: string } {
   let values: Record<string, string | boolean | undefined>;
+  let tokens: { kind: string; name?: string }[];
   try {
-    ({ values } = parseArgs({
+    ({ values, tokens } = parseArgs({
       args: [...args],
       strict: true,
+      tokens: true,
       options: {
         host: { type: 'string', default: '127.0.0.1' },
         port: { type: 'string', default: '8080' },
@@ -290,7 +301,20 @@ export function parseServeArgs(
   } catch (e) {
     return { error: (e as Error).message };
   }
+  const given = new Set<string>();
+  for (const t of tokens) {
+    if (t.kind !== 'option' || t.name === undefined) continue;
+    // The last of two would win unseen: refused, as the node's and the relay's flags are.
+    if (given.has(t.name)) return { error: `--${t.name} is given twice` };
+    given.add(t.name);
+  }
   if (values['help']) return { help: true };
+  const relay = values['relay'] as string | undefined;
+  if (relay !== undefined && !isHttpUrl(relay)) {
+    return {
+      error: `--relay must be the relay's http(s) URL (http://127.0.0.1:8787), not ${relay.slice(0, 100)}`,
+    };
+  }
   const port = /^\d{1,5}$/.test(values['port'] as string) ? Number(values['port']) : Number.NaN;
   if (!(port >= 0 && port <= 65535)) return { error: `--port must be a port number, not ${values['port']}` };
   const bootstrap = (values['bootstrap'] as string)
@@ -350,7 +374,12 @@ if (import.meta.main) {
   try {
     web = await startWebServer(parsed.options);
   } catch (e) {
-    console.error(`synod web: ${(e as Error).message}`);
+    const code = (e as { code?: unknown }).code;
+    console.error(
+      code === 'EADDRINUSE'
+        ? `synod web: EADDRINUSE: port ${parsed.options.port} on ${parsed.options.host} is in use; give another with --port (0 takes a free one)`
+        : `synod web: ${(e as Error).message}`,
+    );
     process.exit(1);
   }
   console.log(`Synod contributor app: ${web.url}`);

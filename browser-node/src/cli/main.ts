@@ -7,7 +7,12 @@ switch (command) {
   case 'node':
     process.exit(await nodeCommand(rest));
     break;
-  default:
-    console.log('usage: synod node [options]   (synod node --help for the options)');
-    process.exit(command === undefined || command === '--help' ? 0 : 2);
+  default: {
+    // Asked for: the usage, exit 0. Anything else (no command, an unknown one): a usage error, exit 2.
+    const asked = command === '--help' || command === '-h';
+    const usage = 'usage: synod node [options]   (synod node --help for the options)';
+    if (asked) console.log(usage);
+    else console.error(command === undefined ? usage : `synod: unknown command ${command}\n${usage}`);
+    process.exit(asked ? 0 : 2);
+  }
 }

@@ -570,7 +570,38 @@ describe('synod node start failures', () => {
   });
 });
 
+describe('synod node --gpu auto', () => {
+  test('with no GPU backend that runs here, it says it serves on the CPU (not only by the engine id)', async () => {
+    const options = parseNodeArgs(
+      [
+        ...['--gpu', 'auto', '--models-dir', TEST_MODELS_DIR],
+        ...['--identity', join(dir, 'gpu-auto', 'id.json'), '--db', join(dir, 'gpu-auto', 'state.db')],
+      ],
+      { SYNOD_PASSPHRASE: 'pw' },
+    );
+    if (options === 'help') throw new Error('unexpected help');
+    const logs: Record<string, unknown>[] = [];
+    const running = await runNode(options, (e) => logs.push(e));
+    try {
+      const engine = String(logs.find((l) => l['msg'] === 'models loaded')?.['engine']);
+      const said = logs.find((l) => l['msg'] === 'no GPU backend runs here: serving on the CPU');
+      // Here llama.cpp hides CPU Vulkan devices (lavapipe) and there is no GPU: the CPU, said. On a box
+      // with a GPU, its backend in the engine id, and nothing said.
+      if (engine.includes('+')) expect(said).toBeUndefined();
+      else
+        expect(said).toMatchObject({
+          level: 'info',
+          gpu: 'auto',
+          hint: expect.stringContaining('--gpu cuda'),
+        });
+    } finally {
+      await running.stop();
+    }
+  }, 120_000);
+});
+
 /**
+ * `synod node` as a follower in a process of its own, with extra flags, until its "node started" line:/**
  * `synod node` as a follower in a process of its own, with extra flags, until its "node started" line:
  * the process, that line, and the stdout read so far (its other lines), for the test to go on with.
  */

@@ -228,7 +228,7 @@ function parseNodeFlags(args: string[]) {
       db: { type: 'string', default: '.data/node/state.db' },
       'max-queue': { type: 'string', default: String(DEFAULT_MAX_QUEUE) },
       quiet: { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
 }
@@ -554,6 +554,15 @@ async function startNode(
       embedder: loadedEmbedder.ref,
       ...rates,
     });
+    if (o.gpu === 'auto' && !loadedEngine.id.includes('+')) {
+      // `auto` falls back to the CPU: said, not left to be read off the engine id.
+      log({
+        level: 'info',
+        msg: 'no GPU backend runs here: serving on the CPU',
+        gpu: 'auto',
+        hint: 'name one (--gpu cuda, vulkan or metal) to see why it cannot run: its start failure says',
+      });
+    }
     const queue = new InferenceQueue({
       engine: loadedEngine,
       embedder: loadedEmbedder,
