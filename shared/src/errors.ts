@@ -13,6 +13,8 @@ export const ERROR_CODES = [
   'KEYSTORE_MALFORMED',
   // packets
   'PACKET_MALFORMED',
+  /** a packet's text names a member of one object twice (readers differ on which value it keeps) */
+  'PACKET_DUPLICATE_MEMBER',
   'PACKET_TOO_LARGE',
   'PACKET_UNSUPPORTED_VERSION',
   'PACKET_UNKNOWN_TYPE',

@@ -209,6 +209,9 @@ const NOT_THE_PEERS_FAULT: ReadonlySet<RejectReason> = new Set<RejectReason>([
   'PACKET_STALE',
   'PACKET_FROM_FUTURE',
   'INTERNAL',
+  // Nodes older than this check pass such bytes on in good faith (the value they keep is the signed
+  // one): refusing them must not get honest old peers banned while a network upgrades.
+  'PACKET_DUPLICATE_MEMBER',
 ]);
 
 /** Rejections for a `createdAt` outside the window: excused only for a genuine packet (see `#outOfWindow`). */

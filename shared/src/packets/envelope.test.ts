@@ -260,7 +260,7 @@ describe('packets', () => {
     await expectCode(decodePacket(new Uint8Array([0xff, 0xfe]), { now: NOW }), 'PACKET_MALFORMED');
   });
 
-  test('a packet naming a member twice is PACKET_MALFORMED, even when the last value is the signed one', async () => {
+  test('a packet naming a member twice is PACKET_DUPLICATE_MEMBER, even when the last value is the signed one', async () => {
     const key = await seedKey(9);
     const p = await signPacket(key, 'commit', {
       requestId: 'ab'.repeat(32),
@@ -277,15 +277,15 @@ describe('packets', () => {
       () => undefined,
       (x: unknown) => x,
     );
-    expect(isSynodError(e, 'PACKET_MALFORMED')).toBe(true);
+    expect(isSynodError(e, 'PACKET_DUPLICATE_MEMBER')).toBe(true);
     expect((e as Error).message).toBe('packet names "commitment" twice in body');
     expect((e as { details: unknown }).details).toEqual({ member: 'commitment', path: 'body' });
     // The same name written with an escape is the same name.
     await expectCode(
       decodePacket(text.replace('"sig":', '"\\u0073ig":"00","sig":'), { now: NOW }),
-      'PACKET_MALFORMED',
+      'PACKET_DUPLICATE_MEMBER',
     );
-    await expectCode(decodePacket(new TextEncoder().encode(twice), { now: NOW }), 'PACKET_MALFORMED');
+    await expectCode(decodePacket(new TextEncoder().encode(twice), { now: NOW }), 'PACKET_DUPLICATE_MEMBER');
   });
 
   test('packetSize is the size signPacket holds to the limit: a body at it signs, one byte more does not', async () => {

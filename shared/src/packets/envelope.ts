@@ -151,7 +151,7 @@ export async function decodePacket(
   const twice = duplicateMember(text);
   if (twice) {
     throw new SynodError(
-      'PACKET_MALFORMED',
+      'PACKET_DUPLICATE_MEMBER',
       `packet names "${twice.name.slice(0, 64)}" twice in ${formatJsonPath(twice.path)}`,
       { details: { member: twice.name.slice(0, 64), path: formatJsonPath(twice.path) } },
     );
