@@ -80,8 +80,8 @@ tokens), "revealed" (sealSize), then "verdict" (status; outcome accepted, reject
 reason, or not-sealed; winner: whether its output won) or "request expired" (reason). A stop
 (SIGINT/SIGTERM/SIGHUP) first finishes the requests the node is computing or committed to, up to 60 s,
 taking no new one ("stopping: finishing the requests this node owes first"); a second Ctrl-C stops at
-once. Exit codes: 0 on SIGINT/SIGTERM/SIGHUP (during the start too), 1 on a start failure (its line says
-why, with a code), 2 on bad flags.`;
+once (exit 130). Exit codes: 0 on SIGINT/SIGTERM/SIGHUP (during the start too), 1 on a start failure (its
+line says why, with a code), 2 on bad flags.`;
 
 export interface NodeCliOptions {
   identity: string;

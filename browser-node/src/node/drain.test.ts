@@ -58,7 +58,7 @@ test('drain: no new request is taken, the one being computed is committed and re
     await until(() => node.duties() === 1);
     const beats = () => published.filter((p): p is Packet<'heartbeat'> => p.type === 'heartbeat');
     const before = beats().length;
-    const draining = node.drain(30_000);
+    const draining = node.drain(45_000);
     // Its heartbeat says at once that it has no room.
     await until(() => beats().length > before);
     expect(beats().at(-1)?.body.capacity.maxQueue).toBe(0);
@@ -72,6 +72,53 @@ test('drain: no new request is taken, the one being computed is committed and re
     expect(mine('reveal', long.requestId)).toBe(true);
     expect(node.status(late.requestId)).toBeNull();
     expect(mine('commit', late.requestId)).toBe(false);
+  } finally {
+    await node.close();
+    await relay.close();
+    await serving.close();
+  }
+}, 60_000);
+
+test('drain: a request being computed whose reveal could be due after the drain is given up before it commits', async () => {
+  const serving = await loadTestServing();
+  const net = new MemoryNetwork();
+  const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(183));
+  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(184));
+  const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
+  const published: Packet[] = [];
+  const node = new SynodNode({
+    key,
+    role: 'node',
+    transports: [net.join(key.nodeId)],
+    serving,
+    onPacket: ({ packet, own }) => {
+      if (own) published.push(packet as Packet);
+    },
+  });
+  await relay.start();
+  await node.start();
+  try {
+    // Its seal may come up to 5 minutes later: past a drain of 2 s.
+    const long = testRequest({
+      embedder: serving.embedder,
+      nonce: 3,
+      prompt: 'Once upon a time',
+      acceptedModels: ['stories260K'],
+      params: { temperature: 0, maxTokens: 4_000 },
+      frame: { maxTimeMs: 300_000 },
+    });
+    await relay.submit(long);
+    await until(() => node.duties() === 1);
+    const started = Date.now();
+    expect(await node.drain(2_000)).toBe(0);
+    // Given up at once, not waited for.
+    expect(Date.now() - started).toBeLessThan(1_500);
+    await node.settled();
+    expect(node.status(long.requestId)?.outcome).toMatchObject({
+      kind: 'expired',
+      reason: 'inference-failed',
+    });
+    expect(published.some((p) => p.type === 'commit')).toBe(false);
   } finally {
     await node.close();
     await relay.close();

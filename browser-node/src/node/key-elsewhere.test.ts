@@ -79,6 +79,10 @@ describe('SynodNode: its key in use by another process', () => {
       const mine = ownBeats.at(-1);
       if (!mine) throw new Error('no heartbeat of its own');
       await outsider.publish(topicOfPacketType('heartbeat'), encodePacket(mine));
+      // Replayed long after, spelled otherwise (new bytes, the same packet), a dozen heartbeats later.
+      for (let i = 0; i < 12; i++) await node.publishHeartbeat();
+      const respelled = new TextDecoder().decode(encodePacket(mine)).replace('{', '{ ');
+      await outsider.publish(topicOfPacketType('heartbeat'), new TextEncoder().encode(respelled));
       const earlier = await signPacket(key, 'heartbeat', {
         role: 'node',
         software: 'synod-node/test',

@@ -317,8 +317,12 @@ export const REFUSED_COORDINATORS_KEPT = 8;
  * request (six heartbeat intervals: the other copy is gone once it has been silent that long).
  */
 export const KEY_ELSEWHERE_MS = 60_000;
-/** This node's own heartbeats recognised when they come back (a Gun relay hands them back). */
-const OWN_HEARTBEATS_KEPT = 8;
+/**
+ * How long this node recognises its own heartbeats when they come back (a Gun relay hands them back, a
+ * peer replays one): past any packet's skew window (`LIMITS.defaultSkewMs`, 2 min), after which a copy
+ * is refused as stale anyway. Kept by their packet ids, which do not change with the bytes' spelling.
+ */
+const OWN_HEARTBEATS_KEPT_MS = 10 * 60_000;
 /** Most nodes whose last heartbeat is kept; the one heard least recently goes first. */
 const KNOWN_NODES = 10_000;
 /**
@@ -398,8 +402,8 @@ export class SynodNode {
   #storeRefused = 0;
   /** When `start` began: a heartbeat signed with this key and made before it is a previous run's. */
   #startedAt: number | null = null;
-  /** The ids of this node's latest heartbeats, the newest last (see `OWN_HEARTBEATS_KEPT`). */
-  readonly #ownHeartbeats: string[] = [];
+  /** The ids of this node's heartbeats of the last `OWN_HEARTBEATS_KEPT_MS`, with when they were made. */
+  readonly #ownHeartbeats = new Map<string, number>();
   /** The last heartbeat of another process signing with this key (see `NodeMetrics.keyElsewhere`). */
   #keyElsewhere: { heardAt: number; addresses: string[]; software: string | null } | null = null;
   /** Request packets not taken while the key was in use elsewhere. */
@@ -815,8 +819,12 @@ export class SynodNode {
         : {}),
     };
     const packet = await signPacket(this.#o.key, 'heartbeat', body);
-    this.#ownHeartbeats.push(packetId(packet));
-    if (this.#ownHeartbeats.length > OWN_HEARTBEATS_KEPT) this.#ownHeartbeats.shift();
+    this.#ownHeartbeats.set(packetId(packet), body.createdAt);
+    // In the order they were made: the oldest first, dropped once past the window.
+    for (const [id, at] of this.#ownHeartbeats) {
+      if (body.createdAt - at <= OWN_HEARTBEATS_KEPT_MS) break;
+      this.#ownHeartbeats.delete(id);
+    }
     await this.#broadcast(packet);
     this.#m.published.heartbeat = (this.#m.published.heartbeat ?? 0) + 1;
     this.#heartbeats.delete(this.nodeId);
@@ -1347,20 +1355,44 @@ export class SynodNode {
   /**
    * Before a stop: take no new request (and advertise no room, at once), and wait, at most `timeoutMs`,
    * until the node owes no request work (`duties`): each computes, commits and reveals as it would, so a
-   * stop costs the node no withheld reveal. Resolves with how many are left unfinished (0: none).
+   * stop costs the node no withheld reveal. A request still being computed whose reveal could be due
+   * after that (a long `maxTimeMs`) is given up now, before it commits: uncommitted, it costs nothing,
+   * while a commitment the stop then left unrevealed would count as withheld. Resolves, once what was
+   * finished is published, with how many are left unfinished (0: none).
    */
   async drain(timeoutMs: number): Promise<number> {
     this.#draining = true;
+    const end = this.#now() + timeoutMs;
+    for (const hosted of this.#machines.values()) {
+      const s = hosted.state;
+      if (s.role !== 'node' || s.outcome !== null || s.work.phase !== 'inferring') continue;
+      const request = s.request?.packet.body;
+      if (request && request.createdAt + request.frame.maxTimeMs + request.frame.revealWindowMs > end) {
+        this.#giveUpInference(hosted, 'NODE_STOPPING');
+      }
+    }
     if (this.#o.heartbeat) {
       await this.publishHeartbeat().catch((e: unknown) =>
         this.#log({ level: 'warn', msg: 'heartbeat failed', err: String(e) }),
       );
     }
-    const end = this.#now() + timeoutMs;
     while (!this.#closed && this.duties() > 0 && this.#now() < end) {
       await new Promise<void>((resolve) => this.#scheduler.after(Math.min(100, end - this.#now()), resolve));
     }
+    // A machine's state moves before its effects run (its reveal is persisted, then signed and sent): what
+    // is under way is finished before a stop closes the node.
+    await this.settled();
     return this.duties();
+  }
+
+  /** Stop a running inference and end its machine as failed (`reason`): it commits to nothing. */
+  #giveUpInference(hosted: Hosted, reason: string): void {
+    hosted.inference?.abort();
+    hosted.inference = null;
+    const requestId = hosted.state.requestId;
+    this.#enqueue(requestId, hosted, () =>
+      this.#apply(hosted, { kind: 'inference-failed', now: this.#now(), requestId, reason }),
+    );
   }
 
   /** Whether another process signing with this key was heard within `KEY_ELSEWHERE_MS`. */
@@ -1376,7 +1408,7 @@ export class SynodNode {
    * has been silent for `KEY_ELSEWHERE_MS`, and says so (once each time it starts hearing it).
    */
   #ownKeyHeard(id: string, body: HeartbeatBody): void {
-    if (this.#ownHeartbeats.includes(id)) return;
+    if (this.#ownHeartbeats.has(id)) return;
     if (this.#startedAt === null || body.createdAt < this.#startedAt) return;
     this.#keyElsewhereFound({ addresses: body.addresses.slice(0, 4), software: body.software }, 'heartbeat');
   }
