@@ -169,6 +169,29 @@ export class ChainStore {
     return r.length;
   }
 
+  /**
+   * The newest recorded event at or below `block` (not `reorged`): its block's number and hash, to tell a
+   * chain that still holds what was read from it (an RPC behind) from one that was reset. Null: none.
+   */
+  async anchorAtOrBelow(
+    o: OracleRef,
+    block: bigint,
+  ): Promise<{ blockNumber: number; blockHash: string } | null> {
+    const [row] = await this.db
+      .select({ blockNumber: chainRequests.blockNumber, blockHash: chainRequests.blockHash })
+      .from(chainRequests)
+      .where(
+        and(
+          ...ChainStore.#of(o),
+          sql`${chainRequests.status} <> 'reorged'`,
+          sql`${chainRequests.blockNumber} <= ${Number(block)}`,
+        ),
+      )
+      .orderBy(desc(chainRequests.blockNumber))
+      .limit(1);
+    return row ?? null;
+  }
+
   /** Rows waiting for settlement, oldest block first. */
   async pending(o: OracleRef, limit: number): Promise<ChainRequestRow[]> {
     return this.db

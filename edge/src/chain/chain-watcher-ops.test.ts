@@ -469,6 +469,36 @@ describe('chain watcher operations: the RPC endpoint', () => {
     });
   });
 
+  test('after a restart, an RPC whose head is behind the cursor (the chain still holding the events read) is waited for, nothing marked reorged', async () => {
+    const first = await opsWatcher({ reorgWindow: 2n });
+    const start = await chain.client.getBlockNumber({ cacheTime: 0 });
+    const asked = await chain.callLLM({
+      prompt: 'Read before the restart',
+      models: ['stories260K'],
+      oracle: first.oracle,
+    });
+    await chain.mine(1);
+    const behind = await chain.rpc('evm_snapshot', []);
+    await chain.mine(10);
+    await first.w.poll();
+    const id = first.requestId(asked.requestNo);
+    expect((await store.byRequestId(id))?.status).toBe('pending');
+    const cursor = (await store.cursor(first.w.oracle))?.blockNumber as number;
+    // Started again (no block the cursor stood on known), over an RPC 10 blocks behind that cursor.
+    const again = await opsWatcher({ reorgWindow: 2n, oracle: first.oracle, fromBlock: start });
+    expect(await chain.rpc('evm_revert', [behind])).toBe(true);
+    await again.w.poll();
+    await again.w.poll();
+    const waiting = again.logs.filter(
+      (l) => l['msg'] === "the chain RPC's head is behind the read cursor; waiting for it",
+    );
+    expect(waiting).toHaveLength(1);
+    expect(waiting[0]).toMatchObject({ cursor });
+    expect(again.logs.some((l) => l['msg'] === 'chain reorg under the cursor; reading again')).toBe(false);
+    expect((await store.byRequestId(id))?.status).toBe('pending');
+    expect((await store.cursor(again.w.oracle))?.blockNumber).toBe(cursor);
+  });
+
   test('a reorg deeper than every block the cursor stood on is said (CHAIN_REORG_TOO_DEEP) and read again from below the oldest', async () => {
     const { w, logs } = await opsWatcher({ reorgWindow: 2n });
     await chain.mine(2);

@@ -268,6 +268,8 @@ export class ChainWatcher {
    * below the cursor.
    */
   readonly #checkpoints = new CursorCheckpoints();
+  /** Whether the RPC's head behind the cursor was said (once a spell; see `#scan`). */
+  #behindSaid = false;
   readonly #reader: OracleEventReader;
   /** The spells of whole passes under way, by key (`pass:<code>`), ended by the next pass that works. */
   readonly #passSpells = new Set<string>();
@@ -488,6 +490,22 @@ export class ChainWatcher {
         // Deeper than that, or a chain now shorter than `back`: from just above the newest block the cursor
         // stood on that is still there (a block past the head is not).
         const fork = await this.#checkpoints.forkBelow(back, reorgWindow, (n) => this.#reader.blockHash(n));
+        if (at === null && fork === null && head < back && (await this.#stillHoldsWhatWasRead(head))) {
+          // No block the cursor stood on is known here (a restart), but the chain still holds the newest
+          // event read from it: an RPC behind the one read before, not a reset chain. Nothing is marked or
+          // read again; the cursor waits for the head to pass it.
+          if (!this.#behindSaid) {
+            this.#behindSaid = true;
+            this.#o.log?.({
+              level: 'warn',
+              msg: "the chain RPC's head is behind the read cursor; waiting for it",
+              cursor: cursor.blockNumber,
+              head: Number(head),
+              hint: 'an RPC behind a load balancer, or a node still syncing: events are read once its head passes the cursor',
+            });
+          }
+          return;
+        }
         const start = fork !== null && fork.from < back ? fork.from : back;
         // Shorter, and no block the cursor stood on here is still there (or none is known, as after a
         // restart, and the chain is shorter by more than the window): the chain was reset, as a
@@ -528,6 +546,7 @@ export class ChainWatcher {
         }
       }
     }
+    this.#behindSaid = false;
     // A long backlog is read over several passes, settling between them.
     let eventsLeft = this.#o.maxEventsPerPass;
     for (
@@ -568,6 +587,17 @@ export class ChainWatcher {
         resume = { blockNumber: end.number, logIndex: end.logIndex };
       }
     }
+  }
+
+  /**
+   * Whether the chain still holds the newest event read from it at or below `head` (its block's hash
+   * unchanged): the chain was not reset. False with no such event recorded.
+   */
+  async #stillHoldsWhatWasRead(head: bigint): Promise<boolean> {
+    const anchor = await this.#o.store.anchorAtOrBelow(this.#ref, head);
+    if (anchor === null) return false;
+    const hash = await this.#reader.blockHash(BigInt(anchor.blockNumber));
+    return hash !== null && hash.toLowerCase() === anchor.blockHash.toLowerCase();
   }
 
   /**
@@ -767,8 +797,8 @@ export class ChainWatcher {
       }
       return { s: await this.#reconcile(e), e };
     }
-    // The request was admitted from an event in another transaction (before a reorg): it answers this
-    // row only if it asks the same.
+    // The request was admitted from an event in another transaction (before a reorg): whatever it asks, it
+    // does not answer this row (sameRequest needs the same transaction), which is refunded.
     return {
       s: sameRequest(view.request, e) ? settlementFor(view) : { kind: 'refund', reason: 'REORG_CONFLICT' },
       e,
