@@ -263,10 +263,7 @@ async function proxy(
 const USAGE =
   'Usage: bun apps/web/serve.ts [--port 8080] [--host 127.0.0.1] [--bootstrap <ws multiaddrs, comma-separated>] [--dial loopback|any: any lets the tab dial hosts other than 127.0.0.0/8 and ::1, e.g. a public relay (default loopback)] [--coordinators <relay node ids, comma-separated: the only authors whose requests the tab serves>] [--relay <relay URL>] [--models-dir DIR] [--model FILE.gguf]';
 
-/**
- * The command line's options, or the reason they are not usable (the usage is then printed with it,
- * exit 2): an unknown flag, a port that is not one, a bootstrap address a browser cannot dial.
- */
+/** Whether `text` is an http(s) URL. */
 function isHttpUrl(text: string): boolean {
   try {
     const u = new URL(text);
@@ -276,6 +273,10 @@ function isHttpUrl(text: string): boolean {
   }
 }
 
+/**
+ * The command line's options, or the reason they are not usable (the usage is then printed with it,
+ * exit 2): an unknown flag, a port that is not one, a bootstrap address a browser cannot dial.
+ */
 export function parseServeArgs(
   args: readonly string[],
 ): { help: true } | { help: false; options: WebServerOptions } | { error: string } {

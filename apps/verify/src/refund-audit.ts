@@ -32,7 +32,7 @@ import { type Asked, questionMismatches } from './chain-question.ts';
 import { checkDeclines } from './declines.ts';
 import { fetchText } from './fetch-text.ts';
 import { reasonsOf, verifyInput } from './report.ts';
-import { readVerifyInput, VerifyInputError } from './verify-input.ts';
+import { parseUniqueJson, readVerifyInput, VerifyInputError } from './verify-input.ts';
 
 /** An `LLMRefunded` event. */
 export interface Refund {
@@ -108,7 +108,10 @@ async function relayHeld(relay: string, requestId: string, timeoutS: number): Pr
 /** The request packet and declines a relay's 409 gives for a request the nodes declined, if it gives them. */
 function declinedDetails(text: string): { request: unknown; declines: unknown[] } | null {
   try {
-    const d = (JSON.parse(text) as { error?: { details?: Record<string, unknown> } } | null)?.error?.details;
+    // The declines are checked for someone: a text naming a member twice is refused, as every source is.
+    const d = (
+      parseUniqueJson(text, 'the relay answer') as { error?: { details?: Record<string, unknown> } } | null
+    )?.error?.details;
     if (d?.['error'] !== 'DECLINED' || !Array.isArray(d['declines'])) return null;
     return { request: d['request'], declines: d['declines'] };
   } catch {
