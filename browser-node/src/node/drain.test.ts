@@ -1,37 +1,24 @@
 import { expect, test } from 'bun:test';
 import { NodeKey, type Packet } from '@synod/shared';
-import { MemoryNetwork } from '../p2p/memory.ts';
 import { SynodNode } from './synod-node.ts';
-import { loadTestServing } from './test-helpers.ts';
+import { loadTestServing, relayAndNode } from './test-helpers.ts';
 import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
 
+const HEARTBEAT = {
+  intervalMs: 3_600_000,
+  software: 'test',
+  addresses: [],
+  tokensPerSecond: 200,
+  embeddingsPerSecond: 20,
+  engine: 'llama-cpp',
+};
+
 test('drain: no new request is taken, the one being computed is committed and revealed, then it resolves with none left', async () => {
   const serving = await loadTestServing();
-  const net = new MemoryNetwork();
-  const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(180));
-  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(181));
-  const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
-  const published: Packet[] = [];
-  const node = new SynodNode({
-    key,
-    role: 'node',
-    transports: [net.join(key.nodeId)],
-    serving,
-    heartbeat: {
-      intervalMs: 3_600_000,
-      software: 'test',
-      addresses: [],
-      tokensPerSecond: 200,
-      embeddingsPerSecond: 20,
-      engine: 'llama-cpp',
-    },
-    onPacket: ({ packet, own }) => {
-      if (own) published.push(packet as Packet);
-    },
+  const { net, relay, node, published, close } = await relayAndNode([180, 181], serving, {
+    heartbeat: HEARTBEAT,
   });
-  await relay.start();
-  await node.start();
   try {
     const ask = (nonce: number, maxTokens: number) =>
       testRequest({
@@ -44,12 +31,8 @@ test('drain: no new request is taken, the one being computed is committed and re
       });
     expect(node.duties()).toBe(0);
     // Nothing owed: a drain ends at once.
-    const idle = new SynodNode({
-      key: await NodeKey.fromSeed(new Uint8Array(32).fill(182)),
-      role: 'node',
-      transports: [net.join('idle')],
-      serving,
-    });
+    const idleKey = await NodeKey.fromSeed(new Uint8Array(32).fill(182));
+    const idle = new SynodNode({ key: idleKey, role: 'node', transports: [net.join('idle')], serving });
     expect(await idle.drain(10_000)).toBe(0);
     await idle.close();
 
@@ -73,30 +56,14 @@ test('drain: no new request is taken, the one being computed is committed and re
     expect(node.status(late.requestId)).toBeNull();
     expect(mine('commit', late.requestId)).toBe(false);
   } finally {
-    await node.close();
-    await relay.close();
+    await close();
     await serving.close();
   }
 }, 60_000);
 
 test('drain: a request being computed whose reveal could be due after the drain is given up before it commits', async () => {
   const serving = await loadTestServing();
-  const net = new MemoryNetwork();
-  const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(183));
-  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(184));
-  const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
-  const published: Packet[] = [];
-  const node = new SynodNode({
-    key,
-    role: 'node',
-    transports: [net.join(key.nodeId)],
-    serving,
-    onPacket: ({ packet, own }) => {
-      if (own) published.push(packet as Packet);
-    },
-  });
-  await relay.start();
-  await node.start();
+  const { relay, node, published, close } = await relayAndNode([183, 184], serving);
   try {
     // Its seal may come up to 5 minutes later: past a drain of 2 s.
     const long = testRequest({
@@ -120,8 +87,7 @@ test('drain: a request being computed whose reveal could be due after the drain 
     });
     expect(published.some((p) => p.type === 'commit')).toBe(false);
   } finally {
-    await node.close();
-    await relay.close();
+    await close();
     await serving.close();
   }
 }, 60_000);

@@ -5,7 +5,7 @@ import { MemoryNetwork } from '../p2p/memory.ts';
 import { topicOfPacketType } from '../p2p/topics.ts';
 import { realScheduler, type Scheduler } from './scheduler.ts';
 import { KEY_ELSEWHERE_MS, SynodNode } from './synod-node.ts';
-import { loadTestServing, type TestServing } from './test-helpers.ts';
+import { loadTestServing, relayAndNode, type TestServing } from './test-helpers.ts';
 import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
 
@@ -152,25 +152,9 @@ describe('SynodNode: its key in use by another process', () => {
 
   test('two conflicting commits of its key for one request (a copy whose heartbeats do not reach it) pause it too, named by the evidence', async () => {
     const serving = await loadTestServing();
-    const net = new MemoryNetwork();
-    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(172));
-    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(173));
-    const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
-    const lines: Record<string, unknown>[] = [];
-    const commits: Packet<'commit'>[] = [];
-    const node = new SynodNode({
-      key,
-      role: 'node',
-      transports: [net.join(key.nodeId)],
-      serving,
-      log: (line) => lines.push(line),
-      onPacket: ({ packet, own }) => {
-        if (own && packet.type === 'commit') commits.push(packet as Packet<'commit'>);
-      },
-    });
+    const { net, relay, node, key, lines, published, close } = await relayAndNode([172, 173], serving);
+    const commits = () => published.filter((p): p is Packet<'commit'> => p.type === 'commit');
     const outsider = net.join('outsider');
-    await relay.start();
-    await node.start();
     try {
       // A quorum of 2 with one node: the request stays open after this node's commit.
       const open = testRequest({
@@ -181,8 +165,8 @@ describe('SynodNode: its key in use by another process', () => {
         frame: { quorum: 2 },
       });
       await relay.submit(open);
-      await until(() => commits.length === 1);
-      const ours = commits[0] as Packet<'commit'>;
+      await until(() => commits().length === 1);
+      const ours = commits()[0] as Packet<'commit'>;
       // The copy's commit for the same request: the same key, another commitment.
       const theirs = await signPacket(key, 'commit', {
         requestId: open.requestId,
@@ -212,8 +196,7 @@ describe('SynodNode: its key in use by another process', () => {
       await until(() => node.metrics().keyElsewhere?.refused === 1);
       expect(node.status(next.requestId)).toBeNull();
     } finally {
-      await node.close();
-      await relay.close();
+      await close();
       await serving.close();
     }
   }, 60_000);

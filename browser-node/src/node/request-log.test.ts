@@ -4,6 +4,7 @@ import type { InferenceQueue, QueueJob, QueueResult } from '../inference/queue.t
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { SynodNode } from './synod-node.ts';
+import { relayAndNode } from './test-helpers.ts';
 import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
 
@@ -191,21 +192,9 @@ describe('SynodNode: what a node logs of the requests it serves', () => {
   }, 60_000);
 
   test('a request whose inference outlasts its commit deadline ends in one line, request expired, with the reason', async () => {
-    const net = new MemoryNetwork();
-    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(210));
-    const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
-    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(211));
-    const logs: Line[] = [];
-    const node = new SynodNode({
-      key,
-      role: 'node',
-      transports: [net.join(key.nodeId)],
-      // Estimated at 1 ms, it takes 2 s: past the commit deadline, maxTimeMs 1.5 s.
-      serving: { queue: fixedQueue('late', 7, 2_000), models: [MODEL], embedder: EMBEDDER },
-      log: (e) => logs.push(e),
-    });
-    await relay.start();
-    await node.start();
+    // Estimated at 1 ms, it takes 2 s: past the commit deadline, maxTimeMs 1.5 s.
+    const serving = { queue: fixedQueue('late', 7, 2_000), models: [MODEL], embedder: EMBEDDER };
+    const { relay, node, key, lines: logs, close } = await relayAndNode([210, 211], serving);
     try {
       const body = testRequest({
         embedder: EMBEDDER,
@@ -228,25 +217,12 @@ describe('SynodNode: what a node logs of the requests it serves', () => {
         },
       ]);
     } finally {
-      await node.close();
-      await relay.close();
+      await close();
     }
   }, 30_000);
   test('a node that committed and heard no seal by the deadline says it may have been sealed without it', async () => {
-    const net = new MemoryNetwork();
-    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(212));
-    const relay = new SynodNode({ key: relayKey, role: 'relay', transports: [net.join(relayKey.nodeId)] });
-    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(213));
-    const logs: Line[] = [];
-    const node = new SynodNode({
-      key,
-      role: 'node',
-      transports: [net.join(key.nodeId)],
-      serving: { queue: fixedQueue('an answer', 7, 10), models: [MODEL], embedder: EMBEDDER },
-      log: (e) => logs.push(e),
-    });
-    await relay.start();
-    await node.start();
+    const serving = { queue: fixedQueue('an answer', 7, 10), models: [MODEL], embedder: EMBEDDER };
+    const { relay, node, lines: logs, close } = await relayAndNode([212, 213], serving);
     try {
       // A quorum of 2 with one node: the seal never comes.
       const body = testRequest({
@@ -265,8 +241,7 @@ describe('SynodNode: what a node logs of the requests it serves', () => {
         'it may have been sealed while this node was stopped or cut off',
       );
     } finally {
-      await node.close();
-      await relay.close();
+      await close();
     }
   }, 30_000);
 

@@ -432,9 +432,13 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect((await chain.request(requestNo)).status).toBe(1);
   });
 
-  test('after a reorg, another request under the same number is refunded (REORG_CONFLICT), not answered', async () => {
+  /**
+   * Ask `question` on chain, let the watcher record it, then take its block away in a reorg (the row
+   * `reorged`): the request number is free for whatever is asked next.
+   */
+  async function askedThenReorged(question: Parameters<TestChain['callLLM']>[0]) {
     const store = new ChainStore(net.relay.store.db);
-    const first = await chain.callLLM({ prompt: 'The brave knight', models: ['stories260K'], quorum: 4 });
+    const first = await chain.callLLM(question);
     const requestId = requestIdOf(first.requestNo);
     await chain.mine(2);
     await watcher.poll();
@@ -443,6 +447,15 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     await chain.mine(1);
     await watcher.poll();
     expect((await store.byRequestId(requestId))?.status).toBe('reorged');
+    return { store, first, requestId };
+  }
+
+  test('after a reorg, another request under the same number is refunded (REORG_CONFLICT), not answered', async () => {
+    const { store, first, requestId } = await askedThenReorged({
+      prompt: 'The brave knight',
+      models: ['stories260K'],
+      quorum: 4,
+    });
 
     // On the new chain the number goes to a different question.
     const second = await chain.callLLM({
@@ -459,17 +472,8 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
   });
 
   test('after a reorg, the same question from another transaction under the same number is refunded too: the answer signed for the first names its transaction', async () => {
-    const store = new ChainStore(net.relay.store.db);
     const question = { prompt: 'The quiet river', models: ['stories260K'] };
-    const first = await chain.callLLM(question);
-    const requestId = requestIdOf(first.requestNo);
-    await chain.mine(2);
-    await watcher.poll();
-    expect((await store.byRequestId(requestId))?.status).toBe('pending');
-    await chain.rpc('anvil_reorg', [3, []]);
-    await chain.mine(1);
-    await watcher.poll();
-    expect((await store.byRequestId(requestId))?.status).toBe('reorged');
+    const { first } = await askedThenReorged(question);
 
     // Asked again word for word in another transaction (another fee: another hash), which takes the
     // number: the relay's request (and any answer to it) names the first transaction, gone from the
