@@ -1,23 +1,14 @@
 import { expect, test } from 'bun:test';
 import { NodeKey, type Packet } from '@synod/shared';
 import { SynodNode } from './synod-node.ts';
-import { loadTestServing, relayAndNode } from './test-helpers.ts';
+import { loadTestServing, relayAndNode, TEST_HEARTBEAT } from './test-helpers.ts';
 import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
-
-const HEARTBEAT = {
-  intervalMs: 3_600_000,
-  software: 'test',
-  addresses: [],
-  tokensPerSecond: 200,
-  embeddingsPerSecond: 20,
-  engine: 'llama-cpp',
-};
 
 test('drain: no new request is taken, the one being computed is committed and revealed, then it resolves with none left', async () => {
   const serving = await loadTestServing();
   const { net, relay, node, published, close } = await relayAndNode([180, 181], serving, {
-    heartbeat: HEARTBEAT,
+    heartbeat: TEST_HEARTBEAT,
   });
   try {
     const ask = (nonce: number, maxTokens: number) =>

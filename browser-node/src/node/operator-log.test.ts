@@ -10,6 +10,7 @@ import { MemoryNetwork } from '../p2p/memory.ts';
 import { FailingMachineStoreDouble } from './failing-machine-store-double.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { SynodNode, type SynodNodeOptions } from './synod-node.ts';
+import { TEST_HEARTBEAT } from './test-helpers.ts';
 import { fixedQueue } from './test-queue.ts';
 import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
@@ -20,14 +21,7 @@ const serving = () => ({
   models: [{ id: 'm', fileHash: '22'.repeat(32) }],
   embedder,
 });
-const heartbeat = {
-  intervalMs: 3_600_000,
-  software: 'test',
-  addresses: [],
-  tokensPerSecond: 200,
-  embeddingsPerSecond: 20,
-  engine: 'llama-cpp',
-};
+const heartbeat = TEST_HEARTBEAT;
 
 let seed = 210;
 

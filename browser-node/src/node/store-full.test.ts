@@ -7,7 +7,7 @@ import { NodeKey, type Packet, type RequestBody } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { LibsqlMachineStore } from './machine-store-libsql.ts';
 import { STORE_PROBE_ID, SynodNode } from './synod-node.ts';
-import { loadTestServing, type TestServing } from './test-helpers.ts';
+import { loadTestServing, TEST_HEARTBEAT, type TestServing } from './test-helpers.ts';
 import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
 
@@ -50,14 +50,7 @@ describe('SynodNode: a machine store that cannot be written (a full disk)', () =
       serving,
       store,
       storeRetryMs: 1_500,
-      heartbeat: {
-        intervalMs: 3_600_000,
-        software: 'test',
-        addresses: [],
-        tokensPerSecond: 200,
-        embeddingsPerSecond: 20,
-        engine: 'llama-cpp',
-      },
+      heartbeat: TEST_HEARTBEAT,
       log: (line) => lines.push(line),
       onPacket: ({ packet, own }) => {
         if (own && packet.type === 'commit') commits.push(packet as Packet<'commit'>);

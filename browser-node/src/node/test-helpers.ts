@@ -102,3 +102,13 @@ export async function relayAndNode(
     },
   };
 }
+
+/** For tests: heartbeats a test sends itself (`publishHeartbeat`), a serving node's figures in them. */
+export const TEST_HEARTBEAT = {
+  intervalMs: 3_600_000,
+  software: 'test',
+  addresses: [] as string[],
+  tokensPerSecond: 200,
+  embeddingsPerSecond: 20,
+  engine: 'llama-cpp',
+};
