@@ -350,6 +350,8 @@ function wireNode(api: SynodPageApi): void {
   $('forget-key').addEventListener('click', () => {
     const nodeId = api.status().nodeId;
     if (nodeId === null && !storedKeyDamaged(api)) return;
+    // What is forgotten is what the user is asked about: another tab may store a key meanwhile.
+    const confirmedText = localStorage.getItem(keyItem(api));
     const sure = confirm(
       nodeId === null
         ? 'Forget the damaged key stored in this browser?\n\nIt is not a sealed key, so nothing can open it. The next passphrase creates a new key (or load a saved copy of the old one from a file).'
@@ -357,7 +359,7 @@ function wireNode(api: SynodPageApi): void {
     );
     if (!sure) return;
     pageError = null;
-    forgetKey(localStorage, keyItem(api))
+    forgetKey(localStorage, keyItem(api), globalThis.navigator?.locks, confirmedText)
       .then(() => {
         dismissedError = api.status().error;
       })

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { DEFAULT_KEY_ITEM, replaceKey, sealedKeyFile, storedKeyNodeId } from './key-actions.ts';
+import { DEFAULT_KEY_ITEM, forgetKey, replaceKey, sealedKeyFile, storedKeyNodeId } from './key-actions.ts';
 
 function storage(items: Record<string, string>) {
   const map = new Map(Object.entries(items));
@@ -73,6 +73,33 @@ describe('a sealed key loaded from a file in place of the stored one', () => {
     expect(await code(replaceKey(s, loaded, 'ef'.repeat(32), DEFAULT_KEY_ITEM, locks(false)))).toBe(
       'NODE_KEY_CHANGED',
     );
+    expect(s.getItem(DEFAULT_KEY_ITEM)).toBe(stored);
+  });
+});
+
+describe('forgetting the stored key', () => {
+  const stored = JSON.stringify({ v: 1, nodeId: 'ab'.repeat(32) });
+  const code = (p: Promise<void>) =>
+    p.then(
+      () => 'forgotten',
+      (e: { code?: string }) => e.code,
+    );
+
+  test('the key the user was asked about is removed', async () => {
+    const s = storage({ 'synod.node-key.v1': stored });
+    expect(await code(forgetKey(s, DEFAULT_KEY_ITEM, locks(false), stored))).toBe('forgotten');
+    expect(s.getItem(DEFAULT_KEY_ITEM)).toBeNull();
+    // A damaged item (not a sealed key) is forgotten the same way.
+    const damaged = storage({ 'synod.node-key.v1': '{"v":1' });
+    expect(await code(forgetKey(damaged, DEFAULT_KEY_ITEM, locks(false), '{"v":1'))).toBe('forgotten');
+  });
+
+  test('nothing removed while another tab runs it, without Web Locks, or when another tab stored another key meanwhile', async () => {
+    const s = storage({ 'synod.node-key.v1': stored });
+    expect(await code(forgetKey(s, DEFAULT_KEY_ITEM, locks(true), stored))).toBe('NODE_KEY_IN_USE');
+    expect(await code(forgetKey(s, DEFAULT_KEY_ITEM, undefined, stored))).toBe('TAB_LOCK_UNAVAILABLE');
+    // Asked about a damaged item; a new key was made in another tab meanwhile: that one stays.
+    expect(await code(forgetKey(s, DEFAULT_KEY_ITEM, locks(false), '{"v":1'))).toBe('NODE_KEY_CHANGED');
     expect(s.getItem(DEFAULT_KEY_ITEM)).toBe(stored);
   });
 });

@@ -35,16 +35,25 @@ export function sealedKeyFile(storage: KeyStorage, item = DEFAULT_KEY_ITEM): Sea
 }
 
 /**
- * Remove the stored key. Throws NODE_KEY_IN_USE when a tab of this browser runs it (this one included:
- * the page offers this only while locked), TAB_LOCK_UNAVAILABLE without Web Locks.
+ * Remove the stored key: the one the user was asked about, `confirmed` (the stored text then), when
+ * given. Throws NODE_KEY_IN_USE when a tab of this browser runs it (this one included: the page offers
+ * this only while locked), TAB_LOCK_UNAVAILABLE without Web Locks, NODE_KEY_CHANGED when what is stored
+ * is no longer `confirmed` (another tab made or loaded a key meanwhile); in each case nothing is removed.
  */
 export async function forgetKey(
   storage: KeyStorage,
   item = DEFAULT_KEY_ITEM,
   locks: LockManager | undefined = globalThis.navigator?.locks,
+  confirmed?: string | null,
 ): Promise<void> {
   const lock = await acquireTabLock(item, locks);
   try {
+    if (confirmed !== undefined && storage.getItem(item) !== confirmed) {
+      throw new KeyFileError(
+        'NODE_KEY_CHANGED',
+        `the key stored in this browser changed meanwhile (another tab): it is now ${storedKeyNodeId(storage, item) ?? 'none'}; look at it, then forget it again if you mean to`,
+      );
+    }
     storage.removeItem(item);
   } finally {
     lock.release();
