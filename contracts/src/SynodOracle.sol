@@ -94,10 +94,18 @@ contract SynodOracle {
         uint64 deadline,
         bytes32 questionHash
     );
+    /// Settlements name the requester (indexed), so a consumer's indexer filters its own without joining
+    /// `LLMRequested`. `callbackOk` is true when no callback failed: also when the requester has no code
+    /// and none ran.
     event LLMFulfilled(
-        uint256 indexed requestNo, string answer, bytes32 verdictDigest, bytes32 transcriptRoot, bool callbackOk
+        uint256 indexed requestNo,
+        address indexed requester,
+        string answer,
+        bytes32 verdictDigest,
+        bytes32 transcriptRoot,
+        bool callbackOk
     );
-    event LLMRefunded(uint256 indexed requestNo, string reason, bool callbackOk);
+    event LLMRefunded(uint256 indexed requestNo, address indexed requester, string reason, bool callbackOk);
     event BridgeChanged(address indexed bridge);
     event Withdrawn(address indexed account, uint256 amount);
 
@@ -212,7 +220,7 @@ contract SynodOracle {
         r.status = Status.Fulfilled;
         balances[bridge] += r.fee;
         bool ok = _callback(r.requester, requestNo, true, answer, verdictDigest, transcriptRoot);
-        emit LLMFulfilled(requestNo, answer, verdictDigest, transcriptRoot, ok);
+        emit LLMFulfilled(requestNo, r.requester, answer, verdictDigest, transcriptRoot, ok);
     }
 
     /// @notice Return a request's fee to its requester (the bridge at any time, anyone after the deadline;
@@ -226,7 +234,7 @@ contract SynodOracle {
         r.status = Status.Refunded;
         balances[r.requester] += r.fee;
         bool ok = _callback(r.requester, requestNo, false, reason, bytes32(0), bytes32(0));
-        emit LLMRefunded(requestNo, reason, ok);
+        emit LLMRefunded(requestNo, r.requester, reason, ok);
     }
 
     /// @notice Pay out the caller's balance (earned fees, or refunds).
@@ -248,11 +256,11 @@ contract SynodOracle {
 
     /// Gas a settlement spends on its answer (or reason) of `length` bytes besides the callback itself:
     /// ABI-encoding it into memory for the call and again for the event (3 a word each, and memory growth
-    /// up to twice its words), and the event's log (375 for the log and each of its 2 topics, 8 a byte of
+    /// up to twice its words), and the event's log (375 for the log and each of its 3 topics, 8 a byte of
     /// data, its words padded), with a margin for the rest of the function.
     function _settlementGas(uint256 length) private pure returns (uint256) {
         uint256 w = (length + 31) / 32 + 16;
-        return 3 * 375 + w * (3 + 3 + 8 * 32) + (2 * w) * (2 * w) / 512 + 5_000;
+        return 4 * 375 + w * (3 + 3 + 8 * 32) + (2 * w) * (2 * w) / 512 + 5_000;
     }
 
     function _callback(

@@ -164,6 +164,12 @@ export const synodOracleAbi = [
         type: 'uint256',
       },
       {
+        indexed: true,
+        internalType: 'address',
+        name: 'requester',
+        type: 'address',
+      },
+      {
         indexed: false,
         internalType: 'string',
         name: 'answer',
@@ -199,6 +205,12 @@ export const synodOracleAbi = [
         internalType: 'uint256',
         name: 'requestNo',
         type: 'uint256',
+      },
+      {
+        indexed: true,
+        internalType: 'address',
+        name: 'requester',
+        type: 'address',
       },
       {
         indexed: false,

@@ -702,7 +702,14 @@ describe('fulfill', () => {
     const receipt = await fulfill(f, requestNo);
     const events = parseEventLogs({ abi: synodOracleAbi, logs: receipt.logs, eventName: 'LLMFulfilled' });
     expect(events.map((e) => e.args)).toEqual([
-      { requestNo, answer: ANSWER, verdictDigest: DIGEST, transcriptRoot: ROOT, callbackOk: true },
+      {
+        requestNo,
+        requester: f.user.account.address,
+        answer: ANSWER,
+        verdictDigest: DIGEST,
+        transcriptRoot: ROOT,
+        callbackOk: true,
+      },
     ]);
     expect((await requestOf(f, requestNo)).status).toBe(Status.Fulfilled);
     expect(await balanceIn(f, f.bridge.account.address)).toBe(fee);
@@ -751,7 +758,9 @@ describe('refund', () => {
     const { requestNo } = await callLLM(f, validRequest, fee);
     const receipt = await refund(f, requestNo, 'NO_QUORUM');
     const events = parseEventLogs({ abi: synodOracleAbi, logs: receipt.logs, eventName: 'LLMRefunded' });
-    expect(events.map((e) => e.args)).toEqual([{ requestNo, reason: 'NO_QUORUM', callbackOk: true }]);
+    expect(events.map((e) => e.args)).toEqual([
+      { requestNo, requester: f.user.account.address, reason: 'NO_QUORUM', callbackOk: true },
+    ]);
     expect((await requestOf(f, requestNo)).status).toBe(Status.Refunded);
     expect(await balanceIn(f, f.user.account.address)).toBe(fee);
     expect(await balanceIn(f, f.bridge.account.address)).toBe(0n);
@@ -792,7 +801,9 @@ describe('refund', () => {
     const receipt = await refund(f, requestNo, 'TIMEOUT', f.stranger);
     expect(await blockTime(receipt)).toBeGreaterThan(deadline);
     const events = parseEventLogs({ abi: synodOracleAbi, logs: receipt.logs, eventName: 'LLMRefunded' });
-    expect(events.map((e) => e.args)).toEqual([{ requestNo, reason: 'TIMEOUT', callbackOk: true }]);
+    expect(events.map((e) => e.args)).toEqual([
+      { requestNo, requester: f.user.account.address, reason: 'TIMEOUT', callbackOk: true },
+    ]);
     expect((await requestOf(f, requestNo)).status).toBe(Status.Refunded);
     expect(await balanceIn(f, f.user.account.address)).toBe(MIN_FEE);
     expect(await balanceIn(f, f.stranger.account.address)).toBe(0n);
@@ -835,7 +846,7 @@ describe('refund', () => {
     const reason = 'R'.repeat(64);
     const receipt = await refund(f, requestNo, reason, f.stranger);
     const [event] = parseEventLogs({ abi: synodOracleAbi, logs: receipt.logs, eventName: 'LLMRefunded' });
-    expect(event?.args).toEqual({ requestNo, reason, callbackOk: true });
+    expect(event?.args).toEqual({ requestNo, requester: getAddress(consumer), reason, callbackOk: true });
     expect(await lastResultOf(consumer)).toMatchObject({ calls: 1n, fulfilled: false, answer: reason });
   });
 
@@ -1107,7 +1118,12 @@ describe('consumer callbacks', () => {
       transcriptRoot: zeroHash,
     });
     const [event] = parseEventLogs({ abi: synodOracleAbi, logs: receipt.logs, eventName: 'LLMRefunded' });
-    expect(event?.args).toEqual({ requestNo, reason: 'TIMEOUT', callbackOk: true });
+    expect(event?.args).toEqual({
+      requestNo,
+      requester: getAddress(consumer),
+      reason: 'TIMEOUT',
+      callbackOk: true,
+    });
     expect(await balanceIn(f, consumer)).toBe(MIN_FEE);
 
     await mined(
@@ -1143,7 +1159,14 @@ describe('consumer callbacks', () => {
       const receipt = await fulfill(f, requestNo);
       const events = parseEventLogs({ abi: synodOracleAbi, logs: receipt.logs, eventName: 'LLMFulfilled' });
       expect(events.map((e) => e.args)).toEqual([
-        { requestNo, answer: ANSWER, verdictDigest: DIGEST, transcriptRoot: ROOT, callbackOk: false },
+        {
+          requestNo,
+          requester: getAddress(consumer),
+          answer: ANSWER,
+          verdictDigest: DIGEST,
+          transcriptRoot: ROOT,
+          callbackOk: false,
+        },
       ]);
       expect((await requestOf(f, requestNo)).status).toBe(Status.Fulfilled);
       expect(await balanceIn(f, f.bridge.account.address)).toBe(MIN_FEE);
@@ -1155,7 +1178,9 @@ describe('consumer callbacks', () => {
       const requestNo = await consumerAsks(f, consumer);
       const receipt = await refund(f, requestNo, 'NO_QUORUM');
       const events = parseEventLogs({ abi: synodOracleAbi, logs: receipt.logs, eventName: 'LLMRefunded' });
-      expect(events.map((e) => e.args)).toEqual([{ requestNo, reason: 'NO_QUORUM', callbackOk: false }]);
+      expect(events.map((e) => e.args)).toEqual([
+        { requestNo, requester: getAddress(consumer), reason: 'NO_QUORUM', callbackOk: false },
+      ]);
       expect((await requestOf(f, requestNo)).status).toBe(Status.Refunded);
       expect(await balanceIn(f, consumer)).toBe(MIN_FEE);
     });
@@ -1205,9 +1230,9 @@ describe('consumer callbacks', () => {
     const r = await revertOf(starved);
     expect(r.errorName).toBe('InsufficientGasForCallback');
     // The callback's gas and its call's overhead, and what the answer's encoding and event cost
-    // (`_settlementGas`: 16 words more than the answer's, 3 x 375 + 262 a word + the memory growth).
+    // (`_settlementGas`: 16 words more than the answer's, 4 x 375 + 262 a word + the memory growth).
     const words = BigInt(Math.ceil(new TextEncoder().encode(ANSWER).length / 32) + 16);
-    const settlementGas = 3n * 375n + words * 262n + (2n * words) ** 2n / 512n + 5_000n;
+    const settlementGas = 4n * 375n + words * 262n + (2n * words) ** 2n / 512n + 5_000n;
     expect(r.args).toEqual([(1_000_000n * 64n) / 63n + 10_000n + settlementGas]);
     expect((await requestOf(f, requestNo)).status).toBe(Status.Pending);
   });
