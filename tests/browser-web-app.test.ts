@@ -29,6 +29,23 @@ async function loadKeyFile(page: Page, file: string | { name: string; mimeType: 
   await (await chooser).setFiles(file);
 }
 
+/**
+ * A second browser's page, the errors it throws and the dialogs it shows, each answered as `answer`
+ * says when it shows (accepted by default).
+ */
+async function otherBrowser(answer: () => boolean = () => true) {
+  const chrome = await launchChromium();
+  const page = chrome.context.pages()[0] ?? (await chrome.context.newPage());
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  const asked: string[] = [];
+  page.on('dialog', (d) => {
+    asked.push(d.message());
+    void (answer() ? d.accept() : d.dismiss());
+  });
+  return { chrome, page, errors, asked };
+}
+
 describe('the contributor web app', () => {
   let net: TestNetwork;
   let web: WebServer;
@@ -219,16 +236,8 @@ describe('the contributor web app', () => {
   test(
     'a damaged stored key is said as such, with a code, and can be forgotten; the next passphrase creates a new key',
     async () => {
-      const other = await launchChromium();
+      const { chrome: other, page: b, errors, asked } = await otherBrowser();
       try {
-        const b = other.context.pages()[0] ?? (await other.context.newPage());
-        const errors: string[] = [];
-        b.on('pageerror', (e) => errors.push(String(e)));
-        const asked: string[] = [];
-        b.on('dialog', (d) => {
-          asked.push(d.message());
-          void d.accept();
-        });
         await b.goto(web.url);
         await b.waitForSelector('#unlock:has-text("Create node key")', { timeout: 30_000 });
         // Cut short, as a storage written half way would leave it.
@@ -275,17 +284,9 @@ describe('the contributor web app', () => {
       const saved = (await (await download).path()) as string;
 
       const dir = mkdtempSync(join(tmpdir(), 'synod-web-key-'));
-      const other = await launchChromium();
+      let answer = true;
+      const { chrome: other, page: b, errors, asked } = await otherBrowser(() => answer);
       try {
-        const b = other.context.pages()[0] ?? (await other.context.newPage());
-        const errors: string[] = [];
-        b.on('pageerror', (e) => errors.push(String(e)));
-        const asked: string[] = [];
-        let answer = true;
-        b.on('dialog', (d) => {
-          asked.push(d.message());
-          void (answer ? d.accept() : d.dismiss());
-        });
         const stored = () => b.evaluate((item) => localStorage.getItem(item), KEY_ITEM);
         await b.goto(web.url);
         await b.waitForSelector('#unlock:has-text("Create node key")', { timeout: 30_000 });

@@ -6,32 +6,21 @@
  * processes: the `synod-relay` CLI over a libSQL file and three `synod node` CLIs on Waku relay
  * (tests/relay-processes.ts).
  */
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import type { Client } from '@libsql/client';
 import { waitUntil } from '../edge/src/test-servers.ts';
-import {
-  type RelayProcesses,
-  type StartedRelayNetwork,
-  startRelayNetwork,
-  yieldToIo,
-} from './relay-processes.ts';
+import { type RelayProcesses, useRelayNetwork, yieldToIo } from './relay-processes.ts';
 
 const FRAME = { quorum: 3, maxCommits: 3, maxTimeMs: 15_000, revealWindowMs: 15_000 };
 const TERMINAL = ['verdict', 'no-consensus', 'expired', 'failed'];
 
-let started: StartedRelayNetwork | undefined;
 let net: RelayProcesses;
 let apiKey = '';
 let db: Client | undefined;
 
-beforeAll(async () => {
-  started = await startRelayNetwork('node-crash');
-  ({ net, apiKey, db } = started);
-}, 300_000);
-
-afterAll(async () => {
-  await started?.stop();
-}, 60_000);
+useRelayNetwork('node-crash', (network) => {
+  ({ net, apiKey, db } = network);
+});
 
 async function submit(i: number): Promise<string> {
   const r = await fetch(`${net.relayUrl}/v1/inference`, {

@@ -4,10 +4,10 @@
  * seal that never revealed, `NOT_REVEALED`, against its standing). Real processes: the `synod-relay` CLI
  * and three `synod node` CLIs on Waku relay (tests/relay-processes.ts).
  */
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import type { Client } from '@libsql/client';
 import { waitUntil } from '../edge/src/test-servers.ts';
-import { type RelayProcesses, type StartedRelayNetwork, startRelayNetwork } from './relay-processes.ts';
+import { type RelayProcesses, type StartedRelayNetwork, useRelayNetwork } from './relay-processes.ts';
 
 const TERMINAL = ['verdict', 'no-consensus', 'expired', 'failed'];
 
@@ -16,14 +16,10 @@ let net: RelayProcesses;
 let apiKey = '';
 let db: Client | undefined;
 
-beforeAll(async () => {
-  started = await startRelayNetwork('node-drain');
-  ({ net, apiKey, db } = started);
-}, 300_000);
-
-afterAll(async () => {
-  await started?.stop();
-}, 60_000);
+useRelayNetwork('node-drain', (network) => {
+  started = network;
+  ({ net, apiKey, db } = network);
+});
 
 async function submit(i: number): Promise<string> {
   let requestId = '';

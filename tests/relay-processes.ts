@@ -4,6 +4,8 @@
  * `dir`, started again on the same database and identity after a kill. Used by edge-durability.test.ts
  * and relay-crash-stages.test.ts.
  */
+
+import { afterAll, beforeAll } from 'bun:test';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -243,6 +245,21 @@ export async function startRelayNetwork(
       rmSync(net.dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * For a test file: the network `startRelayNetwork(name)` starts before its tests (handed to `started`)
+ * and stops after them.
+ */
+export function useRelayNetwork(name: string, started: (network: StartedRelayNetwork) => void): void {
+  let network: StartedRelayNetwork | undefined;
+  beforeAll(async () => {
+    network = await startRelayNetwork(name);
+    started(network);
+  }, 300_000);
+  afterAll(async () => {
+    await network?.stop();
+  }, 60_000);
 }
 
 /**

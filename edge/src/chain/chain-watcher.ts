@@ -797,12 +797,9 @@ export class ChainWatcher {
       }
       return { s: await this.#reconcile(e), e };
     }
-    // The request was admitted from an event in another transaction (before a reorg): whatever it asks, it
-    // does not answer this row (sameRequest needs the same transaction), which is refunded.
-    return {
-      s: sameRequest(view.request, e) ? settlementFor(view) : { kind: 'refund', reason: 'REORG_CONFLICT' },
-      e,
-    };
+    // The request was admitted from an event in another transaction (before a reorg): whatever it asks, its
+    // signed request names that transaction, so it does not answer this row (see sameRequest): refunded.
+    return { s: { kind: 'refund', reason: 'REORG_CONFLICT' }, e };
   }
 
   /**
