@@ -107,7 +107,7 @@ function keyItem(api: SynodPageApi): string {
   return api.config.keyItem ?? DEFAULT_KEY_ITEM;
 }
 
-/** Before unlock: requests this key committed to before the page loaded, not finished (see wireNode). */
+/** While locked: requests this key committed to (before a reload or a lock), not finished (see wireNode). */
 let committedBefore = 0;
 /** Whether another tab of this browser runs the stored key (its Web Lock held), as last looked at. */
 let keyRunsElsewhere = false;
@@ -130,7 +130,7 @@ function render(api: SynodPageApi): void {
     'persistence',
     s.persistent === null
       ? committedBefore > 0
-        ? `${committedBefore} committed to before this page was loaded: unlock to finish them (their reveals are due)`
+        ? `${committedBefore} committed to by this key and not finished (before a reload or a lock): unlock to finish them (their reveals are due)`
         : '—'
       : `${s.openCommitments} committed to and not finished; ` +
           (s.persistent
@@ -157,6 +157,11 @@ function render(api: SynodPageApi): void {
   // file, only while this tab does not run it.
   $('key-actions').hidden = s.nodeId === null && !locked;
   $('export-key').hidden = s.nodeId === null;
+  // Locking waits for the requests the tab committed to (up to a minute): the button says so meanwhile.
+  const lock = $<HTMLButtonElement>('lock-key');
+  lock.hidden = s.phase !== 'running' && s.phase !== 'locking';
+  lock.disabled = s.phase === 'locking';
+  text('lock-key', s.phase === 'locking' ? 'Locking…' : 'Lock');
   // Not offered while another tab runs the key: it would be refused (NODE_KEY_IN_USE) after its confirmation.
   $('forget-key').hidden = !locked || keyRunsElsewhere || (s.nodeId === null && !damaged);
   $('load-key').hidden = !locked;
@@ -285,7 +290,7 @@ function wireNode(api: SynodPageApi): void {
   setInterval(schedule, 1000);
   render(api);
   // Said before a passphrase is typed: another tab runs this key (its Web Lock is held), and requests it
-  // committed to before the page loaded; looked at every 2 s while this tab is locked, and as it comes to
+  // committed to before a reload or a lock; looked at every 2 s while this tab is locked, and as it comes to
   // the front.
   const keyInUse = async () => {
     const { phase } = api.status();
@@ -296,7 +301,7 @@ function wireNode(api: SynodPageApi): void {
       keyRunsElsewhere = elsewhere;
       render(api);
     }
-    // And what this key committed to before the page loaded, whose reveals wait for it to be unlocked.
+    // And what this key committed to before a reload or a lock, whose reveals wait for it to be unlocked.
     const before = locked ? await api.node.committedBeforeUnlock().catch(() => 0) : 0;
     if (before !== committedBefore) {
       committedBefore = before;
@@ -336,6 +341,24 @@ function wireNode(api: SynodPageApi): void {
         moveFocus('passphrase', form);
       },
     );
+    schedule();
+  });
+  $('lock-key').addEventListener('click', () => {
+    pageError = null;
+    api
+      .lock()
+      .then((left) => {
+        if (left > 0) {
+          pageError = `LOCKED_WITH_REQUESTS_OPEN: ${left} committed request(s) did not finish within a minute; unlock again to finish them`;
+        }
+      })
+      .catch((err: unknown) => {
+        pageError = errorText(err);
+      })
+      .finally(() => {
+        render(api);
+        moveFocus('passphrase', $('key-actions'));
+      });
     schedule();
   });
   $('export-key').addEventListener('click', () => {

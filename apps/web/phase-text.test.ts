@@ -14,6 +14,7 @@ test('what the node is doing: running, with no peer, paused (Serve off), or anot
   );
   expect(phaseText({ ...running, role: 'follower', serving: false })).toBe('running as follower');
   expect(phaseText({ ...running, phase: 'locked' })).toBe('locked');
+  expect(phaseText({ ...running, phase: 'locking' })).toStartWith('locking: taking no new request');
 });
 
 test('a node key heard running somewhere else too: said, with where it says it is, and that the tab is paused', () => {

@@ -9,6 +9,9 @@ export function phaseText(
     metrics?: { keyElsewhere: { active: boolean; addresses: string[] } | null } | null;
   },
 ): string {
+  if (s.phase === 'locking') {
+    return 'locking: taking no new request, finishing those this tab committed to (up to a minute), then closing the key';
+  }
   if (s.phase !== 'running') return s.phase;
   if (s.peers.length === 0) {
     return `running as ${s.role}, but connected to no peer: no request can reach this tab`;

@@ -1,9 +1,9 @@
 /**
  * The contributor app serving in a real quorum while what is around it changes, in headless Chromium
  * and driven through its UI: the Serve box turned off during an inference and on again, the site's
- * IndexedDB cleared under the running tab, the relay the tab joined through restarted. Each time the
- * tab's requests must end with exactly one commitment from its node id and a reveal, or not be taken
- * at all; never a reload.
+ * IndexedDB cleared under the running tab, the tab locked and unlocked again, the relay the tab joined
+ * through restarted. Each time the tab's requests must end with exactly one commitment from its node id
+ * and a reveal, or not be taken at all; never a reload.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { Page } from 'playwright-core';
@@ -156,6 +156,55 @@ describe('a serving tab while things change around it', () => {
       expect(after.commitments).toHaveLength(1);
       expect(after.revealed).toBe(true);
       expect(after.verdict?.status).toBe('accepted');
+      expect(pageErrors).toEqual([]);
+    },
+    LONG,
+  );
+
+  test(
+    'Lock during an inference: the request is committed once and revealed, then the tab leaves the network and closes its key; unlocked again, it serves',
+    async () => {
+      const before = (await status()).metrics?.inferences.started ?? 0;
+      // Due (its reveal included) within the minute Lock waits: it is finished, not given up.
+      const body = q.request('c1', { quorum: 2, maxTimeMs: 20_000 });
+      await q.coordinator.submit(body);
+      await until(
+        'the tab to start inferring',
+        async () => ((await status()).metrics?.inferences.started ?? 0) > before,
+      );
+      await page.click('#lock-key');
+      await page.waitForSelector('#phase:text-is("locked")', { timeout: 120_000 });
+      // Finished before it left: one commitment, its reveal, and the verdict (quorum 2 needs the tab).
+      await until('the verdict', () => q.coordinator.status(body.requestId)?.verdict, 60_000);
+      expect([...(q.commits.get(body.requestId)?.get(nodeId) ?? [])]).toHaveLength(1);
+      expect(q.reveals.get(body.requestId)?.has(nodeId)).toBe(true);
+      expect(q.coordinator.status(body.requestId)?.verdict?.status).toBe('accepted');
+      const locked = await status();
+      expect(locked.nodeId).toBe(nodeId);
+      expect(locked.peers).toEqual([]);
+      expect(locked.role).toBeNull();
+      expect(locked.engine.phase).toBe('idle');
+      expect(await page.isVisible('#unlock-form')).toBe(true);
+      expect(await page.isVisible('#lock-key')).toBe(false);
+      expect(await page.isDisabled('#serve')).toBe(true);
+
+      // Locked, the tab takes nothing: a request it could serve is left to others.
+      const off = await serveOne('c2', { quorum: 1, maxCommits: 2, maxTimeMs: 6_000 });
+      expect(off.commitments).toEqual([]);
+
+      await page.fill('#passphrase', 'a passphrase only this test knows');
+      await page.click('#unlock');
+      await page.waitForSelector('#phase:has-text("running as follower")', { timeout: 60_000 });
+      await page.check('#serve');
+      await page.waitForSelector('#phase:text-is("running as node")', { timeout: 120_000 });
+      expect((await status()).nodeId).toBe(nodeId);
+      await until('the coordinator to hear the tab serve again', () =>
+        q.coordinator.knownNodes(3_000).some((n) => n.nodeId === nodeId && n.body.role === 'node'),
+      );
+      const again = await serveOne('c3', { quorum: 2 });
+      expect(again.commitments).toHaveLength(1);
+      expect(again.revealed).toBe(true);
+      expect(again.verdict?.status).toBe('accepted');
       expect(pageErrors).toEqual([]);
     },
     LONG,

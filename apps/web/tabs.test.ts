@@ -161,7 +161,7 @@ describe('one node key in one browser: two tabs, a reload', () => {
       // Locked, the page says what waits for it to be unlocked (this request, and the last test's if its
       // reveal window is still open).
       await page.waitForSelector(
-        '#persistence:has-text("committed to before this page was loaded: unlock")',
+        '#persistence:has-text("committed to by this key and not finished (before a reload or a lock): unlock")',
         {
           timeout: 10_000,
         },

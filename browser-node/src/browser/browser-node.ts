@@ -65,7 +65,15 @@ export interface BrowserNodeConfig {
   software?: string;
 }
 
-export type BrowserNodePhase = 'locked' | 'starting' | 'running' | 'stopped' | 'error';
+/** `locking`: Lock was asked for; the tab takes no new request and finishes those it committed to. */
+export type BrowserNodePhase = 'locked' | 'starting' | 'running' | 'locking' | 'stopped' | 'error';
+
+/**
+ * How long Lock waits for the requests the tab committed to (their reveals) before it leaves the network
+ * anyway; what is left then stays in the tab's IndexedDB and is finished by the next unlock, as after a
+ * reload.
+ */
+export const LOCK_DRAIN_MS = 60_000;
 
 export interface LoadState {
   phase: LoadProgress['phase'] | 'idle' | 'error';
@@ -270,30 +278,64 @@ export class BrowserNode {
     } catch (e) {
       this.#phase = 'error';
       this.#error = errorText(e);
-      this.#key = null;
-      await this.#node?.close().catch(() => {});
-      this.#node = null;
-      await this.#transport?.close().catch(() => {});
-      this.#transport = null;
-      await this.#store?.close().catch(() => {});
-      this.#store = null;
-      this.#storePersistent = null;
-      this.#queue?.close();
-      this.#queue = null;
-      if (this.#inference !== null) {
-        // Models loaded for requests in flight, then the join failed: none of it is kept.
-        this.#inference.terminate();
-        this.#inference = null;
-        this.#engine = idleLoad();
-        this.#embedder = idleLoad();
-        this.#capability = null;
-      }
-      this.#lock?.release();
-      this.#lock = null;
+      // Models loaded for requests in flight, then the join failed: none of it is kept.
+      await this.#leave();
       throw e;
     } finally {
       this.#changed();
     }
+  }
+
+  /**
+   * Lock the tab without a reload: take no new request, finish those the tab committed to (up to
+   * `LOCK_DRAIN_MS`), then leave the network, unload the models and drop the opened key (the sealed key
+   * stays stored; unlock opens it again). Resolves with how many committed requests were left unfinished
+   * (kept in IndexedDB, finished by the next unlock). Does nothing unless the tab runs.
+   */
+  async lock(): Promise<number> {
+    if (this.#phase !== 'running') return 0;
+    this.#phase = 'locking';
+    this.#changed();
+    // A serving change asked for before the lock is applied first (one asked for after it is refused).
+    await this.#servingChange;
+    if (this.#queue !== null) this.#queue.paused = true;
+    this.#serving = false;
+    this.#changed();
+    const left = (await this.#node?.drain(LOCK_DRAIN_MS).catch(() => 0)) ?? 0;
+    // Stopped meanwhile (the page is going away): the stop has closed everything.
+    if ((this.#phase as BrowserNodePhase) !== 'locking') return left;
+    await this.#leave();
+    this.#reveals = [];
+    this.#verdicts = [];
+    this.#served = 0;
+    this.#phase = 'locked';
+    this.#changed();
+    return left;
+  }
+
+  /** Close what an unlock opened (the node, transport, store, models, tab lock) and drop the key. */
+  async #leave(): Promise<void> {
+    this.#key = null;
+    this.#keyCreated = false;
+    await this.#node?.close().catch(() => {});
+    this.#node = null;
+    await this.#transport?.close().catch(() => {});
+    this.#transport = null;
+    await this.#store?.close().catch(() => {});
+    this.#store = null;
+    this.#storePersistent = null;
+    this.#queue?.close();
+    this.#queue = null;
+    this.#serving = false;
+    if (this.#inference !== null) {
+      this.#inference.terminate();
+      this.#inference = null;
+      this.#engine = idleLoad();
+      this.#embedder = idleLoad();
+      this.#capability = null;
+    }
+    this.#lock?.release();
+    this.#lock = null;
   }
 
   /** Serve models (load them first if needed) or stop taking requests. Calls are applied in order. */

@@ -19,6 +19,8 @@ export interface SynodPageApi {
   status(): BrowserNodeStatus;
   unlock(passphrase: string): Promise<void>;
   setServing(on: boolean): Promise<void>;
+  /** Lock without a reload (BrowserNode.lock): resolves with the committed requests left unfinished. */
+  lock(): Promise<number>;
   generate: BrowserNode['generate'];
   onChange(listener: () => void): () => void;
   stop(): Promise<void>;
@@ -53,6 +55,7 @@ async function boot(): Promise<SynodPageApi> {
     status: () => node.status(),
     unlock: (passphrase) => node.unlock(passphrase),
     setServing: (on) => node.setServing(on),
+    lock: () => node.lock(),
     generate: (prompt, maxTokens) => node.generate(prompt, maxTokens),
     onChange: (listener) => node.onChange(listener),
     stop: () => node.stop(),
