@@ -194,6 +194,7 @@ describe('synod-relay refuses every bad flag before it opens, writes or starts a
     ['chain', ['--from-block', '100'], '--from-block is for the chain bridge'],
     ['chain', ['--replace-after-s', '0'], '--replace-after-s is for the chain bridge'],
     ['chain', ['--min-bridge-balance', '1'], '--min-bridge-balance is for the chain bridge'],
+    ['chain', ['--chain-daily-quota', '10'], '--chain-daily-quota is for the chain bridge'],
     ['chain', ['--bridge-key-env', 'MY_KEY'], '--bridge-key-env is for the chain bridge'],
     // flags that need another
     ['pairs', ['--replica', 'replica.db'], '--replica needs --db to be a libSQL server'],

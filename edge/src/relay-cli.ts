@@ -81,6 +81,8 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
                          [what 10 settlements of 1M gas cost at the chain's gas price]
   --max-settlement-gas G most gas one fulfil may use; an answer needing more (or more than the
                          chain's block gas limit) is refunded ANSWER_TOO_LARGE [16777216, EIP-7825]
+  --chain-daily-quota N  requests a UTC day taken from the oracle, all its requesters together; the
+                         rest are refunded QUOTA_EXCEEDED [1000000]
   --help
 
 Subcommands, on the relay's database (no relay needs to run):
@@ -122,6 +124,7 @@ const CHAIN_ONLY_FLAGS = [
   'replace-after-s',
   'min-bridge-balance',
   'max-settlement-gas',
+  'chain-daily-quota',
 ];
 
 /** A multiaddr a bootstrap peer can be dialled at, with its peer id (as the Waku transport needs it). */
@@ -261,6 +264,7 @@ function relaySettings(
       replaceAfterS: text('replace-after-s'),
       minBridgeBalance: optional('min-bridge-balance'),
       maxSettlementGas: optional('max-settlement-gas'),
+      dailyQuota: optional('chain-daily-quota'),
     },
     {
       rpcUrl: '--chain-rpc',
@@ -272,6 +276,7 @@ function relaySettings(
       replaceAfterS: '--replace-after-s',
       minBridgeBalance: '--min-bridge-balance',
       maxSettlementGas: '--max-settlement-gas',
+      dailyQuota: '--chain-daily-quota',
     },
   );
   if (chain !== undefined && 'error' in chain) throw new FlagError(chain.error);
@@ -365,6 +370,7 @@ const NUMERIC_FLAGS: ReadonlySet<string> = new Set([
   'replace-after-s',
   'min-bridge-balance',
   'max-settlement-gas',
+  'chain-daily-quota',
 ]);
 
 export async function main(argv: string[]): Promise<number> {
@@ -410,6 +416,7 @@ export async function main(argv: string[]): Promise<number> {
         'replace-after-s': { type: 'string', default: '60' },
         'min-bridge-balance': { type: 'string' },
         'max-settlement-gas': { type: 'string' },
+        'chain-daily-quota': { type: 'string' },
         help: { type: 'boolean', default: false },
       },
     });

@@ -11,6 +11,7 @@ const FLAGS = {
   replaceAfterS: '--replace-after-s',
   minBridgeBalance: '--min-bridge-balance',
   maxSettlementGas: '--max-settlement-gas',
+  dailyQuota: '--chain-daily-quota',
 };
 const GOOD = {
   rpcUrl: 'http://127.0.0.1:8545',
@@ -44,6 +45,7 @@ describe('parseChainBridge', () => {
     expect(parseChainBridge({ ...GOOD, maxSettlementGas: '30000000' }, FLAGS)).toMatchObject({
       maxSettlementGas: 30_000_000n,
     });
+    expect(parseChainBridge({ ...GOOD, dailyQuota: '5000' }, FLAGS)).toMatchObject({ dailyQuota: 5000 });
   });
 
   test('each bad setting is named the way the caller names it', () => {
@@ -66,6 +68,9 @@ describe('parseChainBridge', () => {
     }
     for (const bad of ['99999', '1.5', '2e7', '-1', '', '10000000000']) {
       expect(error({ maxSettlementGas: bad })).toContain('--max-settlement-gas');
+    }
+    for (const bad of ['0', '-1', '1.5', '1e6', '', '10000000000', 'many']) {
+      expect(error({ dailyQuota: bad })).toContain('--chain-daily-quota');
     }
     const env = { ...FLAGS, chainId: 'SYNOD_CHAIN_ID' };
     expect((parseChainBridge({ ...GOOD, chainId: 'x' }, env) as { error: string }).error).toBe(

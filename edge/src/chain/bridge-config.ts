@@ -16,6 +16,11 @@ export interface ChainBridgeOptions {
   minBridgeBalance?: bigint;
   /** Most gas one `fulfill` may use; a larger one is refunded `ANSWER_TOO_LARGE` (default 2^24). */
   maxSettlementGas?: bigint;
+  /**
+   * Requests per UTC day admitted from the oracle, all its requesters together (default 1,000,000); past
+   * it, each is refunded `QUOTA_EXCEEDED`.
+   */
+  dailyQuota?: number;
   /** Most events one pass takes (the runtime's, not a setting: a Workers cron run's subrequest budget). */
   maxEventsPerPass?: number;
 }
@@ -33,6 +38,8 @@ export interface ChainBridgeInput {
   minBridgeBalance?: string | undefined;
   /** Gas, a whole number. */
   maxSettlementGas?: string | undefined;
+  /** Requests a day, a whole number. */
+  dailyQuota?: string | undefined;
 }
 
 /**
@@ -74,8 +81,13 @@ export function parseChainBridge(
   if (maxGas !== undefined && (!/^\d{1,10}$/.test(maxGas) || Number(maxGas) < 100_000)) {
     return { error: `${names.maxSettlementGas} must be a whole amount of gas from 100000 to 9999999999` };
   }
+  const dailyQuota = input.dailyQuota;
+  if (dailyQuota !== undefined && (!/^\d{1,10}$/.test(dailyQuota) || Number(dailyQuota) < 1)) {
+    return { error: `${names.dailyQuota} must be a whole number of requests a day from 1 to 9999999999` };
+  }
   return {
     ...(minBalance !== undefined ? { minBridgeBalance: parseEther(minBalance) } : {}),
+    ...(dailyQuota !== undefined ? { dailyQuota: Number(dailyQuota) } : {}),
     ...(maxGas !== undefined ? { maxSettlementGas: BigInt(maxGas) } : {}),
     rpcUrl,
     chainId: Number(chainId),

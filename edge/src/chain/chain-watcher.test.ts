@@ -25,6 +25,7 @@ import { bridgeOptions, startTestChain, type TestChain } from './chain-test-help
 import { ChainWatcher, type ChainWatcherOptions } from './chain-watcher.ts';
 import { bridgeClients } from './clients.ts';
 import { oracleRequestEvent } from './oracle-request.ts';
+import { relayChainWatcher } from './relay-watcher.ts';
 
 let chain: TestChain;
 let net: TestNetwork;
@@ -290,6 +291,54 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       });
     });
   }
+
+  test("past the oracle's daily quota (--chain-daily-quota) a request is refunded QUOTA_EXCEEDED at once, its fee credited; the ones before it are answered", async () => {
+    const oracle = await chain.deployAnother();
+    const relay = net.relay;
+    const embedder = net.servings[0]?.embedder;
+    if (!embedder) throw new Error('the test network has no serving node');
+    // The relay's own watcher as the relay builds it, over a side oracle, with a quota of 2 a day.
+    const w = relayChainWatcher(
+      { ...bridgeOptions(chain, { confirmations: 0, pollMs: 3_600_000 }), oracle, dailyQuota: 2 },
+      {
+        store: relay.store,
+        intake: relay.intake,
+        network: relay.network,
+        config: { defaultModels: ['stories260K'], embedders: [embedder] },
+        admitter: relay.admissions,
+        now: () => Date.now(),
+      },
+    );
+    const asked = [];
+    for (const prompt of ['Once upon a time', 'The cat', 'A dog']) {
+      asked.push(await chain.callLLM({ prompt, models: ['stories260K'], oracle }));
+    }
+    const third = asked[2]?.requestNo as bigint;
+    await pollUntil(
+      'the third is refunded',
+      async () => (await chain.request(third, oracle)).status === 3,
+      w,
+    );
+    expect((await eventsOf('LLMRefunded', third, oracle)).map((e) => e.args.reason)).toEqual([
+      'QUOTA_EXCEEDED',
+    ]);
+    expect(
+      await chain.client.readContract({
+        address: oracle,
+        abi: synodOracleAbi,
+        functionName: 'balances',
+        args: [chain.requester.account.address],
+      }),
+    ).toBeGreaterThanOrEqual(1_000n);
+    await chain.mine(1);
+    for (const { requestNo } of asked.slice(0, 2)) {
+      await pollUntil(
+        'the first two are answered',
+        async () => (await chain.request(requestNo, oracle)).status === 2,
+        w,
+      );
+    }
+  });
 
   test("a prompt longer than the model's context is refunded DECLINED as soon as the nodes declined it", async () => {
     const started = Date.now();

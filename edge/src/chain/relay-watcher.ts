@@ -45,6 +45,7 @@ export function relayChainWatcher(chain: ChainBridgeOptions, relay: WatcherRelay
     ...(chain.replaceAfterMs !== undefined ? { replaceAfterMs: chain.replaceAfterMs } : {}),
     ...(chain.minBridgeBalance !== undefined ? { minBridgeBalance: chain.minBridgeBalance } : {}),
     ...(chain.maxSettlementGas !== undefined ? { maxSettlementGas: chain.maxSettlementGas } : {}),
+    ...(chain.dailyQuota !== undefined ? { quotaPerDay: chain.dailyQuota } : {}),
     ...(chain.maxEventsPerPass !== undefined ? { maxEventsPerPass: chain.maxEventsPerPass } : {}),
     onBalance: (b) => {
       // Gauges are floats: wei above 2^53 lose their last digits here, not in the watcher.

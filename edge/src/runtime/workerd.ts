@@ -29,6 +29,7 @@
  *   SYNOD_CHAIN_REPLACE_AFTER_S    optional: re-send a settlement unmined after this long, default 60
  *   SYNOD_CHAIN_MIN_BRIDGE_BALANCE optional: ether below which the bridge balance is logged as low
  *   SYNOD_CHAIN_MAX_SETTLEMENT_GAS optional: most gas one fulfil may use (more: ANSWER_TOO_LARGE), 2^24
+ *   SYNOD_CHAIN_DAILY_QUOTA    optional: requests a UTC day from the oracle (more: QUOTA_EXCEEDED), 1000000
  */
 import { createClient } from '@libsql/client/web';
 import { historySchema } from '@synod/shared/history';
@@ -75,6 +76,7 @@ export interface WorkerEnv {
   SYNOD_CHAIN_REPLACE_AFTER_S?: string;
   SYNOD_CHAIN_MIN_BRIDGE_BALANCE?: string;
   SYNOD_CHAIN_MAX_SETTLEMENT_GAS?: string;
+  SYNOD_CHAIN_DAILY_QUOTA?: string;
 }
 
 interface WorkerCtx {
@@ -397,6 +399,7 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
       replaceAfterS: env.SYNOD_CHAIN_REPLACE_AFTER_S,
       minBridgeBalance: env.SYNOD_CHAIN_MIN_BRIDGE_BALANCE,
       maxSettlementGas: env.SYNOD_CHAIN_MAX_SETTLEMENT_GAS,
+      dailyQuota: env.SYNOD_CHAIN_DAILY_QUOTA,
     },
     {
       rpcUrl: 'SYNOD_CHAIN_RPC',
@@ -408,6 +411,7 @@ export async function chainPass(env: WorkerEnv): Promise<ChainPassResult> {
       replaceAfterS: 'SYNOD_CHAIN_REPLACE_AFTER_S',
       minBridgeBalance: 'SYNOD_CHAIN_MIN_BRIDGE_BALANCE',
       maxSettlementGas: 'SYNOD_CHAIN_MAX_SETTLEMENT_GAS',
+      dailyQuota: 'SYNOD_CHAIN_DAILY_QUOTA',
     },
   );
   if (chain === undefined)
