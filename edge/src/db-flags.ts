@@ -44,18 +44,20 @@ export function localDbFile(dbUrl: string): string | null {
 
 /**
  * Open the relay's database for an operator command, or say why not on `err` and return null (the
- * command exits 1): a local file that is not there (unless `create`, which may start a database) is
- * named rather than made empty at the wrong path.
+ * command exits 1): a local file that is not there (unless `create`, which starts a database) is named
+ * rather than made empty at the wrong path, with `missing` said after it.
  */
 export async function openForCommand(
   dbUrl: string,
   authToken: string | undefined,
   err: (line: string) => void,
-  o: { create?: boolean } = {},
+  o: { create?: boolean; missing?: string } = {},
 ): Promise<Awaited<ReturnType<typeof openHistory>> | null> {
   const file = localDbFile(dbUrl);
   if (!o.create && file !== null && !existsSync(file)) {
-    err(`synod-relay: no database at ${file} (--db names the relay's database)`);
+    err(
+      `synod-relay: no database at ${file} (--db names the relay's database${o.missing ? `: ${o.missing}` : ''})`,
+    );
     return null;
   }
   try {

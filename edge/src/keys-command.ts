@@ -1,7 +1,9 @@
 /**
  * `synod-relay keys …`: the operator's API key commands, run against the relay's database (the file or
  * libSQL server the relays use), with no relay running:
- * - `create --label NAME [--quota N]` stores a new key (its sha256 only) and prints the key once;
+ * - `create --label NAME [--quota N] [--new-db]` stores a new key (its sha256 only) and prints the key
+ *   once, saying in which database (a database file that is not there yet is made only with `--new-db`:
+ *   a mistyped `--db` would otherwise hold a key no relay knows);
  * - `list [--json]` shows every key with its quota, today's use and whether it is revoked;
  * - `revoke KEY_ID` revokes a key: relays answer it 403 FORBIDDEN within their `apiKeyCacheMs`;
  * - `set-quota KEY_ID --quota N` changes a key's daily quota (applied within the same time).
@@ -25,7 +27,7 @@ import type { openHistory } from './store/open-history.ts';
 /** `--quota -5` is the flag's value (refused by its check), not a forgotten one. */
 const NUMERIC_FLAGS: ReadonlySet<string> = new Set(['quota']);
 
-export const KEYS_USAGE = `usage: synod-relay keys create --label NAME [--quota N (a UTC day, default 1000)] [DB]
+export const KEYS_USAGE = `usage: synod-relay keys create --label NAME [--quota N (a UTC day, default 1000)] [--new-db] [DB]
        synod-relay keys list [--json] [DB]
        synod-relay keys revoke KEY_ID [DB]
        synod-relay keys set-quota KEY_ID --quota N [DB]
@@ -35,7 +37,7 @@ const LABEL_MAX = 100;
 
 /** The flags each command takes, besides the database's. */
 const SUB_FLAGS: Record<string, readonly string[]> = {
-  create: ['label', 'quota'],
+  create: ['label', 'quota', 'new-db'],
   list: ['json'],
   revoke: [],
   'set-quota': ['quota'],
@@ -98,7 +100,9 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
       await store.createApiKey({ id: k.id, hash: k.hash, label, quotaPerDay: quota }, now);
       // The key alone on stdout (for scripts); what it is on stderr.
       io.out(k.key);
-      io.err(`created ${k.id} "${label}", ${quota} requests a day; the key is shown only this once`);
+      io.err(
+        `created ${k.id} "${label}", ${quota} requests a day${quota === 0 ? ' (none until keys set-quota raises it)' : ''}, in ${redactDbUrl(dbUrl)}; the key is shown only this once`,
+      );
       return 0;
     };
   } else if (sub === 'list') {
@@ -152,8 +156,14 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
   } else {
     return usageError(sub === undefined ? 'keys needs a command' : `unknown keys command ${sub}`);
   }
-  // `create` may start a database; `list` and `revoke` on a file that is not there name the mistake.
-  const h = await openForCommand(dbUrl, authToken, io.err, { create: sub === 'create' });
+  // A file that is not there is named as the mistake it most likely is (a --db that is not the relay's);
+  // `create --new-db` starts a database there.
+  const h = await openForCommand(dbUrl, authToken, io.err, {
+    create: sub === 'create' && values['new-db'],
+    ...(sub === 'create'
+      ? { missing: 'give the database the relay runs on, or --new-db to start one there' }
+      : {}),
+  });
   if (h === null) return 1;
   try {
     return await run(h.store);
@@ -191,6 +201,7 @@ function parse(args: string[]) {
       label: { type: 'string' },
       quota: { type: 'string', default: '1000' },
       json: { type: 'boolean', default: false },
+      'new-db': { type: 'boolean', default: false },
     },
   });
 }

@@ -291,7 +291,7 @@ describe('synod-relay keys create', () => {
     let stored: { id: string; quotaPerDay: number; revoked: boolean } | null = null;
     let plain = false;
     const r = await relayCli(
-      ['keys', 'create', '--label', 'agent', '--quota', '25', '--db', 'file:keys/history.db'],
+      ['keys', 'create', '--label', 'agent', '--quota', '25', '--new-db', '--db', 'file:keys/history.db'],
       async (dir, out) => {
         const h = await openHistory(`file:${join(dir, 'keys/history.db')}`);
         stored = await h.store.apiKeyByHash(hashApiKey(out.trim()));
@@ -367,8 +367,9 @@ describe('synod-relay keys list and revoke', () => {
 
   test('lists keys with quota, use and status; revokes by id, once; the relay then reads it revoked', async () => {
     await inDir(async (run, dir) => {
-      const agent = await run(['keys', 'create', '--label', 'agent', '--quota', '25', ...db]);
-      expect(agent.err).toMatch(/^created key_[0-9a-f]{16} "agent", 25 requests a day/);
+      const agent = await run(['keys', 'create', '--label', 'agent', '--quota', '25', '--new-db', ...db]);
+      // Said where it went: a key in another database than the relay's is unknown to the relay.
+      expect(agent.err).toMatch(/^created key_[0-9a-f]{16} "agent", 25 requests a day, in file:relay.db;/);
       const laptop = await run(['keys', 'create', '--label', 'old laptop', ...db]);
       const listed = await run(['keys', 'list', '--json', ...db]);
       expect(listed.code).toBe(0);
@@ -451,11 +452,24 @@ describe('synod-relay keys list and revoke', () => {
   test.each([
     [['keys', 'list']],
     [['keys', 'revoke', 'key_0123456789abcdef', '--db', 'file:elsewhere/relay.db']],
+    // A key made in a new file at a mistyped --db (or the default) would be one no relay knows.
+    [['keys', 'create', '--label', 'a']],
+    [['keys', 'create', '--label', 'a', '--db', 'file:.data/typo/relay.db']],
   ])('%p on a database file that is not there: exit code 1, and no file made', async (args) => {
     const r = await relayCli(args);
     expect(r.code).toBe(1);
     expect(r.err).toContain('no database at');
+    if (args[1] === 'create') expect(r.err).toContain('or --new-db to start one there');
+    expect(r.out).toBe('');
     expect(r.files).toEqual([]);
+  });
+
+  test('a key with a quota of 0 is said to take no request until its quota is raised', async () => {
+    await inDir(async (run) => {
+      const r = await run(['keys', 'create', '--label', 'paused', '--quota', '0', '--new-db', ...db]);
+      expect(r.code).toBe(0);
+      expect(r.err).toContain('0 requests a day (none until keys set-quota raises it)');
+    });
   });
 });
 
