@@ -213,12 +213,18 @@ describe('the openai client against the relay', () => {
     const view = (await (
       await fetch(`${t.relay.url}/v1/inference/${(r as unknown as { synod: SynodExtra }).synod.requestId}`)
     ).json()) as {
-      reveals: { nodeId: string; usage?: { promptTokens: number; completionTokens: number } }[];
+      reveals: {
+        nodeId: string;
+        usage?: { promptTokens: number; completionTokens: number };
+        finishReason?: string;
+      }[];
     };
     const winner = (r as unknown as { synod: { verdict: { winner: { nodeId: string } } } }).synod.verdict
       .winner;
     const revealed = view.reveals.find((x) => x.nodeId === winner.nodeId)?.usage;
     expect(revealed?.completionTokens).toBe(3);
+    // The request's own view says it too, for a caller of the native API.
+    expect(view.reveals.find((x) => x.nodeId === winner.nodeId)?.finishReason).toBe('length');
     expect(r.usage).toEqual({
       prompt_tokens: revealed?.promptTokens ?? -1,
       completion_tokens: 3,

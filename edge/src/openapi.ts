@@ -320,6 +320,12 @@ const REQUEST_VIEW = withOptional(
               description:
                 "the token counts of the node's engine (prompt, chat template included, and output), signed with the reveal but not committed to; absent from a node that does not say",
             },
+            finishReason: {
+              type: 'string',
+              enum: ['length'],
+              description:
+                "`length` when the node's output was cut at the request's maxTokens (signed with the reveal); absent when it stopped on its own",
+            },
           },
         ),
       },

@@ -34,6 +34,8 @@ export function requestView(d: RequestDetail) {
       bEmbedding: r.packet.body.bEmbedding,
       createdAt: r.packet.body.createdAt,
       ...(r.packet.body.usage === undefined ? {} : { usage: r.packet.body.usage }),
+      // Cut at maxTokens (said by the node, signed): a caller of this view tells a truncated answer.
+      ...(r.packet.body.finishReason === undefined ? {} : { finishReason: r.packet.body.finishReason }),
     })),
     verdict: verdict
       ? {
@@ -68,6 +70,20 @@ export function requestView(d: RequestDetail) {
   };
 }
 export type RequestView = ReturnType<typeof requestView>;
+
+/**
+ * How long a request's events stream, once the request has ended, waits for its seal members'
+ * attestations of the verdict before its `end` (each member signs one as it hears the verdict, moments
+ * after it): a client that closes at `end` holds them.
+ */
+export const ATTESTATION_WAIT_MS = 3_000;
+
+/** Whether a verdict is in and some member of its seal has not attested it yet. */
+export function awaitingAttestations(view: Pick<RequestView, 'verdict' | 'seal' | 'attestations'>): boolean {
+  if (view.verdict === null || view.seal === null) return false;
+  const attested = new Set(view.attestations.map((a) => a.nodeId));
+  return view.seal.members.some((m) => !attested.has(m.nodeId));
+}
 
 /** A request found by id: in the history, or still in the admission log (`queued`). */
 export type FoundRequest =

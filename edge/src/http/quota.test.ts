@@ -40,13 +40,12 @@ describe('quotaExceededError', () => {
     expect(quotaExceededError(1, '2026-11-22', NOON).message).toBe('the daily quota of 1 request is used up');
   });
 
-  test('a quota of 0 (a paused key) is said as such, with no Retry-After: no next day lifts it', () => {
+  test('a quota of 0 (a paused key) is said as such: the next day brings no more', () => {
     const e = quotaExceededError(0, '2026-11-22', NOON);
     expect(e.status).toBe(429);
     expect(e.code).toBe('QUOTA_EXCEEDED');
     expect(e.message).toBe('the daily quota of this key is 0: it takes no request');
-    expect(e.details).toEqual({ quotaPerDay: 0, day: '2026-11-22', resetsInSeconds: null });
-    expect(e.headers?.['retry-after']).toBeUndefined();
+    expect(e.hint).toContain('the next UTC day starts with the same quota');
     expect(e.headers?.['x-synod-quota-limit']).toBe('0');
   });
 });

@@ -38,27 +38,21 @@ export function quotaHeaders(q: QuotaStanding): Record<string, string> {
 /**
  * 429 QUOTA_EXCEEDED: the day's quota is used up. `Retry-After` says when the next UTC day starts, and
  * the quota headers say the same as on an accepted request (none remaining). A quota of 0 (a key its
- * operator paused) has no next day to wait for: no `Retry-After`, and the message says so.
+ * operator paused) is said as such: the next day starts with the same quota.
  */
 export function quotaExceededError(quotaPerDay: number, day: string, now: number): HttpError {
   const reset = secondsToNextUtcDay(now);
-  const headers = quotaHeaders(quotaStanding(quotaPerDay, quotaPerDay, now));
-  if (quotaPerDay === 0) {
-    return new HttpError(
-      429,
-      'QUOTA_EXCEEDED',
-      'the daily quota of this key is 0: it takes no request',
-      { quotaPerDay, day, resetsInSeconds: null },
-      "a retry meets the same quota; the relay's operator can raise it (synod-relay keys set-quota)",
-      headers,
-    );
-  }
+  const paused = quotaPerDay === 0;
   return new HttpError(
     429,
     'QUOTA_EXCEEDED',
-    `the daily quota of ${quotaPerDay} ${quotaPerDay === 1 ? 'request' : 'requests'} is used up`,
+    paused
+      ? 'the daily quota of this key is 0: it takes no request'
+      : `the daily quota of ${quotaPerDay} ${quotaPerDay === 1 ? 'request' : 'requests'} is used up`,
     { quotaPerDay, day, resetsInSeconds: reset },
-    'the quota counts requests per UTC day; retry after Retry-After seconds, or ask for a larger quota',
-    { 'retry-after': String(reset), ...headers },
+    paused
+      ? "the next UTC day starts with the same quota; the relay's operator can raise it (synod-relay keys set-quota)"
+      : 'the quota counts requests per UTC day; retry after Retry-After seconds, or ask for a larger quota',
+    { 'retry-after': String(reset), ...quotaHeaders(quotaStanding(quotaPerDay, quotaPerDay, now)) },
   );
 }

@@ -61,16 +61,21 @@ describe('events of a request that reaches its verdict', () => {
     expect(first.at(-1)?.event).toBe('end');
     const ids = statuses.map((e) => e.id);
     expect(new Set(ids).size).toBe(ids.length);
-    expect(JSON.parse(statuses.at(-1)?.data ?? '{}').status).toBe('verdict');
+    const last = JSON.parse(statuses.at(-1)?.data ?? '{}') as {
+      status: string;
+      seal: { members: { nodeId: string }[] };
+      attestations: { nodeId: string; agrees: boolean }[];
+    };
+    expect(last.status).toBe('verdict');
+    // The stream ends once the seal members' attestations of the verdict are in (they are signed moments
+    // after it): a client that stops at `end` holds them.
+    expect(last.attestations.map((a) => a.nodeId).sort()).toEqual(
+      last.seal.members.map((m) => m.nodeId).sort(),
+    );
+    expect(last.attestations.every((a) => a.agrees)).toBe(true);
+    const held = await events(t, requestId, statuses.at(-1)?.id);
+    expect(held.status).toBe(204);
 
-    // The nodes' attestations of the verdict may still arrive after it (a status the client does not
-    // hold yet); once every node's is in, the request's status changes no more.
-    await waitUntil('every node attested the verdict', async () => {
-      const view = (await (await fetch(`${t.relay.url}/v1/inference/${requestId}`)).json()) as {
-        attestations: unknown[];
-      };
-      return view.attestations.length === t.nodes.length;
-    });
     const whole = parseSse(await (await events(t, requestId)).text());
     expect(whole.map((e) => e.event)).toEqual(['status', 'end']);
     const final = whole[0] as SseEvent;

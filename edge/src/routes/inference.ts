@@ -18,7 +18,7 @@ import { type QuotaStanding, quotaExceededError, quotaStanding } from '../http/q
 import { keepAlive } from '../http/sse-keep-alive.ts';
 import { buildRequest, relayDefaults } from '../inference-input.ts';
 import type { AdmissionOutcome } from '../store/intake-store.ts';
-import { findRequest, foundView, TERMINAL } from '../views.ts';
+import { ATTESTATION_WAIT_MS, awaitingAttestations, findRequest, foundView, TERMINAL } from '../views.ts';
 import type { EdgeDeps } from './deps.ts';
 
 const REQUEST_ID_PARAM = /^(?:[0-9a-f]{64}|\d{1,20}:0x[0-9a-f]{40}:\d{1,78})$/i;
@@ -341,6 +341,9 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
         wake?.();
       });
       const stopKeepAlive = keepAlive(stream, deps.config.sseKeepAliveMs);
+      // Once the request has ended: when the stream ends at the latest, if its seal members' attestations
+      // of the verdict (signed as each hears it, moments after it) are not all in yet.
+      let endBy: number | null = null;
       try {
         const deadline = deps.now() + 15 * 60_000;
         while (!stream.aborted && !stream.closed && deps.now() < deadline) {
@@ -359,8 +362,11 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
                 }
               }
               if (TERMINAL.has(view.status)) {
-                await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: view.status }) });
-                break;
+                endBy ??= deps.now() + ATTESTATION_WAIT_MS;
+                if (!awaitingAttestations(view) || deps.now() >= endBy) {
+                  await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: view.status }) });
+                  break;
+                }
               }
             }
           }
@@ -369,7 +375,7 @@ export function mountInference(app: Hono, deps: EdgeDeps): void {
             new Promise<void>((resolve) => {
               wake = resolve;
             }),
-            deps.sleep(1_000).then(() => {
+            deps.sleep(endBy === null ? 1_000 : Math.max(0, Math.min(1_000, endBy - deps.now()))).then(() => {
               changed = true;
             }),
           ]);
