@@ -603,6 +603,28 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
     });
   }
 
+  test('a frame whose maxCommits is below its quorum names the field as it was sent', async () => {
+    const frame = { quorum: 2, maxCommits: 1 };
+    const native = await post('/v1/inference', { prompt: 'a', frame });
+    expect(native.status).toBe(400);
+    expect(await native.json()).toMatchObject({
+      error: {
+        code: 'FRAME_OUT_OF_RANGE',
+        message: 'frame.maxCommits: maxCommits must be at least quorum',
+        details: { issues: [{ path: 'frame.maxCommits' }] },
+      },
+    });
+    const chat = await post('/v1/chat/completions', {
+      model: 'stories260K',
+      messages: [{ role: 'user', content: 'a' }],
+      synod: { frame },
+    });
+    expect(chat.status).toBe(400);
+    expect(await chat.json()).toMatchObject({
+      error: { code: 'FRAME_OUT_OF_RANGE', param: 'synod.frame.maxCommits' },
+    });
+  });
+
   test('a revoked API key is refused with 403 FORBIDDEN, and nothing is stored or charged', async () => {
     const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
     const now = Date.now();

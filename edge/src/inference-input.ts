@@ -9,6 +9,7 @@ import {
   packetSize,
   parseInferenceInput,
   type RequestBody,
+  type RequestInput,
   resolveFrame,
   SynodError,
   toHex,
@@ -52,6 +53,29 @@ export async function relayDefaults(
 }
 
 const HTTP_ORIGIN: Origin = Object.freeze({ kind: 'http' as const });
+
+/**
+ * The request's frame, its defaults filled in; a rule across its fields (`maxCommits` at least `quorum`,
+ * the default `maxCommits` included) broken is FRAME_OUT_OF_RANGE naming the field as the caller sent it
+ * (`frame.maxCommits`), as a field out of its own bounds is.
+ */
+function frameOf(given: NonNullable<RequestInput['frame']>, embedder: EmbeddingModelRef): Frame {
+  try {
+    return resolveFrame({ ...stripUndefined(given), embeddingModel: embedder });
+  } catch (e) {
+    const issues = e instanceof SynodError ? e.details['issues'] : undefined;
+    if (!(e instanceof SynodError) || e.code !== 'FRAME_OUT_OF_RANGE' || !Array.isArray(issues)) throw e;
+    const named = (issues as { path: string; message: string }[]).map((i) => ({
+      path: i.path === '' ? 'frame' : `frame.${i.path}`,
+      message: i.message,
+    }));
+    const first = named[0] as { path: string; message: string };
+    throw new SynodError('FRAME_OUT_OF_RANGE', `${first.path}: ${first.message}`, {
+      details: { issues: named, bounds: FRAME_BOUNDS },
+      ...(e.hint === undefined ? {} : { hint: e.hint }),
+    });
+  }
+}
 
 /**
  * Validate an HTTP input and build the request body the relay will sign (throws HttpError 400, or
@@ -108,10 +132,7 @@ export function buildRequest(
     );
   }
   // A frame out of range throws SynodError FRAME_OUT_OF_RANGE, which the app maps to a 400 with that code.
-  const frame =
-    input.frame === undefined
-      ? defaultFrame(embedder)
-      : resolveFrame({ ...stripUndefined(input.frame), embeddingModel: embedder });
+  const frame = input.frame === undefined ? defaultFrame(embedder) : frameOf(input.frame, embedder);
   // Parsed again, not merely merged: the schema's output has its members in canonical (sorted) order,
   // which keeps the canonical encoding below on its fast path (a spread merge was measured slower).
   const params = InferenceParamsSchema.parse({ ...DEFAULT_PARAMS, ...stripUndefined(input.params ?? {}) });
