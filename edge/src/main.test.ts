@@ -195,6 +195,8 @@ describe('synod-relay refuses every bad flag before it opens, writes or starts a
     ['chain', ['--replace-after-s', '0'], '--replace-after-s is for the chain bridge'],
     ['chain', ['--min-bridge-balance', '1'], '--min-bridge-balance is for the chain bridge'],
     ['chain', ['--chain-daily-quota', '10'], '--chain-daily-quota is for the chain bridge'],
+    ['negative', ['--signed-quota', '-1'], '--signed-quota must be a whole number of requests a day'],
+    ['lists', ['--signed-quota', 'lots'], '--signed-quota must be a whole number of requests a day'],
     ['chain', ['--bridge-key-env', 'MY_KEY'], '--bridge-key-env is for the chain bridge'],
     // flags that need another
     ['pairs', ['--replica', 'replica.db'], '--replica needs --db to be a libSQL server'],

@@ -13,6 +13,7 @@ import { ChainBridgeError } from './chain/chain-errors.ts';
 import { redactRpcUrl } from './chain/rpc-errors.ts';
 import {
   type DbUrl,
+  DEFAULT_EDGE_CONFIG,
   DEFAULT_WAKU_CLUSTER,
   FlagError,
   got,
@@ -67,6 +68,9 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --max-open N           requests the relay coordinates at once; the rest wait in its log [256]
   --max-queued N         requests that may wait for the network before new HTTP requests get
                          503 QUEUE_FULL (on-chain ones are always taken); 0: no bound [1024]
+  --signed-quota N       requests a UTC day each node key may submit as a signed request (no API
+                         key; keys cost nothing to make, so signed requests are also rate-limited
+                         per client address); 0: none taken [1000]
   --dev-key-file FILE    create an API key once and keep it in FILE (local development only)
   --gateway-secret-env V environment variable with the gateway secret; when set, serve /internal/v1/*
                          for edge relays on workerd that forward to this one  [SYNOD_GATEWAY_SECRET]
@@ -111,6 +115,8 @@ interface RelaySettings {
   corsOrigins: string[];
   maxOpen: number;
   maxQueued: number;
+  /** Requests a UTC day each node key may submit as a signed request (`--signed-quota`). */
+  signedQuota: number;
   devKeyFile: string | undefined;
   gatewaySecret: string | undefined;
   chain: ChainBridgeOptions | undefined;
@@ -243,6 +249,13 @@ function relaySettings(
     999_999_999,
     'a whole number (0: no bound) up to 999999999',
   );
+  const signedQuota = parseWholeNumber(
+    '--signed-quota',
+    text('signed-quota'),
+    0,
+    999_999_999,
+    'a whole number of requests a day up to 999999999',
+  );
   const devKeyText = optional('dev-key-file');
   const devKeyFile = devKeyText === undefined ? undefined : filePath('--dev-key-file', devKeyText);
   const gatewaySecretEnv = parseEnvName('--gateway-secret-env', text('gateway-secret-env'));
@@ -338,6 +351,7 @@ function relaySettings(
     corsOrigins,
     maxOpen,
     maxQueued: maxQueuedN === 0 ? Number.POSITIVE_INFINITY : maxQueuedN,
+    signedQuota,
     devKeyFile,
     gatewaySecret,
     chain,
@@ -364,6 +378,7 @@ const NUMERIC_FLAGS: ReadonlySet<string> = new Set([
   'gun-port',
   'max-open',
   'max-queued',
+  'signed-quota',
   'chain-id',
   'confirmations',
   'from-block',
@@ -405,6 +420,7 @@ export async function main(argv: string[]): Promise<number> {
         'cors-origins': { type: 'string', default: '' },
         'max-open': { type: 'string', default: String(DEFAULT_MAX_OPEN) },
         'max-queued': { type: 'string', default: String(DEFAULT_MAX_QUEUED) },
+        'signed-quota': { type: 'string', default: String(DEFAULT_EDGE_CONFIG.signedQuotaPerDay) },
         'dev-key-file': { type: 'string' },
         'gateway-secret-env': { type: 'string', default: 'SYNOD_GATEWAY_SECRET' },
         'chain-rpc': { type: 'string' },
@@ -516,7 +532,7 @@ export async function main(argv: string[]): Promise<number> {
         dbUrl,
         ...(authToken ? { dbAuthToken: authToken } : {}),
         ...(s.replica !== undefined ? { replicaPath: s.replica, replicaSyncMs: s.replicaSyncMs } : {}),
-        config: { corsOrigins: s.corsOrigins },
+        config: { corsOrigins: s.corsOrigins, signedQuotaPerDay: s.signedQuota },
         maxOpenRequests: maxOpen,
         maxQueuedRequests: maxQueued,
         key,

@@ -90,6 +90,49 @@ describe('a signed request whose body is slow to arrive', () => {
   });
 });
 
+describe('signed requests: their timestamp and their quota', () => {
+  const signed = async (signer: NodeKey, ts: string) => {
+    const signature = toHex(await signer.sign(signedRequestDigest('POST', '/v1/inference', ts, utf8(BODY))));
+    return relay.app.request('http://127.0.0.1/v1/inference', {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-synod-node': signer.nodeId,
+        'x-synod-timestamp': ts,
+        'x-synod-signature': signature,
+      },
+      body: BODY,
+    });
+  };
+
+  test('a timestamp in seconds is STALE with a hint saying milliseconds, and the relay clock', async () => {
+    await start();
+    const signer = await NodeKey.fromSeed(new Uint8Array(32).fill(3));
+    const r = await signed(signer, String(Math.floor(clock / 1000)));
+    expect(r.status).toBe(401);
+    const body = (await r.json()) as { error: { details: { reason: string }; hint: string } };
+    expect(body.error.details.reason).toBe('STALE');
+    expect(body.error.hint).toContain('Unix time in milliseconds');
+    expect(body.error.hint).toContain(String(clock));
+    expect(body.error.hint).toContain('looks like seconds');
+  });
+
+  test("each node key's daily quota is the relay's signedQuotaPerDay (--signed-quota)", async () => {
+    await start({ signedQuotaPerDay: 2 });
+    const signer = await NodeKey.fromSeed(new Uint8Array(32).fill(4));
+    expect((await signed(signer, String(clock))).status).toBe(202);
+    expect((await signed(signer, String(clock + 1))).status).toBe(202);
+    const third = await signed(signer, String(clock + 2));
+    expect(third.status).toBe(429);
+    expect(await third.json()).toMatchObject({
+      error: { code: 'QUOTA_EXCEEDED', details: { quotaPerDay: 2 } },
+    });
+    // Another key has its own.
+    const other = await NodeKey.fromSeed(new Uint8Array(32).fill(5));
+    expect((await signed(other, String(clock + 3))).status).toBe(202);
+  });
+});
+
 describe('unknown API keys', () => {
   beforeEach(() => start({ rateLimit: { ratePerSecond: 1, burst: 3 } }));
 

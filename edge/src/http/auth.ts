@@ -1,6 +1,6 @@
 import type { Context } from 'hono';
 import { bearerToken, hashApiKey, isWellFormedApiKey } from '../auth/api-keys.ts';
-import { checkSignedRequest } from '../auth/signed-request.ts';
+import { checkSignedRequest, SIGNED_REQUEST_SKEW_MS } from '../auth/signed-request.ts';
 import type { EdgeDeps } from '../routes/deps.ts';
 import { edgeError, rateLimitedError } from './errors.ts';
 import { idempotencyKeyOf } from './idempotency-key.ts';
@@ -106,7 +106,12 @@ export async function authenticate(
     STALE: 'x-synod-timestamp is outside the allowed clock skew',
     BAD_SIGNATURE: 'the request signature does not verify',
   }[signed.reason];
-  throw edgeError(401, 'UNAUTHENTICATED', why, { reason: signed.reason });
+  // A timestamp in seconds (or one far off) is said with what the relay expects.
+  const hint =
+    signed.reason === 'STALE'
+      ? `x-synod-timestamp is Unix time in milliseconds (the relay's is ${now}), within ${SIGNED_REQUEST_SKEW_MS / 1000} s of the relay's clock${Number(headers.timestamp) < 1e11 ? '; this one looks like seconds' : ''}`
+      : undefined;
+  throw edgeError(401, 'UNAUTHENTICATED', why, { reason: signed.reason }, hint);
 }
 
 const DAY_MS = 86_400_000;

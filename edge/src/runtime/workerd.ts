@@ -13,6 +13,8 @@
  *   SYNOD_GATEWAY_URL     base URL of the gateway relay
  *   SYNOD_GATEWAY_SECRET  secret: shared with the gateway (its --gateway-secret-env variable)
  *   SYNOD_MODELS          optional: comma-separated models assumed served besides the gateway's
+ *   SYNOD_CORS_ORIGINS    optional: web origins whose pages may call the API (or *)
+ *   SYNOD_SIGNED_QUOTA    optional: requests a UTC day per node key for signed requests, default 1000
  *
  * The chain watcher (optional; the `scheduled` handler, run by the cron trigger of wrangler.toml): each
  * run is one pass of `ChainWatcher` over the shared history: it reads the oracle's confirmed
@@ -67,6 +69,7 @@ export interface WorkerEnv {
   SYNOD_MODELS?: string;
   /** Optional: comma-separated web origins whose pages may call the API (CORS), or `*`. */
   SYNOD_CORS_ORIGINS?: string;
+  SYNOD_SIGNED_QUOTA?: string;
   SYNOD_CHAIN_RPC?: string;
   SYNOD_CHAIN_ID?: string;
   SYNOD_ORACLE?: string;
@@ -233,6 +236,13 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
   } catch (e) {
     return configError(request, `SYNOD_CORS_ORIGINS: ${(e as Error).message}`);
   }
+  const signedQuota = env.SYNOD_SIGNED_QUOTA ?? String(DEFAULT_EDGE_CONFIG.signedQuotaPerDay);
+  if (!/^\d{1,9}$/.test(signedQuota)) {
+    return configError(
+      request,
+      'SYNOD_SIGNED_QUOTA must be a whole number of requests a day up to 999999999',
+    );
+  }
 
   // A client per request: workerd forbids reusing one request's I/O objects in another.
   const client = dbClient({ ...env, SYNOD_DB_URL: dbUrl });
@@ -282,7 +292,7 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
     await leaseLooked(iso.network, intake, true).catch(() => undefined);
   }
   const network = wakeAfterAnswer(iso.network, ctx, intake);
-  const config = gatewayConfig(iso.network, corsOrigins);
+  const config = { ...gatewayConfig(iso.network, corsOrigins), signedQuotaPerDay: Number(signedQuota) };
   // An event stream's slot is a lease its loop renews each time it waits (see StreamLeases): workerd
   // drops the I/O of a request whose client left, and such a stream never gives its slot back itself.
   const streams = iso.streams.forRequest();
