@@ -603,6 +603,36 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
     });
   }
 
+  test('a body over the limit says its size: declared, or what had arrived when it was refused', async () => {
+    const big = JSON.stringify({ prompt: 'x'.repeat(300_000) });
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${t.apiKey}` };
+    const declared = await req('/v1/inference', {
+      method: 'POST',
+      headers: { ...headers, 'content-length': String(big.length) },
+      body: big,
+    });
+    expect(declared.status).toBe(413);
+    expect(await declared.json()).toMatchObject({
+      error: { code: 'BODY_TOO_LARGE', details: { size: big.length, limit: 256 * 1024 } },
+    });
+    const bytes = new TextEncoder().encode(big);
+    const chunked = await req('/v1/inference', {
+      method: 'POST',
+      headers,
+      body: new ReadableStream({
+        start(c) {
+          for (let at = 0; at < bytes.length; at += 65_536) c.enqueue(bytes.slice(at, at + 65_536));
+          c.close();
+        },
+      }),
+    });
+    expect(chunked.status).toBe(413);
+    const refused = (await chunked.json()) as { error: { details: { sizeAtLeast: number; limit: number } } };
+    expect(refused.error.details.limit).toBe(256 * 1024);
+    expect(refused.error.details.sizeAtLeast).toBeGreaterThan(256 * 1024);
+    expect(refused.error.details.sizeAtLeast).toBeLessThanOrEqual(bytes.length);
+  });
+
   test('a frame whose maxCommits is below its quorum names the field as it was sent', async () => {
     const frame = { quorum: 2, maxCommits: 1 };
     const native = await post('/v1/inference', { prompt: 'a', frame });

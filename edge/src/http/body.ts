@@ -52,7 +52,10 @@ export async function readBody(
   }
   const declared = Number(c.req.header('content-length') ?? Number.NaN);
   if (Number.isFinite(declared) && declared > limit) {
-    throw edgeError(413, 'BODY_TOO_LARGE', `body of ${declared} bytes exceeds ${limit}`, { limit });
+    throw edgeError(413, 'BODY_TOO_LARGE', `body of ${declared} bytes exceeds ${limit}`, {
+      size: declared,
+      limit,
+    });
   }
   if (declared === 0) throw edgeError(400, 'BAD_JSON', 'the request has no body');
   if (!guard) return readWithin(c, limit, declared);
@@ -86,7 +89,11 @@ async function readWithin(c: Context, limit: number, declared: number): Promise<
     size += value.byteLength;
     if (size > limit) {
       await reader.cancel().catch(() => undefined);
-      throw edgeError(413, 'BODY_TOO_LARGE', `body exceeds ${limit} bytes`, { limit });
+      // Sent without a length: how much had arrived when it was cut off (at least `size`), not its size.
+      throw edgeError(413, 'BODY_TOO_LARGE', `body exceeds ${limit} bytes (${size} read when refused)`, {
+        sizeAtLeast: size,
+        limit,
+      });
     }
     chunks.push(value);
   }
