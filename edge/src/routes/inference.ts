@@ -203,11 +203,20 @@ async function shedOutcome(
  * 404 NOT_FOUND for a request id the history does not hold. A chain request id the relay recorded from
  * the chain and never ran (refused as it was read, as for a model no node serves, or found settled on
  * chain already) says so, with its settlement and, refunded, the reason the oracle's `LLMRefunded`
- * event of that transaction gives.
+ * event of that transaction gives; one it ran and pruned since (`history prune`) says that.
  */
 export async function notFound(deps: EdgeDeps, id: string) {
   const chain = await chainRecord(deps, id);
   if (chain === null) return edgeError(404, 'NOT_FOUND', `no request ${id}`);
+  if (chain.prunedAt !== null) {
+    return edgeError(
+      404,
+      'NOT_FOUND',
+      `no request ${id} in the history: it ran here and was pruned on ${new Date(chain.prunedAt).toISOString()}`,
+      { chain: { ...chainView(chain), prunedAt: chain.prunedAt } },
+      "the relay's operator deleted it with history prune; an archive made then holds its transcript, which synod-verify reads (the settlement on chain is in details.chain)",
+    );
+  }
   return edgeError(
     404,
     'NOT_FOUND',

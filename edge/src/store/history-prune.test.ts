@@ -231,11 +231,16 @@ describe('pruneHistory', () => {
         pruned: 0,
         kept: 1,
       });
+      const prunedAt = async () =>
+        (await h.client.execute('SELECT pruned_at FROM chain_requests')).rows[0]?.['pruned_at'];
+      expect(await prunedAt()).toBeNull();
       await row('fulfilled', NOW - 19 * DAY);
       expect(await pruneHistory(h.store, { before: NOW - 2 * DAY, now: NOW })).toMatchObject({ pruned: 1 });
       expect(await ids()).toEqual([]);
-      // The chain row itself stays: it is what keeps the request from being settled twice.
+      // The chain row itself stays: it is what keeps the request from being settled twice; it says the
+      // request was run and pruned (its 404 says so, not that it was never run).
       expect(await count(h, 'chain_requests')).toBe(1);
+      expect(await prunedAt()).toBe(NOW);
     } finally {
       h.client.close();
     }

@@ -11,7 +11,7 @@
  * retention (24 h): a retry of a pruned request would otherwise be answered with an id the history no
  * longer holds.
  */
-import { type AnyPacket, buildTranscript, type Packet } from '@synod/shared';
+import { type AnyPacket, buildTranscript, CHAIN_REQUEST_ID_RE, type Packet } from '@synod/shared';
 import { chainRequests, requests } from '@synod/shared/history';
 import { and, asc, eq, gt, inArray, lt, or, sql } from 'drizzle-orm';
 import { type HistoryStore, type RequestDetail, transcriptHead, verdictReveals } from './history-store.ts';
@@ -118,10 +118,21 @@ export async function pruneHistory(store: HistoryStore, o: PruneOptions): Promis
       }
       for (const l of lines) archivedBytes += Buffer.byteLength(l) + 1;
     }
-    const deleted = await store.db
-      .delete(requests)
-      .where(and(inArray(requests.requestId, ids), lt(requests.createdAt, o.before), endedHere()))
-      .returning({ requestId: requests.requestId });
+    const deleted = await store.db.transaction(async (tx) => {
+      const gone = await tx
+        .delete(requests)
+        .where(and(inArray(requests.requestId, ids), lt(requests.createdAt, o.before), endedHere()))
+        .returning({ requestId: requests.requestId });
+      // A chain request's record stays (the watcher's), marked: its 404 says it ran and was pruned.
+      const goneIds = gone.map((r) => r.requestId).filter((id) => CHAIN_REQUEST_ID_RE.test(id));
+      if (goneIds.length > 0) {
+        await tx
+          .update(chainRequests)
+          .set({ prunedAt: o.now })
+          .where(inArray(chainRequests.requestId, goneIds));
+      }
+      return gone;
+    });
     pruned += deleted.length;
     if (page.length < batch) break;
   }

@@ -120,6 +120,7 @@ describe('applyMigrations', () => {
       '0013_declines',
       '0014_refund_reason',
       '0015_database_identity',
+      '0016_chain_pruned_at',
     ]);
     const counts = async () =>
       Object.fromEntries(

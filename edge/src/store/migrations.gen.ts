@@ -228,5 +228,13 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
       "CREATE TABLE `database_identity` (\n\t`singleton` integer PRIMARY KEY NOT NULL,\n\t`id` text NOT NULL,\n\tCONSTRAINT \"database_identity_singleton_ck\" CHECK(\"singleton\" = 1),\n\tCONSTRAINT \"database_identity_id_ck\" CHECK(length(\"id\") = 32 and \"id\" not glob '*[^0-9a-f]*')\n);",
       "INSERT INTO `database_identity` (`singleton`, `id`) VALUES (1, lower(hex(randomblob(16))));"
     ]
+  },
+  {
+    "tag": "0016_chain_pruned_at",
+    "folderMillis": 1795541937026,
+    "hash": "461cce0ba74f69bbe9bc469c318acf7ef1101dfdd0baca016fde23e8247e7c03",
+    "statements": [
+      "ALTER TABLE `chain_requests` ADD `pruned_at` integer;"
+    ]
   }
 ];

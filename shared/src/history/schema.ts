@@ -781,6 +781,11 @@ export const chainRequests = sqliteTable(
      * it was kept (their event holds it).
      */
     refundReason: text('refund_reason'),
+    /**
+     * When `history prune` deleted the request this relay ran for it (migration 0016): its 404 then says
+     * so, not that it was never run. Null for one still held, or never run here.
+     */
+    prunedAt: integer('pruned_at'),
   },
   (t) => [
     primaryKey({ name: 'chain_requests_pk', columns: [t.chainId, t.contract, t.requestNo] }),
