@@ -29,6 +29,22 @@ describe('security frame', () => {
     ).toBe('FRAME_OUT_OF_RANGE');
   });
 
+  test('fractions have at most six decimals, exactly: every text of six decimals passes, no tolerance beyond', () => {
+    const base = resolveFrame({ embeddingModel });
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1_000_000 }), (k) => {
+        const x = Number((k / 1e6).toFixed(6));
+        expect(validateFrame({ ...base, secPercentage: x }).secPercentage).toBe(x);
+        expect(toPpm(x)).toBe(k);
+      }),
+    );
+    for (const near of [0.1500000000001, 0.6666669999999, 0.15 + Number.EPSILON]) {
+      expect(
+        codeOf(() => validateFrame({ ...base, secDistance: Math.min(near, 0.5), secPercentage: near })),
+      ).toBe('FRAME_OUT_OF_RANGE');
+    }
+  });
+
   test('every documented bound is enforced with FRAME_OUT_OF_RANGE', () => {
     const base = resolveFrame({ embeddingModel });
     const bad = [

@@ -10,6 +10,7 @@ import {
   type Scenario,
 } from '../../test-vectors/fixtures.ts';
 import { verdictDigest } from '../consensus/verdict.ts';
+import { toHex } from '../encoding/bytes.ts';
 import { nobleEd25519 } from '../identity/ed25519.ts';
 import { packetId, signedBytes, signPacket } from '../packets/envelope.ts';
 import { LIMITS } from '../packets/limits.ts';
@@ -433,6 +434,26 @@ describe('verifyTranscript: structure', () => {
         message: expect.stringContaining('lone surrogate'),
         index: packets.length - 1,
         details: expect.any(Object),
+      },
+    ]);
+  });
+
+  test('a packet over the protocol bound in its canonical form (signed all the same) is listed: PACKET_TOO_LARGE', async () => {
+    const reveal = agreeT.packets[agreeT.packets.length - 1] as Packet<'reveal'>;
+    // Within the output's character bound, but each control character is 6 bytes in canonical JSON.
+    const body = { ...reveal.body, output: '\u0001'.repeat(LIMITS.maxOutputChars) };
+    const key = await keyOf(await seedOfNode(reveal.from));
+    const sig = toHex(await key.sign(signedBytes(reveal.v, 'reveal', reveal.from, body)));
+    const big = { ...reveal, body, sig };
+    const packets = [...agreeT.packets.slice(0, -1), big] as AnyPacket[];
+    const f = failure(await verifyTranscript(withPackets(agreeT, packets)));
+    expect(f.issues).toEqual([
+      {
+        check: 'PACKET_INVALID',
+        code: 'PACKET_TOO_LARGE',
+        message: expect.stringContaining(`exceeds ${LIMITS.maxPacketBytes}`),
+        index: packets.length - 1,
+        details: { size: expect.any(Number), limit: LIMITS.maxPacketBytes },
       },
     ]);
   });

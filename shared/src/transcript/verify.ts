@@ -189,6 +189,14 @@ function checkPackets(raw: readonly unknown[]): {
     try {
       packet = parseEnvelope(item);
       encoded = packetEncodings(packet);
+      // A packet no node takes (nor signs): over the protocol's bound in its canonical wire form.
+      if (encoded.wire.length > LIMITS.maxPacketBytes) {
+        throw new SynodError(
+          'PACKET_TOO_LARGE',
+          `packet of ${encoded.wire.length} bytes exceeds ${LIMITS.maxPacketBytes}`,
+          { details: { size: encoded.wire.length, limit: LIMITS.maxPacketBytes } },
+        );
+      }
     } catch (e) {
       if (!isSynodError(e)) throw e;
       issues.push({ check: 'PACKET_INVALID', code: e.code, message: e.message, index, details: e.details });
