@@ -1,5 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { LIMITS, NodeKey, packetId, signPacket, toHex } from '@synod/shared';
+import {
+  type AnyPacket,
+  LIMITS,
+  NodeKey,
+  type Packet,
+  packetId,
+  signPacket,
+  toHex,
+  verifyPacket,
+} from '@synod/shared';
 import Ajv2020 from 'ajv/dist/2020';
 import edgePackage from '../package.json';
 import { createApiKey } from './auth/api-keys.ts';
@@ -100,8 +109,25 @@ describe('POST /v1/inference and the request lifecycle', () => {
     // The public verifier re-derives the stored verdict.
     const check = await req(`/v1/verify/${requestId}`);
     expect(check.status).toBe(200);
-    const c = (await check.json()) as { ok: boolean; transcript: unknown; verdictDigest: string };
+    const c = (await check.json()) as {
+      ok: boolean;
+      transcript: { packets: { type: string; from: string }[] };
+      verdictDigest: string;
+      transcriptRoot: string;
+      verdictPacket: AnyPacket;
+    };
     expect(c.ok).toBe(true);
+    // The coordinator's signed verdict packet rides along: signed by the request's author, naming the
+    // digest and root derived here.
+    const vp = c.verdictPacket as Packet<'verdict'>;
+    expect(vp.type).toBe('verdict');
+    expect(vp.from).toBe(c.transcript.packets.find((p) => p.type === 'request')?.from as string);
+    expect(vp.body).toMatchObject({
+      requestId,
+      verdictDigest: c.verdictDigest,
+      transcriptRoot: c.transcriptRoot,
+    });
+    expect((await verifyPacket(vp, { now: vp.body.createdAt })).id).toMatch(/^[0-9a-f]{64}$/);
     const again = await req('/v1/verify', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -137,7 +163,7 @@ describe('POST /v1/inference and the request lifecycle', () => {
     });
 
     // A forged transcript is refused with reasons.
-    const forged = structuredClone(c.transcript) as {
+    const forged = structuredClone(c.transcript) as unknown as {
       packets: { type: string; body: { output?: string } }[];
     };
     const reveal = forged.packets.find((p) => p.type === 'reveal');

@@ -362,6 +362,11 @@ const VERIFIED = {
 };
 const STORED_EVIDENCE = {
   transcript: ref('Transcript'),
+  verdictPacket: {
+    ...ref('Packet'),
+    description:
+      "the coordinator's signed verdict packet, as the relay published it (its author is the request's; it names the verdict digest and transcript root): the relay's signed claim",
+  },
   attestations: {
     type: 'array',
     description: "the nodes' signed attestation packets of the verdict, as received",

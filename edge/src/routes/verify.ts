@@ -159,14 +159,25 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
       const final = TERMINAL.has(d.status);
       // Why it has none (its error, such as QUORUM_NOT_MET) and the signed request packet, whatever the
       // reason; a request the nodes declined also with their signed declines, which show why, for an
-      // auditor to check (synod-verify --chain does).
+      // auditor to check (synod-verify --chain does); one sealed that ended without a verdict also with
+      // its transcript, so that whether its members answered can be checked.
       const declined =
         d.status === 'expired' && d.error === 'DECLINED' ? { declines: d.declines.map((x) => x.packet) } : {};
+      const sealed = packets && final ? { transcript: buildTranscript(packets) } : {};
+      if (packets && final) {
+        heavy.after(bucket, id, verifyCost(packets.length, transcriptChars(packets)) - 1, charged);
+      }
       throw edgeError(
         409,
         'NO_VERDICT',
         `request ${id} has no verdict${final ? '' : ' yet'} (status ${d.status})`,
-        { status: d.status, ...(d.error ? { error: d.error } : {}), request: d.request, ...declined },
+        {
+          status: d.status,
+          ...(d.error ? { error: d.error } : {}),
+          request: d.request,
+          ...declined,
+          ...sealed,
+        },
       );
     }
     const published = d.verdict.packet.body;
@@ -187,6 +198,7 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
         transcriptRoot: check.root,
         verdict: check.verdict,
         transcript,
+        verdictPacket: d.verdict.packet,
         attestations,
       });
     }
@@ -200,6 +212,7 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
         verdictDigest: published.verdictDigest,
         transcriptRoot: published.transcriptRoot,
         transcript,
+        verdictPacket: d.verdict.packet,
         attestations,
       },
       422,
