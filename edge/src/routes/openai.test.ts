@@ -3,7 +3,12 @@
  * HTTP, with real serving nodes (stories260K + USE Lite) on an in-memory network.
  */
 import { afterAll, beforeAll, describe, expect, spyOn, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
+import { loneRelay } from '../test-relay.ts';
 import { chatParamNames, renamePaths } from './openai.ts';
 
 let t: TestNetwork;
@@ -270,6 +275,38 @@ describe('POST /v1/chat/completions: a client that goes away', () => {
       count.restore();
     }
   }, 30_000);
+});
+
+describe('POST /v1/chat/completions: a body that arrives too slowly', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'synod-openai-slow-'));
+  let relay: Awaited<ReturnType<typeof loneRelay>>;
+  beforeAll(async () => {
+    relay = await loneRelay(`file:${join(dir, 'relay.db')}`, 61, { bodyDeadlineMs: 300 });
+  });
+  afterAll(async () => {
+    await relay?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('408 BODY_TIMEOUT stored nothing: the official clients may retry it (no x-should-retry: false)', async () => {
+    // Half a body over a raw connection; the relay answers once it stops waiting, and closes.
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = connect(relay.port, '127.0.0.1');
+      const chunks: Buffer[] = [];
+      socket.on('data', (b: Buffer) => chunks.push(b));
+      socket.on('error', reject);
+      socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      socket.write(
+        'POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"model":',
+      );
+    });
+    const [head = '', body = ''] = raw.split('\r\n\r\n');
+    expect(head).toStartWith('HTTP/1.1 408');
+    expect(head.toLowerCase()).not.toContain('x-should-retry');
+    expect(JSON.parse(body)).toMatchObject({
+      error: { code: 'BODY_TIMEOUT', type: 'invalid_request_error' },
+    });
+  });
 });
 
 describe('renamePaths', () => {

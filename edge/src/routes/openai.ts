@@ -190,8 +190,11 @@ const OPENAI_TYPE: Record<number, string> = {
  * request was admitted without an Idempotency-Key (a retry would be a new request); they say so with
  * `x-should-retry: false`, which the official clients obey: their default retries of any 5xx, 409 or
  * 429 would otherwise send a request the relay already took (and charged) again as a new one.
+ * BODY_TIMEOUT (408: the body arrived too slowly) is refused before anything is read or stored: the same
+ * call sent again may well arrive in time.
  */
 const RETRYABLE = new Set([
+  'BODY_TIMEOUT',
   'RATE_LIMITED',
   'QUEUE_FULL',
   'QUORUM_UNAVAILABLE',
