@@ -816,7 +816,17 @@ describe('quotas', () => {
       });
       expect(overChat.status).toBe(429);
       expect(overChat.headers.get('retry-after')).not.toBeNull();
-      expect(((await overChat.json()) as { error: { type: string } }).error.type).toBe('rate_limit_error');
+      // Said as OpenAI says a spent quota (LangChain fails such a call at once rather than retry it, and the
+      // official clients obey x-should-retry), Synod's code beside it.
+      expect(overChat.headers.get('x-should-retry')).toBe('false');
+      expect(await overChat.json()).toMatchObject({
+        error: {
+          type: 'insufficient_quota',
+          code: 'insufficient_quota',
+          param: null,
+          details: { code: 'QUOTA_EXCEEDED', quotaPerDay: 2 },
+        },
+      });
 
       // The operator raises the quota (synod-relay keys set-quota): the next request fits, and says so.
       const [key] = await listApiKeys(small.relay.store.db, utcDay(Date.now()));

@@ -90,7 +90,11 @@ const OPENAI_ERROR_BODY = object({
       message: { type: 'string' },
       type: { type: 'string' },
       param: STRING_OR_NULL,
-      code: { type: 'string', description: "Synod's stable error code" },
+      code: {
+        type: 'string',
+        description:
+          "Synod's stable error code, or OpenAI's own where it has one (context_length_exceeded, insufficient_quota), Synod's then in details.code",
+      },
       details: { type: 'object' },
       hint: { type: 'string', description: 'what to do about it, naming parameters as the caller sent them' },
     },
@@ -161,7 +165,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   409: 'IDEMPOTENCY_CONFLICT (an Idempotency-Key used with another body) or NO_VERDICT',
   413: 'BODY_TOO_LARGE, or PACKET_TOO_LARGE: the request packet the body makes would exceed 256 KiB (details.size, details.limit)',
   415: 'UNSUPPORTED_MEDIA_TYPE: send application/json, without a Content-Encoding (no compressed body is read)',
-  429: 'RATE_LIMITED (with QUOTA_EXCEEDED on the write routes: then also the x-synod-quota-* headers)',
+  429: "RATE_LIMITED (with QUOTA_EXCEEDED on the write routes: then also the x-synod-quota-* headers; on /v1/chat/completions a spent quota is OpenAI's insufficient_quota, type and code, with details.code QUOTA_EXCEEDED)",
   502: 'NO_CONSENSUS: the quorum did not agree on an answer',
   503: 'QUEUE_FULL (with Retry-After: the relay already holds its bound of requests waiting for the network; nothing was stored), QUORUM_UNAVAILABLE (with Retry-After: fewer nodes that could serve the request were heard from lately than its quorum; nothing was stored), NETWORK_UNAVAILABLE or STORE_UNAVAILABLE',
   504: 'TIMEOUT or EXPIRED: no verdict in time',

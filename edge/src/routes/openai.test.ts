@@ -148,7 +148,7 @@ describe('POST /v1/chat/completions: failures', () => {
       type: 'invalid_request_error',
       code: 'context_length_exceeded',
       param: 'messages',
-      details: { reason: 'DECLINED' },
+      details: { reason: 'DECLINED', code: 'CONTEXT_LENGTH_EXCEEDED' },
     });
     expect(error.message).toMatch(
       /^This model's maximum context length is \d+ tokens\. However, your messages resulted in \d+ tokens \(stories260K, as 3 nodes said\)\. Please reduce the length of the messages\.$/,

@@ -15,7 +15,8 @@ import { submit } from './inference.ts';
  * OpenAI-compatible surface, so the official `openai` client and agent frameworks work unchanged.
  * `model` names one model, or several joined by commas, or `synod` for the relay's default list; the
  * answer is the verdict's winner, and the verdict with its proof rides along in the `synod` field.
- * Errors use OpenAI's body `{ error: { message, type, param, code } }` with Synod's stable code.
+ * Errors use OpenAI's body `{ error: { message, type, param, code } }` with Synod's stable code (or
+ * OpenAI's own where it has one, `OPENAI_CODES`, Synod's then in `details.code`).
  */
 export const ChatInputSchema = z
   .object({
@@ -185,6 +186,18 @@ const OPENAI_TYPE: Record<number, string> = {
 };
 
 /**
+ * Synod's codes OpenAI has a name of its own for, which clients and agent frameworks match: a conversation
+ * too long for the model (`context_length_exceeded`, which they catch to trim it and retry; about
+ * `messages`) and a spent quota (`insufficient_quota`, as OpenAI answers a 429 it will not lift by
+ * waiting a little: LangChain fails such a call at once instead of retrying it). The error then says
+ * OpenAI's `type` and `code`, and Synod's stable code in `details.code`.
+ */
+const OPENAI_CODES: Record<string, { type?: string; code: string; param?: string }> = {
+  CONTEXT_LENGTH_EXCEEDED: { code: 'context_length_exceeded', param: 'messages' },
+  QUOTA_EXCEEDED: { type: 'insufficient_quota', code: 'insufficient_quota' },
+};
+
+/**
  * Codes a retry of the same call can get past: the relay stored and charged nothing (or cannot say it
  * did, for STORE_UNAVAILABLE). Every other error is final for that call, and so is any error once the
  * request was admitted without an Idempotency-Key (a retry would be a new request); they say so with
@@ -260,17 +273,20 @@ function openAiErrorParts(e: unknown, names: ParamNames, final = false) {
       : h.message;
   // An unknown model is OpenAI's 404 (`model_not_found`), which clients and frameworks know by its status.
   const status = h.code === 'UNKNOWN_MODEL' ? 404 : h.status;
-  const details = h.details ? { ...h.details, ...(issues ? { issues } : {}) } : undefined;
+  const own = OPENAI_CODES[h.code];
+  const details =
+    h.details || own
+      ? { ...h.details, ...(issues ? { issues } : {}), ...(own ? { code: h.code } : {}) }
+      : undefined;
   const hint = h.hint === undefined ? undefined : renamePaths(h.hint, names);
   return {
     status,
     body: {
       error: {
         message,
-        type: OPENAI_TYPE[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error'),
-        param: h.code === 'CONTEXT_LENGTH_EXCEEDED' ? 'messages' : param,
-        // OpenAI's own code for it, which clients and agent frameworks match to trim a conversation.
-        code: h.code === 'CONTEXT_LENGTH_EXCEEDED' ? 'context_length_exceeded' : h.code,
+        type: own?.type ?? OPENAI_TYPE[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error'),
+        param: own?.param ?? param,
+        code: own?.code ?? h.code,
         ...(details ? { details } : {}),
         ...(hint ? { hint } : {}),
       },
