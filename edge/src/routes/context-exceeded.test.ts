@@ -1,6 +1,6 @@
 import { expect, test } from 'bun:test';
 import type { RequestDetail } from '../store/history-store.ts';
-import { contextExceeded, quorumNotMetHint } from './openai.ts';
+import { chatParamNames, contextExceeded, quorumNotMetHint, renamePaths } from './openai.ts';
 
 /** What the chat route says of a request the nodes declined, and of one short of its quorum. */
 const decline = (nodeId: string, promptTokens: number, contextTokens: number, model = 'stories260K') => ({
@@ -22,7 +22,8 @@ const detail = (declines: ReturnType<typeof decline>[], input: 'prompt' | 'messa
     commits: [],
     request: {
       body: {
-        frame: { quorum: 3 },
+        frame: { quorum: 3, maxTimeMs: 1_000 },
+        params: { maxTokens: 2_000, temperature: 0 },
         ...(input === 'prompt' ? { prompt: 'x' } : { messages: [{ role: 'user', content: 'x' }] }),
       },
     },
@@ -66,5 +67,20 @@ test('QUORUM_NOT_MET says how many committed, and how many declined when some di
   expect(quorumNotMetHint(detail([]))).toStartWith('0 nodes committed of the quorum of 3 asked: ');
   expect(quorumNotMetHint(detail([decline('a', 600, 512)]))).toStartWith(
     "0 nodes committed of the quorum of 3 asked and 1 declined it (longer than their model's context: see the request's declines): ",
+  );
+});
+
+test('QUORUM_NOT_MET names max_tokens against maxTimeMs, first when no node committed, as the caller sent them', () => {
+  const none = renamePaths(quorumNotMetHint(detail([])), chatParamNames('max_tokens'));
+  expect(none).toContain(
+    'by their own estimate of writing up to max_tokens (2000) tokens within synod.frame.maxTimeMs (1000 ms), or while they are busy',
+  );
+  expect(none).toEndWith(
+    '; lower max_tokens or raise synod.frame.maxTimeMs, retry, shorten the prompt, or ask a smaller quorum (synod.frame.quorum)',
+  );
+  const some = quorumNotMetHint({ ...detail([]), commits: [{}] } as unknown as RequestDetail);
+  expect(some).toStartWith('1 node committed of the quorum of 3 asked: ');
+  expect(some).toEndWith(
+    '; retry, lower params.maxTokens or raise frame.maxTimeMs, shorten the prompt, or ask a smaller quorum (frame.quorum)',
   );
 });

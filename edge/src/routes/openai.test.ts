@@ -179,6 +179,22 @@ describe('POST /v1/chat/completions: failures', () => {
     expect(((await streamed.json()) as OpenAiErrorBody).error.code).toBe('context_length_exceeded');
   }, 60_000);
 
+  test('max_tokens no node can write within synod.frame.maxTimeMs: the 504 QUORUM_NOT_MET hint says to lower one or raise the other', async () => {
+    // The nodes estimate 2,000 tokens at 500 a second: 4 s, past the request's 1 s. None commits.
+    const r = await chat(t, {
+      ...ASK,
+      max_tokens: 2_000,
+      synod: { frame: { maxTimeMs: 1_000, revealWindowMs: 250 } },
+    });
+    expect(r.status).toBe(504);
+    const { error } = (await r.json()) as OpenAiErrorBody & { error: { hint: string; details: unknown } };
+    expect(error).toMatchObject({ code: 'EXPIRED', details: { reason: 'QUORUM_NOT_MET' } });
+    expect(error.hint).toStartWith(
+      '0 nodes committed of the quorum of 3 asked: nodes take no part in a request they cannot finish in time, by their own estimate of writing up to max_tokens (2000) tokens within synod.frame.maxTimeMs (1000 ms)',
+    );
+    expect(error.hint).toContain('lower max_tokens or raise synod.frame.maxTimeMs');
+  }, 30_000);
+
   test('a failure the relay did not expect (a read of the request that fails) is logged, not only answered', async () => {
     const store = t.relay.store;
     const own = Object.getPrototypeOf(store).getRequest as typeof store.getRequest;

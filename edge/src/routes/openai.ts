@@ -434,17 +434,27 @@ function completionBody(d: RequestDetail, model: string) {
 
 /**
  * What a request that expired short of its quorum can tell its caller: how many nodes committed, and how
- * many declined it (too few, or too few proven, to end it early). A busy node takes no part in a request it
- * cannot finish in time, and says nothing of it to the network.
+ * many declined it (too few, or too few proven, to end it early). A node takes no part in a request it
+ * cannot finish in time by its own estimate, and says nothing of it to the network: it is busy, or the
+ * request asks more output (`params.maxTokens`) than it can write within `frame.maxTimeMs`. With no
+ * commit at all, the second is as likely as the first, and said first. The input's paths are named as
+ * the caller sent them where the hint is answered (`renamePaths`).
  */
 export function quorumNotMetHint(d: Pick<RequestDetail, 'commits' | 'request' | 'declines'>): string {
   const n = d.commits.length;
   const declined = d.declines.length;
+  const { frame, params } = d.request.body;
   const declines =
     declined === 0
       ? ''
       : ` and ${declined} declined it (longer than their model's context: see the request's declines)`;
-  return `${n} node${n === 1 ? '' : 's'} committed of the quorum of ${d.request.body.frame.quorum} asked${declines}: nodes take no part in a request they cannot finish in time (busy); retry, shorten the prompt, or ask a smaller quorum (synod.frame.quorum)`;
+  const why = `nodes take no part in a request they cannot finish in time, by their own estimate of writing up to params.maxTokens (${params.maxTokens}) tokens within frame.maxTimeMs (${frame.maxTimeMs} ms), or while they are busy`;
+  const longer = 'lower params.maxTokens or raise frame.maxTimeMs';
+  const todo =
+    n === 0
+      ? `${longer}, retry, shorten the prompt, or ask a smaller quorum (frame.quorum)`
+      : `retry, ${longer}, shorten the prompt, or ask a smaller quorum (frame.quorum)`;
+  return `${n} node${n === 1 ? '' : 's'} committed of the quorum of ${frame.quorum} asked${declines}: ${why}; ${todo}`;
 }
 
 /**
