@@ -2,7 +2,7 @@
  * The official `openai` npm client, unchanged, against a relay served over real HTTP (Bun.serve on
  * 127.0.0.1) with real serving nodes (stories260K + USE Lite) on an in-memory network.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, spyOn, test } from 'bun:test';
 import OpenAI from 'openai';
 import { edgeError } from '../edge/src/http/errors.ts';
 import { startTestNetwork, type TestNetwork } from '../edge/src/test-helpers.ts';
@@ -344,6 +344,45 @@ describe('the openai client against the relay', () => {
       expect(await stored()).toBe(before + 2);
     } finally {
       restore();
+    }
+  }, 120_000);
+
+  test('an admission whose commit answer is lost, without an Idempotency-Key: the client sends it once, charged once', async () => {
+    let calls = 0;
+    const counting = new OpenAI({
+      baseURL: `${t.relay.url}/v1`,
+      apiKey: t.apiKey,
+      maxRetries: 2,
+      fetch: (input, init) => {
+        calls++;
+        return fetch(input, init);
+      },
+    });
+    const admissions = t.relay.admissions;
+    const own = admissions.admit;
+    // Stored, then the commit's answer is lost: 503 STORE_UNAVAILABLE, which the client would retry.
+    admissions.admit = async (admission) => {
+      await own.call(admissions, admission);
+      throw new Error('WRITER_TIMEOUT: the writer thread left a batch unanswered');
+    };
+    // The relay logs the failure (as it should); kept out of the test's output.
+    const logged = spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const before = await stored();
+      const err = await caught(
+        counting.chat.completions.create({
+          model: 'stories260K',
+          messages: [{ role: 'user', content: 'Once upon a time' }],
+          max_tokens: 8,
+        }),
+      );
+      expect(err).toBeInstanceOf(OpenAI.InternalServerError);
+      expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('STORE_UNAVAILABLE');
+      expect(calls).toBe(1);
+      expect(await stored()).toBe(before + 1);
+    } finally {
+      logged.mockRestore();
+      admissions.admit = own;
     }
   }, 120_000);
 

@@ -59,6 +59,16 @@ export interface Submission {
   quota?: QuotaStanding;
 }
 
+/** What a route that submits learns of the admission as it goes (see `submit`). */
+export interface SubmitOptions {
+  /**
+   * Called once the admission's write starts, with whether a retry would replay it (an Idempotency-Key,
+   * or a signed request's signature). From then on an error may come after the request was stored (a lost
+   * commit answer, a failure once it is in), so a retry without a key could make it a second time.
+   */
+  onAdmitting?: (keyed: boolean) => void;
+}
+
 /**
  * Authenticate, rate-limit, validate, meter and durably admit a request; shared by /v1/inference and
  * /v1/chat/completions. When this resolves the request is in libSQL (the admission log, with its quota
@@ -68,6 +78,7 @@ export async function submit(
   c: Context,
   deps: EdgeDeps,
   toInput: (raw: unknown) => unknown,
+  options: SubmitOptions = {},
 ): Promise<Submission> {
   const bytes = await readBody(c, deps.config.bodyLimit, bodyGuard(c, deps));
   // The time once the body is in: a signed request's timestamp is judged by it (a body trickled in for
@@ -128,6 +139,7 @@ export async function submit(
   }
   // The place reserved above is held until the admission is counted (or refused), then released.
   try {
+    if (outcome === undefined) options.onAdmitting?.(idemKey !== undefined);
     try {
       outcome ??= await deps.admitter.admit({
         body,

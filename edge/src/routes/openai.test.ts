@@ -242,6 +242,46 @@ describe('POST /v1/chat/completions: failures', () => {
       admissions.admit = own;
     }
   });
+
+  test('an admission whose commit answer is lost (it may be stored) is final without an Idempotency-Key; with one a retry replays it', async () => {
+    const admissions = t.relay.admissions;
+    const own = admissions.admit;
+    // The commit goes through, then its answer is lost (a writer thread restarted, WRITER_TIMEOUT).
+    admissions.admit = async (admission) => {
+      await own.call(admissions, admission);
+      throw new Error('WRITER_TIMEOUT: the writer thread left a batch unanswered');
+    };
+    const logged = spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const before = await stored(t);
+      const unkeyed = await chat(t, { ...ASK, max_tokens: 4 });
+      expect(unkeyed.status).toBe(503);
+      expect(((await unkeyed.json()) as OpenAiErrorBody).error.code).toBe('STORE_UNAVAILABLE');
+      // It was stored: a retry would make it a second time, and charge it twice.
+      expect(await stored(t)).toBe(before + 1);
+      expect(unkeyed.headers.get('x-should-retry')).toBe('false');
+
+      const key = {
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${t.apiKey}`,
+          'idempotency-key': 'lost-commit-answer-1',
+        },
+      };
+      const keyed = await chat(t, { ...ASK, max_tokens: 4 }, key);
+      expect(keyed.status).toBe(503);
+      expect(keyed.headers.get('x-should-retry')).toBeNull();
+      expect(await stored(t)).toBe(before + 2);
+      admissions.admit = own;
+      // The retry with the same key answers the request the first attempt stored.
+      const retried = await chat(t, { ...ASK, max_tokens: 4 }, key);
+      expect(retried.status).toBe(200);
+      expect(await stored(t)).toBe(before + 2);
+    } finally {
+      logged.mockRestore();
+      admissions.admit = own;
+    }
+  }, 60_000);
 });
 
 describe('POST /v1/chat/completions: a client that goes away', () => {

@@ -200,7 +200,8 @@ const OPENAI_CODES: Record<string, { type?: string; code: string; param?: string
 /**
  * Codes a retry of the same call can get past: the relay stored and charged nothing (or cannot say it
  * did, for STORE_UNAVAILABLE). Every other error is final for that call, and so is any error once the
- * request was admitted without an Idempotency-Key (a retry would be a new request); they say so with
+ * request's admission started without an Idempotency-Key (a retry would be a new request, or, where the
+ * admission's outcome is unknown, may be: a lost commit answer); they say so with
  * `x-should-retry: false`, which the official clients obey: their default retries of any 5xx, 409 or
  * 429 would otherwise send a request the relay already took (and charged) again as a new one.
  * BODY_TIMEOUT (408: the body arrived too slowly) is refused before anything is read or stored: the same
@@ -255,8 +256,9 @@ export function renamePaths(text: string, names: ParamNames): string {
 
 /**
  * OpenAI's error body for an error, its status and headers, with the inference input's paths renamed.
- * `final`: the request was admitted and no Idempotency-Key would make a retry replay it, so a retry would
- * be a new request, charged again; even a retryable code then says `x-should-retry: false`.
+ * `final`: the request's admission started (it is stored, or may be) and no Idempotency-Key would make a
+ * retry replay it, so a retry could be a new request, charged again; even a retryable code then says
+ * `x-should-retry: false`.
  */
 function openAiErrorParts(e: unknown, names: ParamNames, final = false) {
   const h = toHttpError(e);
@@ -566,25 +568,36 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
     let includeUsage = false;
     let model = SYNOD_MODEL;
     let names = SAME;
-    // Once the request is admitted, a retry makes a new one unless it carries what replays it: an
-    // Idempotency-Key, or for a signed request its signature (see `submit`).
+    // Once the request's admission has started, a retry may make a new one unless it carries what
+    // replays it: an Idempotency-Key, or for a signed request its signature (see `submit`). That holds
+    // for an admission whose outcome is unknown (a lost commit answer, 503 STORE_UNAVAILABLE: the request
+    // may be stored) as much as for one that was taken.
     let unkeyedAdmission = false;
+    const admitting = {
+      onAdmitting: (keyed: boolean) => {
+        unkeyedAdmission = !keyed;
+      },
+    };
     try {
-      const s = await submit(c, deps, (raw) => {
-        // Read before validation (which refuses a body that is not an object, `null` too).
-        const r = (typeof raw === 'object' && raw !== null ? raw : {}) as {
-          stream?: boolean;
-          model?: string;
-          stream_options?: { include_usage?: unknown } | null;
-          max_completion_tokens?: unknown;
-        };
-        names = chatParamNames(r.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens');
-        stream = r.stream === true;
-        includeUsage = r.stream_options?.include_usage === true;
-        model = typeof r.model === 'string' ? r.model : model;
-        return toInferenceInput(raw);
-      });
-      unkeyedAdmission = c.req.header('idempotency-key') === undefined && s.caller.signature === undefined;
+      const s = await submit(
+        c,
+        deps,
+        (raw) => {
+          // Read before validation (which refuses a body that is not an object, `null` too).
+          const r = (typeof raw === 'object' && raw !== null ? raw : {}) as {
+            stream?: boolean;
+            model?: string;
+            stream_options?: { include_usage?: unknown } | null;
+            max_completion_tokens?: unknown;
+          };
+          names = chatParamNames(r.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens');
+          stream = r.stream === true;
+          includeUsage = r.stream_options?.include_usage === true;
+          model = typeof r.model === 'string' ? r.model : model;
+          return toInferenceInput(raw);
+        },
+        admitting,
+      );
       // The request id (OpenAI's clients read it into `_request_id`) and the caller's quota, as headers
       // (the body is OpenAI's), on whatever answer follows: completion, stream or error.
       c.header('x-request-id', s.requestId);
