@@ -569,7 +569,8 @@ const idempotencyKey = {
   in: 'header',
   required: false,
   schema: { type: 'string', minLength: 1, maxLength: 255 },
-  description: 'remembered 24 h: a retry answers the first request',
+  description:
+    'remembered 24 h: a retry answers the first request; the same key with another body is 409 IDEMPOTENCY_CONFLICT (on /v1/chat/completions, another inference request: messages, model, sampling parameters, synod; not stream, stream_options or members Synod ignores)',
 };
 const query = (name: string, schema: Json, description: string) => ({
   name,

@@ -67,6 +67,14 @@ export interface SubmitOptions {
    * commit answer, a failure once it is in), so a retry without a key could make it a second time.
    */
   onAdmitting?: (keyed: boolean) => void;
+  /**
+   * What an Idempotency-Key is bound to, which a replay must match (else 409 IDEMPOTENCY_CONFLICT): the
+   * whole body as sent (`body`, the default: POST /v1/inference, whose every member is its input), or the
+   * inference input `toInput` made of it (`input`: the chat route's messages, models, params, frame and
+   * embedder), so that members which do not change the request (`stream`, `stream_options`, members
+   * Synod ignores) do not make a retry a conflict.
+   */
+  keyedBy?: 'body' | 'input';
 }
 
 /**
@@ -88,8 +96,9 @@ export async function submit(
   const wait = deps.limiter.take(caller.id);
   if (wait > 0) throw rateLimitedError(wait);
   const raw = parseJson(bytes);
+  const input = toInput(raw);
   const { body, json: bodyJson } = buildRequest(
-    toInput(raw),
+    input,
     await relayDefaults(deps.network, deps.config),
     now,
     deps.random,
@@ -98,11 +107,11 @@ export async function submit(
   // A signed request without a key of its own is keyed by its signature: replaying it (the same
   // signature, within the skew window) answers the request it made, charges nothing and starts nothing.
   const idemKey = givenKey ?? (caller.signature !== undefined ? `sig:${caller.signature}` : undefined);
-  // Outside the admission's try: a body with no canonical form (a member Synod ignores holding a
-  // non-finite number or a lone surrogate, or nested too deeply) is the caller's 400 ENCODING_INVALID,
-  // not a store failure.
+  // Outside the admission's try: a body with no canonical form is the caller's 400 ENCODING_INVALID, not
+  // a store failure.
+  const keyed = options.keyedBy === 'input' ? input : raw;
   const idempotency =
-    idemKey === undefined ? undefined : { key: idemKey, bodyDigest: sha256Hex(canonicalBytes(raw)) };
+    idemKey === undefined ? undefined : { key: idemKey, bodyDigest: sha256Hex(canonicalBytes(keyed)) };
   if (deps.network.coordinatorId === '') {
     throw edgeError(503, 'NETWORK_UNAVAILABLE', 'no coordinator is known yet; retry shortly');
   }

@@ -127,6 +127,60 @@ describe('POST /v1/chat/completions: what agents send', () => {
   }, 60_000);
 });
 
+describe('POST /v1/chat/completions: an Idempotency-Key is bound to the inference request, not to transport options', () => {
+  const keyed = (key: string) => ({
+    headers: {
+      'content-type': 'application/json',
+      authorization: `Bearer ${t.apiKey}`,
+      'idempotency-key': key,
+    },
+  });
+
+  test('a streamed call whose stream broke, retried without stream: the same request, answered and stored once', async () => {
+    const before = await stored(t);
+    const streamed = await chat(
+      t,
+      { ...ASK, max_tokens: 4, stream: true, stream_options: { include_usage: true }, user: 'agent-1' },
+      keyed('idem-stream-then-not'),
+    );
+    expect(streamed.status).toBe(200);
+    const requestId = streamed.headers.get('x-request-id');
+    // The caller reads nothing more of the stream (it broke), and retries without stream or user.
+    await streamed.body?.cancel();
+    const retried = await chat(t, { ...ASK, max_tokens: 4 }, keyed('idem-stream-then-not'));
+    expect(retried.status).toBe(200);
+    expect(retried.headers.get('x-request-id')).toBe(requestId);
+    expect(((await retried.json()) as { synod: { requestId: string } }).synod.requestId).toBe(
+      requestId as string,
+    );
+    expect(await stored(t)).toBe(before + 1);
+  }, 60_000);
+
+  test('the same conversation written another way is the same request; another max_tokens is a 409', async () => {
+    const first = await chat(
+      t,
+      { ...ASK, max_tokens: 4, synod: { frame: { quorum: 1 } } },
+      keyed('idem-same-input'),
+    );
+    expect(first.status).toBe(200);
+    // Text as a content part, and a member Synod ignores (here one with no canonical form): the same input.
+    const same = await chat(
+      t,
+      `{"model":"stories260K","messages":[{"role":"user","content":[{"type":"text","text":"Once upon a time"}]}],"max_tokens":4,"synod":{"frame":{"quorum":1}},"user":"\\ud800"}`,
+      keyed('idem-same-input'),
+    );
+    expect(same.status).toBe(200);
+    expect(same.headers.get('x-request-id')).toBe(first.headers.get('x-request-id'));
+    const other = await chat(
+      t,
+      { ...ASK, max_tokens: 5, synod: { frame: { quorum: 1 } } },
+      keyed('idem-same-input'),
+    );
+    expect(other.status).toBe(409);
+    expect(((await other.json()) as OpenAiErrorBody).error.code).toBe('IDEMPOTENCY_CONFLICT');
+  }, 60_000);
+});
+
 describe('POST /v1/chat/completions: failures', () => {
   test("a prompt longer than the model's context: every node declines it, and the answer is OpenAI's 400 context_length_exceeded, at once", async () => {
     const long = 'Once upon a time, there was a little girl who liked to play. '.repeat(300);

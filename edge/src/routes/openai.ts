@@ -9,7 +9,7 @@ import { keepAlive } from '../http/sse-keep-alive.ts';
 import type { RequestDetail } from '../store/history-store.ts';
 import { findRequest, requestView, TERMINAL } from '../views.ts';
 import type { EdgeDeps } from './deps.ts';
-import { submit } from './inference.ts';
+import { type SubmitOptions, submit } from './inference.ts';
 
 /**
  * OpenAI-compatible surface, so the official `openai` client and agent frameworks work unchanged.
@@ -573,10 +573,12 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
     // for an admission whose outcome is unknown (a lost commit answer, 503 STORE_UNAVAILABLE: the request
     // may be stored) as much as for one that was taken.
     let unkeyedAdmission = false;
-    const admitting = {
-      onAdmitting: (keyed: boolean) => {
+    const options: SubmitOptions = {
+      onAdmitting: (keyed) => {
         unkeyedAdmission = !keyed;
       },
+      // A retry of the same conversation replays it, streamed or not, whatever members Synod ignores.
+      keyedBy: 'input',
     };
     try {
       const s = await submit(
@@ -596,7 +598,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
           model = typeof r.model === 'string' ? r.model : model;
           return toInferenceInput(raw);
         },
-        admitting,
+        options,
       );
       // The request id (OpenAI's clients read it into `_request_id`) and the caller's quota, as headers
       // (the body is OpenAI's), on whatever answer follows: completion, stream or error.
