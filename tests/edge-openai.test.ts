@@ -271,6 +271,9 @@ describe('the openai client against the relay', () => {
     ['top_p', { top_p: 0 }],
     ['seed', { seed: -1 }],
     ['synod.frame.secDistance', { synod: { frame: { secDistance: 0.9 } } }],
+    // A frame field one level too high: not dropped (the request would run at the default quorum).
+    ['synod.quorum', { synod: { quorum: 1 } }],
+    ['top_k', { top_k: 1001 }],
     ['stream_options', { stream_options: { include_usage: true } }],
   ] as const)(
     'a bad %s is a 400 naming it as the caller sent it, and stores nothing',
@@ -432,12 +435,19 @@ describe('the openai client against the relay', () => {
       metadata: { run: 'test' },
       modalities: ['text'],
       parallel_tool_calls: true,
+      service_tier: 'auto',
+      prompt_cache_key: 'conversation-1',
+      safety_identifier: 'user-1',
     });
     expect(r.choices[0]?.message.content?.length).toBeGreaterThan(0);
   }, 120_000);
 
   test.each([
     ['frequency_penalty', { frequency_penalty: 0.5 }],
+    ['repetition_penalty', { repetition_penalty: 1.3 }],
+    ['min_p', { min_p: 0.1 }],
+    ['reasoning_effort', { reasoning_effort: 'low' }],
+    ['top_k_typo', { top_k_typo: 40 }],
     ['presence_penalty', { presence_penalty: -1 }],
     ['logprobs', { logprobs: true }],
     ['logit_bias', { logit_bias: { '50256': -100 } }],

@@ -102,6 +102,97 @@ describe('POST /v1/chat/completions: what agents send', () => {
     });
   });
 
+  test.each([
+    ['repetition_penalty', { repetition_penalty: 1.3 }],
+    ['min_p', { min_p: 0.1 }],
+    ['typical_p', { typical_p: 0.5 }],
+    ['reasoning_effort', { reasoning_effort: 'low' }],
+    ['verbosity', { verbosity: 'low' }],
+    ['web_search_options', { web_search_options: {} }],
+    // Any member Synod does not know, whatever its value: it may change the answer.
+    ['mirostat', { mirostat: 2 }],
+    ['grammar', { grammar: 'root ::= "yes"' }],
+    ['x', { x: JSON.parse(`${'['.repeat(5_000)}${']'.repeat(5_000)}`) }],
+  ] as const)(
+    '%s is a 400 UNSUPPORTED_PARAMETER naming it, never dropped, and stores nothing',
+    async (param, extra) => {
+      const before = await stored(t);
+      const r = await chat(t, { ...ASK, ...extra });
+      expect(r.status).toBe(400);
+      expect(r.headers.get('x-should-retry')).toBe('false');
+      const e = (await r.json()) as OpenAiErrorBody;
+      expect(e.error).toMatchObject({ type: 'invalid_request_error', code: 'UNSUPPORTED_PARAMETER', param });
+      expect(e.error.message).toStartWith(param);
+      expect(await stored(t)).toBe(before);
+    },
+  );
+
+  test('a member of synod that is not its own is a 400 naming it, and says where a frame field goes', async () => {
+    const before = await stored(t);
+    const r = await chat(t, { ...ASK, synod: { quorum: 1 } });
+    expect(r.status).toBe(400);
+    const e = (await r.json()) as OpenAiErrorBody & { error: { hint: string } };
+    expect(e.error).toMatchObject({ code: 'INVALID_INPUT', param: 'synod.quorum' });
+    expect(e.error.message).toBe(
+      'synod.quorum: synod takes frame and embeddingModel; did you mean synod.frame.quorum?',
+    );
+    expect(e.error.hint).toContain('synod.frame (');
+    const other = await chat(t, { ...ASK, synod: { model: 'x' } });
+    expect(((await other.json()) as OpenAiErrorBody).error).toMatchObject({
+      param: 'synod.model',
+      message: 'synod.model: synod takes frame and embeddingModel',
+    });
+    expect(await stored(t)).toBe(before);
+  });
+
+  test('a member Synod ignores is still read as OpenAI types it', async () => {
+    const r = await chat(
+      t,
+      `{"model":"stories260K","messages":[{"role":"user","content":"hi"}],"user":1e999}`,
+    );
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as OpenAiErrorBody).error).toMatchObject({
+      code: 'INVALID_INPUT',
+      param: 'user',
+    });
+  });
+
+  test('top_k is params.topK, validated as there; neutral samplers and the members Synod ignores pass', async () => {
+    const r = await chat(t, {
+      ...ASK,
+      max_tokens: 4,
+      top_k: 1,
+      repetition_penalty: 1,
+      min_p: 0,
+      typical_p: 1,
+      top_a: 0,
+      reasoning_effort: null,
+      verbosity: null,
+      user: 'agent-7',
+      metadata: { run: 'test' },
+      store: false,
+      service_tier: 'auto',
+      prompt_cache_key: 'conversation-1',
+      prompt_cache_retention: 'in_memory',
+      safety_identifier: 'user-1',
+      parallel_tool_calls: false,
+      prediction: { type: 'content', content: 'Once' },
+      synod: { frame: { quorum: 1 } },
+    });
+    expect(r.status).toBe(200);
+    const requestId = r.headers.get('x-request-id') as string;
+    const view = (await (await t.relay.app.request(`http://127.0.0.1/v1/inference/${requestId}`)).json()) as {
+      request: { params: Record<string, number> };
+    };
+    expect(view.request.params).toEqual({ maxTokens: 4, temperature: 0, topK: 1 });
+
+    const zero = await chat(t, { ...ASK, top_k: 0 });
+    expect(zero.status).toBe(400);
+    const e = (await zero.json()) as OpenAiErrorBody;
+    expect(e.error).toMatchObject({ code: 'INVALID_INPUT', param: 'top_k' });
+    expect(e.error.message).toStartWith('top_k: ');
+  }, 60_000);
+
   test('with stream_options.include_usage every chunk carries usage, null until the last (as OpenAI)', async () => {
     const r = await chat(t, {
       ...ASK,

@@ -1,4 +1,4 @@
-import { LIMITS, selectReveals } from '@synod/shared';
+import { FrameFieldsSchema, LIMITS, selectReveals } from '@synod/shared';
 import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import * as z from 'zod';
@@ -44,10 +44,19 @@ export const ChatInputSchema = z
     max_completion_tokens: z.number().int().nullish(),
     seed: z.number().int().nullish(),
     top_p: z.number().nullish(),
+    /** Not OpenAI's, but taken by most OpenAI-compatible servers: `params.topK` of POST /v1/inference. */
+    top_k: z.number().int().nullish(),
     n: z.number().int().nullish(),
     stream: z.boolean().nullish(),
     // Read only to refuse what a quorum cannot honour (see `unsupported`); their neutral values pass.
     frequency_penalty: z.number().nullish(),
+    repetition_penalty: z.number().nullish(),
+    min_p: z.number().nullish(),
+    typical_p: z.number().nullish(),
+    top_a: z.number().nullish(),
+    reasoning_effort: z.string().nullish(),
+    verbosity: z.string().nullish(),
+    web_search_options: z.unknown().optional(),
     presence_penalty: z.number().nullish(),
     logprobs: z.boolean().nullish(),
     top_logprobs: z.number().int().nullish(),
@@ -60,28 +69,113 @@ export const ChatInputSchema = z
     response_format: z.object({ type: z.string() }).passthrough().nullish(),
     modalities: z.array(z.string()).nullish(),
     audio: z.unknown().optional(),
+    // How the answer is sent: `include_usage` is honoured, and OpenAI's other options of the stream (such
+    // as `include_obfuscation`) change nothing about the answer.
     stream_options: z.object({ include_usage: z.boolean().nullish() }).passthrough().nullish(),
+    // OpenAI's members that change nothing about the answer (bookkeeping, caching, routing; parallel tool
+    // calls, as any tool is refused; a predicted output, which only speeds an answer up): accepted, and
+    // not passed to the nodes.
+    user: z.string().nullish(),
+    metadata: z.record(z.string(), z.unknown()).nullish(),
+    store: z.boolean().nullish(),
+    service_tier: z.string().nullish(),
+    prompt_cache_key: z.string().nullish(),
+    prompt_cache_retention: z.string().nullish(),
+    safety_identifier: z.string().nullish(),
+    parallel_tool_calls: z.boolean().nullish(),
+    prediction: z.unknown().optional(),
     /** Synod extension: a partial security frame and embedder, as in POST /v1/inference. */
     synod: z
-      .object({ frame: z.record(z.string(), z.unknown()).optional(), embeddingModel: z.string().optional() })
+      .strictObject({
+        frame: z.record(z.string(), z.unknown()).optional(),
+        embeddingModel: z.string().optional(),
+      })
       .optional(),
   })
-  .passthrough();
+  // Any other member is refused, never dropped (see `unknownMember`): it may ask what Synod cannot do.
+  .strict();
 type ChatInput = z.infer<typeof ChatInputSchema>;
+
+/** Sampling parameters of other OpenAI-compatible servers, each with the value that changes nothing. */
+const NEUTRAL_SAMPLING = { repetition_penalty: 1, min_p: 0, typical_p: 1, top_a: 0 } as const;
+
+/** The members `synod` takes, and the frame's fields (which go in `synod.frame`). */
+const SYNOD_MEMBERS = ['frame', 'embeddingModel'];
+const FRAME_FIELDS = Object.keys(FrameFieldsSchema.shape).filter((k) => k !== 'embeddingModel');
+
+/**
+ * A body's first member the chat route does not take, as [path, error], or null (a body that is not an
+ * object is left to the schema). At the top level it is 400 UNSUPPORTED_PARAMETER, as OpenAI's members
+ * Synod cannot honour are: a parameter of another server may change the answer (a sampler, a grammar),
+ * so it is refused rather than dropped. In `synod`, Synod's own, it is 400 INVALID_INPUT as in POST
+ * /v1/inference, and a frame field put there names where it goes (`synod.frame.quorum`).
+ */
+function unknownMember(raw: unknown): HttpError | null {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return null;
+  const name = Object.keys(raw).find((k) => !Object.hasOwn(ChatInputSchema.shape, k));
+  if (name !== undefined) {
+    const param = name.slice(0, 64);
+    const why = `${param} is not a parameter Synod takes: it could change the answer, so it is refused rather than ignored`;
+    return edgeError(
+      400,
+      'UNSUPPORTED_PARAMETER',
+      why,
+      { issues: [{ path: param, message: why }] },
+      "send OpenAI's chat completion parameters (docs/http-api.md lists those honoured, refused and ignored), and Synod's own in synod",
+    );
+  }
+  const synod = (raw as { synod?: unknown }).synod;
+  if (typeof synod !== 'object' || synod === null || Array.isArray(synod)) return null;
+  const inSynod = Object.keys(synod).find((k) => !SYNOD_MEMBERS.includes(k));
+  if (inSynod === undefined) return null;
+  const path = `synod.${inSynod.slice(0, 64)}`;
+  const frameField = FRAME_FIELDS.includes(inSynod);
+  const why = `synod takes frame and embeddingModel${frameField ? `; did you mean synod.frame.${inSynod}?` : ''}`;
+  return edgeError(
+    400,
+    'INVALID_INPUT',
+    `${path}: ${why}`,
+    { issues: [{ path, message: why }] },
+    `the security frame's fields go in synod.frame (${FRAME_FIELDS.join(', ')})`,
+  );
+}
 
 /** The `model` that asks for the relay's default model list. */
 export const SYNOD_MODEL = 'synod';
 
 /**
  * The first thing a request asks that the network cannot do, as [parameter, why], or null. Synod's
- * answer is one text that a quorum agreed on: no tool calls, no stop sequences, penalties, logit bias,
- * log-probabilities or structured output. These are refused with 400 UNSUPPORTED_PARAMETER rather than
- * silently dropped; the neutral values frameworks send by default (0, false, empty, `none`/`auto`
- * without tools, `{type: "text"}`) pass. Other members OpenAI defines (`user`, `metadata`, `store`,
- * `stream_options`, …) change nothing about the answer and are accepted.
+ * answer is one text that a quorum agreed on, sampled by temperature, top_p, top_k and seed: no tool
+ * calls, no stop sequences, penalties or other samplers, logit bias, log-probabilities, reasoning or
+ * verbosity settings, web search or structured output. These are refused with 400
+ * UNSUPPORTED_PARAMETER rather than silently dropped; the neutral values frameworks send by default (0,
+ * false, empty, `none`/`auto` without tools, `{type: "text"}`, null) pass. The members of OpenAI's that
+ * change nothing about the answer (`user`, `metadata`, `store`, …: see the schema) are accepted, and
+ * any other member is refused (`unknownMember`).
  */
 function unsupported(b: ChatInput): [string, string] | null {
   if ((b.n ?? 1) !== 1) return ['n', 'n must be 1: a quorum answers with one winner'];
+  for (const [k, neutral] of Object.entries(NEUTRAL_SAMPLING) as [keyof typeof NEUTRAL_SAMPLING, number][]) {
+    if (b[k] != null && b[k] !== neutral) {
+      return [
+        k,
+        `${k} is not supported (only ${neutral}): the nodes sample by temperature, top_p, top_k and seed`,
+      ];
+    }
+  }
+  if (b.reasoning_effort != null) {
+    return [
+      'reasoning_effort',
+      'reasoning_effort is not supported: the nodes run their model with no reasoning setting',
+    ];
+  }
+  if (b.verbosity != null) return ['verbosity', "verbosity is not supported: the answer is the model's own"];
+  if (b.web_search_options != null) {
+    return [
+      'web_search_options',
+      'web_search_options is not supported: the nodes answer from their model alone',
+    ];
+  }
   if ((b.modalities ?? []).some((m) => m !== 'text')) return ['modalities', 'only text output is supported'];
   if (b.audio != null) return ['audio', 'only text output is supported'];
   for (const k of ['frequency_penalty', 'presence_penalty'] as const) {
@@ -130,6 +224,8 @@ function invalid(path: string, why: string): never {
 }
 
 function toInferenceInput(raw: unknown): unknown {
+  const unknown = unknownMember(raw);
+  if (unknown) throw unknown;
   const r = ChatInputSchema.safeParse(raw);
   if (!r.success) {
     const i = r.error.issues[0];
@@ -161,6 +257,7 @@ function toInferenceInput(raw: unknown): unknown {
   if (maxTokens != null) params['maxTokens'] = maxTokens;
   if (b.seed != null) params['seed'] = b.seed;
   if (b.top_p != null) params['topP'] = b.top_p;
+  if (b.top_k != null) params['topK'] = b.top_k;
   return {
     messages: b.messages.map((m) => ({
       role: m.role === 'developer' ? 'system' : m.role,
@@ -231,6 +328,7 @@ export function chatParamNames(maxTokensName: 'max_tokens' | 'max_completion_tok
     'params.maxTokens': maxTokensName,
     'params.temperature': 'temperature',
     'params.topP': 'top_p',
+    'params.topK': 'top_k',
     'params.seed': 'seed',
     models: 'model',
     embeddingModel: 'synod.embeddingModel',
