@@ -157,7 +157,7 @@ const RETRY_AFTER = {
   ),
 };
 const ERROR_DESCRIPTIONS: Record<number, string> = {
-  400: "BAD_JSON, INVALID_INPUT, UNKNOWN_MODEL, UNSUPPORTED_PARAMETER, FRAME_OUT_OF_RANGE, or another protocol code; on /v1/chat/completions also context_length_exceeded (OpenAI's code: the nodes declined the request, its messages longer than their model's context; details.declines)",
+  400: "BAD_JSON, INVALID_INPUT, UNKNOWN_MODEL, UNSUPPORTED_PARAMETER, FRAME_OUT_OF_RANGE, or another protocol code; on /v1/chat/completions also context_length_exceeded (OpenAI's code: a conversation over the protocol's limits, 64 messages, 32,768 characters in one, 65,536 in all, details.reason PROTOCOL_LIMIT; or one the nodes declined, its messages longer than their model's context, details.declines)",
   401: 'UNAUTHENTICATED (no, a malformed or an unknown API key; a signed request that does not verify)',
   403: 'FORBIDDEN (a revoked API key)',
   404: 'NOT_FOUND (on the OpenAI-compatible routes also UNKNOWN_MODEL, as OpenAI answers an unknown model)',

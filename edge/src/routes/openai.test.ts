@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { LIMITS } from '@synod/shared';
 import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
 import { loneRelay } from '../test-relay.ts';
 import { chatParamNames, renamePaths } from './openai.ts';
@@ -322,6 +323,60 @@ describe('POST /v1/chat/completions: failures', () => {
     expect(streamed.status).toBe(400);
     expect(streamed.headers.get('content-type')).toContain('application/json');
     expect(((await streamed.json()) as OpenAiErrorBody).error.code).toBe('context_length_exceeded');
+  }, 60_000);
+
+  const turns = (n: number, chars = 1) =>
+    Array.from({ length: n }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: 'x'.repeat(chars) }));
+  test.each([
+    [
+      'more messages than the protocol takes',
+      turns(LIMITS.maxMessages + 1),
+      { limit: 'maxMessages', max: 64, actual: 65 },
+      "Synod's maximum context length is 64 messages (a limit of its protocol, whatever the model's context). However, you sent 65 messages. Please reduce the length of the messages.",
+    ],
+    [
+      'a message longer than the protocol takes',
+      [...turns(2), { role: 'user', content: 'x'.repeat(LIMITS.maxPromptChars + 1) }],
+      { limit: 'maxPromptChars', max: 32_768, actual: 32_769, index: 2 },
+      "Synod's maximum context length is 32768 characters in a message (a limit of its protocol, whatever the model's context). However, messages.2 holds 32769 characters. Please reduce the length of the messages.",
+    ],
+    [
+      'messages longer in all than the protocol takes',
+      turns(3, 30_000),
+      { limit: 'maxMessagesChars', max: 65_536, actual: 90_000 },
+      "Synod's maximum context length is 65536 characters of messages in all (a limit of its protocol, whatever the model's context). However, your messages hold 90000 characters. Please reduce the length of the messages.",
+    ],
+  ])(
+    "%s: OpenAI's 400 context_length_exceeded, streamed or not, naming the limit and the figures; nothing stored",
+    async (_, messages, figures, message) => {
+      const before = await stored(t);
+      for (const stream of [false, true]) {
+        const r = await chat(t, { ...ASK, messages, stream });
+        expect(r.status).toBe(400);
+        expect(r.headers.get('content-type')).toContain('application/json');
+        expect(r.headers.get('x-should-retry')).toBe('false');
+        const { error } = (await r.json()) as OpenAiErrorBody & { error: { hint: string } };
+        expect(error).toMatchObject({
+          type: 'invalid_request_error',
+          code: 'context_length_exceeded',
+          param: 'messages',
+          message,
+          details: { code: 'CONTEXT_LENGTH_EXCEEDED', reason: 'PROTOCOL_LIMIT', ...figures },
+        });
+        expect(error.hint).toStartWith('drop earlier turns of the conversation');
+      }
+      expect(await stored(t)).toBe(before);
+    },
+  );
+
+  test('as many messages as the protocol takes are taken (to the nodes, which measure them by their context)', async () => {
+    const r = await chat(t, {
+      ...ASK,
+      messages: turns(LIMITS.maxMessages),
+      max_tokens: 2,
+      synod: { frame: { quorum: 1 } },
+    });
+    expect(r.status).toBe(200);
   }, 60_000);
 
   test('max_tokens no node can write within synod.frame.maxTimeMs: the 504 QUORUM_NOT_MET hint says to lower one or raise the other', async () => {

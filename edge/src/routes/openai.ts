@@ -37,8 +37,9 @@ export const ChatInputSchema = z
           })
           .passthrough(),
       )
-      .min(1)
-      .max(LIMITS.maxMessages),
+      // No bound on their number here: a conversation over the protocol's limits is answered as too long
+      // for the context (`conversationOverLimits`), and the body's own limit bounds what is read.
+      .min(1),
     temperature: z.number().nullish(),
     max_tokens: z.number().int().nullish(),
     max_completion_tokens: z.number().int().nullish(),
@@ -223,6 +224,47 @@ function invalid(path: string, why: string): never {
   throw edgeError(400, 'INVALID_INPUT', `${path}: ${why}`, { issues: [{ path, message: why }] });
 }
 
+/**
+ * A conversation over the protocol's limits (`LIMITS`: at most `maxMessages` messages, `maxPromptChars`
+ * characters in one, `maxMessagesChars` in all, whatever the model), as the chat route answers a
+ * conversation longer than the model's context (`contextExceeded`): OpenAI's 400
+ * `context_length_exceeded` about `messages`, which agent frameworks catch to drop earlier turns and
+ * retry, its message in OpenAI's words (LangChain also knows it by "maximum context length"). Null
+ * when it is within them. Nothing is stored or charged.
+ */
+export function conversationOverLimits(messages: readonly { content: string }[]): HttpError | null {
+  const over = (
+    limit: 'maxMessages' | 'maxPromptChars' | 'maxMessagesChars',
+    what: string,
+    yours: string,
+    actual: number,
+    extra: Record<string, number> = {},
+  ) =>
+    new HttpError(
+      400,
+      'CONTEXT_LENGTH_EXCEEDED',
+      `Synod's maximum context length is ${LIMITS[limit]} ${what} (a limit of its protocol, whatever the model's context). However, ${yours}. Please reduce the length of the messages.`,
+      { reason: 'PROTOCOL_LIMIT', limit, max: LIMITS[limit], actual, ...extra },
+      `drop earlier turns of the conversation, or shorten its longest messages: Synod takes at most ${LIMITS.maxMessages} messages, ${LIMITS.maxPromptChars} characters in one and ${LIMITS.maxMessagesChars} in all; max_tokens does not change it`,
+    );
+  const n = messages.length;
+  if (n > LIMITS.maxMessages) return over('maxMessages', 'messages', `you sent ${n} messages`, n);
+  let total = 0;
+  for (const [index, m] of messages.entries()) {
+    const chars = m.content.length;
+    if (chars > LIMITS.maxPromptChars) {
+      const yours = `messages.${index} holds ${chars} characters`;
+      return over('maxPromptChars', 'characters in a message', yours, chars, { index });
+    }
+    total += chars;
+  }
+  if (total > LIMITS.maxMessagesChars) {
+    const yours = `your messages hold ${total} characters`;
+    return over('maxMessagesChars', 'characters of messages in all', yours, total);
+  }
+  return null;
+}
+
 function toInferenceInput(raw: unknown): unknown {
   const unknown = unknownMember(raw);
   if (unknown) throw unknown;
@@ -258,12 +300,14 @@ function toInferenceInput(raw: unknown): unknown {
   if (b.seed != null) params['seed'] = b.seed;
   if (b.top_p != null) params['topP'] = b.top_p;
   if (b.top_k != null) params['topK'] = b.top_k;
+  const messages = b.messages.map((m) => ({
+    role: m.role === 'developer' ? 'system' : m.role,
+    content: typeof m.content === 'string' ? m.content : (m.content ?? []).map((p) => p.text ?? '').join(''),
+  }));
+  const tooLong = conversationOverLimits(messages);
+  if (tooLong) throw tooLong;
   return {
-    messages: b.messages.map((m) => ({
-      role: m.role === 'developer' ? 'system' : m.role,
-      content:
-        typeof m.content === 'string' ? m.content : (m.content ?? []).map((p) => p.text ?? '').join(''),
-    })),
+    messages,
     ...(models ? { models } : {}),
     ...(Object.keys(params).length > 0 ? { params } : {}),
     ...(b.synod?.frame ? { frame: b.synod.frame } : {}),
