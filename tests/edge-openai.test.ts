@@ -268,8 +268,9 @@ describe('the openai client against the relay', () => {
     ['max_tokens', { max_tokens: 8192 }],
     ['max_completion_tokens', { max_tokens: 16, max_completion_tokens: 0 }],
     ['temperature', { temperature: 2.5 }],
-    ['top_p', { top_p: 0 }],
+    ['top_p', { top_p: 1.5 }],
     ['seed', { seed: -1 }],
+    ['model', { model: 'stories260K,synod' }],
     ['synod.frame.secDistance', { synod: { frame: { secDistance: 0.9 } } }],
     // A frame field one level too high: not dropped (the request would run at the default quorum).
     ['synod.quorum', { synod: { quorum: 1 } }],

@@ -194,6 +194,49 @@ describe('POST /v1/chat/completions: what agents send', () => {
     expect(e.error.message).toStartWith('top_k: ');
   }, 60_000);
 
+  test('top_p: 0, the most likely token alone, is greedy decoding: the signed request says temperature 0', async () => {
+    const r = await chat(t, {
+      ...ASK,
+      max_tokens: 4,
+      temperature: 0.8,
+      top_p: 0,
+      synod: { frame: { quorum: 1 } },
+    });
+    expect(r.status).toBe(200);
+    const view = (await (
+      await t.relay.app.request(`http://127.0.0.1/v1/inference/${r.headers.get('x-request-id')}`)
+    ).json()) as { request: { params: Record<string, number> } };
+    expect(view.request.params).toEqual({ maxTokens: 4, temperature: 0 });
+  }, 60_000);
+
+  test.each([
+    ['top_p', { top_p: -0.1 }, 'top_p: top_p must be from 0 to 1 (0: the most likely token alone)'],
+    // A temperature out of range is not hidden by top_p: 0.
+    ['temperature', { temperature: 5, top_p: 0 }, 'temperature: '],
+    [
+      'seed',
+      { seed: -1 },
+      'seed: seed must be an integer from 0 to 4294967295 (a uint32: every node of the quorum samples from it alike); a negative seed does not ask for a random one here: leave seed out',
+    ],
+    ['seed', { seed: 2 ** 32 }, 'seed: seed must be an integer from 0 to 4294967295'],
+    [
+      'model',
+      { model: 'stories260K,synod' },
+      'model: synod stands alone: it asks for the relay\'s default models, and is not a model to join with others; send "synod" alone, or name the models (GET /v1/models lists them)',
+    ],
+  ] as const)(
+    'a bad %s is a 400 INVALID_INPUT saying what to send, and stores nothing',
+    async (param, extra, message) => {
+      const before = await stored(t);
+      const r = await chat(t, { ...ASK, ...extra });
+      expect(r.status).toBe(400);
+      const e = (await r.json()) as OpenAiErrorBody;
+      expect(e.error).toMatchObject({ code: 'INVALID_INPUT', param });
+      expect(e.error.message).toStartWith(message);
+      expect(await stored(t)).toBe(before);
+    },
+  );
+
   test('with stream_options.include_usage every chunk carries usage, null until the last (as OpenAI)', async () => {
     const r = await chat(t, {
       ...ASK,

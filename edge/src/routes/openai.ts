@@ -1,4 +1,4 @@
-import { FrameFieldsSchema, LIMITS, selectReveals } from '@synod/shared';
+import { FrameFieldsSchema, InferenceParamsSchema, LIMITS, selectReveals } from '@synod/shared';
 import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import * as z from 'zod';
@@ -293,12 +293,38 @@ function toInferenceInput(raw: unknown): unknown {
     if (j >= 0) invalid(`messages.${i}.content.${j}.text`, 'a text content part needs its text');
   }
   const models = b.model === SYNOD_MODEL ? undefined : b.model.split(',').map((m) => m.trim());
+  if (models?.includes(SYNOD_MODEL)) {
+    invalid(
+      'model',
+      `${SYNOD_MODEL} stands alone: it asks for the relay's default models, and is not a model to join with others; send "${SYNOD_MODEL}" alone, or name the models (GET /v1/models lists them)`,
+    );
+  }
   const params: Record<string, number> = {};
   if (b.temperature != null) params['temperature'] = b.temperature;
   const maxTokens = b.max_completion_tokens ?? b.max_tokens;
   if (maxTokens != null) params['maxTokens'] = maxTokens;
+  // The seed is signed into the request, and every node of the quorum samples from it alike: a uint32,
+  // as in POST /v1/inference. A negative one (-1 is "random" to some servers) is no seed to sample from.
+  if (b.seed != null && (b.seed < 0 || b.seed > 0xffffffff)) {
+    invalid(
+      'seed',
+      'seed must be an integer from 0 to 4294967295 (a uint32: every node of the quorum samples from it alike); a negative seed does not ask for a random one here: leave seed out',
+    );
+  }
   if (b.seed != null) params['seed'] = b.seed;
-  if (b.top_p != null) params['topP'] = b.top_p;
+  if (b.top_p != null && (b.top_p < 0 || b.top_p > 1)) {
+    invalid('top_p', 'top_p must be from 0 to 1 (0: the most likely token alone)');
+  }
+  if (b.top_p === 0) {
+    // The smallest nucleus, as OpenAI takes `top_p: 0`: the most likely token alone, which is greedy
+    // decoding whatever the temperature. Built as `temperature: 0` (greedy, which every engine decodes
+    // alike, and what the signed request then says), as the protocol's topP is above 0. A temperature
+    // out of range is left as sent, to be refused as such.
+    const t = b.temperature;
+    if (t == null || InferenceParamsSchema.shape.temperature.safeParse(t).success) params['temperature'] = 0;
+  } else if (b.top_p != null) {
+    params['topP'] = b.top_p;
+  }
   if (b.top_k != null) params['topK'] = b.top_k;
   const messages = b.messages.map((m) => ({
     role: m.role === 'developer' ? 'system' : m.role,
