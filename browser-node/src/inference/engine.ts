@@ -1,4 +1,4 @@
-import type { ChatMessage, InferenceParams, ModelRef } from '@synod/shared';
+import { type ChatMessage, type InferenceParams, MAX_SEED, type ModelRef } from '@synod/shared';
 import { InferenceError } from './errors.ts';
 
 /**
@@ -121,8 +121,10 @@ export function checkGenerateRequest(request: GenerateRequest): void {
       details: { maxTokens },
     });
   }
-  if (seed !== undefined && !(Number.isInteger(seed) && seed >= 0 && seed <= 0xffffffff)) {
-    throw new InferenceError('INFERENCE_INVALID_INPUT', 'seed must be a uint32', { details: { seed } });
+  if (seed !== undefined && !(Number.isInteger(seed) && seed >= 0 && seed <= MAX_SEED)) {
+    throw new InferenceError('INFERENCE_INVALID_INPUT', `seed must be an integer from 0 to ${MAX_SEED}`, {
+      details: { seed },
+    });
   }
   if (topP !== undefined && !(topP > 0 && topP <= 1)) {
     throw new InferenceError('INFERENCE_INVALID_INPUT', 'topP must be in (0, 1]', { details: { topP } });

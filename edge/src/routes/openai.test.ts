@@ -216,9 +216,11 @@ describe('POST /v1/chat/completions: what agents send', () => {
     [
       'seed',
       { seed: -1 },
-      'seed: seed must be an integer from 0 to 4294967295 (a uint32: every node of the quorum samples from it alike); a negative seed does not ask for a random one here: leave seed out',
+      'seed: seed must be an integer from 0 to 4294967294 (every node of the quorum samples from it alike); a negative seed does not ask for a random one here: leave seed out',
     ],
-    ['seed', { seed: 2 ** 32 }, 'seed: seed must be an integer from 0 to 4294967295'],
+    ['seed', { seed: 2 ** 32 }, 'seed: seed must be an integer from 0 to 4294967294'],
+    // llama.cpp's "random seed": each node would sample its own way.
+    ['seed', { seed: 2 ** 32 - 1 }, 'seed: seed must be an integer from 0 to 4294967294'],
     [
       'model',
       { model: 'stories260K,synod' },

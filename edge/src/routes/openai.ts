@@ -1,4 +1,4 @@
-import { FrameFieldsSchema, InferenceParamsSchema, LIMITS, selectReveals } from '@synod/shared';
+import { FrameFieldsSchema, InferenceParamsSchema, LIMITS, MAX_SEED, selectReveals } from '@synod/shared';
 import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import * as z from 'zod';
@@ -303,12 +303,13 @@ function toInferenceInput(raw: unknown): unknown {
   if (b.temperature != null) params['temperature'] = b.temperature;
   const maxTokens = b.max_completion_tokens ?? b.max_tokens;
   if (maxTokens != null) params['maxTokens'] = maxTokens;
-  // The seed is signed into the request, and every node of the quorum samples from it alike: a uint32,
-  // as in POST /v1/inference. A negative one (-1 is "random" to some servers) is no seed to sample from.
-  if (b.seed != null && (b.seed < 0 || b.seed > 0xffffffff)) {
+  // The seed is signed into the request, and every node of the quorum samples from it alike: 0 to
+  // 2^32 - 2, as in POST /v1/inference. A negative one (-1 is "random" to some servers, as 2^32 - 1 is to
+  // llama.cpp) is no seed to sample from.
+  if (b.seed != null && (b.seed < 0 || b.seed > MAX_SEED)) {
     invalid(
       'seed',
-      'seed must be an integer from 0 to 4294967295 (a uint32: every node of the quorum samples from it alike); a negative seed does not ask for a random one here: leave seed out',
+      `seed must be an integer from 0 to ${MAX_SEED} (every node of the quorum samples from it alike); a negative seed does not ask for a random one here: leave seed out`,
     );
   }
   if (b.seed != null) params['seed'] = b.seed;

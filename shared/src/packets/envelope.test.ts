@@ -334,6 +334,9 @@ describe('packets', () => {
       { params: { temperature: 2.5, maxTokens: 10 } },
       { params: { temperature: 0, maxTokens: 0 } },
       { params: { temperature: 0, maxTokens: 1.5 } },
+      // llama.cpp's "random seed": nodes would each sample their own way.
+      { params: { temperature: 1, maxTokens: 8, seed: 2 ** 32 - 1 } },
+      { params: { temperature: 1, maxTokens: 8, seed: -1 } },
       { messages: [{ role: 'user', content: 'hi' }] },
       { acceptedModels: [] },
       { acceptedModels: ['a', 'a'] },
@@ -346,6 +349,9 @@ describe('packets', () => {
     const base = requestBody();
     const badFrame = requestBody({ frame: { ...base.frame, secDistance: 0.6 } });
     await expectCode(signPacket(key, 'request', badFrame), 'PACKET_INVALID_FIELD');
+    // The largest seed is taken.
+    const top = requestBody({ params: { temperature: 1, maxTokens: 8, seed: 2 ** 32 - 2 } });
+    expect((await signPacket(key, 'request', top)).body.params.seed).toBe(2 ** 32 - 2);
   });
 
   test('a request whose id is not derived from its content is rejected', async () => {

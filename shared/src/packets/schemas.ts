@@ -74,9 +74,16 @@ export function distinctModels(ids: readonly string[]): boolean {
   return new Set(ids).size === ids.length;
 }
 
+/** The largest sampling seed (see `InferenceParamsSchema.seed`). */
+export const MAX_SEED = 0xfffffffe;
+
 export const InferenceParamsSchema = z.strictObject({
   maxTokens: z.number().int().min(1).max(4096),
-  seed: z.number().int().min(0).max(0xffffffff).optional(),
+  /**
+   * At most 2^32 - 2: llama.cpp (node-llama-cpp, wllama) reads 2^32 - 1 as "a random seed", so each
+   * node would sample its own way and a quorum would have nothing to agree on.
+   */
+  seed: z.number().int().min(0).max(MAX_SEED).optional(),
   temperature: z.number().min(0).max(2),
   topK: z.number().int().min(1).max(1000).optional(),
   topP: z.number().gt(0).max(1).optional(),
