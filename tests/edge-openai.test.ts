@@ -13,6 +13,16 @@ interface SynodExtra {
   verdictDigest: string;
   transcriptRoot: string;
   verify: string;
+  verdict: { accepted: { nodeId: string }[] } | null;
+  attestations: { nodeId: string; agrees: boolean }[];
+}
+
+/** The seal members of a stored request, by node id. */
+async function sealMembers(requestId: string): Promise<string[]> {
+  const view = (await (await fetch(`${t.relay.url}/v1/inference/${requestId}`)).json()) as {
+    seal: { members: { nodeId: string }[] };
+  };
+  return view.seal.members.map((m) => m.nodeId).sort();
 }
 
 let t: TestNetwork;
@@ -124,6 +134,9 @@ describe('the openai client against the relay', () => {
     const stored = await winnerOf(synod.requestId);
     expect(content).toBe(stored.output);
     expect(synod.verdictDigest).toBe(stored.verdictDigest);
+    // The seal members' attestations of the verdict ride along (the answer waits moments for them).
+    expect(synod.attestations.map((a) => a.nodeId).sort()).toEqual(await sealMembers(synod.requestId));
+    expect(synod.attestations.every((a) => a.agrees)).toBe(true);
     // The proof verifies through the public verifier.
     const v = await fetch(`${t.relay.url}/v1/verify/${synod.requestId}`);
     expect(v.status).toBe(200);
@@ -169,6 +182,9 @@ describe('the openai client against the relay', () => {
     expect(text.length).toBeGreaterThan(0);
     // `stop` or `length`, as the winner's reveal says (stories260K rarely ends a story in 24 tokens).
     expect(finish).toBe(await winnerFinish(synod?.requestId ?? ''));
+    expect(synod?.attestations.map((a) => a.nodeId).sort()).toEqual(
+      await sealMembers(synod?.requestId ?? ''),
+    );
   }, 120_000);
 
   test('a streamed completion replayed by its Idempotency-Key is the same in every chunk: id, created, text', async () => {

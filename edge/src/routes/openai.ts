@@ -7,7 +7,7 @@ import { logServerError } from '../http/log-server-error.ts';
 import { quotaHeaders } from '../http/quota.ts';
 import { keepAlive } from '../http/sse-keep-alive.ts';
 import type { RequestDetail } from '../store/history-store.ts';
-import { findRequest, requestView, TERMINAL } from '../views.ts';
+import { awaitingAttestations, findRequest, requestView, TERMINAL } from '../views.ts';
 import type { EdgeDeps } from './deps.ts';
 import { type SubmitOptions, submit } from './inference.ts';
 
@@ -477,16 +477,25 @@ class CallerGone extends Error {
 }
 
 /**
+ * How long an answer waits, once the verdict is in, for the seal members' attestations of it (signed as
+ * each hears the verdict, usually within tens of milliseconds), so that `synod.attestations` holds them.
+ */
+export const CHAT_ATTESTATION_WAIT_MS = 1_000;
+
+/**
  * Wait until the request reaches a terminal status, or until `deadline`; or until `gone` is aborted (the
  * caller's connection closed), which ends the wait with `CallerGone` rather than poll the history for
- * an answer nobody will read.
+ * an answer nobody will read. With `attestationWaitMs`, a verdict is returned once its seal members have
+ * all attested it, or that long after it, whichever comes first.
  */
 async function awaitVerdict(
   deps: EdgeDeps,
   requestId: string,
   deadline: number,
   gone: AbortSignal,
+  attestationWaitMs = 0,
 ): Promise<RequestDetail> {
+  let endBy: number | null = null;
   let wake: (() => void) | undefined;
   const unsubscribe = deps.network.subscribe(requestId, () => wake?.());
   const onGone = () => wake?.();
@@ -504,14 +513,19 @@ async function awaitVerdict(
         }
       } else {
         const d = found.detail;
-        if (TERMINAL.has(d.status) || deps.now() >= deadline) return d;
+        if (deps.now() >= deadline) return d;
+        if (TERMINAL.has(d.status)) {
+          endBy ??= deps.now() + attestationWaitMs;
+          if (deps.now() >= endBy || !awaitingAttestations(requestView(d))) return d;
+        }
       }
+      const until = Math.min(deadline, endBy ?? deadline);
       await Promise.race([
         new Promise<void>((resolve) => {
           wake = resolve;
         }),
         // Polled every 500 ms, and never past the deadline (a stream's short hold included).
-        deps.sleep(Math.max(0, Math.min(500, deadline - deps.now()))),
+        deps.sleep(Math.max(0, Math.min(500, until - deps.now()))),
       ]);
     }
   } finally {
@@ -777,7 +791,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
       const deadline = deps.now() + f.maxTimeMs + f.revealWindowMs + deps.config.chatWaitSlackMs;
       if (!stream) {
         // The request's signal is aborted when the caller's connection closes (Bun.serve, workerd).
-        const d = await awaitVerdict(deps, s.requestId, deadline, c.req.raw.signal);
+        const d = await awaitVerdict(deps, s.requestId, deadline, c.req.raw.signal, CHAT_ATTESTATION_WAIT_MS);
         const bad = failure(d, vouchedBy(deps));
         if (bad) return openAiError(c, bad, names);
         return c.json(completionBody(d, model));
@@ -831,7 +845,7 @@ export function mountOpenAi(app: Hono, deps: EdgeDeps): void {
         let d: RequestDetail | null = null;
         let bad: HttpError | null;
         try {
-          d = await awaitVerdict(deps, s.requestId, deadline, gone.signal);
+          d = await awaitVerdict(deps, s.requestId, deadline, gone.signal, CHAT_ATTESTATION_WAIT_MS);
           bad = failure(d, vouchedBy(deps));
         } catch (e) {
           if (e instanceof CallerGone) return;
