@@ -5,6 +5,7 @@
  * with what the relay published twice: in the history listing and beside the transcript.
  */
 import { fetchText } from './fetch-text.ts';
+import { printableLines } from './printable.ts';
 import { reasonsOf, type VerifyReport, verifyInput } from './report.ts';
 import {
   parseUniqueJson,
@@ -180,5 +181,5 @@ export function formatAudit(r: AuditReport): string {
     lines.push(`  ${f.requestId}`);
     for (const why of f.reasons) lines.push(`    - ${why}`);
   }
-  return lines.join('\n');
+  return printableLines(lines);
 }

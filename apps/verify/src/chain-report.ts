@@ -3,8 +3,8 @@
  * (`LLMRefunded`) side by side, each counted. The totals (`checked`, `held`, `failures`) cover both; a
  * refund that is not re-derivable (refund-audit.ts) counts as checked but neither holds nor fails.
  */
-import { escapeUnshown } from '@synod/shared';
 import type { AuditReport } from './audit.ts';
+import { printableLines } from './printable.ts';
 import type { RefundAudit } from './refund-audit.ts';
 
 export interface ChainAuditReport extends AuditReport {
@@ -53,7 +53,7 @@ export function addRefund(r: ChainAuditReport, a: RefundAudit): void {
 
 /** `LLMRefunded REASON by 0x… (the bridge), tx 0x…`. */
 function refundLine(a: RefundAudit): string {
-  return `LLMRefunded ${escapeUnshown(a.reason)} by ${a.sender} (${a.byBridge ? 'the bridge' : 'not the bridge'}), tx ${a.txHash}`;
+  return `LLMRefunded ${a.reason} by ${a.sender} (${a.byBridge ? 'the bridge' : 'not the bridge'}), tx ${a.txHash}`;
 }
 
 const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
@@ -77,5 +77,5 @@ export function formatChainAudit(r: ChainAuditReport): string {
     lines.push(`  ${i.requestId}`, `    - ${refundLine(i)}`);
     for (const why of i.why) lines.push(`    - ${why}`);
   }
-  return lines.join('\n');
+  return printableLines(lines);
 }

@@ -13,6 +13,7 @@
  */
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { escapeUnshown } from '@synod/shared';
 import { auditRelay, formatAudit } from './audit.ts';
 import { auditChain } from './chain-audit.ts';
 import { formatChainAudit } from './chain-report.ts';
@@ -23,6 +24,7 @@ import {
   readBoundedFile,
   readBoundedText,
 } from './fetch-text.ts';
+import { printableJson } from './printable.ts';
 import { loadPinnedEmbedder } from './reembed.ts';
 import { formatReport, reportJson, verifyInput } from './report.ts';
 import { parseDigest, readVerifyInput, VerifyInputError } from './verify-input.ts';
@@ -222,7 +224,7 @@ async function main(argv: string[]): Promise<number> {
         ? { load: loadPinnedEmbedder, noiseToleranceBits: Number(toleranceText ?? '0') }
         : undefined,
     );
-    console.log(values.json ? JSON.stringify(reportJson(report), null, 2) : formatReport(report));
+    console.log(values.json ? printableJson(reportJson(report)) : formatReport(report));
     return report.ok ? 0 : 1;
   } catch (e) {
     if (e instanceof VerifyInputError) return cannotCheck(e, json);
@@ -242,8 +244,9 @@ function badUsage(why: string, json: boolean): number {
  * error (`VERIFY_USAGE`) has the help after its reason.
  */
 function cannotCheck(e: VerifyInputError, json: boolean): number {
-  console.error(`synod-verify: ${e.message}${e.code === 'VERIFY_USAGE' ? `\n\n${HELP}` : ''}`);
-  if (json) console.log(JSON.stringify({ ok: false, error: { code: e.code, message: e.message } }, null, 2));
+  // The message may quote a relay's answer or a file: escaped as everything printed (printable.ts).
+  console.error(`synod-verify: ${escapeUnshown(e.message)}${e.code === 'VERIFY_USAGE' ? `\n\n${HELP}` : ''}`);
+  if (json) console.log(printableJson({ ok: false, error: { code: e.code, message: e.message } }));
   return 2;
 }
 
@@ -299,7 +302,7 @@ async function audit(values: Flags, positionals: string[], timeoutS: number): Pr
       });
       [report, text] = [r, formatAudit(r)];
     }
-    console.log(values.json ? JSON.stringify(report, null, 2) : text);
+    console.log(values.json ? printableJson(report) : text);
     return report.failures.length === 0 ? 0 : 1;
   } catch (e) {
     if (e instanceof VerifyInputError) return cannotCheck(e, values.json === true);

@@ -23,7 +23,6 @@
  */
 
 import { ANSWER_TOO_LARGE } from '@synod/contracts/settlement-gas';
-import { escapeUnshown } from '@synod/shared';
 import type { Address, Hex } from 'viem';
 import type { AnswerFit } from './answer-fit.ts';
 import { type AskedBytes, type InputProblems, inputProblems } from './asked-input.ts';
@@ -196,8 +195,8 @@ export async function auditRefund(c: RefundContext): Promise<RefundAudit> {
     return result('holds', failures, [...problems, ...undelivered.notes]);
   }
   const why = byBridge
-    ? `${escapeUnshown(refund.reason)} is not re-derivable from outside: ${NOT_REDERIVABLE[refund.reason] ?? 'not a reason the bridge gives for something that can be checked'}`
-    : `${escapeUnshown(refund.reason)} is not re-derivable: refunded by ${sender}, not the bridge; anyone may refund after the deadline, with any reason`;
+    ? `${refund.reason} is not re-derivable from outside: ${NOT_REDERIVABLE[refund.reason] ?? 'not a reason the bridge gives for something that can be checked'}`
+    : `${refund.reason} is not re-derivable: refunded by ${sender}, not the bridge; anyone may refund after the deadline, with any reason`;
   return result('not-re-derivable', undelivered.failures, [why, ...undelivered.notes]);
 }
 
@@ -396,7 +395,7 @@ function undeliveredAnswer(
   }
   return {
     failures: [
-      `refunded as ${escapeUnshown(reason)}, but the relay holds an accepted verdict of this question (verdict digest ${check.verdictDigest}, re-derived here): an answer existed and was not delivered`,
+      `refunded as ${reason}, but the relay holds an accepted verdict of this question (verdict digest ${check.verdictDigest}, re-derived here): an answer existed and was not delivered`,
     ],
     notes: [],
   };

@@ -6,6 +6,7 @@ import {
   verifyTranscript,
 } from '@synod/shared';
 import { type AttestationCheck, checkAttestations } from './attestations.ts';
+import { printableLines } from './printable.ts';
 import { type EmbedBits, reembedReveals } from './reembed.ts';
 import { packetOf, signatureHolds } from './signed-packets.ts';
 import { shownValue, type VerifyInput } from './verify-input.ts';
@@ -207,7 +208,7 @@ export function reasonsOf(r: VerifyReport): string[] {
 
 const MAX_ISSUES = 20;
 
-/** The report as lines for a terminal. */
+/** The report as lines for a terminal, what others wrote escaped (printable.ts). */
 export function formatReport(r: VerifyReport): string {
   const lines: string[] = [];
   const c = r.check;
@@ -261,7 +262,7 @@ export function formatReport(r: VerifyReport): string {
         : `  ${m.what} does NOT match: given ${m.given}, derived ${m.derived ?? '(nothing: the transcript does not hold)'}`,
     );
   }
-  return lines.join('\n');
+  return printableLines(lines);
 }
 
 function disagreement(d: ReembedCheck['disagree'][number], e: ReembedCheck): string {
