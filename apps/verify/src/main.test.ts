@@ -160,6 +160,24 @@ describe('synod-verify over the golden transcripts', () => {
     expect(r.err).toContain('no transcript here');
   });
 
+  test.each([
+    ['5', 2],
+    ['[]', 2],
+    ['{"foo":1}', 2],
+    ['{"packets":5}', 2],
+    ['{"transcript":"x"}', 2],
+    ['{"transcript":{}}', 2],
+    ['{"transcript":null}', 2],
+    // Shaped as a transcript: verified, and it does not hold.
+    ['{"packets":[]}', 1],
+    ['{"transcript":{"packets":[]}}', 1],
+  ])('%p: exit code %p, whether bare or inside an answer', async (text, code) => {
+    const r = await verify(['-', '--json'], text);
+    expect(r.code).toBe(code);
+    const out = JSON.parse(r.out) as { ok: boolean; error: { code: string } };
+    expect(out.error.code).toBe(code === 2 ? 'VERIFY_INPUT_INVALID' : 'TRANSCRIPT_INVALID');
+  });
+
   test('a genuine transcript with a member named twice is refused as ambiguous (exit 2), not verified', async () => {
     const s = scenarios[0] as Scenario;
     const i = s.transcript.packets.findIndex((p) => p.type === 'reveal');

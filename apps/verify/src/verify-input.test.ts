@@ -112,6 +112,14 @@ describe('readVerifyInput', () => {
       '{"v":1,"requestId":"x","packets":[],"transcript":{}}',
       'both a bare transcript (packets) and a transcript member',
     ],
+    // Shaped as no transcript at all, bare or as a member: not verified (exit code 2), as `5` or `{}`.
+    ['{"packets":5}', 'no transcript here: the input is an object without a packets array'],
+    ['{"transcript":"x"}', 'no transcript here: its transcript member is a string'],
+    ['{"transcript":{}}', 'no transcript here: its transcript member is an object without a packets array'],
+    ['{"transcript":[]}', 'no transcript here: its transcript member is an array'],
+    // Null means "never sealed" only in an archive line (which names its request and status).
+    ['{"transcript":null}', 'no transcript here: its transcript member is null'],
+    ['{"transcript":null,"status":"expired"}', 'no transcript here: its transcript member is null'],
   ])('%p is not something to verify', (text, message) => {
     expect(() => readVerifyInput(text)).toThrow(VerifyInputError);
     expect(() => readVerifyInput(text)).toThrow(message);

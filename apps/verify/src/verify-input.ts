@@ -57,20 +57,24 @@ export function readVerifyInput(text: string, from = 'the input'): VerifyInput {
       'both a bare transcript (packets) and a transcript member: give one ({v, requestId, packets} or {transcript, …})',
     );
   }
-  if ('packets' in o) return { transcript: o, claimed: {} };
+  if ('packets' in o) {
+    notATranscript(o, 'the input');
+    return { transcript: o, claimed: {} };
+  }
   if (!('transcript' in o)) {
     throw new VerifyInputError('no transcript here: expected {v, requestId, packets} or {transcript, …}');
   }
-  if (o['transcript'] === null) {
+  if (o['transcript'] === null && typeof o['status'] === 'string' && 'requestId' in o) {
     // An archived request that was never sealed (`synod-relay history prune`): nothing to re-derive.
     const about = [
-      typeof o['status'] === 'string' ? `status ${o['status']}` : null,
+      `status ${o['status']}`,
       typeof o['error'] === 'string' ? `error ${o['error']}` : null,
     ].filter((x) => x !== null);
     throw new VerifyInputError(
-      `no transcript: the request was never sealed, so it has no verdict to re-derive${about.length > 0 ? ` (${about.join(', ')})` : ''}`,
+      `no transcript: the request was never sealed, so it has no verdict to re-derive (${about.join(', ')})`,
     );
   }
+  notATranscript(o['transcript'], 'its transcript member');
   const claimed: VerifyInput['claimed'] = {};
   const digest = o['verdictDigest'] ?? o['expectedVerdictDigest'];
   const root = o['transcriptRoot'] ?? o['expectedRoot'];
@@ -93,6 +97,31 @@ export function readVerifyInput(text: string, from = 'the input'): VerifyInput {
     ...(Array.isArray(attestations) ? { attestations } : {}),
     ...(signed ? { verdictPacket: verdict } : {}),
   };
+}
+
+/**
+ * Throws unless `v` is shaped as a transcript: an object holding a `packets` array. Anything else (a
+ * string, `{}`, `{"packets": 5}`, null) is not a transcript at all, exit code 2 as every input that is
+ * not one; a transcript whose packets or other members are wrong is verified, and does not hold (exit
+ * code 1, `TRANSCRIPT_INVALID` naming each problem).
+ */
+function notATranscript(v: unknown, what: string): void {
+  const packets =
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? (v as { packets?: unknown }).packets
+      : undefined;
+  if (Array.isArray(packets)) return;
+  const is =
+    v === null
+      ? 'null'
+      : Array.isArray(v)
+        ? 'an array'
+        : typeof v === 'object'
+          ? 'an object without a packets array'
+          : `a ${typeof v}`;
+  throw new VerifyInputError(
+    `no transcript here: ${what} is ${is}, not a transcript {v, requestId, packets: [...]}`,
+  );
 }
 
 /**
