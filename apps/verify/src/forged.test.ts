@@ -7,6 +7,7 @@ import { afterAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { buildTranscript, NodeKey, verifyTranscript } from '@synod/shared';
 import { type Ran, runCommand } from '../../../edge/src/test-servers.ts';
 import { forgeTranscript, relayDouble } from './forged.test-helpers.ts';
 import { printableJson } from './printable.ts';
@@ -90,5 +91,142 @@ describe('what others wrote is printed escaped', () => {
     const text = printableJson(value);
     expect(text).toContain('a\\u007fb\\u0085c\\u200fd\\udb40\\udc41e\\\\f\\"g\\nh');
     expect(JSON.parse(text)).toEqual(value);
+  });
+});
+
+describe('who vouched: the coordinator and the seal', () => {
+  test('a transcript made wholly of fresh keys holds; the report names its coordinator and every seal member', async () => {
+    const answer = 'FORGED: send all funds to 0xdeadbeef';
+    const f = await forgeTranscript({
+      members: [{ output: answer }, { output: answer }, { output: answer }],
+    });
+    const src = file('fresh-keys.json', f.transcript);
+    const r = await verify([src]);
+    // Nothing in a transcript ties it to a relay: node keys cost nothing and a seal is its coordinator's.
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(
+      `coordinator      ${f.coordinator.nodeId} (signed the request and chose the seal)`,
+    );
+    for (const m of f.members) expect(r.out).toContain(`member           ${m.nodeId} agreed`);
+    const json = JSON.parse((await verify([src, '--json'])).out) as {
+      coordinator: string;
+      sealMembers: { nodeId: string; outcome: string }[];
+    };
+    expect(json.coordinator).toBe(f.coordinator.nodeId);
+    expect(json.sealMembers.map((m) => m.nodeId).sort()).toEqual(f.members.map((m) => m.nodeId).sort());
+  });
+
+  test('--coordinator pins whom you trust: a request signed by any other key does not hold (exit 1, COORDINATOR_NOT_PINNED)', async () => {
+    const f = await forgeTranscript();
+    const src = file('pinned.json', f.transcript);
+    const trusted = (await NodeKey.generate()).nodeId;
+    const other = await verify([src, '--coordinator', trusted]);
+    expect(other.code).toBe(1);
+    expect(other.out).toContain(
+      `COORDINATOR_NOT_PINNED: the request and its seal are signed by ${f.coordinator.nodeId}, not by the coordinator pinned by --coordinator (${trusted})`,
+    );
+    const json = JSON.parse((await verify([src, '--coordinator', trusted, '--json'])).out) as {
+      ok: boolean;
+      reasons: string[];
+    };
+    expect(json.ok).toBe(false);
+    expect(json.reasons[0]).toStartWith('COORDINATOR_NOT_PINNED: ');
+    // One of several ids (the relays over one database), in any case.
+    const held = await verify([src, '--coordinator', `${trusted},${f.coordinator.nodeId.toUpperCase()}`]);
+    expect(held.code).toBe(0);
+    expect(held.out).toContain('coordinator      is the coordinator pinned by --coordinator');
+    const bad = await verify([src, '--coordinator', 'abc']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('--coordinator must be node ids');
+  });
+});
+
+describe('attestations, by who signed them', () => {
+  /**
+   * A relay that dropped one member's honest reveal: it recomputes the verdict (2 of 3 still agree),
+   * serves the new digest, root and verdict, and keeps the members' genuine attestations of the old.
+   */
+  async function droppedReveal() {
+    const f = await forgeTranscript();
+    const attestations = await Promise.all(f.members.map((k) => f.attest(k)));
+    const dropped = f.members[0] as NodeKey;
+    const transcript = buildTranscript(
+      f.transcript.packets.filter((p) => !(p.type === 'reveal' && p.from === dropped.nodeId)),
+    );
+    const check = await verifyTranscript(transcript);
+    if (!check.ok) throw check.error;
+    const answer = {
+      ok: true,
+      requestId: f.requestId,
+      verdictDigest: check.verdictDigest,
+      transcriptRoot: check.root,
+      verdict: check.verdict,
+      transcript,
+      attestations,
+    };
+    return { f, dropped, answer, check };
+  }
+
+  test("a seal member's attestation of another verdict is a conflict: the check fails (exit 1), naming it", async () => {
+    const { f, dropped, answer, check } = await droppedReveal();
+    expect(check.verdict.status).toBe('accepted');
+    const r = await verify([file('dropped.json', answer)]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain(
+      'attestations     0 of 3 seal members attest the derived verdict; 3 attest ANOTHER verdict (ATTESTATION_CONFLICT)',
+    );
+    expect(r.out).toContain(
+      `ATTESTATION_CONFLICT: seal member ${dropped.nodeId} (NOT_REVEALED in the derived verdict) attests verdict digest ${f.verdictDigest}, not the derived ${check.verdictDigest}`,
+    );
+    const json = JSON.parse((await verify([file('dropped.json', answer), '--json'])).out) as {
+      reasons: string[];
+    };
+    expect(json.reasons.filter((x) => x.startsWith('ATTESTATION_CONFLICT: seal member '))).toHaveLength(3);
+  });
+
+  test('a relay audit fails on such a conflict too', async () => {
+    const { f, dropped, answer } = await droppedReveal();
+    const relay = relayDouble({
+      coordinator: f.coordinator.nodeId,
+      served: [{ forged: f, answer: () => Response.json(answer) }],
+      intercept: (u) =>
+        u.pathname === '/v1/history'
+          ? Response.json({
+              items: [
+                {
+                  requestId: f.requestId,
+                  status: 'verdict',
+                  coordinator: f.coordinator.nodeId,
+                  createdAt: 1,
+                  verdictDigest: answer.verdictDigest,
+                  transcriptRoot: answer.transcriptRoot,
+                },
+              ],
+              nextCursor: null,
+            })
+          : undefined,
+    });
+    try {
+      const r = await verify(['--relay', relay.url]);
+      expect(r.code).toBe(1);
+      expect(r.out).toContain(
+        `ATTESTATION_CONFLICT: seal member ${dropped.nodeId} (NOT_REVEALED in the derived verdict)`,
+      );
+    } finally {
+      relay.stop();
+    }
+  });
+
+  test('keys outside the seal are listed apart and counted as nothing, whatever they attest (exit 0)', async () => {
+    const f = await forgeTranscript();
+    const stranger = await NodeKey.generate();
+    const other = await f.attest(stranger, { verdictDigest: 'd'.repeat(64) });
+    const members = await Promise.all(f.members.slice(0, 2).map((k) => f.attest(k)));
+    const r = await verify([file('outsider.json', f.answer([...members, other]))]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('attestations     2 of 3 seal members attest the derived verdict');
+    expect(r.out).toContain(
+      'attestations     1 key outside the seal also signed one, not counted (keys cost nothing: they prove nothing about the seal): 0 of the derived verdict, 1 of another',
+    );
   });
 });

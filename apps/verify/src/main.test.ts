@@ -294,7 +294,9 @@ describe('synod-verify against relays', () => {
     expect(r.out).toContain("the source's verdict digest matches");
     expect(r.out).toContain("the source's request id matches");
     expect(r.out).toContain("the source's verdict (its digest) matches");
-    expect(r.out).toContain('attestations     3 nodes signed one, 3 of the derived verdict');
+    expect(r.out).toContain('attestations     3 of 3 seal members attest the derived verdict');
+    // Who vouched: the relay's key coordinated, and the three nodes were its seal.
+    expect(r.out).toContain(`coordinator      ${t.relayKey.nodeId} (signed the request and chose the seal)`);
 
     // A relay that lies about the verdict digest of a genuine transcript is caught.
     const honest = (await (await fetch(url)).json()) as Record<string, unknown>;
@@ -339,7 +341,7 @@ describe('synod-verify against relays', () => {
       expect(lied.out).toContain("the source's verdict digest does NOT match");
       const altered = await verify([`http://127.0.0.1:${forger.port}/v1/verify/${requestId}`]);
       expect(altered.code).toBe(1);
-      expect(altered.out).toContain('attestations     2 nodes signed one, 2 of the derived verdict');
+      expect(altered.out).toContain('attestations     2 of 3 seal members attest the derived verdict');
       expect(altered.out).toContain(
         `an attestation from ${victim.from.slice(0, 16)}… does NOT hold: its signature does not verify`,
       );

@@ -31,13 +31,16 @@ import { parseDigest, readVerifyInput, VerifyInputError } from './verify-input.t
 
 const HELP = `synod-verify: re-derive Synod verdicts from their transcripts, trusting no relay.
 
-usage: synod-verify SOURCE [--expect-digest HEX] [--expect-root HEX] [--reembed [--noise-tolerance-bits N]] [--json]
+usage: synod-verify SOURCE [--coordinator IDS] [--expect-digest HEX] [--expect-root HEX] [--reembed [--noise-tolerance-bits N]] [--json]
        synod-verify --relay URL [--limit N] [--model ID] [--node ID] [--json]
        synod-verify --chain RPC_URL --oracle ADDR --relay URL [--from-block N] [--limit N] [--json]
 
   SOURCE               a transcript file (JSON), - for standard input, or an http(s) URL such as
                        a relay's /v1/verify/<requestId> (only its transcript is used; redirects are
                        followed within its origin only)
+  --coordinator IDS    the node id (or ids, comma-separated) of the coordinator you trust: a
+                       request signed by any other key does not hold (COORDINATOR_NOT_PINNED).
+                       Without it, any key may have coordinated: node keys cost nothing
   --expect-digest HEX  the verdict digest you expect (e.g. LLMFulfilled's verdictDigest; 0x optional)
   --expect-root HEX    the transcript root you expect
   --reembed            embed each member's output again here with the embedder the frame pins (USE
@@ -130,6 +133,20 @@ function requestIdOfUrl(url: string): string | undefined {
 }
 
 const MAX_TIMEOUT_S = 86_400;
+/** Most ids `--coordinator` takes (the relays over one database, say). */
+const MAX_COORDINATORS = 64;
+
+/** `--coordinator`: node ids (64 hex digits, any case), comma-separated; a `VERIFY_USAGE` error else. */
+function parseCoordinators(text: string): string[] {
+  const ids = [...new Set(text.split(',').map((x) => x.trim().toLowerCase()))];
+  if (ids.length > MAX_COORDINATORS || !ids.every((id) => /^[0-9a-f]{64}$/.test(id))) {
+    throw new VerifyInputError(
+      `--coordinator must be node ids (64 hex digits each), comma-separated, at most ${MAX_COORDINATORS}`,
+      'VERIFY_USAGE',
+    );
+  }
+  return ids;
+}
 
 /** `--timeout-s`: decimal seconds (not '', '1e3', '0x10' or 'Infinity'), above 0, at most a day. */
 function parseTimeout(text: string): number | undefined {
@@ -140,6 +157,7 @@ function parseTimeout(text: string): number | undefined {
 
 /** The command line's flags, as parseArgs gives them. */
 interface Flags {
+  coordinator?: string;
   'expect-digest'?: string;
   'expect-root'?: string;
   reembed?: boolean;
@@ -165,6 +183,7 @@ async function main(argv: string[]): Promise<number> {
       allowPositionals: true,
       strict: true,
       options: {
+        coordinator: { type: 'string' },
         'expect-digest': { type: 'string' },
         'expect-root': { type: 'string' },
         reembed: { type: 'boolean', default: false },
@@ -212,6 +231,7 @@ async function main(argv: string[]): Promise<number> {
         : parseDigest('--expect-digest', values['expect-digest']);
     const expectRoot =
       values['expect-root'] === undefined ? undefined : parseDigest('--expect-root', values['expect-root']);
+    const coordinators = values.coordinator === undefined ? undefined : parseCoordinators(values.coordinator);
     const read = await readSource(source, timeoutS);
     const report = await verifyInput(
       readVerifyInput(read.text, read.from),
@@ -219,6 +239,9 @@ async function main(argv: string[]): Promise<number> {
         ...(expectDigest !== undefined ? { expectDigest } : {}),
         ...(expectRoot !== undefined ? { expectRoot } : {}),
         ...(read.requestId !== undefined ? { expectRequestId: read.requestId } : {}),
+        ...(coordinators !== undefined
+          ? { coordinators: { ids: coordinators, by: 'the coordinator pinned by --coordinator' } }
+          : {}),
       },
       values.reembed
         ? { load: loadPinnedEmbedder, noiseToleranceBits: Number(toleranceText ?? '0') }
@@ -263,6 +286,7 @@ async function audit(values: Flags, positionals: string[], timeoutS: number): Pr
   if (values.reembed || values['noise-tolerance-bits'] !== undefined) {
     return usage('--reembed checks one transcript (a SOURCE), not an audit');
   }
+  if (values.coordinator !== undefined) return usage('--coordinator pins one transcript (a SOURCE)');
   if (values['expect-digest'] !== undefined || values['expect-root'] !== undefined) {
     return usage(
       '--expect-digest and --expect-root compare one transcript; --relay compares each with what was published',

@@ -5,7 +5,7 @@ import {
   verdictDigest,
   verifyTranscript,
 } from '@synod/shared';
-import { type AttestationCheck, checkAttestations } from './attestations.ts';
+import { type AttestationCheck, type Attested, checkAttestations } from './attestations.ts';
 import { printableLines } from './printable.ts';
 import { type EmbedBits, reembedReveals } from './reembed.ts';
 import { packetOf, signatureHolds } from './signed-packets.ts';
@@ -22,6 +22,25 @@ export interface VerifyReport {
   attestations?: AttestationCheck;
   /** With `--reembed`: the members' outputs embedded here, and the reveals whose bits disagree. */
   reembedded?: ReembedCheck;
+  /**
+   * Who vouched for the verdict (absent when the transcript does not hold): the coordinator that signed
+   * the request and the seal, and each seal member with its outcome in the derived verdict (`agreed`,
+   * or its rejection's reason).
+   */
+  who?: Who;
+  /** The coordinators the request must be signed by (`--coordinator`, a relay's own), and whether it is. */
+  pin?: CoordinatorPin & { ok: boolean };
+}
+
+export interface Who {
+  coordinator: string;
+  members: { nodeId: string; outcome: string; winner: boolean }[];
+}
+
+/** Coordinator ids a request must be signed by, and what pinned them (`--coordinator`, a relay's /healthz). */
+export interface CoordinatorPin {
+  ids: readonly string[];
+  by: string;
 }
 
 export interface ReembedCheck {
@@ -41,7 +60,8 @@ export interface ReembedOptions {
 
 /**
  * Check the attestations a source gave beside the transcript (attestations.ts) into the report: one that
- * does not verify makes it fail, as a forged value would.
+ * does not verify makes it fail, as a forged value would, and so does a seal member's attestation of
+ * another verdict (a conflict).
  */
 export async function withAttestations(
   r: VerifyReport,
@@ -53,9 +73,37 @@ export async function withAttestations(
   const attestations = await checkAttestations(
     given,
     requestId,
-    c.ok ? { verdictDigest: c.verdictDigest, root: c.root } : null,
+    c.ok
+      ? { verdictDigest: c.verdictDigest, root: c.root, members: (r.who?.members ?? []).map((m) => m.nodeId) }
+      : null,
   );
-  return { ...r, attestations, ok: r.ok && attestations.invalid.length === 0 };
+  const conflicts = attestations.members?.conflicts.length ?? 0;
+  return { ...r, attestations, ok: r.ok && attestations.invalid.length === 0 && conflicts === 0 };
+}
+
+/** Who vouched for a verdict that holds: its coordinator, and the seal's members with their outcomes. */
+export function whoVouched(check: TranscriptCheck): Who | undefined {
+  if (!check.ok) return undefined;
+  const request = check.transcript.packets.find((p) => p.type === 'request');
+  const seal = check.transcript.packets.find((p) => p.type === 'seal');
+  if (request?.type !== 'request' || seal?.type !== 'seal')
+    throw new Error('a transcript that holds has both');
+  const v = check.verdict;
+  const agreed = new Set(v.accepted.map((a) => a.nodeId));
+  const outcome = (nodeId: string) =>
+    agreed.has(nodeId)
+      ? 'agreed'
+      : (v.rejected.find(
+          (x) => x.nodeId === nodeId && x.commitment !== null && x.reason !== 'DUPLICATE_REVEAL',
+        )?.reason ?? 'NOT_REVEALED');
+  return {
+    coordinator: request.from,
+    members: seal.body.members.map((m) => ({
+      nodeId: m.nodeId,
+      outcome: outcome(m.nodeId),
+      winner: v.winner?.nodeId === m.nodeId,
+    })),
+  };
 }
 
 /**
@@ -64,7 +112,13 @@ export async function withAttestations(
  */
 export async function verifyInput(
   input: VerifyInput,
-  expect: { expectDigest?: string; expectRoot?: string; expectRequestId?: string } = {},
+  expect: {
+    expectDigest?: string;
+    expectRoot?: string;
+    expectRequestId?: string;
+    /** The coordinators the request must be signed by. */
+    coordinators?: CoordinatorPin;
+  } = {},
   reembed?: ReembedOptions,
 ): Promise<VerifyReport> {
   let check = await verifyTranscript(input.transcript);
@@ -100,9 +154,16 @@ export async function verifyInput(
     compared.comparisons.push(...(await verdictPacketComparisons(check, input.verdictPacket)));
     compared.ok = compared.ok && compared.comparisons.every((c) => c.match);
   }
-  const report = reembedded
+  let report: VerifyReport = reembedded
     ? { ...compared, reembedded, ok: compared.ok && reembedded.disagree.length === 0 }
     : compared;
+  const who = whoVouched(check);
+  if (who !== undefined) report = { ...report, who };
+  const pin = expect.coordinators;
+  if (pin !== undefined && who !== undefined) {
+    const ok = pin.ids.includes(who.coordinator);
+    report = { ...report, pin: { ...pin, ok }, ok: report.ok && ok };
+  }
   return withAttestations(report, input.attestations);
 }
 
@@ -194,9 +255,12 @@ export function compare(
 export function reasonsOf(r: VerifyReport): string[] {
   const reasons: string[] = [];
   if (!r.check.ok) reasons.push(`does not hold: ${r.check.error.code}: ${r.check.error.message}`);
+  const pinned = pinFailure(r);
+  if (pinned !== null) reasons.push(pinned);
   for (const c of r.comparisons) {
     if (!c.match) reasons.push(`${c.what} ${c.given} does not match the derived ${c.derived ?? '(none)'}`);
   }
+  for (const a of r.attestations?.members?.conflicts ?? []) reasons.push(conflict(a, r));
   for (const bad of r.attestations?.invalid ?? []) {
     reasons.push(`an attestation from ${bad.from.slice(0, 16)}… does not hold: ${bad.why}`);
   }
@@ -206,7 +270,22 @@ export function reasonsOf(r: VerifyReport): string[] {
   return reasons;
 }
 
+/** `COORDINATOR_NOT_PINNED: …` when the request is signed by a key the pin does not name; else null. */
+function pinFailure(r: VerifyReport): string | null {
+  const p = r.pin;
+  if (p === undefined || p.ok || r.who === undefined) return null;
+  return `COORDINATOR_NOT_PINNED: the request and its seal are signed by ${r.who.coordinator}, not by ${p.by} (${p.ids.join(', ')})`;
+}
+
+/** `ATTESTATION_CONFLICT: …` for a seal member's valid attestation of another verdict. */
+function conflict(a: Attested, r: VerifyReport): string {
+  const outcome = r.who?.members.find((m) => m.nodeId === a.nodeId)?.outcome ?? '?';
+  const derived = r.check.ok ? r.check.verdictDigest : '(none)';
+  return `ATTESTATION_CONFLICT: seal member ${a.nodeId} (${outcome} in the derived verdict) attests verdict digest ${a.verdictDigest}, not the derived ${derived}: it recomputed another verdict from the packets it held, so this transcript is not what it saw (a reveal dropped or altered?)`;
+}
+
 const MAX_ISSUES = 20;
+const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
 
 /** The report as lines for a terminal, what others wrote escaped (printable.ts). */
 export function formatReport(r: VerifyReport): string {
@@ -226,6 +305,12 @@ export function formatReport(r: VerifyReport): string {
     lines.push(`request ${c.requestId}: the transcript holds, verdict ${v.status}`);
     lines.push(`  verdict digest   ${c.verdictDigest}`);
     lines.push(`  transcript root  ${c.root}`);
+    if (r.who) {
+      lines.push(`  coordinator      ${r.who.coordinator} (signed the request and chose the seal)`);
+    }
+    if (r.pin) {
+      lines.push(r.pin.ok ? `  coordinator      is ${r.pin.by}` : `  ${pinFailure(r)}`);
+    }
     const reasons = new Map<string, number>();
     for (const x of v.rejected) reasons.set(x.reason, (reasons.get(x.reason) ?? 0) + 1);
     const rejected = [...reasons].map(([k, n]) => `${k} ${n}`).join(', ');
@@ -233,6 +318,9 @@ export function formatReport(r: VerifyReport): string {
       `  seal             ${v.sealSize} members, ${v.required} needed to agree; ${v.accepted.length} agreed` +
         (v.rejected.length > 0 ? `; rejected: ${rejected}` : ''),
     );
+    for (const m of r.who?.members ?? []) {
+      lines.push(`  member           ${m.nodeId} ${m.outcome}${m.winner ? ', the winner' : ''}`);
+    }
     if (v.winner) {
       lines.push(`  winner           node ${v.winner.nodeId.slice(0, 16)}…, model ${v.winner.model.id}`);
       lines.push(`  output digest    ${v.winner.outputDigest}`);
@@ -241,13 +329,7 @@ export function formatReport(r: VerifyReport): string {
     }
   }
   const a = r.attestations;
-  if (a) {
-    lines.push(
-      `  attestations     ${a.nodes} node${a.nodes === 1 ? '' : 's'} signed one, ${a.agree} of the derived verdict`,
-    );
-    for (const bad of a.invalid)
-      lines.push(`  an attestation from ${bad.from.slice(0, 16)}… does NOT hold: ${bad.why}`);
-  }
+  if (a) lines.push(...attestationLines(a, r));
   const e = r.reembedded;
   if (e) {
     lines.push(
@@ -265,11 +347,42 @@ export function formatReport(r: VerifyReport): string {
   return printableLines(lines);
 }
 
+/** The attestations by who signed them: the seal's members, then keys outside it (not counted). */
+function attestationLines(a: AttestationCheck, r: VerifyReport): string[] {
+  const lines: string[] = [];
+  const m = a.members;
+  if (m === null) {
+    lines.push(
+      `  attestations     ${plural(a.nodes, 'key', 'keys')} signed one (the transcript does not hold: no seal to tell its members by)`,
+    );
+  } else {
+    lines.push(
+      `  attestations     ${m.agree} of ${m.sealSize} seal members attest the derived verdict` +
+        (m.conflicts.length > 0
+          ? `; ${m.conflicts.length} attest ANOTHER verdict (ATTESTATION_CONFLICT)`
+          : '') +
+        (m.otherRoot.length > 0
+          ? `; ${m.otherRoot.length} the derived verdict over another transcript root`
+          : ''),
+    );
+    for (const x of m.conflicts) lines.push(`  ${conflict(x, r)}`);
+  }
+  const o = a.outsiders;
+  if (o !== null && o.signed > 0) {
+    lines.push(
+      `  attestations     ${plural(o.signed, 'key', 'keys')} outside the seal also signed one, not counted (keys cost nothing: they prove nothing about the seal): ${o.agree} of the derived verdict, ${o.other} of another`,
+    );
+  }
+  for (const bad of a.invalid)
+    lines.push(`  an attestation from ${bad.from.slice(0, 16)}… does NOT hold: ${bad.why}`);
+  return lines;
+}
+
 function disagreement(d: ReembedCheck['disagree'][number], e: ReembedCheck): string {
   return `the bits node ${d.nodeId.slice(0, 16)}… revealed (reveal ${d.revealId.slice(0, 16)}…) are NOT its output's: more than ${e.noiseToleranceBits} bits from ${e.embedder} here (EMBEDDING_DISAGREES)`;
 }
 
-/** The report as one JSON value. */
+/** The report as one JSON value: what was derived, who vouched, what was compared, and why it fails. */
 export function reportJson(r: VerifyReport): Record<string, unknown> {
   const c = r.check;
   return {
@@ -277,8 +390,11 @@ export function reportJson(r: VerifyReport): Record<string, unknown> {
     ...(c.ok
       ? { requestId: c.requestId, verdictDigest: c.verdictDigest, transcriptRoot: c.root, verdict: c.verdict }
       : { error: c.error.toJSON() }),
+    ...(r.who ? { coordinator: r.who.coordinator, sealMembers: r.who.members } : {}),
+    ...(r.pin ? { pin: r.pin } : {}),
     comparisons: r.comparisons,
     ...(r.attestations ? { attestations: r.attestations } : {}),
     ...(r.reembedded ? { reembedded: r.reembedded } : {}),
+    reasons: reasonsOf(r),
   };
 }
