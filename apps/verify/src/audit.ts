@@ -6,7 +6,7 @@
  */
 import { fetchText } from './fetch-text.ts';
 import { printableLines } from './printable.ts';
-import { reasonsOf, type VerifyReport, verifyInput } from './report.ts';
+import { type CoordinatorPin, reasonsOf, type VerifyReport, verifyInput } from './report.ts';
 import {
   parseUniqueJson,
   readVerifyInput,
@@ -24,6 +24,11 @@ export interface AuditOptions {
   model?: string;
   node?: string;
   timeoutS: number;
+  /**
+   * The coordinators whose requests the relay may serve (`--coordinator`); absent: the one the relay
+   * publishes (`GET /healthz`).
+   */
+  coordinators?: readonly string[];
   /** Told after each request is checked (progress on a terminal). */
   onChecked?: (done: number) => void;
 }
@@ -40,6 +45,15 @@ export interface AuditReport {
   checked: number;
   held: number;
   failures: AuditFailure[];
+  /**
+   * The coordinator the relay publishes (`GET /healthz`; null: none, or not read) and the ids every
+   * transcript's request must be signed by (null: none pinned, as a chain audit without `--coordinator`).
+   */
+  coordinator: { published: string | null; pinned: CoordinatorPin | null };
+  /** The keys that signed the requests audited (their coordinators), with how many each. */
+  signedBy: Record<string, number>;
+  /** What is wrong with the relay itself (it publishes another coordinator than the pinned one). */
+  problems: string[];
 }
 
 /** The terminal outcomes whose transcripts carry a verdict to re-derive. */
@@ -52,6 +66,8 @@ interface HistoryItem {
   transcriptRoot: string | null;
   /** As listed (`verdict` or `no-consensus` here): compared with the derived verdict's outcome. */
   status?: unknown;
+  /** As listed: compared with the request packet's signer. */
+  coordinator?: unknown;
   winnerNodeId?: unknown;
   winnerModelId?: unknown;
 }
@@ -64,7 +80,33 @@ interface HistoryPage {
 /** Audit a relay (see the file's header). A relay that cannot be read is a `VerifyInputError`. */
 export async function auditRelay(o: AuditOptions): Promise<AuditReport> {
   const base = o.relay.replace(/\/+$/, '');
-  const report: AuditReport = { relay: base, checked: 0, held: 0, failures: [] };
+  const published = await publishedCoordinator(base, o.timeoutS);
+  let pinned: CoordinatorPin;
+  if (o.coordinators !== undefined) {
+    pinned = { ids: o.coordinators, by: 'the coordinator pinned by --coordinator' };
+  } else if (published === null) {
+    throw new VerifyInputError(
+      `${base}/healthz names no coordinator: whose transcripts the relay serves cannot be told; give the coordinator you trust with --coordinator`,
+    );
+  } else {
+    pinned = { ids: [published], by: `the relay's own coordinator (its /healthz)` };
+  }
+  const report: AuditReport = {
+    relay: base,
+    checked: 0,
+    held: 0,
+    failures: [],
+    coordinator: { published, pinned },
+    signedBy: {},
+    problems: [],
+  };
+  if (published !== null && !pinned.ids.includes(published)) {
+    // A relay that says it is another coordinator than the one trusted: nothing it serves is that one's.
+    report.problems.push(
+      `COORDINATOR_NOT_PINNED: the relay publishes coordinator ${published} (its /healthz), not one pinned by --coordinator (${pinned.ids.join(', ')}): not audited further`,
+    );
+    return report;
+  }
   for (const status of AUDITED_STATUSES) {
     let cursor: string | null = null;
     do {
@@ -75,7 +117,7 @@ export async function auditRelay(o: AuditOptions): Promise<AuditReport> {
       if (Number(q.get('limit')) < 1) return report;
       const page = parsePage(await getText(`${base}/v1/history?${q}`, o.timeoutS, 'history'));
       for (const item of page.items) {
-        const failure = await auditOne(base, item, o.timeoutS);
+        const failure = await auditOne(base, item, o.timeoutS, pinned, report.signedBy);
         report.checked++;
         if (failure) report.failures.push(failure);
         else report.held++;
@@ -87,15 +129,44 @@ export async function auditRelay(o: AuditOptions): Promise<AuditReport> {
   return report;
 }
 
-async function auditOne(base: string, item: HistoryItem, timeoutS: number): Promise<AuditFailure | null> {
+/**
+ * The coordinator a relay publishes (`GET /healthz`'s `coordinator`, answered 200, or 503 while it is
+ * not healthy), or null when it names none. A relay that cannot be read is a `VerifyInputError`.
+ */
+export async function publishedCoordinator(base: string, timeoutS: number): Promise<string | null> {
+  const r = await fetchText(`${base}/healthz`, timeoutS, 'health and coordinator');
+  if (r.status !== 200 && r.status !== 503) {
+    throw new VerifyInputError(`${base}/healthz answered ${r.status}: ${r.text.slice(0, 200)}`);
+  }
+  const id = (parseUniqueJson(r.text, `${base}/healthz`) as { coordinator?: unknown } | null)?.coordinator;
+  return typeof id === 'string' && /^[0-9a-f]{64}$/.test(id) ? id : null;
+}
+
+/** Count a verified request's coordinator (the key that signed it) into `signedBy`. */
+export function countSigner(signedBy: Record<string, number>, r: VerifyReport): void {
+  if (r.who) signedBy[r.who.coordinator] = (signedBy[r.who.coordinator] ?? 0) + 1;
+}
+
+async function auditOne(
+  base: string,
+  item: HistoryItem,
+  timeoutS: number,
+  pinned: CoordinatorPin,
+  signedBy: Record<string, number>,
+): Promise<AuditFailure | null> {
   let verified: Verified;
   try {
-    verified = await fetchAndVerify(`${base}/v1/verify/${encodeURIComponent(item.requestId)}`, timeoutS);
+    verified = await fetchAndVerify(
+      `${base}/v1/verify/${encodeURIComponent(item.requestId)}`,
+      timeoutS,
+      pinned,
+    );
   } catch (e) {
     if (e instanceof VerifyInputError) return { requestId: item.requestId, reasons: [e.message] };
     throw e;
   }
   const { report } = verified;
+  countSigner(signedBy, report);
   const check = report.check;
   const derived = check.ok
     ? {
@@ -110,6 +181,8 @@ async function auditOne(base: string, item: HistoryItem, timeoutS: number): Prom
     ["the history's verdict digest", item.verdictDigest ?? undefined, check.ok ? check.verdictDigest : null],
     ["the history's transcript root", item.transcriptRoot ?? undefined, check.ok ? check.root : null],
     ["the history's status", item.status, derived?.status ?? null],
+    // The coordinator the history names must be the key that signed the request it serves.
+    ["the history's coordinator", item.coordinator, report.who?.coordinator ?? null],
     ["the history's winner", item.winnerNodeId, derived?.winnerNodeId ?? null],
     ["the history's winning model", item.winnerModelId, derived?.winnerModelId ?? null],
   ] as const) {
@@ -136,9 +209,13 @@ export interface Verified {
  * claims compared, its attestations checked. A relay that cannot be read, or an answer holding no
  * transcript, is a `VerifyInputError`.
  */
-export async function fetchAndVerify(url: string, timeoutS: number): Promise<Verified> {
+export async function fetchAndVerify(
+  url: string,
+  timeoutS: number,
+  coordinators: CoordinatorPin | null = null,
+): Promise<Verified> {
   const input = readVerifyInput(await getText(url, timeoutS, 'transcript'), `the transcript at ${url}`);
-  return { input, report: await verifyInput(input) };
+  return { input, report: await verifyInput(input, coordinators === null ? {} : { coordinators }) };
 }
 
 /** The text at `url`; any status but a success (or a 422 with a transcript that does not hold) throws. */
@@ -176,10 +253,32 @@ function parsePage(text: string): HistoryPage {
 export function formatAudit(r: AuditReport): string {
   const lines = [
     `audited ${r.checked} request${r.checked === 1 ? '' : 's'} of ${r.relay}: ${r.held} hold, ${r.failures.length} do not`,
+    ...coordinatorLines(r),
   ];
+  for (const p of r.problems) lines.push(`  ${p}`);
   for (const f of r.failures) {
     lines.push(`  ${f.requestId}`);
     for (const why of f.reasons) lines.push(`    - ${why}`);
   }
   return printableLines(lines);
+}
+
+/** Whom the audit held the transcripts to, and who signed them: the lines after an audit's totals. */
+export function coordinatorLines(r: AuditReport): string[] {
+  const { published, pinned } = r.coordinator;
+  const relaySays =
+    published === null
+      ? 'the relay publishes none (/healthz)'
+      : `the relay publishes ${published} (/healthz)`;
+  const lines =
+    pinned === null
+      ? [`  coordinator: none pinned (--coordinator pins it); ${relaySays}`]
+      : [
+          `  coordinator: ${pinned.ids.join(', ')}, ${pinned.by}: every request must be signed by ${pinned.ids.length === 1 ? 'it' : 'one of them'}`,
+          ...(pinned.ids.length === 1 && pinned.ids[0] === published ? [] : [`  ${relaySays}`]),
+        ];
+  const signers = Object.entries(r.signedBy).sort((a, b) => b[1] - a[1]);
+  if (signers.length > 0)
+    lines.push(`  requests signed by: ${signers.map(([id, n]) => `${id} (${n})`).join(', ')}`);
+  return lines;
 }

@@ -139,6 +139,20 @@ describe('synod-verify --chain', () => {
     expect(text.out).toContain(
       `audited 2 requests of ${net.relay.url} for oracle ${chain.oracle.toLowerCase()}`,
     );
+    // The chain anchors each answer's digest and root as the bridge wrote them; the relay is where the
+    // transcripts are read. Who coordinated them is said, and pinned only when asked.
+    expect(text.out).toContain(
+      `  coordinator: none pinned (--coordinator pins it); the relay publishes ${net.relayKey.nodeId} (/healthz)`,
+    );
+    expect(text.out).toContain(`  requests signed by: ${net.relayKey.nodeId} (2)`);
+    const pinned = await audit(net.relay.url, ['--coordinator', net.relayKey.nodeId]);
+    expect(pinned.code).toBe(0);
+    const stranger = (await NodeKey.generate()).nodeId;
+    const other = await audit(net.relay.url, ['--coordinator', stranger]);
+    expect(other.code).toBe(1);
+    expect(other.out).toContain(
+      `COORDINATOR_NOT_PINNED: the request and its seal are signed by ${net.relayKey.nodeId}, not by the coordinator pinned by --coordinator (${stranger})`,
+    );
     // From a block after the second was asked: its question is still found (by its request number).
     const fulfilledAt = await chain.client.getContractEvents({
       address: chain.oracle,
@@ -511,6 +525,18 @@ describe('synod-verify --chain', () => {
     };
     const item = report.refunds.items.find((i) => i.requestId === id(declined.requestNo));
     expect(item?.outcome).toBe('holds');
+    // Nothing on chain anchors a refund's evidence: pinned to another coordinator, its request packet fails.
+    const stranger = (await NodeKey.generate()).nodeId;
+    const unpinned = await audit(net.relay.url, [
+      '--from-block',
+      String(fromBlock),
+      '--coordinator',
+      stranger,
+    ]);
+    expect(unpinned.code).toBe(1);
+    expect(unpinned.out).toContain(
+      `COORDINATOR_NOT_PINNED: the request packet the declines name is signed by ${net.relayKey.nodeId}, not by the coordinator pinned by --coordinator (${stranger})`,
+    );
     expect(item?.why[0]).toMatch(
       /^3 nodes signed that its prompt does not fit their model's context \(\d+ tokens of stories260K, whose context holds \d+\); whom the relay counted toward its quorum is its own record$/,
     );

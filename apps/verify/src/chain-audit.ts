@@ -18,11 +18,11 @@ import {
 } from 'viem';
 import { answerFit } from './answer-fit.ts';
 import type { AskedBytes } from './asked-input.ts';
-import { fetchAndVerify, type Verified } from './audit.ts';
+import { countSigner, fetchAndVerify, publishedCoordinator, type Verified } from './audit.ts';
 import { type Asked, questionMismatches } from './chain-question.ts';
 import { addAnswer, addRefund, type ChainAuditReport, emptyChainReport } from './chain-report.ts';
 import { auditRefund, type Refund } from './refund-audit.ts';
-import { reasonsOf } from './report.ts';
+import { type CoordinatorPin, reasonsOf } from './report.ts';
 import { VerifyInputError } from './verify-input.ts';
 
 export interface ChainAuditOptions {
@@ -34,6 +34,12 @@ export interface ChainAuditOptions {
   /** Most settlements (answers and refunds) to check. */
   limit: number;
   timeoutS: number;
+  /**
+   * The coordinators every transcript (and a declined request's packet) must be signed by
+   * (`--coordinator`); absent: none pinned. The relay is where transcripts are read, not necessarily the
+   * one that coordinated them: what anchors an answer is the digest and root the oracle's bridge wrote.
+   */
+  coordinators?: readonly string[];
 }
 
 /** Blocks per `eth_getLogs` call: within what public RPC endpoints allow. */
@@ -113,7 +119,16 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
       });
     }
   }
-  const report = emptyChainReport(`${relay} for oracle ${oracle} on chain ${chainId}`);
+  const pinned: CoordinatorPin | null =
+    o.coordinators === undefined
+      ? null
+      : { ids: o.coordinators, by: 'the coordinator pinned by --coordinator' };
+  // What the relay says it is, for the report: a relay that cannot say is read for transcripts all the same.
+  const published = await publishedCoordinator(relay, o.timeoutS).catch((e: unknown) => {
+    if (e instanceof VerifyInputError) return null;
+    throw e;
+  });
+  const report = emptyChainReport(`${relay} for oracle ${oracle} on chain ${chainId}`, { published, pinned });
   // Asked before --from-block: its LLMRequested is looked up by its (indexed) request number.
   const askedFor = async (requestNo: bigint): Promise<AskedOnChain | undefined> => {
     if (!asked.has(requestNo)) {
@@ -140,7 +155,15 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
     addAnswer(
       report,
       requestId,
-      await auditFulfilled(relay, requestId, f, await askedFor(f.requestNo), o.timeoutS),
+      await auditFulfilled(
+        relay,
+        requestId,
+        f,
+        await askedFor(f.requestNo),
+        o.timeoutS,
+        pinned,
+        report.signedBy,
+      ),
     );
   }
   const bridges = refunded.length > 0 ? await bridgeChanges(client, oracle) : [];
@@ -172,6 +195,8 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
         byBridge: bridge === sender,
         asked: question,
         timeoutS: o.timeoutS,
+        pinned,
+        signedBy: report.signedBy,
         ...(refundedAt === undefined ? {} : { refundedAt }),
         ...(question && sent.blockNumber !== null
           ? {
@@ -243,15 +268,18 @@ async function auditFulfilled(
   f: Fulfilled,
   asked: Asked | undefined,
   timeoutS: number,
+  pinned: CoordinatorPin | null,
+  signedBy: Record<string, number>,
 ): Promise<string[] | null> {
   let verified: Verified;
   try {
-    verified = await fetchAndVerify(`${relay}/v1/verify/${encodeURIComponent(requestId)}`, timeoutS);
+    verified = await fetchAndVerify(`${relay}/v1/verify/${encodeURIComponent(requestId)}`, timeoutS, pinned);
   } catch (e) {
     if (e instanceof VerifyInputError) return [e.message];
     throw e;
   }
   const { input, report } = verified;
+  countSigner(signedBy, report);
   const check = report.check;
   // The question is compared either way: what the transcript claims was asked is worth naming too.
   if (!check.ok) return [...reasonsOf(report), ...questionMismatches(input.transcript, asked)];

@@ -3,7 +3,7 @@
  * (`LLMRefunded`) side by side, each counted. The totals (`checked`, `held`, `failures`) cover both; a
  * refund that is not re-derivable (refund-audit.ts) counts as checked but neither holds nor fails.
  */
-import type { AuditReport } from './audit.ts';
+import { type AuditReport, coordinatorLines } from './audit.ts';
 import { printableLines } from './printable.ts';
 import type { RefundAudit } from './refund-audit.ts';
 
@@ -12,13 +12,16 @@ export interface ChainAuditReport extends AuditReport {
   refunds: { checked: number; held: number; failed: number; notRederivable: number; items: RefundAudit[] };
 }
 
-/** An empty report of `relay` (its description: relay, oracle and chain). */
-export function emptyChainReport(relay: string): ChainAuditReport {
+/** An empty report of `relay` (its description: relay, oracle and chain), and whom it holds transcripts to. */
+export function emptyChainReport(relay: string, coordinator: AuditReport['coordinator']): ChainAuditReport {
   return {
     relay,
     checked: 0,
     held: 0,
     failures: [],
+    coordinator,
+    signedBy: {},
+    problems: [],
     answers: { checked: 0, held: 0, failed: 0 },
     refunds: { checked: 0, held: 0, failed: 0, notRederivable: 0, items: [] },
   };
@@ -66,6 +69,7 @@ export function formatChainAudit(r: ChainAuditReport): string {
     `audited ${plural(r.checked, 'request', 'requests')} of ${r.relay}: ${r.held} hold, ${r.failures.length} do not, ${f.notRederivable} not re-derivable`,
     `  answers (LLMFulfilled): ${a.checked} audited, ${a.held} hold, ${a.failed} do not`,
     `  refunds (LLMRefunded):  ${f.checked} audited, ${f.held} hold, ${f.failed} do not, ${f.notRederivable} not re-derivable`,
+    ...coordinatorLines(r),
   ];
   for (const x of r.failures) {
     lines.push(`  ${x.requestId}`);

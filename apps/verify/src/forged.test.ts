@@ -230,3 +230,66 @@ describe('attestations, by who signed them', () => {
     );
   });
 });
+
+describe('--relay holds every transcript to a coordinator', () => {
+  test('a relay that publishes another coordinator than --coordinator fails at once (exit 1), auditing nothing', async () => {
+    const f = await forgeTranscript();
+    const trusted = (await NodeKey.generate()).nodeId;
+    const relay = relayDouble({ coordinator: f.coordinator.nodeId, served: [{ forged: f }] });
+    try {
+      const r = await verify(['--relay', relay.url, '--coordinator', trusted]);
+      expect(r.code).toBe(1);
+      expect(r.out).toContain(
+        `COORDINATOR_NOT_PINNED: the relay publishes coordinator ${f.coordinator.nodeId} (its /healthz), not one pinned by --coordinator (${trusted}): not audited further`,
+      );
+      expect(relay.asked.filter((x) => x.startsWith('/v1/'))).toEqual([]);
+      // Pinned to it and another (two relays over one database): audited.
+      const both = await verify([
+        '--relay',
+        relay.url,
+        '--coordinator',
+        `${trusted},${f.coordinator.nodeId}`,
+      ]);
+      expect(both.code).toBe(0);
+      expect(both.out).toContain(`requests signed by: ${f.coordinator.nodeId} (1)`);
+    } finally {
+      relay.stop();
+    }
+  });
+
+  test('a relay that names no coordinator is audited only against --coordinator (else exit 2)', async () => {
+    const f = await forgeTranscript();
+    const relay = relayDouble({ coordinator: null, served: [{ forged: f }] });
+    try {
+      const unpinned = await verify(['--relay', relay.url]);
+      expect(unpinned.code).toBe(2);
+      expect(unpinned.err).toContain('/healthz names no coordinator');
+      const pinned = await verify(['--relay', relay.url, '--coordinator', f.coordinator.nodeId]);
+      expect(pinned.code).toBe(0);
+      expect(pinned.out).toContain('the relay publishes none (/healthz)');
+      const other = await verify(['--relay', relay.url, '--coordinator', (await NodeKey.generate()).nodeId]);
+      expect(other.code).toBe(1);
+      expect(other.out).toContain('COORDINATOR_NOT_PINNED: the request and its seal are signed by');
+    } finally {
+      relay.stop();
+    }
+  });
+
+  test("a history item naming another coordinator than its request's signer does not match", async () => {
+    const f = await forgeTranscript();
+    const listed = (await NodeKey.generate()).nodeId;
+    const relay = relayDouble({
+      coordinator: f.coordinator.nodeId,
+      served: [{ forged: f, listedCoordinator: listed }],
+    });
+    try {
+      const r = await verify(['--relay', relay.url]);
+      expect(r.code).toBe(1);
+      expect(r.out).toContain(
+        `the history's coordinator ${listed} does not match the derived ${f.coordinator.nodeId}`,
+      );
+    } finally {
+      relay.stop();
+    }
+  });
+});

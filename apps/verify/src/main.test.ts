@@ -25,6 +25,7 @@ import { archiveRecord } from '../../../edge/src/store/history-prune.ts';
 import { startTestNetwork, type TestNetwork } from '../../../edge/src/test-helpers.ts';
 import { type Ran, runCommand } from '../../../edge/src/test-servers.ts';
 import { MAX_SOURCE_BYTES } from './fetch-text.ts';
+import { forgeTranscript } from './forged.test-helpers.ts';
 
 const MAIN = resolve(import.meta.dir, 'main.ts');
 const VECTORS = resolve(import.meta.dir, '../../../shared/test-vectors/v1.json');
@@ -423,8 +424,73 @@ describe('synod-verify against relays', () => {
     }
   }, 120_000);
 
+  test('a relay serving a genuine request re-signed under a fresh key, with fresh-key members, is caught: its own coordinator pins every transcript', async () => {
+    const requestId = await answered('A tall tree');
+    const genuine = (await (await fetch(`${t.relay.url}/v1/verify/${requestId}`)).json()) as {
+      transcript: Transcript;
+    };
+    const request = genuine.transcript.packets.find((p) => p.type === 'request') as Packet<'request'>;
+    const bits = (genuine.transcript.packets.find((p) => p.type === 'reveal') as Packet<'reveal'>).body
+      .bEmbedding;
+    // The request id covers the body, not its author: the same id, signed by the liar's own key.
+    const forged = await forgeTranscript({
+      requestBody: request.body,
+      members: [0, 1, 2].map(() => ({ output: 'FORGED ANSWER', bits })),
+    });
+    expect(forged.requestId).toBe(requestId);
+    const attestations = await Promise.all(forged.members.map((k) => forged.attest(k)));
+    const liar = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      async fetch(req) {
+        const u = new URL(req.url);
+        if (u.pathname === `/v1/verify/${requestId}`) return Response.json(forged.answer(attestations));
+        const real = await fetch(`${t.relay.url}${u.pathname}${u.search}`);
+        const body = (await real.json()) as Record<string, unknown>;
+        if (u.pathname === '/v1/history') {
+          // Its listing agrees with the forgery, but for the coordinator it names.
+          for (const i of (body as { items: Record<string, unknown>[] }).items) {
+            if (i['requestId'] !== requestId) continue;
+            Object.assign(i, {
+              verdictDigest: forged.verdictDigest,
+              transcriptRoot: forged.root,
+              winnerNodeId: forged.verdict.winner?.nodeId,
+            });
+          }
+        }
+        return Response.json(body, { status: real.status });
+      },
+    });
+    const url = `http://127.0.0.1:${liar.port}`;
+    try {
+      const r = await verify(['--relay', url]);
+      expect(r.code).toBe(1);
+      expect(r.out).toMatch(/: \d+ hold, 1 do not/);
+      expect(r.out).toContain(
+        `  coordinator: ${t.relayKey.nodeId}, the relay's own coordinator (its /healthz): every request must be signed by it`,
+      );
+      expect(r.out).toContain(
+        `  ${requestId}\n    - COORDINATOR_NOT_PINNED: the request and its seal are signed by ${forged.coordinator.nodeId}, not by the relay's own coordinator (its /healthz) (${t.relayKey.nodeId})`,
+      );
+      expect(r.out).toContain(
+        `    - the history's coordinator ${t.relayKey.nodeId} does not match the derived ${forged.coordinator.nodeId}`,
+      );
+      // On its own the forgery holds: only whom it is pinned to tells it from the relay's answer.
+      const alone = await verify([`${url}/v1/verify/${requestId}`]);
+      expect(alone.code).toBe(0);
+      const pinned = await verify([`${url}/v1/verify/${requestId}`, '--coordinator', t.relayKey.nodeId]);
+      expect(pinned.code).toBe(1);
+      expect(pinned.out).toContain('COORDINATOR_NOT_PINNED');
+    } finally {
+      liar.stop(true);
+    }
+  }, 120_000);
+
   test.each([
-    [['--relay', 'http://127.0.0.1:9'], 'could not fetch the history at http://127.0.0.1:9/v1/history'],
+    [
+      ['--relay', 'http://127.0.0.1:9'],
+      'could not fetch the health and coordinator at http://127.0.0.1:9/healthz',
+    ],
     [['--relay', 'relay.example'], '--relay must be an http(s) URL'],
     [['--relay', 'http://127.0.0.1:9', 'a.json'], 'give a SOURCE or --relay, not both'],
     [['--relay', 'http://127.0.0.1:9', '--limit', '0'], '--limit must be a whole number >= 1'],
@@ -448,7 +514,14 @@ describe('synod-verify against relays', () => {
       ],
       ['{"items":"all","nextCursor":null}', 'not a page'],
     ] as const) {
-      const odd = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => new Response(answer) });
+      const odd = Bun.serve({
+        hostname: '127.0.0.1',
+        port: 0,
+        fetch: (req) =>
+          new URL(req.url).pathname === '/healthz'
+            ? Response.json({ coordinator: t.relayKey.nodeId })
+            : new Response(answer),
+      });
       try {
         const r = await verify(['--relay', `http://127.0.0.1:${odd.port}`]);
         expect(r.code).toBe(2);

@@ -32,15 +32,16 @@ import { parseDigest, readVerifyInput, VerifyInputError } from './verify-input.t
 const HELP = `synod-verify: re-derive Synod verdicts from their transcripts, trusting no relay.
 
 usage: synod-verify SOURCE [--coordinator IDS] [--expect-digest HEX] [--expect-root HEX] [--reembed [--noise-tolerance-bits N]] [--json]
-       synod-verify --relay URL [--limit N] [--model ID] [--node ID] [--json]
-       synod-verify --chain RPC_URL --oracle ADDR --relay URL [--from-block N] [--limit N] [--json]
+       synod-verify --relay URL [--coordinator IDS] [--limit N] [--model ID] [--node ID] [--json]
+       synod-verify --chain RPC_URL --oracle ADDR --relay URL [--coordinator IDS] [--from-block N] [--limit N] [--json]
 
   SOURCE               a transcript file (JSON), - for standard input, or an http(s) URL such as
                        a relay's /v1/verify/<requestId> (only its transcript is used; redirects are
                        followed within its origin only)
   --coordinator IDS    the node id (or ids, comma-separated) of the coordinator you trust: a
                        request signed by any other key does not hold (COORDINATOR_NOT_PINNED).
-                       Without it, any key may have coordinated: node keys cost nothing
+                       Without it, any key may have coordinated: node keys cost nothing. --relay
+                       pins the relay's own (its /healthz) unless given; --chain pins none
   --expect-digest HEX  the verdict digest you expect (e.g. LLMFulfilled's verdictDigest; 0x optional)
   --expect-root HEX    the transcript root you expect
   --reembed            embed each member's output again here with the embedder the frame pins (USE
@@ -286,7 +287,6 @@ async function audit(values: Flags, positionals: string[], timeoutS: number): Pr
   if (values.reembed || values['noise-tolerance-bits'] !== undefined) {
     return usage('--reembed checks one transcript (a SOURCE), not an audit');
   }
-  if (values.coordinator !== undefined) return usage('--coordinator pins one transcript (a SOURCE)');
   if (values['expect-digest'] !== undefined || values['expect-root'] !== undefined) {
     return usage(
       '--expect-digest and --expect-root compare one transcript; --relay compares each with what was published',
@@ -303,8 +303,15 @@ async function audit(values: Flags, positionals: string[], timeoutS: number): Pr
     if (values.model !== undefined || values.node !== undefined)
       return usage('--model and --node filter a relay audit, not a chain audit');
   }
+  let coordinators: string[] | undefined;
   try {
-    let report: { failures: unknown[] };
+    coordinators = values.coordinator === undefined ? undefined : parseCoordinators(values.coordinator);
+  } catch (e) {
+    if (e instanceof VerifyInputError) return usage(e.message);
+    throw e;
+  }
+  try {
+    let report: { failures: unknown[]; problems: unknown[] };
     let text: string;
     if (onChain) {
       const r = await auditChain({
@@ -314,6 +321,7 @@ async function audit(values: Flags, positionals: string[], timeoutS: number): Pr
         fromBlock: BigInt(values['from-block'] as string),
         limit,
         timeoutS,
+        ...(coordinators !== undefined ? { coordinators } : {}),
       });
       [report, text] = [r, formatChainAudit(r)];
     } else {
@@ -321,13 +329,14 @@ async function audit(values: Flags, positionals: string[], timeoutS: number): Pr
         relay,
         limit,
         timeoutS,
+        ...(coordinators !== undefined ? { coordinators } : {}),
         ...(values.model !== undefined ? { model: values.model } : {}),
         ...(values.node !== undefined ? { node: values.node } : {}),
       });
       [report, text] = [r, formatAudit(r)];
     }
     console.log(values.json ? printableJson(report) : text);
-    return report.failures.length === 0 ? 0 : 1;
+    return report.failures.length === 0 && report.problems.length === 0 ? 0 : 1;
   } catch (e) {
     if (e instanceof VerifyInputError) return cannotCheck(e, values.json === true);
     throw e;

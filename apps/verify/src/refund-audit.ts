@@ -26,11 +26,11 @@ import { ANSWER_TOO_LARGE } from '@synod/contracts/settlement-gas';
 import type { Address, Hex } from 'viem';
 import type { AnswerFit } from './answer-fit.ts';
 import { type AskedBytes, type InputProblems, inputProblems } from './asked-input.ts';
-import type { Verified } from './audit.ts';
+import { countSigner, type Verified } from './audit.ts';
 import { type Asked, questionMismatches } from './chain-question.ts';
 import { checkDeclines } from './declines.ts';
 import { fetchText } from './fetch-text.ts';
-import { reasonsOf, verifyInput } from './report.ts';
+import { type CoordinatorPin, reasonsOf, verifyInput } from './report.ts';
 import { parseUniqueJson, readVerifyInput, VerifyInputError } from './verify-input.ts';
 
 /** An `LLMRefunded` event. */
@@ -82,7 +82,12 @@ type RelayHeld =
   /** No verdict: the nodes declined it, their signed declines served beside the request packet. */
   | { kind: 'declined'; why: string; request: unknown; declines: unknown[] };
 
-async function relayHeld(relay: string, requestId: string, timeoutS: number): Promise<RelayHeld> {
+async function relayHeld(
+  relay: string,
+  requestId: string,
+  timeoutS: number,
+  pinned: CoordinatorPin | null,
+): Promise<RelayHeld> {
   const url = `${relay}/v1/verify/${encodeURIComponent(requestId)}`;
   try {
     const r = await fetchText(url, timeoutS, 'transcript');
@@ -97,7 +102,8 @@ async function relayHeld(relay: string, requestId: string, timeoutS: number): Pr
       return { kind: 'unreadable', why: `${url} answered ${r.status}: ${r.text.slice(0, 200)}` };
     }
     const input = readVerifyInput(r.text);
-    return { kind: 'transcript', verified: { input, report: await verifyInput(input) } };
+    const report = await verifyInput(input, pinned === null ? {} : { coordinators: pinned });
+    return { kind: 'transcript', verified: { input, report } };
   } catch (e) {
     if (e instanceof VerifyInputError) return { kind: 'unreadable', why: e.message };
     throw e;
@@ -137,6 +143,10 @@ export interface RefundContext {
   /** The question of its `LLMRequested` event (undefined: the oracle has none). */
   asked: (Asked & AskedBytes) | undefined;
   timeoutS: number;
+  /** The coordinators its transcript, or its declined request packet, must be signed by (null: any). */
+  pinned?: CoordinatorPin | null;
+  /** Counts the coordinator of a transcript verified (audit.ts `countSigner`). */
+  signedBy?: Record<string, number>;
   /** When the refund was mined (its block's timestamp, ms); absent: not known. */
   refundedAt?: number;
   /**
@@ -150,7 +160,8 @@ export interface RefundContext {
 export async function auditRefund(c: RefundContext): Promise<RefundAudit> {
   const { requestId, refund, sender, byBridge, asked } = c;
   const base = { requestId, reason: refund.reason, txHash: refund.txHash, sender, byBridge };
-  const held = await relayHeld(c.relay, requestId, c.timeoutS);
+  const held = await relayHeld(c.relay, requestId, c.timeoutS, c.pinned ?? null);
+  if (held.kind === 'transcript' && c.signedBy) countSigner(c.signedBy, held.verified.report);
   const result = (outcome: 'holds' | 'not-re-derivable', failures: string[], notes: string[]): RefundAudit =>
     failures.length > 0 ? { ...base, outcome: 'fails', why: failures } : { ...base, outcome, why: notes };
 
@@ -221,6 +232,12 @@ async function declinedAudit(
     return result('holds', [`${claim}; the request packet the relay serves: ${check.requestProblem}`], []);
   }
   const failures: string[] = [];
+  const signer = (held.request as { from: string }).from;
+  if (c.pinned && !c.pinned.ids.includes(signer)) {
+    failures.push(
+      `COORDINATOR_NOT_PINNED: the request packet the declines name is signed by ${signer}, not by ${c.pinned.by} (${c.pinned.ids.join(', ')})`,
+    );
+  }
   const asked = questionMismatches({ packets: [held.request] }, c.asked);
   failures.push(...asked.map((m) => `the request the declines name: ${m}`));
   for (const bad of check.invalid) failures.push(`a decline from ${bad.from}: ${bad.why}`);
