@@ -8,6 +8,7 @@ import { fetchText } from './fetch-text.ts';
 import { printableLines } from './printable.ts';
 import { type CoordinatorPin, reasonsOf, type VerifyReport, verifyInput } from './report.ts';
 import {
+  isRateLimited,
   parseUniqueJson,
   readVerifyInput,
   shownValue,
@@ -54,6 +55,13 @@ export interface AuditReport {
   signedBy: Record<string, number>;
   /** What is wrong with the relay itself (it publishes another coordinator than the pinned one). */
   problems: string[];
+  /**
+   * Requests listed but not checked: the relay rate-limited their transcript past the retries
+   * (fetch-text.ts `RATE_LIMIT`). Neither held nor failed.
+   */
+  unchecked: { requestId: string; why: string }[];
+  /** Why the audit stopped before it was done (the history rate-limited), or null. */
+  incomplete: string | null;
 }
 
 /** The terminal outcomes whose transcripts carry a verdict to re-derive. */
@@ -99,6 +107,8 @@ export async function auditRelay(o: AuditOptions): Promise<AuditReport> {
     coordinator: { published, pinned },
     signedBy: {},
     problems: [],
+    unchecked: [],
+    incomplete: null,
   };
   if (published !== null && !pinned.ids.includes(published)) {
     // A relay that says it is another coordinator than the one trusted: nothing it serves is that one's.
@@ -110,21 +120,37 @@ export async function auditRelay(o: AuditOptions): Promise<AuditReport> {
   for (const status of AUDITED_STATUSES) {
     let cursor: string | null = null;
     do {
-      const q = new URLSearchParams({ status, limit: String(Math.min(PAGE, o.limit - report.checked)) });
+      const taken = report.checked + report.unchecked.length;
+      const q = new URLSearchParams({ status, limit: String(Math.min(PAGE, o.limit - taken)) });
       if (o.model !== undefined) q.set('model', o.model);
       if (o.node !== undefined) q.set('node', o.node);
       if (cursor !== null) q.set('cursor', cursor);
       if (Number(q.get('limit')) < 1) return report;
-      const page = parsePage(await getText(`${base}/v1/history?${q}`, o.timeoutS, 'history'));
+      let page: HistoryPage;
+      try {
+        page = parsePage(await getText(`${base}/v1/history?${q}`, o.timeoutS, 'history'));
+      } catch (e) {
+        // Rate-limited past the retries: what was audited stands, and the audit says where it stopped.
+        if (!isRateLimited(e)) throw e;
+        report.incomplete = `the history could not be read further: ${(e as Error).message}`;
+        return report;
+      }
       for (const item of page.items) {
-        const failure = await auditOne(base, item, o.timeoutS, pinned, report.signedBy);
+        let failure: AuditFailure | null;
+        try {
+          failure = await auditOne(base, item, o.timeoutS, pinned, report.signedBy);
+        } catch (e) {
+          if (!isRateLimited(e)) throw e;
+          report.unchecked.push({ requestId: item.requestId, why: (e as Error).message });
+          continue;
+        }
         report.checked++;
         if (failure) report.failures.push(failure);
         else report.held++;
         o.onChecked?.(report.checked);
       }
       cursor = page.nextCursor;
-    } while (cursor !== null && report.checked < o.limit);
+    } while (cursor !== null && report.checked + report.unchecked.length < o.limit);
   }
   return report;
 }
@@ -162,7 +188,10 @@ async function auditOne(
       pinned,
     );
   } catch (e) {
-    if (e instanceof VerifyInputError) return { requestId: item.requestId, reasons: [e.message] };
+    // A transcript the relay would not serve fails; one it rate-limited is not checked (the caller's).
+    if (e instanceof VerifyInputError && !isRateLimited(e)) {
+      return { requestId: item.requestId, reasons: [e.message] };
+    }
     throw e;
   }
   const { report } = verified;
@@ -252,8 +281,9 @@ function parsePage(text: string): HistoryPage {
 /** The audit as lines for a terminal. */
 export function formatAudit(r: AuditReport): string {
   const lines = [
-    `audited ${r.checked} request${r.checked === 1 ? '' : 's'} of ${r.relay}: ${r.held} hold, ${r.failures.length} do not`,
+    `audited ${r.checked} request${r.checked === 1 ? '' : 's'} of ${r.relay}: ${r.held} hold, ${r.failures.length} do not${uncheckedTotal(r)}`,
     ...coordinatorLines(r),
+    ...incompleteLines(r),
   ];
   for (const p of r.problems) lines.push(`  ${p}`);
   for (const f of r.failures) {
@@ -280,5 +310,21 @@ export function coordinatorLines(r: AuditReport): string[] {
   const signers = Object.entries(r.signedBy).sort((a, b) => b[1] - a[1]);
   if (signers.length > 0)
     lines.push(`  requests signed by: ${signers.map(([id, n]) => `${id} (${n})`).join(', ')}`);
+  return lines;
+}
+
+/** `, N not checked (rate-limited)` after the totals, when some were not. */
+export function uncheckedTotal(r: AuditReport): string {
+  return r.unchecked.length === 0 ? '' : `, ${r.unchecked.length} not checked (rate-limited)`;
+}
+
+/** What the audit left out, and why: the requests rate-limited, and where it stopped early. */
+export function incompleteLines(r: AuditReport): string[] {
+  const lines: string[] = [];
+  if (r.incomplete !== null) lines.push(`  INCOMPLETE: ${r.incomplete}`);
+  if (r.unchecked.length > 0) {
+    lines.push('  not checked (neither held nor failed):');
+    for (const u of r.unchecked) lines.push(`  ${u.requestId}`, `    - ${u.why}`);
+  }
   return lines;
 }

@@ -23,7 +23,7 @@ import { type Asked, questionMismatches } from './chain-question.ts';
 import { addAnswer, addRefund, type ChainAuditReport, emptyChainReport } from './chain-report.ts';
 import { auditRefund, type Refund } from './refund-audit.ts';
 import { type CoordinatorPin, reasonsOf } from './report.ts';
-import { VerifyInputError } from './verify-input.ts';
+import { isRateLimited, VerifyInputError } from './verify-input.ts';
 
 export interface ChainAuditOptions {
   rpcUrl: string;
@@ -152,19 +152,18 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
   };
   for (const f of fulfilled) {
     const requestId = `${chainId}:${oracle}:${f.requestNo}`;
-    addAnswer(
-      report,
-      requestId,
-      await auditFulfilled(
-        relay,
+    const question = await askedFor(f.requestNo);
+    try {
+      addAnswer(
+        report,
         requestId,
-        f,
-        await askedFor(f.requestNo),
-        o.timeoutS,
-        pinned,
-        report.signedBy,
-      ),
-    );
+        await auditFulfilled(relay, requestId, f, question, o.timeoutS, pinned, report.signedBy),
+      );
+    } catch (e) {
+      // The relay rate-limited its transcript past the retries: not checked, neither held nor failed.
+      if (!isRateLimited(e)) throw e;
+      report.unchecked.push({ requestId, why: (e as Error).message });
+    }
   }
   const bridges = refunded.length > 0 ? await bridgeChanges(client, oracle) : [];
   for (const r of refunded) {
@@ -185,9 +184,9 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
       sent.blockNumber === null
         ? undefined
         : Number((await client.getBlock({ blockNumber: sent.blockNumber })).timestamp) * 1000;
-    addRefund(
-      report,
-      await auditRefund({
+    let audited: Awaited<ReturnType<typeof auditRefund>>;
+    try {
+      audited = await auditRefund({
         relay,
         requestId,
         refund: r,
@@ -214,8 +213,13 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
                 }),
             }
           : {}),
-      }),
-    );
+      });
+    } catch (e) {
+      if (!isRateLimited(e)) throw e;
+      report.unchecked.push({ requestId, why: (e as Error).message });
+      continue;
+    }
+    addRefund(report, audited);
   }
   return report;
 }
@@ -275,7 +279,7 @@ async function auditFulfilled(
   try {
     verified = await fetchAndVerify(`${relay}/v1/verify/${encodeURIComponent(requestId)}`, timeoutS, pinned);
   } catch (e) {
-    if (e instanceof VerifyInputError) return [e.message];
+    if (e instanceof VerifyInputError && !isRateLimited(e)) return [e.message];
     throw e;
   }
   const { input, report } = verified;

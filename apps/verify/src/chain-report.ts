@@ -3,7 +3,7 @@
  * (`LLMRefunded`) side by side, each counted. The totals (`checked`, `held`, `failures`) cover both; a
  * refund that is not re-derivable (refund-audit.ts) counts as checked but neither holds nor fails.
  */
-import { type AuditReport, coordinatorLines } from './audit.ts';
+import { type AuditReport, coordinatorLines, incompleteLines, uncheckedTotal } from './audit.ts';
 import { printableLines } from './printable.ts';
 import type { RefundAudit } from './refund-audit.ts';
 
@@ -22,6 +22,8 @@ export function emptyChainReport(relay: string, coordinator: AuditReport['coordi
     coordinator,
     signedBy: {},
     problems: [],
+    unchecked: [],
+    incomplete: null,
     answers: { checked: 0, held: 0, failed: 0 },
     refunds: { checked: 0, held: 0, failed: 0, notRederivable: 0, items: [] },
   };
@@ -66,10 +68,11 @@ export function formatChainAudit(r: ChainAuditReport): string {
   const a = r.answers;
   const f = r.refunds;
   const lines = [
-    `audited ${plural(r.checked, 'request', 'requests')} of ${r.relay}: ${r.held} hold, ${r.failures.length} do not, ${f.notRederivable} not re-derivable`,
+    `audited ${plural(r.checked, 'request', 'requests')} of ${r.relay}: ${r.held} hold, ${r.failures.length} do not, ${f.notRederivable} not re-derivable${uncheckedTotal(r)}`,
     `  answers (LLMFulfilled): ${a.checked} audited, ${a.held} hold, ${a.failed} do not`,
     `  refunds (LLMRefunded):  ${f.checked} audited, ${f.held} hold, ${f.failed} do not, ${f.notRederivable} not re-derivable`,
     ...coordinatorLines(r),
+    ...incompleteLines(r),
   ];
   for (const x of r.failures) {
     lines.push(`  ${x.requestId}`);

@@ -67,11 +67,42 @@ export function checkFileSize(size: number, max: number, what: string): void {
 export const MAX_REDIRECTS = 5;
 
 /**
- * GET a URL as JSON text, within `timeoutS` (for the whole of it, redirects included) and `max` bytes;
- * a network failure, a timeout or a body too large is a `VerifyInputError` naming `what` was fetched.
+ * How `synod-verify` treats a relay's rate limit (a relay allows each client address about 50 reads a
+ * second, bursts of 100, and charges a large transcript more): it starts at most one request every
+ * `paceMs` to one origin (20 a second, half what a relay allows), and a `429` is waited out as its
+ * `Retry-After` says (1 s when it says nothing), at most `retries` times and `maxWaitS` seconds in all
+ * for one URL; a `Retry-After` beyond what is left of that is not waited for. Past that the fetch is a
+ * `VerifyInputError` with code `VERIFY_RATE_LIMITED`, which audits count as not checked, never as a
+ * request that fails.
+ */
+export const RATE_LIMIT = { paceMs: 50, retries: 5, maxWaitS: 60 } as const;
+
+/** When each origin may be asked next (ms): `RATE_LIMIT.paceMs` apart, later while a 429 is waited out. */
+const nextAt = new Map<string, number>();
+
+async function pace(origin: string): Promise<void> {
+  const now = Date.now();
+  const at = Math.max(now, nextAt.get(origin) ?? 0);
+  nextAt.set(origin, at + RATE_LIMIT.paceMs);
+  if (at > now) await Bun.sleep(at - now);
+}
+
+/** Seconds a `Retry-After` header asks for (delay-seconds or an HTTP date); undefined when unreadable. */
+export function retryAfterS(header: string | null, now = Date.now()): number | undefined {
+  if (header === null) return undefined;
+  const text = header.trim();
+  if (/^\d{1,9}$/.test(text)) return Number(text);
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+/**
+ * GET a URL as JSON text, each attempt within `timeoutS` (redirects included) and `max` bytes; a
+ * network failure, a timeout or a body too large is a `VerifyInputError` naming `what` was fetched.
  * A redirect is followed only within the URL's origin (scheme, host and port): one to another origin is
- * refused, naming where it pointed, so the verifier never asks a host it was not given. The status is
- * the caller's to judge.
+ * refused, naming where it pointed, so the verifier never asks a host it was not given. Requests to one
+ * origin are paced, and a `429` retried as `RATE_LIMIT` says (`VERIFY_RATE_LIMITED` past it). Any other
+ * status is the caller's to judge.
  */
 export async function fetchText(
   url: string,
@@ -79,15 +110,45 @@ export async function fetchText(
   what: string,
   max: number = MAX_SOURCE_BYTES,
 ): Promise<{ status: number; ok: boolean; text: string }> {
+  let origin: string;
+  try {
+    origin = new URL(url).origin;
+  } catch (e) {
+    throw new VerifyInputError(`could not fetch the ${what} at ${url}: ${(e as Error).message}`);
+  }
+  let waited = 0;
+  for (let attempt = 0; ; attempt++) {
+    await pace(origin);
+    const r = await fetchOnce(url, origin, timeoutS, what, max);
+    if (r.status !== 429) return r;
+    const wait = retryAfterS(r.retryAfter) ?? 1;
+    if (attempt >= RATE_LIMIT.retries || waited + wait > RATE_LIMIT.maxWaitS) {
+      throw new VerifyInputError(
+        `${url} answered 429 (rate limited) ${attempt + 1} time${attempt === 0 ? '' : 's'}${r.retryAfter === null ? '' : `, the last asking to wait ${wait} s`}: given up after waiting ${waited} s (at most ${RATE_LIMIT.retries} retries, ${RATE_LIMIT.maxWaitS} s); try again later`,
+        'VERIFY_RATE_LIMITED',
+      );
+    }
+    nextAt.set(origin, Math.max(nextAt.get(origin) ?? 0, Date.now() + wait * 1000));
+    waited += wait;
+  }
+}
+
+async function fetchOnce(
+  url: string,
+  origin: string,
+  timeoutS: number,
+  what: string,
+  max: number,
+): Promise<{ status: number; ok: boolean; text: string; retryAfter: string | null }> {
   const signal = AbortSignal.timeout(timeoutS * 1000);
   let at = url;
   try {
-    const origin = new URL(url).origin;
     for (let hops = 0; ; hops++) {
       const r = await fetch(at, { headers: { accept: 'application/json' }, redirect: 'manual', signal });
       const location = r.status >= 300 && r.status < 400 ? r.headers.get('location') : null;
       if (location === null) {
-        return { status: r.status, ok: r.ok, text: await readBoundedText(r.body, max, `${what} at ${url}`) };
+        const text = await readBoundedText(r.body, max, `${what} at ${url}`);
+        return { status: r.status, ok: r.ok, text, retryAfter: r.headers.get('retry-after') };
       }
       await r.body?.cancel().catch(() => undefined);
       const next = new URL(location, at).href;

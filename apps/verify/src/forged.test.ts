@@ -293,3 +293,125 @@ describe('--relay holds every transcript to a coordinator', () => {
     }
   });
 });
+
+describe("a relay's rate limit (429) is waited out, never counted as a request that fails", () => {
+  const limited = (retryAfter: string) =>
+    Response.json(
+      { error: { code: 'RATE_LIMITED', message: 'slow down' } },
+      { status: 429, headers: { 'retry-after': retryAfter } },
+    );
+
+  test('a 429 on the history and on a transcript is retried after its Retry-After: the audit holds (exit 0)', async () => {
+    const f = await forgeTranscript();
+    const refused = new Set<string>();
+    const relay = relayDouble({
+      coordinator: f.coordinator.nodeId,
+      served: [{ forged: f }],
+      // Each path refused once, the first time it is asked.
+      intercept: (u) => {
+        if (u.pathname === '/healthz' || refused.has(u.pathname)) return undefined;
+        refused.add(u.pathname);
+        return limited('1');
+      },
+    });
+    try {
+      const started = Date.now();
+      const r = await verify(['--relay', relay.url]);
+      expect(r.code).toBe(0);
+      expect(r.out).toContain(`audited 1 request of ${relay.url}: 1 hold, 0 do not`);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(2_000);
+      // The verdicts' listing twice (refused, then read), the no-consensus listing once.
+      expect(relay.asked.filter((x) => x.startsWith('/v1/history'))).toHaveLength(3);
+      expect(relay.asked.filter((x) => x.startsWith('/v1/verify/'))).toHaveLength(2);
+    } finally {
+      relay.stop();
+    }
+  });
+
+  test('a transcript still rate-limited past the retries is not checked (exit 3), listed apart, not a failure', async () => {
+    const [a, b] = [await forgeTranscript(), await forgeTranscript({ createdAt: 1_790_000_001_000 })];
+    const relay = relayDouble({
+      coordinator: a.coordinator.nodeId,
+      served: [{ forged: a }, { forged: b, answer: () => limited('3600') }],
+      intercept: (u) => (u.pathname === '/healthz' ? Response.json({ coordinator: 'x' }) : undefined),
+    });
+    try {
+      const r = await verify([
+        '--relay',
+        relay.url,
+        '--coordinator',
+        `${a.coordinator.nodeId},${b.coordinator.nodeId}`,
+      ]);
+      expect(r.code).toBe(3);
+      expect(r.out).toContain('1 hold, 0 do not, 1 not checked (rate-limited)');
+      expect(r.out).toContain(`  not checked (neither held nor failed):\n  ${b.requestId}\n    - `);
+      expect(r.out).toContain('answered 429 (rate limited) 1 time, the last asking to wait 3600 s');
+      // A Retry-After longer than the wait left is not waited for.
+      expect(relay.asked.filter((x) => x.startsWith(`/v1/verify/${b.requestId}`))).toHaveLength(1);
+      const json = JSON.parse(
+        (
+          await verify([
+            '--relay',
+            relay.url,
+            '--coordinator',
+            `${a.coordinator.nodeId},${b.coordinator.nodeId}`,
+            '--json',
+          ])
+        ).out,
+      ) as { failures: unknown[]; unchecked: { requestId: string }[] };
+      expect(json.failures).toEqual([]);
+      expect(json.unchecked.map((u) => u.requestId)).toEqual([b.requestId]);
+    } finally {
+      relay.stop();
+    }
+  });
+
+  test('a history rate-limited past the retries stops the audit, said as incomplete (exit 3)', async () => {
+    const f = await forgeTranscript();
+    const relay = relayDouble({
+      coordinator: f.coordinator.nodeId,
+      served: [{ forged: f }],
+      intercept: (u) => (u.pathname === '/v1/history' ? limited('3600') : undefined),
+    });
+    try {
+      const r = await verify(['--relay', relay.url]);
+      expect(r.code).toBe(3);
+      expect(r.out).toContain('INCOMPLETE: the history could not be read further');
+      // One transcript URL, rate-limited: exit 2 with its own code.
+      const one = await verify([`${relay.url}/v1/history`, '--json']);
+      expect(one.code).toBe(2);
+      expect((JSON.parse(one.out) as { error: { code: string } }).error.code).toBe('VERIFY_RATE_LIMITED');
+    } finally {
+      relay.stop();
+    }
+  });
+
+  test('requests to one relay are paced: at most one every 50 ms', async () => {
+    const forged = await Promise.all(
+      [0, 1, 2, 3].map((i) => forgeTranscript({ createdAt: 1_790_000_000_000 + i })),
+    );
+    const at: number[] = [];
+    const relay = relayDouble({
+      coordinator: null,
+      served: forged.map((f) => ({ forged: f })),
+      intercept: (u) => {
+        if (u.pathname.startsWith('/v1/verify/')) at.push(performance.now());
+        return undefined;
+      },
+    });
+    try {
+      const r = await verify([
+        '--relay',
+        relay.url,
+        '--coordinator',
+        forged.map((f) => f.coordinator.nodeId).join(','),
+      ]);
+      expect(r.code).toBe(0);
+      expect(at).toHaveLength(4);
+      for (let i = 1; i < at.length; i++)
+        expect((at[i] as number) - (at[i - 1] as number)).toBeGreaterThanOrEqual(45);
+    } finally {
+      relay.stop();
+    }
+  });
+});

@@ -9,12 +9,13 @@
  *
  * Exit codes: 0 the transcript holds and everything compared matches; 1 it does not hold, or something
  * compared does not match; 2 bad usage, an input that is not a transcript, or a source, relay or chain
- * that cannot be read (with `--json`, `{ok: false, error: {code, message}}` on standard output too).
+ * that cannot be read (with `--json`, `{ok: false, error: {code, message}}` on standard output too);
+ * 3 an audit left requests unchecked (rate-limited past the retries).
  */
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { escapeUnshown } from '@synod/shared';
-import { auditRelay, formatAudit } from './audit.ts';
+import { type AuditReport, auditRelay, formatAudit } from './audit.ts';
 import { auditChain } from './chain-audit.ts';
 import { formatChainAudit } from './chain-report.ts';
 import {
@@ -69,7 +70,8 @@ usage: synod-verify SOURCE [--coordinator IDS] [--expect-digest HEX] [--expect-r
 
 exit code 0: it holds (all of them hold, refunds not re-derivable aside) and everything compared
 matches; 1: it does not (one does not); 2: bad usage, an input that is not a transcript, or a relay or
-chain that cannot be read`;
+chain that cannot be read; 3: an audit left requests unchecked (the relay rate-limited them past the
+retries)`;
 
 /**
  * A source's text, what to call it in errors, and the request it was asked for when its URL names one
@@ -256,6 +258,15 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * An audit's exit code: 1 when a request (or the relay itself) fails, else 3 when it is incomplete
+ * (requests it listed could not be checked: rate-limited past the retries), else 0.
+ */
+function auditExitCode(r: AuditReport): number {
+  if (r.failures.length > 0 || r.problems.length > 0) return 1;
+  return r.unchecked.length > 0 || r.incomplete !== null ? 3 : 0;
+}
+
 /** A command line that is wrong (exit code 2): as a source that cannot be checked, `VERIFY_USAGE`. */
 function badUsage(why: string, json: boolean): number {
   return cannotCheck(new VerifyInputError(why, 'VERIFY_USAGE'), json);
@@ -311,7 +322,7 @@ async function audit(values: Flags, positionals: string[], timeoutS: number): Pr
     throw e;
   }
   try {
-    let report: { failures: unknown[]; problems: unknown[] };
+    let report: AuditReport;
     let text: string;
     if (onChain) {
       const r = await auditChain({
@@ -336,7 +347,7 @@ async function audit(values: Flags, positionals: string[], timeoutS: number): Pr
       [report, text] = [r, formatAudit(r)];
     }
     console.log(values.json ? printableJson(report) : text);
-    return report.failures.length === 0 && report.problems.length === 0 ? 0 : 1;
+    return auditExitCode(report);
   } catch (e) {
     if (e instanceof VerifyInputError) return cannotCheck(e, values.json === true);
     throw e;

@@ -31,7 +31,7 @@ import { type Asked, questionMismatches } from './chain-question.ts';
 import { checkDeclines } from './declines.ts';
 import { fetchText } from './fetch-text.ts';
 import { type CoordinatorPin, reasonsOf, verifyInput } from './report.ts';
-import { parseUniqueJson, readVerifyInput, VerifyInputError } from './verify-input.ts';
+import { isRateLimited, parseUniqueJson, readVerifyInput, VerifyInputError } from './verify-input.ts';
 
 /** An `LLMRefunded` event. */
 export interface Refund {
@@ -105,7 +105,8 @@ async function relayHeld(
     const report = await verifyInput(input, pinned === null ? {} : { coordinators: pinned });
     return { kind: 'transcript', verified: { input, report } };
   } catch (e) {
-    if (e instanceof VerifyInputError) return { kind: 'unreadable', why: e.message };
+    // Rate-limited past the retries: not checked at all (the chain audit's to say), not unreadable.
+    if (e instanceof VerifyInputError && !isRateLimited(e)) return { kind: 'unreadable', why: e.message };
     throw e;
   }
 }

@@ -41,8 +41,20 @@ export class VerifyInputError extends Error {
   }
 }
 
-/** `VERIFY_USAGE`: the command line itself is wrong (an unknown flag, a value out of range). */
-export type VerifyInputErrorCode = 'VERIFY_INPUT_INVALID' | 'VERIFY_INPUT_TOO_LARGE' | 'VERIFY_USAGE';
+/**
+ * `VERIFY_USAGE`: the command line itself is wrong (an unknown flag, a value out of range);
+ * `VERIFY_RATE_LIMITED`: a relay kept answering 429 past the retries (fetch-text.ts `RATE_LIMIT`).
+ */
+export type VerifyInputErrorCode =
+  | 'VERIFY_INPUT_INVALID'
+  | 'VERIFY_INPUT_TOO_LARGE'
+  | 'VERIFY_USAGE'
+  | 'VERIFY_RATE_LIMITED';
+
+/** Whether `e` is a relay's rate limit waited out in vain: a request not checked, not one that fails. */
+export function isRateLimited(e: unknown): boolean {
+  return e instanceof VerifyInputError && e.code === 'VERIFY_RATE_LIMITED';
+}
 
 /** The input read from `text`; `from` names where it came from in the errors (`the file x.json`). */
 export function readVerifyInput(text: string, from = 'the input'): VerifyInput {
