@@ -1,8 +1,9 @@
 /**
  * `synod-verify --relay URL`: audit a relay, trusting nothing it says. Walks its public history
- * (`GET /v1/history`, every request with a verdict or a no-consensus outcome, newest first), fetches each
- * transcript (`GET /v1/verify/<id>`) and re-derives the verdict here (`verifyTranscript`), comparing it
- * with what the relay published twice: in the history listing and beside the transcript.
+ * (`GET /v1/history`, every request with a verdict or a no-consensus outcome, the two listings merged
+ * newest first), fetches each transcript (`GET /v1/verify/<id>`) and re-derives the verdict here
+ * (`verifyTranscript`), comparing it with what the relay published twice: in the history listing and
+ * beside the transcript.
  */
 import { fetchText } from './fetch-text.ts';
 import { printableLines } from './printable.ts';
@@ -62,6 +63,8 @@ export interface AuditReport {
   unchecked: { requestId: string; why: string }[];
   /** Why the audit stopped before it was done (the history rate-limited), or null. */
   incomplete: string | null;
+  /** What `--limit` left out (null: it cut nothing short). */
+  limited: string | null;
 }
 
 /** The terminal outcomes whose transcripts carry a verdict to re-derive. */
@@ -70,6 +73,8 @@ const PAGE = 100;
 
 interface HistoryItem {
   requestId: string;
+  /** When the request was made (ms): the order the two outcomes' listings are merged in. */
+  createdAt: number;
   verdictDigest: string | null;
   transcriptRoot: string | null;
   /** As listed (`verdict` or `no-consensus` here): compared with the derived verdict's outcome. */
@@ -109,6 +114,7 @@ export async function auditRelay(o: AuditOptions): Promise<AuditReport> {
     problems: [],
     unchecked: [],
     incomplete: null,
+    limited: null,
   };
   if (published !== null && !pinned.ids.includes(published)) {
     // A relay that says it is another coordinator than the one trusted: nothing it serves is that one's.
@@ -117,15 +123,23 @@ export async function auditRelay(o: AuditOptions): Promise<AuditReport> {
     );
     return report;
   }
-  for (const status of AUDITED_STATUSES) {
-    let cursor: string | null = null;
-    do {
-      const taken = report.checked + report.unchecked.length;
-      const q = new URLSearchParams({ status, limit: String(Math.min(PAGE, o.limit - taken)) });
+  // Both outcomes' listings, newest first each, merged by creation time: --limit N audits the N newest
+  // outcomes whatever their status, and no-consensus ones are not left behind every verdict.
+  const streams = AUDITED_STATUSES.map((status) => ({
+    status,
+    buffer: [] as HistoryItem[],
+    cursor: null as string | null,
+    started: false,
+  }));
+  const seen = new Set<string>();
+  for (;;) {
+    const taken = report.checked + report.unchecked.length;
+    for (const st of streams) {
+      if (st.buffer.length > 0 || (st.started && st.cursor === null) || taken >= o.limit) continue;
+      const q = new URLSearchParams({ status: st.status, limit: String(Math.min(PAGE, o.limit - taken)) });
       if (o.model !== undefined) q.set('model', o.model);
       if (o.node !== undefined) q.set('node', o.node);
-      if (cursor !== null) q.set('cursor', cursor);
-      if (Number(q.get('limit')) < 1) return report;
+      if (st.cursor !== null) q.set('cursor', st.cursor);
       let page: HistoryPage;
       try {
         page = parsePage(await getText(`${base}/v1/history?${q}`, o.timeoutS, 'history'));
@@ -135,24 +149,44 @@ export async function auditRelay(o: AuditOptions): Promise<AuditReport> {
         report.incomplete = `the history could not be read further: ${(e as Error).message}`;
         return report;
       }
-      for (const item of page.items) {
-        let failure: AuditFailure | null;
-        try {
-          failure = await auditOne(base, item, o.timeoutS, pinned, report.signedBy);
-        } catch (e) {
-          if (!isRateLimited(e)) throw e;
-          report.unchecked.push({ requestId: item.requestId, why: (e as Error).message });
-          continue;
-        }
-        report.checked++;
-        if (failure) report.failures.push(failure);
-        else report.held++;
-        o.onChecked?.(report.checked);
+      st.started = true;
+      st.buffer.push(...page.items);
+      // A page that is empty yet names a next one would be read forever: the listing ends there.
+      st.cursor = page.items.length > 0 ? page.nextCursor : null;
+    }
+    if (taken >= o.limit) {
+      if (streams.some((st) => st.buffer.length > 0 || st.cursor !== null)) {
+        report.limited = `stopped at --limit ${o.limit}: older requests in the history were not audited`;
       }
-      cursor = page.nextCursor;
-    } while (cursor !== null && report.checked + report.unchecked.length < o.limit);
+      return report;
+    }
+    const next = streams
+      .filter((st) => st.buffer.length > 0)
+      .sort((a, b) => newerFirst(a.buffer[0] as HistoryItem, b.buffer[0] as HistoryItem))[0];
+    if (next === undefined) return report;
+    const item = next.buffer.shift() as HistoryItem;
+    // A request listed twice (under both statuses, or on two pages) is audited once.
+    if (seen.has(item.requestId)) continue;
+    seen.add(item.requestId);
+    let failure: AuditFailure | null;
+    try {
+      failure = await auditOne(base, item, o.timeoutS, pinned, report.signedBy);
+    } catch (e) {
+      if (!isRateLimited(e)) throw e;
+      report.unchecked.push({ requestId: item.requestId, why: (e as Error).message });
+      continue;
+    }
+    report.checked++;
+    if (failure) report.failures.push(failure);
+    else report.held++;
+    o.onChecked?.(report.checked);
   }
-  return report;
+}
+
+/** History items newest first: by creation time, then request id, both descending (as a relay lists). */
+function newerFirst(a: HistoryItem, b: HistoryItem): number {
+  if (a.createdAt !== b.createdAt) return b.createdAt - a.createdAt;
+  return a.requestId < b.requestId ? 1 : a.requestId > b.requestId ? -1 : 0;
 }
 
 /**
@@ -269,6 +303,7 @@ function parsePage(text: string): HistoryPage {
         i !== null &&
         typeof i === 'object' &&
         typeof i.requestId === 'string' &&
+        Number.isFinite(i.createdAt) &&
         hex(i.verdictDigest) &&
         hex(i.transcriptRoot),
     )
@@ -318,9 +353,10 @@ export function uncheckedTotal(r: AuditReport): string {
   return r.unchecked.length === 0 ? '' : `, ${r.unchecked.length} not checked (rate-limited)`;
 }
 
-/** What the audit left out, and why: the requests rate-limited, and where it stopped early. */
+/** What the audit left out, and why: what --limit cut, the requests rate-limited, where it stopped early. */
 export function incompleteLines(r: AuditReport): string[] {
   const lines: string[] = [];
+  if (r.limited !== null) lines.push(`  ${r.limited}`);
   if (r.incomplete !== null) lines.push(`  INCOMPLETE: ${r.incomplete}`);
   if (r.unchecked.length > 0) {
     lines.push('  not checked (neither held nor failed):');

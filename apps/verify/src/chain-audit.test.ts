@@ -224,6 +224,11 @@ describe('synod-verify --chain', () => {
       expect(lied.out).toContain('the verdict digest on chain');
       expect(lied.out).toContain('the answer on chain');
       expect(lied.out).toContain('the transcript answers another prompt than the one asked on chain');
+      // Newest first: --limit 1 audits the second answer (which the liar serves as it is), not the first.
+      const newest = await audit(`http://127.0.0.1:${liar.port}`, ['--limit', '1']);
+      expect(newest.code).toBe(0);
+      expect(newest.out).toContain(': 1 hold, 0 do not');
+      expect(newest.out).toContain('stopped at --limit 1: settlements mined before the oldest audited');
     } finally {
       liar.stop(true);
     }

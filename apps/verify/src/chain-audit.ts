@@ -42,7 +42,7 @@ export interface ChainAuditOptions {
   coordinators?: readonly string[];
 }
 
-/** Blocks per `eth_getLogs` call: within what public RPC endpoints allow. */
+/** Blocks per `eth_getLogs` call: within what public RPC endpoints allow (read from the latest down). */
 const LOG_WINDOW = 5_000n;
 
 interface Fulfilled {
@@ -73,8 +73,17 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
   const refunded: Refund[] = [];
   const asked = new Map<bigint, AskedOnChain>();
   const full = () => fulfilled.length + refunded.length >= o.limit;
-  for (let from = o.fromBlock; from <= latest && !full(); from += LOG_WINDOW) {
-    const to = from + LOG_WINDOW - 1n < latest ? from + LOG_WINDOW - 1n : latest;
+  // Newest first, as --limit promises: windows from the latest block down to --from-block, each one's
+  // settlements from the last mined, so a long history's new answers are never left behind its old.
+  let limited: string | null = null;
+  let oldest: bigint | null = null;
+  for (let to = latest; to >= o.fromBlock; ) {
+    if (full()) {
+      // Blocks below those read are left: said, whether or not they hold any settlement.
+      limited = `stopped at --limit ${o.limit}: blocks ${o.fromBlock} to ${to} were not read`;
+      break;
+    }
+    const from = to - LOG_WINDOW + 1n > o.fromBlock ? to - LOG_WINDOW + 1n : o.fromBlock;
     const range = { address: oracle, abi: synodOracleAbi, fromBlock: from, toBlock: to } as const;
     let requested: Awaited<
       ReturnType<typeof client.getContractEvents<typeof synodOracleAbi, 'LLMRequested'>>
@@ -95,12 +104,17 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
     for (const ev of requested) {
       if (ev.args.requestNo !== undefined) asked.set(ev.args.requestNo, askedOf(ev));
     }
-    // Answers and refunds in the order they were mined, up to the limit between them.
+    // Answers and refunds, the last mined first, up to the limit between them.
     const settled = [...answered, ...refunds].sort((x, y) =>
-      x.blockNumber === y.blockNumber ? x.logIndex - y.logIndex : x.blockNumber < y.blockNumber ? -1 : 1,
+      x.blockNumber === y.blockNumber ? y.logIndex - x.logIndex : x.blockNumber < y.blockNumber ? 1 : -1,
     );
     for (const ev of settled) {
-      if (ev.args.requestNo === undefined || full()) continue;
+      if (ev.args.requestNo === undefined) continue;
+      if (full()) {
+        limited = `stopped at --limit ${o.limit}: settlements mined before the oldest audited (block ${oldest}) were not audited`;
+        break;
+      }
+      oldest = ev.blockNumber;
       if (ev.eventName === 'LLMRefunded') {
         refunded.push({
           requestNo: ev.args.requestNo,
@@ -118,6 +132,8 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
         transcriptRoot: a.transcriptRoot ?? '0x',
       });
     }
+    if (limited !== null) break;
+    to = from - 1n;
   }
   const pinned: CoordinatorPin | null =
     o.coordinators === undefined
@@ -129,6 +145,7 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
     throw e;
   });
   const report = emptyChainReport(`${relay} for oracle ${oracle} on chain ${chainId}`, { published, pinned });
+  report.limited = limited;
   // Asked before --from-block: its LLMRequested is looked up by its (indexed) request number.
   const askedFor = async (requestNo: bigint): Promise<AskedOnChain | undefined> => {
     if (!asked.has(requestNo)) {

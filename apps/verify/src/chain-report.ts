@@ -24,6 +24,7 @@ export function emptyChainReport(relay: string, coordinator: AuditReport['coordi
     problems: [],
     unchecked: [],
     incomplete: null,
+    limited: null,
     answers: { checked: 0, held: 0, failed: 0 },
     refunds: { checked: 0, held: 0, failed: 0, notRederivable: 0, items: [] },
   };

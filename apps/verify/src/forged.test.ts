@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildTranscript, NodeKey, verifyTranscript } from '@synod/shared';
 import { type Ran, runCommand } from '../../../edge/src/test-servers.ts';
-import { forgeTranscript, relayDouble } from './forged.test-helpers.ts';
+import { forgeTranscript, otherBits, relayDouble } from './forged.test-helpers.ts';
 import { printableJson } from './printable.ts';
 
 const MAIN = resolve(import.meta.dir, 'main.ts');
@@ -410,6 +410,42 @@ describe("a relay's rate limit (429) is waited out, never counted as a request t
       expect(at).toHaveLength(4);
       for (let i = 1; i < at.length; i++)
         expect((at[i] as number) - (at[i - 1] as number)).toBeGreaterThanOrEqual(45);
+    } finally {
+      relay.stop();
+    }
+  });
+});
+
+describe('--limit audits the newest, both outcomes merged', () => {
+  test('verdicts and no-consensus outcomes are audited newest first, one listing merged with the other; a cut is said', async () => {
+    const disagreeing = [0, 1, 2].map((n) => ({ bits: otherBits(n), output: `answer ${n}` }));
+    const at = (t: number) => 1_790_000_000_000 + t;
+    const served = [
+      { forged: await forgeTranscript(), createdAt: at(10) },
+      { forged: await forgeTranscript({ members: disagreeing }), createdAt: at(20) },
+      { forged: await forgeTranscript(), createdAt: at(30) },
+      { forged: await forgeTranscript({ members: disagreeing }), createdAt: at(40) },
+      { forged: await forgeTranscript(), createdAt: at(50) },
+    ];
+    expect(served.map((x) => x.forged.verdict.status)).toEqual([
+      'accepted',
+      'no-consensus',
+      'accepted',
+      'no-consensus',
+      'accepted',
+    ]);
+    const ids = served.map((x) => x.forged.coordinator.nodeId).join(',');
+    const relay = relayDouble({ coordinator: null, served });
+    try {
+      const r = await verify(['--relay', relay.url, '--coordinator', ids, '--limit', '3']);
+      expect(r.code).toBe(0);
+      expect(r.out).toContain('audited 3 requests');
+      expect(r.out).toContain('  stopped at --limit 3: older requests in the history were not audited');
+      const audited = relay.asked.filter((x) => x.startsWith('/v1/verify/'));
+      expect(audited).toEqual([4, 3, 2].map((i) => `/v1/verify/${served[i]?.forged.requestId}`));
+      const all = await verify(['--relay', relay.url, '--coordinator', ids, '--limit', '5']);
+      expect(all.out).toContain('audited 5 requests');
+      expect(all.out).not.toContain('stopped at --limit');
     } finally {
       relay.stop();
     }
