@@ -65,6 +65,10 @@ export interface AuditReport {
   incomplete: string | null;
   /** What `--limit` left out (null: it cut nothing short). */
   limited: string | null;
+  /** Every request audited, in the order audited (newest first). */
+  items: AuditedItem[];
+  /** Why nothing was audited, when nothing was (null otherwise): exit code 3, as an incomplete audit. */
+  nothing: string | null;
 }
 
 /** The terminal outcomes whose transcripts carry a verdict to re-derive. */
@@ -92,6 +96,23 @@ interface HistoryPage {
 
 /** Audit a relay (see the file's header). A relay that cannot be read is a `VerifyInputError`. */
 export async function auditRelay(o: AuditOptions): Promise<AuditReport> {
+  const report = await walkRelay(o);
+  if (isEmpty(report)) {
+    const filters = [
+      o.model === undefined ? null : `--model ${o.model}`,
+      o.node === undefined ? null : `--node ${o.node}`,
+    ].filter((x) => x !== null);
+    report.nothing = `the history lists no request with a verdict or a no-consensus outcome${filters.length > 0 ? ` (with ${filters.join(', ')})` : ''}`;
+  }
+  return report;
+}
+
+/** Whether an audit looked at nothing at all (and found nothing wrong with the relay itself). */
+export function isEmpty(r: AuditReport): boolean {
+  return r.checked === 0 && r.unchecked.length === 0 && r.incomplete === null && r.problems.length === 0;
+}
+
+async function walkRelay(o: AuditOptions): Promise<AuditReport> {
   const base = o.relay.replace(/\/+$/, '');
   const published = await publishedCoordinator(base, o.timeoutS);
   let pinned: CoordinatorPin;
@@ -115,6 +136,8 @@ export async function auditRelay(o: AuditOptions): Promise<AuditReport> {
     unchecked: [],
     incomplete: null,
     limited: null,
+    items: [],
+    nothing: null,
   };
   if (published !== null && !pinned.ids.includes(published)) {
     // A relay that says it is another coordinator than the one trusted: nothing it serves is that one's.
@@ -168,17 +191,15 @@ export async function auditRelay(o: AuditOptions): Promise<AuditReport> {
     // A request listed twice (under both statuses, or on two pages) is audited once.
     if (seen.has(item.requestId)) continue;
     seen.add(item.requestId);
-    let failure: AuditFailure | null;
+    let audited: Awaited<ReturnType<typeof auditOne>>;
     try {
-      failure = await auditOne(base, item, o.timeoutS, pinned, report.signedBy);
+      audited = await auditOne(base, item, o.timeoutS, pinned, report.signedBy);
     } catch (e) {
       if (!isRateLimited(e)) throw e;
       report.unchecked.push({ requestId: item.requestId, why: (e as Error).message });
       continue;
     }
-    report.checked++;
-    if (failure) report.failures.push(failure);
-    else report.held++;
+    addAudited(report, item.requestId, audited.report, audited.reasons);
     o.onChecked?.(report.checked);
   }
 }
@@ -213,7 +234,7 @@ async function auditOne(
   timeoutS: number,
   pinned: CoordinatorPin,
   signedBy: Record<string, number>,
-): Promise<AuditFailure | null> {
+): Promise<{ reasons: string[]; report: VerifyReport | null }> {
   let verified: Verified;
   try {
     verified = await fetchAndVerify(
@@ -223,9 +244,7 @@ async function auditOne(
     );
   } catch (e) {
     // A transcript the relay would not serve fails; one it rate-limited is not checked (the caller's).
-    if (e instanceof VerifyInputError && !isRateLimited(e)) {
-      return { requestId: item.requestId, reasons: [e.message] };
-    }
+    if (e instanceof VerifyInputError && !isRateLimited(e)) return { reasons: [e.message], report: null };
     throw e;
   }
   const { report } = verified;
@@ -258,7 +277,40 @@ async function auditOne(
   if (check.ok && check.requestId !== item.requestId) {
     reasons.unshift(`the transcript is of another request, ${check.requestId}`);
   }
-  return reasons.length > 0 ? { requestId: item.requestId, reasons } : null;
+  return { reasons, report };
+}
+
+/** A request audited, as `--json` lists it: what was derived here (null: nothing) and the outcome. */
+export interface AuditedItem {
+  requestId: string;
+  outcome: 'holds' | 'fails';
+  /** The key that signed the request (its coordinator), when the transcript holds. */
+  coordinator: string | null;
+  /** The derived verdict's status, digest and the transcript's root (null when it does not hold). */
+  verdictStatus: 'accepted' | 'no-consensus' | null;
+  verdictDigest: string | null;
+  transcriptRoot: string | null;
+}
+
+/** Count a request's audit into the report (its item, and its failure when it has reasons). */
+export function addAudited(
+  r: AuditReport,
+  requestId: string,
+  verified: VerifyReport | null,
+  reasons: readonly string[],
+): void {
+  const c = verified?.check;
+  r.checked++;
+  r.items.push({
+    requestId,
+    outcome: reasons.length > 0 ? 'fails' : 'holds',
+    coordinator: verified?.who?.coordinator ?? null,
+    verdictStatus: c?.ok ? c.verdict.status : null,
+    verdictDigest: c?.ok ? c.verdictDigest : null,
+    transcriptRoot: c?.ok ? c.root : null,
+  });
+  if (reasons.length > 0) r.failures.push({ requestId, reasons: [...reasons] });
+  else r.held++;
 }
 
 /** A transcript fetched from a relay and verified here, with what the relay said beside it checked. */
@@ -353,9 +405,10 @@ export function uncheckedTotal(r: AuditReport): string {
   return r.unchecked.length === 0 ? '' : `, ${r.unchecked.length} not checked (rate-limited)`;
 }
 
-/** What the audit left out, and why: what --limit cut, the requests rate-limited, where it stopped early. */
+/** What the audit left out, and why: that it audited nothing, what --limit cut, the requests rate-limited, where it stopped early. */
 export function incompleteLines(r: AuditReport): string[] {
   const lines: string[] = [];
+  if (r.nothing !== null) lines.push(`  NOTHING AUDITED: ${r.nothing}`);
   if (r.limited !== null) lines.push(`  ${r.limited}`);
   if (r.incomplete !== null) lines.push(`  INCOMPLETE: ${r.incomplete}`);
   if (r.unchecked.length > 0) {

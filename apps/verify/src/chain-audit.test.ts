@@ -133,8 +133,20 @@ describe('synod-verify --chain', () => {
     const second = await askOnChain('Ben saw a big dog');
     const r = await audit(net.relay.url, ['--json']);
     expect(r.code).toBe(0);
-    const report = JSON.parse(r.out) as { checked: number; held: number; failures: unknown[] };
+    const report = JSON.parse(r.out) as {
+      checked: number;
+      held: number;
+      failures: unknown[];
+      items: { requestId: string; outcome: string; verdictDigest: string }[];
+    };
     expect(report).toMatchObject({ checked: 2, held: 2, failures: [] });
+    // What was audited, newest first, with the digests derived here.
+    const chainId = (n: bigint) => `${chain.anvil.chainId}:${chain.oracle.toLowerCase()}:${n}`;
+    expect(report.items.map((i) => [i.requestId, i.outcome])).toEqual([
+      [chainId(second), 'holds'],
+      [chainId(first), 'holds'],
+    ]);
+    expect(report.items.every((i) => /^[0-9a-f]{64}$/.test(i.verdictDigest))).toBe(true);
     const text = await audit(net.relay.url);
     expect(text.out).toContain(
       `audited 2 requests of ${net.relay.url} for oracle ${chain.oracle.toLowerCase()}`,
@@ -161,6 +173,15 @@ describe('synod-verify --chain', () => {
       args: { requestNo: second },
       fromBlock: 0n,
     });
+    // From a block past every settlement: nothing audited, exit 3.
+    const beyond = await audit(net.relay.url, [
+      '--from-block',
+      String((await chain.client.getBlockNumber({ cacheTime: 0 })) + 1n),
+    ]);
+    expect(beyond.code).toBe(3);
+    expect(beyond.out).toContain(
+      '  NOTHING AUDITED: the oracle wrote no settlement (LLMFulfilled or LLMRefunded) from block',
+    );
     const late = await audit(net.relay.url, ['--from-block', String(fulfilledAt[0]?.blockNumber ?? 0n)]);
     expect(late.code).toBe(0);
     expect(late.out).toContain(': 1 hold, 0 do not');
@@ -630,6 +651,23 @@ describe('synod-verify --chain', () => {
     expect(anyone.out).not.toContain('\u001b');
     expect(anyone.out).not.toContain('\r');
   }, 120_000);
+
+  test('an --oracle address with no contract code is an error (exit 2), not an audit of nothing', async () => {
+    const r = await runCommand([
+      process.execPath,
+      MAIN,
+      '--chain',
+      chain.anvil.url,
+      '--oracle',
+      `0x${'11'.repeat(20)}`,
+      '--relay',
+      net.relay.url,
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(
+      `--oracle 0x${'11'.repeat(20)} has no contract code on chain ${chain.anvil.chainId}`,
+    );
+  });
 
   test.each([
     [

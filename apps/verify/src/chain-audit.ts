@@ -18,11 +18,11 @@ import {
 } from 'viem';
 import { answerFit } from './answer-fit.ts';
 import type { AskedBytes } from './asked-input.ts';
-import { countSigner, fetchAndVerify, publishedCoordinator, type Verified } from './audit.ts';
+import { countSigner, fetchAndVerify, isEmpty, publishedCoordinator, type Verified } from './audit.ts';
 import { type Asked, questionMismatches } from './chain-question.ts';
 import { addAnswer, addRefund, type ChainAuditReport, emptyChainReport } from './chain-report.ts';
 import { auditRefund, type Refund } from './refund-audit.ts';
-import { type CoordinatorPin, reasonsOf } from './report.ts';
+import { type CoordinatorPin, reasonsOf, type VerifyReport } from './report.ts';
 import { isRateLimited, VerifyInputError } from './verify-input.ts';
 
 export interface ChainAuditOptions {
@@ -68,6 +68,20 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
     );
   }
   const oracle = o.oracle.toLowerCase() as Address;
+  // An address with no contract has no events: its audit would pass having read nothing.
+  let code: Hex | undefined;
+  try {
+    code = await client.getCode({ address: oracle });
+  } catch (e) {
+    throw new VerifyInputError(
+      `could not read the chain at ${o.rpcUrl}: ${(e as Error).message.split('\n')[0]}`,
+    );
+  }
+  if (code === undefined || code === '0x') {
+    throw new VerifyInputError(
+      `--oracle ${oracle} has no contract code on chain ${chainId} (at block ${latest}): not a SynodOracle there; check the address and the chain`,
+    );
+  }
   const relay = o.relay.replace(/\/+$/, '');
   const fulfilled: Fulfilled[] = [];
   const refunded: Refund[] = [];
@@ -171,11 +185,16 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
     const requestId = `${chainId}:${oracle}:${f.requestNo}`;
     const question = await askedFor(f.requestNo);
     try {
-      addAnswer(
-        report,
+      const audited = await auditFulfilled(
+        relay,
         requestId,
-        await auditFulfilled(relay, requestId, f, question, o.timeoutS, pinned, report.signedBy),
+        f,
+        question,
+        o.timeoutS,
+        pinned,
+        report.signedBy,
       );
+      addAnswer(report, requestId, audited.report, audited.reasons);
     } catch (e) {
       // The relay rate-limited its transcript past the retries: not checked, neither held nor failed.
       if (!isRateLimited(e)) throw e;
@@ -238,6 +257,9 @@ export async function auditChain(o: ChainAuditOptions): Promise<ChainAuditReport
     }
     addRefund(report, audited);
   }
+  if (isEmpty(report)) {
+    report.nothing = `the oracle wrote no settlement (LLMFulfilled or LLMRefunded) from block ${o.fromBlock} to ${latest}`;
+  }
   return report;
 }
 
@@ -291,19 +313,20 @@ async function auditFulfilled(
   timeoutS: number,
   pinned: CoordinatorPin | null,
   signedBy: Record<string, number>,
-): Promise<string[] | null> {
+): Promise<{ reasons: string[]; report: VerifyReport | null }> {
   let verified: Verified;
   try {
     verified = await fetchAndVerify(`${relay}/v1/verify/${encodeURIComponent(requestId)}`, timeoutS, pinned);
   } catch (e) {
-    if (e instanceof VerifyInputError && !isRateLimited(e)) return [e.message];
+    if (e instanceof VerifyInputError && !isRateLimited(e)) return { reasons: [e.message], report: null };
     throw e;
   }
   const { input, report } = verified;
   countSigner(signedBy, report);
   const check = report.check;
   // The question is compared either way: what the transcript claims was asked is worth naming too.
-  if (!check.ok) return [...reasonsOf(report), ...questionMismatches(input.transcript, asked)];
+  if (!check.ok)
+    return { reasons: [...reasonsOf(report), ...questionMismatches(input.transcript, asked)], report };
   // What the oracle wrote must be what is derived here (the answer compared whole, shown clipped).
   const output = check.verdict.winner?.output;
   for (const [what, given, derived] of [
@@ -322,7 +345,7 @@ async function auditFulfilled(
   if (check.requestId !== requestId)
     reasons.unshift(`the transcript is of another request, ${check.requestId}`);
   reasons.push(...questionMismatches(input.transcript, asked));
-  return reasons.length > 0 ? reasons : null;
+  return { reasons, report };
 }
 
 /** The non-indexed members of `LLMRequested`, its strings read as the bytes that were sent. */

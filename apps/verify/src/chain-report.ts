@@ -3,9 +3,10 @@
  * (`LLMRefunded`) side by side, each counted. The totals (`checked`, `held`, `failures`) cover both; a
  * refund that is not re-derivable (refund-audit.ts) counts as checked but neither holds nor fails.
  */
-import { type AuditReport, coordinatorLines, incompleteLines, uncheckedTotal } from './audit.ts';
+import { type AuditReport, addAudited, coordinatorLines, incompleteLines, uncheckedTotal } from './audit.ts';
 import { printableLines } from './printable.ts';
 import type { RefundAudit } from './refund-audit.ts';
+import type { VerifyReport } from './report.ts';
 
 export interface ChainAuditReport extends AuditReport {
   answers: { checked: number; held: number; failed: number };
@@ -25,22 +26,24 @@ export function emptyChainReport(relay: string, coordinator: AuditReport['coordi
     unchecked: [],
     incomplete: null,
     limited: null,
+    items: [],
+    nothing: null,
     answers: { checked: 0, held: 0, failed: 0 },
     refunds: { checked: 0, held: 0, failed: 0, notRederivable: 0, items: [] },
   };
 }
 
-/** Count an answer's audit (null: it holds; else why it does not) into the report. */
-export function addAnswer(r: ChainAuditReport, requestId: string, failure: string[] | null): void {
-  r.checked++;
+/** Count an answer's audit (its transcript verified here, null when none; and why it fails) into the report. */
+export function addAnswer(
+  r: ChainAuditReport,
+  requestId: string,
+  verified: VerifyReport | null,
+  reasons: readonly string[],
+): void {
+  addAudited(r, requestId, verified, reasons);
   r.answers.checked++;
-  if (failure === null) {
-    r.held++;
-    r.answers.held++;
-  } else {
-    r.failures.push({ requestId, reasons: failure });
-    r.answers.failed++;
-  }
+  if (reasons.length === 0) r.answers.held++;
+  else r.answers.failed++;
 }
 
 /** Count a refund's audit into the report; a failing one is listed with the answers that fail. */

@@ -451,3 +451,70 @@ describe('--limit audits the newest, both outcomes merged', () => {
     }
   });
 });
+
+describe('an audit that checked nothing says so, and --json lists what was audited', () => {
+  test('an empty history, or a --model that matches nothing, is exit 3 (NOTHING AUDITED), not a pass', async () => {
+    const f = await forgeTranscript();
+    const relay = relayDouble({ coordinator: f.coordinator.nodeId, served: [{ forged: f }] });
+    try {
+      const typo = await verify(['--relay', relay.url, '--model', 'storie260K']);
+      expect(typo.code).toBe(3);
+      expect(typo.out).toContain(
+        '  NOTHING AUDITED: the history lists no request with a verdict or a no-consensus outcome (with --model storie260K)',
+      );
+      const json = JSON.parse(
+        (await verify(['--relay', relay.url, '--model', 'storie260K', '--json'])).out,
+      ) as {
+        checked: number;
+        nothing: string;
+      };
+      expect(json).toMatchObject({ checked: 0, nothing: expect.stringContaining('no request') });
+    } finally {
+      relay.stop();
+    }
+  });
+
+  test('--json lists every request audited: its id, coordinator, derived digest, root and outcome', async () => {
+    const good = await forgeTranscript();
+    const bad = await forgeTranscript({ createdAt: 1_790_000_001_000 });
+    const relay = relayDouble({
+      coordinator: null,
+      served: [
+        { forged: good },
+        // Its listing claims another root: it fails.
+        { forged: bad, answer: () => Response.json({ ...bad.answer(), transcriptRoot: 'e'.repeat(64) }) },
+      ],
+    });
+    try {
+      const r = await verify([
+        '--relay',
+        relay.url,
+        '--coordinator',
+        `${good.coordinator.nodeId},${bad.coordinator.nodeId}`,
+        '--json',
+      ]);
+      expect(r.code).toBe(1);
+      const report = JSON.parse(r.out) as { items: unknown[] };
+      expect(report.items).toEqual([
+        {
+          requestId: bad.requestId,
+          outcome: 'fails',
+          coordinator: bad.coordinator.nodeId,
+          verdictStatus: 'accepted',
+          verdictDigest: bad.verdictDigest,
+          transcriptRoot: bad.root,
+        },
+        {
+          requestId: good.requestId,
+          outcome: 'holds',
+          coordinator: good.coordinator.nodeId,
+          verdictStatus: 'accepted',
+          verdictDigest: good.verdictDigest,
+          transcriptRoot: good.root,
+        },
+      ]);
+    } finally {
+      relay.stop();
+    }
+  });
+});

@@ -10,7 +10,7 @@
  * Exit codes: 0 the transcript holds and everything compared matches; 1 it does not hold, or something
  * compared does not match; 2 bad usage, an input that is not a transcript, or a source, relay or chain
  * that cannot be read (with `--json`, `{ok: false, error: {code, message}}` on standard output too);
- * 3 an audit left requests unchecked (rate-limited past the retries).
+ * 3 an audit audited nothing, or left requests unchecked (rate-limited past the retries).
  */
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -70,8 +70,8 @@ usage: synod-verify SOURCE [--coordinator IDS] [--expect-digest HEX] [--expect-r
 
 exit code 0: it holds (all of them hold, refunds not re-derivable aside) and everything compared
 matches; 1: it does not (one does not); 2: bad usage, an input that is not a transcript, or a relay or
-chain that cannot be read; 3: an audit left requests unchecked (the relay rate-limited them past the
-retries)`;
+chain that cannot be read; 3: an audit audited nothing (an empty history, a --model or --node that
+matched nothing, no settlement in range), or left requests unchecked (rate-limited past the retries)`;
 
 /**
  * A source's text, what to call it in errors, and the request it was asked for when its URL names one
@@ -259,12 +259,13 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /**
- * An audit's exit code: 1 when a request (or the relay itself) fails, else 3 when it is incomplete
+ * An audit's exit code: 1 when a request (or the relay itself) fails, else 3 when it audited nothing (an
+ * empty history, a filter that matched nothing, an oracle with no settlement in range) or is incomplete
  * (requests it listed could not be checked: rate-limited past the retries), else 0.
  */
 function auditExitCode(r: AuditReport): number {
   if (r.failures.length > 0 || r.problems.length > 0) return 1;
-  return r.unchecked.length > 0 || r.incomplete !== null ? 3 : 0;
+  return r.unchecked.length > 0 || r.incomplete !== null || r.nothing !== null ? 3 : 0;
 }
 
 /** A command line that is wrong (exit code 2): as a source that cannot be checked, `VERIFY_USAGE`. */
