@@ -48,10 +48,11 @@ export interface AuditReport {
   held: number;
   failures: AuditFailure[];
   /**
-   * The coordinator the relay publishes (`GET /healthz`; null: none, or not read) and the ids every
-   * transcript's request must be signed by (null: none pinned, as a chain audit without `--coordinator`).
+   * The coordinator the relay publishes (`GET /healthz`; null: none, or not read; absent: no relay was
+   * asked, as for an archive) and the ids every transcript's request must be signed by (null: none
+   * pinned, as a chain audit without `--coordinator`).
    */
-  coordinator: { published: string | null; pinned: CoordinatorPin | null };
+  coordinator: { published?: string | null; pinned: CoordinatorPin | null };
   /** The keys that signed the requests audited (their coordinators), with how many each. */
   signedBy: Record<string, number>;
   /** What is wrong with the relay itself (it publishes another coordinator than the pinned one). */
@@ -384,15 +385,19 @@ export function formatAudit(r: AuditReport): string {
 export function coordinatorLines(r: AuditReport): string[] {
   const { published, pinned } = r.coordinator;
   const relaySays =
-    published === null
-      ? 'the relay publishes none (/healthz)'
-      : `the relay publishes ${published} (/healthz)`;
+    published === undefined
+      ? []
+      : [
+          published === null
+            ? 'the relay publishes none (/healthz)'
+            : `the relay publishes ${published} (/healthz)`,
+        ];
   const lines =
     pinned === null
-      ? [`  coordinator: none pinned (--coordinator pins it); ${relaySays}`]
+      ? [`  coordinator: none pinned (--coordinator pins it)${relaySays.map((x) => `; ${x}`).join('')}`]
       : [
           `  coordinator: ${pinned.ids.join(', ')}, ${pinned.by}: every request must be signed by ${pinned.ids.length === 1 ? 'it' : 'one of them'}`,
-          ...(pinned.ids.length === 1 && pinned.ids[0] === published ? [] : [`  ${relaySays}`]),
+          ...(pinned.ids.length === 1 && pinned.ids[0] === published ? [] : relaySays.map((x) => `  ${x}`)),
         ];
   const signers = Object.entries(r.signedBy).sort((a, b) => b[1] - a[1]);
   if (signers.length > 0)

@@ -518,3 +518,107 @@ describe('an audit that checked nothing says so, and --json lists what was audit
     }
   });
 });
+
+describe('a history prune archive (JSON Lines) is verified line by line', () => {
+  /** An archive line of a forged request, as `synod-relay history prune --archive` writes it. */
+  const line = (f: Awaited<ReturnType<typeof forgeTranscript>>, over: Record<string, unknown> = {}) =>
+    JSON.stringify({
+      v: 1,
+      requestId: f.requestId,
+      status: 'verdict',
+      error: null,
+      createdAt: 1,
+      updatedAt: 2,
+      transcript: f.transcript,
+      verdictDigest: f.verdictDigest,
+      transcriptRoot: f.root,
+      verdict: f.verdictPacket,
+      attestations: [],
+      others: [],
+      ...over,
+    });
+
+  test('each line re-derived; a repeated line counted once; a request never sealed listed; a status that hides a verdict fails', async () => {
+    const [a, b, c] = await Promise.all([forgeTranscript(), forgeTranscript(), forgeTranscript()]);
+    const neverSealed = 'ab'.repeat(32);
+    const archive = [
+      line(a),
+      line(b),
+      line(a), // the same line again: a batch archived twice after a crash
+      JSON.stringify({
+        v: 1,
+        requestId: neverSealed,
+        status: 'expired',
+        error: 'QUORUM_NOT_MET',
+        transcript: null,
+      }),
+      line(c, { status: 'expired' }), // says it expired, yet carries its signed verdict
+      '',
+    ].join('\n');
+    const f = file('archive.jsonl', archive);
+    const r = await verify([f]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain(
+      `audited 3 requests of the file ${f} (5 lines): 2 hold, 1 do not, 1 never sealed`,
+    );
+    expect(r.out).toContain('  1 line repeats an earlier one, counted once: line 3 (= line 1)');
+    expect(r.out).toContain(`  never sealed (nothing to re-derive):\n  ${neverSealed} (line 4)`);
+    expect(r.out).toContain(
+      `  ${c.requestId}\n    - the source's status expired does not match the derived verdict`,
+    );
+    const json = JSON.parse((await verify([f, '--json'])).out) as {
+      items: { requestId: string; outcome: string }[];
+    };
+    expect(json.items.map((i) => [i.requestId, i.outcome])).toEqual([
+      [a.requestId, 'holds'],
+      [b.requestId, 'holds'],
+      [c.requestId, 'fails'],
+    ]);
+  });
+
+  test('the documented recipe, grep \'"requestId":"<id>"\' FILE | synod-verify -, holds when the line is there twice', async () => {
+    const a = await forgeTranscript();
+    const r = await verify(['-'], `${line(a)}\n${line(a)}\n`);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(
+      'audited 1 request of the standard input (2 lines): 1 hold, 0 do not, 0 never sealed',
+    );
+    // One line alone is read as before: one transcript's report.
+    const one = await verify(['-'], `${line(a)}\n`);
+    expect(one.code).toBe(0);
+    expect(one.out).toContain(`request ${a.requestId}: the transcript holds`);
+    expect(one.out).toContain("the source's status matches");
+    // A single line whose status hides its verdict fails too.
+    const hidden = await verify(['-'], line(a, { status: 'failed' }));
+    expect(hidden.code).toBe(1);
+    expect(hidden.out).toContain("the source's status does NOT match: given failed, derived verdict");
+  });
+
+  test('an archive of requests never sealed audits nothing (exit 3); a line cut short fails; pinning applies per line', async () => {
+    const never = [1, 2].map((n) =>
+      JSON.stringify({
+        v: 1,
+        requestId: String(n).repeat(64),
+        status: 'expired',
+        error: null,
+        transcript: null,
+      }),
+    );
+    const nothing = await verify([file('never.jsonl', never.join('\n'))]);
+    expect(nothing.code).toBe(3);
+    expect(nothing.out).toContain('NOTHING AUDITED');
+    const a = await forgeTranscript();
+    const cut = await verify(['-'], `${line(a)}\n${line(a).slice(0, 100)}\n`);
+    expect(cut.code).toBe(1);
+    expect(cut.out).toContain('line 2 of the standard input is not JSON');
+    const pinned = await verify(
+      ['-', '--coordinator', (await NodeKey.generate()).nodeId],
+      `${line(a)}\n${line(a)}`,
+    );
+    expect(pinned.code).toBe(1);
+    expect(pinned.out).toContain('COORDINATOR_NOT_PINNED');
+    const usage = await verify(['-', '--expect-digest', a.verdictDigest], `${line(a)}\n${line(a)}`);
+    expect(usage.code).toBe(2);
+    expect(usage.err).toContain('holds several lines (an archive)');
+  });
+});

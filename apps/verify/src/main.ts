@@ -15,6 +15,7 @@
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { escapeUnshown } from '@synod/shared';
+import { archiveLines, auditArchive, formatArchiveAudit } from './archive.ts';
 import { type AuditReport, auditRelay, formatAudit } from './audit.ts';
 import { auditChain } from './chain-audit.ts';
 import { formatChainAudit } from './chain-report.ts';
@@ -38,7 +39,8 @@ usage: synod-verify SOURCE [--coordinator IDS] [--expect-digest HEX] [--expect-r
 
   SOURCE               a transcript file (JSON), - for standard input, or an http(s) URL such as
                        a relay's /v1/verify/<requestId> (only its transcript is used; redirects are
-                       followed within its origin only)
+                       followed within its origin only); a history prune archive (JSON Lines), or
+                       lines of one, is verified line by line (a line repeated is counted once)
   --coordinator IDS    the node id (or ids, comma-separated) of the coordinator you trust: a
                        request signed by any other key does not hold (COORDINATOR_NOT_PINNED).
                        Without it, any key may have coordinated: node keys cost nothing. --relay
@@ -236,15 +238,30 @@ async function main(argv: string[]): Promise<number> {
       values['expect-root'] === undefined ? undefined : parseDigest('--expect-root', values['expect-root']);
     const coordinators = values.coordinator === undefined ? undefined : parseCoordinators(values.coordinator);
     const read = await readSource(source, timeoutS);
+    const pin =
+      coordinators === undefined
+        ? null
+        : { ids: coordinators, by: 'the coordinator pinned by --coordinator' };
+    // A history-prune archive (JSON Lines), or lines of one: each line verified, as an audit.
+    const archive = /^https?:\/\//.test(source) ? null : archiveLines(read.text);
+    if (archive !== null) {
+      if (expectDigest !== undefined || expectRoot !== undefined || values.reembed) {
+        return badUsage(
+          `${read.from} holds several lines (an archive): --expect-digest, --expect-root and --reembed check one transcript`,
+          json,
+        );
+      }
+      const r = await auditArchive(archive, read.from, pin);
+      console.log(values.json ? printableJson(r) : formatArchiveAudit(r));
+      return auditExitCode(r);
+    }
     const report = await verifyInput(
       readVerifyInput(read.text, read.from),
       {
         ...(expectDigest !== undefined ? { expectDigest } : {}),
         ...(expectRoot !== undefined ? { expectRoot } : {}),
         ...(read.requestId !== undefined ? { expectRequestId: read.requestId } : {}),
-        ...(coordinators !== undefined
-          ? { coordinators: { ids: coordinators, by: 'the coordinator pinned by --coordinator' } }
-          : {}),
+        ...(pin !== null ? { coordinators: pin } : {}),
       },
       values.reembed
         ? { load: loadPinnedEmbedder, noiseToleranceBits: Number(toleranceText ?? '0') }

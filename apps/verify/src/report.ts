@@ -149,7 +149,11 @@ export async function verifyInput(
         : [],
     };
   }
-  const compared = compare(check, { ...expect, claimed: input.claimed });
+  const compared = compare(check, {
+    ...expect,
+    claimed: input.claimed,
+    signedVerdict: input.verdictPacket !== undefined,
+  });
   if (input.verdictPacket !== undefined) {
     compared.comparisons.push(...(await verdictPacketComparisons(check, input.verdictPacket)));
     compared.ok = compared.ok && compared.comparisons.every((c) => c.match);
@@ -221,6 +225,8 @@ export function compare(
     /** The request the source was asked for (a relay URL's `/v1/verify/<id>`). */
     expectRequestId?: string;
     claimed: VerifyInput['claimed'];
+    /** Whether the source gives a signed verdict packet too (an archive line's `verdict`). */
+    signedVerdict?: boolean;
   },
 ): VerifyReport {
   const derived = check.ok
@@ -242,10 +248,17 @@ export function compare(
   add("the source's verdict digest", given.claimed.verdictDigest, derived.digest);
   add("the source's transcript root", given.claimed.root, derived.root);
   add("the source's request id", given.claimed.requestId, derived.requestId);
-  // Only a status that names a verdict's outcome is one to compare: an archived request that expired
-  // after its seal has a transcript, and no verdict published.
+  // A status that names a verdict's outcome is compared with the derived one. Any other (an archived
+  // request that expired after its seal has a transcript, and no verdict published) is compared only
+  // when the source carries a verdict all the same: a request with a verdict has its outcome's status.
   const status = given.claimed.status;
-  if (status === 'verdict' || status === 'no-consensus') add("the source's status", status, derived.status);
+  const carriesVerdict =
+    given.signedVerdict === true ||
+    given.claimed.verdict !== undefined ||
+    given.claimed.verdictDigest !== undefined;
+  if (status === 'verdict' || status === 'no-consensus' || (status !== undefined && carriesVerdict)) {
+    add("the source's status", status, derived.status);
+  }
   if (given.claimed.verdict !== undefined)
     add("the source's verdict (its digest)", claimedVerdictDigest(given.claimed.verdict), derived.digest);
   return { ok: check.ok && comparisons.every((c) => c.match), check, comparisons };
