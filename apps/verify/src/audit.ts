@@ -5,7 +5,7 @@
  * (`verifyTranscript`), comparing it with what the relay published twice: in the history listing and
  * beside the transcript.
  */
-import { fetchText } from './fetch-text.ts';
+import { describeAnswer, fetchText } from './fetch-text.ts';
 import { printableLines } from './printable.ts';
 import { type CoordinatorPin, reasonsOf, type VerifyReport, verifyInput } from './report.ts';
 import {
@@ -218,7 +218,7 @@ function newerFirst(a: HistoryItem, b: HistoryItem): number {
 export async function publishedCoordinator(base: string, timeoutS: number): Promise<string | null> {
   const r = await fetchText(`${base}/healthz`, timeoutS, 'health and coordinator');
   if (r.status !== 200 && r.status !== 503) {
-    throw new VerifyInputError(`${base}/healthz answered ${r.status}: ${r.text.slice(0, 200)}`);
+    throw new VerifyInputError(`${base}/healthz answered ${r.status}: ${describeAnswer(r.text)}`);
   }
   const id = (parseUniqueJson(r.text, `${base}/healthz`) as { coordinator?: unknown } | null)?.coordinator;
   return typeof id === 'string' && /^[0-9a-f]{64}$/.test(id) ? id : null;
@@ -339,7 +339,7 @@ export async function getText(url: string, timeoutS: number, what: string): Prom
   const r = await fetchText(url, timeoutS, what);
   // A relay answers 422 with the transcript when it finds a stored one does not hold: audited here anyway.
   if (!r.ok && r.status !== 422)
-    throw new VerifyInputError(`${url} answered ${r.status}: ${r.text.slice(0, 200)}`);
+    throw new VerifyInputError(`${url} answered ${r.status}: ${describeAnswer(r.text)}`);
   return r.text;
 }
 

@@ -167,3 +167,37 @@ async function fetchOnce(
     throw new VerifyInputError(`could not fetch the ${what} at ${url}: ${(e as Error).message}`);
   }
 }
+
+/** The most characters of an answer's text `describeAnswer` quotes. */
+const MAX_QUOTED = 1_000;
+
+/**
+ * What a relay's answer that is not a transcript says, for an error message: a JSON error body as
+ * `CODE: message`, with its `details`' plain values (a 409's `status` and `error`) and the names of the
+ * rest; any other text as it is, up to 1,000 characters, saying how many more there were.
+ */
+export function describeAnswer(text: string): string {
+  let said: string | undefined;
+  try {
+    const e = (
+      JSON.parse(text) as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null
+    )?.error;
+    if (typeof e?.code === 'string') {
+      const details =
+        e.details !== null && typeof e.details === 'object' && !Array.isArray(e.details)
+          ? Object.entries(e.details as Record<string, unknown>).map(([k, v]) =>
+              typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' || v === null
+                ? `${k} ${String(v)}`
+                : `${k} (${Array.isArray(v) ? `${v.length} items` : 'an object'})`,
+            )
+          : [];
+      said = `${e.code}: ${String(e.message ?? '')}${details.length > 0 ? ` (details: ${details.join(', ')})` : ''}`;
+    }
+  } catch {
+    // Not JSON: quoted as text.
+  }
+  const out = said ?? text;
+  return out.length > MAX_QUOTED
+    ? `${out.slice(0, MAX_QUOTED)}… (${out.length - MAX_QUOTED} more characters)`
+    : out;
+}

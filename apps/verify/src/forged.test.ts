@@ -622,3 +622,61 @@ describe('a history prune archive (JSON Lines) is verified line by line', () => 
     expect(usage.err).toContain('holds several lines (an archive)');
   });
 });
+
+describe('messages say what is wrong, and where', () => {
+  test('a packet that fails its schema is named by its place in the transcript', async () => {
+    const f = await forgeTranscript();
+    const t = structuredClone(f.transcript) as unknown as {
+      packets: { type: string; body: { createdAt: number } }[];
+    };
+    const at = t.packets.findIndex((p) => p.type === 'commit') + 1;
+    (t.packets[at] as { body: { createdAt: number } }).body.createdAt = 2 ** 60;
+    const r = await verify([file('too-big.json', t)]);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(new RegExp(`  - PACKET_INVALID: packets\\[${at}\\]: .*createdAt`));
+  });
+
+  test('a packet of the wrong type is named with its article ("an attestation packet, not a verdict")', async () => {
+    const f = await forgeTranscript();
+    const attestation = await f.attest(f.members[0] as NodeKey);
+    const r = await verify([
+      file('wrong-type.json', { transcript: f.transcript, status: 'verdict', verdict: attestation }),
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('given an attestation packet, not a verdict');
+  });
+
+  test("a relay's error is quoted whole, with its details, not cut at 200 characters", async () => {
+    const f = await forgeTranscript();
+    const message = `request ${f.requestId} has no verdict (status expired); ${'its coordinator gave up waiting. '.repeat(6)}end`;
+    const relay = relayDouble({
+      coordinator: f.coordinator.nodeId,
+      served: [
+        {
+          forged: f,
+          answer: () =>
+            Response.json(
+              {
+                ok: false,
+                error: {
+                  code: 'NO_VERDICT',
+                  message,
+                  details: { status: 'expired', error: 'QUORUM_NOT_MET', request: { v: 1 } },
+                },
+              },
+              { status: 409 },
+            ),
+        },
+      ],
+    });
+    try {
+      const r = await verify([`${relay.url}/v1/verify/${f.requestId}`]);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain(
+        `answered 409 without a transcript: NO_VERDICT: ${message} (details: status expired, error QUORUM_NOT_MET, request (an object))`,
+      );
+    } finally {
+      relay.stop();
+    }
+  });
+});

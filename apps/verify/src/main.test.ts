@@ -203,7 +203,9 @@ describe('synod-verify over the golden transcripts', () => {
     const r = await verify([file('surrogate.json', s.transcript)]);
     expect(r.code).toBe(1);
     expect(r.out).toContain('the transcript does NOT hold: TRANSCRIPT_INVALID');
-    expect(r.out).toContain('PACKET_INVALID: $.output: lone surrogate in a string');
+    // Which packet: its place in the transcript.
+    const at = s.transcript.packets.indexOf(reveal);
+    expect(r.out).toContain(`PACKET_INVALID: packets[${at}]: $.output: lone surrogate in a string`);
     expect(r.err).toBe('');
   });
 
@@ -330,7 +332,10 @@ describe('synod-verify against relays', () => {
       );
       expect(winnerLie?.code).toBe(1);
       expect(winnerLie?.out).toContain("the source's verdict digest matches");
-      expect(winnerLie?.out).toContain("the source's verdict (its digest) does NOT match");
+      // Named by the fields that differ, not only by two digests.
+      expect(winnerLie?.out).toContain(
+        "the source's verdict does NOT match the derived one: it differs in winner.nodeId, winner.output (its digest",
+      );
       expect(idLie?.code).toBe(1);
       expect(idLie?.out).toContain(`the source's request id does NOT match: given ${'c'.repeat(64)}`);
     } finally {
@@ -646,7 +651,7 @@ describe('synod-verify against relays', () => {
     const line = archiveRecord(detail);
     const ok = await verify(['-'], JSON.stringify(line));
     expect(ok.code).toBe(0);
-    expect(ok.out).toContain("the coordinator's signed verdict's signature matches");
+    expect(ok.out).toContain("the coordinator's signed verdict's signature verifies");
     expect(ok.out).toContain("the coordinator's signed verdict's signer (the coordinator) matches");
     expect(ok.out).toContain("the source's status matches");
     const verdict = line.verdict as Packet<'verdict'>;
@@ -655,7 +660,7 @@ describe('synod-verify against relays', () => {
       [
         'a digest altered in the signed packet',
         { ...line, verdict: { ...verdict, body: { ...verdict.body, verdictDigest: 'e'.repeat(64) } } },
-        "the coordinator's signed verdict's signature does NOT match",
+        "the coordinator's signed verdict's signature does NOT verify under its signer's key",
       ],
       [
         "the same verdict signed by another key than the request's",

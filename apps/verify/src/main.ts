@@ -21,6 +21,7 @@ import { auditChain } from './chain-audit.ts';
 import { formatChainAudit } from './chain-report.ts';
 import {
   checkFileSize,
+  describeAnswer,
   fetchText,
   MAX_SOURCE_BYTES,
   readBoundedFile,
@@ -96,13 +97,13 @@ async function readSource(source: string, timeoutS: number): Promise<Source> {
     const r = await fetchText(source, timeoutS, 'transcript');
     if (!r.text.includes('"transcript"') && !r.text.includes('"packets"')) {
       throw new VerifyInputError(
-        `${source} answered ${r.status} without a transcript: ${r.text.slice(0, 200)}`,
+        `${source} answered ${r.status} without a transcript: ${describeAnswer(r.text)}`,
       );
     }
     // A relay answers 422 with the transcript when it finds it does not hold: verify it here anyway.
     // Any other failure is the relay's, whatever its body holds: not a transcript it stands by.
     if (!r.ok && r.status !== 422) {
-      throw new VerifyInputError(`${source} answered ${r.status}: ${r.text.slice(0, 200)}`);
+      throw new VerifyInputError(`${source} answered ${r.status}: ${describeAnswer(r.text)}`);
     }
     const requestId = requestIdOfUrl(source);
     return {

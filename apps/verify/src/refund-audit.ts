@@ -29,7 +29,7 @@ import { type AskedBytes, type InputProblems, inputProblems } from './asked-inpu
 import { countSigner, type Verified } from './audit.ts';
 import { type Asked, questionMismatches } from './chain-question.ts';
 import { checkDeclines } from './declines.ts';
-import { fetchText } from './fetch-text.ts';
+import { describeAnswer, fetchText } from './fetch-text.ts';
 import { type CoordinatorPin, reasonsOf, verifyInput } from './report.ts';
 import { isRateLimited, parseUniqueJson, readVerifyInput, VerifyInputError } from './verify-input.ts';
 
@@ -99,7 +99,7 @@ async function relayHeld(
     }
     // A relay answers 422 with the transcript when it finds a stored one does not hold: verified here anyway.
     if (!r.ok && r.status !== 422) {
-      return { kind: 'unreadable', why: `${url} answered ${r.status}: ${r.text.slice(0, 200)}` };
+      return { kind: 'unreadable', why: `${url} answered ${r.status}: ${describeAnswer(r.text)}` };
     }
     const input = readVerifyInput(r.text);
     const report = await verifyInput(input, pinned === null ? {} : { coordinators: pinned });
@@ -125,11 +125,11 @@ function declinedDetails(text: string): { request: unknown; declines: unknown[] 
   }
 }
 
-/** `CODE: message` of a relay's error body, if it is one. */
+/** `CODE: message (details: …)` of a relay's error body, if it is one (fetch-text.ts `describeAnswer`). */
 function parseError(text: string): string | null {
   try {
-    const e = (JSON.parse(text) as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-    return typeof e?.code === 'string' ? `${e.code}: ${String(e.message ?? '').slice(0, 200)}` : null;
+    const e = (JSON.parse(text) as { error?: { code?: unknown } } | null)?.error;
+    return typeof e?.code === 'string' ? describeAnswer(text) : null;
   } catch {
     return null;
   }

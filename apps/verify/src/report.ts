@@ -1,4 +1,5 @@
 import {
+  canonicalJson,
   type EmbeddingModelRef,
   type TranscriptCheck,
   type Verdict,
@@ -17,7 +18,7 @@ export interface VerifyReport {
   ok: boolean;
   check: TranscriptCheck;
   /** Each comparison made: what was compared, the value given, the value derived, and whether they match. */
-  comparisons: { what: string; given: string; derived: string | null; match: boolean }[];
+  comparisons: Comparison[];
   /** The attestations given beside the transcript, checked; absent when none were given. */
   attestations?: AttestationCheck;
   /** With `--reembed`: the members' outputs embedded here, and the reveals whose bits disagree. */
@@ -30,6 +31,18 @@ export interface VerifyReport {
   who?: Who;
   /** The coordinators the request must be signed by (`--coordinator`, a relay's own), and whether it is. */
   pin?: CoordinatorPin & { ok: boolean };
+}
+
+/**
+ * One value compared: what it is, the value given, the value derived, whether they match, and, where
+ * "given X, derived Y" would not say it plainly, the sentence that does (`says`).
+ */
+export interface Comparison {
+  what: string;
+  given: string;
+  derived: string | null;
+  match: boolean;
+  says?: { match: string; mismatch: string };
 }
 
 export interface Who {
@@ -191,6 +204,10 @@ async function verdictPacketComparisons(
     given: holds ? 'verifies' : 'does not verify',
     derived: 'verifies',
     match: holds,
+    says: {
+      match: `${what}'s signature verifies`,
+      mismatch: `${what}'s signature does NOT verify under its signer's key: the packet was altered, or forged`,
+    },
   });
   const request = check.ok ? check.transcript.packets.find((x) => x.type === 'request') : undefined;
   const add = (name: string, given: string, derived: string | null) =>
@@ -199,7 +216,7 @@ async function verdictPacketComparisons(
   add('request id', p.body.requestId, check.ok ? check.requestId : null);
   add('verdict digest', p.body.verdictDigest, check.ok ? check.verdictDigest : null);
   add('transcript root', p.body.transcriptRoot, check.ok ? check.root : null);
-  add('verdict (its digest)', verdictDigest(p.body.verdict), check.ok ? check.verdictDigest : null);
+  out.push(verdictComparison(`${what}'s verdict`, p.body.verdict, check));
   return out;
 }
 
@@ -209,6 +226,53 @@ function claimedVerdictDigest(v: unknown): string {
     return verdictDigest(v as Verdict);
   } catch {
     return `not a verdict: ${shownValue(v).slice(0, 80)}`;
+  }
+}
+
+/**
+ * A verdict object a source gives, compared with the derived one by its digest; when they differ, by
+ * which of its fields do (`winner.output`, `accepted`…), as two digests say nothing of what changed.
+ */
+function verdictComparison(what: string, given: unknown, check: TranscriptCheck): Comparison {
+  const digest = claimedVerdictDigest(given);
+  const derived = check.ok ? check.verdictDigest : null;
+  const c: Comparison = { what: `${what} (its digest)`, given: digest, derived, match: digest === derived };
+  if (c.match || !check.ok || given === null || typeof given !== 'object' || Array.isArray(given)) return c;
+  const fields = differingFields(
+    given as Record<string, unknown>,
+    check.verdict as unknown as Record<string, unknown>,
+  );
+  if (fields.length === 0) return c;
+  return {
+    ...c,
+    says: {
+      match: `${c.what} matches`,
+      mismatch: `${what} does NOT match the derived one: it differs in ${fields.join(', ')} (its digest ${digest}, derived ${derived})`,
+    },
+  };
+}
+
+/** The fields in which two verdict objects differ, one level into `winner` and `centre`. */
+function differingFields(a: Record<string, unknown>, b: Record<string, unknown>, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const key of [...new Set([...Object.keys(b), ...Object.keys(a)])]) {
+    const [x, y] = [a[key], b[key]];
+    if (sameJson(x, y)) continue;
+    const nested = prefix === '' && (key === 'winner' || key === 'centre');
+    const objects = [x, y].every((v) => v !== null && typeof v === 'object' && !Array.isArray(v));
+    if (nested && objects) {
+      out.push(...differingFields(x as Record<string, unknown>, y as Record<string, unknown>, `${key}.`));
+    } else out.push(`${prefix}${key}`);
+  }
+  return out;
+}
+
+/** Whether two values are the same JSON (canonical: member order does not count). */
+function sameJson(x: unknown, y: unknown): boolean {
+  try {
+    return canonicalJson(x ?? null) === canonicalJson(y ?? null) && (x === undefined) === (y === undefined);
+  } catch {
+    return false;
   }
 }
 
@@ -260,7 +324,7 @@ export function compare(
     add("the source's status", status, derived.status);
   }
   if (given.claimed.verdict !== undefined)
-    add("the source's verdict (its digest)", claimedVerdictDigest(given.claimed.verdict), derived.digest);
+    comparisons.push(verdictComparison("the source's verdict", given.claimed.verdict, check));
   return { ok: check.ok && comparisons.every((c) => c.match), check, comparisons };
 }
 
@@ -271,7 +335,11 @@ export function reasonsOf(r: VerifyReport): string[] {
   const pinned = pinFailure(r);
   if (pinned !== null) reasons.push(pinned);
   for (const c of r.comparisons) {
-    if (!c.match) reasons.push(`${c.what} ${c.given} does not match the derived ${c.derived ?? '(none)'}`);
+    if (!c.match) {
+      reasons.push(
+        c.says?.mismatch ?? `${c.what} ${c.given} does not match the derived ${c.derived ?? '(none)'}`,
+      );
+    }
   }
   for (const a of r.attestations?.members?.conflicts ?? []) reasons.push(conflict(a, r));
   for (const bad of r.attestations?.invalid ?? []) {
@@ -307,9 +375,13 @@ export function formatReport(r: VerifyReport): string {
   if (!c.ok) {
     lines.push(`the transcript does NOT hold: ${c.error.code}: ${c.error.message}`);
     const issues =
-      (c.error.details['issues'] as { check?: string; message?: string; packetId?: string }[]) ?? [];
+      (c.error.details['issues'] as
+        | { check?: string; message?: string; packetId?: string; index?: number }[]
+        | undefined) ?? [];
     for (const i of issues.slice(0, MAX_ISSUES)) {
-      lines.push(`  - ${[i.check, i.packetId?.slice(0, 16), i.message].filter(Boolean).join(': ')}`);
+      // Which packet: its place in the transcript (`packets[3]`), and its id when it has one.
+      const at = typeof i.index === 'number' ? `packets[${i.index}]` : undefined;
+      lines.push(`  - ${[i.check, at, i.packetId?.slice(0, 16), i.message].filter(Boolean).join(': ')}`);
     }
     if (issues.length > MAX_ISSUES) lines.push(`  … and ${issues.length - MAX_ISSUES} more`);
     if (c.error.hint) lines.push(`  hint: ${c.error.hint}`);
@@ -353,8 +425,8 @@ export function formatReport(r: VerifyReport): string {
   for (const m of r.comparisons) {
     lines.push(
       m.match
-        ? `  ${m.what} matches`
-        : `  ${m.what} does NOT match: given ${m.given}, derived ${m.derived ?? '(nothing: the transcript does not hold)'}`,
+        ? `  ${m.says?.match ?? `${m.what} matches`}`
+        : `  ${m.says?.mismatch ?? `${m.what} does NOT match: given ${m.given}, derived ${m.derived ?? '(nothing: the transcript does not hold)'}`}`,
     );
   }
   return printableLines(lines);

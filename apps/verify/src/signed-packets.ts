@@ -26,7 +26,7 @@ export function packetOf<T extends PacketType>(
   } catch (e) {
     return { from, why: `malformed: ${(e as Error).message}` };
   }
-  if (p.type !== type) return { from, why: `a ${p.type} packet, not ${what}` };
+  if (p.type !== type) return { from, why: `${article(p.type)} ${p.type} packet, not ${what}` };
   return { from, packet: p as Packet<T> };
 }
 
@@ -40,7 +40,7 @@ export async function distinctSigned<T extends PacketType>(
   type: T,
   belongs: (p: Packet<T>) => string | null,
 ): Promise<{ valid: Packet<T>[]; invalid: { from: string; why: string }[] }> {
-  const what = `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type}`;
+  const what = `${article(type)} ${type}`;
   const seen = new Set<string>();
   const valid: Packet<T>[] = [];
   const invalid: { from: string; why: string }[] = [];
@@ -60,6 +60,11 @@ export async function distinctSigned<T extends PacketType>(
     }
   }
   return { valid, invalid };
+}
+
+/** `a` or `an`, as the packet type after it sounds (`an attestation`, `a verdict`). */
+export function article(word: string): string {
+  return /^[aeiou]/.test(word) ? 'an' : 'a';
 }
 
 /** Whether a packet's signature verifies for the key it names. */
