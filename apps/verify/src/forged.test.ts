@@ -680,3 +680,19 @@ describe('messages say what is wrong, and where', () => {
     }
   });
 });
+
+describe('what a transcript that holds does not prove (docs/auditing.md)', () => {
+  test('a frame of quorum 1 whose only seal member is its coordinator holds: pin the coordinator, read the seal', async () => {
+    const self = await NodeKey.generate();
+    const f = await forgeTranscript({
+      coordinator: self,
+      members: [{ key: self, output: 'Whatever I say.' }],
+      quorum: 1,
+    });
+    const r = await verify([file('self-sealed.json', f.transcript)]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('seal             1 member, 1 needed to agree; 1 agreed');
+    expect(r.out).toContain(`coordinator      ${self.nodeId} (signed the request and chose the seal)`);
+    expect(r.out).toContain(`member           ${self.nodeId} agreed, the winner`);
+  });
+});

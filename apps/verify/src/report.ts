@@ -400,7 +400,7 @@ export function formatReport(r: VerifyReport): string {
     for (const x of v.rejected) reasons.set(x.reason, (reasons.get(x.reason) ?? 0) + 1);
     const rejected = [...reasons].map(([k, n]) => `${k} ${n}`).join(', ');
     lines.push(
-      `  seal             ${v.sealSize} members, ${v.required} needed to agree; ${v.accepted.length} agreed` +
+      `  seal             ${plural(v.sealSize, 'member', 'members')}, ${v.required} needed to agree; ${v.accepted.length} agreed` +
         (v.rejected.length > 0 ? `; rejected: ${rejected}` : ''),
     );
     for (const m of r.who?.members ?? []) {
