@@ -185,7 +185,7 @@ export async function verifyInput(
 }
 
 /**
- * The coordinator's signed verdict packet a source gives (an archive line's), checked against what is
+ * The coordinator's signed verdict packet a source gives (an archive line's, a relay answer's), checked against what is
  * derived: a verdict packet whose signature holds, signed by the key that signed the request (its
  * coordinator), naming the request, the derived verdict, its digest and the transcript's root.
  */

@@ -65,6 +65,10 @@ describe('readVerifyInput', () => {
     const line = readVerifyInput(JSON.stringify({ transcript: t, status: 'verdict', verdict: packet }));
     expect(line.claimed).toEqual({ status: 'verdict' });
     expect(line.verdictPacket).toEqual(packet);
+    // A relay's answer (GET /v1/verify/:id): the verdict object to compare, and the signed packet beside it.
+    const answer = readVerifyInput(JSON.stringify({ transcript: t, verdict, verdictPacket: packet }));
+    expect(answer.claimed).toEqual({ verdict });
+    expect(answer.verdictPacket).toEqual(packet);
     // Anything but a string is compared as its JSON (and differs), never dropped.
     expect(readVerifyInput(JSON.stringify({ transcript: t, requestId: 7 })).claimed).toEqual({
       requestId: '7',

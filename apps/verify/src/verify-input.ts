@@ -21,7 +21,10 @@ export interface VerifyInput {
   };
   /** The nodes' attestation packets the source gives beside the transcript (checked, not trusted). */
   attestations?: unknown[];
-  /** The coordinator's signed verdict packet the source gives (an archive line's `verdict`): checked. */
+  /**
+   * The coordinator's signed verdict packet the source gives (an archive line's `verdict`, a relay
+   * answer's `verdictPacket`): checked.
+   */
   verdictPacket?: unknown;
 }
 
@@ -98,16 +101,18 @@ export function readVerifyInput(text: string, from = 'the input'): VerifyInput {
   if (requestId !== undefined && requestId !== null) claimed.requestId = claimOfText(requestId);
   const status = o['status'];
   if (status !== undefined && status !== null) claimed.status = claimOfText(status);
-  // A relay's answer carries the verdict object; an archive line, the coordinator's signed packet of it.
+  // A relay's answer carries the verdict object and (since GET /v1/verify/:id gives it) the coordinator's
+  // signed packet of it, `verdictPacket`; an archive line, the signed packet as its `verdict`.
   const verdict = o['verdict'];
   const signed = isPacketLike(verdict);
   if (verdict !== undefined && verdict !== null && !signed) claimed.verdict = verdict;
+  const packet = signed ? verdict : o['verdictPacket'];
   const attestations = o['attestations'];
   return {
     transcript: o['transcript'],
     claimed,
     ...(Array.isArray(attestations) ? { attestations } : {}),
-    ...(signed ? { verdictPacket: verdict } : {}),
+    ...(packet !== undefined && packet !== null ? { verdictPacket: packet } : {}),
   };
 }
 
