@@ -437,6 +437,19 @@ describe('the worker misconfigured or cut off: typed errors that name the cause'
     });
   }, 60_000);
 
+  test('SYNOD_SIGNED_QUOTA that is not a whole number is a 500 naming it; empty is the default', async () => {
+    await withWorker({ ...env(), SYNOD_SIGNED_QUOTA: 'lots' }, async (url) => {
+      const r = await fetch(`${url}/healthz`);
+      expect(r.status).toBe(500);
+      expect(((await r.json()) as { error: { message: string } }).error.message).toContain(
+        'SYNOD_SIGNED_QUOTA',
+      );
+    });
+    await withWorker({ ...env(), SYNOD_SIGNED_QUOTA: '' }, async (url) => {
+      expect((await fetch(`${url}/healthz`)).status).not.toBe(500);
+    });
+  }, 60_000);
+
   test('an unreachable database is 503 STORE_UNAVAILABLE (retryable), in OpenAI shape on chat, readable from an allowed page', async () => {
     const closed = `http://127.0.0.1:${await freePort()}`;
     const page = 'https://app.example';

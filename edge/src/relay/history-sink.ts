@@ -25,6 +25,9 @@ export async function recordPacket(
     heldCommits?: HeldCommits;
     /** Which nodes are proven or trusted now, for the vouched agreements of a verdict. */
     vouches?: (nodeId: string) => boolean;
+    /** The relay's own node id: a verdict of its own the history does not take is logged (`log`). */
+    self?: string;
+    log?: (entry: Record<string, unknown>) => void;
   } = {},
 ): Promise<boolean> {
   switch (packet.type) {
@@ -60,9 +63,27 @@ export async function recordPacket(
     case 'reveal':
       await store.recordReveal({ id, packet });
       return true;
-    case 'verdict':
-      await store.recordVerdict({ id, packet }, now, o.vouches);
+    case 'verdict': {
+      const taken = await store.recordVerdict({ id, packet }, now, o.vouches);
+      // The relay's own verdict, not taken and not there already: its request's history does not hold
+      // the seal it names open (a seal made again after a failed step, say), and the request would stay
+      // sealed for good in the history while the network heard its verdict. Said, never silent.
+      if (!taken && packet.from === o.self) {
+        const why = await store.verdictRefusal(packet.body.requestId);
+        if (why !== null) {
+          o.log?.({
+            level: 'error',
+            msg: 'verdict not stored',
+            code: 'VERDICT_NOT_STORED',
+            requestId: packet.body.requestId,
+            sealId: packet.body.verdict.sealId,
+            ...why,
+            hint: "the history does not hold this verdict's seal for an open request of this coordinator: GET /v1/inference/:id shows what it holds",
+          });
+        }
+      }
       return true;
+    }
     case 'attestation':
       await store.recordAttestation({ id, packet });
       return true;

@@ -197,6 +197,8 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
       recordPacket(store, packet, id, now(), {
         heldCommits: (requestId, ids) => node.heldCommits(requestId, ids),
         vouches: (nodeId) => proven.isProven(nodeId),
+        self: o.key.nodeId,
+        log,
       }),
     stored: (packet, changed) => {
       if (changed && packet.type !== 'heartbeat') network?.changed(packet.body.requestId);

@@ -236,7 +236,8 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
   } catch (e) {
     return configError(request, `SYNOD_CORS_ORIGINS: ${(e as Error).message}`);
   }
-  const signedQuota = env.SYNOD_SIGNED_QUOTA ?? String(DEFAULT_EDGE_CONFIG.signedQuotaPerDay);
+  // Empty, as wrangler.toml's other optional vars may be: the default.
+  const signedQuota = env.SYNOD_SIGNED_QUOTA || String(DEFAULT_EDGE_CONFIG.signedQuotaPerDay);
   if (!/^\d{1,9}$/.test(signedQuota)) {
     return configError(
       request,
@@ -292,7 +293,7 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
     await leaseLooked(iso.network, intake, true).catch(() => undefined);
   }
   const network = wakeAfterAnswer(iso.network, ctx, intake);
-  const config = { ...gatewayConfig(iso.network, corsOrigins), signedQuotaPerDay: Number(signedQuota) };
+  const config = gatewayConfig(iso.network, corsOrigins, Number(signedQuota));
   // An event stream's slot is a lease its loop renews each time it waits (see StreamLeases): workerd
   // drops the I/O of a request whose client left, and such a stream never gives its slot back itself.
   const streams = iso.streams.forRequest();
@@ -320,10 +321,19 @@ export async function handle(request: Request, env: WorkerEnv, ctx?: WorkerCtx):
 }
 
 /** The relay's settings, its embedders and default models being the gateway's (as last fetched). */
-function gatewayConfig(network: GatewayRelayNetwork, corsOrigins: readonly string[] = []): EdgeConfig {
+/**
+ * The worker's configuration: its embedders and default models are the gateway's, read when asked (the
+ * getters; a spread of this object would freeze them as they are now, empty before the first status).
+ */
+function gatewayConfig(
+  network: GatewayRelayNetwork,
+  corsOrigins: readonly string[] = [],
+  signedQuotaPerDay = DEFAULT_EDGE_CONFIG.signedQuotaPerDay,
+): EdgeConfig {
   return {
     ...DEFAULT_EDGE_CONFIG,
     corsOrigins,
+    signedQuotaPerDay,
     get embedders() {
       return network.cached?.embedders ?? [];
     },

@@ -20,6 +20,7 @@ import {
   verdictDigest,
   verifyTranscript,
 } from '@synod/shared';
+import { recordPacket } from '../relay/history-sink.ts';
 import { requestView } from '../views.ts';
 import { COUNTED_REVEALS_CACHE, DECLINES_HELD, verdictReveals } from './history-store.ts';
 import { openHistory } from './open-history.ts';
@@ -386,6 +387,39 @@ describe('HistoryStore under a hostile network: status transitions', () => {
       expect(d?.verdict).toBeNull();
       const rep = await h.client.execute('SELECT count(*) AS n FROM reputation');
       expect(Number(rep.rows[0]?.['n'])).toBe(0);
+    } finally {
+      h.client.close();
+    }
+  });
+
+  test("the relay's own verdict the history does not take is logged (VERDICT_NOT_STORED, with why); a second copy of a stored one is not", async () => {
+    const h = await withRequest('verdict-not-stored');
+    try {
+      const lines: Record<string, unknown>[] = [];
+      const o = { self: verdict.from, log: (e: Record<string, unknown>) => lines.push(e) };
+      for (const c of of('commit')) await h.store.recordCommit(stored(c));
+      // No seal stored: the verdict names one the history does not hold.
+      await recordPacket(h.store, verdict, packetId(verdict), 3, o);
+      expect(lines).toEqual([
+        expect.objectContaining({
+          level: 'error',
+          msg: 'verdict not stored',
+          code: 'VERDICT_NOT_STORED',
+          requestId,
+          sealId: verdict.body.verdict.sealId,
+          status: 'pending',
+          seals: [],
+        }),
+      ]);
+      // Another node's verdict packet for it is not the relay's own business: not logged.
+      await recordPacket(h.store, verdict, packetId(verdict), 3, { ...o, self: 'f'.repeat(64) });
+      expect(lines).toHaveLength(1);
+      await h.store.recordSeal(stored(seal), 4);
+      for (const r of of('reveal')) await h.store.recordReveal(stored(r));
+      await recordPacket(h.store, verdict, packetId(verdict), 5, o);
+      await recordPacket(h.store, verdict, packetId(verdict), 6, o);
+      expect(lines).toHaveLength(1);
+      expect((await h.store.getRequest(requestId))?.verdict).not.toBeNull();
     } finally {
       h.client.close();
     }

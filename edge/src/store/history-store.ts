@@ -188,6 +188,28 @@ export class HistoryStore {
     await this.db.delete(requestIntake).where(eq(requestIntake.seq, seq));
   }
 
+  /**
+   * Why a request's history would take no verdict now, for a log line: `no-request`, its `status` when
+   * it is not open, the seals it holds (ids) when it is, or null when it holds a verdict already.
+   */
+  async verdictRefusal(
+    requestId: string,
+  ): Promise<{ request: 'missing' } | { status: string; coordinator: string; seals: string[] } | null> {
+    if ((await this.db.select().from(verdicts).where(eq(verdicts.requestId, requestId))).length > 0)
+      return null;
+    const r = await this.db
+      .select({ status: requests.status, coordinator: requests.coordinator })
+      .from(requests)
+      .where(eq(requests.requestId, requestId));
+    const row = r[0];
+    if (row === undefined) return { request: 'missing' };
+    const held = await this.db
+      .select({ id: seals.packetId })
+      .from(seals)
+      .where(eq(seals.requestId, requestId));
+    return { status: row.status, coordinator: row.coordinator, seals: held.map((s) => s.id) };
+  }
+
   async hasRequest(requestId: string): Promise<boolean> {
     const r = await this.db
       .select({ id: requests.requestId })
