@@ -93,6 +93,13 @@ Subcommands, on the relay's database (no relay needs to run):
 ${[KEYS_USAGE, HISTORY_USAGE].map((u) => u.replace(/^usage: /, '       ').replace(`\n${DB_USAGE}`, '')).join('\n')}
 ${DB_USAGE}`;
 
+/**
+ * How long a stop (SIGINT, SIGTERM, SIGHUP) lets the HTTP requests under way finish, the relay still
+ * coordinating, before it closes what is left (event streams, answers still waiting): see
+ * `RelayOptions.stopGraceMs`. A second signal ends the process at once.
+ */
+export const STOP_GRACE_MS = 10_000;
+
 /** What the flags and the environment ask for, every value checked. */
 interface RelaySettings {
   passphrase: string;
@@ -535,6 +542,7 @@ export async function main(argv: string[]): Promise<number> {
         config: { corsOrigins: s.corsOrigins, signedQuotaPerDay: s.signedQuota },
         maxOpenRequests: maxOpen,
         maxQueuedRequests: maxQueued,
+        stopGraceMs: STOP_GRACE_MS,
         key,
         transports: gun ? [waku, gun] : [waku],
         embedders: [USE_LITE],
@@ -592,7 +600,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!stopping.signal.aborted) {
       await new Promise<void>((resolve) => stopping.signal.addEventListener('abort', () => resolve()));
     }
-    log({ level: 'info', msg: 'stopping', signal: signalName });
+    log({ level: 'info', msg: 'stopping', signal: signalName, graceS: STOP_GRACE_MS / 1000 });
     await relay.stop();
     await closeNetwork();
     // The last line of a clean stop, as the node's: a supervisor reading the log knows it ended well.

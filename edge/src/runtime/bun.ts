@@ -93,6 +93,13 @@ export interface RelayOptions {
    */
   signal?: AbortSignal;
   /**
+   * How long `stop()` lets the HTTP requests under way finish (new connections are refused at once),
+   * while the relay's node still coordinates, before it closes the connections left: a chat completion
+   * waiting for its verdict gets its answer rather than a connection cut. Default 0 (closed at once);
+   * `synod-relay` gives `STOP_GRACE_MS`.
+   */
+  stopGraceMs?: number;
+  /**
    * Fields added to the `relay listening` log line, logged as the HTTP port opens (before the restore):
    * the CLI adds its node id and multiaddrs, so that nodes can be started against it at once.
    */
@@ -377,6 +384,17 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   /** Everything the start opened, closed (the HTTP server and the admission writer first). */
   const closeAll = async () => {
     clearInterval(pruneTimer);
+    const grace = o.stopGraceMs ?? 0;
+    if (grace > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        server.stop(false),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, grace);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
     server.stop(true);
     await chainWatcher?.stop();
     await pruning;
