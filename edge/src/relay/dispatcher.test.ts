@@ -107,6 +107,42 @@ async function waitFor(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
 }
 
 describe('Dispatcher', () => {
+  test('a read of the log that keeps failing is logged once a spell, again each minute with the count, and its end is said', async () => {
+    let now = 1_000_000;
+    const s = await setup({ maxOpen: 2, now: () => now });
+    const next = s.intake.next.bind(s.intake);
+    let down = true;
+    s.intake.next = (async (...args: Parameters<typeof next>) => {
+      if (down) throw new Error('SQLITE_BUSY: the database is out of reach');
+      return next(...args);
+    }) as typeof next;
+    const failures = () => s.logged.filter((l) => l['msg'] === 'reading the admission log failed');
+    for (let i = 0; i < 30; i++) {
+      s.d.wake(true);
+      await s.d.idle();
+      now += 1_000;
+    }
+    // 30 failures over 30 s: one line.
+    expect(failures()).toHaveLength(1);
+    expect(s.d.stats().errors).toBe(30);
+    now += 31_000;
+    s.d.wake(true);
+    await s.d.idle();
+    expect(failures()).toHaveLength(2);
+    expect(failures()[1]).toMatchObject({ level: 'error', failures: 31, unlogged: 29 });
+    down = false;
+    await s.admit([body(now)]);
+    s.d.wake();
+    await s.d.idle();
+    expect(s.logged.at(-1)).toMatchObject({
+      level: 'info',
+      msg: 'works again',
+      after: 'reading the admission log failed',
+      failures: 31,
+    });
+    expect(s.node.submitted).toHaveLength(1);
+  });
+
   test('dispatches oldest first, at most maxOpen at once; a finished request frees its slot', async () => {
     const now = 1_000_000;
     const s = await setup({ maxOpen: 2, now: () => now });

@@ -1,4 +1,5 @@
 import { FRAME_DEFAULTS, type NodeKey, packetId, type RequestBody, signPacket } from '@synod/shared';
+import { LogSpells } from '../log-spells.ts';
 import type { HistoryStore, Stored } from '../store/history-store.ts';
 import { type IntakeStore, intakeDeadline, type QueuedRequest } from '../store/intake-store.ts';
 
@@ -185,6 +186,12 @@ export class Dispatcher {
   /** Places held by admissions under way (`reserve`). */
   #reserved = 0;
   readonly #stats = { dispatched: 0, expired: 0, dropped: 0, errors: 0 };
+  /**
+   * The failures of the dispatcher's recurring work (reading and counting the log, the lease, the
+   * sweeps), logged once a spell and again every minute while it lasts, not at every round (a database
+   * out of reach made about three error lines a second); the spell's end is said.
+   */
+  #spells: LogSpells | undefined;
 
   constructor(o: DispatcherOptions) {
     this.#o = {
@@ -375,6 +382,7 @@ export class Dispatcher {
     if (this.#renewing || this.#stopped) return;
     this.#renewing = this.#o.intake
       .renewLease(this.coordinatorId)
+      .then(() => this.#worked('renewing the lease failed'))
       .catch((e) => this.#fail('renewing the lease failed', e))
       .finally(() => {
         this.#renewing = undefined;
@@ -412,6 +420,7 @@ export class Dispatcher {
           requests: gone,
         });
       }
+      this.#worked('taking over stale rows or expiring abandoned ones failed');
     })()
       .catch((e) => this.#fail('taking over stale rows or expiring abandoned ones failed', e))
       .finally(() => {
@@ -455,6 +464,7 @@ export class Dispatcher {
         this.#fail('reading the admission log failed', e);
         return;
       }
+      this.#worked('reading the admission log failed');
       if (rows.length === 0) return;
       const progressed = await this.#step(rows, room, now);
       if (!progressed) return;
@@ -514,6 +524,7 @@ export class Dispatcher {
       this.#fail('moving requests into the history failed', e);
       return false;
     }
+    this.#worked('moving requests into the history failed');
     this.#queued = Math.max(0, this.#queued - moves.length);
     // A row moved by another relay since it was read (it expired this coordinator's rows, taken for
     // abandoned) is that relay's: nothing of it starts here.
@@ -595,13 +606,42 @@ export class Dispatcher {
     if (!Number.isFinite(this.#o.maxQueued) || this.#stopped) return;
     try {
       this.#queued = await this.#o.intake.count(this.coordinatorId, 2 * this.#o.maxQueued);
+      this.#worked('counting the admission log failed');
     } catch (e) {
       this.#fail('counting the admission log failed', e);
     }
   }
 
+  /** A recurring step worked: the spell of its failures, if any, is said to be over. */
+  #worked(msg: RecurringFailure): void {
+    const ended = this.#spells?.ended(msg);
+    if (ended) {
+      this.#o.log?.({
+        level: 'info',
+        msg: 'works again',
+        after: msg,
+        failures: ended.failures,
+        forMs: ended.forMs,
+      });
+    }
+  }
+
   #fail(msg: string, e: unknown): void {
     this.#stats.errors++;
+    if ((RECURRING as readonly string[]).includes(msg)) {
+      this.#spells ??= new LogSpells(this.#o.now, 60_000);
+      const s = this.#spells.failed(msg);
+      if (!s.log) return;
+      const code = (e as { code?: unknown } | null)?.code;
+      this.#o.log?.({
+        level: 'error',
+        msg,
+        err: String((e as Error)?.message ?? e),
+        ...(typeof code === 'string' ? { code } : {}),
+        ...(s.failures > 1 ? { failures: s.failures, unlogged: s.unlogged, sinceMs: s.sinceMs } : {}),
+      });
+      return;
+    }
     // A node's refusal (NodeError) and a protocol rejection (SynodError) carry a stable code.
     const code = (e as { code?: unknown } | null)?.code;
     this.#o.log?.({
@@ -612,3 +652,14 @@ export class Dispatcher {
     });
   }
 }
+
+/** The dispatcher's recurring steps whose failures are logged once a spell (`Dispatcher.#spells`). */
+const RECURRING = [
+  'reading the admission log failed',
+  'counting the admission log failed',
+  'moving requests into the history failed',
+  'renewing the lease failed',
+  'taking over stale rows or expiring abandoned ones failed',
+  'dispatching failed',
+] as const;
+type RecurringFailure = (typeof RECURRING)[number];
