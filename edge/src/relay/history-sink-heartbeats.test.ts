@@ -26,7 +26,8 @@ async function hear(
   body: Partial<Omit<HeartbeatBody, 'createdAt'>> = {},
 ) {
   const s = storedHeartbeat(await testHeartbeat(key, at, body));
-  expect(await recordPacket(store, s.packet, s.id, at)).toBe(false);
+  // Whether it was written (true) or skipped, not due yet (false, the database untouched).
+  return recordPacket(store, s.packet, s.id, at);
 }
 
 async function stored(store: HistoryStore, nodeId: string) {
@@ -48,11 +49,11 @@ describe('heartbeat writes', () => {
     const h = await openHistory(`file:${join(dir, 'interval.db')}`);
     try {
       const key = await NodeKey.fromSeed(new Uint8Array(32).fill(41));
-      await hear(h.store, key, T0);
+      expect(await hear(h.store, key, T0)).toBe(true);
       expect((await stored(h.store, key.nodeId)).lastSeen).toBe(T0);
       // Every 10 s, as nodes send them: not written until the interval is over.
       for (let t = 10_000; t < HEARTBEAT_WRITE_INTERVAL_MS; t += 10_000) {
-        await hear(h.store, key, T0 + t);
+        expect(await hear(h.store, key, T0 + t)).toBe(false);
         expect((await stored(h.store, key.nodeId)).lastSeen).toBe(T0);
       }
       await hear(h.store, key, T0 + HEARTBEAT_WRITE_INTERVAL_MS);

@@ -13,7 +13,8 @@ export type HeldCommits = (
  * holds (commits, declines, seal, reveals, verdict, attestations) and heartbeats (the node registry: a node's at
  * most once per `HEARTBEAT_WRITE_INTERVAL_MS` unless what it advertises changed).
  * Inserts are idempotent, so the same packet from several transports, or from several relays over one
- * database, is stored once. Returns whether the request's stored view changed.
+ * database, is stored once. Returns whether the request's stored view changed; for a heartbeat, whether
+ * it was written (one not due yet is skipped without touching the database).
  */
 export async function recordPacket(
   store: HistoryStore,
@@ -45,7 +46,7 @@ export async function recordPacket(
         writes.forget(packet.from);
         throw e;
       }
-      return false;
+      return true;
     }
     case 'request':
       // Requests enter the history through the relay that accepts them (`accept`), never from the

@@ -68,3 +68,29 @@ test('the waiting packets are bounded: past the bound the newest is dropped, sai
   expect(logs.filter((l) => l['code'] === 'HISTORY_RETRY_FULL')).toHaveLength(1);
   w.close();
 });
+
+test('a heartbeat skipped (not due, the database untouched) does not end a spell: nothing says writes work again while they fail', async () => {
+  const logs: Record<string, unknown>[] = [];
+  let down = true;
+  const w = new HistoryWriter({
+    // As recordPacket: a heartbeat not due is skipped (false) without touching the database.
+    record: async (_id, p) => {
+      if (p.type === 'heartbeat' && (p as unknown as { n: number }).n % 2 === 1) return false;
+      if (down) throw new Error('SQLITE_CANTOPEN: unable to open database file');
+      return true;
+    },
+    log: (e) => logs.push(e),
+    now: Date.now,
+    retryMs: [1_000],
+  });
+  await w.write('h0', packet('heartbeat', 0));
+  await w.write('h1', packet('heartbeat', 1));
+  await w.write('h2', packet('heartbeat', 2));
+  expect(logs.map((l) => l['msg'])).toEqual(['history write failed']);
+  // A heartbeat's failure says it is not kept.
+  expect(logs[0]?.['hint']).toContain('not kept');
+  down = false;
+  await w.write('h4', packet('heartbeat', 4));
+  expect(logs.map((l) => l['msg'])).toEqual(['history write failed', 'history writes work again']);
+  w.close();
+});

@@ -58,7 +58,9 @@ export class HistoryWriter {
       // Written first: an optional call's arguments are not evaluated when there is nothing to call.
       const changed = await this.#o.record(id, packet);
       this.#o.stored?.(packet, changed);
-      this.#worked();
+      // A heartbeat not due yet was skipped, the database untouched: it says nothing of whether writes
+      // work again (said while the database was still down, between two failures).
+      if (packet.type !== 'heartbeat' || changed) this.#worked();
     } catch (e) {
       this.#failed(packet, e);
       if (packet.type !== 'heartbeat') {
@@ -134,7 +136,10 @@ export class HistoryWriter {
       err: String(e).slice(0, 500),
       waiting: this.#pending.length,
       ...(spell.failures > 1 ? { failedForMs: spell.sinceMs, failures: spell.failures } : {}),
-      hint: 'kept and written again, in order, once the database takes writes',
+      hint:
+        packet.type === 'heartbeat'
+          ? "not kept (the node's next heartbeat comes in seconds); packets of requests are kept and written again, in order, once the database takes writes"
+          : 'kept and written again, in order, once the database takes writes',
     });
   }
 
