@@ -9,6 +9,7 @@
  * - `set-quota KEY_ID --quota N` changes a key's daily quota (applied within the same time).
  * Exit codes: 0 done, 1 the database could not be used or the key is unknown, 2 bad arguments.
  */
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { forgottenValueMessage, joinNegativeNumbers } from '@synod/browser-node/cli-args';
 import { createApiKey } from './auth/api-keys.ts';
@@ -20,7 +21,14 @@ import {
   setApiKeyQuota,
 } from './auth/key-admin.ts';
 import { DEFAULT_EDGE_CONFIG, FlagError, redactDbUrl } from './config.ts';
-import { commandReason, DB_OPTIONS, DB_USAGE, openForCommand, parseDbFlags } from './db-flags.ts';
+import {
+  commandReason,
+  DB_OPTIONS,
+  DB_USAGE,
+  localDbFile,
+  openForCommand,
+  parseDbFlags,
+} from './db-flags.ts';
 import { utcDay } from './http/auth.ts';
 import type { openHistory } from './store/open-history.ts';
 
@@ -84,6 +92,8 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
     return usageError(e.message);
   }
   let run: (store: Awaited<ReturnType<typeof openHistory>>['store']) => Promise<number>;
+  /** Whether `create --new-db` made the database file (said with the key). */
+  let made = false;
   const now = Date.now();
   if (sub === 'create') {
     const quota = parseQuota(values.quota);
@@ -101,7 +111,7 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
       // The key alone on stdout (for scripts); what it is on stderr.
       io.out(k.key);
       io.err(
-        `created ${k.id} "${label}", ${quota} requests a day${quota === 0 ? ' (none until keys set-quota raises it)' : ''}, in ${redactDbUrl(dbUrl)}; the key is shown only this once`,
+        `created ${k.id} "${label}", ${quota} requests a day${quota === 0 ? ' (none until keys set-quota raises it)' : ''}, in ${made ? 'a new database, ' : ''}${redactDbUrl(dbUrl)}; the key is shown only this once`,
       );
       return 0;
     };
@@ -158,6 +168,8 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
   }
   // A file that is not there is named as the mistake it most likely is (a --db that is not the relay's);
   // `create --new-db` starts a database there.
+  const file = localDbFile(dbUrl);
+  made = file !== null && !existsSync(file);
   const h = await openForCommand(dbUrl, authToken, io.err, {
     create: sub === 'create' && values['new-db'],
     ...(sub === 'create'

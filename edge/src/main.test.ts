@@ -371,7 +371,9 @@ describe('synod-relay keys list and revoke', () => {
     await inDir(async (run, dir) => {
       const agent = await run(['keys', 'create', '--label', 'agent', '--quota', '25', '--new-db', ...db]);
       // Said where it went: a key in another database than the relay's is unknown to the relay.
-      expect(agent.err).toMatch(/^created key_[0-9a-f]{16} "agent", 25 requests a day, in file:relay.db;/);
+      expect(agent.err).toMatch(
+        /^created key_[0-9a-f]{16} "agent", 25 requests a day, in a new database, file:relay.db;/,
+      );
       const laptop = await run(['keys', 'create', '--label', 'old laptop', ...db]);
       const listed = await run(['keys', 'list', '--json', ...db]);
       expect(listed.code).toBe(0);

@@ -298,6 +298,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     const embedder = net.servings[0]?.embedder;
     if (!embedder) throw new Error('the test network has no serving node');
     // The relay's own watcher as the relay builds it, over a side oracle, with a quota of 2 a day.
+    const logs: Record<string, unknown>[] = [];
     const w = relayChainWatcher(
       { ...bridgeOptions(chain, { confirmations: 0, pollMs: 3_600_000 }), oracle, dailyQuota: 2 },
       {
@@ -307,6 +308,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
         config: { defaultModels: ['stories260K'], embedders: [embedder] },
         admitter: relay.admissions,
         now: () => Date.now(),
+        log: (e) => logs.push(e),
       },
     );
     const asked = [];
@@ -322,6 +324,8 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
     expect((await eventsOf('LLMRefunded', third, oracle)).map((e) => e.args.reason)).toEqual([
       'QUOTA_EXCEEDED',
     ]);
+    // The operator reads why in the log.
+    expect(logs.find((l) => l['msg'] === 'chain refund sent')).toMatchObject({ reason: 'QUOTA_EXCEEDED' });
     expect(
       await chain.client.readContract({
         address: oracle,

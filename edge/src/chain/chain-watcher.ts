@@ -1,5 +1,6 @@
 import { synodOracleAbi } from '@synod/contracts/abi';
 import { ANSWER_TOO_LARGE, fulfilGasLimit, MAX_TRANSACTION_GAS } from '@synod/contracts/settlement-gas';
+import { escapeUnshown } from '@synod/shared';
 import type { ChainRequestRow } from '@synod/shared/history';
 import {
   type Account,
@@ -1220,7 +1221,15 @@ export class ChainWatcher {
       await this.#o.store.release(row.requestId, hash, this.#o.now());
       throw e;
     }
-    this.#o.log?.({ level: 'info', msg: `chain ${s.kind} sent`, requestId: row.requestId, tx: hash });
+    this.#o.log?.({
+      level: 'info',
+      msg: `chain ${s.kind} sent`,
+      requestId: row.requestId,
+      tx: hash,
+      // Why a refund: an operator reading the log sees QUOTA_EXCEEDED, NO_CONSENSUS, … (escaped: on
+      // chain anyone may refund after the deadline, but this one is the relay's own reason).
+      ...(s.kind === 'refund' ? { reason: escapeUnshown(s.reason) } : {}),
+    });
     if (this.#balance.last?.low) this.#nextBalanceCheck = Number.NEGATIVE_INFINITY;
     // Not waited for here: later passes follow it up (`#followUp`) once it is `confirmations` deep.
     return true;
@@ -1421,7 +1430,15 @@ export class ChainWatcher {
     const { tx, settlement } = found;
     if (await this.#o.store.settled(row.requestId, settlement, tx, this.#o.now())) {
       this.#stats[kind]++;
-      this.#o.log?.({ level: 'info', msg: `chain request ${kind}`, requestId: row.requestId, tx });
+      this.#o.log?.({
+        level: 'info',
+        msg: `chain request ${kind}`,
+        requestId: row.requestId,
+        tx,
+        ...(settlement.kind === 'refunded' && settlement.reason !== null
+          ? { reason: escapeUnshown(settlement.reason) }
+          : {}),
+      });
     }
     return true;
   }

@@ -46,6 +46,14 @@ describe('quotaExceededError', () => {
     expect(e.code).toBe('QUOTA_EXCEEDED');
     expect(e.message).toBe('the daily quota of this key is 0: it takes no request');
     expect(e.hint).toContain('the next UTC day starts with the same quota');
+    expect(e.hint).toContain('keys set-quota');
     expect(e.headers?.['x-synod-quota-limit']).toBe('0');
+    // Signed requests have no key to raise: the relay's --signed-quota is said instead.
+    const signed = quotaExceededError(0, '2026-11-22', NOON, 'signed');
+    expect(signed.message).toBe(
+      'the daily quota of this node key (signed requests) is 0: it takes no request',
+    );
+    expect(signed.hint).toContain('--signed-quota');
+    expect(signed.hint).not.toContain('keys set-quota');
   });
 });

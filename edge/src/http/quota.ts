@@ -40,18 +40,27 @@ export function quotaHeaders(q: QuotaStanding): Record<string, string> {
  * the quota headers say the same as on an accepted request (none remaining). A quota of 0 (a key its
  * operator paused) is said as such: the next day starts with the same quota.
  */
-export function quotaExceededError(quotaPerDay: number, day: string, now: number): HttpError {
+export function quotaExceededError(
+  quotaPerDay: number,
+  day: string,
+  now: number,
+  kind: 'api-key' | 'signed' = 'api-key',
+): HttpError {
   const reset = secondsToNextUtcDay(now);
   const paused = quotaPerDay === 0;
+  const raise =
+    kind === 'signed'
+      ? "the relay's operator sets it for signed requests (synod-relay --signed-quota); an API key has a quota of its own"
+      : "the relay's operator can raise it (synod-relay keys set-quota)";
   return new HttpError(
     429,
     'QUOTA_EXCEEDED',
     paused
-      ? 'the daily quota of this key is 0: it takes no request'
+      ? `the daily quota of this ${kind === 'signed' ? 'node key (signed requests)' : 'key'} is 0: it takes no request`
       : `the daily quota of ${quotaPerDay} ${quotaPerDay === 1 ? 'request' : 'requests'} is used up`,
     { quotaPerDay, day, resetsInSeconds: reset },
     paused
-      ? "the next UTC day starts with the same quota; the relay's operator can raise it (synod-relay keys set-quota)"
+      ? `the next UTC day starts with the same quota; ${raise}`
       : 'the quota counts requests per UTC day; retry after Retry-After seconds, or ask for a larger quota',
     { 'retry-after': String(reset), ...quotaHeaders(quotaStanding(quotaPerDay, quotaPerDay, now)) },
   );

@@ -168,7 +168,9 @@ export async function submit(
         'retry with the same Idempotency-Key: a request that was stored is then replayed, not duplicated',
       );
     }
-    if (outcome.kind === 'quota-exceeded') throw quotaExceededError(outcome.quotaPerDay, outcome.day, now);
+    if (outcome.kind === 'quota-exceeded') {
+      throw quotaExceededError(outcome.quotaPerDay, outcome.day, now, caller.kind);
+    }
     if (outcome.kind === 'conflict') {
       throw edgeError(409, 'IDEMPOTENCY_CONFLICT', 'this Idempotency-Key was used with a different body', {
         requestId: outcome.requestId,

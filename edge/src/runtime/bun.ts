@@ -150,7 +150,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   // Checked before anything is opened or started, so a bad value leaves nothing running.
   checkIdempotencyRetention(o.config?.idempotencyRetentionMs ?? DEFAULT_EDGE_CONFIG.idempotencyRetentionMs);
   checkMaxQueued(o.maxQueuedRequests ?? DEFAULT_MAX_QUEUED);
-  const { client, store, checkFile, primaryHealth, rebuiltReplica } = await openHistory(
+  const { client, store, checkFile, primaryHealth, rebuiltReplica, migrations } = await openHistory(
     o.dbUrl,
     o.dbAuthToken,
     o.replicaPath,
@@ -167,6 +167,11 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
         }),
     },
   );
+  // An upgrade's migrations are said once, when applied (relays running older code over the database do
+  // not take a newer schema's new rows; see docs/operating.md on upgrades).
+  if (migrations.applied.length > 0) {
+    log({ level: 'info', msg: 'database migrated', applied: migrations.applied, schema: migrations.schema });
+  }
   if (rebuiltReplica !== undefined) {
     log({
       level: 'warn',

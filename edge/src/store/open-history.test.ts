@@ -206,3 +206,16 @@ describe('the database file of a relay', () => {
     expect(statSync(old).mode & 0o777).toBe(0o600);
   });
 });
+
+describe('openHistory: the migrations it applied', () => {
+  test('a new database is migrated to the last schema, said once; opened again, nothing is applied', async () => {
+    const url = `file:${join(dir, 'migrations-said.db')}`;
+    const first = await openHistory(url);
+    first.client.close();
+    expect(first.migrations.applied[0]).toBe('0000_history');
+    expect(first.migrations.applied.at(-1)).toBe(first.migrations.schema as string);
+    const again = await openHistory(url);
+    again.client.close();
+    expect(again.migrations).toEqual({ applied: [], schema: first.migrations.schema });
+  });
+});

@@ -313,7 +313,7 @@ export async function openHistory(
       );
     }
   }
-  await applyMigrations(client, MIGRATIONS);
+  const migrated = await applyMigrations(client, MIGRATIONS);
   // A local file (not a replica, whose file the client manages) is checked whenever health is asked.
   const checkFile = !replicaPath && localFile ? databaseFileCheck(localFile) : undefined;
   const store = new HistoryStore(drizzle(client, { schema: historySchema }), checkFile);
@@ -326,5 +326,7 @@ export async function openHistory(
     primaryHealth,
     ...(opened instanceof ReplicaKeeper ? { replica: opened } : {}),
     ...(rebuiltReplica ? { rebuiltReplica } : {}),
+    /** The migrations this open applied (their tags, oldest first), and the schema's last one now. */
+    migrations: { applied: migrated, schema: MIGRATIONS.at(-1)?.tag ?? null },
   };
 }
