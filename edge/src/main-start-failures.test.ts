@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { databaseServerFailure } from './relay-cli.ts';
 import { runCommand } from './test-servers.ts';
 
 const MAIN = resolve(import.meta.dir, 'main.ts');
@@ -63,6 +64,22 @@ describe('synod-relay start failures', () => {
     expect(r.last).toMatchObject({ msg: 'start failed', code: 'DB_FILE_MALFORMED' });
     expect(String(r.last['err'])).toContain('notes.db is not a SQLite database');
     expect(String(r.last['hint'])).toContain('--db');
+  });
+
+  test('a libSQL server that cannot be reached: DB_UNREACHABLE with a hint; one refusing the token: DB_AUTH_FAILED', async () => {
+    const closed = await listening();
+    const port = closed.port;
+    closed.server.close();
+    const r = await start(() => ['--db', `http://127.0.0.1:${port}`]);
+    expect(r.code).toBe(1);
+    expect(r.last).toMatchObject({ msg: 'start failed', code: 'DB_UNREACHABLE' });
+    expect(String(r.last['hint'])).toContain('could not be reached');
+    // libSQL's own words for a server refusing the token (as an operator met it, against sqld with auth).
+    expect(databaseServerFailure(new Error('SERVER_ERROR: Server returned HTTP status 401'))).toMatchObject({
+      code: 'DB_AUTH_FAILED',
+      hint: expect.stringContaining('SYNOD_DB_AUTH_TOKEN'),
+    });
+    expect(databaseServerFailure(new Error('SQLITE_CONSTRAINT: something else'))).toBeNull();
   });
 
   test('a --db file that cannot be made: DB_FILE_UNWRITABLE naming it, with a hint', async () => {

@@ -633,5 +633,26 @@ function startFailure(e: unknown): { code: string; hint?: string } {
     const { code, hint } = e as Error & { code: string; hint: string };
     return { code, hint };
   }
-  return { code: 'INTERNAL' };
+  return databaseServerFailure(e) ?? { code: 'INTERNAL' };
+}
+
+/**
+ * A libSQL server that refused or could not be reached as the relay opened its database, said with a
+ * code and what to check (it was INTERNAL with libSQL's own message alone).
+ */
+export function databaseServerFailure(e: unknown): { code: string; hint: string } | null {
+  const text = String((e as Error)?.message ?? e);
+  if (/HTTP status 40[13]\b|\b401 Unauthorized|\bUNAUTHORIZED\b/i.test(text)) {
+    return {
+      code: 'DB_AUTH_FAILED',
+      hint: 'the libSQL server refused the credentials: set the auth token in $SYNOD_DB_AUTH_TOKEN (or the variable --db-auth-token-env names)',
+    };
+  }
+  if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|Unable to connect|fetch failed/i.test(text)) {
+    return {
+      code: 'DB_UNREACHABLE',
+      hint: 'the libSQL server at --db could not be reached: check that it runs and its address',
+    };
+  }
+  return null;
 }
