@@ -93,6 +93,32 @@ describe('openHistory on an embedded replica', () => {
     }
   }, 60_000);
 
+  for (const [what, removed] of [
+    ['its database, WAL and shared memory removed (its sync metadata left)', ['', '-wal', '-shm']],
+    ['its wal index removed', ['-client_wal_index']],
+  ] as const) {
+    test(`a replica with ${what} is made again from the server at the start, not a failed start`, async () => {
+      const primary = await openHistory(sqld.url);
+      await primary.store.createApiKey(
+        { id: `key_${n}`, hash: `${n}`.padStart(64, 'e'), label: 'kept', quotaPerDay: 5 },
+        1,
+      );
+      const replicaFile = join(dir, `replica-${n++}.db`);
+      const first = await openHistory(sqld.url, undefined, replicaFile, 200);
+      first.client.close();
+      for (const side of removed) rmSync(`${replicaFile}${side}`, { force: true });
+      const again = await openHistory(sqld.url, undefined, replicaFile, 200);
+      try {
+        expect(again.rebuiltReplica).toStartWith(`${replicaFile}.malformed-`);
+        expect(await count(again.client)).toBeGreaterThan(0);
+        expect(statSync(replicaFile).mode & 0o777).toBe(0o600);
+      } finally {
+        again.client.close();
+        primary.client.close();
+      }
+    }, 60_000);
+  }
+
   test('a sync interval must be positive', async () => {
     await expect(openHistory(sqld.url, undefined, join(dir, `replica-${n++}.db`), 0)).rejects.toThrow(
       RangeError,

@@ -3,7 +3,7 @@
  * from the relay runtime (runtime/bun.ts), so a command that only needs the database (`synod-relay
  * keys …`) loads neither the node nor its transports.
  */
-import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type Client, createClient } from '@libsql/client';
 import { expandConfig } from '@libsql/core/config';
@@ -268,6 +268,13 @@ export async function openHistory(
       return c;
     };
     let first: Client;
+    // The replica's sync metadata without its database file (the file removed by hand, or by a cleaner of
+    // the folder): libSQL would take the empty file it makes for one already at the metadata's frame, and
+    // read nothing of the server's history. What is left is moved aside, and the replica made again.
+    const [replicaFile, ...beside] = replicaFiles(resolve(replicaPath));
+    if (!existsSync(replicaFile as string) && beside.some((f) => existsSync(f))) {
+      rebuiltReplica = moveAside(replicaPath);
+    }
     try {
       first = await openSynced();
     } catch (e) {

@@ -21,7 +21,7 @@ import type {
  * sync metadata broken). None of them is a server out of reach.
  */
 const MALFORMED =
-  /database disk image is malformed|SQLITE_CORRUPT|SQLITE_NOTADB|file is not a database|Injector error/i;
+  /database disk image is malformed|SQLITE_CORRUPT|SQLITE_NOTADB|file is not a database|Injector error|without a wal_index/i;
 
 /** How deep a chain of causes is followed (drizzle's query error wraps the client's). */
 const MAX_DEPTH = 5;
