@@ -100,6 +100,9 @@ ${DB_USAGE}`;
  */
 export const STOP_GRACE_MS = 10_000;
 
+/** How often a running relay looks at its peers, to log its last node gone (NO_PEERS) and back. */
+const PEER_WATCH_MS = 5_000;
+
 /** What the flags and the environment ask for, every value checked. */
 interface RelaySettings {
   passphrase: string;
@@ -476,7 +479,7 @@ export async function main(argv: string[]): Promise<number> {
     // none of them.
     const [
       { GunTransport },
-      { checkPortsFree, loadOrCreateIdentity, lockIdentity, lockNodeKey, writeOwnerOnlyFile },
+      { checkPortsFree, loadOrCreateIdentity, lockIdentity, lockNodeKey, watchPeers, writeOwnerOnlyFile },
       { createHeadlessWakuRelay, libp2pKeyFor, startGunRelay },
       { startRelay, RelayStartAborted },
     ] = await Promise.all([
@@ -597,9 +600,19 @@ export async function main(argv: string[]): Promise<number> {
         ? { chain: { chainId: chain.chainId, oracle: chain.oracle, rpc: redactRpcUrl(chain.rpcUrl) } }
         : {}),
     });
+    // Its last node gone (and back) is said, as /healthz says it (503 NO_PEERS): Waku peers only (its own
+    // Gun relay is not a node).
+    const stopWatching = watchPeers({
+      peers: () => waku.peers().length,
+      bootstrap: s.bootstrap,
+      log,
+      intervalMs: PEER_WATCH_MS,
+      who: 'relay',
+    });
     if (!stopping.signal.aborted) {
       await new Promise<void>((resolve) => stopping.signal.addEventListener('abort', () => resolve()));
     }
+    stopWatching();
     log({ level: 'info', msg: 'stopping', signal: signalName, graceS: STOP_GRACE_MS / 1000 });
     await relay.stop();
     await closeNetwork();

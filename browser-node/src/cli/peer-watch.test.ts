@@ -2,7 +2,11 @@ import { expect, test } from 'bun:test';
 import { watchPeers } from './peer-watch.ts';
 
 /** The lines logged while `peers` answers each of `counts` in turn, one look each. */
-async function logged(counts: number[], bootstrap: string[]): Promise<Array<[string, string?]>> {
+async function logged(
+  counts: number[],
+  bootstrap: string[],
+  who?: 'node' | 'relay',
+): Promise<Array<[string, string?]>> {
   const lines: Array<Record<string, unknown>> = [];
   let i = 0;
   const stop = watchPeers({
@@ -10,6 +14,7 @@ async function logged(counts: number[], bootstrap: string[]): Promise<Array<[str
     bootstrap,
     log: (e) => lines.push(e),
     intervalMs: 5,
+    ...(who ? { who } : {}),
   });
   while (i < counts.length) await Bun.sleep(5);
   stop();
@@ -69,4 +74,12 @@ test('peers none of which is on our topics (another --waku-cluster) are warned a
     ['no peers: this node hears no request', 'NO_PEERS'],
   ]);
   expect(String(lines[0]?.['hint'])).toContain("--waku-cluster the network's (this node's is 7)");
+});
+
+test("a relay's last node gone is said in a relay's words, and its return", async () => {
+  // Nodes dial a relay: alone at the start is no outage; its nodes gone is one.
+  expect(await logged([0, 0, 2, 2, 0, 0, 3], [], 'relay')).toEqual([
+    ['no peers: this relay reaches no node, and starts no request', 'NO_PEERS'],
+    ['peers reached again'],
+  ]);
 });

@@ -15,7 +15,10 @@ export function watchPeers(o: {
   bootstrap: readonly string[];
   log: (e: Record<string, unknown>) => void;
   intervalMs: number;
+  /** Whose log it is: a relay's outage is said in its words (its nodes dial it). Default `node`. */
+  who?: 'node' | 'relay';
 }): () => void {
+  const relay = o.who === 'relay';
   // Without --bootstrap, a node alone at the start waits to be dialled: nothing to warn about yet.
   let connected = o.bootstrap.length === 0 ? null : false;
   let warned = false;
@@ -54,10 +57,13 @@ export function watchPeers(o: {
     } else if (peers === 0 && connected !== null && !warned) {
       o.log({
         level: 'warn',
-        msg: 'no peers: this node hears no request',
+        msg: relay
+          ? 'no peers: this relay reaches no node, and starts no request'
+          : 'no peers: this node hears no request',
         code: 'NO_PEERS',
-        hint:
-          o.bootstrap.length > 0
+        hint: relay
+          ? "its nodes dial it (--bootstrap with this relay's multiaddrs, as relay listening gives them): check that they run and reach it; requests wait in its log meanwhile"
+          : o.bootstrap.length > 0
             ? 'check that the --bootstrap peers (a relay or other nodes) run and can be reached, and that each multiaddr names the peer id listening there (else BOOTSTRAP_PEER_MISMATCH is logged); the node dials them again by itself'
             : 'no --bootstrap peers were given: pass the multiaddrs of a relay or other nodes',
       });
