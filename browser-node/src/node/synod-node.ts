@@ -239,7 +239,10 @@ export interface NodeMetrics {
   peers: number;
   /** Of `peers`, those on our topics (`SynodNode.topicPeers`). */
   topicPeers: number;
+  /** Machines held, by role: those ended are kept a while (for late packets) and counted here too. */
   machines: Record<'coordinator' | 'node' | 'follower', number>;
+  /** Of `machines`, those not ended yet: the requests under way. */
+  openMachines: Record<'coordinator' | 'node' | 'follower', number>;
   published: Partial<Record<PacketType, number>>;
   publishErrors: number;
   lifecycleRejected: Partial<Record<RejectCode, number>>;
@@ -732,7 +735,11 @@ export class SynodNode {
 
   metrics(): NodeMetrics {
     const machines = { coordinator: 0, node: 0, follower: 0 };
-    for (const h of this.#machines.values()) machines[h.state.role]++;
+    const openMachines = { coordinator: 0, node: 0, follower: 0 };
+    for (const h of this.#machines.values()) {
+      machines[h.state.role]++;
+      if (h.state.outcome === null) openMachines[h.state.role]++;
+    }
     const q = this.#o.serving?.queue;
     return {
       role: this.role,
@@ -740,6 +747,7 @@ export class SynodNode {
       peers: this.peers(),
       topicPeers: this.topicPeers(),
       machines,
+      openMachines,
       published: { ...this.#m.published },
       publishErrors: this.#m.publishErrors,
       lifecycleRejected: { ...this.#m.lifecycleRejected },

@@ -222,7 +222,8 @@ export class InProcessRelayNetwork implements RelayNetwork {
     return {
       ok: !down,
       peers,
-      openRequests: m.machines.coordinator,
+      // Those under way: a machine ended is held a minute more (late packets) and is no open request.
+      openRequests: m.openMachines.coordinator,
       detail: {
         ...(down
           ? {
