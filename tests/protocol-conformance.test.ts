@@ -489,7 +489,7 @@ function shapeProblems(value: Json, shape: Shape, path: string): string[] {
 const HEX32 = /^[0-9a-f]{64}$/;
 const isInt = (v: Json | undefined, lo: number, hi: number): boolean =>
   typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
-const sixDecimals = (x: number): boolean => x === Math.round(x * 1e6) / 1e6;
+const sixDecimals = (x: number): boolean => Math.abs(x * 1e6 - Math.round(x * 1e6)) < 1e-6;
 
 const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$/;
 const CHAIN_REQUEST_ID = /^\d{1,20}:0x[0-9a-f]{40}:\d{1,78}$/;

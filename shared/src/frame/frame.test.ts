@@ -1,7 +1,15 @@
 import { describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
 import { isSynodError } from '../errors.ts';
-import { distanceThresholdBits, requiredAgreement, resolveFrame, toPpm, validateFrame } from './frame.ts';
+import { parseInferenceInput } from '../packets/inference-input.ts';
+import {
+  distanceThresholdBits,
+  exactSixDecimals,
+  requiredAgreement,
+  resolveFrame,
+  toPpm,
+  validateFrame,
+} from './frame.ts';
 
 const embeddingModel = { id: 'use-lite-512', fileHash: 'ab'.repeat(32), bits: 512 };
 
@@ -29,19 +37,23 @@ describe('security frame', () => {
     ).toBe('FRAME_OUT_OF_RANGE');
   });
 
-  test('fractions have at most six decimals, exactly: every text of six decimals passes, no tolerance beyond', () => {
+  test('fractions: every text of six decimals passes; a caller is held to them exactly, a packet read with the tolerance older relays signed under', () => {
     const base = resolveFrame({ embeddingModel });
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 1_000_000 }), (k) => {
         const x = Number((k / 1e6).toFixed(6));
+        expect(exactSixDecimals(x)).toBe(true);
         expect(validateFrame({ ...base, secPercentage: x }).secPercentage).toBe(x);
         expect(toPpm(x)).toBe(k);
       }),
     );
-    for (const near of [0.1500000000001, 0.6666669999999, 0.15 + Number.EPSILON]) {
-      expect(
-        codeOf(() => validateFrame({ ...base, secDistance: Math.min(near, 0.5), secPercentage: near })),
-      ).toBe('FRAME_OUT_OF_RANGE');
+    for (const near of [0.1500000000001, 0.6666669999999, 0.7 + 0.1, 0.15 + Number.EPSILON]) {
+      // From a caller: refused.
+      expect(exactSixDecimals(near)).toBe(false);
+      const input = parseInferenceInput({ prompt: 'a', frame: { secPercentage: near } });
+      expect(input.ok ? null : input.issues[0]).toMatchObject({ path: 'frame.secPercentage' });
+      // In a packet an older relay signed: read as it was.
+      expect(validateFrame({ ...base, secPercentage: near }).secPercentage).toBe(near);
     }
   });
 

@@ -20,11 +20,17 @@ export const MODEL_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$/;
 export const HASH_HEX_RE = /^[0-9a-f]{64}$/;
 
 /**
- * At most six decimals, exactly: the number is the double nearest to `k / 10^6` for an integer `k` (what
- * the text of a fraction with at most six decimals parses to), so `0.1500000000001` is refused where a
- * tolerance took it.
+ * At most six decimals, as packets are read: within 10^-6 ppm of an integer number of ppm. Requests
+ * older relays signed passed this tolerance (`0.7999999999999999`, `0.1500000000001`), and they are
+ * read, stored and verified as they were signed; a relay takes a new one only exact (`exactSixDecimals`).
  */
-const sixDecimals = (x: number) => x === Math.round(x * 1e6) / 1e6;
+const sixDecimals = (x: number) => Math.abs(Math.round(x * 1e6) - x * 1e6) < 1e-6;
+
+/**
+ * At most six decimals, exactly: the double nearest to `k / 10^6` for an integer `k` (what the text of a
+ * fraction with at most six decimals parses to). What a relay takes from its callers (`InferenceInputSchema`).
+ */
+export const exactSixDecimals = (x: number) => x === Math.round(x * 1e6) / 1e6;
 
 // Members in canonical (sorted) order, like the request schemas (see packets/schemas.ts).
 export const EmbeddingModelRefSchema = z.strictObject({

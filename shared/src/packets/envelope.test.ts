@@ -12,9 +12,10 @@ import {
   signPacket,
   verifyPacket,
 } from './envelope.ts';
+import { parseInferenceInput } from './inference-input.ts';
 import { LIMITS } from './limits.ts';
 import { deriveRequestId } from './request-id.ts';
-import type { AnyPacket, BodyOf, PacketType } from './schemas.ts';
+import { type AnyPacket, type BodyOf, MAX_SEED, type PacketType } from './schemas.ts';
 import { requestBody, seedKey } from './test-helpers.ts';
 
 const NOW = 1_700_000_000_000;
@@ -334,8 +335,6 @@ describe('packets', () => {
       { params: { temperature: 2.5, maxTokens: 10 } },
       { params: { temperature: 0, maxTokens: 0 } },
       { params: { temperature: 0, maxTokens: 1.5 } },
-      // llama.cpp's "random seed": nodes would each sample their own way.
-      { params: { temperature: 1, maxTokens: 8, seed: 2 ** 32 - 1 } },
       { params: { temperature: 1, maxTokens: 8, seed: -1 } },
       { messages: [{ role: 'user', content: 'hi' }] },
       { acceptedModels: [] },
@@ -349,9 +348,14 @@ describe('packets', () => {
     const base = requestBody();
     const badFrame = requestBody({ frame: { ...base.frame, secDistance: 0.6 } });
     await expectCode(signPacket(key, 'request', badFrame), 'PACKET_INVALID_FIELD');
-    // The largest seed is taken.
-    const top = requestBody({ params: { temperature: 1, maxTokens: 8, seed: 2 ** 32 - 2 } });
-    expect((await signPacket(key, 'request', top)).body.params.seed).toBe(2 ** 32 - 2);
+    // A packet takes any uint32 seed (what older relays signed is read as it was); a caller is held to
+    // MAX_SEED (2^32 - 1 is llama.cpp's "random seed").
+    const top = requestBody({ params: { temperature: 1, maxTokens: 8, seed: 2 ** 32 - 1 } });
+    expect((await signPacket(key, 'request', top)).body.params.seed).toBe(2 ** 32 - 1);
+    const asked = (seed: number) => parseInferenceInput({ prompt: 'a', params: { seed } });
+    expect(asked(MAX_SEED).ok).toBe(true);
+    const refused = asked(MAX_SEED + 1);
+    expect(refused.ok ? null : refused.issues[0]).toMatchObject({ path: 'params.seed' });
   });
 
   test('a request whose id is not derived from its content is rejected', async () => {

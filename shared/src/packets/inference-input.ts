@@ -1,10 +1,11 @@
 import * as z from 'zod';
-import { FrameFieldsSchema } from '../frame/frame.ts';
+import { exactSixDecimals, FrameFieldsSchema } from '../frame/frame.ts';
 import { LIMITS } from './limits.ts';
 import {
   ChatMessageSchema,
   distinctModels,
   InferenceParamsSchema,
+  MAX_SEED,
   MESSAGES_TOO_LONG,
   ModelIdSchema,
   messagesWithinLimit,
@@ -40,6 +41,20 @@ export const InferenceInputSchema = z
   .refine((b) => b.models === undefined || distinctModels(b.models), {
     message: 'models names a model twice',
     path: ['models'],
+  })
+  // Tighter than packets are read (what older relays signed stays readable): a seed llama.cpp takes as
+  // "random", and a fraction that is not exactly six decimals, are refused from callers.
+  .refine((b) => b.params?.seed === undefined || b.params.seed <= MAX_SEED, {
+    message: `seed must be at most ${MAX_SEED} (${MAX_SEED + 1} is llama.cpp's "random seed")`,
+    path: ['params', 'seed'],
+  })
+  .refine((b) => b.frame?.secDistance === undefined || exactSixDecimals(b.frame.secDistance), {
+    message: 'at most six decimal places',
+    path: ['frame', 'secDistance'],
+  })
+  .refine((b) => b.frame?.secPercentage === undefined || exactSixDecimals(b.frame.secPercentage), {
+    message: 'at most six decimal places',
+    path: ['frame', 'secPercentage'],
   });
 export type RequestInput = z.infer<typeof InferenceInputSchema>;
 

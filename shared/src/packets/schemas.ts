@@ -80,10 +80,11 @@ export const MAX_SEED = 0xfffffffe;
 export const InferenceParamsSchema = z.strictObject({
   maxTokens: z.number().int().min(1).max(4096),
   /**
-   * At most 2^32 - 2: llama.cpp (node-llama-cpp, wllama) reads 2^32 - 1 as "a random seed", so each
-   * node would sample its own way and a quorum would have nothing to agree on.
+   * A uint32 as packets are read (what older relays signed). A relay takes at most `MAX_SEED` from its
+   * callers (`InferenceInputSchema`), and the engines refuse 2^32 - 1: llama.cpp (node-llama-cpp,
+   * wllama) reads it as "a random seed", so each node would sample its own way.
    */
-  seed: z.number().int().min(0).max(MAX_SEED).optional(),
+  seed: z.number().int().min(0).max(0xffffffff).optional(),
   temperature: z.number().min(0).max(2),
   topK: z.number().int().min(1).max(1000).optional(),
   topP: z.number().gt(0).max(1).optional(),
