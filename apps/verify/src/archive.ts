@@ -14,6 +14,7 @@ import {
   countSigner,
   incompleteLines,
   isEmpty,
+  warningLines,
 } from './audit.ts';
 import { printableLines } from './printable.ts';
 import { type CoordinatorPin, reasonsOf, verifyInput } from './report.ts';
@@ -64,6 +65,7 @@ export async function auditArchive(
     checked: 0,
     held: 0,
     failures: [],
+    warnings: [],
     coordinator: { pinned: coordinators },
     signedBy: {},
     problems: [],
@@ -151,5 +153,6 @@ export function formatArchiveAudit(r: ArchiveReport): string {
     lines.push(`  ${f.requestId}`);
     for (const why of f.reasons) lines.push(`    - ${why}`);
   }
+  lines.push(...warningLines(r));
   return printableLines(lines);
 }

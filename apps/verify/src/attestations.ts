@@ -8,7 +8,9 @@
  * the seal prove nothing about it and are counted apart, never as support. A seal member attests only a
  * verdict it recomputed from the packets it held (shared/src/lifecycle/observer.ts), so a seal member's
  * valid attestation of another verdict digest says the transcript served here is not what that member
- * saw (a reveal dropped or altered on the way): an `ATTESTATION_CONFLICT`, which fails the check.
+ * saw (a reveal dropped or altered on the way), or that the member signs what it likes: an
+ * `ATTESTATION_CONFLICT`, said as a warning that fails nothing (one member must not be able to make every
+ * honest relay's transcripts fail).
  */
 import { distinctSigned } from './signed-packets.ts';
 

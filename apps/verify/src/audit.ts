@@ -7,7 +7,7 @@
  */
 import { describeAnswer, fetchText } from './fetch-text.ts';
 import { printableLines } from './printable.ts';
-import { type CoordinatorPin, reasonsOf, type VerifyReport, verifyInput } from './report.ts';
+import { type CoordinatorPin, reasonsOf, type VerifyReport, verifyInput, warningsOf } from './report.ts';
 import {
   isRateLimited,
   parseUniqueJson,
@@ -47,6 +47,8 @@ export interface AuditReport {
   checked: number;
   held: number;
   failures: AuditFailure[];
+  /** What held with something said beside it (a seal member attesting another verdict), by request. */
+  warnings: AuditFailure[];
   /**
    * The coordinator the relay publishes (`GET /healthz`; null: none, or not read; absent: no relay was
    * asked, as for an archive) and the ids every transcript's request must be signed by (null: none
@@ -131,6 +133,7 @@ async function walkRelay(o: AuditOptions): Promise<AuditReport> {
     checked: 0,
     held: 0,
     failures: [],
+    warnings: [],
     coordinator: { published, pinned },
     signedBy: {},
     problems: [],
@@ -312,6 +315,8 @@ export function addAudited(
   });
   if (reasons.length > 0) r.failures.push({ requestId, reasons: [...reasons] });
   else r.held++;
+  const warnings = verified ? warningsOf(verified) : [];
+  if (warnings.length > 0) r.warnings.push({ requestId, reasons: warnings });
 }
 
 /** A transcript fetched from a relay and verified here, with what the relay said beside it checked. */
@@ -378,6 +383,7 @@ export function formatAudit(r: AuditReport): string {
     lines.push(`  ${f.requestId}`);
     for (const why of f.reasons) lines.push(`    - ${why}`);
   }
+  lines.push(...warningLines(r));
   return printableLines(lines);
 }
 
@@ -419,6 +425,19 @@ export function incompleteLines(r: AuditReport): string[] {
   if (r.unchecked.length > 0) {
     lines.push('  not checked (neither held nor failed):');
     for (const u of r.unchecked) lines.push(`  ${u.requestId}`, `    - ${u.why}`);
+  }
+  return lines;
+}
+
+/** The warnings of an audit (requests that hold, with something said beside them), after its failures. */
+export function warningLines(r: Pick<AuditReport, 'warnings'>): string[] {
+  if (r.warnings.length === 0) return [];
+  const lines = [
+    `  warnings (${r.warnings.length} request${r.warnings.length === 1 ? '' : 's'}; they fail nothing):`,
+  ];
+  for (const w of r.warnings) {
+    lines.push(`  ${w.requestId}`);
+    for (const why of w.reasons) lines.push(`    ! ${why}`);
   }
   return lines;
 }

@@ -3,7 +3,14 @@
  * (`LLMRefunded`) side by side, each counted. The totals (`checked`, `held`, `failures`) cover both; a
  * refund that is not re-derivable (refund-audit.ts) counts as checked but neither holds nor fails.
  */
-import { type AuditReport, addAudited, coordinatorLines, incompleteLines, uncheckedTotal } from './audit.ts';
+import {
+  type AuditReport,
+  addAudited,
+  coordinatorLines,
+  incompleteLines,
+  uncheckedTotal,
+  warningLines,
+} from './audit.ts';
 import { printableLines } from './printable.ts';
 import type { RefundAudit } from './refund-audit.ts';
 import type { VerifyReport } from './report.ts';
@@ -20,6 +27,7 @@ export function emptyChainReport(relay: string, coordinator: AuditReport['coordi
     checked: 0,
     held: 0,
     failures: [],
+    warnings: [],
     coordinator,
     signedBy: {},
     problems: [],
@@ -88,5 +96,6 @@ export function formatChainAudit(r: ChainAuditReport): string {
     lines.push(`  ${i.requestId}`, `    - ${refundLine(i)}`);
     for (const why of i.why) lines.push(`    - ${why}`);
   }
+  lines.push(...warningLines(r));
   return printableLines(lines);
 }
