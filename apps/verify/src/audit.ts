@@ -118,16 +118,13 @@ export function isEmpty(r: AuditReport): boolean {
 async function walkRelay(o: AuditOptions): Promise<AuditReport> {
   const base = o.relay.replace(/\/+$/, '');
   const published = await publishedCoordinator(base, o.timeoutS);
-  let pinned: CoordinatorPin;
-  if (o.coordinators !== undefined) {
-    pinned = { ids: o.coordinators, by: 'the coordinator pinned by --coordinator' };
-  } else if (published === null) {
-    throw new VerifyInputError(
-      `${base}/healthz names no coordinator: whose transcripts the relay serves cannot be told; give the coordinator you trust with --coordinator`,
-    );
-  } else {
-    pinned = { ids: [published], by: `the relay's own coordinator (its /healthz)` };
-  }
+  // Pinned only when asked: relays over one database serve each other's requests (and a relay's key may
+  // have been replaced), so a request signed by another key than the relay's own is said (a warning),
+  // not failed; --coordinator names the keys to hold every request to.
+  const pinned: CoordinatorPin | null =
+    o.coordinators !== undefined
+      ? { ids: o.coordinators, by: 'the coordinator pinned by --coordinator' }
+      : null;
   const report: AuditReport = {
     relay: base,
     checked: 0,
@@ -143,7 +140,7 @@ async function walkRelay(o: AuditOptions): Promise<AuditReport> {
     items: [],
     nothing: null,
   };
-  if (published !== null && !pinned.ids.includes(published)) {
+  if (pinned !== null && published !== null && !pinned.ids.includes(published)) {
     // A relay that says it is another coordinator than the one trusted: nothing it serves is that one's.
     report.problems.push(
       `COORDINATOR_NOT_PINNED: the relay publishes coordinator ${published} (its /healthz), not one pinned by --coordinator (${pinned.ids.join(', ')}): not audited further`,
@@ -204,6 +201,13 @@ async function walkRelay(o: AuditOptions): Promise<AuditReport> {
       continue;
     }
     addAudited(report, item.requestId, audited.report, audited.reasons);
+    const signer = audited.report?.who?.coordinator;
+    if (pinned === null && signer !== undefined && signer !== published) {
+      const said = `signed by ${signer}, not by the relay's own coordinator (${published ?? 'none published'}, its /healthz): a relay over the same database, a key the relay had before, or a key it is not: --coordinator pins the keys you trust`;
+      const w = report.warnings.find((x) => x.requestId === item.requestId);
+      if (w) w.reasons.push(said);
+      else report.warnings.push({ requestId: item.requestId, reasons: [said] });
+    }
     o.onChecked?.(report.checked);
   }
 }
@@ -236,7 +240,7 @@ async function auditOne(
   base: string,
   item: HistoryItem,
   timeoutS: number,
-  pinned: CoordinatorPin,
+  pinned: CoordinatorPin | null,
   signedBy: Record<string, number>,
 ): Promise<{ reasons: string[]; report: VerifyReport | null }> {
   let verified: Verified;
