@@ -155,9 +155,11 @@ async function shutdown(code: number): Promise<never> {
     stopping = true;
     console.log('\nstopping the local network…');
     for (const c of children) c.kill('SIGTERM');
+    // Past what each takes to stop cleanly: the relay's grace for requests under way (5 s) and its close,
+    // a node finishing the requests it committed to (seconds here).
     const killer = setTimeout(() => {
       for (const c of children) c.kill('SIGKILL');
-    }, 10_000);
+    }, 20_000);
     await Promise.all(children.map((c) => c.exited));
     clearTimeout(killer);
   }

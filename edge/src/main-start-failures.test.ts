@@ -75,7 +75,10 @@ describe('synod-relay start failures', () => {
     expect(r.last).toMatchObject({ msg: 'start failed', code: 'DB_UNREACHABLE' });
     expect(String(r.last['hint'])).toContain('could not be reached');
     // libSQL's own words for a server refusing the token (as an operator met it, against sqld with auth).
-    expect(databaseServerFailure(new Error('SERVER_ERROR: Server returned HTTP status 401'))).toMatchObject({
+    const refused = Object.assign(new Error('SERVER_ERROR: Server returned HTTP status 401'), {
+      openingDatabase: true,
+    });
+    expect(databaseServerFailure(refused)).toMatchObject({
       code: 'DB_AUTH_FAILED',
       hint: expect.stringContaining('SYNOD_DB_AUTH_TOKEN'),
     });

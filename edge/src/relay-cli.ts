@@ -98,7 +98,7 @@ ${DB_USAGE}`;
  * coordinating, before it closes what is left (event streams, answers still waiting): see
  * `RelayOptions.stopGraceMs`. A second signal ends the process at once.
  */
-export const STOP_GRACE_MS = 10_000;
+export const STOP_GRACE_MS = 5_000;
 
 /** How often a running relay looks at its peers, to log its last node gone (NO_PEERS) and back. */
 const PEER_WATCH_MS = 5_000;
@@ -646,7 +646,9 @@ function startFailure(e: unknown): { code: string; hint?: string } {
     const { code, hint } = e as Error & { code: string; hint: string };
     return { code, hint };
   }
-  return databaseServerFailure(e) ?? { code: 'INTERNAL' };
+  // Only an error met opening the database (runtime/bun.ts marks it): another reading alike is not one.
+  const opening = (e as { openingDatabase?: unknown } | null)?.openingDatabase === true;
+  return (opening ? databaseServerFailure(e) : null) ?? { code: 'INTERNAL' };
 }
 
 /**

@@ -154,6 +154,7 @@ async function walkRelay(o: AuditOptions): Promise<AuditReport> {
     buffer: [] as HistoryItem[],
     cursor: null as string | null,
     started: false,
+    cursors: new Set<string>(),
   }));
   const seen = new Set<string>();
   for (;;) {
@@ -175,8 +176,12 @@ async function walkRelay(o: AuditOptions): Promise<AuditReport> {
       }
       st.started = true;
       st.buffer.push(...page.items);
-      // A page that is empty yet names a next one would be read forever: the listing ends there.
-      st.cursor = page.items.length > 0 ? page.nextCursor : null;
+      // A page that is empty, or brings nothing not listed already, yet names a next one, or a cursor
+      // named before, would be read forever (a relay repeating itself): the listing ends there.
+      const fresh = page.items.some((i) => !seen.has(i.requestId));
+      const next = page.nextCursor;
+      st.cursor = fresh && next !== null && !st.cursors.has(next) ? next : null;
+      if (next !== null) st.cursors.add(next);
     }
     if (taken >= o.limit) {
       if (streams.some((st) => st.buffer.length > 0 || st.cursor !== null)) {

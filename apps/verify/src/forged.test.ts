@@ -703,3 +703,34 @@ describe('what a transcript that holds does not prove (docs/auditing.md)', () =>
     expect(r.out).toContain(`member           ${self.nodeId} agreed, the winner`);
   });
 });
+
+test('a relay whose history repeats a page under a cursor is read to its end, not for ever', async () => {
+  const f = await forgeTranscript();
+  const item = {
+    requestId: f.requestId,
+    status: 'verdict',
+    coordinator: f.coordinator.nodeId,
+    createdAt: 1,
+    verdictDigest: f.verdictDigest,
+    transcriptRoot: f.root,
+  };
+  const relay = relayDouble({
+    coordinator: f.coordinator.nodeId,
+    served: [{ forged: f }],
+    intercept: (u) =>
+      u.pathname === '/v1/history'
+        ? Response.json({
+            items: u.searchParams.get('status') === 'verdict' ? [item] : [],
+            nextCursor: 'again',
+          })
+        : undefined,
+  });
+  try {
+    const r = await verify(['--relay', relay.url, '--limit', '10']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('audited 1 request');
+    expect(relay.asked.filter((a) => a.startsWith('/v1/history')).length).toBeLessThan(6);
+  } finally {
+    relay.stop();
+  }
+}, 30_000);

@@ -296,6 +296,7 @@ export class Dispatcher {
       return;
     }
     this.#pumping = this.#pump()
+      .then(() => this.#worked('dispatching failed'))
       .catch((e) => this.#fail('dispatching failed', e))
       .finally(() => {
         this.#pumping = undefined;

@@ -187,9 +187,19 @@ describe('POST /v1/chat/completions: what agents send', () => {
     };
     expect(view.request.params).toEqual({ maxTokens: 4, temperature: 0, topK: 1 });
 
-    const zero = await chat(t, { ...ASK, top_k: 0 });
-    expect(zero.status).toBe(400);
-    const e = (await zero.json()) as OpenAiErrorBody;
+    // 0 and -1 are "off" to the servers that take top_k: no top-k, as when left out.
+    for (const off of [0, -1]) {
+      const r = await chat(t, { ...ASK, max_tokens: 4, top_k: off, synod: { frame: { quorum: 1 } } });
+      expect(r.status).toBe(200);
+      const id = r.headers.get('x-request-id') as string;
+      const seen = (await (await t.relay.app.request(`http://127.0.0.1/v1/inference/${id}`)).json()) as {
+        request: { params: Record<string, number> };
+      };
+      expect(seen.request.params['topK']).toBeUndefined();
+    }
+    const over = await chat(t, { ...ASK, top_k: 1001 });
+    expect(over.status).toBe(400);
+    const e = (await over.json()) as OpenAiErrorBody;
     expect(e.error).toMatchObject({ code: 'INVALID_INPUT', param: 'top_k' });
     expect(e.error.message).toStartWith('top_k: ');
   }, 60_000);

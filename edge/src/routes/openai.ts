@@ -326,7 +326,8 @@ function toInferenceInput(raw: unknown): unknown {
   } else if (b.top_p != null) {
     params['topP'] = b.top_p;
   }
-  if (b.top_k != null) params['topK'] = b.top_k;
+  // 0 and -1 are "off" to the servers that take top_k: no top-k, as when it is left out.
+  if (b.top_k != null && b.top_k !== 0 && b.top_k !== -1) params['topK'] = b.top_k;
   const messages = b.messages.map((m) => ({
     role: m.role === 'developer' ? 'system' : m.role,
     content: typeof m.content === 'string' ? m.content : (m.content ?? []).map((p) => p.text ?? '').join(''),

@@ -166,7 +166,13 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
           cause,
         }),
     },
-  );
+  ).catch((e: unknown) => {
+    // Marked as the database's (a libSQL server out of reach, refusing the token): its start failure is
+    // said as such (relay-cli.ts, databaseServerFailure), not another's that reads alike.
+    if (e instanceof Error) Object.assign(e, { openingDatabase: true });
+    throw e;
+  });
+
   // An upgrade's migrations are said once, when applied (relays running older code over the database do
   // not take a newer schema's new rows; see docs/operating.md on upgrades).
   if (migrations.applied.length > 0) {
