@@ -17,6 +17,23 @@ interface SynodExtra {
   attestations: { nodeId: string; agrees: boolean }[];
 }
 
+/** The official client, retrying as it does by default (twice), counting the HTTP calls it makes. */
+function countingClient(): { client: OpenAI; calls: number } {
+  const counted = {
+    calls: 0,
+    client: new OpenAI({
+      baseURL: `${t.relay.url}/v1`,
+      apiKey: t.apiKey,
+      maxRetries: 2,
+      fetch: (input, init) => {
+        counted.calls++;
+        return fetch(input, init);
+      },
+    }),
+  };
+  return counted;
+}
+
 /** The seal members of a stored request, by node id. */
 async function sealMembers(requestId: string): Promise<string[]> {
   const view = (await (await fetch(`${t.relay.url}/v1/inference/${requestId}`)).json()) as {
@@ -302,41 +319,25 @@ describe('the openai client against the relay', () => {
   );
 
   test('an error that a retry cannot get past says x-should-retry: false, and the client sends the call once', async () => {
-    let calls = 0;
-    const counting = new OpenAI({
-      baseURL: `${t.relay.url}/v1`,
-      apiKey: t.apiKey,
-      maxRetries: 2,
-      fetch: (input, init) => {
-        calls++;
-        return fetch(input, init);
-      },
-    });
+    const counted = countingClient();
+    const counting = counted.client;
     const ask = (content: string) =>
       counting.chat.completions.create(
         { model: 'stories260K', messages: [{ role: 'user', content }], max_tokens: 8 },
         { headers: { 'Idempotency-Key': 'openai-retry-1' } },
       );
     await ask('Once upon a time');
-    calls = 0;
+    counted.calls = 0;
     // The same key with another body: 409, which the client retries by default.
     const err = await caught(ask('Another story'));
     expect(err).toBeInstanceOf(OpenAI.ConflictError);
     expect((err as InstanceType<typeof OpenAI.APIError>).headers?.get('x-should-retry')).toBe('false');
-    expect(calls).toBe(1);
+    expect(counted.calls).toBe(1);
   }, 120_000);
 
   test('a failure after the request was taken is final without an Idempotency-Key; with one the retry replays it', async () => {
-    let calls = 0;
-    const counting = new OpenAI({
-      baseURL: `${t.relay.url}/v1`,
-      apiKey: t.apiKey,
-      maxRetries: 2,
-      fetch: (input, init) => {
-        calls++;
-        return fetch(input, init);
-      },
-    });
+    const counted = countingClient();
+    const counting = counted.client;
     const ask = (headers?: Record<string, string>) =>
       counting.chat.completions.create(
         { model: 'stories260K', messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 8 },
@@ -352,14 +353,14 @@ describe('the openai client against the relay', () => {
       const e = err as InstanceType<typeof OpenAI.APIError>;
       expect(e.headers?.get('x-should-retry')).toBe('false');
       expect(e.requestID).toMatch(/^[0-9a-f]{64}$/);
-      expect(calls).toBe(1);
+      expect(counted.calls).toBe(1);
       expect(await stored()).toBe(before + 1);
 
       // With an Idempotency-Key the retry is safe: it answers the request the first attempt made.
-      calls = 0;
+      counted.calls = 0;
       failNextReads(1);
       const r = await ask({ 'Idempotency-Key': 'read-fails-after-admission' });
-      expect(calls).toBe(2);
+      expect(counted.calls).toBe(2);
       expect(r.choices[0]?.message.content?.length).toBeGreaterThan(0);
       expect(await stored()).toBe(before + 2);
     } finally {
@@ -368,16 +369,8 @@ describe('the openai client against the relay', () => {
   }, 120_000);
 
   test('an admission whose commit answer is lost, without an Idempotency-Key: the client sends it once, charged once', async () => {
-    let calls = 0;
-    const counting = new OpenAI({
-      baseURL: `${t.relay.url}/v1`,
-      apiKey: t.apiKey,
-      maxRetries: 2,
-      fetch: (input, init) => {
-        calls++;
-        return fetch(input, init);
-      },
-    });
+    const counted = countingClient();
+    const counting = counted.client;
     const admissions = t.relay.admissions;
     const own = admissions.admit;
     // Stored, then the commit's answer is lost: 503 STORE_UNAVAILABLE, which the client would retry.
@@ -398,7 +391,7 @@ describe('the openai client against the relay', () => {
       );
       expect(err).toBeInstanceOf(OpenAI.InternalServerError);
       expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('STORE_UNAVAILABLE');
-      expect(calls).toBe(1);
+      expect(counted.calls).toBe(1);
       expect(await stored()).toBe(before + 1);
     } finally {
       logged.mockRestore();

@@ -110,6 +110,25 @@ export async function auditRelay(o: AuditOptions): Promise<AuditReport> {
   return report;
 }
 
+/** An audit of `relay` before anything was audited (the counts at 0, every list empty). */
+export function emptyAudit(relay: string, coordinator: AuditReport['coordinator']): AuditReport {
+  return {
+    relay,
+    checked: 0,
+    held: 0,
+    failures: [],
+    warnings: [],
+    coordinator,
+    signedBy: {},
+    problems: [],
+    unchecked: [],
+    incomplete: null,
+    limited: null,
+    items: [],
+    nothing: null,
+  };
+}
+
 /** Whether an audit looked at nothing at all (and found nothing wrong with the relay itself). */
 export function isEmpty(r: AuditReport): boolean {
   return r.checked === 0 && r.unchecked.length === 0 && r.incomplete === null && r.problems.length === 0;
@@ -125,21 +144,7 @@ async function walkRelay(o: AuditOptions): Promise<AuditReport> {
     o.coordinators !== undefined
       ? { ids: o.coordinators, by: 'the coordinator pinned by --coordinator' }
       : null;
-  const report: AuditReport = {
-    relay: base,
-    checked: 0,
-    held: 0,
-    failures: [],
-    warnings: [],
-    coordinator: { published, pinned },
-    signedBy: {},
-    problems: [],
-    unchecked: [],
-    incomplete: null,
-    limited: null,
-    items: [],
-    nothing: null,
-  };
+  const report = emptyAudit(base, { published, pinned });
   if (pinned !== null && published !== null && !pinned.ids.includes(published)) {
     // A relay that says it is another coordinator than the one trusted: nothing it serves is that one's.
     report.problems.push(

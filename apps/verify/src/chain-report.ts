@@ -7,6 +7,7 @@ import {
   type AuditReport,
   addAudited,
   coordinatorLines,
+  emptyAudit,
   incompleteLines,
   uncheckedTotal,
   warningLines,
@@ -23,19 +24,7 @@ export interface ChainAuditReport extends AuditReport {
 /** An empty report of `relay` (its description: relay, oracle and chain), and whom it holds transcripts to. */
 export function emptyChainReport(relay: string, coordinator: AuditReport['coordinator']): ChainAuditReport {
   return {
-    relay,
-    checked: 0,
-    held: 0,
-    failures: [],
-    warnings: [],
-    coordinator,
-    signedBy: {},
-    problems: [],
-    unchecked: [],
-    incomplete: null,
-    limited: null,
-    items: [],
-    nothing: null,
+    ...emptyAudit(relay, coordinator),
     answers: { checked: 0, held: 0, failed: 0 },
     refunds: { checked: 0, held: 0, failed: 0, notRederivable: 0, items: [] },
   };
