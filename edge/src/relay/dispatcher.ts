@@ -629,19 +629,12 @@ export class Dispatcher {
 
   #fail(msg: string, e: unknown): void {
     this.#stats.errors++;
+    // A recurring step's failure is logged once a spell (with its count when it repeats); any other each time.
+    let spell: ReturnType<LogSpells['failed']> | undefined;
     if ((RECURRING as readonly string[]).includes(msg)) {
       this.#spells ??= new LogSpells(this.#o.now, 60_000);
-      const s = this.#spells.failed(msg);
-      if (!s.log) return;
-      const code = (e as { code?: unknown } | null)?.code;
-      this.#o.log?.({
-        level: 'error',
-        msg,
-        err: String((e as Error)?.message ?? e),
-        ...(typeof code === 'string' ? { code } : {}),
-        ...(s.failures > 1 ? { failures: s.failures, unlogged: s.unlogged, sinceMs: s.sinceMs } : {}),
-      });
-      return;
+      spell = this.#spells.failed(msg);
+      if (!spell.log) return;
     }
     // A node's refusal (NodeError) and a protocol rejection (SynodError) carry a stable code.
     const code = (e as { code?: unknown } | null)?.code;
@@ -650,6 +643,9 @@ export class Dispatcher {
       msg,
       err: String((e as Error)?.message ?? e),
       ...(typeof code === 'string' ? { code } : {}),
+      ...(spell && spell.failures > 1
+        ? { failures: spell.failures, unlogged: spell.unlogged, sinceMs: spell.sinceMs }
+        : {}),
     });
   }
 }
