@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, spyOn, test } from 'bun:test';
 import OpenAI from 'openai';
 import { edgeError } from '../edge/src/http/errors.ts';
-import { startTestNetwork, type TestNetwork } from '../edge/src/test-helpers.ts';
+import { loseCommitAnswers, startTestNetwork, type TestNetwork } from '../edge/src/test-helpers.ts';
 
 interface SynodExtra {
   requestId: string;
@@ -371,13 +371,8 @@ describe('the openai client against the relay', () => {
   test('an admission whose commit answer is lost, without an Idempotency-Key: the client sends it once, charged once', async () => {
     const counted = countingClient();
     const counting = counted.client;
-    const admissions = t.relay.admissions;
-    const own = admissions.admit;
     // Stored, then the commit's answer is lost: 503 STORE_UNAVAILABLE, which the client would retry.
-    admissions.admit = async (admission) => {
-      await own.call(admissions, admission);
-      throw new Error('WRITER_TIMEOUT: the writer thread left a batch unanswered');
-    };
+    const restore = loseCommitAnswers(t.relay);
     // The relay logs the failure (as it should); kept out of the test's output.
     const logged = spyOn(console, 'error').mockImplementation(() => undefined);
     try {
@@ -395,7 +390,7 @@ describe('the openai client against the relay', () => {
       expect(await stored()).toBe(before + 1);
     } finally {
       logged.mockRestore();
-      admissions.admit = own;
+      restore();
     }
   }, 120_000);
 

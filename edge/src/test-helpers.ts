@@ -145,3 +145,19 @@ export async function waitForStatus(t: TestNetwork, requestId: string, status = 
     return view.status === status;
   });
 }
+
+/**
+ * Make the relay's admissions store each request and then lose the commit's answer (as a writer thread
+ * restarted under a batch does: WRITER_TIMEOUT), until the returned restore is called.
+ */
+export function loseCommitAnswers(relay: Pick<TestNetwork['relay'], 'admissions'>): () => void {
+  const admissions = relay.admissions;
+  const own = admissions.admit;
+  admissions.admit = async (admission) => {
+    await own.call(admissions, admission);
+    throw new Error('WRITER_TIMEOUT: the writer thread left a batch unanswered');
+  };
+  return () => {
+    admissions.admit = own;
+  };
+}

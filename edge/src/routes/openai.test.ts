@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LIMITS } from '@synod/shared';
-import { startTestNetwork, type TestNetwork } from '../test-helpers.ts';
+import { loseCommitAnswers, startTestNetwork, type TestNetwork } from '../test-helpers.ts';
 import { loneRelay } from '../test-relay.ts';
 import { chatParamNames, renamePaths } from './openai.ts';
 
@@ -499,13 +499,8 @@ describe('POST /v1/chat/completions: failures', () => {
   });
 
   test('an admission whose commit answer is lost (it may be stored) is final without an Idempotency-Key; with one a retry replays it', async () => {
-    const admissions = t.relay.admissions;
-    const own = admissions.admit;
     // The commit goes through, then its answer is lost (a writer thread restarted, WRITER_TIMEOUT).
-    admissions.admit = async (admission) => {
-      await own.call(admissions, admission);
-      throw new Error('WRITER_TIMEOUT: the writer thread left a batch unanswered');
-    };
+    const restore = loseCommitAnswers(t.relay);
     const logged = spyOn(console, 'error').mockImplementation(() => undefined);
     try {
       const before = await stored(t);
@@ -527,14 +522,14 @@ describe('POST /v1/chat/completions: failures', () => {
       expect(keyed.status).toBe(503);
       expect(keyed.headers.get('x-should-retry')).toBeNull();
       expect(await stored(t)).toBe(before + 2);
-      admissions.admit = own;
+      restore();
       // The retry with the same key answers the request the first attempt stored.
       const retried = await chat(t, { ...ASK, max_tokens: 4 }, key);
       expect(retried.status).toBe(200);
       expect(await stored(t)).toBe(before + 2);
     } finally {
       logged.mockRestore();
-      admissions.admit = own;
+      restore();
     }
   }, 60_000);
 });
