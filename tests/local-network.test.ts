@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Subprocess } from 'bun';
 import OpenAI from 'openai';
-import { freePort, runCommand, waitUntil } from '../edge/src/test-servers.ts';
+import { freePorts, runCommand, waitUntil } from '../edge/src/test-servers.ts';
 
 const ROOT = resolve(import.meta.dir, '..');
 const data = mkdtempSync(join(tmpdir(), 'synod-npm-start-'));
@@ -89,12 +89,14 @@ async function closed(port: number): Promise<boolean> {
 }
 
 beforeAll(async () => {
-  ports.relay = await freePort();
-  ports.web = await freePort();
-  ports.chain = await freePort();
-  ports.ws = await freePort();
-  ports.tcp = await freePort();
-  ports.gun = await freePort();
+  [ports.relay, ports.web, ports.chain, ports.ws, ports.tcp, ports.gun] = (await freePorts(6)) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   proc = Bun.spawn([process.execPath, 'scripts/start.ts'], {
     cwd: ROOT,
     env: {

@@ -25,6 +25,16 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * `n` ports free on 127.0.0.1 right now, all different: two `freePort` calls in a row can be given the
+ * same port (the first was closed before the second asked), as a CI run of npm start's test once was.
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
+}
+
 /** Poll `check` until it resolves true, or throw after `timeoutMs` (generous: CI boxes are slow). */
 export async function waitUntil(
   what: string,
