@@ -10,7 +10,12 @@ import { toHttpError } from '../http/errors.ts';
 import { loneRelay } from '../test-relay.ts';
 import { freePort, type RunningSqld, startSqld, stopProcess, waitUntil } from '../test-servers.ts';
 import { openHistory } from './open-history.ts';
-import { ReplicaBrokenError, type ReplicaRebuilt, replicaBrokenCause } from './replica-keeper.ts';
+import {
+  ReplicaBrokenError,
+  type ReplicaRebuilt,
+  replicaBrokenCause,
+  replicaFiles,
+} from './replica-keeper.ts';
 
 let sqld: RunningSqld;
 const dir = mkdtempSync(join(tmpdir(), 'synod-replica-keeper-'));
@@ -130,6 +135,41 @@ describe('an embedded replica that breaks while the relay runs', () => {
         100,
       );
       expect(replica.rebuilt).toEqual([]);
+    } finally {
+      replica.client.close();
+      primary.client.close();
+    }
+  }, 60_000);
+
+  test('its files removed under it (by hand, or a cleaner of the folder): made again, and follows the server again', async () => {
+    const primary = await openHistory(sqld.url);
+    await primary.store.createApiKey({ id: 'key_gone', hash: hash(600), label: 'k', quotaPerDay: 5 }, 1);
+    const replica = await openReplica();
+    try {
+      expect((await replica.store.apiKeyByHash(hash(600)))?.id).toBe('key_gone');
+      // libSQL goes on with the removed files (or an empty one it makes at the path) and reads nothing
+      // new, without an error: only the file's identity tells.
+      for (const f of replicaFiles(replica.replicaFile)) rmSync(f, { force: true });
+      await primary.store.createApiKey({ id: 'key_new', hash: hash(601), label: 'k', quotaPerDay: 5 }, 1);
+      await waitUntil(
+        'the replica to follow the server again',
+        async () => {
+          try {
+            return (await replica.store.apiKeyByHash(hash(601)))?.id === 'key_new';
+          } catch (e) {
+            expect(toHttpError(e)).toMatchObject({ status: 503, code: 'STORE_UNAVAILABLE' });
+            return false;
+          }
+        },
+        20_000,
+        100,
+      );
+      expect(replica.rebuilt).toHaveLength(1);
+      // libSQL makes an empty file at the path soon after: removed, or removed or replaced.
+      expect(replica.rebuilt[0]?.cause).toContain(`${replica.replicaFile} was removed`);
+      // Its own writes read back again (they did not, on the removed file).
+      await replica.store.createApiKey({ id: 'key_own', hash: hash(602), label: 'k', quotaPerDay: 5 }, 1);
+      expect((await replica.store.apiKeyByHash(hash(602)))?.id).toBe('key_own');
     } finally {
       replica.client.close();
       primary.client.close();

@@ -2,7 +2,7 @@
  * An embedded replica that is made again from its server when its file breaks, at the start or while
  * the relay runs, without a restart. Kept apart from open-history.ts, which opens it.
  */
-import { renameSync } from 'node:fs';
+import { renameSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type {
   Client,
@@ -79,6 +79,21 @@ export class ReplicaBrokenError extends Error {
   }
 }
 
+/**
+ * Which file is at `path` now (its device and inode), or undefined when none is. A replica's file removed
+ * while libSQL holds it open is not seen by libSQL: it goes on with the removed file, or a new empty one
+ * it makes at the path, and its reads stop following the server without any error.
+ */
+export function fileIdentity(path: string): string | undefined {
+  try {
+    const st = statSync(path);
+    return `${st.dev}:${st.ino}`;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
 /** A replica made again while the relay ran: where the broken one went, and what said it was broken. */
 export interface ReplicaRebuilt {
   movedTo: string | undefined;
@@ -107,8 +122,8 @@ export interface ReplicaKeeperOptions {
 
 /**
  * The libSQL client of an embedded replica, made again when it breaks. An operation failing with a
- * broken-replica error (`replicaBrokenCause`), or a sync tried now and then (`syncCheckMs`), marks it
- * broken: that operation fails with `ReplicaBrokenError`, and the next one first moves the replica's
+ * broken-replica error (`replicaBrokenCause`), a sync tried now and then (`syncCheckMs`), or its file
+ * found removed or replaced (`fileIdentity`, as often) marks it broken: that operation fails with `ReplicaBrokenError`, and the next one first moves the replica's
  * files aside and opens a fresh replica at its path, synced from the server (at most once per
  * `rebuildIntervalMs`; until one succeeds, operations fail with `ReplicaBrokenError`). A server out of
  * reach is not a broken replica: its errors pass through as they are, and nothing is made again.
@@ -121,6 +136,9 @@ export class ReplicaKeeper implements Client {
   #broken: Error | undefined;
   #lastAttempt = Number.NEGATIVE_INFINITY;
   #lastCheck: number;
+  /** The replica's file as it was opened (`fileIdentity`), checked as often as its sync. */
+  #identity: string | undefined;
+  #lastFileCheck: number;
   #checking: Promise<void> | undefined;
   #rebuilding: Promise<void> | undefined;
   #closed = false;
@@ -136,6 +154,8 @@ export class ReplicaKeeper implements Client {
       ...o,
     };
     this.#lastCheck = this.#o.now();
+    this.#lastFileCheck = this.#lastCheck;
+    this.#identity = fileIdentity(resolve(o.path));
   }
 
   /** The replica in use now (a new one after each rebuild), undefined while a rebuild has not succeeded. */
@@ -173,11 +193,14 @@ export class ReplicaKeeper implements Client {
     }
     this.#broken = undefined;
     this.#lastCheck = this.#o.now();
+    this.#lastFileCheck = this.#lastCheck;
+    this.#identity = fileIdentity(resolve(this.#o.path));
     this.#o.onRebuilt?.({ movedTo, cause: cause.message });
   }
 
   /** The replica to run an operation on: made again first if it broke (and may be made again now). */
   async #client(): Promise<Client> {
+    this.#checkFile();
     if (!this.#closed && this.#broken && this.#o.now() - this.#lastAttempt >= this.#o.rebuildIntervalMs) {
       this.#rebuilding ??= this.#rebuild().finally(() => {
         this.#rebuilding = undefined;
@@ -188,6 +211,24 @@ export class ReplicaKeeper implements Client {
     if (c === undefined) throw new ReplicaBrokenError(this.#broken);
     this.#checkSync(c);
     return c;
+  }
+
+  /**
+   * Whether the replica's file is still the one opened, at most once per `syncCheckMs`: one removed or
+   * replaced (by hand, or by a cleaner of its folder) marks the replica broken, to be made again.
+   */
+  #checkFile(): void {
+    if (this.#closed || this.#broken || this.#current === undefined) return;
+    if (this.#o.now() - this.#lastFileCheck < this.#o.syncCheckMs) return;
+    this.#lastFileCheck = this.#o.now();
+    const abs = resolve(this.#o.path);
+    const now = fileIdentity(abs);
+    if (now === this.#identity) return;
+    this.#broken = new Error(
+      now === undefined
+        ? `the replica's file ${abs} was removed while the relay ran`
+        : `the replica's file ${abs} was removed or replaced while the relay ran (another file is at its path)`,
+    );
   }
 
   /** Try the replica's sync, in the background, at most once per `syncCheckMs`: a broken one is marked. */
