@@ -19,20 +19,83 @@ describe('AdmissionHealth', () => {
     const health = new AdmissionHealth(() => now);
     const inner = new SwitchableAdmitterDouble();
     const admitter = health.watch(inner);
-    expect(health.failing()).toBeNull();
+    expect(await health.failing()).toBeNull();
     inner.full = true;
     await expect(admitter.admit(testAdmission())).rejects.toThrow('full');
-    expect(health.failing()).toEqual({ at: 1_000, reason: 'database or disk is full' });
+    expect(await health.failing()).toEqual({ at: 1_000, reason: 'database or disk is full' });
     now += ADMISSION_FAILURE_HOLD_MS - 1;
-    expect(health.failing()).not.toBeNull();
-    now += 1; // nothing was asked since: a drained relay is not held down for good
-    expect(health.failing()).toBeNull();
+    expect(await health.failing()).not.toBeNull();
+    now += 1; // no probe to ask the database with: a drained relay is not held down for good
+    expect(await health.failing()).toBeNull();
     await expect(admitter.admit(testAdmission())).rejects.toThrow('full');
-    expect(health.failing()).not.toBeNull();
+    expect(await health.failing()).not.toBeNull();
     inner.full = false;
     await admitter.admit(testAdmission());
-    expect(health.failing()).toBeNull();
+    expect(await health.failing()).toBeNull();
     // Every failure counted, however long ago (for an alert's increase(), past the 5 s /healthz holds).
     expect(health.failures).toBe(2);
+  });
+
+  test('past the hold, the probe write decides: failing, held again from then; written, cleared', async () => {
+    let now = 1_000;
+    const health = new AdmissionHealth(() => now);
+    const inner = new SwitchableAdmitterDouble();
+    const admitter = health.watch(inner);
+    let probes = 0;
+    const probe = async () => {
+      probes++;
+      if (inner.full) throw new Error('SQLITE_FULL: database or disk is full');
+    };
+    inner.full = true;
+    await expect(admitter.admit(testAdmission())).rejects.toThrow('full');
+    // Within the hold the probe is not tried.
+    expect(await health.failing(probe)).toMatchObject({ at: 1_000 });
+    expect(probes).toBe(0);
+    now += ADMISSION_FAILURE_HOLD_MS;
+    // Still full: the probe fails, and the failure holds again from now, said as the probe's.
+    expect(await health.failing(probe)).toEqual({
+      at: now,
+      reason: 'SQLITE_FULL: database or disk is full',
+      probe: true,
+    });
+    expect(probes).toBe(1);
+    // Asked again within the new hold: no second probe.
+    now += 1_000;
+    expect(await health.failing(probe)).not.toBeNull();
+    expect(probes).toBe(1);
+    // Room again, and still no admission sent (the relay out of rotation): the probe clears it.
+    inner.full = false;
+    now += ADMISSION_FAILURE_HOLD_MS;
+    expect(await health.failing(probe)).toBeNull();
+    expect(probes).toBe(2);
+    // The probe's failures are not admissions': only the one admission counted.
+    expect(health.failures).toBe(1);
+  });
+
+  test('probes asked together are one write; an admission meanwhile says more than the probe', async () => {
+    let now = 1_000;
+    const health = new AdmissionHealth(() => now);
+    const inner = new SwitchableAdmitterDouble();
+    const admitter = health.watch(inner);
+    inner.full = true;
+    await expect(admitter.admit(testAdmission())).rejects.toThrow('full');
+    now += ADMISSION_FAILURE_HOLD_MS;
+    let release: () => void = () => undefined;
+    let probes = 0;
+    const probe = () => {
+      probes++;
+      return new Promise<void>((_, reject) => {
+        release = () => reject(new Error('SQLITE_FULL: database or disk is full'));
+      });
+    };
+    const a = health.failing(probe);
+    const b = health.failing(probe);
+    expect(probes).toBe(1);
+    // An admission stored while the probe is under way: the database took it.
+    inner.full = false;
+    await admitter.admit(testAdmission());
+    release();
+    expect(await a).toBeNull();
+    expect(await b).toBeNull();
   });
 });

@@ -6,25 +6,30 @@ export interface AdmissionFailure {
   /** When it failed (the app's clock). */
   at: number;
   reason: string;
+  /** Set when the failure is the write /healthz tried itself (`failing`'s probe), not an admission's. */
+  probe?: true;
 }
 
 /**
- * How long an admission that could not be stored keeps `/healthz` at 503 (unless one is stored since):
- * long enough for a load balancer to see it, short enough that a relay drained of traffic is asked
- * again soon (nothing but an admission would clear it).
+ * How long an admission that could not be stored keeps `/healthz` at 503 before the database is asked
+ * again (unless one is stored since): past it, `/healthz` tries a write of its own (`failing`'s probe),
+ * at most once per this interval, and holds the 503 for as long as that write fails too. A relay its load
+ * balancer took out of rotation is sent no admission that could say the database takes writes again.
  */
 export const ADMISSION_FAILURE_HOLD_MS = 5_000;
 
 /**
  * Whether the relay is storing new requests, as its latest admission went: a database that still
  * answers reads while it refuses every write (a full disk, a database file gone) is down for what a
- * relay is for. `watch` wraps the app's admitter; `/healthz` reports `failing()`: the latest failure,
- * for `ADMISSION_FAILURE_HOLD_MS` after it, unless an admission has been stored since.
+ * relay is for. `watch` wraps the app's admitter; `/healthz` reports `failing(probe)`: the latest
+ * failure, held for `ADMISSION_FAILURE_HOLD_MS`, unless an admission has been stored since; then the
+ * probe's write, which either clears it or holds it again.
  */
 export class AdmissionHealth {
   readonly #now: () => number;
   #failure: AdmissionFailure | null = null;
   #failures = 0;
+  #probing: Promise<void> | undefined;
 
   constructor(now: () => number) {
     this.#now = now;
@@ -51,10 +56,33 @@ export class AdmissionHealth {
     return this.#failures;
   }
 
-  /** The latest admission's failure while it holds, or null (one committed since, or none failed). */
-  failing(): AdmissionFailure | null {
+  /**
+   * The latest failure while it holds, or null (an admission stored since, or none failed). Once a
+   * failure has held `ADMISSION_FAILURE_HOLD_MS`, `probe` (a write of the relay's own) is tried, one at a
+   * time: written, the failure is cleared; failing, it holds again from now, with the probe's reason.
+   * Without a probe, a failure that has held is cleared.
+   */
+  async failing(probe?: () => Promise<void>): Promise<AdmissionFailure | null> {
     const f = this.#failure;
-    if (f !== null && this.#now() - f.at >= ADMISSION_FAILURE_HOLD_MS) this.#failure = null;
+    if (f === null || this.#now() - f.at < ADMISSION_FAILURE_HOLD_MS) return f;
+    if (probe === undefined) {
+      this.#failure = null;
+      return null;
+    }
+    this.#probing ??= probe()
+      .then(
+        () => {
+          if (this.#failure === f) this.#failure = null;
+        },
+        (e: unknown) => {
+          // An admission stored or failed meanwhile says more than the probe.
+          if (this.#failure === f) this.#failure = { at: this.#now(), reason: publicReason(e), probe: true };
+        },
+      )
+      .finally(() => {
+        this.#probing = undefined;
+      });
+    await this.#probing;
     return this.#failure;
   }
 }

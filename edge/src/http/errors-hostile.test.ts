@@ -2,6 +2,7 @@ import { afterAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DrizzleQueryError } from 'drizzle-orm/errors';
 import { createApiKey } from '../auth/api-keys.ts';
 import { loneRelay } from '../test-relay.ts';
 import { publicReason } from './errors.ts';
@@ -30,6 +31,16 @@ describe('publicReason', () => {
       'cannot open <path> or <path>',
     );
     expect(publicReason('x'.repeat(1_000))).toHaveLength(300);
+  });
+
+  test("drizzle's query errors say their cause, not the query and its parameters", () => {
+    const cause = Object.assign(new Error('SQLITE_FULL: database or disk is full'), { code: 'SQLITE_FULL' });
+    const wrapped = new DrizzleQueryError(
+      'insert into "api_keys" ("id", "hash") values (?, ?)',
+      ['k', 'h'],
+      cause,
+    );
+    expect(publicReason(wrapped)).toBe('SQLITE_FULL: database or disk is full');
   });
 
   test("the database server's address is left out: its URL, its host name, its IP address and port (IPv4, IPv6)", () => {

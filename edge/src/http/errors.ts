@@ -1,4 +1,5 @@
 import { isSynodError, type SynodError } from '@synod/shared';
+import { DrizzleQueryError } from 'drizzle-orm/errors';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { storeUnreachableCause } from './store-unavailable.ts';
 
@@ -186,10 +187,15 @@ const HOST_AND_PORT = /\b(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+):\d{1,5}
  * `admissions.reason`, which needs no key): the error's stable code when it has one, and its message
  * without file paths (a database file that went away names its path; the relay's log keeps it), nor
  * the database server's address (its URL, the host name a lookup failed on, a host name with a port, an
- * IPv4 or IPv6 address and port), at most 300 characters. A host name alone, without a port, is not
+ * IPv4 or IPv6 address and port), at most 300 characters; of drizzle's query errors, their cause's (never
+ * the query and its parameters). A host name alone, without a port, is not
  * told apart from a file name (`relay.db`) and stays.
  */
-export function publicReason(e: unknown): string {
+export function publicReason(error: unknown): string {
+  // drizzle's wrapper names the query and its parameters: what failed is its cause.
+  let e = error;
+  for (let depth = 0; depth < 3 && e instanceof DrizzleQueryError && e.cause !== undefined; depth++)
+    e = e.cause;
   const trailing = (text: string) => /[.,:;)]+$/.exec(text)?.[0] ?? '';
   const message = String((e as Error)?.message ?? e)
     .replace(URL_IN_MESSAGE, (url: string) => `<url>${trailing(url)}`)

@@ -29,9 +29,21 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
       db = false;
     }
     // Reads can work while every write fails (a full disk): then no request is being accepted.
-    const failing = deps.admissionHealth?.failing() ?? null;
+    // Once a failure has held 5 s with none stored since, a write of this relay's own says whether the
+    // database takes writes again (AdmissionHealth).
+    const failing =
+      (await deps.admissionHealth?.failing(() =>
+        deps.store.probeWrite(deps.network.coordinatorId, deps.now()),
+      )) ?? null;
     const admissions =
-      failing === null ? { ok: true } : { ok: false, failedAt: failing.at, reason: failing.reason };
+      failing === null
+        ? { ok: true }
+        : {
+            ok: false,
+            failedAt: failing.at,
+            reason: failing.reason,
+            ...(failing.probe ? { probe: true } : {}),
+          };
     // An embedded replica reads from its own file: `db` holds while its primary, which every write
     // needs, is down. `primary` says whether that answers (STORE_UNAVAILABLE when it cannot be reached).
     const primary = deps.primaryHealth ? await deps.primaryHealth() : undefined;

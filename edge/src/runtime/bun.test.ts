@@ -1,10 +1,20 @@
 /** `startRelay` housekeeping: expired Idempotency-Keys are forgotten at start, and the retention is checked. */
 import { afterAll, describe, expect, test } from 'bun:test';
-import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NodeKey, packetId, signPacket } from '@synod/shared';
 import { createApiKey } from '../auth/api-keys.ts';
+import { ADMISSION_FAILURE_HOLD_MS } from '../http/admission-health.ts';
 import { ABANDONED_AFTER_MS } from '../store/history-store.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { openHistory } from '../store/open-history.ts';
@@ -201,4 +211,73 @@ describe('startRelay when its database refuses writes', () => {
       await relay.stop();
     }
   });
+
+  // A full disk for real: a small tmpfs (Linux, as root; elsewhere the test is skipped).
+  const disk = join(dir, 'disk');
+  mkdirSync(disk);
+  const mountDisk = () =>
+    Bun.spawnSync(['mount', '-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', disk]).exitCode === 0;
+  const canMount = process.platform === 'linux' && process.getuid?.() === 0 && mountDisk();
+  if (canMount) Bun.spawnSync(['umount', disk]);
+  test.skipIf(!canMount)(
+    'a full disk: /healthz stays 503 past its 5 s while a write of its own fails, and is 200 once one is written, with no admission sent',
+    async () => {
+      expect(mountDisk()).toBe(true);
+      let skew = 0;
+      const relay = await loneRelay(`file:${join(disk, 'relay.db')}`, 4, { now: () => Date.now() + skew });
+      const filler = join(disk, 'filler');
+      try {
+        const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
+        await relay.store.createApiKey(
+          { id: k.id, hash: k.hash, label: 'ops', quotaPerDay: 1000 },
+          Date.now(),
+        );
+        const submit = (prompt: string) =>
+          relay.app.request('/v1/inference', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` },
+            body: JSON.stringify({ prompt, models: ['m'] }),
+          });
+        const health = async () => {
+          const r = await relay.app.request('/healthz');
+          const j = (await r.json()) as { admissions: { ok: boolean; reason?: string; probe?: boolean } };
+          return { status: r.status, admissions: j.admissions };
+        };
+        expect((await submit('first')).status).toBe(202);
+        // Every block of the disk taken.
+        const fd = openSync(filler, 'w');
+        try {
+          const chunk = Buffer.alloc(64 * 1024, 1);
+          for (;;) writeSync(fd, chunk);
+        } catch (e) {
+          expect((e as NodeJS.ErrnoException).code).toBe('ENOSPC');
+        } finally {
+          closeSync(fd);
+        }
+        let refused: Response | undefined;
+        for (let i = 0; i < 200 && refused === undefined; i++) {
+          const r = await submit(`${'x'.repeat(4000)} ${i}`);
+          if (r.status !== 202) refused = r;
+        }
+        expect(refused?.status).toBe(503);
+        expect((await health()).admissions).toMatchObject({ ok: false });
+        // Past the hold, with no admission sent since (a load balancer took the relay out): its own
+        // write fails as the admissions did, and /healthz stays 503, said as the probe's.
+        skew += ADMISSION_FAILURE_HOLD_MS;
+        const still = await health();
+        expect(still.status).toBe(503);
+        expect(still.admissions).toMatchObject({ ok: false, probe: true });
+        expect(still.admissions.reason).toMatch(/full|SQLITE_FULL|SQLITE_IOERR/i);
+        // Room again: the next /healthz past the hold writes, and says so, before any admission.
+        rmSync(filler);
+        skew += ADMISSION_FAILURE_HOLD_MS;
+        expect((await health()).admissions).toEqual({ ok: true });
+        expect((await submit('after')).status).toBe(202);
+      } finally {
+        await relay.stop();
+        Bun.spawnSync(['umount', '-l', disk]);
+      }
+    },
+    30_000,
+  );
 });

@@ -892,6 +892,7 @@ describe('HistoryStore: requests by status (/healthz, /metrics)', () => {
         '0014_refund_reason',
         '0015_database_identity',
         '0016_chain_pruned_at',
+        '0017_health_probes',
       ]);
       const store = new HistoryStore(drizzle(client, { schema: historySchema }));
       expect(await store.counts()).toEqual({

@@ -26,6 +26,7 @@ import {
   coordinatorLeases,
   declineRow,
   declines,
+  healthProbes,
   type historySchema,
   nodeRow,
   nodes,
@@ -782,6 +783,19 @@ export class HistoryStore {
     >;
     for (const r of rows) out[r.status] = Number(r.n);
     return out;
+  }
+
+  /**
+   * A write of one small row (`health_probes`, `relay`'s own), committed like any other: what /healthz
+   * tries once admissions have failed and none was stored since, to find whether the database takes
+   * writes again (on a full disk it fails as the admissions did: the log cannot grow).
+   */
+  async probeWrite(relay: string, now: number): Promise<void> {
+    this.checkFile?.();
+    await this.db
+      .insert(healthProbes)
+      .values({ relay, probedAt: now })
+      .onConflictDoUpdate({ target: healthProbes.relay, set: { probedAt: now } });
   }
 }
 

@@ -121,6 +121,7 @@ describe('applyMigrations', () => {
       '0014_refund_reason',
       '0015_database_identity',
       '0016_chain_pruned_at',
+      '0017_health_probes',
     ]);
     const counts = async () =>
       Object.fromEntries(

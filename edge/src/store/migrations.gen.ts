@@ -236,5 +236,13 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
     "statements": [
       "ALTER TABLE `chain_requests` ADD `pruned_at` integer;"
     ]
+  },
+  {
+    "tag": "0017_health_probes",
+    "folderMillis": 1795551667581,
+    "hash": "2f870b87570403a1c888f637cb725a9b7c1a671914d50a843af262fdcf23d34f",
+    "statements": [
+      "CREATE TABLE `health_probes` (\n\t`relay` text PRIMARY KEY NOT NULL,\n\t`probed_at` integer NOT NULL,\n\tCONSTRAINT \"health_probes_relay_ck\" CHECK(length(\"relay\") = 64 and \"relay\" not glob '*[^0-9a-f]*')\n);"
+    ]
   }
 ];

@@ -729,6 +729,21 @@ export const databaseIdentity = sqliteTable(
 );
 
 /**
+ * One row per relay key (its coordinator id): the write a relay's `/healthz` tries, once admissions have
+ * failed (a full disk, a database that refuses writes) and none has been stored for a while, to find
+ * whether the database takes writes again before traffic comes back (a relay its load balancer took out
+ * of rotation is sent no admission that would tell). Nothing reads it but that write.
+ */
+export const healthProbes = sqliteTable(
+  'health_probes',
+  {
+    relay: text('relay').primaryKey(),
+    probedAt: integer('probed_at').notNull(),
+  },
+  (t) => [check('health_probes_relay_ck', isHex64(t.relay))],
+);
+
+/**
  * The `id_prefix` of a request id: its first 13 hex digits, as a safe integer. A chain request id
  * (`<chainId>:<contract>:<requestNo>`, not hex) takes those of its sha256 instead, so the requests of one
  * contract spread over the index like any others.
