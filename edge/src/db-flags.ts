@@ -5,7 +5,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { expandConfig } from '@libsql/core/config';
 import { type DbUrl, FlagError, got, parseDbUrl, parseEnvName, redactDbUrl } from './config.ts';
-import { isLocalFile, openHistory } from './store/open-history.ts';
+import { DatabaseFileError, isLocalFile, openHistory } from './store/open-history.ts';
 
 export const DB_OPTIONS = {
   db: { type: 'string', default: 'file:.data/relay/history.db' },
@@ -45,13 +45,14 @@ export function localDbFile(dbUrl: string): string | null {
 /**
  * Open the relay's database for an operator command, or say why not on `err` and return null (the
  * command exits 1): a local file that is not there (unless `create`, which starts a database) is named
- * rather than made empty at the wrong path, with `missing` said after it.
+ * rather than made empty at the wrong path, with `missing` said after it. `readOnly` (a command that only
+ * reads) writes nothing and migrates nothing: a database behind this code is refused (`DB_SCHEMA_BEHIND`).
  */
 export async function openForCommand(
   dbUrl: string,
   authToken: string | undefined,
   err: (line: string) => void,
-  o: { create?: boolean; missing?: string } = {},
+  o: { create?: boolean; missing?: string; readOnly?: boolean } = {},
 ): Promise<Awaited<ReturnType<typeof openHistory>> | null> {
   const file = localDbFile(dbUrl);
   if (!o.create && file !== null && !existsSync(file)) {
@@ -61,9 +62,12 @@ export async function openForCommand(
     return null;
   }
   try {
-    return await openHistory(dbUrl, authToken);
+    return await openHistory(dbUrl, authToken, undefined, undefined, undefined, {
+      ...(o.readOnly ? { readOnly: true } : {}),
+    });
   } catch (e) {
-    err(`synod-relay: the database ${redactDbUrl(dbUrl)} could not be opened: ${commandReason(e)}`);
+    const hint = e instanceof DatabaseFileError ? ` (${e.hint})` : '';
+    err(`synod-relay: the database ${redactDbUrl(dbUrl)} could not be opened: ${commandReason(e)}${hint}`);
     return null;
   }
 }

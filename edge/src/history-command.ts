@@ -84,7 +84,8 @@ export async function historyCommand(argv: string[], io: Io = STDIO, now = Date.
     if (!(e instanceof FlagError)) throw e;
     return usageError(e.message);
   }
-  const h = await openForCommand(dbUrl, authToken, io.err);
+  // A dry run only reads: it neither migrates the database nor needs to write to it.
+  const h = await openForCommand(dbUrl, authToken, io.err, values['dry-run'] ? { readOnly: true } : {});
   if (h === null) return 1;
   const before = now - Number(days) * DAY_MS;
   const cutoff = new Date(before).toISOString();

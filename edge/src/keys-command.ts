@@ -172,6 +172,8 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
   made = file !== null && !existsSync(file);
   const h = await openForCommand(dbUrl, authToken, io.err, {
     create: sub === 'create' && values['new-db'],
+    // `keys list` only reads: it neither migrates the database nor needs to write to it.
+    readOnly: sub === 'list',
     ...(sub === 'create'
       ? { missing: 'give the database the relay runs on, or --new-db to start one there' }
       : {}),

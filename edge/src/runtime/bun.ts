@@ -178,6 +178,17 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   if (migrations.applied.length > 0) {
     log({ level: 'info', msg: 'database migrated', applied: migrations.applied, schema: migrations.schema });
   }
+  // A newer relay migrated this database (a rolling upgrade, or this one rolled back): this relay runs
+  // on, but knows nothing of what those migrations added.
+  if (migrations.newer > 0) {
+    log({
+      level: 'warn',
+      msg: 'the database has migrations newer than this relay: a newer synod-relay migrated it; upgrade this relay',
+      code: 'DB_SCHEMA_NEWER',
+      newer: migrations.newer,
+      schema: migrations.schema,
+    });
+  }
   if (rebuiltReplica !== undefined) {
     log({
       level: 'warn',

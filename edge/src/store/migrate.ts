@@ -61,3 +61,36 @@ export async function applyMigrations(
   }
   return applied;
 }
+
+/** Where a database stands against the migrations this code knows, read without writing anything. */
+export interface MigrationState {
+  /** The migrations of `migrations` the database lacks (their tags, oldest first). */
+  missing: string[];
+  /** Migrations the database records past the last one this code knows: a newer relay applied them. */
+  newer: number;
+}
+
+/**
+ * The migrations `client`'s database lacks and those it has that this code does not know, read only (no
+ * table made, nothing applied): for the commands that only read, and for the relay to say that a newer
+ * one migrated its database. A database without drizzle's bookkeeping table lacks them all.
+ */
+export async function migrationState(
+  client: Client,
+  migrations: readonly EmbeddedMigration[],
+): Promise<MigrationState> {
+  const table = await client.execute(
+    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '__drizzle_migrations'",
+  );
+  if (table.rows.length === 0) return { missing: migrations.map((m) => m.tag), newer: 0 };
+  const last = await lastApplied(client);
+  const known = migrations.at(-1)?.folderMillis ?? -1;
+  const newer = await client.execute({
+    sql: 'SELECT count(*) AS n FROM "__drizzle_migrations" WHERE created_at > ?',
+    args: [known],
+  });
+  return {
+    missing: migrations.filter((m) => m.folderMillis > last).map((m) => m.tag),
+    newer: Number(newer.rows[0]?.['n'] ?? 0),
+  };
+}

@@ -242,6 +242,6 @@ describe('openHistory: the migrations it applied', () => {
     expect(first.migrations.applied.at(-1)).toBe(first.migrations.schema as string);
     const again = await openHistory(url);
     again.client.close();
-    expect(again.migrations).toEqual({ applied: [], schema: first.migrations.schema });
+    expect(again.migrations).toEqual({ applied: [], schema: first.migrations.schema, newer: 0 });
   });
 });

@@ -9,6 +9,7 @@ import { type Client, createClient } from '@libsql/client';
 import { expandConfig } from '@libsql/core/config';
 import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql';
+import { redactDbUrl } from '../config.ts';
 import { publicReason } from '../http/errors.ts';
 import {
   isStoreUnreachable,
@@ -17,7 +18,7 @@ import {
 } from '../http/store-unavailable.ts';
 import { boundedFetch } from './bounded-fetch.ts';
 import { HistoryStore } from './history-store.ts';
-import { applyMigrations } from './migrate.ts';
+import { applyMigrations, migrationState } from './migrate.ts';
 import { MIGRATIONS } from './migrations.gen.ts';
 import {
   moveAside,
@@ -156,7 +157,11 @@ export function primaryHealthCheck(
 /** A relay database file that cannot be made or is not a database: a start failure with its code and hint. */
 export class DatabaseFileError extends Error {
   constructor(
-    readonly code: 'DB_FILE_UNWRITABLE' | 'DB_FILE_MALFORMED',
+    readonly code:
+      | 'DB_FILE_UNWRITABLE'
+      | 'DB_FILE_MALFORMED'
+      | 'DB_SCHEMA_BEHIND'
+      | 'DB_NOT_A_RELAY_DATABASE',
     message: string,
     readonly hint: string,
   ) {
@@ -215,6 +220,12 @@ export interface OpenHistoryOptions {
   replicaRebuildIntervalMs?: number;
   /** How often the replica's sync is tried from the traffic (default `REPLICA_SYNC_CHECK_MS`). */
   replicaSyncCheckMs?: number;
+  /**
+   * For a command that only reads (`keys list`, `history prune --dry-run`): nothing is written (no
+   * migration, no file mode, no journal mode), and a database that lacks a migration of this code is
+   * refused (`DB_SCHEMA_BEHIND`) rather than migrated behind the back of the relays running on it.
+   */
+  readOnly?: boolean;
 }
 
 /**
@@ -240,7 +251,7 @@ export async function openHistory(
   // A database file is made 0600 before it is opened; a replica's (which libSQL must create itself, as
   // it refuses to sync into a file it did not make) once it is synced, with the files beside it.
   if (replicaPath !== undefined) mkdirSync(dirname(resolve(replicaPath)), { recursive: true });
-  else if (localFile) ownerOnlyDatabase(localFile);
+  else if (localFile && !o.readOnly) ownerOnlyDatabase(localFile);
   // A replica's file is only a copy of the server's database: one that is no longer a database (libSQL
   // left it malformed once the server compacted its log under a sync) is moved aside and made again,
   // rather than end every start with "database disk image is malformed".
@@ -308,7 +319,8 @@ export async function openHistory(
   // of the rollback journal (edge/bench). The mode is stored in the file.
   if (!replicaPath && dbUrl.startsWith('file:')) {
     try {
-      await client.execute('PRAGMA journal_mode=WAL');
+      // Read only: the mode stays as it is, and the same read says whether the file is a database.
+      await client.execute(o.readOnly ? 'PRAGMA journal_mode' : 'PRAGMA journal_mode=WAL');
     } catch (e) {
       client.close();
       // Another file at that path (a file that is not SQLite, or encrypted): said as such.
@@ -320,7 +332,24 @@ export async function openHistory(
       );
     }
   }
-  const migrated = await applyMigrations(client, MIGRATIONS);
+  const migrated = o.readOnly ? [] : await applyMigrations(client, MIGRATIONS);
+  // What the database lacks (read only: refused) and what a newer relay applied (the relay says so).
+  const state = await migrationState(client, MIGRATIONS);
+  if (state.missing.length > 0) {
+    client.close();
+    const where = localFile ?? redactDbUrl(dbUrl);
+    throw state.missing.length === MIGRATIONS.length
+      ? new DatabaseFileError(
+          'DB_NOT_A_RELAY_DATABASE',
+          `${where} holds no relay history (none of its migrations)`,
+          "pass the --db of the relay's database",
+        )
+      : new DatabaseFileError(
+          'DB_SCHEMA_BEHIND',
+          `${where} lacks ${state.missing.length} migration(s) of this synod-relay (${state.missing.join(', ')}); a command that only reads does not migrate it`,
+          'start this version of the relay on it once (it migrates the database), or use the synod-relay the relays on it run',
+        );
+  }
   // A local file (not a replica, whose file the client manages) is checked whenever health is asked.
   const checkFile = !replicaPath && localFile ? databaseFileCheck(localFile) : undefined;
   const store = new HistoryStore(drizzle(client, { schema: historySchema }), checkFile);
@@ -333,7 +362,10 @@ export async function openHistory(
     primaryHealth,
     ...(opened instanceof ReplicaKeeper ? { replica: opened } : {}),
     ...(rebuiltReplica ? { rebuiltReplica } : {}),
-    /** The migrations this open applied (their tags, oldest first), and the schema's last one now. */
-    migrations: { applied: migrated, schema: MIGRATIONS.at(-1)?.tag ?? null },
+    /**
+     * The migrations this open applied (their tags, oldest first), the schema's last one this code knows,
+     * and how many the database records past it (a newer relay migrated it).
+     */
+    migrations: { applied: migrated, schema: MIGRATIONS.at(-1)?.tag ?? null, newer: state.newer },
   };
 }
