@@ -105,5 +105,19 @@ describe('synod-relay start failures', () => {
     expect(r.code).toBe(1);
     expect(last).toMatchObject({ msg: 'start failed', code: 'KEY_WRONG_PASSPHRASE' });
     expect(String(last['hint'])).toContain('give the passphrase this key was sealed with');
+    // The relay's own words: a relay key, a new relay (it said "node").
+    expect(String(last['hint'])).toContain('to start as a new relay (a new coordinator id');
+  });
+
+  test('an identity file that is no sealed key: KEYSTORE_MALFORMED, said of a relay key', async () => {
+    const r = await start((dir) => {
+      writeFileSync(join(dir, 'id.json'), '{"not": "a key"}\n');
+      return ['--db', `file:${join(dir, 'relay.db')}`];
+    });
+    expect(r.code).toBe(1);
+    expect(r.last).toMatchObject({ msg: 'start failed', code: 'KEYSTORE_MALFORMED' });
+    expect(String(r.last['err'])).toContain('is not a sealed relay key');
+    expect(String(r.last['hint'])).toContain('to start as a new relay');
+    expect(String(r.last['hint'])).not.toContain('node');
   });
 });

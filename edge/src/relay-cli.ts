@@ -500,7 +500,7 @@ export async function main(argv: string[]): Promise<number> {
     // for one request). Held until the process ends; IDENTITY_IN_USE (or a lock file it cannot make) is
     // a start failure like any other, logged with its code and hint.
     lockIdentity(s.identity, 'relay');
-    const { key } = await loadOrCreateIdentity(s.identity, passphrase);
+    const { key } = await loadOrCreateIdentity(s.identity, passphrase, 'relay');
     // The key itself too: a copy of the identity file at another path is the same key.
     const releaseKey = lockNodeKey(key.nodeId, s.identity, 'relay');
     // The same peer id at every start (derived from the identity): the multiaddrs nodes and web apps

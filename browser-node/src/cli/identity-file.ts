@@ -32,12 +32,13 @@ import { LocalFileError } from './file-error.ts';
 export async function loadOrCreateIdentity(
   path: string,
   passphrase: string,
+  role: 'node' | 'relay' = 'node',
 ): Promise<{ key: NodeKey; created: boolean; exposedMode: string | null }> {
   const abs = resolve(path);
   const existing = readIfPresent(abs);
   if (existing !== undefined)
     return {
-      key: await openSealed(abs, existing, passphrase),
+      key: await openSealed(abs, existing, passphrase, role),
       created: false,
       exposedMode: exposedMode(abs),
     };
@@ -58,7 +59,11 @@ export async function loadOrCreateIdentity(
     }
     // Another start created it first: that key is this node's.
     const won = readIfPresent(abs) ?? '';
-    return { key: await openSealed(abs, won, passphrase), created: false, exposedMode: exposedMode(abs) };
+    return {
+      key: await openSealed(abs, won, passphrase, role),
+      created: false,
+      exposedMode: exposedMode(abs),
+    };
   } finally {
     rmSync(temporary, { force: true });
   }
@@ -84,24 +89,29 @@ function unwritable(action: string, what: string, path: string, cause: unknown):
   return new LocalFileError('IDENTITY_FILE_UNWRITABLE', { action, what, path, flag: '--identity', cause });
 }
 
-async function openSealed(abs: string, text: string, passphrase: string): Promise<NodeKey> {
+async function openSealed(
+  abs: string,
+  text: string,
+  passphrase: string,
+  role: 'node' | 'relay',
+): Promise<NodeKey> {
   let sealed: unknown;
   try {
     sealed = JSON.parse(text) as unknown;
   } catch (cause) {
-    throw malformed(abs, `it is not JSON (${(cause as Error).message})`, cause);
+    throw malformed(abs, role, `it is not JSON (${(cause as Error).message})`, cause);
   }
   try {
     return await openNodeKey(sealed, passphrase);
   } catch (e) {
-    if (e instanceof SynodError && e.code === 'KEYSTORE_MALFORMED') throw malformed(abs, e.message, e);
+    if (e instanceof SynodError && e.code === 'KEYSTORE_MALFORMED') throw malformed(abs, role, e.message, e);
     if (e instanceof SynodError && e.code === 'KEY_WRONG_PASSPHRASE') {
       throw new SynodError('KEY_WRONG_PASSPHRASE', `the passphrase does not open the identity file ${abs}`, {
         details: { ...e.details, path: abs },
         hint:
           'give the passphrase this key was sealed with (a sealed key cannot be recovered without it); ' +
           'if it is that one, the file was altered: restore it from a backup. Or pass another --identity ' +
-          'path to start as a new node',
+          `path to start as a new ${role}${role === 'relay' ? ' (a new coordinator id: tell those who pin this one with --coordinator)' : ''}`,
         cause: e,
       });
     }
@@ -109,12 +119,19 @@ async function openSealed(abs: string, text: string, passphrase: string): Promis
   }
 }
 
-function malformed(abs: string, why: string, cause: unknown): SynodError {
-  return new SynodError('KEYSTORE_MALFORMED', `the identity file ${abs} is not a sealed node key: ${why}`, {
-    details: { path: abs },
-    hint: `restore ${abs} from a backup, or move it away to start as a new node (a new node id, with no reputation)`,
-    cause,
-  });
+function malformed(abs: string, role: 'node' | 'relay', why: string, cause: unknown): SynodError {
+  return new SynodError(
+    'KEYSTORE_MALFORMED',
+    `the identity file ${abs} is not a sealed ${role} key: ${why}`,
+    {
+      details: { path: abs },
+      hint:
+        role === 'node'
+          ? `restore ${abs} from a backup, or move it away to start as a new node (a new node id, with no reputation)`
+          : `restore ${abs} from a backup, or move it away to start as a new relay (a new coordinator id: tell those who pin this one with --coordinator)`,
+      cause,
+    },
+  );
 }
 
 function exposedMode(abs: string): string | null {
