@@ -33,6 +33,37 @@ describe('publicReason', () => {
     expect(publicReason('x'.repeat(1_000))).toHaveLength(300);
   });
 
+  test("libSQL's Rust errors are said as their variants and the message inside, without the debug noise", () => {
+    const delegated = new Error(
+      'WriteDelegation(status: Unavailable, message: "error trying to connect: tcp connect error: Connection refused (os error 111)", details: [], metadata: MetadataMap { headers: {} }\n\nCaused by:\n    0: error trying to connect: tcp connect error: Connection refused (os error 111)\n    1: tcp connect error',
+    );
+    expect(publicReason(delegated)).toBe(
+      'WriteDelegation: Unavailable: error trying to connect: tcp connect error: Connection refused (os error 111)',
+    );
+    expect(publicReason(new Error('Replication(PrimaryHandshakeTimeout)'))).toBe(
+      'Replication: PrimaryHandshakeTimeout',
+    );
+    expect(
+      publicReason(
+        new Error(
+          'Replication(Injector(Sqlite(SqliteFailure(Error { code: DatabaseCorrupt, extended_code: 11 }, Some("database disk image is malformed")))))',
+        ),
+      ),
+    ).toBe('Replication: Injector: Sqlite: SqliteFailure: database disk image is malformed');
+    // The server's address inside it is left out as anywhere.
+    expect(
+      publicReason(
+        new Error(
+          'WriteDelegation(status: Unavailable, message: "dns error for db.corp.internal:8080", details: [])',
+        ),
+      ),
+    ).toBe('WriteDelegation: Unavailable: dns error for <host>');
+    // Other text is as it was.
+    expect(publicReason(new Error('SQLITE_BUSY: database is locked'))).toBe(
+      'SQLITE_BUSY: database is locked',
+    );
+  });
+
   test("drizzle's query errors say their cause, not the query and its parameters", () => {
     const cause = Object.assign(new Error('SQLITE_FULL: database or disk is full'), { code: 'SQLITE_FULL' });
     const wrapped = new DrizzleQueryError(

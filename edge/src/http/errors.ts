@@ -188,16 +188,47 @@ const HOST_AND_PORT = /\b(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+):\d{1,5}
  * without file paths (a database file that went away names its path; the relay's log keeps it), nor
  * the database server's address (its URL, the host name a lookup failed on, a host name with a port, an
  * IPv4 or IPv6 address and port), at most 300 characters; of drizzle's query errors, their cause's (never
- * the query and its parameters). A host name alone, without a port, is not
+ * the query and its parameters); libSQL's Rust errors made readable (`readableRustError`). A host name alone, without a port, is not
  * told apart from a file name (`relay.db`) and stays.
  */
+/** A gRPC status in Rust's debug form (`WriteDelegation(status: Unavailable, message: "…", details: …`). */
+const RUST_GRPC_STATUS = /^([A-Z]\w*)\(status: (\w+), message: "((?:[^"\\]|\\.)*)"/;
+/** Rust's debug form of an error enum (`Replication(Injector(Sqlite(…)))`): the variants that lead it. */
+const RUST_VARIANTS = /^(?:[A-Z]\w*\()+/;
+/** anyhow's chain of causes after the message (`\n\nCaused by:\n    0: …`). */
+const CAUSED_BY = /\n\s*\nCaused by:[\s\S]*$/;
+
+/**
+ * libSQL's embedded replica fails with its Rust errors' debug text (`Replication(PrimaryHandshakeTimeout)`,
+ * a write delegated to the server: `WriteDelegation(status: Unavailable, message: "error trying to connect:
+ * …", details: [], metadata: MetadataMap { headers: {} }` then `Caused by:` lines): said as the variants
+ * that lead it and the message inside (`WriteDelegation: Unavailable: error trying to connect: …`,
+ * `Replication: PrimaryHandshakeTimeout`). Any other text is returned as it is.
+ */
+export function readableRustError(text: string): string {
+  const grpc = RUST_GRPC_STATUS.exec(text);
+  if (grpc) return `${grpc[1]}: ${grpc[2]}: ${unescapeRust(grpc[3] as string)}`;
+  const variants = RUST_VARIANTS.exec(text)?.[0];
+  if (variants === undefined) return text;
+  const names = variants.slice(0, -1).split('(');
+  const rest = text.replace(CAUSED_BY, '').slice(variants.length);
+  // The innermost message: the last quoted string, else the word the variants wrap.
+  const quoted = [...rest.matchAll(/"((?:[^"\\]|\\.)*)"/g)].at(-1)?.[1];
+  const inner = quoted === undefined ? /^[\w ]+/.exec(rest)?.[0]?.trim() : unescapeRust(quoted);
+  return [...names, ...(inner ? [inner] : [])].join(': ');
+}
+
+function unescapeRust(s: string): string {
+  return s.replace(/\\(["\\])/g, '$1').replace(/\\n/g, ' ');
+}
+
 export function publicReason(error: unknown): string {
   // drizzle's wrapper names the query and its parameters: what failed is its cause.
   let e = error;
   for (let depth = 0; depth < 3 && e instanceof DrizzleQueryError && e.cause !== undefined; depth++)
     e = e.cause;
   const trailing = (text: string) => /[.,:;)]+$/.exec(text)?.[0] ?? '';
-  const message = String((e as Error)?.message ?? e)
+  const message = readableRustError(String((e as Error)?.message ?? e))
     .replace(URL_IN_MESSAGE, (url: string) => `<url>${trailing(url)}`)
     .replace(LOOKED_UP_HOST, (_, code: string) => `${code} <host>`)
     .replace(IP_ADDRESS, '<address>')
