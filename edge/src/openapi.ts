@@ -470,9 +470,15 @@ const HEALTH = {
     },
     admissions: {
       type: 'object',
-      description: 'whether the latest admission was stored',
+      description:
+        "whether the latest admission was stored; once one failed, past 5 s, whether a write of the relay's own (`probe: true` when that is what failed) is",
       required: ['ok'],
-      properties: { ok: { type: 'boolean' }, failedAt: TIME, reason: { type: 'string' } },
+      properties: {
+        ok: { type: 'boolean' },
+        failedAt: TIME,
+        reason: { type: 'string' },
+        probe: { type: 'boolean', enum: [true] },
+      },
     },
     network: {
       type: 'object',
