@@ -6,6 +6,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { forgottenValueMessage, joinNegativeNumbers } from '@synod/browser-node/cli-args';
 import { type DialPolicyName, dialsMultiaddr, parseDialPolicy } from '@synod/browser-node/dial-policy';
+import { onStopSignals } from '@synod/browser-node/stop-signals';
 import { isSynodError, MODEL_ID_RE } from '@synod/shared';
 import { createApiKey, hashApiKey } from './auth/api-keys.ts';
 import { type ChainBridgeOptions, parseChainBridge } from './chain/bridge-config.ts';
@@ -520,16 +521,14 @@ export async function main(argv: string[]): Promise<number> {
     const gun = gunRelay ? new GunTransport({ peers: [gunRelay.url] }) : undefined;
     // Signals are taken from here on: the port opens before the restore (which waits for peers), so one
     // may come while it runs, and it stops the start as cleanly as it stops the running relay (exit 0).
-    // After the first, the handlers are gone: a second Ctrl-C ends the process at once if stopping hangs.
+    // Another within a second is the same Ctrl-C (the terminal's, and npm's or `npm start`'s copy of it);
+    // a second Ctrl-C after that ends the process at once if stopping hangs.
     const stopping = new AbortController();
     let signalName = '';
-    const onSignal = (name: string) => () => {
-      for (const [sig, handler] of handlers) process.off(sig, handler);
+    const removeSignalHandlers = onStopSignals((name) => {
       signalName = name;
       stopping.abort();
-    };
-    const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => [sig, onSignal(sig)] as const);
-    for (const [sig, handler] of handlers) process.on(sig, handler);
+    });
     const closeNetwork = async () => {
       await waku.close();
       await gun?.close();
@@ -570,6 +569,7 @@ export async function main(argv: string[]): Promise<number> {
       if (!(e instanceof RelayStartAborted)) throw e;
       log({ level: 'info', msg: 'stopped during the start', code: e.code, signal: signalName });
       await closeNetwork();
+      removeSignalHandlers();
       return 0;
     }
     let devKey: string | undefined;
@@ -618,6 +618,7 @@ export async function main(argv: string[]): Promise<number> {
     await closeNetwork();
     // The last line of a clean stop, as the node's: a supervisor reading the log knows it ended well.
     log({ level: 'info', msg: 'stopped' });
+    removeSignalHandlers();
     return 0;
   } catch (e) {
     log({ level: 'error', msg: 'start failed', ...startFailure(e), err: String((e as Error).message ?? e) });

@@ -28,6 +28,7 @@ import { promptPassphrase } from './passphrase-prompt.ts';
 import { watchPeers } from './peer-watch.ts';
 import { checkPortsFree, PortInUseError } from './ports-free.ts';
 import { ownerOnlyFile } from './private-file.ts';
+import { onStopSignals } from './stop-signals.ts';
 import { watchWork } from './work-watch.ts';
 
 const HELP = `synod node: run a headless Synod node (Bun).
@@ -129,8 +130,6 @@ export class PassphraseMissing extends CliUsageError {
   }
 }
 
-/** The signals that stop a node cleanly (exit 0). */
-const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 /**
  * How long a stop waits for the requests the node owes work to (see `SynodNode.drain`): past a default
  * request's deadline (30 s) and reveal window.
@@ -721,14 +720,10 @@ export async function nodeCommand(argv: string[]): Promise<number> {
   }
   // Signals are taken from here on, before the slow part of the start (hashing and loading models):
   // one stops the start, or the running node, cleanly (exit 0); SIGHUP too, sent when the terminal it
-  // runs in is closed. After the first, the handlers are gone, so a second Ctrl-C ends the process at
-  // once if stopping hangs.
+  // runs in is closed. Another within a second is the same Ctrl-C (the terminal's, and npm's or `npm
+  // start`'s copy of it); a second Ctrl-C after that ends the process at once if stopping hangs.
   const stopping = new AbortController();
-  const onSignal = () => {
-    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
-    stopping.abort();
-  };
-  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+  const removeSignalHandlers = onStopSignals(() => stopping.abort());
   try {
     let running: RunningNode;
     try {
@@ -779,7 +774,7 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     log({ level: 'info', msg: 'stopped' });
     return 0;
   } finally {
-    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
+    removeSignalHandlers();
   }
 }
 
