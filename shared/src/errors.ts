@@ -11,6 +11,8 @@ export const ERROR_CODES = [
   'KEY_INVALID',
   'KEY_WRONG_PASSPHRASE',
   'KEYSTORE_MALFORMED',
+  /** a passphrase for a new key shorter than MIN_PASSPHRASE_LENGTH */
+  'PASSPHRASE_TOO_SHORT',
   // packets
   'PACKET_MALFORMED',
   /** a packet's text names a member of one object twice (readers differ on which value it keeps) */

@@ -80,6 +80,31 @@ export interface SealOptions {
   random?: (n: number) => Uint8Array;
 }
 
+/**
+ * The fewest characters a passphrase sealing a new key may have (the CLI and the web app refuse shorter
+ * ones, `PASSPHRASE_TOO_SHORT`). The passphrase is all that protects a sealed key file or a tab's stored
+ * key: at scrypt N = 2^15 a guess costs about 0.1 s, so one letter falls in seconds. Keys sealed before
+ * with shorter ones still open.
+ */
+export const MIN_PASSPHRASE_LENGTH = 8;
+
+/**
+ * Refuse a passphrase too short to seal a new key with (`PASSPHRASE_TOO_SHORT`), counted in characters
+ * as typed (NFKC, as it is hashed). Only for a key being created: opening one never checks it.
+ */
+export function checkNewPassphrase(passphrase: string): void {
+  const length = [...passphrase.normalize('NFKC')].length;
+  if (length >= MIN_PASSPHRASE_LENGTH) return;
+  throw new SynodError(
+    'PASSPHRASE_TOO_SHORT',
+    `a passphrase for a new key needs at least ${MIN_PASSPHRASE_LENGTH} characters (this one has ${length})`,
+    {
+      details: { length, minimum: MIN_PASSPHRASE_LENGTH },
+      hint: 'it is all that protects the sealed key (a saved key file, or the key stored in the browser): a few words are better than one',
+    },
+  );
+}
+
 async function deriveKey(passphrase: string, salt: Uint8Array, N: number, r: number, p: number) {
   if (passphrase.length === 0) throw new SynodError('KEY_INVALID', 'the passphrase must not be empty');
   const raw = await scryptAsync(utf8(passphrase.normalize('NFKC')), salt, { N, r, p, dkLen: 32 });
