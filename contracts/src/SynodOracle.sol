@@ -66,8 +66,11 @@ contract SynodOracle {
     uint64 public constant MIN_TIMEOUT = 60;
     uint64 public constant MAX_TIMEOUT = 365 days;
 
+    /// The deployer. It alone may change the bridge (`setBridge`), at any time and with no delay; there is
+    /// no way to transfer or renounce ownership.
     address public owner;
-    /// The chain watcher's account: the only one that may fulfill, and that may refund at any time.
+    /// The chain watcher's account: the only one that may fulfill, and that may refund at any time. Never
+    /// the zero address (`BadConfig`).
     address public bridge;
     uint256 public minFee;
     /// Seconds from `callLLM` until anyone may refund a request that is still pending.
@@ -106,7 +109,9 @@ contract SynodOracle {
         bool callbackOk
     );
     event LLMRefunded(uint256 indexed requestNo, address indexed requester, string reason, bool callbackOk);
+    /// The bridge account, as set by the constructor and by every `setBridge`.
     event BridgeChanged(address indexed bridge);
+    /// `account` was paid out `amount` wei of its balance (`withdraw`).
     event Withdrawn(address indexed account, uint256 amount);
 
     error NotOwner();
@@ -117,18 +122,28 @@ contract SynodOracle {
     error FeeTooHigh();
     error BadPrompt();
     error BadModels();
-    error BadParams();
+    /// `maxTokens` is 0 or above `max` (`MAX_TOKENS`).
+    error BadMaxTokens(uint32 max);
+    /// `temperatureCenti` is above `max` (`MAX_TEMPERATURE_CENTI`).
+    error BadTemperature(uint16 max);
+    /// `quorum` is 0 or above `max` (`MAX_QUORUM`).
+    error BadQuorum(uint16 max);
     error BadReason();
     error NothingToWithdraw();
     error TransferFailed();
     error InsufficientGasForCallback(uint256 required);
-    /// A constructor argument out of its bounds (`MAX_CALLBACK_GAS_LIMIT`, `MIN_TIMEOUT`, `MAX_TIMEOUT`).
+    /// A setting out of its bounds: a constructor argument (`MAX_CALLBACK_GAS_LIMIT`, `MIN_TIMEOUT`,
+    /// `MAX_TIMEOUT`), or a bridge that is the zero address (constructor or `setBridge`): nobody could
+    /// fulfil, and requests would wait for their deadline.
     error BadConfig();
     /// The settlement names another question than the one pending under `requestNo` (`questionHash`).
     error QuestionMismatch(uint256 requestNo, bytes32 questionHash);
 
     constructor(address bridge_, uint256 minFee_, uint64 timeout_, uint32 callbackGasLimit_) {
-        if (callbackGasLimit_ > MAX_CALLBACK_GAS_LIMIT || timeout_ < MIN_TIMEOUT || timeout_ > MAX_TIMEOUT) {
+        if (
+            bridge_ == address(0) || callbackGasLimit_ > MAX_CALLBACK_GAS_LIMIT || timeout_ < MIN_TIMEOUT
+                || timeout_ > MAX_TIMEOUT
+        ) {
             revert BadConfig();
         }
         owner = msg.sender;
@@ -139,8 +154,11 @@ contract SynodOracle {
         emit BridgeChanged(bridge_);
     }
 
+    /// @notice Change the bridge account (owner only; effective at once, no delay). The old bridge can no
+    /// longer fulfil, nor refund before a deadline; what it earned stays its own to `withdraw`.
     function setBridge(address bridge_) external {
         if (msg.sender != owner) revert NotOwner();
+        if (bridge_ == address(0)) revert BadConfig();
         bridge = bridge_;
         emit BridgeChanged(bridge_);
     }
@@ -163,9 +181,9 @@ contract SynodOracle {
             uint256 n = bytes(acceptedModels[i]).length;
             if (n == 0 || n > MAX_MODEL_ID_BYTES) revert BadModels();
         }
-        if (maxTokens == 0 || maxTokens > MAX_TOKENS) revert BadParams();
-        if (temperatureCenti > MAX_TEMPERATURE_CENTI) revert BadParams();
-        if (quorum == 0 || quorum > MAX_QUORUM) revert BadParams();
+        if (maxTokens == 0 || maxTokens > MAX_TOKENS) revert BadMaxTokens(MAX_TOKENS);
+        if (temperatureCenti > MAX_TEMPERATURE_CENTI) revert BadTemperature(MAX_TEMPERATURE_CENTI);
+        if (quorum == 0 || quorum > MAX_QUORUM) revert BadQuorum(MAX_QUORUM);
 
         requestNo = nextRequestNo++;
         uint64 deadline = uint64(block.timestamp) + timeout;

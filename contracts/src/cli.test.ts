@@ -81,6 +81,9 @@ describe('synod-oracle deploy', () => {
       2,
     );
     expect((await run([...base.slice(0, 5), '--bridge', '0x12'], env)).err).toContain('--bridge');
+    const zero = await run([...base.slice(0, 5), '--bridge', `0x${'0'.repeat(40)}`], env);
+    expect(zero).toMatchObject({ code: 2, out: '' });
+    expect(zero.err).toContain('--bridge must not be the zero address');
     expect((await run([...base, '--min-fee', '-1'], env)).err).toContain('--min-fee');
     // The contract's bounds, said before anything is sent: a callback no settlement could carry would
     // lock every contract requester's fee; a deadline past 2^64 overflowed every callLLM.

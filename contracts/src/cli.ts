@@ -20,6 +20,7 @@ const HELP = `synod-oracle deploy --rpc URL --chain-id N --bridge ADDR [options]
   --rpc URL              the chain's JSON-RPC URL
   --chain-id N           its chain id (checked against the RPC)
   --bridge ADDR          the account the relay's chain watcher settles with
+                         (not the zero address)
   --min-fee WEI          least fee of a callLLM (0: the bridge pays every
                          settlement's gas for free requests, warned)          [0]
   --timeout S            seconds until anyone may refund a pending request,
@@ -73,6 +74,11 @@ export async function main(argv: string[], env: Record<string, string | undefine
   if (!rpc || !/^https?:\/\//.test(rpc)) return fail('--rpc must be an http(s) URL');
   if (!Number.isSafeInteger(chainId) || chainId < 1) return fail('--chain-id must be a positive integer');
   if (!bridge || !/^0x[0-9a-fA-F]{40}$/.test(bridge)) return fail('--bridge must be a 0x address');
+  // The contract refuses it too (BadConfig): with no bridge nobody could fulfil, and every request
+  // would wait for its deadline.
+  if (/^0x0{40}$/.test(bridge)) {
+    return fail("--bridge must not be the zero address: give the account of the relay's chain watcher");
+  }
   if (!key || !/^0x[0-9a-fA-F]{64}$/.test(key)) {
     return fail(`set the deployer's private key (0x + 64 hex) in $${values['key-env']}`);
   }

@@ -32,13 +32,19 @@ export const synodOracleAbi = [
     type: 'error',
   },
   {
-    inputs: [],
-    name: 'BadModels',
+    inputs: [
+      {
+        internalType: 'uint32',
+        name: 'max',
+        type: 'uint32',
+      },
+    ],
+    name: 'BadMaxTokens',
     type: 'error',
   },
   {
     inputs: [],
-    name: 'BadParams',
+    name: 'BadModels',
     type: 'error',
   },
   {
@@ -47,8 +53,30 @@ export const synodOracleAbi = [
     type: 'error',
   },
   {
+    inputs: [
+      {
+        internalType: 'uint16',
+        name: 'max',
+        type: 'uint16',
+      },
+    ],
+    name: 'BadQuorum',
+    type: 'error',
+  },
+  {
     inputs: [],
     name: 'BadReason',
+    type: 'error',
+  },
+  {
+    inputs: [
+      {
+        internalType: 'uint16',
+        name: 'max',
+        type: 'uint16',
+      },
+    ],
+    name: 'BadTemperature',
     type: 'error',
   },
   {

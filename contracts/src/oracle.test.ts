@@ -488,14 +488,14 @@ describe('deployment', () => {
     expect(logs.map((l) => l.args.bridge)).toEqual([f.bridge.account.address]);
   });
 
-  test('settings out of bounds revert BadConfig: a callback no settlement could carry, a deadline under a minute or over a year', async () => {
+  test('settings out of bounds revert BadConfig: a callback no settlement could carry, a deadline under a minute or over a year, a zero bridge', async () => {
     const owner = await fundedWallet();
     const { bytecode } = compileOracle();
-    const outcome = async (timeout: bigint, callbackGas: number) => {
+    const outcome = async (timeout: bigint, callbackGas: number, bridge: Address = owner.account.address) => {
       const data = encodeDeployData({
         abi: synodOracleAbi,
         bytecode,
-        args: [owner.account.address, 0n, timeout, callbackGas],
+        args: [bridge, 0n, timeout, callbackGas],
       });
       try {
         await client.call({ account: owner.account, data });
@@ -515,6 +515,7 @@ describe('deployment', () => {
     expect(await outcome(59n, 200_000)).toBe('BadConfig');
     expect(await outcome(year + 1n, 200_000)).toBe('BadConfig');
     expect(await outcome(2n ** 64n - 1n, 200_000)).toBe('BadConfig');
+    expect(await outcome(60n, 200_000, zeroAddress)).toBe('BadConfig');
     // The bounds are public, for tools to read off a deployed oracle.
     const f = await setup();
     const bound = (functionName: 'MAX_CALLBACK_GAS_LIMIT' | 'MIN_TIMEOUT' | 'MAX_TIMEOUT') =>
@@ -645,7 +646,7 @@ describe('callLLM', () => {
     expect(event?.args.acceptedModels).toEqual(widest);
   });
 
-  test('maxTokens 0 or 4097, temperatureCenti 201, quorum 0 or 65 revert with BadParams; 4096/200/64 are accepted', async () => {
+  test('maxTokens 0 or 4097, temperatureCenti 201, quorum 0 or 65 revert naming the parameter and its bound; 4096/200/64 are accepted', async () => {
     const f = await setup();
     const [prompt, models] = validRequest;
     const withParams = (maxTokens: number, temp: number, quorum: number): CallLLMArgs => [
@@ -655,14 +656,17 @@ describe('callLLM', () => {
       temp,
       quorum,
     ];
-    for (const [maxTokens, temp, quorum] of [
-      [0, 0, 1],
-      [4097, 0, 1],
-      [16, 201, 1],
-      [16, 0, 0],
-      [16, 0, 65],
+    for (const [maxTokens, temp, quorum, errorName, bound] of [
+      [0, 0, 1, 'BadMaxTokens', 4096],
+      [4097, 0, 1, 'BadMaxTokens', 4096],
+      [16, 201, 1, 'BadTemperature', 200],
+      [16, 0, 0, 'BadQuorum', 64],
+      [16, 0, 65, 'BadQuorum', 64],
     ] as const) {
-      expect(await errorNameOf(simulateCallLLM(f, withParams(maxTokens, temp, quorum)))).toBe('BadParams');
+      expect(await revertOf(simulateCallLLM(f, withParams(maxTokens, temp, quorum)))).toEqual({
+        errorName,
+        args: [bound],
+      });
     }
     const { receipt } = await callLLM(f, withParams(4096, 200, 64));
     const [event] = parseEventLogs({ abi: synodOracleAbi, logs: receipt.logs, eventName: 'LLMRequested' });
@@ -1037,6 +1041,21 @@ describe('setBridge', () => {
       });
       expect(await errorNameOf(attempt)).toBe('NotOwner');
     }
+    expect(
+      await client.readContract({ address: f.oracle, abi: synodOracleAbi, functionName: 'bridge' }),
+    ).toBe(f.bridge.account.address);
+  });
+
+  test('not even the owner may set the zero address (nobody could fulfil): BadConfig, the bridge unchanged', async () => {
+    const f = await setup();
+    const attempt = client.simulateContract({
+      address: f.oracle,
+      abi: synodOracleAbi,
+      functionName: 'setBridge',
+      args: [zeroAddress],
+      account: f.owner.account,
+    });
+    expect(await errorNameOf(attempt)).toBe('BadConfig');
     expect(
       await client.readContract({ address: f.oracle, abi: synodOracleAbi, functionName: 'bridge' }),
     ).toBe(f.bridge.account.address);
