@@ -27,3 +27,44 @@ export function saysOutOfGas(e: unknown): boolean {
 }
 const OUT_OF_GAS =
   /out of gas|gas required exceeds|intrinsic gas too high|exceeds (?:the )?(?:block )?gas limit|gas limit (?:reached|too high)|gas_limit > /i;
+
+/**
+ * Mirrors SynodOracle.sol's `CALLBACK_CALL_OVERHEAD`: gas the callback's call costs beyond what it
+ * forwards, held back by the oracle before it calls a consumer.
+ */
+export const CALLBACK_CALL_OVERHEAD = 10_000n;
+
+/**
+ * Mirrors SynodOracle.sol's `_settlementGas`: what a settlement spends on an answer (or reason) of
+ * `length` bytes besides the callback, held back by the oracle before it calls a consumer.
+ */
+export function settlementGas(length: number): bigint {
+  const w = BigInt(Math.ceil(length / 32) + 16);
+  return 4n * 375n + w * (3n + 3n + 8n * 32n) + (2n * w * (2n * w)) / 512n + 5_000n;
+}
+
+/**
+ * Gas a `fulfill` of a consumer contract's request spends outside what the oracle holds back for its
+ * callback (`_callback`'s `required`): the transaction's intrinsic 21,000, its calldata, the reads and
+ * writes before the callback (the request's slot, the bridge's balance from zero: 22,100), the consumer's
+ * code size, and the event after it. Measured on anvil (Cancun) with a consumer whose callback burns all
+ * its gas: 63,962 for an empty answer whose fee is the bridge's first since a withdrawal (47,468 for a
+ * 17-byte answer otherwise); rounded up, so that an answer of a few dozen bytes fits too.
+ */
+export const FULFIL_TRANSACTION_OVERHEAD = 70_000n;
+
+/**
+ * The least gas a `fulfill` of a consumer contract's request with a short answer can be mined with, for an
+ * oracle whose `callbackGasLimit()` is `callbackGasLimit`: the oracle's own requirement for an empty
+ * answer (`callbackGasLimit * 64 / 63 + CALLBACK_CALL_OVERHEAD + _settlementGas(0)`) and the rest of the
+ * transaction (`FULFIL_TRANSACTION_OVERHEAD`). A bridge allowed less (`maxSettlementGas`) could answer no
+ * contract: every fulfil would revert `InsufficientGasForCallback` (about 294k at the default 200,000).
+ */
+export function leastFulfilGas(callbackGasLimit: number | bigint): bigint {
+  return (
+    (BigInt(callbackGasLimit) * 64n) / 63n +
+    CALLBACK_CALL_OVERHEAD +
+    settlementGas(0) +
+    FULFIL_TRANSACTION_OVERHEAD
+  );
+}

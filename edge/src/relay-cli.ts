@@ -85,7 +85,9 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --min-bridge-balance E warn (log, /metrics) when the bridge account holds less than E ether
                          [what 10 settlements of 1M gas cost at the chain's gas price]
   --max-settlement-gas G most gas one fulfil may use; an answer needing more (or more than the
-                         chain's block gas limit) is refunded ANSWER_TOO_LARGE [16777216, EIP-7825]
+                         chain's block gas limit) is refunded ANSWER_TOO_LARGE; below what a
+                         fulfil with the oracle's callback takes, the relay refuses to start
+                         (SETTLEMENT_GAS_TOO_LOW) [16777216, EIP-7825]
   --chain-daily-quota N  requests a UTC day taken from the oracle, all its requesters together; the
                          rest are refunded QUOTA_EXCEEDED [1000000]
   --help
@@ -641,7 +643,8 @@ const STARTUP_ERRORS: ReadonlySet<string> = new Set([
  */
 function startFailure(e: unknown): { code: string; hint?: string } {
   if (isSynodError(e)) return { code: e.code, ...(e.hint === undefined ? {} : { hint: e.hint }) };
-  if (e instanceof ChainBridgeError) return { code: e.code };
+  if (e instanceof ChainBridgeError)
+    return { code: e.code, ...(e.hint === undefined ? {} : { hint: e.hint }) };
   // Known by name: the classes of @synod/browser-node/cli are loaded lazily.
   if (e instanceof Error && STARTUP_ERRORS.has(e.name)) {
     const { code, hint } = e as Error & { code: string; hint: string };

@@ -6,9 +6,11 @@
 import { synodOracleAbi } from '@synod/contracts/abi';
 import { saysOutOfGas } from '@synod/contracts/settlement-gas';
 import {
+  type Address,
   BaseError,
   BlockNotFoundError,
   ContractFunctionRevertedError,
+  ContractFunctionZeroDataError,
   decodeErrorResult,
   ExecutionRevertedError,
   type Hex,
@@ -21,12 +23,20 @@ import { chainErrorText } from './rpc-errors.ts';
 
 /**
  * Why the chain watcher cannot run against the configured chain (`CHAIN_ID_MISMATCH`,
- * `ORACLE_NOT_FOUND`, `CHAIN_RPC_FAILED`: its RPC could not be read on start), or cannot settle on it
- * now (`BRIDGE_UNFUNDED`: the bridge account cannot pay).
+ * `ORACLE_NOT_FOUND`, `CHAIN_RPC_FAILED`: its RPC could not be read on start; `SETTLEMENT_GAS_TOO_LOW`:
+ * `maxSettlementGas` below what any fulfil of a contract's request takes), or cannot settle on it now
+ * (`BRIDGE_UNFUNDED`: the bridge account cannot pay; `BRIDGE_MISMATCH`: the relay's account is not the
+ * oracle's `bridge()`, on start or since the oracle's owner changed it).
  */
 export class ChainBridgeError extends Error {
   constructor(
-    readonly code: 'CHAIN_ID_MISMATCH' | 'ORACLE_NOT_FOUND' | 'CHAIN_RPC_FAILED' | 'BRIDGE_UNFUNDED',
+    readonly code:
+      | 'CHAIN_ID_MISMATCH'
+      | 'ORACLE_NOT_FOUND'
+      | 'CHAIN_RPC_FAILED'
+      | 'BRIDGE_UNFUNDED'
+      | 'BRIDGE_MISMATCH'
+      | 'SETTLEMENT_GAS_TOO_LOW',
     message: string,
     readonly details: Record<string, unknown> = {},
     readonly hint?: string,
@@ -65,6 +75,19 @@ export function outOfGas(e: unknown): boolean {
 }
 
 /**
+ * The relay's bridge account is not the oracle's `bridge()`: every fulfil would revert `NotBridge`, and
+ * every refund before its deadline `NotExpired`.
+ */
+export function bridgeMismatch(oracle: Address, oracleBridge: Address, account: Address): ChainBridgeError {
+  return new ChainBridgeError(
+    'BRIDGE_MISMATCH',
+    `the oracle's bridge is ${oracleBridge}, not this relay's bridge account ${account}: it can fulfil nothing, nor refund before a deadline`,
+    { oracle, oracleBridge, account },
+    `start the relay with the key of the oracle's bridge account (${oracleBridge}), or have the oracle's owner call setBridge(${account})`,
+  );
+}
+
+/**
  * Whether the RPC refused an `eth_getLogs` call for its size: a JSON-RPC error (not a timeout or an
  * HTTP error such as 429 or 503, which a narrower range would not cure) whose words say so, as
  * providers put it ("exceed maximum block range: 5000", "query returned more than 10000 results",
@@ -99,6 +122,26 @@ export function codeOf(e: unknown): { code: string; revert?: string } {
     return { code: reverted === null ? 'CHAIN_RPC_FAILED' : 'CHAIN_CALL_REVERTED' };
   }
   return { code: 'CHAIN_WATCHER_FAILED' };
+}
+
+/**
+ * Whether a call failed on its way to the chain or in the node (HTTP, a timeout, a JSON-RPC error), not
+ * in the contract called (a revert, or no data returned: a contract without that function).
+ */
+export function rpcFailed(e: unknown): boolean {
+  if (!(e instanceof BaseError)) return false;
+  const inContract = e.walk(
+    (x) =>
+      x instanceof ContractFunctionRevertedError ||
+      x instanceof ContractFunctionZeroDataError ||
+      x instanceof ExecutionRevertedError,
+  );
+  if (inContract !== null) return false;
+  return (
+    e.walk(
+      (x) => x instanceof HttpRequestError || x instanceof TimeoutError || x instanceof RpcRequestError,
+    ) !== null
+  );
 }
 
 /**

@@ -15,6 +15,7 @@ import {
   startAnvil,
   synodOracleAbi,
 } from '@synod/contracts';
+import { leastFulfilGas } from '@synod/contracts/settlement-gas';
 import type { RequestBody } from '@synod/shared';
 import {
   type Address,
@@ -26,11 +27,13 @@ import {
   parseEventLogs,
   toHex,
 } from 'viem';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import type { RequestDefaults } from '../inference-input.ts';
 import { Metrics } from '../metrics.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { openHistory } from '../store/open-history.ts';
 import { waitUntil } from '../test-servers.ts';
+import { ChainBridgeError } from './chain-errors.ts';
 import { type RpcProxy, startRpcProxy } from './chain-rpc-proxy.ts';
 import { ChainStore } from './chain-store.ts';
 import { bridgeOptions, startTestChain, type TestChain } from './chain-test-helpers.ts';
@@ -65,6 +68,22 @@ const DEFAULTS: RequestDefaults = {
   defaultModels: ['stories260K'],
   embedders: [{ id: 'test-embedder', fileHash: 'ab'.repeat(32), bits: 64 }],
 };
+
+/** A consumer whose callback burns all the gas it is given: the dearest fulfil of a contract's request. */
+const BURNER_SOURCE = `// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+import "SynodOracle.sol";
+contract Burner is ISynodConsumer {
+    SynodOracle public immutable oracle;
+    uint256 public spins;
+    constructor(SynodOracle oracle_) { oracle = oracle_; }
+    function ask(string calldata prompt, string[] calldata models) external payable returns (uint256) {
+        return oracle.callLLM{value: msg.value}(prompt, models, 16, 0, 1);
+    }
+    function onLLMResult(uint256, bool, string calldata, bytes32, bytes32) external {
+        while (true) spins++;
+    }
+}`;
 
 /** The relay's side of a watcher: what was admitted, and the status each request shows (default pending). */
 interface RelayDouble {
@@ -589,49 +608,142 @@ describe('chain watcher operations: the bridge account', () => {
   });
 });
 
-describe('chain watcher operations: a settlement the oracle refuses', () => {
-  test("the oracle's custom error is named (NotBridge), logged once for the row's spell, and once more when it goes through", async () => {
-    const { w, oracle, relay, logs, requestId } = await opsWatcher();
+describe('chain watcher operations: starting', () => {
+  test("a relay whose bridge key is not the oracle's bridge() refuses to start (BRIDGE_MISMATCH), naming both accounts", async () => {
+    const { oracle } = await opsWatcher();
+    const other = generatePrivateKey();
+    const otherAccount = privateKeyToAccount(other).address;
+    const { w } = await opsWatcher({ ...bridgeClients(proxy.url, chain.anvil.chainId, other), oracle });
+    const e = await w.start().catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(ChainBridgeError);
+    expect(e).toMatchObject({
+      code: 'BRIDGE_MISMATCH',
+      details: { oracle, oracleBridge: chain.bridge.account.address, account: otherAccount },
+    });
+    const err = e as ChainBridgeError;
+    expect(err.message).toContain(chain.bridge.account.address);
+    expect(err.message).toContain(otherAccount);
+    expect(err.hint).toContain(`setBridge(${otherAccount})`);
+    expect(err.hint).toContain("the key of the oracle's bridge account");
+  });
+
+  test('a contract that is no SynodOracle at --oracle refuses to start (ORACLE_NOT_FOUND)', async () => {
+    const { Empty } = compileSolidity({
+      'Empty.sol':
+        '// SPDX-License-Identifier: MIT\npragma solidity ^0.8.24;\ncontract Empty { uint256 public x; }',
+    });
+    if (!Empty) throw new Error('Empty did not compile');
+    const receipt = await chain.client.waitForTransactionReceipt({
+      hash: await chain.requester.deployContract({ abi: Empty.abi, bytecode: Empty.bytecode }),
+      pollingInterval: 50,
+    });
+    const { w } = await opsWatcher({ oracle: receipt.contractAddress as Address });
+    const e = await w.check().catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(ChainBridgeError);
+    expect(e).toMatchObject({ code: 'ORACLE_NOT_FOUND' });
+    expect((e as Error).message).toContain('is not a SynodOracle');
+  });
+});
+
+describe("chain watcher operations: the oracle's bridge changed under a running relay", () => {
+  /** The oracle's owner (the test chain's requester deployed it) sets its bridge. */
+  const setBridge = async (oracle: Address, bridge: Address) => {
+    const hash = await chain.requester.writeContract({
+      address: oracle,
+      abi: synodOracleAbi,
+      functionName: 'setBridge',
+      args: [bridge],
+    });
+    await chain.client.waitForTransactionReceipt({ hash, pollingInterval: 50 });
+  };
+  const DEAD = '0x000000000000000000000000000000000000dEaD' as const;
+
+  test('a fulfil reverting NotBridge reads bridge() at once: BRIDGE_MISMATCH logged once a spell, nothing sent meanwhile, in the stats; set back, it settles and says so', async () => {
+    let clock = 1_800_000_000_000;
+    const { w, oracle, relay, logs, requestId } = await opsWatcher({ now: () => clock });
+    await w.check();
     const { requestNo } = await chain.callLLM({
       prompt: 'Refused for a while',
       models: ['stories260K'],
       oracle,
     });
     await w.poll();
-    const setBridge = async (bridge: Address) => {
-      const hash = await chain.requester.writeContract({
-        address: oracle,
-        abi: synodOracleAbi,
-        functionName: 'setBridge',
-        args: [bridge],
-      });
-      await chain.client.waitForTransactionReceipt({ hash });
-    };
-    await setBridge('0x000000000000000000000000000000000000dEaD');
+    await setBridge(oracle, DEAD);
     const lines = logs.length;
+    const sent = proxy.calls.get('eth_sendRawTransaction') ?? 0;
     try {
       relay.status.set(requestId(requestNo), verdictOf('An answer'));
+      // Within bridgeCheckMs of the start: the fulfil's simulation reverts NotBridge, which reads it at once.
       for (let i = 0; i < 3; i++) await w.poll();
       const errors = errorsIn(logs.slice(lines));
       expect(errors).toHaveLength(1);
       expect(errors[0]).toMatchObject({
-        msg: 'chain settlement failed',
-        requestId: requestId(requestNo),
-        code: 'CHAIN_CALL_REVERTED',
-        revert: 'NotBridge',
+        code: 'BRIDGE_MISMATCH',
+        oracle,
+        oracleBridge: DEAD,
+        account: chain.bridge.account.address,
       });
+      expect(String(errors[0]?.hint)).toContain(`setBridge(${chain.bridge.account.address})`);
+      expect(w.stats().bridgeMismatch).toMatchObject({
+        oracleBridge: DEAD,
+        account: chain.bridge.account.address,
+      });
+      // Three passes, three failures counted, no transaction sent, the request still pending.
+      expect(proxy.calls.get('eth_sendRawTransaction') ?? 0).toBe(sent);
+      expect(await onChainStatus(oracle, requestNo)).toBe(1);
+      // Nothing more is simulated for it while the mismatch lasts.
+      const simulated = proxy.calls.get('eth_call') ?? 0;
+      await w.poll();
+      expect(proxy.calls.get('eth_call') ?? 0).toBe(simulated);
     } finally {
-      await setBridge(chain.bridge.account.address);
+      await setBridge(oracle, chain.bridge.account.address);
     }
+    // Read again bridgeCheckMs (30 s) later: the spell is over, said once, and the fulfil goes through.
+    clock += 30_000;
     await pollUntil(w, 'the fulfil', async () => (await onChainStatus(oracle, requestNo)) === 2);
+    expect(w.stats().bridgeMismatch).toBeNull();
     expect(logs.slice(lines)).toContainEqual(
       expect.objectContaining({
         level: 'info',
-        msg: 'chain settlement works again',
-        requestId: requestId(requestNo),
-        failures: 3,
+        msg: "the oracle's bridge is this relay's account again; settling resumes",
+        code: 'BRIDGE_MISMATCH',
       }),
     );
+    expect(errorsIn(logs.slice(lines))).toHaveLength(1);
+  });
+
+  test('while another account is the bridge, refunds before the deadline wait and the events after them are read; a refund past its deadline is sent', async () => {
+    const clock = 1_800_000_000_000;
+    const { w, oracle, logs, requestId } = await opsWatcher({ now: () => clock });
+    await w.check();
+    await setBridge(oracle, DEAD);
+    // Both refused as they are read (a model nobody serves), the second behind the first.
+    const first = await chain.callLLM({ prompt: 'Unknown model, first', models: ['no-such-model'], oracle });
+    const second = await chain.callLLM({
+      prompt: 'Unknown model, second',
+      models: ['no-such-model'],
+      oracle,
+    });
+    // Not read at once (bridgeCheckMs has not passed): the first refund reverts NotExpired, which reads
+    // bridge() at once; the pass goes on reading and records the second.
+    await w.poll();
+    expect(await store.byRequestId(requestId(first.requestNo))).toMatchObject({ status: 'pending' });
+    expect(await store.byRequestId(requestId(second.requestNo))).toMatchObject({ status: 'pending' });
+    expect(errorsIn(logs).map((l) => l.code)).toEqual(['BRIDGE_MISMATCH']);
+    expect(w.stats().bridgeMismatch).not.toBeNull();
+    // Past the first's deadline anyone may refund: the relay does, not being the bridge.
+    const { deadline } = await chain.request(first.requestNo, oracle);
+    await chain.rpc('evm_setNextBlockTimestamp', [Number(deadline) + 1]);
+    await chain.mine(1);
+    await pollUntil(w, 'refunded', async () => (await onChainStatus(oracle, first.requestNo)) === 3);
+    expect((await settlementsOf(oracle, first.requestNo)).refunds).toEqual(['UNKNOWN_MODEL']);
+    await pollUntil(w, 'recorded', () =>
+      allSettled([requestId(first.requestNo), requestId(second.requestNo)]),
+    );
+    // The second's deadline passed with the first's (same timeout): refunded too.
+    expect(await onChainStatus(oracle, second.requestNo)).toBe(3);
+    expect(errorsIn(logs).filter((l) => l.code !== 'BRIDGE_MISMATCH')).toEqual([]);
+    await setBridge(oracle, chain.bridge.account.address);
   });
 });
 
@@ -872,6 +984,67 @@ describe('chain watcher operations: answers the chain cannot take', () => {
     expect(errorsIn(logs)).toEqual([]);
   });
 
+  test("below the least gas a fulfil with a consumer's callback takes (maxSettlementGas), the relay refuses to start (SETTLEMENT_GAS_TOO_LOW); at exactly that, a consumer whose callback burns all its gas gets a short answer", async () => {
+    const least = leastFulfilGas(200_000);
+    const below = await opsWatcher({ maxSettlementGas: least - 1n });
+    const e = await below.w.check().catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(ChainBridgeError);
+    expect(e).toMatchObject({
+      code: 'SETTLEMENT_GAS_TOO_LOW',
+      details: { callbackGasLimit: 200_000, leastFulfilGas: least.toString() },
+    });
+    expect((e as ChainBridgeError).hint).toContain(`at least ${least}`);
+
+    const { w, oracle, relay, logs, requestId } = await opsWatcher({ maxSettlementGas: least });
+    await w.check();
+    const { Burner } = compileSolidity({
+      'SynodOracle.sol': oracleSource(),
+      'Burner.sol': BURNER_SOURCE,
+    });
+    if (!Burner) throw new Error('Burner did not compile');
+    const deployed = await chain.client.waitForTransactionReceipt({
+      hash: await chain.requester.deployContract({
+        abi: Burner.abi,
+        bytecode: Burner.bytecode,
+        args: [oracle],
+      }),
+      pollingInterval: 50,
+    });
+    const consumer = deployed.contractAddress as Address;
+    const { request, result } = await chain.client.simulateContract({
+      address: consumer,
+      abi: Burner.abi,
+      functionName: 'ask',
+      args: ['A short story for a burner', ['stories260K']],
+      value: 1_000n,
+      account: chain.requester.account,
+    });
+    await chain.client.waitForTransactionReceipt({
+      hash: await chain.requester.writeContract(request),
+      pollingInterval: 50,
+    });
+    const requestNo = result as bigint;
+    await w.poll();
+    // The bridge's first fee on this oracle: its balance slot written from zero, the dearest fulfil.
+    relay.status.set(requestId(requestNo), verdictOf('Once upon a time.'));
+    await pollUntil(w, 'settled', () => allSettled([requestId(requestNo)]));
+    expect(await onChainStatus(oracle, requestNo)).toBe(2);
+    const [fulfilled] = await chain.client.getContractEvents({
+      address: oracle,
+      abi: synodOracleAbi,
+      eventName: 'LLMFulfilled',
+      args: { requestNo },
+      fromBlock: 0n,
+      strict: true,
+    });
+    // The callback ran with its whole callbackGasLimit and used it up.
+    expect(fulfilled?.args).toMatchObject({ answer: 'Once upon a time.', callbackOk: false });
+    const receipt = await chain.client.getTransactionReceipt({ hash: fulfilled?.transactionHash as Hex });
+    expect(receipt.gasUsed).toBeLessThan(least);
+    expect(logs.filter((l) => l.code === 'ANSWER_TOO_LARGE')).toEqual([]);
+    expect(errorsIn(logs)).toEqual([]);
+  });
+
   test('a fulfil the RPC fails to simulate for no reason of its size (HTTP 503, an internal error, "out of gas" to every call) is not refunded; it is fulfilled once the RPC answers', async () => {
     const { w, oracle, relay, logs, requestId } = await opsWatcher();
     const { requestNo } = await chain.callLLM({ prompt: 'A flaky RPC', models: ['stories260K'], oracle });
@@ -1021,6 +1194,29 @@ describe('chain watcher operations: /metrics', () => {
     expect(metric('synod_chain_watcher_passes_total')).toBe('2');
     expect(metric('synod_chain_watcher_errors_total')).toBe('1');
     expect(metric('synod_chain_watcher_last_ok_seconds')).toBe(String((clock - 60_000) / 1000));
+    expect(metric('synod_chain_bridge_mismatch')).toBe('0');
+
+    // The oracle's owner gives the bridge to another account: 1 from the next read of bridge() on.
+    const setBridge = async (bridge: Address) =>
+      chain.client.waitForTransactionReceipt({
+        hash: await chain.requester.writeContract({
+          address: oracle,
+          abi: synodOracleAbi,
+          functionName: 'setBridge',
+          args: [bridge],
+        }),
+        pollingInterval: 50,
+      });
+    await setBridge('0x000000000000000000000000000000000000dEaD');
+    clock += 60_000;
+    await w.poll();
+    expect(metric('synod_chain_bridge_mismatch')).toBe('1');
+    expect(metric('synod_chain_watcher_errors_total')).toBe('2');
+    await setBridge(chain.bridge.account.address);
+    clock += 60_000;
+    await w.poll();
+    expect(metric('synod_chain_bridge_mismatch')).toBe('0');
+    expect(metric('synod_chain_watcher_last_ok_seconds')).toBe(String(clock / 1000));
   });
 });
 

@@ -1,5 +1,10 @@
 import { synodOracleAbi } from '@synod/contracts/abi';
-import { ANSWER_TOO_LARGE, fulfilGasLimit, MAX_TRANSACTION_GAS } from '@synod/contracts/settlement-gas';
+import {
+  ANSWER_TOO_LARGE,
+  fulfilGasLimit,
+  leastFulfilGas,
+  MAX_TRANSACTION_GAS,
+} from '@synod/contracts/settlement-gas';
 import { escapeUnshown } from '@synod/shared';
 import type { ChainRequestRow } from '@synod/shared/history';
 import {
@@ -11,6 +16,7 @@ import {
   encodeFunctionData,
   type Hex,
   HttpRequestError,
+  isAddressEqual,
   keccak256,
   type Log,
   type PublicClient,
@@ -28,6 +34,7 @@ import type { Admission, AdmissionOutcome } from '../store/intake-store.ts';
 import { type BridgeBalance, BridgeBalanceMonitor } from './bridge-balance.ts';
 import {
   blockGone,
+  bridgeMismatch,
   ChainBridgeError,
   cannotPay,
   codeOf,
@@ -35,6 +42,7 @@ import {
   outOfGas,
   refusedByRpc,
   revertName,
+  rpcFailed,
 } from './chain-errors.ts';
 import type { ChainSettlement, ChainStore, OracleRef } from './chain-store.ts';
 import { CursorCheckpoints } from './cursor-checkpoints.ts';
@@ -127,6 +135,11 @@ export interface ChainWatcherOptions {
   /** Between two reads of the bridge balance (the first pass always reads it). Default 60,000 ms. */
   balanceCheckMs?: number;
   /**
+   * Between two reads of the oracle's `bridge()` while running (its owner may change it at any time;
+   * `check` reads it on start, and a settlement reverted `NotBridge` reads it at once). Default 30,000 ms.
+   */
+  bridgeCheckMs?: number;
+  /**
    * Settlements are checked on chain every `settledCheckMs` until they are final (their block at or
    * below the chain's `finalized` block): one undone by a reorg deeper than `confirmations` is sent
    * again, and one the chain holds settled by another transaction is recorded as the chain has it.
@@ -176,6 +189,12 @@ export interface ChainWatcherStats {
   cursor: number | null;
   /** The bridge balance at the last read (null before the first), in decimal wei: stats are JSON. */
   bridge: { address: Address; wei: string; minimumWei: string; low: boolean; at: number } | null;
+  /**
+   * While the oracle's `bridge()` is another account than this relay's (its owner changed it): both, and
+   * since when (`now()`). Nothing that would revert is sent meanwhile (fulfils, refunds before their
+   * deadline). Null while they are the same.
+   */
+  bridgeMismatch: { oracleBridge: Address; account: Address; since: number } | null;
 }
 
 type Defaulted =
@@ -191,6 +210,7 @@ type Defaulted =
   | 'feeBumpPercent'
   | 'maxSettlementGas'
   | 'balanceCheckMs'
+  | 'bridgeCheckMs'
   | 'assumeFinalAfterMs'
   | 'settledCheckMs';
 type Resolved = Omit<ChainWatcherOptions, Defaulted | 'now' | 'random'> &
@@ -217,6 +237,7 @@ export function initialChainWatcherStats(): Omit<ChainWatcherStats, 'bridge'> {
     lastOkAt: null,
     head: null,
     cursor: null,
+    bridgeMismatch: null,
   };
 }
 
@@ -251,6 +272,8 @@ export class ChainWatcher {
   readonly #balance: BridgeBalanceMonitor;
   /** `now()` from which the next pass reads the bridge balance. */
   #nextBalanceCheck = Number.NEGATIVE_INFINITY;
+  /** `now()` from which the next pass reads the oracle's `bridge()`. */
+  #nextBridgeCheck = Number.NEGATIVE_INFINITY;
   /** Blocks per `eth_getLogs` now: `maxBlockRange`, or less once the RPC refused a range. */
   #blockRange: bigint;
   /**
@@ -289,6 +312,7 @@ export class ChainWatcher {
       feeBumpPercent: 25,
       maxSettlementGas: MAX_TRANSACTION_GAS,
       balanceCheckMs: 60_000,
+      bridgeCheckMs: 30_000,
       assumeFinalAfterMs: 1_200_000,
       settledCheckMs: 30_000,
       now: () => Date.now(),
@@ -338,17 +362,23 @@ export class ChainWatcher {
   }
 
   /**
-   * The RPC serves the configured chain and the oracle is deployed there, or a `ChainBridgeError`
-   * (`CHAIN_ID_MISMATCH`, `ORACLE_NOT_FOUND`, or `CHAIN_RPC_FAILED` when the RPC could not be read:
-   * its message is viem's short one, never viem's whole message, which names the RPC URL, and a
-   * provider's URL holds its API key; the error it wraps is not kept, as it holds the URL too).
+   * The RPC serves the configured chain, the oracle is deployed there, its `bridge()` is this relay's
+   * account, and `maxSettlementGas` can carry a fulfil with a consumer's callback; else a
+   * `ChainBridgeError`: `CHAIN_ID_MISMATCH`, `ORACLE_NOT_FOUND`, `BRIDGE_MISMATCH` (every fulfil would
+   * revert `NotBridge`, every refund before its deadline `NotExpired`), `SETTLEMENT_GAS_TOO_LOW` (below
+   * `leastFulfilGas` of the oracle's `callbackGasLimit()`: no contract's request could be answered nor
+   * refunded, each fulfil reverting `InsufficientGasForCallback`), or `CHAIN_RPC_FAILED` when the RPC
+   * could not be read (its message is viem's short one, never viem's whole message, which names the RPC
+   * URL, and a provider's URL holds its API key; the error it wraps is not kept, as it holds the URL too).
    */
   async check(): Promise<void> {
     let chainId: number;
     let code: string | undefined;
+    let settings: { bridge: Address; callbackGasLimit: number } | undefined;
     try {
       chainId = await this.#checkChainId();
       code = await this.#o.client.getCode({ address: this.#o.oracle });
+      if (code !== undefined && code !== '0x') settings = await this.#oracleSettings();
     } catch (e) {
       if (e instanceof ChainBridgeError) throw e;
       const rpcUrl = (this.#o.client.transport as { url?: unknown }).url;
@@ -360,7 +390,7 @@ export class ChainWatcher {
         "check that the chain's RPC (--chain-rpc, SYNOD_CHAIN_RPC) is up and reachable from here",
       );
     }
-    if (code === undefined || code === '0x') {
+    if (settings === undefined) {
       throw new ChainBridgeError(
         'ORACLE_NOT_FOUND',
         `no contract at ${this.#o.oracle} on chain ${chainId}`,
@@ -368,6 +398,96 @@ export class ChainWatcher {
         'deploy SynodOracle (contracts/) and pass its address',
       );
     }
+    const account = this.#o.wallet.account.address;
+    if (!isAddressEqual(settings.bridge, account))
+      throw bridgeMismatch(this.#o.oracle, settings.bridge, account);
+    this.#nextBridgeCheck = this.#o.now() + this.#o.bridgeCheckMs;
+    const least = leastFulfilGas(settings.callbackGasLimit);
+    if (this.#o.maxSettlementGas < least) {
+      throw new ChainBridgeError(
+        'SETTLEMENT_GAS_TOO_LOW',
+        `the most gas a fulfil may use (${this.#o.maxSettlementGas}) is below the least a fulfil with a consumer's callback takes on this oracle (${least}, its callbackGasLimit being ${settings.callbackGasLimit}): no contract's request could be answered`,
+        {
+          oracle: this.#o.oracle,
+          maxSettlementGas: this.#o.maxSettlementGas.toString(),
+          callbackGasLimit: settings.callbackGasLimit,
+          leastFulfilGas: least.toString(),
+        },
+        `set --max-settlement-gas (SYNOD_CHAIN_MAX_SETTLEMENT_GAS) to at least ${least}`,
+      );
+    }
+  }
+
+  /**
+   * The oracle's `bridge()` and `callbackGasLimit()`. A contract that answers neither (not a SynodOracle)
+   * is `ORACLE_NOT_FOUND`; an RPC that fails throws as it failed.
+   */
+  async #oracleSettings(): Promise<{ bridge: Address; callbackGasLimit: number }> {
+    const read = <F extends 'bridge' | 'callbackGasLimit'>(functionName: F) =>
+      this.#o.client.readContract({ address: this.#o.oracle, abi: synodOracleAbi, functionName });
+    try {
+      const [bridge, callbackGasLimit] = await Promise.all([read('bridge'), read('callbackGasLimit')]);
+      return { bridge, callbackGasLimit };
+    } catch (e) {
+      if (rpcFailed(e)) throw e;
+      throw new ChainBridgeError(
+        'ORACLE_NOT_FOUND',
+        `the contract at ${this.#o.oracle} on chain ${this.#o.chainId} is not a SynodOracle: it does not answer bridge() and callbackGasLimit()`,
+        { oracle: this.#o.oracle, chainId: this.#o.chainId, cause: describe(e) },
+        'pass the address of a SynodOracle (contracts/), as `npm run oracle -- deploy` printed it',
+      );
+    }
+  }
+
+  /**
+   * Read the oracle's `bridge()` again (its owner may change it at any time): while it is another
+   * account than this relay's, `bridgeMismatch` in the stats says so and nothing that would revert is
+   * sent; the spell's end is logged once. The next read is `bridgeCheckMs` later.
+   */
+  async #checkBridge(): Promise<void> {
+    this.#nextBridgeCheck = this.#o.now() + this.#o.bridgeCheckMs;
+    const oracleBridge = await this.#o.client.readContract({
+      address: this.#o.oracle,
+      abi: synodOracleAbi,
+      functionName: 'bridge',
+    });
+    const account = this.#o.wallet.account.address;
+    if (!isAddressEqual(oracleBridge, account)) {
+      const was = this.#stats.bridgeMismatch;
+      if (was === null || !isAddressEqual(was.oracleBridge, oracleBridge)) {
+        this.#stats.bridgeMismatch = { oracleBridge, account, since: was?.since ?? this.#o.now() };
+      }
+      return;
+    }
+    if (this.#stats.bridgeMismatch === null) return;
+    this.#stats.bridgeMismatch = null;
+    const ended = this.#spells.ended('bridge-mismatch');
+    this.#o.log?.({
+      level: 'info',
+      msg: "the oracle's bridge is this relay's account again; settling resumes",
+      code: 'BRIDGE_MISMATCH',
+      account,
+      ...(ended !== null ? { failedForMs: ended.forMs, failures: ended.failures } : {}),
+    });
+  }
+
+  /**
+   * A pass while the oracle's bridge is another account: counted as a failure (the relay cannot do its
+   * work: `lastOkAt` stands still), and logged once a spell (and every 5 minutes while it lasts).
+   */
+  #bridgeMismatched(m: NonNullable<ChainWatcherStats['bridgeMismatch']>): void {
+    this.#stats.errors++;
+    const spell = this.#spells.failed('bridge-mismatch');
+    if (!spell.log) return;
+    const err = bridgeMismatch(this.#o.oracle, m.oracleBridge, m.account);
+    this.#o.log?.({
+      level: 'error',
+      msg: `${err.message}; only refunds past their deadline are sent until it is`,
+      code: err.code,
+      ...err.details,
+      hint: err.hint,
+      ...(spell.failures > 1 ? { failedForMs: spell.sinceMs, failures: spell.failures } : {}),
+    });
   }
 
   /**
@@ -405,10 +525,19 @@ export class ChainWatcher {
         // What has its verdict is settled even in a pass that could not read or take new events (its
         // relay's network out of reach, say): the first failure is the pass's, after the rest ran.
         let failure: unknown;
+        // The oracle's owner may have changed its bridge: read again every `bridgeCheckMs`. A read that
+        // fails leaves the last one standing for this pass.
+        if (this.#o.now() >= this.#nextBridgeCheck) {
+          try {
+            await this.#checkBridge();
+          } catch (e) {
+            failure = e;
+          }
+        }
         try {
           await this.#scan();
         } catch (e) {
-          failure = e;
+          failure ??= e;
         }
         try {
           await this.#settle();
@@ -417,6 +546,8 @@ export class ChainWatcher {
         } catch (e) {
           failure ??= e;
         }
+        const mismatch = this.#stats.bridgeMismatch;
+        if (mismatch !== null) this.#bridgeMismatched(mismatch);
         if (failure !== undefined) throw failure;
       } catch (e) {
         this.#stats.errors++;
@@ -652,8 +783,23 @@ export class ChainWatcher {
       recorded.txHash === e.txHash.toLowerCase() &&
       recorded.logIndex === e.logIndex
     ) {
-      if (refused !== null) await this.#send(recorded, e, { kind: 'refund', reason: refused });
+      if (refused !== null) await this.#refundAsRead(recorded, e, refused);
       else await this.#settledBeforeRead(recorded);
+    }
+  }
+
+  /**
+   * Refund a request refused as its event was read. A refund that cannot be sent now (the oracle refuses
+   * it, the RPC fails, the bridge cannot pay) fails this row only, not the reading of the events after
+   * it: the row is recorded pending, and `#settle` sends its refund at a later pass.
+   */
+  async #refundAsRead(row: ChainRequestRow, e: OracleRequestEvent, reason: string): Promise<void> {
+    try {
+      await this.#send(row, e, { kind: 'refund', reason });
+      this.#rowWorks('chain settlement failed', row);
+    } catch (err) {
+      if (cannotPay(err)) this.#unfunded(row, err);
+      else this.#rowFailed('chain settlement failed', row, err);
     }
   }
 
@@ -1158,6 +1304,10 @@ export class ChainWatcher {
     e: OracleRequestEvent,
     s: Exclude<Settlement, { kind: 'wait' }>,
   ): Promise<boolean> {
+    // Not the oracle's bridge now: only a refund past its deadline (anyone's to send) would not revert.
+    if (this.#stats.bridgeMismatch !== null && !(s.kind === 'refund' && (await this.#expired(e)))) {
+      return false;
+    }
     const { client, wallet, oracle } = this.#o;
     const requestNo = BigInt(row.requestNo);
     const data =
@@ -1189,6 +1339,12 @@ export class ChainWatcher {
           'the oracle holds another question under a recorded request number; reading again',
         );
         return true;
+      }
+      // Not the bridge (any more): the oracle's owner changed it. Read it at once; while it is another
+      // account, nothing that would revert is sent (the pass says so, once a spell).
+      if (refused === 'NotBridge' || refused === 'NotExpired') {
+        await this.#checkBridge();
+        if (this.#stats.bridgeMismatch !== null) return false;
       }
       if (s.kind === 'fulfill' && limit !== undefined && (await this.#cannotFit(err, row, e, limit))) {
         return this.#tooLarge(row, e, s, { limit, err });
@@ -1233,6 +1389,12 @@ export class ChainWatcher {
     if (this.#balance.last?.low) this.#nextBalanceCheck = Number.NEGATIVE_INFINITY;
     // Not waited for here: later passes follow it up (`#followUp`) once it is `confirmations` deep.
     return true;
+  }
+
+  /** Whether the request of `e` is past its deadline at the chain's latest block (anyone may refund it). */
+  async #expired(e: OracleRequestEvent): Promise<boolean> {
+    const { timestamp } = await this.#o.client.getBlock({ blockTag: 'latest' });
+    return timestamp > e.deadline;
   }
 
   /**

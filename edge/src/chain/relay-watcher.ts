@@ -88,6 +88,12 @@ export function relayChainWatcher(chain: ChainBridgeOptions, relay: WatcherRelay
           labels,
         );
       }
+      m.set(
+        'synod_chain_bridge_mismatch',
+        "1 while the oracle's bridge() is another account than the relay's bridge key (its owner changed it): nothing but refunds past their deadline is settled",
+        stats.bridgeMismatch === null ? 0 : 1,
+        labels,
+      );
       if (stats.head !== null) {
         m.set('synod_chain_head_block', "The chain's head block at the last pass", stats.head, labels);
       }
