@@ -1117,6 +1117,51 @@ describe('chain watcher operations: requests settled on chain by someone else', 
     await w.poll();
     expect((await settlementsOf(oracle, requestNo)).refunds).toEqual(['EXPIRED']);
     expect(errorsIn(logs)).toEqual([]);
+    // Anyone may refund after the deadline: not said as another account's settlement.
+    expect(logs.filter((l) => l.code === 'SETTLED_BY_ANOTHER_ACCOUNT')).toEqual([]);
+  });
+
+  test('a request fulfilled on chain before its event was read (another relay with the bridge key) is recorded, and said as a warning with the sender (SETTLED_BY_ANOTHER_ACCOUNT)', async () => {
+    const { w, oracle, relay, logs, requestId } = await opsWatcher();
+    const { requestNo } = await chain.callLLM({
+      prompt: 'Fulfilled elsewhere',
+      models: ['stories260K'],
+      oracle,
+    });
+    const { questionHash } = await chain.request(requestNo, oracle);
+    const hash = await chain.bridge.writeContract({
+      address: oracle,
+      abi: synodOracleAbi,
+      functionName: 'fulfill',
+      args: [
+        requestNo,
+        questionHash,
+        'Answered by another relay',
+        `0x${'ab'.repeat(32)}`,
+        `0x${'cd'.repeat(32)}`,
+      ],
+    });
+    await chain.client.waitForTransactionReceipt({ hash, pollingInterval: 50 });
+    await w.poll();
+    const id = requestId(requestNo);
+    expect(relay.admitted.has(id)).toBe(false);
+    expect(await store.byRequestId(id)).toMatchObject({
+      status: 'fulfilled',
+      fulfilledTx: hash.toLowerCase(),
+    });
+    expect(logs).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        msg: 'a chain request was settled on chain before its event was read; recorded, not computed',
+        code: 'SETTLED_BY_ANOTHER_ACCOUNT',
+        requestId: id,
+        tx: hash,
+        from: chain.bridge.account.address,
+        fromThisAccount: true,
+      }),
+    );
+    // A refund after the deadline (anyone may send one) is no such thing: see the test before.
+    expect(errorsIn(logs)).toEqual([]);
   });
 
   test('a request refunded on chain while the network computes it: its verdict is not sent, the row recorded refunded', async () => {

@@ -14,6 +14,7 @@ import {
   type Chain,
   decodeEventLog,
   encodeFunctionData,
+  getAddress,
   type Hex,
   HttpRequestError,
   isAddressEqual,
@@ -826,7 +827,27 @@ export class ChainWatcher {
    * (not admitted) and the next pass looks again (`#decide`).
    */
   async #settledBeforeRead(row: ChainRequestRow): Promise<void> {
-    const recorded = await this.#recordOnChain(row);
+    const recorded = await this.#recordedOnChain(row);
+    if (recorded?.settlement.kind === 'fulfilled') {
+      // Only the bridge of the time may fulfil, and this relay did not: another relay using the same key,
+      // or a bridge the oracle's owner set (setBridge). Said, with who sent it when the node tells.
+      const from = await this.#o.client
+        .getTransaction({ hash: recorded.tx })
+        .then((t) => getAddress(t.from))
+        .catch(() => null);
+      this.#o.log?.({
+        level: 'warn',
+        msg: 'a chain request was settled on chain before its event was read; recorded, not computed',
+        code: 'SETTLED_BY_ANOTHER_ACCOUNT',
+        requestId: row.requestId,
+        tx: recorded.tx,
+        ...(from !== null
+          ? { from, fromThisAccount: isAddressEqual(from, this.#o.wallet.account.address) }
+          : {}),
+        hint: "a fulfil comes only from the oracle's bridge at the time: another relay using this bridge key, or an account the oracle's owner made the bridge (its BridgeChanged events)",
+      });
+      return;
+    }
     this.#o.log?.({
       level: 'info',
       msg: recorded
@@ -1584,11 +1605,19 @@ export class ChainWatcher {
     row: ChainRequestRow,
     ours?: { tx: Hex; settlement: ChainSettlement },
   ): Promise<boolean> {
+    return (await this.#recordedOnChain(row, ours)) !== null;
+  }
+
+  /** `#recordOnChain`, and the settlement it found on chain (null when the oracle has it pending). */
+  async #recordedOnChain(
+    row: ChainRequestRow,
+    ours?: { tx: Hex; settlement: ChainSettlement },
+  ): Promise<{ tx: Hex; settlement: ChainSettlement } | null> {
     const status = await this.#onChainStatus(row);
-    if (status !== ON_CHAIN.fulfilled && status !== ON_CHAIN.refunded) return false;
+    if (status !== ON_CHAIN.fulfilled && status !== ON_CHAIN.refunded) return null;
     const kind = status === ON_CHAIN.fulfilled ? 'fulfilled' : 'refunded';
     const found = ours ?? (await this.#settlementOf(row, kind));
-    if (found === null) return false;
+    if (found === null) return null;
     const { tx, settlement } = found;
     if (await this.#o.store.settled(row.requestId, settlement, tx, this.#o.now())) {
       this.#stats[kind]++;
@@ -1602,7 +1631,7 @@ export class ChainWatcher {
           : {}),
       });
     }
-    return true;
+    return found;
   }
 
   /**
