@@ -274,6 +274,11 @@ const CHAIN_RECORD = object(
       description:
         "a refund's reason as the oracle's LLMRefunded event of settlementTx gives it (a stable code such as DECLINED, NO_CONSENSUS, UNKNOWN_MODEL; anyone refunding after the deadline chooses it, so its control and invisible characters are written as \\uXXXX escapes); null unless refunded, or while the event is not read yet",
     },
+    callbackOk: {
+      ...nullable({ type: 'boolean' }),
+      description:
+        "whether the consumer's onLLMResult ran without failing, as the settlement's LLMFulfilled or LLMRefunded event gives it (false: it reverted or ran out of gas, the settlement standing; true also for a requester without code, where none ran); null until settled and that event read, and for settlements recorded before relays kept it",
+    },
   },
   "what the relay recorded of a chain request's settlement on chain",
 );

@@ -29,8 +29,12 @@ async function store(): Promise<ChainStore> {
 
 const ORACLE = { chainId: 31337, contract: '0x5fbdb2315678afecb367f032d93f642f64180aa3' };
 const hash = (b: string) => `0x${b.repeat(32)}` as const;
-const FULFILLED: ChainSettlement = { kind: 'fulfilled' };
-const refunded = (reason: string): ChainSettlement => ({ kind: 'refunded', reason });
+const FULFILLED: ChainSettlement = { kind: 'fulfilled', callbackOk: true };
+const refunded = (reason: string, callbackOk: boolean | null = true): ChainSettlement => ({
+  kind: 'refunded',
+  reason,
+  callbackOk,
+});
 
 function event(requestNo: bigint, o: Partial<OracleRequestEvent> = {}): OracleRequestEvent {
   return {
@@ -167,8 +171,11 @@ describe('ChainStore', () => {
     expect(await s.claim(id(1n), hash('f1'), 2)).toBe(true);
     expect(await s.settled(id(1n), FULFILLED, hash('f1'), 100)).toBe(true);
     expect(await s.claim(id(2n), hash('f2'), 2)).toBe(true);
-    expect(await s.settled(id(2n), refunded('NO_CONSENSUS'), hash('f2'), 200)).toBe(true);
-    // A pending row (3) is not a settlement.
+    expect(await s.settled(id(2n), refunded('NO_CONSENSUS', false), hash('f2'), 200)).toBe(true);
+    expect(await s.byRequestId(id(1n))).toMatchObject({ callbackOk: true });
+    expect(await s.byRequestId(id(2n))).toMatchObject({ callbackOk: false });
+    // A pending row (3) is not a settlement, and has no callback outcome.
+    expect(await s.byRequestId(id(3n))).toMatchObject({ callbackOk: null });
     expect((await s.unfinalized(ORACLE, 10)).map((r) => r.requestId)).toEqual([id(2n), id(1n)]);
     expect((await s.unfinalized(ORACLE, 1)).map((r) => r.requestId)).toEqual([id(2n)]);
     expect(await s.unfinalized({ ...ORACLE, chainId: 1 }, 10)).toEqual([]);
@@ -187,11 +194,16 @@ describe('ChainStore', () => {
       status: 'pending',
       fulfilledTx: null,
       refundReason: null,
+      callbackOk: null,
       updatedAt: 300,
     });
-    // A refund undone forgets its reason too.
+    // A refund undone forgets its reason and its callback's outcome too.
     expect(await s.reopen(id(2n), hash('f2'), 300)).toBe(true);
-    expect(await s.byRequestId(id(2n))).toMatchObject({ status: 'pending', refundReason: null });
+    expect(await s.byRequestId(id(2n))).toMatchObject({
+      status: 'pending',
+      refundReason: null,
+      callbackOk: null,
+    });
     expect(await s.claim(id(2n), hash('f2'), 301)).toBe(true);
     expect(await s.settled(id(2n), refunded('NO_CONSENSUS'), hash('f2'), 200)).toBe(true);
     expect(await s.reopen(id(1n), hash('f1'), 301)).toBe(false);

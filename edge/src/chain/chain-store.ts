@@ -30,10 +30,13 @@ export type RecordOutcome =
   | 'conflict';
 
 /**
- * How the chain settled a request: fulfilled, or refunded with its `LLMRefunded` event's reason (null
- * while that event is not readable).
+ * How the chain settled a request: fulfilled, or refunded with its `LLMRefunded` event's reason; and
+ * whether the consumer's callback ran without failing, as the settlement's event says (`callbackOk`).
+ * Both null while that event is not readable.
  */
-export type ChainSettlement = { kind: 'fulfilled' } | { kind: 'refunded'; reason: string | null };
+export type ChainSettlement =
+  | { kind: 'fulfilled'; callbackOk: boolean | null }
+  | { kind: 'refunded'; reason: string | null; callbackOk: boolean | null };
 
 /**
  * A settlement's columns. The reason is anyone's choice after the deadline: stored with its controls and
@@ -44,6 +47,7 @@ function settlementColumns(s: ChainSettlement) {
   return {
     status: s.kind,
     refundReason: s.kind === 'refunded' && s.reason !== null ? escapeUnshown(s.reason) : null,
+    callbackOk: s.callbackOk,
   };
 }
 
@@ -313,6 +317,7 @@ export class ChainStore {
       status: 'pending',
       fulfilledTx: null,
       refundReason: null,
+      callbackOk: null,
       updatedAt: now,
     });
   }

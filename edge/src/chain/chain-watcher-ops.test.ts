@@ -979,6 +979,7 @@ describe('chain watcher operations: answers the chain cannot take', () => {
       strict: true,
     });
     expect(refunds.map((r) => [r.args.reason, r.args.callbackOk])).toEqual([['ANSWER_TOO_LARGE', true]]);
+    expect(await store.byRequestId(requestId(long))).toMatchObject({ status: 'refunded', callbackOk: true });
     const tooLarge = logs.find((l) => l.code === 'ANSWER_TOO_LARGE');
     expect(tooLarge?.revert).toBe('InsufficientGasForCallback');
     expect(errorsIn(logs)).toEqual([]);
@@ -1037,8 +1038,12 @@ describe('chain watcher operations: answers the chain cannot take', () => {
       fromBlock: 0n,
       strict: true,
     });
-    // The callback ran with its whole callbackGasLimit and used it up.
+    // The callback ran with its whole callbackGasLimit and used it up: the row keeps what the event says.
     expect(fulfilled?.args).toMatchObject({ answer: 'Once upon a time.', callbackOk: false });
+    expect(await store.byRequestId(requestId(requestNo))).toMatchObject({
+      status: 'fulfilled',
+      callbackOk: false,
+    });
     const receipt = await chain.client.getTransactionReceipt({ hash: fulfilled?.transactionHash as Hex });
     expect(receipt.gasUsed).toBeLessThan(least);
     expect(logs.filter((l) => l.code === 'ANSWER_TOO_LARGE')).toEqual([]);

@@ -230,7 +230,10 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       blockNumber: row?.blockNumber,
       settlementTx: row?.fulfilledTx,
       refundReason: null,
+      // The requester is an account: no callback ran, and its event says none failed.
+      callbackOk: true,
     });
+    expect(events[0]?.args.callbackOk).toBe(true);
     // More passes change nothing: settled exactly once.
     const before = watcher.stats();
     await chain.mine(3);
@@ -278,6 +281,7 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
               settlementTx: row?.fulfilledTx,
               txHash: row?.txHash,
               refundReason: reason,
+              callbackOk: true,
             },
           },
           hint: expect.stringContaining('Refunded event'),

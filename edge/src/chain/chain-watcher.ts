@@ -1234,11 +1234,13 @@ export class ChainWatcher {
       const last = events.at(-1);
       if (last?.transactionHash && last.blockNumber !== null) {
         this.#settlementScan.delete(key);
-        const args = last.args as { reason?: string };
+        const args = last.args as { reason?: string; callbackOk?: boolean };
+        const callbackOk = args.callbackOk ?? null;
         return {
           txHash: last.transactionHash,
           blockNumber: last.blockNumber,
-          settlement: kind === 'fulfilled' ? { kind } : { kind, reason: args.reason ?? '' },
+          settlement:
+            kind === 'fulfilled' ? { kind, callbackOk } : { kind, reason: args.reason ?? '', callbackOk },
         };
       }
       from = to + 1n;
@@ -1651,7 +1653,11 @@ export class ChainWatcher {
     const event = await this.#settlementEvent(row, kind);
     if (event !== null) return { tx: event.txHash, settlement: event.settlement };
     if (mine === null) return null;
-    return { tx: mine, settlement: kind === 'fulfilled' ? { kind } : { kind, reason: null } };
+    return {
+      tx: mine,
+      settlement:
+        kind === 'fulfilled' ? { kind, callbackOk: null } : { kind, reason: null, callbackOk: null },
+    };
   }
 }
 
@@ -1671,9 +1677,9 @@ function settlementIn(
   });
   for (const l of events) {
     if (l.eventName === 'LLMFulfilled' && l.args.requestNo === requestNo && kind !== 'refunded')
-      return { kind: 'fulfilled' };
+      return { kind: 'fulfilled', callbackOk: l.args.callbackOk };
     if (l.eventName === 'LLMRefunded' && l.args.requestNo === requestNo && kind !== 'fulfilled')
-      return { kind: 'refunded', reason: l.args.reason };
+      return { kind: 'refunded', reason: l.args.reason, callbackOk: l.args.callbackOk };
   }
   return null;
 }

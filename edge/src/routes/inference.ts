@@ -257,8 +257,9 @@ function chainRecord(deps: EdgeDeps, id: string) {
 /**
  * What the relay recorded of a chain request's settlement: `status` (`pending`, `fulfilled`, `refunded`,
  * `reorged`), the `LLMRequested` event's `txHash` and `blockNumber`, `settlementTx`, the fulfil or
- * refund, and `refundReason`, the reason the refund's event gives (null unless refunded, or while the
- * event is not read yet; the callback's outcome is in the event).
+ * refund, `refundReason`, the reason the refund's event gives (null unless refunded, or while the
+ * event is not read yet), and `callbackOk`, whether the consumer's callback ran without failing, as the
+ * settlement's event says (null until it is settled and that event read).
  */
 function chainView(chain: NonNullable<Awaited<ReturnType<typeof chainRecord>>>) {
   return {
@@ -267,6 +268,7 @@ function chainView(chain: NonNullable<Awaited<ReturnType<typeof chainRecord>>>) 
     blockNumber: chain.blockNumber,
     settlementTx: chain.fulfilledTx,
     refundReason: chain.status === 'refunded' ? chain.refundReason : null,
+    callbackOk: chain.status === 'fulfilled' || chain.status === 'refunded' ? chain.callbackOk : null,
   };
 }
 

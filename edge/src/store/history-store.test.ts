@@ -893,6 +893,7 @@ describe('HistoryStore: requests by status (/healthz, /metrics)', () => {
         '0015_database_identity',
         '0016_chain_pruned_at',
         '0017_health_probes',
+        '0018_chain_callback_ok',
       ]);
       const store = new HistoryStore(drizzle(client, { schema: historySchema }));
       expect(await store.counts()).toEqual({

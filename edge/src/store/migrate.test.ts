@@ -122,6 +122,7 @@ describe('applyMigrations', () => {
       '0015_database_identity',
       '0016_chain_pruned_at',
       '0017_health_probes',
+      '0018_chain_callback_ok',
     ]);
     const counts = async () =>
       Object.fromEntries(

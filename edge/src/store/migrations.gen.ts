@@ -244,5 +244,13 @@ export const MIGRATIONS: readonly EmbeddedMigration[] = [
     "statements": [
       "CREATE TABLE `health_probes` (\n\t`relay` text PRIMARY KEY NOT NULL,\n\t`probed_at` integer NOT NULL,\n\tCONSTRAINT \"health_probes_relay_ck\" CHECK(length(\"relay\") = 64 and \"relay\" not glob '*[^0-9a-f]*')\n);"
     ]
+  },
+  {
+    "tag": "0018_chain_callback_ok",
+    "folderMillis": 1795554221895,
+    "hash": "737532f80134afdd696e72dab04f81a4b1bc379f6302e05bd6df17fd89a0f47d",
+    "statements": [
+      "ALTER TABLE `chain_requests` ADD `callback_ok` integer;"
+    ]
   }
 ];

@@ -801,6 +801,13 @@ export const chainRequests = sqliteTable(
      * so, not that it was never run. Null for one still held, or never run here.
      */
     prunedAt: integer('pruned_at'),
+    /**
+     * Whether the consumer's callback ran without failing, as the settlement's `LLMFulfilled` or
+     * `LLMRefunded` event of `fulfilledTx` gives it (true also for a requester without code, where none
+     * ran). Null while not settled, while that event is not read, and for settlements recorded before it
+     * was kept (migration 0018; their event holds it).
+     */
+    callbackOk: integer('callback_ok', { mode: 'boolean' }),
   },
   (t) => [
     primaryKey({ name: 'chain_requests_pk', columns: [t.chainId, t.contract, t.requestNo] }),

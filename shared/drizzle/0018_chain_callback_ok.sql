@@ -1,0 +1,1 @@
+ALTER TABLE `chain_requests` ADD `callback_ok` integer;
