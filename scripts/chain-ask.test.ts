@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startAnvil } from '@synod/contracts';
 
 const SCRIPT = join(import.meta.dir, 'chain-ask.ts');
 let dataDir: string;
@@ -62,6 +63,10 @@ describe('npm run chain:ask', () => {
     [['--quorum', '2.5'], '--quorum'],
     [['--timeout-s', '0'], '--timeout-s'],
     [['--models', 'a,,b'], '--models'],
+    [['--rpc', 'ftp://example'], '--rpc'],
+    [['--chain-id', '0'], '--chain-id'],
+    [['--oracle', '0x12'], '--oracle'],
+    [['--relay', 'localhost:8787'], '--relay'],
   ] as const) {
     test(`${args.join(' ')} is refused before the chain is reached`, () => {
       const r = ask(['Once upon a time', ...args]);
@@ -70,6 +75,49 @@ describe('npm run chain:ask', () => {
       expect(r.stderr).not.toContain(closedRpc);
     });
   }
+
+  test('--rpc, --chain-id and --oracle ask that chain, chain.json unread; one that does not answer is said so', () => {
+    const r = ask([
+      'Once upon a time',
+      '--rpc',
+      `${closedRpc}/other`,
+      '--chain-id',
+      '5',
+      '--oracle',
+      `0x${'ab'.repeat(20)}`,
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      `chain:ask: the chain at ${closedRpc}/other (--rpc) does not answer`,
+    ]);
+  });
+
+  test('a flag overrides only its own field of chain.json: another --chain-id than the RPC serves is refused', async () => {
+    const anvil = await startAnvil();
+    try {
+      const r = ask(['Once upon a time', '--rpc', anvil.url, '--chain-id', '1']);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim()).toBe(`chain:ask: the chain at ${anvil.url} is chain ${anvil.chainId}, not 1`);
+    } finally {
+      await anvil.stop();
+    }
+  });
+
+  test('no chain.json and not all of --rpc, --chain-id, --oracle: says what to do, exit 2', () => {
+    const empty = mkdtempSync(join(tmpdir(), 'synod-chain-ask-empty-'));
+    try {
+      const run = Bun.spawnSync([process.execPath, SCRIPT, 'Once upon a time', '--rpc', closedRpc], {
+        env: { ...process.env, SYNOD_DATA_DIR: empty },
+        stderr: 'pipe',
+      });
+      expect(run.exitCode).toBe(2);
+      expect(run.stderr.toString()).toContain(
+        'run `npm start` first, or give --rpc, --chain-id and --oracle',
+      );
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
 
   test('an unknown flag is refused with the usage', () => {
     const r = ask(['Once upon a time', '--max-token', '8']);

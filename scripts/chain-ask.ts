@@ -1,11 +1,14 @@
 /**
- * `npm run chain:ask -- "prompt" [--models m1,m2] [--max-tokens N] [--quorum N] [--timeout-s N]`: what a
- * smart contract does, from the command line, against the local network of `npm start`. It reads the
- * chain and oracle from .data/local/chain.json (SYNOD_DATA_DIR), funds a fresh account on the local anvil
- * (`fundedAccount`: development chains only), calls `callLLM`, and waits for the relay's bridge to
- * write the network's answer back (`LLMFulfilled`) or refund the request (`LLMRefunded`).
+ * `npm run chain:ask -- "prompt" [--models m1,m2] [--max-tokens N] [--quorum N] [--timeout-s N]
+ * [--rpc URL --chain-id N --oracle ADDR] [--relay URL]`: what a smart contract does, from the command
+ * line, against the local network of `npm start`. It reads the chain and oracle from
+ * .data/local/chain.json (SYNOD_DATA_DIR; `{rpc, chainId, oracle, fromBlock, relay}`, written by `npm
+ * start`), each overridden by its flag (with all of --rpc, --chain-id and --oracle the file is not read),
+ * funds a fresh account on the chain (`fundedAccount`, anvil's `anvil_setBalance`: development chains
+ * only), calls `callLLM`, and waits for the relay's bridge to write the network's answer back
+ * (`LLMFulfilled`) or refund the request (`LLMRefunded`).
  * Exit codes: 0 answered (or `--help`), 1 refunded, no answer in time or no request logged by the
- * transaction, 2 bad usage or no local chain to ask.
+ * transaction, 2 bad usage or no chain to ask.
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -24,7 +27,15 @@ const root = resolve(import.meta.dir, '..');
 const data = resolve(process.env['SYNOD_DATA_DIR'] ?? join(root, '.data/local'));
 
 const USAGE =
-  'usage: npm run chain:ask -- "prompt" [--models m1,m2] [--max-tokens N] [--quorum N] [--timeout-s N]';
+  'usage: npm run chain:ask -- "prompt" [--models m1,m2] [--max-tokens N] [--quorum N] [--timeout-s N] [--rpc URL --chain-id N --oracle ADDR] [--relay URL]';
+
+/** Where to ask: what chain.json holds (`npm start` writes it), or the flags. */
+interface ChainInfo {
+  rpc: string;
+  chainId: number;
+  oracle: Address;
+  relay?: string;
+}
 
 /** Bad usage: its message is the one line printed before exit 2. */
 class UsageError extends Error {}
@@ -53,7 +64,23 @@ function options(args: string[]) {
       `--models must be 1-${LIMITS.maxAcceptedModels} comma-separated model ids without empty entries, got "${values.models}"`,
     );
   }
+  const url = (flag: string, text: string | undefined) => {
+    if (text !== undefined && !/^https?:\/\/\S+$/.test(text))
+      throw new UsageError(`${flag} must be an http(s) URL, got "${text}"`);
+    return text;
+  };
+  const oracle = values.oracle;
+  if (oracle !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(oracle)) {
+    throw new UsageError(`--oracle must be a 0x address, got "${oracle}"`);
+  }
+  const chainId = values['chain-id'];
   return {
+    chain: {
+      rpc: url('--rpc', values.rpc),
+      chainId: chainId === undefined ? undefined : whole('--chain-id', chainId, 1, 999_999_999),
+      oracle: oracle as Address | undefined,
+      relay: url('--relay', values.relay),
+    },
     prompt: positionals.join(' ').trim(),
     models,
     maxTokens: whole('--max-tokens', values['max-tokens'], maxTokens.minValue ?? 1, maxTokens.maxValue ?? 1),
@@ -80,23 +107,40 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return 2;
   }
-  let info: { rpc: string; chainId: number; oracle: Address; relay?: string };
-  try {
-    info = JSON.parse(readFileSync(join(data, 'chain.json'), 'utf8'));
-  } catch {
-    console.error(`no local chain found (${join(data, 'chain.json')}): run \`npm start\` first`);
-    return 2;
+  const flags = opts.chain;
+  let info: ChainInfo;
+  if (flags.rpc !== undefined && flags.chainId !== undefined && flags.oracle !== undefined) {
+    info = { rpc: flags.rpc, chainId: flags.chainId, oracle: flags.oracle };
+  } else {
+    try {
+      info = JSON.parse(readFileSync(join(data, 'chain.json'), 'utf8'));
+    } catch {
+      console.error(
+        `no local chain found (${join(data, 'chain.json')}): run \`npm start\` first, or give --rpc, --chain-id and --oracle`,
+      );
+      return 2;
+    }
   }
+  info = {
+    rpc: flags.rpc ?? info.rpc,
+    chainId: flags.chainId ?? info.chainId,
+    oracle: flags.oracle ?? info.oracle,
+    ...((flags.relay ?? info.relay) !== undefined ? { relay: flags.relay ?? info.relay } : {}),
+  };
   const chain = rpcChain(info.chainId, info.rpc);
   const client = createPublicClient({ chain, transport: http(info.rpc), cacheTime: 0 }) as PublicClient;
   // chain.json outlives `npm start`: without a chain behind it, say so rather than fail inside viem.
-  if (
-    !(await client.getChainId().then(
-      () => true,
-      () => false,
-    ))
-  ) {
-    console.error(`chain:ask: the local chain at ${info.rpc} does not answer: is \`npm start\` running?`);
+  const served = await client.getChainId().catch(() => null);
+  if (served === null) {
+    console.error(
+      flags.rpc === undefined
+        ? `chain:ask: the local chain at ${info.rpc} does not answer: is \`npm start\` running?`
+        : `chain:ask: the chain at ${info.rpc} (--rpc) does not answer`,
+    );
+    return 2;
+  }
+  if (served !== info.chainId) {
+    console.error(`chain:ask: the chain at ${info.rpc} is chain ${served}, not ${info.chainId}`);
     return 2;
   }
   const { account } = await fundedAccount(info.rpc, '1');
@@ -174,6 +218,10 @@ function parseOptions(args: string[]) {
       'max-tokens': { type: 'string', default: '48' },
       quorum: { type: 'string', default: '3' },
       'timeout-s': { type: 'string', default: '120' },
+      rpc: { type: 'string' },
+      'chain-id': { type: 'string' },
+      oracle: { type: 'string' },
+      relay: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
