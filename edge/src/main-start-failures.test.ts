@@ -8,6 +8,9 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { deployOracle, fundedAccount, rpcChain, startAnvil } from '@synod/contracts';
+import { createPublicClient, createWalletClient, http, type PublicClient } from 'viem';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { databaseServerFailure } from './relay-cli.ts';
 import { runCommand } from './test-servers.ts';
 
@@ -17,12 +20,12 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 let n = 0;
 
 /** The relay started with `args` in a fresh folder: its exit code, last log line and the folder's files. */
-async function start(args: (dir: string) => string[]) {
+async function start(args: (dir: string) => string[], env: Record<string, string> = {}) {
   const dir = join(root, String(n++));
   mkdirSync(dir);
   const r = await runCommand([process.execPath, MAIN, '--identity', join(dir, 'id.json'), ...args(dir)], {
     cwd: dir,
-    env: { SYNOD_PASSPHRASE: 'a passphrase for the test' },
+    env: { SYNOD_PASSPHRASE: 'a passphrase for the test', ...env },
   });
   const last = JSON.parse(r.out.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
   return { code: r.code, last, files: readdirSync(dir).sort(), err: r.err };
@@ -39,6 +42,39 @@ function listening(): Promise<{ server: Server; port: number }> {
 }
 
 describe('synod-relay start failures', () => {
+  test("a bridge key that is not the oracle's bridge(): BRIDGE_MISMATCH naming both accounts, with a hint", async () => {
+    const anvil = await startAnvil();
+    try {
+      const chain = rpcChain(anvil.chainId, anvil.url);
+      const client = createPublicClient({ chain, transport: http(anvil.url) }) as PublicClient;
+      const deployer = await fundedAccount(anvil.url);
+      const bridge = await fundedAccount(anvil.url);
+      const wallet = createWalletClient({ chain, transport: http(anvil.url), account: deployer.account });
+      const oracle = await deployOracle(wallet, client, { bridge: bridge.account.address, minFee: 1n });
+      const other = generatePrivateKey();
+      const r = await start(
+        (dir) => [
+          '--db',
+          `file:${join(dir, 'relay.db')}`,
+          '--chain-rpc',
+          anvil.url,
+          '--chain-id',
+          String(anvil.chainId),
+          '--oracle',
+          oracle,
+        ],
+        { SYNOD_BRIDGE_KEY: other },
+      );
+      expect(r.code).toBe(1);
+      expect(r.last).toMatchObject({ level: 'error', msg: 'start failed', code: 'BRIDGE_MISMATCH' });
+      expect(String(r.last['err'])).toContain(bridge.account.address);
+      expect(String(r.last['err'])).toContain(privateKeyToAccount(other).address);
+      expect(String(r.last['hint'])).toContain(`setBridge(${privateKeyToAccount(other).address})`);
+    } finally {
+      await anvil.stop();
+    }
+  });
+
   for (const flag of ['--port', '--tcp-port', '--ws-port', '--gun-port']) {
     test(`${flag} in use: EADDRINUSE naming it, with a hint, before an identity or a database is made`, async () => {
       const taken = await listening();
