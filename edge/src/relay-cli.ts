@@ -49,6 +49,7 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --identity FILE        sealed relay key (created when absent); one relay per identity: a second
                          start on it exits 1 (IDENTITY_IN_USE)            [.data/relay/identity.json]
   --passphrase-env VAR   environment variable holding the passphrase       [SYNOD_PASSPHRASE]
+                         (a new key's: 8 characters or more, else exit 1 PASSPHRASE_TOO_SHORT)
   --host ADDR            HTTP and P2P listen address (an IP address)       [127.0.0.1]
   --port N               HTTP port                                         [8787]
   --tcp-port N           libp2p TCP port                                   [0]

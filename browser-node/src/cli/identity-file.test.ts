@@ -3,6 +3,7 @@ import {
   chmodSync,
   chownSync,
   copyFileSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -13,7 +14,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { isSynodError } from '@synod/shared';
+import { isSynodError, NodeKey, sealNodeKey } from '@synod/shared';
 import {
   IdentityInUseError,
   keyLockDir,
@@ -43,7 +44,7 @@ describe('identity file', () => {
     ] as const) {
       const path = join(dir, name);
       writeFileSync(path, text, { mode: 0o600 });
-      const e = await caught(() => loadOrCreateIdentity(path, 'pw'));
+      const e = await caught(() => loadOrCreateIdentity(path, 'a passphrase for the test'));
       expect(isSynodError(e, 'KEYSTORE_MALFORMED')).toBe(true);
       expect(isSynodError(e) && e.details['path']).toBe(resolve(path));
       expect(isSynodError(e) && e.hint).toContain(resolve(path));
@@ -52,7 +53,7 @@ describe('identity file', () => {
 
   test('a wrong passphrase is KEY_WRONG_PASSPHRASE naming the file it does not open', async () => {
     const path = join(dir, 'wrong-pass', 'identity.json');
-    await loadOrCreateIdentity(path, 'right');
+    await loadOrCreateIdentity(path, 'the right passphrase');
     const e = await caught(() => loadOrCreateIdentity(path, 'wrong'));
     expect(isSynodError(e, 'KEY_WRONG_PASSPHRASE')).toBe(true);
     expect(isSynodError(e) && e.message).toContain(resolve(path));
@@ -61,22 +62,50 @@ describe('identity file', () => {
 
   test('starts racing on a fresh path agree on one key, written once, owner-only', async () => {
     const path = join(dir, 'race', 'identity.json');
-    const results = await Promise.all(Array.from({ length: 4 }, () => loadOrCreateIdentity(path, 'pw')));
+    const results = await Promise.all(
+      Array.from({ length: 4 }, () => loadOrCreateIdentity(path, 'a passphrase for the test')),
+    );
     const ids = new Set(results.map((r) => r.key.nodeId));
     expect(ids.size).toBe(1);
     expect(results.filter((r) => r.created)).toHaveLength(1);
-    expect((await loadOrCreateIdentity(path, 'pw')).key.nodeId).toBe(results[0]?.key.nodeId ?? '');
+    expect((await loadOrCreateIdentity(path, 'a passphrase for the test')).key.nodeId).toBe(
+      results[0]?.key.nodeId ?? '',
+    );
     expect(statSync(path).mode & 0o777).toBe(0o600);
     // Nothing half-written is left beside it.
     expect(readdirSync(join(dir, 'race'))).toEqual(['identity.json']);
   });
 
+  test('a new key with a passphrase under 8 characters is PASSPHRASE_TOO_SHORT, naming the path; no file is made', async () => {
+    for (const role of ['node', 'relay'] as const) {
+      const path = join(dir, `short-${role}`, 'identity.json');
+      const e = await caught(() => loadOrCreateIdentity(path, 'short', role));
+      expect(isSynodError(e, 'PASSPHRASE_TOO_SHORT')).toBe(true);
+      expect(isSynodError(e) && e.message).toBe(
+        `no identity file at ${resolve(path)}: a new ${role} key made there needs a passphrase of at least 8 characters (this one has 5)`,
+      );
+      expect(isSynodError(e) && e.details).toMatchObject({ path: resolve(path), length: 5, minimum: 8 });
+      expect(isSynodError(e) && e.hint).toContain('--identity');
+      expect(existsSync(path)).toBe(false);
+    }
+  });
+
+  test('a key sealed before with a short passphrase still opens with it', async () => {
+    const path = join(dir, 'old-short', 'identity.json');
+    mkdirSync(join(dir, 'old-short'));
+    const key = await NodeKey.generate();
+    writeFileSync(path, JSON.stringify(await sealNodeKey(key, 'pw', { N: 2 ** 10 })), { mode: 0o600 });
+    const opened = await loadOrCreateIdentity(path, 'pw');
+    expect(opened).toMatchObject({ created: false });
+    expect(opened.key.nodeId).toBe(key.nodeId);
+  });
+
   test('a key file other users can read is reported (opened all the same)', async () => {
     const path = join(dir, 'open', 'identity.json');
-    const first = await loadOrCreateIdentity(path, 'pw');
+    const first = await loadOrCreateIdentity(path, 'a passphrase for the test');
     expect(first.exposedMode).toBeNull();
     chmodSync(path, 0o644);
-    const again = await loadOrCreateIdentity(path, 'pw');
+    const again = await loadOrCreateIdentity(path, 'a passphrase for the test');
     expect(again.key.nodeId).toBe(first.key.nodeId);
     expect(again.exposedMode).toBe('0644');
   });
@@ -93,7 +122,7 @@ describe('identity file that cannot be read or written', () => {
     expect(failure(locked).code).toBe('IDENTITY_FILE_UNWRITABLE');
     expect(failure(locked).message).toContain(resolve(path));
     expect(failure(locked).hint).toContain('--identity');
-    const opened = failure(await caught(() => loadOrCreateIdentity(path, 'pw')));
+    const opened = failure(await caught(() => loadOrCreateIdentity(path, 'a passphrase for the test')));
     expect(opened.code).toBe('IDENTITY_FILE_UNREADABLE');
     expect(opened.message).toContain(resolve(path));
     expect(opened.hint).toContain('--identity');
@@ -102,7 +131,7 @@ describe('identity file that cannot be read or written', () => {
   test('a key path that is a folder is IDENTITY_FILE_UNREADABLE', async () => {
     const path = join(dir, 'a-folder.json');
     mkdirSync(path);
-    const e = failure(await caught(() => loadOrCreateIdentity(path, 'pw')));
+    const e = failure(await caught(() => loadOrCreateIdentity(path, 'a passphrase for the test')));
     expect(e.code).toBe('IDENTITY_FILE_UNREADABLE');
     expect(e.message).toContain(resolve(path));
     expect(e.message).toContain('folder');
@@ -140,7 +169,7 @@ async function onFullDisk(full: string): Promise<void> {
   writeFileSync(join(full, 'filler'), new Uint8Array(4096));
   const release = lockIdentity(path);
   try {
-    const e = failure(await caught(() => loadOrCreateIdentity(path, 'pw')));
+    const e = failure(await caught(() => loadOrCreateIdentity(path, 'a passphrase for the test')));
     expect(e.code).toBe('IDENTITY_FILE_UNWRITABLE');
     expect(e.message).toContain(resolve(path));
     expect(e.message).toContain('no space left');
@@ -215,7 +244,7 @@ describe('identity lock', () => {
   test('one key file reached by another path (a symlink to it, or to its folder) is the same lock', async () => {
     const real = join(dir, 'linked', 'real');
     const path = join(real, 'identity.json');
-    await loadOrCreateIdentity(path, 'pw');
+    await loadOrCreateIdentity(path, 'a passphrase for the test');
     symlinkSync(path, join(dir, 'linked', 'alias.json'));
     symlinkSync(real, join(dir, 'linked', 'folder'));
     mkdirSync(join(dir, 'linked', 'fresh'));
@@ -235,7 +264,7 @@ describe('identity lock', () => {
 
   test('a copy of the key file at another path is the same key: lockNodeKey holds it by node id', async () => {
     const path = join(dir, 'copied', 'identity.json');
-    const { key } = await loadOrCreateIdentity(path, 'pw');
+    const { key } = await loadOrCreateIdentity(path, 'a passphrase for the test');
     const copy = join(dir, 'copied', 'backup.json');
     copyFileSync(path, copy);
     const lockDir = join(dir, 'copied', 'locks');

@@ -14,7 +14,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { NodeKey, openNodeKey, SynodError, sealNodeKey, toHex } from '@synod/shared';
+import { checkNewPassphrase, NodeKey, openNodeKey, SynodError, sealNodeKey, toHex } from '@synod/shared';
 import { LocalFileError } from './file-error.ts';
 
 /**
@@ -27,7 +27,9 @@ import { LocalFileError } from './file-error.ts';
  * `exposedMode` is the file's mode when other users may read it (the key is sealed, but a readable file
  * lets anyone try passphrases offline), else null. A key file that cannot be read, or created (a full
  * disk, a folder this user may not write), is IDENTITY_FILE_UNREADABLE / IDENTITY_FILE_UNWRITABLE
- * (LocalFileError), naming it.
+ * (LocalFileError), naming it. A new key is sealed only with a passphrase of MIN_PASSPHRASE_LENGTH
+ * characters or more (PASSPHRASE_TOO_SHORT, naming the path, and no file made); an existing key opens
+ * with whatever passphrase it was sealed with.
  */
 export async function loadOrCreateIdentity(
   path: string,
@@ -42,6 +44,7 @@ export async function loadOrCreateIdentity(
       created: false,
       exposedMode: exposedMode(abs),
     };
+  checkNewKeyPassphrase(abs, passphrase, role);
   const key = await NodeKey.generate();
   const temporary = `${abs}.${process.pid}.${toHex(crypto.getRandomValues(new Uint8Array(6)))}.tmp`;
   const sealed = `${JSON.stringify(await sealNodeKey(key, passphrase), null, 2)}\n`;
@@ -68,6 +71,25 @@ export async function loadOrCreateIdentity(
     rmSync(temporary, { force: true });
   }
   return { key, created: true, exposedMode: null };
+}
+
+/**
+ * PASSPHRASE_TOO_SHORT for a new key, saying that it is a new one at `abs`: a start meant to open an
+ * existing key (a wrong or moved --identity) learns that there is no key file at that path.
+ */
+function checkNewKeyPassphrase(abs: string, passphrase: string, role: 'node' | 'relay'): void {
+  try {
+    checkNewPassphrase(passphrase);
+  } catch (e) {
+    if (!(e instanceof SynodError)) throw e;
+    const { length, minimum } = e.details;
+    const message = `no identity file at ${abs}: a new ${role} key made there needs a passphrase of at least ${minimum} characters (this one has ${length})`;
+    throw new SynodError('PASSPHRASE_TOO_SHORT', message, {
+      details: { ...e.details, path: abs },
+      hint: `${e.hint ?? ''}. To open an existing key instead, pass its file with --identity (a key sealed before with a shorter passphrase still opens)`,
+      cause: e,
+    });
+  }
 }
 
 function readIfPresent(abs: string): string | undefined {

@@ -16,7 +16,7 @@ import { parseNodeArgs, runNode } from './node-main.ts';
 const dir = mkdtempSync(join(tmpdir(), 'synod-cli-cluster-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const PW = { SYNOD_PASSPHRASE: 'pw' };
+const PW = { SYNOD_PASSPHRASE: 'a passphrase for the test' };
 const clusterOf = (argv: string[], env: Record<string, string | undefined> = {}) => {
   const o = parseNodeArgs(argv, { ...PW, ...env });
   if (o === 'help') throw new Error('help');
