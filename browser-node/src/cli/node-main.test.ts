@@ -12,11 +12,11 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { isSynodError } from '@synod/shared';
+import { isSynodError, NodeKey, sealNodeKey } from '@synod/shared';
 import { type InferenceError, isInferenceError } from '../inference/errors.ts';
 import { TEST_MODELS_DIR } from '../inference/test-models.ts';
 import { loadOrCreateIdentity, lockIdentity } from './identity-file.ts';
-import { CliUsageError, httpUrlOf, parseNodeArgs, runNode } from './node-main.ts';
+import { CliUsageError, httpUrlOf, PassphraseMissing, parseNodeArgs, runNode } from './node-main.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-cli-'));
 /** How often a running node looks at its peers (node-main.ts), which bounds when it logs NO_PEERS. */
@@ -25,7 +25,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('synod node flags', () => {
   test('defaults', () => {
-    const o = parseNodeArgs([], { SYNOD_PASSPHRASE: 'pw' });
+    const o = parseNodeArgs([], { SYNOD_PASSPHRASE: 'a passphrase for the test' });
     expect(o).not.toBe('help');
     if (o === 'help') return;
     expect(o).toMatchObject({
@@ -42,7 +42,7 @@ describe('synod node flags', () => {
   });
 
   test('--gpu and --gpu-layers: a backend of llama-cpp, layers with a GPU only; anything else is a usage error', () => {
-    const env = { SYNOD_PASSPHRASE: 'pw' };
+    const env = { SYNOD_PASSPHRASE: 'a passphrase for the test' };
     expect(parseNodeArgs(['--gpu', 'vulkan'], env)).toMatchObject({ gpu: 'vulkan', gpuLayers: 'max' });
     expect(parseNodeArgs(['--gpu', 'auto', '--gpu-layers', '12'], env)).toMatchObject({
       gpu: 'auto',
@@ -67,19 +67,34 @@ describe('synod node flags', () => {
 
   test('--coordinators: relay node ids, 64 hex digits each; anything else is a usage error', () => {
     const id = 'AB'.repeat(32);
-    const o = parseNodeArgs(['--coordinators', `${id},${'cd'.repeat(32)}`], { SYNOD_PASSPHRASE: 'pw' });
+    const o = parseNodeArgs(['--coordinators', `${id},${'cd'.repeat(32)}`], {
+      SYNOD_PASSPHRASE: 'a passphrase for the test',
+    });
     expect(o === 'help' ? null : o.coordinators).toEqual([id.toLowerCase(), 'cd'.repeat(32)]);
     for (const bad of ['relay', `${id},`, 'ab'.repeat(33)]) {
-      expect(() => parseNodeArgs(['--coordinators', bad], { SYNOD_PASSPHRASE: 'pw' })).toThrow(
-        /--coordinators: node ids are 64 hex digits/,
-      );
+      expect(() =>
+        parseNodeArgs(['--coordinators', bad], { SYNOD_PASSPHRASE: 'a passphrase for the test' }),
+      ).toThrow(/--coordinators: node ids are 64 hex digits/);
     }
+  });
+
+  test('without a passphrase, a wrong flag is said first: the passphrase is checked last', () => {
+    const peer = '12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA';
+    for (const [argv, message] of [
+      [['--threads', '0x10'], '--threads must be a whole number from 1 to 64'],
+      [['--role', 'miner'], '--role must be one of node, follower'],
+      [['--bootstrap', `/ip4/192.0.2.1/tcp/1/p2p/${peer}`], 'is not a loopback IP address'],
+      [['--max-queue', '0'], '--max-queue must be a whole number'],
+    ] as const) {
+      expect(() => parseNodeArgs([...argv], {})).toThrow(message);
+    }
+    expect(() => parseNodeArgs(['--role', 'follower'], {})).toThrow(PassphraseMissing);
   });
 
   test("--coordinators given a libp2p peer id says where a relay's node id is found", () => {
     expect(() =>
       parseNodeArgs(['--coordinators', '12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA'], {
-        SYNOD_PASSPHRASE: 'pw',
+        SYNOD_PASSPHRASE: 'a passphrase for the test',
       }),
     ).toThrow(
       'a relay\'s node id is the "coordinator" of its "relay started" log line, not the 12D3KooW… peer id of its multiaddrs',
@@ -111,31 +126,31 @@ describe('synod node flags', () => {
     for (const argv of bad) {
       let caught: unknown;
       try {
-        parseNodeArgs(argv, { SYNOD_PASSPHRASE: 'pw' });
+        parseNodeArgs(argv, { SYNOD_PASSPHRASE: 'a passphrase for the test' });
       } catch (e) {
         caught = e;
       }
       expect(caught).toBeInstanceOf(Error);
     }
     expect(() => parseNodeArgs([], {})).toThrow(CliUsageError);
-    expect(() => parseNodeArgs(['--host', 'localhost'], { SYNOD_PASSPHRASE: 'pw' })).toThrow(
-      '--host must be an IP address',
-    );
-    expect(() => parseNodeArgs(['--health-host', 'localhost'], { SYNOD_PASSPHRASE: 'pw' })).toThrow(
-      '--health-host must be an IP address',
-    );
+    expect(() =>
+      parseNodeArgs(['--host', 'localhost'], { SYNOD_PASSPHRASE: 'a passphrase for the test' }),
+    ).toThrow('--host must be an IP address');
+    expect(() =>
+      parseNodeArgs(['--health-host', 'localhost'], { SYNOD_PASSPHRASE: 'a passphrase for the test' }),
+    ).toThrow('--health-host must be an IP address');
     expect(parseNodeArgs(['--help'], {})).toBe('help');
     const peer = '12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA';
     const o = parseNodeArgs(
       ['--bootstrap', `/ip4/127.0.0.1/tcp/1/p2p/${peer}, /ip4/127.0.0.1/tcp/2/ws/p2p/${peer}`],
-      { SYNOD_PASSPHRASE: 'pw' },
+      { SYNOD_PASSPHRASE: 'a passphrase for the test' },
     );
     expect(o !== 'help' && o.bootstrap).toEqual([
       `/ip4/127.0.0.1/tcp/1/p2p/${peer}`,
       `/ip4/127.0.0.1/tcp/2/ws/p2p/${peer}`,
     ]);
     const g = parseNodeArgs(['--gun', 'http://127.0.0.1:8765/gun, ws://127.0.0.1:8766/gun'], {
-      SYNOD_PASSPHRASE: 'pw',
+      SYNOD_PASSPHRASE: 'a passphrase for the test',
     });
     expect(g !== 'help' && g.gun).toEqual(['http://127.0.0.1:8765/gun', 'ws://127.0.0.1:8766/gun']);
   });
@@ -145,7 +160,7 @@ describe("synod node flag values, as strict as the relay's", () => {
   /** The message of the error `argv` is refused with (a usage error: one line, exit 2). */
   const refusal = (argv: string[]): string => {
     try {
-      parseNodeArgs(argv, { SYNOD_PASSPHRASE: 'pw' });
+      parseNodeArgs(argv, { SYNOD_PASSPHRASE: 'a passphrase for the test' });
     } catch (e) {
       return (e as Error).message;
     }
@@ -188,7 +203,7 @@ describe("synod node flag values, as strict as the relay's", () => {
   test('numbers in digits are taken', () => {
     const o = parseNodeArgs(
       ['--http-port', '29001', '--tcp-port', '0', '--ws-port', '65535', '--threads', '2', '--max-queue=100'],
-      { SYNOD_PASSPHRASE: 'pw' },
+      { SYNOD_PASSPHRASE: 'a passphrase for the test' },
     );
     expect(o !== 'help' && [o.httpPort, o.tcpPort, o.wsPort, o.threads, o.maxQueue]).toEqual([
       29001, 0, 65535, 2, 100,
@@ -201,17 +216,23 @@ describe('--dial', () => {
 
   test('a --bootstrap peer the node would never dial (not loopback, without --dial any) is a usage error', () => {
     for (const address of [`/ip4/192.0.2.7/tcp/60000/p2p/${peer}`, `/dns4/localhost/tcp/60000/p2p/${peer}`]) {
-      expect(() => parseNodeArgs(['--bootstrap', address], { SYNOD_PASSPHRASE: 'pw' })).toThrow(
+      expect(() =>
+        parseNodeArgs(['--bootstrap', address], { SYNOD_PASSPHRASE: 'a passphrase for the test' }),
+      ).toThrow(
         `--bootstrap ${address} is not a loopback IP address (127.0.0.0/8, ::1), and this node dials no other unless --dial any is given`,
       );
-      const o = parseNodeArgs(['--bootstrap', address, '--dial', 'any'], { SYNOD_PASSPHRASE: 'pw' });
+      const o = parseNodeArgs(['--bootstrap', address, '--dial', 'any'], {
+        SYNOD_PASSPHRASE: 'a passphrase for the test',
+      });
       expect(o !== 'help' && [o.dial, o.bootstrap]).toEqual(['any', [address]]);
     }
-    const local = parseNodeArgs(['--bootstrap', `/ip6/::1/tcp/1/p2p/${peer}`], { SYNOD_PASSPHRASE: 'pw' });
+    const local = parseNodeArgs(['--bootstrap', `/ip6/::1/tcp/1/p2p/${peer}`], {
+      SYNOD_PASSPHRASE: 'a passphrase for the test',
+    });
     expect(local !== 'help' && local.dial).toBe('loopback');
-    expect(() => parseNodeArgs(['--dial', 'everything'], { SYNOD_PASSPHRASE: 'pw' })).toThrow(
-      '--dial must be one of loopback, any',
-    );
+    expect(() =>
+      parseNodeArgs(['--dial', 'everything'], { SYNOD_PASSPHRASE: 'a passphrase for the test' }),
+    ).toThrow('--dial must be one of loopback, any');
   });
 
   test('--dial any reaches a peer named by a DNS name (here localhost), which the default never dials', async () => {
@@ -228,7 +249,7 @@ describe('--dial', () => {
           ],
           ...extra,
         ],
-        { SYNOD_PASSPHRASE: 'pw' },
+        { SYNOD_PASSPHRASE: 'a passphrase for the test' },
       );
       if (o === 'help') throw new Error('unexpected help');
       return runNode(o, () => undefined);
@@ -256,18 +277,18 @@ describe('--health-host and --quiet', () => {
   test('/healthz and /metrics listen on 127.0.0.1 by default, whatever --host the P2P ports listen on', () => {
     // Parsed only: nothing listens here.
     for (const host of ['127.0.0.1', '0.0.0.0', '::']) {
-      const o = parseNodeArgs(['--host', host], { SYNOD_PASSPHRASE: 'pw' });
+      const o = parseNodeArgs(['--host', host], { SYNOD_PASSPHRASE: 'a passphrase for the test' });
       expect(o !== 'help' && [o.host, o.healthHost]).toEqual([host, '127.0.0.1']);
     }
     const o = parseNodeArgs(['--host', '127.0.0.1', '--health-host', '127.0.0.1'], {
-      SYNOD_PASSPHRASE: 'pw',
+      SYNOD_PASSPHRASE: 'a passphrase for the test',
     });
     expect(o !== 'help' && [o.host, o.healthHost]).toEqual(['127.0.0.1', '127.0.0.1']);
   });
 
   test('--quiet turns the per-request log lines off', () => {
-    const loud = parseNodeArgs([], { SYNOD_PASSPHRASE: 'pw' });
-    const quiet = parseNodeArgs(['--quiet'], { SYNOD_PASSPHRASE: 'pw' });
+    const loud = parseNodeArgs([], { SYNOD_PASSPHRASE: 'a passphrase for the test' });
+    const quiet = parseNodeArgs(['--quiet'], { SYNOD_PASSPHRASE: 'a passphrase for the test' });
     expect(loud !== 'help' && loud.quiet).toBe(false);
     expect(quiet !== 'help' && quiet.quiet).toBe(true);
   });
@@ -290,7 +311,7 @@ describe('--health-host and --quiet', () => {
           ...['--role', 'follower', '--host', '127.0.0.1', '--health-host', apart],
           ...['--identity', join(dir, 'apart', 'id.json'), '--db', join(dir, 'apart', 'state.db')],
         ],
-        { SYNOD_PASSPHRASE: 'pw' },
+        { SYNOD_PASSPHRASE: 'a passphrase for the test' },
       );
       if (options === 'help') throw new Error('unexpected help');
       const logs: Record<string, unknown>[] = [];
@@ -328,9 +349,9 @@ test('the URL of /healthz logged for an IPv6 --host has it in brackets', () => {
 describe('identity file', () => {
   test('created once, reopened with the passphrase, refused with another', async () => {
     const path = join(dir, 'id', 'identity.json');
-    const a = await loadOrCreateIdentity(path, 'correct');
+    const a = await loadOrCreateIdentity(path, 'correct horse');
     expect(a.created).toBe(true);
-    const b = await loadOrCreateIdentity(path, 'correct');
+    const b = await loadOrCreateIdentity(path, 'correct horse');
     expect(b.created).toBe(false);
     expect(b.key.nodeId).toBe(a.key.nodeId);
     let caught: unknown;
@@ -348,7 +369,7 @@ async function startFailure(
   args: string[],
   log: (e: Record<string, unknown>) => void = () => undefined,
 ): Promise<unknown> {
-  const options = parseNodeArgs(args, { SYNOD_PASSPHRASE: 'pw' });
+  const options = parseNodeArgs(args, { SYNOD_PASSPHRASE: 'a passphrase for the test' });
   if (options === 'help') throw new Error('unexpected help');
   try {
     await runNode(options, log);
@@ -438,7 +459,7 @@ describe('synod node start failures', () => {
           join(dir, 'many-coordinators', 's.db'),
         ],
       ],
-      { SYNOD_PASSPHRASE: 'pw' },
+      { SYNOD_PASSPHRASE: 'a passphrase for the test' },
     );
     if (options === 'help') throw new Error('unexpected help');
     const logs: Record<string, unknown>[] = [];
@@ -454,7 +475,9 @@ describe('synod node start failures', () => {
   test("a node started on a copy of a running node's key file is IDENTITY_IN_USE, naming the node id", async () => {
     const first = join(dir, 'copied-key', 'id.json');
     const args = (identity: string, db: string) =>
-      parseNodeArgs(['--role', 'follower', '--identity', identity, '--db', db], { SYNOD_PASSPHRASE: 'pw' });
+      parseNodeArgs(['--role', 'follower', '--identity', identity, '--db', db], {
+        SYNOD_PASSPHRASE: 'a passphrase for the test',
+      });
     const options = args(first, join(dir, 'copied-key', 'a.db'));
     if (options === 'help') throw new Error('unexpected help');
     const running = await runNode(options, () => undefined);
@@ -577,7 +600,7 @@ describe('synod node --gpu auto', () => {
         ...['--gpu', 'auto', '--models-dir', TEST_MODELS_DIR],
         ...['--identity', join(dir, 'gpu-auto', 'id.json'), '--db', join(dir, 'gpu-auto', 'state.db')],
       ],
-      { SYNOD_PASSPHRASE: 'pw' },
+      { SYNOD_PASSPHRASE: 'a passphrase for the test' },
     );
     if (options === 'help') throw new Error('unexpected help');
     const logs: Record<string, unknown>[] = [];
@@ -619,7 +642,11 @@ async function startFollower(name: string, extra: string[]) {
       join(dir, name, 'state.db'),
       ...extra,
     ],
-    { env: { ...process.env, SYNOD_PASSPHRASE: 'pw' }, stdout: 'pipe', stderr: 'pipe' },
+    {
+      env: { ...process.env, SYNOD_PASSPHRASE: 'a passphrase for the test' },
+      stdout: 'pipe',
+      stderr: 'pipe',
+    },
   );
   const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
   let stdout = '';
@@ -735,7 +762,11 @@ describe('synod node as a process', () => {
           // Another state file too: the key is what two nodes must not share.
           ...['--db', join(dir, 'twice', 'other-state.db')],
         ],
-        { env: { ...process.env, SYNOD_PASSPHRASE: 'pw' }, stdout: 'pipe', stderr: 'pipe' },
+        {
+          env: { ...process.env, SYNOD_PASSPHRASE: 'a passphrase for the test' },
+          stdout: 'pipe',
+          stderr: 'pipe',
+        },
       );
       expect(await second.exited).toBe(1);
       const lines = (await new Response(second.stdout as ReadableStream).text())
@@ -758,25 +789,25 @@ describe('synod node as a process', () => {
     ]);
     try {
       await session.until('Passphrase');
-      session.type('s3cret\r');
+      session.type('s3cret passphrase\r');
       await session.until('again');
-      session.type('s3cret\r');
+      session.type('s3cret passphrase\r');
       await session.until('"node started"');
       session.child.kill('SIGTERM');
       expect(await session.child.exited).toBe(0);
-      expect(session.output()).not.toContain('s3cret');
+      expect(session.output()).not.toContain('s3cret passphrase');
     } finally {
       session.child.kill('SIGKILL');
     }
-    expect((await loadOrCreateIdentity(identity, 's3cret')).created).toBe(false);
+    expect((await loadOrCreateIdentity(identity, 's3cret passphrase')).created).toBe(false);
     // Two that differ create nothing: exit 2.
     const other = join(dir, 'asked', 'other.json');
     const mismatch = inTerminal(['--role', 'follower', '--identity', other]);
     try {
       await mismatch.until('Passphrase');
-      mismatch.type('one\r');
+      mismatch.type('first passphrase\r');
       await mismatch.until('again');
-      mismatch.type('two\r');
+      mismatch.type('second passphrase\r');
       expect(await mismatch.child.exited).toBe(2);
       expect(mismatch.output()).toContain('PASSPHRASE_MISMATCH');
       expect(existsSync(other)).toBe(false);
@@ -785,10 +816,86 @@ describe('synod node as a process', () => {
     }
   });
 
+  test('in a terminal, a new key refuses a passphrase under 8 characters before asking again (exit 2, no file)', async () => {
+    const identity = join(dir, 'asked-short', 'id.json');
+    const session = inTerminal(['--role', 'follower', '--identity', identity]);
+    try {
+      await session.until('at least 8 characters');
+      session.type('short\r');
+      expect(await session.child.exited).toBe(2);
+      expect(session.output()).toContain('PASSPHRASE_TOO_SHORT');
+      expect(session.output()).not.toContain('again');
+      expect(existsSync(identity)).toBe(false);
+    } finally {
+      session.child.kill('SIGKILL');
+    }
+  });
+
+  test('in a terminal, an existing key opens with the short passphrase it was sealed with', async () => {
+    const identity = join(dir, 'asked-old', 'id.json');
+    mkdirSync(join(dir, 'asked-old'));
+    const key = await NodeKey.generate();
+    writeFileSync(identity, JSON.stringify(await sealNodeKey(key, 'old', { N: 2 ** 10 })), { mode: 0o600 });
+    const session = inTerminal([
+      ...['--role', 'follower', '--identity', identity, '--db', join(dir, 'asked-old', 'state.db')],
+    ]);
+    try {
+      await session.until('Passphrase of the node key');
+      session.type('old\r');
+      await session.until('"node started"');
+      session.child.kill('SIGTERM');
+      expect(await session.child.exited).toBe(0);
+    } finally {
+      session.child.kill('SIGKILL');
+    }
+  });
+
+  test('in a terminal, an empty passphrase is said as such; Ctrl-C at the prompt stops before the start (exit 0)', async () => {
+    const identity = join(dir, 'asked-empty', 'id.json');
+    const empty = inTerminal(['--role', 'follower', '--identity', identity]);
+    try {
+      await empty.until('Passphrase');
+      empty.type('\r');
+      expect(await empty.child.exited).toBe(2);
+      expect(empty.output()).toContain('the passphrase must not be empty');
+      expect(empty.output()).not.toContain('in a terminal to type it');
+    } finally {
+      empty.child.kill('SIGKILL');
+    }
+    const interrupted = inTerminal(['--role', 'follower', '--identity', identity]);
+    try {
+      await interrupted.until('Passphrase');
+      interrupted.type('\u0003');
+      expect(await interrupted.child.exited).toBe(0);
+      expect(interrupted.output()).toContain('"stopped before the start"');
+      expect(interrupted.output()).not.toContain('PASSPHRASE_NOT_GIVEN');
+      expect(existsSync(identity)).toBe(false);
+    } finally {
+      interrupted.child.kill('SIGKILL');
+    }
+  });
+
+  test('without a passphrase or a terminal, a bad flag is said, not the passphrase (exit 2)', async () => {
+    const { SYNOD_PASSPHRASE: _, ...env } = process.env;
+    const child = Bun.spawn(
+      [process.execPath, resolve(import.meta.dir, 'main.ts'), 'node', '--threads', '0x10'],
+      {
+        env,
+        stdin: 'ignore',
+        stdout: 'pipe',
+        stderr: 'pipe',
+      },
+    );
+    expect(await child.exited).toBe(2);
+    const said = await new Response(child.stderr as ReadableStream).text();
+    expect(said).toContain('--threads must be a whole number from 1 to 64, got "0x10"');
+    expect(said).not.toContain('passphrase');
+  });
+
   test('a bad flag exits 2 with the usage text', async () => {
     const main = resolve(import.meta.dir, 'main.ts');
     const child = Bun.spawn([process.execPath, main, 'node', '--threads', 'many'], {
-      env: { ...process.env, SYNOD_PASSPHRASE: 'pw' },
+      env: { ...process.env, SYNOD_PASSPHRASE: 'a passphrase for the test' },
       stdout: 'pipe',
       stderr: 'pipe',
     });
@@ -798,7 +905,7 @@ describe('synod node as a process', () => {
     );
     // A negative number: one line (not parseArgs' three), naming the flag and what it takes.
     const negative = Bun.spawn([process.execPath, main, 'node', '--tcp-port', '-1'], {
-      env: { ...process.env, SYNOD_PASSPHRASE: 'pw' },
+      env: { ...process.env, SYNOD_PASSPHRASE: 'a passphrase for the test' },
       stdout: 'pipe',
       stderr: 'pipe',
     });
@@ -807,7 +914,7 @@ describe('synod node as a process', () => {
       'synod node: --tcp-port must be a port number (0-65535, digits only), got "-1" (synod node --help lists every flag)\n',
     );
     const badHealth = Bun.spawn([process.execPath, main, 'node', '--health-host', 'localhost'], {
-      env: { ...process.env, SYNOD_PASSPHRASE: 'pw' },
+      env: { ...process.env, SYNOD_PASSPHRASE: 'a passphrase for the test' },
       stdout: 'pipe',
       stderr: 'pipe',
     });
@@ -835,7 +942,11 @@ describe('synod node as a process', () => {
         ...['--identity', join(dir, 'r', 'id.json'), '--db', join(dir, 'r', 'state.db')],
         ...['--models-dir', modelsDir, '--http-port', http, '--tcp-port', tcp, '--ws-port', ws],
       ],
-      { env: { ...process.env, SYNOD_PASSPHRASE: 'pw' }, stdout: 'pipe', stderr: 'pipe' },
+      {
+        env: { ...process.env, SYNOD_PASSPHRASE: 'a passphrase for the test' },
+        stdout: 'pipe',
+        stderr: 'pipe',
+      },
     );
     try {
       const stdout = (child.stdout as ReadableStream<Uint8Array>).getReader();

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Client, createClient } from '@libsql/client';
 import { multiaddr } from '@multiformats/multiaddr';
-import { isSynodError, LIMITS } from '@synod/shared';
+import { checkNewPassphrase, isSynodError, LIMITS, MIN_PASSPHRASE_LENGTH } from '@synod/shared';
 import { measureEmbedder, measureEngine } from '../inference/capability.ts';
 import type { Engine } from '../inference/engine.ts';
 import { InferenceError, isInferenceError } from '../inference/errors.ts';
@@ -24,7 +24,7 @@ import { LocalFileError } from './file-error.ts';
 import { loadOrCreateIdentity, lockIdentity, lockNodeKey } from './identity-file.ts';
 import { renderNodeMetrics } from './metrics-text.ts';
 import { nodeHealth } from './node-health.ts';
-import { promptPassphrase } from './passphrase-prompt.ts';
+import { PassphrasePromptAborted, promptPassphrase } from './passphrase-prompt.ts';
 import { watchPeers } from './peer-watch.ts';
 import { checkPortsFree, PortInUseError } from './ports-free.ts';
 import { ownerOnlyFile } from './private-file.ts';
@@ -37,7 +37,8 @@ Usage: synod node [options]
 
   --identity FILE        sealed node key (created when absent)       [.data/node/identity.json]
   --passphrase-env VAR   environment variable holding the passphrase  [SYNOD_PASSPHRASE]
-                         (unset, in a terminal: asked for, twice for a new key)
+                         (unset, in a terminal: asked for, twice for a new key; a new key's
+                         has 8 characters or more, PASSPHRASE_TOO_SHORT, an existing key's any)
   --role ROLE            node (serve models) | follower               [node]
   --models-dir DIR       models directory                             [$SYNOD_MODELS_DIR or ../shared/models]
   --engine NAME          llama-cpp | transformers                     [llama-cpp]
@@ -81,8 +82,9 @@ tokens), "revealed" (sealSize), then "verdict" (status; outcome accepted, reject
 reason, or not-sealed; winner: whether its output won) or "request expired" (reason). A stop
 (SIGINT/SIGTERM/SIGHUP) first finishes the requests the node is computing or committed to, up to 60 s,
 taking no new one ("stopping: finishing the requests this node owes first"); a second Ctrl-C stops at
-once (exit 130). Exit codes: 0 on SIGINT/SIGTERM/SIGHUP (during the start too), 1 on a start failure (its
-line says why, with a code), 2 on bad flags.`;
+once (exit 130). Exit codes: 0 on SIGINT/SIGTERM/SIGHUP (during the start too, and Ctrl-C at the
+passphrase prompt), 1 on a start failure (its line says why, with a code), 2 on bad flags (each checked
+before the passphrase is asked for).`;
 
 export interface NodeCliOptions {
   identity: string;
@@ -339,12 +341,8 @@ export function parseNodeArgs(
         'log line, not the 12D3KooW… peer id of its multiaddrs)',
     );
   }
-  const passphraseVar = values['passphrase-env'] as string;
-  const passphrase = env[passphraseVar];
-  if (!passphrase) throw new PassphraseMissing(passphraseVar);
-  return {
+  const options: Omit<NodeCliOptions, 'passphrase'> = {
     identity: values.identity as string,
-    passphrase,
     role: oneOf('role', values.role as string, ['node', 'follower'] as const),
     modelsDir: (values['models-dir'] as string | undefined) ?? modelsRootFromEnv('../shared/models'),
     engine,
@@ -368,6 +366,11 @@ export function parseNodeArgs(
     maxQueue: parseWholeNumber('--max-queue', values['max-queue'] as string, 1, 10_000),
     quiet: values.quiet as boolean,
   };
+  // Last: a flag that is wrong is said as such, not hidden behind the passphrase that is missing.
+  const passphraseVar = values['passphrase-env'] as string;
+  const passphrase = env[passphraseVar];
+  if (!passphrase) throw new PassphraseMissing(passphraseVar);
+  return { ...options, passphrase };
 }
 
 export interface RunningNode {
@@ -707,6 +710,16 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     try {
       options = await withTypedPassphrase(argv, e.variable);
     } catch (failed) {
+      if (failed instanceof PassphrasePromptAborted && failed.interrupted) {
+        // Ctrl-C at the prompt is a stop, as a SIGINT during the start: exit 0, nothing was opened.
+        log({
+          level: 'info',
+          msg: 'stopped before the start',
+          code: 'START_ABORTED',
+          reason: failed.message,
+        });
+        return 0;
+      }
       const code = (failed as { code?: unknown }).code;
       console.error(
         `synod node: ${(failed as Error).message}${typeof code === 'string' ? ` (${code})` : ''}`,
@@ -786,11 +799,12 @@ async function withTypedPassphrase(argv: string[], variable: string): Promise<No
   const creating = !existsSync(checked.identity);
   const passphrase = await promptPassphrase({
     prompt: creating
-      ? `Passphrase to seal the new node key ${resolve(checked.identity)}: `
+      ? `Passphrase to seal the new node key ${resolve(checked.identity)} (at least ${MIN_PASSPHRASE_LENGTH} characters): `
       : `Passphrase of the node key ${resolve(checked.identity)}: `,
     confirm: creating,
+    // A passphrase too short for a new key is refused before it is typed a second time.
+    check: checkNewPassphrase,
   });
-  if (passphrase === '') throw new PassphraseMissing(variable);
   return { ...checked, passphrase };
 }
 

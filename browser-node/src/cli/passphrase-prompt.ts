@@ -1,9 +1,21 @@
-/** The person at the terminal pressed Ctrl-C (or closed the input) while asked for the passphrase. */
+/**
+ * The person at the terminal pressed Ctrl-C (`interrupted`: a stop, as a SIGINT would be) or closed the
+ * input (Ctrl-D) while asked for the passphrase.
+ */
 export class PassphrasePromptAborted extends Error {
   readonly code = 'PASSPHRASE_NOT_GIVEN';
-  constructor() {
-    super('no passphrase was given');
+  constructor(readonly interrupted: boolean) {
+    super(interrupted ? 'interrupted (Ctrl-C) at the passphrase prompt' : 'no passphrase was given');
     this.name = 'PassphrasePromptAborted';
+  }
+}
+
+/** Enter pressed with nothing typed. */
+export class PassphraseEmpty extends Error {
+  readonly code = 'PASSPHRASE_EMPTY';
+  constructor() {
+    super('the passphrase must not be empty');
+    this.name = 'PassphraseEmpty';
   }
 }
 
@@ -19,12 +31,19 @@ export class PassphraseMismatch extends Error {
 /**
  * Ask for a passphrase on the terminal (stdin a TTY), without echoing it: the prompt goes to stderr,
  * since stdout is the node's JSON log. Enter ends it, Backspace takes a character back, Ctrl-C or the
- * end of input rejects with PassphrasePromptAborted. For a key not created yet, `confirm` asks twice and
- * rejects with PassphraseMismatch when the two differ.
+ * end of input rejects with PassphrasePromptAborted, and nothing typed with PassphraseEmpty. For a key
+ * not created yet, `confirm` asks twice and rejects with PassphraseMismatch when the two differ;
+ * `check` may refuse the first (a new key's too short passphrase) before it is asked again.
  */
-export async function promptPassphrase(o: { prompt: string; confirm: boolean }): Promise<string> {
+export async function promptPassphrase(o: {
+  prompt: string;
+  confirm: boolean;
+  check?: (passphrase: string) => void;
+}): Promise<string> {
   const first = await readHidden(o.prompt);
+  if (first === '') throw new PassphraseEmpty();
   if (!o.confirm) return first;
+  o.check?.(first);
   const again = await readHidden('Type it again: ');
   if (again !== first) throw new PassphraseMismatch();
   return first;
@@ -46,12 +65,12 @@ function readHidden(prompt: string): Promise<string> {
       if (error) reject(error);
       else resolve(text);
     };
-    const onEnd = () => done(new PassphrasePromptAborted());
+    const onEnd = () => done(new PassphrasePromptAborted(false));
     const onData = (chunk: Buffer | string) => {
       for (const ch of chunk.toString()) {
         if (ch === '\r' || ch === '\n') return done(null);
-        // Ctrl-C, Ctrl-D
-        if (ch === '\u0003' || ch === '\u0004') return done(new PassphrasePromptAborted());
+        if (ch === '\u0003') return done(new PassphrasePromptAborted(true)); // Ctrl-C
+        if (ch === '\u0004') return done(new PassphrasePromptAborted(false)); // Ctrl-D
         if (ch === '\u007f' || ch === '\b') text = [...text].slice(0, -1).join('');
         else text += ch;
       }
