@@ -6,7 +6,7 @@ import { MemoryNetwork } from '../p2p/memory.ts';
 import { heartbeatPacket, testKey, waitFor } from '../p2p/test-fixtures.ts';
 import { topicOfPacketType } from '../p2p/topics.ts';
 import { renderNodeMetrics } from './metrics-text.ts';
-import { nodeHealth } from './node-health.ts';
+import { NO_PEERS_GRACE_MS, nodeHealth, PeerlessClock } from './node-health.ts';
 
 describe('/healthz and /metrics of a headless node', () => {
   test('a store that cannot be written is a 503 STORE_FAILING, and shows in the metrics', async () => {
@@ -94,6 +94,39 @@ describe('/healthz and /metrics of a headless node', () => {
     }
   });
 
+  test('with no peer, NO_PEERS at once when told of --bootstrap peers, else past a grace of 30 s from the last peer', async () => {
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(175));
+    const node = new SynodNode({ key, role: 'follower', transports: [new MemoryNetwork().join(key.nodeId)] });
+    await node.start();
+    try {
+      const m = node.metrics();
+      expect(m.peers).toBe(0);
+      const startedAt = 1_000_000;
+      const told = { bootstrap: ['/ip4/127.0.0.1/tcp/1/p2p/x'], db: 'state.db', startedAt };
+      expect(nodeHealth(m, { ...told, now: startedAt }).body).toMatchObject({
+        ok: false,
+        reason: 'NO_PEERS',
+      });
+      const untold = { bootstrap: [], db: 'state.db', startedAt };
+      const clock = new PeerlessClock(startedAt);
+      const at = (now: number, peers: number) =>
+        nodeHealth(
+          { ...m, peers, topicPeers: peers },
+          { ...untold, now, peerlessSince: clock.look(peers, now) },
+        );
+      expect(at(startedAt + NO_PEERS_GRACE_MS - 1, 0).status).toBe(200);
+      const alone = at(startedAt + NO_PEERS_GRACE_MS, 0);
+      expect(alone).toMatchObject({ status: 503, body: { ok: false, reason: 'NO_PEERS' } });
+      expect(String(alone.body['hint'])).toContain('no --bootstrap was given: this node dials no one');
+      // Dialled by a relay: healthy; left again, the grace counts from then, not from the start.
+      expect(at(startedAt + 40_000, 1).body['reason']).toBeUndefined();
+      expect(at(startedAt + 50_000, 0).body['reason']).toBeUndefined();
+      expect(at(startedAt + 50_000 + NO_PEERS_GRACE_MS, 0).body['reason']).toBe('NO_PEERS');
+    } finally {
+      await node.close();
+    }
+  });
+
   test('connected and hearing nothing for a minute is a 503 NETWORK_SILENT; a message heard ends it', async () => {
     const net = new MemoryNetwork();
     const peer = net.join('peer');
@@ -116,10 +149,15 @@ describe('/healthz and /metrics of a headless node', () => {
       await waitFor(() => node.metrics().intake.lastOfferedAt !== null);
       const heardAt = node.metrics().intake.lastOfferedAt as number;
       expect(nodeHealth(node.metrics(), { ...options, now: heardAt + 30_000 }).status).toBe(200);
-      // Alone (no peer), a node is NO_PEERS when it was given --bootstrap peers, never NETWORK_SILENT.
+      // Alone (no peer), a node is NO_PEERS past the grace (--bootstrap or not), never NETWORK_SILENT.
       await peer.close();
       await waitFor(() => node.metrics().peers === 0);
-      expect(nodeHealth(node.metrics(), { ...options, now: heardAt + 120_000 }).status).toBe(200);
+      const alone = nodeHealth(node.metrics(), {
+        ...options,
+        now: heardAt + 120_000,
+        peerlessSince: heardAt,
+      });
+      expect(alone.body).toMatchObject({ ok: false, reason: 'NO_PEERS' });
     } finally {
       await node.close();
     }

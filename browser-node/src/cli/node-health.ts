@@ -4,8 +4,10 @@ import type { NodeMetrics } from '../node/synod-node.ts';
  * The answer of a headless node's `/healthz`: 200 while it can serve, else 503 with a stable reason, so
  * a supervisor or load balancer sees it. `STORE_FAILING`: its state file could not be written (a full
  * disk), and it picks up no request until a write succeeds. `CLOCK_SKEW`: its clock is more than 5 s
- * off its peers' (see `clockSkew`). `NO_PEERS`: it was told where the network is
- * (`--bootstrap`) but is connected to no one, so it does nothing for it (as the relay's /healthz).
+ * off its peers' (see `clockSkew`). `NO_PEERS`: it is connected to no one, so it does nothing for the
+ * network (as the relay's /healthz): at once when it was told where the network is (`--bootstrap`), else
+ * once it has had no peer for `NO_PEERS_GRACE_MS` (`peerlessSince`, from `PeerlessClock`; the start when
+ * not given), time for a relay or node that dials it to have done so.
  * `NO_TOPIC_PEERS`: it is connected, but none of its peers is on its topics (another `--waku-cluster`).
  * `NETWORK_SILENT`: it is connected, but has heard nothing for `NETWORK_SILENT_MS` (see `networkSilence`).
  * `KEY_IN_USE_ELSEWHERE`, first: another process signs with this node's key (`NodeMetrics.keyElsewhere`),
@@ -13,9 +15,18 @@ import type { NodeMetrics } from '../node/synod-node.ts';
  */
 export function nodeHealth(
   m: NodeMetrics,
-  o: { bootstrap: readonly string[]; db: string; wakuCluster?: number; now?: number; startedAt?: number },
+  o: {
+    bootstrap: readonly string[];
+    db: string;
+    wakuCluster?: number;
+    now?: number;
+    startedAt?: number;
+    /** Since when it has had no peer (`PeerlessClock.look`), null while it has some. */
+    peerlessSince?: number | null;
+  },
 ): { status: 200 | 503; body: Record<string, unknown> } {
   const skew = clockSkew(m);
+  const alone = m.peers === 0 ? aloneFor(o) : null;
   const silent =
     o.now === undefined || o.startedAt === undefined ? null : networkSilence(m, o.now, o.startedAt);
   const elsewhere = m.keyElsewhere?.active ? m.keyElsewhere : null;
@@ -31,11 +42,8 @@ export function nodeHealth(
         }
       : skew !== null
         ? { reason: 'CLOCK_SKEW', hint: skew }
-        : o.bootstrap.length > 0 && m.peers === 0
-          ? {
-              reason: 'NO_PEERS',
-              hint: 'none of the --bootstrap peers could be reached, or each was answered by another peer than its multiaddr names (BOOTSTRAP_PEER_MISMATCH in the log)',
-            }
+        : alone !== null
+          ? { reason: 'NO_PEERS', hint: noPeersHint(o.bootstrap, alone) }
           : m.peers > 0 && m.topicPeers === 0
             ? { reason: 'NO_TOPIC_PEERS', hint: noTopicPeersHint(o.wakuCluster) }
             : silent !== null
@@ -55,6 +63,50 @@ export function nodeHealth(
       clockOffsetMs: m.clock.offsetMs,
     },
   };
+}
+
+/**
+ * How long a node without `--bootstrap` may have no peer before it is unhealthy (NO_PEERS) and says so in
+ * its log: it dials no one, and a relay or node that dials it (heartbeats every 10 s, redials within
+ * seconds) has done so by then.
+ */
+export const NO_PEERS_GRACE_MS = 30_000;
+
+/** Since when a node has had no peer, as seen at each look: the start until a first one is seen. */
+export class PeerlessClock {
+  #since: number | null;
+  constructor(startedAt: number) {
+    this.#since = startedAt;
+  }
+  /** The peers seen now: since when it has had none (null while it has some). */
+  look(peers: number, now: number): number | null {
+    if (peers > 0) this.#since = null;
+    else this.#since ??= now;
+    return this.#since;
+  }
+}
+
+/**
+ * How long a node with no peer has been alone, when that makes it NO_PEERS (ms, 0 when it is told of
+ * `--bootstrap` peers: at once), else null (within the grace).
+ */
+function aloneFor(o: {
+  bootstrap: readonly string[];
+  now?: number;
+  startedAt?: number;
+  peerlessSince?: number | null;
+}): number | null {
+  if (o.bootstrap.length > 0) return 0;
+  const since = o.peerlessSince ?? o.startedAt;
+  if (o.now === undefined || since === undefined) return null;
+  return o.now - since >= NO_PEERS_GRACE_MS ? o.now - since : null;
+}
+
+/** What to check when a node has no peer, with or without `--bootstrap`. */
+export function noPeersHint(bootstrap: readonly string[], aloneMs: number): string {
+  return bootstrap.length > 0
+    ? 'none of the --bootstrap peers could be reached, or each was answered by another peer than its multiaddr names (BOOTSTRAP_PEER_MISMATCH in the log)'
+    : `no peer for ${Math.round(aloneMs / 1000)} s, and no --bootstrap was given: this node dials no one, so it gets work only if a relay or node dials it; pass --bootstrap with a relay's multiaddr (its "relay listening" line; --dial any for one on another machine)`;
 }
 
 /** What to do about another process signing with this node's key, and where it says it is. */

@@ -674,6 +674,10 @@ describe('synod node as a process', () => {
     const { child, started, stdout } = await startFollower('p', ['--gun', 'http://127.0.0.1:9/gun']);
     try {
       for (const line of stdout.split('\n').filter(Boolean)) expect(() => JSON.parse(line)).not.toThrow();
+      // Without --bootstrap it dials no one: said at the start (and healthy until a grace has passed).
+      expect(stdout).toContain(
+        '"no --bootstrap: this node dials no one: it gets work only if a relay or node dials it"',
+      );
       const health = (await (await fetch(`${started.http}/healthz`)).json()) as {
         ok: boolean;
         role: string;

@@ -23,7 +23,7 @@ import { forgottenValueMessage, got, joinNegativeNumbers } from './cli-args.ts';
 import { LocalFileError } from './file-error.ts';
 import { loadOrCreateIdentity, lockIdentity, lockNodeKey } from './identity-file.ts';
 import { renderNodeMetrics } from './metrics-text.ts';
-import { nodeHealth } from './node-health.ts';
+import { NO_PEERS_GRACE_MS, nodeHealth, PeerlessClock } from './node-health.ts';
 import { PassphrasePromptAborted, promptPassphrase } from './passphrase-prompt.ts';
 import { watchPeers } from './peer-watch.ts';
 import { checkPortsFree, PortInUseError } from './ports-free.ts';
@@ -53,6 +53,7 @@ Usage: synod node [options]
   --tcp-port N           libp2p TCP port (0: any free)                [0]
   --ws-port N            libp2p WebSocket port for browsers (0: any)  [0]
   --bootstrap ADDRS      comma-separated multiaddrs with /p2p/<id>    []
+                         (none: it dials no one, and is dialled or idle; NO_BOOTSTRAP warning)
   --dial POLICY          loopback: dial 127.0.0.0/8 and ::1 only (one machine); any: other
                          hosts too, e.g. a relay on another machine     [loopback]
   --coordinators IDS     node ids (64 hex, comma-separated) of the relays whose requests it
@@ -66,7 +67,8 @@ Usage: synod node [options]
   --health-host ADDR     IP address /healthz and /metrics listen on   [127.0.0.1]
                          (apart from --host: a node open to peers keeps them to itself)
   --http-port N          /healthz and /metrics port (0: any free)     [0]
-                         (/healthz is 503 NO_PEERS while none of --bootstrap is reached,
+                         (/healthz is 503 NO_PEERS while none of --bootstrap is reached, or,
+                         without --bootstrap, after 30 s with no peer,
                          STORE_FAILING from a failed write to --db, e.g. a full disk, until one works,
                          CLOCK_SKEW while this clock is over 5 s off its peers')
   --db FILE              local state (libSQL file)                    [.data/node/state.db]
@@ -628,6 +630,8 @@ async function startNode(
   );
   // A node that has heard nothing yet has been silent since it joined (`NETWORK_SILENT`).
   const startedAt = Date.now();
+  // Alone since the start until a first peer: NO_PEERS past a grace, --bootstrap or not.
+  const peerless = new PeerlessClock(startedAt);
 
   const serve = (options: Parameters<typeof Bun.serve>[0]) => {
     try {
@@ -644,7 +648,10 @@ async function startNode(
     fetch(req) {
       const path = new URL(req.url).pathname;
       if (path === '/healthz') {
-        const { status, body } = nodeHealth(node.metrics(), { ...o, now: Date.now(), startedAt });
+        const m = node.metrics();
+        const now = Date.now();
+        const peerlessSince = peerless.look(m.peers, now);
+        const { status, body } = nodeHealth(m, { ...o, now, startedAt, peerlessSince });
         return Response.json(body, { status });
       }
       if (path === '/metrics') {
@@ -658,12 +665,17 @@ async function startNode(
   startup.opened(() => http.stop(true));
   startup.opened(
     watchPeers({
-      peers: () => node.peers(),
+      peers: () => {
+        const peers = node.peers();
+        peerless.look(peers, Date.now());
+        return peers;
+      },
       topicPeers: () => node.topicPeers(),
       wakuCluster: o.wakuCluster,
       bootstrap: o.bootstrap,
       log,
       intervalMs: PEER_WATCH_MS,
+      aloneGraceMs: NO_PEERS_GRACE_MS,
     }),
   );
   startup.opened(
@@ -677,6 +689,14 @@ async function startNode(
   );
   const httpUrl = httpUrlOf(o.healthHost, http.port ?? o.httpPort);
   const multiaddrs = waku.addresses();
+  if (o.bootstrap.length === 0) {
+    log({
+      level: 'warn',
+      msg: 'no --bootstrap: this node dials no one: it gets work only if a relay or node dials it',
+      code: 'NO_BOOTSTRAP',
+      hint: `pass --bootstrap with a relay's multiaddr (its "relay listening" line; --dial any for one on another machine); alone for ${NO_PEERS_GRACE_MS / 1000} s, /healthz is 503 NO_PEERS`,
+    });
+  }
   log({
     level: 'info',
     msg: 'node started',

@@ -41,6 +41,27 @@ test('bootstrap peers never reached are warned about at the first look; a node w
   expect((await logged([0, 1, 0], [])).map(([msg]) => msg)).toEqual(['no peers: this node hears no request']);
 });
 
+test('a node without --bootstrap that no one dials within the grace is warned about once', async () => {
+  const lines: Array<Record<string, unknown>> = [];
+  let t = 0;
+  const stop = watchPeers({
+    peers: () => 0,
+    bootstrap: [],
+    log: (e) => lines.push(e),
+    intervalMs: 5,
+    aloneGraceMs: 30_000,
+    now: () => t,
+  });
+  await Bun.sleep(30);
+  expect(lines).toEqual([]);
+  t = 30_000;
+  await Bun.sleep(30);
+  stop();
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatchObject({ level: 'warn', code: 'NO_PEERS' });
+  expect(String(lines[0]?.['hint'])).toContain('this node dials no one');
+});
+
 test('peers none of which is on our topics (another --waku-cluster) are warned about at the second look, once, and the end said', async () => {
   const lines: Array<Record<string, unknown>> = [];
   // Looks: [peers, topic peers].

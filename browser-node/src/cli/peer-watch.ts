@@ -4,8 +4,9 @@ import { noTopicPeersHint } from './node-health.ts';
  * Log when a running node loses its last peer or reaches peers again, so an operator reading the log
  * sees an outage (a relay restarted, the network gone) and its end, as /healthz does (503 NO_PEERS).
  * Looked at every `intervalMs`: a warning when the node has no peer, once per outage (at the first look
- * already when it was given `--bootstrap` peers and reached none), and an info line when it has some
- * again. The node keeps dialling its bootstrap peers meanwhile. Returns how to stop watching.
+ * already when it was given `--bootstrap` peers and reached none; without any, when none dialled it
+ * within `aloneGraceMs`, if given), and an info line when it has some again. The node keeps dialling its
+ * bootstrap peers meanwhile. Returns how to stop watching.
  */
 export function watchPeers(o: {
   peers: () => number;
@@ -17,8 +18,13 @@ export function watchPeers(o: {
   intervalMs: number;
   /** Whose log it is: a relay's outage is said in its words (its nodes dial it). Default `node`. */
   who?: 'node' | 'relay';
+  /** Without `--bootstrap`: how long alone from the start is an outage (unset: none until a first peer). */
+  aloneGraceMs?: number;
+  now?: () => number;
 }): () => void {
   const relay = o.who === 'relay';
+  const now = o.now ?? Date.now;
+  const watchedAt = now();
   // Without --bootstrap, a node alone at the start waits to be dialled: nothing to warn about yet.
   let connected = o.bootstrap.length === 0 ? null : false;
   let warned = false;
@@ -50,6 +56,10 @@ export function watchPeers(o: {
   const look = () => {
     const peers = o.peers();
     lookTopics(peers);
+    // Never dialled within the grace: alone, as after an outage.
+    if (peers === 0 && connected === null && o.aloneGraceMs !== undefined) {
+      if (now() - watchedAt >= o.aloneGraceMs) connected = false;
+    }
     if (peers > 0 && connected !== true) {
       if (warned) o.log({ level: 'info', msg: 'peers reached again', peers });
       connected = true;
@@ -65,7 +75,7 @@ export function watchPeers(o: {
           ? "its nodes dial it (--bootstrap with this relay's multiaddrs, as relay listening gives them): check that they run and reach it; requests wait in its log meanwhile"
           : o.bootstrap.length > 0
             ? 'check that the --bootstrap peers (a relay or other nodes) run and can be reached, and that each multiaddr names the peer id listening there (else BOOTSTRAP_PEER_MISMATCH is logged); the node dials them again by itself'
-            : 'no --bootstrap peers were given: pass the multiaddrs of a relay or other nodes',
+            : "no --bootstrap peers were given: this node dials no one, and gets work only if a relay or node dials it; pass --bootstrap with a relay's multiaddr",
       });
       connected = false;
       warned = true;
