@@ -974,7 +974,18 @@ describe('synod node as a process', () => {
         .split('\n')
         .filter(Boolean)
         .map((line) => (JSON.parse(line) as { msg: string }).msg);
-      expect(said).toEqual(['created node identity', 'loading models', 'stopped during the start']);
+      expect(said).toEqual([
+        'created a new node identity: a new node id, with no standing',
+        'loading models',
+        'stopped during the start',
+      ]);
+      const created = JSON.parse(out.split('\n')[0] ?? '') as Record<string, unknown>;
+      expect(created).toMatchObject({
+        level: 'warn',
+        code: 'IDENTITY_CREATED',
+        path: join(dir, 'r', 'id.json'),
+      });
+      expect(String(created['hint'])).toContain('--identity');
       // Promptly, not once the hash (over ten seconds of it on a 2-core machine) was done.
       expect(stoppedMs).toBeLessThan(3_000);
       for (const port of ports) expect(canListen(port)).toBe(true);

@@ -36,6 +36,7 @@ const HELP = `synod node: run a headless Synod node (Bun).
 Usage: synod node [options]
 
   --identity FILE        sealed node key (created when absent)       [.data/node/identity.json]
+                         (created: a new node id, with no standing; IDENTITY_CREATED warning)
   --passphrase-env VAR   environment variable holding the passphrase  [SYNOD_PASSPHRASE]
                          (unset, in a terminal: asked for, twice for a new key; a new key's
                          has 8 characters or more, PASSPHRASE_TOO_SHORT, an existing key's any)
@@ -485,7 +486,19 @@ async function startNode(
   );
   // The key itself too: a copy of the key file at another path is the same key.
   startup.opened(lockNodeKey(key.nodeId, o.identity));
-  log({ level: 'info', msg: created ? 'created node identity' : 'opened node identity', nodeId: key.nodeId });
+  if (created) {
+    // A wrong or moved --identity makes a new key as surely as a first start does: said loudly.
+    log({
+      level: 'warn',
+      msg: 'created a new node identity: a new node id, with no standing',
+      code: 'IDENTITY_CREATED',
+      nodeId: key.nodeId,
+      path: resolve(o.identity),
+      hint: `no key file was at ${resolve(o.identity)}. To run an existing node instead, stop this one and pass its key file with --identity (and its --db)`,
+    });
+  } else {
+    log({ level: 'info', msg: 'opened node identity', nodeId: key.nodeId, path: resolve(o.identity) });
+  }
   if (o.coordinators.length > LIMITS.maxHeartbeatCoordinators) {
     log({
       level: 'warn',
