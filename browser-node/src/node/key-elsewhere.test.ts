@@ -130,10 +130,17 @@ describe('SynodNode: its key in use by another process', () => {
       await Bun.sleep(100);
       expect(said()).toHaveLength(1);
 
-      // The copy stops; a minute later this one serves again, and says nothing more.
+      // The copy stops; a minute later this one serves again, and says so once, with how long it paused.
       await copy.close();
       shift += KEY_ELSEWHERE_MS + 1_000;
       expect(node.metrics().keyElsewhere?.active).toBe(false);
+      const over = () =>
+        lines.filter((l) => l['msg'] === 'key no longer in use elsewhere: taking requests again');
+      expect(over()).toHaveLength(1);
+      expect(over()[0]).toMatchObject({ level: 'info', refused: 1 });
+      expect(Number(over()[0]?.['lastedMs'])).toBeGreaterThanOrEqual(KEY_ELSEWHERE_MS);
+      expect(node.metrics().keyElsewhere?.active).toBe(false);
+      expect(over()).toHaveLength(1);
       expect(health().status).toBe(200);
       const third = request(serving, 3, scheduler.now());
       await relay.submit(third);
@@ -200,4 +207,50 @@ describe('SynodNode: its key in use by another process', () => {
       await serving.close();
     }
   }, 60_000);
+
+  test('the end of a spell is said when it comes, with nothing asking (its own timer)', async () => {
+    let shift = 0;
+    // Timers of a minute or more wait for the test to fire them, as the minute passes.
+    const due: Array<() => void> = [];
+    const scheduler: Scheduler = {
+      now: () => Date.now() + shift,
+      after: (ms, fn) => {
+        if (ms < KEY_ELSEWHERE_MS) return realScheduler.after(ms, fn);
+        due.push(fn);
+        return () => due.splice(due.indexOf(fn) >>> 0, 1);
+      },
+    };
+    const net = new MemoryNetwork();
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(174));
+    const lines: Record<string, unknown>[] = [];
+    const node = new SynodNode({
+      key,
+      role: 'follower',
+      transports: [net.join(key.nodeId)],
+      scheduler,
+      log: (line) => lines.push(line),
+    });
+    const copy = new SynodNode({
+      key,
+      role: 'follower',
+      transports: [net.join('copy-of-the-key')],
+      scheduler,
+      heartbeat: { ...HEARTBEAT, addresses: [] },
+    });
+    await node.start();
+    await copy.start();
+    try {
+      await copy.publishHeartbeat();
+      await until(() => lines.some((l) => l['code'] === 'KEY_IN_USE_ELSEWHERE'));
+      await copy.close();
+      shift += KEY_ELSEWHERE_MS + 1_000;
+      for (const fire of due.splice(0)) fire();
+      const over = lines.filter((l) => l['msg'] === 'key no longer in use elsewhere: taking requests again');
+      expect(over).toHaveLength(1);
+      expect(Number(over[0]?.['lastedMs'])).toBeGreaterThanOrEqual(KEY_ELSEWHERE_MS);
+    } finally {
+      await copy.close();
+      await node.close();
+    }
+  });
 });

@@ -411,6 +411,10 @@ export class SynodNode {
   #keyElsewhere: { heardAt: number; addresses: string[]; software: string | null } | null = null;
   /** Request packets not taken while the key was in use elsewhere. */
   #keyElsewhereRefused = 0;
+  /** When the spell of another process signing with this key began (said), null outside one. */
+  #keyElsewhereSince: number | null = null;
+  /** The timer that says the end of that spell, `KEY_ELSEWHERE_MS` after the copy was last heard. */
+  #keyElsewhereCancel: (() => void) | null = null;
   /** Set by `drain`: the node is stopping, and takes no new request. */
   #draining = false;
   #started = false;
@@ -846,6 +850,7 @@ export class SynodNode {
     this.#heartbeatCancel?.();
     this.#watchdogCancel?.();
     this.#probeCancel?.();
+    this.#keyElsewhereCancel?.();
     this.#reannouncer?.stop();
     for (const cancel of this.#forget.values()) cancel();
     this.#forget.clear();
@@ -1403,9 +1408,28 @@ export class SynodNode {
     );
   }
 
-  /** Whether another process signing with this key was heard within `KEY_ELSEWHERE_MS`. */
+  /**
+   * Whether another process signing with this key was heard within `KEY_ELSEWHERE_MS`. The first look
+   * past a spell (or its timer) says it is over.
+   */
   #keyInUseElsewhere(): boolean {
-    return this.#keyElsewhere !== null && this.#now() - this.#keyElsewhere.heardAt < KEY_ELSEWHERE_MS;
+    const active = this.#keyElsewhere !== null && this.#now() - this.#keyElsewhere.heardAt < KEY_ELSEWHERE_MS;
+    if (!active && this.#keyElsewhereSince !== null) this.#keyElsewhereOver(this.#keyElsewhereSince);
+    return active;
+  }
+
+  /** A spell of KEY_IN_USE_ELSEWHERE is over: one line says so, and how long this node took no request. */
+  #keyElsewhereOver(since: number): void {
+    this.#keyElsewhereSince = null;
+    this.#keyElsewhereCancel?.();
+    this.#keyElsewhereCancel = null;
+    this.#log({
+      level: 'info',
+      msg: 'key no longer in use elsewhere: taking requests again',
+      lastedMs: this.#now() - since,
+      lastHeardAt: new Date(this.#keyElsewhere?.heardAt ?? since).toISOString(),
+      refused: this.#keyElsewhereRefused,
+    });
   }
 
   /**
@@ -1434,7 +1458,16 @@ export class SynodNode {
       how === 'heartbeat' || last === null
         ? { heardAt: this.#now(), ...other }
         : { ...last, heardAt: this.#now() };
+    // Its end is said when it comes, even if nothing asks (a margin past it, for the clock's rounding).
+    this.#keyElsewhereCancel?.();
+    this.#keyElsewhereCancel = this.#closed
+      ? null
+      : this.#scheduler.after(KEY_ELSEWHERE_MS + 100, () => {
+          this.#keyElsewhereCancel = null;
+          this.#keyInUseElsewhere();
+        });
     if (already) return;
+    this.#keyElsewhereSince = this.#now();
     this.#log({
       level: 'error',
       msg: "another process signs with this node's key",
