@@ -588,6 +588,10 @@ describe('synod node start failures', () => {
     expect(e.hint).toContain('--models-dir');
     expect(e.hint).toContain('270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d');
     expect(e.hint).not.toContain('ensure()');
+    // Where to get it, for a box set up from scratch.
+    expect(e.hint).toContain(
+      'https://huggingface.co/ggml-org/models/resolve/main/tinyllamas/stories260K.gguf',
+    );
     // Found missing before a key was made: no key file is left for a node that never ran.
     expect(existsSync(join(dir, 'missing', 'id.json'))).toBe(false);
   });

@@ -920,7 +920,7 @@ function modelMissing(dir: ModelsDir, id: string, cause: InferenceError): Infere
     {
       details: { ...cause.details, id, path },
       hint:
-        `copy ${entry.path}${entry.sha256 ? ` (sha256 ${entry.sha256})` : ''} into ${dir.root}, ` +
+        `${dir.sourceHint(id)}${entry.hub === undefined ? '' : ` (or copy ${entry.path} there)`}, ` +
         'or point --models-dir (or $SYNOD_MODELS_DIR) at the directory that holds it',
       cause,
     },

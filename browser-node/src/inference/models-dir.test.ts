@@ -143,6 +143,31 @@ describe('ModelsDir', () => {
     expect((err as { details: Record<string, unknown> }).details['actual']).toBe(STORIES_260K_SHA256);
   });
 
+  test('a missing or wrong model says where to download it: its hub URL, its path and its sha256', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'synod-models-'));
+    const url = 'https://huggingface.co/ggml-org/models/resolve/main/tinyllamas/stories260K.gguf';
+    const path = join(root, 'stories260K.gguf');
+    try {
+      const models = new ModelsDir({ root });
+      expect(models.sourceHint('stories260K')).toBe(
+        `download ${url} to ${path} (sha256 ${STORIES_260K_SHA256}): curl -fL --create-dirs -o ${path} ${url} && sha256sum ${path}`,
+      );
+      const missing = await expectCode(models.resolve('stories260K'), 'MODEL_NOT_FOUND');
+      expect((missing as { hint: string }).hint).toBe(models.sourceHint('stories260K'));
+      await writeFile(path, 'not the model');
+      const wrong = await expectCode(models.resolve('stories260K'), 'MODEL_HASH_MISMATCH');
+      expect((wrong as { hint: string }).hint).toStartWith('the file is corrupt');
+      expect((wrong as { hint: string }).hint).toContain(url);
+      expect((wrong as { hint: string }).hint).toContain(STORIES_260K_SHA256);
+      // A model with no hub source: what to copy where.
+      expect(models.sourceHint('glove-static-100d')).toBe(
+        `copy glove-static-100d (sha256 ${DEFAULT_MODEL_MANIFEST['glove-static-100d']?.sha256}) into ${root}`,
+      );
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   test('an empty model file (a copy cut short) is said to be empty, with its path', async () => {
     const root = await mkdtemp(join(tmpdir(), 'synod-models-'));
     try {

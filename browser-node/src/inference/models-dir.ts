@@ -339,6 +339,30 @@ export class ModelsDir {
     return abs;
   }
 
+  /**
+   * Where to get a model's files, for a person setting a box up: the hub URL of each file
+   * (`hubFileUrl`, under `hubBaseUrl`) and where it goes, with the sha256 to check; without a hub
+   * source, the file or folder to copy into the directory. The hint of MODEL_NOT_FOUND and
+   * MODEL_HASH_MISMATCH. Reaches no network.
+   */
+  sourceHint(id: string): string {
+    const entry = this.entry(id);
+    const path = this.pathOf(id);
+    const sha = entry.sha256 === undefined ? '' : ` (sha256 ${entry.sha256})`;
+    const hub = entry.hub;
+    if (hub === undefined) return `copy ${entry.path}${sha} into ${this.root}`;
+    if (entry.kind === 'file') {
+      const url = hubFileUrl(hub, hub.files[0] ?? entry.path, this.hubBaseUrl);
+      return `download ${url} to ${path}${sha}: curl -fL --create-dirs -o ${path} ${url} && sha256sum ${path}`;
+    }
+    const files = hub.files.map((file) => {
+      const inside =
+        hub.stripPrefix && file.startsWith(hub.stripPrefix) ? file.slice(hub.stripPrefix.length) : file;
+      return `${hubFileUrl(hub, file, this.hubBaseUrl)} to ${join(path, inside)}`;
+    });
+    return `download ${files.join(', ')}${entry.sha256 === undefined ? '' : ` (folder hash ${entry.sha256}: sha256sum of its files sorted by path, hashed)`}`;
+  }
+
   /** Whether the model's files are on disk. */
   async has(id: string): Promise<boolean> {
     const entry = this.entry(id);
@@ -360,14 +384,25 @@ export class ModelsDir {
     if (!(await this.has(id))) {
       throw new InferenceError('MODEL_NOT_FOUND', `model ${id} is not in ${this.root}`, {
         details: { id, path, kind: entry.kind },
-        hint: entry.hub ? 'call ensure() to download it, or copy it there' : 'copy the model there',
+        hint: this.sourceHint(id),
       });
     }
     const fileHash =
       entry.kind === 'file'
         ? await sha256File(path, options.onProgress)
         : (await sha256Folder(path, undefined, options.onProgress)).fileHash;
-    if (entry.sha256 !== undefined) verifyHash(id, entry.sha256, fileHash, path);
+    if (entry.sha256 !== undefined) {
+      try {
+        verifyHash(id, entry.sha256, fileHash, path);
+      } catch (e) {
+        // Not the manifest's bytes: where the right ones are got from, beside what went wrong.
+        if (!(e instanceof InferenceError) || e.hint === undefined) throw e;
+        throw new InferenceError(e.code, e.message, {
+          details: e.details,
+          hint: `${e.hint}; ${this.sourceHint(id)}`,
+        });
+      }
+    }
     if (options.expectedHash !== undefined) verifyHash(id, options.expectedHash, fileHash, path);
     const resolved: ResolvedModel = { id, kind: entry.kind, format: entry.format, path, fileHash };
     return resolved;
