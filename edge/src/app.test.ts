@@ -258,6 +258,10 @@ describe('POST /v1/inference and the request lifecycle', () => {
       nextCursor: null;
     };
     expect(byId).toMatchObject({ nodes: [{ nodeId: one }], nextCursor: null });
+    // The same, as a resource of its own (how a headless contributor reads its standing): the same object.
+    const own = await req(`/v1/nodes/${one}`);
+    expect(own.status).toBe(200);
+    expect(await own.json()).toEqual(JSON.parse(JSON.stringify(byId.nodes[0])));
     const first = (await (await req('/v1/nodes?limit=1')).json()) as { nodes: NodeRow[]; nextCursor: string };
     expect(first.nodes).toHaveLength(1);
     const next = (await (await req(`/v1/nodes?limit=1&cursor=${first.nextCursor}`)).json()) as {
@@ -610,6 +614,9 @@ describe('bad input gets a typed 4xx and stores nothing', () => {
     ['nodes limit in hex', () => req('/v1/nodes?limit=0x10'), 400, 'INVALID_INPUT'],
     ['bad nodes cursor', () => req('/v1/nodes?cursor=10:zz'), 400, 'INVALID_INPUT'],
     ['bad nodes filter', () => req('/v1/nodes?node=abc'), 400, 'INVALID_INPUT'],
+    ['malformed node id', () => req('/v1/nodes/abc'), 400, 'INVALID_INPUT'],
+    ['node id in capitals', () => req(`/v1/nodes/${'AB'.repeat(32)}`), 400, 'INVALID_INPUT'],
+    ['unknown node', () => req(`/v1/nodes/${'0'.repeat(64)}`), 404, 'NOT_FOUND'],
     ['unknown route', () => req('/v2/nothing'), 404, 'NOT_FOUND'],
   ];
 
@@ -903,6 +910,8 @@ describe('rate limits', () => {
       const third = await read('/v1/nodes');
       expect(third.status).toBe(429);
       expect(third.headers.get('retry-after')).toBe('2');
+      // One node by its id: the same bucket.
+      expect((await read(`/v1/nodes/${'0'.repeat(64)}`)).status).toBe(429);
     } finally {
       await limited.close();
     }

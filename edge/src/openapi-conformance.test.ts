@@ -253,6 +253,10 @@ describe('a relay with a serving node: what it answers is what the document decl
       await p.expect(200, 'GET', nodes, `${nodes}${q}`);
     for (const q of ['?limit=501', '?cursor=bad', '?node=xyz'])
       await p.expect(400, 'GET', nodes, `${nodes}${q}`);
+    const node = '/v1/nodes/{nodeId}';
+    await p.expect(200, 'GET', node, `/v1/nodes/${t.nodes[0]?.nodeId}`);
+    await p.expect(404, 'GET', node, `/v1/nodes/${'0'.repeat(64)}`);
+    await p.expect(400, 'GET', node, '/v1/nodes/xyz');
     expect(p.found).toEqual([]);
   });
 });
@@ -363,6 +367,7 @@ describe('a relay with a tight rate limit: each 429 is declared, with its Retry-
     await p.until429('GET', '/v1/inference/{id}', `/v1/inference/${heavy}`);
     await p.until429('GET', '/v1/history');
     await p.until429('GET', '/v1/nodes');
+    await p.until429('GET', '/v1/nodes/{nodeId}', `/v1/nodes/${'0'.repeat(64)}`);
     await p.until429('GET', '/v1/verify/{id}', `/v1/verify/${UNKNOWN_ID}`);
     await p.until429('POST', '/v1/verify', '/v1/verify', () => json({}));
     expect(p.found).toEqual([]);

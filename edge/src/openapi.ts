@@ -406,41 +406,41 @@ const HISTORY_PAGE = object({
   nextCursor: PAGE_CURSOR,
 });
 const COUNT = { type: 'integer', minimum: 0 };
-const NODES_PAGE = object({
-  nodes: {
+/** A node as `/v1/nodes` lists it, and `/v1/nodes/{nodeId}` answers it. */
+const NODE_SUMMARY = object({
+  nodeId: HEX64,
+  role: { ...STRING_OR_NULL, description: 'from its latest heartbeat; null for a node never heard' },
+  software: STRING_OR_NULL,
+  models: { type: 'array', items: { type: 'object' }, description: 'as its latest heartbeat advertised' },
+  embedders: {
     type: 'array',
-    items: object({
-      nodeId: HEX64,
-      role: { ...STRING_OR_NULL, description: 'from its latest heartbeat; null for a node never heard' },
-      software: STRING_OR_NULL,
-      models: { type: 'array', items: { type: 'object' }, description: 'as its latest heartbeat advertised' },
-      embedders: {
-        type: 'array',
-        items: { type: 'object' },
-        description: 'as its latest heartbeat advertised',
-      },
-      tokensPerSecond: { type: 'number' },
-      embeddingsPerSecond: { type: 'number' },
-      coordinators: {
-        type: ['array', 'null'],
-        items: HEX64,
-        description:
-          'the only coordinators (relays) it serves, as its latest heartbeat names them; null: any. A relay not among them does not count it as able to serve its requests',
-      },
-      firstSeen: { type: ['integer', 'null'], description: 'its first heartbeat; null without one' },
-      lastSeen: TIME,
-      reputation: object({
-        score: { type: 'number' },
-        agreements: COUNT,
-        disagreements: COUNT,
-        withheld: COUNT,
-        invalid: COUNT,
-        commits: COUNT,
-        vouched: COUNT,
-        standing: { type: 'integer' },
-      }),
-    }),
+    items: { type: 'object' },
+    description: 'as its latest heartbeat advertised',
   },
+  tokensPerSecond: { type: 'number' },
+  embeddingsPerSecond: { type: 'number' },
+  coordinators: {
+    type: ['array', 'null'],
+    items: HEX64,
+    description:
+      'the only coordinators (relays) it serves, as its latest heartbeat names them; null: any. A relay not among them does not count it as able to serve its requests',
+  },
+  firstSeen: { type: ['integer', 'null'], description: 'its first heartbeat; null without one' },
+  lastSeen: TIME,
+  reputation: object({
+    score: { type: 'number' },
+    agreements: COUNT,
+    disagreements: COUNT,
+    withheld: COUNT,
+    invalid: COUNT,
+    commits: COUNT,
+    vouched: COUNT,
+    standing: { type: 'integer' },
+  }),
+});
+
+const NODES_PAGE = object({
+  nodes: { type: 'array', items: NODE_SUMMARY },
   nextCursor: PAGE_CURSOR,
 });
 
@@ -568,6 +568,7 @@ const SCHEMAS: Record<string, Json> = {
   }),
   HistoryPage: HISTORY_PAGE,
   NodesPage: NODES_PAGE,
+  NodeSummary: NODE_SUMMARY,
   Health: HEALTH,
   Model: MODEL,
   ModelList: object({ object: { const: 'list' }, data: { type: 'array', items: ref('Model') } }),
@@ -826,6 +827,27 @@ export function openApiDocument(version: string): Json {
           responses: {
             '200': json(ref('NodesPage'), 'a page'),
             ...errors(ref('Error'), [400, 429, 503]),
+          },
+        },
+      },
+      '/v1/nodes/{nodeId}': {
+        get: {
+          operationId: 'getNode',
+          summary:
+            'One node: its capabilities and reputation (its standing), as an item of /v1/nodes; 404 for a node this relay has not heard of',
+          security: open,
+          parameters: [
+            {
+              name: 'nodeId',
+              in: 'path',
+              required: true,
+              schema: HEX64,
+              description: 'the node id (64 lowercase hex digits) a node logs as it starts',
+            },
+          ],
+          responses: {
+            '200': json(ref('NodeSummary'), 'the node'),
+            ...errors(ref('Error'), [400, 404, 429, 503]),
           },
         },
       },

@@ -14,7 +14,7 @@ const NODES_CURSOR_RE = /^\d{1,16}:[0-9a-f]{64}$/;
 
 export function mountPublic(app: Hono, deps: EdgeDeps): void {
   // Public reads that page through the database are limited per client address, as /v1/verify is.
-  for (const path of ['/v1/history', '/v1/nodes']) app.use(path, limitReads(deps));
+  for (const path of ['/v1/history', '/v1/nodes', '/v1/nodes/:nodeId']) app.use(path, limitReads(deps));
   // Past the read's one token a page is charged by its size (a page of nodes carries what each
   // heartbeat advertised, and anyone may send heartbeats from fresh keys), and a page asked again is
   // charged what it cost before it is read (see HeavyReads; light pages cost nothing more).
@@ -177,6 +177,32 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
         ...(q['cursor'] !== undefined ? { cursor: q['cursor'] } : {}),
       }),
     );
+  });
+
+  // One node, as /v1/nodes lists it: how a contributor reads its standing by the id its node logged.
+  app.get('/v1/nodes/:nodeId', async (c) => {
+    const nodeId = c.req.param('nodeId');
+    if (!NODE_RE.test(nodeId)) {
+      throw edgeError(
+        400,
+        'INVALID_INPUT',
+        'bad node id: 64 lowercase hex digits, the nodeId of a node\'s "node started" log line',
+      );
+    }
+    return sized(c, async () => {
+      const { nodes } = await deps.store.listNodes({ limit: 1, node: nodeId });
+      const node = nodes[0];
+      if (node === undefined) {
+        throw edgeError(
+          404,
+          'NOT_FOUND',
+          `no node ${nodeId} is known to this relay: it has heard no heartbeat of it and no verdict names it`,
+          undefined,
+          'a node is known once its heartbeat reaches this relay (every 10 s, over a network that includes it): check the node is connected to it (its /healthz) and that the id is the one it logged',
+        );
+      }
+      return node;
+    });
   });
 
   let document: Record<string, unknown> | undefined;
