@@ -154,6 +154,7 @@ export function renderNodeMetrics(m: NodeMetrics): string {
     [{ outcome: 'done' }, m.inferences.done],
     [{ outcome: 'failed' }, m.inferences.failed],
     [{ outcome: 'declined' }, m.inferences.declined],
+    [{ outcome: 'dropped' }, m.inferences.dropped],
   ]);
   metric('synod_tokens_generated_total', 'counter', 'Tokens generated', [[{}, m.inferences.tokens]]);
   metric('synod_tokens_per_second', 'gauge', 'Tokens per second of the last inference', [

@@ -77,6 +77,15 @@ test('drain: a request being computed whose reveal could be due after the drain 
       reason: 'inference-failed',
     });
     expect(published.some((p) => p.type === 'commit')).toBe(false);
+    // Counted: every inference started is done, failed, declined or dropped once it settles.
+    await until(() => node.metrics().inferences.dropped === 1);
+    expect(node.metrics().inferences).toMatchObject({
+      started: 1,
+      done: 0,
+      failed: 0,
+      declined: 0,
+      dropped: 1,
+    });
   } finally {
     await close();
     await serving.close();

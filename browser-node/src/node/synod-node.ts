@@ -267,6 +267,12 @@ export interface NodeMetrics {
     failed: number;
     /** Requests the model cannot run (a prompt longer than its context), declined: not failures. */
     declined: number;
+    /**
+     * Started, then given up before its result was used: its request ended without this node (sealed
+     * without it, expired `not-sealed`, a verdict reached) or a stop gave it up. With `done`, `failed` and
+     * `declined`, every started inference that settled.
+     */
+    dropped: number;
     tokens: number;
     lastTokensPerSecond: number;
   };
@@ -431,7 +437,15 @@ export class SynodNode {
       byType: {} as Partial<Record<PacketType, number>>,
       byReason: {} as Partial<Record<ReannounceReason, number>>,
     },
-    inferences: { started: 0, done: 0, failed: 0, declined: 0, tokens: 0, lastTokensPerSecond: 0 },
+    inferences: {
+      started: 0,
+      done: 0,
+      failed: 0,
+      declined: 0,
+      dropped: 0,
+      tokens: 0,
+      lastTokensPerSecond: 0,
+    },
   };
 
   constructor(options: SynodNodeOptions) {
@@ -1663,7 +1677,10 @@ export class SynodNode {
     serving.queue
       .submit({ requestId: fx.requestId, deadline: fx.deadline, request, embed: true })
       .then((r) => {
-        if (abort.signal.aborted) return;
+        if (abort.signal.aborted) {
+          this.#m.inferences.dropped++;
+          return;
+        }
         hosted.inference = null;
         hosted.inferred = { inferenceMs: r.finishedAt - r.startedAt, tokens: r.tokens };
         this.#m.inferences.done++;
@@ -1690,7 +1707,10 @@ export class SynodNode {
         );
       })
       .catch((e: unknown) => {
-        if (abort.signal.aborted) return;
+        if (abort.signal.aborted) {
+          this.#m.inferences.dropped++;
+          return;
+        }
         hosted.inference = null;
         const reason = (e as { code?: string })?.code ?? String(e);
         const decline = declineOf(e);
