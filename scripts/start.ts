@@ -15,6 +15,8 @@
  * The relay's P2P ports are fixed too, so that a tab left open finds it again after a restart:
  * SYNOD_RELAY_WS_PORT (default SYNOD_RELAY_PORT + 10: the WebSocket port tabs dial), SYNOD_RELAY_TCP_PORT
  * (+ 11: the nodes'), SYNOD_GUN_PORT (+ 12: its Gun relay); with SYNOD_RELAY_PORT 0, all are free ones.
+ * SYNOD_NODE_BASE_PORT fixes the nodes' ports: node i (from 1) takes base + 3(i - 1) for /healthz and
+ * /metrics, + 1 for libp2p TCP, + 2 for WebSocket; 0 or unset, free ones at each start.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -62,6 +64,21 @@ const PORT_VARIABLES: Record<string, string> = {
   '--gun-port': 'SYNOD_GUN_PORT',
 };
 const nodeCount = numberVar('SYNOD_NODES', 3, 64);
+/** Ports each node takes from SYNOD_NODE_BASE_PORT: /healthz and /metrics, libp2p TCP, WebSocket. */
+const PORTS_PER_NODE = 3;
+const nodeBasePort = port('SYNOD_NODE_BASE_PORT', 0);
+if (nodeBasePort !== 0 && nodeBasePort + PORTS_PER_NODE * nodeCount - 1 > 65_535) {
+  console.error(
+    `npm start: SYNOD_NODE_BASE_PORT must leave room for ${nodeCount} nodes of ${PORTS_PER_NODE} ports each ` +
+      `(at most ${65_536 - PORTS_PER_NODE * nodeCount}), got ${JSON.stringify(String(nodeBasePort))}`,
+  );
+  process.exit(2);
+}
+/** Node `i`'s (from 0) port flags: fixed from SYNOD_NODE_BASE_PORT, else any free ones (0). */
+const nodePorts = (i: number) => {
+  const at = (k: number) => String(nodeBasePort === 0 ? 0 : nodeBasePort + PORTS_PER_NODE * i + k);
+  return ['--http-port', at(0), '--tcp-port', at(1), '--ws-port', at(2)];
+};
 const webPort = port('SYNOD_WEB_PORT', 8788);
 const passphrase = process.env['SYNOD_PASSPHRASE'] ?? 'synod-local-development';
 const chainPort = port('SYNOD_CHAIN_PORT', 8545);
@@ -289,6 +306,7 @@ const nodes = await Promise.all(
         models,
         '--bootstrap',
         bootstrap,
+        ...nodePorts(i),
         // They serve this relay's requests only: another key's copy of one is refused.
         '--coordinators',
         relay.coordinator,
@@ -296,6 +314,12 @@ const nodes = await Promise.all(
       ],
       (line) => {
         const j = json(line);
+        // A fixed port taken: set here by SYNOD_NODE_BASE_PORT, which is said.
+        if (j['code'] === 'EADDRINUSE' && nodeBasePort !== 0) {
+          console.error(
+            `[node-${i + 1}] its ports come from SYNOD_NODE_BASE_PORT (${nodeBasePort}): give it a base with ${PORTS_PER_NODE * nodeCount} free ports (0 for free ones)`,
+          );
+        }
         return j['msg'] === 'node started' ? (j as { nodeId: string; http: string }) : undefined;
       },
       120_000,

@@ -18,6 +18,8 @@ const data = mkdtempSync(join(tmpdir(), 'synod-npm-start-'));
 let proc: Subprocess<'ignore', 'pipe', 'pipe'>;
 let out = '';
 const ports = { relay: 0, web: 0, chain: 0, ws: 0, tcp: 0, gun: 0 };
+/** The nodes' first port (SYNOD_NODE_BASE_PORT): 9 from it, in the range kept for ports set by hand. */
+const NODE_BASE_PORT = 49_620;
 
 /** The value printed after `label` in the start-up banner. */
 function printed(label: string): string {
@@ -108,6 +110,8 @@ beforeAll(async () => {
       SYNOD_RELAY_WS_PORT: String(ports.ws),
       SYNOD_RELAY_TCP_PORT: String(ports.tcp),
       SYNOD_GUN_PORT: String(ports.gun),
+      // The nodes' ports fixed from a base: node i at base + 3(i - 1) (its /healthz), + 1, + 2.
+      SYNOD_NODE_BASE_PORT: String(NODE_BASE_PORT),
     },
     stdin: 'ignore',
     stdout: 'pipe',
@@ -208,7 +212,7 @@ describe('npm start (the local network)', () => {
     };
     expect(config.bootstrap).toEqual([expect.stringContaining(`/tcp/${ports.ws}/ws/p2p/`)]);
     const nodes = [...out.matchAll(/health (http:\/\/127\.0\.0\.1:\d+)\/healthz/g)].map((m) => m[1]);
-    expect(nodes).toHaveLength(3);
+    expect(nodes).toEqual([0, 3, 6].map((k) => `http://127.0.0.1:${NODE_BASE_PORT + k}`));
     for (const n of nodes) expect((await fetch(`${n}/healthz`)).status).toBe(200);
     const chain = JSON.parse(readFileSync(join(data, 'chain.json'), 'utf8')) as {
       oracle: string;
@@ -360,6 +364,7 @@ describe('npm start (the local network)', () => {
       ['SYNOD_RELAY_WS_PORT', 'abc'],
       ['SYNOD_RELAY_PORT', '70000'],
       ['SYNOD_NODES', '-1'],
+      ['SYNOD_NODE_BASE_PORT', '0x10'],
     ] as const) {
       const ran = await runCommand([process.execPath, 'scripts/start.ts'], {
         cwd: ROOT,
@@ -371,6 +376,17 @@ describe('npm start (the local network)', () => {
       });
       expect(ran.out).not.toContain('local network is up');
     }
+    // A base with no room for every node's three ports.
+    const tooHigh = await runCommand([process.execPath, 'scripts/start.ts'], {
+      cwd: ROOT,
+      env: { SYNOD_DATA_DIR: join(data, 'refused'), SYNOD_NODE_BASE_PORT: '65534' },
+    });
+    expect({ code: tooHigh.code, err: tooHigh.err.trim() }).toEqual({
+      code: 2,
+      err: expect.stringContaining(
+        'npm start: SYNOD_NODE_BASE_PORT must leave room for 3 nodes of 3 ports each',
+      ),
+    });
   });
 
   test('Ctrl-C stops every process it started', async () => {
