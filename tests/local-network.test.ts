@@ -18,8 +18,12 @@ const data = mkdtempSync(join(tmpdir(), 'synod-npm-start-'));
 let proc: Subprocess<'ignore', 'pipe', 'pipe'>;
 let out = '';
 const ports = { relay: 0, web: 0, chain: 0, ws: 0, tcp: 0, gun: 0 };
-/** The nodes' first port (SYNOD_NODE_BASE_PORT): 9 from it, in the range kept for ports set by hand. */
-const NODE_BASE_PORT = 49_620;
+/**
+ * The nodes' first port (SYNOD_NODE_BASE_PORT): 9 from it, below Linux's ephemeral range (32768-60999),
+ * so that no port the system hands out (a free port another test asked for, a connection's own end) can
+ * be one of them.
+ */
+const NODE_BASE_PORT = 31_620;
 
 /** The value printed after `label` in the start-up banner. */
 function printed(label: string): string {
