@@ -2,7 +2,7 @@ import { describe, expect, test } from 'bun:test';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { multiaddr } from '@multiformats/multiaddr';
 import { waitFor } from './test-fixtures.ts';
-import type { WakuRelayLogLine, WakuRelayOptions } from './waku-relay.ts';
+import { BOOTSTRAP_DIAL_FAILED_HINT, type WakuRelayLogLine, type WakuRelayOptions } from './waku-relay.ts';
 import { createHeadlessWakuRelay } from './waku-relay-headless.ts';
 import { addressOf, closedAfterEach } from './waku-test-transports.ts';
 
@@ -19,7 +19,11 @@ async function libp2pKey(): Promise<NonNullable<WakuRelayOptions['privateKey']>>
   return (await generateKeyPair('Ed25519')) as unknown as NonNullable<WakuRelayOptions['privateKey']>;
 }
 
-const mismatches = (lines: WakuRelayLogLine[]) => lines.filter((l) => l.code === 'BOOTSTRAP_PEER_MISMATCH');
+type Line<C extends WakuRelayLogLine['code']> = Extract<WakuRelayLogLine, { code: C }>;
+const mismatches = (lines: WakuRelayLogLine[]) =>
+  lines.filter((l): l is Line<'BOOTSTRAP_PEER_MISMATCH'> => l.code === 'BOOTSTRAP_PEER_MISMATCH');
+const dialFailures = (lines: WakuRelayLogLine[]) =>
+  lines.filter((l): l is Line<'BOOTSTRAP_DIAL_FAILED'> => l.code === 'BOOTSTRAP_DIAL_FAILED');
 
 describe('a dialled multiaddr is held to the peer id it names', () => {
   test(
@@ -101,6 +105,55 @@ describe('a dialled multiaddr is held to the peer id it names', () => {
       expect(mismatches(lines).map((l) => l.actual)).toEqual([firstImpostor, impostor.peerId]);
       expect(node.peers()).toEqual([]);
       expect(impostor.peers()).toEqual([]);
+    },
+    LONG,
+  );
+
+  test(
+    'a bootstrap address nothing listens at is logged once a spell (BOOTSTRAP_DIAL_FAILED), and again when the failure changes kind',
+    async () => {
+      const relayKey = await libp2pKey();
+      // the relay's id and a port of its, free again (a start and a stop)
+      const first = await createHeadlessWakuRelay({ privateKey: relayKey });
+      const relayId = first.peerId;
+      const address = addressOf(first, false);
+      const tcpPort = portOf(address);
+      await first.close();
+      const lines: WakuRelayLogLine[] = [];
+      const node = track(
+        await createHeadlessWakuRelay({ bootstrap: [address], reconnect, log: (l) => lines.push(l) }),
+      );
+      await waitFor(() => node.stats().redials >= 3, LONG, 'redials');
+      // one line for the spell, however many dials failed
+      expect(lines).toHaveLength(1);
+      expect(dialFailures(lines)).toEqual([
+        {
+          level: 'warn',
+          msg: 'a bootstrap address could not be dialled: not connected',
+          code: 'BOOTSTRAP_DIAL_FAILED',
+          address,
+          expected: relayId,
+          error: expect.any(String),
+          hint: BOOTSTRAP_DIAL_FAILED_HINT,
+        },
+      ]);
+      expect(dialFailures(lines)[0]?.error).not.toBe('');
+
+      // another peer listens there: a mismatch, said as that (not as one more dial failure)
+      const impostor = track(await createHeadlessWakuRelay({ tcpPort }));
+      await waitFor(() => mismatches(lines).length === 1, LONG, 'the mismatch');
+      expect(dialFailures(lines)).toHaveLength(1);
+      // it goes: refused again, a new spell
+      await impostor.close();
+      await waitFor(() => dialFailures(lines).length === 2, LONG, 'the second dial failure');
+      // the relay is back: reached by itself, and nothing more said
+      track(await createHeadlessWakuRelay({ privateKey: relayKey, tcpPort }));
+      await waitFor(() => node.peers().includes(relayId), LONG, 'the relay');
+      expect(lines.map((l) => l.code)).toEqual([
+        'BOOTSTRAP_DIAL_FAILED',
+        'BOOTSTRAP_PEER_MISMATCH',
+        'BOOTSTRAP_DIAL_FAILED',
+      ]);
     },
     LONG,
   );

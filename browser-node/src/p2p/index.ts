@@ -59,6 +59,7 @@ export {
   type Unsubscribe,
 } from './transport.ts';
 export {
+  BOOTSTRAP_DIAL_FAILED_HINT,
   BOOTSTRAP_PEER_MISMATCH_HINT,
   createWakuRelayTransport,
   DEFAULT_CLUSTER_ID,

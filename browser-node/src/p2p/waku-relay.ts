@@ -67,7 +67,9 @@
  * outbound connection whose remote peer (as Noise proved it) is not the one its multiaddr names, before
  * any stream is opened on it; at a bootstrap address that is logged once a spell with code
  * `BOOTSTRAP_PEER_MISMATCH` (`log`), and the address is dialled again with the backoff, so the peer it
- * names is reached once it listens there.
+ * names is reached once it listens there. A redial of a bootstrap address that fails otherwise (nothing
+ * listens there, the dial policy refuses it, the network is down) is logged too, with code
+ * `BOOTSTRAP_DIAL_FAILED`: once a spell, as a mismatch is, and again when the failure changes kind.
  */
 
 import { type GossipSub, type GossipsubOpts, gossipsub } from '@chainsafe/libp2p-gossipsub';
@@ -194,20 +196,37 @@ export interface WakuRelayOptions {
 export const BOOTSTRAP_PEER_MISMATCH_HINT =
   'the --bootstrap multiaddr names another peer id than the one listening there: copy the multiaddr the peer prints at start';
 
+/** The hint of `BOOTSTRAP_DIAL_FAILED`. */
+export const BOOTSTRAP_DIAL_FAILED_HINT =
+  'check that the peer runs and listens at that address (a browser dials its /ws address only), and that the dial policy allows it; it is dialled again by itself';
+
 /**
- * A line for the node's log. `BOOTSTRAP_PEER_MISMATCH`: the peer answering at a bootstrap address is
- * not the one its `/p2p/` names (`expected`), but `actual`; the connection was closed. Once a spell per
- * bootstrap address: again only after the peer it names was reached.
+ * A line for the node's log, once a spell per bootstrap address (again only after the peer it names was
+ * reached, or when the failure changes kind: refused, then answered by another peer).
+ *
+ *   BOOTSTRAP_PEER_MISMATCH  the peer answering at a bootstrap address is not the one its `/p2p/` names
+ *                            (`expected`), but `actual`; the connection was closed
+ *   BOOTSTRAP_DIAL_FAILED    a redial of a bootstrap address failed otherwise (`error`: libp2p's message)
  */
-export type WakuRelayLogLine = {
-  level: 'warn';
-  msg: string;
-  code: 'BOOTSTRAP_PEER_MISMATCH';
-  address: string;
-  expected: string;
-  actual: string;
-  hint: string;
-};
+export type WakuRelayLogLine =
+  | {
+      level: 'warn';
+      msg: string;
+      code: 'BOOTSTRAP_PEER_MISMATCH';
+      address: string;
+      expected: string;
+      actual: string;
+      hint: string;
+    }
+  | {
+      level: 'warn';
+      msg: string;
+      code: 'BOOTSTRAP_DIAL_FAILED';
+      address: string;
+      expected: string;
+      error: string;
+      hint: string;
+    };
 
 export interface WakuRelayStats {
   /** Messages judged by the forward validator (before gossipsub forwards or dispatches them). */
@@ -669,10 +688,24 @@ export class WakuRelayTransport implements Transport {
       if (joined) for (const listener of this.#joined) listener(peer);
     });
     node.addEventListener('peer:disconnect', this.#onPeerGone);
-    this.#redial = new BootstrapRedialer(node, options.bootstrap ?? [], options.reconnect ?? {}, () => {
-      this.#stats.redials++;
-    });
     const log = options.log ?? (() => {});
+    this.#redial = new BootstrapRedialer(node, options.bootstrap ?? [], options.reconnect ?? {}, {
+      onRedial: () => {
+        this.#stats.redials++;
+      },
+      onDialFailed: (address, expected, error) => {
+        if (this.#closed) return;
+        log({
+          level: 'warn',
+          msg: 'a bootstrap address could not be dialled: not connected',
+          code: 'BOOTSTRAP_DIAL_FAILED',
+          address: address.toString(),
+          expected,
+          error: dialErrorText(error),
+          hint: BOOTSTRAP_DIAL_FAILED_HINT,
+        });
+      },
+    });
     mismatches.onMismatch = (address, expected, actual) => {
       if (this.#closed || !this.#redial.mismatch(address, expected)) return;
       log({
@@ -902,15 +935,32 @@ export interface RedialOptions {
 
 /**
  * A bootstrap address the redialer keeps. `peer`: the id its `/p2p/` names; `cancel`: the pending
- * redial's, while one is armed; `mismatched`: set while a spell of answers by another peer there is on
- * (logged at its start).
+ * redial's, while one is armed; `failing`: the kind of the spell of failures there (logged at its
+ * start), until the peer is reached; `answeredByAnother`: the dial under way was closed at the gate as
+ * a mismatch (said as that, not as a dial failure).
  */
 interface BootstrapAddress {
   address: Multiaddr;
   peer: string;
   failures: number;
   cancel?: () => void;
-  mismatched?: true;
+  failing?: 'mismatch' | 'dial';
+  answeredByAnother?: true;
+}
+
+/** What the redialer tells its transport. */
+interface RedialEvents {
+  onRedial(): void;
+  /** A redial failed (not as a mismatch), the first of a spell of such failures at `address`. */
+  onDialFailed(address: Multiaddr, expected: string, error: unknown): void;
+}
+
+/** libp2p's dial error in a line: its message, and its inner errors' (an AggregateError of addresses). */
+function dialErrorText(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const inner = error instanceof AggregateError ? error.errors.map((e) => dialErrorText(e)) : [];
+  const text = error.message || error.name;
+  return inner.length > 0 ? `${text} (${[...new Set(inner)].join('; ')})` : text;
 }
 
 /**
@@ -926,14 +976,15 @@ class BootstrapRedialer {
   readonly #initialMs: number;
   readonly #maxMs: number;
   readonly #after: Scheduler['after'];
-  readonly #onRedial: () => void;
+  readonly #events: RedialEvents;
   #stopped = false;
   readonly #onConnect = (event: CustomEvent<{ toString(): string }>) => {
     const id = event.detail.toString();
     for (const entry of this.#entries) {
       if (entry.peer !== id) continue;
       entry.failures = 0;
-      delete entry.mismatched;
+      delete entry.failing;
+      delete entry.answeredByAnother;
       entry.cancel?.();
       delete entry.cancel;
     }
@@ -943,12 +994,12 @@ class BootstrapRedialer {
     for (const entry of this.#entries) if (entry.peer === id) this.#schedule(entry);
   };
 
-  constructor(node: Libp2p<Services>, bootstrap: string[], reconnect: RedialOptions, onRedial: () => void) {
+  constructor(node: Libp2p<Services>, bootstrap: string[], reconnect: RedialOptions, events: RedialEvents) {
     this.#node = node;
     this.#initialMs = reconnect.initialMs ?? 1000;
     this.#maxMs = reconnect.maxMs ?? DEFAULT_REDIAL_MAX_MS;
     this.#after = reconnect.after ?? realScheduler.after;
-    this.#onRedial = onRedial;
+    this.#events = events;
     const addresses = new Map(bootstrap.map((a) => [multiaddr(a).toString(), multiaddr(a)]));
     this.#entries = [...addresses.values()].map((address) => ({
       address,
@@ -970,8 +1021,10 @@ class BootstrapRedialer {
     const entry =
       this.#entries.find((e) => e.peer === expected && e.address.equals(address)) ??
       this.#entries.find((e) => e.peer === expected);
-    if (entry === undefined || entry.mismatched) return false;
-    entry.mismatched = true;
+    if (entry === undefined) return false;
+    entry.answeredByAnother = true;
+    if (entry.failing === 'mismatch') return false;
+    entry.failing = 'mismatch';
     return true;
   }
 
@@ -989,13 +1042,20 @@ class BootstrapRedialer {
       delete entry.cancel;
       if (this.#stopped) return;
       if (this.#node.getConnections().some((c) => c.remotePeer.toString() === entry.peer)) return;
-      this.#onRedial();
+      this.#events.onRedial();
+      delete entry.answeredByAnother;
       this.#node.dial(entry.address).then(
         () => {
           entry.failures = 0;
         },
-        () => {
+        (error: unknown) => {
           entry.failures++;
+          // A mismatch was logged as such (by the gate): any other failure starts a spell of its own.
+          if (entry.answeredByAnother) delete entry.answeredByAnother;
+          else if (entry.failing !== 'dial' && !this.#stopped) {
+            entry.failing = 'dial';
+            this.#events.onDialFailed(entry.address, entry.peer, error);
+          }
           this.#schedule(entry);
         },
       );
