@@ -126,6 +126,11 @@ function render(api: SynodPageApi): void {
   text('phase', phaseText(s));
   text('peer-id', s.peerId ?? '—');
   text('peers', String(s.peers.length));
+  // Why no bootstrap peer was reached (the transport's latest warning, with its code), until one is.
+  const warning = s.transportWarning;
+  $('peer-warning-label').hidden = warning === null;
+  $('peer-warning').hidden = warning === null;
+  text('peer-warning', warning === null ? '' : `${warning.code}: ${warning.message}; ${warning.hint}`);
   text(
     'persistence',
     s.persistent === null

@@ -2,13 +2,16 @@
  * The contributor app serving in a real quorum while what is around it changes, in headless Chromium
  * and driven through its UI: the Serve box turned off during an inference and on again, the site's
  * IndexedDB cleared under the running tab, the tab locked and unlocked again, the relay the tab joined
- * through restarted. Each time the tab's requests must end with exactly one commitment from its node id
+ * through restarted (the page saying why it is not connected meanwhile: refused, then another peer at
+ * the relay's address). Each time the tab's requests must end with exactly one commitment from its node id
  * and a reveal, or not be taken at all; never a reload.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { Page } from 'playwright-core';
 import type { BrowserNodeStatus } from '../../browser-node/src/browser/browser-node.ts';
 import type {} from '../../browser-node/src/browser/main.ts';
+import { BOOTSTRAP_PEER_MISMATCH_HINT } from '../../browser-node/src/p2p/waku-relay.ts';
+import { createHeadlessWakuRelay } from '../../browser-node/src/p2p/waku-relay-headless.ts';
 import { type Chrome, launchChromium, until } from '../../tests/support/chromium.ts';
 import { startWebServer, type WebServer } from './serve.ts';
 import { startTestQuorum, type TestQuorum } from './test-quorum.ts';
@@ -215,8 +218,28 @@ describe('a serving tab while things change around it', () => {
     async () => {
       const restart = await q.stopRelay();
       await until('the tab to lose its peer', async () => (await status()).peers.length === 0, 60_000);
+      // Why it is not connected is said under the peers line, with a code: nothing listens there…
+      await page.waitForSelector('#peer-warning:has-text("BOOTSTRAP_DIAL_FAILED")', { timeout: 30_000 });
+      expect(await page.textContent('#peer-warning')).toStartWith(
+        `BOOTSTRAP_DIAL_FAILED: the bootstrap address ${q.ws} could not be dialled (`,
+      );
+      // …then another peer answers at the relay's address: said so, with the peer id expected.
+      const relayPeer = q.ws.split('/p2p/')[1] as string;
+      const impostor = await createHeadlessWakuRelay({ wsPort: Number(/\/tcp\/(\d+)\/ws/.exec(q.ws)?.[1]) });
+      try {
+        await page.waitForSelector('#peer-warning:has-text("BOOTSTRAP_PEER_MISMATCH")', { timeout: 30_000 });
+        expect(await page.textContent('#peer-warning')).toBe(
+          `BOOTSTRAP_PEER_MISMATCH: the bootstrap address ${q.ws} is answered by peer ${impostor.peerId}, expected ${relayPeer}: not connected; ${BOOTSTRAP_PEER_MISMATCH_HINT}`,
+        );
+        expect(await page.isVisible('#peer-warning-label')).toBe(true);
+      } finally {
+        await impostor.close();
+      }
       await restart.start();
       await until('the tab to reconnect', async () => (await status()).peers.length > 0, 60_000);
+      // Connected: the warning is gone.
+      await page.waitForSelector('#peer-warning', { state: 'hidden', timeout: 10_000 });
+      expect((await status()).transportWarning).toBeNull();
       await until(
         'the coordinator to hear the tab again',
         () => q.coordinator.knownNodes(3_000).some((n) => n.nodeId === nodeId),

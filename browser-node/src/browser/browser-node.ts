@@ -5,7 +5,11 @@ import { coordinatorTrust } from '../node/coordinator-trust.ts';
 import type { MachineStore } from '../node/machine-store.ts';
 import { type NodeMetrics, SynodNode } from '../node/synod-node.ts';
 import type { GossipsubUpkeepStats } from '../p2p/gossipsub-upkeep.ts';
-import { createWakuRelayTransport, type WakuRelayTransport } from '../p2p/waku-relay.ts';
+import {
+  createWakuRelayTransport,
+  type WakuRelayLogLine,
+  type WakuRelayTransport,
+} from '../p2p/waku-relay.ts';
 import { FollowerStoreView, inFlightNodeWork } from './in-flight.ts';
 import { KEY_STORAGE_ITEM, loadOrCreateBrowserKey, storedNodeId } from './key-store.ts';
 import { openTabStore } from './reopening-store.ts';
@@ -104,9 +108,34 @@ export interface RevealRecord {
   at: number;
 }
 
+/**
+ * The transport's latest warning, with its code: why a bootstrap peer was not reached
+ * (`BOOTSTRAP_PEER_MISMATCH`: another peer answers at its address; `BOOTSTRAP_DIAL_FAILED`: the dial
+ * failed). Kept until a peer connects (or the tab locks).
+ */
+export interface TransportWarning {
+  code: WakuRelayLogLine['code'];
+  /** What happened, with the address and peer ids. */
+  message: string;
+  /** What to do. */
+  hint: string;
+  at: number;
+}
+
+/** A transport's log line as the page says it. */
+export function transportWarningOf(line: WakuRelayLogLine, at = Date.now()): TransportWarning {
+  const message =
+    line.code === 'BOOTSTRAP_PEER_MISMATCH'
+      ? `the bootstrap address ${line.address} is answered by peer ${line.actual}, expected ${line.expected}: not connected`
+      : `the bootstrap address ${line.address} could not be dialled (${line.error}): not connected`;
+  return { code: line.code, message, hint: line.hint, at };
+}
+
 export interface BrowserNodeStatus {
   phase: BrowserNodePhase;
   error: string | null;
+  /** The transport's latest warning, until a peer connects (see TransportWarning). */
+  transportWarning: TransportWarning | null;
   /** Node id of the stored key (known before unlock), then of the opened key. */
   nodeId: string | null;
   keyCreated: boolean;
@@ -164,6 +193,7 @@ export class BrowserNode {
   readonly config: BrowserNodeConfig;
   #phase: BrowserNodePhase = 'locked';
   #error: string | null = null;
+  #transportWarning: TransportWarning | null = null;
   #keyCreated = false;
   #key: Awaited<ReturnType<typeof loadOrCreateBrowserKey>>['key'] | null = null;
   #lock: TabLock | null = null;
@@ -268,10 +298,18 @@ export class BrowserNode {
         reconnect: { initialMs: 500, maxMs: 5_000, after: (ms, fn) => this.#timers.after(ms, fn) },
         // Gossipsub's heartbeat and score decay too: a hidden tab keeps its mesh repaired on time.
         upkeep: this.#timers,
-        // BOOTSTRAP_PEER_MISMATCH: a bootstrap address answered by another peer than it names.
-        log: (line) => console.warn('[synod]', line.msg, line),
+        // BOOTSTRAP_PEER_MISMATCH (a bootstrap address answered by another peer than it names) and
+        // BOOTSTRAP_DIAL_FAILED: said in the status too, as the page cannot read the console.
+        log: (line) => {
+          console.warn('[synod]', line.msg, line);
+          this.#transportWarning = transportWarningOf(line);
+          this.#changed();
+        },
       });
-      this.#transport.node.addEventListener('peer:connect', () => this.#changed());
+      this.#transport.node.addEventListener('peer:connect', () => {
+        this.#transportWarning = null;
+        this.#changed();
+      });
       this.#transport.node.addEventListener('peer:disconnect', () => this.#changed());
       await this.#startDriver(resume ? 'node' : 'follower');
       this.#phase = 'running';
@@ -316,6 +354,7 @@ export class BrowserNode {
   /** Close what an unlock opened (the node, transport, store, models, tab lock) and drop the key. */
   async #leave(): Promise<void> {
     this.#key = null;
+    this.#transportWarning = null;
     this.#keyCreated = false;
     await this.#node?.close().catch(() => {});
     this.#node = null;
@@ -516,6 +555,7 @@ export class BrowserNode {
     return {
       phase: this.#phase,
       error: this.#error,
+      transportWarning: this.#transportWarning,
       nodeId: this.#key?.nodeId ?? safeStoredNodeId(this.config.keyItem),
       keyCreated: this.#keyCreated,
       persistent: this.#storePersistent,
