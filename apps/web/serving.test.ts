@@ -177,6 +177,11 @@ describe('a serving tab while things change around it', () => {
       );
       await page.click('#lock-key');
       await page.waitForSelector('#phase:text-is("locked")', { timeout: 120_000 });
+      // What the page counted since it opened stays: requests served (this one too), verdicts seen.
+      const servedBefore = (await status()).served;
+      expect(servedBefore).toBeGreaterThanOrEqual(4);
+      expect(await page.textContent('#served')).toBe(String(servedBefore));
+      expect(await page.textContent('#verdicts')).not.toContain('None yet.');
       // Finished before it left: one commitment, its reveal, and the verdict (quorum 2 needs the tab).
       await until('the verdict', () => q.coordinator.status(body.requestId)?.verdict, 60_000);
       expect([...(q.commits.get(body.requestId)?.get(nodeId) ?? [])]).toHaveLength(1);
@@ -201,6 +206,7 @@ describe('a serving tab while things change around it', () => {
       await page.check('#serve');
       await page.waitForSelector('#phase:text-is("running as node")', { timeout: 120_000 });
       expect((await status()).nodeId).toBe(nodeId);
+      expect((await status()).served).toBe(servedBefore);
       await until('the coordinator to hear the tab serve again', () =>
         q.coordinator.knownNodes(3_000).some((n) => n.nodeId === nodeId && n.body.role === 'node'),
       );

@@ -327,7 +327,8 @@ export class BrowserNode {
   /**
    * Lock the tab without a reload: take no new request, finish those the tab committed to (up to
    * `LOCK_DRAIN_MS`), then leave the network, unload the models and drop the opened key (the sealed key
-   * stays stored; unlock opens it again). Resolves with how many committed requests were left unfinished
+   * stays stored; unlock opens it again). The requests served and the verdicts seen are kept: they count
+   * since the page opened. Resolves with how many committed requests were left unfinished
    * (kept in IndexedDB, finished by the next unlock). Does nothing unless the tab runs.
    */
   async lock(): Promise<number> {
@@ -343,9 +344,7 @@ export class BrowserNode {
     // Stopped meanwhile (the page is going away): the stop has closed everything.
     if ((this.#phase as BrowserNodePhase) !== 'locking') return left;
     await this.#leave();
-    this.#reveals = [];
-    this.#verdicts = [];
-    this.#served = 0;
+    // What the tab served and the verdicts it saw stay: the page counts them since it opened.
     this.#phase = 'locked';
     this.#changed();
     return left;
