@@ -199,6 +199,8 @@ describe('the contributor web app', () => {
       await page.click('#unlock');
       await page.waitForSelector('#node-error:has-text("KEY_WRONG_PASSPHRASE")', { timeout: 30_000 });
       expect(await page.isVisible('#unlock-form')).toBe(true);
+      // A typo leaves the tab locked, the error said beside it: not a bare "error" state.
+      expect(await page.textContent('#phase')).toBe('locked');
 
       await page.fill('#passphrase', 'a passphrase only this test knows');
       await page.click('#unlock');
@@ -387,8 +389,10 @@ describe('the contributor web app', () => {
         await b.waitForSelector(`#node-id:text-is("${cli.key.nodeId}")`, { timeout: 10_000 });
         expect(asked).toHaveLength(2);
         expect(JSON.parse((await stored()) ?? '')).toEqual(JSON.parse(readFileSync(identity, 'utf8')));
-        // The wrong passphrase was the other key's: not held against this one.
+        // The wrong passphrase was the other key's: not held against this one, in the error or the state.
         expect(await b.isHidden('#node-error')).toBe(true);
+        expect(await b.evaluate(() => window.synod?.status().error)).toBeNull();
+        expect(await b.textContent('#phase')).toBe('locked');
         expect(await b.isHidden('#passphrase-again')).toBe(true);
         await b.fill('#passphrase', cliPassphrase);
         await b.click('#unlock');

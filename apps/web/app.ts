@@ -100,8 +100,6 @@ let servingChanges = 0;
  * the node's are; cleared by the next unlock, forget or load.
  */
 let pageError: string | null = null;
-/** The node's error about a key since forgotten (a wrong passphrase): not shown against the next key. */
-let dismissedError: string | null = null;
 
 function keyItem(api: SynodPageApi): string {
   return api.config.keyItem ?? DEFAULT_KEY_ITEM;
@@ -151,12 +149,12 @@ function render(api: SynodPageApi): void {
   );
   // The page's error comes of the user's latest action (a file refused after a wrong passphrase): it is
   // shown before the node's.
-  const error = pageError ?? (s.error === dismissedError ? null : s.error);
+  const error = pageError ?? s.error;
   const err = $('node-error');
   err.hidden = error === null;
   text('node-error', error ?? '');
 
-  const locked = s.phase === 'locked' || s.phase === 'error';
+  const locked = s.phase === 'locked';
   $('unlock-form').hidden = !locked;
   // A stored key can be saved any time (it is sealed); forgotten, or replaced by one loaded from a
   // file, only while this tab does not run it.
@@ -266,7 +264,7 @@ async function loadKeyFile(api: SynodPageApi, file: File): Promise<void> {
     if (!sure) return;
     await replaceKey(localStorage, key, replacing, item);
     // The node's error was about the key replaced (a wrong passphrase): not shown against this one.
-    dismissedError = api.status().error;
+    api.node.clearError();
     moveFocus('passphrase', $('key-actions'));
   } catch (err) {
     pageError = errorText(err);
@@ -299,7 +297,7 @@ function wireNode(api: SynodPageApi): void {
   // the front.
   const keyInUse = async () => {
     const { phase } = api.status();
-    const locked = phase === 'locked' || phase === 'error';
+    const locked = phase === 'locked';
     const elsewhere = locked && (await api.node.keyInUseElsewhere());
     $('key-in-use').hidden = !elsewhere;
     if (elsewhere !== keyRunsElsewhere) {
@@ -327,7 +325,6 @@ function wireNode(api: SynodPageApi): void {
     input.value = '';
     again.value = '';
     pageError = null;
-    dismissedError = null;
     if (api.status().nodeId === null && !storedKeyDamaged(api) && repeated !== passphrase) {
       pageError = 'PASSPHRASES_DIFFER: the two passphrases differ; type the same one in both fields';
       render(api);
@@ -389,7 +386,7 @@ function wireNode(api: SynodPageApi): void {
     pageError = null;
     forgetKey(localStorage, keyItem(api), globalThis.navigator?.locks, confirmedText)
       .then(() => {
-        dismissedError = api.status().error;
+        api.node.clearError();
       })
       .catch((err: unknown) => {
         pageError = errorText(err);

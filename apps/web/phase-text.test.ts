@@ -15,6 +15,10 @@ test('what the node is doing: running, with no peer, paused (Serve off), or anot
   expect(phaseText({ ...running, role: 'follower', serving: false })).toBe('running as follower');
   expect(phaseText({ ...running, phase: 'locked' })).toBe('locked');
   expect(phaseText({ ...running, phase: 'locking' })).toStartWith('locking: taking no new request');
+  expect(phaseText({ ...running, phase: 'starting' })).toBe(
+    'starting: opening the node key and joining the network…',
+  );
+  expect(phaseText({ ...running, phase: 'stopped' })).toStartWith('stopped: the page is closing');
 });
 
 test('a node key heard running somewhere else too: said, with where it says it is, and that the tab is paused', () => {

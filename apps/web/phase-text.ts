@@ -1,18 +1,27 @@
 import type { BrowserNodeStatus } from '../../browser-node/src/browser/browser-node.ts';
 
 /**
- * What the node is doing, in words: with no peer it does nothing for the network, and with Serve off
- * it takes no new request (it finishes those it committed to): said, not just "running".
+ * What the node is doing, in words a contributor reads (never a bare state name): with no peer it does
+ * nothing for the network, and with Serve off it takes no new request (it finishes those it committed
+ * to): said, not just "running". An unlock that failed leaves it "locked", the error said beside it.
  */
 export function phaseText(
   s: Pick<BrowserNodeStatus, 'phase' | 'peers' | 'role' | 'serving'> & {
     metrics?: { keyElsewhere: { active: boolean; addresses: string[] } | null } | null;
   },
 ): string {
-  if (s.phase === 'locking') {
-    return 'locking: taking no new request, finishing those this tab committed to (up to a minute), then closing the key';
+  switch (s.phase) {
+    case 'locked':
+      return 'locked';
+    case 'starting':
+      return 'starting: opening the node key and joining the network…';
+    case 'locking':
+      return 'locking: taking no new request, finishing those this tab committed to (up to a minute), then closing the key';
+    case 'stopped':
+      return 'stopped: the page is closing (reload it to start again)';
+    case 'running':
+      break;
   }
-  if (s.phase !== 'running') return s.phase;
   if (s.peers.length === 0) {
     return `running as ${s.role}, but connected to no peer: no request can reach this tab`;
   }

@@ -110,7 +110,8 @@ describe('one node key in one browser: two tabs, a reload', () => {
 
       expect(refused).toBe('NODE_KEY_IN_USE');
       const s = await status(second);
-      expect(s.phase).toBe('error');
+      // Refused, the tab is locked as before (not in an "error" state), the error said beside it.
+      expect(s.phase).toBe('locked');
       expect(s.error).toContain('another tab');
       await second.waitForSelector('#node-error:has-text("another tab")', { timeout: 10_000 });
 

@@ -69,8 +69,12 @@ export interface BrowserNodeConfig {
   software?: string;
 }
 
-/** `locking`: Lock was asked for; the tab takes no new request and finishes those it committed to. */
-export type BrowserNodePhase = 'locked' | 'starting' | 'running' | 'locking' | 'stopped' | 'error';
+/**
+ * `locked`: no key open (before the first unlock, after Lock, and after an unlock that failed: `error`
+ * says why); `starting`: an unlock under way; `locking`: Lock was asked for, the tab takes no new request
+ * and finishes those it committed to; `stopped`: the page is going away.
+ */
+export type BrowserNodePhase = 'locked' | 'starting' | 'running' | 'locking' | 'stopped';
 
 /**
  * How long Lock waits for the requests the tab committed to (their reveals) before it leaves the network
@@ -262,7 +266,7 @@ export class BrowserNode {
    * stays off: it takes no new request).
    */
   async unlock(passphrase: string): Promise<void> {
-    if (this.#phase !== 'locked' && this.#phase !== 'error') return;
+    if (this.#phase !== 'locked') return;
     this.#phase = 'starting';
     this.#error = null;
     this.#changed();
@@ -314,14 +318,26 @@ export class BrowserNode {
       await this.#startDriver(resume ? 'node' : 'follower');
       this.#phase = 'running';
     } catch (e) {
-      this.#phase = 'error';
       this.#error = errorText(e);
-      // Models loaded for requests in flight, then the join failed: none of it is kept.
+      // Models loaded for requests in flight, then the join failed: none of it is kept. The tab is
+      // locked again (a passphrase typed wrong is typed again), and `error` says why.
       await this.#leave();
+      // (Unless the page stopped the node meanwhile.)
+      if ((this.#phase as BrowserNodePhase) === 'starting') this.#phase = 'locked';
       throw e;
     } finally {
       this.#changed();
     }
+  }
+
+  /**
+   * Forget the last unlock's error while locked (the key it was about was replaced or forgotten): it is
+   * not shown against the next key.
+   */
+  clearError(): void {
+    if (this.#phase !== 'locked' || this.#error === null) return;
+    this.#error = null;
+    this.#changed();
   }
 
   /**
