@@ -1,16 +1,17 @@
 /**
  * The contributor web app in headless Chromium, driven through its UI only (clicks and form fields):
- * create the node key, toggle serving on (models load in the worker, with progress) and off, and ask
- * the network in follower mode: POST /v1/inference to a real relay (edge, libSQL, three headless nodes
- * on an in-memory network) through the app's same-origin relay proxy, then watch the request's SSE
- * stream until the verdict shows on the page. The sealed key saved to a file in this browser loads in
- * another (a second Chromium, its own profile) and unlocks there; so does a `synod node` identity file;
- * a file that is not a sealed key is refused. Where the node's timers run is on the page.
+ * create the node key (a passphrase too short refused), toggle serving on (models load in the worker,
+ * with progress) and off, and ask the network in follower mode: POST /v1/inference to a real relay
+ * (edge, libSQL, three headless nodes on an in-memory network) through the app's same-origin relay
+ * proxy, then watch the request's SSE stream until the verdict shows on the page. The sealed key saved to a file in this browser loads in another (a
+ * second Chromium, its own profile) and unlocks there; so does a `synod node` identity file; a file
+ * that is not a sealed key is refused. A typo'd passphrase leaves the tab locked. Where the node's timers run is on the page.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { MIN_PASSPHRASE_LENGTH } from '@synod/shared';
 import type { BrowserContext, Page } from 'playwright-core';
 import { startWebServer, type WebServer } from '../apps/web/serve.ts';
 import type {} from '../browser-node/src/browser/main.ts';
@@ -90,6 +91,26 @@ describe('the contributor web app', () => {
     'create the node key, serve models with progress, stop serving',
     async () => {
       await page.waitForSelector('#unlock:has-text("Create node key")', { timeout: 30_000 });
+      // A new key's passphrase has at least 8 characters (it is all that protects the key): the browser
+      // refuses a shorter one typed…
+      expect(await page.getAttribute('#passphrase', 'minlength')).toBe(String(MIN_PASSPHRASE_LENGTH));
+      expect(await page.textContent('#unlock-hint')).toContain('The passphrase is all that protects it');
+      await page.fill('#passphrase', 'short');
+      await page.fill('#passphrase-again', 'short');
+      await page.click('#unlock');
+      expect(await page.$eval('#passphrase', (e) => (e as HTMLInputElement).validity.tooShort)).toBe(true);
+      // …and the page one filled in by a script (a password manager), with its code.
+      await page.$eval('#unlock-form', (form) => {
+        for (const id of ['passphrase', 'passphrase-again'])
+          (document.getElementById(id) as HTMLInputElement).value = 'short';
+        (form as HTMLFormElement).requestSubmit();
+      });
+      await page.waitForSelector('#node-error:has-text("PASSPHRASE_TOO_SHORT")', { timeout: 10_000 });
+      expect(await page.textContent('#node-error')).toBe(
+        'PASSPHRASE_TOO_SHORT: a passphrase for a new key needs at least 8 characters (this one has 5)',
+      );
+      expect(await page.textContent('#phase')).toBe('locked');
+      expect(await page.evaluate((item) => localStorage.getItem(item), KEY_ITEM)).toBeNull();
       await page.fill('#passphrase', 'a passphrase only this test knows');
       // A new key's passphrase is typed twice.
       await page.fill('#passphrase-again', 'a passphrase only this test knows');
@@ -194,6 +215,8 @@ describe('the contributor web app', () => {
       await page.waitForSelector('#unlock:has-text("Unlock node key")', { timeout: 30_000 });
       expect(await page.textContent('#node-id')).toBe(before);
       expect(await page.textContent('#phase')).toBe('locked');
+      // An existing key opens with the passphrase that sealed it, however short: no minimum asked.
+      expect(await page.getAttribute('#passphrase', 'minlength')).toBeNull();
 
       await page.fill('#passphrase', 'not the passphrase');
       await page.click('#unlock');

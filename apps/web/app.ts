@@ -4,6 +4,7 @@
  * (POST /v1/inference, then the request's SSE stream). No framework: a handful of elements updated in
  * place on every status change.
  */
+import { checkNewPassphrase, MIN_PASSPHRASE_LENGTH } from '@synod/shared';
 import type { BrowserNodeStatus, LoadState } from '../../browser-node/src/browser/browser-node.ts';
 import type { SynodPageApi } from '../../browser-node/src/browser/main.ts';
 import { PROVEN_SCORE, PROVEN_VOUCHED } from '../../edge/src/relay/proven-nodes.ts';
@@ -173,7 +174,13 @@ function render(api: SynodPageApi): void {
   const creating = s.nodeId === null && !damaged;
   $('passphrase-again-label').hidden = !creating;
   $<HTMLInputElement>('passphrase-again').required = creating;
-  $('passphrase').setAttribute('autocomplete', creating ? 'new-password' : 'current-password');
+  const passphrase = $<HTMLInputElement>('passphrase');
+  passphrase.setAttribute('autocomplete', creating ? 'new-password' : 'current-password');
+  // A new key's passphrase is held to the minimum (checked in code too, as the browser checks only what
+  // was typed); a stored key opens with whatever passphrase sealed it.
+  if (creating) passphrase.minLength = MIN_PASSPHRASE_LENGTH;
+  else passphrase.removeAttribute('minlength');
+  text('passphrase-min', String(MIN_PASSPHRASE_LENGTH));
   const serve = $<HTMLInputElement>('serve');
   serve.disabled = s.phase !== 'running';
   // While a change the user asked for is being applied, the box shows what they asked; then what is
@@ -325,11 +332,21 @@ function wireNode(api: SynodPageApi): void {
     input.value = '';
     again.value = '';
     pageError = null;
-    if (api.status().nodeId === null && !storedKeyDamaged(api) && repeated !== passphrase) {
-      pageError = 'PASSPHRASES_DIFFER: the two passphrases differ; type the same one in both fields';
-      render(api);
-      input.focus();
-      return;
+    if (api.status().nodeId === null && !storedKeyDamaged(api)) {
+      try {
+        // PASSPHRASE_TOO_SHORT: it is all that protects the new key.
+        checkNewPassphrase(passphrase);
+      } catch (err) {
+        pageError = errorText(err);
+      }
+      if (pageError === null && repeated !== passphrase) {
+        pageError = 'PASSPHRASES_DIFFER: the two passphrases differ; type the same one in both fields';
+      }
+      if (pageError !== null) {
+        render(api);
+        input.focus();
+        return;
+      }
     }
     // Once the form is hidden, focus would fall back to the page: it goes to what comes next (the Serve
     // box), or back to the passphrase when it was refused.

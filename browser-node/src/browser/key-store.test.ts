@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { isSynodError } from '@synod/shared';
+import { isSynodError, MIN_PASSPHRASE_LENGTH, NodeKey, sealNodeKey } from '@synod/shared';
 import { type KeyStorage, loadOrCreateBrowserKey, storedNodeId } from './key-store.ts';
 
 /** A `KeyStorage` test double over a Map (localStorage's shape). */
@@ -19,12 +19,25 @@ const FAST = { scryptN: 1 << 10 };
 describe('the browser key store', () => {
   test('creates, seals and stores a key once; opens it again with its passphrase', async () => {
     const storage = memoryStorage();
-    const made = await loadOrCreateBrowserKey('pw', { storage, ...FAST });
+    const made = await loadOrCreateBrowserKey('correct horse', { storage, ...FAST });
     expect(made.created).toBe(true);
     expect(storedNodeId(storage)).toBe(made.key.nodeId);
-    const again = await loadOrCreateBrowserKey('pw', { storage, ...FAST });
+    const again = await loadOrCreateBrowserKey('correct horse', { storage, ...FAST });
     expect(again).toMatchObject({ created: false });
     expect(again.key.nodeId).toBe(made.key.nodeId);
+  });
+
+  test(`a new key's passphrase shorter than ${MIN_PASSPHRASE_LENGTH} characters is PASSPHRASE_TOO_SHORT, nothing stored; a stored key sealed with a short one still opens`, async () => {
+    const storage = memoryStorage();
+    const e = await loadOrCreateBrowserKey('pw', { storage, ...FAST }).catch((x: unknown) => x);
+    expect(isSynodError(e, 'PASSPHRASE_TOO_SHORT')).toBe(true);
+    expect(storage.map.size).toBe(0);
+    // Sealed before the minimum (or by another tool): opened, not refused.
+    const old = await NodeKey.generate();
+    storage.setItem('synod.node-key.v1', JSON.stringify(await sealNodeKey(old, 'pw', { N: FAST.scryptN })));
+    const opened = await loadOrCreateBrowserKey('pw', { storage, ...FAST });
+    expect(opened).toMatchObject({ created: false });
+    expect(opened.key.nodeId).toBe(old.nodeId);
   });
 
   test('a stored item that is not JSON is KEYSTORE_MALFORMED saying the stored key is damaged, and is left as it was', async () => {

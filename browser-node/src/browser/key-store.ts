@@ -3,7 +3,15 @@
  * `sealNodeKey` of @synod/shared) in `localStorage`. The seed itself is never stored in the clear;
  * reopening needs the passphrase (KEY_WRONG_PASSPHRASE otherwise).
  */
-import { NodeKey, openNodeKey, parseSealedKey, type SealedKey, SynodError, sealNodeKey } from '@synod/shared';
+import {
+  checkNewPassphrase,
+  NodeKey,
+  openNodeKey,
+  parseSealedKey,
+  type SealedKey,
+  SynodError,
+  sealNodeKey,
+} from '@synod/shared';
 import { KEY_STORAGE_ITEM } from './key-storage-item.ts';
 
 export { KEY_STORAGE_ITEM };
@@ -19,7 +27,11 @@ export interface OpenedKey {
   created: boolean;
 }
 
-/** Open the sealed key in `storage`, or create, seal and store a new one. */
+/**
+ * Open the sealed key in `storage`, or create, seal and store a new one. A new key's passphrase is
+ * checked first (`checkNewPassphrase`: PASSPHRASE_TOO_SHORT, nothing stored); a stored key opens with
+ * whatever passphrase sealed it, however short.
+ */
 export async function loadOrCreateBrowserKey(
   passphrase: string,
   options: { storage?: KeyStorage; item?: string; scryptN?: number } = {},
@@ -36,6 +48,7 @@ export async function loadOrCreateBrowserKey(
     }
     return { key: await openNodeKey(sealed, passphrase), created: false };
   }
+  checkNewPassphrase(passphrase);
   const key = await NodeKey.generate();
   const sealed: SealedKey = await sealNodeKey(
     key,
