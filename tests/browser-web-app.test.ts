@@ -5,7 +5,8 @@
  * (edge, libSQL, three headless nodes on an in-memory network) through the app's same-origin relay
  * proxy, then watch the request's SSE stream until the verdict shows on the page. The sealed key saved to a file in this browser loads in another (a
  * second Chromium, its own profile) and unlocks there; so does a `synod node` identity file; a file
- * that is not a sealed key is refused. A typo'd passphrase leaves the tab locked. Where the node's timers run is on the page.
+ * that is not a sealed key is refused, and none is loaded in a tab while another tab runs the stored
+ * key. A typo'd passphrase leaves the tab locked. Where the node's timers run is on the page.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -363,13 +364,16 @@ describe('the contributor web app', () => {
         });
         await second.goto(web.url);
         await second.waitForSelector('#unlock:has-text("Unlock node key")', { timeout: 30_000 });
-        await loadKeyFile(second, identity);
+        // Said as the page opens, and loading a key file is not offered…
+        await second.waitForSelector('#key-in-use', { state: 'visible', timeout: 10_000 });
+        expect(await second.isHidden('#load-key')).toBe(true);
+        // …and a file chosen all the same is refused before anything is asked.
+        await second.setInputFiles('#key-file', identity);
         await second.waitForSelector('#node-error:has-text("NODE_KEY_IN_USE")', { timeout: 10_000 });
-        expect(asked).toHaveLength(1);
+        expect(asked).toEqual([]);
         expect(await second.textContent('#node-id')).toBe(nodeId);
         expect(await stored()).toBe(readFileSync(saved, 'utf8'));
         await second.close();
-        asked.length = 0;
 
         // Locked again (a reload), a wrong passphrase typed: a file that is not a sealed key is refused,
         // said in place of the passphrase's error, asking nothing and changing nothing.

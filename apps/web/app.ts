@@ -6,6 +6,7 @@
  */
 import { checkNewPassphrase, MIN_PASSPHRASE_LENGTH } from '@synod/shared';
 import type { BrowserNodeStatus, LoadState } from '../../browser-node/src/browser/browser-node.ts';
+import { BrowserNodeError } from '../../browser-node/src/browser/errors.ts';
 import type { SynodPageApi } from '../../browser-node/src/browser/main.ts';
 import { PROVEN_SCORE, PROVEN_VOUCHED } from '../../edge/src/relay/proven-nodes.ts';
 import type { NodeSummary } from '../../edge/src/store/node-pages.ts';
@@ -168,7 +169,8 @@ function render(api: SynodPageApi): void {
   text('lock-key', s.phase === 'locking' ? 'Locking…' : 'Lock');
   // Not offered while another tab runs the key: it would be refused (NODE_KEY_IN_USE) after its confirmation.
   $('forget-key').hidden = !locked || keyRunsElsewhere || (s.nodeId === null && !damaged);
-  $('load-key').hidden = !locked;
+  // Nor loading one in its place (refused, NODE_KEY_IN_USE, before anything is asked: see loadKeyFile).
+  $('load-key').hidden = !locked || keyRunsElsewhere;
   text('unlock', s.nodeId || damaged ? 'Unlock node key' : 'Create node key');
   // A new key's passphrase is typed twice: one typed wrong would seal the key for good.
   const creating = s.nodeId === null && !damaged;
@@ -248,14 +250,23 @@ const ONE_PLACE =
 
 /**
  * Load a sealed key from a chosen file in place of the stored one (asked first when one is stored):
- * checked without a passphrase (sealed-key-file.ts), asked first (saying a key runs in one place at a
- * time), then stored under the key's tab lock. The page then shows its node id and asks for its
+ * refused at once while another tab runs the stored key (NODE_KEY_IN_USE), checked without a passphrase
+ * (sealed-key-file.ts), asked first (saying a key runs in one place at a time), then stored under the
+ * key's tab lock. The page then shows its node id and asks for its
  * passphrase, once. A file that is not a sealed key changes nothing.
  */
 async function loadKeyFile(api: SynodPageApi, file: File): Promise<void> {
   pageError = null;
   const item = keyItem(api);
   try {
+    // Refused before asking anything: another tab runs the stored key (the button is not offered then,
+    // but that tab may have taken it since the page last looked).
+    if (await api.node.keyInUseElsewhere()) {
+      throw new BrowserNodeError(
+        'NODE_KEY_IN_USE',
+        'the node key stored here is running in another tab of this browser: load a key file there, or close that tab first',
+      );
+    }
     const key = await readSealedKeyFile(file, api.checkSealedKey);
     const replacing = storedKeyNodeId(localStorage, item);
     const shown = replacing ?? api.status().nodeId ?? 'stored here';
