@@ -3,7 +3,8 @@
  * create the node key (a passphrase too short refused), toggle serving on (models load in the worker,
  * with progress) and off, and ask the network in follower mode: POST /v1/inference to a real relay
  * (edge, libSQL, three headless nodes on an in-memory network) through the app's same-origin relay
- * proxy, then watch the request's SSE stream until the verdict shows on the page. The sealed key saved to a file in this browser loads in another (a
+ * proxy, then watch the request's SSE stream until the verdict shows on the page (an error of the last
+ * attempt cleared by the next). The sealed key saved to a file in this browser loads in another (a
  * second Chromium, its own profile) and unlocks there; so does a `synod node` identity file; a file
  * that is not a sealed key is refused, and none is loaded in a tab while another tab runs the stored
  * key. A typo'd passphrase leaves the tab locked. Where the node's timers run is on the page.
@@ -201,6 +202,20 @@ describe('the contributor web app', () => {
       await page.waitForSelector('#ask-error:has-text("HTTP 401")', { timeout: 30_000 });
       // The last request's answer is not left beside it.
       expect(await page.isHidden('#ask-result')).toBe(true);
+      // Nor is that error left beside the next attempt: a field changed…
+      await page.fill('#api-key', net.apiKey);
+      expect(await page.isHidden('#ask-error')).toBe(true);
+      await page.fill('#api-key', 'synod_sk_not-a-real-key');
+      await page.click('#ask');
+      await page.waitForSelector('#ask-error:has-text("HTTP 401")', { timeout: 30_000 });
+      // …or Submit pressed with a field the browser refuses (nothing is posted).
+      await page.$eval('#max-tokens', (e) => {
+        (e as HTMLInputElement).value = '0';
+      });
+      await page.click('#ask');
+      expect(await page.$eval('#max-tokens', (e) => (e as HTMLInputElement).validity.valid)).toBe(false);
+      expect(await page.isHidden('#ask-error')).toBe(true);
+      await page.fill('#max-tokens', '24');
 
       expect(offsite).toEqual([]);
       expect(pageErrors).toEqual([]);

@@ -594,7 +594,12 @@ function follow(url: string, statusUrl: string, tries: number): void {
 function wireFollower(relayDefault: string | null): void {
   const url = $<HTMLInputElement>('relay-url');
   if (relayDefault !== null) url.value = new URL(relayDefault, location.href).href;
-  $('ask-form').addEventListener('submit', (e) => {
+  const form = $('ask-form');
+  // The last attempt's error does not stand for the next: cleared as a field changes, and as Submit is
+  // pressed, even when the browser refuses a field (an "invalid" event, no submit) and nothing is posted.
+  form.addEventListener('input', () => askError(null));
+  form.addEventListener('invalid', () => askError(null), true);
+  form.addEventListener('submit', (e) => {
     e.preventDefault();
     void ask();
   });
