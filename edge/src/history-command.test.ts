@@ -7,6 +7,7 @@ import { historyCommand } from './history-command.ts';
 import { openHistory } from './store/open-history.ts';
 import { testBody } from './store/test-admissions.ts';
 import { storeRequest } from './store/test-requests.ts';
+import { smallDisk } from './test-servers.ts';
 
 /** `synod-relay history prune` against a database file, as an operator runs it. */
 const DAY = 86_400_000;
@@ -157,16 +158,12 @@ describe('synod-relay history prune', () => {
 
 // A full disk for real: a 96 KiB tmpfs (Linux, as root; elsewhere the test is skipped).
 const full = join(dir, 'full');
-mkdirSync(full);
-const mountFull = () =>
-  Bun.spawnSync(['mount', '-t', 'tmpfs', '-o', 'size=96k', 'tmpfs', full]).exitCode === 0;
-const canMount = process.platform === 'linux' && process.getuid?.() === 0 && mountFull();
-if (canMount) Bun.spawnSync(['umount', full]);
-test.skipIf(!canMount)(
+const disk = smallDisk(full, '96k');
+test.skipIf(!disk.available)(
   'an archive that fills its disk stops the prune: the batch it could not write is not deleted, nor any after',
   async () => {
     const db = await database(300);
-    expect(mountFull()).toBe(true);
+    expect(disk.mount()).toBe(true);
     try {
       const archive = join(full, 'a.jsonl');
       const r = await run([
@@ -196,7 +193,7 @@ test.skipIf(!canMount)(
       for (const l of lines) expect((JSON.parse(l) as { status: string }).status).toBe('expired');
       expect(await requestsIn(db)).toBe(302 - pruned);
     } finally {
-      Bun.spawnSync(['umount', '-l', full]);
+      disk.unmount();
     }
   },
   60_000,

@@ -5,7 +5,7 @@
  *   wrangler.toml, as `wrangler deploy` ships it, and served by miniflare (the `workerd` binary from npm);
  * - `spawnRelay()`: `synod-relay` (main.ts) as its own process, read up to its `relay started` line.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -296,4 +296,24 @@ async function serveWorker(dir: string, env: WorkerEnv): Promise<RunningWorker> 
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A small disk for real, to fill: a tmpfs of `size` (`64k`, `4m`) mounted at `path` (made here) while a
+ * test runs. Linux as root only: `available` is false elsewhere (or where mounting is refused), and the
+ * test is skipped. `mount()` says whether it mounted; `unmount()` lets go of it even if files are open.
+ */
+export function smallDisk(
+  path: string,
+  size: string,
+): { available: boolean; mount(): boolean; unmount(): void } {
+  mkdirSync(path, { recursive: true });
+  const mount = () =>
+    Bun.spawnSync(['mount', '-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', path]).exitCode === 0;
+  const unmount = () => {
+    Bun.spawnSync(['umount', '-l', path]);
+  };
+  const available = process.platform === 'linux' && process.getuid?.() === 0 && mount();
+  if (available) unmount();
+  return { available, mount, unmount };
 }

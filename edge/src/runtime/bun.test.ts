@@ -1,15 +1,6 @@
 /** `startRelay` housekeeping: expired Idempotency-Keys are forgotten at start, and the retention is checked. */
 import { afterAll, describe, expect, test } from 'bun:test';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NodeKey, packetId, signPacket } from '@synod/shared';
@@ -21,7 +12,7 @@ import { openHistory } from '../store/open-history.ts';
 import { TEST_COORDINATOR, testAdmission, testBody } from '../store/test-admissions.ts';
 import { storeRequest } from '../store/test-requests.ts';
 import { loneRelay } from '../test-relay.ts';
-import { waitUntil } from '../test-servers.ts';
+import { smallDisk, waitUntil } from '../test-servers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-relay-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -155,27 +146,33 @@ describe('startRelay when its database file goes', () => {
   }
 });
 
+/** A key of the relay's own, to submit requests with, and its /healthz as these tests read it. */
+async function asOperator(relay: Awaited<ReturnType<typeof loneRelay>>) {
+  const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
+  await relay.store.createApiKey({ id: k.id, hash: k.hash, label: 'ops', quotaPerDay: 1000 }, Date.now());
+  const submit = (prompt: string) =>
+    relay.app.request('/v1/inference', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` },
+      body: JSON.stringify({ prompt, models: ['m'] }),
+    });
+  const health = async () => {
+    const r = await relay.app.request('/healthz');
+    const j = (await r.json()) as {
+      db: boolean;
+      admissions: { ok: boolean; reason?: string; probe?: boolean };
+      error?: { code: string };
+    };
+    return { status: r.status, db: j.db, admissions: j.admissions, error: j.error };
+  };
+  return { submit, health };
+}
+
 describe('startRelay when its database refuses writes', () => {
   test('a full database: admissions get 503, /healthz says requests are not being stored, until one commits', async () => {
     const relay = await relayOn(`file:${join(dir, 'full.db')}`, {}, { admissionThread: false });
     try {
-      const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
-      await relay.store.createApiKey({ id: k.id, hash: k.hash, label: 'ops', quotaPerDay: 1000 }, Date.now());
-      const submit = (prompt: string) =>
-        relay.app.request('/v1/inference', {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` },
-          body: JSON.stringify({ prompt, models: ['m'] }),
-        });
-      const health = async () => {
-        const r = await relay.app.request('/healthz');
-        const j = (await r.json()) as {
-          db: boolean;
-          admissions: { ok: boolean; reason?: string };
-          error?: { code: string };
-        };
-        return { status: r.status, db: j.db, admissions: j.admissions, error: j.error };
-      };
+      const { submit, health } = await asOperator(relay);
       expect((await submit('first')).status).toBe(202);
       expect((await health()).admissions).toEqual({ ok: true });
       // SQLite's own "database or disk is full", as on a full disk: no page past the file's current size.
@@ -214,35 +211,16 @@ describe('startRelay when its database refuses writes', () => {
 
   // A full disk for real: a small tmpfs (Linux, as root; elsewhere the test is skipped).
   const disk = join(dir, 'disk');
-  mkdirSync(disk);
-  const mountDisk = () =>
-    Bun.spawnSync(['mount', '-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', disk]).exitCode === 0;
-  const canMount = process.platform === 'linux' && process.getuid?.() === 0 && mountDisk();
-  if (canMount) Bun.spawnSync(['umount', disk]);
-  test.skipIf(!canMount)(
+  const small = smallDisk(disk, '4m');
+  test.skipIf(!small.available)(
     'a full disk: /healthz stays 503 past its 5 s while a write of its own fails, and is 200 once one is written, with no admission sent',
     async () => {
-      expect(mountDisk()).toBe(true);
+      expect(small.mount()).toBe(true);
       let skew = 0;
       const relay = await loneRelay(`file:${join(disk, 'relay.db')}`, 4, { now: () => Date.now() + skew });
       const filler = join(disk, 'filler');
       try {
-        const k = createApiKey((n) => crypto.getRandomValues(new Uint8Array(n)));
-        await relay.store.createApiKey(
-          { id: k.id, hash: k.hash, label: 'ops', quotaPerDay: 1000 },
-          Date.now(),
-        );
-        const submit = (prompt: string) =>
-          relay.app.request('/v1/inference', {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` },
-            body: JSON.stringify({ prompt, models: ['m'] }),
-          });
-        const health = async () => {
-          const r = await relay.app.request('/healthz');
-          const j = (await r.json()) as { admissions: { ok: boolean; reason?: string; probe?: boolean } };
-          return { status: r.status, admissions: j.admissions };
-        };
+        const { submit, health } = await asOperator(relay);
         expect((await submit('first')).status).toBe(202);
         // Every block of the disk taken.
         const fd = openSync(filler, 'w');
@@ -275,7 +253,7 @@ describe('startRelay when its database refuses writes', () => {
         expect((await submit('after')).status).toBe(202);
       } finally {
         await relay.stop();
-        Bun.spawnSync(['umount', '-l', disk]);
+        small.unmount();
       }
     },
     30_000,

@@ -1,7 +1,8 @@
 import { afterAll, expect, test } from 'bun:test';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { smallDisk } from '../test-servers.ts';
 import { ArchiveFile } from './archive-file.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-archive-'));
@@ -30,16 +31,11 @@ test('appends whole lines; a line a crash left unfinished is cut away as it open
 
 // A full disk for real: a 64 KiB tmpfs (Linux, as root; elsewhere the test is skipped).
 const full = join(dir, 'full');
-mkdirSync(full);
-const canMount =
-  process.platform === 'linux' &&
-  process.getuid?.() === 0 &&
-  Bun.spawnSync(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', full]).exitCode === 0;
-if (canMount) Bun.spawnSync(['umount', full]);
-test.skipIf(!canMount)(
+const disk = smallDisk(full, '64k');
+test.skipIf(!disk.available)(
   'on a full disk a batch is cut back whole: the file ends where it did, with whole lines',
   async () => {
-    expect(Bun.spawnSync(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', full]).exitCode).toBe(0);
+    expect(disk.mount()).toBe(true);
     try {
       const path = join(full, 'a.jsonl');
       const a = await ArchiveFile.open(path);
@@ -62,7 +58,7 @@ test.skipIf(!canMount)(
       }
       expect(readFileSync(path, 'utf8')).toBe('{"first":1}\n{"next":2}\n');
     } finally {
-      Bun.spawnSync(['umount', '-l', full]);
+      disk.unmount();
     }
   },
 );
