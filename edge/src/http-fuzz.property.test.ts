@@ -144,10 +144,12 @@ export function send(port: number, call: Call): Promise<Answer> {
 
 const CODES = new Set<string>([...EDGE_ERROR_CODES, ...ERROR_CODES]);
 
-/** The document's route a path is served by (its `{id}` a segment), if any. */
+/** The document's route a path is served by (each of its parameters, `{id}`, `{nodeId}`, a segment), if any. */
 function routeOf(doc: Doc, path: string): string | undefined {
   return Object.keys(doc.paths).find((route) =>
-    new RegExp(`^${route.replace(/[.+?^$()|[\]\\]/g, '\\$&').replace('{id}', '[^/]+')}$`).test(path),
+    new RegExp(`^${route.replace(/[.+?^$()|[\]\\]/g, '\\$&').replace(/\{[A-Za-z]+\}/g, '[^/]+')}$`).test(
+      path,
+    ),
   );
 }
 
@@ -903,7 +905,7 @@ describe('the HTTP surface under hostile input', () => {
   }, 120_000);
 
   test('unknown paths and wrong methods', async () => {
-    const known = Object.keys(doc.paths).map((p) => p.replace('{id}', UNKNOWN_ID));
+    const known = Object.keys(doc.paths).map((p) => p.replace(/\{[A-Za-z]+\}/g, UNKNOWN_ID));
     const callArb = fc
       .record({
         path: fc.oneof(
