@@ -943,6 +943,7 @@ export const historySchema = {
   requestIntake,
   coordinatorLeases,
   databaseIdentity,
+  healthProbes,
   chainRequests,
   chainRequestCounts,
   chainCursors,
