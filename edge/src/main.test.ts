@@ -256,6 +256,17 @@ describe('synod-relay refuses every bad flag before it opens, writes or starts a
     30_000,
   );
 
+  test('without a passphrase, a wrong flag is still said first; with none wrong, the passphrase is asked for', async () => {
+    const flag = await refusedRun(['--max-open', '-5'], { SYNOD_PASSPHRASE: '' });
+    expect({ code: flag.code, err: flag.err.trim() }).toEqual({
+      code: 2,
+      err: expect.stringContaining('--max-open must be a whole number from 1 to 999999, got "-5"'),
+    });
+    const none = await refusedRun([], { SYNOD_PASSPHRASE: '' });
+    expect(none.code).toBe(2);
+    expect(none.err).toContain("set the relay key's passphrase in $SYNOD_PASSPHRASE");
+  });
+
   test('a secret given in place of a variable name is not printed', async () => {
     const r = await refusedRun(['--passphrase-env', 'my very secret passphrase']);
     expect(r.code).toBe(2);

@@ -199,7 +199,6 @@ function relaySettings(
   const identity = filePath('--identity', text('identity'));
   const passphraseEnv = parseEnvName('--passphrase-env', text('passphrase-env'));
   const passphrase = env[passphraseEnv];
-  if (!passphrase) throw new FlagError(`set the relay key's passphrase in $${passphraseEnv}`);
   const host = text('host');
   if (!isIpAddress(host)) {
     throw new FlagError(
@@ -345,6 +344,8 @@ function relaySettings(
     const other = ports.slice(0, i).find(([, m]) => n !== undefined && n !== 0 && m === n);
     if (other) throw new FlagError(`${flag} must differ from ${other[0]}, both ${n}`);
   }
+  // Last: every flag is said wrong before the passphrase is asked for (it hid them).
+  if (!passphrase) throw new FlagError(`set the relay key's passphrase in $${passphraseEnv}`);
   return {
     passphrase,
     db,
