@@ -151,6 +151,16 @@ async function opsWatcher(o: Partial<ChainWatcherOptions> = {}) {
   return { w, oracle, relay, logs, requestId };
 }
 
+/** The storage slot of `contract` whose low 20 bytes hold `address` (the oracle's `bridge`, found, not assumed). */
+async function storageSlotHolding(contract: Address, address: Address): Promise<Hex> {
+  for (let i = 0; i < 32; i++) {
+    const slot = toHex(i, { size: 32 });
+    const value = (await chain.rpc('eth_getStorageAt', [contract, slot, 'latest'])) as Hex;
+    if (value.slice(-40).toLowerCase() === address.slice(2).toLowerCase()) return slot;
+  }
+  throw new Error(`no storage slot of ${contract} holds ${address}`);
+}
+
 const onChainStatus = async (oracle: Address, requestNo: bigint) =>
   (await chain.request(requestNo, oracle)).status;
 
@@ -797,6 +807,58 @@ describe('chain watcher operations: settlements in flight', () => {
     await w.poll();
     expect(await onChainStatus(oracle, requestNo)).toBe(3);
     expect((await store.byRequestId(id))?.status).toBe('refunded');
+  });
+
+  test("while another account is the oracle's bridge, a fulfil waiting in the mempool is not re-sent with higher fees (it would revert NotBridge); once the bridge is back, it is", async () => {
+    let clock = 1_800_000_000_000;
+    const { w, oracle, relay, requestId } = await opsWatcher({ replaceAfterMs: 0, now: () => clock });
+    await w.check();
+    const { requestNo } = await chain.callLLM({
+      prompt: 'Waiting while the bridge changes',
+      models: ['stories260K'],
+      oracle,
+    });
+    await w.poll();
+    const id = requestId(requestNo);
+    relay.status.set(id, verdictOf('An answer'));
+    // The owner's change of the bridge, written straight into its storage slot while the fulfil waits
+    // (a block mining setBridge could mine the waiting fulfil before it).
+    const slot = await storageSlotHolding(oracle, chain.bridge.account.address);
+    const setBridgeSlot = async (to: Address) => {
+      const was = (await chain.rpc('eth_getStorageAt', [oracle, slot, 'latest'])) as Hex;
+      await chain.rpc('anvil_setStorageAt', [
+        oracle,
+        slot,
+        `${was.slice(0, 26)}${to.slice(2).toLowerCase()}`,
+      ]);
+    };
+    await withoutAutomine(async () => {
+      await w.poll();
+      const first = (await store.byRequestId(id))?.fulfilledTx as Hex;
+      const sent = await chain.client.getTransaction({ hash: first });
+      await setBridgeSlot('0x000000000000000000000000000000000000dEaD');
+      // The chain's fees rise above what the fulfil offers: it would be re-sent, were it not to revert.
+      const tip = (sent.maxFeePerGas ?? 0n) * 4n;
+      proxy.fault = (call) =>
+        call.method === 'eth_maxPriorityFeePerGas' ? { result: () => `0x${tip.toString(16)}` } : undefined;
+      clock += 60_000; // past bridgeCheckMs: the next pass reads bridge() again
+      await w.poll();
+      await w.poll();
+      expect(w.stats().bridgeMismatch).toMatchObject({ account: chain.bridge.account.address });
+      expect(w.stats().replaced).toBe(0);
+      expect((await store.byRequestId(id))?.fulfilledTx).toBe(first);
+      // The bridge is this relay's again: the waiting fulfil is re-sent above the chain's fees.
+      await setBridgeSlot(chain.bridge.account.address);
+      clock += 60_000;
+      await w.poll();
+      expect(w.stats().bridgeMismatch).toBeNull();
+      expect(w.stats().replaced).toBe(1);
+      const second = (await store.byRequestId(id))?.fulfilledTx as Hex;
+      expect((await chain.client.getTransaction({ hash: second })).nonce).toBe(sent.nonce);
+      await chain.mine(1);
+    });
+    await w.poll();
+    expect(await onChainStatus(oracle, requestNo)).toBe(2);
   });
 
   test('the deadline passes while a settlement is in flight and someone else refunds first: recorded as refunded, no error', async () => {

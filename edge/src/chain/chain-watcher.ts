@@ -13,6 +13,7 @@ import {
   BaseError,
   type Chain,
   decodeEventLog,
+  decodeFunctionData,
   encodeFunctionData,
   getAddress,
   type Hex,
@@ -1483,9 +1484,13 @@ export class ChainWatcher {
     if (receipt === null) {
       const inPool = await client.getTransaction({ hash }).catch(() => null);
       if (inPool !== null) {
-        // Waiting: the same call and nonce again, with higher fees, if the chain now asks more.
-        if (this.#o.now() - row.updatedAt >= this.#o.replaceAfterMs) return this.#replace(row, inPool);
-        return false;
+        // Waiting: the same call and nonce again, with higher fees, if the chain now asks more; not while
+        // another account is the oracle's bridge and it would revert once mined (more fees for nothing).
+        if (this.#o.now() - row.updatedAt < this.#o.replaceAfterMs) return false;
+        if (this.#stats.bridgeMismatch !== null && (await this.#revertsWhileMismatched(row, inPool))) {
+          return false;
+        }
+        return this.#replace(row, inPool);
       }
       // Never reached the chain (or dropped with a reorg): settled by someone else, or free to send again.
       if (await this.#recordOnChain(row)) return true;
@@ -1501,6 +1506,30 @@ export class ChainWatcher {
     }
     const settlement = settlementIn(receipt.logs, this.#ref.contract, BigInt(row.requestNo));
     return this.#recordOnChain(row, settlement === null ? undefined : { tx: hash, settlement });
+  }
+
+  /**
+   * Whether a settlement this relay sent, still in the mempool, would revert if mined now that another
+   * account is the oracle's bridge: a fulfil (`NotBridge`), or a refund before the request's deadline
+   * (`NotExpired`). A refund past it goes through whoever sends it. A call it cannot read is not held back.
+   */
+  async #revertsWhileMismatched(row: ChainRequestRow, tx: Transaction): Promise<boolean> {
+    let name: string;
+    try {
+      name = decodeFunctionData({ abi: synodOracleAbi, data: tx.input }).functionName;
+    } catch {
+      return false;
+    }
+    if (name === 'fulfill') return true;
+    if (name !== 'refund') return false;
+    const [, , deadline] = await this.#o.client.readContract({
+      address: this.#o.oracle,
+      abi: synodOracleAbi,
+      functionName: 'requests',
+      args: [BigInt(row.requestNo)],
+    });
+    const { timestamp } = await this.#o.client.getBlock({ blockTag: 'latest' });
+    return timestamp <= deadline;
   }
 
   /**
