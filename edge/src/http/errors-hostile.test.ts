@@ -58,6 +58,12 @@ describe('publicReason', () => {
         ),
       ),
     ).toBe('WriteDelegation: Unavailable: dns error for <host>');
+    // Its escapes read once: an escaped backslash before an n stays a backslash and an n.
+    expect(publicReason(new Error(String.raw`Replication(Other("a\\nb \"q\" c\nd"))`))).toBe(
+      String.raw`Replication: Other: a\nb "q" c d`,
+    );
+    // A long message of many blank lines is read in bounded time, and cut.
+    expect(publicReason(new Error(`Replication(${'\n'.repeat(200_000)}x)`)).length).toBeLessThanOrEqual(300);
     // Other text is as it was.
     expect(publicReason(new Error('SQLITE_BUSY: database is locked'))).toBe(
       'SQLITE_BUSY: database is locked',

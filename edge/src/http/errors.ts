@@ -182,21 +182,14 @@ const BARE_IPV6 =
 /** A host name with a port (`db-primary.corp.internal:8080`, `localhost:8081`). */
 const HOST_AND_PORT = /\b(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+):\d{1,5}\b/g;
 
-/**
- * Why something failed, as an answer may say it (`details.reason` of a 503, `/healthz`'s
- * `admissions.reason`, which needs no key): the error's stable code when it has one, and its message
- * without file paths (a database file that went away names its path; the relay's log keeps it), nor
- * the database server's address (its URL, the host name a lookup failed on, a host name with a port, an
- * IPv4 or IPv6 address and port), at most 300 characters; of drizzle's query errors, their cause's (never
- * the query and its parameters); libSQL's Rust errors made readable (`readableRustError`). A host name alone, without a port, is not
- * told apart from a file name (`relay.db`) and stays.
- */
 /** A gRPC status in Rust's debug form (`WriteDelegation(status: Unavailable, message: "…", details: …`). */
 const RUST_GRPC_STATUS = /^([A-Z]\w*)\(status: (\w+), message: "((?:[^"\\]|\\.)*)"/;
 /** Rust's debug form of an error enum (`Replication(Injector(Sqlite(…)))`): the variants that lead it. */
 const RUST_VARIANTS = /^(?:[A-Z]\w*\()+/;
-/** anyhow's chain of causes after the message (`\n\nCaused by:\n    0: …`). */
-const CAUSED_BY = /\n\s*\nCaused by:[\s\S]*$/;
+/** Where anyhow's chain of causes begins after the message (`\n\nCaused by:\n    0: …`). */
+const CAUSED_BY = '\n\nCaused by:';
+/** The most of a message read to make it public (its answer keeps 300 characters): no regex runs long. */
+const MAX_REASON_READ = 4_000;
 
 /**
  * libSQL's embedded replica fails with its Rust errors' debug text (`Replication(PrimaryHandshakeTimeout)`,
@@ -211,24 +204,36 @@ export function readableRustError(text: string): string {
   const variants = RUST_VARIANTS.exec(text)?.[0];
   if (variants === undefined) return text;
   const names = variants.slice(0, -1).split('(');
-  const rest = text.replace(CAUSED_BY, '').slice(variants.length);
+  const causes = text.indexOf(CAUSED_BY);
+  const rest = (causes === -1 ? text : text.slice(0, causes)).slice(variants.length);
   // The innermost message: the last quoted string, else the word the variants wrap.
   const quoted = [...rest.matchAll(/"((?:[^"\\]|\\.)*)"/g)].at(-1)?.[1];
   const inner = quoted === undefined ? /^[\w ]+/.exec(rest)?.[0]?.trim() : unescapeRust(quoted);
   return [...names, ...(inner ? [inner] : [])].join(': ');
 }
 
+/** A Rust string literal's escapes read, in one pass (`\\n` a space, `\\"` and `\\\\` the character). */
 function unescapeRust(s: string): string {
-  return s.replace(/\\(["\\])/g, '$1').replace(/\\n/g, ' ');
+  return s.replace(/\\(["\\n])/g, (_, c: string) => (c === 'n' ? ' ' : c));
 }
 
+/**
+ * Why something failed, as an answer may say it (`details.reason` of a 503, `/healthz`'s
+ * `admissions.reason`, which needs no key): the error's stable code when it has one, and its message
+ * without file paths (a database file that went away names its path; the relay's log keeps it), nor
+ * the database server's address (its URL, the host name a lookup failed on, a host name with a port, an
+ * IPv4 or IPv6 address and port), at most 300 characters; of drizzle's query errors, their cause's (never
+ * the query and its parameters); libSQL's Rust errors made readable (`readableRustError`). A host name
+ * alone, without a port, is not told apart from a file name (`relay.db`) and stays. At most the first
+ * `MAX_REASON_READ` characters of the message are read.
+ */
 export function publicReason(error: unknown): string {
   // drizzle's wrapper names the query and its parameters: what failed is its cause.
   let e = error;
   for (let depth = 0; depth < 3 && e instanceof DrizzleQueryError && e.cause !== undefined; depth++)
     e = e.cause;
   const trailing = (text: string) => /[.,:;)]+$/.exec(text)?.[0] ?? '';
-  const message = readableRustError(String((e as Error)?.message ?? e))
+  const message = readableRustError(String((e as Error)?.message ?? e).slice(0, MAX_REASON_READ))
     .replace(URL_IN_MESSAGE, (url: string) => `<url>${trailing(url)}`)
     .replace(LOOKED_UP_HOST, (_, code: string) => `${code} <host>`)
     .replace(IP_ADDRESS, '<address>')
