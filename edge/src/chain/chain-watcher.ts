@@ -475,10 +475,11 @@ export class ChainWatcher {
 
   /**
    * A pass while the oracle's bridge is another account: counted as a failure (the relay cannot do its
-   * work: `lastOkAt` stands still), and logged once a spell (and every 5 minutes while it lasts).
+   * work: `lastOkAt` stands still) unless the pass failed otherwise too (`count` false: counted there), and
+   * logged once a spell (and every 5 minutes while it lasts).
    */
-  #bridgeMismatched(m: NonNullable<ChainWatcherStats['bridgeMismatch']>): void {
-    this.#stats.errors++;
+  #bridgeMismatched(m: NonNullable<ChainWatcherStats['bridgeMismatch']>, count: boolean): void {
+    if (count) this.#stats.errors++;
     const spell = this.#spells.failed('bridge-mismatch');
     if (!spell.log) return;
     const err = bridgeMismatch(this.#o.oracle, m.oracleBridge, m.account);
@@ -549,7 +550,8 @@ export class ChainWatcher {
           failure ??= e;
         }
         const mismatch = this.#stats.bridgeMismatch;
-        if (mismatch !== null) this.#bridgeMismatched(mismatch);
+        // One failed pass is one error: a pass that failed otherwise too is counted below, once.
+        if (mismatch !== null) this.#bridgeMismatched(mismatch, failure === undefined);
         if (failure !== undefined) throw failure;
       } catch (e) {
         this.#stats.errors++;
