@@ -45,22 +45,24 @@ export function replicaFiles(abs: string): string[] {
 
 /**
  * Move an embedded replica's file, and the files libSQL keeps beside it, aside (`<file>.malformed-<ms>`,
- * kept for a look) so that a new replica is made at its path. Returns the new name of the file, or
- * undefined when there was nothing at its path.
+ * kept for a look) so that a new replica is made at its path. Returns the new name of the database
+ * file, or of the first file beside it moved when it was not there (its sync metadata left alone), or
+ * undefined when nothing was there.
  */
 export function moveAside(path: string, now = Date.now()): string | undefined {
   const abs = resolve(path);
   const suffix = `.malformed-${now}`;
-  let moved = false;
+  // The first file moved (the database file when it was there): a name that exists.
+  let first: string | undefined;
   for (const f of replicaFiles(abs)) {
     try {
       renameSync(f, `${f}${suffix}`);
-      moved = true;
+      first ??= `${f}${suffix}`;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
   }
-  return moved ? `${abs}${suffix}` : undefined;
+  return first;
 }
 
 /**
