@@ -138,7 +138,7 @@ export function transportWarningOf(line: WakuRelayLogLine, at = Date.now()): Tra
 export interface BrowserNodeStatus {
   phase: BrowserNodePhase;
   error: string | null;
-  /** The transport's latest warning, until a peer connects (see TransportWarning). */
+  /** The transport's latest warning while no peer is connected (see TransportWarning), else null. */
   transportWarning: TransportWarning | null;
   /** Node id of the stored key (known before unlock), then of the opened key. */
   nodeId: string | null;
@@ -567,17 +567,20 @@ export class BrowserNode {
 
   status(): BrowserNodeStatus {
     const node = this.#node;
+    const peers = this.#transport?.peers() ?? [];
     return {
       phase: this.#phase,
       error: this.#error,
-      transportWarning: this.#transportWarning,
+      // Said while no peer is connected only: another bootstrap address failing beside a connected peer
+      // is not why the tab has none.
+      transportWarning: peers.length === 0 ? this.#transportWarning : null,
       nodeId: this.#key?.nodeId ?? safeStoredNodeId(this.config.keyItem),
       keyCreated: this.#keyCreated,
       persistent: this.#storePersistent,
       role: node === null ? null : (node.role as 'node' | 'follower'),
       serving: this.#serving,
       peerId: this.#transport?.peerId ?? null,
-      peers: this.#transport?.peers() ?? [],
+      peers,
       knownNodes: (node?.knownNodes() ?? []).map((n) => ({
         nodeId: n.nodeId,
         role: n.body.role,
