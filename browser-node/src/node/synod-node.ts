@@ -419,6 +419,8 @@ export class SynodNode {
   #keyElsewhereRefused = 0;
   /** When the spell of another process signing with this key began (said), null outside one. */
   #keyElsewhereSince: number | null = null;
+  /** `#keyElsewhereRefused` when that spell began: the spell's own refusals are the difference. */
+  #keyElsewhereRefusedBefore = 0;
   /** The timer that says the end of that spell, `KEY_ELSEWHERE_MS` after the copy was last heard. */
   #keyElsewhereCancel: (() => void) | null = null;
   /** Set by `drain`: the node is stopping, and takes no new request. */
@@ -1442,7 +1444,7 @@ export class SynodNode {
       msg: 'key no longer in use elsewhere: taking requests again',
       lastedMs: this.#now() - since,
       lastHeardAt: new Date(this.#keyElsewhere?.heardAt ?? since).toISOString(),
-      refused: this.#keyElsewhereRefused,
+      refused: this.#keyElsewhereRefused - this.#keyElsewhereRefusedBefore,
     });
   }
 
@@ -1482,6 +1484,7 @@ export class SynodNode {
         });
     if (already) return;
     this.#keyElsewhereSince = this.#now();
+    this.#keyElsewhereRefusedBefore = this.#keyElsewhereRefused;
     this.#log({
       level: 'error',
       msg: "another process signs with this node's key",
