@@ -90,10 +90,12 @@ export const MIN_PASSPHRASE_LENGTH = 8;
 
 /**
  * Refuse a passphrase too short to seal a new key with (`PASSPHRASE_TOO_SHORT`), counted in characters
- * as typed (NFKC, as it is hashed). Only for a key being created: opening one never checks it.
+ * as typed (code points, before the NFKC it is hashed in). Only for a key being created: opening one
+ * never checks it.
  */
 export function checkNewPassphrase(passphrase: string): void {
-  const length = [...passphrase.normalize('NFKC')].length;
+  // As typed: one character that NFKC spreads into many (U+FDFA, 18) is still one to guess.
+  const length = [...passphrase].length;
   if (length >= MIN_PASSPHRASE_LENGTH) return;
   throw new SynodError(
     'PASSPHRASE_TOO_SHORT',

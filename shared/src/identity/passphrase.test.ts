@@ -8,7 +8,8 @@ describe('checkNewPassphrase', () => {
     expect(() => checkNewPassphrase('12345678')).not.toThrow();
     // Characters, not UTF-16 units nor bytes: eight emoji are eight characters, seven are too few.
     expect(() => checkNewPassphrase('🔑'.repeat(8))).not.toThrow();
-    for (const short of ['', 'a', '1234567', '🔑'.repeat(7)]) {
+    // One character NFKC makes 18 of (U+FDFA) is one character typed.
+    for (const short of ['', 'a', '1234567', '🔑'.repeat(7), '\uFDFA']) {
       let caught: unknown;
       try {
         checkNewPassphrase(short);
