@@ -83,6 +83,26 @@ const webPort = port('SYNOD_WEB_PORT', 8788);
 const passphrase = process.env['SYNOD_PASSPHRASE'] ?? 'synod-local-development';
 const chainPort = port('SYNOD_CHAIN_PORT', 8545);
 const withChain = process.env['SYNOD_CHAIN'] !== 'off';
+// The nodes' fixed ports clear of every other fixed port here, said before anything starts.
+if (nodeBasePort !== 0) {
+  const last = nodeBasePort + PORTS_PER_NODE * nodeCount - 1;
+  const others: [string, number][] = [
+    ['SYNOD_RELAY_PORT', relayPort],
+    ['SYNOD_RELAY_WS_PORT', Number(relayWsPort)],
+    ['SYNOD_RELAY_TCP_PORT', Number(relayTcpPort)],
+    ['SYNOD_GUN_PORT', Number(gunPort)],
+    ['SYNOD_WEB_PORT', webPort],
+    ...(withChain ? [['SYNOD_CHAIN_PORT', chainPort] as [string, number]] : []),
+  ];
+  const clash = others.find(([, p]) => p !== 0 && p >= nodeBasePort && p <= last);
+  if (clash) {
+    console.error(
+      `npm start: SYNOD_NODE_BASE_PORT ${nodeBasePort} gives the nodes ports ${nodeBasePort}-${last}, ` +
+        `which hold ${clash[0]} (${clash[1]}): move one of them`,
+    );
+    process.exit(2);
+  }
+}
 mkdirSync(data, { recursive: true });
 
 const children: Subprocess[] = [];

@@ -391,6 +391,21 @@ describe('npm start (the local network)', () => {
         'npm start: SYNOD_NODE_BASE_PORT must leave room for 3 nodes of 3 ports each',
       ),
     });
+    // A base whose ports hold another fixed port (node 1's TCP and WebSocket: the relay's and the web app's).
+    const clash = await runCommand([process.execPath, 'scripts/start.ts'], {
+      cwd: ROOT,
+      env: {
+        SYNOD_DATA_DIR: join(data, 'refused'),
+        SYNOD_NODE_BASE_PORT: '18786',
+        SYNOD_RELAY_PORT: '18787',
+        SYNOD_WEB_PORT: '18788',
+      },
+    });
+    expect({ code: clash.code, err: clash.err.trim() }).toEqual({
+      code: 2,
+      err: 'npm start: SYNOD_NODE_BASE_PORT 18786 gives the nodes ports 18786-18794, which hold SYNOD_RELAY_PORT (18787): move one of them',
+    });
+    expect(clash.out).not.toContain('local network is up');
   });
 
   test('Ctrl-C stops every process it started', async () => {
