@@ -793,8 +793,9 @@ export async function nodeCommand(argv: string[]): Promise<number> {
       await new Promise<void>((resolve) => stopping.signal.addEventListener('abort', () => resolve()));
     }
     // Requests it is computing or committed to are finished first (a sealed member that does not reveal
-    // has withheld, against its standing): no new one is taken meanwhile. A second signal ends the
-    // process at once (the handlers are gone); what it committed to is resumed at its next start.
+    // has withheld, against its standing): no new one is taken meanwhile. A second signal, a second or
+    // more after the first (onStopSignals), ends the process at once by that signal; what it committed
+    // to is resumed at its next start.
     const owed = running.node.duties();
     if (owed > 0) {
       log({
