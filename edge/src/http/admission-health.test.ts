@@ -98,4 +98,16 @@ describe('AdmissionHealth', () => {
     expect(await a).toBeNull();
     expect(await b).toBeNull();
   });
+
+  test('a probe that never answers fails within its timeout: /healthz is not held', async () => {
+    let now = 1_000;
+    const health = new AdmissionHealth(() => now, { probeTimeoutMs: 50 });
+    const inner = new SwitchableAdmitterDouble();
+    inner.full = true;
+    await expect(health.watch(inner).admit(testAdmission())).rejects.toThrow('full');
+    now += ADMISSION_FAILURE_HOLD_MS;
+    const failing = await health.failing(() => new Promise<void>(() => undefined));
+    expect(failing).toMatchObject({ probe: true });
+    expect(failing?.reason).toStartWith('PROBE_TIMEOUT: the write probe got no answer within 50 ms');
+  });
 });

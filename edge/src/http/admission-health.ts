@@ -25,14 +25,23 @@ export const ADMISSION_FAILURE_HOLD_MS = 5_000;
  * failure, held for `ADMISSION_FAILURE_HOLD_MS`, unless an admission has been stored since; then the
  * probe's write, which either clears it or holds it again.
  */
+/**
+ * How long `/healthz` waits for its write probe: a database server that takes the write and never
+ * answers (an embedded replica's primary hung) fails it rather than hold `/healthz`.
+ */
+export const PROBE_TIMEOUT_MS = 2_000;
+
 export class AdmissionHealth {
   readonly #now: () => number;
   #failure: AdmissionFailure | null = null;
   #failures = 0;
   #probing: Promise<void> | undefined;
 
-  constructor(now: () => number) {
+  readonly #probeTimeoutMs: number;
+
+  constructor(now: () => number, o: { probeTimeoutMs?: number } = {}) {
     this.#now = now;
+    this.#probeTimeoutMs = o.probeTimeoutMs ?? PROBE_TIMEOUT_MS;
   }
 
   watch(admitter: Admitter): Admitter {
@@ -56,6 +65,19 @@ export class AdmissionHealth {
     return this.#failures;
   }
 
+  /** `probe`, failed with a timeout past `#probeTimeoutMs`. */
+  #bounded(probe: () => Promise<void>): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(new Error(`PROBE_TIMEOUT: the write probe got no answer within ${this.#probeTimeoutMs} ms`)),
+        this.#probeTimeoutMs,
+      );
+    });
+    return Promise.race([probe(), timedOut]).finally(() => clearTimeout(timer));
+  }
+
   /**
    * The latest failure while it holds, or null (an admission stored since, or none failed). Once a
    * failure has held `ADMISSION_FAILURE_HOLD_MS`, `probe` (a write of the relay's own) is tried, one at a
@@ -69,7 +91,7 @@ export class AdmissionHealth {
       this.#failure = null;
       return null;
     }
-    this.#probing ??= probe()
+    this.#probing ??= this.#bounded(probe)
       .then(
         () => {
           if (this.#failure === f) this.#failure = null;
