@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'bun:test';
-import { NodeKey, type VerdictEffect } from '@synod/shared';
+import { encodePacket, NodeKey, signPacket, type VerdictEffect } from '@synod/shared';
 import { MemoryNetwork, type MemoryTransport } from '../p2p/memory.ts';
+import { topicOfPacketType } from '../p2p/topics.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import type { ReannounceOptions } from './reannouncer.ts';
 import { SynodNode, type SynodNodeOptions } from './synod-node.ts';
@@ -9,6 +10,24 @@ import { testRequest } from './test-request.ts';
 import { until } from './test-until.ts';
 
 const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
+/** What a member serves: a queue of its own (each answers its first request alike). */
+const serving = () => ({
+  queue: fixedQueue() as never,
+  models: [{ id: 'm', fileHash: '22'.repeat(32) }],
+  embedder,
+});
+
+/** A queue whose inference takes `ms` (or until the node is closed): a member slower than the others. */
+function slowQueue(ms: number) {
+  const fast = fixedQueue();
+  return {
+    ...fast,
+    submit: async (...args: Parameters<typeof fast.submit>) => {
+      await Bun.sleep(ms);
+      return fast.submit(...args);
+    },
+  };
+}
 const FRAME = { quorum: 3, maxCommits: 3, maxTimeMs: 10_000, revealWindowMs: 3_000 };
 /**
  * With re-announcing the verdict comes as soon as every member revealed: a wide window costs nothing and
@@ -28,6 +47,8 @@ async function network(seed: number, reannounce: { relay?: false; nodes?: false 
   const stores = keys.map(() => new MemoryMachineStore());
   const verdicts: VerdictEffect[] = [];
   const open: SynodNode[] = [];
+  /** Each member's transport, the latest. */
+  const transports: MemoryTransport[] = [];
   const options = (off: false | undefined): ReannounceOptions | false => off ?? { joinDelayMs: 50 };
   const relay = (onSeal?: (t: MemoryTransport) => void, extra: Partial<SynodNodeOptions> = {}) => {
     const transport = net.join(relayKey.nodeId);
@@ -53,6 +74,7 @@ async function network(seed: number, reannounce: { relay?: false; nodes?: false 
   ) => {
     const key = keys[i] as NodeKey;
     const transport = net.join(key.nodeId);
+    transports[i] = transport;
     const node = new SynodNode({
       key,
       role: 'node',
@@ -60,7 +82,7 @@ async function network(seed: number, reannounce: { relay?: false; nodes?: false 
       store: stores[i] as MemoryMachineStore,
       lingerMs: 50,
       reannounce: options(reannounce.nodes),
-      serving: { queue: fixedQueue() as never, models: [{ id: 'm', fileHash: '22'.repeat(32) }], embedder },
+      serving: serving(),
       onPacket: ({ packet, own }) => {
         if (own && packet.type === 'commit') onCommit?.(transport);
       },
@@ -74,6 +96,12 @@ async function network(seed: number, reannounce: { relay?: false; nodes?: false 
     verdicts,
     relay,
     member,
+    join: (nodeId: string) => net.join(nodeId),
+    /** Member `i` is killed: off the network at once, and closed (its store kept). */
+    async kill(i: number, node: SynodNode) {
+      await transports[i]?.close();
+      await node.close();
+    },
     async closeAll() {
       await Promise.all(open.map((n) => n.close()));
     },
@@ -190,6 +218,106 @@ describe('SynodNode: re-announcing what a peer missed', () => {
       await until(() => n.verdicts.length === 1, 10_000);
       expect(outcomes(n.verdicts[0])).toEqual({ status: 'accepted', accepted: 3, rejected: [] });
       for (const m of members) expect(m.metrics().reannounced.byType.reveal).toBeGreaterThanOrEqual(1);
+    } finally {
+      await n.closeAll();
+    }
+  }, 30_000);
+
+  for (const on of [true, false]) {
+    test(`a member stopped while it inferred and started again after the request was judged ${on ? 'learns at its commit how it ended' : 'waits for its deadline'}`, async () => {
+      const n = await network(200 + (on ? 0 : 10), on ? {} : { relay: false });
+      const relay = n.relay();
+      // Member 0 infers slowly: the others' commits fill the seal (2 of 2) first, after it was killed.
+      const slow = n.member(0, undefined, { serving: { ...serving(), queue: slowQueue(60_000) as never } });
+      const others = [1, 2].map((i) =>
+        n.member(i, undefined, { serving: { ...serving(), queue: slowQueue(500) as never } }),
+      );
+      try {
+        await relay.start();
+        for (const m of [slow, ...others]) await m.start();
+        const frame = { quorum: 2, maxCommits: 2, maxTimeMs: 5_000, revealWindowMs: 3_000 };
+        const body = testRequest({ embedder, nonce: on ? 0x81 : 0x82, frame });
+        await relay.submit(body);
+        const id = body.requestId;
+        // Stopped while it infers (killed: its state says inferring), before the seal...
+        await until(() => slow.metrics().inferences.started === 1, 5_000);
+        await n.kill(0, slow);
+        expect(relay.status(id)?.sealSize).toBeNull();
+        // ...while the request is sealed without it, judged and attested: the relay's machine is
+        // finished (it lingers).
+        await until(() => relay.status(id)?.finished === true, 10_000);
+        // Back over its stored state, still inferring: it infers again (at once now) and commits.
+        const back = n.member(0);
+        const startedAt = Date.now();
+        await back.start();
+        await until(() => (back.metrics().published.commit ?? 0) === 1, 5_000);
+        if (on) {
+          await until(() => back.status(id)?.finished === true, 5_000);
+          const status = back.status(id);
+          // Sealed without it, judged as the others judged it, checked by itself.
+          expect(status?.outcome).toMatchObject({ kind: 'done', reason: 'verified' });
+          expect(status?.verdict?.check).toBe('recomputed');
+          expect(status?.verdict?.digest).toBe(relay.status(id)?.verdict?.digest as string);
+          expect(Date.now() - startedAt).toBeLessThan(5_000);
+          expect(relay.metrics().lateAnswers).toBe(1);
+          // The seal and verdict signed again, the members' commits and reveals forwarded.
+          expect(relay.metrics().reannounced.byReason['late-packet']).toBe(6);
+          expect(relay.metrics().reannounced.byType).toMatchObject({
+            seal: 1,
+            verdict: 1,
+            commit: 2,
+            reveal: 2,
+          });
+        } else {
+          // Nothing tells it: it waits for the seal until its deadline (5 s after the request, and grace).
+          await Bun.sleep(1_500);
+          expect(back.status(id)?.finished).toBe(false);
+          expect(relay.metrics().lateAnswers).toBe(0);
+          await until(() => back.status(id)?.finished === true, 15_000);
+          expect(back.status(id)?.outcome).toMatchObject({ kind: 'expired', reason: 'not-sealed' });
+        }
+      } finally {
+        await n.closeAll();
+      }
+    }, 40_000);
+  }
+
+  test('late answers are bounded: once a request in a gap, and a cap on them all', async () => {
+    const n = await network(220);
+    // At most 2 answers in a minute, in all.
+    const relay = n.relay(undefined, { lateAnswers: { max: 2, windowMs: 60_000 } });
+    const members = [0, 1].map((i) => n.member(i));
+    try {
+      await relay.start();
+      for (const m of members) await m.start();
+      const frame = { quorum: 2, maxCommits: 2, maxTimeMs: 8_000, revealWindowMs: 3_000 };
+      const ids: string[] = [];
+      for (const nonce of [0x91, 0x92, 0x93]) {
+        const body = testRequest({ embedder, nonce, frame });
+        await relay.submit(body);
+        ids.push(body.requestId);
+      }
+      await until(() => ids.every((id) => relay.status(id)?.finished === true), 10_000);
+      // A third key commits to each finished request, five times (fresh packets each time).
+      const outsider = n.keys[2] as NodeKey;
+      const transport = n.join(outsider.nodeId);
+      for (const id of ids) {
+        for (let i = 0; i < 5; i++) {
+          const commit = await signPacket(outsider, 'commit', {
+            requestId: id,
+            commitment: (i + 1).toString(16).padStart(64, '0'),
+            createdAt: Date.now(),
+          });
+          await transport.publish(topicOfPacketType('commit'), encodePacket(commit));
+        }
+      }
+      await until(() => relay.metrics().lateAnswersDropped >= 1, 5_000);
+      await Bun.sleep(300);
+      // One answer for each of the first two requests (the other four commits each within the gap),
+      // none for the third: each of its five is over the cap.
+      expect(relay.metrics().lateAnswers).toBe(2);
+      expect(relay.metrics().lateAnswersDropped).toBe(5);
+      expect(relay.metrics().reannounced.byReason['late-packet']).toBe(2 * 6);
     } finally {
       await n.closeAll();
     }

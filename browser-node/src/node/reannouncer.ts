@@ -41,7 +41,11 @@ export interface ReannounceOptions {
   maxAgeMs?: number;
 }
 
-export type ReannounceReason = 'schedule' | 'peer-joined' | 'restored';
+/**
+ * Why a packet went out again: on the schedule, a peer joined, a machine was restored, or (a
+ * coordinator's, `SynodNode`) in answer to a packet whose sender missed it (`lateAnswer`).
+ */
+export type ReannounceReason = 'schedule' | 'peer-joined' | 'restored' | 'late-packet';
 
 export interface ReannouncerDeps {
   scheduler: Scheduler;

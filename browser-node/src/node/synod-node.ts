@@ -14,10 +14,12 @@ import {
   initFollower,
   initNode,
   KeyedListeners,
+  type LateAnswerPacket,
   LIMITS,
   type LifecycleEvent,
   type LifecycleState,
   type LifecycleStatus,
+  lateAnswer,
   lifecycleStatus,
   type ModelRef,
   NODE_SKIP_REASONS,
@@ -103,6 +105,12 @@ const SKIPS: ReadonlySet<string> = new Set(NODE_SKIP_REASONS);
  *   commit or reveal) is published again when a peer joins, when the machine is restored, and on a
  *   doubling schedule (`reannounce`, reannouncer.ts): gossip sends a message once, and a peer that was
  *   away (a relay started again, a node back on the network) would never get it.
+ * - A coordinator answers a packet that shows its sender missed the seal or the verdict (`lateAnswer`:
+ *   a commit well after the seal, a node started again that inferred and committed after the request
+ *   was judged; a reveal well after the verdict) with what it missed: the seal, the members' commits and
+ *   reveals, and the verdict, at most once a request every `LATE_ANSWER_GAP_MS` and
+ *   `LATE_ANSWERS_PER_WINDOW` times in `LATE_ANSWER_WINDOW_MS` in all; that node then ends the request
+ *   as it ended, at once, instead of waiting for its deadline (`not-sealed`).
  */
 export type NodeRole = 'node' | 'relay' | 'follower';
 
@@ -208,9 +216,16 @@ export interface SynodNodeOptions {
    * Publishing again what the machines published and still wait on (`unanswered`): everything at once
    * when a peer joins (a relay started again, a node back on the network) and when a machine is restored,
    * and each on a doubling schedule (see `ReannounceOptions`). `false`: never (a machine then counts on
-   * gossip alone: what a peer missed while it was away, it never gets). Default on.
+   * gossip alone: what a peer missed while it was away, it never gets), and no late answers (see the
+   * class's comment). Default on.
    */
   reannounce?: ReannounceOptions | false;
+  /**
+   * A coordinator's late answers, bounded: at most one a request every `gapMs` (default
+   * `LATE_ANSWER_GAP_MS`), and `max` in `windowMs` in all (defaults `LATE_ANSWERS_PER_WINDOW`,
+   * `LATE_ANSWER_WINDOW_MS`).
+   */
+  lateAnswers?: { gapMs?: number; max?: number; windowMs?: number };
 }
 
 interface Hosted {
@@ -261,6 +276,12 @@ export interface NodeMetrics {
     byType: Partial<Record<PacketType, number>>;
     byReason: Partial<Record<ReannounceReason, number>>;
   };
+  /**
+   * A coordinator's answers to packets that showed their senders missed the seal or the verdict, and
+   * those not sent as over `LATE_ANSWERS_PER_WINDOW` (see `SynodNode`).
+   */
+  lateAnswers: number;
+  lateAnswersDropped: number;
   inferences: {
     started: number;
     done: number;
@@ -352,6 +373,14 @@ const STORE_PROBE_STATE = '0'.repeat(STORE_PROBE_BYTES);
 const RESIGNED_KEPT = 4_096;
 const RESIGNED_BYTES = 16 * 1024 * 1024;
 const RESUME_MAX_MS = 30_000;
+/** A coordinator's late answers (`lateAnswer`): at most one a request in this long... */
+export const LATE_ANSWER_GAP_MS = 5_000;
+/**
+ * ...and at most this many in `LATE_ANSWER_WINDOW_MS` in all: late packets under many keys, for every
+ * request that lingers, cost a bounded share of what the coordinator publishes.
+ */
+export const LATE_ANSWERS_PER_WINDOW = 64;
+export const LATE_ANSWER_WINDOW_MS = 10_000;
 /** Why the watchdog expires a stranded machine (it has no verdict, and never will). */
 const STRANDED_REASON = 'no-verdict' as const;
 
@@ -371,6 +400,10 @@ export class SynodNode {
    * evidence against itself. Bounded by what the node can serve in that window, far below its size.
    */
   readonly #finished = new TtlSet<true>(65_536, REPLAY_WINDOW_MS);
+  /** Requests a late answer went out for, within `LATE_ANSWER_GAP_MS`. */
+  readonly #lateAnswered: TtlSet<true>;
+  readonly #lateLimits: { max: number; windowMs: number };
+  #lateWindow = { start: Number.NEGATIVE_INFINITY, count: 0 };
   /** Deletions of finished `node` machines from the store, due at the end of their replay window. */
   readonly #forget = new Map<string, () => void>();
   /** Packets of requests not seen yet, replayed when the request comes. */
@@ -439,6 +472,8 @@ export class SynodNode {
       byType: {} as Partial<Record<PacketType, number>>,
       byReason: {} as Partial<Record<ReannounceReason, number>>,
     },
+    lateAnswers: 0,
+    lateAnswersDropped: 0,
     inferences: {
       started: 0,
       done: 0,
@@ -465,6 +500,12 @@ export class SynodNode {
     }
     this.#store = options.store ?? new MemoryMachineStore();
     this.#random = options.random ?? ((n) => crypto.getRandomValues(new Uint8Array(n)));
+    const late = options.lateAnswers ?? {};
+    this.#lateAnswered = new TtlSet<true>(4_096, late.gapMs ?? LATE_ANSWER_GAP_MS);
+    this.#lateLimits = {
+      max: late.max ?? LATE_ANSWERS_PER_WINDOW,
+      windowMs: late.windowMs ?? LATE_ANSWER_WINDOW_MS,
+    };
     this.#reannouncer =
       options.reannounce === false
         ? null
@@ -780,6 +821,8 @@ export class SynodNode {
         byType: { ...this.#m.reannounced.byType },
         byReason: { ...this.#m.reannounced.byReason },
       },
+      lateAnswers: this.#m.lateAnswers,
+      lateAnswersDropped: this.#m.lateAnswersDropped,
       inferences: { ...this.#m.inferences },
       queue: q ? { ...q.capacity, running: q.running } : null,
       intake: this.#intake.metrics(),
@@ -1125,9 +1168,10 @@ export class SynodNode {
     const requestId = packet.body.requestId;
     const hosted = this.#machines.get(requestId);
     if (hosted) {
-      this.#enqueue(requestId, hosted, () =>
-        this.#apply(hosted, { kind: 'packet', now: this.#now(), packet }),
-      );
+      this.#enqueue(requestId, hosted, async () => {
+        await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet });
+        await this.#answerLate(hosted.state, packet);
+      });
       return;
     }
     if (this.#restoring.has(requestId)) {
@@ -1781,6 +1825,52 @@ export class SynodNode {
       }
     }
     return sent;
+  }
+
+  /**
+   * A coordinator's answer to `packet` when it shows its sender missed the seal or the verdict
+   * (`lateAnswer`), bounded (`SynodNodeOptions.lateAnswers`): its own packets signed
+   * again, the members' forwarded as they came, in order; none older than the clock window (peers refuse
+   * them as stale), and nothing when the seal itself is.
+   */
+  async #answerLate(state: LifecycleState, packet: AnyPacket): Promise<void> {
+    if (state.role !== 'coordinator' || this.#reannouncer === null || this.#closed) return;
+    const now = this.#now();
+    const answer = lateAnswer(state, packet, now);
+    if (answer.length === 0 || this.#lateAnswered.get(state.requestId, now) !== undefined) return;
+    if (now - this.#lateWindow.start >= this.#lateLimits.windowMs)
+      this.#lateWindow = { start: now, count: 0 };
+    if (this.#lateWindow.count >= this.#lateLimits.max) {
+      this.#m.lateAnswersDropped++;
+      return;
+    }
+    this.#lateWindow.count++;
+    this.#lateAnswered.set(state.requestId, true, now);
+    const oldest = now - this.#maxAnnounceAgeMs();
+    const createdAt = (a: LateAnswerPacket) =>
+      a.kind === 'again' ? a.outgoing.body.createdAt : a.packet.body.createdAt;
+    const fresh = answer.filter((a) => createdAt(a) > oldest);
+    const first = answer[0];
+    if (first?.kind === 'again' && first.outgoing.packetType === 'seal' && fresh[0] !== first) return;
+    this.#m.lateAnswers++;
+    for (const a of fresh) {
+      if (this.#closed) return;
+      if (a.kind === 'again') {
+        await this.#reannounce(state, [a.outgoing], 'late-packet');
+        continue;
+      }
+      if (await this.#broadcast(a.packet, true)) {
+        const m = this.#m.reannounced;
+        m.byType[a.packet.type] = (m.byType[a.packet.type] ?? 0) + 1;
+        m.byReason['late-packet'] = (m.byReason['late-packet'] ?? 0) + 1;
+      }
+    }
+  }
+
+  /** Packets older than this are published again by no one (`ReannounceOptions.maxAgeMs`). */
+  #maxAnnounceAgeMs(): number {
+    const o = this.#o.reannounce;
+    return (o === false ? undefined : o?.maxAgeMs) ?? LIMITS.defaultSkewMs;
   }
 
   /**

@@ -76,6 +76,8 @@ describe("the relay's P2P intake, seen by its operator", () => {
       'synod_packets_rejected_total{reason="PACKET_BAD_SIGNATURE"}',
       'synod_packets_rejected_total{reason="TOPIC_MISMATCH"}',
       'synod_packets_rejected_total{reason="INTERNAL"}',
+      'synod_late_answers_total{outcome="sent"}',
+      'synod_late_answers_total{outcome="dropped"}',
     ]) {
       expect({ series, value: fresh.samples.get(series) }).toEqual({ series, value: 0 });
     }

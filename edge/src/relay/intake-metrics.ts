@@ -77,3 +77,17 @@ export function exportIntakeMetrics(
     }
   }
 }
+
+/**
+ * The relay's answers to packets that showed their senders missed a seal or a verdict (`SynodNode`'s
+ * late answers: a node started again after its request was judged), and those not sent, over the cap.
+ */
+export function exportLateAnswerMetrics(
+  metrics: Metrics,
+  node: { lateAnswers: number; lateAnswersDropped: number },
+): void {
+  const help =
+    'Answers to packets whose senders missed the seal or the verdict, sent or dropped over the cap';
+  metrics.setTotal('synod_late_answers_total', help, node.lateAnswers, { outcome: 'sent' });
+  metrics.setTotal('synod_late_answers_total', help, node.lateAnswersDropped, { outcome: 'dropped' });
+}

@@ -17,7 +17,7 @@ import { GroupCommit } from '../relay/group-commit.ts';
 import { recordPacket } from '../relay/history-sink.ts';
 import { HistoryWriter } from '../relay/history-writer.ts';
 import { InProcessRelayNetwork, type NetworkWaits } from '../relay/in-process.ts';
-import { exportIntakeMetrics } from '../relay/intake-metrics.ts';
+import { exportIntakeMetrics, exportLateAnswerMetrics } from '../relay/intake-metrics.ts';
 import { ProvenNodes } from '../relay/proven-nodes.ts';
 import { mountInternal } from '../routes/internal.ts';
 import { ABANDONED_AFTER_MS, type HistoryStore, NODE_RETENTION_MS } from '../store/history-store.ts';
@@ -353,7 +353,11 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   let pruneTimer: ReturnType<typeof setInterval> | undefined;
   const metrics = new Metrics();
   // The P2P intake's counters (the node's own series names), read at each scrape.
-  metrics.onScrape(() => exportIntakeMetrics(metrics, node.metrics().intake, o.transports));
+  metrics.onScrape(() => {
+    const m = node.metrics();
+    exportIntakeMetrics(metrics, m.intake, o.transports);
+    exportLateAnswerMetrics(metrics, m);
+  });
   const app = createApp({
     store,
     intake,

@@ -1,3 +1,4 @@
+import type { AnyPacket } from '../packets/schemas.ts';
 import type { CoordinatorState } from './coordinator.ts';
 import type { NodeState } from './node.ts';
 import type { LifecycleState } from './status.ts';
@@ -61,4 +62,61 @@ function nodeUnanswered(s: NodeState): Outgoing[] {
     return own ? [{ packetType: 'reveal', body: own.packet.body, id: own.id }] : [];
   }
   return [];
+}
+
+/**
+ * How long after a coordinator's seal (or verdict) a commit (or reveal) that arrives is taken as one from
+ * a node that missed it, rather than one that crossed it on the way: gossip delivers within a second.
+ */
+export const LATE_PACKET_AFTER_MS = 2_000;
+
+/**
+ * One packet of a late answer, in order: one of the coordinator's own, to be signed again (the same
+ * bytes), or a member's commit or reveal it holds, to be forwarded as it came (signed by that member).
+ */
+export type LateAnswerPacket = { kind: 'again'; outgoing: Outgoing } | { kind: 'forward'; packet: AnyPacket };
+
+/**
+ * What a coordinator publishes in answer to `packet`, a packet of another node's that shows it missed the
+ * seal or the verdict, so that node learns now how its request ended instead of waiting for its deadline:
+ * a node started again after the request was sealed without it (it infers again, commits, and would wait
+ * until `not-sealed`), or one whose connection dropped while the seal went out (its commit, re-announced,
+ * is the only sign of it). What it missed then, it missed all of: the answer holds what it needs to
+ * check the verdict itself (the other members' commits and the reveals held, as they came).
+ *
+ * - a commit, once sealed for `LATE_PACKET_AFTER_MS` (or finished): the seal, the other members'
+ *   commits and reveals, then the verdict if out;
+ * - a reveal, once the verdict is out for `LATE_PACKET_AFTER_MS` (or finished): the other members'
+ *   commits and reveals, then the verdict.
+ *
+ * Nothing for any other role, packet or request, for the coordinator's own packets, or for what it has
+ * not published signed. Pure; the driver bounds how often it answers (`SynodNode`) and publishes it.
+ */
+export function lateAnswer(state: LifecycleState, packet: AnyPacket, now: number): LateAnswerPacket[] {
+  if (state.role !== 'coordinator' || packet.from === state.self) return [];
+  if (packet.type !== 'commit' && packet.type !== 'reveal') return [];
+  if (packet.body.requestId !== state.requestId) return [];
+  const { seal, verdict } = state;
+  if (seal?.packet == null) return [];
+  const finished = state.outcome !== null;
+  const members = new Set(seal.body.members.map((m) => m.nodeId));
+  const others = (r: { packet: AnyPacket }) => members.has(r.packet.from) && r.packet.from !== packet.from;
+  const held: LateAnswerPacket[] = [...state.commits.filter(others), ...state.reveals.filter(others)].map(
+    (r) => ({ kind: 'forward', packet: r.packet }),
+  );
+  const verdictOut: LateAnswerPacket[] =
+    verdict === null
+      ? []
+      : [{ kind: 'again', outgoing: { packetType: 'verdict', body: verdict.body, id: verdict.id } }];
+  if (packet.type === 'commit') {
+    if (!finished && now - seal.body.createdAt < LATE_PACKET_AFTER_MS) return [];
+    const sealOut: LateAnswerPacket = {
+      kind: 'again',
+      outgoing: { packetType: 'seal', body: seal.packet.body, id: seal.id },
+    };
+    return [sealOut, ...held, ...verdictOut];
+  }
+  if (verdict === null) return [];
+  if (!finished && now - verdict.body.createdAt < LATE_PACKET_AFTER_MS) return [];
+  return [...held, ...verdictOut];
 }
