@@ -677,18 +677,16 @@ async function startNode(
   });
   startup.opened(() => http.stop(true));
   startup.opened(
+    // On /healthz's clock and grace: its warning and /healthz's 503 NO_PEERS come together (within a look).
     watchPeers({
-      peers: () => {
-        const peers = node.peers();
-        peerless.look(peers, Date.now());
-        return peers;
-      },
+      peers: () => node.peers(),
       topicPeers: () => node.topicPeers(),
       wakuCluster: o.wakuCluster,
       bootstrap: o.bootstrap,
       log,
       intervalMs: PEER_WATCH_MS,
       aloneGraceMs: NO_PEERS_GRACE_MS,
+      peerless,
     }),
   );
   startup.opened(

@@ -1,4 +1,8 @@
 import { expect, test } from 'bun:test';
+import { NodeKey } from '@synod/shared';
+import { SynodNode } from '../node/synod-node.ts';
+import { MemoryNetwork } from '../p2p/memory.ts';
+import { NO_PEERS_GRACE_MS, nodeHealth, PeerlessClock } from './node-health.ts';
 import { watchPeers } from './peer-watch.ts';
 
 /** The lines logged while `peers` answers each of `counts` in turn, one look each. */
@@ -60,6 +64,66 @@ test('a node without --bootstrap that no one dials within the grace is warned ab
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatchObject({ level: 'warn', code: 'NO_PEERS' });
   expect(String(lines[0]?.['hint'])).toContain('this node dials no one');
+});
+
+test('a node without --bootstrap dialled and then left: the warning and /healthz 503 NO_PEERS come together, 30 s after its last peer', async () => {
+  const lines: Array<Record<string, unknown>> = [];
+  let t = 1_000;
+  let peers = 0;
+  // A node's metrics as /healthz gets them, with the peers of the moment.
+  const key = await NodeKey.fromSeed(new Uint8Array(32).fill(171));
+  const node = new SynodNode({ key, role: 'follower', transports: [new MemoryNetwork().join(key.nodeId)] });
+  const metrics = node.metrics();
+  // One clock, as node-main gives both: /healthz reads it at each call, the watch at each look.
+  const peerless = new PeerlessClock(t);
+  const health = () =>
+    nodeHealth(
+      { ...metrics, peers, topicPeers: peers },
+      { bootstrap: [], db: 'state.db', now: t, peerlessSince: peerless.look(peers, t) },
+    ).status;
+  const stop = watchPeers({
+    peers: () => peers,
+    bootstrap: [],
+    log: (e) => lines.push(e),
+    intervalMs: 5,
+    aloneGraceMs: NO_PEERS_GRACE_MS,
+    peerless,
+    now: () => t,
+  });
+  const look = () => Bun.sleep(30);
+  try {
+    // A relay dials it, then goes (restarted, say).
+    peers = 1;
+    await look();
+    expect([health(), lines]).toEqual([200, []]);
+    t = 50_000;
+    peers = 0;
+    await look();
+    expect([health(), lines]).toEqual([200, []]);
+    t = 50_000 + NO_PEERS_GRACE_MS - 1;
+    await look();
+    expect([health(), lines]).toEqual([200, []]);
+    t = 50_000 + NO_PEERS_GRACE_MS;
+    await look();
+    expect(health()).toBe(503);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 'warn', code: 'NO_PEERS', noPeerForS: NO_PEERS_GRACE_MS / 1000 });
+    // Back: 200, and said once; gone again: the grace runs anew, from the last peer.
+    peers = 2;
+    t += 1_000;
+    await look();
+    expect(health()).toBe(200);
+    peers = 0;
+    t += 1_000;
+    await look();
+    expect(health()).toBe(200);
+    expect(lines.map((l) => l['msg'])).toEqual([
+      'no peers: this node hears no request',
+      'peers reached again',
+    ]);
+  } finally {
+    stop();
+  }
 });
 
 test('peers none of which is on our topics (another --waku-cluster) are warned about at the second look, once, and the end said', async () => {
