@@ -3,10 +3,11 @@
  * flag, before it opens a database or listens anywhere.
  */
 import { describe, expect, test } from 'bun:test';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { NodeKey, sealNodeKey } from '@synod/shared';
 import { hashApiKey } from './auth/api-keys.ts';
 import { openHistory } from './store/open-history.ts';
 import { runCommand, startSqld } from './test-servers.ts';
@@ -265,6 +266,38 @@ describe('synod-relay refuses every bad flag before it opens, writes or starts a
     const none = await refusedRun([], { SYNOD_PASSPHRASE: '' });
     expect(none.code).toBe(2);
     expect(none.err).toContain("set the relay key's passphrase in $SYNOD_PASSPHRASE");
+  });
+
+  test("a new key's passphrase under 8 characters ($SYNOD_PASSPHRASE or --passphrase-env) exits 2 as the node's, one line naming the path, nothing made; an existing key opens with its short one", async () => {
+    for (const [args, env] of [
+      [[], { SYNOD_PASSPHRASE: 'short' }],
+      [['--passphrase-env', 'MY_RELAY_PASS'], { MY_RELAY_PASS: 'short' }],
+    ] as const) {
+      const r = await refusedRun([...args], env);
+      expect(r.code).toBe(2);
+      const lines = r.err.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(
+        /^synod-relay: no identity file at \/.+\/\.data\/relay\/identity\.json: a new relay key made there needs a passphrase of at least 8 characters \(this one has 5\) \(PASSPHRASE_TOO_SHORT\): /,
+      );
+      expect(r.out).toBe('');
+      expect(r.files).toEqual([]);
+    }
+    // A key sealed before with a short passphrase still opens: the start goes on, here to its held port.
+    const dir = mkdtempSync(join(tmpdir(), 'synod-cli-old-key-'));
+    try {
+      const identity = join(dir, 'id.json');
+      writeFileSync(
+        identity,
+        JSON.stringify(await sealNodeKey(await NodeKey.generate(), 'old', { N: 2 ** 10 })),
+      );
+      const r = await refusedRun(['--identity', identity], { SYNOD_PASSPHRASE: 'old' });
+      expect(r.code).toBe(1);
+      expect(r.out).toContain('EADDRINUSE');
+      expect(r.err).toBe('');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('a secret given in place of a variable name is not printed', async () => {

@@ -49,7 +49,7 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --identity FILE        sealed relay key (created when absent); one relay per identity: a second
                          start on it exits 1 (IDENTITY_IN_USE)            [.data/relay/identity.json]
   --passphrase-env VAR   environment variable holding the passphrase       [SYNOD_PASSPHRASE]
-                         (a new key's: 8 characters or more, else exit 1 PASSPHRASE_TOO_SHORT)
+                         (a new key's: 8 characters or more, else exit 2 PASSPHRASE_TOO_SHORT)
   --host ADDR            HTTP and P2P listen address (an IP address)       [127.0.0.1]
   --port N               HTTP port                                         [8787]
   --tcp-port N           libp2p TCP port                                   [0]
@@ -484,7 +484,15 @@ export async function main(argv: string[]): Promise<number> {
     // none of them.
     const [
       { GunTransport },
-      { checkPortsFree, loadOrCreateIdentity, lockIdentity, lockNodeKey, watchPeers, writeOwnerOnlyFile },
+      {
+        checkPortsFree,
+        loadOrCreateIdentity,
+        lockIdentity,
+        lockNodeKey,
+        newKeyPassphraseProblem,
+        watchPeers,
+        writeOwnerOnlyFile,
+      },
       { createHeadlessWakuRelay, libp2pKeyFor, startGunRelay },
       { startRelay, RelayStartAborted },
     ] = await Promise.all([
@@ -493,6 +501,14 @@ export async function main(argv: string[]): Promise<number> {
       import('@synod/browser-node/headless'),
       import('./runtime/bun.ts'),
     ]);
+    // A new key's passphrase too short is refused as a bad flag is (exit 2, as the node's), before a
+    // port is looked at or anything opened.
+    const tooShort = newKeyPassphraseProblem(s.identity, passphrase, 'relay');
+    if (tooShort !== null) {
+      const hint = tooShort.hint === undefined ? '' : `: ${tooShort.hint}`;
+      console.error(`synod-relay: ${tooShort.message} (${tooShort.code})${hint}`);
+      return 2;
+    }
     // Fixed ports in use end the start here, naming their flag (EADDRINUSE), before an identity file is
     // written or a database made.
     await checkPortsFree([
@@ -626,7 +642,8 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     log({ level: 'error', msg: 'start failed', ...startFailure(e), err: String((e as Error).message ?? e) });
-    return 1;
+    // The key file removed between the check above and the start: still the passphrase's fault (exit 2).
+    return isSynodError(e, 'PASSPHRASE_TOO_SHORT') ? 2 : 1;
   }
 }
 

@@ -21,6 +21,7 @@ import {
   loadOrCreateIdentity,
   lockIdentity,
   lockNodeKey,
+  newKeyPassphraseProblem,
 } from './identity-file.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-identity-'));
@@ -86,6 +87,12 @@ describe('identity file', () => {
       );
       expect(isSynodError(e) && e.details).toMatchObject({ path: resolve(path), length: 5, minimum: 8 });
       expect(isSynodError(e) && e.hint).toContain('--identity');
+      expect(existsSync(path)).toBe(false);
+      // The CLIs ask first, to refuse it as a bad flag (exit 2): the same error, nothing made.
+      const problem = newKeyPassphraseProblem(path, 'short', role);
+      expect(problem?.code).toBe('PASSPHRASE_TOO_SHORT');
+      expect(problem?.message).toBe(isSynodError(e) ? e.message : '');
+      expect(newKeyPassphraseProblem(path, 'long enough', role)).toBeNull();
       expect(existsSync(path)).toBe(false);
     }
   });

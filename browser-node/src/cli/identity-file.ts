@@ -74,6 +74,27 @@ export async function loadOrCreateIdentity(
 }
 
 /**
+ * The PASSPHRASE_TOO_SHORT error a start with `passphrase` would meet at `path` (no key file there yet,
+ * and the passphrase too short to seal a new one), else null: for the CLIs, to refuse it as they refuse
+ * a bad flag (exit 2), before anything is opened. `loadOrCreateIdentity` checks it again as it creates.
+ */
+export function newKeyPassphraseProblem(
+  path: string,
+  passphrase: string,
+  role: 'node' | 'relay',
+): SynodError | null {
+  const abs = resolve(path);
+  if (existsSync(abs)) return null;
+  try {
+    checkNewKeyPassphrase(abs, passphrase, role);
+    return null;
+  } catch (e) {
+    if (e instanceof SynodError && e.code === 'PASSPHRASE_TOO_SHORT') return e;
+    throw e;
+  }
+}
+
+/**
  * PASSPHRASE_TOO_SHORT for a new key, saying that it is a new one at `abs`: a start meant to open an
  * existing key (a wrong or moved --identity) learns that there is no key file at that path.
  */

@@ -839,6 +839,63 @@ describe('synod node as a process', () => {
     }
   });
 
+  test('from the variable too ($SYNOD_PASSPHRASE or --passphrase-env), a new key refuses a passphrase under 8 characters: exit 2, one line naming the path, no file', async () => {
+    const main = resolve(import.meta.dir, 'main.ts');
+    const { SYNOD_PASSPHRASE: _, ...env } = process.env;
+    const run = async (args: string[], vars: Record<string, string>) => {
+      const child = Bun.spawn([process.execPath, main, 'node', '--role', 'follower', ...args], {
+        env: { ...env, ...vars },
+        stdin: 'ignore',
+        stdout: 'pipe',
+        stderr: 'pipe',
+      });
+      const [code, out, err] = await Promise.all([
+        child.exited,
+        new Response(child.stdout as ReadableStream).text(),
+        new Response(child.stderr as ReadableStream).text(),
+      ]);
+      return { code, out, err };
+    };
+    for (const [name, args, vars] of [
+      ['default', [], { SYNOD_PASSPHRASE: 'short' }],
+      ['named', ['--passphrase-env', 'MY_NODE_PASS'], { MY_NODE_PASS: 'short' }],
+    ] as const) {
+      const identity = join(dir, `env-short-${name}`, 'id.json');
+      const r = await run(['--identity', identity, ...args], vars);
+      expect(r.code).toBe(2);
+      // As a bad flag is said: one line on stderr, nothing started (no log line).
+      const lines = r.err.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toStartWith(
+        `synod node: no identity file at ${resolve(identity)}: a new node key made there needs a passphrase of at least 8 characters (this one has 5) (PASSPHRASE_TOO_SHORT): `,
+      );
+      expect(lines[0]).toContain('To open an existing key instead, pass its file with --identity');
+      expect(r.out).toBe('');
+      expect(existsSync(identity)).toBe(false);
+    }
+    // An existing key sealed with a short one is not refused: the start goes on, here to a port held.
+    const identity = join(dir, 'env-short-old', 'id.json');
+    mkdirSync(join(dir, 'env-short-old'));
+    writeFileSync(
+      identity,
+      JSON.stringify(await sealNodeKey(await NodeKey.generate(), 'old', { N: 2 ** 10 })),
+      {
+        mode: 0o600,
+      },
+    );
+    const held = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
+    try {
+      const r = await run(['--identity', identity, '--http-port', String(held.port)], {
+        SYNOD_PASSPHRASE: 'old',
+      });
+      expect(r.code).toBe(1);
+      expect(r.out).toContain('EADDRINUSE');
+      expect(r.err).not.toContain('PASSPHRASE_TOO_SHORT');
+    } finally {
+      held.stop(true);
+    }
+  });
+
   test('in a terminal, an existing key opens with the short passphrase it was sealed with', async () => {
     const identity = join(dir, 'asked-old', 'id.json');
     mkdirSync(join(dir, 'asked-old'));

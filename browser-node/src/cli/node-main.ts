@@ -21,7 +21,7 @@ import { DEFAULT_CLUSTER_ID, isLoopbackAddress, parseWakuClusterId } from '../p2
 import { createHeadlessWakuRelay } from '../p2p/waku-relay-headless.ts';
 import { forgottenValueMessage, got, joinNegativeNumbers } from './cli-args.ts';
 import { LocalFileError } from './file-error.ts';
-import { loadOrCreateIdentity, lockIdentity, lockNodeKey } from './identity-file.ts';
+import { loadOrCreateIdentity, lockIdentity, lockNodeKey, newKeyPassphraseProblem } from './identity-file.ts';
 import { renderNodeMetrics } from './metrics-text.ts';
 import { NO_PEERS_GRACE_MS, nodeHealth, PeerlessClock } from './node-health.ts';
 import { PassphrasePromptAborted, promptPassphrase } from './passphrase-prompt.ts';
@@ -39,7 +39,8 @@ Usage: synod node [options]
                          (created: a new node id, with no standing; IDENTITY_CREATED warning)
   --passphrase-env VAR   environment variable holding the passphrase  [SYNOD_PASSPHRASE]
                          (unset, in a terminal: asked for, twice for a new key; a new key's
-                         has 8 characters or more, PASSPHRASE_TOO_SHORT, an existing key's any)
+                         has 8 characters or more, else exit 2 PASSPHRASE_TOO_SHORT, typed or
+                         from the variable; an existing key's any)
   --role ROLE            node (serve models) | follower               [node]
   --models-dir DIR       models directory                             [$SYNOD_MODELS_DIR or ../shared/models]
   --engine NAME          llama-cpp | transformers                     [llama-cpp]
@@ -87,7 +88,7 @@ reason, or not-sealed; winner: whether its output won) or "request expired" (rea
 taking no new one ("stopping: finishing the requests this node owes first"); a second Ctrl-C stops at
 once (exit 130). Exit codes: 0 on SIGINT/SIGTERM/SIGHUP (during the start too, and Ctrl-C at the
 passphrase prompt), 1 on a start failure (its line says why, with a code), 2 on bad flags (each checked
-before the passphrase is asked for).`;
+before the passphrase is asked for), no passphrase, or a new key's too short (PASSPHRASE_TOO_SHORT).`;
 
 export interface NodeCliOptions {
   identity: string;
@@ -762,6 +763,14 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
+  // A new key's passphrase too short is refused as a bad flag is, whether it was typed (refused at the
+  // prompt) or came from the variable: exit 2, before anything is opened.
+  const tooShort = newKeyPassphraseProblem(options.identity, options.passphrase, 'node');
+  if (tooShort !== null) {
+    const hint = tooShort.hint === undefined ? '' : `: ${tooShort.hint}`;
+    console.error(`synod node: ${tooShort.message} (${tooShort.code})${hint}`);
+    return 2;
+  }
   // Signals are taken from here on, before the slow part of the start (hashing and loading models):
   // one stops the start, or the running node, cleanly (exit 0); SIGHUP too, sent when the terminal it
   // runs in is closed. Another within a second is the same Ctrl-C (the terminal's, and npm's or `npm
@@ -785,7 +794,8 @@ export async function nodeCommand(argv: string[]): Promise<number> {
         err: String((e as Error).message ?? e),
         ...(typeof hint === 'string' ? { hint } : {}),
       });
-      return 1;
+      // The key file removed between the check above and the start: still the passphrase's fault (exit 2).
+      return isSynodError(e, 'PASSPHRASE_TOO_SHORT') ? 2 : 1;
     }
     if (!stopping.signal.aborted) {
       await new Promise<void>((resolve) => stopping.signal.addEventListener('abort', () => resolve()));
