@@ -6,8 +6,8 @@ import type { MachineStore } from '../node/machine-store.ts';
 import { type NodeMetrics, SynodNode } from '../node/synod-node.ts';
 import type { GossipsubUpkeepStats } from '../p2p/gossipsub-upkeep.ts';
 import {
+  type BootstrapFailureLine,
   createWakuRelayTransport,
-  type WakuRelayLogLine,
   type WakuRelayTransport,
 } from '../p2p/waku-relay.ts';
 import { FollowerStoreView, inFlightNodeWork } from './in-flight.ts';
@@ -118,7 +118,7 @@ export interface RevealRecord {
  * failed). Kept until a peer connects (or the tab locks).
  */
 export interface TransportWarning {
-  code: WakuRelayLogLine['code'];
+  code: BootstrapFailureLine['code'];
   /** What happened, with the address and peer ids. */
   message: string;
   /** What to do. */
@@ -127,7 +127,7 @@ export interface TransportWarning {
 }
 
 /** A transport's log line as the page says it. */
-export function transportWarningOf(line: WakuRelayLogLine, at = Date.now()): TransportWarning {
+export function transportWarningOf(line: BootstrapFailureLine, at = Date.now()): TransportWarning {
   const message =
     line.code === 'BOOTSTRAP_PEER_MISMATCH'
       ? `the bootstrap address ${line.address} is answered by peer ${line.actual}, expected ${line.expected}: not connected`
@@ -302,10 +302,15 @@ export class BrowserNode {
         reconnect: { initialMs: 500, maxMs: 5_000, after: (ms, fn) => this.#timers.after(ms, fn) },
         // Gossipsub's heartbeat and score decay too: a hidden tab keeps its mesh repaired on time.
         upkeep: this.#timers,
-        // BOOTSTRAP_PEER_MISMATCH (a bootstrap address answered by another peer than it names) and
-        // BOOTSTRAP_DIAL_FAILED: said in the status too, as the page cannot read the console.
+        // A spell of failures at a bootstrap address, and its end, in the console as in a node's log.
         log: (line) => {
-          console.warn('[synod]', line.msg, line);
+          if (line.level === 'info') console.info('[synod]', line.msg, line);
+          else console.warn('[synod]', line.msg, line);
+        },
+        // BOOTSTRAP_PEER_MISMATCH (a bootstrap address answered by another peer than it names) and
+        // BOOTSTRAP_DIAL_FAILED: said in the status too, as the page cannot read the console; at every
+        // change of kind, which the console says at most once a minute.
+        onBootstrapFailure: (line) => {
           this.#transportWarning = transportWarningOf(line);
           this.#changed();
         },

@@ -2,7 +2,12 @@ import { describe, expect, test } from 'bun:test';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { multiaddr } from '@multiformats/multiaddr';
 import { waitFor } from './test-fixtures.ts';
-import { BOOTSTRAP_DIAL_FAILED_HINT, type WakuRelayLogLine, type WakuRelayOptions } from './waku-relay.ts';
+import {
+  BOOTSTRAP_DIAL_FAILED_HINT,
+  type BootstrapFailureLine,
+  type WakuRelayLogLine,
+  type WakuRelayOptions,
+} from './waku-relay.ts';
 import { createHeadlessWakuRelay } from './waku-relay-headless.ts';
 import { addressOf, closedAfterEach } from './waku-test-transports.ts';
 
@@ -19,11 +24,12 @@ async function libp2pKey(): Promise<NonNullable<WakuRelayOptions['privateKey']>>
   return (await generateKeyPair('Ed25519')) as unknown as NonNullable<WakuRelayOptions['privateKey']>;
 }
 
-type Line<C extends WakuRelayLogLine['code']> = Extract<WakuRelayLogLine, { code: C }>;
+type Line<C extends BootstrapFailureLine['code']> = Extract<BootstrapFailureLine, { code: C }>;
+const codeOf = (l: WakuRelayLogLine) => ('code' in l ? l.code : undefined);
 const mismatches = (lines: WakuRelayLogLine[]) =>
-  lines.filter((l): l is Line<'BOOTSTRAP_PEER_MISMATCH'> => l.code === 'BOOTSTRAP_PEER_MISMATCH');
+  lines.filter((l): l is Line<'BOOTSTRAP_PEER_MISMATCH'> => codeOf(l) === 'BOOTSTRAP_PEER_MISMATCH');
 const dialFailures = (lines: WakuRelayLogLine[]) =>
-  lines.filter((l): l is Line<'BOOTSTRAP_DIAL_FAILED'> => l.code === 'BOOTSTRAP_DIAL_FAILED');
+  lines.filter((l): l is Line<'BOOTSTRAP_DIAL_FAILED'> => codeOf(l) === 'BOOTSTRAP_DIAL_FAILED');
 
 describe('a dialled multiaddr is held to the peer id it names', () => {
   test(
@@ -110,7 +116,7 @@ describe('a dialled multiaddr is held to the peer id it names', () => {
   );
 
   test(
-    'a bootstrap address nothing listens at is logged once a spell (BOOTSTRAP_DIAL_FAILED), and again when the failure changes kind',
+    'a bootstrap address whose failure flaps between kinds is logged once a spell: each change told to the status, logged at most once a minute, the end said with the counts',
     async () => {
       const relayKey = await libp2pKey();
       // the relay's id and a port of its, free again (a start and a stop)
@@ -120,13 +126,20 @@ describe('a dialled multiaddr is held to the peer id it names', () => {
       const tcpPort = portOf(address);
       await first.close();
       const lines: WakuRelayLogLine[] = [];
+      const told: BootstrapFailureLine[] = [];
+      // The spells' clock, moved by hand past a minute.
+      let clock = 1_000_000;
       const node = track(
-        await createHeadlessWakuRelay({ bootstrap: [address], reconnect, log: (l) => lines.push(l) }),
+        await createHeadlessWakuRelay({
+          bootstrap: [address],
+          reconnect: { ...reconnect, now: () => clock },
+          log: (l) => lines.push(l),
+          onBootstrapFailure: (l) => told.push(l),
+        }),
       );
       await waitFor(() => node.stats().redials >= 3, LONG, 'redials');
       // one line for the spell, however many dials failed
-      expect(lines).toHaveLength(1);
-      expect(dialFailures(lines)).toEqual([
+      expect(lines).toEqual([
         {
           level: 'warn',
           msg: 'a bootstrap address could not be dialled: not connected',
@@ -138,22 +151,58 @@ describe('a dialled multiaddr is held to the peer id it names', () => {
         },
       ]);
       expect(dialFailures(lines)[0]?.error).not.toBe('');
+      expect(told.map(codeOf)).toEqual(['BOOTSTRAP_DIAL_FAILED']);
 
-      // another peer listens there: a mismatch, said as that (not as one more dial failure)
-      const impostor = track(await createHeadlessWakuRelay({ tcpPort }));
-      await waitFor(() => mismatches(lines).length === 1, LONG, 'the mismatch');
-      expect(dialFailures(lines)).toHaveLength(1);
-      // it goes: refused again, a new spell
-      await impostor.close();
-      await waitFor(() => dialFailures(lines).length === 2, LONG, 'the second dial failure');
-      // the relay is back: reached by itself, and nothing more said
-      track(await createHeadlessWakuRelay({ privateKey: relayKey, tcpPort }));
-      await waitFor(() => node.peers().includes(relayId), LONG, 'the relay');
-      expect(lines.map((l) => l.code)).toEqual([
+      // Another peer listens there, goes, comes back, goes: each change told to the status as it comes,
+      // none logged (all within a minute of the spell's first line).
+      const flap = async (n: number) => {
+        const impostor = track(await createHeadlessWakuRelay({ tcpPort }));
+        await waitFor(() => told.length === n, LONG, `change ${n}: answered by another peer`);
+        await impostor.close();
+        await waitFor(() => told.length === n + 1, LONG, `change ${n + 1}: refused again`);
+        return impostor.peerId;
+      };
+      await flap(2);
+      expect(lines).toHaveLength(1);
+      // A minute on, the next change is logged, with the spell so far.
+      clock += 60_000;
+      const impostor = await flap(4);
+      expect(told.map(codeOf)).toEqual([
+        'BOOTSTRAP_DIAL_FAILED',
+        'BOOTSTRAP_PEER_MISMATCH',
         'BOOTSTRAP_DIAL_FAILED',
         'BOOTSTRAP_PEER_MISMATCH',
         'BOOTSTRAP_DIAL_FAILED',
       ]);
+      expect(lines).toHaveLength(2);
+      expect(lines[1]).toMatchObject({
+        code: 'BOOTSTRAP_PEER_MISMATCH',
+        address,
+        expected: relayId,
+        actual: impostor,
+        sinceMs: 60_000,
+        kindChanges: 3,
+      });
+      const attemptsThen = (lines[1] as { attempts: number }).attempts;
+      expect(attemptsThen).toBeGreaterThanOrEqual(4);
+
+      // The relay is back: reached by itself, and the spell's end said once, with its counts.
+      track(await createHeadlessWakuRelay({ privateKey: relayKey, tcpPort }));
+      await waitFor(() => node.peers().includes(relayId), LONG, 'the relay');
+      await waitFor(() => lines.length === 3, LONG, 'the end of the spell');
+      const end = lines[2] as Extract<WakuRelayLogLine, { level: 'info' }>;
+      expect(end).toMatchObject({
+        level: 'info',
+        msg: 'a bootstrap address is reached: its spell of failures ends',
+        address,
+        expected: relayId,
+        lastedMs: 60_000,
+        kindChanges: 4,
+      });
+      expect(end.mismatches).toBeGreaterThanOrEqual(2);
+      expect(end.dialFailures).toBeGreaterThanOrEqual(3);
+      expect(end.attempts).toBe(end.mismatches + end.dialFailures);
+      expect(end.attempts).toBeGreaterThan(attemptsThen);
     },
     LONG,
   );

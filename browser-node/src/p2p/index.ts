@@ -61,6 +61,8 @@ export {
 export {
   BOOTSTRAP_DIAL_FAILED_HINT,
   BOOTSTRAP_PEER_MISMATCH_HINT,
+  type BootstrapFailureLine,
+  type BootstrapReachedLine,
   createWakuRelayTransport,
   DEFAULT_CLUSTER_ID,
   DEFAULT_SHARDS_IN_CLUSTER,

@@ -69,7 +69,10 @@
  * `BOOTSTRAP_PEER_MISMATCH` (`log`), and the address is dialled again with the backoff, so the peer it
  * names is reached once it listens there. A redial of a bootstrap address that fails otherwise (nothing
  * listens there, the dial policy refuses it, the network is down) is logged too, with code
- * `BOOTSTRAP_DIAL_FAILED`: once a spell, as a mismatch is, and again when the failure changes kind.
+ * `BOOTSTRAP_DIAL_FAILED`. Either is logged once a spell of failures at that address (bootstrap-spell.ts):
+ * at its first failure; a change of kind within it (refused, then answered by another peer) at most once
+ * a minute, the rest counted; and its end, once the peer is reached, with its length and counts.
+ * `onBootstrapFailure` is told every change of kind as it happens, for a status line (a browser tab's).
  */
 
 import { type GossipSub, type GossipsubOpts, gossipsub } from '@chainsafe/libp2p-gossipsub';
@@ -89,6 +92,11 @@ import { proto_message } from '@waku/proto';
 import { contentTopicToPubsubTopic } from '@waku/utils';
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p';
 import { realScheduler, type Scheduler } from '../node/scheduler.ts';
+import {
+  type BootstrapFailureKind,
+  BootstrapFailureSpell,
+  type BootstrapSpellCounts,
+} from './bootstrap-spell.ts';
 import { isLoopbackAddress } from './dial-policy.ts';
 import { boundGossipRecords, type GossipRecordSizes } from './gossipsub-bounds.ts';
 import { type GossipsubUpkeep, type GossipsubUpkeepStats, takeOverUpkeep } from './gossipsub-upkeep.ts';
@@ -190,6 +198,11 @@ export interface WakuRelayOptions {
   maxMessageBytes?: number;
   /** Where the transport's lines for the node's log go (`WakuRelayLogLine`). Default: nowhere. */
   log?: (line: WakuRelayLogLine) => void;
+  /**
+   * Every change of kind of a bootstrap address's failure (a spell's first failure too), as it happens,
+   * logged or not: for a status line that shows the latest (a browser tab's). Default: nowhere.
+   */
+  onBootstrapFailure?: (line: BootstrapFailureLine) => void;
 }
 
 /** The hint of `BOOTSTRAP_PEER_MISMATCH`. */
@@ -201,14 +214,14 @@ export const BOOTSTRAP_DIAL_FAILED_HINT =
   'check that the peer runs and listens at that address (a browser dials its /ws address only), and that the dial policy allows it; it is dialled again by itself';
 
 /**
- * A line for the node's log, once a spell per bootstrap address (again only after the peer it names was
- * reached, or when the failure changes kind: refused, then answered by another peer).
+ * A failure at a bootstrap address, logged at the start of a spell of them (and at a change of its kind
+ * within the spell, at most once a minute: then with the spell's `sinceMs`, `attempts` and `kindChanges`).
  *
  *   BOOTSTRAP_PEER_MISMATCH  the peer answering at a bootstrap address is not the one its `/p2p/` names
  *                            (`expected`), but `actual`; the connection was closed
  *   BOOTSTRAP_DIAL_FAILED    a redial of a bootstrap address failed otherwise (`error`: libp2p's message)
  */
-export type WakuRelayLogLine =
+export type BootstrapFailureLine = (
   | {
       level: 'warn';
       msg: string;
@@ -226,7 +239,24 @@ export type WakuRelayLogLine =
       expected: string;
       error: string;
       hint: string;
-    };
+    }
+) &
+  Partial<Pick<BootstrapSpellCounts, 'sinceMs' | 'attempts' | 'kindChanges'>>;
+
+/**
+ * The end of a spell of failures at a bootstrap address: the peer it names is reached. `lastedMs`: from
+ * its first failure; `attempts` failed, `dialFailures` and `mismatches` of them; `kindChanges`.
+ */
+export type BootstrapReachedLine = Omit<BootstrapSpellCounts, 'sinceMs'> & {
+  level: 'info';
+  msg: string;
+  address: string;
+  expected: string;
+  lastedMs: number;
+};
+
+/** A line for the node's log: a spell of failures at a bootstrap address, and its end. */
+export type WakuRelayLogLine = BootstrapFailureLine | BootstrapReachedLine;
 
 export interface WakuRelayStats {
   /** Messages judged by the forward validator (before gossipsub forwards or dispatches them). */
@@ -689,34 +719,64 @@ export class WakuRelayTransport implements Transport {
     });
     node.addEventListener('peer:disconnect', this.#onPeerGone);
     const log = options.log ?? (() => {});
+    // A failure at a bootstrap address: told to the status line at each change of kind, logged as its
+    // spell says (its first failure; a change of kind at most once a minute, with the spell's counts).
+    const failed = (line: BootstrapFailureLine, said: SpellSaid) => {
+      if (this.#closed) return;
+      if (said.changed) options.onBootstrapFailure?.(line);
+      if (!said.log) return;
+      if (said.counts === null) log(line);
+      else {
+        const { sinceMs, attempts, kindChanges } = said.counts;
+        log({ ...line, sinceMs, attempts, kindChanges });
+      }
+    };
     this.#redial = new BootstrapRedialer(node, options.bootstrap ?? [], options.reconnect ?? {}, {
       onRedial: () => {
         this.#stats.redials++;
       },
-      onDialFailed: (address, expected, error) => {
+      onDialFailed: (address, expected, error, said) =>
+        failed(
+          {
+            level: 'warn',
+            msg: 'a bootstrap address could not be dialled: not connected',
+            code: 'BOOTSTRAP_DIAL_FAILED',
+            address: address.toString(),
+            expected,
+            error: dialErrorText(error),
+            hint: BOOTSTRAP_DIAL_FAILED_HINT,
+          },
+          said,
+        ),
+      onReached: (address, expected, counts) => {
         if (this.#closed) return;
+        const { sinceMs, ...rest } = counts;
         log({
-          level: 'warn',
-          msg: 'a bootstrap address could not be dialled: not connected',
-          code: 'BOOTSTRAP_DIAL_FAILED',
+          level: 'info',
+          msg: 'a bootstrap address is reached: its spell of failures ends',
           address: address.toString(),
           expected,
-          error: dialErrorText(error),
-          hint: BOOTSTRAP_DIAL_FAILED_HINT,
+          lastedMs: sinceMs,
+          ...rest,
         });
       },
     });
     mismatches.onMismatch = (address, expected, actual) => {
-      if (this.#closed || !this.#redial.mismatch(address, expected)) return;
-      log({
-        level: 'warn',
-        msg: 'a bootstrap address is answered by another peer than the one it names: not connected',
-        code: 'BOOTSTRAP_PEER_MISMATCH',
-        address: address.toString(),
-        expected,
-        actual,
-        hint: BOOTSTRAP_PEER_MISMATCH_HINT,
-      });
+      if (this.#closed) return;
+      const said = this.#redial.mismatch(address, expected);
+      if (said === null) return;
+      failed(
+        {
+          level: 'warn',
+          msg: 'a bootstrap address is answered by another peer than the one it names: not connected',
+          code: 'BOOTSTRAP_PEER_MISMATCH',
+          address: address.toString(),
+          expected,
+          actual,
+          hint: BOOTSTRAP_PEER_MISMATCH_HINT,
+        },
+        said,
+      );
     };
   }
 
@@ -929,30 +989,45 @@ export const DEFAULT_REDIAL_MAX_MS = 5_000;
 export interface RedialOptions {
   initialMs?: number;
   maxMs?: number;
+  /** The clock of the spells of failures (their lengths, a change of kind's minute). Default Date.now. */
+  now?: () => number;
   /** Run `fn` after `ms`; returns a cancel function. Default `realScheduler`'s (`setTimeout` here). */
   after?: Scheduler['after'];
 }
 
 /**
  * A bootstrap address the redialer keeps. `peer`: the id its `/p2p/` names; `cancel`: the pending
- * redial's, while one is armed; `failing`: the kind of the spell of failures there (logged at its
- * start), until the peer is reached; `answeredByAnother`: the dial under way was closed at the gate as
- * a mismatch (said as that, not as a dial failure).
+ * redial's, while one is armed; `spell`: the spell of failures there, until the peer is reached;
+ * `answeredByAnother`: the dial under way was closed at the gate as a mismatch (counted as that, not as
+ * a dial failure).
  */
 interface BootstrapAddress {
   address: Multiaddr;
   peer: string;
   failures: number;
   cancel?: () => void;
-  failing?: 'mismatch' | 'dial';
+  spell?: BootstrapFailureSpell;
   answeredByAnother?: true;
+}
+
+/**
+ * What a failure at a bootstrap address is to its spell: `changed`, of another kind than the one before
+ * (the spell's first too); `log`, to be logged; `counts`, the spell's, for a change of kind logged within
+ * it (null for its first failure).
+ */
+interface SpellSaid {
+  changed: boolean;
+  log: boolean;
+  counts: BootstrapSpellCounts | null;
 }
 
 /** What the redialer tells its transport. */
 interface RedialEvents {
   onRedial(): void;
-  /** A redial failed (not as a mismatch), the first of a spell of such failures at `address`. */
-  onDialFailed(address: Multiaddr, expected: string, error: unknown): void;
+  /** A redial failed (not as a mismatch): what that is to the spell of failures at `address`. */
+  onDialFailed(address: Multiaddr, expected: string, error: unknown, said: SpellSaid): void;
+  /** The peer `address` names is reached: the end of the spell of failures there. */
+  onReached(address: Multiaddr, expected: string, counts: BootstrapSpellCounts): void;
 }
 
 /** libp2p's dial error in a line: its message, and its inner errors' (an AggregateError of addresses). */
@@ -976,6 +1051,7 @@ class BootstrapRedialer {
   readonly #initialMs: number;
   readonly #maxMs: number;
   readonly #after: Scheduler['after'];
+  readonly #now: () => number;
   readonly #events: RedialEvents;
   #stopped = false;
   readonly #onConnect = (event: CustomEvent<{ toString(): string }>) => {
@@ -983,7 +1059,10 @@ class BootstrapRedialer {
     for (const entry of this.#entries) {
       if (entry.peer !== id) continue;
       entry.failures = 0;
-      delete entry.failing;
+      if (entry.spell !== undefined && !this.#stopped) {
+        this.#events.onReached(entry.address, entry.peer, entry.spell.counts(this.#now()));
+      }
+      delete entry.spell;
       delete entry.answeredByAnother;
       entry.cancel?.();
       delete entry.cancel;
@@ -999,6 +1078,7 @@ class BootstrapRedialer {
     this.#initialMs = reconnect.initialMs ?? 1000;
     this.#maxMs = reconnect.maxMs ?? DEFAULT_REDIAL_MAX_MS;
     this.#after = reconnect.after ?? realScheduler.after;
+    this.#now = reconnect.now ?? Date.now;
     this.#events = events;
     const addresses = new Map(bootstrap.map((a) => [multiaddr(a).toString(), multiaddr(a)]));
     this.#entries = [...addresses.values()].map((address) => ({
@@ -1013,19 +1093,28 @@ class BootstrapRedialer {
   }
 
   /**
-   * The gate closed a connection to `address`, answered by another peer than `expected`. True when it
-   * is a bootstrap address (the one dialled, else one naming `expected`) not in a spell of these yet:
-   * the first of its spell, to be logged.
+   * The gate closed a connection to `address`, answered by another peer than `expected`: what that is to
+   * the spell of failures at that bootstrap address (the one dialled, else one naming `expected`), or
+   * null when it is none.
    */
-  mismatch(address: Multiaddr, expected: string): boolean {
+  mismatch(address: Multiaddr, expected: string): SpellSaid | null {
     const entry =
       this.#entries.find((e) => e.peer === expected && e.address.equals(address)) ??
       this.#entries.find((e) => e.peer === expected);
-    if (entry === undefined) return false;
+    if (entry === undefined) return null;
     entry.answeredByAnother = true;
-    if (entry.failing === 'mismatch') return false;
-    entry.failing = 'mismatch';
-    return true;
+    return this.#failed(entry, 'mismatch');
+  }
+
+  /** A failure of `kind` at `entry`, counted in its spell (the first starts one). */
+  #failed(entry: BootstrapAddress, kind: BootstrapFailureKind): SpellSaid {
+    const now = this.#now();
+    if (entry.spell === undefined) {
+      entry.spell = new BootstrapFailureSpell(kind, now);
+      return { changed: true, log: true, counts: null };
+    }
+    const { changed, log } = entry.spell.failed(kind, now);
+    return { changed, log, counts: log ? entry.spell.counts(now) : null };
   }
 
   stop(): void {
@@ -1050,11 +1139,10 @@ class BootstrapRedialer {
         },
         (error: unknown) => {
           entry.failures++;
-          // A mismatch was logged as such (by the gate): any other failure starts a spell of its own.
+          // A mismatch was counted as such (by the gate): any other failure is a dial failure.
           if (entry.answeredByAnother) delete entry.answeredByAnother;
-          else if (entry.failing !== 'dial' && !this.#stopped) {
-            entry.failing = 'dial';
-            this.#events.onDialFailed(entry.address, entry.peer, error);
+          else if (!this.#stopped) {
+            this.#events.onDialFailed(entry.address, entry.peer, error, this.#failed(entry, 'dial'));
           }
           this.#schedule(entry);
         },
