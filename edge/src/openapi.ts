@@ -460,6 +460,22 @@ const HEALTH = {
         hint: { type: 'string' },
       },
     },
+    warnings: {
+      type: 'array',
+      description:
+        'what an operator should act on while the relay still serves (none: absent); never a 503 of their own. DB_SCHEMA_NEWER: a newer synod-relay migrated the database (newer: how many migrations past schema, the last this relay knows)',
+      items: {
+        type: 'object',
+        required: ['code', 'message', 'hint'],
+        properties: {
+          code: { type: 'string', enum: ['DB_SCHEMA_NEWER'] },
+          message: { type: 'string' },
+          hint: { type: 'string' },
+          newer: COUNT,
+          schema: { type: ['string', 'null'] },
+        },
+      },
+    },
     db: { type: 'boolean', description: 'whether the database answers reads' },
     primary: {
       type: 'object',

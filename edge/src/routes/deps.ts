@@ -11,6 +11,7 @@ import type { RateLimiter } from '../rate-limit.ts';
 import type { Admitter, RelayNetwork } from '../relay/network.ts';
 import type { HistoryStore } from '../store/history-store.ts';
 import type { IntakeStore } from '../store/intake-store.ts';
+import type { SchemaState } from '../store/schema-watch.ts';
 
 export interface EdgeDeps {
   store: HistoryStore;
@@ -36,6 +37,11 @@ export interface EdgeDeps {
   admissionHealth?: AdmissionHealth;
   /** On an embedded replica, whether its primary answers (for /healthz: reads alone would not notice). */
   primaryHealth?: PrimaryHealthCheck;
+  /**
+   * Where the database's schema stands against this relay's code (under Bun: `SchemaWatch`), for
+   * /healthz's warning and /metrics: migrations a newer relay applied.
+   */
+  schema?: () => SchemaState;
   /** Event streams open, per client address (createApp makes one when none is given). */
   streams?: StreamSlots;
   /** Bytes of request bodies being read, per client address (createApp makes one when none is given). */

@@ -48,11 +48,14 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
     // needs, is down. `primary` says whether that answers (STORE_UNAVAILABLE when it cannot be reached).
     const primary = deps.primaryHealth ? await deps.primaryHealth() : undefined;
     const ok = db && admissions.ok && net.ok && (primary?.ok ?? true);
+    // What an operator should act on while the relay still serves: warnings, never a 503 of their own.
+    const warnings = healthWarnings(deps);
     return c.json(
       {
         ok,
         // Not healthy: the first thing that is not, with a stable code, as every other error answer.
         ...(ok ? {} : { error: healthError(db && admissions.ok && (primary?.ok ?? true), net) }),
+        ...(warnings.length > 0 ? { warnings } : {}),
         db,
         ...(primary ? { primary } : {}),
         admissions,
@@ -65,6 +68,14 @@ export function mountPublic(app: Hono, deps: EdgeDeps): void {
 
   app.get('/metrics', async (c) => {
     const net = deps.network.health();
+    const schema = deps.schema?.();
+    if (schema !== undefined) {
+      deps.metrics.set(
+        'synod_db_schema_newer_migrations',
+        'Migrations the database records past the newest this relay knows: a newer synod-relay migrated it (DB_SCHEMA_NEWER); 0 normally',
+        schema.newer,
+      );
+    }
     deps.metrics.set('synod_peers', 'Connected P2P peers', net.peers);
     deps.metrics.set('synod_open_requests', 'Requests being coordinated by this relay', net.openRequests);
     // Counted where /healthz learns of them (AdmissionHealth), which /healthz shows for 5 s only.
@@ -275,6 +286,26 @@ export function limitReads(deps: EdgeDeps): MiddlewareHandler {
     if (wait > 0) throw rateLimitedError(wait);
     await next();
   };
+}
+
+/**
+ * What `/healthz` warns of without being 503 for it: `DB_SCHEMA_NEWER`, a newer relay migrated the
+ * database (this one runs on, knowing nothing of what those migrations added: upgrade it).
+ */
+function healthWarnings(
+  deps: EdgeDeps,
+): Array<{ code: string; message: string; hint: string } & Record<string, unknown>> {
+  const schema = deps.schema?.();
+  if (schema === undefined || schema.newer === 0) return [];
+  return [
+    {
+      code: 'DB_SCHEMA_NEWER',
+      message: `the database has ${schema.newer} migration(s) newer than this relay's last (${schema.schema}): a newer synod-relay migrated it`,
+      hint: 'upgrade this relay: it runs on, but knows nothing of what those migrations added',
+      newer: schema.newer,
+      schema: schema.schema,
+    },
+  ];
 }
 
 /**

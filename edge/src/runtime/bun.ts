@@ -28,7 +28,9 @@ import {
 } from '../store/idempotency-retention.ts';
 import { IntakeStore } from '../store/intake-store.ts';
 import { IntakeWriterThread } from '../store/intake-writer-thread.ts';
+import { MIGRATIONS } from '../store/migrations.gen.ts';
 import { BUSY_TIMEOUT_MS, isLocalFile, openHistory } from '../store/open-history.ts';
+import { SchemaWatch } from '../store/schema-watch.ts';
 
 export type { ChainBridgeOptions } from '../chain/bridge-config.ts';
 
@@ -104,6 +106,11 @@ export interface RelayOptions {
    * the CLI adds its node id and multiaddrs, so that nodes can be started against it at once.
    */
   listening?: Record<string, unknown>;
+  /**
+   * How often the running relay looks whether a newer relay migrated its database (`SchemaWatch`:
+   * `DB_SCHEMA_NEWER`, logged once, and in /healthz and /metrics). Default `SCHEMA_CHECK_EVERY_MS` (60 s).
+   */
+  schemaCheckMs?: number;
 }
 
 export interface RunningRelay {
@@ -179,16 +186,15 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     log({ level: 'info', msg: 'database migrated', applied: migrations.applied, schema: migrations.schema });
   }
   // A newer relay migrated this database (a rolling upgrade, or this one rolled back): this relay runs
-  // on, but knows nothing of what those migrations added.
-  if (migrations.newer > 0) {
-    log({
-      level: 'warn',
-      msg: 'the database has migrations newer than this relay: a newer synod-relay migrated it; upgrade this relay',
-      code: 'DB_SCHEMA_NEWER',
-      newer: migrations.newer,
-      schema: migrations.schema,
-    });
-  }
+  // on, but knows nothing of what those migrations added. Said once, at the start or when a look while
+  // it runs first finds it (a newer relay started beside this one).
+  const schemaWatch = new SchemaWatch({
+    client,
+    migrations: MIGRATIONS,
+    log,
+    ...(o.schemaCheckMs !== undefined ? { everyMs: o.schemaCheckMs } : {}),
+  });
+  schemaWatch.found(migrations.newer);
   if (rebuiltReplica !== undefined) {
     log({
       level: 'warn',
@@ -388,6 +394,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     },
     // On an embedded replica, /healthz asks its primary too (reads alone would not notice it down).
     ...(primaryHealth ? { primaryHealth } : {}),
+    schema: () => schemaWatch.state(),
   });
   if (o.gatewaySecret !== undefined) {
     mountInternal(app, { secret: o.gatewaySecret, network, config, databaseId: await intake.databaseId() });
@@ -406,6 +413,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
   const port = server.port ?? 0;
   const url = `http://${o.hostname ?? '127.0.0.1'}:${port}`;
   log({ level: 'info', msg: 'relay listening', url, ...o.listening, restoring: true });
+  schemaWatch.start();
   let chainWatcher: ChainWatcher | null = null;
   /** Everything the start opened, closed (the HTTP server and the admission writer first). */
   const closeAll = async () => {
@@ -429,6 +437,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     await node.close();
     history.close();
     await proven.stop();
+    await schemaWatch.stop();
     client.close();
   };
   const signal = o.signal;
