@@ -408,7 +408,7 @@ Try it:
     -H 'authorization: Bearer ${apiKey}' -d '{"prompt":"Once upon a time","params":{"maxTokens":48}}'
   curl -s ${relay.url}/v1/inference/<requestId>
   npm run verify -- ${relay.url}/v1/verify/<requestId>   # re-derive the verdict on your side
-  npm run verify -- --relay ${relay.url}   # audit every verdict this relay has published
+  npm run verify -- --relay ${relay.url}   # audit this relay's newest 1,000 verdicts (--limit N)
 
   # the official openai client (npm i openai), unchanged:
   import OpenAI from 'openai';

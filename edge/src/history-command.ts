@@ -6,12 +6,14 @@
  * is never pruned). It may run while relays use the database. Exit codes: 0 done, 1 the database or the
  * archive could not be used, 2 bad arguments.
  */
+
 import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgottenValueMessage } from '@synod/browser-node/cli-args';
 import { FlagError, redactDbUrl } from './config.ts';
 import { commandReason, DB_OPTIONS, DB_USAGE, openForCommand, parseDbFlags } from './db-flags.ts';
+import { isHelpFlag } from './keys-command.ts';
 import { ArchiveFile } from './store/archive-file.ts';
 import {
   ArchiveWriteError,
@@ -37,6 +39,11 @@ export async function historyCommand(argv: string[], io: Io = STDIO, now = Date.
     io.err(`synod-relay: ${why}\n${HISTORY_USAGE}`);
     return 2;
   };
+  // `history --help`, `history prune --help`: the usage on standard output, nothing opened.
+  if (argv.some(isHelpFlag)) {
+    io.out(HISTORY_USAGE);
+    return 0;
+  }
   if (sub !== 'prune')
     return usageError(sub === undefined ? 'history needs a command' : `unknown history command ${sub}`);
   let parsed: ReturnType<typeof parse>;

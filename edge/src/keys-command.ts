@@ -57,6 +57,11 @@ const STDIO: Io = { out: (l) => console.log(l), err: (l) => console.error(l) };
 /** Run `synod-relay keys <argv>`; resolves to the process exit code. */
 export async function keysCommand(argv: string[], io: Io = STDIO): Promise<number> {
   const [sub, ...rest] = argv;
+  // `keys --help`, `keys create --help`, ...: the usage on standard output, nothing opened.
+  if (argv.some(isHelpFlag)) {
+    io.out(KEYS_USAGE);
+    return 0;
+  }
   let parsed: ReturnType<typeof parse>;
   const args = joinNegativeNumbers(rest, NUMERIC_FLAGS);
   try {
@@ -187,6 +192,11 @@ export async function keysCommand(argv: string[], io: Io = STDIO): Promise<numbe
   } finally {
     h.client.close();
   }
+}
+
+/** `--help` or `-h`: asks for the usage (before any other check). */
+export function isHelpFlag(arg: string): boolean {
+  return arg === '--help' || arg === '-h';
 }
 
 /** A `--quota` value: decimal digits only (not '', '1e3', '0x10' or ' 5'), within the safe integers. */

@@ -4,7 +4,7 @@
  * say so; a relay finds a database a newer relay migrated, and says that too.
  */
 import { afterAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
@@ -95,6 +95,27 @@ describe('commands that only read', () => {
     const j = io();
     expect(await keysCommand(['list', '--db', `file:${junk}`], j.io)).toBe(1);
     expect(j.err.join('\n')).toContain('is not a SQLite database');
+  });
+});
+
+describe('--help on the commands', () => {
+  test('keys and history prune print their usage on standard output, exit 0, and open nothing', async () => {
+    const missing = join(dir, 'never-made.db');
+    for (const [command, args] of [
+      [keysCommand, ['--help']],
+      [keysCommand, ['create', '--label', 'x', '-h', '--db', `file:${missing}`]],
+      [keysCommand, ['list', '--help']],
+      [historyCommand, ['--help']],
+      [historyCommand, ['prune', '--older-than', '30', '--help', '--db', `file:${missing}`]],
+    ] as const) {
+      const o = io();
+      expect(await command([...args], o.io)).toBe(0);
+      expect(o.err).toEqual([]);
+      expect(o.out.join('\n')).toStartWith(
+        command === keysCommand ? 'usage: synod-relay keys' : 'usage: synod-relay history',
+      );
+    }
+    expect(existsSync(missing)).toBe(false);
   });
 });
 

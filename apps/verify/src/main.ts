@@ -44,8 +44,9 @@ usage: synod-verify SOURCE [--coordinator IDS] [--expect-digest HEX] [--expect-r
                        lines of one, is verified line by line (a line repeated is counted once)
   --coordinator IDS    the node id (or ids, comma-separated) of the coordinator you trust: a
                        request signed by any other key does not hold (COORDINATOR_NOT_PINNED).
-                       Without it, any key may have coordinated: node keys cost nothing. --relay
-                       pins the relay's own (its /healthz) unless given; --chain pins none
+                       Without it, any key may have coordinated: node keys cost nothing; nothing
+                       is pinned (--relay warns of requests another key than its /healthz one
+                       signed, --chain of none)
   --expect-digest HEX  the verdict digest you expect (e.g. LLMFulfilled's verdictDigest; 0x optional)
   --expect-root HEX    the transcript root you expect
   --reembed            embed each member's output again here with the embedder the frame pins (USE
