@@ -5,10 +5,12 @@
  * requests it took up again from its state file.
  */
 import { describe, expect, test } from 'bun:test';
-import { NodeKey } from '@synod/shared';
+import { encodePacket, NodeKey, signPacket } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
+import { topicOfPacketType } from '../p2p/topics.ts';
 import { FailingMachineStoreDouble } from './failing-machine-store-double.ts';
 import { MemoryMachineStore } from './machine-store.ts';
+import { realScheduler } from './scheduler.ts';
 import { SynodNode, type SynodNodeOptions } from './synod-node.ts';
 import { TEST_HEARTBEAT } from './test-helpers.ts';
 import { fixedQueue } from './test-queue.ts';
@@ -185,6 +187,62 @@ describe('SynodNode: what its operator reads', () => {
     } finally {
       await second?.close();
       await first.close();
+      await relay.close();
+    }
+  });
+
+  test('evidence against other keys is a line a minute for each kind, saying how many were not logged', async () => {
+    const net = new MemoryNetwork();
+    const { relayKey } = await keys();
+    const logs: Record<string, unknown>[] = [];
+    // The relay's clock, moved on by hand past the minute.
+    let shift = 0;
+    const scheduler = { ...realScheduler, now: () => Date.now() + shift };
+    const relay = new SynodNode({
+      key: relayKey,
+      role: 'relay',
+      transports: [net.join(relayKey.nodeId)],
+      scheduler,
+      log: (e) => logs.push(e),
+    });
+    await relay.start();
+    const attacker = net.join('attacker');
+    // Each key signs two commitments for the request: evidence against it, each time.
+    const doubleCommits = async (requestId: string, from: number, count: number) => {
+      for (let i = from; i < from + count; i++) {
+        const key = await NodeKey.fromSeed(new Uint8Array(32).fill(i));
+        for (const c of ['aa', 'bb']) {
+          const commit = await signPacket(key, 'commit', {
+            requestId,
+            commitment: c.repeat(32),
+            createdAt: scheduler.now(),
+          });
+          await attacker.publish(topicOfPacketType('commit'), encodePacket(commit));
+        }
+      }
+    };
+    const evidenceLines = () => logs.filter((l) => l.msg === 'evidence');
+    try {
+      const frame = { quorum: 3, maxCommits: 64, maxTimeMs: 60_000 };
+      const first = testRequest({ embedder, nonce: seed++, frame });
+      await relay.submit(first);
+      await doubleCommits(first.requestId, 100, 6);
+      await until(() => relay.metrics().evidence === 6);
+      await Bun.sleep(100);
+      // Six pieces of evidence, one line.
+      expect(evidenceLines()).toHaveLength(1);
+      expect(evidenceLines()[0]).toMatchObject({ level: 'warn', kind: 'double-commit' });
+      expect(evidenceLines()[0]?.alsoSinceLastLine).toBeUndefined();
+      // A minute on: the next is logged, with the five before it that were not.
+      shift = 61_000;
+      const second = testRequest({ embedder, nonce: seed++, frame, createdAt: scheduler.now() });
+      await relay.submit(second);
+      await doubleCommits(second.requestId, 120, 2);
+      await until(() => relay.metrics().evidence === 8);
+      await Bun.sleep(100);
+      expect(evidenceLines()).toHaveLength(2);
+      expect(evidenceLines()[1]).toMatchObject({ kind: 'double-commit', alsoSinceLastLine: 5 });
+    } finally {
       await relay.close();
     }
   });

@@ -381,6 +381,8 @@ export const LATE_ANSWER_GAP_MS = 5_000;
  */
 export const LATE_ANSWERS_PER_WINDOW = 64;
 export const LATE_ANSWER_WINDOW_MS = 10_000;
+/** Evidence against other keys is logged a line a minute for each kind (`synod_evidence_total` counts all). */
+export const EVIDENCE_LINE_EVERY_MS = 60_000;
 /** Why the watchdog expires a stranded machine (it has no verdict, and never will). */
 const STRANDED_REASON = 'no-verdict' as const;
 
@@ -404,6 +406,8 @@ export class SynodNode {
   readonly #lateAnswered: TtlSet<true>;
   readonly #lateLimits: { max: number; windowMs: number };
   #lateWindow = { start: Number.NEGATIVE_INFINITY, count: 0 };
+  /** The last evidence line logged for each kind, and how many of that kind were not logged since. */
+  readonly #evidenceLines = new Map<Evidence['kind'], { at: number; unlogged: number }>();
   /** Deletions of finished `node` machines from the store, due at the end of their replay window. */
   readonly #forget = new Map<string, () => void>();
   /** Packets of requests not seen yet, replayed when the request comes. */
@@ -1640,17 +1644,26 @@ export class SynodNode {
         this.#logVerdict(hosted, fx);
         this.#o.onVerdict?.(requestId, fx);
         return;
-      case 'evidence':
+      case 'evidence': {
         this.#m.evidence++;
+        const own = fx.evidence.nodeId === this.nodeId;
+        // Against other keys: a line a minute for each kind, with how many were not logged since (any key
+        // can sign two commits for every request it hears, and a line each flooded every node's log).
+        const unlogged = own ? 0 : this.#evidenceLine(fx.evidence.kind);
+        if (unlogged === null) {
+          this.#o.onEvidence?.(requestId, fx.evidence);
+          return;
+        }
         this.#log({
           level: 'warn',
           msg: 'evidence',
           requestId,
           kind: fx.evidence.kind,
           against: fx.evidence.nodeId,
-          ...(fx.evidence.nodeId === this.nodeId
+          ...(own
             ? { hint: "against this node's own key: a copy of it runs elsewhere (KEY_IN_USE_ELSEWHERE)" }
             : {}),
+          ...(unlogged > 0 ? { alsoSinceLastLine: unlogged } : {}),
         });
         // Two packets of this node's key that conflict: another process holds the key (this one never
         // signs twice for a request, across restarts included), whether or not its heartbeats reach here.
@@ -1659,6 +1672,7 @@ export class SynodNode {
         }
         this.#o.onEvidence?.(requestId, fx.evidence);
         return;
+      }
       case 'rejected':
         this.#m.lifecycleRejected[fx.code] = (this.#m.lifecycleRejected[fx.code] ?? 0) + 1;
         return;
@@ -1825,6 +1839,21 @@ export class SynodNode {
       }
     }
     return sent;
+  }
+
+  /**
+   * Whether a line is logged for evidence of `kind` against another key: null when not (one was logged
+   * less than `EVIDENCE_LINE_EVERY_MS` ago; counted), otherwise how many were not logged since the last.
+   */
+  #evidenceLine(kind: Evidence['kind']): number | null {
+    const now = this.#now();
+    const last = this.#evidenceLines.get(kind);
+    if (last !== undefined && now - last.at < EVIDENCE_LINE_EVERY_MS) {
+      last.unlogged++;
+      return null;
+    }
+    this.#evidenceLines.set(kind, { at: now, unlogged: 0 });
+    return last?.unlogged ?? 0;
   }
 
   /**
