@@ -258,6 +258,41 @@ describe('ChainStore', () => {
     expect(await s.byRequestId(id(3n))).toMatchObject({ status: 'fulfilled', refundReason: null });
   });
 
+  test("a settlement recorded without its event takes its callback's outcome and reason later, from its own transaction and kind only, keeping what it holds", async () => {
+    const s = await store();
+    for (const no of [1n, 2n, 3n]) await s.recordRequest(event(no, { logIndex: Number(no) }), 1);
+    const unread = { kind: 'fulfilled', callbackOk: null } as const;
+    expect(await s.settled(id(1n), unread, hash('f1'), 2)).toBe(true);
+    expect(await s.settled(id(2n), { kind: 'refunded', reason: null, callbackOk: null }, hash('f2'), 2)).toBe(
+      true,
+    );
+    // Another transaction, another kind, a pending row: nothing taken.
+    expect(await s.completeSettlement(id(1n), hash('f9'), FULFILLED)).toBe(false);
+    expect(await s.completeSettlement(id(1n), hash('f1'), refunded('EXPIRED'))).toBe(false);
+    expect(await s.completeSettlement(id(3n), hash('f1'), FULFILLED)).toBe(false);
+    expect(await s.byRequestId(id(1n))).toMatchObject({ callbackOk: null, refundReason: null });
+    expect(await s.completeSettlement(id(1n), hash('f1'), { kind: 'fulfilled', callbackOk: false })).toBe(
+      true,
+    );
+    expect(await s.byRequestId(id(1n))).toMatchObject({
+      status: 'fulfilled',
+      callbackOk: false,
+      updatedAt: 2,
+    });
+    // Known now: kept.
+    expect(await s.completeSettlement(id(1n), hash('f1'), FULFILLED)).toBe(false);
+    expect(await s.byRequestId(id(1n))).toMatchObject({ callbackOk: false });
+    // A refund takes its reason (escaped, as `settled` stores it) and its callback's outcome.
+    expect(await s.completeSettlement(id(2n), hash('f2'), refunded('EXPIRED\u0000', true))).toBe(true);
+    expect(await s.byRequestId(id(2n))).toMatchObject({
+      status: 'refunded',
+      refundReason: 'EXPIRED\\u0000',
+      callbackOk: true,
+    });
+    expect(await s.completeSettlement(id(2n), hash('f2'), refunded('OTHER', false))).toBe(false);
+    expect(await s.byRequestId(id(2n))).toMatchObject({ refundReason: 'EXPIRED\\u0000', callbackOk: true });
+  });
+
   test('the cursor is stored per oracle and moves with each write', async () => {
     const s = await store();
     expect(await s.cursor(ORACLE)).toBeNull();

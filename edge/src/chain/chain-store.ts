@@ -257,6 +257,24 @@ export class ChainStore {
   }
 
   /**
+   * Fill in what a settlement recorded without its event lacks (`callbackOk`, and a refund's reason: null
+   * while neither its receipt nor its event was readable), from that event read since: on the row settled
+   * by `txHash` as `settlement.kind` only, and only where the row holds null (what it holds is kept).
+   * True if the row took something.
+   */
+  async completeSettlement(requestId: string, txHash: string, settlement: ChainSettlement): Promise<boolean> {
+    const { status, refundReason, callbackOk } = settlementColumns(settlement);
+    const settledBy = [eq(chainRequests.status, status), eq(chainRequests.fulfilledTx, txHash)];
+    const callback =
+      callbackOk !== null &&
+      (await this.#update(requestId, { callbackOk }, ...settledBy, isNull(chainRequests.callbackOk)));
+    const reason =
+      refundReason !== null &&
+      (await this.#update(requestId, { refundReason }, ...settledBy, isNull(chainRequests.refundReason)));
+    return callback || reason;
+  }
+
+  /**
    * Settled rows of an oracle (`fulfilled` or `refunded`) not yet found final, most recently settled
    * first: the ones a reorg may still undo (`chain_requests_unfinal_idx` holds only these).
    */

@@ -1442,3 +1442,66 @@ describe('chain watcher operations: requests settled before their event is read'
     expect((await store.byRequestId(id))?.fulfilledTx).toBe(refund.toLowerCase());
   }, 60_000);
 });
+
+describe('chain watcher operations: settlements recorded before their event could be read', () => {
+  // A settlement the RPC showed neither the receipt nor the event of (a node behind a load balancer,
+  // say) is recorded as the oracle's status says, its callback's outcome and a refund's reason unknown.
+  // They stayed unknown for good: the later checks read its receipt or event, and kept nothing of it.
+  test("a settlement recorded without its receipt or event takes callbackOk (and a refund's reason) from a later check: from its receipt, or from its event", async () => {
+    const { w, oracle, relay, requestId } = await opsWatcher({ settledCheckMs: 0 });
+    const answered = await chain.callLLM({
+      prompt: 'Answered, its receipt unseen',
+      models: ['stories260K'],
+      oracle,
+    });
+    const refused = await chain.callLLM({
+      prompt: 'Refunded, its receipt unseen',
+      models: ['stories260K'],
+      oracle,
+    });
+    await w.poll();
+    const fulfilledId = requestId(answered.requestNo);
+    const refundedId = requestId(refused.requestNo);
+    relay.status.set(fulfilledId, verdictOf('An answer'));
+    relay.status.set(refundedId, { status: 'failed', error: 'NO_NODES' });
+    const requestTxs = new Set([answered.txHash, refused.txHash].map((h) => h.toLowerCase()));
+    const settledTopics = new Set(
+      (['LLMFulfilled', 'LLMRefunded'] as const).map(
+        (eventName) => encodeEventTopics({ abi: synodOracleAbi, eventName })[0],
+      ),
+    );
+    /** The RPC shows no transaction nor receipt but the requests', and no settlement event, while it holds. */
+    let hidden: (hash: string) => boolean = (hash) => !requestTxs.has(hash);
+    let eventsHidden = true;
+    proxy.fault = (call) => {
+      if (call.method === 'eth_getTransactionReceipt' || call.method === 'eth_getTransactionByHash') {
+        return hidden(String(call.params[0]).toLowerCase()) ? { result: () => null } : undefined;
+      }
+      if (call.method !== 'eth_getLogs' || !eventsHidden) return undefined;
+      const [filter] = call.params as [{ topics?: (string | null)[] }];
+      return settledTopics.has(filter.topics?.[0] as Hex) ? { result: () => [] } : undefined;
+    };
+    try {
+      await pollUntil(w, 'both recorded', () => allSettled([fulfilledId, refundedId]));
+      const fulfilled = await store.byRequestId(fulfilledId);
+      const refunded = await store.byRequestId(refundedId);
+      expect(fulfilled).toMatchObject({ status: 'fulfilled', callbackOk: null });
+      expect(refunded).toMatchObject({ status: 'refunded', refundReason: null, callbackOk: null });
+      // The fulfil's receipt still unseen, its event seen; the refund's receipt seen.
+      const fulfilTx = fulfilled?.fulfilledTx as string;
+      hidden = (hash) => hash === fulfilTx;
+      eventsHidden = false;
+      await w.poll();
+    } finally {
+      proxy.fault = undefined;
+    }
+    const { refunds } = await settlementsOf(oracle, refused.requestNo);
+    expect(await store.byRequestId(fulfilledId)).toMatchObject({ status: 'fulfilled', callbackOk: true });
+    expect(await store.byRequestId(refundedId)).toMatchObject({
+      status: 'refunded',
+      refundReason: refunds[0],
+      callbackOk: true,
+    });
+    expect(refunds[0]).toBeString();
+  });
+});

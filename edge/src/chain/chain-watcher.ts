@@ -1090,6 +1090,7 @@ export class ChainWatcher {
     // transaction mined again) is rightly settled by it.
     const settledIn = await this.#settledBy(row, tx, row.status as 'fulfilled' | 'refunded');
     if (settledIn !== null) {
+      await this.#completed(row, tx, settledIn.settlement);
       await this.#finalIf(row, tx, settledIn.block, finalized);
       return false;
     }
@@ -1130,9 +1131,10 @@ export class ChainWatcher {
   }
 
   /**
-   * The contract holds the request settled (`kind`), not by the row's transaction (a reorg took it, and
-   * the bridge's or anyone's settlement stands instead): the row follows the chain, and is final once
-   * that settlement's block is.
+   * The contract holds the request settled (`kind`), and the row's transaction's receipt does not show
+   * it: a reorg took it, and the bridge's or anyone's settlement stands instead (the row follows the
+   * chain), or the node does not show that receipt (the row's own settlement, found by its event,
+   * completes the row if it lacks its event's fields). Final once that settlement's block is.
    */
   async #recordOther(
     row: ChainRequestRow,
@@ -1143,7 +1145,9 @@ export class ChainWatcher {
     // Settled, but the node does not show the event (yet): looked at again next check.
     if (settlement === null) return;
     const was = row.fulfilledTx as Hex;
-    if (settlement.txHash !== was || kind !== row.status) {
+    if (settlement.txHash.toLowerCase() === was.toLowerCase() && kind === row.status) {
+      await this.#completed(row, was, settlement.settlement);
+    } else {
       const now = this.#o.now();
       const resettled = await this.#o.store.resettle(
         row.requestId,
@@ -1164,6 +1168,25 @@ export class ChainWatcher {
       row = { ...row, status: kind, fulfilledTx: settlement.txHash, updatedAt: now };
     }
     await this.#finalIf(row, settlement.txHash, settlement.blockNumber, finalized);
+  }
+
+  /**
+   * A settled row recorded without its settlement's event (neither the receipt nor the event readable
+   * then: `callbackOk`, and a refund's reason, unknown) takes them from that settlement (by `tx`), read
+   * since from its receipt or event, so the request's view shows them. A row is checked until it is final,
+   * and found final only in a check that read one of the two, so none stays without them.
+   */
+  async #completed(row: ChainRequestRow, tx: Hex, s: ChainSettlement): Promise<void> {
+    const lacks = row.callbackOk === null || (row.status === 'refunded' && row.refundReason === null);
+    if (!lacks || !(await this.#o.store.completeSettlement(row.requestId, tx, s))) return;
+    this.#o.log?.({
+      level: 'info',
+      msg: "a chain settlement recorded without its event: the callback's outcome read since, recorded",
+      requestId: row.requestId,
+      tx,
+      callbackOk: s.callbackOk,
+      ...(s.kind === 'refunded' && s.reason !== null ? { reason: escapeUnshown(s.reason) } : {}),
+    });
   }
 
   /**
