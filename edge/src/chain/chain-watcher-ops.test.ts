@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   compileSolidity,
+  fundedAccount,
   oracleSource,
   type RunningAnvil,
   startAnvil,
@@ -19,9 +20,11 @@ import { leastFulfilGas } from '@synod/contracts/settlement-gas';
 import type { RequestBody } from '@synod/shared';
 import {
   type Address,
+  createWalletClient,
   encodeEventTopics,
   encodeFunctionData,
   type Hex,
+  http,
   keccak256,
   parseEther,
   parseEventLogs,
@@ -165,6 +168,21 @@ const onChainStatus = async (oracle: Address, requestNo: bigint) =>
   (await chain.request(requestNo, oracle)).status;
 
 const errorsIn = (logs: Record<string, unknown>[]) => logs.filter((l) => l.level === 'error');
+
+/** The lines saying a request was settled on chain by a transaction this relay did not send. */
+const saidByAnother = (logs: Record<string, unknown>[]) =>
+  logs.filter((l) => l.code === 'SETTLED_BY_ANOTHER_ACCOUNT');
+
+/** The oracle's owner (the test chain's requester deployed it) sets its bridge. */
+const setBridge = async (oracle: Address, bridge: Address) => {
+  const hash = await chain.requester.writeContract({
+    address: oracle,
+    abi: synodOracleAbi,
+    functionName: 'setBridge',
+    args: [bridge],
+  });
+  await chain.client.waitForTransactionReceipt({ hash, pollingInterval: 50 });
+};
 
 /** Pass after pass until `check` holds: a settlement sent in one pass is recorded in a later one, once mined. */
 const pollUntil = (w: ChainWatcher, what: string, check: () => Promise<boolean>) =>
@@ -656,16 +674,6 @@ describe('chain watcher operations: starting', () => {
 });
 
 describe("chain watcher operations: the oracle's bridge changed under a running relay", () => {
-  /** The oracle's owner (the test chain's requester deployed it) sets its bridge. */
-  const setBridge = async (oracle: Address, bridge: Address) => {
-    const hash = await chain.requester.writeContract({
-      address: oracle,
-      abi: synodOracleAbi,
-      functionName: 'setBridge',
-      args: [bridge],
-    });
-    await chain.client.waitForTransactionReceipt({ hash, pollingInterval: 50 });
-  };
   const DEAD = '0x000000000000000000000000000000000000dEaD' as const;
 
   test('a fulfil reverting NotBridge reads bridge() at once: BRIDGE_MISMATCH logged once a spell, nothing sent meanwhile, in the stats; set back, it settles and says so', async () => {
@@ -909,6 +917,17 @@ describe('chain watcher operations: settlements in flight', () => {
     expect(row?.refundReason).toBe('EXPIRED\\u0000\\u001b[2K');
     expect(w.stats().errors).toBe(errors);
     expect(errorsIn(logs)).toEqual([]);
+    // Its own refund reverted (or dropped): the requester's is said, once, with who sent it.
+    expect(saidByAnother(logs)).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        requestId: id,
+        kind: 'refunded',
+        tx: row?.fulfilledTx,
+        from: chain.requester.account.address,
+        fromThisAccount: false,
+      }),
+    ]);
   });
 });
 
@@ -1184,8 +1203,18 @@ describe('chain watcher operations: requests settled on chain by someone else', 
     await w.poll();
     expect((await settlementsOf(oracle, requestNo)).refunds).toEqual(['EXPIRED']);
     expect(errorsIn(logs)).toEqual([]);
-    // Anyone may refund after the deadline: not said as another account's settlement.
-    expect(logs.filter((l) => l.code === 'SETTLED_BY_ANOTHER_ACCOUNT')).toEqual([]);
+    // Anyone may refund after the deadline; this relay had not settled it by then: said, once, with who.
+    expect(saidByAnother(logs)).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        msg: 'a chain request was settled on chain before its event was read; recorded, not computed',
+        requestId: id,
+        kind: 'refunded',
+        tx: refund,
+        from: chain.requester.account.address,
+        fromThisAccount: false,
+      }),
+    ]);
   });
 
   test('a request fulfilled on chain before its event was read (another relay with the bridge key) is recorded, and said as a warning with the sender (SETTLED_BY_ANOTHER_ACCOUNT)', async () => {
@@ -1222,12 +1251,14 @@ describe('chain watcher operations: requests settled on chain by someone else', 
         msg: 'a chain request was settled on chain before its event was read; recorded, not computed',
         code: 'SETTLED_BY_ANOTHER_ACCOUNT',
         requestId: id,
+        kind: 'fulfilled',
         tx: hash,
         from: chain.bridge.account.address,
         fromThisAccount: true,
       }),
     );
-    // A refund after the deadline (anyone may send one) is no such thing: see the test before.
+    await w.poll();
+    expect(saidByAnother(logs)).toHaveLength(1);
     expect(errorsIn(logs)).toEqual([]);
   });
 
@@ -1250,6 +1281,137 @@ describe('chain watcher operations: requests settled on chain by someone else', 
     expect(row?.refundReason).toBe('EXPIRED');
     expect(await settlementsOf(oracle, requestNo)).toMatchObject({ refunds: ['EXPIRED'], fulfils: 0 });
     expect(errorsIn(logs)).toEqual([]);
+    // Found as its fulfil was simulated (NotPending): said, once, with who refunded it.
+    await w.poll();
+    expect(saidByAnother(logs)).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        code: 'SETTLED_BY_ANOTHER_ACCOUNT',
+        requestId: id,
+        kind: 'refunded',
+        tx: refund,
+        from: chain.requester.account.address,
+        fromThisAccount: false,
+      }),
+    ]);
+  });
+
+  test("a request fulfilled by the account the oracle's owner made the bridge, while this relay waits with its verdict: recorded at the next settlement check, said once with the sender, nothing sent", async () => {
+    let clock = 1_800_000_000_000;
+    const { w, oracle, relay, logs, requestId } = await opsWatcher({ now: () => clock });
+    await w.check();
+    const { requestNo } = await chain.callLLM({
+      prompt: 'Answered by the new bridge',
+      models: ['stories260K'],
+      oracle,
+    });
+    await w.poll();
+    const id = requestId(requestNo);
+    const other = await fundedAccount(chain.anvil.url);
+    const otherBridge = createWalletClient({
+      chain: chain.chain,
+      transport: http(chain.anvil.url),
+      account: other.account,
+    });
+    await setBridge(oracle, other.account.address);
+    const sent = proxy.calls.get('eth_sendRawTransaction') ?? 0;
+    try {
+      relay.status.set(id, verdictOf('An answer of this relay'));
+      // Its fulfil reverts NotBridge: held back, the mismatch said.
+      await w.poll();
+      expect(w.stats().bridgeMismatch).toMatchObject({ oracleBridge: other.account.address });
+      const { questionHash } = await chain.request(requestNo, oracle);
+      const theirs = await otherBridge.writeContract({
+        address: oracle,
+        abi: synodOracleAbi,
+        functionName: 'fulfill',
+        args: [
+          requestNo,
+          questionHash,
+          'An answer of the new bridge',
+          `0x${'ab'.repeat(32)}`,
+          `0x${'cd'.repeat(32)}`,
+        ],
+      });
+      await chain.client.waitForTransactionReceipt({ hash: theirs, pollingInterval: 50 });
+      // Between settlement checks a held-back row is not looked up on chain.
+      await w.poll();
+      expect(await store.byRequestId(id)).toMatchObject({ status: 'pending', fulfilledTx: null });
+      expect(saidByAnother(logs)).toEqual([]);
+      clock += 30_000;
+      await w.poll();
+      expect(await store.byRequestId(id)).toMatchObject({
+        status: 'fulfilled',
+        fulfilledTx: theirs.toLowerCase(),
+        callbackOk: true,
+      });
+      await w.poll();
+      expect(saidByAnother(logs)).toEqual([
+        expect.objectContaining({
+          level: 'warn',
+          code: 'SETTLED_BY_ANOTHER_ACCOUNT',
+          requestId: id,
+          kind: 'fulfilled',
+          tx: theirs,
+          from: other.account.address,
+          fromThisAccount: false,
+        }),
+      ]);
+      expect(proxy.calls.get('eth_sendRawTransaction') ?? 0).toBe(sent);
+    } finally {
+      await setBridge(oracle, chain.bridge.account.address);
+    }
+  });
+
+  test("a refund of this relay's that a reorg replaced with the requester's (after the deadline): recorded as the chain holds it, and said once with the sender", async () => {
+    const { w, oracle, relay, logs, requestId } = await opsWatcher({ settledCheckMs: 0 });
+    const { requestNo } = await chain.callLLM({
+      prompt: 'Refunded twice over a reorg',
+      models: ['stories260K'],
+      oracle,
+    });
+    await w.poll();
+    const id = requestId(requestNo);
+    const { deadline, questionHash } = await chain.request(requestNo, oracle);
+    await chain.rpc('evm_setNextBlockTimestamp', [Number(deadline) + 1]);
+    await chain.mine(1);
+    relay.status.set(id, { status: 'failed', error: 'NO_NODES' });
+    await pollUntil(w, 'refunded by this relay', () => allSettled([id]));
+    const ours = (await store.byRequestId(id))?.fulfilledTx as Hex;
+    const { blockNumber } = await chain.client.getTransactionReceipt({ hash: ours });
+    // The new chain from the refund's block on holds the requester's refund in its place.
+    const theirs = await chain.requester.signTransaction(
+      await chain.requester.prepareTransactionRequest({
+        to: oracle,
+        data: encodeFunctionData({
+          abi: synodOracleAbi,
+          functionName: 'refund',
+          args: [requestNo, questionHash, 'EXPIRED'],
+        }),
+        gas: 300_000n,
+      }),
+    );
+    const head = await chain.client.getBlockNumber({ cacheTime: 0 });
+    await chain.rpc('anvil_reorg', [Number(head - blockNumber) + 1, [[theirs, 0]]]);
+    expect((await settlementsOf(oracle, requestNo)).refundTxs).toEqual([keccak256(theirs)]);
+    await w.poll();
+    await w.poll();
+    expect(await store.byRequestId(id)).toMatchObject({
+      status: 'refunded',
+      fulfilledTx: keccak256(theirs),
+      refundReason: 'EXPIRED',
+    });
+    expect(saidByAnother(logs)).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        code: 'SETTLED_BY_ANOTHER_ACCOUNT',
+        requestId: id,
+        kind: 'refunded',
+        tx: keccak256(theirs),
+        from: chain.requester.account.address,
+        fromThisAccount: false,
+      }),
+    ]);
   });
 });
 

@@ -1104,6 +1104,8 @@ describe('chain bridge: SynodOracle requests answered by the network', () => {
       expect(
         logs.filter((l) => String(l['msg']).startsWith('the chain holds another settlement')),
       ).toHaveLength(1);
+      // The refund standing now is this relay's account's own: not said as another account's.
+      expect(logs.filter((l) => l['code'] === 'SETTLED_BY_ANOTHER_ACCOUNT')).toEqual([]);
       // Nothing is sent for it again, and the next check finds it as recorded.
       await w.poll();
       expect(w.stats()).toMatchObject({ resettled: 1, undone: 0 });

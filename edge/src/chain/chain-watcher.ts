@@ -271,6 +271,11 @@ export class ChainWatcher {
   #stats: Omit<ChainWatcherStats, 'bridge'> = initialChainWatcherStats();
   /** `now()` from which the next pass checks recent settlements on chain. */
   #nextSettledCheck = Number.NEGATIVE_INFINITY;
+  /**
+   * Whether this pass checks settlements on chain (`settledCheckMs`): rows whose settlement is held back
+   * while another account is the oracle's bridge are then looked up on chain too (`#send`).
+   */
+  #checkingSettled = false;
   readonly #balance: BridgeBalanceMonitor;
   /** `now()` from which the next pass reads the bridge balance. */
   #nextBalanceCheck = Number.NEGATIVE_INFINITY;
@@ -537,6 +542,7 @@ export class ChainWatcher {
             failure = e;
           }
         }
+        this.#checkingSettled = this.#o.now() >= this.#nextSettledCheck;
         try {
           await this.#scan();
         } catch (e) {
@@ -826,36 +832,20 @@ export class ChainWatcher {
 
   /**
    * A row whose request was settled on chain before its event was read: recorded as the chain holds
-   * it, never admitted. If the node does not show the settlement's event yet, the row stays pending
-   * (not admitted) and the next pass looks again (`#decide`).
+   * it, never admitted (said `SETTLED_BY_ANOTHER_ACCOUNT`: this relay sent nothing for it). If the node
+   * does not show the settlement's event yet, the row stays pending (not admitted) and the next pass looks
+   * again (`#decide`).
    */
   async #settledBeforeRead(row: ChainRequestRow): Promise<void> {
-    const recorded = await this.#recordedOnChain(row);
-    if (recorded?.settlement.kind === 'fulfilled') {
-      // Only the bridge of the time may fulfil, and this relay did not: another relay using the same key,
-      // or a bridge the oracle's owner set (setBridge). Said, with who sent it when the node tells.
-      const from = await this.#o.client
-        .getTransaction({ hash: recorded.tx })
-        .then((t) => getAddress(t.from))
-        .catch(() => null);
-      this.#o.log?.({
-        level: 'warn',
-        msg: 'a chain request was settled on chain before its event was read; recorded, not computed',
-        code: 'SETTLED_BY_ANOTHER_ACCOUNT',
-        requestId: row.requestId,
-        tx: recorded.tx,
-        ...(from !== null
-          ? { from, fromThisAccount: isAddressEqual(from, this.#o.wallet.account.address) }
-          : {}),
-        hint: "a fulfil comes only from the oracle's bridge at the time: another relay using this bridge key, or an account the oracle's owner made the bridge (its BridgeChanged events)",
-      });
-      return;
-    }
+    const recorded = await this.#recordedOnChain(
+      row,
+      undefined,
+      'a chain request was settled on chain before its event was read; recorded, not computed',
+    );
+    if (recorded !== null) return;
     this.#o.log?.({
       level: 'info',
-      msg: recorded
-        ? 'a chain request was settled on chain before its event was read; recorded, not computed'
-        : 'a chain request is settled on chain but its settlement event is not readable yet; not computed',
+      msg: 'a chain request is settled on chain but its settlement event is not readable yet; not computed',
       requestId: row.requestId,
     });
   }
@@ -1133,8 +1123,9 @@ export class ChainWatcher {
   /**
    * The contract holds the request settled (`kind`), and the row's transaction's receipt does not show
    * it: a reorg took it, and the bridge's or anyone's settlement stands instead (the row follows the
-   * chain), or the node does not show that receipt (the row's own settlement, found by its event,
-   * completes the row if it lacks its event's fields). Final once that settlement's block is.
+   * chain, said `SETTLED_BY_ANOTHER_ACCOUNT` when not this relay's), or the node does not show that
+   * receipt (the row's own settlement, found by its event, completes the row if it lacks its event's
+   * fields). Final once that settlement's block is.
    */
   async #recordOther(
     row: ChainRequestRow,
@@ -1165,6 +1156,7 @@ export class ChainWatcher {
         was: { status: row.status, tx: was },
         now: { status: kind, tx: settlement.txHash },
       });
+      await this.#saidIfAnother(row, settlement.txHash, kind);
       row = { ...row, status: kind, fulfilledTx: settlement.txHash, updatedAt: now };
     }
     await this.#finalIf(row, settlement.txHash, settlement.blockNumber, finalized);
@@ -1354,8 +1346,10 @@ export class ChainWatcher {
     s: Exclude<Settlement, { kind: 'wait' }>,
   ): Promise<boolean> {
     // Not the oracle's bridge now: only a refund past its deadline (anyone's to send) would not revert.
+    // What is held back may be settled meanwhile by whoever is the bridge (or, past the deadline, by
+    // anyone): looked up on chain at each settlement check, and recorded so.
     if (this.#stats.bridgeMismatch !== null && !(s.kind === 'refund' && (await this.#expired(e)))) {
-      return false;
+      return this.#checkingSettled && (await this.#recordOnChain(row));
     }
     const { client, wallet, oracle } = this.#o;
     const requestNo = BigInt(row.requestNo);
@@ -1664,10 +1658,14 @@ export class ChainWatcher {
     return (await this.#recordedOnChain(row, ours)) !== null;
   }
 
-  /** `#recordOnChain`, and the settlement it found on chain (null when the oracle has it pending). */
+  /**
+   * `#recordOnChain`, and the settlement it found on chain (null when the oracle has it pending). One
+   * this relay did not send is said (`#saidIfAnother`, with `msg`) as the row takes it.
+   */
   async #recordedOnChain(
     row: ChainRequestRow,
     ours?: { tx: Hex; settlement: ChainSettlement },
+    msg = SETTLED_BY_ANOTHER,
   ): Promise<{ tx: Hex; settlement: ChainSettlement } | null> {
     const status = await this.#onChainStatus(row);
     if (status !== ON_CHAIN.fulfilled && status !== ON_CHAIN.refunded) return null;
@@ -1686,8 +1684,46 @@ export class ChainWatcher {
           ? { reason: escapeUnshown(settlement.reason) }
           : {}),
       });
+      await this.#saidIfAnother(row, tx, kind, msg);
     }
     return found;
+  }
+
+  /**
+   * A settlement the row just took (by `tx`, of `kind`) that this relay did not send: a warning,
+   * `SETTLED_BY_ANOTHER_ACCOUNT`, with its sender when the node tells (`from`, `fromThisAccount`). Said
+   * for any transaction but the one the row claimed, except, for a row that claimed one, another of this
+   * relay's account (a replacement of its own, or one it had given up for lost and that was mined after
+   * all). Said as the row takes the settlement, a conditional update that succeeds once, so once per
+   * request (again only if a reorg undoes the settlement and the row takes one anew).
+   */
+  async #saidIfAnother(
+    row: ChainRequestRow,
+    tx: Hex,
+    kind: 'fulfilled' | 'refunded',
+    msg = SETTLED_BY_ANOTHER,
+  ): Promise<void> {
+    const claimed = row.fulfilledTx;
+    if (claimed !== null && claimed.toLowerCase() === tx.toLowerCase()) return;
+    const from = await this.#o.client
+      .getTransaction({ hash: tx })
+      .then((t) => getAddress(t.from))
+      .catch(() => null);
+    const fromThisAccount = from !== null && isAddressEqual(from, this.#o.wallet.account.address);
+    if (claimed !== null && fromThisAccount) return;
+    this.#o.log?.({
+      level: 'warn',
+      msg,
+      code: 'SETTLED_BY_ANOTHER_ACCOUNT',
+      requestId: row.requestId,
+      kind,
+      tx,
+      ...(from !== null ? { from, fromThisAccount } : {}),
+      hint:
+        kind === 'fulfilled'
+          ? "a fulfil comes only from the oracle's bridge at the time: another relay using this bridge key, or an account the oracle's owner made the bridge (its BridgeChanged events)"
+          : "a refund comes from the oracle's bridge at the time (another relay using this bridge key, or an account the oracle's owner made the bridge), or after the request's deadline from anyone, its requester say: this relay had not settled it by then (down or behind, not the bridge, or its own settlement not mined in time)",
+    });
   }
 
   /**
@@ -1737,6 +1773,10 @@ function settlementIn(
   }
   return null;
 }
+
+/** How `SETTLED_BY_ANOTHER_ACCOUNT` is said, but for a request settled before its event was read. */
+const SETTLED_BY_ANOTHER =
+  'a chain request was settled on chain by a transaction this relay did not send; recorded as the chain holds it';
 
 /** A row's failing step, as logged, and the line that says it went through again. */
 const WORKS_AGAIN = {
