@@ -749,8 +749,12 @@ describe("chain watcher operations: the oracle's bridge changed under a running 
     expect(await store.byRequestId(requestId(second.requestNo))).toMatchObject({ status: 'pending' });
     expect(errorsIn(logs).map((l) => l.code)).toEqual(['BRIDGE_MISMATCH']);
     expect(w.stats().bridgeMismatch).not.toBeNull();
-    // Past the first's deadline anyone may refund: the relay does, not being the bridge.
-    const { deadline } = await chain.request(first.requestNo, oracle);
+    // Past the first's deadline anyone may refund: the relay does, not being the bridge. Past the
+    // second's too: mined a second later than the first, its deadline is a second later (were the next
+    // block's time the first's deadline + 1, the second would not be past its own, and with no block
+    // mined after it, never would be).
+    const { deadline } = await chain.request(second.requestNo, oracle);
+    expect(deadline).toBeGreaterThanOrEqual((await chain.request(first.requestNo, oracle)).deadline);
     await chain.rpc('evm_setNextBlockTimestamp', [Number(deadline) + 1]);
     await chain.mine(1);
     await pollUntil(w, 'refunded', async () => (await onChainStatus(oracle, first.requestNo)) === 3);
@@ -758,7 +762,7 @@ describe("chain watcher operations: the oracle's bridge changed under a running 
     await pollUntil(w, 'recorded', () =>
       allSettled([requestId(first.requestNo), requestId(second.requestNo)]),
     );
-    // The second's deadline passed with the first's (same timeout): refunded too.
+    // The second's deadline passed too: refunded.
     expect(await onChainStatus(oracle, second.requestNo)).toBe(3);
     expect(errorsIn(logs).filter((l) => l.code !== 'BRIDGE_MISMATCH')).toEqual([]);
     await setBridge(oracle, chain.bridge.account.address);
