@@ -377,8 +377,13 @@ export class ChainWatcher {
    * refunded, each fulfil reverting `InsufficientGasForCallback`), or `CHAIN_RPC_FAILED` when the RPC
    * could not be read (its message is viem's short one, never viem's whole message, which names the RPC
    * URL, and a provider's URL holds its API key; the error it wraps is not kept, as it holds the URL too).
+   *
+   * With `mismatch: 'tolerate'` (a Workers cron run, whose passes are each a new watcher) another bridge
+   * is no error: it is noted as when found while running (`bridgeMismatch` in the stats, the pass that
+   * follows counting and saying it), so that pass still does what needs no bridge role (refunds past
+   * their deadline, recording what the chain holds) and sends nothing that would revert.
    */
-  async check(): Promise<void> {
+  async check(o: { mismatch?: 'refuse' | 'tolerate' } = {}): Promise<void> {
     let chainId: number;
     let code: string | undefined;
     let settings: { bridge: Address; callbackGasLimit: number } | undefined;
@@ -406,8 +411,10 @@ export class ChainWatcher {
       );
     }
     const account = this.#o.wallet.account.address;
-    if (!isAddressEqual(settings.bridge, account))
+    const mismatched = !isAddressEqual(settings.bridge, account);
+    if (mismatched && o.mismatch !== 'tolerate')
       throw bridgeMismatch(this.#o.oracle, settings.bridge, account);
+    this.#bridgeRead(settings.bridge);
     this.#nextBridgeCheck = this.#o.now() + this.#o.bridgeCheckMs;
     const least = leastFulfilGas(settings.callbackGasLimit);
     if (this.#o.maxSettlementGas < least) {
@@ -458,6 +465,11 @@ export class ChainWatcher {
       abi: synodOracleAbi,
       functionName: 'bridge',
     });
+    this.#bridgeRead(oracleBridge);
+  }
+
+  /** The oracle's `bridge()` as just read: held against this relay's account (see `#checkBridge`). */
+  #bridgeRead(oracleBridge: Address): void {
     const account = this.#o.wallet.account.address;
     if (!isAddressEqual(oracleBridge, account)) {
       const was = this.#stats.bridgeMismatch;

@@ -1,4 +1,11 @@
 import { describe, expect, test } from 'bun:test';
+import { createClient } from '@libsql/client/web';
+import { fundedAccount, synodOracleAbi } from '@synod/contracts';
+import { historySchema } from '@synod/shared/history';
+import { drizzle } from 'drizzle-orm/libsql/web';
+import { getAddress } from 'viem';
+import { ChainStore } from '../chain/chain-store.ts';
+import { startTestChain } from '../chain/chain-test-helpers.ts';
 import { initialChainWatcherStats } from '../chain/chain-watcher.ts';
 import { startSqld } from '../test-servers.ts';
 import { type ChainPassResult, chainPass, chainPassLevel, handle } from './workerd.ts';
@@ -129,4 +136,105 @@ describe('a worker whose SYNOD_DB_URL is no libSQL URL', () => {
       console.log = log;
     }
   });
+});
+
+describe("a chain pass whose bridge key is not the oracle's bridge() (BRIDGE_MISMATCH)", () => {
+  // Each cron run checked the bridge first and stopped there: refunds past their deadline, which anyone
+  // may send (the Bun relay goes on sending them while its bridge is another account), were never sent.
+  test('still runs: a refund past its deadline is sent and recorded, one before it (it would revert) is not; the mismatch is in the stats and said as an error', async () => {
+    const sqld = await startSqld();
+    const chain = await startTestChain();
+    // The gateway's status, as much of it as a chain pass reads: the models its network serves.
+    const status = {
+      coordinatorId: 'gateway-node',
+      models: ['stories260K'],
+      embedders: [{ id: 'test-embedder', fileHash: 'ab'.repeat(32), bits: 64 }],
+      defaultModels: ['stories260K'],
+      health: { ok: true },
+      queue: null,
+    };
+    const gateway = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      fetch: (req) =>
+        new URL(req.url).pathname === '/internal/v1/status'
+          ? Response.json(status)
+          : new Response(null, { status: 204 }),
+    });
+    const lines: Record<string, unknown>[] = [];
+    const log = console.log;
+    console.log = (...a: unknown[]) => lines.push(JSON.parse(a.map(String).join(' ')));
+    const db = createClient({ url: sqld.url });
+    try {
+      const worker = await fundedAccount(chain.anvil.url);
+      const env = {
+        SYNOD_DB_URL: sqld.url,
+        SYNOD_GATEWAY_URL: `http://127.0.0.1:${gateway.port}`,
+        SYNOD_GATEWAY_SECRET: 'a-gateway-secret-0123456789',
+        SYNOD_CHAIN_RPC: chain.anvil.url,
+        SYNOD_CHAIN_ID: String(chain.anvil.chainId),
+        SYNOD_ORACLE: chain.oracle,
+        SYNOD_BRIDGE_KEY: worker.key,
+        SYNOD_CHAIN_CONFIRMATIONS: '0',
+        SYNOD_CHAIN_FROM_BLOCK: String(await chain.client.getBlockNumber({ cacheTime: 0 })),
+      };
+      // Refused as it is read (a model the network does not serve): refunded UNKNOWN_MODEL, which before
+      // the request's deadline only the oracle's bridge may do.
+      const { requestNo } = await chain.callLLM({
+        prompt: 'Refused by a worker that is not the bridge',
+        models: ['no-such-model'],
+      });
+      const first = await chainPass(env);
+      expect(first).toMatchObject({
+        ran: true,
+        stats: {
+          passes: 1,
+          bridgeMismatch: { oracleBridge: chain.bridge.account.address, account: worker.account.address },
+        },
+      });
+      expect(first.ran && first.error).toBeUndefined();
+      expect(chainPassLevel(first, env)).toBe('error');
+      expect(lines).toContainEqual(
+        expect.objectContaining({ level: 'error', code: 'BRIDGE_MISMATCH', account: worker.account.address }),
+      );
+      expect((await chain.request(requestNo)).status).toBe(1);
+      const id = `${chain.anvil.chainId}:${chain.oracle.toLowerCase()}:${requestNo}`;
+      const store = new ChainStore(drizzle(db, { schema: historySchema }));
+      expect(await store.byRequestId(id)).toMatchObject({ status: 'pending', fulfilledTx: null });
+
+      // Past its deadline anyone may refund it: the next run does, the one after records it.
+      const { deadline } = await chain.request(requestNo);
+      await chain.rpc('evm_setNextBlockTimestamp', [Number(deadline) + 1]);
+      await chain.mine(1);
+      expect(await chainPass(env)).toMatchObject({
+        ran: true,
+        stats: { bridgeMismatch: { since: expect.any(Number) } },
+      });
+      expect((await chain.request(requestNo)).status).toBe(3);
+      const [refund, ...more] = await chain.client.getContractEvents({
+        address: chain.oracle,
+        abi: synodOracleAbi,
+        eventName: 'LLMRefunded',
+        args: { requestNo },
+        fromBlock: 0n,
+        strict: true,
+      });
+      expect(more).toEqual([]);
+      expect(refund?.args.reason).toBe('UNKNOWN_MODEL');
+      const sent = await chain.client.getTransaction({ hash: refund?.transactionHash as `0x${string}` });
+      expect(getAddress(sent.from)).toBe(worker.account.address);
+      await chainPass(env);
+      expect(await store.byRequestId(id)).toMatchObject({
+        status: 'refunded',
+        refundReason: 'UNKNOWN_MODEL',
+        fulfilledTx: refund?.transactionHash,
+      });
+    } finally {
+      console.log = log;
+      db.close();
+      gateway.stop(true);
+      await chain.stop();
+      await sqld.stop();
+    }
+  }, 60_000);
 });
