@@ -358,6 +358,16 @@ const VERDICT: Shape = {
       },
     },
   ],
+  reembedded: [
+    false,
+    {
+      array: {
+        nodeId: [true, 'scalar'],
+        revealId: [true, 'scalar'],
+        bits: [true, 'scalar'],
+      },
+    },
+  ],
 };
 const BODIES: Record<string, Shape> = {
   request: (v) => ({
@@ -858,7 +868,10 @@ interface Reembedding {
   noiseToleranceBits?: number;
 }
 
-/** docs/protocol.md, Consensus, rules 0 to 7; with `reembedding`, rule 1's EMBEDDING_DISAGREES too. */
+/**
+ * docs/protocol.md, Consensus, rules 0 to 8; with `reembedding`, rule 1's EMBEDDING_DISAGREES and rule 8's
+ * claims too.
+ */
 function computeVerdict(
   request: Envelope,
   seal: Envelope,
@@ -888,8 +901,16 @@ function computeVerdict(
   const byId = new Map<string, Envelope>();
   for (const p of revealPackets) if (p.body['requestId'] === requestId) byId.set(packetIdOf(p), p);
 
+  // Rule 1: the bits for a member's output: its smallest-id reveal of that output that has bits.
+  const ownOf = new Map<string, { id: string; bits: string }>();
+  for (const [id, p] of [...byId].sort(([a], [b]) => byString(a, b))) {
+    const bitsOf = reembedding?.bits.get(id);
+    const key = JSON.stringify([p.from, p.body['output']]);
+    if (bitsOf !== undefined && !ownOf.has(key)) ownOf.set(key, { id, bits: bitsOf });
+  }
+  const claims = new Map<string, { nodeId: string; revealId: string; bits: string }>();
   // Rule 1: validity (null = valid); non-members aside, one smallest reveal id per node.
-  const reasonOf = (id: string, p: Envelope): string | null => {
+  const reasonOf = (p: Envelope): string | null => {
     const embedding = p.body['bEmbedding'];
     if (typeof embedding !== 'string' || !new RegExp(`^[0-9a-f]{${bits / 4}}$`).test(embedding))
       return 'EMBEDDING_LENGTH';
@@ -906,9 +927,11 @@ function computeVerdict(
     if (opened !== members.get(p.from)) return 'COMMITMENT_MISMATCH';
     if ((p.body['createdAt'] as number) > windowEnd) return 'REVEAL_LATE';
     // Only a reveal the verifier has its own bits for is re-checked: more than the tolerance away fails.
-    const own = reembedding?.bits.get(id);
-    if (own !== undefined && hamming(embedding, own) > (reembedding?.noiseToleranceBits ?? 0))
+    const own = ownOf.get(JSON.stringify([p.from, p.body['output']]));
+    if (own !== undefined && hamming(embedding, own.bits) > (reembedding?.noiseToleranceBits ?? 0)) {
+      claims.set(own.id, { nodeId: p.from, revealId: own.id, bits: own.bits });
       return 'EMBEDDING_DISAGREES';
+    }
     return null;
   };
   const nonMembers = new Map<string, string>();
@@ -919,7 +942,7 @@ function computeVerdict(
       continue;
     }
     const list = revealsOf.get(p.from) ?? [];
-    list.push({ id, packet: p, reason: reasonOf(id, p) });
+    list.push({ id, packet: p, reason: reasonOf(p) });
     revealsOf.set(p.from, list);
   }
 
@@ -1018,6 +1041,14 @@ function computeVerdict(
     accepted: accepted ? ball.map((r) => ({ nodeId: r.nodeId, commitment: r.commitment })) : [],
     winner,
     rejected: rejected.map((r) => ({ ...r })),
+    // Rule 8: the claims, by nodeId then revealId; absent when none.
+    ...(claims.size === 0
+      ? {}
+      : {
+          reembedded: [...claims.values()].sort(
+            (a, b) => byString(a.nodeId, b.nodeId) || byString(a.revealId, b.revealId),
+          ),
+        }),
   };
 }
 
@@ -1254,6 +1285,13 @@ describe('protocol conformance: an independent verifier reproduces shared/test-v
           expect(jcs(verdict)).toBe(r.verdictJcs);
           expect(toHex(taggedHash('verdict', utf8(jcs(verdict))))).toBe(r.verdictDigest);
           expect(jcs(verdictOfTranscript([...packets].reverse(), reembeddingOf(r)))).toBe(r.verdictJcs);
+          // Rule 8: the verdict's claims alone, at no tolerance, recompute it.
+          const claims = (verdict['reembedded'] ?? []) as { revealId: string; bits: string }[];
+          expect(claims.length).toBeGreaterThan(0);
+          const fromClaims = verdictOfTranscript(packets, {
+            bits: new Map(claims.map((c) => [c.revealId, c.bits])),
+          });
+          expect(jcs(fromClaims)).toBe(r.verdictJcs);
         });
       }
     });

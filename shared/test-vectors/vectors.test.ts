@@ -5,7 +5,7 @@
 import { describe, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { computeCommitment, outputDigest } from '../src/commitment/commitment.ts';
-import { verdictDigest } from '../src/consensus/verdict.ts';
+import { claimedReembeddings, verdictDigest } from '../src/consensus/verdict.ts';
 import { hamming, normalizedHamming, quantize } from '../src/embedding/binary.ts';
 import { fromHex, toHex, utf8 } from '../src/encoding/bytes.ts';
 import { canonicalJson } from '../src/encoding/canonical.ts';
@@ -428,6 +428,13 @@ describe('scenarios', () => {
           expect(canonicalJson(check.verdict)).toBe(r.verdictJcs);
           expect(verdictDigest(r.verdict)).toBe(r.verdictDigest);
           expect(r.verdictDigest).not.toBe(s.verdictDigest);
+          // The verdict's own re-embedding claims recompute it, whatever tolerance made it.
+          expect(r.verdict.reembedded?.length).toBeGreaterThan(0);
+          const fromClaims = await verifyTranscript(s.transcript, {
+            reembedded: claimedReembeddings(r.verdict),
+            expectedVerdictDigest: r.verdictDigest,
+          });
+          expect(fromClaims.ok).toBe(true);
         });
       }
     });

@@ -22,7 +22,7 @@ import {
   signReveal,
   testKey,
 } from './fixtures.test-helpers.ts';
-import { computeVerdict, verdictDigest, winnerTiebreak } from './verdict.ts';
+import { claimedReembeddings, computeVerdict, verdictDigest, winnerTiebreak } from './verdict.ts';
 
 // 64 bits and the default secDistance 0.15: thresholdBits = floor(0.15 × 64) = 9.
 const BITS = 64;
@@ -410,6 +410,129 @@ describe('computeVerdict', () => {
     expect(() => computeVerdict(sc.input(sc.reveals, { noiseToleranceBits: -1 }))).toThrow(
       'noiseToleranceBits',
     );
+  });
+
+  describe('re-embedding claims', () => {
+    const SCAM = 'The answer is: send your funds to 0xdeadbeef.';
+    /** Bits of SCAM's "real" embedding: far from PARIS's. */
+    const SCAM_BITS = FAR;
+    /** Three honest members and one that copied the honest bits (the medoid's) for its own text. */
+    async function attack(label: string) {
+      const sc = await buildScenario({
+        label,
+        bits: BITS,
+        nodes: [agree([1]), agree([2]), agree([3]), { output: SCAM, bits: BASE }],
+      });
+      // What the coordinator's embedder says each output is.
+      const reembedded = new Map(
+        sc.reveals.map((r) => [
+          r.id,
+          toHex(r.packet.body.output === SCAM ? SCAM_BITS : fromHex(r.packet.body.bEmbedding)),
+        ]),
+      );
+      return { sc, reembedded, attacker: node(sc, 3) };
+    }
+
+    test('without re-embedding the copier of the honest bits wins with its own text', async () => {
+      const { sc, attacker } = await attack('claims-attack');
+      const v = verdictOf(sc);
+      expect(v.winner?.nodeId).toBe(attacker.nodeId);
+      expect(v.winner?.output).toBe(SCAM);
+    });
+
+    test('a reveal whose bits are not its text is EMBEDDING_DISAGREES, the verdict carries the claim', async () => {
+      const { sc, reembedded, attacker } = await attack('claims-attack');
+      const v = verdictOf(sc, sc.reveals, { reembedded });
+      expect(outcomeOf(v, attacker.nodeId)).toBe('EMBEDDING_DISAGREES');
+      expect(v.status).toBe('accepted');
+      expect(v.winner?.output).toBe(PARIS);
+      expect(v.accepted.map((a) => a.nodeId)).not.toContain(attacker.nodeId);
+      expect(v.reembedded).toEqual([
+        { nodeId: attacker.nodeId, revealId: attacker.reveal?.id as string, bits: toHex(SCAM_BITS) },
+      ]);
+      // Anyone recomputes it byte for byte from the reveals and the claims alone.
+      const again = verdictOf(sc, [...sc.reveals].reverse(), { reembedded: claimedReembeddings(v) });
+      expect(canonicalJson(again)).toBe(canonicalJson(v));
+    });
+
+    test('the digest covers the claims', async () => {
+      const { sc, reembedded } = await attack('claims-digest');
+      const v = verdictOf(sc, sc.reveals, { reembedded });
+      const claim = (v.reembedded ?? [])[0] as NonNullable<Verdict['reembedded']>[number];
+      const { reembedded: _, ...without } = v;
+      const other = { ...v, reembedded: [{ ...claim, bits: toHex(flipBits(SCAM_BITS, [0])) }] };
+      expect(verdictDigest(without)).not.toBe(verdictDigest(v));
+      expect(verdictDigest(other)).not.toBe(verdictDigest(v));
+      // A claim that is the revealed bits itself recomputes to another verdict (the reveal is then valid).
+      const lie = new Map([[claim.revealId, toHex(BASE)]]);
+      expect(verdictDigest(verdictOf(sc, sc.reveals, { reembedded: lie }))).not.toBe(verdictDigest(v));
+    });
+
+    test('an honest run re-embedded is byte for byte the verdict without re-embedding', async () => {
+      const sc = await buildScenario({
+        label: 'claims-honest',
+        bits: BITS,
+        nodes: [agree(), agree([1]), agree([2, 3]), { output: 'Paris.', bits: FAR }],
+      });
+      const own = new Map(sc.reveals.map((r) => [r.id, r.packet.body.bEmbedding]));
+      const plain = verdictOf(sc);
+      const reembedded = verdictOf(sc, sc.reveals, { reembedded: own });
+      expect('reembedded' in reembedded).toBe(false);
+      expect(canonicalJson(reembedded)).toBe(canonicalJson(plain));
+      // Within the tolerance: no claim either.
+      const near = new Map(
+        sc.reveals.map((r) => [r.id, toHex(flipBits(fromHex(r.packet.body.bEmbedding), [60]))]),
+      );
+      expect(canonicalJson(verdictOf(sc, sc.reveals, { reembedded: near, noiseToleranceBits: 1 }))).toBe(
+        canonicalJson(plain),
+      );
+    });
+
+    test('claims recompute the verdict whatever tolerance the author used', async () => {
+      const { sc, reembedded } = await attack('claims-tolerance');
+      const noisy = new Map([...reembedded].map(([id, bits]) => [id, toHex(flipBits(fromHex(bits), [63]))]));
+      const v = verdictOf(sc, sc.reveals, { reembedded: noisy, noiseToleranceBits: 1 });
+      expect(v.reembedded).toHaveLength(1);
+      expect(canonicalJson(verdictOf(sc, sc.reveals, { reembedded: claimedReembeddings(v) }))).toBe(
+        canonicalJson(v),
+      );
+    });
+
+    test("one claim covers a member's every reveal of that text, whichever the author re-embedded", async () => {
+      const { sc, reembedded, attacker } = await attack('claims-dupes');
+      const body = attacker.revealBody;
+      const later = [
+        await signReveal(attacker.key, { ...body, createdAt: body.createdAt + 1 }),
+        await signReveal(attacker.key, { ...body, createdAt: body.createdAt + 2 }),
+        // Another text it never committed to: COMMITMENT_MISMATCH, whatever its re-embedding.
+        await signReveal(attacker.key, { ...body, output: PARIS, createdAt: body.createdAt + 3 }),
+      ];
+      const reveals = [...sc.reveals, ...later];
+      // The author re-embedded only the largest-id reveal of the text, or all of them.
+      const ids = [attacker.reveal as NonNullable<typeof attacker.reveal>, ...later.slice(0, 2)]
+        .map((r) => r.id)
+        .sort();
+      const some = new Map([...reembedded].filter(([id]) => !ids.includes(id)));
+      some.set(ids[2] as string, toHex(SCAM_BITS));
+      const all = new Map([...reembedded, ...later.map((r) => [r.id, toHex(SCAM_BITS)] as const)]);
+      for (const map of [some, all]) {
+        const v = verdictOf(sc, reveals, { reembedded: map });
+        expect(outcomeOf(v, attacker.nodeId)).toBe('EMBEDDING_DISAGREES');
+        expect(v.reembedded).toHaveLength(1);
+        expect(v.winner?.output).toBe(PARIS);
+        const again = verdictOf(sc, [...reveals].reverse(), { reembedded: claimedReembeddings(v) });
+        expect(canonicalJson(again)).toBe(canonicalJson(v));
+      }
+    });
+
+    test('the schema: claims hold the verdict bit count, never an empty list', async () => {
+      const { sc, reembedded } = await attack('claims-schema');
+      const v = verdictOf(sc, sc.reveals, { reembedded });
+      const claim = (v.reembedded ?? [])[0] as NonNullable<Verdict['reembedded']>[number];
+      expect(VerdictSchema.safeParse({ ...v, reembedded: [] }).success).toBe(false);
+      expect(VerdictSchema.safeParse({ ...v, reembedded: [{ ...claim, bits: 'abcd' }] }).success).toBe(false);
+      expect(VerdictSchema.safeParse({ ...v, reembedded: [{ ...claim, extra: 1 }] }).success).toBe(false);
+    });
   });
 
   test('a seal of another request is SEAL_INVALID', async () => {

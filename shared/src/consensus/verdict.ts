@@ -24,9 +24,13 @@
  *      REVEAL_LATE          createdAt > seal.createdAt + frame.revealWindowMs (the signed createdAt is
  *                           all consensus can see; intake enforces clock skew. An early reveal is not
  *                           rejected: clocks differ between nodes);
- *      EMBEDDING_DISAGREES  `reembedded` has bits for this reveal id and they are more than
- *                           `noiseToleranceBits` (default 0) from the claimed bits. Reveals without an
- *                           entry in `reembedded` are not re-checked.
+ *      EMBEDDING_DISAGREES  `reembedded` has bits for this reveal's output and they are more than
+ *                           `noiseToleranceBits` (default 0) from the claimed bits. The bits for a
+ *                           reveal's output are those of the member's reveal with the smallest id that
+ *                           has an entry in `reembedded` and the same output (an embedding is a function
+ *                           of the text: a member's reveals that pass the commitment all carry one
+ *                           output, so one entry covers them all). Reveals without such an entry are
+ *                           not re-checked.
  *
  * 3. One reveal per member. A member's *considered* reveal is its valid reveal with the smallest packet
  *    id (several valid reveals can only differ in createdAt and in finishReason, which no step reads:
@@ -62,6 +66,16 @@
  *
  * 7. Order. `accepted` is sorted by commitment; `rejected` by nodeId, then revealId with null first.
  *
+ * 8. Re-embedding claims. For every entry of `reembedded` that made a reveal EMBEDDING_DISAGREES, the
+ *    verdict lists `{nodeId, revealId, bits}` (the entry's reveal id and bits) in `reembedded`, sorted by
+ *    nodeId then revealId; the field is absent when there is none, so a verdict computed without
+ *    re-embeddings, or where every re-embedding agreed, is byte for byte what it was before claims
+ *    existed. `claimedReembeddings(verdict)` turns them back into a `reembedded` map: computeVerdict
+ *    over the same reveals and that map, with tolerance 0, yields the same verdict whatever tolerance the
+ *    author used (a claim is only listed when it is more than the tolerance, so at least 1 bit, away).
+ *    So a verifier recomputes a re-embedding coordinator's verdict from the transcript and the verdict
+ *    alone; whether its claims are the text's embedding only a re-embedding can tell.
+ *
  * The verdict parses with VerdictSchema for every seal within LIMITS.maxSealMembers (the seal schema's
  * own bound). computeVerdict does not re-apply packet schemas, so benchmarks may use larger seals.
  *
@@ -80,7 +94,7 @@ import { SynodError } from '../errors.ts';
 import { distanceThresholdBits, requiredAgreement } from '../frame/frame.ts';
 import { packetId } from '../packets/envelope.ts';
 import { LIMITS } from '../packets/limits.ts';
-import type { Packet, RejectReason, SealMember, Verdict } from '../packets/schemas.ts';
+import type { Packet, ReembeddingClaim, RejectReason, SealMember, Verdict } from '../packets/schemas.ts';
 
 export interface RevealInput {
   /** Packet id of the reveal (packetId(packet)). */
@@ -95,7 +109,11 @@ export interface ConsensusInput {
   sealId: string;
   /** Signatures already verified by the caller; any order; may hold non-members, duplicates, garbage. */
   reveals: readonly RevealInput[];
-  /** Reveal packet id -> packed bits (hex) from the verifier's own run of the frame's embedder. */
+  /**
+   * Reveal packet id -> packed bits (hex) of that reveal's output from a run of the frame's embedder
+   * (the verifier's own, or a verdict's claims: `claimedReembeddings`). Covers the member's other reveals
+   * with the same output (step 2).
+   */
   reembedded?: ReadonlyMap<string, string>;
   /** With `reembedded`: largest Hamming distance between claimed and re-embedded bits. Default 0. */
   noiseToleranceBits?: number;
@@ -117,6 +135,8 @@ interface CheckedReveal {
 interface MemberState {
   member: SealMember;
   reveals: CheckedReveal[];
+  /** The member's reveals before the checks of step 2. */
+  received: RevealInput[];
 }
 
 /** A member whose considered reveal is valid: a row of the clustering. */
@@ -168,7 +188,7 @@ export function computeVerdict(input: ConsensusInput): Verdict {
         details: { nodeId: member.nodeId },
       });
     }
-    members.set(member.nodeId, { member, reveals: [] });
+    members.set(member.nodeId, { member, reveals: [], received: [] });
   }
 
   // Step 1: one reveal per packet id, for this request only.
@@ -187,17 +207,30 @@ export function computeVerdict(input: ConsensusInput): Verdict {
 
   // Step 2: validity. Non-members are kept aside, one (smallest id) per node.
   const nonMembers = new Map<string, string>();
-  for (const { id, packet } of byId.values()) {
-    const state = members.get(packet.from);
+  for (const r of byId.values()) {
+    const state = members.get(r.packet.from);
     if (state === undefined) {
-      const seen = nonMembers.get(packet.from);
-      if (seen === undefined || id < seen) nonMembers.set(packet.from, id);
+      const seen = nonMembers.get(r.packet.from);
+      if (seen === undefined || r.id < seen) nonMembers.set(r.packet.from, r.id);
       continue;
     }
-    state.reveals.push(checkReveal(id, packet, state.member));
+    state.received.push(r);
+  }
+  /** Re-embedding claims made by the checks, by the id of the entry they come from. */
+  const claims = new Map<string, ReembeddingClaim>();
+  for (const state of members.values()) {
+    const own = reembedded === undefined ? null : ownBits(state.received, reembedded);
+    for (const { id, packet } of state.received) {
+      state.reveals.push(checkReveal(id, packet, state.member, own?.get(packet.body.output)));
+    }
   }
 
-  function checkReveal(id: string, packet: Packet<'reveal'>, member: SealMember): CheckedReveal {
+  function checkReveal(
+    id: string,
+    packet: Packet<'reveal'>,
+    member: SealMember,
+    own: { id: string; bits: string } | undefined,
+  ): CheckedReveal {
     const body = packet.body;
     const checked: CheckedReveal = { id, packet, reason: null, bytes: null };
     const bytes = typeof body.bEmbedding === 'string' ? tryFromHex(body.bEmbedding, byteLength) : null;
@@ -221,20 +254,20 @@ export function computeVerdict(input: ConsensusInput): Verdict {
       checked.reason = 'COMMITMENT_MISMATCH';
     } else if (!(body.createdAt <= deadline)) {
       checked.reason = 'REVEAL_LATE';
-    } else if (reembedded !== undefined) {
-      const own = reembedded.get(id);
-      if (own !== undefined) {
-        const ownBytes = tryFromHex(own, byteLength);
-        if (ownBytes === null) {
-          throw new SynodError(
-            'EMBEDDING_INVALID',
-            `re-embedded bits for reveal ${id} are not ${bits} bits`,
-            {
-              details: { revealId: id, bits },
-            },
-          );
-        }
-        if (hamming(bytes, ownBytes) > tolerance) checked.reason = 'EMBEDDING_DISAGREES';
+    } else if (own !== undefined) {
+      const ownBytes = tryFromHex(own.bits, byteLength);
+      if (ownBytes === null) {
+        throw new SynodError(
+          'EMBEDDING_INVALID',
+          `re-embedded bits for reveal ${own.id} are not ${bits} bits`,
+          {
+            details: { revealId: own.id, bits },
+          },
+        );
+      }
+      if (hamming(bytes, ownBytes) > tolerance) {
+        checked.reason = 'EMBEDDING_DISAGREES';
+        claims.set(own.id, { nodeId: packet.from, revealId: own.id, bits: own.bits });
       }
     }
     return checked;
@@ -320,6 +353,9 @@ export function computeVerdict(input: ConsensusInput): Verdict {
 
   // Step 7: canonical order. `accepted` is already in commitment order (candidates are sorted).
   rejected.sort(compareRejections);
+  const claimed = [...claims.values()].sort(
+    (a, b) => compareStrings(a.nodeId, b.nodeId) || compareStrings(a.revealId, b.revealId),
+  );
 
   return {
     v: 1,
@@ -334,7 +370,34 @@ export function computeVerdict(input: ConsensusInput): Verdict {
     accepted,
     winner,
     rejected,
+    ...(claimed.length > 0 ? { reembedded: claimed } : {}),
   };
+}
+
+/**
+ * Step 2's re-embedded bits of a member's reveals, by output: for each output, the entry of the
+ * member's reveal with the smallest id that has one.
+ */
+function ownBits(
+  received: readonly RevealInput[],
+  reembedded: ReadonlyMap<string, string>,
+): Map<string, { id: string; bits: string }> {
+  const out = new Map<string, { id: string; bits: string }>();
+  for (const { id, packet } of received) {
+    const bits = reembedded.get(id);
+    if (bits === undefined) continue;
+    const seen = out.get(packet.body.output);
+    if (seen === undefined || id < seen.id) out.set(packet.body.output, { id, bits });
+  }
+  return out;
+}
+
+/**
+ * A verdict's re-embedding claims (step 8) as the `reembedded` input that recomputes it: reveal id ->
+ * bits. Empty for a verdict without claims.
+ */
+export function claimedReembeddings(verdict: Pick<Verdict, 'reembedded'>): Map<string, string> {
+  return new Map((verdict.reembedded ?? []).map((c) => [c.revealId, c.bits]));
 }
 
 /** hex taggedHash('verdict', JCS(verdict)): what attestations sign and what goes on-chain. */

@@ -243,37 +243,71 @@ export type RejectReason = (typeof REJECT_REASONS)[number];
 
 const MemberRefSchema = z.strictObject({ nodeId: NodeIdSchema, commitment: DigestSchema });
 
-export const VerdictSchema = z.strictObject({
-  v: z.literal(1),
-  requestId: RequestIdSchema,
-  sealId: DigestSchema,
-  status: z.enum(['accepted', 'no-consensus']),
-  bits: z.number().int().min(8).max(8192),
-  thresholdBits: z.number().int().min(0).max(8192),
-  sealSize: z.number().int().min(1).max(LIMITS.maxSealMembers),
-  required: z.number().int().min(1).max(LIMITS.maxSealMembers),
-  centre: MemberRefSchema.nullable(),
-  accepted: z.array(MemberRefSchema).max(LIMITS.maxSealMembers),
-  winner: z
-    .strictObject({
-      nodeId: NodeIdSchema,
-      commitment: DigestSchema,
-      model: ModelRefSchema,
-      output: z.string().max(LIMITS.maxOutputChars),
-      outputDigest: DigestSchema,
-    })
-    .nullable(),
-  rejected: z
-    .array(
-      z.strictObject({
-        nodeId: NodeIdSchema,
-        commitment: DigestSchema.nullable(),
-        revealId: DigestSchema.nullable(),
-        reason: z.enum(REJECT_REASONS),
-      }),
-    )
-    .max(LIMITS.maxVerdictEntries),
+/**
+ * A verdict's re-embedding claim: the bits the verdict's author computed for a reveal's output with the
+ * frame's embedder, where they disagreed with the revealed bits (EMBEDDING_DISAGREES). See
+ * consensus/verdict.ts: the claims are part of the verdict so that anyone recomputes it from the
+ * transcript and them; whether a claim is true only a re-embedding tells (synod-verify --reembed).
+ */
+export const ReembeddingClaimSchema = z.strictObject({
+  nodeId: NodeIdSchema,
+  revealId: DigestSchema,
+  bits: z
+    .string()
+    .max(2048)
+    .regex(/^(?:[0-9a-f]{2})+$/, 'packed bits in lowercase hex'),
 });
+export type ReembeddingClaim = z.infer<typeof ReembeddingClaimSchema>;
+
+export const VerdictSchema = z
+  .strictObject({
+    v: z.literal(1),
+    requestId: RequestIdSchema,
+    sealId: DigestSchema,
+    status: z.enum(['accepted', 'no-consensus']),
+    bits: z.number().int().min(8).max(8192),
+    thresholdBits: z.number().int().min(0).max(8192),
+    sealSize: z.number().int().min(1).max(LIMITS.maxSealMembers),
+    required: z.number().int().min(1).max(LIMITS.maxSealMembers),
+    centre: MemberRefSchema.nullable(),
+    accepted: z.array(MemberRefSchema).max(LIMITS.maxSealMembers),
+    winner: z
+      .strictObject({
+        nodeId: NodeIdSchema,
+        commitment: DigestSchema,
+        model: ModelRefSchema,
+        output: z.string().max(LIMITS.maxOutputChars),
+        outputDigest: DigestSchema,
+      })
+      .nullable(),
+    rejected: z
+      .array(
+        z.strictObject({
+          nodeId: NodeIdSchema,
+          commitment: DigestSchema.nullable(),
+          revealId: DigestSchema.nullable(),
+          reason: z.enum(REJECT_REASONS),
+        }),
+      )
+      .max(LIMITS.maxVerdictEntries),
+    /**
+     * The author's re-embeddings of the reveals it rejected EMBEDDING_DISAGREES, one per such member,
+     * sorted by nodeId; absent when there are none (never empty), so a verdict without any is the same
+     * bytes as before re-embedding existed.
+     */
+    reembedded: z.array(ReembeddingClaimSchema).min(1).max(LIMITS.maxSealMembers).optional(),
+  })
+  .superRefine((v, ctx) => {
+    for (const [i, claim] of (v.reembedded ?? []).entries()) {
+      if (claim.bits.length !== v.bits / 4) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `a re-embedding claim holds ${v.bits} bits (${v.bits / 4} hex characters)`,
+          path: ['reembedded', i, 'bits'],
+        });
+      }
+    }
+  });
 export type Verdict = z.infer<typeof VerdictSchema>;
 
 export const VerdictBodySchema = z.strictObject({
