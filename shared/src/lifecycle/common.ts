@@ -234,7 +234,8 @@ export interface VerdictResult {
 }
 
 /**
- * The verdict and transcript root of a sealed request: consensus/verdict over (request, seal, reveals),
+ * The verdict and transcript root of a sealed request: consensus/verdict over (request, seal, reveals)
+ * and the re-embeddings given (a coordinator's own, or a verdict's claims: `claimedReembeddings`),
  * transcript over request + the sealed members' commits + seal + reveals. Reveals are passed sorted by
  * packet id; both functions are order-independent, the sort only makes the call itself deterministic.
  */
@@ -243,6 +244,7 @@ export function decide(
   commits: readonly Received<'commit'>[],
   seal: Received<'seal'>,
   reveals: readonly Received<'reveal'>[],
+  reembedding: { reembedded?: ReadonlyMap<string, string>; noiseToleranceBits?: number } = {},
 ): VerdictResult {
   const sortedReveals = [...reveals].sort(byId);
   const verdict = computeVerdict({
@@ -250,6 +252,12 @@ export function decide(
     seal: seal.packet,
     sealId: seal.id,
     reveals: sortedReveals,
+    ...(reembedding.reembedded === undefined || reembedding.reembedded.size === 0
+      ? {}
+      : { reembedded: reembedding.reembedded }),
+    ...(reembedding.noiseToleranceBits === undefined
+      ? {}
+      : { noiseToleranceBits: reembedding.noiseToleranceBits }),
   });
   const packets: AnyPacket[] = [
     request.packet,

@@ -48,6 +48,11 @@ export interface CoordinatorConfig {
   seats?: SeatPolicy;
   /** How long after the verdict attestations are collected. Default: frame.revealWindowMs. */
   attestationWindowMs?: number;
+  /**
+   * With re-embedded reveals (`PacketEvent.reembedded`): the largest Hamming distance between a
+   * reveal's bits and the driver's that still agrees. Default 0.
+   */
+  noiseToleranceBits?: number;
 }
 
 export type CoordinatorPhase =
@@ -86,6 +91,12 @@ export interface CoordinatorState extends BaseState {
    * states stored before declines existed, which means none.
    */
   declines?: Received<'decline'>[];
+  /**
+   * Reveal id -> the driver's re-embedding of that reveal's output (`PacketEvent.reembedded`), for the
+   * verdict's EMBEDDING_DISAGREES check. Absent in states stored before re-embedding existed, and for
+   * reveals fed without bits: those reveals are not re-checked (the verdict treats them as before).
+   */
+  reembedded?: Record<string, string>;
 }
 
 /**
@@ -143,7 +154,7 @@ export function stepCoordinator(
   const fx: Effect[] = [];
   switch (event.kind) {
     case 'packet':
-      onPacket(config, s, fx, event.packet, event.now);
+      onPacket(config, s, fx, event.packet, event.now, event.reembedded);
       break;
     case 'timer':
       if (s.outcome === null && takeTimer(s, event.name)) onTimer(config, s, fx, event.name, event.now);
@@ -171,6 +182,7 @@ function copy(s: CoordinatorState): CoordinatorState {
     reveals: [...s.reveals],
     attestations: [...s.attestations],
     declines: [...(s.declines ?? [])],
+    ...(s.reembedded === undefined ? {} : { reembedded: { ...s.reembedded } }),
   };
 }
 
@@ -211,6 +223,7 @@ function onPacket(
   fx: Effect[],
   packet: AnyPacket,
   now: number,
+  reembedded?: string,
 ): void {
   const rec = receive(packet);
   const rid = requestIdOf(packet);
@@ -239,7 +252,7 @@ function onPacket(
       reject(fx, 'NOT_COORDINATOR', `a ${rec.packet.type} from a node other than the coordinator`, rec.id);
       return;
     case 'reveal':
-      onReveal(config, s, fx, rec as Received<'reveal'>, now);
+      onReveal(config, s, fx, rec as Received<'reveal'>, now, reembedded);
       return;
     case 'attestation':
       onAttestation(s, fx, rec as Received<'attestation'>, now);
@@ -510,8 +523,16 @@ function onReveal(
   fx: Effect[],
   rec: Received<'reveal'>,
   now: number,
+  reembedded?: string,
 ): void {
-  if (s.reveals.some((r) => r.id === rec.id)) return; // duplicate delivery
+  if (s.reveals.some((r) => r.id === rec.id)) {
+    // A duplicate delivery; it may bring the bits of a reveal held without them (a driver re-embedding
+    // the reveals of a state restored from before re-embedding existed).
+    if (reembedded !== undefined && s.phase === 'sealed' && s.reembedded?.[rec.id] === undefined) {
+      setReembedded(s, rec.id, reembedded);
+    }
+    return;
+  }
   if (s.phase === 'collecting' || s.seal === null) {
     reject(fx, 'REVEAL_BEFORE_SEAL', 'a reveal before the seal breaks the protocol', rec.id);
     return;
@@ -526,6 +547,7 @@ function onReveal(
     return;
   }
   s.reveals = [...s.reveals, rec];
+  if (reembedded !== undefined) setReembedded(s, rec.id, reembedded);
   const revealed = new Set(s.reveals.map((r) => r.packet.from));
   if ([...members].every((m) => revealed.has(m))) closeReveals(config, s, fx, now); // early verdict
 }
@@ -545,6 +567,10 @@ function closeReveals(config: CoordinatorConfig, s: CoordinatorState, fx: Effect
     s.commits,
     { id: s.seal.id, packet: s.seal.packet },
     s.reveals,
+    {
+      reembedded: new Map(Object.entries(s.reembedded ?? {})),
+      ...(config.noiseToleranceBits === undefined ? {} : { noiseToleranceBits: config.noiseToleranceBits }),
+    },
   );
   const body: VerdictBody = {
     requestId: s.requestId,
@@ -565,6 +591,18 @@ function closeReveals(config: CoordinatorConfig, s: CoordinatorState, fx: Effect
   s.verdict = { id: publish(s, fx, 'verdict', body), body };
   const window = config.attestationWindowMs ?? s.request.body.frame.revealWindowMs;
   setTimer(s, fx, 'attest-deadline', now + window);
+}
+
+/**
+ * Keep the driver's bits for a held reveal, when they are packed bits of the frame's size: anything else
+ * is a driver bug (an embedder that is not the frame's), and a verdict cannot be formed from it.
+ */
+function setReembedded(s: CoordinatorState, revealId: string, bits: string): void {
+  const hexChars = s.request.body.frame.embeddingModel.bits / 4;
+  if (bits.length !== hexChars || !/^[0-9a-f]*$/.test(bits)) {
+    driverError(`re-embedded bits must be ${hexChars} lowercase hex characters`, { revealId });
+  }
+  s.reembedded = { ...(s.reembedded ?? {}), [revealId]: bits };
 }
 
 function onAttestation(s: CoordinatorState, fx: Effect[], rec: Received<'attestation'>, now: number): void {

@@ -1,5 +1,5 @@
 import { checkCommitment } from '../commitment/commitment.ts';
-import { verdictDigest } from '../consensus/verdict.ts';
+import { claimedReembeddings, verdictDigest } from '../consensus/verdict.ts';
 import { compareStrings } from '../encoding/bytes.ts';
 import { isSynodError } from '../errors.ts';
 import { LIMITS } from '../packets/limits.ts';
@@ -573,7 +573,11 @@ function recompute(s: ObserverState): Recomputed {
   if (selection === null) return { kind: 'incomplete' };
   let result: VerdictResult;
   try {
-    result = decide(request, commits, seal, selection.reveals);
+    // A re-embedding coordinator's claims (consensus/verdict.ts, step 8) are part of its verdict: the
+    // recomputation takes them as they are; whether they are the texts' embeddings is not checked here.
+    result = decide(request, commits, seal, selection.reveals, {
+      reembedded: claimedReembeddings(body.verdict),
+    });
   } catch (error) {
     if (!isSynodError(error)) throw error;
     return {
@@ -616,6 +620,8 @@ export function selectReveals(
   const held = new Map(reveals.map((r) => [r.id, r]));
   const cited = new Set<string>();
   for (const r of verdict.rejected) if (r.revealId !== null) cited.add(r.revealId);
+  // A re-embedding claim names the reveal whose bits it gives (not always a listed one).
+  for (const c of verdict.reembedded ?? []) cited.add(c.revealId);
   const out: Received<'reveal'>[] = [];
   for (const id of cited) {
     const r = held.get(id);

@@ -61,6 +61,13 @@ export interface PacketEvent {
   kind: 'packet';
   now: number;
   packet: AnyPacket;
+  /**
+   * coordinator, reveal packets only: the driver's embedding of the reveal's `output` under the
+   * request's frame.embeddingModel (packed sign bits, lowercase hex, exactly its bits). The core never
+   * embeds: these bits are its input to the verdict's EMBEDDING_DISAGREES check. Absent: the reveal is
+   * not re-checked. Other machines and packet types ignore it.
+   */
+  reembedded?: string;
 }
 
 export interface TimerEvent {
