@@ -9,6 +9,7 @@ import {
   encodePacket,
   expireState,
   type FollowerState,
+  fromHex,
   type HeartbeatBody,
   type InferenceDecline,
   initFollower,
@@ -45,6 +46,7 @@ import {
   type TimerName,
   type Transition,
   toHex,
+  truncateBits,
   type Verdict,
   type VerdictEffect,
 } from '@synod/shared';
@@ -122,6 +124,21 @@ export interface ServingConfig {
   embedder: EmbeddingModelRef;
 }
 
+/**
+ * A coordinator's own embedder (`SynodNodeOptions.reembed`): it embeds the output of every sealed member's
+ * reveal of a request whose frame pins this embedder (same id and file hash, at most its bits: a shorter
+ * frame takes the prefix), and feeds the bits with the reveal (`PacketEvent.reembedded`). The verdict
+ * then rejects a reveal whose bits are not its text's (`EMBEDDING_DISAGREES`, with the claim in the
+ * verdict; tolerance: `coordinator.noiseToleranceBits`, default 0). Requests pinning another embedder
+ * are coordinated as without it.
+ */
+export interface ReembedConfig {
+  /** The embedder as frames pin it; `bits` is how many it gives. */
+  embedder: EmbeddingModelRef;
+  /** Packed sign bits of `text`'s embedding (`embedder.bits` of them, or hex of them). */
+  embed(text: string): Promise<Uint8Array | string>;
+}
+
 export interface HeartbeatConfig {
   intervalMs: number;
   software: string;
@@ -147,6 +164,8 @@ export interface SynodNodeOptions {
   scheduler?: Scheduler;
   random?: (n: number) => Uint8Array;
   coordinator?: CoordinatorConfig;
+  /** role 'relay': re-embed the reveals of the requests this node coordinates (see `ReembedConfig`). */
+  reembed?: ReembedConfig;
   observer?: ObserverConfig;
   /**
    * Packets kept elsewhere for a request whose machine `start` restores (a relay's history: the commits
@@ -271,6 +290,11 @@ export interface NodeMetrics {
   skipped: Partial<Record<NodeSkipReason, number>>;
   /** Request packets of requests this node already finished, taken again (a replay) and ignored. */
   replaysIgnored: number;
+  /**
+   * Reveals this coordinator embedded again (`SynodNodeOptions.reembed`): texts embedded (a text seen
+   * again is not), embeddings that failed (those reveals count unchecked), the last one's time.
+   */
+  reembed: { embedded: number; failed: number; lastMs: number | null };
   /** Packets published again (`SynodNodeOptions.reannounce`), by type, and why. */
   reannounced: {
     byType: Partial<Record<PacketType, number>>;
@@ -385,6 +409,8 @@ export const LATE_ANSWER_WINDOW_MS = 10_000;
 export const EVIDENCE_LINE_EVERY_MS = 60_000;
 /** Why the watchdog expires a stranded machine (it has no verdict, and never will). */
 const STRANDED_REASON = 'no-verdict' as const;
+/** Texts whose re-embedding a coordinator keeps (`ReembedConfig`): a few requests' worth of reveals. */
+const REEMBED_CACHE = 1_024;
 
 export class SynodNode {
   readonly nodeId: string;
@@ -429,6 +455,8 @@ export class SynodNode {
   readonly #reannouncer: Reannouncer | null;
   /** Packets signed again for re-announcing, by id (`#signedAgain`), oldest first, and their bytes. */
   readonly #resigned = new Map<string, { packet: AnyPacket; bytes: number }>();
+  /** Re-embedded texts (full bits, hex), oldest first (`#reembed`). */
+  readonly #reembedded = new Map<string, string>();
   #resignedBytes = 0;
   #heartbeatCancel: (() => void) | null = null;
   #watchdogCancel: (() => void) | null = null;
@@ -472,6 +500,7 @@ export class SynodNode {
     expired: 0,
     skipped: {} as Partial<Record<NodeSkipReason, number>>,
     replaysIgnored: 0,
+    reembed: { embedded: 0, failed: 0, lastMs: null as number | null },
     reannounced: {
       byType: {} as Partial<Record<PacketType, number>>,
       byReason: {} as Partial<Record<ReannounceReason, number>>,
@@ -636,6 +665,13 @@ export class SynodNode {
       this.#restoring.delete(state.requestId);
       this.#enqueue(state.requestId, hosted, async () => {
         for (const packet of kept) await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet });
+        // A coordinator stored before it re-embedded (or whose embedding failed) gets its held reveals'
+        // bits now: fed again, they are duplicates that bring only their bits (see `#reembed`).
+        if (hosted.state.role === 'coordinator') {
+          for (const r of hosted.state.reveals) {
+            await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet: r.packet });
+          }
+        }
         // And what came for it while it was being restored (held by `#deliver`), a peer re-announcing
         // what this node missed among them.
         await this.#replayEarly(state.requestId, hosted);
@@ -821,6 +857,7 @@ export class SynodNode {
       expired: this.#m.expired,
       skipped: { ...this.#m.skipped },
       replaysIgnored: this.#m.replaysIgnored,
+      reembed: { ...this.#m.reembed },
       reannounced: {
         byType: { ...this.#m.reannounced.byType },
         byReason: { ...this.#m.reannounced.byReason },
@@ -1263,7 +1300,70 @@ export class SynodNode {
 
   async #apply(hosted: Hosted, event: LifecycleEvent): Promise<void> {
     if (this.#closed) return;
+    if (event.kind === 'packet' && event.packet.type === 'reveal' && hosted.state.role === 'coordinator') {
+      const bits = await this.#reembed(hosted.state, event.packet);
+      if (this.#closed) return;
+      if (bits !== null) event = { ...event, reembedded: bits };
+    }
     await this.#run(hosted, this.#step(hosted.state, event));
+  }
+
+  /**
+   * This coordinator's bits for a reveal (`ReembedConfig`), or null: no embedder, another embedder
+   * pinned, a reveal the machine would not use (not a sealed member's, no longer collecting reveals, or
+   * held with bits already), or an embedding that failed (logged; the reveal then counts unchecked, as
+   * without an embedder).
+   */
+  async #reembed(s: CoordinatorState, reveal: Packet<'reveal'>): Promise<string | null> {
+    const config = this.#o.reembed;
+    if (config === undefined || s.phase !== 'sealed' || s.seal === null) return null;
+    const pinned = s.request.body.frame.embeddingModel;
+    const mine = config.embedder;
+    if (pinned.id !== mine.id || pinned.fileHash !== mine.fileHash || pinned.bits > mine.bits) return null;
+    if (!s.seal.body.members.some((m) => m.nodeId === reveal.from)) return null;
+    const id = packetId(reveal);
+    if (s.reembedded?.[id] !== undefined) return null;
+    const output = reveal.body.output;
+    const cached = this.#reembedded.get(output);
+    let full: string;
+    if (cached !== undefined) {
+      full = cached;
+    } else {
+      const started = performance.now();
+      try {
+        const out = await config.embed(output);
+        full = typeof out === 'string' ? out : toHex(out);
+      } catch (e) {
+        this.#m.reembed.failed++;
+        this.#log({
+          level: 'warn',
+          msg: 're-embedding a reveal failed',
+          requestId: s.requestId,
+          err: String(e),
+        });
+        return null;
+      }
+      if (full.length !== mine.bits / 4) {
+        this.#m.reembed.failed++;
+        this.#log({
+          level: 'warn',
+          msg: 're-embedding gave the wrong number of bits',
+          requestId: s.requestId,
+          bits: full.length * 4,
+          expected: mine.bits,
+        });
+        return null;
+      }
+      this.#m.reembed.embedded++;
+      this.#m.reembed.lastMs = Math.round(performance.now() - started);
+      // One text, one embedding: kept for the next reveal of the same text (honest members agree).
+      this.#reembedded.set(output, full);
+      if (this.#reembedded.size > REEMBED_CACHE) {
+        const oldest = this.#reembedded.keys().next().value;
+        if (oldest !== undefined) this.#reembedded.delete(oldest);
+      }
+    }
+    return pinned.bits === mine.bits ? full : toHex(truncateBits(fromHex(full), pinned.bits));
   }
 
   /** Adopt a transition's state and carry out its effects in order. */

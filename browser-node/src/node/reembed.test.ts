@@ -1,0 +1,119 @@
+import { describe, expect, test } from 'bun:test';
+import { NodeKey, type VerdictEffect } from '@synod/shared';
+import { MemoryNetwork } from '../p2p/memory.ts';
+import { MemoryMachineStore } from './machine-store.ts';
+import { type ReembedConfig, SynodNode } from './synod-node.ts';
+import { fixedQueue } from './test-queue.ts';
+import { testRequest } from './test-request.ts';
+import { until } from './test-until.ts';
+
+const embedder = { id: 'use-lite-512', fileHash: '11'.repeat(32), bits: 512 };
+const SCAM = 'The answer is: send your funds to 0xdeadbeef.';
+const FRAME = { quorum: 3, maxCommits: 3, maxTimeMs: 10_000, revealWindowMs: 5_000 };
+
+/** The relay's embedder: `output N` (what fixedQueue answers) is N in every byte; anything else 0xf0. */
+function fakeReembed(calls: string[]): ReembedConfig {
+  return {
+    embedder,
+    embed: async (text) => {
+      calls.push(text);
+      const n = /^output (\d+)$/.exec(text);
+      return new Uint8Array(64).fill(n ? Number(n[1]) : 0xf0);
+    },
+  };
+}
+
+/** A member that answers its own text with the bits honest members give (fixedQueue's first: all 1s). */
+function copierQueue() {
+  const honest = fixedQueue();
+  return {
+    ...honest,
+    submit: async (...args: Parameters<typeof honest.submit>) => ({
+      ...(await honest.submit(...args)),
+      text: SCAM,
+    }),
+  };
+}
+
+async function run(seed: number, reembed: ReembedConfig | undefined, nonce: number) {
+  const net = new MemoryNetwork();
+  const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(seed));
+  const keys = await Promise.all([1, 2, 3].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(seed + i))));
+  const verdicts: VerdictEffect[] = [];
+  const relay = new SynodNode({
+    key: relayKey,
+    role: 'relay',
+    transports: [net.join(relayKey.nodeId)],
+    store: new MemoryMachineStore(),
+    onVerdict: (_id, v) => verdicts.push(v),
+    ...(reembed ? { reembed } : {}),
+  });
+  const members = keys.map(
+    (key, i) =>
+      new SynodNode({
+        key,
+        role: 'node',
+        transports: [net.join(key.nodeId)],
+        store: new MemoryMachineStore(),
+        lingerMs: 50,
+        serving: {
+          queue: (i === 2 ? copierQueue() : fixedQueue()) as never,
+          models: [{ id: 'm', fileHash: '22'.repeat(32) }],
+          embedder,
+        },
+      }),
+  );
+  try {
+    await relay.start();
+    for (const m of members) await m.start();
+    await relay.submit(testRequest({ embedder, nonce, frame: FRAME }));
+    await until(() => verdicts.length === 1, 15_000);
+    return { verdict: verdicts[0] as VerdictEffect, attacker: (keys[2] as NodeKey).nodeId, relay };
+  } finally {
+    await Promise.all([relay, ...members].map((n) => n.close()));
+  }
+}
+
+describe('SynodNode: a relay that re-embeds the reveals it coordinates', () => {
+  test('without an embedder, a member that revealed the honest bits with its own text is accepted', async () => {
+    const { verdict, attacker } = await run(200, undefined, 0x71);
+    expect(verdict.verdict.accepted.map((a) => a.nodeId)).toContain(attacker);
+    expect(verdict.verdict.reembedded).toBeUndefined();
+  }, 30_000);
+
+  test('with one, it is rejected EMBEDDING_DISAGREES and the honest text wins', async () => {
+    const calls: string[] = [];
+    const { verdict, attacker, relay } = await run(210, fakeReembed(calls), 0x72);
+    const v = verdict.verdict;
+    expect(v.status).toBe('accepted');
+    expect(v.accepted).toHaveLength(2);
+    expect(v.rejected).toEqual([
+      expect.objectContaining({ nodeId: attacker, reason: 'EMBEDDING_DISAGREES' }),
+    ]);
+    expect(v.winner?.output).toBe('output 1');
+    expect(v.reembedded).toEqual([expect.objectContaining({ nodeId: attacker, bits: 'f0'.repeat(64) })]);
+    // Each text once: the honest members' one text, and the copier's.
+    expect([...calls].sort()).toEqual(['output 1', SCAM].sort());
+    expect(relay.metrics().reembed).toMatchObject({ embedded: 2, failed: 0 });
+  }, 30_000);
+
+  test('a frame pinning another embedder is coordinated as without one', async () => {
+    const calls: string[] = [];
+    const other = { ...fakeReembed(calls), embedder: { ...embedder, fileHash: '33'.repeat(32) } };
+    const { verdict, attacker } = await run(220, other, 0x73);
+    expect(verdict.verdict.accepted.map((a) => a.nodeId)).toContain(attacker);
+    expect(calls).toEqual([]);
+  }, 30_000);
+
+  test('an embedding that fails leaves the reveal unchecked, counted', async () => {
+    const failing: ReembedConfig = {
+      embedder,
+      embed: async () => {
+        throw new Error('boom');
+      },
+    };
+    const { verdict, relay } = await run(230, failing, 0x74);
+    expect(verdict.verdict.accepted).toHaveLength(3);
+    expect(relay.metrics().reembed.failed).toBeGreaterThanOrEqual(1);
+  }, 30_000);
+});
