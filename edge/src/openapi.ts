@@ -17,6 +17,7 @@ import {
   InferenceParamsSchema,
   ModelRefSchema,
   OriginSchema,
+  ReembeddingClaimSchema,
   RevealUsageSchema,
   SealMemberSchema,
   VerdictSchema,
@@ -212,6 +213,7 @@ const STORED_TRANSCRIPT = object(
   TRANSCRIPT.description,
 );
 const VERDICT = schemaOf(VerdictSchema, 'output');
+const VERDICT_CLAIM = schemaOf(ReembeddingClaimSchema, 'input');
 /** A verdict as a view shows it: the verdict packet's id, digest and transcript root, and the verdict. */
 const VERDICT_VIEW = (() => {
   const properties = {
@@ -220,7 +222,11 @@ const VERDICT_VIEW = (() => {
     transcriptRoot: HEX64,
     ...(VERDICT['properties'] as Json),
   };
-  return { ...VERDICT, required: Object.keys(properties), properties };
+  // Every member but those the verdict may leave out (`reembedded`: only when it has claims).
+  const optional = Object.keys(VERDICT['properties'] as Json).filter(
+    (k) => !(VERDICT['required'] as string[]).includes(k),
+  );
+  return { ...VERDICT, required: Object.keys(properties).filter((k) => !optional.includes(k)), properties };
 })();
 const ATTESTATION_VIEW = object({
   packetId: HEX64,
@@ -780,6 +786,11 @@ export function openApiDocument(version: string): Json {
                         transcript: TRANSCRIPT,
                         expectedVerdictDigest: EXPECTED_DIGEST,
                         expectedRoot: EXPECTED_DIGEST,
+                        reembedded: {
+                          description:
+                            "the checked verdict's re-embedding claims (its verdict.reembedded): the bits its coordinator computed for the reveals it rejected EMBEDDING_DISAGREES, taken as the recomputation's re-embedded bits. Without them such a verdict does not recompute; whether they are the texts' embeddings only re-embedding tells (synod-verify --reembed).",
+                          oneOf: [{ type: 'null' }, { type: 'array', maxItems: 256, items: VERDICT_CLAIM }],
+                        },
                       },
                     },
                   ],

@@ -1,6 +1,10 @@
 import {
   canonicalJson,
+  claimedReembeddings,
   type EmbeddingModelRef,
+  fromHex,
+  hamming,
+  ReembeddingClaimSchema,
   type TranscriptCheck,
   type Verdict,
   verdictDigest,
@@ -61,8 +65,33 @@ export interface ReembedCheck {
   /** Members' reveals embedded here. */
   reveals: number;
   noiseToleranceBits: number;
-  /** Reveals whose claimed bits are farther than the tolerance from this machine's (EMBEDDING_DISAGREES). */
+  /**
+   * Reveals whose claimed bits are farther than the tolerance from this machine's (EMBEDDING_DISAGREES)
+   * and that the verdict did not reject so itself.
+   */
   disagree: { nodeId: string; revealId: string }[];
+  /**
+   * The verdict's re-embedding claims (a re-embedding coordinator's, `verdict.reembedded`) farther than
+   * the tolerance from this machine's bits for the same reveal: the coordinator rejected a reveal
+   * EMBEDDING_DISAGREES on bits that are not its output's (REEMBED_CLAIM_FALSE). `distance` is null when
+   * this machine has no bits for that reveal (not a member's).
+   */
+  falseClaims: { nodeId: string; revealId: string; distance: number | null }[];
+}
+
+/**
+ * The re-embedding claims of the verdict a source gives (its signed verdict packet's, else the verdict it
+ * shows), as the recomputation's re-embedded bits: a re-embedding coordinator's verdict recomputes only
+ * with them. None when the source gives none, or none that parse (the recomputation then differs from
+ * the verdict claimed, and says so).
+ */
+function claimsOfSource(input: VerifyInput): Map<string, string> | undefined {
+  const packet = input.verdictPacket as { body?: { verdict?: { reembedded?: unknown } } } | undefined;
+  const shown = input.claimed.verdict as { reembedded?: unknown } | undefined;
+  const raw = packet?.body?.verdict?.reembedded ?? shown?.reembedded;
+  if (raw === undefined) return undefined;
+  const parsed = ReembeddingClaimSchema.array().max(256).safeParse(raw);
+  return parsed.success ? claimedReembeddings({ reembedded: parsed.data }) : undefined;
 }
 
 /** How `--reembed` gets the embedder a frame pins (reembed.ts loads it; tests may pass their own). */
@@ -136,7 +165,8 @@ export async function verifyInput(
   } = {},
   reembed?: ReembedOptions,
 ): Promise<VerifyReport> {
-  let check = await verifyTranscript(input.transcript);
+  const claims = claimsOfSource(input);
+  const check = await verifyTranscript(input.transcript, claims === undefined ? {} : { reembedded: claims });
   let reembedded: ReembedCheck | undefined;
   if (reembed !== undefined && check.ok) {
     const request = check.transcript.packets.find((p) => p.type === 'request');
@@ -149,19 +179,31 @@ export async function verifyInput(
     } finally {
       await embedder.close();
     }
-    check = await verifyTranscript(input.transcript, {
+    // The verdict as this machine's embedder would have it: the reveals it finds not their output's,
+    // beyond those the verdict rejected so itself (whose claims are checked below).
+    const mine = await verifyTranscript(input.transcript, {
       reembedded: bits,
       noiseToleranceBits: reembed.noiseToleranceBits,
     });
+    const rejectedSo = new Set(
+      check.verdict.rejected.filter((r) => r.reason === 'EMBEDDING_DISAGREES').map((r) => r.nodeId),
+    );
     reembedded = {
       embedder: ref.id,
       reveals: bits.size,
       noiseToleranceBits: reembed.noiseToleranceBits,
-      disagree: check.ok
-        ? check.verdict.rejected
-            .filter((r) => r.reason === 'EMBEDDING_DISAGREES')
+      disagree: mine.ok
+        ? mine.verdict.rejected
+            .filter((r) => r.reason === 'EMBEDDING_DISAGREES' && !rejectedSo.has(r.nodeId))
             .map((r) => ({ nodeId: r.nodeId, revealId: r.revealId ?? '' }))
         : [],
+      falseClaims: (check.verdict.reembedded ?? []).flatMap((c) => {
+        const own = bits.get(c.revealId);
+        const distance = own === undefined ? null : hamming(fromHex(own), fromHex(c.bits));
+        return distance === null || distance > reembed.noiseToleranceBits
+          ? [{ nodeId: c.nodeId, revealId: c.revealId, distance }]
+          : [];
+      }),
     };
   }
   const compared = compare(check, {
@@ -174,7 +216,11 @@ export async function verifyInput(
     compared.ok = compared.ok && compared.comparisons.every((c) => c.match);
   }
   let report: VerifyReport = reembedded
-    ? { ...compared, reembedded, ok: compared.ok && reembedded.disagree.length === 0 }
+    ? {
+        ...compared,
+        reembedded,
+        ok: compared.ok && reembedded.disagree.length === 0 && reembedded.falseClaims.length === 0,
+      }
     : compared;
   const who = whoVouched(check);
   if (who !== undefined) report = { ...report, who };
@@ -349,6 +395,9 @@ export function reasonsOf(r: VerifyReport): string[] {
   for (const d of r.reembedded?.disagree ?? []) {
     reasons.push(disagreement(d, r.reembedded as ReembedCheck));
   }
+  for (const f of r.reembedded?.falseClaims ?? []) {
+    reasons.push(falseClaim(f, r.reembedded as ReembedCheck));
+  }
   return reasons;
 }
 
@@ -427,6 +476,13 @@ export function formatReport(r: VerifyReport): string {
       `  re-embedded      ${e.reveals} member reveal${e.reveals === 1 ? '' : 's'} with ${e.embedder} here (tolerance ${e.noiseToleranceBits} bits): ${e.disagree.length} disagree`,
     );
     for (const d of e.disagree) lines.push(`  ${disagreement(d, e)}`);
+    const claims = r.check.ok ? (r.check.verdict.reembedded ?? []).length : 0;
+    if (claims > 0) {
+      lines.push(
+        `  re-embedded      the coordinator's ${plural(claims, 'claim', 'claims')} of a text's bits (EMBEDDING_DISAGREES): ${e.falseClaims.length} false`,
+      );
+    }
+    for (const f of e.falseClaims) lines.push(`  ${falseClaim(f, e)}`);
   }
   for (const m of r.comparisons) {
     lines.push(
@@ -471,6 +527,11 @@ function attestationLines(a: AttestationCheck, r: VerifyReport): string[] {
 
 function disagreement(d: ReembedCheck['disagree'][number], e: ReembedCheck): string {
   return `the bits node ${d.nodeId.slice(0, 16)}… revealed (reveal ${d.revealId.slice(0, 16)}…) are NOT its output's: more than ${e.noiseToleranceBits} bits from ${e.embedder} here (EMBEDDING_DISAGREES)`;
+}
+
+function falseClaim(f: ReembedCheck['falseClaims'][number], e: ReembedCheck): string {
+  const far = f.distance === null ? 'not a member reveal here' : `${f.distance} bits from ${e.embedder} here`;
+  return `REEMBED_CLAIM_FALSE: the coordinator rejected node ${f.nodeId.slice(0, 16)}…'s reveal ${f.revealId.slice(0, 16)}… on bits that are NOT its output's (${far}, tolerance ${e.noiseToleranceBits})`;
 }
 
 /** The report as one JSON value: what was derived, who vouched, what was compared, and why it fails. */

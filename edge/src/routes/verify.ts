@@ -1,5 +1,12 @@
-import { type AnyPacket, buildTranscript, verifyTranscript } from '@synod/shared';
+import {
+  type AnyPacket,
+  buildTranscript,
+  claimedReembeddings,
+  ReembeddingClaimSchema,
+  verifyTranscript,
+} from '@synod/shared';
 import type { Hono } from 'hono';
+import * as z from 'zod';
 import { bodyGuard, parseJson, readBody } from '../http/body.ts';
 import { edgeError, rateLimitedError } from '../http/errors.ts';
 import { HeavyReads } from '../http/heavy-reads.ts';
@@ -34,10 +41,34 @@ function transcriptChars(packets: readonly AnyPacket[]): number {
 }
 
 /** The members a `POST /v1/verify` body holding a transcript may have. */
-const WRAPPED_MEMBERS: ReadonlySet<string> = new Set(['transcript', 'expectedVerdictDigest', 'expectedRoot']);
+const WRAPPED_MEMBERS: ReadonlySet<string> = new Set([
+  'transcript',
+  'expectedVerdictDigest',
+  'expectedRoot',
+  'reembedded',
+]);
+const WRAPPED_SHAPE = '{transcript, expectedVerdictDigest?, expectedRoot?, reembedded?}';
 
 /**
- * A body `{transcript, expectedVerdictDigest?, expectedRoot?}`: anything else in it is 400 INVALID_INPUT,
+ * A body's `reembedded`: the re-embedding claims of the verdict being checked (its `verdict.reembedded`,
+ * consensus/verdict.ts step 8), as a reveal id -> bits map; absent or null is none.
+ */
+function claimsOf(raw: Record<string, unknown>): Map<string, string> | undefined {
+  const v = raw['reembedded'];
+  if (v === undefined || v === null) return undefined;
+  const parsed = z.array(ReembeddingClaimSchema).max(256).safeParse(v);
+  if (!parsed.success) {
+    throw edgeError(400, 'INVALID_INPUT', "reembedded must be a verdict's re-embedding claims", {
+      issues: parsed.error.issues
+        .slice(0, 8)
+        .map((i) => ({ path: ['reembedded', ...i.path].join('.'), message: i.message })),
+    });
+  }
+  return claimedReembeddings({ reembedded: parsed.data });
+}
+
+/**
+ * A body `{transcript, expectedVerdictDigest?, expectedRoot?, reembedded?}`: anything else in it is 400 INVALID_INPUT,
  * not passed over (a relay's whole `GET /v1/verify/:id` answer, whose `verdictDigest` would otherwise go
  * unchecked, says which members to send instead), and so is a transcript that is null.
  */
@@ -47,9 +78,9 @@ function checkWrappedBody(raw: Record<string, unknown>): void {
     throw edgeError(
       400,
       'INVALID_INPUT',
-      `unknown member${unknown.length === 1 ? '' : 's'} ${unknown.slice(0, 8).join(', ')}: the body is {transcript, expectedVerdictDigest?, expectedRoot?}`,
+      `unknown member${unknown.length === 1 ? '' : 's'} ${unknown.slice(0, 8).join(', ')}: the body is ${WRAPPED_SHAPE}`,
       { issues: unknown.slice(0, 8).map((path) => ({ path, message: 'unknown member' })) },
-      "to check a relay's GET /v1/verify/:id answer, send {transcript, expectedVerdictDigest: its verdictDigest, expectedRoot: its transcriptRoot}, or run synod-verify on it",
+      "to check a relay's GET /v1/verify/:id answer, send {transcript, expectedVerdictDigest: its verdictDigest, expectedRoot: its transcriptRoot, reembedded: its verdict.reembedded}, or run synod-verify on it",
     );
   }
   if (
@@ -80,11 +111,14 @@ function expectedDigest(raw: Record<string, unknown>, name: string): string | un
 }
 
 /**
- * The public verifier. `POST /v1/verify` takes `{ transcript, expectedVerdictDigest?, expectedRoot? }`
- * (or a bare transcript) and recomputes every signature, commitment and the consensus: 200 with the
+ * The public verifier. `POST /v1/verify` takes `{ transcript, expectedVerdictDigest?, expectedRoot?,
+ * reembedded? }` (or a bare transcript; `reembedded`: the checked verdict's re-embedding claims, taken as
+ * the re-embedded bits of the recomputation) and recomputes every signature, commitment and the consensus: 200 with the
  * verdict when everything holds, 422 with the precise reasons when it does not. `GET /v1/verify/:id`
  * re-verifies a stored request against the verdict the coordinator published; its answer carries the
- * published `verdictDigest` and `transcriptRoot` either way (on a 422, beside the reasons they fail).
+ * published `verdictDigest` and `transcriptRoot` either way (on a 422, beside the reasons they fail);
+ * the published verdict's re-embedding claims are the recomputation's re-embedded bits (their truth is
+ * checked by re-embedding: `synod-verify --reembed`).
  */
 export function mountVerify(app: Hono, deps: EdgeDeps): void {
   // Both series from the start, at 0 (a series born at its first increment hides it from increase()).
@@ -108,7 +142,7 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
       throw edgeError(
         400,
         'INVALID_INPUT',
-        'no transcript: the body is {transcript, expectedVerdictDigest?, expectedRoot?} or a bare transcript {v, requestId, packets}',
+        `no transcript: the body is ${WRAPPED_SHAPE} or a bare transcript {v, requestId, packets}`,
         { issues: [{ path: 'transcript', message: 'required' }] },
         "GET /v1/verify/:id answers a stored request's transcript (its `transcript` member)",
       );
@@ -119,9 +153,11 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
     charge(verifyCost(Array.isArray(packets) ? packets.length : 0, 0) - 1);
     const expectedVerdictDigest = wrapped ? expectedDigest(raw, 'expectedVerdictDigest') : undefined;
     const expectedRoot = wrapped ? expectedDigest(raw, 'expectedRoot') : undefined;
+    const reembedded = wrapped ? claimsOf(raw) : undefined;
     const check = await verifyTranscript(transcript, {
       ...(expectedVerdictDigest === undefined ? {} : { expectedVerdictDigest }),
       ...(expectedRoot === undefined ? {} : { expectedRoot }),
+      ...(reembedded === undefined ? {} : { reembedded }),
     });
     deps.metrics.inc('synod_verify_total', 'Transcripts verified', { ok: String(check.ok) });
     if (check.ok) {
@@ -189,6 +225,7 @@ export function mountVerify(app: Hono, deps: EdgeDeps): void {
     const check = await verifyTranscript(transcript, {
       expectedVerdictDigest: published.verdictDigest,
       expectedRoot: published.transcriptRoot,
+      reembedded: claimedReembeddings(published.verdict),
     });
     if (check.ok) {
       return c.json({
