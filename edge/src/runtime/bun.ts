@@ -1,5 +1,5 @@
 import type { Client } from '@libsql/client';
-import { LibsqlMachineStore, SynodNode, type Transport } from '@synod/browser-node';
+import { LibsqlMachineStore, type ReembedConfig, SynodNode, type Transport } from '@synod/browser-node';
 import type { EmbeddingModelRef, NodeKey } from '@synod/shared';
 import type { Hono } from 'hono';
 import { getConnInfo } from 'hono/bun';
@@ -47,6 +47,12 @@ export interface RelayOptions {
   key: NodeKey;
   transports: Transport[];
   embedders: EmbeddingModelRef[];
+  /**
+   * The relay's own embedder: its node re-embeds every sealed member's reveal of the requests it
+   * coordinates whose frame pins it, and its verdicts reject a reveal whose bits are not its text's
+   * (EMBEDDING_DISAGREES; see `ReembedConfig`). Absent: reveals are taken with the bits they claim.
+   */
+  reembed?: ReembedConfig;
   configuredModels: string[];
   defaultModels?: string[];
   hostname?: string;
@@ -245,6 +251,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     key: o.key,
     role: 'relay',
     coordinator: { seats: proven },
+    ...(o.reembed ? { reembed: o.reembed } : {}),
     transports: o.transports,
     store: new LibsqlMachineStore(client),
     // A coordinator machine restored at the start resumes with what the history kept for it since.
