@@ -5,7 +5,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryMachineStore, MemoryNetwork, SynodNode } from '@synod/browser-node';
+import { MemoryMachineStore, MemoryNetwork, type ReembedConfig, SynodNode } from '@synod/browser-node';
+import type { InferenceQueue, InferenceQueueOptions } from '@synod/browser-node/inference';
 import { NodeKey } from '@synod/shared';
 import { loadTestServing, type TestServing } from '../../browser-node/src/node/test-helpers.ts';
 import { createApiKey } from './auth/api-keys.ts';
@@ -50,6 +51,10 @@ export async function startTestNetwork(
      * such networks take requests their tests hold queued, or answer at a smaller quorum.
      */
     waits?: NetworkWaits;
+    /** The relay's embedder, to re-embed the reveals it coordinates (`RelayOptions.reembed`). */
+    reembed?: ReembedConfig;
+    /** Node `i`'s inference queue (a test double wrapping the real one, say); default the real one. */
+    makeQueue?: (i: number, options: InferenceQueueOptions) => InferenceQueue;
   } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'synod-edge-'));
@@ -57,7 +62,8 @@ export async function startTestNetwork(
   const servings: TestServing[] = [];
   const nodes: SynodNode[] = [];
   for (let i = 0; i < (options.nodes ?? 3); i++) {
-    const serving = await loadTestServing();
+    const makeQueue = options.makeQueue;
+    const serving = await loadTestServing(4, makeQueue ? (o) => makeQueue(i, o) : undefined);
     servings.push(serving);
     const key = await NodeKey.fromSeed(new Uint8Array(32).fill(40 + i));
     const node = new SynodNode({
@@ -87,6 +93,7 @@ export async function startTestNetwork(
     embedders: [serving0.embedder],
     configuredModels: ['stories260K'],
     ...(options.gatewaySecret ? { gatewaySecret: options.gatewaySecret } : {}),
+    ...(options.reembed ? { reembed: options.reembed } : {}),
     ...(options.chain ? { chain: options.chain } : {}),
     ...(options.config ? { config: options.config } : {}),
     ...(options.maxOpenRequests !== undefined ? { maxOpenRequests: options.maxOpenRequests } : {}),
