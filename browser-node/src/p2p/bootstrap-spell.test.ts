@@ -25,15 +25,20 @@ describe('a spell of failures at a bootstrap address', () => {
     });
   });
 
-  test('a change a minute or more after the last line is logged, and the minute runs again from it', () => {
+  test('a change of kind is logged at its first failure a minute or more after the last line, even one that came within the minute', () => {
+    const M = KIND_CHANGE_LOG_EVERY_MS;
     const spell = new BootstrapFailureSpell('mismatch', 1_000);
-    expect(spell.failed('dial', 1_000 + KIND_CHANGE_LOG_EVERY_MS - 1)).toEqual({ changed: true, log: false });
-    // The same kind past the minute: nothing to say.
-    expect(spell.failed('dial', 1_000 + KIND_CHANGE_LOG_EVERY_MS)).toEqual({ changed: false, log: false });
-    const at = 1_000 + KIND_CHANGE_LOG_EVERY_MS + 5_000;
+    expect(spell.failed('dial', 1_000 + M - 1)).toEqual({ changed: true, log: false });
+    // Still refused past the minute: the change is said now (the last line named a mismatch)...
+    expect(spell.failed('dial', 1_000 + M)).toEqual({ changed: false, log: true });
+    // ...and nothing more of that kind.
+    expect(spell.failed('dial', 1_000 + M + 5_000)).toEqual({ changed: false, log: false });
+    const at = 1_000 + 2 * M;
     expect(spell.failed('mismatch', at)).toEqual({ changed: true, log: true });
     expect(spell.failed('dial', at + 5_000)).toEqual({ changed: true, log: false });
-    expect(spell.failed('mismatch', at + KIND_CHANGE_LOG_EVERY_MS)).toEqual({ changed: true, log: true });
-    expect(spell.counts(at + KIND_CHANGE_LOG_EVERY_MS)).toMatchObject({ attempts: 6, kindChanges: 4 });
+    // Back, within the minute, to what the last line named: nothing to say, then or later.
+    expect(spell.failed('mismatch', at + 10_000)).toEqual({ changed: true, log: false });
+    expect(spell.failed('mismatch', at + M + 10_000)).toEqual({ changed: false, log: false });
+    expect(spell.counts(at + M + 10_000)).toMatchObject({ attempts: 8, kindChanges: 4 });
   });
 });

@@ -29,12 +29,15 @@ export class BootstrapFailureSpell {
   #mismatches = 0;
   #kindChanges = 0;
   #loggedAt: number;
+  /** The kind the spell's last line named: a failure of another kind is news until a line names it. */
+  #loggedKind: BootstrapFailureKind;
 
   /** The spell's first failure, at `now`: logged. */
   constructor(kind: BootstrapFailureKind, now: number) {
     this.#since = now;
     this.#loggedAt = now;
     this.#kind = kind;
+    this.#loggedKind = kind;
     this.#count(kind);
   }
 
@@ -45,17 +48,23 @@ export class BootstrapFailureSpell {
 
   /**
    * Another failure, at `now`. `changed`: of another kind than the one before (what a status line that
-   * shows the latest should take); `log`: a change of kind at least `KIND_CHANGE_LOG_EVERY_MS` after the
-   * spell's last line, to be logged (with `counts`).
+   * shows the latest should take); `log`: of another kind than the spell's last line named, at least
+   * `KIND_CHANGE_LOG_EVERY_MS` after that line, to be logged (with `counts`). A change within the minute
+   * is so said at the first failure of that kind after it, however long the kind then stays.
    */
   failed(kind: BootstrapFailureKind, now: number): { changed: boolean; log: boolean } {
     this.#count(kind);
-    if (kind === this.#kind) return { changed: false, log: false };
-    this.#kind = kind;
-    this.#kindChanges++;
-    if (now - this.#loggedAt < KIND_CHANGE_LOG_EVERY_MS) return { changed: true, log: false };
+    const changed = kind !== this.#kind;
+    if (changed) {
+      this.#kind = kind;
+      this.#kindChanges++;
+    }
+    if (kind === this.#loggedKind || now - this.#loggedAt < KIND_CHANGE_LOG_EVERY_MS) {
+      return { changed, log: false };
+    }
     this.#loggedAt = now;
-    return { changed: true, log: true };
+    this.#loggedKind = kind;
+    return { changed, log: true };
   }
 
   /** Its counts so far, `sinceMs` its length at `now`. */
