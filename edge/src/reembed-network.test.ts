@@ -73,3 +73,35 @@ describe('a relay that re-embeds: a member whose bits are not its text', () => {
     expect(await check.json()).toMatchObject({ ok: true });
   }, 120_000);
 });
+
+describe('a relay whose re-embeddings fail', () => {
+  test('/healthz warns REEMBED_FAILING (still 200) and /metrics counts them, while it lasts', async () => {
+    const failing = await startTestNetwork({
+      reembed: {
+        embedder: relayEmbedder.ref,
+        embed: async () => {
+          throw new Error('the inference worker failed: out of memory');
+        },
+      },
+    });
+    try {
+      const requestId = await submitPrompt(failing, 'Once upon a time', 8);
+      await waitForStatus(failing, requestId);
+      const h = await fetch(`${failing.relay.url}/healthz`);
+      const body = (await h.json()) as { warnings?: { code: string; message: string; since: string }[] };
+      expect(body.warnings).toEqual([
+        expect.objectContaining({
+          code: 'REEMBED_FAILING',
+          message: expect.stringContaining('out of memory'),
+          since: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+        }),
+      ]);
+      const metrics = await (await fetch(`${failing.relay.url}/metrics`)).text();
+      expect(metrics).toMatch(/^synod_reembed_failing 1$/m);
+      expect(metrics).toMatch(/^synod_reembed_total\{outcome="failed"\} [1-9]\d*$/m);
+      expect(metrics).toMatch(/^synod_reembed_total\{outcome="embedded"\} 0$/m);
+    } finally {
+      await failing.close();
+    }
+  }, 120_000);
+});

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'bun:test';
-import { NodeKey, type VerdictEffect } from '@synod/shared';
+import { encodePacket, NodeKey, signPacket, type VerdictEffect } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
+import { topicOfPacketType } from '../p2p/topics.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { type ReembedConfig, SynodNode } from './synod-node.ts';
 import { fixedQueue } from './test-queue.ts';
@@ -35,7 +36,15 @@ function copierQueue() {
   };
 }
 
-async function run(seed: number, reembed: ReembedConfig | undefined, nonce: number) {
+/** At the relay's seal: what a test sends meanwhile, as any peer of the network (`net`), signed by `keys`. */
+type AtSeal = (o: { net: MemoryNetwork; keys: NodeKey[]; requestId: string }) => Promise<void>;
+
+async function run(
+  seed: number,
+  reembed: ReembedConfig | undefined,
+  nonce: number,
+  extra: { atSeal?: AtSeal; logs?: Record<string, unknown>[] } = {},
+) {
   const net = new MemoryNetwork();
   const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(seed));
   const keys = await Promise.all([1, 2, 3].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(seed + i))));
@@ -47,6 +56,12 @@ async function run(seed: number, reembed: ReembedConfig | undefined, nonce: numb
     store: new MemoryMachineStore(),
     onVerdict: (_id, v) => verdicts.push(v),
     ...(reembed ? { reembed } : {}),
+    ...(extra.logs ? { log: (l: Record<string, unknown>) => extra.logs?.push(l) } : {}),
+    onPacket: ({ packet, own }) => {
+      if (own && packet.type === 'seal' && extra.atSeal) {
+        void extra.atSeal({ net, keys, requestId: packet.body.requestId });
+      }
+    },
   });
   const members = keys.map(
     (key, i) =>
@@ -97,6 +112,30 @@ describe('SynodNode: a relay that re-embeds the reveals it coordinates', () => {
     expect(relay.metrics().reembed).toMatchObject({ embedded: 2, failed: 0 });
   }, 30_000);
 
+  test("a seated member's flood of reveals that do not open its commitment costs no embedding", async () => {
+    const calls: string[] = [];
+    const atSeal: AtSeal = async ({ net, keys, requestId }) => {
+      const copier = keys[2] as NodeKey;
+      const t = net.join('flooder');
+      for (let i = 0; i < 40; i++) {
+        const reveal = await signPacket(copier, 'reveal', {
+          requestId,
+          model: { id: 'm', fileHash: '22'.repeat(32) },
+          output: `junk ${i} ${'x'.repeat(2_000)}`,
+          bEmbedding: '01'.repeat(64),
+          salt: '02'.repeat(32),
+          createdAt: Date.now(),
+        });
+        await t.publish(topicOfPacketType('reveal'), encodePacket(reveal));
+      }
+    };
+    const { verdict, attacker } = await run(215, fakeReembed(calls), 0x75, { atSeal });
+    // The flood is refused by the verdict, as before, and never reached the embedder.
+    expect(verdict.verdict.accepted.map((a) => a.nodeId)).not.toContain(attacker);
+    expect(calls.some((c) => c.startsWith('junk'))).toBe(false);
+    expect(calls.length).toBeLessThanOrEqual(2);
+  }, 30_000);
+
   test('a frame pinning another embedder is coordinated as without one', async () => {
     const calls: string[] = [];
     const other = { ...fakeReembed(calls), embedder: { ...embedder, fileHash: '33'.repeat(32) } };
@@ -112,8 +151,12 @@ describe('SynodNode: a relay that re-embeds the reveals it coordinates', () => {
         throw new Error('boom');
       },
     };
-    const { verdict, relay } = await run(230, failing, 0x74);
+    const logs: Record<string, unknown>[] = [];
+    const { verdict, relay } = await run(230, failing, 0x74, { logs });
     expect(verdict.verdict.accepted).toHaveLength(3);
-    expect(relay.metrics().reembed.failed).toBeGreaterThanOrEqual(1);
+    expect(relay.metrics().reembed.failed).toBeGreaterThanOrEqual(2);
+    // Failing still: said so in the metrics, and logged once for the spell (REEMBED_FAILED).
+    expect(relay.metrics().reembed.failing).toMatchObject({ error: 'Error: boom' });
+    expect(logs.filter((l) => l['code'] === 'REEMBED_FAILED')).toHaveLength(1);
   }, 30_000);
 });

@@ -2,6 +2,7 @@ import {
   type AnyPacket,
   type CoordinatorConfig,
   type CoordinatorState,
+  checkCommitment,
   durableState,
   type Effect,
   type EmbeddingModelRef,
@@ -30,6 +31,7 @@ import {
   type NodeState,
   type ObserverConfig,
   type Outgoing,
+  outputDigest,
   type Packet,
   type PacketType,
   packetId,
@@ -292,9 +294,15 @@ export interface NodeMetrics {
   replaysIgnored: number;
   /**
    * Reveals this coordinator embedded again (`SynodNodeOptions.reembed`): texts embedded (a text seen
-   * again is not), embeddings that failed (those reveals count unchecked), the last one's time.
+   * again is not), embeddings that failed (those reveals count unchecked), the last one's time, and
+   * while the latest failed, since when and why (null once one works again).
    */
-  reembed: { embedded: number; failed: number; lastMs: number | null };
+  reembed: {
+    embedded: number;
+    failed: number;
+    lastMs: number | null;
+    failing: { since: number; error: string } | null;
+  };
   /** Packets published again (`SynodNodeOptions.reannounce`), by type, and why. */
   reannounced: {
     byType: Partial<Record<PacketType, number>>;
@@ -434,6 +442,8 @@ export class SynodNode {
   #lateWindow = { start: Number.NEGATIVE_INFINITY, count: 0 };
   /** The last evidence line logged for each kind, and how many of that kind were not logged since. */
   readonly #evidenceLines = new Map<Evidence['kind'], { at: number; unlogged: number }>();
+  /** A spell of failed re-embeddings: when its last line was logged, and what was not since. */
+  #reembedSpell: { loggedAt: number; unlogged: number; failures: number } | null = null;
   /** Deletions of finished `node` machines from the store, due at the end of their replay window. */
   readonly #forget = new Map<string, () => void>();
   /** Packets of requests not seen yet, replayed when the request comes. */
@@ -455,7 +465,7 @@ export class SynodNode {
   readonly #reannouncer: Reannouncer | null;
   /** Packets signed again for re-announcing, by id (`#signedAgain`), oldest first, and their bytes. */
   readonly #resigned = new Map<string, { packet: AnyPacket; bytes: number }>();
-  /** Re-embedded texts (full bits, hex), oldest first (`#reembed`). */
+  /** Re-embedded texts (full bits, hex) by their outputs' sha256, oldest first (`#reembed`). */
   readonly #reembedded = new Map<string, string>();
   #resignedBytes = 0;
   #heartbeatCancel: (() => void) | null = null;
@@ -500,7 +510,12 @@ export class SynodNode {
     expired: 0,
     skipped: {} as Partial<Record<NodeSkipReason, number>>,
     replaysIgnored: 0,
-    reembed: { embedded: 0, failed: 0, lastMs: null as number | null },
+    reembed: {
+      embedded: 0,
+      failed: 0,
+      lastMs: null as number | null,
+      failing: null as { since: number; error: string } | null,
+    },
     reannounced: {
       byType: {} as Partial<Record<PacketType, number>>,
       byReason: {} as Partial<Record<ReannounceReason, number>>,
@@ -857,7 +872,7 @@ export class SynodNode {
       expired: this.#m.expired,
       skipped: { ...this.#m.skipped },
       replaysIgnored: this.#m.replaysIgnored,
-      reembed: { ...this.#m.reembed },
+      reembed: { ...this.#m.reembed, failing: this.#m.reembed.failing && { ...this.#m.reembed.failing } },
       reannounced: {
         byType: { ...this.#m.reannounced.byType },
         byReason: { ...this.#m.reannounced.byReason },
@@ -1320,10 +1335,25 @@ export class SynodNode {
     const pinned = s.request.body.frame.embeddingModel;
     const mine = config.embedder;
     if (pinned.id !== mine.id || pinned.fileHash !== mine.fileHash || pinned.bits > mine.bits) return null;
-    if (!s.seal.body.members.some((m) => m.nodeId === reveal.from)) return null;
+    const member = s.seal.body.members.find((m) => m.nodeId === reveal.from);
+    if (member === undefined) return null;
     const id = packetId(reveal);
     if (s.reembedded?.[id] !== undefined) return null;
-    const output = reveal.body.output;
+    // Only a reveal that opens its member's sealed commitment (a hash, cheap) is worth an embedding (slow,
+    // one worker for every request): the verdict rejects any other before it looks at bits, and a member
+    // has one such output, so a seated key cannot make the relay embed more than once for it whatever it
+    // sends (thousands of reveals of long texts would hold every verdict behind them).
+    const b = reveal.body;
+    const opens = checkCommitment(member.commitment, {
+      requestId: s.requestId,
+      nodeId: reveal.from,
+      model: b.model,
+      output: b.output,
+      bEmbedding: b.bEmbedding,
+      salt: b.salt,
+    });
+    if (!opens.ok) return null;
+    const output = outputDigest(b.output);
     const cached = this.#reembedded.get(output);
     let full: string;
     if (cached !== undefined) {
@@ -1331,29 +1361,17 @@ export class SynodNode {
     } else {
       const started = performance.now();
       try {
-        const out = await config.embed(output);
+        const out = await config.embed(b.output);
         full = typeof out === 'string' ? out : toHex(out);
       } catch (e) {
-        this.#m.reembed.failed++;
-        this.#log({
-          level: 'warn',
-          msg: 're-embedding a reveal failed',
-          requestId: s.requestId,
-          err: String(e),
-        });
+        this.#reembedFailed(s.requestId, String(e));
         return null;
       }
       if (full.length !== mine.bits / 4) {
-        this.#m.reembed.failed++;
-        this.#log({
-          level: 'warn',
-          msg: 're-embedding gave the wrong number of bits',
-          requestId: s.requestId,
-          bits: full.length * 4,
-          expected: mine.bits,
-        });
+        this.#reembedFailed(s.requestId, `the embedder gave ${full.length * 4} bits, not ${mine.bits}`);
         return null;
       }
+      this.#reembedWorks();
       this.#m.reembed.embedded++;
       this.#m.reembed.lastMs = Math.round(performance.now() - started);
       // One text, one embedding: kept for the next reveal of the same text (honest members agree).
@@ -1364,6 +1382,46 @@ export class SynodNode {
       }
     }
     return pinned.bits === mine.bits ? full : toHex(truncateBits(fromHex(full), pinned.bits));
+  }
+
+  /**
+   * An embedding failed (the reveal counts unchecked). A spell of failures (a worker that died fails
+   * every one) is one warning at its start, then one a minute with how many were not logged
+   * (`alsoSinceLastLine`); `metrics().reembed.failing` says it meanwhile.
+   */
+  #reembedFailed(requestId: string, error: string): void {
+    const now = this.#now();
+    this.#m.reembed.failed++;
+    const m = this.#m.reembed;
+    if (m.failing === null) m.failing = { since: now, error };
+    else m.failing.error = error;
+    const spell = this.#reembedSpell;
+    if (spell !== null && now - spell.loggedAt < EVIDENCE_LINE_EVERY_MS) {
+      spell.unlogged++;
+      return;
+    }
+    this.#log({
+      level: 'warn',
+      msg: 're-embedding a reveal failed: it counts with the bits it claims',
+      code: 'REEMBED_FAILED',
+      requestId,
+      err: error,
+      ...(spell !== null && spell.unlogged > 0 ? { alsoSinceLastLine: spell.unlogged } : {}),
+    });
+    this.#reembedSpell = { loggedAt: now, unlogged: 0, failures: (spell?.failures ?? 0) + 1 };
+  }
+
+  /** An embedding worked: a spell of failures is over (one line says so). */
+  #reembedWorks(): void {
+    const failing = this.#m.reembed.failing;
+    if (failing === null) return;
+    this.#m.reembed.failing = null;
+    this.#reembedSpell = null;
+    this.#log({
+      level: 'info',
+      msg: 're-embedding works again',
+      failedForMs: this.#now() - failing.since,
+    });
   }
 
   /** Adopt a transition's state and carry out its effects in order. */

