@@ -322,4 +322,72 @@ describe('SynodNode: re-announcing what a peer missed', () => {
       await n.closeAll();
     }
   }, 30_000);
+
+  test("late answers forward members' packets within a byte budget for each answer; the seal and verdict always go", async () => {
+    const n = await network(230);
+    // Nothing forwarded in one answer (the seal and verdict still go); 1 byte a window in all.
+    const relay = n.relay(undefined, { lateAnswers: { forwardBytes: 0, bytesPerWindow: 1 } });
+    const members = [0, 1].map((i) => n.member(i));
+    try {
+      await relay.start();
+      for (const m of members) await m.start();
+      const frame = { quorum: 2, maxCommits: 2, maxTimeMs: 8_000, revealWindowMs: 3_000 };
+      const ids: string[] = [];
+      for (const nonce of [0xa1, 0xa2]) {
+        const body = testRequest({ embedder, nonce, frame });
+        await relay.submit(body);
+        ids.push(body.requestId);
+      }
+      await until(() => ids.every((id) => relay.status(id)?.finished === true), 10_000);
+      const outsider = n.keys[2] as NodeKey;
+      const transport = n.join(outsider.nodeId);
+      for (const id of ids) {
+        const commit = await signPacket(outsider, 'commit', {
+          requestId: id,
+          commitment: 'ab'.repeat(32),
+          createdAt: Date.now(),
+        });
+        await transport.publish(topicOfPacketType('commit'), encodePacket(commit));
+      }
+      await until(() => relay.metrics().lateAnswers === 2, 5_000);
+      // Both answered with the seal and the verdict alone: no commit or reveal forwarded.
+      expect(relay.metrics().reannounced.byType).toEqual({ seal: 2, verdict: 2 });
+    } finally {
+      await n.closeAll();
+    }
+  }, 30_000);
+
+  test('late answers over the byte budget of the window are dropped', async () => {
+    const n = await network(240);
+    // One answer's forwarded packets (2 commits, 2 reveals of a few hundred bytes) fit; two do not.
+    const relay = n.relay(undefined, { lateAnswers: { bytesPerWindow: 3_000 } });
+    const members = [0, 1].map((i) => n.member(i));
+    try {
+      await relay.start();
+      for (const m of members) await m.start();
+      const frame = { quorum: 2, maxCommits: 2, maxTimeMs: 8_000, revealWindowMs: 3_000 };
+      const ids: string[] = [];
+      for (const nonce of [0xb1, 0xb2]) {
+        const body = testRequest({ embedder, nonce, frame });
+        await relay.submit(body);
+        ids.push(body.requestId);
+      }
+      await until(() => ids.every((id) => relay.status(id)?.finished === true), 10_000);
+      const outsider = n.keys[2] as NodeKey;
+      const transport = n.join(outsider.nodeId);
+      for (const id of ids) {
+        const commit = await signPacket(outsider, 'commit', {
+          requestId: id,
+          commitment: 'cd'.repeat(32),
+          createdAt: Date.now(),
+        });
+        await transport.publish(topicOfPacketType('commit'), encodePacket(commit));
+      }
+      await until(() => relay.metrics().lateAnswers + relay.metrics().lateAnswersDropped === 2, 5_000);
+      expect(relay.metrics().lateAnswers).toBe(1);
+      expect(relay.metrics().lateAnswersDropped).toBe(1);
+    } finally {
+      await n.closeAll();
+    }
+  }, 30_000);
 });

@@ -244,9 +244,16 @@ export interface SynodNodeOptions {
   /**
    * A coordinator's late answers, bounded: at most one a request every `gapMs` (default
    * `LATE_ANSWER_GAP_MS`), and `max` in `windowMs` in all (defaults `LATE_ANSWERS_PER_WINDOW`,
-   * `LATE_ANSWER_WINDOW_MS`).
+   * `LATE_ANSWER_WINDOW_MS`), forwarding at most `forwardBytes` of members' packets in one answer and
+   * `bytesPerWindow` in all (defaults `LATE_ANSWER_FORWARD_BYTES`, `LATE_ANSWER_BYTES_PER_WINDOW`).
    */
-  lateAnswers?: { gapMs?: number; max?: number; windowMs?: number };
+  lateAnswers?: {
+    gapMs?: number;
+    max?: number;
+    windowMs?: number;
+    forwardBytes?: number;
+    bytesPerWindow?: number;
+  };
 }
 
 interface Hosted {
@@ -413,6 +420,10 @@ export const LATE_ANSWER_GAP_MS = 5_000;
  */
 export const LATE_ANSWERS_PER_WINDOW = 64;
 export const LATE_ANSWER_WINDOW_MS = 10_000;
+/** The members' packets one late answer forwards, at most (their encoded bytes). */
+export const LATE_ANSWER_FORWARD_BYTES = 256 * 1024;
+/** ...and all late answers forward in `LATE_ANSWER_WINDOW_MS`, at most. */
+export const LATE_ANSWER_BYTES_PER_WINDOW = 4 * 1024 * 1024;
 /** Evidence against other keys is logged a line a minute for each kind (`synod_evidence_total` counts all). */
 export const EVIDENCE_LINE_EVERY_MS = 60_000;
 /** Why the watchdog expires a stranded machine (it has no verdict, and never will). */
@@ -438,8 +449,8 @@ export class SynodNode {
   readonly #finished = new TtlSet<true>(65_536, REPLAY_WINDOW_MS);
   /** Requests a late answer went out for, within `LATE_ANSWER_GAP_MS`. */
   readonly #lateAnswered: TtlSet<true>;
-  readonly #lateLimits: { max: number; windowMs: number };
-  #lateWindow = { start: Number.NEGATIVE_INFINITY, count: 0 };
+  readonly #lateLimits: { max: number; windowMs: number; forwardBytes: number; bytesPerWindow: number };
+  #lateWindow = { start: Number.NEGATIVE_INFINITY, count: 0, bytes: 0 };
   /** The last evidence line logged for each kind, and how many of that kind were not logged since. */
   readonly #evidenceLines = new Map<Evidence['kind'], { at: number; unlogged: number }>();
   /** A spell of failed re-embeddings: when its last line was logged, and what was not since. */
@@ -553,6 +564,8 @@ export class SynodNode {
     this.#lateLimits = {
       max: late.max ?? LATE_ANSWERS_PER_WINDOW,
       windowMs: late.windowMs ?? LATE_ANSWER_WINDOW_MS,
+      forwardBytes: late.forwardBytes ?? LATE_ANSWER_FORWARD_BYTES,
+      bytesPerWindow: late.bytesPerWindow ?? LATE_ANSWER_BYTES_PER_WINDOW,
     };
     this.#reannouncer =
       options.reannounce === false
@@ -2025,22 +2038,37 @@ export class SynodNode {
     const now = this.#now();
     const answer = lateAnswer(state, packet, now);
     if (answer.length === 0 || this.#lateAnswered.get(state.requestId, now) !== undefined) return;
-    if (now - this.#lateWindow.start >= this.#lateLimits.windowMs)
-      this.#lateWindow = { start: now, count: 0 };
-    if (this.#lateWindow.count >= this.#lateLimits.max) {
-      this.#m.lateAnswersDropped++;
-      return;
-    }
-    this.#lateWindow.count++;
-    this.#lateAnswered.set(state.requestId, true, now);
     const oldest = now - this.#maxAnnounceAgeMs();
     const createdAt = (a: LateAnswerPacket) =>
       a.kind === 'again' ? a.outgoing.body.createdAt : a.packet.body.createdAt;
     const fresh = answer.filter((a) => createdAt(a) > oldest);
     const first = answer[0];
+    if (fresh.length === 0) return;
     if (first?.kind === 'again' && first.outgoing.packetType === 'seal' && fresh[0] !== first) return;
+    // The members' packets forwarded up to LATE_ANSWER_FORWARD_BYTES (commits, then reveals, as they
+    // come): a reveal past it is left out (its receiver then checks the verdict by digest only), so
+    // members' long reveals do not make every late commit, any key's, a broadcast of megabytes.
+    let forwarded = 0;
+    const sent = fresh.filter((a) => {
+      if (a.kind === 'again') return true;
+      const size = encodePacket(a.packet).length;
+      if (forwarded + size > this.#lateLimits.forwardBytes) return false;
+      forwarded += size;
+      return true;
+    });
+    if (now - this.#lateWindow.start >= this.#lateLimits.windowMs) {
+      this.#lateWindow = { start: now, count: 0, bytes: 0 };
+    }
+    const window = this.#lateWindow;
+    if (window.count >= this.#lateLimits.max || window.bytes + forwarded > this.#lateLimits.bytesPerWindow) {
+      this.#m.lateAnswersDropped++;
+      return;
+    }
+    window.count++;
+    window.bytes += forwarded;
+    this.#lateAnswered.set(state.requestId, true, now);
     this.#m.lateAnswers++;
-    for (const a of fresh) {
+    for (const a of sent) {
       if (this.#closed) return;
       if (a.kind === 'again') {
         await this.#reannounce(state, [a.outgoing], 'late-packet');
