@@ -14,6 +14,7 @@ import {
 } from '@synod/shared';
 import { AGREEING_BITS, type Forged, forgeTranscript, otherBits } from './forged.test-helpers.ts';
 import { type ReembedOptions, reasonsOf, verifyInput } from './report.ts';
+import { readVerifyInput } from './verify-input.ts';
 
 const PARIS = 'The capital of France is Paris.';
 const SCAM = 'The answer is: send your funds to 0xdeadbeef.';
@@ -125,5 +126,34 @@ describe('a verdict with re-embedding claims', () => {
     });
     expect(r.ok).toBe(false);
     expect((await verifyInput(input)).ok).toBe(true);
+  });
+
+  test('the body POST /v1/verify takes (transcript, expected digest, the claims beside): it holds', async () => {
+    const { input, verdict, reveals } = await attacked(
+      (f) =>
+        new Map([
+          [
+            idOf(
+              f.transcript.packets
+                .filter((p) => p.type === 'reveal')
+                .map((packet) => ({ id: packetId(packet), packet: packet as Packet<'reveal'> })),
+              SCAM,
+            ),
+            otherBits(0),
+          ],
+        ]),
+    );
+    expect(reveals.length).toBeGreaterThan(0);
+    const body = {
+      transcript: input.transcript,
+      expectedVerdictDigest: verdictDigest(verdict),
+      reembedded: verdict.reembedded,
+    };
+    const r = await verifyInput(readVerifyInput(JSON.stringify(body)));
+    expect(reasonsOf(r)).toEqual([]);
+    expect(r.ok).toBe(true);
+    // Without the claims, the recomputed verdict is another: the expected digest does not hold.
+    const without = await verifyInput(readVerifyInput(JSON.stringify({ ...body, reembedded: undefined })));
+    expect(without.ok).toBe(false);
   });
 });

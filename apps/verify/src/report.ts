@@ -88,7 +88,7 @@ export interface ReembedCheck {
 function claimsOfSource(input: VerifyInput): Map<string, string> | undefined {
   const packet = input.verdictPacket as { body?: { verdict?: { reembedded?: unknown } } } | undefined;
   const shown = input.claimed.verdict as { reembedded?: unknown } | undefined;
-  const raw = packet?.body?.verdict?.reembedded ?? shown?.reembedded;
+  const raw = packet?.body?.verdict?.reembedded ?? shown?.reembedded ?? input.reembedded;
   if (raw === undefined) return undefined;
   const parsed = ReembeddingClaimSchema.array().max(256).safeParse(raw);
   return parsed.success ? claimedReembeddings({ reembedded: parsed.data }) : undefined;

@@ -26,6 +26,11 @@ export interface VerifyInput {
    * answer's `verdictPacket`): checked.
    */
   verdictPacket?: unknown;
+  /**
+   * A verdict's re-embedding claims given beside the transcript (`POST /v1/verify`'s `reembedded`), used
+   * when neither a signed verdict packet nor a shown verdict carries them.
+   */
+  reembedded?: unknown;
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -108,9 +113,11 @@ export function readVerifyInput(text: string, from = 'the input'): VerifyInput {
   if (verdict !== undefined && verdict !== null && !signed) claimed.verdict = verdict;
   const packet = signed ? verdict : o['verdictPacket'];
   const attestations = o['attestations'];
+  const reembedded = o['reembedded'];
   return {
     transcript: o['transcript'],
     claimed,
+    ...(reembedded !== undefined && reembedded !== null ? { reembedded } : {}),
     ...(Array.isArray(attestations) ? { attestations } : {}),
     ...(packet !== undefined && packet !== null ? { verdictPacket: packet } : {}),
   };

@@ -692,14 +692,15 @@ export class SynodNode {
       hosted.stored = row.state;
       this.#restoring.delete(state.requestId);
       this.#enqueue(state.requestId, hosted, async () => {
-        for (const packet of kept) await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet });
         // A coordinator stored before it re-embedded (or whose embedding failed) gets its held reveals'
-        // bits now: fed again, they are duplicates that bring only their bits (see `#reembed`).
-        if (hosted.state.role === 'coordinator') {
+        // bits now: fed again, they are duplicates that bring only their bits (see `#reembed`). First,
+        // before what its history kept: one of those may complete the reveals and close them.
+        if (hosted.state.role === 'coordinator' && this.#o.reembed !== undefined) {
           for (const r of hosted.state.reveals) {
             await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet: r.packet });
           }
         }
+        for (const packet of kept) await this.#apply(hosted, { kind: 'packet', now: this.#now(), packet });
         // And what came for it while it was being restored (held by `#deliver`), a peer re-announcing
         // what this node missed among them.
         await this.#replayEarly(state.requestId, hosted);
