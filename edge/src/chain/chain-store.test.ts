@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { historySchema } from '@synod/shared/history';
 import { drizzle } from 'drizzle-orm/libsql';
 import { openHistory } from '../store/open-history.ts';
-import { type ChainSettlement, ChainStore } from './chain-store.ts';
+import { type ChainSettlement, ChainStore, pendingAfter, pendingKeyOf } from './chain-store.ts';
 import type { OracleRequestEvent } from './oracle-request.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-chain-store-'));
@@ -331,5 +331,29 @@ describe('ChainStore', () => {
     await s.recordRequest(event(2n, { blockNumber: 11n, logIndex: 2, txHash: hash('a2') }), 1);
     expect((await s.pending(ORACLE, 10)).map((r) => r.requestNo)).toEqual(['2', '1', '3']);
     expect((await s.pending(ORACLE, 2)).map((r) => r.requestNo)).toEqual(['2', '1']);
+  });
+
+  test('pending rows page after a row (keyset): the next page starts past the last row of the one before, whether or not it is still pending', async () => {
+    const s = await store();
+    await s.recordRequest(event(3n, { blockNumber: 12n, logIndex: 0, txHash: hash('a3') }), 1);
+    await s.recordRequest(event(1n, { blockNumber: 11n, logIndex: 5 }), 1);
+    await s.recordRequest(event(2n, { blockNumber: 11n, logIndex: 2, txHash: hash('a2') }), 1);
+    // After a reorg two rows may hold the same block and log index: ordered by request id between them.
+    await s.recordRequest(event(5n, { blockNumber: 11n, logIndex: 5, txHash: hash('a5') }), 1);
+    await s.recordRequest(event(4n, { blockNumber: 13n, logIndex: 1, txHash: hash('a4') }), 1);
+    const first = await s.pending(ORACLE, 2);
+    expect(first.map((r) => r.requestNo)).toEqual(['2', '1']);
+    const last = first.at(-1);
+    if (!last) throw new Error('no page');
+    const second = await s.pending(ORACLE, 2, pendingKeyOf(last));
+    expect(second.map((r) => r.requestNo)).toEqual(['5', '3']);
+    // A row of the page before settled meanwhile changes nothing for the pages after it.
+    expect(await s.settled(id(1n), FULFILLED, hash('f1'), 2)).toBe(true);
+    expect((await s.pending(ORACLE, 2, pendingKeyOf(last))).map((r) => r.requestNo)).toEqual(['5', '3']);
+    const end = second.at(-1);
+    if (!end) throw new Error('no page');
+    expect((await s.pending(ORACLE, 2, pendingKeyOf(end))).map((r) => r.requestNo)).toEqual(['4']);
+    expect(pendingAfter(pendingKeyOf(end), pendingKeyOf(last))).toBe(true);
+    expect(pendingAfter(pendingKeyOf(last), pendingKeyOf(last))).toBe(false);
   });
 });

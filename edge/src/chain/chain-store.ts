@@ -18,6 +18,25 @@ export interface OracleRef {
   contract: string;
 }
 
+/** Where a row stands in the order `pending` gives: its event's block and log index, then its request id. */
+export interface PendingKey {
+  blockNumber: number;
+  logIndex: number;
+  requestId: string;
+}
+
+/** The `PendingKey` of a row. */
+export function pendingKeyOf(row: PendingKey): PendingKey {
+  return { blockNumber: row.blockNumber, logIndex: row.logIndex, requestId: row.requestId };
+}
+
+/** Whether `a` comes after `b` in the order `pending` gives (request ids are ASCII: compared as SQLite does). */
+export function pendingAfter(a: PendingKey, b: PendingKey): boolean {
+  if (a.blockNumber !== b.blockNumber) return a.blockNumber > b.blockNumber;
+  if (a.logIndex !== b.logIndex) return a.logIndex > b.logIndex;
+  return a.requestId > b.requestId;
+}
+
 /** What `recordRequest` did with an event. */
 export type RecordOutcome =
   /** First time seen: a new `pending` row. */
@@ -196,13 +215,26 @@ export class ChainStore {
     return row ?? null;
   }
 
-  /** Rows waiting for settlement, oldest block first. */
-  async pending(o: OracleRef, limit: number): Promise<ChainRequestRow[]> {
+  /**
+   * Rows waiting for settlement, oldest block first (then by log index, then by request id: after a reorg
+   * two rows may hold the same block and log index). With `after`, only the rows past that one in this
+   * order (keyset pagination: the next page starts after the last row of the page before, however many
+   * rows of the pages before are still pending).
+   */
+  async pending(o: OracleRef, limit: number, after?: PendingKey): Promise<ChainRequestRow[]> {
     return this.db
       .select()
       .from(chainRequests)
-      .where(and(...ChainStore.#of(o), eq(chainRequests.status, 'pending')))
-      .orderBy(asc(chainRequests.blockNumber), asc(chainRequests.logIndex))
+      .where(
+        and(
+          ...ChainStore.#of(o),
+          eq(chainRequests.status, 'pending'),
+          after === undefined
+            ? undefined
+            : sql`(${chainRequests.blockNumber}, ${chainRequests.logIndex}, ${chainRequests.requestId}) > (${after.blockNumber}, ${after.logIndex}, ${after.requestId})`,
+        ),
+      )
+      .orderBy(asc(chainRequests.blockNumber), asc(chainRequests.logIndex), asc(chainRequests.requestId))
       .limit(limit);
   }
 
