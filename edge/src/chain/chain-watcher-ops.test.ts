@@ -21,6 +21,7 @@ import type { RequestBody } from '@synod/shared';
 import {
   type Address,
   createWalletClient,
+  decodeFunctionData,
   encodeEventTopics,
   encodeFunctionData,
   type Hex,
@@ -40,7 +41,12 @@ import { ChainBridgeError } from './chain-errors.ts';
 import { type RpcProxy, startRpcProxy } from './chain-rpc-proxy.ts';
 import { ChainStore } from './chain-store.ts';
 import { bridgeOptions, startTestChain, type TestChain } from './chain-test-helpers.ts';
-import { ChainWatcher, type ChainWatcherOptions } from './chain-watcher.ts';
+import {
+  ChainWatcher,
+  type ChainWatcherOptions,
+  HELD_LOOKUPS_PER_PASS,
+  SETTLEMENT_SCANS_PER_PASS,
+} from './chain-watcher.ts';
 import { bridgeClients } from './clients.ts';
 import type { FoundView } from './oracle-request.ts';
 import { relayChainWatcher } from './relay-watcher.ts';
@@ -767,6 +773,90 @@ describe("chain watcher operations: the oracle's bridge changed under a running 
     expect(errorsIn(logs).filter((l) => l.code !== 'BRIDGE_MISMATCH')).toEqual([]);
     await setBridge(oracle, chain.bridge.account.address);
   });
+});
+
+/**
+ * The request numbers the watcher asks the oracle's `requests(n)` of (its on-chain lookups of a row), in
+ * the order asked, while `f` runs.
+ */
+async function requestsLookedUp(f: () => Promise<void>): Promise<{ looked: bigint[]; calls: number }> {
+  const looked: bigint[] = [];
+  let calls = 0;
+  proxy.fault = (call) => {
+    calls++;
+    if (call.method !== 'eth_call') return undefined;
+    const [tx] = call.params as [{ data?: Hex; input?: Hex }];
+    const data = tx.data ?? tx.input;
+    if (data === undefined) return undefined;
+    try {
+      const d = decodeFunctionData({ abi: synodOracleAbi, data });
+      if (d.functionName === 'requests') looked.push(d.args[0]);
+    } catch {}
+    return undefined;
+  };
+  try {
+    await f();
+  } finally {
+    proxy.fault = undefined;
+  }
+  return { looked, calls };
+}
+
+describe("chain watcher operations: many rows held back while another account is the oracle's bridge", () => {
+  const DEAD = '0x000000000000000000000000000000000000dEaD' as const;
+
+  // A pass read the first 64 pending rows, and read on only while a page made progress: 64 fulfils held
+  // back hid every row behind them for good (no refund past its deadline, no lookup on chain), and each
+  // held row cost a block and a receipt read every pass.
+  test('more held-back fulfils than a page: a refund behind them past its deadline is sent; each settlement check looks up at most HELD_LOOKUPS_PER_PASS rows, going on after the last, and the passes between cost no call per row', async () => {
+    let clock = 1_800_000_000_000;
+    const { w, oracle, relay, logs, requestId } = await opsWatcher({ now: () => clock });
+    await w.check();
+    const HELD = 65;
+    const { requests } = await requestsInOneBlock(oracle, HELD + 1);
+    await w.poll();
+    const ids = requests.map((r) => requestId(r.requestNo));
+    expect(ids.every((id) => relay.admitted.has(id))).toBe(true);
+    await setBridge(oracle, DEAD);
+    try {
+      // bridgeCheckMs (30 s) later, the pass reads bridge() first: nothing is simulated, the fulfils wait.
+      clock += 30_000;
+      for (const id of ids.slice(0, HELD)) relay.status.set(id, verdictOf('Held back'));
+      const refundNo = requests[HELD]?.requestNo as bigint;
+      relay.status.set(requestId(refundNo), { status: 'failed', error: 'FAILED' });
+      const sent = proxy.calls.get('eth_sendRawTransaction') ?? 0;
+      const checks: bigint[][] = [];
+      // A settlement check each (settledCheckMs, 30 s): eight rows looked up, the next check the next eight.
+      for (let i = 0; i < Math.ceil((HELD + 1) / HELD_LOOKUPS_PER_PASS); i++) {
+        const { looked } = await requestsLookedUp(() => w.poll());
+        checks.push(looked);
+        clock += 30_000;
+      }
+      expect(w.stats().bridgeMismatch).toMatchObject({ oracleBridge: DEAD });
+      expect(checks.every((c) => c.length <= HELD_LOOKUPS_PER_PASS)).toBe(true);
+      expect(checks[0]).toHaveLength(HELD_LOOKUPS_PER_PASS);
+      // Every row once, oldest first; then from the oldest again.
+      expect(checks.flat()).toEqual(requests.map((r) => r.requestNo));
+      const again = await requestsLookedUp(() => w.poll());
+      expect(again.looked).toEqual(requests.slice(0, HELD_LOOKUPS_PER_PASS).map((r) => r.requestNo));
+      // Between settlement checks: no lookup, and a bounded number of calls in all (not a few a row).
+      const between = await requestsLookedUp(() => w.poll());
+      expect(between.looked).toEqual([]);
+      expect(between.calls).toBeLessThan(HELD_LOOKUPS_PER_PASS + 8);
+      expect(proxy.calls.get('eth_sendRawTransaction') ?? 0).toBe(sent);
+      // Past the deadline, the refund behind the 65 held fulfils is anyone's to send: the relay sends it.
+      const { deadline } = await chain.request(refundNo, oracle);
+      await chain.rpc('evm_setNextBlockTimestamp', [Number(deadline) + 1]);
+      await chain.mine(1);
+      await pollUntil(w, 'the refund', () => allSettled([requestId(refundNo)]));
+      expect((await settlementsOf(oracle, refundNo)).refunds).toEqual(['FAILED']);
+      expect(proxy.calls.get('eth_sendRawTransaction') ?? 0).toBe(sent + 1);
+      for (const r of requests.slice(0, HELD)) expect(await onChainStatus(oracle, r.requestNo)).toBe(1);
+      expect(errorsIn(logs).filter((l) => l.code !== 'BRIDGE_MISMATCH')).toEqual([]);
+    } finally {
+      await setBridge(oracle, chain.bridge.account.address);
+    }
+  }, 60_000);
 });
 
 describe('chain watcher operations: settlements in flight', () => {
@@ -1606,6 +1696,62 @@ describe('chain watcher operations: requests settled before their event is read'
     // Shown again: found a few checks later, recorded as the refund it is.
     await pollUntil(w, 'refunded', () => allSettled([id]));
     expect((await store.byRequestId(id))?.fulfilledTx).toBe(refund.toLowerCase());
+  }, 60_000);
+});
+
+describe('chain watcher operations: lookups of settlement events a pass', () => {
+  // A request the oracle holds settled whose settlement event the node does not show was looked for at
+  // every sight of its row, each lookup up to maxRangesPerPass eth_getLogs: a Workers run (whose lookups
+  // start again from the request's block) could spend its budget of subrequests on them every run.
+  test('requests refunded before their events are read, their refunds not shown: at most SETTLEMENT_SCANS_PER_PASS lookups a pass; shown again, all are recorded, none computed', async () => {
+    const { w, oracle, relay, logs, requestId } = await opsWatcher();
+    const n = SETTLEMENT_SCANS_PER_PASS + 4;
+    const { requests } = await requestsInOneBlock(oracle, n);
+    const first = await chain.request(requests[0]?.requestNo as bigint, oracle);
+    await chain.rpc('evm_setNextBlockTimestamp', [Number(first.deadline) + 1]);
+    for (const r of requests) {
+      const { questionHash } = await chain.request(r.requestNo, oracle);
+      await chain.client.waitForTransactionReceipt({
+        hash: await chain.requester.writeContract({
+          address: oracle,
+          abi: synodOracleAbi,
+          functionName: 'refund',
+          args: [r.requestNo, questionHash, 'EXPIRED'],
+        }),
+        pollingInterval: 50,
+      });
+    }
+    const refunded = encodeEventTopics({ abi: synodOracleAbi, eventName: 'LLMRefunded' })[0];
+    let lookups = 0;
+    proxy.fault = (call) => {
+      if (call.method !== 'eth_getLogs') return undefined;
+      const [filter] = call.params as [{ topics?: (string | null)[] }];
+      if (filter.topics?.[0] !== refunded) return undefined;
+      lookups++;
+      return { result: () => [] };
+    };
+    const passes: number[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        lookups = 0;
+        await w.poll();
+        passes.push(lookups);
+      }
+    } finally {
+      proxy.fault = undefined;
+    }
+    // Each lookup one range here (2,000 blocks a call): at most eight a pass.
+    expect(passes).toEqual([SETTLEMENT_SCANS_PER_PASS, SETTLEMENT_SCANS_PER_PASS, SETTLEMENT_SCANS_PER_PASS]);
+    const ids = requests.map((r) => requestId(r.requestNo));
+    expect((await Promise.all(ids.map((id) => store.byRequestId(id)))).map((r) => r?.status)).toEqual(
+      ids.map(() => 'pending'),
+    );
+    await pollUntil(w, 'all recorded', () => allSettled(ids));
+    for (const id of ids) {
+      expect(await store.byRequestId(id)).toMatchObject({ status: 'refunded', refundReason: 'EXPIRED' });
+    }
+    expect(relay.admitted.size).toBe(0);
+    expect(errorsIn(logs)).toEqual([]);
   }, 60_000);
 });
 

@@ -46,7 +46,14 @@ import {
   revertName,
   rpcFailed,
 } from './chain-errors.ts';
-import type { ChainSettlement, ChainStore, OracleRef } from './chain-store.ts';
+import {
+  type ChainSettlement,
+  type ChainStore,
+  type OracleRef,
+  type PendingKey,
+  pendingAfter,
+  pendingKeyOf,
+} from './chain-store.ts';
 import { CursorCheckpoints } from './cursor-checkpoints.ts';
 import { type ReadResume, withinBudget } from './events-budget.ts';
 import { OracleEventReader } from './oracle-event-reader.ts';
@@ -221,6 +228,35 @@ type Resolved = Omit<ChainWatcherOptions, Defaulted | 'now' | 'random'> &
 /** On-chain `Status` of SynodOracle's requests. */
 const ON_CHAIN = { none: 0, pending: 1, fulfilled: 2, refunded: 3 } as const;
 
+/** Pending rows read at a time by a settlement pass, which reads page after page until it has seen them all. */
+const SETTLE_PAGE = 64;
+
+/**
+ * While another account is the oracle's bridge, the most rows whose settlement is held back that one pass
+ * reads anything of on chain: at most this many are looked up (is the request settled?) in a settlement
+ * check, going on at the next check after the last one looked up (from the oldest again once the end is
+ * reached; a Workers cron run, a new watcher each time, starts from the oldest); and at most this many
+ * refunds held back have their event read for its deadline, the oldest first (their deadlines come
+ * first: one behind them is past its deadline only once they are). The rest cost no RPC call that pass,
+ * so a pass's calls are bounded however many rows wait.
+ */
+export const HELD_LOOKUPS_PER_PASS = 8;
+
+/**
+ * The most lookups of settlement events (`#settlementEvent`: a request the oracle holds settled, its
+ * event looked for from the request's block on, up to `maxRangesPerPass` ranges each) one pass makes; the
+ * rows past them are looked at by a later pass. Each lookup resumes where the last one stopped (in memory:
+ * a Workers cron run starts again from the request's block), so this bounds a pass's `eth_getLogs` calls
+ * however many settled rows' events the node does not show.
+ */
+export const SETTLEMENT_SCANS_PER_PASS = 8;
+
+/** A settled request's settlement whose lookup this pass could not afford (`SETTLEMENT_SCANS_PER_PASS`). */
+const DEFERRED = 'deferred';
+
+/** What recording a row as the chain holds it did: recorded, nothing to record (pending on chain), or deferred. */
+type OnChainRecord = 'recorded' | 'unsettled' | typeof DEFERRED;
+
 /** A watcher's counters before its first pass (all zero). */
 export function initialChainWatcherStats(): Omit<ChainWatcherStats, 'bridge'> {
   return {
@@ -273,9 +309,17 @@ export class ChainWatcher {
   #nextSettledCheck = Number.NEGATIVE_INFINITY;
   /**
    * Whether this pass checks settlements on chain (`settledCheckMs`): rows whose settlement is held back
-   * while another account is the oracle's bridge are then looked up on chain too (`#send`).
+   * while another account is the oracle's bridge are then looked up on chain too (`#heldBack`).
    */
   #checkingSettled = false;
+  /** This pass's budget of held-back rows looked up on chain (`HELD_LOOKUPS_PER_PASS`). */
+  #heldLookupsLeft = HELD_LOOKUPS_PER_PASS;
+  /** This pass's budget of held-back refunds whose event is read for its deadline (`HELD_LOOKUPS_PER_PASS`). */
+  #deadlineReadsLeft = HELD_LOOKUPS_PER_PASS;
+  /** This pass's budget of settlement-event lookups (`SETTLEMENT_SCANS_PER_PASS`). */
+  #scansLeft = SETTLEMENT_SCANS_PER_PASS;
+  /** The last held-back row looked up on chain: the next settlement check goes on after it. */
+  #heldAfter: PendingKey | null = null;
   readonly #balance: BridgeBalanceMonitor;
   /** `now()` from which the next pass reads the bridge balance. */
   #nextBalanceCheck = Number.NEGATIVE_INFINITY;
@@ -555,6 +599,9 @@ export class ChainWatcher {
           }
         }
         this.#checkingSettled = this.#o.now() >= this.#nextSettledCheck;
+        this.#heldLookupsLeft = HELD_LOOKUPS_PER_PASS;
+        this.#deadlineReadsLeft = HELD_LOOKUPS_PER_PASS;
+        this.#scansLeft = SETTLEMENT_SCANS_PER_PASS;
         try {
           await this.#scan();
         } catch (e) {
@@ -845,8 +892,8 @@ export class ChainWatcher {
   /**
    * A row whose request was settled on chain before its event was read: recorded as the chain holds
    * it, never admitted (said `SETTLED_BY_ANOTHER_ACCOUNT`: this relay sent nothing for it). If the node
-   * does not show the settlement's event yet, the row stays pending (not admitted) and the next pass looks
-   * again (`#decide`).
+   * does not show the settlement's event yet (or this pass's lookups of settlement events are spent), the
+   * row stays pending (not admitted) and a later pass looks again (`#decide`).
    */
   async #settledBeforeRead(row: ChainRequestRow): Promise<void> {
     const recorded = await this.#recordedOnChain(
@@ -901,15 +948,19 @@ export class ChainWatcher {
   // -------------------------------------------------------------------------------------------------
   // Settling
 
+  /**
+   * Visit every pending row once, oldest first, page after page (each page after the last row of the one
+   * before: rows waiting for their verdict, or held back while another account is the bridge, never hide
+   * the rows behind them). A row that becomes pending behind the sweep is visited by the next pass.
+   */
   async #settle(): Promise<void> {
+    let after: PendingKey | undefined;
     for (;;) {
-      const rows = await this.#o.store.pending(this.#ref, 64);
-      let progressed = false;
+      const rows = await this.#o.store.pending(this.#ref, SETTLE_PAGE, after);
       for (const row of rows) {
         if (this.#stopped) return;
         try {
           const moved = await this.#settleRow(row);
-          progressed ||= moved;
           this.#rowWorks('chain settlement failed', row);
           // A settlement sent or recorded: the bridge pays again (a spell of BRIDGE_UNFUNDED is over).
           if (moved) this.#spells.ended('unfunded');
@@ -926,8 +977,13 @@ export class ChainWatcher {
           this.#rowFailed('chain settlement failed', row, e);
         }
       }
-      if (!progressed || rows.length < 64) return;
+      const last = rows.at(-1);
+      if (last === undefined || rows.length < SETTLE_PAGE) break;
+      after = pendingKeyOf(last);
     }
+    // Every held-back row past the last one looked up was, with lookups to spare: the next settlement
+    // check starts from the oldest again.
+    if (this.#checkingSettled && this.#heldLookupsLeft > 0) this.#heldAfter = null;
   }
 
   /** True when the row moved on (settled, or a settlement was sent). */
@@ -935,13 +991,56 @@ export class ChainWatcher {
     if (row.fulfilledTx !== null) return this.#followUp(row, row.fulfilledTx as Hex);
     const { s, e } = await this.#decide(row, await this.#o.lookup(row.requestId));
     if (s.kind === 'wait') return false;
+    let event = e;
+    // Not the oracle's bridge now: only a refund past its deadline (anyone's to send) would not revert.
+    // The rest is held back, at a bounded cost a pass (`#heldBack`).
+    if (this.#stats.bridgeMismatch !== null) {
+      if (s.kind !== 'refund') return this.#heldBack(row);
+      event = await this.#pastDeadline(row, e);
+      if (event === null) return this.#heldBack(row);
+    }
     if (!(await this.#stillCanonical(row))) return false;
     // The settlement names the question of the event it answers, so that event is read before sending
     // (only now: rows still being answered cost no receipt read).
-    const event = e ?? (await this.#eventOf(row));
+    event ??= await this.#eventOf(row);
     // Canonical a moment ago, yet not readable: an RPC hiccup or a reorg just now; the next pass sees.
     if (event === null) return false;
     return this.#send(row, event, s);
+  }
+
+  /**
+   * A row whose settlement is held back while another account is the oracle's bridge. It may be settled
+   * meanwhile by whoever is the bridge (or, past its deadline, by anyone): looked up on chain in each
+   * settlement check (`settledCheckMs`), at most `HELD_LOOKUPS_PER_PASS` rows a pass, each check going on
+   * after the last row the one before looked up. True when it was recorded settled.
+   */
+  async #heldBack(row: ChainRequestRow): Promise<boolean> {
+    if (!this.#checkingSettled || this.#heldLookupsLeft <= 0) return false;
+    const key = pendingKeyOf(row);
+    if (this.#heldAfter !== null && !pendingAfter(key, this.#heldAfter)) return false;
+    this.#heldLookupsLeft--;
+    this.#heldAfter = key;
+    if (!(await this.#stillCanonical(row))) return false;
+    return (await this.#recordOnChain(row)) === 'recorded';
+  }
+
+  /**
+   * A refund held back while another account is the bridge: its event if the request is past its
+   * deadline (the refund is then anyone's to send), else null. The event is read (when `e` is null) for
+   * at most `HELD_LOOKUPS_PER_PASS` rows a pass, the oldest first: the rows past them are not past their
+   * deadline while those are not, the oracle's timeout being the same for all.
+   */
+  async #pastDeadline(
+    row: ChainRequestRow,
+    e: OracleRequestEvent | null,
+  ): Promise<OracleRequestEvent | null> {
+    let event = e;
+    if (event === null) {
+      if (this.#deadlineReadsLeft <= 0) return null;
+      this.#deadlineReadsLeft--;
+      event = await this.#eventOf(row);
+    }
+    return event !== null && (await this.#expired(event)) ? event : null;
   }
 
   /**
@@ -1145,8 +1244,9 @@ export class ChainWatcher {
     finalized: bigint | null,
   ): Promise<void> {
     const settlement = await this.#settlementEvent(row, kind);
-    // Settled, but the node does not show the event (yet): looked at again next check.
-    if (settlement === null) return;
+    // Settled, but the node does not show the event (yet), or this pass's lookups are spent: looked at
+    // again next check.
+    if (settlement === null || settlement === DEFERRED) return;
     const was = row.fulfilledTx as Hex;
     if (settlement.txHash.toLowerCase() === was.toLowerCase() && kind === row.status) {
       await this.#completed(row, was, settlement.settlement);
@@ -1228,12 +1328,15 @@ export class ChainWatcher {
    * deadline) is found however far behind the head its settlement lies. At most `maxRangesPerPass`
    * ranges a call: a lookup not done yet goes on from where it stopped at the next call (remembered
    * here, in memory), so each check costs a bounded number of RPC calls and none reads a block twice,
-   * but for the last `reorgWindow` blocks (a reorg may mine the settlement again there).
+   * but for the last `reorgWindow` blocks (a reorg may mine the settlement again there). At most
+   * `SETTLEMENT_SCANS_PER_PASS` lookups a pass: past them, `deferred` (nothing read).
    */
   async #settlementEvent(
     row: ChainRequestRow,
     kind: 'fulfilled' | 'refunded',
-  ): Promise<{ txHash: Hex; blockNumber: bigint; settlement: ChainSettlement } | null> {
+  ): Promise<{ txHash: Hex; blockNumber: bigint; settlement: ChainSettlement } | null | typeof DEFERRED> {
+    if (this.#scansLeft <= 0) return DEFERRED;
+    this.#scansLeft--;
     const head = await this.#o.client.getBlockNumber({ cacheTime: 0 });
     const start = BigInt(row.blockNumber);
     const key = `${row.requestId}:${row.blockNumber}:${kind}`;
@@ -1358,10 +1461,9 @@ export class ChainWatcher {
     s: Exclude<Settlement, { kind: 'wait' }>,
   ): Promise<boolean> {
     // Not the oracle's bridge now: only a refund past its deadline (anyone's to send) would not revert.
-    // What is held back may be settled meanwhile by whoever is the bridge (or, past the deadline, by
-    // anyone): looked up on chain at each settlement check, and recorded so.
+    // What is held back is looked up on chain at settlement checks (`#heldBack`).
     if (this.#stats.bridgeMismatch !== null && !(s.kind === 'refund' && (await this.#expired(e)))) {
-      return this.#checkingSettled && (await this.#recordOnChain(row));
+      return this.#heldBack(row);
     }
     const { client, wallet, oracle } = this.#o;
     const requestNo = BigInt(row.requestNo);
@@ -1385,7 +1487,7 @@ export class ChainWatcher {
     } catch (err) {
       const refused = revertName(err);
       // Settled already (by another watcher, or refunded by anyone after the deadline): record how.
-      if (refused === 'NotPending') return this.#recordOnChain(row);
+      if (refused === 'NotPending') return (await this.#recordOnChain(row)) === 'recorded';
       // The oracle holds another question under this number: the row's event is gone (a reorg since
       // the canonical check), and whatever now holds the number is read and settled on its own.
       if (refused === 'QuestionMismatch') {
@@ -1523,20 +1625,24 @@ export class ChainWatcher {
         }
         return this.#replace(row, inPool);
       }
-      // Never reached the chain (or dropped with a reorg): settled by someone else, or free to send again.
-      if (await this.#recordOnChain(row)) return true;
+      // Never reached the chain (or dropped with a reorg): settled by someone else, or free to send again
+      // (not while the settlement is looked for by a later pass: the row keeps its transaction till then).
+      const onChain = await this.#recordOnChain(row);
+      if (onChain !== 'unsettled') return onChain === 'recorded';
       await this.#o.store.release(row.requestId, hash, this.#o.now());
       return true;
     }
     const head = await client.getBlockNumber({ cacheTime: 0 });
     if (head - receipt.blockNumber < BigInt(confirmations)) return false;
     if (receipt.status !== 'success') {
-      if (await this.#recordOnChain(row)) return true;
+      const onChain = await this.#recordOnChain(row);
+      if (onChain !== 'unsettled') return onChain === 'recorded';
       await this.#o.store.release(row.requestId, hash, this.#o.now());
       return true;
     }
     const settlement = settlementIn(receipt.logs, this.#ref.contract, BigInt(row.requestNo));
-    return this.#recordOnChain(row, settlement === null ? undefined : { tx: hash, settlement });
+    const ours = settlement === null ? undefined : { tx: hash, settlement };
+    return (await this.#recordOnChain(row, ours)) === 'recorded';
   }
 
   /**
@@ -1661,29 +1767,33 @@ export class ChainWatcher {
 
   /**
    * Mark the row as the oracle says it is settled (by `ours`, or by whichever transaction emitted the
-   * settlement event). False when the oracle still has it pending.
+   * settlement event): `recorded`; `unsettled` when the oracle still has it pending (or the node does not
+   * show how it was settled); `deferred` when this pass's settlement-event lookups are spent
+   * (`SETTLEMENT_SCANS_PER_PASS`): a later pass looks again.
    */
   async #recordOnChain(
     row: ChainRequestRow,
     ours?: { tx: Hex; settlement: ChainSettlement },
-  ): Promise<boolean> {
-    return (await this.#recordedOnChain(row, ours)) !== null;
+  ): Promise<OnChainRecord> {
+    const found = await this.#recordedOnChain(row, ours);
+    return found === DEFERRED ? DEFERRED : found !== null ? 'recorded' : 'unsettled';
   }
 
   /**
-   * `#recordOnChain`, and the settlement it found on chain (null when the oracle has it pending). One
-   * this relay did not send is said (`#saidIfAnother`, with `msg`) as the row takes it.
+   * `#recordOnChain`, and the settlement it found on chain (null when the oracle has it pending, or the
+   * node does not show it; `deferred` when this pass cannot look for it). One this relay did not send is
+   * said (`#saidIfAnother`, with `msg`) as the row takes it.
    */
   async #recordedOnChain(
     row: ChainRequestRow,
     ours?: { tx: Hex; settlement: ChainSettlement },
     msg = SETTLED_BY_ANOTHER,
-  ): Promise<{ tx: Hex; settlement: ChainSettlement } | null> {
+  ): Promise<{ tx: Hex; settlement: ChainSettlement } | null | typeof DEFERRED> {
     const status = await this.#onChainStatus(row);
     if (status !== ON_CHAIN.fulfilled && status !== ON_CHAIN.refunded) return null;
     const kind = status === ON_CHAIN.fulfilled ? 'fulfilled' : 'refunded';
     const found = ours ?? (await this.#settlementOf(row, kind));
-    if (found === null) return null;
+    if (found === null || found === DEFERRED) return found;
     const { tx, settlement } = found;
     if (await this.#o.store.settled(row.requestId, settlement, tx, this.#o.now())) {
       this.#stats[kind]++;
@@ -1741,18 +1851,20 @@ export class ChainWatcher {
   /**
    * The transaction that settled a row's request (`kind`, as the contract holds it) and how: the row's
    * own if its receipt holds the settlement, else the settlement event found on chain, else (the node
-   * does not show it yet) the row's own transaction, the reason unknown.
+   * does not show it yet) the row's own transaction, the reason unknown. `deferred` when the event is
+   * to be looked for but this pass's lookups are spent.
    */
   async #settlementOf(
     row: ChainRequestRow,
     kind: 'fulfilled' | 'refunded',
-  ): Promise<{ tx: Hex; settlement: ChainSettlement } | null> {
+  ): Promise<{ tx: Hex; settlement: ChainSettlement } | null | typeof DEFERRED> {
     const mine = row.fulfilledTx as Hex | null;
     if (mine !== null) {
       const by = await this.#settledBy(row, mine, kind);
       if (by !== null) return { tx: mine, settlement: by.settlement };
     }
     const event = await this.#settlementEvent(row, kind);
+    if (event === DEFERRED) return DEFERRED;
     if (event !== null) return { tx: event.txHash, settlement: event.settlement };
     if (mine === null) return null;
     return {
