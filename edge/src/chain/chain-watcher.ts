@@ -320,6 +320,8 @@ export class ChainWatcher {
   #scansLeft = SETTLEMENT_SCANS_PER_PASS;
   /** The last held-back row looked up on chain: the next settlement check goes on after it. */
   #heldAfter: PendingKey | null = null;
+  /** Whether this pass left held-back rows past `#heldAfter` not looked up, its lookups spent. */
+  #heldLeft = false;
   readonly #balance: BridgeBalanceMonitor;
   /** `now()` from which the next pass reads the bridge balance. */
   #nextBalanceCheck = Number.NEGATIVE_INFINITY;
@@ -600,6 +602,7 @@ export class ChainWatcher {
         }
         this.#checkingSettled = this.#o.now() >= this.#nextSettledCheck;
         this.#heldLookupsLeft = HELD_LOOKUPS_PER_PASS;
+        this.#heldLeft = false;
         this.#deadlineReadsLeft = HELD_LOOKUPS_PER_PASS;
         this.#scansLeft = SETTLEMENT_SCANS_PER_PASS;
         try {
@@ -981,9 +984,9 @@ export class ChainWatcher {
       if (last === undefined || rows.length < SETTLE_PAGE) break;
       after = pendingKeyOf(last);
     }
-    // Every held-back row past the last one looked up was, with lookups to spare: the next settlement
-    // check starts from the oldest again.
-    if (this.#checkingSettled && this.#heldLookupsLeft > 0) this.#heldAfter = null;
+    // Every held-back row past the last one looked up before was looked up: the next settlement check
+    // starts from the oldest again.
+    if (this.#checkingSettled && !this.#heldLeft) this.#heldAfter = null;
   }
 
   /** True when the row moved on (settled, or a settlement was sent). */
@@ -1015,9 +1018,13 @@ export class ChainWatcher {
    * after the last row the one before looked up. True when it was recorded settled.
    */
   async #heldBack(row: ChainRequestRow): Promise<boolean> {
-    if (!this.#checkingSettled || this.#heldLookupsLeft <= 0) return false;
+    if (!this.#checkingSettled) return false;
     const key = pendingKeyOf(row);
     if (this.#heldAfter !== null && !pendingAfter(key, this.#heldAfter)) return false;
+    if (this.#heldLookupsLeft <= 0) {
+      this.#heldLeft = true;
+      return false;
+    }
     this.#heldLookupsLeft--;
     this.#heldAfter = key;
     if (!(await this.#stillCanonical(row))) return false;
