@@ -41,6 +41,7 @@ describe('synod-relay flags', () => {
     expect(r.out).toContain('--replica-sync-ms N');
     expect(r.out).toContain('--max-queued N');
     expect(r.out).toContain('--max-open N');
+    expect(r.out).toContain('--reembed-tolerance-bits N');
     // Each flag's continuation line sits under its own flag.
     expect(r.out).toMatch(/--gateway-secret-env V .*\n {25}for edge relays on workerd/);
   });
@@ -52,6 +53,14 @@ describe('synod-relay flags', () => {
     [['--max-queued', 'many'], '--max-queued must be a whole number (0: no bound)'],
     [['--max-open', '0'], '--max-open must be a whole number from 1'],
     [['--max-queued', '1e3'], '--max-queued must be a whole number (0: no bound)'],
+    [
+      ['--reembed-tolerance-bits', '65'],
+      '--reembed-tolerance-bits must be a whole number of bits from 0 to 64',
+    ],
+    [
+      ['--reembed-tolerance-bits', '-1'],
+      '--reembed-tolerance-bits must be a whole number of bits from 0 to 64',
+    ],
     [['--cors-origins', 'app.example'], '--cors-origins: not a web origin: app.example'],
     [['--no-such-flag'], "Unknown option '--no-such-flag'"],
   ])('%p is refused with exit code 2, nothing created', async (args, message) => {

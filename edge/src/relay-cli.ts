@@ -70,6 +70,10 @@ const HELP = `synod-relay: the Synod edge relay (Bun).
   --max-open N           requests the relay coordinates at once; the rest wait in its log [256]
   --max-queued N         requests that may wait for the network before new HTTP requests get
                          503 QUEUE_FULL (on-chain ones are always taken); 0: no bound [1024]
+  --reembed-tolerance-bits N
+                         how many bits a member's revealed embedding may differ from this relay's
+                         re-embedding of its text before it is rejected EMBEDDING_DISAGREES
+                         (0-64; keep it far below a frame's threshold)                  [0]
   --signed-quota N       requests a UTC day each node key may submit as a signed request (no API
                          key; keys cost nothing to make, so signed requests are also rate-limited
                          per client address); 0: none taken [1000]
@@ -129,6 +133,8 @@ interface RelaySettings {
   corsOrigins: string[];
   maxOpen: number;
   maxQueued: number;
+  /** Bits a reveal's embedding may differ from the relay's re-embedding (`--reembed-tolerance-bits`). */
+  reembedToleranceBits: number;
   /** Requests a UTC day each node key may submit as a signed request (`--signed-quota`). */
   signedQuota: number;
   devKeyFile: string | undefined;
@@ -262,6 +268,13 @@ function relaySettings(
     999_999_999,
     'a whole number (0: no bound) up to 999999999',
   );
+  const reembedToleranceBits = parseWholeNumber(
+    '--reembed-tolerance-bits',
+    text('reembed-tolerance-bits'),
+    0,
+    64,
+    'a whole number of bits from 0 to 64',
+  );
   const signedQuota = parseWholeNumber(
     '--signed-quota',
     text('signed-quota'),
@@ -366,6 +379,7 @@ function relaySettings(
     corsOrigins,
     maxOpen,
     maxQueued: maxQueuedN === 0 ? Number.POSITIVE_INFINITY : maxQueuedN,
+    reembedToleranceBits,
     signedQuota,
     devKeyFile,
     gatewaySecret,
@@ -393,6 +407,7 @@ const NUMERIC_FLAGS: ReadonlySet<string> = new Set([
   'gun-port',
   'max-open',
   'max-queued',
+  'reembed-tolerance-bits',
   'signed-quota',
   'chain-id',
   'confirmations',
@@ -435,6 +450,7 @@ export async function main(argv: string[]): Promise<number> {
         'cors-origins': { type: 'string', default: '' },
         'max-open': { type: 'string', default: String(DEFAULT_MAX_OPEN) },
         'max-queued': { type: 'string', default: String(DEFAULT_MAX_QUEUED) },
+        'reembed-tolerance-bits': { type: 'string', default: '0' },
         'signed-quota': { type: 'string', default: String(DEFAULT_EDGE_CONFIG.signedQuotaPerDay) },
         'dev-key-file': { type: 'string' },
         'gateway-secret-env': { type: 'string', default: 'SYNOD_GATEWAY_SECRET' },
@@ -563,7 +579,9 @@ export async function main(argv: string[]): Promise<number> {
     let relay: Awaited<ReturnType<typeof startRelay>>;
     try {
       relay = await startRelay({
-        ...('reembed' in loaded ? { reembed: loaded.reembed } : { reembedUnavailable: loaded.unavailable }),
+        ...('reembed' in loaded
+          ? { reembed: { ...loaded.reembed, noiseToleranceBits: s.reembedToleranceBits } }
+          : { reembedUnavailable: loaded.unavailable }),
         dbUrl,
         ...(authToken ? { dbAuthToken: authToken } : {}),
         ...(s.replica !== undefined ? { replicaPath: s.replica, replicaSyncMs: s.replicaSyncMs } : {}),

@@ -136,6 +136,20 @@ describe('SynodNode: a relay that re-embeds the reveals it coordinates', () => {
     expect(calls.length).toBeLessThanOrEqual(2);
   }, 30_000);
 
+  test("its tolerance (reembed.noiseToleranceBits) is the verdict's: bits that far from its own pass", async () => {
+    const calls: string[] = [];
+    // The copier's claimed bits (all 1s) and the relay's of its text (all 0xf0): 5 bits a byte apart.
+    const loose = { ...fakeReembed(calls), noiseToleranceBits: 5 * 64 };
+    const { verdict, attacker } = await run(225, loose, 0x76);
+    expect(verdict.verdict.accepted.map((a) => a.nodeId)).toContain(attacker);
+    expect(verdict.verdict.reembedded).toBeUndefined();
+    const tight = { ...fakeReembed([]), noiseToleranceBits: 5 * 64 - 1 };
+    const again = await run(226, tight, 0x77);
+    expect(again.verdict.verdict.rejected).toEqual([
+      expect.objectContaining({ nodeId: again.attacker, reason: 'EMBEDDING_DISAGREES' }),
+    ]);
+  }, 30_000);
+
   test('a frame pinning another embedder is coordinated as without one', async () => {
     const calls: string[] = [];
     const other = { ...fakeReembed(calls), embedder: { ...embedder, fileHash: '33'.repeat(32) } };

@@ -139,6 +139,11 @@ export interface ReembedConfig {
   embedder: EmbeddingModelRef;
   /** Packed sign bits of `text`'s embedding (`embedder.bits` of them, or hex of them). */
   embed(text: string): Promise<Uint8Array | string>;
+  /**
+   * How many bits a member's revealed embedding may differ from this one before it is rejected
+   * (`EMBEDDING_DISAGREES`); default 0. Overrides `coordinator.noiseToleranceBits`.
+   */
+  noiseToleranceBits?: number;
 }
 
 export interface HeartbeatConfig {
@@ -449,6 +454,8 @@ export class SynodNode {
   readonly #finished = new TtlSet<true>(65_536, REPLAY_WINDOW_MS);
   /** Requests a late answer went out for, within `LATE_ANSWER_GAP_MS`. */
   readonly #lateAnswered: TtlSet<true>;
+  /** `coordinator`, with `reembed`'s tolerance when it gives one. */
+  readonly #coordinatorConfig: CoordinatorConfig;
   readonly #lateLimits: { max: number; windowMs: number; forwardBytes: number; bytesPerWindow: number };
   #lateWindow = { start: Number.NEGATIVE_INFINITY, count: 0, bytes: 0 };
   /** The last evidence line logged for each kind, and how many of that kind were not logged since. */
@@ -559,6 +566,11 @@ export class SynodNode {
     }
     this.#store = options.store ?? new MemoryMachineStore();
     this.#random = options.random ?? ((n) => crypto.getRandomValues(new Uint8Array(n)));
+    const tolerance = options.reembed?.noiseToleranceBits;
+    this.#coordinatorConfig =
+      tolerance === undefined
+        ? (options.coordinator ?? {})
+        : { ...options.coordinator, noiseToleranceBits: tolerance };
     const late = options.lateAnswers ?? {};
     this.#lateAnswered = new TtlSet<true>(4_096, late.gapMs ?? LATE_ANSWER_GAP_MS);
     this.#lateLimits = {
@@ -735,7 +747,7 @@ export class SynodNode {
       throw new NodeError('REQUEST_ALREADY_KNOWN', `request ${body.requestId} is already known to this node`);
     }
     const now = this.#now();
-    const t = startCoordinator(this.#o.coordinator ?? {}, { now, self: this.nodeId, request: body });
+    const t = startCoordinator(this.#coordinatorConfig, { now, self: this.nodeId, request: body });
     const hosted = this.#host(t.state);
     await this.#enqueue(body.requestId, hosted, () => this.#run(hosted, t));
     const s = hosted.state as CoordinatorState;
@@ -1316,7 +1328,7 @@ export class SynodNode {
         if (event.kind === 'inference-done' || event.kind === 'inference-failed') {
           return { state, effects: [] };
         }
-        return stepCoordinator(this.#o.coordinator ?? {}, state, event);
+        return stepCoordinator(this.#coordinatorConfig, state, event);
       case 'node':
         return stepNode(this.#nodeConfig(), state as NodeState, event);
       case 'follower':

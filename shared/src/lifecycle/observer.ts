@@ -526,7 +526,10 @@ function checkVerdict(
       // packets that completed its transcript, so drivers learn of the stronger check.
       if (first || s.verification !== 'recomputed') report('recomputed');
       s.verification = 'recomputed';
-      if (config.attest) {
+      // A verdict that claims this node's own bits are not its text's embedding: the node made those bits
+      // from its text, so the claim is false here (or the coordinator's embedder is not bit-identical to
+      // its own): it does not co-sign it. Its outcome says the rejection; nothing else changes.
+      if (config.attest && !body.verdict.reembedded?.some((c) => c.nodeId === s.self)) {
         publish(s, fx, 'attestation', {
           requestId: s.requestId,
           verdictDigest: body.verdictDigest,

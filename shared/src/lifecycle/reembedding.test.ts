@@ -96,11 +96,15 @@ function outcomeOf(v: Verdict, nodeId: string): string | undefined {
   return v.rejected.find((r) => r.nodeId === nodeId && r.reason !== 'DUPLICATE_REVEAL')?.reason;
 }
 
-/** A follower fed the whole wire; its verdict effects. */
-async function follow(wire: readonly AnyPacket[], requestId: string): Promise<Effect[]> {
-  const me = await testKey('follower');
-  const config = {};
-  let state: FollowerState = initFollower(config, { now: T0, self: me.nodeId, requestId }).state;
+/** A follower fed the whole wire (as `self`, attesting when `attest`); its effects. */
+async function follow(
+  wire: readonly AnyPacket[],
+  requestId: string,
+  o: { self?: string; attest?: boolean } = {},
+): Promise<Effect[]> {
+  const self = o.self ?? (await testKey('follower')).nodeId;
+  const config = o.attest ? { attest: true } : {};
+  let state: FollowerState = initFollower(config, { now: T0, self, requestId }).state;
   const all: Effect[] = [];
   for (const p of wire) {
     const t = stepFollower(config, state, { kind: 'packet', now: T0 + 3_200, packet: p });
@@ -217,5 +221,17 @@ describe('a re-embedding coordinator', () => {
       expect(fx.some((e) => e.kind === 'rejected' && e.code === 'VERDICT_MISMATCH')).toBe(true);
       expect(fx).toContainEqual({ kind: 'done', reason: 'verdict-mismatch' });
     }
+  });
+
+  test('an observer attests a verdict with claims, but not one that claims its own bits are not its text', async () => {
+    const { wire, ctx, attacker } = await run(true);
+    const attestations = (fx: Effect[]) =>
+      fx.filter((e) => e.kind === 'publish' && e.packetType === 'attestation').length;
+    const other = await follow(wire, ctx.request.requestId, { attest: true });
+    expect(attestations(other)).toBe(1);
+    // The member the claim names checks the verdict (it recomputes) and does not co-sign it.
+    const named = await follow(wire, ctx.request.requestId, { attest: true, self: attacker.nodeId });
+    expect(named).toContainEqual({ kind: 'done', reason: 'verified' });
+    expect(attestations(named)).toBe(0);
   });
 });
