@@ -242,6 +242,28 @@ describe('SynodNode: what its operator reads', () => {
       await Bun.sleep(100);
       expect(evidenceLines()).toHaveLength(2);
       expect(evidenceLines()[1]).toMatchObject({ kind: 'double-commit', alsoSinceLastLine: 5 });
+      // A key the relay has heard a heartbeat of: its first evidence line comes within the minute too.
+      const known = await NodeKey.fromSeed(new Uint8Array(32).fill(140));
+      const node = new SynodNode({
+        key: known,
+        role: 'node',
+        transports: [net.join(known.nodeId)],
+        serving: serving(),
+        heartbeat,
+        scheduler,
+        log: () => undefined,
+      });
+      await node.start();
+      try {
+        await until(() => relay.knownNodes(120_000).some((k) => k.nodeId === known.nodeId));
+        await doubleCommits(second.requestId, 140, 1);
+        await until(() => relay.metrics().evidence === 9);
+        await Bun.sleep(100);
+        expect(evidenceLines()).toHaveLength(3);
+        expect(evidenceLines()[2]).toMatchObject({ kind: 'double-commit', against: known.nodeId });
+      } finally {
+        await node.close();
+      }
     } finally {
       await relay.close();
     }

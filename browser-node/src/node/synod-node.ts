@@ -431,6 +431,8 @@ export const LATE_ANSWER_FORWARD_BYTES = 256 * 1024;
 export const LATE_ANSWER_BYTES_PER_WINDOW = 4 * 1024 * 1024;
 /** Evidence against other keys is logged a line a minute for each kind (`synod_evidence_total` counts all). */
 export const EVIDENCE_LINE_EVERY_MS = 60_000;
+/** Keys heard in heartbeats whose first evidence line of a kind is remembered as logged. */
+const EVIDENCE_KNOWN_KEPT = 1_024;
 /** Why the watchdog expires a stranded machine (it has no verdict, and never will). */
 const STRANDED_REASON = 'no-verdict' as const;
 /** Texts whose re-embedding a coordinator keeps (`ReembedConfig`): a few requests' worth of reveals. */
@@ -460,6 +462,8 @@ export class SynodNode {
   #lateWindow = { start: Number.NEGATIVE_INFINITY, count: 0, bytes: 0 };
   /** The last evidence line logged for each kind, and how many of that kind were not logged since. */
   readonly #evidenceLines = new Map<Evidence['kind'], { at: number; unlogged: number }>();
+  /** Evidence lines logged against keys heard in heartbeats, by kind and key (the first of each). */
+  readonly #evidenceKnownLogged = new Set<string>();
   /** A spell of failed re-embeddings: when its last line was logged, and what was not since. */
   #reembedSpell: { loggedAt: number; unlogged: number; failures: number } | null = null;
   /** Deletions of finished `node` machines from the store, due at the end of their replay window. */
@@ -1833,7 +1837,7 @@ export class SynodNode {
         const own = fx.evidence.nodeId === this.nodeId;
         // Against other keys: a line a minute for each kind, with how many were not logged since (any key
         // can sign two commits for every request it hears, and a line each flooded every node's log).
-        const unlogged = own ? 0 : this.#evidenceLine(fx.evidence.kind);
+        const unlogged = own ? 0 : this.#evidenceLine(fx.evidence.kind, fx.evidence.nodeId);
         if (unlogged === null) {
           this.#o.onEvidence?.(requestId, fx.evidence);
           return;
@@ -2028,9 +2032,20 @@ export class SynodNode {
   /**
    * Whether a line is logged for evidence of `kind` against another key: null when not (one was logged
    * less than `EVIDENCE_LINE_EVERY_MS` ago; counted), otherwise how many were not logged since the last.
+   * The first against a key this node has heard a heartbeat of (a node of the network, not a key made
+   * for the packet) is logged whatever the minute: throwaway keys' evidence does not hide it.
    */
-  #evidenceLine(kind: Evidence['kind']): number | null {
+  #evidenceLine(kind: Evidence['kind'], against: string): number | null {
     const now = this.#now();
+    const known = `${kind}:${against}`;
+    if (this.#heartbeats.has(against) && !this.#evidenceKnownLogged.has(known)) {
+      this.#evidenceKnownLogged.add(known);
+      if (this.#evidenceKnownLogged.size > EVIDENCE_KNOWN_KEPT) {
+        const oldest = this.#evidenceKnownLogged.values().next().value;
+        if (oldest !== undefined) this.#evidenceKnownLogged.delete(oldest);
+      }
+      return 0;
+    }
     const last = this.#evidenceLines.get(kind);
     if (last !== undefined && now - last.at < EVIDENCE_LINE_EVERY_MS) {
       last.unlogged++;
