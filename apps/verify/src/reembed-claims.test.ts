@@ -58,22 +58,23 @@ async function attacked(claimsOf: (f: Forged) => Map<string, string>) {
 const idOf = (reveals: { id: string; packet: Packet<'reveal'> }[], output: string, n = 0) =>
   (reveals.filter((r) => r.packet.body.output === output)[n] as { id: string }).id;
 
+/** The true claim against the copier: its text's bits, far from the members' (this machine's embedder). */
+const trueClaim = (f: Forged) =>
+  new Map([
+    [
+      idOf(
+        f.transcript.packets
+          .filter((p) => p.type === 'reveal')
+          .map((packet) => ({ id: packetId(packet), packet: packet as Packet<'reveal'> })),
+        SCAM,
+      ),
+      otherBits(0),
+    ],
+  ]);
+
 describe('a verdict with re-embedding claims', () => {
   test('true claims: it holds, with and without --reembed', async () => {
-    const { input, verdict } = await attacked(
-      (f) =>
-        new Map([
-          [
-            idOf(
-              f.transcript.packets
-                .filter((p) => p.type === 'reveal')
-                .map((packet) => ({ id: packetId(packet), packet: packet as Packet<'reveal'> })),
-              SCAM,
-            ),
-            otherBits(0),
-          ],
-        ]),
-    );
+    const { input, verdict } = await attacked(trueClaim);
     expect(verdict.reembedded).toHaveLength(1);
     expect(verdict.winner?.output).toBe(PARIS);
     const plain = await verifyInput(input);
@@ -129,20 +130,7 @@ describe('a verdict with re-embedding claims', () => {
   });
 
   test('the body POST /v1/verify takes (transcript, expected digest, the claims beside): it holds', async () => {
-    const { input, verdict, reveals } = await attacked(
-      (f) =>
-        new Map([
-          [
-            idOf(
-              f.transcript.packets
-                .filter((p) => p.type === 'reveal')
-                .map((packet) => ({ id: packetId(packet), packet: packet as Packet<'reveal'> })),
-              SCAM,
-            ),
-            otherBits(0),
-          ],
-        ]),
-    );
+    const { input, verdict, reveals } = await attacked(trueClaim);
     expect(reveals.length).toBeGreaterThan(0);
     const body = {
       transcript: input.transcript,

@@ -283,34 +283,9 @@ describe('SynodNode: re-announcing what a peer missed', () => {
   }
 
   test('late answers are bounded: once a request in a gap, and a cap on them all', async () => {
-    const n = await network(220);
-    // At most 2 answers in a minute, in all.
-    const relay = n.relay(undefined, { lateAnswers: { max: 2, windowMs: 60_000 } });
-    const members = [0, 1].map((i) => n.member(i));
-    try {
-      await relay.start();
-      for (const m of members) await m.start();
-      const frame = { quorum: 2, maxCommits: 2, maxTimeMs: 8_000, revealWindowMs: 3_000 };
-      const ids: string[] = [];
-      for (const nonce of [0x91, 0x92, 0x93]) {
-        const body = testRequest({ embedder, nonce, frame });
-        await relay.submit(body);
-        ids.push(body.requestId);
-      }
-      await until(() => ids.every((id) => relay.status(id)?.finished === true), 10_000);
-      // A third key commits to each finished request, five times (fresh packets each time).
-      const outsider = n.keys[2] as NodeKey;
-      const transport = n.join(outsider.nodeId);
-      for (const id of ids) {
-        for (let i = 0; i < 5; i++) {
-          const commit = await signPacket(outsider, 'commit', {
-            requestId: id,
-            commitment: (i + 1).toString(16).padStart(64, '0'),
-            createdAt: Date.now(),
-          });
-          await transport.publish(topicOfPacketType('commit'), encodePacket(commit));
-        }
-      }
+    // At most 2 answers in a minute, in all; a third key commits to each of 3 finished requests five
+    // times (fresh packets each time).
+    await withFinished(220, { max: 2, windowMs: 60_000 }, 3, 5, async (relay) => {
       await until(() => relay.metrics().lateAnswersDropped >= 1, 5_000);
       await Bun.sleep(300);
       // One answer for each of the first two requests (the other four commits each within the gap),
@@ -318,76 +293,67 @@ describe('SynodNode: re-announcing what a peer missed', () => {
       expect(relay.metrics().lateAnswers).toBe(2);
       expect(relay.metrics().lateAnswersDropped).toBe(5);
       expect(relay.metrics().reannounced.byReason['late-packet']).toBe(2 * 6);
-    } finally {
-      await n.closeAll();
-    }
+    });
   }, 30_000);
 
   test("late answers forward members' packets within a byte budget for each answer; the seal and verdict always go", async () => {
-    const n = await network(230);
-    // Nothing forwarded in one answer (the seal and verdict still go); 1 byte a window in all.
-    const relay = n.relay(undefined, { lateAnswers: { forwardBytes: 0, bytesPerWindow: 1 } });
-    const members = [0, 1].map((i) => n.member(i));
-    try {
-      await relay.start();
-      for (const m of members) await m.start();
-      const frame = { quorum: 2, maxCommits: 2, maxTimeMs: 8_000, revealWindowMs: 3_000 };
-      const ids: string[] = [];
-      for (const nonce of [0xa1, 0xa2]) {
-        const body = testRequest({ embedder, nonce, frame });
-        await relay.submit(body);
-        ids.push(body.requestId);
-      }
-      await until(() => ids.every((id) => relay.status(id)?.finished === true), 10_000);
-      const outsider = n.keys[2] as NodeKey;
-      const transport = n.join(outsider.nodeId);
-      for (const id of ids) {
-        const commit = await signPacket(outsider, 'commit', {
-          requestId: id,
-          commitment: 'ab'.repeat(32),
-          createdAt: Date.now(),
-        });
-        await transport.publish(topicOfPacketType('commit'), encodePacket(commit));
-      }
+    // Nothing forwarded in one answer; the window's budget of 1 byte is then never reached.
+    await withFinished(230, { forwardBytes: 0, bytesPerWindow: 1 }, 2, 1, async (relay) => {
       await until(() => relay.metrics().lateAnswers === 2, 5_000);
       // Both answered with the seal and the verdict alone: no commit or reveal forwarded.
       expect(relay.metrics().reannounced.byType).toEqual({ seal: 2, verdict: 2 });
-    } finally {
-      await n.closeAll();
-    }
+    });
   }, 30_000);
 
   test('late answers over the byte budget of the window are dropped', async () => {
-    const n = await network(240);
     // One answer's forwarded packets (2 commits, 2 reveals of a few hundred bytes) fit; two do not.
-    const relay = n.relay(undefined, { lateAnswers: { bytesPerWindow: 3_000 } });
-    const members = [0, 1].map((i) => n.member(i));
-    try {
-      await relay.start();
-      for (const m of members) await m.start();
-      const frame = { quorum: 2, maxCommits: 2, maxTimeMs: 8_000, revealWindowMs: 3_000 };
-      const ids: string[] = [];
-      for (const nonce of [0xb1, 0xb2]) {
-        const body = testRequest({ embedder, nonce, frame });
-        await relay.submit(body);
-        ids.push(body.requestId);
-      }
-      await until(() => ids.every((id) => relay.status(id)?.finished === true), 10_000);
-      const outsider = n.keys[2] as NodeKey;
-      const transport = n.join(outsider.nodeId);
-      for (const id of ids) {
+    await withFinished(240, { bytesPerWindow: 3_000 }, 2, 1, async (relay) => {
+      await until(() => relay.metrics().lateAnswers + relay.metrics().lateAnswersDropped === 2, 5_000);
+      expect(relay.metrics().lateAnswers).toBe(1);
+      expect(relay.metrics().lateAnswersDropped).toBe(1);
+    });
+  }, 30_000);
+});
+
+/**
+ * A relay with `limits` for its late answers and two members; `requests` requests judged and finished,
+ * then a third key commits `commits` times (fresh packets) to each; `check` runs, the network is closed.
+ */
+async function withFinished(
+  seed: number,
+  limits: NonNullable<SynodNodeOptions['lateAnswers']>,
+  requests: number,
+  commits: number,
+  check: (relay: SynodNode) => Promise<void>,
+): Promise<void> {
+  const n = await network(seed);
+  const relay = n.relay(undefined, { lateAnswers: limits });
+  const members = [0, 1].map((i) => n.member(i));
+  try {
+    await relay.start();
+    for (const m of members) await m.start();
+    const frame = { quorum: 2, maxCommits: 2, maxTimeMs: 8_000, revealWindowMs: 3_000 };
+    const ids: string[] = [];
+    for (let r = 0; r < requests; r++) {
+      const body = testRequest({ embedder, nonce: seed * 16 + r, frame });
+      await relay.submit(body);
+      ids.push(body.requestId);
+    }
+    await until(() => ids.every((id) => relay.status(id)?.finished === true), 10_000);
+    const outsider = n.keys[2] as NodeKey;
+    const transport = n.join(outsider.nodeId);
+    for (const id of ids) {
+      for (let i = 0; i < commits; i++) {
         const commit = await signPacket(outsider, 'commit', {
           requestId: id,
-          commitment: 'cd'.repeat(32),
+          commitment: (i + 1).toString(16).padStart(64, '0'),
           createdAt: Date.now(),
         });
         await transport.publish(topicOfPacketType('commit'), encodePacket(commit));
       }
-      await until(() => relay.metrics().lateAnswers + relay.metrics().lateAnswersDropped === 2, 5_000);
-      expect(relay.metrics().lateAnswers).toBe(1);
-      expect(relay.metrics().lateAnswersDropped).toBe(1);
-    } finally {
-      await n.closeAll();
     }
-  }, 30_000);
-});
+    await check(relay);
+  } finally {
+    await n.closeAll();
+  }
+}
