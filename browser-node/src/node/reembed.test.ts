@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import { encodePacket, NodeKey, signPacket, type VerdictEffect } from '@synod/shared';
-import { MemoryNetwork } from '../p2p/memory.ts';
+import { MemoryNetwork, type MemoryTransport } from '../p2p/memory.ts';
 import { topicOfPacketType } from '../p2p/topics.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { type ReembedConfig, SynodNode } from './synod-node.ts';
@@ -172,5 +172,92 @@ describe('SynodNode: a relay that re-embeds the reveals it coordinates', () => {
     // Failing still: said so in the metrics, and logged once for the spell (REEMBED_FAILED).
     expect(relay.metrics().reembed.failing).toMatchObject({ error: 'Error: boom' });
     expect(logs.filter((l) => l['code'] === 'REEMBED_FAILED')).toHaveLength(1);
+  }, 30_000);
+
+  test('a relay started again with an embedder gives the reveals its state held without bits theirs: the copier is caught', async () => {
+    const net = new MemoryNetwork();
+    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(240));
+    const keys = await Promise.all([1, 2, 3].map((i) => NodeKey.fromSeed(new Uint8Array(32).fill(240 + i))));
+    const store = new MemoryMachineStore();
+    const verdicts: VerdictEffect[] = [];
+    const relayTransports: MemoryTransport[] = [];
+    const relay = (reembed: ReembedConfig | undefined, onReveal?: (from: string) => void) => {
+      const transport = net.join(relayKey.nodeId);
+      relayTransports.push(transport);
+      return new SynodNode({
+        key: relayKey,
+        role: 'relay',
+        transports: [transport],
+        store,
+        reannounce: { joinDelayMs: 50 },
+        onVerdict: (_id, v) => verdicts.push(v),
+        ...(reembed ? { reembed } : {}),
+        onPacket: ({ packet, own }) => {
+          if (!own && packet.type === 'reveal') onReveal?.(packet.from);
+        },
+      });
+    };
+    const attacker = (keys[2] as NodeKey).nodeId;
+    // The first relay, as stored before re-embedding existed (no embedder), is killed as the copier's
+    // reveal reaches it (member 0's never does): that reveal is held in its state without bits.
+    let killed = false;
+    let first: SynodNode | null = relay(undefined, (from) => {
+      if (from !== attacker || killed) return;
+      killed = true;
+      void relayTransports[0]?.close();
+    });
+    const stores = keys.map(() => new MemoryMachineStore());
+    const member = (i: number, awayAtCommit = false) => {
+      const key = keys[i] as NodeKey;
+      const transport = net.join(key.nodeId);
+      return new SynodNode({
+        key,
+        role: 'node',
+        transports: [transport],
+        store: stores[i] as MemoryMachineStore,
+        lingerMs: 50,
+        reannounce: { joinDelayMs: 50 },
+        serving: {
+          queue: (i === 2 ? copierQueue() : fixedQueue()) as never,
+          models: [{ id: 'm', fileHash: '22'.repeat(32) }],
+          embedder,
+        },
+        // Member 0 drops off the network as its commit goes out: it misses the seal, so its reveal
+        // comes only once it is back, after the relay was started again.
+        onPacket: ({ packet, own }) => {
+          if (awayAtCommit && own && packet.type === 'commit') void transport.close();
+        },
+      });
+    };
+    const away = member(0, true);
+    const members = [away, member(1), member(2)];
+    const calls: string[] = [];
+    let second: SynodNode | null = null;
+    try {
+      await first.start();
+      for (const m of members) await m.start();
+      const body = testRequest({ embedder, nonce: 0x78, frame: { ...FRAME, revealWindowMs: 15_000 } });
+      await first.submit(body);
+      await until(() => killed, 10_000);
+      await first.close();
+      first = null;
+      expect(verdicts).toHaveLength(0);
+      // Started again with its embedder, over the same state; member 0 back too.
+      await away.close();
+      second = relay(fakeReembed(calls));
+      await second.start();
+      const back = member(0);
+      members.push(back);
+      await back.start();
+      await until(() => verdicts.length === 1, 15_000);
+      const v = (verdicts[0] as VerdictEffect).verdict;
+      expect(v.rejected).toEqual([
+        expect.objectContaining({ nodeId: attacker, reason: 'EMBEDDING_DISAGREES' }),
+      ]);
+      expect(v.winner?.output).toBe('output 1');
+      expect(calls).toContain(SCAM);
+    } finally {
+      await Promise.all([first, second, ...members].map((n) => n?.close()));
+    }
   }, 30_000);
 });
