@@ -66,6 +66,7 @@ import {
 import { ALL_TOPICS, topicOfPacketType } from '../p2p/topics.ts';
 import type { Transport } from '../p2p/transport.ts';
 import { EarlyPackets } from './early-packets.ts';
+import { LineLimit } from './line-limit.ts';
 import { type MachineStore, MemoryMachineStore } from './machine-store.ts';
 import { NodeError } from './node-errors.ts';
 import { type ReannounceOptions, type ReannounceReason, Reannouncer } from './reannouncer.ts';
@@ -429,7 +430,7 @@ export const LATE_ANSWER_WINDOW_MS = 10_000;
 export const LATE_ANSWER_FORWARD_BYTES = 256 * 1024;
 /** ...and all late answers forward in `LATE_ANSWER_WINDOW_MS`, at most. */
 export const LATE_ANSWER_BYTES_PER_WINDOW = 4 * 1024 * 1024;
-/** Evidence against other keys is logged a line a minute for each kind (`synod_evidence_total` counts all). */
+/** Evidence against other keys, and failed re-embeddings, are logged a line a minute for each kind. */
 export const EVIDENCE_LINE_EVERY_MS = 60_000;
 /** Keys heard in heartbeats whose first evidence line of a kind is remembered as logged. */
 const EVIDENCE_KNOWN_KEPT = 1_024;
@@ -461,11 +462,11 @@ export class SynodNode {
   readonly #lateLimits: { max: number; windowMs: number; forwardBytes: number; bytesPerWindow: number };
   #lateWindow = { start: Number.NEGATIVE_INFINITY, count: 0, bytes: 0 };
   /** The last evidence line logged for each kind, and how many of that kind were not logged since. */
-  readonly #evidenceLines = new Map<Evidence['kind'], { at: number; unlogged: number }>();
+  readonly #evidenceLines = new LineLimit<Evidence['kind']>(EVIDENCE_LINE_EVERY_MS);
   /** Evidence lines logged against keys heard in heartbeats, by kind and key (the first of each). */
   readonly #evidenceKnownLogged = new Set<string>();
-  /** A spell of failed re-embeddings: when its last line was logged, and what was not since. */
-  #reembedSpell: { loggedAt: number; unlogged: number; failures: number } | null = null;
+  /** Lines of a spell of failed re-embeddings: one a minute. */
+  readonly #reembedLines = new LineLimit<'reembed'>(EVIDENCE_LINE_EVERY_MS);
   /** Deletions of finished `node` machines from the store, due at the end of their replay window. */
   readonly #forget = new Map<string, () => void>();
   /** Packets of requests not seen yet, replayed when the request comes. */
@@ -1425,20 +1426,16 @@ export class SynodNode {
     const m = this.#m.reembed;
     if (m.failing === null) m.failing = { since: now, error };
     else m.failing.error = error;
-    const spell = this.#reembedSpell;
-    if (spell !== null && now - spell.loggedAt < EVIDENCE_LINE_EVERY_MS) {
-      spell.unlogged++;
-      return;
-    }
+    const unlogged = this.#reembedLines.take('reembed', now);
+    if (unlogged === null) return;
     this.#log({
       level: 'warn',
       msg: 're-embedding a reveal failed: it counts with the bits it claims',
       code: 'REEMBED_FAILED',
       requestId,
       err: error,
-      ...(spell !== null && spell.unlogged > 0 ? { alsoSinceLastLine: spell.unlogged } : {}),
+      ...(unlogged > 0 ? { alsoSinceLastLine: unlogged } : {}),
     });
-    this.#reembedSpell = { loggedAt: now, unlogged: 0, failures: (spell?.failures ?? 0) + 1 };
   }
 
   /** An embedding worked: a spell of failures is over (one line says so). */
@@ -1446,7 +1443,7 @@ export class SynodNode {
     const failing = this.#m.reembed.failing;
     if (failing === null) return;
     this.#m.reembed.failing = null;
-    this.#reembedSpell = null;
+    this.#reembedLines.forget('reembed');
     this.#log({
       level: 'info',
       msg: 're-embedding works again',
@@ -2046,13 +2043,7 @@ export class SynodNode {
       }
       return 0;
     }
-    const last = this.#evidenceLines.get(kind);
-    if (last !== undefined && now - last.at < EVIDENCE_LINE_EVERY_MS) {
-      last.unlogged++;
-      return null;
-    }
-    this.#evidenceLines.set(kind, { at: now, unlogged: 0 });
-    return last?.unlogged ?? 0;
+    return this.#evidenceLines.take(kind, now);
   }
 
   /**

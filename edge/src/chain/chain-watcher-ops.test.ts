@@ -679,9 +679,10 @@ describe('chain watcher operations: starting', () => {
   });
 });
 
-describe("chain watcher operations: the oracle's bridge changed under a running relay", () => {
-  const DEAD = '0x000000000000000000000000000000000000dEaD' as const;
+/** An account the oracle's owner makes the bridge: not this relay's. */
+const DEAD = '0x000000000000000000000000000000000000dEaD' as const;
 
+describe("chain watcher operations: the oracle's bridge changed under a running relay", () => {
   test('a fulfil reverting NotBridge reads bridge() at once: BRIDGE_MISMATCH logged once a spell, nothing sent meanwhile, in the stats; set back, it settles and says so', async () => {
     let clock = 1_800_000_000_000;
     const { w, oracle, relay, logs, requestId } = await opsWatcher({ now: () => clock });
@@ -803,8 +804,6 @@ async function requestsLookedUp(f: () => Promise<void>): Promise<{ looked: bigin
 }
 
 describe("chain watcher operations: many rows held back while another account is the oracle's bridge", () => {
-  const DEAD = '0x000000000000000000000000000000000000dEaD' as const;
-
   // A pass read the first 64 pending rows, and read on only while a page made progress: 64 fulfils held
   // back hid every row behind them for good (no refund past its deadline, no lookup on chain), and each
   // held row cost a block and a receipt read every pass.
