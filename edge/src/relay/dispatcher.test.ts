@@ -241,6 +241,37 @@ describe('Dispatcher', () => {
     expect(s.node.submitted).toHaveLength(3);
   });
 
+  test('admissions answered together (a group commit) look at the network once, after they all ran', async () => {
+    const now = 1_000_000;
+    let looks = 0;
+    let readyLooks = 0;
+    const s = await setup({
+      maxOpen: 4,
+      maxQueued: 100,
+      now: () => now,
+      // Each look walks every node heard (their heartbeats): once a batch, not once a request.
+      networkWindow: () => {
+        looks++;
+        return 4;
+      },
+      ready: () => {
+        readyLooks++;
+        return false;
+      },
+    });
+    for (let i = 0; i < 14; i++) s.d.admitted(1);
+    expect(s.d.queue()?.queued).toBe(14);
+    expect(looks).toBe(0);
+    await Promise.resolve();
+    expect(looks).toBe(1);
+    expect(readyLooks).toBe(1);
+    await s.d.idle();
+    // A later admission looks again.
+    s.d.admitted(1);
+    await Promise.resolve();
+    expect(looks).toBe(2);
+  });
+
   test('queue(): without a bound there is none, and the log is never counted', async () => {
     const now = 1_000_000;
     const s = await setup({ maxOpen: 1, now: () => now });

@@ -173,6 +173,8 @@ export class Dispatcher {
   readonly #open = new Map<string, number>();
   #pumping: Promise<void> | undefined;
   #again = false;
+  /** A wake is queued for the end of this turn's microtasks (`admitted`). */
+  #wakeQueued = false;
   #timer: ReturnType<typeof setInterval> | undefined;
   #leaseTimer: ReturnType<typeof setInterval> | undefined;
   #leasing: Promise<void> | undefined;
@@ -260,10 +262,19 @@ export class Dispatcher {
     return this.#count();
   }
 
-  /** `n` rows were just admitted for this coordinator: count them now, and dispatch what fits. */
+  /**
+   * `n` rows were just admitted for this coordinator: count them now, and dispatch what fits once the
+   * requests answered with them have run. A group commit answers a whole batch at once: one wake for
+   * all of them (each looks at the network's window, a walk over the nodes heard, on the HTTP thread).
+   */
   admitted(n: number): void {
     this.#queued += n;
-    this.wake();
+    if (this.#wakeQueued) return;
+    this.#wakeQueued = true;
+    queueMicrotask(() => {
+      this.#wakeQueued = false;
+      this.wake();
+    });
   }
 
   async stop(): Promise<void> {
