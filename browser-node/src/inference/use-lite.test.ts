@@ -61,6 +61,15 @@ describe('UseLiteEmbedder (USE Lite, tfjs WASM)', () => {
     expect(Array.from(y as Float32Array)).toEqual(Array.from(x as Float32Array));
   });
 
+  test('an empty text (no token) embeds to the zero vector, all bits 0; a lone space is a text like any other', async () => {
+    const [empty, space] = await embedder.embed(['', ' ']);
+    expect(Array.from(empty as Float32Array)).toEqual(Array.from({ length: 512 }, () => 0));
+    expect((space as Float32Array).some((x) => x !== 0)).toBe(true);
+    expect(Array.from(await embedder.embedBits(''))).toEqual(Array.from({ length: 64 }, () => 0));
+    // Far from any story's bits: an empty answer cannot pass for one.
+    expect(hamming(await embedder.embedBits(''), await embedder.embedBits(catA))).toBeGreaterThan(100);
+  });
+
   test('bits are identical across two loads, and a 256-bit frame is the 32-byte prefix', async () => {
     const first = await embedder.embedBits(stocks);
     const other = new UseLiteEmbedder({ bits: 256 });

@@ -72,6 +72,19 @@ type EmbeddingsModelData = import('@energetic-ai/embeddings').EmbeddingsModelDat
 
 const decoder = new TextDecoder();
 
+/**
+ * A text USE Lite's tokenizer makes no token of: one that is empty once NFKC-normalized (the tokenizer's
+ * first step; any other text, a lone space included, gives at least one piece). The model has no
+ * embedding for it (its sparse input of zero rows fails), so this project defines one: the zero vector,
+ * every sign bit 0. Without it an empty reveal could not be re-embedded, and a relay that counted such a
+ * reveal with the bits it claimed (as it does when its embedder fails) would let a member copy the honest
+ * bits with an empty answer (found by an audit). Every embedder of USE Lite here, on nodes, relays and in
+ * synod-verify, goes through this class, so all of them agree.
+ */
+function isTokenless(text: string): boolean {
+  return text.normalize('NFKC').length === 0;
+}
+
 export class UseLiteEmbedder implements Embedder {
   readonly #options: UseLiteOptions;
   #ref: EmbeddingModelRef | null = null;
@@ -167,7 +180,11 @@ export class UseLiteEmbedder implements Embedder {
     const out: Float32Array[] = [];
     try {
       // One text at a time, always (see embedder.ts).
-      for (const text of texts) out.push(Float32Array.from(await model.embed(text)));
+      for (const text of texts) {
+        out.push(
+          isTokenless(text) ? new Float32Array(USE_LITE_DIMS) : Float32Array.from(await model.embed(text)),
+        );
+      }
     } catch (cause) {
       throw asInferenceError(cause, 'INFERENCE_FAILED', 'USE Lite embedding failed');
     }
