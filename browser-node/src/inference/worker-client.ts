@@ -22,23 +22,51 @@ type Pending = {
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
+export interface InferenceWorkerOptions {
+  /**
+   * Told once if the worker dies on its own (an uncaught error, or under Bun an exit: a WASM abort, a
+   * `process.exit`), not when `terminate()` ends it.
+   */
+  onFailed?: (error: InferenceError) => void;
+}
+
 /**
  * One inference worker (a Bun/browser `Worker` running inference-worker.ts) and its request/response
- * bookkeeping. If the worker dies, every pending call fails with WORKER_FAILED.
+ * bookkeeping. If the worker dies, every pending and later call fails with WORKER_FAILED.
  */
 export class InferenceWorker {
   readonly #worker: Worker;
   readonly #pending = new Map<number, Pending>();
+  readonly #onFailed: ((error: InferenceError) => void) | undefined;
   #nextId = 1;
   #dead: InferenceError | null = null;
 
-  constructor(url: URL = new URL('./inference-worker.ts', import.meta.url)) {
+  constructor(
+    url: URL = new URL('./inference-worker.ts', import.meta.url),
+    options: InferenceWorkerOptions = {},
+  ) {
+    this.#onFailed = options.onFailed;
     this.#worker = new Worker(url, { type: 'module' });
     this.#worker.onmessage = (event: MessageEvent<WorkerResponse>) => this.#receive(event.data);
     this.#worker.onerror = (event: ErrorEvent) => {
-      this.#fail(new InferenceError('WORKER_FAILED', `the inference worker failed: ${event.message}`));
+      this.#died(new InferenceError('WORKER_FAILED', `the inference worker failed: ${event.message}`));
       event.preventDefault?.();
     };
+    // Bun's: a worker that exited (process.exit, an abort) fires no error, and its calls waited forever.
+    this.#worker.addEventListener('close', (event: Event) => {
+      const code = (event as Event & { code?: unknown }).code;
+      this.#died(
+        new InferenceError(
+          'WORKER_FAILED',
+          `the inference worker exited (code ${String(code ?? 'unknown')})`,
+        ),
+      );
+    });
+  }
+
+  /** Why the worker is gone (it died, or was terminated), or null while it runs. */
+  get failed(): InferenceError | null {
+    return this.#dead;
   }
 
   call<R extends DistributiveOmit<WorkerRequest, 'id'>>(
@@ -70,6 +98,14 @@ export class InferenceWorker {
     this.#pending.delete(message.id);
     if (message.type === 'result') pending.resolve(message.value);
     else pending.reject(InferenceError.fromJSON(message.error));
+  }
+
+  /** The worker died on its own: ended for good (an error may leave it running), and `onFailed` told. */
+  #died(error: InferenceError): void {
+    if (this.#dead !== null) return;
+    this.#worker.terminate();
+    this.#fail(error);
+    this.#onFailed?.(error);
   }
 
   #fail(error: InferenceError): void {
@@ -222,16 +258,28 @@ export class WorkerEngine extends RemoteEngine {
   }
 }
 
+export interface WorkerEmbedderOptions {
+  /** The worker script; default inference-worker.ts beside this file. */
+  workerUrl?: URL;
+  /**
+   * Told once if the worker of a loaded embedder dies on its own (not on `unload()`): its embeddings
+   * fail WORKER_FAILED from then on, until `load()` starts a new one (`RestartingEmbedder` does).
+   */
+  onWorkerFailed?: (error: InferenceError) => void;
+}
+
 /** An Embedder running in its own worker (tfjs/ONNX WASM kernels would otherwise block the thread). */
 export class WorkerEmbedder extends RemoteEmbedder {
   readonly #spec: EmbedderSpec;
   readonly #url: URL | undefined;
+  readonly #onWorkerFailed: ((error: InferenceError) => void) | undefined;
   #worker: InferenceWorker | null = null;
 
-  constructor(spec: EmbedderSpec, options: { workerUrl?: URL } = {}) {
+  constructor(spec: EmbedderSpec, options: WorkerEmbedderOptions = {}) {
     super('worker embedder');
     this.#spec = spec;
     this.#url = options.workerUrl;
+    this.#onWorkerFailed = options.onWorkerFailed;
   }
 
   protected currentWorker(): InferenceWorker | null {
@@ -240,8 +288,14 @@ export class WorkerEmbedder extends RemoteEmbedder {
 
   async load(onProgress?: OnLoadProgress): Promise<void> {
     await this.unload();
-    const [worker, loaded] = await startWorker(this.#url, 'unload-embedder', (w) =>
-      w.call({ type: 'load-embedder', spec: this.#spec }, onProgress),
+    const [worker, loaded] = await startWorker(
+      this.#url,
+      'unload-embedder',
+      (w) => w.call({ type: 'load-embedder', spec: this.#spec }, onProgress),
+      // Only the loaded worker's death is told: one dying as it loads fails the load instead.
+      (w, error) => {
+        if (this.#worker === w) this.#onWorkerFailed?.(error);
+      },
     );
     this.#worker = worker;
     this.loadedRef = loaded.ref;
@@ -263,8 +317,12 @@ async function startWorker<T>(
   url: URL | undefined,
   unload: UnloadType,
   load: (worker: InferenceWorker) => { result: Promise<T> },
+  onFailed?: (worker: InferenceWorker, error: InferenceError) => void,
 ): Promise<[InferenceWorker, T]> {
-  const worker = new InferenceWorker(url);
+  const worker: InferenceWorker = new InferenceWorker(
+    url,
+    onFailed === undefined ? {} : { onFailed: (error) => onFailed(worker, error) },
+  );
   try {
     return [worker, await load(worker).result];
   } catch (error) {
