@@ -63,6 +63,12 @@ export {
 export type { InferenceQueueOptions, QueueJob, QueueResult, Throughput } from './queue.ts';
 export { InferenceQueue } from './queue.ts';
 export type {
+  EmbedderDown,
+  RestartingEmbedderOptions,
+  RestartTimers,
+} from './restarting-embedder.ts';
+export { RestartingEmbedder } from './restarting-embedder.ts';
+export type {
   TransformersDevice,
   TransformersDtype,
   TransformersEmbedderOptions,
@@ -99,5 +105,6 @@ export {
   wllamaCompletionParams,
   wllamaLoadParams,
 } from './wllama.ts';
+export type { InferenceWorkerOptions, WorkerEmbedderOptions } from './worker-client.ts';
 export { InferenceWorker, WorkerEmbedder, WorkerEngine } from './worker-client.ts';
 export type { WorkerRequest, WorkerResponse, WorkerResults } from './worker-protocol.ts';
