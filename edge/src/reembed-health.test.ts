@@ -1,17 +1,26 @@
 /**
  * A relay whose embedder could not be loaded still serves (its verdicts take reveals with the bits they
  * claim, as before re-embedding existed), and says so where an operator looks: /healthz stays 200 with a
- * warning REEMBED_UNAVAILABLE, which its OpenAPI document declares.
+ * warning REEMBED_UNAVAILABLE, which its OpenAPI document declares. One whose embedder's worker died has
+ * it started again, counted on /metrics.
  */
 import { afterAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryNetwork } from '@synod/browser-node';
+import { RestartingEmbedder, WorkerEmbedder } from '@synod/browser-node/inference';
 import { openApiDocument } from './openapi.ts';
 import type { RunningRelay } from './runtime/bun.ts';
 import { type Doc, mismatches } from './test-openapi-check.ts';
 import { loneRelay } from './test-relay.ts';
+import { waitUntil } from './test-servers.ts';
+
+/** The real inference worker, but an embedding of `crash:exit` ends its thread (browser-node's double). */
+const CRASHING_WORKER = new URL(
+  './crashing-inference-worker-double.ts',
+  import.meta.resolve('@synod/browser-node/inference'),
+);
 
 const dir = mkdtempSync(join(tmpdir(), 'synod-reembed-health-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -61,4 +70,44 @@ describe("/healthz and the relay's embedder", () => {
       await relay.stop();
     }
   });
+
+  test("an embedder whose worker died: started again, /metrics counts it, the relay's stop leaves none", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const embedder = new RestartingEmbedder({
+      create: (died) =>
+        new WorkerEmbedder({ kind: 'use-lite' }, { workerUrl: CRASHING_WORKER, onWorkerFailed: died }),
+      firstDelayMs: 20,
+      log: (line) => lines.push(line),
+    });
+    await embedder.load();
+    const net = new MemoryNetwork();
+    net.join('a-node');
+    const relay = await loneRelay(
+      `file:${join(dir, 'restarting.db')}`,
+      96,
+      {
+        reembed: { embedder: embedder.ref, embed: (text) => embedder.embedBits(text) },
+        reembedRestarts: () => ({ restarted: embedder.restarts, failed: embedder.failedRestarts }),
+      },
+      net,
+    );
+    const scrape = async () => (await relay.app.request('/metrics')).text();
+    try {
+      const before = await embedder.embedBits('a reveal');
+      expect(await scrape()).toMatch(/^synod_reembed_restarts_total\{outcome="restarted"\} 0$/m);
+      await expect(embedder.embedBits('crash:exit')).rejects.toMatchObject({ code: 'WORKER_FAILED' });
+      await waitUntil('the embedder to be started again', async () =>
+        /^synod_reembed_restarts_total\{outcome="restarted"\} 1$/m.test(await scrape()),
+      );
+      expect(await scrape()).toMatch(/^synod_reembed_restarts_total\{outcome="failed"\} 0$/m);
+      expect(await embedder.embedBits('a reveal')).toEqual(before);
+      expect(lines.map((l) => l['code'])).toEqual(['EMBEDDER_WORKER_DIED', 'EMBEDDER_RESTORED']);
+      expect((await health(relay)).status).toBe(200);
+    } finally {
+      await relay.stop();
+      await embedder.unload();
+    }
+    expect(embedder.loaded).toBe(false);
+    expect(embedder.down).toBeNull();
+  }, 60_000);
 });

@@ -580,7 +580,10 @@ export async function main(argv: string[]): Promise<number> {
     try {
       relay = await startRelay({
         ...('reembed' in loaded
-          ? { reembed: { ...loaded.reembed, noiseToleranceBits: s.reembedToleranceBits } }
+          ? {
+              reembed: { ...loaded.reembed, noiseToleranceBits: s.reembedToleranceBits },
+              reembedRestarts: loaded.restarts,
+            }
           : { reembedUnavailable: loaded.unavailable }),
         dbUrl,
         ...(authToken ? { dbAuthToken: authToken } : {}),
@@ -677,22 +680,30 @@ export async function main(argv: string[]): Promise<number> {
 /**
  * USE Lite for the relay's node to re-embed reveals with (`ReembedConfig`), its load timed and the
  * process's resident memory before and after logged; undefined, with a warning
- * (REEMBED_UNAVAILABLE), when it cannot be loaded.
+ * (REEMBED_UNAVAILABLE), when it cannot be loaded. Its worker, should it die (out of memory, a WASM
+ * abort), is started again (`RestartingEmbedder`: EMBEDDER_WORKER_DIED, EMBEDDER_RESTORED).
  */
-async function loadReembedder(
-  log: (entry: Record<string, unknown>) => void,
-): Promise<
-  { reembed: import('@synod/browser-node').ReembedConfig; unload(): Promise<void> } | { unavailable: string }
+async function loadReembedder(log: (entry: Record<string, unknown>) => void): Promise<
+  | {
+      reembed: import('@synod/browser-node').ReembedConfig;
+      restarts(): { restarted: number; failed: number };
+      unload(): Promise<void>;
+    }
+  | { unavailable: string }
 > {
   const rssBefore = process.memoryUsage().rss;
   const started = performance.now();
   try {
     // In a worker of its own, as a node's: tfjs's WASM kernels run synchronously, and an embedding of a
     // long text (about 0.1 s) on the relay's thread would hold its HTTP answers and packet intake.
-    const { WorkerEmbedder } = await import('@synod/browser-node/inference');
-    const embedder = new WorkerEmbedder({
-      kind: 'use-lite',
-      options: { bits: USE_LITE.bits, expectedFileHash: USE_LITE.fileHash },
+    const { RestartingEmbedder, WorkerEmbedder } = await import('@synod/browser-node/inference');
+    const embedder = new RestartingEmbedder({
+      create: (died) =>
+        new WorkerEmbedder(
+          { kind: 'use-lite', options: { bits: USE_LITE.bits, expectedFileHash: USE_LITE.fileHash } },
+          { onWorkerFailed: died },
+        ),
+      log,
     });
     await embedder.load();
     log({
@@ -704,6 +715,7 @@ async function loadReembedder(
     });
     return {
       reembed: { embedder: USE_LITE, embed: (text) => embedder.embedBits(text) },
+      restarts: () => ({ restarted: embedder.restarts, failed: embedder.failedRestarts }),
       unload: () => embedder.unload(),
     };
   } catch (e) {

@@ -94,11 +94,14 @@ export function exportLateAnswerMetrics(
 
 /**
  * The relay's re-embeddings of the reveals it coordinates (`SynodNode`'s `reembed`): texts embedded and
- * embeddings that failed (those reveals counted with the bits they claim), and whether the latest failed.
+ * embeddings that failed (those reveals counted with the bits they claim), and whether the latest failed;
+ * with `restarts` (`RelayOptions.reembedRestarts`), its embedder's workers started again after one died,
+ * those whose model loaded and those whose load failed.
  */
 export function exportReembedMetrics(
   metrics: Metrics,
   reembed: { embedded: number; failed: number; failing: unknown },
+  restarts?: { restarted: number; failed: number },
 ): void {
   const help = 'Reveal texts the relay embedded again, and embeddings that failed';
   metrics.setTotal('synod_reembed_total', help, reembed.embedded, { outcome: 'embedded' });
@@ -108,4 +111,11 @@ export function exportReembedMetrics(
     "1 while the relay's latest re-embedding failed",
     reembed.failing ? 1 : 0,
   );
+  if (restarts === undefined) return;
+  const restartHelp =
+    "The relay's embedder started again after its worker died: restarted (the model loaded in a new worker) or failed (tried again after a longer wait)";
+  metrics.setTotal('synod_reembed_restarts_total', restartHelp, restarts.restarted, {
+    outcome: 'restarted',
+  });
+  metrics.setTotal('synod_reembed_restarts_total', restartHelp, restarts.failed, { outcome: 'failed' });
 }

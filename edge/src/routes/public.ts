@@ -318,7 +318,7 @@ function healthWarnings(
     warnings.push({
       code: 'REEMBED_FAILING',
       message: `the relay's latest re-embedding failed (${failing.error}): reveals meanwhile count with the bits they claim`,
-      hint: 'said until an embedding works again; one that keeps failing is an embedder worker that died: restart the relay',
+      hint: "said until an embedding works again; a worker of the embedder that died is started again by the relay itself (logged EMBEDDER_WORKER_DIED, then EMBEDDER_RESTORED; synod_reembed_restarts_total): one that keeps failing, its log's EMBEDDER_RESTART_FAILED says why",
       since: new Date(failing.since).toISOString(),
     });
   }

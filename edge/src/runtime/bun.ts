@@ -59,6 +59,11 @@ export interface RelayOptions {
   reembed?: ReembedConfig;
   /** Why the embedder asked for could not be loaded (`/healthz` warns REEMBED_UNAVAILABLE). */
   reembedUnavailable?: string;
+  /**
+   * With `reembed` from an embedder that starts its worker again when it dies (`RestartingEmbedder`):
+   * those restarts, read at each scrape (`synod_reembed_restarts_total{outcome}`).
+   */
+  reembedRestarts?: () => { restarted: number; failed: number };
   configuredModels: string[];
   defaultModels?: string[];
   hostname?: string;
@@ -376,7 +381,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     const m = node.metrics();
     exportIntakeMetrics(metrics, m.intake, o.transports);
     exportLateAnswerMetrics(metrics, m);
-    exportReembedMetrics(metrics, m.reembed);
+    exportReembedMetrics(metrics, m.reembed, o.reembedRestarts?.());
   });
   const app = createApp({
     store,
