@@ -11,6 +11,7 @@ import { InferenceError, isInferenceError } from '../inference/errors.ts';
 import { LLAMA_GPUS, type LlamaGpu } from '../inference/llama-cpp.ts';
 import { DEFAULT_MODEL_MANIFEST, ModelsDir, modelsRootFromEnv } from '../inference/models-dir.ts';
 import { InferenceQueue } from '../inference/queue.ts';
+import { RestartingEmbedder } from '../inference/restarting-embedder.ts';
 import { WorkerEmbedder, WorkerEngine } from '../inference/worker-client.ts';
 import { coordinatorTrust, parseCoordinatorIds } from '../node/coordinator-trust.ts';
 import { LibsqlMachineStore } from '../node/machine-store-libsql.ts';
@@ -550,7 +551,12 @@ async function startNode(
       () => loadedEngine.load({ id: model.id, fileHash: model.fileHash, path: model.path }),
       () => loadedEngine.unload(),
     );
-    const loadedEmbedder = new WorkerEmbedder({ kind: 'use-lite' });
+    // Its worker, should it die (out of memory, a WASM abort), is started again: the node's commitments
+    // need their embeddings (logged EMBEDDER_WORKER_DIED, then EMBEDDER_RESTORED).
+    const loadedEmbedder = new RestartingEmbedder({
+      create: (died) => new WorkerEmbedder({ kind: 'use-lite' }, { onWorkerFailed: died }),
+      log,
+    });
     await startup.step(
       () => loadedEmbedder.load(),
       () => loadedEmbedder.unload(),
