@@ -1330,7 +1330,7 @@ export class SynodNode {
   #step(state: LifecycleState, event: LifecycleEvent): Transition<LifecycleState> {
     switch (state.role) {
       case 'coordinator':
-        if (event.kind === 'inference-done' || event.kind === 'inference-failed') {
+        if (event.kind !== 'packet' && event.kind !== 'timer' && event.kind !== 'restored') {
           return { state, effects: [] };
         }
         return stepCoordinator(this.#coordinatorConfig, state, event);

@@ -1,3 +1,4 @@
+import { onClaims } from './attest.ts';
 import { checkNow, checkState, driverError, newBaseState, takeTimer } from './common.ts';
 import {
   copyObserverFields,
@@ -58,7 +59,11 @@ export function stepFollower(
       if (s.outcome === null && takeTimer(s, event.name)) observerTimer(s, fx, event.name, event.now);
       break;
     case 'restored':
-      observerRestored(s, fx, event.now, (name) => observerTimer(s, fx, name, event.now));
+      observerRestored(config, s, fx, event.now, (name) => observerTimer(s, fx, name, event.now));
+      break;
+    case 'claims-embedded':
+    case 'claims-not-embedded':
+      onClaims(config, s, fx, event);
       break;
     default:
       driverError(`a follower does not take "${(event as { kind: string }).kind}" events`);

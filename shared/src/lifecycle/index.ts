@@ -15,7 +15,7 @@
  * | role        | start                | does                                                                 |
  * |-------------|----------------------|----------------------------------------------------------------------|
  * | coordinator | `startCoordinator`   | publishes the request; counts commits (eligible, one per node); seals at `maxCommits` (early close) or at `createdAt + maxTimeMs` with >= quorum, else expires `quorum-not-met`; expires `declined` at once when the declines it counts (`trustedDeclines`: as a seal would seat their nodes) reach quorum with fewer than quorum commits (as it does when it could only seal past `createdAt + maxTimeMs` + the nodes' grace, `sealBy`, when they have dropped what they committed); collects reveals (only after the seal); computes the verdict when every member revealed (early) or at `seal.createdAt + revealWindowMs`; publishes it; collects attestations |
- * | node        | `initNode`           | picks up a request it serves (models, embedder, eligibility, capacity, deadline); `start-inference`; commits on `inference-done`; on `inference-failed` with a `decline` (a prompt that fills its model's context) publishes a signed `decline` and is done `declined`; reveals only after a seal that lists its commitment (and is dated as a verifiable seal is), else drops the material; recomputes the verdict and attests |
+ * | node        | `initNode`           | picks up a request it serves (models, embedder, eligibility, capacity, deadline); `start-inference`; commits on `inference-done`; on `inference-failed` with a `decline` (a prompt that fills its model's context) publishes a signed `decline` and is done `declined`; reveals only after a seal that lists its commitment (and is dated as a verifiable seal is), else drops the material; recomputes the verdict and attests (a sealed member with `claimsEmbedder` first checks the verdict's re-embedding claims, `embed-claims`, and does not attest a false one) |
  * | follower    | `initFollower`       | tracks pending -> committed -> sealed -> revealing -> verdict / expired (`lifecycleStatus`); recomputes the verdict; attests if configured |
  *
  * The coordinator of a request is its request packet's author (`request.from`): seals and verdicts
@@ -28,6 +28,8 @@
  * - `{kind:'restored', now}`: the state was loaded after a restart.
  * - node only: `{kind:'inference-done', now, requestId, model, output, bEmbedding, salt, finishReason?, usage?}` and
  *   `{kind:'inference-failed', now, requestId, reason, decline?}`.
+ * - node (a follower too, if configured): `{kind:'claims-embedded', now, requestId, verdictDigest, bits}`
+ *   and `{kind:'claims-not-embedded', now, requestId, verdictDigest, reason}`, the answers to `embed-claims`.
  *
  * ## Effects (`types.ts`), carried out in order
  * - `publish {packetType, body, id}`: sign with the machine's key, publish, feed the signed packet back.
@@ -36,6 +38,9 @@
  * - `start-inference {requestId, model, embeddingModel, input, params, deadline}` / `cancel-inference`.
  * - `persist {reason}`: write-ahead barrier; store `serializeState(durableState(state))` before the
  *   effects after it.
+ * - `embed-claims {requestId, verdictDigest, embeddingModel, reveals}`: a sealed member with
+ *   `claimsEmbedder` asks for its bits of the texts a verdict's re-embedding claims name before it attests
+ *   (attest.ts); it judges the answer itself (REEMBED_CLAIM_FALSE: no attestation).
  * - `verdict {verdict, digest, transcriptRoot, check}`: computed (coordinator) or checked (others).
  * - `evidence {evidence}`: signed proof of misbehaviour (double commit, double seal, double or invalid
  *   verdict), checkable from its packets alone.

@@ -7,6 +7,7 @@ import {
   RevealBodySchema,
   RevealUsageSchema,
 } from '../packets/schemas.ts';
+import { onClaims } from './attest.ts';
 import {
   cancelTimer,
   checkNow,
@@ -149,7 +150,7 @@ export function stepNode(config: NodeConfig, state: NodeState, event: NodeEvent)
       if (s.outcome === null && takeTimer(s, event.name)) onTimer(s, fx, event.name, event.now);
       break;
     case 'restored':
-      observerRestored(s, fx, event.now, (name) => onTimer(s, fx, name, event.now));
+      observerRestored(cfg, s, fx, event.now, (name) => onTimer(s, fx, name, event.now));
       if (s.outcome === null && s.work.phase === 'inferring') restartInference(cfg, s, fx, event.now);
       break;
     case 'inference-done':
@@ -165,6 +166,10 @@ export function stepNode(config: NodeConfig, state: NodeState, event: NodeEvent)
           finishExpired(s, fx, 'inference-failed', event.now);
         }
       }
+      break;
+    case 'claims-embedded':
+    case 'claims-not-embedded':
+      onClaims(cfg, s, fx, event);
       break;
     default:
       driverError(`a node does not take "${(event as { kind: string }).kind}" events`);

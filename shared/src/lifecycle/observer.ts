@@ -2,15 +2,16 @@ import { checkCommitment } from '../commitment/commitment.ts';
 import { claimedReembeddings, verdictDigest } from '../consensus/verdict.ts';
 import { compareStrings } from '../encoding/bytes.ts';
 import { isSynodError } from '../errors.ts';
+import type { EmbeddingModelRef } from '../frame/frame.ts';
 import { LIMITS } from '../packets/limits.ts';
 import type { AnyPacket, Packet, RequestBody, SealMember, Verdict } from '../packets/schemas.ts';
+import { attestOrCheck, claimsRestored } from './attest.ts';
 import {
   byId,
   cancelTimer,
   decide,
   finishDone,
   finishExpired,
-  publish,
   rearm,
   receive,
   reject,
@@ -50,6 +51,18 @@ export interface ObserverConfig {
   requestWaitMs?: number;
   /** Publish an attestation when the verdict recomputes (node default true, follower default false). */
   attest?: boolean;
+  /**
+   * The embedder the driver checks a verdict's re-embedding claims with (`embed-claims`, answered with
+   * `claims-embedded` or `claims-not-embedded`): with `attest`, a sealed member attests a verdict with
+   * claims about other members' reveals only once each holds (attest.ts). Absent, or not the one the
+   * frame pins (id and file hash; at least its bits): the claims are taken as given, as before.
+   */
+  claimsEmbedder?: EmbeddingModelRef;
+  /**
+   * How many bits a claim may be from the driver's embedding of the claimed text and hold (the
+   * tolerance of `synod-verify --reembed`). Default 0: one embedder gives one text the same bits.
+   */
+  claimToleranceBits?: number;
 }
 
 export const DEFAULT_GRACE_MS = 5_000;
@@ -71,6 +84,11 @@ export interface ObserverFields {
   deferred: AnyReceived[];
   /** `<evidence kind>:<nodeId>` of every evidence emitted (each is emitted once), sorted. */
   accused: string[];
+  /**
+   * Waiting for the driver's embedding of the verdict's claimed texts (`embed-claims`) before attesting
+   * it (attest.ts). Absent in states stored before claims were checked, which means false.
+   */
+  checkingClaims?: boolean;
 }
 
 export type ObserverState = BaseState & ObserverFields;
@@ -177,8 +195,12 @@ export function observerTimer(s: ObserverState, fx: Effect[], name: TimerName, n
   }
 }
 
-/** After a restart: publish the outbox again, re-arm timers, fire the overdue ones via `fire`. */
+/**
+ * After a restart: publish the outbox again, re-arm timers, fire the overdue ones via `fire`, and ask
+ * again for a check of the verdict's claims that was under way.
+ */
 export function observerRestored(
+  config: ObserverConfig,
   s: ObserverState,
   fx: Effect[],
   now: number,
@@ -188,6 +210,7 @@ export function observerRestored(
   for (const name of rearm(s, fx, now)) {
     if (s.outcome === null && takeTimer(s, name)) fire(name);
   }
+  claimsRestored(config, s, fx, now);
 }
 
 function observe<S extends ObserverState>(
@@ -529,15 +552,12 @@ function checkVerdict(
       // A verdict that claims this node's own bits are not its text's embedding: the node made those bits
       // from its text, so the claim is false here (or the coordinator's embedder is not bit-identical to
       // its own): it does not co-sign it. Its outcome says the rejection; nothing else changes.
-      if (config.attest && !body.verdict.reembedded?.some((c) => c.nodeId === s.self)) {
-        publish(s, fx, 'attestation', {
-          requestId: s.requestId,
-          verdictDigest: body.verdictDigest,
-          transcriptRoot: body.transcriptRoot,
-          createdAt: now,
-        });
+      if (!config.attest || body.verdict.reembedded?.some((c) => c.nodeId === s.self)) {
+        finishDone(s, fx, 'verified', now);
+        return;
       }
-      finishDone(s, fx, 'verified', now);
+      // Claims about other members' reveals are checked first when this machine can (attest.ts).
+      attestOrCheck(config, s, fx, now);
       return;
     case 'mismatch': {
       s.verification = 'mismatch';

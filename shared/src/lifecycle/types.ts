@@ -123,9 +123,42 @@ export interface InferenceDecline {
   contextTokens: number;
 }
 
+/**
+ * node (a follower too, when configured so): the driver's answer to an `embed-claims` effect: for each
+ * reveal it listed, the packed sign bits of its output under the effect's `embeddingModel` (lowercase hex,
+ * exactly the frame's bits), keyed by reveal packet id. The core compares them with the claims itself.
+ */
+export interface ClaimsEmbeddedEvent {
+  kind: 'claims-embedded';
+  now: number;
+  requestId: string;
+  /** The digest of the verdict whose claims these are (the effect's). */
+  verdictDigest: string;
+  bits: Record<string, string>;
+}
+
+/**
+ * The driver's answer to an `embed-claims` effect when its embedder failed (an error, a worker that
+ * died): the claims stay unchecked, and the machine does not attest the verdict.
+ */
+export interface ClaimsNotEmbeddedEvent {
+  kind: 'claims-not-embedded';
+  now: number;
+  requestId: string;
+  verdictDigest: string;
+  reason: string;
+}
+
+export type ClaimsEvent = ClaimsEmbeddedEvent | ClaimsNotEmbeddedEvent;
 export type CoordinatorEvent = PacketEvent | TimerEvent | RestoredEvent;
-export type FollowerEvent = PacketEvent | TimerEvent | RestoredEvent;
-export type NodeEvent = PacketEvent | TimerEvent | RestoredEvent | InferenceDoneEvent | InferenceFailedEvent;
+export type FollowerEvent = PacketEvent | TimerEvent | RestoredEvent | ClaimsEvent;
+export type NodeEvent =
+  | PacketEvent
+  | TimerEvent
+  | RestoredEvent
+  | InferenceDoneEvent
+  | InferenceFailedEvent
+  | ClaimsEvent;
 export type LifecycleEvent = CoordinatorEvent | NodeEvent;
 
 // ---------------------------------------------------------------------------------------------------
@@ -200,6 +233,23 @@ export type VerdictCheck =
   | 'recomputed'
   /** node, follower: signed by the coordinator, digest checked; the transcript is not complete yet. */
   | 'digest';
+
+/**
+ * node: before attesting a verdict whose re-embedding claims (rule 8) name other members' reveals, embed
+ * each listed reveal's output with `embeddingModel` (its id and file hash; the frame's bits, a prefix of
+ * the embedder's own when it gives more) and answer with `claims-embedded` (or `claims-not-embedded`).
+ * The machine publishes no attestation until then: the core cannot embed, and an attestation co-signs
+ * the claims. Embedding runs beside the machine (its other events go on); after a restart the effect is
+ * emitted again.
+ */
+export interface EmbedClaimsEffect {
+  kind: 'embed-claims';
+  requestId: string;
+  verdictDigest: string;
+  embeddingModel: EmbeddingModelRef;
+  /** One entry a claim (at most one a member and text), its reveal's packet id and output. */
+  reveals: { revealId: string; output: string }[];
+}
 
 export interface VerdictEffect {
   kind: 'verdict';
@@ -281,6 +331,12 @@ export const REJECT_CODES = [
   'DECLINE_CONFLICT',
   /** a second decline from a node */
   'DUPLICATE_DECLINE',
+  /**
+   * node: a re-embedding claim of the verdict is farther than its tolerance from this node's embedding of
+   * the claimed reveal's text: the coordinator rejected that reveal on bits that are not its text's, and
+   * the node does not attest the verdict
+   */
+  'REEMBED_CLAIM_FALSE',
 ] as const;
 export type RejectCode = (typeof REJECT_CODES)[number];
 
@@ -304,6 +360,13 @@ export type DoneReason =
   | 'unverified'
   /** node, follower: the verdict differs from the recomputation (evidence emitted) */
   | 'verdict-mismatch'
+  /**
+   * node: the verdict recomputed, but a re-embedding claim about another member's reveal is not that
+   * text's embedding here (REEMBED_CLAIM_FALSE): not attested
+   */
+  | 'reembed-claim-false'
+  /** node: the verdict recomputed, but embedding the claimed texts failed here: not attested */
+  | 'reembed-claims-unchecked'
   /** node skipped the request: */
   | 'not-served'
   | 'embedder-mismatch'
@@ -354,6 +417,7 @@ export type Effect =
   | PersistEffect
   | VerdictEffect
   | EvidenceEffect
+  | EmbedClaimsEffect
   | RejectedEffect
   | DoneEffect
   | ExpiredEffect;
