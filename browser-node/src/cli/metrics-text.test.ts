@@ -34,6 +34,8 @@ describe('/metrics of a headless node (Prometheus text)', () => {
       expect(fresh).not.toContain('reason="KEYSTORE_MALFORMED"');
       expect(fresh).toMatch(/^synod_packets_published_total\{type="commit"\} 0$/m);
       expect(fresh).toMatch(/^synod_lifecycle_rejected_total\{code="NOT_ELIGIBLE"\} 0$/m);
+      expect(fresh).toMatch(/^synod_lifecycle_rejected_total\{code="REEMBED_CLAIM_FALSE"\} 0$/m);
+      expect(fresh).toMatch(/^synod_reembed_claim_checks_total\{outcome="false"\} 0$/m);
       // A heartbeat ten minutes old is refused as stale: its series counts it, once.
       const stale = await heartbeatPacket(await testKey(9_200), 0, Date.now() - 10 * 60_000);
       await peer.publish(topicOfPacketType('heartbeat'), encodePacket(stale));

@@ -149,6 +149,16 @@ export function renderNodeMetrics(m: NodeMetrics): string {
   );
   metric('synod_verdicts_total', 'counter', 'Verdicts computed or checked', [[{}, m.verdicts]]);
   metric('synod_evidence_total', 'counter', 'Evidence of misbehaviour seen', [[{}, m.evidence]]);
+  metric(
+    'synod_reembed_claim_checks_total',
+    'counter',
+    'Verdicts whose re-embedding claims this member checked before attesting, by outcome (false: REEMBED_CLAIM_FALSE, and failed: the texts could not be embedded, are not attested)',
+    [
+      [{ outcome: 'held' }, m.claimChecks.held],
+      [{ outcome: 'false' }, m.claimChecks.false],
+      [{ outcome: 'failed' }, m.claimChecks.failed],
+    ],
+  );
   metric('synod_inferences_total', 'counter', 'Inferences by outcome', [
     [{ outcome: 'started' }, m.inferences.started],
     [{ outcome: 'done' }, m.inferences.done],

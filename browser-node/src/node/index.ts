@@ -1,3 +1,4 @@
+export * from './claim-embeddings.ts';
 export * from './coordinator-trust.ts';
 export * from './machine-store.ts';
 export * from './machine-store-libsql.ts';

@@ -1,10 +1,12 @@
 import {
   type AnyPacket,
+  type ClaimsEvent,
   type CoordinatorConfig,
   type CoordinatorState,
   checkCommitment,
   durableState,
   type Effect,
+  type EmbedClaimsEffect,
   type EmbeddingModelRef,
   type Evidence,
   encodePacket,
@@ -65,6 +67,7 @@ import {
 } from '../p2p/intake.ts';
 import { ALL_TOPICS, topicOfPacketType } from '../p2p/topics.ts';
 import type { Transport } from '../p2p/transport.ts';
+import { type ClaimCheckConfig, ClaimEmbeddings, claimCheckOf } from './claim-embeddings.ts';
 import { EarlyPackets } from './early-packets.ts';
 import { LineLimit } from './line-limit.ts';
 import { type MachineStore, MemoryMachineStore } from './machine-store.ts';
@@ -174,6 +177,13 @@ export interface SynodNodeOptions {
   coordinator?: CoordinatorConfig;
   /** role 'relay': re-embed the reveals of the requests this node coordinates (see `ReembedConfig`). */
   reembed?: ReembedConfig;
+  /**
+   * role 'node': the embedder a sealed member checks the re-embedding claims of a verdict with before it
+   * attests it (`ClaimCheckConfig`; the lifecycle's attest.ts decides). Default: the embedder of
+   * `serving.queue`, the one the node commits with, when it has one. `false`, or a frame pinning another
+   * embedder: the claims are taken as given, as before (the node cannot judge them).
+   */
+  claimCheck?: ClaimCheckConfig | false;
   observer?: ObserverConfig;
   /**
    * Packets kept elsewhere for a request whose machine `start` restores (a relay's history: the commits
@@ -316,6 +326,13 @@ export interface NodeMetrics {
     lastMs: number | null;
     failing: { since: number; error: string } | null;
   };
+  /**
+   * Verdicts whose re-embedding claims about other members this member checked before attesting
+   * (`SynodNodeOptions.claimCheck`), by outcome: every claim held (attested), one was false
+   * (REEMBED_CLAIM_FALSE: not attested), or the claimed texts could not be embedded (not attested); and
+   * the texts it embedded for them (a text seen again is not).
+   */
+  claimChecks: { held: number; false: number; failed: number; embedded: number };
   /** Packets published again (`SynodNodeOptions.reannounce`), by type, and why. */
   reannounced: {
     byType: Partial<Record<PacketType, number>>;
@@ -438,6 +455,8 @@ const EVIDENCE_KNOWN_KEPT = 1_024;
 const STRANDED_REASON = 'no-verdict' as const;
 /** Texts whose re-embedding a coordinator keeps (`ReembedConfig`): a few requests' worth of reveals. */
 const REEMBED_CACHE = 1_024;
+/** What the lines of a member's claim checks are about (`#claimLines`). */
+type ClaimLine = 'false' | 'failed';
 
 export class SynodNode {
   readonly nodeId: string;
@@ -467,6 +486,10 @@ export class SynodNode {
   readonly #evidenceKnownLogged = new Set<string>();
   /** Lines of a spell of failed re-embeddings: one a minute. */
   readonly #reembedLines = new LineLimit<'reembed'>(EVIDENCE_LINE_EVERY_MS);
+  /** A member's embeddings of the texts verdicts' claims name (`SynodNodeOptions.claimCheck`), or null. */
+  readonly #claims: ClaimEmbeddings | null;
+  /** Lines of false claims found, and of claimed texts that could not be embedded: one a minute each. */
+  readonly #claimLines = new LineLimit<ClaimLine>(EVIDENCE_LINE_EVERY_MS);
   /** Deletions of finished `node` machines from the store, due at the end of their replay window. */
   readonly #forget = new Map<string, () => void>();
   /** Packets of requests not seen yet, replayed when the request comes. */
@@ -539,6 +562,7 @@ export class SynodNode {
       lastMs: null as number | null,
       failing: null as { since: number; error: string } | null,
     },
+    claimChecks: { held: 0, false: 0, failed: 0 },
     reannounced: {
       byType: {} as Partial<Record<PacketType, number>>,
       byReason: {} as Partial<Record<ReannounceReason, number>>,
@@ -570,6 +594,8 @@ export class SynodNode {
       if (nodeId !== this.nodeId) this.#heartbeats.set(nodeId, { body, at });
     }
     this.#store = options.store ?? new MemoryMachineStore();
+    const claimCheck = options.role === 'node' ? claimCheckOf(options.claimCheck, options.serving) : null;
+    this.#claims = claimCheck === null ? null : new ClaimEmbeddings(claimCheck);
     this.#random = options.random ?? ((n) => crypto.getRandomValues(new Uint8Array(n)));
     const tolerance = options.reembed?.noiseToleranceBits;
     this.#coordinatorConfig =
@@ -904,6 +930,7 @@ export class SynodNode {
       skipped: { ...this.#m.skipped },
       replaysIgnored: this.#m.replaysIgnored,
       reembed: { ...this.#m.reembed, failing: this.#m.reembed.failing && { ...this.#m.reembed.failing } },
+      claimChecks: { ...this.#m.claimChecks, embedded: this.#claims?.embedded ?? 0 },
       reannounced: {
         byType: { ...this.#m.reannounced.byType },
         byReason: { ...this.#m.reannounced.byReason },
@@ -1089,8 +1116,12 @@ export class SynodNode {
 
   #nodeConfig(): NodeConfig {
     const serving = this.#o.serving as ServingConfig;
+    const claims = this.#claims?.config;
     return {
       ...this.#observerConfig(),
+      ...(claims === undefined
+        ? {}
+        : { claimsEmbedder: claims.embedder, claimToleranceBits: claims.noiseToleranceBits ?? 0 }),
       models: serving.models,
       embedder: serving.embedder,
       hasCapacity: () => serving.queue.accepting && !this.#refusesWork(),
@@ -1820,6 +1851,9 @@ export class SynodNode {
       case 'start-inference':
         this.#startInference(hosted, fx);
         return;
+      case 'embed-claims':
+        this.#embedClaims(hosted, fx);
+        return;
       case 'cancel-inference':
         hosted.inference?.abort();
         hosted.inference = null;
@@ -1860,6 +1894,7 @@ export class SynodNode {
       }
       case 'rejected':
         this.#m.lifecycleRejected[fx.code] = (this.#m.lifecycleRejected[fx.code] ?? 0) + 1;
+        if (fx.code === 'REEMBED_CLAIM_FALSE') this.#claimFalse(hosted, fx.reason);
         return;
       case 'done':
       case 'expired': {
@@ -1907,6 +1942,68 @@ export class SynodNode {
         return;
       }
     }
+  }
+
+  /**
+   * Embed the texts a verdict's claims name (`embed-claims`) beside the machine, as an inference runs:
+   * its other events, and other requests, go on meanwhile; the answer is its next event. The machine
+   * asks only with this node's embedder in its config; a node closed meanwhile answers nothing (a
+   * restart asks again).
+   */
+  #embedClaims(hosted: Hosted, fx: EmbedClaimsEffect): void {
+    const requestId = fx.requestId;
+    const claims = this.#claims;
+    const answer = (result: { ok: true; bits: Record<string, string> } | { ok: false; error: string }) => {
+      if (this.#closed || this.#machines.get(requestId) !== hosted) return;
+      if (!result.ok) this.#claimsNotEmbedded(requestId, result.error);
+      this.#enqueue(requestId, hosted, async () => {
+        const base = { now: this.#now(), requestId, verdictDigest: fx.verdictDigest };
+        const event: ClaimsEvent = result.ok
+          ? { kind: 'claims-embedded', ...base, bits: result.bits }
+          : { kind: 'claims-not-embedded', ...base, reason: result.error };
+        await this.#apply(hosted, event);
+        const reason = hosted.state.outcome?.reason;
+        const m = this.#m.claimChecks;
+        if (reason === 'verified') m.held++;
+        else if (reason === 'reembed-claim-false') m.false++;
+        else if (reason === 'reembed-claims-unchecked') m.failed++;
+      });
+    };
+    if (claims === null) {
+      answer({ ok: false, error: 'this node has no embedder to check claims with' });
+      return;
+    }
+    void claims.embed(fx).then(answer);
+  }
+
+  /** A verdict's claim was found false (REEMBED_CLAIM_FALSE): a line a minute, the rest counted. */
+  #claimFalse(hosted: Hosted, reason: string): void {
+    const unlogged = this.#claimLines.take('false', this.#now());
+    if (unlogged === null) return;
+    const s = hosted.state;
+    this.#log({
+      level: 'warn',
+      msg: "a verdict's re-embedding claim is not its text's embedding here: not attested",
+      code: 'REEMBED_CLAIM_FALSE',
+      requestId: s.requestId,
+      coordinator: s.role === 'node' ? (s.request?.packet.from ?? null) : null,
+      detail: reason,
+      ...(unlogged > 0 ? { alsoSinceLastLine: unlogged } : {}),
+    });
+  }
+
+  /** The texts a verdict's claims name could not be embedded: the verdict is not attested (a line a minute). */
+  #claimsNotEmbedded(requestId: string, error: string): void {
+    const unlogged = this.#claimLines.take('failed', this.#now());
+    if (unlogged === null) return;
+    this.#log({
+      level: 'warn',
+      msg: "embedding the texts of a verdict's re-embedding claims failed: the verdict is not attested",
+      code: 'REEMBED_FAILED',
+      requestId,
+      err: error,
+      ...(unlogged > 0 ? { alsoSinceLastLine: unlogged } : {}),
+    });
   }
 
   #startInference(hosted: Hosted, fx: Extract<Effect, { kind: 'start-inference' }>): void {

@@ -1,0 +1,95 @@
+import {
+  type EmbedClaimsEffect,
+  type EmbeddingModelRef,
+  fromHex,
+  outputDigest,
+  toHex,
+  truncateBits,
+} from '@synod/shared';
+import type { ServingConfig } from './synod-node.ts';
+
+/**
+ * How a member embeds the texts a verdict's re-embedding claims name before it attests the verdict
+ * (`SynodNodeOptions.claimCheck`; the lifecycle's `embed-claims`, shared/src/lifecycle/attest.ts, judges
+ * the bits). A member attests a verdict whose claims about other members' reveals it could check only
+ * when each is its own embedding of that text.
+ */
+export interface ClaimCheckConfig {
+  /** The embedder as frames pin it; `bits` is how many it gives (a frame may take a prefix). */
+  embedder: EmbeddingModelRef;
+  /** Packed sign bits of `text`'s embedding (`embedder.bits` of them, or hex of them). */
+  embed(text: string): Promise<Uint8Array | string>;
+  /**
+   * How many bits a claim may be from this node's bits of its text and hold. Default 0, as
+   * `synod-verify --reembed`: one embedder gives one text the same bits.
+   */
+  noiseToleranceBits?: number;
+}
+
+/**
+ * What a node checks claims with: `claimCheck` when given, none when `false`, and by default the
+ * embedder its inference queue embeds its own outputs with (the one it commits with), when it has one.
+ */
+export function claimCheckOf(
+  claimCheck: ClaimCheckConfig | false | undefined,
+  serving: ServingConfig | undefined,
+): ClaimCheckConfig | null {
+  if (claimCheck === false) return null;
+  if (claimCheck !== undefined) return claimCheck;
+  const embedder = serving?.queue.embedder;
+  if (serving === undefined || embedder === undefined) return null;
+  return { embedder: serving.embedder, embed: (text) => embedder.embedBits(text) };
+}
+
+/** Texts whose bits are kept (by their digest): a few verdicts' claims. */
+const CLAIM_TEXTS_KEPT = 256;
+
+/**
+ * A member's embeddings of claimed texts: one embedding a distinct text (by its output digest, as the
+ * relay caches its own), one text at a time, kept for the next claim of it.
+ */
+export class ClaimEmbeddings {
+  readonly config: ClaimCheckConfig;
+  readonly #kept = new Map<string, string>();
+  /** Texts embedded (a text seen again is not). */
+  embedded = 0;
+
+  constructor(config: ClaimCheckConfig) {
+    this.config = config;
+  }
+
+  /**
+   * The bits (the frame's, hex) of each reveal `fx` lists, by reveal id; or why they could not be had
+   * (the embedder threw, or gave another number of bits than it names).
+   */
+  async embed(
+    fx: EmbedClaimsEffect,
+  ): Promise<{ ok: true; bits: Record<string, string> } | { ok: false; error: string }> {
+    const mine = this.config.embedder;
+    const bits: Record<string, string> = {};
+    for (const { revealId, output } of fx.reveals) {
+      const digest = outputDigest(output);
+      let full = this.#kept.get(digest);
+      if (full === undefined) {
+        try {
+          const out = await this.config.embed(output);
+          full = typeof out === 'string' ? out : toHex(out);
+        } catch (e) {
+          return { ok: false, error: String(e) };
+        }
+        if (full.length !== mine.bits / 4) {
+          return { ok: false, error: `the embedder gave ${full.length * 4} bits, not ${mine.bits}` };
+        }
+        this.embedded++;
+        this.#kept.set(digest, full);
+        if (this.#kept.size > CLAIM_TEXTS_KEPT) {
+          const oldest = this.#kept.keys().next().value;
+          if (oldest !== undefined) this.#kept.delete(oldest);
+        }
+      }
+      const frameBits = fx.embeddingModel.bits;
+      bits[revealId] = frameBits === mine.bits ? full : toHex(truncateBits(fromHex(full), frameBits));
+    }
+    return { ok: true, bits };
+  }
+}
