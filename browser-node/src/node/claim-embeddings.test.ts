@@ -59,7 +59,7 @@ describe('ClaimEmbeddings: a member embeds the texts claims name', () => {
     });
   });
 
-  test('an embedder that throws, or gives another number of bits, is no answer', async () => {
+  test('an embedder that throws, or gives another number of bits, or not hex, is no answer', async () => {
     const throwing = new ClaimEmbeddings({
       embedder,
       embed: async () => {
@@ -76,6 +76,11 @@ describe('ClaimEmbeddings: a member embeds the texts claims name', () => {
       error: 'the embedder gave 64 bits, not 512',
     });
     expect(short.embedded).toBe(0);
+    const garbled = new ClaimEmbeddings({ embedder, embed: async () => 'zz'.repeat(64) });
+    expect(await garbled.embed(ask([{ revealId: 'a', output: 'x' }], 64))).toEqual({
+      ok: false,
+      error: 'the embedder gave bits that are not hex',
+    });
   });
 
   test("claimCheckOf: the one given, none for false, else the serving queue's embedder when it has one", async () => {

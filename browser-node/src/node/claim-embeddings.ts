@@ -5,6 +5,7 @@ import {
   outputDigest,
   toHex,
   truncateBits,
+  tryFromHex,
 } from '@synod/shared';
 import type { ServingConfig } from './synod-node.ts';
 
@@ -60,7 +61,7 @@ export class ClaimEmbeddings {
 
   /**
    * The bits (the frame's, hex) of each reveal `fx` lists, by reveal id; or why they could not be had
-   * (the embedder threw, or gave another number of bits than it names).
+   * (the embedder threw, or gave another number of bits than it names, or not hex). Never rejects.
    */
   async embed(
     fx: EmbedClaimsEffect,
@@ -80,6 +81,7 @@ export class ClaimEmbeddings {
         if (full.length !== mine.bits / 4) {
           return { ok: false, error: `the embedder gave ${full.length * 4} bits, not ${mine.bits}` };
         }
+        if (tryFromHex(full) === null) return { ok: false, error: 'the embedder gave bits that are not hex' };
         this.embedded++;
         this.#kept.set(digest, full);
         if (this.#kept.size > CLAIM_TEXTS_KEPT) {

@@ -1948,7 +1948,8 @@ export class SynodNode {
    * Embed the texts a verdict's claims name (`embed-claims`) beside the machine, as an inference runs:
    * its other events, and other requests, go on meanwhile; the answer is its next event. The machine
    * asks only with this node's embedder in its config; a node closed meanwhile answers nothing (a
-   * restart asks again).
+   * restart asks again). An embedder that never answers leaves the machine open with no timer: the
+   * watchdog expires it past its request's windows, unattested.
    */
   #embedClaims(hosted: Hosted, fx: EmbedClaimsEffect): void {
     const requestId = fx.requestId;
@@ -1961,8 +1962,11 @@ export class SynodNode {
         const event: ClaimsEvent = result.ok
           ? { kind: 'claims-embedded', ...base, bits: result.bits }
           : { kind: 'claims-not-embedded', ...base, reason: result.error };
+        const before = hosted.state.outcome;
         await this.#apply(hosted, event);
-        const reason = hosted.state.outcome?.reason;
+        // Counted once, by the answer that ended the machine (a second one, after a resume asked again,
+        // is refused and changes nothing).
+        const reason = before === null ? hosted.state.outcome?.reason : undefined;
         const m = this.#m.claimChecks;
         if (reason === 'verified') m.held++;
         else if (reason === 'reembed-claim-false') m.false++;
