@@ -1,7 +1,12 @@
 import { describe, expect, test } from 'bun:test';
 import { type EmbedClaimsEffect, NodeKey, toHex } from '@synod/shared';
 import { MemoryNetwork } from '../p2p/memory.ts';
-import { type ClaimCheckConfig, ClaimEmbeddings, claimCheckOf } from './claim-embeddings.ts';
+import {
+  CLAIM_CHECK_BUDGET_CHARS,
+  type ClaimCheckConfig,
+  ClaimEmbeddings,
+  claimCheckOf,
+} from './claim-embeddings.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { type ReembedConfig, type ServingConfig, SynodNode } from './synod-node.ts';
 import { fixedQueue } from './test-queue.ts';
@@ -49,6 +54,56 @@ describe('ClaimEmbeddings: a member embeds the texts claims name', () => {
     await claims.embed(ask([{ revealId: 'd', output: 'hello' }]));
     expect(calls).toEqual(['abc', 'hello']);
     expect(claims.embedded).toBe(2);
+  });
+
+  test('a verdict naming more new text than the budget is not checked (no attestation), and embeds nothing', async () => {
+    const calls: string[] = [];
+    const claims = new ClaimEmbeddings(lengthEmbedder(calls));
+    const long = (c: string) => c.repeat(CLAIM_CHECK_BUDGET_CHARS / 2 + 1);
+    const over = await claims.embed(
+      ask([
+        { revealId: 'a', output: long('x') },
+        { revealId: 'b', output: long('y') },
+      ]),
+    );
+    expect(over.ok).toBe(false);
+    expect(calls).toEqual([]);
+    // Texts already embedded cost nothing: within the budget, one at a time, it is checked.
+    expect((await claims.embed(ask([{ revealId: 'a', output: long('x') }]))).ok).toBe(true);
+    expect(
+      (
+        await claims.embed(
+          ask([
+            { revealId: 'a', output: long('x') },
+            { revealId: 'c', output: long('z') },
+          ]),
+        )
+      ).ok,
+    ).toBe(true);
+    expect(calls.map((c) => c[0])).toEqual(['x', 'z']);
+  });
+
+  test('checks run one at a time, in the order asked', async () => {
+    const order: string[] = [];
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const claims = new ClaimEmbeddings({
+      embedder,
+      embed: async (text) => {
+        order.push(`start ${text}`);
+        if (text === 'first') await held;
+        order.push(`end ${text}`);
+        return '00'.repeat(64);
+      },
+    });
+    const a = claims.embed(ask([{ revealId: 'a', output: 'first' }]));
+    const b = claims.embed(ask([{ revealId: 'b', output: 'second' }]));
+    await Promise.resolve();
+    release();
+    await Promise.all([a, b]);
+    expect(order).toEqual(['start first', 'end first', 'start second', 'end second']);
   });
 
   test("a frame pinning fewer bits gets the prefix of the embedder's", async () => {

@@ -46,12 +46,26 @@ export function claimCheckOf(
 const CLAIM_TEXTS_KEPT = 256;
 
 /**
+ * Most characters of texts not embedded yet that one verdict's claims may have this member embed (USE
+ * Lite takes about 1 s for 32,768). A claim is rare (a member whose bits were not its text's) and an
+ * honest answer short; a coordinator that names more (it chooses the frame, up to 128 seats, and can seal
+ * keys of its own revealing long texts) gets no attestation rather than minutes of this member's embedder.
+ */
+export const CLAIM_CHECK_BUDGET_CHARS = 32_768;
+
+/** How long one verdict's check may take before it is given up (not attested). */
+export const CLAIM_CHECK_TIMEOUT_MS = 30_000;
+
+/**
  * A member's embeddings of claimed texts: one embedding a distinct text (by its output digest, as the
- * relay caches its own), one text at a time, kept for the next claim of it.
+ * relay caches its own), one verdict's check at a time and one text at a time, kept for the next claim
+ * of it; at most `CLAIM_CHECK_BUDGET_CHARS` of new text a verdict.
  */
 export class ClaimEmbeddings {
   readonly config: ClaimCheckConfig;
   readonly #kept = new Map<string, string>();
+  /** The check under way: checks run one at a time, after it, so they never crowd the embedder. */
+  #last: Promise<unknown> = Promise.resolve();
   /** Texts embedded (a text seen again is not). */
   embedded = 0;
 
@@ -63,10 +77,50 @@ export class ClaimEmbeddings {
    * The bits (the frame's, hex) of each reveal `fx` lists, by reveal id; or why they could not be had
    * (the embedder threw, or gave another number of bits than it names, or not hex). Never rejects.
    */
-  async embed(
+  embed(
+    fx: EmbedClaimsEffect,
+  ): Promise<{ ok: true; bits: Record<string, string> } | { ok: false; error: string }> {
+    const run = this.#last.then(() => this.#bounded(fx));
+    this.#last = run;
+    return run;
+  }
+
+  /** `#embed`, answered within `CLAIM_CHECK_TIMEOUT_MS` (an embedder that hangs holds no check after it). */
+  async #bounded(
+    fx: EmbedClaimsEffect,
+  ): Promise<{ ok: true; bits: Record<string, string> } | { ok: false; error: string }> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<{ ok: false; error: string }>((resolve) => {
+      timer = setTimeout(
+        () =>
+          resolve({ ok: false, error: `the embedder did not answer within ${CLAIM_CHECK_TIMEOUT_MS} ms` }),
+        CLAIM_CHECK_TIMEOUT_MS,
+      );
+      (timer as { unref?: () => void }).unref?.();
+    });
+    try {
+      return await Promise.race([this.#embed(fx), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #embed(
     fx: EmbedClaimsEffect,
   ): Promise<{ ok: true; bits: Record<string, string> } | { ok: false; error: string }> {
     const mine = this.config.embedder;
+    const fresh = new Map<string, number>();
+    for (const { output } of fx.reveals) {
+      const digest = outputDigest(output);
+      if (!this.#kept.has(digest)) fresh.set(digest, output.length);
+    }
+    const chars = [...fresh.values()].reduce((sum, n) => sum + n, 0);
+    if (chars > CLAIM_CHECK_BUDGET_CHARS) {
+      return {
+        ok: false,
+        error: `the claims name ${chars} characters of text to embed, more than ${CLAIM_CHECK_BUDGET_CHARS} a verdict`,
+      };
+    }
     const bits: Record<string, string> = {};
     for (const { revealId, output } of fx.reveals) {
       const digest = outputDigest(output);

@@ -277,6 +277,8 @@ interface Hosted {
   tail: Promise<void>;
   timers: Map<TimerName, () => void>;
   inference: AbortController | null;
+  /** This node is embedding the texts its verdict's claims name (`embed-claims`). */
+  checkingClaims?: boolean;
   finishedAt: number | null;
   /** What the store holds for this machine: the state last written, null once deleted, undefined unknown. */
   stored?: string | null;
@@ -1117,8 +1119,11 @@ export class SynodNode {
   #nodeConfig(): NodeConfig {
     const serving = this.#o.serving as ServingConfig;
     const claims = this.#claims?.config;
+    // Only this node's own check (claimCheck) makes its machines ask for one: an observer setting naming
+    // an embedder it has nothing to embed with would leave every verdict with claims unattested.
+    const { claimsEmbedder: _given, claimToleranceBits: _tolerance, ...observer } = this.#observerConfig();
     return {
-      ...this.#observerConfig(),
+      ...observer,
       ...(claims === undefined
         ? {}
         : { claimsEmbedder: claims.embedder, claimToleranceBits: claims.noiseToleranceBits ?? 0 }),
@@ -1243,6 +1248,8 @@ export class SynodNode {
   #stranded(hosted: Hosted): boolean {
     const s = hosted.state;
     if (s.outcome !== null || hosted.timers.size > 0 || hosted.inference !== null) return false;
+    // A check of its verdict's claims under way (bounded: CLAIM_CHECK_BUDGET_CHARS) will step it.
+    if (hosted.checkingClaims) return false;
     const request = s.role === 'coordinator' ? s.request.body : s.request?.packet.body;
     const end = request
       ? request.createdAt + request.frame.maxTimeMs + request.frame.revealWindowMs
@@ -1977,7 +1984,11 @@ export class SynodNode {
       answer({ ok: false, error: 'this node has no embedder to check claims with' });
       return;
     }
-    void claims.embed(fx).then(answer);
+    hosted.checkingClaims = true;
+    void claims.embed(fx).then((result) => {
+      hosted.checkingClaims = false;
+      answer(result);
+    });
   }
 
   /** A verdict's claim was found false (REEMBED_CLAIM_FALSE): a line a minute, the rest counted. */
