@@ -1,1 +1,2 @@
+export * from './rejected-before-bits.ts';
 export * from './verdict.ts';

@@ -18,8 +18,10 @@ import {
   range,
   SEAL_AT,
   signReveal,
+  testKey,
   testSalt,
 } from './fixtures.test-helpers.ts';
+import { rejectedBeforeBits } from './rejected-before-bits.ts';
 import { computeVerdict } from './verdict.ts';
 
 const BITS = 64;
@@ -83,8 +85,29 @@ describe('several faults in one reveal', () => {
           expected === 'accepted' ? 0 : 1,
         );
         if (expected === 'accepted') expect(fromHex(body.bEmbedding)).toEqual(bits);
+        // What a coordinator reads to skip an embedding: the verdict's reason, when it comes before bits.
+        expect(rejectedBeforeBits(sc.request.body, sc.seal.body, reveal.packet)).toBe(
+          expected === 'accepted' || expected === 'EMBEDDING_DISAGREES' ? null : expected,
+        );
       }),
       { seed: 0x0de7, numRuns: 96 },
+    );
+  });
+
+  test('a reveal from a key the seal does not list is NOT_SEALED before any bits', async () => {
+    const sc = await buildScenario({
+      label: 'reasons-outsider',
+      bits: BITS,
+      frame: { quorum: 1, maxCommits: 1, revealWindowMs: WINDOW },
+      nodes: [{ output: 'Paris', bits: randomBits(BITS, () => 0.3) }],
+    });
+    const node = sc.nodes[0]!;
+    const outsider = await signReveal(await testKey('reasons-outsider/other'), node.revealBody);
+    expect(rejectedBeforeBits(sc.request.body, sc.seal.body, outsider.packet)).toBe('NOT_SEALED');
+    expect(rejectedBeforeBits(sc.request.body, sc.seal.body, node.reveal!.packet)).toBeNull();
+    const v = computeVerdict(sc.input([node.reveal!, outsider]));
+    expect(v.rejected).toContainEqual(
+      expect.objectContaining({ revealId: outsider.id, reason: 'NOT_SEALED' }),
     );
   });
 });
