@@ -3,7 +3,6 @@ import {
   type ClaimsEvent,
   type CoordinatorConfig,
   type CoordinatorState,
-  checkCommitment,
   durableState,
   type Effect,
   type EmbedClaimsEffect,
@@ -33,7 +32,6 @@ import {
   type NodeState,
   type ObserverConfig,
   type Outgoing,
-  outputDigest,
   type Packet,
   type PacketType,
   packetId,
@@ -73,6 +71,7 @@ import { LineLimit } from './line-limit.ts';
 import { type MachineStore, MemoryMachineStore } from './machine-store.ts';
 import { NodeError } from './node-errors.ts';
 import { type ReannounceOptions, type ReannounceReason, Reannouncer } from './reannouncer.ts';
+import { ReembedQueue, textToReembed } from './reembed-queue.ts';
 import { realScheduler, type Scheduler } from './scheduler.ts';
 
 /** The reasons a node machine ends `done` without computing anything (counted in `skipped`). */
@@ -136,7 +135,8 @@ export interface ServingConfig {
  * frame takes the prefix), and feeds the bits with the reveal (`PacketEvent.reembedded`). The verdict
  * then rejects a reveal whose bits are not its text's (`EMBEDDING_DISAGREES`, with the claim in the
  * verdict; tolerance: `coordinator.noiseToleranceBits`, default 0). Requests pinning another embedder
- * are coordinated as without it.
+ * are coordinated as without it. One embedding runs at a time, the shortest text first across requests,
+ * and a reveal the verdict rejects before it looks at bits is taken at once (reembed-queue.ts).
  */
 export interface ReembedConfig {
   /** The embedder as frames pin it; `bits` is how many it gives. */
@@ -320,13 +320,16 @@ export interface NodeMetrics {
   /**
    * Reveals this coordinator embedded again (`SynodNodeOptions.reembed`): texts embedded (a text seen
    * again is not), embeddings that failed (those reveals count unchecked), the last one's time, and
-   * while the latest failed, since when and why (null once one works again).
+   * while the latest failed, since when and why (null once one works again); `queued` texts waiting for
+   * their embedding (the one running included) and their `queuedChars` (see `ReembedQueue`).
    */
   reembed: {
     embedded: number;
     failed: number;
     lastMs: number | null;
     failing: { since: number; error: string } | null;
+    queued: number;
+    queuedChars: number;
   };
   /**
    * Verdicts whose re-embedding claims about other members this member checked before attesting
@@ -455,8 +458,6 @@ export const EVIDENCE_LINE_EVERY_MS = 60_000;
 const EVIDENCE_KNOWN_KEPT = 1_024;
 /** Why the watchdog expires a stranded machine (it has no verdict, and never will). */
 const STRANDED_REASON = 'no-verdict' as const;
-/** Texts whose re-embedding a coordinator keeps (`ReembedConfig`): a few requests' worth of reveals. */
-const REEMBED_CACHE = 1_024;
 /** What the lines of a member's claim checks are about (`#claimLines`). */
 type ClaimLine = 'false' | 'failed';
 
@@ -513,8 +514,8 @@ export class SynodNode {
   readonly #reannouncer: Reannouncer | null;
   /** Packets signed again for re-announcing, by id (`#signedAgain`), oldest first, and their bytes. */
   readonly #resigned = new Map<string, { packet: AnyPacket; bytes: number }>();
-  /** Re-embedded texts (full bits, hex) by their outputs' sha256, oldest first (`#reembed`). */
-  readonly #reembedded = new Map<string, string>();
+  /** The re-embeddings (`#reembed`): one at a time, the shortest text first; null without `reembed`. */
+  readonly #reembedQueue: ReembedQueue | null;
   #resignedBytes = 0;
   #heartbeatCancel: (() => void) | null = null;
   #watchdogCancel: (() => void) | null = null;
@@ -604,6 +605,10 @@ export class SynodNode {
       tolerance === undefined
         ? (options.coordinator ?? {})
         : { ...options.coordinator, noiseToleranceBits: tolerance };
+    const reembed = options.reembed;
+    this.#reembedQueue = reembed
+      ? new ReembedQueue({ embed: (text, requestId) => this.#embedOnce(reembed, text, requestId) })
+      : null;
     const late = options.lateAnswers ?? {};
     this.#lateAnswered = new TtlSet<true>(4_096, late.gapMs ?? LATE_ANSWER_GAP_MS);
     this.#lateLimits = {
@@ -931,7 +936,12 @@ export class SynodNode {
       expired: this.#m.expired,
       skipped: { ...this.#m.skipped },
       replaysIgnored: this.#m.replaysIgnored,
-      reembed: { ...this.#m.reembed, failing: this.#m.reembed.failing && { ...this.#m.reembed.failing } },
+      reembed: {
+        ...this.#m.reembed,
+        failing: this.#m.reembed.failing && { ...this.#m.reembed.failing },
+        queued: this.#reembedQueue?.depth().texts ?? 0,
+        queuedChars: this.#reembedQueue?.depth().chars ?? 0,
+      },
       claimChecks: { ...this.#m.claimChecks, embedded: this.#claims?.embedded ?? 0 },
       reannounced: {
         byType: { ...this.#m.reannounced.byType },
@@ -1032,6 +1042,7 @@ export class SynodNode {
     for (const end of [...this.#pauses]) end();
     for (const off of this.#detach) off();
     this.#intake.close();
+    this.#reembedQueue?.close();
     for (const h of this.#machines.values()) {
       for (const cancel of h.timers.values()) cancel();
       h.resume.cancel?.();
@@ -1393,64 +1404,46 @@ export class SynodNode {
   }
 
   /**
-   * This coordinator's bits for a reveal (`ReembedConfig`), or null: no embedder, another embedder
-   * pinned, a reveal the machine would not use (not a sealed member's, no longer collecting reveals, or
-   * held with bits already), or an embedding that failed (logged; the reveal then counts unchecked, as
-   * without an embedder).
+   * This coordinator's bits for a reveal (`ReembedConfig`), or null: no embedder, or a reveal the machine
+   * would not use bits for (`textToReembed`), stepped in without them at once, or an embedding that failed
+   * (logged; the reveal then counts unchecked, as without an embedder). Embeddings wait their turn in
+   * `#reembedQueue`, the shortest text first.
    */
   async #reembed(s: CoordinatorState, reveal: Packet<'reveal'>): Promise<string | null> {
     const config = this.#o.reembed;
-    if (config === undefined || s.phase !== 'sealed' || s.seal === null) return null;
-    const pinned = s.request.body.frame.embeddingModel;
-    const mine = config.embedder;
-    if (pinned.id !== mine.id || pinned.fileHash !== mine.fileHash || pinned.bits > mine.bits) return null;
-    const member = s.seal.body.members.find((m) => m.nodeId === reveal.from);
-    if (member === undefined) return null;
-    const id = packetId(reveal);
-    if (s.reembedded?.[id] !== undefined) return null;
-    // Only a reveal that opens its member's sealed commitment (a hash, cheap) is worth an embedding (slow,
-    // one worker for every request): the verdict rejects any other before it looks at bits, and a member
-    // has one such output, so a seated key cannot make the relay embed more than once for it whatever it
-    // sends (thousands of reveals of long texts would hold every verdict behind them).
-    const b = reveal.body;
-    const opens = checkCommitment(member.commitment, {
-      requestId: s.requestId,
-      nodeId: reveal.from,
-      model: b.model,
-      output: b.output,
-      bEmbedding: b.bEmbedding,
-      salt: b.salt,
-    });
-    if (!opens.ok) return null;
-    const output = outputDigest(b.output);
-    const cached = this.#reembedded.get(output);
+    if (config === undefined || this.#reembedQueue === null) return null;
+    const text = textToReembed(s, reveal, config.embedder);
+    if (text === null) return null;
     let full: string;
-    if (cached !== undefined) {
-      full = cached;
-    } else {
-      const started = performance.now();
-      try {
-        const out = await config.embed(b.output);
-        full = typeof out === 'string' ? out : toHex(out);
-      } catch (e) {
-        this.#reembedFailed(s.requestId, String(e));
-        return null;
-      }
-      if (full.length !== mine.bits / 4) {
-        this.#reembedFailed(s.requestId, `the embedder gave ${full.length * 4} bits, not ${mine.bits}`);
-        return null;
-      }
-      this.#reembedWorks();
-      this.#m.reembed.embedded++;
-      this.#m.reembed.lastMs = Math.round(performance.now() - started);
-      // One text, one embedding: kept for the next reveal of the same text (honest members agree).
-      this.#reembedded.set(output, full);
-      if (this.#reembedded.size > REEMBED_CACHE) {
-        const oldest = this.#reembedded.keys().next().value;
-        if (oldest !== undefined) this.#reembedded.delete(oldest);
-      }
+    try {
+      full = await this.#reembedQueue.bits(text, s.requestId);
+    } catch {
+      return null; // counted and logged by `#embedOnce`, or the node closed
     }
-    return pinned.bits === mine.bits ? full : toHex(truncateBits(fromHex(full), pinned.bits));
+    const pinned = s.request.body.frame.embeddingModel.bits;
+    return pinned === config.embedder.bits ? full : toHex(truncateBits(fromHex(full), pinned));
+  }
+
+  /** One embedding for `#reembedQueue`: full bits, hex; timed and counted, a failure logged and thrown. */
+  async #embedOnce(config: ReembedConfig, text: string, requestId: string): Promise<string> {
+    const started = performance.now();
+    let full: string;
+    try {
+      const out = await config.embed(text);
+      full = typeof out === 'string' ? out : toHex(out);
+    } catch (e) {
+      this.#reembedFailed(requestId, String(e));
+      throw e;
+    }
+    if (full.length !== config.embedder.bits / 4) {
+      const error = `the embedder gave ${full.length * 4} bits, not ${config.embedder.bits}`;
+      this.#reembedFailed(requestId, error);
+      throw new Error(error);
+    }
+    this.#reembedWorks();
+    this.#m.reembed.embedded++;
+    this.#m.reembed.lastMs = Math.round(performance.now() - started);
+    return full;
   }
 
   /**
