@@ -100,6 +100,9 @@ describe('a relay whose re-embeddings fail', () => {
       expect(metrics).toMatch(/^synod_reembed_failing 1$/m);
       expect(metrics).toMatch(/^synod_reembed_total\{outcome="failed"\} [1-9]\d*$/m);
       expect(metrics).toMatch(/^synod_reembed_total\{outcome="embedded"\} 0$/m);
+      // Nothing waits once the request is judged: the queue's gauges are back at 0.
+      expect(metrics).toMatch(/^synod_reembed_queued 0$/m);
+      expect(metrics).toMatch(/^synod_reembed_queued_chars 0$/m);
     } finally {
       await failing.close();
     }

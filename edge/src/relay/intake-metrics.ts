@@ -94,13 +94,15 @@ export function exportLateAnswerMetrics(
 
 /**
  * The relay's re-embeddings of the reveals it coordinates (`SynodNode`'s `reembed`): texts embedded and
- * embeddings that failed (those reveals counted with the bits they claim), and whether the latest failed;
+ * embeddings that failed (those reveals counted with the bits they claim), whether the latest failed, and
+ * the texts waiting for their embedding (the one running included) with their characters: one embedding
+ * runs at a time, the shortest text first, so a long queue delays the verdicts of long answers first;
  * with `restarts` (`RelayOptions.reembedRestarts`), its embedder's workers started again after one died,
  * those whose model loaded and those whose load failed.
  */
 export function exportReembedMetrics(
   metrics: Metrics,
-  reembed: { embedded: number; failed: number; failing: unknown },
+  reembed: { embedded: number; failed: number; failing: unknown; queued: number; queuedChars: number },
   restarts?: { restarted: number; failed: number },
 ): void {
   const help = 'Reveal texts the relay embedded again, and embeddings that failed';
@@ -110,6 +112,16 @@ export function exportReembedMetrics(
     'synod_reembed_failing',
     "1 while the relay's latest re-embedding failed",
     reembed.failing ? 1 : 0,
+  );
+  metrics.set(
+    'synod_reembed_queued',
+    'Reveal texts waiting for the relay to embed them again, the one being embedded included',
+    reembed.queued,
+  );
+  metrics.set(
+    'synod_reembed_queued_chars',
+    'Characters of the reveal texts waiting for the relay to embed them again (synod_reembed_queued)',
+    reembed.queuedChars,
   );
   if (restarts === undefined) return;
   const restartHelp =
