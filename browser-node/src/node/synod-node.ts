@@ -67,6 +67,7 @@ import { ALL_TOPICS, topicOfPacketType } from '../p2p/topics.ts';
 import type { Transport } from '../p2p/transport.ts';
 import { type ClaimCheckConfig, ClaimEmbeddings, claimCheckOf } from './claim-embeddings.ts';
 import { EarlyPackets } from './early-packets.ts';
+import { LateAnswerBudget, type LateAnswerOptions } from './late-answer-budget.ts';
 import { LineLimit } from './line-limit.ts';
 import { type MachineStore, MemoryMachineStore } from './machine-store.ts';
 import { NodeError } from './node-errors.ts';
@@ -115,9 +116,10 @@ const SKIPS: ReadonlySet<string> = new Set(NODE_SKIP_REASONS);
  * - A coordinator answers a packet that shows its sender missed the seal or the verdict (`lateAnswer`:
  *   a commit well after the seal, a node started again that inferred and committed after the request
  *   was judged; a reveal well after the verdict) with what it missed: the seal, the members' commits and
- *   reveals, and the verdict, at most once a request every `LATE_ANSWER_GAP_MS` and
- *   `LATE_ANSWERS_PER_WINDOW` times in `LATE_ANSWER_WINDOW_MS` in all; that node then ends the request
- *   as it ended, at once, instead of waiting for its deadline (`not-sealed`).
+ *   reveals, and the verdict (a key the seal does not list: the seal and the verdict only), within a
+ *   budget (`LateAnswerBudget`: once a request every `LATE_ANSWER_GAP_MS`, a count and bytes in each
+ *   `LATE_ANSWER_WINDOW_MS`, members and non-members each in a window of their own); that node then ends
+ *   the request as it ended instead of waiting for its deadline (`not-sealed`).
  */
 export type NodeRole = 'node' | 'relay' | 'follower';
 
@@ -258,18 +260,11 @@ export interface SynodNodeOptions {
    */
   reannounce?: ReannounceOptions | false;
   /**
-   * A coordinator's late answers, bounded: at most one a request every `gapMs` (default
-   * `LATE_ANSWER_GAP_MS`), and `max` in `windowMs` in all (defaults `LATE_ANSWERS_PER_WINDOW`,
-   * `LATE_ANSWER_WINDOW_MS`), forwarding at most `forwardBytes` of members' packets in one answer and
-   * `bytesPerWindow` in all (defaults `LATE_ANSWER_FORWARD_BYTES`, `LATE_ANSWER_BYTES_PER_WINDOW`).
+   * A coordinator's late answers, bounded (`LateAnswerOptions`): one a request every `gapMs`, `max`
+   * answers and `bytesPerWindow` bytes to members in `windowMs`, `forwardBytes` of members' packets in
+   * one answer, and `nonMembers`' own count and bytes for answers to keys the seal does not list.
    */
-  lateAnswers?: {
-    gapMs?: number;
-    max?: number;
-    windowMs?: number;
-    forwardBytes?: number;
-    bytesPerWindow?: number;
-  };
+  lateAnswers?: LateAnswerOptions;
 }
 
 interface Hosted {
@@ -345,10 +340,13 @@ export interface NodeMetrics {
   };
   /**
    * A coordinator's answers to packets that showed their senders missed the seal or the verdict, and
-   * those not sent as over `LATE_ANSWERS_PER_WINDOW` (see `SynodNode`).
+   * those not sent as over their window's budget (see `SynodNode`): to sealed members, and to keys the
+   * seal does not list (the seal and the verdict only).
    */
   lateAnswers: number;
   lateAnswersDropped: number;
+  lateAnswersToNonMembers: number;
+  lateAnswersToNonMembersDropped: number;
   inferences: {
     started: number;
     done: number;
@@ -440,18 +438,6 @@ const STORE_PROBE_STATE = '0'.repeat(STORE_PROBE_BYTES);
 const RESIGNED_KEPT = 4_096;
 const RESIGNED_BYTES = 16 * 1024 * 1024;
 const RESUME_MAX_MS = 30_000;
-/** A coordinator's late answers (`lateAnswer`): at most one a request in this long... */
-export const LATE_ANSWER_GAP_MS = 5_000;
-/**
- * ...and at most this many in `LATE_ANSWER_WINDOW_MS` in all: late packets under many keys, for every
- * request that lingers, cost a bounded share of what the coordinator publishes.
- */
-export const LATE_ANSWERS_PER_WINDOW = 64;
-export const LATE_ANSWER_WINDOW_MS = 10_000;
-/** The members' packets one late answer forwards, at most (their encoded bytes). */
-export const LATE_ANSWER_FORWARD_BYTES = 256 * 1024;
-/** ...and all late answers forward in `LATE_ANSWER_WINDOW_MS`, at most. */
-export const LATE_ANSWER_BYTES_PER_WINDOW = 4 * 1024 * 1024;
 /** Evidence against other keys, and failed re-embeddings, are logged a line a minute for each kind. */
 export const EVIDENCE_LINE_EVERY_MS = 60_000;
 /** Keys heard in heartbeats whose first evidence line of a kind is remembered as logged. */
@@ -477,12 +463,10 @@ export class SynodNode {
    * evidence against itself. Bounded by what the node can serve in that window, far below its size.
    */
   readonly #finished = new TtlSet<true>(65_536, REPLAY_WINDOW_MS);
-  /** Requests a late answer went out for, within `LATE_ANSWER_GAP_MS`. */
-  readonly #lateAnswered: TtlSet<true>;
+  /** What late answers may still publish (`#answerLate`). */
+  readonly #late: LateAnswerBudget;
   /** `coordinator`, with `reembed`'s tolerance when it gives one. */
   readonly #coordinatorConfig: CoordinatorConfig;
-  readonly #lateLimits: { max: number; windowMs: number; forwardBytes: number; bytesPerWindow: number };
-  #lateWindow = { start: Number.NEGATIVE_INFINITY, count: 0, bytes: 0 };
   /** The last evidence line logged for each kind, and how many of that kind were not logged since. */
   readonly #evidenceLines = new LineLimit<Evidence['kind']>(EVIDENCE_LINE_EVERY_MS);
   /** Evidence lines logged against keys heard in heartbeats, by kind and key (the first of each). */
@@ -572,6 +556,8 @@ export class SynodNode {
     },
     lateAnswers: 0,
     lateAnswersDropped: 0,
+    lateAnswersToNonMembers: 0,
+    lateAnswersToNonMembersDropped: 0,
     inferences: {
       started: 0,
       done: 0,
@@ -609,14 +595,7 @@ export class SynodNode {
     this.#reembedQueue = reembed
       ? new ReembedQueue({ embed: (text, requestId) => this.#embedOnce(reembed, text, requestId) })
       : null;
-    const late = options.lateAnswers ?? {};
-    this.#lateAnswered = new TtlSet<true>(4_096, late.gapMs ?? LATE_ANSWER_GAP_MS);
-    this.#lateLimits = {
-      max: late.max ?? LATE_ANSWERS_PER_WINDOW,
-      windowMs: late.windowMs ?? LATE_ANSWER_WINDOW_MS,
-      forwardBytes: late.forwardBytes ?? LATE_ANSWER_FORWARD_BYTES,
-      bytesPerWindow: late.bytesPerWindow ?? LATE_ANSWER_BYTES_PER_WINDOW,
-    };
+    this.#late = new LateAnswerBudget(options.lateAnswers);
     this.#reannouncer =
       options.reannounce === false
         ? null
@@ -949,6 +928,8 @@ export class SynodNode {
       },
       lateAnswers: this.#m.lateAnswers,
       lateAnswersDropped: this.#m.lateAnswersDropped,
+      lateAnswersToNonMembers: this.#m.lateAnswersToNonMembers,
+      lateAnswersToNonMembersDropped: this.#m.lateAnswersToNonMembersDropped,
       inferences: { ...this.#m.inferences },
       queue: q ? { ...q.capacity, running: q.running } : null,
       intake: this.#intake.metrics(),
@@ -2153,7 +2134,7 @@ export class SynodNode {
 
   /**
    * A coordinator's answer to `packet` when it shows its sender missed the seal or the verdict
-   * (`lateAnswer`), bounded (`SynodNodeOptions.lateAnswers`): its own packets signed
+   * (`lateAnswer`), bounded (`LateAnswerBudget`, members and non-members apart): its own packets signed
    * again, the members' forwarded as they came, in order; none older than the clock window (peers refuse
    * them as stale), and nothing when the seal itself is.
    */
@@ -2161,7 +2142,8 @@ export class SynodNode {
     if (state.role !== 'coordinator' || this.#reannouncer === null || this.#closed) return;
     const now = this.#now();
     const answer = lateAnswer(state, packet, now);
-    if (answer.length === 0 || this.#lateAnswered.get(state.requestId, now) !== undefined) return;
+    const to = state.seal?.body.members.some((m) => m.nodeId === packet.from) ? 'member' : 'non-member';
+    if (answer.length === 0 || this.#late.answeredLately(state.requestId, to, now)) return;
     const oldest = now - this.#maxAnnounceAgeMs();
     const createdAt = (a: LateAnswerPacket) =>
       a.kind === 'again' ? a.outgoing.body.createdAt : a.packet.body.createdAt;
@@ -2169,38 +2151,42 @@ export class SynodNode {
     const first = answer[0];
     if (fresh.length === 0) return;
     if (first?.kind === 'again' && first.outgoing.packetType === 'seal' && fresh[0] !== first) return;
+    const count = (outcome: 'sent' | 'dropped') => {
+      const m = this.#m;
+      if (to === 'member') m[outcome === 'sent' ? 'lateAnswers' : 'lateAnswersDropped']++;
+      else m[outcome === 'sent' ? 'lateAnswersToNonMembers' : 'lateAnswersToNonMembersDropped']++;
+    };
+    if (this.#late.full(to, now)) return count('dropped');
     // The members' packets forwarded up to LATE_ANSWER_FORWARD_BYTES (commits, then reveals, as they
     // come): a reveal past it is left out (its receiver then checks the verdict by digest only), so
-    // members' long reveals do not make every late commit, any key's, a broadcast of megabytes.
+    // members' long reveals do not make every late commit a broadcast of megabytes. Everything sent,
+    // the seal and the verdict too, counts in the window's bytes.
+    const sent: AnyPacket[] = [];
     let forwarded = 0;
-    const sent = fresh.filter((a) => {
-      if (a.kind === 'again') return true;
-      const size = encodePacket(a.packet).length;
-      if (forwarded + size > this.#lateLimits.forwardBytes) return false;
-      forwarded += size;
-      return true;
-    });
-    if (now - this.#lateWindow.start >= this.#lateLimits.windowMs) {
-      this.#lateWindow = { start: now, count: 0, bytes: 0 };
-    }
-    const window = this.#lateWindow;
-    if (window.count >= this.#lateLimits.max || window.bytes + forwarded > this.#lateLimits.bytesPerWindow) {
-      this.#m.lateAnswersDropped++;
+    let bytes = 0;
+    try {
+      for (const a of fresh) {
+        const p = a.kind === 'again' ? await this.#signedAgain(a.outgoing) : a.packet;
+        const kept = a.kind === 'again' ? this.#resigned.get(a.outgoing.id) : undefined;
+        const size = kept?.bytes ?? encodePacket(p).length;
+        if (a.kind === 'forward') {
+          if (forwarded + size > this.#late.forwardBytes) continue;
+          forwarded += size;
+        }
+        sent.push(p);
+        bytes += size;
+      }
+    } catch (e) {
+      this.#log({ level: 'warn', msg: 're-announcing failed', requestId: state.requestId, err: String(e) });
       return;
     }
-    window.count++;
-    window.bytes += forwarded;
-    this.#lateAnswered.set(state.requestId, true, now);
-    this.#m.lateAnswers++;
-    for (const a of sent) {
+    if (!this.#late.take(state.requestId, to, bytes, now)) return count('dropped');
+    count('sent');
+    for (const p of sent) {
       if (this.#closed) return;
-      if (a.kind === 'again') {
-        await this.#reannounce(state, [a.outgoing], 'late-packet');
-        continue;
-      }
-      if (await this.#broadcast(a.packet, true)) {
+      if (await this.#broadcast(p, true)) {
         const m = this.#m.reannounced;
-        m.byType[a.packet.type] = (m.byType[a.packet.type] ?? 0) + 1;
+        m.byType[p.type] = (m.byType[p.type] ?? 0) + 1;
         m.byReason['late-packet'] = (m.byReason['late-packet'] ?? 0) + 1;
       }
     }

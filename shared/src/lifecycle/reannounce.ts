@@ -87,7 +87,11 @@ export type LateAnswerPacket = { kind: 'again'; outgoing: Outgoing } | { kind: '
  * - a commit, once sealed for `LATE_PACKET_AFTER_MS` (or finished): the seal, the other members'
  *   commits and reveals, then the verdict if out;
  * - a reveal, once the verdict is out for `LATE_PACKET_AFTER_MS` (or finished): the other members'
- *   commits and reveals, then the verdict.
+ *   commits and reveals, then the verdict;
+ * - either from a key the seal does not list (a node sealed without it, or any key at all: a commit is
+ *   free to make under a fresh one): only what tells it that, the seal, then the verdict if out. Its
+ *   answer forwards nothing of the members', so such keys cannot make every late packet a broadcast of
+ *   their texts (`SynodNode` also answers them from a budget of their own).
  *
  * Nothing for any other role, packet or request, for the coordinator's own packets, or for what it has
  * not published signed. Pure; the driver bounds how often it answers (`SynodNode`) and publishes it.
@@ -100,23 +104,27 @@ export function lateAnswer(state: LifecycleState, packet: AnyPacket, now: number
   if (seal?.packet == null) return [];
   const finished = state.outcome !== null;
   const members = new Set(seal.body.members.map((m) => m.nodeId));
+  const member = members.has(packet.from);
   const others = (r: { packet: AnyPacket }) => members.has(r.packet.from) && r.packet.from !== packet.from;
-  const held: LateAnswerPacket[] = [...state.commits.filter(others), ...state.reveals.filter(others)].map(
-    (r) => ({ kind: 'forward', packet: r.packet }),
-  );
+  const held: LateAnswerPacket[] = member
+    ? [...state.commits.filter(others), ...state.reveals.filter(others)].map((r) => ({
+        kind: 'forward',
+        packet: r.packet,
+      }))
+    : [];
+  const sealOut: LateAnswerPacket = {
+    kind: 'again',
+    outgoing: { packetType: 'seal', body: seal.packet.body, id: seal.id },
+  };
   const verdictOut: LateAnswerPacket[] =
     verdict === null
       ? []
       : [{ kind: 'again', outgoing: { packetType: 'verdict', body: verdict.body, id: verdict.id } }];
   if (packet.type === 'commit') {
     if (!finished && now - seal.body.createdAt < LATE_PACKET_AFTER_MS) return [];
-    const sealOut: LateAnswerPacket = {
-      kind: 'again',
-      outgoing: { packetType: 'seal', body: seal.packet.body, id: seal.id },
-    };
     return [sealOut, ...held, ...verdictOut];
   }
   if (verdict === null) return [];
   if (!finished && now - verdict.body.createdAt < LATE_PACKET_AFTER_MS) return [];
-  return [...held, ...verdictOut];
+  return member ? [...held, ...verdictOut] : [sealOut, ...verdictOut];
 }
