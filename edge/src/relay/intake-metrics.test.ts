@@ -78,6 +78,8 @@ describe("the relay's P2P intake, seen by its operator", () => {
       'synod_packets_rejected_total{reason="INTERNAL"}',
       'synod_late_answers_total{outcome="sent"}',
       'synod_late_answers_total{outcome="dropped"}',
+      'synod_late_answers_total{outcome="sent-to-non-member"}',
+      'synod_late_answers_total{outcome="dropped-to-non-member"}',
     ]) {
       expect({ series, value: fresh.samples.get(series) }).toEqual({ series, value: 0 });
     }

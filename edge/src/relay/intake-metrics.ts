@@ -80,16 +80,29 @@ export function exportIntakeMetrics(
 
 /**
  * The relay's answers to packets that showed their senders missed a seal or a verdict (`SynodNode`'s
- * late answers: a node started again after its request was judged), and those not sent, over the cap.
+ * late answers: a node started again after its request was judged), and those not sent, over the cap:
+ * to sealed members (`sent`, `dropped`), and to keys the seal does not list, each answered with the
+ * seal and the verdict only, from a budget of their own (`sent-to-non-member`, `dropped-to-non-member`).
  */
 export function exportLateAnswerMetrics(
   metrics: Metrics,
-  node: { lateAnswers: number; lateAnswersDropped: number },
+  node: {
+    lateAnswers: number;
+    lateAnswersDropped: number;
+    lateAnswersToNonMembers: number;
+    lateAnswersToNonMembersDropped: number;
+  },
 ): void {
   const help =
-    'Answers to packets whose senders missed the seal or the verdict, sent or dropped over the cap';
+    'Answers to packets whose senders missed the seal or the verdict, sent or dropped over the cap, to members and to non-members';
   metrics.setTotal('synod_late_answers_total', help, node.lateAnswers, { outcome: 'sent' });
   metrics.setTotal('synod_late_answers_total', help, node.lateAnswersDropped, { outcome: 'dropped' });
+  metrics.setTotal('synod_late_answers_total', help, node.lateAnswersToNonMembers, {
+    outcome: 'sent-to-non-member',
+  });
+  metrics.setTotal('synod_late_answers_total', help, node.lateAnswersToNonMembersDropped, {
+    outcome: 'dropped-to-non-member',
+  });
 }
 
 /**
