@@ -157,7 +157,9 @@ export class RestartingEmbedder implements Embedder {
     this.#down = null;
     this.#delayMs = this.#o.firstDelayMs;
     try {
-      await current?.unload();
+      // A worker that died before its close was handled rejects the unload: it is gone either way, and a
+      // relay stopping must go on to release its key.
+      await current?.unload().catch(() => undefined);
     } finally {
       await this.#restarting;
       await Promise.all(this.#retiring);
