@@ -696,13 +696,18 @@ async function loadReembedder(log: (entry: Record<string, unknown>) => void): Pr
   try {
     // In a worker of its own, as a node's: tfjs's WASM kernels run synchronously, and an embedding of a
     // long text (about 0.1 s) on the relay's thread would hold its HTTP answers and packet intake.
-    const { RestartingEmbedder, WorkerEmbedder } = await import('@synod/browser-node/inference');
+    const { EMBEDDER_WAIT_WHILE_DOWN_MS, RestartingEmbedder, WorkerEmbedder } = await import(
+      '@synod/browser-node/inference'
+    );
     const embedder = new RestartingEmbedder({
       create: (died) =>
         new WorkerEmbedder(
           { kind: 'use-lite', options: { bits: USE_LITE.bits, expectedFileHash: USE_LITE.fileHash } },
           { onWorkerFailed: died },
         ),
+      // A reveal arriving while the worker restarts waits for it (a first restart takes about 1.3 s)
+      // rather than count with bits nobody checked.
+      waitWhileDownMs: EMBEDDER_WAIT_WHILE_DOWN_MS,
       log,
     });
     await embedder.load();

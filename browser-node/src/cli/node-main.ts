@@ -11,7 +11,7 @@ import { InferenceError, isInferenceError } from '../inference/errors.ts';
 import { LLAMA_GPUS, type LlamaGpu } from '../inference/llama-cpp.ts';
 import { DEFAULT_MODEL_MANIFEST, ModelsDir, modelsRootFromEnv } from '../inference/models-dir.ts';
 import { InferenceQueue } from '../inference/queue.ts';
-import { RestartingEmbedder } from '../inference/restarting-embedder.ts';
+import { EMBEDDER_WAIT_WHILE_DOWN_MS, RestartingEmbedder } from '../inference/restarting-embedder.ts';
 import { WorkerEmbedder, WorkerEngine } from '../inference/worker-client.ts';
 import { coordinatorTrust, parseCoordinatorIds } from '../node/coordinator-trust.ts';
 import { LibsqlMachineStore } from '../node/machine-store-libsql.ts';
@@ -555,6 +555,8 @@ async function startNode(
     // need their embeddings (logged EMBEDDER_WORKER_DIED, then EMBEDDER_RESTORED).
     const loadedEmbedder = new RestartingEmbedder({
       create: (died) => new WorkerEmbedder({ kind: 'use-lite' }, { onWorkerFailed: died }),
+      // An output, or a claim to check, waits for a restart under way rather than fail its request.
+      waitWhileDownMs: EMBEDDER_WAIT_WHILE_DOWN_MS,
       log,
     });
     await startup.step(

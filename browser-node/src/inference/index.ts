@@ -67,7 +67,7 @@ export type {
   RestartingEmbedderOptions,
   RestartTimers,
 } from './restarting-embedder.ts';
-export { RestartingEmbedder } from './restarting-embedder.ts';
+export { EMBEDDER_WAIT_WHILE_DOWN_MS, RestartingEmbedder } from './restarting-embedder.ts';
 export type {
   TransformersDevice,
   TransformersDtype,

@@ -126,6 +126,14 @@ class ManualTimersTestDouble implements RestartTimers {
     return this.waits.filter((w) => w.state === 'pending').map((w) => w.ms);
   }
 
+  /** Fire the pending wait of `ms` (the first, if several). */
+  fireOf(ms: number): void {
+    const wait = this.waits.find((w) => w.ms === ms && w.state === 'pending');
+    if (wait === undefined) throw new Error(`no pending wait of ${ms} ms`);
+    wait.state = 'fired';
+    wait.fire();
+  }
+
   /** Fire the one pending wait; its length. */
   fire(): number {
     const pending = this.waits.filter((w) => w.state === 'pending');
@@ -150,7 +158,7 @@ async function failure(p: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a failure');
 }
 
-function setup(options: { firstDelayMs?: number; maxDelayMs?: number } = {}) {
+function setup(options: { firstDelayMs?: number; maxDelayMs?: number; waitWhileDownMs?: number } = {}) {
   const made = new DyingEmbeddersTestDouble();
   const timers = new ManualTimersTestDouble();
   const lines: Record<string, unknown>[] = [];
@@ -186,6 +194,67 @@ function setup(options: { firstDelayMs?: number; maxDelayMs?: number } = {}) {
 }
 
 describe('RestartingEmbedder (over DyingEmbedderTestDouble)', () => {
+  test('unload() during a first load waits for it and unloads its worker: a load after it never runs beside it', async () => {
+    const { embedder, made } = setup();
+    made.hold();
+    const first = embedder.load();
+    // Its worker is loading (held) when unload() is called.
+    await waitFor(() => made.loadsRunning === 1, 5_000, 'the first load to start');
+    const unloading = embedder.unload();
+    made.release();
+    await unloading;
+    expect(made.all[0]?.state).toBe('unloaded');
+    expect(isInferenceError(await failure(first), 'INFERENCE_ABORTED')).toBe(true);
+    // Called before its worker was made: that load ends without one.
+    const early = embedder.load();
+    await embedder.unload();
+    expect(isInferenceError(await failure(early), 'INFERENCE_ABORTED')).toBe(true);
+    expect(made.all).toHaveLength(1);
+    await embedder.load();
+    expect(made.mostLoadsAtOnce).toBe(1);
+    expect(embedder.loaded).toBe(true);
+    await embedder.unload();
+  });
+
+  test('with waitWhileDownMs, an embedding asked while it is down waits for the restart and runs on the new worker', async () => {
+    const { embedder, made, timers } = setup({ waitWhileDownMs: 5_000 });
+    await embedder.load();
+    made.last.die(true);
+    const waiting = embedder.embedBits('held text');
+    // The restart's wait (1 s) and the embedding's own (5 s) are pending; the restart comes first.
+    expect(timers.pending).toEqual([1_000, 5_000]);
+    timers.fireOf(1_000);
+    expect(await waiting).toEqual(bitsOf('held text'));
+    expect(made.all).toHaveLength(2);
+    // Its own wait was cancelled, nothing is left pending.
+    expect(timers.pending).toEqual([]);
+    await embedder.unload();
+  });
+
+  test('a worker dying under an embedding: the embedding runs again once on the next worker', async () => {
+    const { embedder, made, timers } = setup({ waitWhileDownMs: 5_000 });
+    await embedder.load();
+    made.last.die(false);
+    const waiting = embedder.embedBits('again');
+    await waitFor(() => timers.pending.length === 2, 5_000, 'the restart and the wait');
+    timers.fireOf(1_000);
+    expect(await waiting).toEqual(bitsOf('again'));
+    await embedder.unload();
+  });
+
+  test('with waitWhileDownMs, an embedding whose wait ends first fails WORKER_FAILED; unload() ends a wait at once', async () => {
+    const { embedder, made, timers } = setup({ waitWhileDownMs: 5_000 });
+    await embedder.load();
+    made.last.die(true);
+    const late = embedder.embedBits('late');
+    timers.fireOf(5_000);
+    expect(isInferenceError(await failure(late), 'WORKER_FAILED')).toBe(true);
+    const cut = embedder.embedBits('cut');
+    await embedder.unload();
+    expect(isInferenceError(await failure(cut), 'ENGINE_NOT_LOADED')).toBe(true);
+    expect(timers.pending).toEqual([]);
+  });
+
   test('embeds with the loaded embedder; nothing waits, nothing restarted', async () => {
     const { embedder, made, timers } = setup();
     await embedder.load();

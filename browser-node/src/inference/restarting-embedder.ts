@@ -19,6 +19,14 @@ export interface RestartingEmbedderOptions {
   firstDelayMs?: number;
   /** The longest wait between two restarts. Default 60 s. */
   maxDelayMs?: number;
+  /**
+   * How long an embedding asked for while the worker is dead (or whose worker dies under it) waits for
+   * the restart before it fails WORKER_FAILED; it then runs on the new worker (once: a text that kills
+   * the new worker too fails). Default 0, failing at once. A relay re-embedding reveals and a node
+   * embedding its outputs set a few seconds: a first restart takes about 1.3 s, and a reveal counted
+   * without its re-embedding is one whose bits nobody checked.
+   */
+  waitWhileDownMs?: number;
   log?: (entry: Record<string, unknown>) => void;
   now?: () => number;
   timers?: RestartTimers;
@@ -30,6 +38,9 @@ export interface EmbedderDown {
   error: string;
   attempts: number;
 }
+
+/** The wait a relay's and a node's embedder give an embedding while a restart is under way. */
+export const EMBEDDER_WAIT_WHILE_DOWN_MS = 5_000;
 
 const SET_TIMEOUT: RestartTimers = {
   after(ms, fire) {
@@ -61,16 +72,26 @@ export class RestartingEmbedder implements Embedder {
   #down: EmbedderDown | null = null;
   #delayMs: number;
   #cancelWait: (() => void) | null = null;
+  /** The first load under way (`load()`), if any (it never rejects). */
+  #loading: Promise<void> | null = null;
   /** The restart loading now, if any (it never rejects). */
   #restarting: Promise<void> | null = null;
   /** Dead embedders being unloaded (their workers terminated). */
   readonly #retiring = new Set<Promise<void>>();
   #restarts = 0;
   #failedRestarts = 0;
+  /** Embeddings waiting for a restart (`waitWhileDownMs`), each told whether the embedder came back. */
+  readonly #upWaiters = new Set<(up: boolean) => void>();
 
   constructor(options: RestartingEmbedderOptions) {
     const firstDelayMs = options.firstDelayMs ?? 1_000;
     const maxDelayMs = options.maxDelayMs ?? 60_000;
+    const waitWhileDownMs = options.waitWhileDownMs ?? 0;
+    if (!(waitWhileDownMs >= 0 && Number.isFinite(waitWhileDownMs))) {
+      throw new InferenceError('INFERENCE_INVALID_INPUT', `waitWhileDownMs must be a finite number >= 0`, {
+        details: { waitWhileDownMs },
+      });
+    }
     if (!(firstDelayMs > 0) || !(maxDelayMs >= firstDelayMs)) {
       throw new InferenceError(
         'INFERENCE_INVALID_INPUT',
@@ -82,6 +103,7 @@ export class RestartingEmbedder implements Embedder {
       create: options.create,
       firstDelayMs,
       maxDelayMs,
+      waitWhileDownMs,
       now: options.now ?? Date.now,
       timers: options.timers ?? SET_TIMEOUT,
       ...(options.log === undefined ? {} : { log: options.log }),
@@ -125,17 +147,32 @@ export class RestartingEmbedder implements Embedder {
    * restart follows: only a worker that died after loading is started again.
    */
   async load(onProgress?: OnLoadProgress): Promise<void> {
-    await this.unload();
+    // This load's epoch is the one its own unload starts: an unload() called while that one runs ends it.
+    const unloading = this.unload();
     const epoch = this.#epoch;
-    const first: Embedder = this.#o.create((error) => this.#died(first, error));
-    await first.load(onProgress);
+    await unloading;
     if (epoch !== this.#epoch) {
-      await first.unload();
       throw new InferenceError('INFERENCE_ABORTED', 'the embedder was unloaded while it loaded');
     }
-    this.#ref = first.ref;
-    this.#dims = first.dims;
-    this.#current = first;
+    const first: Embedder = this.#o.create((error) => this.#died(first, error));
+    const run = (async () => {
+      await first.load(onProgress);
+      if (epoch !== this.#epoch) {
+        await first.unload();
+        throw new InferenceError('INFERENCE_ABORTED', 'the embedder was unloaded while it loaded');
+      }
+      this.#ref = first.ref;
+      this.#dims = first.dims;
+      this.#current = first;
+    })();
+    // `unload()` awaits it, its worker unloaded when it was called meanwhile: one model loaded at a time.
+    const tracked = run.catch(() => undefined);
+    this.#loading = tracked;
+    try {
+      await run;
+    } finally {
+      if (this.#loading === tracked) this.#loading = null;
+    }
   }
 
   async embed(texts: string[]): Promise<Float32Array[]> {
@@ -156,28 +193,55 @@ export class RestartingEmbedder implements Embedder {
     this.#ref = null;
     this.#down = null;
     this.#delayMs = this.#o.firstDelayMs;
+    this.#wake(false);
     try {
       // A worker that died before its close was handled rejects the unload: it is gone either way, and a
       // relay stopping must go on to release its key.
       await current?.unload().catch(() => undefined);
     } finally {
+      await this.#loading;
       await this.#restarting;
       await Promise.all(this.#retiring);
     }
   }
 
   async #use<T>(run: (embedder: Embedder) => Promise<T>): Promise<T> {
-    const current = this.#current;
-    if (current === null) throw this.#unavailable();
-    try {
-      const result = await run(current);
-      // It works: the next death waits the first delay again.
-      if (current === this.#current) this.#delayMs = this.#o.firstDelayMs;
-      return result;
-    } catch (e) {
-      if (isInferenceError(e, 'WORKER_FAILED')) this.#died(current, e);
-      throw e;
+    for (let attempt = 0; ; attempt++) {
+      const current = this.#current ?? ((await this.#whenUp()) ? this.#current : null);
+      if (current === null) throw this.#unavailable();
+      try {
+        const result = await run(current);
+        // It works: the next death waits the first delay again.
+        if (current === this.#current) this.#delayMs = this.#o.firstDelayMs;
+        return result;
+      } catch (e) {
+        if (!isInferenceError(e, 'WORKER_FAILED')) throw e;
+        this.#died(current, e);
+        // Its worker died under it: once more on the next one, if it comes within the wait.
+        if (attempt > 0 || this.#o.waitWhileDownMs === 0) throw e;
+      }
     }
+  }
+
+  /** Whether the embedder is up, or comes back within `waitWhileDownMs` (false at once when unloaded). */
+  #whenUp(): Promise<boolean> {
+    if (this.#current !== null) return Promise.resolve(true);
+    if (this.#down === null || this.#o.waitWhileDownMs === 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      let cancel: () => void = () => undefined;
+      const told = (up: boolean) => {
+        if (!this.#upWaiters.delete(told)) return;
+        cancel();
+        resolve(up);
+      };
+      this.#upWaiters.add(told);
+      cancel = this.#o.timers.after(this.#o.waitWhileDownMs, () => told(false));
+    });
+  }
+
+  /** Tell the embeddings waiting for a restart whether the embedder is back. */
+  #wake(up: boolean): void {
+    for (const told of [...this.#upWaiters]) told(up);
   }
 
   /** `embedder`'s worker died: if it is the current one, unload it and start a restart's wait. */
@@ -261,6 +325,7 @@ export class RestartingEmbedder implements Embedder {
     this.#current = next;
     this.#down = null;
     this.#restarts++;
+    this.#wake(true);
     this.#o.log?.({
       level: 'info',
       msg: 'the embedder works again: a new worker loaded the model',
