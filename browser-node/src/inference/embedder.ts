@@ -27,6 +27,11 @@ export interface Embedder {
   /** Sign bits of the first `ref.bits` dimensions, packed (`bits / 8` bytes). */
   embedBits(text: string): Promise<Uint8Array>;
   unload(): Promise<void>;
+  /**
+   * An embedder that starts its worker again when it dies (`RestartingEmbedder`): while it is down, since
+   * when and why, else null. Absent on embedders that cannot be down and come back.
+   */
+  readonly down?: { since: number; error: string; attempts: number } | null;
 }
 
 /** The largest multiple of 8 that fits in `dims`: the default bit count of an embedder. */

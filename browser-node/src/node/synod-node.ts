@@ -363,6 +363,12 @@ export interface NodeMetrics {
     lastTokensPerSecond: number;
   };
   queue: { queued: number; maxQueue: number; running: boolean } | null;
+  /**
+   * The serving embedder's worker is dead and being started again (`RestartingEmbedder`): since when,
+   * why, restarts tried; null otherwise. Meanwhile the node takes no request (it could not embed its
+   * output: a generation for nothing; skipped `no-capacity`) and advertises no room.
+   */
+  embedderDown: { since: number; error: string; attempts: number } | null;
   intake: IntakeMetrics;
   knownNodes: number;
   /** Requests followed because they were asked for (`watch`) whose machine has not finished yet. */
@@ -932,6 +938,7 @@ export class SynodNode {
       lateAnswersToNonMembersDropped: this.#m.lateAnswersToNonMembersDropped,
       inferences: { ...this.#m.inferences },
       queue: q ? { ...q.capacity, running: q.running } : null,
+      embedderDown: this.#embedderDown(),
       intake: this.#intake.metrics(),
       knownNodes: this.#heartbeats.size,
       watched: this.#watched.size,
@@ -1606,7 +1613,15 @@ export class SynodNode {
    * stopping (`drain`).
    */
   #refusesWork(): boolean {
-    return this.#draining || this.#storeFailing() || this.#keyInUseElsewhere();
+    return (
+      this.#draining || this.#storeFailing() || this.#keyInUseElsewhere() || this.#embedderDown() !== null
+    );
+  }
+
+  /** See `NodeMetrics.embedderDown`. */
+  #embedderDown(): NodeMetrics['embedderDown'] {
+    const down = this.#o.serving?.queue.embedder?.down ?? null;
+    return down === null ? null : { ...down };
   }
 
   /**
