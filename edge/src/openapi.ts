@@ -469,12 +469,15 @@ const HEALTH = {
     warnings: {
       type: 'array',
       description:
-        "what an operator should act on while the relay still serves (none: absent); never a 503 of their own. DB_SCHEMA_NEWER: a newer synod-relay migrated the database (newer: how many migrations past schema, the last this relay knows). REEMBED_UNAVAILABLE: the relay's embedder could not be loaded, so its verdicts do not re-embed reveals. REEMBED_FAILING: its latest re-embedding failed (since: when the spell began)",
+        "what an operator should act on while the relay still serves (none: absent); never a 503 of their own. DB_SCHEMA_NEWER: a newer synod-relay migrated the database (newer: how many migrations past schema, the last this relay knows). REEMBED_UNAVAILABLE: the relay's embedder could not be loaded, so its verdicts do not re-embed reveals. REEMBED_FAILING: its latest re-embedding failed (since: when the spell began). REEMBED_DOWN: its embedder's worker died and is being started again (since: when it died)",
       items: {
         type: 'object',
         required: ['code', 'message', 'hint'],
         properties: {
-          code: { type: 'string', enum: ['DB_SCHEMA_NEWER', 'REEMBED_UNAVAILABLE', 'REEMBED_FAILING'] },
+          code: {
+            type: 'string',
+            enum: ['DB_SCHEMA_NEWER', 'REEMBED_UNAVAILABLE', 'REEMBED_FAILING', 'REEMBED_DOWN'],
+          },
           message: { type: 'string' },
           hint: { type: 'string' },
           newer: COUNT,

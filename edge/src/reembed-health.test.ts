@@ -71,6 +71,32 @@ describe("/healthz and the relay's embedder", () => {
     }
   });
 
+  test('an embedder whose worker is down: 200, with the warning REEMBED_DOWN (since, tries), none once it is back', async () => {
+    const net = new MemoryNetwork();
+    net.join('a-node');
+    let down: { since: number; error: string; attempts: number } | null = {
+      since: Date.UTC(2026, 10, 25, 3, 0, 0),
+      error: 'the inference worker exited (code 134)',
+      attempts: 2,
+    };
+    const relay = await loneRelay(`file:${join(dir, 'down.db')}`, 97, { reembedDown: () => down }, net);
+    try {
+      const h = await health(relay);
+      expect(h.status).toBe(200);
+      expect(h.body['warnings']).toEqual([
+        expect.objectContaining({
+          code: 'REEMBED_DOWN',
+          message: expect.stringContaining('code 134'),
+          since: '2026-11-25T03:00:00.000Z',
+        }),
+      ]);
+      down = null;
+      expect((await health(relay)).body['warnings']).toBeUndefined();
+    } finally {
+      await relay.stop();
+    }
+  });
+
   test("an embedder whose worker died: started again, /metrics counts it, the relay's stop leaves none", async () => {
     const lines: Record<string, unknown>[] = [];
     const embedder = new RestartingEmbedder({

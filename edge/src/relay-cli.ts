@@ -583,6 +583,7 @@ export async function main(argv: string[]): Promise<number> {
           ? {
               reembed: { ...loaded.reembed, noiseToleranceBits: s.reembedToleranceBits },
               reembedRestarts: loaded.restarts,
+              reembedDown: loaded.down,
             }
           : { reembedUnavailable: loaded.unavailable }),
         dbUrl,
@@ -687,6 +688,7 @@ async function loadReembedder(log: (entry: Record<string, unknown>) => void): Pr
   | {
       reembed: import('@synod/browser-node').ReembedConfig;
       restarts(): { restarted: number; failed: number };
+      down(): { since: number; error: string; attempts: number } | null;
       unload(): Promise<void>;
     }
   | { unavailable: string }
@@ -721,6 +723,7 @@ async function loadReembedder(log: (entry: Record<string, unknown>) => void): Pr
     return {
       reembed: { embedder: USE_LITE, embed: (text) => embedder.embedBits(text) },
       restarts: () => ({ restarted: embedder.restarts, failed: embedder.failedRestarts }),
+      down: () => embedder.down,
       unload: () => embedder.unload(),
     };
   } catch (e) {

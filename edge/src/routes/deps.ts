@@ -49,6 +49,8 @@ export interface EdgeDeps {
   reembedUnavailable?: string;
   /** While the relay's latest re-embedding failed: since when and why (/healthz's REEMBED_FAILING). */
   reembedFailing?: () => { since: number; error: string } | null;
+  /** The embedder's worker is dead and being started again (`RestartingEmbedder.down`), else null. */
+  reembedDown?: () => { since: number; error: string; attempts: number } | null;
   /** Event streams open, per client address (createApp makes one when none is given). */
   streams?: StreamSlots;
   /** Bytes of request bodies being read, per client address (createApp makes one when none is given). */

@@ -322,6 +322,15 @@ function healthWarnings(
       since: new Date(failing.since).toISOString(),
     });
   }
+  const down = deps.reembedDown?.();
+  if (down) {
+    warnings.push({
+      code: 'REEMBED_DOWN',
+      message: `the relay's embedder worker died (${down.error}) and is being started again (${down.attempts} tries so far): reveals meanwhile wait up to 5 s for it, then count with the bits they claim`,
+      hint: 'it is back when its log says EMBEDDER_RESTORED; EMBEDDER_RESTART_FAILED lines say why a start failed (memory, the model files)',
+      since: new Date(down.since).toISOString(),
+    });
+  }
   return warnings;
 }
 

@@ -64,6 +64,8 @@ export interface RelayOptions {
    * those restarts, read at each scrape (`synod_reembed_restarts_total{outcome}`).
    */
   reembedRestarts?: () => { restarted: number; failed: number };
+  /** The re-embedder's worker is dead and being started again (`RestartingEmbedder.down`): a /healthz warning. */
+  reembedDown?: () => { since: number; error: string; attempts: number } | null;
   configuredModels: string[];
   defaultModels?: string[];
   hostname?: string;
@@ -416,6 +418,7 @@ export async function startRelay(o: RelayOptions): Promise<RunningRelay> {
     schema: () => schemaWatch.state(),
     ...(o.reembedUnavailable !== undefined ? { reembedUnavailable: o.reembedUnavailable } : {}),
     reembedFailing: () => node.metrics().reembed.failing,
+    ...(o.reembedDown !== undefined ? { reembedDown: o.reembedDown } : {}),
   });
   if (o.gatewaySecret !== undefined) {
     mountInternal(app, { secret: o.gatewaySecret, network, config, databaseId: await intake.databaseId() });
