@@ -10,6 +10,7 @@ import type { NodeMetrics } from '../node/synod-node.ts';
  * not given), time for a relay or node that dials it to have done so.
  * `NO_TOPIC_PEERS`: it is connected, but none of its peers is on its topics (another `--waku-cluster`).
  * `NETWORK_SILENT`: it is connected, but has heard nothing for `NETWORK_SILENT_MS` (see `networkSilence`).
+ * `ENGINE_FAILED`: its engine's worker died (not started again); it takes no request until restarted.
  * `EMBEDDER_DOWN`: its embedder's worker died and is being started again; it takes no request meanwhile.
  * `KEY_IN_USE_ELSEWHERE`, first: another process signs with this node's key (`NodeMetrics.keyElsewhere`),
  * and the node takes no request until it has been silent for a minute.
@@ -41,20 +42,25 @@ export function nodeHealth(
           reason: 'STORE_FAILING',
           hint: `writing ${o.db} failed (${m.store.lastError}); free disk space there`,
         }
-      : m.embedderDown
+      : m.engineFailed
         ? {
-            reason: 'EMBEDDER_DOWN',
-            hint: `the embedder's worker died (${m.embedderDown.error}) and is being started again (${m.embedderDown.attempts} tries so far); the node takes no request until it is back (EMBEDDER_RESTORED in its log)`,
+            reason: 'ENGINE_FAILED',
+            hint: `the inference engine's worker died (${m.engineFailed}); it is not started again: restart the node`,
           }
-        : skew !== null
-          ? { reason: 'CLOCK_SKEW', hint: skew }
-          : alone !== null
-            ? { reason: 'NO_PEERS', hint: noPeersHint(o.bootstrap, alone) }
-            : m.peers > 0 && m.topicPeers === 0
-              ? { reason: 'NO_TOPIC_PEERS', hint: noTopicPeersHint(o.wakuCluster) }
-              : silent !== null
-                ? { reason: 'NETWORK_SILENT', hint: networkSilentHint(silent) }
-                : null;
+        : m.embedderDown
+          ? {
+              reason: 'EMBEDDER_DOWN',
+              hint: `the embedder's worker died (${m.embedderDown.error}) and is being started again (${m.embedderDown.attempts} tries so far); the node takes no request until it is back (EMBEDDER_RESTORED in its log)`,
+            }
+          : skew !== null
+            ? { reason: 'CLOCK_SKEW', hint: skew }
+            : alone !== null
+              ? { reason: 'NO_PEERS', hint: noPeersHint(o.bootstrap, alone) }
+              : m.peers > 0 && m.topicPeers === 0
+                ? { reason: 'NO_TOPIC_PEERS', hint: noTopicPeersHint(o.wakuCluster) }
+                : silent !== null
+                  ? { reason: 'NETWORK_SILENT', hint: networkSilentHint(silent) }
+                  : null;
   return {
     status: problem === null ? 200 : 503,
     body: {

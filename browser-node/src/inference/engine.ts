@@ -95,6 +95,11 @@ export interface Engine {
   measurePrompt?(request: Pick<GenerateRequest, 'prompt' | 'messages'>): Promise<PromptMeasure | null>;
   /** Free the model and every native or GPU resource. Safe to call twice. */
   unload(): Promise<void>;
+  /**
+   * An engine in a worker whose worker died (`WorkerEngine`): why, for good (it is not started again);
+   * null while it works. Absent on engines that run in the caller's thread.
+   */
+  readonly failed?: InferenceError | null;
 }
 
 /** Validate a request's input: exactly one of a prompt and a non-empty list of messages. */

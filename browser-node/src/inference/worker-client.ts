@@ -240,6 +240,11 @@ export class WorkerEngine extends RemoteEngine {
     return this.#worker;
   }
 
+  /** Why its worker died, once it has (every generation then fails WORKER_FAILED); else null. */
+  get failed(): InferenceError | null {
+    return this.#worker?.failed ?? null;
+  }
+
   async load(model: ModelSource, onProgress?: OnLoadProgress): Promise<void> {
     await this.unload();
     const [worker, loaded] = await startWorker(this.#url, 'unload-engine', (w) =>

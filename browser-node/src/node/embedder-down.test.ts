@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { NodeKey } from '@synod/shared';
 import { nodeHealth } from '../cli/node-health.ts';
+import { InferenceError } from '../inference/errors.ts';
 import { MemoryNetwork } from '../p2p/memory.ts';
 import { MemoryMachineStore } from './machine-store.ts';
 import { SynodNode } from './synod-node.ts';
@@ -66,6 +67,51 @@ describe('a node whose embedder is down (its worker restarting)', () => {
       expect(nodeHealth({ ...node.metrics(), peers: 1, topicPeers: 1 }, options).status).toBe(200);
       await relay.submit(testRequest({ embedder, nonce: 0x141 }));
       await until(() => generations === 1, 10_000);
+    } finally {
+      await Promise.all([relay.close(), node.close()]);
+    }
+  }, 30_000);
+
+  test('an engine whose worker died (for good): no request taken, /healthz 503 ENGINE_FAILED', async () => {
+    const net = new MemoryNetwork();
+    const relayKey = await NodeKey.fromSeed(new Uint8Array(32).fill(142));
+    const key = await NodeKey.fromSeed(new Uint8Array(32).fill(143));
+    let generations = 0;
+    const inner = fixedQueue();
+    const queue = {
+      ...inner,
+      engine: { failed: new InferenceError('WORKER_FAILED', 'the inference worker exited (code 134)') },
+      submit: async (...args: Parameters<typeof inner.submit>) => {
+        generations++;
+        return inner.submit(...args);
+      },
+    };
+    const relay = new SynodNode({
+      key: relayKey,
+      role: 'relay',
+      transports: [net.join(relayKey.nodeId)],
+      store: new MemoryMachineStore(),
+    });
+    const node = new SynodNode({
+      key,
+      role: 'node',
+      transports: [net.join(key.nodeId)],
+      store: new MemoryMachineStore(),
+      lingerMs: 50,
+      serving: { queue: queue as never, models: [{ id: 'm', fileHash: '22'.repeat(32) }], embedder },
+    });
+    try {
+      await relay.start();
+      await node.start();
+      expect(node.metrics().engineFailed).toContain('code 134');
+      const health = nodeHealth(
+        { ...node.metrics(), peers: 1, topicPeers: 1 },
+        { bootstrap: [], db: 'state.db' },
+      );
+      expect(health).toMatchObject({ status: 503, body: { reason: 'ENGINE_FAILED' } });
+      await relay.submit(testRequest({ embedder, nonce: 0x142 }));
+      await until(() => (node.metrics().skipped['no-capacity'] ?? 0) === 1, 10_000);
+      expect(generations).toBe(0);
     } finally {
       await Promise.all([relay.close(), node.close()]);
     }

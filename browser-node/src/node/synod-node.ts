@@ -369,6 +369,11 @@ export interface NodeMetrics {
    * output: a generation for nothing; skipped `no-capacity`) and advertises no room.
    */
   embedderDown: { since: number; error: string; attempts: number } | null;
+  /**
+   * The serving engine's worker died (`WorkerEngine.failed`): why. It is not started again, so the node
+   * takes no request and advertises no room until it is restarted; null while the engine works.
+   */
+  engineFailed: string | null;
   intake: IntakeMetrics;
   knownNodes: number;
   /** Requests followed because they were asked for (`watch`) whose machine has not finished yet. */
@@ -939,6 +944,7 @@ export class SynodNode {
       inferences: { ...this.#m.inferences },
       queue: q ? { ...q.capacity, running: q.running } : null,
       embedderDown: this.#embedderDown(),
+      engineFailed: this.#engineFailed(),
       intake: this.#intake.metrics(),
       knownNodes: this.#heartbeats.size,
       watched: this.#watched.size,
@@ -1614,8 +1620,18 @@ export class SynodNode {
    */
   #refusesWork(): boolean {
     return (
-      this.#draining || this.#storeFailing() || this.#keyInUseElsewhere() || this.#embedderDown() !== null
+      this.#draining ||
+      this.#storeFailing() ||
+      this.#keyInUseElsewhere() ||
+      this.#embedderDown() !== null ||
+      this.#engineFailed() !== null
     );
+  }
+
+  /** See `NodeMetrics.engineFailed`. */
+  #engineFailed(): string | null {
+    // (`engine?.`: test doubles of the queue may carry none.)
+    return this.#o.serving?.queue.engine?.failed?.message ?? null;
   }
 
   /** See `NodeMetrics.embedderDown`. */
