@@ -231,6 +231,22 @@ describe('RestartingEmbedder (over DyingEmbedderTestDouble)', () => {
     await embedder.unload();
   });
 
+  test('one deadline a death: an embedding asked 3 s after it waits 2 s, one asked past it fails at once', async () => {
+    const { embedder, made, timers, advance } = setup({ waitWhileDownMs: 5_000 });
+    await embedder.load();
+    made.last.die(true);
+    advance(3_000);
+    const later = embedder.embedBits('later');
+    expect(timers.pending).toEqual([1_000, 2_000]);
+    advance(2_000);
+    timers.fireOf(2_000);
+    expect(isInferenceError(await failure(later), 'WORKER_FAILED')).toBe(true);
+    const past = embedder.embedBits('past');
+    expect(isInferenceError(await failure(past), 'WORKER_FAILED')).toBe(true);
+    expect(timers.pending).toEqual([1_000]);
+    await embedder.unload();
+  });
+
   test('a worker dying under an embedding: the embedding runs again once on the next worker', async () => {
     const { embedder, made, timers } = setup({ waitWhileDownMs: 5_000 });
     await embedder.load();

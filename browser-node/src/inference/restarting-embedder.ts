@@ -20,8 +20,8 @@ export interface RestartingEmbedderOptions {
   /** The longest wait between two restarts. Default 60 s. */
   maxDelayMs?: number;
   /**
-   * How long an embedding asked for while the worker is dead (or whose worker dies under it) waits for
-   * the restart before it fails WORKER_FAILED; it then runs on the new worker (once: a text that kills
+   * How long after its worker's death an embedding asked for while it is dead (or whose worker dies
+   * under it) may wait for the restart before it fails WORKER_FAILED (one deadline for all of them); it then runs on the new worker (once: a text that kills
    * the new worker too fails). Default 0, failing at once. A relay re-embedding reveals and a node
    * embedding its outputs set a few seconds: a first restart takes about 1.3 s, and a reveal counted
    * without its re-embedding is one whose bits nobody checked.
@@ -223,10 +223,17 @@ export class RestartingEmbedder implements Embedder {
     }
   }
 
-  /** Whether the embedder is up, or comes back within `waitWhileDownMs` (false at once when unloaded). */
+  /**
+   * Whether the embedder is up, or comes back within `waitWhileDownMs` of its worker's death: one
+   * deadline for every embedding of that spell, so a queue of them waits 5 s in all, not 5 s each (false
+   * at once when unloaded, or once the deadline passed).
+   */
   #whenUp(): Promise<boolean> {
     if (this.#current !== null) return Promise.resolve(true);
-    if (this.#down === null || this.#o.waitWhileDownMs === 0) return Promise.resolve(false);
+    const down = this.#down;
+    if (down === null || this.#o.waitWhileDownMs === 0) return Promise.resolve(false);
+    const left = down.since + this.#o.waitWhileDownMs - this.#o.now();
+    if (left <= 0) return Promise.resolve(false);
     return new Promise((resolve) => {
       let cancel: () => void = () => undefined;
       const told = (up: boolean) => {
@@ -235,7 +242,7 @@ export class RestartingEmbedder implements Embedder {
         resolve(up);
       };
       this.#upWaiters.add(told);
-      cancel = this.#o.timers.after(this.#o.waitWhileDownMs, () => told(false));
+      cancel = this.#o.timers.after(left, () => told(false));
     });
   }
 

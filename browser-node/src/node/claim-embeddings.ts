@@ -80,33 +80,46 @@ export class ClaimEmbeddings {
   embed(
     fx: EmbedClaimsEffect,
   ): Promise<{ ok: true; bits: Record<string, string> } | { ok: false; error: string }> {
-    const run = this.#last.then(() => this.#bounded(fx));
-    this.#last = run;
+    // The time limit runs from now, the checks queued before it included.
+    const deadline = performance.now() + CLAIM_CHECK_TIMEOUT_MS;
+    const run = this.#last.then(() => this.#bounded(fx, deadline));
+    // Never rejects (`#bounded` answers every failure): a check cannot stop the ones after it.
+    this.#last = run.catch(() => undefined);
     return run;
   }
 
-  /** `#embed`, answered within `CLAIM_CHECK_TIMEOUT_MS` (an embedder that hangs holds no check after it). */
+  /** `#embed`, answered by `deadline` (an embedder that hangs holds no check after it for long). */
   async #bounded(
     fx: EmbedClaimsEffect,
+    deadline: number,
   ): Promise<{ ok: true; bits: Record<string, string> } | { ok: false; error: string }> {
+    const timedOut = {
+      ok: false as const,
+      error: `not embedded within ${CLAIM_CHECK_TIMEOUT_MS} ms of being asked`,
+    };
+    const left = deadline - performance.now();
+    if (left <= 0) return timedOut;
+    const stop = { stopped: false };
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<{ ok: false; error: string }>((resolve) => {
-      timer = setTimeout(
-        () =>
-          resolve({ ok: false, error: `the embedder did not answer within ${CLAIM_CHECK_TIMEOUT_MS} ms` }),
-        CLAIM_CHECK_TIMEOUT_MS,
-      );
+    const late = new Promise<typeof timedOut>((resolve) => {
+      timer = setTimeout(() => resolve(timedOut), left);
       (timer as { unref?: () => void }).unref?.();
     });
     try {
-      return await Promise.race([this.#embed(fx), late]);
+      return await Promise.race([
+        this.#embed(fx, stop).catch((e: unknown) => ({ ok: false as const, error: String(e) })),
+        late,
+      ]);
     } finally {
+      // A check given up embeds no further text beside the next one.
+      stop.stopped = true;
       clearTimeout(timer);
     }
   }
 
   async #embed(
     fx: EmbedClaimsEffect,
+    stop: { stopped: boolean },
   ): Promise<{ ok: true; bits: Record<string, string> } | { ok: false; error: string }> {
     const mine = this.config.embedder;
     const fresh = new Map<string, number>();
@@ -126,6 +139,7 @@ export class ClaimEmbeddings {
       const digest = outputDigest(output);
       let full = this.#kept.get(digest);
       if (full === undefined) {
+        if (stop.stopped) return { ok: false, error: 'given up' };
         try {
           const out = await this.config.embed(output);
           full = typeof out === 'string' ? out : toHex(out);

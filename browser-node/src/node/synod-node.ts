@@ -1990,10 +1990,13 @@ export class SynodNode {
       return;
     }
     hosted.checkingClaims = true;
-    void claims.embed(fx).then((result) => {
-      hosted.checkingClaims = false;
-      answer(result);
-    });
+    void claims
+      .embed(fx)
+      .catch((e: unknown) => ({ ok: false as const, error: String(e) }))
+      .then((result) => {
+        hosted.checkingClaims = false;
+        answer(result);
+      });
   }
 
   /** A verdict's claim was found false (REEMBED_CLAIM_FALSE): a line a minute, the rest counted. */

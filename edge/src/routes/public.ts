@@ -326,7 +326,7 @@ function healthWarnings(
   if (down) {
     warnings.push({
       code: 'REEMBED_DOWN',
-      message: `the relay's embedder worker died (${down.error}) and is being started again (${down.attempts} tries so far): reveals meanwhile wait up to 5 s for it, then count with the bits they claim`,
+      message: `the relay's embedder worker died (${down.error}) and is being started again (${down.attempts} tries so far): reveals meanwhile wait for it until 5 s after its death, then count with the bits they claim`,
       hint: 'it is back when its log says EMBEDDER_RESTORED; EMBEDDER_RESTART_FAILED lines say why a start failed (memory, the model files)',
       since: new Date(down.since).toISOString(),
     });
