@@ -92,6 +92,7 @@ import { proto_message } from '@waku/proto';
 import { contentTopicToPubsubTopic } from '@waku/utils';
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p';
 import { realScheduler, type Scheduler } from '../node/scheduler.ts';
+import { AddressBans, type AddressBansOptions, hostOf } from './address-bans.ts';
 import {
   type BootstrapFailureKind,
   BootstrapFailureSpell,
@@ -154,6 +155,12 @@ export const MAX_BANNED_PEERS = 4096;
 export type DialPolicy = 'loopback' | 'any' | ((address: Multiaddr) => boolean);
 
 export interface WakuRelayOptions {
+  /**
+   * Bans by address (address-bans.ts): an address from which `afterPeers` (3) distinct banned peer ids
+   * connected is refused before any handshake for a ban's length. Loopback is exempt unless
+   * `exemptLoopback: false`.
+   */
+  addressBans?: AddressBansOptions;
   /**
    * The Waku cluster (RFC 51, a uint16): nodes relay only on their cluster's shards, so nodes of two
    * clusters never hear each other. Default `DEFAULT_CLUSTER_ID` (42, Synod's own); 1 is The Waku Network.
@@ -277,6 +284,8 @@ export interface WakuRelayStats {
   peerMismatches: number;
   /** Peers refused at the connection gate now (see `disconnect`). */
   banned: number;
+  /** Addresses refused at the connection gate now, banned peers having come back from them (address-bans.ts). */
+  bannedAddresses: number;
   /**
    * Publications of a message gossip had taken in but not forwarded (a copy the intake ignored: shed
    * under load, one copy too many waiting, a clock), sent anyway instead of dropped as a duplicate.
@@ -522,6 +531,7 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
     maxOutboundBufferSize: MAX_OUTBOUND_BUFFER_BYTES,
   };
   const bans = new PeerBans(Date.now);
+  const addressBans = new AddressBans(Date.now, options.addressBans);
   const mismatches = new PeerMismatches();
   let upkeep: GossipsubUpkeep | null = null;
   let records: (() => GossipRecordSizes) | undefined;
@@ -535,6 +545,11 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
       denyDialMultiaddr: async (address) => !allow(address),
       // A banned peer (`disconnect`) is neither dialled nor let back in, whichever side dials.
       denyDialPeer: async (peer) => bans.has(peer.toString()),
+      // An address that banned peers kept coming back from under new peer ids: before any handshake.
+      denyInboundConnection: async (maConn) => {
+        const host = hostOf(maConn.remoteAddr);
+        return host !== null && addressBans.has(host);
+      },
       denyInboundEncryptedConnection: async (peer) => bans.has(peer.toString()),
       // Noise has proved who answered: the peer the dialled multiaddr names, or the connection goes.
       denyOutboundEncryptedConnection: async (peer, maConn) =>
@@ -562,7 +577,7 @@ export async function createWakuRelayTransport(options: WakuRelayOptions = {}): 
   // Set by the pubsub factory above, which createLibp2p has run.
   const gossipRecords = records as (() => GossipRecordSizes) | undefined;
   if (gossipRecords === undefined) throw new Error('createLibp2p did not create gossipsub');
-  return new WakuRelayTransport(node, options, bans, gossipRecords, upkeep, mismatches);
+  return new WakuRelayTransport(node, options, bans, gossipRecords, upkeep, mismatches, addressBans);
 }
 
 /**
@@ -641,12 +656,16 @@ export class WakuRelayTransport implements Transport {
   readonly #now: () => number;
   readonly #redial: BootstrapRedialer;
   readonly #bans: PeerBans;
+  readonly #addressBans: AddressBans;
   readonly #mismatches: PeerMismatches;
   #forwardValidator: ForwardValidator | null = null;
   readonly #seen: GossipSubSeen;
   /** Ids of the messages gossip forwarded (accepted) or this node published, for `WAKU_GOSSIP_PARAMS.seenTTL`. */
   readonly #forwarded: TtlSet<true>;
-  readonly #stats: Omit<WakuRelayStats, 'banned' | 'peerMismatches' | 'upkeep' | 'gossipRecords'> = {
+  readonly #stats: Omit<
+    WakuRelayStats,
+    'banned' | 'bannedAddresses' | 'peerMismatches' | 'upkeep' | 'gossipRecords'
+  > = {
     validated: 0,
     published: 0,
     received: 0,
@@ -674,9 +693,11 @@ export class WakuRelayTransport implements Transport {
     records: () => GossipRecordSizes,
     upkeep: GossipsubUpkeep | null = null,
     mismatches: PeerMismatches = new PeerMismatches(),
+    addressBans: AddressBans = new AddressBans(Date.now, options.addressBans),
   ) {
     this.node = node;
     this.#bans = bans;
+    this.#addressBans = addressBans;
     this.#mismatches = mismatches;
     this.#records = records;
     this.#upkeep = upkeep;
@@ -940,14 +961,25 @@ export class WakuRelayTransport implements Transport {
   async disconnect(peer: string, banMs = DEFAULT_BAN_MS): Promise<void> {
     if (!(banMs >= 0 && Number.isFinite(banMs))) throw new RangeError('banMs must be a finite number >= 0');
     if (banMs > 0) this.#bans.ban(peer, banMs);
-    const connections = this.node.getConnections().filter((c) => c.remotePeer.toString() === peer);
-    await Promise.all(connections.map((c) => c.close()));
+    const all = this.node.getConnections();
+    const connections = all.filter((c) => c.remotePeer.toString() === peer);
+    // Its address, once it has had enough banned peer ids: every connection from there goes too.
+    const hosts = new Set<string>();
+    for (const c of connections) {
+      const host = hostOf(c.remoteAddr);
+      if (banMs > 0 && host !== null && this.#addressBans.record(host, peer, banMs)) hosts.add(host);
+    }
+    const closing = all.filter(
+      (c) => c.remotePeer.toString() === peer || hosts.has(hostOf(c.remoteAddr) ?? ''),
+    );
+    await Promise.all(closing.map((c) => c.close()));
   }
 
   stats(): WakuRelayStats {
     return {
       ...this.#stats,
       banned: this.#bans.size,
+      bannedAddresses: this.#addressBans.size,
       peerMismatches: this.#mismatches.count,
       upkeep: this.#upkeep?.stats() ?? null,
       gossipRecords: this.#records(),
