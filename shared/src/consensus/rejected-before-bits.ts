@@ -1,6 +1,6 @@
 import { checkCommitment } from '../commitment/commitment.ts';
 import { tryFromHex } from '../encoding/bytes.ts';
-import type { Packet, RejectReason, RequestBody, SealBody } from '../packets/schemas.ts';
+import type { Packet, RejectReason, RequestBody, SealBody, SealMember } from '../packets/schemas.ts';
 
 /** The reasons of step 2 of the verdict (verdict.ts) checked before any re-embedded bits, in its order. */
 export type RejectedBeforeBits = Extract<
@@ -23,9 +23,25 @@ export function rejectedBeforeBits(
 ): RejectedBeforeBits | null {
   const member = seal.members.find((m) => m.nodeId === reveal.from);
   if (member === undefined) return 'NOT_SEALED';
+  return memberRevealFault(request, seal, member, reveal);
+}
+
+/**
+ * Step 2 of the verdict for a reveal of a sealed `member`, before re-embedded bits: the first of
+ * `EMBEDDING_LENGTH`, `MODEL_NOT_ACCEPTED`, `COMMITMENT_MISMATCH`, `REVEAL_LATE` it breaks, or null. The one
+ * definition `computeVerdict`, observers (`selectReveals`) and coordinators (what to re-embed) share.
+ */
+export function memberRevealFault(
+  request: RequestBody,
+  seal: SealBody,
+  member: SealMember,
+  reveal: Packet<'reveal'>,
+): Exclude<RejectedBeforeBits, 'NOT_SEALED'> | null {
   const body = reveal.body;
   const frame = request.frame;
-  if (tryFromHex(body.bEmbedding, frame.embeddingModel.bits / 8) === null) return 'EMBEDDING_LENGTH';
+  const bytes =
+    typeof body.bEmbedding === 'string' ? tryFromHex(body.bEmbedding, frame.embeddingModel.bits / 8) : null;
+  if (bytes === null) return 'EMBEDDING_LENGTH';
   if (!request.acceptedModels.includes(body.model?.id)) return 'MODEL_NOT_ACCEPTED';
   const opens = checkCommitment(member.commitment, {
     requestId: request.requestId,

@@ -84,7 +84,7 @@
  * WebAssembly when it loads, else plain JS); every kernel yields the same integers, so the verdict
  * never depends on which one ran.
  */
-import { checkCommitment, outputDigest } from '../commitment/commitment.ts';
+import { outputDigest } from '../commitment/commitment.ts';
 import { hamming, PackedMatrix } from '../embedding/binary.ts';
 import { type HammingKernel, hammingKernel } from '../embedding/kernel.ts';
 import { compareStrings, fromHex, toHex, tryFromHex, utf8 } from '../encoding/bytes.ts';
@@ -95,6 +95,7 @@ import { distanceThresholdBits, requiredAgreement } from '../frame/frame.ts';
 import { packetId } from '../packets/envelope.ts';
 import { LIMITS } from '../packets/limits.ts';
 import type { Packet, ReembeddingClaim, RejectReason, SealMember, Verdict } from '../packets/schemas.ts';
+import { memberRevealFault } from './rejected-before-bits.ts';
 
 export interface RevealInput {
   /** Packet id of the reveal (packetId(packet)). */
@@ -171,8 +172,6 @@ export function computeVerdict(input: ConsensusInput): Verdict {
   const thresholdBits = distanceThresholdBits(frame, bits);
   const sealSize = seal.members.length;
   const required = requiredAgreement(frame, sealSize);
-  const deadline = seal.createdAt + frame.revealWindowMs;
-  const acceptedModels = new Set(request.acceptedModels);
   const reembedded = input.reembedded;
   const tolerance = input.noiseToleranceBits ?? 0;
   if (!Number.isInteger(tolerance) || tolerance < 0) {
@@ -231,30 +230,17 @@ export function computeVerdict(input: ConsensusInput): Verdict {
     member: SealMember,
     own: { id: string; bits: string } | undefined,
   ): CheckedReveal {
-    const body = packet.body;
-    const checked: CheckedReveal = { id, packet, reason: null, bytes: null };
-    const bytes = typeof body.bEmbedding === 'string' ? tryFromHex(body.bEmbedding, byteLength) : null;
-    if (bytes === null) {
-      checked.reason = 'EMBEDDING_LENGTH';
-      return checked;
-    }
+    const checked: CheckedReveal = {
+      id,
+      packet,
+      reason: memberRevealFault(request, seal, member, packet),
+      bytes: null,
+    };
+    if (checked.reason === 'EMBEDDING_LENGTH') return checked;
+    // Bits of the frame's length, checked just now.
+    const bytes = tryFromHex(packet.body.bEmbedding, byteLength) as Uint8Array;
     checked.bytes = bytes;
-    if (!acceptedModels.has(body.model?.id)) {
-      checked.reason = 'MODEL_NOT_ACCEPTED';
-    } else if (
-      !checkCommitment(member.commitment, {
-        requestId,
-        nodeId: packet.from,
-        model: body.model,
-        output: body.output,
-        bEmbedding: body.bEmbedding,
-        salt: body.salt,
-      }).ok
-    ) {
-      checked.reason = 'COMMITMENT_MISMATCH';
-    } else if (!(body.createdAt <= deadline)) {
-      checked.reason = 'REVEAL_LATE';
-    } else if (own !== undefined) {
+    if (checked.reason === null && own !== undefined) {
       const ownBytes = tryFromHex(own.bits, byteLength);
       if (ownBytes === null) {
         throw new SynodError(

@@ -1,4 +1,4 @@
-import { checkCommitment } from '../commitment/commitment.ts';
+import { memberRevealFault } from '../consensus/rejected-before-bits.ts';
 import { claimedReembeddings, verdictDigest } from '../consensus/verdict.ts';
 import { compareStrings } from '../encoding/bytes.ts';
 import { isSynodError } from '../errors.ts';
@@ -677,24 +677,12 @@ export function selectReveals(
   return { reveals: out, exact };
 }
 
-/** The validity checks of consensus/verdict.ts step 2 (without re-embedding). */
+/** The validity checks of consensus/verdict.ts step 2 (without re-embedding): the verdict's own. */
 function isValidReveal(
   r: Received<'reveal'>,
   member: SealMember,
   request: Received<'request'>,
   seal: Received<'seal'>,
 ): boolean {
-  const { frame, acceptedModels, requestId } = request.packet.body;
-  const b = r.packet.body;
-  if (b.bEmbedding.length !== frame.embeddingModel.bits / 4) return false;
-  if (!acceptedModels.includes(b.model.id)) return false;
-  if (b.createdAt > seal.packet.body.createdAt + frame.revealWindowMs) return false;
-  return checkCommitment(member.commitment, {
-    requestId,
-    nodeId: r.packet.from,
-    model: b.model,
-    output: b.output,
-    bEmbedding: b.bEmbedding,
-    salt: b.salt,
-  }).ok;
+  return memberRevealFault(request.packet.body, seal.packet.body, member, r.packet) === null;
 }
